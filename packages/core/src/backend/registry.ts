@@ -1,0 +1,113 @@
+import { type BackendFailure, BackendUnavailableError } from '../errors.js';
+import type { Backend } from './types.js';
+
+export type BackendOptions = Readonly<Record<string, unknown>>;
+export type BackendFactory = (options: BackendOptions) => Promise<Backend> | Backend;
+
+interface Entry {
+  readonly factory: BackendFactory;
+  readonly priority: number;
+}
+
+/** Backends deerjs knows of: name → npm package and default priority (higher is tried first). */
+export const KNOWN_BACKENDS: Readonly<Record<string, { readonly package: string; readonly priority: number }>> = {
+  webgpu: { package: '@deerjs/webgpu', priority: 300 },
+  tfjs: { package: '@deerjs/tfjs', priority: 200 },
+  cpu: { package: '@deerjs/cpu', priority: 100 },
+};
+
+const registry = new Map<string, Entry>();
+
+/** Make a backend available to `loadBackend`. Backend packages call this from their `register()`. */
+export function registerBackend(name: string, factory: BackendFactory, priority = 0): void {
+  registry.set(name, { factory, priority });
+}
+
+export function registeredBackends(): string[] {
+  return [...registry.keys()];
+}
+
+/** @internal For tests. */
+export function unregisterBackend(name: string): void {
+  registry.delete(name);
+}
+
+type Importer = (specifier: string) => Promise<unknown>;
+
+export interface LoadBackendOptions {
+  /** Passed to the backend's factory (e.g. `{ dtype }`, a tfjs backend name, buffer limits). */
+  readonly options?: BackendOptions;
+  /**
+   * How to import a known backend package that is not registered yet. The default imports it by
+   * name; bundlers that cannot follow a computed import should register backends explicitly.
+   */
+  readonly importer?: Importer;
+}
+
+const defaultImporter: Importer = (specifier) => import(/* @vite-ignore */ specifier);
+
+function isMissingModule(err: unknown, specifier: string): boolean {
+  const e = err as { code?: string; message?: string };
+  return (
+    e?.code === 'ERR_MODULE_NOT_FOUND' ||
+    e?.code === 'MODULE_NOT_FOUND' ||
+    (typeof e?.message === 'string' && e.message.includes(specifier) && /not (be )?found|resolve/i.test(e.message))
+  );
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message.split('\n')[0]! : String(err);
+}
+
+/** Import a known backend package and let it register itself. */
+async function discover(name: string, importer: Importer): Promise<BackendFailure | null> {
+  const known = KNOWN_BACKENDS[name];
+  if (!known) return { name, reason: 'no backend of this name is registered' };
+  let mod: { register?: () => void };
+  try {
+    mod = (await importer(known.package)) as { register?: () => void };
+  } catch (err) {
+    if (isMissingModule(err, known.package)) {
+      return { name, reason: `package ${known.package} is not installed`, install: known.package };
+    }
+    return { name, reason: `importing ${known.package} failed: ${describe(err)}` };
+  }
+  if (typeof mod.register !== 'function') return { name, reason: `${known.package} exports no register()` };
+  mod.register();
+  return registry.has(name) ? null : { name, reason: `${known.package}'s register() did not register '${name}'` };
+}
+
+/**
+ * Load a backend by name, or (no name) the best available one by priority. Known backends that
+ * are installed but not registered are imported on demand. When nothing loads, the error lists
+ * why every candidate failed and which package would provide it.
+ */
+export async function loadBackend(name?: string, opts: LoadBackendOptions = {}): Promise<Backend> {
+  const importer = opts.importer ?? defaultImporter;
+  const failures: BackendFailure[] = [];
+  const candidates =
+    name !== undefined
+      ? [name]
+      : [...new Set([...registry.keys(), ...Object.keys(KNOWN_BACKENDS)])].sort(
+          (a, b) => priorityOf(b) - priorityOf(a),
+        );
+  for (const candidate of candidates) {
+    if (!registry.has(candidate)) {
+      const failure = await discover(candidate, importer);
+      if (failure) {
+        failures.push(failure);
+        continue;
+      }
+    }
+    try {
+      return await registry.get(candidate)!.factory(opts.options ?? {});
+    } catch (err) {
+      failures.push({ name: candidate, reason: describe(err) });
+    }
+  }
+  throw new BackendUnavailableError(name, failures);
+}
+
+function priorityOf(name: string): number {
+  return registry.get(name)?.priority ?? KNOWN_BACKENDS[name]?.priority ?? 0;
+}

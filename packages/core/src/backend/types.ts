@@ -1,0 +1,119 @@
+import type { StepProgram } from './program.js';
+
+export type DType = 'float32' | 'float64';
+export type TypedArray = Float32Array | Float64Array;
+
+/**
+ * A backend-owned array. Opaque apart from its shape and dtype: data lives where the backend
+ * keeps it (a typed array, a GPU buffer, a tf.Tensor) and comes back through `backend.read`.
+ */
+export interface Tensor {
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  readonly size: number;
+  /** The name of the backend that made it. */
+  readonly backendName: string;
+}
+
+export interface BackendCapabilities {
+  readonly dtypes: readonly DType[];
+  readonly defaultDType: DType;
+  /** Largest single buffer the backend can allocate, in bytes. */
+  readonly maxBufferBytes: number;
+  /** Whether reads complete without waiting on a device. */
+  readonly syncRead: boolean;
+  /** Engine or adapter, for reports (e.g. "llvmpipe", "NVIDIA H100", "tfjs wasm"). */
+  readonly device: string;
+}
+
+/** Per-(batch, time) inputs of a step program; every tensor is [B, T, size]. */
+export interface StepInputs {
+  readonly state: Tensor;
+  readonly input?: Tensor;
+  readonly cotangent?: Tensor;
+  /** Flat parameter tensors by name. */
+  readonly params: Readonly<Record<string, Tensor>>;
+}
+
+export interface StepOutputs {
+  /** One [B, T, size] tensor per `program.outputs` entry. */
+  readonly outputs: Tensor[];
+  /** [B, T, n/s, s, s] when the program has a Jacobian. */
+  readonly jacobian?: Tensor;
+}
+
+export interface ScanArgs {
+  /** [B, T, n/s, s, s] block-diagonal transition matrices. */
+  readonly A: Tensor;
+  /** [B, T, n] offsets. */
+  readonly c: Tensor;
+  /** [B, n] boundary state. */
+  readonly y0: Tensor;
+  readonly blockSize: number;
+  /**
+   * false: y_t = A_t y_{t−1} + c_t for t = 1..T from y_0.
+   * true:  y_t = A_tᵀ y_{t+1} + c_t for t = T..1 from y_{T+1} = y0 (the gradient's scan).
+   */
+  readonly reverse: boolean;
+}
+
+export interface NewtonUpdate {
+  /** The sanitized new iterate: NaN/±Inf replaced by 0, values clipped to ±clip. */
+  readonly y: Tensor;
+  /** max |y − yOld|. */
+  readonly maxAbsDiff: number;
+  /** max |y − yOld| / (atol + rtol·|y|): converged when ≤ 1. */
+  readonly maxScaledDiff: number;
+  /** How many entries of the raw iterate were NaN or ±Inf. */
+  readonly replaced: number;
+}
+
+/**
+ * The contract every backend implements. Small on purpose: core's solvers are written against
+ * these methods only. Tensors are batch-major: [B, T, ...].
+ */
+export interface Backend {
+  readonly name: string;
+  readonly capabilities: BackendCapabilities;
+
+  tensor(data: ArrayLike<number>, shape: readonly number[], dtype?: DType): Tensor;
+  zeros(shape: readonly number[], dtype?: DType): Tensor;
+  read(t: Tensor): Promise<TypedArray>;
+  dispose(t: Tensor): void;
+  /** Tensors made and not yet disposed (the leak check). */
+  liveTensors(): number;
+
+  /** Evaluate a step program for every (b, t). */
+  runStep(program: StepProgram, inputs: StepInputs): StepOutputs;
+  /** y_t = f(y_{t−1}, x_t) one step after another; `program.outputs[0]` is f. Returns [B, T, n]. */
+  runSequential(program: StepProgram, inputs: { input?: Tensor; y0: Tensor; params: Readonly<Record<string, Tensor>> }): Tensor;
+  /** The linear recurrence, by whatever parallel or sequential order suits the backend. */
+  scan(args: ScanArgs): Tensor;
+
+  /** c = F − A·y per (b, t), A in block structure [B, T, n/s, s, s]. */
+  affineOffset(F: Tensor, A: Tensor, y: Tensor, blockSize: number): Tensor;
+  /**
+   * dir = 1: out[:, 0] = fill, out[:, t] = x[:, t − 1]. dir = −1: out[:, t] = x[:, t + 1],
+   * out[:, T − 1] = fill. fill is [B, ...rest] or null for zeros.
+   */
+  shiftTime(x: Tensor, fill: Tensor | null, dir: 1 | -1): Tensor;
+  /** [B, ...rest] → [B, T, ...rest]. */
+  broadcastTime(x: Tensor, T: number): Tensor;
+  sliceTime(x: Tensor, start: number, length: number): Tensor;
+  concatTime(parts: readonly Tensor[]): Tensor;
+  /** x[:, t] as [B, ...rest]. */
+  timeStep(x: Tensor, t: number): Tensor;
+  /** Sanitize a raw Newton iterate and measure its change; the only per-iteration read. */
+  newtonUpdate(yRaw: Tensor, yOld: Tensor, opts: { atol: number; rtol: number; clip: number }): Promise<NewtonUpdate>;
+  /** The first NaN/±Inf entry, or null. */
+  findNonFinite(t: Tensor): Promise<{ index: number; value: number } | null>;
+  /** Σ over batch and time: [B, T, size] → [size]. */
+  sumBatchTime(x: Tensor): Tensor;
+  /** Σ_{b,t} left ⊗ right per block: [B, T, k·r], [B, T, k·c] → [k·r·c] (row-major [k, r, c]). */
+  outerSum(left: Tensor, right: Tensor, blocks: number): Tensor;
+
+  /** Release the device and everything on it; the backend is unusable afterwards. */
+  dispose(): Promise<void> | void;
+}
+
+export const DTYPE_BYTES: Readonly<Record<DType, number>> = { float32: 4, float64: 8 };

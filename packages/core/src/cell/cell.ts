@@ -1,0 +1,159 @@
+import type { StepProgram } from '../backend/program.js';
+import { Rng } from '../util/random.js';
+import { GraphBuilder } from './builder.js';
+import type { Graph, NodeId, ParamSpec } from './graph.js';
+import { jacobianExpr } from './jacobian.js';
+import { Param, Vec, withBuilder } from './lang.js';
+import type { MatExpr } from './matexpr.js';
+import { smallestExactBlock, sparsityPattern } from './structure.js';
+import { type VjpProgram, vjpProgram } from './vjp.js';
+
+/** How to initialise a parameter. */
+export type ParamInit =
+  | { readonly uniform: number }
+  | { readonly normal: number }
+  | { readonly constant: number }
+  | ((rng: Rng, shape: readonly number[]) => Float64Array);
+
+export interface CellDefinition {
+  /** A name for messages and benchmarks. */
+  readonly name?: string;
+  /** State size n. */
+  readonly state: number;
+  /** Input size m (0 for autonomous cells). */
+  readonly input: number;
+  /** Parameter shapes: [k] vectors, [rows, cols] dense or [blocks, rows, cols] block-diagonal matrices. */
+  readonly params: Readonly<Record<string, readonly number[]>>;
+  /** Per-parameter init; default uniform in ±1/√n (PyTorch's RNN default). */
+  readonly init?: Readonly<Record<string, ParamInit>>;
+}
+
+export type CellBody = (h: Vec, x: Vec, p: Readonly<Record<string, Param>>) => Vec;
+
+/** Host-side parameter values, one flat row-major array per parameter. */
+export type ParamValues = Record<string, Float64Array>;
+
+/**
+ * A recurrent step y_t = f(y_{t−1}, x_t; θ), traced once to a graph. Everything a solver needs —
+ * Jacobian expression, VJP program, the cheapest exact Jacobian structure — is derived from it.
+ */
+export class Cell {
+  readonly name: string;
+  readonly stateSize: number;
+  readonly inputSize: number;
+  readonly params: readonly ParamSpec[];
+  readonly graph: Graph;
+  readonly output: NodeId;
+  private readonly inits: Readonly<Record<string, ParamInit>>;
+  private jac: { graph: Graph; expr: MatExpr } | undefined;
+  private exact: number | undefined;
+  private readonly programs = new Map<string, StepProgram>();
+  private vjpCache: VjpProgram | undefined;
+
+  constructor(def: CellDefinition, body: CellBody) {
+    checkPositiveInt('state', def.state);
+    if (!Number.isInteger(def.input) || def.input < 0) throw new Error(`input size must be ≥ 0, got ${def.input}`);
+    this.name = def.name ?? 'cell';
+    this.stateSize = def.state;
+    this.inputSize = def.input;
+    this.params = Object.entries(def.params).map(([name, shape]) => {
+      if (shape.length < 1 || shape.length > 3 || !shape.every((d) => Number.isInteger(d) && d > 0)) {
+        throw new Error(`param ${name}: shape [${shape.join(', ')}] must have 1–3 positive integer dims`);
+      }
+      return { name, shape: [...shape], size: shape.reduce((a, b) => a * b, 1) };
+    });
+    this.inits = def.init ?? {};
+    const b = new GraphBuilder(def.state, def.input, this.params);
+    const out = withBuilder(b, () => {
+      const h = new Vec(b, b.state());
+      const x = def.input > 0 ? new Vec(b, b.input()) : new Vec(b, b.constant([0]));
+      const p: Record<string, Param> = {};
+      for (const spec of this.params) p[spec.name] = new Param(b, b.param(spec.name), spec.name, spec.shape);
+      return body(h, x, p);
+    });
+    if (!(out instanceof Vec)) throw new Error('a cell body must return a vector');
+    if (out.size !== def.state) {
+      throw new Error(`cell ${this.name}: the body returns a vector of size ${out.size}, expected the state size ${def.state}`);
+    }
+    this.graph = b.graph();
+    this.output = out.id;
+  }
+
+  /** ∂f/∂y as a matrix expression over an extended graph. */
+  get jacobian(): { readonly graph: Graph; readonly expr: MatExpr } {
+    this.jac ??= jacobianExpr(this.graph, this.output);
+    return this.jac;
+  }
+
+  /**
+   * The smallest block size whose block-diagonal Jacobian is exact for this cell: 1 for elementwise
+   * cells, the head size for multi-head cells, n for dense ones.
+   */
+  get exactBlockSize(): number {
+    this.exact ??= smallestExactBlock(sparsityPattern(this.jacobian.graph, this.jacobian.expr), this.stateSize);
+    return this.exact;
+  }
+
+  /** f alone: outputs [f]. */
+  stepProgram(): StepProgram {
+    return this.cached('step', () => ({ graph: this.graph, outputs: [this.output] }));
+  }
+
+  /** f and ∂f/∂y in block structure of size s: outputs [f], jacobian. */
+  linearizeProgram(blockSize: number): StepProgram {
+    return this.cached(`lin:${blockSize}`, () => ({
+      graph: this.jacobian.graph,
+      outputs: [this.output],
+      jacobian: { expr: this.jacobian.expr, blockSize },
+    }));
+  }
+
+  /** The reverse-mode program of one step. */
+  get vjp(): VjpProgram {
+    this.vjpCache ??= vjpProgram(this.graph, this.output);
+    return this.vjpCache;
+  }
+
+  /** Seeded parameter values. */
+  init(options: { seed?: number } = {}): ParamValues {
+    const rng = new Rng(options.seed ?? 0);
+    const bound = 1 / Math.sqrt(this.stateSize);
+    const out: ParamValues = {};
+    for (const spec of this.params) {
+      const init = this.inits[spec.name] ?? { uniform: bound };
+      let values: Float64Array;
+      if (typeof init === 'function') values = init(rng, spec.shape);
+      else if ('uniform' in init) values = rng.uniformArray(spec.size, -init.uniform, init.uniform);
+      else if ('normal' in init) values = rng.normalArray(spec.size, init.normal);
+      else values = new Float64Array(spec.size).fill(init.constant);
+      if (values.length !== spec.size) {
+        throw new Error(`init of ${spec.name} gave ${values.length} values, expected ${spec.size}`);
+      }
+      out[spec.name] = values;
+    }
+    return out;
+  }
+
+  /** Total number of scalar parameters. */
+  get parameterCount(): number {
+    return this.params.reduce((s, p) => s + p.size, 0);
+  }
+
+  private cached(key: string, make: () => StepProgram): StepProgram {
+    let p = this.programs.get(key);
+    if (!p) {
+      p = make();
+      this.programs.set(key, p);
+    }
+    return p;
+  }
+}
+
+function checkPositiveInt(what: string, v: number) {
+  if (!Number.isInteger(v) || v < 1) throw new Error(`${what} size must be a positive integer, got ${v}`);
+}
+
+/** Define a cell in the cell language; see `Cell`. */
+export function defineCell(def: CellDefinition, body: CellBody): Cell {
+  return new Cell(def, body);
+}

@@ -1,0 +1,136 @@
+/**
+ * The cell IR: a graph of per-step vector values. Every node is a vector of `size` numbers that is
+ * computed once per (batch, time) element. Backends compile this graph (and the Jacobian
+ * expressions in `matexpr.ts`) to their own kernels; nothing in it is cell-specific.
+ */
+
+export type NodeId = number;
+
+export type UnaryFn =
+  | 'neg'
+  | 'sigmoid'
+  | 'tanh'
+  | 'exp'
+  | 'log'
+  | 'softplus'
+  | 'relu'
+  | 'step'
+  | 'sin'
+  | 'cos'
+  | 'square'
+  | 'sqrt'
+  | 'abs'
+  | 'sign';
+
+export type BinaryFn = 'add' | 'sub' | 'mul' | 'div';
+
+export const UNARY_FNS: readonly UnaryFn[] = [
+  'neg',
+  'sigmoid',
+  'tanh',
+  'exp',
+  'log',
+  'softplus',
+  'relu',
+  'step',
+  'sin',
+  'cos',
+  'square',
+  'sqrt',
+  'abs',
+  'sign',
+];
+
+/**
+ * A parameter's layout. `dense` [rows, cols] multiplies a vector of length cols. `block`
+ * [blocks, rows, cols] is block-diagonal: block k maps input slice k (length cols) to output slice
+ * k (length rows). Any param may also be read as a flat vector (a bias).
+ */
+export interface ParamSpec {
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly size: number;
+}
+
+export type Node =
+  | { readonly op: 'state'; readonly size: number }
+  | { readonly op: 'input'; readonly size: number }
+  /** The upstream gradient of the step output (only in VJP graphs). */
+  | { readonly op: 'cotangent'; readonly size: number }
+  | { readonly op: 'param'; readonly name: string; readonly size: number }
+  | { readonly op: 'const'; readonly values: readonly number[]; readonly size: number }
+  | { readonly op: 'unary'; readonly fn: UnaryFn; readonly a: NodeId; readonly size: number }
+  /** Elementwise; an operand of size 1 broadcasts. */
+  | { readonly op: 'binary'; readonly fn: BinaryFn; readonly a: NodeId; readonly b: NodeId; readonly size: number }
+  /** W·v, or Wᵀ·v when `transpose`; W is the named dense or block param. */
+  | {
+      readonly op: 'matvec';
+      readonly param: string;
+      readonly v: NodeId;
+      readonly transpose: boolean;
+      readonly size: number;
+    }
+  | { readonly op: 'slice'; readonly a: NodeId; readonly start: number; readonly size: number }
+  | { readonly op: 'concat'; readonly parts: readonly NodeId[]; readonly size: number }
+  | { readonly op: 'sum'; readonly a: NodeId; readonly size: 1 };
+
+/** A traced graph. Nodes are in topological order: every operand precedes its user. */
+export interface Graph {
+  readonly nodes: readonly Node[];
+  readonly stateSize: number;
+  readonly inputSize: number;
+  readonly params: readonly ParamSpec[];
+}
+
+/** The node ids a node reads. */
+export function operands(node: Node): readonly NodeId[] {
+  switch (node.op) {
+    case 'unary':
+    case 'slice':
+    case 'sum':
+      return [node.a];
+    case 'binary':
+      return [node.a, node.b];
+    case 'matvec':
+      return [node.v];
+    case 'concat':
+      return node.parts;
+    default:
+      return [];
+  }
+}
+
+/** Dense [rows, cols] or block [blocks, rows, cols] dimensions of a matrix param. */
+export interface MatrixLayout {
+  readonly blocks: number;
+  readonly rows: number;
+  readonly cols: number;
+}
+
+export function matrixLayout(spec: ParamSpec): MatrixLayout {
+  const s = spec.shape;
+  if (s.length === 2) return { blocks: 1, rows: s[0]!, cols: s[1]! };
+  if (s.length === 3) return { blocks: s[0]!, rows: s[1]!, cols: s[2]! };
+  throw new Error(`param ${spec.name} of shape [${s.join(', ')}] is not a matrix`);
+}
+
+export function paramSpec(graph: Graph, name: string): ParamSpec {
+  const p = graph.params.find((q) => q.name === name);
+  if (!p) throw new Error(`unknown param ${name}`);
+  return p;
+}
+
+/** Ids of the nodes needed to compute `roots` (inclusive), in topological order. */
+export function liveNodes(graph: Graph, roots: readonly NodeId[]): NodeId[] {
+  const live = new Uint8Array(graph.nodes.length);
+  const stack = [...roots];
+  while (stack.length > 0) {
+    const id = stack.pop()!;
+    if (live[id]) continue;
+    live[id] = 1;
+    for (const o of operands(graph.nodes[id]!)) stack.push(o);
+  }
+  const out: NodeId[] = [];
+  for (let i = 0; i < live.length; i++) if (live[i]) out.push(i);
+  return out;
+}

@@ -1,0 +1,5 @@
+export { type ElmanOptions, elman } from './elman.js';
+export { type GruOptions, gru } from './gru.js';
+export { type LstmOptions, lstm } from './lstm.js';
+export { type Activation, type MlpOptions, mlp } from './mlp.js';
+export { type MultiHeadGruOptions, multiHeadGru } from './multihead-gru.js';

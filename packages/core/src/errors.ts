@@ -1,0 +1,120 @@
+/**
+ * Typed errors. Every message says what was expected and what came, so a caller can act on it
+ * without reading a stack trace.
+ */
+export class DeerError extends Error {
+  override name = 'DeerError';
+}
+
+/** A tensor or array has the wrong shape or length. */
+export class ShapeError extends DeerError {
+  override name = 'ShapeError';
+  constructor(
+    readonly what: string,
+    readonly expected: string,
+    readonly got: string,
+  ) {
+    super(`${what}: expected shape ${expected}, got ${got}`);
+  }
+}
+
+/** A tensor has a dtype the operation or backend does not accept. */
+export class DTypeError extends DeerError {
+  override name = 'DTypeError';
+  constructor(
+    readonly what: string,
+    readonly expected: string,
+    readonly got: string,
+  ) {
+    super(`${what}: expected dtype ${expected}, got ${got}`);
+  }
+}
+
+/** Input data (x, h0 or a parameter) holds NaN or ±Infinity. */
+export class NonFiniteError extends DeerError {
+  override name = 'NonFiniteError';
+  constructor(
+    readonly what: string,
+    readonly index: number,
+    readonly value: number,
+  ) {
+    super(`${what}: expected finite values, got ${value} at flat index ${index}`);
+  }
+}
+
+/** Newton did not converge within maxIter and the caller asked for `fallback: 'throw'`. */
+export class ConvergenceError extends DeerError {
+  override name = 'ConvergenceError';
+  constructor(
+    message: string,
+    readonly stats: unknown,
+  ) {
+    super(message);
+  }
+}
+
+/** An option value is not supported (by deerjs, or by the chosen backend). */
+export class UnsupportedOptionError extends DeerError {
+  override name = 'UnsupportedOptionError';
+  constructor(
+    readonly option: string,
+    readonly got: unknown,
+    readonly expected: string,
+  ) {
+    super(`option ${option}: expected ${expected}, got ${JSON.stringify(got)}`);
+  }
+}
+
+/** One candidate backend and why it could not be loaded. */
+export interface BackendFailure {
+  readonly name: string;
+  readonly reason: string;
+  /** The npm package to install, when the failure is a missing package. */
+  readonly install?: string;
+}
+
+/** No backend could be loaded; lists why each candidate failed. */
+export class BackendUnavailableError extends DeerError {
+  override name = 'BackendUnavailableError';
+  constructor(
+    readonly requested: string | undefined,
+    readonly failures: readonly BackendFailure[],
+  ) {
+    const lines = failures.map(
+      (f) => `  - ${f.name}: ${f.reason}${f.install ? ` (install it with: npm install ${f.install})` : ''}`,
+    );
+    const head =
+      requested === undefined
+        ? 'no deerjs backend could be loaded'
+        : `deerjs backend '${requested}' could not be loaded`;
+    super(lines.length > 0 ? `${head}:\n${lines.join('\n')}` : `${head}: no backend is registered`);
+  }
+}
+
+/** The device running a backend was lost; pending work was rejected. */
+export class DeviceLostError extends DeerError {
+  override name = 'DeviceLostError';
+  constructor(
+    readonly backend: string,
+    readonly reason: string,
+  ) {
+    super(`${backend}: the device was lost (${reason})`);
+  }
+}
+
+/** A backend could not allocate memory for a tensor. */
+export class OutOfMemoryError extends DeerError {
+  override name = 'OutOfMemoryError';
+  constructor(
+    readonly backend: string,
+    readonly bytes: number,
+    readonly detail = '',
+  ) {
+    super(`${backend}: out of memory allocating ${bytes} bytes${detail ? ` (${detail})` : ''}`);
+  }
+}
+
+/** A tensor was used after it was disposed, or with a backend that did not make it. */
+export class TensorStateError extends DeerError {
+  override name = 'TensorStateError';
+}

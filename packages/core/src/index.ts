@@ -1,0 +1,68 @@
+export type { StepProgram } from './backend/program.js';
+export {
+  type BackendFactory,
+  type BackendOptions,
+  KNOWN_BACKENDS,
+  type LoadBackendOptions,
+  loadBackend,
+  registerBackend,
+  registeredBackends,
+  unregisterBackend,
+} from './backend/registry.js';
+export {
+  type Backend,
+  type BackendCapabilities,
+  type DType,
+  DTYPE_BYTES,
+  type NewtonUpdate,
+  type ScanArgs,
+  type StepInputs,
+  type StepOutputs,
+  type Tensor,
+  type TypedArray,
+} from './backend/types.js';
+export { type ParamGradTerm } from './cell/backprop.js';
+export { Cell, type CellBody, type CellDefinition, defineCell, type ParamInit, type ParamValues } from './cell/cell.js';
+export {
+  type BinaryFn,
+  type Graph,
+  liveNodes,
+  type MatrixLayout,
+  matrixLayout,
+  type Node,
+  type NodeId,
+  operands,
+  type ParamSpec,
+  paramSpec,
+  UNARY_FNS,
+  type UnaryFn,
+} from './cell/graph.js';
+export * as lang from './cell/lang.js';
+export { Param, Vec, type VecLike } from './cell/lang.js';
+export { columnSparseOffset, type MatExpr, matExprNodes } from './cell/matexpr.js';
+export {
+  blockSize,
+  describeStructure,
+  type JacobianStructure,
+  smallestExactBlock,
+  sparsityPattern,
+  structureFromBlockSize,
+} from './cell/structure.js';
+export { type VjpProgram } from './cell/vjp.js';
+export * as cells from './cells/index.js';
+export * from './errors.js';
+export { chooseWindow, type DeerResult, type DeerStats, deer } from './solver/deer.js';
+export {
+  DEFAULT_CLIP,
+  DEFAULT_MAX_ITER,
+  DEFAULT_TOLERANCE,
+  type DeerOptions,
+  type FallbackOption,
+  type InitialGuess,
+  type IterationInfo,
+  type JacobianOption,
+  type SolveOptions,
+} from './solver/options.js';
+export { sequential } from './solver/sequential.js';
+export { type ParamsInput } from './solver/validate.js';
+export { Rng } from './util/random.js';

@@ -1,0 +1,201 @@
+import type { Backend, Tensor } from '../backend/types.js';
+import { DTYPE_BYTES } from '../backend/types.js';
+import type { Cell } from '../cell/cell.js';
+import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
+import { ConvergenceError, ShapeError } from '../errors.js';
+import { type DeerOptions, type ResolvedDeerOptions, resolveDeerOptions } from './options.js';
+import {
+  checkInputFinite,
+  checkSequenceInput,
+  checkTensor,
+  Owned,
+  type ParamsInput,
+  prepareInitialState,
+  prepareParams,
+} from './validate.js';
+
+export interface DeerStats {
+  /** Newton iterations done (summed over windows). */
+  readonly iterations: number;
+  /** max |y_new − y_old| after each iteration, in order (all windows). */
+  readonly residuals: readonly number[];
+  /** Whether Newton met the tolerance (or reached T iterations with an exact Jacobian). */
+  readonly converged: boolean;
+  /** Whether the result came from the sequential fallback. */
+  readonly fellBack: boolean;
+  /** NaN/Inf entries of iterates that were replaced by 0. */
+  readonly replaced: number;
+  /** The Jacobian structure used, e.g. 'dense', 'diagonal', 'block(4)'. */
+  readonly structure: string;
+  /** Whether that structure is the exact Jacobian (false: quasi-DEER). */
+  readonly exactJacobian: boolean;
+  /** Windows of time steps solved one after another (1: the whole sequence at once). */
+  readonly windows: number;
+}
+
+export interface DeerResult {
+  /** [B, T, n]; the caller owns it and disposes it. */
+  readonly y: Tensor;
+  readonly stats: DeerStats;
+}
+
+
+/** Time steps per window: all of T unless J (B·W·n·s numbers) would exceed a buffer. */
+export function chooseWindow(backend: Backend, B: number, T: number, n: number, s: number, bytes: number): number {
+  const largest = B * n * Math.max(s, 1) * bytes;
+  const fit = Math.floor(backend.capabilities.maxBufferBytes / largest);
+  if (fit < 1) {
+    throw new ShapeError(
+      'x',
+      `a batch whose per-step Jacobian (${largest} bytes) fits the backend's largest buffer (${backend.capabilities.maxBufferBytes} bytes)`,
+      `batch ${B} with state ${n}`,
+    );
+  }
+  return Math.min(T, fit);
+}
+
+/**
+ * Evaluate y_t = f(y_{t−1}, x_t) for all t by DEER: Newton's method on the whole trajectory, each
+ * iteration one parallel linear scan. x is [B, T, m]; returns y [B, T, n] and statistics.
+ */
+export async function deer(
+  backend: Backend,
+  cell: Cell,
+  params: ParamsInput,
+  x: Tensor,
+  options: DeerOptions = {},
+): Promise<DeerResult> {
+  const { B, T, dtype } = checkSequenceInput(backend, cell, x);
+  const opts = resolveDeerOptions(cell, dtype, options);
+  const owned = new Owned(backend);
+  try {
+    if (opts.checkFinite) await checkInputFinite(backend, x);
+    const p = await prepareParams(backend, cell, params, dtype, owned, opts.checkFinite);
+    const y0 = await prepareInitialState(backend, cell, options.h0, B, dtype, owned, opts.checkFinite);
+    const n = cell.stateSize;
+    const guess = opts.initialGuess;
+    if (typeof guess === 'object') {
+      checkTensor(backend, 'initialGuess', guess);
+      if (guess.shape.length !== 3 || guess.shape[0] !== B || guess.shape[1] !== T || guess.shape[2] !== n) {
+        throw new ShapeError('initialGuess', `[${B}, ${T}, ${n}]`, `[${guess.shape.join(', ')}]`);
+      }
+    }
+    const W = opts.window ?? chooseWindow(backend, B, T, n, opts.blockSize, DTYPE_BYTES[dtype]);
+    const windows = Math.ceil(T / W);
+    const stats = {
+      iterations: 0,
+      residuals: [] as number[],
+      converged: true,
+      fellBack: false,
+      replaced: 0,
+      structure: describeStructure(structureFromBlockSize(opts.blockSize, n)),
+      exactJacobian: opts.exact,
+      windows,
+    };
+    const pieces: Tensor[] = [];
+    let start = y0;
+    try {
+      for (let w = 0; w < windows; w++) {
+        const t0 = w * W;
+        const len = Math.min(W, T - t0);
+        const xw = windows === 1 ? x : owned.add(backend.sliceTime(x, t0, len));
+        const yw = await solveWindow(backend, cell, p, xw, start, opts, stats, w, windows, options, guess, t0, len);
+        pieces.push(yw);
+        if (w + 1 < windows) start = owned.add(backend.timeStep(yw, len - 1));
+      }
+    } catch (err) {
+      for (const t of pieces) backend.dispose(t);
+      throw err;
+    }
+    if (pieces.length === 1) return { y: pieces[0]!, stats };
+    const y = backend.concatTime(pieces);
+    for (const t of pieces) backend.dispose(t);
+    return { y, stats };
+  } finally {
+    owned.dispose();
+  }
+}
+
+interface MutableStats {
+  iterations: number;
+  residuals: number[];
+  converged: boolean;
+  fellBack: boolean;
+  replaced: number;
+}
+
+async function solveWindow(
+  backend: Backend,
+  cell: Cell,
+  params: Record<string, Tensor>,
+  x: Tensor,
+  y0: Tensor,
+  opts: ResolvedDeerOptions,
+  stats: MutableStats,
+  window: number,
+  windows: number,
+  options: DeerOptions,
+  guess: ResolvedDeerOptions['initialGuess'],
+  t0: number,
+  T: number,
+): Promise<Tensor> {
+  const s = opts.blockSize;
+  const program = cell.linearizeProgram(s);
+  let y: Tensor;
+  if (guess === 'h0') y = backend.broadcastTime(y0, T);
+  else if (guess === 'zeros') y = backend.zeros([x.shape[0]!, T, cell.stateSize], x.dtype);
+  else y = backend.sliceTime(guess, t0, T);
+  let converged = false;
+  try {
+    for (let it = 1; it <= opts.maxIter; it++) {
+      const yPrev = backend.shiftTime(y, y0, 1);
+      const { outputs, jacobian } = backend.runStep(program, { state: yPrev, input: x, params });
+      const F = outputs[0]!;
+      const A = jacobian!;
+      const c = backend.affineOffset(F, A, yPrev, s);
+      backend.dispose(F);
+      backend.dispose(yPrev);
+      const raw = backend.scan({ A, c, y0, blockSize: s, reverse: false });
+      backend.dispose(A);
+      backend.dispose(c);
+      let update: Awaited<ReturnType<Backend['newtonUpdate']>>;
+      try {
+        update = await backend.newtonUpdate(raw, y, { atol: opts.atol, rtol: opts.rtol, clip: opts.clip });
+      } finally {
+        backend.dispose(raw);
+      }
+      backend.dispose(y);
+      y = update.y;
+      stats.iterations++;
+      stats.residuals.push(update.maxAbsDiff);
+      stats.replaced += update.replaced;
+      options.onIteration?.({
+        iteration: it,
+        maxAbsDiff: update.maxAbsDiff,
+        maxScaledDiff: update.maxScaledDiff,
+        window,
+        windows,
+      });
+      // With the exact Jacobian, iteration k makes the first k states exact: T iterations suffice.
+      if (update.maxScaledDiff <= 1 || (opts.exact && it >= T && update.replaced === 0)) {
+        converged = true;
+        break;
+      }
+    }
+  } catch (err) {
+    backend.dispose(y);
+    throw err;
+  }
+  if (converged) return y;
+  stats.converged = false;
+  if (opts.fallback === 'none') return y;
+  backend.dispose(y);
+  if (opts.fallback === 'throw') {
+    throw new ConvergenceError(
+      `DEER did not converge in ${opts.maxIter} iterations (last max |Δy| = ${stats.residuals.at(-1)}, atol ${opts.atol}, rtol ${opts.rtol})`,
+      { ...stats },
+    );
+  }
+  stats.fellBack = true;
+  return backend.runSequential(cell.stepProgram(), { input: x, y0, params });
+}

@@ -1,0 +1,32 @@
+import type { Backend, Tensor } from '../backend/types.js';
+import type { Cell } from '../cell/cell.js';
+import type { SolveOptions } from './options.js';
+import {
+  checkInputFinite,
+  checkSequenceInput,
+  Owned,
+  type ParamsInput,
+  prepareInitialState,
+  prepareParams,
+} from './validate.js';
+
+/** y_t = f(y_{t−1}, x_t), one step after another: the baseline and the oracle. */
+export async function sequential(
+  backend: Backend,
+  cell: Cell,
+  params: ParamsInput,
+  x: Tensor,
+  options: SolveOptions = {},
+): Promise<{ y: Tensor }> {
+  const { B, dtype } = checkSequenceInput(backend, cell, x);
+  const checkFinite = options.checkFinite ?? true;
+  const owned = new Owned(backend);
+  try {
+    if (checkFinite) await checkInputFinite(backend, x);
+    const p = await prepareParams(backend, cell, params, dtype, owned, checkFinite);
+    const y0 = await prepareInitialState(backend, cell, options.h0, B, dtype, owned, checkFinite);
+    return { y: backend.runSequential(cell.stepProgram(), { input: x, y0, params: p }) };
+  } finally {
+    owned.dispose();
+  }
+}

@@ -1,0 +1,134 @@
+import type { Backend, DType, Tensor } from '../backend/types.js';
+import type { Cell } from '../cell/cell.js';
+import { DTypeError, NonFiniteError, ShapeError, TensorStateError } from '../errors.js';
+
+/** A parameter set: host arrays (uploaded for the call) or tensors already on the backend. */
+export type ParamsInput = Readonly<Record<string, ArrayLike<number> | Tensor>>;
+
+const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
+
+export function isTensor(v: unknown): v is Tensor {
+  return typeof v === 'object' && v !== null && 'backendName' in v && 'shape' in v && 'dtype' in v;
+}
+
+export function checkTensor(backend: Backend, what: string, t: unknown): Tensor {
+  if (!isTensor(t)) throw new TypeError(`${what}: expected a Tensor made by backend.tensor(), got ${typeof t}`);
+  if (t.backendName !== backend.name) {
+    throw new TensorStateError(`${what}: tensor belongs to backend '${t.backendName}', not '${backend.name}'`);
+  }
+  return t;
+}
+
+/** x must be [B, T, m] with the backend supporting its dtype. Returns B, T. */
+export function checkSequenceInput(backend: Backend, cell: Cell, x: unknown): { B: number; T: number; dtype: DType } {
+  const t = checkTensor(backend, 'x', x);
+  const m = cell.inputSize;
+  if (t.shape.length !== 3 || t.shape[2] !== m || t.shape[0]! < 1 || t.shape[1]! < 1) {
+    throw new ShapeError('x', `[B ≥ 1, T ≥ 1, ${m}] (batch, time, input size of ${cell.name})`, fmt(t.shape));
+  }
+  if (!backend.capabilities.dtypes.includes(t.dtype)) {
+    throw new DTypeError('x', backend.capabilities.dtypes.join(' or '), t.dtype);
+  }
+  return { B: t.shape[0]!, T: t.shape[1]!, dtype: t.dtype };
+}
+
+function firstNonFinite(a: ArrayLike<number>): number {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) return i;
+  return -1;
+}
+
+/** Tensors uploaded for one call, disposed together when it ends. */
+export class Owned {
+  private readonly list: Tensor[] = [];
+  constructor(private readonly backend: Backend) {}
+  add<T extends Tensor>(t: T): T {
+    this.list.push(t);
+    return t;
+  }
+  dispose(): void {
+    for (const t of this.list.splice(0)) this.backend.dispose(t);
+  }
+}
+
+async function checkFiniteTensor(backend: Backend, what: string, t: Tensor): Promise<void> {
+  const bad = await backend.findNonFinite(t);
+  if (bad) throw new NonFiniteError(what, bad.index, bad.value);
+}
+
+/** Upload and check parameters; every name the cell declares must be given, and no other. */
+export async function prepareParams(
+  backend: Backend,
+  cell: Cell,
+  params: ParamsInput,
+  dtype: DType,
+  owned: Owned,
+  checkFinite: boolean,
+): Promise<Record<string, Tensor>> {
+  if (typeof params !== 'object' || params === null) throw new TypeError('params: expected an object of arrays');
+  const out: Record<string, Tensor> = {};
+  for (const name of Object.keys(params)) {
+    if (!cell.params.some((p) => p.name === name)) {
+      throw new ShapeError(`params.${name}`, `one of ${cell.params.map((p) => p.name).join(', ')}`, 'an unknown name');
+    }
+  }
+  for (const spec of cell.params) {
+    const v = params[spec.name];
+    if (v === undefined) throw new ShapeError(`params.${spec.name}`, fmt(spec.shape), 'nothing (missing)');
+    if (isTensor(v)) {
+      checkTensor(backend, `params.${spec.name}`, v);
+      if (v.size !== spec.size) throw new ShapeError(`params.${spec.name}`, fmt(spec.shape), fmt(v.shape));
+      if (v.dtype !== dtype) throw new DTypeError(`params.${spec.name}`, `${dtype} (the dtype of x)`, v.dtype);
+      if (checkFinite) await checkFiniteTensor(backend, `params.${spec.name}`, v);
+      out[spec.name] = v;
+    } else {
+      if (typeof v.length !== 'number' || v.length !== spec.size) {
+        throw new ShapeError(`params.${spec.name}`, `${fmt(spec.shape)} (${spec.size} values)`, `${v.length} values`);
+      }
+      const bad = firstNonFinite(v);
+      if (bad >= 0) throw new NonFiniteError(`params.${spec.name}`, bad, v[bad]!);
+      out[spec.name] = owned.add(backend.tensor(v, [spec.size], dtype));
+    }
+  }
+  return out;
+}
+
+/** h0: [B, n] or [n] (broadcast over the batch), a tensor or an array; default zeros. */
+export async function prepareInitialState(
+  backend: Backend,
+  cell: Cell,
+  h0: ArrayLike<number> | Tensor | undefined,
+  B: number,
+  dtype: DType,
+  owned: Owned,
+  checkFinite: boolean,
+): Promise<Tensor> {
+  const n = cell.stateSize;
+  if (h0 === undefined) return owned.add(backend.zeros([B, n], dtype));
+  if (isTensor(h0)) {
+    checkTensor(backend, 'h0', h0);
+    const s = h0.shape;
+    const ok = (s.length === 2 && s[0] === B && s[1] === n) || (s.length === 1 && s[0] === n);
+    if (!ok) throw new ShapeError('h0', `[${B}, ${n}] or [${n}]`, fmt(s));
+    if (h0.dtype !== dtype) throw new DTypeError('h0', `${dtype} (the dtype of x)`, h0.dtype);
+    if (checkFinite) await checkFiniteTensor(backend, 'h0', h0);
+    if (s.length === 2) return h0;
+    const host = await backend.read(h0);
+    return owned.add(backend.tensor(tile(host, B), [B, n], dtype));
+  }
+  if (h0.length !== B * n && h0.length !== n) {
+    throw new ShapeError('h0', `[${B}, ${n}] or [${n}] (${B * n} or ${n} values)`, `${h0.length} values`);
+  }
+  const bad = firstNonFinite(h0);
+  if (bad >= 0) throw new NonFiniteError('h0', bad, h0[bad]!);
+  return owned.add(backend.tensor(h0.length === n ? tile(h0, B) : h0, [B, n], dtype));
+}
+
+function tile(v: ArrayLike<number>, times: number): Float64Array {
+  const out = new Float64Array(v.length * times);
+  for (let k = 0; k < times; k++) for (let i = 0; i < v.length; i++) out[k * v.length + i] = v[i]!;
+  return out;
+}
+
+export async function checkInputFinite(backend: Backend, x: Tensor): Promise<void> {
+  await checkFiniteTensor(backend, 'x', x);
+}
