@@ -63,6 +63,7 @@ export {
   type JacobianOption,
   type SolveOptions,
 } from './solver/options.js';
+export { type DeerGradients, type DeerGradResult, deerWithGrad, implicitVjp } from './solver/grad.js';
 export { sequential } from './solver/sequential.js';
 export { type ParamsInput } from './solver/validate.js';
 export { Rng } from './util/random.js';

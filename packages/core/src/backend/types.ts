@@ -107,13 +107,18 @@ export interface Backend {
   newtonUpdate(yRaw: Tensor, yOld: Tensor, opts: { atol: number; rtol: number; clip: number }): Promise<NewtonUpdate>;
   /** The first NaN/±Inf entry, or null. */
   findNonFinite(t: Tensor): Promise<{ index: number; value: number } | null>;
+  /** a + b, elementwise, same shape. */
+  add(a: Tensor, b: Tensor): Tensor;
   /** Σ over batch and time: [B, T, size] → [size]. */
   sumBatchTime(x: Tensor): Tensor;
   /** Σ_{b,t} left ⊗ right per block: [B, T, k·r], [B, T, k·c] → [k·r·c] (row-major [k, r, c]). */
   outerSum(left: Tensor, right: Tensor, blocks: number): Tensor;
 
-  /** Release the device and everything on it; the backend is unusable afterwards. */
-  dispose(): Promise<void> | void;
+  /**
+   * Release the device and everything on it, so a Node process can exit; the backend is unusable
+   * afterwards. (Named apart from `dispose(t)`, which frees one tensor.)
+   */
+  destroy(): Promise<void> | void;
 }
 
 export const DTYPE_BYTES: Readonly<Record<DType, number>> = { float32: 4, float64: 8 };

@@ -1,0 +1,140 @@
+import type { Backend, Tensor } from '../backend/types.js';
+import type { Cell } from '../cell/cell.js';
+import { ShapeError, TensorStateError } from '../errors.js';
+import { type DeerResult, deer } from './deer.js';
+import type { DeerOptions } from './options.js';
+import { checkSequenceInput, checkTensor, Owned, type ParamsInput, prepareInitialState, prepareParams } from './validate.js';
+
+export interface DeerGradients {
+  /** ∂L/∂θ, one flat tensor per parameter (same layout as the parameter). */
+  readonly params: Record<string, Tensor>;
+  /** ∂L/∂x, [B, T, m]. */
+  readonly x: Tensor;
+  /** ∂L/∂h0, [B, n]. */
+  readonly h0: Tensor;
+}
+
+export interface DeerGradResult extends DeerResult {
+  /**
+   * Gradients of a loss L given dy = ∂L/∂y ([B, T, n]), by implicit differentiation: one reverse
+   * scan with transposed Jacobians at the solution, then per-step VJPs summed over (b, t). The
+   * caller owns and disposes the returned tensors.
+   */
+  vjp(dy: Tensor): Promise<DeerGradients>;
+  /** Release y and what was kept for `vjp`. */
+  dispose(): void;
+}
+
+/**
+ * `deer` that can also give gradients. The gradient always uses the cell's exact Jacobian
+ * structure, so it is exact even when the forward pass used quasi-DEER.
+ */
+export async function deerWithGrad(
+  backend: Backend,
+  cell: Cell,
+  params: ParamsInput,
+  x: Tensor,
+  options: DeerOptions = {},
+): Promise<DeerGradResult> {
+  const { B, T, dtype } = checkSequenceInput(backend, cell, x);
+  const owned = new Owned(backend);
+  let released = false;
+  try {
+    const p = await prepareParams(backend, cell, params, dtype, owned, options.checkFinite ?? true);
+    const y0 = await prepareInitialState(backend, cell, options.h0, B, dtype, owned, options.checkFinite ?? true);
+    const forward = await deer(backend, cell, p, x, { ...options, h0: y0, checkFinite: false });
+    const y = forward.y;
+    const vjp = async (dy: Tensor): Promise<DeerGradients> => {
+      if (released) throw new TensorStateError('deerWithGrad: vjp called after dispose()');
+      checkTensor(backend, 'dy', dy);
+      const n = cell.stateSize;
+      if (dy.shape.length !== 3 || dy.shape[0] !== B || dy.shape[1] !== T || dy.shape[2] !== n) {
+        throw new ShapeError('dy', `[${B}, ${T}, ${n}]`, `[${dy.shape.join(', ')}]`);
+      }
+      return implicitVjp(backend, cell, p, x, y0, y, dy);
+    };
+    return {
+      y,
+      stats: forward.stats,
+      vjp,
+      dispose: () => {
+        if (released) return;
+        released = true;
+        backend.dispose(y);
+        owned.dispose();
+      },
+    };
+  } catch (err) {
+    owned.dispose();
+    throw err;
+  }
+}
+
+/** λ_t = dy_t + J_{t+1}ᵀ λ_{t+1} by the reverse scan, then the per-step VJPs at the solution. */
+export async function implicitVjp(
+  backend: Backend,
+  cell: Cell,
+  params: Readonly<Record<string, Tensor>>,
+  x: Tensor,
+  y0: Tensor,
+  y: Tensor,
+  dy: Tensor,
+): Promise<DeerGradients> {
+  const s = cell.exactBlockSize;
+  const temps = new Owned(backend);
+  try {
+    const yPrev = temps.add(backend.shiftTime(y, y0, 1));
+    const lin = backend.runStep(cell.linearizeProgram(s), { state: yPrev, input: x, params });
+    temps.add(lin.outputs[0]!);
+    const J = temps.add(lin.jacobian!);
+    const Jnext = temps.add(backend.shiftTime(J, null, -1));
+    const zeros = temps.add(backend.zeros([y0.shape[0]!, cell.stateSize], y.dtype));
+    const lambda = temps.add(backend.scan({ A: Jnext, c: dy, y0: zeros, blockSize: s, reverse: true }));
+    const v = cell.vjp;
+    const outIds = [v.dState, v.dInput].filter((id): id is number => id !== null);
+    const termNodes: number[] = [];
+    for (const spec of cell.params) {
+      for (const t of v.params[spec.name] ?? []) {
+        if (t.kind === 'vector') termNodes.push(t.node);
+        else termNodes.push(t.left, t.right);
+      }
+    }
+    const res = backend.runStep(
+      { graph: v.graph, outputs: [...outIds, ...termNodes] },
+      { state: yPrev, input: x, cotangent: lambda, params },
+    );
+    let k = 0;
+    const dState = v.dState !== null ? res.outputs[k++]! : null;
+    const dInput = v.dInput !== null ? res.outputs[k++]! : null;
+    // dInput is returned as it is; every other output is a temporary.
+    for (const t of res.outputs) if (t !== dInput) temps.add(t);
+    const gradParams: Record<string, Tensor> = {};
+    for (const spec of cell.params) {
+      const list = v.params[spec.name] ?? [];
+      let acc: Tensor | null = null;
+      for (const t of list) {
+        let term: Tensor;
+        if (t.kind === 'vector') term = backend.sumBatchTime(res.outputs[k++]!);
+        else {
+          const left = res.outputs[k++]!;
+          const right = res.outputs[k++]!;
+          term = backend.outerSum(left, right, spec.shape.length === 3 ? spec.shape[0]! : 1);
+        }
+        if (acc === null) acc = term;
+        else {
+          const sum = backend.add(acc, term);
+          backend.dispose(acc);
+          backend.dispose(term);
+          acc = sum;
+        }
+      }
+      gradParams[spec.name] = acc ?? backend.zeros([spec.size], y.dtype);
+    }
+    const [B, T] = [y.shape[0]!, y.shape[1]!];
+    const dx = dInput ?? backend.zeros([B, T, cell.inputSize], y.dtype);
+    const dh0 = dState ? backend.timeStep(dState, 0) : backend.zeros([B, cell.stateSize], y.dtype);
+    return { params: gradParams, x: dx, h0: dh0 };
+  } finally {
+    temps.dispose();
+  }
+}

@@ -1,0 +1,344 @@
+import {
+  type Backend,
+  type BackendCapabilities,
+  type DType,
+  DTypeError,
+  type NewtonUpdate,
+  type ScanArgs,
+  ShapeError,
+  type StepInputs,
+  type StepOutputs,
+  type StepProgram,
+  type Tensor,
+  TensorStateError,
+  type TypedArray,
+} from '@deerjs/core';
+import { scanBlocks } from './scan.js';
+import { CompiledStep } from './step.js';
+import { ARRAY, CpuTensor } from './tensor.js';
+
+export interface CpuBackendOptions {
+  /** Default dtype of new tensors (float64 unless set). */
+  readonly dtype?: DType;
+  /** Largest buffer in bytes (default 2 GiB); set lower to exercise windowing. */
+  readonly maxBufferBytes?: number;
+}
+
+const shapeSize = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+/**
+ * The reference backend: plain TypeScript loops over typed arrays, one (b, t) element at a time.
+ * Simple on purpose: in float64 it is the oracle every other backend is tested against.
+ */
+export class CpuBackend implements Backend {
+  readonly name = 'cpu';
+  readonly capabilities: BackendCapabilities;
+  private live = 0;
+  private readonly defaultDType: DType;
+
+  constructor(options: CpuBackendOptions = {}) {
+    this.defaultDType = options.dtype ?? 'float64';
+    this.capabilities = {
+      dtypes: ['float64', 'float32'],
+      defaultDType: this.defaultDType,
+      maxBufferBytes: options.maxBufferBytes ?? 2 ** 31,
+      syncRead: true,
+      device: 'cpu (JavaScript)',
+    };
+  }
+
+  private make(shape: readonly number[], dtype: DType, data?: TypedArray): CpuTensor {
+    const size = shapeSize(shape);
+    const buf = data ?? new ARRAY[dtype](size);
+    if (buf.length !== size) throw new ShapeError('tensor', `${size} values for [${shape.join(', ')}]`, `${buf.length}`);
+    this.live++;
+    return new CpuTensor([...shape], dtype, buf);
+  }
+
+  private get(t: Tensor): CpuTensor {
+    if (!(t instanceof CpuTensor)) throw new TensorStateError(`cpu: not a cpu tensor (from '${t?.backendName}')`);
+    return t;
+  }
+
+  private data(t: Tensor): TypedArray {
+    return this.get(t).data;
+  }
+
+  tensor(data: ArrayLike<number>, shape: readonly number[], dtype: DType = this.defaultDType): Tensor {
+    if (!this.capabilities.dtypes.includes(dtype)) throw new DTypeError('tensor', 'float64 or float32', String(dtype));
+    if (!shape.every((d) => Number.isInteger(d) && d >= 0)) {
+      throw new ShapeError('tensor', 'non-negative integer dims', `[${shape.join(', ')}]`);
+    }
+    if (data.length !== shapeSize(shape)) {
+      throw new ShapeError('tensor', `${shapeSize(shape)} values for [${shape.join(', ')}]`, `${data.length} values`);
+    }
+    return this.make(shape, dtype, ARRAY[dtype].from(data as ArrayLike<number>));
+  }
+
+  zeros(shape: readonly number[], dtype: DType = this.defaultDType): Tensor {
+    return this.make(shape, dtype);
+  }
+
+  async read(t: Tensor): Promise<TypedArray> {
+    return this.data(t).slice();
+  }
+
+  dispose(t: Tensor): void {
+    const c = this.get(t);
+    if (c.disposed) return;
+    c.disposed = true;
+    this.live--;
+  }
+
+  liveTensors(): number {
+    return this.live;
+  }
+
+  private compile(program: StepProgram, params: Readonly<Record<string, Tensor>>, dtype: DType): CompiledStep {
+    const bufs: Record<string, TypedArray> = {};
+    for (const [k, v] of Object.entries(params)) bufs[k] = this.data(v);
+    return new CompiledStep(program, bufs, dtype);
+  }
+
+  runStep(program: StepProgram, inputs: StepInputs): StepOutputs {
+    const state = this.get(inputs.state);
+    const [B, T] = state.shape as [number, number];
+    const dtype = state.dtype;
+    const step = this.compile(program, inputs.params, dtype);
+    const g = program.graph;
+    const outs = program.outputs.map((id) => this.make([B, T, g.nodes[id]!.size], dtype));
+    const jac = program.jacobian;
+    const s = jac?.blockSize ?? 0;
+    const n = g.stateSize;
+    const J = jac ? this.make([B, T, n / s, s, s], dtype) : undefined;
+    const src = {
+      state: state.data,
+      stateOffset: 0,
+      input: inputs.input ? this.data(inputs.input) : undefined,
+      inputOffset: 0,
+      cotangent: inputs.cotangent ? this.data(inputs.cotangent) : undefined,
+      cotangentOffset: 0,
+    };
+    const m = g.inputSize;
+    const ct = inputs.cotangent ? inputs.cotangent.shape[2]! : 0;
+    for (let e = 0; e < B * T; e++) {
+      src.stateOffset = e * n;
+      src.inputOffset = e * m;
+      src.cotangentOffset = e * ct;
+      step.run(src);
+      program.outputs.forEach((id, k) => {
+        const v = step.value(id);
+        outs[k]!.data.set(v, e * v.length);
+      });
+      if (J) step.writeJacobian(J.data, e * n * s);
+    }
+    return J ? { outputs: outs, jacobian: J } : { outputs: outs };
+  }
+
+  runSequential(
+    program: StepProgram,
+    inputs: { input?: Tensor; y0: Tensor; params: Readonly<Record<string, Tensor>> },
+  ): Tensor {
+    const y0 = this.get(inputs.y0);
+    const x = inputs.input ? this.get(inputs.input) : undefined;
+    const [B, n] = y0.shape as [number, number];
+    const T = x ? x.shape[1]! : 1;
+    const m = program.graph.inputSize;
+    const step = this.compile(program, inputs.params, y0.dtype);
+    const out = this.make([B, T, n], y0.dtype);
+    const y = out.data;
+    const f = program.outputs[0]!;
+    const src = { state: y0.data, stateOffset: 0, input: x?.data, inputOffset: 0, cotangent: undefined, cotangentOffset: 0 };
+    for (let b = 0; b < B; b++) {
+      src.state = y0.data;
+      src.stateOffset = b * n;
+      for (let t = 0; t < T; t++) {
+        src.inputOffset = (b * T + t) * m;
+        step.run(src);
+        y.set(step.value(f), (b * T + t) * n);
+        src.state = y;
+        src.stateOffset = (b * T + t) * n;
+      }
+    }
+    return out;
+  }
+
+  scan(args: ScanArgs): Tensor {
+    const c = this.get(args.c);
+    const [B, T, n] = c.shape as [number, number, number];
+    const out = this.make([B, T, n], c.dtype);
+    scanBlocks(this.data(args.A), c.data, this.data(args.y0), out.data, B, T, n, args.blockSize, args.reverse);
+    return out;
+  }
+
+  affineOffset(F: Tensor, A: Tensor, y: Tensor, s: number): Tensor {
+    const f = this.get(F);
+    const [B, T, n] = f.shape as [number, number, number];
+    const a = this.data(A);
+    const yy = this.data(y);
+    const out = this.make([B, T, n], f.dtype);
+    const o = out.data;
+    const fd = f.data;
+    for (let e = 0; e < B * T; e++) {
+      for (let k = 0; k < n / s; k++) {
+        for (let i = 0; i < s; i++) {
+          let acc = 0;
+          const row = ((e * n) / s + k) * s * s + i * s;
+          for (let j = 0; j < s; j++) acc += a[row + j]! * yy[e * n + k * s + j]!;
+          o[e * n + k * s + i] = fd[e * n + k * s + i]! - acc;
+        }
+      }
+    }
+    return out;
+  }
+
+  shiftTime(x: Tensor, fill: Tensor | null, dir: 1 | -1): Tensor {
+    const src = this.get(x);
+    const [B, T] = src.shape as [number, number];
+    const inner = src.size / (B * T);
+    const out = this.make(src.shape, src.dtype);
+    const d = src.data;
+    const o = out.data;
+    const f = fill ? this.data(fill) : null;
+    for (let b = 0; b < B; b++) {
+      const base = b * T * inner;
+      if (dir === 1) {
+        o.set(d.subarray(base, base + (T - 1) * inner), base + inner);
+        if (f) o.set(f.subarray(b * inner, (b + 1) * inner), base);
+      } else {
+        o.set(d.subarray(base + inner, base + T * inner), base);
+        if (f) o.set(f.subarray(b * inner, (b + 1) * inner), base + (T - 1) * inner);
+      }
+    }
+    return out;
+  }
+
+  broadcastTime(x: Tensor, T: number): Tensor {
+    const src = this.get(x);
+    const B = src.shape[0]!;
+    const inner = src.size / B;
+    const out = this.make([B, T, ...src.shape.slice(1)], src.dtype);
+    for (let b = 0; b < B; b++) {
+      const row = src.data.subarray(b * inner, (b + 1) * inner);
+      for (let t = 0; t < T; t++) out.data.set(row, (b * T + t) * inner);
+    }
+    return out;
+  }
+
+  sliceTime(x: Tensor, start: number, length: number): Tensor {
+    const src = this.get(x);
+    const [B, T] = src.shape as [number, number];
+    if (start < 0 || length < 1 || start + length > T) {
+      throw new ShapeError('sliceTime', `a range inside [0, ${T})`, `[${start}, ${start + length})`);
+    }
+    const inner = src.size / (B * T);
+    const out = this.make([B, length, ...src.shape.slice(2)], src.dtype);
+    for (let b = 0; b < B; b++) {
+      const from = (b * T + start) * inner;
+      out.data.set(src.data.subarray(from, from + length * inner), b * length * inner);
+    }
+    return out;
+  }
+
+  concatTime(parts: readonly Tensor[]): Tensor {
+    const ps = parts.map((p) => this.get(p));
+    const first = ps[0]!;
+    const B = first.shape[0]!;
+    const inner = first.size / (B * first.shape[1]!);
+    const T = ps.reduce((s, p) => s + p.shape[1]!, 0);
+    const out = this.make([B, T, ...first.shape.slice(2)], first.dtype);
+    for (let b = 0; b < B; b++) {
+      let t0 = 0;
+      for (const p of ps) {
+        const len = p.shape[1]!;
+        out.data.set(p.data.subarray(b * len * inner, (b + 1) * len * inner), (b * T + t0) * inner);
+        t0 += len;
+      }
+    }
+    return out;
+  }
+
+  timeStep(x: Tensor, t: number): Tensor {
+    const src = this.get(x);
+    const [B, T] = src.shape as [number, number];
+    const inner = src.size / (B * T);
+    const out = this.make([B, ...src.shape.slice(2)], src.dtype);
+    for (let b = 0; b < B; b++) {
+      const from = (b * T + t) * inner;
+      out.data.set(src.data.subarray(from, from + inner), b * inner);
+    }
+    return out;
+  }
+
+  async newtonUpdate(yRaw: Tensor, yOld: Tensor, opts: { atol: number; rtol: number; clip: number }): Promise<NewtonUpdate> {
+    const raw = this.get(yRaw);
+    const old = this.data(yOld);
+    const out = this.make(raw.shape, raw.dtype);
+    const o = out.data;
+    let maxAbs = 0;
+    let maxScaled = 0;
+    let replaced = 0;
+    const r = raw.data;
+    for (let i = 0; i < r.length; i++) {
+      let v = r[i]!;
+      if (!Number.isFinite(v)) {
+        v = 0;
+        replaced++;
+      } else if (v > opts.clip) v = opts.clip;
+      else if (v < -opts.clip) v = -opts.clip;
+      o[i] = v;
+      const d = Math.abs(o[i]! - old[i]!);
+      if (d > maxAbs) maxAbs = d;
+      const sc = d / (opts.atol + opts.rtol * Math.abs(o[i]!));
+      if (sc > maxScaled) maxScaled = sc;
+    }
+    return { y: out, maxAbsDiff: maxAbs, maxScaledDiff: maxScaled, replaced };
+  }
+
+  async findNonFinite(t: Tensor): Promise<{ index: number; value: number } | null> {
+    const d = this.data(t);
+    for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i]!)) return { index: i, value: d[i]! };
+    return null;
+  }
+
+  add(a: Tensor, b: Tensor): Tensor {
+    const x = this.get(a);
+    const y = this.data(b);
+    if (x.size !== y.length) throw new ShapeError('add', `[${x.shape.join(', ')}]`, `${y.length} values`);
+    const out = this.make(x.shape, x.dtype);
+    for (let i = 0; i < x.size; i++) out.data[i] = x.data[i]! + y[i]!;
+    return out;
+  }
+
+  sumBatchTime(x: Tensor): Tensor {
+    const src = this.get(x);
+    const [B, T] = src.shape as [number, number];
+    const inner = src.size / (B * T);
+    const acc = new Float64Array(inner);
+    for (let e = 0; e < B * T; e++) for (let i = 0; i < inner; i++) acc[i]! += src.data[e * inner + i]!;
+    return this.make([inner], src.dtype, ARRAY[src.dtype].from(acc));
+  }
+
+  outerSum(left: Tensor, right: Tensor, blocks: number): Tensor {
+    const l = this.get(left);
+    const r = this.get(right);
+    const [B, T, L] = l.shape as [number, number, number];
+    const R = r.shape[2]!;
+    const rows = L / blocks;
+    const cols = R / blocks;
+    const acc = new Float64Array(blocks * rows * cols);
+    for (let e = 0; e < B * T; e++) {
+      for (let k = 0; k < blocks; k++) {
+        for (let i = 0; i < rows; i++) {
+          const li = l.data[e * L + k * rows + i]!;
+          if (li === 0) continue;
+          const base = (k * rows + i) * cols;
+          for (let j = 0; j < cols; j++) acc[base + j]! += li * r.data[e * R + k * cols + j]!;
+        }
+      }
+    }
+    return this.make([blocks * rows * cols], l.dtype, ARRAY[l.dtype].from(acc));
+  }
+
+  destroy(): void {}
+}

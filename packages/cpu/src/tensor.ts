@@ -1,0 +1,27 @@
+import { type DType, type Tensor, TensorStateError, type TypedArray } from '@deerjs/core';
+
+export const ARRAY: Record<DType, Float64ArrayConstructor | Float32ArrayConstructor> = {
+  float64: Float64Array,
+  float32: Float32Array,
+};
+
+/** A tensor held in a typed array of its dtype. */
+export class CpuTensor implements Tensor {
+  readonly backendName = 'cpu';
+  readonly size: number;
+  disposed = false;
+
+  constructor(
+    readonly shape: readonly number[],
+    readonly dtype: DType,
+    private readonly buffer: TypedArray,
+  ) {
+    this.size = buffer.length;
+  }
+
+  /** The backing array; throws after dispose. */
+  get data(): TypedArray {
+    if (this.disposed) throw new TensorStateError('cpu: tensor used after dispose');
+    return this.buffer;
+  }
+}
