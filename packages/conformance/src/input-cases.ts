@@ -1,0 +1,117 @@
+import {
+  ConvergenceError,
+  DTypeError,
+  deer,
+  NonFiniteError,
+  sequential,
+  ShapeError,
+  type Tensor,
+  UnsupportedOptionError,
+} from '@deerjs/core';
+import { expect } from 'vitest';
+import type { SuiteContext } from './context.js';
+import { CELL_FAMILIES, INPUT_SIZE, maxAbsDiff, sequenceData } from './fixtures.js';
+import { oracleTrajectory, solveOnBackend } from './solve-cases.js';
+
+export function defineInputCases(ctx: SuiteContext): void {
+  const cell = () => CELL_FAMILIES[0]!.make(4, INPUT_SIZE);
+
+  /** Run body with a fresh x of the given shape, disposed afterwards. */
+  async function withX(shape: number[], values: number[] | null, body: (x: Tensor) => Promise<void>) {
+    const backend = ctx.backend();
+    const size = shape.reduce((a, b) => a * b, 1);
+    const x = backend.tensor(values ?? new Array<number>(size).fill(0.1), shape, ctx.dtype);
+    try {
+      await body(x);
+    } finally {
+      backend.dispose(x);
+    }
+  }
+
+  ctx.test('input/wrong-shapes', async () => {
+    const c = cell();
+    const p = c.init();
+    const backend = ctx.backend();
+    await withX([2, 5, INPUT_SIZE + 1], null, async (x) => {
+      await expect(deer(backend, c, p, x)).rejects.toThrow(ShapeError);
+      await expect(sequential(backend, c, p, x)).rejects.toThrow(ShapeError);
+    });
+    await withX([2, 5], null, async (x) => {
+      await expect(deer(backend, c, p, x)).rejects.toThrow(/expected shape \[B ≥ 1, T ≥ 1, 3\]/);
+    });
+    await withX([2, 5, INPUT_SIZE], null, async (x) => {
+      await expect(deer(backend, c, p, x, { h0: [1, 2, 3] })).rejects.toThrow(ShapeError);
+      await expect(deer(backend, c, { ...p, R: p.R!.slice(1) }, x)).rejects.toThrow(/params\.R/);
+      const { W: _w, ...missing } = p;
+      await expect(deer(backend, c, missing, x)).rejects.toThrow(/params\.W.*missing/);
+      await expect(deer(backend, c, { ...p, Q: new Float64Array(1) }, x)).rejects.toThrow(ShapeError);
+    });
+  });
+
+  ctx.test('input/wrong-dtype-and-options', async () => {
+    const c = cell();
+    const p = c.init();
+    const backend = ctx.backend();
+    const other = ctx.dtype === 'float64' ? 'float32' : 'float64';
+    await withX([1, 4, INPUT_SIZE], null, async (x) => {
+      if (backend.capabilities.dtypes.includes(other)) {
+        // A parameter tensor of another dtype than x.
+        const R = backend.tensor(p.R!, [p.R!.length], other);
+        try {
+          await expect(deer(backend, c, { ...p, R }, x)).rejects.toThrow(DTypeError);
+        } finally {
+          backend.dispose(R);
+        }
+      } else {
+        expect(() => backend.tensor([1], [1], other)).toThrow(DTypeError);
+      }
+      await expect(deer(backend, c, p, x, { jacobian: 'sparse' as never })).rejects.toThrow(UnsupportedOptionError);
+      await expect(deer(backend, c, p, x, { jacobian: { block: 3 } })).rejects.toThrow(UnsupportedOptionError);
+      await expect(deer(backend, c, p, x, { maxIter: 0 })).rejects.toThrow(UnsupportedOptionError);
+      await expect(deer(backend, c, p, x, { fallback: 'retry' as never })).rejects.toThrow(UnsupportedOptionError);
+    });
+  });
+
+  ctx.test('input/non-finite', async () => {
+    const c = cell();
+    const p = c.init();
+    const backend = ctx.backend();
+    const values = new Array<number>(2 * 3 * INPUT_SIZE).fill(0.2);
+    values[7] = Number.NaN;
+    await withX([2, 3, INPUT_SIZE], values, async (x) => {
+      await expect(deer(backend, c, p, x)).rejects.toThrow(NonFiniteError);
+      await expect(sequential(backend, c, p, x)).rejects.toThrow(/x: expected finite values, got NaN at flat index 7/);
+    });
+    await withX([2, 3, INPUT_SIZE], null, async (x) => {
+      const R = p.R!.slice();
+      R[2] = Number.POSITIVE_INFINITY;
+      await expect(deer(backend, c, { ...p, R }, x)).rejects.toThrow(/params\.R.*Infinity/);
+      await expect(deer(backend, c, p, x, { h0: [0, Number.NaN, 0, 0] })).rejects.toThrow(NonFiniteError);
+      const Rt = backend.tensor(R, [R.length], ctx.dtype);
+      try {
+        await expect(deer(backend, c, { ...p, R: Rt }, x)).rejects.toThrow(NonFiniteError);
+      } finally {
+        backend.dispose(Rt);
+      }
+    });
+  });
+
+  ctx.test('fallback/max-iter-1', async () => {
+    const c = cell();
+    const B = 2;
+    const T = 50;
+    const data = sequenceData(61, B, T, c, ctx.dtype);
+    const ref = await oracleTrajectory(ctx.oracle(), c, data, B, T);
+    const seq = await solveOnBackend(ctx.backend(), c, data, B, T, ctx.dtype, { maxIter: 1 });
+    expect(seq.stats.fellBack).toBe(true);
+    expect(seq.stats.converged).toBe(false);
+    expect(seq.stats.iterations).toBe(1);
+    expect(maxAbsDiff(seq.y, ref)).toBeLessThanOrEqual(ctx.tolerance);
+    const none = await solveOnBackend(ctx.backend(), c, data, B, T, ctx.dtype, { maxIter: 1, fallback: 'none' });
+    expect(none.stats.fellBack).toBe(false);
+    expect(none.stats.converged).toBe(false);
+    await expect(
+      solveOnBackend(ctx.backend(), c, data, B, T, ctx.dtype, { maxIter: 1, fallback: 'throw' }),
+    ).rejects.toThrow(ConvergenceError);
+  });
+}

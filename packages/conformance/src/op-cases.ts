@@ -1,0 +1,117 @@
+import { Rng } from '@deerjs/core';
+import { expect } from 'vitest';
+import type { SuiteContext } from './context.js';
+import { maxAbsDiff } from './fixtures.js';
+
+/** Backend primitives against direct host computations. */
+export function defineOpCases(ctx: SuiteContext): void {
+  const tol = ctx.dtype === 'float64' ? 1e-12 : 1e-5;
+
+  for (const [B, T, n, s] of [
+    [2, 1, 3, 3],
+    [2, 257, 4, 4],
+    [1, 1000, 6, 2],
+    [3, 300, 5, 1],
+    [1, 4099, 2, 2],
+  ] as const) {
+    for (const reverse of [false, true]) {
+      ctx.test(`scan/B${B}/T${T}/n${n}/s${s}/${reverse ? 'reverse' : 'forward'}`, async () => {
+        const backend = ctx.backend();
+        const rng = new Rng(B * 1000 + T + n + s);
+        // Contractive blocks (scaled by 0.9/s) keep long products bounded.
+        const A = rng.uniformArray(B * T * n * s, -0.9 / s, 0.9 / s).map((v) => (ctx.dtype === 'float32' ? Math.fround(v) : v));
+        const c = rng.normalArray(B * T * n).map((v) => (ctx.dtype === 'float32' ? Math.fround(v) : v));
+        const y0 = rng.normalArray(B * n).map((v) => (ctx.dtype === 'float32' ? Math.fround(v) : v));
+        const expected = new Float64Array(B * T * n);
+        const prev = new Float64Array(n);
+        for (let b = 0; b < B; b++) {
+          prev.set(y0.subarray(b * n, (b + 1) * n));
+          for (let k = 0; k < T; k++) {
+            const t = reverse ? T - 1 - k : k;
+            const e = b * T + t;
+            for (let blk = 0; blk < n / s; blk++)
+              for (let i = 0; i < s; i++) {
+                let acc = c[e * n + blk * s + i]!;
+                for (let j = 0; j < s; j++) {
+                  const a = reverse ? A[e * n * s + blk * s * s + j * s + i]! : A[e * n * s + blk * s * s + i * s + j]!;
+                  acc += a * prev[blk * s + j]!;
+                }
+                expected[e * n + blk * s + i] = acc;
+              }
+            prev.set(expected.subarray(e * n, (e + 1) * n));
+          }
+        }
+        const tA = backend.tensor(A, [B, T, n / s, s, s], ctx.dtype);
+        const tc = backend.tensor(c, [B, T, n], ctx.dtype);
+        const ty0 = backend.tensor(y0, [B, n], ctx.dtype);
+        const out = backend.scan({ A: tA, c: tc, y0: ty0, blockSize: s, reverse });
+        const got = await backend.read(out);
+        for (const t of [tA, tc, ty0, out]) backend.dispose(t);
+        expect(maxAbsDiff(got, expected)).toBeLessThanOrEqual(tol * 10);
+      });
+    }
+  }
+
+  ctx.test('ops/time-layout', async () => {
+    const backend = ctx.backend();
+    const B = 2;
+    const T = 4;
+    const k = 3;
+    const data = Array.from({ length: B * T * k }, (_, i) => i);
+    const x = backend.tensor(data, [B, T, k], ctx.dtype);
+    const fill = backend.tensor([-1, -2, -3, -4, -5, -6], [B, k], ctx.dtype);
+    const at = (b: number, t: number) => data.slice((b * T + t) * k, (b * T + t + 1) * k);
+    const results = {
+      fwd: backend.shiftTime(x, fill, 1),
+      bwd: backend.shiftTime(x, null, -1),
+      slice: backend.sliceTime(x, 1, 2),
+      step: backend.timeStep(x, 3),
+      bcast: backend.broadcastTime(fill, 2),
+    };
+    const cat = backend.concatTime([results.slice, x]);
+    const r = async (t: (typeof results)['fwd']) => Array.from(await backend.read(t));
+    expect(await r(results.fwd)).toEqual([-1, -2, -3, ...at(0, 0), ...at(0, 1), ...at(0, 2), -4, -5, -6, ...at(1, 0), ...at(1, 1), ...at(1, 2)]);
+    expect(await r(results.bwd)).toEqual([...at(0, 1), ...at(0, 2), ...at(0, 3), 0, 0, 0, ...at(1, 1), ...at(1, 2), ...at(1, 3), 0, 0, 0]);
+    expect(await r(results.slice)).toEqual([...at(0, 1), ...at(0, 2), ...at(1, 1), ...at(1, 2)]);
+    expect(await r(results.step)).toEqual([...at(0, 3), ...at(1, 3)]);
+    expect(await r(results.bcast)).toEqual([-1, -2, -3, -1, -2, -3, -4, -5, -6, -4, -5, -6]);
+    expect(cat.shape).toEqual([B, 6, k]);
+    expect(Array.from(await backend.read(cat)).slice(0, 18)).toEqual([...at(0, 1), ...at(0, 2), ...data.slice(0, 12)]);
+    for (const t of [x, fill, cat, ...Object.values(results)]) backend.dispose(t);
+  });
+
+  ctx.test('ops/reductions-and-newton-update', async () => {
+    const backend = ctx.backend();
+    const rng = new Rng(5);
+    const B = 2;
+    const T = 3;
+    const L = rng.normalArray(B * T * 4);
+    const R = rng.normalArray(B * T * 6);
+    const l = backend.tensor(L, [B, T, 4], ctx.dtype);
+    const r = backend.tensor(R, [B, T, 6], ctx.dtype);
+    // Two blocks: left rows 2 per block, right cols 3 per block.
+    const outer = backend.outerSum(l, r, 2);
+    const expected = new Float64Array(2 * 2 * 3);
+    for (let e = 0; e < B * T; e++)
+      for (let kb = 0; kb < 2; kb++)
+        for (let i = 0; i < 2; i++)
+          for (let j = 0; j < 3; j++) expected[(kb * 2 + i) * 3 + j]! += L[e * 4 + kb * 2 + i]! * R[e * 6 + kb * 3 + j]!;
+    expect(maxAbsDiff(await backend.read(outer), expected)).toBeLessThanOrEqual(tol * 10);
+    const sum = backend.sumBatchTime(l);
+    const sumExpected = [0, 1, 2, 3].map((i) => L.filter((_, k) => k % 4 === i).reduce((a, b) => a + b, 0));
+    expect(maxAbsDiff(await backend.read(sum), sumExpected)).toBeLessThanOrEqual(tol * 10);
+    const twice = backend.add(l, l);
+    expect(maxAbsDiff(await backend.read(twice), L.map((v) => 2 * v))).toBeLessThanOrEqual(tol * 10);
+
+    const raw = backend.tensor([1, Number.NaN, 5e9, -5e9, Number.NEGATIVE_INFINITY, 0.5], [1, 6, 1], ctx.dtype);
+    const old = backend.tensor([1, 0, 0, 0, 0, 0.25], [1, 6, 1], ctx.dtype);
+    const u = await backend.newtonUpdate(raw, old, { atol: 0.5, rtol: 0, clip: 1e8 });
+    expect(u.replaced).toBe(2);
+    expect(Array.from(await backend.read(u.y))).toEqual([1, 0, 1e8, -1e8, 0, 0.5]);
+    expect(u.maxAbsDiff).toBeCloseTo(1e8, -2);
+    expect(u.maxScaledDiff).toBeCloseTo(2e8, -2);
+    expect(await backend.findNonFinite(raw)).toEqual({ index: 1, value: Number.NaN });
+    expect(await backend.findNonFinite(old)).toBeNull();
+    for (const t of [l, r, outer, sum, twice, raw, old, u.y]) backend.dispose(t);
+  });
+}
