@@ -1,4 +1,5 @@
-// Shared vitest settings: native addons (Dawn) need the forks pool; tests are seeded, so no retries.
+// Shared vitest settings. Native addons (Dawn) need the forks pool; tests are seeded, so no
+// retries. Each package also writes a JSON report that tooling/scripts/test-summary.mjs adds up.
 /** @param {Record<string, unknown>} [overrides] */
 export function deerVitestConfig(overrides = {}) {
   return {
@@ -7,7 +8,8 @@ export function deerVitestConfig(overrides = {}) {
       include: ['test/**/*.test.ts'],
       testTimeout: 120_000,
       hookTimeout: 120_000,
-      reporters: ['default'],
+      reporters: ['default', 'json'],
+      outputFile: { json: '.vitest-results.json' },
       ...overrides,
     },
   };

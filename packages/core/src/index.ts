@@ -21,7 +21,7 @@ export {
   type Tensor,
   type TypedArray,
 } from './backend/types.js';
-export { type ParamGradTerm } from './cell/backprop.js';
+export type { ParamGradTerm } from './cell/backprop.js';
 export { Cell, type CellBody, type CellDefinition, defineCell, type ParamInit, type ParamValues } from './cell/cell.js';
 export {
   type BinaryFn,
@@ -48,7 +48,7 @@ export {
   sparsityPattern,
   structureFromBlockSize,
 } from './cell/structure.js';
-export { type VjpProgram } from './cell/vjp.js';
+export type { VjpProgram } from './cell/vjp.js';
 export * as cells from './cells/index.js';
 export * from './errors.js';
 export { chooseWindow, type DeerResult, type DeerStats, deer } from './solver/deer.js';
@@ -65,5 +65,5 @@ export {
 } from './solver/options.js';
 export { type DeerGradients, type DeerGradResult, deerWithGrad, implicitVjp } from './solver/grad.js';
 export { sequential } from './solver/sequential.js';
-export { type ParamsInput } from './solver/validate.js';
+export type { ParamsInput } from './solver/validate.js';
 export { Rng } from './util/random.js';

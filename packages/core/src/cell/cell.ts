@@ -28,7 +28,8 @@ export interface CellDefinition {
   readonly init?: Readonly<Record<string, ParamInit>>;
 }
 
-export type CellBody = (h: Vec, x: Vec, p: Readonly<Record<string, Param>>) => Vec;
+/** The body of a cell: the step function, written with the cell language over h, x and the params. */
+export type CellBody<P extends string = string> = (h: Vec, x: Vec, p: { readonly [K in P]: Param }) => Vec;
 
 /** Host-side parameter values, one flat row-major array per parameter. */
 export type ParamValues = Record<string, Float64Array>;
@@ -50,7 +51,7 @@ export class Cell {
   private readonly programs = new Map<string, StepProgram>();
   private vjpCache: VjpProgram | undefined;
 
-  constructor(def: CellDefinition, body: CellBody) {
+  constructor(def: CellDefinition, body: CellBody<string>) {
     checkPositiveInt('state', def.state);
     if (!Number.isInteger(def.input) || def.input < 0) throw new Error(`input size must be ≥ 0, got ${def.input}`);
     this.name = def.name ?? 'cell';
@@ -154,6 +155,9 @@ function checkPositiveInt(what: string, v: number) {
 }
 
 /** Define a cell in the cell language; see `Cell`. */
-export function defineCell(def: CellDefinition, body: CellBody): Cell {
-  return new Cell(def, body);
+export function defineCell<P extends string>(
+  def: CellDefinition & { readonly params: Readonly<Record<P, readonly number[]>> },
+  body: CellBody<P>,
+): Cell {
+  return new Cell(def, body as CellBody<string>);
 }

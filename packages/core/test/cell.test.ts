@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest';
+import { cells, columnSparseOffset, defineCell, lang, type MatExpr } from '../src/index.js';
+
+const { add, matvec, mul, tanh, sigmoid, slice, concat, grad, dot, sub } = lang;
+
+/** Every matmul in the expression multiplies a column-sparse matrix: O(1) work per entry. */
+function constantPerEntry(m: MatExpr): boolean {
+  switch (m.kind) {
+    case 'matmul':
+      return columnSparseOffset(m.m) !== undefined;
+    case 'rowscale':
+    case 'slicerows':
+    case 'sumrows':
+    case 'broadcastrows':
+      return constantPerEntry(m.m);
+    case 'add':
+      return m.terms.every(constantPerEntry);
+    case 'concatrows':
+      return m.parts.every(constantPerEntry);
+    default:
+      return true;
+  }
+}
+
+describe('cell language', () => {
+  it('finds the cheapest exact Jacobian structure', () => {
+    expect(cells.gru({ inputSize: 2, hiddenSize: 8 }).exactBlockSize).toBe(8);
+    expect(cells.gru({ inputSize: 2, hiddenSize: 8, heads: 4 }).exactBlockSize).toBe(2);
+    expect(cells.gru({ inputSize: 2, hiddenSize: 8, heads: 8 }).exactBlockSize).toBe(1);
+    expect(cells.lstm({ inputSize: 2, hiddenSize: 4 }).exactBlockSize).toBe(8);
+    const elementwise = defineCell({ state: 6, input: 6, params: { a: [6] } }, (h, x, p) =>
+      tanh(add(mul(p.a!, h), x)),
+    );
+    expect(elementwise.exactBlockSize).toBe(1);
+  });
+
+  it("derives a GRU (lbr = 1) Jacobian that costs O(1) per entry once the step's vectors exist", () => {
+    const cell = cells.gru({ inputSize: 3, hiddenSize: 16 });
+    expect(constantPerEntry(cell.jacobian.expr)).toBe(true);
+    expect(constantPerEntry(cells.lstm({ inputSize: 3, hiddenSize: 16 }).jacobian.expr)).toBe(true);
+    // lbr = 0 multiplies R by a dense tangent: a genuine matrix product, O(n) per entry.
+    expect(constantPerEntry(cells.gru({ inputSize: 3, hiddenSize: 16, linearBeforeReset: 0 }).jacobian.expr)).toBe(
+      false,
+    );
+  });
+
+  it('rejects malformed cells with clear messages', () => {
+    expect(() => defineCell({ state: 3, input: 1, params: { W: [2, 3] } }, (h, _x, p) => matvec(p.W!, h))).toThrow(
+      /returns a vector of size 2, expected the state size 3/,
+    );
+    expect(() => defineCell({ state: 3, input: 1, params: { W: [2, 2] } }, (h, _x, p) => matvec(p.W!, h))).toThrow(
+      /vector of size 3 does not match 2 columns/,
+    );
+    expect(() => defineCell({ state: 3, input: 1, params: {} }, (h) => slice(h, 2, 2))).toThrow(/out of range/);
+    expect(() => defineCell({ state: 0, input: 1, params: {} }, (h) => h)).toThrow(/positive integer/);
+    expect(() => tanh(1)).toThrow(/only be called inside a defineCell body/);
+  });
+
+  it('traces grad of a scalar into the graph (a Hamiltonian vector field)', () => {
+    const cell = defineCell({ state: 4, input: 0, params: { W: [8, 4] } }, (y) => {
+      const H = dot(y, y);
+      const g = grad(H, y);
+      // f = S ∇H with S the symplectic matrix: (∂H/∂p, −∂H/∂q).
+      return concat(slice(g, 2, 2), sub(0, slice(g, 0, 2)));
+    });
+    expect(cell.graph.nodes.some((n) => n.op === 'sum')).toBe(true);
+    expect(cell.exactBlockSize).toBe(4);
+  });
+
+  it('seeds init reproducibly', () => {
+    const cell = cells.gru({ inputSize: 2, hiddenSize: 4 });
+    expect(cell.init({ seed: 3 })).toEqual(cell.init({ seed: 3 }));
+    expect(cell.init({ seed: 3 }).W).not.toEqual(cell.init({ seed: 4 }).W);
+    const bound = 1 / Math.sqrt(4);
+    expect(Math.max(...cell.init({ seed: 1 }).R!.map(Math.abs))).toBeLessThanOrEqual(bound);
+    expect(cell.parameterCount).toBe(12 * 2 + 12 * 4 + 12 + 12);
+  });
+
+  it('shares structurally equal nodes', () => {
+    const cell = defineCell({ state: 2, input: 2, params: {} }, (h, x) => add(sigmoid(add(h, x)), sigmoid(add(h, x))));
+    expect(cell.graph.nodes.filter((n) => n.op === 'unary').length).toBe(1);
+  });
+});

@@ -1,0 +1,69 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { BackendUnavailableError, type Backend, loadBackend, registerBackend, unregisterBackend } from '../src/index.js';
+
+const fake = (name: string) => ({ name }) as unknown as Backend;
+
+describe('backend registry', () => {
+  afterEach(() => {
+    for (const n of ['alpha', 'beta', 'cpu', 'webgpu', 'tfjs']) unregisterBackend(n);
+  });
+
+  it('loads a registered backend by name, passing options to its factory', async () => {
+    let seen: unknown;
+    registerBackend('alpha', (o) => {
+      seen = o;
+      return fake('alpha');
+    });
+    const b = await loadBackend('alpha', { options: { dtype: 'float32' } });
+    expect(b.name).toBe('alpha');
+    expect(seen).toEqual({ dtype: 'float32' });
+  });
+
+  it('picks the best available by priority and reports why better ones failed', async () => {
+    registerBackend('alpha', () => fake('alpha'), 10);
+    registerBackend('beta', () => {
+      throw new Error('no adapter');
+    }, 1000);
+    const missing = async (s: string) => {
+      throw Object.assign(new Error(`Cannot find package '${s}'`), { code: 'ERR_MODULE_NOT_FOUND' });
+    };
+    const b = await loadBackend(undefined, { importer: missing });
+    expect(b.name).toBe('alpha');
+  });
+
+  it('lists every candidate with its reason and the package to install', async () => {
+    registerBackend('beta', () => {
+      throw new Error('no adapter found');
+    }, 1000);
+    const missing = async (s: string) => {
+      throw Object.assign(new Error(`Cannot find package '${s}'`), { code: 'ERR_MODULE_NOT_FOUND' });
+    };
+    const err = await loadBackend(undefined, { importer: missing }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BackendUnavailableError);
+    const msg = (err as Error).message;
+    expect(msg).toContain('beta: no adapter found');
+    expect(msg).toContain('webgpu: package @deerjs/webgpu is not installed (install it with: npm install @deerjs/webgpu)');
+    expect(msg).toContain('tfjs: package @deerjs/tfjs is not installed');
+    expect(msg).toContain('cpu: package @deerjs/cpu is not installed');
+    // Order follows priority: beta (1000), webgpu (300), tfjs (200), cpu (100).
+    expect(msg.indexOf('beta')).toBeLessThan(msg.indexOf('webgpu'));
+    expect(msg.indexOf('webgpu')).toBeLessThan(msg.indexOf('cpu:'));
+  });
+
+  it("with core alone, loadBackend('webgpu') names the package to install", async () => {
+    // The real importer: @deerjs/webgpu is not a dependency of core, so it cannot be resolved here.
+    const err = await loadBackend('webgpu').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BackendUnavailableError);
+    expect((err as BackendUnavailableError).failures[0]).toMatchObject({ name: 'webgpu', install: '@deerjs/webgpu' });
+    expect((err as Error).message).toMatch(/npm install @deerjs\/webgpu/);
+  });
+
+  it('imports a known package and calls its register()', async () => {
+    const importer = async () => ({ register: () => registerBackend('cpu', () => fake('cpu'), 100) });
+    expect((await loadBackend('cpu', { importer })).name).toBe('cpu');
+  });
+
+  it('an unknown name fails clearly', async () => {
+    await expect(loadBackend('quantum')).rejects.toThrow(/quantum: no backend of this name is registered/);
+  });
+});

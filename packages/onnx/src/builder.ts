@@ -1,0 +1,166 @@
+import { Rng } from '@deerjs/core';
+import { type OnnxTypes, onnx } from './proto.js';
+import { type Direction, GATES, type RecurrentOp } from './recurrent.js';
+import { makeTensorProto } from './tensor.js';
+import { encodeUtf8 } from './text.js';
+
+/** Weights in ONNX layout, directions first: W [nd, k·n, m], R [nd, k·n, n], B [nd, 2·k·n] (k gates). */
+export interface RecurrentWeights {
+  readonly W: ArrayLike<number>;
+  readonly R: ArrayLike<number>;
+  readonly B?: ArrayLike<number>;
+}
+
+export interface RecurrentModelSpec {
+  readonly op: RecurrentOp;
+  readonly inputSize: number;
+  readonly hiddenSize: number;
+  /** Default 'forward'. */
+  readonly direction?: Direction;
+  /** 0 (default): X [T, B, m], Y [T, nd, B, n]; 1: X [B, T, m], Y [B, T, nd, n]. */
+  readonly layout?: 0 | 1;
+  /** GRU only; default 0 (the ONNX default). */
+  readonly linearBeforeReset?: 0 | 1;
+  readonly clip?: number;
+  readonly weights: RecurrentWeights;
+  /** W, R and B become graph inputs (supplied at run time) instead of initializers. */
+  readonly weightsAsInputs?: boolean;
+  /** Add initial_h (and initial_c for LSTM) graph inputs. */
+  readonly initialState?: boolean;
+  /** Add a sequence_lens graph input (int32 [B]). */
+  readonly sequenceLens?: boolean;
+  /** Written as the activations attribute when given (e.g. to test rejection of non-defaults). */
+  readonly activations?: readonly string[];
+  /** Declared batch and sequence dims: numbers, or symbolic names (default 'batch' and 'seq'). */
+  readonly batchSize?: number | string;
+  readonly seqLength?: number | string;
+  /** Default 14 (the first opset with `layout`). */
+  readonly opset?: number;
+  /** Default: the op's name. */
+  readonly nodeName?: string;
+}
+
+const FLOAT = onnx.TensorProto.DataType.FLOAT;
+const AType = onnx.AttributeProto.AttributeType;
+
+function valueInfo(
+  name: string,
+  dims: readonly (number | string)[],
+  elemType: number = FLOAT,
+): OnnxTypes.IValueInfoProto {
+  return {
+    name,
+    type: {
+      tensorType: {
+        elemType,
+        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+      },
+    },
+  };
+}
+
+/**
+ * A valid ONNX model (ir_version 8, opset 14 by default) holding one GRU, LSTM or RNN node, encoded
+ * with onnx-proto. Inputs X (float32), optionally W/R/B, sequence_lens, initial_h, initial_c; outputs
+ * Y, Y_h (and Y_c for LSTM). Used by the tests and by the benchmark (with `ortReference`).
+ */
+export function buildRecurrentModel(spec: RecurrentModelSpec): Uint8Array {
+  const { op, inputSize: m, hiddenSize: n, weights } = spec;
+  const direction = spec.direction ?? 'forward';
+  const layout = spec.layout ?? 0;
+  const nd = direction === 'bidirectional' ? 2 : 1;
+  const k = GATES[op];
+  const Bd = spec.batchSize ?? 'batch';
+  const Td = spec.seqLength ?? 'seq';
+  const shapes = { W: [nd, k * n, m], R: [nd, k * n, n], B: [nd, 2 * k * n] } as const;
+  for (const key of ['W', 'R', 'B'] as const) {
+    const v = weights[key];
+    const size = shapes[key].reduce((a, b) => a * b, 1);
+    if (v !== undefined && v.length !== size) {
+      throw new RangeError(
+        `weights.${key}: expected ${size} values for [${shapes[key].join(', ')}], got ${v.length}`,
+      );
+    }
+  }
+  const inputs: OnnxTypes.IValueInfoProto[] = [valueInfo('X', layout === 0 ? [Td, Bd, m] : [Bd, Td, m])];
+  const initializers: OnnxTypes.ITensorProto[] = [];
+  for (const key of ['W', 'R', 'B'] as const) {
+    const v = weights[key];
+    if (v === undefined) continue;
+    if (spec.weightsAsInputs) inputs.push(valueInfo(key, shapes[key]));
+    else initializers.push(makeTensorProto(key, Float32Array.from(v), shapes[key]));
+  }
+  const stateDims = layout === 0 ? [nd, Bd, n] : [Bd, nd, n];
+  if (spec.sequenceLens) inputs.push(valueInfo('sequence_lens', [Bd], onnx.TensorProto.DataType.INT32));
+  if (spec.initialState) {
+    inputs.push(valueInfo('initial_h', stateDims));
+    if (op === 'LSTM') inputs.push(valueInfo('initial_c', stateDims));
+  }
+  const nodeInputs = [
+    'X',
+    'W',
+    'R',
+    weights.B ? 'B' : '',
+    spec.sequenceLens ? 'sequence_lens' : '',
+    spec.initialState ? 'initial_h' : '',
+    spec.initialState && op === 'LSTM' ? 'initial_c' : '',
+  ];
+  while (nodeInputs.at(-1) === '') nodeInputs.pop();
+  const outputNames = op === 'LSTM' ? ['Y', 'Y_h', 'Y_c'] : ['Y', 'Y_h'];
+  const attribute: OnnxTypes.IAttributeProto[] = [
+    { name: 'hidden_size', type: AType.INT, i: n },
+    { name: 'direction', type: AType.STRING, s: encodeUtf8(direction) },
+    { name: 'layout', type: AType.INT, i: layout },
+  ];
+  if (op === 'GRU')
+    attribute.push({ name: 'linear_before_reset', type: AType.INT, i: spec.linearBeforeReset ?? 0 });
+  if (spec.clip !== undefined) attribute.push({ name: 'clip', type: AType.FLOAT, f: spec.clip });
+  if (spec.activations) {
+    attribute.push({
+      name: 'activations',
+      type: AType.STRINGS,
+      strings: spec.activations.map((s) => encodeUtf8(s)),
+    });
+  }
+  const model: OnnxTypes.IModelProto = {
+    irVersion: 8,
+    producerName: '@deerjs/onnx',
+    opsetImport: [{ domain: '', version: spec.opset ?? 14 }],
+    graph: {
+      name: `${op.toLowerCase()}-model`,
+      node: [{ name: spec.nodeName ?? op, opType: op, input: nodeInputs, output: outputNames, attribute }],
+      initializer: initializers,
+      input: inputs,
+      output: [
+        valueInfo('Y', layout === 0 ? [Td, nd, Bd, n] : [Bd, Td, nd, n]),
+        ...outputNames.slice(1).map((name) => valueInfo(name, stateDims)),
+      ],
+    },
+  };
+  return onnx.ModelProto.encode(onnx.ModelProto.fromObject(model)).finish();
+}
+
+export interface RandomWeightsSpec {
+  readonly op: RecurrentOp;
+  readonly inputSize: number;
+  readonly hiddenSize: number;
+  readonly direction?: Direction;
+  readonly seed?: number;
+  /** Values are uniform in ±scale; default 1/√hiddenSize (PyTorch's init). */
+  readonly scale?: number;
+}
+
+/** Seeded random weights (core's Rng) in the shapes `buildRecurrentModel` expects. */
+export function randomRecurrentWeights(spec: RandomWeightsSpec): {
+  W: Float32Array;
+  R: Float32Array;
+  B: Float32Array;
+} {
+  const { op, inputSize: m, hiddenSize: n } = spec;
+  const nd = spec.direction === 'bidirectional' ? 2 : 1;
+  const k = GATES[op];
+  const rng = new Rng(spec.seed ?? 0);
+  const s = spec.scale ?? 1 / Math.sqrt(n);
+  const draw = (size: number) => Float32Array.from(rng.uniformArray(size, -s, s));
+  return { W: draw(nd * k * n * m), R: draw(nd * k * n * n), B: draw(nd * 2 * k * n) };
+}

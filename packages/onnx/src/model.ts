@@ -1,0 +1,112 @@
+import { OnnxFormatError } from './errors.js';
+import { decodeModel, type OnnxTypes, toInt } from './proto.js';
+import { isRecurrentOp, nodeLabel, parseRecurrentNode, type RecurrentNode } from './recurrent.js';
+import { ELEM_NAMES, type OnnxTensor, readTensorProto } from './tensor.js';
+
+/** A graph input or output as declared: name, element type, dims (a number, a symbolic name, or unknown). */
+export interface OnnxValueInfo {
+  readonly name: string;
+  /** 'float32', 'float64', 'int32', 'int64', or the ONNX type number for others. */
+  readonly elemType: string;
+  /** undefined when the rank is not declared. */
+  readonly dims: readonly (number | string | undefined)[] | undefined;
+}
+
+/** Any graph node, as stored. */
+export interface OnnxNode {
+  readonly name: string;
+  readonly op: string;
+  readonly domain: string;
+  readonly inputs: readonly string[];
+  readonly outputs: readonly string[];
+  readonly attributes: readonly OnnxTypes.IAttributeProto[];
+}
+
+/** A decoded ONNX model and its recurrent nodes. */
+export interface OnnxRecurrentModel {
+  readonly irVersion: number;
+  /** Version of the default ('' / 'ai.onnx') operator set. */
+  readonly opset: number;
+  /** Graph inputs to be supplied at run time (those without an initializer). */
+  readonly inputs: readonly OnnxValueInfo[];
+  readonly outputs: readonly OnnxValueInfo[];
+  /** All nodes, in graph (topological) order. */
+  readonly nodes: readonly OnnxNode[];
+  /** The GRU, LSTM and RNN nodes, with attributes resolved. */
+  readonly recurrentNodes: readonly RecurrentNode[];
+  /** Constant tensors by name. */
+  readonly initializers: ReadonlyMap<string, OnnxTensor>;
+}
+
+/**
+ * Decode an .onnx file's bytes. Throws OnnxFormatError for unreadable bytes and OnnxUnsupportedError
+ * for a recurrent node with an attribute deerjs cannot run exactly (peepholes, other activations…).
+ */
+export function loadOnnxModel(bytes: Uint8Array): OnnxRecurrentModel {
+  const proto = decodeModel(bytes);
+  const graph = proto.graph;
+  if (!graph) throw new OnnxFormatError('the model has no graph (not an ONNX model, or truncated)');
+  const opsetEntry = proto.opsetImport.find((o) => !o.domain || o.domain === 'ai.onnx');
+  if (!opsetEntry)
+    throw new OnnxFormatError('the model imports no default (ai.onnx) operator set (truncated?)');
+  const initializers = new Map<string, OnnxTensor>();
+  for (const t of graph.initializer ?? []) {
+    if (!t.name) throw new OnnxFormatError('an initializer has no name');
+    initializers.set(t.name, readTensorProto(t));
+  }
+  const nodes: OnnxNode[] = (graph.node ?? []).map((n, i) => ({
+    name: nodeLabel(n, i),
+    op: n.opType ?? '',
+    domain: n.domain ?? '',
+    inputs: n.input ?? [],
+    outputs: n.output ?? [],
+    attributes: n.attribute ?? [],
+  }));
+  checkReferences(graph, nodes, initializers);
+  const recurrentNodes = (graph.node ?? []).flatMap((n, i) =>
+    isRecurrentOp(n.opType) && (!n.domain || n.domain === 'ai.onnx') ? [parseRecurrentNode(n, i)] : [],
+  );
+  return {
+    irVersion: toInt(proto.irVersion),
+    opset: toInt(opsetEntry.version),
+    inputs: (graph.input ?? []).filter((v) => !initializers.has(v.name ?? '')).map(valueInfo),
+    outputs: (graph.output ?? []).map(valueInfo),
+    nodes,
+    recurrentNodes,
+    initializers,
+  };
+}
+
+function valueInfo(v: OnnxTypes.IValueInfoProto): OnnxValueInfo {
+  if (!v.name) throw new OnnxFormatError('a graph input or output has no name');
+  const tensor = v.type?.tensorType;
+  const elem = tensor?.elemType ?? 0;
+  const dims = tensor?.shape?.dim?.map((d) => {
+    if (d.dimParam) return d.dimParam;
+    return d.dimValue !== undefined && d.dimValue !== null ? toInt(d.dimValue) : undefined;
+  });
+  return { name: v.name, elemType: ELEM_NAMES[elem] ?? String(elem), dims };
+}
+
+/** Every node input and graph output must name an initializer, a graph input or an earlier node's output. */
+function checkReferences(
+  graph: OnnxTypes.IGraphProto,
+  nodes: readonly OnnxNode[],
+  initializers: ReadonlyMap<string, OnnxTensor>,
+): void {
+  const known = new Set<string>([...initializers.keys(), ...(graph.input ?? []).map((v) => v.name ?? '')]);
+  for (const node of nodes) {
+    for (const name of node.inputs) {
+      if (name && !known.has(name)) {
+        throw new OnnxFormatError(
+          `node '${node.name}' reads '${name}', which no initializer, graph input or earlier node provides`,
+        );
+      }
+    }
+    for (const name of node.outputs) if (name) known.add(name);
+  }
+  for (const out of graph.output ?? []) {
+    if (!known.has(out.name ?? ''))
+      throw new OnnxFormatError(`graph output '${out.name}' is not produced by any node`);
+  }
+}

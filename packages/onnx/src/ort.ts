@@ -1,0 +1,102 @@
+import { OnnxRuntimeUnavailableError } from './errors.js';
+import type { OnnxData, OnnxTensor } from './tensor.js';
+
+/** The few parts of onnxruntime-node used here (so this package's types do not need it installed). */
+interface OrtTensor {
+  readonly data: unknown;
+  readonly dims: readonly number[];
+}
+interface OrtSession {
+  readonly outputNames: readonly string[];
+  run(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
+  release(): Promise<void>;
+}
+export interface OrtModule {
+  InferenceSession: { create(bytes: Uint8Array, options?: object): Promise<OrtSession> };
+  Tensor: new (type: string, data: OnnxData, dims: readonly number[]) => OrtTensor;
+}
+
+export interface OrtOptions {
+  /** How to import onnxruntime-node; tests inject a failing importer. Default: dynamic import. */
+  readonly importer?: () => Promise<unknown>;
+  /** Passed to InferenceSession.create; default CPU execution provider. */
+  readonly sessionOptions?: object;
+}
+
+/** An onnxruntime session over one model: reuse it to time repeated runs. */
+export interface OrtReferenceSession {
+  run(inputs: Readonly<Record<string, OnnxTensor>>): Promise<Record<string, OnnxTensor>>;
+  release(): Promise<void>;
+}
+
+const TYPE_NAMES = new Map<unknown, string>([
+  [Float32Array, 'float32'],
+  [Float64Array, 'float64'],
+  [Int32Array, 'int32'],
+  [BigInt64Array, 'int64'],
+]);
+
+async function importOrt(importer: () => Promise<unknown>): Promise<OrtModule> {
+  let mod: unknown;
+  try {
+    mod = await importer();
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    const reason =
+      code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND'
+        ? 'not installed'
+        : String((err as Error)?.message ?? err);
+    throw new OnnxRuntimeUnavailableError(reason);
+  }
+  const ort = ((mod as { default?: unknown }).default ?? mod) as Partial<OrtModule>;
+  if (typeof ort.InferenceSession?.create !== 'function' || typeof ort.Tensor !== 'function') {
+    throw new OnnxRuntimeUnavailableError(
+      'the imported module is not onnxruntime-node (no InferenceSession/Tensor)',
+    );
+  }
+  return ort as OrtModule;
+}
+
+/** Open an onnxruntime-node session (CPU EP) for `modelBytes`; onnxruntime-node is imported lazily. */
+export async function openOrtSession(
+  modelBytes: Uint8Array,
+  options: OrtOptions = {},
+): Promise<OrtReferenceSession> {
+  const ort = await importOrt(options.importer ?? (() => import('onnxruntime-node')));
+  const session = await ort.InferenceSession.create(
+    modelBytes,
+    options.sessionOptions ?? { executionProviders: ['cpu'] },
+  );
+  return {
+    async run(inputs) {
+      const feeds: Record<string, OrtTensor> = {};
+      for (const [name, t] of Object.entries(inputs)) {
+        const type = TYPE_NAMES.get(t.data.constructor);
+        if (!type) throw new TypeError(`input ${name}: unsupported data ${t.data.constructor.name}`);
+        feeds[name] = new ort.Tensor(type, t.data, t.dims);
+      }
+      const results = await session.run(feeds);
+      const out: Record<string, OnnxTensor> = {};
+      for (const name of session.outputNames) {
+        const r = results[name];
+        if (r) out[name] = { data: r.data as OnnxData, dims: [...r.dims] };
+      }
+      return out;
+    },
+    release: () => session.release(),
+  };
+}
+
+/** Run `modelBytes` once in onnxruntime-node (CPU EP) and return its outputs by name. */
+export async function ortReference(
+  modelBytes: Uint8Array,
+  inputs: Readonly<Record<string, OnnxTensor>>,
+  options: OrtOptions = {},
+): Promise<Record<string, OnnxTensor>> {
+  const session = await openOrtSession(modelBytes, options);
+  try {
+    return await session.run(inputs);
+  } finally {
+    await session.release();
+  }
+}

@@ -1,0 +1,188 @@
+import { type Backend, type Cell, type DeerOptions, type DeerStats, type DType, deer } from '@deerjs/core';
+import { recurrentCell } from './cells.js';
+import { OnnxInputError, OnnxUnsupportedError } from './errors.js';
+import { GATES, type RecurrentNode } from './recurrent.js';
+import { type OnnxTensor, toFloat64 } from './tensor.js';
+
+/** Options of a recurrent node's solve: deer's options (h0 comes from the model) and the compute dtype. */
+export interface RecurrentRunOptions extends Omit<DeerOptions, 'h0'> {
+  /** Backend dtype; default float64 for double models where the backend has it, else float32. */
+  readonly dtype?: DType;
+  /** Called after each direction's solve with deer's statistics. */
+  readonly onSolve?: (info: {
+    readonly node: string;
+    readonly direction: number;
+    readonly stats: DeerStats;
+  }) => void;
+}
+
+/** Cells built for a model, keyed by their shape, so repeated runs reuse traced graphs and compiled kernels. */
+export class CellCache {
+  private readonly cells = new Map<string, Cell>();
+  get(node: RecurrentNode, inputSize: number, hiddenSize: number): Cell {
+    const key = `${node.op}:${inputSize}:${hiddenSize}:${node.linearBeforeReset}:${node.clip}`;
+    let cell = this.cells.get(key);
+    if (!cell) {
+      cell = recurrentCell({
+        op: node.op,
+        inputSize,
+        hiddenSize,
+        linearBeforeReset: node.linearBeforeReset,
+        clip: node.clip,
+      });
+      this.cells.set(key, cell);
+    }
+    return cell;
+  }
+}
+
+const fmt = (dims: readonly number[]) => `[${dims.join(', ')}]`;
+
+function expectDims(what: string, t: OnnxTensor, expected: readonly number[]): void {
+  if (t.dims.length !== expected.length || t.dims.some((d, i) => d !== expected[i])) {
+    throw new OnnxInputError(what, `expected dims ${fmt(expected)}, got ${fmt(t.dims)}`);
+  }
+}
+
+/**
+ * Run one GRU/LSTM/RNN node with DEER, one solve per direction; returns its outputs by value name.
+ * `value(name)` gives the tensors feeding the node (initializers or run-time inputs).
+ */
+export async function runRecurrentNode(
+  backend: Backend,
+  node: RecurrentNode,
+  value: (name: string) => OnnxTensor,
+  cells: CellCache,
+  options: RecurrentRunOptions = {},
+): Promise<Map<string, OnnxTensor>> {
+  const { onSolve, dtype: askedDtype, ...deerOptions } = options;
+  const X = value(node.inputs.X);
+  if (X.dims.length !== 3)
+    throw new OnnxInputError(node.inputs.X, `expected rank 3 (X of ${node.name}), got ${fmt(X.dims)}`);
+  const [T, B, m] = (node.layout === 0 ? X.dims : [X.dims[1], X.dims[0], X.dims[2]]) as [
+    number,
+    number,
+    number,
+  ];
+  if (T < 1 || B < 1 || m < 1)
+    throw new OnnxInputError(node.inputs.X, `expected non-empty dims, got ${fmt(X.dims)}`);
+  const nd = node.numDirections;
+  const k = GATES[node.op];
+  const W = value(node.inputs.W);
+  const R = value(node.inputs.R);
+  const n = node.hiddenSize ?? R.dims[2] ?? 0;
+  expectDims(node.inputs.W, W, [nd, k * n, m]);
+  expectDims(node.inputs.R, R, [nd, k * n, n]);
+  const Bias = node.inputs.B === undefined ? undefined : value(node.inputs.B);
+  if (Bias) expectDims(node.inputs.B!, Bias, [nd, 2 * k * n]);
+  const stateDims = node.layout === 0 ? [nd, B, n] : [B, nd, n];
+  const h0 = node.inputs.initial_h === undefined ? undefined : value(node.inputs.initial_h);
+  const c0 = node.inputs.initial_c === undefined ? undefined : value(node.inputs.initial_c);
+  if (h0) expectDims(node.inputs.initial_h!, h0, stateDims);
+  if (c0) expectDims(node.inputs.initial_c!, c0, stateDims);
+  if (node.inputs.sequence_lens !== undefined)
+    checkSequenceLens(node, value(node.inputs.sequence_lens), B, T);
+
+  const dtype = askedDtype ?? pickDtype(backend, X);
+  const cell = cells.get(node, m, n);
+  const S = cell.stateSize;
+  const x = toFloat64(X);
+  const w = toFloat64(W);
+  const r = toFloat64(R);
+  const bias = Bias ? toFloat64(Bias) : undefined;
+  const h0v = h0 ? toFloat64(h0) : undefined;
+  const c0v = c0 ? toFloat64(c0) : undefined;
+  const Out = X.data instanceof Float64Array ? Float64Array : Float32Array;
+  const Y = new Out(T * nd * B * n);
+  const Yh = new Out(nd * B * n);
+  const Yc = new Out(nd * B * n);
+  // Flat offsets of (t, d, b) in Y and of (d, b) in Y_h / initial_h, per layout.
+  const yAt =
+    node.layout === 0
+      ? (t: number, d: number, b: number) => ((t * nd + d) * B + b) * n
+      : (t: number, d: number, b: number) => ((b * T + t) * nd + d) * n;
+  const sAt =
+    node.layout === 0
+      ? (d: number, b: number) => (d * B + b) * n
+      : (d: number, b: number) => (b * nd + d) * n;
+  const xAt =
+    node.layout === 0 ? (t: number, b: number) => (t * B + b) * m : (t: number, b: number) => (b * T + t) * m;
+
+  for (let d = 0; d < nd; d++) {
+    const reverse = node.direction === 'reverse' || d === 1;
+    const kn = k * n;
+    const params = {
+      W: w.subarray(d * kn * m, (d + 1) * kn * m),
+      R: r.subarray(d * kn * n, (d + 1) * kn * n),
+      Wb: bias ? bias.subarray(2 * d * kn, (2 * d + 1) * kn) : new Float64Array(kn),
+      Rb: bias ? bias.subarray((2 * d + 1) * kn, (2 * d + 2) * kn) : new Float64Array(kn),
+    };
+    const xs = new Float64Array(B * T * m);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        const src = xAt(reverse ? T - 1 - t : t, b);
+        xs.set(x.subarray(src, src + m), (b * T + t) * m);
+      }
+    }
+    let init: Float64Array | undefined;
+    if (h0v || c0v) {
+      init = new Float64Array(B * S);
+      for (let b = 0; b < B; b++) {
+        if (h0v) init.set(h0v.subarray(sAt(d, b), sAt(d, b) + n), b * S);
+        if (c0v) init.set(c0v.subarray(sAt(d, b), sAt(d, b) + n), b * S + n);
+      }
+    }
+    const xt = backend.tensor(xs, [B, T, m], dtype);
+    let ys: ArrayLike<number>;
+    try {
+      const { y, stats } = await deer(backend, cell, params, xt, { ...deerOptions, h0: init });
+      try {
+        ys = await backend.read(y);
+      } finally {
+        backend.dispose(y);
+      }
+      onSolve?.({ node: node.name, direction: d, stats });
+    } finally {
+      backend.dispose(xt);
+    }
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        const src = (b * T + (reverse ? T - 1 - t : t)) * S;
+        const dst = yAt(t, d, b);
+        for (let j = 0; j < n; j++) Y[dst + j] = ys[src + j]!;
+      }
+      const last = (b * T + T - 1) * S;
+      for (let j = 0; j < n; j++) {
+        Yh[sAt(d, b) + j] = ys[last + j]!;
+        if (S > n) Yc[sAt(d, b) + j] = ys[last + n + j]!;
+      }
+    }
+  }
+  const out = new Map<string, OnnxTensor>();
+  const { Y: yName, Y_h: hName, Y_c: cName } = node.outputs;
+  if (yName) out.set(yName, { data: Y, dims: node.layout === 0 ? [T, nd, B, n] : [B, T, nd, n] });
+  if (hName) out.set(hName, { data: Yh, dims: stateDims });
+  if (cName) out.set(cName, { data: Yc, dims: stateDims });
+  return out;
+}
+
+function pickDtype(backend: Backend, X: OnnxTensor): DType {
+  const want: DType = X.data instanceof Float64Array ? 'float64' : 'float32';
+  const have = backend.capabilities.dtypes;
+  return have.includes(want) ? want : (have[0] ?? 'float32');
+}
+
+function checkSequenceLens(node: RecurrentNode, lens: OnnxTensor, B: number, T: number): void {
+  expectDims(node.inputs.sequence_lens!, lens, [B]);
+  for (let b = 0; b < B; b++) {
+    const v = Number(lens.data[b]!);
+    if (v !== T) {
+      throw new OnnxUnsupportedError(
+        node.name,
+        'sequence_lens',
+        v,
+        `every length equal to the sequence length ${T} (no padding)`,
+      );
+    }
+  }
+}

@@ -1,0 +1,208 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { DeerError, Rng, UnsupportedOptionError } from '@deerjs/core';
+import { createCpuBackend } from '@deerjs/cpu';
+import onnxProto from 'onnx-proto';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  buildRecurrentModel,
+  loadOnnxModel,
+  OnnxFormatError,
+  OnnxInputError,
+  OnnxRuntimeUnavailableError,
+  OnnxUnsupportedError,
+  ortReference,
+  type RecurrentModelSpec,
+  randomRecurrentWeights,
+  runOnnxModel,
+} from '../src/index.js';
+
+const { onnx } = onnxProto;
+const backend = createCpuBackend({ dtype: 'float32' });
+afterAll(() => backend.destroy());
+
+const m = 3;
+const n = 4;
+const T = 5;
+const B = 2;
+const spec = (op: RecurrentModelSpec['op'], extra: Partial<RecurrentModelSpec> = {}): RecurrentModelSpec => ({
+  op,
+  inputSize: m,
+  hiddenSize: n,
+  weights: randomRecurrentWeights({ op, inputSize: m, hiddenSize: n, direction: extra.direction }),
+  nodeName: 'rec_0',
+  ...extra,
+});
+const X = { data: new Float32Array(T * B * m).fill(0.5), dims: [T, B, m] };
+
+/** Edit a built model's proto and re-encode it. */
+type Graph = InstanceType<typeof onnx.GraphProto>;
+function edit(bytes: Uint8Array, change: (graph: Graph) => void): Uint8Array {
+  const model = onnx.ModelProto.decode(bytes);
+  change(model.graph as Graph);
+  return onnx.ModelProto.encode(model).finish();
+}
+
+function catchError(f: () => unknown): unknown {
+  try {
+    f();
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected an error');
+}
+
+describe('malformed files', () => {
+  const bytes = buildRecurrentModel(spec('GRU'));
+
+  it('rejects empty bytes and non-bytes', () => {
+    expect(() => loadOnnxModel(new Uint8Array())).toThrow(OnnxFormatError);
+    expect(() => loadOnnxModel('model.onnx' as unknown as Uint8Array)).toThrow(/Uint8Array, got string/);
+  });
+
+  it('rejects the file truncated at every byte with OnnxFormatError', () => {
+    for (let cut = 1; cut < bytes.length; cut++) {
+      const err = catchError(() => loadOnnxModel(bytes.subarray(0, cut)));
+      expect(err, `cut at ${cut}`).toBeInstanceOf(OnnxFormatError);
+    }
+  });
+
+  it('rejects random bytes with a typed error', () => {
+    const rng = new Rng(5);
+    for (let trial = 0; trial < 200; trial++) {
+      const junk = Uint8Array.from({ length: 1 + (rng.nextU32() % 300) }, () => rng.nextU32() & 255);
+      const err = catchError(() => {
+        const model = loadOnnxModel(junk);
+        if (model.recurrentNodes.length === 0) throw new OnnxFormatError('no recurrent node');
+      });
+      expect(err).toBeInstanceOf(DeerError);
+    }
+  });
+
+  it('rejects an initializer whose raw data does not match its dims', () => {
+    const bad = edit(bytes, (graph) => {
+      const w = graph.initializer.find((t) => t.name === 'W')!;
+      w.rawData = w.rawData!.subarray(0, w.rawData!.length - 4);
+    });
+    expect(() => loadOnnxModel(bad)).toThrow(/initializer 'W': raw_data has/);
+  });
+});
+
+describe('unsupported features name the node and attribute', () => {
+  function unsupported(f: () => unknown, attribute: string): OnnxUnsupportedError {
+    const err = catchError(f) as OnnxUnsupportedError;
+    expect(err).toBeInstanceOf(OnnxUnsupportedError);
+    expect(err).toBeInstanceOf(UnsupportedOptionError);
+    expect(err.node).toBe('rec_0');
+    expect(err.attribute).toBe(attribute);
+    expect(err.message).toContain(`'rec_0'`);
+    expect(err.message).toContain(attribute);
+    return err;
+  }
+
+  it('another activation', () => {
+    const err = unsupported(
+      () => loadOnnxModel(buildRecurrentModel(spec('GRU', { activations: ['Relu', 'Tanh'] }))),
+      'activations',
+    );
+    expect(err.message).toContain('Relu');
+  });
+
+  it('accepts the default activations spelled out, for both directions', () => {
+    const s = spec('LSTM', {
+      direction: 'bidirectional',
+      activations: ['Sigmoid', 'Tanh', 'Tanh', 'Sigmoid', 'Tanh', 'Tanh'],
+    });
+    expect(loadOnnxModel(buildRecurrentModel(s)).recurrentNodes[0]!.direction).toBe('bidirectional');
+  });
+
+  it('LSTM peepholes (input P)', () => {
+    const bytes = edit(buildRecurrentModel(spec('LSTM')), (graph) => {
+      graph.node[0]!.input = ['X', 'W', 'R', 'B', '', '', '', 'P'];
+      graph.input.push({
+        name: 'P',
+        type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 1 }, { dimValue: 3 * n }] } } },
+      });
+    });
+    unsupported(() => loadOnnxModel(bytes), 'P');
+  });
+
+  it('LSTM input_forget', () => {
+    const bytes = edit(buildRecurrentModel(spec('LSTM')), (graph) => {
+      graph.node[0]!.attribute!.push({
+        name: 'input_forget',
+        type: onnx.AttributeProto.AttributeType.INT,
+        i: 1,
+      } as never);
+    });
+    unsupported(() => loadOnnxModel(bytes), 'input_forget');
+  });
+
+  it('sequence_lens shorter than T', async () => {
+    const model = loadOnnxModel(buildRecurrentModel(spec('RNN', { sequenceLens: true })));
+    const lens = { data: new Int32Array([T, T - 2]), dims: [B] };
+    const err = await runOnnxModel(model, backend, { X, sequence_lens: lens }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OnnxUnsupportedError);
+    expect((err as OnnxUnsupportedError).attribute).toBe('sequence_lens');
+    expect((err as OnnxUnsupportedError).node).toBe('rec_0');
+  });
+
+  it('an op outside the supported set', async () => {
+    const bytes = edit(buildRecurrentModel(spec('GRU')), (graph) => {
+      graph.node.push({ name: 'act', opType: 'Relu', input: ['Y'], output: ['Z'] } as never);
+    });
+    const err = await runOnnxModel(loadOnnxModel(bytes), backend, { X }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OnnxUnsupportedError);
+    expect((err as OnnxUnsupportedError).node).toBe('act');
+    expect((err as OnnxUnsupportedError).attribute).toBe('op_type');
+  });
+});
+
+describe('run-time inputs', () => {
+  const model = loadOnnxModel(buildRecurrentModel(spec('GRU')));
+
+  it('names a missing input', async () => {
+    await expect(runOnnxModel(model, backend, {})).rejects.toThrow(OnnxInputError);
+    await expect(runOnnxModel(model, backend, {})).rejects.toThrow(/'X': missing/);
+  });
+
+  it('names an input of the wrong shape or type', async () => {
+    await expect(runOnnxModel(model, backend, { X: { data: X.data, dims: [T, B, m + 1] } })).rejects.toThrow(
+      /'X'/,
+    );
+    await expect(
+      runOnnxModel(model, backend, { X: { data: new Int32Array(T * B * m), dims: X.dims } }),
+    ).rejects.toThrow(/declares float32, got int32/);
+    await expect(runOnnxModel(model, backend, { X: X.data })).rejects.toThrow(/does not fix its dims/);
+    await expect(runOnnxModel(model, backend, { X, extra: X })).rejects.toThrow(/'extra': not an input/);
+  });
+});
+
+describe('onnxruntime-node', () => {
+  const bytes = buildRecurrentModel(spec('GRU'));
+
+  it('a missing package gives a typed error naming it', async () => {
+    const importer = () =>
+      Promise.reject(
+        Object.assign(new Error("Cannot find package 'onnxruntime-node'"), { code: 'ERR_MODULE_NOT_FOUND' }),
+      );
+    const err = await ortReference(bytes, { X }, { importer }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OnnxRuntimeUnavailableError);
+    expect((err as OnnxRuntimeUnavailableError).install).toBe('onnxruntime-node');
+    expect((err as Error).message).toMatch(/not installed.*npm install onnxruntime-node/);
+  });
+
+  it('a module that is not onnxruntime gives the same typed error', async () => {
+    await expect(ortReference(bytes, { X }, { importer: async () => ({}) })).rejects.toThrow(
+      OnnxRuntimeUnavailableError,
+    );
+  });
+
+  it('is imported lazily, only by ort.ts', () => {
+    const dir = new URL('../src/', import.meta.url);
+    for (const file of readdirSync(dir)) {
+      const text = readFileSync(new URL(file, dir), 'utf8');
+      expect(text, file).not.toMatch(/^import[^;]*from 'onnxruntime-node'/m);
+      if (file !== 'ort.ts') expect(text, file).not.toContain("import('onnxruntime-node')");
+    }
+  });
+});
