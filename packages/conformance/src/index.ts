@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe } from 'vitest';
 import { makeContext } from './context.js';
 import { defineDerivativeCases } from './derivative-cases.js';
 import { defineInputCases } from './input-cases.js';
+import { defineOdeCases } from './ode-cases.js';
 import { defineOpCases } from './op-cases.js';
 import { defineSolveCases } from './solve-cases.js';
 
@@ -72,6 +73,7 @@ export function defineConformanceSuite(options: ConformanceOptions): void {
       describe('derivatives', () => defineDerivativeCases(ctx));
       describe('inputs', () => defineInputCases(ctx));
       describe('ops', () => defineOpCases(ctx));
+      describe('ode', () => defineOdeCases(ctx));
     });
   }
 }

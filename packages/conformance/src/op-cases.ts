@@ -114,4 +114,45 @@ export function defineOpCases(ctx: SuiteContext): void {
     expect(await backend.findNonFinite(old)).toBeNull();
     for (const t of [l, r, outer, sum, twice, raw, old, u.y]) backend.dispose(t);
   });
+
+  ctx.test('ops/block-matrix', async () => {
+    const backend = ctx.backend();
+    const rng = new Rng(9);
+    const B = 2;
+    const T = 3;
+    const n = 6;
+    const s = 3;
+    const a = rng.normalArray(B * T * n * s);
+    const b = rng.normalArray(B * T * n * s);
+    const v = rng.normalArray(B * T * n);
+    const h = [0.5, 2, -1];
+    const ta = backend.tensor(a, [B, T, n / s, s, s], ctx.dtype);
+    const tb = backend.tensor(b, [B, T, n / s, s, s], ctx.dtype);
+    const tv = backend.tensor(v, [B, T, n], ctx.dtype);
+    const mm = backend.blockMatmul!(ta, tb, s);
+    const mv = backend.blockMatvec!(ta, tv, s);
+    const sc = backend.scaleTime!(tv, h, 3);
+    const id = backend.addIdentity!(ta, s, 0.25);
+    const expMM = new Float64Array(a.length);
+    const expMV = new Float64Array(v.length);
+    const expID = Float64Array.from(a);
+    for (let blk = 0; blk < (B * T * n) / s; blk++) {
+      const o = blk * s * s;
+      for (let i = 0; i < s; i++) {
+        expID[o + i * s + i]! += 0.25;
+        for (let j = 0; j < s; j++) {
+          for (let k = 0; k < s; k++) expMM[o + i * s + j]! += a[o + i * s + k]! * b[o + k * s + j]!;
+          expMV[blk * s + i]! += a[o + i * s + j]! * v[blk * s + j]!;
+        }
+      }
+    }
+    const expSC = v.map((x, i) => x * 3 * h[Math.floor(i / n) % T]!);
+    expect(maxAbsDiff(await backend.read(mm), expMM)).toBeLessThanOrEqual(tol * 10);
+    expect(maxAbsDiff(await backend.read(mv), expMV)).toBeLessThanOrEqual(tol * 10);
+    expect(maxAbsDiff(await backend.read(sc), expSC)).toBeLessThanOrEqual(tol * 10);
+    expect(maxAbsDiff(await backend.read(id), expID)).toBeLessThanOrEqual(tol * 10);
+    const worst = Math.max(...a.map(Math.abs));
+    expect(Math.abs((await backend.maxAbs!(ta)) - worst)).toBeLessThanOrEqual(tol * 10);
+    for (const t of [ta, tb, tv, mm, mv, sc, id]) backend.dispose(t);
+  }, undefined, 'matrix-ops');
 }

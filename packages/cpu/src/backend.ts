@@ -340,5 +340,73 @@ export class CpuBackend implements Backend {
     return this.make([blocks * rows * cols], l.dtype, ARRAY[l.dtype].from(acc));
   }
 
+  blockMatmul(a: Tensor, b: Tensor, s: number): Tensor {
+    const x = this.get(a);
+    const y = this.data(b);
+    const out = this.make(x.shape, x.dtype);
+    const o = out.data;
+    const d = x.data;
+    for (let base = 0; base < d.length; base += s * s) {
+      for (let i = 0; i < s; i++) {
+        for (let j = 0; j < s; j++) {
+          let acc = 0;
+          for (let k = 0; k < s; k++) acc += d[base + i * s + k]! * y[base + k * s + j]!;
+          o[base + i * s + j] = acc;
+        }
+      }
+    }
+    return out;
+  }
+
+  blockMatvec(a: Tensor, v: Tensor, s: number): Tensor {
+    const x = this.data(a);
+    const vec = this.get(v);
+    const out = this.make(vec.shape, vec.dtype);
+    const o = out.data;
+    const vd = vec.data;
+    for (let blk = 0; blk < vd.length / s; blk++) {
+      const base = blk * s * s;
+      for (let i = 0; i < s; i++) {
+        let acc = 0;
+        for (let k = 0; k < s; k++) acc += x[base + i * s + k]! * vd[blk * s + k]!;
+        o[blk * s + i] = acc;
+      }
+    }
+    return out;
+  }
+
+  scaleTime(x: Tensor, h: ArrayLike<number>, alpha: number): Tensor {
+    const src = this.get(x);
+    const [B, T] = src.shape as [number, number];
+    if (h.length !== T) throw new ShapeError('scaleTime', `${T} factors`, `${h.length}`);
+    const inner = src.size / (B * T);
+    const out = this.make(src.shape, src.dtype);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        const f = alpha * h[t]!;
+        const base = (b * T + t) * inner;
+        for (let i = 0; i < inner; i++) out.data[base + i] = src.data[base + i]! * f;
+      }
+    }
+    return out;
+  }
+
+  addIdentity(a: Tensor, s: number, alpha: number): Tensor {
+    const src = this.get(a);
+    const out = this.make(src.shape, src.dtype, src.data.slice());
+    for (let base = 0; base < src.size; base += s * s) for (let i = 0; i < s; i++) out.data[base + i * s + i]! += alpha;
+    return out;
+  }
+
+  async maxAbs(x: Tensor): Promise<number> {
+    const d = this.data(x);
+    let m = 0;
+    for (let i = 0; i < d.length; i++) {
+      const v = Math.abs(d[i]!);
+      if (!(v <= m)) m = v;
+    }
+    return m;
+  }
+
   destroy(): void {}
 }

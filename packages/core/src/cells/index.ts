@@ -3,3 +3,4 @@ export { type GruOptions, gru } from './gru.js';
 export { type LstmOptions, lstm } from './lstm.js';
 export { type Activation, type MlpOptions, mlp } from './mlp.js';
 export { type MultiHeadGruOptions, multiHeadGru } from './multihead-gru.js';
+export { type HamiltonianOptions, hamiltonian } from './hamiltonian.js';

@@ -70,6 +70,62 @@ export async function deerWithGrad(
   }
 }
 
+/**
+ * Per-step VJPs at states `state` with cotangent `cotangent` (both [B, T, ·]): ∂⟨ḡ, f⟩/∂y and /∂x
+ * per element (null where identically zero) and ∂/∂θ summed over all elements. The caller owns
+ * every returned tensor.
+ */
+export function stepVjp(
+  backend: Backend,
+  cell: Cell,
+  params: Readonly<Record<string, Tensor>>,
+  state: Tensor,
+  x: Tensor | undefined,
+  cotangent: Tensor,
+): { dState: Tensor | null; dInput: Tensor | null; params: Record<string, Tensor> } {
+  const v = cell.vjp;
+  const outIds = [v.dState, v.dInput].filter((id): id is number => id !== null);
+  const termNodes: number[] = [];
+  for (const spec of cell.params) {
+    for (const t of v.params[spec.name] ?? []) {
+      if (t.kind === 'vector') termNodes.push(t.node);
+      else termNodes.push(t.left, t.right);
+    }
+  }
+  const res = backend.runStep(
+    { graph: v.graph, outputs: [...outIds, ...termNodes] },
+    x ? { state, input: x, cotangent, params } : { state, cotangent, params },
+  );
+  let k = 0;
+  const dState = v.dState !== null ? res.outputs[k++]! : null;
+  const dInput = v.dInput !== null ? res.outputs[k++]! : null;
+  const terms = res.outputs.slice(k);
+  const gradParams: Record<string, Tensor> = {};
+  let q = 0;
+  try {
+    for (const spec of cell.params) {
+      let acc: Tensor | null = null;
+      for (const t of v.params[spec.name] ?? []) {
+        const term =
+          t.kind === 'vector'
+            ? backend.sumBatchTime(terms[q++]!)
+            : backend.outerSum(terms[q++]!, terms[q++]!, spec.shape.length === 3 ? spec.shape[0]! : 1);
+        if (acc === null) acc = term;
+        else {
+          const sum = backend.add(acc, term);
+          backend.dispose(acc);
+          backend.dispose(term);
+          acc = sum;
+        }
+      }
+      gradParams[spec.name] = acc ?? backend.zeros([spec.size], cotangent.dtype);
+    }
+  } finally {
+    for (const t of terms) backend.dispose(t);
+  }
+  return { dState, dInput, params: gradParams };
+}
+
 /** λ_t = dy_t + J_{t+1}ᵀ λ_{t+1} by the reverse scan, then the per-step VJPs at the solution. */
 export async function implicitVjp(
   backend: Backend,
@@ -90,46 +146,8 @@ export async function implicitVjp(
     const Jnext = temps.add(backend.shiftTime(J, null, -1));
     const zeros = temps.add(backend.zeros([y0.shape[0]!, cell.stateSize], y.dtype));
     const lambda = temps.add(backend.scan({ A: Jnext, c: dy, y0: zeros, blockSize: s, reverse: true }));
-    const v = cell.vjp;
-    const outIds = [v.dState, v.dInput].filter((id): id is number => id !== null);
-    const termNodes: number[] = [];
-    for (const spec of cell.params) {
-      for (const t of v.params[spec.name] ?? []) {
-        if (t.kind === 'vector') termNodes.push(t.node);
-        else termNodes.push(t.left, t.right);
-      }
-    }
-    const res = backend.runStep(
-      { graph: v.graph, outputs: [...outIds, ...termNodes] },
-      { state: yPrev, input: x, cotangent: lambda, params },
-    );
-    let k = 0;
-    const dState = v.dState !== null ? res.outputs[k++]! : null;
-    const dInput = v.dInput !== null ? res.outputs[k++]! : null;
-    // dInput is returned as it is; every other output is a temporary.
-    for (const t of res.outputs) if (t !== dInput) temps.add(t);
-    const gradParams: Record<string, Tensor> = {};
-    for (const spec of cell.params) {
-      const list = v.params[spec.name] ?? [];
-      let acc: Tensor | null = null;
-      for (const t of list) {
-        let term: Tensor;
-        if (t.kind === 'vector') term = backend.sumBatchTime(res.outputs[k++]!);
-        else {
-          const left = res.outputs[k++]!;
-          const right = res.outputs[k++]!;
-          term = backend.outerSum(left, right, spec.shape.length === 3 ? spec.shape[0]! : 1);
-        }
-        if (acc === null) acc = term;
-        else {
-          const sum = backend.add(acc, term);
-          backend.dispose(acc);
-          backend.dispose(term);
-          acc = sum;
-        }
-      }
-      gradParams[spec.name] = acc ?? backend.zeros([spec.size], y.dtype);
-    }
+    const { dState, dInput, params: gradParams } = stepVjp(backend, cell, params, yPrev, x, lambda);
+    if (dState) temps.add(dState);
     const [B, T] = [y.shape[0]!, y.shape[1]!];
     const dx = dInput ?? backend.zeros([B, T, cell.inputSize], y.dtype);
     const dh0 = dState ? backend.timeStep(dState, 0) : backend.zeros([B, cell.stateSize], y.dtype);

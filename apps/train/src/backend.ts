@@ -1,0 +1,19 @@
+import { type Backend, type DType, loadBackend } from '@deerjs/core';
+
+/** Load a deerjs backend by name through core's registry (the packages register on import). */
+export async function openBackend(name: string, dtype: DType): Promise<Backend> {
+  const options: Record<string, unknown> = { dtype };
+  if (name === 'tfjs') {
+    // tfjs needs an engine registered before the deerjs backend starts; the CPU one is always here.
+    await import('@tensorflow/tfjs-backend-cpu');
+    options.backend = 'cpu';
+  }
+  const backend = await loadBackend(name, { importer: (s) => import(s), options });
+  if (!backend.capabilities.dtypes.includes(dtype)) {
+    await backend.destroy();
+    throw new Error(
+      `backend ${name} does not support ${dtype} (it supports ${backend.capabilities.dtypes.join(', ')})`,
+    );
+  }
+  return backend;
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+import { CheckpointError } from '@deerjs/nn';
+import { HELP, parseCli } from './args.js';
+import { DataFormatError, UsageError } from './errors.js';
+import { train } from './train.js';
+
+async function main(argv: readonly string[]): Promise<number> {
+  try {
+    const args = parseCli(argv);
+    if (args.help) {
+      process.stdout.write(`${HELP}\n`);
+      return 0;
+    }
+    const s = await train(args.config, { resume: args.resume });
+    process.stdout.write(
+      `test accuracy: ${(100 * s.test.acc).toFixed(2)}% (${s.test.examples} examples, loss ${s.test.loss.toFixed(4)}) after ${s.steps} steps, ${s.meanStepMs.toFixed(0)} ms/step on ${s.device}\n` +
+        `wrote ${args.config.out}/{metrics.jsonl,checkpoint.ckpt,plot.svg,summary.json}\n`,
+    );
+    return 0;
+  } catch (err) {
+    if (err instanceof UsageError || err instanceof DataFormatError || err instanceof CheckpointError) {
+      process.stderr.write(`deer-train: ${err.name}: ${err.message}\n`);
+      return 2;
+    }
+    process.stderr.write(`deer-train: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,66 @@
+import { existsSync } from 'node:fs';
+import { Rng } from '@deerjs/core';
+import type { TrainConfig } from './config.js';
+import type { ArrayDataset } from './data/dataset.js';
+import { FASHION_MNIST_DIR, loadFashionMnist } from './data/fashion-mnist.js';
+import { EIGENWORMS_SHAPE, syntheticWorms } from './data/synthetic.js';
+import { loadTs } from './data/ts-format.js';
+import { DataFormatError } from './errors.js';
+
+export interface TaskData {
+  readonly train: ArrayDataset;
+  readonly test: ArrayDataset;
+  /** Where the data came from, for the log. */
+  readonly source: string;
+}
+
+/** Fisher–Yates with the given generator. */
+export function permutation(n: number, rng: Rng): number[] {
+  const p = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rng.uniform() * (i + 1));
+    [p[i], p[j]] = [p[j]!, p[i]!];
+  }
+  return p;
+}
+
+export function loadTaskData(c: TrainConfig): TaskData {
+  if (c.task === 'fashion-mnist') {
+    const dir = c.data ?? FASHION_MNIST_DIR;
+    return {
+      train: loadFashionMnist(dir, 'train', c.limit),
+      test: loadFashionMnist(dir, 't10k', c.limit),
+      source: dir,
+    };
+  }
+  if (c.synthetic) {
+    const length = c.length ?? EIGENWORMS_SHAPE.length;
+    const n = c.limit ?? 128;
+    return {
+      train: syntheticWorms(n, length, c.seed * 2 + 1),
+      test: syntheticWorms(Math.max(c.batch, Math.ceil(n / 4)), length, c.seed * 2 + 2),
+      source: `synthetic (T = ${length})`,
+    };
+  }
+  const file = c.data!;
+  const train = loadTs(file).data;
+  const testFile = c.testData ?? (file.includes('_TRAIN') ? file.replace('_TRAIN', '_TEST') : undefined);
+  if (testFile !== undefined && (c.testData !== undefined || existsSync(testFile))) {
+    const test = loadTs(testFile).data;
+    if (test.length !== train.length || test.channels !== train.channels || test.classes !== train.classes) {
+      throw new DataFormatError(
+        testFile,
+        `shape (T ${test.length}, ${test.channels} channels, ${test.classes} classes) differs from ${file}`,
+      );
+    }
+    return { train: train.limit(c.limit), test: test.limit(c.limit), source: `${file} + ${testFile}` };
+  }
+  // No test file: hold out a seeded 20%.
+  const order = permutation(train.size, new Rng(c.seed + 0x5eed));
+  const cut = Math.max(1, Math.floor(train.size * 0.2));
+  return {
+    train: train.pick(order.slice(cut)).limit(c.limit),
+    test: train.pick(order.slice(0, cut)).limit(c.limit),
+    source: `${file} (20% held out)`,
+  };
+}

@@ -1,0 +1,243 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Backend, Rng } from '@deerjs/core';
+import {
+  AdamW,
+  type Params,
+  readCheckpoint,
+  SequenceClassifier,
+  softmaxCrossEntropy,
+  trainStep,
+  warmupCosine,
+  writeCheckpoint,
+} from '@deerjs/nn';
+import { openBackend } from './backend.js';
+import type { TrainConfig } from './config.js';
+import type { Dataset } from './data/dataset.js';
+import { type EvalRecord, MetricsLog, type StepRecord } from './metrics.js';
+import { ProgressBar } from './progress.js';
+import { plotSvg, smooth } from './svg.js';
+import { loadTaskData, permutation } from './tasks.js';
+
+export interface TrainOptions {
+  readonly resume?: boolean;
+  /** Where status lines go (default stderr). */
+  readonly log?: (line: string) => void;
+  readonly progress?: ProgressBar;
+}
+
+export interface TrainSummary {
+  readonly config: TrainConfig;
+  readonly steps: number;
+  readonly parameters: number;
+  readonly meanStepMs: number;
+  readonly test: EvalRecord;
+  readonly device: string;
+}
+
+interface ResumeState {
+  /** Generator state at the start of the epoch the checkpoint falls in (reshuffles it identically). */
+  readonly epochRng: [number, number, number, number];
+}
+
+export const CHECKPOINT_FILE = 'checkpoint.ckpt';
+
+function modelFor(c: TrainConfig, data: Dataset): SequenceClassifier {
+  return new SequenceClassifier({
+    inputSize: data.channels,
+    classes: data.classes,
+    cell: c.cell,
+    hiddenSize: c.hidden,
+    layers: c.layers,
+    heads: c.heads,
+    residual: c.residual,
+    pooling: c.pooling,
+  });
+}
+
+/** Train, checkpoint, evaluate, plot. Resuming takes the stored configuration (bar backend and out). */
+export async function train(cli: TrainConfig, opts: TrainOptions = {}): Promise<TrainSummary> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  mkdirSync(cli.out, { recursive: true });
+  const ckptPath = join(cli.out, CHECKPOINT_FILE);
+  const ckpt = opts.resume ? await readCheckpoint(ckptPath) : undefined;
+  const config: TrainConfig = ckpt
+    ? { ...(ckpt.config as TrainConfig), backend: cli.backend, out: cli.out }
+    : cli;
+  const data = loadTaskData(config);
+  log(
+    `data: ${data.source}: ${data.train.size} train / ${data.test.size} test, T = ${data.train.length}, ${data.train.channels} channel(s), ${data.train.classes} classes`,
+  );
+  const model = modelFor(config, data.train);
+  const params: Params = ckpt ? ckpt.params : model.init(config.seed);
+  const optimizer = new AdamW(params, { weightDecay: config.weightDecay });
+  if (ckpt) optimizer.state = { step: ckpt.optimizer.step, m: ckpt.optimizer.m, v: ckpt.optimizer.v };
+  const rng = new Rng((config.seed ^ 0x5f3759df) >>> 0);
+  const B = Math.min(config.batch, data.train.size);
+  const perEpoch = Math.max(1, Math.floor(data.train.size / B));
+  const total = Math.min(config.steps ?? Number.POSITIVE_INFINITY, config.epochs * perEpoch);
+  const warmup = config.warmup ?? Math.min(100, Math.round(0.05 * total));
+  const lrAt = warmupCosine({
+    peak: config.lr,
+    warmup: Math.min(warmup, total),
+    total,
+    min: config.lr * 0.01,
+  });
+  const metrics = new MetricsLog(join(config.out, 'metrics.jsonl'));
+  const history = metrics.reset(ckpt?.step);
+  let step = ckpt?.step ?? 0;
+  log(
+    `model: ${config.layers} × ${config.cell}(${config.hidden}${config.cell === 'mhgru' ? `, ${config.heads} heads` : ''}), ${config.pooling} pooling, ${model.parameterCount} parameters; ${config.solver} on ${config.backend} (${config.dtype}); ${total} steps${ckpt ? `, resuming at step ${step}` : ''}`,
+  );
+
+  const backend = await openBackend(config.backend, config.dtype);
+  const progress = opts.progress ?? new ProgressBar();
+  let epochRng = rng.state;
+  let lastSaved = step;
+  const save = async () => {
+    const extra: ResumeState = { epochRng: step % perEpoch === 0 ? rng.state : epochRng };
+    await writeCheckpoint(ckptPath, {
+      step,
+      params,
+      optimizer: optimizer.state,
+      rng: rng.state,
+      config,
+      extra,
+    });
+    lastSaved = step;
+  };
+  try {
+    const T = data.train.length;
+    const m = data.train.channels;
+    const xs = new Float64Array(B * T * m);
+    if (ckpt) rng.state = (ckpt.extra as ResumeState).epochRng;
+    for (let epoch = Math.floor(step / perEpoch); epoch < config.epochs && step < total; epoch++) {
+      epochRng = rng.state;
+      const order = permutation(data.train.size, rng);
+      for (let b = step % perEpoch; b < perEpoch && step < total; b++) {
+        const t0 = performance.now();
+        const idx = order.slice(b * B, (b + 1) * B);
+        data.train.fill(idx, xs);
+        const labels = idx.map((i) => data.train.labels[i]!);
+        const x = backend.tensor(xs, [B, T, m], config.dtype);
+        let r: Awaited<ReturnType<typeof trainStep>>;
+        const lr = lrAt(step);
+        try {
+          r = await trainStep(backend, model, params, optimizer, x, labels, {
+            solver: config.solver,
+            deer: { maxIter: config.maxIter },
+            lr,
+            clipNorm: config.clip > 0 ? config.clip : Number.POSITIVE_INFINITY,
+          });
+        } finally {
+          backend.dispose(x);
+        }
+        step++;
+        const rec: StepRecord = {
+          type: 'step',
+          step,
+          epoch,
+          loss: r.loss,
+          acc: r.correct / B,
+          lr,
+          gradNorm: r.gradNorm,
+          ms: performance.now() - t0,
+          newton: r.iterations.reduce((a, v) => a + v, 0),
+          fellBack: r.fellBack,
+        };
+        metrics.append(rec);
+        history.push(rec);
+        progress.update({ step, total, ms: rec.ms, loss: rec.loss, acc: rec.acc, newton: rec.newton });
+        if (config.checkpointEvery > 0 && step % config.checkpointEvery === 0) await save();
+      }
+    }
+    progress.done();
+    if (step !== lastSaved || !ckpt) await save();
+    const test = await evaluate(backend, model, params, data.test, config, step);
+    metrics.append(test);
+    const timed = history.filter((h) => h.step > (ckpt?.step ?? 0));
+    const summary: TrainSummary = {
+      config,
+      steps: step,
+      parameters: model.parameterCount,
+      meanStepMs: timed.length ? timed.reduce((a, h) => a + h.ms, 0) / timed.length : 0,
+      test,
+      device: backend.capabilities.device,
+    };
+    writeFileSync(join(config.out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+    writeFileSync(join(config.out, 'plot.svg'), plot(history, test, config));
+    return summary;
+  } finally {
+    await backend.destroy();
+  }
+}
+
+/** Mean loss and accuracy over a dataset, in batches, with the run's solver. */
+export async function evaluate(
+  backend: Backend,
+  model: SequenceClassifier,
+  params: Params,
+  data: Dataset,
+  config: TrainConfig,
+  step: number,
+): Promise<EvalRecord> {
+  const T = data.length;
+  const m = data.channels;
+  let loss = 0;
+  let correct = 0;
+  for (let start = 0; start < data.size; start += config.batch) {
+    const idx = Array.from({ length: Math.min(config.batch, data.size - start) }, (_, i) => start + i);
+    const xs = new Float64Array(idx.length * T * m);
+    data.fill(idx, xs);
+    const x = backend.tensor(xs, [idx.length, T, m], config.dtype);
+    try {
+      const logits = await model.logits(backend, params, x, {
+        solver: config.solver,
+        deer: { maxIter: config.maxIter },
+      });
+      const ce = softmaxCrossEntropy(
+        logits,
+        idx.map((i) => data.labels[i]!),
+        data.classes,
+      );
+      loss += ce.loss * idx.length;
+      correct += ce.correct;
+    } finally {
+      backend.dispose(x);
+    }
+  }
+  return { type: 'eval', step, loss: loss / data.size, acc: correct / data.size, examples: data.size };
+}
+
+function plot(history: readonly StepRecord[], test: EvalRecord, c: TrainConfig): string {
+  const loss = history.map((h) => [h.step, h.loss] as const);
+  const acc = history.map((h) => [h.step, h.acc] as const);
+  const w = Math.max(1, Math.round(history.length / 25));
+  return plotSvg(
+    [
+      {
+        title: 'Training loss',
+        xLabel: 'step',
+        series: [
+          { label: 'per batch', color: w > 1 ? '#9ecae1' : '#08519c', points: loss },
+          ...(w > 1 ? [{ label: `mean of ${w}`, color: '#08519c', points: smooth(loss, w) }] : []),
+          { label: 'test', color: '#d62728', points: [[test.step, test.loss]] },
+        ],
+      },
+      {
+        title: 'Accuracy',
+        xLabel: 'step',
+        yRange: [0, 1],
+        series: [
+          { label: w > 1 ? `train (mean of ${w})` : 'train', color: '#31a354', points: smooth(acc, w) },
+          {
+            label: `test ${(100 * test.acc).toFixed(1)}%`,
+            color: '#d62728',
+            points: [[test.step, test.acc]],
+          },
+        ],
+      },
+    ],
+    `deer-train ${c.task}: ${c.layers} × ${c.cell}(${c.hidden}), ${c.solver} on ${c.backend} (${c.dtype})`,
+  );
+}

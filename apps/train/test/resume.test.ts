@@ -1,0 +1,85 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { readMetrics } from '../src/metrics.js';
+import { train } from '../src/train.js';
+import { configOf, quiet, tempDir } from './helpers.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const cli = join(root, 'dist', 'cli.js');
+const flags = [
+  'eigenworms',
+  '--synthetic',
+  '--length',
+  '32',
+  '--limit',
+  '24',
+  '--batch',
+  '4',
+  '--epochs',
+  '5',
+  '--hidden',
+  '8',
+  '--layers',
+  '2',
+  '--checkpoint-every',
+  '3',
+];
+
+function runCli(args: string[]): Promise<number | null> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cli, ...args], { stdio: 'ignore' });
+    child.on('error', reject);
+    child.on('exit', (code) => resolve(code));
+  });
+}
+
+describe('a run killed with SIGKILL resumes exactly', () => {
+  beforeAll(() => {
+    execFileSync(
+      process.execPath,
+      [createRequire(import.meta.url).resolve('typescript/bin/tsc'), '-p', join(root, 'tsconfig.json')],
+      { stdio: 'inherit' },
+    );
+  });
+
+  it('continues from its last checkpoint with identical losses', async () => {
+    const ref = tempDir('ref');
+    await train(configOf([...flags, '--out', ref]), quiet);
+    const expected = readMetrics(join(ref, 'metrics.jsonl'));
+    expect(expected.filter((r) => r.type === 'step')).toHaveLength(30);
+
+    const out = tempDir('killed');
+    const ckpt = join(out, 'checkpoint.ckpt');
+    const child = spawn(process.execPath, [cli, ...flags, '--out', out], { stdio: 'ignore' });
+    const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+      child.on('exit', (_c, sig) => resolve(sig)),
+    );
+    // Kill as soon as the second checkpoint lands (mid-epoch: 6 batches per epoch, checkpoints every 3).
+    await new Promise<void>((resolve, reject) => {
+      const t0 = Date.now();
+      const poll = setInterval(() => {
+        const done =
+          existsSync(ckpt) &&
+          readMetrics(join(out, 'metrics.jsonl')).some((r) => r.type === 'step' && r.step >= 7);
+        if (done || Date.now() - t0 > 60_000) {
+          clearInterval(poll);
+          child.kill('SIGKILL');
+          done ? resolve() : reject(new Error('no checkpoint within 60 s'));
+        }
+      }, 2);
+    });
+    expect(await exited).toBe('SIGKILL');
+    const partial = readMetrics(join(out, 'metrics.jsonl'));
+    expect(partial.some((r) => r.type === 'eval')).toBe(false);
+    expect(partial.length).toBeLessThan(30);
+
+    expect(await runCli([...flags, '--out', out, '--resume'])).toBe(0);
+    // Everything but the wall-clock times must match bit for bit.
+    const strip = (rs: ReturnType<typeof readMetrics>) => rs.map((r) => ({ ...r, ms: 0 }));
+    expect(strip(readMetrics(join(out, 'metrics.jsonl')))).toEqual(strip(expected));
+  });
+});

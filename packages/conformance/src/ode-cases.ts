@@ -1,0 +1,246 @@
+import {
+  type Backend,
+  type Cell,
+  cells,
+  defineCell,
+  dopri5,
+  type IvpOptions,
+  lang,
+  type OdeProblem,
+  rk4,
+  ShapeError,
+  solveIvp,
+  solveIvpWithGrad,
+  type Tensor,
+} from '@deerjs/core';
+import { expect } from 'vitest';
+import type { SuiteContext } from './context.js';
+import { maxAbsDiff } from './fixtures.js';
+
+const { add, concat, matvec, mul, neg, slice, square, sub } = lang;
+
+/** dy/dt = A y + b with A block-diagonal damped rotations: exp(At) is known in closed form. */
+const linearField = () =>
+  defineCell({ name: 'linear', state: 4, input: 0, params: { A: [4, 4], b: [4] } }, (y, _x, p) =>
+    add(matvec(p.A, y), p.b),
+  );
+
+const vanDerPol = () =>
+  defineCell({ name: 'van-der-pol', state: 2, input: 0, params: { mu: [1] } }, (y, _x, p) => {
+    const q = slice(y, 0, 1);
+    const v = slice(y, 1, 1);
+    return concat(v, sub(mul(p.mu, mul(sub(1, square(q)), v)), q));
+  });
+
+/** q'' = −q + x(t): the input enters through the grid. */
+const forcedOscillator = () =>
+  defineCell({ name: 'forced-oscillator', state: 2, input: 1, params: {} }, (y, x) =>
+    concat(slice(y, 1, 1), add(neg(slice(y, 0, 1)), x)),
+  );
+
+const grid = (N: number, tEnd: number) => Array.from({ length: N + 1 }, (_, i) => (i * tEnd) / N);
+
+async function solveOn(
+  backend: Backend,
+  dtype: SuiteContext['dtype'],
+  field: Cell,
+  params: Readonly<Record<string, readonly number[]>>,
+  problem: Omit<OdeProblem, 'x'> & { x?: number[] },
+  options: IvpOptions = {},
+) {
+  const N = problem.t.length - 1;
+  const x = problem.x ? backend.tensor(problem.x, [1, N + 1, field.inputSize], dtype) : undefined;
+  const y0 = backend.tensor(problem.y0 as number[], [1, field.stateSize], dtype);
+  try {
+    const r = await solveIvp(backend, field, params, x ? { ...problem, y0, x } : { ...problem, y0, x: undefined }, options);
+    const y = await backend.read(r.y);
+    backend.dispose(r.y);
+    return { y, stats: r.stats };
+  } finally {
+    backend.dispose(y0);
+    if (x) backend.dispose(x);
+  }
+}
+
+/** Reference on the oracle: Dormand–Prince at tight tolerance, sampled on `t`. */
+async function reference(oracle: Backend, field: Cell, params: Readonly<Record<string, readonly number[]>>, problem: OdeProblem & { x?: Tensor }) {
+  const r = await dopri5(oracle, field, params, problem, { atol: 1e-12, rtol: 1e-12 });
+  const y = await oracle.read(r.y);
+  oracle.dispose(r.y);
+  return y;
+}
+
+export function defineOdeCases(suite: SuiteContext): void {
+  const ctx: SuiteContext = { ...suite, test: (id, body, timeoutMs) => suite.test(id, body, timeoutMs, 'matrix-ops') };
+  const f64 = ctx.dtype === 'float64';
+
+  ctx.test('ode/linear-exact', async () => {
+    const w = [1.3, 0.4];
+    const g = [0.2, 0.05];
+    const A = new Array<number>(16).fill(0);
+    for (let k = 0; k < 2; k++) {
+      A[2 * k * 4 + 2 * k] = -g[k]!;
+      A[2 * k * 4 + 2 * k + 1] = w[k]!;
+      A[(2 * k + 1) * 4 + 2 * k] = -w[k]!;
+      A[(2 * k + 1) * 4 + 2 * k + 1] = -g[k]!;
+    }
+    const b = [0.3, -0.2, 0.1, 0.5];
+    const y0 = [1, 0.5, -0.3, 0.8];
+    const t = grid(40, 8);
+    const got = await solveOn(ctx.backend(), ctx.dtype, linearField(), { A, b }, { y0, t });
+    // y(t) = e^{At}(y0 + A⁻¹b) − A⁻¹b, block by block.
+    const expected = new Float64Array(40 * 4);
+    for (let k = 0; k < 2; k++) {
+      const d = g[k]! ** 2 + w[k]! ** 2;
+      const u = [(-g[k]! * b[2 * k]! - w[k]! * b[2 * k + 1]!) / d, (w[k]! * b[2 * k]! - g[k]! * b[2 * k + 1]!) / d];
+      const z0 = [y0[2 * k]! + u[0]!, y0[2 * k + 1]! + u[1]!];
+      for (let i = 1; i <= 40; i++) {
+        const e = Math.exp(-g[k]! * t[i]!);
+        const c = Math.cos(w[k]! * t[i]!);
+        const s = Math.sin(w[k]! * t[i]!);
+        expected[(i - 1) * 4 + 2 * k] = e * (c * z0[0]! + s * z0[1]!) - u[0]!;
+        expected[(i - 1) * 4 + 2 * k + 1] = e * (-s * z0[0]! + c * z0[1]!) - u[1]!;
+      }
+    }
+    expect(got.stats.converged).toBe(true);
+    expect(maxAbsDiff(got.y, expected)).toBeLessThanOrEqual(f64 ? 1e-11 : 2e-5);
+  });
+
+  for (const [id, make, params, problem] of [
+    ['van-der-pol', vanDerPol, { mu: [1] }, { y0: [2, 0], tEnd: 4, x: undefined }],
+    ['forced-oscillator', forcedOscillator, {}, { y0: [1, 0], tEnd: 6, x: (t: number) => Math.cos(1.3 * t) }],
+  ] as const) {
+    ctx.test(`ode/${id}-second-order`, async () => {
+      const field = make();
+      const fine = 400;
+      const xOn = (t: number[]) => (problem.x ? t.map(problem.x) : undefined);
+      const oracle = ctx.oracle();
+      const tf = grid(fine, problem.tEnd);
+      const xf = xOn(tf);
+      const xt = xf ? oracle.tensor(xf, [1, fine + 1, 1], 'float64') : undefined;
+      const ref = await reference(oracle, field, params, { y0: problem.y0, t: tf, x: xt });
+      if (xt) oracle.dispose(xt);
+      const errs: number[] = [];
+      for (const N of [25, 50, 100]) {
+        const t = grid(N, problem.tEnd);
+        const got = await solveOn(ctx.backend(), ctx.dtype, field, params, { y0: [...problem.y0], t, x: xOn(t) });
+        expect(got.stats.converged).toBe(true);
+        const k = fine / N;
+        const sampled = Array.from({ length: N * 2 }, (_, q) => ref[((Math.floor(q / 2) + 1) * k - 1) * 2 + (q % 2)]!);
+        errs.push(maxAbsDiff(got.y, sampled));
+      }
+      ctx.report(`${id}: DEER max error at Δt, Δt/2, Δt/4 = ${errs.map((e) => e.toExponential(2)).join(', ')}`);
+      // Second order: each halving of the step divides the error by about four.
+      for (let q = 1; q < errs.length; q++) {
+        const ratio = errs[q - 1]! / errs[q]!;
+        if (f64 || errs[q]! > 1e-3) {
+          expect(ratio).toBeGreaterThan(3.5);
+          expect(ratio).toBeLessThan(4.5);
+        }
+      }
+    });
+  }
+
+  ctx.test('ode/harmonic-energy', async () => {
+    // Linear, so the exponential scheme is exact and the energy (q² + p²)/2 is kept to rounding.
+    const field = defineCell({ name: 'oscillator', state: 2, input: 0, params: {} }, (y) =>
+      concat(slice(y, 1, 1), neg(slice(y, 0, 1))),
+    );
+    const got = await solveOn(ctx.backend(), ctx.dtype, field, {}, { y0: [1, 0.5], t: grid(200, 20) });
+    let drift = 0;
+    for (let i = 0; i < 200; i++) drift = Math.max(drift, Math.abs((got.y[2 * i]! ** 2 + got.y[2 * i + 1]! ** 2) / 2 - 0.625));
+    expect(drift).toBeLessThanOrEqual(f64 ? 1e-12 : 1e-5);
+  });
+
+  ctx.test('ode/hamiltonian-network', async () => {
+    const field = cells.hamiltonian({ dof: 2, hidden: [16] });
+    const params = Object.fromEntries(Object.entries(field.init({ seed: 5 })).map(([k, v]) => [k, Array.from(v)]));
+    const t = grid(200, 5);
+    const y0 = [0.5, -0.2, 0.1, 0.3];
+    const got = await solveOn(ctx.backend(), ctx.dtype, field, params, { y0, t });
+    const ref = await reference(ctx.oracle(), field, params, { y0, t });
+    expect(got.stats.converged).toBe(true);
+    expect(got.stats.structure).toBe('dense');
+    expect(maxAbsDiff(got.y, ref)).toBeLessThanOrEqual(1e-3);
+  });
+
+  ctx.test('ode/rk4-fourth-order', async () => {
+    const field = vanDerPol();
+    const tf = grid(400, 4);
+    const ref = await reference(ctx.oracle(), field, { mu: [1] }, { y0: [2, 0], t: tf });
+    const errs: number[] = [];
+    for (const N of [25, 50]) {
+      const t = grid(N, 4);
+      const y0 = ctx.backend().tensor([2, 0], [1, 2], ctx.dtype);
+      const r = await rk4(ctx.backend(), field, { mu: [1] }, { y0, t });
+      const y = await ctx.backend().read(r.y);
+      ctx.backend().dispose(r.y);
+      ctx.backend().dispose(y0);
+      const k = 400 / N;
+      errs.push(maxAbsDiff(y, Array.from({ length: N * 2 }, (_, q) => ref[((Math.floor(q / 2) + 1) * k - 1) * 2 + (q % 2)]!)));
+    }
+    expect(errs[0]! / errs[1]!).toBeGreaterThan(f64 ? 12 : 6);
+  });
+
+  ctx.test('ode/gradient-consistent', async () => {
+    // L = Σ_i Δ w(t_i)·y_i ≈ ∫ w·y dt: the adjoint gradient approaches the discrete one at second order.
+    const field = vanDerPol();
+    const adjoint = async (backend: Backend, dtype: SuiteContext['dtype'], t: number[], w: Float64Array) => {
+      const N = t.length - 1;
+      const y0 = backend.tensor([2, 0], [1, 2], dtype);
+      const dy = backend.tensor(w, [1, N, 2], dtype);
+      const r = await solveIvpWithGrad(backend, field, { mu: [1] }, { y0, t });
+      try {
+        expect(r.stats.fellBack).toBe(false);
+        const g = await r.vjp(dy);
+        const dmu = (await backend.read(g.params.mu!))[0]!;
+        for (const v of [...Object.values(g.params), g.y0]) backend.dispose(v);
+        return dmu;
+      } finally {
+        r.dispose();
+        backend.dispose(dy);
+        backend.dispose(y0);
+      }
+    };
+    const rel: number[] = [];
+    for (const N of [40, 80]) {
+      const t = grid(N, 4);
+      const w = new Float64Array(N * 2);
+      for (let i = 1; i <= N; i++) {
+        w[(i - 1) * 2] = (Math.cos(t[i]!) * 4) / N;
+        w[(i - 1) * 2 + 1] = (Math.sin(2 * t[i]!) * 4) / N;
+      }
+      const oracle = ctx.oracle();
+      const got = await adjoint(ctx.backend(), ctx.dtype, t, w);
+      const exact = await adjoint(oracle, 'float64', t, w);
+      // The backend's adjoint equals the float64 one to its precision.
+      expect(Math.abs(got - exact) / Math.abs(exact)).toBeLessThanOrEqual(f64 ? 1e-9 : 1e-3);
+      // Central differences of the float64 DEER solution on the oracle.
+      const L = async (mu: number) => {
+        const s = await solveIvp(oracle, field, { mu: [mu] }, { y0: [2, 0], t }, { atol: 1e-13, rtol: 1e-13 });
+        const y = await oracle.read(s.y);
+        oracle.dispose(s.y);
+        let sum = 0;
+        for (let i = 0; i < y.length; i++) sum += y[i]! * w[i]!;
+        return sum;
+      };
+      const fd = ((await L(1 + 1e-6)) - (await L(1 - 1e-6))) / 2e-6;
+      rel.push(Math.abs(exact - fd) / Math.abs(fd));
+    }
+    ctx.report(`van der Pol ∂L/∂μ: adjoint vs finite differences, relative ${rel.map((e) => e.toExponential(2)).join(', ')} at N = 40, 80`);
+    expect(rel[1]!).toBeLessThan(1e-2);
+    expect(rel[0]! / rel[1]!).toBeGreaterThan(3);
+  });
+
+  ctx.test('ode/bad-input', async () => {
+    const backend = ctx.backend();
+    const y0 = backend.tensor([2, 0], [1, 2], ctx.dtype);
+    try {
+      await expect(solveIvp(backend, vanDerPol(), { mu: [1] }, { y0, t: [0, 1, 1, 2] })).rejects.toThrow(ShapeError);
+      await expect(solveIvp(backend, vanDerPol(), { mu: [1] }, { y0, t: [0] })).rejects.toThrow(/at least 2 times/);
+      await expect(solveIvp(backend, forcedOscillator(), {}, { y0, t: [0, 1] })).rejects.toThrow(/inputs on the grid/);
+    } finally {
+      backend.dispose(y0);
+    }
+  });
+}

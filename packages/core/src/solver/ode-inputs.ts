@@ -1,0 +1,99 @@
+import type { Backend, DType, Tensor } from '../backend/types.js';
+import type { Cell } from '../cell/cell.js';
+import { NonFiniteError, ShapeError, UnsupportedOptionError } from '../errors.js';
+import type { MatrixOps } from './expm.js';
+import { checkTensor, isTensor, Owned, type ParamsInput, prepareInitialState, prepareParams } from './validate.js';
+
+/** Inputs common to every ODE solver: dy/dt = f(y, x(t); θ) on a time grid t_0 < … < t_T. */
+export interface OdeProblem {
+  /** y(t_0): [B, n] or [n], array or tensor. */
+  readonly y0: ArrayLike<number> | Tensor;
+  /** The grid t_0 < t_1 < … < t_T (T ≥ 1). Outputs are at t_1 … t_T. */
+  readonly t: ArrayLike<number>;
+  /** Inputs on the grid, [B, T + 1, m] (required when the field has inputs). */
+  readonly x?: Tensor;
+  /** Batch size when neither y0 nor x says it (default 1). */
+  readonly batch?: number;
+}
+
+export interface PreparedOde {
+  readonly B: number;
+  readonly T: number;
+  readonly dtype: DType;
+  readonly grid: Float64Array;
+  /** Interval lengths Δ_i = t_{i+1} − t_i, i = 0..T−1. */
+  readonly dt: Float64Array;
+  readonly y0: Tensor;
+  readonly params: Record<string, Tensor>;
+  readonly x: Tensor | undefined;
+}
+
+export function checkGrid(t: ArrayLike<number>): { grid: Float64Array; dt: Float64Array } {
+  if (!t || typeof t.length !== 'number' || t.length < 2) {
+    throw new ShapeError('t', 'a grid of at least 2 times', `${t?.length ?? 'nothing'}`);
+  }
+  const grid = Float64Array.from(t);
+  const dt = new Float64Array(grid.length - 1);
+  for (let i = 0; i < dt.length; i++) {
+    dt[i] = grid[i + 1]! - grid[i]!;
+    if (!Number.isFinite(grid[i + 1]!) || !(dt[i]! > 0)) {
+      throw new ShapeError('t', 'strictly increasing finite times', `t[${i}] = ${grid[i]}, t[${i + 1}] = ${grid[i + 1]}`);
+    }
+  }
+  return { grid, dt };
+}
+
+export async function prepareOde(
+  backend: Backend,
+  field: Cell,
+  params: ParamsInput,
+  problem: OdeProblem,
+  dtype: DType | undefined,
+  owned: Owned,
+  checkFinite: boolean,
+): Promise<PreparedOde> {
+  const { grid, dt } = checkGrid(problem.t);
+  const T = dt.length;
+  const n = field.stateSize;
+  const x = problem.x;
+  const y0 = problem.y0;
+  // The batch comes from x, else from a [B, n] y0, else from `batch` (a [n] y0 is broadcast).
+  let B = problem.batch ?? 1;
+  if (isTensor(y0) ? y0.shape.length === 2 : y0.length !== n) B = isTensor(y0) ? y0.shape[0]! : y0.length / n;
+  const dt0 = dtype ?? (isTensor(y0) ? y0.dtype : x ? x.dtype : backend.capabilities.defaultDType);
+  if (!Number.isInteger(B) || B < 1) {
+    throw new ShapeError('y0', `[B, ${n}] or [${n}]`, isTensor(y0) ? `[${y0.shape.join(', ')}]` : `${y0.length} values`);
+  }
+  if (field.inputSize > 0) {
+    if (!x) throw new ShapeError('x', `[B, ${T + 1}, ${field.inputSize}] inputs on the grid`, 'nothing');
+    checkTensor(backend, 'x', x);
+    if (x.shape.length !== 3 || x.shape[1] !== T + 1 || x.shape[2] !== field.inputSize) {
+      throw new ShapeError('x', `[B, ${T + 1}, ${field.inputSize}] (one input per grid time)`, `[${x.shape.join(', ')}]`);
+    }
+    B = x.shape[0]!;
+    if (checkFinite) {
+      const bad = await backend.findNonFinite(x);
+      if (bad) throw new NonFiniteError('x', bad.index, bad.value);
+    }
+  } else if (x) {
+    throw new UnsupportedOptionError('x', 'a tensor', `no inputs: ${field.name} has input size 0`);
+  }
+  const start = await prepareInitialState(backend, field, y0, B, dt0, owned, checkFinite);
+  const p = await prepareParams(backend, field, params, dt0, owned, checkFinite);
+  return { B, T, dtype: dt0, grid, dt, y0: start, params: p, x };
+}
+
+/** The backend's batched small-matrix ops, or a clear error naming what is missing. */
+export function requireMatrixOps(backend: Backend): MatrixOps {
+  const missing = (['blockMatmul', 'blockMatvec', 'scaleTime', 'addIdentity', 'maxAbs'] as const).filter(
+    (k) => typeof backend[k] !== 'function',
+  );
+  if (missing.length > 0) {
+    throw new UnsupportedOptionError(
+      'backend',
+      backend.name,
+      `a backend with the ODE matrix ops (missing: ${missing.join(', ')})`,
+    );
+  }
+  return backend as MatrixOps;
+}

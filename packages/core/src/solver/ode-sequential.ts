@@ -1,0 +1,233 @@
+import type { Backend, Tensor } from '../backend/types.js';
+import type { Cell } from '../cell/cell.js';
+import { ConvergenceError, UnsupportedOptionError } from '../errors.js';
+import { type OdeProblem, prepareOde } from './ode-inputs.js';
+import { Owned, type ParamsInput } from './validate.js';
+
+/**
+ * Evaluates the field at host-side states, one batched backend call per evaluation: the sequential
+ * baselines step on the host and ask the backend for f only.
+ */
+class FieldEvaluator {
+  private readonly xHost: Float64Array | undefined;
+  constructor(
+    private readonly backend: Backend,
+    private readonly field: Cell,
+    private readonly params: Readonly<Record<string, Tensor>>,
+    private readonly B: number,
+    private readonly grid: Float64Array,
+    x: Float64Array | undefined,
+    private readonly dtype: Tensor['dtype'],
+  ) {
+    this.xHost = x;
+  }
+
+  /** f(y, x(t)) with x linearly interpolated on grid interval i (t in [t_i, t_{i+1}]). */
+  async eval(t: number, i: number, y: Float64Array): Promise<Float64Array> {
+    const { backend, field, B } = this;
+    const n = field.stateSize;
+    const m = field.inputSize;
+    const state = backend.tensor(y, [B, 1, n], this.dtype);
+    let input: Tensor | undefined;
+    try {
+      if (m > 0) {
+        const x = this.xHost!;
+        const T1 = this.grid.length;
+        const w = (t - this.grid[i]!) / (this.grid[i + 1]! - this.grid[i]!);
+        const xi = new Float64Array(B * m);
+        for (let b = 0; b < B; b++) {
+          for (let k = 0; k < m; k++) {
+            const lo = x[(b * T1 + i) * m + k]!;
+            const hi = x[(b * T1 + i + 1) * m + k]!;
+            xi[b * m + k] = lo + w * (hi - lo);
+          }
+        }
+        input = backend.tensor(xi, [B, 1, m], this.dtype);
+      }
+      const out = backend.runStep(field.stepProgram(), input ? { state, input, params: this.params } : { state, params: this.params });
+      const f = out.outputs[0]!;
+      const data = Float64Array.from(await backend.read(f));
+      backend.dispose(f);
+      return data;
+    } finally {
+      backend.dispose(state);
+      if (input) backend.dispose(input);
+    }
+  }
+}
+
+async function hostInputs(backend: Backend, x: Tensor | undefined): Promise<Float64Array | undefined> {
+  return x ? Float64Array.from(await backend.read(x)) : undefined;
+}
+
+const axpy = (y: Float64Array, terms: readonly [number, Float64Array][]) => {
+  const out = Float64Array.from(y);
+  for (const [a, k] of terms) if (a !== 0) for (let i = 0; i < out.length; i++) out[i]! += a * k[i]!;
+  return out;
+};
+
+export interface Rk4Options {
+  /** RK4 steps per grid interval (default 1). */
+  readonly substeps?: number;
+  readonly checkFinite?: boolean;
+}
+
+/** Classic fixed-step Runge–Kutta 4 on the grid (fourth order). Returns y at t_1..t_T, [B, T, n]. */
+export async function rk4(
+  backend: Backend,
+  field: Cell,
+  params: ParamsInput,
+  problem: OdeProblem,
+  options: Rk4Options = {},
+): Promise<{ y: Tensor }> {
+  const substeps = options.substeps ?? 1;
+  if (!Number.isInteger(substeps) || substeps < 1) throw new UnsupportedOptionError('substeps', substeps, 'a positive integer');
+  const owned = new Owned(backend);
+  try {
+    const p = await prepareOde(backend, field, params, problem, undefined, owned, options.checkFinite ?? true);
+    const f = new FieldEvaluator(backend, field, p.params, p.B, p.grid, await hostInputs(backend, p.x), p.dtype);
+    const n = field.stateSize;
+    let y = Float64Array.from(await backend.read(p.y0));
+    const out = new Float64Array(p.B * p.T * n);
+    for (let i = 0; i < p.T; i++) {
+      const h = p.dt[i]! / substeps;
+      for (let k = 0; k < substeps; k++) {
+        const t = p.grid[i]! + k * h;
+        const k1 = await f.eval(t, i, y);
+        const k2 = await f.eval(t + h / 2, i, axpy(y, [[h / 2, k1]]));
+        const k3 = await f.eval(t + h / 2, i, axpy(y, [[h / 2, k2]]));
+        const k4 = await f.eval(t + h, i, axpy(y, [[h, k3]]));
+        y = axpy(y, [
+          [h / 6, k1],
+          [h / 3, k2],
+          [h / 3, k3],
+          [h / 6, k4],
+        ]);
+      }
+      for (let b = 0; b < p.B; b++) out.set(y.subarray(b * n, (b + 1) * n), (b * p.T + i) * n);
+    }
+    return { y: backend.tensor(out, [p.B, p.T, n], p.dtype) };
+  } finally {
+    owned.dispose();
+  }
+}
+
+export interface Dopri5Options {
+  readonly atol?: number;
+  readonly rtol?: number;
+  /** Step limit before giving up (default 1 000 000). */
+  readonly maxSteps?: number;
+  readonly checkFinite?: boolean;
+}
+
+// Dormand–Prince 5(4) tableau.
+const C = [0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1, 1];
+const A: number[][] = [
+  [],
+  [1 / 5],
+  [3 / 40, 9 / 40],
+  [44 / 45, -56 / 15, 32 / 9],
+  [19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729],
+  [9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656],
+  [35 / 384, 0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84],
+];
+const B5 = [35 / 384, 0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0];
+const B4 = [5179 / 57600, 0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40];
+
+/**
+ * Adaptive Dormand–Prince 5(4) with the error controlled per step, never stepping over a grid time
+ * so the output lands on the grid exactly. Returns y at t_1..t_T, [B, T, n].
+ */
+export async function dopri5Solve(
+  backend: Backend,
+  field: Cell,
+  params: ParamsInput,
+  problem: OdeProblem,
+  options: Dopri5Options = {},
+): Promise<{ y: Tensor; steps: number; rejected: number }> {
+  const owned = new Owned(backend);
+  try {
+    const p = await prepareOde(backend, field, params, problem, undefined, owned, options.checkFinite ?? true);
+    return await dopri5Run(backend, field, p.params, p.y0, p.grid, p.x, options);
+  } finally {
+    owned.dispose();
+  }
+}
+
+/** @internal dopri5 on prepared tensors (used as solveIvp's fallback). */
+export async function dopri5(
+  backend: Backend,
+  field: Cell,
+  params: Readonly<Record<string, Tensor>>,
+  y0: Tensor,
+  grid: Float64Array,
+  x: Tensor | undefined,
+  options: Dopri5Options,
+): Promise<Tensor> {
+  return (await dopri5Run(backend, field, params, y0, grid, x, options)).y;
+}
+
+async function dopri5Run(
+  backend: Backend,
+  field: Cell,
+  params: Readonly<Record<string, Tensor>>,
+  y0: Tensor,
+  grid: Float64Array,
+  x: Tensor | undefined,
+  options: Dopri5Options,
+): Promise<{ y: Tensor; steps: number; rejected: number }> {
+  const atol = options.atol ?? 1e-8;
+  const rtol = options.rtol ?? 1e-8;
+  const maxSteps = options.maxSteps ?? 1_000_000;
+  const B = y0.shape[0]!;
+  const n = field.stateSize;
+  const T = grid.length - 1;
+  const f = new FieldEvaluator(backend, field, params, B, grid, await hostInputs(backend, x), y0.dtype);
+  let y = Float64Array.from(await backend.read(y0));
+  const out = new Float64Array(B * T * n);
+  let t = grid[0]!;
+  let h = Math.min(grid[1]! - grid[0]!, Math.abs(grid[T]! - grid[0]!) / 100);
+  let steps = 0;
+  let rejected = 0;
+  let k1 = await f.eval(t, 0, y);
+  for (let i = 0; i < T; i++) {
+    const tEnd = grid[i + 1]!;
+    while (t < tEnd) {
+      if (steps + rejected >= maxSteps) {
+        throw new ConvergenceError(`dopri5: more than ${maxSteps} steps before t = ${tEnd}`, { steps, rejected });
+      }
+      const last = t + h >= tEnd - 1e-12 * Math.abs(tEnd);
+      const hs = last ? tEnd - t : h;
+      const k: Float64Array[] = [k1];
+      for (let st = 1; st < 7; st++) {
+        const terms = A[st]!.map((a, q) => [hs * a, k[q]!] as [number, Float64Array]);
+        k.push(await f.eval(t + C[st]! * hs, i, axpy(y, terms)));
+      }
+      const yNew = axpy(
+        y,
+        B5.map((b, q) => [hs * b, k[q]!] as [number, Float64Array]),
+      );
+      let err = 0;
+      for (let e = 0; e < y.length; e++) {
+        let d = 0;
+        for (let q = 0; q < 7; q++) d += (B5[q]! - B4[q]!) * k[q]![e]!;
+        const sc = atol + rtol * Math.max(Math.abs(y[e]!), Math.abs(yNew[e]!));
+        err = Math.max(err, Math.abs(hs * d) / sc);
+      }
+      if (!Number.isFinite(err)) err = 1e10;
+      const factor = Math.min(5, Math.max(0.2, 0.9 * err ** -0.2));
+      if (err <= 1) {
+        t = last ? tEnd : t + hs;
+        y = yNew;
+        k1 = k[6]!; // first same as last
+        steps++;
+        if (!last) h = hs * factor;
+      } else {
+        rejected++;
+        h = hs * factor;
+      }
+    }
+    for (let b = 0; b < B; b++) out.set(y.subarray(b * n, (b + 1) * n), (b * T + i) * n);
+  }
+  return { y: backend.tensor(out, [B, T, n], y0.dtype), steps, rejected };
+}

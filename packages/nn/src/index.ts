@@ -1,0 +1,20 @@
+export { AdamW, type AdamWOptions, type AdamWState } from './adamw.js';
+export { type CellKind, type LayerCellOptions, layerCell, stateSize } from './cells.js';
+export {
+  CHECKPOINT_MAGIC,
+  CHECKPOINT_VERSION,
+  type Checkpoint,
+  CheckpointError,
+  decodeCheckpoint,
+  encodeCheckpoint,
+} from './checkpoint.js';
+export { readCheckpoint, stageCheckpoint, stagingPath, writeCheckpoint } from './checkpoint-file.js';
+export { clipGradNorm, globalNorm } from './clip.js';
+export { Linear, type LinearGrads } from './linear.js';
+export { type CrossEntropy, softmaxCrossEntropy } from './loss.js';
+export { type ClassifierConfig, type RunOptions, SequenceClassifier, type StepResult } from './model.js';
+export { cloneParams, type ParamShape, type Params, parameterCount, sizeOf, zerosLike } from './params.js';
+export { type Pooling, poolBackward, poolForward } from './pooling.js';
+export { type LayerRun, type LayerRunOptions, runLayer, type Solver } from './recurrent.js';
+export { type WarmupCosineOptions, warmupCosine } from './schedule.js';
+export { type TrainStepOptions, type TrainStepResult, trainStep } from './train-step.js';

@@ -1,0 +1,71 @@
+import type { Rng } from '@deerjs/core';
+
+/** y = W x + b on the host, W [out, in] row-major, over a batch of rows. */
+export interface LinearGrads {
+  readonly W: Float64Array;
+  readonly b: Float64Array;
+  /** ∂L/∂x, [B, in]. */
+  readonly x: Float64Array;
+}
+
+export class Linear {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+  ) {
+    if (
+      !Number.isInteger(inFeatures) ||
+      inFeatures < 1 ||
+      !Number.isInteger(outFeatures) ||
+      outFeatures < 1
+    ) {
+      throw new Error(`Linear: sizes must be positive integers, got ${inFeatures} → ${outFeatures}`);
+    }
+  }
+
+  get parameterCount(): number {
+    return this.outFeatures * (this.inFeatures + 1);
+  }
+
+  /** Uniform in ±1/√in for both W and b (PyTorch's default bound). */
+  init(rng: Rng): { W: Float64Array; b: Float64Array } {
+    const bound = 1 / Math.sqrt(this.inFeatures);
+    return {
+      W: rng.uniformArray(this.outFeatures * this.inFeatures, -bound, bound),
+      b: rng.uniformArray(this.outFeatures, -bound, bound),
+    };
+  }
+
+  /** x [B, in] → [B, out]. */
+  forward(W: Float64Array, b: Float64Array, x: ArrayLike<number>, batch: number): Float64Array {
+    const { inFeatures: m, outFeatures: k } = this;
+    const y = new Float64Array(batch * k);
+    for (let r = 0; r < batch; r++) {
+      for (let o = 0; o < k; o++) {
+        let s = b[o]!;
+        for (let i = 0; i < m; i++) s += W[o * m + i]! * x[r * m + i]!;
+        y[r * k + o] = s;
+      }
+    }
+    return y;
+  }
+
+  /** Gradients given ∂L/∂y [B, out]. */
+  backward(W: Float64Array, x: ArrayLike<number>, dy: Float64Array, batch: number): LinearGrads {
+    const { inFeatures: m, outFeatures: k } = this;
+    const dW = new Float64Array(k * m);
+    const db = new Float64Array(k);
+    const dx = new Float64Array(batch * m);
+    for (let r = 0; r < batch; r++) {
+      for (let o = 0; o < k; o++) {
+        const g = dy[r * k + o]!;
+        db[o]! += g;
+        for (let i = 0; i < m; i++) {
+          dW[o * m + i]! += g * x[r * m + i]!;
+          dx[r * m + i]! += g * W[o * m + i]!;
+        }
+      }
+    }
+    return { W: dW, b: db, x: dx };
+  }
+}

@@ -1,0 +1,48 @@
+export interface CrossEntropy {
+  /** Mean over the batch of −log softmax(logits)[label]. */
+  readonly loss: number;
+  /** ∂loss/∂logits, [B, C]. */
+  readonly dLogits: Float64Array;
+  /** Rows whose arg-max equals the label. */
+  readonly correct: number;
+}
+
+/** Softmax cross-entropy of logits [B, C] against integer labels, averaged over the batch. */
+export function softmaxCrossEntropy(
+  logits: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  classes: number,
+): CrossEntropy {
+  const B = labels.length;
+  if (logits.length !== B * classes) {
+    throw new Error(`softmaxCrossEntropy: ${logits.length} logits for ${B} labels × ${classes} classes`);
+  }
+  const d = new Float64Array(B * classes);
+  let loss = 0;
+  let correct = 0;
+  for (let r = 0; r < B; r++) {
+    const label = labels[r]!;
+    if (!Number.isInteger(label) || label < 0 || label >= classes) {
+      throw new Error(`softmaxCrossEntropy: label ${label} of row ${r} is outside 0..${classes - 1}`);
+    }
+    let max = -Infinity;
+    let arg = 0;
+    for (let c = 0; c < classes; c++) {
+      const v = logits[r * classes + c]!;
+      if (v > max) {
+        max = v;
+        arg = c;
+      }
+    }
+    let z = 0;
+    for (let c = 0; c < classes; c++) z += Math.exp(logits[r * classes + c]! - max);
+    const logZ = max + Math.log(z);
+    loss += logZ - logits[r * classes + label]!;
+    for (let c = 0; c < classes; c++) {
+      const p = Math.exp(logits[r * classes + c]! - logZ);
+      d[r * classes + c] = (p - (c === label ? 1 : 0)) / B;
+    }
+    if (arg === label) correct++;
+  }
+  return { loss: loss / B, dLogits: d, correct };
+}

@@ -1,0 +1,213 @@
+import { type Backend, type Cell, type DeerOptions, Rng, type Tensor } from '@deerjs/core';
+import { type CellKind, layerCell, stateSize } from './cells.js';
+import { Linear } from './linear.js';
+import { softmaxCrossEntropy } from './loss.js';
+import type { ParamShape, Params } from './params.js';
+import { type Pooling, poolBackward, poolForward } from './pooling.js';
+import { type LayerRun, runLayer, type Solver } from './recurrent.js';
+
+/** A sequence classifier: a stack of recurrent layers, pooling over time, a linear head. */
+export interface ClassifierConfig {
+  readonly inputSize: number;
+  readonly classes: number;
+  readonly cell: CellKind;
+  readonly hiddenSize: number;
+  readonly layers: number;
+  /** Heads of the multi-head GRU ('mhgru'). */
+  readonly heads?: number;
+  /** Add each layer's input to its output where the shapes agree (every layer but the first). */
+  readonly residual: boolean;
+  readonly pooling: Pooling;
+}
+
+export interface RunOptions {
+  readonly solver: Solver;
+  readonly deer?: DeerOptions;
+}
+
+export interface StepResult {
+  readonly loss: number;
+  readonly correct: number;
+  /** ∂loss/∂θ for every parameter. */
+  readonly grads: Params;
+  /** Newton iterations per layer (zeros for the sequential solver). */
+  readonly iterations: readonly number[];
+  /** Whether any layer fell back to sequential evaluation. */
+  readonly fellBack: boolean;
+}
+
+/**
+ * Parameters are named `rnn.<layer>.<cell param>` and `head.W`, `head.b`. The recurrent stack runs
+ * on the backend; pooled features [B, hidden] come back to the host for the head and the loss.
+ */
+export class SequenceClassifier {
+  readonly cells: readonly Cell[];
+  readonly head: Linear;
+
+  constructor(readonly config: ClassifierConfig) {
+    const { inputSize, cell, hiddenSize, layers, heads, classes } = config;
+    if (!Number.isInteger(layers) || layers < 1)
+      throw new Error(`SequenceClassifier: layers must be ≥ 1, got ${layers}`);
+    if (!Number.isInteger(classes) || classes < 2)
+      throw new Error(`SequenceClassifier: classes must be ≥ 2, got ${classes}`);
+    const list: Cell[] = [];
+    let m = inputSize;
+    let used = inputSize;
+    for (let l = 0; l < layers; l++) {
+      list.push(layerCell({ kind: cell, inputSize: m, inputUsed: used, hiddenSize, heads }));
+      m = stateSize(cell, hiddenSize);
+      used = hiddenSize;
+    }
+    this.cells = list;
+    this.head = new Linear(hiddenSize, classes);
+  }
+
+  /** Every parameter's name and shape, in a fixed order. */
+  get shapes(): ParamShape[] {
+    const out: ParamShape[] = [];
+    this.cells.forEach((c, l) => {
+      for (const p of c.params) out.push({ name: `rnn.${l}.${p.name}`, shape: p.shape });
+    });
+    out.push({ name: 'head.W', shape: [this.head.outFeatures, this.head.inFeatures] });
+    out.push({ name: 'head.b', shape: [this.head.outFeatures] });
+    return out;
+  }
+
+  get parameterCount(): number {
+    return this.cells.reduce((s, c) => s + c.parameterCount, 0) + this.head.parameterCount;
+  }
+
+  /** Seeded initial parameters: each layer from its own stream, so adding a layer keeps the others. */
+  init(seed: number): Params {
+    const out: Params = {};
+    this.cells.forEach((c, l) => {
+      const values = c.init({ seed: (seed * 7919 + l * 104729 + 1) >>> 0 });
+      for (const [k, v] of Object.entries(values)) out[`rnn.${l}.${k}`] = v;
+    });
+    const head = this.head.init(new Rng((seed * 7919 + 15485863) >>> 0));
+    out['head.W'] = head.W;
+    out['head.b'] = head.b;
+    return out;
+  }
+
+  private layerParams(params: Readonly<Params>, l: number): Record<string, Float64Array> {
+    const cell = this.cells[l]!;
+    const out: Record<string, Float64Array> = {};
+    for (const p of cell.params) {
+      const v = params[`rnn.${l}.${p.name}`];
+      if (!v || v.length !== p.size)
+        throw new Error(`SequenceClassifier: parameter rnn.${l}.${p.name} missing or of wrong size`);
+      out[p.name] = v;
+    }
+    return out;
+  }
+
+  private headParams(params: Readonly<Params>): { W: Float64Array; b: Float64Array } {
+    const W = params['head.W'];
+    const b = params['head.b'];
+    if (!W || !b) throw new Error('SequenceClassifier: head.W or head.b missing');
+    return { W, b };
+  }
+
+  private async forwardStack(
+    backend: Backend,
+    params: Readonly<Params>,
+    x: Tensor,
+    opts: RunOptions,
+  ): Promise<LayerRun[]> {
+    const runs: LayerRun[] = [];
+    try {
+      let inp = x;
+      for (let l = 0; l < this.cells.length; l++) {
+        const run = await runLayer(backend, this.cells[l]!, this.layerParams(params, l), inp, {
+          solver: opts.solver,
+          deer: opts.deer,
+          residual: this.config.residual && l > 0,
+        });
+        runs.push(run);
+        inp = run.out;
+      }
+      return runs;
+    } catch (err) {
+      for (const r of runs) r.dispose();
+      throw err;
+    }
+  }
+
+  /** Logits [B, classes] for x [B, T, inputSize]. */
+  async logits(
+    backend: Backend,
+    params: Readonly<Params>,
+    x: Tensor,
+    opts: RunOptions,
+  ): Promise<Float64Array> {
+    const runs = await this.forwardStack(backend, params, x, opts);
+    try {
+      const pooled = await poolForward(
+        backend,
+        runs.at(-1)!.out,
+        this.config.hiddenSize,
+        this.config.pooling,
+      );
+      const { W, b } = this.headParams(params);
+      return this.head.forward(W, b, pooled, x.shape[0]!);
+    } finally {
+      for (const r of runs) r.dispose();
+    }
+  }
+
+  /** Loss, accuracy count and the gradient of the mean cross-entropy with respect to every parameter. */
+  async lossAndGrad(
+    backend: Backend,
+    params: Readonly<Params>,
+    x: Tensor,
+    labels: ArrayLike<number>,
+    opts: RunOptions,
+  ): Promise<StepResult> {
+    const B = x.shape[0]!;
+    if (labels.length !== B) throw new Error(`lossAndGrad: ${labels.length} labels for a batch of ${B}`);
+    const runs = await this.forwardStack(backend, params, x, opts);
+    try {
+      const top = runs.at(-1)!.out;
+      const F = this.config.hiddenSize;
+      const pooled = await poolForward(backend, top, F, this.config.pooling);
+      const { W, b } = this.headParams(params);
+      const logits = this.head.forward(W, b, pooled, B);
+      const ce = softmaxCrossEntropy(logits, labels, this.config.classes);
+      const hg = this.head.backward(W, pooled, ce.dLogits, B);
+      const grads: Params = { 'head.W': hg.W, 'head.b': hg.b };
+      let dOut: Tensor | null = poolBackward(backend, hg.x, top, F, this.config.pooling);
+      try {
+        for (let l = runs.length - 1; l >= 0; l--) {
+          const run = runs[l]!;
+          const dy: Tensor = dOut!;
+          const g = await run.vjp(dy);
+          const temps = [g.h0, ...Object.values(g.params)];
+          try {
+            for (const [name, t] of Object.entries(g.params))
+              grads[`rnn.${l}.${name}`] = Float64Array.from(await backend.read(t));
+          } finally {
+            for (const t of temps) backend.dispose(t);
+          }
+          // The input gradient of layer l is the output gradient of layer l − 1 (plus the skip path).
+          let dIn: Tensor | null = null;
+          if (l > 0) dIn = run.residual ? backend.add(g.x, dy) : g.x;
+          if (dIn !== g.x) backend.dispose(g.x);
+          backend.dispose(dy);
+          dOut = dIn;
+        }
+      } finally {
+        if (dOut) backend.dispose(dOut);
+      }
+      return {
+        loss: ce.loss,
+        correct: ce.correct,
+        grads,
+        iterations: runs.map((r) => r.iterations),
+        fellBack: runs.some((r) => r.fellBack),
+      };
+    } finally {
+      for (const r of runs) r.dispose();
+    }
+  }
+}

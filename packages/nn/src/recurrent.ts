@@ -1,0 +1,101 @@
+import {
+  type Backend,
+  type Cell,
+  type DeerGradients,
+  type DeerOptions,
+  deerWithGrad,
+  implicitVjp,
+  sequential,
+  type Tensor,
+} from '@deerjs/core';
+
+export type Solver = 'deer' | 'sequential';
+
+/** One layer's forward pass, kept for its backward pass. */
+export interface LayerRun {
+  /** The layer's output: y, or y + x with a residual connection. The run owns it. */
+  readonly out: Tensor;
+  readonly residual: boolean;
+  /** Newton iterations (0 for the sequential solver). */
+  readonly iterations: number;
+  readonly fellBack: boolean;
+  /** Gradients given ∂L/∂y ([B, T, n]); the caller owns what comes back. */
+  vjp(dy: Tensor): Promise<DeerGradients>;
+  dispose(): void;
+}
+
+export interface LayerRunOptions {
+  readonly solver: Solver;
+  /** Options of the DEER solve (tolerances, Jacobian structure, fallback). */
+  readonly deer?: DeerOptions;
+  /** Add the input to the output (only when their shapes agree). */
+  readonly residual: boolean;
+}
+
+/**
+ * Run one recurrent layer over x [B, T, m] on the backend. 'deer' solves by Newton (gradients by
+ * implicit differentiation at the solution); 'sequential' steps through time and takes gradients
+ * from the same reverse scan, which is exact at any exact trajectory, so both solvers train alike.
+ */
+export async function runLayer(
+  backend: Backend,
+  cell: Cell,
+  params: Readonly<Record<string, Float64Array>>,
+  x: Tensor,
+  opts: LayerRunOptions,
+): Promise<LayerRun> {
+  const n = cell.stateSize;
+  const residual = opts.residual && x.shape[2] === n;
+  const dtype = x.dtype;
+  if (opts.solver === 'deer') {
+    const r = await deerWithGrad(backend, cell, params, x, { checkFinite: false, ...opts.deer });
+    let out: Tensor;
+    try {
+      out = residual ? backend.add(r.y, x) : r.y;
+    } catch (err) {
+      r.dispose();
+      throw err;
+    }
+    return {
+      out,
+      residual,
+      iterations: r.stats.iterations,
+      fellBack: r.stats.fellBack,
+      vjp: (dy) => r.vjp(dy),
+      dispose: () => {
+        if (out !== r.y) backend.dispose(out);
+        r.dispose();
+      },
+    };
+  }
+  const owned: Tensor[] = [];
+  try {
+    const p: Record<string, Tensor> = {};
+    for (const spec of cell.params) {
+      const v = params[spec.name];
+      if (!v) throw new Error(`runLayer: missing parameter ${spec.name} of ${cell.name}`);
+      const t = backend.tensor(v, [spec.size], dtype);
+      owned.push(t);
+      p[spec.name] = t;
+    }
+    const y0 = backend.zeros([x.shape[0]!, n], dtype);
+    owned.push(y0);
+    const { y } = await sequential(backend, cell, p, x, { h0: y0, checkFinite: false });
+    owned.push(y);
+    const out = residual ? backend.add(y, x) : y;
+    if (out !== y) owned.push(out);
+    return {
+      out,
+      residual,
+      iterations: 0,
+      fellBack: false,
+      vjp: (dy) => implicitVjp(backend, cell, p, x, y0, y, dy),
+      dispose: () => {
+        for (const t of owned.splice(0)) backend.dispose(t);
+      },
+    };
+  } catch (err) {
+    for (const t of owned.splice(0)) backend.dispose(t);
+    throw err;
+  }
+}

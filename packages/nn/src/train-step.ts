@@ -1,0 +1,32 @@
+import type { Backend, Tensor } from '@deerjs/core';
+import type { AdamW } from './adamw.js';
+import { clipGradNorm } from './clip.js';
+import type { RunOptions, SequenceClassifier, StepResult } from './model.js';
+import type { Params } from './params.js';
+
+export interface TrainStepOptions extends RunOptions {
+  readonly lr: number;
+  /** Clip the global gradient norm to this (default: no clipping). */
+  readonly clipNorm?: number;
+}
+
+export interface TrainStepResult extends StepResult {
+  /** Global gradient norm before clipping. */
+  readonly gradNorm: number;
+}
+
+/** Forward, backward, clip, and one AdamW update of `params` in place. */
+export async function trainStep(
+  backend: Backend,
+  model: SequenceClassifier,
+  params: Params,
+  optimizer: AdamW,
+  x: Tensor,
+  labels: ArrayLike<number>,
+  opts: TrainStepOptions,
+): Promise<TrainStepResult> {
+  const r = await model.lossAndGrad(backend, params, x, labels, opts);
+  const gradNorm = clipGradNorm(r.grads, opts.clipNorm ?? Number.POSITIVE_INFINITY);
+  optimizer.step(params, r.grads, opts.lr);
+  return { ...r, gradNorm };
+}
