@@ -66,7 +66,7 @@ export {
 export { type DeerGradients, type DeerGradResult, deerWithGrad, implicitVjp, stepVjp } from './solver/grad.js';
 export { affineExponential, type MatrixOps } from './solver/expm.js';
 export { type IvpOptions, type IvpResult, solveIvp } from './solver/ode.js';
-export { type IvpGradients, type IvpGradResult, solveIvpWithGrad } from './solver/ode-grad.js';
+export { type IvpGradients, type IvpGradResult, ivpVjp, solveIvpWithGrad } from './solver/ode-grad.js';
 export { checkGrid, type OdeProblem } from './solver/ode-inputs.js';
 export { type Dopri5Options, dopri5Solve as dopri5, type Rk4Options, rk4 } from './solver/ode-sequential.js';
 export { sequential } from './solver/sequential.js';

@@ -50,6 +50,24 @@ export function columnSparseOffset(m: MatExpr): number | undefined {
       return m.offset;
     case 'rowscale':
       return columnSparseOffset(m.m);
+    case 'slicerows': {
+      const o = columnSparseOffset(m.m);
+      return o === undefined ? undefined : o + m.start;
+    }
+    case 'concatrows': {
+      // Stacked with zero blocks (e.g. the tangent of concat(h, x)): one part holds every nonzero.
+      const live = m.parts.filter((p) => p.kind !== 'zero');
+      const only = live[0];
+      if (live.length !== 1 || !only) return undefined;
+      const o = columnSparseOffset(only);
+      if (o === undefined) return undefined;
+      let at = 0;
+      for (const p of m.parts) {
+        if (p === only) break;
+        at += p.rows;
+      }
+      return o - at;
+    }
     default:
       return undefined;
   }

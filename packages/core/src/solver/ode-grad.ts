@@ -67,6 +67,38 @@ export async function solveIvpWithGrad(
   }
 }
 
+/**
+ * Adjoint gradients of L at any trajectory y of the problem (e.g. one from `dopri5` or `rk4`):
+ * what `solveIvpWithGrad(...).vjp` computes, for callers that solved by other means.
+ */
+export async function ivpVjp(
+  backend: Backend,
+  field: Cell,
+  params: ParamsInput,
+  problem: OdeProblem,
+  y: Tensor,
+  dy: Tensor,
+): Promise<IvpGradients> {
+  const ops = requireMatrixOps(backend);
+  const owned = new Owned(backend);
+  try {
+    const prep = await prepareOde(backend, field, params, problem, undefined, owned, false);
+    const n = field.stateSize;
+    for (const [what, t] of [
+      ['y', y],
+      ['dy', dy],
+    ] as const) {
+      checkTensor(backend, what, t);
+      if (t.shape.length !== 3 || t.shape[0] !== prep.B || t.shape[1] !== prep.T || t.shape[2] !== n) {
+        throw new ShapeError(what, `[${prep.B}, ${prep.T}, ${n}]`, `[${t.shape.join(', ')}]`);
+      }
+    }
+    return await adjointVjp(ops, field, prep, y, dy);
+  } finally {
+    owned.dispose();
+  }
+}
+
 async function adjointVjp(backend: MatrixOps, field: Cell, prep: PreparedOde, y: Tensor, dy: Tensor): Promise<IvpGradients> {
   const { B, T, dt } = prep;
   const n = field.stateSize;

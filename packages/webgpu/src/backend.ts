@@ -1,0 +1,518 @@
+import {
+  type Backend,
+  type BackendCapabilities,
+  type DType,
+  DTypeError,
+  type NewtonUpdate,
+  type ScanArgs,
+  ShapeError,
+  type StepInputs,
+  type StepOutputs,
+  type StepProgram,
+  type Tensor,
+  TensorStateError,
+} from '@deerjs/core';
+import { type GpuContext, f32Bits } from './context.js';
+import { ADD, affineOffsetKernel, BROADCAST_TIME } from './kernels/elementwise.js';
+import {
+  COLUMN_SUM,
+  FIND_NON_FINITE,
+  NEWTON_UPDATE,
+  OUTER_PARTIAL,
+  ROWS_PER_GROUP,
+} from './kernels/reduce.js';
+import { chunking, scanKernels } from './kernels/scan.js';
+import { GpuTensor } from './tensor.js';
+import { type CompiledStep, compileSequential, compileStep, type Kernel, type Role } from './wgsl/step.js';
+
+const F32 = 4;
+const shapeSize = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
+
+/**
+ * The WebGPU backend: float32 tensors in storage buffers, step programs compiled to generated
+ * WGSL, the linear recurrence as a chunked three-pass scan. Every command is submitted when it is
+ * recorded; only reads wait on the device.
+ */
+export class WebGpuBackend implements Backend {
+  readonly name = 'webgpu';
+  readonly capabilities: BackendCapabilities;
+  private live = 0;
+  private readonly steps = new WeakMap<StepProgram, CompiledStep>();
+  private readonly sequentials = new WeakMap<StepProgram, Kernel>();
+
+  constructor(
+    private readonly ctx: GpuContext,
+    device: string,
+    maxBufferBytes: number,
+    /** Invocations the device runs at once, roughly: sets how finely the scan is chunked. */
+    private readonly scanLanes: number,
+    /** Whatever must stay alive with the device (the GPU object of the Node addon). */
+    private readonly keepAlive?: unknown,
+  ) {
+    this.capabilities = {
+      dtypes: ['float32'],
+      defaultDType: 'float32',
+      maxBufferBytes,
+      syncRead: false,
+      device,
+    };
+  }
+
+  // ---- tensors -------------------------------------------------------------------------------
+
+  private wrap(shape: readonly number[], buffer: GPUBuffer): GpuTensor {
+    this.live++;
+    return new GpuTensor([...shape], buffer);
+  }
+
+  private make(shape: readonly number[]): GpuTensor {
+    return this.wrap(shape, this.ctx.buffer(shapeSize(shape) * F32));
+  }
+
+  private get(t: Tensor): GpuTensor {
+    if (!(t instanceof GpuTensor))
+      throw new TensorStateError(`webgpu: not a webgpu tensor (from '${t?.backendName}')`);
+    if (t.disposed) throw new TensorStateError('webgpu: tensor used after dispose');
+    return t;
+  }
+
+  private checkDType(what: string, dtype: DType): void {
+    if (dtype !== 'float32') throw new DTypeError(what, 'float32 (WGSL has no f64)', String(dtype));
+  }
+
+  private checkShape(shape: readonly number[]): void {
+    if (!shape.every((d) => Number.isInteger(d) && d >= 0))
+      throw new ShapeError('tensor', 'non-negative integer dims', fmt(shape));
+  }
+
+  tensor(data: ArrayLike<number>, shape: readonly number[], dtype: DType = 'float32'): Tensor {
+    this.checkDType('tensor', dtype);
+    this.checkShape(shape);
+    const size = shapeSize(shape);
+    if (data.length !== size)
+      throw new ShapeError('tensor', `${size} values for ${fmt(shape)}`, `${data.length} values`);
+    const t = this.make(shape);
+    this.ctx.write(t.buffer, Float32Array.from(data));
+    return t;
+  }
+
+  zeros(shape: readonly number[], dtype: DType = 'float32'): Tensor {
+    this.checkDType('zeros', dtype);
+    this.checkShape(shape);
+    const t = this.make(shape);
+    this.ctx.encode((enc) => enc.clearBuffer(t.buffer, 0, t.buffer.size));
+    return t;
+  }
+
+  async read(t: Tensor): Promise<Float32Array> {
+    const g = this.get(t);
+    const bytes = await this.ctx.readBytes(g.buffer, 0, g.size * F32);
+    return new Float32Array(bytes, 0, g.size);
+  }
+
+  dispose(t: Tensor): void {
+    if (!(t instanceof GpuTensor))
+      throw new TensorStateError(`webgpu: not a webgpu tensor (from '${t?.backendName}')`);
+    if (t.disposed) return;
+    t.disposed = true;
+    this.live--;
+    this.ctx.release(t.buffer);
+  }
+
+  liveTensors(): number {
+    return this.live;
+  }
+
+  // ---- step programs -------------------------------------------------------------------------
+
+  private compiled(program: StepProgram): CompiledStep {
+    let c = this.steps.get(program);
+    if (!c) {
+      c = compileStep(program);
+      this.steps.set(program, c);
+    }
+    return c;
+  }
+
+  /** All params of the graph, back to back in graph order (the layout the kernels index). */
+  private packParams(program: StepProgram, params: Readonly<Record<string, Tensor>>): GPUBuffer {
+    const specs = program.graph.params;
+    const total = specs.reduce((s, p) => s + p.size, 0);
+    const buf = this.ctx.buffer(total * F32);
+    this.ctx.encode((enc) => {
+      let at = 0;
+      for (const spec of specs) {
+        const t = params[spec.name];
+        if (!t) throw new ShapeError('params', `a tensor for parameter ${spec.name}`, 'none');
+        const g = this.get(t);
+        if (g.size !== spec.size)
+          throw new ShapeError(`params.${spec.name}`, `${spec.size} values`, `${g.size}`);
+        if (spec.size > 0) enc.copyBufferToBuffer(g.buffer, 0, buf, at * F32, spec.size * F32);
+        at += spec.size;
+      }
+    });
+    return buf;
+  }
+
+  private bind(roles: readonly Role[], buffers: Partial<Record<Role, GPUBuffer>>): GPUBuffer[] {
+    return roles.map((r) => {
+      const b = buffers[r];
+      if (!b) throw new ShapeError('runStep', `a tensor for the program's ${r}`, 'none');
+      return b;
+    });
+  }
+
+  runStep(program: StepProgram, inputs: StepInputs): StepOutputs {
+    const state = this.get(inputs.state);
+    const [B, T] = state.shape as [number, number];
+    const BT = B * T;
+    const c = this.compiled(program);
+    const prm = c.paramFloats > 0 ? this.packParams(program, inputs.params) : undefined;
+    const packed = this.ctx.buffer(BT * c.perElement * F32);
+    const scratch = [packed, ...(prm ? [prm] : [])];
+    try {
+      const buffers: Partial<Record<Role, GPUBuffer>> = {
+        state: state.buffer,
+        input: inputs.input ? this.get(inputs.input).buffer : undefined,
+        cotangent: inputs.cotangent ? this.get(inputs.cotangent).buffer : undefined,
+        params: prm,
+        packed,
+      };
+      this.ctx.dispatch(c.evaluate.code, 'step', this.bind(c.evaluate.bindings, buffers), [BT], BT);
+      const outputs = program.outputs.map((id) => {
+        const seg = c.segments.get(id)!;
+        const t = this.make([B, T, seg.size]);
+        if (seg.size > 0) {
+          this.ctx.encode((enc) =>
+            enc.copyBufferToBuffer(packed, BT * seg.pre * F32, t.buffer, 0, BT * seg.size * F32),
+          );
+        }
+        return t;
+      });
+      if (!c.jacobian) return { outputs };
+      const n = program.graph.stateSize;
+      const s = c.jacobian.blockSize;
+      const J = this.make([B, T, n / s, s, s]);
+      this.ctx.dispatch(
+        c.jacobian.code,
+        'jacobian',
+        this.bind(c.jacobian.bindings, { ...buffers, jacobian: J.buffer }),
+        [BT],
+        BT * n * s,
+      );
+      return { outputs, jacobian: J };
+    } finally {
+      for (const b of scratch) this.ctx.release(b);
+    }
+  }
+
+  runSequential(
+    program: StepProgram,
+    inputs: { input?: Tensor; y0: Tensor; params: Readonly<Record<string, Tensor>> },
+  ): Tensor {
+    const y0 = this.get(inputs.y0);
+    const x = inputs.input ? this.get(inputs.input) : undefined;
+    const B = y0.shape[0]!;
+    const T = x ? x.shape[1]! : 1;
+    const n = program.graph.stateSize;
+    let k = this.sequentials.get(program);
+    if (!k) {
+      k = compileSequential(program);
+      this.sequentials.set(program, k);
+    }
+    const prm = k.bindings.includes('params') ? this.packParams(program, inputs.params) : undefined;
+    const out = this.make([B, T, n]);
+    try {
+      const buffers = this.bind(k.bindings, {
+        input: x?.buffer,
+        params: prm,
+        y0: y0.buffer,
+        out: out.buffer,
+      });
+      this.ctx.dispatch(k.code, 'sequential', buffers, [B, T], B);
+    } catch (err) {
+      this.dispose(out);
+      throw err;
+    } finally {
+      if (prm) this.ctx.release(prm);
+    }
+    return out;
+  }
+
+  // ---- the linear recurrence -----------------------------------------------------------------
+
+  scan(args: ScanArgs): Tensor {
+    const c = this.get(args.c);
+    const A = this.get(args.A);
+    const y0 = this.get(args.y0);
+    const [B, T, n] = c.shape as [number, number, number];
+    const s = args.blockSize;
+    const nb = n / s;
+    const { L, Q } = chunking(T, B, n, s, this.scanLanes);
+    const k = scanKernels(n, s, args.reverse);
+    const dims = [B, T, L, Q];
+    const out = this.make([B, T, n]);
+    if (Q === 1) {
+      this.ctx.dispatch(k.fixup, 'scan-fixup', [A.buffer, c.buffer, y0.buffer, out.buffer], dims, B * nb);
+      return out;
+    }
+    const M = this.ctx.buffer(B * Q * n * s * F32);
+    const V = this.ctx.buffer(B * Q * n * F32);
+    const Yb = this.ctx.buffer(B * Q * n * F32);
+    try {
+      this.ctx.dispatch(
+        k.summarize,
+        'scan-summarize',
+        [A.buffer, c.buffer, M, V],
+        dims,
+        B * Q * nb * (s + 1),
+      );
+      this.ctx.dispatch(k.boundaries, 'scan-boundaries', [y0.buffer, M, V, Yb], dims, B * nb);
+      this.ctx.dispatch(k.fixup, 'scan-fixup', [A.buffer, c.buffer, Yb, out.buffer], dims, B * Q * nb);
+    } finally {
+      for (const b of [M, V, Yb]) this.ctx.release(b);
+    }
+    return out;
+  }
+
+  affineOffset(F: Tensor, A: Tensor, y: Tensor, blockSize: number): Tensor {
+    const f = this.get(F);
+    const n = f.shape[2]!;
+    const out = this.make(f.shape);
+    const bufs = [f.buffer, this.get(A).buffer, this.get(y).buffer, out.buffer];
+    this.ctx.dispatch(affineOffsetKernel(n, blockSize), 'affine-offset', bufs, [f.size], f.size);
+    return out;
+  }
+
+  // ---- layout ops (copies) -------------------------------------------------------------------
+
+  shiftTime(x: Tensor, fill: Tensor | null, dir: 1 | -1): Tensor {
+    const src = this.get(x);
+    const f = fill ? this.get(fill) : null;
+    const [B, T] = src.shape as [number, number];
+    const row = (src.size / (B * T)) * F32;
+    const out = this.make(src.shape);
+    this.ctx.encode((enc) => {
+      for (let b = 0; b < B; b++) {
+        const base = b * T * row;
+        const body = (T - 1) * row;
+        const edge = dir === 1 ? base : base + body;
+        if (body > 0)
+          enc.copyBufferToBuffer(
+            src.buffer,
+            dir === 1 ? base : base + row,
+            out.buffer,
+            dir === 1 ? base + row : base,
+            body,
+          );
+        if (row === 0) continue;
+        if (f) enc.copyBufferToBuffer(f.buffer, b * row, out.buffer, edge, row);
+        else enc.clearBuffer(out.buffer, edge, row);
+      }
+    });
+    return out;
+  }
+
+  broadcastTime(x: Tensor, T: number): Tensor {
+    const src = this.get(x);
+    const B = src.shape[0]!;
+    const inner = src.size / B;
+    const out = this.make([B, T, ...src.shape.slice(1)]);
+    this.ctx.dispatch(
+      BROADCAST_TIME,
+      'broadcast-time',
+      [src.buffer, out.buffer],
+      [out.size, T, inner],
+      out.size,
+    );
+    return out;
+  }
+
+  sliceTime(x: Tensor, start: number, length: number): Tensor {
+    const src = this.get(x);
+    const [B, T] = src.shape as [number, number];
+    if (start < 0 || length < 1 || start + length > T) {
+      throw new ShapeError('sliceTime', `a range inside [0, ${T})`, `[${start}, ${start + length})`);
+    }
+    const row = (src.size / (B * T)) * F32;
+    const out = this.make([B, length, ...src.shape.slice(2)]);
+    if (row > 0) {
+      this.ctx.encode((enc) => {
+        for (let b = 0; b < B; b++) {
+          enc.copyBufferToBuffer(
+            src.buffer,
+            (b * T + start) * row,
+            out.buffer,
+            b * length * row,
+            length * row,
+          );
+        }
+      });
+    }
+    return out;
+  }
+
+  concatTime(parts: readonly Tensor[]): Tensor {
+    const ps = parts.map((p) => this.get(p));
+    const first = ps[0];
+    if (!first) throw new ShapeError('concatTime', 'at least one tensor', 'none');
+    const B = first.shape[0]!;
+    const row = (first.size / (B * first.shape[1]!)) * F32;
+    const T = ps.reduce((s, p) => s + p.shape[1]!, 0);
+    const out = this.make([B, T, ...first.shape.slice(2)]);
+    if (row > 0) {
+      this.ctx.encode((enc) => {
+        for (let b = 0; b < B; b++) {
+          let t0 = 0;
+          for (const p of ps) {
+            const len = p.shape[1]!;
+            enc.copyBufferToBuffer(p.buffer, b * len * row, out.buffer, (b * T + t0) * row, len * row);
+            t0 += len;
+          }
+        }
+      });
+    }
+    return out;
+  }
+
+  timeStep(x: Tensor, t: number): Tensor {
+    const src = this.get(x);
+    const [B, T] = src.shape as [number, number];
+    if (!Number.isInteger(t) || t < 0 || t >= T)
+      throw new ShapeError('timeStep', `a step in [0, ${T})`, String(t));
+    const row = (src.size / (B * T)) * F32;
+    const out = this.make([B, ...src.shape.slice(2)]);
+    if (row > 0) {
+      this.ctx.encode((enc) => {
+        for (let b = 0; b < B; b++)
+          enc.copyBufferToBuffer(src.buffer, (b * T + t) * row, out.buffer, b * row, row);
+      });
+    }
+    return out;
+  }
+
+  // ---- reductions ----------------------------------------------------------------------------
+
+  async newtonUpdate(
+    yRaw: Tensor,
+    yOld: Tensor,
+    opts: { atol: number; rtol: number; clip: number },
+  ): Promise<NewtonUpdate> {
+    const raw = this.get(yRaw);
+    const old = this.get(yOld);
+    const y = this.make(raw.shape);
+    const res = this.ctx.buffer(16);
+    try {
+      this.ctx.encode((enc) => enc.clearBuffer(res, 0, 16));
+      const uniforms = [raw.size, f32Bits(opts.atol), f32Bits(opts.rtol), f32Bits(opts.clip)];
+      this.ctx.dispatch(
+        NEWTON_UPDATE,
+        'newton-update',
+        [raw.buffer, old.buffer, y.buffer, res],
+        uniforms,
+        raw.size,
+      );
+      const r = new Uint32Array(await this.ctx.readBytes(res, 0, 12));
+      const f = new Float32Array(r.buffer);
+      return { y, maxAbsDiff: f[0]!, maxScaledDiff: f[1]!, replaced: r[2]! };
+    } catch (err) {
+      this.dispose(y);
+      throw err;
+    } finally {
+      this.ctx.release(res);
+    }
+  }
+
+  async findNonFinite(t: Tensor): Promise<{ index: number; value: number } | null> {
+    const x = this.get(t);
+    const res = this.ctx.buffer(16);
+    try {
+      this.ctx.encode((enc) => enc.clearBuffer(res, 0, 16));
+      this.ctx.dispatch(FIND_NON_FINITE, 'find-non-finite', [x.buffer, res], [x.size], x.size);
+      const key = new Uint32Array(await this.ctx.readBytes(res, 0, 4))[0]!;
+      if (key === 0) return null;
+      const index = x.size - key;
+      const value = new Float32Array(await this.ctx.readBytes(x.buffer, index * F32, 4))[0]!;
+      return { index, value };
+    } finally {
+      this.ctx.release(res);
+    }
+  }
+
+  add(a: Tensor, b: Tensor): Tensor {
+    const x = this.get(a);
+    const y = this.get(b);
+    if (x.size !== y.size) throw new ShapeError('add', fmt(x.shape), fmt(y.shape));
+    const out = this.make(x.shape);
+    this.ctx.dispatch(ADD, 'add', [x.buffer, y.buffer, out.buffer], [x.size], x.size);
+    return out;
+  }
+
+  /** Sum the rows of a [rows, cols] buffer into a new [cols] tensor, 64 rows per pass. */
+  private sumRows(src: GPUBuffer, rows: number, cols: number, owned: boolean): GpuTensor {
+    let cur = src;
+    let curOwned = owned;
+    let r = rows;
+    do {
+      const groups = Math.max(1, Math.ceil(r / ROWS_PER_GROUP));
+      const next = this.ctx.buffer(groups * cols * F32);
+      this.ctx.dispatch(COLUMN_SUM, 'column-sum', [cur, next], [r, cols, groups], groups * cols);
+      if (curOwned) this.ctx.release(cur);
+      cur = next;
+      curOwned = true;
+      r = groups;
+    } while (r > 1);
+    return this.wrap([cols], cur);
+  }
+
+  sumBatchTime(x: Tensor): Tensor {
+    const src = this.get(x);
+    const [B, T] = src.shape as [number, number];
+    const inner = src.size / (B * T);
+    return this.sumRows(src.buffer, B * T, inner, false);
+  }
+
+  outerSum(left: Tensor, right: Tensor, blocks: number): Tensor {
+    const l = this.get(left);
+    const r = this.get(right);
+    const [B, T, L] = l.shape as [number, number, number];
+    const R = r.shape[2]!;
+    const rows = L / blocks;
+    const cols = R / blocks;
+    const per = blocks * rows * cols;
+    const elems = B * T;
+    const groups = Math.max(1, Math.ceil(elems / ROWS_PER_GROUP));
+    const partial = this.ctx.buffer(groups * per * F32);
+    try {
+      this.ctx.dispatch(
+        OUTER_PARTIAL,
+        'outer-partial',
+        [l.buffer, r.buffer, partial],
+        [elems, groups, blocks, rows, cols],
+        groups * per,
+      );
+    } catch (err) {
+      this.ctx.release(partial);
+      throw err;
+    }
+    return this.sumRows(partial, groups, per, true);
+  }
+
+  // ---- lifetime ------------------------------------------------------------------------------
+
+  /** For tests: WGSL compiled by this device, rejecting with a ShaderCompileError on failure. */
+  compileWgsl(code: string, label = 'user'): Promise<void> {
+    return this.ctx.compileChecked(code, label);
+  }
+
+  /** For tests: lose the device the way a driver reset would (device.destroy()). */
+  simulateDeviceLoss(): void {
+    this.ctx.loseDevice();
+  }
+
+  destroy(): void {
+    this.ctx.destroy();
+    void this.keepAlive;
+  }
+}

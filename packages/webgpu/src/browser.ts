@@ -1,0 +1,19 @@
+import { registerBackend } from '@deerjs/core';
+import type { WebGpuBackend } from './backend.js';
+import { createOn, type WebGpuBackendOptions } from './create.js';
+
+export { WebGpuBackend } from './backend.js';
+export type { WebGpuBackendOptions } from './create.js';
+export { ShaderCompileError } from './errors.js';
+
+/** A WebGPU backend on the browser's `navigator.gpu`. */
+export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
+  const gpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
+  if (!gpu) throw new Error('webgpu: navigator.gpu is not available in this browser');
+  return createOn(gpu, options);
+}
+
+/** Register the WebGPU backend with core's registry as 'webgpu' (priority 300). */
+export function register(): void {
+  registerBackend('webgpu', (options) => createWebGpuBackend(options as WebGpuBackendOptions), 300);
+}

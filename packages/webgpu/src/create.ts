@@ -1,0 +1,66 @@
+import { WebGpuBackend } from './backend.js';
+import { GpuContext } from './context.js';
+
+export interface WebGpuBackendOptions {
+  /** Adapter choice: 'high-performance' (discrete GPU) or 'low-power'. */
+  readonly powerPreference?: GPUPowerPreference;
+  /**
+   * Report a smaller largest buffer than the device allows (bytes), so core splits long sequences
+   * into windows sooner. Never raises the device's limit.
+   */
+  readonly maxBufferBytes?: number;
+  /**
+   * About how many invocations the device runs at once (default 65536, or 64 on a software
+   * adapter such as llvmpipe). The scan splits time into more chunks the more lanes are idle.
+   */
+  readonly scanLanes?: number;
+}
+
+/** Limits the backend asks for, each up to what the adapter offers. */
+const WANTED_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxStorageBuffersPerShaderStage',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupsPerDimension',
+] as const;
+
+function describeAdapter(adapter: GPUAdapter): string {
+  const info = adapter.info;
+  const parts = [info?.description, info?.vendor, info?.architecture, info?.device].filter(
+    (s): s is string => !!s,
+  );
+  return parts.length > 0 ? [...new Set(parts)].join(' ') : 'unknown WebGPU adapter';
+}
+
+/** Request an adapter and device from `gpu` and wrap them in a backend. */
+export async function createOn(
+  gpu: GPU,
+  options: WebGpuBackendOptions,
+  keepAlive?: unknown,
+): Promise<WebGpuBackend> {
+  const adapter = await gpu.requestAdapter(
+    options.powerPreference ? { powerPreference: options.powerPreference } : {},
+  );
+  if (!adapter) throw new Error('webgpu: no GPU adapter is available (requestAdapter() returned null)');
+  const requiredLimits: Record<string, number> = {};
+  for (const k of WANTED_LIMITS) {
+    const v = adapter.limits[k];
+    if (typeof v === 'number') requiredLimits[k] = v;
+  }
+  const device = await adapter.requestDevice({ requiredLimits });
+  const binding = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+  const requested = options.maxBufferBytes;
+  if (requested !== undefined && !(Number.isFinite(requested) && requested > 0)) {
+    device.destroy();
+    throw new Error(`webgpu: option maxBufferBytes: expected a positive number of bytes, got ${requested}`);
+  }
+  const maxBufferBytes = Math.min(binding, requested ?? binding);
+  const description = describeAdapter(adapter);
+  const software =
+    adapter.info?.isFallbackAdapter === true || /llvmpipe|lavapipe|swiftshader|software/i.test(description);
+  const lanes = options.scanLanes ?? (software ? 64 : 65536);
+  return new WebGpuBackend(new GpuContext(device, binding), description, maxBufferBytes, lanes, keepAlive);
+}

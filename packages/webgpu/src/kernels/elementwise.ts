@@ -1,0 +1,50 @@
+import { MAIN_HEAD, storage, UNIFORM_DECL, uni } from '../wgsl/common.js';
+
+const module = (bindings: readonly [string, boolean][], body: string) =>
+  [UNIFORM_DECL, ...bindings.map(([name, w], i) => storage(i + 1, name, w)), `${MAIN_HEAD}\n${body}\n}`].join(
+    '\n',
+  );
+
+/** out = F − A·y per (b, t), A in [n/s, s, s] blocks. Uniform 0: BT·n. */
+export function affineOffsetKernel(n: number, s: number): string {
+  return module(
+    [
+      ['F', false],
+      ['A', false],
+      ['Y', false],
+      ['O', true],
+    ],
+    `  if (idx >= ${uni(0)}) { return; }
+  let e = idx / ${n}u;
+  let row = idx % ${n}u;
+  let k = row / ${s}u;
+  let i = row % ${s}u;
+  let base = ((e * ${n / s}u + k) * ${s}u + i) * ${s}u;
+  var acc = 0.0;
+  for (var j = 0u; j < ${s}u + z; j++) { acc += A[base + j] * Y[e * ${n}u + k * ${s}u + j]; }
+  O[idx] = F[idx] - acc;`,
+  );
+}
+
+/** out[b, t, r] = x[b, r]. Uniforms: 0 = total, 1 = T, 2 = inner. */
+export const BROADCAST_TIME = module(
+  [
+    ['X', false],
+    ['O', true],
+  ],
+  `  if (idx >= ${uni(0)}) { return; }
+  let inner = ${uni(2)};
+  let b = idx / (${uni(1)} * inner);
+  O[idx] = X[b * inner + idx % inner];`,
+);
+
+/** out = a + b. Uniform 0: size. */
+export const ADD = module(
+  [
+    ['X', false],
+    ['Y', false],
+    ['O', true],
+  ],
+  `  if (idx >= ${uni(0)}) { return; }
+  O[idx] = X[idx] + Y[idx];`,
+);

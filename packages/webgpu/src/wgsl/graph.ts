@@ -1,0 +1,163 @@
+import { type Graph, matrixLayout, type Node, type NodeId, paramSpec, type UnaryFn } from '@deerjs/core';
+import { lit } from './common.js';
+
+/** WGSL helpers for the unary ops that need more than a builtin. */
+export const UNARY_HELPERS = `fn sigmoid_(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }
+fn tanh_(x: f32) -> f32 { let y = exp(-2.0 * abs(x)); return sign(x) * (1.0 - y) / (1.0 + y); }
+fn softplus_(x: f32) -> f32 { return max(x, 0.0) + log(1.0 + exp(-abs(x))); }`;
+
+const UNARY: Record<UnaryFn, (a: string) => string> = {
+  neg: (a) => `-(${a})`,
+  sigmoid: (a) => `sigmoid_(${a})`,
+  // Builtin tanh overflows to NaN for large |x| on some drivers.
+  tanh: (a) => `tanh_(${a})`,
+  exp: (a) => `exp(${a})`,
+  log: (a) => `log(${a})`,
+  softplus: (a) => `softplus_(${a})`,
+  relu: (a) => `max(${a}, 0.0)`,
+  step: (a) => `select(0.0, 1.0, (${a}) > 0.0)`,
+  sin: (a) => `sin(${a})`,
+  cos: (a) => `cos(${a})`,
+  square: (a) => `sq_(${a})`,
+  sqrt: (a) => `sqrt(${a})`,
+  abs: (a) => `abs(${a})`,
+  sign: (a) => `sign(${a})`,
+};
+
+const BINARY = { add: '+', sub: '-', mul: '*', div: '/' } as const;
+
+/** Where each parameter starts in the packed parameter buffer (graph order). */
+export function paramOffsets(graph: Graph): { offsets: Map<string, number>; total: number } {
+  const offsets = new Map<string, number>();
+  let at = 0;
+  for (const p of graph.params) {
+    offsets.set(p.name, at);
+    at += p.size;
+  }
+  return { offsets, total: at };
+}
+
+/** How the per-element inputs are read: WGSL expressions given the element index `e`. */
+export interface Loads {
+  state(i: string): string;
+  input(i: string): string;
+  cotangent(i: string): string;
+}
+
+/**
+ * Per-element evaluation of graph nodes as WGSL statements over private arrays `v<id>`. Params
+ * are read from the packed buffer `prm`, constants from private arrays `c<id>`.
+ */
+export class GraphEmitter {
+  readonly uses = { params: false, state: false, input: false, cotangent: false };
+  /** Module-scope declarations (constant arrays). */
+  readonly decls: string[] = [];
+  private readonly offsets: Map<string, number>;
+
+  constructor(readonly graph: Graph) {
+    this.offsets = paramOffsets(graph).offsets;
+  }
+
+  private node(id: NodeId): Node {
+    return this.graph.nodes[id]!;
+  }
+
+  /** Entry i (a WGSL u32 expression) of node `id`; operands of size 1 broadcast. */
+  ref(id: NodeId, i: string): string {
+    const n = this.node(id);
+    const idx = n.size === 1 ? '0u' : i;
+    if (n.op === 'param') {
+      this.uses.params = true;
+      return `prm[${this.offsets.get(n.name)}u + ${idx}]`;
+    }
+    if (n.op === 'const') return n.size === 1 ? lit(n.values[0]!) : `c${id}[${idx}]`;
+    return `v${id}[${idx}]`;
+  }
+
+  /** Private array declarations for `ids` (inside the entry point). */
+  declare(ids: readonly NodeId[]): string {
+    const lines: string[] = [];
+    for (const id of ids) {
+      const n = this.node(id);
+      if (n.op === 'const' && n.size > 1) {
+        this.decls.push(
+          `var<private> c${id}: array<f32, ${n.size}> = array<f32, ${n.size}>(${n.values.map(lit).join(', ')});`,
+        );
+      } else if (n.op !== 'param' && n.op !== 'const') {
+        lines.push(`  var v${id}: array<f32, ${Math.max(1, n.size)}>;`);
+      }
+    }
+    return lines.join('\n');
+  }
+
+  /** Statements that compute node `id` from its operands (empty for params and constants). */
+  emit(id: NodeId, loads: Loads): string {
+    const n = this.node(id);
+    const loop = (size: number, body: string) =>
+      size === 0 ? '' : `  for (var i = 0u; i < ${size}u + z; i++) { ${body} }`;
+    const out = `v${id}[i]`;
+    switch (n.op) {
+      case 'state':
+        if (n.size === 0) return '';
+        this.uses.state = true;
+        return loop(n.size, `${out} = ${loads.state('i')};`);
+      case 'input':
+        if (n.size === 0) return '';
+        this.uses.input = true;
+        return loop(n.size, `${out} = ${loads.input('i')};`);
+      case 'cotangent':
+        if (n.size === 0) return '';
+        this.uses.cotangent = true;
+        return loop(n.size, `${out} = ${loads.cotangent('i')};`);
+      case 'param':
+      case 'const':
+        return '';
+      case 'unary':
+        return loop(n.size, `${out} = ${UNARY[n.fn](this.ref(n.a, 'i'))};`);
+      case 'binary':
+        return loop(n.size, `${out} = ${this.ref(n.a, 'i')} ${BINARY[n.fn]} ${this.ref(n.b, 'i')};`);
+      case 'slice':
+        return loop(n.size, `${out} = ${this.ref(n.a, `(i + ${n.start}u)`)};`);
+      case 'concat': {
+        let at = 0;
+        const parts = n.parts.map((p) => {
+          const size = this.node(p).size;
+          const s = loop(size, `v${id}[i + ${at}u] = ${this.ref(p, 'i')};`);
+          at += size;
+          return s;
+        });
+        return parts.join('\n');
+      }
+      case 'sum':
+        return `  { var acc = 0.0; for (var i = 0u; i < ${this.node(n.a).size}u + z; i++) { acc += ${this.ref(n.a, 'i')}; } v${id}[0] = acc; }`;
+      case 'matvec':
+        return this.matvec(id, n);
+    }
+  }
+
+  private matvec(id: NodeId, n: Extract<Node, { op: 'matvec' }>): string {
+    this.uses.params = true;
+    const { blocks, rows, cols } = matrixLayout(paramSpec(this.graph, n.param));
+    const off = this.offsets.get(n.param)!;
+    if (!n.transpose) {
+      // out[k·rows + i] = Σ_j W[k][i][j] · v[k·cols + j]
+      return `  for (var r = 0u; r < ${blocks * rows}u + z; r++) {
+    let k = r / ${rows}u; let i = r % ${rows}u;
+    let w = ${off}u + k * ${rows * cols}u + i * ${cols}u;
+    var acc = 0.0;
+    for (var j = 0u; j < ${cols}u + z; j++) { acc += prm[w + j] * ${this.ref(n.v, `(k * ${cols}u + j)`)}; }
+    v${id}[r] = acc;
+  }`;
+    }
+    // out[k·cols + j] = Σ_i W[k][i][j] · v[k·rows + i]
+    return `  for (var r = 0u; r < ${blocks * cols}u + z; r++) {
+    let k = r / ${cols}u; let j = r % ${cols}u;
+    let w = ${off}u + k * ${rows * cols}u + j;
+    var acc = 0.0;
+    for (var i = 0u; i < ${rows}u + z; i++) { acc += prm[w + i * ${cols}u] * ${this.ref(n.v, `(k * ${rows}u + i)`)}; }
+    v${id}[r] = acc;
+  }`;
+  }
+}
+
+export const SQ_HELPER = 'fn sq_(x: f32) -> f32 { return x * x; }';

@@ -1,0 +1,20 @@
+import { defineConformanceSuite } from '@deerjs/conformance';
+import { createCpuBackend } from '@deerjs/cpu';
+import { describe, it } from 'vitest';
+import { createWebGpuBackend } from '../src/index.js';
+import { skipReason } from './adapter.js';
+
+const skip = await skipReason();
+
+if (skip !== null) {
+  describe.skip(`conformance: webgpu — skipped: ${skip}`, () => {
+    it('needs a WebGPU adapter', () => {});
+  });
+} else {
+  defineConformanceSuite({
+    name: 'webgpu',
+    create: () => createWebGpuBackend(),
+    oracle: () => createCpuBackend({ dtype: 'float64' }),
+    dtypes: { float32: true, float64: 'WGSL has no f64' },
+  });
+}

@@ -1,0 +1,31 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { skipReason } from './adapter.js';
+
+const run = promisify(execFile);
+const root = fileURLToPath(new URL('..', import.meta.url));
+const skip = await skipReason();
+
+describe.skipIf(skip !== null)('a Node process using the backend', () => {
+  beforeAll(async () => {
+    // The fixture imports the package by name, i.e. its dist: build it first.
+    await run(
+      process.execPath,
+      [fileURLToPath(import.meta.resolve('typescript/bin/tsc')), '-p', 'tsconfig.json'],
+      { cwd: root },
+    );
+  });
+
+  it('exits by itself after solving a GRU and destroy()', async () => {
+    const { stdout } = await run(process.execPath, ['test/fixtures/solve-gru.mjs'], {
+      cwd: root,
+      timeout: 60_000,
+    });
+    const result = JSON.parse(stdout.trim().split('\n').at(-1)!) as { iterations: number; last: number[] };
+    expect(result.iterations).toBeGreaterThan(0);
+    expect(result.last).toHaveLength(4);
+    expect(result.last.every(Number.isFinite)).toBe(true);
+  });
+});
