@@ -87,6 +87,11 @@ export const square = unary('square');
 export const sqrt = unary('sqrt');
 export const abs = unary('abs');
 
+/** min(max(v, −c), c) elementwise, written exactly as v − relu(v − c) + relu(−v − c). */
+export function clip(v: VecLike, c: number): Vec {
+  return add(sub(v, relu(sub(v, c))), relu(sub(neg(v), c)));
+}
+
 /** Σ_i a_i: a size-1 vector. */
 export function sum(a: VecLike): Vec {
   const b = current();

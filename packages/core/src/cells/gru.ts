@@ -1,5 +1,6 @@
 import { type Cell, defineCell } from '../cell/cell.js';
 import { add, matvec, mul, sigmoid, slice, sub, tanh } from '../cell/lang.js';
+import { gateClip } from './gate-clip.js';
 import { multiHeadGru } from './multihead-gru.js';
 
 export interface GruOptions {
@@ -12,20 +13,25 @@ export interface GruOptions {
   readonly linearBeforeReset?: 0 | 1;
   /** Independent heads: gives the multi-head GRU (see `multiHeadGru`). */
   readonly heads?: number;
+  /** ONNX `clip`: gate pre-activations are clipped to ±clip. */
+  readonly clip?: number;
 }
 
 /**
  * GRU in ONNX layout: W [3n, m] and R [3n, n] with gate blocks z, r, h; biases Wb [3n], Rb [3n];
  * H_t = (1 − z) ⊙ h̃ + z ⊙ H_{t−1}.
  */
-export function gru({ inputSize: m, hiddenSize: n, linearBeforeReset = 1, heads }: GruOptions): Cell {
+export function gru({ inputSize: m, hiddenSize: n, linearBeforeReset = 1, heads, clip: c }: GruOptions): Cell {
+  const gate = gateClip(c);
   if (heads !== undefined) {
-    if (linearBeforeReset !== 1) throw new Error('multi-head GRU supports linearBeforeReset 1 only');
+    if (linearBeforeReset !== 1 || c !== undefined) {
+      throw new Error('multi-head GRU supports linearBeforeReset 1 and no clip only');
+    }
     return multiHeadGru({ inputSize: m, hiddenSize: n, heads });
   }
   return defineCell(
     {
-      name: `gru(n=${n}, lbr=${linearBeforeReset})`,
+      name: `gru(n=${n}, lbr=${linearBeforeReset}${c === undefined ? '' : `, clip=${c}`})`,
       state: n,
       input: m,
       params: { W: [3 * n, m], R: [3 * n, n], Wb: [3 * n], Rb: [3 * n] },
@@ -33,14 +39,14 @@ export function gru({ inputSize: m, hiddenSize: n, linearBeforeReset = 1, heads 
     (h, x, p) => {
       const gx = add(matvec(p.W!, x), p.Wb!);
       const gh = add(matvec(p.R!, h), p.Rb!);
-      const z = sigmoid(add(slice(gx, 0, n), slice(gh, 0, n)));
-      const r = sigmoid(add(slice(gx, n, n), slice(gh, n, n)));
+      const z = sigmoid(gate(add(slice(gx, 0, n), slice(gh, 0, n))));
+      const r = sigmoid(gate(add(slice(gx, n, n), slice(gh, n, n))));
       // For lbr = 0 the whole R multiplies r ⊙ h and its h-block is kept: the IR has no row views.
       const hh =
         linearBeforeReset === 1
           ? mul(r, slice(gh, 2 * n, n))
           : add(slice(matvec(p.R!, mul(r, h)), 2 * n, n), slice(p.Rb!, 2 * n, n));
-      const cand = tanh(add(slice(gx, 2 * n, n), hh));
+      const cand = tanh(gate(add(slice(gx, 2 * n, n), hh)));
       return add(mul(sub(1, z), cand), mul(z, h));
     },
   );

@@ -1,5 +1,5 @@
 import { type Cell, defineCell } from '../cell/cell.js';
-import { add, concat, matvec, relu, softplus, tanh, type Vec } from '../cell/lang.js';
+import { add, concat, matvec, type Param, relu, softplus, tanh, type Vec } from '../cell/lang.js';
 
 export type Activation = 'tanh' | 'relu' | 'softplus';
 
@@ -15,9 +15,8 @@ export interface MlpOptions {
 
 const ACT: Record<Activation, (v: Vec) => Vec> = { tanh, relu, softplus };
 
-/** A multilayer perceptron f(y, x) = W_L σ(… σ(W_1 [y; x] + b_1) …) + b_L: a vector field or a step. */
-export function mlp({ stateSize: n, inputSize: m = 0, hidden = [64], activation = 'tanh' }: MlpOptions): Cell {
-  const widths = [n + m, ...hidden, n];
+/** Parameter shapes and inits of an MLP with the given layer widths: W{l} [out, in], b{l} [out]. */
+export function mlpParams(widths: readonly number[]) {
   const params: Record<string, number[]> = {};
   const init: Record<string, { uniform: number }> = {};
   for (let l = 0; l + 1 < widths.length; l++) {
@@ -26,17 +25,25 @@ export function mlp({ stateSize: n, inputSize: m = 0, hidden = [64], activation 
     init[`W${l}`] = { uniform: 1 / Math.sqrt(widths[l]!) };
     init[`b${l}`] = { uniform: 1 / Math.sqrt(widths[l]!) };
   }
+  return { params, init };
+}
+
+/** Apply the MLP of `mlpParams` to v: affine layers with `act` between them (none after the last). */
+export function applyMlp(v: Vec, p: Readonly<Record<string, Param>>, layers: number, act: (v: Vec) => Vec): Vec {
+  for (let l = 0; l < layers; l++) {
+    v = add(matvec(p[`W${l}`]!, v), p[`b${l}`]!);
+    if (l + 1 < layers) v = act(v);
+  }
+  return v;
+}
+
+/** A multilayer perceptron f(y, x) = W_L σ(… σ(W_1 [y; x] + b_1) …) + b_L: a vector field or a step. */
+export function mlp({ stateSize: n, inputSize: m = 0, hidden = [64], activation = 'tanh' }: MlpOptions): Cell {
+  const widths = [n + m, ...hidden, n];
+  const { params, init } = mlpParams(widths);
   const act = ACT[activation];
   return defineCell(
     { name: `mlp(n=${n}, hidden=[${hidden.join(',')}])`, state: n, input: m, params, init },
-    (y, x, p) => {
-      let v: Vec = m > 0 ? concat(y, x) : y;
-      const layers = widths.length - 1;
-      for (let l = 0; l < layers; l++) {
-        v = add(matvec(p[`W${l}`]!, v), p[`b${l}`]!);
-        if (l + 1 < layers) v = act(v);
-      }
-      return v;
-    },
+    (y, x, p) => applyMlp(m > 0 ? concat(y, x) : y, p, widths.length - 1, act),
   );
 }

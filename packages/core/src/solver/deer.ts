@@ -3,6 +3,7 @@ import { DTYPE_BYTES } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
 import { ConvergenceError, ShapeError } from '../errors.js';
+import { acceptIterate } from './newton.js';
 import { type DeerOptions, type ResolvedDeerOptions, resolveDeerOptions } from './options.js';
 import {
   checkInputFinite,
@@ -158,24 +159,8 @@ async function solveWindow(
       const raw = backend.scan({ A, c, y0, blockSize: s, reverse: false });
       backend.dispose(A);
       backend.dispose(c);
-      let update: Awaited<ReturnType<Backend['newtonUpdate']>>;
-      try {
-        update = await backend.newtonUpdate(raw, y, { atol: opts.atol, rtol: opts.rtol, clip: opts.clip });
-      } finally {
-        backend.dispose(raw);
-      }
-      backend.dispose(y);
+      const update = await acceptIterate(backend, raw, y, opts, stats, options.onIteration, { iteration: it, window, windows });
       y = update.y;
-      stats.iterations++;
-      stats.residuals.push(update.maxAbsDiff);
-      stats.replaced += update.replaced;
-      options.onIteration?.({
-        iteration: it,
-        maxAbsDiff: update.maxAbsDiff,
-        maxScaledDiff: update.maxScaledDiff,
-        window,
-        windows,
-      });
       // With the exact Jacobian, iteration k makes the first k states exact: T iterations suffice.
       if (update.maxScaledDiff <= 1 || (opts.exact && it >= T && update.replaced === 0)) {
         converged = true;

@@ -106,7 +106,7 @@ async function adjointVjp(backend: MatrixOps, field: Cell, prep: PreparedOde, y:
   const temps = new Owned(backend);
   try {
     const y0seq = temps.add(backend.broadcastTime(prep.y0, 1));
-    const { A, b } = await intervalMaps(backend, field, field.linearizeProgram(s), prep, y0seq, y, s);
+    const { A, b } = await intervalMaps(backend, field.linearizeProgram(s), prep, y0seq, y, s);
     temps.add(A);
     temps.add(b);
     // Over the T + 1 grid points: λ_k = g_k + A_kᵀ λ_{k+1}, with A_T = 0 and g_0 = 0.

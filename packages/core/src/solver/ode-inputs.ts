@@ -2,7 +2,7 @@ import type { Backend, DType, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { NonFiniteError, ShapeError, UnsupportedOptionError } from '../errors.js';
 import type { MatrixOps } from './expm.js';
-import { checkTensor, isTensor, Owned, type ParamsInput, prepareInitialState, prepareParams } from './validate.js';
+import { checkTensor, isTensor, type Owned, type ParamsInput, prepareInitialState, prepareParams } from './validate.js';
 
 /** Inputs common to every ODE solver: dy/dt = f(y, x(t); θ) on a time grid t_0 < … < t_T. */
 export interface OdeProblem {

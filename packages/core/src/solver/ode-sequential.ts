@@ -24,7 +24,9 @@ class FieldEvaluator {
 
   /** f(y, x(t)) with x linearly interpolated on grid interval i (t in [t_i, t_{i+1}]). */
   async eval(t: number, i: number, y: Float64Array): Promise<Float64Array> {
-    const { backend, field, B } = this;
+    const backend = this.backend;
+    const field = this.field;
+    const B = this.B;
     const n = field.stateSize;
     const m = field.inputSize;
     const state = backend.tensor(y, [B, 1, n], this.dtype);
@@ -44,7 +46,8 @@ class FieldEvaluator {
         }
         input = backend.tensor(xi, [B, 1, m], this.dtype);
       }
-      const out = backend.runStep(field.stepProgram(), input ? { state, input, params: this.params } : { state, params: this.params });
+      const params = this.params;
+      const out = backend.runStep(field.stepProgram(), input ? { state, input, params } : { state, params });
       const f = out.outputs[0]!;
       const data = Float64Array.from(await backend.read(f));
       backend.dispose(f);

@@ -7,6 +7,7 @@ import type { DeerStats } from './deer.js';
 import { affineExponential, type MatrixOps } from './expm.js';
 import { dopri5 } from './ode-sequential.js';
 import { type OdeProblem, type PreparedOde, prepareOde, requireMatrixOps } from './ode-inputs.js';
+import { acceptIterate } from './newton.js';
 import { type DeerOptions, resolveDeerOptions } from './options.js';
 import { checkTensor, Owned, type ParamsInput } from './validate.js';
 
@@ -55,7 +56,7 @@ export async function solvePrepared(
   options: IvpOptions,
   owned: Owned,
 ): Promise<{ y: Tensor; stats: DeerStats }> {
-  const { B, T, dt, y0, params, x } = prep;
+  const { B, T, y0, params, x } = prep;
   const n = field.stateSize;
   const opts = resolveDeerOptions(field, prep.dtype, { ...options, initialGuess: 'zeros' });
   const s = opts.blockSize;
@@ -84,22 +85,12 @@ export async function solvePrepared(
   };
   try {
     for (let it = 1; it <= opts.maxIter; it++) {
-      const { A, b } = await intervalMaps(backend, field, program, prep, y0seq, y, s);
+      const { A, b } = await intervalMaps(backend, program, prep, y0seq, y, s);
       const raw = backend.scan({ A, c: b, y0, blockSize: s, reverse: false });
       backend.dispose(A);
       backend.dispose(b);
-      let update: Awaited<ReturnType<Backend['newtonUpdate']>>;
-      try {
-        update = await backend.newtonUpdate(raw, y, { atol: opts.atol, rtol: opts.rtol, clip: opts.clip });
-      } finally {
-        backend.dispose(raw);
-      }
-      backend.dispose(y);
+      const update = await acceptIterate(backend, raw, y, opts, stats, options.onIteration, { iteration: it, window: 0, windows: 1 });
       y = update.y;
-      stats.iterations++;
-      stats.residuals.push(update.maxAbsDiff);
-      stats.replaced += update.replaced;
-      options.onIteration?.({ iteration: it, maxAbsDiff: update.maxAbsDiff, maxScaledDiff: update.maxScaledDiff, window: 0, windows: 1 });
       if (update.maxScaledDiff <= 1) {
         stats.converged = true;
         break;
@@ -128,7 +119,6 @@ export async function solvePrepared(
  */
 export async function intervalMaps(
   backend: MatrixOps,
-  field: Cell,
   program: ReturnType<Cell['linearizeProgram']>,
   prep: PreparedOde,
   y0seq: Tensor,
