@@ -1,0 +1,73 @@
+import { type Backend, BackendUnavailableError, type DType, KNOWN_BACKENDS, loadBackend } from '@deerjs/core';
+
+/** The backend could not be loaded or cannot run the asked dtype; the message says why. */
+export class BenchBackendError extends Error {
+  override name = 'BenchBackendError';
+}
+
+/**
+ * Load a backend by name (undefined: the best available). Backend packages are imported from this
+ * app, since under pnpm's strict layout core cannot resolve them itself.
+ */
+export async function openBackend(name: string | undefined, dtype: DType): Promise<Backend> {
+  if (name === undefined) return openBestFor(dtype);
+  let backend: Backend;
+  try {
+    backend = await loadBackend(name, { importer: (s) => import(s), options: { dtype } });
+  } catch (err) {
+    if (err instanceof BackendUnavailableError) {
+      const hint =
+        name === 'webgpu'
+          ? '\n  (webgpu needs a GPU adapter: a GPU with Vulkan/Metal/D3D12 drivers, or a software Vulkan driver such as llvmpipe)'
+          : '';
+      throw new BenchBackendError(`${err.message}${hint}`);
+    }
+    throw err;
+  }
+  if (!backend.capabilities.dtypes.includes(dtype)) {
+    await backend.destroy();
+    throw new BenchBackendError(
+      `backend '${backend.name}' does not support ${dtype} (it supports ${backend.capabilities.dtypes.join(', ')}); use --dtype ${backend.capabilities.dtypes[0]}`,
+    );
+  }
+  return backend;
+}
+
+/** The best available backend that supports `dtype` (webgpu, say, has no float64). */
+async function openBestFor(dtype: DType): Promise<Backend> {
+  const best = await openBackendOrExplain(undefined);
+  if (best.capabilities.dtypes.includes(dtype)) return best;
+  const tried = [best.name];
+  await best.destroy();
+  const others = Object.entries(KNOWN_BACKENDS)
+    .filter(([n]) => n !== tried[0])
+    .sort((a, b) => b[1].priority - a[1].priority);
+  for (const [n] of others) {
+    let b: Backend;
+    try {
+      b = await loadBackend(n, { importer: (s) => import(s), options: { dtype } });
+    } catch {
+      continue;
+    }
+    if (b.capabilities.dtypes.includes(dtype)) return b;
+    tried.push(n);
+    await b.destroy();
+  }
+  throw new BenchBackendError(`no available backend supports ${dtype} (tried ${tried.join(', ')})`);
+}
+
+async function openBackendOrExplain(name: string | undefined): Promise<Backend> {
+  try {
+    return await loadBackend(name, { importer: (s) => import(s) });
+  } catch (err) {
+    if (err instanceof BackendUnavailableError) throw new BenchBackendError(err.message);
+    throw err;
+  }
+}
+
+/** The backend's own count of buffer bytes, when it offers one (optional, not part of the interface). */
+export function backendBytes(backend: Backend): number | undefined {
+  const b = backend as unknown as { liveBytes?: () => number; memoryBytes?: () => number };
+  const f = b.liveBytes ?? b.memoryBytes;
+  return typeof f === 'function' ? f.call(backend) : undefined;
+}

@@ -1,0 +1,82 @@
+import type { Backend } from '@deerjs/core';
+import type { BenchOptions } from './args.js';
+import { buildGrid, type GridPoint } from './grid.js';
+import { gitCommit, machineInfo, onnxruntimeVersion } from './machine.js';
+import { PointRunner } from './point.js';
+import type { BenchReport, PointResult } from './report.js';
+import { loadOnnxPackage } from './runners/ort.js';
+
+export interface BenchHooks {
+  /** Before a point runs (index is 0-based). */
+  readonly onStart?: (p: GridPoint, index: number, total: number) => void;
+  readonly onPoint?: (r: PointResult, index: number, total: number) => void;
+  /** Non-fatal problems, e.g. onnxruntime missing. */
+  readonly onWarning?: (message: string) => void;
+}
+
+/** Run every grid point on one backend; a failing or skipped point is recorded and the run goes on. */
+export async function runBench(
+  backend: Backend,
+  o: BenchOptions,
+  hooks: BenchHooks = {},
+): Promise<BenchReport> {
+  const startedAt = new Date();
+  const t0 = performance.now();
+  const grid = buildGrid(o);
+  let onnx: Awaited<ReturnType<typeof loadOnnxPackage>> | null = null;
+  if (o.ort) {
+    try {
+      onnx = await loadOnnxPackage();
+    } catch (err) {
+      hooks.onWarning?.(
+        `onnxruntime baseline disabled: @deerjs/onnx could not be loaded (${(err as Error).message})`,
+      );
+    }
+  }
+  const runner = new PointRunner({
+    backend,
+    dtype: o.dtype,
+    seed: o.seed,
+    maxIter: o.maxIter,
+    maxMemory: o.maxMemory,
+    maxTime: o.maxTime,
+    measure: { warmup: o.warmup, repeats: o.repeats, budgetMs: o.budget * 1000 },
+    onnx,
+  });
+  const points: PointResult[] = [];
+  for (const [i, p] of grid.entries()) {
+    hooks.onStart?.(p, i, grid.length);
+    const r = await runner.run(p);
+    points.push(r);
+    hooks.onPoint?.(r, i, grid.length);
+  }
+  const caps = backend.capabilities;
+  return {
+    tool: 'deer-bench',
+    version: 1,
+    startedAt: startedAt.toISOString(),
+    wallMs: performance.now() - t0,
+    machine: machineInfo(),
+    backend: { name: backend.name, device: caps.device, maxBufferBytes: caps.maxBufferBytes },
+    dtype: o.dtype,
+    git: gitCommit(process.cwd()),
+    onnxruntime: onnx ? onnxruntimeVersion() : null,
+    options: {
+      nh: o.nh,
+      T: o.T,
+      batch: o.batch,
+      heads: o.heads,
+      headsSize: o.headsSize,
+      quasi: o.quasi,
+      warmup: o.warmup,
+      repeats: o.repeats,
+      budgetSeconds: o.budget,
+      maxIter: o.maxIter,
+      maxTimeSeconds: Number.isFinite(o.maxTime) ? o.maxTime : null,
+      maxMemoryBytes: o.maxMemory,
+      seed: o.seed,
+      quick: o.quick,
+    },
+    points,
+  };
+}

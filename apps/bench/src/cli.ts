@@ -1,0 +1,84 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { ArgError, FULL_PROFILE, HELP, parseArgs, quickProfile, resolveOptions } from './args.js';
+import { BenchBackendError, openBackend } from './backend.js';
+import { runBench } from './bench.js';
+import { formatMs } from './format.js';
+import { defaultOutDir, writeOutputs } from './output.js';
+import type { BenchReport } from './report.js';
+import { progressLine, reportHeader, resultsTable, speedupPivot } from './table.js';
+
+function printReport(report: BenchReport, files: readonly string[]): void {
+  const rel = (f: string) => {
+    const r = path.relative(process.cwd(), f);
+    return r.startsWith('..') ? f : r;
+  };
+  const out = process.stdout;
+  out.write(`\n${reportHeader(report)}\n\n${resultsTable(report.points)}\n\n`);
+  out.write(`${speedupPivot(report.points, 'sequential')}\n\n`);
+  if (report.points.some((r) => r.speedupOrt !== undefined))
+    out.write(`${speedupPivot(report.points, 'ort')}\n\n`);
+  const counts = ['ok', 'skipped', 'error'].map(
+    (s) => `${report.points.filter((r) => r.status === s).length} ${s}`,
+  );
+  out.write(`${report.points.length} points (${counts.join(', ')}) in ${formatMs(report.wallMs)}\n`);
+  out.write(`wrote ${files.map(rel).join('\n      ')}\n`);
+}
+
+function replot(file: string, outDir: string | undefined): number {
+  let report: BenchReport;
+  try {
+    report = JSON.parse(readFileSync(file, 'utf8')) as BenchReport;
+  } catch (err) {
+    throw new ArgError(`--from: cannot read ${file} (${(err as Error).message})`);
+  }
+  if (report.tool !== 'deer-bench') throw new ArgError(`--from: ${file} is not a deer-bench results.json`);
+  const files = writeOutputs(report, outDir ?? path.dirname(file), { json: outDir !== undefined });
+  printReport(report, files);
+  return 0;
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const args = parseArgs(argv);
+  if (args.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (args.from !== undefined) return replot(args.from, args.out);
+  const backend = await openBackend(args.backend, args.dtype ?? 'float32');
+  try {
+    const caps = backend.capabilities;
+    const options = resolveOptions(args, args.quick ? quickProfile(backend.name, caps.device) : FULL_PROFILE);
+    process.stderr.write(`deer-bench: backend ${backend.name} (${caps.device}), ${options.dtype}\n`);
+    const report = await runBench(backend, options, {
+      onStart: (_p, i, n) => {
+        if (i === 0) process.stderr.write(`running ${n} points\n`);
+      },
+      onPoint: (r, i, n) => process.stderr.write(`${progressLine(r, i, n)}\n`),
+      onWarning: (msg) => process.stderr.write(`warning: ${msg}\n`),
+    });
+    const dir = options.out ?? defaultOutDir(backend.name);
+    printReport(report, writeOutputs(report, dir));
+    return report.points.some((r) => r.status === 'error') ? 1 : 0;
+  } finally {
+    await backend.destroy();
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof ArgError || err instanceof BenchBackendError) {
+      process.stderr.write(`deer-bench: ${err.message}\n`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(
+        `deer-bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+      );
+      process.exitCode = 1;
+    }
+  },
+);

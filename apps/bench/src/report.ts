@@ -1,0 +1,66 @@
+import type { GridPoint } from './grid.js';
+import type { MemoryPeaks } from './memory.js';
+
+export interface Timing {
+  readonly medianMs: number;
+  readonly samplesMs: readonly number[];
+  readonly warmupRuns: number;
+  readonly note?: string;
+}
+
+export interface DeerTiming extends Timing {
+  readonly iterations: number;
+  readonly converged: boolean;
+  readonly fellBack: boolean;
+  readonly structure: string;
+  readonly exactJacobian: boolean;
+  readonly windows: number;
+}
+
+export interface PointResult {
+  readonly point: GridPoint;
+  readonly status: 'ok' | 'skipped' | 'error';
+  /** Why a point was skipped or failed. */
+  readonly reason?: string;
+  readonly deer?: DeerTiming;
+  readonly sequential?: Timing;
+  /** onnxruntime's GRU; absent when it was not run, `error` when it failed. */
+  readonly ort?: Timing | { readonly error: string };
+  /** sequential / DEER and ORT / DEER median times: above 1, DEER is faster. */
+  readonly speedupSequential?: number;
+  readonly speedupOrt?: number;
+  /** max |y_DEER − y_sequential| and max |y_ORT − y_sequential| over all outputs. */
+  readonly maxDiffDeer?: number;
+  readonly maxDiffOrt?: number;
+  readonly estimatedBytes: number;
+  readonly memory?: MemoryPeaks;
+  readonly wallMs: number;
+}
+
+export interface MachineInfo {
+  readonly cpu: string;
+  readonly cores: number;
+  readonly memoryBytes: number;
+  readonly platform: string;
+  readonly arch: string;
+  readonly node: string;
+  readonly hostname: string;
+}
+
+export interface BenchReport {
+  readonly tool: 'deer-bench';
+  readonly version: 1;
+  readonly startedAt: string;
+  readonly wallMs: number;
+  readonly machine: MachineInfo;
+  readonly backend: { readonly name: string; readonly device: string; readonly maxBufferBytes: number };
+  readonly dtype: string;
+  readonly git: { readonly commit: string; readonly dirty: boolean } | null;
+  readonly onnxruntime: string | null;
+  readonly options: Readonly<Record<string, unknown>>;
+  readonly points: readonly PointResult[];
+}
+
+export function isTiming(t: PointResult['ort']): t is Timing {
+  return t !== undefined && 'medianMs' in t;
+}

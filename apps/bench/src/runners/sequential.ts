@@ -1,0 +1,17 @@
+import { type Backend, sequential, type TypedArray } from '@deerjs/core';
+import type { Problem } from '../problem.js';
+import type { Run } from '../timing.js';
+
+/** The step-by-step recurrence on the same backend, timed until y is on the host. */
+export async function runSequential(backend: Backend, problem: Problem): Promise<Run<TypedArray>> {
+  const t0 = performance.now();
+  const { y } = await sequential(backend, problem.cell, problem.paramTensors, problem.x, {
+    checkFinite: false,
+  });
+  try {
+    const host = await backend.read(y);
+    return { ms: performance.now() - t0, output: host };
+  } finally {
+    backend.dispose(y);
+  }
+}
