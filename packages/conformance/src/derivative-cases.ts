@@ -95,6 +95,25 @@ export function defineDerivativeCases(ctx: SuiteContext): void {
   }
 }
 
+/** Gradients computed in windows of time steps equal the one-window gradients. */
+export function defineWindowedGradientCase(ctx: SuiteContext): void {
+  ctx.test('gradient/windowed', async () => {
+    const cell = CELL_FAMILIES[0]!.make(4, INPUT_SIZE);
+    const B = 2;
+    const T = 23;
+    const data = sequenceData(47, B, T, cell, ctx.dtype);
+    const w = new Rng(49).normalArray(B * T * cell.stateSize);
+    const whole = await gradientsOn(ctx.backend(), ctx.dtype, cell, data, w, B, T);
+    const windowed = await gradientsOn(ctx.backend(), ctx.dtype, cell, data, w, B, T, 5);
+    const tol = ctx.dtype === 'float64' ? 1e-12 : 1e-5;
+    for (const name of Object.keys(whole.params)) {
+      expect(maxAbsDiff(windowed.params[name]!, whole.params[name]!)).toBeLessThanOrEqual(tol);
+    }
+    expect(maxAbsDiff(windowed.x, whole.x)).toBeLessThanOrEqual(tol);
+    expect(maxAbsDiff(windowed.h0, whole.h0)).toBeLessThanOrEqual(tol);
+  });
+}
+
 /** ∂L/∂(θ, x, h0) for L = Σ w ⊙ y by deerWithGrad, against central differences on the oracle. */
 async function checkGradients(ctx: SuiteContext, cell: Cell): Promise<void> {
   const B = 2;
@@ -170,10 +189,11 @@ async function gradientsOn(
   w: Float64Array,
   B: number,
   T: number,
+  window?: number,
 ) {
   const x = backend.tensor(data.x, [B, T, cell.inputSize], dtype);
   const dy = backend.tensor(w, [B, T, cell.stateSize], dtype);
-  const r = await deerWithGrad(backend, cell, data.params, x, { h0: data.h0 });
+  const r = await deerWithGrad(backend, cell, data.params, x, window ? { h0: data.h0, window } : { h0: data.h0 });
   try {
     const g = await r.vjp(dy);
     const params: Record<string, Float64Array> = {};

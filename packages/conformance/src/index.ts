@@ -1,7 +1,7 @@
 import type { Backend, DType } from '@deerjs/core';
 import { afterAll, beforeAll, describe } from 'vitest';
 import { makeContext } from './context.js';
-import { defineDerivativeCases } from './derivative-cases.js';
+import { defineDerivativeCases, defineWindowedGradientCase } from './derivative-cases.js';
 import { defineInputCases } from './input-cases.js';
 import { defineOdeCases } from './ode-cases.js';
 import { defineOpCases } from './op-cases.js';
@@ -70,7 +70,10 @@ export function defineConformanceSuite(options: ConformanceOptions): void {
         skip,
       );
       describe('solves', () => defineSolveCases(ctx));
-      describe('derivatives', () => defineDerivativeCases(ctx));
+      describe('derivatives', () => {
+        defineDerivativeCases(ctx);
+        defineWindowedGradientCase(ctx);
+      });
       describe('inputs', () => defineInputCases(ctx));
       describe('ops', () => defineOpCases(ctx));
       describe('ode', () => defineOdeCases(ctx));

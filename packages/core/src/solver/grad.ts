@@ -1,7 +1,8 @@
 import type { Backend, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { ShapeError, TensorStateError } from '../errors.js';
-import { type DeerResult, deer } from './deer.js';
+import { DTYPE_BYTES } from '../backend/types.js';
+import { chooseWindow, type DeerResult, deer } from './deer.js';
 import type { DeerOptions } from './options.js';
 import { checkSequenceInput, checkTensor, Owned, type ParamsInput, prepareInitialState, prepareParams } from './validate.js';
 
@@ -51,7 +52,7 @@ export async function deerWithGrad(
       if (dy.shape.length !== 3 || dy.shape[0] !== B || dy.shape[1] !== T || dy.shape[2] !== n) {
         throw new ShapeError('dy', `[${B}, ${T}, ${n}]`, `[${dy.shape.join(', ')}]`);
       }
-      return implicitVjp(backend, cell, p, x, y0, y, dy);
+      return implicitVjp(backend, cell, p, x, y0, y, dy, options.window);
     };
     return {
       y,
@@ -126,7 +127,11 @@ export function stepVjp(
   return { dState, dInput, params: gradParams };
 }
 
-/** λ_t = dy_t + J_{t+1}ᵀ λ_{t+1} by the reverse scan, then the per-step VJPs at the solution. */
+/**
+ * λ_t = dy_t + J_{t+1}ᵀ λ_{t+1} by the reverse scan, then the per-step VJPs at the solution. When the
+ * Jacobians of all T steps would not fit a buffer, windows of time steps are processed from the last
+ * to the first, each seeded with λ at the start of the window after it.
+ */
 export async function implicitVjp(
   backend: Backend,
   cell: Cell,
@@ -135,23 +140,62 @@ export async function implicitVjp(
   y0: Tensor,
   y: Tensor,
   dy: Tensor,
+  window?: number,
 ): Promise<DeerGradients> {
   const s = cell.exactBlockSize;
+  const n = cell.stateSize;
+  const [B, T] = [y.shape[0]!, y.shape[1]!];
+  // A window also evaluates the Jacobian one step past its end (the next window's first).
+  const W = window ?? Math.max(1, Math.min(T, chooseWindow(backend, B, T, n, s, DTYPE_BYTES[y.dtype]) - 1));
   const temps = new Owned(backend);
+  const gradParams: Record<string, Tensor> = {};
+  const dxPieces: Tensor[] = [];
+  let dh0: Tensor | undefined;
   try {
     const yPrev = temps.add(backend.shiftTime(y, y0, 1));
-    const lin = backend.runStep(cell.linearizeProgram(s), { state: yPrev, input: x, params });
-    temps.add(lin.outputs[0]!);
-    const J = temps.add(lin.jacobian!);
-    const Jnext = temps.add(backend.shiftTime(J, null, -1));
-    const zeros = temps.add(backend.zeros([y0.shape[0]!, cell.stateSize], y.dtype));
-    const lambda = temps.add(backend.scan({ A: Jnext, c: dy, y0: zeros, blockSize: s, reverse: true }));
-    const { dState, dInput, params: gradParams } = stepVjp(backend, cell, params, yPrev, x, lambda);
-    if (dState) temps.add(dState);
-    const [B, T] = [y.shape[0]!, y.shape[1]!];
-    const dx = dInput ?? backend.zeros([B, T, cell.inputSize], y.dtype);
-    const dh0 = dState ? backend.timeStep(dState, 0) : backend.zeros([B, cell.stateSize], y.dtype);
-    return { params: gradParams, x: dx, h0: dh0 };
+    let lambdaNext = temps.add(backend.zeros([B, n], y.dtype));
+    for (let t0 = Math.floor((T - 1) / W) * W; t0 >= 0; t0 -= W) {
+      const len = Math.min(W, T - t0);
+      const last = t0 + len === T;
+      const win = new Owned(backend);
+      try {
+        const slice = (t: Tensor, length: number) => (t0 === 0 && length === T ? t : win.add(backend.sliceTime(t, t0, length)));
+        const ext = last ? len : len + 1;
+        const lin = backend.runStep(cell.linearizeProgram(s), { state: slice(yPrev, ext), input: slice(x, ext), params });
+        win.add(lin.outputs[0]!);
+        const J = win.add(lin.jacobian!);
+        // A_t = J_{t+1}: the last window's final step has none (zeros).
+        const Jnext = win.add(last ? backend.shiftTime(J, null, -1) : backend.sliceTime(J, 1, len));
+        const lambda = win.add(
+          backend.scan({ A: Jnext, c: slice(dy, len), y0: lambdaNext, blockSize: s, reverse: true }),
+        );
+        const g = stepVjp(backend, cell, params, slice(yPrev, len), slice(x, len), lambda);
+        for (const [name, t] of Object.entries(g.params)) {
+          const prev = gradParams[name];
+          gradParams[name] = prev ? backend.add(prev, t) : t;
+          if (prev) {
+            backend.dispose(prev);
+            backend.dispose(t);
+          }
+        }
+        dxPieces.unshift(g.dInput ?? backend.zeros([B, len, cell.inputSize], y.dtype));
+        if (g.dState) {
+          if (t0 === 0) dh0 = backend.timeStep(g.dState, 0);
+          backend.dispose(g.dState);
+        }
+        lambdaNext = temps.add(backend.timeStep(lambda, 0));
+      } finally {
+        win.dispose();
+      }
+    }
+    const dx = dxPieces.length === 1 ? dxPieces[0]! : backend.concatTime(dxPieces);
+    if (dxPieces.length > 1) for (const t of dxPieces) backend.dispose(t);
+    dxPieces.length = 0;
+    return { params: gradParams, x: dx, h0: dh0 ?? backend.zeros([B, n], y.dtype) };
+  } catch (err) {
+    for (const t of [...Object.values(gradParams), ...dxPieces]) backend.dispose(t);
+    if (dh0) backend.dispose(dh0);
+    throw err;
   } finally {
     temps.dispose();
   }
