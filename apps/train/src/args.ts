@@ -9,14 +9,16 @@ Usage: pnpm train TASK [flags]        (or: node apps/train/dist/cli.js TASK [fla
 Tasks:
   fashion-mnist   pixel-by-pixel Fashion-MNIST (T = 784, 1 channel), multi-head GRU
   eigenworms      UEA EigenWorms (T = 17 984, 6 channels, 5 classes), GRU stack
+  hnn             two-body gravity, Hamiltonian neural network fitted to orbits (neural ODE, 8 states)
 
 Flags:
   --backend NAME         cpu | webgpu | tfjs (default cpu)
-  --dtype D              float32 | float64 (default float32)
-  --solver S             deer | sequential (default deer): how each layer is evaluated
+  --dtype D              float32 | float64 (default float32; hnn float64)
+  --solver S             deer | sequential (default deer): how each layer (hnn: the ODE) is
+                         evaluated; hnn sequential = Dormand–Prince forward, adjoint gradient
   --epochs N             passes over the training set (default 1)
   --steps N              stop after N optimizer steps in all
-  --batch N              batch size (fashion-mnist 16, eigenworms 4)
+  --batch N              batch size (fashion-mnist 16, eigenworms 4, hnn 4 orbits)
   --lr X                 peak learning rate (warm-up, then cosine decay)
   --warmup N             warm-up steps (default: 5% of the run, at most 100)
   --weight-decay X       AdamW decoupled weight decay (default 0.01)
@@ -34,10 +36,13 @@ Flags:
   --cell C               gru | mhgru | lstm
   --hidden N --layers N --heads N --pooling mean|last --no-residual
   --max-iter N           Newton iterations before falling back to sequential (default 100)
+  --orbits N             hnn: training trajectories (default 4); --test-orbits N held out (default 2)
+  --points N             hnn: grid points per trajectory, t_0 included (default 10000)
+  --t-end X              hnn: the grid spans [0, X] (default 10)
   --help                 this text
 
 Writes OUT/metrics.jsonl (one JSON object per step, then the evaluation), OUT/checkpoint.ckpt,
-OUT/plot.svg (loss and accuracy) and OUT/summary.json.`;
+OUT/plot.svg (loss and accuracy; hnn: loss and energy drift, plus OUT/orbits.svg) and OUT/summary.json.`;
 
 export type ParsedArgs = { help: true } | { help: false; config: TrainConfig; resume: boolean };
 
@@ -105,6 +110,10 @@ export function parseCli(argv: readonly string[]): ParsedArgs {
         heads: s,
         pooling: s,
         'max-iter': s,
+        orbits: s,
+        'test-orbits': s,
+        points: s,
+        't-end': s,
       },
     });
   } catch (err) {
@@ -126,7 +135,7 @@ export function parseCli(argv: readonly string[]): ParsedArgs {
   const config: TrainConfig = {
     task,
     backend: str('backend') ?? 'cpu',
-    dtype: oneOf('dtype', str('dtype'), ['float32', 'float64'] as const, 'float32'),
+    dtype: oneOf('dtype', str('dtype'), ['float32', 'float64'] as const, d.dtype ?? 'float32'),
     solver: oneOf('solver', str('solver'), ['deer', 'sequential'] as const, 'deer'),
     epochs: num('epochs', str('epochs'), 1, 'pos-int'),
     ...(steps !== undefined ? { steps } : {}),
@@ -150,7 +159,24 @@ export function parseCli(argv: readonly string[]): ParsedArgs {
     pooling: oneOf('pooling', str('pooling'), ['mean', 'last'] as const, d.pooling ?? 'mean'),
     residual: v['no-residual'] !== true,
     maxIter: num('max-iter', str('max-iter'), 100, 'pos-int'),
+    ...(task === 'hnn'
+      ? {
+          orbits: num('orbits', str('orbits'), d.orbits ?? 4, 'pos-int'),
+          testOrbits: num('test-orbits', str('test-orbits'), d.testOrbits ?? 2, 'pos-int'),
+          points: num('points', str('points'), d.points ?? 10_000, 'pos-int'),
+          tEnd: num('t-end', str('t-end'), d.tEnd ?? 10),
+        }
+      : {}),
   };
+  if (task !== 'hnn')
+    for (const k of ['orbits', 'test-orbits', 'points', 't-end'])
+      if (v[k] !== undefined) throw new UsageError(`--${k} is for hnn only`);
+  if (task === 'hnn') {
+    if (config.points! < 2) throw new UsageError(`--points: need at least 2, got ${config.points}`);
+    if (!(config.tEnd! > 0)) throw new UsageError(`--t-end: expected a number > 0, got ${config.tEnd}`);
+    if (config.synthetic || config.data !== undefined)
+      throw new UsageError('hnn generates its data: no --data or --synthetic');
+  }
   if (config.cell === 'mhgru' && config.hidden % config.heads !== 0)
     throw new UsageError(`--heads ${config.heads} must divide --hidden ${config.hidden}`);
   if (task === 'eigenworms' && !config.synthetic && config.data === undefined)

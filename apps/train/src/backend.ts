@@ -1,4 +1,5 @@
 import { type Backend, type DType, loadBackend } from '@deerjs/core';
+import { UsageError } from './errors.js';
 
 /** Load a deerjs backend by name through core's registry (the packages register on import). */
 export async function openBackend(name: string, dtype: DType): Promise<Backend> {
@@ -11,8 +12,8 @@ export async function openBackend(name: string, dtype: DType): Promise<Backend> 
   const backend = await loadBackend(name, { importer: (s) => import(s), options });
   if (!backend.capabilities.dtypes.includes(dtype)) {
     await backend.destroy();
-    throw new Error(
-      `backend ${name} does not support ${dtype} (it supports ${backend.capabilities.dtypes.join(', ')})`,
+    throw new UsageError(
+      `backend ${name} does not support ${dtype} (it supports ${backend.capabilities.dtypes.join(', ')}): pass --dtype ${backend.capabilities.dtypes[0]}`,
     );
   }
   return backend;

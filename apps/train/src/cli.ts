@@ -1,7 +1,9 @@
 #!/usr/bin/env node
+import { UnsupportedOptionError } from '@deerjs/core';
 import { CheckpointError } from '@deerjs/nn';
 import { HELP, parseCli } from './args.js';
 import { DataFormatError, UsageError } from './errors.js';
+import { trainHnn } from './hnn/train-hnn.js';
 import { train } from './train.js';
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -9,6 +11,14 @@ async function main(argv: readonly string[]): Promise<number> {
     const args = parseCli(argv);
     if (args.help) {
       process.stdout.write(`${HELP}\n`);
+      return 0;
+    }
+    if (args.config.task === 'hnn') {
+      const h = await trainHnn(args.config, { resume: args.resume });
+      process.stdout.write(
+        `held-out MSE ${h.test.loss.toExponential(3)}, max relative energy drift ${h.test.energyDrift.toExponential(2)} (${h.test.examples} orbits) after ${h.steps} steps, ${h.meanStepMs.toFixed(0)} ms/step on ${h.device}\n` +
+          `wrote ${args.config.out}/{metrics.jsonl,checkpoint.ckpt,plot.svg,orbits.svg,summary.json}\n`,
+      );
       return 0;
     }
     const s = await train(args.config, { resume: args.resume });
@@ -20,6 +30,11 @@ async function main(argv: readonly string[]): Promise<number> {
   } catch (err) {
     if (err instanceof UsageError || err instanceof DataFormatError || err instanceof CheckpointError) {
       process.stderr.write(`deer-train: ${err.name}: ${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof UnsupportedOptionError && err.option === 'backend') {
+      // e.g. a backend without the ODE matrix ops that solveIvp needs (the message lists them).
+      process.stderr.write(`deer-train: this backend cannot run the task: ${err.message}\n`);
       return 2;
     }
     process.stderr.write(`deer-train: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

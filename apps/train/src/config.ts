@@ -1,7 +1,7 @@
 import type { DType } from '@deerjs/core';
 import type { CellKind, Pooling, Solver } from '@deerjs/nn';
 
-export const TASKS = ['fashion-mnist', 'eigenworms'] as const;
+export const TASKS = ['fashion-mnist', 'eigenworms', 'hnn'] as const;
 export type Task = (typeof TASKS)[number];
 
 /** Everything that defines a run; stored in checkpoints, so a resumed run trains the same way. */
@@ -35,10 +35,27 @@ export interface TrainConfig {
   readonly pooling: Pooling;
   readonly residual: boolean;
   readonly maxIter: number;
+  /** hnn: training trajectories (orbits), held-out ones, grid points per trajectory (t_0 included), t_end. */
+  readonly orbits?: number;
+  readonly testOrbits?: number;
+  readonly points?: number;
+  readonly tEnd?: number;
 }
 
 /** Per-task defaults: the model and the optimizer settings that suit it. */
 export const TASK_DEFAULTS: Record<Task, Partial<TrainConfig>> = {
   'fashion-mnist': { cell: 'mhgru', hidden: 32, heads: 4, layers: 2, batch: 16, lr: 3e-3, pooling: 'mean' },
   eigenworms: { cell: 'gru', hidden: 32, heads: 1, layers: 5, batch: 4, lr: 1e-3, pooling: 'mean' },
+  // hnn: --hidden/--layers give the MLP of H; float64 since the targets come from a 1e-12 integrator.
+  hnn: {
+    hidden: 64,
+    layers: 2,
+    batch: 4,
+    lr: 3e-3,
+    dtype: 'float64',
+    orbits: 4,
+    testOrbits: 2,
+    points: 10_000,
+    tEnd: 10,
+  },
 };

@@ -24,14 +24,39 @@ export interface EvalRecord {
 
 export type MetricRecord = StepRecord | EvalRecord;
 
-export function readMetrics(file: string): MetricRecord[] {
+/** hnn: one optimizer step of the Hamiltonian network. */
+export interface HnnStepRecord {
+  readonly type: 'step';
+  readonly step: number;
+  readonly epoch: number;
+  /** MSE between the integrated and the true trajectories. */
+  readonly loss: number;
+  readonly lr: number;
+  readonly gradNorm: number;
+  readonly ms: number;
+  /** Newton iterations (0 for the sequential solver). */
+  readonly newton: number;
+  readonly fellBack: boolean;
+}
+
+/** hnn: the held-out orbits at the end. */
+export interface HnnEvalRecord {
+  readonly type: 'eval';
+  readonly step: number;
+  readonly loss: number;
+  /** max_t |H(ŷ_t) − H(y_0)| / |H(y_0)| with the true H, over the held-out orbits. */
+  readonly energyDrift: number;
+  readonly examples: number;
+}
+
+export function readMetrics<R extends { type: string; step: number } = MetricRecord>(file: string): R[] {
   if (!existsSync(file)) return [];
   return readFileSync(file, 'utf8')
     .split('\n')
     .filter((l) => l.trim() !== '')
     .flatMap((l) => {
       try {
-        return [JSON.parse(l) as MetricRecord];
+        return [JSON.parse(l) as R];
       } catch {
         return []; // a line cut short by a crash
       }
@@ -39,20 +64,21 @@ export function readMetrics(file: string): MetricRecord[] {
 }
 
 /** JSON lines, appended one record at a time. */
-export class MetricsLog {
+export class MetricsLog<R extends { type: string; step: number } = MetricRecord> {
   constructor(readonly file: string) {}
 
   /** Start fresh, or (resuming) keep the step records up to and including `step`. */
-  reset(keepUpTo?: number): StepRecord[] {
+  reset(keepUpTo?: number): Extract<R, { type: 'step' }>[] {
+    type S = Extract<R, { type: 'step' }>;
     const kept =
       keepUpTo === undefined
         ? []
-        : readMetrics(this.file).filter((r): r is StepRecord => r.type === 'step' && r.step <= keepUpTo);
+        : readMetrics<R>(this.file).filter((r): r is S => r.type === 'step' && r.step <= keepUpTo);
     writeFileSync(this.file, kept.map((r) => `${JSON.stringify(r)}\n`).join(''));
     return kept;
   }
 
-  append(r: MetricRecord): void {
+  append(r: R): void {
     appendFileSync(this.file, `${JSON.stringify(r)}\n`);
   }
 }

@@ -3,7 +3,8 @@ export interface ProgressInfo {
   readonly total: number;
   readonly ms: number;
   readonly loss: number;
-  readonly acc: number;
+  /** Batch accuracy; absent for regression tasks (hnn). */
+  readonly acc?: number;
   readonly newton: number;
 }
 
@@ -23,7 +24,7 @@ export class ProgressBar {
     const frac = p.total > 0 ? Math.min(1, p.step / p.total) : 0;
     const filled = Math.round(frac * this.width);
     const bar = `${'='.repeat(Math.max(0, filled - 1))}${filled > 0 ? '>' : ''}${' '.repeat(this.width - filled)}`;
-    const line = `[${bar}] step ${p.step}/${p.total} | ${p.ms.toFixed(0)} ms/step | loss ${p.loss.toFixed(4)} | acc ${(100 * p.acc).toFixed(1)}% | newton ${p.newton}`;
+    const line = `[${bar}] step ${p.step}/${p.total} | ${p.ms.toFixed(0)} ms/step | loss ${p.loss < 1e-3 ? p.loss.toExponential(3) : p.loss.toFixed(4)}${p.acc === undefined ? '' : ` | acc ${(100 * p.acc).toFixed(1)}%`} | newton ${p.newton}`;
     if (this.tty) this.stream.write(`\r\x1b[K${line}`);
     else {
       const every = Math.max(1, Math.floor(p.total / 20));

@@ -10,6 +10,8 @@ export interface Panel {
   readonly series: readonly Series[];
   /** Fixed y range, e.g. [0, 1] for accuracy; default from the data. */
   readonly yRange?: readonly [number, number];
+  /** Fixed x range (with yRange and a square panel: equal aspect, e.g. orbits); default from the data. */
+  readonly xRange?: readonly [number, number];
 }
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
@@ -34,8 +36,7 @@ function panelSvg(p: Panel, x0: number, y0: number, w: number, h: number): strin
   const pts = p.series.flatMap((s) => s.points);
   const xs = pts.map((q) => q[0]);
   const ys = pts.map((q) => q[1]).filter(Number.isFinite);
-  const xlo = xs.length ? Math.min(...xs) : 0;
-  const xhi = xs.length ? Math.max(...xs) : 1;
+  const [xlo, xhi] = p.xRange ?? [xs.length ? Math.min(...xs) : 0, xs.length ? Math.max(...xs) : 1];
   let [ylo, yhi] = p.yRange ?? [ys.length ? Math.min(...ys) : 0, ys.length ? Math.max(...ys) : 1];
   if (yhi === ylo) [ylo, yhi] = [ylo - 0.5, yhi + 0.5];
   const L = 56;
