@@ -69,7 +69,8 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) {
     const d = Math.abs(a[i]! - b[i]!);
-    if (!(d <= m)) m = d; // NaN propagates as the worst
+    if (Number.isNaN(d)) return Number.NaN;
+    if (d > m) m = d;
   }
   return m;
 }
@@ -79,7 +80,8 @@ export function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>, floor: nu
   let m = 0;
   for (let i = 0; i < a.length; i++) {
     const d = Math.abs(a[i]! - b[i]!) / Math.max(Math.abs(b[i]!), floor);
-    if (!(d <= m)) m = d;
+    if (Number.isNaN(d)) return Number.NaN;
+    if (d > m) m = d;
   }
   return m;
 }

@@ -153,6 +153,9 @@ export function defineOpCases(ctx: SuiteContext): void {
     expect(maxAbsDiff(await backend.read(id), expID)).toBeLessThanOrEqual(tol * 10);
     const worst = Math.max(...a.map(Math.abs));
     expect(Math.abs((await backend.maxAbs!(ta)) - worst)).toBeLessThanOrEqual(tol * 10);
-    for (const t of [ta, tb, tv, mm, mv, sc, id]) backend.dispose(t);
+    // A NaN anywhere makes the result NaN, wherever it sits.
+    const withNaN = backend.tensor([2, Number.NaN, 1, -3], [1, 4, 1], ctx.dtype);
+    expect(await backend.maxAbs!(withNaN)).toBeNaN();
+    for (const t of [ta, tb, tv, mm, mv, sc, id, withNaN]) backend.dispose(t);
   }, undefined, 'matrix-ops');
 }

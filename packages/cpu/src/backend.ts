@@ -403,7 +403,8 @@ export class CpuBackend implements Backend {
     let m = 0;
     for (let i = 0; i < d.length; i++) {
       const v = Math.abs(d[i]!);
-      if (!(v <= m)) m = v;
+      if (Number.isNaN(v)) return Number.NaN;
+      if (v > m) m = v;
     }
     return m;
   }

@@ -12,8 +12,9 @@ import {
   type Tensor,
   TensorStateError,
 } from '@deerjs/core';
-import { type GpuContext, f32Bits } from './context.js';
+import { f32Bits, type GpuContext } from './context.js';
 import { ADD, affineOffsetKernel, BROADCAST_TIME } from './kernels/elementwise.js';
+import { ADD_IDENTITY, BLOCK_MATMUL, BLOCK_MATVEC, MAX_ABS_BITS, SCALE_TIME } from './kernels/matrix.js';
 import {
   COLUMN_SUM,
   FIND_NON_FINITE,
@@ -163,15 +164,29 @@ export class WebGpuBackend implements Backend {
     });
   }
 
+  /** Largest scratch buffer a method may bind: the device's limit, or the option when lower. */
+  private get scratchLimit(): number {
+    return Math.min(this.ctx.maxBindingBytes, this.capabilities.maxBufferBytes);
+  }
+
+  /**
+   * Elements go through in slabs whose packed outputs fit one binding: core sizes windows by the
+   * Jacobian alone, and the packed outputs (with a diagonal Jacobian, or a VJP's many terms) can
+   * be several times larger.
+   */
   runStep(program: StepProgram, inputs: StepInputs): StepOutputs {
     const state = this.get(inputs.state);
     const [B, T] = state.shape as [number, number];
     const BT = B * T;
     const c = this.compiled(program);
-    const prm = c.paramFloats > 0 ? this.packParams(program, inputs.params) : undefined;
-    const packed = this.ctx.buffer(BT * c.perElement * F32);
-    const scratch = [packed, ...(prm ? [prm] : [])];
+    const slab = Math.max(1, Math.min(BT, Math.floor(this.scratchLimit / Math.max(1, c.perElement * F32))));
+    const made: GpuTensor[] = [];
+    const scratch: GPUBuffer[] = [];
     try {
+      const prm = c.paramFloats > 0 ? this.packParams(program, inputs.params) : undefined;
+      if (prm) scratch.push(prm);
+      const packed = this.ctx.buffer(slab * c.perElement * F32);
+      scratch.push(packed);
       const buffers: Partial<Record<Role, GPUBuffer>> = {
         state: state.buffer,
         input: inputs.input ? this.get(inputs.input).buffer : undefined,
@@ -179,29 +194,34 @@ export class WebGpuBackend implements Backend {
         params: prm,
         packed,
       };
-      this.ctx.dispatch(c.evaluate.code, 'step', this.bind(c.evaluate.bindings, buffers), [BT], BT);
       const outputs = program.outputs.map((id) => {
         const seg = c.segments.get(id)!;
         const t = this.make([B, T, seg.size]);
-        if (seg.size > 0) {
-          this.ctx.encode((enc) =>
-            enc.copyBufferToBuffer(packed, BT * seg.pre * F32, t.buffer, 0, BT * seg.size * F32),
-          );
-        }
-        return t;
+        made.push(t);
+        return { t, seg };
       });
-      if (!c.jacobian) return { outputs };
       const n = program.graph.stateSize;
-      const s = c.jacobian.blockSize;
-      const J = this.make([B, T, n / s, s, s]);
-      this.ctx.dispatch(
-        c.jacobian.code,
-        'jacobian',
-        this.bind(c.jacobian.bindings, { ...buffers, jacobian: J.buffer }),
-        [BT],
-        BT * n * s,
-      );
-      return { outputs, jacobian: J };
+      const s = c.jacobian?.blockSize ?? 1;
+      const J = c.jacobian ? this.make([B, T, n / s, s, s]) : undefined;
+      if (J) made.push(J);
+      const evaluate = this.bind(c.evaluate.bindings, buffers);
+      const jacobian = c.jacobian ? this.bind(c.jacobian.bindings, { ...buffers, jacobian: J!.buffer }) : [];
+      for (let e0 = 0; e0 < BT; e0 += slab) {
+        const count = Math.min(slab, BT - e0);
+        this.ctx.dispatch(c.evaluate.code, 'step', evaluate, [count, e0], count);
+        this.ctx.encode((enc) => {
+          for (const { t, seg } of outputs) {
+            if (seg.size === 0) continue;
+            const bytes = count * seg.size * F32;
+            enc.copyBufferToBuffer(packed, count * seg.pre * F32, t.buffer, e0 * seg.size * F32, bytes);
+          }
+        });
+        if (c.jacobian) this.ctx.dispatch(c.jacobian.code, 'jacobian', jacobian, [count, e0], count * n * s);
+      }
+      return { outputs: outputs.map((o) => o.t), ...(J ? { jacobian: J } : {}) };
+    } catch (err) {
+      for (const t of made) this.dispose(t);
+      throw err;
     } finally {
       for (const b of scratch) this.ctx.release(b);
     }
@@ -482,14 +502,17 @@ export class WebGpuBackend implements Backend {
     const cols = R / blocks;
     const per = blocks * rows * cols;
     const elems = B * T;
-    const groups = Math.max(1, Math.ceil(elems / ROWS_PER_GROUP));
+    // As many partial sums as fit one binding, at most one per ROWS_PER_GROUP elements.
+    const fit = Math.max(1, Math.floor(this.scratchLimit / (per * F32)));
+    const span = Math.max(ROWS_PER_GROUP, Math.ceil(elems / fit));
+    const groups = Math.max(1, Math.ceil(elems / span));
     const partial = this.ctx.buffer(groups * per * F32);
     try {
       this.ctx.dispatch(
         OUTER_PARTIAL,
         'outer-partial',
         [l.buffer, r.buffer, partial],
-        [elems, groups, blocks, rows, cols],
+        [elems, groups, blocks, rows, cols, span],
         groups * per,
       );
     } catch (err) {
@@ -497,6 +520,78 @@ export class WebGpuBackend implements Backend {
       throw err;
     }
     return this.sumRows(partial, groups, per, true);
+  }
+
+  // ---- batched small matrices (the ODE exponential) ------------------------------------------
+
+  private checkBlocks(op: string, a: GpuTensor, s: number): void {
+    if (!Number.isInteger(s) || s < 1 || a.size % (s * s) !== 0)
+      throw new ShapeError(op, `whole ${s}×${s} blocks`, fmt(a.shape));
+  }
+
+  blockMatmul(a: Tensor, b: Tensor, s: number): Tensor {
+    const x = this.get(a);
+    const y = this.get(b);
+    this.checkBlocks('blockMatmul', x, s);
+    if (y.size !== x.size) throw new ShapeError('blockMatmul', fmt(x.shape), fmt(y.shape));
+    const out = this.make(x.shape);
+    this.ctx.dispatch(BLOCK_MATMUL, 'block-matmul', [x.buffer, y.buffer, out.buffer], [x.size, s], x.size);
+    return out;
+  }
+
+  blockMatvec(a: Tensor, v: Tensor, s: number): Tensor {
+    const x = this.get(a);
+    const vec = this.get(v);
+    this.checkBlocks('blockMatvec', x, s);
+    if (vec.size * s !== x.size)
+      throw new ShapeError('blockMatvec', `${x.size / s} values for ${fmt(x.shape)}`, fmt(vec.shape));
+    const out = this.make(vec.shape);
+    const bufs = [x.buffer, vec.buffer, out.buffer];
+    this.ctx.dispatch(BLOCK_MATVEC, 'block-matvec', bufs, [vec.size, s], vec.size);
+    return out;
+  }
+
+  scaleTime(x: Tensor, h: ArrayLike<number>, alpha: number): Tensor {
+    const src = this.get(x);
+    const [B, T] = src.shape as [number, number];
+    if (h.length !== T) throw new ShapeError('scaleTime', `${T} factors`, `${h.length}`);
+    // alpha·h[t] in float64, rounded once.
+    const f = Float32Array.from({ length: T }, (_, t) => alpha * h[t]!);
+    const factors = this.ctx.buffer(T * F32);
+    const out = this.make(src.shape);
+    try {
+      this.ctx.write(factors, f);
+      const inner = src.size / (B * T);
+      const bufs = [src.buffer, factors, out.buffer];
+      this.ctx.dispatch(SCALE_TIME, 'scale-time', bufs, [src.size, T, inner], src.size);
+    } catch (err) {
+      this.dispose(out);
+      throw err;
+    } finally {
+      this.ctx.release(factors);
+    }
+    return out;
+  }
+
+  addIdentity(a: Tensor, s: number, alpha: number): Tensor {
+    const src = this.get(a);
+    this.checkBlocks('addIdentity', src, s);
+    const out = this.make(src.shape);
+    const uniforms = [src.size, s, f32Bits(alpha)];
+    this.ctx.dispatch(ADD_IDENTITY, 'add-identity', [src.buffer, out.buffer], uniforms, src.size);
+    return out;
+  }
+
+  async maxAbs(x: Tensor): Promise<number> {
+    const src = this.get(x);
+    const res = this.ctx.buffer(16);
+    try {
+      this.ctx.encode((enc) => enc.clearBuffer(res, 0, 16));
+      this.ctx.dispatch(MAX_ABS_BITS, 'max-abs', [src.buffer, res], [src.size], src.size);
+      return new Float32Array(await this.ctx.readBytes(res, 0, 4))[0]!;
+    } finally {
+      this.ctx.release(res);
+    }
   }
 
   // ---- lifetime ------------------------------------------------------------------------------

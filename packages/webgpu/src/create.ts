@@ -14,6 +14,18 @@ export interface WebGpuBackendOptions {
    * adapter such as llvmpipe). The scan splits time into more chunks the more lanes are idle.
    */
   readonly scanLanes?: number;
+  /**
+   * For tests: act as a device whose storage-binding limit is this many bytes (never raises the
+   * real one). Unlike `maxBufferBytes`, buffers past it are refused with OutOfMemoryError.
+   */
+  readonly simulatedBindingBytes?: number;
+}
+
+function positiveBytes(device: GPUDevice, name: string, v: number | undefined): void {
+  if (v !== undefined && !(Number.isFinite(v) && v > 0)) {
+    device.destroy();
+    throw new Error(`webgpu: option ${name}: expected a positive number of bytes, got ${v}`);
+  }
 }
 
 /** Limits the backend asks for, each up to what the adapter offers. */
@@ -51,12 +63,14 @@ export async function createOn(
     if (typeof v === 'number') requiredLimits[k] = v;
   }
   const device = await adapter.requestDevice({ requiredLimits });
-  const binding = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+  positiveBytes(device, 'maxBufferBytes', options.maxBufferBytes);
+  positiveBytes(device, 'simulatedBindingBytes', options.simulatedBindingBytes);
+  const binding = Math.min(
+    device.limits.maxStorageBufferBindingSize,
+    device.limits.maxBufferSize,
+    options.simulatedBindingBytes ?? Number.POSITIVE_INFINITY,
+  );
   const requested = options.maxBufferBytes;
-  if (requested !== undefined && !(Number.isFinite(requested) && requested > 0)) {
-    device.destroy();
-    throw new Error(`webgpu: option maxBufferBytes: expected a positive number of bytes, got ${requested}`);
-  }
   const maxBufferBytes = Math.min(binding, requested ?? binding);
   const description = describeAdapter(adapter);
   const software =

@@ -2,7 +2,7 @@ import type { Backend, Tensor } from '../backend/types.js';
 import { DTYPE_BYTES } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
-import { ConvergenceError, ShapeError } from '../errors.js';
+import { ConvergenceError, OutOfMemoryError, ShapeError } from '../errors.js';
 import { acceptIterate } from './newton.js';
 import { type DeerOptions, type ResolvedDeerOptions, resolveDeerOptions } from './options.js';
 import {
@@ -80,6 +80,14 @@ export async function deer(
       if (guess.shape.length !== 3 || guess.shape[0] !== B || guess.shape[1] !== T || guess.shape[2] !== n) {
         throw new ShapeError('initialGuess', `[${B}, ${T}, ${n}]`, `[${guess.shape.join(', ')}]`);
       }
+    }
+    const yBytes = B * T * n * DTYPE_BYTES[dtype];
+    if (yBytes > backend.capabilities.maxBufferBytes) {
+      throw new OutOfMemoryError(
+        backend.name,
+        yBytes,
+        `y [${B}, ${T}, ${n}] does not fit the largest buffer (${backend.capabilities.maxBufferBytes} bytes): solve shorter sequences or a smaller batch`,
+      );
     }
     const W = opts.window ?? chooseWindow(backend, B, T, n, opts.blockSize, DTYPE_BYTES[dtype]);
     const windows = Math.ceil(T / W);

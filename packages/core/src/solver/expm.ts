@@ -29,7 +29,9 @@ export async function affineExponential(
   for (let i = 0; i < h.length; i++) hMax = Math.max(hMax, Math.abs(h[i]!));
   // ‖M‖_∞ ≤ s · max|entry| per block.
   const norm = (await backend.maxAbs(Msum)) * Math.abs(scale) * hMax * s;
-  const j = norm > 0.5 ? Math.ceil(Math.log2(norm / 0.5)) : 0;
+  // A non-finite Jacobian gives a non-finite map, which the Newton update then replaces by zeros;
+  // squaring it would never end. Past 2^60 scaling no float matters anyway.
+  const j = Number.isFinite(norm) && norm > 0.5 ? Math.min(60, Math.ceil(Math.log2(norm / 0.5))) : 0;
   const sub = scale / 2 ** j;
   const ones = new Float64Array(h.length).fill(1);
   const temps: Tensor[] = [];

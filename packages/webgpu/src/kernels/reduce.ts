@@ -90,8 +90,9 @@ export const COLUMN_SUM = [
 ].join('\n');
 
 /**
- * Partial outer-product sums: out[g, (k·r + i)·c + j] = Σ_{e in group g} L[e, k·r + i] · R[e, k·c + j].
- * Uniforms: 0 = elements, 1 = groups, 2 = blocks, 3 = r, 4 = c.
+ * Partial outer-product sums: out[g, (k·r + i)·c + j] = Σ_{e in group g} L[e, k·r + i] · R[e, k·c + j],
+ * group g being elements g·per .. g·per + per − 1. Uniforms: 0 = elements, 1 = groups, 2 = blocks,
+ * 3 = r, 4 = c, 5 = elements per group.
  */
 export const OUTER_PARTIAL = [
   UNIFORM_DECL,
@@ -104,6 +105,7 @@ export const OUTER_PARTIAL = [
   let nr = ${uni(3)};
   let nc = ${uni(4)};
   let per = kb * nr * nc;
+  let span = ${uni(5)};
   if (idx >= ${uni(1)} * per) { return; }
   let g = idx / per;
   let o = idx % per;
@@ -111,7 +113,7 @@ export const OUTER_PARTIAL = [
   let ki = o / nc;
   let k = ki / nr;
   var acc = 0.0;
-  for (var e = g * ${ROWS_PER_GROUP}u; e < min(elems, (g + 1u) * ${ROWS_PER_GROUP}u); e++) {
+  for (var e = g * span; e < min(elems, (g + 1u) * span); e++) {
     acc += Lt[e * kb * nr + ki] * Rt[e * kb * nc + k * nc + j];
   }
   O[idx] = acc;

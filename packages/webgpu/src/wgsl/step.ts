@@ -11,18 +11,22 @@ export interface Kernel {
   readonly bindings: readonly Role[];
 }
 
-/** One node's slice of the packed per-element output buffer: [BT, size] starting at BT·pre. */
+/** One node's slice of the packed per-element output buffer: [count, size] starting at count·pre. */
 export interface Segment {
   readonly pre: number;
   readonly size: number;
 }
 
 export interface CompiledStep {
-  /** One invocation per element: writes program outputs and Jacobian coefficients (uniform 0: BT). */
+  /**
+   * One invocation per element of a slab: writes program outputs and Jacobian coefficients of
+   * elements e0 .. e0 + count into `packed`, laid out as [count, ·] per segment. Uniforms:
+   * 0 = count, 1 = e0.
+   */
   readonly evaluate: Kernel;
   readonly segments: ReadonlyMap<NodeId, Segment>;
   readonly perElement: number;
-  /** One invocation per Jacobian entry in block structure (uniform 0: BT). */
+  /** One invocation per Jacobian entry of a slab's elements, in block structure (uniforms as above). */
   readonly jacobian?: Kernel & { readonly blockSize: number };
   readonly paramFloats: number;
 }
@@ -86,16 +90,17 @@ export function compileStep(program: StepProgram): CompiledStep {
   const writes = [...segments].map(([id, s]) =>
     s.size === 0
       ? ''
-      : `  for (var i = 0u; i < ${s.size}u + z; i++) { packed[bt * ${s.pre}u + e * ${s.size}u + i] = ${em.ref(id, 'i')}; }`,
+      : `  for (var i = 0u; i < ${s.size}u + z; i++) { packed[count * ${s.pre}u + l * ${s.size}u + i] = ${em.ref(id, 'i')}; }`,
   );
   const roles: Role[] = [...usedRoles(em.uses), 'packed'];
   const evaluate = {
     code: module(roles, new Set<Role>(['packed']), [
       ...em.decls,
       `${MAIN_HEAD}
-  let bt = ${uni(0)};
-  if (idx >= bt) { return; }
-  let e = idx;
+  let count = ${uni(0)};
+  if (idx >= count) { return; }
+  let l = idx;
+  let e = ${uni(1)} + l;
 ${decl}
 ${body}
 ${writes.join('\n')}
@@ -141,12 +146,12 @@ function compileJacobian(
     ...em.functions,
     `${MAIN_HEAD}
   if (idx >= ${uni(0)} * ${n * s}u) { return; }
-  let e = idx / ${n * s}u;
+  let l = idx / ${n * s}u;
   let rem = idx % ${n * s}u;
   let k = rem / ${s * s}u;
   let i = (rem / ${s}u) % ${s}u;
   let j = rem % ${s}u;
-  jac[idx] = ${top}(e, i32(k * ${s}u + i), i32(k * ${s}u + j));
+  jac[${uni(1)} * ${n * s}u + idx] = ${top}(l, i32(k * ${s}u + i), i32(k * ${s}u + j));
 }`,
   ]);
   return { code, bindings: roles, blockSize: s };
