@@ -1,8 +1,6 @@
 import type { Backend, DType } from '@deerjs/core';
 import { expect, it } from 'vitest';
 
-const MATRIX_OPS = ['blockMatmul', 'blockMatvec', 'scaleTime', 'addIdentity', 'maxAbs'] as const;
-
 /** What every group of conformance cases gets. */
 export interface SuiteContext {
   /** The backend under test (valid inside a case). */
@@ -13,7 +11,7 @@ export interface SuiteContext {
   /** Max abs error allowed against the oracle for a solve. */
   readonly tolerance: number;
   /** Define a case: skipped with its reason if listed in `skip`, leak-checked otherwise. */
-  test(id: string, body: () => Promise<void>, timeoutMs?: number, needs?: 'matrix-ops'): void;
+  test(id: string, body: () => Promise<void>, timeoutMs?: number): void;
   /** Print a measured figure (iterations, errors) so CI logs carry it. */
   report(line: string): void;
 }
@@ -32,7 +30,7 @@ export function makeContext(
     dtype,
     tolerance,
     report: (line) => console.log(`[conformance ${name} ${dtype}] ${line}`),
-    test(id, body, timeoutMs, needs) {
+    test(id, body, timeoutMs) {
       const reason = skip[id];
       if (reason !== undefined) {
         it.skip(`${id} — skipped: ${reason}`, () => {});
@@ -40,15 +38,8 @@ export function makeContext(
       }
       it(
         id,
-        async (testContext) => {
+        async () => {
           const backend = getBackend();
-          if (needs === 'matrix-ops' && MATRIX_OPS.some((op) => typeof backend[op] !== 'function')) {
-            // Transitional: the ODE matrix ops are optional in the Backend interface until every
-            // backend has them; the skip names what is missing.
-            const missing = MATRIX_OPS.filter((op) => typeof backend[op] !== 'function');
-            testContext.skip(`backend '${backend.name}' has no ODE matrix ops (${missing.join(', ')})`);
-            return;
-          }
           const oracle = getOracle();
           const before = backend.liveTensors();
           const beforeOracle = oracle.liveTensors();

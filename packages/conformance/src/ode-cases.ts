@@ -70,8 +70,7 @@ async function reference(oracle: Backend, field: Cell, params: Readonly<Record<s
   return y;
 }
 
-export function defineOdeCases(suite: SuiteContext): void {
-  const ctx: SuiteContext = { ...suite, test: (id, body, timeoutMs) => suite.test(id, body, timeoutMs, 'matrix-ops') };
+export function defineOdeCases(ctx: SuiteContext): void {
   const f64 = ctx.dtype === 'float64';
 
   ctx.test('ode/linear-exact', async () => {

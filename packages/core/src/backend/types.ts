@@ -114,18 +114,17 @@ export interface Backend {
   /** Σ_{b,t} left ⊗ right per block: [B, T, k·r], [B, T, k·c] → [k·r·c] (row-major [k, r, c]). */
   outerSum(left: Tensor, right: Tensor, blocks: number): Tensor;
 
-  // Batched small-matrix ops used by the ODE exponential (solveIvp). Optional while backends adopt
-  // them: solveIvp reports a backend without them as unsupported.
+  // Batched small-matrix ops: the ODE exponential (solveIvp) is built from them.
   /** a·b per (b, t, block): [B, T, n/s, s, s] × [B, T, n/s, s, s]. */
-  blockMatmul?(a: Tensor, b: Tensor, blockSize: number): Tensor;
+  blockMatmul(a: Tensor, b: Tensor, blockSize: number): Tensor;
   /** a·v per (b, t, block): [B, T, n/s, s, s] × [B, T, n] → [B, T, n]. */
-  blockMatvec?(a: Tensor, v: Tensor, blockSize: number): Tensor;
+  blockMatvec(a: Tensor, v: Tensor, blockSize: number): Tensor;
   /** x[:, t, …] · alpha · h[t] for x of shape [B, T, …] and h of length T. */
-  scaleTime?(x: Tensor, h: ArrayLike<number>, alpha: number): Tensor;
+  scaleTime(x: Tensor, h: ArrayLike<number>, alpha: number): Tensor;
   /** a + alpha·I in every s×s block of [B, T, n/s, s, s]. */
-  addIdentity?(a: Tensor, blockSize: number, alpha: number): Tensor;
+  addIdentity(a: Tensor, blockSize: number, alpha: number): Tensor;
   /** max |x| over all entries (NaN if any entry is NaN). */
-  maxAbs?(x: Tensor): Promise<number>;
+  maxAbs(x: Tensor): Promise<number>;
 
   /**
    * Release the device and everything on it, so a Node process can exit; the backend is unusable

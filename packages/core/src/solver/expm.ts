@@ -3,10 +3,8 @@ import type { Backend, DType, Tensor } from '../backend/types.js';
 /** Taylor degree after scaling to ‖M‖ ≤ 1/2: truncation below the dtype's rounding. */
 const TAYLOR_DEGREE: Readonly<Record<DType, number>> = { float64: 14, float32: 8 };
 
-export type MatrixOps = Required<
-  Pick<Backend, 'blockMatmul' | 'blockMatvec' | 'scaleTime' | 'addIdentity' | 'maxAbs'>
-> &
-  Backend;
+/** The backend methods the exponential uses (all backends have them). */
+export type MatrixOps = Backend;
 
 /**
  * The exact solution map of the piecewise-constant linear ODE dy/dt = M_t y / Δ_t + c_t on each

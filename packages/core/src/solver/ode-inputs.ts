@@ -83,7 +83,10 @@ export async function prepareOde(
   return { B, T, dtype: dt0, grid, dt, y0: start, params: p, x };
 }
 
-/** The backend's batched small-matrix ops, or a clear error naming what is missing. */
+/**
+ * The backend, checked for the batched small-matrix ops: a backend written against an older
+ * interface gets a clear error naming what it lacks rather than a TypeError deep in a solve.
+ */
 export function requireMatrixOps(backend: Backend): MatrixOps {
   const missing = (['blockMatmul', 'blockMatvec', 'scaleTime', 'addIdentity', 'maxAbs'] as const).filter(
     (k) => typeof backend[k] !== 'function',
@@ -95,5 +98,5 @@ export function requireMatrixOps(backend: Backend): MatrixOps {
       `a backend with the ODE matrix ops (missing: ${missing.join(', ')})`,
     );
   }
-  return backend as MatrixOps;
+  return backend;
 }

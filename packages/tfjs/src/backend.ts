@@ -1,0 +1,408 @@
+import {
+  type Backend,
+  type BackendCapabilities,
+  type DType,
+  DTypeError,
+  type NewtonUpdate,
+  type ScanArgs,
+  ShapeError,
+  type StepInputs,
+  type StepOutputs,
+  type StepProgram,
+  type Tensor,
+  TensorStateError,
+} from '@deerjs/core';
+import type * as tfc from '@tensorflow/tfjs-core';
+import { linearScan, type ScanMethod, steps } from './scan.js';
+import { type CompiledStep, compileStep } from './step.js';
+import { type Tf, TfjsTensor } from './tensor.js';
+
+export interface TfjsBackendOptions {
+  /** Largest buffer in bytes (default 1 GiB); set lower to exercise windowing. */
+  readonly maxBufferBytes?: number;
+  /** Order of the linear scan; see `ScanMethod`. Default 'auto'. */
+  readonly scan?: ScanMethod;
+}
+
+type NewtonOpts = { atol: number; rtol: number; clip: number };
+
+const shapeSize = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
+
+/**
+ * deerjs on TensorFlow.js: every method is a few batched tf ops, run on whichever tfjs backend is
+ * active (cpu, wasm, webgl, webgpu). float32 only (tfjs has no float64).
+ */
+export class TfjsBackend implements Backend {
+  readonly name = 'tfjs';
+  readonly capabilities: BackendCapabilities;
+  readonly scanMethod: ScanMethod;
+  private live = 0;
+  private readonly compiled = new WeakMap<StepProgram, CompiledStep>();
+
+  constructor(
+    readonly tf: Tf,
+    options: TfjsBackendOptions = {},
+  ) {
+    const engine = tf.getBackend();
+    this.scanMethod = options.scan ?? 'auto';
+    this.capabilities = {
+      dtypes: ['float32'],
+      defaultDType: 'float32',
+      maxBufferBytes: options.maxBufferBytes ?? 2 ** 30,
+      syncRead: engine === 'cpu' || engine === 'wasm' || engine === 'tensorflow',
+      device: `tfjs ${engine}`,
+    };
+  }
+
+  /** A deerjs tensor around `t` (float32). Not owned: disposing the wrapper leaves `t` alone. */
+  wrap(t: tfc.Tensor, owned = false): TfjsTensor {
+    this.live++;
+    return new TfjsTensor([...t.shape], t, owned);
+  }
+
+  /** The tf.Tensor inside a tensor of this backend. */
+  unwrap(t: Tensor): tfc.Tensor {
+    if (!(t instanceof TfjsTensor))
+      throw new TensorStateError(`tfjs: not a tfjs tensor (from '${t?.backendName}')`);
+    return t.tf;
+  }
+
+  private own(t: tfc.Tensor): TfjsTensor {
+    return this.wrap(t, true);
+  }
+
+  private checkDType(what: string, dtype: DType): void {
+    if (dtype !== 'float32') throw new DTypeError(what, 'float32 (tfjs has no float64)', String(dtype));
+  }
+
+  tensor(data: ArrayLike<number>, shape: readonly number[], dtype: DType = 'float32'): Tensor {
+    this.checkDType('tensor', dtype);
+    if (!shape.every((d) => Number.isInteger(d) && d >= 0)) {
+      throw new ShapeError('tensor', 'non-negative integer dims', fmt(shape));
+    }
+    if (data.length !== shapeSize(shape)) {
+      throw new ShapeError('tensor', `${shapeSize(shape)} values for ${fmt(shape)}`, `${data.length} values`);
+    }
+    return this.own(this.tf.tensor(Float32Array.from(data), [...shape], 'float32'));
+  }
+
+  zeros(shape: readonly number[], dtype: DType = 'float32'): Tensor {
+    this.checkDType('zeros', dtype);
+    return this.own(this.tf.zeros([...shape], 'float32'));
+  }
+
+  async read(t: Tensor): Promise<Float32Array> {
+    // A copy: some tfjs backends hand out their own storage.
+    return ((await this.unwrap(t).data()) as Float32Array).slice();
+  }
+
+  /** `read`, synchronously (dataSync: blocks on GPU backends). */
+  readSync(t: Tensor): Float32Array {
+    return (this.unwrap(t).dataSync() as Float32Array).slice();
+  }
+
+  dispose(t: Tensor): void {
+    if (!(t instanceof TfjsTensor))
+      throw new TensorStateError(`tfjs: not a tfjs tensor (from '${t?.backendName}')`);
+    if (t.disposed) return;
+    if (t.owned) this.tf.dispose(t.tf);
+    t.disposed = true;
+    this.live--;
+  }
+
+  /** Hand the tf.Tensor inside an owned tensor to the caller; the wrapper counts as disposed. */
+  release(t: Tensor): tfc.Tensor {
+    const inner = this.unwrap(t);
+    const w = t as TfjsTensor;
+    if (!w.owned) throw new TensorStateError('tfjs: release of a borrowed tensor');
+    w.disposed = true;
+    this.live--;
+    return inner;
+  }
+
+  liveTensors(): number {
+    return this.live;
+  }
+
+  private program(p: StepProgram): CompiledStep {
+    let c = this.compiled.get(p);
+    if (!c) {
+      c = compileStep(this.tf, p);
+      this.compiled.set(p, c);
+    }
+    return c;
+  }
+
+  private flatParams(params: Readonly<Record<string, Tensor>>): Record<string, tfc.Tensor> {
+    const out: Record<string, tfc.Tensor> = {};
+    for (const [k, v] of Object.entries(params)) out[k] = this.unwrap(v);
+    return out;
+  }
+
+  runStep(program: StepProgram, inputs: StepInputs): StepOutputs {
+    const tf = this.tf;
+    const step = this.program(program);
+    const state = this.unwrap(inputs.state);
+    const [B, T] = state.shape as [number, number];
+    const R = B * T;
+    const flat = (t: Tensor | undefined) => (t ? tf.reshape(this.unwrap(t), [R, t.shape[2]!]) : undefined);
+    const params = this.flatParams(inputs.params);
+    const res = tf.tidy(() => {
+      const v = step({
+        rows: R,
+        state: flat(inputs.state)!,
+        input: flat(inputs.input),
+        cotangent: flat(inputs.cotangent),
+        params,
+      });
+      const outs = v.outputs.map((o) => tf.reshape(o, [B, T, o.shape[1]!]));
+      if (v.jacobian) outs.push(tf.reshape(v.jacobian, [B, T, ...v.jacobian.shape.slice(1)]));
+      return outs;
+    });
+    const wrapped = res.map((t) => this.own(t));
+    if (!program.jacobian) return { outputs: wrapped };
+    const jacobian = wrapped.pop()!;
+    return { outputs: wrapped, jacobian };
+  }
+
+  runSequential(
+    program: StepProgram,
+    inputs: { input?: Tensor; y0: Tensor; params: Readonly<Record<string, Tensor>> },
+  ): Tensor {
+    const tf = this.tf;
+    const step = this.program(program);
+    const y0 = this.unwrap(inputs.y0);
+    const B = y0.shape[0]!;
+    const input = inputs.input ? this.unwrap(inputs.input) : undefined;
+    const xs = input
+      ? tf.tidy(() => steps(tf, tf.transpose(input, [1, 0, 2]), this.gatherSteps()))
+      : [undefined];
+    const params = this.flatParams(inputs.params);
+    const ys: tfc.Tensor[] = [];
+    try {
+      let prev = y0;
+      for (const x of xs) {
+        prev = tf.tidy(() => step({ rows: B, state: prev, input: x, params }).outputs[0]!);
+        ys.push(prev);
+      }
+      return this.own(tf.stack(ys, 1));
+    } finally {
+      tf.dispose(ys);
+      for (const x of xs) if (x) x.dispose();
+    }
+  }
+
+  /** wasm's Slice copies its whole input, so per-step rows are gathered there instead. */
+  private gatherSteps(): boolean {
+    return this.tf.getBackend() === 'wasm';
+  }
+
+  scan(args: ScanArgs): Tensor {
+    const tf = this.tf;
+    const { blockSize: s, reverse } = args;
+    const A = this.unwrap(args.A);
+    const c = this.unwrap(args.c);
+    const y0 = this.unwrap(args.y0);
+    return this.own(tf.tidy(() => linearScan(tf, this.scanMethod, A, c, y0, s, reverse, this.gatherSteps())));
+  }
+
+  affineOffset(F: Tensor, A: Tensor, y: Tensor, s: number): Tensor {
+    const tf = this.tf;
+    const f = this.unwrap(F);
+    const a = this.unwrap(A);
+    const yy = this.unwrap(y);
+    return this.own(
+      tf.tidy(() => {
+        const Ay =
+          s === 1
+            ? tf.mul(tf.reshape(a, f.shape), yy)
+            : tf.reshape(tf.matMul(tf.reshape(a, [-1, s, s]), tf.reshape(yy, [-1, s, 1])), f.shape);
+        return tf.sub(f, Ay);
+      }),
+    );
+  }
+
+  shiftTime(x: Tensor, fill: Tensor | null, dir: 1 | -1): Tensor {
+    const tf = this.tf;
+    const src = this.unwrap(x);
+    const fl = fill ? this.unwrap(fill) : null;
+    const [B, T, ...rest] = src.shape as number[];
+    return this.own(
+      tf.tidy(() => {
+        const edge = fl ? tf.reshape(fl, [B!, 1, ...rest]) : tf.zeros([B!, 1, ...rest]);
+        if (T === 1) return tf.clone(edge);
+        const body = tf.slice(src, [0, dir === 1 ? 0 : 1], [-1, T! - 1]);
+        return tf.concat(dir === 1 ? [edge, body] : [body, edge], 1);
+      }),
+    );
+  }
+
+  broadcastTime(x: Tensor, T: number): Tensor {
+    const tf = this.tf;
+    const src = this.unwrap(x);
+    const [B, ...rest] = src.shape as number[];
+    return this.own(tf.tidy(() => tf.broadcastTo(tf.reshape(src, [B!, 1, ...rest]), [B!, T, ...rest])));
+  }
+
+  sliceTime(x: Tensor, start: number, length: number): Tensor {
+    const src = this.unwrap(x);
+    const T = src.shape[1]!;
+    if (start < 0 || length < 1 || start + length > T) {
+      throw new ShapeError('sliceTime', `a range inside [0, ${T})`, `[${start}, ${start + length})`);
+    }
+    return this.own(this.tf.slice(src, [0, start], [-1, length]));
+  }
+
+  concatTime(parts: readonly Tensor[]): Tensor {
+    return this.own(
+      this.tf.concat(
+        parts.map((p) => this.unwrap(p)),
+        1,
+      ),
+    );
+  }
+
+  timeStep(x: Tensor, t: number): Tensor {
+    const tf = this.tf;
+    const src = this.unwrap(x);
+    const [B, , ...rest] = src.shape as number[];
+    return this.own(tf.tidy(() => tf.reshape(tf.slice(src, [0, t], [-1, 1]), [B!, ...rest])));
+  }
+
+  /** The sanitized iterate and [max |Δ|, max scaled |Δ|, replaced] as one small tensor. */
+  private newtonStep(yRaw: Tensor, yOld: Tensor, o: NewtonOpts): [tfc.Tensor, tfc.Tensor] {
+    const tf = this.tf;
+    const raw = this.unwrap(yRaw);
+    const old = this.unwrap(yOld);
+    return tf.tidy(() => {
+      const finite = tf.isFinite(raw);
+      const y = tf.where(finite, tf.clipByValue(raw, -o.clip, o.clip), tf.zerosLike(raw));
+      const d = tf.abs(tf.sub(y, old));
+      const den = tf.add(tf.scalar(o.atol), tf.mul(tf.scalar(o.rtol), tf.abs(y)));
+      // 0/0 (atol = 0 at y = 0) counts as converged, as on the CPU reference.
+      const scaled = tf.where(tf.equal(d, 0), tf.zerosLike(d), tf.div(d, den));
+      const replaced = tf.sum(tf.cast(tf.logicalNot(finite), 'float32'));
+      return [y, tf.stack([tf.max(d), tf.max(scaled), replaced])] as [tfc.Tensor, tfc.Tensor];
+    });
+  }
+
+  private finishUpdate(y: tfc.Tensor, stats: ArrayLike<number>): NewtonUpdate {
+    return { y: this.own(y), maxAbsDiff: stats[0]!, maxScaledDiff: stats[1]!, replaced: stats[2]! };
+  }
+
+  async newtonUpdate(yRaw: Tensor, yOld: Tensor, opts: NewtonOpts): Promise<NewtonUpdate> {
+    const [y, stats] = this.newtonStep(yRaw, yOld, opts);
+    try {
+      return this.finishUpdate(y, await stats.data());
+    } finally {
+      stats.dispose();
+    }
+  }
+
+  /** `newtonUpdate` with a synchronous read, for the tfjs op (tfjs kernels are synchronous). */
+  newtonUpdateSync(yRaw: Tensor, yOld: Tensor, opts: NewtonOpts): NewtonUpdate {
+    const [y, stats] = this.newtonStep(yRaw, yOld, opts);
+    try {
+      return this.finishUpdate(y, stats.dataSync());
+    } finally {
+      stats.dispose();
+    }
+  }
+
+  async findNonFinite(t: Tensor): Promise<{ index: number; value: number } | null> {
+    const tf = this.tf;
+    const src = this.unwrap(t);
+    const flag = tf.tidy(() => tf.any(tf.logicalNot(tf.isFinite(src))));
+    const any = (await flag.data())[0];
+    flag.dispose();
+    if (!any) return null;
+    const d = await this.read(t);
+    for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i]!)) return { index: i, value: d[i]! };
+    return null;
+  }
+
+  add(a: Tensor, b: Tensor): Tensor {
+    const x = this.unwrap(a);
+    const y = this.unwrap(b);
+    if (x.size !== y.size) throw new ShapeError('add', fmt(x.shape), fmt(y.shape));
+    return this.own(this.tf.tidy(() => this.tf.add(x, this.tf.reshape(y, x.shape))));
+  }
+
+  sumBatchTime(x: Tensor): Tensor {
+    const tf = this.tf;
+    const src = this.unwrap(x);
+    const [B, T] = src.shape as [number, number];
+    return this.own(tf.tidy(() => tf.sum(tf.reshape(src, [B * T, -1]), 0)));
+  }
+
+  outerSum(left: Tensor, right: Tensor, blocks: number): Tensor {
+    const tf = this.tf;
+    const l = this.unwrap(left);
+    const r = this.unwrap(right);
+    const [B, T, L] = l.shape as [number, number, number];
+    const R = r.shape[2]!;
+    const E = B * T;
+    return this.own(
+      tf.tidy(() => {
+        if (blocks === 1)
+          return tf.reshape(tf.matMul(tf.reshape(l, [E, L]), tf.reshape(r, [E, R]), true, false), [L * R]);
+        const lb = tf.transpose(tf.reshape(l, [E, blocks, L / blocks]), [1, 0, 2]);
+        const rb = tf.transpose(tf.reshape(r, [E, blocks, R / blocks]), [1, 0, 2]);
+        return tf.reshape(tf.matMul(lb, rb, true, false), [(L * R) / blocks]);
+      }),
+    );
+  }
+
+  blockMatmul(a: Tensor, b: Tensor, s: number): Tensor {
+    const tf = this.tf;
+    const x = this.unwrap(a);
+    const y = this.unwrap(b);
+    return this.own(
+      tf.tidy(() => tf.reshape(tf.matMul(tf.reshape(x, [-1, s, s]), tf.reshape(y, [-1, s, s])), x.shape)),
+    );
+  }
+
+  blockMatvec(a: Tensor, v: Tensor, s: number): Tensor {
+    const tf = this.tf;
+    const x = this.unwrap(a);
+    const vec = this.unwrap(v);
+    return this.own(
+      tf.tidy(() => tf.reshape(tf.matMul(tf.reshape(x, [-1, s, s]), tf.reshape(vec, [-1, s, 1])), vec.shape)),
+    );
+  }
+
+  scaleTime(x: Tensor, h: ArrayLike<number>, alpha: number): Tensor {
+    const tf = this.tf;
+    const src = this.unwrap(x);
+    const [B, T, ...rest] = src.shape as number[];
+    if (h.length !== T) throw new ShapeError('scaleTime', `${T} factors`, `${h.length}`);
+    const f = Float32Array.from(h, (v) => alpha * v);
+    return this.own(
+      tf.tidy(() =>
+        tf.reshape(tf.mul(tf.reshape(src, [B!, T!, -1]), tf.tensor3d(f, [1, T!, 1])), [B!, T!, ...rest]),
+      ),
+    );
+  }
+
+  addIdentity(a: Tensor, s: number, alpha: number): Tensor {
+    const tf = this.tf;
+    const src = this.unwrap(a);
+    return this.own(
+      tf.tidy(() => tf.reshape(tf.add(tf.reshape(src, [-1, s, s]), tf.mul(tf.eye(s), alpha)), src.shape)),
+    );
+  }
+
+  async maxAbs(x: Tensor): Promise<number> {
+    const tf = this.tf;
+    const src = this.unwrap(x);
+    if (src.size === 0) return 0;
+    const both = tf.tidy(() => tf.stack([tf.max(tf.abs(src)), tf.cast(tf.any(tf.isNaN(src)), 'float32')]));
+    const [m, nan] = await both.data();
+    both.dispose();
+    return nan ? Number.NaN : m!;
+  }
+
+  /** Nothing device-wide to release: the tfjs engine belongs to the caller. */
+  destroy(): void {}
+}

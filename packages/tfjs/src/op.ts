@@ -1,0 +1,151 @@
+import { type Cell, DTypeError, ShapeError, type Tensor } from '@deerjs/core';
+import * as tfDefault from '@tensorflow/tfjs-core';
+import type * as tfc from '@tensorflow/tfjs-core';
+import { TfjsBackend } from './backend.js';
+import { deerSync, type SyncDeerOptions } from './newton.js';
+import { implicitVjpSync } from './vjp.js';
+
+export interface DeerRnnOptions extends SyncDeerOptions {
+  /** The deerjs backend to run on; default one over the imported @tensorflow/tfjs-core. */
+  readonly backend?: TfjsBackend;
+}
+
+let fallbackBackend: TfjsBackend | undefined;
+
+const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
+
+function isTfTensor(v: unknown): v is tfc.Tensor {
+  return typeof v === 'object' && v !== null && 'dataId' in v && 'shape' in v && 'dtype' in v;
+}
+
+function checkFloat32(what: string, v: unknown, expected: string): tfc.Tensor {
+  if (!isTfTensor(v)) throw new ShapeError(what, `${expected} (a tf.Tensor)`, v === null ? 'null' : typeof v);
+  if (v.dtype !== 'float32') throw new DTypeError(what, 'float32', v.dtype);
+  return v;
+}
+
+/** Shape and dtype checks with deerjs's typed errors, before any tf op sees the inputs. */
+function checkInputs(cell: Cell, params: Readonly<Record<string, tfc.Tensor>>, x: unknown, h0: unknown) {
+  const n = cell.stateSize;
+  const m = cell.inputSize;
+  const xs = checkFloat32('x', x, `[B, T, ${m}]`);
+  if (xs.rank !== 3 || xs.shape[2] !== m || xs.shape[0]! < 1 || xs.shape[1]! < 1) {
+    throw new ShapeError(
+      'x',
+      `[B ≥ 1, T ≥ 1, ${m}] (batch, time, input size of ${cell.name})`,
+      fmt(xs.shape),
+    );
+  }
+  const B = xs.shape[0]!;
+  if (h0 !== undefined) {
+    const h = checkFloat32('h0', h0, `[${B}, ${n}] or [${n}]`);
+    const ok = (h.rank === 2 && h.shape[0] === B && h.shape[1] === n) || (h.rank === 1 && h.shape[0] === n);
+    if (!ok) throw new ShapeError('h0', `[${B}, ${n}] or [${n}]`, fmt(h.shape));
+  }
+  if (typeof params !== 'object' || params === null)
+    throw new TypeError('params: expected an object of tf.Tensors');
+  for (const name of Object.keys(params)) {
+    if (!cell.params.some((p) => p.name === name)) {
+      throw new ShapeError(
+        `params.${name}`,
+        `one of ${cell.params.map((p) => p.name).join(', ')}`,
+        'an unknown name',
+      );
+    }
+  }
+  for (const spec of cell.params) {
+    const v = params[spec.name];
+    if (v === undefined) throw new ShapeError(`params.${spec.name}`, fmt(spec.shape), 'nothing (missing)');
+    const p = checkFloat32(`params.${spec.name}`, v, fmt(spec.shape));
+    const same = p.rank === spec.shape.length && p.shape.every((d, i) => d === spec.shape[i]);
+    if (!same && !(p.rank === 1 && p.size === spec.size)) {
+      throw new ShapeError(`params.${spec.name}`, `${fmt(spec.shape)} or [${spec.size}]`, fmt(p.shape));
+    }
+  }
+}
+
+/**
+ * The cell's recurrence over x [B, T, m] from h0 ([B, n] or [n], default zeros), evaluated by DEER;
+ * returns y [B, T, n]. Differentiable in x, h0 and every param: the gradient is DEER's reverse
+ * scan (implicit differentiation at the solution), so tf.variableGrads and tf.train optimizers work.
+ * Params are tf.Tensors (or tf.Variables) of the cell's param shapes (or flat).
+ */
+export function deerRnn(
+  cell: Cell,
+  params: Readonly<Record<string, tfc.Tensor>>,
+  x: tfc.Tensor3D,
+  h0?: tfc.Tensor2D | tfc.Tensor1D,
+  options: DeerRnnOptions = {},
+): tfc.Tensor3D {
+  checkInputs(cell, params, x, h0);
+  const backend = options.backend ?? (fallbackBackend ??= new TfjsBackend(tfDefault));
+  const tf = backend.tf;
+  const names = cell.params.map((p) => p.name);
+  const B = x.shape[0];
+  const n = cell.stateSize;
+  const hasH0 = h0 !== undefined;
+  const inputs: tfc.Tensor[] = [x, ...(hasH0 ? [h0] : []), ...names.map((k) => params[k]!)];
+
+  // Borrowed wrappers around the op's inputs: x, y0 and the params, as the solver wants them.
+  const wrapAll = (ins: readonly tfc.Tensor[]) => {
+    const xw = backend.wrap(ins[0]!);
+    const h = hasH0 ? ins[1]! : null;
+    const y0t = h === null ? tf.zeros([B, n]) : h.rank === 1 ? tf.broadcastTo(h, [B, n]) : h;
+    const y0 = backend.wrap(y0t, y0t !== h);
+    const off = hasH0 ? 2 : 1;
+    const ps: Record<string, Tensor> = {};
+    names.forEach((k, i) => {
+      ps[k] = backend.wrap(ins[off + i]!);
+    });
+    const release = () => {
+      backend.dispose(xw);
+      backend.dispose(y0);
+      for (const p of Object.values(ps)) backend.dispose(p);
+    };
+    return { x: xw, y0, params: ps, release };
+  };
+
+  const op = tf.customGrad((...args: unknown[]) => {
+    const save = args.pop() as tfc.GradSaveFunc;
+    const ins = args as tfc.Tensor[];
+    const w = wrapAll(ins);
+    let y: tfc.Tensor;
+    try {
+      y = backend.release(deerSync(backend, cell, w.params, w.x, w.y0, options).y);
+    } finally {
+      w.release();
+    }
+    // The inputs are saved too, so the backward pass does not depend on the caller keeping them.
+    save([y, ...ins]);
+    return {
+      value: y,
+      gradFunc: (dy: tfc.Tensor | tfc.Tensor[], saved: tfc.Tensor[]) => {
+        const kept = saved.slice(1);
+        const g = wrapAll(kept);
+        const yw = backend.wrap(saved[0]!);
+        const dyw = backend.wrap(Array.isArray(dy) ? dy[0]! : dy);
+        try {
+          const grads = implicitVjpSync(backend, cell, g.params, g.x, g.y0, yw, dyw);
+          const out: tfc.Tensor[] = [backend.release(grads.x)];
+          if (hasH0) {
+            const dh0 = backend.release(grads.h0);
+            out.push(kept[1]!.rank === 1 ? tf.tidy(() => tf.sum(dh0, 0)) : dh0);
+            if (kept[1]!.rank === 1) dh0.dispose();
+          } else backend.dispose(grads.h0);
+          names.forEach((k, i) => {
+            const flat = backend.release(grads.params[k]!);
+            const shaped = tf.reshape(flat, kept[(hasH0 ? 2 : 1) + i]!.shape);
+            flat.dispose();
+            out.push(shaped);
+          });
+          return out;
+        } finally {
+          backend.dispose(yw);
+          backend.dispose(dyw);
+          g.release();
+        }
+      },
+    };
+  });
+  return op(...inputs) as tfc.Tensor3D;
+}

@@ -1,0 +1,86 @@
+import '@tensorflow/tfjs-backend-cpu';
+import {
+  cells,
+  deer,
+  deerWithGrad,
+  DTypeError,
+  loadBackend,
+  Rng,
+  sequential,
+  unregisterBackend,
+} from '@deerjs/core';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTfjsBackend, deerSync, register, type TfjsBackend } from '../src/index.js';
+
+let be: TfjsBackend;
+beforeAll(async () => {
+  be = await createTfjsBackend({ backend: 'cpu' });
+});
+
+const cell = cells.gru({ inputSize: 2, hiddenSize: 4 });
+const params = cell.init({ seed: 2 });
+const B = 2;
+const T = 30;
+const xs = new Rng(4).normalArray(B * T * 2);
+
+describe('tfjs backend', () => {
+  it('is float32 only: a float64 request gets a DTypeError', () => {
+    expect(be.capabilities.dtypes).toEqual(['float32']);
+    expect(() => be.tensor([1, 2], [2], 'float64')).toThrow(DTypeError);
+    expect(() => be.zeros([2], 'float64')).toThrow(DTypeError);
+  });
+
+  it('registers as tfjs with core and loads by name', async () => {
+    register();
+    try {
+      const loaded = await loadBackend('tfjs', { options: { backend: 'cpu' } });
+      expect(loaded.name).toBe('tfjs');
+      expect(loaded.capabilities.device).toBe('tfjs cpu');
+    } finally {
+      unregisterBackend('tfjs');
+    }
+  });
+
+  it('keeps tf.memory() flat over 100 solves and 100 gradient steps through core', async () => {
+    const x = be.tensor(xs, [B, T, 2]);
+    const dy = be.tensor(new Rng(5).normalArray(B * T * 4), [B, T, 4]);
+    // Warm up once (lazy allocations, if any, happen here).
+    const first = await deer(be, cell, params, x);
+    be.dispose(first.y);
+    const before = tf.memory().numTensors;
+    const live = be.liveTensors();
+    for (let i = 0; i < 100; i++) {
+      const { y } = await deer(be, cell, params, x);
+      be.dispose(y);
+    }
+    for (let i = 0; i < 100; i++) {
+      const r = await deerWithGrad(be, cell, params, x);
+      const g = await r.vjp(dy);
+      for (const t of [...Object.values(g.params), g.x, g.h0]) be.dispose(t);
+      r.dispose();
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    expect(be.liveTensors()).toBe(live);
+    be.dispose(x);
+    be.dispose(dy);
+  }, 120_000);
+
+  it('the synchronous Newton driver agrees with core deer and the sequential run', async () => {
+    const x = be.tensor(xs, [B, T, 2]);
+    const y0 = be.zeros([B, 4]);
+    const ps = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, be.tensor(v, [v.length])]));
+    const a = deerSync(be, cell, ps, x, y0);
+    const { y: b } = await deer(be, cell, params, x);
+    const { y: c } = await sequential(be, cell, params, x);
+    const [ra, rb, rc] = [be.readSync(a.y), await be.read(b), await be.read(c)];
+    for (let i = 0; i < ra.length; i++) {
+      expect(Math.abs(ra[i]! - rb[i]!)).toBeLessThan(1e-5);
+      expect(Math.abs(ra[i]! - rc[i]!)).toBeLessThan(1e-5);
+    }
+    expect(a.converged).toBe(true);
+    for (const t of [x, y0, a.y, b, c, ...Object.values(ps)]) be.dispose(t);
+  });
+});
+
+afterAll(() => be?.destroy());

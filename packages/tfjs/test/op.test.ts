@@ -1,0 +1,163 @@
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
+import '@tensorflow/tfjs-core/dist/register_all_gradients';
+import { cells, DTypeError, Rng, ShapeError } from '@deerjs/core';
+import * as tf from '@tensorflow/tfjs-core';
+import { describe, expect, it } from 'vitest';
+import { createTfjsBackend, deerRnn } from '../src/index.js';
+
+const n = 6;
+const m = 3;
+const B = 2;
+const T = 40;
+const cell = cells.gru({ inputSize: m, hiddenSize: n });
+
+/** The GRU (ONNX layout, linear_before_reset 1) written directly with tf ops, unrolled over time. */
+function gruUnrolled(p: Record<string, tf.Tensor>, x: tf.Tensor3D, h0: tf.Tensor2D): tf.Tensor3D {
+  const xs = tf.unstack(x, 1);
+  let h: tf.Tensor2D = h0;
+  const ys: tf.Tensor2D[] = [];
+  for (const xt of xs) {
+    const gx = tf.add(tf.matMul(xt as tf.Tensor2D, p.W as tf.Tensor2D, false, true), p.Wb!);
+    const gh = tf.add(tf.matMul(h, p.R as tf.Tensor2D, false, true), p.Rb!);
+    const part = (g: tf.Tensor, k: number) => tf.slice(g, [0, k * n], [-1, n]);
+    const z = tf.sigmoid(tf.add(part(gx, 0), part(gh, 0)));
+    const r = tf.sigmoid(tf.add(part(gx, 1), part(gh, 1)));
+    const cand = tf.tanh(tf.add(part(gx, 2), tf.mul(r, part(gh, 2))));
+    h = tf.add(tf.mul(tf.sub(1, z), cand), tf.mul(z, h)) as tf.Tensor2D;
+    ys.push(h);
+  }
+  return tf.stack(ys, 1) as tf.Tensor3D;
+}
+
+function problem(seed: number) {
+  const init = cell.init({ seed });
+  const rng = new Rng(seed + 1);
+  const params: Record<string, tf.Variable> = {};
+  for (const spec of cell.params)
+    params[spec.name] = tf.variable(tf.tensor(Float32Array.from(init[spec.name]!), spec.shape as number[]));
+  const x = tf.tensor3d(Float32Array.from(rng.normalArray(B * T * m)), [B, T, m]);
+  const h0 = tf.variable(tf.tensor2d(Float32Array.from(rng.normalArray(B * n, 0.5)), [B, n]));
+  const w = tf.tensor3d(Float32Array.from(rng.normalArray(B * T * n)), [B, T, n]);
+  const dispose = () => tf.dispose([...Object.values(params), x, h0, w]);
+  return { params, x, h0, w, dispose };
+}
+
+function maxRel(
+  a: Float32Array | Int32Array | Uint8Array,
+  b: Float32Array | Int32Array | Uint8Array,
+): number {
+  let scale = 0;
+  for (let i = 0; i < b.length; i++) scale = Math.max(scale, Math.abs(b[i]!));
+  let err = 0;
+  for (let i = 0; i < a.length; i++) err = Math.max(err, Math.abs(a[i]! - b[i]!));
+  return err / Math.max(scale, 1e-30);
+}
+
+for (const engine of ['cpu', 'wasm'] as const) {
+  describe(`deerRnn on tfjs ${engine}`, () => {
+    it('forward and gradients equal the unrolled tf recurrence differentiated by tfjs', async () => {
+      const backend = await createTfjsBackend({ backend: engine });
+      const pr = problem(5);
+      const loss = (f: () => tf.Tensor3D) => () => tf.sum(tf.mul(f(), pr.w)) as tf.Scalar;
+      const deerLoss = loss(() => deerRnn(cell, pr.params, pr.x, pr.h0, { backend }));
+      const refLoss = loss(() => gruUnrolled(pr.params, pr.x, pr.h0));
+      const yD = deerRnn(cell, pr.params, pr.x, pr.h0, { backend });
+      const yR = gruUnrolled(pr.params, pr.x, pr.h0);
+      expect(maxRel(yD.dataSync(), yR.dataSync())).toBeLessThan(1e-5);
+      tf.dispose([yD, yR]);
+      const gD = tf.variableGrads(deerLoss);
+      const gR = tf.variableGrads(refLoss);
+      for (const name of [...cell.params.map((p) => p.name)]) {
+        const k = pr.params[name]!.name;
+        expect(gD.grads[k]!.shape).toEqual(gR.grads[k]!.shape);
+        expect(maxRel(gD.grads[k]!.dataSync(), gR.grads[k]!.dataSync()), `d/d${name}`).toBeLessThan(1e-4);
+      }
+      const kh = pr.h0.name;
+      expect(maxRel(gD.grads[kh]!.dataSync(), gR.grads[kh]!.dataSync()), 'd/dh0').toBeLessThan(1e-4);
+      // ∂L/∂x through tf.grads (x is not a variable).
+      const dxD = tf.grad((x: tf.Tensor) =>
+        tf.sum(tf.mul(deerRnn(cell, pr.params, x as tf.Tensor3D, pr.h0, { backend }), pr.w)),
+      )(pr.x);
+      const dxR = tf.grad((x: tf.Tensor) =>
+        tf.sum(tf.mul(gruUnrolled(pr.params, x as tf.Tensor3D, pr.h0), pr.w)),
+      )(pr.x);
+      expect(maxRel(dxD.dataSync(), dxR.dataSync()), 'd/dx').toBeLessThan(1e-4);
+      tf.dispose([dxD, dxR, gD.value, gR.value, ...Object.values(gD.grads), ...Object.values(gR.grads)]);
+      pr.dispose();
+    });
+
+    it('leaks no tf tensors over 100 solves and 100 training steps', async () => {
+      const backend = await createTfjsBackend({ backend: engine });
+      const pr = problem(9);
+      const opt = tf.train.adam(1e-2);
+      const step = () =>
+        opt.minimize(
+          () =>
+            tf.mean(tf.square(tf.sub(deerRnn(cell, pr.params, pr.x, pr.h0, { backend }), pr.w))) as tf.Scalar,
+          true,
+          [...Object.values(pr.params)],
+        );
+      // One step first: the optimizer allocates its slots once.
+      step()?.dispose();
+      const before = tf.memory().numTensors;
+      const live = backend.liveTensors();
+      for (let i = 0; i < 100; i++) tf.dispose(deerRnn(cell, pr.params, pr.x, pr.h0, { backend }));
+      let first = Number.NaN;
+      let last = Number.NaN;
+      for (let i = 0; i < 100; i++) {
+        const l = step()!;
+        last = l.dataSync()[0]!;
+        if (i === 0) first = last;
+        l.dispose();
+      }
+      expect(last).toBeLessThan(first);
+      expect(tf.memory().numTensors).toBe(before);
+      expect(backend.liveTensors()).toBe(live);
+      opt.dispose();
+      pr.dispose();
+    }, 120_000);
+  });
+}
+
+describe('deerRnn input checks', () => {
+  it('answers bad shapes and dtypes with typed errors', async () => {
+    const backend = await createTfjsBackend({ backend: 'cpu' });
+    const pr = problem(1);
+    const before = tf.memory().numTensors;
+    const run =
+      (x: unknown, params: Record<string, tf.Tensor> = pr.params, h0: unknown = undefined) =>
+      () =>
+        deerRnn(cell, params, x as tf.Tensor3D, h0 as tf.Tensor2D, { backend });
+    expect(run(tf.zeros([B, T]))).toThrow(ShapeError);
+    expect(run(tf.zeros([B, T, m + 1]))).toThrow(ShapeError);
+    expect(run(tf.zeros([B, T, m], 'int32'))).toThrow(DTypeError);
+    expect(run(pr.x, pr.params, tf.zeros([B + 1, n]))).toThrow(ShapeError);
+    expect(run(pr.x, pr.params, tf.zeros([B, n], 'int32'))).toThrow(DTypeError);
+    expect(run(pr.x, { ...pr.params, W: tf.zeros([3 * n, m + 1]) })).toThrow(ShapeError);
+    expect(run(pr.x, { ...pr.params, R: tf.zeros([3 * n, n], 'int32') })).toThrow(DTypeError);
+    expect(run(pr.x, { W: pr.params.W! })).toThrow(ShapeError);
+    expect(run([[1, 2, 3]])).toThrow(ShapeError);
+    // The inputs made above are the only new tensors.
+    expect(tf.memory().numTensors).toBeGreaterThanOrEqual(before);
+    pr.dispose();
+  });
+
+  it('accepts h0 as [n] and flat params, and quasi-DEER gives the same gradient', async () => {
+    const backend = await createTfjsBackend({ backend: 'cpu' });
+    const pr = problem(3);
+    const h1 = tf.tensor1d(pr.h0.dataSync().slice(0, n));
+    const hB = tf.tile(tf.reshape(h1, [1, n]), [B, 1]) as tf.Tensor2D;
+    const flat = Object.fromEntries(Object.entries(pr.params).map(([k, v]) => [k, tf.reshape(v, [v.size])]));
+    const f = (h: tf.Tensor, ps: Record<string, tf.Tensor>, jacobian: 'auto' | 'diagonal') =>
+      tf.grad((hh: tf.Tensor) =>
+        tf.sum(tf.mul(deerRnn(cell, ps, pr.x, hh as tf.Tensor2D, { backend, jacobian }), pr.w)),
+      )(h);
+    const g1 = f(h1, flat, 'diagonal');
+    const gB = f(hB, pr.params, 'auto');
+    expect(g1.shape).toEqual([n]);
+    expect(maxRel(g1.dataSync(), tf.sum(gB, 0).dataSync())).toBeLessThan(1e-4);
+    tf.dispose([h1, hB, g1, gB, ...Object.values(flat)]);
+    pr.dispose();
+  });
+});
