@@ -51,7 +51,7 @@ export {
 export type { VjpProgram } from './cell/vjp.js';
 export * as cells from './cells/index.js';
 export * from './errors.js';
-export { chooseWindow, type DeerResult, type DeerStats, deer } from './solver/deer.js';
+export { chooseWindow, type DeerResult, type DeerStats, deer, deerSync } from './solver/deer.js';
 export {
   DEFAULT_CLIP,
   DEFAULT_MAX_ITER,
@@ -63,7 +63,7 @@ export {
   type JacobianOption,
   type SolveOptions,
 } from './solver/options.js';
-export { type DeerGradients, type DeerGradResult, deerWithGrad, implicitVjp, stepVjp } from './solver/grad.js';
+export { type DeerGradients, type DeerGradResult, deerWithGrad, implicitVjp, implicitVjpSync, stepVjp } from './solver/grad.js';
 export { affineExponential, type MatrixOps } from './solver/expm.js';
 export { type IvpOptions, type IvpResult, solveIvp } from './solver/ode.js';
 export { type IvpGradients, type IvpGradResult, ivpVjp, solveIvpWithGrad } from './solver/ode-grad.js';

@@ -271,6 +271,10 @@ export class CpuBackend implements Backend {
   }
 
   async newtonUpdate(yRaw: Tensor, yOld: Tensor, opts: { atol: number; rtol: number; clip: number }): Promise<NewtonUpdate> {
+    return this.newtonUpdateSync(yRaw, yOld, opts);
+  }
+
+  newtonUpdateSync(yRaw: Tensor, yOld: Tensor, opts: { atol: number; rtol: number; clip: number }): NewtonUpdate {
     const raw = this.get(yRaw);
     const old = this.data(yOld);
     const out = this.make(raw.shape, raw.dtype);

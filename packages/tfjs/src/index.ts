@@ -5,10 +5,8 @@ import type { Tf } from './tensor.js';
 
 export { TfjsBackend, type TfjsBackendOptions } from './backend.js';
 export { type DeerRnnOptions, deerRnn } from './op.js';
-export { deerSync, type SyncDeerOptions, type SyncDeerResult } from './newton.js';
 export type { ScanMethod } from './scan.js';
 export { TfjsTensor } from './tensor.js';
-export { implicitVjpSync } from './vjp.js';
 
 export interface CreateTfjsBackendOptions extends TfjsBackendOptions {
   /** The @tensorflow/tfjs(-core) namespace to use; default the imported @tensorflow/tfjs-core. */

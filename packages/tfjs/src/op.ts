@@ -1,11 +1,18 @@
-import { type Cell, DTypeError, ShapeError, type Tensor } from '@deerjs/core';
+import {
+  type Cell,
+  type DeerOptions,
+  DTypeError,
+  deerSync,
+  implicitVjpSync,
+  ShapeError,
+  type Tensor,
+} from '@deerjs/core';
 import * as tfDefault from '@tensorflow/tfjs-core';
 import type * as tfc from '@tensorflow/tfjs-core';
 import { TfjsBackend } from './backend.js';
-import { deerSync, type SyncDeerOptions } from './newton.js';
-import { implicitVjpSync } from './vjp.js';
 
-export interface DeerRnnOptions extends SyncDeerOptions {
+/** Solver options of the op (core's `deer` options that need no asynchronous read). */
+export interface DeerRnnOptions extends Pick<DeerOptions, 'atol' | 'rtol' | 'maxIter' | 'jacobian' | 'fallback' | 'clip'> {
   /** The deerjs backend to run on; default one over the imported @tensorflow/tfjs-core. */
   readonly backend?: TfjsBackend;
 }
@@ -111,7 +118,8 @@ export function deerRnn(
     const w = wrapAll(ins);
     let y: tfc.Tensor;
     try {
-      y = backend.release(deerSync(backend, cell, w.params, w.x, w.y0, options).y);
+      const { backend: _, ...solverOptions } = options;
+      y = backend.release(deerSync(backend, cell, w.params, w.x, w.y0, solverOptions).y);
     } finally {
       w.release();
     }

@@ -1,5 +1,6 @@
 import '@tensorflow/tfjs-backend-cpu';
 import {
+  deerSync,
   cells,
   deer,
   deerWithGrad,
@@ -11,7 +12,7 @@ import {
 } from '@deerjs/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTfjsBackend, deerSync, register, type TfjsBackend } from '../src/index.js';
+import { createTfjsBackend, register, type TfjsBackend } from '../src/index.js';
 
 let be: TfjsBackend;
 beforeAll(async () => {
@@ -78,7 +79,7 @@ describe('tfjs backend', () => {
       expect(Math.abs(ra[i]! - rb[i]!)).toBeLessThan(1e-5);
       expect(Math.abs(ra[i]! - rc[i]!)).toBeLessThan(1e-5);
     }
-    expect(a.converged).toBe(true);
+    expect(a.stats.converged).toBe(true);
     for (const t of [x, y0, a.y, b, c, ...Object.values(ps)]) be.dispose(t);
   });
 });

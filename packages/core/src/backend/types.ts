@@ -105,6 +105,11 @@ export interface Backend {
   timeStep(x: Tensor, t: number): Tensor;
   /** Sanitize a raw Newton iterate and measure its change; the only per-iteration read. */
   newtonUpdate(yRaw: Tensor, yOld: Tensor, opts: { atol: number; rtol: number; clip: number }): Promise<NewtonUpdate>;
+  /**
+   * `newtonUpdate` completed synchronously, for backends whose reads do not wait on a device
+   * (capabilities.syncRead); it lets `deerSync` serve callers that cannot await.
+   */
+  newtonUpdateSync?(yRaw: Tensor, yOld: Tensor, opts: { atol: number; rtol: number; clip: number }): NewtonUpdate;
   /** The first NaN/±Inf entry, or null. */
   findNonFinite(t: Tensor): Promise<{ index: number; value: number } | null>;
   /** a + b, elementwise, same shape. */

@@ -1,9 +1,9 @@
-import type { Backend, Tensor } from '../backend/types.js';
+import type { Backend, NewtonUpdate, Tensor } from '../backend/types.js';
 import { DTYPE_BYTES } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
-import { ConvergenceError, OutOfMemoryError, ShapeError } from '../errors.js';
-import { acceptIterate } from './newton.js';
+import { ConvergenceError, OutOfMemoryError, ShapeError, UnsupportedOptionError } from '../errors.js';
+import { recordIteration } from './newton.js';
 import { type DeerOptions, type ResolvedDeerOptions, resolveDeerOptions } from './options.js';
 import {
   checkInputFinite,
@@ -66,63 +66,145 @@ export async function deer(
   x: Tensor,
   options: DeerOptions = {},
 ): Promise<DeerResult> {
-  const { B, T, dtype } = checkSequenceInput(backend, cell, x);
+  const { B, dtype } = checkSequenceInput(backend, cell, x);
   const opts = resolveDeerOptions(cell, dtype, options);
   const owned = new Owned(backend);
   try {
     if (opts.checkFinite) await checkInputFinite(backend, x);
     const p = await prepareParams(backend, cell, params, dtype, owned, opts.checkFinite);
     const y0 = await prepareInitialState(backend, cell, options.h0, B, dtype, owned, opts.checkFinite);
-    const n = cell.stateSize;
-    const guess = opts.initialGuess;
-    if (typeof guess === 'object') {
-      checkTensor(backend, 'initialGuess', guess);
-      if (guess.shape.length !== 3 || guess.shape[0] !== B || guess.shape[1] !== T || guess.shape[2] !== n) {
-        throw new ShapeError('initialGuess', `[${B}, ${T}, ${n}]`, `[${guess.shape.join(', ')}]`);
+    const tol = { atol: opts.atol, rtol: opts.rtol, clip: opts.clip };
+    const solve = deerSolve(backend, cell, p, x, y0, opts, options.onIteration, owned);
+    let step = solve.next();
+    while (!step.done) {
+      let update: NewtonUpdate;
+      try {
+        update = await backend.newtonUpdate(step.value.raw, step.value.previous, tol);
+      } catch (err) {
+        step = solve.throw(err);
+        continue;
       }
+      step = solve.next(update);
     }
-    const yBytes = B * T * n * DTYPE_BYTES[dtype];
-    if (yBytes > backend.capabilities.maxBufferBytes) {
-      throw new OutOfMemoryError(
-        backend.name,
-        yBytes,
-        `y [${B}, ${T}, ${n}] does not fit the largest buffer (${backend.capabilities.maxBufferBytes} bytes): solve shorter sequences or a smaller batch`,
-      );
-    }
-    const W = opts.window ?? chooseWindow(backend, B, T, n, opts.blockSize, DTYPE_BYTES[dtype]);
-    const windows = Math.ceil(T / W);
-    const stats = {
-      iterations: 0,
-      residuals: [] as number[],
-      converged: true,
-      fellBack: false,
-      replaced: 0,
-      structure: describeStructure(structureFromBlockSize(opts.blockSize, n)),
-      exactJacobian: opts.exact,
-      windows,
-    };
-    const pieces: Tensor[] = [];
-    let start = y0;
-    try {
-      for (let w = 0; w < windows; w++) {
-        const t0 = w * W;
-        const len = Math.min(W, T - t0);
-        const xw = windows === 1 ? x : owned.add(backend.sliceTime(x, t0, len));
-        const yw = await solveWindow(backend, cell, p, xw, start, opts, stats, w, windows, options, guess, t0, len);
-        pieces.push(yw);
-        if (w + 1 < windows) start = owned.add(backend.timeStep(yw, len - 1));
-      }
-    } catch (err) {
-      for (const t of pieces) backend.dispose(t);
-      throw err;
-    }
-    if (pieces.length === 1) return { y: pieces[0]!, stats };
-    const y = backend.concatTime(pieces);
-    for (const t of pieces) backend.dispose(t);
-    return { y, stats };
+    return step.value;
   } finally {
     owned.dispose();
   }
+}
+
+/**
+ * `deer` for backends whose reads complete synchronously (`newtonUpdateSync`), for callers that
+ * cannot await — such as a tfjs custom-gradient op. Parameters and h0 ([B, n]) are tensors; inputs
+ * are not scanned for NaN/Inf (that check needs an asynchronous read).
+ */
+export function deerSync(
+  backend: Backend,
+  cell: Cell,
+  params: Readonly<Record<string, Tensor>>,
+  x: Tensor,
+  h0: Tensor,
+  options: Omit<DeerOptions, 'h0' | 'checkFinite'> = {},
+): DeerResult {
+  const { B, dtype } = checkSequenceInput(backend, cell, x);
+  const update = backend.newtonUpdateSync?.bind(backend);
+  if (!update) {
+    throw new UnsupportedOptionError('backend', backend.name, 'a backend with synchronous reads (newtonUpdateSync)');
+  }
+  checkTensor(backend, 'h0', h0);
+  if (h0.shape.length !== 2 || h0.shape[0] !== B || h0.shape[1] !== cell.stateSize) {
+    throw new ShapeError('h0', `[${B}, ${cell.stateSize}]`, `[${h0.shape.join(', ')}]`);
+  }
+  const opts = resolveDeerOptions(cell, dtype, options);
+  const tol = { atol: opts.atol, rtol: opts.rtol, clip: opts.clip };
+  const owned = new Owned(backend);
+  try {
+    const solve = deerSolve(backend, cell, params, x, h0, opts, options.onIteration, owned);
+    let step = solve.next();
+    while (!step.done) {
+      let result: NewtonUpdate;
+      try {
+        result = update(step.value.raw, step.value.previous, tol);
+      } catch (err) {
+        step = solve.throw(err);
+        continue;
+      }
+      step = solve.next(result);
+    }
+    return step.value;
+  } finally {
+    owned.dispose();
+  }
+}
+
+/** What the solve needs read before it can go on: the sanitized new iterate and its change. */
+interface UpdateRequest {
+  readonly raw: Tensor;
+  readonly previous: Tensor;
+}
+
+/**
+ * The whole solve — windows, Newton iterations, fallback — as a generator that yields at its only
+ * read, so `deer` (async) and `deerSync` run the same steps.
+ */
+function* deerSolve(
+  backend: Backend,
+  cell: Cell,
+  params: Readonly<Record<string, Tensor>>,
+  x: Tensor,
+  y0: Tensor,
+  opts: ResolvedDeerOptions,
+  report: DeerOptions['onIteration'],
+  owned: Owned,
+): Generator<UpdateRequest, DeerResult, NewtonUpdate> {
+  const [B, T] = [x.shape[0]!, x.shape[1]!];
+  const n = cell.stateSize;
+  const dtype = x.dtype;
+  const guess = opts.initialGuess;
+  if (typeof guess === 'object') {
+    checkTensor(backend, 'initialGuess', guess);
+    if (guess.shape.length !== 3 || guess.shape[0] !== B || guess.shape[1] !== T || guess.shape[2] !== n) {
+      throw new ShapeError('initialGuess', `[${B}, ${T}, ${n}]`, `[${guess.shape.join(', ')}]`);
+    }
+  }
+  const yBytes = B * T * n * DTYPE_BYTES[dtype];
+  if (yBytes > backend.capabilities.maxBufferBytes) {
+    throw new OutOfMemoryError(
+      backend.name,
+      yBytes,
+      `y [${B}, ${T}, ${n}] does not fit the largest buffer (${backend.capabilities.maxBufferBytes} bytes): solve shorter sequences or a smaller batch`,
+    );
+  }
+  const W = opts.window ?? chooseWindow(backend, B, T, n, opts.blockSize, DTYPE_BYTES[dtype]);
+  const windows = Math.ceil(T / W);
+  const stats = {
+    iterations: 0,
+    residuals: [] as number[],
+    converged: true,
+    fellBack: false,
+    replaced: 0,
+    structure: describeStructure(structureFromBlockSize(opts.blockSize, n)),
+    exactJacobian: opts.exact,
+    windows,
+  };
+  const pieces: Tensor[] = [];
+  let start = y0;
+  try {
+    for (let w = 0; w < windows; w++) {
+      const t0 = w * W;
+      const len = Math.min(W, T - t0);
+      const xw = windows === 1 ? x : owned.add(backend.sliceTime(x, t0, len));
+      const yw = yield* solveWindow(backend, cell, params, xw, start, opts, stats, report, w, windows, t0, len);
+      pieces.push(yw);
+      if (w + 1 < windows) start = owned.add(backend.timeStep(yw, len - 1));
+    }
+  } catch (err) {
+    for (const t of pieces) backend.dispose(t);
+    throw err;
+  }
+  if (pieces.length === 1) return { y: pieces[0]!, stats };
+  const y = backend.concatTime(pieces);
+  for (const t of pieces) backend.dispose(t);
+  return { y, stats };
 }
 
 interface MutableStats {
@@ -133,23 +215,23 @@ interface MutableStats {
   replaced: number;
 }
 
-async function solveWindow(
+function* solveWindow(
   backend: Backend,
   cell: Cell,
-  params: Record<string, Tensor>,
+  params: Readonly<Record<string, Tensor>>,
   x: Tensor,
   y0: Tensor,
   opts: ResolvedDeerOptions,
   stats: MutableStats,
+  report: DeerOptions['onIteration'],
   window: number,
   windows: number,
-  options: DeerOptions,
-  guess: ResolvedDeerOptions['initialGuess'],
   t0: number,
   T: number,
-): Promise<Tensor> {
+): Generator<UpdateRequest, Tensor, NewtonUpdate> {
   const s = opts.blockSize;
   const program = cell.linearizeProgram(s);
+  const guess = opts.initialGuess;
   let y: Tensor;
   if (guess === 'h0') y = backend.broadcastTime(y0, T);
   else if (guess === 'zeros') y = backend.zeros([x.shape[0]!, T, cell.stateSize], x.dtype);
@@ -167,8 +249,15 @@ async function solveWindow(
       const raw = backend.scan({ A, c, y0, blockSize: s, reverse: false });
       backend.dispose(A);
       backend.dispose(c);
-      const update = await acceptIterate(backend, raw, y, opts, stats, options.onIteration, { iteration: it, window, windows });
+      let update: NewtonUpdate;
+      try {
+        update = yield { raw, previous: y };
+      } finally {
+        backend.dispose(raw);
+      }
+      backend.dispose(y);
       y = update.y;
+      recordIteration(stats, update, report, { iteration: it, window, windows });
       // With the exact Jacobian, iteration k makes the first k states exact: T iterations suffice.
       if (update.maxScaledDiff <= 1 || (opts.exact && it >= T && update.replaced === 0)) {
         converged = true;

@@ -142,6 +142,20 @@ export async function implicitVjp(
   dy: Tensor,
   window?: number,
 ): Promise<DeerGradients> {
+  return implicitVjpSync(backend, cell, params, x, y0, y, dy, window);
+}
+
+/** `implicitVjp` without a promise: it reads nothing back, so it can run synchronously. */
+export function implicitVjpSync(
+  backend: Backend,
+  cell: Cell,
+  params: Readonly<Record<string, Tensor>>,
+  x: Tensor,
+  y0: Tensor,
+  y: Tensor,
+  dy: Tensor,
+  window?: number,
+): DeerGradients {
   const s = cell.exactBlockSize;
   const n = cell.stateSize;
   const [B, T] = [y.shape[0]!, y.shape[1]!];

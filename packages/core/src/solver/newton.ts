@@ -8,6 +8,19 @@ export interface NewtonProgress {
   replaced: number;
 }
 
+/** Record an accepted Newton iteration in the statistics and report progress. */
+export function recordIteration(
+  progress: NewtonProgress,
+  update: NewtonUpdate,
+  report: ((info: IterationInfo) => void) | undefined,
+  where: { iteration: number; window: number; windows: number },
+): void {
+  progress.iterations++;
+  progress.residuals.push(update.maxAbsDiff);
+  progress.replaced += update.replaced;
+  report?.({ ...where, maxAbsDiff: update.maxAbsDiff, maxScaledDiff: update.maxScaledDiff });
+}
+
 /**
  * Accept a raw Newton iterate: sanitize it and measure its change against the previous iterate
  * (one small read), dispose both inputs, record the iteration and report progress.
@@ -28,9 +41,6 @@ export async function acceptIterate(
     backend.dispose(raw);
   }
   backend.dispose(previous);
-  progress.iterations++;
-  progress.residuals.push(update.maxAbsDiff);
-  progress.replaced += update.replaced;
-  report?.({ ...where, maxAbsDiff: update.maxAbsDiff, maxScaledDiff: update.maxScaledDiff });
+  recordIteration(progress, update, report, where);
   return update;
 }
