@@ -1,5 +1,31 @@
 import { type Backend, BackendUnavailableError, type DType, KNOWN_BACKENDS, loadBackend } from '@deerjs/core';
 
+/**
+ * Imports a backend package for core's registry. Literal specifiers, so a bundler can follow
+ * them; tfjs also gets its cpu and wasm engines (deer-bench runs tfjs on wasm, its fastest CPU
+ * engine).
+ */
+async function importBackendPackage(specifier: string): Promise<unknown> {
+  switch (specifier) {
+    case '@deerjs/webgpu':
+      return import('@deerjs/webgpu');
+    case '@deerjs/cpu':
+      return import('@deerjs/cpu');
+    case '@deerjs/tfjs':
+      await import('@tensorflow/tfjs-backend-cpu');
+      await import('@tensorflow/tfjs-backend-wasm');
+      return import('@deerjs/tfjs');
+    default:
+      return import(specifier);
+  }
+}
+
+/** Factory options per backend: the dtype, and for tfjs the engine. */
+const optionsFor = (name: string | undefined, dtype?: DType) => ({
+  ...(dtype ? { dtype } : {}),
+  ...(name === 'tfjs' || name === undefined ? { backend: 'wasm' } : {}),
+});
+
 /** The backend could not be loaded or cannot run the asked dtype; the message says why. */
 export class BenchBackendError extends Error {
   override name = 'BenchBackendError';
@@ -13,7 +39,7 @@ export async function openBackend(name: string | undefined, dtype: DType): Promi
   if (name === undefined) return openBestFor(dtype);
   let backend: Backend;
   try {
-    backend = await loadBackend(name, { importer: (s) => import(s), options: { dtype } });
+    backend = await loadBackend(name, { importer: importBackendPackage, options: optionsFor(name, dtype) });
   } catch (err) {
     if (err instanceof BackendUnavailableError) {
       const hint =
@@ -45,7 +71,7 @@ async function openBestFor(dtype: DType): Promise<Backend> {
   for (const [n] of others) {
     let b: Backend;
     try {
-      b = await loadBackend(n, { importer: (s) => import(s), options: { dtype } });
+      b = await loadBackend(n, { importer: importBackendPackage, options: optionsFor(n, dtype) });
     } catch {
       continue;
     }
@@ -58,7 +84,7 @@ async function openBestFor(dtype: DType): Promise<Backend> {
 
 async function openBackendOrExplain(name: string | undefined): Promise<Backend> {
   try {
-    return await loadBackend(name, { importer: (s) => import(s) });
+    return await loadBackend(name, { importer: importBackendPackage, options: optionsFor(name) });
   } catch (err) {
     if (err instanceof BackendUnavailableError) throw new BenchBackendError(err.message);
     throw err;

@@ -2,6 +2,7 @@ import {
   type Backend,
   type BackendCapabilities,
   type DType,
+  type MatExpr,
   DTypeError,
   type NewtonUpdate,
   type ScanArgs,
@@ -18,7 +19,10 @@ import { type CompiledStep, compileStep } from './step.js';
 import { type Tf, TfjsTensor } from './tensor.js';
 
 export interface TfjsBackendOptions {
-  /** Largest buffer in bytes (default 1 GiB); set lower to exercise windowing. */
+  /**
+   * Largest buffer in bytes: default 128 MiB on wasm (its heap must hold several Jacobian-sized
+   * tensors at once inside 32-bit memory), 1 GiB otherwise; set lower to exercise windowing.
+   */
   readonly maxBufferBytes?: number;
   /** Order of the linear scan; see `ScanMethod`. Default 'auto'. */
   readonly scan?: ScanMethod;
@@ -49,7 +53,7 @@ export class TfjsBackend implements Backend {
     this.capabilities = {
       dtypes: ['float32'],
       defaultDType: 'float32',
-      maxBufferBytes: options.maxBufferBytes ?? 2 ** 30,
+      maxBufferBytes: options.maxBufferBytes ?? (engine === 'wasm' ? 2 ** 27 : 2 ** 30),
       syncRead: engine === 'cpu' || engine === 'wasm' || engine === 'tensorflow',
       device: `tfjs ${engine}`,
     };
@@ -148,18 +152,34 @@ export class TfjsBackend implements Backend {
     const R = B * T;
     const flat = (t: Tensor | undefined) => (t ? tf.reshape(this.unwrap(t), [R, t.shape[2]!]) : undefined);
     const params = this.flatParams(inputs.params);
-    const res = tf.tidy(() => {
-      const v = step({
-        rows: R,
-        state: flat(inputs.state)!,
-        input: flat(inputs.input),
-        cotangent: flat(inputs.cotangent),
-        params,
-      });
-      const outs = v.outputs.map((o) => tf.reshape(o, [B, T, o.shape[1]!]));
-      if (v.jacobian) outs.push(tf.reshape(v.jacobian, [B, T, ...v.jacobian.shape.slice(1)]));
-      return outs;
-    });
+    // All of a step's intermediates ([rows, size] vectors, [rows, size, n] Jacobian terms) are
+    // alive at once, so elements go through in slabs that keep them within one buffer's bytes.
+    const slab = Math.max(1, Math.floor(this.capabilities.maxBufferBytes / (4 * stepFloatsPerElement(program))));
+    const all = { state: flat(inputs.state)!, input: flat(inputs.input), cotangent: flat(inputs.cotangent) };
+    const parts: tfc.Tensor[][] = [];
+    let res: tfc.Tensor[];
+    try {
+      for (let r0 = 0; r0 < R; r0 += slab) {
+        const rows = Math.min(slab, R - r0);
+        // One tidy per slab: its intermediates are freed before the next slab starts.
+        parts.push(
+          tf.tidy(() => {
+            const cut = (t: tfc.Tensor | undefined) => (t && rows < R ? tf.slice(t, [r0, 0], [rows, t.shape[1]!]) : t);
+            const v = step({ rows, state: cut(all.state)!, input: cut(all.input), cotangent: cut(all.cotangent), params });
+            return v.jacobian ? [...v.outputs, v.jacobian] : v.outputs;
+          }),
+        );
+      }
+      res = tf.tidy(() =>
+        parts[0]!.map((first, k) => {
+          const whole = parts.length === 1 ? first : tf.concat(parts.map((p) => p[k]!), 0);
+          return tf.reshape(whole, [B, T, ...whole.shape.slice(1)]);
+        }),
+      );
+    } finally {
+      for (const list of parts) for (const t of list) t.dispose();
+      for (const t of Object.values(all)) if (t) t.dispose();
+    }
     const wrapped = res.map((t) => this.own(t));
     if (!program.jacobian) return { outputs: wrapped };
     const jacobian = wrapped.pop()!;
@@ -405,4 +425,19 @@ export class TfjsBackend implements Backend {
 
   /** Nothing device-wide to release: the tfjs engine belongs to the caller. */
   destroy(): void {}
+}
+
+/** Numbers a compiled step holds per element: every graph vector, and every Jacobian term as rows × n. */
+function stepFloatsPerElement(program: StepProgram): number {
+  const vectors = program.graph.nodes.reduce((sum, node) => sum + node.size, 0);
+  if (!program.jacobian) return vectors;
+  let matrices = 0;
+  const visit = (m: MatExpr): void => {
+    matrices += m.rows * m.cols;
+    if ('m' in m) visit(m.m);
+    if ('terms' in m) for (const t of m.terms) visit(t);
+    if ('parts' in m) for (const t of m.parts) visit(t);
+  };
+  visit(program.jacobian.expr);
+  return vectors + matrices;
 }

@@ -26,8 +26,7 @@ interface OnnxPackage {
 
 /** onnxruntime is optional: a bench without it still runs, with the ORT column empty. */
 export async function loadOnnxPackage(): Promise<OnnxPackage> {
-  const specifier = '@deerjs/onnx';
-  return (await import(specifier)) as OnnxPackage;
+  return (await import('@deerjs/onnx')) as unknown as OnnxPackage;
 }
 
 /**

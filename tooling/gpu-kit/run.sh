@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# deer-bench GPU kit launcher (copied into the kit by tooling/gpu-kit/build.sh; see its README).
+#
+#   bash .kit/run.sh [deer-bench flags]        # no flags: --backend webgpu --out $OUT/deer-bench-webgpu-<UTC time>
+#
+# Needs no Node.js, no package registry and no network: it unpacks the kit's Node, Dawn, the
+# Vulkan loader (libvulkan1 .deb, with dpkg -x into a private prefix, never into /) and
+# onnxruntime into a runtime folder, points Vulkan at the NVIDIA driver when it finds it, prints
+# nvidia-smi and the WebGPU adapter, then runs the bundled bench with the flags given.
+#
+# Environment:
+#   OUT                  where results go when no --out is given (default: ./kit-out)
+#   DEER_KIT_RT          runtime folder, about 170 MB unpacked (default: ${TMPDIR:-/tmp}/deer-kit-<kit
+#                        id>); reused by later runs of the same kit
+#   DEER_KIT_ADAPTER     required | optional (default: required for --backend webgpu or no
+#                        --backend, optional for other backends)
+#   VK_DRIVER_FILES      set it yourself to choose the Vulkan driver; otherwise see below
+#
+# Writes, beside the bench's results.json and SVGs in the --out folder: run.log (all it printed)
+# and kit-env.json (the kit's build and versions, nvidia-smi, the adapter probe, the flags).
+#
+# Exit status: the bench's (0 ok, 1 a point failed, 2 bad flag or backend unavailable), 3 no
+# WebGPU adapter where one is required, 4 the kit is broken or incomplete (checksum, missing tool).
+set -euo pipefail
+
+KIT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+say() { printf '%s\n' "kit: $*" >&2; }
+die() {
+  printf '%s\n' "kit: error: $*" >&2
+  exit 4
+}
+
+[ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] || die "this kit is for Linux x86-64, not $(uname -s)-$(uname -m)"
+[ -f "$KIT/kit.json" ] && [ -f "$KIT/blobs/MANIFEST" ] || die "$KIT is not a complete kit (no kit.json or blobs/MANIFEST)"
+# Every run: the kit is copied between machines, and a partial copy should fail here, clearly.
+(cd "$KIT" && sha256sum --quiet -c SHA256SUMS) >&2 || die "kit files do not match $KIT/SHA256SUMS (incomplete or edited copy?)"
+KIT_ID=$(sha256sum "$KIT/SHA256SUMS" | cut -c1-16)
+
+# ---------------------------------------------------------------- flags the launcher looks at
+backend="" out="" passive=0
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  a=${args[i]}
+  case "$a" in
+    --backend) backend=${args[i + 1]:-} ;;
+    --backend=*) backend=${a#*=} ;;
+    --out) out=${args[i + 1]:-} ;;
+    --out=*) out=${a#*=} ;;
+    --from | --from=* | --help | -h) passive=1 ;; # replot or help: no GPU work, no extra files
+  esac
+done
+if [ ${#args[@]} -eq 0 ]; then
+  backend=webgpu
+  args=(--backend webgpu)
+fi
+if [ "$passive" = 0 ] && [ -z "$out" ]; then
+  out="${OUT:-$PWD/kit-out}/deer-bench-${backend:-auto}-$(date -u +%Y%m%dT%H%MZ)"
+  args+=(--out "$out")
+fi
+adapter_policy=${DEER_KIT_ADAPTER:-}
+if [ -z "$adapter_policy" ]; then
+  case "$backend" in "" | webgpu) adapter_policy=required ;; *) adapter_policy=optional ;; esac
+fi
+case "$adapter_policy" in required | optional) ;; *) die "DEER_KIT_ADAPTER must be required or optional" ;; esac
+
+# ---------------------------------------------------------------- unpacking
+unxz_to() { # unxz_to SRC.xz DEST: xz, or Python's lzma where xz is not installed
+  if command -v xz >/dev/null; then
+    xz -dc "$1" >"$2"
+  elif command -v python3 >/dev/null; then
+    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"
+  else
+    die "need xz or python3 to unpack $1"
+  fi
+}
+
+deb_extract() { # deb_extract FILE.deb DIR: dpkg -x, or Python (ar + tarfile) without dpkg
+  if command -v dpkg >/dev/null; then
+    dpkg -x "$1" "$2"
+  elif command -v python3 >/dev/null; then
+    python3 - "$1" "$2" <<'PY'
+import io, sys, tarfile
+deb, dest = sys.argv[1], sys.argv[2]
+data = open(deb, "rb").read()
+assert data[:8] == b"!<arch>\n", "not a .deb (ar) archive"
+pos = 8
+while pos < len(data):
+    name = data[pos:pos + 16].decode().strip().rstrip("/")
+    size = int(data[pos + 48:pos + 58].decode().strip())
+    body = data[pos + 60:pos + 60 + size]
+    if name.startswith("data.tar"):
+        with tarfile.open(fileobj=io.BytesIO(body)) as t:
+            t.extractall(dest, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        break
+    pos += 60 + size + (size & 1)
+else:
+    sys.exit("no data.tar member in " + deb)
+PY
+  else
+    die "need dpkg or python3 to unpack $1"
+  fi
+}
+
+unpack() { # fill $1 from the kit: app files, then every blob in blobs/MANIFEST
+  local rt=$1
+  say "unpacking into $rt"
+  rm -rf "$rt"
+  mkdir -p "$rt"
+  cp -R "$KIT/app" "$rt/app"
+  local kind blob dest
+  while read -r kind blob dest; do
+    case "$kind" in
+      '' | '#'*) continue ;;
+      xz)
+        mkdir -p "$(dirname "$rt/$dest")"
+        unxz_to "$KIT/blobs/$blob" "$rt/$dest"
+        chmod +x "$rt/$dest"
+        ;;
+      deb)
+        mkdir -p "$rt/$dest"
+        deb_extract "$KIT/blobs/$blob" "$rt/$dest"
+        ;;
+      *) die "blobs/MANIFEST: unknown kind '$kind'" ;;
+    esac
+  done <"$KIT/blobs/MANIFEST"
+  echo "$KIT_ID" >"$rt/.kit-id"
+}
+
+# Outside the kit, so that the kit folder stays small enough to copy to another machine.
+RT=${DEER_KIT_RT:-${TMPDIR:-/tmp}/deer-kit-$KIT_ID}
+mkdir -p "$RT" 2>/dev/null && [ -w "$RT" ] || die "cannot write the runtime folder $RT (set DEER_KIT_RT)"
+RT=$(cd "$RT" && pwd)
+if [ "$(cat "$RT/.kit-id" 2>/dev/null)" != "$KIT_ID" ]; then unpack "$RT"; fi
+NODE=$RT/node/bin/node
+[ -x "$NODE" ] || die "no Node binary at $NODE"
+
+# ---------------------------------------------------------------- Vulkan
+VKLIB=$RT/vulkan/usr/lib/x86_64-linux-gnu
+[ -e "$VKLIB/libvulkan.so.1" ] || die "the Vulkan loader is missing from $VKLIB"
+export LD_LIBRARY_PATH="$VKLIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# GKE-style driver mounts keep the NVIDIA libraries here, outside the linker's cache.
+for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do
+  if [ -d "$d" ] && [[ ":$LD_LIBRARY_PATH:" != *":$d:"* ]]; then LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"; fi
+done
+
+if [ -n "${VK_DRIVER_FILES:-}" ]; then
+  say "VK_DRIVER_FILES=$VK_DRIVER_FILES (from the environment)"
+else
+  for f in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json \
+    /etc/vulkan/icd.d/nvidia_icd.json; do
+    if [ -f "$f" ]; then
+      export VK_DRIVER_FILES=$f
+      break
+    fi
+  done
+  if [ -z "${VK_DRIVER_FILES:-}" ]; then
+    # No ICD manifest, but the driver's Vulkan library may still be there: describe it ourselves.
+    glx=""
+    for d in /usr/local/nvidia/lib64 /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/lib; do
+      if [ -e "$d/libGLX_nvidia.so.0" ]; then
+        glx=$d/libGLX_nvidia.so.0
+        break
+      fi
+    done
+    if [ -n "$glx" ]; then
+      printf '{"file_format_version": "1.0.0", "ICD": {"library_path": "%s", "api_version": "1.3.0"}}\n' "$glx" \
+        >"$RT/nvidia_icd.json"
+      export VK_DRIVER_FILES=$RT/nvidia_icd.json
+      say "no nvidia_icd.json installed; wrote $VK_DRIVER_FILES for $glx"
+    elif command -v nvidia-smi >/dev/null; then
+      say "an NVIDIA driver is present but not its Vulkan part (no nvidia_icd.json, no libGLX_nvidia.so.0);"
+      say "  in a container, the 'graphics' driver capability provides it (NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics)"
+    fi
+  fi
+  say "VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset, so the loader searches its default folders}"
+fi
+
+# --help and --from (replot a results.json) touch no GPU: no probe, no extra files.
+if [ "$passive" = 1 ]; then exec "$NODE" "$RT/app/deer-bench.mjs" "${args[@]}"; fi
+
+# ---------------------------------------------------------------- what runs where
+echo "=== nvidia-smi"
+smi="nvidia-smi: not found"
+if command -v nvidia-smi >/dev/null; then smi=$(nvidia-smi 2>&1 || true); fi
+printf '%s\n' "$smi"
+
+echo "=== WebGPU adapter"
+probe=$(mktemp "${TMPDIR:-/tmp}/deer-kit-probe.XXXXXX")
+trap 'rm -f "$probe" "$probe.smi"' EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
+set +e
+"$NODE" "$RT/app/probe-adapter.mjs" --json "$probe"
+probe_rc=$?
+set -e
+if [ "$probe_rc" -ne 0 ]; then
+  echo "--- Vulkan loader diagnostics (VK_LOADER_DEBUG=error,warn,driver)"
+  VK_LOADER_DEBUG=error,warn,driver "$NODE" "$RT/app/probe-adapter.mjs" 2>&1 >/dev/null | tail -n 40 || true
+  if [ "$adapter_policy" = required ]; then
+    printf '%s\n' "kit: error: no WebGPU adapter (probe exit $probe_rc), so the webgpu backend cannot run." \
+      "  Vulkan loader: $VKLIB; VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset}" \
+      "  Check the NVIDIA driver's Vulkan ICD (nvidia_icd.json, libGLX_nvidia.so.0), or run --backend cpu." >&2
+    exit 3
+  fi
+  say "no WebGPU adapter; going on since --backend ${backend} does not need one"
+fi
+
+echo "=== deer-bench ${args[*]}"
+# Beside the bench's results.json and SVGs: run.log (what was printed) and kit-env.json (the kit's
+# build, nvidia-smi, the adapter probe, the flags): few files, as the device returns at most 8.
+mkdir -p "$out"
+smi_file=$probe.smi
+printf '%s\n' "$smi" >"$smi_file"
+"$NODE" -e '
+  const fs = require("node:fs");
+  const [kitJson, probe, smi, file, ...args] = process.argv.slice(1);
+  const read = (f) => { try { return JSON.parse(fs.readFileSync(f, "utf8")); } catch { return null; } };
+  const kit = read(kitJson);
+  delete kit.files;
+  const env = { tool: "deer-bench-gpu-kit", ranAt: new Date().toISOString(), args, kit,
+    nvidiaSmi: fs.readFileSync(smi, "utf8"), probe: read(probe) };
+  fs.writeFileSync(file, JSON.stringify(env, null, 2) + "\n");
+' -- "$KIT/kit.json" "$probe" "$smi_file" "$out/kit-env.json" "${args[@]}"
+set +e
+"$NODE" "$RT/app/deer-bench.mjs" "${args[@]}" 2>&1 | tee "$out/run.log"
+status=${PIPESTATUS[0]}
+set -e
+say "results, run.log and kit-env.json (kit build, nvidia-smi, adapter) are in $out"
+exit "$status"
