@@ -3,7 +3,7 @@ import { DTYPE_BYTES } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
 import { ConvergenceError, OutOfMemoryError, ShapeError, UnsupportedOptionError } from '../errors.js';
-import { recordIteration } from './newton.js';
+import { driveAsync, driveSync, recordIteration, type UpdateRequest } from './newton.js';
 import { type DeerOptions, type ResolvedDeerOptions, resolveDeerOptions } from './options.js';
 import {
   checkInputFinite,
@@ -74,19 +74,9 @@ export async function deer(
     const p = await prepareParams(backend, cell, params, dtype, owned, opts.checkFinite);
     const y0 = await prepareInitialState(backend, cell, options.h0, B, dtype, owned, opts.checkFinite);
     const tol = { atol: opts.atol, rtol: opts.rtol, clip: opts.clip };
-    const solve = deerSolve(backend, cell, p, x, y0, opts, options.onIteration, owned);
-    let step = solve.next();
-    while (!step.done) {
-      let update: NewtonUpdate;
-      try {
-        update = await backend.newtonUpdate(step.value.raw, step.value.previous, tol);
-      } catch (err) {
-        step = solve.throw(err);
-        continue;
-      }
-      step = solve.next(update);
-    }
-    return step.value;
+    return await driveAsync(deerSolve(backend, cell, p, x, y0, opts, options.onIteration, owned), (r) =>
+      backend.newtonUpdate(r.raw, r.previous, tol),
+    );
   } finally {
     owned.dispose();
   }
@@ -118,28 +108,12 @@ export function deerSync(
   const tol = { atol: opts.atol, rtol: opts.rtol, clip: opts.clip };
   const owned = new Owned(backend);
   try {
-    const solve = deerSolve(backend, cell, params, x, h0, opts, options.onIteration, owned);
-    let step = solve.next();
-    while (!step.done) {
-      let result: NewtonUpdate;
-      try {
-        result = update(step.value.raw, step.value.previous, tol);
-      } catch (err) {
-        step = solve.throw(err);
-        continue;
-      }
-      step = solve.next(result);
-    }
-    return step.value;
+    return driveSync(deerSolve(backend, cell, params, x, h0, opts, options.onIteration, owned), (r) =>
+      update(r.raw, r.previous, tol),
+    );
   } finally {
     owned.dispose();
   }
-}
-
-/** What the solve needs read before it can go on: the sanitized new iterate and its change. */
-interface UpdateRequest {
-  readonly raw: Tensor;
-  readonly previous: Tensor;
 }
 
 /**

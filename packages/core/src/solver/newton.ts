@@ -8,6 +8,51 @@ export interface NewtonProgress {
   replaced: number;
 }
 
+/** What a solve needs read before it can go on: the sanitized new iterate and its change. */
+export interface UpdateRequest {
+  readonly raw: Tensor;
+  readonly previous: Tensor;
+}
+
+/** Run a solve generator, answering each read request asynchronously. */
+export async function driveAsync<R>(
+  solve: Generator<UpdateRequest, R, NewtonUpdate>,
+  read: (request: UpdateRequest) => Promise<NewtonUpdate>,
+): Promise<R> {
+  let step = solve.next();
+  while (!step.done) {
+    let update: NewtonUpdate;
+    try {
+      update = await read(step.value);
+    } catch (err) {
+      // Raised inside the generator at its read, so it disposes what it holds.
+      step = solve.throw(err);
+      continue;
+    }
+    step = solve.next(update);
+  }
+  return step.value;
+}
+
+/** Run a solve generator, answering each read request synchronously. */
+export function driveSync<R>(
+  solve: Generator<UpdateRequest, R, NewtonUpdate>,
+  read: (request: UpdateRequest) => NewtonUpdate,
+): R {
+  let step = solve.next();
+  while (!step.done) {
+    let update: NewtonUpdate;
+    try {
+      update = read(step.value);
+    } catch (err) {
+      step = solve.throw(err);
+      continue;
+    }
+    step = solve.next(update);
+  }
+  return step.value;
+}
+
 /** Record an accepted Newton iteration in the statistics and report progress. */
 export function recordIteration(
   progress: NewtonProgress,
