@@ -9,7 +9,6 @@ import {
   softmaxCrossEntropy,
   trainStep,
   warmupCosine,
-  writeCheckpoint,
 } from '@deerjs/nn';
 import { openBackend } from './backend.js';
 import type { TrainConfig } from './config.js';
@@ -18,6 +17,7 @@ import { type EvalRecord, MetricsLog, type StepRecord } from './metrics.js';
 import { ProgressBar } from './progress.js';
 import { plotSvg, smooth } from './svg.js';
 import { loadTaskData, permutation } from './tasks.js';
+import { EpochCheckpoints } from './epoch-checkpoints.js';
 
 export interface TrainOptions {
   readonly resume?: boolean;
@@ -35,10 +35,6 @@ export interface TrainSummary {
   readonly device: string;
 }
 
-interface ResumeState {
-  /** Generator state at the start of the epoch the checkpoint falls in (reshuffles it identically). */
-  readonly epochRng: [number, number, number, number];
-}
 
 export const CHECKPOINT_FILE = 'checkpoint.ckpt';
 
@@ -92,27 +88,19 @@ export async function train(cli: TrainConfig, opts: TrainOptions = {}): Promise<
 
   const backend = await openBackend(config.backend, config.dtype);
   const progress = opts.progress ?? new ProgressBar();
-  let epochRng = rng.state;
-  let lastSaved = step;
-  const save = async () => {
-    const extra: ResumeState = { epochRng: step % perEpoch === 0 ? rng.state : epochRng };
-    await writeCheckpoint(ckptPath, {
-      step,
-      params,
-      optimizer: optimizer.state,
-      rng: rng.state,
-      config,
-      extra,
-    });
-    lastSaved = step;
-  };
+  const checkpoints = new EpochCheckpoints(ckptPath, rng, perEpoch, step, () => ({
+    step,
+    params,
+    optimizer: optimizer.state,
+    config,
+  }));
   try {
     const T = data.train.length;
     const m = data.train.channels;
     const xs = new Float64Array(B * T * m);
-    if (ckpt) rng.state = (ckpt.extra as ResumeState).epochRng;
+    if (ckpt) checkpoints.resume(ckpt);
     for (let epoch = Math.floor(step / perEpoch); epoch < config.epochs && step < total; epoch++) {
-      epochRng = rng.state;
+      checkpoints.startEpoch();
       const order = permutation(data.train.size, rng);
       for (let b = step % perEpoch; b < perEpoch && step < total; b++) {
         const t0 = performance.now();
@@ -148,11 +136,11 @@ export async function train(cli: TrainConfig, opts: TrainOptions = {}): Promise<
         metrics.append(rec);
         history.push(rec);
         progress.update({ step, total, ms: rec.ms, loss: rec.loss, acc: rec.acc, newton: rec.newton });
-        if (config.checkpointEvery > 0 && step % config.checkpointEvery === 0) await save();
+        if (config.checkpointEvery > 0 && step % config.checkpointEvery === 0) await checkpoints.save();
       }
     }
     progress.done();
-    if (step !== lastSaved || !ckpt) await save();
+    if (step !== checkpoints.lastSaved || !ckpt) await checkpoints.save();
     const test = await evaluate(backend, model, params, data.test, config, step);
     metrics.append(test);
     const timed = history.filter((h) => h.step > (ckpt?.step ?? 0));

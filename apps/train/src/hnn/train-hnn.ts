@@ -9,7 +9,6 @@ import {
   parameterCount,
   readCheckpoint,
   warmupCosine,
-  writeCheckpoint,
 } from '@deerjs/nn';
 import { openBackend } from '../backend.js';
 import type { TrainConfig } from '../config.js';
@@ -20,6 +19,7 @@ import type { TrainOptions } from '../train.js';
 import { hnnPlotSvg, orbitsSvg } from './plot.js';
 import { fitStep, integrate, type OdeRunOptions } from './solve.js';
 import { energy, generateOrbits, STATE, type Trajectories, timeGrid } from './two-body.js';
+import { EpochCheckpoints } from '../epoch-checkpoints.js';
 
 export interface HnnSummary {
   readonly config: TrainConfig;
@@ -32,9 +32,6 @@ export interface HnnSummary {
   readonly device: string;
 }
 
-interface ResumeState {
-  readonly epochRng: [number, number, number, number];
-}
 
 const CHECKPOINT_FILE = 'checkpoint.ckpt';
 
@@ -135,24 +132,16 @@ export async function trainHnn(cli: TrainConfig, opts: TrainOptions = {}): Promi
   const progress = opts.progress ?? new ProgressBar();
   const run: OdeRunOptions = { solver: config.solver, dtype: config.dtype, maxIter: config.maxIter };
   const guesses = constantGuess(data.train.y0, T);
-  let epochRng = rng.state;
-  let lastSaved = step;
-  const save = async () => {
-    const extra: ResumeState = { epochRng: step % perEpoch === 0 ? rng.state : epochRng };
-    await writeCheckpoint(ckptPath, {
-      step,
-      params,
-      optimizer: optimizer.state,
-      rng: rng.state,
-      config,
-      extra,
-    });
-    lastSaved = step;
-  };
+  const checkpoints = new EpochCheckpoints(ckptPath, rng, perEpoch, step, () => ({
+    step,
+    params,
+    optimizer: optimizer.state,
+    config,
+  }));
   try {
-    if (ckpt) rng.state = (ckpt.extra as ResumeState).epochRng;
+    if (ckpt) checkpoints.resume(ckpt);
     for (let epoch = Math.floor(step / perEpoch); epoch < config.epochs && step < total; epoch++) {
-      epochRng = rng.state;
+      checkpoints.startEpoch();
       const order = permutation(N, rng);
       for (let b = step % perEpoch; b < perEpoch && step < total; b++) {
         const t0 = performance.now();
@@ -186,11 +175,11 @@ export async function trainHnn(cli: TrainConfig, opts: TrainOptions = {}): Promi
         metrics.append(rec);
         history.push(rec);
         progress.update({ step, total, ms: rec.ms, loss: rec.loss, newton: rec.newton });
-        if (config.checkpointEvery > 0 && step % config.checkpointEvery === 0) await save();
+        if (config.checkpointEvery > 0 && step % config.checkpointEvery === 0) await checkpoints.save();
       }
     }
     progress.done();
-    if (step !== lastSaved || !ckpt) await save();
+    if (step !== checkpoints.lastSaved || !ckpt) await checkpoints.save();
 
     const pred = await integrate(backend, field, params, data.test.y0, data.test.t, run);
     let sq = 0;
