@@ -34,7 +34,7 @@ Flags:
   --synthetic            eigenworms: a seeded synthetic set of the same shape instead of --data
   --length T             synthetic sequence length (default 17984)
   --cell C               gru | mhgru | lstm
-  --hidden N --layers N --heads N --pooling mean|last --no-residual
+  --hidden N --layers N --heads N --pooling mean|last --no-residual --layer-norm
   --max-iter N           Newton iterations before falling back to sequential (default 100)
   --orbits N             hnn: training trajectories (default 4); --test-orbits N held out (default 2)
   --points N             hnn: grid points per trajectory, t_0 included (default 10000)
@@ -87,6 +87,7 @@ export function parseCli(argv: readonly string[]): ParsedArgs {
         resume: b,
         synthetic: b,
         'no-residual': b,
+        'layer-norm': b,
         backend: s,
         dtype: s,
         solver: s,
@@ -158,6 +159,7 @@ export function parseCli(argv: readonly string[]): ParsedArgs {
     heads: num('heads', str('heads'), cell === 'mhgru' ? (d.heads ?? 4) : 1, 'pos-int'),
     pooling: oneOf('pooling', str('pooling'), ['mean', 'last'] as const, d.pooling ?? 'mean'),
     residual: v['no-residual'] !== true,
+    layerNorm: v['layer-norm'] === true,
     maxIter: num('max-iter', str('max-iter'), 100, 'pos-int'),
     ...(task === 'hnn'
       ? {

@@ -34,6 +34,8 @@ export interface TrainConfig {
   readonly heads: number;
   readonly pooling: Pooling;
   readonly residual: boolean;
+  /** Layer-normalise every recurrent layer's output. */
+  readonly layerNorm?: boolean;
   readonly maxIter: number;
   /** hnn: training trajectories (orbits), held-out ones, grid points per trajectory (t_0 included), t_end. */
   readonly orbits?: number;

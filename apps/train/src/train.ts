@@ -48,6 +48,7 @@ function modelFor(c: TrainConfig, data: Dataset): SequenceClassifier {
     heads: c.heads,
     residual: c.residual,
     pooling: c.pooling,
+    layerNorm: c.layerNorm === true,
   });
 }
 

@@ -18,3 +18,4 @@ export { type Pooling, poolBackward, poolForward } from './pooling.js';
 export { type LayerRun, type LayerRunOptions, runLayer, type Solver } from './recurrent.js';
 export { type WarmupCosineOptions, warmupCosine } from './schedule.js';
 export { type TrainStepOptions, type TrainStepResult, trainStep } from './train-step.js';
+export { layerNormCell, type NormRun, runLayerNorm } from './layer-norm.js';

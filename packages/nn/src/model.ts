@@ -1,10 +1,20 @@
 import { type Backend, type Cell, type DeerOptions, Rng, type Tensor } from '@deerjs/core';
 import { type CellKind, layerCell, stateSize } from './cells.js';
+import { layerNormCell, type NormRun, runLayerNorm } from './layer-norm.js';
 import { Linear } from './linear.js';
 import { softmaxCrossEntropy } from './loss.js';
 import type { ParamShape, Params } from './params.js';
 import { type Pooling, poolBackward, poolForward } from './pooling.js';
 import { type LayerRun, runLayer, type Solver } from './recurrent.js';
+
+/** The forward pass of the layer stack, kept for the backward pass. */
+interface Stack {
+  readonly runs: LayerRun[];
+  readonly norms: NormRun[];
+  /** The last layer's output (after its norm). */
+  readonly top: Tensor;
+  dispose(): void;
+}
 
 /** A sequence classifier: a stack of recurrent layers, pooling over time, a linear head. */
 export interface ClassifierConfig {
@@ -18,6 +28,8 @@ export interface ClassifierConfig {
   /** Add each layer's input to its output where the shapes agree (every layer but the first). */
   readonly residual: boolean;
   readonly pooling: Pooling;
+  /** Layer-normalise each layer's output (after the residual add); parameters `norm.<l>.gamma/beta`. */
+  readonly layerNorm?: boolean;
 }
 
 export interface RunOptions {
@@ -42,6 +54,8 @@ export interface StepResult {
  */
 export class SequenceClassifier {
   readonly cells: readonly Cell[];
+  /** One layer norm per layer when `config.layerNorm` is set. */
+  readonly norms: readonly Cell[];
   readonly head: Linear;
 
   constructor(readonly config: ClassifierConfig) {
@@ -59,6 +73,7 @@ export class SequenceClassifier {
       used = hiddenSize;
     }
     this.cells = list;
+    this.norms = config.layerNorm ? list.map((c) => layerNormCell(c.stateSize)) : [];
     this.head = new Linear(hiddenSize, classes);
   }
 
@@ -68,13 +83,17 @@ export class SequenceClassifier {
     this.cells.forEach((c, l) => {
       for (const p of c.params) out.push({ name: `rnn.${l}.${p.name}`, shape: p.shape });
     });
+    this.norms.forEach((c, l) => {
+      for (const p of c.params) out.push({ name: `norm.${l}.${p.name}`, shape: p.shape });
+    });
     out.push({ name: 'head.W', shape: [this.head.outFeatures, this.head.inFeatures] });
     out.push({ name: 'head.b', shape: [this.head.outFeatures] });
     return out;
   }
 
   get parameterCount(): number {
-    return this.cells.reduce((s, c) => s + c.parameterCount, 0) + this.head.parameterCount;
+    const layers = [...this.cells, ...this.norms];
+    return layers.reduce((s, c) => s + c.parameterCount, 0) + this.head.parameterCount;
   }
 
   /** Seeded initial parameters: each layer from its own stream, so adding a layer keeps the others. */
@@ -84,19 +103,21 @@ export class SequenceClassifier {
       const values = c.init({ seed: (seed * 7919 + l * 104729 + 1) >>> 0 });
       for (const [k, v] of Object.entries(values)) out[`rnn.${l}.${k}`] = v;
     });
+    this.norms.forEach((c, l) => {
+      for (const [k, v] of Object.entries(c.init())) out[`norm.${l}.${k}`] = v;
+    });
     const head = this.head.init(new Rng((seed * 7919 + 15485863) >>> 0));
     out['head.W'] = head.W;
     out['head.b'] = head.b;
     return out;
   }
 
-  private layerParams(params: Readonly<Params>, l: number): Record<string, Float64Array> {
-    const cell = this.cells[l]!;
+  private layerParams(params: Readonly<Params>, cell: Cell, prefix: string): Record<string, Float64Array> {
     const out: Record<string, Float64Array> = {};
     for (const p of cell.params) {
-      const v = params[`rnn.${l}.${p.name}`];
+      const v = params[`${prefix}.${p.name}`];
       if (!v || v.length !== p.size)
-        throw new Error(`SequenceClassifier: parameter rnn.${l}.${p.name} missing or of wrong size`);
+        throw new Error(`SequenceClassifier: parameter ${prefix}.${p.name} missing or of wrong size`);
       out[p.name] = v;
     }
     return out;
@@ -114,22 +135,34 @@ export class SequenceClassifier {
     params: Readonly<Params>,
     x: Tensor,
     opts: RunOptions,
-  ): Promise<LayerRun[]> {
+  ): Promise<Stack> {
     const runs: LayerRun[] = [];
+    const norms: NormRun[] = [];
+    const dispose = () => {
+      for (const r of norms) r.dispose();
+      for (const r of runs) r.dispose();
+    };
     try {
       let inp = x;
       for (let l = 0; l < this.cells.length; l++) {
-        const run = await runLayer(backend, this.cells[l]!, this.layerParams(params, l), inp, {
+        const cell = this.cells[l]!;
+        const run = await runLayer(backend, cell, this.layerParams(params, cell, `rnn.${l}`), inp, {
           solver: opts.solver,
           deer: opts.deer,
           residual: this.config.residual && l > 0,
         });
         runs.push(run);
         inp = run.out;
+        const norm = this.norms[l];
+        if (norm) {
+          const nr = runLayerNorm(backend, norm, this.layerParams(params, norm, `norm.${l}`), run.out);
+          norms.push(nr);
+          inp = nr.out;
+        }
       }
-      return runs;
+      return { runs, norms, top: inp, dispose };
     } catch (err) {
-      for (const r of runs) r.dispose();
+      dispose();
       throw err;
     }
   }
@@ -141,18 +174,13 @@ export class SequenceClassifier {
     x: Tensor,
     opts: RunOptions,
   ): Promise<Float64Array> {
-    const runs = await this.forwardStack(backend, params, x, opts);
+    const stack = await this.forwardStack(backend, params, x, opts);
     try {
-      const pooled = await poolForward(
-        backend,
-        runs.at(-1)!.out,
-        this.config.hiddenSize,
-        this.config.pooling,
-      );
+      const pooled = await poolForward(backend, stack.top, this.config.hiddenSize, this.config.pooling);
       const { W, b } = this.headParams(params);
       return this.head.forward(W, b, pooled, x.shape[0]!);
     } finally {
-      for (const r of runs) r.dispose();
+      stack.dispose();
     }
   }
 
@@ -166,9 +194,10 @@ export class SequenceClassifier {
   ): Promise<StepResult> {
     const B = x.shape[0]!;
     if (labels.length !== B) throw new Error(`lossAndGrad: ${labels.length} labels for a batch of ${B}`);
-    const runs = await this.forwardStack(backend, params, x, opts);
+    const stack = await this.forwardStack(backend, params, x, opts);
+    const runs = stack.runs;
     try {
-      const top = runs.at(-1)!.out;
+      const top = stack.top;
       const F = this.config.hiddenSize;
       const pooled = await poolForward(backend, top, F, this.config.pooling);
       const { W, b } = this.headParams(params);
@@ -180,6 +209,13 @@ export class SequenceClassifier {
       try {
         for (let l = runs.length - 1; l >= 0; l--) {
           const run = runs[l]!;
+          const norm = stack.norms[l];
+          if (norm) {
+            const back = await norm.backward(dOut!);
+            backend.dispose(dOut!);
+            dOut = back.dy;
+            for (const [name, g] of Object.entries(back.grads)) grads[`norm.${l}.${name}`] = g;
+          }
           const dy: Tensor = dOut!;
           const g = await run.vjp(dy);
           const temps = [g.h0, ...Object.values(g.params)];
@@ -207,7 +243,7 @@ export class SequenceClassifier {
         fellBack: runs.some((r) => r.fellBack),
       };
     } finally {
-      for (const r of runs) r.dispose();
+      stack.dispose();
     }
   }
 }

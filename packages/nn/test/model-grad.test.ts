@@ -8,6 +8,7 @@ const cases: (ClassifierConfig & { label: string })[] = [
   { ...base, label: 'gru, mean pooling', cell: 'gru', pooling: 'mean' },
   { ...base, label: 'multi-head gru, last pooling', cell: 'mhgru', heads: 2, pooling: 'last' },
   { ...base, label: 'lstm, mean pooling', cell: 'lstm', pooling: 'mean' },
+  { ...base, label: 'gru with layer norm, last pooling', cell: 'gru', pooling: 'last', layerNorm: true },
   {
     ...base,
     label: 'gru without residual, 3 layers',
