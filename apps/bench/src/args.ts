@@ -65,7 +65,7 @@ export const QUICK_PROFILE: Profile = {
 };
 
 /**
- * --quick where the backend computes on CPU cores (the cpu backend, a software adapter): the
+ * --quick where the backend computes on CPU cores (the cpu backend, tfjs on cpu or wasm, a software adapter): the
  * reference CPU backend needs seconds for nh = 16 at T = 1e3, so this stays under a minute on 2 cores.
  */
 export const QUICK_CPU_PROFILE: Profile = {
@@ -253,6 +253,6 @@ export function resolveOptions(
 
 /** The --quick profile for a backend: the small one where it computes on CPU cores. */
 export function quickProfile(backendName: string, device: string): Profile {
-  const software = backendName === 'cpu' || /llvmpipe|lavapipe|swiftshader|software|cpu/i.test(device);
+  const software = backendName === 'cpu' || /llvmpipe|lavapipe|swiftshader|software|cpu|wasm/i.test(device);
   return software ? QUICK_CPU_PROFILE : QUICK_PROFILE;
 }
