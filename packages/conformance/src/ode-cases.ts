@@ -231,6 +231,22 @@ export function defineOdeCases(ctx: SuiteContext): void {
     expect(rel[0]! / rel[1]!).toBeGreaterThan(3);
   });
 
+  ctx.test('ode/windows', async () => {
+    // Windows of grid intervals, each from the last state of the one before: the same scheme.
+    const t = grid(50, 6);
+    for (const [field, params, x] of [
+      [vanDerPol(), { mu: [1] }, undefined],
+      [forcedOscillator(), {}, t.map((v) => Math.cos(1.3 * v))],
+    ] as const) {
+      const problem = { y0: [1.5, 0], t, ...(x ? { x: [...x] } : {}) };
+      const whole = await solveOn(ctx.backend(), ctx.dtype, field, params, problem);
+      const windowed = await solveOn(ctx.backend(), ctx.dtype, field, params, problem, { window: 7 });
+      expect(windowed.stats.windows).toBe(8);
+      expect(windowed.stats.converged).toBe(true);
+      expect(maxAbsDiff(windowed.y, whole.y)).toBeLessThanOrEqual(f64 ? 1e-9 : 1e-4);
+    }
+  });
+
   ctx.test('ode/bad-input', async () => {
     const backend = ctx.backend();
     const y0 = backend.tensor([2, 0], [1, 2], ctx.dtype);

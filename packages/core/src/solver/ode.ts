@@ -1,9 +1,9 @@
 import type { Tensor } from '../backend/types.js';
-import type { Backend } from '../backend/types.js';
+import { type Backend, DTYPE_BYTES } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
 import { ConvergenceError, ShapeError } from '../errors.js';
-import type { DeerStats } from './deer.js';
+import { chooseWindow, type DeerStats } from './deer.js';
 import { affineExponential, type MatrixOps } from './expm.js';
 import { dopri5 } from './ode-sequential.js';
 import { type OdeProblem, type PreparedOde, prepareOde, requireMatrixOps } from './ode-inputs.js';
@@ -12,7 +12,10 @@ import { type DeerOptions, resolveDeerOptions } from './options.js';
 import { checkTensor, Owned, type ParamsInput } from './validate.js';
 
 export interface IvpOptions
-  extends Pick<DeerOptions, 'atol' | 'rtol' | 'maxIter' | 'jacobian' | 'fallback' | 'clip' | 'onIteration' | 'checkFinite'> {
+  extends Pick<
+    DeerOptions,
+    'atol' | 'rtol' | 'maxIter' | 'jacobian' | 'fallback' | 'clip' | 'onIteration' | 'checkFinite' | 'window'
+  > {
   /** First iterate: y0 held constant (default), zeros, or a [B, T, n] tensor (warm start). */
   readonly initialGuess?: 'y0' | 'zeros' | Tensor;
 }
@@ -48,7 +51,11 @@ export async function solveIvp(
   }
 }
 
-/** @internal The Newton loop on a validated problem; also returns the last interval maps (A). */
+/**
+ * @internal The Newton loop on a validated problem, in windows of grid intervals when the
+ * Jacobians of all grid points would not fit a buffer (or `window` is set): each window starts
+ * from the last state of the one before.
+ */
 export async function solvePrepared(
   backend: MatrixOps,
   field: Cell,
@@ -56,43 +63,98 @@ export async function solvePrepared(
   options: IvpOptions,
   owned: Owned,
 ): Promise<{ y: Tensor; stats: DeerStats }> {
-  const { B, T, y0, params, x } = prep;
+  const { B, T } = prep;
   const n = field.stateSize;
   const opts = resolveDeerOptions(field, prep.dtype, { ...options, initialGuess: 'zeros' });
   const s = opts.blockSize;
-  const program = field.linearizeProgram(s);
-  const y0seq = owned.add(backend.broadcastTime(y0, 1));
   const guess = options.initialGuess ?? 'y0';
-  let y: Tensor;
-  if (guess === 'y0') y = backend.broadcastTime(y0, T);
-  else if (guess === 'zeros') y = backend.zeros([B, T, n], prep.dtype);
-  else {
+  if (typeof guess === 'object') {
     checkTensor(backend, 'initialGuess', guess);
     if (guess.shape.length !== 3 || guess.shape[0] !== B || guess.shape[1] !== T || guess.shape[2] !== n) {
       throw new ShapeError('initialGuess', `[${B}, ${T}, ${n}]`, `[${guess.shape.join(', ')}]`);
     }
-    y = backend.sliceTime(guess, 0, T);
   }
+  // A window of W intervals evaluates Jacobians at its W + 1 grid points.
+  const W = opts.window ?? Math.max(1, chooseWindow(backend, B, T + 1, n, s, DTYPE_BYTES[prep.dtype]) - 1);
+  const windows = Math.ceil(T / W);
   const stats = {
     iterations: 0,
     residuals: [] as number[],
-    converged: false,
+    converged: true,
     fellBack: false,
     replaced: 0,
     structure: describeStructure(structureFromBlockSize(s, n)),
     exactJacobian: opts.exact,
-    windows: 1,
+    windows,
   };
+  const pieces: Tensor[] = [];
+  let start = prep.y0;
+  try {
+    for (let w = 0; w < windows; w++) {
+      const t0 = w * W;
+      const len = Math.min(W, T - t0);
+      const sub: PreparedOde =
+        windows === 1
+          ? prep
+          : {
+              ...prep,
+              T: len,
+              grid: prep.grid.subarray(t0, t0 + len + 1),
+              dt: prep.dt.subarray(t0, t0 + len),
+              y0: start,
+              x: prep.x ? owned.add(backend.sliceTime(prep.x, t0, len + 1)) : undefined,
+            };
+      const first =
+        guess === 'y0'
+          ? backend.broadcastTime(start, len)
+          : guess === 'zeros'
+            ? backend.zeros([B, len, n], prep.dtype)
+            : backend.sliceTime(guess, t0, len);
+      const yw = await solveOdeWindow(backend, field, sub, opts, options, stats, first, w, windows, owned);
+      pieces.push(yw);
+      if (w + 1 < windows) start = owned.add(backend.timeStep(yw, len - 1));
+    }
+  } catch (err) {
+    for (const t of pieces) backend.dispose(t);
+    throw err;
+  }
+  if (pieces.length === 1) return { y: pieces[0]!, stats };
+  const y = backend.concatTime(pieces);
+  for (const t of pieces) backend.dispose(t);
+  return { y, stats };
+}
+
+async function solveOdeWindow(
+  backend: MatrixOps,
+  field: Cell,
+  prep: PreparedOde,
+  opts: ReturnType<typeof resolveDeerOptions>,
+  options: IvpOptions,
+  stats: { iterations: number; residuals: number[]; converged: boolean; fellBack: boolean; replaced: number },
+  first: Tensor,
+  window: number,
+  windows: number,
+  owned: Owned,
+): Promise<Tensor> {
+  const s = opts.blockSize;
+  const program = field.linearizeProgram(s);
+  const y0seq = owned.add(backend.broadcastTime(prep.y0, 1));
+  let y = first;
+  let converged = false;
   try {
     for (let it = 1; it <= opts.maxIter; it++) {
       const { A, b } = await intervalMaps(backend, program, prep, y0seq, y, s);
-      const raw = backend.scan({ A, c: b, y0, blockSize: s, reverse: false });
+      const raw = backend.scan({ A, c: b, y0: prep.y0, blockSize: s, reverse: false });
       backend.dispose(A);
       backend.dispose(b);
-      const update = await acceptIterate(backend, raw, y, opts, stats, options.onIteration, { iteration: it, window: 0, windows: 1 });
+      const update = await acceptIterate(backend, raw, y, opts, stats, options.onIteration, {
+        iteration: it,
+        window,
+        windows,
+      });
       y = update.y;
       if (update.maxScaledDiff <= 1) {
-        stats.converged = true;
+        converged = true;
         break;
       }
     }
@@ -100,7 +162,9 @@ export async function solvePrepared(
     backend.dispose(y);
     throw err;
   }
-  if (stats.converged || opts.fallback === 'none') return { y, stats };
+  if (converged) return y;
+  stats.converged = false;
+  if (opts.fallback === 'none') return y;
   backend.dispose(y);
   if (opts.fallback === 'throw') {
     throw new ConvergenceError(
@@ -109,8 +173,7 @@ export async function solvePrepared(
     );
   }
   stats.fellBack = true;
-  const seq = await dopri5(backend, field, params, y0, prep.grid, x, { atol: opts.atol, rtol: opts.rtol });
-  return { y: seq, stats };
+  return dopri5(backend, field, prep.params, prep.y0, prep.grid, prep.x, { atol: opts.atol, rtol: opts.rtol });
 }
 
 /**
