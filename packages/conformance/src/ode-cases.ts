@@ -247,6 +247,52 @@ export function defineOdeCases(ctx: SuiteContext): void {
     }
   });
 
+  ctx.test('ode/gradient-windows', async () => {
+    // Adjoint gradients computed window by window equal the one-window ones (params, y0 and x).
+    const field = defineCell(
+      { name: 'driven-oscillator', state: 2, input: 1, params: { k: [1], c: [1] } },
+      (y, x, p) => concat(slice(y, 1, 1), add(neg(mul(p.k, slice(y, 0, 1))), sub(x, mul(p.c, slice(y, 1, 1))))),
+    );
+    const backend = ctx.backend();
+    const N = 30;
+    const t = grid(N, 5);
+    const grads = async (window?: number) => {
+      const y0 = backend.tensor([1, 0.2], [1, 2], ctx.dtype);
+      const x = backend.tensor(
+        t.map((v) => Math.sin(0.9 * v)),
+        [1, N + 1, 1],
+        ctx.dtype,
+      );
+      const dy = backend.tensor(
+        Array.from({ length: N * 2 }, (_, i) => Math.cos(i)),
+        [1, N, 2],
+        ctx.dtype,
+      );
+      const r = await solveIvpWithGrad(backend, field, { k: [1.3], c: [0.2] }, { y0, t, x }, window ? { window } : {});
+      try {
+        const g = await r.vjp(dy);
+        const out = {
+          k: Array.from(await backend.read(g.params.k!)),
+          c: Array.from(await backend.read(g.params.c!)),
+          y0: Array.from(await backend.read(g.y0)),
+          x: Array.from(await backend.read(g.x!)),
+        };
+        for (const v of [...Object.values(g.params), g.y0, g.x!]) backend.dispose(v);
+        return out;
+      } finally {
+        r.dispose();
+        for (const v of [y0, x, dy]) backend.dispose(v);
+      }
+    };
+    const whole = await grads();
+    const windowed = await grads(7);
+    const tol = f64 ? 1e-9 : 1e-4;
+    for (const key of ['k', 'c', 'y0', 'x'] as const) {
+      const scale = Math.max(...whole[key].map(Math.abs), 1e-3);
+      expect(maxAbsDiff(windowed[key], whole[key]) / scale, key).toBeLessThanOrEqual(tol);
+    }
+  });
+
   ctx.test('ode/bad-input', async () => {
     const backend = ctx.backend();
     const y0 = backend.tensor([2, 0], [1, 2], ctx.dtype);

@@ -1,6 +1,7 @@
-import type { Backend, Tensor } from '../backend/types.js';
+import { type Backend, DTYPE_BYTES, type Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { ShapeError, TensorStateError } from '../errors.js';
+import { chooseWindow } from './deer.js';
 import { stepVjp } from './grad.js';
 import type { MatrixOps } from './expm.js';
 import { type IvpOptions, type IvpResult, intervalMaps, solvePrepared } from './ode.js';
@@ -52,7 +53,7 @@ export async function solveIvpWithGrad(
         if (dy.shape.length !== 3 || dy.shape[0] !== prep.B || dy.shape[1] !== prep.T || dy.shape[2] !== n) {
           throw new ShapeError('dy', `[${prep.B}, ${prep.T}, ${n}]`, `[${dy.shape.join(', ')}]`);
         }
-        return adjointVjp(ops, field, prep, y, dy);
+        return adjointVjp(ops, field, prep, y, dy, options.window);
       },
       dispose: () => {
         if (released) return;
@@ -99,39 +100,100 @@ export async function ivpVjp(
   }
 }
 
-async function adjointVjp(backend: MatrixOps, field: Cell, prep: PreparedOde, y: Tensor, dy: Tensor): Promise<IvpGradients> {
+/**
+ * The adjoint over the T + 1 grid points, λ_k = g_k + A_kᵀ λ_{k+1} (g_k = dy at point k, g_0 = 0,
+ * A_T = 0), in windows of intervals from the last to the first, each seeded with λ at the first
+ * point of the window after it; then the trapezoid rule for ∂L/∂θ through the step VJPs.
+ */
+async function adjointVjp(
+  backend: MatrixOps,
+  field: Cell,
+  prep: PreparedOde,
+  y: Tensor,
+  dy: Tensor,
+  window?: number,
+): Promise<IvpGradients> {
   const { B, T, dt } = prep;
   const n = field.stateSize;
   const s = field.exactBlockSize;
+  const program = field.linearizeProgram(s);
+  const W = window ?? Math.max(1, chooseWindow(backend, B, T + 1, n, s, DTYPE_BYTES[y.dtype]) - 1);
   const temps = new Owned(backend);
+  const params: Record<string, Tensor> = {};
+  const dxPieces: Tensor[] = [];
+  let y0grad: Tensor | undefined;
   try {
-    const y0seq = temps.add(backend.broadcastTime(prep.y0, 1));
-    const { A, b } = await intervalMaps(backend, field.linearizeProgram(s), prep, y0seq, y, s);
-    temps.add(A);
-    temps.add(b);
-    // Over the T + 1 grid points: λ_k = g_k + A_kᵀ λ_{k+1}, with A_T = 0 and g_0 = 0.
-    const Afull = temps.add(backend.concatTime([A, temps.add(backend.zeros([B, 1, n / s, s, s], y.dtype))]));
-    const gfull = temps.add(backend.concatTime([temps.add(backend.zeros([B, 1, n], y.dtype)), dy]));
-    const zeros = temps.add(backend.zeros([B, n], y.dtype));
-    const lambda = temps.add(backend.scan({ A: Afull, c: gfull, y0: zeros, blockSize: s, reverse: true }));
-    // ρ_k = A_kᵀ λ_{k+1}: the adjoint just after t_k, before its jump.
-    const ones = new Float64Array(T + 1).fill(1);
-    const rho = temps.add(backend.add(lambda, temps.add(backend.scaleTime(gfull, ones, -1))));
-    // Trapezoid on interval k: Δ_k/2 (ρ_k at its left end, λ_{k+1} at its right end).
-    const left = new Float64Array(T + 1);
-    const right = new Float64Array(T + 1);
-    for (let k = 0; k < T; k++) {
-      left[k] = dt[k]!;
-      right[k + 1] = dt[k]!;
+    let lambdaNext = temps.add(backend.zeros([B, n], y.dtype));
+    for (let t0 = Math.floor((T - 1) / W) * W; t0 >= 0; t0 -= W) {
+      const len = Math.min(W, T - t0);
+      const last = t0 + len === T;
+      const P = last ? len + 1 : len; // grid points t0 … t0 + P − 1 belong to this window
+      const win = new Owned(backend);
+      try {
+        const cat = (parts: (Tensor | null)[]) => {
+          const list = parts.filter((t): t is Tensor => t !== null);
+          return list.length === 1 ? list[0]! : win.add(backend.concatTime(list));
+        };
+        const slice = (t: Tensor, from: number, length: number) =>
+          length < 1 ? null : win.add(backend.sliceTime(t, from, length));
+        const start = t0 === 0 ? prep.y0 : win.add(backend.timeStep(y, t0 - 1));
+        const startSeq = win.add(backend.broadcastTime(start, 1));
+        const sub: PreparedOde = {
+          ...prep,
+          T: len,
+          grid: prep.grid.subarray(t0, t0 + len + 1),
+          dt: dt.subarray(t0, t0 + len),
+          y0: start,
+          x: prep.x ? win.add(backend.sliceTime(prep.x, t0, len + 1)) : undefined,
+        };
+        const { A, b } = await intervalMaps(backend, program, sub, startSeq, win.add(backend.sliceTime(y, t0, len)), s);
+        win.add(A);
+        win.add(b);
+        const Apts = last ? cat([A, win.add(backend.zeros([B, 1, n / s, s, s], y.dtype))]) : A;
+        const g =
+          t0 === 0 ? cat([win.add(backend.zeros([B, 1, n], y.dtype)), slice(dy, 0, P - 1)]) : slice(dy, t0 - 1, P)!;
+        const lambda = win.add(backend.scan({ A: Apts, c: g, y0: lambdaNext, blockSize: s, reverse: true }));
+        // ρ_k = A_kᵀ λ_{k+1}: the adjoint just after t_k, before its jump.
+        const ones = new Float64Array(P).fill(1);
+        const rho = win.add(backend.add(lambda, win.add(backend.scaleTime(g, ones, -1))));
+        // Trapezoid on interval k: Δ_k/2 (ρ_k at its left end, λ_{k+1} at its right end).
+        const left = new Float64Array(P);
+        const right = new Float64Array(P);
+        for (let q = 0; q < P; q++) {
+          const k = t0 + q;
+          if (k < T) left[q] = dt[k]!;
+          if (k > 0) right[q] = dt[k - 1]!;
+        }
+        const mu = win.add(
+          backend.add(win.add(backend.scaleTime(rho, left, 0.5)), win.add(backend.scaleTime(lambda, right, 0.5))),
+        );
+        const states = cat([startSeq, slice(y, t0, P - 1)]);
+        const inputs = prep.x ? win.add(backend.sliceTime(prep.x, t0, P)) : undefined;
+        const g2 = stepVjp(backend, field, prep.params, states, inputs, mu);
+        if (g2.dState) backend.dispose(g2.dState);
+        for (const [name, t] of Object.entries(g2.params)) {
+          const prev = params[name];
+          params[name] = prev ? backend.add(prev, t) : t;
+          if (prev) {
+            backend.dispose(prev);
+            backend.dispose(t);
+          }
+        }
+        if (g2.dInput) dxPieces.unshift(g2.dInput);
+        lambdaNext = temps.add(backend.timeStep(lambda, 0));
+        if (t0 === 0) y0grad = backend.timeStep(lambda, 0);
+      } finally {
+        win.dispose();
+      }
     }
-    const mu = temps.add(
-      backend.add(temps.add(backend.scaleTime(rho, left, 0.5)), temps.add(backend.scaleTime(lambda, right, 0.5))),
-    );
-    const full = temps.add(backend.concatTime([y0seq, y]));
-    const { dState, dInput, params } = stepVjp(backend, field, prep.params, full, prep.x, mu);
-    if (dState) backend.dispose(dState);
-    const y0grad = backend.timeStep(lambda, 0);
-    return dInput ? { params, y0: y0grad, x: dInput } : { params, y0: y0grad };
+    const x = dxPieces.length === 0 ? undefined : dxPieces.length === 1 ? dxPieces[0]! : backend.concatTime(dxPieces);
+    if (dxPieces.length > 1) for (const t of dxPieces) backend.dispose(t);
+    dxPieces.length = 0;
+    return x ? { params, y0: y0grad!, x } : { params, y0: y0grad! };
+  } catch (err) {
+    for (const t of [...Object.values(params), ...dxPieces]) backend.dispose(t);
+    if (y0grad) backend.dispose(y0grad);
+    throw err;
   } finally {
     temps.dispose();
   }
