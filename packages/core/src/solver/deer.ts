@@ -2,13 +2,14 @@ import type { Backend, NewtonUpdate, Tensor } from '../backend/types.js';
 import { DTYPE_BYTES } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
-import { ConvergenceError, OutOfMemoryError, ShapeError, UnsupportedOptionError } from '../errors.js';
-import { driveAsync, driveSync, recordIteration, type UpdateRequest } from './newton.js';
+import { OutOfMemoryError, ShapeError, UnsupportedOptionError } from '../errors.js';
+import { driveAsync, driveSync, recordIteration, type UpdateRequest, unconverged } from './newton.js';
 import { type DeerOptions, type ResolvedDeerOptions, resolveDeerOptions } from './options.js';
 import {
   checkInputFinite,
   checkSequenceInput,
   checkTensor,
+  checkTrajectory,
   Owned,
   type ParamsInput,
   prepareInitialState,
@@ -40,9 +41,15 @@ export interface DeerResult {
   readonly stats: DeerStats;
 }
 
-
 /** Time steps per window: all of T unless J (B·W·n·s numbers) would exceed a buffer. */
-export function chooseWindow(backend: Backend, B: number, T: number, n: number, s: number, bytes: number): number {
+export function chooseWindow(
+  backend: Backend,
+  B: number,
+  T: number,
+  n: number,
+  s: number,
+  bytes: number,
+): number {
   const largest = B * n * Math.max(s, 1) * bytes;
   const fit = Math.floor(backend.capabilities.maxBufferBytes / largest);
   if (fit < 1) {
@@ -98,7 +105,11 @@ export function deerSync(
   const { B, dtype } = checkSequenceInput(backend, cell, x);
   const update = backend.newtonUpdateSync?.bind(backend);
   if (!update) {
-    throw new UnsupportedOptionError('backend', backend.name, 'a backend with synchronous reads (newtonUpdateSync)');
+    throw new UnsupportedOptionError(
+      'backend',
+      backend.name,
+      'a backend with synchronous reads (newtonUpdateSync)',
+    );
   }
   checkTensor(backend, 'h0', h0);
   if (h0.shape.length !== 2 || h0.shape[0] !== B || h0.shape[1] !== cell.stateSize) {
@@ -134,12 +145,7 @@ function* deerSolve(
   const n = cell.stateSize;
   const dtype = x.dtype;
   const guess = opts.initialGuess;
-  if (typeof guess === 'object') {
-    checkTensor(backend, 'initialGuess', guess);
-    if (guess.shape.length !== 3 || guess.shape[0] !== B || guess.shape[1] !== T || guess.shape[2] !== n) {
-      throw new ShapeError('initialGuess', `[${B}, ${T}, ${n}]`, `[${guess.shape.join(', ')}]`);
-    }
-  }
+  if (typeof guess === 'object') checkTrajectory(backend, 'initialGuess', guess, B, T, n);
   const yBytes = B * T * n * DTYPE_BYTES[dtype];
   if (yBytes > backend.capabilities.maxBufferBytes) {
     throw new OutOfMemoryError(
@@ -167,7 +173,20 @@ function* deerSolve(
       const t0 = w * W;
       const len = Math.min(W, T - t0);
       const xw = windows === 1 ? x : owned.add(backend.sliceTime(x, t0, len));
-      const yw = yield* solveWindow(backend, cell, params, xw, start, opts, stats, report, w, windows, t0, len);
+      const yw = yield* solveWindow(
+        backend,
+        cell,
+        params,
+        xw,
+        start,
+        opts,
+        stats,
+        report,
+        w,
+        windows,
+        t0,
+        len,
+      );
       pieces.push(yw);
       if (w + 1 < windows) start = owned.add(backend.timeStep(yw, len - 1));
     }
@@ -243,15 +262,8 @@ function* solveWindow(
     throw err;
   }
   if (converged) return y;
-  stats.converged = false;
-  if (opts.fallback === 'none') return y;
-  backend.dispose(y);
-  if (opts.fallback === 'throw') {
-    throw new ConvergenceError(
-      `DEER did not converge in ${opts.maxIter} iterations (last max |Δy| = ${stats.residuals.at(-1)}, atol ${opts.atol}, rtol ${opts.rtol})`,
-      { ...stats },
-    );
-  }
-  stats.fellBack = true;
-  return backend.runSequential(cell.stepProgram(), { input: x, y0, params });
+  return (
+    unconverged(backend, y, opts, stats, 'DEER') ??
+    backend.runSequential(cell.stepProgram(), { input: x, y0, params })
+  );
 }

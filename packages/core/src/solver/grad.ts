@@ -1,10 +1,17 @@
 import type { Backend, Tensor } from '../backend/types.js';
-import type { Cell } from '../cell/cell.js';
-import { ShapeError, TensorStateError } from '../errors.js';
 import { DTYPE_BYTES } from '../backend/types.js';
+import type { Cell } from '../cell/cell.js';
+import { TensorStateError } from '../errors.js';
 import { chooseWindow, type DeerResult, deer } from './deer.js';
 import type { DeerOptions } from './options.js';
-import { checkSequenceInput, checkTensor, Owned, type ParamsInput, prepareInitialState, prepareParams } from './validate.js';
+import {
+  checkSequenceInput,
+  checkTrajectory,
+  Owned,
+  type ParamsInput,
+  prepareInitialState,
+  prepareParams,
+} from './validate.js';
 
 export interface DeerGradients {
   /** ∂L/∂θ, one flat tensor per parameter (same layout as the parameter). */
@@ -42,16 +49,20 @@ export async function deerWithGrad(
   let released = false;
   try {
     const p = await prepareParams(backend, cell, params, dtype, owned, options.checkFinite ?? true);
-    const y0 = await prepareInitialState(backend, cell, options.h0, B, dtype, owned, options.checkFinite ?? true);
+    const y0 = await prepareInitialState(
+      backend,
+      cell,
+      options.h0,
+      B,
+      dtype,
+      owned,
+      options.checkFinite ?? true,
+    );
     const forward = await deer(backend, cell, p, x, { ...options, h0: y0, checkFinite: false });
     const y = forward.y;
     const vjp = async (dy: Tensor): Promise<DeerGradients> => {
       if (released) throw new TensorStateError('deerWithGrad: vjp called after dispose()');
-      checkTensor(backend, 'dy', dy);
-      const n = cell.stateSize;
-      if (dy.shape.length !== 3 || dy.shape[0] !== B || dy.shape[1] !== T || dy.shape[2] !== n) {
-        throw new ShapeError('dy', `[${B}, ${T}, ${n}]`, `[${dy.shape.join(', ')}]`);
-      }
+      checkTrajectory(backend, 'dy', dy, B, T, cell.stateSize);
       return implicitVjp(backend, cell, p, x, y0, y, dy, options.window);
     };
     return {
@@ -173,9 +184,14 @@ export function implicitVjpSync(
       const last = t0 + len === T;
       const win = new Owned(backend);
       try {
-        const slice = (t: Tensor, length: number) => (t0 === 0 && length === T ? t : win.add(backend.sliceTime(t, t0, length)));
+        const slice = (t: Tensor, length: number) =>
+          t0 === 0 && length === T ? t : win.add(backend.sliceTime(t, t0, length));
         const ext = last ? len : len + 1;
-        const lin = backend.runStep(cell.linearizeProgram(s), { state: slice(yPrev, ext), input: slice(x, ext), params });
+        const lin = backend.runStep(cell.linearizeProgram(s), {
+          state: slice(yPrev, ext),
+          input: slice(x, ext),
+          params,
+        });
         win.add(lin.outputs[0]!);
         const J = win.add(lin.jacobian!);
         // A_t = J_{t+1}: the last window's final step has none (zeros).

@@ -1,4 +1,5 @@
 import type { Backend, NewtonUpdate, Tensor } from '../backend/types.js';
+import { ConvergenceError } from '../errors.js';
 import type { IterationInfo } from './options.js';
 
 /** The running statistics of a Newton solve (see DeerStats). */
@@ -51,6 +52,31 @@ export function driveSync<R>(
     step = solve.next(update);
   }
   return step.value;
+}
+
+/**
+ * What happens to an iterate when Newton ran out of iterations: 'none' returns it, 'throw' raises
+ * a ConvergenceError, 'sequential' disposes it and returns null for the caller's sequential solve.
+ * The statistics say which.
+ */
+export function unconverged(
+  backend: Backend,
+  y: Tensor,
+  opts: { maxIter: number; atol: number; rtol: number; fallback: 'sequential' | 'throw' | 'none' },
+  stats: NewtonProgress & { converged: boolean; fellBack: boolean },
+  solver: string,
+): Tensor | null {
+  stats.converged = false;
+  if (opts.fallback === 'none') return y;
+  backend.dispose(y);
+  if (opts.fallback === 'throw') {
+    throw new ConvergenceError(
+      `${solver} did not converge in ${opts.maxIter} iterations (last max |Δy| = ${stats.residuals.at(-1)}, atol ${opts.atol}, rtol ${opts.rtol})`,
+      { ...stats },
+    );
+  }
+  stats.fellBack = true;
+  return null;
 }
 
 /** Record an accepted Newton iteration in the statistics and report progress. */

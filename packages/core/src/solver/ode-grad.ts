@@ -1,12 +1,12 @@
 import { type Backend, DTYPE_BYTES, type Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
-import { ShapeError, TensorStateError } from '../errors.js';
+import { TensorStateError } from '../errors.js';
 import { chooseWindow } from './deer.js';
-import { stepVjp } from './grad.js';
 import type { MatrixOps } from './expm.js';
+import { stepVjp } from './grad.js';
 import { type IvpOptions, type IvpResult, intervalMaps, solvePrepared } from './ode.js';
 import { type OdeProblem, type PreparedOde, prepareOde, requireMatrixOps } from './ode-inputs.js';
-import { checkTensor, Owned, type ParamsInput } from './validate.js';
+import { checkTrajectory, Owned, type ParamsInput } from './validate.js';
 
 export interface IvpGradients {
   /** ∂L/∂θ per parameter. */
@@ -41,18 +41,22 @@ export async function solveIvpWithGrad(
   const owned = new Owned(backend);
   let released = false;
   try {
-    const prep = await prepareOde(backend, field, params, problem, undefined, owned, options.checkFinite ?? true);
+    const prep = await prepareOde(
+      backend,
+      field,
+      params,
+      problem,
+      undefined,
+      owned,
+      options.checkFinite ?? true,
+    );
     const { y, stats } = await solvePrepared(ops, field, prep, options, owned);
     return {
       y,
       stats,
       vjp: async (dy) => {
         if (released) throw new TensorStateError('solveIvpWithGrad: vjp called after dispose()');
-        checkTensor(backend, 'dy', dy);
-        const n = field.stateSize;
-        if (dy.shape.length !== 3 || dy.shape[0] !== prep.B || dy.shape[1] !== prep.T || dy.shape[2] !== n) {
-          throw new ShapeError('dy', `[${prep.B}, ${prep.T}, ${n}]`, `[${dy.shape.join(', ')}]`);
-        }
+        checkTrajectory(backend, 'dy', dy, prep.B, prep.T, field.stateSize);
         return adjointVjp(ops, field, prep, y, dy, options.window);
       },
       dispose: () => {
@@ -84,15 +88,11 @@ export async function ivpVjp(
   const owned = new Owned(backend);
   try {
     const prep = await prepareOde(backend, field, params, problem, undefined, owned, false);
-    const n = field.stateSize;
     for (const [what, t] of [
       ['y', y],
       ['dy', dy],
     ] as const) {
-      checkTensor(backend, what, t);
-      if (t.shape.length !== 3 || t.shape[0] !== prep.B || t.shape[1] !== prep.T || t.shape[2] !== n) {
-        throw new ShapeError(what, `[${prep.B}, ${prep.T}, ${n}]`, `[${t.shape.join(', ')}]`);
-      }
+      checkTrajectory(backend, what, t, prep.B, prep.T, field.stateSize);
     }
     return await adjointVjp(ops, field, prep, y, dy);
   } finally {
@@ -146,12 +146,21 @@ async function adjointVjp(
           y0: start,
           x: prep.x ? win.add(backend.sliceTime(prep.x, t0, len + 1)) : undefined,
         };
-        const { A, b } = await intervalMaps(backend, program, sub, startSeq, win.add(backend.sliceTime(y, t0, len)), s);
+        const { A, b } = await intervalMaps(
+          backend,
+          program,
+          sub,
+          startSeq,
+          win.add(backend.sliceTime(y, t0, len)),
+          s,
+        );
         win.add(A);
         win.add(b);
         const Apts = last ? cat([A, win.add(backend.zeros([B, 1, n / s, s, s], y.dtype))]) : A;
         const g =
-          t0 === 0 ? cat([win.add(backend.zeros([B, 1, n], y.dtype)), slice(dy, 0, P - 1)]) : slice(dy, t0 - 1, P)!;
+          t0 === 0
+            ? cat([win.add(backend.zeros([B, 1, n], y.dtype)), slice(dy, 0, P - 1)])
+            : slice(dy, t0 - 1, P)!;
         const lambda = win.add(backend.scan({ A: Apts, c: g, y0: lambdaNext, blockSize: s, reverse: true }));
         // ρ_k = A_kᵀ λ_{k+1}: the adjoint just after t_k, before its jump.
         const ones = new Float64Array(P).fill(1);
@@ -165,7 +174,10 @@ async function adjointVjp(
           if (k > 0) right[q] = dt[k - 1]!;
         }
         const mu = win.add(
-          backend.add(win.add(backend.scaleTime(rho, left, 0.5)), win.add(backend.scaleTime(lambda, right, 0.5))),
+          backend.add(
+            win.add(backend.scaleTime(rho, left, 0.5)),
+            win.add(backend.scaleTime(lambda, right, 0.5)),
+          ),
         );
         const states = cat([startSeq, slice(y, t0, P - 1)]);
         const inputs = prep.x ? win.add(backend.sliceTime(prep.x, t0, P)) : undefined;
@@ -186,7 +198,8 @@ async function adjointVjp(
         win.dispose();
       }
     }
-    const x = dxPieces.length === 0 ? undefined : dxPieces.length === 1 ? dxPieces[0]! : backend.concatTime(dxPieces);
+    const x =
+      dxPieces.length === 0 ? undefined : dxPieces.length === 1 ? dxPieces[0]! : backend.concatTime(dxPieces);
     if (dxPieces.length > 1) for (const t of dxPieces) backend.dispose(t);
     dxPieces.length = 0;
     return x ? { params, y0: y0grad!, x } : { params, y0: y0grad! };

@@ -2,14 +2,13 @@ import type { Tensor } from '../backend/types.js';
 import { type Backend, DTYPE_BYTES } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
-import { ConvergenceError, ShapeError } from '../errors.js';
 import { chooseWindow, type DeerStats } from './deer.js';
 import { affineExponential, type MatrixOps } from './expm.js';
-import { dopri5 } from './ode-sequential.js';
+import { acceptIterate, unconverged } from './newton.js';
 import { type OdeProblem, type PreparedOde, prepareOde, requireMatrixOps } from './ode-inputs.js';
-import { acceptIterate } from './newton.js';
+import { dopri5 } from './ode-sequential.js';
 import { type DeerOptions, resolveDeerOptions } from './options.js';
-import { checkTensor, Owned, type ParamsInput } from './validate.js';
+import { checkTrajectory, Owned, type ParamsInput } from './validate.js';
 
 export interface IvpOptions
   extends Pick<
@@ -68,12 +67,7 @@ export async function solvePrepared(
   const opts = resolveDeerOptions(field, prep.dtype, { ...options, initialGuess: 'zeros' });
   const s = opts.blockSize;
   const guess = options.initialGuess ?? 'y0';
-  if (typeof guess === 'object') {
-    checkTensor(backend, 'initialGuess', guess);
-    if (guess.shape.length !== 3 || guess.shape[0] !== B || guess.shape[1] !== T || guess.shape[2] !== n) {
-      throw new ShapeError('initialGuess', `[${B}, ${T}, ${n}]`, `[${guess.shape.join(', ')}]`);
-    }
-  }
+  if (typeof guess === 'object') checkTrajectory(backend, 'initialGuess', guess, B, T, n);
   // A window of W intervals evaluates Jacobians at its W + 1 grid points.
   const W = opts.window ?? Math.max(1, chooseWindow(backend, B, T + 1, n, s, DTYPE_BYTES[prep.dtype]) - 1);
   const windows = Math.ceil(T / W);
@@ -163,17 +157,13 @@ async function solveOdeWindow(
     throw err;
   }
   if (converged) return y;
-  stats.converged = false;
-  if (opts.fallback === 'none') return y;
-  backend.dispose(y);
-  if (opts.fallback === 'throw') {
-    throw new ConvergenceError(
-      `solveIvp: DEER did not converge in ${opts.maxIter} iterations (last max |Δy| = ${stats.residuals.at(-1)})`,
-      { ...stats },
-    );
-  }
-  stats.fellBack = true;
-  return dopri5(backend, field, prep.params, prep.y0, prep.grid, prep.x, { atol: opts.atol, rtol: opts.rtol });
+  return (
+    unconverged(backend, y, opts, stats, 'solveIvp: DEER') ??
+    (await dopri5(backend, field, prep.params, prep.y0, prep.grid, prep.x, {
+      atol: opts.atol,
+      rtol: opts.rtol,
+    }))
+  );
 }
 
 /**
@@ -192,12 +182,19 @@ export async function intervalMaps(
   const temps = new Owned(backend);
   try {
     const full = temps.add(backend.concatTime([y0seq, y]));
-    const lin = backend.runStep(program, prep.x ? { state: full, input: prep.x, params: prep.params } : { state: full, params: prep.params });
+    const lin = backend.runStep(
+      program,
+      prep.x ? { state: full, input: prep.x, params: prep.params } : { state: full, params: prep.params },
+    );
     const F = temps.add(lin.outputs[0]!);
     const J = temps.add(lin.jacobian!);
     const c = temps.add(backend.affineOffset(F, J, full, s));
-    const Jsum = temps.add(backend.add(temps.add(backend.sliceTime(J, 0, T)), temps.add(backend.sliceTime(J, 1, T))));
-    const csum = temps.add(backend.add(temps.add(backend.sliceTime(c, 0, T)), temps.add(backend.sliceTime(c, 1, T))));
+    const Jsum = temps.add(
+      backend.add(temps.add(backend.sliceTime(J, 0, T)), temps.add(backend.sliceTime(J, 1, T))),
+    );
+    const csum = temps.add(
+      backend.add(temps.add(backend.sliceTime(c, 0, T)), temps.add(backend.sliceTime(c, 1, T))),
+    );
     return await affineExponential(backend, Jsum, csum, prep.dt, 0.5, s);
   } finally {
     temps.dispose();

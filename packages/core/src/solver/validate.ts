@@ -12,15 +12,38 @@ export function isTensor(v: unknown): v is Tensor {
 }
 
 export function checkTensor(backend: Backend, what: string, t: unknown): Tensor {
-  if (!isTensor(t)) throw new TypeError(`${what}: expected a Tensor made by backend.tensor(), got ${typeof t}`);
+  if (!isTensor(t))
+    throw new TypeError(`${what}: expected a Tensor made by backend.tensor(), got ${typeof t}`);
   if (t.backendName !== backend.name) {
-    throw new TensorStateError(`${what}: tensor belongs to backend '${t.backendName}', not '${backend.name}'`);
+    throw new TensorStateError(
+      `${what}: tensor belongs to backend '${t.backendName}', not '${backend.name}'`,
+    );
   }
   return t;
 }
 
+/** A backend tensor of shape exactly [B, T, n] (a trajectory, its gradient, a warm start). */
+export function checkTrajectory(
+  backend: Backend,
+  what: string,
+  t: unknown,
+  B: number,
+  T: number,
+  n: number,
+): Tensor {
+  const v = checkTensor(backend, what, t);
+  if (v.shape.length !== 3 || v.shape[0] !== B || v.shape[1] !== T || v.shape[2] !== n) {
+    throw new ShapeError(what, `[${B}, ${T}, ${n}]`, fmt(v.shape));
+  }
+  return v;
+}
+
 /** x must be [B, T, m] with the backend supporting its dtype. Returns B, T. */
-export function checkSequenceInput(backend: Backend, cell: Cell, x: unknown): { B: number; T: number; dtype: DType } {
+export function checkSequenceInput(
+  backend: Backend,
+  cell: Cell,
+  x: unknown,
+): { B: number; T: number; dtype: DType } {
   const t = checkTensor(backend, 'x', x);
   const m = cell.inputSize;
   if (t.shape.length !== 3 || t.shape[2] !== m || t.shape[0]! < 1 || t.shape[1]! < 1) {
@@ -64,11 +87,16 @@ export async function prepareParams(
   owned: Owned,
   checkFinite: boolean,
 ): Promise<Record<string, Tensor>> {
-  if (typeof params !== 'object' || params === null) throw new TypeError('params: expected an object of arrays');
+  if (typeof params !== 'object' || params === null)
+    throw new TypeError('params: expected an object of arrays');
   const out: Record<string, Tensor> = {};
   for (const name of Object.keys(params)) {
     if (!cell.params.some((p) => p.name === name)) {
-      throw new ShapeError(`params.${name}`, `one of ${cell.params.map((p) => p.name).join(', ')}`, 'an unknown name');
+      throw new ShapeError(
+        `params.${name}`,
+        `one of ${cell.params.map((p) => p.name).join(', ')}`,
+        'an unknown name',
+      );
     }
   }
   for (const spec of cell.params) {
@@ -77,12 +105,17 @@ export async function prepareParams(
     if (isTensor(v)) {
       checkTensor(backend, `params.${spec.name}`, v);
       if (v.size !== spec.size) throw new ShapeError(`params.${spec.name}`, fmt(spec.shape), fmt(v.shape));
-      if (v.dtype !== dtype) throw new DTypeError(`params.${spec.name}`, `${dtype} (the dtype of x)`, v.dtype);
+      if (v.dtype !== dtype)
+        throw new DTypeError(`params.${spec.name}`, `${dtype} (the dtype of x)`, v.dtype);
       if (checkFinite) await checkFiniteTensor(backend, `params.${spec.name}`, v);
       out[spec.name] = v;
     } else {
       if (typeof v.length !== 'number' || v.length !== spec.size) {
-        throw new ShapeError(`params.${spec.name}`, `${fmt(spec.shape)} (${spec.size} values)`, `${v.length} values`);
+        throw new ShapeError(
+          `params.${spec.name}`,
+          `${fmt(spec.shape)} (${spec.size} values)`,
+          `${v.length} values`,
+        );
       }
       const bad = firstNonFinite(v);
       if (bad >= 0) throw new NonFiniteError(`params.${spec.name}`, bad, v[bad]!);
