@@ -40,7 +40,9 @@ export class EpochCheckpoints {
 
   async save(): Promise<void> {
     const state = this.snapshot();
-    const extra: ResumeState = { epochRng: state.step % this.perEpoch === 0 ? this.rng.state : this.epochRng };
+    const extra: ResumeState = {
+      epochRng: state.step % this.perEpoch === 0 ? this.rng.state : this.epochRng,
+    };
     await writeCheckpoint(this.path, { ...state, rng: this.rng.state, extra });
     this.lastSaved = state.step;
   }

@@ -1,10 +1,9 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Backend, Rng } from '@deerjs/core';
 import {
   AdamW,
   type Params,
-  readCheckpoint,
   SequenceClassifier,
   softmaxCrossEntropy,
   trainStep,
@@ -18,6 +17,7 @@ import { ProgressBar } from './progress.js';
 import { plotSvg, smooth } from './svg.js';
 import { loadTaskData, permutation } from './tasks.js';
 import { EpochCheckpoints } from './epoch-checkpoints.js';
+import { setupRun } from './run-setup.js';
 
 export interface TrainOptions {
   readonly resume?: boolean;
@@ -35,9 +35,6 @@ export interface TrainSummary {
   readonly device: string;
 }
 
-
-export const CHECKPOINT_FILE = 'checkpoint.ckpt';
-
 function modelFor(c: TrainConfig, data: Dataset): SequenceClassifier {
   return new SequenceClassifier({
     inputSize: data.channels,
@@ -54,13 +51,7 @@ function modelFor(c: TrainConfig, data: Dataset): SequenceClassifier {
 
 /** Train, checkpoint, evaluate, plot. Resuming takes the stored configuration (bar backend and out). */
 export async function train(cli: TrainConfig, opts: TrainOptions = {}): Promise<TrainSummary> {
-  const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
-  mkdirSync(cli.out, { recursive: true });
-  const ckptPath = join(cli.out, CHECKPOINT_FILE);
-  const ckpt = opts.resume ? await readCheckpoint(ckptPath) : undefined;
-  const config: TrainConfig = ckpt
-    ? { ...(ckpt.config as TrainConfig), backend: cli.backend, out: cli.out }
-    : cli;
+  const { log, ckptPath, ckpt, config } = await setupRun(cli, opts);
   const data = loadTaskData(config);
   log(
     `data: ${data.source}: ${data.train.size} train / ${data.test.size} test, T = ${data.train.length}, ${data.train.channels} channel(s), ${data.train.classes} classes`,

@@ -1,15 +1,8 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cells, Rng } from '@deerjs/core';
 import { createCpuBackend } from '@deerjs/cpu';
-import {
-  AdamW,
-  clipGradNorm,
-  type Params,
-  parameterCount,
-  readCheckpoint,
-  warmupCosine,
-} from '@deerjs/nn';
+import { AdamW, clipGradNorm, type Params, parameterCount, warmupCosine } from '@deerjs/nn';
 import { openBackend } from '../backend.js';
 import type { TrainConfig } from '../config.js';
 import { type HnnEvalRecord, type HnnStepRecord, MetricsLog } from '../metrics.js';
@@ -20,6 +13,7 @@ import { hnnPlotSvg, orbitsSvg } from './plot.js';
 import { fitStep, integrate, type OdeRunOptions } from './solve.js';
 import { energy, generateOrbits, STATE, type Trajectories, timeGrid } from './two-body.js';
 import { EpochCheckpoints } from '../epoch-checkpoints.js';
+import { setupRun } from '../run-setup.js';
 
 export interface HnnSummary {
   readonly config: TrainConfig;
@@ -31,9 +25,6 @@ export interface HnnSummary {
   readonly dataEnergyDrift: number;
   readonly device: string;
 }
-
-
-const CHECKPOINT_FILE = 'checkpoint.ckpt';
 
 /** Largest |H(y_t) − H(y_0)| / |H(y_0)| over all orbits and times. */
 export function maxRelativeDrift(d: { y0: Float64Array; y: Float64Array }, T: number): number {
@@ -89,13 +80,7 @@ async function makeData(c: TrainConfig): Promise<{ train: Trajectories; test: Tr
  * from the trajectory that the last visit of the same orbit converged to (cold after a resume).
  */
 export async function trainHnn(cli: TrainConfig, opts: TrainOptions = {}): Promise<HnnSummary> {
-  const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
-  mkdirSync(cli.out, { recursive: true });
-  const ckptPath = join(cli.out, CHECKPOINT_FILE);
-  const ckpt = opts.resume ? await readCheckpoint(ckptPath) : undefined;
-  const config: TrainConfig = ckpt
-    ? { ...(ckpt.config as TrainConfig), backend: cli.backend, out: cli.out }
-    : cli;
+  const { log, ckptPath, ckpt, config } = await setupRun(cli, opts);
   if (config.task !== 'hnn') throw new Error(`checkpoint ${ckptPath} is from task ${config.task}, not hnn`);
   const T = config.points! - 1;
   const t0Data = performance.now();
