@@ -1,5 +1,6 @@
 import type { Backend, DType } from '@deerjs/core';
 import { afterAll, beforeAll, describe } from 'vitest';
+import { defineAdversarialCases } from './adversarial-cases.js';
 import { makeContext } from './context.js';
 import { defineDerivativeCases, defineWindowedGradientCase } from './derivative-cases.js';
 import { defineInputCases } from './input-cases.js';
@@ -41,7 +42,8 @@ export interface ConformanceOptions {
 export function defineConformanceSuite(options: ConformanceOptions): void {
   const skip = options.skip ?? {};
   for (const [id, reason] of Object.entries(skip)) {
-    if (typeof reason !== 'string' || reason.trim() === '') throw new Error(`skip '${id}' needs a written reason`);
+    if (typeof reason !== 'string' || reason.trim() === '')
+      throw new Error(`skip '${id}' needs a written reason`);
   }
   for (const dtype of ['float64', 'float32'] as const) {
     const mode = options.dtypes[dtype];
@@ -77,6 +79,7 @@ export function defineConformanceSuite(options: ConformanceOptions): void {
       describe('inputs', () => defineInputCases(ctx));
       describe('ops', () => defineOpCases(ctx));
       describe('ode', () => defineOdeCases(ctx));
+      describe('adversarial', () => defineAdversarialCases(ctx));
     });
   }
 }

@@ -1,6 +1,6 @@
 import type { Backend, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
-import type { SolveOptions } from './options.js';
+import { checkOptionNames, type SolveOptions } from './options.js';
 import {
   checkInputFinite,
   checkSequenceInput,
@@ -19,6 +19,7 @@ export async function sequential(
   options: SolveOptions = {},
 ): Promise<{ y: Tensor }> {
   const { B, dtype } = checkSequenceInput(backend, cell, x);
+  checkOptionNames(options, ['h0', 'checkFinite'], 'sequential');
   const checkFinite = options.checkFinite ?? true;
   const owned = new Owned(backend);
   try {

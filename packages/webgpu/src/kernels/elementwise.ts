@@ -48,3 +48,14 @@ export const ADD = module(
   `  if (idx >= ${uni(0)}) { return; }
   O[idx] = X[idx] + Y[idx];`,
 );
+
+/** out = a − b. Uniform 0: size. */
+export const SUB = module(
+  [
+    ['X', false],
+    ['Y', false],
+    ['O', true],
+  ],
+  `  if (idx >= ${uni(0)}) { return; }
+  O[idx] = X[idx] - Y[idx];`,
+);
