@@ -51,7 +51,13 @@ export async function removeStaleStaging(path: string, now = Date.now()): Promis
       const s = await stat(file).catch(() => undefined);
       stale = s !== undefined && now - s.mtimeMs > STALE_STAGING_MS;
     }
-    if (stale && (await unlink(file).then(() => true).catch(() => false))) removed.push(file);
+    if (
+      stale &&
+      (await unlink(file)
+        .then(() => true)
+        .catch(() => false))
+    )
+      removed.push(file);
   }
   return removed;
 }

@@ -206,7 +206,11 @@ export function decodeCheckpoint(bytes: Uint8Array, file = '<bytes>'): Checkpoin
     group[e.name.slice(slash + 1)] = v;
   }
   const rng = header.rng;
-  if (!Array.isArray(rng) || rng.length !== 4 || !rng.every((x) => Number.isInteger(x) && x >= -(2 ** 31) && x <= 0xffffffff))
+  if (
+    !Array.isArray(rng) ||
+    rng.length !== 4 ||
+    !rng.every((x) => Number.isInteger(x) && x >= -(2 ** 31) && x <= 0xffffffff)
+  )
     throw new CheckpointError(file, `rng state ${JSON.stringify(rng)}: expected 4 32-bit integers`);
   return {
     step: header.step,
