@@ -6,6 +6,7 @@ import { defineDerivativeCases, defineWindowedGradientCase } from './derivative-
 import { defineInputCases } from './input-cases.js';
 import { defineOdeCases } from './ode-cases.js';
 import { defineOpCases } from './op-cases.js';
+import { definePaddingCases } from './padding-cases.js';
 import { defineSolveCases } from './solve-cases.js';
 
 export type { SuiteContext } from './context.js';
@@ -80,6 +81,7 @@ export function defineConformanceSuite(options: ConformanceOptions): void {
       describe('ops', () => defineOpCases(ctx));
       describe('ode', () => defineOdeCases(ctx));
       describe('adversarial', () => defineAdversarialCases(ctx));
+      describe('padding', () => definePaddingCases(ctx));
     });
   }
 }

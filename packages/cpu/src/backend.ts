@@ -356,6 +356,19 @@ export class CpuBackend implements Backend {
     return out;
   }
 
+  maskTime(x: Tensor, lengths: ArrayLike<number>): Tensor {
+    const src = this.get(x);
+    const [B, T] = src.shape as [number, number];
+    if (lengths.length !== B) throw new ShapeError('maskTime', `${B} lengths`, `${lengths.length}`);
+    const inner = src.size / (B * T);
+    const out = this.make(src.shape, src.dtype);
+    for (let b = 0; b < B; b++) {
+      const keep = Math.max(0, Math.min(T, lengths[b]!)) * inner;
+      out.data.set(src.data.subarray(b * T * inner, b * T * inner + keep), b * T * inner);
+    }
+    return out;
+  }
+
   gatherRows(x: Tensor, rows: readonly number[]): Tensor {
     const src = this.get(x);
     const B = src.shape[0]!;

@@ -412,6 +412,22 @@ export class TfjsBackend implements Backend {
     return this.own(this.tf.tidy(() => this.tf.sub(x, this.tf.reshape(y, x.shape))));
   }
 
+  maskTime(x: Tensor, lengths: ArrayLike<number>): Tensor {
+    const tf = this.tf;
+    const src = this.unwrap(x);
+    const [B, T] = src.shape as [number, number];
+    if (lengths.length !== B) throw new ShapeError('maskTime', `${B} lengths`, `${lengths.length}`);
+    const keep = new Float32Array(B * T);
+    for (let b = 0; b < B; b++) keep.fill(1, b * T, b * T + Math.max(0, Math.min(T, lengths[b]!)));
+    return this.own(
+      tf.tidy(() => {
+        const m = tf.reshape(tf.tensor1d(keep), [B, T, ...src.shape.slice(2).map(() => 1)]);
+        // where, not multiply: padding holding NaN/Inf must become 0 too.
+        return tf.where(tf.cast(tf.broadcastTo(m, src.shape), 'bool'), src, tf.zerosLike(src));
+      }),
+    );
+  }
+
   gatherRows(x: Tensor, rows: readonly number[]): Tensor {
     const src = this.unwrap(x);
     const B = src.shape[0]!;

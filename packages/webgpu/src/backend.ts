@@ -15,7 +15,7 @@ import {
   TensorStateError,
 } from '@deerjs/core';
 import { f32Bits, type GpuContext } from './context.js';
-import { ADD, affineOffsetKernel, BROADCAST_TIME, SUB } from './kernels/elementwise.js';
+import { ADD, affineOffsetKernel, BROADCAST_TIME, MASK_TIME, SUB } from './kernels/elementwise.js';
 import { ADD_IDENTITY, BLOCK_MATMUL, BLOCK_MATVEC, MAX_ABS_BITS, SCALE_TIME } from './kernels/matrix.js';
 import {
   COLUMN_SUM,
@@ -494,6 +494,21 @@ export class WebGpuBackend implements Backend {
     if (x.size !== y.size) throw new ShapeError('sub', fmt(x.shape), fmt(y.shape));
     const out = this.make(x.shape);
     this.ctx.dispatch(SUB, 'sub', [x.buffer, y.buffer, out.buffer], [x.size], x.size);
+    return out;
+  }
+
+  maskTime(x: Tensor, lengths: ArrayLike<number>): Tensor {
+    const src = this.get(x);
+    const [B, T] = src.shape as [number, number];
+    if (lengths.length !== B) throw new ShapeError('maskTime', `${B} lengths`, `${lengths.length}`);
+    const out = this.make(src.shape);
+    const lens = this.ctx.buffer(Math.max(1, B) * 4);
+    try {
+      this.ctx.write(lens, Uint32Array.from({ length: B }, (_, b) => Math.max(0, Math.min(T, lengths[b]!))));
+      this.ctx.dispatch(MASK_TIME, 'mask-time', [src.buffer, out.buffer, lens], [src.size, T, src.size / Math.max(1, B * T)], src.size);
+    } finally {
+      this.ctx.release(lens);
+    }
     return out;
   }
 

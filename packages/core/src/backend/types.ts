@@ -168,6 +168,8 @@ export interface Backend {
   add(a: Tensor, b: Tensor): Tensor;
   /** a − b, elementwise, same shape. */
   sub(a: Tensor, b: Tensor): Tensor;
+  /** x ([B, T, ...]) with every entry at a time step t ≥ lengths[b] of row b set to 0. */
+  maskTime(x: Tensor, lengths: ArrayLike<number>): Tensor;
   /** The batch rows `rows` of x ([B, ...] → [rows.length, ...]), in that order. */
   gatherRows(x: Tensor, rows: readonly number[]): Tensor;
   /** A copy of `into` ([B, ...]) whose rows `rows` are replaced by the rows of src ([rows.length, ...]). */

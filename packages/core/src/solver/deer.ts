@@ -16,6 +16,7 @@ import {
 import { type DeerOptions, type ResolvedDeerOptions, resolveDeerOptions } from './options.js';
 import {
   checkInitialGuess,
+  checkLengths,
   checkInputFinite,
   checkSequenceInput,
   checkTensor,
@@ -23,6 +24,7 @@ import {
   type ParamsInput,
   prepareInitialState,
   prepareParams,
+  windowLengths,
 } from './validate.js';
 import { chooseWindow } from './window.js';
 
@@ -84,7 +86,8 @@ export async function deer(
     const p = await prepareParams(backend, cell, params, dtype, owned, opts.checkFinite);
     const y0 = await prepareInitialState(backend, cell, options.h0, B, dtype, owned, opts.checkFinite);
     await checkInitialGuess(backend, opts.initialGuess, x, cell.stateSize, opts.checkFinite);
-    return await driveAsync(backend, deerSolve(backend, cell, p, x, y0, opts));
+    const lengths = checkLengths(options.lengths, B, x.shape[1]!);
+    return await driveAsync(backend, deerSolve(backend, cell, p, x, y0, opts, lengths));
   } finally {
     owned.dispose();
   }
@@ -110,7 +113,8 @@ export function deerSync(
     throw new ShapeError('h0', `[${B}, ${cell.stateSize}]`, `[${h0.shape.join(', ')}]`);
   }
   const opts = resolveDeerOptions(cell, dtype, { ...options, checkFinite: false });
-  return driveSync(backend, deerSolve(backend, cell, params, x, h0, opts));
+  const lengths = checkLengths(options.lengths, B, x.shape[1]!);
+  return driveSync(backend, deerSolve(backend, cell, params, x, h0, opts, lengths));
 }
 
 /** The recurrence y_t = f(y_{t−1}, x_t) on steps t0 .. t0 + len − 1, as a Newton problem. */
@@ -122,14 +126,23 @@ export function recurrenceProblem(
   y0: Tensor,
   blockSize: number,
   initial: () => Tensor,
+  lengths?: Uint32Array,
 ): NewtonProblem {
   const [B, T] = [x.shape[0]!, x.shape[1]!];
   const n = cell.stateSize;
+  /** Past a row's end (padding): G = 0 and A = 0, so it settles at once and feeds nothing back. */
+  const mask = (t: Tensor, rows?: readonly number[]) => {
+    if (!lengths) return t;
+    const masked = backend.maskTime(t, rows ? rows.map((r) => lengths[r]!) : lengths);
+    backend.dispose(t);
+    return masked;
+  };
   const evalAt = (y: Tensor, withJacobian: boolean) => {
     const yPrev = backend.shiftTime(y, y0, 1);
     try {
       const program = withJacobian ? cell.linearizeProgram(blockSize) : cell.stepProgram();
-      return backend.runStep(program, { state: yPrev, input: x, params });
+      const out = backend.runStep(program, { state: yPrev, input: x, params });
+      return { F: mask(out.outputs[0]!), J: out.jacobian ? mask(out.jacobian) : undefined };
     } finally {
       backend.dispose(yPrev);
     }
@@ -140,23 +153,23 @@ export function recurrenceProblem(
     n,
     blockSize,
     finiteDepth: true,
-    initial,
+    initial: () => mask(initial()),
     // biome-ignore lint/correctness/useYield: reads nothing; a generator to fit the engine
     *linearize(y) {
-      const { outputs, jacobian } = evalAt(y, true);
-      return { A: jacobian!, G: outputs[0]! };
+      const { F, J } = evalAt(y, true);
+      return { A: J!, G: F };
     },
     // biome-ignore lint/correctness/useYield: as above
     *evaluate(y) {
-      return evalAt(y, false).outputs[0]!;
+      return evalAt(y, false).F;
     },
     // biome-ignore lint/correctness/useYield: as above
     *sequential(rows) {
-      if (rows.length === B) return backend.runSequential(cell.stepProgram(), { input: x, y0, params });
+      if (rows.length === B) return mask(backend.runSequential(cell.stepProgram(), { input: x, y0, params }));
       const xs = backend.gatherRows(x, rows);
       const y0s = backend.gatherRows(y0, rows);
       try {
-        return backend.runSequential(cell.stepProgram(), { input: xs, y0: y0s, params });
+        return mask(backend.runSequential(cell.stepProgram(), { input: xs, y0: y0s, params }), rows);
       } finally {
         backend.dispose(xs);
         backend.dispose(y0s);
@@ -173,49 +186,56 @@ function* deerSolve(
   x: Tensor,
   y0: Tensor,
   opts: ResolvedDeerOptions,
+  lengths?: Uint32Array,
 ): Solve<DeerResult> {
-  const [B, T] = [x.shape[0]!, x.shape[1]!];
+  const [B, Tfull] = [x.shape[0]!, x.shape[1]!];
+  // Nothing past the longest row is solved: it is padding, zeros.
+  const T = lengths ? Math.max(...lengths) : Tfull;
   const n = cell.stateSize;
   const dtype = x.dtype;
-  const yBytes = B * T * n * DTYPE_BYTES[dtype];
+  const yBytes = B * Tfull * n * DTYPE_BYTES[dtype];
   if (yBytes > backend.capabilities.maxBufferBytes) {
     throw new OutOfMemoryError(
       backend.name,
       yBytes,
-      `y [${B}, ${T}, ${n}] does not fit the largest buffer (${backend.capabilities.maxBufferBytes} bytes): solve shorter sequences or a smaller batch`,
+      `y [${B}, ${Tfull}, ${n}] does not fit the largest buffer (${backend.capabilities.maxBufferBytes} bytes): solve shorter sequences or a smaller batch`,
     );
   }
   const s = opts.blockSize;
+  const stats: EngineStats = newEngineStats();
+  const describe = (windows: number): DeerStats => ({
+    ...stats,
+    structure: describeStructure(structureFromBlockSize(s, n)),
+    exactJacobian: opts.exact,
+    windows,
+  });
+  if (T === 0) return { y: backend.zeros([B, Tfull, n], dtype), stats: describe(0) };
   const W =
     opts.window ?? chooseWindow(backend, { B, T, n, s, dtype, extra: 0, jacobians: 1, lastHasExtra: false });
-  const stats: EngineStats = newEngineStats();
   const guess = opts.initialGuess;
-  const y = yield* solveWindows(
+  const solved = yield* solveWindows(
     backend,
     T,
     W,
     y0,
     (t0, len, start) => {
-      const xw = len === T ? x : backend.sliceTime(x, t0, len);
+      const xw = len === Tfull ? x : backend.sliceTime(x, t0, len);
       const initial = () =>
         guess === 'h0'
           ? backend.broadcastTime(start, len)
           : guess === 'zeros'
             ? backend.zeros([B, len, n], dtype)
             : backend.sliceTime(guess, t0, len);
-      const problem = recurrenceProblem(backend, cell, params, xw, start, s, initial);
+      const problem = recurrenceProblem(backend, cell, params, xw, start, s, initial, windowLengths(lengths, t0, len));
       return xw === x ? problem : { ...problem, release: () => backend.dispose(xw) };
     },
     { ...opts, solver: 'DEER' },
     stats,
   );
-  return {
-    y,
-    stats: {
-      ...stats,
-      structure: describeStructure(structureFromBlockSize(s, n)),
-      exactJacobian: opts.exact,
-      windows: Math.ceil(T / W),
-    },
-  };
+  if (T === Tfull) return { y: solved, stats: describe(Math.ceil(T / W)) };
+  const pad = backend.zeros([B, Tfull - T, n], dtype);
+  const y = backend.concatTime([solved, pad]);
+  backend.dispose(solved);
+  backend.dispose(pad);
+  return { y, stats: describe(Math.ceil(T / W)) };
 }

@@ -7,11 +7,13 @@ import { DEER_OPTION_NAMES, type DeerOptions, resolveDeerOptions } from './optio
 import {
   checkCotangent,
   checkInputFinite,
+  checkLengths,
   checkSequenceInput,
   Owned,
   type ParamsInput,
   prepareInitialState,
   prepareParams,
+  windowLengths,
 } from './validate.js';
 import { chooseWindow } from './window.js';
 
@@ -74,7 +76,7 @@ export async function deerWithGrad(
       if (released) throw new TensorStateError('deerWithGrad: vjp called after dispose()');
       checkCotangent(backend, dy, B, T, cell.stateSize, dtype);
       if (opts.checkFinite) await checkInputFinite(backend, dy, 'dy');
-      return implicitVjp(backend, cell, p, x, y0, y, dy, opts.window);
+      return implicitVjp(backend, cell, p, x, y0, y, dy, opts.window, options.lengths);
     };
     return {
       y,
@@ -165,8 +167,9 @@ export async function implicitVjp(
   y: Tensor,
   dy: Tensor,
   window?: number,
+  lengths?: ArrayLike<number>,
 ): Promise<DeerGradients> {
-  return driveAsync(backend, implicitVjpSolve(backend, cell, params, x, y0, y, dy, window));
+  return driveAsync(backend, implicitVjpSolve(backend, cell, params, x, y0, y, dy, window, lengths));
 }
 
 /** `implicitVjp` for backends with synchronous reads (`newtonUpdateSync`, `readSync`). */
@@ -179,8 +182,9 @@ export function implicitVjpSync(
   y: Tensor,
   dy: Tensor,
   window?: number,
+  lengths?: ArrayLike<number>,
 ): DeerGradients {
-  return driveSync(backend, implicitVjpSolve(backend, cell, params, x, y0, y, dy, window));
+  return driveSync(backend, implicitVjpSolve(backend, cell, params, x, y0, y, dy, window, lengths));
 }
 
 function* implicitVjpSolve(
@@ -192,10 +196,17 @@ function* implicitVjpSolve(
   y: Tensor,
   dy: Tensor,
   window?: number,
+  lengthsIn?: ArrayLike<number>,
 ): Solve<DeerGradients> {
   const s = cell.exactBlockSize;
   const n = cell.stateSize;
   const [B, T] = [y.shape[0]!, y.shape[1]!];
+  // Padding neither feeds λ (its Jacobians are masked to 0) nor takes any of dy.
+  const lengths = checkLengths(lengthsIn, B, T);
+  const masked = (t: Tensor, t0: number, len: number, win: Owned) => {
+    const rel = windowLengths(lengths, t0, len);
+    return rel ? win.add(backend.maskTime(t, rel)) : t;
+  };
   // A window also evaluates the Jacobian one step past its end (the next window's first).
   const W =
     window ??
@@ -225,10 +236,10 @@ function* implicitVjpSolve(
           params,
         });
         win.add(lin.outputs[0]!);
-        const J = win.add(lin.jacobian!);
+        const J = masked(win.add(lin.jacobian!), t0, ext, win);
         // A_t = J_{t+1}: the last window's final step has none (zeros).
         const Jnext = win.add(last ? backend.shiftTime(J, null, -1) : backend.sliceTime(J, 1, len));
-        const dyw = slice(dy, len);
+        const dyw = masked(slice(dy, len), t0, len, win);
         let lambda = win.add(backend.scan({ A: Jnext, c: dyw, y0: lambdaNext, blockSize: s, reverse: true }));
         const bad = yield* countNonFinite(backend, lambda);
         if (bad > 0) {

@@ -31,6 +31,11 @@ export interface IterationInfo {
 export interface SolveOptions {
   /** Initial state: [B, n] or [n], a tensor or an array. Default zeros. */
   readonly h0?: ArrayLike<number> | Tensor;
+  /**
+   * Padded batches: row b is lengths[b] steps long (0 ≤ lengths[b] ≤ T). y is 0 past a row's end,
+   * no Newton work is spent past the longest row, and gradients ignore the padding.
+   */
+  readonly lengths?: ArrayLike<number>;
   /** Check x, h0 and params for NaN/Inf before solving (default true). */
   readonly checkFinite?: boolean;
 }
@@ -77,6 +82,7 @@ export interface ResolvedDeerOptions {
 /** The option names `deer` and `deerWithGrad` accept. */
 export const DEER_OPTION_NAMES: readonly string[] = [
   'h0',
+  'lengths',
   'checkFinite',
   'atol',
   'rtol',

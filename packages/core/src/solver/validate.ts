@@ -221,3 +221,32 @@ export function checkCotangent(
   if (t.dtype !== dtype) throw new DTypeError('dy', `${dtype} (the dtype of the solve)`, t.dtype);
   return t;
 }
+
+/**
+ * Per-row sequence lengths (padded batches): B integers in [0, T]. Returns them, or undefined when
+ * every row is T long (nothing to mask).
+ */
+export function checkLengths(lengths: unknown, B: number, T: number): Uint32Array | undefined {
+  if (lengths === undefined) return undefined;
+  if (typeof lengths !== 'object' || lengths === null || typeof (lengths as ArrayLike<number>).length !== 'number') {
+    throw new InvalidArgumentError('lengths', `an array of ${B} sequence lengths`, describeValue(lengths));
+  }
+  const a = lengths as ArrayLike<number>;
+  if (a.length !== B) throw new ShapeError('lengths', `[${B}] (one length per batch row)`, `${a.length} values`);
+  const out = new Uint32Array(B);
+  for (let b = 0; b < B; b++) {
+    const v = a[b]!;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > T) {
+      throw new ShapeError(`lengths[${b}]`, `an integer in [0, ${T}]`, describeValue(v));
+    }
+    out[b] = v;
+  }
+  return out.every((v) => v === T) ? undefined : out;
+}
+
+/** Lengths relative to the window of steps t0 .. t0 + len − 1 (undefined: nothing to mask). */
+export function windowLengths(lengths: Uint32Array | undefined, t0: number, len: number): Uint32Array | undefined {
+  if (!lengths) return undefined;
+  const rel = lengths.map((v) => Math.max(0, Math.min(len, v - t0)));
+  return rel.every((v) => v === len) ? undefined : rel;
+}
