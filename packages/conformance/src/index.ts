@@ -2,6 +2,7 @@ import type { Backend, DType } from '@deerjs/core';
 import { afterAll, beforeAll, describe } from 'vitest';
 import { defineAdversarialCases } from './adversarial-cases.js';
 import { makeContext } from './context.js';
+import { defineDampedScanCases } from './damped-cases.js';
 import { defineDerivativeCases, defineWindowedGradientCase } from './derivative-cases.js';
 import { defineInputCases } from './input-cases.js';
 import { defineOdeCases } from './ode-cases.js';
@@ -78,7 +79,10 @@ export function defineConformanceSuite(options: ConformanceOptions): void {
         defineWindowedGradientCase(ctx);
       });
       describe('inputs', () => defineInputCases(ctx));
-      describe('ops', () => defineOpCases(ctx));
+      describe('ops', () => {
+        defineOpCases(ctx);
+        defineDampedScanCases(ctx);
+      });
       describe('ode', () => defineOdeCases(ctx));
       describe('adversarial', () => defineAdversarialCases(ctx));
       describe('padding', () => definePaddingCases(ctx));

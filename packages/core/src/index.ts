@@ -1,4 +1,4 @@
-export { hostNewtonUpdate } from './backend/host-update.js';
+export { checkDampedScan, hostNewtonUpdate } from './backend/host-update.js';
 export type { StepProgram } from './backend/program.js';
 export {
   type BackendFactory,
@@ -13,6 +13,7 @@ export {
 export {
   type Backend,
   type BackendCapabilities,
+  type DampedScanArgs,
   DTYPE_BYTES,
   type DType,
   type NewtonUpdate,

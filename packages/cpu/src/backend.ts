@@ -3,6 +3,8 @@ import {
   type BackendCapabilities,
   type DType,
   DTypeError,
+  checkDampedScan,
+  type DampedScanArgs,
   hostNewtonUpdate,
   type NewtonUpdate,
   type NewtonUpdateOptions,
@@ -16,7 +18,7 @@ import {
   TensorStateError,
   type TypedArray,
 } from '@deerjs/core';
-import { scanBlocks } from './scan.js';
+import { dampedScanDiagonal, scanBlocks } from './scan.js';
 import { CompiledStep } from './step.js';
 import { ARRAY, CpuTensor } from './tensor.js';
 
@@ -353,6 +355,16 @@ export class CpuBackend implements Backend {
     if (x.size !== y.length) throw new ShapeError('sub', `[${x.shape.join(', ')}]`, `${y.length} values`);
     const out = this.make(x.shape, x.dtype);
     for (let i = 0; i < x.size; i++) out.data[i] = x.data[i]! - y[i]!;
+    return out;
+  }
+
+  dampedScan(args: DampedScanArgs): Tensor {
+    const A = this.get(args.A);
+    const c = this.get(args.c);
+    const [B, T, n] = c.shape as [number, number, number];
+    checkDampedScan(args, A.shape, c.shape);
+    const out = this.make(c.shape, c.dtype);
+    dampedScanDiagonal(A.data, c.data, args.lambda, out.data, B, T, n);
     return out;
   }
 

@@ -38,3 +38,44 @@ export function scanBlocks(
     }
   }
 }
+
+/**
+ * The damped scan with diagonal transitions: for every (b, i) the symmetric tridiagonal system of
+ * min Σ_t (δ_t − a_t δ_{t−1} − c_t)² + λ_b δ_t², solved by the Thomas algorithm in float64 (the
+ * system is symmetric positive definite, so no pivoting is needed). A is [B, T, n], c and out
+ * [B, T, n].
+ */
+export function dampedScanDiagonal(
+  A: ArrayLike<number>,
+  c: ArrayLike<number>,
+  lambda: ArrayLike<number>,
+  out: TypedArray,
+  B: number,
+  T: number,
+  n: number,
+): void {
+  const up = new Float64Array(T);
+  const rhs = new Float64Array(T);
+  for (let b = 0; b < B; b++) {
+    const lam = lambda[b]!;
+    for (let i = 0; i < n; i++) {
+      const at = (t: number) => (t < T ? A[(b * T + t) * n + i]! : 0);
+      const ct = (t: number) => (t < T ? c[(b * T + t) * n + i]! : 0);
+      for (let t = 0; t < T; t++) {
+        const next = at(t + 1);
+        const l = t === 0 ? 0 : -at(t);
+        const d = 1 + lam + next * next;
+        const u = -next;
+        const g = ct(t) - next * ct(t + 1);
+        const denom = t === 0 ? d : d - l * up[t - 1]!;
+        up[t] = u / denom;
+        rhs[t] = (g - (t === 0 ? 0 : l * rhs[t - 1]!)) / denom;
+      }
+      let next = 0;
+      for (let t = T - 1; t >= 0; t--) {
+        next = rhs[t]! - up[t]! * next;
+        out[(b * T + t) * n + i] = next;
+      }
+    }
+  }
+}

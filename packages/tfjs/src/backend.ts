@@ -1,6 +1,8 @@
 import {
   type Backend,
   type BackendCapabilities,
+  checkDampedScan,
+  type DampedScanArgs,
   type DType,
   DTypeError,
   type MatExpr,
@@ -16,7 +18,7 @@ import {
   TensorStateError,
 } from '@deerjs/core';
 import type * as tfc from '@tensorflow/tfjs-core';
-import { linearScan, type ScanMethod, steps } from './scan.js';
+import { dampedScanPcr, linearScan, type ScanMethod, steps } from './scan.js';
 import { type CompiledStep, compileStep } from './step.js';
 import { type Tf, TfjsTensor } from './tensor.js';
 
@@ -410,6 +412,14 @@ export class TfjsBackend implements Backend {
     const y = this.unwrap(b);
     if (x.size !== y.size) throw new ShapeError('sub', fmt(x.shape), fmt(y.shape));
     return this.own(this.tf.tidy(() => this.tf.sub(x, this.tf.reshape(y, x.shape))));
+  }
+
+  dampedScan(args: DampedScanArgs): Tensor {
+    const a = this.unwrap(args.A);
+    const c = this.unwrap(args.c);
+    checkDampedScan(args, a.shape, c.shape);
+    const [B, T, n] = c.shape as [number, number, number];
+    return this.own(this.tf.tidy(() => dampedScanPcr(this.tf, this.tf.reshape(a, [B, T, n]), c, args.lambda)));
   }
 
   maskTime(x: Tensor, lengths: ArrayLike<number>): Tensor {

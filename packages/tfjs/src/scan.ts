@@ -191,3 +191,39 @@ function chunked(tf: Tf, ops: Ops, A: T, c: T, gather: boolean): T {
   const y = tf.reshape(tf.transpose(tf.concat(ys, 0), [1, 0, 2]), [C * L, ...vrest]);
   return tf.slice(y, 0, T);
 }
+
+/**
+ * The damped scan with diagonal transitions (a: [B, T, n]) by parallel cyclic reduction: the
+ * symmetric tridiagonal system of min Σ_t (δ_t − a_t δ_{t−1} − c_t)² + λ_b δ_t², reduced in
+ * ⌈log2 T⌉ rounds of elementwise ops, each round eliminating the neighbours at distance 2^k.
+ */
+export function dampedScanPcr(tf: Tf, a: tfc.Tensor, c: tfc.Tensor, lambda: ArrayLike<number>): tfc.Tensor {
+  const [B, T, n] = c.shape as [number, number, number];
+  /** x shifted along time by k (k > 0: from t − k; k < 0: from t + |k|), filled with v. */
+  const shift = (x: tfc.Tensor, k: number, v: number) => {
+    const m = Math.min(Math.abs(k), T);
+    if (m === 0) return x;
+    const fill = tf.fill([B, m, n], v);
+    if (m === T) return fill;
+    return k > 0
+      ? tf.concat([fill, tf.slice(x, [0, 0, 0], [B, T - m, n])], 1)
+      : tf.concat([tf.slice(x, [0, m, 0], [B, T - m, n]), fill], 1);
+  };
+  const lam = tf.reshape(tf.tensor1d(Float32Array.from(lambda)), [B, 1, 1]);
+  const aNext = shift(a, -1, 0);
+  // l_t = −a_t couples δ_t to δ_{t−1}; at t = 0 that is δ_0 = 0, so l_0 = 0.
+  let l = shift(shift(tf.neg(a), -1, 0), 1, 0);
+  let d = tf.add(tf.add(tf.scalar(1), lam), tf.square(aNext));
+  let u = tf.neg(aNext);
+  let g = tf.sub(c, tf.mul(aNext, shift(c, -1, 0)));
+  for (let k = 1; k < T; k *= 2) {
+    const alpha = tf.neg(tf.div(l, shift(d, k, 1)));
+    const gamma = tf.neg(tf.div(u, shift(d, -k, 1)));
+    const l2 = tf.mul(alpha, shift(l, k, 0));
+    const u2 = tf.mul(gamma, shift(u, -k, 0));
+    const d2 = tf.add(d, tf.add(tf.mul(alpha, shift(u, k, 0)), tf.mul(gamma, shift(l, -k, 0))));
+    const g2 = tf.add(g, tf.add(tf.mul(alpha, shift(g, k, 0)), tf.mul(gamma, shift(g, -k, 0))));
+    [l, u, d, g] = [l2, u2, d2, g2];
+  }
+  return tf.div(g, d);
+}

@@ -1,6 +1,8 @@
 import {
   type Backend,
   type BackendCapabilities,
+  checkDampedScan,
+  type DampedScanArgs,
   type DType,
   DTypeError,
   type NewtonUpdate,
@@ -24,6 +26,7 @@ import {
   OUTER_PARTIAL,
   ROWS_PER_GROUP,
 } from './kernels/reduce.js';
+import { DAMPED_ROUND, DAMPED_SETUP, DAMPED_SOLVE } from './kernels/damped-scan.js';
 import { chunking, scanKernels } from './kernels/scan.js';
 import { GpuTensor } from './tensor.js';
 import { type CompiledStep, compileSequential, compileStep, type Kernel, type Role } from './wgsl/step.js';
@@ -494,6 +497,36 @@ export class WebGpuBackend implements Backend {
     if (x.size !== y.size) throw new ShapeError('sub', fmt(x.shape), fmt(y.shape));
     const out = this.make(x.shape);
     this.ctx.dispatch(SUB, 'sub', [x.buffer, y.buffer, out.buffer], [x.size], x.size);
+    return out;
+  }
+
+  dampedScan(args: DampedScanArgs): Tensor {
+    const a = this.get(args.A);
+    const c = this.get(args.c);
+    checkDampedScan(args, a.shape, c.shape);
+    const [B, T, n] = c.shape as [number, number, number];
+    const size = c.size;
+    const out = this.make(c.shape);
+    if (size === 0) return out;
+    let P = this.ctx.buffer(4 * size * F32);
+    let Q = this.ctx.buffer(4 * size * F32);
+    const lam = this.ctx.buffer(Math.max(1, B) * F32);
+    try {
+      this.ctx.write(lam, Float32Array.from(args.lambda));
+      this.ctx.dispatch(DAMPED_SETUP, 'damped-setup', [a.buffer, c.buffer, lam, P], [size, T, n], size);
+      for (let k = 1; k < T; k *= 2) {
+        this.ctx.dispatch(DAMPED_ROUND, 'damped-round', [P, Q], [size, T, n, k], size);
+        [P, Q] = [Q, P];
+      }
+      this.ctx.dispatch(DAMPED_SOLVE, 'damped-solve', [P, out.buffer], [size], size);
+    } catch (err) {
+      this.dispose(out);
+      throw err;
+    } finally {
+      this.ctx.release(P);
+      this.ctx.release(Q);
+      this.ctx.release(lam);
+    }
     return out;
   }
 

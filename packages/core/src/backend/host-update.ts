@@ -1,3 +1,4 @@
+import { ShapeError } from '../errors.js';
 import type { NewtonUpdateOptions, RowUpdate, TypedArray } from './types.js';
 
 /**
@@ -67,4 +68,22 @@ export function hostNewtonUpdate(
     rows.clipped[b] = clipped;
   }
   return { maxAbsDiff: maxAbs, rows };
+}
+
+/** Shapes and λ of a damped scan, checked the same way by every backend. */
+export function checkDampedScan(
+  args: { readonly lambda: ArrayLike<number> },
+  aShape: readonly number[],
+  cShape: readonly number[],
+): void {
+  const [B, T, n] = cShape;
+  const want = `[${B}, ${T}, ${n}, 1, 1] (diagonal transitions)`;
+  if (aShape.length !== 5 || aShape[0] !== B || aShape[1] !== T || aShape[2] !== n || aShape[3] !== 1 || aShape[4] !== 1) {
+    throw new ShapeError('dampedScan A', want, `[${aShape.join(', ')}]`);
+  }
+  if (args.lambda.length !== B) throw new ShapeError('dampedScan lambda', `${B} values`, `${args.lambda.length}`);
+  for (let b = 0; b < B!; b++) {
+    const l = args.lambda[b]!;
+    if (!(l >= 0) || !Number.isFinite(l)) throw new ShapeError(`dampedScan lambda[${b}]`, 'a finite λ ≥ 0', String(l));
+  }
 }

@@ -87,6 +87,20 @@ export interface RowUpdate {
   readonly settled: Uint32Array;
 }
 
+/**
+ * The damped (Levenberg–Marquardt) linear recurrence with diagonal transitions: the δ that
+ * minimises Σ_t ‖δ_t − a_t ⊙ δ_{t−1} − c_t‖² + λ_b Σ_t ‖δ_t‖² (δ_0 = 0) for each batch row b —
+ * ELK's trust-region step, the MAP estimate of a Kalman smoother. λ = 0 gives the plain scan.
+ */
+export interface DampedScanArgs {
+  /** [B, T, n, 1, 1] diagonal transitions a_t. */
+  readonly A: Tensor;
+  /** [B, T, n] offsets c_t. */
+  readonly c: Tensor;
+  /** λ_b ≥ 0 per batch row. */
+  readonly lambda: ArrayLike<number>;
+}
+
 export interface NewtonUpdate {
   /** The sanitized new iterate: NaN/±Inf replaced by 0, values clipped to ±clip. */
   readonly y: Tensor;
@@ -142,6 +156,11 @@ export interface Backend {
   /** The linear recurrence, by whatever parallel or sequential order suits the backend. */
   scan(args: ScanArgs): Tensor;
 
+  /**
+   * The damped scan (see DampedScanArgs): a symmetric tridiagonal solve along time for every
+   * (b, i), by whatever order suits the backend (Thomas in time order, or parallel cyclic reduction).
+   */
+  dampedScan(args: DampedScanArgs): Tensor;
   /** c = F − A·y per (b, t), A in block structure [B, T, n/s, s, s]. */
   affineOffset(F: Tensor, A: Tensor, y: Tensor, blockSize: number): Tensor;
   /**

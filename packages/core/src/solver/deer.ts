@@ -3,16 +3,8 @@ import { DTYPE_BYTES } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
 import { OutOfMemoryError, ShapeError } from '../errors.js';
-import {
-  driveAsync,
-  driveSync,
-  type EngineStats,
-  type NewtonProblem,
-  newEngineStats,
-  type Solve,
-  type StopReason,
-  solveWindows,
-} from './engine.js';
+import { type EngineStats, type NewtonMethod, type NewtonProblem, newEngineStats, type StopReason, solveWindows } from './engine.js';
+import { driveAsync, driveSync, readTensor, type Solve } from './solve.js';
 import { type DeerOptions, type ResolvedDeerOptions, resolveDeerOptions } from './options.js';
 import {
   checkInitialGuess,
@@ -59,6 +51,15 @@ export interface DeerStats {
   readonly exactJacobian: boolean;
   /** Windows of time steps solved one after another (1: the whole sequence at once). */
   readonly windows: number;
+  /** The method asked for ('deer', 'elk' or 'auto'). */
+  readonly method: NewtonMethod;
+  /** Iterations with full steps (DEER) and with damped steps (ELK), summed over windows. */
+  readonly deerIterations: number;
+  readonly elkIterations: number;
+  /** What 'auto' decided and why, one line per decision (e.g. "row 2 stagnated under DEER → ELK"). */
+  readonly switches: readonly string[];
+  /** 'auto': the largest estimated Lyapunov exponent per step over the rows (> 0: chaotic). */
+  readonly lyapunov: number | undefined;
 }
 
 export interface DeerResult {
@@ -137,10 +138,10 @@ export function recurrenceProblem(
     backend.dispose(t);
     return masked;
   };
-  const evalAt = (y: Tensor, withJacobian: boolean) => {
+  const evalAt = (y: Tensor, withJacobian: boolean, s = blockSize) => {
     const yPrev = backend.shiftTime(y, y0, 1);
     try {
-      const program = withJacobian ? cell.linearizeProgram(blockSize) : cell.stepProgram();
+      const program = withJacobian ? cell.linearizeProgram(s) : cell.stepProgram();
       const out = backend.runStep(program, { state: yPrev, input: x, params });
       return { F: mask(out.outputs[0]!), J: out.jacobian ? mask(out.jacobian) : undefined };
     } finally {
@@ -155,9 +156,12 @@ export function recurrenceProblem(
     finiteDepth: true,
     initial: () => mask(initial()),
     // biome-ignore lint/correctness/useYield: reads nothing; a generator to fit the engine
-    *linearize(y) {
-      const { F, J } = evalAt(y, true);
+    *linearize(y, s) {
+      const { F, J } = evalAt(y, true, s);
       return { A: J!, G: F };
+    },
+    *lyapunov() {
+      return yield* lyapunovProbe(backend, cell, params, x, y0, lengths);
     },
     // biome-ignore lint/correctness/useYield: as above
     *evaluate(y) {
@@ -176,6 +180,81 @@ export function recurrenceProblem(
       }
     },
   };
+}
+
+/**
+ * Per-row estimates of the largest Lyapunov exponent (per step) along the first P ≈ T/16 steps (at
+ * least 16), evaluated sequentially: power iteration with each row's exact Jacobians, block by
+ * block, averaged after a burn-in of P/4 steps. Costs about 1/16 of a sequential pass plus one
+ * read of P Jacobians.
+ */
+function* lyapunovProbe(
+  backend: Backend,
+  cell: Cell,
+  params: Readonly<Record<string, Tensor>>,
+  x: Tensor,
+  y0: Tensor,
+  lengths: Uint32Array | undefined,
+): Solve<Float64Array> {
+  const [B, T] = [x.shape[0]!, x.shape[1]!];
+  const n = cell.stateSize;
+  const s = cell.exactBlockSize;
+  const P = Math.min(T, Math.max(16, Math.ceil(T / 16)));
+  const xs = P < T ? backend.sliceTime(x, 0, P) : x;
+  let J: Tensor;
+  try {
+    const yP = backend.runSequential(cell.stepProgram(), { input: xs, y0, params });
+    const yPrev = backend.shiftTime(yP, y0, 1);
+    backend.dispose(yP);
+    try {
+      const lin = backend.runStep(cell.linearizeProgram(s), { state: yPrev, input: xs, params });
+      backend.dispose(lin.outputs[0]!);
+      J = lin.jacobian!;
+    } finally {
+      backend.dispose(yPrev);
+    }
+  } finally {
+    if (xs !== x) backend.dispose(xs);
+  }
+  let jh: ArrayLike<number>;
+  try {
+    jh = yield* readTensor(J);
+  } finally {
+    backend.dispose(J);
+  }
+  const out = new Float64Array(B).fill(Number.NEGATIVE_INFINITY);
+  const v = new Float64Array(s);
+  const next = new Float64Array(s);
+  for (let b = 0; b < B; b++) {
+    const len = Math.min(P, lengths ? lengths[b]! : P);
+    const burn = Math.floor(len / 4);
+    if (len - burn < 1) continue;
+    for (let k = 0; k < n / s; k++) {
+      for (let i = 0; i < s; i++) v[i] = 1 + 0.37 * Math.sin(7 * i + 1);
+      let logSum = 0;
+      let exponent = 0;
+      for (let t = 0; t < len; t++) {
+        const base = ((b * P + t) * (n / s) + k) * s * s;
+        let norm = 0;
+        for (let i = 0; i < s; i++) {
+          let acc = 0;
+          for (let j = 0; j < s; j++) acc += jh[base + i * s + j]! * v[j]!;
+          next[i] = acc;
+          norm += acc * acc;
+        }
+        norm = Math.sqrt(norm);
+        if (!(norm > 0) || !Number.isFinite(norm)) {
+          exponent = norm > 0 ? Number.POSITIVE_INFINITY : Number.NEGATIVE_INFINITY;
+          break;
+        }
+        for (let i = 0; i < s; i++) v[i] = next[i]! / norm;
+        if (t >= burn) logSum += Math.log(norm);
+        exponent = logSum / (len - burn);
+      }
+      out[b] = Math.max(out[b]!, exponent);
+    }
+  }
+  return out;
 }
 
 /** The whole solve — windows, Newton iterations, fallback — as a generator that yields at its reads. */
@@ -202,7 +281,7 @@ function* deerSolve(
     );
   }
   const s = opts.blockSize;
-  const stats: EngineStats = newEngineStats();
+  const stats: EngineStats = newEngineStats(opts.method);
   const describe = (windows: number): DeerStats => ({
     ...stats,
     structure: describeStructure(structureFromBlockSize(s, n)),
@@ -229,7 +308,7 @@ function* deerSolve(
       const problem = recurrenceProblem(backend, cell, params, xw, start, s, initial, windowLengths(lengths, t0, len));
       return xw === x ? problem : { ...problem, release: () => backend.dispose(xw) };
     },
-    { ...opts, solver: 'DEER' },
+    { ...opts, solver: opts.method === 'deer' ? 'DEER' : opts.method === 'elk' ? 'ELK' : 'DEER/ELK (auto)' },
     stats,
   );
   if (T === Tfull) return { y: solved, stats: describe(Math.ceil(T / W)) };

@@ -1,5 +1,7 @@
-import type { Backend, NewtonUpdate, NewtonUpdateOptions, Tensor, TypedArray } from '../backend/types.js';
-import { ConvergenceError, UnsupportedOptionError } from '../errors.js';
+import type { Backend, NewtonUpdate, NewtonUpdateOptions, Tensor } from '../backend/types.js';
+import { ConvergenceError } from '../errors.js';
+import { residualMerit } from './merit.js';
+import { readUpdate, type Solve } from './solve.js';
 import type { FallbackOption, IterationInfo } from './options.js';
 
 /**
@@ -12,83 +14,10 @@ import type { FallbackOption, IterationInfo } from './options.js';
  */
 
 /** Why Newton stopped for a batch row (the stats report the worst row's). */
-export type StopReason = 'tolerance' | 'stagnated' | 'diverged' | 'nonFinite' | 'maxIter';
+export type StopReason = 'tolerance' | 'stagnated' | 'diverged' | 'nonFinite' | 'maxIter' | 'chaotic';
 
-export type ReadRequest =
-  | {
-      readonly kind: 'update';
-      readonly raw: Tensor;
-      readonly previous: Tensor;
-      readonly opts: NewtonUpdateOptions;
-    }
-  | { readonly kind: 'read'; readonly tensor: Tensor }
-  | { readonly kind: 'async'; readonly run: () => Promise<unknown> };
-
-/** A solve (or part of one) that yields at its reads. */
-export type Solve<R> = Generator<ReadRequest, R, unknown>;
-
-/** Sanitize `raw` and measure it against `previous` (one small read). */
-export function* readUpdate(raw: Tensor, previous: Tensor, opts: NewtonUpdateOptions): Solve<NewtonUpdate> {
-  return (yield { kind: 'update', raw, previous, opts }) as NewtonUpdate;
-}
-
-/** A tensor's values on the host (sync drivers need `backend.readSync`). */
-export function* readTensor(tensor: Tensor): Solve<TypedArray> {
-  return (yield { kind: 'read', tensor }) as TypedArray;
-}
-
-/** Await `run` inside a solve (async drivers only). */
-export function* awaitAsync<T>(run: () => Promise<T>): Solve<T> {
-  return (yield { kind: 'async', run }) as T;
-}
-
-export async function driveAsync<R>(backend: Backend, solve: Solve<R>): Promise<R> {
-  let step = solve.next();
-  while (!step.done) {
-    let answer: unknown;
-    try {
-      const r = step.value;
-      answer =
-        r.kind === 'update'
-          ? await backend.newtonUpdate(r.raw, r.previous, r.opts)
-          : r.kind === 'read'
-            ? await backend.read(r.tensor)
-            : await r.run();
-    } catch (err) {
-      // Raised inside the generator at its read, so it disposes what it holds.
-      step = solve.throw(err);
-      continue;
-    }
-    step = solve.next(answer);
-  }
-  return step.value;
-}
-
-export function driveSync<R>(backend: Backend, solve: Solve<R>): R {
-  const update = backend.newtonUpdateSync?.bind(backend);
-  if (!update) {
-    throw new UnsupportedOptionError(
-      'backend',
-      backend.name,
-      'a backend with synchronous reads (newtonUpdateSync)',
-    );
-  }
-  let step = solve.next();
-  while (!step.done) {
-    let answer: unknown;
-    try {
-      const r = step.value;
-      if (r.kind === 'update') answer = update(r.raw, r.previous, r.opts);
-      else if (r.kind === 'read' && backend.readSync) answer = backend.readSync(r.tensor);
-      else throw new UnsupportedOptionError('backend', backend.name, 'an asynchronous driver for this solve');
-    } catch (err) {
-      step = solve.throw(err);
-      continue;
-    }
-    step = solve.next(answer);
-  }
-  return step.value;
-}
+/** Newton's step: full (DEER), damped (ELK), or chosen as it goes ('auto'). */
+export type NewtonMethod = 'deer' | 'elk' | 'auto';
 
 /**
  * One window of a problem whose solution is the fixed point y = G(y), G(y)_t depending on y_{t−1}
@@ -107,8 +36,16 @@ export interface NewtonProblem {
   readonly finiteDepth: boolean;
   /** The first iterate, [B, T, n]; the engine owns it. */
   initial(): Tensor;
-  /** A = ∂G/∂y_{t−1} ([B, T, n/s, s, s]) and G(y) ([B, T, n]); the engine disposes both. */
-  linearize(y: Tensor): Solve<{ A: Tensor; G: Tensor }>;
+  /**
+   * A = ∂G/∂y_{t−1} ([B, T, n/s, s, s], s = `blockSize` unless given) and G(y) ([B, T, n]); the
+   * engine disposes both.
+   */
+  linearize(y: Tensor, blockSize?: number): Solve<{ A: Tensor; G: Tensor }>;
+  /**
+   * Per-row estimates of the largest Lyapunov exponent along the trajectory (per step), for
+   * 'auto' to recognise chaotic rows before iterating; absent where it does not apply.
+   */
+  lyapunov?(): Solve<Float64Array>;
   /** G(y) alone, for the residual check. */
   evaluate(y: Tensor): Solve<Tensor>;
   /** The exact step-by-step answer for the rows `rows`: [rows.length, T, n]. */
@@ -125,6 +62,7 @@ export interface EngineOptions {
   readonly fallback: FallbackOption;
   /** Names the solver in errors, e.g. 'DEER'. */
   readonly solver: string;
+  readonly method?: NewtonMethod;
   readonly onIteration?: (info: IterationInfo) => void;
 }
 
@@ -139,9 +77,14 @@ export interface EngineStats {
   residual: number;
   stopReason: StopReason;
   fallbackRows: number;
+  method: NewtonMethod;
+  deerIterations: number;
+  elkIterations: number;
+  switches: string[];
+  lyapunov: number | undefined;
 }
 
-export function newEngineStats(): EngineStats {
+export function newEngineStats(method: NewtonMethod = 'deer'): EngineStats {
   return {
     iterations: 0,
     residuals: [],
@@ -152,6 +95,11 @@ export function newEngineStats(): EngineStats {
     residual: 0,
     stopReason: 'tolerance',
     fallbackRows: 0,
+    method,
+    deerIterations: 0,
+    elkIterations: 0,
+    switches: [],
+    lyapunov: undefined,
   };
 }
 
@@ -164,8 +112,16 @@ export const STAGNATION_PATIENCE = 8;
 export const BAD_STREAK = 3;
 /** Residual checks a row may fail (and go back to Newton) before it is given up. */
 const RESIDUAL_RETRIES = 2;
+/** ELK's damping: the first λ, its floor (≈ Newton) and the λ past which a row is given up. */
+const LAMBDA_START = 1;
+const LAMBDA_MIN = 1e-8;
+const LAMBDA_MAX = 1e8;
+/** ELK steps without halving the residual before a row counts as stagnated. */
+const ELK_PATIENCE = 12;
+/** Largest Lyapunov exponent (per step) above which 'auto' treats a row as chaotic. */
+export const CHAOS_THRESHOLD = 0.01;
 
-const SEVERITY: readonly StopReason[] = ['tolerance', 'maxIter', 'stagnated', 'diverged', 'nonFinite'];
+const SEVERITY: readonly StopReason[] = ['tolerance', 'maxIter', 'stagnated', 'chaotic', 'diverged', 'nonFinite'];
 
 enum Row {
   Active = 0,
@@ -191,56 +147,56 @@ export function* newtonWindow(
   stats: EngineStats,
   where: { window: number; windows: number },
 ): Solve<Tensor> {
-  const { B, T, n, blockSize: s } = problem;
-  const budget = problem.finiteDepth ? Math.min(opts.maxIter, T + 1) : opts.maxIter;
-  const status = new Uint8Array(B);
-  const reason: StopReason[] = new Array(B).fill('tolerance');
-  const best = new Float64Array(B).fill(Number.POSITIVE_INFINITY);
-  const since = new Uint32Array(B);
-  /** Settled steps when the row last halved its step (progress is measured from there). */
-  const mark = new Uint32Array(B);
-  const nonFiniteStreak = new Uint32Array(B);
-  const clipStreak = new Uint32Array(B);
+  const { B, T, n } = problem;
+  const method = opts.method ?? 'deer';
+  const budget = problem.finiteDepth && method === 'deer' ? Math.min(opts.maxIter, T + 1) : opts.maxIter;
+  const w: WindowState = {
+    status: new Uint8Array(B),
+    reason: new Array<StopReason>(B).fill('tolerance'),
+    best: new Float64Array(B).fill(Number.POSITIVE_INFINITY),
+    since: new Uint32Array(B),
+    mark: new Uint32Array(B),
+    nonFiniteStreak: new Uint32Array(B),
+    clipStreak: new Uint32Array(B),
+    steps: new Uint32Array(B),
+    lambda: new Float64Array(B).fill(LAMBDA_START),
+    merit: new Float64Array(B).fill(Number.NaN),
+    maxResidual: new Float64Array(B).fill(Number.POSITIVE_INFINITY),
+  };
+  const { status, reason } = w;
   const residualFails = new Uint32Array(B);
   const tol = { atol: opts.atol, rtol: opts.rtol, clip: opts.clip };
   const mask = (want: Row) => Uint8Array.from(status, (v) => (v === want ? 1 : 0));
   const count = (want: Row) => status.reduce((k, v) => k + (v === want ? 1 : 0), 0);
-  const fail = (b: number, why: StopReason) => {
-    status[b] = Row.Failed;
-    reason[b] = why;
-  };
 
   let y = problem.initial();
   const zeros = backend.zeros([B, n], y.dtype);
   let iterations = 0;
+  let mode: 'deer' | 'elk' = method === 'elk' ? 'elk' : 'deer';
   try {
+    if (method === 'auto' && problem.lyapunov) {
+      // Chaotic rows (perturbations grow along the trajectory): no parallel Newton method
+      // converges in few iterations there, so they go straight to the sequential answer.
+      const exponents = yield* problem.lyapunov();
+      for (let b = 0; b < B; b++) {
+        stats.lyapunov = Math.max(stats.lyapunov ?? Number.NEGATIVE_INFINITY, exponents[b]!);
+        if (exponents[b]! > CHAOS_THRESHOLD) {
+          status[b] = Row.Failed;
+          reason[b] = 'chaotic';
+        }
+      }
+      if (count(Row.Failed) > 0) stats.switches.push(`window ${where.window}: ${count(Row.Failed)} chaotic rows → sequential`);
+    }
     while (count(Row.Active) > 0) {
-      // Newton iterations on the active rows.
       while (count(Row.Active) > 0 && iterations < budget) {
         iterations++;
-        const { A, G } = yield* problem.linearize(y);
-        let raw: Tensor;
-        try {
-          const r = backend.sub(G, y);
-          backend.dispose(G);
-          try {
-            const delta = backend.scan({ A, c: r, y0: zeros, blockSize: s, reverse: false });
-            try {
-              raw = backend.add(y, delta);
-            } finally {
-              backend.dispose(delta);
-            }
-          } finally {
-            backend.dispose(r);
-          }
-        } finally {
-          backend.dispose(A);
-        }
         let update: NewtonUpdate;
-        try {
-          update = yield* readUpdate(raw, y, { ...tol, active: mask(Row.Active) });
-        } finally {
-          backend.dispose(raw);
+        if (mode === 'deer') {
+          update = yield* deerIteration(backend, problem, y, zeros, { ...tol, active: mask(Row.Active) });
+          stats.deerIterations++;
+        } else {
+          update = yield* elkIteration(backend, problem, y, w, tol);
+          stats.elkIterations++;
         }
         backend.dispose(y);
         y = update.y;
@@ -248,30 +204,24 @@ export function* newtonWindow(
         stats.residuals.push(update.maxAbsDiff);
         stats.replaced += update.replaced;
         stats.clipped += update.clipped;
-        for (let b = 0; b < B; b++) {
-          if (status[b] !== Row.Active) continue;
-          const sc = update.rows.maxScaledDiff[b]!;
-          const rep = update.rows.replaced[b]!;
-          const clp = update.rows.clipped[b]!;
-          if (rep === 0 && clp === 0 && sc <= 1) {
-            status[b] = Row.Pending;
-            continue;
+        const gaveUp = mode === 'deer' ? judgeDeer(w, update, T, iterations, budget) : judgeElk(w, update);
+        if (method === 'auto' && mode === 'deer' && gaveUp.length > 0) {
+          // DEER's full steps stopped making progress on these rows: damp them (ELK) from a
+          // fresh start instead of giving up; held and converged rows stay as they are.
+          const start = problem.initial();
+          const fresh = backend.gatherRows(start, gaveUp);
+          backend.dispose(start);
+          const merged = backend.scatterRows(y, gaveUp, fresh);
+          backend.dispose(fresh);
+          backend.dispose(y);
+          y = merged;
+          for (const b of gaveUp) {
+            stats.switches.push(`window ${where.window}, iteration ${iterations}: row ${b} ${reason[b]} under DEER → ELK`);
+            restartRow(w, b);
           }
-          nonFiniteStreak[b] = rep > 0 ? nonFiniteStreak[b]! + 1 : 0;
-          clipStreak[b] = clp > 0 ? clipStreak[b]! + 1 : 0;
-          if (nonFiniteStreak[b]! >= BAD_STREAK) fail(b, 'nonFinite');
-          else if (clipStreak[b]! >= BAD_STREAK) fail(b, 'diverged');
-          else if (sc < 0.5 * best[b]!) {
-            best[b] = sc;
-            since[b] = 0;
-            mark[b] = update.rows.settled[b]!;
-          } else if (++since[b]! >= STAGNATION_PATIENCE) {
-            // No halving for a while: progress only if the settled front moves fast enough to
-            // reach T within the budget (exact Newton settles ≥ 1 step per iteration).
-            const settled = update.rows.settled[b]!;
-            const rate = (settled - mark[b]!) / since[b]!;
-            if (!(rate > 0) || iterations + (T - settled) / rate > budget) fail(b, 'stagnated');
-          }
+          // Rows still under DEER go on damped too (one step method per window).
+          for (let b = 0; b < B; b++) if (status[b] === Row.Active) w.merit[b] = Number.NaN;
+          mode = 'elk';
         }
         opts.onIteration?.({
           iteration: iterations,
@@ -282,7 +232,7 @@ export function* newtonWindow(
           windows: where.windows,
         });
       }
-      for (let b = 0; b < B; b++) if (status[b] === Row.Active) fail(b, 'maxIter');
+      for (let b = 0; b < B; b++) if (status[b] === Row.Active) fail(w, b, 'maxIter');
       if (count(Row.Pending) === 0) break;
       // The residual check: one evaluation of G at the iterate.
       const check = yield* measureResidual(backend, problem, y, mask(Row.Pending), opts);
@@ -292,9 +242,15 @@ export function* newtonWindow(
         if (ok) {
           status[b] = Row.Converged;
           stats.residual = Math.max(stats.residual, check.rows.maxScaledDiff[b]!);
-        } else if (++residualFails[b]! > RESIDUAL_RETRIES) fail(b, 'stagnated');
+        } else if (++residualFails[b]! > RESIDUAL_RETRIES) fail(w, b, 'stagnated');
         else if (iterations < budget) status[b] = Row.Active;
-        else fail(b, 'maxIter');
+        else fail(w, b, 'maxIter');
+      }
+    }
+    for (let b = 0; b < B; b++) {
+      // ELK confirms rows by their residual as it goes.
+      if (status[b] === Row.Converged && Number.isFinite(w.maxResidual[b]!)) {
+        stats.residual = Math.max(stats.residual, w.maxResidual[b]!);
       }
     }
     const failed = [...status.keys()].filter((b) => status[b] === Row.Failed);
@@ -340,6 +296,220 @@ export function* newtonWindow(
   } finally {
     backend.dispose(zeros);
   }
+}
+
+/** Per-row bookkeeping of one window. */
+interface WindowState {
+  readonly status: Uint8Array;
+  readonly reason: StopReason[];
+  /** Best (smallest) scaled step (DEER) or residual (ELK) so far, and iterations since it halved. */
+  readonly best: Float64Array;
+  readonly since: Uint32Array;
+  /** Settled steps when the row last halved its step (progress is measured from there). */
+  readonly mark: Uint32Array;
+  readonly nonFiniteStreak: Uint32Array;
+  readonly clipStreak: Uint32Array;
+  /** Steps taken by the row in the current method. */
+  readonly steps: Uint32Array;
+  /** ELK: the damping λ (trust region ~ 1/λ) and the scaled residual of the current iterate. */
+  readonly lambda: Float64Array;
+  readonly merit: Float64Array;
+  /** ELK: max scaled one-step residual of the current iterate (∞ until measured). */
+  readonly maxResidual: Float64Array;
+}
+
+function fail(w: WindowState, b: number, why: StopReason): void {
+  w.status[b] = Row.Failed;
+  w.reason[b] = why;
+}
+
+function restartRow(w: WindowState, b: number): void {
+  w.status[b] = Row.Active;
+  w.reason[b] = 'tolerance';
+  w.best[b] = Number.POSITIVE_INFINITY;
+  w.since[b] = 0;
+  w.mark[b] = 0;
+  w.nonFiniteStreak[b] = 0;
+  w.clipStreak[b] = 0;
+  w.steps[b] = 0;
+  w.lambda[b] = LAMBDA_START;
+  w.merit[b] = Number.NaN;
+  w.maxResidual[b] = Number.POSITIVE_INFINITY;
+}
+
+/** One full Newton step (DEER): δ by the scan, the raw iterate measured against y. */
+function* deerIteration(
+  backend: Backend,
+  problem: NewtonProblem,
+  y: Tensor,
+  zeros: Tensor,
+  opts: NewtonUpdateOptions,
+): Solve<NewtonUpdate> {
+  const { A, G } = yield* problem.linearize(y);
+  let raw: Tensor;
+  try {
+    const r = backend.sub(G, y);
+    backend.dispose(G);
+    try {
+      const delta = backend.scan({ A, c: r, y0: zeros, blockSize: problem.blockSize, reverse: false });
+      try {
+        raw = backend.add(y, delta);
+      } finally {
+        backend.dispose(delta);
+      }
+    } finally {
+      backend.dispose(r);
+    }
+  } finally {
+    backend.dispose(A);
+  }
+  try {
+    return yield* readUpdate(raw, y, opts);
+  } finally {
+    backend.dispose(raw);
+  }
+}
+
+/**
+ * After a DEER step: rows within tolerance become pending (the residual check confirms them);
+ * rows that keep producing NaN/Inf, keep reaching the clip, or stop progressing are given up.
+ * Returns the rows given up in this step.
+ */
+function judgeDeer(w: WindowState, update: NewtonUpdate, T: number, iterations: number, budget: number): number[] {
+  const out: number[] = [];
+  for (let b = 0; b < w.status.length; b++) {
+    if (w.status[b] !== Row.Active) continue;
+    const sc = update.rows.maxScaledDiff[b]!;
+    const rep = update.rows.replaced[b]!;
+    const clp = update.rows.clipped[b]!;
+    if (rep === 0 && clp === 0 && sc <= 1) {
+      w.status[b] = Row.Pending;
+      continue;
+    }
+    w.nonFiniteStreak[b] = rep > 0 ? w.nonFiniteStreak[b]! + 1 : 0;
+    w.clipStreak[b] = clp > 0 ? w.clipStreak[b]! + 1 : 0;
+    if (w.nonFiniteStreak[b]! >= BAD_STREAK) fail(w, b, 'nonFinite');
+    else if (w.clipStreak[b]! >= BAD_STREAK) fail(w, b, 'diverged');
+    else if (++w.steps[b]! === 1) {
+      // The first step measures how far the initial guess was, not Newton's progress.
+    } else if (sc < 0.5 * w.best[b]!) {
+      w.best[b] = sc;
+      w.since[b] = 0;
+      w.mark[b] = update.rows.settled[b]!;
+    } else if (++w.since[b]! >= STAGNATION_PATIENCE) {
+      // No halving for a while: progress only if the settled front moves fast enough to reach T
+      // within the budget (exact Newton settles ≥ 1 step per iteration).
+      const settled = update.rows.settled[b]!;
+      const rate = (settled - w.mark[b]!) / w.since[b]!;
+      if (!(rate > 0) || iterations + (T - settled) / rate > budget) fail(w, b, 'stagnated');
+    }
+    if (w.status[b] === Row.Failed) out.push(b);
+  }
+  return out;
+}
+
+/**
+ * One damped step (ELK, Levenberg–Marquardt on the diagonal of the Jacobian: quasi-ELK, which is
+ * ELK itself for cells whose Jacobian is diagonal): δ by the damped scan with each row's λ; the
+ * candidate y + δ is accepted for a row only if it lowers the row's merit, the scaled 2-norm of the
+ * one-step residual (then λ shrinks: the trust region grows), else the row keeps its iterate and λ
+ * grows. Costs one linearisation, one damped scan, one evaluation of G and three small reads.
+ */
+function* elkIteration(
+  backend: Backend,
+  problem: NewtonProblem,
+  y: Tensor,
+  w: WindowState,
+  tol: { atol: number; rtol: number; clip: number },
+): Solve<NewtonUpdate> {
+  const B = problem.B;
+  const active = Uint8Array.from(w.status, (v) => (v === Row.Active ? 1 : 0));
+  const { A, G } = yield* problem.linearize(y, 1);
+  let raw: Tensor;
+  try {
+    if (active.some((a, b) => a === 1 && Number.isNaN(w.merit[b]!))) {
+      const merit = yield* residualMerit(backend, G, y, tol);
+      for (let b = 0; b < B; b++) if (active[b] && Number.isNaN(w.merit[b]!)) w.merit[b] = finiteOr(merit[b]!);
+    }
+    const r = backend.sub(G, y);
+    try {
+      const delta = backend.dampedScan({ A, c: r, lambda: w.lambda });
+      try {
+        raw = backend.add(y, delta);
+      } finally {
+        backend.dispose(delta);
+      }
+    } finally {
+      backend.dispose(r);
+    }
+  } finally {
+    backend.dispose(A);
+    backend.dispose(G);
+  }
+  try {
+    const Gc = yield* problem.evaluate(raw);
+    let candMerit: Float64Array;
+    let cand: NewtonUpdate;
+    try {
+      candMerit = yield* residualMerit(backend, Gc, raw, tol);
+      cand = yield* readUpdate(Gc, raw, { ...tol, clip: Number.POSITIVE_INFINITY, active });
+    } finally {
+      backend.dispose(Gc);
+    }
+    backend.dispose(cand.y);
+    const accepted = new Uint8Array(B);
+    for (let b = 0; b < B; b++) {
+      if (!active[b]) continue;
+      candMerit[b] = cand.rows.replaced[b]! > 0 ? Number.POSITIVE_INFINITY : finiteOr(candMerit[b]!);
+      accepted[b] = candMerit[b]! < w.merit[b]! ? 1 : 0;
+    }
+    const update = yield* readUpdate(raw, y, { ...tol, active: accepted });
+    for (let b = 0; b < B; b++) {
+      if (!active[b]) continue;
+      if (accepted[b] && update.rows.clipped[b] === 0 && update.rows.replaced[b] === 0) {
+        // The trust region follows how much of the residual the step removed: grow it after a
+        // large reduction, shrink it after a small one (the linear model was too optimistic).
+        const gain = 1 - candMerit[b]! / w.merit[b]!;
+        if (gain > 0.5) w.lambda[b] = Math.max(LAMBDA_MIN, w.lambda[b]! / 3);
+        else if (gain < 0.1) w.lambda[b] = w.lambda[b]! * 2;
+        w.merit[b] = candMerit[b]!;
+        w.maxResidual[b] = cand.rows.maxScaledDiff[b]!;
+      } else {
+        // A rejected (or clipped) candidate: keep the iterate, shrink the trust region.
+        if (accepted[b]) w.merit[b] = Number.NaN;
+        w.maxResidual[b] = Number.POSITIVE_INFINITY;
+        w.lambda[b] = w.lambda[b]! * 4;
+      }
+    }
+    return update;
+  } finally {
+    backend.dispose(raw);
+  }
+}
+
+const finiteOr = (v: number) => (Number.isNaN(v) ? Number.POSITIVE_INFINITY : v);
+
+/**
+ * After an ELK step: a row whose accepted iterate has a one-step residual within tolerance
+ * everywhere is converged (the residual *is* ELK's measure, so no separate check is needed); a row
+ * whose merit has not halved in ELK_PATIENCE steps, or whose λ ran past LAMBDA_MAX, is given up.
+ */
+function judgeElk(w: WindowState, update: NewtonUpdate): number[] {
+  const out: number[] = [];
+  for (let b = 0; b < w.status.length; b++) {
+    if (w.status[b] !== Row.Active) continue;
+    if (w.maxResidual[b]! <= 1 && update.rows.clipped[b] === 0 && update.rows.replaced[b] === 0) {
+      w.status[b] = Row.Converged;
+      continue;
+    }
+    const m = w.merit[b]!;
+    if (m < 0.5 * w.best[b]!) {
+      w.best[b] = m;
+      w.since[b] = 0;
+    } else if (++w.since[b]! >= ELK_PATIENCE || w.lambda[b]! > LAMBDA_MAX) fail(w, b, 'stagnated');
+    if (w.status[b] === Row.Failed) out.push(b);
+  }
+  return out;
 }
 
 /**

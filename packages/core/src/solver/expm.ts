@@ -1,5 +1,5 @@
 import type { Backend, DType, Tensor } from '../backend/types.js';
-import { awaitAsync, driveAsync, type Solve } from './engine.js';
+import { awaitAsync, driveAsync, type Solve } from './solve.js';
 
 /** Taylor degree after scaling to ‖M‖ ≤ 1/2: truncation below the dtype's rounding. */
 const TAYLOR_DEGREE: Readonly<Record<DType, number>> = { float64: 14, float32: 8 };

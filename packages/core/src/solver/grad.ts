@@ -2,7 +2,7 @@ import type { Backend, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { TensorStateError } from '../errors.js';
 import { type DeerResult, deer } from './deer.js';
-import { driveAsync, driveSync, readTensor, readUpdate, type Solve } from './engine.js';
+import { driveAsync, driveSync, readTensor, readUpdate, type Solve } from './solve.js';
 import { DEER_OPTION_NAMES, type DeerOptions, resolveDeerOptions } from './options.js';
 import {
   checkCotangent,

@@ -1,17 +1,10 @@
 import type { Backend, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
-import { NonFiniteError } from '../errors.js';
+import { NonFiniteError, UnsupportedOptionError } from '../errors.js';
 import type { DeerStats } from './deer.js';
-import {
-  awaitAsync,
-  driveAsync,
-  type EngineStats,
-  type NewtonProblem,
-  newEngineStats,
-  type Solve,
-  solveWindows,
-} from './engine.js';
+import { type EngineStats, type NewtonProblem, newEngineStats, solveWindows } from './engine.js';
+import { awaitAsync, driveAsync, type Solve } from './solve.js';
 import { affineExponentialSolve, EXPM_PEAK_BUFFERS, type MatrixOps } from './expm.js';
 import { type OdeProblem, type PreparedOde, prepareOde, requireMatrixOps } from './ode-inputs.js';
 import { dopri5 } from './ode-sequential.js';
@@ -31,6 +24,7 @@ export const IVP_OPTION_NAMES: readonly string[] = [
   'checkFinite',
   'window',
   'initialGuess',
+  'method',
 ];
 
 /** Jacobian-sized buffers one ODE Newton iteration holds at its peak (the exponential's, plus J). */
@@ -39,7 +33,7 @@ export const ODE_PEAK_JACOBIANS = EXPM_PEAK_BUFFERS + 1;
 export interface IvpOptions
   extends Pick<
     DeerOptions,
-    'atol' | 'rtol' | 'maxIter' | 'jacobian' | 'fallback' | 'clip' | 'onIteration' | 'checkFinite' | 'window'
+    'atol' | 'rtol' | 'maxIter' | 'jacobian' | 'fallback' | 'clip' | 'onIteration' | 'checkFinite' | 'window' | 'method'
   > {
   /** First iterate: y0 held constant (default), zeros, or a [B, T, n] tensor (warm start). */
   readonly initialGuess?: 'y0' | 'zeros' | Tensor;
@@ -93,6 +87,13 @@ export async function solvePrepared(
   const n = field.stateSize;
   const { initialGuess, ...rest } = options;
   const opts = resolveDeerOptions(field, prep.dtype, rest, IVP_OPTION_NAMES, 'solveIvp');
+  if (opts.method !== 'deer') {
+    throw new UnsupportedOptionError(
+      'method',
+      opts.method,
+      "'deer' for solveIvp (ELK's damped step is for recurrences; an ODE's interval maps are exponentials)",
+    );
+  }
   const guess = initialGuess ?? 'y0';
   if (guess !== 'y0' && guess !== 'zeros') {
     checkTrajectory(backend, 'initialGuess', guess, B, T, n);
@@ -112,7 +113,7 @@ export async function solvePrepared(
       jacobians: ODE_PEAK_JACOBIANS,
       lastHasExtra: true,
     });
-  const stats: EngineStats = newEngineStats();
+  const stats: EngineStats = newEngineStats('deer');
   const y = await driveAsync(
     backend,
     solveWindows(

@@ -2,6 +2,7 @@ import type { DType, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { blockSize, type JacobianStructure } from '../cell/structure.js';
 import { UnsupportedOptionError } from '../errors.js';
+import type { NewtonMethod } from './engine.js';
 
 export type JacobianOption = JacobianStructure | 'auto';
 export type FallbackOption = 'sequential' | 'throw' | 'none';
@@ -63,6 +64,13 @@ export interface DeerOptions extends SolveOptions {
   readonly window?: number;
   /** Called after every Newton iteration (progress). */
   readonly onIteration?: (info: IterationInfo) => void;
+  /**
+   * Newton's step: 'deer' (default) full steps; 'elk' damped steps with a trust region that adapts
+   * (Levenberg–Marquardt on the diagonal of the Jacobian: quasi-ELK), which converge where full
+   * steps overshoot; 'auto' full steps while they make progress, damped ones where they stop, and
+   * sequential evaluation for rows whose dynamics are chaotic (estimated before iterating).
+   */
+  readonly method?: NewtonMethod;
 }
 
 export interface ResolvedDeerOptions {
@@ -77,6 +85,7 @@ export interface ResolvedDeerOptions {
   readonly window: number | undefined;
   readonly checkFinite: boolean;
   readonly onIteration: ((info: IterationInfo) => void) | undefined;
+  readonly method: NewtonMethod;
 }
 
 /** The option names `deer` and `deerWithGrad` accept. */
@@ -93,6 +102,7 @@ export const DEER_OPTION_NAMES: readonly string[] = [
   'clip',
   'window',
   'onIteration',
+  'method',
 ];
 
 /** Reject option objects that are not objects, and option names the function does not know. */
@@ -157,6 +167,19 @@ export function resolveDeerOptions(
   } else {
     throw new UnsupportedOptionError('jacobian', jac, "'auto', 'dense', 'diagonal' or { block: s }");
   }
+  const method = o.method ?? 'deer';
+  if (!['deer', 'elk', 'auto'].includes(method)) {
+    throw new UnsupportedOptionError('method', method, "'deer', 'elk' or 'auto'");
+  }
+  if (method === 'elk' && jac !== 'auto' && jac !== 'diagonal') {
+    throw new UnsupportedOptionError(
+      'jacobian',
+      jac,
+      "'diagonal' or 'auto' with method 'elk': its damped step uses the diagonal of the Jacobian (quasi-ELK); ELK with full Jacobians is not implemented",
+    );
+  }
+  // ELK's damped step uses the diagonal of the Jacobian, whatever the cell's structure.
+  if (method === 'elk') s = 1;
   const fallback = o.fallback ?? 'sequential';
   if (!['sequential', 'throw', 'none'].includes(fallback)) {
     throw new UnsupportedOptionError('fallback', fallback, "'sequential', 'throw' or 'none'");
@@ -181,6 +204,7 @@ export function resolveDeerOptions(
     window: o.window === undefined ? undefined : positive('window', o.window, 1, 'integer'),
     checkFinite: flag('checkFinite', o.checkFinite, true),
     onIteration: callback('onIteration', o.onIteration),
+    method,
   };
 }
 

@@ -1,0 +1,83 @@
+import type { Backend, NewtonUpdate, NewtonUpdateOptions, Tensor, TypedArray } from '../backend/types.js';
+import { UnsupportedOptionError } from '../errors.js';
+
+/**
+ * Solves are generators that yield at their reads, so the same steps run under an async driver
+ * (`driveAsync`) or a synchronous one (`driveSync`, for backends with synchronous reads).
+ */
+export type ReadRequest =
+  | {
+      readonly kind: 'update';
+      readonly raw: Tensor;
+      readonly previous: Tensor;
+      readonly opts: NewtonUpdateOptions;
+    }
+  | { readonly kind: 'read'; readonly tensor: Tensor }
+  | { readonly kind: 'async'; readonly run: () => Promise<unknown> };
+
+/** A solve (or part of one) that yields at its reads. */
+export type Solve<R> = Generator<ReadRequest, R, unknown>;
+
+/** Sanitize `raw` and measure it against `previous` (one small read). */
+export function* readUpdate(raw: Tensor, previous: Tensor, opts: NewtonUpdateOptions): Solve<NewtonUpdate> {
+  return (yield { kind: 'update', raw, previous, opts }) as NewtonUpdate;
+}
+
+/** A tensor's values on the host (sync drivers need `backend.readSync`). */
+export function* readTensor(tensor: Tensor): Solve<TypedArray> {
+  return (yield { kind: 'read', tensor }) as TypedArray;
+}
+
+/** Await `run` inside a solve (async drivers only). */
+export function* awaitAsync<T>(run: () => Promise<T>): Solve<T> {
+  return (yield { kind: 'async', run }) as T;
+}
+
+export async function driveAsync<R>(backend: Backend, solve: Solve<R>): Promise<R> {
+  let step = solve.next();
+  while (!step.done) {
+    let answer: unknown;
+    try {
+      const r = step.value;
+      answer =
+        r.kind === 'update'
+          ? await backend.newtonUpdate(r.raw, r.previous, r.opts)
+          : r.kind === 'read'
+            ? await backend.read(r.tensor)
+            : await r.run();
+    } catch (err) {
+      // Raised inside the generator at its read, so it disposes what it holds.
+      step = solve.throw(err);
+      continue;
+    }
+    step = solve.next(answer);
+  }
+  return step.value;
+}
+
+export function driveSync<R>(backend: Backend, solve: Solve<R>): R {
+  const update = backend.newtonUpdateSync?.bind(backend);
+  if (!update) {
+    throw new UnsupportedOptionError(
+      'backend',
+      backend.name,
+      'a backend with synchronous reads (newtonUpdateSync)',
+    );
+  }
+  let step = solve.next();
+  while (!step.done) {
+    let answer: unknown;
+    try {
+      const r = step.value;
+      if (r.kind === 'update') answer = update(r.raw, r.previous, r.opts);
+      else if (r.kind === 'read' && backend.readSync) answer = backend.readSync(r.tensor);
+      else throw new UnsupportedOptionError('backend', backend.name, 'an asynchronous driver for this solve');
+    } catch (err) {
+      step = solve.throw(err);
+      continue;
+    }
+    step = solve.next(answer);
+  }
+  return step.value;
+}
+
