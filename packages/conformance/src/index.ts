@@ -1,14 +1,16 @@
 import type { Backend, DType } from '@deerjs/core';
-import { afterAll, beforeAll, describe } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeContext } from './context.js';
 import { defineDerivativeCases, defineWindowedGradientCase } from './derivative-cases.js';
 import { defineInputCases } from './input-cases.js';
+import { defineLangCases } from './lang-cases.js';
 import { defineOdeCases } from './ode-cases.js';
 import { defineOpCases } from './op-cases.js';
 import { defineSolveCases } from './solve-cases.js';
 
 export type { SuiteContext } from './context.js';
 export { CELL_FAMILIES, maxAbsDiff, sequenceData, userDefinedCell } from './fixtures.js';
+export { type LangCase, langCases } from './lang-cases.js';
 
 /** Max abs error vs the float64 oracle for a DEER solve, by dtype. */
 export const DEFAULT_TOLERANCE: Readonly<Record<DType, number>> = { float64: 1e-10, float32: 1e-5 };
@@ -41,11 +43,16 @@ export interface ConformanceOptions {
 export function defineConformanceSuite(options: ConformanceOptions): void {
   const skip = options.skip ?? {};
   for (const [id, reason] of Object.entries(skip)) {
-    if (typeof reason !== 'string' || reason.trim() === '') throw new Error(`skip '${id}' needs a written reason`);
+    if (typeof reason !== 'string' || reason.trim() === '')
+      throw new Error(`skip '${id}' needs a written reason`);
   }
+  // Every case id defined for any dtype; a skip id outside it names no case and fails the suite.
+  const defined = new Set<string>();
+  let anyDtypeRuns = false;
   for (const dtype of ['float64', 'float32'] as const) {
     const mode = options.dtypes[dtype];
     if (mode === undefined) continue;
+    if (mode === true) anyDtypeRuns = true;
     describe(`conformance: ${options.name} (${dtype})`, () => {
       if (mode !== true) {
         describe.skip(`${dtype} — skipped: ${mode}`, () => {});
@@ -68,6 +75,7 @@ export function defineConformanceSuite(options: ConformanceOptions): void {
         () => backend!,
         () => oracle!,
         skip,
+        defined,
       );
       describe('solves', () => defineSolveCases(ctx));
       describe('derivatives', () => {
@@ -77,6 +85,15 @@ export function defineConformanceSuite(options: ConformanceOptions): void {
       describe('inputs', () => defineInputCases(ctx));
       describe('ops', () => defineOpCases(ctx));
       describe('ode', () => defineOdeCases(ctx));
+      describe('lang', () => defineLangCases(ctx));
+    });
+  }
+  if (anyDtypeRuns && Object.keys(skip).length > 0) {
+    describe(`conformance: ${options.name}`, () => {
+      it('every skip id names a case', () => {
+        const unknown = Object.keys(skip).filter((id) => !defined.has(id));
+        expect(unknown, `skip ids that name no case of the suite (${defined.size} cases)`).toEqual([]);
+      });
     });
   }
 }

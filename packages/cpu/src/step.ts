@@ -135,6 +135,14 @@ export class CompiledStep {
         const sa = a.length === 1 && size > 1 ? 0 : 1;
         const sb = b.length === 1 && size > 1 ? 0 : 1;
         const op = node.fn;
+        if (op === 'min' || op === 'max') {
+          // Math.min/max return one operand exactly (NaN if either is NaN).
+          const pick = op === 'min' ? Math.min : Math.max;
+          this.steps.push(() => {
+            for (let i = 0; i < size; i++) out[i] = pick(a[i * sa]!, b[i * sb]!);
+          });
+          return;
+        }
         this.steps.push(() => {
           for (let i = 0; i < size; i++) {
             const x = a[i * sa]!;
@@ -258,7 +266,8 @@ export class CompiledStep {
         const outRows = t ? pc : pr; // per block
         const inRows = t ? pr : pc;
         // P[i][k] within block b, with i, k local to the block.
-        const P = (b: number, i: number, k: number) => (t ? W[b * pr * pc + k * pc + i]! : W[b * pr * pc + i * pc + k]!);
+        const P = (b: number, i: number, k: number) =>
+          t ? W[b * pr * pc + k * pc + i]! : W[b * pr * pc + i * pc + k]!;
         const offset = columnSparseOffset(m.m);
         evalM = () => {
           inner.evalM();
@@ -318,7 +327,8 @@ export class CompiledStep {
         evalM = () => {
           inner.evalM();
           buf.fill(0);
-          for (let i = 0; i < innerRows; i++) for (let j = 0; j < cols; j++) buf[j]! += inner.buf[i * cols + j]!;
+          for (let i = 0; i < innerRows; i++)
+            for (let j = 0; j < cols; j++) buf[j]! += inner.buf[i * cols + j]!;
         };
         break;
       }
