@@ -57,6 +57,7 @@ export {
   structureFromBlockSize,
 } from './cell/structure.js';
 export type { VjpProgram } from './cell/vjp.js';
+export type { ActivationName, ActivationSpec } from './cells/activations.js';
 export * as cells from './cells/index.js';
 export * from './errors.js';
 export { chooseWindow, type DeerResult, type DeerStats, deer, deerSync } from './solver/deer.js';

@@ -1,4 +1,12 @@
-import { type Backend, type Cell, type DeerOptions, type DeerStats, type DType, deer } from '@deerjs/core';
+import {
+  type Backend,
+  type Cell,
+  CellDefinitionError,
+  type DeerOptions,
+  type DeerStats,
+  type DType,
+  deer,
+} from '@deerjs/core';
 import { recurrentCell } from './cells.js';
 import { OnnxInputError, OnnxUnsupportedError } from './errors.js';
 import { GATES, type RecurrentNode } from './recurrent.js';
@@ -19,17 +27,42 @@ export interface RecurrentRunOptions extends Omit<DeerOptions, 'h0'> {
 /** Cells built for a model, keyed by their shape, so repeated runs reuse traced graphs and compiled kernels. */
 export class CellCache {
   private readonly cells = new Map<string, Cell>();
-  get(node: RecurrentNode, inputSize: number, hiddenSize: number): Cell {
-    const key = `${node.op}:${inputSize}:${hiddenSize}:${node.linearBeforeReset}:${node.clip}`;
+  get(node: RecurrentNode, inputSize: number, hiddenSize: number, direction = 0, peephole = false): Cell {
+    const activations = node.activations[direction];
+    const key = JSON.stringify([
+      node.op,
+      inputSize,
+      hiddenSize,
+      node.linearBeforeReset,
+      node.clip,
+      activations,
+      node.inputForget,
+      peephole,
+    ]);
     let cell = this.cells.get(key);
     if (!cell) {
-      cell = recurrentCell({
-        op: node.op,
-        inputSize,
-        hiddenSize,
-        linearBeforeReset: node.linearBeforeReset,
-        clip: node.clip,
-      });
+      try {
+        cell = recurrentCell({
+          op: node.op,
+          inputSize,
+          hiddenSize,
+          linearBeforeReset: node.linearBeforeReset,
+          clip: node.clip,
+          ...(activations ? { activations } : {}),
+          peephole,
+          inputForget: node.inputForget,
+        });
+      } catch (e) {
+        if (e instanceof CellDefinitionError) {
+          throw new OnnxUnsupportedError(
+            node.name,
+            e.argument.replace(/^cells\.\w+: /, ''),
+            e.got,
+            e.expected,
+          );
+        }
+        throw e;
+      }
       this.cells.set(key, cell);
     }
     return cell;
@@ -71,6 +104,12 @@ export async function runRecurrentNode(
   const W = value(node.inputs.W);
   const R = value(node.inputs.R);
   const n = node.hiddenSize ?? R.dims[2] ?? 0;
+  if (!(Number.isInteger(n) && n >= 1)) {
+    throw new OnnxInputError(
+      node.inputs.R,
+      `expected a hidden size ≥ 1 (R of ${node.name} has dims ${fmt(R.dims)}), got ${n}`,
+    );
+  }
   expectDims(node.inputs.W, W, [nd, k * n, m]);
   expectDims(node.inputs.R, R, [nd, k * n, n]);
   const Bias = node.inputs.B === undefined ? undefined : value(node.inputs.B);
@@ -80,12 +119,14 @@ export async function runRecurrentNode(
   const c0 = node.inputs.initial_c === undefined ? undefined : value(node.inputs.initial_c);
   if (h0) expectDims(node.inputs.initial_h!, h0, stateDims);
   if (c0) expectDims(node.inputs.initial_c!, c0, stateDims);
+  const Peep = node.inputs.P === undefined ? undefined : value(node.inputs.P);
+  if (Peep) expectDims(node.inputs.P!, Peep, [nd, 3 * n]);
   if (node.inputs.sequence_lens !== undefined)
     checkSequenceLens(node, value(node.inputs.sequence_lens), B, T);
 
   const dtype = askedDtype ?? pickDtype(backend, X);
-  const cell = cells.get(node, m, n);
-  const S = cell.stateSize;
+  const S = node.op === 'LSTM' ? 2 * n : n;
+  const peep = Peep ? toFloat64(Peep) : undefined;
   const x = toFloat64(X);
   const w = toFloat64(W);
   const r = toFloat64(R);
@@ -110,13 +151,15 @@ export async function runRecurrentNode(
 
   for (let d = 0; d < nd; d++) {
     const reverse = node.direction === 'reverse' || d === 1;
+    const cell = cells.get(node, m, n, d, peep !== undefined);
     const kn = k * n;
-    const params = {
+    const params: Record<string, Float64Array> = {
       W: w.subarray(d * kn * m, (d + 1) * kn * m),
       R: r.subarray(d * kn * n, (d + 1) * kn * n),
       Wb: bias ? bias.subarray(2 * d * kn, (2 * d + 1) * kn) : new Float64Array(kn),
       Rb: bias ? bias.subarray((2 * d + 1) * kn, (2 * d + 2) * kn) : new Float64Array(kn),
     };
+    if (peep) params.P = peep.subarray(d * 3 * n, (d + 1) * 3 * n);
     const xs = new Float64Array(B * T * m);
     for (let b = 0; b < B; b++) {
       for (let t = 0; t < T; t++) {

@@ -99,12 +99,24 @@ describe('unsupported features name the node and attribute', () => {
     return err;
   }
 
-  it('another activation', () => {
+  it('an activation ONNX does not define', () => {
     const err = unsupported(
-      () => loadOnnxModel(buildRecurrentModel(spec('GRU', { activations: ['Relu', 'Tanh'] }))),
+      () => loadOnnxModel(buildRecurrentModel(spec('GRU', { activations: ['Gelu', 'Tanh'] }))),
       'activations',
     );
-    expect(err.message).toContain('Relu');
+    expect(err.message).toContain('Gelu');
+    expect(err.message).toContain('LeakyRelu');
+  });
+
+  it('the wrong number of activations', () => {
+    const err = unsupported(
+      () =>
+        loadOnnxModel(
+          buildRecurrentModel(spec('GRU', { direction: 'bidirectional', activations: ['Relu', 'Tanh'] })),
+        ),
+      'activations',
+    );
+    expect(err.message).toContain('4 names (2 per direction)');
   });
 
   it('accepts the default activations spelled out, for both directions', () => {
@@ -115,26 +127,72 @@ describe('unsupported features name the node and attribute', () => {
     expect(loadOnnxModel(buildRecurrentModel(s)).recurrentNodes[0]!.direction).toBe('bidirectional');
   });
 
-  it('LSTM peepholes (input P)', () => {
+  it('resolves activation α and β in order, with onnxruntime defaults where they run out', () => {
+    const s = spec('LSTM', {
+      activations: ['LeakyRelu', 'HardSigmoid', 'relu'],
+      activationAlpha: [0.5],
+      activationBeta: [0.25],
+    });
+    expect(loadOnnxModel(buildRecurrentModel(s)).recurrentNodes[0]!.activations).toEqual([
+      [{ name: 'LeakyRelu', alpha: 0.5 }, { name: 'HardSigmoid', alpha: 0.2, beta: 0.25 }, { name: 'Relu' }],
+    ]);
+  });
+
+  it('LSTM peepholes P of the wrong dims', async () => {
     const bytes = edit(buildRecurrentModel(spec('LSTM')), (graph) => {
       graph.node[0]!.input = ['X', 'W', 'R', 'B', '', '', '', 'P'];
       graph.input.push({
         name: 'P',
-        type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 1 }, { dimValue: 3 * n }] } } },
+        type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 1 }, { dimValue: 2 * n }] } } },
       });
     });
-    unsupported(() => loadOnnxModel(bytes), 'P');
+    const model = loadOnnxModel(bytes);
+    const P = { data: new Float32Array(2 * n), dims: [1, 2 * n] };
+    const err = await runOnnxModel(model, backend, { X, P }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OnnxInputError);
+    expect((err as Error).message).toContain(`expected dims [1, ${3 * n}]`);
   });
 
-  it('LSTM input_forget', () => {
+  it('LSTM input_forget other than 0 or 1', () => {
     const bytes = edit(buildRecurrentModel(spec('LSTM')), (graph) => {
       graph.node[0]!.attribute!.push({
         name: 'input_forget',
         type: onnx.AttributeProto.AttributeType.INT,
-        i: 1,
+        i: 2,
       } as never);
     });
     unsupported(() => loadOnnxModel(bytes), 'input_forget');
+  });
+
+  it('a hidden size of 0 taken from R', async () => {
+    const bytes = edit(buildRecurrentModel(spec('RNN', { weightsAsInputs: true })), (graph) => {
+      graph.node[0]!.attribute = graph.node[0]!.attribute!.filter((a) => a.name !== 'hidden_size');
+      for (const v of graph.input) {
+        if (['W', 'R', 'B'].includes(v.name!)) {
+          for (const d of v.type!.tensorType!.shape!.dim!) {
+            d.dimParam = 'k';
+            d.dimValue = undefined as never;
+          }
+        }
+      }
+    });
+    const model = loadOnnxModel(bytes);
+    const empty = (dims: number[]) => ({ data: new Float32Array(0), dims });
+    const err = await runOnnxModel(model, backend, {
+      X,
+      W: empty([1, 0, m]),
+      R: empty([1, 0, 0]),
+      B: empty([1, 0]),
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OnnxInputError);
+    expect((err as Error).message).toMatch(/expected a hidden size ≥ 1.*got 0/);
+  });
+
+  it('a hidden_size attribute of 0', () => {
+    const bytes = edit(buildRecurrentModel(spec('GRU')), (graph) => {
+      for (const a of graph.node[0]!.attribute!) if (a.name === 'hidden_size') a.i = 0 as never;
+    });
+    unsupported(() => loadOnnxModel(bytes), 'hidden_size');
   });
 
   it('sequence_lens shorter than T', async () => {
