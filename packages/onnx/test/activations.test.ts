@@ -148,6 +148,13 @@ describe('ONNX activations against onnxruntime', () => {
         expect(e).toBeLessThan(TOL);
       });
     }
+    it.each(OPS)(`${dtype} $op lbr=$lbr clip with pre-activations of 1e9 (issue 11)`, async ({ op, lbr }) => {
+      const c: Case = { op, lbr, direction: 'bidirectional', layout: 0, initial: true };
+      // Weights of ±1e9: every pre-activation is far past the clip, where v − relu(v − c) + relu(−v − c) gave 0.
+      const e = await compare(backends[dtype], c, { clip: 0.7, scale: 1e9, run: { dtype }, seed: 41 });
+      expect(e).toBeLessThan(TOL);
+    });
+
     it(`${dtype} LSTM peepholes + input_forget + clip + activations, T = 300`, async () => {
       const c: Case = { op: 'LSTM', lbr: 0, direction: 'bidirectional', layout: 0, initial: true };
       const e = await compare(backends[dtype], c, {
