@@ -1,5 +1,5 @@
 import { type ActivationName, cells } from '@deerjs/core';
-import { OnnxUnsupportedError } from './errors.js';
+import { OnnxFormatError, OnnxUnsupportedError } from './errors.js';
 import { type OnnxTypes, onnx, toInt } from './proto.js';
 import { decodeUtf8 } from './text.js';
 
@@ -85,6 +85,19 @@ export interface RecurrentNode {
 
 const AType = onnx.AttributeProto.AttributeType;
 
+/** The type each attribute of the recurrent ops must have. */
+const ATTRIBUTE_TYPES: Readonly<Record<string, number>> = {
+  activation_alpha: AType.FLOATS,
+  activation_beta: AType.FLOATS,
+  activations: AType.STRINGS,
+  clip: AType.FLOAT,
+  direction: AType.STRING,
+  hidden_size: AType.INT,
+  input_forget: AType.INT,
+  layout: AType.INT,
+  linear_before_reset: AType.INT,
+};
+
 /** A display name for a node: its name, or `<op>#<index>`. */
 export function nodeLabel(node: OnnxTypes.INodeProto, index: number): string {
   return node.name ? node.name : `${node.opType ?? '?'}#${index}`;
@@ -101,7 +114,17 @@ export function parseRecurrentNode(node: OnnxTypes.INodeProto, index: number): R
   const bad = (attribute: string, got: unknown, expected: string) =>
     new OnnxUnsupportedError(name, attribute, got, expected);
   const attrs = new Map<string, OnnxTypes.IAttributeProto>();
-  for (const a of node.attribute ?? []) attrs.set(a.name ?? '', a);
+  for (const a of node.attribute ?? []) {
+    const key = a.name ?? '';
+    if (attrs.has(key)) throw new OnnxFormatError(`node '${name}': attribute '${key}' appears twice`);
+    const want = ATTRIBUTE_TYPES[key];
+    // An attribute without a type field (old exporters) is read by its name alone.
+    if (want !== undefined && a.type !== undefined && a.type !== null && a.type !== 0 && a.type !== want) {
+      const typeName = (t: number) => AType[t] ?? String(t);
+      throw bad(key, `an attribute of type ${typeName(a.type)}`, `an attribute of type ${typeName(want)}`);
+    }
+    attrs.set(key, a);
+  }
 
   const int = (key: string, fallback: number) => {
     const a = attrs.get(key);

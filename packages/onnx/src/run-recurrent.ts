@@ -71,7 +71,14 @@ export class CellCache {
 
 const fmt = (dims: readonly number[]) => `[${dims.join(', ')}]`;
 
-function expectDims(what: string, t: OnnxTensor, expected: readonly number[]): void {
+function expectFloat(what: string, t: OnnxTensor): void {
+  if (!(t.data instanceof Float32Array || t.data instanceof Float64Array)) {
+    throw new OnnxInputError(what, `expected float32 or float64 values, got ${t.data.constructor.name}`);
+  }
+}
+
+function expectDims(what: string, t: OnnxTensor, expected: readonly number[], float = true): void {
+  if (float) expectFloat(what, t);
   if (t.dims.length !== expected.length || t.dims.some((d, i) => d !== expected[i])) {
     throw new OnnxInputError(what, `expected dims ${fmt(expected)}, got ${fmt(t.dims)}`);
   }
@@ -90,6 +97,7 @@ export async function runRecurrentNode(
 ): Promise<Map<string, OnnxTensor>> {
   const { onSolve, dtype: askedDtype, ...deerOptions } = options;
   const X = value(node.inputs.X);
+  expectFloat(node.inputs.X, X);
   if (X.dims.length !== 3)
     throw new OnnxInputError(node.inputs.X, `expected rank 3 (X of ${node.name}), got ${fmt(X.dims)}`);
   const [T, B, m] = (node.layout === 0 ? X.dims : [X.dims[1], X.dims[0], X.dims[2]]) as [
@@ -216,7 +224,13 @@ function pickDtype(backend: Backend, X: OnnxTensor): DType {
 }
 
 function checkSequenceLens(node: RecurrentNode, lens: OnnxTensor, B: number, T: number): void {
-  expectDims(node.inputs.sequence_lens!, lens, [B]);
+  if (!(lens.data instanceof Int32Array || lens.data instanceof BigInt64Array)) {
+    throw new OnnxInputError(
+      node.inputs.sequence_lens!,
+      `expected int32 or int64 values, got ${lens.data.constructor.name}`,
+    );
+  }
+  expectDims(node.inputs.sequence_lens!, lens, [B], false);
   for (let b = 0; b < B; b++) {
     const v = Number(lens.data[b]!);
     if (v !== T) {

@@ -188,6 +188,38 @@ describe('unsupported features name the node and attribute', () => {
     expect((err as Error).message).toMatch(/expected a hidden size ≥ 1.*got 0/);
   });
 
+  it('an attribute of the wrong type', () => {
+    const bytes = edit(buildRecurrentModel(spec('GRU')), (graph) => {
+      for (const a of graph.node[0]!.attribute!)
+        if (a.name === 'layout') a.type = onnx.AttributeProto.AttributeType.FLOAT;
+    });
+    const err = unsupported(() => loadOnnxModel(bytes), 'layout');
+    expect(err.message).toContain('an attribute of type FLOAT');
+    expect(err.message).toContain('an attribute of type INT');
+  });
+
+  it('an attribute given twice', () => {
+    const bytes = edit(buildRecurrentModel(spec('RNN')), (graph) => {
+      graph.node[0]!.attribute!.push({
+        name: 'layout',
+        type: onnx.AttributeProto.AttributeType.INT,
+        i: 1,
+      } as never);
+    });
+    expect(() => loadOnnxModel(bytes)).toThrow(OnnxFormatError);
+    expect(() => loadOnnxModel(bytes)).toThrow(/attribute 'layout' appears twice/);
+  });
+
+  it('integer weights', async () => {
+    const bytes = edit(buildRecurrentModel(spec('RNN')), (graph) => {
+      const W = graph.initializer.find((t) => t.name === 'W')!;
+      W.dataType = onnx.TensorProto.DataType.INT32;
+    });
+    const err = await runOnnxModel(loadOnnxModel(bytes), backend, { X }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OnnxInputError);
+    expect((err as Error).message).toMatch(/W.*expected float32 or float64 values, got Int32Array/);
+  });
+
   it('a hidden_size attribute of 0', () => {
     const bytes = edit(buildRecurrentModel(spec('GRU')), (graph) => {
       for (const a of graph.node[0]!.attribute!) if (a.name === 'hidden_size') a.i = 0 as never;
