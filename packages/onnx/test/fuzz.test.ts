@@ -76,7 +76,7 @@ function mutateProto(rng: Rng, model: Model): string {
         AType.FLOATS,
         AType.STRINGS,
         AType.TENSOR,
-        99,
+        99 as typeof AType.INT,
       ]);
       if (a.type === AType.FLOAT) a.f = pick(rng, [Number.NaN, -1, 1e30, 0.5]);
       return `attribute ${a.name} retyped ${a.type}`;
