@@ -33,6 +33,14 @@ export interface ConformanceOptions {
   readonly skip?: Readonly<Record<string, string>>;
 }
 
+/** The skip ids that name none of the defined case ids (each such id fails the suite). */
+export function unknownSkipIds(
+  skip: Readonly<Record<string, string>>,
+  defined: ReadonlySet<string>,
+): string[] {
+  return Object.keys(skip).filter((id) => !defined.has(id));
+}
+
 /**
  * Define the conformance suite for a backend: call it at the top level of a vitest test file. It
  * covers solves of every built-in cell over sizes, lengths and batches against the float64
@@ -91,7 +99,7 @@ export function defineConformanceSuite(options: ConformanceOptions): void {
   if (anyDtypeRuns && Object.keys(skip).length > 0) {
     describe(`conformance: ${options.name}`, () => {
       it('every skip id names a case', () => {
-        const unknown = Object.keys(skip).filter((id) => !defined.has(id));
+        const unknown = unknownSkipIds(skip, defined);
         expect(unknown, `skip ids that name no case of the suite (${defined.size} cases)`).toEqual([]);
       });
     });
