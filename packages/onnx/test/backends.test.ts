@@ -5,6 +5,7 @@ import { createWebGpuBackend } from '@deerjs/webgpu';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compare } from './compare.js';
 import type { Case } from './helpers.js';
+import { checkOnnxBackendCase, ONNX_BACKEND_CASES } from './onnx-backend-fixtures.js';
 
 /** Every landed backend runs imported models like onnxruntime does (the cpu backend: parity.test.ts). */
 const cases: Case[] = [
@@ -85,6 +86,9 @@ for (const b of backends) {
       });
       it.each(attributeCases)('$label', async ({ c, extra }) => {
         expect(await compare(backend, c, { ...extra, relative: true })).toBeLessThan(1e-5);
+      });
+      it.each(ONNX_BACKEND_CASES.map((c) => [c.name, c] as const))("ONNX's case %s", async (_name, c) => {
+        await checkOnnxBackendCase(backend, c);
       });
     },
   );
