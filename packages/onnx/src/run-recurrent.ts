@@ -129,8 +129,11 @@ export async function runRecurrentNode(
   if (c0) expectDims(node.inputs.initial_c!, c0, stateDims);
   const Peep = node.inputs.P === undefined ? undefined : value(node.inputs.P);
   if (Peep) expectDims(node.inputs.P!, Peep, [nd, 3 * n]);
-  if (node.inputs.sequence_lens !== undefined)
-    checkSequenceLens(node, value(node.inputs.sequence_lens), B, T);
+  // Per-row lengths (padded batches): T for every row when sequence_lens is absent.
+  const lens =
+    node.inputs.sequence_lens === undefined
+      ? new Array<number>(B).fill(T)
+      : readSequenceLens(node, value(node.inputs.sequence_lens), B, T);
 
   const dtype = askedDtype ?? pickDtype(backend, X);
   const S = node.op === 'LSTM' ? 2 * n : n;
@@ -168,10 +171,14 @@ export async function runRecurrentNode(
       Rb: bias ? bias.subarray((2 * d + 1) * kn, (2 * d + 2) * kn) : new Float64Array(kn),
     };
     if (peep) params.P = peep.subarray(d * 3 * n, (d + 1) * 3 * n);
+    // Row b's L valid steps come first (reversed within them for the reverse direction); the
+    // padding after them is zeros. The recurrence is causal, so the padding never changes the
+    // valid steps' states; their outputs are dropped below.
     const xs = new Float64Array(B * T * m);
     for (let b = 0; b < B; b++) {
-      for (let t = 0; t < T; t++) {
-        const src = xAt(reverse ? T - 1 - t : t, b);
+      const L = lens[b]!;
+      for (let t = 0; t < L; t++) {
+        const src = xAt(reverse ? L - 1 - t : t, b);
         xs.set(x.subarray(src, src + m), (b * T + t) * m);
       }
     }
@@ -197,12 +204,16 @@ export async function runRecurrentNode(
       backend.dispose(xt);
     }
     for (let b = 0; b < B; b++) {
-      for (let t = 0; t < T; t++) {
-        const src = (b * T + (reverse ? T - 1 - t : t)) * S;
-        const dst = yAt(t, d, b);
+      // Outputs past a row's length stay 0; Y_h and Y_c come from its last valid step (0 for an
+      // empty row, as onnxruntime gives).
+      const L = lens[b]!;
+      for (let t = 0; t < L; t++) {
+        const src = (b * T + t) * S;
+        const dst = yAt(reverse ? L - 1 - t : t, d, b);
         for (let j = 0; j < n; j++) Y[dst + j] = ys[src + j]!;
       }
-      const last = (b * T + T - 1) * S;
+      if (L === 0) continue;
+      const last = (b * T + L - 1) * S;
       for (let j = 0; j < n; j++) {
         Yh[sAt(d, b) + j] = ys[last + j]!;
         if (S > n) Yc[sAt(d, b) + j] = ys[last + n + j]!;
@@ -223,7 +234,8 @@ function pickDtype(backend: Backend, X: OnnxTensor): DType {
   return have.includes(want) ? want : (have[0] ?? 'float32');
 }
 
-function checkSequenceLens(node: RecurrentNode, lens: OnnxTensor, B: number, T: number): void {
+/** sequence_lens as numbers, each an integer in [0, T]. */
+function readSequenceLens(node: RecurrentNode, lens: OnnxTensor, B: number, T: number): number[] {
   if (!(lens.data instanceof Int32Array || lens.data instanceof BigInt64Array)) {
     throw new OnnxInputError(
       node.inputs.sequence_lens!,
@@ -231,15 +243,16 @@ function checkSequenceLens(node: RecurrentNode, lens: OnnxTensor, B: number, T: 
     );
   }
   expectDims(node.inputs.sequence_lens!, lens, [B], false);
+  const out: number[] = [];
   for (let b = 0; b < B; b++) {
     const v = Number(lens.data[b]!);
-    if (v !== T) {
-      throw new OnnxUnsupportedError(
-        node.name,
-        'sequence_lens',
-        v,
-        `every length equal to the sequence length ${T} (no padding)`,
+    if (!Number.isInteger(v) || v < 0 || v > T) {
+      throw new OnnxInputError(
+        node.inputs.sequence_lens!,
+        `expected lengths in [0, ${T}] (the sequence length), got ${v} for batch row ${b}`,
       );
     }
+    out.push(v);
   }
+  return out;
 }

@@ -50,6 +50,11 @@ const attributeCases: { label: string; c: Case; extra: Parameters<typeof compare
     extra: { spec: { activations: ['ThresholdedRelu'], activationAlpha: [0.1] }, scale: 0.4, T: 200 },
   },
   {
+    label: 'LSTM sequence_lens [T, 1, 0] (bidirectional, layout 1)',
+    c: { op: 'LSTM', lbr: 0, direction: 'bidirectional', layout: 1, initial: true },
+    extra: { lens: [12, 1, 0] },
+  },
+  {
     label: 'GRU lbr=1 Relu/Softplus',
     c: { op: 'GRU', lbr: 1, direction: 'forward', layout: 0, initial: false },
     extra: { spec: { activations: ['Relu', 'Softplus'] }, scale: 0.4 },

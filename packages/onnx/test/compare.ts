@@ -32,6 +32,8 @@ export async function compare(
     run?: RecurrentRunOptions;
     /** Divide the difference by max(1, max |onnxruntime output|) (for unbounded activations). */
     relative?: boolean;
+    /** sequence_lens (B entries): a padded batch. */
+    lens?: readonly number[];
   } = {},
 ): Promise<number> {
   const { m, n } = SIZES;
@@ -55,8 +57,12 @@ export async function compare(
     weights,
     initialState: c.initial,
     weightsAsInputs: extra.weightsAsInputs,
+    ...(extra.lens ? { sequenceLens: true } : {}),
     ...extra.spec,
   };
+  const lensInput: Record<string, OnnxTensor> = extra.lens
+    ? { sequence_lens: { data: Int32Array.from(extra.lens), dims: [extra.lens.length] } }
+    : {};
   const inputs = randomInputs(c, seed + 1, extra.T);
   const weightInputs: Record<string, OnnxTensor> = {};
   if (extra.weightsAsInputs) {
@@ -72,7 +78,7 @@ export async function compare(
   const got = await runOnnxModel(
     model,
     backend,
-    { ...inputs, ...weightInputs },
+    { ...inputs, ...weightInputs, ...lensInput },
     { ...extra.run, onSolve: ({ stats }) => solves.push(stats) },
   );
   expect(solves).toHaveLength(c.direction === 'bidirectional' ? 2 : 1);
@@ -80,7 +86,7 @@ export async function compare(
   expect(backend.liveTensors()).toBe(live);
   const ref0 = buildRecurrentModel({ ...spec, layout: 0 });
   const refIn = c.layout === 0 ? inputs : toLayout0(inputs);
-  const ref = await ortReference(ref0, { ...refIn, ...weightInputs });
+  const ref = await ortReference(ref0, { ...refIn, ...weightInputs, ...lensInput });
   const expected = c.layout === 0 ? ref : toLayout1(ref);
   const names = c.op === 'LSTM' ? ['Y', 'Y_h', 'Y_c'] : ['Y', 'Y_h'];
   expect(Object.keys(got).sort()).toEqual([...names].sort());

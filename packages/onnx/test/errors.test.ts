@@ -227,13 +227,18 @@ describe('unsupported features name the node and attribute', () => {
     unsupported(() => loadOnnxModel(bytes), 'hidden_size');
   });
 
-  it('sequence_lens shorter than T', async () => {
+  it('sequence_lens outside [0, T] or not integers', async () => {
     const model = loadOnnxModel(buildRecurrentModel(spec('RNN', { sequenceLens: true })));
-    const lens = { data: new Int32Array([T, T - 2]), dims: [B] };
-    const err = await runOnnxModel(model, backend, { X, sequence_lens: lens }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(OnnxUnsupportedError);
-    expect((err as OnnxUnsupportedError).attribute).toBe('sequence_lens');
-    expect((err as OnnxUnsupportedError).node).toBe('rec_0');
+    for (const lens of [new Int32Array([T, T + 1]), new Int32Array([-1, T])]) {
+      const err = await runOnnxModel(model, backend, { X, sequence_lens: { data: lens, dims: [B] } }).catch(
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(OnnxInputError);
+      expect((err as Error).message).toMatch(/expected lengths in \[0, 5\]/);
+    }
+    const floats = { data: new Float32Array([T, T]), dims: [B] };
+    const err = await runOnnxModel(model, backend, { X, sequence_lens: floats }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OnnxInputError);
   });
 
   it('an op outside the supported set', async () => {
