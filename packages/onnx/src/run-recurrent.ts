@@ -134,6 +134,8 @@ export async function runRecurrentNode(
     node.inputs.sequence_lens === undefined
       ? new Array<number>(B).fill(T)
       : readSequenceLens(node, value(node.inputs.sequence_lens), B, T);
+  // Steps solved: up to the longest row (at least 1, so that empty batches still run).
+  const Ts = Math.max(1, ...lens);
 
   const dtype = askedDtype ?? pickDtype(backend, X);
   const S = node.op === 'LSTM' ? 2 * n : n;
@@ -174,12 +176,12 @@ export async function runRecurrentNode(
     // Row b's L valid steps come first (reversed within them for the reverse direction); the
     // padding after them is zeros. The recurrence is causal, so the padding never changes the
     // valid steps' states; their outputs are dropped below.
-    const xs = new Float64Array(B * T * m);
+    const xs = new Float64Array(B * Ts * m);
     for (let b = 0; b < B; b++) {
       const L = lens[b]!;
       for (let t = 0; t < L; t++) {
         const src = xAt(reverse ? L - 1 - t : t, b);
-        xs.set(x.subarray(src, src + m), (b * T + t) * m);
+        xs.set(x.subarray(src, src + m), (b * Ts + t) * m);
       }
     }
     let init: Float64Array | undefined;
@@ -190,7 +192,7 @@ export async function runRecurrentNode(
         if (c0v) init.set(c0v.subarray(sAt(d, b), sAt(d, b) + n), b * S + n);
       }
     }
-    const xt = backend.tensor(xs, [B, T, m], dtype);
+    const xt = backend.tensor(xs, [B, Ts, m], dtype);
     let ys: ArrayLike<number>;
     try {
       const { y, stats } = await deer(backend, cell, params, xt, { ...deerOptions, h0: init });
@@ -208,12 +210,12 @@ export async function runRecurrentNode(
       // empty row, as onnxruntime gives).
       const L = lens[b]!;
       for (let t = 0; t < L; t++) {
-        const src = (b * T + t) * S;
+        const src = (b * Ts + t) * S;
         const dst = yAt(reverse ? L - 1 - t : t, d, b);
         for (let j = 0; j < n; j++) Y[dst + j] = ys[src + j]!;
       }
       if (L === 0) continue;
-      const last = (b * T + L - 1) * S;
+      const last = (b * Ts + L - 1) * S;
       for (let j = 0; j < n; j++) {
         Yh[sAt(d, b) + j] = ys[last + j]!;
         if (S > n) Yc[sAt(d, b) + j] = ys[last + n + j]!;
