@@ -1,14 +1,7 @@
 import { type Backend, type Cell, deerWithGrad, Rng, type Tensor } from '@deerjs/core';
 import { expect } from 'vitest';
 import type { SuiteContext } from './context.js';
-import {
-  CELL_FAMILIES,
-  INPUT_SIZE,
-  maxAbsDiff,
-  maxRelDiff,
-  sequenceData,
-  userDefinedCell,
-} from './fixtures.js';
+import { CELL_FAMILIES, INPUT_SIZE, maxAbsDiff, maxRelDiff, sequenceData, userDefinedCell } from './fixtures.js';
 
 const FD_EPS = 1e-6;
 
@@ -76,8 +69,7 @@ export function defineDerivativeCases(ctx: SuiteContext): void {
         const fp = (await stepValues(ctx.oracle(), cell, 'float64', plus, x, params, E)).f;
         const fm = (await stepValues(ctx.oracle(), cell, 'float64', minus, x, params, E)).f;
         for (let e = 0; e < E; e++) {
-          for (let i = 0; i < n; i++)
-            fd[e * n * n + i * n + j] = (fp[e * n + i]! - fm[e * n + i]!) / (2 * FD_EPS);
+          for (let i = 0; i < n; i++) fd[e * n * n + i * n + j] = (fp[e * n + i]! - fm[e * n + i]!) / (2 * FD_EPS);
         }
       }
       const tol = ctx.dtype === 'float64' ? 1e-7 : 1e-4;
@@ -85,16 +77,13 @@ export function defineDerivativeCases(ctx: SuiteContext): void {
       // The block structure holds exactly the diagonal blocks of the dense Jacobian.
       const s = cell.exactBlockSize;
       if (s < n) {
-        const blocks = (
-          await stepValues(ctx.backend(), cell, ctx.dtype, round(state), round(x), params, E, s)
-        ).J!;
+        const blocks = (await stepValues(ctx.backend(), cell, ctx.dtype, round(state), round(x), params, E, s)).J!;
         const expected = new Float64Array(E * n * s);
         for (let e = 0; e < E; e++)
           for (let k = 0; k < n / s; k++)
             for (let i = 0; i < s; i++)
               for (let j = 0; j < s; j++) {
-                expected[((e * n) / s + k) * s * s + i * s + j] =
-                  J![e * n * n + (k * s + i) * n + k * s + j]!;
+                expected[((e * n) / s + k) * s * s + i * s + j] = J![e * n * n + (k * s + i) * n + k * s + j]!;
               }
         expect(maxAbsDiff(blocks, expected)).toBeLessThanOrEqual(tol);
       }
@@ -152,10 +141,9 @@ async function checkGradients(ctx: SuiteContext, cell: Cell): Promise<void> {
     ((await loss(...perturb(1))) - (await loss(...perturb(-1)))) / (2 * FD_EPS);
   const relTol = ctx.dtype === 'float64' ? 1e-6 : 1e-3;
   const check = (what: string, got: number, fd: number) =>
-    expect(
-      Math.abs(got - fd) / Math.max(Math.abs(fd), 1e-3),
-      `${what}: ${got} vs finite difference ${fd}`,
-    ).toBeLessThanOrEqual(relTol);
+    expect(Math.abs(got - fd) / Math.max(Math.abs(fd), 1e-3), `${what}: ${got} vs finite difference ${fd}`).toBeLessThanOrEqual(
+      relTol,
+    );
   for (const spec of cell.params) {
     const g = grads.params[spec.name]!;
     for (let i = 0; i < spec.size; i += Math.max(1, Math.floor(spec.size / 5))) {
@@ -205,13 +193,7 @@ async function gradientsOn(
 ) {
   const x = backend.tensor(data.x, [B, T, cell.inputSize], dtype);
   const dy = backend.tensor(w, [B, T, cell.stateSize], dtype);
-  const r = await deerWithGrad(
-    backend,
-    cell,
-    data.params,
-    x,
-    window ? { h0: data.h0, window } : { h0: data.h0 },
-  );
+  const r = await deerWithGrad(backend, cell, data.params, x, window ? { h0: data.h0, window } : { h0: data.h0 });
   try {
     const g = await r.vjp(dy);
     const params: Record<string, Float64Array> = {};

@@ -1,4 +1,4 @@
-import { type Cell, cells, type DType, defineCell, lang, Rng } from '@deerjs/core';
+import { type Cell, cells, defineCell, type DType, lang, Rng } from '@deerjs/core';
 
 /** A built-in cell family, built for a given size n (the hidden size). */
 export interface CellFamily {
@@ -25,11 +25,7 @@ export const CELL_FAMILIES: readonly CellFamily[] = [
     make: (n, m) => cells.gru({ inputSize: m, hiddenSize: n, heads: n === 1 ? 1 : n / 2 }),
     supports: (n) => n === 1 || n % 2 === 0,
   },
-  {
-    id: 'mlp',
-    make: (n, m) => cells.mlp({ stateSize: n, inputSize: m, hidden: [16] }),
-    supports: () => true,
-  },
+  { id: 'mlp', make: (n, m) => cells.mlp({ stateSize: n, inputSize: m, hidden: [16] }), supports: () => true },
 ];
 
 /** A cell that is not built in: exercises the cell language and derived derivatives end to end. */

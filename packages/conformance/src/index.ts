@@ -34,10 +34,7 @@ export interface ConformanceOptions {
 }
 
 /** The skip ids that name none of the defined case ids (each such id fails the suite). */
-export function unknownSkipIds(
-  skip: Readonly<Record<string, string>>,
-  defined: ReadonlySet<string>,
-): string[] {
+export function unknownSkipIds(skip: Readonly<Record<string, string>>, defined: ReadonlySet<string>): string[] {
   return Object.keys(skip).filter((id) => !defined.has(id));
 }
 
@@ -51,8 +48,7 @@ export function unknownSkipIds(
 export function defineConformanceSuite(options: ConformanceOptions): void {
   const skip = options.skip ?? {};
   for (const [id, reason] of Object.entries(skip)) {
-    if (typeof reason !== 'string' || reason.trim() === '')
-      throw new Error(`skip '${id}' needs a written reason`);
+    if (typeof reason !== 'string' || reason.trim() === '') throw new Error(`skip '${id}' needs a written reason`);
   }
   // Every case id defined for any dtype; a skip id outside it names no case and fails the suite.
   const defined = new Set<string>();

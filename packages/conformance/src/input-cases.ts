@@ -3,8 +3,8 @@ import {
   DTypeError,
   deer,
   NonFiniteError,
-  ShapeError,
   sequential,
+  ShapeError,
   type Tensor,
   UnsupportedOptionError,
 } from '@deerjs/core';
@@ -65,16 +65,10 @@ export function defineInputCases(ctx: SuiteContext): void {
       } else {
         expect(() => backend.tensor([1], [1], other)).toThrow(DTypeError);
       }
-      await expect(deer(backend, c, p, x, { jacobian: 'sparse' as never })).rejects.toThrow(
-        UnsupportedOptionError,
-      );
-      await expect(deer(backend, c, p, x, { jacobian: { block: 3 } })).rejects.toThrow(
-        UnsupportedOptionError,
-      );
+      await expect(deer(backend, c, p, x, { jacobian: 'sparse' as never })).rejects.toThrow(UnsupportedOptionError);
+      await expect(deer(backend, c, p, x, { jacobian: { block: 3 } })).rejects.toThrow(UnsupportedOptionError);
       await expect(deer(backend, c, p, x, { maxIter: 0 })).rejects.toThrow(UnsupportedOptionError);
-      await expect(deer(backend, c, p, x, { fallback: 'retry' as never })).rejects.toThrow(
-        UnsupportedOptionError,
-      );
+      await expect(deer(backend, c, p, x, { fallback: 'retry' as never })).rejects.toThrow(UnsupportedOptionError);
     });
   });
 
@@ -86,9 +80,7 @@ export function defineInputCases(ctx: SuiteContext): void {
     values[7] = Number.NaN;
     await withX([2, 3, INPUT_SIZE], values, async (x) => {
       await expect(deer(backend, c, p, x)).rejects.toThrow(NonFiniteError);
-      await expect(sequential(backend, c, p, x)).rejects.toThrow(
-        /x: expected finite values, got NaN at flat index 7/,
-      );
+      await expect(sequential(backend, c, p, x)).rejects.toThrow(/x: expected finite values, got NaN at flat index 7/);
     });
     await withX([2, 3, INPUT_SIZE], null, async (x) => {
       const R = p.R!.slice();
@@ -115,10 +107,7 @@ export function defineInputCases(ctx: SuiteContext): void {
     expect(seq.stats.converged).toBe(false);
     expect(seq.stats.iterations).toBe(1);
     expect(maxAbsDiff(seq.y, ref)).toBeLessThanOrEqual(ctx.tolerance);
-    const none = await solveOnBackend(ctx.backend(), c, data, B, T, ctx.dtype, {
-      maxIter: 1,
-      fallback: 'none',
-    });
+    const none = await solveOnBackend(ctx.backend(), c, data, B, T, ctx.dtype, { maxIter: 1, fallback: 'none' });
     expect(none.stats.fellBack).toBe(false);
     expect(none.stats.converged).toBe(false);
     await expect(

@@ -52,13 +52,7 @@ async function solveOn(
   const x = problem.x ? backend.tensor(problem.x, [1, N + 1, field.inputSize], dtype) : undefined;
   const y0 = backend.tensor(problem.y0 as number[], [1, field.stateSize], dtype);
   try {
-    const r = await solveIvp(
-      backend,
-      field,
-      params,
-      x ? { ...problem, y0, x } : { ...problem, y0, x: undefined },
-      options,
-    );
+    const r = await solveIvp(backend, field, params, x ? { ...problem, y0, x } : { ...problem, y0, x: undefined }, options);
     const y = await backend.read(r.y);
     backend.dispose(r.y);
     return { y, stats: r.stats };
@@ -69,12 +63,7 @@ async function solveOn(
 }
 
 /** Reference on the oracle: Dormand–Prince at tight tolerance, sampled on `t`. */
-async function reference(
-  oracle: Backend,
-  field: Cell,
-  params: Readonly<Record<string, readonly number[]>>,
-  problem: OdeProblem & { x?: Tensor },
-) {
+async function reference(oracle: Backend, field: Cell, params: Readonly<Record<string, readonly number[]>>, problem: OdeProblem & { x?: Tensor }) {
   const r = await dopri5(oracle, field, params, problem, { atol: 1e-12, rtol: 1e-12 });
   const y = await oracle.read(r.y);
   oracle.dispose(r.y);
@@ -102,10 +91,7 @@ export function defineOdeCases(ctx: SuiteContext): void {
     const expected = new Float64Array(40 * 4);
     for (let k = 0; k < 2; k++) {
       const d = g[k]! ** 2 + w[k]! ** 2;
-      const u = [
-        (-g[k]! * b[2 * k]! - w[k]! * b[2 * k + 1]!) / d,
-        (w[k]! * b[2 * k]! - g[k]! * b[2 * k + 1]!) / d,
-      ];
+      const u = [(-g[k]! * b[2 * k]! - w[k]! * b[2 * k + 1]!) / d, (w[k]! * b[2 * k]! - g[k]! * b[2 * k + 1]!) / d];
       const z0 = [y0[2 * k]! + u[0]!, y0[2 * k + 1]! + u[1]!];
       for (let i = 1; i <= 40; i++) {
         const e = Math.exp(-g[k]! * t[i]!);
@@ -136,22 +122,13 @@ export function defineOdeCases(ctx: SuiteContext): void {
       const errs: number[] = [];
       for (const N of [25, 50, 100]) {
         const t = grid(N, problem.tEnd);
-        const got = await solveOn(ctx.backend(), ctx.dtype, field, params, {
-          y0: [...problem.y0],
-          t,
-          x: xOn(t),
-        });
+        const got = await solveOn(ctx.backend(), ctx.dtype, field, params, { y0: [...problem.y0], t, x: xOn(t) });
         expect(got.stats.converged).toBe(true);
         const k = fine / N;
-        const sampled = Array.from(
-          { length: N * 2 },
-          (_, q) => ref[((Math.floor(q / 2) + 1) * k - 1) * 2 + (q % 2)]!,
-        );
+        const sampled = Array.from({ length: N * 2 }, (_, q) => ref[((Math.floor(q / 2) + 1) * k - 1) * 2 + (q % 2)]!);
         errs.push(maxAbsDiff(got.y, sampled));
       }
-      ctx.report(
-        `${id}: DEER max error at Δt, Δt/2, Δt/4 = ${errs.map((e) => e.toExponential(2)).join(', ')}`,
-      );
+      ctx.report(`${id}: DEER max error at Δt, Δt/2, Δt/4 = ${errs.map((e) => e.toExponential(2)).join(', ')}`);
       // Second order: each halving of the step divides the error by about four.
       for (let q = 1; q < errs.length; q++) {
         const ratio = errs[q - 1]! / errs[q]!;
@@ -170,16 +147,13 @@ export function defineOdeCases(ctx: SuiteContext): void {
     );
     const got = await solveOn(ctx.backend(), ctx.dtype, field, {}, { y0: [1, 0.5], t: grid(200, 20) });
     let drift = 0;
-    for (let i = 0; i < 200; i++)
-      drift = Math.max(drift, Math.abs((got.y[2 * i]! ** 2 + got.y[2 * i + 1]! ** 2) / 2 - 0.625));
+    for (let i = 0; i < 200; i++) drift = Math.max(drift, Math.abs((got.y[2 * i]! ** 2 + got.y[2 * i + 1]! ** 2) / 2 - 0.625));
     expect(drift).toBeLessThanOrEqual(f64 ? 1e-12 : 1e-5);
   });
 
   ctx.test('ode/hamiltonian-network', async () => {
     const field = cells.hamiltonian({ dof: 2, hidden: [16] });
-    const params = Object.fromEntries(
-      Object.entries(field.init({ seed: 5 })).map(([k, v]) => [k, Array.from(v)]),
-    );
+    const params = Object.fromEntries(Object.entries(field.init({ seed: 5 })).map(([k, v]) => [k, Array.from(v)]));
     const t = grid(200, 5);
     const y0 = [0.5, -0.2, 0.1, 0.3];
     const got = await solveOn(ctx.backend(), ctx.dtype, field, params, { y0, t });
@@ -202,12 +176,7 @@ export function defineOdeCases(ctx: SuiteContext): void {
       ctx.backend().dispose(r.y);
       ctx.backend().dispose(y0);
       const k = 400 / N;
-      errs.push(
-        maxAbsDiff(
-          y,
-          Array.from({ length: N * 2 }, (_, q) => ref[((Math.floor(q / 2) + 1) * k - 1) * 2 + (q % 2)]!),
-        ),
-      );
+      errs.push(maxAbsDiff(y, Array.from({ length: N * 2 }, (_, q) => ref[((Math.floor(q / 2) + 1) * k - 1) * 2 + (q % 2)]!)));
     }
     expect(errs[0]! / errs[1]!).toBeGreaterThan(f64 ? 12 : 6);
   });
@@ -247,13 +216,7 @@ export function defineOdeCases(ctx: SuiteContext): void {
       expect(Math.abs(got - exact) / Math.abs(exact)).toBeLessThanOrEqual(f64 ? 1e-9 : 1e-3);
       // Central differences of the float64 DEER solution on the oracle.
       const L = async (mu: number) => {
-        const s = await solveIvp(
-          oracle,
-          field,
-          { mu: [mu] },
-          { y0: [2, 0], t },
-          { atol: 1e-13, rtol: 1e-13 },
-        );
+        const s = await solveIvp(oracle, field, { mu: [mu] }, { y0: [2, 0], t }, { atol: 1e-13, rtol: 1e-13 });
         const y = await oracle.read(s.y);
         oracle.dispose(s.y);
         let sum = 0;
@@ -263,9 +226,7 @@ export function defineOdeCases(ctx: SuiteContext): void {
       const fd = ((await L(1 + 1e-6)) - (await L(1 - 1e-6))) / 2e-6;
       rel.push(Math.abs(exact - fd) / Math.abs(fd));
     }
-    ctx.report(
-      `van der Pol ∂L/∂μ: adjoint vs finite differences, relative ${rel.map((e) => e.toExponential(2)).join(', ')} at N = 40, 80`,
-    );
+    ctx.report(`van der Pol ∂L/∂μ: adjoint vs finite differences, relative ${rel.map((e) => e.toExponential(2)).join(', ')} at N = 40, 80`);
     expect(rel[1]!).toBeLessThan(1e-2);
     expect(rel[0]! / rel[1]!).toBeGreaterThan(3);
   });
@@ -290,8 +251,7 @@ export function defineOdeCases(ctx: SuiteContext): void {
     // Adjoint gradients computed window by window equal the one-window ones (params, y0 and x).
     const field = defineCell(
       { name: 'driven-oscillator', state: 2, input: 1, params: { k: [1], c: [1] } },
-      (y, x, p) =>
-        concat(slice(y, 1, 1), add(neg(mul(p.k, slice(y, 0, 1))), sub(x, mul(p.c, slice(y, 1, 1))))),
+      (y, x, p) => concat(slice(y, 1, 1), add(neg(mul(p.k, slice(y, 0, 1))), sub(x, mul(p.c, slice(y, 1, 1))))),
     );
     const backend = ctx.backend();
     const N = 30;
@@ -308,13 +268,7 @@ export function defineOdeCases(ctx: SuiteContext): void {
         [1, N, 2],
         ctx.dtype,
       );
-      const r = await solveIvpWithGrad(
-        backend,
-        field,
-        { k: [1.3], c: [0.2] },
-        { y0, t, x },
-        window ? { window } : {},
-      );
+      const r = await solveIvpWithGrad(backend, field, { k: [1.3], c: [0.2] }, { y0, t, x }, window ? { window } : {});
       try {
         const g = await r.vjp(dy);
         const out = {
@@ -343,15 +297,9 @@ export function defineOdeCases(ctx: SuiteContext): void {
     const backend = ctx.backend();
     const y0 = backend.tensor([2, 0], [1, 2], ctx.dtype);
     try {
-      await expect(solveIvp(backend, vanDerPol(), { mu: [1] }, { y0, t: [0, 1, 1, 2] })).rejects.toThrow(
-        ShapeError,
-      );
-      await expect(solveIvp(backend, vanDerPol(), { mu: [1] }, { y0, t: [0] })).rejects.toThrow(
-        /at least 2 times/,
-      );
-      await expect(solveIvp(backend, forcedOscillator(), {}, { y0, t: [0, 1] })).rejects.toThrow(
-        /inputs on the grid/,
-      );
+      await expect(solveIvp(backend, vanDerPol(), { mu: [1] }, { y0, t: [0, 1, 1, 2] })).rejects.toThrow(ShapeError);
+      await expect(solveIvp(backend, vanDerPol(), { mu: [1] }, { y0, t: [0] })).rejects.toThrow(/at least 2 times/);
+      await expect(solveIvp(backend, forcedOscillator(), {}, { y0, t: [0, 1] })).rejects.toThrow(/inputs on the grid/);
     } finally {
       backend.dispose(y0);
     }

@@ -19,9 +19,7 @@ export function defineOpCases(ctx: SuiteContext): void {
         const backend = ctx.backend();
         const rng = new Rng(B * 1000 + T + n + s);
         // Contractive blocks (scaled by 0.9/s) keep long products bounded.
-        const A = rng
-          .uniformArray(B * T * n * s, -0.9 / s, 0.9 / s)
-          .map((v) => (ctx.dtype === 'float32' ? Math.fround(v) : v));
+        const A = rng.uniformArray(B * T * n * s, -0.9 / s, 0.9 / s).map((v) => (ctx.dtype === 'float32' ? Math.fround(v) : v));
         const c = rng.normalArray(B * T * n).map((v) => (ctx.dtype === 'float32' ? Math.fround(v) : v));
         const y0 = rng.normalArray(B * n).map((v) => (ctx.dtype === 'float32' ? Math.fround(v) : v));
         const expected = new Float64Array(B * T * n);
@@ -35,9 +33,7 @@ export function defineOpCases(ctx: SuiteContext): void {
               for (let i = 0; i < s; i++) {
                 let acc = c[e * n + blk * s + i]!;
                 for (let j = 0; j < s; j++) {
-                  const a = reverse
-                    ? A[e * n * s + blk * s * s + j * s + i]!
-                    : A[e * n * s + blk * s * s + i * s + j]!;
+                  const a = reverse ? A[e * n * s + blk * s * s + j * s + i]! : A[e * n * s + blk * s * s + i * s + j]!;
                   acc += a * prev[blk * s + j]!;
                 }
                 expected[e * n + blk * s + i] = acc;
@@ -74,43 +70,13 @@ export function defineOpCases(ctx: SuiteContext): void {
     };
     const cat = backend.concatTime([results.slice, x]);
     const r = async (t: (typeof results)['fwd']) => Array.from(await backend.read(t));
-    expect(await r(results.fwd)).toEqual([
-      -1,
-      -2,
-      -3,
-      ...at(0, 0),
-      ...at(0, 1),
-      ...at(0, 2),
-      -4,
-      -5,
-      -6,
-      ...at(1, 0),
-      ...at(1, 1),
-      ...at(1, 2),
-    ]);
-    expect(await r(results.bwd)).toEqual([
-      ...at(0, 1),
-      ...at(0, 2),
-      ...at(0, 3),
-      0,
-      0,
-      0,
-      ...at(1, 1),
-      ...at(1, 2),
-      ...at(1, 3),
-      0,
-      0,
-      0,
-    ]);
+    expect(await r(results.fwd)).toEqual([-1, -2, -3, ...at(0, 0), ...at(0, 1), ...at(0, 2), -4, -5, -6, ...at(1, 0), ...at(1, 1), ...at(1, 2)]);
+    expect(await r(results.bwd)).toEqual([...at(0, 1), ...at(0, 2), ...at(0, 3), 0, 0, 0, ...at(1, 1), ...at(1, 2), ...at(1, 3), 0, 0, 0]);
     expect(await r(results.slice)).toEqual([...at(0, 1), ...at(0, 2), ...at(1, 1), ...at(1, 2)]);
     expect(await r(results.step)).toEqual([...at(0, 3), ...at(1, 3)]);
     expect(await r(results.bcast)).toEqual([-1, -2, -3, -1, -2, -3, -4, -5, -6, -4, -5, -6]);
     expect(cat.shape).toEqual([B, 6, k]);
-    expect(Array.from(await backend.read(cat)).slice(0, 18)).toEqual([
-      ...at(0, 1),
-      ...at(0, 2),
-      ...data.slice(0, 12),
-    ]);
+    expect(Array.from(await backend.read(cat)).slice(0, 18)).toEqual([...at(0, 1), ...at(0, 2), ...data.slice(0, 12)]);
     for (const t of [x, fill, cat, ...Object.values(results)]) backend.dispose(t);
   });
 
@@ -129,25 +95,15 @@ export function defineOpCases(ctx: SuiteContext): void {
     for (let e = 0; e < B * T; e++)
       for (let kb = 0; kb < 2; kb++)
         for (let i = 0; i < 2; i++)
-          for (let j = 0; j < 3; j++)
-            expected[(kb * 2 + i) * 3 + j]! += L[e * 4 + kb * 2 + i]! * R[e * 6 + kb * 3 + j]!;
+          for (let j = 0; j < 3; j++) expected[(kb * 2 + i) * 3 + j]! += L[e * 4 + kb * 2 + i]! * R[e * 6 + kb * 3 + j]!;
     expect(maxAbsDiff(await backend.read(outer), expected)).toBeLessThanOrEqual(tol * 10);
     const sum = backend.sumBatchTime(l);
     const sumExpected = [0, 1, 2, 3].map((i) => L.filter((_, k) => k % 4 === i).reduce((a, b) => a + b, 0));
     expect(maxAbsDiff(await backend.read(sum), sumExpected)).toBeLessThanOrEqual(tol * 10);
     const twice = backend.add(l, l);
-    expect(
-      maxAbsDiff(
-        await backend.read(twice),
-        L.map((v) => 2 * v),
-      ),
-    ).toBeLessThanOrEqual(tol * 10);
+    expect(maxAbsDiff(await backend.read(twice), L.map((v) => 2 * v))).toBeLessThanOrEqual(tol * 10);
 
-    const raw = backend.tensor(
-      [1, Number.NaN, 5e9, -5e9, Number.NEGATIVE_INFINITY, 0.5],
-      [1, 6, 1],
-      ctx.dtype,
-    );
+    const raw = backend.tensor([1, Number.NaN, 5e9, -5e9, Number.NEGATIVE_INFINITY, 0.5], [1, 6, 1], ctx.dtype);
     const old = backend.tensor([1, 0, 0, 0, 0, 0.25], [1, 6, 1], ctx.dtype);
     const u = await backend.newtonUpdate(raw, old, { atol: 0.5, rtol: 0, clip: 1e8 });
     expect(u.replaced).toBe(2);

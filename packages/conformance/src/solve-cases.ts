@@ -1,4 +1,4 @@
-import { type Backend, type Cell, type DeerOptions, deer, sequential, type Tensor } from '@deerjs/core';
+import { type Backend, type Cell, deer, type DeerOptions, sequential, type Tensor } from '@deerjs/core';
 import { expect } from 'vitest';
 import type { SuiteContext } from './context.js';
 import { CELL_FAMILIES, INPUT_SIZE, maxAbsDiff, sequenceData, userDefinedCell } from './fixtures.js';
@@ -113,9 +113,7 @@ export function defineSolveCases(ctx: SuiteContext): void {
       const cell = family.make(st.n, INPUT_SIZE);
       const data = sequenceData(7, 2, 200, cell, ctx.dtype);
       const ref = await oracleTrajectory(ctx.oracle(), cell, data, 2, 200);
-      const got = await solveOnBackend(ctx.backend(), cell, data, 2, 200, ctx.dtype, {
-        jacobian: st.jacobian,
-      });
+      const got = await solveOnBackend(ctx.backend(), cell, data, 2, 200, ctx.dtype, { jacobian: st.jacobian });
       expect(got.stats.fellBack).toBe(false);
       expect(maxAbsDiff(got.y, ref)).toBeLessThanOrEqual(ctx.tolerance);
     });
@@ -137,17 +135,13 @@ export function defineSolveCases(ctx: SuiteContext): void {
     const data = sequenceData(13, 2, 500, cell, ctx.dtype);
     const ref = await oracleTrajectory(ctx.oracle(), cell, data, 2, 500);
     const exact = await solveOnBackend(ctx.backend(), cell, data, 2, 500, ctx.dtype);
-    const quasi = await solveOnBackend(ctx.backend(), cell, data, 2, 500, ctx.dtype, {
-      jacobian: 'diagonal',
-    });
+    const quasi = await solveOnBackend(ctx.backend(), cell, data, 2, 500, ctx.dtype, { jacobian: 'diagonal' });
     expect(quasi.stats.exactJacobian).toBe(false);
     expect(quasi.stats.structure).toBe('diagonal');
     expect(quasi.stats.fellBack).toBe(false);
     expect(quasi.stats.iterations).toBeGreaterThan(exact.stats.iterations);
     expect(maxAbsDiff(quasi.y, ref)).toBeLessThanOrEqual(ctx.tolerance);
-    ctx.report(
-      `GRU n=8 T=500: exact ${exact.stats.iterations} iterations, quasi-DEER (diagonal) ${quasi.stats.iterations}`,
-    );
+    ctx.report(`GRU n=8 T=500: exact ${exact.stats.iterations} iterations, quasi-DEER (diagonal) ${quasi.stats.iterations}`);
   });
 
   ctx.test('convergence/exact-jacobian-within-T', async () => {

@@ -12,8 +12,8 @@ export {
 export {
   type Backend,
   type BackendCapabilities,
-  DTYPE_BYTES,
   type DType,
+  DTYPE_BYTES,
   type NewtonUpdate,
   type ScanArgs,
   type StepInputs,
@@ -22,16 +22,8 @@ export {
   type TypedArray,
 } from './backend/types.js';
 export type { ParamGradTerm } from './cell/backprop.js';
+export { Cell, type CellBody, type CellDefinition, defineCell, type ParamInit, type ParamValues } from './cell/cell.js';
 export {
-  Cell,
-  type CellBody,
-  type CellDefinition,
-  defineCell,
-  type ParamInit,
-  type ParamValues,
-} from './cell/cell.js';
-export {
-  BINARY_FNS,
   type BinaryFn,
   type Graph,
   liveNodes,
@@ -42,6 +34,7 @@ export {
   operands,
   type ParamSpec,
   paramSpec,
+  BINARY_FNS,
   UNARY_FNS,
   type UnaryFn,
 } from './cell/graph.js';
@@ -61,19 +54,6 @@ export type { ActivationName, ActivationSpec } from './cells/activations.js';
 export * as cells from './cells/index.js';
 export * from './errors.js';
 export { chooseWindow, type DeerResult, type DeerStats, deer, deerSync } from './solver/deer.js';
-export { affineExponential, type MatrixOps } from './solver/expm.js';
-export {
-  type DeerGradients,
-  type DeerGradResult,
-  deerWithGrad,
-  implicitVjp,
-  implicitVjpSync,
-  stepVjp,
-} from './solver/grad.js';
-export { type IvpOptions, type IvpResult, solveIvp } from './solver/ode.js';
-export { type IvpGradients, type IvpGradResult, ivpVjp, solveIvpWithGrad } from './solver/ode-grad.js';
-export { checkGrid, type OdeProblem } from './solver/ode-inputs.js';
-export { type Dopri5Options, dopri5Solve as dopri5, type Rk4Options, rk4 } from './solver/ode-sequential.js';
 export {
   DEFAULT_CLIP,
   DEFAULT_MAX_ITER,
@@ -85,6 +65,12 @@ export {
   type JacobianOption,
   type SolveOptions,
 } from './solver/options.js';
+export { type DeerGradients, type DeerGradResult, deerWithGrad, implicitVjp, implicitVjpSync, stepVjp } from './solver/grad.js';
+export { affineExponential, type MatrixOps } from './solver/expm.js';
+export { type IvpOptions, type IvpResult, solveIvp } from './solver/ode.js';
+export { type IvpGradients, type IvpGradResult, ivpVjp, solveIvpWithGrad } from './solver/ode-grad.js';
+export { checkGrid, type OdeProblem } from './solver/ode-inputs.js';
+export { type Dopri5Options, dopri5Solve as dopri5, type Rk4Options, rk4 } from './solver/ode-sequential.js';
 export { sequential } from './solver/sequential.js';
 export type { ParamsInput } from './solver/validate.js';
 export { Rng } from './util/random.js';

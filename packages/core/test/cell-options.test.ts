@@ -15,7 +15,7 @@ describe('built-in cell options', () => {
     const a = cells.gru({
       inputSize: 2,
       hiddenSize: 3,
-      activations: ['hardsigmoid', { name: 'ScaledTanh', alpha: 2, beta: 0.5 }],
+      activations: ['hardsigmoid' as 'HardSigmoid', { name: 'ScaledTanh', alpha: 2, beta: 0.5 }],
     });
     expect(a.name).toContain('act=hardsigmoid,ScaledTanh(2,0.5)');
     const b = cells.elman({ inputSize: 2, hiddenSize: 3, activations: [(v) => lang.softsign(v)] });

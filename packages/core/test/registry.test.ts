@@ -1,11 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  type Backend,
-  BackendUnavailableError,
-  loadBackend,
-  registerBackend,
-  unregisterBackend,
-} from '../src/index.js';
+import { BackendUnavailableError, type Backend, loadBackend, registerBackend, unregisterBackend } from '../src/index.js';
 
 const fake = (name: string) => ({ name }) as unknown as Backend;
 
@@ -27,13 +21,9 @@ describe('backend registry', () => {
 
   it('picks the best available by priority and reports why better ones failed', async () => {
     registerBackend('alpha', () => fake('alpha'), 10);
-    registerBackend(
-      'beta',
-      () => {
-        throw new Error('no adapter');
-      },
-      1000,
-    );
+    registerBackend('beta', () => {
+      throw new Error('no adapter');
+    }, 1000);
     const missing = async (s: string) => {
       throw Object.assign(new Error(`Cannot find package '${s}'`), { code: 'ERR_MODULE_NOT_FOUND' });
     };
@@ -42,13 +32,9 @@ describe('backend registry', () => {
   });
 
   it('lists every candidate with its reason and the package to install', async () => {
-    registerBackend(
-      'beta',
-      () => {
-        throw new Error('no adapter found');
-      },
-      1000,
-    );
+    registerBackend('beta', () => {
+      throw new Error('no adapter found');
+    }, 1000);
     const missing = async (s: string) => {
       throw Object.assign(new Error(`Cannot find package '${s}'`), { code: 'ERR_MODULE_NOT_FOUND' });
     };
@@ -56,9 +42,7 @@ describe('backend registry', () => {
     expect(err).toBeInstanceOf(BackendUnavailableError);
     const msg = (err as Error).message;
     expect(msg).toContain('beta: no adapter found');
-    expect(msg).toContain(
-      'webgpu: package @deerjs/webgpu is not installed (install it with: npm install @deerjs/webgpu)',
-    );
+    expect(msg).toContain('webgpu: package @deerjs/webgpu is not installed (install it with: npm install @deerjs/webgpu)');
     expect(msg).toContain('tfjs: package @deerjs/tfjs is not installed');
     expect(msg).toContain('cpu: package @deerjs/cpu is not installed');
     // Order follows priority: beta (1000), webgpu (300), tfjs (200), cpu (100).
@@ -70,10 +54,7 @@ describe('backend registry', () => {
     // The real importer: @deerjs/webgpu is not a dependency of core, so it cannot be resolved here.
     const err = await loadBackend('webgpu').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BackendUnavailableError);
-    expect((err as BackendUnavailableError).failures[0]).toMatchObject({
-      name: 'webgpu',
-      install: '@deerjs/webgpu',
-    });
+    expect((err as BackendUnavailableError).failures[0]).toMatchObject({ name: 'webgpu', install: '@deerjs/webgpu' });
     expect((err as Error).message).toMatch(/npm install @deerjs\/webgpu/);
   });
 

@@ -10,9 +10,7 @@ interface Entry {
 }
 
 /** Backends deerjs knows of: name → npm package and default priority (higher is tried first). */
-export const KNOWN_BACKENDS: Readonly<
-  Record<string, { readonly package: string; readonly priority: number }>
-> = {
+export const KNOWN_BACKENDS: Readonly<Record<string, { readonly package: string; readonly priority: number }>> = {
   webgpu: { package: '@deerjs/webgpu', priority: 300 },
   tfjs: { package: '@deerjs/tfjs', priority: 200 },
   cpu: { package: '@deerjs/cpu', priority: 100 },
@@ -53,9 +51,7 @@ function isMissingModule(err: unknown, specifier: string): boolean {
   return (
     e?.code === 'ERR_MODULE_NOT_FOUND' ||
     e?.code === 'MODULE_NOT_FOUND' ||
-    (typeof e?.message === 'string' &&
-      e.message.includes(specifier) &&
-      /not (be )?found|resolve/i.test(e.message))
+    (typeof e?.message === 'string' && e.message.includes(specifier) && /not (be )?found|resolve/i.test(e.message))
   );
 }
 
@@ -78,9 +74,7 @@ async function discover(name: string, importer: Importer): Promise<BackendFailur
   }
   if (typeof mod.register !== 'function') return { name, reason: `${known.package} exports no register()` };
   mod.register();
-  return registry.has(name)
-    ? null
-    : { name, reason: `${known.package}'s register() did not register '${name}'` };
+  return registry.has(name) ? null : { name, reason: `${known.package}'s register() did not register '${name}'` };
 }
 
 /**

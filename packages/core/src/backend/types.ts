@@ -86,10 +86,7 @@ export interface Backend {
   /** Evaluate a step program for every (b, t). */
   runStep(program: StepProgram, inputs: StepInputs): StepOutputs;
   /** y_t = f(y_{t−1}, x_t) one step after another; `program.outputs[0]` is f. Returns [B, T, n]. */
-  runSequential(
-    program: StepProgram,
-    inputs: { input?: Tensor; y0: Tensor; params: Readonly<Record<string, Tensor>> },
-  ): Tensor;
+  runSequential(program: StepProgram, inputs: { input?: Tensor; y0: Tensor; params: Readonly<Record<string, Tensor>> }): Tensor;
   /** The linear recurrence, by whatever parallel or sequential order suits the backend. */
   scan(args: ScanArgs): Tensor;
 
@@ -107,20 +104,12 @@ export interface Backend {
   /** x[:, t] as [B, ...rest]. */
   timeStep(x: Tensor, t: number): Tensor;
   /** Sanitize a raw Newton iterate and measure its change; the only per-iteration read. */
-  newtonUpdate(
-    yRaw: Tensor,
-    yOld: Tensor,
-    opts: { atol: number; rtol: number; clip: number },
-  ): Promise<NewtonUpdate>;
+  newtonUpdate(yRaw: Tensor, yOld: Tensor, opts: { atol: number; rtol: number; clip: number }): Promise<NewtonUpdate>;
   /**
    * `newtonUpdate` completed synchronously, for backends whose reads do not wait on a device
    * (capabilities.syncRead); it lets `deerSync` serve callers that cannot await.
    */
-  newtonUpdateSync?(
-    yRaw: Tensor,
-    yOld: Tensor,
-    opts: { atol: number; rtol: number; clip: number },
-  ): NewtonUpdate;
+  newtonUpdateSync?(yRaw: Tensor, yOld: Tensor, opts: { atol: number; rtol: number; clip: number }): NewtonUpdate;
   /** The first NaN/±Inf entry, or null. */
   findNonFinite(t: Tensor): Promise<{ index: number; value: number } | null>;
   /** a + b, elementwise, same shape. */

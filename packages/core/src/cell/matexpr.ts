@@ -21,13 +21,7 @@ import type { NodeId } from './graph.js';
 export type MatExpr =
   | { readonly kind: 'zero'; readonly rows: number; readonly cols: number }
   | { readonly kind: 'select'; readonly rows: number; readonly cols: number; readonly offset: number }
-  | {
-      readonly kind: 'rowscale';
-      readonly d: NodeId;
-      readonly m: MatExpr;
-      readonly rows: number;
-      readonly cols: number;
-    }
+  | { readonly kind: 'rowscale'; readonly d: NodeId; readonly m: MatExpr; readonly rows: number; readonly cols: number }
   | { readonly kind: 'add'; readonly terms: readonly MatExpr[]; readonly rows: number; readonly cols: number }
   | {
       readonly kind: 'matmul';
@@ -37,19 +31,8 @@ export type MatExpr =
       readonly rows: number;
       readonly cols: number;
     }
-  | {
-      readonly kind: 'slicerows';
-      readonly m: MatExpr;
-      readonly start: number;
-      readonly rows: number;
-      readonly cols: number;
-    }
-  | {
-      readonly kind: 'concatrows';
-      readonly parts: readonly MatExpr[];
-      readonly rows: number;
-      readonly cols: number;
-    }
+  | { readonly kind: 'slicerows'; readonly m: MatExpr; readonly start: number; readonly rows: number; readonly cols: number }
+  | { readonly kind: 'concatrows'; readonly parts: readonly MatExpr[]; readonly rows: number; readonly cols: number }
   | { readonly kind: 'sumrows'; readonly m: MatExpr; readonly rows: 1; readonly cols: number }
   | { readonly kind: 'broadcastrows'; readonly m: MatExpr; readonly rows: number; readonly cols: number };
 

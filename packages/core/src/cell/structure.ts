@@ -1,6 +1,6 @@
-import { UnsupportedOptionError } from '../errors.js';
 import { type Graph, matrixLayout, paramSpec } from './graph.js';
 import type { MatExpr } from './matexpr.js';
+import { UnsupportedOptionError } from '../errors.js';
 
 /**
  * Jacobian structure. `block` of size s keeps the n/s diagonal s×s blocks; `dense` is block size n

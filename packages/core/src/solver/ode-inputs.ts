@@ -2,14 +2,7 @@ import type { Backend, DType, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { NonFiniteError, ShapeError, UnsupportedOptionError } from '../errors.js';
 import type { MatrixOps } from './expm.js';
-import {
-  checkTensor,
-  isTensor,
-  type Owned,
-  type ParamsInput,
-  prepareInitialState,
-  prepareParams,
-} from './validate.js';
+import { checkTensor, isTensor, type Owned, type ParamsInput, prepareInitialState, prepareParams } from './validate.js';
 
 /** Inputs common to every ODE solver: dy/dt = f(y, x(t); θ) on a time grid t_0 < … < t_T. */
 export interface OdeProblem {
@@ -44,11 +37,7 @@ export function checkGrid(t: ArrayLike<number>): { grid: Float64Array; dt: Float
   for (let i = 0; i < dt.length; i++) {
     dt[i] = grid[i + 1]! - grid[i]!;
     if (!Number.isFinite(grid[i + 1]!) || !(dt[i]! > 0)) {
-      throw new ShapeError(
-        't',
-        'strictly increasing finite times',
-        `t[${i}] = ${grid[i]}, t[${i + 1}] = ${grid[i + 1]}`,
-      );
+      throw new ShapeError('t', 'strictly increasing finite times', `t[${i}] = ${grid[i]}, t[${i + 1}] = ${grid[i + 1]}`);
     }
   }
   return { grid, dt };
@@ -73,21 +62,13 @@ export async function prepareOde(
   if (isTensor(y0) ? y0.shape.length === 2 : y0.length !== n) B = isTensor(y0) ? y0.shape[0]! : y0.length / n;
   const dt0 = dtype ?? (isTensor(y0) ? y0.dtype : x ? x.dtype : backend.capabilities.defaultDType);
   if (!Number.isInteger(B) || B < 1) {
-    throw new ShapeError(
-      'y0',
-      `[B, ${n}] or [${n}]`,
-      isTensor(y0) ? `[${y0.shape.join(', ')}]` : `${y0.length} values`,
-    );
+    throw new ShapeError('y0', `[B, ${n}] or [${n}]`, isTensor(y0) ? `[${y0.shape.join(', ')}]` : `${y0.length} values`);
   }
   if (field.inputSize > 0) {
     if (!x) throw new ShapeError('x', `[B, ${T + 1}, ${field.inputSize}] inputs on the grid`, 'nothing');
     checkTensor(backend, 'x', x);
     if (x.shape.length !== 3 || x.shape[1] !== T + 1 || x.shape[2] !== field.inputSize) {
-      throw new ShapeError(
-        'x',
-        `[B, ${T + 1}, ${field.inputSize}] (one input per grid time)`,
-        `[${x.shape.join(', ')}]`,
-      );
+      throw new ShapeError('x', `[B, ${T + 1}, ${field.inputSize}] (one input per grid time)`, `[${x.shape.join(', ')}]`);
     }
     B = x.shape[0]!;
     if (checkFinite) {

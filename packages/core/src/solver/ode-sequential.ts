@@ -84,28 +84,11 @@ export async function rk4(
   options: Rk4Options = {},
 ): Promise<{ y: Tensor }> {
   const substeps = options.substeps ?? 1;
-  if (!Number.isInteger(substeps) || substeps < 1)
-    throw new UnsupportedOptionError('substeps', substeps, 'a positive integer');
+  if (!Number.isInteger(substeps) || substeps < 1) throw new UnsupportedOptionError('substeps', substeps, 'a positive integer');
   const owned = new Owned(backend);
   try {
-    const p = await prepareOde(
-      backend,
-      field,
-      params,
-      problem,
-      undefined,
-      owned,
-      options.checkFinite ?? true,
-    );
-    const f = new FieldEvaluator(
-      backend,
-      field,
-      p.params,
-      p.B,
-      p.grid,
-      await hostInputs(backend, p.x),
-      p.dtype,
-    );
+    const p = await prepareOde(backend, field, params, problem, undefined, owned, options.checkFinite ?? true);
+    const f = new FieldEvaluator(backend, field, p.params, p.B, p.grid, await hostInputs(backend, p.x), p.dtype);
     const n = field.stateSize;
     let y = Float64Array.from(await backend.read(p.y0));
     const out = new Float64Array(p.B * p.T * n);
@@ -167,15 +150,7 @@ export async function dopri5Solve(
 ): Promise<{ y: Tensor; steps: number; rejected: number }> {
   const owned = new Owned(backend);
   try {
-    const p = await prepareOde(
-      backend,
-      field,
-      params,
-      problem,
-      undefined,
-      owned,
-      options.checkFinite ?? true,
-    );
+    const p = await prepareOde(backend, field, params, problem, undefined, owned, options.checkFinite ?? true);
     return await dopri5Run(backend, field, p.params, p.y0, p.grid, p.x, options);
   } finally {
     owned.dispose();
@@ -222,10 +197,7 @@ async function dopri5Run(
     const tEnd = grid[i + 1]!;
     while (t < tEnd) {
       if (steps + rejected >= maxSteps) {
-        throw new ConvergenceError(`dopri5: more than ${maxSteps} steps before t = ${tEnd}`, {
-          steps,
-          rejected,
-        });
+        throw new ConvergenceError(`dopri5: more than ${maxSteps} steps before t = ${tEnd}`, { steps, rejected });
       }
       const last = t + h >= tEnd - 1e-12 * Math.abs(tEnd);
       const hs = last ? tEnd - t : h;

@@ -1,6 +1,6 @@
 import type { DType, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
-import { blockSize, type JacobianStructure } from '../cell/structure.js';
+import { type JacobianStructure, blockSize } from '../cell/structure.js';
 import { UnsupportedOptionError } from '../errors.js';
 
 export type JacobianOption = JacobianStructure | 'auto';
@@ -69,12 +69,7 @@ export interface ResolvedDeerOptions {
 
 function positive(name: string, v: number | undefined, fallback: number, integer = false): number {
   if (v === undefined) return fallback;
-  if (
-    typeof v !== 'number' ||
-    !(v >= 0) ||
-    !Number.isFinite(v) ||
-    (integer && (!Number.isInteger(v) || v < 1))
-  ) {
+  if (typeof v !== 'number' || !(v >= 0) || !Number.isFinite(v) || (integer && (!Number.isInteger(v) || v < 1))) {
     throw new UnsupportedOptionError(name, v, integer ? 'a positive integer' : 'a finite number ≥ 0');
   }
   return v;
@@ -86,11 +81,7 @@ export function resolveDeerOptions(cell: Cell, dtype: DType, o: DeerOptions): Re
   const jac = o.jacobian ?? 'auto';
   let s: number;
   if (jac === 'auto') s = cell.exactBlockSize;
-  else if (
-    jac === 'dense' ||
-    jac === 'diagonal' ||
-    (typeof jac === 'object' && jac !== null && 'block' in jac)
-  ) {
+  else if (jac === 'dense' || jac === 'diagonal' || (typeof jac === 'object' && jac !== null && 'block' in jac)) {
     s = blockSize(jac, n);
   } else {
     throw new UnsupportedOptionError('jacobian', jac, "'auto', 'dense', 'diagonal' or { block: s }");

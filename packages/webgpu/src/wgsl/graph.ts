@@ -1,12 +1,4 @@
-import {
-  type BinaryFn,
-  type Graph,
-  matrixLayout,
-  type Node,
-  type NodeId,
-  paramSpec,
-  type UnaryFn,
-} from '@deerjs/core';
+import { type BinaryFn, type Graph, matrixLayout, type Node, type NodeId, paramSpec, type UnaryFn } from '@deerjs/core';
 import { lit } from './common.js';
 
 /** WGSL helpers for the unary ops that need more than a builtin. */

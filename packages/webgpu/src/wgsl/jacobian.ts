@@ -1,11 +1,4 @@
-import {
-  columnSparseOffset,
-  type Graph,
-  type MatExpr,
-  matrixLayout,
-  type NodeId,
-  paramSpec,
-} from '@deerjs/core';
+import { columnSparseOffset, type Graph, type MatExpr, matrixLayout, type NodeId, paramSpec } from '@deerjs/core';
 
 /**
  * A Jacobian expression as WGSL: one function `m<k>(e: u32, r: i32, c: i32) -> f32` per distinct
@@ -94,3 +87,4 @@ export class MatExprEmitter {
   return acc;`;
   }
 }
+
