@@ -1,4 +1,4 @@
-import type { DType } from '@deerjs/core';
+import { type DType, DeerError } from '@deerjs/core';
 
 /** Everything the command line can set. */
 export interface BenchOptions {
@@ -31,7 +31,8 @@ export interface BenchOptions {
   readonly help: boolean;
 }
 
-export class ArgError extends Error {
+/** A bad command line; the CLI prints it as one line and exits with code 2. */
+export class ArgError extends DeerError {
   override name = 'ArgError';
 }
 
@@ -109,26 +110,45 @@ nh 1,4,16, T 100,1000, heads 4 (of 16), no quasi, budget 1 s on the cpu backend 
 adapter. Flags given with --quick still win.
 `;
 
-function intList(flag: string, v: string): number[] {
-  return v.split(',').map((s) => positiveInt(flag, s.trim()));
+/** Upper bounds of the integer flags: safe integers that fit in memory, not 1e20. */
+export const LIMITS = {
+  nh: 65_536,
+  T: 2 ** 31,
+  batch: 65_536,
+  heads: 65_536,
+  headsSize: 65_536,
+  warmup: 10_000,
+  repeats: 10_000,
+  maxIter: 1_000_000,
+  seed: 2 ** 32 - 1,
+  /** --max-memory: 1 PiB. */
+  bytes: 2 ** 50,
+  /** --budget and --max-time, seconds: about 4 months. */
+  seconds: 1e7,
+} as const;
+
+function intList(flag: string, v: string, max: number): number[] {
+  return v.split(',').map((s) => positiveInt(flag, s.trim(), max));
 }
 
-/** Accepts 1000, 1e4, 10k, 1M. */
-function positiveInt(flag: string, v: string): number {
+/** Accepts 1000, 1e4, 10k, 1M, up to `max` (a safe integer). */
+function positiveInt(flag: string, v: string, max: number): number {
   const m = /^(\d+(?:\.\d+)?(?:e\d+)?)([kKmM]?)$/.exec(v);
   const scale = m?.[2] === '' || m?.[2] === undefined ? 1 : /k/i.test(m[2]) ? 1e3 : 1e6;
   const n = m ? Number(m[1]) * scale : Number.NaN;
-  if (!Number.isInteger(n) || n < 1) throw new ArgError(`${flag}: expected a positive integer, got '${v}'`);
+  if (!Number.isSafeInteger(n) || n < 1 || n > max)
+    throw new ArgError(`${flag}: expected a positive integer up to ${max}, got '${v}'`);
   return n;
 }
 
-function nonNegativeInt(flag: string, v: string): number {
-  return v === '0' ? 0 : positiveInt(flag, v);
+function nonNegativeInt(flag: string, v: string, max: number): number {
+  return v === '0' ? 0 : positiveInt(flag, v, max);
 }
 
-function positiveNumber(flag: string, v: string): number {
-  const n = Number(v);
-  if (!(n > 0) || !Number.isFinite(n)) throw new ArgError(`${flag}: expected a positive number, got '${v}'`);
+function positiveNumber(flag: string, v: string, max: number): number {
+  const n = /^\d*\.?\d+(?:e[+-]?\d+)?$/i.test(v.trim()) ? Number(v) : Number.NaN;
+  if (!(n > 0) || !(n <= max))
+    throw new ArgError(`${flag}: expected a positive number up to ${max}, got '${v}'`);
   return n;
 }
 
@@ -151,7 +171,10 @@ export function parseBytes(flag: string, v: string): number {
   const unit = m ? UNITS[m[2]!.toLowerCase()] : undefined;
   if (!m || unit === undefined)
     throw new ArgError(`${flag}: expected a size like 4GiB, 512MiB or a byte count, got '${v}'`);
-  return Number(m[1]) * unit;
+  const n = Number(m[1]) * unit;
+  if (!(n >= 1) || n > LIMITS.bytes)
+    throw new ArgError(`${flag}: expected a size from 1 byte up to 1PiB (${LIMITS.bytes} bytes), got '${v}'`);
+  return Math.floor(n);
 }
 
 type Setter = (value: string) => void;
@@ -165,25 +188,28 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
   const set: { -readonly [K in keyof ParsedArgs]?: ParsedArgs[K] } = {};
   const withValue: Record<string, Setter> = {
     backend: (v) => (set.backend = v),
-    out: (v) => (set.out = v),
+    out: (v) => {
+      if (v === '') throw new ArgError("--out: expected a folder, got ''");
+      set.out = v;
+    },
     from: (v) => (set.from = v),
-    nh: (v) => (set.nh = intList('--nh', v)),
-    t: (v) => (set.T = intList('--T', v)),
-    batch: (v) => (set.batch = positiveInt('--batch', v)),
-    heads: (v) => (set.heads = v === 'none' || v === '' ? [] : intList('--heads', v)),
-    'heads-size': (v) => (set.headsSize = positiveInt('--heads-size', v)),
+    nh: (v) => (set.nh = intList('--nh', v, LIMITS.nh)),
+    t: (v) => (set.T = intList('--T', v, LIMITS.T)),
+    batch: (v) => (set.batch = positiveInt('--batch', v, LIMITS.batch)),
+    heads: (v) => (set.heads = v === 'none' || v === '' ? [] : intList('--heads', v, LIMITS.heads)),
+    'heads-size': (v) => (set.headsSize = positiveInt('--heads-size', v, LIMITS.headsSize)),
     dtype: (v) => {
       if (v !== 'float32' && v !== 'float64')
         throw new ArgError(`--dtype: expected float32 or float64, got '${v}'`);
       set.dtype = v;
     },
-    warmup: (v) => (set.warmup = nonNegativeInt('--warmup', v)),
-    repeats: (v) => (set.repeats = positiveInt('--repeats', v)),
-    budget: (v) => (set.budget = positiveNumber('--budget', v)),
-    'max-time': (v) => (set.maxTime = positiveNumber('--max-time', v)),
-    'max-iter': (v) => (set.maxIter = positiveInt('--max-iter', v)),
+    warmup: (v) => (set.warmup = nonNegativeInt('--warmup', v, LIMITS.warmup)),
+    repeats: (v) => (set.repeats = positiveInt('--repeats', v, LIMITS.repeats)),
+    budget: (v) => (set.budget = positiveNumber('--budget', v, LIMITS.seconds)),
+    'max-time': (v) => (set.maxTime = positiveNumber('--max-time', v, LIMITS.seconds)),
+    'max-iter': (v) => (set.maxIter = positiveInt('--max-iter', v, LIMITS.maxIter)),
     'max-memory': (v) => (set.maxMemory = parseBytes('--max-memory', v)),
-    seed: (v) => (set.seed = nonNegativeInt('--seed', v)),
+    seed: (v) => (set.seed = nonNegativeInt('--seed', v, LIMITS.seed)),
   };
   const switches: Record<string, () => void> = {
     quick: () => (set.quick = true),

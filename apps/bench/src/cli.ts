@@ -5,6 +5,7 @@ import { ArgError, FULL_PROFILE, HELP, parseArgs, quickProfile, resolveOptions }
 import { BenchBackendError, openBackend } from './backend.js';
 import { runBench } from './bench.js';
 import { formatMs } from './format.js';
+import { ensureOutputDir } from './out-dir.js';
 import { defaultOutDir, writeOutputs } from './output.js';
 import type { BenchReport } from './report.js';
 import { progressLine, reportHeader, resultsTable, speedupPivot } from './table.js';
@@ -33,8 +34,10 @@ function replot(file: string, outDir: string | undefined): number {
   } catch (err) {
     throw new ArgError(`--from: cannot read ${file} (${(err as Error).message})`);
   }
-  if (report.tool !== 'deer-bench') throw new ArgError(`--from: ${file} is not a deer-bench results.json`);
-  const files = writeOutputs(report, outDir ?? path.dirname(file), { json: outDir !== undefined });
+  if (report?.tool !== 'deer-bench') throw new ArgError(`--from: ${file} is not a deer-bench results.json`);
+  const dir = outDir ?? path.dirname(file);
+  ensureOutputDir(dir);
+  const files = writeOutputs(report, dir, { json: outDir !== undefined });
   printReport(report, files);
   return 0;
 }
@@ -46,10 +49,14 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   if (args.from !== undefined) return replot(args.from, args.out);
+  // A bad --out fails now, not after minutes of benchmarking.
+  if (args.out !== undefined) ensureOutputDir(args.out);
   const backend = await openBackend(args.backend, args.dtype ?? 'float32');
   try {
     const caps = backend.capabilities;
     const options = resolveOptions(args, args.quick ? quickProfile(backend.name, caps.device) : FULL_PROFILE);
+    const dir = options.out ?? defaultOutDir(backend.name);
+    if (options.out === undefined) ensureOutputDir(dir);
     process.stderr.write(`deer-bench: backend ${backend.name} (${caps.device}), ${options.dtype}\n`);
     const report = await runBench(backend, options, {
       onStart: (_p, i, n) => {
@@ -58,7 +65,6 @@ async function main(argv: readonly string[]): Promise<number> {
       onPoint: (r, i, n) => process.stderr.write(`${progressLine(r, i, n)}\n`),
       onWarning: (msg) => process.stderr.write(`warning: ${msg}\n`),
     });
-    const dir = options.out ?? defaultOutDir(backend.name);
     printReport(report, writeOutputs(report, dir));
     return report.points.some((r) => r.status === 'error') ? 1 : 0;
   } finally {
@@ -72,7 +78,7 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     if (err instanceof ArgError || err instanceof BenchBackendError) {
-      process.stderr.write(`deer-bench: ${err.message}\n`);
+      process.stderr.write(`deer-bench: ${err.message.replace(/\s*\n\s*/g, ' ')}\n`);
       process.exitCode = 2;
     } else {
       process.stderr.write(

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
+import { KNOWN_BACKENDS } from '@deerjs/core';
 import { TASK_DEFAULTS, TASKS, type Task, type TrainConfig } from './config.js';
-import { UsageError } from './errors.js';
+import { FlagError, UsageError } from './errors.js';
 
 export const HELP = `deer-train — train recurrent networks with DEER on any deerjs backend
 
@@ -16,7 +17,7 @@ Flags:
   --dtype D              float32 | float64 (default float32; hnn float64)
   --solver S             deer | sequential (default deer): how each layer (hnn: the ODE) is
                          evaluated; hnn sequential = Dormand–Prince forward, adjoint gradient
-  --epochs N             passes over the training set (default 1)
+  --epochs N             passes over the training set (default 1; with --steps, as many as it needs)
   --steps N              stop after N optimizer steps in all
   --batch N              batch size (fashion-mnist 16, eigenworms 4, hnn 4 orbits)
   --lr X                 peak learning rate (warm-up, then cosine decay)
@@ -26,7 +27,8 @@ Flags:
   --seed N               seed of init and shuffling (default 0)
   --limit N              use only the first N examples of each split
   --checkpoint-every N   write OUT/checkpoint.ckpt every N steps (default 0: at the end only)
-  --resume               continue from OUT/checkpoint.ckpt (its stored configuration rules)
+  --resume               continue from OUT/checkpoint.ckpt: its stored configuration rules (data,
+                         model, optimizer); only --out and --backend are taken from the command line
   --out DIR              output folder (default runs/TASK)
   --data PATH            fashion-mnist: folder of IDX files (.gz or raw; default
                          /usr/share/datasets/fashion-mnist); eigenworms: the _TRAIN.ts file
@@ -41,149 +43,219 @@ Flags:
   --t-end X              hnn: the grid spans [0, X] (default 10)
   --help                 this text
 
+A bad flag, path or data file prints one line and exits with code 2 before any data is loaded.
+
 Writes OUT/metrics.jsonl (one JSON object per step, then the evaluation), OUT/checkpoint.ckpt,
 OUT/plot.svg (loss and accuracy; hnn: loss and energy drift, plus OUT/orbits.svg) and OUT/summary.json.`;
 
 export type ParsedArgs = { help: true } | { help: false; config: TrainConfig; resume: boolean };
 
-function num(
-  name: string,
-  v: string | undefined,
-  fallback: number,
-  kind: 'int' | 'pos-int' | 'float' = 'float',
-): number {
+/** Largest number of values (float32) a dataset may hold in memory: 2 GiB. */
+export const MAX_VALUES = 2 ** 29;
+
+const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
+interface IntRange {
+  readonly min: number;
+  readonly max: number;
+}
+
+/** An integer flag in [min, max] (1e3 is accepted; 1.5, 1e20, '', 0x10 are not). */
+function int(name: string, v: string | undefined, fallback: number, r: IntRange): number {
   if (v === undefined) return fallback;
-  const x = Number(v);
-  const ok =
-    kind === 'float'
-      ? Number.isFinite(x) && x >= 0
-      : Number.isInteger(x) && x >= (kind === 'pos-int' ? 1 : 0);
-  if (!ok)
-    throw new UsageError(
-      `--${name}: expected ${kind === 'float' ? 'a number ≥ 0' : kind === 'pos-int' ? 'a positive integer' : 'an integer ≥ 0'}, got ${JSON.stringify(v)}`,
-    );
+  const x = NUMBER.test(v.trim()) ? Number(v) : Number.NaN;
+  if (!Number.isSafeInteger(x) || x < r.min || x > r.max) {
+    const range =
+      r.min === 1 ? `a positive integer ≤ ${r.max}` : `an integer, at least ${r.min} and at most ${r.max}`;
+    throw new FlagError(name, range, JSON.stringify(v));
+  }
+  return x;
+}
+
+/** A finite number flag: > 0 when `positive`, else ≥ 0. */
+function real(name: string, v: string | undefined, fallback: number, positive: boolean, max = 1e12): number {
+  if (v === undefined) return fallback;
+  const x = NUMBER.test(v.trim()) ? Number(v) : Number.NaN;
+  if (!Number.isFinite(x) || (positive ? !(x > 0) : !(x >= 0)) || x > max)
+    throw new FlagError(name, `a number ${positive ? '> 0' : '≥ 0'} and ≤ ${max}`, JSON.stringify(v));
   return x;
 }
 
 function oneOf<T extends string>(name: string, v: string | undefined, allowed: readonly T[], fallback: T): T {
   if (v === undefined) return fallback;
   if (!(allowed as readonly string[]).includes(v))
-    throw new UsageError(`--${name}: expected ${allowed.join(' | ')}, got ${JSON.stringify(v)}`);
+    throw new FlagError(name, allowed.join(' | '), JSON.stringify(v));
   return v as T;
 }
 
+const STRING_FLAGS = [
+  'backend',
+  'dtype',
+  'solver',
+  'epochs',
+  'steps',
+  'batch',
+  'lr',
+  'warmup',
+  'weight-decay',
+  'clip',
+  'seed',
+  'limit',
+  'checkpoint-every',
+  'out',
+  'data',
+  'test-data',
+  'length',
+  'cell',
+  'hidden',
+  'layers',
+  'heads',
+  'pooling',
+  'max-iter',
+  'orbits',
+  'test-orbits',
+  'points',
+  't-end',
+] as const;
+const BOOLEAN_FLAGS = ['help', 'resume', 'synthetic', 'no-residual', 'layer-norm'] as const;
+
+/**
+ * `--lr -1` → `--lr=-1`: node's parseArgs refuses a value that starts with '-' as ambiguous, so a
+ * negative number would not reach the range check that explains what is wrong with it.
+ */
+function joinNegativeValues(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const next = argv[i + 1];
+    const name = a.startsWith('--') && !a.includes('=') ? a.slice(2) : undefined;
+    if (
+      name !== undefined &&
+      (STRING_FLAGS as readonly string[]).includes(name) &&
+      next !== undefined &&
+      /^-[\d.]/.test(next)
+    ) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
+}
+
+const FLAT = (m: string) => m.replace(/\s*\n\s*/g, ' ');
+
 export function parseCli(argv: readonly string[]): ParsedArgs {
-  const s = { type: 'string' } as const;
-  const b = { type: 'boolean' } as const;
-  let parsed: ReturnType<
-    typeof parseArgs<{ options: Record<string, typeof s | typeof b>; allowPositionals: true; args: string[] }>
-  >;
+  const options = Object.fromEntries([
+    ...STRING_FLAGS.map((f) => [f, { type: 'string' as const }]),
+    ...BOOLEAN_FLAGS.map((f) => [f, { type: 'boolean' as const }]),
+  ]) as Record<string, { type: 'string' } | { type: 'boolean' }>;
+  let parsed: {
+    values: Record<string, string | boolean | (string | boolean)[] | undefined>;
+    positionals: string[];
+  };
   try {
-    parsed = parseArgs({
-      args: [...argv],
-      allowPositionals: true,
-      options: {
-        help: b,
-        resume: b,
-        synthetic: b,
-        'no-residual': b,
-        'layer-norm': b,
-        backend: s,
-        dtype: s,
-        solver: s,
-        epochs: s,
-        steps: s,
-        batch: s,
-        lr: s,
-        warmup: s,
-        'weight-decay': s,
-        clip: s,
-        seed: s,
-        limit: s,
-        'checkpoint-every': s,
-        out: s,
-        data: s,
-        'test-data': s,
-        length: s,
-        cell: s,
-        hidden: s,
-        layers: s,
-        heads: s,
-        pooling: s,
-        'max-iter': s,
-        orbits: s,
-        'test-orbits': s,
-        points: s,
-        't-end': s,
-      },
-    });
+    parsed = parseArgs({ args: joinNegativeValues(argv), allowPositionals: true, options });
   } catch (err) {
-    throw new UsageError(`${(err as Error).message}\nRun with --help for the flags.`);
+    throw new UsageError(`${FLAT((err as Error).message)} (see --help)`);
   }
   const v = parsed.values as Record<string, string | boolean | undefined>;
   const str = (k: string) => v[k] as string | undefined;
+  const given = (k: string) => v[k] !== undefined;
   if (v.help) return { help: true };
   if (parsed.positionals.length !== 1)
     throw new UsageError(
-      `expected one TASK (${TASKS.join(' | ')}), got ${parsed.positionals.length === 0 ? 'none' : parsed.positionals.join(' ')}\nRun with --help for the flags.`,
+      `expected one TASK (${TASKS.join(' | ')}), got ${parsed.positionals.length === 0 ? 'none' : parsed.positionals.join(' ')} (see --help)`,
     );
   const task = oneOf<Task>('task', parsed.positionals[0], TASKS, 'fashion-mnist');
+  const resume = v.resume === true;
   const d = TASK_DEFAULTS[task];
-  const limit = str('limit') === undefined ? undefined : num('limit', str('limit'), 0, 'pos-int');
-  const steps = str('steps') === undefined ? undefined : num('steps', str('steps'), 0, 'pos-int');
-  const length = str('length') === undefined ? undefined : num('length', str('length'), 0, 'pos-int');
+  const backends = Object.keys(KNOWN_BACKENDS);
+  const backend = oneOf('backend', str('backend'), backends, 'cpu');
+  const opt = <T>(k: string, f: (s: string) => T) => (given(k) ? f(str(k)!) : undefined);
+  const steps = opt('steps', (s) => int('steps', s, 0, { min: 1, max: 1e9 }));
+  const epochs = opt('epochs', (s) => int('epochs', s, 0, { min: 1, max: 1e6 }));
+  const limit = opt('limit', (s) => int('limit', s, 0, { min: 1, max: 2 ** 31 - 1 }));
+  const length = opt('length', (s) => int('length', s, 0, { min: 1, max: MAX_VALUES }));
+  const warmup = opt('warmup', (s) => int('warmup', s, 0, { min: 0, max: 1e9 }));
   const cell = oneOf('cell', str('cell'), ['gru', 'mhgru', 'lstm'] as const, d.cell ?? 'gru');
+  const hidden = int('hidden', str('hidden'), d.hidden ?? 32, { min: 1, max: 65_536 });
   const config: TrainConfig = {
     task,
-    backend: str('backend') ?? 'cpu',
+    backend,
     dtype: oneOf('dtype', str('dtype'), ['float32', 'float64'] as const, d.dtype ?? 'float32'),
     solver: oneOf('solver', str('solver'), ['deer', 'sequential'] as const, 'deer'),
-    epochs: num('epochs', str('epochs'), 1, 'pos-int'),
+    // With --steps alone the run goes on for as many epochs as the steps need.
+    ...(epochs !== undefined || steps === undefined ? { epochs: epochs ?? 1 } : {}),
     ...(steps !== undefined ? { steps } : {}),
-    batch: num('batch', str('batch'), d.batch ?? 8, 'pos-int'),
-    lr: num('lr', str('lr'), d.lr ?? 1e-3),
-    ...(str('warmup') !== undefined ? { warmup: num('warmup', str('warmup'), 0, 'int') } : {}),
-    weightDecay: num('weight-decay', str('weight-decay'), 0.01),
-    clip: num('clip', str('clip'), 1),
-    seed: num('seed', str('seed'), 0, 'int'),
+    batch: int('batch', str('batch'), d.batch ?? 8, { min: 1, max: 65_536 }),
+    lr: real('lr', str('lr'), d.lr ?? 1e-3, true, 1e3),
+    ...(warmup !== undefined ? { warmup } : {}),
+    weightDecay: real('weight-decay', str('weight-decay'), 0.01, false, 1e3),
+    clip: real('clip', str('clip'), 1, false),
+    seed: int('seed', str('seed'), 0, { min: 0, max: 2 ** 31 - 1 }),
     ...(limit !== undefined ? { limit } : {}),
-    checkpointEvery: num('checkpoint-every', str('checkpoint-every'), 0, 'int'),
+    checkpointEvery: int('checkpoint-every', str('checkpoint-every'), 0, { min: 0, max: 1e9 }),
     out: str('out') ?? `runs/${task}`,
-    ...(str('data') !== undefined ? { data: str('data') } : {}),
-    ...(str('test-data') !== undefined ? { testData: str('test-data') } : {}),
+    ...(given('data') ? { data: str('data') } : {}),
+    ...(given('test-data') ? { testData: str('test-data') } : {}),
     synthetic: v.synthetic === true,
     ...(length !== undefined ? { length } : {}),
     cell,
-    hidden: num('hidden', str('hidden'), d.hidden ?? 32, 'pos-int'),
-    layers: num('layers', str('layers'), d.layers ?? 2, 'pos-int'),
-    heads: num('heads', str('heads'), cell === 'mhgru' ? (d.heads ?? 4) : 1, 'pos-int'),
+    hidden,
+    layers: int('layers', str('layers'), d.layers ?? 2, { min: 1, max: 1024 }),
+    heads: int('heads', str('heads'), cell === 'mhgru' ? (d.heads ?? 4) : 1, { min: 1, max: hidden }),
     pooling: oneOf('pooling', str('pooling'), ['mean', 'last'] as const, d.pooling ?? 'mean'),
     residual: v['no-residual'] !== true,
     layerNorm: v['layer-norm'] === true,
-    maxIter: num('max-iter', str('max-iter'), 100, 'pos-int'),
+    maxIter: int('max-iter', str('max-iter'), 100, { min: 1, max: 1e6 }),
     ...(task === 'hnn'
       ? {
-          orbits: num('orbits', str('orbits'), d.orbits ?? 4, 'pos-int'),
-          testOrbits: num('test-orbits', str('test-orbits'), d.testOrbits ?? 2, 'pos-int'),
-          points: num('points', str('points'), d.points ?? 10_000, 'pos-int'),
-          tEnd: num('t-end', str('t-end'), d.tEnd ?? 10),
+          orbits: int('orbits', str('orbits'), d.orbits ?? 4, { min: 1, max: 1e6 }),
+          testOrbits: int('test-orbits', str('test-orbits'), d.testOrbits ?? 2, { min: 1, max: 1e6 }),
+          points: int('points', str('points'), d.points ?? 10_000, { min: 2, max: MAX_VALUES }),
+          tEnd: real('t-end', str('t-end'), d.tEnd ?? 10, true, 1e9),
         }
       : {}),
   };
+  if (str('out') === '') throw new FlagError('out', 'a folder', '""');
+  // Flags that would be silently ignored are errors.
   if (task !== 'hnn')
     for (const k of ['orbits', 'test-orbits', 'points', 't-end'])
-      if (v[k] !== undefined) throw new UsageError(`--${k} is for hnn only`);
+      if (given(k)) throw new UsageError(`--${k} is for hnn only (task ${task})`);
   if (task === 'hnn') {
-    if (config.points! < 2) throw new UsageError(`--points: need at least 2, got ${config.points}`);
-    if (!(config.tEnd! > 0)) throw new UsageError(`--t-end: expected a number > 0, got ${config.tEnd}`);
-    if (config.synthetic || config.data !== undefined)
-      throw new UsageError('hnn generates its data: no --data or --synthetic');
+    for (const k of ['data', 'test-data', 'synthetic', 'length', 'limit'])
+      if (given(k)) throw new UsageError(`--${k}: hnn generates its data, so it takes no --${k}`);
+    for (const k of ['cell', 'heads', 'pooling', 'no-residual', 'layer-norm'])
+      if (given(k))
+        throw new UsageError(`--${k} does not apply to hnn (its model is an MLP: --hidden, --layers)`);
+    const values = (config.orbits! + config.testOrbits!) * config.points! * 8;
+    if (values > MAX_VALUES)
+      throw new UsageError(
+        `--orbits ${config.orbits} + --test-orbits ${config.testOrbits} with --points ${config.points}: ${values} values, more than the ${MAX_VALUES} this app holds in memory`,
+      );
   }
+  if (given('heads') && config.cell !== 'mhgru')
+    throw new UsageError(`--heads ${config.heads} needs --cell mhgru (the ${config.cell} cell has no heads)`);
   if (config.cell === 'mhgru' && config.hidden % config.heads !== 0)
     throw new UsageError(`--heads ${config.heads} must divide --hidden ${config.hidden}`);
-  if (task === 'eigenworms' && !config.synthetic && config.data === undefined)
-    throw new UsageError('eigenworms needs --data FILE (the _TRAIN.ts file) or --synthetic');
-  if (task === 'fashion-mnist' && config.synthetic)
-    throw new UsageError('--synthetic is for eigenworms only');
-  return { help: false, config, resume: v.resume === true };
+  if (task === 'fashion-mnist')
+    for (const k of ['synthetic', 'length', 'test-data'])
+      if (given(k)) throw new UsageError(`--${k} is for eigenworms only (fashion-mnist reads --data DIR)`);
+  if (task === 'eigenworms') {
+    if (config.synthetic && (given('data') || given('test-data')))
+      throw new UsageError('eigenworms: give --synthetic or --data FILE, not both');
+    if (!config.synthetic && given('length'))
+      throw new UsageError('--length is for --synthetic (a .ts file declares its own @seriesLength)');
+    if (!config.synthetic && config.data === undefined && !resume)
+      throw new UsageError('eigenworms needs --data FILE (the _TRAIN.ts file) or --synthetic');
+    if (config.synthetic) {
+      const n = config.limit ?? 128;
+      const values = (n + Math.max(config.batch, Math.ceil(n / 4))) * (config.length ?? 17_984) * 6;
+      if (values > MAX_VALUES)
+        throw new UsageError(
+          `--synthetic with --limit ${n} and --length ${config.length ?? 17_984}: ${values} values, more than the ${MAX_VALUES} this app holds in memory`,
+        );
+    }
+  }
+  return { help: false, config, resume };
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-import { UnsupportedOptionError } from '@deerjs/core';
+import { BackendUnavailableError, UnsupportedOptionError } from '@deerjs/core';
 import { CheckpointError } from '@deerjs/nn';
 import { HELP, parseCli } from './args.js';
-import { DataFormatError, UsageError } from './errors.js';
+import { TrainInputError } from './errors.js';
 import { trainHnn } from './hnn/train-hnn.js';
 import { train } from './train.js';
 
@@ -28,13 +28,20 @@ async function main(argv: readonly string[]): Promise<number> {
     );
     return 0;
   } catch (err) {
-    if (err instanceof UsageError || err instanceof DataFormatError || err instanceof CheckpointError) {
-      process.stderr.write(`deer-train: ${err.name}: ${err.message}\n`);
+    // Bad input — a flag, a path, a data or checkpoint file, a backend that is missing or cannot run
+    // the task — is one line on stderr and exit code 2.
+    const line = (m: string) => m.replace(/\s*\n\s*/g, ' ');
+    if (
+      err instanceof TrainInputError ||
+      err instanceof CheckpointError ||
+      err instanceof BackendUnavailableError
+    ) {
+      process.stderr.write(`deer-train: ${err.name}: ${line(err.message)}\n`);
       return 2;
     }
     if (err instanceof UnsupportedOptionError && err.option === 'backend') {
       // e.g. a backend without the ODE matrix ops that solveIvp needs (the message lists them).
-      process.stderr.write(`deer-train: this backend cannot run the task: ${err.message}\n`);
+      process.stderr.write(`deer-train: this backend cannot run the task: ${line(err.message)}\n`);
       return 2;
     }
     process.stderr.write(`deer-train: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

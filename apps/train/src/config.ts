@@ -10,7 +10,8 @@ export interface TrainConfig {
   readonly backend: string;
   readonly dtype: DType;
   readonly solver: Solver;
-  readonly epochs: number;
+  /** Passes over the training set; absent when --steps alone bounds the run. */
+  readonly epochs?: number;
   /** Stop after this many optimizer steps in all (default: every batch of every epoch). */
   readonly steps?: number;
   readonly batch: number;

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { Rng } from '@deerjs/core';
 import type { TrainConfig } from './config.js';
 import type { ArrayDataset } from './data/dataset.js';
-import { FASHION_MNIST_DIR, loadFashionMnist } from './data/fashion-mnist.js';
+import { FASHION_MNIST_DIR, loadFashionMnistSplits } from './data/fashion-mnist.js';
 import { EIGENWORMS_SHAPE, syntheticWorms } from './data/synthetic.js';
 import { loadTs } from './data/ts-format.js';
 import { DataFormatError } from './errors.js';
@@ -27,11 +27,7 @@ export function permutation(n: number, rng: Rng): number[] {
 export function loadTaskData(c: TrainConfig): TaskData {
   if (c.task === 'fashion-mnist') {
     const dir = c.data ?? FASHION_MNIST_DIR;
-    return {
-      train: loadFashionMnist(dir, 'train', c.limit),
-      test: loadFashionMnist(dir, 't10k', c.limit),
-      source: dir,
-    };
+    return { ...loadFashionMnistSplits(dir, c.limit), source: dir };
   }
   if (c.synthetic) {
     const length = c.length ?? EIGENWORMS_SHAPE.length;
@@ -43,14 +39,18 @@ export function loadTaskData(c: TrainConfig): TaskData {
     };
   }
   const file = c.data!;
-  const train = loadTs(file).data;
+  const { header, data: train } = loadTs(file);
   const testFile = c.testData ?? (file.includes('_TRAIN') ? file.replace('_TRAIN', '_TEST') : undefined);
   if (testFile !== undefined && (c.testData !== undefined || existsSync(testFile))) {
-    const test = loadTs(testFile).data;
-    if (test.length !== train.length || test.channels !== train.channels || test.classes !== train.classes) {
+    const { header: th, data: test } = loadTs(testFile);
+    if (
+      test.length !== train.length ||
+      test.channels !== train.channels ||
+      th.classLabels.join(' ') !== header.classLabels.join(' ')
+    ) {
       throw new DataFormatError(
         testFile,
-        `shape (T ${test.length}, ${test.channels} channels, ${test.classes} classes) differs from ${file}`,
+        `shape (T ${test.length}, ${test.channels} channels, classes ${th.classLabels.join(' ')}) differs from ${file} (T ${train.length}, ${train.channels} channels, classes ${header.classLabels.join(' ')})`,
       );
     }
     return { train: train.limit(c.limit), test: test.limit(c.limit), source: `${file} + ${testFile}` };

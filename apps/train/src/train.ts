@@ -17,7 +17,7 @@ import { ProgressBar } from './progress.js';
 import { plotSvg, smooth } from './svg.js';
 import { loadTaskData, permutation } from './tasks.js';
 import { EpochCheckpoints } from './epoch-checkpoints.js';
-import { setupRun } from './run-setup.js';
+import { runLength, setupRun } from './run-setup.js';
 
 export interface TrainOptions {
   readonly resume?: boolean;
@@ -63,7 +63,7 @@ export async function train(cli: TrainConfig, opts: TrainOptions = {}): Promise<
   const rng = new Rng((config.seed ^ 0x5f3759df) >>> 0);
   const B = Math.min(config.batch, data.train.size);
   const perEpoch = Math.max(1, Math.floor(data.train.size / B));
-  const total = Math.min(config.steps ?? Number.POSITIVE_INFINITY, config.epochs * perEpoch);
+  const { total, epochs } = runLength(config, perEpoch);
   const warmup = config.warmup ?? Math.min(100, Math.round(0.05 * total));
   const lrAt = warmupCosine({
     peak: config.lr,
@@ -91,7 +91,7 @@ export async function train(cli: TrainConfig, opts: TrainOptions = {}): Promise<
     const m = data.train.channels;
     const xs = new Float64Array(B * T * m);
     if (ckpt) checkpoints.resume(ckpt);
-    for (let epoch = Math.floor(step / perEpoch); epoch < config.epochs && step < total; epoch++) {
+    for (let epoch = Math.floor(step / perEpoch); epoch < epochs && step < total; epoch++) {
       checkpoints.startEpoch();
       const order = permutation(data.train.size, rng);
       for (let b = step % perEpoch; b < perEpoch && step < total; b++) {

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { loadFashionMnist } from '../src/data/fashion-mnist.js';
+import { loadFashionMnist, loadFashionMnistSplits } from '../src/data/fashion-mnist.js';
 import { parseIdx } from '../src/data/idx.js';
 import { loadTs, parseTs } from '../src/data/ts-format.js';
 import { DataFormatError } from '../src/errors.js';
@@ -71,6 +71,45 @@ describe('IDX files', () => {
   });
 });
 
+describe('IDX files: sizes that cannot train', () => {
+  it('rejects zero images, zero rows or columns, zero labels, and trailing bytes', () => {
+    expectDataError(
+      () => parseIdx(idx([0, 28, 28], []), 'n0.idx', 3),
+      'n0.idx',
+      /dimension 1 .* is 0 \(no items\)/,
+    );
+    expectDataError(
+      () => parseIdx(idx([2, 28, 0], []), 'c0.idx', 3),
+      'c0.idx',
+      /dimension 3 .* is 0 \(items of no size\)/,
+    );
+    expectDataError(() => parseIdx(idx([0], []), 'l0.idx', 1), 'l0.idx', /is 0/);
+    expectDataError(
+      () => parseIdx(idx([2], [1, 2, 3]), 't.idx', 1),
+      't.idx',
+      /trailing bytes: .*need 2 data bytes, file has 3/,
+    );
+  });
+
+  it('rejects a test set whose image size differs from the training set', () => {
+    const dir = tempDir('idx-size');
+    writeFileSync(join(dir, 'train-images-idx3-ubyte'), idx([2, 2, 2], [1, 2, 3, 4, 5, 6, 7, 8]));
+    writeFileSync(join(dir, 'train-labels-idx1-ubyte'), idx([2], [0, 1]));
+    const testImages = join(dir, 't10k-images-idx3-ubyte');
+    writeFileSync(testImages, idx([2, 1, 4], [1, 2, 3, 4, 5, 6, 7, 8]));
+    writeFileSync(join(dir, 't10k-labels-idx1-ubyte'), idx([2], [0, 1]));
+    expectDataError(
+      () => loadFashionMnistSplits(dir),
+      testImages,
+      /images are 1 × 4, expected 2 × 2 like the training images/,
+    );
+    writeFileSync(testImages, idx([1, 2, 2], [1, 2, 3, 4]));
+    writeFileSync(join(dir, 't10k-labels-idx1-ubyte'), idx([1], [3]));
+    const { train, test } = loadFashionMnistSplits(dir);
+    expect([train.size, test.size, test.length]).toEqual([2, 1, 4]);
+  });
+});
+
 describe('.ts files', () => {
   it('parses the sktime format (channels per case separated by ":", the label last)', () => {
     const { header, data } = parseTs(`${tsHeader()}1,2,3:4,5,6:2\n-1,0.5,1e-3:7,8,9:5\n`, 'ok.ts');
@@ -111,5 +150,38 @@ describe('.ts files', () => {
     );
     expectDataError(() => parseTs(`${tsHeader()}1,?,3:4,5,6:1\n`, 'v.ts'), 'v.ts', /not a number/);
     expectDataError(() => loadTs('/nonexistent/x.ts'), '/nonexistent/x.ts', /cannot be read/);
+  });
+});
+
+describe('.ts files: declared sizes and many classes', () => {
+  it('rejects a huge @seriesLength or @dimensions with a DataFormatError, not a RangeError', () => {
+    for (const [dims, len] of [
+      [2, 1e15],
+      [2, 2 ** 40],
+      [1e9, 3],
+      [2 ** 31, 2 ** 31],
+    ] as const) {
+      expectDataError(
+        () => parseTs(`${tsHeader('1 2', dims, len)}1,2,3:4,5,6:2\n`, 'big.ts'),
+        'big.ts',
+        /values per case cannot fit: its 1 case\(s\) hold \d+ characters/,
+      );
+    }
+    expectDataError(
+      () => parseTs(tsHeader('1 2', 2, 1e300), 'inf.ts'),
+      'inf.ts',
+      /@seriesLength "1e\+?300": expected a positive integer/,
+    );
+    expectDataError(() => parseTs(tsHeader('a b a'), 'dup.ts'), 'dup.ts', /lists "a" twice/);
+  });
+
+  it('keeps every one of 300 class labels (no wrap-around at 256)', () => {
+    const names = Array.from({ length: 300 }, (_, k) => `c${k}`);
+    const rows = [0, 255, 256, 299].map((k) => `1,2,3:4,5,6:c${k}`).join('\n');
+    const { data } = parseTs(`${tsHeader(names.join(' '))}${rows}\n`, 'many.ts');
+    expect(data.classes).toBe(300);
+    expect(Array.from(data.labels)).toEqual([0, 255, 256, 299]);
+    expect(data.labels).toBeInstanceOf(Uint16Array);
+    expect(Array.from(data.pick([3, 2]).labels)).toEqual([299, 256]);
   });
 });

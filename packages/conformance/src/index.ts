@@ -1,11 +1,13 @@
 import type { Backend, DType } from '@deerjs/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defineAdversarialCases } from './adversarial-cases.js';
 import { makeContext } from './context.js';
 import { defineDerivativeCases, defineWindowedGradientCase } from './derivative-cases.js';
 import { defineInputCases } from './input-cases.js';
 import { defineLangCases } from './lang-cases.js';
 import { defineOdeCases } from './ode-cases.js';
 import { defineOpCases } from './op-cases.js';
+import { definePaddingCases } from './padding-cases.js';
 import { defineSolveCases } from './solve-cases.js';
 
 export type { SuiteContext } from './context.js';
@@ -48,7 +50,8 @@ export function unknownSkipIds(skip: Readonly<Record<string, string>>, defined: 
 export function defineConformanceSuite(options: ConformanceOptions): void {
   const skip = options.skip ?? {};
   for (const [id, reason] of Object.entries(skip)) {
-    if (typeof reason !== 'string' || reason.trim() === '') throw new Error(`skip '${id}' needs a written reason`);
+    if (typeof reason !== 'string' || reason.trim() === '')
+      throw new Error(`skip '${id}' needs a written reason`);
   }
   // Every case id defined for any dtype; a skip id outside it names no case and fails the suite.
   const defined = new Set<string>();
@@ -89,6 +92,8 @@ export function defineConformanceSuite(options: ConformanceOptions): void {
       describe('inputs', () => defineInputCases(ctx));
       describe('ops', () => defineOpCases(ctx));
       describe('ode', () => defineOdeCases(ctx));
+      describe('adversarial', () => defineAdversarialCases(ctx));
+      describe('padding', () => definePaddingCases(ctx));
       describe('lang', () => defineLangCases(ctx));
     });
   }

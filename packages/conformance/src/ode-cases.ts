@@ -135,6 +135,9 @@ export function defineOdeCases(ctx: SuiteContext): void {
         if (f64 || errs[q]! > 1e-3) {
           expect(ratio).toBeGreaterThan(3.5);
           expect(ratio).toBeLessThan(4.5);
+        } else {
+          // float32 near its rounding floor: still clearly converging, never worse.
+          expect(ratio).toBeGreaterThan(2);
         }
       }
     });

@@ -53,6 +53,22 @@ export class ConvergenceError extends DeerError {
   }
 }
 
+/** An adaptive ODE solver's step size underflowed (no longer moves t) or overflowed. */
+export class StepSizeError extends DeerError {
+  override name = 'StepSizeError';
+  constructor(
+    readonly solver: string,
+    readonly t: number,
+    readonly step: number,
+    readonly steps: number,
+    readonly rejected: number,
+  ) {
+    super(
+      `${solver}: the step size ${step} at t = ${t} ${Number.isFinite(step) && step >= 0 ? 'underflowed (it no longer advances t)' : 'is not a finite positive number'} after ${steps} accepted and ${rejected} rejected steps: the field is too stiff or not finite here`,
+    );
+  }
+}
+
 /** An option value is not supported (by deerjs, or by the chosen backend). */
 export class UnsupportedOptionError extends DeerError {
   override name = 'UnsupportedOptionError';
@@ -61,7 +77,40 @@ export class UnsupportedOptionError extends DeerError {
     readonly got: unknown,
     readonly expected: string,
   ) {
-    super(`option ${option}: expected ${expected}, got ${JSON.stringify(got)}`);
+    super(`option ${option}: expected ${expected}, got ${describeValue(got)}`);
+  }
+}
+
+/** An argument is of the wrong kind (not a tensor, not an object, …). */
+export class InvalidArgumentError extends DeerError {
+  override name = 'InvalidArgumentError';
+  constructor(
+    readonly what: string,
+    readonly expected: string,
+    readonly got: string,
+  ) {
+    super(`${what}: expected ${expected}, got ${got}`);
+  }
+}
+
+/** A value as a message shows it: NaN, Infinity, functions and tensors by name, not as JSON null. */
+export function describeValue(v: unknown): string {
+  if (typeof v === 'number') return Object.is(v, -0) ? '-0' : String(v);
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (v === undefined || v === null || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  if (typeof v === 'function') return 'a function';
+  if (typeof v === 'symbol') return v.toString();
+  if (Array.isArray(v))
+    return v.length > 8 ? `an array of ${v.length} values` : `[${v.map(describeValue).join(', ')}]`;
+  if (typeof v === 'object' && 'shape' in v && 'dtype' in v) {
+    const t = v as { shape: readonly number[]; dtype: string };
+    return `a ${t.dtype} tensor [${t.shape.join(', ')}]`;
+  }
+  try {
+    const json = JSON.stringify(v);
+    return json && json.length <= 80 ? json : 'an object';
+  } catch {
+    return 'an object';
   }
 }
 

@@ -1,3 +1,4 @@
+export { hostNewtonUpdate } from './backend/host-update.js';
 export type { StepProgram } from './backend/program.js';
 export {
   type BackendFactory,
@@ -12,9 +13,12 @@ export {
 export {
   type Backend,
   type BackendCapabilities,
-  type DType,
   DTYPE_BYTES,
+  type DType,
   type NewtonUpdate,
+  type NewtonUpdateOptions,
+  newtonUpdateFromRows,
+  type RowUpdate,
   type ScanArgs,
   type StepInputs,
   type StepOutputs,
@@ -22,7 +26,14 @@ export {
   type TypedArray,
 } from './backend/types.js';
 export type { ParamGradTerm } from './cell/backprop.js';
-export { Cell, type CellBody, type CellDefinition, defineCell, type ParamInit, type ParamValues } from './cell/cell.js';
+export {
+  Cell,
+  type CellBody,
+  type CellDefinition,
+  defineCell,
+  type ParamInit,
+  type ParamValues,
+} from './cell/cell.js';
 export {
   type BinaryFn,
   type Graph,
@@ -53,7 +64,22 @@ export type { VjpProgram } from './cell/vjp.js';
 export type { ActivationName, ActivationSpec } from './cells/activations.js';
 export * as cells from './cells/index.js';
 export * from './errors.js';
-export { chooseWindow, type DeerResult, type DeerStats, deer, deerSync } from './solver/deer.js';
+export { type DeerResult, type DeerStats, deer, deerSync } from './solver/deer.js';
+export type { StopReason } from './solver/engine.js';
+export { affineExponential, type MatrixOps } from './solver/expm.js';
+export {
+  type DeerGradients,
+  type DeerGradResult,
+  deerWithGrad,
+  type GradStats,
+  implicitVjp,
+  implicitVjpSync,
+  stepVjp,
+} from './solver/grad.js';
+export { type IvpOptions, type IvpResult, solveIvp } from './solver/ode.js';
+export { type IvpGradients, type IvpGradResult, ivpVjp, solveIvpWithGrad } from './solver/ode-grad.js';
+export { checkGrid, type OdeProblem } from './solver/ode-inputs.js';
+export { type Dopri5Options, dopri5Solve as dopri5, type Rk4Options, rk4 } from './solver/ode-sequential.js';
 export {
   DEFAULT_CLIP,
   DEFAULT_MAX_ITER,
@@ -65,12 +91,7 @@ export {
   type JacobianOption,
   type SolveOptions,
 } from './solver/options.js';
-export { type DeerGradients, type DeerGradResult, deerWithGrad, implicitVjp, implicitVjpSync, stepVjp } from './solver/grad.js';
-export { affineExponential, type MatrixOps } from './solver/expm.js';
-export { type IvpOptions, type IvpResult, solveIvp } from './solver/ode.js';
-export { type IvpGradients, type IvpGradResult, ivpVjp, solveIvpWithGrad } from './solver/ode-grad.js';
-export { checkGrid, type OdeProblem } from './solver/ode-inputs.js';
-export { type Dopri5Options, dopri5Solve as dopri5, type Rk4Options, rk4 } from './solver/ode-sequential.js';
 export { sequential } from './solver/sequential.js';
 export type { ParamsInput } from './solver/validate.js';
+export { chooseWindow, type WindowBudget } from './solver/window.js';
 export { Rng } from './util/random.js';

@@ -3,7 +3,10 @@ import {
   type BackendCapabilities,
   type DType,
   DTypeError,
+  hostNewtonUpdate,
   type NewtonUpdate,
+  type NewtonUpdateOptions,
+  newtonUpdateFromRows,
   type ScanArgs,
   ShapeError,
   type StepInputs,
@@ -34,6 +37,7 @@ export class CpuBackend implements Backend {
   readonly name = 'cpu';
   readonly capabilities: BackendCapabilities;
   private live = 0;
+  private destroyed = false;
   private readonly defaultDType: DType;
 
   constructor(options: CpuBackendOptions = {}) {
@@ -48,15 +52,19 @@ export class CpuBackend implements Backend {
   }
 
   private make(shape: readonly number[], dtype: DType, data?: TypedArray): CpuTensor {
+    this.checkAlive();
     const size = shapeSize(shape);
     const buf = data ?? new ARRAY[dtype](size);
-    if (buf.length !== size) throw new ShapeError('tensor', `${size} values for [${shape.join(', ')}]`, `${buf.length}`);
+    if (buf.length !== size)
+      throw new ShapeError('tensor', `${size} values for [${shape.join(', ')}]`, `${buf.length}`);
     this.live++;
     return new CpuTensor([...shape], dtype, buf);
   }
 
   private get(t: Tensor): CpuTensor {
-    if (!(t instanceof CpuTensor)) throw new TensorStateError(`cpu: not a cpu tensor (from '${t?.backendName}')`);
+    this.checkAlive();
+    if (!(t instanceof CpuTensor))
+      throw new TensorStateError(`cpu: not a cpu tensor (from '${t?.backendName}')`);
     return t;
   }
 
@@ -65,12 +73,17 @@ export class CpuBackend implements Backend {
   }
 
   tensor(data: ArrayLike<number>, shape: readonly number[], dtype: DType = this.defaultDType): Tensor {
-    if (!this.capabilities.dtypes.includes(dtype)) throw new DTypeError('tensor', 'float64 or float32', String(dtype));
+    if (!this.capabilities.dtypes.includes(dtype))
+      throw new DTypeError('tensor', 'float64 or float32', String(dtype));
     if (!shape.every((d) => Number.isInteger(d) && d >= 0)) {
       throw new ShapeError('tensor', 'non-negative integer dims', `[${shape.join(', ')}]`);
     }
     if (data.length !== shapeSize(shape)) {
-      throw new ShapeError('tensor', `${shapeSize(shape)} values for [${shape.join(', ')}]`, `${data.length} values`);
+      throw new ShapeError(
+        'tensor',
+        `${shapeSize(shape)} values for [${shape.join(', ')}]`,
+        `${data.length} values`,
+      );
     }
     return this.make(shape, dtype, ARRAY[dtype].from(data as ArrayLike<number>));
   }
@@ -83,8 +96,15 @@ export class CpuBackend implements Backend {
     return this.data(t).slice();
   }
 
+  readSync(t: Tensor): TypedArray {
+    return this.data(t).slice();
+  }
+
   dispose(t: Tensor): void {
-    const c = this.get(t);
+    // Allowed after destroy(), so cleanup code in `finally` blocks never throws.
+    if (!(t instanceof CpuTensor))
+      throw new TensorStateError(`cpu: not a cpu tensor (from '${t?.backendName}')`);
+    const c = t;
     if (c.disposed) return;
     c.disposed = true;
     this.live--;
@@ -94,7 +114,11 @@ export class CpuBackend implements Backend {
     return this.live;
   }
 
-  private compile(program: StepProgram, params: Readonly<Record<string, Tensor>>, dtype: DType): CompiledStep {
+  private compile(
+    program: StepProgram,
+    params: Readonly<Record<string, Tensor>>,
+    dtype: DType,
+  ): CompiledStep {
     const bufs: Record<string, TypedArray> = {};
     for (const [k, v] of Object.entries(params)) bufs[k] = this.data(v);
     return new CompiledStep(program, bufs, dtype);
@@ -148,7 +172,14 @@ export class CpuBackend implements Backend {
     const out = this.make([B, T, n], y0.dtype);
     const y = out.data;
     const f = program.outputs[0]!;
-    const src = { state: y0.data, stateOffset: 0, input: x?.data, inputOffset: 0, cotangent: undefined, cotangentOffset: 0 };
+    const src = {
+      state: y0.data,
+      stateOffset: 0,
+      input: x?.data,
+      inputOffset: 0,
+      cotangent: undefined,
+      cotangentOffset: 0,
+    };
     for (let b = 0; b < B; b++) {
       src.state = y0.data;
       src.stateOffset = b * n;
@@ -167,7 +198,17 @@ export class CpuBackend implements Backend {
     const c = this.get(args.c);
     const [B, T, n] = c.shape as [number, number, number];
     const out = this.make([B, T, n], c.dtype);
-    scanBlocks(this.data(args.A), c.data, this.data(args.y0), out.data, B, T, n, args.blockSize, args.reverse);
+    scanBlocks(
+      this.data(args.A),
+      c.data,
+      this.data(args.y0),
+      out.data,
+      B,
+      T,
+      n,
+      args.blockSize,
+      args.reverse,
+    );
     return out;
   }
 
@@ -270,33 +311,25 @@ export class CpuBackend implements Backend {
     return out;
   }
 
-  async newtonUpdate(yRaw: Tensor, yOld: Tensor, opts: { atol: number; rtol: number; clip: number }): Promise<NewtonUpdate> {
+  async newtonUpdate(yRaw: Tensor, yOld: Tensor, opts: NewtonUpdateOptions): Promise<NewtonUpdate> {
     return this.newtonUpdateSync(yRaw, yOld, opts);
   }
 
-  newtonUpdateSync(yRaw: Tensor, yOld: Tensor, opts: { atol: number; rtol: number; clip: number }): NewtonUpdate {
+  newtonUpdateSync(yRaw: Tensor, yOld: Tensor, opts: NewtonUpdateOptions): NewtonUpdate {
     const raw = this.get(yRaw);
     const old = this.data(yOld);
+    if (old.length !== raw.size)
+      throw new ShapeError('newtonUpdate', `[${raw.shape.join(', ')}]`, `${old.length} values`);
     const out = this.make(raw.shape, raw.dtype);
-    const o = out.data;
-    let maxAbs = 0;
-    let maxScaled = 0;
-    let replaced = 0;
-    const r = raw.data;
-    for (let i = 0; i < r.length; i++) {
-      let v = r[i]!;
-      if (!Number.isFinite(v)) {
-        v = 0;
-        replaced++;
-      } else if (v > opts.clip) v = opts.clip;
-      else if (v < -opts.clip) v = -opts.clip;
-      o[i] = v;
-      const d = Math.abs(o[i]! - old[i]!);
-      if (d > maxAbs) maxAbs = d;
-      const sc = d / (opts.atol + opts.rtol * Math.abs(o[i]!));
-      if (sc > maxScaled) maxScaled = sc;
-    }
-    return { y: out, maxAbsDiff: maxAbs, maxScaledDiff: maxScaled, replaced };
+    const { maxAbsDiff, rows } = hostNewtonUpdate(
+      raw.data,
+      old,
+      out.data,
+      raw.shape[0] ?? 1,
+      raw.shape[1] ?? 1,
+      opts,
+    );
+    return newtonUpdateFromRows(out, maxAbsDiff, rows);
   }
 
   async findNonFinite(t: Tensor): Promise<{ index: number; value: number } | null> {
@@ -311,6 +344,58 @@ export class CpuBackend implements Backend {
     if (x.size !== y.length) throw new ShapeError('add', `[${x.shape.join(', ')}]`, `${y.length} values`);
     const out = this.make(x.shape, x.dtype);
     for (let i = 0; i < x.size; i++) out.data[i] = x.data[i]! + y[i]!;
+    return out;
+  }
+
+  sub(a: Tensor, b: Tensor): Tensor {
+    const x = this.get(a);
+    const y = this.data(b);
+    if (x.size !== y.length) throw new ShapeError('sub', `[${x.shape.join(', ')}]`, `${y.length} values`);
+    const out = this.make(x.shape, x.dtype);
+    for (let i = 0; i < x.size; i++) out.data[i] = x.data[i]! - y[i]!;
+    return out;
+  }
+
+  maskTime(x: Tensor, lengths: ArrayLike<number>): Tensor {
+    const src = this.get(x);
+    const [B, T] = src.shape as [number, number];
+    if (lengths.length !== B) throw new ShapeError('maskTime', `${B} lengths`, `${lengths.length}`);
+    const inner = src.size / (B * T);
+    const out = this.make(src.shape, src.dtype);
+    for (let b = 0; b < B; b++) {
+      const keep = Math.max(0, Math.min(T, lengths[b]!)) * inner;
+      out.data.set(src.data.subarray(b * T * inner, b * T * inner + keep), b * T * inner);
+    }
+    return out;
+  }
+
+  gatherRows(x: Tensor, rows: readonly number[]): Tensor {
+    const src = this.get(x);
+    const B = src.shape[0]!;
+    const row = src.size / B;
+    const out = this.make([rows.length, ...src.shape.slice(1)], src.dtype);
+    rows.forEach((r, k) => {
+      if (!Number.isInteger(r) || r < 0 || r >= B)
+        throw new ShapeError('gatherRows', `rows in [0, ${B})`, String(r));
+      out.data.set(src.data.subarray(r * row, (r + 1) * row), k * row);
+    });
+    return out;
+  }
+
+  scatterRows(into: Tensor, rows: readonly number[], src: Tensor): Tensor {
+    const dst = this.get(into);
+    const from = this.get(src);
+    const B = dst.shape[0]!;
+    const row = dst.size / B;
+    if (from.size !== rows.length * row) {
+      throw new ShapeError('scatterRows', `${rows.length} rows of ${row} values`, `${from.size} values`);
+    }
+    const out = this.make(dst.shape, dst.dtype, dst.data.slice());
+    rows.forEach((r, k) => {
+      if (!Number.isInteger(r) || r < 0 || r >= B)
+        throw new ShapeError('scatterRows', `rows in [0, ${B})`, String(r));
+      out.data.set(from.data.subarray(k * row, (k + 1) * row), r * row);
+    });
     return out;
   }
 
@@ -398,7 +483,8 @@ export class CpuBackend implements Backend {
   addIdentity(a: Tensor, s: number, alpha: number): Tensor {
     const src = this.get(a);
     const out = this.make(src.shape, src.dtype, src.data.slice());
-    for (let base = 0; base < src.size; base += s * s) for (let i = 0; i < s; i++) out.data[base + i * s + i]! += alpha;
+    for (let base = 0; base < src.size; base += s * s)
+      for (let i = 0; i < s; i++) out.data[base + i * s + i]! += alpha;
     return out;
   }
 
@@ -413,5 +499,11 @@ export class CpuBackend implements Backend {
     return m;
   }
 
-  destroy(): void {}
+  destroy(): void {
+    this.destroyed = true;
+  }
+
+  private checkAlive(): void {
+    if (this.destroyed) throw new TensorStateError('cpu: backend used after destroy()');
+  }
 }

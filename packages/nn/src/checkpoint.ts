@@ -1,19 +1,24 @@
+import { DeerError } from '@deerjs/core';
 import type { Params } from './params.js';
 
 /**
- * Checkpoint format, version 1 (all integers little-endian):
+ * Checkpoint format, version 2 (all integers little-endian):
  *
  *   bytes 0..7    magic "DEERCKPT"
- *   bytes 8..11   uint32 format version (1)
+ *   bytes 8..11   uint32 format version (2)
  *   bytes 12..15  uint32 header length H (a multiple of 8)
  *   bytes 16..    H bytes of UTF-8 JSON (padded with spaces): CheckpointHeader
  *   then          the data section: float64 arrays, each at header.arrays[i].offset bytes from its start
+ *   last 4 bytes  uint32 FNV-1a 32 checksum of every byte before it (preamble, header and data)
  *
- * header.dataBytes and header.checksum (FNV-1a 32 of the data section) catch truncated or damaged
- * files. Float64 keeps parameters and optimizer moments bit-exact, so a resumed run continues exactly.
+ * header.dataBytes and the checksum catch truncated, damaged or edited files: a changed step, learning
+ * rate or RNG state in the header fails the checksum like a flipped bit in the data. (Version 1 checked
+ * the data section only; it is refused with a CheckpointError that says so.) Float64 keeps parameters
+ * and optimizer moments bit-exact, so a resumed run continues exactly.
  */
 export const CHECKPOINT_MAGIC = 'DEERCKPT';
-export const CHECKPOINT_VERSION = 1;
+export const CHECKPOINT_VERSION = 2;
+const TRAILER = 4;
 
 export interface Checkpoint {
   /** Optimizer steps taken so far. */
@@ -45,11 +50,10 @@ interface CheckpointHeader {
   readonly extra?: unknown;
   readonly arrays: readonly ArrayEntry[];
   readonly dataBytes: number;
-  readonly checksum: number;
 }
 
 /** A checkpoint file that cannot be read: names the file and what is wrong. */
-export class CheckpointError extends Error {
+export class CheckpointError extends DeerError {
   override name = 'CheckpointError';
   constructor(
     readonly file: string,
@@ -67,7 +71,7 @@ function fnv1a(bytes: Uint8Array): number {
 
 const GROUPS = ['param', 'adam.m', 'adam.v'] as const;
 
-/** Serialise to the bytes of format version 1. */
+/** Serialise to the bytes of format version 2. */
 export function encodeCheckpoint(c: Checkpoint): Uint8Array {
   const groups: Record<(typeof GROUPS)[number], Params> = {
     param: c.params,
@@ -101,7 +105,6 @@ export function encodeCheckpoint(c: Checkpoint): Uint8Array {
     ...(c.extra !== undefined ? { extra: c.extra } : {}),
     arrays,
     dataBytes: data.length,
-    checksum: fnv1a(data),
   };
   let json = new TextEncoder().encode(JSON.stringify(header));
   const padded = Math.ceil(json.length / 8) * 8;
@@ -110,17 +113,21 @@ export function encodeCheckpoint(c: Checkpoint): Uint8Array {
     p.set(json);
     json = p;
   }
-  const out = new Uint8Array(16 + json.length + data.length);
+  const body = 16 + json.length + data.length;
+  const out = new Uint8Array(body + TRAILER);
   out.set(new TextEncoder().encode(CHECKPOINT_MAGIC), 0);
   const ov = new DataView(out.buffer);
   ov.setUint32(8, CHECKPOINT_VERSION, true);
   ov.setUint32(12, json.length, true);
   out.set(json, 16);
   out.set(data, 16 + json.length);
+  ov.setUint32(body, fnv1a(out.subarray(0, body)), true);
   return out;
 }
 
-/** Parse format version 1; `file` names the source in errors. */
+const isCount = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
+
+/** Parse format version 2; `file` names the source in errors. */
 export function decodeCheckpoint(bytes: Uint8Array, file = '<bytes>'): Checkpoint {
   if (bytes.length < 16)
     throw new CheckpointError(file, `too short (${bytes.length} bytes) to hold the 16-byte preamble`);
@@ -129,38 +136,69 @@ export function decodeCheckpoint(bytes: Uint8Array, file = '<bytes>'): Checkpoin
     throw new CheckpointError(file, `bad magic ${JSON.stringify(magic)}, expected "${CHECKPOINT_MAGIC}"`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const version = view.getUint32(8, true);
+  if (version === 1)
+    throw new CheckpointError(
+      file,
+      `format version 1 is no longer read (its checksum did not cover the header); this reader needs version ${CHECKPOINT_VERSION}: start the run afresh`,
+    );
   if (version !== CHECKPOINT_VERSION)
     throw new CheckpointError(
       file,
       `format version ${version} is not supported (this reader knows ${CHECKPOINT_VERSION})`,
     );
   const H = view.getUint32(12, true);
-  if (16 + H > bytes.length)
-    throw new CheckpointError(file, `truncated: header of ${H} bytes does not fit in ${bytes.length} bytes`);
+  if (16 + H + TRAILER > bytes.length)
+    throw new CheckpointError(
+      file,
+      `truncated: header of ${H} bytes and the ${TRAILER}-byte checksum do not fit in ${bytes.length} bytes`,
+    );
+  const body = bytes.length - TRAILER;
   let header: CheckpointHeader;
   try {
     header = JSON.parse(new TextDecoder().decode(bytes.subarray(16, 16 + H))) as CheckpointHeader;
   } catch (err) {
     throw new CheckpointError(file, `header is not valid JSON (${(err as Error).message})`);
   }
-  if (header.format !== 'deerjs-checkpoint' || !Array.isArray(header.arrays))
+  if (
+    header === null ||
+    typeof header !== 'object' ||
+    header.format !== 'deerjs-checkpoint' ||
+    !Array.isArray(header.arrays)
+  )
     throw new CheckpointError(file, 'header is not a deerjs checkpoint header');
   const start = 16 + H;
-  if (bytes.length - start !== header.dataBytes) {
+  if (body - start !== header.dataBytes) {
     throw new CheckpointError(
       file,
-      `truncated or padded: data section has ${bytes.length - start} bytes, header says ${header.dataBytes}`,
+      `truncated or padded: data section has ${body - start} bytes, header says ${header.dataBytes}`,
     );
   }
-  const data = bytes.subarray(start);
-  if (fnv1a(data) !== header.checksum)
-    throw new CheckpointError(file, 'checksum mismatch: the data section is damaged');
+  if (fnv1a(bytes.subarray(0, body)) !== view.getUint32(body, true))
+    throw new CheckpointError(
+      file,
+      'checksum mismatch: the file is damaged or was edited (the checksum covers header and data)',
+    );
+  const data = bytes.subarray(start, body);
+  if (!isCount(header.step) || !isCount(header.optimizerStep))
+    throw new CheckpointError(
+      file,
+      `step ${JSON.stringify(header.step)} / optimizer step ${JSON.stringify(header.optimizerStep)}: expected integers ≥ 0`,
+    );
   const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const groups: Record<string, Params> = { param: {}, 'adam.m': {}, 'adam.v': {} };
   for (const e of header.arrays) {
-    const slash = e.name.indexOf('/');
-    const group = groups[e.name.slice(0, slash)];
-    if (slash < 0 || !group || e.dtype !== 'float64' || e.offset + e.length * 8 > data.length) {
+    const slash = typeof e?.name === 'string' ? e.name.indexOf('/') : -1;
+    const g = slash < 0 ? '' : e.name.slice(0, slash);
+    const group = Object.hasOwn(groups, g) ? groups[g] : undefined;
+    if (
+      typeof e?.name !== 'string' ||
+      slash < 0 ||
+      !group ||
+      e.dtype !== 'float64' ||
+      !isCount(e.offset) ||
+      !isCount(e.length) ||
+      e.offset + e.length * 8 > data.length
+    ) {
       throw new CheckpointError(file, `bad array entry ${JSON.stringify(e)}`);
     }
     const v = new Float64Array(e.length);
@@ -168,8 +206,12 @@ export function decodeCheckpoint(bytes: Uint8Array, file = '<bytes>'): Checkpoin
     group[e.name.slice(slash + 1)] = v;
   }
   const rng = header.rng;
-  if (!Array.isArray(rng) || rng.length !== 4)
-    throw new CheckpointError(file, 'rng state must be 4 unsigned integers');
+  if (
+    !Array.isArray(rng) ||
+    rng.length !== 4 ||
+    !rng.every((x) => Number.isInteger(x) && x >= -(2 ** 31) && x <= 0xffffffff)
+  )
+    throw new CheckpointError(file, `rng state ${JSON.stringify(rng)}: expected 4 32-bit integers`);
   return {
     step: header.step,
     params: groups.param!,

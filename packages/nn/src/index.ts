@@ -8,7 +8,14 @@ export {
   decodeCheckpoint,
   encodeCheckpoint,
 } from './checkpoint.js';
-export { readCheckpoint, stageCheckpoint, stagingPath, writeCheckpoint } from './checkpoint-file.js';
+export {
+  readCheckpoint,
+  removeStaleStaging,
+  STALE_STAGING_MS,
+  stageCheckpoint,
+  stagingPath,
+  writeCheckpoint,
+} from './checkpoint-file.js';
 export { clipGradNorm, globalNorm } from './clip.js';
 export { Linear, type LinearGrads } from './linear.js';
 export { type CrossEntropy, softmaxCrossEntropy } from './loss.js';

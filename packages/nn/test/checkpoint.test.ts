@@ -1,7 +1,8 @@
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Rng } from '@deerjs/core';
+import { DeerError, Rng } from '@deerjs/core';
 import { describe, expect, it } from 'vitest';
 import {
   AdamW,
@@ -10,8 +11,11 @@ import {
   decodeCheckpoint,
   encodeCheckpoint,
   readCheckpoint,
+  removeStaleStaging,
   SequenceClassifier,
+  STALE_STAGING_MS,
   stageCheckpoint,
+  stagingPath,
   writeCheckpoint,
 } from '../src/index.js';
 
@@ -95,5 +99,83 @@ describe('checkpoints', () => {
     await writeCheckpoint(path, { ...sample(6), step: 7 });
     expect((await readCheckpoint(path)).step).toBe(7);
     expect(readdirSync(dir)).toEqual(['model.ckpt']);
+  });
+
+  it('the checksum covers the header: an edited step, lr or RNG state is rejected', () => {
+    const bytes = encodeCheckpoint(sample(7));
+    const text = new TextDecoder('latin1').decode(bytes);
+    const rngAt = text.indexOf('"rng":[') + 7;
+    const digit = text[rngAt] === '9' ? '8' : '9';
+    for (const [from, to] of [
+      ['"step":1,', '"step":9,'],
+      ['"lr":0.001', '"lr":0.002'],
+      [text.slice(rngAt - 7, rngAt + 1), `"rng":[${digit}`],
+    ] as const) {
+      const at = text.indexOf(from);
+      expect(at).toBeGreaterThan(0);
+      expect(to).toHaveLength(from.length);
+      const edited = Uint8Array.from(bytes);
+      edited.set(new TextEncoder().encode(to), at);
+      expect(edited).not.toEqual(bytes);
+      expect(() => decodeCheckpoint(edited, 'e.ckpt')).toThrow(/e\.ckpt: checksum mismatch.*header/);
+    }
+  });
+
+  it('refuses format version 1 with a typed error that says why', () => {
+    const bytes = encodeCheckpoint(sample(8));
+    new DataView(bytes.buffer).setUint32(8, 1, true);
+    let err: unknown;
+    try {
+      decodeCheckpoint(bytes, 'v1.ckpt');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(CheckpointError);
+    expect(err).toBeInstanceOf(DeerError);
+    expect((err as Error).message).toMatch(/v1\.ckpt: format version 1 is no longer read/);
+  });
+
+  it('every flipped byte and every truncation gives a CheckpointError, never another error', () => {
+    const bytes = encodeCheckpoint(sample(9));
+    const rng = new Rng(42);
+    for (let k = 0; k < 300; k++) {
+      const b = Uint8Array.from(bytes);
+      const at = Math.floor(rng.uniform() * b.length);
+      b[at]! ^= 1 + Math.floor(rng.uniform() * 255);
+      expect(() => decodeCheckpoint(b, 'f.ckpt')).toThrow(CheckpointError);
+      const cut = bytes.subarray(0, Math.floor(rng.uniform() * bytes.length));
+      expect(() => decodeCheckpoint(cut, 't.ckpt')).toThrow(CheckpointError);
+    }
+  });
+
+  it('staging files of a killed write are removed by the next write or read; live ones are kept', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'deer-ckpt-stale-'));
+    const path = join(dir, 'run.ckpt');
+    // A process that has exited: its pid names a writer that can no longer finish.
+    const dead = spawnSync(process.execPath, ['-e', '']).pid;
+    const killed = join(dir, `.run.ckpt.tmp-${dead}-0badf00d`);
+    const legacy = join(dir, `.run.ckpt.tmp-${dead}`); // the old naming, without the random suffix
+    const live = join(dir, `.run.ckpt.tmp-${process.ppid}-12345678`);
+    const old = join(dir, `.run.ckpt.tmp-${process.ppid}-87654321`);
+    const unrelated = join(dir, '.other.ckpt.tmp-1-00000000');
+    for (const f of [killed, legacy, live, old, unrelated]) writeFileSync(f, 'partial');
+    const longAgo = (Date.now() - 2 * STALE_STAGING_MS) / 1000;
+    utimesSync(old, longAgo, longAgo);
+    await writeCheckpoint(path, sample(10));
+    expect(readdirSync(dir).sort()).toEqual(
+      ['.other.ckpt.tmp-1-00000000', `.run.ckpt.tmp-${process.ppid}-12345678`, 'run.ckpt'].sort(),
+    );
+    // On open too.
+    writeFileSync(killed, 'partial');
+    await readCheckpoint(path);
+    expect(readdirSync(dir)).not.toContain(killed.split('/').pop());
+    // Once the live writer's file is stale, it goes as well.
+    utimesSync(live, longAgo, longAgo);
+    expect(await removeStaleStaging(path)).toEqual([live]);
+  });
+
+  it('staging names are unique per write', () => {
+    expect(stagingPath('/x/a.ckpt')).not.toBe(stagingPath('/x/a.ckpt'));
+    expect(stagingPath('/x/a.ckpt')).toMatch(/^\/x\/\.a\.ckpt\.tmp-\d+-[0-9a-f]{8}$/);
   });
 });

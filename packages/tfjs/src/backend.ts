@@ -2,9 +2,11 @@ import {
   type Backend,
   type BackendCapabilities,
   type DType,
-  type MatExpr,
   DTypeError,
+  type MatExpr,
   type NewtonUpdate,
+  type NewtonUpdateOptions,
+  newtonUpdateFromRows,
   type ScanArgs,
   ShapeError,
   type StepInputs,
@@ -28,7 +30,7 @@ export interface TfjsBackendOptions {
   readonly scan?: ScanMethod;
 }
 
-type NewtonOpts = { atol: number; rtol: number; clip: number };
+type NewtonOpts = NewtonUpdateOptions;
 
 const shapeSize = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
@@ -154,7 +156,10 @@ export class TfjsBackend implements Backend {
     const params = this.flatParams(inputs.params);
     // All of a step's intermediates ([rows, size] vectors, [rows, size, n] Jacobian terms) are
     // alive at once, so elements go through in slabs that keep them within one buffer's bytes.
-    const slab = Math.max(1, Math.floor(this.capabilities.maxBufferBytes / (4 * stepFloatsPerElement(program))));
+    const slab = Math.max(
+      1,
+      Math.floor(this.capabilities.maxBufferBytes / (4 * stepFloatsPerElement(program))),
+    );
     const all = { state: flat(inputs.state)!, input: flat(inputs.input), cotangent: flat(inputs.cotangent) };
     const parts: tfc.Tensor[][] = [];
     let res: tfc.Tensor[];
@@ -164,15 +169,28 @@ export class TfjsBackend implements Backend {
         // One tidy per slab: its intermediates are freed before the next slab starts.
         parts.push(
           tf.tidy(() => {
-            const cut = (t: tfc.Tensor | undefined) => (t && rows < R ? tf.slice(t, [r0, 0], [rows, t.shape[1]!]) : t);
-            const v = step({ rows, state: cut(all.state)!, input: cut(all.input), cotangent: cut(all.cotangent), params });
+            const cut = (t: tfc.Tensor | undefined) =>
+              t && rows < R ? tf.slice(t, [r0, 0], [rows, t.shape[1]!]) : t;
+            const v = step({
+              rows,
+              state: cut(all.state)!,
+              input: cut(all.input),
+              cotangent: cut(all.cotangent),
+              params,
+            });
             return v.jacobian ? [...v.outputs, v.jacobian] : v.outputs;
           }),
         );
       }
       res = tf.tidy(() =>
         parts[0]!.map((first, k) => {
-          const whole = parts.length === 1 ? first : tf.concat(parts.map((p) => p[k]!), 0);
+          const whole =
+            parts.length === 1
+              ? first
+              : tf.concat(
+                  parts.map((p) => p[k]!),
+                  0,
+                );
           return tf.reshape(whole, [B, T, ...whole.shape.slice(1)]);
         }),
       );
@@ -290,25 +308,63 @@ export class TfjsBackend implements Backend {
     return this.own(tf.tidy(() => tf.reshape(tf.slice(src, [0, t], [-1, 1]), [B!, ...rest])));
   }
 
-  /** The sanitized iterate and [max |Δ|, max scaled |Δ|, replaced] as one small tensor. */
+  /**
+   * The sanitized iterate and, as one small tensor for one read: per row max scaled |Δ| (B),
+   * replaced (B), clipped (B), settled steps (B), then max |Δ|.
+   */
   private newtonStep(yRaw: Tensor, yOld: Tensor, o: NewtonOpts): [tfc.Tensor, tfc.Tensor] {
     const tf = this.tf;
     const raw = this.unwrap(yRaw);
     const old = this.unwrap(yOld);
+    const B = raw.shape[0] ?? 1;
     return tf.tidy(() => {
-      const finite = tf.isFinite(raw);
-      const y = tf.where(finite, tf.clipByValue(raw, -o.clip, o.clip), tf.zerosLike(raw));
-      const d = tf.abs(tf.sub(y, old));
+      const r = tf.reshape(raw, [B, -1]);
+      const prev = tf.reshape(old, [B, -1]);
+      const finite = tf.isFinite(r);
+      const over = tf.logicalAnd(finite, tf.greaterEqual(tf.abs(r), tf.scalar(o.clip)));
+      let y = tf.where(finite, tf.clipByValue(r, -o.clip, o.clip), tf.zerosLike(r));
+      let act: tfc.Tensor | null = null;
+      if (o.active) {
+        act = tf.cast(tf.reshape(tf.tensor1d(Array.from(o.active), 'int32'), [B, 1]), 'bool');
+        y = tf.where(tf.broadcastTo(act, y.shape), y, prev);
+      }
+      const d = tf.abs(tf.sub(y, prev));
       const den = tf.add(tf.scalar(o.atol), tf.mul(tf.scalar(o.rtol), tf.abs(y)));
       // 0/0 (atol = 0 at y = 0) counts as converged, as on the CPU reference.
       const scaled = tf.where(tf.equal(d, 0), tf.zerosLike(d), tf.div(d, den));
-      const replaced = tf.sum(tf.cast(tf.logicalNot(finite), 'float32'));
-      return [y, tf.stack([tf.max(d), tf.max(scaled), replaced])] as [tfc.Tensor, tfc.Tensor];
+      const count = (flags: tfc.Tensor) => {
+        const f = act ? tf.logicalAnd(flags, tf.broadcastTo(act, flags.shape)) : flags;
+        return tf.sum(tf.cast(f, 'float32'), 1);
+      };
+      // The first time step of each row with an entry not yet within tolerance (T if none).
+      const steps = raw.shape[1] ?? 1;
+      const unsettled = tf.logicalOr(
+        tf.logicalOr(tf.logicalNot(finite), over),
+        tf.greater(scaled, tf.scalar(1)),
+      );
+      const perStep = tf.any(tf.reshape(unsettled, [B, steps, -1]), 2);
+      const index = tf.broadcastTo(tf.reshape(tf.range(0, steps, 1, 'float32'), [1, steps]), [B, steps]);
+      const settled = tf.min(tf.where(perStep, index, tf.fill([B, steps], steps)), 1);
+      const stats = tf.concat([
+        tf.max(scaled, 1),
+        count(tf.logicalNot(finite)),
+        count(over),
+        act ? tf.where(tf.reshape(act, [B]), settled, tf.zerosLike(settled)) : settled,
+        tf.reshape(tf.max(d), [1]),
+      ]);
+      return [tf.reshape(y, raw.shape), stats] as [tfc.Tensor, tfc.Tensor];
     });
   }
 
   private finishUpdate(y: tfc.Tensor, stats: ArrayLike<number>): NewtonUpdate {
-    return { y: this.own(y), maxAbsDiff: stats[0]!, maxScaledDiff: stats[1]!, replaced: stats[2]! };
+    const B = (stats.length - 1) / 4;
+    const rows = {
+      maxScaledDiff: Float64Array.from({ length: B }, (_, b) => stats[b]!),
+      replaced: Uint32Array.from({ length: B }, (_, b) => stats[B + b]!),
+      clipped: Uint32Array.from({ length: B }, (_, b) => stats[2 * B + b]!),
+      settled: Uint32Array.from({ length: B }, (_, b) => stats[3 * B + b]!),
+    };
+    return newtonUpdateFromRows(this.own(y), stats[4 * B]!, rows);
   }
 
   async newtonUpdate(yRaw: Tensor, yOld: Tensor, opts: NewtonOpts): Promise<NewtonUpdate> {
@@ -347,6 +403,63 @@ export class TfjsBackend implements Backend {
     const y = this.unwrap(b);
     if (x.size !== y.size) throw new ShapeError('add', fmt(x.shape), fmt(y.shape));
     return this.own(this.tf.tidy(() => this.tf.add(x, this.tf.reshape(y, x.shape))));
+  }
+
+  sub(a: Tensor, b: Tensor): Tensor {
+    const x = this.unwrap(a);
+    const y = this.unwrap(b);
+    if (x.size !== y.size) throw new ShapeError('sub', fmt(x.shape), fmt(y.shape));
+    return this.own(this.tf.tidy(() => this.tf.sub(x, this.tf.reshape(y, x.shape))));
+  }
+
+  maskTime(x: Tensor, lengths: ArrayLike<number>): Tensor {
+    const tf = this.tf;
+    const src = this.unwrap(x);
+    const [B, T] = src.shape as [number, number];
+    if (lengths.length !== B) throw new ShapeError('maskTime', `${B} lengths`, `${lengths.length}`);
+    const keep = new Float32Array(B * T);
+    for (let b = 0; b < B; b++) keep.fill(1, b * T, b * T + Math.max(0, Math.min(T, lengths[b]!)));
+    return this.own(
+      tf.tidy(() => {
+        const m = tf.reshape(tf.tensor1d(keep), [B, T, ...src.shape.slice(2).map(() => 1)]);
+        // where, not multiply: padding holding NaN/Inf must become 0 too.
+        return tf.where(tf.cast(tf.broadcastTo(m, src.shape), 'bool'), src, tf.zerosLike(src));
+      }),
+    );
+  }
+
+  gatherRows(x: Tensor, rows: readonly number[]): Tensor {
+    const src = this.unwrap(x);
+    const B = src.shape[0]!;
+    for (const r of rows) {
+      if (!Number.isInteger(r) || r < 0 || r >= B)
+        throw new ShapeError('gatherRows', `rows in [0, ${B})`, String(r));
+    }
+    return this.own(this.tf.tidy(() => this.tf.gather(src, this.tf.tensor1d([...rows], 'int32'), 0)));
+  }
+
+  scatterRows(into: Tensor, rows: readonly number[], src: Tensor): Tensor {
+    const tf = this.tf;
+    const dst = this.unwrap(into);
+    const from = this.unwrap(src);
+    const B = dst.shape[0]!;
+    const row = dst.size / B;
+    if (from.size !== rows.length * row) {
+      throw new ShapeError('scatterRows', `${rows.length} rows of ${row} values`, `${from.size} values`);
+    }
+    // Row b of the result: row k of src when rows[k] = b, else row b of into.
+    const pick = new Int32Array(B).map((_, b) => b);
+    rows.forEach((r, k) => {
+      if (!Number.isInteger(r) || r < 0 || r >= B)
+        throw new ShapeError('scatterRows', `rows in [0, ${B})`, String(r));
+      pick[r] = B + k;
+    });
+    return this.own(
+      tf.tidy(() => {
+        const both = tf.concat([tf.reshape(dst, [B, row]), tf.reshape(from, [rows.length, row])], 0);
+        return tf.reshape(tf.gather(both, tf.tensor1d(pick, 'int32'), 0), dst.shape);
+      }),
+    );
   }
 
   sumBatchTime(x: Tensor): Tensor {

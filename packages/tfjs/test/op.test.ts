@@ -124,22 +124,33 @@ describe('deerRnn input checks', () => {
   it('answers bad shapes and dtypes with typed errors', async () => {
     const backend = await createTfjsBackend({ backend: 'cpu' });
     const pr = problem(1);
+    const bad = {
+      rank2: tf.zeros([B, T]),
+      wideX: tf.zeros([B, T, m + 1]),
+      intX: tf.zeros([B, T, m], 'int32'),
+      tallH0: tf.zeros([B + 1, n]),
+      intH0: tf.zeros([B, n], 'int32'),
+      wideW: tf.zeros([3 * n, m + 1]),
+      intR: tf.zeros([3 * n, n], 'int32'),
+    };
+    // Every input exists before the count: a rejected call must leave no tensor behind.
     const before = tf.memory().numTensors;
     const run =
       (x: unknown, params: Record<string, tf.Tensor> = pr.params, h0: unknown = undefined) =>
       () =>
         deerRnn(cell, params, x as tf.Tensor3D, h0 as tf.Tensor2D, { backend });
-    expect(run(tf.zeros([B, T]))).toThrow(ShapeError);
-    expect(run(tf.zeros([B, T, m + 1]))).toThrow(ShapeError);
-    expect(run(tf.zeros([B, T, m], 'int32'))).toThrow(DTypeError);
-    expect(run(pr.x, pr.params, tf.zeros([B + 1, n]))).toThrow(ShapeError);
-    expect(run(pr.x, pr.params, tf.zeros([B, n], 'int32'))).toThrow(DTypeError);
-    expect(run(pr.x, { ...pr.params, W: tf.zeros([3 * n, m + 1]) })).toThrow(ShapeError);
-    expect(run(pr.x, { ...pr.params, R: tf.zeros([3 * n, n], 'int32') })).toThrow(DTypeError);
+    expect(run(bad.rank2)).toThrow(ShapeError);
+    expect(run(bad.wideX)).toThrow(ShapeError);
+    expect(run(bad.intX)).toThrow(DTypeError);
+    expect(run(pr.x, pr.params, bad.tallH0)).toThrow(ShapeError);
+    expect(run(pr.x, pr.params, bad.intH0)).toThrow(DTypeError);
+    expect(run(pr.x, { ...pr.params, W: bad.wideW })).toThrow(ShapeError);
+    expect(run(pr.x, { ...pr.params, R: bad.intR })).toThrow(DTypeError);
     expect(run(pr.x, { W: pr.params.W! })).toThrow(ShapeError);
+    expect(tf.memory().numTensors, 'tensors left by rejected calls').toBe(before);
     expect(run([[1, 2, 3]])).toThrow(ShapeError);
-    // The inputs made above are the only new tensors.
-    expect(tf.memory().numTensors).toBeGreaterThanOrEqual(before);
+    expect(tf.memory().numTensors, 'tensors left by a rejected array input').toBe(before);
+    tf.dispose(Object.values(bad));
     pr.dispose();
   });
 

@@ -4,6 +4,8 @@ import {
   type DType,
   DTypeError,
   type NewtonUpdate,
+  type NewtonUpdateOptions,
+  newtonUpdateFromRows,
   type ScanArgs,
   ShapeError,
   type StepInputs,
@@ -13,7 +15,7 @@ import {
   TensorStateError,
 } from '@deerjs/core';
 import { f32Bits, type GpuContext } from './context.js';
-import { ADD, affineOffsetKernel, BROADCAST_TIME } from './kernels/elementwise.js';
+import { ADD, affineOffsetKernel, BROADCAST_TIME, MASK_TIME, SUB } from './kernels/elementwise.js';
 import { ADD_IDENTITY, BLOCK_MATMUL, BLOCK_MATVEC, MAX_ABS_BITS, SCALE_TIME } from './kernels/matrix.js';
 import {
   COLUMN_SUM,
@@ -416,33 +418,51 @@ export class WebGpuBackend implements Backend {
 
   // ---- reductions ----------------------------------------------------------------------------
 
-  async newtonUpdate(
-    yRaw: Tensor,
-    yOld: Tensor,
-    opts: { atol: number; rtol: number; clip: number },
-  ): Promise<NewtonUpdate> {
+  async newtonUpdate(yRaw: Tensor, yOld: Tensor, opts: NewtonUpdateOptions): Promise<NewtonUpdate> {
     const raw = this.get(yRaw);
     const old = this.get(yOld);
+    if (old.size !== raw.size) throw new ShapeError('newtonUpdate', fmt(raw.shape), fmt(old.shape));
+    const B = Math.max(1, raw.shape[0] ?? 1);
     const y = this.make(raw.shape);
-    const res = this.ctx.buffer(16);
+    const resBytes = (1 + 4 * B) * 4;
+    const res = this.ctx.buffer(resBytes);
+    const act = this.ctx.buffer(B * 4);
     try {
-      this.ctx.encode((enc) => enc.clearBuffer(res, 0, 16));
-      const uniforms = [raw.size, f32Bits(opts.atol), f32Bits(opts.rtol), f32Bits(opts.clip)];
+      this.ctx.encode((enc) => enc.clearBuffer(res, 0, Math.ceil(resBytes / 4) * 4));
+      this.ctx.write(
+        act,
+        Uint32Array.from({ length: B }, (_, b) => (opts.active ? opts.active[b]! : 1)),
+      );
+      const rowLen = Math.max(1, raw.size / B);
+      const steps = raw.shape[1] ?? 1;
+      const uniforms = [raw.size, f32Bits(opts.atol), f32Bits(opts.rtol), f32Bits(opts.clip), rowLen];
       this.ctx.dispatch(
         NEWTON_UPDATE,
         'newton-update',
-        [raw.buffer, old.buffer, y.buffer, res],
+        [raw.buffer, old.buffer, y.buffer, res, act],
         uniforms,
         raw.size,
       );
-      const r = new Uint32Array(await this.ctx.readBytes(res, 0, 12));
-      const f = new Float32Array(r.buffer);
-      return { y, maxAbsDiff: f[0]!, maxScaledDiff: f[1]!, replaced: r[2]! };
+      const bits = new Uint32Array(await this.ctx.readBytes(res, 0, resBytes));
+      const f = new Float32Array(bits.buffer);
+      const inner = rowLen / Math.max(1, steps);
+      const rows = {
+        maxScaledDiff: Float64Array.from({ length: B }, (_, b) => f[1 + 4 * b]!),
+        replaced: Uint32Array.from({ length: B }, (_, b) => bits[2 + 4 * b]!),
+        clipped: Uint32Array.from({ length: B }, (_, b) => bits[3 + 4 * b]!),
+        settled: Uint32Array.from({ length: B }, (_, b) => {
+          const key = bits[4 + 4 * b]!;
+          if (opts.active && !opts.active[b]) return 0;
+          return key === 0 ? steps : Math.floor((rowLen - key) / inner);
+        }),
+      };
+      return newtonUpdateFromRows(y, f[0]!, rows);
     } catch (err) {
       this.dispose(y);
       throw err;
     } finally {
       this.ctx.release(res);
+      this.ctx.release(act);
     }
   }
 
@@ -468,6 +488,69 @@ export class WebGpuBackend implements Backend {
     if (x.size !== y.size) throw new ShapeError('add', fmt(x.shape), fmt(y.shape));
     const out = this.make(x.shape);
     this.ctx.dispatch(ADD, 'add', [x.buffer, y.buffer, out.buffer], [x.size], x.size);
+    return out;
+  }
+  sub(a: Tensor, b: Tensor): Tensor {
+    const x = this.get(a);
+    const y = this.get(b);
+    if (x.size !== y.size) throw new ShapeError('sub', fmt(x.shape), fmt(y.shape));
+    const out = this.make(x.shape);
+    this.ctx.dispatch(SUB, 'sub', [x.buffer, y.buffer, out.buffer], [x.size], x.size);
+    return out;
+  }
+
+  maskTime(x: Tensor, lengths: ArrayLike<number>): Tensor {
+    const src = this.get(x);
+    const [B, T] = src.shape as [number, number];
+    if (lengths.length !== B) throw new ShapeError('maskTime', `${B} lengths`, `${lengths.length}`);
+    const out = this.make(src.shape);
+    const lens = this.ctx.buffer(Math.max(1, B) * 4);
+    try {
+      this.ctx.write(lens, Uint32Array.from({ length: B }, (_, b) => Math.max(0, Math.min(T, lengths[b]!))));
+      this.ctx.dispatch(MASK_TIME, 'mask-time', [src.buffer, out.buffer, lens], [src.size, T, src.size / Math.max(1, B * T)], src.size);
+    } finally {
+      this.ctx.release(lens);
+    }
+    return out;
+  }
+
+  gatherRows(x: Tensor, rows: readonly number[]): Tensor {
+    const src = this.get(x);
+    const B = src.shape[0]!;
+    const row = (src.size / B) * F32;
+    for (const r of rows) {
+      if (!Number.isInteger(r) || r < 0 || r >= B)
+        throw new ShapeError('gatherRows', `rows in [0, ${B})`, String(r));
+    }
+    const out = this.make([rows.length, ...src.shape.slice(1)]);
+    if (row > 0) {
+      this.ctx.encode((enc) => {
+        for (const [k, r] of rows.entries()) enc.copyBufferToBuffer(src.buffer, r * row, out.buffer, k * row, row);
+      });
+    }
+    return out;
+  }
+
+  scatterRows(into: Tensor, rows: readonly number[], src: Tensor): Tensor {
+    const dst = this.get(into);
+    const from = this.get(src);
+    const B = dst.shape[0]!;
+    const rowSize = dst.size / B;
+    if (from.size !== rows.length * rowSize) {
+      throw new ShapeError('scatterRows', `${rows.length} rows of ${rowSize} values`, `${from.size} values`);
+    }
+    for (const r of rows) {
+      if (!Number.isInteger(r) || r < 0 || r >= B)
+        throw new ShapeError('scatterRows', `rows in [0, ${B})`, String(r));
+    }
+    const row = rowSize * F32;
+    const out = this.make(dst.shape);
+    if (dst.size > 0) {
+      this.ctx.encode((enc) => {
+        enc.copyBufferToBuffer(dst.buffer, 0, out.buffer, 0, dst.size * F32);
+        for (const [k, r] of rows.entries()) enc.copyBufferToBuffer(from.buffer, k * row, out.buffer, r * row, row);
+      });
+    }
     return out;
   }
 

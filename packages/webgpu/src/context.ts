@@ -17,6 +17,7 @@ export class GpuContext {
   /** Asynchronous checks (compilation, allocation) not yet awaited. */
   private pending: Promise<void>[] = [];
   private fault: Error | null = null;
+  private destroyed = false;
   private lost: DeviceLostError | null = null;
   private readonly lostSignal: Promise<never>;
 
@@ -33,6 +34,18 @@ export class GpuContext {
     this.lostSignal.catch(() => {});
     device.onuncapturederror = (ev: GPUUncapturedErrorEvent) =>
       this.setFault(new Error(`webgpu: ${ev.error.message}`));
+  }
+
+  /**
+   * Keep an asynchronous check for `settle()`. Its rejection (a check still in flight when the
+   * device is destroyed or lost) becomes the backend's fault, never an unhandled rejection.
+   */
+  private track(check: Promise<void>): void {
+    this.pending.push(
+      check.catch((err: unknown) => {
+        if (!this.destroyed) this.setFault(err instanceof Error ? err : new Error(`webgpu: ${String(err)}`));
+      }),
+    );
   }
 
   private setFault(err: Error): void {
@@ -66,7 +79,7 @@ export class GpuContext {
       void this.device.popErrorScope();
       throw new OutOfMemoryError('webgpu', bytes, err instanceof Error ? err.message : String(err));
     }
-    this.pending.push(
+    this.track(
       this.device.popErrorScope().then((e) => {
         if (e) this.setFault(new OutOfMemoryError('webgpu', bytes, e.message));
       }),
@@ -95,7 +108,7 @@ export class GpuContext {
       label,
     });
     const scope = this.device.popErrorScope();
-    this.pending.push(
+    this.track(
       module.getCompilationInfo().then(async (info) => {
         if (info.messages.some((m) => m.type === 'error'))
           this.setFault(compileError(label, code, info.messages));
@@ -207,6 +220,7 @@ export class GpuContext {
   }
 
   destroy(): void {
+    this.destroyed = true;
     this.pool.clear();
     for (const u of this.uniforms) u.destroy();
     this.uniforms.length = 0;

@@ -1,10 +1,20 @@
+/** Class indices, in the narrowest array type that holds the largest one. */
+export type Labels = Uint8Array | Uint16Array | Int32Array;
+
+/** A label array for `n` examples of `classes` classes: 8 bits up to 256 classes, then 16, then 32. */
+export function labelArray(n: number, classes: number): Labels {
+  if (classes <= 256) return new Uint8Array(n);
+  if (classes <= 65_536) return new Uint16Array(n);
+  return new Int32Array(n);
+}
+
 /** A labelled set of equal-length sequences, [N, T, channels], stored compactly. */
 export interface Dataset {
   readonly size: number;
   readonly length: number;
   readonly channels: number;
   readonly classes: number;
-  readonly labels: Uint8Array;
+  readonly labels: Labels;
   /** Write examples `indices` as [indices.length, T, channels] into `out`. */
   fill(indices: readonly number[], out: Float64Array): void;
 }
@@ -15,7 +25,7 @@ export class ArrayDataset implements Dataset {
 
   constructor(
     private readonly values: Uint8Array | Float32Array,
-    readonly labels: Uint8Array,
+    readonly labels: Labels,
     readonly length: number,
     readonly channels: number,
     readonly classes: number,
@@ -26,6 +36,9 @@ export class ArrayDataset implements Dataset {
     if (values.length !== this.size * length * channels) {
       throw new Error(`ArrayDataset: ${values.length} values for ${this.size} × ${length} × ${channels}`);
     }
+    for (let i = 0; i < labels.length; i++)
+      if (!(labels[i]! < classes))
+        throw new Error(`ArrayDataset: label ${labels[i]} of example ${i} is not below ${classes} classes`);
   }
 
   fill(indices: readonly number[], out: Float64Array): void {
@@ -57,7 +70,7 @@ export class ArrayDataset implements Dataset {
     const values = new (this.values.constructor as Uint8ArrayConstructor | Float32ArrayConstructor)(
       indices.length * per,
     );
-    const labels = new Uint8Array(indices.length);
+    const labels = labelArray(indices.length, this.classes);
     indices.forEach((idx, r) => {
       values.set(this.values.subarray(idx * per, (idx + 1) * per), r * per);
       labels[r] = this.labels[idx]!;

@@ -3,6 +3,9 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { DataFormatError } from '../errors.js';
 
+/** Largest decompressed IDX file accepted: 1 GiB (Fashion-MNIST's training images are 47 MB). */
+export const MAX_IDX_BYTES = 2 ** 30;
+
 export interface IdxArray {
   readonly dims: readonly number[];
   readonly data: Uint8Array;
@@ -21,8 +24,14 @@ export function readMaybeGzip(file: string): Uint8Array {
   }
   if (raw.length >= 2 && raw[0] === 0x1f && raw[1] === 0x8b) {
     try {
-      return gunzipSync(raw);
+      // Cap the output: a gzip bomb (or a corrupt length) must not exhaust memory.
+      return gunzipSync(raw, { maxOutputLength: MAX_IDX_BYTES });
     } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE')
+        throw new DataFormatError(
+          file,
+          `decompresses to more than ${MAX_IDX_BYTES} bytes, expected an IDX file`,
+        );
       throw new DataFormatError(file, `corrupt or truncated gzip stream (${(err as Error).message})`);
     }
   }
@@ -55,11 +64,17 @@ export function parseIdx(bytes: Uint8Array, file: string, expectDims: number): I
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const dims: number[] = [];
   for (let i = 0; i < D; i++) dims.push(view.getUint32(4 + 4 * i, false));
-  const count = dims.reduce((a, b) => a * b, 1);
-  if (bytes.length < headerBytes + count) {
+  const zero = dims.indexOf(0);
+  if (zero >= 0)
     throw new DataFormatError(
       file,
-      `truncated: dimensions [${dims.join(', ')}] need ${count} data bytes, file has ${bytes.length - headerBytes}`,
+      `dimension ${zero + 1} of [${dims.join(', ')}] is 0 (${zero === 0 ? 'no items' : 'items of no size'}), expected at least 1`,
+    );
+  const count = dims.reduce((a, b) => a * b, 1);
+  if (bytes.length - headerBytes !== count) {
+    throw new DataFormatError(
+      file,
+      `${bytes.length - headerBytes < count ? 'truncated' : 'trailing bytes'}: dimensions [${dims.join(', ')}] need ${count} data bytes, file has ${bytes.length - headerBytes}`,
     );
   }
   return { dims, data: bytes.subarray(headerBytes, headerBytes + count) };

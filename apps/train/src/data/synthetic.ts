@@ -1,5 +1,5 @@
 import { Rng } from '@deerjs/core';
-import { ArrayDataset } from './dataset.js';
+import { ArrayDataset, labelArray } from './dataset.js';
 
 export const EIGENWORMS_SHAPE = { length: 17984, channels: 6, classes: 5 } as const;
 
@@ -12,7 +12,7 @@ export function syntheticWorms(size: number, length: number, seed: number): Arra
   const { channels, classes } = EIGENWORMS_SHAPE;
   const rng = new Rng(seed);
   const values = new Float32Array(size * length * channels);
-  const labels = new Uint8Array(size);
+  const labels = labelArray(size, classes);
   for (let i = 0; i < size; i++) {
     const k = Math.floor(rng.uniform() * classes);
     labels[i] = k;

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { DataFormatError } from '../errors.js';
-import { ArrayDataset } from './dataset.js';
+import { ArrayDataset, labelArray } from './dataset.js';
 
 export interface TsHeader {
   readonly problemName: string;
@@ -43,25 +43,42 @@ export function parseTs(text: string, file: string): { header: TsHeader; data: A
   const problemName = need('problemName');
   const univariate = need('univariate').toLowerCase() === 'true';
   const dimensions = univariate ? 1 : Number(need('dimensions'));
-  if (!Number.isInteger(dimensions) || dimensions < 1)
-    throw new DataFormatError(file, `@dimensions ${tags.get('dimensions')} is not a positive integer`);
+  if (!Number.isSafeInteger(dimensions) || dimensions < 1)
+    throw new DataFormatError(
+      file,
+      `@dimensions ${JSON.stringify(tags.get('dimensions'))}: expected a positive integer`,
+    );
   if (need('equalLength').toLowerCase() !== 'true')
     throw new DataFormatError(file, '@equalLength false: only equal-length series are supported');
   const seriesLength = Number(need('seriesLength'));
-  if (!Number.isInteger(seriesLength) || seriesLength < 1)
-    throw new DataFormatError(file, `@seriesLength ${tags.get('serieslength')} is not a positive integer`);
+  if (!Number.isSafeInteger(seriesLength) || seriesLength < 1)
+    throw new DataFormatError(
+      file,
+      `@seriesLength ${JSON.stringify(tags.get('serieslength'))}: expected a positive integer`,
+    );
   const cl = need('classLabel').split(/\s+/);
   if (cl[0]?.toLowerCase() !== 'true' || cl.length < 3)
     throw new DataFormatError(file, '@classLabel must be "true" followed by at least two labels');
   const classLabels = cl.slice(1);
+  const dup = classLabels.findIndex((l, k) => classLabels.indexOf(l) !== k);
+  if (dup >= 0)
+    throw new DataFormatError(file, `@classLabel lists ${JSON.stringify(classLabels[dup])} twice`);
   const cases = lines
     .slice(i)
     .map((l, k) => ({ text: l.trim(), line: i + k + 1 }))
     .filter((c) => c.text !== '' && !c.text.startsWith('#'));
   if (cases.length === 0) throw new DataFormatError(file, 'no cases after @data');
+  // Check the declared sizes against the text before allocating: every value takes at least one
+  // character, so a huge @seriesLength or @dimensions cannot be backed by the file.
   const per = seriesLength * dimensions;
+  const chars = cases.reduce((a, c) => a + c.text.length, 0);
+  if (cases.length * per > chars)
+    throw new DataFormatError(
+      file,
+      `@seriesLength ${seriesLength} × @dimensions ${dimensions} = ${per} values per case cannot fit: its ${cases.length} case(s) hold ${chars} characters in all`,
+    );
   const values = new Float32Array(cases.length * per);
-  const labels = new Uint8Array(cases.length);
+  const labels = labelArray(cases.length, classLabels.length);
   cases.forEach(({ text, line }, r) => {
     const parts = text.split(':');
     if (parts.length !== dimensions + 1) {

@@ -13,7 +13,7 @@ import { hnnPlotSvg, orbitsSvg } from './plot.js';
 import { fitStep, integrate, type OdeRunOptions } from './solve.js';
 import { energy, generateOrbits, STATE, type Trajectories, timeGrid } from './two-body.js';
 import { EpochCheckpoints } from '../epoch-checkpoints.js';
-import { setupRun } from '../run-setup.js';
+import { runLength, setupRun } from '../run-setup.js';
 
 export interface HnnSummary {
   readonly config: TrainConfig;
@@ -81,7 +81,6 @@ async function makeData(c: TrainConfig): Promise<{ train: Trajectories; test: Tr
  */
 export async function trainHnn(cli: TrainConfig, opts: TrainOptions = {}): Promise<HnnSummary> {
   const { log, ckptPath, ckpt, config } = await setupRun(cli, opts);
-  if (config.task !== 'hnn') throw new Error(`checkpoint ${ckptPath} is from task ${config.task}, not hnn`);
   const T = config.points! - 1;
   const t0Data = performance.now();
   const data = await makeData(config);
@@ -98,7 +97,7 @@ export async function trainHnn(cli: TrainConfig, opts: TrainOptions = {}): Promi
   const N = data.train.count;
   const B = Math.min(config.batch, N);
   const perEpoch = Math.max(1, Math.floor(N / B));
-  const total = Math.min(config.steps ?? Number.POSITIVE_INFINITY, config.epochs * perEpoch);
+  const { total, epochs } = runLength(config, perEpoch);
   const warmup = config.warmup ?? Math.min(100, Math.round(0.05 * total));
   const lrAt = warmupCosine({
     peak: config.lr,
@@ -125,7 +124,7 @@ export async function trainHnn(cli: TrainConfig, opts: TrainOptions = {}): Promi
   }));
   try {
     if (ckpt) checkpoints.resume(ckpt);
-    for (let epoch = Math.floor(step / perEpoch); epoch < config.epochs && step < total; epoch++) {
+    for (let epoch = Math.floor(step / perEpoch); epoch < epochs && step < total; epoch++) {
       checkpoints.startEpoch();
       const order = permutation(N, rng);
       for (let b = step % perEpoch; b < perEpoch && step < total; b++) {

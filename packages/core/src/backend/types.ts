@@ -20,6 +20,10 @@ export interface BackendCapabilities {
   readonly defaultDType: DType;
   /** Largest single buffer the backend can allocate, in bytes. */
   readonly maxBufferBytes: number;
+  /**
+   * Memory one solve may hold at once, in bytes (windows are sized to it); default maxBufferBytes.
+   */
+  readonly memoryBytes?: number;
   /** Whether reads complete without waiting on a device. */
   readonly syncRead: boolean;
   /** Engine or adapter, for reports (e.g. "llvmpipe", "NVIDIA H100", "tfjs wasm"). */
@@ -57,15 +61,58 @@ export interface ScanArgs {
   readonly reverse: boolean;
 }
 
+/** How `newtonUpdate` sanitizes and measures an iterate. */
+export interface NewtonUpdateOptions {
+  readonly atol: number;
+  readonly rtol: number;
+  /** Entries with |v| ≥ clip are set to ±clip and counted as clipped. */
+  readonly clip: number;
+  /**
+   * Batch rows to update (1) or hold (0), length B. A held row keeps yOld unchanged and counts
+   * nothing. Default: every row.
+   */
+  readonly active?: Uint8Array;
+}
+
+/** Per batch row measures of a Newton update (zero for rows that were held). */
+export interface RowUpdate {
+  readonly maxScaledDiff: Float64Array;
+  readonly replaced: Uint32Array;
+  readonly clipped: Uint32Array;
+  /**
+   * Leading time steps (axis 1) whose every entry met the tolerance with nothing replaced or
+   * clipped: T when the whole row did. Exact Newton settles at least one more step per iteration,
+   * so this measures progress where the largest change does not.
+   */
+  readonly settled: Uint32Array;
+}
+
 export interface NewtonUpdate {
   /** The sanitized new iterate: NaN/±Inf replaced by 0, values clipped to ±clip. */
   readonly y: Tensor;
-  /** max |y − yOld|. */
+  /** max |y − yOld| over the active rows. */
   readonly maxAbsDiff: number;
-  /** max |y − yOld| / (atol + rtol·|y|): converged when ≤ 1. */
+  /** max |y − yOld| / (atol + rtol·|y|) over the active rows: within tolerance when ≤ 1. */
   readonly maxScaledDiff: number;
-  /** How many entries of the raw iterate were NaN or ±Inf. */
+  /** How many entries of the raw iterate were NaN or ±Inf (replaced by 0). */
   readonly replaced: number;
+  /** How many finite entries of the raw iterate had |v| ≥ clip (set to ±clip). */
+  readonly clipped: number;
+  readonly rows: RowUpdate;
+}
+
+/** Combine per-row measures into a NewtonUpdate (backends that reduce per row call this). */
+export function newtonUpdateFromRows(y: Tensor, maxAbsDiff: number, rows: RowUpdate): NewtonUpdate {
+  let maxScaledDiff = 0;
+  let replaced = 0;
+  let clipped = 0;
+  for (let b = 0; b < rows.maxScaledDiff.length; b++) {
+    const s = rows.maxScaledDiff[b]!;
+    if (s > maxScaledDiff || Number.isNaN(s)) maxScaledDiff = s;
+    replaced += rows.replaced[b]!;
+    clipped += rows.clipped[b]!;
+  }
+  return { y, maxAbsDiff, maxScaledDiff, replaced, clipped, rows };
 }
 
 /**
@@ -79,6 +126,8 @@ export interface Backend {
   tensor(data: ArrayLike<number>, shape: readonly number[], dtype?: DType): Tensor;
   zeros(shape: readonly number[], dtype?: DType): Tensor;
   read(t: Tensor): Promise<TypedArray>;
+  /** `read` completed synchronously, for backends whose reads do not wait on a device. */
+  readSync?(t: Tensor): TypedArray;
   dispose(t: Tensor): void;
   /** Tensors made and not yet disposed (the leak check). */
   liveTensors(): number;
@@ -86,7 +135,10 @@ export interface Backend {
   /** Evaluate a step program for every (b, t). */
   runStep(program: StepProgram, inputs: StepInputs): StepOutputs;
   /** y_t = f(y_{t−1}, x_t) one step after another; `program.outputs[0]` is f. Returns [B, T, n]. */
-  runSequential(program: StepProgram, inputs: { input?: Tensor; y0: Tensor; params: Readonly<Record<string, Tensor>> }): Tensor;
+  runSequential(
+    program: StepProgram,
+    inputs: { input?: Tensor; y0: Tensor; params: Readonly<Record<string, Tensor>> },
+  ): Tensor;
   /** The linear recurrence, by whatever parallel or sequential order suits the backend. */
   scan(args: ScanArgs): Tensor;
 
@@ -104,16 +156,24 @@ export interface Backend {
   /** x[:, t] as [B, ...rest]. */
   timeStep(x: Tensor, t: number): Tensor;
   /** Sanitize a raw Newton iterate and measure its change; the only per-iteration read. */
-  newtonUpdate(yRaw: Tensor, yOld: Tensor, opts: { atol: number; rtol: number; clip: number }): Promise<NewtonUpdate>;
+  newtonUpdate(yRaw: Tensor, yOld: Tensor, opts: NewtonUpdateOptions): Promise<NewtonUpdate>;
   /**
    * `newtonUpdate` completed synchronously, for backends whose reads do not wait on a device
    * (capabilities.syncRead); it lets `deerSync` serve callers that cannot await.
    */
-  newtonUpdateSync?(yRaw: Tensor, yOld: Tensor, opts: { atol: number; rtol: number; clip: number }): NewtonUpdate;
+  newtonUpdateSync?(yRaw: Tensor, yOld: Tensor, opts: NewtonUpdateOptions): NewtonUpdate;
   /** The first NaN/±Inf entry, or null. */
   findNonFinite(t: Tensor): Promise<{ index: number; value: number } | null>;
   /** a + b, elementwise, same shape. */
   add(a: Tensor, b: Tensor): Tensor;
+  /** a − b, elementwise, same shape. */
+  sub(a: Tensor, b: Tensor): Tensor;
+  /** x ([B, T, ...]) with every entry at a time step t ≥ lengths[b] of row b set to 0. */
+  maskTime(x: Tensor, lengths: ArrayLike<number>): Tensor;
+  /** The batch rows `rows` of x ([B, ...] → [rows.length, ...]), in that order. */
+  gatherRows(x: Tensor, rows: readonly number[]): Tensor;
+  /** A copy of `into` ([B, ...]) whose rows `rows` are replaced by the rows of src ([rows.length, ...]). */
+  scatterRows(into: Tensor, rows: readonly number[], src: Tensor): Tensor;
   /** Σ over batch and time: [B, T, size] → [size]. */
   sumBatchTime(x: Tensor): Tensor;
   /** Σ_{b,t} left ⊗ right per block: [B, T, k·r], [B, T, k·c] → [k·r·c] (row-major [k, r, c]). */

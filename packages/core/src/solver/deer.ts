@@ -1,32 +1,58 @@
-import type { Backend, NewtonUpdate, Tensor } from '../backend/types.js';
+import type { Backend, Tensor } from '../backend/types.js';
 import { DTYPE_BYTES } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
-import { OutOfMemoryError, ShapeError, UnsupportedOptionError } from '../errors.js';
-import { driveAsync, driveSync, recordIteration, type UpdateRequest, unconverged } from './newton.js';
+import { OutOfMemoryError, ShapeError } from '../errors.js';
+import {
+  driveAsync,
+  driveSync,
+  type EngineStats,
+  type NewtonProblem,
+  newEngineStats,
+  type Solve,
+  type StopReason,
+  solveWindows,
+} from './engine.js';
 import { type DeerOptions, type ResolvedDeerOptions, resolveDeerOptions } from './options.js';
 import {
+  checkInitialGuess,
+  checkLengths,
   checkInputFinite,
   checkSequenceInput,
   checkTensor,
-  checkTrajectory,
   Owned,
   type ParamsInput,
   prepareInitialState,
   prepareParams,
+  windowLengths,
 } from './validate.js';
+import { chooseWindow } from './window.js';
 
 export interface DeerStats {
   /** Newton iterations done (summed over windows). */
   readonly iterations: number;
   /** max |y_new − y_old| after each iteration, in order (all windows). */
   readonly residuals: readonly number[];
-  /** Whether Newton met the tolerance (or reached T iterations with an exact Jacobian). */
+  /**
+   * Whether every batch row converged: its last Newton step met the tolerance with no replaced
+   * and no clipped entry, and its one-step residual (see `residual`) is within tolerance.
+   */
   readonly converged: boolean;
-  /** Whether the result came from the sequential fallback. */
+  /** Whether some rows of the result came from the sequential fallback. */
   readonly fellBack: boolean;
+  /** Batch rows recomputed by the fallback, summed over windows. */
+  readonly fallbackRows: number;
+  /** Why Newton stopped: 'tolerance' when every row converged, else the worst row's reason. */
+  readonly stopReason: StopReason;
+  /**
+   * max over t of |y_t − f(y_{t−1}, x_t)| / (atol + rtol·|f(y_{t−1}, x_t)|) for the rows Newton
+   * returned (≤ 1 when converged; rows from the sequential fallback are exact by construction).
+   */
+  readonly residual: number;
   /** NaN/Inf entries of iterates that were replaced by 0. */
   readonly replaced: number;
+  /** Entries of iterates that reached ±clip and were clipped. */
+  readonly clipped: number;
   /** The Jacobian structure used, e.g. 'dense', 'diagonal', 'block(4)'. */
   readonly structure: string;
   /** Whether that structure is the exact Jacobian (false: quasi-DEER). */
@@ -39,27 +65,6 @@ export interface DeerResult {
   /** [B, T, n]; the caller owns it and disposes it. */
   readonly y: Tensor;
   readonly stats: DeerStats;
-}
-
-/** Time steps per window: all of T unless J (B·W·n·s numbers) would exceed a buffer. */
-export function chooseWindow(
-  backend: Backend,
-  B: number,
-  T: number,
-  n: number,
-  s: number,
-  bytes: number,
-): number {
-  const largest = B * n * Math.max(s, 1) * bytes;
-  const fit = Math.floor(backend.capabilities.maxBufferBytes / largest);
-  if (fit < 1) {
-    throw new ShapeError(
-      'x',
-      `a batch whose per-step Jacobian (${largest} bytes) fits the backend's largest buffer (${backend.capabilities.maxBufferBytes} bytes)`,
-      `batch ${B} with state ${n}`,
-    );
-  }
-  return Math.min(T, fit);
 }
 
 /**
@@ -80,10 +85,9 @@ export async function deer(
     if (opts.checkFinite) await checkInputFinite(backend, x);
     const p = await prepareParams(backend, cell, params, dtype, owned, opts.checkFinite);
     const y0 = await prepareInitialState(backend, cell, options.h0, B, dtype, owned, opts.checkFinite);
-    const tol = { atol: opts.atol, rtol: opts.rtol, clip: opts.clip };
-    return await driveAsync(deerSolve(backend, cell, p, x, y0, opts, options.onIteration, owned), (r) =>
-      backend.newtonUpdate(r.raw, r.previous, tol),
-    );
+    await checkInitialGuess(backend, opts.initialGuess, x, cell.stateSize, opts.checkFinite);
+    const lengths = checkLengths(options.lengths, B, x.shape[1]!);
+    return await driveAsync(backend, deerSolve(backend, cell, p, x, y0, opts, lengths));
   } finally {
     owned.dispose();
   }
@@ -92,7 +96,8 @@ export async function deer(
 /**
  * `deer` for backends whose reads complete synchronously (`newtonUpdateSync`), for callers that
  * cannot await — such as a tfjs custom-gradient op. Parameters and h0 ([B, n]) are tensors; inputs
- * are not scanned for NaN/Inf (that check needs an asynchronous read).
+ * are not scanned for NaN/Inf (that check needs an asynchronous read): a non-finite input shows
+ * as a non-converged solve (NaN in the one-step residual), never as a converged one.
  */
 export function deerSync(
   backend: Backend,
@@ -103,34 +108,77 @@ export function deerSync(
   options: Omit<DeerOptions, 'h0' | 'checkFinite'> = {},
 ): DeerResult {
   const { B, dtype } = checkSequenceInput(backend, cell, x);
-  const update = backend.newtonUpdateSync?.bind(backend);
-  if (!update) {
-    throw new UnsupportedOptionError(
-      'backend',
-      backend.name,
-      'a backend with synchronous reads (newtonUpdateSync)',
-    );
-  }
   checkTensor(backend, 'h0', h0);
   if (h0.shape.length !== 2 || h0.shape[0] !== B || h0.shape[1] !== cell.stateSize) {
     throw new ShapeError('h0', `[${B}, ${cell.stateSize}]`, `[${h0.shape.join(', ')}]`);
   }
-  const opts = resolveDeerOptions(cell, dtype, options);
-  const tol = { atol: opts.atol, rtol: opts.rtol, clip: opts.clip };
-  const owned = new Owned(backend);
-  try {
-    return driveSync(deerSolve(backend, cell, params, x, h0, opts, options.onIteration, owned), (r) =>
-      update(r.raw, r.previous, tol),
-    );
-  } finally {
-    owned.dispose();
-  }
+  const opts = resolveDeerOptions(cell, dtype, { ...options, checkFinite: false });
+  const lengths = checkLengths(options.lengths, B, x.shape[1]!);
+  return driveSync(backend, deerSolve(backend, cell, params, x, h0, opts, lengths));
 }
 
-/**
- * The whole solve — windows, Newton iterations, fallback — as a generator that yields at its only
- * read, so `deer` (async) and `deerSync` run the same steps.
- */
+/** The recurrence y_t = f(y_{t−1}, x_t) on steps t0 .. t0 + len − 1, as a Newton problem. */
+export function recurrenceProblem(
+  backend: Backend,
+  cell: Cell,
+  params: Readonly<Record<string, Tensor>>,
+  x: Tensor,
+  y0: Tensor,
+  blockSize: number,
+  initial: () => Tensor,
+  lengths?: Uint32Array,
+): NewtonProblem {
+  const [B, T] = [x.shape[0]!, x.shape[1]!];
+  const n = cell.stateSize;
+  /** Past a row's end (padding): G = 0 and A = 0, so it settles at once and feeds nothing back. */
+  const mask = (t: Tensor, rows?: readonly number[]) => {
+    if (!lengths) return t;
+    const masked = backend.maskTime(t, rows ? rows.map((r) => lengths[r]!) : lengths);
+    backend.dispose(t);
+    return masked;
+  };
+  const evalAt = (y: Tensor, withJacobian: boolean) => {
+    const yPrev = backend.shiftTime(y, y0, 1);
+    try {
+      const program = withJacobian ? cell.linearizeProgram(blockSize) : cell.stepProgram();
+      const out = backend.runStep(program, { state: yPrev, input: x, params });
+      return { F: mask(out.outputs[0]!), J: out.jacobian ? mask(out.jacobian) : undefined };
+    } finally {
+      backend.dispose(yPrev);
+    }
+  };
+  return {
+    B,
+    T,
+    n,
+    blockSize,
+    finiteDepth: true,
+    initial: () => mask(initial()),
+    // biome-ignore lint/correctness/useYield: reads nothing; a generator to fit the engine
+    *linearize(y) {
+      const { F, J } = evalAt(y, true);
+      return { A: J!, G: F };
+    },
+    // biome-ignore lint/correctness/useYield: as above
+    *evaluate(y) {
+      return evalAt(y, false).F;
+    },
+    // biome-ignore lint/correctness/useYield: as above
+    *sequential(rows) {
+      if (rows.length === B) return mask(backend.runSequential(cell.stepProgram(), { input: x, y0, params }));
+      const xs = backend.gatherRows(x, rows);
+      const y0s = backend.gatherRows(y0, rows);
+      try {
+        return mask(backend.runSequential(cell.stepProgram(), { input: xs, y0: y0s, params }), rows);
+      } finally {
+        backend.dispose(xs);
+        backend.dispose(y0s);
+      }
+    },
+  };
+}
+
+/** The whole solve — windows, Newton iterations, fallback — as a generator that yields at its reads. */
 function* deerSolve(
   backend: Backend,
   cell: Cell,
@@ -138,132 +186,56 @@ function* deerSolve(
   x: Tensor,
   y0: Tensor,
   opts: ResolvedDeerOptions,
-  report: DeerOptions['onIteration'],
-  owned: Owned,
-): Generator<UpdateRequest, DeerResult, NewtonUpdate> {
-  const [B, T] = [x.shape[0]!, x.shape[1]!];
+  lengths?: Uint32Array,
+): Solve<DeerResult> {
+  const [B, Tfull] = [x.shape[0]!, x.shape[1]!];
+  // Nothing past the longest row is solved: it is padding, zeros.
+  const T = lengths ? Math.max(...lengths) : Tfull;
   const n = cell.stateSize;
   const dtype = x.dtype;
-  const guess = opts.initialGuess;
-  if (typeof guess === 'object') checkTrajectory(backend, 'initialGuess', guess, B, T, n);
-  const yBytes = B * T * n * DTYPE_BYTES[dtype];
+  const yBytes = B * Tfull * n * DTYPE_BYTES[dtype];
   if (yBytes > backend.capabilities.maxBufferBytes) {
     throw new OutOfMemoryError(
       backend.name,
       yBytes,
-      `y [${B}, ${T}, ${n}] does not fit the largest buffer (${backend.capabilities.maxBufferBytes} bytes): solve shorter sequences or a smaller batch`,
+      `y [${B}, ${Tfull}, ${n}] does not fit the largest buffer (${backend.capabilities.maxBufferBytes} bytes): solve shorter sequences or a smaller batch`,
     );
   }
-  const W = opts.window ?? chooseWindow(backend, B, T, n, opts.blockSize, DTYPE_BYTES[dtype]);
-  const windows = Math.ceil(T / W);
-  const stats = {
-    iterations: 0,
-    residuals: [] as number[],
-    converged: true,
-    fellBack: false,
-    replaced: 0,
-    structure: describeStructure(structureFromBlockSize(opts.blockSize, n)),
+  const s = opts.blockSize;
+  const stats: EngineStats = newEngineStats();
+  const describe = (windows: number): DeerStats => ({
+    ...stats,
+    structure: describeStructure(structureFromBlockSize(s, n)),
     exactJacobian: opts.exact,
     windows,
-  };
-  const pieces: Tensor[] = [];
-  let start = y0;
-  try {
-    for (let w = 0; w < windows; w++) {
-      const t0 = w * W;
-      const len = Math.min(W, T - t0);
-      const xw = windows === 1 ? x : owned.add(backend.sliceTime(x, t0, len));
-      const yw = yield* solveWindow(
-        backend,
-        cell,
-        params,
-        xw,
-        start,
-        opts,
-        stats,
-        report,
-        w,
-        windows,
-        t0,
-        len,
-      );
-      pieces.push(yw);
-      if (w + 1 < windows) start = owned.add(backend.timeStep(yw, len - 1));
-    }
-  } catch (err) {
-    for (const t of pieces) backend.dispose(t);
-    throw err;
-  }
-  if (pieces.length === 1) return { y: pieces[0]!, stats };
-  const y = backend.concatTime(pieces);
-  for (const t of pieces) backend.dispose(t);
-  return { y, stats };
-}
-
-interface MutableStats {
-  iterations: number;
-  residuals: number[];
-  converged: boolean;
-  fellBack: boolean;
-  replaced: number;
-}
-
-function* solveWindow(
-  backend: Backend,
-  cell: Cell,
-  params: Readonly<Record<string, Tensor>>,
-  x: Tensor,
-  y0: Tensor,
-  opts: ResolvedDeerOptions,
-  stats: MutableStats,
-  report: DeerOptions['onIteration'],
-  window: number,
-  windows: number,
-  t0: number,
-  T: number,
-): Generator<UpdateRequest, Tensor, NewtonUpdate> {
-  const s = opts.blockSize;
-  const program = cell.linearizeProgram(s);
+  });
+  if (T === 0) return { y: backend.zeros([B, Tfull, n], dtype), stats: describe(0) };
+  const W =
+    opts.window ?? chooseWindow(backend, { B, T, n, s, dtype, extra: 0, jacobians: 1, lastHasExtra: false });
   const guess = opts.initialGuess;
-  let y: Tensor;
-  if (guess === 'h0') y = backend.broadcastTime(y0, T);
-  else if (guess === 'zeros') y = backend.zeros([x.shape[0]!, T, cell.stateSize], x.dtype);
-  else y = backend.sliceTime(guess, t0, T);
-  let converged = false;
-  try {
-    for (let it = 1; it <= opts.maxIter; it++) {
-      const yPrev = backend.shiftTime(y, y0, 1);
-      const { outputs, jacobian } = backend.runStep(program, { state: yPrev, input: x, params });
-      const F = outputs[0]!;
-      const A = jacobian!;
-      const c = backend.affineOffset(F, A, yPrev, s);
-      backend.dispose(F);
-      backend.dispose(yPrev);
-      const raw = backend.scan({ A, c, y0, blockSize: s, reverse: false });
-      backend.dispose(A);
-      backend.dispose(c);
-      let update: NewtonUpdate;
-      try {
-        update = yield { raw, previous: y };
-      } finally {
-        backend.dispose(raw);
-      }
-      backend.dispose(y);
-      y = update.y;
-      recordIteration(stats, update, report, { iteration: it, window, windows });
-      // With the exact Jacobian, iteration k makes the first k states exact: T iterations suffice.
-      if (update.maxScaledDiff <= 1 || (opts.exact && it >= T && update.replaced === 0)) {
-        converged = true;
-        break;
-      }
-    }
-  } catch (err) {
-    backend.dispose(y);
-    throw err;
-  }
-  if (converged) return y;
-  return (
-    unconverged(backend, y, opts, stats, 'DEER') ??
-    backend.runSequential(cell.stepProgram(), { input: x, y0, params })
+  const solved = yield* solveWindows(
+    backend,
+    T,
+    W,
+    y0,
+    (t0, len, start) => {
+      const xw = len === Tfull ? x : backend.sliceTime(x, t0, len);
+      const initial = () =>
+        guess === 'h0'
+          ? backend.broadcastTime(start, len)
+          : guess === 'zeros'
+            ? backend.zeros([B, len, n], dtype)
+            : backend.sliceTime(guess, t0, len);
+      const problem = recurrenceProblem(backend, cell, params, xw, start, s, initial, windowLengths(lengths, t0, len));
+      return xw === x ? problem : { ...problem, release: () => backend.dispose(xw) };
+    },
+    { ...opts, solver: 'DEER' },
+    stats,
   );
+  if (T === Tfull) return { y: solved, stats: describe(Math.ceil(T / W)) };
+  const pad = backend.zeros([B, Tfull - T, n], dtype);
+  const y = backend.concatTime([solved, pad]);
+  backend.dispose(solved);
+  backend.dispose(pad);
+  return { y, stats: describe(Math.ceil(T / W)) };
 }

@@ -1,7 +1,11 @@
 import type { Backend, DType, Tensor } from '../backend/types.js';
+import { awaitAsync, driveAsync, type Solve } from './engine.js';
 
 /** Taylor degree after scaling to ‖M‖ ≤ 1/2: truncation below the dtype's rounding. */
 const TAYLOR_DEGREE: Readonly<Record<DType, number>> = { float64: 14, float32: 8 };
+
+/** Jacobian-sized buffers `affineExponential` holds at its peak, its input included. */
+export const EXPM_PEAK_BUFFERS = 5;
 
 /** The backend methods the exponential uses (all backends have them). */
 export type MatrixOps = Backend;
@@ -10,8 +14,11 @@ export type MatrixOps = Backend;
  * The exact solution map of the piecewise-constant linear ODE dy/dt = M_t y / Δ_t + c_t on each
  * interval: (A_t, b_t) = (exp(M_t), φ1(M_t) c_t Δ_t) with φ1(M) = M⁻¹(e^M − I), for M_t given as
  * `Msum` · scale · h_t (so callers can pass sums of endpoint Jacobians). Only batched small matmuls:
- * scaling by 2^−j, Taylor/Horner for e^M and φ1(M)·c, then j squarings of the affine map
- * (E, w) ↦ (E², E·w + w) — the same composition the scan uses.
+ * scale by 2^−j, Horner for φ1(M), then D = e^M − I = M·φ1(M) and w = φ1(M)·c, then j squarings of
+ * the affine map carried as (D, w) ↦ (2D + D², 2w + D·w). Carrying D = E − I instead of E keeps
+ * each interval's relative accuracy however small its own ‖M‖ is next to the largest one (which
+ * sets j): rounding grows like j·eps relative to D, not 2^j·eps. Temporaries are freed as they go
+ * (peak: EXPM_PEAK_BUFFERS Jacobian-sized buffers).
  */
 export async function affineExponential(
   backend: MatrixOps,
@@ -21,53 +28,80 @@ export async function affineExponential(
   scale: number,
   blockSize: number,
 ): Promise<{ A: Tensor; b: Tensor }> {
+  return driveAsync(backend, affineExponentialSolve(backend, Msum, csum, h, scale, blockSize));
+}
+
+/** @internal `affineExponential` as a step of a solve generator. */
+export function* affineExponentialSolve(
+  backend: MatrixOps,
+  Msum: Tensor,
+  csum: Tensor,
+  h: ArrayLike<number>,
+  scale: number,
+  blockSize: number,
+): Solve<{ A: Tensor; b: Tensor }> {
   const s = blockSize;
   const K = TAYLOR_DEGREE[Msum.dtype];
   let hMax = 0;
   for (let i = 0; i < h.length; i++) hMax = Math.max(hMax, Math.abs(h[i]!));
   // ‖M‖_∞ ≤ s · max|entry| per block.
-  const norm = (await backend.maxAbs(Msum)) * Math.abs(scale) * hMax * s;
-  // A non-finite Jacobian gives a non-finite map, which the Newton update then replaces by zeros;
-  // squaring it would never end. Past 2^60 scaling no float matters anyway.
+  const norm = (yield* awaitAsync(() => backend.maxAbs(Msum))) * Math.abs(scale) * hMax * s;
+  // A non-finite Jacobian gives a non-finite map, which the Newton update then flags; squaring it
+  // would never end. Past 2^60 scaling no float matters anyway.
   const j = Number.isFinite(norm) && norm > 0.5 ? Math.min(60, Math.ceil(Math.log2(norm / 0.5))) : 0;
   const sub = scale / 2 ** j;
   const ones = new Float64Array(h.length).fill(1);
-  const temps: Tensor[] = [];
-  const tmp = <T extends Tensor>(t: T) => {
-    temps.push(t);
+  const live = new Set<Tensor>();
+  const keep = <T extends Tensor>(t: T) => {
+    live.add(t);
     return t;
   };
-  let E: Tensor | undefined;
-  let w: Tensor | undefined;
-  /** Replace the tensor held in a slot, disposing the old one. */
-  const swap = (old: Tensor | undefined, next: Tensor) => {
-    if (old) backend.dispose(old);
+  const drop = (...ts: Tensor[]) => {
+    for (const t of ts) {
+      live.delete(t);
+      backend.dispose(t);
+    }
+  };
+  /** f(old) then drop old. */
+  const step = (old: Tensor, f: (t: Tensor) => Tensor) => {
+    const next = keep(f(old));
+    drop(old);
     return next;
   };
   try {
-    const M = tmp(backend.scaleTime(Msum, h, sub));
-    const c = tmp(backend.scaleTime(csum, h, sub));
-    // e^M = I + M(I + M/2(I + … (I + M/K))).
-    E = backend.addIdentity(tmp(backend.scaleTime(M, ones, 1 / K)), s, 1);
-    for (let k = K - 1; k >= 1; k--) {
-      const MP = tmp(backend.blockMatmul(M, E, s));
-      E = swap(E, backend.addIdentity(tmp(backend.scaleTime(MP, ones, 1 / k)), s, 1));
+    const M = keep(backend.scaleTime(Msum, h, sub));
+    const c = keep(backend.scaleTime(csum, h, sub));
+    // φ1(M) = I + M/2 (I + M/3 (… (I + M/(K + 1)))).
+    const last = keep(backend.scaleTime(M, ones, 1 / (K + 1)));
+    let P = keep(backend.addIdentity(last, s, 1));
+    drop(last);
+    for (let k = K; k >= 2; k--) {
+      const scaled = step(keep(backend.blockMatmul(M, P, s)), (t) => backend.scaleTime(t, ones, 1 / k));
+      const next = keep(backend.addIdentity(scaled, s, 1));
+      drop(scaled, P);
+      P = next;
     }
-    // φ1(M)c = c + M/2(c + M/3(c + … (c + M/K c))).
-    w = backend.add(c, tmp(backend.scaleTime(tmp(backend.blockMatvec(M, c, s)), ones, 1 / K)));
-    for (let k = K - 1; k >= 2; k--) {
-      w = swap(w, backend.add(c, tmp(backend.scaleTime(tmp(backend.blockMatvec(M, w, s)), ones, 1 / k))));
-    }
+    let D = keep(backend.blockMatmul(M, P, s));
+    let w = keep(backend.blockMatvec(P, c, s));
+    drop(M, P, c);
     for (let q = 0; q < j; q++) {
-      w = swap(w, backend.add(tmp(backend.blockMatvec(E, w, s)), w));
-      E = swap(E, backend.blockMatmul(E, E, s));
+      const Dw = keep(backend.blockMatvec(D, w, s));
+      const w2 = keep(backend.scaleTime(w, ones, 2));
+      const wNext = keep(backend.add(w2, Dw));
+      drop(Dw, w2, w);
+      w = wNext;
+      const DD = keep(backend.blockMatmul(D, D, s));
+      const D2 = keep(backend.scaleTime(D, ones, 2));
+      drop(D);
+      const DNext = keep(backend.add(D2, DD));
+      drop(DD, D2);
+      D = DNext;
     }
-    return { A: E, b: w };
-  } catch (err) {
-    if (E) backend.dispose(E);
-    if (w) backend.dispose(w);
-    throw err;
+    const A = backend.addIdentity(D, s, 1);
+    drop(D);
+    live.delete(w);
+    return { A, b: w };
   } finally {
-    for (const t of temps) backend.dispose(t);
+    for (const t of live) backend.dispose(t);
   }
 }

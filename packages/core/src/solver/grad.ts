@@ -1,17 +1,21 @@
 import type { Backend, Tensor } from '../backend/types.js';
-import { DTYPE_BYTES } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { TensorStateError } from '../errors.js';
-import { chooseWindow, type DeerResult, deer } from './deer.js';
-import type { DeerOptions } from './options.js';
+import { type DeerResult, deer } from './deer.js';
+import { driveAsync, driveSync, readTensor, readUpdate, type Solve } from './engine.js';
+import { DEER_OPTION_NAMES, type DeerOptions, resolveDeerOptions } from './options.js';
 import {
+  checkCotangent,
+  checkInputFinite,
+  checkLengths,
   checkSequenceInput,
-  checkTrajectory,
   Owned,
   type ParamsInput,
   prepareInitialState,
   prepareParams,
+  windowLengths,
 } from './validate.js';
+import { chooseWindow } from './window.js';
 
 export interface DeerGradients {
   /** ∂L/∂θ, one flat tensor per parameter (same layout as the parameter). */
@@ -20,6 +24,19 @@ export interface DeerGradients {
   readonly x: Tensor;
   /** ∂L/∂h0, [B, n]. */
   readonly h0: Tensor;
+  readonly stats: GradStats;
+}
+
+export interface GradStats {
+  /** Windows of time steps the backward pass ran in. */
+  readonly windows: number;
+  /**
+   * Windows whose adjoint λ the parallel reverse scan returned with NaN/Inf, recomputed by a
+   * sequential reverse scan on the host (float64).
+   */
+  readonly sequentialWindows: number;
+  /** NaN/Inf entries left in λ after that (a gradient that is not finite). */
+  readonly nonFinite: number;
 }
 
 export interface DeerGradResult extends DeerResult {
@@ -45,25 +62,21 @@ export async function deerWithGrad(
   options: DeerOptions = {},
 ): Promise<DeerGradResult> {
   const { B, T, dtype } = checkSequenceInput(backend, cell, x);
+  const opts = resolveDeerOptions(cell, dtype, options, DEER_OPTION_NAMES, 'deerWithGrad');
   const owned = new Owned(backend);
   let released = false;
   try {
-    const p = await prepareParams(backend, cell, params, dtype, owned, options.checkFinite ?? true);
-    const y0 = await prepareInitialState(
-      backend,
-      cell,
-      options.h0,
-      B,
-      dtype,
-      owned,
-      options.checkFinite ?? true,
-    );
+    if (opts.checkFinite) await checkInputFinite(backend, x);
+    const p = await prepareParams(backend, cell, params, dtype, owned, opts.checkFinite);
+    const y0 = await prepareInitialState(backend, cell, options.h0, B, dtype, owned, opts.checkFinite);
+    // Inputs are checked above; deer checks the initial guess.
     const forward = await deer(backend, cell, p, x, { ...options, h0: y0, checkFinite: false });
     const y = forward.y;
     const vjp = async (dy: Tensor): Promise<DeerGradients> => {
       if (released) throw new TensorStateError('deerWithGrad: vjp called after dispose()');
-      checkTrajectory(backend, 'dy', dy, B, T, cell.stateSize);
-      return implicitVjp(backend, cell, p, x, y0, y, dy, options.window);
+      checkCotangent(backend, dy, B, T, cell.stateSize, dtype);
+      if (opts.checkFinite) await checkInputFinite(backend, dy, 'dy');
+      return implicitVjp(backend, cell, p, x, y0, y, dy, opts.window, options.lengths);
     };
     return {
       y,
@@ -140,8 +153,10 @@ export function stepVjp(
 
 /**
  * λ_t = dy_t + J_{t+1}ᵀ λ_{t+1} by the reverse scan, then the per-step VJPs at the solution. When the
- * Jacobians of all T steps would not fit a buffer, windows of time steps are processed from the last
- * to the first, each seeded with λ at the start of the window after it.
+ * Jacobians of all T steps would not fit, windows of time steps are processed from the last to the
+ * first, each seeded with λ at the start of the window after it. A λ with NaN/Inf from the
+ * parallel scan (whose partial products can overflow where the recurrence itself does not) is
+ * recomputed by a sequential reverse scan on the host; the stats count it.
  */
 export async function implicitVjp(
   backend: Backend,
@@ -152,11 +167,12 @@ export async function implicitVjp(
   y: Tensor,
   dy: Tensor,
   window?: number,
+  lengths?: ArrayLike<number>,
 ): Promise<DeerGradients> {
-  return implicitVjpSync(backend, cell, params, x, y0, y, dy, window);
+  return driveAsync(backend, implicitVjpSolve(backend, cell, params, x, y0, y, dy, window, lengths));
 }
 
-/** `implicitVjp` without a promise: it reads nothing back, so it can run synchronously. */
+/** `implicitVjp` for backends with synchronous reads (`newtonUpdateSync`, `readSync`). */
 export function implicitVjpSync(
   backend: Backend,
   cell: Cell,
@@ -166,20 +182,47 @@ export function implicitVjpSync(
   y: Tensor,
   dy: Tensor,
   window?: number,
+  lengths?: ArrayLike<number>,
 ): DeerGradients {
+  return driveSync(backend, implicitVjpSolve(backend, cell, params, x, y0, y, dy, window, lengths));
+}
+
+function* implicitVjpSolve(
+  backend: Backend,
+  cell: Cell,
+  params: Readonly<Record<string, Tensor>>,
+  x: Tensor,
+  y0: Tensor,
+  y: Tensor,
+  dy: Tensor,
+  window?: number,
+  lengthsIn?: ArrayLike<number>,
+): Solve<DeerGradients> {
   const s = cell.exactBlockSize;
   const n = cell.stateSize;
   const [B, T] = [y.shape[0]!, y.shape[1]!];
+  // Padding neither feeds λ (its Jacobians are masked to 0) nor takes any of dy.
+  const lengths = checkLengths(lengthsIn, B, T);
+  const masked = (t: Tensor, t0: number, len: number, win: Owned) => {
+    const rel = windowLengths(lengths, t0, len);
+    return rel ? win.add(backend.maskTime(t, rel)) : t;
+  };
   // A window also evaluates the Jacobian one step past its end (the next window's first).
-  const W = window ?? Math.max(1, Math.min(T, chooseWindow(backend, B, T, n, s, DTYPE_BYTES[y.dtype]) - 1));
+  const W =
+    window ??
+    chooseWindow(backend, { B, T, n, s, dtype: y.dtype, extra: 1, jacobians: 1, lastHasExtra: false });
   const temps = new Owned(backend);
   const gradParams: Record<string, Tensor> = {};
   const dxPieces: Tensor[] = [];
   let dh0: Tensor | undefined;
+  let windows = 0;
+  let sequentialWindows = 0;
+  let nonFinite = 0;
   try {
     const yPrev = temps.add(backend.shiftTime(y, y0, 1));
     let lambdaNext = temps.add(backend.zeros([B, n], y.dtype));
     for (let t0 = Math.floor((T - 1) / W) * W; t0 >= 0; t0 -= W) {
+      windows++;
       const len = Math.min(W, T - t0);
       const last = t0 + len === T;
       const win = new Owned(backend);
@@ -193,12 +236,17 @@ export function implicitVjpSync(
           params,
         });
         win.add(lin.outputs[0]!);
-        const J = win.add(lin.jacobian!);
+        const J = masked(win.add(lin.jacobian!), t0, ext, win);
         // A_t = J_{t+1}: the last window's final step has none (zeros).
         const Jnext = win.add(last ? backend.shiftTime(J, null, -1) : backend.sliceTime(J, 1, len));
-        const lambda = win.add(
-          backend.scan({ A: Jnext, c: slice(dy, len), y0: lambdaNext, blockSize: s, reverse: true }),
-        );
+        const dyw = masked(slice(dy, len), t0, len, win);
+        let lambda = win.add(backend.scan({ A: Jnext, c: dyw, y0: lambdaNext, blockSize: s, reverse: true }));
+        const bad = yield* countNonFinite(backend, lambda);
+        if (bad > 0) {
+          sequentialWindows++;
+          lambda = win.add(yield* hostReverseScan(backend, Jnext, dyw, lambdaNext, s));
+          nonFinite += yield* countNonFinite(backend, lambda);
+        }
         const g = stepVjp(backend, cell, params, slice(yPrev, len), slice(x, len), lambda);
         for (const [name, t] of Object.entries(g.params)) {
           const prev = gradParams[name];
@@ -221,7 +269,12 @@ export function implicitVjpSync(
     const dx = dxPieces.length === 1 ? dxPieces[0]! : backend.concatTime(dxPieces);
     if (dxPieces.length > 1) for (const t of dxPieces) backend.dispose(t);
     dxPieces.length = 0;
-    return { params: gradParams, x: dx, h0: dh0 ?? backend.zeros([B, n], y.dtype) };
+    return {
+      params: gradParams,
+      x: dx,
+      h0: dh0 ?? backend.zeros([B, n], y.dtype),
+      stats: { windows, sequentialWindows, nonFinite },
+    };
   } catch (err) {
     for (const t of [...Object.values(gradParams), ...dxPieces]) backend.dispose(t);
     if (dh0) backend.dispose(dh0);
@@ -229,4 +282,41 @@ export function implicitVjpSync(
   } finally {
     temps.dispose();
   }
+}
+
+/** NaN/±Inf entries of t (one small read: the Newton update's replaced count). */
+function* countNonFinite(backend: Backend, t: Tensor): Solve<number> {
+  const u = yield* readUpdate(t, t, { atol: 1, rtol: 0, clip: Number.POSITIVE_INFINITY });
+  backend.dispose(u.y);
+  return u.replaced;
+}
+
+/**
+ * λ_t = c_t + A_tᵀ λ_{t+1} (t = T..1, λ_{T+1} = next) one step after another on the host, in
+ * float64: the recurrence in its own order, with no partial products to overflow.
+ */
+function* hostReverseScan(backend: Backend, A: Tensor, c: Tensor, next: Tensor, s: number): Solve<Tensor> {
+  const [B, T, n] = [c.shape[0]!, c.shape[1]!, c.shape[2]!];
+  const a = yield* readTensor(A);
+  const cv = yield* readTensor(c);
+  const nx = yield* readTensor(next);
+  const out = new Float64Array(B * T * n);
+  const lam = new Float64Array(n);
+  const tmp = new Float64Array(n);
+  for (let b = 0; b < B; b++) {
+    for (let i = 0; i < n; i++) lam[i] = nx[b * n + i]!;
+    for (let t = T - 1; t >= 0; t--) {
+      const e = b * T + t;
+      for (let k = 0; k < n / s; k++) {
+        for (let j = 0; j < s; j++) {
+          let acc = cv[e * n + k * s + j]!;
+          for (let i = 0; i < s; i++) acc += a[((e * (n / s) + k) * s + i) * s + j]! * lam[k * s + i]!;
+          tmp[k * s + j] = acc;
+        }
+      }
+      lam.set(tmp);
+      out.set(lam, e * n);
+    }
+  }
+  return backend.tensor(out, [B, T, n], c.dtype);
 }

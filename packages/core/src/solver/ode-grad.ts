@@ -1,12 +1,20 @@
-import { type Backend, DTYPE_BYTES, type Tensor } from '../backend/types.js';
+import type { Backend, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { TensorStateError } from '../errors.js';
-import { chooseWindow } from './deer.js';
 import type { MatrixOps } from './expm.js';
 import { stepVjp } from './grad.js';
-import { type IvpOptions, type IvpResult, intervalMaps, solvePrepared } from './ode.js';
+import {
+  IVP_OPTION_NAMES,
+  type IvpOptions,
+  type IvpResult,
+  intervalMaps,
+  ODE_PEAK_JACOBIANS,
+  solvePrepared,
+} from './ode.js';
 import { type OdeProblem, type PreparedOde, prepareOde, requireMatrixOps } from './ode-inputs.js';
-import { checkTrajectory, Owned, type ParamsInput } from './validate.js';
+import { checkOptionNames } from './options.js';
+import { checkCotangent, checkTrajectory, Owned, type ParamsInput } from './validate.js';
+import { chooseWindow } from './window.js';
 
 export interface IvpGradients {
   /** ∂L/∂θ per parameter. */
@@ -37,6 +45,7 @@ export async function solveIvpWithGrad(
   problem: OdeProblem,
   options: IvpOptions = {},
 ): Promise<IvpGradResult> {
+  checkOptionNames(options, IVP_OPTION_NAMES, 'solveIvpWithGrad');
   const ops = requireMatrixOps(backend);
   const owned = new Owned(backend);
   let released = false;
@@ -56,7 +65,7 @@ export async function solveIvpWithGrad(
       stats,
       vjp: async (dy) => {
         if (released) throw new TensorStateError('solveIvpWithGrad: vjp called after dispose()');
-        checkTrajectory(backend, 'dy', dy, prep.B, prep.T, field.stateSize);
+        checkCotangent(backend, dy, prep.B, prep.T, field.stateSize, prep.dtype);
         return adjointVjp(ops, field, prep, y, dy, options.window);
       },
       dispose: () => {
@@ -117,7 +126,18 @@ async function adjointVjp(
   const n = field.stateSize;
   const s = field.exactBlockSize;
   const program = field.linearizeProgram(s);
-  const W = window ?? Math.max(1, chooseWindow(backend, B, T + 1, n, s, DTYPE_BYTES[y.dtype]) - 1);
+  const W =
+    window ??
+    chooseWindow(backend, {
+      B,
+      T,
+      n,
+      s,
+      dtype: y.dtype,
+      extra: 1,
+      jacobians: ODE_PEAK_JACOBIANS,
+      lastHasExtra: true,
+    });
   const temps = new Owned(backend);
   const params: Record<string, Tensor> = {};
   const dxPieces: Tensor[] = [];

@@ -1,8 +1,16 @@
 import type { Backend, DType, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
-import { NonFiniteError, ShapeError, UnsupportedOptionError } from '../errors.js';
+import { InvalidArgumentError, NonFiniteError, ShapeError, UnsupportedOptionError } from '../errors.js';
 import type { MatrixOps } from './expm.js';
-import { checkTensor, isTensor, type Owned, type ParamsInput, prepareInitialState, prepareParams } from './validate.js';
+import { checkOptionNames } from './options.js';
+import {
+  checkTensor,
+  isTensor,
+  type Owned,
+  type ParamsInput,
+  prepareInitialState,
+  prepareParams,
+} from './validate.js';
 
 /** Inputs common to every ODE solver: dy/dt = f(y, x(t); θ) on a time grid t_0 < … < t_T. */
 export interface OdeProblem {
@@ -29,15 +37,24 @@ export interface PreparedOde {
 }
 
 export function checkGrid(t: ArrayLike<number>): { grid: Float64Array; dt: Float64Array } {
-  if (!t || typeof t.length !== 'number' || t.length < 2) {
+  if (!t || typeof t !== 'object' || typeof t.length !== 'number' || t.length < 2) {
     throw new ShapeError('t', 'a grid of at least 2 times', `${t?.length ?? 'nothing'}`);
   }
   const grid = Float64Array.from(t);
   const dt = new Float64Array(grid.length - 1);
   for (let i = 0; i < dt.length; i++) {
     dt[i] = grid[i + 1]! - grid[i]!;
-    if (!Number.isFinite(grid[i + 1]!) || !(dt[i]! > 0)) {
-      throw new ShapeError('t', 'strictly increasing finite times', `t[${i}] = ${grid[i]}, t[${i + 1}] = ${grid[i + 1]}`);
+    if (
+      !Number.isFinite(grid[i]!) ||
+      !Number.isFinite(grid[i + 1]!) ||
+      !Number.isFinite(dt[i]!) ||
+      !(dt[i]! > 0)
+    ) {
+      throw new ShapeError(
+        't',
+        'strictly increasing finite times',
+        `t[${i}] = ${grid[i]}, t[${i + 1}] = ${grid[i + 1]}`,
+      );
     }
   }
   return { grid, dt };
@@ -52,6 +69,14 @@ export async function prepareOde(
   owned: Owned,
   checkFinite: boolean,
 ): Promise<PreparedOde> {
+  checkOptionNames(problem, ['y0', 't', 'x', 'batch'], 'the ODE problem');
+  if (problem === undefined) throw new InvalidArgumentError('problem', '{ y0, t, x?, batch? }', 'undefined');
+  if (problem.y0 === undefined)
+    throw new InvalidArgumentError(
+      'problem.y0',
+      `the initial state ([B, ${field.stateSize}] or [${field.stateSize}])`,
+      'undefined',
+    );
   const { grid, dt } = checkGrid(problem.t);
   const T = dt.length;
   const n = field.stateSize;
@@ -61,14 +86,25 @@ export async function prepareOde(
   let B = problem.batch ?? 1;
   if (isTensor(y0) ? y0.shape.length === 2 : y0.length !== n) B = isTensor(y0) ? y0.shape[0]! : y0.length / n;
   const dt0 = dtype ?? (isTensor(y0) ? y0.dtype : x ? x.dtype : backend.capabilities.defaultDType);
+  if (problem.batch !== undefined && (!Number.isSafeInteger(problem.batch) || problem.batch < 1)) {
+    throw new ShapeError('batch', 'a positive integer', String(problem.batch));
+  }
   if (!Number.isInteger(B) || B < 1) {
-    throw new ShapeError('y0', `[B, ${n}] or [${n}]`, isTensor(y0) ? `[${y0.shape.join(', ')}]` : `${y0.length} values`);
+    throw new ShapeError(
+      'y0',
+      `[B, ${n}] or [${n}]`,
+      isTensor(y0) ? `[${y0.shape.join(', ')}]` : `${y0.length} values`,
+    );
   }
   if (field.inputSize > 0) {
     if (!x) throw new ShapeError('x', `[B, ${T + 1}, ${field.inputSize}] inputs on the grid`, 'nothing');
     checkTensor(backend, 'x', x);
     if (x.shape.length !== 3 || x.shape[1] !== T + 1 || x.shape[2] !== field.inputSize) {
-      throw new ShapeError('x', `[B, ${T + 1}, ${field.inputSize}] (one input per grid time)`, `[${x.shape.join(', ')}]`);
+      throw new ShapeError(
+        'x',
+        `[B, ${T + 1}, ${field.inputSize}] (one input per grid time)`,
+        `[${x.shape.join(', ')}]`,
+      );
     }
     B = x.shape[0]!;
     if (checkFinite) {
@@ -78,7 +114,7 @@ export async function prepareOde(
   } else if (x) {
     throw new UnsupportedOptionError('x', 'a tensor', `no inputs: ${field.name} has input size 0`);
   }
-  const start = await prepareInitialState(backend, field, y0, B, dt0, owned, checkFinite);
+  const start = await prepareInitialState(backend, field, y0, B, dt0, owned, checkFinite, 'y0');
   const p = await prepareParams(backend, field, params, dt0, owned, checkFinite);
   return { B, T, dtype: dt0, grid, dt, y0: start, params: p, x };
 }

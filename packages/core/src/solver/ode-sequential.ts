@@ -1,6 +1,6 @@
 import type { Backend, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
-import { ConvergenceError, UnsupportedOptionError } from '../errors.js';
+import { ConvergenceError, StepSizeError, UnsupportedOptionError } from '../errors.js';
 import { type OdeProblem, prepareOde } from './ode-inputs.js';
 import { Owned, type ParamsInput } from './validate.js';
 
@@ -84,11 +84,28 @@ export async function rk4(
   options: Rk4Options = {},
 ): Promise<{ y: Tensor }> {
   const substeps = options.substeps ?? 1;
-  if (!Number.isInteger(substeps) || substeps < 1) throw new UnsupportedOptionError('substeps', substeps, 'a positive integer');
+  if (!Number.isInteger(substeps) || substeps < 1)
+    throw new UnsupportedOptionError('substeps', substeps, 'a positive integer');
   const owned = new Owned(backend);
   try {
-    const p = await prepareOde(backend, field, params, problem, undefined, owned, options.checkFinite ?? true);
-    const f = new FieldEvaluator(backend, field, p.params, p.B, p.grid, await hostInputs(backend, p.x), p.dtype);
+    const p = await prepareOde(
+      backend,
+      field,
+      params,
+      problem,
+      undefined,
+      owned,
+      options.checkFinite ?? true,
+    );
+    const f = new FieldEvaluator(
+      backend,
+      field,
+      p.params,
+      p.B,
+      p.grid,
+      await hostInputs(backend, p.x),
+      p.dtype,
+    );
     const n = field.stateSize;
     let y = Float64Array.from(await backend.read(p.y0));
     const out = new Float64Array(p.B * p.T * n);
@@ -150,7 +167,15 @@ export async function dopri5Solve(
 ): Promise<{ y: Tensor; steps: number; rejected: number }> {
   const owned = new Owned(backend);
   try {
-    const p = await prepareOde(backend, field, params, problem, undefined, owned, options.checkFinite ?? true);
+    const p = await prepareOde(
+      backend,
+      field,
+      params,
+      problem,
+      undefined,
+      owned,
+      options.checkFinite ?? true,
+    );
     return await dopri5Run(backend, field, p.params, p.y0, p.grid, p.x, options);
   } finally {
     owned.dispose();
@@ -197,10 +222,17 @@ async function dopri5Run(
     const tEnd = grid[i + 1]!;
     while (t < tEnd) {
       if (steps + rejected >= maxSteps) {
-        throw new ConvergenceError(`dopri5: more than ${maxSteps} steps before t = ${tEnd}`, { steps, rejected });
+        throw new ConvergenceError(`dopri5: more than ${maxSteps} steps before t = ${tEnd}`, {
+          steps,
+          rejected,
+        });
       }
       const last = t + h >= tEnd - 1e-12 * Math.abs(tEnd);
       const hs = last ? tEnd - t : h;
+      // A step that no longer moves t (underflow) or is not finite (overflow) would loop forever.
+      if (!(hs > 0) || !Number.isFinite(hs) || t + hs === t) {
+        throw new StepSizeError('dopri5', t, hs, steps, rejected);
+      }
       const k: Float64Array[] = [k1];
       for (let st = 1; st < 7; st++) {
         const terms = A[st]!.map((a, q) => [hs * a, k[q]!] as [number, Float64Array]);

@@ -1,14 +1,40 @@
-import type { Tensor } from '../backend/types.js';
-import { type Backend, DTYPE_BYTES } from '../backend/types.js';
+import type { Backend, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
-import { chooseWindow, type DeerStats } from './deer.js';
-import { affineExponential, type MatrixOps } from './expm.js';
-import { acceptIterate, unconverged } from './newton.js';
+import { NonFiniteError } from '../errors.js';
+import type { DeerStats } from './deer.js';
+import {
+  awaitAsync,
+  driveAsync,
+  type EngineStats,
+  type NewtonProblem,
+  newEngineStats,
+  type Solve,
+  solveWindows,
+} from './engine.js';
+import { affineExponentialSolve, EXPM_PEAK_BUFFERS, type MatrixOps } from './expm.js';
 import { type OdeProblem, type PreparedOde, prepareOde, requireMatrixOps } from './ode-inputs.js';
 import { dopri5 } from './ode-sequential.js';
-import { type DeerOptions, resolveDeerOptions } from './options.js';
+import { checkOptionNames, type DeerOptions, resolveDeerOptions } from './options.js';
 import { checkTrajectory, Owned, type ParamsInput } from './validate.js';
+import { chooseWindow } from './window.js';
+
+/** The option names `solveIvp` and `solveIvpWithGrad` accept. */
+export const IVP_OPTION_NAMES: readonly string[] = [
+  'atol',
+  'rtol',
+  'maxIter',
+  'jacobian',
+  'fallback',
+  'clip',
+  'onIteration',
+  'checkFinite',
+  'window',
+  'initialGuess',
+];
+
+/** Jacobian-sized buffers one ODE Newton iteration holds at its peak (the exponential's, plus J). */
+export const ODE_PEAK_JACOBIANS = EXPM_PEAK_BUFFERS + 1;
 
 export interface IvpOptions
   extends Pick<
@@ -38,6 +64,7 @@ export async function solveIvp(
   problem: OdeProblem,
   options: IvpOptions = {},
 ): Promise<IvpResult> {
+  checkOptionNames(options, IVP_OPTION_NAMES, 'solveIvp');
   const ops = requireMatrixOps(backend);
   const owned = new Owned(backend);
   try {
@@ -52,118 +79,148 @@ export async function solveIvp(
 
 /**
  * @internal The Newton loop on a validated problem, in windows of grid intervals when the
- * Jacobians of all grid points would not fit a buffer (or `window` is set): each window starts
- * from the last state of the one before.
+ * Jacobians of all grid points would not fit (or `window` is set): each window starts from the
+ * last state of the one before.
  */
 export async function solvePrepared(
   backend: MatrixOps,
   field: Cell,
   prep: PreparedOde,
   options: IvpOptions,
-  owned: Owned,
+  _owned?: Owned,
 ): Promise<{ y: Tensor; stats: DeerStats }> {
   const { B, T } = prep;
   const n = field.stateSize;
-  const opts = resolveDeerOptions(field, prep.dtype, { ...options, initialGuess: 'zeros' });
-  const s = opts.blockSize;
-  const guess = options.initialGuess ?? 'y0';
-  if (typeof guess === 'object') checkTrajectory(backend, 'initialGuess', guess, B, T, n);
-  // A window of W intervals evaluates Jacobians at its W + 1 grid points.
-  const W = opts.window ?? Math.max(1, chooseWindow(backend, B, T + 1, n, s, DTYPE_BYTES[prep.dtype]) - 1);
-  const windows = Math.ceil(T / W);
-  const stats = {
-    iterations: 0,
-    residuals: [] as number[],
-    converged: true,
-    fellBack: false,
-    replaced: 0,
-    structure: describeStructure(structureFromBlockSize(s, n)),
-    exactJacobian: opts.exact,
-    windows,
-  };
-  const pieces: Tensor[] = [];
-  let start = prep.y0;
-  try {
-    for (let w = 0; w < windows; w++) {
-      const t0 = w * W;
-      const len = Math.min(W, T - t0);
-      const sub: PreparedOde =
-        windows === 1
-          ? prep
-          : {
-              ...prep,
-              T: len,
-              grid: prep.grid.subarray(t0, t0 + len + 1),
-              dt: prep.dt.subarray(t0, t0 + len),
-              y0: start,
-              x: prep.x ? owned.add(backend.sliceTime(prep.x, t0, len + 1)) : undefined,
-            };
-      const first =
-        guess === 'y0'
-          ? backend.broadcastTime(start, len)
-          : guess === 'zeros'
-            ? backend.zeros([B, len, n], prep.dtype)
-            : backend.sliceTime(guess, t0, len);
-      const yw = await solveOdeWindow(backend, field, sub, opts, options, stats, first, w, windows, owned);
-      pieces.push(yw);
-      if (w + 1 < windows) start = owned.add(backend.timeStep(yw, len - 1));
-    }
-  } catch (err) {
-    for (const t of pieces) backend.dispose(t);
-    throw err;
+  const { initialGuess, ...rest } = options;
+  const opts = resolveDeerOptions(field, prep.dtype, rest, IVP_OPTION_NAMES, 'solveIvp');
+  const guess = initialGuess ?? 'y0';
+  if (guess !== 'y0' && guess !== 'zeros') {
+    checkTrajectory(backend, 'initialGuess', guess, B, T, n);
+    const bad = opts.checkFinite ? await backend.findNonFinite(guess) : null;
+    if (bad) throw new NonFiniteError('initialGuess', bad.index, bad.value);
   }
-  if (pieces.length === 1) return { y: pieces[0]!, stats };
-  const y = backend.concatTime(pieces);
-  for (const t of pieces) backend.dispose(t);
-  return { y, stats };
+  const s = opts.blockSize;
+  const W =
+    opts.window ??
+    chooseWindow(backend, {
+      B,
+      T,
+      n,
+      s,
+      dtype: prep.dtype,
+      extra: 1,
+      jacobians: ODE_PEAK_JACOBIANS,
+      lastHasExtra: true,
+    });
+  const stats: EngineStats = newEngineStats();
+  const y = await driveAsync(
+    backend,
+    solveWindows(
+      backend,
+      T,
+      W,
+      prep.y0,
+      (t0, len, start) => {
+        const xw = prep.x && len < T ? backend.sliceTime(prep.x, t0, len + 1) : prep.x;
+        const sub: PreparedOde = {
+          ...prep,
+          T: len,
+          grid: prep.grid.subarray(t0, t0 + len + 1),
+          dt: prep.dt.subarray(t0, t0 + len),
+          y0: start,
+          x: xw,
+        };
+        const initial = () =>
+          guess === 'y0'
+            ? backend.broadcastTime(start, len)
+            : guess === 'zeros'
+              ? backend.zeros([B, len, n], prep.dtype)
+              : backend.sliceTime(guess, t0, len);
+        const problem = odeProblem(backend, field, sub, s, initial, opts);
+        return xw !== prep.x && xw ? { ...problem, release: () => backend.dispose(xw) } : problem;
+      },
+      { ...opts, solver: 'solveIvp: DEER' },
+      stats,
+    ),
+  );
+  return {
+    y,
+    stats: {
+      ...stats,
+      structure: describeStructure(structureFromBlockSize(s, n)),
+      exactJacobian: opts.exact,
+      windows: Math.ceil(T / W),
+    },
+  };
 }
 
-async function solveOdeWindow(
+/**
+ * The ODE on one window of grid intervals as a Newton problem: the fixed point of
+ * y_i = A_i(y) y_{i−1} + b_i(y), the exponential trapezoidal map linearised around y.
+ */
+function odeProblem(
   backend: MatrixOps,
   field: Cell,
   prep: PreparedOde,
-  opts: ReturnType<typeof resolveDeerOptions>,
-  options: IvpOptions,
-  stats: { iterations: number; residuals: number[]; converged: boolean; fellBack: boolean; replaced: number },
-  first: Tensor,
-  window: number,
-  windows: number,
-  owned: Owned,
-): Promise<Tensor> {
-  const s = opts.blockSize;
+  s: number,
+  initial: () => Tensor,
+  tol: { atol: number; rtol: number },
+): NewtonProblem {
   const program = field.linearizeProgram(s);
-  const y0seq = owned.add(backend.broadcastTime(prep.y0, 1));
-  let y = first;
-  let converged = false;
-  try {
-    for (let it = 1; it <= opts.maxIter; it++) {
-      const { A, b } = await intervalMaps(backend, program, prep, y0seq, y, s);
-      const raw = backend.scan({ A, c: b, y0: prep.y0, blockSize: s, reverse: false });
-      backend.dispose(A);
-      backend.dispose(b);
-      const update = await acceptIterate(backend, raw, y, opts, stats, options.onIteration, {
-        iteration: it,
-        window,
-        windows,
-      });
-      y = update.y;
-      if (update.maxScaledDiff <= 1) {
-        converged = true;
-        break;
-      }
+  const { B, T } = prep;
+  const n = field.stateSize;
+  function* linearize(y: Tensor): Solve<{ A: Tensor; G: Tensor }> {
+    const y0seq = backend.broadcastTime(prep.y0, 1);
+    let maps: { A: Tensor; b: Tensor };
+    try {
+      maps = yield* intervalMapsSolve(backend, program, prep, y0seq, y, s);
+    } finally {
+      backend.dispose(y0seq);
     }
-  } catch (err) {
-    backend.dispose(y);
-    throw err;
+    try {
+      const yPrev = backend.shiftTime(y, prep.y0, 1);
+      const Ay = backend.blockMatvec(maps.A, yPrev, s);
+      backend.dispose(yPrev);
+      const G = backend.add(Ay, maps.b);
+      backend.dispose(Ay);
+      return { A: maps.A, G };
+    } catch (err) {
+      backend.dispose(maps.A);
+      throw err;
+    } finally {
+      backend.dispose(maps.b);
+    }
   }
-  if (converged) return y;
-  return (
-    unconverged(backend, y, opts, stats, 'solveIvp: DEER') ??
-    (await dopri5(backend, field, prep.params, prep.y0, prep.grid, prep.x, {
-      atol: opts.atol,
-      rtol: opts.rtol,
-    }))
-  );
+  return {
+    B,
+    T,
+    n,
+    blockSize: s,
+    // The map at step i depends on both of its endpoints, so T iterations make nothing exact.
+    finiteDepth: false,
+    initial,
+    linearize,
+    *evaluate(y) {
+      const { A, G } = yield* linearize(y);
+      backend.dispose(A);
+      return G;
+    },
+    *sequential(rows) {
+      const all = rows.length === B;
+      const y0 = all ? prep.y0 : backend.gatherRows(prep.y0, rows);
+      const x = prep.x && !all ? backend.gatherRows(prep.x, rows) : prep.x;
+      try {
+        return yield* awaitAsync(() =>
+          dopri5(backend, field, prep.params, y0, prep.grid, x, { atol: tol.atol, rtol: tol.rtol }),
+        );
+      } finally {
+        if (!all) {
+          backend.dispose(y0);
+          if (x) backend.dispose(x);
+        }
+      }
+    },
+  };
 }
 
 /**
@@ -178,8 +235,21 @@ export async function intervalMaps(
   y: Tensor,
   s: number,
 ): Promise<{ A: Tensor; b: Tensor }> {
+  return driveAsync(backend, intervalMapsSolve(backend, program, prep, y0seq, y, s));
+}
+
+function* intervalMapsSolve(
+  backend: MatrixOps,
+  program: ReturnType<Cell['linearizeProgram']>,
+  prep: PreparedOde,
+  y0seq: Tensor,
+  y: Tensor,
+  s: number,
+): Solve<{ A: Tensor; b: Tensor }> {
   const T = prep.T;
   const temps = new Owned(backend);
+  let Jsum: Tensor;
+  let csum: Tensor;
   try {
     const full = temps.add(backend.concatTime([y0seq, y]));
     const lin = backend.runStep(
@@ -189,14 +259,16 @@ export async function intervalMaps(
     const F = temps.add(lin.outputs[0]!);
     const J = temps.add(lin.jacobian!);
     const c = temps.add(backend.affineOffset(F, J, full, s));
-    const Jsum = temps.add(
-      backend.add(temps.add(backend.sliceTime(J, 0, T)), temps.add(backend.sliceTime(J, 1, T))),
-    );
-    const csum = temps.add(
-      backend.add(temps.add(backend.sliceTime(c, 0, T)), temps.add(backend.sliceTime(c, 1, T))),
-    );
-    return await affineExponential(backend, Jsum, csum, prep.dt, 0.5, s);
+    Jsum = backend.add(temps.add(backend.sliceTime(J, 0, T)), temps.add(backend.sliceTime(J, 1, T)));
+    csum = backend.add(temps.add(backend.sliceTime(c, 0, T)), temps.add(backend.sliceTime(c, 1, T)));
   } finally {
+    // J and its slices go before the exponential starts, so its peak is its own.
     temps.dispose();
+  }
+  try {
+    return yield* affineExponentialSolve(backend, Jsum, csum, prep.dt, 0.5, s);
+  } finally {
+    backend.dispose(Jsum);
+    backend.dispose(csum);
   }
 }

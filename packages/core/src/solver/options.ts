@@ -1,6 +1,6 @@
 import type { DType, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
-import { type JacobianStructure, blockSize } from '../cell/structure.js';
+import { blockSize, type JacobianStructure } from '../cell/structure.js';
 import { UnsupportedOptionError } from '../errors.js';
 
 export type JacobianOption = JacobianStructure | 'auto';
@@ -17,9 +17,12 @@ export const DEFAULT_MAX_ITER = 100;
 export const DEFAULT_CLIP = 1e8;
 
 export interface IterationInfo {
+  /** Iteration within the window (1-based). */
   readonly iteration: number;
   readonly maxAbsDiff: number;
   readonly maxScaledDiff: number;
+  /** Batch rows still iterating after this iteration (the others converged or were given up). */
+  readonly activeRows: number;
   /** Window index (0-based) and count, when the problem is solved in windows of time steps. */
   readonly window: number;
   readonly windows: number;
@@ -28,6 +31,11 @@ export interface IterationInfo {
 export interface SolveOptions {
   /** Initial state: [B, n] or [n], a tensor or an array. Default zeros. */
   readonly h0?: ArrayLike<number> | Tensor;
+  /**
+   * Padded batches: row b is lengths[b] steps long (0 ≤ lengths[b] ≤ T). y is 0 past a row's end,
+   * no Newton work is spent past the longest row, and gradients ignore the padding.
+   */
+  readonly lengths?: ArrayLike<number>;
   /** Check x, h0 and params for NaN/Inf before solving (default true). */
   readonly checkFinite?: boolean;
 }
@@ -46,7 +54,10 @@ export interface DeerOptions extends SolveOptions {
   readonly initialGuess?: InitialGuess;
   /** What to do when Newton does not converge in maxIter: default evaluate sequentially. */
   readonly fallback?: FallbackOption;
-  /** Iterates are clipped to ±clip (default 1e8). */
+  /**
+   * Iterates are clipped to ±clip (default 1e8) so a wild Newton step cannot overflow. A row whose
+   * iterate reaches the clip never counts as converged (the fallback answers it).
+   */
   readonly clip?: number;
   /** Time steps per window; default: all of T unless a buffer limit needs less. */
   readonly window?: number;
@@ -65,23 +76,83 @@ export interface ResolvedDeerOptions {
   readonly initialGuess: InitialGuess;
   readonly window: number | undefined;
   readonly checkFinite: boolean;
+  readonly onIteration: ((info: IterationInfo) => void) | undefined;
 }
 
-function positive(name: string, v: number | undefined, fallback: number, integer = false): number {
+/** The option names `deer` and `deerWithGrad` accept. */
+export const DEER_OPTION_NAMES: readonly string[] = [
+  'h0',
+  'lengths',
+  'checkFinite',
+  'atol',
+  'rtol',
+  'maxIter',
+  'jacobian',
+  'initialGuess',
+  'fallback',
+  'clip',
+  'window',
+  'onIteration',
+];
+
+/** Reject option objects that are not objects, and option names the function does not know. */
+export function checkOptionNames(options: unknown, known: readonly string[], fn: string): void {
+  if (options === undefined) return;
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new UnsupportedOptionError(`${fn} options`, options, 'an object of options (or nothing)');
+  }
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) {
+      const near = known.find((k) => k.toLowerCase() === key.toLowerCase());
+      throw new UnsupportedOptionError(
+        key,
+        (options as Record<string, unknown>)[key],
+        `one of the options of ${fn} (${near ? `did you mean '${near}'? ` : ''}known: ${known.join(', ')})`,
+      );
+    }
+  }
+}
+
+function positive(
+  name: string,
+  v: number | undefined,
+  fallback: number,
+  kind: 'nonneg' | 'positive' | 'integer' = 'nonneg',
+): number {
   if (v === undefined) return fallback;
-  if (typeof v !== 'number' || !(v >= 0) || !Number.isFinite(v) || (integer && (!Number.isInteger(v) || v < 1))) {
-    throw new UnsupportedOptionError(name, v, integer ? 'a positive integer' : 'a finite number ≥ 0');
+  const ok =
+    typeof v === 'number' &&
+    Number.isFinite(v) &&
+    (kind === 'nonneg' ? v >= 0 : kind === 'positive' ? v > 0 : Number.isSafeInteger(v) && v >= 1);
+  if (!ok) {
+    const want = {
+      nonneg: 'a finite number ≥ 0',
+      positive: 'a finite number > 0',
+      integer: 'a positive integer',
+    }[kind];
+    throw new UnsupportedOptionError(name, v, want);
   }
   return v;
 }
 
-export function resolveDeerOptions(cell: Cell, dtype: DType, o: DeerOptions): ResolvedDeerOptions {
+export function resolveDeerOptions(
+  cell: Cell,
+  dtype: DType,
+  o: DeerOptions,
+  known: readonly string[] = DEER_OPTION_NAMES,
+  fn = 'deer',
+): ResolvedDeerOptions {
+  checkOptionNames(o, known, fn);
   const tol = DEFAULT_TOLERANCE[dtype];
   const n = cell.stateSize;
   const jac = o.jacobian ?? 'auto';
   let s: number;
   if (jac === 'auto') s = cell.exactBlockSize;
-  else if (jac === 'dense' || jac === 'diagonal' || (typeof jac === 'object' && jac !== null && 'block' in jac)) {
+  else if (
+    jac === 'dense' ||
+    jac === 'diagonal' ||
+    (typeof jac === 'object' && jac !== null && 'block' in jac)
+  ) {
     s = blockSize(jac, n);
   } else {
     throw new UnsupportedOptionError('jacobian', jac, "'auto', 'dense', 'diagonal' or { block: s }");
@@ -100,14 +171,26 @@ export function resolveDeerOptions(cell: Cell, dtype: DType, o: DeerOptions): Re
   return {
     atol,
     rtol,
-    maxIter: positive('maxIter', o.maxIter, DEFAULT_MAX_ITER, true),
+    maxIter: positive('maxIter', o.maxIter, DEFAULT_MAX_ITER, 'integer'),
     blockSize: s,
     // A block structure is exact when it holds every block of the cell's smallest exact one.
     exact: s % cell.exactBlockSize === 0,
     fallback,
-    clip: positive('clip', o.clip, DEFAULT_CLIP),
+    clip: positive('clip', o.clip, DEFAULT_CLIP, 'positive'),
     initialGuess: guess,
-    window: o.window === undefined ? undefined : positive('window', o.window, 1, true),
-    checkFinite: o.checkFinite ?? true,
+    window: o.window === undefined ? undefined : positive('window', o.window, 1, 'integer'),
+    checkFinite: flag('checkFinite', o.checkFinite, true),
+    onIteration: callback('onIteration', o.onIteration),
   };
+}
+
+function flag(name: string, v: boolean | undefined, fallback: boolean): boolean {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'boolean') throw new UnsupportedOptionError(name, v, 'true or false');
+  return v;
+}
+
+function callback<F>(name: string, v: F | undefined): F | undefined {
+  if (v !== undefined && typeof v !== 'function') throw new UnsupportedOptionError(name, v, 'a function');
+  return v;
 }

@@ -1,8 +1,9 @@
 import type { Backend, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
-import type { SolveOptions } from './options.js';
+import { checkOptionNames, type SolveOptions } from './options.js';
 import {
   checkInputFinite,
+  checkLengths,
   checkSequenceInput,
   Owned,
   type ParamsInput,
@@ -19,13 +20,19 @@ export async function sequential(
   options: SolveOptions = {},
 ): Promise<{ y: Tensor }> {
   const { B, dtype } = checkSequenceInput(backend, cell, x);
+  checkOptionNames(options, ['h0', 'checkFinite', 'lengths'], 'sequential');
+  const lengths = checkLengths(options.lengths, B, x.shape[1]!);
   const checkFinite = options.checkFinite ?? true;
   const owned = new Owned(backend);
   try {
     if (checkFinite) await checkInputFinite(backend, x);
     const p = await prepareParams(backend, cell, params, dtype, owned, checkFinite);
     const y0 = await prepareInitialState(backend, cell, options.h0, B, dtype, owned, checkFinite);
-    return { y: backend.runSequential(cell.stepProgram(), { input: x, y0, params: p }) };
+    const y = backend.runSequential(cell.stepProgram(), { input: x, y0, params: p });
+    if (!lengths) return { y };
+    const masked = backend.maskTime(y, lengths);
+    backend.dispose(y);
+    return { y: masked };
   } finally {
     owned.dispose();
   }

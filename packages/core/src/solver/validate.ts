@@ -1,6 +1,13 @@
 import type { Backend, DType, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
-import { DTypeError, NonFiniteError, ShapeError, TensorStateError } from '../errors.js';
+import {
+  DTypeError,
+  describeValue,
+  InvalidArgumentError,
+  NonFiniteError,
+  ShapeError,
+  TensorStateError,
+} from '../errors.js';
 
 /** A parameter set: host arrays (uploaded for the call) or tensors already on the backend. */
 export type ParamsInput = Readonly<Record<string, ArrayLike<number> | Tensor>>;
@@ -13,7 +20,7 @@ export function isTensor(v: unknown): v is Tensor {
 
 export function checkTensor(backend: Backend, what: string, t: unknown): Tensor {
   if (!isTensor(t))
-    throw new TypeError(`${what}: expected a Tensor made by backend.tensor(), got ${typeof t}`);
+    throw new InvalidArgumentError(what, 'a Tensor made by backend.tensor()', describeValue(t));
   if (t.backendName !== backend.name) {
     throw new TensorStateError(
       `${what}: tensor belongs to backend '${t.backendName}', not '${backend.name}'`,
@@ -87,8 +94,13 @@ export async function prepareParams(
   owned: Owned,
   checkFinite: boolean,
 ): Promise<Record<string, Tensor>> {
-  if (typeof params !== 'object' || params === null)
-    throw new TypeError('params: expected an object of arrays');
+  if (typeof params !== 'object' || params === null || Array.isArray(params) || isTensor(params)) {
+    throw new InvalidArgumentError(
+      'params',
+      `an object of arrays or tensors named ${cell.params.map((p) => p.name).join(', ')}`,
+      describeValue(params),
+    );
+  }
   const out: Record<string, Tensor> = {};
   for (const name of Object.keys(params)) {
     if (!cell.params.some((p) => p.name === name)) {
@@ -110,7 +122,14 @@ export async function prepareParams(
       if (checkFinite) await checkFiniteTensor(backend, `params.${spec.name}`, v);
       out[spec.name] = v;
     } else {
-      if (typeof v.length !== 'number' || v.length !== spec.size) {
+      if (typeof v !== 'object' || v === null || typeof (v as ArrayLike<number>).length !== 'number') {
+        throw new InvalidArgumentError(
+          `params.${spec.name}`,
+          `an array of ${spec.size} numbers or a tensor`,
+          describeValue(v),
+        );
+      }
+      if (v.length !== spec.size) {
         throw new ShapeError(
           `params.${spec.name}`,
           `${fmt(spec.shape)} (${spec.size} values)`,
@@ -134,25 +153,34 @@ export async function prepareInitialState(
   dtype: DType,
   owned: Owned,
   checkFinite: boolean,
+  name = 'h0',
 ): Promise<Tensor> {
   const n = cell.stateSize;
   if (h0 === undefined) return owned.add(backend.zeros([B, n], dtype));
   if (isTensor(h0)) {
-    checkTensor(backend, 'h0', h0);
+    checkTensor(backend, name, h0);
     const s = h0.shape;
     const ok = (s.length === 2 && s[0] === B && s[1] === n) || (s.length === 1 && s[0] === n);
-    if (!ok) throw new ShapeError('h0', `[${B}, ${n}] or [${n}]`, fmt(s));
-    if (h0.dtype !== dtype) throw new DTypeError('h0', `${dtype} (the dtype of x)`, h0.dtype);
-    if (checkFinite) await checkFiniteTensor(backend, 'h0', h0);
+    if (!ok) throw new ShapeError(name, `[${B}, ${n}] or [${n}]`, fmt(s));
+    if (h0.dtype !== dtype) throw new DTypeError(name, `${dtype} (the dtype of x)`, h0.dtype);
+    if (checkFinite) await checkFiniteTensor(backend, name, h0);
     if (s.length === 2) return h0;
     const host = await backend.read(h0);
     return owned.add(backend.tensor(tile(host, B), [B, n], dtype));
   }
-  if (h0.length !== B * n && h0.length !== n) {
-    throw new ShapeError('h0', `[${B}, ${n}] or [${n}] (${B * n} or ${n} values)`, `${h0.length} values`);
+  if (typeof h0 !== 'object' || h0 === null || typeof h0.length !== 'number') {
+    throw new InvalidArgumentError(
+      name,
+      `an array of ${n} or ${B * n} numbers, or a tensor`,
+      describeValue(h0),
+    );
   }
+  if (h0.length !== B * n && h0.length !== n) {
+    throw new ShapeError(name, `[${B}, ${n}] or [${n}] (${B * n} or ${n} values)`, `${h0.length} values`);
+  }
+  // Always checked: host arrays cost nothing to scan, and NaN here can only give a NaN answer.
   const bad = firstNonFinite(h0);
-  if (bad >= 0) throw new NonFiniteError('h0', bad, h0[bad]!);
+  if (bad >= 0) throw new NonFiniteError(name, bad, h0[bad]!);
   return owned.add(backend.tensor(h0.length === n ? tile(h0, B) : h0, [B, n], dtype));
 }
 
@@ -162,6 +190,63 @@ function tile(v: ArrayLike<number>, times: number): Float64Array {
   return out;
 }
 
-export async function checkInputFinite(backend: Backend, x: Tensor): Promise<void> {
-  await checkFiniteTensor(backend, 'x', x);
+export async function checkInputFinite(backend: Backend, x: Tensor, name = 'x'): Promise<void> {
+  await checkFiniteTensor(backend, name, x);
+}
+
+/** A tensor initial guess must be a finite [B, T, n] trajectory of x's dtype. */
+export async function checkInitialGuess(
+  backend: Backend,
+  guess: unknown,
+  x: Tensor,
+  n: number,
+  checkFinite: boolean,
+): Promise<void> {
+  if (typeof guess !== 'object' || guess === null) return;
+  const g = checkTrajectory(backend, 'initialGuess', guess, x.shape[0]!, x.shape[1]!, n);
+  if (g.dtype !== x.dtype) throw new DTypeError('initialGuess', `${x.dtype} (the dtype of x)`, g.dtype);
+  if (checkFinite) await checkFiniteTensor(backend, 'initialGuess', g);
+}
+
+/** dy for a gradient: [B, T, n] of the solve's dtype. */
+export function checkCotangent(
+  backend: Backend,
+  dy: unknown,
+  B: number,
+  T: number,
+  n: number,
+  dtype: DType,
+): Tensor {
+  const t = checkTrajectory(backend, 'dy', dy, B, T, n);
+  if (t.dtype !== dtype) throw new DTypeError('dy', `${dtype} (the dtype of the solve)`, t.dtype);
+  return t;
+}
+
+/**
+ * Per-row sequence lengths (padded batches): B integers in [0, T]. Returns them, or undefined when
+ * every row is T long (nothing to mask).
+ */
+export function checkLengths(lengths: unknown, B: number, T: number): Uint32Array | undefined {
+  if (lengths === undefined) return undefined;
+  if (typeof lengths !== 'object' || lengths === null || typeof (lengths as ArrayLike<number>).length !== 'number') {
+    throw new InvalidArgumentError('lengths', `an array of ${B} sequence lengths`, describeValue(lengths));
+  }
+  const a = lengths as ArrayLike<number>;
+  if (a.length !== B) throw new ShapeError('lengths', `[${B}] (one length per batch row)`, `${a.length} values`);
+  const out = new Uint32Array(B);
+  for (let b = 0; b < B; b++) {
+    const v = a[b]!;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > T) {
+      throw new ShapeError(`lengths[${b}]`, `an integer in [0, ${T}]`, describeValue(v));
+    }
+    out[b] = v;
+  }
+  return out.every((v) => v === T) ? undefined : out;
+}
+
+/** Lengths relative to the window of steps t0 .. t0 + len − 1 (undefined: nothing to mask). */
+export function windowLengths(lengths: Uint32Array | undefined, t0: number, len: number): Uint32Array | undefined {
+  if (!lengths) return undefined;
+  const rel = lengths.map((v) => Math.max(0, Math.min(len, v - t0)));
+  return rel.every((v) => v === len) ? undefined : rel;
 }

@@ -48,3 +48,29 @@ export const ADD = module(
   `  if (idx >= ${uni(0)}) { return; }
   O[idx] = X[idx] + Y[idx];`,
 );
+
+/** out = a − b. Uniform 0: size. */
+export const SUB = module(
+  [
+    ['X', false],
+    ['Y', false],
+    ['O', true],
+  ],
+  `  if (idx >= ${uni(0)}) { return; }
+  O[idx] = X[idx] - Y[idx];`,
+);
+
+/** out[b, t, i] = t < L[b] ? x[b, t, i] : 0. Uniforms: 0 = size, 1 = T, 2 = inner. */
+export const MASK_TIME = [
+  UNIFORM_DECL,
+  storage(1, 'X', false),
+  storage(2, 'O', true),
+  '@group(0) @binding(3) var<storage, read> L: array<u32>;',
+  `${MAIN_HEAD}
+  if (idx >= ${uni(0)}) { return; }
+  let inner = ${uni(2)};
+  let t = (idx / inner) % ${uni(1)};
+  let b = idx / (inner * ${uni(1)});
+  O[idx] = select(0.0, X[idx], t < L[b]);
+}`,
+].join('\n');

@@ -5,54 +5,90 @@ const atomics = (binding: number) =>
 
 /**
  * Sanitize the raw iterate into Y and reduce, per workgroup then by atomics into res:
- * [0] max |Δ| and [1] max scaled |Δ| as f32 bits (non-negative floats order like their bits),
- * [2] the count of replaced entries. Uniforms: 0 = size, 1 = atol, 2 = rtol, 3 = clip (f32 bits).
+ * res[0] = max |Δ| (f32 bits: non-negative floats order like their bits), and for each batch row b
+ * res[1 + 4b] = max scaled |Δ| (bits), res[2 + 4b] = entries replaced (NaN/±Inf → 0),
+ * res[3 + 4b] = entries clipped (|v| ≥ clip), res[4 + 4b] = max over entries not within tolerance
+ * of (row length − offset in the row), 0 if none: the first such entry. Rows whose Act entry is 0
+ * keep Old and count nothing.
+ * Uniforms: 0 = size, 1 = atol, 2 = rtol, 3 = clip (f32 bits), 4 = row length.
  */
 export const NEWTON_UPDATE = [
   UNIFORM_DECL,
   storage(1, 'R', false),
   storage(2, 'Old', false),
   storage(3, 'Y', true),
-  atomics(4),
+  '@group(0) @binding(4) var<storage, read_write> res: array<atomic<u32>>;',
+  '@group(0) @binding(5) var<storage, read> Act: array<u32>;',
   IS_FINITE_FN,
   `var<workgroup> wd: array<f32, ${WG}>;
 var<workgroup> ws: array<f32, ${WG}>;
-var<workgroup> wc: array<u32, ${WG}>;`,
+var<workgroup> wr: array<u32, ${WG}>;
+var<workgroup> wc: array<u32, ${WG}>;
+var<workgroup> wk: array<u32, ${WG}>;`,
   `${MAIN_HEAD}
   let size = ${uni(0)};
   let atol = bitcast<f32>(${uni(1)});
   let rtol = bitcast<f32>(${uni(2)});
   let clip = bitcast<f32>(${uni(3)});
+  let rowLen = ${uni(4)};
   var d = 0.0;
   var sc = 0.0;
-  var bad = 0u;
+  var rep = 0u;
+  var clp = 0u;
+  var key = 0u;
+  var row = 0u;
   if (idx < size) {
-    var v = R[idx];
-    if (!is_finite(v)) { v = 0.0; bad = 1u; }
-    v = clamp(v, -clip, clip);
-    Y[idx] = v;
-    d = abs(v - Old[idx]);
-    let q = d / (atol + rtol * abs(v));
-    // 0/0 is NaN and never the max; x/0 is +Inf and is.
-    if ((bitcast<u32>(q) & 0x7fffffffu) <= 0x7f800000u) { sc = q; }
+    row = idx / rowLen;
+    let old = Old[idx];
+    if (Act[row] == 0u) {
+      Y[idx] = old;
+    } else {
+      var v = R[idx];
+      if (!is_finite(v)) { v = 0.0; rep = 1u; }
+      else if (v >= clip) { v = clip; clp = 1u; }
+      else if (v <= -clip) { v = -clip; clp = 1u; }
+      Y[idx] = v;
+      d = abs(v - old);
+      let q = d / (atol + rtol * abs(v));
+      // 0/0 is NaN and never the max; x/0 is +Inf and is.
+      if (d > 0.0 && (bitcast<u32>(q) & 0x7fffffffu) <= 0x7f800000u) { sc = q; }
+      if (rep + clp > 0u || sc > 1.0) { key = rowLen - (idx - row * rowLen); }
+    }
   }
   let l = gid.x % ${WG}u;
   wd[l] = d;
   ws[l] = sc;
-  wc[l] = bad;
+  wr[l] = rep;
+  wc[l] = clp;
+  wk[l] = key;
   workgroupBarrier();
   for (var w = ${WG / 2}u; w > 0u; w = w / 2u) {
     if (l < w) {
       wd[l] = max(wd[l], wd[l + w]);
       ws[l] = max(ws[l], ws[l + w]);
+      wr[l] = wr[l] + wr[l + w];
       wc[l] = wc[l] + wc[l + w];
+      wk[l] = max(wk[l], wk[l + w]);
     }
     workgroupBarrier();
   }
-  if (l == 0u) {
-    atomicMax(&res[0], bitcast<u32>(wd[0]));
-    atomicMax(&res[1], bitcast<u32>(ws[0]));
-    atomicAdd(&res[2], wc[0]);
+  let first = idx - l;
+  let last = min(first + ${WG - 1}u, max(size, 1u) - 1u);
+  if (l == 0u) { atomicMax(&res[0], bitcast<u32>(wd[0])); }
+  if (first / rowLen == last / rowLen) {
+    // The whole workgroup lies in one row: one set of atomics.
+    if (l == 0u && first < size) {
+      let r = first / rowLen;
+      atomicMax(&res[1u + 4u * r], bitcast<u32>(ws[0]));
+      if (wr[0] > 0u) { atomicAdd(&res[2u + 4u * r], wr[0]); }
+      if (wc[0] > 0u) { atomicAdd(&res[3u + 4u * r], wc[0]); }
+      if (wk[0] > 0u) { atomicMax(&res[4u + 4u * r], wk[0]); }
+    }
+  } else if (idx < size) {
+    if (sc > 0.0) { atomicMax(&res[1u + 4u * row], bitcast<u32>(sc)); }
+    if (rep > 0u) { atomicAdd(&res[2u + 4u * row], rep); }
+    if (clp > 0u) { atomicAdd(&res[3u + 4u * row], clp); }
+    if (key > 0u) { atomicMax(&res[4u + 4u * row], key); }
   }
 }`,
 ].join('\n');

@@ -1,0 +1,166 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from './helpers.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const cli = join(root, 'dist', 'cli.js');
+
+interface Run {
+  readonly code: number | null;
+  readonly stderr: string;
+  readonly stdout: string;
+  readonly ms: number;
+}
+
+function runCli(args: readonly string[]): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    let stdout = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    child.stdout.on('data', (d) => (stdout += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stderr, stdout, ms: performance.now() - t0 });
+    });
+  });
+}
+
+function idx(dims: number[], data: ArrayLike<number>): Uint8Array {
+  const out = new Uint8Array(4 + 4 * dims.length + data.length);
+  out.set([0, 0, 8, dims.length]);
+  const v = new DataView(out.buffer);
+  for (const [i, d] of dims.entries()) v.setUint32(4 + 4 * i, d, false);
+  out.set(data, 4 + 4 * dims.length);
+  return out;
+}
+
+/** A Fashion-MNIST folder whose training images have the given dimensions (test images 2 × 2). */
+function idxDir(trainDims: [number, number, number]): string {
+  const dir = tempDir('cli-idx');
+  const [n, r, c] = trainDims;
+  writeFileSync(join(dir, 'train-images-idx3-ubyte'), idx(trainDims, new Uint8Array(n * r * c)));
+  writeFileSync(join(dir, 'train-labels-idx1-ubyte'), idx([n], new Uint8Array(n)));
+  writeFileSync(join(dir, 't10k-images-idx3-ubyte'), idx([1, 2, 2], [1, 2, 3, 4]));
+  writeFileSync(join(dir, 't10k-labels-idx1-ubyte'), idx([1], [0]));
+  return dir;
+}
+
+describe('deer-train: every bad flag, path or data file is one line on stderr and exit code 2', () => {
+  beforeAll(() => {
+    execFileSync(
+      process.execPath,
+      [createRequire(import.meta.url).resolve('typescript/bin/tsc'), '-p', join(root, 'tsconfig.json')],
+      { stdio: 'inherit' },
+    );
+  }, 120_000);
+
+  const work = tempDir('cli');
+  const aFile = join(work, 'a-file');
+  writeFileSync(aFile, 'x');
+  const hugeTs = join(work, 'huge_TRAIN.ts');
+  writeFileSync(
+    hugeTs,
+    '@problemName X\n@univariate false\n@dimensions 6\n@equalLength true\n@seriesLength 100000000000\n@classLabel true 1 2\n@data\n1,2:3,4:5,6:1,2:3,4:5,6:1\n',
+  );
+  const emptyDir = join(work, 'empty-out');
+  mkdirSync(emptyDir);
+  const syn = ['eigenworms', '--synthetic', '--out', join(work, 'out')];
+
+  const cases: [string, string[], RegExp][] = [
+    ['a negative learning rate', [...syn, '--lr', '-1'], /FlagError: --lr: expected a number > 0.*got "-1"/],
+    ['a negative seed', [...syn, '--seed', '-3'], /--seed: expected an integer, at least 0/],
+    [
+      'a zero weight decay is fine but a negative one is not',
+      [...syn, '--weight-decay=-0.1'],
+      /--weight-decay: expected a number ≥ 0/,
+    ],
+    ['--batch 1e20', [...syn, '--batch', '1e20'], /--batch: expected a positive integer ≤ 65536, got "1e20"/],
+    ['--hidden 1.5', [...syn, '--hidden', '1.5'], /--hidden: expected a positive integer/],
+    ['--epochs 0', [...syn, '--epochs', '0'], /--epochs: expected a positive integer/],
+    ['--clip NaN', [...syn, '--clip', 'NaN'], /--clip: expected a number ≥ 0/],
+    ['an empty number', [...syn, '--steps', ''], /--steps: expected a positive integer .*got ""/],
+    [
+      'an unknown backend (before any data is loaded)',
+      ['fashion-mnist', '--data', '/nonexistent', '--backend', 'nope'],
+      /--backend: expected .*cpu.*got "nope"/,
+    ],
+    ['--heads with a gru cell', [...syn, '--cell', 'gru', '--heads', '2'], /--heads 2 needs --cell mhgru/],
+    ['hnn flags elsewhere', [...syn, '--points', '10'], /--points is for hnn only/],
+    ['model flags on hnn', ['hnn', '--cell', 'lstm'], /--cell does not apply to hnn/],
+    [
+      '--length without --synthetic',
+      ['eigenworms', '--data', hugeTs, '--length', '10'],
+      /--length is for --synthetic/,
+    ],
+    [
+      'a synthetic set too big to hold',
+      [...syn, '--length', '100000000'],
+      /more than the \d+ this app holds in memory/,
+    ],
+    ['an unknown flag', [...syn, '--bogus'], /Unknown option '--bogus'/],
+    ['no task', ['--synthetic'], /expected one TASK/],
+    [
+      '--out naming a file',
+      ['eigenworms', '--synthetic', '--out', aFile],
+      /OutputDirError: --out .*a-file: is a file, expected a folder/,
+    ],
+    [
+      '--out below a file',
+      ['eigenworms', '--synthetic', '--out', join(aFile, 'sub')],
+      /a-file is a file, expected a folder/,
+    ],
+    ...(process.platform === 'linux'
+      ? ([
+          [
+            '--out under /proc',
+            ['eigenworms', '--synthetic', '--out', '/proc/deer/x'],
+            /on the proc pseudo-filesystem/,
+          ],
+        ] as [string, string[], RegExp][])
+      : []),
+    [
+      '--resume without a checkpoint',
+      ['eigenworms', '--resume', '--out', emptyDir],
+      /CheckpointError: .*checkpoint\.ckpt: cannot be read \(ENOENT\)/,
+    ],
+    [
+      'IDX files with 0 images',
+      ['fashion-mnist', '--data', idxDir([0, 2, 2]), '--out', join(work, 'o1')],
+      /DataFormatError: .*train-images-idx3-ubyte: dimension 1 .* is 0/,
+    ],
+    [
+      'IDX files with 0 columns',
+      ['fashion-mnist', '--data', idxDir([1, 2, 0]), '--out', join(work, 'o2')],
+      /DataFormatError: .*dimension 3 .* is 0/,
+    ],
+    [
+      'test images of another size',
+      ['fashion-mnist', '--data', idxDir([1, 3, 3]), '--out', join(work, 'o3')],
+      /t10k-images-idx3-ubyte: images are 2 × 2, expected 3 × 3/,
+    ],
+    [
+      'a .ts file declaring a huge @seriesLength',
+      ['eigenworms', '--data', hugeTs, '--out', join(work, 'o4')],
+      /huge_TRAIN\.ts: @seriesLength 100000000000 × @dimensions 6 = .* cannot fit/,
+    ],
+  ];
+
+  it.each(cases)('%s', async (_what, args, message) => {
+    const r = await runCli(args);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    const lines = r.stderr.split('\n').filter((l) => l !== '');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^deer-train: \w+Error: /);
+    expect(lines[0]).toMatch(message);
+    expect(r.ms).toBeLessThan(10_000);
+  });
+});

@@ -1,0 +1,70 @@
+import type { NewtonUpdateOptions, RowUpdate, TypedArray } from './types.js';
+
+/**
+ * The Newton update on host arrays, for backends that keep data in typed arrays: sanitize `raw`
+ * into `out` (NaN/±Inf → 0, |v| ≥ clip → ±clip) and measure the change against `old`, per batch
+ * row (`steps` = the length of axis 1). Rows held by `opts.active` copy `old`. Returns max |Δ| and
+ * the per-row measures.
+ */
+export function hostNewtonUpdate(
+  raw: ArrayLike<number>,
+  old: ArrayLike<number>,
+  out: TypedArray,
+  batch: number,
+  steps: number,
+  opts: NewtonUpdateOptions,
+): { maxAbsDiff: number; rows: RowUpdate } {
+  const rowLen = batch > 0 ? out.length / batch : 0;
+  const inner = rowLen / Math.max(1, steps);
+  const rows: RowUpdate = {
+    maxScaledDiff: new Float64Array(batch),
+    replaced: new Uint32Array(batch),
+    clipped: new Uint32Array(batch),
+    settled: new Uint32Array(batch),
+  };
+  const { atol, rtol, clip } = opts;
+  let maxAbs = 0;
+  for (let b = 0; b < batch; b++) {
+    const from = b * rowLen;
+    const to = from + rowLen;
+    if (opts.active && !opts.active[b]) {
+      for (let i = from; i < to; i++) out[i] = old[i]!;
+      continue;
+    }
+    let scaled = 0;
+    let replaced = 0;
+    let clipped = 0;
+    let firstBad = to;
+    for (let i = from; i < to; i++) {
+      let v = raw[i]!;
+      if (!Number.isFinite(v)) {
+        v = 0;
+        replaced++;
+        if (firstBad === to) firstBad = i;
+      } else if (v >= clip) {
+        v = clip;
+        clipped++;
+        if (firstBad === to) firstBad = i;
+      } else if (v <= -clip) {
+        v = -clip;
+        clipped++;
+        if (firstBad === to) firstBad = i;
+      }
+      out[i] = v;
+      // Measured on the stored value, so float32 rounding of the iterate is included.
+      const stored = out[i]!;
+      const d = Math.abs(stored - old[i]!);
+      if (!(d <= maxAbs)) maxAbs = d;
+      if (d > 0) {
+        const sc = d / (atol + rtol * Math.abs(stored));
+        if (!(sc <= scaled)) scaled = sc;
+        if (!(sc <= 1) && firstBad === to) firstBad = i;
+      }
+    }
+    rows.settled[b] = firstBad === to ? steps : Math.floor((firstBad - from) / inner);
+    rows.maxScaledDiff[b] = scaled;
+    rows.replaced[b] = replaced;
+    rows.clipped[b] = clipped;
+  }
+  return { maxAbsDiff: maxAbs, rows };
+}
