@@ -12,8 +12,8 @@ import { OnnxInputError, OnnxUnsupportedError } from './errors.js';
 import { GATES, type RecurrentNode } from './recurrent.js';
 import { type OnnxTensor, toFloat64 } from './tensor.js';
 
-/** Options of a recurrent node's solve: deer's options (h0 comes from the model) and the compute dtype. */
-export interface RecurrentRunOptions extends Omit<DeerOptions, 'h0'> {
+/** Options of a recurrent node's solve: deer's options (h0 and lengths come from the model) and the compute dtype. */
+export interface RecurrentRunOptions extends Omit<DeerOptions, 'h0' | 'lengths'> {
   /** Backend dtype; default float64 for double models where the backend has it, else float32. */
   readonly dtype?: DType;
   /** Called after each direction's solve with deer's statistics. */
@@ -173,9 +173,8 @@ export async function runRecurrentNode(
       Rb: bias ? bias.subarray((2 * d + 1) * kn, (2 * d + 2) * kn) : new Float64Array(kn),
     };
     if (peep) params.P = peep.subarray(d * 3 * n, (d + 1) * 3 * n);
-    // Row b's L valid steps come first (reversed within them for the reverse direction); the
-    // padding after them is zeros. The recurrence is causal, so the padding never changes the
-    // valid steps' states; their outputs are dropped below.
+    // Row b's L valid steps come first (reversed within them for the reverse direction), then
+    // padding (zeros), which deer masks through `lengths`.
     const xs = new Float64Array(B * Ts * m);
     for (let b = 0; b < B; b++) {
       const L = lens[b]!;
@@ -195,7 +194,8 @@ export async function runRecurrentNode(
     const xt = backend.tensor(xs, [B, Ts, m], dtype);
     let ys: ArrayLike<number>;
     try {
-      const { y, stats } = await deer(backend, cell, params, xt, { ...deerOptions, h0: init });
+      // Padding is masked by deer's lengths: zeros there and no Newton work past the longest row.
+      const { y, stats } = await deer(backend, cell, params, xt, { ...deerOptions, h0: init, lengths: lens });
       try {
         ys = await backend.read(y);
       } finally {

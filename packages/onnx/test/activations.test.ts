@@ -129,7 +129,7 @@ describe('ONNX activations against onnxruntime', () => {
           run: { dtype },
           seed: 21,
           T: 300,
-          scale: 0.6,
+          scale: 0.4,
           relative: true,
         });
         expect(e).toBeLessThan(TOL);

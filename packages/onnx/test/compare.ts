@@ -82,7 +82,7 @@ export async function compare(
     { ...extra.run, onSolve: ({ stats }) => solves.push(stats) },
   );
   expect(solves).toHaveLength(c.direction === 'bidirectional' ? 2 : 1);
-  for (const st of solves) expect(st.converged && !st.fellBack).toBe(true);
+  for (const st of solves) expect(st.converged && !st.fellBack, JSON.stringify(st)).toBe(true);
   expect(backend.liveTensors()).toBe(live);
   const ref0 = buildRecurrentModel({ ...spec, layout: 0 });
   const refIn = c.layout === 0 ? inputs : toLayout0(inputs);
