@@ -183,7 +183,9 @@ function inputsFor(spec: RecurrentModelSpec, rng: Rng): Record<string, OnnxTenso
     inputs.initial_h = draw([nd, B, n]);
     if (spec.op === 'LSTM') inputs.initial_c = draw([nd, B, n]);
   }
-  if (spec.sequenceLens) inputs.sequence_lens = { data: new Int32Array(B).fill(T), dims: [B] };
+  if (spec.sequenceLens) {
+    inputs.sequence_lens = { data: Int32Array.from({ length: B }, () => Math.floor(rng.uniform() * (T + 1))), dims: [B] };
+  }
   return inputs;
 }
 
