@@ -23,6 +23,7 @@ export function makeContext(
   getBackend: () => Backend,
   getOracle: () => Backend,
   skip: Readonly<Record<string, string>>,
+  defined: Set<string> = new Set(),
 ): SuiteContext {
   return {
     backend: getBackend,
@@ -31,6 +32,7 @@ export function makeContext(
     tolerance,
     report: (line) => console.log(`[conformance ${name} ${dtype}] ${line}`),
     test(id, body, timeoutMs) {
+      defined.add(id);
       const reason = skip[id];
       if (reason !== undefined) {
         it.skip(`${id} — skipped: ${reason}`, () => {});

@@ -1,10 +1,11 @@
 import type { Backend, DType } from '@deerjs/core';
-import { afterAll, beforeAll, describe } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineAdversarialCases } from './adversarial-cases.js';
 import { makeContext } from './context.js';
 import { defineDampedScanCases } from './damped-cases.js';
 import { defineDerivativeCases, defineWindowedGradientCase } from './derivative-cases.js';
 import { defineInputCases } from './input-cases.js';
+import { defineLangCases } from './lang-cases.js';
 import { defineOdeCases } from './ode-cases.js';
 import { defineOpCases } from './op-cases.js';
 import { definePaddingCases } from './padding-cases.js';
@@ -12,6 +13,7 @@ import { defineSolveCases } from './solve-cases.js';
 
 export type { SuiteContext } from './context.js';
 export { CELL_FAMILIES, maxAbsDiff, sequenceData, userDefinedCell } from './fixtures.js';
+export { type LangCase, langCases } from './lang-cases.js';
 
 /** Max abs error vs the float64 oracle for a DEER solve, by dtype. */
 export const DEFAULT_TOLERANCE: Readonly<Record<DType, number>> = { float64: 1e-10, float32: 1e-5 };
@@ -34,6 +36,11 @@ export interface ConformanceOptions {
   readonly skip?: Readonly<Record<string, string>>;
 }
 
+/** The skip ids that name none of the defined case ids (each such id fails the suite). */
+export function unknownSkipIds(skip: Readonly<Record<string, string>>, defined: ReadonlySet<string>): string[] {
+  return Object.keys(skip).filter((id) => !defined.has(id));
+}
+
 /**
  * Define the conformance suite for a backend: call it at the top level of a vitest test file. It
  * covers solves of every built-in cell over sizes, lengths and batches against the float64
@@ -47,9 +54,13 @@ export function defineConformanceSuite(options: ConformanceOptions): void {
     if (typeof reason !== 'string' || reason.trim() === '')
       throw new Error(`skip '${id}' needs a written reason`);
   }
+  // Every case id defined for any dtype; a skip id outside it names no case and fails the suite.
+  const defined = new Set<string>();
+  let anyDtypeRuns = false;
   for (const dtype of ['float64', 'float32'] as const) {
     const mode = options.dtypes[dtype];
     if (mode === undefined) continue;
+    if (mode === true) anyDtypeRuns = true;
     describe(`conformance: ${options.name} (${dtype})`, () => {
       if (mode !== true) {
         describe.skip(`${dtype} — skipped: ${mode}`, () => {});
@@ -72,6 +83,7 @@ export function defineConformanceSuite(options: ConformanceOptions): void {
         () => backend!,
         () => oracle!,
         skip,
+        defined,
       );
       describe('solves', () => defineSolveCases(ctx));
       describe('derivatives', () => {
@@ -86,6 +98,15 @@ export function defineConformanceSuite(options: ConformanceOptions): void {
       describe('ode', () => defineOdeCases(ctx));
       describe('adversarial', () => defineAdversarialCases(ctx));
       describe('padding', () => definePaddingCases(ctx));
+      describe('lang', () => defineLangCases(ctx));
+    });
+  }
+  if (anyDtypeRuns && Object.keys(skip).length > 0) {
+    describe(`conformance: ${options.name}`, () => {
+      it('every skip id names a case', () => {
+        const unknown = unknownSkipIds(skip, defined);
+        expect(unknown, `skip ids that name no case of the suite (${defined.size} cases)`).toEqual([]);
+      });
     });
   }
 }

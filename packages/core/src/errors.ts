@@ -167,3 +167,18 @@ export class OutOfMemoryError extends DeerError {
 export class TensorStateError extends DeerError {
   override name = 'TensorStateError';
 }
+
+/**
+ * A cell definition is malformed: a size, shape or option of `defineCell`, a built-in cell or a
+ * cell-language function is not what it must be. `argument` names what was wrong.
+ */
+export class CellDefinitionError extends DeerError {
+  override name = 'CellDefinitionError';
+  constructor(
+    readonly argument: string,
+    readonly expected: string,
+    readonly got: string,
+  ) {
+    super(`${argument}: expected ${expected}, got ${got}`);
+  }
+}

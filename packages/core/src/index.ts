@@ -46,6 +46,7 @@ export {
   operands,
   type ParamSpec,
   paramSpec,
+  BINARY_FNS,
   UNARY_FNS,
   type UnaryFn,
 } from './cell/graph.js';
@@ -61,6 +62,7 @@ export {
   structureFromBlockSize,
 } from './cell/structure.js';
 export type { VjpProgram } from './cell/vjp.js';
+export type { ActivationName, ActivationSpec } from './cells/activations.js';
 export * as cells from './cells/index.js';
 export * from './errors.js';
 export { type DeerResult, type DeerStats, deer, deerSync } from './solver/deer.js';

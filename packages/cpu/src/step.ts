@@ -135,6 +135,14 @@ export class CompiledStep {
         const sa = a.length === 1 && size > 1 ? 0 : 1;
         const sb = b.length === 1 && size > 1 ? 0 : 1;
         const op = node.fn;
+        if (op === 'min' || op === 'max') {
+          // Math.min/max return one operand exactly (NaN if either is NaN).
+          const pick = op === 'min' ? Math.min : Math.max;
+          this.steps.push(() => {
+            for (let i = 0; i < size; i++) out[i] = pick(a[i * sa]!, b[i * sb]!);
+          });
+          return;
+        }
         this.steps.push(() => {
           for (let i = 0; i < size; i++) {
             const x = a[i * sa]!;

@@ -9,6 +9,8 @@ export interface RecurrentWeights {
   readonly W: ArrayLike<number>;
   readonly R: ArrayLike<number>;
   readonly B?: ArrayLike<number>;
+  /** LSTM peephole weights [nd, 3·n] (blocks i, o, f). */
+  readonly P?: ArrayLike<number>;
 }
 
 export interface RecurrentModelSpec {
@@ -29,8 +31,13 @@ export interface RecurrentModelSpec {
   readonly initialState?: boolean;
   /** Add a sequence_lens graph input (int32 [B]). */
   readonly sequenceLens?: boolean;
-  /** Written as the activations attribute when given (e.g. to test rejection of non-defaults). */
+  /** Written as the activations attribute when given (nd × the op's count). */
   readonly activations?: readonly string[];
+  /** Written as activation_alpha / activation_beta when given. */
+  readonly activationAlpha?: readonly number[];
+  readonly activationBeta?: readonly number[];
+  /** LSTM only: written as input_forget when given. */
+  readonly inputForget?: 0 | 1;
   /** Declared batch and sequence dims: numbers, or symbolic names (default 'batch' and 'seq'). */
   readonly batchSize?: number | string;
   readonly seqLength?: number | string;
@@ -72,8 +79,8 @@ export function buildRecurrentModel(spec: RecurrentModelSpec): Uint8Array {
   const k = GATES[op];
   const Bd = spec.batchSize ?? 'batch';
   const Td = spec.seqLength ?? 'seq';
-  const shapes = { W: [nd, k * n, m], R: [nd, k * n, n], B: [nd, 2 * k * n] } as const;
-  for (const key of ['W', 'R', 'B'] as const) {
+  const shapes = { W: [nd, k * n, m], R: [nd, k * n, n], B: [nd, 2 * k * n], P: [nd, 3 * n] } as const;
+  for (const key of ['W', 'R', 'B', 'P'] as const) {
     const v = weights[key];
     const size = shapes[key].reduce((a, b) => a * b, 1);
     if (v !== undefined && v.length !== size) {
@@ -84,7 +91,7 @@ export function buildRecurrentModel(spec: RecurrentModelSpec): Uint8Array {
   }
   const inputs: OnnxTypes.IValueInfoProto[] = [valueInfo('X', layout === 0 ? [Td, Bd, m] : [Bd, Td, m])];
   const initializers: OnnxTypes.ITensorProto[] = [];
-  for (const key of ['W', 'R', 'B'] as const) {
+  for (const key of ['W', 'R', 'B', 'P'] as const) {
     const v = weights[key];
     if (v === undefined) continue;
     if (spec.weightsAsInputs) inputs.push(valueInfo(key, shapes[key]));
@@ -104,6 +111,7 @@ export function buildRecurrentModel(spec: RecurrentModelSpec): Uint8Array {
     spec.sequenceLens ? 'sequence_lens' : '',
     spec.initialState ? 'initial_h' : '',
     spec.initialState && op === 'LSTM' ? 'initial_c' : '',
+    op === 'LSTM' && weights.P ? 'P' : '',
   ];
   while (nodeInputs.at(-1) === '') nodeInputs.pop();
   const outputNames = op === 'LSTM' ? ['Y', 'Y_h', 'Y_c'] : ['Y', 'Y_h'];
@@ -122,6 +130,12 @@ export function buildRecurrentModel(spec: RecurrentModelSpec): Uint8Array {
       strings: spec.activations.map((s) => encodeUtf8(s)),
     });
   }
+  if (spec.activationAlpha)
+    attribute.push({ name: 'activation_alpha', type: AType.FLOATS, floats: [...spec.activationAlpha] });
+  if (spec.activationBeta)
+    attribute.push({ name: 'activation_beta', type: AType.FLOATS, floats: [...spec.activationBeta] });
+  if (spec.inputForget !== undefined)
+    attribute.push({ name: 'input_forget', type: AType.INT, i: spec.inputForget });
   const model: OnnxTypes.IModelProto = {
     irVersion: 8,
     producerName: '@deerjs/onnx',
@@ -148,6 +162,8 @@ export interface RandomWeightsSpec {
   readonly seed?: number;
   /** Values are uniform in ±scale; default 1/√hiddenSize (PyTorch's init). */
   readonly scale?: number;
+  /** LSTM: also draw peephole weights P [nd, 3·n]. */
+  readonly peephole?: boolean;
 }
 
 /** Seeded random weights (core's Rng) in the shapes `buildRecurrentModel` expects. */
@@ -155,6 +171,7 @@ export function randomRecurrentWeights(spec: RandomWeightsSpec): {
   W: Float32Array;
   R: Float32Array;
   B: Float32Array;
+  P?: Float32Array;
 } {
   const { op, inputSize: m, hiddenSize: n } = spec;
   const nd = spec.direction === 'bidirectional' ? 2 : 1;
@@ -162,5 +179,6 @@ export function randomRecurrentWeights(spec: RandomWeightsSpec): {
   const rng = new Rng(spec.seed ?? 0);
   const s = spec.scale ?? 1 / Math.sqrt(n);
   const draw = (size: number) => Float32Array.from(rng.uniformArray(size, -s, s));
-  return { W: draw(nd * k * n * m), R: draw(nd * k * n * n), B: draw(nd * 2 * k * n) };
+  const w = { W: draw(nd * k * n * m), R: draw(nd * k * n * n), B: draw(nd * 2 * k * n) };
+  return spec.peephole ? { ...w, P: draw(nd * 3 * n) } : w;
 }

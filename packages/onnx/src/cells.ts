@@ -1,5 +1,5 @@
 import { type Cell, cells } from '@deerjs/core';
-import type { RecurrentOp } from './recurrent.js';
+import type { NodeActivation, RecurrentOp } from './recurrent.js';
 
 export interface CellSpec {
   readonly op: RecurrentOp;
@@ -7,12 +7,27 @@ export interface CellSpec {
   readonly hiddenSize: number;
   readonly linearBeforeReset: 0 | 1;
   readonly clip: number | undefined;
+  /** The direction's activations (f, g[, h]) with α and β resolved. */
+  readonly activations?: readonly NodeActivation[];
+  /** LSTM: peephole weights P present. */
+  readonly peephole?: boolean;
+  /** LSTM: input_forget = 1. */
+  readonly inputForget?: boolean;
 }
 
 /** The core cell for an ONNX node (ONNX weight layouts are the built-in cells' own). */
 export function recurrentCell(spec: CellSpec): Cell {
-  const { op, inputSize, hiddenSize, linearBeforeReset, clip } = spec;
-  if (op === 'GRU') return cells.gru({ inputSize, hiddenSize, linearBeforeReset, clip });
-  if (op === 'LSTM') return cells.lstm({ inputSize, hiddenSize, clip });
-  return cells.elman({ inputSize, hiddenSize, clip });
+  const { op, inputSize, hiddenSize, linearBeforeReset, clip, activations } = spec;
+  if (op === 'GRU') return cells.gru({ inputSize, hiddenSize, linearBeforeReset, clip, activations });
+  if (op === 'LSTM') {
+    return cells.lstm({
+      inputSize,
+      hiddenSize,
+      clip,
+      activations,
+      peephole: spec.peephole ?? false,
+      inputForget: spec.inputForget ?? false,
+    });
+  }
+  return cells.elman({ inputSize, hiddenSize, clip, activations });
 }

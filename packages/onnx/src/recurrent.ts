@@ -1,4 +1,5 @@
-import { OnnxUnsupportedError } from './errors.js';
+import { type ActivationName, cells } from '@deerjs/core';
+import { OnnxFormatError, OnnxUnsupportedError } from './errors.js';
 import { type OnnxTypes, onnx, toInt } from './proto.js';
 import { decodeUtf8 } from './text.js';
 
@@ -10,11 +11,43 @@ export const RECURRENT_OPS: readonly RecurrentOp[] = ['GRU', 'LSTM', 'RNN'];
 /** Gate blocks stacked in W and R: GRU z,r,h; LSTM i,o,f,c; RNN one. */
 export const GATES: Readonly<Record<RecurrentOp, number>> = { GRU: 3, LSTM: 4, RNN: 1 };
 
-const DEFAULT_ACTIVATIONS: Readonly<Record<RecurrentOp, readonly string[]>> = {
-  GRU: ['sigmoid', 'tanh'],
-  LSTM: ['sigmoid', 'tanh', 'tanh'],
-  RNN: ['tanh'],
+const DEFAULT_ACTIVATIONS: Readonly<Record<RecurrentOp, readonly ActivationName[]>> = {
+  GRU: ['Sigmoid', 'Tanh'],
+  LSTM: ['Sigmoid', 'Tanh', 'Tanh'],
+  RNN: ['Tanh'],
 };
+
+/** Which activations read α and β (onnxruntime's table; the spec names the same ones). */
+const TAKES: Readonly<Record<ActivationName, readonly [boolean, boolean]>> = {
+  Sigmoid: [false, false],
+  Tanh: [false, false],
+  Relu: [false, false],
+  LeakyRelu: [true, false],
+  ThresholdedRelu: [true, false],
+  ScaledTanh: [true, true],
+  HardSigmoid: [true, true],
+  Elu: [true, false],
+  Softsign: [false, false],
+  Softplus: [false, false],
+  Affine: [true, true],
+};
+
+/**
+ * α and β where activation_alpha/activation_beta run out (onnxruntime's defaults; the spec gives
+ * none, and onnxruntime uses 0 for the activations not listed here).
+ */
+const ORT_DEFAULTS: Partial<Record<ActivationName, readonly [number, number]>> = {
+  LeakyRelu: [0.01, 0],
+  HardSigmoid: [0.2, 0.5],
+  Elu: [1, 0],
+};
+
+/** One activation of a node, resolved: its name and the α, β it reads. */
+export interface NodeActivation {
+  readonly name: ActivationName;
+  readonly alpha?: number;
+  readonly beta?: number;
+}
 
 /** A GRU, LSTM or RNN node of an ONNX graph, with its attributes resolved. */
 export interface RecurrentNode {
@@ -30,6 +63,10 @@ export interface RecurrentNode {
   readonly linearBeforeReset: 0 | 1;
   /** Cell clip: gate pre-activations are clamped to [−clip, clip]. */
   readonly clip: number | undefined;
+  /** Per direction, the op's activations (GRU f, g; LSTM f, g, h; RNN f) with α and β resolved. */
+  readonly activations: readonly (readonly NodeActivation[])[];
+  /** LSTM `input_forget = 1`: coupled input and forget gates. */
+  readonly inputForget: boolean;
   /** Value names of the node's inputs; undefined where the optional input is absent. */
   readonly inputs: {
     readonly X: string;
@@ -39,12 +76,27 @@ export interface RecurrentNode {
     readonly sequence_lens?: string;
     readonly initial_h?: string;
     readonly initial_c?: string;
+    /** LSTM peephole weights [nd, 3n]. */
+    readonly P?: string;
   };
   /** Value names of the node's outputs; undefined where not produced. */
   readonly outputs: { readonly Y?: string; readonly Y_h?: string; readonly Y_c?: string };
 }
 
 const AType = onnx.AttributeProto.AttributeType;
+
+/** The type each attribute of the recurrent ops must have. */
+const ATTRIBUTE_TYPES: Readonly<Record<string, number>> = {
+  activation_alpha: AType.FLOATS,
+  activation_beta: AType.FLOATS,
+  activations: AType.STRINGS,
+  clip: AType.FLOAT,
+  direction: AType.STRING,
+  hidden_size: AType.INT,
+  input_forget: AType.INT,
+  layout: AType.INT,
+  linear_before_reset: AType.INT,
+};
 
 /** A display name for a node: its name, or `<op>#<index>`. */
 export function nodeLabel(node: OnnxTypes.INodeProto, index: number): string {
@@ -62,7 +114,17 @@ export function parseRecurrentNode(node: OnnxTypes.INodeProto, index: number): R
   const bad = (attribute: string, got: unknown, expected: string) =>
     new OnnxUnsupportedError(name, attribute, got, expected);
   const attrs = new Map<string, OnnxTypes.IAttributeProto>();
-  for (const a of node.attribute ?? []) attrs.set(a.name ?? '', a);
+  for (const a of node.attribute ?? []) {
+    const key = a.name ?? '';
+    if (attrs.has(key)) throw new OnnxFormatError(`node '${name}': attribute '${key}' appears twice`);
+    const want = ATTRIBUTE_TYPES[key];
+    // An attribute without a type field (old exporters) is read by its name alone.
+    if (want !== undefined && a.type !== undefined && a.type !== null && a.type !== 0 && a.type !== want) {
+      const typeName = (t: number) => AType[t] ?? String(t);
+      throw bad(key, `an attribute of type ${typeName(a.type)}`, `an attribute of type ${typeName(want)}`);
+    }
+    attrs.set(key, a);
+  }
 
   const int = (key: string, fallback: number) => {
     const a = attrs.get(key);
@@ -84,16 +146,52 @@ export function parseRecurrentNode(node: OnnxTypes.INodeProto, index: number): R
     clip = attrs.get('clip')!.f ?? 0;
     if (!(clip > 0) || !Number.isFinite(clip)) throw bad('clip', clip, 'a finite number > 0');
   }
-  if (int('input_forget', 0) !== 0)
-    throw bad('input_forget', int('input_forget', 0), '0 (coupled input-forget gates are not supported)');
+  const inputForget = op === 'LSTM' ? int('input_forget', 0) : 0;
+  if (inputForget !== 0 && inputForget !== 1) throw bad('input_forget', inputForget, '0 or 1');
 
-  const activations = attrs.get('activations');
-  if (activations) {
-    const got = (activations.strings ?? []).map((s) => decodeUtf8(s));
-    const expected = Array.from({ length: numDirections }, () => DEFAULT_ACTIVATIONS[op]).flat();
-    const same = got.length === expected.length && got.every((g, i) => g.toLowerCase() === expected[i]);
-    if (!same) throw bad('activations', got, `the defaults ${JSON.stringify(expected.map(titleCase))}`);
+  const perDirection = DEFAULT_ACTIVATIONS[op].length;
+  const floats = (key: string): number[] => {
+    const a = attrs.get(key);
+    if (!a) return [];
+    const v = (a.floats ?? []).map(Number);
+    if (a.type !== undefined && a.type !== null && a.type !== AType.FLOATS && a.type !== 0)
+      throw bad(key, attrValue(a), 'a list of floats');
+    if (!v.every(Number.isFinite)) throw bad(key, v, 'finite floats');
+    return v;
+  };
+  const alphas = floats('activation_alpha');
+  const betas = floats('activation_beta');
+  let names: ActivationName[];
+  const activationsAttr = attrs.get('activations');
+  if (activationsAttr) {
+    const got = (activationsAttr.strings ?? []).map((s) => decodeUtf8(s));
+    if (got.length !== perDirection * numDirections) {
+      throw bad('activations', got, `${perDirection * numDirections} names (${perDirection} per direction)`);
+    }
+    names = got.map((g) => {
+      const name = cells.activationName(g);
+      if (name === undefined)
+        throw bad('activations', got, `names from ${cells.ACTIVATION_NAMES.join(', ')}`);
+      return name;
+    });
+  } else {
+    names = Array.from({ length: numDirections }, () => DEFAULT_ACTIVATIONS[op]).flat();
   }
+  // α and β are consumed in the order of the activations, by those that read them.
+  let ai = 0;
+  let bi = 0;
+  const resolved: NodeActivation[] = names.map((name) => {
+    const [takesAlpha, takesBeta] = TAKES[name];
+    const [da, db] = ORT_DEFAULTS[name] ?? [0, 0];
+    const out: { name: ActivationName; alpha?: number; beta?: number } = { name };
+    if (takesAlpha) out.alpha = ai < alphas.length ? alphas[ai++]! : da;
+    if (takesBeta) out.beta = bi < betas.length ? betas[bi++]! : db;
+    return out;
+  });
+  const activations = Array.from({ length: numDirections }, (_, d) =>
+    resolved.slice(d * perDirection, (d + 1) * perDirection),
+  );
+
   const known = new Set([
     'activations',
     'activation_alpha',
@@ -113,7 +211,6 @@ export function parseRecurrentNode(node: OnnxTypes.INodeProto, index: number): R
   const ins = node.input ?? [];
   const opt = (i: number) => (ins[i] ? ins[i] : undefined);
   if (!opt(0) || !opt(1) || !opt(2)) throw bad('inputs', ins, 'X, W and R');
-  if (op === 'LSTM' && opt(7)) throw bad('P', opt(7), 'no peephole weights (input P must be absent)');
   if (ins.length > (op === 'LSTM' ? 8 : 6))
     throw bad('inputs', ins, `at most ${op === 'LSTM' ? 8 : 6} inputs`);
   const outs = node.output ?? [];
@@ -126,6 +223,8 @@ export function parseRecurrentNode(node: OnnxTypes.INodeProto, index: number): R
     layout,
     linearBeforeReset: op === 'GRU' ? lbr : 0,
     clip,
+    activations,
+    inputForget: inputForget === 1,
     inputs: {
       X: ins[0]!,
       W: ins[1]!,
@@ -134,6 +233,7 @@ export function parseRecurrentNode(node: OnnxTypes.INodeProto, index: number): R
       sequence_lens: opt(4),
       initial_h: opt(5),
       initial_c: op === 'LSTM' ? opt(6) : undefined,
+      P: op === 'LSTM' ? opt(7) : undefined,
     },
     outputs: {
       Y: outs[0] || undefined,
@@ -141,10 +241,6 @@ export function parseRecurrentNode(node: OnnxTypes.INodeProto, index: number): R
       Y_c: op === 'LSTM' ? outs[2] || undefined : undefined,
     },
   };
-}
-
-function titleCase(s: string): string {
-  return s.charAt(0).toUpperCase() + s.slice(1);
 }
 
 function attrValue(a: OnnxTypes.IAttributeProto): unknown {

@@ -5,6 +5,8 @@ import {
   loadOnnxModel,
   type OnnxTensor,
   ortReference,
+  type RecurrentModelSpec,
+  type RecurrentRunOptions,
   randomRecurrentWeights,
   runOnnxModel,
 } from '../src/index.js';
@@ -14,7 +16,25 @@ import { type Case, maxAbsDiff, randomInputs, SIZES, toLayout0, toLayout1 } from
 export async function compare(
   backend: Backend,
   c: Case,
-  extra: { clip?: number; weightsAsInputs?: boolean; seed?: number } = {},
+  extra: {
+    clip?: number;
+    weightsAsInputs?: boolean;
+    seed?: number;
+    /** Extra model attributes (activations, α/β, input_forget). */
+    spec?: Partial<RecurrentModelSpec>;
+    /** LSTM: peephole weights P. */
+    peephole?: boolean;
+    /** Sequence length (default SIZES.T). */
+    T?: number;
+    /** Weight scale (default 1). */
+    scale?: number;
+    /** deer options of the run (dtype, …). */
+    run?: RecurrentRunOptions;
+    /** Divide the difference by max(1, max |onnxruntime output|) (for unbounded activations). */
+    relative?: boolean;
+    /** sequence_lens (B entries): a padded batch. */
+    lens?: readonly number[];
+  } = {},
 ): Promise<number> {
   const { m, n } = SIZES;
   const seed = extra.seed ?? 7;
@@ -24,7 +44,8 @@ export async function compare(
     hiddenSize: n,
     direction: c.direction,
     seed,
-    scale: 1,
+    scale: extra.scale ?? 1,
+    peephole: extra.peephole ?? false,
   });
   const spec = {
     op: c.op,
@@ -36,8 +57,13 @@ export async function compare(
     weights,
     initialState: c.initial,
     weightsAsInputs: extra.weightsAsInputs,
+    ...(extra.lens ? { sequenceLens: true } : {}),
+    ...extra.spec,
   };
-  const inputs = randomInputs(c, seed + 1);
+  const lensInput: Record<string, OnnxTensor> = extra.lens
+    ? { sequence_lens: { data: Int32Array.from(extra.lens), dims: [extra.lens.length] } }
+    : {};
+  const inputs = randomInputs(c, seed + 1, extra.T);
   const weightInputs: Record<string, OnnxTensor> = {};
   if (extra.weightsAsInputs) {
     const nd = c.direction === 'bidirectional' ? 2 : 1;
@@ -52,17 +78,21 @@ export async function compare(
   const got = await runOnnxModel(
     model,
     backend,
-    { ...inputs, ...weightInputs },
-    { onSolve: ({ stats }) => solves.push(stats) },
+    { ...inputs, ...weightInputs, ...lensInput },
+    { ...extra.run, onSolve: ({ stats }) => solves.push(stats) },
   );
   expect(solves).toHaveLength(c.direction === 'bidirectional' ? 2 : 1);
-  for (const st of solves) expect(st.converged && !st.fellBack).toBe(true);
+  for (const st of solves) expect(st.converged && !st.fellBack, JSON.stringify(st)).toBe(true);
   expect(backend.liveTensors()).toBe(live);
   const ref0 = buildRecurrentModel({ ...spec, layout: 0 });
   const refIn = c.layout === 0 ? inputs : toLayout0(inputs);
-  const ref = await ortReference(ref0, { ...refIn, ...weightInputs });
+  const ref = await ortReference(ref0, { ...refIn, ...weightInputs, ...lensInput });
   const expected = c.layout === 0 ? ref : toLayout1(ref);
   const names = c.op === 'LSTM' ? ['Y', 'Y_h', 'Y_c'] : ['Y', 'Y_h'];
   expect(Object.keys(got).sort()).toEqual([...names].sort());
-  return Math.max(...names.map((k) => maxAbsDiff(got[k]!, expected[k]!)));
+  const err = Math.max(...names.map((k) => maxAbsDiff(got[k]!, expected[k]!)));
+  if (!extra.relative) return err;
+  let scale = 1;
+  for (const k of names) for (const v of expected[k]!.data) scale = Math.max(scale, Math.abs(Number(v)));
+  return err / scale;
 }

@@ -99,12 +99,24 @@ describe('unsupported features name the node and attribute', () => {
     return err;
   }
 
-  it('another activation', () => {
+  it('an activation ONNX does not define', () => {
     const err = unsupported(
-      () => loadOnnxModel(buildRecurrentModel(spec('GRU', { activations: ['Relu', 'Tanh'] }))),
+      () => loadOnnxModel(buildRecurrentModel(spec('GRU', { activations: ['Gelu', 'Tanh'] }))),
       'activations',
     );
-    expect(err.message).toContain('Relu');
+    expect(err.message).toContain('Gelu');
+    expect(err.message).toContain('LeakyRelu');
+  });
+
+  it('the wrong number of activations', () => {
+    const err = unsupported(
+      () =>
+        loadOnnxModel(
+          buildRecurrentModel(spec('GRU', { direction: 'bidirectional', activations: ['Relu', 'Tanh'] })),
+        ),
+      'activations',
+    );
+    expect(err.message).toContain('4 names (2 per direction)');
   });
 
   it('accepts the default activations spelled out, for both directions', () => {
@@ -115,35 +127,118 @@ describe('unsupported features name the node and attribute', () => {
     expect(loadOnnxModel(buildRecurrentModel(s)).recurrentNodes[0]!.direction).toBe('bidirectional');
   });
 
-  it('LSTM peepholes (input P)', () => {
+  it('resolves activation α and β in order, with onnxruntime defaults where they run out', () => {
+    const s = spec('LSTM', {
+      activations: ['LeakyRelu', 'HardSigmoid', 'relu'],
+      activationAlpha: [0.5],
+      activationBeta: [0.25],
+    });
+    expect(loadOnnxModel(buildRecurrentModel(s)).recurrentNodes[0]!.activations).toEqual([
+      [{ name: 'LeakyRelu', alpha: 0.5 }, { name: 'HardSigmoid', alpha: 0.2, beta: 0.25 }, { name: 'Relu' }],
+    ]);
+  });
+
+  it('LSTM peepholes P of the wrong dims', async () => {
     const bytes = edit(buildRecurrentModel(spec('LSTM')), (graph) => {
       graph.node[0]!.input = ['X', 'W', 'R', 'B', '', '', '', 'P'];
       graph.input.push({
         name: 'P',
-        type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 1 }, { dimValue: 3 * n }] } } },
+        type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 1 }, { dimValue: 2 * n }] } } },
       });
     });
-    unsupported(() => loadOnnxModel(bytes), 'P');
+    const model = loadOnnxModel(bytes);
+    const P = { data: new Float32Array(2 * n), dims: [1, 2 * n] };
+    const err = await runOnnxModel(model, backend, { X, P }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OnnxInputError);
+    expect((err as Error).message).toContain(`expected dims [1, ${3 * n}]`);
   });
 
-  it('LSTM input_forget', () => {
+  it('LSTM input_forget other than 0 or 1', () => {
     const bytes = edit(buildRecurrentModel(spec('LSTM')), (graph) => {
       graph.node[0]!.attribute!.push({
         name: 'input_forget',
         type: onnx.AttributeProto.AttributeType.INT,
-        i: 1,
+        i: 2,
       } as never);
     });
     unsupported(() => loadOnnxModel(bytes), 'input_forget');
   });
 
-  it('sequence_lens shorter than T', async () => {
+  it('a hidden size of 0 taken from R', async () => {
+    const bytes = edit(buildRecurrentModel(spec('RNN', { weightsAsInputs: true })), (graph) => {
+      graph.node[0]!.attribute = graph.node[0]!.attribute!.filter((a) => a.name !== 'hidden_size');
+      for (const v of graph.input) {
+        if (['W', 'R', 'B'].includes(v.name!)) {
+          for (const d of v.type!.tensorType!.shape!.dim!) {
+            d.dimParam = 'k';
+            d.dimValue = undefined as never;
+          }
+        }
+      }
+    });
+    const model = loadOnnxModel(bytes);
+    const empty = (dims: number[]) => ({ data: new Float32Array(0), dims });
+    const err = await runOnnxModel(model, backend, {
+      X,
+      W: empty([1, 0, m]),
+      R: empty([1, 0, 0]),
+      B: empty([1, 0]),
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OnnxInputError);
+    expect((err as Error).message).toMatch(/expected a hidden size ≥ 1.*got 0/);
+  });
+
+  it('an attribute of the wrong type', () => {
+    const bytes = edit(buildRecurrentModel(spec('GRU')), (graph) => {
+      for (const a of graph.node[0]!.attribute!)
+        if (a.name === 'layout') a.type = onnx.AttributeProto.AttributeType.FLOAT;
+    });
+    const err = unsupported(() => loadOnnxModel(bytes), 'layout');
+    expect(err.message).toContain('an attribute of type FLOAT');
+    expect(err.message).toContain('an attribute of type INT');
+  });
+
+  it('an attribute given twice', () => {
+    const bytes = edit(buildRecurrentModel(spec('RNN')), (graph) => {
+      graph.node[0]!.attribute!.push({
+        name: 'layout',
+        type: onnx.AttributeProto.AttributeType.INT,
+        i: 1,
+      } as never);
+    });
+    expect(() => loadOnnxModel(bytes)).toThrow(OnnxFormatError);
+    expect(() => loadOnnxModel(bytes)).toThrow(/attribute 'layout' appears twice/);
+  });
+
+  it('integer weights', async () => {
+    const bytes = edit(buildRecurrentModel(spec('RNN')), (graph) => {
+      const W = graph.initializer.find((t) => t.name === 'W')!;
+      W.dataType = onnx.TensorProto.DataType.INT32;
+    });
+    const err = await runOnnxModel(loadOnnxModel(bytes), backend, { X }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OnnxInputError);
+    expect((err as Error).message).toMatch(/W.*expected float32 or float64 values, got Int32Array/);
+  });
+
+  it('a hidden_size attribute of 0', () => {
+    const bytes = edit(buildRecurrentModel(spec('GRU')), (graph) => {
+      for (const a of graph.node[0]!.attribute!) if (a.name === 'hidden_size') a.i = 0 as never;
+    });
+    unsupported(() => loadOnnxModel(bytes), 'hidden_size');
+  });
+
+  it('sequence_lens outside [0, T] or not integers', async () => {
     const model = loadOnnxModel(buildRecurrentModel(spec('RNN', { sequenceLens: true })));
-    const lens = { data: new Int32Array([T, T - 2]), dims: [B] };
-    const err = await runOnnxModel(model, backend, { X, sequence_lens: lens }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(OnnxUnsupportedError);
-    expect((err as OnnxUnsupportedError).attribute).toBe('sequence_lens');
-    expect((err as OnnxUnsupportedError).node).toBe('rec_0');
+    for (const lens of [new Int32Array([T, T + 1]), new Int32Array([-1, T])]) {
+      const err = await runOnnxModel(model, backend, { X, sequence_lens: { data: lens, dims: [B] } }).catch(
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(OnnxInputError);
+      expect((err as Error).message).toMatch(/expected lengths in \[0, 5\]/);
+    }
+    const floats = { data: new Float32Array([T, T]), dims: [B] };
+    const err = await runOnnxModel(model, backend, { X, sequence_lens: floats }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OnnxInputError);
   });
 
   it('an op outside the supported set', async () => {

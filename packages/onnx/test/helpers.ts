@@ -32,8 +32,8 @@ export function transpose(x: OnnxTensor, perm: readonly number[]): OnnxTensor {
 }
 
 /** Seeded X, initial_h and initial_c in the case's layout. */
-export function randomInputs(c: Case, seed: number): Record<string, OnnxTensor> {
-  const { m, n, T, B } = SIZES;
+export function randomInputs(c: Case, seed: number, T: number = SIZES.T): Record<string, OnnxTensor> {
+  const { m, n, B } = SIZES;
   const nd = c.direction === 'bidirectional' ? 2 : 1;
   const rng = new Rng(seed);
   const draw = (dims: number[]) => ({

@@ -131,6 +131,10 @@ function evalNode(tf: Tf, g: Graph, node: Node, v: T[], env: StepEnv): T {
           return tf.mul(a, b);
         case 'div':
           return tf.div(a, b);
+        case 'min':
+          return tf.minimum(a, b);
+        case 'max':
+          return tf.maximum(a, b);
       }
       break;
     }

@@ -209,11 +209,13 @@ export class WebGpuBackend implements Backend {
       const s = c.jacobian?.blockSize ?? 1;
       const J = c.jacobian ? this.make([B, T, n / s, s, s]) : undefined;
       if (J) made.push(J);
-      const evaluate = this.bind(c.evaluate.bindings, buffers);
+      // A program with nothing to write (a VJP whose gradients are all identically zero) binds
+      // nothing: WGSL drops the unused 'packed' binding, so it is not dispatched at all.
+      const evaluate = c.perElement > 0 ? this.bind(c.evaluate.bindings, buffers) : undefined;
       const jacobian = c.jacobian ? this.bind(c.jacobian.bindings, { ...buffers, jacobian: J!.buffer }) : [];
       for (let e0 = 0; e0 < BT; e0 += slab) {
         const count = Math.min(slab, BT - e0);
-        this.ctx.dispatch(c.evaluate.code, 'step', evaluate, [count, e0], count);
+        if (evaluate) this.ctx.dispatch(c.evaluate.code, 'step', evaluate, [count, e0], count);
         this.ctx.encode((enc) => {
           for (const { t, seg } of outputs) {
             if (seg.size === 0) continue;

@@ -1,5 +1,5 @@
 import type { GraphBuilder } from './builder.js';
-import { unaryDerivative } from './derivative.js';
+import { minMaxDerivatives, unaryDerivative } from './derivative.js';
 import { liveNodes, type NodeId } from './graph.js';
 
 /** A contribution to a parameter's gradient from one (batch, time) element. */
@@ -74,13 +74,23 @@ export function backprop(b: GraphBuilder, root: NodeId, seed: NodeId): Cotangent
             accumulate(node.b, b.unary('neg', b.mul(q, id)));
             break;
           }
+          case 'min':
+          case 'max': {
+            const { da, db } = minMaxDerivatives(b, node.fn, node.a, node.b);
+            // Constants need no cotangent; skipping them keeps VJP graphs small.
+            if (b.node(node.a).op !== 'const') accumulate(node.a, b.mul(g, da()));
+            if (b.node(node.b).op !== 'const') accumulate(node.b, b.mul(g, db()));
+            break;
+          }
         }
         break;
       case 'matvec':
         accumulate(node.v, b.matvec(node.param, g, !node.transpose));
         addParam(
           node.param,
-          node.transpose ? { kind: 'outer', left: node.v, right: g } : { kind: 'outer', left: g, right: node.v },
+          node.transpose
+            ? { kind: 'outer', left: node.v, right: g }
+            : { kind: 'outer', left: g, right: node.v },
         );
         break;
       case 'slice': {

@@ -1,3 +1,4 @@
+import { CellDefinitionError } from '../errors.js';
 import type { BinaryFn, Graph, Node, NodeId, ParamSpec, UnaryFn } from './graph.js';
 import { matrixLayout } from './graph.js';
 
@@ -24,7 +25,12 @@ export class GraphBuilder {
   }
 
   graph(): Graph {
-    return { nodes: [...this.nodes], stateSize: this.stateSize, inputSize: this.inputSize, params: this.params };
+    return {
+      nodes: [...this.nodes],
+      stateSize: this.stateSize,
+      inputSize: this.inputSize,
+      params: this.params,
+    };
   }
 
   size(id: NodeId): number {
@@ -33,7 +39,7 @@ export class GraphBuilder {
 
   node(id: NodeId): Node {
     const n = this.nodes[id];
-    if (!n) throw new Error(`no node ${id}`);
+    if (!n) throw new CellDefinitionError('node', `a node id below ${this.nodes.length}`, String(id));
     return n;
   }
 
@@ -61,11 +67,26 @@ export class GraphBuilder {
 
   param(name: string): NodeId {
     const spec = this.params.find((p) => p.name === name);
-    if (!spec) throw new Error(`unknown param ${name}`);
+    if (!spec) throw this.unknownParam(name);
     return this.push({ op: 'param', name, size: spec.size });
   }
 
+  private unknownParam(name: string): CellDefinitionError {
+    return new CellDefinitionError(
+      'param',
+      `one of ${this.params.map((p) => `'${p.name}'`).join(', ') || 'no params'}`,
+      `'${name}'`,
+    );
+  }
+
   constant(values: readonly number[]): NodeId {
+    if (values.length === 0)
+      throw new CellDefinitionError('constant', 'at least one value', 'an empty array');
+    for (const v of values) {
+      if (typeof v !== 'number' || !Number.isFinite(v)) {
+        throw new CellDefinitionError('constant', 'finite numbers', String(v));
+      }
+    }
     return this.push({ op: 'const', values: [...values], size: values.length });
   }
 
@@ -89,7 +110,11 @@ export class GraphBuilder {
     const sa = this.size(a);
     const sb = this.size(b);
     if (sa !== sb && sa !== 1 && sb !== 1) {
-      throw new Error(`${fn}: operand sizes ${sa} and ${sb} differ (only size 1 broadcasts)`);
+      throw new CellDefinitionError(
+        `${fn}`,
+        'operands of equal size (or one of size 1, which broadcasts)',
+        `sizes ${sa} and ${sb}`,
+      );
     }
     const size = Math.max(sa, sb);
     const ca = this.uniformConstant(a);
@@ -122,16 +147,32 @@ export class GraphBuilder {
   div(a: NodeId, b: NodeId): NodeId {
     return this.binary('div', a, b);
   }
+  min(a: NodeId, b: NodeId): NodeId {
+    return this.binary('min', a, b);
+  }
+  max(a: NodeId, b: NodeId): NodeId {
+    return this.binary('max', a, b);
+  }
 
   matvec(param: string, v: NodeId, transpose = false): NodeId {
     const spec = this.params.find((p) => p.name === param);
-    if (!spec) throw new Error(`unknown param ${param}`);
+    if (!spec) throw this.unknownParam(param);
+    const fn = transpose ? 'matvecT' : 'matvec';
+    if (spec.shape.length !== 2 && spec.shape.length !== 3) {
+      throw new CellDefinitionError(
+        `${fn}(${param}, v): ${param}`,
+        'a matrix param of shape [rows, cols] or [blocks, rows, cols]',
+        `shape [${spec.shape.join(', ')}]`,
+      );
+    }
     const { blocks, rows, cols } = matrixLayout(spec);
     const inSize = blocks * (transpose ? rows : cols);
     const outSize = blocks * (transpose ? cols : rows);
     if (this.size(v) !== inSize) {
-      throw new Error(
-        `matvec(${param}${transpose ? 'ᵀ' : ''}): vector of size ${this.size(v)} does not match ${inSize} columns`,
+      throw new CellDefinitionError(
+        `${fn}(${param}, v): v`,
+        `a vector of size ${inSize} (${param} has shape [${spec.shape.join(', ')}])`,
+        `size ${this.size(v)}`,
       );
     }
     return this.push({ op: 'matvec', param, v, transpose, size: outSize });
@@ -140,14 +181,18 @@ export class GraphBuilder {
   slice(a: NodeId, start: number, size: number): NodeId {
     const sa = this.size(a);
     if (!Number.isInteger(start) || !Number.isInteger(size) || start < 0 || size < 1 || start + size > sa) {
-      throw new Error(`slice(${start}, ${size}) is out of range for a vector of size ${sa}`);
+      throw new CellDefinitionError(
+        `slice(v, ${start}, ${size})`,
+        `integers start ≥ 0 and size ≥ 1 with start + size ≤ ${sa} (the size of v)`,
+        `start ${start}, size ${size}`,
+      );
     }
     if (start === 0 && size === sa) return a;
     return this.push({ op: 'slice', a, start, size });
   }
 
   concat(parts: readonly NodeId[]): NodeId {
-    if (parts.length === 0) throw new Error('concat of no vectors');
+    if (parts.length === 0) throw new CellDefinitionError('concat', 'at least one vector', 'none');
     if (parts.length === 1) return parts[0]!;
     const size = parts.reduce((s, p) => s + this.size(p), 0);
     return this.push({ op: 'concat', parts: [...parts], size });

@@ -1,4 +1,5 @@
 import type { StepProgram } from '../backend/program.js';
+import { CellDefinitionError } from '../errors.js';
 import { Rng } from '../util/random.js';
 import { GraphBuilder } from './builder.js';
 import type { Graph, NodeId, ParamSpec } from './graph.js';
@@ -52,14 +53,57 @@ export class Cell {
   private vjpCache: VjpProgram | undefined;
 
   constructor(def: CellDefinition, body: CellBody<string>) {
-    checkPositiveInt('state', def.state);
-    if (!Number.isInteger(def.input) || def.input < 0) throw new Error(`input size must be ≥ 0, got ${def.input}`);
-    this.name = def.name ?? 'cell';
+    if (def === null || typeof def !== 'object') {
+      throw new CellDefinitionError(
+        'defineCell(def, body): def',
+        'an object { state, input, params }',
+        describe(def),
+      );
+    }
+    if (typeof body !== 'function') {
+      throw new CellDefinitionError(
+        'defineCell(def, body): body',
+        'a function (h, x, p) => Vec',
+        describe(body),
+      );
+    }
+    const cellName = def.name ?? 'cell';
+    if (!Number.isInteger(def.state) || def.state < 1) {
+      throw new CellDefinitionError(
+        `cell ${cellName}: state`,
+        'a positive integer (the state size)',
+        describe(def.state),
+      );
+    }
+    if (!Number.isInteger(def.input) || def.input < 0) {
+      throw new CellDefinitionError(
+        `cell ${cellName}: input`,
+        'an integer ≥ 0 (the input size)',
+        describe(def.input),
+      );
+    }
+    if (def.params === null || typeof def.params !== 'object') {
+      throw new CellDefinitionError(
+        `cell ${cellName}: params`,
+        'an object of parameter shapes',
+        describe(def.params),
+      );
+    }
+    this.name = cellName;
     this.stateSize = def.state;
     this.inputSize = def.input;
     this.params = Object.entries(def.params).map(([name, shape]) => {
-      if (shape.length < 1 || shape.length > 3 || !shape.every((d) => Number.isInteger(d) && d > 0)) {
-        throw new Error(`param ${name}: shape [${shape.join(', ')}] must have 1–3 positive integer dims`);
+      if (
+        !Array.isArray(shape) ||
+        shape.length < 1 ||
+        shape.length > 3 ||
+        !shape.every((d) => Number.isInteger(d) && d > 0)
+      ) {
+        throw new CellDefinitionError(
+          `cell ${cellName}: params.${name}`,
+          'a shape of 1–3 positive integer dims ([k], [rows, cols] or [blocks, rows, cols])',
+          Array.isArray(shape) ? `[${shape.join(', ')}]` : describe(shape),
+        );
       }
       return { name, shape: [...shape], size: shape.reduce((a, b) => a * b, 1) };
     });
@@ -72,9 +116,19 @@ export class Cell {
       for (const spec of this.params) p[spec.name] = new Param(b, b.param(spec.name), spec.name, spec.shape);
       return body(h, x, p);
     });
-    if (!(out instanceof Vec)) throw new Error('a cell body must return a vector');
+    if (!(out instanceof Vec)) {
+      throw new CellDefinitionError(
+        `cell ${this.name}: the body's return value`,
+        'a vector (Vec) of the state size',
+        describe(out),
+      );
+    }
     if (out.size !== def.state) {
-      throw new Error(`cell ${this.name}: the body returns a vector of size ${out.size}, expected the state size ${def.state}`);
+      throw new CellDefinitionError(
+        `cell ${this.name}: the body's return value`,
+        `a vector of the state size ${def.state}`,
+        `a vector of size ${out.size}`,
+      );
     }
     this.graph = b.graph();
     this.output = out.id;
@@ -91,7 +145,10 @@ export class Cell {
    * cells, the head size for multi-head cells, n for dense ones.
    */
   get exactBlockSize(): number {
-    this.exact ??= smallestExactBlock(sparsityPattern(this.jacobian.graph, this.jacobian.expr), this.stateSize);
+    this.exact ??= smallestExactBlock(
+      sparsityPattern(this.jacobian.graph, this.jacobian.expr),
+      this.stateSize,
+    );
     return this.exact;
   }
 
@@ -128,7 +185,11 @@ export class Cell {
       else if ('normal' in init) values = rng.normalArray(spec.size, init.normal);
       else values = new Float64Array(spec.size).fill(init.constant);
       if (values.length !== spec.size) {
-        throw new Error(`init of ${spec.name} gave ${values.length} values, expected ${spec.size}`);
+        throw new CellDefinitionError(
+          `cell ${this.name}: init.${spec.name}`,
+          `${spec.size} values`,
+          `${values.length}`,
+        );
       }
       out[spec.name] = values;
     }
@@ -150,8 +211,16 @@ export class Cell {
   }
 }
 
-function checkPositiveInt(what: string, v: number) {
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${what} size must be a positive integer, got ${v}`);
+/** A short description of a value for error messages. */
+export function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (v === undefined) return 'undefined';
+  if (typeof v === 'number') return String(v);
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'function') return 'a function';
+  if (Array.isArray(v)) return `an array of length ${v.length}`;
+  if (typeof v === 'object') return `an object (${(v as object).constructor?.name ?? 'Object'})`;
+  return typeof v;
 }
 
 /** Define a cell in the cell language; see `Cell`. */

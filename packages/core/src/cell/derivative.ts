@@ -36,3 +36,18 @@ export function unaryDerivative(b: GraphBuilder, fn: UnaryFn, a: NodeId, out: No
       return null;
   }
 }
+
+/**
+ * ∂/∂a and ∂/∂b of min(a, b) or max(a, b): 0/1 indicators of which operand is picked (at a tie
+ * the second). Comparisons go through the sign of b − a, which IEEE subtraction gets right for
+ * every finite pair (overflow keeps the sign), so nothing cancels at large |a|, |b|.
+ */
+export function minMaxDerivatives(
+  b: GraphBuilder,
+  fn: 'min' | 'max',
+  a: NodeId,
+  c: NodeId,
+): { readonly da: () => NodeId; readonly db: () => NodeId } {
+  const da = () => b.unary('step', fn === 'min' ? b.sub(c, a) : b.sub(a, c));
+  return { da, db: () => b.sub(b.scalar(1), da()) };
+}

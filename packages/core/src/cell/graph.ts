@@ -4,6 +4,8 @@
  * expressions in `matexpr.ts`) to their own kernels; nothing in it is cell-specific.
  */
 
+import { CellDefinitionError } from '../errors.js';
+
 export type NodeId = number;
 
 export type UnaryFn =
@@ -22,7 +24,10 @@ export type UnaryFn =
   | 'abs'
   | 'sign';
 
-export type BinaryFn = 'add' | 'sub' | 'mul' | 'div';
+/** Elementwise binary functions; `min` and `max` return an operand exactly (no arithmetic). */
+export type BinaryFn = 'add' | 'sub' | 'mul' | 'div' | 'min' | 'max';
+
+export const BINARY_FNS: readonly BinaryFn[] = ['add', 'sub', 'mul', 'div', 'min', 'max'];
 
 export const UNARY_FNS: readonly UnaryFn[] = [
   'neg',
@@ -61,7 +66,13 @@ export type Node =
   | { readonly op: 'const'; readonly values: readonly number[]; readonly size: number }
   | { readonly op: 'unary'; readonly fn: UnaryFn; readonly a: NodeId; readonly size: number }
   /** Elementwise; an operand of size 1 broadcasts. */
-  | { readonly op: 'binary'; readonly fn: BinaryFn; readonly a: NodeId; readonly b: NodeId; readonly size: number }
+  | {
+      readonly op: 'binary';
+      readonly fn: BinaryFn;
+      readonly a: NodeId;
+      readonly b: NodeId;
+      readonly size: number;
+    }
   /** W·v, or Wᵀ·v when `transpose`; W is the named dense or block param. */
   | {
       readonly op: 'matvec';
@@ -111,12 +122,21 @@ export function matrixLayout(spec: ParamSpec): MatrixLayout {
   const s = spec.shape;
   if (s.length === 2) return { blocks: 1, rows: s[0]!, cols: s[1]! };
   if (s.length === 3) return { blocks: s[0]!, rows: s[1]!, cols: s[2]! };
-  throw new Error(`param ${spec.name} of shape [${s.join(', ')}] is not a matrix`);
+  throw new CellDefinitionError(
+    `param ${spec.name}`,
+    'a matrix of shape [rows, cols] or [blocks, rows, cols]',
+    `shape [${s.join(', ')}]`,
+  );
 }
 
 export function paramSpec(graph: Graph, name: string): ParamSpec {
   const p = graph.params.find((q) => q.name === name);
-  if (!p) throw new Error(`unknown param ${name}`);
+  if (!p)
+    throw new CellDefinitionError(
+      'param',
+      `one of the cell's params (${graph.params.map((q) => q.name).join(', ')})`,
+      `'${name}'`,
+    );
   return p;
 }
 

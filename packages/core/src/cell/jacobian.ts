@@ -1,8 +1,8 @@
 import { GraphBuilder } from './builder.js';
-import { unaryDerivative } from './derivative.js';
+import { minMaxDerivatives, unaryDerivative } from './derivative.js';
 import type { Graph, NodeId } from './graph.js';
-import * as M from './matexpr.js';
 import type { MatExpr } from './matexpr.js';
+import * as M from './matexpr.js';
 
 /** diag(d)·m, merging nested scalings into one coefficient vector. */
 function rowscale(b: GraphBuilder, d: NodeId | null, m: MatExpr): MatExpr {
@@ -69,6 +69,15 @@ export function jacobianExpr(graph: Graph, output: NodeId): JacobianResult {
           case 'div': {
             const inv = b.div(b.scalar(1), node.b);
             t = M.add([rowscale(b, inv, ta), rowscale(b, b.unary('neg', b.mul(id, inv)), tb)]);
+            break;
+          }
+          case 'min':
+          case 'max': {
+            const { da, db } = minMaxDerivatives(b, node.fn, node.a, node.b);
+            const terms: MatExpr[] = [];
+            if (!M.isZero(ta)) terms.push(rowscale(b, da(), ta));
+            if (!M.isZero(tb)) terms.push(rowscale(b, db(), tb));
+            t = M.add(terms);
             break;
           }
         }

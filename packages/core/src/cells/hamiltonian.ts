@@ -1,5 +1,7 @@
 import { type Cell, defineCell } from '../cell/cell.js';
 import { concat, grad, neg, slice, softplus, sum, tanh } from '../cell/lang.js';
+import { CellDefinitionError } from '../errors.js';
+import { checkSize } from './gate-clip.js';
 import { applyMlp, mlpParams } from './mlp.js';
 
 export interface HamiltonianOptions {
@@ -14,7 +16,16 @@ export interface HamiltonianOptions {
  * Hamiltonian neural network: a scalar H = MLP(q, p) and the vector field f = (∂H/∂p, −∂H/∂q),
  * written with `grad` so its Jacobian (the symplectic Hessian) is derived like any other cell's.
  */
-export function hamiltonian({ dof: d, hidden = [64, 64], activation = 'softplus' }: HamiltonianOptions): Cell {
+export function hamiltonian({ dof, hidden = [64, 64], activation = 'softplus' }: HamiltonianOptions): Cell {
+  const d = checkSize('cells.hamiltonian', 'dof', dof);
+  for (const [i, w] of hidden.entries()) checkSize('cells.hamiltonian', `hidden[${i}]`, w);
+  if (activation !== 'tanh' && activation !== 'softplus') {
+    throw new CellDefinitionError(
+      'cells.hamiltonian: activation',
+      "'tanh' or 'softplus'",
+      String(activation),
+    );
+  }
   const widths = [2 * d, ...hidden, 1];
   const { params, init } = mlpParams(widths);
   const act = activation === 'tanh' ? tanh : softplus;

@@ -1,5 +1,7 @@
 import { type Cell, defineCell } from '../cell/cell.js';
 import { add, concat, matvec, type Param, relu, softplus, tanh, type Vec } from '../cell/lang.js';
+import { CellDefinitionError } from '../errors.js';
+import { checkSize } from './gate-clip.js';
 
 export type Activation = 'tanh' | 'relu' | 'softplus';
 
@@ -29,7 +31,12 @@ export function mlpParams(widths: readonly number[]) {
 }
 
 /** Apply the MLP of `mlpParams` to v: affine layers with `act` between them (none after the last). */
-export function applyMlp(v: Vec, p: Readonly<Record<string, Param>>, layers: number, act: (v: Vec) => Vec): Vec {
+export function applyMlp(
+  v: Vec,
+  p: Readonly<Record<string, Param>>,
+  layers: number,
+  act: (v: Vec) => Vec,
+): Vec {
   for (let l = 0; l < layers; l++) {
     v = add(matvec(p[`W${l}`]!, v), p[`b${l}`]!);
     if (l + 1 < layers) v = act(v);
@@ -38,7 +45,17 @@ export function applyMlp(v: Vec, p: Readonly<Record<string, Param>>, layers: num
 }
 
 /** A multilayer perceptron f(y, x) = W_L σ(… σ(W_1 [y; x] + b_1) …) + b_L: a vector field or a step. */
-export function mlp({ stateSize: n, inputSize: m = 0, hidden = [64], activation = 'tanh' }: MlpOptions): Cell {
+export function mlp({ stateSize, inputSize = 0, hidden = [64], activation = 'tanh' }: MlpOptions): Cell {
+  const n = checkSize('cells.mlp', 'stateSize', stateSize);
+  const m = checkSize('cells.mlp', 'inputSize', inputSize, 0);
+  for (const [i, w] of hidden.entries()) checkSize('cells.mlp', `hidden[${i}]`, w);
+  if (!(activation in ACT)) {
+    throw new CellDefinitionError(
+      'cells.mlp: activation',
+      `one of ${Object.keys(ACT).join(', ')}`,
+      String(activation),
+    );
+  }
   const widths = [n + m, ...hidden, n];
   const { params, init } = mlpParams(widths);
   const act = ACT[activation];

@@ -1,5 +1,7 @@
 import { type Cell, defineCell } from '../cell/cell.js';
 import { add, matvec, mul, sigmoid, slice, sub, tanh } from '../cell/lang.js';
+import { CellDefinitionError } from '../errors.js';
+import { checkSize } from './gate-clip.js';
 
 export interface MultiHeadGruOptions {
   readonly inputSize: number;
@@ -13,9 +15,15 @@ export interface MultiHeadGruOptions {
  * per gate (Rz, Rr, Rh of shape [heads, s, s]), so heads never interact and the Jacobian is exactly
  * block-diagonal with block size s = n / heads. Reset convention as PyTorch (linear before reset).
  */
-export function multiHeadGru({ inputSize: m, hiddenSize: n, heads }: MultiHeadGruOptions): Cell {
-  if (!Number.isInteger(heads) || heads < 1 || n % heads !== 0) {
-    throw new Error(`multi-head GRU: heads (${heads}) must divide hiddenSize (${n})`);
+export function multiHeadGru({ inputSize, hiddenSize, heads }: MultiHeadGruOptions): Cell {
+  const m = checkSize('cells.multiHeadGru', 'inputSize', inputSize);
+  const n = checkSize('cells.multiHeadGru', 'hiddenSize', hiddenSize);
+  if (typeof heads !== 'number' || !Number.isInteger(heads) || heads < 1 || n % heads !== 0) {
+    throw new CellDefinitionError(
+      'cells.multiHeadGru: heads',
+      `a positive integer that divides hiddenSize ${n}`,
+      String(heads),
+    );
   }
   const s = n / heads;
   const bound = 1 / Math.sqrt(s);
@@ -24,7 +32,14 @@ export function multiHeadGru({ inputSize: m, hiddenSize: n, heads }: MultiHeadGr
       name: `mhgru(n=${n}, heads=${heads})`,
       state: n,
       input: m,
-      params: { W: [3 * n, m], Rz: [heads, s, s], Rr: [heads, s, s], Rh: [heads, s, s], Wb: [3 * n], Rb: [3 * n] },
+      params: {
+        W: [3 * n, m],
+        Rz: [heads, s, s],
+        Rr: [heads, s, s],
+        Rh: [heads, s, s],
+        Wb: [3 * n],
+        Rb: [3 * n],
+      },
       init: {
         W: { uniform: bound },
         Rz: { uniform: bound },

@@ -1,10 +1,11 @@
-import { type Graph, matrixLayout, type Node, type NodeId, paramSpec, type UnaryFn } from '@deerjs/core';
+import { type BinaryFn, type Graph, matrixLayout, type Node, type NodeId, paramSpec, type UnaryFn } from '@deerjs/core';
 import { lit } from './common.js';
 
 /** WGSL helpers for the unary ops that need more than a builtin. */
 export const UNARY_HELPERS = `fn sigmoid_(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }
 fn tanh_(x: f32) -> f32 { let y = exp(-2.0 * abs(x)); return sign(x) * (1.0 - y) / (1.0 + y); }
-fn softplus_(x: f32) -> f32 { return max(x, 0.0) + log(1.0 + exp(-abs(x))); }`;
+// log(1 + e) loses e entirely once e < 2^-24; e − e²/2 keeps softplus(x) ≈ eˣ for x ≪ 0.
+fn softplus_(x: f32) -> f32 { let e = exp(-abs(x)); return max(x, 0.0) + select(log(1.0 + e), e * (1.0 - 0.5 * e), e < 1e-4); }`;
 
 const UNARY: Record<UnaryFn, (a: string) => string> = {
   neg: (a) => `-(${a})`,
@@ -24,7 +25,14 @@ const UNARY: Record<UnaryFn, (a: string) => string> = {
   sign: (a) => `sign(${a})`,
 };
 
-const BINARY = { add: '+', sub: '-', mul: '*', div: '/' } as const;
+const BINARY: Record<BinaryFn, (a: string, b: string) => string> = {
+  add: (a, b) => `${a} + ${b}`,
+  sub: (a, b) => `${a} - ${b}`,
+  mul: (a, b) => `${a} * ${b}`,
+  div: (a, b) => `${a} / ${b}`,
+  min: (a, b) => `min(${a}, ${b})`,
+  max: (a, b) => `max(${a}, ${b})`,
+};
 
 /** Where each parameter starts in the packed parameter buffer (graph order). */
 export function paramOffsets(graph: Graph): { offsets: Map<string, number>; total: number } {
@@ -115,7 +123,7 @@ export class GraphEmitter {
       case 'unary':
         return loop(n.size, `${out} = ${UNARY[n.fn](this.ref(n.a, 'i'))};`);
       case 'binary':
-        return loop(n.size, `${out} = ${this.ref(n.a, 'i')} ${BINARY[n.fn]} ${this.ref(n.b, 'i')};`);
+        return loop(n.size, `${out} = ${BINARY[n.fn](this.ref(n.a, 'i'), this.ref(n.b, 'i'))};`);
       case 'slice':
         return loop(n.size, `${out} = ${this.ref(n.a, `(i + ${n.start}u)`)};`);
       case 'concat': {

@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest';
+import { cells, lang } from '../src/index.js';
+
+describe('built-in cell options', () => {
+  it('lstm peephole adds P [3n]; inputForget keeps the params', () => {
+    const p = cells.lstm({ inputSize: 2, hiddenSize: 3, peephole: true });
+    expect(p.params.find((q) => q.name === 'P')?.shape).toEqual([3 * 3]);
+    expect(p.name).toContain('peephole');
+    const f = cells.lstm({ inputSize: 2, hiddenSize: 3, inputForget: true });
+    expect(f.params.map((q) => q.name)).toEqual(['W', 'R', 'Wb', 'Rb']);
+    expect(f.name).toContain('input_forget');
+  });
+
+  it('takes activations by ONNX name (any case), with α/β, or as functions', () => {
+    const a = cells.gru({
+      inputSize: 2,
+      hiddenSize: 3,
+      activations: ['hardsigmoid' as 'HardSigmoid', { name: 'ScaledTanh', alpha: 2, beta: 0.5 }],
+    });
+    expect(a.name).toContain('act=hardsigmoid,ScaledTanh(2,0.5)');
+    const b = cells.elman({ inputSize: 2, hiddenSize: 3, activations: [(v) => lang.softsign(v)] });
+    expect(b.stateSize).toBe(3);
+    // The defaults spelled out give the default cell's name.
+    expect(cells.lstm({ inputSize: 2, hiddenSize: 3, activations: ['Sigmoid', 'Tanh', 'Tanh'] }).name).toBe(
+      'lstm(n=3)',
+    );
+  });
+});
