@@ -6,6 +6,7 @@ import { defineDampedScanCases } from './damped-cases.js';
 import { defineDerivativeCases, defineWindowedGradientCase } from './derivative-cases.js';
 import { defineInputCases } from './input-cases.js';
 import { defineLangCases } from './lang-cases.js';
+import { defineMethodCases } from './method-cases.js';
 import { defineOdeCases } from './ode-cases.js';
 import { defineOpCases } from './op-cases.js';
 import { definePaddingCases } from './padding-cases.js';
@@ -98,6 +99,7 @@ export function defineConformanceSuite(options: ConformanceOptions): void {
       describe('ode', () => defineOdeCases(ctx));
       describe('adversarial', () => defineAdversarialCases(ctx));
       describe('padding', () => definePaddingCases(ctx));
+      describe('method', () => defineMethodCases(ctx));
       describe('lang', () => defineLangCases(ctx));
     });
   }

@@ -490,15 +490,17 @@ function* elkIteration(
 const finiteOr = (v: number) => (Number.isNaN(v) ? Number.POSITIVE_INFINITY : v);
 
 /**
- * After an ELK step: a row whose accepted iterate has a one-step residual within tolerance
- * everywhere is converged (the residual *is* ELK's measure, so no separate check is needed); a row
+ * After an ELK step: a row whose accepted step and one-step residual are both within tolerance
+ * everywhere is converged (ELK measures the residual as it goes, so no separate check is needed); a row
  * whose merit has not halved in ELK_PATIENCE steps, or whose λ ran past LAMBDA_MAX, is given up.
  */
 function judgeElk(w: WindowState, update: NewtonUpdate): number[] {
   const out: number[] = [];
   for (let b = 0; b < w.status.length; b++) {
     if (w.status[b] !== Row.Active) continue;
-    if (w.maxResidual[b]! <= 1 && update.rows.clipped[b] === 0 && update.rows.replaced[b] === 0) {
+    // As for DEER: the last step and the residual both within tolerance.
+    const settled = update.rows.maxScaledDiff[b]! <= 1 && update.rows.clipped[b] === 0 && update.rows.replaced[b] === 0;
+    if (settled && w.maxResidual[b]! <= 1) {
       w.status[b] = Row.Converged;
       continue;
     }

@@ -1,0 +1,126 @@
+import { type Cell, deer, deerWithGrad, defineCell, lang, sequential, UnsupportedOptionError } from '@deerjs/core';
+import { expect } from 'vitest';
+import type { SuiteContext } from './context.js';
+import { CELL_FAMILIES, INPUT_SIZE, maxAbsDiff, maxRelDiff, sequenceData } from './fixtures.js';
+import { oracleTrajectory, solveOnBackend } from './solve-cases.js';
+
+const { add, mul, sub, tanh, constant } = lang;
+
+/** y = tanh(w ⊙ y + x): an elementwise cell, whose exact Jacobian is diagonal (ELK = quasi-ELK). */
+const diagonalTanh = (n: number): Cell =>
+  defineCell(
+    { name: 'diagonal-tanh', state: n, input: n, params: { w: [n] }, init: { w: { uniform: 0.9 } } },
+    (h, x, p) => tanh(add(mul(p.w, h), x)),
+  );
+
+/** The logistic map at r = 3.9 (chaotic). */
+const logistic = (): Cell =>
+  defineCell({ name: 'logistic', state: 1, input: 1, params: {} }, (h, x) =>
+    add(mul(constant(3.9), mul(h, sub(constant(1), h))), mul(constant(0), x)),
+  );
+
+/** `method`: ELK's damped steps and 'auto', against the float64 sequential oracle. */
+export function defineMethodCases(ctx: SuiteContext): void {
+  ctx.test('method/elk-converges', async () => {
+    for (const cell of [diagonalTanh(4), CELL_FAMILIES[0]!.make(4, INPUT_SIZE)]) {
+      const data = sequenceData(301, 2, 300, cell, ctx.dtype);
+      const ref = await oracleTrajectory(ctx.oracle(), cell, data, 2, 300);
+      const got = await solveOnBackend(ctx.backend(), cell, data, 2, 300, ctx.dtype, { method: 'elk' });
+      expect(got.stats.converged, `${cell.name}: converged`).toBe(true);
+      expect(got.stats.fellBack).toBe(false);
+      expect(got.stats.elkIterations).toBeGreaterThan(0);
+      expect(got.stats.deerIterations).toBe(0);
+      expect(got.stats.structure).toBe('diagonal');
+      expect(got.stats.residual).toBeLessThanOrEqual(1);
+      expect(maxAbsDiff(got.y, ref)).toBeLessThanOrEqual(ctx.tolerance);
+      ctx.report(`${cell.name} T=300: ELK ${got.stats.elkIterations} iterations`);
+    }
+  });
+
+  ctx.test('method/auto-no-more-iterations-than-deer', async () => {
+    for (const family of CELL_FAMILIES.slice(0, 4)) {
+      const cell = family.make(8, INPUT_SIZE);
+      const data = sequenceData(311, 2, 500, cell, ctx.dtype);
+      const plain = await solveOnBackend(ctx.backend(), cell, data, 2, 500, ctx.dtype);
+      const auto = await solveOnBackend(ctx.backend(), cell, data, 2, 500, ctx.dtype, { method: 'auto' });
+      expect(plain.stats.converged).toBe(true);
+      expect(auto.stats.converged).toBe(true);
+      expect(auto.stats.iterations, cell.name).toBeLessThanOrEqual(plain.stats.iterations);
+      expect(auto.stats.lyapunov!, 'a contractive GRU is not chaotic').toBeLessThan(0);
+      expect(maxAbsDiff(auto.y, plain.y)).toBeLessThanOrEqual(ctx.tolerance);
+    }
+  });
+
+  ctx.test('method/auto-chaotic-goes-sequential', async () => {
+    const backend = ctx.backend();
+    const T = 3000;
+    const x = backend.tensor(new Float64Array(2 * T), [2, T, 1], ctx.dtype);
+    try {
+      const { y, stats } = await deer(backend, logistic(), {}, x, { h0: [0.3, 0.6], method: 'auto' });
+      const got = await backend.read(y);
+      backend.dispose(y);
+      const { y: ys } = await sequential(backend, logistic(), {}, x, { h0: [0.3, 0.6] });
+      const seq = await backend.read(ys);
+      backend.dispose(ys);
+      // Recognised before any Newton work: the answer is the sequential one, bit for bit.
+      expect(stats.stopReason).toBe('chaotic');
+      expect(stats.iterations).toBe(0);
+      expect(stats.fallbackRows).toBe(2);
+      expect(stats.lyapunov!).toBeGreaterThan(0.3);
+      expect(maxAbsDiff(got, seq)).toBe(0);
+      ctx.report(`logistic map: estimated Lyapunov exponent ${stats.lyapunov!.toFixed(3)} per step → sequential`);
+    } finally {
+      backend.dispose(x);
+    }
+  });
+
+  ctx.test('method/gradient-exact-whatever-the-method', async () => {
+    const backend = ctx.backend();
+    const cell = CELL_FAMILIES[0]!.make(4, INPUT_SIZE);
+    const B = 2;
+    const T = 60;
+    const data = sequenceData(321, B, T, cell, ctx.dtype);
+    const x = backend.tensor(data.x, [B, T, INPUT_SIZE], ctx.dtype);
+    const dy = backend.tensor(
+      Float64Array.from({ length: B * T * 4 }, (_, i) => Math.cos(i)),
+      [B, T, 4],
+      ctx.dtype,
+    );
+    const grads: Record<string, Float64Array | Float32Array>[] = [];
+    try {
+      for (const method of ['deer', 'elk', 'auto'] as const) {
+        const r = await deerWithGrad(backend, cell, data.params, x, { h0: data.h0, method });
+        try {
+          const g = await r.vjp(dy);
+          const out: Record<string, Float64Array | Float32Array> = { x: await backend.read(g.x) };
+          for (const [k, t] of Object.entries(g.params)) out[k] = await backend.read(t);
+          for (const t of [g.x, g.h0, ...Object.values(g.params)]) backend.dispose(t);
+          grads.push(out);
+        } finally {
+          r.dispose();
+        }
+      }
+    } finally {
+      backend.dispose(x);
+      backend.dispose(dy);
+    }
+    const tol = ctx.dtype === 'float64' ? 1e-8 : 1e-3;
+    for (const k of Object.keys(grads[0]!)) {
+      expect(maxRelDiff(grads[1]![k]!, grads[0]![k]!, 1), `elk d${k}`).toBeLessThanOrEqual(tol);
+      expect(maxRelDiff(grads[2]![k]!, grads[0]![k]!, 1), `auto d${k}`).toBeLessThanOrEqual(tol);
+    }
+  });
+
+  ctx.test('method/bad-options', async () => {
+    const backend = ctx.backend();
+    const cell = CELL_FAMILIES[0]!.make(4, INPUT_SIZE);
+    const p = cell.init();
+    const x = backend.tensor(new Float64Array(5 * INPUT_SIZE), [1, 5, INPUT_SIZE], ctx.dtype);
+    try {
+      await expect(deer(backend, cell, p, x, { method: 'newton' as never })).rejects.toThrow(UnsupportedOptionError);
+      await expect(deer(backend, cell, p, x, { method: 'elk', jacobian: 'dense' })).rejects.toThrow(/quasi-ELK/);
+    } finally {
+      backend.dispose(x);
+    }
+  });
+}
