@@ -149,7 +149,7 @@ export function* newtonWindow(
 ): Solve<Tensor> {
   const { B, T, n } = problem;
   const method = opts.method ?? 'deer';
-  const budget = problem.finiteDepth && method === 'deer' ? Math.min(opts.maxIter, T + 1) : opts.maxIter;
+  const budget = problem.finiteDepth && method !== 'elk' ? Math.min(opts.maxIter, T + 1) : opts.maxIter;
   const w: WindowState = {
     status: new Uint8Array(B),
     reason: new Array<StopReason>(B).fill('tolerance'),
@@ -172,7 +172,7 @@ export function* newtonWindow(
   let y = problem.initial();
   const zeros = backend.zeros([B, n], y.dtype);
   let iterations = 0;
-  let mode: 'deer' | 'elk' = method === 'elk' ? 'elk' : 'deer';
+  const mode: 'deer' | 'elk' = method === 'elk' ? 'elk' : 'deer';
   try {
     if (method === 'auto' && problem.lyapunov) {
       // Chaotic rows (perturbations grow along the trajectory): no parallel Newton method
@@ -205,23 +205,13 @@ export function* newtonWindow(
         stats.replaced += update.replaced;
         stats.clipped += update.clipped;
         const gaveUp = mode === 'deer' ? judgeDeer(w, update, T, iterations, budget) : judgeElk(w, update);
-        if (method === 'auto' && mode === 'deer' && gaveUp.length > 0) {
-          // DEER's full steps stopped making progress on these rows: damp them (ELK) from a
-          // fresh start instead of giving up; held and converged rows stay as they are.
-          const start = problem.initial();
-          const fresh = backend.gatherRows(start, gaveUp);
-          backend.dispose(start);
-          const merged = backend.scatterRows(y, gaveUp, fresh);
-          backend.dispose(fresh);
-          backend.dispose(y);
-          y = merged;
+        if (method === 'auto') {
+          // Measured (deer-study): where full steps stop making progress, the damped step on the
+          // diagonal of the Jacobian does not converge either and costs more, so 'auto' hands
+          // such rows straight to the sequential fallback.
           for (const b of gaveUp) {
-            stats.switches.push(`window ${where.window}, iteration ${iterations}: row ${b} ${reason[b]} under DEER → ELK`);
-            restartRow(w, b);
+            stats.switches.push(`window ${where.window}, iteration ${iterations}: row ${b} ${reason[b]} under DEER → sequential`);
           }
-          // Rows still under DEER go on damped too (one step method per window).
-          for (let b = 0; b < B; b++) if (status[b] === Row.Active) w.merit[b] = Number.NaN;
-          mode = 'elk';
         }
         opts.onIteration?.({
           iteration: iterations,
@@ -323,19 +313,6 @@ function fail(w: WindowState, b: number, why: StopReason): void {
   w.reason[b] = why;
 }
 
-function restartRow(w: WindowState, b: number): void {
-  w.status[b] = Row.Active;
-  w.reason[b] = 'tolerance';
-  w.best[b] = Number.POSITIVE_INFINITY;
-  w.since[b] = 0;
-  w.mark[b] = 0;
-  w.nonFiniteStreak[b] = 0;
-  w.clipStreak[b] = 0;
-  w.steps[b] = 0;
-  w.lambda[b] = LAMBDA_START;
-  w.merit[b] = Number.NaN;
-  w.maxResidual[b] = Number.POSITIVE_INFINITY;
-}
 
 /** One full Newton step (DEER): δ by the scan, the raw iterate measured against y. */
 function* deerIteration(

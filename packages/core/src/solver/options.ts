@@ -67,8 +67,10 @@ export interface DeerOptions extends SolveOptions {
   /**
    * Newton's step: 'deer' (default) full steps; 'elk' damped steps with a trust region that adapts
    * (Levenberg–Marquardt on the diagonal of the Jacobian: quasi-ELK), which converge where full
-   * steps overshoot; 'auto' full steps while they make progress, damped ones where they stop, and
-   * sequential evaluation for rows whose dynamics are chaotic (estimated before iterating).
+   * steps overshoot on moderate problems (see the convergence study: not yet on hard ones); 'auto'
+   * evaluates rows whose dynamics are chaotic sequentially up front (a Lyapunov estimate over the
+   * first ~T/16 steps) and takes DEER's full steps for the rest, handing rows that stop making
+   * progress to the sequential fallback.
    */
   readonly method?: NewtonMethod;
 }

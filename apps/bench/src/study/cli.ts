@@ -1,0 +1,99 @@
+#!/usr/bin/env node
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { BenchBackendError, openBackend } from '../backend.js';
+import { ensureOutputDir, OutputDirError } from '../out-dir.js';
+import { studySvg } from './chart.js';
+import { runConvergenceStudy, STUDY_FULL, STUDY_METHODS, STUDY_QUICK, type StudyProblem } from './convergence.js';
+
+const HELP = `deer-study: convergence of DEER, quasi-DEER, quasi-ELK and 'auto' against weight scale
+
+  deer-study [--quick] [--backend NAME] [--out DIR]
+
+  For GRU and Elman cells (n = 8) whose weight matrices are scaled 0.5× … 12×, the fraction of
+  batch rows each method solves without the sequential fallback, its iterations, its time over
+  sequential evaluation, and each problem's estimated largest Lyapunov exponent (< 0: perturbations
+  shrink along the trajectory, the problems ELK should solve). Writes study.json (after every
+  problem) and study.svg to --out (default: results/study-<backend>).
+`;
+
+function parse(argv: readonly string[]): { quick: boolean; backend: string; out?: string; help: boolean } {
+  const a = { quick: false, backend: 'cpu', out: undefined as string | undefined, help: false };
+  for (let i = 0; i < argv.length; i++) {
+    const f = argv[i]!;
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined || v.startsWith('--')) throw new BenchBackendError(`${f} needs a value`);
+      return v;
+    };
+    if (f === '--quick') a.quick = true;
+    else if (f === '--help' || f === '-h') a.help = true;
+    else if (f === '--backend') a.backend = value();
+    else if (f === '--out') a.out = value();
+    else throw new BenchBackendError(`unknown flag ${f} (see --help)`);
+  }
+  return a;
+}
+
+function row(p: StudyProblem): string {
+  const cells = p.runs.map((r) => `${r.convergedRows}/${r.rows} ${String(r.iterations).padStart(3)}it ${r.timeRatio.toFixed(1).padStart(5)}×`);
+  return [p.family.padEnd(6), `${p.scale}×`.padStart(5), p.lyapunov.toFixed(3).padStart(7), ...cells.map((c) => c.padStart(18))].join(' ');
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const args = parse(argv);
+  if (args.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const config = args.quick ? STUDY_QUICK : STUDY_FULL;
+  const dir = args.out ?? path.join('results', `study-${args.backend}`);
+  ensureOutputDir(dir);
+  const backend = await openBackend(args.backend, backend0Dtype(args.backend, config.dtype));
+  const dtype = backend.capabilities.dtypes.includes(config.dtype) ? config.dtype : backend.capabilities.dtypes[0]!;
+  const cfg = { ...config, dtype };
+  const json = path.join(dir, 'study.json');
+  const header = ['family', 'scale', 'lyap', ...STUDY_METHODS.map((m) => m.id.padStart(18))].join(' ');
+  process.stdout.write(`deer-study on ${backend.name} (${backend.capabilities.device}), ${dtype}, T = ${cfg.T}, B = ${cfg.B}, n = ${cfg.n}\n${header}\n`);
+  const save = (problems: readonly StudyProblem[]) =>
+    writeFileSync(
+      json,
+      `${JSON.stringify({ tool: 'deer-study', backend: backend.name, device: backend.capabilities.device, config: cfg, problems }, null, 1)}\n`,
+    );
+  try {
+    const done: StudyProblem[] = [];
+    const problems = await runConvergenceStudy(backend, cfg, (p, k, total) => {
+      process.stdout.write(`${row(p)}   [${k}/${total}]\n`);
+      done.push(p);
+      save(done);
+    });
+    const svg = path.join(dir, 'study.svg');
+    writeFileSync(svg, studySvg(problems, `Convergence against weight scale (${backend.name}, T = ${cfg.T})`));
+    const contractive = problems.filter((p) => p.lyapunov < 0);
+    for (const m of STUDY_METHODS) {
+      const ok = contractive.filter((p) => p.runs.find((r) => r.method === m.id)!.convergedRows === p.runs[0]!.rows).length;
+      process.stdout.write(`${m.id}: ${ok}/${contractive.length} contractive problems solved without fallback\n`);
+    }
+    process.stdout.write(`wrote ${json}\n      ${svg}\n`);
+    return 0;
+  } finally {
+    await backend.destroy();
+  }
+}
+
+/** The study runs in float64 where the backend has it. */
+function backend0Dtype(name: string, want: 'float64' | 'float32'): 'float64' | 'float32' {
+  return name === 'cpu' ? want : 'float32';
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof BenchBackendError || err instanceof OutputDirError) {
+      process.stderr.write(`deer-study: ${err.message}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`deer-study: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);

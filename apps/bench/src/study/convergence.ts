@@ -1,0 +1,124 @@
+import { type Backend, type Cell, cells, type DeerOptions, deer, type DType, Rng, sequential } from '@deerjs/core';
+
+/** One way of solving: DEER, quasi-DEER, ELK (quasi-ELK here), or 'auto'. */
+export interface StudyMethod {
+  readonly id: string;
+  readonly options: DeerOptions;
+}
+
+export const STUDY_METHODS: readonly StudyMethod[] = [
+  { id: 'DEER', options: { method: 'deer' } },
+  { id: 'quasi-DEER', options: { method: 'deer', jacobian: 'diagonal' } },
+  // ELK's damped step runs on the diagonal of the Jacobian (quasi-ELK); full-Jacobian ELK is not
+  // implemented, so 'ELK' and 'quasi-ELK' are one column.
+  { id: 'quasi-ELK', options: { method: 'elk' } },
+  { id: 'auto', options: { method: 'auto' } },
+];
+
+export interface StudyConfig {
+  readonly families: readonly ('gru' | 'elman')[];
+  readonly scales: readonly number[];
+  readonly seeds: number;
+  readonly B: number;
+  readonly T: number;
+  readonly n: number;
+  readonly dtype: DType;
+}
+
+export const STUDY_FULL: StudyConfig = {
+  families: ['gru', 'elman'],
+  scales: [0.5, 1, 2, 3, 4, 6, 8, 12],
+  seeds: 3,
+  B: 4,
+  T: 2000,
+  n: 8,
+  dtype: 'float64',
+};
+
+export const STUDY_QUICK: StudyConfig = { ...STUDY_FULL, scales: [0.5, 1, 2, 4, 8, 12], seeds: 1, T: 300 };
+
+export interface StudyRun {
+  readonly method: string;
+  readonly rows: number;
+  /** Rows that converged without the sequential fallback, of B. */
+  readonly convergedRows: number;
+  readonly iterations: number;
+  readonly stopReason: string;
+  /** Wall time over the time of `sequential` on the same problem. */
+  readonly timeRatio: number;
+  /** max |y − sequential| (the answer is right whatever the path). */
+  readonly maxError: number;
+}
+
+export interface StudyProblem {
+  readonly family: string;
+  readonly scale: number;
+  readonly seed: number;
+  /** Largest Lyapunov exponent per step, estimated by 'auto' (< 0: perturbations shrink). */
+  readonly lyapunov: number;
+  readonly sequentialMs: number;
+  readonly runs: readonly StudyRun[];
+}
+
+/** A GRU or Elman cell with every weight matrix scaled (biases kept). */
+function scaledProblem(family: 'gru' | 'elman', scale: number, seed: number, n: number): { cell: Cell; params: Record<string, Float64Array> } {
+  const cell = family === 'gru' ? cells.gru({ inputSize: 2, hiddenSize: n }) : cells.elman({ inputSize: 2, hiddenSize: n });
+  const params = cell.init({ seed });
+  for (const k of Object.keys(params)) if (!k.startsWith('b')) params[k] = params[k]!.map((v) => v * scale);
+  return { cell, params };
+}
+
+const now = () => performance.now();
+
+/** Run the study point by point; `onProblem` sees each problem as it finishes. */
+export async function runConvergenceStudy(
+  backend: Backend,
+  config: StudyConfig,
+  onProblem: (p: StudyProblem, index: number, total: number) => void,
+): Promise<StudyProblem[]> {
+  const out: StudyProblem[] = [];
+  const total = config.families.length * config.scales.length * config.seeds;
+  for (const family of config.families) {
+    for (const scale of config.scales) {
+      for (let seed = 0; seed < config.seeds; seed++) {
+        const { cell, params } = scaledProblem(family, scale, 11 + seed, config.n);
+        const rng = new Rng(100 + seed);
+        const x = backend.tensor(rng.normalArray(config.B * config.T * 2), [config.B, config.T, 2], config.dtype);
+        try {
+          let t0 = now();
+          const seq = await sequential(backend, cell, params, x);
+          const ref = await backend.read(seq.y);
+          const sequentialMs = now() - t0;
+          backend.dispose(seq.y);
+          const runs: StudyRun[] = [];
+          let lyapunov = Number.NaN;
+          for (const m of STUDY_METHODS) {
+            t0 = now();
+            const r = await deer(backend, cell, params, x, m.options);
+            const y = await backend.read(r.y);
+            const ms = now() - t0;
+            backend.dispose(r.y);
+            let err = 0;
+            for (let i = 0; i < y.length; i++) err = Math.max(err, Math.abs(y[i]! - ref[i]!));
+            if (r.stats.lyapunov !== undefined) lyapunov = r.stats.lyapunov;
+            runs.push({
+              method: m.id,
+              rows: config.B,
+              convergedRows: config.B - r.stats.fallbackRows,
+              iterations: r.stats.iterations,
+              stopReason: r.stats.stopReason,
+              timeRatio: ms / sequentialMs,
+              maxError: err,
+            });
+          }
+          const p: StudyProblem = { family, scale, seed, lyapunov, sequentialMs, runs };
+          out.push(p);
+          onProblem(p, out.length, total);
+        } finally {
+          backend.dispose(x);
+        }
+      }
+    }
+  }
+  return out;
+}
