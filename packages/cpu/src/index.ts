@@ -1,11 +1,14 @@
 import { registerBackend } from '@deerjs/core';
-import { CpuBackend, type CpuBackendOptions } from './backend.js';
+import type { CpuBackend, CpuBackendOptions } from './backend.js';
+import { FastCpuBackend } from './compiled/backend.js';
 
 export { CpuBackend, type CpuBackendOptions } from './backend.js';
+export { FastCpuBackend } from './compiled/backend.js';
+export { createReferenceBackend } from './reference.js';
 
-/** A new CPU backend. */
+/** A new CPU backend: step programs compiled to specialised JavaScript (see FastCpuBackend). */
 export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
-  return new CpuBackend(options);
+  return new FastCpuBackend(options);
 }
 
 /** Register the CPU backend with core's registry as 'cpu' (priority 100). */

@@ -1,0 +1,282 @@
+import {
+  type Graph,
+  liveNodes,
+  matExprNodes,
+  type NodeId,
+  operands,
+  type ScanArgs,
+  type StepInputs,
+  type StepOutputs,
+  type StepProgram,
+  type Tensor,
+  type TypedArray,
+} from '@deerjs/core';
+import { CpuBackend, type CpuBackendOptions } from '../backend.js';
+import { generateKernel, type Kernel, type KernelSpec, Unsupported } from './codegen.js';
+import { affineOffsetFast, scanFast } from './scan.js';
+
+/** Doubles of scratch one tile may use (all its nodes together): about 256 KiB. */
+const TILE_BUDGET = 32768;
+/** Doubles of hoisted (input-only) values held per time chunk of runSequential. */
+const CHUNK_BUDGET = 1 << 18;
+
+const tileFor = (k: Kernel, cap = 256) => {
+  const per = k.scratch.reduce((a, s) => a + s.size, 0) + 1;
+  return Math.max(1, Math.min(cap, Math.floor(TILE_BUDGET / per)));
+};
+
+interface StepPlan {
+  readonly kernel: Kernel;
+  readonly tile: number;
+}
+
+interface SeqPlan {
+  /** Input-only nodes, evaluated for a whole time chunk before stepping (absent when none). */
+  readonly hoist?: Kernel;
+  readonly hoistTile: number;
+  /** Input-only nodes the state-dependent part reads. */
+  readonly frontier: readonly NodeId[];
+  readonly step: Kernel;
+  /** The state leaf, when the step reads it (external 0 of `step`). */
+  readonly stateLeaf?: NodeId;
+}
+
+const stepPlans = new WeakMap<StepProgram, StepPlan | null>();
+const seqPlans = new WeakMap<StepProgram, SeqPlan | null>();
+
+function cached<T>(cache: WeakMap<StepProgram, T | null>, p: StepProgram, make: () => T): T | null {
+  let plan = cache.get(p);
+  if (plan === undefined) {
+    try {
+      plan = make();
+    } catch (err) {
+      if (!(err instanceof Unsupported)) throw err;
+      plan = null;
+    }
+    cache.set(p, plan);
+  }
+  return plan;
+}
+
+const isLeaf = (g: Graph, id: NodeId) => {
+  const op = g.nodes[id]!.op;
+  return op === 'state' || op === 'input' || op === 'cotangent';
+};
+
+function makeStepPlan(p: StepProgram): StepPlan {
+  const g = p.graph;
+  const roots = [...p.outputs];
+  if (p.jacobian) roots.push(...matExprNodes(p.jacobian.expr));
+  const live = liveNodes(g, roots);
+  const spec: KernelSpec = {
+    graph: g,
+    nodes: live.filter((id) => !isLeaf(g, id)),
+    externals: live.filter((id) => isLeaf(g, id)),
+    stores: p.outputs,
+    jacobian: p.jacobian,
+  };
+  const kernel = generateKernel(spec);
+  return { kernel, tile: tileFor(kernel) };
+}
+
+function makeSeqPlan(p: StepProgram): SeqPlan {
+  const g = p.graph;
+  const f = p.outputs[0]!;
+  const live = liveNodes(g, [f]);
+  const dep = new Uint8Array(g.nodes.length);
+  for (const id of live) {
+    const node = g.nodes[id]!;
+    dep[id] = node.op === 'state' || operands(node).some((o) => dep[o]) ? 1 : 0;
+  }
+  const constant = (id: NodeId) => g.nodes[id]!.op === 'param' || g.nodes[id]!.op === 'const';
+  const hoisted = live.filter((id) => !dep[id] && !constant(id));
+  const stepNodes = live.filter((id) => dep[id]);
+  const frontierSet = new Set<NodeId>();
+  for (const id of stepNodes)
+    for (const o of operands(g.nodes[id]!)) if (!dep[o] && !constant(o)) frontierSet.add(o);
+  if (!dep[f] && !constant(f)) frontierSet.add(f);
+  const frontier = [...frontierSet].sort((a, b) => a - b);
+  const stateLeaf = live.find((id) => g.nodes[id]!.op === 'state');
+  if (live.some((id) => g.nodes[id]!.op === 'cotangent'))
+    throw new Unsupported('cotangent in a sequential program');
+  const hoist =
+    frontier.length > 0
+      ? generateKernel({
+          graph: g,
+          nodes: hoisted.filter((id) => !isLeaf(g, id)),
+          externals: hoisted.filter((id) => isLeaf(g, id)),
+          stores: frontier,
+        })
+      : undefined;
+  const step = generateKernel({
+    graph: g,
+    nodes: stepNodes.filter((id) => id !== stateLeaf),
+    externals: stateLeaf === undefined ? frontier : [stateLeaf, ...frontier],
+    stores: [f],
+  });
+  return { hoist, hoistTile: hoist ? tileFor(hoist) : 1, frontier, step, stateLeaf };
+}
+
+const scratchFor = (k: Kernel, tile: number): Float64Array[] => {
+  const s = k.scratch.map((x) => new Float64Array(tile * x.size));
+  if (k.accSize) s.push(new Float64Array(k.accSize));
+  return s;
+};
+
+/**
+ * The fast CPU backend: step programs compiled to specialised JavaScript (`compiled/codegen.ts`),
+ * evaluated over tiles of elements with batched matrix products; Jacobians written straight into
+ * their block structure; input-only work hoisted out of the sequential loop. Programs the
+ * generator does not know fall back to the reference interpreter.
+ */
+export class FastCpuBackend extends CpuBackend {
+  constructor(options: CpuBackendOptions = {}) {
+    super(options);
+  }
+
+  private paramArrays(
+    g: Graph,
+    params: Readonly<Record<string, Tensor>>,
+    consts: readonly Float64Array[],
+  ): TypedArray[] {
+    const P: TypedArray[] = g.params.map((spec) => {
+      const t = params[spec.name];
+      if (!t) return new Float64Array(0);
+      const d = this.data(t);
+      return d instanceof Float64Array ? d : Float64Array.from(d);
+    });
+    P.push(...consts);
+    return P;
+  }
+
+  override runStep(program: StepProgram, inputs: StepInputs): StepOutputs {
+    const plan = cached(stepPlans, program, () => makeStepPlan(program));
+    if (!plan) return super.runStep(program, inputs);
+    const { kernel, tile } = plan;
+    const state = this.get(inputs.state);
+    const [B, T] = state.shape as [number, number];
+    const dtype = state.dtype;
+    const g = program.graph;
+    const n = g.stateSize;
+    const E = B * T;
+    const P = this.paramArrays(g, inputs.params, kernel.consts);
+    const outs = program.outputs.map((id) => this.make([B, T, g.nodes[id]!.size], dtype));
+    const jac = program.jacobian;
+    const s = jac?.blockSize ?? 0;
+    const J = jac ? this.make([B, T, n / s, s, s], dtype) : undefined;
+    const ext = kernel.externals;
+    const X = ext.map((id) => {
+      const op = g.nodes[id]!.op;
+      if (op === 'state') return state.data;
+      const t = op === 'input' ? inputs.input : inputs.cotangent;
+      if (!t) throw new Error(`cpu: the program reads its ${op} but none was given`);
+      return this.data(t);
+    });
+    const XS = ext.map((id) => g.nodes[id]!.size);
+    const XB = XS.map(() => 0);
+    const O = outs.map((o) => o.data);
+    const OS = program.outputs.map((id) => g.nodes[id]!.size);
+    const OB = OS.map(() => 0);
+    const S = scratchFor(kernel, tile);
+    const Jd = J?.data;
+    for (let e0 = 0; e0 < E; e0 += tile) {
+      const Et = Math.min(tile, E - e0);
+      for (let k = 0; k < XB.length; k++) XB[k] = e0 * XS[k]!;
+      for (let k = 0; k < OB.length; k++) OB[k] = e0 * OS[k]!;
+      kernel.run(Et, P, X, XB, XS, O, OB, OS, Jd, e0 * n * s, S);
+    }
+    return J ? { outputs: outs, jacobian: J } : { outputs: outs };
+  }
+
+  override runSequential(
+    program: StepProgram,
+    inputs: { input?: Tensor; y0: Tensor; params: Readonly<Record<string, Tensor>> },
+  ): Tensor {
+    const plan = cached(seqPlans, program, () => makeSeqPlan(program));
+    if (!plan) return super.runSequential(program, inputs);
+    const g = program.graph;
+    const y0 = this.get(inputs.y0);
+    const x = inputs.input ? this.get(inputs.input) : undefined;
+    const [B, n] = y0.shape as [number, number];
+    const T = x ? x.shape[1]! : 1;
+    const m = g.inputSize;
+    const out = this.make([B, T, n], y0.dtype);
+    const y = out.data;
+    const { hoist, frontier, step, stateLeaf } = plan;
+    const P = this.paramArrays(g, inputs.params, step.consts);
+    const fSizes = frontier.map((id) => g.nodes[id]!.size);
+    const fTotal = fSizes.reduce((a, b) => a + b, 0);
+    const Tc = Math.max(1, Math.min(T, Math.floor(CHUNK_BUDGET / Math.max(1, B * fTotal))));
+    const F = fSizes.map((sz) => new Float64Array(Tc * B * sz));
+
+    // The hoisted kernel: element (b, t) of a chunk reads x[b, tc0 + t] and writes F[k][(t·B + b)·size].
+    let runHoist: ((tc0: number, L: number) => void) | undefined;
+    if (hoist) {
+      const hP = this.paramArrays(g, inputs.params, hoist.consts);
+      const hExt = hoist.externals;
+      if (hExt.some((id) => g.nodes[id]!.op !== 'input'))
+        throw new Error('cpu: hoisted part reads more than the input');
+      const hX = hExt.map(() => {
+        if (!x) throw new Error('cpu: the program reads its input but none was given');
+        return x.data;
+      });
+      const hXB = hExt.map(() => 0);
+      const hXS = hExt.map(() => m);
+      const hOS = fSizes.map((sz) => B * sz);
+      const hOB = fSizes.map(() => 0);
+      const tile = plan.hoistTile;
+      const hS = scratchFor(hoist, tile);
+      runHoist = (tc0, L) => {
+        for (let b = 0; b < B; b++) {
+          for (let t0 = 0; t0 < L; t0 += tile) {
+            const Et = Math.min(tile, L - t0);
+            for (let k = 0; k < hXB.length; k++) hXB[k] = (b * T + tc0 + t0) * m;
+            for (let k = 0; k < hOB.length; k++) hOB[k] = (t0 * B + b) * fSizes[k]!;
+            hoist.run(Et, hP, hX, hXB, hXS, F, hOB, hOS, undefined, 0, hS);
+          }
+        }
+      };
+    }
+
+    const hasState = stateLeaf !== undefined;
+    const off = hasState ? 1 : 0;
+    const X: TypedArray[] = hasState ? [y0.data, ...F] : [...F];
+    const XB = X.map(() => 0);
+    const XS = hasState ? [n, ...fSizes] : [...fSizes];
+    const O = [y];
+    const OB = [0];
+    const OS = [T * n];
+    const S = scratchFor(step, B);
+    for (let tc0 = 0; tc0 < T; tc0 += Tc) {
+      const L = Math.min(Tc, T - tc0);
+      runHoist?.(tc0, L);
+      for (let t = tc0; t < tc0 + L; t++) {
+        if (hasState && t > 0) {
+          X[0] = y;
+          XB[0] = (t - 1) * n;
+          XS[0] = T * n;
+        }
+        for (let k = 0; k < fSizes.length; k++) XB[k + off] = (t - tc0) * B * fSizes[k]!;
+        OB[0] = t * n;
+        step.run(B, P, X, XB, XS, O, OB, OS, undefined, 0, S);
+      }
+    }
+    return out;
+  }
+
+  override scan(args: ScanArgs): Tensor {
+    const c = this.get(args.c);
+    const [B, T, n] = c.shape as [number, number, number];
+    const out = this.make([B, T, n], c.dtype);
+    scanFast(this.data(args.A), c.data, this.data(args.y0), out.data, B, T, n, args.blockSize, args.reverse);
+    return out;
+  }
+
+  override affineOffset(F: Tensor, A: Tensor, y: Tensor, s: number): Tensor {
+    const f = this.get(F);
+    const [B, T, n] = f.shape as [number, number, number];
+    const out = this.make([B, T, n], f.dtype);
+    affineOffsetFast(f.data, this.data(A), this.data(y), out.data, B * T, n, s);
+    return out;
+  }
+}
