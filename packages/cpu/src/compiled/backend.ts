@@ -1,4 +1,5 @@
 import {
+  type DType,
   type Graph,
   liveNodes,
   matExprNodes,
@@ -28,7 +29,19 @@ const tileFor = (k: Kernel, cap = 256) => {
 interface StepPlan {
   readonly kernel: Kernel;
   readonly tile: number;
+  /** Input-only nodes (absent when none): their frontier values are the last externals of `kernel`. */
+  readonly hoist?: Kernel;
+  readonly frontier: readonly NodeId[];
 }
+
+/** Hoisted values of one input tensor, kept while the same params are used (Newton iterations). */
+interface InputCache {
+  readonly program: StepProgram;
+  readonly params: readonly (Tensor | undefined)[];
+  readonly values: TypedArray[];
+}
+/** Largest hoisted buffer kept across calls, in bytes. */
+const INPUT_CACHE_BYTES = 256 * 2 ** 20;
 
 interface SeqPlan {
   /** Input-only nodes, evaluated for a whole time chunk before stepping (absent when none). */
@@ -41,19 +54,26 @@ interface SeqPlan {
   readonly stateLeaf?: NodeId;
 }
 
-const stepPlans = new WeakMap<StepProgram, StepPlan | null>();
-const seqPlans = new WeakMap<StepProgram, SeqPlan | null>();
+type Cache<T> = WeakMap<StepProgram, Map<DType, T | null>>;
+const stepPlans: Cache<StepPlan> = new WeakMap();
+const seqPlans: Cache<SeqPlan> = new WeakMap();
 
-function cached<T>(cache: WeakMap<StepProgram, T | null>, p: StepProgram, make: () => T): T | null {
-  let plan = cache.get(p);
+/** The plan of a program for a dtype, made once; null when the generator does not support it. */
+function cached<T>(cache: Cache<T>, p: StepProgram, dtype: DType, make: (fast: boolean) => T): T | null {
+  let byType = cache.get(p);
+  if (!byType) {
+    byType = new Map();
+    cache.set(p, byType);
+  }
+  let plan = byType.get(dtype);
   if (plan === undefined) {
     try {
-      plan = make();
+      plan = make(dtype === 'float32');
     } catch (err) {
       if (!(err instanceof Unsupported)) throw err;
       plan = null;
     }
-    cache.set(p, plan);
+    byType.set(dtype, plan);
   }
   return plan;
 }
@@ -63,23 +83,57 @@ const isLeaf = (g: Graph, id: NodeId) => {
   return op === 'state' || op === 'input' || op === 'cotangent';
 };
 
-function makeStepPlan(p: StepProgram): StepPlan {
-  const g = p.graph;
-  const roots = [...p.outputs];
-  if (p.jacobian) roots.push(...matExprNodes(p.jacobian.expr));
+/**
+ * A program split in two: the nodes that read only the input (and params, consts) — hoisted: for
+ * runSequential evaluated a time chunk at a time before stepping, for runStep once per input
+ * tensor and kept across Newton iterations — and the rest, which reads the hoisted `frontier`
+ * as externals.
+ */
+function splitInputOnly(g: Graph, roots: readonly NodeId[], extraReads: readonly NodeId[]) {
   const live = liveNodes(g, roots);
-  const spec: KernelSpec = {
-    graph: g,
-    nodes: live.filter((id) => !isLeaf(g, id)),
-    externals: live.filter((id) => isLeaf(g, id)),
-    stores: p.outputs,
-    jacobian: p.jacobian,
-  };
-  const kernel = generateKernel(spec);
-  return { kernel, tile: tileFor(kernel) };
+  const dep = new Uint8Array(g.nodes.length);
+  for (const id of live) {
+    const node = g.nodes[id]!;
+    dep[id] = node.op === 'state' || node.op === 'cotangent' || operands(node).some((o) => dep[o]) ? 1 : 0;
+  }
+  const constant = (id: NodeId) => g.nodes[id]!.op === 'param' || g.nodes[id]!.op === 'const';
+  const hoisted = live.filter((id) => !dep[id] && !constant(id));
+  const rest = live.filter((id) => dep[id]);
+  const frontierSet = new Set<NodeId>();
+  for (const id of rest) for (const o of operands(g.nodes[id]!)) if (!dep[o] && !constant(o)) frontierSet.add(o);
+  for (const id of extraReads) if (!dep[id] && !constant(id)) frontierSet.add(id);
+  const frontier = [...frontierSet].sort((x, y) => x - y);
+  return { live, hoisted, rest, frontier };
 }
 
-function makeSeqPlan(p: StepProgram): SeqPlan {
+export function makeStepPlan(p: StepProgram, fast: boolean): StepPlan {
+  const g = p.graph;
+  const factors = p.jacobian ? [...matExprNodes(p.jacobian.expr)] : [];
+  const roots = [...p.outputs, ...factors];
+  const { hoisted, rest, frontier } = splitInputOnly(g, roots, roots);
+  const hoist =
+    frontier.length > 0
+      ? generateKernel({
+          graph: g,
+          nodes: hoisted.filter((id) => !isLeaf(g, id)),
+          externals: hoisted.filter((id) => isLeaf(g, id)),
+          stores: frontier,
+          fast,
+        })
+      : undefined;
+  const kernel = generateKernel({
+    graph: g,
+    nodes: rest.filter((id) => !isLeaf(g, id)),
+    externals: [...rest.filter((id) => isLeaf(g, id)), ...frontier],
+    stores: p.outputs,
+    jacobian: p.jacobian,
+    fast,
+  });
+  const tile = Math.min(tileFor(kernel), hoist ? tileFor(hoist) : 256);
+  return { kernel, tile, hoist, frontier };
+}
+
+export function makeSeqPlan(p: StepProgram, fast: boolean): SeqPlan {
   const g = p.graph;
   const f = p.outputs[0]!;
   const live = liveNodes(g, [f]);
@@ -106,6 +160,7 @@ function makeSeqPlan(p: StepProgram): SeqPlan {
           nodes: hoisted.filter((id) => !isLeaf(g, id)),
           externals: hoisted.filter((id) => isLeaf(g, id)),
           stores: frontier,
+          fast,
         })
       : undefined;
   const step = generateKernel({
@@ -113,6 +168,7 @@ function makeSeqPlan(p: StepProgram): SeqPlan {
     nodes: stepNodes.filter((id) => id !== stateLeaf),
     externals: stateLeaf === undefined ? frontier : [stateLeaf, ...frontier],
     stores: [f],
+    fast,
   });
   return { hoist, hoistTile: hoist ? tileFor(hoist) : 1, frontier, step, stateLeaf };
 }
@@ -149,11 +205,18 @@ export class FastCpuBackend extends CpuBackend {
     return P;
   }
 
+  private readonly inputCache = new WeakMap<Tensor, InputCache>();
+
+  override dispose(t: Tensor): void {
+    this.inputCache.delete(t);
+    super.dispose(t);
+  }
+
   override runStep(program: StepProgram, inputs: StepInputs): StepOutputs {
-    const plan = cached(stepPlans, program, () => makeStepPlan(program));
-    if (!plan) return super.runStep(program, inputs);
-    const { kernel, tile } = plan;
     const state = this.get(inputs.state);
+    const plan = cached(stepPlans, program, state.dtype, (fast) => makeStepPlan(program, fast));
+    if (!plan) return super.runStep(program, inputs);
+    const { kernel, tile, hoist, frontier } = plan;
     const [B, T] = state.shape as [number, number];
     const dtype = state.dtype;
     const g = program.graph;
@@ -164,24 +227,65 @@ export class FastCpuBackend extends CpuBackend {
     const jac = program.jacobian;
     const s = jac?.blockSize ?? 0;
     const J = jac ? this.make([B, T, n / s, s, s], dtype) : undefined;
-    const ext = kernel.externals;
-    const X = ext.map((id) => {
+    const leafData = (id: NodeId) => {
       const op = g.nodes[id]!.op;
       if (op === 'state') return state.data;
       const t = op === 'input' ? inputs.input : inputs.cotangent;
       if (!t) throw new Error(`cpu: the program reads its ${op} but none was given`);
       return this.data(t);
-    });
-    const XS = ext.map((id) => g.nodes[id]!.size);
+    };
+    const leaves = kernel.externals.length - frontier.length;
+    const fSizes = frontier.map((id) => g.nodes[id]!.size);
+    const X: TypedArray[] = kernel.externals.slice(0, leaves).map(leafData);
+    const XS = kernel.externals.map((id) => g.nodes[id]!.size);
     const XB = XS.map(() => 0);
     const O = outs.map((o) => o.data);
     const OS = program.outputs.map((id) => g.nodes[id]!.size);
     const OB = OS.map(() => 0);
     const S = scratchFor(kernel, tile);
     const Jd = J?.data;
+
+    // Hoisted values: all elements at once, kept for the next call with the same input and params;
+    // or, when too large to keep, one tile at a time.
+    let perTile: ((e0: number, Et: number) => void) | undefined;
+    if (hoist) {
+      const hP = this.paramArrays(g, inputs.params, hoist.consts);
+      const hX = hoist.externals.map(leafData);
+      const hXS = hoist.externals.map((id) => g.nodes[id]!.size);
+      const hXB = hXS.map(() => 0);
+      const hOB = fSizes.map(() => 0);
+      const hS = scratchFor(hoist, tile);
+      const total = fSizes.reduce((a, b) => a + b, 0) * E * (dtype === 'float32' ? 4 : 8);
+      const input = inputs.input;
+      const params = g.params.map((spec) => inputs.params[spec.name]);
+      const hit = input ? this.inputCache.get(input) : undefined;
+      if (hit && hit.program === program && hit.params.every((t, k) => t === params[k])) {
+        X.push(...hit.values);
+      } else if (input && total <= INPUT_CACHE_BYTES && hoist.externals.every((id) => g.nodes[id]!.op === 'input')) {
+        const Arr = dtype === 'float32' ? Float32Array : Float64Array;
+        const values = fSizes.map((sz) => new Arr(E * sz));
+        for (let e0 = 0; e0 < E; e0 += tile) {
+          const Et = Math.min(tile, E - e0);
+          for (let k = 0; k < hXB.length; k++) hXB[k] = e0 * hXS[k]!;
+          for (let k = 0; k < hOB.length; k++) hOB[k] = e0 * fSizes[k]!;
+          hoist.run(Et, hP, hX, hXB, hXS, values, hOB, fSizes, undefined, 0, hS);
+        }
+        this.inputCache.set(input, { program, params, values });
+        X.push(...values);
+      } else {
+        const values = fSizes.map((sz) => new Float64Array(tile * sz));
+        X.push(...values);
+        perTile = (e0, Et) => {
+          for (let k = 0; k < hXB.length; k++) hXB[k] = e0 * hXS[k]!;
+          hoist.run(Et, hP, hX, hXB, hXS, values, hOB, fSizes, undefined, 0, hS);
+        };
+      }
+    }
     for (let e0 = 0; e0 < E; e0 += tile) {
       const Et = Math.min(tile, E - e0);
-      for (let k = 0; k < XB.length; k++) XB[k] = e0 * XS[k]!;
+      for (let k = 0; k < leaves; k++) XB[k] = e0 * XS[k]!;
+      if (perTile) perTile(e0, Et);
+      else for (let k = leaves; k < XB.length; k++) XB[k] = e0 * XS[k]!;
       for (let k = 0; k < OB.length; k++) OB[k] = e0 * OS[k]!;
       kernel.run(Et, P, X, XB, XS, O, OB, OS, Jd, e0 * n * s, S);
     }
@@ -192,10 +296,10 @@ export class FastCpuBackend extends CpuBackend {
     program: StepProgram,
     inputs: { input?: Tensor; y0: Tensor; params: Readonly<Record<string, Tensor>> },
   ): Tensor {
-    const plan = cached(seqPlans, program, () => makeSeqPlan(program));
+    const y0 = this.get(inputs.y0);
+    const plan = cached(seqPlans, program, y0.dtype, (fast) => makeSeqPlan(program, fast));
     if (!plan) return super.runSequential(program, inputs);
     const g = program.graph;
-    const y0 = this.get(inputs.y0);
     const x = inputs.input ? this.get(inputs.input) : undefined;
     const [B, n] = y0.shape as [number, number];
     const T = x ? x.shape[1]! : 1;

@@ -2,12 +2,15 @@ import {
   columnSparseOffset,
   type Graph,
   type MatExpr,
+  matExprNodes,
   matrixLayout,
   type NodeId,
+  operands,
   paramSpec,
   type TypedArray,
   type UnaryFn,
 } from '@deerjs/core';
+import { ftanh } from './fastmath.js';
 import { matvecCols, matvecRows } from './matvec.js';
 
 /** A program this generator does not know how to compile; the caller falls back to the reference. */
@@ -25,6 +28,8 @@ export interface KernelSpec {
   readonly externals: readonly NodeId[];
   readonly stores: readonly NodeId[];
   readonly jacobian?: { readonly expr: MatExpr; readonly blockSize: number };
+  /** Float32 storage: tanh through exp, good to ~1e-15 absolute (see fastmath.ts). */
+  readonly fast?: boolean;
 }
 
 export type KernelFn = (
@@ -70,6 +75,9 @@ const UNARY_JS: Record<UnaryFn, string> = {
   abs: 'Math.abs(v)',
   sign: 'Math.sign(v)',
 };
+
+/** Float32 programs: tanh through exp (see fastmath.ts). */
+const UNARY_FAST: Record<UnaryFn, string> = { ...UNARY_JS, tanh: 'FTANH(v)' };
 
 /** Largest matrix (blocks·rows·cols) whose product is written out entry by entry. */
 const INLINE_MATVEC = 48;
@@ -187,6 +195,10 @@ export function generateKernel(spec: KernelSpec): Kernel {
   const extIndex = new Map(spec.externals.map((id, k) => [id, k]));
   const scratch: { id: NodeId; size: number }[] = [];
   const scratchIndex = new Map<NodeId, number>();
+  /** Nodes of the fused loop being emitted, held in locals `v<id>`. */
+  const local = new Set<NodeId>();
+  const matvecSites: ((...a: never[]) => void)[] = [];
+  const fast = spec.fast === true;
 
   const pname = (name: string) => {
     const k = paramIndex.get(name);
@@ -196,6 +208,8 @@ export function generateKernel(spec: KernelSpec): Kernel {
   // Every node the kernel reads must be a param, a const, an external or computed before.
   const ref = (id: NodeId, e: string, i: string): string => {
     const node = g.nodes[id]!;
+    if (local.has(id)) return `v${id}`;
+    if (node.op === 'slice' && !extIndex.has(id)) return ref(node.a, e, plus(i, node.start));
     if (node.op === 'param') return `${pname(node.name)}[${i}]`;
     if (node.op === 'const') {
       let k = constIndex.get(id);
@@ -215,6 +229,10 @@ export function generateKernel(spec: KernelSpec): Kernel {
   /** Array, base and element stride of a node's values (for the matvec kernels). */
   const view = (id: NodeId): [string, string, string] => {
     const node = g.nodes[id]!;
+    if (node.op === 'slice' && !extIndex.has(id)) {
+      const [arr, base, stride] = view(node.a);
+      return [arr, base === '0' ? String(node.start) : plus(base, node.start), stride];
+    }
     if (node.op === 'param' || node.op === 'const') {
       const r = ref(id, '0', '0');
       return [r.slice(0, r.indexOf('[')), '0', '0'];
@@ -242,37 +260,93 @@ export function generateKernel(spec: KernelSpec): Kernel {
     return names;
   };
 
+  // Slices are views of their operand: no code, no storage.
+  const isAlias = (id: NodeId) => g.nodes[id]!.op === 'slice' && !extIndex.has(id);
+  // Elementwise nodes of one size that follow each other are fused into one loop over (e, i);
+  // a fused value lives in a local and is stored only when something outside its group reads it.
+  type Item = { kind: 'group'; size: number; ids: NodeId[] } | { kind: 'single'; id: NodeId };
+  const items: Item[] = [];
+  const groupOf = new Map<NodeId, number>();
+  let current: Extract<Item, { kind: 'group' }> | undefined;
   for (const id of spec.nodes) {
     const node = g.nodes[id]!;
-    if (extIndex.has(id)) continue;
-    switch (node.op) {
-      case 'param':
-      case 'const':
-        continue;
-      case 'state':
-      case 'input':
-      case 'cotangent':
-        throw new Error(`compiled step: leaf ${node.op} (${id}) is not an external`);
-      default:
-        break;
+    if (extIndex.has(id) || node.op === 'param' || node.op === 'const' || isAlias(id)) continue;
+    if (node.op === 'state' || node.op === 'input' || node.op === 'cotangent') {
+      throw new Error(`compiled step: leaf ${node.op} (${id}) is not an external`);
     }
+    if (node.op === 'unary' || node.op === 'binary') {
+      if (!current || current.size !== node.size) {
+        current = { kind: 'group', size: node.size, ids: [] };
+        items.push(current);
+      }
+      current.ids.push(id);
+      groupOf.set(id, items.length - 1);
+    } else {
+      current = undefined;
+      items.push({ kind: 'single', id });
+    }
+  }
+  const stored = new Set<NodeId>(spec.stores);
+  for (const id of spec.nodes) {
+    const gid = groupOf.get(id);
+    for (const o of operands(g.nodes[id]!)) if (gid === undefined || groupOf.get(o) !== gid) stored.add(o);
+  }
+  if (spec.jacobian) for (const d of matExprNodes(spec.jacobian.expr)) stored.add(d);
+  const allocate = (id: NodeId) => {
+    scratchIndex.set(id, scratch.length);
+    scratch.push({ id, size: g.nodes[id]!.size });
+    return scratchIndex.get(id)!;
+  };
+  const unary = fast ? UNARY_FAST : UNARY_JS;
+
+  for (const item of items) {
+    if (item.kind === 'group') {
+      const { size, ids } = item;
+      for (const id of ids) if (stored.has(id)) allocate(id);
+      emit(`// fused [${size}]: ${ids.map((id) => `${id} ${(g.nodes[id] as { fn: string }).fn}`).join(', ')}`);
+      const body = (e: string, i: string, pad: string) => {
+        for (const id of ids) {
+          const node = g.nodes[id]!;
+          let expr: string;
+          if (node.op === 'unary') {
+            const js = unary[node.fn];
+            if (js === undefined) throw new Unsupported(`unary ${node.fn}`);
+            emit(`${pad}const a${id} = ${opnd(node.a, size, e, i)};`);
+            expr = js.replace(/\bv\b/g, `a${id}`);
+          } else if (node.op === 'binary') {
+            const op = { add: '+', sub: '-', mul: '*', div: '/' }[node.fn];
+            if (op === undefined) throw new Unsupported(`binary ${node.fn}`);
+            expr = `${opnd(node.a, size, e, i)} ${op} ${opnd(node.b, size, e, i)}`;
+          } else throw new Error('compiled step: not elementwise');
+          emit(`${pad}const v${id} = ${expr};`);
+          local.add(id);
+          const k = scratchIndex.get(id);
+          if (k !== undefined) emit(`${pad}S${k}[${size === 1 ? e : `${e} * ${size} + ${i}`}] = v${id};`);
+        }
+        local.clear();
+      };
+      emit('for (let e = 0; e < E; e++) {');
+      if (size <= UNROLL) {
+        for (let i = 0; i < size; i++) {
+          emit('  {');
+          body('e', String(i), '    ');
+          emit('  }');
+        }
+      } else {
+        emit(`  for (let i = 0; i < ${size}; i++) {`);
+        body('e', 'i', '    ');
+        emit('  }');
+      }
+      emit('}');
+      continue;
+    }
+    const id = item.id;
+    const node = g.nodes[id]!;
     const size = node.size;
-    const k = scratch.length;
+    const k = allocate(id);
     const out = (e: string, i: string) => (size === 1 ? `S${k}[${e}]` : `S${k}[${e} * ${size} + ${i}]`);
-    emit(`// node ${id}: ${node.op}${'fn' in node ? ` ${node.fn}` : ''} [${size}]`);
+    emit(`// node ${id}: ${node.op} [${size}]`);
     switch (node.op) {
-      case 'unary': {
-        const js = UNARY_JS[node.fn];
-        if (js === undefined) throw new Unsupported(`unary ${node.fn}`);
-        each(size, (e, i) => `{ const v = ${opnd(node.a, size, e, i)}; ${out(e, i)} = ${js}; }`);
-        break;
-      }
-      case 'binary': {
-        const op = { add: '+', sub: '-', mul: '*', div: '/' }[node.fn];
-        if (op === undefined) throw new Unsupported(`binary ${node.fn}`);
-        each(size, (e, i) => `${out(e, i)} = ${opnd(node.a, size, e, i)} ${op} ${opnd(node.b, size, e, i)};`);
-        break;
-      }
       case 'matvec': {
         const { blocks, rows, cols } = matrixLayout(paramSpec(g, node.param));
         const W = pname(node.param);
@@ -294,7 +368,9 @@ export function generateKernel(spec: KernelSpec): Kernel {
           emit('}');
         } else {
           const [arr, base, stride] = view(node.v);
-          const fn = node.transpose ? 'MVT' : 'MV';
+          // One copy of the kernel per call site: each sees one array type (V8 feedback stays monomorphic).
+          const fn = `MV${matvecSites.length}`;
+          matvecSites.push(node.transpose ? matvecCols : matvecRows);
           for (let b = 0; b < blocks; b++) {
             emit(
               `${fn}(${W}, ${b * rows * cols}, ${rows}, ${cols}, ${arr}, ${plus(base, b * inSize)}, ${stride}, E, S${k}, ${b * outSize}, ${size});`,
@@ -303,9 +379,6 @@ export function generateKernel(spec: KernelSpec): Kernel {
         }
         break;
       }
-      case 'slice':
-        each(size, (e, i) => `${out(e, i)} = ${ref(node.a, e, plus(i, node.start))};`);
-        break;
       case 'concat': {
         let at = 0;
         for (const p of node.parts) {
@@ -328,8 +401,6 @@ export function generateKernel(spec: KernelSpec): Kernel {
       default:
         throw new Unsupported(`op ${(node as { op: string }).op}`);
     }
-    scratch.push({ id, size });
-    scratchIndex.set(id, k);
   }
 
   spec.stores.forEach((id, k) => {
@@ -468,9 +539,11 @@ export function generateKernel(spec: KernelSpec): Kernel {
     head.push(`const X${k} = X[${k}], xb${k} = XB[${k}], xs${k} = XS[${k}];`);
   for (let k = 0; k < spec.stores.length; k++)
     head.push(`const O${k} = O[${k}], ob${k} = OB[${k}], os${k} = OS[${k}];`);
+  for (let k = 0; k < matvecSites.length; k++) head.push(`const MV${k} = MV[${k}];`);
   const nS = scratch.length + (accSize ? 1 : 0);
   for (let k = 0; k < nS; k++) head.push(`const S${k} = S[${k}];`);
   const source = `return function kernel(E, P, X, XB, XS, O, OB, OS, J, JB, S) {\n${head.join('\n')}\n${entryFns.join('\n')}\n${lines.join('\n')}\n};`;
-  const run = new Function('MV', 'MVT', source)(matvecRows, matvecCols) as KernelFn;
+  const sites = matvecSites.map((f) => new Function(`return ${f.toString()}`)());
+  const run = new Function('MV', 'FTANH', source)(sites, ftanh) as KernelFn;
   return { run, scratch, accSize, consts, source, externals: spec.externals };
 }
