@@ -100,7 +100,8 @@ function splitInputOnly(g: Graph, roots: readonly NodeId[], extraReads: readonly
   const hoisted = live.filter((id) => !dep[id] && !constant(id));
   const rest = live.filter((id) => dep[id]);
   const frontierSet = new Set<NodeId>();
-  for (const id of rest) for (const o of operands(g.nodes[id]!)) if (!dep[o] && !constant(o)) frontierSet.add(o);
+  for (const id of rest)
+    for (const o of operands(g.nodes[id]!)) if (!dep[o] && !constant(o)) frontierSet.add(o);
   for (const id of extraReads) if (!dep[id] && !constant(id)) frontierSet.add(id);
   const frontier = [...frontierSet].sort((x, y) => x - y);
   return { live, hoisted, rest, frontier };
@@ -261,7 +262,11 @@ export class FastCpuBackend extends CpuBackend {
       const hit = input ? this.inputCache.get(input) : undefined;
       if (hit && hit.program === program && hit.params.every((t, k) => t === params[k])) {
         X.push(...hit.values);
-      } else if (input && total <= INPUT_CACHE_BYTES && hoist.externals.every((id) => g.nodes[id]!.op === 'input')) {
+      } else if (
+        input &&
+        total <= INPUT_CACHE_BYTES &&
+        hoist.externals.every((id) => g.nodes[id]!.op === 'input')
+      ) {
         const Arr = dtype === 'float32' ? Float32Array : Float64Array;
         const values = fSizes.map((sz) => new Arr(E * sz));
         for (let e0 = 0; e0 < E; e0 += tile) {

@@ -303,7 +303,9 @@ export function generateKernel(spec: KernelSpec): Kernel {
     if (item.kind === 'group') {
       const { size, ids } = item;
       for (const id of ids) if (stored.has(id)) allocate(id);
-      emit(`// fused [${size}]: ${ids.map((id) => `${id} ${(g.nodes[id] as { fn: string }).fn}`).join(', ')}`);
+      emit(
+        `// fused [${size}]: ${ids.map((id) => `${id} ${(g.nodes[id] as { fn: string }).fn}`).join(', ')}`,
+      );
       const body = (e: string, i: string, pad: string) => {
         for (const id of ids) {
           const node = g.nodes[id]!;
