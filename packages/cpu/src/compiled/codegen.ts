@@ -491,6 +491,40 @@ export function generateKernel(spec: KernelSpec): Kernel {
     emit(`  for (let q = 0; q < ${accSize}; q++) ${A}[q] = 0;`);
     for (const t of terms) {
       if (t.kind === 'delta' && s === 1 && t.off !== 0) continue;
+      if (t.kind === 'gather' && (s === 1 || s === n)) {
+        const { blocks, rows: pr, cols: pc } = matrixLayout(paramSpec(g, t.mm.param));
+        if (blocks === 1) {
+          // A dense parameter: the column range is static.
+          const inRows = t.mm.transpose ? pr : pc;
+          const clo = Math.max(t.k0 + t.off, t.off, 0);
+          const chi = Math.min(t.k1 + t.off, inRows + t.off, n);
+          const W = pname(t.mm.param);
+          const idx = (c: string) =>
+            t.mm.transpose
+              ? `(${plus(c, -t.off)}) * ${pc} + ${plus('r', t.rowShift)}`
+              : `(${plus('r', t.rowShift)}) * ${pc} + ${plus(c, -t.off)}`;
+          const cf = t.f
+            .filter((x) => x.on === 'c')
+            .map((x) => ` * ${fac(x)}`)
+            .join('');
+          if (s === 1) {
+            const lo = Math.max(t.r0, clo);
+            const hi = Math.min(t.r1, chi);
+            if (lo >= hi) continue;
+            emit(`  for (let r = ${lo}; r < ${hi}; r++) {`);
+            emit(`    const c = r;`);
+            emit(`    ${A}[r] += ${coef(t)} * ${W}[${idx('r')}]${cf};`);
+            emit('  }');
+            continue;
+          }
+          if (clo >= chi) continue;
+          emit(`  for (let r = ${t.r0}; r < ${t.r1}; r++) {`);
+          emit(`    const co = ${coef(t)}; const ao = r * ${n};`);
+          emit(`    for (let c = ${clo}; c < ${chi}; c++) ${A}[ao + c] += co * ${W}[${idx('c')}]${cf};`);
+          emit('  }');
+          continue;
+        }
+      }
       emit(`  for (let r = ${t.r0}; r < ${t.r1}; r++) {`);
       emit(`    const co = ${coef(t)};`);
       if (t.kind === 'delta') {
