@@ -10,7 +10,6 @@ import {
   type TypedArray,
   type UnaryFn,
 } from '@deerjs/core';
-import { ftanh } from './fastmath.js';
 import { matvecCols, matvecRows } from './matvec.js';
 
 /** A program this generator does not know how to compile; the caller falls back to the reference. */
@@ -28,7 +27,7 @@ export interface KernelSpec {
   readonly externals: readonly NodeId[];
   readonly stores: readonly NodeId[];
   readonly jacobian?: { readonly expr: MatExpr; readonly blockSize: number };
-  /** Float32 storage: tanh through exp, good to ~1e-15 absolute (see fastmath.ts). */
+  /** Float32 storage: tanh through exp (V8's Math.tanh costs 3–5× Math.exp), ~1e-16 absolute. */
   readonly fast?: boolean;
 }
 
@@ -76,8 +75,40 @@ const UNARY_JS: Record<UnaryFn, string> = {
   sign: 'Math.sign(v)',
 };
 
-/** Float32 programs: tanh through exp (see fastmath.ts). */
-const UNARY_FAST: Record<UnaryFn, string> = { ...UNARY_JS, tanh: 'FTANH(v)' };
+/** Float32 programs: tanh through exp. No branches: a never-taken branch in a kernel is a deopt. */
+const UNARY_FAST: Record<UnaryFn, string> = {
+  ...UNARY_JS,
+  // 1 − 2/(e^{2v} + 1): exact at ±Infinity (e^{2v} = ∞ or 0) and NaN, ~1e-16 absolute elsewhere.
+  tanh: '1 - 2 / (Math.exp(2 * v) + 1)',
+};
+
+/**
+ * e^x for float32 programs, inline: V8's Math.exp is a call of ~7–14 ns, most of a small step.
+ * x = (32k + j)·ln2/32 + r with |r| ≤ ln2/64: e^x = 2^k · 2^{j/32} · (1 + r + r²/2 + r³/6), good to
+ * 6e-10 relative (float32 storage rounds at 6e-8). Branch-free (a branch first taken after V8 has
+ * optimised a kernel deoptimises it): x is clamped to ±700 (e^±700 stays finite in float64 and
+ * rounds to ∞ / 0 in float32 storage); NaN propagates.
+ */
+function fastExp(id: NodeId, arg: string): string[] {
+  return [
+    `const c${id} = Math.min(Math.max(${arg}, -700), 700);`,
+    `const k${id} = Math.round(c${id} * 46.16624130844683);`,
+    `const r${id} = c${id} - k${id} * 0.021660849392498291;`,
+    `const x${id} = (1 + r${id} * (1 + r${id} * (0.5 + r${id} * 0.16666666666666666))) * EXP32[k${id} & 31] * EXP2K[(k${id} >> 5) + 1100];`,
+  ];
+}
+/** EXP32[j] = 2^{j/32}; EXP2K[k + 1100] = 2^k. */
+const EXP32 = Float64Array.from({ length: 32 }, (_, j) => 2 ** (j / 32));
+const EXP2K = Float64Array.from({ length: 2201 }, (_, k) => 2 ** (k - 1100));
+/** Unary functions computed from e^arg in float32 programs (E stands for e^arg). */
+const FAST_EXP: Partial<Record<UnaryFn, { arg: string; of: string }>> = {
+  exp: { arg: 'v', of: 'E' },
+  sigmoid: { arg: '-v', of: '1 / (1 + E)' },
+  tanh: { arg: '2 * v', of: '1 - 2 / (E + 1)' },
+};
+
+/** Makes every generated source unique (see `sites`). */
+let uid = 0;
 
 /** Largest matrix (blocks·rows·cols) whose product is written out entry by entry. */
 const INLINE_MATVEC = 48;
@@ -181,6 +212,97 @@ function expand(g: Graph, m: MatExpr): Term[] {
     default:
       return entry();
   }
+}
+
+/**
+ * The Jacobian of dense-parameter gathers and deltas, for diagonal (s = 1) or dense (s = n)
+ * structure, written row by row straight into J: for each segment of rows with the same active
+ * terms, every entry is one sum over them (no accumulator, no fill). Undefined when a term does not
+ * fit (block parameters, entry terms, other block sizes): the caller uses the general path.
+ */
+function fusedJacobian(
+  g: Graph,
+  terms: readonly Term[],
+  n: number,
+  s: number,
+  coef: (t: Term) => string,
+  fac: (x: Factor) => string,
+  pname: (name: string) => string,
+): string[] | undefined {
+  if (s !== 1 && s !== n) return undefined;
+  type G = { t: Term; lo: number; hi: number; clo: number; chi: number; val: (c: string) => string };
+  const parts: G[] = [];
+  for (const t of terms) {
+    if (t.kind === 'entry') return undefined;
+    if (t.kind === 'delta') {
+      if (s === 1 && t.off !== 0) continue;
+      parts.push({ t, lo: t.r0, hi: t.r1, clo: 0, chi: n, val: () => '' });
+      continue;
+    }
+    const { blocks, rows: pr, cols: pc } = matrixLayout(paramSpec(g, t.mm.param));
+    if (blocks !== 1) return undefined;
+    const inRows = t.mm.transpose ? pr : pc;
+    const clo = Math.max(t.k0 + t.off, t.off, 0);
+    const chi = Math.min(t.k1 + t.off, inRows + t.off, n);
+    if (clo >= chi) continue;
+    const W = pname(t.mm.param);
+    const cfs = t.f.filter((x) => x.on === 'c');
+    const val = (c: string) => {
+      const idx = t.mm.transpose
+        ? `(${plus(c, -t.off)}) * ${pc} + ${plus('r', t.rowShift)}`
+        : `(${plus('r', t.rowShift)}) * ${pc} + ${plus(c, -t.off)}`;
+      return [`${W}[${idx}]`, ...cfs.map((x) => fac(x).replace(/\bc\b/g, c))].join(' * ');
+    };
+    // Diagonal: the one entry (r, r) exists where r is in the column range too.
+    const lo = s === 1 ? Math.max(t.r0, clo) : t.r0;
+    const hi = s === 1 ? Math.min(t.r1, chi) : t.r1;
+    if (lo < hi) parts.push({ t, lo, hi, clo, chi, val });
+  }
+  const bounds = [...new Set(parts.flatMap((p) => [p.lo, p.hi]))].sort((a, b) => a - b);
+  const out: string[] = [];
+  for (let k = 0; k + 1 < bounds.length; k++) {
+    const a = bounds[k]!;
+    const b = bounds[k + 1]!;
+    const active = parts.filter((p) => p.lo <= a && p.hi >= b);
+    if (active.length === 0) continue;
+    out.push(`for (let r = ${a}; r < ${b}; r++) {`);
+    active.forEach((p, q) => out.push(`  const co${q} = ${coef(p.t)};`));
+    // Terms reading the same parameter entries share one product: (co_a + co_b) · P[...].
+    const merged = (list: { p: G; q: number }[], c: string) => {
+      const by = new Map<string, number[]>();
+      for (const { p, q } of list) by.set(p.val(c), [...(by.get(p.val(c)) ?? []), q]);
+      return [...by].map(
+        ([v, qs]) => `${qs.length === 1 ? `co${qs[0]}` : `(${qs.map((q) => `co${q}`).join(' + ')})`} * ${v}`,
+      );
+    };
+    if (s === 1) {
+      const indexed = active.map((p, q) => ({ p, q }));
+      const sum = [
+        ...merged(
+          indexed.filter(({ p }) => p.t.kind === 'gather'),
+          'r',
+        ),
+        ...indexed.filter(({ p }) => p.t.kind === 'delta').map(({ q }) => `co${q}`),
+      ];
+      out.push(`  J[jb + r] = ${sum.join(' + ')};`);
+    } else {
+      out.push(`  const jr = jb + r * ${n};`);
+      const gathers = active.map((p, q) => ({ p, q })).filter(({ p }) => p.t.kind === 'gather');
+      const cb = [...new Set([0, n, ...gathers.flatMap(({ p }) => [p.clo, p.chi])])].sort((x, y) => x - y);
+      for (let m = 0; m + 1 < cb.length; m++) {
+        const ca = cb[m]!;
+        const cz = cb[m + 1]!;
+        const on = gathers.filter(({ p }) => p.clo <= ca && p.chi >= cz);
+        if (on.length === 0) continue;
+        out.push(`  for (let c = ${ca}; c < ${cz}; c++) J[jr + c] = ${merged(on, 'c').join(' + ')};`);
+      }
+      active.forEach((p, q) => {
+        if (p.t.kind === 'delta') out.push(`  J[jr + ${plus('r', p.t.off)}] += co${q};`);
+      });
+    }
+    out.push('}');
+  }
+  return out;
 }
 
 // ---- the generator ---------------------------------------------------------------------------
@@ -314,7 +436,12 @@ export function generateKernel(spec: KernelSpec): Kernel {
             const js = unary[node.fn];
             if (js === undefined) throw new Unsupported(`unary ${node.fn}`);
             emit(`${pad}const a${id} = ${opnd(node.a, size, e, i)};`);
-            expr = js.replace(/\bv\b/g, `a${id}`);
+            const fx = fast ? FAST_EXP[node.fn] : undefined;
+            if (fx) {
+              // Float32: e^arg inline (see fastExp), then the function of it.
+              for (const l of fastExp(id, fx.arg.replace(/\bv\b/g, `a${id}`))) emit(`${pad}${l}`);
+              expr = fx.of.replace(/\bE\b/g, `x${id}`);
+            } else expr = js.replace(/\bv\b/g, `a${id}`);
           } else if (node.op === 'binary') {
             const op = { add: '+', sub: '-', mul: '*', div: '/' }[node.fn];
             if (op === undefined) throw new Unsupported(`binary ${node.fn}`);
@@ -486,86 +613,95 @@ export function generateKernel(spec: KernelSpec): Kernel {
       return fs.length === 0 ? '1' : fs.join(' * ');
     };
     const cb = s === n ? '0' : s === 1 ? 'r' : `(r - r % ${s})`;
-    emit('// Jacobian blocks');
-    emit('for (let e = 0; e < E; e++) {');
-    emit(`  for (let q = 0; q < ${accSize}; q++) ${A}[q] = 0;`);
-    for (const t of terms) {
-      if (t.kind === 'delta' && s === 1 && t.off !== 0) continue;
-      if (t.kind === 'gather' && (s === 1 || s === n)) {
-        const { blocks, rows: pr, cols: pc } = matrixLayout(paramSpec(g, t.mm.param));
-        if (blocks === 1) {
-          // A dense parameter: the column range is static.
-          const inRows = t.mm.transpose ? pr : pc;
-          const clo = Math.max(t.k0 + t.off, t.off, 0);
-          const chi = Math.min(t.k1 + t.off, inRows + t.off, n);
-          const W = pname(t.mm.param);
-          const idx = (c: string) =>
-            t.mm.transpose
-              ? `(${plus(c, -t.off)}) * ${pc} + ${plus('r', t.rowShift)}`
-              : `(${plus('r', t.rowShift)}) * ${pc} + ${plus(c, -t.off)}`;
-          const cf = t.f
-            .filter((x) => x.on === 'c')
-            .map((x) => ` * ${fac(x)}`)
-            .join('');
-          if (s === 1) {
-            const lo = Math.max(t.r0, clo);
-            const hi = Math.min(t.r1, chi);
-            if (lo >= hi) continue;
-            emit(`  for (let r = ${lo}; r < ${hi}; r++) {`);
-            emit(`    const c = r;`);
-            emit(`    ${A}[r] += ${coef(t)} * ${W}[${idx('r')}]${cf};`);
+    const fused = fusedJacobian(g, terms, n, s, coef, fac, pname);
+    if (fused) {
+      emit('// Jacobian blocks, row by row (J is zero-filled)');
+      emit('for (let e = 0; e < E; e++) {');
+      emit(`  const jb = JB + e * ${accSize};`);
+      for (const l of fused) emit(`  ${l}`);
+      emit('}');
+    } else {
+      emit('// Jacobian blocks');
+      emit('for (let e = 0; e < E; e++) {');
+      emit(`  for (let q = 0; q < ${accSize}; q++) ${A}[q] = 0;`);
+      for (const t of terms) {
+        if (t.kind === 'delta' && s === 1 && t.off !== 0) continue;
+        if (t.kind === 'gather' && (s === 1 || s === n)) {
+          const { blocks, rows: pr, cols: pc } = matrixLayout(paramSpec(g, t.mm.param));
+          if (blocks === 1) {
+            // A dense parameter: the column range is static.
+            const inRows = t.mm.transpose ? pr : pc;
+            const clo = Math.max(t.k0 + t.off, t.off, 0);
+            const chi = Math.min(t.k1 + t.off, inRows + t.off, n);
+            const W = pname(t.mm.param);
+            const idx = (c: string) =>
+              t.mm.transpose
+                ? `(${plus(c, -t.off)}) * ${pc} + ${plus('r', t.rowShift)}`
+                : `(${plus('r', t.rowShift)}) * ${pc} + ${plus(c, -t.off)}`;
+            const cf = t.f
+              .filter((x) => x.on === 'c')
+              .map((x) => ` * ${fac(x)}`)
+              .join('');
+            if (s === 1) {
+              const lo = Math.max(t.r0, clo);
+              const hi = Math.min(t.r1, chi);
+              if (lo >= hi) continue;
+              emit(`  for (let r = ${lo}; r < ${hi}; r++) {`);
+              emit(`    const c = r;`);
+              emit(`    ${A}[r] += ${coef(t)} * ${W}[${idx('r')}]${cf};`);
+              emit('  }');
+              continue;
+            }
+            if (clo >= chi) continue;
+            emit(`  for (let r = ${t.r0}; r < ${t.r1}; r++) {`);
+            emit(`    const co = ${coef(t)}; const ao = r * ${n};`);
+            emit(`    for (let c = ${clo}; c < ${chi}; c++) ${A}[ao + c] += co * ${W}[${idx('c')}]${cf};`);
             emit('  }');
             continue;
           }
-          if (clo >= chi) continue;
-          emit(`  for (let r = ${t.r0}; r < ${t.r1}; r++) {`);
-          emit(`    const co = ${coef(t)}; const ao = r * ${n};`);
-          emit(`    for (let c = ${clo}; c < ${chi}; c++) ${A}[ao + c] += co * ${W}[${idx('c')}]${cf};`);
-          emit('  }');
-          continue;
         }
-      }
-      emit(`  for (let r = ${t.r0}; r < ${t.r1}; r++) {`);
-      emit(`    const co = ${coef(t)};`);
-      if (t.kind === 'delta') {
-        if (s === 1) emit(`    ${A}[r] += co;`);
-        else if (s === n) emit(`    ${A}[r * ${n} + ${plus('r', t.off)}] += co;`);
-        else {
-          emit(`    const cb = ${cb}; const c = ${plus('r', t.off)};`);
-          emit(`    if (c >= cb && c < cb + ${s}) ${A}[r * ${s} + c - cb] += co;`);
+        emit(`  for (let r = ${t.r0}; r < ${t.r1}; r++) {`);
+        emit(`    const co = ${coef(t)};`);
+        if (t.kind === 'delta') {
+          if (s === 1) emit(`    ${A}[r] += co;`);
+          else if (s === n) emit(`    ${A}[r * ${n} + ${plus('r', t.off)}] += co;`);
+          else {
+            emit(`    const cb = ${cb}; const c = ${plus('r', t.off)};`);
+            emit(`    if (c >= cb && c < cb + ${s}) ${A}[r * ${s} + c - cb] += co;`);
+          }
+        } else if (t.kind === 'gather') {
+          const { blocks, rows: pr, cols: pc } = matrixLayout(paramSpec(g, t.mm.param));
+          const outRows = t.mm.transpose ? pc : pr;
+          const inRows = t.mm.transpose ? pr : pc;
+          const W = pname(t.mm.param);
+          emit(`    const q = ${plus('r', t.rowShift)};`);
+          if (blocks === 1) emit('    const b = 0; const i = q;');
+          else emit(`    const b = (q / ${outRows}) | 0; const i = q - b * ${outRows};`);
+          emit(`    const cb = ${cb};`);
+          emit(
+            `    const lo = Math.max(${t.k0 + t.off}, b * ${inRows} + ${t.off}, cb); const hi = Math.min(${t.k1 + t.off}, (b + 1) * ${inRows} + ${t.off}, cb + ${s});`,
+          );
+          const kl = `c - ${t.off} - b * ${inRows}`;
+          const pIdx = t.mm.transpose
+            ? `b * ${pr * pc} + (${kl}) * ${pc} + i`
+            : `b * ${pr * pc} + i * ${pc} + ${kl}`;
+          const cf = t.f.filter((x) => x.on === 'c').map((x) => ` * ${fac(x)}`);
+          emit(
+            `    for (let c = lo; c < hi; c++) ${A}[r * ${s} - cb + c] += co * ${W}[${pIdx}]${cf.join('')};`,
+          );
+        } else {
+          const fn = entryFn(t.m);
+          emit(`    const cb = ${cb};`);
+          emit(
+            `    for (let c = cb; c < cb + ${s}; c++) ${A}[r * ${s} - cb + c] += co * ${fn}(e, ${plus('r', t.rowShift)}, c);`,
+          );
         }
-      } else if (t.kind === 'gather') {
-        const { blocks, rows: pr, cols: pc } = matrixLayout(paramSpec(g, t.mm.param));
-        const outRows = t.mm.transpose ? pc : pr;
-        const inRows = t.mm.transpose ? pr : pc;
-        const W = pname(t.mm.param);
-        emit(`    const q = ${plus('r', t.rowShift)};`);
-        if (blocks === 1) emit('    const b = 0; const i = q;');
-        else emit(`    const b = (q / ${outRows}) | 0; const i = q - b * ${outRows};`);
-        emit(`    const cb = ${cb};`);
-        emit(
-          `    const lo = Math.max(${t.k0 + t.off}, b * ${inRows} + ${t.off}, cb); const hi = Math.min(${t.k1 + t.off}, (b + 1) * ${inRows} + ${t.off}, cb + ${s});`,
-        );
-        const kl = `c - ${t.off} - b * ${inRows}`;
-        const pIdx = t.mm.transpose
-          ? `b * ${pr * pc} + (${kl}) * ${pc} + i`
-          : `b * ${pr * pc} + i * ${pc} + ${kl}`;
-        const cf = t.f.filter((x) => x.on === 'c').map((x) => ` * ${fac(x)}`);
-        emit(
-          `    for (let c = lo; c < hi; c++) ${A}[r * ${s} - cb + c] += co * ${W}[${pIdx}]${cf.join('')};`,
-        );
-      } else {
-        const fn = entryFn(t.m);
-        emit(`    const cb = ${cb};`);
-        emit(
-          `    for (let c = cb; c < cb + ${s}; c++) ${A}[r * ${s} - cb + c] += co * ${fn}(e, ${plus('r', t.rowShift)}, c);`,
-        );
+        emit('  }');
       }
-      emit('  }');
+      emit(`  const jb = JB + e * ${accSize};`);
+      emit(`  for (let q = 0; q < ${accSize}; q++) J[jb + q] = ${A}[q];`);
+      emit('}');
     }
-    emit(`  const jb = JB + e * ${accSize};`);
-    emit(`  for (let q = 0; q < ${accSize}; q++) J[jb + q] = ${A}[q];`);
-    emit('}');
   }
 
   const head: string[] = [];
@@ -578,8 +714,10 @@ export function generateKernel(spec: KernelSpec): Kernel {
   for (let k = 0; k < matvecSites.length; k++) head.push(`const MV${k} = MV[${k}];`);
   const nS = scratch.length + (accSize ? 1 : 0);
   for (let k = 0; k < nS; k++) head.push(`const S${k} = S[${k}];`);
-  const source = `return function kernel(E, P, X, XB, XS, O, OB, OS, J, JB, S) {\n${head.join('\n')}\n${entryFns.join('\n')}\n${lines.join('\n')}\n};`;
-  const sites = matvecSites.map((f) => new Function(`return ${f.toString()}`)());
-  const run = new Function('MV', 'FTANH', source)(sites, ftanh) as KernelFn;
+  const source = `// kernel ${uid++}\nreturn function kernel(E, P, X, XB, XS, O, OB, OS, J, JB, S) {\n${head.join('\n')}\n${entryFns.join('\n')}\n${lines.join('\n')}\n};`;
+  // A unique comment keeps V8's eval cache from handing every copy (or identical kernels) one
+  // shared feedback vector.
+  const sites = matvecSites.map((f) => new Function(`// copy ${uid++}\nreturn ${f.toString()}`)());
+  const run = new Function('MV', 'EXP32', 'EXP2K', source)(sites, EXP32, EXP2K) as KernelFn;
   return { run, scratch, accSize, consts, source, externals: spec.externals };
 }

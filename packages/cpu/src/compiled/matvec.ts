@@ -19,12 +19,13 @@ export function matvecRows(
   ob: number,
   os: number,
 ): void {
-  let e = 0;
-  for (; e + 2 <= E; e += 2) {
+  // Elements go in pairs; an odd last one is paired with itself (same values written twice), so
+  // that no loop first runs after V8 has optimised this function (a deopt each time it does).
+  for (let e = 0; e < E; e += 2) {
     const x0 = xb + e * xs;
-    const x1 = x0 + xs;
+    const x1 = e + 1 < E ? x0 + xs : x0;
     const o0 = ob + e * os;
-    const o1 = o0 + os;
+    const o1 = e + 1 < E ? o0 + os : o0;
     let r = 0;
     for (; r + 4 <= rows; r += 4) {
       const w0 = wOff + r * cols;
@@ -75,16 +76,6 @@ export function matvecRows(
       }
       O[o0 + r] = a0;
       O[o1 + r] = b0;
-    }
-  }
-  for (; e < E; e++) {
-    const x0 = xb + e * xs;
-    const o0 = ob + e * os;
-    for (let r = 0; r < rows; r++) {
-      const w0 = wOff + r * cols;
-      let a0 = 0;
-      for (let j = 0; j < cols; j++) a0 += W[w0 + j]! * X[x0 + j]!;
-      O[o0 + r] = a0;
     }
   }
 }
