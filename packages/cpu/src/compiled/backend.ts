@@ -13,7 +13,7 @@ import {
   type TypedArray,
 } from '@deerjs/core';
 import { CpuBackend, type CpuBackendOptions } from '../backend.js';
-import { generateKernel, type Kernel, type KernelSpec, Unsupported } from './codegen.js';
+import { generateKernel, type Kernel, Unsupported } from './codegen.js';
 import { affineOffsetFast, scanFast } from './scan.js';
 
 /** Doubles of scratch one tile may use (all its nodes together): about 256 KiB. */

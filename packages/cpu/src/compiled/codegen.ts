@@ -266,7 +266,7 @@ function fusedJacobian(
     const active = parts.filter((p) => p.lo <= a && p.hi >= b);
     if (active.length === 0) continue;
     out.push(`for (let r = ${a}; r < ${b}; r++) {`);
-    active.forEach((p, q) => out.push(`  const co${q} = ${coef(p.t)};`));
+    for (let q = 0; q < active.length; q++) out.push(`  const co${q} = ${coef(active[q]!.t)};`);
     // Terms reading the same parameter entries share one product: (co_a + co_b) · P[...].
     const merged = (list: { p: G; q: number }[], c: string) => {
       const by = new Map<string, number[]>();
