@@ -1,8 +1,9 @@
 import type { TypedArray } from '@deerjs/core';
 
 /**
- * The linear recurrence with block-diagonal transitions, time order, specialised for diagonal
- * (s = 1) and dense-block transitions; same arithmetic order as the reference `scanBlocks`.
+ * The linear recurrence with block-diagonal transitions, time order: for s ≤ 8 a generated loop
+ * with the s×s product unrolled, else plain loops; same arithmetic order as the reference
+ * `scanBlocks`.
  * A is [B, T, n/s, s, s], c and out are [B, T, n], y0 is [B, n].
  */
 export function scanFast(
@@ -16,18 +17,8 @@ export function scanFast(
   s: number,
   reverse: boolean,
 ): void {
-  if (s === 1) {
-    for (let b = 0; b < B; b++) {
-      let prev = y0;
-      let p0 = b * n;
-      for (let step = 0; step < T; step++) {
-        const t = reverse ? T - 1 - step : step;
-        const base = (b * T + t) * n;
-        for (let i = 0; i < n; i++) out[base + i] = c[base + i]! + A[base + i]! * prev[p0 + i]!;
-        prev = out;
-        p0 = base;
-      }
-    }
+  if (s <= UNROLL_SCAN) {
+    unrolledScan(s, reverse)(A, c, y0, out, B, T, n);
     return;
   }
   for (let b = 0; b < B; b++) {
@@ -87,4 +78,49 @@ export function affineOffsetFast(
       }
     }
   }
+}
+
+/** Block sizes up to this get a scan with the s×s product written out (generated once per s). */
+const UNROLL_SCAN = 8;
+type ScanFn = (
+  A: TypedArray,
+  c: TypedArray,
+  y0: TypedArray,
+  out: TypedArray,
+  B: number,
+  T: number,
+  n: number,
+) => void;
+const unrolled = new Map<string, ScanFn>();
+
+/** The scan for one small block size, its s×s block product unrolled; same arithmetic order. */
+function unrolledScan(s: number, reverse: boolean): ScanFn {
+  const key = `${s}:${reverse}`;
+  let fn = unrolled.get(key);
+  if (fn) return fn;
+  const body: string[] = [];
+  for (let i = 0; i < s; i++) {
+    const terms = [`c[base + k + ${i}]`];
+    for (let j = 0; j < s; j++) terms.push(`A[blk + ${reverse ? j * s + i : i * s + j}] * q${j}`);
+    body.push(`out[base + k + ${i}] = ${terms.join(' + ')};`);
+  }
+  const src = `// scan s=${s} reverse=${reverse}
+for (let b = 0; b < B; b++) {
+  let prev = y0;
+  let p0 = b * n;
+  for (let step = 0; step < T; step++) {
+    const t = ${reverse ? 'T - 1 - step' : 'step'};
+    const base = (b * T + t) * n;
+    for (let k = 0; k < n; k += ${s}) {
+      const blk = (base + k) * ${s};
+      ${Array.from({ length: s }, (_, j) => `const q${j} = prev[p0 + k + ${j}];`).join(' ')}
+      ${body.join('\n      ')}
+    }
+    prev = out;
+    p0 = base;
+  }
+}`;
+  fn = new Function('A', 'c', 'y0', 'out', 'B', 'T', 'n', src) as ScanFn;
+  unrolled.set(key, fn);
+  return fn;
 }
