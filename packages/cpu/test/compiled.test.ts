@@ -81,7 +81,7 @@ describe('compiled step programs agree with the reference interpreter (float64)'
       );
     };
     const same = (program: StepProgram, withCt: boolean) => {
-      const a = run(createCpuBackend(), program, withCt);
+      const a = run(createCpuBackend({ compileMin: 0 }), program, withCt);
       const b = run(createReferenceBackend(), program, withCt);
       expect(a.length).toBe(b.length);
       a.forEach((arr, k) => {
@@ -110,7 +110,7 @@ describe('compiled step programs agree with the reference interpreter (float64)'
 describe('hoisted input work', () => {
   it('is recomputed when the params change, reused when they do not', async () => {
     const cell = cells.gru({ inputSize: 2, hiddenSize: 3 });
-    const be = createCpuBackend();
+    const be = createCpuBackend({ compileMin: 0 });
     const ref = createReferenceBackend();
     const B = 2;
     const T = 4;
@@ -173,4 +173,25 @@ describe('scan and affine offset', () => {
       });
     }
   }
+});
+
+describe('small calls', () => {
+  it('run on the reference interpreter below compileMin and agree with the generated code', async () => {
+    const cell = cells.gru({ inputSize: 2, hiddenSize: 3 });
+    const params = cell.init({ seed: 4 });
+    const x = rng.normalArray(2 * 5 * 2, 1);
+    const outs: Float64Array[] = [];
+    for (const compileMin of [0, 1000]) {
+      const be = createCpuBackend({ compileMin });
+      const p = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, be.tensor(v, [v.length])]));
+      const y = be.runSequential(cell.stepProgram(), {
+        input: be.tensor(x, [2, 5, 2]),
+        y0: be.zeros([2, 3]),
+        params: p,
+      });
+      outs.push((await be.read(y)) as Float64Array);
+    }
+    for (let i = 0; i < outs[0]!.length; i++)
+      expect(Math.abs(outs[0]![i]! - outs[1]![i]!)).toBeLessThan(1e-14);
+  });
 });

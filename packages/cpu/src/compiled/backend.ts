@@ -2,6 +2,7 @@ import {
   type DType,
   type Graph,
   liveNodes,
+  type MatExpr,
   matExprNodes,
   type NodeId,
   operands,
@@ -54,27 +55,39 @@ interface SeqPlan {
   readonly stateLeaf?: NodeId;
 }
 
-type Cache<T> = WeakMap<StepProgram, Map<DType, T | null>>;
+/**
+ * Plans by graph, then by what else makes a program: dtype, outputs and the Jacobian (structure and
+ * expression object). Keyed on the graph rather than the program object because some callers
+ * (stepVjp) build an equal program object on every call.
+ */
+type Cache<T> = WeakMap<Graph, Map<string, { expr: MatExpr | undefined; plan: T | null }[]>>;
 const stepPlans: Cache<StepPlan> = new WeakMap();
 const seqPlans: Cache<SeqPlan> = new WeakMap();
 
 /** The plan of a program for a dtype, made once; null when the generator does not support it. */
 function cached<T>(cache: Cache<T>, p: StepProgram, dtype: DType, make: (fast: boolean) => T): T | null {
-  let byType = cache.get(p);
-  if (!byType) {
-    byType = new Map();
-    cache.set(p, byType);
+  let byKey = cache.get(p.graph);
+  if (!byKey) {
+    byKey = new Map();
+    cache.set(p.graph, byKey);
   }
-  let plan = byType.get(dtype);
-  if (plan === undefined) {
-    try {
-      plan = make(dtype === 'float32');
-    } catch (err) {
-      if (!(err instanceof Unsupported)) throw err;
-      plan = null;
-    }
-    byType.set(dtype, plan);
+  const key = `${dtype}|${p.outputs.join(',')}|${p.jacobian?.blockSize ?? ''}`;
+  let list = byKey.get(key);
+  if (!list) {
+    list = [];
+    byKey.set(key, list);
   }
+  const expr = p.jacobian?.expr;
+  const hit = list.find((x) => x.expr === expr);
+  if (hit) return hit.plan;
+  let plan: T | null;
+  try {
+    plan = make(dtype === 'float32');
+  } catch (err) {
+    if (!(err instanceof Unsupported)) throw err;
+    plan = null;
+  }
+  list.push({ expr, plan });
   return plan;
 }
 
@@ -174,11 +187,23 @@ export function makeSeqPlan(p: StepProgram, fast: boolean): SeqPlan {
   return { hoist, hoistTile: hoist ? tileFor(hoist) : 1, frontier, step, stateLeaf };
 }
 
+/** Scratch arrays of a kernel for tiles of up to `tile` elements, kept with the kernel for reuse. */
+const scratchPool = new WeakMap<Kernel, { tile: number; arrays: Float64Array[] }>();
 const scratchFor = (k: Kernel, tile: number): Float64Array[] => {
-  const s = k.scratch.map((x) => new Float64Array(tile * x.size));
-  if (k.accSize) s.push(new Float64Array(k.accSize));
-  return s;
+  const hit = scratchPool.get(k);
+  if (hit && hit.tile >= tile) return hit.arrays;
+  const arrays = k.scratch.map((x) => new Float64Array(tile * x.size));
+  if (k.accSize) arrays.push(new Float64Array(k.accSize));
+  scratchPool.set(k, { tile, arrays });
+  return arrays;
 };
+export interface FastCpuBackendOptions extends CpuBackendOptions {
+  /**
+   * Calls over fewer (b, t) elements than this (default 256) run on the reference interpreter: for
+   * tiny problems, warming up generated code costs more than it saves.
+   */
+  readonly compileMin?: number;
+}
 
 /**
  * The fast CPU backend: step programs compiled to specialised JavaScript (`compiled/codegen.ts`),
@@ -187,8 +212,12 @@ const scratchFor = (k: Kernel, tile: number): Float64Array[] => {
  * generator does not know fall back to the reference interpreter.
  */
 export class FastCpuBackend extends CpuBackend {
-  constructor(options: CpuBackendOptions = {}) {
+  /** Calls with fewer (b, t) elements than this run on the reference interpreter. */
+  private readonly compileMin: number;
+
+  constructor(options: FastCpuBackendOptions = {}) {
     super(options);
+    this.compileMin = options.compileMin ?? 256;
   }
 
   private paramArrays(
@@ -215,6 +244,7 @@ export class FastCpuBackend extends CpuBackend {
 
   override runStep(program: StepProgram, inputs: StepInputs): StepOutputs {
     const state = this.get(inputs.state);
+    if (state.size < this.compileMin * program.graph.stateSize) return super.runStep(program, inputs);
     const plan = cached(stepPlans, program, state.dtype, (fast) => makeStepPlan(program, fast));
     if (!plan) return super.runStep(program, inputs);
     const { kernel, tile, hoist, frontier } = plan;
@@ -278,7 +308,7 @@ export class FastCpuBackend extends CpuBackend {
         this.inputCache.set(input, { program, params, values });
         X.push(...values);
       } else {
-        const values = fSizes.map((sz) => new Float64Array(tile * sz));
+        const values = fSizes.map((sz) => new Float64Array(Math.min(tile, E) * sz));
         X.push(...values);
         perTile = (e0, Et) => {
           for (let k = 0; k < hXB.length; k++) hXB[k] = e0 * hXS[k]!;
@@ -302,6 +332,8 @@ export class FastCpuBackend extends CpuBackend {
     inputs: { input?: Tensor; y0: Tensor; params: Readonly<Record<string, Tensor>> },
   ): Tensor {
     const y0 = this.get(inputs.y0);
+    const steps = y0.shape[0]! * (inputs.input ? inputs.input.shape[1]! : 1);
+    if (steps < this.compileMin) return super.runSequential(program, inputs);
     const plan = cached(seqPlans, program, y0.dtype, (fast) => makeSeqPlan(program, fast));
     if (!plan) return super.runSequential(program, inputs);
     const g = program.graph;
