@@ -14,8 +14,10 @@ import {
   type TypedArray,
 } from '@deerjs/core';
 import { CpuBackend, type CpuBackendOptions } from '../backend.js';
+import { ARRAY, type CpuTensor } from '../tensor.js';
 import { generateKernel, type Kernel, Unsupported } from './codegen.js';
 import { affineOffsetFast, scanFast } from './scan.js';
+import { availableThreads, isShared, runTiles, sharedArray, ThreadPool } from './threads.js';
 
 /** Doubles of scratch one tile may use (all its nodes together): about 256 KiB. */
 const TILE_BUDGET = 32768;
@@ -203,7 +205,15 @@ export interface FastCpuBackendOptions extends CpuBackendOptions {
    * tiny problems, warming up generated code costs more than it saves.
    */
   readonly compileMin?: number;
+  /**
+   * Threads for runStep (the calling one included; default: the cores available, 1 outside Node).
+   * Workers are started on first use, never keep Node alive, and stop in destroy().
+   */
+  readonly threads?: number;
 }
+
+/** Fewest elements a runStep is split over threads for. */
+const PARALLEL_MIN = 4096;
 
 /**
  * The fast CPU backend: step programs compiled to specialised JavaScript (`compiled/codegen.ts`),
@@ -214,10 +224,37 @@ export interface FastCpuBackendOptions extends CpuBackendOptions {
 export class FastCpuBackend extends CpuBackend {
   /** Calls with fewer (b, t) elements than this run on the reference interpreter. */
   private readonly compileMin: number;
+  /** Threads runStep uses (the calling one included). */
+  readonly threads: number;
+  private pool?: ThreadPool;
 
   constructor(options: FastCpuBackendOptions = {}) {
     super(options);
     this.compileMin = options.compileMin ?? 256;
+    const t = options.threads ?? availableThreads();
+    this.threads = Number.isInteger(t) && t >= 1 ? Math.min(t, availableThreads()) : 1;
+  }
+
+  /** With threads, tensors live on SharedArrayBuffers so that the workers see them. */
+  protected override make(shape: readonly number[], dtype: DType, data?: TypedArray): CpuTensor {
+    if (this.threads > 1) {
+      const size = shape.reduce((a, b) => a * b, 1);
+      if (!data || (data.length === size && !isShared(data))) data = sharedArray(ARRAY[dtype], size, data);
+    }
+    return super.make(shape, dtype, data);
+  }
+
+  /** The pool, when this many elements are worth splitting and every array is shared. */
+  private poolFor(E: number, arrays: readonly TypedArray[]): ThreadPool | undefined {
+    if (this.threads < 2 || E < PARALLEL_MIN || !arrays.every(isShared)) return undefined;
+    this.pool ??= new ThreadPool(this.threads);
+    return this.pool;
+  }
+
+  override destroy(): void {
+    this.pool?.destroy();
+    this.pool = undefined;
+    super.destroy();
   }
 
   private paramArrays(
@@ -298,13 +335,10 @@ export class FastCpuBackend extends CpuBackend {
         hoist.externals.every((id) => g.nodes[id]!.op === 'input')
       ) {
         const Arr = dtype === 'float32' ? Float32Array : Float64Array;
-        const values = fSizes.map((sz) => new Arr(E * sz));
-        for (let e0 = 0; e0 < E; e0 += tile) {
-          const Et = Math.min(tile, E - e0);
-          for (let k = 0; k < hXB.length; k++) hXB[k] = e0 * hXS[k]!;
-          for (let k = 0; k < hOB.length; k++) hOB[k] = e0 * fSizes[k]!;
-          hoist.run(Et, hP, hX, hXB, hXS, values, hOB, fSizes, undefined, 0, hS);
-        }
+        const pool = this.poolFor(E, hX);
+        const values = fSizes.map((sz) => (pool ? sharedArray(Arr, E * sz) : new Arr(E * sz)));
+        if (pool) pool.run(hoist, hS, E, tile, hP, hX, hXS, values, fSizes, undefined, 0);
+        else runTiles(hoist.run, hS, 0, E, tile, hP, hX, hXS, values, fSizes, undefined, 0);
         this.inputCache.set(input, { program, params, values });
         X.push(...values);
       } else {
@@ -315,6 +349,11 @@ export class FastCpuBackend extends CpuBackend {
           hoist.run(Et, hP, hX, hXB, hXS, values, hOB, fSizes, undefined, 0, hS);
         };
       }
+    }
+    const pool = perTile ? undefined : this.poolFor(E, [...X, ...O, ...(Jd ? [Jd] : [])]);
+    if (pool) {
+      pool.run(kernel, S, E, tile, P, X, XS, O, OS, Jd, n * s);
+      return J ? { outputs: outs, jacobian: J } : { outputs: outs };
     }
     for (let e0 = 0; e0 < E; e0 += tile) {
       const Et = Math.min(tile, E - e0);

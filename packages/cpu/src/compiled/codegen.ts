@@ -56,6 +56,10 @@ export interface Kernel {
   readonly source: string;
   /** The spec's externals, in X order. */
   readonly externals: readonly NodeId[];
+  /** Sources of the matvec copies (`new Function(src)()` each), for worker threads. */
+  readonly siteSources: readonly string[];
+  /** Unique id (worker threads compile each kernel once). */
+  readonly uid: number;
 }
 
 const UNARY_JS: Record<UnaryFn, string> = {
@@ -98,8 +102,8 @@ function fastExp(id: NodeId, arg: string): string[] {
   ];
 }
 /** EXP32[j] = 2^{j/32}; EXP2K[k + 1100] = 2^k. */
-const EXP32 = Float64Array.from({ length: 32 }, (_, j) => 2 ** (j / 32));
-const EXP2K = Float64Array.from({ length: 2201 }, (_, k) => 2 ** (k - 1100));
+export const EXP32 = Float64Array.from({ length: 32 }, (_, j) => 2 ** (j / 32));
+export const EXP2K = Float64Array.from({ length: 2201 }, (_, k) => 2 ** (k - 1100));
 /** Unary functions computed from e^arg in float32 programs (E stands for e^arg). */
 const FAST_EXP: Partial<Record<UnaryFn, { arg: string; of: string }>> = {
   exp: { arg: 'v', of: 'E' },
@@ -717,7 +721,8 @@ export function generateKernel(spec: KernelSpec): Kernel {
   const source = `// kernel ${uid++}\nreturn function kernel(E, P, X, XB, XS, O, OB, OS, J, JB, S) {\n${head.join('\n')}\n${entryFns.join('\n')}\n${lines.join('\n')}\n};`;
   // A unique comment keeps V8's eval cache from handing every copy (or identical kernels) one
   // shared feedback vector.
-  const sites = matvecSites.map((f) => new Function(`// copy ${uid++}\nreturn ${f.toString()}`)());
+  const siteSources = matvecSites.map((f) => `// copy ${uid++}\nreturn ${f.toString()}`);
+  const sites = siteSources.map((src) => new Function(src)());
   const run = new Function('MV', 'EXP32', 'EXP2K', source)(sites, EXP32, EXP2K) as KernelFn;
-  return { run, scratch, accSize, consts, source, externals: spec.externals };
+  return { run, scratch, accSize, consts, source, siteSources, uid: uid++, externals: spec.externals };
 }
