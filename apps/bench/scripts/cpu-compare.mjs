@@ -58,9 +58,9 @@ function problem(core, nh) {
 }
 
 /** One backend's runners for one nh: sequential pass, and DEER per Newton iteration. */
-function runners(side, nh) {
+function runners(side, nh, threads = Number(args.threads ?? 1)) {
   const { core, cpu } = side;
-  const be = cpu.createCpuBackend({ dtype: 'float32' });
+  const be = cpu.createCpuBackend({ dtype: 'float32', threads });
   const { cell, params, x } = problem(core, nh);
   const xt = be.tensor(x, [B, T, nh], 'float32');
   const pt = Object.fromEntries(
@@ -120,7 +120,7 @@ console.log(
   `GRU lbr=1, B=${B}, T=${T}, float32, 1 thread; ${'wall' in args ? 'wall' : 'CPU'} ms, median of ${reps}; DEER: ms per Newton iteration (${iters} iterations)`,
 );
 const rows = [];
-for (const nh of nhs) {
+for (const nh of ['seq', 'ort', 'deer', 'quasi'].some((w) => what.has(w)) ? nhs : []) {
   const n = runners(mine, nh);
   const o = base && nh <= baseMaxNh ? runners(base, nh) : undefined;
   const ort = what.has('ort') ? await ortRunner(nh) : undefined;
@@ -153,3 +153,47 @@ for (const nh of nhs) {
   );
 }
 if (args.json) console.log(JSON.stringify(rows));
+
+// --what threads: wall time of one DEER iteration (nh=1, B=1, T=1e6 unless given) on 1 and 2 threads.
+if (what.has('threads')) {
+  const wall = async (fn) => {
+    const t0 = performance.now();
+    await fn();
+    return performance.now() - t0;
+  };
+  const TT = Number(args['threads-T'] ?? 1e6);
+  const BB = Number(args['threads-B'] ?? 1);
+  const { core, cpu } = mine;
+  const cell = core.cells.gru({ inputSize: 1, hiddenSize: 1 });
+  const params = cell.init({ seed: 0 });
+  const x = new core.Rng(1).normalArray(BB * TT, 1);
+  const sides = [1, 2].map((threads) => {
+    const be = cpu.createCpuBackend({ dtype: 'float32', threads });
+    const xt = be.tensor(x, [BB, TT, 1], 'float32');
+    const pt = Object.fromEntries(
+      Object.entries(params).map(([k, v]) => [k, be.tensor(v, [v.length], 'float32')]),
+    );
+    const iter = async () => {
+      const r = await core.deer(be, cell, pt, xt, {
+        maxIter: iters,
+        fallback: 'none',
+        atol: 1e-30,
+        rtol: 0,
+        checkFinite: false,
+      });
+      be.dispose(r.y);
+    };
+    return { threads: be.threads, iter, be };
+  });
+  const t = [[], []];
+  for (let r = 0; r < reps + 1; r++)
+    for (let k = 0; k < 2; k++) {
+      const v = (await wall(sides[k].iter)) / iters;
+      if (r > 0) t[k].push(v);
+    }
+  const [one, two] = t.map(median);
+  console.log(
+    `threads: GRU nh=1, B=${BB}, T=${TT}: wall ms per DEER iteration, 1 thread ${fmt(one)}, ${sides[1].threads} threads ${fmt(two)} (×${ratio(one, two)})`,
+  );
+  for (const s of sides) s.be.destroy();
+}
