@@ -199,6 +199,7 @@ const scratchFor = (k: Kernel, tile: number): Float64Array[] => {
   scratchPool.set(k, { tile, arrays });
   return arrays;
 };
+
 export interface FastCpuBackendOptions extends CpuBackendOptions {
   /**
    * Calls over fewer (b, t) elements than this (default 256) run on the reference interpreter: for
@@ -218,8 +219,9 @@ const PARALLEL_MIN = 4096;
 /**
  * The fast CPU backend: step programs compiled to specialised JavaScript (`compiled/codegen.ts`),
  * evaluated over tiles of elements with batched matrix products; Jacobians written straight into
- * their block structure; input-only work hoisted out of the sequential loop. Programs the
- * generator does not know fall back to the reference interpreter.
+ * their block structure; input-only work hoisted out of the sequential loop and kept across
+ * Newton iterations; runStep split over worker threads (`compiled/threads.ts`). Programs the
+ * generator does not know, and calls under `compileMin` elements, use the reference interpreter.
  */
 export class FastCpuBackend extends CpuBackend {
   /** Calls with fewer (b, t) elements than this run on the reference interpreter. */
