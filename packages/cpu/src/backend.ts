@@ -50,15 +50,13 @@ export class CpuBackend implements Backend {
   protected make(shape: readonly number[], dtype: DType, data?: TypedArray): CpuTensor {
     const size = shapeSize(shape);
     const buf = data ?? new ARRAY[dtype](size);
-    if (buf.length !== size)
-      throw new ShapeError('tensor', `${size} values for [${shape.join(', ')}]`, `${buf.length}`);
+    if (buf.length !== size) throw new ShapeError('tensor', `${size} values for [${shape.join(', ')}]`, `${buf.length}`);
     this.live++;
     return new CpuTensor([...shape], dtype, buf);
   }
 
   protected get(t: Tensor): CpuTensor {
-    if (!(t instanceof CpuTensor))
-      throw new TensorStateError(`cpu: not a cpu tensor (from '${t?.backendName}')`);
+    if (!(t instanceof CpuTensor)) throw new TensorStateError(`cpu: not a cpu tensor (from '${t?.backendName}')`);
     return t;
   }
 
@@ -67,17 +65,12 @@ export class CpuBackend implements Backend {
   }
 
   tensor(data: ArrayLike<number>, shape: readonly number[], dtype: DType = this.defaultDType): Tensor {
-    if (!this.capabilities.dtypes.includes(dtype))
-      throw new DTypeError('tensor', 'float64 or float32', String(dtype));
+    if (!this.capabilities.dtypes.includes(dtype)) throw new DTypeError('tensor', 'float64 or float32', String(dtype));
     if (!shape.every((d) => Number.isInteger(d) && d >= 0)) {
       throw new ShapeError('tensor', 'non-negative integer dims', `[${shape.join(', ')}]`);
     }
     if (data.length !== shapeSize(shape)) {
-      throw new ShapeError(
-        'tensor',
-        `${shapeSize(shape)} values for [${shape.join(', ')}]`,
-        `${data.length} values`,
-      );
+      throw new ShapeError('tensor', `${shapeSize(shape)} values for [${shape.join(', ')}]`, `${data.length} values`);
     }
     return this.make(shape, dtype, ARRAY[dtype].from(data as ArrayLike<number>));
   }
@@ -101,11 +94,7 @@ export class CpuBackend implements Backend {
     return this.live;
   }
 
-  private compile(
-    program: StepProgram,
-    params: Readonly<Record<string, Tensor>>,
-    dtype: DType,
-  ): CompiledStep {
+  private compile(program: StepProgram, params: Readonly<Record<string, Tensor>>, dtype: DType): CompiledStep {
     const bufs: Record<string, TypedArray> = {};
     for (const [k, v] of Object.entries(params)) bufs[k] = this.data(v);
     return new CompiledStep(program, bufs, dtype);
@@ -159,14 +148,7 @@ export class CpuBackend implements Backend {
     const out = this.make([B, T, n], y0.dtype);
     const y = out.data;
     const f = program.outputs[0]!;
-    const src = {
-      state: y0.data,
-      stateOffset: 0,
-      input: x?.data,
-      inputOffset: 0,
-      cotangent: undefined,
-      cotangentOffset: 0,
-    };
+    const src = { state: y0.data, stateOffset: 0, input: x?.data, inputOffset: 0, cotangent: undefined, cotangentOffset: 0 };
     for (let b = 0; b < B; b++) {
       src.state = y0.data;
       src.stateOffset = b * n;
@@ -185,17 +167,7 @@ export class CpuBackend implements Backend {
     const c = this.get(args.c);
     const [B, T, n] = c.shape as [number, number, number];
     const out = this.make([B, T, n], c.dtype);
-    scanBlocks(
-      this.data(args.A),
-      c.data,
-      this.data(args.y0),
-      out.data,
-      B,
-      T,
-      n,
-      args.blockSize,
-      args.reverse,
-    );
+    scanBlocks(this.data(args.A), c.data, this.data(args.y0), out.data, B, T, n, args.blockSize, args.reverse);
     return out;
   }
 
@@ -298,19 +270,11 @@ export class CpuBackend implements Backend {
     return out;
   }
 
-  async newtonUpdate(
-    yRaw: Tensor,
-    yOld: Tensor,
-    opts: { atol: number; rtol: number; clip: number },
-  ): Promise<NewtonUpdate> {
+  async newtonUpdate(yRaw: Tensor, yOld: Tensor, opts: { atol: number; rtol: number; clip: number }): Promise<NewtonUpdate> {
     return this.newtonUpdateSync(yRaw, yOld, opts);
   }
 
-  newtonUpdateSync(
-    yRaw: Tensor,
-    yOld: Tensor,
-    opts: { atol: number; rtol: number; clip: number },
-  ): NewtonUpdate {
+  newtonUpdateSync(yRaw: Tensor, yOld: Tensor, opts: { atol: number; rtol: number; clip: number }): NewtonUpdate {
     const raw = this.get(yRaw);
     const old = this.data(yOld);
     const out = this.make(raw.shape, raw.dtype);
@@ -434,8 +398,7 @@ export class CpuBackend implements Backend {
   addIdentity(a: Tensor, s: number, alpha: number): Tensor {
     const src = this.get(a);
     const out = this.make(src.shape, src.dtype, src.data.slice());
-    for (let base = 0; base < src.size; base += s * s)
-      for (let i = 0; i < s; i++) out.data[base + i * s + i]! += alpha;
+    for (let base = 0; base < src.size; base += s * s) for (let i = 0; i < s; i++) out.data[base + i * s + i]! += alpha;
     return out;
   }
 

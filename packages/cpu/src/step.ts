@@ -258,8 +258,7 @@ export class CompiledStep {
         const outRows = t ? pc : pr; // per block
         const inRows = t ? pr : pc;
         // P[i][k] within block b, with i, k local to the block.
-        const P = (b: number, i: number, k: number) =>
-          t ? W[b * pr * pc + k * pc + i]! : W[b * pr * pc + i * pc + k]!;
+        const P = (b: number, i: number, k: number) => (t ? W[b * pr * pc + k * pc + i]! : W[b * pr * pc + i * pc + k]!);
         const offset = columnSparseOffset(m.m);
         evalM = () => {
           inner.evalM();
@@ -319,8 +318,7 @@ export class CompiledStep {
         evalM = () => {
           inner.evalM();
           buf.fill(0);
-          for (let i = 0; i < innerRows; i++)
-            for (let j = 0; j < cols; j++) buf[j]! += inner.buf[i * cols + j]!;
+          for (let i = 0; i < innerRows; i++) for (let j = 0; j < cols; j++) buf[j]! += inner.buf[i * cols + j]!;
         };
         break;
       }
