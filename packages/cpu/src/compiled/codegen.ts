@@ -722,7 +722,13 @@ export function generateKernel(spec: KernelSpec): Kernel {
   // A unique comment keeps V8's eval cache from handing every copy (or identical kernels) one
   // shared feedback vector.
   const siteSources = matvecSites.map((f) => `// copy ${uid++}\nreturn ${f.toString()}`);
-  const sites = siteSources.map((src) => new Function(src)());
-  const run = new Function('MV', 'EXP32', 'EXP2K', source)(sites, EXP32, EXP2K) as KernelFn;
+  let run: KernelFn;
+  try {
+    const sites = siteSources.map((src) => new Function(src)());
+    run = new Function('MV', 'EXP32', 'EXP2K', source)(sites, EXP32, EXP2K) as KernelFn;
+  } catch (err) {
+    // E.g. a Content-Security-Policy without 'unsafe-eval': the reference interpreter runs instead.
+    throw new Unsupported(`cannot compile generated code: ${(err as Error).message}`);
+  }
   return { run, scratch, accSize, consts, source, siteSources, uid: uid++, externals: spec.externals };
 }

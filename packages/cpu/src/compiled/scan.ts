@@ -17,8 +17,9 @@ export function scanFast(
   s: number,
   reverse: boolean,
 ): void {
-  if (s <= UNROLL_SCAN) {
-    unrolledScan(s, reverse)(A, c, y0, out, B, T, n);
+  const fn = s <= UNROLL_SCAN ? unrolledScan(s, reverse) : undefined;
+  if (fn) {
+    fn(A, c, y0, out, B, T, n);
     return;
   }
   for (let b = 0; b < B; b++) {
@@ -91,13 +92,13 @@ type ScanFn = (
   T: number,
   n: number,
 ) => void;
-const unrolled = new Map<string, ScanFn>();
+const unrolled = new Map<string, ScanFn | null>();
 
 /** The scan for one small block size, its s×s block product unrolled; same arithmetic order. */
-function unrolledScan(s: number, reverse: boolean): ScanFn {
+function unrolledScan(s: number, reverse: boolean): ScanFn | undefined {
   const key = `${s}:${reverse}`;
-  let fn = unrolled.get(key);
-  if (fn) return fn;
+  if (unrolled.has(key)) return unrolled.get(key) ?? undefined;
+  let fn: ScanFn | null;
   const body: string[] = [];
   for (let i = 0; i < s; i++) {
     const terms = [`c[base + k + ${i}]`];
@@ -120,7 +121,11 @@ for (let b = 0; b < B; b++) {
     p0 = base;
   }
 }`;
-  fn = new Function('A', 'c', 'y0', 'out', 'B', 'T', 'n', src) as ScanFn;
+  try {
+    fn = new Function('A', 'c', 'y0', 'out', 'B', 'T', 'n', src) as ScanFn;
+  } catch {
+    fn = null; // no eval here (Content-Security-Policy): the plain loops run instead
+  }
   unrolled.set(key, fn);
-  return fn;
+  return fn ?? undefined;
 }

@@ -35,19 +35,8 @@ export function availableThreads(): number {
   return Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
 }
 
-/** The tile loop, as source: the same text runs on the calling thread and in the workers. */
-const TILE_LOOP = `function runTiles(k, S, e0, e1, tile, P, X, XS, O, OS, J, jStride) {
-  const XB = XS.map(() => 0);
-  const OB = OS.map(() => 0);
-  for (let a = e0; a < e1; a += tile) {
-    const Et = Math.min(tile, e1 - a);
-    for (let q = 0; q < XB.length; q++) XB[q] = a * XS[q];
-    for (let q = 0; q < OB.length; q++) OB[q] = a * OS[q];
-    k(Et, P, X, XB, XS, O, OB, OS, J, a * jStride, S);
-  }
-}`;
-
-type TileLoop = (
+/** The tile loop: runs on the calling thread, and its source in the workers. */
+export function runTiles(
   k: KernelFn,
   S: readonly Float64Array[],
   e0: number,
@@ -60,12 +49,20 @@ type TileLoop = (
   OS: readonly number[],
   J: TypedArray | undefined,
   jStride: number,
-) => void;
-export const runTiles = new Function(`${TILE_LOOP}\nreturn runTiles;`)() as TileLoop;
+): void {
+  const XB = XS.map(() => 0);
+  const OB = OS.map(() => 0);
+  for (let a = e0; a < e1; a += tile) {
+    const Et = Math.min(tile, e1 - a);
+    for (let q = 0; q < XB.length; q++) XB[q] = a * XS[q]!;
+    for (let q = 0; q < OB.length; q++) OB[q] = a * OS[q]!;
+    k(Et, P, X, XB, XS, O, OB, OS, J, a * jStride, S);
+  }
+}
 
 const WORKER_SOURCE = `'use strict';
 const { parentPort } = require('node:worker_threads');
-${TILE_LOOP}
+${runTiles.toString()}
 const EXP32 = Float64Array.from({ length: 32 }, (_, j) => 2 ** (j / 32));
 const EXP2K = Float64Array.from({ length: 2201 }, (_, k) => 2 ** (k - 1100));
 const kernels = new Map();
