@@ -84,6 +84,8 @@ const UNARY_FAST: Record<UnaryFn, string> = {
   ...UNARY_JS,
   // 1 − 2/(e^{2v} + 1): exact at ±Infinity (e^{2v} = ∞ or 0) and NaN, ~1e-16 absolute elsewhere.
   tanh: '1 - 2 / (Math.exp(2 * v) + 1)',
+  // The reference's `v > 30 ? v : log1p(e^v)` branches; this equal form does not.
+  softplus: 'Math.max(v, 0) + Math.log1p(Math.exp(-Math.abs(v)))',
 };
 
 /**
