@@ -67,6 +67,11 @@ export function affineOffsetFast(
     for (let q = 0; q < E * n; q++) out[q] = F[q]! - A[q]! * y[q]!;
     return;
   }
+  const fn = s <= UNROLL_SCAN ? unrolledOffset(s) : undefined;
+  if (fn) {
+    fn(F, A, y, out, E, n);
+    return;
+  }
   for (let e = 0; e < E; e++) {
     const base = e * n;
     for (let k = 0; k < n; k += s) {
@@ -127,5 +132,35 @@ for (let b = 0; b < B; b++) {
     fn = null; // no eval here (Content-Security-Policy): the plain loops run instead
   }
   unrolled.set(key, fn);
+  return fn ?? undefined;
+}
+
+type OffsetFn = (F: TypedArray, A: TypedArray, y: TypedArray, out: TypedArray, E: number, n: number) => void;
+const unrolledOffsets = new Map<number, OffsetFn | null>();
+
+/** affineOffset for one small block size, the s×s product unrolled; same arithmetic order. */
+function unrolledOffset(s: number): OffsetFn | undefined {
+  if (unrolledOffsets.has(s)) return unrolledOffsets.get(s) ?? undefined;
+  const rows: string[] = [];
+  for (let i = 0; i < s; i++) {
+    const terms: string[] = [];
+    for (let j = 0; j < s; j++) terms.push(`A[blk + ${i * s + j}] * q${j}`);
+    rows.push(`out[base + k + ${i}] = F[base + k + ${i}] - (${terms.join(' + ')});`);
+  }
+  const src = `// affineOffset s=${s}
+for (let base = 0; base < E * n; base += n) {
+  for (let k = 0; k < n; k += ${s}) {
+    const blk = (base + k) * ${s};
+    ${Array.from({ length: s }, (_, j) => `const q${j} = y[base + k + ${j}];`).join(' ')}
+    ${rows.join('\n    ')}
+  }
+}`;
+  let fn: OffsetFn | null;
+  try {
+    fn = new Function('F', 'A', 'y', 'out', 'E', 'n', src) as OffsetFn;
+  } catch {
+    fn = null;
+  }
+  unrolledOffsets.set(s, fn);
   return fn ?? undefined;
 }
