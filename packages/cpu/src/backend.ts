@@ -53,7 +53,7 @@ export class CpuBackend implements Backend {
     };
   }
 
-  private make(shape: readonly number[], dtype: DType, data?: TypedArray): CpuTensor {
+  protected make(shape: readonly number[], dtype: DType, data?: TypedArray): CpuTensor {
     this.checkAlive();
     const size = shapeSize(shape);
     const buf = data ?? new ARRAY[dtype](size);
@@ -63,14 +63,14 @@ export class CpuBackend implements Backend {
     return new CpuTensor([...shape], dtype, buf);
   }
 
-  private get(t: Tensor): CpuTensor {
+  protected get(t: Tensor): CpuTensor {
     this.checkAlive();
     if (!(t instanceof CpuTensor))
       throw new TensorStateError(`cpu: not a cpu tensor (from '${t?.backendName}')`);
     return t;
   }
 
-  private data(t: Tensor): TypedArray {
+  protected data(t: Tensor): TypedArray {
     return this.get(t).data;
   }
 

@@ -1,14 +1,17 @@
 import { registerBackend } from '@deerjs/core';
-import { CpuBackend, type CpuBackendOptions } from './backend.js';
+import type { CpuBackend } from './backend.js';
+import { FastCpuBackend, type FastCpuBackendOptions } from './compiled/backend.js';
 
 export { CpuBackend, type CpuBackendOptions } from './backend.js';
+export { FastCpuBackend, type FastCpuBackendOptions } from './compiled/backend.js';
+export { createReferenceBackend } from './reference.js';
 
-/** A new CPU backend. */
-export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
-  return new CpuBackend(options);
+/** A new CPU backend: step programs compiled to specialised JavaScript (see FastCpuBackend). */
+export function createCpuBackend(options: FastCpuBackendOptions = {}): CpuBackend {
+  return new FastCpuBackend(options);
 }
 
 /** Register the CPU backend with core's registry as 'cpu' (priority 100). */
 export function register(): void {
-  registerBackend('cpu', (options) => createCpuBackend(options as CpuBackendOptions), 100);
+  registerBackend('cpu', (options) => createCpuBackend(options as FastCpuBackendOptions), 100);
 }

@@ -1,7 +1,7 @@
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { CELL_FAMILIES, defineConformanceSuite } from '@deerjs/conformance';
-import { createCpuBackend } from '@deerjs/cpu';
+import { createReferenceBackend } from '@deerjs/cpu/reference';
 import { createTfjsBackend } from '../src/index.js';
 
 /**
@@ -20,7 +20,7 @@ for (const engine of ['cpu', 'wasm'] as const) {
   defineConformanceSuite({
     name: `tfjs-${engine}`,
     create: () => createTfjsBackend({ backend: engine }),
-    oracle: () => createCpuBackend({ dtype: 'float64' }),
+    oracle: () => createReferenceBackend({ dtype: 'float64' }),
     dtypes: { float32: true, float64: 'tfjs has no float64' },
     ...(engine === 'cpu' ? { skip: cpuSkips } : {}),
   });

@@ -1,5 +1,5 @@
 import { defineConformanceSuite } from '@deerjs/conformance';
-import { createCpuBackend } from '@deerjs/cpu';
+import { createReferenceBackend } from '@deerjs/cpu/reference';
 import { describe, it } from 'vitest';
 import { createWebGpuBackend } from '../src/index.js';
 import { skipReason } from './adapter.js';
@@ -14,7 +14,7 @@ if (skip !== null) {
   defineConformanceSuite({
     name: 'webgpu',
     create: () => createWebGpuBackend(),
-    oracle: () => createCpuBackend({ dtype: 'float64' }),
+    oracle: () => createReferenceBackend({ dtype: 'float64' }),
     dtypes: { float32: true, float64: 'WGSL has no f64' },
   });
 }

@@ -1,0 +1,199 @@
+#!/usr/bin/env node
+import { resolve } from 'node:path';
+// Before/after on the CPU backend, in ONE process, interleaved: a base checkout's @deerjs/cpu
+// (built beside this one) against this checkout's, plus onnxruntime's GRU on the same thread count.
+//
+//   node apps/bench/scripts/cpu-compare.mjs --base /tmp/base-cpu [--nh 1,8,32,64] [--T 1e4] [--B 16]
+//        [--reps 3] [--what seq,ort,deer,quasi] [--base-max-nh 32] [--dense-max-nh 8]
+//
+// Prints milliseconds (median of reps) and the ratios the CPU targets are stated in: new/base,
+// sequential vs onnxruntime, one DEER Newton iteration vs one sequential pass.
+import { pathToFileURL } from 'node:url';
+
+const args = Object.fromEntries(
+  process.argv
+    .slice(2)
+    .reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
+);
+const list = (s, d) => (s ?? d).split(',').map(Number);
+const nhs = list(args.nh, '1,8,32,64');
+const T = Number(args.T ?? 1e4);
+const B = Number(args.B ?? 16);
+const reps = Number(args.reps ?? 3);
+const what = new Set((args.what ?? 'seq,ort,deer,quasi').split(','));
+const baseMaxNh = Number(args['base-max-nh'] ?? 32);
+const denseMaxNh = Number(args['dense-max-nh'] ?? 8);
+const iters = Number(args.iters ?? 2);
+
+const here = new URL('.', import.meta.url);
+const load = async (root) => ({
+  core: await import(pathToFileURL(resolve(root, 'packages/core/dist/index.js')).href),
+  cpu: await import(pathToFileURL(resolve(root, 'packages/cpu/dist/index.js')).href),
+});
+const mine = await load(new URL('../../..', here).pathname);
+const base = args.base ? await load(args.base) : undefined;
+const onnx = what.has('ort') ? await import('@deerjs/onnx').catch(() => undefined) : undefined;
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+// CPU time of this process (all its threads), not wall time: the machines this runs on are shared,
+// and waiting for a core is not work. --wall measures wall time instead.
+const clock =
+  'wall' in args
+    ? () => performance.now()
+    : () => {
+        const u = process.cpuUsage();
+        return (u.user + u.system) / 1000;
+      };
+const ms = async (fn) => {
+  const t0 = clock();
+  await fn();
+  return clock() - t0;
+};
+
+function problem(core, nh) {
+  const cell = core.cells.gru({ inputSize: nh, hiddenSize: nh });
+  const params = cell.init({ seed: 0 });
+  const x = new core.Rng(1).normalArray(B * T * nh, 1);
+  return { cell, params, x };
+}
+
+/** One backend's runners for one nh: sequential pass, and DEER per Newton iteration. */
+function runners(side, nh, threads = Number(args.threads ?? 1)) {
+  const { core, cpu } = side;
+  const be = cpu.createCpuBackend({ dtype: 'float32', threads });
+  const { cell, params, x } = problem(core, nh);
+  const xt = be.tensor(x, [B, T, nh], 'float32');
+  const pt = Object.fromEntries(
+    Object.entries(params).map(([k, v]) => [k, be.tensor(v, [v.length], 'float32')]),
+  );
+  return {
+    async seq() {
+      const r = await core.sequential(be, cell, pt, xt, { checkFinite: false });
+      be.dispose(r.y);
+    },
+    async deerIter(jacobian) {
+      const t0 = clock();
+      const r = await core.deer(be, cell, pt, xt, {
+        jacobian,
+        maxIter: iters,
+        fallback: 'none',
+        atol: 1e-30,
+        rtol: 0,
+        checkFinite: false,
+      });
+      const dt = clock() - t0;
+      be.dispose(r.y);
+      return dt / r.stats.iterations;
+    },
+  };
+}
+
+async function ortRunner(nh) {
+  if (!onnx) return undefined;
+  const { cell, params, x } = problem(mine.core, nh);
+  void cell;
+  const b = new Float64Array(6 * nh);
+  b.set(params.Wb, 0);
+  b.set(params.Rb, 3 * nh);
+  const model = onnx.buildRecurrentModel({
+    op: 'GRU',
+    inputSize: nh,
+    hiddenSize: nh,
+    direction: 'forward',
+    layout: 0,
+    linearBeforeReset: 1,
+    weights: { W: params.W, R: params.R, B: b },
+  });
+  const session = await onnx.openOrtSession(model, {
+    sessionOptions: { executionProviders: ['cpu'], intraOpNumThreads: 1, interOpNumThreads: 1 },
+  });
+  const X = new Float32Array(B * T * nh);
+  for (let bb = 0; bb < B; bb++)
+    for (let t = 0; t < T; t++)
+      for (let k = 0; k < nh; k++) X[(t * B + bb) * nh + k] = x[(bb * T + t) * nh + k];
+  return { run: () => session.run({ X: { data: X, dims: [T, B, nh] } }), release: () => session.release() };
+}
+
+const fmt = (v) => (v === undefined ? '—' : v >= 100 ? v.toFixed(0) : v.toFixed(1));
+const ratio = (a, b) => (a === undefined || b === undefined ? '—' : (a / b).toFixed(2));
+console.log(
+  `GRU lbr=1, B=${B}, T=${T}, float32, 1 thread; ${'wall' in args ? 'wall' : 'CPU'} ms, median of ${reps}; DEER: ms per Newton iteration (${iters} iterations)`,
+);
+const rows = [];
+for (const nh of ['seq', 'ort', 'deer', 'quasi'].some((w) => what.has(w)) ? nhs : []) {
+  const n = runners(mine, nh);
+  const o = base && nh <= baseMaxNh ? runners(base, nh) : undefined;
+  const ort = what.has('ort') ? await ortRunner(nh) : undefined;
+  const t = { seqNew: [], seqBase: [], ort: [], deerNew: [], deerBase: [], quasiNew: [], quasiBase: [] };
+  const dense = nh <= denseMaxNh;
+  for (let r = 0; r < reps + 1; r++) {
+    const keep = r > 0; // first round warms up
+    const push = (k, v) => keep && t[k].push(v);
+    if (what.has('seq')) {
+      if (o) push('seqBase', await ms(o.seq));
+      push('seqNew', await ms(n.seq));
+    }
+    if (ort) push('ort', await ms(ort.run));
+    if (what.has('deer') && dense) {
+      if (o) push('deerBase', await o.deerIter('auto'));
+      push('deerNew', await n.deerIter('auto'));
+    }
+    if (what.has('quasi')) {
+      if (o) push('quasiBase', await o.deerIter('diagonal'));
+      push('quasiNew', await n.deerIter('diagonal'));
+    }
+  }
+  await ort?.release();
+  const m = Object.fromEntries(Object.entries(t).map(([k, v]) => [k, v.length ? median(v) : undefined]));
+  rows.push({ nh, ...m });
+  console.log(
+    `nh=${String(nh).padEnd(3)} seq base ${fmt(m.seqBase)} new ${fmt(m.seqNew)} (×${ratio(m.seqBase, m.seqNew)} faster) | ort ${fmt(m.ort)} new/ort ${ratio(m.seqNew, m.ort)} | ` +
+      `deer/iter base ${fmt(m.deerBase)} new ${fmt(m.deerNew)} iter/seq base ${ratio(m.deerBase, m.seqBase)} new ${ratio(m.deerNew, m.seqNew)} | ` +
+      `quasi/iter base ${fmt(m.quasiBase)} new ${fmt(m.quasiNew)} iter/seq base ${ratio(m.quasiBase, m.seqBase)} new ${ratio(m.quasiNew, m.seqNew)}`,
+  );
+}
+if (args.json) console.log(JSON.stringify(rows));
+
+// --what threads: wall time of one DEER iteration (nh=1, B=1, T=1e6 unless given) on 1 and 2 threads.
+if (what.has('threads')) {
+  const wall = async (fn) => {
+    const t0 = performance.now();
+    await fn();
+    return performance.now() - t0;
+  };
+  const TT = Number(args['threads-T'] ?? 1e6);
+  const BB = Number(args['threads-B'] ?? 1);
+  const { core, cpu } = mine;
+  const cell = core.cells.gru({ inputSize: 1, hiddenSize: 1 });
+  const params = cell.init({ seed: 0 });
+  const x = new core.Rng(1).normalArray(BB * TT, 1);
+  const sides = [1, 2].map((threads) => {
+    const be = cpu.createCpuBackend({ dtype: 'float32', threads });
+    const xt = be.tensor(x, [BB, TT, 1], 'float32');
+    const pt = Object.fromEntries(
+      Object.entries(params).map(([k, v]) => [k, be.tensor(v, [v.length], 'float32')]),
+    );
+    const iter = async () => {
+      const r = await core.deer(be, cell, pt, xt, {
+        maxIter: iters,
+        fallback: 'none',
+        atol: 1e-30,
+        rtol: 0,
+        checkFinite: false,
+      });
+      be.dispose(r.y);
+    };
+    return { threads: be.threads, iter, be };
+  });
+  const t = [[], []];
+  for (let r = 0; r < reps + 1; r++)
+    for (let k = 0; k < 2; k++) {
+      const v = (await wall(sides[k].iter)) / iters;
+      if (r > 0) t[k].push(v);
+    }
+  const [one, two] = t.map(median);
+  console.log(
+    `threads: GRU nh=1, B=${BB}, T=${TT}: wall ms per DEER iteration, 1 thread ${fmt(one)}, ${sides[1].threads} threads ${fmt(two)} (×${ratio(one, two)})`,
+  );
+  for (const s of sides) s.be.destroy();
+}

@@ -1,0 +1,464 @@
+import {
+  type DType,
+  type Graph,
+  liveNodes,
+  type MatExpr,
+  matExprNodes,
+  type NodeId,
+  operands,
+  type ScanArgs,
+  type StepInputs,
+  type StepOutputs,
+  type StepProgram,
+  type Tensor,
+  type TypedArray,
+} from '@deerjs/core';
+import { CpuBackend, type CpuBackendOptions } from '../backend.js';
+import { ARRAY, type CpuTensor } from '../tensor.js';
+import { generateKernel, type Kernel, Unsupported } from './codegen.js';
+import { affineOffsetFast, scanFast } from './scan.js';
+import { availableThreads, isShared, runTiles, sharedArray, ThreadPool } from './threads.js';
+
+/** Doubles of scratch one tile may use (all its nodes together): about 256 KiB. */
+const TILE_BUDGET = 32768;
+/** Doubles of hoisted (input-only) values held per time chunk of runSequential. */
+const CHUNK_BUDGET = 1 << 18;
+
+const tileFor = (k: Kernel, cap = 256) => {
+  const per = k.scratch.reduce((a, s) => a + s.size, 0) + 1;
+  return Math.max(1, Math.min(cap, Math.floor(TILE_BUDGET / per)));
+};
+
+interface StepPlan {
+  readonly kernel: Kernel;
+  readonly tile: number;
+  /** Input-only nodes (absent when none): their frontier values are the last externals of `kernel`. */
+  readonly hoist?: Kernel;
+  readonly frontier: readonly NodeId[];
+}
+
+/** Hoisted values of one input tensor, kept while the same params are used (Newton iterations). */
+interface InputCache {
+  readonly program: StepProgram;
+  readonly params: readonly (Tensor | undefined)[];
+  readonly values: TypedArray[];
+}
+/** Largest hoisted buffer kept across calls, in bytes. */
+const INPUT_CACHE_BYTES = 256 * 2 ** 20;
+
+interface SeqPlan {
+  /** Input-only nodes, evaluated for a whole time chunk before stepping (absent when none). */
+  readonly hoist?: Kernel;
+  readonly hoistTile: number;
+  /** Input-only nodes the state-dependent part reads. */
+  readonly frontier: readonly NodeId[];
+  readonly step: Kernel;
+  /** The state leaf, when the step reads it (external 0 of `step`). */
+  readonly stateLeaf?: NodeId;
+}
+
+/**
+ * Plans by graph, then by what else makes a program: dtype, outputs and the Jacobian (structure and
+ * expression object). Keyed on the graph rather than the program object because some callers
+ * (stepVjp) build an equal program object on every call.
+ */
+type Cache<T> = WeakMap<Graph, Map<string, { expr: MatExpr | undefined; plan: T | null }[]>>;
+const stepPlans: Cache<StepPlan> = new WeakMap();
+const seqPlans: Cache<SeqPlan> = new WeakMap();
+
+/** The plan of a program for a dtype, made once; null when the generator does not support it. */
+function cached<T>(cache: Cache<T>, p: StepProgram, dtype: DType, make: (fast: boolean) => T): T | null {
+  let byKey = cache.get(p.graph);
+  if (!byKey) {
+    byKey = new Map();
+    cache.set(p.graph, byKey);
+  }
+  const key = `${dtype}|${p.outputs.join(',')}|${p.jacobian?.blockSize ?? ''}`;
+  let list = byKey.get(key);
+  if (!list) {
+    list = [];
+    byKey.set(key, list);
+  }
+  const expr = p.jacobian?.expr;
+  const hit = list.find((x) => x.expr === expr);
+  if (hit) return hit.plan;
+  let plan: T | null;
+  try {
+    plan = make(dtype === 'float32');
+  } catch (err) {
+    if (!(err instanceof Unsupported)) throw err;
+    plan = null;
+  }
+  list.push({ expr, plan });
+  return plan;
+}
+
+const isLeaf = (g: Graph, id: NodeId) => {
+  const op = g.nodes[id]!.op;
+  return op === 'state' || op === 'input' || op === 'cotangent';
+};
+
+/**
+ * A program split in two: the nodes that read only the input (and params, consts) — hoisted: for
+ * runSequential evaluated a time chunk at a time before stepping, for runStep once per input
+ * tensor and kept across Newton iterations — and the rest, which reads the hoisted `frontier`
+ * as externals.
+ */
+function splitInputOnly(g: Graph, roots: readonly NodeId[], extraReads: readonly NodeId[]) {
+  const live = liveNodes(g, roots);
+  const dep = new Uint8Array(g.nodes.length);
+  for (const id of live) {
+    const node = g.nodes[id]!;
+    dep[id] = node.op === 'state' || node.op === 'cotangent' || operands(node).some((o) => dep[o]) ? 1 : 0;
+  }
+  const constant = (id: NodeId) => g.nodes[id]!.op === 'param' || g.nodes[id]!.op === 'const';
+  const hoisted = live.filter((id) => !dep[id] && !constant(id));
+  const rest = live.filter((id) => dep[id]);
+  const frontierSet = new Set<NodeId>();
+  for (const id of rest)
+    for (const o of operands(g.nodes[id]!)) if (!dep[o] && !constant(o)) frontierSet.add(o);
+  for (const id of extraReads) if (!dep[id] && !constant(id)) frontierSet.add(id);
+  const frontier = [...frontierSet].sort((x, y) => x - y);
+  return { live, hoisted, rest, frontier };
+}
+
+export function makeStepPlan(p: StepProgram, fast: boolean): StepPlan {
+  const g = p.graph;
+  const factors = p.jacobian ? [...matExprNodes(p.jacobian.expr)] : [];
+  const roots = [...p.outputs, ...factors];
+  const { hoisted, rest, frontier } = splitInputOnly(g, roots, roots);
+  const hoist =
+    frontier.length > 0
+      ? generateKernel({
+          graph: g,
+          nodes: hoisted.filter((id) => !isLeaf(g, id)),
+          externals: hoisted.filter((id) => isLeaf(g, id)),
+          stores: frontier,
+          fast,
+        })
+      : undefined;
+  const kernel = generateKernel({
+    graph: g,
+    nodes: rest.filter((id) => !isLeaf(g, id)),
+    externals: [...rest.filter((id) => isLeaf(g, id)), ...frontier],
+    stores: p.outputs,
+    jacobian: p.jacobian,
+    fast,
+  });
+  const tile = Math.min(tileFor(kernel), hoist ? tileFor(hoist) : 256);
+  return { kernel, tile, hoist, frontier };
+}
+
+export function makeSeqPlan(p: StepProgram, fast: boolean): SeqPlan {
+  const g = p.graph;
+  const f = p.outputs[0]!;
+  const live = liveNodes(g, [f]);
+  const dep = new Uint8Array(g.nodes.length);
+  for (const id of live) {
+    const node = g.nodes[id]!;
+    dep[id] = node.op === 'state' || operands(node).some((o) => dep[o]) ? 1 : 0;
+  }
+  const constant = (id: NodeId) => g.nodes[id]!.op === 'param' || g.nodes[id]!.op === 'const';
+  const hoisted = live.filter((id) => !dep[id] && !constant(id));
+  const stepNodes = live.filter((id) => dep[id]);
+  const frontierSet = new Set<NodeId>();
+  for (const id of stepNodes)
+    for (const o of operands(g.nodes[id]!)) if (!dep[o] && !constant(o)) frontierSet.add(o);
+  if (!dep[f] && !constant(f)) frontierSet.add(f);
+  const frontier = [...frontierSet].sort((a, b) => a - b);
+  const stateLeaf = live.find((id) => g.nodes[id]!.op === 'state');
+  if (live.some((id) => g.nodes[id]!.op === 'cotangent'))
+    throw new Unsupported('cotangent in a sequential program');
+  const hoist =
+    frontier.length > 0
+      ? generateKernel({
+          graph: g,
+          nodes: hoisted.filter((id) => !isLeaf(g, id)),
+          externals: hoisted.filter((id) => isLeaf(g, id)),
+          stores: frontier,
+          fast,
+        })
+      : undefined;
+  const step = generateKernel({
+    graph: g,
+    nodes: stepNodes.filter((id) => id !== stateLeaf),
+    externals: stateLeaf === undefined ? frontier : [stateLeaf, ...frontier],
+    stores: [f],
+    fast,
+  });
+  return { hoist, hoistTile: hoist ? tileFor(hoist) : 1, frontier, step, stateLeaf };
+}
+
+/** Scratch arrays of a kernel for tiles of up to `tile` elements, kept with the kernel for reuse. */
+const scratchPool = new WeakMap<Kernel, { tile: number; arrays: Float64Array[] }>();
+const scratchFor = (k: Kernel, tile: number): Float64Array[] => {
+  const hit = scratchPool.get(k);
+  if (hit && hit.tile >= tile) return hit.arrays;
+  const arrays = k.scratch.map((x) => new Float64Array(tile * x.size));
+  if (k.accSize) arrays.push(new Float64Array(k.accSize));
+  scratchPool.set(k, { tile, arrays });
+  return arrays;
+};
+
+export interface FastCpuBackendOptions extends CpuBackendOptions {
+  /**
+   * Calls over fewer (b, t) elements than this (default 256) run on the reference interpreter: for
+   * tiny problems, warming up generated code costs more than it saves.
+   */
+  readonly compileMin?: number;
+  /**
+   * Threads for runStep (the calling one included; default: the cores available, 1 outside Node).
+   * Workers are started on first use, never keep Node alive, and stop in destroy().
+   */
+  readonly threads?: number;
+}
+
+/** Fewest elements a runStep is split over threads for. */
+const PARALLEL_MIN = 4096;
+
+/**
+ * The fast CPU backend: step programs compiled to specialised JavaScript (`compiled/codegen.ts`),
+ * evaluated over tiles of elements with batched matrix products; Jacobians written straight into
+ * their block structure; input-only work hoisted out of the sequential loop and kept across
+ * Newton iterations; runStep split over worker threads (`compiled/threads.ts`). Programs the
+ * generator does not know, and calls under `compileMin` elements, use the reference interpreter.
+ */
+export class FastCpuBackend extends CpuBackend {
+  /** Calls with fewer (b, t) elements than this run on the reference interpreter. */
+  private readonly compileMin: number;
+  /** Threads runStep uses (the calling one included). */
+  readonly threads: number;
+  private pool?: ThreadPool;
+
+  constructor(options: FastCpuBackendOptions = {}) {
+    super(options);
+    this.compileMin = options.compileMin ?? 256;
+    const t = options.threads ?? availableThreads();
+    this.threads = Number.isInteger(t) && t >= 1 ? Math.min(t, availableThreads()) : 1;
+  }
+
+  /** With threads, tensors live on SharedArrayBuffers so that the workers see them. */
+  protected override make(shape: readonly number[], dtype: DType, data?: TypedArray): CpuTensor {
+    if (this.threads > 1) {
+      const size = shape.reduce((a, b) => a * b, 1);
+      if (!data || (data.length === size && !isShared(data))) data = sharedArray(ARRAY[dtype], size, data);
+    }
+    return super.make(shape, dtype, data);
+  }
+
+  /** The pool, when this many elements are worth splitting and every array is shared. */
+  private poolFor(E: number, arrays: readonly TypedArray[]): ThreadPool | undefined {
+    if (this.threads < 2 || E < PARALLEL_MIN || !arrays.every(isShared)) return undefined;
+    this.pool ??= new ThreadPool(this.threads);
+    return this.pool;
+  }
+
+  override destroy(): void {
+    this.pool?.destroy();
+    this.pool = undefined;
+    super.destroy();
+  }
+
+  private paramArrays(
+    g: Graph,
+    params: Readonly<Record<string, Tensor>>,
+    consts: readonly Float64Array[],
+  ): TypedArray[] {
+    const P: TypedArray[] = g.params.map((spec) => {
+      const t = params[spec.name];
+      if (!t) return new Float64Array(0);
+      const d = this.data(t);
+      return d instanceof Float64Array ? d : Float64Array.from(d);
+    });
+    P.push(...consts);
+    return P;
+  }
+
+  private readonly inputCache = new WeakMap<Tensor, InputCache>();
+
+  override dispose(t: Tensor): void {
+    this.inputCache.delete(t);
+    super.dispose(t);
+  }
+
+  override runStep(program: StepProgram, inputs: StepInputs): StepOutputs {
+    const state = this.get(inputs.state);
+    if (state.size < this.compileMin * program.graph.stateSize) return super.runStep(program, inputs);
+    const plan = cached(stepPlans, program, state.dtype, (fast) => makeStepPlan(program, fast));
+    if (!plan) return super.runStep(program, inputs);
+    const { kernel, tile, hoist, frontier } = plan;
+    const [B, T] = state.shape as [number, number];
+    const dtype = state.dtype;
+    const g = program.graph;
+    const n = g.stateSize;
+    const E = B * T;
+    const P = this.paramArrays(g, inputs.params, kernel.consts);
+    const outs = program.outputs.map((id) => this.make([B, T, g.nodes[id]!.size], dtype));
+    const jac = program.jacobian;
+    const s = jac?.blockSize ?? 0;
+    const J = jac ? this.make([B, T, n / s, s, s], dtype) : undefined;
+    const leafData = (id: NodeId) => {
+      const op = g.nodes[id]!.op;
+      if (op === 'state') return state.data;
+      const t = op === 'input' ? inputs.input : inputs.cotangent;
+      if (!t) throw new Error(`cpu: the program reads its ${op} but none was given`);
+      return this.data(t);
+    };
+    const leaves = kernel.externals.length - frontier.length;
+    const fSizes = frontier.map((id) => g.nodes[id]!.size);
+    const X: TypedArray[] = kernel.externals.slice(0, leaves).map(leafData);
+    const XS = kernel.externals.map((id) => g.nodes[id]!.size);
+    const XB = XS.map(() => 0);
+    const O = outs.map((o) => o.data);
+    const OS = program.outputs.map((id) => g.nodes[id]!.size);
+    const OB = OS.map(() => 0);
+    const S = scratchFor(kernel, tile);
+    const Jd = J?.data;
+
+    // Hoisted values: all elements at once, kept for the next call with the same input and params;
+    // or, when too large to keep, one tile at a time.
+    let perTile: ((e0: number, Et: number) => void) | undefined;
+    if (hoist) {
+      const hP = this.paramArrays(g, inputs.params, hoist.consts);
+      const hX = hoist.externals.map(leafData);
+      const hXS = hoist.externals.map((id) => g.nodes[id]!.size);
+      const hXB = hXS.map(() => 0);
+      const hOB = fSizes.map(() => 0);
+      const hS = scratchFor(hoist, tile);
+      const total = fSizes.reduce((a, b) => a + b, 0) * E * (dtype === 'float32' ? 4 : 8);
+      const input = inputs.input;
+      const params = g.params.map((spec) => inputs.params[spec.name]);
+      const hit = input ? this.inputCache.get(input) : undefined;
+      if (hit && hit.program === program && hit.params.every((t, k) => t === params[k])) {
+        X.push(...hit.values);
+      } else if (
+        input &&
+        total <= INPUT_CACHE_BYTES &&
+        hoist.externals.every((id) => g.nodes[id]!.op === 'input')
+      ) {
+        const Arr = dtype === 'float32' ? Float32Array : Float64Array;
+        const pool = this.poolFor(E, hX);
+        const values = fSizes.map((sz) => (pool ? sharedArray(Arr, E * sz) : new Arr(E * sz)));
+        if (pool) pool.run(hoist, hS, E, tile, hP, hX, hXS, values, fSizes, undefined, 0);
+        else runTiles(hoist.run, hS, 0, E, tile, hP, hX, hXS, values, fSizes, undefined, 0);
+        this.inputCache.set(input, { program, params, values });
+        X.push(...values);
+      } else {
+        const values = fSizes.map((sz) => new Float64Array(Math.min(tile, E) * sz));
+        X.push(...values);
+        perTile = (e0, Et) => {
+          for (let k = 0; k < hXB.length; k++) hXB[k] = e0 * hXS[k]!;
+          hoist.run(Et, hP, hX, hXB, hXS, values, hOB, fSizes, undefined, 0, hS);
+        };
+      }
+    }
+    const pool = perTile ? undefined : this.poolFor(E, [...X, ...O, ...(Jd ? [Jd] : [])]);
+    if (pool) {
+      pool.run(kernel, S, E, tile, P, X, XS, O, OS, Jd, n * s);
+      return J ? { outputs: outs, jacobian: J } : { outputs: outs };
+    }
+    for (let e0 = 0; e0 < E; e0 += tile) {
+      const Et = Math.min(tile, E - e0);
+      for (let k = 0; k < leaves; k++) XB[k] = e0 * XS[k]!;
+      if (perTile) perTile(e0, Et);
+      else for (let k = leaves; k < XB.length; k++) XB[k] = e0 * XS[k]!;
+      for (let k = 0; k < OB.length; k++) OB[k] = e0 * OS[k]!;
+      kernel.run(Et, P, X, XB, XS, O, OB, OS, Jd, e0 * n * s, S);
+    }
+    return J ? { outputs: outs, jacobian: J } : { outputs: outs };
+  }
+
+  override runSequential(
+    program: StepProgram,
+    inputs: { input?: Tensor; y0: Tensor; params: Readonly<Record<string, Tensor>> },
+  ): Tensor {
+    const y0 = this.get(inputs.y0);
+    const steps = y0.shape[0]! * (inputs.input ? inputs.input.shape[1]! : 1);
+    if (steps < this.compileMin) return super.runSequential(program, inputs);
+    const plan = cached(seqPlans, program, y0.dtype, (fast) => makeSeqPlan(program, fast));
+    if (!plan) return super.runSequential(program, inputs);
+    const g = program.graph;
+    const x = inputs.input ? this.get(inputs.input) : undefined;
+    const [B, n] = y0.shape as [number, number];
+    const T = x ? x.shape[1]! : 1;
+    const m = g.inputSize;
+    const out = this.make([B, T, n], y0.dtype);
+    const y = out.data;
+    const { hoist, frontier, step, stateLeaf } = plan;
+    const P = this.paramArrays(g, inputs.params, step.consts);
+    const fSizes = frontier.map((id) => g.nodes[id]!.size);
+    const fTotal = fSizes.reduce((a, b) => a + b, 0);
+    const Tc = Math.max(1, Math.min(T, Math.floor(CHUNK_BUDGET / Math.max(1, B * fTotal))));
+    const F = fSizes.map((sz) => new Float64Array(Tc * B * sz));
+
+    // The hoisted kernel: element (b, t) of a chunk reads x[b, tc0 + t] and writes F[k][(t·B + b)·size].
+    let runHoist: ((tc0: number, L: number) => void) | undefined;
+    if (hoist) {
+      const hP = this.paramArrays(g, inputs.params, hoist.consts);
+      const hExt = hoist.externals;
+      if (hExt.some((id) => g.nodes[id]!.op !== 'input'))
+        throw new Error('cpu: hoisted part reads more than the input');
+      const hX = hExt.map(() => {
+        if (!x) throw new Error('cpu: the program reads its input but none was given');
+        return x.data;
+      });
+      const hXB = hExt.map(() => 0);
+      const hXS = hExt.map(() => m);
+      const hOS = fSizes.map((sz) => B * sz);
+      const hOB = fSizes.map(() => 0);
+      const tile = plan.hoistTile;
+      const hS = scratchFor(hoist, tile);
+      runHoist = (tc0, L) => {
+        for (let b = 0; b < B; b++) {
+          for (let t0 = 0; t0 < L; t0 += tile) {
+            const Et = Math.min(tile, L - t0);
+            for (let k = 0; k < hXB.length; k++) hXB[k] = (b * T + tc0 + t0) * m;
+            for (let k = 0; k < hOB.length; k++) hOB[k] = (t0 * B + b) * fSizes[k]!;
+            hoist.run(Et, hP, hX, hXB, hXS, F, hOB, hOS, undefined, 0, hS);
+          }
+        }
+      };
+    }
+
+    const hasState = stateLeaf !== undefined;
+    const off = hasState ? 1 : 0;
+    const X: TypedArray[] = hasState ? [y0.data, ...F] : [...F];
+    const XB = X.map(() => 0);
+    const XS = hasState ? [n, ...fSizes] : [...fSizes];
+    const O = [y];
+    const OB = [0];
+    const OS = [T * n];
+    const S = scratchFor(step, B);
+    for (let tc0 = 0; tc0 < T; tc0 += Tc) {
+      const L = Math.min(Tc, T - tc0);
+      runHoist?.(tc0, L);
+      for (let t = tc0; t < tc0 + L; t++) {
+        if (hasState && t > 0) {
+          X[0] = y;
+          XB[0] = (t - 1) * n;
+          XS[0] = T * n;
+        }
+        for (let k = 0; k < fSizes.length; k++) XB[k + off] = (t - tc0) * B * fSizes[k]!;
+        OB[0] = t * n;
+        step.run(B, P, X, XB, XS, O, OB, OS, undefined, 0, S);
+      }
+    }
+    return out;
+  }
+
+  override scan(args: ScanArgs): Tensor {
+    const c = this.get(args.c);
+    const [B, T, n] = c.shape as [number, number, number];
+    const out = this.make([B, T, n], c.dtype);
+    scanFast(this.data(args.A), c.data, this.data(args.y0), out.data, B, T, n, args.blockSize, args.reverse);
+    return out;
+  }
+
+  override affineOffset(F: Tensor, A: Tensor, y: Tensor, s: number): Tensor {
+    const f = this.get(F);
+    const [B, T, n] = f.shape as [number, number, number];
+    const out = this.make([B, T, n], f.dtype);
+    affineOffsetFast(f.data, this.data(A), this.data(y), out.data, B * T, n, s);
+    return out;
+  }
+}

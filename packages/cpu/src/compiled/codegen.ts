@@ -1,0 +1,740 @@
+import {
+  columnSparseOffset,
+  type Graph,
+  type MatExpr,
+  matExprNodes,
+  matrixLayout,
+  type NodeId,
+  operands,
+  paramSpec,
+  type TypedArray,
+  type UnaryFn,
+} from '@deerjs/core';
+import { matvecCols, matvecRows } from './matvec.js';
+
+/** A program this generator does not know how to compile; the caller falls back to the reference. */
+export class Unsupported extends Error {}
+
+/**
+ * What one generated kernel does for a tile of E elements: compute `nodes` (topological; no
+ * leaves, params or consts) from `externals` (element e of external k at X[k][XB[k] + e·XS[k]]),
+ * write `stores` (at O[k][OB[k] + e·OS[k]]) and, optionally, each element's Jacobian blocks
+ * [n/s, s, s] at J[JB + e·n·s].
+ */
+export interface KernelSpec {
+  readonly graph: Graph;
+  readonly nodes: readonly NodeId[];
+  readonly externals: readonly NodeId[];
+  readonly stores: readonly NodeId[];
+  readonly jacobian?: { readonly expr: MatExpr; readonly blockSize: number };
+  /** Float32 storage: tanh through exp (V8's Math.tanh costs 3–5× Math.exp), ~1e-16 absolute. */
+  readonly fast?: boolean;
+}
+
+export type KernelFn = (
+  E: number,
+  P: readonly TypedArray[],
+  X: readonly TypedArray[],
+  XB: readonly number[],
+  XS: readonly number[],
+  O: readonly TypedArray[],
+  OB: readonly number[],
+  OS: readonly number[],
+  J: TypedArray | undefined,
+  JB: number,
+  S: readonly Float64Array[],
+) => void;
+
+export interface Kernel {
+  readonly run: KernelFn;
+  /** Node ids with scratch arrays, in S order (each holds TILE·size values); then one n·s accumulator. */
+  readonly scratch: readonly { readonly id: NodeId; readonly size: number }[];
+  /** Size of the Jacobian accumulator (0 without a Jacobian). */
+  readonly accSize: number;
+  /** Const node values, appended to P after the graph's params (in graph.params order). */
+  readonly consts: readonly Float64Array[];
+  readonly source: string;
+  /** The spec's externals, in X order. */
+  readonly externals: readonly NodeId[];
+  /** Sources of the matvec copies (`new Function(src)()` each), for worker threads. */
+  readonly siteSources: readonly string[];
+  /** Unique id (worker threads compile each kernel once). */
+  readonly uid: number;
+}
+
+const UNARY_JS: Record<UnaryFn, string> = {
+  neg: '-v',
+  sigmoid: '1 / (1 + Math.exp(-v))',
+  tanh: 'Math.tanh(v)',
+  exp: 'Math.exp(v)',
+  log: 'Math.log(v)',
+  softplus: '(v > 30 ? v : Math.log1p(Math.exp(v)))',
+  relu: '(v > 0 ? v : 0)',
+  step: '(v > 0 ? 1 : 0)',
+  sin: 'Math.sin(v)',
+  cos: 'Math.cos(v)',
+  square: 'v * v',
+  sqrt: 'Math.sqrt(v)',
+  abs: 'Math.abs(v)',
+  sign: 'Math.sign(v)',
+};
+
+/** Float32 programs: tanh through exp. No branches: a never-taken branch in a kernel is a deopt. */
+const UNARY_FAST: Record<UnaryFn, string> = {
+  ...UNARY_JS,
+  // 1 − 2/(e^{2v} + 1): exact at ±Infinity (e^{2v} = ∞ or 0) and NaN, ~1e-16 absolute elsewhere.
+  tanh: '1 - 2 / (Math.exp(2 * v) + 1)',
+  // The reference's `v > 30 ? v : log1p(e^v)` branches; this equal form does not.
+  softplus: 'Math.max(v, 0) + Math.log1p(Math.exp(-Math.abs(v)))',
+};
+
+/**
+ * e^x for float32 programs, inline: V8's Math.exp is a call of ~7–14 ns, most of a small step.
+ * x = (32k + j)·ln2/32 + r with |r| ≤ ln2/64: e^x = 2^k · 2^{j/32} · (1 + r + r²/2 + r³/6), good to
+ * 6e-10 relative (float32 storage rounds at 6e-8). Branch-free (a branch first taken after V8 has
+ * optimised a kernel deoptimises it): x is clamped to ±700 (e^±700 stays finite in float64 and
+ * rounds to ∞ / 0 in float32 storage); NaN propagates.
+ */
+function fastExp(id: NodeId, arg: string): string[] {
+  return [
+    `const c${id} = Math.min(Math.max(${arg}, -700), 700);`,
+    `const k${id} = Math.round(c${id} * 46.16624130844683);`,
+    `const r${id} = c${id} - k${id} * 0.021660849392498291;`,
+    `const x${id} = (1 + r${id} * (1 + r${id} * (0.5 + r${id} * 0.16666666666666666))) * EXP32[k${id} & 31] * EXP2K[(k${id} >> 5) + 1100];`,
+  ];
+}
+/** EXP32[j] = 2^{j/32}; EXP2K[k + 1100] = 2^k. */
+export const EXP32 = Float64Array.from({ length: 32 }, (_, j) => 2 ** (j / 32));
+export const EXP2K = Float64Array.from({ length: 2201 }, (_, k) => 2 ** (k - 1100));
+/** Unary functions computed from e^arg in float32 programs (E stands for e^arg). */
+const FAST_EXP: Partial<Record<UnaryFn, { arg: string; of: string }>> = {
+  exp: { arg: 'v', of: 'E' },
+  sigmoid: { arg: '-v', of: '1 / (1 + E)' },
+  tanh: { arg: '2 * v', of: '1 - 2 / (E + 1)' },
+};
+
+/** Makes every generated source unique (see `sites`). */
+let uid = 0;
+
+/** Largest matrix (blocks·rows·cols) whose product is written out entry by entry. */
+const INLINE_MATVEC = 48;
+/** Vectors up to this size have their per-element loop unrolled. */
+const UNROLL = 4;
+
+const plus = (a: string, k: number) => (k === 0 ? a : k > 0 ? `${a} + ${k}` : `${a} - ${-k}`);
+
+// ---- Jacobian terms -------------------------------------------------------------------------
+
+/** A factor: node[r + shift], node[c + shift], or node[shift] (`on: 'k'`). */
+interface Factor {
+  readonly node: NodeId;
+  readonly on: 'r' | 'c' | 'k';
+  readonly shift: number;
+}
+type Term = { readonly r0: number; readonly r1: number; readonly f: readonly Factor[] } & (
+  | { readonly kind: 'delta'; readonly off: number }
+  | {
+      readonly kind: 'gather';
+      readonly mm: Extract<MatExpr, { kind: 'matmul' }>;
+      readonly rowShift: number;
+      readonly off: number;
+      readonly k0: number;
+      readonly k1: number;
+    }
+  | { readonly kind: 'entry'; readonly m: MatExpr; readonly rowShift: number }
+);
+
+/** Old row q = new row r + d; keep new rows in [lo, hi). */
+function substitute(t: Term, d: number, lo: number, hi: number): Term | undefined {
+  const r0 = Math.max(t.r0 - d, lo);
+  const r1 = Math.min(t.r1 - d, hi);
+  if (r0 >= r1) return undefined;
+  const f = t.f.map((x) => (x.on === 'r' ? { ...x, shift: x.shift + d } : x));
+  switch (t.kind) {
+    case 'delta':
+      return { ...t, r0, r1, f, off: t.off + d };
+    case 'gather':
+      return { ...t, r0, r1, f, rowShift: t.rowShift + d };
+    case 'entry':
+      return { ...t, r0, r1, f, rowShift: t.rowShift + d };
+  }
+}
+
+/**
+ * A matrix expression as a sum of terms whose entries cost O(1) each: deltas (slices of the
+ * identity, scaled by row factors) and gathers (a parameter row read against a column-sparse
+ * inner matrix). What does not fit becomes an `entry` term evaluated by the generic entry formula.
+ */
+function expand(g: Graph, m: MatExpr): Term[] {
+  const entry = (): Term[] => [{ kind: 'entry', m, rowShift: 0, r0: 0, r1: m.rows, f: [] }];
+  switch (m.kind) {
+    case 'zero':
+      return [];
+    case 'select': {
+      const r0 = Math.max(0, -m.offset);
+      const r1 = Math.min(m.rows, m.cols - m.offset);
+      return r0 < r1 ? [{ kind: 'delta', off: m.offset, r0, r1, f: [] }] : [];
+    }
+    case 'rowscale': {
+      const one = g.nodes[m.d]!.size === 1;
+      const fac: Factor = { node: m.d, on: one ? 'k' : 'r', shift: 0 };
+      return expand(g, m.m).map((t) => ({ ...t, f: [...t.f, fac] }));
+    }
+    case 'add':
+      return m.terms.flatMap((t) => expand(g, t));
+    case 'slicerows':
+      return expand(g, m.m).flatMap((t) => substitute(t, m.start, 0, m.rows) ?? []);
+    case 'concatrows': {
+      const out: Term[] = [];
+      let at = 0;
+      for (const p of m.parts) {
+        for (const t of expand(g, p)) {
+          const s = substitute(t, -at, at, at + p.rows);
+          if (s) out.push(s);
+        }
+        at += p.rows;
+      }
+      return out;
+    }
+    case 'matmul': {
+      if (columnSparseOffset(m.m) === undefined) return entry();
+      const inner = expand(g, m.m);
+      if (inner.some((t) => t.kind !== 'delta' || t.f.some((x) => x.on === 'c'))) return entry();
+      return inner.map((t) => {
+        const off = (t as { off: number }).off;
+        return {
+          kind: 'gather',
+          mm: m,
+          rowShift: 0,
+          off,
+          k0: t.r0,
+          k1: t.r1,
+          r0: 0,
+          r1: m.rows,
+          f: t.f.map((x) => (x.on === 'r' ? { node: x.node, on: 'c' as const, shift: x.shift - off } : x)),
+        };
+      });
+    }
+    default:
+      return entry();
+  }
+}
+
+/**
+ * The Jacobian of dense-parameter gathers and deltas, for diagonal (s = 1) or dense (s = n)
+ * structure, written row by row straight into J: for each segment of rows with the same active
+ * terms, every entry is one sum over them (no accumulator, no fill). Undefined when a term does not
+ * fit (block parameters, entry terms, other block sizes): the caller uses the general path.
+ */
+function fusedJacobian(
+  g: Graph,
+  terms: readonly Term[],
+  n: number,
+  s: number,
+  coef: (t: Term) => string,
+  fac: (x: Factor) => string,
+  pname: (name: string) => string,
+): string[] | undefined {
+  if (s !== 1 && s !== n) return undefined;
+  type G = { t: Term; lo: number; hi: number; clo: number; chi: number; val: (c: string) => string };
+  const parts: G[] = [];
+  for (const t of terms) {
+    if (t.kind === 'entry') return undefined;
+    if (t.kind === 'delta') {
+      if (s === 1 && t.off !== 0) continue;
+      parts.push({ t, lo: t.r0, hi: t.r1, clo: 0, chi: n, val: () => '' });
+      continue;
+    }
+    const { blocks, rows: pr, cols: pc } = matrixLayout(paramSpec(g, t.mm.param));
+    if (blocks !== 1) return undefined;
+    const inRows = t.mm.transpose ? pr : pc;
+    const clo = Math.max(t.k0 + t.off, t.off, 0);
+    const chi = Math.min(t.k1 + t.off, inRows + t.off, n);
+    if (clo >= chi) continue;
+    const W = pname(t.mm.param);
+    const cfs = t.f.filter((x) => x.on === 'c');
+    const val = (c: string) => {
+      const idx = t.mm.transpose
+        ? `(${plus(c, -t.off)}) * ${pc} + ${plus('r', t.rowShift)}`
+        : `(${plus('r', t.rowShift)}) * ${pc} + ${plus(c, -t.off)}`;
+      return [`${W}[${idx}]`, ...cfs.map((x) => fac(x).replace(/\bc\b/g, c))].join(' * ');
+    };
+    // Diagonal: the one entry (r, r) exists where r is in the column range too.
+    const lo = s === 1 ? Math.max(t.r0, clo) : t.r0;
+    const hi = s === 1 ? Math.min(t.r1, chi) : t.r1;
+    if (lo < hi) parts.push({ t, lo, hi, clo, chi, val });
+  }
+  const bounds = [...new Set(parts.flatMap((p) => [p.lo, p.hi]))].sort((a, b) => a - b);
+  const out: string[] = [];
+  for (let k = 0; k + 1 < bounds.length; k++) {
+    const a = bounds[k]!;
+    const b = bounds[k + 1]!;
+    const active = parts.filter((p) => p.lo <= a && p.hi >= b);
+    if (active.length === 0) continue;
+    out.push(`for (let r = ${a}; r < ${b}; r++) {`);
+    for (let q = 0; q < active.length; q++) out.push(`  const co${q} = ${coef(active[q]!.t)};`);
+    // Terms reading the same parameter entries share one product: (co_a + co_b) · P[...].
+    const merged = (list: { p: G; q: number }[], c: string) => {
+      const by = new Map<string, number[]>();
+      for (const { p, q } of list) by.set(p.val(c), [...(by.get(p.val(c)) ?? []), q]);
+      return [...by].map(
+        ([v, qs]) => `${qs.length === 1 ? `co${qs[0]}` : `(${qs.map((q) => `co${q}`).join(' + ')})`} * ${v}`,
+      );
+    };
+    if (s === 1) {
+      const indexed = active.map((p, q) => ({ p, q }));
+      const sum = [
+        ...merged(
+          indexed.filter(({ p }) => p.t.kind === 'gather'),
+          'r',
+        ),
+        ...indexed.filter(({ p }) => p.t.kind === 'delta').map(({ q }) => `co${q}`),
+      ];
+      out.push(`  J[jb + r] = ${sum.join(' + ')};`);
+    } else {
+      out.push(`  const jr = jb + r * ${n};`);
+      const gathers = active.map((p, q) => ({ p, q })).filter(({ p }) => p.t.kind === 'gather');
+      const cb = [...new Set([0, n, ...gathers.flatMap(({ p }) => [p.clo, p.chi])])].sort((x, y) => x - y);
+      for (let m = 0; m + 1 < cb.length; m++) {
+        const ca = cb[m]!;
+        const cz = cb[m + 1]!;
+        const on = gathers.filter(({ p }) => p.clo <= ca && p.chi >= cz);
+        if (on.length === 0) continue;
+        out.push(`  for (let c = ${ca}; c < ${cz}; c++) J[jr + c] = ${merged(on, 'c').join(' + ')};`);
+      }
+      active.forEach((p, q) => {
+        if (p.t.kind === 'delta') out.push(`  J[jr + ${plus('r', p.t.off)}] += co${q};`);
+      });
+    }
+    out.push('}');
+  }
+  return out;
+}
+
+// ---- the generator ---------------------------------------------------------------------------
+
+export function generateKernel(spec: KernelSpec): Kernel {
+  const g = spec.graph;
+  const lines: string[] = [];
+  const emit = (s: string) => lines.push(s);
+  const paramIndex = new Map(g.params.map((p, i) => [p.name, i]));
+  const consts: Float64Array[] = [];
+  const constIndex = new Map<NodeId, number>();
+  const extIndex = new Map(spec.externals.map((id, k) => [id, k]));
+  const scratch: { id: NodeId; size: number }[] = [];
+  const scratchIndex = new Map<NodeId, number>();
+  /** Nodes of the fused loop being emitted, held in locals `v<id>`. */
+  const local = new Set<NodeId>();
+  const matvecSites: ((...a: never[]) => void)[] = [];
+  const fast = spec.fast === true;
+
+  const pname = (name: string) => {
+    const k = paramIndex.get(name);
+    if (k === undefined) throw new Unsupported(`unknown param ${name}`);
+    return `P${k}`;
+  };
+  // Every node the kernel reads must be a param, a const, an external or computed before.
+  const ref = (id: NodeId, e: string, i: string): string => {
+    const node = g.nodes[id]!;
+    if (local.has(id)) return `v${id}`;
+    if (node.op === 'slice' && !extIndex.has(id)) return ref(node.a, e, plus(i, node.start));
+    if (node.op === 'param') return `${pname(node.name)}[${i}]`;
+    if (node.op === 'const') {
+      let k = constIndex.get(id);
+      if (k === undefined) {
+        k = consts.length;
+        consts.push(Float64Array.from(node.values));
+        constIndex.set(id, k);
+      }
+      return `P${g.params.length + k}[${i}]`;
+    }
+    const x = extIndex.get(id);
+    if (x !== undefined) return `X${x}[xb${x} + ${e} * xs${x} + ${i}]`;
+    const s = scratchIndex.get(id);
+    if (s === undefined) throw new Error(`compiled step: node ${id} read before it is computed`);
+    return node.size === 1 ? `S${s}[${e}]` : `S${s}[${e} * ${node.size} + ${i}]`;
+  };
+  /** Array, base and element stride of a node's values (for the matvec kernels). */
+  const view = (id: NodeId): [string, string, string] => {
+    const node = g.nodes[id]!;
+    if (node.op === 'slice' && !extIndex.has(id)) {
+      const [arr, base, stride] = view(node.a);
+      return [arr, base === '0' ? String(node.start) : plus(base, node.start), stride];
+    }
+    if (node.op === 'param' || node.op === 'const') {
+      const r = ref(id, '0', '0');
+      return [r.slice(0, r.indexOf('[')), '0', '0'];
+    }
+    const x = extIndex.get(id);
+    if (x !== undefined) return [`X${x}`, `xb${x}`, `xs${x}`];
+    const s = scratchIndex.get(id);
+    if (s === undefined) throw new Error(`compiled step: node ${id} read before it is computed`);
+    return [`S${s}`, '0', String(node.size)];
+  };
+  /** Operand value inside a node of `size` (size-1 operands broadcast). */
+  const opnd = (id: NodeId, size: number, e: string, i: string) =>
+    g.nodes[id]!.size === 1 && size > 1 ? ref(id, e, '0') : ref(id, e, i);
+  /** for e in [0, E), i in [0, size): body(e, i) — small sizes unrolled. */
+  const each = (size: number, body: (e: string, i: string) => string) => {
+    emit('for (let e = 0; e < E; e++) {');
+    if (size <= UNROLL) for (let i = 0; i < size; i++) emit(`  ${body('e', String(i))}`);
+    else emit(`  for (let i = 0; i < ${size}; i++) { ${body('e', 'i')} }`);
+    emit('}');
+  };
+
+  const P_ARGS = () => {
+    const names: string[] = [];
+    for (let k = 0; k < g.params.length + consts.length; k++) names.push(`P${k} = P[${k}]`);
+    return names;
+  };
+
+  // Slices are views of their operand: no code, no storage.
+  const isAlias = (id: NodeId) => g.nodes[id]!.op === 'slice' && !extIndex.has(id);
+  // Elementwise nodes of one size that follow each other are fused into one loop over (e, i);
+  // a fused value lives in a local and is stored only when something outside its group reads it.
+  type Item = { kind: 'group'; size: number; ids: NodeId[] } | { kind: 'single'; id: NodeId };
+  const items: Item[] = [];
+  const groupOf = new Map<NodeId, number>();
+  let current: Extract<Item, { kind: 'group' }> | undefined;
+  for (const id of spec.nodes) {
+    const node = g.nodes[id]!;
+    if (extIndex.has(id) || node.op === 'param' || node.op === 'const' || isAlias(id)) continue;
+    if (node.op === 'state' || node.op === 'input' || node.op === 'cotangent') {
+      throw new Error(`compiled step: leaf ${node.op} (${id}) is not an external`);
+    }
+    if (node.op === 'unary' || node.op === 'binary') {
+      if (!current || current.size !== node.size) {
+        current = { kind: 'group', size: node.size, ids: [] };
+        items.push(current);
+      }
+      current.ids.push(id);
+      groupOf.set(id, items.length - 1);
+    } else {
+      current = undefined;
+      items.push({ kind: 'single', id });
+    }
+  }
+  const stored = new Set<NodeId>(spec.stores);
+  for (const id of spec.nodes) {
+    const gid = groupOf.get(id);
+    for (const o of operands(g.nodes[id]!)) if (gid === undefined || groupOf.get(o) !== gid) stored.add(o);
+  }
+  if (spec.jacobian) for (const d of matExprNodes(spec.jacobian.expr)) stored.add(d);
+  const allocate = (id: NodeId) => {
+    scratchIndex.set(id, scratch.length);
+    scratch.push({ id, size: g.nodes[id]!.size });
+    return scratchIndex.get(id)!;
+  };
+  const unary = fast ? UNARY_FAST : UNARY_JS;
+
+  for (const item of items) {
+    if (item.kind === 'group') {
+      const { size, ids } = item;
+      for (const id of ids) if (stored.has(id)) allocate(id);
+      emit(
+        `// fused [${size}]: ${ids.map((id) => `${id} ${(g.nodes[id] as { fn: string }).fn}`).join(', ')}`,
+      );
+      const body = (e: string, i: string, pad: string) => {
+        for (const id of ids) {
+          const node = g.nodes[id]!;
+          let expr: string;
+          if (node.op === 'unary') {
+            const js = unary[node.fn];
+            if (js === undefined) throw new Unsupported(`unary ${node.fn}`);
+            emit(`${pad}const a${id} = ${opnd(node.a, size, e, i)};`);
+            const fx = fast ? FAST_EXP[node.fn] : undefined;
+            if (fx) {
+              // Float32: e^arg inline (see fastExp), then the function of it.
+              for (const l of fastExp(id, fx.arg.replace(/\bv\b/g, `a${id}`))) emit(`${pad}${l}`);
+              expr = fx.of.replace(/\bE\b/g, `x${id}`);
+            } else expr = js.replace(/\bv\b/g, `a${id}`);
+          } else if (node.op === 'binary') {
+            const [x, y] = [opnd(node.a, size, e, i), opnd(node.b, size, e, i)];
+            if (node.fn === 'min' || node.fn === 'max') expr = `Math.${node.fn}(${x}, ${y})`;
+            else {
+              const op = { add: '+', sub: '-', mul: '*', div: '/' }[node.fn];
+              if (op === undefined) throw new Unsupported(`binary ${node.fn}`);
+              expr = `${x} ${op} ${y}`;
+            }
+          } else throw new Error('compiled step: not elementwise');
+          emit(`${pad}const v${id} = ${expr};`);
+          local.add(id);
+          const k = scratchIndex.get(id);
+          if (k !== undefined) emit(`${pad}S${k}[${size === 1 ? e : `${e} * ${size} + ${i}`}] = v${id};`);
+        }
+        local.clear();
+      };
+      emit('for (let e = 0; e < E; e++) {');
+      if (size <= UNROLL) {
+        for (let i = 0; i < size; i++) {
+          emit('  {');
+          body('e', String(i), '    ');
+          emit('  }');
+        }
+      } else {
+        emit(`  for (let i = 0; i < ${size}; i++) {`);
+        body('e', 'i', '    ');
+        emit('  }');
+      }
+      emit('}');
+      continue;
+    }
+    const id = item.id;
+    const node = g.nodes[id]!;
+    const size = node.size;
+    const k = allocate(id);
+    const out = (e: string, i: string) => (size === 1 ? `S${k}[${e}]` : `S${k}[${e} * ${size} + ${i}]`);
+    emit(`// node ${id}: ${node.op} [${size}]`);
+    switch (node.op) {
+      case 'matvec': {
+        const { blocks, rows, cols } = matrixLayout(paramSpec(g, node.param));
+        const W = pname(node.param);
+        const inSize = node.transpose ? rows : cols;
+        const outSize = node.transpose ? cols : rows;
+        if (blocks * rows * cols <= INLINE_MATVEC) {
+          emit('for (let e = 0; e < E; e++) {');
+          for (let j = 0; j < blocks * inSize; j++) emit(`  const x${j} = ${ref(node.v, 'e', String(j))};`);
+          for (let b = 0; b < blocks; b++) {
+            for (let o = 0; o < outSize; o++) {
+              const sum: string[] = [];
+              for (let q = 0; q < inSize; q++) {
+                const w = node.transpose ? b * rows * cols + q * cols + o : b * rows * cols + o * cols + q;
+                sum.push(`${W}[${w}] * x${b * inSize + q}`);
+              }
+              emit(`  ${out('e', String(b * outSize + o))} = ${sum.join(' + ') || '0'};`);
+            }
+          }
+          emit('}');
+        } else {
+          const [arr, base, stride] = view(node.v);
+          // One copy of the kernel per call site: each sees one array type (V8 feedback stays monomorphic).
+          const fn = `MV${matvecSites.length}`;
+          matvecSites.push(node.transpose ? matvecCols : matvecRows);
+          for (let b = 0; b < blocks; b++) {
+            emit(
+              `${fn}(${W}, ${b * rows * cols}, ${rows}, ${cols}, ${arr}, ${plus(base, b * inSize)}, ${stride}, E, S${k}, ${b * outSize}, ${size});`,
+            );
+          }
+        }
+        break;
+      }
+      case 'concat': {
+        let at = 0;
+        for (const p of node.parts) {
+          const ps = g.nodes[p]!.size;
+          const a = at;
+          each(ps, (e, i) => `${out(e, plus(i, a))} = ${ref(p, e, i)};`);
+          at += ps;
+        }
+        break;
+      }
+      case 'sum': {
+        const as = g.nodes[node.a]!.size;
+        emit('for (let e = 0; e < E; e++) {');
+        emit('  let acc = 0;');
+        emit(`  for (let i = 0; i < ${as}; i++) acc += ${ref(node.a, 'e', 'i')};`);
+        emit(`  ${out('e', '0')} = acc;`);
+        emit('}');
+        break;
+      }
+      default:
+        throw new Unsupported(`op ${(node as { op: string }).op}`);
+    }
+  }
+
+  spec.stores.forEach((id, k) => {
+    const size = g.nodes[id]!.size;
+    emit(`// store node ${id}`);
+    each(size, (e, i) => `O${k}[ob${k} + e * os${k} + ${i}] = ${ref(id, e, i)};`);
+  });
+
+  let accSize = 0;
+  const entryFns: string[] = [];
+  if (spec.jacobian) {
+    const { expr, blockSize: s } = spec.jacobian;
+    const n = g.stateSize;
+    accSize = n * s;
+    const A = `S${scratch.length}`;
+    const terms = expand(g, expr);
+    const entryNames = new Map<MatExpr, string>();
+    const entryFn = (m: MatExpr): string => {
+      const hit = entryNames.get(m);
+      if (hit) return hit;
+      const name = `M${entryNames.size}`;
+      entryNames.set(m, name);
+      entryFns.push(`function ${name}(e, r, c) {\n${entryBody(m)}\n}`);
+      return name;
+    };
+    const entryBody = (m: MatExpr): string => {
+      switch (m.kind) {
+        case 'zero':
+          return '  return 0;';
+        case 'select':
+          return `  return c === r + ${m.offset} ? 1 : 0;`;
+        case 'rowscale':
+          return `  return ${ref(m.d, 'e', g.nodes[m.d]!.size === 1 ? '0' : 'r')} * ${entryFn(m.m)}(e, r, c);`;
+        case 'add':
+          return `  return ${m.terms.map((t) => `${entryFn(t)}(e, r, c)`).join(' + ')};`;
+        case 'slicerows':
+          return `  return ${entryFn(m.m)}(e, r + ${m.start}, c);`;
+        case 'concatrows': {
+          const ls: string[] = [];
+          let at = 0;
+          for (const p of m.parts) {
+            ls.push(`  if (r < ${at + p.rows}) return ${entryFn(p)}(e, r - ${at}, c);`);
+            at += p.rows;
+          }
+          ls.push('  return 0;');
+          return ls.join('\n');
+        }
+        case 'sumrows':
+          return `  let acc = 0;\n  for (let i = 0; i < ${m.m.rows}; i++) acc += ${entryFn(m.m)}(e, i, c);\n  return acc;`;
+        case 'broadcastrows':
+          return `  return ${entryFn(m.m)}(e, 0, c);`;
+        case 'matmul': {
+          const { rows: pr, cols: pc } = matrixLayout(paramSpec(g, m.param));
+          const outRows = m.transpose ? pc : pr;
+          const inRows = m.transpose ? pr : pc;
+          const W = pname(m.param);
+          const p = (k: string) =>
+            m.transpose
+              ? `${W}[b * ${pr * pc} + ${k} * ${pc} + i]`
+              : `${W}[b * ${pr * pc} + i * ${pc} + ${k}]`;
+          const head = `  const b = (r / ${outRows}) | 0; const i = r - b * ${outRows};`;
+          const inner = entryFn(m.m);
+          const offset = columnSparseOffset(m.m);
+          if (offset !== undefined) {
+            return `${head}
+  const kk = c - ${offset};
+  if (kk < 0 || kk >= ${m.m.rows} || ((kk / ${inRows}) | 0) !== b) return 0;
+  const k = kk - b * ${inRows};
+  return ${p('k')} * ${inner}(e, kk, c);`;
+          }
+          return `${head}
+  let acc = 0;
+  for (let k = 0; k < ${inRows}; k++) acc += ${p('k')} * ${inner}(e, b * ${inRows} + k, c);
+  return acc;`;
+        }
+      }
+    };
+    const fac = (x: Factor) => ref(x.node, 'e', x.on === 'k' ? String(x.shift) : plus(x.on, x.shift));
+    const coef = (t: Term) => {
+      const fs = t.f.filter((x) => x.on !== 'c').map(fac);
+      return fs.length === 0 ? '1' : fs.join(' * ');
+    };
+    const cb = s === n ? '0' : s === 1 ? 'r' : `(r - r % ${s})`;
+    const fused = fusedJacobian(g, terms, n, s, coef, fac, pname);
+    if (fused) {
+      emit('// Jacobian blocks, row by row (J is zero-filled)');
+      emit('for (let e = 0; e < E; e++) {');
+      emit(`  const jb = JB + e * ${accSize};`);
+      for (const l of fused) emit(`  ${l}`);
+      emit('}');
+    } else {
+      emit('// Jacobian blocks');
+      emit('for (let e = 0; e < E; e++) {');
+      emit(`  for (let q = 0; q < ${accSize}; q++) ${A}[q] = 0;`);
+      for (const t of terms) {
+        if (t.kind === 'delta' && s === 1 && t.off !== 0) continue;
+        if (t.kind === 'gather' && (s === 1 || s === n)) {
+          const { blocks, rows: pr, cols: pc } = matrixLayout(paramSpec(g, t.mm.param));
+          if (blocks === 1) {
+            // A dense parameter: the column range is static.
+            const inRows = t.mm.transpose ? pr : pc;
+            const clo = Math.max(t.k0 + t.off, t.off, 0);
+            const chi = Math.min(t.k1 + t.off, inRows + t.off, n);
+            const W = pname(t.mm.param);
+            const idx = (c: string) =>
+              t.mm.transpose
+                ? `(${plus(c, -t.off)}) * ${pc} + ${plus('r', t.rowShift)}`
+                : `(${plus('r', t.rowShift)}) * ${pc} + ${plus(c, -t.off)}`;
+            const cf = t.f
+              .filter((x) => x.on === 'c')
+              .map((x) => ` * ${fac(x)}`)
+              .join('');
+            if (s === 1) {
+              const lo = Math.max(t.r0, clo);
+              const hi = Math.min(t.r1, chi);
+              if (lo >= hi) continue;
+              emit(`  for (let r = ${lo}; r < ${hi}; r++) {`);
+              emit(`    const c = r;`);
+              emit(`    ${A}[r] += ${coef(t)} * ${W}[${idx('r')}]${cf};`);
+              emit('  }');
+              continue;
+            }
+            if (clo >= chi) continue;
+            emit(`  for (let r = ${t.r0}; r < ${t.r1}; r++) {`);
+            emit(`    const co = ${coef(t)}; const ao = r * ${n};`);
+            emit(`    for (let c = ${clo}; c < ${chi}; c++) ${A}[ao + c] += co * ${W}[${idx('c')}]${cf};`);
+            emit('  }');
+            continue;
+          }
+        }
+        emit(`  for (let r = ${t.r0}; r < ${t.r1}; r++) {`);
+        emit(`    const co = ${coef(t)};`);
+        if (t.kind === 'delta') {
+          if (s === 1) emit(`    ${A}[r] += co;`);
+          else if (s === n) emit(`    ${A}[r * ${n} + ${plus('r', t.off)}] += co;`);
+          else {
+            emit(`    const cb = ${cb}; const c = ${plus('r', t.off)};`);
+            emit(`    if (c >= cb && c < cb + ${s}) ${A}[r * ${s} + c - cb] += co;`);
+          }
+        } else if (t.kind === 'gather') {
+          const { blocks, rows: pr, cols: pc } = matrixLayout(paramSpec(g, t.mm.param));
+          const outRows = t.mm.transpose ? pc : pr;
+          const inRows = t.mm.transpose ? pr : pc;
+          const W = pname(t.mm.param);
+          emit(`    const q = ${plus('r', t.rowShift)};`);
+          if (blocks === 1) emit('    const b = 0; const i = q;');
+          else emit(`    const b = (q / ${outRows}) | 0; const i = q - b * ${outRows};`);
+          emit(`    const cb = ${cb};`);
+          emit(
+            `    const lo = Math.max(${t.k0 + t.off}, b * ${inRows} + ${t.off}, cb); const hi = Math.min(${t.k1 + t.off}, (b + 1) * ${inRows} + ${t.off}, cb + ${s});`,
+          );
+          const kl = `c - ${t.off} - b * ${inRows}`;
+          const pIdx = t.mm.transpose
+            ? `b * ${pr * pc} + (${kl}) * ${pc} + i`
+            : `b * ${pr * pc} + i * ${pc} + ${kl}`;
+          const cf = t.f.filter((x) => x.on === 'c').map((x) => ` * ${fac(x)}`);
+          emit(
+            `    for (let c = lo; c < hi; c++) ${A}[r * ${s} - cb + c] += co * ${W}[${pIdx}]${cf.join('')};`,
+          );
+        } else {
+          const fn = entryFn(t.m);
+          emit(`    const cb = ${cb};`);
+          emit(
+            `    for (let c = cb; c < cb + ${s}; c++) ${A}[r * ${s} - cb + c] += co * ${fn}(e, ${plus('r', t.rowShift)}, c);`,
+          );
+        }
+        emit('  }');
+      }
+      emit(`  const jb = JB + e * ${accSize};`);
+      emit(`  for (let q = 0; q < ${accSize}; q++) J[jb + q] = ${A}[q];`);
+      emit('}');
+    }
+  }
+
+  const head: string[] = [];
+  const pArgs = P_ARGS();
+  if (pArgs.length) head.push(`const ${pArgs.join(', ')};`);
+  for (let k = 0; k < spec.externals.length; k++)
+    head.push(`const X${k} = X[${k}], xb${k} = XB[${k}], xs${k} = XS[${k}];`);
+  for (let k = 0; k < spec.stores.length; k++)
+    head.push(`const O${k} = O[${k}], ob${k} = OB[${k}], os${k} = OS[${k}];`);
+  for (let k = 0; k < matvecSites.length; k++) head.push(`const MV${k} = MV[${k}];`);
+  const nS = scratch.length + (accSize ? 1 : 0);
+  for (let k = 0; k < nS; k++) head.push(`const S${k} = S[${k}];`);
+  const source = `// kernel ${uid++}\nreturn function kernel(E, P, X, XB, XS, O, OB, OS, J, JB, S) {\n${head.join('\n')}\n${entryFns.join('\n')}\n${lines.join('\n')}\n};`;
+  // A unique comment keeps V8's eval cache from handing every copy (or identical kernels) one
+  // shared feedback vector.
+  const siteSources = matvecSites.map((f) => `// copy ${uid++}\nreturn ${f.toString()}`);
+  let run: KernelFn;
+  try {
+    const sites = siteSources.map((src) => new Function(src)());
+    run = new Function('MV', 'EXP32', 'EXP2K', source)(sites, EXP32, EXP2K) as KernelFn;
+  } catch (err) {
+    // E.g. a Content-Security-Policy without 'unsafe-eval': the reference interpreter runs instead.
+    throw new Unsupported(`cannot compile generated code: ${(err as Error).message}`);
+  }
+  return { run, scratch, accSize, consts, source, siteSources, uid: uid++, externals: spec.externals };
+}
