@@ -1,4 +1,12 @@
-import type { Backend, NewtonUpdate, NewtonUpdateOptions, Tensor, TypedArray } from '../backend/types.js';
+import {
+  type Backend,
+  counterDifference,
+  type DeviceCounters,
+  type NewtonUpdate,
+  type NewtonUpdateOptions,
+  type Tensor,
+  type TypedArray,
+} from '../backend/types.js';
 import { ConvergenceError, UnsupportedOptionError } from '../errors.js';
 import type { FallbackOption, IterationInfo } from './options.js';
 
@@ -139,6 +147,8 @@ export interface EngineStats {
   residual: number;
   stopReason: StopReason;
   fallbackRows: number;
+  /** Device work of the solve (summed over windows), when the backend counts it (`counters`). */
+  device?: DeviceCounters;
 }
 
 export function newEngineStats(): EngineStats {
@@ -385,6 +395,7 @@ export function* solveWindows(
   const windows = Math.ceil(T / W);
   const pieces: Tensor[] = [];
   const starts: Tensor[] = [];
+  const counted = backend.counters?.();
   try {
     let boundary = start;
     for (let w = 0; w < windows; w++) {
@@ -412,5 +423,20 @@ export function* solveWindows(
     throw err;
   } finally {
     for (const t of starts) backend.dispose(t);
+    if (counted) addDeviceCounts(stats, counterDifference(counted, backend.counters!()));
   }
+}
+
+/** Add one solve's device counts to the stats (several solves may share them). */
+function addDeviceCounts(stats: EngineStats, d: DeviceCounters): void {
+  const o = stats.device;
+  stats.device = o
+    ? {
+        dispatches: o.dispatches + d.dispatches,
+        submits: o.submits + d.submits,
+        reads: o.reads + d.reads,
+        bytesWritten: o.bytesWritten + d.bytesWritten,
+        bytesRead: o.bytesRead + d.bytesRead,
+      }
+    : d;
 }
