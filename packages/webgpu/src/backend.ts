@@ -134,6 +134,14 @@ export class WebGpuBackend implements Backend {
     return this.ctx.counters();
   }
 
+  /**
+   * Device time so far (ms): the sum over submissions of first pass start to last pass end, from
+   * timestamp queries. undefined unless made with `timestamps: true` on an adapter that offers them.
+   */
+  deviceTimeMs(): Promise<number | undefined> {
+    return this.ctx.deviceTimeMs();
+  }
+
   /** Bytes of GPU buffers in use by tensors and scratch (deer-bench samples it). */
   liveBytes(): number {
     return this.ctx.pool.liveBytes;

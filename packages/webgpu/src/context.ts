@@ -19,6 +19,14 @@ export interface Recorder {
   clear(buf: GPUBuffer, offset: number, bytes: number): void;
 }
 
+/** One submission's timestamp queries: two per compute pass. */
+interface TimerSlot {
+  readonly qs: GPUQuerySet;
+  readonly resolve: GPUBuffer;
+  readonly read: GPUBuffer;
+  used: number;
+}
+
 /** What the context has sent to the device since it was made (`Backend.counters`). */
 export interface Counters {
   dispatches: number;
@@ -56,6 +64,10 @@ export class GpuContext {
   private encoder: GPUCommandEncoder | null = null;
   private recorded = 0;
   private readonly staging: GPUBuffer[] = [];
+  private timer: TimerSlot | null = null;
+  private readonly timerFree: TimerSlot[] = [];
+  private timerPending: Promise<void>[] = [];
+  private deviceNs = 0;
   private readonly counts: Counters = { dispatches: 0, submits: 0, reads: 0, bytesWritten: 0, bytesRead: 0 };
   /** Asynchronous checks (compilation, allocation) not yet awaited. */
   private pending: Promise<void>[] = [];
@@ -67,6 +79,8 @@ export class GpuContext {
   constructor(
     readonly device: GPUDevice,
     readonly maxBindingBytes: number,
+    /** Timestamp queries around every compute pass (the device has 'timestamp-query'). */
+    readonly timestamps = false,
   ) {
     this.pool = new BufferPool(
       (bytes) => this.allocate(bytes),
@@ -106,15 +120,69 @@ export class GpuContext {
     if (this.recorded >= MAX_RECORDED) this.flush();
   }
 
+  /** The timestamp writes of the next compute pass, when timing. */
+  private passDescriptor(): GPUComputePassDescriptor | undefined {
+    if (!this.timestamps) return undefined;
+    if (!this.timer) {
+      this.timer = this.timerFree.pop() ?? {
+        qs: this.device.createQuerySet({ type: 'timestamp', count: 2 * MAX_RECORDED }),
+        resolve: this.device.createBuffer({ size: 16 * MAX_RECORDED, usage: USAGE.QUERY_RESOLVE | USAGE.COPY_SRC }),
+        read: this.device.createBuffer({ size: 16 * MAX_RECORDED, usage: MAP_READ_USAGE }),
+        used: 0,
+      };
+    }
+    const i = this.timer.used;
+    this.timer.used += 2;
+    return { timestampWrites: { querySet: this.timer.qs, beginningOfPassWriteIndex: i, endOfPassWriteIndex: i + 1 } };
+  }
+
+  /** Add a submitted slot's span (first pass start to last pass end) to the device time. */
+  private async collect(t: TimerSlot): Promise<void> {
+    const bytes = t.used * 8;
+    try {
+      await t.read.mapAsync(MAP_READ, 0, bytes);
+      const v = new BigUint64Array(t.read.getMappedRange(0, bytes).slice(0));
+      t.read.unmap();
+      let lo = v[0]!;
+      let hi = v[1]!;
+      for (let i = 0; i < v.length; i += 2) {
+        if (v[i]! < lo) lo = v[i]!;
+        if (v[i + 1]! > hi) hi = v[i + 1]!;
+      }
+      if (hi > lo) this.deviceNs += Number(hi - lo);
+      t.used = 0;
+      if (!this.destroyed) this.timerFree.push(t);
+    } catch {
+      // Device lost or destroyed: the time is simply not counted.
+    }
+  }
+
+  /** Device time of everything submitted so far (ms), once its timestamps are read; undefined when not timing. */
+  async deviceTimeMs(): Promise<number | undefined> {
+    if (!this.timestamps) return undefined;
+    const p = this.timerPending;
+    this.timerPending = [];
+    await Promise.all(p);
+    return this.deviceNs / 1e6;
+  }
+
   /** Submit the pending commands (if any). */
   flush(): void {
     const enc = this.encoder;
     if (!enc) return;
     this.encoder = null;
     this.recorded = 0;
+    const t = this.timer;
+    this.timer = null;
+    if (t && t.used > 0) {
+      enc.resolveQuerySet(t.qs, 0, t.used, t.resolve, 0);
+      enc.copyBufferToBuffer(t.resolve, 0, t.read, 0, t.used * 8);
+    }
     if (!this.lost && !this.destroyed) {
       this.device.queue.submit([enc.finish()]);
       this.counts.submits++;
+      if (t && t.used > 0) this.timerPending.push(this.collect(t));
+      else if (t) this.timerFree.push(t);
     }
     this.touched.clear();
     this.uniforms.push(...this.pendingUniforms);
@@ -268,7 +336,8 @@ export class GpuContext {
       ...buffers.map((b, i) => ({ binding: i + 1, resource: { buffer: b } })),
     ];
     const bind = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
-    const pass = this.record().beginComputePass();
+    const enc = this.record();
+    const pass = enc.beginComputePass(this.passDescriptor());
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bind);
     pass.dispatchWorkgroups(x, y);
@@ -388,6 +457,13 @@ export class GpuContext {
     this.pendingUniforms.length = 0;
     this.afterSubmit.length = 0;
     this.staging.length = 0;
+    for (const t of [...this.timerFree, ...(this.timer ? [this.timer] : [])]) {
+      t.qs.destroy();
+      t.resolve.destroy();
+      t.read.destroy();
+    }
+    this.timerFree.length = 0;
+    this.timer = null;
     this.pipelines.clear();
     this.device.destroy();
   }

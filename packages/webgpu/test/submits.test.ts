@@ -102,4 +102,35 @@ describe.skipIf(skip !== null)('webgpu submissions per Newton iteration', () => 
     backend.dispose(acc);
     backend.dispose(one);
   });
+
+  it('timestamps: true measures device time where the adapter offers timestamp-query', async () => {
+    const timed = await createWebGpuBackend({ timestamps: true });
+    try {
+      const cell = cells.gru({ inputSize: 2, hiddenSize: 4 });
+      const x = timed.tensor(
+        Array.from({ length: 2 * 300 * 2 }, (_, i) => Math.cos(0.3 * i)),
+        [2, 300, 2],
+      );
+      const t0 = performance.now();
+      const before = await timed.deviceTimeMs();
+      const { y, stats } = await deer(timed, cell, cell.init({ seed: 1 }), x, { checkFinite: false });
+      await timed.read(y);
+      const wall = performance.now() - t0;
+      const after = await timed.deviceTimeMs();
+      timed.dispose(y);
+      timed.dispose(x);
+      expect(stats.converged).toBe(true);
+      if (before === undefined) {
+        expect(after).toBeUndefined();
+        console.log('[webgpu submits] adapter without timestamp-query: no device time');
+        return;
+      }
+      const device = after! - before;
+      console.log(`[webgpu submits] device time ${device.toFixed(2)} ms of ${wall.toFixed(1)} ms wall`);
+      expect(device).toBeGreaterThan(0);
+      expect(device).toBeLessThan(wall * 1.5);
+    } finally {
+      timed.destroy();
+    }
+  });
 });
