@@ -6,7 +6,8 @@
 #   bash .kit/run.sh [deer-bench flags] [--no-baselines]
 #
 # With no flags, deer-bench runs the kit's grid: --backend webgpu, GRU nh 1,8,32,64 (dense, and
-# quasi for nh > 1) and a 64-wide GRU of 8 heads, T 1e4,1e5,1e6, batch 16, skipping points past
+# quasi for nh > 1) and a 64-wide GRU of 8 heads, T 1e4,1e5,1e6, batch 16, no onnxruntime (a CPU
+# baseline; --no-ort keeps the GPU machine's minutes for the GPU baselines), skipping points past
 # --max-time 20 s per run and any that would start after --deadline (KIT_BENCH_S, 210 s).
 # Then, where python3 has them, the baselines on the same problems, into the same folder:
 # torch-gru.py (torch.nn.GRU, cuDNN; KIT_TORCH_S, 50 s) and jax-deer.py (DEER in JAX with
@@ -87,7 +88,7 @@ if [ "$others" = 0 ]; then
   default_run=1
   backend=webgpu
   args+=(--backend webgpu --nh 1,8,32,64 --T 1e4,1e5,1e6 --heads 8 --heads-size 64 --quasi --batch 16
-    --warmup 1 --repeats 3 --budget 3 --max-time 20 --max-memory 48GiB --deadline "${KIT_BENCH_S:-210}")
+    --warmup 1 --repeats 3 --budget 3 --max-time 20 --max-memory 64GiB --no-ort --deadline "${KIT_BENCH_S:-210}")
   nh=1,8,32,64 ts=1e4,1e5,1e6
 fi
 if [ "$passive" = 0 ] && [ -z "$out" ]; then
