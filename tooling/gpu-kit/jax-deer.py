@@ -62,6 +62,12 @@ def size(text: str) -> int:
     raise argparse.ArgumentTypeError(text)
 
 
+def fmt_T(T: int) -> str:
+    """10000 -> '1e4' (as deer-bench's point ids), 1500 -> '1500'."""
+    e = math.log10(T)
+    return f"1e{int(e)}" if e.is_integer() and e >= 3 else str(T)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="nh 1,8 x T 1e3,1e4, budget 2 s")
@@ -166,9 +172,13 @@ def main(argv: list[str]) -> int:
     a = parse_args(argv)
     if a.device:
         os.environ["JAX_PLATFORMS"] = a.device
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
+    try:
+        import jax
+        import jax.numpy as jnp
+        import numpy as np
+    except ImportError as e:
+        print(f"jax-deer: JAX is not installed ({e})", file=sys.stderr)
+        return 2
 
     os.makedirs(a.out, exist_ok=True)
     path = os.path.join(a.out, "jax-deer.json")
@@ -201,7 +211,7 @@ def main(argv: list[str]) -> int:
             for quasi in kinds:
                 if quasi and nh == 1:
                     continue
-                pid = f"gru-n{nh}-T{T:g}-{'diagonal' if quasi else 'dense'}"
+                pid = f"gru-n{nh}-T{fmt_T(T)}-{'diagonal' if quasi else 'dense'}"
                 s = 1 if quasi else nh
                 est = 3 * T * B * nh * s * 4 + 8 * T * B * nh * 4
                 point = {"id": pid, "nh": nh, "T": T, "batch": B, "jacobian": "diagonal" if quasi else "dense",
