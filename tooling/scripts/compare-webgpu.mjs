@@ -45,14 +45,21 @@ function problem(s, nh, T, B) {
 
 async function timeDeer(s, p) {
   const submits0 = s.counter.submits;
+  // Submits between consecutive iterations' callbacks: one whole iteration each (steady state).
+  const between = [];
+  let mark = submits0;
+  const onIteration = () => {
+    between.push(s.counter.submits - mark);
+    mark = s.counter.submits;
+  };
   const t0 = performance.now();
-  const { y, stats } = await s.core.deer(s.backend, p.cell, p.params, p.x, { checkFinite: false });
+  const { y, stats } = await s.core.deer(s.backend, p.cell, p.params, p.x, { checkFinite: false, onIteration });
   const t1 = performance.now();
   await s.backend.read(y);
   const t2 = performance.now();
   s.backend.dispose(y);
   const submits = s.counter.submits - submits0;
-  return { ms: t2 - t0, solveMs: t1 - t0, readMs: t2 - t1, iterations: stats.iterations, submits };
+  return { ms: t2 - t0, solveMs: t1 - t0, readMs: t2 - t1, iterations: stats.iterations, submits, between };
 }
 
 async function timeSeq(s, p) {
@@ -93,6 +100,10 @@ for (const [nh, T, B] of points) {
       deerReadMs: median(d.map((r) => r.readMs)),
       iterations: d[0].iterations,
       submitsPerIteration: d[0].submits / d[0].iterations,
+      // From the second iteration on (the first also carries the setup).
+      submitsPerSteadyIteration: median(d[0].between.slice(1)),
+      deerMinMs: Math.min(...d.map((r) => r.ms)),
+      sequentialMinMs: Math.min(...seq[i].map((r) => r.ms)),
       sequentialMs: median(seq[i].map((r) => r.ms)),
       samples: { deer: d.map((r) => +r.ms.toFixed(1)), sequential: seq[i].map((r) => +r.ms.toFixed(1)) },
     };
