@@ -14,8 +14,9 @@
 # KIT_MAX_MIB (size limit of the whole kit, default 60), KIT_XZ_LEVEL (default 9; CI's smoke
 # build uses 0, which compresses in seconds rather than minutes), NODE_VERSION (default: this Node's),
 # LIBVULKAN_VERSION (default 1.3.239.0-1, the bookworm loader that works with Dawn here),
-# GL_DEBS (the glvnd libraries NVIDIA's Vulkan driver loads beside the loader; default
-# "libglvnd0 libgl1 libglx0 libegl1 libopengl0 libgles2", the host's apt candidates).
+# GL_DEBS (the glvnd libraries NVIDIA's Vulkan driver loads beside the loader, and the X11
+# client libraries libGLX needs; default "libglvnd0 libgl1 libglx0 libegl1 libopengl0 libgles2
+# libx11-6 libxext6 libxcb1 libxau6 libxdmcp6 libbsd0 libmd0", the host's apt candidates).
 #
 # Needs here: Node + npm (npx, npm pack), apt-get and dpkg-deb (Debian/Ubuntu), xz, sha256sum,
 # network access to the npm registry and the Debian mirror (for the first build; later builds
@@ -25,7 +26,9 @@ set -euo pipefail
 ESBUILD_VERSION=0.28.2
 NODE_VERSION=${NODE_VERSION:-$(node -p 'process.versions.node')}
 LIBVULKAN_VERSION=${LIBVULKAN_VERSION:-1.3.239.0-1}
-GL_DEBS=${GL_DEBS:-libglvnd0 libgl1 libglx0 libegl1 libopengl0 libgles2}
+# glvnd (what NVIDIA's Vulkan ICD, libGLX_nvidia.so.0, loads beside the loader) and the X11
+# client libraries libGLX links against (a bare image may lack them; for Node only, never in /).
+GL_DEBS=${GL_DEBS:-libglvnd0 libgl1 libglx0 libegl1 libopengl0 libgles2 libx11-6 libxext6 libxcb1 libxau6 libxdmcp6 libbsd0 libmd0}
 MAX_MIB=${KIT_MAX_MIB:-60}
 XZ_LEVEL=${KIT_XZ_LEVEL:-9}
 CACHE=${DEER_KIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/deerjs-gpu-kit}
@@ -241,8 +244,9 @@ debs=("$(basename "$deb")")
 gl_versions=""
 for name in $GL_DEBS; do
   f=$(apt_fetch "$name")
-  cp "$f" "$stage/blobs/"
-  debs+=("$(basename "$f")")
+  safe=$(basename "$f" | sed 's/%3a/-/g; s/+/-/g') # an epoch's ':' (%3a), '+': plain names travel everywhere
+  cp "$f" "$stage/blobs/$safe"
+  debs+=("$safe")
   gl_versions+="$name=$(dpkg-deb -W --showformat='${Version}' "$f") "
 done
 
