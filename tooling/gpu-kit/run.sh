@@ -91,6 +91,11 @@ if [ "$others" = 0 ]; then
     --warmup 1 --repeats 3 --budget 3 --max-time 20 --max-memory 64GiB --no-ort --deadline "${KIT_BENCH_S:-210}")
   nh=1,8,32,64 ts=1e4,1e5,1e6
 fi
+# The kit is for webgpu: without --backend, say so (the folder name and the baselines follow it).
+if [ "$passive" = 0 ] && [ -z "$backend" ]; then
+  backend=webgpu
+  args+=(--backend webgpu)
+fi
 if [ "$passive" = 0 ] && [ -z "$out" ]; then
   out="${OUT:-$PWD/kit-out}/deer-bench-${backend:-auto}-$(date -u +%Y%m%dT%H%MZ)"
   args+=(--out "$out")

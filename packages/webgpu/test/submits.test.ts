@@ -90,6 +90,21 @@ describe.skipIf(skip !== null)('webgpu submissions per Newton iteration', () => 
     expect(backend.liveTensors()).toBe(0);
   });
 
+  it('a large write into a buffer that pending commands read submits them first', async () => {
+    const n = 300_000; // 1.2 MB: past the upload-buffer path
+    const a = backend.tensor(Float32Array.from({ length: n }, (_, i) => i % 7), [n]);
+    const b = backend.tensor(Float32Array.from({ length: n }, () => 1), [n]);
+    const s = backend.add(a, b);
+    backend.dispose(a);
+    const before = backend.counters().submits;
+    const c = backend.tensor(Float32Array.from({ length: n }, () => 100), [n]);
+    expect(backend.counters().submits).toBe(before + 1);
+    const got = await backend.read(s);
+    const want = Float32Array.from({ length: n }, (_, i) => (i % 7) + 1);
+    expect(got).toEqual(want);
+    for (const t of [b, c, s]) backend.dispose(t);
+  });
+
   it('many dispatches without a read stay correct (uniform blocks are not rewritten early)', async () => {
     let acc = backend.tensor([0, 0], [2]);
     const one = backend.tensor([1, 0.5], [2]);
