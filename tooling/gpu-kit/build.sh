@@ -11,8 +11,12 @@
 #   --no-ort     leave onnxruntime out (about 13 MB less; the bench's ORT column stays empty)
 #
 # Environment: DEER_KIT_CACHE (downloads and compressed binaries, default ~/.cache/deerjs-gpu-kit),
-# KIT_MAX_MIB (size limit of the whole kit, default 60), NODE_VERSION (default: this Node's),
-# LIBVULKAN_VERSION (default 1.3.239.0-1, the bookworm loader that works with Dawn here).
+# KIT_MAX_MIB (size limit of the whole kit, default 60), KIT_XZ_LEVEL (default 9; CI's smoke
+# build uses 0, which compresses in seconds rather than minutes), NODE_VERSION (default: this Node's),
+# LIBVULKAN_VERSION (default 1.3.239.0-1, the bookworm loader that works with Dawn here),
+# GL_DEBS (the glvnd libraries NVIDIA's Vulkan driver loads beside the loader, and the X11
+# client libraries libGLX needs; default "libglvnd0 libgl1 libglx0 libegl1 libopengl0 libgles2
+# libx11-6 libxext6 libxcb1 libxau6 libxdmcp6 libbsd0 libmd0", the host's apt candidates).
 #
 # Needs here: Node + npm (npx, npm pack), apt-get and dpkg-deb (Debian/Ubuntu), xz, sha256sum,
 # network access to the npm registry and the Debian mirror (for the first build; later builds
@@ -22,7 +26,11 @@ set -euo pipefail
 ESBUILD_VERSION=0.28.2
 NODE_VERSION=${NODE_VERSION:-$(node -p 'process.versions.node')}
 LIBVULKAN_VERSION=${LIBVULKAN_VERSION:-1.3.239.0-1}
+# glvnd (what NVIDIA's Vulkan ICD, libGLX_nvidia.so.0, loads beside the loader) and the X11
+# client libraries libGLX links against (a bare image may lack them; for Node only, never in /).
+GL_DEBS=${GL_DEBS:-libglvnd0 libgl1 libglx0 libegl1 libopengl0 libgles2 libx11-6 libxext6 libxcb1 libxau6 libxdmcp6 libbsd0 libmd0}
 MAX_MIB=${KIT_MAX_MIB:-60}
+XZ_LEVEL=${KIT_XZ_LEVEL:-9}
 CACHE=${DEER_KIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/deerjs-gpu-kit}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -102,11 +110,13 @@ mkdir -p "$app/node_modules"
 # NODE_PATH lets it resolve @deerjs/* the way apps/bench does (pnpm's per-package node_modules);
 # esbuild follows the symlinks, so core is bundled once for the bench and both backends.
 # webgpu and onnxruntime-node load native addons: they stay outside, vendored below. The bench
-# imports @deerjs/onnx and @deerjs/tfjs only by computed names; marking them external keeps it
-# that way should they become literal (onnx: the copy vendored below; tfjs: not in the kit).
+# imports @deerjs/onnx by a computed name (the copy vendored below). The tfjs backend and its
+# engines (@tensorflow/*, which pull in node-fetch and seedrandom) are not in the kit: external,
+# so `--backend tfjs` says they are not installed.
 NODE_PATH=$REPO/apps/bench/node_modules esbuild tooling/gpu-kit/entry.mjs \
   --bundle --platform=node --format=esm --target=node20 \
   --external:webgpu --external:onnxruntime-node --external:@deerjs/onnx --external:@deerjs/tfjs \
+  '--external:@tensorflow/*' \
   --legal-comments=none --log-level=warning \
   --metafile="$stage/meta-bench.json" --outfile="$app/deer-bench.mjs"
 node -e '
@@ -117,6 +127,8 @@ node -e '
   if (cores.size !== 1) { console.error("@deerjs/core bundled", cores.size, "times"); process.exit(1); }
 ' "$stage/meta-bench.json"
 cp "$HERE/probe-adapter.mjs" "$app/probe-adapter.mjs"
+# The Python baselines run.sh runs beside the bench where PyTorch / JAX are installed.
+cp "$HERE/torch-gru.py" "$HERE/jax-deer.py" "$app/"
 
 # Resolve a package's folder the way Node would from FROM (a folder), following pnpm's links.
 pkgdir() { # pkgdir FROM NAME
@@ -172,12 +184,12 @@ fi
 
 # ------------------------------------------------------------------ 3. binaries (cached)
 mkdir -p "$stage/blobs" "$CACHE/xz"
-xz_cached() { # xz_cached SRC NAME: xz -9 SRC into blobs/NAME.xz, compressing each content once
+xz_cached() { # xz_cached SRC NAME: xz -$XZ_LEVEL SRC into blobs/NAME.xz, compressing each content once
   local sum
-  sum=$(sha256sum "$1" | cut -d' ' -f1)
+  sum=$(sha256sum "$1" | cut -d' ' -f1).$XZ_LEVEL
   if [ ! -f "$CACHE/xz/$sum.xz" ]; then
-    echo "compressing $(basename "$1") ($(du -h "$1" | cut -f1)), once" >&2
-    xz -9 -T0 -c "$1" >"$CACHE/xz/$sum.xz.tmp"
+    echo "compressing $(basename "$1") ($(du -h "$1" | cut -f1)) with xz -$XZ_LEVEL, once" >&2
+    xz "-$XZ_LEVEL" -T0 -c "$1" >"$CACHE/xz/$sum.xz.tmp"
     mv "$CACHE/xz/$sum.xz.tmp" "$CACHE/xz/$sum.xz"
   fi
   cp "$CACHE/xz/$sum.xz" "$stage/blobs/$2.xz"
@@ -202,21 +214,41 @@ if [ "$ort" = 1 ]; then
   xz_cached "$ORT_DIR/bin/napi-v6/linux/x64/libonnxruntime.so.1" libonnxruntime.so.1
 fi
 
-step "libvulkan1 $LIBVULKAN_VERSION (amd64 .deb, apt-get download with a private apt state)"
-deb=libvulkan1_${LIBVULKAN_VERSION//:/%3a}_amd64.deb
-if [ ! -f "$CACHE/$deb" ]; then
-  apt_dir=$CACHE/apt-amd64
-  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
-  o=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 "-oDir::State::Lists=$apt_dir/lists"
-    "-oDir::Cache=$apt_dir/cache" -qq)
-  # As root, apt hands downloads to the _apt user, who cannot write under $HOME: stay root.
-  [ "$(id -u)" != 0 ] || o+=(-oAPT::Sandbox::User=root)
-  apt-get "${o[@]}" update >&2
-  (cd "$CACHE" && apt-get "${o[@]}" download "libvulkan1=$LIBVULKAN_VERSION" >&2)
-fi
-[ "$(dpkg-deb -W --showformat='${Package} ${Version} ${Architecture}' "$CACHE/$deb")" = "libvulkan1 $LIBVULKAN_VERSION amd64" ] ||
-  die "$CACHE/$deb is not libvulkan1 $LIBVULKAN_VERSION amd64"
-cp "$CACHE/$deb" "$stage/blobs/$deb"
+step "libvulkan1 $LIBVULKAN_VERSION and glvnd ($GL_DEBS) (amd64 .debs, apt-get download with a private apt state)"
+apt_dir=$CACHE/apt-amd64
+apt_o=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 "-oDir::State::Lists=$apt_dir/lists"
+  "-oDir::Cache=$apt_dir/cache" -qq)
+# As root, apt hands downloads to the _apt user, who cannot write under $HOME: stay root.
+[ "$(id -u)" != 0 ] || apt_o+=(-oAPT::Sandbox::User=root)
+apt_updated=0
+apt_fetch() { # apt_fetch NAME[=VERSION]: into $CACHE (once); prints the .deb's path
+  local want=$1 name=${1%%=*} f
+  f=$(ls "$CACHE/${name}_"*_amd64.deb 2>/dev/null | head -n 1 || true)
+  if [ "$want" != "$name" ]; then f=$CACHE/${name}_${want#*=}_amd64.deb; f=${f//:/%3a}; [ -f "$f" ] || f=""; fi
+  if [ -z "$f" ]; then
+    if [ "$apt_updated" = 0 ]; then
+      mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+      apt-get "${apt_o[@]}" update >&2
+      apt_updated=1
+    fi
+    (cd "$CACHE" && apt-get "${apt_o[@]}" download "$want" >&2)
+    f=$(ls -t "$CACHE/${name}_"*_amd64.deb | head -n 1)
+  fi
+  [ "$(dpkg-deb -W --showformat='${Package} ${Architecture}' "$f")" = "$name amd64" ] || die "$f is not $name amd64"
+  echo "$f"
+}
+deb=$(apt_fetch "libvulkan1=$LIBVULKAN_VERSION")
+[ "$(dpkg-deb -W --showformat='${Version}' "$deb")" = "$LIBVULKAN_VERSION" ] || die "$deb is not libvulkan1 $LIBVULKAN_VERSION"
+cp "$deb" "$stage/blobs/"
+debs=("$(basename "$deb")")
+gl_versions=""
+for name in $GL_DEBS; do
+  f=$(apt_fetch "$name")
+  safe=$(basename "$f" | sed 's/%3a/-/g; s/+/-/g') # an epoch's ':' (%3a), '+': plain names travel everywhere
+  cp "$f" "$stage/blobs/$safe"
+  debs+=("$safe")
+  gl_versions+="$name=$(dpkg-deb -W --showformat='${Version}' "$f") "
+done
 
 {
   echo "# kind blob destination (relative to the runtime folder); read by run.sh"
@@ -225,7 +257,7 @@ cp "$CACHE/$deb" "$stage/blobs/$deb"
   if [ "$ort" = 1 ]; then
     echo "xz libonnxruntime.so.1.xz app/node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1"
   fi
-  echo "deb $deb vulkan"
+  for d in "${debs[@]}"; do echo "deb $d vulkan"; done
 } >"$stage/blobs/MANIFEST"
 
 # ------------------------------------------------------------------ 4. launcher, licences, manifest
@@ -254,7 +286,7 @@ sums=$stage.sha256 # outside the stage, so that it does not list itself
 (cd "$stage" && find . -type f | sed 's|^\./||' | sort | xargs sha256sum) >"$sums"
 node -e '
   const fs = require("node:fs"), path = require("node:path");
-  const [stage, sums, commit, dirty, nodeV, esb, webgpu, ort, vk, ortOn] = process.argv.slice(1);
+  const [stage, sums, commit, dirty, nodeV, esb, webgpu, ort, vk, ortOn, gl] = process.argv.slice(1);
   const files = fs.readFileSync(sums, "utf8").trim().split("\n").map((l) => {
     const [sha256, file] = l.split(/\s+/);
     return { file, bytes: fs.statSync(path.join(stage, file)).size, sha256 };
@@ -264,14 +296,15 @@ node -e '
     built: new Date().toISOString(),
     git: { commit, dirty: dirty === "true" },
     platform: "linux-x64",
-    versions: { node: nodeV, esbuild: esb, webgpu, "onnxruntime-node": ortOn === "1" ? ort : null, libvulkan1: vk },
+    versions: { node: nodeV, esbuild: esb, webgpu, "onnxruntime-node": ortOn === "1" ? ort : null, libvulkan1: vk,
+      glvnd: Object.fromEntries(gl.trim().split(/\s+/).filter(Boolean).map((p) => p.split("="))) },
     backends: ["cpu", "webgpu"],
     ort: ortOn === "1",
     files,
   };
   fs.writeFileSync(path.join(stage, "kit.json"), JSON.stringify(kit, null, 2) + "\n");
 ' "$stage" "$sums" "$git_commit" "$git_dirty" "$NODE_VERSION" "$ESBUILD_VERSION" "$(version_of "$WEBGPU_DIR")" \
-  "$( [ "$ort" = 1 ] && version_of "$ORT_DIR" || echo none)" "$LIBVULKAN_VERSION" "$ort"
+  "$( [ "$ort" = 1 ] && version_of "$ORT_DIR" || echo none)" "$LIBVULKAN_VERSION" "$ort" "$gl_versions"
 mv "$sums" "$stage/SHA256SUMS"
 
 # ------------------------------------------------------------------ 5. size check, install

@@ -1,7 +1,19 @@
 #!/usr/bin/env bash
 # deer-bench GPU kit launcher (copied into the kit by tooling/gpu-kit/build.sh; see its README).
 #
-#   bash .kit/run.sh [deer-bench flags]        # no flags: --backend webgpu --out $OUT/deer-bench-webgpu-<UTC time>
+#   bash .kit/run.sh                           # the kit's grid (below), then the Python baselines
+#   bash .kit/run.sh --quick                   # a one-minute smoke test of the same
+#   bash .kit/run.sh [deer-bench flags] [--no-baselines]
+#
+# With no flags, deer-bench runs the kit's grid: --backend webgpu, GRU nh 1,8,32,64 (dense, and
+# quasi for nh > 1) and a 64-wide GRU of 8 heads, T 1e4,1e5,1e6, batch 16, no onnxruntime (a CPU
+# baseline; --no-ort keeps the GPU machine's minutes for the GPU baselines), skipping points past
+# --max-time 20 s per run and any that would start after --deadline (KIT_BENCH_S, 210 s).
+# Then, where python3 has them, the baselines on the same problems, into the same folder:
+# torch-gru.py (torch.nn.GRU, cuDNN; KIT_TORCH_S, 50 s) and jax-deer.py (DEER in JAX with
+# lax.associative_scan; KIT_JAX_S, 60 s). Every part writes its results point by point
+# (points.jsonl, torch-gru.json, jax-deer.json), so a run that is cut short keeps what it measured.
+# The whole default run is sized to about 8 minutes on an H100-class GPU (tooling/gpu-kit/README.md).
 #
 # Needs no Node.js, no package registry and no network: it unpacks the kit's Node, Dawn, the
 # Vulkan loader (libvulkan1 .deb, with dpkg -x into a private prefix, never into /) and
@@ -15,6 +27,8 @@
 #   DEER_KIT_ADAPTER     required | optional (default: required for --backend webgpu or no
 #                        --backend, optional for other backends)
 #   VK_DRIVER_FILES      set it yourself to choose the Vulkan driver; otherwise see below
+#   KIT_BENCH_S, KIT_TORCH_S, KIT_JAX_S   the default run's deadlines (seconds) of its three parts
+#   KIT_PYTHON           the Python that runs the baselines (default python3)
 #
 # Writes, beside the bench's results.json and SVGs in the --out folder: run.log (all it printed)
 # and kit-env.json (the kit's build and versions, nvidia-smi, the adapter probe, the flags).
@@ -37,8 +51,11 @@ die() {
 KIT_ID=$(sha256sum "$KIT/SHA256SUMS" | cut -c1-16)
 
 # ---------------------------------------------------------------- flags the launcher looks at
-backend="" out="" passive=0
-args=("$@")
+backend="" out="" passive=0 quick=0 baselines=1 nh="" ts="" batch=""
+args=()
+for a in "$@"; do
+  if [ "$a" = --no-baselines ]; then baselines=0; else args+=("$a"); fi
+done
 for ((i = 0; i < ${#args[@]}; i++)); do
   a=${args[i]}
   case "$a" in
@@ -46,12 +63,38 @@ for ((i = 0; i < ${#args[@]}; i++)); do
     --backend=*) backend=${a#*=} ;;
     --out) out=${args[i + 1]:-} ;;
     --out=*) out=${a#*=} ;;
+    --quick) quick=1 ;;
+    --nh) nh=${args[i + 1]:-} ;;
+    --nh=*) nh=${a#*=} ;;
+    --T | --t) ts=${args[i + 1]:-} ;;
+    --T=* | --t=*) ts=${a#*=} ;;
+    --batch) batch=${args[i + 1]:-} ;;
+    --batch=*) batch=${a#*=} ;;
     --from | --from=* | --help | -h) passive=1 ;; # replot or help: no GPU work, no extra files
   esac
 done
-if [ ${#args[@]} -eq 0 ]; then
+# Flags other than --out: none means the kit's own grid.
+others=0
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[i]}" in
+    --out) i=$((i + 1)) ;;
+    --out=*) ;;
+    *) others=$((others + 1)) ;;
+  esac
+done
+default_run=0
+if [ "$others" = 0 ]; then
+  # The kit's grid: sized to about 8 minutes with the baselines on an H100-class GPU (README.md).
+  default_run=1
   backend=webgpu
-  args=(--backend webgpu)
+  args+=(--backend webgpu --nh 1,8,32,64 --T 1e4,1e5,1e6 --heads 8 --heads-size 64 --quasi --batch 16
+    --warmup 1 --repeats 3 --budget 3 --max-time 20 --max-memory 64GiB --no-ort --deadline "${KIT_BENCH_S:-210}")
+  nh=1,8,32,64 ts=1e4,1e5,1e6
+fi
+# The kit is for webgpu: without --backend, say so (the folder name and the baselines follow it).
+if [ "$passive" = 0 ] && [ -z "$backend" ]; then
+  backend=webgpu
+  args+=(--backend webgpu)
 fi
 if [ "$passive" = 0 ] && [ -z "$out" ]; then
   out="${OUT:-$PWD/kit-out}/deer-bench-${backend:-auto}-$(date -u +%Y%m%dT%H%MZ)"
@@ -135,8 +178,12 @@ NODE=$RT/node/bin/node
 [ -x "$NODE" ] || die "no Node binary at $NODE"
 
 # ---------------------------------------------------------------- Vulkan
+# The loader and the glvnd libraries NVIDIA's Vulkan driver (libGLX_nvidia.so.0) loads beside it
+# (libGLdispatch, libGLX, libEGL, libOpenGL, libGL, libGLESv2): a bare image has none of them.
 VKLIB=$RT/vulkan/usr/lib/x86_64-linux-gnu
 [ -e "$VKLIB/libvulkan.so.1" ] || die "the Vulkan loader is missing from $VKLIB"
+[ -e "$VKLIB/libGLdispatch.so.0" ] || die "the glvnd libraries are missing from $VKLIB (kit built before they were carried?)"
+HOST_LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}
 export LD_LIBRARY_PATH="$VKLIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # GKE-style driver mounts keep the NVIDIA libraries here, outside the linker's cache.
 for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do
@@ -225,5 +272,34 @@ set +e
 "$NODE" "$RT/app/deer-bench.mjs" "${args[@]}" 2>&1 | tee "$out/run.log"
 status=${PIPESTATUS[0]}
 set -e
-say "results, run.log and kit-env.json (kit build, nvidia-smi, adapter) are in $out"
+
+# ---------------------------------------------------------------- the Python baselines
+# The same problems (GRU, input size = hidden size, batch 16, float32, time-major) in PyTorch
+# (cuDNN) and in JAX (DEER with lax.associative_scan), where python3 has them; with the host's
+# own library path (the kit's loader is for Node and Dawn).
+PY=${KIT_PYTHON:-python3}
+baseline() { # baseline NAME MODULE SCRIPT DEADLINE: run SCRIPT on the bench's grid into $out
+  local name=$1 module=$2 script=$3 deadline=$4 pyargs=()
+  if ! command -v "$PY" >/dev/null || ! LD_LIBRARY_PATH=$HOST_LD_LIBRARY_PATH "$PY" -c "import $module" 2>/dev/null; then
+    echo "=== $name: skipped ($PY cannot import $module)" | tee -a "$out/run.log"
+    return 0
+  fi
+  if [ "$quick" = 1 ]; then pyargs+=(--quick); fi
+  if [ -n "$nh" ]; then pyargs+=(--nh "$nh"); fi
+  if [ -n "$ts" ]; then pyargs+=(--T "$ts"); fi
+  if [ -n "$batch" ]; then pyargs+=(--batch "$batch"); fi
+  if [ "$default_run" = 1 ]; then pyargs+=(--budget 3 --max-time 20 --deadline "$deadline"); fi
+  echo "=== $name ${pyargs[*]}" | tee -a "$out/run.log"
+  set +e
+  PYTHONUNBUFFERED=1 LD_LIBRARY_PATH=$HOST_LD_LIBRARY_PATH "$PY" "$RT/app/$script" "${pyargs[@]}" --out "$out" 2>&1 |
+    tee -a "$out/run.log"
+  local rc=${PIPESTATUS[0]}
+  set -e
+  [ "$rc" = 0 ] || say "$name exited with $rc (its results so far are in $out)"
+}
+if [ "$baselines" = 1 ] && [ "${backend:-webgpu}" = webgpu ]; then
+  baseline "torch.nn.GRU (cuDNN)" torch torch-gru.py "${KIT_TORCH_S:-50}"
+  baseline "DEER in JAX" jax jax-deer.py "${KIT_JAX_S:-60}"
+fi
+say "results (results.json, points.jsonl, SVGs, torch-gru.json, jax-deer.json where run), run.log and kit-env.json are in $out"
 exit "$status"

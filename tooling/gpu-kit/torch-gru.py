@@ -88,6 +88,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-time", type=positive, help="skip a point predicted (linearly in T) to take longer than this many seconds")
     p.add_argument("--max-memory", type=size, default=size("16GiB"),
                    help="skip a point whose x + y + h exceed this (default 16GiB)")
+    p.add_argument("--deadline", type=positive, help="seconds: points that would start later are skipped (the run ends in about that time)")
     p.add_argument("--device", default="cuda", help="torch device (default cuda; 'cpu' for a dry run without a GPU)")
     p.add_argument("--no-cudnn", action="store_true", help="torch.backends.cudnn.enabled = False (torch's own kernels)")
     p.add_argument("--seed", type=int, default=0)
@@ -213,7 +214,34 @@ def main(argv: list[str]) -> int:
 
     started = datetime.now(timezone.utc)
     t_start = time.perf_counter()
-    grid = [(nh, T) for nh in a.nh for T in sorted(a.T)]
+
+    def save(points: list) -> tuple[dict, str]:
+        """Rewrite torch-gru.json with the points so far (after every point: a cut run keeps them)."""
+        report = {
+            "tool": "torch-gru",
+            "version": 1,
+            "startedAt": started.isoformat().replace("+00:00", "Z"),
+            "wallMs": (time.perf_counter() - t_start) * 1e3,
+            "machine": machine_info(),
+            "backend": {"name": backend, "device": device},
+            "dtype": a.dtype,
+            "torch": {"version": torch.__version__, "cuda": getattr(torch.version, "cuda", None), "cudnn": cudnn},
+            "options": {"nh": a.nh, "T": a.T, "batch": a.batch, "warmup": a.warmup, "repeats": a.repeats,
+                        "budget": a.budget, "maxTime": a.max_time, "maxMemory": a.max_memory, "seed": a.seed,
+                        "deadline": a.deadline, "quick": a.quick, "cudnn": not a.no_cudnn, "layout": "time-major (T, batch, nh)",
+                        "timing": "medianMs: until y.cpu() returns; computeMedianMs: until cuda.synchronize()"},
+            "points": points,
+        }
+        os.makedirs(a.out, exist_ok=True)
+        path = os.path.join(a.out, "torch-gru.json")
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(report, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+        return report, path
+
+    grid = [(nh, T) for T in sorted(a.T) for nh in a.nh]  # shortest first: results arrive early
     points = []
     last: dict[int, tuple[int, float]] = {}  # nh -> (T, seconds of one run) for --max-time
     for i, (nh, T) in enumerate(grid):
@@ -221,7 +249,9 @@ def main(argv: list[str]) -> int:
         est = (2 * T + 1) * a.batch * nh * DTYPE_BYTES[a.dtype]  # x + y + h0
         res: dict = {"point": point, "estimatedBytes": est}
         t0 = time.perf_counter()
-        if est > a.max_memory:
+        if a.deadline and t0 - t_start > a.deadline:
+            res.update(status="skipped", reason=f"time: past --deadline {a.deadline:g} s")
+        elif est > a.max_memory:
             res.update(status="skipped", reason=f"memory: ~{est / 2**30:.1f} GiB > --max-memory")
         elif a.max_time and nh in last and last[nh][1] * T / last[nh][0] > a.max_time:
             res.update(status="skipped",
@@ -240,29 +270,10 @@ def main(argv: list[str]) -> int:
         g = res.get("gru")
         summary = (f"total {fmt_ms(g['medianMs'])}, compute {fmt_ms(g['computeMedianMs'])}" if g
                    else f"{res['status']}: {res.get('reason')}")
-        print(f"[{i + 1}/{len(grid)}] nh={nh} T={fmt_T(T)}: {summary}", file=sys.stderr)
+        print(f"[{i + 1}/{len(grid)}] nh={nh} T={fmt_T(T)}: {summary}", file=sys.stderr, flush=True)
+        save(points)
 
-    report = {
-        "tool": "torch-gru",
-        "version": 1,
-        "startedAt": started.isoformat().replace("+00:00", "Z"),
-        "wallMs": (time.perf_counter() - t_start) * 1e3,
-        "machine": machine_info(),
-        "backend": {"name": backend, "device": device},
-        "dtype": a.dtype,
-        "torch": {"version": torch.__version__, "cuda": getattr(torch.version, "cuda", None), "cudnn": cudnn},
-        "options": {"nh": a.nh, "T": a.T, "batch": a.batch, "warmup": a.warmup, "repeats": a.repeats,
-                    "budget": a.budget, "maxTime": a.max_time, "maxMemory": a.max_memory, "seed": a.seed,
-                    "quick": a.quick, "cudnn": not a.no_cudnn, "layout": "time-major (T, batch, nh)",
-                    "timing": "medianMs: until y.cpu() returns; computeMedianMs: until cuda.synchronize()"},
-        "points": points,
-    }
-    os.makedirs(a.out, exist_ok=True)
-    path = os.path.join(a.out, "torch-gru.json")
-    with open(path, "w") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
-
+    report, path = save(points)
     rows = [("model", "T", "total", "compute", "runs", "note")]
     for r in points:
         g = r.get("gru") or {}

@@ -20,6 +20,8 @@ export interface BenchOptions {
   readonly budget: number;
   /** Seconds: skip a point predicted (from the previous T of its series) to take longer. */
   readonly maxTime: number;
+  /** Seconds since the start: points that would start later are skipped (Infinity: none). */
+  readonly deadline: number;
   readonly maxIter: number;
   /** Points whose estimated working set exceeds this many bytes are skipped. */
   readonly maxMemory: number;
@@ -97,6 +99,8 @@ Usage: deer-bench [flags]        (from the repository root: pnpm bench [flags])
   --budget S         seconds per method and point; slower runs get fewer repeats (default 30)
   --max-time S       skip a point when the one before in its series predicts more than S seconds
                      for one DEER + one sequential run (scaled by T; default: no limit)
+  --deadline S       skip the points that would start more than S seconds after the run began
+                     (the run ends about one point after S; default: no limit)
   --max-iter N       Newton iteration cap (default 100)
   --max-memory SIZE  skip points whose working set would exceed it: 4GiB, 512MiB, bytes (default 4GiB)
   --no-ort           do not run onnxruntime
@@ -207,6 +211,7 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
     repeats: (v) => (set.repeats = positiveInt('--repeats', v, LIMITS.repeats)),
     budget: (v) => (set.budget = positiveNumber('--budget', v, LIMITS.seconds)),
     'max-time': (v) => (set.maxTime = positiveNumber('--max-time', v, LIMITS.seconds)),
+    deadline: (v) => (set.deadline = positiveNumber('--deadline', v, LIMITS.seconds)),
     'max-iter': (v) => (set.maxIter = positiveInt('--max-iter', v, LIMITS.maxIter)),
     'max-memory': (v) => (set.maxMemory = parseBytes('--max-memory', v)),
     seed: (v) => (set.seed = nonNegativeInt('--seed', v, LIMITS.seed)),
@@ -267,6 +272,7 @@ export function resolveOptions(
     repeats: a.repeats ?? 3,
     budget: a.budget ?? profile.budget,
     maxTime: a.maxTime ?? Number.POSITIVE_INFINITY,
+    deadline: a.deadline ?? Number.POSITIVE_INFINITY,
     maxIter: a.maxIter ?? 100,
     maxMemory: a.maxMemory ?? 4 * 2 ** 30,
     ort: a.ort ?? true,

@@ -20,10 +20,14 @@ async function importBackendPackage(specifier: string): Promise<unknown> {
   }
 }
 
-/** Factory options per backend: the dtype, and for tfjs the engine. */
+/**
+ * Factory options per backend: the dtype, for tfjs the engine, for webgpu timestamp queries (device
+ * time, where the adapter offers them).
+ */
 const optionsFor = (name: string | undefined, dtype?: DType) => ({
   ...(dtype ? { dtype } : {}),
   ...(name === 'tfjs' || name === undefined ? { backend: 'wasm' } : {}),
+  ...(name === 'webgpu' || name === undefined ? { timestamps: true } : {}),
 });
 
 /** The backend could not be loaded or cannot run the asked dtype; the message says why. */

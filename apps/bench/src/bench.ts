@@ -46,7 +46,10 @@ export async function runBench(
   const points: PointResult[] = [];
   for (const [i, p] of grid.entries()) {
     hooks.onStart?.(p, i, grid.length);
-    const r = await runner.run(p);
+    const late = (performance.now() - t0) / 1000 > o.deadline;
+    const r: PointResult = late
+      ? { point: p, status: 'skipped', reason: `past --deadline ${o.deadline} s`, estimatedBytes: 0, wallMs: 0 }
+      : await runner.run(p);
     points.push(r);
     hooks.onPoint?.(r, i, grid.length);
   }
@@ -73,6 +76,7 @@ export async function runBench(
       budgetSeconds: o.budget,
       maxIter: o.maxIter,
       maxTimeSeconds: Number.isFinite(o.maxTime) ? o.maxTime : null,
+      deadlineSeconds: Number.isFinite(o.deadline) ? o.deadline : null,
       maxMemoryBytes: o.maxMemory,
       seed: o.seed,
       quick: o.quick,

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ArgError, FULL_PROFILE, HELP, parseArgs, quickProfile, resolveOptions } from './args.js';
 import { BenchBackendError, openBackend } from './backend.js';
@@ -58,11 +58,17 @@ async function main(argv: readonly string[]): Promise<number> {
     const dir = options.out ?? defaultOutDir(backend.name);
     if (options.out === undefined) ensureOutputDir(dir);
     process.stderr.write(`deer-bench: backend ${backend.name} (${caps.device}), ${options.dtype}\n`);
+    // One JSON line per point as it finishes, so a run cut short keeps what it measured.
+    const lines = path.join(dir, 'points.jsonl');
+    writeFileSync(lines, '');
     const report = await runBench(backend, options, {
       onStart: (_p, i, n) => {
-        if (i === 0) process.stderr.write(`running ${n} points\n`);
+        if (i === 0) process.stderr.write(`running ${n} points (each one appended to ${lines})\n`);
       },
-      onPoint: (r, i, n) => process.stderr.write(`${progressLine(r, i, n)}\n`),
+      onPoint: (r, i, n) => {
+        appendFileSync(lines, `${JSON.stringify(r)}\n`);
+        process.stderr.write(`${progressLine(r, i, n)}\n`);
+      },
       onWarning: (msg) => process.stderr.write(`warning: ${msg}\n`),
     });
     printReport(report, writeOutputs(report, dir));

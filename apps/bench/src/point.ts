@@ -82,16 +82,23 @@ export class PointRunner {
     try {
       problem = makeProblem(this.ctx.backend, p, this.ctx.dtype, this.ctx.seed);
       const base = await this.baseline(problem);
+      const parts: { solveMs: number; readbackMs: number; deviceMs?: number }[] = [];
       const d = await measure(
-        () =>
-          runDeer(this.ctx.backend, problem!, {
+        async () => {
+          const r = await runDeer(this.ctx.backend, problem!, {
             maxIter: this.ctx.maxIter,
             onIteration: () => sampler.sample(),
-          }),
+          });
+          parts.push(r.output);
+          return r;
+        },
         () => {},
         this.ctx.measure,
       );
       const stats = d.output.stats;
+      // The timed runs are the last samplesMs.length ones.
+      const timed = parts.slice(parts.length - d.samplesMs.length);
+      const deviceTimes = timed.flatMap((t) => (t.deviceMs === undefined ? [] : [t.deviceMs]));
       const deer: DeerTiming = {
         ...timing(d),
         iterations: stats.iterations,
@@ -100,6 +107,12 @@ export class PointRunner {
         structure: stats.structure,
         exactJacobian: stats.exactJacobian,
         windows: stats.windows,
+        solveMs: median(timed.map((t) => t.solveMs)),
+        readbackMs: median(timed.map((t) => t.readbackMs)),
+        ...(deviceTimes.length === timed.length && timed.length > 0 ? { deviceMs: median(deviceTimes) } : {}),
+        ...(stats.device
+          ? { device: { ...stats.device, submitsPerIteration: stats.device.submits / Math.max(1, stats.iterations) } }
+          : {}),
       };
       this.predictor.record(p, deer.medianMs + base.sequential.medianMs);
       const ortMs = base.ort && 'medianMs' in base.ort ? base.ort.medianMs : undefined;

@@ -15,6 +15,22 @@ export interface DeerTiming extends Timing {
   readonly structure: string;
   readonly exactJacobian: boolean;
   readonly windows: number;
+  /** Median of the solve alone (until `deer` returned, y still on the device). */
+  readonly solveMs?: number;
+  /** Median of reading y back to the host (the rest of `medianMs`). */
+  readonly readbackMs?: number;
+  /** Median device time (timestamp queries: the sum of kernel passes), when the adapter offers it. */
+  readonly deviceMs?: number;
+  /** Device work of one solve (the last timed run), when the backend counts it. */
+  readonly device?: {
+    readonly dispatches: number;
+    readonly submits: number;
+    readonly reads: number;
+    readonly bytesWritten: number;
+    readonly bytesRead: number;
+    /** submits / iterations. */
+    readonly submitsPerIteration: number;
+  };
 }
 
 export interface PointResult {

@@ -86,13 +86,23 @@ export function reportHeader(report: BenchReport): string {
 }
 
 /** One line per finished point, for stderr while the grid runs. */
+/** "; solve 1.2 s + read 30 ms, device 1.1 s, 1 submit/it" where measured. */
+function deerParts(d: NonNullable<PointResult['deer']>): string {
+  const parts: string[] = [];
+  if (d.solveMs !== undefined && d.readbackMs !== undefined)
+    parts.push(`solve ${formatMs(d.solveMs)} + read ${formatMs(d.readbackMs)}`);
+  if (d.deviceMs !== undefined) parts.push(`device ${formatMs(d.deviceMs)}`);
+  if (d.device) parts.push(`${d.device.submitsPerIteration.toFixed(2)} submits/it`);
+  return parts.length > 0 ? `; ${parts.join(', ')}` : '';
+}
+
 export function progressLine(r: PointResult, index: number, total: number): string {
   const p = r.point;
   const head = `[${String(index + 1).padStart(String(total).length)}/${total}] ${p.series} T=${formatT(p.T)} ${p.jacobian}`;
   if (r.status !== 'ok' || !r.deer || !r.sequential) return `${head}: ${r.status}, ${r.reason ?? ''}`;
   const ort = isTiming(r.ort) ? `, ORT ${formatMs(r.ort.medianMs)}` : '';
   return (
-    `${head}: DEER ${formatMs(r.deer.medianMs)} (${r.deer.iterations} it), seq ${formatMs(r.sequential.medianMs)}${ort}` +
+    `${head}: DEER ${formatMs(r.deer.medianMs)} (${r.deer.iterations} it${deerParts(r.deer)}), seq ${formatMs(r.sequential.medianMs)}${ort}` +
     ` → ${formatSpeedup(r.speedupSequential!)} (${formatMs(r.wallMs)} wall)`
   );
 }

@@ -19,6 +19,8 @@ export {
   type NewtonUpdate,
   type NewtonUpdateOptions,
   newtonUpdateFromRows,
+  counterDifference,
+  type DeviceCounters,
   type RowUpdate,
   type ScanArgs,
   type StepInputs,

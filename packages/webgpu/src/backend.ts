@@ -3,6 +3,7 @@ import {
   type BackendCapabilities,
   checkDampedScan,
   type DampedScanArgs,
+  type DeviceCounters,
   type DType,
   DTypeError,
   type NewtonUpdate,
@@ -37,8 +38,9 @@ const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
 /**
  * The WebGPU backend: float32 tensors in storage buffers, step programs compiled to generated
- * WGSL, the linear recurrence as a chunked three-pass scan. Every command is submitted when it is
- * recorded; only reads wait on the device.
+ * WGSL, the linear recurrence as a chunked three-pass scan. Commands are recorded into one pending
+ * encoder and submitted at the next read (a Newton iteration is one submission); only reads wait
+ * on the device.
  */
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu';
@@ -107,7 +109,7 @@ export class WebGpuBackend implements Backend {
     this.checkDType('zeros', dtype);
     this.checkShape(shape);
     const t = this.make(shape);
-    this.ctx.encode((enc) => enc.clearBuffer(t.buffer, 0, t.buffer.size));
+    this.ctx.encode((enc) => enc.clear(t.buffer, 0, t.buffer.size));
     return t;
   }
 
@@ -128,6 +130,24 @@ export class WebGpuBackend implements Backend {
 
   liveTensors(): number {
     return this.live;
+  }
+
+  /** Dispatches, submits, host reads and bytes written since the backend was made. */
+  counters(): DeviceCounters {
+    return this.ctx.counters();
+  }
+
+  /**
+   * Device time so far (ms): the sum over submissions of first pass start to last pass end, from
+   * timestamp queries. undefined unless made with `timestamps: true` on an adapter that offers them.
+   */
+  deviceTimeMs(): Promise<number | undefined> {
+    return this.ctx.deviceTimeMs();
+  }
+
+  /** Bytes of GPU buffers in use by tensors and scratch (deer-bench samples it). */
+  liveBytes(): number {
+    return this.ctx.pool.liveBytes;
   }
 
   // ---- step programs -------------------------------------------------------------------------
@@ -154,7 +174,7 @@ export class WebGpuBackend implements Backend {
         const g = this.get(t);
         if (g.size !== spec.size)
           throw new ShapeError(`params.${spec.name}`, `${spec.size} values`, `${g.size}`);
-        if (spec.size > 0) enc.copyBufferToBuffer(g.buffer, 0, buf, at * F32, spec.size * F32);
+        if (spec.size > 0) enc.copy(g.buffer, 0, buf, at * F32, spec.size * F32);
         at += spec.size;
       }
     });
@@ -220,7 +240,7 @@ export class WebGpuBackend implements Backend {
           for (const { t, seg } of outputs) {
             if (seg.size === 0) continue;
             const bytes = count * seg.size * F32;
-            enc.copyBufferToBuffer(packed, count * seg.pre * F32, t.buffer, e0 * seg.size * F32, bytes);
+            enc.copy(packed, count * seg.pre * F32, t.buffer, e0 * seg.size * F32, bytes);
           }
         });
         if (c.jacobian) this.ctx.dispatch(c.jacobian.code, 'jacobian', jacobian, [count, e0], count * n * s);
@@ -326,7 +346,7 @@ export class WebGpuBackend implements Backend {
         const body = (T - 1) * row;
         const edge = dir === 1 ? base : base + body;
         if (body > 0)
-          enc.copyBufferToBuffer(
+          enc.copy(
             src.buffer,
             dir === 1 ? base : base + row,
             out.buffer,
@@ -334,8 +354,8 @@ export class WebGpuBackend implements Backend {
             body,
           );
         if (row === 0) continue;
-        if (f) enc.copyBufferToBuffer(f.buffer, b * row, out.buffer, edge, row);
-        else enc.clearBuffer(out.buffer, edge, row);
+        if (f) enc.copy(f.buffer, b * row, out.buffer, edge, row);
+        else enc.clear(out.buffer, edge, row);
       }
     });
     return out;
@@ -367,7 +387,7 @@ export class WebGpuBackend implements Backend {
     if (row > 0) {
       this.ctx.encode((enc) => {
         for (let b = 0; b < B; b++) {
-          enc.copyBufferToBuffer(
+          enc.copy(
             src.buffer,
             (b * T + start) * row,
             out.buffer,
@@ -394,7 +414,7 @@ export class WebGpuBackend implements Backend {
           let t0 = 0;
           for (const p of ps) {
             const len = p.shape[1]!;
-            enc.copyBufferToBuffer(p.buffer, b * len * row, out.buffer, (b * T + t0) * row, len * row);
+            enc.copy(p.buffer, b * len * row, out.buffer, (b * T + t0) * row, len * row);
             t0 += len;
           }
         }
@@ -413,7 +433,7 @@ export class WebGpuBackend implements Backend {
     if (row > 0) {
       this.ctx.encode((enc) => {
         for (let b = 0; b < B; b++)
-          enc.copyBufferToBuffer(src.buffer, (b * T + t) * row, out.buffer, b * row, row);
+          enc.copy(src.buffer, (b * T + t) * row, out.buffer, b * row, row);
       });
     }
     return out;
@@ -431,7 +451,7 @@ export class WebGpuBackend implements Backend {
     const res = this.ctx.buffer(resBytes);
     const act = this.ctx.buffer(B * 4);
     try {
-      this.ctx.encode((enc) => enc.clearBuffer(res, 0, Math.ceil(resBytes / 4) * 4));
+      this.ctx.encode((enc) => enc.clear(res, 0, Math.ceil(resBytes / 4) * 4));
       this.ctx.write(
         act,
         Uint32Array.from({ length: B }, (_, b) => (opts.active ? opts.active[b]! : 1)),
@@ -473,7 +493,7 @@ export class WebGpuBackend implements Backend {
     const x = this.get(t);
     const res = this.ctx.buffer(16);
     try {
-      this.ctx.encode((enc) => enc.clearBuffer(res, 0, 16));
+      this.ctx.encode((enc) => enc.clear(res, 0, 16));
       this.ctx.dispatch(FIND_NON_FINITE, 'find-non-finite', [x.buffer, res], [x.size], x.size);
       const key = new Uint32Array(await this.ctx.readBytes(res, 0, 4))[0]!;
       if (key === 0) return null;
@@ -558,7 +578,7 @@ export class WebGpuBackend implements Backend {
     const out = this.make([rows.length, ...src.shape.slice(1)]);
     if (row > 0) {
       this.ctx.encode((enc) => {
-        for (const [k, r] of rows.entries()) enc.copyBufferToBuffer(src.buffer, r * row, out.buffer, k * row, row);
+        for (const [k, r] of rows.entries()) enc.copy(src.buffer, r * row, out.buffer, k * row, row);
       });
     }
     return out;
@@ -580,8 +600,8 @@ export class WebGpuBackend implements Backend {
     const out = this.make(dst.shape);
     if (dst.size > 0) {
       this.ctx.encode((enc) => {
-        enc.copyBufferToBuffer(dst.buffer, 0, out.buffer, 0, dst.size * F32);
-        for (const [k, r] of rows.entries()) enc.copyBufferToBuffer(from.buffer, k * row, out.buffer, r * row, row);
+        enc.copy(dst.buffer, 0, out.buffer, 0, dst.size * F32);
+        for (const [k, r] of rows.entries()) enc.copy(from.buffer, k * row, out.buffer, r * row, row);
       });
     }
     return out;
@@ -704,7 +724,7 @@ export class WebGpuBackend implements Backend {
     const src = this.get(x);
     const res = this.ctx.buffer(16);
     try {
-      this.ctx.encode((enc) => enc.clearBuffer(res, 0, 16));
+      this.ctx.encode((enc) => enc.clear(res, 0, 16));
       this.ctx.dispatch(MAX_ABS_BITS, 'max-abs', [src.buffer, res], [src.size], src.size);
       return new Float32Array(await this.ctx.readBytes(res, 0, 4))[0]!;
     } finally {

@@ -5,15 +5,70 @@ import { BufferPool } from './pool.js';
 import { WG } from './wgsl/common.js';
 
 const MAX_GROUPS = 65535;
+/** Commands recorded before the pending encoder is submitted anyway (bounds its size). */
+const MAX_RECORDED = 1024;
+/** Writes into a buffer that pending commands use go through an upload buffer up to this size. */
+const MAX_UPLOAD_BYTES = 1 << 20;
+/** Read staging buffers up to this size are kept for the next read. */
+const MAX_KEPT_STAGING_BYTES = 1 << 20;
+const KEPT_STAGING = 4;
+
+/** Copies and clears, recorded into the pending encoder. */
+export interface Recorder {
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void;
+  clear(buf: GPUBuffer, offset: number, bytes: number): void;
+}
+
+/** One submission's timestamp queries: two per compute pass. */
+interface TimerSlot {
+  readonly qs: GPUQuerySet;
+  readonly resolve: GPUBuffer;
+  readonly read: GPUBuffer;
+  used: number;
+}
+
+/** What the context has sent to the device since it was made (`Backend.counters`). */
+export interface Counters {
+  dispatches: number;
+  submits: number;
+  reads: number;
+  bytesWritten: number;
+  bytesRead: number;
+}
 
 /**
- * One device and what the backend keeps on it: buffer pool, pipeline cache, fault state. Every
- * recorded command is submitted at once, so queue order is program order.
+ * One device and what the backend keeps on it: buffer pool, pipeline cache, fault state.
+ *
+ * Dispatches, copies and clears are recorded into one pending command encoder, submitted when
+ * the host reads (`readBytes`), when `flush()` is called, or after MAX_RECORDED commands: a Newton
+ * iteration is one submission. Queue order is program order, with three hazards handled here:
+ * `queue.writeBuffer` runs at once (before the pending commands), so a uniform block is written
+ * into a buffer no pending command uses (recycled after the submit that uses it), and `write()`
+ * into a buffer that pending commands use goes through an upload buffer and a recorded copy (or
+ * flushes first when large); a buffer destroyed while pending commands use it is destroyed after
+ * the submit.
  */
 export class GpuContext {
   readonly pool: BufferPool;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
+  /** Per pipeline code: the bindings it writes (read_write), for the counters. */
+  private readonly written = new Map<string, number[]>();
+  /** Uniform buffers free to write. */
   private readonly uniforms: GPUBuffer[] = [];
+  /** Uniform buffers the pending commands use. */
+  private readonly pendingUniforms: GPUBuffer[] = [];
+  /** Buffers to destroy once the pending commands are submitted. */
+  private readonly afterSubmit: GPUBuffer[] = [];
+  /** Buffers the pending commands use. */
+  private readonly touched = new Set<GPUBuffer>();
+  private encoder: GPUCommandEncoder | null = null;
+  private recorded = 0;
+  private readonly staging: GPUBuffer[] = [];
+  private timer: TimerSlot | null = null;
+  private readonly timerFree: TimerSlot[] = [];
+  private timerPending: Promise<void>[] = [];
+  private deviceNs = 0;
+  private readonly counts: Counters = { dispatches: 0, submits: 0, reads: 0, bytesWritten: 0, bytesRead: 0 };
   /** Asynchronous checks (compilation, allocation) not yet awaited. */
   private pending: Promise<void>[] = [];
   private fault: Error | null = null;
@@ -24,8 +79,14 @@ export class GpuContext {
   constructor(
     readonly device: GPUDevice,
     readonly maxBindingBytes: number,
+    /** Timestamp queries around every compute pass (the device has 'timestamp-query'). */
+    readonly timestamps = false,
   ) {
-    this.pool = new BufferPool((bytes) => this.allocate(bytes), maxBindingBytes);
+    this.pool = new BufferPool(
+      (bytes) => this.allocate(bytes),
+      maxBindingBytes,
+      (buf) => this.destroyBuffer(buf),
+    );
     this.lostSignal = device.lost.then((info) => {
       this.lost = new DeviceLostError('webgpu', info.message || String(info.reason ?? 'unknown'));
       throw this.lost;
@@ -34,6 +95,100 @@ export class GpuContext {
     this.lostSignal.catch(() => {});
     device.onuncapturederror = (ev: GPUUncapturedErrorEvent) =>
       this.setFault(new Error(`webgpu: ${ev.error.message}`));
+  }
+
+  /** A copy of the counters. */
+  counters(): Counters {
+    return { ...this.counts };
+  }
+
+  /** Destroy `buf` now, or after the submit when pending commands use it. */
+  private destroyBuffer(buf: GPUBuffer): void {
+    if (this.touched.has(buf)) this.afterSubmit.push(buf);
+    else buf.destroy();
+  }
+
+  /** The pending encoder, made on first use. */
+  private record(): GPUCommandEncoder {
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+    this.recorded++;
+    return this.encoder;
+  }
+
+  /** After a command is recorded: submit when the encoder holds many. */
+  private recordedOne(): void {
+    if (this.recorded >= MAX_RECORDED) this.flush();
+  }
+
+  /** The timestamp writes of the next compute pass, when timing. */
+  private passDescriptor(): GPUComputePassDescriptor | undefined {
+    if (!this.timestamps) return undefined;
+    if (!this.timer) {
+      this.timer = this.timerFree.pop() ?? {
+        qs: this.device.createQuerySet({ type: 'timestamp', count: 2 * MAX_RECORDED }),
+        resolve: this.device.createBuffer({ size: 16 * MAX_RECORDED, usage: USAGE.QUERY_RESOLVE | USAGE.COPY_SRC }),
+        read: this.device.createBuffer({ size: 16 * MAX_RECORDED, usage: MAP_READ_USAGE }),
+        used: 0,
+      };
+    }
+    const i = this.timer.used;
+    this.timer.used += 2;
+    return { timestampWrites: { querySet: this.timer.qs, beginningOfPassWriteIndex: i, endOfPassWriteIndex: i + 1 } };
+  }
+
+  /** Add a submitted slot's span (first pass start to last pass end) to the device time. */
+  private async collect(t: TimerSlot): Promise<void> {
+    const bytes = t.used * 8;
+    try {
+      await t.read.mapAsync(MAP_READ, 0, bytes);
+      const v = new BigUint64Array(t.read.getMappedRange(0, bytes).slice(0));
+      t.read.unmap();
+      let lo = v[0]!;
+      let hi = v[1]!;
+      for (let i = 0; i < v.length; i += 2) {
+        if (v[i]! < lo) lo = v[i]!;
+        if (v[i + 1]! > hi) hi = v[i + 1]!;
+      }
+      if (hi > lo) this.deviceNs += Number(hi - lo);
+      t.used = 0;
+      if (!this.destroyed) this.timerFree.push(t);
+    } catch {
+      // Device lost or destroyed: the time is simply not counted.
+    }
+  }
+
+  /** Device time of everything submitted so far (ms), once its timestamps are read; undefined when not timing. */
+  async deviceTimeMs(): Promise<number | undefined> {
+    if (!this.timestamps) return undefined;
+    const p = this.timerPending;
+    this.timerPending = [];
+    await Promise.all(p);
+    return this.deviceNs / 1e6;
+  }
+
+  /** Submit the pending commands (if any). */
+  flush(): void {
+    const enc = this.encoder;
+    if (!enc) return;
+    this.encoder = null;
+    this.recorded = 0;
+    const t = this.timer;
+    this.timer = null;
+    if (t && t.used > 0) {
+      enc.resolveQuerySet(t.qs, 0, t.used, t.resolve, 0);
+      enc.copyBufferToBuffer(t.resolve, 0, t.read, 0, t.used * 8);
+    }
+    if (!this.lost && !this.destroyed) {
+      this.device.queue.submit([enc.finish()]);
+      this.counts.submits++;
+      if (t && t.used > 0) this.timerPending.push(this.collect(t));
+      else if (t) this.timerFree.push(t);
+    }
+    this.touched.clear();
+    this.uniforms.push(...this.pendingUniforms);
+    this.pendingUniforms.length = 0;
+    for (const b of this.afterSubmit) b.destroy();
+    this.afterSubmit.length = 0;
   }
 
   /**
@@ -132,20 +287,32 @@ export class GpuContext {
     if (info.messages.some((m) => m.type === 'error')) throw compileError(label, code, info.messages);
   }
 
+  /** A uniform block no pending command uses, written now and kept until the next submit. */
   private uniform(values: readonly number[]): GPUBuffer {
+    if (values.length > 7) throw new Error('webgpu: uniform slot 7 is reserved (always 0)');
     const buf =
       this.uniforms.pop() ?? this.device.createBuffer({ size: 32, usage: USAGE.UNIFORM | USAGE.COPY_DST });
     const data = new Uint32Array(8);
-    if (values.length > 7) throw new Error('webgpu: uniform slot 7 is reserved (always 0)');
     values.forEach((v, i) => {
       data[i] = v >>> 0;
     });
     this.device.queue.writeBuffer(buf, 0, data);
+    this.pendingUniforms.push(buf);
     return buf;
   }
 
+  /** Bindings (1-based) that `code` declares read_write. */
+  private writtenBindings(code: string): number[] {
+    let w = this.written.get(code);
+    if (!w) {
+      w = [...code.matchAll(/@binding\((\d+)\)\s*var<storage,\s*read_write>/g)].map((m) => Number(m[1]));
+      this.written.set(code, w);
+    }
+    return w;
+  }
+
   /**
-   * Run `code` over `threads` invocations: binding 0 is the uniform block (u32 values; use
+   * Record `code` over `threads` invocations: binding 0 is the uniform block (u32 values; use
    * `f32Bits` for floats), bindings 1.. the buffers in order.
    */
   dispatch(
@@ -157,6 +324,11 @@ export class GpuContext {
   ): void {
     this.check();
     if (threads <= 0) return;
+    const groups = Math.ceil(threads / WG);
+    const x = Math.min(groups, MAX_GROUPS);
+    const y = Math.ceil(groups / x);
+    if (y > MAX_GROUPS)
+      throw new OutOfMemoryError('webgpu', threads * 4, `${threads} invocations exceed one dispatch`);
     const pipeline = this.pipeline(code, label);
     const ub = this.uniform(values);
     const entries: GPUBindGroupEntry[] = [
@@ -164,53 +336,109 @@ export class GpuContext {
       ...buffers.map((b, i) => ({ binding: i + 1, resource: { buffer: b } })),
     ];
     const bind = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
-    const groups = Math.ceil(threads / WG);
-    const x = Math.min(groups, MAX_GROUPS);
-    const y = Math.ceil(groups / x);
-    if (y > MAX_GROUPS)
-      throw new OutOfMemoryError('webgpu', threads * 4, `${threads} invocations exceed one dispatch`);
-    const enc = this.device.createCommandEncoder();
-    const pass = enc.beginComputePass();
+    const enc = this.record();
+    const pass = enc.beginComputePass(this.passDescriptor());
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bind);
     pass.dispatchWorkgroups(x, y);
     pass.end();
-    this.device.queue.submit([enc.finish()]);
-    this.uniforms.push(ub);
+    for (const b of buffers) this.touched.add(b);
+    this.counts.dispatches++;
+    for (const k of this.writtenBindings(code)) this.counts.bytesWritten += buffers[k - 1]?.size ?? 0;
+    this.recordedOne();
   }
 
-  /** Record copies and clears with `fill` and submit them. */
-  encode(fill: (enc: GPUCommandEncoder) => void): void {
+  /** Record copies and clears. */
+  encode(fill: (r: Recorder) => void): void {
     this.check();
-    const enc = this.device.createCommandEncoder();
-    fill(enc);
-    this.device.queue.submit([enc.finish()]);
+    fill({
+      copy: (src, srcOffset, dst, dstOffset, bytes) => {
+        if (bytes <= 0) return;
+        this.record().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+        this.touched.add(src);
+        this.touched.add(dst);
+        this.counts.bytesWritten += bytes;
+        this.recordedOne();
+      },
+      clear: (buf, offset, bytes) => {
+        if (bytes <= 0) return;
+        this.record().clearBuffer(buf, offset, bytes);
+        this.touched.add(buf);
+        this.counts.bytesWritten += bytes;
+        this.recordedOne();
+      },
+    });
   }
 
+  /**
+   * `data` into `buf` from offset 0, ordered after the commands recorded so far. `writeBuffer`
+   * itself runs before them, so when they use `buf` the data goes through an upload buffer and
+   * a recorded copy (or, when large, they are submitted first).
+   */
   write(buf: GPUBuffer, data: Float32Array | Uint32Array): void {
     this.check();
-    if (data.byteLength > 0) this.device.queue.writeBuffer(buf, 0, data);
+    const bytes = data.byteLength;
+    if (bytes === 0) return;
+    if (!this.touched.has(buf)) {
+      this.device.queue.writeBuffer(buf, 0, data);
+      return;
+    }
+    if (bytes > MAX_UPLOAD_BYTES) {
+      this.flush();
+      this.device.queue.writeBuffer(buf, 0, data);
+      return;
+    }
+    const upload = this.device.createBuffer({ size: bytes, usage: USAGE.COPY_SRC | USAGE.COPY_DST });
+    this.device.queue.writeBuffer(upload, 0, data);
+    this.encode((r) => r.copy(upload, 0, buf, 0, bytes));
+    this.afterSubmit.push(upload);
   }
 
-  /** Copy `bytes` from `src` at `offset` back to the host. Rejects with DeviceLostError on loss. */
+  /** A MAP_READ buffer of at least `size` bytes, kept ones first. */
+  private takeStaging(size: number): GPUBuffer {
+    const i = this.staging.findIndex((b) => b.size >= size);
+    if (i >= 0) return this.staging.splice(i, 1)[0]!;
+    const keep = size <= MAX_KEPT_STAGING_BYTES;
+    // Kept buffers are made a little larger, so that reads of similar sizes share them.
+    const bytes = keep ? Math.max(256, 2 ** Math.ceil(Math.log2(size))) : size;
+    return this.device.createBuffer({ size: bytes, usage: MAP_READ_USAGE });
+  }
+
+  private returnStaging(buf: GPUBuffer): void {
+    if (buf.size <= MAX_KEPT_STAGING_BYTES && this.staging.length < KEPT_STAGING && !this.destroyed)
+      this.staging.push(buf);
+    else buf.destroy();
+  }
+
+  /**
+   * Copy `bytes` from `src` at `offset` back to the host: submits the pending commands with the
+   * copy. Rejects with DeviceLostError on loss.
+   */
   async readBytes(src: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
     this.check();
     const size = Math.max(4, Math.ceil(bytes / 4) * 4);
-    const staging = this.device.createBuffer({ size, usage: MAP_READ_USAGE });
+    const staging = this.takeStaging(size);
+    let reusable = false;
     try {
-      this.encode((enc) => enc.copyBufferToBuffer(src, offset, staging, 0, size));
+      this.record().copyBufferToBuffer(src, offset, staging, 0, size);
+      this.touched.add(src);
+      this.counts.reads++;
+      this.counts.bytesRead += size;
+      this.flush();
       await this.settle();
       try {
-        await Promise.race([staging.mapAsync(MAP_READ), this.lostSignal]);
+        await Promise.race([staging.mapAsync(MAP_READ, 0, size), this.lostSignal]);
       } catch (err) {
         if (this.lost) throw this.lost;
         throw err;
       }
       const out = staging.getMappedRange(0, size).slice(0);
       staging.unmap();
+      reusable = true;
       return out;
     } finally {
-      staging.destroy();
+      if (reusable) this.returnStaging(staging);
+      else staging.destroy();
     }
   }
 
@@ -221,9 +449,21 @@ export class GpuContext {
 
   destroy(): void {
     this.destroyed = true;
+    this.encoder = null;
+    this.touched.clear();
     this.pool.clear();
-    for (const u of this.uniforms) u.destroy();
+    for (const u of [...this.uniforms, ...this.pendingUniforms, ...this.afterSubmit, ...this.staging]) u.destroy();
     this.uniforms.length = 0;
+    this.pendingUniforms.length = 0;
+    this.afterSubmit.length = 0;
+    this.staging.length = 0;
+    for (const t of [...this.timerFree, ...(this.timer ? [this.timer] : [])]) {
+      t.qs.destroy();
+      t.resolve.destroy();
+      t.read.destroy();
+    }
+    this.timerFree.length = 0;
+    this.timer = null;
     this.pipelines.clear();
     this.device.destroy();
   }

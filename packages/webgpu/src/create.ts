@@ -19,6 +19,12 @@ export interface WebGpuBackendOptions {
    * real one). Unlike `maxBufferBytes`, buffers past it are refused with OutOfMemoryError.
    */
   readonly simulatedBindingBytes?: number;
+  /**
+   * Measure device time with timestamp queries (every compute pass writes two timestamps; each
+   * submission's span from its first pass's start to its last pass's end is summed), read with
+   * `backend.deviceTimeMs()`. Only where the adapter offers 'timestamp-query'; default off.
+   */
+  readonly timestamps?: boolean;
 }
 
 function positiveBytes(device: GPUDevice, name: string, v: number | undefined): void {
@@ -62,7 +68,11 @@ export async function createOn(
     const v = adapter.limits[k];
     if (typeof v === 'number') requiredLimits[k] = v;
   }
-  const device = await adapter.requestDevice({ requiredLimits });
+  const timing = options.timestamps === true && adapter.features.has('timestamp-query');
+  const device = await adapter.requestDevice({
+    requiredLimits,
+    ...(timing ? { requiredFeatures: ['timestamp-query' as GPUFeatureName] } : {}),
+  });
   positiveBytes(device, 'maxBufferBytes', options.maxBufferBytes);
   positiveBytes(device, 'simulatedBindingBytes', options.simulatedBindingBytes);
   const binding = Math.min(
@@ -76,5 +86,5 @@ export async function createOn(
   const software =
     adapter.info?.isFallbackAdapter === true || /llvmpipe|lavapipe|swiftshader|software/i.test(description);
   const lanes = options.scanLanes ?? (software ? 64 : 65536);
-  return new WebGpuBackend(new GpuContext(device, binding), description, maxBufferBytes, lanes, keepAlive);
+  return new WebGpuBackend(new GpuContext(device, binding, timing), description, maxBufferBytes, lanes, keepAlive);
 }

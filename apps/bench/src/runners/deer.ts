@@ -6,6 +6,18 @@ import type { Run } from '../timing.js';
 export interface DeerOutput {
   readonly y: TypedArray;
   readonly stats: DeerStats;
+  /** Until `deer` returned (y on the device). */
+  readonly solveMs: number;
+  /** Reading y back to the host. */
+  readonly readbackMs: number;
+  /** Device time of the solve and readback (timestamp queries), when the backend measures it. */
+  readonly deviceMs?: number;
+}
+
+/** A backend's own device clock (webgpu with `timestamp-query`); optional, not part of the interface. */
+export function deviceClock(backend: Backend): (() => Promise<number | undefined>) | undefined {
+  const b = backend as unknown as { deviceTimeMs?: () => Promise<number | undefined> };
+  return typeof b.deviceTimeMs === 'function' ? () => b.deviceTimeMs!() : undefined;
 }
 
 export function jacobianOption(p: GridPoint): JacobianOption {
@@ -13,14 +25,17 @@ export function jacobianOption(p: GridPoint): JacobianOption {
 }
 
 /**
- * One DEER solve, timed until y is on the host (so asynchronous backends are measured to completion).
- * Inputs were validated once when made: the finiteness scan is left out of the time.
+ * One DEER solve, timed until y is on the host (so asynchronous backends are measured to completion),
+ * with the solve and the readback of y also timed apart. Inputs were validated once when made: the
+ * finiteness scan is left out of the time.
  */
 export async function runDeer(
   backend: Backend,
   problem: Problem,
   o: { maxIter: number; onIteration?: () => void },
 ): Promise<Run<DeerOutput>> {
+  const clock = deviceClock(backend);
+  const device0 = clock ? await clock() : undefined;
   const t0 = performance.now();
   const { y, stats } = await deer(backend, problem.cell, problem.paramTensors, problem.x, {
     jacobian: jacobianOption(problem.point),
@@ -30,8 +45,15 @@ export async function runDeer(
     onIteration: o.onIteration,
   });
   try {
+    const t1 = performance.now();
     const host = await backend.read(y);
-    return { ms: performance.now() - t0, output: { y: host, stats } };
+    const t2 = performance.now();
+    const device1 = clock && device0 !== undefined ? await clock() : undefined;
+    const deviceMs = device0 !== undefined && device1 !== undefined ? device1 - device0 : undefined;
+    return {
+      ms: t2 - t0,
+      output: { y: host, stats, solveMs: t1 - t0, readbackMs: t2 - t1, ...(deviceMs === undefined ? {} : { deviceMs }) },
+    };
   } finally {
     backend.dispose(y);
   }

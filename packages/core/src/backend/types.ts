@@ -130,6 +130,34 @@ export function newtonUpdateFromRows(y: Tensor, maxAbsDiff: number, rows: RowUpd
 }
 
 /**
+ * Work a backend has sent to its device, counted since it was created (see `Backend.counters`).
+ * Solvers report the difference over a solve as `stats.device`.
+ */
+export interface DeviceCounters {
+  /** Kernel launches (compute dispatches). */
+  readonly dispatches: number;
+  /** Command submissions to the device queue. */
+  readonly submits: number;
+  /** Reads back to the host (each one waits on the device). */
+  readonly reads: number;
+  /** Bytes written on the device by kernels, copies and clears (approximate: output buffer sizes). */
+  readonly bytesWritten: number;
+  /** Bytes copied back to the host. */
+  readonly bytesRead: number;
+}
+
+/** `b − a`, field by field. */
+export function counterDifference(a: DeviceCounters, b: DeviceCounters): DeviceCounters {
+  return {
+    dispatches: b.dispatches - a.dispatches,
+    submits: b.submits - a.submits,
+    reads: b.reads - a.reads,
+    bytesWritten: b.bytesWritten - a.bytesWritten,
+    bytesRead: b.bytesRead - a.bytesRead,
+  };
+}
+
+/**
  * The contract every backend implements. Small on purpose: core's solvers are written against
  * these methods only. Tensors are batch-major: [B, T, ...].
  */
@@ -209,6 +237,9 @@ export interface Backend {
   addIdentity(a: Tensor, blockSize: number, alpha: number): Tensor;
   /** max |x| over all entries (NaN if any entry is NaN). */
   maxAbs(x: Tensor): Promise<number>;
+
+  /** Optional: what the backend has sent to its device so far (a device backend's own counts). */
+  counters?(): DeviceCounters;
 
   /**
    * Release the device and everything on it, so a Node process can exit; the backend is unusable

@@ -1,5 +1,5 @@
 import type { Backend, Tensor } from '../backend/types.js';
-import { DTYPE_BYTES } from '../backend/types.js';
+import { DTYPE_BYTES, type DeviceCounters } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
 import { OutOfMemoryError, ShapeError } from '../errors.js';
@@ -60,6 +60,11 @@ export interface DeerStats {
   readonly switches: readonly string[];
   /** 'auto': the largest estimated Lyapunov exponent per step over the rows (> 0: chaotic). */
   readonly lyapunov: number | undefined;
+  /**
+   * Device work of the Newton solve (dispatches, submits, host reads, bytes written), when the
+   * backend counts it (`backend.counters`, e.g. webgpu).
+   */
+  readonly device?: DeviceCounters;
 }
 
 export interface DeerResult {

@@ -1,4 +1,11 @@
-import type { Backend, NewtonUpdate, NewtonUpdateOptions, Tensor } from '../backend/types.js';
+import {
+  type Backend,
+  counterDifference,
+  type DeviceCounters,
+  type NewtonUpdate,
+  type NewtonUpdateOptions,
+  type Tensor,
+} from '../backend/types.js';
 import { ConvergenceError } from '../errors.js';
 import { residualMerit } from './merit.js';
 import { readUpdate, type Solve } from './solve.js';
@@ -82,6 +89,8 @@ export interface EngineStats {
   elkIterations: number;
   switches: string[];
   lyapunov: number | undefined;
+  /** Device work of the solve (summed over windows), when the backend counts it (`counters`). */
+  device?: DeviceCounters;
 }
 
 export function newEngineStats(method: NewtonMethod = 'deer'): EngineStats {
@@ -534,6 +543,7 @@ export function* solveWindows(
   const windows = Math.ceil(T / W);
   const pieces: Tensor[] = [];
   const starts: Tensor[] = [];
+  const counted = backend.counters?.();
   try {
     let boundary = start;
     for (let w = 0; w < windows; w++) {
@@ -561,5 +571,20 @@ export function* solveWindows(
     throw err;
   } finally {
     for (const t of starts) backend.dispose(t);
+    if (counted) addDeviceCounts(stats, counterDifference(counted, backend.counters!()));
   }
+}
+
+/** Add one solve's device counts to the stats (several solves may share them). */
+function addDeviceCounts(stats: EngineStats, d: DeviceCounters): void {
+  const o = stats.device;
+  stats.device = o
+    ? {
+        dispatches: o.dispatches + d.dispatches,
+        submits: o.submits + d.submits,
+        reads: o.reads + d.reads,
+        bytesWritten: o.bytesWritten + d.bytesWritten,
+        bytesRead: o.bytesRead + d.bytesRead,
+      }
+    : d;
 }

@@ -1,0 +1,151 @@
+import { cells, type DeviceCounters, deer } from '@deerjs/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createWebGpuBackend, type WebGpuBackend } from '../src/index.js';
+import { skipReason } from './adapter.js';
+
+const skip = await skipReason();
+
+const minus = (a: DeviceCounters, b: DeviceCounters) => ({
+  dispatches: a.dispatches - b.dispatches,
+  submits: a.submits - b.submits,
+  reads: a.reads - b.reads,
+  bytesWritten: a.bytesWritten - b.bytesWritten,
+  bytesRead: a.bytesRead - b.bytesRead,
+});
+
+/**
+ * The structure of a Newton iteration on the device (issue 14): every dispatch, copy and clear of
+ * an iteration goes into one submission, and the host reads only at the convergence check.
+ */
+describe.skipIf(skip !== null)('webgpu submissions per Newton iteration', () => {
+  let backend: WebGpuBackend;
+  beforeAll(async () => {
+    backend = await createWebGpuBackend();
+  });
+  afterAll(() => backend?.destroy());
+
+  for (const [name, n, jacobian] of [
+    ['dense GRU', 8, 'auto'],
+    ['quasi GRU', 8, 'diagonal'],
+    ['GRU nh=1', 1, 'auto'],
+  ] as const) {
+    it(`${name}: one submit and one 4(1 + 4B)-byte read per iteration; stats.device adds up`, async () => {
+      const B = 3;
+      const T = 500;
+      const cell = cells.gru({ inputSize: 2, hiddenSize: n });
+      const params = cell.init({ seed: 3 });
+      const xs = Array.from({ length: B * T * 2 }, (_, i) => Math.sin(0.41 * i));
+      const x = backend.tensor(xs, [B, T, 2]);
+      const before = backend.counters();
+      const perIteration: ReturnType<typeof minus>[] = [];
+      let last = before;
+      const { y, stats } = await deer(backend, cell, params, x, {
+        jacobian,
+        checkFinite: false,
+        onIteration: () => {
+          const now = backend.counters();
+          perIteration.push(minus(now, last));
+          last = now;
+        },
+      });
+      backend.dispose(y);
+      backend.dispose(x);
+      expect(stats.converged).toBe(true);
+      expect(perIteration.length).toBe(stats.iterations);
+      // From the second iteration on, each one is exactly: record, submit at the update's read.
+      for (const it of perIteration.slice(1)) {
+        expect(it.submits).toBe(1);
+        expect(it.reads).toBe(1);
+        expect(it.bytesRead).toBe(Math.ceil(((1 + 4 * B) * 4) / 4) * 4);
+        expect(it.dispatches).toBeGreaterThanOrEqual(5);
+        expect(it.bytesWritten).toBeGreaterThan(B * T * n * 4);
+      }
+      // The first also holds the setup (parameters, initial guess): still one submission.
+      expect(perIteration[0]!.submits).toBe(1);
+      const device = stats.device!;
+      expect(device).toBeDefined();
+      // Beyond the iterations: the residual check (one evaluation, one read), nothing else read.
+      expect(device.reads).toBe(stats.iterations + 1);
+      expect(device.submits).toBe(stats.iterations + 1);
+      expect(minus(backend.counters(), before).reads).toBe(device.reads);
+      console.log(
+        `[webgpu submits] ${name}: ${stats.iterations} iterations, ${device.dispatches} dispatches, ${device.submits} submits, ${device.reads} reads, ${(device.bytesWritten / 2 ** 20).toFixed(1)} MiB written`,
+      );
+      expect(backend.liveTensors()).toBe(0);
+    });
+  }
+
+  it('a write into a buffer that pending commands read lands after them', async () => {
+    // a is read by the pending add; then a's buffer is released and re-acquired by the next tensor,
+    // whose data must not overwrite a before the add ran.
+    const a = backend.tensor([1, 2, 3, 4], [4]);
+    const b = backend.tensor([10, 20, 30, 40], [4]);
+    const s = backend.add(a, b);
+    backend.dispose(a);
+    const c = backend.tensor([100, 200, 300, 400], [4]);
+    const s2 = backend.add(c, b);
+    expect([...(await backend.read(s))]).toEqual([11, 22, 33, 44]);
+    expect([...(await backend.read(s2))]).toEqual([110, 220, 330, 440]);
+    for (const t of [b, c, s, s2]) backend.dispose(t);
+    expect(backend.liveTensors()).toBe(0);
+  });
+
+  it('a large write into a buffer that pending commands read submits them first', async () => {
+    const n = 300_000; // 1.2 MB: past the upload-buffer path
+    const a = backend.tensor(Float32Array.from({ length: n }, (_, i) => i % 7), [n]);
+    const b = backend.tensor(Float32Array.from({ length: n }, () => 1), [n]);
+    const s = backend.add(a, b);
+    backend.dispose(a);
+    const before = backend.counters().submits;
+    const c = backend.tensor(Float32Array.from({ length: n }, () => 100), [n]);
+    expect(backend.counters().submits).toBe(before + 1);
+    const got = await backend.read(s);
+    const want = Float32Array.from({ length: n }, (_, i) => (i % 7) + 1);
+    expect(got).toEqual(want);
+    for (const t of [b, c, s]) backend.dispose(t);
+  });
+
+  it('many dispatches without a read stay correct (uniform blocks are not rewritten early)', async () => {
+    let acc = backend.tensor([0, 0], [2]);
+    const one = backend.tensor([1, 0.5], [2]);
+    for (let i = 0; i < 2500; i++) {
+      const next = backend.add(acc, one);
+      backend.dispose(acc);
+      acc = next;
+    }
+    expect([...(await backend.read(acc))]).toEqual([2500, 1250]);
+    backend.dispose(acc);
+    backend.dispose(one);
+  });
+
+  it('timestamps: true measures device time where the adapter offers timestamp-query', async () => {
+    const timed = await createWebGpuBackend({ timestamps: true });
+    try {
+      const cell = cells.gru({ inputSize: 2, hiddenSize: 4 });
+      const x = timed.tensor(
+        Array.from({ length: 2 * 300 * 2 }, (_, i) => Math.cos(0.3 * i)),
+        [2, 300, 2],
+      );
+      const t0 = performance.now();
+      const before = await timed.deviceTimeMs();
+      const { y, stats } = await deer(timed, cell, cell.init({ seed: 1 }), x, { checkFinite: false });
+      await timed.read(y);
+      const wall = performance.now() - t0;
+      const after = await timed.deviceTimeMs();
+      timed.dispose(y);
+      timed.dispose(x);
+      expect(stats.converged).toBe(true);
+      if (before === undefined) {
+        expect(after).toBeUndefined();
+        console.log('[webgpu submits] adapter without timestamp-query: no device time');
+        return;
+      }
+      const device = after! - before;
+      console.log(`[webgpu submits] device time ${device.toFixed(2)} ms of ${wall.toFixed(1)} ms wall`);
+      expect(device).toBeGreaterThan(0);
+      expect(device).toBeLessThan(wall * 1.5);
+    } finally {
+      timed.destroy();
+    }
+  });
+});
