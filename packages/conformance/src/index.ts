@@ -10,6 +10,7 @@ import { defineMethodCases } from './method-cases.js';
 import { defineOdeCases } from './ode-cases.js';
 import { defineOpCases } from './op-cases.js';
 import { definePaddingCases } from './padding-cases.js';
+import { defineUpdateCases } from './update-cases.js';
 import { defineSolveCases } from './solve-cases.js';
 
 export type { SuiteContext } from './context.js';
@@ -95,6 +96,7 @@ export function defineConformanceSuite(options: ConformanceOptions): void {
       describe('ops', () => {
         defineOpCases(ctx);
         defineDampedScanCases(ctx);
+        defineUpdateCases(ctx);
       });
       describe('ode', () => defineOdeCases(ctx));
       describe('adversarial', () => defineAdversarialCases(ctx));

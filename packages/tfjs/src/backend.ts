@@ -320,8 +320,8 @@ export class TfjsBackend implements Backend {
     const old = this.unwrap(yOld);
     const B = raw.shape[0] ?? 1;
     return tf.tidy(() => {
-      const r = tf.reshape(raw, [B, -1]);
       const prev = tf.reshape(old, [B, -1]);
+      const r = o.delta ? tf.add(prev, tf.reshape(raw, [B, -1])) : tf.reshape(raw, [B, -1]);
       const finite = tf.isFinite(r);
       const over = tf.logicalAnd(finite, tf.greaterEqual(tf.abs(r), tf.scalar(o.clip)));
       let y = tf.where(finite, tf.clipByValue(r, -o.clip, o.clip), tf.zerosLike(r));

@@ -458,7 +458,7 @@ export class WebGpuBackend implements Backend {
       );
       const rowLen = Math.max(1, raw.size / B);
       const steps = raw.shape[1] ?? 1;
-      const uniforms = [raw.size, f32Bits(opts.atol), f32Bits(opts.rtol), f32Bits(opts.clip), rowLen];
+      const uniforms = [raw.size, f32Bits(opts.atol), f32Bits(opts.rtol), f32Bits(opts.clip), rowLen, opts.delta ? 1 : 0];
       this.ctx.dispatch(
         NEWTON_UPDATE,
         'newton-update',

@@ -37,7 +37,8 @@ export function hostNewtonUpdate(
     let clipped = 0;
     let firstBad = to;
     for (let i = from; i < to; i++) {
-      let v = raw[i]!;
+      // With delta, old + δ is exact before the store rounds it: the same as an add in that dtype.
+      let v = opts.delta ? old[i]! + raw[i]! : raw[i]!;
       if (!Number.isFinite(v)) {
         v = 0;
         replaced++;

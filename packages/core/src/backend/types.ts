@@ -72,6 +72,8 @@ export interface NewtonUpdateOptions {
    * nothing. Default: every row.
    */
   readonly active?: Uint8Array;
+  /** yRaw holds the Newton step δ: the raw iterate is yOld + δ (saves the engine an add). */
+  readonly delta?: boolean;
 }
 
 /** Per batch row measures of a Newton update (zero for rows that were held). */

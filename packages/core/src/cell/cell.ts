@@ -166,6 +166,21 @@ export class Cell {
     }));
   }
 
+  /**
+   * The one-step residual r = f(y_{t−1}, x_t) − y_t as a step program: state y_{t−1}, input x_t,
+   * cotangent y_t (the iterate, unshifted), one output r; with `blockSize`, also the Jacobian of f
+   * in that structure. Newton needs r rather than f, and fusing the subtraction saves a pass.
+   */
+  residualProgram(blockSize?: number): StepProgram {
+    return this.cached(`res:${blockSize ?? 'none'}`, () => {
+      const base = blockSize === undefined ? this.graph : this.jacobian.graph;
+      const b = GraphBuilder.extend(base);
+      const r = b.sub(this.output, b.cotangent(this.stateSize));
+      const program: StepProgram = { graph: b.graph(), outputs: [r] };
+      return blockSize === undefined ? program : { ...program, jacobian: { expr: this.jacobian.expr, blockSize } };
+    });
+  }
+
   /** The reverse-mode program of one step. */
   get vjp(): VjpProgram {
     this.vjpCache ??= vjpProgram(this.graph, this.output);

@@ -143,12 +143,13 @@ export function recurrenceProblem(
     backend.dispose(t);
     return masked;
   };
+  /** r = f(y_{t−1}, x_t) − y_t (and J), in one step program. */
   const evalAt = (y: Tensor, withJacobian: boolean, s = blockSize) => {
     const yPrev = backend.shiftTime(y, y0, 1);
     try {
-      const program = withJacobian ? cell.linearizeProgram(s) : cell.stepProgram();
-      const out = backend.runStep(program, { state: yPrev, input: x, params });
-      return { F: mask(out.outputs[0]!), J: out.jacobian ? mask(out.jacobian) : undefined };
+      const program = cell.residualProgram(withJacobian ? s : undefined);
+      const out = backend.runStep(program, { state: yPrev, input: x, cotangent: y, params });
+      return { r: mask(out.outputs[0]!), J: out.jacobian ? mask(out.jacobian) : undefined };
     } finally {
       backend.dispose(yPrev);
     }
@@ -162,15 +163,15 @@ export function recurrenceProblem(
     initial: () => mask(initial()),
     // biome-ignore lint/correctness/useYield: reads nothing; a generator to fit the engine
     *linearize(y, s) {
-      const { F, J } = evalAt(y, true, s);
-      return { A: J!, G: F };
+      const { r, J } = evalAt(y, true, s);
+      return { A: J!, r };
     },
     *lyapunov() {
       return yield* lyapunovProbe(backend, cell, params, x, y0, lengths);
     },
     // biome-ignore lint/correctness/useYield: as above
     *evaluate(y) {
-      return evalAt(y, false).F;
+      return evalAt(y, false).r;
     },
     // biome-ignore lint/correctness/useYield: as above
     *sequential(rows) {

@@ -44,16 +44,16 @@ export interface NewtonProblem {
   /** The first iterate, [B, T, n]; the engine owns it. */
   initial(): Tensor;
   /**
-   * A = ∂G/∂y_{t−1} ([B, T, n/s, s, s], s = `blockSize` unless given) and G(y) ([B, T, n]); the
-   * engine disposes both.
+   * A = ∂G/∂y_{t−1} ([B, T, n/s, s, s], s = `blockSize` unless given) and the residual
+   * r = G(y) − y ([B, T, n]); the engine disposes both.
    */
-  linearize(y: Tensor, blockSize?: number): Solve<{ A: Tensor; G: Tensor }>;
+  linearize(y: Tensor, blockSize?: number): Solve<{ A: Tensor; r: Tensor }>;
   /**
    * Per-row estimates of the largest Lyapunov exponent along the trajectory (per step), for
    * 'auto' to recognise chaotic rows before iterating; absent where it does not apply.
    */
   lyapunov?(): Solve<Float64Array>;
-  /** G(y) alone, for the residual check. */
+  /** The residual r = G(y) − y alone, for the residual check. */
   evaluate(y: Tensor): Solve<Tensor>;
   /** The exact step-by-step answer for the rows `rows`: [rows.length, T, n]. */
   sequential(rows: readonly number[]): Solve<Tensor>;
@@ -331,26 +331,17 @@ function* deerIteration(
   zeros: Tensor,
   opts: NewtonUpdateOptions,
 ): Solve<NewtonUpdate> {
-  const { A, G } = yield* problem.linearize(y);
+  const { A, r } = yield* problem.linearize(y);
   let raw: Tensor;
   try {
-    const r = backend.sub(G, y);
-    backend.dispose(G);
-    try {
-      const delta = backend.scan({ A, c: r, y0: zeros, blockSize: problem.blockSize, reverse: false });
-      try {
-        raw = backend.add(y, delta);
-      } finally {
-        backend.dispose(delta);
-      }
-    } finally {
-      backend.dispose(r);
-    }
+    raw = backend.scan({ A, c: r, y0: zeros, blockSize: problem.blockSize, reverse: false });
   } finally {
     backend.dispose(A);
+    backend.dispose(r);
   }
   try {
-    return yield* readUpdate(raw, y, opts);
+    // raw is the step δ: the update forms y + δ as it sanitises (one pass fewer).
+    return yield* readUpdate(raw, y, { ...opts, delta: true });
   } finally {
     backend.dispose(raw);
   }
@@ -410,37 +401,32 @@ function* elkIteration(
 ): Solve<NewtonUpdate> {
   const B = problem.B;
   const active = Uint8Array.from(w.status, (v) => (v === Row.Active ? 1 : 0));
-  const { A, G } = yield* problem.linearize(y, 1);
+  const { A, r } = yield* problem.linearize(y, 1);
   let raw: Tensor;
   try {
     if (active.some((a, b) => a === 1 && Number.isNaN(w.merit[b]!))) {
-      const merit = yield* residualMerit(backend, G, y, tol);
+      const merit = yield* residualMerit(backend, r, y, tol);
       for (let b = 0; b < B; b++) if (active[b] && Number.isNaN(w.merit[b]!)) w.merit[b] = finiteOr(merit[b]!);
     }
-    const r = backend.sub(G, y);
+    const delta = backend.dampedScan({ A, c: r, lambda: w.lambda });
     try {
-      const delta = backend.dampedScan({ A, c: r, lambda: w.lambda });
-      try {
-        raw = backend.add(y, delta);
-      } finally {
-        backend.dispose(delta);
-      }
+      raw = backend.add(y, delta);
     } finally {
-      backend.dispose(r);
+      backend.dispose(delta);
     }
   } finally {
     backend.dispose(A);
-    backend.dispose(G);
+    backend.dispose(r);
   }
   try {
-    const Gc = yield* problem.evaluate(raw);
+    const rc = yield* problem.evaluate(raw);
     let candMerit: Float64Array;
     let cand: NewtonUpdate;
     try {
-      candMerit = yield* residualMerit(backend, Gc, raw, tol);
-      cand = yield* readUpdate(Gc, raw, { ...tol, clip: Number.POSITIVE_INFINITY, active });
+      candMerit = yield* residualMerit(backend, rc, raw, tol);
+      cand = yield* readUpdate(rc, raw, { ...tol, clip: Number.POSITIVE_INFINITY, active, delta: true });
     } finally {
-      backend.dispose(Gc);
+      backend.dispose(rc);
     }
     backend.dispose(cand.y);
     const accepted = new Uint8Array(B);
@@ -511,17 +497,19 @@ function* measureResidual(
   active: Uint8Array,
   tol: { atol: number; rtol: number },
 ): Solve<NewtonUpdate> {
-  const G = yield* problem.evaluate(y);
+  // With delta, the update measures |(y + r) − y| = |r| against atol + rtol·|G(y)|.
+  const r = yield* problem.evaluate(y);
   let check: NewtonUpdate;
   try {
-    check = yield* readUpdate(G, y, {
+    check = yield* readUpdate(r, y, {
       atol: tol.atol,
       rtol: tol.rtol,
       clip: Number.POSITIVE_INFINITY,
       active,
+      delta: true,
     });
   } finally {
-    backend.dispose(G);
+    backend.dispose(r);
   }
   backend.dispose(check.y);
   return check;

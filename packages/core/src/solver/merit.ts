@@ -6,8 +6,8 @@ import { readTensor, type Solve } from './solve.js';
 const programs = new Map<string, StepProgram>();
 
 /**
- * q_t = Σ_i ((G − y)_ti / (atol + rtol·|G_ti|))² per (b, t): the step program of the scaled
- * squared residual, state = y and input = G (both of size n).
+ * q_t = Σ_i (r_ti / (atol + rtol·|y_ti + r_ti|))² per (b, t): the step program of the scaled
+ * squared residual r = G(y) − y, state = y and input = r (both of size n).
  */
 function residualNormProgram(n: number, atol: number, rtol: number): StepProgram {
   const key = `${n}/${atol}/${rtol}`;
@@ -15,27 +15,27 @@ function residualNormProgram(n: number, atol: number, rtol: number): StepProgram
   if (hit) return hit;
   const g = new GraphBuilder(n, n, []);
   const y = g.state();
-  const G = g.input();
-  const weight = g.add(g.scalar(atol), g.mul(g.scalar(rtol), g.unary('abs', G)));
-  const q = g.sum(g.unary('square', g.div(g.sub(G, y), weight)));
+  const r = g.input();
+  const weight = g.add(g.scalar(atol), g.mul(g.scalar(rtol), g.unary('abs', g.add(y, r))));
+  const q = g.sum(g.unary('square', g.div(r, weight)));
   const program: StepProgram = { graph: g.graph(), outputs: [q] };
   programs.set(key, program);
   return program;
 }
 
 /**
- * The per-row sum over all (t, i) of the scaled squared residual (G − y)²/(atol + rtol|G|)²:
+ * The per-row sum over all (t, i) of the scaled squared residual r²/(atol + rtol|G|)², r = G − y:
  * ELK's merit (the 2-norm a Levenberg–Marquardt step decreases). Composed from backend ops: a step
  * program for q_t, a scan with unit transitions for the running sum, its last step read back.
  */
 export function* residualMerit(
   backend: Backend,
-  G: Tensor,
+  r: Tensor,
   y: Tensor,
   tol: { atol: number; rtol: number },
 ): Solve<Float64Array> {
   const [B, T, n] = [y.shape[0]!, y.shape[1]!, y.shape[2]!];
-  const q = backend.runStep(residualNormProgram(n, tol.atol, tol.rtol), { state: y, input: G, params: {} })
+  const q = backend.runStep(residualNormProgram(n, tol.atol, tol.rtol), { state: y, input: r, params: {} })
     .outputs[0]!;
   const one = backend.tensor(new Float64Array(B).fill(1), [B, 1, 1, 1], y.dtype);
   const zero = backend.zeros([B, 1], y.dtype);

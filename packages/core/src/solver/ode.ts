@@ -170,7 +170,7 @@ function odeProblem(
   const program = field.linearizeProgram(s);
   const { B, T } = prep;
   const n = field.stateSize;
-  function* linearize(y: Tensor): Solve<{ A: Tensor; G: Tensor }> {
+  function* linearize(y: Tensor): Solve<{ A: Tensor; r: Tensor }> {
     const y0seq = backend.broadcastTime(prep.y0, 1);
     let maps: { A: Tensor; b: Tensor };
     try {
@@ -184,7 +184,9 @@ function odeProblem(
       backend.dispose(yPrev);
       const G = backend.add(Ay, maps.b);
       backend.dispose(Ay);
-      return { A: maps.A, G };
+      const r = backend.sub(G, y);
+      backend.dispose(G);
+      return { A: maps.A, r };
     } catch (err) {
       backend.dispose(maps.A);
       throw err;
@@ -202,9 +204,9 @@ function odeProblem(
     initial,
     linearize,
     *evaluate(y) {
-      const { A, G } = yield* linearize(y);
+      const { A, r } = yield* linearize(y);
       backend.dispose(A);
-      return G;
+      return r;
     },
     *sequential(rows) {
       const all = rows.length === B;

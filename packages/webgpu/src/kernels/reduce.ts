@@ -10,7 +10,8 @@ const atomics = (binding: number) =>
  * res[3 + 4b] = entries clipped (|v| ≥ clip), res[4 + 4b] = max over entries not within tolerance
  * of (row length − offset in the row), 0 if none: the first such entry. Rows whose Act entry is 0
  * keep Old and count nothing.
- * Uniforms: 0 = size, 1 = atol, 2 = rtol, 3 = clip (f32 bits), 4 = row length.
+ * Uniforms: 0 = size, 1 = atol, 2 = rtol, 3 = clip (f32 bits), 4 = row length, 5 = 1 when R holds
+ * the step δ (the raw iterate is Old + δ).
  */
 export const NEWTON_UPDATE = [
   UNIFORM_DECL,
@@ -44,6 +45,7 @@ var<workgroup> wk: array<u32, ${WG}>;`,
       Y[idx] = old;
     } else {
       var v = R[idx];
+      if (${uni(5)} == 1u) { v = old + v; }
       if (!is_finite(v)) { v = 0.0; rep = 1u; }
       else if (v >= clip) { v = clip; clp = 1u; }
       else if (v <= -clip) { v = -clip; clp = 1u; }

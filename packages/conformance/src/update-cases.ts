@@ -1,0 +1,52 @@
+import { expect } from 'vitest';
+import type { SuiteContext } from './context.js';
+
+/** `newtonUpdate`'s per-row measures, its `active` mask and its `delta` form, on hand-made rows. */
+export function defineUpdateCases(ctx: SuiteContext): void {
+  ctx.test('ops/newton-update-rows', async () => {
+    const backend = ctx.backend();
+    const [B, T, n] = [3, 4, 2];
+    const old = new Float64Array(B * T * n);
+    const raw = new Float64Array(B * T * n);
+    // Row 0: within tolerance. Row 1: step 1 at t = 2 and a NaN at t = 3. Row 2: held (inactive)
+    // although its raw values are far off and one is past the clip.
+    for (let i = 0; i < raw.length; i++) raw[i] = old[i] = 0.5;
+    raw[1 * T * n + 2 * n] = 1.5;
+    raw[1 * T * n + 3 * n + 1] = Number.NaN;
+    raw[2 * T * n] = 1e9;
+    const rawT = backend.tensor(raw, [B, T, n], ctx.dtype);
+    const oldT = backend.tensor(old, [B, T, n], ctx.dtype);
+    const deltaT = backend.tensor(
+      raw.map((v, i) => v - old[i]!),
+      [B, T, n],
+      ctx.dtype,
+    );
+    try {
+      const active = Uint8Array.from([1, 1, 0]);
+      for (const [input, delta] of [
+        [rawT, false],
+        [deltaT, true],
+      ] as const) {
+        const u = await backend.newtonUpdate(input, oldT, { atol: 0.1, rtol: 0, clip: 1e8, active, delta });
+        const y = await backend.read(u.y);
+        backend.dispose(u.y);
+        expect(Array.from(u.rows.replaced)).toEqual([0, 1, 0]);
+        expect(Array.from(u.rows.clipped)).toEqual([0, 0, 0]);
+        expect(Array.from(u.rows.settled)).toEqual([T, 2, 0]);
+        expect(u.rows.maxScaledDiff[0]).toBe(0);
+        expect(u.rows.maxScaledDiff[1]).toBeCloseTo(10, 4);
+        expect(u.maxAbsDiff).toBeCloseTo(1, 6);
+        expect(u.replaced).toBe(1);
+        expect(y[1 * T * n + 2 * n]).toBeCloseTo(1.5, 6);
+        expect(y[1 * T * n + 3 * n + 1], 'NaN replaced by 0').toBe(0);
+        expect(y[2 * T * n], 'a held row keeps the old iterate').toBe(0.5);
+      }
+      const all = await backend.newtonUpdate(rawT, oldT, { atol: 0.1, rtol: 0, clip: 1e8 });
+      backend.dispose(all.y);
+      expect(Array.from(all.rows.clipped)).toEqual([0, 0, 1]);
+      expect(all.rows.settled[2]).toBe(0);
+    } finally {
+      for (const t of [rawT, oldT, deltaT]) backend.dispose(t);
+    }
+  });
+}
