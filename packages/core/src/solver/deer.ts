@@ -91,7 +91,7 @@ export async function deer(
     if (opts.checkFinite) await checkInputFinite(backend, x);
     const p = await prepareParams(backend, cell, params, dtype, owned, opts.checkFinite);
     const y0 = await prepareInitialState(backend, cell, options.h0, B, dtype, owned, opts.checkFinite);
-    await checkInitialGuess(backend, opts.initialGuess, x, cell.stateSize, opts.checkFinite);
+    await checkInitialGuess(backend, opts.initialGuess, { B, T: x.shape[1]!, n: cell.stateSize, dtype }, opts.checkFinite);
     const lengths = checkLengths(options.lengths, B, x.shape[1]!);
     return await driveAsync(backend, deerSolve(backend, cell, p, x, y0, opts, lengths));
   } finally {

@@ -6,6 +6,7 @@ import { driveAsync, driveSync, readTensor, readUpdate, type Solve } from './sol
 import { DEER_OPTION_NAMES, type DeerOptions, resolveDeerOptions } from './options.js';
 import {
   checkCotangent,
+  checkInitialGuess,
   checkInputFinite,
   checkLengths,
   checkSequenceInput,
@@ -69,7 +70,8 @@ export async function deerWithGrad(
     if (opts.checkFinite) await checkInputFinite(backend, x);
     const p = await prepareParams(backend, cell, params, dtype, owned, opts.checkFinite);
     const y0 = await prepareInitialState(backend, cell, options.h0, B, dtype, owned, opts.checkFinite);
-    // Inputs are checked above; deer checks the initial guess.
+    await checkInitialGuess(backend, opts.initialGuess, { B, T, n: cell.stateSize, dtype }, opts.checkFinite);
+    // Everything is checked above (deer repeats only the cheap shape checks).
     const forward = await deer(backend, cell, p, x, { ...options, h0: y0, checkFinite: false });
     const y = forward.y;
     const vjp = async (dy: Tensor): Promise<DeerGradients> => {

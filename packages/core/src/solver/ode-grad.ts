@@ -59,7 +59,7 @@ export async function solveIvpWithGrad(
       owned,
       options.checkFinite ?? true,
     );
-    const { y, stats } = await solvePrepared(ops, field, prep, options, owned);
+    const { y, stats } = await solvePrepared(ops, field, prep, options);
     return {
       y,
       stats,

@@ -1,7 +1,7 @@
 import type { Backend, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
-import { NonFiniteError, UnsupportedOptionError } from '../errors.js';
+import { UnsupportedOptionError } from '../errors.js';
 import type { DeerStats } from './deer.js';
 import { type EngineStats, type NewtonProblem, newEngineStats, solveWindows } from './engine.js';
 import { awaitAsync, driveAsync, type Solve } from './solve.js';
@@ -9,7 +9,7 @@ import { affineExponentialSolve, EXPM_PEAK_BUFFERS, type MatrixOps } from './exp
 import { type OdeProblem, type PreparedOde, prepareOde, requireMatrixOps } from './ode-inputs.js';
 import { dopri5 } from './ode-sequential.js';
 import { checkOptionNames, type DeerOptions, resolveDeerOptions } from './options.js';
-import { checkTrajectory, Owned, type ParamsInput } from './validate.js';
+import { checkInitialGuess, Owned, type ParamsInput } from './validate.js';
 import { chooseWindow } from './window.js';
 
 /** The option names `solveIvp` and `solveIvpWithGrad` accept. */
@@ -64,7 +64,7 @@ export async function solveIvp(
   try {
     const checkFinite = options.checkFinite ?? true;
     const prep = await prepareOde(backend, field, params, problem, undefined, owned, checkFinite);
-    const solved = await solvePrepared(ops, field, prep, options, owned);
+    const solved = await solvePrepared(ops, field, prep, options);
     return { y: solved.y, stats: solved.stats };
   } finally {
     owned.dispose();
@@ -81,7 +81,6 @@ export async function solvePrepared(
   field: Cell,
   prep: PreparedOde,
   options: IvpOptions,
-  _owned?: Owned,
 ): Promise<{ y: Tensor; stats: DeerStats }> {
   const { B, T } = prep;
   const n = field.stateSize;
@@ -96,9 +95,7 @@ export async function solvePrepared(
   }
   const guess = initialGuess ?? 'y0';
   if (guess !== 'y0' && guess !== 'zeros') {
-    checkTrajectory(backend, 'initialGuess', guess, B, T, n);
-    const bad = opts.checkFinite ? await backend.findNonFinite(guess) : null;
-    if (bad) throw new NonFiniteError('initialGuess', bad.index, bad.value);
+    await checkInitialGuess(backend, guess, { B, T, n, dtype: prep.dtype }, opts.checkFinite);
   }
   const s = opts.blockSize;
   const W =

@@ -194,17 +194,16 @@ export async function checkInputFinite(backend: Backend, x: Tensor, name = 'x'):
   await checkFiniteTensor(backend, name, x);
 }
 
-/** A tensor initial guess must be a finite [B, T, n] trajectory of x's dtype. */
+/** A tensor initial guess must be a finite [B, T, n] trajectory of the solve's dtype. */
 export async function checkInitialGuess(
   backend: Backend,
   guess: unknown,
-  x: Tensor,
-  n: number,
+  want: { B: number; T: number; n: number; dtype: DType },
   checkFinite: boolean,
 ): Promise<void> {
   if (typeof guess !== 'object' || guess === null) return;
-  const g = checkTrajectory(backend, 'initialGuess', guess, x.shape[0]!, x.shape[1]!, n);
-  if (g.dtype !== x.dtype) throw new DTypeError('initialGuess', `${x.dtype} (the dtype of x)`, g.dtype);
+  const g = checkTrajectory(backend, 'initialGuess', guess, want.B, want.T, want.n);
+  if (g.dtype !== want.dtype) throw new DTypeError('initialGuess', `${want.dtype} (the dtype of the solve)`, g.dtype);
   if (checkFinite) await checkFiniteTensor(backend, 'initialGuess', g);
 }
 
