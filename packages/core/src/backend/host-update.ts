@@ -24,6 +24,7 @@ export function hostNewtonUpdate(
     settled: new Uint32Array(batch),
   };
   const { atol, rtol, clip } = opts;
+  const delta = opts.delta === true;
   let maxAbs = 0;
   for (let b = 0; b < batch; b++) {
     const from = b * rowLen;
@@ -38,7 +39,7 @@ export function hostNewtonUpdate(
     let firstBad = to;
     for (let i = from; i < to; i++) {
       // With delta, old + δ is exact before the store rounds it: the same as an add in that dtype.
-      let v = opts.delta ? old[i]! + raw[i]! : raw[i]!;
+      let v = delta ? old[i]! + raw[i]! : raw[i]!;
       if (!Number.isFinite(v)) {
         v = 0;
         replaced++;

@@ -122,21 +122,24 @@ function splitInputOnly(g: Graph, roots: readonly NodeId[], extraReads: readonly
   return { live, hoisted, rest, frontier };
 }
 
+/** The kernel of a program's input-only part, writing its frontier (none when nothing is hoisted). */
+function hoistKernel(g: Graph, hoisted: readonly NodeId[], frontier: readonly NodeId[], fast: boolean) {
+  if (frontier.length === 0) return undefined;
+  return generateKernel({
+    graph: g,
+    nodes: hoisted.filter((id) => !isLeaf(g, id)),
+    externals: hoisted.filter((id) => isLeaf(g, id)),
+    stores: [...frontier],
+    fast,
+  });
+}
+
 export function makeStepPlan(p: StepProgram, fast: boolean): StepPlan {
   const g = p.graph;
   const factors = p.jacobian ? [...matExprNodes(p.jacobian.expr)] : [];
   const roots = [...p.outputs, ...factors];
   const { hoisted, rest, frontier } = splitInputOnly(g, roots, roots);
-  const hoist =
-    frontier.length > 0
-      ? generateKernel({
-          graph: g,
-          nodes: hoisted.filter((id) => !isLeaf(g, id)),
-          externals: hoisted.filter((id) => isLeaf(g, id)),
-          stores: frontier,
-          fast,
-        })
-      : undefined;
+  const hoist = hoistKernel(g, hoisted, frontier, fast);
   const kernel = generateKernel({
     graph: g,
     nodes: rest.filter((id) => !isLeaf(g, id)),
@@ -152,33 +155,11 @@ export function makeStepPlan(p: StepProgram, fast: boolean): StepPlan {
 export function makeSeqPlan(p: StepProgram, fast: boolean): SeqPlan {
   const g = p.graph;
   const f = p.outputs[0]!;
-  const live = liveNodes(g, [f]);
-  const dep = new Uint8Array(g.nodes.length);
-  for (const id of live) {
-    const node = g.nodes[id]!;
-    dep[id] = node.op === 'state' || operands(node).some((o) => dep[o]) ? 1 : 0;
-  }
-  const constant = (id: NodeId) => g.nodes[id]!.op === 'param' || g.nodes[id]!.op === 'const';
-  const hoisted = live.filter((id) => !dep[id] && !constant(id));
-  const stepNodes = live.filter((id) => dep[id]);
-  const frontierSet = new Set<NodeId>();
-  for (const id of stepNodes)
-    for (const o of operands(g.nodes[id]!)) if (!dep[o] && !constant(o)) frontierSet.add(o);
-  if (!dep[f] && !constant(f)) frontierSet.add(f);
-  const frontier = [...frontierSet].sort((a, b) => a - b);
+  const { live, hoisted, rest: stepNodes, frontier } = splitInputOnly(g, [f], [f]);
   const stateLeaf = live.find((id) => g.nodes[id]!.op === 'state');
   if (live.some((id) => g.nodes[id]!.op === 'cotangent'))
     throw new Unsupported('cotangent in a sequential program');
-  const hoist =
-    frontier.length > 0
-      ? generateKernel({
-          graph: g,
-          nodes: hoisted.filter((id) => !isLeaf(g, id)),
-          externals: hoisted.filter((id) => isLeaf(g, id)),
-          stores: frontier,
-          fast,
-        })
-      : undefined;
+  const hoist = hoistKernel(g, hoisted, frontier, fast);
   const step = generateKernel({
     graph: g,
     nodes: stepNodes.filter((id) => id !== stateLeaf),
