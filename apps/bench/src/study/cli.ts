@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { ArgError } from '../args.js';
 import { BenchBackendError, openBackend } from '../backend.js';
-import { ensureOutputDir, OutputDirError } from '../out-dir.js';
+import { ensureOutputDir } from '../out-dir.js';
 import { studySvg } from './chart.js';
 import { runConvergenceStudy, STUDY_FULL, STUDY_METHODS, STUDY_QUICK, type StudyProblem } from './convergence.js';
 
@@ -23,14 +24,14 @@ function parse(argv: readonly string[]): { quick: boolean; backend: string; out?
     const f = argv[i]!;
     const value = () => {
       const v = argv[++i];
-      if (v === undefined || v.startsWith('--')) throw new BenchBackendError(`${f} needs a value`);
+      if (v === undefined || v.startsWith('--')) throw new ArgError(`${f} needs a value`);
       return v;
     };
     if (f === '--quick') a.quick = true;
     else if (f === '--help' || f === '-h') a.help = true;
     else if (f === '--backend') a.backend = value();
     else if (f === '--out') a.out = value();
-    else throw new BenchBackendError(`unknown flag ${f} (see --help)`);
+    else throw new ArgError(`unknown flag ${f} (see --help)`);
   }
   return a;
 }
@@ -49,8 +50,9 @@ async function main(argv: readonly string[]): Promise<number> {
   const config = args.quick ? STUDY_QUICK : STUDY_FULL;
   const dir = args.out ?? path.join('results', `study-${args.backend}`);
   ensureOutputDir(dir);
-  const backend = await openBackend(args.backend, backend0Dtype(args.backend, config.dtype));
-  const dtype = backend.capabilities.dtypes.includes(config.dtype) ? config.dtype : backend.capabilities.dtypes[0]!;
+  // float64 where the backend has it (cpu); the GPU and tfjs backends are float32.
+  const dtype = args.backend === 'cpu' ? config.dtype : 'float32';
+  const backend = await openBackend(args.backend, dtype);
   const cfg = { ...config, dtype };
   const json = path.join(dir, 'study.json');
   const header = ['family', 'scale', 'lyap', ...STUDY_METHODS.map((m) => m.id.padStart(18))].join(' ');
@@ -81,15 +83,11 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-/** The study runs in float64 where the backend has it. */
-function backend0Dtype(name: string, want: 'float64' | 'float32'): 'float64' | 'float32' {
-  return name === 'cpu' ? want : 'float32';
-}
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    if (err instanceof BenchBackendError || err instanceof OutputDirError) {
+    if (err instanceof BenchBackendError || err instanceof ArgError) {
       process.stderr.write(`deer-study: ${err.message}\n`);
       process.exit(2);
     }
