@@ -39,8 +39,17 @@ function problem(s, nh, T, B) {
   const params = cell.init({ seed: 0 });
   let r = 12345;
   const rand = () => ((r = (r * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1;
-  const x = s.backend.tensor(Array.from({ length: B * T * nh }, rand), [B, T, nh]);
-  return { cell, params, x };
+  const xHost = Float32Array.from({ length: B * T * nh }, rand);
+  // Each timed solve gets its own x tensor: a backend may keep work derived from an input with it
+  // (the hoisted input projection), which a reused x would leave out of every run but the first.
+  const fresh = async () => {
+    const x = s.backend.tensor(xHost, [B, T, nh]);
+    const probe = s.backend.timeStep(x, 0);
+    await s.backend.read(probe);
+    s.backend.dispose(probe);
+    return x;
+  };
+  return { cell, params, fresh };
 }
 
 async function timeDeer(s, p) {
@@ -52,8 +61,10 @@ async function timeDeer(s, p) {
     between.push(s.counter.submits - mark);
     mark = s.counter.submits;
   };
+  const x = await p.fresh();
   const t0 = performance.now();
-  const { y, stats } = await s.core.deer(s.backend, p.cell, p.params, p.x, { checkFinite: false, onIteration });
+  const { y, stats } = await s.core.deer(s.backend, p.cell, p.params, x, { checkFinite: false, onIteration });
+  s.backend.dispose(x);
   const t1 = performance.now();
   await s.backend.read(y);
   const t2 = performance.now();
@@ -63,8 +74,10 @@ async function timeDeer(s, p) {
 }
 
 async function timeSeq(s, p) {
+  const x = await p.fresh();
   const t0 = performance.now();
-  const { y } = await s.core.sequential(s.backend, p.cell, p.params, p.x, { checkFinite: false });
+  const { y } = await s.core.sequential(s.backend, p.cell, p.params, x, { checkFinite: false });
+  s.backend.dispose(x);
   await s.backend.read(y);
   const ms = performance.now() - t0;
   s.backend.dispose(y);
@@ -107,7 +120,6 @@ for (const [nh, T, B] of points) {
       sequentialMs: median(seq[i].map((r) => r.ms)),
       samples: { deer: d.map((r) => +r.ms.toFixed(1)), sequential: seq[i].map((r) => +r.ms.toFixed(1)) },
     };
-    s.backend.dispose(probs[i].x);
   }
   if (sessions.length === 2) {
     const [a, b] = repos.map((r) => row.builds[r]);

@@ -1,5 +1,6 @@
 import type { Backend } from '@deerjs/core';
 import type { BenchOptions } from './args.js';
+import { type Bandwidth, measureBandwidth } from './bandwidth.js';
 import { buildGrid, type GridPoint } from './grid.js';
 import { gitCommit, machineInfo, onnxruntimeVersion } from './machine.js';
 import { PointRunner } from './point.js';
@@ -53,6 +54,12 @@ export async function runBench(
     points.push(r);
     hooks.onPoint?.(r, i, grid.length);
   }
+  let bandwidth: Bandwidth | { error: string };
+  try {
+    bandwidth = await measureBandwidth(backend, [16, o.quick ? 100_000 : 1_000_000, 1], o.dtype, o.seed);
+  } catch (err) {
+    bandwidth = { error: err instanceof Error ? err.message.split('\n')[0]! : String(err) };
+  }
   const caps = backend.capabilities;
   return {
     tool: 'deer-bench',
@@ -82,5 +89,6 @@ export async function runBench(
       quick: o.quick,
     },
     points,
+    bandwidth,
   };
 }

@@ -11,6 +11,12 @@ export interface Problem {
   readonly xHost: Float64Array;
   readonly x: Tensor;
   readonly paramTensors: Readonly<Record<string, Tensor>>;
+  /**
+   * A new tensor holding x, uploaded and settled before it is returned. Timed runs solve on one
+   * each: backends may keep work derived from an input tensor (its input projection, say) with
+   * the tensor, and a benchmark that reused x would time every run but the first without it.
+   */
+  freshInput(): Promise<Tensor>;
   dispose(): void;
 }
 
@@ -37,6 +43,13 @@ export function makeProblem(backend: Backend, p: GridPoint, dtype: DType, seed: 
     xHost,
     x,
     paramTensors,
+    async freshInput() {
+      const fresh = backend.tensor(xHost, [p.batch, p.T, p.inputSize], dtype);
+      const probe = backend.timeStep(fresh, 0);
+      await backend.read(probe);
+      backend.dispose(probe);
+      return fresh;
+    },
     dispose() {
       backend.dispose(x);
       for (const t of Object.values(paramTensors)) backend.dispose(t);

@@ -1,3 +1,4 @@
+import type { Bandwidth } from './bandwidth.js';
 import type { GridPoint } from './grid.js';
 import type { MemoryPeaks } from './memory.js';
 
@@ -75,6 +76,8 @@ export interface BenchReport {
   readonly onnxruntime: string | null;
   readonly options: Readonly<Record<string, unknown>>;
   readonly points: readonly PointResult[];
+  /** The diagonal scan's bytes per second against an elementwise add's (absent in old reports). */
+  readonly bandwidth?: Bandwidth | { readonly error: string };
 }
 
 export function isTiming(t: PointResult['ort']): t is Timing {

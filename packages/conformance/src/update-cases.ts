@@ -1,3 +1,4 @@
+import { hostNewtonUpdate, Rng, type Tensor } from '@deerjs/core';
 import { expect } from 'vitest';
 import type { SuiteContext } from './context.js';
 
@@ -47,6 +48,47 @@ export function defineUpdateCases(ctx: SuiteContext): void {
       expect(all.rows.settled[2]).toBe(0);
     } finally {
       for (const t of [rawT, oldT, deltaT]) backend.dispose(t);
+    }
+  });
+
+  ctx.test('ops/newton-update-long-rows', async () => {
+    // Rows long enough that a backend splits each over many workers: every measure must still be
+    // the row's own, with the first bad entry (the settled front) found wherever it lies.
+    const backend = ctx.backend();
+    const [B, T, n] = [4, 2500, 3];
+    const rng = new Rng(7);
+    const old = Float64Array.from(rng.normalArray(B * T * n));
+    const delta = Float64Array.from(rng.normalArray(B * T * n), (v) => v * 1e-4);
+    const at = (b: number, t: number, i: number) => (b * T + t) * n + i;
+    delta[at(0, 1733, 1)] = 0.5; // row 0: first step past tolerance late in the row
+    delta[at(0, 2400, 0)] = 2;
+    delta[at(1, 3, 2)] = Number.NaN; // row 1: a NaN near the start, a clip near the end
+    delta[at(1, 2499, 2)] = 1e9;
+    delta[at(2, 64, 0)] = 1e9; // row 2: clips at a workgroup boundary
+    delta[at(2, 65, 0)] = -1e9;
+    // row 3: all within tolerance
+    const raw = old.map((v, i) => v + delta[i]!);
+    const opts = { atol: 1e-3, rtol: 1e-3, clip: 1e8 };
+    const want = hostNewtonUpdate(raw, old, new Float64Array(raw.length), B, T, opts);
+    const tensors = [raw, old, delta].map((v) => backend.tensor(v, [B, T, n], ctx.dtype));
+    const [rawT, oldT, deltaT] = tensors as [Tensor, Tensor, Tensor];
+    try {
+      for (const [input, isDelta] of [
+        [rawT, false],
+        [deltaT, true],
+      ] as const) {
+        const u = await backend.newtonUpdate(input, oldT, { ...opts, delta: isDelta });
+        backend.dispose(u.y);
+        expect(Array.from(u.rows.replaced)).toEqual(Array.from(want.rows.replaced));
+        expect(Array.from(u.rows.clipped)).toEqual(Array.from(want.rows.clipped));
+        expect(Array.from(u.rows.settled)).toEqual([1733, 3, 64, T]);
+        expect(Array.from(u.rows.settled)).toEqual(Array.from(want.rows.settled));
+        const near = (got: number, w: number) => expect(Math.abs(got - w)).toBeLessThanOrEqual(1e-5 * w);
+        for (let b = 0; b < B; b++) near(u.rows.maxScaledDiff[b]!, want.rows.maxScaledDiff[b]!);
+        near(u.maxAbsDiff, want.maxAbsDiff);
+      }
+    } finally {
+      for (const t of tensors) backend.dispose(t);
     }
   });
 }

@@ -48,6 +48,7 @@ export {
   operands,
   type ParamSpec,
   paramSpec,
+  splitInputOnly,
   BINARY_FNS,
   UNARY_FNS,
   type UnaryFn,

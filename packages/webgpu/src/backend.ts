@@ -26,13 +26,24 @@ import {
   NEWTON_UPDATE,
   OUTER_PARTIAL,
   ROWS_PER_GROUP,
+  updateGroupsPerRow,
 } from './kernels/reduce.js';
 import { DAMPED_ROUND, DAMPED_SETUP, DAMPED_SOLVE } from './kernels/damped-scan.js';
-import { chunking, scanKernels } from './kernels/scan.js';
+import { chunking, scanKernels, summaryThreads } from './kernels/scan.js';
 import { GpuTensor } from './tensor.js';
-import { type CompiledStep, compileSequential, compileStep, type Kernel, type Role } from './wgsl/step.js';
+import { SERIAL_WG, WG } from './wgsl/common.js';
+import {
+  type CompiledStep,
+  compileSequential,
+  compileStep,
+  type Hoist,
+  type Kernel,
+  type Role,
+} from './wgsl/step.js';
 
 const F32 = 4;
+/** Hoisted value sets kept per input tensor. */
+const HOISTS_KEPT = 2;
 const shapeSize = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
@@ -46,8 +57,15 @@ export class WebGpuBackend implements Backend {
   readonly name = 'webgpu';
   readonly capabilities: BackendCapabilities;
   private live = 0;
-  private readonly steps = new WeakMap<StepProgram, CompiledStep>();
-  private readonly sequentials = new WeakMap<StepProgram, Kernel>();
+  /** Per program: compiled with hoisting [0] and without [1] (for inputs too long to hoist). */
+  private readonly steps = new WeakMap<StepProgram, (CompiledStep | undefined)[]>();
+  private readonly sequentials = new WeakMap<StepProgram, ((Kernel & { hoist?: Hoist }) | undefined)[]>();
+  /**
+   * Hoisted input-only values per input tensor (see Hoist), the latest few, released with the
+   * tensor: a solve alternates between programs with and without the Jacobian, whose frontiers
+   * may differ.
+   */
+  private readonly hoisted = new WeakMap<GpuTensor, { hoist: Hoist; params: readonly Tensor[]; buffer: GPUBuffer }[]>();
 
   constructor(
     private readonly ctx: GpuContext,
@@ -126,6 +144,8 @@ export class WebGpuBackend implements Backend {
     t.disposed = true;
     this.live--;
     this.ctx.release(t.buffer);
+    for (const h of this.hoisted.get(t) ?? []) this.ctx.release(h.buffer);
+    this.hoisted.delete(t);
   }
 
   liveTensors(): number {
@@ -152,20 +172,63 @@ export class WebGpuBackend implements Backend {
 
   // ---- step programs -------------------------------------------------------------------------
 
-  private compiled(program: StepProgram): CompiledStep {
-    let c = this.steps.get(program);
-    if (!c) {
-      c = compileStep(program);
-      this.steps.set(program, c);
+  /**
+   * The compiled step for an input of B·T elements (none: `withInput` false): hoisting unless the
+   * hoisted values would not fit one binding.
+   */
+  private compiled(program: StepProgram, BT: number, withInput: boolean): CompiledStep {
+    const variants = this.steps.get(program) ?? [];
+    this.steps.set(program, variants);
+    const hoisting = (variants[0] ??= compileStep(program, true));
+    if (!hoisting.hoist || (withInput && this.hoistFits(hoisting.hoist, BT))) return hoisting;
+    return (variants[1] ??= compileStep(program, false));
+  }
+
+  private hoistFits(h: Hoist, BT: number): boolean {
+    return BT * h.floats * F32 <= this.scratchLimit;
+  }
+
+  /**
+   * The hoisted values of input `x` for `hoist`: computed once and kept with x while the graph,
+   * the frontier and the param tensors stay the same (tensors are immutable, so identity is enough).
+   */
+  private hoistedValues(
+    program: StepProgram,
+    hoist: Hoist,
+    x: GpuTensor,
+    params: Readonly<Record<string, Tensor>>,
+    prm: GPUBuffer | undefined,
+  ): GPUBuffer {
+    const ps = program.graph.params.map((p) => params[p.name]!);
+    const kept = this.hoisted.get(x) ?? [];
+    const at = kept.findIndex((h) => h.hoist.graph === hoist.graph && h.hoist.frontier === hoist.frontier);
+    if (at >= 0) {
+      const hit = kept[at]!;
+      if (hit.params.every((p, i) => p === ps[i])) return hit.buffer;
+      this.ctx.release(hit.buffer);
+      kept.splice(at, 1);
     }
-    return c;
+    if (kept.length >= HOISTS_KEPT) this.ctx.release(kept.shift()!.buffer);
+    const BT = x.shape[0]! * x.shape[1]!;
+    const buffer = this.ctx.buffer(BT * hoist.floats * F32);
+    try {
+      const bufs = this.bind(hoist.kernel.bindings, { input: x.buffer, params: prm, hoisted: buffer });
+      this.ctx.dispatch(hoist.kernel.code, 'hoist', bufs, [BT], BT);
+    } catch (err) {
+      this.ctx.release(buffer);
+      throw err;
+    }
+    kept.push({ hoist, params: ps, buffer });
+    this.hoisted.set(x, kept);
+    return buffer;
   }
 
   /** All params of the graph, back to back in graph order (the layout the kernels index). */
   private packParams(program: StepProgram, params: Readonly<Record<string, Tensor>>): GPUBuffer {
     const specs = program.graph.params;
     const total = specs.reduce((s, p) => s + p.size, 0);
-    const buf = this.ctx.buffer(total * F32);
+    // Whole vec4s: the buffer may bind as a uniform array<vec4<f32>>.
+    const buf = this.ctx.buffer(Math.ceil(total / 4) * 4 * F32);
     this.ctx.encode((enc) => {
       let at = 0;
       for (const spec of specs) {
@@ -203,15 +266,23 @@ export class WebGpuBackend implements Backend {
     const state = this.get(inputs.state);
     const [B, T] = state.shape as [number, number];
     const BT = B * T;
-    const c = this.compiled(program);
+    const c = this.compiled(program, BT, inputs.input !== undefined);
     const slab = Math.max(1, Math.min(BT, Math.floor(this.scratchLimit / Math.max(1, c.perElement * F32))));
     const made: GpuTensor[] = [];
     const scratch: GPUBuffer[] = [];
     try {
       const prm = c.paramFloats > 0 ? this.packParams(program, inputs.params) : undefined;
       if (prm) scratch.push(prm);
-      const packed = this.ctx.buffer(slab * c.perElement * F32);
-      scratch.push(packed);
+      // One slab and one output segment: the packed layout is the output's, so write it in place.
+      const direct = slab === BT && c.segments.size === 1 && program.outputs.length === 1;
+      const outputs = program.outputs.map((id) => {
+        const seg = c.segments.get(id)!;
+        const t = this.make([B, T, seg.size]);
+        made.push(t);
+        return { t, seg };
+      });
+      const packed = direct ? outputs[0]!.t.buffer : this.ctx.buffer(slab * c.perElement * F32);
+      if (!direct) scratch.push(packed);
       const buffers: Partial<Record<Role, GPUBuffer>> = {
         state: state.buffer,
         input: inputs.input ? this.get(inputs.input).buffer : undefined,
@@ -219,24 +290,22 @@ export class WebGpuBackend implements Backend {
         params: prm,
         packed,
       };
-      const outputs = program.outputs.map((id) => {
-        const seg = c.segments.get(id)!;
-        const t = this.make([B, T, seg.size]);
-        made.push(t);
-        return { t, seg };
-      });
+      if (c.hoist && inputs.input)
+        buffers.hoisted = this.hoistedValues(program, c.hoist, this.get(inputs.input), inputs.params, prm);
       const n = program.graph.stateSize;
-      const s = c.jacobian?.blockSize ?? 1;
-      const J = c.jacobian ? this.make([B, T, n / s, s, s]) : undefined;
+      const s = c.jacobian?.blockSize ?? c.fusedJacobian?.blockSize ?? 1;
+      const J = c.jacobian || c.fusedJacobian ? this.make([B, T, n / s, s, s]) : undefined;
       if (J) made.push(J);
+      buffers.jacobian = J?.buffer;
       // A program with nothing to write (a VJP whose gradients are all identically zero) binds
       // nothing: WGSL drops the unused 'packed' binding, so it is not dispatched at all.
-      const evaluate = c.perElement > 0 ? this.bind(c.evaluate.bindings, buffers) : undefined;
-      const jacobian = c.jacobian ? this.bind(c.jacobian.bindings, { ...buffers, jacobian: J!.buffer }) : [];
+      const evaluate =
+        c.perElement > 0 || c.fusedJacobian ? this.bind(c.evaluate.bindings, buffers) : undefined;
+      const jacobian = c.jacobian ? this.bind(c.jacobian.bindings, buffers) : [];
       for (let e0 = 0; e0 < BT; e0 += slab) {
         const count = Math.min(slab, BT - e0);
         if (evaluate) this.ctx.dispatch(c.evaluate.code, 'step', evaluate, [count, e0], count);
-        this.ctx.encode((enc) => {
+        if (!direct) this.ctx.encode((enc) => {
           for (const { t, seg } of outputs) {
             if (seg.size === 0) continue;
             const bytes = count * seg.size * F32;
@@ -263,21 +332,23 @@ export class WebGpuBackend implements Backend {
     const B = y0.shape[0]!;
     const T = x ? x.shape[1]! : 1;
     const n = program.graph.stateSize;
-    let k = this.sequentials.get(program);
-    if (!k) {
-      k = compileSequential(program);
-      this.sequentials.set(program, k);
-    }
-    const prm = k.bindings.includes('params') ? this.packParams(program, inputs.params) : undefined;
+    const variants = this.sequentials.get(program) ?? [];
+    this.sequentials.set(program, variants);
+    let k = (variants[0] ??= compileSequential(program, true));
+    if (k.hoist && !(x && this.hoistFits(k.hoist, B * T))) k = variants[1] ??= compileSequential(program, false);
+    const usesParams = k.bindings.includes('params') || !!k.hoist?.kernel.bindings.includes('params');
+    const prm = usesParams ? this.packParams(program, inputs.params) : undefined;
     const out = this.make([B, T, n]);
     try {
+      const hoisted = k.hoist && x ? this.hoistedValues(program, k.hoist, x, inputs.params, prm) : undefined;
       const buffers = this.bind(k.bindings, {
         input: x?.buffer,
         params: prm,
         y0: y0.buffer,
         out: out.buffer,
+        hoisted,
       });
-      this.ctx.dispatch(k.code, 'sequential', buffers, [B, T], B);
+      this.ctx.dispatch(k.code, 'sequential', buffers, [B, T], B, SERIAL_WG);
     } catch (err) {
       this.dispose(out);
       throw err;
@@ -301,7 +372,8 @@ export class WebGpuBackend implements Backend {
     const dims = [B, T, L, Q];
     const out = this.make([B, T, n]);
     if (Q === 1) {
-      this.ctx.dispatch(k.fixup, 'scan-fixup', [A.buffer, c.buffer, y0.buffer, out.buffer], dims, B * nb);
+      const bufs = [A.buffer, c.buffer, y0.buffer, out.buffer];
+      this.ctx.dispatch(k.fixup, 'scan-fixup', bufs, dims, B * nb, SERIAL_WG);
       return out;
     }
     const M = this.ctx.buffer(B * Q * n * s * F32);
@@ -313,10 +385,11 @@ export class WebGpuBackend implements Backend {
         'scan-summarize',
         [A.buffer, c.buffer, M, V],
         dims,
-        B * Q * nb * (s + 1),
+        summaryThreads(B, Q, n, s),
+        SERIAL_WG,
       );
-      this.ctx.dispatch(k.boundaries, 'scan-boundaries', [y0.buffer, M, V, Yb], dims, B * nb);
-      this.ctx.dispatch(k.fixup, 'scan-fixup', [A.buffer, c.buffer, Yb, out.buffer], dims, B * Q * nb);
+      this.ctx.dispatch(k.boundaries, 'scan-boundaries', [y0.buffer, M, V, Yb], dims, B * nb, SERIAL_WG);
+      this.ctx.dispatch(k.fixup, 'scan-fixup', [A.buffer, c.buffer, Yb, out.buffer], dims, B * Q * nb, SERIAL_WG);
     } finally {
       for (const b of [M, V, Yb]) this.ctx.release(b);
     }
@@ -458,14 +531,19 @@ export class WebGpuBackend implements Backend {
       );
       const rowLen = Math.max(1, raw.size / B);
       const steps = raw.shape[1] ?? 1;
-      const uniforms = [raw.size, f32Bits(opts.atol), f32Bits(opts.rtol), f32Bits(opts.clip), rowLen, opts.delta ? 1 : 0];
-      this.ctx.dispatch(
-        NEWTON_UPDATE,
-        'newton-update',
-        [raw.buffer, old.buffer, y.buffer, res, act],
-        uniforms,
+      // A few waves of invocations, each walking a stretch of its row.
+      const G = updateGroupsPerRow(rowLen, B, this.scanLanes * 16);
+      const uniforms = [
         raw.size,
-      );
+        f32Bits(opts.atol),
+        f32Bits(opts.rtol),
+        f32Bits(opts.clip),
+        rowLen,
+        opts.delta ? 1 : 0,
+        G,
+      ];
+      const bufs = [raw.buffer, old.buffer, y.buffer, res, act];
+      this.ctx.dispatch(NEWTON_UPDATE, 'newton-update', bufs, uniforms, B * G * WG);
       const bits = new Uint32Array(await this.ctx.readBytes(res, 0, resBytes));
       const f = new Float32Array(bits.buffer);
       const inner = rowLen / Math.max(1, steps);

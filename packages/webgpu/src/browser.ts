@@ -8,9 +8,10 @@ export { ShaderCompileError } from './errors.js';
 
 /** A WebGPU backend on the browser's `navigator.gpu`. */
 export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
-  const gpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
+  const nav = (globalThis as { navigator?: { gpu?: GPU; hardwareConcurrency?: number } }).navigator;
+  const gpu = nav?.gpu;
   if (!gpu) throw new Error('webgpu: navigator.gpu is not available in this browser');
-  return createOn(gpu, options);
+  return createOn(gpu, options, nav?.hardwareConcurrency ?? 4);
 }
 
 /** Register the WebGPU backend with core's registry as 'webgpu' (priority 300). */

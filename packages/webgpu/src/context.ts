@@ -321,10 +321,12 @@ export class GpuContext {
     buffers: readonly GPUBuffer[],
     values: readonly number[],
     threads: number,
+    /** The kernel's @workgroup_size. */
+    wg = WG,
   ): void {
     this.check();
     if (threads <= 0) return;
-    const groups = Math.ceil(threads / WG);
+    const groups = Math.ceil(threads / wg);
     const x = Math.min(groups, MAX_GROUPS);
     const y = Math.ceil(groups / x);
     if (y > MAX_GROUPS)

@@ -10,8 +10,9 @@ export interface WebGpuBackendOptions {
    */
   readonly maxBufferBytes?: number;
   /**
-   * About how many invocations the device runs at once (default 65536, or 64 on a software
-   * adapter such as llvmpipe). The scan splits time into more chunks the more lanes are idle.
+   * About how many invocations the device runs at once (default 65536, or one workgroup of 64 per
+   * host core on a software adapter such as llvmpipe, which runs a workgroup on one core). The
+   * scan splits time into more chunks the more lanes are idle.
    */
   readonly scanLanes?: number;
   /**
@@ -53,10 +54,14 @@ function describeAdapter(adapter: GPUAdapter): string {
   return parts.length > 0 ? [...new Set(parts)].join(' ') : 'unknown WebGPU adapter';
 }
 
-/** Request an adapter and device from `gpu` and wrap them in a backend. */
+/**
+ * Request an adapter and device from `gpu` and wrap them in a backend; `hostCores` sizes the work
+ * of a software adapter.
+ */
 export async function createOn(
   gpu: GPU,
   options: WebGpuBackendOptions,
+  hostCores: number,
   keepAlive?: unknown,
 ): Promise<WebGpuBackend> {
   const adapter = await gpu.requestAdapter(
@@ -85,6 +90,6 @@ export async function createOn(
   const description = describeAdapter(adapter);
   const software =
     adapter.info?.isFallbackAdapter === true || /llvmpipe|lavapipe|swiftshader|software/i.test(description);
-  const lanes = options.scanLanes ?? (software ? 64 : 65536);
+  const lanes = options.scanLanes ?? (software ? 64 * Math.max(1, hostCores) : 65536);
   return new WebGpuBackend(new GpuContext(device, binding, timing), description, maxBufferBytes, lanes, keepAlive);
 }

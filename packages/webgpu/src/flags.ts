@@ -11,5 +11,5 @@ export const USAGE = {
 
 export const MAP_READ = 0x1;
 
-/** Usage of every tensor and scratch buffer. */
-export const STORAGE_USAGE = USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST;
+/** Usage of every tensor and scratch buffer (uniform too: packed parameters may bind as one). */
+export const STORAGE_USAGE = USAGE.STORAGE | USAGE.UNIFORM | USAGE.COPY_SRC | USAGE.COPY_DST;

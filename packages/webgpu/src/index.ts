@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { registerBackend } from '@deerjs/core';
 import type { WebGpuBackend } from './backend.js';
 import { createOn, type WebGpuBackendOptions } from './create.js';
@@ -14,7 +15,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
   // Imported here, not at module load: importing @deerjs/webgpu must not load the native addon.
   const { create } = await import('webgpu');
   const gpu = create([]);
-  return createOn(gpu, options, gpu);
+  return createOn(gpu, options, availableParallelism(), gpu);
 }
 
 /** Register the WebGPU backend with core's registry as 'webgpu' (priority 300). */

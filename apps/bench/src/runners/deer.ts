@@ -34,16 +34,18 @@ export async function runDeer(
   problem: Problem,
   o: { maxIter: number; onIteration?: () => void },
 ): Promise<Run<DeerOutput>> {
+  const x = await problem.freshInput();
   const clock = deviceClock(backend);
   const device0 = clock ? await clock() : undefined;
   const t0 = performance.now();
-  const { y, stats } = await deer(backend, problem.cell, problem.paramTensors, problem.x, {
+  const solved = await deer(backend, problem.cell, problem.paramTensors, x, {
     jacobian: jacobianOption(problem.point),
     maxIter: o.maxIter,
     fallback: 'sequential',
     checkFinite: false,
     onIteration: o.onIteration,
-  });
+  }).finally(() => backend.dispose(x));
+  const { y, stats } = solved;
   try {
     const t1 = performance.now();
     const host = await backend.read(y);

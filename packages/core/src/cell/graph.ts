@@ -154,3 +154,30 @@ export function liveNodes(graph: Graph, roots: readonly NodeId[]): NodeId[] {
   for (let i = 0; i < live.length; i++) if (live[i]) out.push(i);
   return out;
 }
+
+/**
+ * The nodes needed for `roots` split by what they read. `inputOnly`: live nodes that read neither
+ * the state nor the cotangent, params and constants excepted (the input leaf included) — work a
+ * backend may do once per input instead of once per Newton iteration. `rest`: live nodes that
+ * do read them. `frontier`: the input-only nodes that `rest` or `roots` read, i.e. what the
+ * input-only part must hand over.
+ */
+export function splitInputOnly(
+  graph: Graph,
+  roots: readonly NodeId[],
+): { live: NodeId[]; inputOnly: NodeId[]; rest: NodeId[]; frontier: NodeId[] } {
+  const live = liveNodes(graph, roots);
+  const dep = new Uint8Array(graph.nodes.length);
+  for (const id of live) {
+    const node = graph.nodes[id]!;
+    dep[id] = node.op === 'state' || node.op === 'cotangent' || operands(node).some((o) => dep[o]) ? 1 : 0;
+  }
+  const constant = (id: NodeId) => graph.nodes[id]!.op === 'param' || graph.nodes[id]!.op === 'const';
+  const handed = (id: NodeId) => !dep[id] && !constant(id);
+  const inputOnly = live.filter(handed);
+  const rest = live.filter((id) => dep[id]);
+  const frontier = new Set<NodeId>();
+  for (const id of rest) for (const o of operands(graph.nodes[id]!)) if (handed(o)) frontier.add(o);
+  for (const id of roots) if (handed(id)) frontier.add(id);
+  return { live, inputOnly, rest, frontier: [...frontier].sort((x, y) => x - y) };
+}

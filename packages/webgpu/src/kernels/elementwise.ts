@@ -1,4 +1,4 @@
-import { MAIN_HEAD, storage, UNIFORM_DECL, uni } from '../wgsl/common.js';
+import { bound, MAIN_HEAD, storage, UNIFORM_DECL, uni } from '../wgsl/common.js';
 
 const module = (bindings: readonly [string, boolean][], body: string) =>
   [UNIFORM_DECL, ...bindings.map(([name, w], i) => storage(i + 1, name, w)), `${MAIN_HEAD}\n${body}\n}`].join(
@@ -21,7 +21,7 @@ export function affineOffsetKernel(n: number, s: number): string {
   let i = row % ${s}u;
   let base = ((e * ${n / s}u + k) * ${s}u + i) * ${s}u;
   var acc = 0.0;
-  for (var j = 0u; j < ${s}u + z; j++) { acc += A[base + j] * Y[e * ${n}u + k * ${s}u + j]; }
+  for (var j = 0u; j < ${bound(s)}; j++) { acc += A[base + j] * Y[e * ${n}u + k * ${s}u + j]; }
   O[idx] = F[idx] - acc;`,
   );
 }

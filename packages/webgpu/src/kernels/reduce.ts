@@ -10,8 +10,13 @@ const atomics = (binding: number) =>
  * res[3 + 4b] = entries clipped (|v| ≥ clip), res[4 + 4b] = max over entries not within tolerance
  * of (row length − offset in the row), 0 if none: the first such entry. Rows whose Act entry is 0
  * keep Old and count nothing.
+ *
+ * Each row gets G workgroups; invocation j of a row visits offsets j, j + G·WG, … (adjacent lanes,
+ * adjacent addresses) and accumulates privately, so a workgroup lies in one row and ends with one
+ * tree reduction and one set of atomics however long the row. Few, long-running invocations matter
+ * on software adapters, where every barrier is paid per invocation.
  * Uniforms: 0 = size, 1 = atol, 2 = rtol, 3 = clip (f32 bits), 4 = row length, 5 = 1 when R holds
- * the step δ (the raw iterate is Old + δ).
+ * the step δ (the raw iterate is Old + δ), 6 = G.
  */
 export const NEWTON_UPDATE = [
   UNIFORM_DECL,
@@ -32,29 +37,41 @@ var<workgroup> wk: array<u32, ${WG}>;`,
   let rtol = bitcast<f32>(${uni(2)});
   let clip = bitcast<f32>(${uni(3)});
   let rowLen = ${uni(4)};
+  let delta = ${uni(5)} == 1u;
+  let span = ${uni(6)} * ${WG}u;
+  let row = idx / span;
+  let rows = size / rowLen;
   var d = 0.0;
   var sc = 0.0;
   var rep = 0u;
   var clp = 0u;
   var key = 0u;
-  var row = 0u;
-  if (idx < size) {
-    row = idx / rowLen;
-    let old = Old[idx];
-    if (Act[row] == 0u) {
-      Y[idx] = old;
-    } else {
-      var v = R[idx];
-      if (${uni(5)} == 1u) { v = old + v; }
-      if (!is_finite(v)) { v = 0.0; rep = 1u; }
-      else if (v >= clip) { v = clip; clp = 1u; }
-      else if (v <= -clip) { v = -clip; clp = 1u; }
-      Y[idx] = v;
-      d = abs(v - old);
-      let q = d / (atol + rtol * abs(v));
+  if (row < rows) {
+    let live = Act[row] != 0u;
+    let base = row * rowLen;
+    for (var o = idx % span; o < rowLen; o += span) {
+      let at = base + o;
+      let old = Old[at];
+      if (!live) {
+        Y[at] = old;
+        continue;
+      }
+      var v = R[at];
+      if (delta) { v = old + v; }
+      var bad = false;
+      if (!is_finite(v)) { v = 0.0; rep += 1u; bad = true; }
+      else if (v >= clip) { v = clip; clp += 1u; bad = true; }
+      else if (v <= -clip) { v = -clip; clp += 1u; bad = true; }
+      Y[at] = v;
+      let dd = abs(v - old);
+      d = max(d, dd);
+      let q = dd / (atol + rtol * abs(v));
       // 0/0 is NaN and never the max; x/0 is +Inf and is.
-      if (d > 0.0 && (bitcast<u32>(q) & 0x7fffffffu) <= 0x7f800000u) { sc = q; }
-      if (rep + clp > 0u || sc > 1.0) { key = rowLen - (idx - row * rowLen); }
+      if (dd > 0.0 && (bitcast<u32>(q) & 0x7fffffffu) <= 0x7f800000u) {
+        sc = max(sc, q);
+        if (q > 1.0) { bad = true; }
+      }
+      if (bad) { key = max(key, rowLen - o); }
     }
   }
   let l = gid.x % ${WG}u;
@@ -74,26 +91,20 @@ var<workgroup> wk: array<u32, ${WG}>;`,
     }
     workgroupBarrier();
   }
-  let first = idx - l;
-  let last = min(first + ${WG - 1}u, max(size, 1u) - 1u);
-  if (l == 0u) { atomicMax(&res[0], bitcast<u32>(wd[0])); }
-  if (first / rowLen == last / rowLen) {
-    // The whole workgroup lies in one row: one set of atomics.
-    if (l == 0u && first < size) {
-      let r = first / rowLen;
-      atomicMax(&res[1u + 4u * r], bitcast<u32>(ws[0]));
-      if (wr[0] > 0u) { atomicAdd(&res[2u + 4u * r], wr[0]); }
-      if (wc[0] > 0u) { atomicAdd(&res[3u + 4u * r], wc[0]); }
-      if (wk[0] > 0u) { atomicMax(&res[4u + 4u * r], wk[0]); }
-    }
-  } else if (idx < size) {
-    if (sc > 0.0) { atomicMax(&res[1u + 4u * row], bitcast<u32>(sc)); }
-    if (rep > 0u) { atomicAdd(&res[2u + 4u * row], rep); }
-    if (clp > 0u) { atomicAdd(&res[3u + 4u * row], clp); }
-    if (key > 0u) { atomicMax(&res[4u + 4u * row], key); }
+  if (l == 0u && row < rows) {
+    atomicMax(&res[0], bitcast<u32>(wd[0]));
+    atomicMax(&res[1u + 4u * row], bitcast<u32>(ws[0]));
+    if (wr[0] > 0u) { atomicAdd(&res[2u + 4u * row], wr[0]); }
+    if (wc[0] > 0u) { atomicAdd(&res[3u + 4u * row], wc[0]); }
+    if (wk[0] > 0u) { atomicMax(&res[4u + 4u * row], wk[0]); }
   }
 }`,
 ].join('\n');
+
+/** Workgroups per row for NEWTON_UPDATE: about `lanes` invocations in all, at least one workgroup a row. */
+export function updateGroupsPerRow(rowLen: number, rows: number, lanes: number): number {
+  return Math.max(1, Math.min(Math.ceil(rowLen / WG), Math.ceil(lanes / (Math.max(1, rows) * WG))));
+}
 
 /** res[0] = max over non-finite entries i of (size − i): 0 when all are finite. Uniform 0: size. */
 export const FIND_NON_FINITE = [

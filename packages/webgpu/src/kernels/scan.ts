@@ -1,4 +1,4 @@
-import { MAIN_HEAD, storage, UNIFORM_DECL, uni } from '../wgsl/common.js';
+import { bound, mainHead, SERIAL_WG, storage, UNIFORM_DECL, uni } from '../wgsl/common.js';
 
 /**
  * The linear recurrence y_t = A_t y_{t−1} + c_t with [n/s] diagonal blocks of size s, in chunks
@@ -8,6 +8,7 @@ import { MAIN_HEAD, storage, UNIFORM_DECL, uni } from '../wgsl/common.js';
  *   2. boundaries: y at the start of every chunk, sequentially over chunks, per (b, block);
  *   3. fix-up: every step of every chunk from its boundary, per (b, q, block).
  * Reverse runs time backwards with transposed blocks. Work is linear in T; depth is O(L + Q).
+ * Every pass is a serial loop per invocation: workgroups of SERIAL_WG.
  */
 export interface ScanKernels {
   readonly summarize: string;
@@ -19,6 +20,39 @@ const head = (s: number, reverse: boolean) => `
 fn a_at(base: u32, i: u32, j: u32) -> f32 { return A[base + ${reverse ? `j * ${s}u + i` : `i * ${s}u + j`}]; }
 fn time_of(step: u32, T: u32) -> u32 { return ${reverse ? 'T - 1u - step' : 'step'}; }`;
 
+/**
+ * Diagonal summaries: one invocation per (b, q, k) composes both the product of the a's and the
+ * offset, reading each a once (the general kernel's column split would read A twice).
+ */
+function diagonalSummarize(n: number, reverse: boolean): string {
+  return [
+    UNIFORM_DECL,
+    storage(1, 'A', false),
+    storage(2, 'C', false),
+    storage(3, 'M', true),
+    storage(4, 'V', true),
+    `${mainHead(SERIAL_WG)}
+  let B = ${uni(0)}; let T = ${uni(1)}; let L = ${uni(2)}; let Q = ${uni(3)};
+  if (idx >= B * Q * ${n}u) { return; }
+  let k = idx % ${n}u;
+  let r = idx / ${n}u;
+  let q = r % Q;
+  let b = r / Q;
+  var m = 1.0;
+  var v = 0.0;
+  for (var st = q * L; st < min(q * L + L, T); st++) {
+    let t = ${reverse ? 'T - 1u - st' : 'st'};
+    let e = (b * T + t) * ${n}u + k;
+    let a = A[e];
+    m = a * m;
+    v = a * v + C[e];
+  }
+  M[idx] = m;
+  V[idx] = v;
+}`,
+  ].join('\n');
+}
+
 export function scanKernels(n: number, s: number, reverse: boolean): ScanKernels {
   const nb = n / s;
   const dims = `  let B = ${uni(0)}; let T = ${uni(1)}; let L = ${uni(2)}; let Q = ${uni(3)};`;
@@ -26,9 +60,9 @@ export function scanKernels(n: number, s: number, reverse: boolean): ScanKernels
       let t = time_of(st, T);
       let e = b * T + t;
       let base = (e * ${nb}u + k) * ${s * s}u;
-      for (var i = 0u; i < ${s}u + z; i++) {
+      for (var i = 0u; i < ${bound(s, s * s)}; i++) {
         var acc = ${withC};
-        for (var j = 0u; j < ${s}u + z; j++) { acc += a_at(base, i, j) * ${vec}[j]; }
+        for (var j = 0u; j < ${bound(s, s * s)}; j++) { acc += a_at(base, i, j) * ${vec}[j]; }
         nxt[i] = acc;
       }
       ${vec} = nxt;`;
@@ -39,7 +73,7 @@ export function scanKernels(n: number, s: number, reverse: boolean): ScanKernels
     storage(3, 'M', true),
     storage(4, 'V', true),
     head(s, reverse),
-    `${MAIN_HEAD}
+    `${mainHead(SERIAL_WG)}
 ${dims}
   if (idx >= B * Q * ${nb * (s + 1)}u) { return; }
   let col = idx % ${s + 1}u;
@@ -50,12 +84,12 @@ ${dims}
   let b = r2 / Q;
   var x: array<f32, ${s}>;
   var nxt: array<f32, ${s}>;
-  for (var i = 0u; i < ${s}u + z; i++) { x[i] = select(0.0, 1.0, i == col); }
+  for (var i = 0u; i < ${bound(s)}; i++) { x[i] = select(0.0, 1.0, i == col); }
   let isV = col == ${s}u;
   for (var st = q * L; st < min(q * L + L, T); st++) {${step('x', `select(0.0, C[e * ${n}u + k * ${s}u + i], isV)`)}
   }
   let mq = ((b * Q + q) * ${nb}u + k) * ${s * s}u;
-  for (var i = 0u; i < ${s}u + z; i++) {
+  for (var i = 0u; i < ${bound(s)}; i++) {
     if (isV) { V[(b * Q + q) * ${n}u + k * ${s}u + i] = x[i]; } else { M[mq + i * ${s}u + col] = x[i]; }
   }
 }`,
@@ -66,21 +100,21 @@ ${dims}
     storage(2, 'M', false),
     storage(3, 'V', false),
     storage(4, 'Yb', true),
-    `${MAIN_HEAD}
+    `${mainHead(SERIAL_WG)}
 ${dims}
   if (idx >= B * ${nb}u) { return; }
   let k = idx % ${nb}u;
   let b = idx / ${nb}u;
   var y: array<f32, ${s}>;
   var nxt: array<f32, ${s}>;
-  for (var i = 0u; i < ${s}u + z; i++) { y[i] = Y0[b * ${n}u + k * ${s}u + i]; }
+  for (var i = 0u; i < ${bound(s)}; i++) { y[i] = Y0[b * ${n}u + k * ${s}u + i]; }
   for (var q = 0u; q < Q; q++) {
     let o = (b * Q + q) * ${n}u + k * ${s}u;
     let mq = ((b * Q + q) * ${nb}u + k) * ${s * s}u;
-    for (var i = 0u; i < ${s}u + z; i++) { Yb[o + i] = y[i]; }
-    for (var i = 0u; i < ${s}u + z; i++) {
+    for (var i = 0u; i < ${bound(s)}; i++) { Yb[o + i] = y[i]; }
+    for (var i = 0u; i < ${bound(s, s * s)}; i++) {
       var acc = V[o + i];
-      for (var j = 0u; j < ${s}u + z; j++) { acc += M[mq + i * ${s}u + j] * y[j]; }
+      for (var j = 0u; j < ${bound(s, s * s)}; j++) { acc += M[mq + i * ${s}u + j] * y[j]; }
       nxt[i] = acc;
     }
     y = nxt;
@@ -94,7 +128,7 @@ ${dims}
     storage(3, 'Yb', false),
     storage(4, 'Y', true),
     head(s, reverse),
-    `${MAIN_HEAD}
+    `${mainHead(SERIAL_WG)}
 ${dims}
   if (idx >= B * Q * ${nb}u) { return; }
   let k = idx % ${nb}u;
@@ -103,19 +137,27 @@ ${dims}
   let b = r1 / Q;
   var y: array<f32, ${s}>;
   var nxt: array<f32, ${s}>;
-  for (var i = 0u; i < ${s}u + z; i++) { y[i] = Yb[(b * Q + q) * ${n}u + k * ${s}u + i]; }
+  for (var i = 0u; i < ${bound(s)}; i++) { y[i] = Yb[(b * Q + q) * ${n}u + k * ${s}u + i]; }
   for (var st = q * L; st < min(q * L + L, T); st++) {${step('y', `C[e * ${n}u + k * ${s}u + i]`)}
-    for (var i = 0u; i < ${s}u + z; i++) { Y[e * ${n}u + k * ${s}u + i] = y[i]; }
+    for (var i = 0u; i < ${bound(s)}; i++) { Y[e * ${n}u + k * ${s}u + i] = y[i]; }
   }
 }`,
   ].join('\n');
-  return { summarize, boundaries, fixup };
+  return { summarize: s === 1 ? diagonalSummarize(n, reverse) : summarize, boundaries, fixup };
+}
+
+/** Invocations of the summary pass: one per (b, q, block, column of [M | v]), or per (b, q, k) when diagonal. */
+export function summaryThreads(B: number, Q: number, n: number, s: number): number {
+  return s === 1 ? B * Q * n : B * Q * (n / s) * (s + 1);
 }
 
 /**
- * Chunks of the scan. The summaries cost B·T·s³ work however T is cut, so chunks only pay when
- * the device has lanes left over after the B·(n/s)·(s+1) independent rows: aim for about
- * `lanes` invocations in the summary pass, and never more than √T chunks.
+ * Chunks of the scan: the Q minimising a simple cost model, Q = 1 (a single serial pass) when
+ * chunking does not pay. Each pass costs its serial steps times its per-step work times the
+ * number of waves it needs (invocations / `lanes`, at least 1): summaries (T/Q steps; s² work per
+ * invocation, s + 1 invocations per block; diagonal: 2 work, one invocation), boundaries (Q steps)
+ * and the fix-up (T/Q steps). Dense summaries cost s + 1 times the fix-up's work, so on a device
+ * with few lanes (a software adapter) they only pay for small blocks.
  */
 export function chunking(
   T: number,
@@ -124,8 +166,18 @@ export function chunking(
   s: number,
   lanes: number,
 ): { L: number; Q: number } {
-  const rows = B * (n / s) * (s + 1);
-  const want = Math.min(Math.ceil(Math.sqrt(T)), Math.max(1, Math.ceil(lanes / rows)));
-  const L = Math.ceil(T / want);
+  const nb = n / s;
+  const waves = (threads: number) => Math.max(1, threads / lanes);
+  const work = s * s;
+  const cost = (Q: number) => {
+    const L = Math.ceil(T / Q);
+    if (Q === 1) return L * work * waves(B * nb);
+    const summary = s === 1 ? 2 * waves(B * Q * n) : work * waves(summaryThreads(B, Q, n, s));
+    return L * summary + Q * work * waves(B * nb) + L * work * waves(B * Q * nb);
+  };
+  let best = 1;
+  const most = Math.ceil(Math.sqrt(T));
+  for (let Q = 2; Q <= most; Q *= 2) if (cost(Q) < cost(best)) best = Q;
+  const L = Math.ceil(T / best);
   return { L, Q: Math.ceil(T / L) };
 }

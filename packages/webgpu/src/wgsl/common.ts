@@ -10,15 +10,56 @@ export function uni(k: number): string {
 }
 
 /**
- * The entry point header: `idx` is the flat thread index over a 2-D grid of workgroups. `z` is
- * uniform slot 7, always 0: loop bounds written `N + z` are opaque to the driver's compiler, which
- * otherwise unrolls every constant loop over the private arrays and takes seconds per kernel
- * (llvmpipe: 19 s for a GRU n = 32 step kernel).
+ * The entry point header for workgroups of `wg` invocations: `idx` is the flat thread index over a
+ * 2-D grid of workgroups. `z` is uniform slot 7, always 0: loop bounds written `N + z` are opaque
+ * to the driver's compiler, which otherwise unrolls every constant loop over the private arrays and
+ * takes seconds per kernel (llvmpipe: 19 s for a GRU n = 32 step kernel).
  */
-export const MAIN_HEAD = `@compute @workgroup_size(${WG})
+export function mainHead(wg: number): string {
+  return `@compute @workgroup_size(${wg})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let idx = gid.x + gid.y * nwg.x * ${WG}u;
+  let idx = gid.x + gid.y * nwg.x * ${wg}u;
   let z = ${uni(7)};`;
+}
+
+export const MAIN_HEAD = mainHead(WG);
+
+/**
+ * Workgroup size of kernels with one long serial loop per invocation (sequential evaluation, the
+ * scan's serial passes), which often have only B invocations: small groups spread them over all
+ * compute units (on a software adapter, a workgroup runs on one core).
+ */
+export const SERIAL_WG = 8;
+
+/** Loops with at most this many iterations (nested: in all) are left for the driver to unroll. */
+export const UNROLL_MAX = 256;
+
+/**
+ * The bound of a loop of `trips` iterations over private arrays: a constant where unrolling is
+ * cheap (the arrays then live in registers, which on a software adapter is several times faster),
+ * else `trips + z`, which the compiler cannot see through (see MAIN_HEAD). `work` is the total
+ * iterations of the nest the loop belongs to.
+ */
+export function bound(trips: number, work = trips, signed = false): string {
+  if (work <= UNROLL_MAX) return signed ? `${trips}` : `${trips}u`;
+  return signed ? `${trips} + i32(z)` : `${trips}u + z`;
+}
+
+/**
+ * Packed parameters of up to this many floats are bound as a uniform buffer (32 KiB, well inside
+ * WebGPU's guaranteed 64 KiB even after the pool rounds the buffer up): every invocation reads the
+ * same entries, which a uniform serves once for all lanes where storage reads are per lane.
+ */
+export const UNIFORM_PARAMS_MAX_FLOATS = 8192;
+
+/** The parameter binding `prm` and its reader `prm_(i)` for a program with `floats` parameters. */
+export function paramsDecl(binding: number, floats: number): string {
+  if (floats > UNIFORM_PARAMS_MAX_FLOATS)
+    return `${storage(binding, 'prm', false)}\nfn prm_(i: u32) -> f32 { return prm[i]; }`;
+  const vecs = Math.max(1, Math.ceil(floats / 4));
+  return `@group(0) @binding(${binding}) var<uniform> prm: array<vec4<f32>, ${vecs}>;
+fn prm_(i: u32) -> f32 { return prm[i >> 2u][i & 3u]; }`;
+}
 
 /** Storage binding declaration. */
 export function storage(binding: number, name: string, write: boolean): string {

@@ -1,5 +1,5 @@
 import { type BinaryFn, type Graph, matrixLayout, type Node, type NodeId, paramSpec, type UnaryFn } from '@deerjs/core';
-import { lit } from './common.js';
+import { bound, lit } from './common.js';
 
 /** WGSL helpers for the unary ops that need more than a builtin. */
 export const UNARY_HELPERS = `fn sigmoid_(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }
@@ -54,7 +54,7 @@ export interface Loads {
 
 /**
  * Per-element evaluation of graph nodes as WGSL statements over private arrays `v<id>`. Params
- * are read from the packed buffer `prm`, constants from private arrays `c<id>`.
+ * are read from the packed buffer through `prm_(i)`, constants from private arrays `c<id>`.
  */
 export class GraphEmitter {
   readonly uses = { params: false, state: false, input: false, cotangent: false };
@@ -76,7 +76,7 @@ export class GraphEmitter {
     const idx = n.size === 1 ? '0u' : i;
     if (n.op === 'param') {
       this.uses.params = true;
-      return `prm[${this.offsets.get(n.name)}u + ${idx}]`;
+      return `prm_(${this.offsets.get(n.name)}u + ${idx})`;
     }
     if (n.op === 'const') return n.size === 1 ? lit(n.values[0]!) : `c${id}[${idx}]`;
     return `v${id}[${idx}]`;
@@ -102,7 +102,7 @@ export class GraphEmitter {
   emit(id: NodeId, loads: Loads): string {
     const n = this.node(id);
     const loop = (size: number, body: string) =>
-      size === 0 ? '' : `  for (var i = 0u; i < ${size}u + z; i++) { ${body} }`;
+      size === 0 ? '' : `  for (var i = 0u; i < ${bound(size)}; i++) { ${body} }`;
     const out = `v${id}[i]`;
     switch (n.op) {
       case 'state':
@@ -137,7 +137,7 @@ export class GraphEmitter {
         return parts.join('\n');
       }
       case 'sum':
-        return `  { var acc = 0.0; for (var i = 0u; i < ${this.node(n.a).size}u + z; i++) { acc += ${this.ref(n.a, 'i')}; } v${id}[0] = acc; }`;
+        return `  { var acc = 0.0; for (var i = 0u; i < ${bound(this.node(n.a).size)}; i++) { acc += ${this.ref(n.a, 'i')}; } v${id}[0] = acc; }`;
       case 'matvec':
         return this.matvec(id, n);
     }
@@ -149,20 +149,20 @@ export class GraphEmitter {
     const off = this.offsets.get(n.param)!;
     if (!n.transpose) {
       // out[k·rows + i] = Σ_j W[k][i][j] · v[k·cols + j]
-      return `  for (var r = 0u; r < ${blocks * rows}u + z; r++) {
+      return `  for (var r = 0u; r < ${bound(blocks * rows, blocks * rows * cols)}; r++) {
     let k = r / ${rows}u; let i = r % ${rows}u;
     let w = ${off}u + k * ${rows * cols}u + i * ${cols}u;
     var acc = 0.0;
-    for (var j = 0u; j < ${cols}u + z; j++) { acc += prm[w + j] * ${this.ref(n.v, `(k * ${cols}u + j)`)}; }
+    for (var j = 0u; j < ${bound(cols, blocks * rows * cols)}; j++) { acc += prm_(w + j) * ${this.ref(n.v, `(k * ${cols}u + j)`)}; }
     v${id}[r] = acc;
   }`;
     }
     // out[k·cols + j] = Σ_i W[k][i][j] · v[k·rows + i]
-    return `  for (var r = 0u; r < ${blocks * cols}u + z; r++) {
+    return `  for (var r = 0u; r < ${bound(blocks * cols, blocks * rows * cols)}; r++) {
     let k = r / ${cols}u; let j = r % ${cols}u;
     let w = ${off}u + k * ${rows * cols}u + j;
     var acc = 0.0;
-    for (var i = 0u; i < ${rows}u + z; i++) { acc += prm[w + i * ${cols}u] * ${this.ref(n.v, `(k * ${rows}u + i)`)}; }
+    for (var i = 0u; i < ${bound(rows, blocks * rows * cols)}; i++) { acc += prm_(w + i * ${cols}u) * ${this.ref(n.v, `(k * ${rows}u + i)`)}; }
     v${id}[r] = acc;
   }`;
   }

@@ -1,4 +1,5 @@
 import { columnSparseOffset, type Graph, type MatExpr, matrixLayout, type NodeId, paramSpec } from '@deerjs/core';
+import { bound } from './common.js';
 
 /**
  * A Jacobian expression as WGSL: one function `m<k>(e: u32, r: i32, c: i32) -> f32` per distinct
@@ -52,7 +53,7 @@ export class MatExprEmitter {
         return lines.join('\n');
       }
       case 'sumrows':
-        return `  var acc = 0.0;\n  for (var i = 0; i < ${m.m.rows} + i32(u[1].w); i++) { acc += ${this.fn(m.m)}(e, i, c); }\n  return acc;`;
+        return `  var acc = 0.0;\n  for (var i = 0; i < ${bound(m.m.rows, m.m.rows, true)}; i++) { acc += ${this.fn(m.m)}(e, i, c); }\n  return acc;`;
       case 'broadcastrows':
         return `  return ${this.fn(m.m)}(e, 0, c);`;
       case 'matmul':
@@ -83,8 +84,79 @@ export class MatExprEmitter {
     }
     return `${head}
   var acc = 0.0;
-  for (var k = 0; k < ${inRows} + i32(u[1].w); k++) { acc += ${p('k')} * ${inner}(e, b * ${inRows} + k, c); }
+  for (var k = 0; k < ${bound(inRows, inRows, true)}; k++) { acc += ${p('k')} * ${inner}(e, b * ${inRows} + k, c); }
   return acc;`;
   }
 }
 
+
+/** Most product terms the unrolled Jacobian of one element may have (beyond: per-entry functions). */
+export const MAX_UNROLLED_TERMS = 2048;
+
+/**
+ * Entry (r, c) of a Jacobian expression as one WGSL expression over constant indices, or null
+ * where it is structurally zero: selects and block structure resolve while generating, so a
+ * GRU's entry is a few products. `coef(d, r)` reads entry r of coefficient vector d, `param(name,
+ * index)` a packed parameter entry; `budget.terms` counts the products emitted.
+ */
+export function unrolledEntry(
+  graph: Graph,
+  m: MatExpr,
+  r: number,
+  c: number,
+  coef: (d: NodeId, r: number) => string,
+  param: (name: string, index: number) => string,
+  budget: { terms: number },
+): string | null {
+  if (budget.terms > MAX_UNROLLED_TERMS) return null;
+  const at = (x: MatExpr, i: number, j: number) => unrolledEntry(graph, x, i, j, coef, param, budget);
+  const sum = (parts: (string | null)[]): string | null => {
+    const live = parts.filter((p): p is string => p !== null);
+    return live.length === 0 ? null : live.length === 1 ? live[0]! : `(${live.join(' + ')})`;
+  };
+  switch (m.kind) {
+    case 'zero':
+      return null;
+    case 'select':
+      return c === r + m.offset ? '1.0' : null;
+    case 'rowscale': {
+      const inner = at(m.m, r, c);
+      if (inner === null) return null;
+      budget.terms++;
+      const d = coef(m.d, graph.nodes[m.d]!.size === 1 ? 0 : r);
+      return inner === '1.0' ? d : `${d} * ${inner}`;
+    }
+    case 'add':
+      return sum(m.terms.map((t) => at(t, r, c)));
+    case 'slicerows':
+      return at(m.m, r + m.start, c);
+    case 'concatrows': {
+      let start = 0;
+      for (const p of m.parts) {
+        if (r < start + p.rows) return at(p, r - start, c);
+        start += p.rows;
+      }
+      return null;
+    }
+    case 'sumrows':
+      return sum(Array.from({ length: m.m.rows }, (_, i) => at(m.m, i, c)));
+    case 'broadcastrows':
+      return at(m.m, 0, c);
+    case 'matmul': {
+      const { rows: pr, cols: pc } = matrixLayout(paramSpec(graph, m.param));
+      const outRows = m.transpose ? pc : pr;
+      const inRows = m.transpose ? pr : pc;
+      const b = Math.floor(r / outRows);
+      const i = r % outRows;
+      const terms: (string | null)[] = [];
+      for (let k = 0; k < inRows; k++) {
+        const inner = at(m.m, b * inRows + k, c);
+        if (inner === null) continue;
+        budget.terms++;
+        const p = param(m.param, m.transpose ? b * pr * pc + k * pc + i : b * pr * pc + i * pc + k);
+        terms.push(inner === '1.0' ? p : `${p} * ${inner}`);
+      }
+      return sum(terms);
+    }
+  }
+}

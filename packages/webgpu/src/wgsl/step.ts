@@ -1,10 +1,39 @@
-import { type Graph, liveNodes, matExprNodes, type NodeId, type StepProgram } from '@deerjs/core';
-import { MAIN_HEAD, storage, UNIFORM_DECL, uni } from './common.js';
+import {
+  type Graph,
+  liveNodes,
+  matExprNodes,
+  matrixLayout,
+  type NodeId,
+  operands,
+  paramSpec,
+  type StepProgram,
+  splitInputOnly,
+} from '@deerjs/core';
+import {
+  bound,
+  MAIN_HEAD,
+  mainHead,
+  paramsDecl,
+  SERIAL_WG,
+  storage,
+  UNIFORM_DECL,
+  UNROLL_MAX,
+  uni,
+} from './common.js';
 import { GraphEmitter, type Loads, paramOffsets, SQ_HELPER, UNARY_HELPERS } from './graph.js';
-import { MatExprEmitter } from './jacobian.js';
+import { MAX_UNROLLED_TERMS, MatExprEmitter, unrolledEntry } from './jacobian.js';
 
 /** Buffers a generated kernel binds after the uniform block, in binding order. */
-export type Role = 'state' | 'input' | 'cotangent' | 'params' | 'y0' | 'packed' | 'out' | 'jacobian';
+export type Role =
+  | 'state'
+  | 'input'
+  | 'cotangent'
+  | 'params'
+  | 'y0'
+  | 'packed'
+  | 'out'
+  | 'jacobian'
+  | 'hoisted';
 
 export interface Kernel {
   readonly code: string;
@@ -28,7 +57,88 @@ export interface CompiledStep {
   readonly perElement: number;
   /** One invocation per Jacobian entry of a slab's elements, in block structure (uniforms as above). */
   readonly jacobian?: Kernel & { readonly blockSize: number };
+  /**
+   * Set when `evaluate` itself writes the Jacobian blocks (binding role 'jacobian', indexed by the
+   * global element), from coefficients still in registers: small blocks, unrolled.
+   */
+  readonly fusedJacobian?: { readonly blockSize: number };
   readonly paramFloats: number;
+  /** Present when `evaluate` reads input-only values from the 'hoisted' binding. */
+  readonly hoist?: Hoist;
+}
+
+/**
+ * Input-only work (the input projection W·x + b, say) done once per input tensor instead of once
+ * per Newton iteration or inside the sequential loop: `kernel` writes `floats` values per (b, t)
+ * element into the 'hoisted' binding (uniform 0 = elements), which the step kernel reads.
+ * Programs over the same graph with the same `frontier` share the values.
+ */
+export interface Hoist {
+  readonly kernel: Kernel;
+  readonly floats: number;
+  readonly graph: Graph;
+  readonly frontier: string;
+}
+
+/** Node → offset of its values in a hoisted element. */
+type HoistLayout = ReadonlyMap<NodeId, number>;
+
+/**
+ * Multiply-adds per element below which hoisting does not pay: writing and reading back the
+ * hoisted values costs more than recomputing a small projection (GRU n = 1 has 3).
+ */
+const HOIST_MIN_FMAS = 32;
+
+/** Multiply-adds of the matrix products among `ids`. */
+function matvecWork(g: Graph, ids: readonly NodeId[]): number {
+  let fmas = 0;
+  for (const id of ids) {
+    const node = g.nodes[id]!;
+    if (node.op !== 'matvec') continue;
+    const { blocks, rows, cols } = matrixLayout(paramSpec(g, node.param));
+    fmas += blocks * rows * cols;
+  }
+  return fmas;
+}
+
+/**
+ * What of `roots` is worth hoisting: the input-only frontier (the input leaf itself excepted: it
+ * is read where it lies), when the input-only part does enough matrix products; else nothing.
+ */
+function planHoist(g: Graph, roots: readonly NodeId[]): { hoist: Hoist; layout: HoistLayout } | undefined {
+  const split = splitInputOnly(g, roots);
+  if (matvecWork(g, split.inputOnly) < HOIST_MIN_FMAS) return undefined;
+  const handed = split.frontier.filter((id) => g.nodes[id]!.op !== 'input' && g.nodes[id]!.size > 0);
+  if (handed.length === 0) return undefined;
+  const layout = new Map<NodeId, number>();
+  let floats = 0;
+  for (const id of handed) {
+    layout.set(id, floats);
+    floats += g.nodes[id]!.size;
+  }
+  const em = new GraphEmitter(g);
+  const loads: Loads = {
+    state: () => '0.0',
+    input: (i) => `xin[e * ${g.inputSize}u + ${i}]`,
+    cotangent: () => '0.0',
+  };
+  const { decl, body } = bodyFor(em, handed, loads);
+  const writes = handed.map(
+    (id) =>
+      `  for (var i = 0u; i < ${bound(g.nodes[id]!.size)}; i++) { hv[e * ${floats}u + ${layout.get(id)}u + i] = ${em.ref(id, 'i')}; }`,
+  );
+  const roles: Role[] = [...usedRoles(em.uses), 'hoisted'];
+  const code = module(g, roles, new Set<Role>(['hoisted']), [
+    ...em.decls,
+    `${MAIN_HEAD}
+  if (idx >= ${uni(0)}) { return; }
+  let e = idx;
+${decl}
+${body}
+${writes.join('\n')}
+}`,
+  ]);
+  return { hoist: { kernel: { code, bindings: roles }, floats, graph: g, frontier: handed.join(',') }, layout };
 }
 
 const BINDING_NAMES: Record<Role, string> = {
@@ -40,10 +150,19 @@ const BINDING_NAMES: Record<Role, string> = {
   packed: 'packed',
   out: 'outp',
   jacobian: 'jac',
+  hoisted: 'hv',
 };
 
-function module(roles: readonly Role[], write: ReadonlySet<Role>, parts: readonly string[]): string {
-  const decls = roles.map((r, i) => storage(i + 1, BINDING_NAMES[r], write.has(r)));
+function module(
+  g: Graph,
+  roles: readonly Role[],
+  write: ReadonlySet<Role>,
+  parts: readonly string[],
+): string {
+  const floats = paramOffsets(g).total;
+  const decls = roles.map((r, i) =>
+    r === 'params' ? paramsDecl(i + 1, floats) : storage(i + 1, BINDING_NAMES[r], write.has(r)),
+  );
   return [UNIFORM_DECL, ...decls, UNARY_HELPERS, SQ_HELPER, ...parts].join('\n');
 }
 
@@ -56,29 +175,94 @@ function usedRoles(uses: GraphEmitter['uses']): Role[] {
   return roles;
 }
 
-function bodyFor(em: GraphEmitter, live: readonly NodeId[], loads: Loads): { decl: string; body: string } {
+/**
+ * Declarations and statements computing `live` for element `e`; nodes in `hoisted` are read from
+ * the 'hoisted' binding (element stride `stride`) instead of computed, along with what only they need.
+ */
+function bodyFor(
+  em: GraphEmitter,
+  roots: readonly NodeId[],
+  loads: Loads,
+  hoisted?: { layout: HoistLayout; stride: number },
+): { decl: string; body: string } {
+  const g = em.graph;
+  const live = hoisted ? liveBelow(g, roots, hoisted.layout) : liveNodes(g, roots);
   const decl = em.declare(live);
   const body = live
-    .map((id) => em.emit(id, loads))
+    .map((id) => {
+      const at = hoisted?.layout.get(id);
+      if (at === undefined) return em.emit(id, loads);
+      return `  for (var i = 0u; i < ${bound(g.nodes[id]!.size)}; i++) { v${id}[i] = hv[e * ${hoisted!.stride}u + ${at}u + i]; }`;
+    })
     .filter((s) => s !== '')
     .join('\n');
   return { decl, body };
 }
 
-/** Generate the evaluation and Jacobian kernels of a step program. */
-export function compileStep(program: StepProgram): CompiledStep {
+/** liveNodes, not descending below the nodes of `cut`. */
+function liveBelow(g: Graph, roots: readonly NodeId[], cut: HoistLayout): NodeId[] {
+  const seen = new Uint8Array(g.nodes.length);
+  const stack = [...roots];
+  while (stack.length > 0) {
+    const id = stack.pop()!;
+    if (seen[id]) continue;
+    seen[id] = 1;
+    if (!cut.has(id)) for (const o of operands(g.nodes[id]!)) stack.push(o);
+  }
+  const out: NodeId[] = [];
+  for (let i = 0; i < seen.length; i++) if (seen[i]) out.push(i);
+  return out;
+}
+
+/**
+ * The Jacobian blocks as statements writing `jac` for element `e`, every entry unrolled; undefined
+ * when there are too many entries or product terms for that.
+ */
+function unrolledJacobian(
+  g: Graph,
+  jac: NonNullable<StepProgram['jacobian']>,
+  em: GraphEmitter,
+): string | undefined {
+  const n = g.stateSize;
+  const s = jac.blockSize;
+  if (n * s > UNROLL_MAX) return undefined;
+  const offsets = paramOffsets(g).offsets;
+  const budget = { terms: 0 };
+  const lines: string[] = [];
+  const param = (name: string, index: number) => {
+    em.uses.params = true;
+    return `prm_(${offsets.get(name)! + index}u)`;
+  };
+  for (let k = 0; k < n / s; k++)
+    for (let i = 0; i < s; i++)
+      for (let j = 0; j < s; j++) {
+        const r = k * s + i;
+        const v = unrolledEntry(g, jac.expr, r, k * s + j, (d, at) => em.ref(d, `${at}u`), param, budget);
+        lines.push(`  jac[e * ${n * s}u + ${r * s + j}u] = ${v ?? '0.0'};`);
+      }
+  return budget.terms > MAX_UNROLLED_TERMS ? undefined : lines.join('\n');
+}
+
+/**
+ * Generate the evaluation and Jacobian kernels of a step program; with `hoisting`, input-only
+ * matrix products move to a kernel of their own (see Hoist).
+ */
+export function compileStep(program: StepProgram, hoisting = true): CompiledStep {
   const g = program.graph;
   const coefNodes = program.jacobian ? [...matExprNodes(program.jacobian.expr)] : [];
+  const em = new GraphEmitter(g);
+  const fused = program.jacobian ? unrolledJacobian(g, program.jacobian, em) : undefined;
   const segments = new Map<NodeId, Segment>();
   let pre = 0;
-  for (const id of [...program.outputs, ...coefNodes]) {
+  // Coefficients go through memory only for the separate Jacobian kernel.
+  for (const id of fused === undefined ? [...program.outputs, ...coefNodes] : program.outputs) {
     if (segments.has(id)) continue;
     const size = g.nodes[id]!.size;
     segments.set(id, { pre, size });
     pre += size;
   }
-  const live = liveNodes(g, [...segments.keys()]);
-  const em = new GraphEmitter(g);
+  const roots = [...segments.keys(), ...(fused === undefined ? [] : coefNodes)];
+  const planned = hoisting ? planHoist(g, roots) : undefined;
   const n = g.stateSize;
   const cotSize = g.nodes.find((x) => x.op === 'cotangent')?.size ?? 0;
   const loads: Loads = {
@@ -86,15 +270,25 @@ export function compileStep(program: StepProgram): CompiledStep {
     input: (i) => `xin[e * ${g.inputSize}u + ${i}]`,
     cotangent: (i) => `ct[e * ${cotSize}u + ${i}]`,
   };
-  const { decl, body } = bodyFor(em, live, loads);
+  const { decl, body } = bodyFor(
+    em,
+    roots,
+    loads,
+    planned && { layout: planned.layout, stride: planned.hoist.floats },
+  );
   const writes = [...segments].map(([id, s]) =>
     s.size === 0
       ? ''
-      : `  for (var i = 0u; i < ${s.size}u + z; i++) { packed[count * ${s.pre}u + l * ${s.size}u + i] = ${em.ref(id, 'i')}; }`,
+      : `  for (var i = 0u; i < ${bound(s.size)}; i++) { packed[count * ${s.pre}u + l * ${s.size}u + i] = ${em.ref(id, 'i')}; }`,
   );
-  const roles: Role[] = [...usedRoles(em.uses), 'packed'];
+  const roles: Role[] = [
+    ...usedRoles(em.uses),
+    ...(planned ? (['hoisted'] as const) : []),
+    ...(pre > 0 ? (['packed'] as const) : []),
+    ...(fused === undefined ? [] : (['jacobian'] as const)),
+  ];
   const evaluate = {
-    code: module(roles, new Set<Role>(['packed']), [
+    code: module(g, roles, new Set<Role>(['packed', 'jacobian']), [
       ...em.decls,
       `${MAIN_HEAD}
   let count = ${uni(0)};
@@ -104,12 +298,20 @@ export function compileStep(program: StepProgram): CompiledStep {
 ${decl}
 ${body}
 ${writes.join('\n')}
+${fused ?? ''}
 }`,
     ]),
     bindings: roles,
   };
-  const result: CompiledStep = { evaluate, segments, perElement: pre, paramFloats: paramOffsets(g).total };
+  const result: CompiledStep = {
+    evaluate,
+    segments,
+    perElement: pre,
+    paramFloats: paramOffsets(g).total,
+    ...(planned ? { hoist: planned.hoist } : {}),
+  };
   if (!program.jacobian) return result;
+  if (fused !== undefined) return { ...result, fusedJacobian: { blockSize: program.jacobian.blockSize } };
   return {
     ...result,
     jacobian: compileJacobian(g, program.jacobian.expr, program.jacobian.blockSize, segments),
@@ -133,7 +335,7 @@ function compileJacobian(
     },
     (name, index) => {
       uses.params = true;
-      return `prm[${offsets.get(name)}u + ${index}]`;
+      return `prm_(${offsets.get(name)}u + ${index})`;
     },
   );
   const top = em.fn(expr);
@@ -142,7 +344,7 @@ function compileJacobian(
   if (uses.params) roles.push('params');
   if (uses.packed) roles.push('packed');
   roles.push('jacobian');
-  const code = module(roles, new Set<Role>(['jacobian']), [
+  const code = module(g, roles, new Set<Role>(['jacobian']), [
     ...em.functions,
     `${MAIN_HEAD}
   if (idx >= ${uni(0)} * ${n * s}u) { return; }
@@ -158,25 +360,26 @@ function compileJacobian(
 }
 
 /**
- * y_t = f(y_{t−1}, x_t) in time order, one invocation per batch row; `program.outputs[0]` is f.
- * Uniforms: 0 = B, 1 = T.
+ * y_t = f(y_{t−1}, x_t) in time order, one invocation per batch row (workgroups of SERIAL_WG);
+ * `program.outputs[0]` is f. Uniforms: 0 = B, 1 = T.
  */
-export function compileSequential(program: StepProgram): Kernel {
+export function compileSequential(program: StepProgram, hoisting = true): Kernel & { readonly hoist?: Hoist } {
   const g = program.graph;
   const f = program.outputs[0]!;
   const n = g.stateSize;
-  const live = liveNodes(g, [f]);
+  const planned = hoisting ? planHoist(g, [f]) : undefined;
   const em = new GraphEmitter(g);
   const loads: Loads = {
     state: (i) => `sload(b, e, t, ${i})`,
     input: (i) => `xin[e * ${g.inputSize}u + ${i}]`,
     cotangent: () => '0.0',
   };
-  const { decl, body } = bodyFor(em, live, loads);
+  const { decl, body } = bodyFor(em, [f], loads, planned && { layout: planned.layout, stride: planned.hoist.floats });
   // The state is read from y0 or the output just written, never through the 'state' role.
   const usesState = em.uses.state;
   const roles: Role[] = [
     ...usedRoles({ ...em.uses, state: false }),
+    ...(planned ? (['hoisted'] as const) : []),
     ...(usesState ? (['y0'] as const) : []),
     'out',
   ];
@@ -184,10 +387,10 @@ export function compileSequential(program: StepProgram): Kernel {
   if (t == 0u) { return y0[b * ${n}u + i]; }
   return outp[(e - 1u) * ${n}u + i];
 }`;
-  const code = module(roles, new Set<Role>(['out']), [
+  const code = module(g, roles, new Set<Role>(['out']), [
     ...em.decls,
     ...(usesState ? [sload] : []),
-    `${MAIN_HEAD}
+    `${mainHead(SERIAL_WG)}
   let nb = ${uni(0)};
   let T = ${uni(1)};
   if (idx >= nb) { return; }
@@ -196,9 +399,9 @@ ${decl}
   for (var t = 0u; t < T; t++) {
     let e = b * T + t;
 ${body}
-    for (var i = 0u; i < ${n}u + z; i++) { outp[e * ${n}u + i] = ${em.ref(f, 'i')}; }
+    for (var i = 0u; i < ${bound(n)}; i++) { outp[e * ${n}u + i] = ${em.ref(f, 'i')}; }
   }
 }`,
   ]);
-  return { code, bindings: roles };
+  return { code, bindings: roles, ...(planned ? { hoist: planned.hoist } : {}) };
 }
