@@ -1,4 +1,14 @@
-import { type Cell, deer, deerWithGrad, defineCell, lang, sequential, UnsupportedOptionError } from '@deerjs/core';
+import {
+  type Backend,
+  type Cell,
+  cells,
+  deer,
+  deerWithGrad,
+  defineCell,
+  lang,
+  sequential,
+  UnsupportedOptionError,
+} from '@deerjs/core';
 import { expect } from 'vitest';
 import type { SuiteContext } from './context.js';
 import { CELL_FAMILIES, INPUT_SIZE, maxAbsDiff, maxRelDiff, sequenceData } from './fixtures.js';
@@ -18,6 +28,24 @@ const logistic = (): Cell =>
   defineCell({ name: 'logistic', state: 1, input: 1, params: {} }, (h, x) =>
     add(mul(constant(3.9), mul(h, sub(constant(1), h))), mul(constant(0), x)),
   );
+
+/**
+ * The backend as one that states `lanes` of parallelism: 'auto''s cost model then weighs DEER
+ * against sequential evaluation as it would on such a device (the computation is unchanged).
+ */
+export function withParallelism(backend: Backend, lanes: number): Backend {
+  const capabilities = { ...backend.capabilities, parallelism: lanes };
+  return new Proxy(backend, {
+    get(target, key) {
+      if (key === 'capabilities') return capabilities;
+      const v = Reflect.get(target, key, target);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}
+
+/** Lanes of a large GPU: DEER pays on every problem of these cases. */
+const WIDE = 1e9;
 
 /** `method`: ELK's damped steps and 'auto', against the float64 sequential oracle. */
 export function defineMethodCases(ctx: SuiteContext): void {
@@ -41,8 +69,12 @@ export function defineMethodCases(ctx: SuiteContext): void {
     for (const family of CELL_FAMILIES.slice(0, 4)) {
       const cell = family.make(8, INPUT_SIZE);
       const data = sequenceData(311, 2, 500, cell, ctx.dtype);
-      const plain = await solveOnBackend(ctx.backend(), cell, data, 2, 500, ctx.dtype);
-      const auto = await solveOnBackend(ctx.backend(), cell, data, 2, 500, ctx.dtype, { method: 'auto' });
+      // The same Jacobian for both (the cost model's choice of structure has a case of its own):
+      // 'auto''s Newton path adds no iterations to DEER's.
+      const jacobian = { block: cell.exactBlockSize };
+      const plain = await solveOnBackend(ctx.backend(), cell, data, 2, 500, ctx.dtype, { jacobian });
+      const wide = withParallelism(ctx.backend(), WIDE);
+      const auto = await solveOnBackend(wide, cell, data, 2, 500, ctx.dtype, { method: 'auto', jacobian });
       expect(plain.stats.converged).toBe(true);
       expect(auto.stats.converged).toBe(true);
       expect(auto.stats.iterations, cell.name).toBeLessThanOrEqual(plain.stats.iterations);
@@ -52,8 +84,9 @@ export function defineMethodCases(ctx: SuiteContext): void {
   });
 
   ctx.test('method/auto-chaotic-goes-sequential', async () => {
-    const backend = ctx.backend();
-    const T = 3000;
+    // Long enough that the cost model picks DEER: the chaos probe is what sends it sequential.
+    const backend = withParallelism(ctx.backend(), WIDE);
+    const T = 100_000;
     const x = backend.tensor(new Float64Array(2 * T), [2, T, 1], ctx.dtype);
     try {
       const { y, stats } = await deer(backend, logistic(), {}, x, { h0: [0.3, 0.6], method: 'auto' });
@@ -71,6 +104,60 @@ export function defineMethodCases(ctx: SuiteContext): void {
       ctx.report(`logistic map: estimated Lyapunov exponent ${stats.lyapunov!.toFixed(3)} per step → sequential`);
     } finally {
       backend.dispose(x);
+    }
+  });
+
+  ctx.test('method/auto-cost-model', async () => {
+    // Few lanes (a small CPU): DEER's extra work cannot pay, 'auto' evaluates sequentially; many
+    // lanes: DEER, with the exact Jacobian for a small GRU and the diagonal for a wide one.
+    const B = 3;
+    const T = 200;
+    const lengths = [T, 150, 7];
+    for (const [lanes, n, want] of [
+      [1, 8, 'sequential'],
+      [WIDE, 8, 'exact'],
+      [WIDE, 64, 'diagonal'],
+    ] as const) {
+      const backend = withParallelism(ctx.backend(), lanes);
+      const cell = cells.gru({ inputSize: INPUT_SIZE, hiddenSize: n });
+      const data = sequenceData(331 + n, B, T, cell, ctx.dtype);
+      const ref = await oracleTrajectory(ctx.oracle(), cell, data, B, T);
+      const got = await solveOnBackend(backend, cell, data, B, T, ctx.dtype, { method: 'auto' });
+      const plan = got.stats.plan!;
+      expect(plan, 'the plan is reported').toBeDefined();
+      expect(got.stats.switches[0]).toBe(plan.reason);
+      expect(got.stats.converged, `${n}/${lanes}`).toBe(true);
+      expect(got.stats.fellBack).toBe(false);
+      expect(maxAbsDiff(got.y, ref)).toBeLessThanOrEqual(ctx.tolerance);
+      if (want === 'sequential') {
+        expect(plan.choice).toBe('sequential');
+        expect(got.stats.stopReason).toBe('sequential');
+        expect(got.stats.iterations).toBe(0);
+        expect(got.stats.structure).toBe('none');
+        // Padding past each row's length stays zero on the sequential path too.
+        const x = backend.tensor(data.x, [B, T, INPUT_SIZE], ctx.dtype);
+        try {
+          const r = await deer(backend, cell, data.params, x, { h0: data.h0, method: 'auto', lengths });
+          const y = await backend.read(r.y);
+          backend.dispose(r.y);
+          expect(r.stats.stopReason).toBe('sequential');
+          for (let b = 0; b < B; b++) {
+            const tail = y.subarray((b * T + lengths[b]!) * n, (b + 1) * T * n);
+            expect(Math.max(0, ...Array.from(tail, Math.abs)), `row ${b} padding`).toBe(0);
+            const head = y.subarray(b * T * n, (b * T + lengths[b]!) * n);
+            const refHead = ref.subarray(b * T * n, (b * T + lengths[b]!) * n);
+            expect(maxAbsDiff(head, refHead)).toBeLessThanOrEqual(ctx.tolerance);
+          }
+        } finally {
+          backend.dispose(x);
+        }
+      } else {
+        expect(got.stats.iterations).toBeGreaterThan(0);
+        expect(plan.choice).toBe(want === 'exact' ? cell.exactBlockSize : 1);
+        expect(got.stats.exactJacobian).toBe(want === 'exact');
+        expect(got.stats.structure).toBe(want === 'exact' ? 'dense' : 'diagonal');
+      }
+      ctx.report(`GRU n=${n}, ${lanes} lanes: ${plan.reason}`);
     }
   });
 

@@ -70,6 +70,15 @@ export * as cells from './cells/index.js';
 export * from './errors.js';
 export { type DeerResult, type DeerStats, deer, deerSync } from './solver/deer.js';
 export type { StopReason } from './solver/engine.js';
+export {
+  type DeerEstimate,
+  EXACT_ITERATIONS,
+  ITERATION_OVERHEAD,
+  planSolve,
+  QUASI_ITERATIONS,
+  type SolvePlan,
+  stepCost,
+} from './solver/plan.js';
 export { affineExponential, type MatrixOps } from './solver/expm.js';
 export {
   type DeerGradients,

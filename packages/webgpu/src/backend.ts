@@ -73,6 +73,8 @@ export class WebGpuBackend implements Backend {
     maxBufferBytes: number,
     /** Invocations the device runs at once, roughly: sets how finely the scan is chunked. */
     private readonly scanLanes: number,
+    /** Scalar operations the device runs at once (`capabilities.parallelism`). */
+    parallelism: number,
     /** Whatever must stay alive with the device (the GPU object of the Node addon). */
     private readonly keepAlive?: unknown,
   ) {
@@ -82,6 +84,7 @@ export class WebGpuBackend implements Backend {
       maxBufferBytes,
       syncRead: false,
       device,
+      parallelism,
     };
   }
 

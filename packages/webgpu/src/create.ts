@@ -90,6 +90,11 @@ export async function createOn(
   const description = describeAdapter(adapter);
   const software =
     adapter.info?.isFallbackAdapter === true || /llvmpipe|lavapipe|swiftshader|software/i.test(description);
-  const lanes = options.scanLanes ?? (software ? 64 * Math.max(1, hostCores) : 65536);
-  return new WebGpuBackend(new GpuContext(device, binding, timing), description, maxBufferBytes, lanes, keepAlive);
+  const cores = Math.max(1, hostCores);
+  const lanes = options.scanLanes ?? (software ? 64 * cores : 65536);
+  // A software adapter computes 8 floats at once per core (256-bit SIMD); a GPU, whatever the
+  // scan is told it has.
+  const parallelism = software ? 8 * cores : lanes;
+  const ctx = new GpuContext(device, binding, timing);
+  return new WebGpuBackend(ctx, description, maxBufferBytes, lanes, parallelism, keepAlive);
 }

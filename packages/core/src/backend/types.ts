@@ -28,6 +28,12 @@ export interface BackendCapabilities {
   readonly syncRead: boolean;
   /** Engine or adapter, for reports (e.g. "llvmpipe", "NVIDIA H100", "tfjs wasm"). */
   readonly device: string;
+  /**
+   * About how many scalar operations the backend runs at once (threads × SIMD width on a CPU,
+   * resident invocations on a GPU). `method: 'auto'` weighs DEER's extra work against it to choose
+   * between DEER and sequential evaluation; absent, 'auto' does not make that choice.
+   */
+  readonly parallelism?: number;
 }
 
 /** Per-(batch, time) inputs of a step program; every tensor is [B, T, size]. */

@@ -18,6 +18,7 @@ import {
   prepareParams,
   windowLengths,
 } from './validate.js';
+import { planSolve, type SolvePlan } from './plan.js';
 import { chooseWindow } from './window.js';
 
 export interface DeerStats {
@@ -60,6 +61,11 @@ export interface DeerStats {
   readonly switches: readonly string[];
   /** 'auto': the largest estimated Lyapunov exponent per step over the rows (> 0: chaotic). */
   readonly lyapunov: number | undefined;
+  /**
+   * 'auto' on a backend that states its parallelism: the cost model's estimates and its choice
+   * (the structure DEER used, or sequential evaluation; the reason is also in `switches`).
+   */
+  readonly plan?: SolvePlan;
   /**
    * Device work of the Newton solve (dispatches, submits, host reads, bytes written), when the
    * backend counts it (`backend.counters`, e.g. webgpu).
@@ -286,15 +292,31 @@ function* deerSolve(
       `y [${B}, ${Tfull}, ${n}] does not fit the largest buffer (${backend.capabilities.maxBufferBytes} bytes): solve shorter sequences or a smaller batch`,
     );
   }
-  const s = opts.blockSize;
+  let s = opts.blockSize;
   const stats: EngineStats = newEngineStats(opts.method);
   const describe = (windows: number): DeerStats => ({
     ...stats,
-    structure: describeStructure(structureFromBlockSize(s, n)),
-    exactJacobian: opts.exact,
+    // No Jacobian at all when the cost model chose sequential evaluation (exact by construction).
+    structure: stats.stopReason === 'sequential' ? 'none' : describeStructure(structureFromBlockSize(s, n)),
+    exactJacobian: stats.stopReason === 'sequential' || s % cell.exactBlockSize === 0,
     windows,
   });
   if (T === 0) return { y: backend.zeros([B, Tfull, n], dtype), stats: describe(0) };
+  const lanes = backend.capabilities.parallelism;
+  if (opts.method === 'auto' && lanes !== undefined) {
+    // 'auto' asks the cost model first: a coarser Jacobian, or no Newton at all, may be faster.
+    const candidates = opts.structureGiven || s === 1 ? [s] : [s, 1];
+    const plan = planSolve(cell, B, T, lanes, candidates);
+    stats.plan = plan;
+    stats.switches.push(plan.reason);
+    if (plan.choice === 'sequential') {
+      stats.stopReason = 'sequential';
+      const problem = recurrenceProblem(backend, cell, params, x, y0, s, () => backend.zeros([B, Tfull, n], dtype), lengths);
+      const y = yield* problem.sequential([...Array(B).keys()]);
+      return { y, stats: describe(0) };
+    }
+    s = plan.choice;
+  }
   const W =
     opts.window ?? chooseWindow(backend, { B, T, n, s, dtype, extra: 0, jacobians: 1, lastHasExtra: false });
   const guess = opts.initialGuess;

@@ -10,6 +10,7 @@ import { ConvergenceError } from '../errors.js';
 import { residualMerit } from './merit.js';
 import { readUpdate, type Solve } from './solve.js';
 import type { FallbackOption, IterationInfo } from './options.js';
+import type { SolvePlan } from './plan.js';
 
 /**
  * The one Newton engine behind `deer`, `solveIvp` and their sync variants. A problem supplies
@@ -21,7 +22,18 @@ import type { FallbackOption, IterationInfo } from './options.js';
  */
 
 /** Why Newton stopped for a batch row (the stats report the worst row's). */
-export type StopReason = 'tolerance' | 'stagnated' | 'diverged' | 'nonFinite' | 'maxIter' | 'chaotic';
+/**
+ * Why Newton stopped. 'sequential': no Newton at all — `method: 'auto'`'s cost model chose
+ * sequential evaluation (an exact answer).
+ */
+export type StopReason =
+  | 'tolerance'
+  | 'stagnated'
+  | 'diverged'
+  | 'nonFinite'
+  | 'maxIter'
+  | 'chaotic'
+  | 'sequential';
 
 /** Newton's step: full (DEER), damped (ELK), or chosen as it goes ('auto'). */
 export type NewtonMethod = 'deer' | 'elk' | 'auto';
@@ -91,6 +103,8 @@ export interface EngineStats {
   lyapunov: number | undefined;
   /** Device work of the solve (summed over windows), when the backend counts it (`counters`). */
   device?: DeviceCounters;
+  /** 'auto': the cost model's estimates and choice, when the backend states its parallelism. */
+  plan?: SolvePlan;
 }
 
 export function newEngineStats(method: NewtonMethod = 'deer'): EngineStats {
@@ -130,7 +144,15 @@ const ELK_PATIENCE = 12;
 /** Largest Lyapunov exponent (per step) above which 'auto' treats a row as chaotic. */
 export const CHAOS_THRESHOLD = 0.01;
 
-const SEVERITY: readonly StopReason[] = ['tolerance', 'maxIter', 'stagnated', 'chaotic', 'diverged', 'nonFinite'];
+const SEVERITY: readonly StopReason[] = [
+  'tolerance',
+  'sequential',
+  'maxIter',
+  'stagnated',
+  'chaotic',
+  'diverged',
+  'nonFinite',
+];
 
 enum Row {
   Active = 0,

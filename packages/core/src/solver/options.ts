@@ -81,6 +81,8 @@ export interface ResolvedDeerOptions {
   readonly maxIter: number;
   readonly blockSize: number;
   readonly exact: boolean;
+  /** Whether the structure was asked for (not 'auto'): the cost model then keeps it. */
+  readonly structureGiven: boolean;
   readonly fallback: FallbackOption;
   readonly clip: number;
   readonly initialGuess: InitialGuess;
@@ -200,6 +202,7 @@ export function resolveDeerOptions(
     blockSize: s,
     // A block structure is exact when it holds every block of the cell's smallest exact one.
     exact: s % cell.exactBlockSize === 0,
+    structureGiven: jac !== 'auto',
     fallback,
     clip: positive('clip', o.clip, DEFAULT_CLIP, 'positive'),
     initialGuess: guess,

@@ -1,0 +1,112 @@
+import type { Cell } from '../cell/cell.js';
+import { type Graph, liveNodes, matrixLayout, type NodeId, paramSpec, type UnaryFn } from '../cell/graph.js';
+
+/**
+ * The cost model behind `method: 'auto'`: which Jacobian structure DEER should use, and whether
+ * DEER can beat plain sequential evaluation at all on this backend. Costs are counted in
+ * multiply-add equivalents and turned into time by the backend's `capabilities.parallelism`
+ * (lanes computing at once). The constants are rough by design — the model only has to tell
+ * apart cases that differ by large factors (a 2-core CPU, where DEER's extra work can never pay,
+ * from a GPU with 10⁴ idle lanes), and its estimates are reported so that its choices can be checked.
+ */
+
+/** Unary functions priced like a transcendental (a few dozen instructions). */
+const EXPENSIVE: ReadonlySet<UnaryFn> = new Set(['sigmoid', 'tanh', 'exp', 'log', 'softplus', 'sin', 'cos', 'sqrt']);
+const TRANSCENDENTAL = 10;
+/**
+ * Fixed cost of one Newton iteration's passes (launches, reads), whatever its size: about 5 µs at
+ * one multiply-add per nanosecond — what keeps short sequences sequential.
+ */
+export const ITERATION_OVERHEAD = 5000;
+/** Newton iterations assumed with the exact Jacobian, and with a coarser one (quasi-DEER). */
+export const EXACT_ITERATIONS = 6;
+export const QUASI_ITERATIONS = 15;
+
+/** Multiply-add equivalents of one evaluation of `roots` for one (b, t) element. */
+export function stepCost(graph: Graph, roots: readonly NodeId[]): number {
+  let cost = 0;
+  for (const id of liveNodes(graph, roots)) {
+    const node = graph.nodes[id]!;
+    switch (node.op) {
+      case 'matvec': {
+        const { blocks, rows, cols } = matrixLayout(paramSpec(graph, node.param));
+        cost += blocks * rows * cols;
+        break;
+      }
+      case 'unary':
+        cost += node.size * (EXPENSIVE.has(node.fn) ? TRANSCENDENTAL : 1);
+        break;
+      case 'binary':
+        cost += node.size * (node.fn === 'div' ? 4 : 1);
+        break;
+      case 'sum':
+        cost += graph.nodes[node.a]!.size;
+        break;
+      default:
+        break;
+    }
+  }
+  return cost;
+}
+
+export interface DeerEstimate {
+  readonly blockSize: number;
+  readonly iterations: number;
+  /** Estimated time units of one Newton iteration (work / lanes + serial depth of the scan + overhead). */
+  readonly perIteration: number;
+  /** iterations × perIteration, plus the final residual check. */
+  readonly total: number;
+}
+
+export interface SolvePlan {
+  /** 'sequential', or the block size DEER should use. */
+  readonly choice: 'sequential' | number;
+  /** Estimated time units of sequential evaluation: T serial steps, batch rows spread over lanes. */
+  readonly sequential: number;
+  /** One estimate per candidate structure. */
+  readonly deer: readonly DeerEstimate[];
+  readonly reason: string;
+}
+
+/**
+ * The plan for B rows of T steps of `cell` on a backend running `lanes` lanes at once, choosing
+ * among the block sizes `candidates` (the exact one first).
+ */
+export function planSolve(cell: Cell, B: number, T: number, lanes: number, candidates: readonly number[]): SolvePlan {
+  const n = cell.stateSize;
+  const program = cell.stepProgram();
+  const f = stepCost(program.graph, program.outputs);
+  const exact = candidates[0]!;
+  const deer = candidates.map((s): DeerEstimate => {
+    // Linearisation (f and ~3 terms per Jacobian entry), the chunked scan (fix-up n·s² and
+    // summaries (s + 1) times that; diagonal: 3n) and the update (~4n).
+    const scan = s === 1 ? 3 * n : n * s * s * (s + 2);
+    const linearize = f + 3 * n * s;
+    const work = linearize + scan + 4 * n;
+    // The scan's serial span: about 2√T chunk steps of s² each.
+    const depth = 2 * Math.sqrt(T) * s * s;
+    const perIteration = (B * T * work) / lanes + depth + ITERATION_OVERHEAD;
+    const iterations = s === exact ? EXACT_ITERATIONS : QUASI_ITERATIONS;
+    const check = (B * T * f) / lanes;
+    return { blockSize: s, iterations, perIteration, total: iterations * perIteration + check };
+  });
+  const sequential = T * f * Math.ceil(B / lanes);
+  const best = deer.reduce((a, b) => (b.total < a.total ? b : a));
+  const ratio = best.total / sequential;
+  const fmt = (v: number) => (v >= 10 ? v.toFixed(0) : v.toPrecision(2));
+  if (ratio >= 1) {
+    return {
+      choice: 'sequential',
+      sequential,
+      deer,
+      reason: `cost model (${lanes} lanes): DEER estimated ${fmt(ratio)}× sequential → sequential`,
+    };
+  }
+  const what = best.blockSize === exact ? 'exact Jacobian' : `block size ${best.blockSize} (quasi)`;
+  return {
+    choice: best.blockSize,
+    sequential,
+    deer,
+    reason: `cost model (${lanes} lanes): DEER with the ${what} estimated ${fmt(1 / ratio)}× faster than sequential`,
+  };
+}

@@ -1,0 +1,52 @@
+import { describe, expect, it } from 'vitest';
+import { cells, defineCell, lang, planSolve, stepCost } from '../src/index.js';
+
+describe('cost model (method: auto)', () => {
+  it('counts a GRU step: 6n² multiply-adds of its matrix products plus the gates', () => {
+    for (const n of [1, 8, 32]) {
+      const program = cells.gru({ inputSize: n, hiddenSize: n }).stepProgram();
+      const cost = stepCost(program.graph, program.outputs);
+      // Two [3n, n] products, 3n transcendentals (priced 10) and O(n) elementwise work.
+      expect(cost).toBeGreaterThanOrEqual(6 * n * n + 30 * n);
+      expect(cost).toBeLessThan(6 * n * n + 60 * n);
+    }
+  });
+
+  it('prices the operations it is told are expensive', () => {
+    const { add, mul, tanh } = lang;
+    const cheap = defineCell({ name: 'c', state: 4, input: 4, params: { w: [4] } }, (h, x, p) => add(mul(p.w, h), x));
+    const dear = defineCell({ name: 'd', state: 4, input: 4, params: { w: [4] } }, (h, x, p) =>
+      tanh(add(mul(p.w, h), x)),
+    );
+    const cost = (c: typeof cheap) => stepCost(c.stepProgram().graph, c.stepProgram().outputs);
+    expect(cost(cheap)).toBe(8);
+    expect(cost(dear)).toBe(8 + 40);
+  });
+
+  it('chooses sequential evaluation where the lanes are few', () => {
+    const cell = cells.gru({ inputSize: 8, hiddenSize: 8 });
+    for (const lanes of [1, 2, 16]) {
+      const plan = planSolve(cell, 16, 10_000, lanes, [8, 1]);
+      expect(plan.choice, `${lanes} lanes`).toBe('sequential');
+      expect(Math.min(...plan.deer.map((d) => d.total))).toBeGreaterThanOrEqual(plan.sequential);
+      expect(plan.reason).toMatch(/→ sequential/);
+    }
+  });
+
+  it('chooses DEER on a wide device: the exact Jacobian for small n, the diagonal for large n', () => {
+    const small = planSolve(cells.gru({ inputSize: 2, hiddenSize: 2 }), 16, 100_000, 65536, [2, 1]);
+    expect(small.choice).toBe(2);
+    expect(small.reason).toMatch(/exact Jacobian/);
+    const wide = planSolve(cells.gru({ inputSize: 64, hiddenSize: 64 }), 16, 10_000, 65536, [64, 1]);
+    expect(wide.choice).toBe(1);
+    expect(wide.reason).toMatch(/quasi/);
+    // A structure that was asked for is the only candidate.
+    const given = planSolve(cells.gru({ inputSize: 64, hiddenSize: 64 }), 16, 10_000, 65536, [64]);
+    expect(given.deer.map((d) => d.blockSize)).toEqual([64]);
+  });
+
+  it('prefers sequential evaluation for short sequences even on a wide device', () => {
+    const plan = planSolve(cells.gru({ inputSize: 8, hiddenSize: 8 }), 1, 4, 65536, [8, 1]);
+    expect(plan.choice).toBe('sequential');
+  });
+});
