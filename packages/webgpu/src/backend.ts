@@ -32,16 +32,26 @@ import { DAMPED_ROUND, DAMPED_SETUP, DAMPED_SOLVE } from './kernels/damped-scan.
 import { chunking, scanKernels, summaryThreads } from './kernels/scan.js';
 import { GpuTensor } from './tensor.js';
 import { SERIAL_WG, WG } from './wgsl/common.js';
-import {
-  type CompiledStep,
-  compileSequential,
-  compileStep,
-  type Hoist,
-  type Kernel,
-  type Role,
-} from './wgsl/step.js';
+import { compileSequential, compileSequentialWorkgroup, type SequentialKernel } from './wgsl/sequential.js';
+import { type CompiledStep, compileStep, type Hoist, type Role } from './wgsl/step.js';
 
 const F32 = 4;
+
+/** How a backend was set up (see `createWebGpuBackend`'s options). */
+export interface BackendConfig {
+  readonly device: string;
+  readonly maxBufferBytes: number;
+  /** Invocations the device runs at once, roughly: sets how finely the scan is chunked. */
+  readonly scanLanes: number;
+  /** Scalar operations the device runs at once (`capabilities.parallelism`). */
+  readonly parallelism: number;
+  /** Sequential evaluation: one invocation per row, one workgroup per row where it fits, or by n. */
+  readonly sequentialKernel: 'row' | 'workgroup' | 'auto';
+  /** A software adapter (llvmpipe and the like). */
+  readonly software: boolean;
+  /** Floats of workgroup memory a kernel may use. */
+  readonly sharedFloats: number;
+}
 /** Hoisted value sets kept per input tensor. */
 const HOISTS_KEPT = 2;
 const shapeSize = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
@@ -59,7 +69,8 @@ export class WebGpuBackend implements Backend {
   private live = 0;
   /** Per program: compiled with hoisting [0] and without [1] (for inputs too long to hoist). */
   private readonly steps = new WeakMap<StepProgram, (CompiledStep | undefined)[]>();
-  private readonly sequentials = new WeakMap<StepProgram, ((Kernel & { hoist?: Hoist }) | undefined)[]>();
+  /** Per program: [hoisting, not hoisting] sequential kernels. */
+  private readonly sequentials = new WeakMap<StepProgram, (SequentialKernel | undefined)[]>();
   /**
    * Hoisted input-only values per input tensor (see Hoist), the latest few, released with the
    * tensor: a solve alternates between programs with and without the Jacobian, whose frontiers
@@ -69,23 +80,23 @@ export class WebGpuBackend implements Backend {
 
   constructor(
     private readonly ctx: GpuContext,
-    device: string,
-    maxBufferBytes: number,
-    /** Invocations the device runs at once, roughly: sets how finely the scan is chunked. */
-    private readonly scanLanes: number,
-    /** Scalar operations the device runs at once (`capabilities.parallelism`). */
-    parallelism: number,
+    private readonly config: BackendConfig,
     /** Whatever must stay alive with the device (the GPU object of the Node addon). */
     private readonly keepAlive?: unknown,
   ) {
     this.capabilities = {
       dtypes: ['float32'],
       defaultDType: 'float32',
-      maxBufferBytes,
+      maxBufferBytes: config.maxBufferBytes,
       syncRead: false,
-      device,
-      parallelism,
+      device: config.device,
+      parallelism: config.parallelism,
     };
+  }
+
+  /** Invocations the device runs at once, roughly: sets how finely the scan is chunked. */
+  private get scanLanes(): number {
+    return this.config.scanLanes;
   }
 
   // ---- tensors -------------------------------------------------------------------------------
@@ -337,8 +348,15 @@ export class WebGpuBackend implements Backend {
     const n = program.graph.stateSize;
     const variants = this.sequentials.get(program) ?? [];
     this.sequentials.set(program, variants);
-    let k = (variants[0] ??= compileSequential(program, true));
-    if (k.hoist && !(x && this.hoistFits(k.hoist, B * T))) k = variants[1] ??= compileSequential(program, false);
+    const mode = this.config.sequentialKernel;
+    // A lane doing a step's n² work alone falls behind a workgroup sharing it from n ≈ 8 on a GPU.
+    const shared = mode === 'workgroup' || (mode === 'auto' && !this.config.software && n >= 8);
+    const compile = (hoisting: boolean) =>
+      (shared
+        ? compileSequentialWorkgroup(program, this.config.sharedFloats, hoisting)
+        : undefined) ?? compileSequential(program, hoisting);
+    let k = (variants[0] ??= compile(true));
+    if (k.hoist && !(x && this.hoistFits(k.hoist, B * T))) k = variants[1] ??= compile(false);
     const usesParams = k.bindings.includes('params') || !!k.hoist?.kernel.bindings.includes('params');
     const prm = usesParams ? this.packParams(program, inputs.params) : undefined;
     const out = this.make([B, T, n]);
@@ -351,7 +369,7 @@ export class WebGpuBackend implements Backend {
         out: out.buffer,
         hoisted,
       });
-      this.ctx.dispatch(k.code, 'sequential', buffers, [B, T], B, SERIAL_WG);
+      this.ctx.dispatch(k.code, 'sequential', buffers, [B, T], B * k.perRow, k.wg);
     } catch (err) {
       this.dispose(out);
       throw err;

@@ -26,6 +26,14 @@ export interface WebGpuBackendOptions {
    * `backend.deviceTimeMs()`. Only where the adapter offers 'timestamp-query'; default off.
    */
   readonly timestamps?: boolean;
+  /**
+   * Sequential evaluation's kernel: 'row' (one invocation walks a batch row, doing each step's
+   * work alone), 'workgroup' (a workgroup per row shares each step's work, its values in
+   * workgroup memory; falls back to 'row' where they do not fit) or 'auto' (default: 'workgroup'
+   * on a GPU for states of 8 or more, whose n² work per step would leave one lane far behind;
+   * 'row' on a software adapter, where a barrier costs as much as the work it saves).
+   */
+  readonly sequentialKernel?: 'row' | 'workgroup' | 'auto';
 }
 
 function positiveBytes(device: GPUDevice, name: string, v: number | undefined): void {
@@ -95,6 +103,23 @@ export async function createOn(
   // A software adapter computes 8 floats at once per core (256-bit SIMD); a GPU, whatever the
   // scan is told it has.
   const parallelism = software ? 8 * cores : lanes;
+  const seq = options.sequentialKernel ?? 'auto';
+  if (!['row', 'workgroup', 'auto'].includes(seq)) {
+    device.destroy();
+    throw new Error(`webgpu: option sequentialKernel: expected 'row', 'workgroup' or 'auto', got ${String(seq)}`);
+  }
   const ctx = new GpuContext(device, binding, timing);
-  return new WebGpuBackend(ctx, description, maxBufferBytes, lanes, parallelism, keepAlive);
+  return new WebGpuBackend(
+    ctx,
+    {
+      device: description,
+      maxBufferBytes,
+      scanLanes: lanes,
+      parallelism,
+      sequentialKernel: seq,
+      software,
+      sharedFloats: Math.floor(device.limits.maxComputeWorkgroupStorageSize / 4),
+    },
+    keepAlive,
+  );
 }

@@ -7,7 +7,7 @@ fn tanh_(x: f32) -> f32 { let y = exp(-2.0 * abs(x)); return sign(x) * (1.0 - y)
 // log(1 + e) loses e entirely once e < 2^-24; e − e²/2 keeps softplus(x) ≈ eˣ for x ≪ 0.
 fn softplus_(x: f32) -> f32 { let e = exp(-abs(x)); return max(x, 0.0) + select(log(1.0 + e), e * (1.0 - 0.5 * e), e < 1e-4); }`;
 
-const UNARY: Record<UnaryFn, (a: string) => string> = {
+export const UNARY: Record<UnaryFn, (a: string) => string> = {
   neg: (a) => `-(${a})`,
   sigmoid: (a) => `sigmoid_(${a})`,
   // Builtin tanh overflows to NaN for large |x| on some drivers.
@@ -25,7 +25,7 @@ const UNARY: Record<UnaryFn, (a: string) => string> = {
   sign: (a) => `sign(${a})`,
 };
 
-const BINARY: Record<BinaryFn, (a: string, b: string) => string> = {
+export const BINARY: Record<BinaryFn, (a: string, b: string) => string> = {
   add: (a, b) => `${a} + ${b}`,
   sub: (a, b) => `${a} - ${b}`,
   mul: (a, b) => `${a} * ${b}`,

@@ -81,7 +81,7 @@ export interface Hoist {
 }
 
 /** Node → offset of its values in a hoisted element. */
-type HoistLayout = ReadonlyMap<NodeId, number>;
+export type HoistLayout = ReadonlyMap<NodeId, number>;
 
 /**
  * Multiply-adds per element below which hoisting does not pay: writing and reading back the
@@ -105,7 +105,7 @@ function matvecWork(g: Graph, ids: readonly NodeId[]): number {
  * What of `roots` is worth hoisting: the input-only frontier (the input leaf itself excepted: it
  * is read where it lies), when the input-only part does enough matrix products; else nothing.
  */
-function planHoist(g: Graph, roots: readonly NodeId[]): { hoist: Hoist; layout: HoistLayout } | undefined {
+export function planHoist(g: Graph, roots: readonly NodeId[]): { hoist: Hoist; layout: HoistLayout } | undefined {
   const split = splitInputOnly(g, roots);
   if (matvecWork(g, split.inputOnly) < HOIST_MIN_FMAS) return undefined;
   const handed = split.frontier.filter((id) => g.nodes[id]!.op !== 'input' && g.nodes[id]!.size > 0);
@@ -128,7 +128,7 @@ function planHoist(g: Graph, roots: readonly NodeId[]): { hoist: Hoist; layout: 
       `  for (var i = 0u; i < ${bound(g.nodes[id]!.size)}; i++) { hv[e * ${floats}u + ${layout.get(id)}u + i] = ${em.ref(id, 'i')}; }`,
   );
   const roles: Role[] = [...usedRoles(em.uses), 'hoisted'];
-  const code = module(g, roles, new Set<Role>(['hoisted']), [
+  const code = kernelModule(g, roles, new Set<Role>(['hoisted']), [
     ...em.decls,
     `${MAIN_HEAD}
   if (idx >= ${uni(0)}) { return; }
@@ -153,7 +153,7 @@ const BINDING_NAMES: Record<Role, string> = {
   hoisted: 'hv',
 };
 
-function module(
+export function kernelModule(
   g: Graph,
   roles: readonly Role[],
   write: ReadonlySet<Role>,
@@ -166,7 +166,7 @@ function module(
   return [UNIFORM_DECL, ...decls, UNARY_HELPERS, SQ_HELPER, ...parts].join('\n');
 }
 
-function usedRoles(uses: GraphEmitter['uses']): Role[] {
+export function usedRoles(uses: GraphEmitter['uses']): Role[] {
   const roles: Role[] = [];
   if (uses.state) roles.push('state');
   if (uses.input) roles.push('input');
@@ -179,7 +179,7 @@ function usedRoles(uses: GraphEmitter['uses']): Role[] {
  * Declarations and statements computing `live` for element `e`; nodes in `hoisted` are read from
  * the 'hoisted' binding (element stride `stride`) instead of computed, along with what only they need.
  */
-function bodyFor(
+export function bodyFor(
   em: GraphEmitter,
   roots: readonly NodeId[],
   loads: Loads,
@@ -200,7 +200,7 @@ function bodyFor(
 }
 
 /** liveNodes, not descending below the nodes of `cut`. */
-function liveBelow(g: Graph, roots: readonly NodeId[], cut: HoistLayout): NodeId[] {
+export function liveBelow(g: Graph, roots: readonly NodeId[], cut: HoistLayout): NodeId[] {
   const seen = new Uint8Array(g.nodes.length);
   const stack = [...roots];
   while (stack.length > 0) {
@@ -288,7 +288,7 @@ export function compileStep(program: StepProgram, hoisting = true): CompiledStep
     ...(fused === undefined ? [] : (['jacobian'] as const)),
   ];
   const evaluate = {
-    code: module(g, roles, new Set<Role>(['packed', 'jacobian']), [
+    code: kernelModule(g, roles, new Set<Role>(['packed', 'jacobian']), [
       ...em.decls,
       `${MAIN_HEAD}
   let count = ${uni(0)};
@@ -344,7 +344,7 @@ function compileJacobian(
   if (uses.params) roles.push('params');
   if (uses.packed) roles.push('packed');
   roles.push('jacobian');
-  const code = module(g, roles, new Set<Role>(['jacobian']), [
+  const code = kernelModule(g, roles, new Set<Role>(['jacobian']), [
     ...em.functions,
     `${MAIN_HEAD}
   if (idx >= ${uni(0)} * ${n * s}u) { return; }
@@ -357,51 +357,4 @@ function compileJacobian(
 }`,
   ]);
   return { code, bindings: roles, blockSize: s };
-}
-
-/**
- * y_t = f(y_{t−1}, x_t) in time order, one invocation per batch row (workgroups of SERIAL_WG);
- * `program.outputs[0]` is f. Uniforms: 0 = B, 1 = T.
- */
-export function compileSequential(program: StepProgram, hoisting = true): Kernel & { readonly hoist?: Hoist } {
-  const g = program.graph;
-  const f = program.outputs[0]!;
-  const n = g.stateSize;
-  const planned = hoisting ? planHoist(g, [f]) : undefined;
-  const em = new GraphEmitter(g);
-  const loads: Loads = {
-    state: (i) => `sload(b, e, t, ${i})`,
-    input: (i) => `xin[e * ${g.inputSize}u + ${i}]`,
-    cotangent: () => '0.0',
-  };
-  const { decl, body } = bodyFor(em, [f], loads, planned && { layout: planned.layout, stride: planned.hoist.floats });
-  // The state is read from y0 or the output just written, never through the 'state' role.
-  const usesState = em.uses.state;
-  const roles: Role[] = [
-    ...usedRoles({ ...em.uses, state: false }),
-    ...(planned ? (['hoisted'] as const) : []),
-    ...(usesState ? (['y0'] as const) : []),
-    'out',
-  ];
-  const sload = `fn sload(b: u32, e: u32, t: u32, i: u32) -> f32 {
-  if (t == 0u) { return y0[b * ${n}u + i]; }
-  return outp[(e - 1u) * ${n}u + i];
-}`;
-  const code = module(g, roles, new Set<Role>(['out']), [
-    ...em.decls,
-    ...(usesState ? [sload] : []),
-    `${mainHead(SERIAL_WG)}
-  let nb = ${uni(0)};
-  let T = ${uni(1)};
-  if (idx >= nb) { return; }
-  let b = idx;
-${decl}
-  for (var t = 0u; t < T; t++) {
-    let e = b * T + t;
-${body}
-    for (var i = 0u; i < ${bound(n)}; i++) { outp[e * ${n}u + i] = ${em.ref(f, 'i')}; }
-  }
-}`,
-  ]);
-  return { code, bindings: roles, ...(planned ? { hoist: planned.hoist } : {}) };
 }
