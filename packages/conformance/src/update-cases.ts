@@ -1,6 +1,7 @@
 import { hostNewtonUpdate, Rng, type Tensor } from '@deerjs/core';
 import { expect } from 'vitest';
 import type { SuiteContext } from './context.js';
+import { maxAbsDiff } from './fixtures.js';
 
 /** `newtonUpdate`'s per-row measures, its `active` mask and its `delta` form, on hand-made rows. */
 export function defineUpdateCases(ctx: SuiteContext): void {
@@ -89,6 +90,66 @@ export function defineUpdateCases(ctx: SuiteContext): void {
       }
     } finally {
       for (const t of tensors) backend.dispose(t);
+    }
+  });
+
+  ctx.test('ops/scan-update', async () => {
+    // A Newton step's scan and update, fused where the backend has `scanUpdate` (else composed as
+    // core composes them), against the oracle's composition: the new iterate and every measure.
+    const backend = ctx.backend();
+    const oracle = ctx.oracle();
+    const [B, T, n] = [3, 700, 4];
+    const rng = new Rng(17);
+    const old = Float64Array.from(rng.normalArray(B * T * n));
+    const c = Float64Array.from(rng.normalArray(B * T * n), (v) => v * 1e-3);
+    c[(2 * T + 5) * n + 1] = Number.NaN; // row 2: δ is NaN from t = 5 on in that component...
+    c[(0 * T + 650) * n + 3] = 5e8; // row 0: ...and past the clip late in the row
+    const opts = { atol: 1e-4, rtol: 1e-4, clip: 1e8, active: Uint8Array.from([1, 0, 1]) };
+    const run = async (be: typeof backend, s: number, A: Float64Array, dtype: typeof ctx.dtype) => {
+      const t = {
+        A: be.tensor(A, [B, T, n / s, s, s], dtype),
+        c: be.tensor(c, [B, T, n], dtype),
+        y0: be.zeros([B, n], dtype),
+        old: be.tensor(old, [B, T, n], dtype),
+      };
+      const args = { A: t.A, c: t.c, y0: t.y0, blockSize: s, reverse: false };
+      try {
+        let u: Awaited<ReturnType<typeof be.newtonUpdate>>;
+        if (be.scanUpdate) u = await be.scanUpdate(args, t.old, opts);
+        else {
+          const raw = be.scan(args);
+          u = await be.newtonUpdate(raw, t.old, { ...opts, delta: true });
+          be.dispose(raw);
+        }
+        const y = await be.read(u.y);
+        be.dispose(u.y);
+        return { u, y };
+      } finally {
+        for (const x of Object.values(t)) be.dispose(x);
+      }
+    };
+    for (const s of [1, 2, 4]) {
+      const A = Float64Array.from(rng.normalArray(B * T * n * s), (v) => (0.9 * Math.tanh(v)) / Math.sqrt(s));
+      const got = await run(backend, s, A, ctx.dtype);
+      const want = await run(oracle, s, A, 'float64');
+      // Relative to |y|: the clipped burst reaches 1e8, where float32 rounds to units.
+      const scaled = got.y.map((v, i) => (v - want.y[i]!) / Math.max(1, Math.abs(want.y[i]!)));
+      expect(maxAbsDiff(scaled, new Float64Array(scaled.length)), `s = ${s}: the new iterate`).toBeLessThanOrEqual(
+        ctx.tolerance,
+      );
+      expect(Array.from(got.u.rows.replaced)).toEqual(Array.from(want.u.rows.replaced));
+      expect(Array.from(got.u.rows.clipped)).toEqual(Array.from(want.u.rows.clipped));
+      expect(Array.from(got.u.rows.settled)).toEqual(Array.from(want.u.rows.settled));
+      expect(want.u.rows.replaced[2]).toBeGreaterThan(0);
+      expect(want.u.rows.clipped[0]).toBeGreaterThan(0);
+      const held = old[(1 * T + 3) * n]!;
+      expect(got.y[(1 * T + 3) * n], 'a held row keeps the old iterate').toBe(
+        ctx.dtype === 'float32' ? Math.fround(held) : held,
+      );
+      for (let b = 0; b < B; b++) {
+        const w = want.u.rows.maxScaledDiff[b]!;
+        expect(Math.abs(got.u.rows.maxScaledDiff[b]! - w)).toBeLessThanOrEqual(1e-4 * w);
+      }
     }
   });
 }

@@ -29,7 +29,7 @@ import {
   updateGroupsPerRow,
 } from './kernels/reduce.js';
 import { DAMPED_ROUND, DAMPED_SETUP, DAMPED_SOLVE } from './kernels/damped-scan.js';
-import { chunking, scanKernels, summaryThreads } from './kernels/scan.js';
+import { chunking, type ScanKernels, scanKernels, summaryThreads } from './kernels/scan.js';
 import { GpuTensor } from './tensor.js';
 import { SERIAL_WG, WG } from './wgsl/common.js';
 import { compileSequential, compileSequentialWorkgroup, type SequentialKernel } from './wgsl/sequential.js';
@@ -383,6 +383,51 @@ export class WebGpuBackend implements Backend {
 
   scan(args: ScanArgs): Tensor {
     const c = this.get(args.c);
+    const out = this.make(c.shape);
+    try {
+      this.scanPasses(args, (k, dims, Yb, threads) => {
+        const bufs = [this.get(args.A).buffer, c.buffer, Yb, out.buffer];
+        this.ctx.dispatch(k.fixup, 'scan-fixup', bufs, dims, threads, SERIAL_WG);
+      });
+    } catch (err) {
+      this.dispose(out);
+      throw err;
+    }
+    return out;
+  }
+
+  /** The scan's step δ applied as the Newton update in its fix-up pass: δ never goes to memory. */
+  async scanUpdate(args: ScanArgs, yOld: Tensor, opts: NewtonUpdateOptions): Promise<NewtonUpdate> {
+    const old = this.get(yOld);
+    const c = this.get(args.c);
+    if (old.size !== c.size) throw new ShapeError('scanUpdate', fmt(c.shape), fmt(old.shape));
+    if (args.reverse || c.size === 0) {
+      const raw = this.scan(args);
+      try {
+        return await this.newtonUpdate(raw, yOld, { ...opts, delta: true });
+      } finally {
+        this.dispose(raw);
+      }
+    }
+    const [B, T] = c.shape as [number, number];
+    return this.withUpdateResult(old, B, T, opts, (y, res, act) =>
+      this.scanPasses(args, (k, dims, Yb, threads) => {
+        const bufs = [this.get(args.A).buffer, c.buffer, Yb, old.buffer, y.buffer, res, act];
+        const uniforms = [...dims, f32Bits(opts.atol), f32Bits(opts.rtol), f32Bits(opts.clip)];
+        this.ctx.dispatch(k.fixupUpdate!, 'scan-fixup-update', bufs, uniforms, threads, SERIAL_WG);
+      }),
+    );
+  }
+
+  /**
+   * The chunked scan's first two passes, then `fixup(kernels, dims, boundaries, threads)` — the
+   * boundaries being y0 itself when there is one chunk.
+   */
+  private scanPasses(
+    args: ScanArgs,
+    fixup: (k: ScanKernels, dims: number[], Yb: GPUBuffer, threads: number) => void,
+  ): void {
+    const c = this.get(args.c);
     const A = this.get(args.A);
     const y0 = this.get(args.y0);
     const [B, T, n] = c.shape as [number, number, number];
@@ -391,30 +436,21 @@ export class WebGpuBackend implements Backend {
     const { L, Q } = chunking(T, B, n, s, this.scanLanes);
     const k = scanKernels(n, s, args.reverse);
     const dims = [B, T, L, Q];
-    const out = this.make([B, T, n]);
     if (Q === 1) {
-      const bufs = [A.buffer, c.buffer, y0.buffer, out.buffer];
-      this.ctx.dispatch(k.fixup, 'scan-fixup', bufs, dims, B * nb, SERIAL_WG);
-      return out;
+      fixup(k, dims, y0.buffer, B * nb);
+      return;
     }
     const M = this.ctx.buffer(B * Q * n * s * F32);
     const V = this.ctx.buffer(B * Q * n * F32);
     const Yb = this.ctx.buffer(B * Q * n * F32);
     try {
-      this.ctx.dispatch(
-        k.summarize,
-        'scan-summarize',
-        [A.buffer, c.buffer, M, V],
-        dims,
-        summaryThreads(B, Q, n, s),
-        SERIAL_WG,
-      );
+      const summary = summaryThreads(B, Q, n, s);
+      this.ctx.dispatch(k.summarize, 'scan-summarize', [A.buffer, c.buffer, M, V], dims, summary, SERIAL_WG);
       this.ctx.dispatch(k.boundaries, 'scan-boundaries', [y0.buffer, M, V, Yb], dims, B * nb, SERIAL_WG);
-      this.ctx.dispatch(k.fixup, 'scan-fixup', [A.buffer, c.buffer, Yb, out.buffer], dims, B * Q * nb, SERIAL_WG);
+      fixup(k, dims, Yb, B * Q * nb);
     } finally {
       for (const b of [M, V, Yb]) this.ctx.release(b);
     }
-    return out;
   }
 
   affineOffset(F: Tensor, A: Tensor, y: Tensor, blockSize: number): Tensor {
@@ -540,18 +576,9 @@ export class WebGpuBackend implements Backend {
     const old = this.get(yOld);
     if (old.size !== raw.size) throw new ShapeError('newtonUpdate', fmt(raw.shape), fmt(old.shape));
     const B = Math.max(1, raw.shape[0] ?? 1);
-    const y = this.make(raw.shape);
-    const resBytes = (1 + 4 * B) * 4;
-    const res = this.ctx.buffer(resBytes);
-    const act = this.ctx.buffer(B * 4);
-    try {
-      this.ctx.encode((enc) => enc.clear(res, 0, Math.ceil(resBytes / 4) * 4));
-      this.ctx.write(
-        act,
-        Uint32Array.from({ length: B }, (_, b) => (opts.active ? opts.active[b]! : 1)),
-      );
+    const steps = raw.shape[1] ?? 1;
+    return this.withUpdateResult(old, B, steps, opts, (y, res, act) => {
       const rowLen = Math.max(1, raw.size / B);
-      const steps = raw.shape[1] ?? 1;
       // A few waves of invocations, each walking a stretch of its row.
       const G = updateGroupsPerRow(rowLen, B, this.scanLanes * 16);
       const uniforms = [
@@ -565,8 +592,35 @@ export class WebGpuBackend implements Backend {
       ];
       const bufs = [raw.buffer, old.buffer, y.buffer, res, act];
       this.ctx.dispatch(NEWTON_UPDATE, 'newton-update', bufs, uniforms, B * G * WG);
+    });
+  }
+
+  /**
+   * What newtonUpdate and scanUpdate share: the new iterate (shaped like `old`), the result buffer
+   * res (cleared) and the active-row mask act for `record` to fill, then the one read of res
+   * turned into per-row measures (see NEWTON_UPDATE for its layout).
+   */
+  private async withUpdateResult(
+    old: GpuTensor,
+    B: number,
+    steps: number,
+    opts: NewtonUpdateOptions,
+    record: (y: GpuTensor, res: GPUBuffer, act: GPUBuffer) => void,
+  ): Promise<NewtonUpdate> {
+    const y = this.make(old.shape);
+    const resBytes = (1 + 4 * B) * 4;
+    const res = this.ctx.buffer(resBytes);
+    const act = this.ctx.buffer(B * 4);
+    try {
+      this.ctx.encode((enc) => enc.clear(res, 0, Math.ceil(resBytes / 4) * 4));
+      this.ctx.write(
+        act,
+        Uint32Array.from({ length: B }, (_, b) => (opts.active ? opts.active[b]! : 1)),
+      );
+      record(y, res, act);
       const bits = new Uint32Array(await this.ctx.readBytes(res, 0, resBytes));
       const f = new Float32Array(bits.buffer);
+      const rowLen = Math.max(1, old.size / B);
       const inner = rowLen / Math.max(1, steps);
       const rows = {
         maxScaledDiff: Float64Array.from({ length: B }, (_, b) => f[1 + 4 * b]!),

@@ -57,7 +57,10 @@ describe.skipIf(skip !== null)('webgpu submissions per Newton iteration', () => 
         expect(it.submits).toBe(1);
         expect(it.reads).toBe(1);
         expect(it.bytesRead).toBe(Math.ceil(((1 + 4 * B) * 4) / 4) * 4);
-        expect(it.dispatches).toBeGreaterThanOrEqual(5);
+        // The step (Jacobian fused where small), the scan's summaries and boundaries when it is
+        // chunked, and its fix-up with the update fused: four passes at most.
+        expect(it.dispatches).toBeGreaterThanOrEqual(2);
+        expect(it.dispatches).toBeLessThanOrEqual(4);
         expect(it.bytesWritten).toBeGreaterThan(B * T * n * 4);
       }
       // The first also holds the setup (parameters, initial guess): still one submission.

@@ -217,6 +217,12 @@ export interface Backend {
    * (capabilities.syncRead); it lets `deerSync` serve callers that cannot await.
    */
   newtonUpdateSync?(yRaw: Tensor, yOld: Tensor, opts: NewtonUpdateOptions): NewtonUpdate;
+  /**
+   * Optional fusion of a Newton step's scan and update: the same as
+   * `newtonUpdate(scan(args), yOld, { ...opts, delta: true })` (args forward, the scan giving the
+   * step δ), without the step δ in memory. Core composes the two where a backend lacks it.
+   */
+  scanUpdate?(args: ScanArgs, yOld: Tensor, opts: NewtonUpdateOptions): Promise<NewtonUpdate>;
   /** The first NaN/±Inf entry, or null. */
   findNonFinite(t: Tensor): Promise<{ index: number; value: number } | null>;
   /** a + b, elementwise, same shape. */

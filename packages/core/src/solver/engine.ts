@@ -8,7 +8,7 @@ import {
 } from '../backend/types.js';
 import { ConvergenceError } from '../errors.js';
 import { residualMerit } from './merit.js';
-import { readUpdate, type Solve } from './solve.js';
+import { readScanUpdate, readUpdate, type Solve } from './solve.js';
 import type { FallbackOption, IterationInfo } from './options.js';
 import type { SolvePlan } from './plan.js';
 
@@ -354,18 +354,13 @@ function* deerIteration(
   opts: NewtonUpdateOptions,
 ): Solve<NewtonUpdate> {
   const { A, r } = yield* problem.linearize(y);
-  let raw: Tensor;
   try {
-    raw = backend.scan({ A, c: r, y0: zeros, blockSize: problem.blockSize, reverse: false });
+    // The scan gives the step δ; the update forms y + δ as it sanitises (one pass fewer, and none
+    // at all where the backend fuses the two).
+    return yield* readScanUpdate({ A, c: r, y0: zeros, blockSize: problem.blockSize, reverse: false }, y, opts);
   } finally {
     backend.dispose(A);
     backend.dispose(r);
-  }
-  try {
-    // raw is the step δ: the update forms y + δ as it sanitises (one pass fewer).
-    return yield* readUpdate(raw, y, { ...opts, delta: true });
-  } finally {
-    backend.dispose(raw);
   }
 }
 

@@ -1,4 +1,4 @@
-import type { Backend, NewtonUpdate, NewtonUpdateOptions, Tensor, TypedArray } from '../backend/types.js';
+import type { Backend, NewtonUpdate, NewtonUpdateOptions, ScanArgs, Tensor, TypedArray } from '../backend/types.js';
 import { UnsupportedOptionError } from '../errors.js';
 
 /**
@@ -12,6 +12,13 @@ export type ReadRequest =
       readonly previous: Tensor;
       readonly opts: NewtonUpdateOptions;
     }
+  | {
+      /** The update of the step δ = scan(args): `backend.scanUpdate`, or the scan then the update. */
+      readonly kind: 'scan-update';
+      readonly args: ScanArgs;
+      readonly previous: Tensor;
+      readonly opts: NewtonUpdateOptions;
+    }
   | { readonly kind: 'read'; readonly tensor: Tensor }
   | { readonly kind: 'async'; readonly run: () => Promise<unknown> };
 
@@ -21,6 +28,21 @@ export type Solve<R> = Generator<ReadRequest, R, unknown>;
 /** Sanitize `raw` and measure it against `previous` (one small read). */
 export function* readUpdate(raw: Tensor, previous: Tensor, opts: NewtonUpdateOptions): Solve<NewtonUpdate> {
   return (yield { kind: 'update', raw, previous, opts }) as NewtonUpdate;
+}
+
+/** Solve δ_t = A_t δ_{t−1} + c_t by the forward scan and apply δ to `previous` as `readUpdate` does. */
+export function* readScanUpdate(args: ScanArgs, previous: Tensor, opts: NewtonUpdateOptions): Solve<NewtonUpdate> {
+  return (yield { kind: 'scan-update', args, previous, opts: { ...opts, delta: true } }) as NewtonUpdate;
+}
+
+/** The scan, then the update of its result: what `scanUpdate` fuses. */
+async function scanThenUpdate(backend: Backend, args: ScanArgs, previous: Tensor, opts: NewtonUpdateOptions) {
+  const raw = backend.scan(args);
+  try {
+    return await backend.newtonUpdate(raw, previous, opts);
+  } finally {
+    backend.dispose(raw);
+  }
 }
 
 /** A tensor's values on the host (sync drivers need `backend.readSync`). */
@@ -39,12 +61,13 @@ export async function driveAsync<R>(backend: Backend, solve: Solve<R>): Promise<
     let answer: unknown;
     try {
       const r = step.value;
-      answer =
-        r.kind === 'update'
-          ? await backend.newtonUpdate(r.raw, r.previous, r.opts)
-          : r.kind === 'read'
-            ? await backend.read(r.tensor)
-            : await r.run();
+      if (r.kind === 'update') answer = await backend.newtonUpdate(r.raw, r.previous, r.opts);
+      else if (r.kind === 'scan-update')
+        answer = backend.scanUpdate
+          ? await backend.scanUpdate(r.args, r.previous, r.opts)
+          : await scanThenUpdate(backend, r.args, r.previous, r.opts);
+      else if (r.kind === 'read') answer = await backend.read(r.tensor);
+      else answer = await r.run();
     } catch (err) {
       // Raised inside the generator at its read, so it disposes what it holds.
       step = solve.throw(err);
@@ -70,6 +93,14 @@ export function driveSync<R>(backend: Backend, solve: Solve<R>): R {
     try {
       const r = step.value;
       if (r.kind === 'update') answer = update(r.raw, r.previous, r.opts);
+      else if (r.kind === 'scan-update') {
+        const raw = backend.scan(r.args);
+        try {
+          answer = update(raw, r.previous, r.opts);
+        } finally {
+          backend.dispose(raw);
+        }
+      }
       else if (r.kind === 'read' && backend.readSync) answer = backend.readSync(r.tensor);
       else throw new UnsupportedOptionError('backend', backend.name, 'an asynchronous driver for this solve');
     } catch (err) {

@@ -18,6 +18,44 @@ const atomics = (binding: number) =>
  * Uniforms: 0 = size, 1 = atol, 2 = rtol, 3 = clip (f32 bits), 4 = row length, 5 = 1 when R holds
  * the step δ (the raw iterate is Old + δ), 6 = G.
  */
+/**
+ * One entry of the Newton update, shared by NEWTON_UPDATE and the scan's fused fix-up: sanitize
+ * the raw value (NaN/±Inf → 0, clip) and fold its change into the invocation's accumulators
+ * (`upd_*`: max |Δ|, max scaled |Δ|, replaced, clipped, settled-front key). `o` is the entry's
+ * offset in its row. Returns the value to store.
+ */
+export const UPDATE_ENTRY_FN = `var<private> upd_d: f32;
+var<private> upd_sc: f32;
+var<private> upd_rep: u32;
+var<private> upd_clp: u32;
+var<private> upd_key: u32;
+fn update_entry(old: f32, raw: f32, o: u32, rowLen: u32, atol: f32, rtol: f32, clip: f32) -> f32 {
+  var v = raw;
+  var bad = false;
+  if (!is_finite(v)) { v = 0.0; upd_rep += 1u; bad = true; }
+  else if (v >= clip) { v = clip; upd_clp += 1u; bad = true; }
+  else if (v <= -clip) { v = -clip; upd_clp += 1u; bad = true; }
+  let dd = abs(v - old);
+  upd_d = max(upd_d, dd);
+  let q = dd / (atol + rtol * abs(v));
+  // 0/0 is NaN and never the max; x/0 is +Inf and is.
+  if (dd > 0.0 && (bitcast<u32>(q) & 0x7fffffffu) <= 0x7f800000u) {
+    upd_sc = max(upd_sc, q);
+    if (q > 1.0) { bad = true; }
+  }
+  if (bad) { upd_key = max(upd_key, rowLen - o); }
+  return v;
+}`;
+
+/** The accumulators of UPDATE_ENTRY_FN added into res for batch row `row` (one set of atomics). */
+export const UPDATE_FLUSH_FN = `fn update_flush(row: u32, d: f32, sc: f32, rep: u32, clp: u32, key: u32) {
+  atomicMax(&res[0], bitcast<u32>(d));
+  atomicMax(&res[1u + 4u * row], bitcast<u32>(sc));
+  if (rep > 0u) { atomicAdd(&res[2u + 4u * row], rep); }
+  if (clp > 0u) { atomicAdd(&res[3u + 4u * row], clp); }
+  if (key > 0u) { atomicMax(&res[4u + 4u * row], key); }
+}`;
+
 export const NEWTON_UPDATE = [
   UNIFORM_DECL,
   storage(1, 'R', false),
@@ -26,6 +64,8 @@ export const NEWTON_UPDATE = [
   '@group(0) @binding(4) var<storage, read_write> res: array<atomic<u32>>;',
   '@group(0) @binding(5) var<storage, read> Act: array<u32>;',
   IS_FINITE_FN,
+  UPDATE_ENTRY_FN,
+  UPDATE_FLUSH_FN,
   `var<workgroup> wd: array<f32, ${WG}>;
 var<workgroup> ws: array<f32, ${WG}>;
 var<workgroup> wr: array<u32, ${WG}>;
@@ -41,11 +81,6 @@ var<workgroup> wk: array<u32, ${WG}>;`,
   let span = ${uni(6)} * ${WG}u;
   let row = idx / span;
   let rows = size / rowLen;
-  var d = 0.0;
-  var sc = 0.0;
-  var rep = 0u;
-  var clp = 0u;
-  var key = 0u;
   if (row < rows) {
     let live = Act[row] != 0u;
     let base = row * rowLen;
@@ -58,28 +93,15 @@ var<workgroup> wk: array<u32, ${WG}>;`,
       }
       var v = R[at];
       if (delta) { v = old + v; }
-      var bad = false;
-      if (!is_finite(v)) { v = 0.0; rep += 1u; bad = true; }
-      else if (v >= clip) { v = clip; clp += 1u; bad = true; }
-      else if (v <= -clip) { v = -clip; clp += 1u; bad = true; }
-      Y[at] = v;
-      let dd = abs(v - old);
-      d = max(d, dd);
-      let q = dd / (atol + rtol * abs(v));
-      // 0/0 is NaN and never the max; x/0 is +Inf and is.
-      if (dd > 0.0 && (bitcast<u32>(q) & 0x7fffffffu) <= 0x7f800000u) {
-        sc = max(sc, q);
-        if (q > 1.0) { bad = true; }
-      }
-      if (bad) { key = max(key, rowLen - o); }
+      Y[at] = update_entry(old, v, o, rowLen, atol, rtol, clip);
     }
   }
   let l = gid.x % ${WG}u;
-  wd[l] = d;
-  ws[l] = sc;
-  wr[l] = rep;
-  wc[l] = clp;
-  wk[l] = key;
+  wd[l] = upd_d;
+  ws[l] = upd_sc;
+  wr[l] = upd_rep;
+  wc[l] = upd_clp;
+  wk[l] = upd_key;
   workgroupBarrier();
   for (var w = ${WG / 2}u; w > 0u; w = w / 2u) {
     if (l < w) {
@@ -91,13 +113,7 @@ var<workgroup> wk: array<u32, ${WG}>;`,
     }
     workgroupBarrier();
   }
-  if (l == 0u && row < rows) {
-    atomicMax(&res[0], bitcast<u32>(wd[0]));
-    atomicMax(&res[1u + 4u * row], bitcast<u32>(ws[0]));
-    if (wr[0] > 0u) { atomicAdd(&res[2u + 4u * row], wr[0]); }
-    if (wc[0] > 0u) { atomicAdd(&res[3u + 4u * row], wc[0]); }
-    if (wk[0] > 0u) { atomicMax(&res[4u + 4u * row], wk[0]); }
-  }
+  if (l == 0u && row < rows) { update_flush(row, wd[0], ws[0], wr[0], wc[0], wk[0]); }
 }`,
 ].join('\n');
 

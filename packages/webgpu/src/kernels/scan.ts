@@ -1,4 +1,5 @@
-import { bound, mainHead, SERIAL_WG, storage, UNIFORM_DECL, uni } from '../wgsl/common.js';
+import { bound, IS_FINITE_FN, mainHead, SERIAL_WG, storage, UNIFORM_DECL, uni } from '../wgsl/common.js';
+import { UPDATE_ENTRY_FN, UPDATE_FLUSH_FN } from './reduce.js';
 
 /**
  * The linear recurrence y_t = A_t y_{t−1} + c_t with [n/s] diagonal blocks of size s, in chunks
@@ -14,6 +15,11 @@ export interface ScanKernels {
   readonly summarize: string;
   readonly boundaries: string;
   readonly fixup: string;
+  /**
+   * Forward only: the fix-up fused with the Newton update of its result (uniforms 4–6 = atol,
+   * rtol, clip as f32 bits; bindings A, C, Yb, Old, Y, res, Act as NEWTON_UPDATE's).
+   */
+  readonly fixupUpdate?: string;
 }
 
 const head = (s: number, reverse: boolean) => `
@@ -143,7 +149,53 @@ ${dims}
   }
 }`,
   ].join('\n');
-  return { summarize: s === 1 ? diagonalSummarize(n, reverse) : summarize, boundaries, fixup };
+  // The fix-up that applies the step it computes as the Newton update (Backend.scanUpdate): the
+  // update's per-entry work rides along the serial recurrence, and δ never goes to memory.
+  const fixupUpdate = [
+    UNIFORM_DECL,
+    storage(1, 'A', false),
+    storage(2, 'C', false),
+    storage(3, 'Yb', false),
+    storage(4, 'Old', false),
+    storage(5, 'Y', true),
+    '@group(0) @binding(6) var<storage, read_write> res: array<atomic<u32>>;',
+    '@group(0) @binding(7) var<storage, read> Act: array<u32>;',
+    IS_FINITE_FN,
+    UPDATE_ENTRY_FN,
+    UPDATE_FLUSH_FN,
+    head(s, reverse),
+    `${mainHead(SERIAL_WG)}
+${dims}
+  let atol = bitcast<f32>(${uni(4)});
+  let rtol = bitcast<f32>(${uni(5)});
+  let clip = bitcast<f32>(${uni(6)});
+  if (idx >= B * Q * ${nb}u) { return; }
+  let k = idx % ${nb}u;
+  let r1 = idx / ${nb}u;
+  let q = r1 % Q;
+  let b = r1 / Q;
+  let live = Act[b] != 0u;
+  let rowLen = T * ${n}u;
+  var y: array<f32, ${s}>;
+  var nxt: array<f32, ${s}>;
+  for (var i = 0u; i < ${bound(s)}; i++) { y[i] = Yb[(b * Q + q) * ${n}u + k * ${s}u + i]; }
+  for (var st = q * L; st < min(q * L + L, T); st++) {${step('y', `C[e * ${n}u + k * ${s}u + i]`)}
+    for (var i = 0u; i < ${bound(s)}; i++) {
+      let o = t * ${n}u + k * ${s}u + i;
+      let old = Old[b * rowLen + o];
+      if (live) { Y[b * rowLen + o] = update_entry(old, old + y[i], o, rowLen, atol, rtol, clip); }
+      else { Y[b * rowLen + o] = old; }
+    }
+  }
+  if (live) { update_flush(b, upd_d, upd_sc, upd_rep, upd_clp, upd_key); }
+}`,
+  ].join('\n');
+  return {
+    summarize: s === 1 ? diagonalSummarize(n, reverse) : summarize,
+    boundaries,
+    fixup,
+    ...(reverse ? {} : { fixupUpdate }),
+  };
 }
 
 /** Invocations of the summary pass: one per (b, q, block, column of [M | v]), or per (b, q, k) when diagonal. */

@@ -9,17 +9,7 @@ import {
   type StepProgram,
   splitInputOnly,
 } from '@deerjs/core';
-import {
-  bound,
-  MAIN_HEAD,
-  mainHead,
-  paramsDecl,
-  SERIAL_WG,
-  storage,
-  UNIFORM_DECL,
-  UNROLL_MAX,
-  uni,
-} from './common.js';
+import { bound, MAIN_HEAD, paramsDecl, storage, UNIFORM_DECL, UNROLL_MAX, uni } from './common.js';
 import { GraphEmitter, type Loads, paramOffsets, SQ_HELPER, UNARY_HELPERS } from './graph.js';
 import { MAX_UNROLLED_TERMS, MatExprEmitter, unrolledEntry } from './jacobian.js';
 
