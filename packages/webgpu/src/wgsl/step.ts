@@ -8,6 +8,7 @@ import {
   paramSpec,
   type StepProgram,
   splitInputOnly,
+  stepCost,
 } from '@deerjs/core';
 import { bound, MAIN_HEAD, paramsDecl, storage, UNIFORM_DECL, UNROLL_MAX, uni } from './common.js';
 import { GraphEmitter, type Loads, paramOffsets, SQ_HELPER, UNARY_HELPERS } from './graph.js';
@@ -38,9 +39,9 @@ export interface Segment {
 
 export interface CompiledStep {
   /**
-   * One invocation per element of a slab: writes program outputs and Jacobian coefficients of
-   * elements e0 .. e0 + count into `packed`, laid out as [count, ·] per segment. Uniforms:
-   * 0 = count, 1 = e0.
+   * Elements e0 .. e0 + count of a slab, invocation i doing i, i + stride, …: writes program
+   * outputs and Jacobian coefficients into `packed`, laid out as [count, ·] per segment.
+   * Uniforms: 0 = count, 1 = e0, 2 = stride (the invocations dispatched).
    */
   readonly evaluate: Kernel;
   readonly segments: ReadonlyMap<NodeId, Segment>;
@@ -53,6 +54,8 @@ export interface CompiledStep {
    */
   readonly fusedJacobian?: { readonly blockSize: number };
   readonly paramFloats: number;
+  /** Multiply-add equivalents per element of what `evaluate` computes (core's stepCost). */
+  readonly cost: number;
   /** Present when `evaluate` reads input-only values from the 'hoisted' binding. */
   readonly hoist?: Hoist;
 }
@@ -282,13 +285,14 @@ export function compileStep(program: StepProgram, hoisting = true): CompiledStep
       ...em.decls,
       `${MAIN_HEAD}
   let count = ${uni(0)};
-  if (idx >= count) { return; }
-  let l = idx;
-  let e = ${uni(1)} + l;
+  let stride = ${uni(2)};
 ${decl}
+  for (var l = idx; l < count; l += stride) {
+  let e = ${uni(1)} + l;
 ${body}
 ${writes.join('\n')}
 ${fused ?? ''}
+  }
 }`,
     ]),
     bindings: roles,
@@ -298,6 +302,7 @@ ${fused ?? ''}
     segments,
     perElement: pre,
     paramFloats: paramOffsets(g).total,
+    cost: stepCost(g, roots),
     ...(planned ? { hoist: planned.hoist } : {}),
   };
   if (!program.jacobian) return result;
