@@ -114,6 +114,7 @@ export class PointRunner {
           ? { device: { ...stats.device, submitsPerIteration: stats.device.submits / Math.max(1, stats.iterations) } }
           : {}),
       };
+      const auto = p.jacobian === 'diagonal' ? undefined : await this.auto(problem);
       this.predictor.record(p, deer.medianMs + base.sequential.medianMs);
       const ortMs = base.ort && 'medianMs' in base.ort ? base.ort.medianMs : undefined;
       return {
@@ -121,6 +122,7 @@ export class PointRunner {
         status: 'ok',
         deer,
         sequential: base.sequential,
+        ...(auto === undefined ? {} : { auto, speedupAuto: base.sequential.medianMs / auto.medianMs }),
         ...(base.ort === undefined ? {} : { ort: base.ort }),
         speedupSequential: base.sequential.medianMs / deer.medianMs,
         ...(ortMs === undefined ? {} : { speedupOrt: ortMs / deer.medianMs }),
@@ -142,6 +144,22 @@ export class PointRunner {
     } finally {
       problem?.dispose();
     }
+  }
+
+  /** `method: 'auto'` on the problem: its time and its cost model's choice. */
+  private async auto(problem: Problem): Promise<NonNullable<PointResult['auto']>> {
+    const a = await measure(
+      () => runDeer(this.ctx.backend, problem, { maxIter: this.ctx.maxIter, method: 'auto' }),
+      () => {},
+      this.ctx.measure,
+    );
+    const st = a.output.stats;
+    return {
+      ...timing(a),
+      iterations: st.iterations,
+      choice: st.stopReason === 'sequential' ? 'sequential' : st.structure,
+      reason: st.plan?.reason ?? st.switches[0] ?? 'no cost model (the backend states no parallelism)',
+    };
   }
 
   private async baseline(problem: Problem): Promise<Baseline> {

@@ -43,6 +43,13 @@ export interface PointResult {
   readonly sequential?: Timing;
   /** onnxruntime's GRU; absent when it was not run, `error` when it failed. */
   readonly ort?: Timing | { readonly error: string };
+  /**
+   * `method: 'auto'` on the same problem (exact-Jacobian points): its time, and what its cost
+   * model chose ('sequential', or the structure DEER ran with) and why.
+   */
+  readonly auto?: Timing & { readonly iterations: number; readonly choice: string; readonly reason: string };
+  /** sequential / auto median times: above 1, 'auto' is faster than sequential evaluation. */
+  readonly speedupAuto?: number;
   /** sequential / DEER and ORT / DEER median times: above 1, DEER is faster. */
   readonly speedupSequential?: number;
   readonly speedupOrt?: number;

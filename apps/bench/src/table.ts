@@ -11,6 +11,7 @@ export const COLUMNS = [
   'ORT',
   'seq/DEER',
   'ORT/DEER',
+  'auto',
   'iters',
   '|Δ| DEER',
   '|Δ| ORT',
@@ -30,6 +31,7 @@ function row(r: PointResult): string[] {
     return [
       ...head,
       structureName(p.blockSize, p.hiddenSize),
+      '',
       '',
       '',
       '',
@@ -60,6 +62,7 @@ function row(r: PointResult): string[] {
     isTiming(ort) ? formatMs(ort.medianMs) : '–',
     formatSpeedup(r.speedupSequential!),
     r.speedupOrt === undefined ? '–' : formatSpeedup(r.speedupOrt),
+    r.auto ? `${formatMs(r.auto.medianMs)} (${r.auto.choice})` : '–',
     String(d.iterations),
     formatDiff(r.maxDiffDeer!),
     r.maxDiffOrt === undefined ? '–' : formatDiff(r.maxDiffOrt),
@@ -101,8 +104,9 @@ export function progressLine(r: PointResult, index: number, total: number): stri
   const head = `[${String(index + 1).padStart(String(total).length)}/${total}] ${p.series} T=${formatT(p.T)} ${p.jacobian}`;
   if (r.status !== 'ok' || !r.deer || !r.sequential) return `${head}: ${r.status}, ${r.reason ?? ''}`;
   const ort = isTiming(r.ort) ? `, ORT ${formatMs(r.ort.medianMs)}` : '';
+  const auto = r.auto ? `, auto ${formatMs(r.auto.medianMs)} (${r.auto.choice})` : '';
   return (
-    `${head}: DEER ${formatMs(r.deer.medianMs)} (${r.deer.iterations} it${deerParts(r.deer)}), seq ${formatMs(r.sequential.medianMs)}${ort}` +
+    `${head}: DEER ${formatMs(r.deer.medianMs)} (${r.deer.iterations} it${deerParts(r.deer)}), seq ${formatMs(r.sequential.medianMs)}${ort}${auto}` +
     ` → ${formatSpeedup(r.speedupSequential!)} (${formatMs(r.wallMs)} wall)`
   );
 }

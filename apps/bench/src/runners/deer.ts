@@ -32,14 +32,16 @@ export function jacobianOption(p: GridPoint): JacobianOption {
 export async function runDeer(
   backend: Backend,
   problem: Problem,
-  o: { maxIter: number; onIteration?: () => void },
+  o: { maxIter: number; onIteration?: () => void; method?: 'deer' | 'auto' },
 ): Promise<Run<DeerOutput>> {
   const x = await problem.freshInput();
   const clock = deviceClock(backend);
   const device0 = clock ? await clock() : undefined;
   const t0 = performance.now();
   const solved = await deer(backend, problem.cell, problem.paramTensors, x, {
-    jacobian: jacobianOption(problem.point),
+    // 'auto' chooses the structure too (its cost model), unless the point asks for quasi-DEER.
+    jacobian: o.method === 'auto' && problem.point.jacobian !== 'diagonal' ? 'auto' : jacobianOption(problem.point),
+    method: o.method ?? 'deer',
     maxIter: o.maxIter,
     fallback: 'sequential',
     checkFinite: false,
