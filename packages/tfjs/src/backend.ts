@@ -5,7 +5,6 @@ import {
   type DampedScanArgs,
   type DType,
   DTypeError,
-  type MatExpr,
   type NewtonUpdate,
   type NewtonUpdateOptions,
   newtonUpdateFromRows,
@@ -18,7 +17,9 @@ import {
   TensorStateError,
 } from '@deerjs/core';
 import type * as tfc from '@tensorflow/tfjs-core';
-import { dampedScanPcr, linearScan, type ScanMethod, steps } from './scan.js';
+import { type DataMoves, dampedScanPcr, linearScan, type ScanMethod, timeSteps } from './scan.js';
+import { newtonStep } from './newton.js';
+import { HoistCache } from './hoist.js';
 import { type CompiledStep, compileStep } from './step.js';
 import { type Tf, TfjsTensor } from './tensor.js';
 
@@ -46,13 +47,18 @@ export class TfjsBackend implements Backend {
   readonly capabilities: BackendCapabilities;
   readonly scanMethod: ScanMethod;
   private live = 0;
+  /** How the tfjs engine in use when the backend was made moves data. */
+  private readonly moves: DataMoves;
   private readonly compiled = new WeakMap<StepProgram, CompiledStep>();
+  private readonly hoisted: HoistCache;
 
   constructor(
     readonly tf: Tf,
     options: TfjsBackendOptions = {},
   ) {
     const engine = tf.getBackend();
+    this.hoisted = new HoistCache(tf);
+    this.moves = { viewSlices: engine === 'cpu', gatherSteps: engine === 'wasm' };
     this.scanMethod = options.scan ?? 'auto';
     this.capabilities = {
       dtypes: ['float32'],
@@ -114,6 +120,7 @@ export class TfjsBackend implements Backend {
     if (!(t instanceof TfjsTensor))
       throw new TensorStateError(`tfjs: not a tfjs tensor (from '${t?.backendName}')`);
     if (t.disposed) return;
+    this.hoisted.forget(t);
     if (t.owned) this.tf.dispose(t.tf);
     t.disposed = true;
     this.live--;
@@ -124,6 +131,7 @@ export class TfjsBackend implements Backend {
     const inner = this.unwrap(t);
     const w = t as TfjsTensor;
     if (!w.owned) throw new TensorStateError('tfjs: release of a borrowed tensor');
+    this.hoisted.forget(w);
     w.disposed = true;
     this.live--;
     return inner;
@@ -136,7 +144,7 @@ export class TfjsBackend implements Backend {
   private program(p: StepProgram): CompiledStep {
     let c = this.compiled.get(p);
     if (!c) {
-      c = compileStep(this.tf, p);
+      c = compileStep(this.tf, p, { cutByGather: this.moves.viewSlices });
       this.compiled.set(p, c);
     }
     return c;
@@ -160,7 +168,7 @@ export class TfjsBackend implements Backend {
     // alive at once, so elements go through in slabs that keep them within one buffer's bytes.
     const slab = Math.max(
       1,
-      Math.floor(this.capabilities.maxBufferBytes / (4 * stepFloatsPerElement(program))),
+      Math.floor(this.capabilities.maxBufferBytes / (4 * step.floatsPerElement)),
     );
     const all = { state: flat(inputs.state)!, input: flat(inputs.input), cotangent: flat(inputs.cotangent) };
     const parts: tfc.Tensor[][] = [];
@@ -173,13 +181,11 @@ export class TfjsBackend implements Backend {
           tf.tidy(() => {
             const cut = (t: tfc.Tensor | undefined) =>
               t && rows < R ? tf.slice(t, [r0, 0], [rows, t.shape[1]!]) : t;
-            const v = step({
-              rows,
-              state: cut(all.state)!,
-              input: cut(all.input),
-              cotangent: cut(all.cotangent),
-              params,
-            });
+            const kept = step.hoistable ? this.hoisted.slab(inputs, r0, rows) : undefined;
+            const v = step.run(
+              { rows, state: cut(all.state)!, input: cut(all.input), cotangent: cut(all.cotangent), params },
+              kept,
+            );
             return v.jacobian ? [...v.outputs, v.jacobian] : v.outputs;
           }),
         );
@@ -215,15 +221,13 @@ export class TfjsBackend implements Backend {
     const y0 = this.unwrap(inputs.y0);
     const B = y0.shape[0]!;
     const input = inputs.input ? this.unwrap(inputs.input) : undefined;
-    const xs = input
-      ? tf.tidy(() => steps(tf, tf.transpose(input, [1, 0, 2]), this.gatherSteps()))
-      : [undefined];
+    const xs = input ? tf.tidy(() => timeSteps(tf, input, this.moves)) : [undefined];
     const params = this.flatParams(inputs.params);
     const ys: tfc.Tensor[] = [];
     try {
       let prev = y0;
       for (const x of xs) {
-        prev = tf.tidy(() => step({ rows: B, state: prev, input: x, params }).outputs[0]!);
+        prev = tf.tidy(() => step.run({ rows: B, state: prev, input: x, params }).outputs[0]!);
         ys.push(prev);
       }
       return this.own(tf.stack(ys, 1));
@@ -233,18 +237,13 @@ export class TfjsBackend implements Backend {
     }
   }
 
-  /** wasm's Slice copies its whole input, so per-step rows are gathered there instead. */
-  private gatherSteps(): boolean {
-    return this.tf.getBackend() === 'wasm';
-  }
-
   scan(args: ScanArgs): Tensor {
     const tf = this.tf;
     const { blockSize: s, reverse } = args;
     const A = this.unwrap(args.A);
     const c = this.unwrap(args.c);
     const y0 = this.unwrap(args.y0);
-    return this.own(tf.tidy(() => linearScan(tf, this.scanMethod, A, c, y0, s, reverse, this.gatherSteps())));
+    return this.own(tf.tidy(() => linearScan(tf, this.scanMethod, A, c, y0, s, reverse, this.moves)));
   }
 
   affineOffset(F: Tensor, A: Tensor, y: Tensor, s: number): Tensor {
@@ -272,8 +271,25 @@ export class TfjsBackend implements Backend {
       tf.tidy(() => {
         const edge = fl ? tf.reshape(fl, [B!, 1, ...rest]) : tf.zeros([B!, 1, ...rest]);
         if (T === 1) return tf.clone(edge);
-        const body = tf.slice(src, [0, dir === 1 ? 0 : 1], [-1, T! - 1]);
-        return tf.concat(dir === 1 ? [edge, body] : [body, edge], 1);
+        if (this.moves.viewSlices) {
+          // Each batch row's T − 1 kept steps are one contiguous view; joined with the edges by
+          // one copy (a strided Slice on tfjs cpu goes entry by entry, ~0.5 µs each).
+          const K = shapeSize(rest);
+          const rows = tf.reshape(src, [B!, T! * K]);
+          const edges = tf.reshape(edge, [B!, K]);
+          const pieces: tfc.Tensor[] = [];
+          for (let b = 0; b < B!; b++) {
+            const body = tf.slice(rows, [b, dir === 1 ? 0 : K], [1, (T! - 1) * K]);
+            const e = tf.slice(edges, [b, 0], [1, K]);
+            pieces.push(...(dir === 1 ? [e, body] : [body, e]));
+          }
+          return tf.reshape(tf.concat(pieces, 1), src.shape);
+        }
+        // As [B, T, K]: wasm slices and joins tensors of rank > 4 entry by entry in JavaScript.
+        const K = shapeSize(rest);
+        const body = tf.slice(tf.reshape(src, [B!, T!, K]), [0, dir === 1 ? 0 : 1], [-1, T! - 1]);
+        const e = tf.reshape(edge, [B!, 1, K]);
+        return tf.reshape(tf.concat(dir === 1 ? [e, body] : [body, e], 1), src.shape);
       }),
     );
   }
@@ -291,7 +307,17 @@ export class TfjsBackend implements Backend {
     if (start < 0 || length < 1 || start + length > T) {
       throw new ShapeError('sliceTime', `a range inside [0, ${T})`, `[${start}, ${start + length})`);
     }
-    return this.own(this.tf.slice(src, [0, start], [-1, length]));
+    const tf = this.tf;
+    const [B, , ...rest] = src.shape as number[];
+    return this.own(
+      tf.tidy(() =>
+        tf.reshape(tf.slice(tf.reshape(src, [B!, T, shapeSize(rest)]), [0, start], [-1, length]), [
+          B!,
+          length,
+          ...rest,
+        ]),
+      ),
+    );
   }
 
   concatTime(parts: readonly Tensor[]): Tensor {
@@ -306,56 +332,15 @@ export class TfjsBackend implements Backend {
   timeStep(x: Tensor, t: number): Tensor {
     const tf = this.tf;
     const src = this.unwrap(x);
-    const [B, , ...rest] = src.shape as number[];
-    return this.own(tf.tidy(() => tf.reshape(tf.slice(src, [0, t], [-1, 1]), [B!, ...rest])));
+    const [B, T, ...rest] = src.shape as number[];
+    return this.own(
+      tf.tidy(() => tf.reshape(tf.slice(tf.reshape(src, [B!, T!, shapeSize(rest)]), [0, t], [-1, 1]), [B!, ...rest])),
+    );
   }
 
-  /**
-   * The sanitized iterate and, as one small tensor for one read: per row max scaled |Δ| (B),
-   * replaced (B), clipped (B), settled steps (B), then max |Δ|.
-   */
+  /** See `newtonStep`; engines with synchronous reads probe for the quiet case first. */
   private newtonStep(yRaw: Tensor, yOld: Tensor, o: NewtonOpts): [tfc.Tensor, tfc.Tensor] {
-    const tf = this.tf;
-    const raw = this.unwrap(yRaw);
-    const old = this.unwrap(yOld);
-    const B = raw.shape[0] ?? 1;
-    return tf.tidy(() => {
-      const prev = tf.reshape(old, [B, -1]);
-      const r = o.delta ? tf.add(prev, tf.reshape(raw, [B, -1])) : tf.reshape(raw, [B, -1]);
-      const finite = tf.isFinite(r);
-      const over = tf.logicalAnd(finite, tf.greaterEqual(tf.abs(r), tf.scalar(o.clip)));
-      let y = tf.where(finite, tf.clipByValue(r, -o.clip, o.clip), tf.zerosLike(r));
-      let act: tfc.Tensor | null = null;
-      if (o.active) {
-        act = tf.cast(tf.reshape(tf.tensor1d(Array.from(o.active), 'int32'), [B, 1]), 'bool');
-        y = tf.where(tf.broadcastTo(act, y.shape), y, prev);
-      }
-      const d = tf.abs(tf.sub(y, prev));
-      const den = tf.add(tf.scalar(o.atol), tf.mul(tf.scalar(o.rtol), tf.abs(y)));
-      // 0/0 (atol = 0 at y = 0) counts as converged, as on the CPU reference.
-      const scaled = tf.where(tf.equal(d, 0), tf.zerosLike(d), tf.div(d, den));
-      const count = (flags: tfc.Tensor) => {
-        const f = act ? tf.logicalAnd(flags, tf.broadcastTo(act, flags.shape)) : flags;
-        return tf.sum(tf.cast(f, 'float32'), 1);
-      };
-      // The first time step of each row with an entry not yet within tolerance (T if none).
-      const steps = raw.shape[1] ?? 1;
-      const unsettled = tf.logicalOr(
-        tf.logicalOr(tf.logicalNot(finite), over),
-        tf.greater(scaled, tf.scalar(1)),
-      );
-      const perStep = tf.any(tf.reshape(unsettled, [B, steps, -1]), 2);
-      const index = tf.broadcastTo(tf.reshape(tf.range(0, steps, 1, 'float32'), [1, steps]), [B, steps]);
-      const settled = tf.min(tf.where(perStep, index, tf.fill([B, steps], steps)), 1);
-      const stats = tf.concat([
-        tf.max(scaled, 1),
-        count(tf.logicalNot(finite)),
-        count(over),
-        act ? tf.where(tf.reshape(act, [B]), settled, tf.zerosLike(settled)) : settled,
-        tf.reshape(tf.max(d), [1]),
-      ]);
-      return [tf.reshape(y, raw.shape), stats] as [tfc.Tensor, tfc.Tensor];
-    });
+    return newtonStep(this.tf, this.unwrap(yRaw), this.unwrap(yOld), o, this.capabilities.syncRead);
   }
 
   private finishUpdate(y: tfc.Tensor, stats: ArrayLike<number>): NewtonUpdate {
@@ -476,7 +461,15 @@ export class TfjsBackend implements Backend {
     const tf = this.tf;
     const src = this.unwrap(x);
     const [B, T] = src.shape as [number, number];
-    return this.own(tf.tidy(() => tf.sum(tf.reshape(src, [B * T, -1]), 0)));
+    return this.own(
+      tf.tidy(() => {
+        const x = tf.reshape(src, [B * T, -1]);
+        // tfjs cpu reduces only the innermost axis and transposes entry by entry first: a row of
+        // ones times x sums the rows at matMul speed instead.
+        if (this.moves.viewSlices) return tf.reshape(tf.matMul(tf.ones([1, B * T]), x), [x.shape[1]!]);
+        return tf.sum(x, 0);
+      }),
+    );
   }
 
   outerSum(left: Tensor, right: Tensor, blocks: number): Tensor {
@@ -490,6 +483,12 @@ export class TfjsBackend implements Backend {
       tf.tidy(() => {
         if (blocks === 1)
           return tf.reshape(tf.matMul(tf.reshape(l, [E, L]), tf.reshape(r, [E, R]), true, false), [L * R]);
+        if (this.moves.viewSlices && blocks <= 8) {
+          // The whole lᵀr, then its diagonal blocks: `blocks`× the products, but no per-entry
+          // transposes of l and r (the slow part on tfjs cpu).
+          const full = tf.matMul(tf.reshape(l, [E, L]), tf.reshape(r, [E, R]), true, false);
+          return tf.gather(tf.reshape(full, [L * R]), tf.tensor1d(diagonalBlocks(L, R, blocks), 'int32'));
+        }
         const lb = tf.transpose(tf.reshape(l, [E, blocks, L / blocks]), [1, 0, 2]);
         const rb = tf.transpose(tf.reshape(r, [E, blocks, R / blocks]), [1, 0, 2]);
         return tf.reshape(tf.matMul(lb, rb, true, false), [(L * R) / blocks]);
@@ -546,21 +545,19 @@ export class TfjsBackend implements Backend {
     return nan ? Number.NaN : m!;
   }
 
-  /** Nothing device-wide to release: the tfjs engine belongs to the caller. */
-  destroy(): void {}
+  /** Releases kept input-only values; the tfjs engine itself belongs to the caller. */
+  destroy(): void {
+    this.hoisted.clear();
+  }
 }
 
-/** Numbers a compiled step holds per element: every graph vector, and every Jacobian term as rows × n. */
-function stepFloatsPerElement(program: StepProgram): number {
-  const vectors = program.graph.nodes.reduce((sum, node) => sum + node.size, 0);
-  if (!program.jacobian) return vectors;
-  let matrices = 0;
-  const visit = (m: MatExpr): void => {
-    matrices += m.rows * m.cols;
-    if ('m' in m) visit(m.m);
-    if ('terms' in m) for (const t of m.terms) visit(t);
-    if ('parts' in m) for (const t of m.parts) visit(t);
-  };
-  visit(program.jacobian.expr);
-  return vectors + matrices;
+/** Flat indices into an [L, R] matrix of its `blocks` diagonal blocks, block after block. */
+function diagonalBlocks(L: number, R: number, blocks: number): Int32Array {
+  const lb = L / blocks;
+  const rb = R / blocks;
+  const idx = new Int32Array(lb * rb * blocks);
+  let o = 0;
+  for (let b = 0; b < blocks; b++)
+    for (let i = 0; i < lb; i++) for (let j = 0; j < rb; j++) idx[o++] = (b * lb + i) * R + b * rb + j;
+  return idx;
 }

@@ -5,8 +5,8 @@ type T = tfc.Tensor;
 
 /**
  * How the linear recurrence is ordered on tfjs. Every op costs a dispatch (tens of µs on the cpu and
- * wasm backends) and strided copies are slow there, so the scan works time-major ([T, E, ...]):
- * slices along time are contiguous.
+ * wasm backends) and strided copies are slow there, so the parallel orders work time-major
+ * ([T, E, ...]): slices along time are contiguous.
  * - 'oddeven': recursive odd-even reduction (Blelloch-style), ⌈log₂T⌉ levels of ~10 batched ops,
  *   O(T·s³) work in total.
  * - 'chunked': chunks of ~√T steps: a sequential pass inside the chunks (all chunks at once), an
@@ -21,9 +21,13 @@ export type ScanMethod = 'auto' | 'oddeven' | 'chunked' | 'sequential';
  * O(T·E·s²) plus T dispatches (~0.2–0.5 ms a step on wasm). Measured on tfjs wasm (2 cores): the
  * sequential order wins for short sequences and once E·s³ passes ~6·10⁴ (GRU n = 32, B = 4:
  * 0.6 s vs 1.1 s; n = 64, B = 1, T = 10⁴: 4.7 s vs 15 s), odd-even below (n = 8, B = 3,
- * T = 10⁴: 0.46 s vs 2.0 s).
+ * T = 10⁴: 0.46 s vs 2.0 s). On tfjs cpu (~1.5 ns a multiply-add, ~10 µs a dispatch, no
+ * fast transposes) the sequential order wins throughout:
+ * multi-head GRU n = 32, s = 8, B = 16, T = 784: 30–34 ms vs 0.22 s chunked, 0.37 s odd-even; s = 1:
+ * 20 ms vs 75 ms, 110 ms; GRU n = 32, s = 32, B = 4, T = 17 984: 0.74 s vs 7.1 s chunked.
  */
-export function autoScan(T: number, E: number, s: number): ScanMethod {
+export function autoScan(T: number, E: number, s: number, moves: DataMoves): ScanMethod {
+  if (moves.viewSlices) return 'sequential';
   return T <= 64 || E * s * s * s > 65_536 ? 'sequential' : 'oddeven';
 }
 
@@ -48,12 +52,57 @@ function blockOps(tf: Tf, s: number, transposed: boolean): Ops {
   };
 }
 
-/** [B, T, ...rest] ↔ [T, B, ...rest]. */
-function swapBatchTime(tf: Tf, x: T): T {
+/**
+ * How the active tfjs engine moves data. tfjs's cpu kernels return slices along the leading axis
+ * as views and concatenate by block copies, but transpose, reverse and gather entry by entry through
+ * index arithmetic (0.05–0.5 µs an entry); wasm's Slice copies its whole input before cutting.
+ */
+export interface DataMoves {
+  /** Leading-axis slices are free views (tfjs cpu): reorder by slices and one concat. */
+  readonly viewSlices: boolean;
+  /** Take per-step rows with one-row gathers (wasm: T slices of a [T, …] tensor cost O(T²)). */
+  readonly gatherSteps: boolean;
+}
+
+const prod = (dims: readonly number[]) => dims.reduce((a, b) => a * b, 1);
+
+/** [d0, d1, ...rest] → [d1, d0, ...rest]. */
+function swapLeading(tf: Tf, x: T, moves: DataMoves): T {
   const [d0, d1, ...rest] = x.shape as number[];
   if (d0 === 1 || d1 === 1) return tf.reshape(x, [d1!, d0!, ...rest]);
-  const K = rest.reduce((a, b) => a * b, 1);
+  const K = prod(rest);
+  if (moves.viewSlices) {
+    // The d0 rows [d1, K] side by side: views, then one copy.
+    const rows = tf.reshape(x, [d0!, d1! * K]);
+    const cols = Array.from({ length: d0! }, (_, i) => tf.reshape(tf.slice(rows, i, 1), [d1!, K]));
+    return tf.reshape(tf.concat(cols, 1), [d1!, d0!, ...rest]);
+  }
   return tf.reshape(tf.transpose(tf.reshape(x, [d0!, d1!, K]), [1, 0, 2]), [d1!, d0!, ...rest]);
+}
+
+/** x reversed along axis 0. */
+function reverseLeading(tf: Tf, x: T, moves: DataMoves): T {
+  const T = x.shape[0]!;
+  if (!moves.viewSlices || T === 1) return tf.reverse(x, 0);
+  return tf.concat(
+    Array.from({ length: T }, (_, t) => tf.slice(x, T - 1 - t, 1)),
+    0,
+  );
+}
+
+/** The entries of x [T, ...rest] along axis 0, each [1, ...rest]. */
+function leadingRows(tf: Tf, x: T, moves: DataMoves): T[] {
+  const [T, ...rest] = x.shape as number[];
+  if (!moves.gatherSteps) return Array.from({ length: T! }, (_, t) => tf.slice(x, t, 1));
+  const rows = tf.reshape(x, [T!, -1]);
+  return Array.from({ length: T! }, (_, t) =>
+    tf.reshape(tf.gather(rows, tf.tensor1d([t], 'int32')), [1, ...rest]),
+  );
+}
+
+/** The time steps of x [B, T, ...rest]: T tensors [B, ...rest]. */
+export function timeSteps(tf: Tf, x: T, moves: DataMoves): T[] {
+  return steps(tf, swapLeading(tf, x, moves), moves.gatherSteps);
 }
 
 /**
@@ -68,29 +117,51 @@ export function linearScan(
   y0: T,
   s: number,
   reverse: boolean,
-  gatherSteps: boolean,
+  moves: DataMoves,
 ): T {
   const [B, T, n] = c.shape as [number, number, number];
   const E = (B * n) / s;
-  const blk = s === 1 ? [T, E] : [T, E, s, s];
-  const vec = s === 1 ? [T, E] : [T, E, s];
-  let a = tf.reshape(swapBatchTime(tf, tf.reshape(A, [B, T, n * s])), blk);
-  let cc = tf.reshape(swapBatchTime(tf, c), vec);
-  if (reverse) {
-    a = tf.reverse(a, 0);
-    cc = tf.reverse(cc, 0);
-  }
+  const vec = s === 1 ? [E] : [E, s];
   const ops = blockOps(tf, s, reverse);
+  if (method === 'auto') method = autoScan(T, E, s, moves);
+  if (method === 'sequential') {
+    // Step by step in the recurrence's own order (backwards when reversed), so nothing is reversed;
+    // per step two leading-axis rows, one batched matvec and an add, all already in the shapes the
+    // products want; the outputs are joined batch-major directly.
+    const bs = s === 1 ? [T, E] : [T, E, s, s];
+    const vs = s === 1 ? [T, E] : [T, E, s, 1];
+    const as = leadingRows(tf, tf.reshape(swapLeading(tf, tf.reshape(A, [B, T, n * s]), moves), bs), moves);
+    const cs = leadingRows(tf, tf.reshape(swapLeading(tf, c, moves), vs), moves);
+    // A_t y + c_t; on tfjs cpu one fused op (wasm's takes only a rank-1 bias).
+    const step =
+      s === 1
+        ? (a: T, v: T, bias: T) => tf.add(tf.mul(a, v), bias)
+        : moves.viewSlices
+          ? (a: T, v: T, bias: T) => tf.fused.matMul({ a, b: v, transposeA: reverse, bias })
+          : (a: T, v: T, bias: T) => tf.add(tf.matMul(a, v, reverse), bias);
+    const ys: T[] = new Array(T);
+    let prev = tf.reshape(y0, [1, ...vs.slice(1)]);
+    for (let k = 0; k < T; k++) {
+      const t = reverse ? T - 1 - k : k;
+      prev = step(as[t]!, prev, cs[t]!);
+      ys[t] = tf.reshape(prev, [B, 1, n]);
+    }
+    return T === 1 ? ys[0]! : tf.concat(ys, 1);
+  }
+  const bt = s === 1 ? [T, E] : [T, E, s, s];
+  const vt = s === 1 ? [T, E] : [T, E, s];
+  let a = tf.reshape(swapLeading(tf, tf.reshape(A, [B, T, n * s]), moves), bt);
+  let cc = tf.reshape(swapLeading(tf, c, moves), vt);
+  if (reverse) {
+    a = reverseLeading(tf, a, moves);
+    cc = reverseLeading(tf, cc, moves);
+  }
   // Fold the boundary state into the first offset: c_1 ← A_1 y_0 + c_1.
-  const first = tf.add(ops.mv(tf.slice(a, 0, 1), tf.reshape(y0, [1, ...vec.slice(1)])), tf.slice(cc, 0, 1));
+  const first = tf.add(ops.mv(tf.slice(a, 0, 1), tf.reshape(y0, [1, ...vec])), tf.slice(cc, 0, 1));
   cc = T === 1 ? first : tf.concat([first, tf.slice(cc, 1)], 0);
-  let y: T;
-  if (method === 'auto') method = autoScan(T, E, s);
-  if (method === 'oddeven') y = oddEven(tf, ops, a, cc);
-  else if (method === 'chunked') y = chunked(tf, ops, a, cc, gatherSteps);
-  else y = tf.stack(sequential(tf, ops, steps(tf, a, gatherSteps), steps(tf, cc, gatherSteps), null), 0);
-  if (reverse) y = tf.reverse(y, 0);
-  return swapBatchTime(tf, tf.reshape(y, [T, B, n]));
+  let y = method === 'oddeven' ? oddEven(tf, ops, a, cc) : chunked(tf, ops, a, cc, moves.gatherSteps);
+  if (reverse) y = reverseLeading(tf, y, moves);
+  return swapLeading(tf, tf.reshape(y, [T, B, n]), moves);
 }
 
 /**
@@ -98,7 +169,7 @@ export function linearScan(
  * wasm, and wasm's Slice copies its whole input first (O(T²) for T slices), so there each step is a
  * one-row gather.
  */
-export function steps(tf: Tf, x: T, gather: boolean): T[] {
+function steps(tf: Tf, x: T, gather: boolean): T[] {
   const rest = x.shape.slice(1);
   const T = x.shape[0]!;
   if (!gather) return Array.from({ length: T }, (_, t) => tf.reshape(tf.slice(x, t, 1), rest));
