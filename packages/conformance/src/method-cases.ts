@@ -8,6 +8,7 @@ import {
   lang,
   sequential,
   UnsupportedOptionError,
+  withCapabilities,
 } from '@deerjs/core';
 import { expect } from 'vitest';
 import type { SuiteContext } from './context.js';
@@ -29,20 +30,8 @@ const logistic = (): Cell =>
     add(mul(constant(3.9), mul(h, sub(constant(1), h))), mul(constant(0), x)),
   );
 
-/**
- * The backend as one that states `lanes` of parallelism: 'auto''s cost model then weighs DEER
- * against sequential evaluation as it would on such a device (the computation is unchanged).
- */
-export function withParallelism(backend: Backend, lanes: number): Backend {
-  const capabilities = { ...backend.capabilities, parallelism: lanes };
-  return new Proxy(backend, {
-    get(target, key) {
-      if (key === 'capabilities') return capabilities;
-      const v = Reflect.get(target, key, target);
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
-  });
-}
+/** The backend as one that states `lanes` of parallelism (what 'auto''s cost model reads). */
+const withParallelism = (backend: Backend, lanes: number): Backend => withCapabilities(backend, { parallelism: lanes });
 
 /** Lanes of a large GPU: DEER pays on every problem of these cases. */
 const WIDE = 1e9;

@@ -1,4 +1,5 @@
 export { checkDampedScan, hostNewtonUpdate } from './backend/host-update.js';
+export { withCapabilities } from './backend/with-capabilities.js';
 export type { StepProgram } from './backend/program.js';
 export {
   type BackendFactory,

@@ -14,7 +14,9 @@ const HELP = `deer-study: convergence of DEER, quasi-DEER, quasi-ELK and 'auto' 
   For GRU and Elman cells (n = 8) whose weight matrices are scaled 0.5× … 12×, the fraction of
   batch rows each method solves without the sequential fallback, its iterations, its time over
   sequential evaluation, and each problem's estimated largest Lyapunov exponent (< 0: perturbations
-  shrink along the trajectory, the problems ELK should solve). Writes study.json (after every
+  shrink along the trajectory, the problems ELK should solve). 'auto' runs on the backend as if it
+  had a GPU's lanes (withCapabilities): on a few CPU cores its cost model would evaluate every
+  problem sequentially, and the study is about its Newton path. Writes study.json (after every
   problem) and study.svg to --out (default: results/study-<backend>).
 `;
 

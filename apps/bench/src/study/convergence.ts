@@ -1,9 +1,21 @@
-import { type Backend, type Cell, cells, type DeerOptions, deer, type DType, Rng, sequential } from '@deerjs/core';
+import {
+  type Backend,
+  type Cell,
+  cells,
+  type DeerOptions,
+  deer,
+  type DType,
+  Rng,
+  sequential,
+  withCapabilities,
+} from '@deerjs/core';
 
 /** One way of solving: DEER, quasi-DEER, ELK (quasi-ELK here), or 'auto'. */
 export interface StudyMethod {
   readonly id: string;
   readonly options: DeerOptions;
+  /** Solved on the backend stating STUDY_AUTO_LANES of parallelism. */
+  readonly wide?: boolean;
 }
 
 export const STUDY_METHODS: readonly StudyMethod[] = [
@@ -12,8 +24,14 @@ export const STUDY_METHODS: readonly StudyMethod[] = [
   // ELK's damped step runs on the diagonal of the Jacobian (quasi-ELK); full-Jacobian ELK is not
   // implemented, so 'ELK' and 'quasi-ELK' are one column.
   { id: 'quasi-ELK', options: { method: 'elk' } },
-  { id: 'auto', options: { method: 'auto' } },
+  { id: 'auto', options: { method: 'auto' }, wide: true },
 ];
+
+/**
+ * Lanes the study states for 'auto' (withCapabilities): its cost model would send every problem of
+ * this size to sequential evaluation on a few CPU cores, and the study is about its Newton path.
+ */
+export const STUDY_AUTO_LANES = 1e9;
 
 export interface StudyConfig {
   readonly families: readonly ('gru' | 'elman')[];
@@ -94,7 +112,8 @@ export async function runConvergenceStudy(
           let lyapunov = Number.NaN;
           for (const m of STUDY_METHODS) {
             t0 = now();
-            const r = await deer(backend, cell, params, x, m.options);
+            const on = m.wide ? withCapabilities(backend, { parallelism: STUDY_AUTO_LANES }) : backend;
+            const r = await deer(on, cell, params, x, m.options);
             const y = await backend.read(r.y);
             const ms = now() - t0;
             backend.dispose(r.y);
