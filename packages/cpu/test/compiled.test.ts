@@ -140,37 +140,45 @@ describe('hoisted input work', () => {
 });
 
 describe('scan and affine offset', () => {
+  // n = s: one block per step, the state kept in locals (rounded to float32 with Math.fround).
   for (const [n, s] of [
+    [1, 1],
+    [2, 2],
     [3, 1],
     [4, 2],
+    [4, 4],
     [6, 3],
     [8, 8],
     [18, 9],
   ] as const) {
     for (const reverse of [false, true]) {
-      it(`n=${n} s=${s}${reverse ? ' reversed' : ''} matches the reference scan`, () => {
-        const B = 2;
-        const T = 7;
-        const A = Float64Array.from(rng.normalArray(B * T * n * s, 0.5));
-        const c = Float64Array.from(rng.normalArray(B * T * n, 1));
-        const y0 = Float64Array.from(rng.normalArray(B * n, 1));
-        const a = new Float64Array(B * T * n);
-        const b = new Float64Array(B * T * n);
-        scanFast(A, c, y0, a, B, T, n, s, reverse);
-        scanBlocks(A, c, y0, b, B, T, n, s, reverse);
-        expect(Array.from(a)).toEqual(Array.from(b));
-        const off = new Float64Array(B * T * n);
-        affineOffsetFast(c, A, a, off, B * T, n, s);
-        for (let e = 0; e < B * T; e++) {
-          for (let i = 0; i < n; i++) {
-            const k = Math.floor(i / s);
-            let acc = 0;
-            for (let j = 0; j < s; j++)
-              acc += A[((e * n) / s + k) * s * s + (i % s) * s + j]! * a[e * n + k * s + j]!;
-            expect(off[e * n + i]).toBeCloseTo(c[e * n + i]! - acc, 12);
+      for (const Arr of [Float64Array, Float32Array]) {
+        const f32 = Arr === Float32Array;
+        it(`n=${n} s=${s}${reverse ? ' reversed' : ''}${f32 ? ' float32' : ''} matches the reference scan`, () => {
+          const B = 2;
+          const T = 7;
+          const A = Arr.from(rng.normalArray(B * T * n * s, 0.5));
+          const c = Arr.from(rng.normalArray(B * T * n, 1));
+          const y0 = Arr.from(rng.normalArray(B * n, 1));
+          const a = new Arr(B * T * n);
+          const b = new Arr(B * T * n);
+          scanFast(A, c, y0, a, B, T, n, s, reverse);
+          scanBlocks(A, c, y0, b, B, T, n, s, reverse);
+          expect(Array.from(a)).toEqual(Array.from(b));
+          if (f32) return;
+          const off = new Float64Array(B * T * n);
+          affineOffsetFast(c, A, a, off, B * T, n, s);
+          for (let e = 0; e < B * T; e++) {
+            for (let i = 0; i < n; i++) {
+              const k = Math.floor(i / s);
+              let acc = 0;
+              for (let j = 0; j < s; j++)
+                acc += A[((e * n) / s + k) * s * s + (i % s) * s + j]! * a[e * n + k * s + j]!;
+              expect(off[e * n + i]).toBeCloseTo(c[e * n + i]! - acc, 12);
+            }
           }
-        }
-      });
+        });
+      }
     }
   }
 });

@@ -1,5 +1,9 @@
-import { cells, deer, Rng, type Tensor } from '@deerjs/core';
-import { describe, expect, it } from 'vitest';
+import { cells, deer, hostNewtonUpdate, Rng, type Tensor } from '@deerjs/core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { scanFast } from '../src/compiled/scan.js';
+import { ThreadedScan } from '../src/compiled/scan-threads.js';
+import { sharedArray, ThreadPool } from '../src/compiled/threads.js';
+import { threadedNewtonUpdate } from '../src/compiled/update.js';
 import { FastCpuBackend } from '../src/index.js';
 
 const rng = new Rng(3);
@@ -48,5 +52,219 @@ describe('worker threads', () => {
       expect(b.length).toBe(a.length);
       for (let i = 0; i < b.length; i++) expect(Array.from(b[i]!)).toEqual(Array.from(a[i]!));
     }
+  });
+});
+
+/** A shared copy of `data` (the threaded passes need SharedArrayBuffer-backed arrays). */
+const shared = (Arr: Float64ArrayConstructor | Float32ArrayConstructor, data: ArrayLike<number>) =>
+  sharedArray(Arr, data.length, Arr.from(data));
+
+describe('threaded scan', () => {
+  // Blocks with entries |a| ≤ 0.9/s: row and column sums ≤ 0.9, so forward (A) and reverse (Aᵀ)
+  // transitions are contractions with ρ = 0.9 in the ∞-norm. One thread rounds each state once;
+  // the time-chunked scan rounds each local state once (|z| ≤ 2M, M = max |y|), then the fix-up
+  // once, and the products in float64. A rounding error made at one step shrinks by ρ per step, so
+  // the two differ by at most (1 + 2 + 1)·ε·M/(1 − ρ) = 40·ε·M.
+  const pools = [2, 3].map((size) => new ThreadPool(size));
+  afterAll(() => {
+    for (const p of pools) p.destroy();
+  });
+  // Lengths prime or odd (not divisible by the chunk counts); split by rows, and by time with one
+  // row or several (B = 3 on 2 threads, B = 2 on 3); too short for a chunk per thread with one row
+  // (one thread scans).
+  const cases: [B: number, T: number, n: number, s: number][] = [
+    [1, 70001, 1, 1],
+    [1, 22003, 3, 1],
+    [1, 9001, 4, 2],
+    [1, 6151, 8, 4],
+    [1, 6301, 8, 8],
+    [3, 11001, 2, 1],
+    [3, 22001, 1, 1],
+    [3, 6301, 4, 2],
+    [2, 20000, 2, 1],
+    [2, 40000, 1, 1],
+    [6, 4001, 2, 2],
+    [5, 3001, 8, 1],
+    [1, 2, 32768, 1],
+  ];
+  for (const pool of pools)
+    for (const [B, T, n, s] of cases)
+      for (const reverse of [false, true])
+        for (const dtype of ['float64', 'float32'] as const) {
+          it(`${pool.size} threads, B=${B} T=${T} n=${n} s=${s}${reverse ? ' reversed' : ''} ${dtype}`, () => {
+            const Arr = dtype === 'float32' ? Float32Array : Float64Array;
+            const A = shared(
+              Arr,
+              rng.normalArray(B * T * n * s, 1).map((v) => (0.9 * Math.tanh(v)) / s),
+            );
+            const c = shared(Arr, rng.normalArray(B * T * n, 1));
+            const y0 = Arr.from(rng.normalArray(B * n, 1));
+            const want = new Arr(B * T * n);
+            scanFast(A, c, y0, want, B, T, n, s, reverse);
+            // A small products budget: long scans go window by window.
+            for (const budget of [1 << 22, 3000]) {
+              const got = sharedArray(Arr, B * T * n);
+              const split = new ThreadedScan(() => pool, { productsBudget: budget, minGain: 0 }).run(
+                A,
+                c,
+                y0,
+                got,
+                B,
+                T,
+                n,
+                s,
+                reverse,
+                pool.size,
+              );
+              // Split by rows with two or more, else by time with a chunk (2048 steps) per thread.
+              expect(split).toBe(B >= 2 || T >= pool.size * 2048);
+              if (!split) continue;
+              let M = 0;
+              for (const v of want) M = Math.max(M, Math.abs(v));
+              const eps = dtype === 'float32' ? 2 ** -24 : 2 ** -53;
+              let worst = 0;
+              for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+              expect(worst).toBeLessThanOrEqual(40 * eps * M);
+            }
+          });
+        }
+
+  it('runs on one thread where it does not pay or cannot', () => {
+    const pool = pools[0]!;
+    const sc = new ThreadedScan(() => pool);
+    const A = sharedArray(Float64Array, 100 * 4, new Float64Array(400).fill(0.5));
+    const c = sharedArray(Float64Array, 400);
+    const out = sharedArray(Float64Array, 400);
+    // Too small, blocks too large, not shared.
+    expect(sc.run(A, c, new Float64Array(4), out, 1, 100, 4, 1, false, 2)).toBe(false);
+    const big = 1 << 16;
+    const Ab = sharedArray(Float64Array, big * 16 * 16);
+    expect(sc.run(Ab, sharedArray(Float64Array, big * 16), new Float64Array(16), sharedArray(Float64Array, big * 16), 1, big, 16, 16, false, 2)).toBe(false);
+    expect(sc.run(new Float64Array(big), new Float64Array(big), new Float64Array(1), sharedArray(Float64Array, big), 1, big, 1, 1, false, 2)).toBe(false);
+  });
+});
+
+describe('threaded Newton update', () => {
+  const pools = [2, 3].map((size) => new ThreadPool(size));
+  afterAll(() => {
+    for (const p of pools) p.destroy();
+  });
+  // Exactly core's hostNewtonUpdate: the same stored values, the same maxima, counts and settled
+  // fronts, NaNs included (each range's measures are merged in element order).
+  const cases: [B: number, T: number, inner: number][] = [
+    [1, 70001, 1],
+    [1, 33335, 3],
+    [3, 30001, 1],
+    [5, 9001, 2],
+  ];
+  for (const pool of pools)
+    for (const [B, T, inner] of cases)
+      for (const dtype of ['float64', 'float32'] as const)
+        for (const delta of [false, true])
+          for (const held of [false, true]) {
+            it(`${pool.size} threads, B=${B} T=${T} inner=${inner} ${dtype}${delta ? ' delta' : ''}${held ? ' row 0 held' : ''}`, () => {
+              const Arr = dtype === 'float32' ? Float32Array : Float64Array;
+              const E = B * T * inner;
+              const raw = Float64Array.from(rng.normalArray(E, 1));
+              const old = Float64Array.from(rng.normalArray(E, 1));
+              // Non-finite and huge entries (replaced and clipped), exact zeros (no change), a NaN
+              // in the old iterate, all at spread-out places.
+              for (let k = 0; k < 40; k++) {
+                const i = Math.floor(((k * 7919) % 997) * (E / 997)) + (k % 3);
+                if (i >= E) continue;
+                const v = [Number.NaN, Number.POSITIVE_INFINITY, -1e9, 1e9, 0][k % 5]!;
+                raw[i] = v;
+                if (v === 0) raw[i] = delta ? 0 : old[i]!;
+              }
+              old[Math.floor(E / 2) + 1] = Number.NaN;
+              const rawS = shared(Arr, raw);
+              const oldS = shared(Arr, old);
+              const active = held ? Uint8Array.from({ length: B }, (_, b) => (b === 0 ? 0 : 1)) : undefined;
+              const opts = { atol: 1e-3, rtol: 1e-3, clip: 1e6, delta, ...(active ? { active } : {}) };
+              const want = new Arr(E);
+              const w = hostNewtonUpdate(rawS, oldS, want, B, T, opts);
+              const got = sharedArray(Arr, E);
+              const g = threadedNewtonUpdate(pool, rawS, oldS, got, B, T, opts);
+              expect(Array.from(got)).toEqual(Array.from(want));
+              expect(g.maxAbsDiff).toEqual(w.maxAbsDiff);
+              expect(Array.from(g.rows.maxScaledDiff)).toEqual(Array.from(w.rows.maxScaledDiff));
+              expect(Array.from(g.rows.replaced)).toEqual(Array.from(w.rows.replaced));
+              expect(Array.from(g.rows.clipped)).toEqual(Array.from(w.rows.clipped));
+              expect(Array.from(g.rows.settled)).toEqual(Array.from(w.rows.settled));
+            });
+          }
+});
+
+describe('threads in a solve', () => {
+  it('outputs do not depend on what a reused buffer held', async () => {
+    const cell = cells.gru({ inputSize: 1, hiddenSize: 2 });
+    const params = cell.init({ seed: 5 });
+    const T = 40_000;
+    const x = rng.normalArray(T, 1);
+    const y = rng.normalArray(T * 2, 0.5);
+    const a = rng.normalArray(T * 2, 0.5);
+    const results: Float64Array[][] = [];
+    for (const threads of [1, 2]) {
+      const be = new FastCpuBackend({ threads, dtype: 'float32' });
+      // NaN-filled buffers of every size below, disposed: the threaded backend reuses them.
+      const poisoned = [T, T * 2, T * 4].flatMap((size) =>
+        Array.from({ length: 12 }, () => be.tensor(new Float64Array(size).fill(Number.NaN), [size])),
+      );
+      for (const t of poisoned) be.dispose(t);
+      const p: Record<string, Tensor> = {};
+      for (const [k, v] of Object.entries(params)) p[k] = be.tensor(v, [v.length]);
+      const xt = be.tensor(x, [1, T, 1]);
+      const yt = be.tensor(y, [1, T, 2]);
+      const at = be.tensor(a, [1, T, 2, 1, 1]);
+      const got: Float64Array[] = [];
+      const read = async (t: Tensor) => got.push(Float64Array.from(await be.read(t)));
+      await read(be.shiftTime(yt, null, 1));
+      await read(be.shiftTime(yt, null, -1));
+      await read(be.runSequential(cell.stepProgram(), { input: xt, y0: be.zeros([1, 2]), params: p }));
+      await read(be.affineOffset(yt, at, yt, 1));
+      const lin = be.runStep(cell.linearizeProgram(2), { state: yt, input: xt, params: p });
+      await read(lin.outputs[0]!);
+      await read(lin.jacobian!);
+      for (const reverse of [false, true]) {
+        await read(be.scan({ A: at, c: yt, y0: be.zeros([1, 2]), blockSize: 1, reverse }));
+      }
+      const u = be.newtonUpdateSync(yt, at, { atol: 1e-4, rtol: 1e-4, clip: 1e6, delta: true });
+      await read(u.y);
+      got.push(Float64Array.of(u.maxAbsDiff, u.maxScaledDiff, u.replaced, u.clipped, u.rows.settled[0]!));
+      const d = await deer(be, cell, p, xt);
+      await read(d.y);
+      be.destroy();
+      results.push(got);
+    }
+    const [one, two] = results as [Float64Array[], Float64Array[]];
+    for (let k = 0; k < one.length; k++) {
+      // The time-chunked scans (and the solve through them) round differently: see 'threaded scan'.
+      const tol = k >= 6 && k <= 7 ? 1e-5 : k === one.length - 1 ? 1e-4 : 0;
+      let worst = 0;
+      for (let i = 0; i < one[k]!.length; i++) worst = Math.max(worst, Math.abs(one[k]![i]! - two[k]![i]!));
+      expect(worst, `output ${k}`).toBeLessThanOrEqual(tol);
+    }
+  });
+
+  it('DEER on one long sequence (threaded scan and update) agrees with one thread', async () => {
+    const cell = cells.gru({ inputSize: 1, hiddenSize: 2 });
+    const params = cell.init({ seed: 4 });
+    const T = 50_001;
+    const x = rng.normalArray(T, 1);
+    const ys: Float64Array[] = [];
+    for (const threads of [1, 2]) {
+      const be = new FastCpuBackend({ threads, dtype: 'float32' });
+      const p: Record<string, Tensor> = {};
+      for (const [k, v] of Object.entries(params)) p[k] = be.tensor(v, [v.length]);
+      const d = await deer(be, cell, p, be.tensor(x, [1, T, 1]), { atol: 1e-5, rtol: 1e-5 });
+      expect(d.stats.converged).toBe(true);
+      ys.push(Float64Array.from(await be.read(d.y)));
+      be.destroy();
+      expect((be as unknown as { pool?: unknown }).pool).toBeUndefined();
+    }
+    // Both converged to within atol + rtol·|y| of the fixed point.
+    let worst = 0;
+    for (let i = 0; i < T * 2; i++) worst = Math.max(worst, Math.abs(ys[0]![i]! - ys[1]![i]!));
+    expect(worst).toBeLessThan(1e-4);
   });
 });

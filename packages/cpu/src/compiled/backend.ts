@@ -4,7 +4,10 @@ import {
   liveNodes,
   type MatExpr,
   matExprNodes,
+  type NewtonUpdate,
+  type NewtonUpdateOptions,
   type NodeId,
+  newtonUpdateFromRows,
   operands,
   type ScanArgs,
   type StepInputs,
@@ -14,10 +17,13 @@ import {
   type TypedArray,
 } from '@deerjs/core';
 import { CpuBackend, type CpuBackendOptions } from '../backend.js';
-import { ARRAY, type CpuTensor } from '../tensor.js';
+import { ARRAY, CpuTensor } from '../tensor.js';
 import { generateKernel, type Kernel, Unsupported } from './codegen.js';
 import { affineOffsetFast, scanFast } from './scan.js';
+import { ThreadedScan } from './scan-threads.js';
+import { SharedBuffers } from './shared-buffers.js';
 import { availableThreads, isShared, runTiles, sharedArray, ThreadPool } from './threads.js';
+import { threadedNewtonUpdate, UPDATE_PARALLEL_MIN } from './update.js';
 
 /** Doubles of scratch one tile may use (all its nodes together): about 256 KiB. */
 const TILE_BUDGET = 32768;
@@ -188,8 +194,9 @@ export interface FastCpuBackendOptions extends CpuBackendOptions {
    */
   readonly compileMin?: number;
   /**
-   * Threads for runStep (the calling one included; default: the cores available, 1 outside Node).
-   * Workers are started on first use, never keep Node alive, and stop in destroy().
+   * Threads for runStep, scan and newtonUpdate on large enough problems (the calling one included;
+   * default: the cores available, 1 outside Node). Workers are started on first use, never keep
+   * Node alive, and stop in destroy().
    */
   readonly threads?: number;
 }
@@ -201,15 +208,19 @@ const PARALLEL_MIN = 4096;
  * The fast CPU backend: step programs compiled to specialised JavaScript (`compiled/codegen.ts`),
  * evaluated over tiles of elements with batched matrix products; Jacobians written straight into
  * their block structure; input-only work hoisted out of the sequential loop and kept across
- * Newton iterations; runStep split over worker threads (`compiled/threads.ts`). Programs the
+ * Newton iterations; runStep, scan (`compiled/scan-threads.ts`) and the Newton update
+ * (`compiled/update.ts`) split over worker threads (`compiled/threads.ts`). Programs the
  * generator does not know, and calls under `compileMin` elements, use the reference interpreter.
  */
 export class FastCpuBackend extends CpuBackend {
   /** Calls with fewer (b, t) elements than this run on the reference interpreter. */
   private readonly compileMin: number;
-  /** Threads runStep uses (the calling one included). */
+  /** Threads this backend uses (the calling one included). */
   readonly threads: number;
   private pool?: ThreadPool;
+  private readonly threadedScan = new ThreadedScan(() => this.startPool());
+  /** Tensors' arrays when threads > 1 (shared with the workers), reused after dispose. */
+  private readonly buffers = new SharedBuffers();
 
   constructor(options: FastCpuBackendOptions = {}) {
     super(options);
@@ -222,14 +233,25 @@ export class FastCpuBackend extends CpuBackend {
   protected override make(shape: readonly number[], dtype: DType, data?: TypedArray): CpuTensor {
     if (this.threads > 1) {
       const size = shape.reduce((a, b) => a * b, 1);
-      if (!data || (data.length === size && !isShared(data))) data = sharedArray(ARRAY[dtype], size, data);
+      if (!data || (data.length === size && !isShared(data))) data = this.buffers.take(ARRAY[dtype], size, data);
     }
     return super.make(shape, dtype, data);
+  }
+
+  /** A new tensor whose every element the caller writes (a reused buffer is not zeroed first). */
+  private unfilled(shape: readonly number[], dtype: DType): CpuTensor {
+    if (this.threads < 2) return this.make(shape, dtype);
+    const size = shape.reduce((a, b) => a * b, 1);
+    return super.make(shape, dtype, this.buffers.take(ARRAY[dtype], size, undefined, false));
   }
 
   /** The pool, when this many elements are worth splitting and every array is shared. */
   private poolFor(E: number, arrays: readonly TypedArray[]): ThreadPool | undefined {
     if (this.threads < 2 || E < PARALLEL_MIN || !arrays.every(isShared)) return undefined;
+    return this.startPool();
+  }
+
+  private startPool(): ThreadPool {
     this.pool ??= new ThreadPool(this.threads);
     return this.pool;
   }
@@ -237,6 +259,8 @@ export class FastCpuBackend extends CpuBackend {
   override destroy(): void {
     this.pool?.destroy();
     this.pool = undefined;
+    this.buffers.clear();
+    this.threadedScan.clear();
     super.destroy();
   }
 
@@ -259,7 +283,9 @@ export class FastCpuBackend extends CpuBackend {
 
   override dispose(t: Tensor): void {
     this.inputCache.delete(t);
+    const data = t instanceof CpuTensor && !t.disposed ? t.data : undefined;
     super.dispose(t);
+    if (data) this.buffers.give(data);
   }
 
   override runStep(program: StepProgram, inputs: StepInputs): StepOutputs {
@@ -274,7 +300,7 @@ export class FastCpuBackend extends CpuBackend {
     const n = g.stateSize;
     const E = B * T;
     const P = this.paramArrays(g, inputs.params, kernel.consts);
-    const outs = program.outputs.map((id) => this.make([B, T, g.nodes[id]!.size], dtype));
+    const outs = program.outputs.map((id) => this.unfilled([B, T, g.nodes[id]!.size], dtype));
     const jac = program.jacobian;
     const s = jac?.blockSize ?? 0;
     const J = jac ? this.make([B, T, n / s, s, s], dtype) : undefined;
@@ -363,7 +389,7 @@ export class FastCpuBackend extends CpuBackend {
     const [B, n] = y0.shape as [number, number];
     const T = x ? x.shape[1]! : 1;
     const m = g.inputSize;
-    const out = this.make([B, T, n], y0.dtype);
+    const out = this.unfilled([B, T, n], y0.dtype);
     const y = out.data;
     const { hoist, frontier, step, stateLeaf } = plan;
     const P = this.paramArrays(g, inputs.params, step.consts);
@@ -430,15 +456,47 @@ export class FastCpuBackend extends CpuBackend {
   override scan(args: ScanArgs): Tensor {
     const c = this.get(args.c);
     const [B, T, n] = c.shape as [number, number, number];
-    const out = this.make([B, T, n], c.dtype);
-    scanFast(this.data(args.A), c.data, this.data(args.y0), out.data, B, T, n, args.blockSize, args.reverse);
+    const out = this.unfilled([B, T, n], c.dtype);
+    const [A, y0, s, rev] = [this.data(args.A), this.data(args.y0), args.blockSize, args.reverse];
+    if (!this.threadedScan.run(A, c.data, y0, out.data, B, T, n, s, rev, this.threads)) {
+      scanFast(A, c.data, y0, out.data, B, T, n, s, rev);
+    }
     return out;
+  }
+
+  override shiftTime(x: Tensor, fill: Tensor | null, dir: 1 | -1): Tensor {
+    const src = this.get(x);
+    const [B, T] = src.shape as [number, number];
+    const inner = src.size / (B * T);
+    const out = this.unfilled(src.shape, src.dtype);
+    const [d, o] = [src.data, out.data];
+    const f = fill ? this.data(fill) : null;
+    for (let b = 0; b < B; b++) {
+      const base = b * T * inner;
+      const edge = dir === 1 ? base : base + (T - 1) * inner;
+      if (dir === 1) o.set(d.subarray(base, base + (T - 1) * inner), base + inner);
+      else o.set(d.subarray(base + inner, base + T * inner), base);
+      if (f) o.set(f.subarray(b * inner, (b + 1) * inner), edge);
+      else o.fill(0, edge, edge + inner);
+    }
+    return out;
+  }
+
+  override newtonUpdateSync(yRaw: Tensor, yOld: Tensor, opts: NewtonUpdateOptions): NewtonUpdate {
+    const raw = this.get(yRaw);
+    const old = this.data(yOld);
+    const split = raw.size >= UPDATE_PARALLEL_MIN && isShared(raw.data) && isShared(old);
+    if (this.threads < 2 || !split || old.length !== raw.size) return super.newtonUpdateSync(yRaw, yOld, opts);
+    const out = this.unfilled(raw.shape, raw.dtype);
+    const [B, T] = [raw.shape[0] ?? 1, raw.shape[1] ?? 1];
+    const r = threadedNewtonUpdate(this.startPool(), raw.data, old, out.data, B, T, opts);
+    return newtonUpdateFromRows(out, r.maxAbsDiff, r.rows);
   }
 
   override affineOffset(F: Tensor, A: Tensor, y: Tensor, s: number): Tensor {
     const f = this.get(F);
     const [B, T, n] = f.shape as [number, number, number];
-    const out = this.make([B, T, n], f.dtype);
+    const out = this.unfilled([B, T, n], f.dtype);
     affineOffsetFast(f.data, this.data(A), this.data(y), out.data, B * T, n, s);
     return out;
   }

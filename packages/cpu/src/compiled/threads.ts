@@ -3,9 +3,9 @@ import type { Kernel, KernelFn } from './codegen.js';
 
 /**
  * Worker threads for the fast CPU backend (Node only): generated kernels run over ranges of
- * elements on SharedArrayBuffer-backed tensors. The calling thread takes the first range and then
- * blocks (Atomics.wait) until the workers are done, so the backend's API stays synchronous. Each
- * element's arithmetic does not depend on the split, so results are identical for any thread count.
+ * elements, and jobs (the time-chunked scan's passes, the Newton update's reduction) over ranges
+ * of time, on SharedArrayBuffer-backed tensors. The calling thread takes the first share and then
+ * blocks (Atomics.wait) until the workers are done, so the backend's API stays synchronous.
  */
 
 interface WorkerLike {
@@ -66,7 +66,12 @@ ${runTiles.toString()}
 const EXP32 = Float64Array.from({ length: 32 }, (_, j) => 2 ** (j / 32));
 const EXP2K = Float64Array.from({ length: 2201 }, (_, k) => 2 ** (k - 1100));
 const kernels = new Map();
+const jobs = new Map();
 parentPort.on('message', (m) => {
+  if (m.kind === 'job') {
+    jobs.set(m.uid, new Function(m.source)());
+    return;
+  }
   if (m.kind === 'kernel') {
     const sites = m.sites.map((src) => new Function(src)());
     const run = new Function('MV', 'EXP32', 'EXP2K', m.source)(sites, EXP32, EXP2K);
@@ -77,6 +82,10 @@ parentPort.on('message', (m) => {
   }
   const ctl = m.ctl;
   try {
+    if (m.kind === 'calls') {
+      for (const [uid, args] of m.calls) jobs.get(uid)(...args);
+      return;
+    }
     let k = kernels.get(m.uid);
     if (k.tile < m.tile) {
       k.S = k.S.map((a, i) => (i < k.S.length - (m.accSize ? 1 : 0) ? new Float64Array((a.length / k.tile) * m.tile) : a));
@@ -93,10 +102,38 @@ parentPort.on('message', (m) => {
 });
 `;
 
+/**
+ * A function the workers can run as well as the calling thread: `source` is a function body that
+ * returns it (compiled once per worker), `fn` the same function here.
+ */
+export interface Job {
+  readonly uid: number;
+  readonly source: string;
+  // biome-ignore lint/suspicious/noExplicitAny: arguments are whatever the job's source takes
+  readonly fn: (...args: any[]) => void;
+}
+
+/** One call of a job: the job and its arguments. */
+export type Call = readonly [Job, readonly unknown[]];
+
+let jobUid = 0;
+
+/** A job from the body of a function that returns it (generated code). */
+export function jobFromSource(source: string): Job {
+  return { uid: ++jobUid, source, fn: new Function(source)() };
+}
+
+/** A job from a self-contained function: it may not read anything outside its own body. */
+// biome-ignore lint/suspicious/noExplicitAny: as above
+export function jobFromFunction(fn: (...args: any[]) => void): Job {
+  return { uid: ++jobUid, source: `return ${fn.toString()}`, fn };
+}
+
 /** A pool of size − 1 workers (the calling thread is the size-th). */
 export class ThreadPool {
   private readonly workers: WorkerLike[] = [];
   private readonly known: Set<number>[] = [];
+  private readonly knownJobs: Set<number>[] = [];
   private readonly ctl = new Int32Array(new SharedArrayBuffer(8));
 
   constructor(readonly size: number) {
@@ -108,6 +145,7 @@ export class ThreadPool {
       w.unref();
       this.workers.push(w);
       this.known.push(new Set());
+      this.knownJobs.push(new Set());
     }
   }
 
@@ -130,45 +168,80 @@ export class ThreadPool {
     jStride: number,
   ): void {
     const per = Math.ceil(E / this.size / tile) * tile;
+    this.dispatch(
+      (w, i, ctl) => {
+        const e0 = (i + 1) * per;
+        if (e0 >= E) return false;
+        if (!this.known[i]!.has(kernel.uid)) {
+          w.postMessage({
+            kind: 'kernel',
+            uid: kernel.uid,
+            source: kernel.source,
+            sites: kernel.siteSources,
+            scratch: kernel.scratch.map((x) => x.size),
+            accSize: kernel.accSize,
+            tile,
+          });
+          this.known[i]!.add(kernel.uid);
+        }
+        w.postMessage({
+          kind: 'tiles',
+          uid: kernel.uid,
+          e0,
+          e1: Math.min(E, e0 + per),
+          tile,
+          accSize: kernel.accSize,
+          P,
+          X,
+          XS,
+          O,
+          OS,
+          J,
+          jStride,
+          ctl,
+        });
+        return true;
+      },
+      () => runTiles(kernel.run, S, 0, Math.min(E, per), tile, P, X, XS, O, OS, J, jStride),
+    );
+  }
+
+  /**
+   * Thread i makes the calls `work[i]` in order (thread 0 is the calling one); returns when every
+   * thread is done. Arrays the workers write must be SharedArrayBuffer-backed; others are copied.
+   */
+  calls(work: readonly (readonly Call[])[]): void {
+    this.dispatch(
+      (w, i, ctl) => {
+        const mine = work[i + 1];
+        if (!mine || mine.length === 0) return false;
+        for (const [job] of mine) {
+          if (this.knownJobs[i]!.has(job.uid)) continue;
+          w.postMessage({ kind: 'job', uid: job.uid, source: job.source });
+          this.knownJobs[i]!.add(job.uid);
+        }
+        w.postMessage({ kind: 'calls', calls: mine.map(([job, args]) => [job.uid, args]), ctl });
+        return true;
+      },
+      () => {
+        // Calls meant for workers this pool does not have run here too.
+        for (let i = 0; i < work.length; i++)
+          if (i === 0 || i > this.workers.length) for (const [job, args] of work[i]!) job.fn(...args);
+      },
+    );
+  }
+
+  /** Post to each worker (`post` says whether it did), run `local` here, then wait for them. */
+  private dispatch(post: (w: WorkerLike, i: number, ctl: Int32Array) => boolean, local: () => void): void {
     const ctl = this.ctl;
     Atomics.store(ctl, 0, 0);
     Atomics.store(ctl, 1, 0);
     let posted = 0;
     this.workers.forEach((w, i) => {
-      const e0 = (i + 1) * per;
-      if (e0 >= E) return;
-      if (!this.known[i]!.has(kernel.uid)) {
-        w.postMessage({
-          kind: 'kernel',
-          uid: kernel.uid,
-          source: kernel.source,
-          sites: kernel.siteSources,
-          scratch: kernel.scratch.map((x) => x.size),
-          accSize: kernel.accSize,
-          tile,
-        });
-        this.known[i]!.add(kernel.uid);
-      }
-      w.postMessage({
-        kind: 'tiles',
-        uid: kernel.uid,
-        e0,
-        e1: Math.min(E, e0 + per),
-        tile,
-        accSize: kernel.accSize,
-        P,
-        X,
-        XS,
-        O,
-        OS,
-        J,
-        jStride,
-        ctl,
-      });
-      posted++;
+      if (post(w, i, ctl)) posted++;
     });
     try {
-      runTiles(kernel.run, S, 0, Math.min(E, per), tile, P, X, XS, O, OS, J, jStride);
+      local();
     } finally {
       for (let v = Atomics.load(ctl, 0); v < posted; v = Atomics.load(ctl, 0)) Atomics.wait(ctl, 0, v);
     }
