@@ -42,7 +42,8 @@ export class CpuBackend implements Backend {
   private destroyed = false;
   private readonly defaultDType: DType;
 
-  constructor(options: CpuBackendOptions = {}) {
+  /** `parallelism`: scalar operations at once (1 here: one thread, no SIMD; subclasses pass theirs). */
+  constructor(options: CpuBackendOptions = {}, parallelism = 1) {
     this.defaultDType = options.dtype ?? 'float64';
     this.capabilities = {
       dtypes: ['float64', 'float32'],
@@ -50,6 +51,7 @@ export class CpuBackend implements Backend {
       maxBufferBytes: options.maxBufferBytes ?? 2 ** 31,
       syncRead: true,
       device: 'cpu (JavaScript)',
+      parallelism,
     };
   }
 

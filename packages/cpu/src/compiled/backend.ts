@@ -223,10 +223,12 @@ export class FastCpuBackend extends CpuBackend {
   private readonly buffers = new SharedBuffers();
 
   constructor(options: FastCpuBackendOptions = {}) {
-    super(options);
-    this.compileMin = options.compileMin ?? 256;
     const t = options.threads ?? availableThreads();
-    this.threads = Number.isInteger(t) && t >= 1 ? Math.min(t, availableThreads()) : 1;
+    const threads = Number.isInteger(t) && t >= 1 ? Math.min(t, availableThreads()) : 1;
+    // Scalar JavaScript: one operation at a time per thread.
+    super(options, threads);
+    this.compileMin = options.compileMin ?? 256;
+    this.threads = threads;
   }
 
   /** With threads, tensors live on SharedArrayBuffers so that the workers see them. */
