@@ -140,14 +140,18 @@ export function paramSpec(graph: Graph, name: string): ParamSpec {
   return p;
 }
 
-/** Ids of the nodes needed to compute `roots` (inclusive), in topological order. */
-export function liveNodes(graph: Graph, roots: readonly NodeId[]): NodeId[] {
+/**
+ * Ids of the nodes needed to compute `roots` (inclusive), in topological order; nodes in `cut` are
+ * included but not descended below (their values come from elsewhere).
+ */
+export function liveNodes(graph: Graph, roots: readonly NodeId[], cut?: { has(id: NodeId): boolean }): NodeId[] {
   const live = new Uint8Array(graph.nodes.length);
   const stack = [...roots];
   while (stack.length > 0) {
     const id = stack.pop()!;
     if (live[id]) continue;
     live[id] = 1;
+    if (cut?.has(id)) continue;
     for (const o of operands(graph.nodes[id]!)) stack.push(o);
   }
   const out: NodeId[] = [];

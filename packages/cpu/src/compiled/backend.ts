@@ -1,18 +1,17 @@
 import {
   type DType,
   type Graph,
-  liveNodes,
   type MatExpr,
   matExprNodes,
   type NewtonUpdate,
   type NewtonUpdateOptions,
   type NodeId,
   newtonUpdateFromRows,
-  operands,
   type ScanArgs,
   type StepInputs,
   type StepOutputs,
   type StepProgram,
+  splitInputOnly,
   type Tensor,
   type TypedArray,
 } from '@deerjs/core';
@@ -105,27 +104,14 @@ const isLeaf = (g: Graph, id: NodeId) => {
 };
 
 /**
- * A program split in two: the nodes that read only the input (and params, consts) — hoisted: for
- * runSequential evaluated a time chunk at a time before stepping, for runStep once per input
- * tensor and kept across Newton iterations — and the rest, which reads the hoisted `frontier`
- * as externals.
+ * A program split in two (core's `splitInputOnly`): the nodes that read only the input (and params,
+ * consts) — hoisted: for runSequential evaluated a time chunk at a time before stepping, for
+ * runStep once per input tensor and kept across Newton iterations — and the rest, which reads the
+ * hoisted `frontier` as externals.
  */
-function splitInputOnly(g: Graph, roots: readonly NodeId[], extraReads: readonly NodeId[]) {
-  const live = liveNodes(g, roots);
-  const dep = new Uint8Array(g.nodes.length);
-  for (const id of live) {
-    const node = g.nodes[id]!;
-    dep[id] = node.op === 'state' || node.op === 'cotangent' || operands(node).some((o) => dep[o]) ? 1 : 0;
-  }
-  const constant = (id: NodeId) => g.nodes[id]!.op === 'param' || g.nodes[id]!.op === 'const';
-  const hoisted = live.filter((id) => !dep[id] && !constant(id));
-  const rest = live.filter((id) => dep[id]);
-  const frontierSet = new Set<NodeId>();
-  for (const id of rest)
-    for (const o of operands(g.nodes[id]!)) if (!dep[o] && !constant(o)) frontierSet.add(o);
-  for (const id of extraReads) if (!dep[id] && !constant(id)) frontierSet.add(id);
-  const frontier = [...frontierSet].sort((x, y) => x - y);
-  return { live, hoisted, rest, frontier };
+function splitHoisted(g: Graph, roots: readonly NodeId[]) {
+  const { live, inputOnly, rest, frontier } = splitInputOnly(g, roots);
+  return { live, hoisted: inputOnly, rest, frontier };
 }
 
 /** The kernel of a program's input-only part, writing its frontier (none when nothing is hoisted). */
@@ -144,7 +130,7 @@ export function makeStepPlan(p: StepProgram, fast: boolean): StepPlan {
   const g = p.graph;
   const factors = p.jacobian ? [...matExprNodes(p.jacobian.expr)] : [];
   const roots = [...p.outputs, ...factors];
-  const { hoisted, rest, frontier } = splitInputOnly(g, roots, roots);
+  const { hoisted, rest, frontier } = splitHoisted(g, roots);
   const hoist = hoistKernel(g, hoisted, frontier, fast);
   const kernel = generateKernel({
     graph: g,
@@ -161,7 +147,7 @@ export function makeStepPlan(p: StepProgram, fast: boolean): StepPlan {
 export function makeSeqPlan(p: StepProgram, fast: boolean): SeqPlan {
   const g = p.graph;
   const f = p.outputs[0]!;
-  const { live, hoisted, rest: stepNodes, frontier } = splitInputOnly(g, [f], [f]);
+  const { live, hoisted, rest: stepNodes, frontier } = splitHoisted(g, [f]);
   const stateLeaf = live.find((id) => g.nodes[id]!.op === 'state');
   if (live.some((id) => g.nodes[id]!.op === 'cotangent'))
     throw new Unsupported('cotangent in a sequential program');

@@ -265,4 +265,6 @@ export function sharedArray(
   return out;
 }
 
-export const isShared = (a: TypedArray) => a.buffer instanceof SharedArrayBuffer;
+/** Whether a typed array lives on a SharedArrayBuffer (never, where there is none: browsers without cross-origin isolation). */
+export const isShared = (a: TypedArray) =>
+  typeof SharedArrayBuffer !== 'undefined' && a.buffer instanceof SharedArrayBuffer;

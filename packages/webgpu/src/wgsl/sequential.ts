@@ -1,4 +1,4 @@
-import { matrixLayout, type Node, type NodeId, operands, paramSpec, type StepProgram } from '@deerjs/core';
+import { liveNodes, matrixLayout, type Node, type NodeId, operands, paramSpec, type StepProgram } from '@deerjs/core';
 import { bound, mainHead, SERIAL_WG, uni } from './common.js';
 import { BINARY, GraphEmitter, type Loads, paramOffsets, UNARY } from './graph.js';
 import {
@@ -7,7 +7,6 @@ import {
   type HoistLayout,
   type Kernel,
   kernelModule,
-  liveBelow,
   planHoist,
   type Role,
   usedRoles,
@@ -100,7 +99,7 @@ export function compileSequentialWorkgroup(
   const n = g.stateSize;
   const planned = hoisting ? planHoist(g, [f]) : undefined;
   const layout: HoistLayout = planned?.layout ?? new Map();
-  const computed = liveBelow(g, [f], layout).filter((id) => !layout.has(id) && !LEAVES.has(g.nodes[id]!.op));
+  const computed = liveNodes(g, [f], layout).filter((id) => !layout.has(id) && !LEAVES.has(g.nodes[id]!.op));
   const floats = n + computed.reduce((s, id) => s + Math.max(1, g.nodes[id]!.size), 0);
   if (floats > sharedFloats || computed.length === 0) return undefined;
   const biggest = Math.max(n, ...computed.map((id) => g.nodes[id]!.size));

@@ -4,7 +4,6 @@ import {
   matExprNodes,
   matrixLayout,
   type NodeId,
-  operands,
   paramSpec,
   type StepProgram,
   splitInputOnly,
@@ -179,7 +178,7 @@ export function bodyFor(
   hoisted?: { layout: HoistLayout; stride: number },
 ): { decl: string; body: string } {
   const g = em.graph;
-  const live = hoisted ? liveBelow(g, roots, hoisted.layout) : liveNodes(g, roots);
+  const live = liveNodes(g, roots, hoisted?.layout);
   const decl = em.declare(live);
   const body = live
     .map((id) => {
@@ -192,20 +191,6 @@ export function bodyFor(
   return { decl, body };
 }
 
-/** liveNodes, not descending below the nodes of `cut`. */
-export function liveBelow(g: Graph, roots: readonly NodeId[], cut: HoistLayout): NodeId[] {
-  const seen = new Uint8Array(g.nodes.length);
-  const stack = [...roots];
-  while (stack.length > 0) {
-    const id = stack.pop()!;
-    if (seen[id]) continue;
-    seen[id] = 1;
-    if (!cut.has(id)) for (const o of operands(g.nodes[id]!)) stack.push(o);
-  }
-  const out: NodeId[] = [];
-  for (let i = 0; i < seen.length; i++) if (seen[i]) out.push(i);
-  return out;
-}
 
 /**
  * The Jacobian blocks as statements writing `jac` for element `e`, every entry unrolled; undefined
