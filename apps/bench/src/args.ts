@@ -26,12 +26,16 @@ export interface BenchOptions {
   /** Points whose estimated working set exceeds this many bytes are skipped. */
   readonly maxMemory: number;
   readonly ort: boolean;
+  /** webgpu's sequential kernel (`createWebGpuBackend`'s `sequentialKernel`). */
+  readonly sequentialKernel: SequentialKernel;
   readonly out: string | undefined;
   /** Re-render the table and plots of an earlier results.json instead of running. */
   readonly from: string | undefined;
   readonly seed: number;
   readonly help: boolean;
 }
+
+export type SequentialKernel = 'auto' | 'row' | 'workgroup';
 
 /** A bad command line; the CLI prints it as one line and exits with code 2. */
 export class ArgError extends DeerError {
@@ -104,6 +108,8 @@ Usage: deer-bench [flags]        (from the repository root: pnpm bench [flags])
   --max-iter N       Newton iteration cap (default 100)
   --max-memory SIZE  skip points whose working set would exceed it: 4GiB, 512MiB, bytes (default 4GiB)
   --no-ort           do not run onnxruntime
+  --sequential-kernel K  webgpu's sequential kernel: auto | row | workgroup (default auto: a workgroup
+                     per batch row on a GPU from nh = 8, one invocation per row otherwise)
   --from FILE        print the table of an earlier results.json and rewrite its plots (into --out,
                      default the file's folder); runs nothing
   --seed N           seed of weights and inputs (default 0)
@@ -215,6 +221,11 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
     'max-iter': (v) => (set.maxIter = positiveInt('--max-iter', v, LIMITS.maxIter)),
     'max-memory': (v) => (set.maxMemory = parseBytes('--max-memory', v)),
     seed: (v) => (set.seed = nonNegativeInt('--seed', v, LIMITS.seed)),
+    'sequential-kernel': (v) => {
+      if (v !== 'auto' && v !== 'row' && v !== 'workgroup')
+        throw new ArgError(`--sequential-kernel: expected auto, row or workgroup, got '${v}'`);
+      set.sequentialKernel = v;
+    },
   };
   const switches: Record<string, () => void> = {
     quick: () => (set.quick = true),
@@ -276,6 +287,7 @@ export function resolveOptions(
     maxIter: a.maxIter ?? 100,
     maxMemory: a.maxMemory ?? 4 * 2 ** 30,
     ort: a.ort ?? true,
+    sequentialKernel: a.sequentialKernel ?? 'auto',
     out: a.out,
     from: a.from,
     seed: a.seed ?? 0,

@@ -24,11 +24,18 @@ async function importBackendPackage(specifier: string): Promise<unknown> {
  * Factory options per backend: the dtype, for tfjs the engine, for webgpu timestamp queries (device
  * time, where the adapter offers them).
  */
-const optionsFor = (name: string | undefined, dtype?: DType) => ({
+const optionsFor = (name: string | undefined, dtype?: DType, extra: BackendExtras = {}) => ({
   ...(dtype ? { dtype } : {}),
   ...(name === 'tfjs' || name === undefined ? { backend: 'wasm' } : {}),
-  ...(name === 'webgpu' || name === undefined ? { timestamps: true } : {}),
+  ...(name === 'webgpu' || name === undefined
+    ? { timestamps: true, ...(extra.sequentialKernel ? { sequentialKernel: extra.sequentialKernel } : {}) }
+    : {}),
 });
+
+/** Backend options the command line sets (passed to the backends they apply to). */
+export interface BackendExtras {
+  readonly sequentialKernel?: 'auto' | 'row' | 'workgroup';
+}
 
 /** The backend could not be loaded or cannot run the asked dtype; the message says why. */
 export class BenchBackendError extends Error {
@@ -39,11 +46,11 @@ export class BenchBackendError extends Error {
  * Load a backend by name (undefined: the best available). Backend packages are imported from this
  * app, since under pnpm's strict layout core cannot resolve them itself.
  */
-export async function openBackend(name: string | undefined, dtype: DType): Promise<Backend> {
-  if (name === undefined) return openBestFor(dtype);
+export async function openBackend(name: string | undefined, dtype: DType, extra: BackendExtras = {}): Promise<Backend> {
+  if (name === undefined) return openBestFor(dtype, extra);
   let backend: Backend;
   try {
-    backend = await loadBackend(name, { importer: importBackendPackage, options: optionsFor(name, dtype) });
+    backend = await loadBackend(name, { importer: importBackendPackage, options: optionsFor(name, dtype, extra) });
   } catch (err) {
     if (err instanceof BackendUnavailableError) {
       const hint =
@@ -64,8 +71,8 @@ export async function openBackend(name: string | undefined, dtype: DType): Promi
 }
 
 /** The best available backend that supports `dtype` (webgpu, say, has no float64). */
-async function openBestFor(dtype: DType): Promise<Backend> {
-  const best = await openBackendOrExplain(undefined);
+async function openBestFor(dtype: DType, extra: BackendExtras): Promise<Backend> {
+  const best = await openBackendOrExplain(undefined, extra);
   if (best.capabilities.dtypes.includes(dtype)) return best;
   const tried = [best.name];
   await best.destroy();
@@ -75,7 +82,7 @@ async function openBestFor(dtype: DType): Promise<Backend> {
   for (const [n] of others) {
     let b: Backend;
     try {
-      b = await loadBackend(n, { importer: importBackendPackage, options: optionsFor(n, dtype) });
+      b = await loadBackend(n, { importer: importBackendPackage, options: optionsFor(n, dtype, extra) });
     } catch {
       continue;
     }
@@ -86,9 +93,9 @@ async function openBestFor(dtype: DType): Promise<Backend> {
   throw new BenchBackendError(`no available backend supports ${dtype} (tried ${tried.join(', ')})`);
 }
 
-async function openBackendOrExplain(name: string | undefined): Promise<Backend> {
+async function openBackendOrExplain(name: string | undefined, extra: BackendExtras): Promise<Backend> {
   try {
-    return await loadBackend(name, { importer: importBackendPackage, options: optionsFor(name) });
+    return await loadBackend(name, { importer: importBackendPackage, options: optionsFor(name, undefined, extra) });
   } catch (err) {
     if (err instanceof BackendUnavailableError) throw new BenchBackendError(err.message);
     throw err;

@@ -87,6 +87,7 @@ export async function runBench(
       maxMemoryBytes: o.maxMemory,
       seed: o.seed,
       quick: o.quick,
+      sequentialKernel: o.sequentialKernel,
     },
     points,
     bandwidth,

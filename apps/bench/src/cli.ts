@@ -57,7 +57,9 @@ async function main(argv: readonly string[]): Promise<number> {
   if (args.from !== undefined) return replot(args.from, args.out);
   // A bad --out fails now, not after minutes of benchmarking.
   if (args.out !== undefined) ensureOutputDir(args.out);
-  const backend = await openBackend(args.backend, args.dtype ?? 'float32');
+  const backend = await openBackend(args.backend, args.dtype ?? 'float32', {
+    ...(args.sequentialKernel ? { sequentialKernel: args.sequentialKernel } : {}),
+  });
   try {
     const caps = backend.capabilities;
     const options = resolveOptions(args, args.quick ? quickProfile(backend.name, caps.device) : FULL_PROFILE);

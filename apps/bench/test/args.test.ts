@@ -76,6 +76,13 @@ describe('parseArgs', () => {
     });
   });
 
+  it("chooses webgpu's sequential kernel (auto unless asked)", () => {
+    expect(resolveOptions(parseArgs([])).sequentialKernel).toBe('auto');
+    expect(resolveOptions(parseArgs(['--sequential-kernel', 'workgroup'])).sequentialKernel).toBe('workgroup');
+    expect(resolveOptions(parseArgs(['--sequential-kernel=row'])).sequentialKernel).toBe('row');
+    expect(() => parseArgs(['--sequential-kernel', 'warp'])).toThrow(ArgError);
+  });
+
   it('lets flags override the --quick profile', () => {
     const a = parseArgs(['--quick', '--nh', '2']);
     const o = resolveOptions(a, QUICK_CPU_PROFILE);
