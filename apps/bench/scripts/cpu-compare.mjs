@@ -11,10 +11,9 @@ import { resolve } from 'node:path';
 // sequential vs onnxruntime, one DEER Newton iteration vs one sequential pass.
 import { pathToFileURL } from 'node:url';
 
+const argv = process.argv.slice(2);
 const args = Object.fromEntries(
-  process.argv
-    .slice(2)
-    .reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
+  argv.flatMap((a, i) => (a.startsWith('--') ? [[a.slice(2), argv[i + 1]]] : [])),
 );
 const list = (s, d) => (s ?? d).split(',').map(Number);
 const nhs = list(args.nh, '1,8,32,64');
