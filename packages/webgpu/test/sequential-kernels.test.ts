@@ -1,5 +1,5 @@
 import { CELL_FAMILIES, maxAbsDiff, sequenceData, userDefinedCell } from '@deerjs/conformance';
-import { type Backend, type Cell, cells, sequential } from '@deerjs/core';
+import { type Backend, type Cell, cells, defineCell, lang, sequential } from '@deerjs/core';
 import { createReferenceBackend } from '@deerjs/cpu/reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWebGpuBackend, type WebGpuBackend } from '../src/index.js';
@@ -7,6 +7,15 @@ import { skipReason } from './adapter.js';
 
 const skip = await skipReason();
 const M = 3;
+
+/** tanh(U·h + W·x + k ⊙ h) with k a constant vector (module-scope in WGSL) and n = 8. */
+const constantVectorCell = (): Cell => {
+  const { add, constant, matvec, mul, tanh } = lang;
+  return defineCell(
+    { name: 'constant-vector', state: 8, input: M, params: { U: [8, 8], W: [8, M] }, init: { U: { uniform: 0.3 } } },
+    (h, x, p) => tanh(add(add(matvec(p.U!, h), matvec(p.W!, x)), mul(constant([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]), h))),
+  );
+};
 
 // Sequential evaluation has two kernels: one invocation per batch row ('row', what a software
 // adapter uses) and one workgroup per row ('workgroup', what a GPU uses from n = 8). The adapter
@@ -39,6 +48,7 @@ describe.skipIf(skip !== null)('webgpu sequential kernels', () => {
   const cases: [string, Cell][] = [
     ...CELL_FAMILIES.flatMap((f) => [1, 12].filter((n) => f.supports(n)).map((n): [string, Cell] => [`${f.id} n=${n}`, f.make(n, M)])),
     ['user-defined (slice, concat, dot, sum)', userDefinedCell()],
+    ['a constant vector', constantVectorCell()],
     ['gru n=70 (a node wider than 64 invocations)', cells.gru({ inputSize: M, hiddenSize: 70 })],
   ];
   for (const [name, cell] of cases) {

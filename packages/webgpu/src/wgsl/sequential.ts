@@ -107,6 +107,8 @@ export function compileSequentialWorkgroup(
   const offsets = paramOffsets(g).offsets;
   const uses = { params: false, input: false };
   const em = new GraphEmitter(g);
+  // Constant vectors are module-scope arrays `c<id>` that em.ref reads: declare them.
+  em.declare(liveNodes(g, [f], layout).filter((id) => g.nodes[id]!.op === 'const'));
 
   /** Entry `i` (a WGSL u32 expression) of node `id` as the kernel holds it; `e` is the element. */
   const ref = (id: NodeId, i: string): string => {
