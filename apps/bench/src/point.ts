@@ -159,6 +159,7 @@ export class PointRunner {
       iterations: st.iterations,
       choice: st.stopReason === 'sequential' ? 'sequential' : st.structure,
       reason: st.plan?.reason ?? st.switches[0] ?? 'no cost model (the backend states no parallelism)',
+      ...(st.plan ? { plan: st.plan } : {}),
     };
   }
 

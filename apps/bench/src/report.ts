@@ -1,3 +1,4 @@
+import type { SolvePlan } from '@deerjs/core';
 import type { Bandwidth } from './bandwidth.js';
 import type { GridPoint } from './grid.js';
 import type { MemoryPeaks } from './memory.js';
@@ -47,7 +48,16 @@ export interface PointResult {
    * `method: 'auto'` on the same problem (exact-Jacobian points): its time, and what its cost
    * model chose ('sequential', or the structure DEER ran with) and why.
    */
-  readonly auto?: Timing & { readonly iterations: number; readonly choice: string; readonly reason: string };
+  readonly auto?: Timing & {
+    readonly iterations: number;
+    readonly choice: string;
+    readonly reason: string;
+    /**
+     * The cost model's estimates (time units: multiply-add latencies): sequential and DEER per
+     * candidate structure — to set beside the measured times when calibrating it.
+     */
+    readonly plan?: SolvePlan;
+  };
   /** sequential / auto median times: above 1, 'auto' is faster than sequential evaluation. */
   readonly speedupAuto?: number;
   /** sequential / DEER and ORT / DEER median times: above 1, DEER is faster. */
