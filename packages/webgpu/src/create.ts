@@ -1,3 +1,4 @@
+import { UnsupportedOptionError } from '@deerjs/core';
 import { WebGpuBackend } from './backend.js';
 import { GpuContext } from './context.js';
 
@@ -106,7 +107,7 @@ export async function createOn(
   const seq = options.sequentialKernel ?? 'auto';
   if (!['row', 'workgroup', 'auto'].includes(seq)) {
     device.destroy();
-    throw new Error(`webgpu: option sequentialKernel: expected 'row', 'workgroup' or 'auto', got ${String(seq)}`);
+    throw new UnsupportedOptionError('sequentialKernel', seq, "'row', 'workgroup' or 'auto'");
   }
   const ctx = new GpuContext(device, binding, timing);
   return new WebGpuBackend(

@@ -1,5 +1,5 @@
 import { CELL_FAMILIES, maxAbsDiff, sequenceData, userDefinedCell } from '@deerjs/conformance';
-import { type Backend, type Cell, cells, defineCell, lang, sequential } from '@deerjs/core';
+import { type Backend, type Cell, cells, defineCell, lang, sequential, UnsupportedOptionError } from '@deerjs/core';
 import { createReferenceBackend } from '@deerjs/cpu/reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWebGpuBackend, type WebGpuBackend } from '../src/index.js';
@@ -64,6 +64,7 @@ describe.skipIf(skip !== null)('webgpu sequential kernels', () => {
   }
 
   it('rejects an unknown kernel name', async () => {
+    await expect(createWebGpuBackend({ sequentialKernel: 'warp' as never })).rejects.toThrow(UnsupportedOptionError);
     await expect(createWebGpuBackend({ sequentialKernel: 'warp' as never })).rejects.toThrow(/sequentialKernel/);
   });
 });
