@@ -1,4 +1,4 @@
-import { hostNewtonUpdate, Rng, type Tensor } from '@deerjs/core';
+import { hostNewtonUpdate, Rng, scanThenUpdate, type Tensor } from '@deerjs/core';
 import { expect } from 'vitest';
 import type { SuiteContext } from './context.js';
 import { maxAbsDiff } from './fixtures.js';
@@ -114,13 +114,7 @@ export function defineUpdateCases(ctx: SuiteContext): void {
       };
       const args = { A: t.A, c: t.c, y0: t.y0, blockSize: s, reverse: false };
       try {
-        let u: Awaited<ReturnType<typeof be.newtonUpdate>>;
-        if (be.scanUpdate) u = await be.scanUpdate(args, t.old, opts);
-        else {
-          const raw = be.scan(args);
-          u = await be.newtonUpdate(raw, t.old, { ...opts, delta: true });
-          be.dispose(raw);
-        }
+        const u = be.scanUpdate ? await be.scanUpdate(args, t.old, opts) : await scanThenUpdate(be, args, t.old, opts);
         const y = await be.read(u.y);
         be.dispose(u.y);
         return { u, y };

@@ -11,6 +11,7 @@ import {
   newtonUpdateFromRows,
   type ScanArgs,
   ShapeError,
+  scanThenUpdate,
   type StepInputs,
   type StepOutputs,
   type StepProgram,
@@ -417,14 +418,8 @@ export class WebGpuBackend implements Backend {
     const old = this.get(yOld);
     const c = this.get(args.c);
     if (old.size !== c.size) throw new ShapeError('scanUpdate', fmt(c.shape), fmt(old.shape));
-    if (args.reverse || c.size === 0) {
-      const raw = this.scan(args);
-      try {
-        return await this.newtonUpdate(raw, yOld, { ...opts, delta: true });
-      } finally {
-        this.dispose(raw);
-      }
-    }
+    // The fix-up fuses forward scans only.
+    if (args.reverse || c.size === 0) return scanThenUpdate(this, args, yOld, opts);
     const [B, T] = c.shape as [number, number];
     return this.withUpdateResult(old, B, T, opts, (y, res, act) =>
       this.scanPasses(args, (k, dims, Yb, threads) => {

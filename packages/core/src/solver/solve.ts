@@ -35,11 +35,19 @@ export function* readScanUpdate(args: ScanArgs, previous: Tensor, opts: NewtonUp
   return (yield { kind: 'scan-update', args, previous, opts: { ...opts, delta: true } }) as NewtonUpdate;
 }
 
-/** The scan, then the update of its result: what `scanUpdate` fuses. */
-async function scanThenUpdate(backend: Backend, args: ScanArgs, previous: Tensor, opts: NewtonUpdateOptions) {
+/**
+ * The scan, then the update of its step δ (`delta: true`): what `Backend.scanUpdate` fuses, and what
+ * a backend without it (or a case it does not fuse) gets instead.
+ */
+export async function scanThenUpdate(
+  backend: Backend,
+  args: ScanArgs,
+  previous: Tensor,
+  opts: NewtonUpdateOptions,
+): Promise<NewtonUpdate> {
   const raw = backend.scan(args);
   try {
-    return await backend.newtonUpdate(raw, previous, opts);
+    return await backend.newtonUpdate(raw, previous, { ...opts, delta: true });
   } finally {
     backend.dispose(raw);
   }

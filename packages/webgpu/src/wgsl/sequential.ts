@@ -99,7 +99,8 @@ export function compileSequentialWorkgroup(
   const n = g.stateSize;
   const planned = hoisting ? planHoist(g, [f]) : undefined;
   const layout: HoistLayout = planned?.layout ?? new Map();
-  const computed = liveNodes(g, [f], layout).filter((id) => !layout.has(id) && !LEAVES.has(g.nodes[id]!.op));
+  const live = liveNodes(g, [f], layout);
+  const computed = live.filter((id) => !layout.has(id) && !LEAVES.has(g.nodes[id]!.op));
   const floats = n + computed.reduce((s, id) => s + Math.max(1, g.nodes[id]!.size), 0);
   if (floats > sharedFloats || computed.length === 0) return undefined;
   const biggest = Math.max(n, ...computed.map((id) => g.nodes[id]!.size));
@@ -108,7 +109,7 @@ export function compileSequentialWorkgroup(
   const uses = { params: false, input: false };
   const em = new GraphEmitter(g);
   // Constant vectors are module-scope arrays `c<id>` that em.ref reads: declare them.
-  em.declare(liveNodes(g, [f], layout).filter((id) => g.nodes[id]!.op === 'const'));
+  em.declare(live.filter((id) => g.nodes[id]!.op === 'const'));
 
   /** Entry `i` (a WGSL u32 expression) of node `id` as the kernel holds it; `e` is the element. */
   const ref = (id: NodeId, i: string): string => {
