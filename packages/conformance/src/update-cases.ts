@@ -1,4 +1,14 @@
-import { hostNewtonUpdate, Rng, scanThenUpdate, type Tensor } from '@deerjs/core';
+import {
+  type Backend,
+  cells,
+  type DType,
+  hostNewtonUpdate,
+  type NewtonUpdate,
+  type NewtonUpdateOptions,
+  Rng,
+  scanThenUpdate,
+  type Tensor,
+} from '@deerjs/core';
 import { expect } from 'vitest';
 import type { SuiteContext } from './context.js';
 import { maxAbsDiff } from './fixtures.js';
@@ -144,6 +154,67 @@ export function defineUpdateCases(ctx: SuiteContext): void {
       for (let b = 0; b < B; b++) {
         const w = want.u.rows.maxScaledDiff[b]!;
         expect(Math.abs(got.u.rows.maxScaledDiff[b]! - w)).toBeLessThanOrEqual(1e-4 * w);
+      }
+    }
+  });
+
+  ctx.test('ops/deer-step', async () => {
+    // A whole DEER step of a multi-head GRU at a perturbed iterate: fused where the backend has
+    // `deerStep` for the case (64 rows fill a software adapter's lanes), else composed as core
+    // composes it; against the oracle's composition, in both block structures.
+    const backend = ctx.backend();
+    const oracle = ctx.oracle();
+    const [B, T, m] = [64, 30, 3];
+    const cell = cells.multiHeadGru({ inputSize: m, hiddenSize: 4, heads: 2 });
+    const n = cell.stateSize;
+    const rng = new Rng(23);
+    const params = cell.init({ seed: 4 });
+    const x = rng.normalArray(B * T * m);
+    const h0 = rng.normalArray(B * n, 0.5);
+    const prev = Float64Array.from(rng.normalArray(B * T * n), (v) => 0.3 * Math.tanh(v));
+    const opts: NewtonUpdateOptions = {
+      atol: 1e-5,
+      rtol: 1e-5,
+      clip: 0.5, // within the values' range: some entries are clipped
+      active: Uint8Array.from({ length: B }, (_, b) => (b === 5 ? 0 : 1)),
+    };
+    const run = async (be: Backend, s: number, dtype: DType) => {
+      const owned: Tensor[] = [];
+      const t = (v: Tensor) => (owned.push(v), v);
+      const p: Record<string, Tensor> = {};
+      for (const [k, v] of Object.entries(params)) p[k] = t(be.tensor(v, [v.length], dtype));
+      const inputs = { input: t(be.tensor(x, [B, T, m], dtype)), y0: t(be.tensor(h0, [B, n], dtype)), params: p };
+      const old = t(be.tensor(prev, [B, T, n], dtype));
+      const program = cell.residualProgram(s);
+      try {
+        let u: NewtonUpdate | null | undefined = await be.deerStep?.(program, inputs, old, opts);
+        if (!u) {
+          const yPrev = t(be.shiftTime(old, inputs.y0, 1));
+          const out = be.runStep(program, { state: yPrev, input: inputs.input, cotangent: old, params: p });
+          t(out.outputs[0]!);
+          t(out.jacobian!);
+          const args = { A: out.jacobian!, c: out.outputs[0]!, y0: t(be.zeros([B, n], dtype)), blockSize: s, reverse: false };
+          u = await scanThenUpdate(be, args, old, { ...opts, delta: true });
+        }
+        const y = await be.read(u.y);
+        be.dispose(u.y);
+        return { u, y };
+      } finally {
+        for (const v of owned) be.dispose(v);
+      }
+    };
+    for (const s of [1, 2, 4]) {
+      const got = await run(backend, s, ctx.dtype);
+      const want = await run(oracle, s, 'float64');
+      expect(maxAbsDiff(got.y, want.y), `blocks of ${s}: the new iterate`).toBeLessThanOrEqual(ctx.tolerance);
+      expect(Array.from(got.u.rows.replaced)).toEqual(Array.from(want.u.rows.replaced));
+      expect(Array.from(got.u.rows.clipped)).toEqual(Array.from(want.u.rows.clipped));
+      expect(Array.from(got.u.rows.settled)).toEqual(Array.from(want.u.rows.settled));
+      expect(want.u.rows.clipped.reduce((a, v) => a + v, 0), 'some entries are clipped').toBeGreaterThan(0);
+      expect(got.u.rows.settled[5], 'a held row settles nothing').toBe(0);
+      for (let b = 0; b < B; b++) {
+        const w = want.u.rows.maxScaledDiff[b]!;
+        expect(Math.abs(got.u.rows.maxScaledDiff[b]! - w)).toBeLessThanOrEqual(1e-3 * w);
       }
     }
   });

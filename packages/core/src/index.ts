@@ -1,6 +1,6 @@
 export { checkDampedScan, hostNewtonUpdate } from './backend/host-update.js';
 export { withCapabilities } from './backend/with-capabilities.js';
-export { scanThenUpdate } from './solver/solve.js';
+export { type DeerStepInputs, scanThenUpdate } from './solver/solve.js';
 export type { StepProgram } from './backend/program.js';
 export {
   type BackendFactory,

@@ -31,6 +31,7 @@ import {
 } from './kernels/reduce.js';
 import { DAMPED_ROUND, DAMPED_SETUP, DAMPED_SOLVE } from './kernels/damped-scan.js';
 import { chunking, type ScanKernels, scanKernels, summaryThreads } from './kernels/scan.js';
+import { compileDeerStep, type DeerStepKernel } from './wgsl/deer-step.js';
 import { GpuTensor } from './tensor.js';
 import { SERIAL_WG, WG } from './wgsl/common.js';
 import { compileSequential, compileSequentialWorkgroup, type SequentialKernel } from './wgsl/sequential.js';
@@ -74,6 +75,8 @@ export class WebGpuBackend implements Backend {
   private readonly steps = new WeakMap<StepProgram, (CompiledStep | undefined)[]>();
   /** Per program: [hoisting, not hoisting] sequential kernels. */
   private readonly sequentials = new WeakMap<StepProgram, (SequentialKernel | undefined)[]>();
+  /** Fused DEER-step kernels per residual program: [hoisting, not]; null where none compiles. */
+  private readonly deerSteps = new WeakMap<StepProgram, (DeerStepKernel | null | undefined)[]>();
   /**
    * Hoisted input-only values per input tensor (see Hoist), the latest few, released with the
    * tensor: a solve alternates between programs with and without the Jacobian, whose frontiers
@@ -428,6 +431,54 @@ export class WebGpuBackend implements Backend {
         this.ctx.dispatch(k.fixupUpdate!, 'scan-fixup-update', bufs, uniforms, threads, SERIAL_WG);
       }),
     );
+  }
+
+  /**
+   * A whole DEER step as one serial pass per batch row (wgsl/deer-step.ts), where the batch rows
+   * alone fill the device's lanes — there the scan runs about one serial chunk per row anyway, and the
+   * fused pass leaves the Jacobian, the residual and the shifted iterate out of memory. Null
+   * elsewhere (a GPU with lanes to spare needs the parallel scan), and where the Jacobian blocks
+   * are too large to unroll.
+   */
+  deerStep(
+    program: StepProgram,
+    inputs: { readonly input: Tensor; readonly y0: Tensor; readonly params: Readonly<Record<string, Tensor>> },
+    previous: Tensor,
+    opts: NewtonUpdateOptions,
+  ): Promise<NewtonUpdate> | null {
+    const old = this.get(previous);
+    const x = this.get(inputs.input);
+    const y0 = this.get(inputs.y0);
+    const s = program.jacobian?.blockSize;
+    const [B, T, n] = old.shape as [number, number, number];
+    if (s === undefined || old.size === 0 || B < this.config.parallelism) return null;
+    if (x.shape[0] !== B || x.shape[1] !== T || y0.shape[0] !== B || y0.shape[1] !== n) return null;
+    const variants = this.deerSteps.get(program) ?? [];
+    this.deerSteps.set(program, variants);
+    const compile = (hoisting: boolean) => compileDeerStep(program, hoisting) ?? null;
+    let k = variants[0] === undefined ? (variants[0] = compile(true)) : variants[0];
+    if (k?.hoist && !this.hoistFits(k.hoist, B * T)) k = variants[1] === undefined ? (variants[1] = compile(false)) : variants[1];
+    if (!k) return null;
+    const kernel = k;
+    return this.withUpdateResult(old, B, T, opts, (y, res, act) => {
+      const usesParams = kernel.bindings.includes('params') || !!kernel.hoist?.kernel.bindings.includes('params');
+      const prm = usesParams ? this.packParams(program, inputs.params) : undefined;
+      try {
+        const hoisted = kernel.hoist ? this.hoistedValues(program, kernel.hoist, x, inputs.params, prm) : undefined;
+        const buffers = this.bind(kernel.bindings, {
+          input: x.buffer,
+          params: prm,
+          cotangent: old.buffer,
+          y0: y0.buffer,
+          out: y.buffer,
+          hoisted,
+        });
+        const uniforms = [B, T, f32Bits(opts.atol), f32Bits(opts.rtol), f32Bits(opts.clip)];
+        this.ctx.dispatch(kernel.code, 'deer-step', [...buffers, res, act], uniforms, B, SERIAL_WG);
+      } finally {
+        if (prm) this.ctx.release(prm);
+      }
+    });
   }
 
   /**

@@ -223,6 +223,20 @@ export interface Backend {
    * step δ), without the step δ in memory. Core composes the two where a backend lacks it.
    */
   scanUpdate?(args: ScanArgs, yOld: Tensor, opts: NewtonUpdateOptions): Promise<NewtonUpdate>;
+  /**
+   * One whole DEER step of y_t = f(y_{t−1}, x_t) at the iterate `previous` ([B, T, n]; the step
+   * before t = 0 reads `inputs.y0`): `program` (a cell's residualProgram with a Jacobian) at state
+   * `previous` shifted one step and cotangent `previous`, δ by the forward scan, applied as
+   * `scanUpdate` applies it — in one fused form, where the backend has one for this case. Returns
+   * null where it does not: core then composes shiftTime, runStep and scanUpdate. Asynchronous
+   * drivers only.
+   */
+  deerStep?(
+    program: StepProgram,
+    inputs: { readonly input: Tensor; readonly y0: Tensor; readonly params: Readonly<Record<string, Tensor>> },
+    previous: Tensor,
+    opts: NewtonUpdateOptions,
+  ): Promise<NewtonUpdate> | null;
   /** The first NaN/±Inf entry, or null. */
   findNonFinite(t: Tensor): Promise<{ index: number; value: number } | null>;
   /** a + b, elementwise, same shape. */

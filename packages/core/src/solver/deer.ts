@@ -4,7 +4,7 @@ import type { Cell } from '../cell/cell.js';
 import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
 import { OutOfMemoryError, ShapeError } from '../errors.js';
 import { type EngineStats, type NewtonMethod, type NewtonProblem, newEngineStats, type StopReason, solveWindows } from './engine.js';
-import { driveAsync, driveSync, readTensor, type Solve } from './solve.js';
+import { driveAsync, driveSync, readDeerStep, readTensor, type Solve } from './solve.js';
 import { type DeerOptions, type ResolvedDeerOptions, resolveDeerOptions } from './options.js';
 import {
   checkInitialGuess,
@@ -171,6 +171,11 @@ export function recurrenceProblem(
     *linearize(y, s) {
       const { r, J } = evalAt(y, true, s);
       return { A: J!, r };
+    },
+    // Masking padded steps (lengths) happens between the step and the scan: not fused.
+    *fusedStep(y, opts) {
+      if (lengths) return null;
+      return yield* readDeerStep(cell.residualProgram(blockSize), { input: x, y0, params }, y, opts);
     },
     *lyapunov() {
       return yield* lyapunovProbe(backend, cell, params, x, y0, lengths);

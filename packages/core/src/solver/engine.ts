@@ -61,6 +61,11 @@ export interface NewtonProblem {
    */
   linearize(y: Tensor, blockSize?: number): Solve<{ A: Tensor; r: Tensor }>;
   /**
+   * A whole DEER step (linearise, scan, update) fused by the backend, or null where it has none
+   * for this problem; absent where the problem has no such form.
+   */
+  fusedStep?(y: Tensor, opts: NewtonUpdateOptions): Solve<NewtonUpdate | null>;
+  /**
    * Per-row estimates of the largest Lyapunov exponent along the trajectory (per step), for
    * 'auto' to recognise chaotic rows before iterating; absent where it does not apply.
    */
@@ -353,6 +358,8 @@ function* deerIteration(
   zeros: Tensor,
   opts: NewtonUpdateOptions,
 ): Solve<NewtonUpdate> {
+  const fused = problem.fusedStep ? yield* problem.fusedStep(y, opts) : null;
+  if (fused) return fused;
   const { A, r } = yield* problem.linearize(y);
   try {
     // The scan gives the step δ; the update forms y + δ as it sanitises (one pass fewer, and none

@@ -1,3 +1,4 @@
+import type { StepProgram } from '../backend/program.js';
 import type { Backend, NewtonUpdate, NewtonUpdateOptions, ScanArgs, Tensor, TypedArray } from '../backend/types.js';
 import { UnsupportedOptionError } from '../errors.js';
 
@@ -19,8 +20,22 @@ export type ReadRequest =
       readonly previous: Tensor;
       readonly opts: NewtonUpdateOptions;
     }
+  | {
+      /** `backend.deerStep`: a fused DEER step, or null where the backend has none (sync drivers: always). */
+      readonly kind: 'deer-step';
+      readonly program: StepProgram;
+      readonly inputs: DeerStepInputs;
+      readonly previous: Tensor;
+      readonly opts: NewtonUpdateOptions;
+    }
   | { readonly kind: 'read'; readonly tensor: Tensor }
   | { readonly kind: 'async'; readonly run: () => Promise<unknown> };
+
+export interface DeerStepInputs {
+  readonly input: Tensor;
+  readonly y0: Tensor;
+  readonly params: Readonly<Record<string, Tensor>>;
+}
 
 /** A solve (or part of one) that yields at its reads. */
 export type Solve<R> = Generator<ReadRequest, R, unknown>;
@@ -33,6 +48,16 @@ export function* readUpdate(raw: Tensor, previous: Tensor, opts: NewtonUpdateOpt
 /** Solve δ_t = A_t δ_{t−1} + c_t by the forward scan and apply δ to `previous` as `readUpdate` does. */
 export function* readScanUpdate(args: ScanArgs, previous: Tensor, opts: NewtonUpdateOptions): Solve<NewtonUpdate> {
   return (yield { kind: 'scan-update', args, previous, opts: { ...opts, delta: true } }) as NewtonUpdate;
+}
+
+/** The backend's fused DEER step at `previous` (see `Backend.deerStep`), or null where it has none. */
+export function* readDeerStep(
+  program: StepProgram,
+  inputs: DeerStepInputs,
+  previous: Tensor,
+  opts: NewtonUpdateOptions,
+): Solve<NewtonUpdate | null> {
+  return (yield { kind: 'deer-step', program, inputs, previous, opts }) as NewtonUpdate | null;
 }
 
 /**
@@ -74,7 +99,10 @@ export async function driveAsync<R>(backend: Backend, solve: Solve<R>): Promise<
         answer = backend.scanUpdate
           ? await backend.scanUpdate(r.args, r.previous, r.opts)
           : await scanThenUpdate(backend, r.args, r.previous, r.opts);
-      else if (r.kind === 'read') answer = await backend.read(r.tensor);
+      else if (r.kind === 'deer-step') {
+        const fused = backend.deerStep?.(r.program, r.inputs, r.previous, r.opts);
+        answer = fused ? await fused : null;
+      } else if (r.kind === 'read') answer = await backend.read(r.tensor);
       else answer = await r.run();
     } catch (err) {
       // Raised inside the generator at its read, so it disposes what it holds.
@@ -109,6 +137,7 @@ export function driveSync<R>(backend: Backend, solve: Solve<R>): R {
           backend.dispose(raw);
         }
       }
+      else if (r.kind === 'deer-step') answer = null;
       else if (r.kind === 'read' && backend.readSync) answer = backend.readSync(r.tensor);
       else throw new UnsupportedOptionError('backend', backend.name, 'an asynchronous driver for this solve');
     } catch (err) {

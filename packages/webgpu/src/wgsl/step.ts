@@ -193,9 +193,36 @@ export function bodyFor(
 
 
 /**
- * The Jacobian blocks as statements writing `jac` for element `e`, every entry unrolled; undefined
- * when there are too many entries or product terms for that.
+ * The Jacobian blocks' entries as WGSL expressions over `em`'s node values, every entry unrolled:
+ * entries[r][j] is entry (r, k·s + j) of block k = ⌊r/s⌋, null where it is structurally zero.
+ * Undefined when there are too many entries or product terms for that.
  */
+export function unrolledJacobianEntries(
+  g: Graph,
+  jac: NonNullable<StepProgram['jacobian']>,
+  em: GraphEmitter,
+): (string | null)[][] | undefined {
+  const n = g.stateSize;
+  const s = jac.blockSize;
+  if (n * s > UNROLL_MAX) return undefined;
+  const offsets = paramOffsets(g).offsets;
+  const budget = { terms: 0 };
+  const param = (name: string, index: number) => {
+    em.uses.params = true;
+    return `prm_(${offsets.get(name)! + index}u)`;
+  };
+  const entries: (string | null)[][] = [];
+  for (let r = 0; r < n; r++) {
+    const k = Math.floor(r / s);
+    const row: (string | null)[] = [];
+    for (let j = 0; j < s; j++)
+      row.push(unrolledEntry(g, jac.expr, r, k * s + j, (d, at) => em.ref(d, `${at}u`), param, budget));
+    entries.push(row);
+  }
+  return budget.terms > MAX_UNROLLED_TERMS ? undefined : entries;
+}
+
+/** The Jacobian blocks as statements writing `jac` for element `e` (see unrolledJacobianEntries). */
 function unrolledJacobian(
   g: Graph,
   jac: NonNullable<StepProgram['jacobian']>,
@@ -203,22 +230,8 @@ function unrolledJacobian(
 ): string | undefined {
   const n = g.stateSize;
   const s = jac.blockSize;
-  if (n * s > UNROLL_MAX) return undefined;
-  const offsets = paramOffsets(g).offsets;
-  const budget = { terms: 0 };
-  const lines: string[] = [];
-  const param = (name: string, index: number) => {
-    em.uses.params = true;
-    return `prm_(${offsets.get(name)! + index}u)`;
-  };
-  for (let k = 0; k < n / s; k++)
-    for (let i = 0; i < s; i++)
-      for (let j = 0; j < s; j++) {
-        const r = k * s + i;
-        const v = unrolledEntry(g, jac.expr, r, k * s + j, (d, at) => em.ref(d, `${at}u`), param, budget);
-        lines.push(`  jac[e * ${n * s}u + ${r * s + j}u] = ${v ?? '0.0'};`);
-      }
-  return budget.terms > MAX_UNROLLED_TERMS ? undefined : lines.join('\n');
+  const entries = unrolledJacobianEntries(g, jac, em);
+  return entries?.flatMap((row, r) => row.map((v, j) => `  jac[e * ${n * s}u + ${r * s + j}u] = ${v ?? '0.0'};`)).join('\n');
 }
 
 /**
