@@ -72,13 +72,19 @@ const stepPlans: Cache<StepPlan> = new WeakMap();
 const seqPlans: Cache<SeqPlan> = new WeakMap();
 
 /** The plan of a program for a dtype, made once; null when the generator does not support it. */
-function cached<T>(cache: Cache<T>, p: StepProgram, dtype: DType, make: (fast: boolean) => T): T | null {
+function cached<T>(
+  cache: Cache<T>,
+  p: StepProgram,
+  dtype: DType,
+  simd: boolean,
+  make: (fast: boolean) => T,
+): T | null {
   let byKey = cache.get(p.graph);
   if (!byKey) {
     byKey = new Map();
     cache.set(p.graph, byKey);
   }
-  const key = `${dtype}|${p.outputs.join(',')}|${p.jacobian?.blockSize ?? ''}`;
+  const key = `${dtype}|${simd}|${p.outputs.join(',')}|${p.jacobian?.blockSize ?? ''}`;
   let list = byKey.get(key);
   if (!list) {
     list = [];
@@ -115,7 +121,13 @@ function splitHoisted(g: Graph, roots: readonly NodeId[]) {
 }
 
 /** The kernel of a program's input-only part, writing its frontier (none when nothing is hoisted). */
-function hoistKernel(g: Graph, hoisted: readonly NodeId[], frontier: readonly NodeId[], fast: boolean) {
+function hoistKernel(
+  g: Graph,
+  hoisted: readonly NodeId[],
+  frontier: readonly NodeId[],
+  fast: boolean,
+  simd: boolean,
+) {
   if (frontier.length === 0) return undefined;
   return generateKernel({
     graph: g,
@@ -123,15 +135,16 @@ function hoistKernel(g: Graph, hoisted: readonly NodeId[], frontier: readonly No
     externals: hoisted.filter((id) => isLeaf(g, id)),
     stores: [...frontier],
     fast,
+    simd,
   });
 }
 
-export function makeStepPlan(p: StepProgram, fast: boolean): StepPlan {
+export function makeStepPlan(p: StepProgram, fast: boolean, simd = true): StepPlan {
   const g = p.graph;
   const factors = p.jacobian ? [...matExprNodes(p.jacobian.expr)] : [];
   const roots = [...p.outputs, ...factors];
   const { hoisted, rest, frontier } = splitHoisted(g, roots);
-  const hoist = hoistKernel(g, hoisted, frontier, fast);
+  const hoist = hoistKernel(g, hoisted, frontier, fast, simd);
   const kernel = generateKernel({
     graph: g,
     nodes: rest.filter((id) => !isLeaf(g, id)),
@@ -139,25 +152,27 @@ export function makeStepPlan(p: StepProgram, fast: boolean): StepPlan {
     stores: p.outputs,
     jacobian: p.jacobian,
     fast,
+    simd,
   });
   const tile = Math.min(tileFor(kernel), hoist ? tileFor(hoist) : 256);
   return { kernel, tile, hoist, frontier };
 }
 
-export function makeSeqPlan(p: StepProgram, fast: boolean): SeqPlan {
+export function makeSeqPlan(p: StepProgram, fast: boolean, simd = true): SeqPlan {
   const g = p.graph;
   const f = p.outputs[0]!;
   const { live, hoisted, rest: stepNodes, frontier } = splitHoisted(g, [f]);
   const stateLeaf = live.find((id) => g.nodes[id]!.op === 'state');
   if (live.some((id) => g.nodes[id]!.op === 'cotangent'))
     throw new Unsupported('cotangent in a sequential program');
-  const hoist = hoistKernel(g, hoisted, frontier, fast);
+  const hoist = hoistKernel(g, hoisted, frontier, fast, simd);
   const step = generateKernel({
     graph: g,
     nodes: stepNodes.filter((id) => id !== stateLeaf),
     externals: stateLeaf === undefined ? frontier : [stateLeaf, ...frontier],
     stores: [f],
     fast,
+    simd,
   });
   return { hoist, hoistTile: hoist ? tileFor(hoist) : 1, frontier, step, stateLeaf };
 }
@@ -185,6 +200,12 @@ export interface FastCpuBackendOptions extends CpuBackendOptions {
    * Node alive, and stop in destroy().
    */
   readonly threads?: number;
+  /**
+   * Matrix products on WebAssembly SIMD (default true; where the runtime lacks it, scalar
+   * JavaScript): in float32, f32 lanes with float32 sums; in float64, f64 lanes, the same sums as
+   * the scalar kernel.
+   */
+  readonly simd?: boolean;
 }
 
 /** Fewest elements a runStep is split over threads for. */
@@ -201,6 +222,7 @@ const PARALLEL_MIN = 4096;
 export class FastCpuBackend extends CpuBackend {
   /** Calls with fewer (b, t) elements than this run on the reference interpreter. */
   private readonly compileMin: number;
+  private readonly simd: boolean;
   /** Threads this backend uses (the calling one included). */
   readonly threads: number;
   private pool?: ThreadPool;
@@ -214,6 +236,7 @@ export class FastCpuBackend extends CpuBackend {
     // Scalar JavaScript: one operation at a time per thread.
     super(options, threads);
     this.compileMin = options.compileMin ?? 256;
+    this.simd = options.simd ?? true;
     this.threads = threads;
   }
 
@@ -279,7 +302,7 @@ export class FastCpuBackend extends CpuBackend {
   override runStep(program: StepProgram, inputs: StepInputs): StepOutputs {
     const state = this.get(inputs.state);
     if (state.size < this.compileMin * program.graph.stateSize) return super.runStep(program, inputs);
-    const plan = cached(stepPlans, program, state.dtype, (fast) => makeStepPlan(program, fast));
+    const plan = cached(stepPlans, program, state.dtype, this.simd, (fast) => makeStepPlan(program, fast, this.simd));
     if (!plan) return super.runStep(program, inputs);
     const { kernel, tile, hoist, frontier } = plan;
     const [B, T] = state.shape as [number, number];
@@ -370,7 +393,7 @@ export class FastCpuBackend extends CpuBackend {
     const y0 = this.get(inputs.y0);
     const steps = y0.shape[0]! * (inputs.input ? inputs.input.shape[1]! : 1);
     if (steps < this.compileMin) return super.runSequential(program, inputs);
-    const plan = cached(seqPlans, program, y0.dtype, (fast) => makeSeqPlan(program, fast));
+    const plan = cached(seqPlans, program, y0.dtype, this.simd, (fast) => makeSeqPlan(program, fast, this.simd));
     if (!plan) return super.runSequential(program, inputs);
     const g = program.graph;
     const x = inputs.input ? this.get(inputs.input) : undefined;

@@ -11,6 +11,7 @@ import {
   type UnaryFn,
 } from '@deerjs/core';
 import { matvecCols, matvecRows } from './matvec.js';
+import { wasmMatvecSource } from './wasm/matvec-site.js';
 
 /** A program this generator does not know how to compile; the caller falls back to the reference. */
 export class Unsupported extends Error {}
@@ -29,6 +30,11 @@ export interface KernelSpec {
   readonly jacobian?: { readonly expr: MatExpr; readonly blockSize: number };
   /** Float32 storage: tanh through exp (V8's Math.tanh costs 3–5× Math.exp), ~1e-16 absolute. */
   readonly fast?: boolean;
+  /**
+   * Matrix products on WebAssembly SIMD where available (wasm/matvec-site.ts): f32 lanes and sums
+   * for float32 storage (`fast`), f64 otherwise.
+   */
+  readonly simd?: boolean;
 }
 
 export type KernelFn = (
@@ -325,7 +331,8 @@ export function generateKernel(spec: KernelSpec): Kernel {
   const scratchIndex = new Map<NodeId, number>();
   /** Nodes of the fused loop being emitted, held in locals `v<id>`. */
   const local = new Set<NodeId>();
-  const matvecSites: ((...a: never[]) => void)[] = [];
+  /** Function bodies returning each matvec call site's kernel. */
+  const matvecSites: string[] = [];
   const fast = spec.fast === true;
 
   const pname = (name: string) => {
@@ -509,10 +516,12 @@ export function generateKernel(spec: KernelSpec): Kernel {
           const [arr, base, stride] = view(node.v);
           // One copy of the kernel per call site: each sees one array type (V8 feedback stays monomorphic).
           const fn = `MV${matvecSites.length}`;
-          matvecSites.push(node.transpose ? matvecCols : matvecRows);
+          const wasm = spec.simd ? wasmMatvecSource(fast, node.transpose) : undefined;
+          matvecSites.push(wasm ?? `return ${(node.transpose ? matvecCols : matvecRows).toString()}`);
+          // P (a new array per backend call) tells a wasm site when to pack W again.
           for (let b = 0; b < blocks; b++) {
             emit(
-              `${fn}(${W}, ${b * rows * cols}, ${rows}, ${cols}, ${arr}, ${plus(base, b * inSize)}, ${stride}, E, S${k}, ${b * outSize}, ${size});`,
+              `${fn}(${W}, ${b * rows * cols}, ${rows}, ${cols}, ${arr}, ${plus(base, b * inSize)}, ${stride}, E, S${k}, ${b * outSize}, ${size}, P);`,
             );
           }
         }
@@ -727,7 +736,7 @@ export function generateKernel(spec: KernelSpec): Kernel {
   const source = `// kernel ${uid++}\nreturn function kernel(E, P, X, XB, XS, O, OB, OS, J, JB, S) {\n${head.join('\n')}\n${entryFns.join('\n')}\n${lines.join('\n')}\n};`;
   // A unique comment keeps V8's eval cache from handing every copy (or identical kernels) one
   // shared feedback vector.
-  const siteSources = matvecSites.map((f) => `// copy ${uid++}\nreturn ${f.toString()}`);
+  const siteSources = matvecSites.map((src) => `// copy ${uid++}\n${src}`);
   let run: KernelFn;
   try {
     const sites = siteSources.map((src) => new Function(src)());

@@ -1,0 +1,200 @@
+/**
+ * A minimal WebAssembly binary writer: one module with one exported memory and exported functions
+ * of i32 parameters, written instruction by instruction. Only what the cpu kernels use.
+ */
+
+export const I32 = 0x7f;
+export const V128 = 0x7b;
+
+const uleb = (out: number[], v: number) => {
+  do {
+    let b = v & 0x7f;
+    v >>>= 7;
+    if (v !== 0) b |= 0x80;
+    out.push(b);
+  } while (v !== 0);
+};
+const sleb = (out: number[], v: number) => {
+  for (;;) {
+    const b = v & 0x7f;
+    v >>= 7;
+    if ((v === 0 && (b & 0x40) === 0) || (v === -1 && (b & 0x40) !== 0)) {
+      out.push(b);
+      return;
+    }
+    out.push(b | 0x80);
+  }
+};
+
+/** SIMD opcodes (0xfd prefix) this package uses. */
+export const SIMD = {
+  load: 0x00,
+  load32Splat: 0x09,
+  load64Splat: 0x0a,
+  store: 0x0b,
+  const: 0x0c,
+  shuffle: 0x0d,
+  f32x4Splat: 0x13,
+  f64x2Splat: 0x14,
+  f32x4Add: 0xe4,
+  f32x4Mul: 0xe6,
+  f64x2Add: 0xf0,
+  f64x2Mul: 0xf2,
+  f64x2PromoteLow: 0x5f,
+} as const;
+
+/** A function body under construction. Locals are numbered after the parameters. */
+export class Body {
+  readonly code: number[] = [];
+  private readonly locals: number[] = [];
+
+  constructor(readonly params: number) {}
+
+  /** A new local of `type`; its index. */
+  local(type: number): number {
+    this.locals.push(type);
+    return this.params + this.locals.length - 1;
+  }
+
+  op(...bytes: number[]): this {
+    this.code.push(...bytes);
+    return this;
+  }
+  get(i: number): this {
+    this.code.push(0x20);
+    uleb(this.code, i);
+    return this;
+  }
+  set(i: number): this {
+    this.code.push(0x21);
+    uleb(this.code, i);
+    return this;
+  }
+  tee(i: number): this {
+    this.code.push(0x22);
+    uleb(this.code, i);
+    return this;
+  }
+  i32(v: number): this {
+    this.code.push(0x41);
+    sleb(this.code, v | 0);
+    return this;
+  }
+  add(): this {
+    return this.op(0x6a);
+  }
+  mul(): this {
+    return this.op(0x6c);
+  }
+  ltU(): this {
+    return this.op(0x49);
+  }
+  /** `loop` (empty block type) … `end`. */
+  loop(body: () => void): this {
+    this.code.push(0x03, 0x40);
+    body();
+    this.code.push(0x0b);
+    return this;
+  }
+  brIf(depth: number): this {
+    this.code.push(0x0d);
+    uleb(this.code, depth);
+    return this;
+  }
+  /** A SIMD instruction without immediates. */
+  simd(opcode: number): this {
+    this.code.push(0xfd);
+    uleb(this.code, opcode);
+    return this;
+  }
+  /** A SIMD load/store with alignment log2 `align` and constant byte `offset`. */
+  mem(opcode: number, offset: number, align = 0): this {
+    this.simd(opcode);
+    uleb(this.code, align);
+    uleb(this.code, offset);
+    return this;
+  }
+  /** i8x16.shuffle of the two vectors on the stack. */
+  shuffle(lanes: readonly number[]): this {
+    this.simd(SIMD.shuffle);
+    this.code.push(...lanes);
+    return this;
+  }
+  /** v128.const of zeros. */
+  zero(): this {
+    this.simd(SIMD.const);
+    for (let i = 0; i < 16; i++) this.code.push(0);
+    return this;
+  }
+
+  /** The body in binary: local declarations, code, `end`. */
+  encode(): number[] {
+    const out: number[] = [];
+    const runs: [number, number][] = [];
+    for (const t of this.locals) {
+      const last = runs.at(-1);
+      if (last && last[1] === t) last[0]++;
+      else runs.push([1, t]);
+    }
+    uleb(out, runs.length);
+    for (const [n, t] of runs) {
+      uleb(out, n);
+      out.push(t);
+    }
+    out.push(...this.code, 0x0b);
+    const sized: number[] = [];
+    uleb(sized, out.length);
+    return [...sized, ...out];
+  }
+}
+
+const section = (id: number, content: number[]) => {
+  const out = [id];
+  uleb(out, content.length);
+  return [...out, ...content];
+};
+const vec = (items: number[][]) => {
+  const out: number[] = [];
+  uleb(out, items.length);
+  for (const it of items) out.push(...it);
+  return out;
+};
+const name = (s: string) => {
+  const out: number[] = [];
+  uleb(out, s.length);
+  for (const c of s) out.push(c.charCodeAt(0));
+  return out;
+};
+
+/** A module exporting memory "mem" (1 page to start) and the given functions (i32 params, no results). */
+export function moduleBytes(fns: readonly { readonly name: string; readonly body: Body }[]): Uint8Array {
+  const types = fns.map((f) => [0x60, ...vec(Array.from({ length: f.body.params }, () => [I32])), 0x00]);
+  const bytes = [
+    ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
+    ...section(1, vec(types)),
+    ...section(
+      3,
+      vec(
+        fns.map((_, i) => {
+          const o: number[] = [];
+          uleb(o, i);
+          return o;
+        }),
+      ),
+    ),
+    ...section(5, vec([[0x00, 0x01]])),
+    ...section(
+      7,
+      vec([
+        [...name('mem'), 0x02, 0x00],
+        ...fns.map((f, i) => {
+          const o = [...name(f.name), 0x00];
+          uleb(o, i);
+          return o;
+        }),
+      ]),
+    ),
+    ...section(10, vec(fns.map((f) => f.body.encode()))),
+  ];
+  return Uint8Array.from(bytes);
+}
