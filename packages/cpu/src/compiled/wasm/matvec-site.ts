@@ -1,7 +1,6 @@
 import type { TypedArray } from '@deerjs/core';
 import { layoutFor, matvecModule } from './matvec-module.js';
 
-/** matvecRows' signature, plus `key`: packed W is reused while key and W are the same objects. */
 /** The part of the WebAssembly API used here (this package compiles without DOM or Node types). */
 interface WasmApi {
   Module: new (bytes: Uint8Array) => object;
@@ -14,6 +13,7 @@ interface WasmMemory {
 }
 const wasmApi = () => (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
 
+/** matvecRows' signature, plus `key`: packed W is reused while key and W are the same objects. */
 export type MatvecFn = (
   W: TypedArray,
   wOff: number,
