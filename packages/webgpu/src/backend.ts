@@ -30,7 +30,7 @@ import {
   updateGroupsPerRow,
 } from './kernels/reduce.js';
 import { DAMPED_ROUND, DAMPED_SETUP, DAMPED_SOLVE } from './kernels/damped-scan.js';
-import { chunking, type ScanKernels, scanKernels, summaryThreads } from './kernels/scan.js';
+import { chunking, type ScanKernels, scanKernels, summaryThreads, vectorScanKernel } from './kernels/scan.js';
 import { compileDeerStep, type DeerStepKernel } from './wgsl/deer-step.js';
 import { GpuTensor } from './tensor.js';
 import { SERIAL_WG, WG } from './wgsl/common.js';
@@ -259,16 +259,19 @@ export class WebGpuBackend implements Backend {
     const specs = program.graph.params;
     const total = specs.reduce((s, p) => s + p.size, 0);
     // Whole vec4s: the buffer may bind as a uniform array<vec4<f32>>.
+    // Checked before the buffer is taken, so a bad parameter leaks nothing.
+    const sources = specs.map((spec) => {
+      const t = params[spec.name];
+      if (!t) throw new ShapeError('params', `a tensor for parameter ${spec.name}`, 'none');
+      const g = this.get(t);
+      if (g.size !== spec.size) throw new ShapeError(`params.${spec.name}`, `${spec.size} values`, `${g.size}`);
+      return g;
+    });
     const buf = this.ctx.buffer(Math.ceil(total / 4) * 4 * F32);
     this.ctx.encode((enc) => {
       let at = 0;
-      for (const spec of specs) {
-        const t = params[spec.name];
-        if (!t) throw new ShapeError('params', `a tensor for parameter ${spec.name}`, 'none');
-        const g = this.get(t);
-        if (g.size !== spec.size)
-          throw new ShapeError(`params.${spec.name}`, `${spec.size} values`, `${g.size}`);
-        if (spec.size > 0) enc.copy(g.buffer, 0, buf, at * F32, spec.size * F32);
+      for (const [k, spec] of specs.entries()) {
+        if (spec.size > 0) enc.copy(sources[k]!.buffer, 0, buf, at * F32, spec.size * F32);
         at += spec.size;
       }
     });
@@ -405,6 +408,13 @@ export class WebGpuBackend implements Backend {
     const c = this.get(args.c);
     const out = this.make(c.shape);
     try {
+      const vector = this.vectorScan(args);
+      if (vector) {
+        const [B, T] = c.shape as [number, number];
+        const bufs = [this.get(args.A).buffer, c.buffer, this.get(args.y0).buffer, out.buffer];
+        this.ctx.dispatch(vector.code, 'scan-vector', bufs, [B, T], vector.threads(B), SERIAL_WG);
+        return out;
+      }
       this.scanPasses(args, (k, dims, Yb, threads) => {
         const bufs = [this.get(args.A).buffer, c.buffer, Yb, out.buffer];
         this.ctx.dispatch(k.fixup, 'scan-fixup', bufs, dims, threads, SERIAL_WG);
@@ -414,6 +424,18 @@ export class WebGpuBackend implements Backend {
       throw err;
     }
     return out;
+  }
+
+  /**
+   * The diagonal scan as one vectorised serial pass per chain (kernels/scan.ts vectorScanKernel),
+   * where its chains fill the device's lanes; undefined where it does not apply.
+   */
+  private vectorScan(args: ScanArgs): ReturnType<typeof vectorScanKernel> {
+    if (args.blockSize !== 1) return undefined;
+    const [B, T, n] = this.get(args.c).shape as [number, number, number];
+    if (B * T * n === 0 || (n === 1 && T % 4 !== 0)) return undefined;
+    const k = vectorScanKernel(n, args.reverse);
+    return k && k.threads(B) >= this.config.parallelism ? k : undefined;
   }
 
   /** The scan's step δ applied as the Newton update in its fix-up pass: δ never goes to memory. */

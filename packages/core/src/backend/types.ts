@@ -229,7 +229,9 @@ export interface Backend {
    * `previous` shifted one step and cotangent `previous`, δ by the forward scan, applied as
    * `scanUpdate` applies it — in one fused form, where the backend has one for this case. Returns
    * null where it does not: core then composes shiftTime, runStep and scanUpdate. Asynchronous
-   * drivers only.
+   * drivers only. A fused step may skip structurally zero Jacobian entries, so where the iterate
+   * or the residual holds NaN/Inf its `replaced` counts can differ from the composition's (which
+   * multiplies them by those zeros); finite results agree up to rounding.
    */
   deerStep?(
     program: StepProgram,

@@ -198,6 +198,65 @@ ${dims}
   };
 }
 
+/**
+ * The diagonal recurrence (blocks of 1) in one serial pass per chain, four lanes of a vec4 at a
+ * time: with n = 1, four consecutive steps of a row per load (needs T % 4 = 0, so rows start on a
+ * vec4); with n % 4 = 0, four adjacent states per invocation. Reads A and c once and writes y once,
+ * in 16-byte accesses: for devices whose lanes the chains already fill, where chunking would only
+ * add passes. Undefined for other n. Uniforms: 0 = B, 1 = T.
+ */
+export function vectorScanKernel(n: number, reverse: boolean): { code: string; threads: (B: number) => number } | undefined {
+  const decls = [
+    UNIFORM_DECL,
+    '@group(0) @binding(1) var<storage, read> A4: array<vec4<f32>>;',
+    '@group(0) @binding(2) var<storage, read> C4: array<vec4<f32>>;',
+    storage(3, 'Y0', false),
+    '@group(0) @binding(4) var<storage, read_write> Y4: array<vec4<f32>>;',
+  ].join('\n');
+  if (n === 1) {
+    const lanes = reverse ? ['w', 'z', 'y', 'x'] : ['x', 'y', 'z', 'w'];
+    const steps = lanes.map((l) => `    y = a.${l} * y + c.${l}; o.${l} = y;`).join('\n');
+    return {
+      threads: (B) => B,
+      code: `${decls}
+${mainHead(SERIAL_WG)}
+  let B = ${uni(0)};
+  let T4 = ${uni(1)} / 4u;
+  if (idx >= B) { return; }
+  var y = Y0[idx];
+  for (var q = 0u; q < T4; q++) {
+    let i = idx * T4 + ${reverse ? 'T4 - 1u - q' : 'q'};
+    let a = A4[i];
+    let c = C4[i];
+    var o: vec4<f32>;
+${steps}
+    Y4[i] = o;
+  }
+}`,
+    };
+  }
+  if (n % 4 !== 0) return undefined;
+  const n4 = n / 4;
+  return {
+    threads: (B) => B * n4,
+    code: `${decls}
+${mainHead(SERIAL_WG)}
+  let B = ${uni(0)};
+  let T = ${uni(1)};
+  if (idx >= B * ${n4}u) { return; }
+  let k = idx % ${n4}u;
+  let b = idx / ${n4}u;
+  let j = b * ${n}u + 4u * k;
+  var y = vec4<f32>(Y0[j], Y0[j + 1u], Y0[j + 2u], Y0[j + 3u]);
+  for (var st = 0u; st < T; st++) {
+    let i = (b * T + ${reverse ? 'T - 1u - st' : 'st'}) * ${n4}u + k;
+    y = A4[i] * y + C4[i];
+    Y4[i] = y;
+  }
+}`,
+  };
+}
+
 /** Invocations of the summary pass: one per (b, q, block, column of [M | v]), or per (b, q, k) when diagonal. */
 export function summaryThreads(B: number, Q: number, n: number, s: number): number {
   return s === 1 ? B * Q * n : B * Q * (n / s) * (s + 1);

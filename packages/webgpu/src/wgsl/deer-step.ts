@@ -39,12 +39,14 @@ export function compileDeerStep(program: StepProgram, hoisting = true): DeerStep
     cotangent: (i) => `ct[e * ${n}u + ${i}]`,
   };
   const { decl, body } = bodyFor(em, roots, loads, planned && { layout: planned.layout, stride: planned.hoist.floats });
-  // The iterate is the cotangent; the shifted state is read from it (or y0), never copied.
+  // The iterate is the cotangent; the shifted state is read from it (or y0), never copied. A step
+  // that never reads its state binds no y0: pipelines bind only what the shader reaches.
+  const usesState = em.uses.state;
   const roles: Role[] = [
     ...usedRoles({ ...em.uses, state: false, cotangent: false }),
     'cotangent',
     ...(planned ? (['hoisted'] as const) : []),
-    'y0',
+    ...(usesState ? (['y0'] as const) : []),
     'out',
   ];
   const step = entries.map((row, i) => {
@@ -59,10 +61,14 @@ export function compileDeerStep(program: StepProgram, hoisting = true): DeerStep
     UPDATE_ENTRY_FN,
     UPDATE_FLUSH_FN,
     ...em.decls,
-    `fn sload(b: u32, e: u32, t: u32, i: u32) -> f32 {
+    ...(usesState
+      ? [
+          `fn sload(b: u32, e: u32, t: u32, i: u32) -> f32 {
   if (t == 0u) { return y0[b * ${n}u + i]; }
   return ct[(e - 1u) * ${n}u + i];
 }`,
+        ]
+      : []),
     `${mainHead(SERIAL_WG)}
   let B = ${uni(0)};
   let T = ${uni(1)};
