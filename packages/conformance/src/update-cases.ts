@@ -180,7 +180,10 @@ export function defineUpdateCases(ctx: SuiteContext): void {
     };
     const run = async (be: Backend, s: number, dtype: DType) => {
       const owned: Tensor[] = [];
-      const t = (v: Tensor) => (owned.push(v), v);
+      const t = (v: Tensor) => {
+        owned.push(v);
+        return v;
+      };
       const p: Record<string, Tensor> = {};
       for (const [k, v] of Object.entries(params)) p[k] = t(be.tensor(v, [v.length], dtype));
       const inputs = { input: t(be.tensor(x, [B, T, m], dtype)), y0: t(be.tensor(h0, [B, n], dtype)), params: p };

@@ -50,7 +50,10 @@ describe.skipIf(skip !== null)('webgpu vectorised diagonal scan', () => {
         const ctx = (backend as unknown as { ctx: { dispatch: (code: string, label: string, ...rest: unknown[]) => void } }).ctx;
         const labels: string[] = [];
         const dispatch = ctx.dispatch.bind(ctx);
-        ctx.dispatch = (code, label, ...rest) => (labels.push(label), dispatch(code, label, ...rest));
+        ctx.dispatch = (code, label, ...rest) => {
+          labels.push(label);
+          dispatch(code, label, ...rest);
+        };
         const got = await scan(backend, B, T, n, reverse, B + T + n).finally(() => {
           ctx.dispatch = dispatch;
         });
