@@ -3,21 +3,28 @@ import { median } from './stats.js';
 
 /**
  * How close the diagonal scan comes to the memory floor, in bytes per second: the scan reads A and
- * c and writes y (three [B, T, n] arrays); an elementwise add moves the same three arrays; a plain
- * copy (`sliceTime` of the whole range: a buffer copy) reads one and writes one. An ideal scan
- * moves its bytes as fast as the copy does.
+ * c and writes y (three [B, T, n] arrays); an elementwise add moves the same three arrays; a copy
+ * kernel (`maskTime` with every step kept, which backends answer with a plain copy: on WebGPU one
+ * kernel reading one array and writing one, in vec4s) and a
+ * buffer copy (`sliceTime` of the whole range: the device's copy command, no kernel — on a software
+ * adapter a memcpy) each read one and write one. An ideal scan moves its bytes as fast as a copy.
  */
 export interface Bandwidth {
   readonly shape: readonly [number, number, number];
   readonly scanMs: number;
   readonly addMs: number;
   readonly copyMs: number;
+  readonly copyKernelMs: number;
   /** Bytes moved / time, GB/s (1e9 bytes). */
   readonly scanGBs: number;
   readonly addGBs: number;
+  /** The buffer copy's. */
   readonly copyGBs: number;
-  /** scanGBs / copyGBs: the target is ≥ 0.5. */
+  readonly copyKernelGBs: number;
+  /** scanGBs / copyGBs (against the buffer copy, the stricter floor). */
   readonly ratio: number;
+  /** scanGBs / copyKernelGBs (against a copy kernel). */
+  readonly kernelRatio: number;
 }
 
 /** Median wall time of `op` until its result is on the host (a one-step read settles the queue). */
@@ -58,19 +65,25 @@ export async function measureBandwidth(
     const scanMs = await timed(backend, () => backend.scan({ A, c, y0, blockSize: 1, reverse: false }), repeats);
     const addMs = await timed(backend, () => backend.add(a2, c), repeats);
     const copyMs = await timed(backend, () => backend.sliceTime(c, 0, T), repeats);
+    const full = new Array<number>(B).fill(T);
+    const copyKernelMs = await timed(backend, () => backend.maskTime(c, full), repeats);
     const array = size * (dtype === 'float64' ? 8 : 4);
     const gbs = (arrays: number, ms: number) => (arrays * array) / (ms * 1e6);
     const scanGBs = gbs(3, scanMs);
     const copyGBs = gbs(2, copyMs);
+    const copyKernelGBs = gbs(2, copyKernelMs);
     return {
       shape: [B, T, n],
       scanMs,
       addMs,
       copyMs,
+      copyKernelMs,
       scanGBs,
       addGBs: gbs(3, addMs),
       copyGBs,
+      copyKernelGBs,
       ratio: scanGBs / copyGBs,
+      kernelRatio: scanGBs / copyKernelGBs,
     };
   } finally {
     for (const t of [A, c, a2, y0]) backend.dispose(t);

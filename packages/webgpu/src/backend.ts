@@ -19,7 +19,7 @@ import {
   TensorStateError,
 } from '@deerjs/core';
 import { f32Bits, type GpuContext } from './context.js';
-import { ADD, affineOffsetKernel, BROADCAST_TIME, MASK_TIME, SUB } from './kernels/elementwise.js';
+import { ADD, ADD4, affineOffsetKernel, BROADCAST_TIME, COPY4, MASK_TIME, SUB, SUB4 } from './kernels/elementwise.js';
 import { ADD_IDENTITY, BLOCK_MATMUL, BLOCK_MATVEC, MAX_ABS_BITS, SCALE_TIME } from './kernels/matrix.js';
 import {
   COLUMN_SUM,
@@ -123,8 +123,21 @@ export class WebGpuBackend implements Backend {
     return new GpuTensor([...shape], buffer);
   }
 
+  /** Buffers hold whole vec4s (the vectorised elementwise kernels read and write them so). */
   private make(shape: readonly number[]): GpuTensor {
-    return this.wrap(shape, this.ctx.buffer(shapeSize(shape) * F32));
+    return this.wrap(shape, this.ctx.buffer(Math.ceil(shapeSize(shape) / 4) * 4 * F32));
+  }
+
+  /**
+   * Dispatch a vectorised elementwise kernel (kernels/elementwise.ts) over `size` floats when
+   * every buffer holds whole vec4s; false (nothing recorded) when one does not.
+   */
+  private vec4Elementwise(code: string, label: string, buffers: readonly GPUBuffer[], size: number): boolean {
+    const vecs = Math.ceil(size / 4);
+    if (vecs === 0 || buffers.some((b) => b.size < vecs * 16)) return false;
+    const threads = Math.min(vecs, this.config.software ? this.scanLanes : Math.max(16 * 1024, 4 * this.scanLanes));
+    this.ctx.dispatch(code, label, buffers, [vecs, Math.ceil(threads / WG) * WG], threads);
+    return true;
   }
 
   private get(t: Tensor): GpuTensor {
@@ -747,7 +760,8 @@ export class WebGpuBackend implements Backend {
     const y = this.get(b);
     if (x.size !== y.size) throw new ShapeError('add', fmt(x.shape), fmt(y.shape));
     const out = this.make(x.shape);
-    this.ctx.dispatch(ADD, 'add', [x.buffer, y.buffer, out.buffer], [x.size], x.size);
+    const bufs = [x.buffer, y.buffer, out.buffer];
+    if (!this.vec4Elementwise(ADD4, 'add', bufs, x.size)) this.ctx.dispatch(ADD, 'add', bufs, [x.size], x.size);
     return out;
   }
   sub(a: Tensor, b: Tensor): Tensor {
@@ -755,7 +769,8 @@ export class WebGpuBackend implements Backend {
     const y = this.get(b);
     if (x.size !== y.size) throw new ShapeError('sub', fmt(x.shape), fmt(y.shape));
     const out = this.make(x.shape);
-    this.ctx.dispatch(SUB, 'sub', [x.buffer, y.buffer, out.buffer], [x.size], x.size);
+    const bufs = [x.buffer, y.buffer, out.buffer];
+    if (!this.vec4Elementwise(SUB4, 'sub', bufs, x.size)) this.ctx.dispatch(SUB, 'sub', bufs, [x.size], x.size);
     return out;
   }
 
@@ -797,7 +812,10 @@ export class WebGpuBackend implements Backend {
     const lens = this.ctx.buffer(Math.max(1, B) * 4);
     try {
       this.ctx.write(lens, Uint32Array.from({ length: B }, (_, b) => Math.max(0, Math.min(T, lengths[b]!))));
-      this.ctx.dispatch(MASK_TIME, 'mask-time', [src.buffer, out.buffer, lens], [src.size, T, src.size / Math.max(1, B * T)], src.size);
+      const inner = src.size / Math.max(1, B * T);
+      const kept = Array.from({ length: B }, (_, b) => lengths[b]! >= T).every(Boolean);
+      if (!(kept && this.vec4Elementwise(COPY4, 'copy', [src.buffer, out.buffer], src.size)))
+        this.ctx.dispatch(MASK_TIME, 'mask-time', [src.buffer, out.buffer, lens], [src.size, T, inner], src.size);
     } finally {
       this.ctx.release(lens);
     }

@@ -38,6 +38,35 @@ export const BROADCAST_TIME = module(
   O[idx] = X[b * inner + idx % inner];`,
 );
 
+const VEC4_HEAD = (inputs: readonly string[]) =>
+  [
+    UNIFORM_DECL,
+    ...inputs.map((name, i) => `@group(0) @binding(${i + 1}) var<storage, read> ${name}: array<vec4<f32>>;`),
+    `@group(0) @binding(${inputs.length + 1}) var<storage, read_write> O4: array<vec4<f32>>;`,
+  ].join('\n');
+
+/**
+ * Elementwise kernels over vec4s, each invocation walking a stride of them (uniforms: 0 = vec4s,
+ * 1 = invocations): 16-byte accesses and long loops, which a software adapter runs several times
+ * faster than one scalar per invocation. Every bound buffer must hold whole vec4s (the tensors'
+ * buffers are padded to 16 bytes); the padding's values are not data.
+ */
+export const ADD4 = `${VEC4_HEAD(['X4', 'Y4'])}
+${MAIN_HEAD}
+  for (var i = idx; i < ${uni(0)}; i += ${uni(1)}) { O4[i] = X4[i] + Y4[i]; }
+}`;
+
+export const SUB4 = `${VEC4_HEAD(['X4', 'Y4'])}
+${MAIN_HEAD}
+  for (var i = idx; i < ${uni(0)}; i += ${uni(1)}) { O4[i] = X4[i] - Y4[i]; }
+}`;
+
+/** out = x: maskTime where no step is masked. */
+export const COPY4 = `${VEC4_HEAD(['X4'])}
+${MAIN_HEAD}
+  for (var i = idx; i < ${uni(0)}; i += ${uni(1)}) { O4[i] = X4[i]; }
+}`;
+
 /** out = a + b. Uniform 0: size. */
 export const ADD = module(
   [

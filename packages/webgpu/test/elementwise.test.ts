@@ -1,0 +1,52 @@
+import { Rng } from '@deerjs/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createWebGpuBackend, type WebGpuBackend } from '../src/index.js';
+import { skipReason } from './adapter.js';
+
+const skip = await skipReason();
+
+/**
+ * The vectorised elementwise kernels (vec4s, strided loops; tensors' buffers padded to whole
+ * vec4s): sizes that are not multiples of 4, and sizes past one stride of invocations.
+ */
+describe.skipIf(skip !== null)('webgpu vectorised elementwise kernels', () => {
+  let backend: WebGpuBackend;
+  beforeAll(async () => {
+    backend = await createWebGpuBackend();
+  });
+  afterAll(() => backend?.destroy());
+
+  for (const [B, T, n] of [
+    [1, 1, 1],
+    [1, 3, 1],
+    [1, 5, 1],
+    [3, 7, 3],
+    [2, 70001, 1],
+    [5, 301, 7],
+  ] as const) {
+    it(`[${B}, ${T}, ${n}]: add, sub and maskTime match the host`, async () => {
+      const rng = new Rng(B * T * n);
+      const size = B * T * n;
+      const a = Float32Array.from(rng.normalArray(size));
+      const b = Float32Array.from(rng.normalArray(size));
+      const ta = backend.tensor(a, [B, T, n]);
+      const tb = backend.tensor(b, [B, T, n]);
+      const lengths = Array.from({ length: B }, (_, r) => (r % 2 === 0 ? T : Math.floor(T / 2)));
+      const full = new Array<number>(B).fill(T);
+      const outs = [backend.add(ta, tb), backend.sub(ta, tb), backend.maskTime(ta, full), backend.maskTime(ta, lengths)];
+      try {
+        const [sum, diff, kept, masked] = await Promise.all(outs.map((t) => backend.read(t)));
+        for (let i = 0; i < size; i++) {
+          const t = Math.floor(i / n) % T;
+          const r = Math.floor(i / (n * T));
+          expect(sum![i]).toBe(Math.fround(a[i]! + b[i]!));
+          expect(diff![i]).toBe(Math.fround(a[i]! - b[i]!));
+          expect(kept![i]).toBe(a[i]);
+          expect(masked![i]).toBe(t < lengths[r]! ? a[i] : 0);
+        }
+      } finally {
+        for (const t of [ta, tb, ...outs]) backend.dispose(t);
+      }
+    });
+  }
+});
