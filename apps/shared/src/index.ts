@@ -1,0 +1,1 @@
+export { outputDirProblem } from './out-dir.js';
