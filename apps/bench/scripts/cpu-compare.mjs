@@ -4,11 +4,14 @@ import { resolve } from 'node:path';
 // (built beside this one) against this checkout's, plus onnxruntime's GRU on the same thread count.
 //
 //   node apps/bench/scripts/cpu-compare.mjs --base /tmp/base-cpu [--nh 1,8,32,64] [--T 1e4] [--B 16]
-//        [--reps 3] [--what seq,ort,deer,quasi] [--base-max-nh 32] [--dense-max-nh 8]
+//        [--reps 3] [--what seq,ort,deer,quasi] [--base-max-nh 32] [--dense-max-nh 8] [--threads 2] [--wall]
 //   node apps/bench/scripts/cpu-compare.mjs --what threads [--base …] [--threads-T 1e6] [--threads-B 1] [--warmup 1] [--all]
 //
 // Prints milliseconds (median of reps) and the ratios the CPU targets are stated in: new/base,
-// sequential vs onnxruntime, one DEER Newton iteration vs one sequential pass.
+// sequential vs onnxruntime, one DEER Newton iteration vs one sequential pass. --threads N (N > 1)
+// runs the cpu backends with threads: N and onnxruntime with intraOpNumThreads: N, on wall time
+// (CPU time sums the threads), and adds this checkout's sequential pass on 1 thread, interleaved,
+// for the speed-up of N threads over one.
 import { pathToFileURL } from 'node:url';
 
 const argv = process.argv.slice(2);
@@ -24,6 +27,8 @@ const what = new Set((args.what ?? 'seq,ort,deer,quasi').split(','));
 const baseMaxNh = Number(args['base-max-nh'] ?? 32);
 const denseMaxNh = Number(args['dense-max-nh'] ?? 8);
 const iters = Number(args.iters ?? 3);
+const threads = Number(args.threads ?? 1);
+if (!Number.isInteger(threads) || threads < 1) throw new Error(`--threads: expected a positive integer, got ${args.threads}`);
 
 const here = new URL('.', import.meta.url);
 const load = async (root) => ({
@@ -36,9 +41,10 @@ const onnx = what.has('ort') ? await import('@deerjs/onnx').catch(() => undefine
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 // CPU time of this process (all its threads), not wall time: the machines this runs on are shared,
-// and waiting for a core is not work. --wall measures wall time instead.
+// and waiting for a core is not work. --wall measures wall time instead, as do --threads N > 1.
+const wallClock = 'wall' in args || threads > 1;
 const clock =
-  'wall' in args
+  wallClock
     ? () => performance.now()
     : () => {
         const u = process.cpuUsage();
@@ -58,7 +64,7 @@ function problem(core, nh) {
 }
 
 /** One backend's runners for one nh: sequential pass, and DEER per Newton iteration. */
-function runners(side, nh, threads = Number(args.threads ?? 1)) {
+function runners(side, nh, threads) {
   const { core, cpu } = side;
   const be = cpu.createCpuBackend({ dtype: 'float32', threads });
   const { cell, params, x } = problem(core, nh);
@@ -67,6 +73,7 @@ function runners(side, nh, threads = Number(args.threads ?? 1)) {
     Object.entries(params).map(([k, v]) => [k, be.tensor(v, [v.length], 'float32')]),
   );
   return {
+    destroy: () => be.destroy(),
     async seq() {
       const r = await core.sequential(be, cell, pt, xt, { checkFinite: false });
       be.dispose(r.y);
@@ -93,7 +100,7 @@ function runners(side, nh, threads = Number(args.threads ?? 1)) {
   };
 }
 
-async function ortRunner(nh) {
+async function ortRunner(nh, threads) {
   if (!onnx) return undefined;
   const { cell, params, x } = problem(mine.core, nh);
   void cell;
@@ -110,7 +117,7 @@ async function ortRunner(nh) {
     weights: { W: params.W, R: params.R, B: b },
   });
   const session = await onnx.openOrtSession(model, {
-    sessionOptions: { executionProviders: ['cpu'], intraOpNumThreads: 1, interOpNumThreads: 1 },
+    sessionOptions: { executionProviders: ['cpu'], intraOpNumThreads: threads, interOpNumThreads: 1 },
   });
   const X = new Float32Array(B * T * nh);
   for (let bb = 0; bb < B; bb++)
@@ -122,20 +129,23 @@ async function ortRunner(nh) {
 const fmt = (v) => (v === undefined ? '—' : v >= 100 ? v.toFixed(0) : v.toFixed(1));
 const ratio = (a, b) => (a === undefined || b === undefined ? '—' : (a / b).toFixed(2));
 console.log(
-  `GRU lbr=1, B=${B}, T=${T}, float32, 1 thread; ${'wall' in args ? 'wall' : 'CPU'} ms, median of ${reps}; DEER: ms per Newton iteration (${iters} iterations)`,
+  `GRU lbr=1, B=${B}, T=${T}, float32, ${threads} thread${threads > 1 ? 's (cpu backends and onnxruntime)' : ''}; ${wallClock ? 'wall' : 'CPU'} ms, median of ${reps}; DEER: ms per Newton iteration (${iters} iterations)`,
 );
 const rows = [];
 for (const nh of ['seq', 'ort', 'deer', 'quasi'].some((w) => what.has(w)) ? nhs : []) {
-  const n = runners(mine, nh);
-  const o = base && nh <= baseMaxNh ? runners(base, nh) : undefined;
-  const ort = what.has('ort') ? await ortRunner(nh) : undefined;
-  const t = { seqNew: [], seqBase: [], ort: [], deerNew: [], deerBase: [], quasiNew: [], quasiBase: [] };
+  const n = runners(mine, nh, threads);
+  // With threads, this checkout on one thread too: the speed-up of the threads.
+  const n1 = threads > 1 && what.has('seq') ? runners(mine, nh, 1) : undefined;
+  const o = base && nh <= baseMaxNh ? runners(base, nh, threads) : undefined;
+  const ort = what.has('ort') ? await ortRunner(nh, threads) : undefined;
+  const t = { seqNew: [], seqNew1: [], seqBase: [], ort: [], deerNew: [], deerBase: [], quasiNew: [], quasiBase: [] };
   const dense = nh <= denseMaxNh;
   for (let r = 0; r < reps + 1; r++) {
     const keep = r > 0; // first round warms up
     const push = (k, v) => keep && t[k].push(v);
     if (what.has('seq')) {
       if (o) push('seqBase', await ms(o.seq));
+      if (n1) push('seqNew1', await ms(n1.seq));
       push('seqNew', await ms(n.seq));
     }
     if (ort) push('ort', await ms(ort.run));
@@ -149,10 +159,14 @@ for (const nh of ['seq', 'ort', 'deer', 'quasi'].some((w) => what.has(w)) ? nhs 
     }
   }
   await ort?.release();
+  n.destroy();
+  n1?.destroy();
+  o?.destroy();
   const m = Object.fromEntries(Object.entries(t).map(([k, v]) => [k, v.length ? median(v) : undefined]));
-  rows.push({ nh, ...m });
+  rows.push({ nh, threads, ...m });
+  const one = n1 ? ` new 1 thread ${fmt(m.seqNew1)} (${threads} threads ×${ratio(m.seqNew1, m.seqNew)} faster)` : '';
   console.log(
-    `nh=${String(nh).padEnd(3)} seq base ${fmt(m.seqBase)} new ${fmt(m.seqNew)} (×${ratio(m.seqBase, m.seqNew)} faster) | ort ${fmt(m.ort)} new/ort ${ratio(m.seqNew, m.ort)} | ` +
+    `nh=${String(nh).padEnd(3)} seq base ${fmt(m.seqBase)} new ${fmt(m.seqNew)} (×${ratio(m.seqBase, m.seqNew)} faster)${one} | ort ${fmt(m.ort)} new/ort ${ratio(m.seqNew, m.ort)} | ` +
       `deer/iter base ${fmt(m.deerBase)} new ${fmt(m.deerNew)} iter/seq base ${ratio(m.deerBase, m.seqBase)} new ${ratio(m.deerNew, m.seqNew)} | ` +
       `quasi/iter base ${fmt(m.quasiBase)} new ${fmt(m.quasiNew)} iter/seq base ${ratio(m.quasiBase, m.seqBase)} new ${ratio(m.quasiNew, m.seqNew)}`,
   );

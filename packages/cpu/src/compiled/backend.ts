@@ -3,10 +3,12 @@ import {
   type Graph,
   type MatExpr,
   matExprNodes,
+  matrixLayout,
   type NewtonUpdate,
   type NewtonUpdateOptions,
   type NodeId,
   newtonUpdateFromRows,
+  paramSpec,
   type ScanArgs,
   type StepInputs,
   type StepOutputs,
@@ -21,7 +23,8 @@ import { generateKernel, type Kernel, Unsupported } from './codegen.js';
 import { affineOffsetFast, scanFast } from './scan.js';
 import { ThreadedScan } from './scan-threads.js';
 import { SharedBuffers } from './shared-buffers.js';
-import { availableThreads, isShared, runTiles, sharedArray, ThreadPool } from './threads.js';
+import { runRows } from './seq-rows.js';
+import { availableThreads, isShared, runTiles, type SeqRowsArgs, sharedArray, ThreadPool } from './threads.js';
 import { threadedNewtonUpdate, UPDATE_PARALLEL_MIN } from './update.js';
 
 /** Doubles of scratch one tile may use (all its nodes together): about 256 KiB. */
@@ -60,6 +63,8 @@ interface SeqPlan {
   readonly step: Kernel;
   /** The state leaf, when the step reads it (external 0 of `step`). */
   readonly stateLeaf?: NodeId;
+  /** Work per (b, t) element, hoisted part included: multiply-adds of products, values of the rest. */
+  readonly work: number;
 }
 
 /**
@@ -158,6 +163,16 @@ export function makeStepPlan(p: StepProgram, fast: boolean, simd = true): StepPl
   return { kernel, tile, hoist, frontier };
 }
 
+/** Work of a node per element: multiply-adds of a product, else values computed (none for leaves). */
+function workOf(g: Graph, id: NodeId): number {
+  const node = g.nodes[id]!;
+  if (node.op === 'matvec') {
+    const { blocks, rows, cols } = matrixLayout(paramSpec(g, node.param));
+    return blocks * rows * cols;
+  }
+  return isLeaf(g, id) || node.op === 'param' || node.op === 'const' ? 0 : node.size;
+}
+
 export function makeSeqPlan(p: StepProgram, fast: boolean, simd = true): SeqPlan {
   const g = p.graph;
   const f = p.outputs[0]!;
@@ -174,7 +189,8 @@ export function makeSeqPlan(p: StepProgram, fast: boolean, simd = true): SeqPlan
     fast,
     simd,
   });
-  return { hoist, hoistTile: hoist ? tileFor(hoist) : 1, frontier, step, stateLeaf };
+  const work = live.reduce((a, id) => a + workOf(g, id), 0);
+  return { hoist, hoistTile: hoist ? tileFor(hoist) : 1, frontier, step, stateLeaf, work };
 }
 
 /** Scratch arrays of a kernel for tiles of up to `tile` elements, kept with the kernel for reuse. */
@@ -195,9 +211,9 @@ export interface FastCpuBackendOptions extends CpuBackendOptions {
    */
   readonly compileMin?: number;
   /**
-   * Threads for runStep, scan and newtonUpdate on large enough problems (the calling one included;
-   * default: the cores available, 1 outside Node). Workers are started on first use, never keep
-   * Node alive, and stop in destroy().
+   * Threads for runStep, runSequential (by batch rows), scan and newtonUpdate on large enough
+   * problems (the calling one included; default: the cores available, 1 outside Node). Workers are
+   * started on first use, never keep Node alive, and stop in destroy().
    */
   readonly threads?: number;
   /**
@@ -210,14 +226,20 @@ export interface FastCpuBackendOptions extends CpuBackendOptions {
 
 /** Fewest elements a runStep is split over threads for. */
 const PARALLEL_MIN = 4096;
+/**
+ * Least work (B·T times the plan's work per element) a runSequential is split over threads for,
+ * by batch rows: below it, waking the workers and their cold kernels cost more than they save.
+ */
+export const SEQ_PARALLEL_MIN = 1 << 20;
 
 /**
  * The fast CPU backend: step programs compiled to specialised JavaScript (`compiled/codegen.ts`),
  * evaluated over tiles of elements with batched matrix products; Jacobians written straight into
  * their block structure; input-only work hoisted out of the sequential loop and kept across
- * Newton iterations; runStep, scan (`compiled/scan-threads.ts`) and the Newton update
- * (`compiled/update.ts`) split over worker threads (`compiled/threads.ts`). Programs the
- * generator does not know, and calls under `compileMin` elements, use the reference interpreter.
+ * Newton iterations; runStep, runSequential (by batch rows, `compiled/seq-rows.ts`), scan
+ * (`compiled/scan-threads.ts`) and the Newton update (`compiled/update.ts`) split over worker
+ * threads (`compiled/threads.ts`). Programs the generator does not know, and calls under
+ * `compileMin` elements, use the reference interpreter.
  */
 export class FastCpuBackend extends CpuBackend {
   /** Calls with fewer (b, t) elements than this run on the reference interpreter. */
@@ -256,9 +278,9 @@ export class FastCpuBackend extends CpuBackend {
     return super.make(shape, dtype, this.buffers.take(ARRAY[dtype], size, undefined, false));
   }
 
-  /** The pool, when this many elements are worth splitting and every array is shared. */
-  private poolFor(E: number, arrays: readonly TypedArray[]): ThreadPool | undefined {
-    if (this.threads < 2 || E < PARALLEL_MIN || !arrays.every(isShared)) return undefined;
+  /** The pool, when this many elements (or units of work) are worth splitting and every array is shared. */
+  private poolFor(E: number, arrays: readonly TypedArray[], min = PARALLEL_MIN): ThreadPool | undefined {
+    if (this.threads < 2 || E < min || !arrays.every(isShared)) return undefined;
     return this.startPool();
   }
 
@@ -399,68 +421,40 @@ export class FastCpuBackend extends CpuBackend {
     const x = inputs.input ? this.get(inputs.input) : undefined;
     const [B, n] = y0.shape as [number, number];
     const T = x ? x.shape[1]! : 1;
-    const m = g.inputSize;
     const out = this.unfilled([B, T, n], y0.dtype);
-    const y = out.data;
     const { hoist, frontier, step, stateLeaf } = plan;
-    const P = this.paramArrays(g, inputs.params, step.consts);
-    const fSizes = frontier.map((id) => g.nodes[id]!.size);
-    const fTotal = fSizes.reduce((a, b) => a + b, 0);
-    const Tc = Math.max(1, Math.min(T, Math.floor(CHUNK_BUDGET / Math.max(1, B * fTotal))));
-    const F = fSizes.map((sz) => new Float64Array(Tc * B * sz));
-
-    // The hoisted kernel: element (b, t) of a chunk reads x[b, tc0 + t] and writes F[k][(t·B + b)·size].
-    let runHoist: ((tc0: number, L: number) => void) | undefined;
-    if (hoist) {
-      const hP = this.paramArrays(g, inputs.params, hoist.consts);
-      const hExt = hoist.externals;
-      if (hExt.some((id) => g.nodes[id]!.op !== 'input'))
-        throw new Error('cpu: hoisted part reads more than the input');
-      const hX = hExt.map(() => {
-        if (!x) throw new Error('cpu: the program reads its input but none was given');
-        return x.data;
-      });
-      const hXB = hExt.map(() => 0);
-      const hXS = hExt.map(() => m);
-      const hOS = fSizes.map((sz) => B * sz);
-      const hOB = fSizes.map(() => 0);
-      const tile = plan.hoistTile;
-      const hS = scratchFor(hoist, tile);
-      runHoist = (tc0, L) => {
-        for (let b = 0; b < B; b++) {
-          for (let t0 = 0; t0 < L; t0 += tile) {
-            const Et = Math.min(tile, L - t0);
-            for (let k = 0; k < hXB.length; k++) hXB[k] = (b * T + tc0 + t0) * m;
-            for (let k = 0; k < hOB.length; k++) hOB[k] = (t0 * B + b) * fSizes[k]!;
-            hoist.run(Et, hP, hX, hXB, hXS, F, hOB, hOS, undefined, 0, hS);
-          }
-        }
-      };
-    }
-
-    const hasState = stateLeaf !== undefined;
-    const off = hasState ? 1 : 0;
-    const X: TypedArray[] = hasState ? [y0.data, ...F] : [...F];
-    const XB = X.map(() => 0);
-    const XS = hasState ? [n, ...fSizes] : [...fSizes];
-    const O = [y];
-    const OB = [0];
-    const OS = [T * n];
+    if (hoist?.externals.some((id) => g.nodes[id]!.op !== 'input'))
+      throw new Error('cpu: hoisted part reads more than the input');
+    if (hoist?.externals.length && !x) throw new Error('cpu: the program reads its input but none was given');
+    const args: SeqRowsArgs = {
+      hTile: plan.hoistTile,
+      T,
+      n,
+      m: g.inputSize,
+      P: this.paramArrays(g, inputs.params, step.consts),
+      hP: hoist ? this.paramArrays(g, inputs.params, hoist.consts) : undefined,
+      hN: hoist ? hoist.externals.length : 0,
+      x: x?.data,
+      y0: y0.data,
+      y: out.data,
+      fSizes: frontier.map((id) => g.nodes[id]!.size),
+      hasState: stateLeaf !== undefined,
+      budget: CHUNK_BUDGET,
+    };
     const S = scratchFor(step, B);
-    for (let tc0 = 0; tc0 < T; tc0 += Tc) {
-      const L = Math.min(Tc, T - tc0);
-      runHoist?.(tc0, L);
-      for (let t = tc0; t < tc0 + L; t++) {
-        if (hasState && t > 0) {
-          X[0] = y;
-          XB[0] = (t - 1) * n;
-          XS[0] = T * n;
-        }
-        for (let k = 0; k < fSizes.length; k++) XB[k + off] = (t - tc0) * B * fSizes[k]!;
-        OB[0] = t * n;
-        step.run(B, P, X, XB, XS, O, OB, OS, undefined, 0, S);
-      }
+    const hS = hoist ? scratchFor(hoist, plan.hoistTile) : undefined;
+    // Rows are independent: on large enough problems, each thread runs the whole time loop for a
+    // contiguous range of them (the same arithmetic per row as one thread).
+    const parts = Math.min(this.threads, B);
+    const pool =
+      parts > 1 ? this.poolFor(B * T * plan.work, [out.data, ...(x ? [x.data] : [])], SEQ_PARALLEL_MIN) : undefined;
+    if (pool) {
+      const rows = Array.from({ length: parts + 1 }, (_, i) => Math.round((i * B) / parts));
+      pool.rows(rows, step, S, hoist, hS, args);
+      return out;
     }
+    const a = args;
+    runRows(step.run, S, hoist?.run, hS, a.hTile, 0, B, T, n, a.m, a.P, a.hP, a.hN, a.x, a.y0, a.y, a.fSizes, a.hasState, a.budget);
     return out;
   }
 

@@ -1,9 +1,10 @@
 import type { TypedArray } from '@deerjs/core';
 import type { Kernel, KernelFn } from './codegen.js';
+import { runRows } from './seq-rows.js';
 
 /**
  * Worker threads for the fast CPU backend (Node only): generated kernels run over ranges of
- * elements, and jobs (the time-chunked scan's passes, the Newton update's reduction) over ranges
+ * elements, sequential evaluation over ranges of batch rows, and jobs (the time-chunked scan's passes, the Newton update's reduction) over ranges
  * of time, on SharedArrayBuffer-backed tensors. The calling thread takes the first share and then
  * blocks (Atomics.wait) until the workers are done, so the backend's API stays synchronous.
  */
@@ -63,10 +64,20 @@ export function runTiles(
 const WORKER_SOURCE = `'use strict';
 const { parentPort } = require('node:worker_threads');
 ${runTiles.toString()}
+${runRows.toString()}
 const EXP32 = Float64Array.from({ length: 32 }, (_, j) => 2 ** (j / 32));
 const EXP2K = Float64Array.from({ length: 2201 }, (_, k) => 2 ** (k - 1100));
 const kernels = new Map();
 const jobs = new Map();
+// A compiled kernel with scratch for tiles of at least tile elements.
+const kernelFor = (uid, tile, accSize) => {
+  const k = kernels.get(uid);
+  if (k.tile < tile) {
+    k.S = k.S.map((a, i) => (i < k.S.length - (accSize ? 1 : 0) ? new Float64Array((a.length / k.tile) * tile) : a));
+    k.tile = tile;
+  }
+  return k;
+};
 parentPort.on('message', (m) => {
   if (m.kind === 'job') {
     jobs.set(m.uid, new Function(m.source)());
@@ -86,11 +97,13 @@ parentPort.on('message', (m) => {
       for (const [uid, args] of m.calls) jobs.get(uid)(...args);
       return;
     }
-    let k = kernels.get(m.uid);
-    if (k.tile < m.tile) {
-      k.S = k.S.map((a, i) => (i < k.S.length - (m.accSize ? 1 : 0) ? new Float64Array((a.length / k.tile) * m.tile) : a));
-      k.tile = m.tile;
+    if (m.kind === 'rows') {
+      const s = kernelFor(m.step, m.stepTile, 0);
+      const h = m.hoist === undefined ? undefined : kernelFor(m.hoist, m.hTile, 0);
+      runRows(s.run, s.S, h?.run, h?.S, m.hTile, m.b0, m.b1, m.T, m.n, m.m, m.P, m.hP, m.hN, m.x, m.y0, m.y, m.fSizes, m.hasState, m.budget);
+      return;
     }
+    const k = kernelFor(m.uid, m.tile, m.accSize);
     runTiles(k.run, k.S, m.e0, m.e1, m.tile, m.P, m.X, m.XS, m.O, m.OS, m.J, m.jStride);
   } catch (err) {
     Atomics.store(ctl, 1, 1);
@@ -127,6 +140,23 @@ export function jobFromSource(source: string): Job {
 // biome-ignore lint/suspicious/noExplicitAny: as above
 export function jobFromFunction(fn: (...args: any[]) => void): Job {
   return { uid: ++jobUid, source: `return ${fn.toString()}`, fn };
+}
+
+/** What `runRows` takes besides the kernels, their scratch and the row range. */
+export interface SeqRowsArgs {
+  readonly hTile: number;
+  readonly T: number;
+  readonly n: number;
+  readonly m: number;
+  readonly P: readonly TypedArray[];
+  readonly hP: readonly TypedArray[] | undefined;
+  readonly hN: number;
+  readonly x: TypedArray | undefined;
+  readonly y0: TypedArray;
+  readonly y: TypedArray;
+  readonly fSizes: readonly number[];
+  readonly hasState: boolean;
+  readonly budget: number;
 }
 
 /** A pool of size − 1 workers (the calling thread is the size-th). */
@@ -172,18 +202,7 @@ export class ThreadPool {
       (w, i, ctl) => {
         const e0 = (i + 1) * per;
         if (e0 >= E) return false;
-        if (!this.known[i]!.has(kernel.uid)) {
-          w.postMessage({
-            kind: 'kernel',
-            uid: kernel.uid,
-            source: kernel.source,
-            sites: kernel.siteSources,
-            scratch: kernel.scratch.map((x) => x.size),
-            accSize: kernel.accSize,
-            tile,
-          });
-          this.known[i]!.add(kernel.uid);
-        }
+        this.compile(w, i, kernel, tile);
         w.postMessage({
           kind: 'tiles',
           uid: kernel.uid,
@@ -203,6 +222,61 @@ export class ThreadPool {
         return true;
       },
       () => runTiles(kernel.run, S, 0, Math.min(E, per), tile, P, X, XS, O, OS, J, jStride),
+    );
+  }
+
+  /** Sends worker i the kernel's sources (once; it compiles them with scratch for `tile` elements). */
+  private compile(w: WorkerLike, i: number, kernel: Kernel, tile: number): void {
+    if (this.known[i]!.has(kernel.uid)) return;
+    w.postMessage({
+      kind: 'kernel',
+      uid: kernel.uid,
+      source: kernel.source,
+      sites: kernel.siteSources,
+      scratch: kernel.scratch.map((x) => x.size),
+      accSize: kernel.accSize,
+      tile,
+    });
+    this.known[i]!.add(kernel.uid);
+  }
+
+  /**
+   * Sequential evaluation (`runRows`) split by batch rows: thread i runs the whole time loop for
+   * rows [rows[i], rows[i + 1]) (thread 0 is the calling one, with the scratch `S` and `hS`; empty
+   * ranges are skipped). y must be SharedArrayBuffer-backed, and x should be (others are copied).
+   */
+  rows(
+    rows: readonly number[],
+    step: Kernel,
+    S: readonly Float64Array[],
+    hoist: Kernel | undefined,
+    hS: readonly Float64Array[] | undefined,
+    a: SeqRowsArgs,
+  ): void {
+    this.dispatch(
+      (w, i, ctl) => {
+        const [b0, b1] = [rows[i + 1], rows[i + 2]];
+        if (b0 === undefined || b1 === undefined || b1 <= b0) return false;
+        this.compile(w, i, step, b1 - b0);
+        if (hoist) this.compile(w, i, hoist, a.hTile);
+        w.postMessage({
+          kind: 'rows',
+          step: step.uid,
+          stepTile: b1 - b0,
+          hoist: hoist?.uid,
+          b0,
+          b1,
+          ...a,
+          ctl,
+        });
+        return true;
+      },
+      () => {
+        const [b0, b1] = [rows[0]!, rows[1]!];
+        if (b1 <= b0) return;
+        const { hTile, T, n, m, P, hP, hN, x, y0, y, fSizes, hasState, budget } = a;
+        runRows(step.run, S, hoist?.run, hS, hTile, b0, b1, T, n, m, P, hP, hN, x, y0, y, fSizes, hasState, budget);
+      },
     );
   }
 
