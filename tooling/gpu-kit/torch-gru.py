@@ -41,6 +41,10 @@ QUICK = {"nh": [1, 8, 32], "T": [1000, 10000], "budget": 5.0}
 DTYPE_BYTES = {"float32": 4, "float64": 8, "float16": 2}
 
 
+
+# cuDNN's longest sequence in one call.
+CUDNN_MAX_T = 65535
+
 def count(text: str) -> int:
     """'1e4', '10k', '1M', '1000' -> int (like deer-bench's --T)."""
     m = re.fullmatch(r"(\d+(?:\.\d+)?(?:e\d+)?)([kKmM]?)", text.strip())
@@ -154,7 +158,13 @@ def time_point(torch, a, nh: int, T: int) -> dict:
         sync()
         t0 = time.perf_counter()
         with torch.no_grad():
-            y, _ = gru(x, h0)
+            # cuDNN refuses sequences past 65 535 steps (CUDNN_STATUS_NOT_SUPPORTED): longer ones
+            # go through in chunks, the hidden state carried from each into the next.
+            h, parts = h0, []
+            for s in range(0, T, CUDNN_MAX_T):
+                part, h = gru(x[s : s + CUDNN_MAX_T], h)
+                parts.append(part)
+            y = parts[0] if len(parts) == 1 else torch.cat(parts)
         sync()
         t1 = time.perf_counter()
         y.cpu()

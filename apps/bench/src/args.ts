@@ -28,6 +28,8 @@ export interface BenchOptions {
   readonly ort: boolean;
   /** webgpu's sequential kernel (`createWebGpuBackend`'s `sequentialKernel`). */
   readonly sequentialKernel: SequentialKernel;
+  /** webgpu's diagonal scan kernels (`createWebGpuBackend`'s `scanKernel`). */
+  readonly scanKernel: ScanKernel;
   readonly out: string | undefined;
   /** Re-render the table and plots of an earlier results.json instead of running. */
   readonly from: string | undefined;
@@ -36,6 +38,7 @@ export interface BenchOptions {
 }
 
 export type SequentialKernel = 'auto' | 'row' | 'workgroup';
+export type ScanKernel = 'auto' | 'tiled' | 'chunked';
 
 /** A bad command line; the CLI prints it as one line and exits with code 2. */
 export class ArgError extends DeerError {
@@ -110,6 +113,8 @@ Usage: deer-bench [flags]        (from the repository root: pnpm bench [flags])
   --no-ort           do not run onnxruntime
   --sequential-kernel K  webgpu's sequential kernel: auto | row | workgroup (default auto: a workgroup
                      per batch row on a GPU from nh = 8, one invocation per row otherwise)
+  --scan-kernel K    webgpu's diagonal scan: auto | tiled | chunked (default auto: tiled on a GPU
+                     for states up to 8)
   --from FILE        print the table of an earlier results.json and rewrite its plots (into --out,
                      default the file's folder); runs nothing
   --seed N           seed of weights and inputs (default 0)
@@ -226,6 +231,11 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
         throw new ArgError(`--sequential-kernel: expected auto, row or workgroup, got '${v}'`);
       set.sequentialKernel = v;
     },
+    'scan-kernel': (v) => {
+      if (v !== 'auto' && v !== 'tiled' && v !== 'chunked')
+        throw new ArgError(`--scan-kernel: expected auto, tiled or chunked, got '${v}'`);
+      set.scanKernel = v;
+    },
   };
   const switches: Record<string, () => void> = {
     quick: () => (set.quick = true),
@@ -288,6 +298,7 @@ export function resolveOptions(
     maxMemory: a.maxMemory ?? 4 * 2 ** 30,
     ort: a.ort ?? true,
     sequentialKernel: a.sequentialKernel ?? 'auto',
+    scanKernel: a.scanKernel ?? 'auto',
     out: a.out,
     from: a.from,
     seed: a.seed ?? 0,

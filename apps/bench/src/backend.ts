@@ -28,13 +28,18 @@ const optionsFor = (name: string | undefined, dtype?: DType, extra: BackendExtra
   ...(dtype ? { dtype } : {}),
   ...(name === 'tfjs' || name === undefined ? { backend: 'wasm' } : {}),
   ...(name === 'webgpu' || name === undefined
-    ? { timestamps: true, ...(extra.sequentialKernel ? { sequentialKernel: extra.sequentialKernel } : {}) }
+    ? {
+        timestamps: true,
+        ...(extra.sequentialKernel ? { sequentialKernel: extra.sequentialKernel } : {}),
+        ...(extra.scanKernel ? { scanKernel: extra.scanKernel } : {}),
+      }
     : {}),
 });
 
 /** Backend options the command line sets (passed to the backends they apply to). */
 export interface BackendExtras {
   readonly sequentialKernel?: 'auto' | 'row' | 'workgroup';
+  readonly scanKernel?: 'auto' | 'tiled' | 'chunked';
 }
 
 /** The backend could not be loaded or cannot run the asked dtype; the message says why. */

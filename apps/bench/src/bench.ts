@@ -88,6 +88,7 @@ export async function runBench(
       seed: o.seed,
       quick: o.quick,
       sequentialKernel: o.sequentialKernel,
+      scanKernel: o.scanKernel,
     },
     points,
     bandwidth,

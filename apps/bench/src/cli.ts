@@ -59,6 +59,7 @@ async function main(argv: readonly string[]): Promise<number> {
   if (args.out !== undefined) ensureOutputDir(args.out);
   const backend = await openBackend(args.backend, args.dtype ?? 'float32', {
     ...(args.sequentialKernel ? { sequentialKernel: args.sequentialKernel } : {}),
+    ...(args.scanKernel ? { scanKernel: args.scanKernel } : {}),
   });
   try {
     const caps = backend.capabilities;

@@ -5,7 +5,7 @@ import { MemorySampler } from './memory.js';
 import { CostPredictor } from './predict.js';
 import { makeProblem, type Problem } from './problem.js';
 import type { DeerTiming, PointResult, Timing } from './report.js';
-import { runDeer } from './runners/deer.js';
+import { type KernelProfile, runDeer } from './runners/deer.js';
 import { type loadOnnxPackage, openOrtRunner } from './runners/ort.js';
 import { runSequential } from './runners/sequential.js';
 import { maxAbsDiff, median } from './stats.js';
@@ -82,7 +82,7 @@ export class PointRunner {
     try {
       problem = makeProblem(this.ctx.backend, p, this.ctx.dtype, this.ctx.seed);
       const base = await this.baseline(problem);
-      const parts: { solveMs: number; readbackMs: number; deviceMs?: number }[] = [];
+      const parts: { solveMs: number; readbackMs: number; deviceMs?: number; deviceKernels?: KernelProfile }[] = [];
       const d = await measure(
         async () => {
           const r = await runDeer(this.ctx.backend, problem!, {
@@ -110,6 +110,7 @@ export class PointRunner {
         solveMs: median(timed.map((t) => t.solveMs)),
         readbackMs: median(timed.map((t) => t.readbackMs)),
         ...(deviceTimes.length === timed.length && timed.length > 0 ? { deviceMs: median(deviceTimes) } : {}),
+        ...(timed.at(-1)?.deviceKernels ? { deviceKernels: timed.at(-1)!.deviceKernels! } : {}),
         ...(stats.device
           ? { device: { ...stats.device, submitsPerIteration: stats.device.submits / Math.max(1, stats.iterations) } }
           : {}),

@@ -1,4 +1,5 @@
 import type { SolvePlan } from '@deerjs/core';
+import type { KernelProfile } from './runners/deer.js';
 import type { Bandwidth } from './bandwidth.js';
 import type { GridPoint } from './grid.js';
 import type { MemoryPeaks } from './memory.js';
@@ -23,6 +24,8 @@ export interface DeerTiming extends Timing {
   readonly readbackMs?: number;
   /** Median device time (timestamp queries: the sum of kernel passes), when the adapter offers it. */
   readonly deviceMs?: number;
+  /** Device time by kernel label of one solve (the last timed run), where the backend breaks it down. */
+  readonly deviceKernels?: KernelProfile;
   /** Device work of one solve (the last timed run), when the backend counts it. */
   readonly device?: {
     readonly dispatches: number;

@@ -95,6 +95,13 @@ function deerParts(d: NonNullable<PointResult['deer']>): string {
   if (d.solveMs !== undefined && d.readbackMs !== undefined)
     parts.push(`solve ${formatMs(d.solveMs)} + read ${formatMs(d.readbackMs)}`);
   if (d.deviceMs !== undefined) parts.push(`device ${formatMs(d.deviceMs)}`);
+  if (d.deviceKernels) {
+    const top = Object.entries(d.deviceKernels)
+      .sort((a, b) => b[1].ms - a[1].ms)
+      .slice(0, 3)
+      .map(([k, v]) => `${k} ${formatMs(v.ms)}`);
+    if (top.length > 0) parts.push(`top kernels: ${top.join(', ')}`);
+  }
   if (d.device) parts.push(`${d.device.submitsPerIteration.toFixed(2)} submits/it`);
   return parts.length > 0 ? `; ${parts.join(', ')}` : '';
 }

@@ -18,7 +18,7 @@ import {
   type Tensor,
   TensorStateError,
 } from '@deerjs/core';
-import { f32Bits, type GpuContext } from './context.js';
+import { f32Bits, type GpuContext, type KernelTime } from './context.js';
 import { ADD, ADD4, affineOffsetKernel, BROADCAST_TIME, COPY4, MASK_TIME, SUB, SUB4 } from './kernels/elementwise.js';
 import { ADD_IDENTITY, BLOCK_MATMUL, BLOCK_MATVEC, MAX_ABS_BITS, SCALE_TIME } from './kernels/matrix.js';
 import {
@@ -31,6 +31,7 @@ import {
 } from './kernels/reduce.js';
 import { DAMPED_ROUND, DAMPED_SETUP, DAMPED_SOLVE } from './kernels/damped-scan.js';
 import { chunking, type ScanKernels, scanKernels, summaryThreads, vectorScanKernel } from './kernels/scan.js';
+import { TILE, TILED_MAX_N, type TiledScanKernels, tiledScanKernels } from './kernels/tiled-scan.js';
 import { compileDeerStep, type DeerStepKernel } from './wgsl/deer-step.js';
 import { GpuTensor } from './tensor.js';
 import { SERIAL_WG, WG } from './wgsl/common.js';
@@ -49,6 +50,7 @@ export interface BackendConfig {
   readonly parallelism: number;
   /** Sequential evaluation: one invocation per row, one workgroup per row where it fits, or by n. */
   readonly sequentialKernel: 'row' | 'workgroup' | 'auto';
+  readonly scanKernel: 'tiled' | 'chunked' | 'auto';
   /** A software adapter (llvmpipe and the like). */
   readonly software: boolean;
   /** Floats of workgroup memory a kernel may use. */
@@ -199,6 +201,14 @@ export class WebGpuBackend implements Backend {
   /** Dispatches, submits, host reads and bytes written since the backend was made. */
   counters(): DeviceCounters {
     return this.ctx.counters();
+  }
+
+  /**
+   * Device time by kernel (ms and passes, keyed by kernel label) of everything submitted so far,
+   * with `timestamps: true`; undefined otherwise. A profile: difference two calls around a solve.
+   */
+  deviceTimeByKernel(): Promise<Record<string, KernelTime> | undefined> {
+    return this.ctx.deviceTimeByKernel();
   }
 
   /**
@@ -421,6 +431,13 @@ export class WebGpuBackend implements Backend {
     const c = this.get(args.c);
     const out = this.make(c.shape);
     try {
+      if (this.tiled(args)) {
+        this.tiledPasses(args, (k, dims, Yc) => {
+          const bufs = [this.get(args.A).buffer, c.buffer, this.get(args.y0).buffer, Yc, out.buffer];
+          this.ctx.dispatch(k.fixup, 'scan-tile-fixup', bufs, dims, dims[0]! * dims[2]! * TILE, TILE);
+        });
+        return out;
+      }
       const vector = this.vectorScan(args);
       if (vector) {
         const [B, T] = c.shape as [number, number];
@@ -437,6 +454,40 @@ export class WebGpuBackend implements Backend {
       throw err;
     }
     return out;
+  }
+
+  /** Whether the diagonal scan runs tiled (kernels/tiled-scan.ts): see the scanKernel option. */
+  private tiled(args: ScanArgs): boolean {
+    if (args.blockSize !== 1 || this.config.scanKernel === 'chunked') return false;
+    const [B, T, n] = this.get(args.c).shape as [number, number, number];
+    // T ≥ 2 also ends the recursion: the summaries' scan has ⌈T·n / TILE⌉ < T steps.
+    if (B * T * n === 0 || n > TILED_MAX_N || T < 2) return false;
+    return this.config.scanKernel === 'tiled' || (!this.config.software && T * n >= 2 * TILE);
+  }
+
+  /**
+   * The tiled scan's summaries and their scan (any of this backend's scans, by recursion), then
+   * `fixup(kernels, uniforms, carries)` with the y at every tile's end.
+   */
+  private tiledPasses(args: ScanArgs, fixup: (k: TiledScanKernels, dims: number[], Yc: GPUBuffer) => void): void {
+    const c = this.get(args.c);
+    const [B, T, n] = c.shape as [number, number, number];
+    const nT = Math.ceil((T * n) / TILE);
+    const k = tiledScanKernels(n, args.reverse);
+    const dims = [B, T, nT];
+    const M = this.make([B, nT, n, 1, 1]);
+    const V = this.make([B, nT, n]);
+    let Yc: GpuTensor | undefined;
+    try {
+      const bufs = [this.get(args.A).buffer, c.buffer, M.buffer, V.buffer];
+      this.ctx.dispatch(k.summarize, 'scan-tile-summarize', bufs, dims, B * nT * TILE, TILE);
+      Yc = this.get(this.scan({ A: M, c: V, y0: args.y0, blockSize: 1, reverse: false }));
+      fixup(k, dims, Yc.buffer);
+    } finally {
+      this.dispose(M);
+      this.dispose(V);
+      if (Yc) this.dispose(Yc);
+    }
   }
 
   /**
@@ -459,6 +510,15 @@ export class WebGpuBackend implements Backend {
     // The fix-up fuses forward scans only.
     if (args.reverse || c.size === 0) return scanThenUpdate(this, args, yOld, opts);
     const [B, T] = c.shape as [number, number];
+    if (this.tiled(args)) {
+      return this.withUpdateResult(old, B, T, opts, (y, res, act) =>
+        this.tiledPasses(args, (k, dims, Yc) => {
+          const bufs = [this.get(args.A).buffer, c.buffer, this.get(args.y0).buffer, Yc, old.buffer, y.buffer, res, act];
+          const uniforms = [...dims, f32Bits(opts.atol), f32Bits(opts.rtol), f32Bits(opts.clip)];
+          this.ctx.dispatch(k.fixupUpdate!, 'scan-tile-fixup-update', bufs, uniforms, B * dims[2]! * TILE, TILE);
+        }),
+      );
+    }
     return this.withUpdateResult(old, B, T, opts, (y, res, act) =>
       this.scanPasses(args, (k, dims, Yb, threads) => {
         const bufs = [this.get(args.A).buffer, c.buffer, Yb, old.buffer, y.buffer, res, act];

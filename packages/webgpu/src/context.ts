@@ -25,6 +25,14 @@ interface TimerSlot {
   readonly resolve: GPUBuffer;
   readonly read: GPUBuffer;
   used: number;
+  /** The label of each pass (pass i wrote timestamps 2i and 2i + 1). */
+  readonly labels: string[];
+}
+
+/** Device time of one kernel label: its passes' summed spans. */
+export interface KernelTime {
+  readonly ms: number;
+  readonly passes: number;
 }
 
 /** What the context has sent to the device since it was made (`Backend.counters`). */
@@ -68,6 +76,7 @@ export class GpuContext {
   private readonly timerFree: TimerSlot[] = [];
   private timerPending: Promise<void>[] = [];
   private deviceNs = 0;
+  private readonly kernelNs = new Map<string, { ns: number; passes: number }>();
   private readonly counts: Counters = { dispatches: 0, submits: 0, reads: 0, bytesWritten: 0, bytesRead: 0 };
   /** Asynchronous checks (compilation, allocation) not yet awaited. */
   private pending: Promise<void>[] = [];
@@ -121,7 +130,7 @@ export class GpuContext {
   }
 
   /** The timestamp writes of the next compute pass, when timing. */
-  private passDescriptor(): GPUComputePassDescriptor | undefined {
+  private passDescriptor(label: string): GPUComputePassDescriptor | undefined {
     if (!this.timestamps) return undefined;
     if (!this.timer) {
       this.timer = this.timerFree.pop() ?? {
@@ -129,10 +138,12 @@ export class GpuContext {
         resolve: this.device.createBuffer({ size: 16 * MAX_RECORDED, usage: USAGE.QUERY_RESOLVE | USAGE.COPY_SRC }),
         read: this.device.createBuffer({ size: 16 * MAX_RECORDED, usage: MAP_READ_USAGE }),
         used: 0,
+        labels: [],
       };
     }
     const i = this.timer.used;
     this.timer.used += 2;
+    this.timer.labels.push(label);
     return { timestampWrites: { querySet: this.timer.qs, beginningOfPassWriteIndex: i, endOfPassWriteIndex: i + 1 } };
   }
 
@@ -148,13 +159,30 @@ export class GpuContext {
       for (let i = 0; i < v.length; i += 2) {
         if (v[i]! < lo) lo = v[i]!;
         if (v[i + 1]! > hi) hi = v[i + 1]!;
+        const label = t.labels[i / 2] ?? '?';
+        const k = this.kernelNs.get(label) ?? { ns: 0, passes: 0 };
+        if (v[i + 1]! > v[i]!) k.ns += Number(v[i + 1]! - v[i]!);
+        k.passes++;
+        this.kernelNs.set(label, k);
       }
       if (hi > lo) this.deviceNs += Number(hi - lo);
       t.used = 0;
+      t.labels.length = 0;
       if (!this.destroyed) this.timerFree.push(t);
     } catch {
       // Device lost or destroyed: the time is simply not counted.
     }
+  }
+
+  /**
+   * Device time by kernel label of everything submitted so far (ms and passes), once its
+   * timestamps are read; undefined when not timing. Passes of one submission may overlap, so
+   * the labels' sum can exceed `deviceTimeMs`.
+   */
+  async deviceTimeByKernel(): Promise<Record<string, KernelTime> | undefined> {
+    if (!this.timestamps) return undefined;
+    await this.deviceTimeMs();
+    return Object.fromEntries([...this.kernelNs].map(([k, v]) => [k, { ms: v.ns / 1e6, passes: v.passes }]));
   }
 
   /** Device time of everything submitted so far (ms), once its timestamps are read; undefined when not timing. */
@@ -339,7 +367,7 @@ export class GpuContext {
     ];
     const bind = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
     const enc = this.record();
-    const pass = enc.beginComputePass(this.passDescriptor());
+    const pass = enc.beginComputePass(this.passDescriptor(label));
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bind);
     pass.dispatchWorkgroups(x, y);

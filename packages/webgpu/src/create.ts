@@ -35,6 +35,13 @@ export interface WebGpuBackendOptions {
    * 'row' on a software adapter, where a barrier costs as much as the work it saves).
    */
   readonly sequentialKernel?: 'row' | 'workgroup' | 'auto';
+  /**
+   * The diagonal scan's kernels: 'tiled' (reduce-then-scan over tiles of 256 consecutive elements,
+   * coalesced: for GPUs, states up to 8), 'chunked' (one invocation per chunk of time: the general
+   * scan), or 'auto' (default: 'tiled' on a GPU where it applies; on a software adapter whose
+   * lanes the chains fill, one vectorised serial pass per chain; else 'chunked').
+   */
+  readonly scanKernel?: 'tiled' | 'chunked' | 'auto';
 }
 
 function positiveBytes(device: GPUDevice, name: string, v: number | undefined): void {
@@ -109,6 +116,11 @@ export async function createOn(
     device.destroy();
     throw new UnsupportedOptionError('sequentialKernel', seq, "'row', 'workgroup' or 'auto'");
   }
+  const scanKernel = options.scanKernel ?? 'auto';
+  if (!['tiled', 'chunked', 'auto'].includes(scanKernel)) {
+    device.destroy();
+    throw new UnsupportedOptionError('scanKernel', scanKernel, "'tiled', 'chunked' or 'auto'");
+  }
   const ctx = new GpuContext(device, binding, timing);
   return new WebGpuBackend(
     ctx,
@@ -118,6 +130,7 @@ export async function createOn(
       scanLanes: lanes,
       parallelism,
       sequentialKernel: seq,
+      scanKernel,
       software,
       sharedFloats: Math.floor(device.limits.maxComputeWorkgroupStorageSize / 4),
     },

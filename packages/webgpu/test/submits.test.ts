@@ -148,6 +148,14 @@ describe.skipIf(skip !== null)('webgpu submissions per Newton iteration', () => 
       console.log(`[webgpu submits] device time ${device.toFixed(2)} ms of ${wall.toFixed(1)} ms wall`);
       expect(device).toBeGreaterThan(0);
       expect(device).toBeLessThan(wall * 1.5);
+      // By kernel: every dispatch of the solve is a labelled pass, and the labels' times add up.
+      const kernels = (await timed.deviceTimeByKernel())!;
+      const passes = Object.values(kernels).reduce((a, k) => a + k.passes, 0);
+      expect(passes).toBe(timed.counters().dispatches);
+      expect(Object.keys(kernels)).toContain('step');
+      const summed = Object.values(kernels).reduce((a, k) => a + k.ms, 0);
+      expect(summed).toBeGreaterThan(0);
+      expect(summed).toBeLessThan(wall * 1.5);
     } finally {
       timed.destroy();
     }

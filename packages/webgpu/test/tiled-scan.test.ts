@@ -1,0 +1,150 @@
+import { type Backend, cells, deerWithGrad, Rng, scanThenUpdate, UnsupportedOptionError } from '@deerjs/core';
+import { createReferenceBackend } from '@deerjs/cpu/reference';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createWebGpuBackend, type WebGpuBackend } from '../src/index.js';
+import { skipReason } from './adapter.js';
+
+const skip = await skipReason();
+
+/**
+ * The tiled diagonal scan (what a GPU runs for states up to 8), forced on this adapter: against
+ * the float64 oracle, forward and reversed, one tile and many (the tiles' summaries scanned by
+ * the same kernels, recursively), and fused with the Newton update.
+ */
+describe.skipIf(skip !== null)('webgpu tiled diagonal scan', () => {
+  let backend: WebGpuBackend;
+  let plain: WebGpuBackend;
+  let oracle: Backend;
+  beforeAll(async () => {
+    backend = await createWebGpuBackend({ scanKernel: 'tiled' });
+    plain = await createWebGpuBackend({ scanKernel: 'chunked' });
+    oracle = createReferenceBackend({ dtype: 'float64' });
+  });
+  afterAll(() => {
+    backend?.destroy();
+    plain?.destroy();
+  });
+
+  function data(B: number, T: number, n: number, seed: number) {
+    const rng = new Rng(seed);
+    const round = (a: Float64Array) => a.map(Math.fround);
+    return {
+      A: round(Float64Array.from(rng.normalArray(B * T * n), (v) => 0.97 * Math.tanh(v))),
+      c: round(rng.normalArray(B * T * n)),
+      y0: round(rng.normalArray(B * n)),
+      old: round(rng.normalArray(B * T * n)),
+    };
+  }
+
+  async function run(be: Backend, d: ReturnType<typeof data>, B: number, T: number, n: number, reverse: boolean) {
+    const dtype = be === oracle ? 'float64' : 'float32';
+    const A = be.tensor(d.A, [B, T, n, 1, 1], dtype);
+    const c = be.tensor(d.c, [B, T, n], dtype);
+    const y0 = be.tensor(d.y0, [B, n], dtype);
+    try {
+      const y = be.scan({ A, c, y0, blockSize: 1, reverse });
+      const out = await be.read(y);
+      be.dispose(y);
+      return out;
+    } finally {
+      for (const t of [A, c, y0]) be.dispose(t);
+    }
+  }
+
+  for (const [B, T, n] of [
+    [2, 2, 1],
+    [3, 255, 1],
+    [3, 257, 1],
+    [2, 1000, 3],
+    [4, 700, 8],
+    [2, 70001, 1], // 274 tiles a row: their summaries are scanned tiled again, twice
+    [1, 9000, 2],
+  ] as const) {
+    for (const reverse of [false, true]) {
+      it(`B = ${B}, T = ${T}, n = ${n}${reverse ? ', reversed' : ''}: matches the float64 oracle`, async () => {
+        const d = data(B, T, n, B * 7 + T + n);
+        const got = await run(backend, d, B, T, n, reverse);
+        const want = await run(oracle, d, B, T, n, reverse);
+        let worst = 0;
+        for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+        expect(worst).toBeLessThanOrEqual(2e-4);
+      });
+    }
+  }
+
+  it('fused with the Newton update: as the tiled scan then the update kernel', async () => {
+    const [B, T, n] = [3, 3000, 2];
+    const d = data(B, T, n, 99);
+    const c = Float64Array.from(d.c, (v) => v * 1e-3);
+    c[(2 * T + 5) * n + 1] = Number.NaN;
+    c[(0 * T + 2900) * n] = 5e8;
+    const opts = { atol: 1e-4, rtol: 1e-4, clip: 1e8, active: Uint8Array.from([1, 0, 1]) };
+    const t = {
+      A: backend.tensor(d.A, [B, T, n, 1, 1]),
+      c: backend.tensor(c, [B, T, n]),
+      y0: backend.zeros([B, n]),
+      old: backend.tensor(d.old, [B, T, n]),
+    };
+    try {
+      const args = { A: t.A, c: t.c, y0: t.y0, blockSize: 1, reverse: false };
+      const fused = await backend.scanUpdate(args, t.old, opts);
+      const composed = await scanThenUpdate(backend, args, t.old, opts);
+      const [fy, cy] = [await backend.read(fused.y), await backend.read(composed.y)];
+      backend.dispose(fused.y);
+      backend.dispose(composed.y);
+      expect(Array.from(fy)).toEqual(Array.from(cy));
+      for (const key of ['replaced', 'clipped', 'settled'] as const)
+        expect(Array.from(fused.rows[key]), key).toEqual(Array.from(composed.rows[key]));
+      expect(Array.from(fused.rows.maxScaledDiff)).toEqual(Array.from(composed.rows.maxScaledDiff));
+      expect(fused.rows.replaced[2]).toBeGreaterThan(0);
+      expect(fused.rows.clipped[0]).toBeGreaterThan(0);
+      expect(fused.rows.settled[1]).toBe(0);
+    } finally {
+      for (const x of Object.values(t)) backend.dispose(x);
+    }
+  });
+
+  for (const [name, n, jacobian] of [
+    ['GRU n = 1', 1, 'auto'],
+    ['quasi GRU n = 8', 8, 'diagonal'],
+  ] as const) {
+    it(`${name}: deer and its gradient through the tiled scans match the chunked scans'`, async () => {
+      const cell = cells.gru({ inputSize: 2, hiddenSize: n });
+      const params = cell.init({ seed: 5 });
+      const [B, T] = [3, 2000];
+      const xs = Float32Array.from(new Rng(8).normalArray(B * T * 2));
+      const dys = Float32Array.from(new Rng(9).normalArray(B * T * n));
+      const solve = async (be: WebGpuBackend) => {
+        const x = be.tensor(xs, [B, T, 2]);
+        const dy = be.tensor(dys, [B, T, n]);
+        const g = await deerWithGrad(be, cell, params, x, { jacobian, checkFinite: false });
+        try {
+          const grads = await g.vjp(dy);
+          const out = { y: await be.read(g.y), gx: await be.read(grads.x), gh0: await be.read(grads.h0), converged: g.stats.converged };
+          for (const t of [grads.x, grads.h0, ...Object.values(grads.params)]) be.dispose(t);
+          return out;
+        } finally {
+          g.dispose();
+          be.dispose(x);
+          be.dispose(dy);
+        }
+      };
+      const tiled = await solve(backend);
+      const chunked = await solve(plain);
+      expect(tiled.converged).toBe(true);
+      const close = (a: Float32Array, b: Float32Array) => {
+        let worst = 0;
+        for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!) / Math.max(1, Math.abs(b[i]!)));
+        return worst;
+      };
+      expect(close(tiled.y, chunked.y)).toBeLessThanOrEqual(1e-4);
+      // The gradient's reverse (transposed) scan runs tiled too.
+      expect(close(tiled.gx, chunked.gx)).toBeLessThanOrEqual(1e-4);
+      expect(close(tiled.gh0, chunked.gh0)).toBeLessThanOrEqual(1e-4);
+    });
+  }
+
+  it('a bad scanKernel is an UnsupportedOptionError', async () => {
+    await expect(createWebGpuBackend({ scanKernel: 'fast' as never })).rejects.toBeInstanceOf(UnsupportedOptionError);
+  });
+});
