@@ -69,6 +69,9 @@ const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
  * encoder and submitted at the next read (a Newton iteration is one submission); only reads wait
  * on the device.
  */
+/** A Newton iteration's fixed cost on a GPU, in the cost model's units (see capabilities). */
+const GPU_ITERATION_OVERHEAD = 200_000;
+
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu';
   readonly capabilities: BackendCapabilities;
@@ -99,6 +102,10 @@ export class WebGpuBackend implements Backend {
       syncRead: false,
       device: config.device,
       parallelism: config.parallelism,
+      // Measured on an H200 (apps/bench/results/webgpu-h200): a Newton iteration's submission and
+      // read round trip take about 1 ms of wall time, ~2·10⁵ of the sequential kernel's
+      // multiply-adds (~5 ns each there). A software adapter keeps the model's default.
+      ...(config.software ? {} : { iterationOverhead: GPU_ITERATION_OVERHEAD }),
     };
   }
 

@@ -34,6 +34,12 @@ export interface BackendCapabilities {
    * between DEER and sequential evaluation; absent, 'auto' does not make that choice.
    */
   readonly parallelism?: number;
+  /**
+   * Fixed cost of one Newton iteration beyond its work — launches, submission, the read's round
+   * trip — in the cost model's units (one multiply-add of sequential evaluation on one lane);
+   * absent, the model's default (ITERATION_OVERHEAD in solver/plan.ts).
+   */
+  readonly iterationOverhead?: number;
 }
 
 /** Per-(batch, time) inputs of a step program; every tensor is [B, T, size]. */

@@ -311,7 +311,7 @@ function* deerSolve(
   if (opts.method === 'auto' && lanes !== undefined) {
     // 'auto' asks the cost model first: a coarser Jacobian, or no Newton at all, may be faster.
     const candidates = opts.structureGiven || s === 1 ? [s] : [s, 1];
-    const plan = planSolve(cell, B, T, lanes, candidates);
+    const plan = planSolve(cell, B, T, lanes, candidates, backend.capabilities.iterationOverhead);
     stats.plan = plan;
     stats.switches.push(plan.reason);
     if (plan.choice === 'sequential') {

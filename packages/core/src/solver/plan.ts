@@ -15,7 +15,9 @@ const EXPENSIVE: ReadonlySet<UnaryFn> = new Set(['sigmoid', 'tanh', 'exp', 'log'
 const TRANSCENDENTAL = 10;
 /**
  * Fixed cost of one Newton iteration's passes (launches, reads), whatever its size: about 5 µs at
- * one multiply-add per nanosecond — what keeps short sequences sequential.
+ * one multiply-add per nanosecond — what keeps short sequences sequential. Backends whose
+ * iterations cost more (a GPU's submission and read round trip) say so in
+ * `capabilities.iterationOverhead`.
  */
 export const ITERATION_OVERHEAD = 5000;
 /** Newton iterations assumed with the exact Jacobian, and with a coarser one (quasi-DEER). */
@@ -72,7 +74,14 @@ export interface SolvePlan {
  * The plan for B rows of T steps of `cell` on a backend running `lanes` lanes at once, choosing
  * among the block sizes `candidates` (the exact one first).
  */
-export function planSolve(cell: Cell, B: number, T: number, lanes: number, candidates: readonly number[]): SolvePlan {
+export function planSolve(
+  cell: Cell,
+  B: number,
+  T: number,
+  lanes: number,
+  candidates: readonly number[],
+  iterationOverhead = ITERATION_OVERHEAD,
+): SolvePlan {
   const n = cell.stateSize;
   const program = cell.stepProgram();
   const f = stepCost(program.graph, program.outputs);
@@ -85,7 +94,7 @@ export function planSolve(cell: Cell, B: number, T: number, lanes: number, candi
     const work = linearize + scan + 4 * n;
     // The scan's serial span: about 2√T chunk steps of s² each.
     const depth = 2 * Math.sqrt(T) * s * s;
-    const perIteration = (B * T * work) / lanes + depth + ITERATION_OVERHEAD;
+    const perIteration = (B * T * work) / lanes + depth + iterationOverhead;
     const iterations = s === exact ? EXACT_ITERATIONS : QUASI_ITERATIONS;
     const check = (B * T * f) / lanes;
     return { blockSize: s, iterations, perIteration, total: iterations * perIteration + check };

@@ -52,9 +52,13 @@ export function bound(trips: number, work = trips, signed = false): string {
  */
 export const UNIFORM_PARAMS_MAX_FLOATS = 8192;
 
-/** The parameter binding `prm` and its reader `prm_(i)` for a program with `floats` parameters. */
-export function paramsDecl(binding: number, floats: number): string {
-  if (floats > UNIFORM_PARAMS_MAX_FLOATS)
+/**
+ * The parameter binding `prm` and its reader `prm_(i)` for a program with `floats` parameters;
+ * `divergent`: the lanes of a kernel read different entries at once, which a uniform serves one
+ * address at a time (NVIDIA's constant cache serialises them), so it binds as storage.
+ */
+export function paramsDecl(binding: number, floats: number, divergent = false): string {
+  if (divergent || floats > UNIFORM_PARAMS_MAX_FLOATS)
     return `${storage(binding, 'prm', false)}\nfn prm_(i: u32) -> f32 { return prm[i]; }`;
   const vecs = Math.max(1, Math.ceil(floats / 4));
   return `@group(0) @binding(${binding}) var<uniform> prm: array<vec4<f32>, ${vecs}>;

@@ -195,7 +195,11 @@ export function compileSequentialWorkgroup(
     'y0',
     'out',
   ];
-  const code = kernelModule(g, roles, new Set<Role>(['out']), [
+  const code = kernelModule(
+    g,
+    roles,
+    new Set<Role>(['out']),
+    [
     ...em.decls,
     `var<workgroup> ws: array<f32, ${n}>;`,
     ...computed.map((id) => `var<workgroup> w${id}: array<f32, ${Math.max(1, g.nodes[id]!.size)}>;`),
@@ -216,6 +220,9 @@ ${lines.join('\n')}
     workgroupBarrier();
   }
 }`,
-  ]);
+    ],
+    // A step's entries are spread over the lanes: they read different parameters at once.
+    true,
+  );
   return { code, bindings: roles, wg, perRow: wg, ...(planned ? { hoist: planned.hoist } : {}) };
 }

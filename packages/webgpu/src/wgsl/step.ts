@@ -145,15 +145,17 @@ const BINDING_NAMES: Record<Role, string> = {
   hoisted: 'hv',
 };
 
+/** `divergentParams`: lanes read different parameters at once (see paramsDecl). */
 export function kernelModule(
   g: Graph,
   roles: readonly Role[],
   write: ReadonlySet<Role>,
   parts: readonly string[],
+  divergentParams = false,
 ): string {
   const floats = paramOffsets(g).total;
   const decls = roles.map((r, i) =>
-    r === 'params' ? paramsDecl(i + 1, floats) : storage(i + 1, BINDING_NAMES[r], write.has(r)),
+    r === 'params' ? paramsDecl(i + 1, floats, divergentParams) : storage(i + 1, BINDING_NAMES[r], write.has(r)),
   );
   return [UNIFORM_DECL, ...decls, UNARY_HELPERS, SQ_HELPER, ...parts].join('\n');
 }
