@@ -58,7 +58,7 @@ export class TfjsBackend implements Backend {
   ) {
     const engine = tf.getBackend();
     this.hoisted = new HoistCache(tf);
-    this.moves = { viewSlices: engine === 'cpu', gatherSteps: engine === 'wasm' };
+    this.moves = { viewSlices: engine === 'cpu', gatherSteps: engine === 'wasm', hostLoops: engine === 'cpu' };
     this.scanMethod = options.scan ?? 'auto';
     this.capabilities = {
       dtypes: ['float32'],
