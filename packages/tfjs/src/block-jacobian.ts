@@ -196,6 +196,8 @@ export interface BlockJacobianEnv {
   readonly params: Readonly<Record<string, T>>;
   /** Columns [start, start + size) of a per-element [rows, n] tensor. */
   readonly cut: (t: T, start: number, size: number) => T;
+  /** Assemble the blocks by a host loop over the data (see `assembleOnHost`). */
+  readonly hostLoops?: boolean;
 }
 
 /** J [R, n/s, s, s] for one evaluation; call inside tf.tidy. */
@@ -250,9 +252,12 @@ export function evalBlockJacobian(
       } else {
         // J[r, i, :] = Σ_k coef_k[r, i] · Cw_k[i, :]: a batched [1, K]·[K, s] per (r, i), the
         // [rows] batch of the windows broadcast over r.
-        const A = tf.reshape(tf.stack(coefs, 2), [R, part.rows, 1, coefs.length]);
-        const Bw = tf.stack(mats, 1);
-        Jp = tf.reshape(tf.matMul(A, Bw), [R, part.rows * s]);
+        Jp = env.hostLoops
+          ? assembleOnHost(tf, coefs, mats, R, part.rows, s)
+          : tf.reshape(
+              tf.matMul(tf.reshape(tf.stack(coefs, 2), [R, part.rows, 1, coefs.length]), tf.stack(mats, 1)),
+              [R, part.rows * s],
+            );
       }
     }
     if (constant) {
@@ -273,6 +278,33 @@ export function evalBlockJacobian(
   const rows = pieces.map((p) => (p.rank === 2 ? p : expandRows(tf, p, R)));
   const J = rows.length === 1 ? rows[0]! : tf.concat(rows, 1);
   return tf.reshape(J, [R, n / s, s, s]);
+}
+
+/**
+ * The batched matMul above as one loop over the tensors' data (engines that hold it in JavaScript,
+ * tfjs cpu): the same sums in the same order (in double, stored as float32), without stacking the
+ * coefficients first.
+ */
+function assembleOnHost(tf: Tf, coefs: readonly T[], mats: readonly T[], R: number, rows: number, s: number): T {
+  const cs = coefs.map((c) => c.dataSync() as Float32Array);
+  const ms = mats.map((m) => m.dataSync() as Float32Array);
+  const width = rows * s;
+  const out = new Float32Array(R * width);
+  const acc = new Float64Array(width);
+  for (let r = 0; r < R; r++) {
+    acc.fill(0);
+    for (let k = 0; k < cs.length; k++) {
+      const ck = cs[k]!;
+      const mk = ms[k]!;
+      for (let i = 0; i < rows; i++) {
+        const c = ck[r * rows + i]!;
+        const b = i * s;
+        for (let j = 0; j < s; j++) acc[b + j] = acc[b + j]! + c * mk[b + j]!;
+      }
+    }
+    out.set(acc, r * width);
+  }
+  return tf.tensor2d(out, [R, rows * s], 'float32');
 }
 
 /** A coefficient's rows as [R, rows], or [R, 1] for a size-1 node (it broadcasts). */

@@ -44,6 +44,8 @@ export interface StepOptions extends VectorOptions {
    * the block-structured evaluation is tested against).
    */
   readonly denseJacobian?: boolean;
+  /** Tensor data is a JavaScript typed array (tfjs cpu): assemble the Jacobian by a host loop. */
+  readonly hostLoops?: boolean;
 }
 
 /** Compile a step program to batched tf ops over all (b, t) elements at once. */
@@ -88,7 +90,7 @@ export function compileStep(tf: Tf, program: StepProgram, options: StepOptions):
         return { outputs };
       }
       const cut = (t: T, start: number, size: number) => cutColumns(tf, t, start, size, options.cutByGather);
-      const jacobian = evalBlockJacobian(tf, g, plan, { rows: env.rows, vec, params: env.params, cut }, gathers);
+      const jacobian = evalBlockJacobian(tf, g, plan, { rows: env.rows, vec, params: env.params, cut, hostLoops: options.hostLoops }, gathers);
       keep();
       return { outputs, jacobian };
     },
