@@ -234,9 +234,9 @@ export function evalBlockJacobian(
         let prod: Vec | null = null;
         for (const c of t) {
           const v = coefficient(env, c, part.rows);
-          prod = prod ? binaryVec(tf, 'mul', prod, v, R) : v;
+          prod = prod ? binaryVec(tf, 'mul', prod, v, R, env.hostLoops) : v;
         }
-        sum = sum ? binaryVec(tf, 'add', sum, prod!, R) : prod;
+        sum = sum ? binaryVec(tf, 'add', sum, prod!, R, env.hostLoops) : prod;
       }
       const coef = sum!.size === part.rows ? sum!.t : tf.broadcastTo(sum!.t, [R, part.rows]);
       coefs.push(coef);

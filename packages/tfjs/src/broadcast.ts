@@ -1,5 +1,6 @@
 import type { BinaryFn } from '@deerjs/core';
 import type * as tfc from '@tensorflow/tfjs-core';
+import { hostBinary } from './host.js';
 import type { Tf } from './tensor.js';
 
 type T = tfc.Tensor;
@@ -61,11 +62,15 @@ function identityOperand(fn: BinaryFn, a: Vec, b: Vec): Vec | undefined {
   return undefined;
 }
 
-/** An elementwise binary op of two step vectors (a size-1 operand broadcasts). */
-export function binaryVec(tf: Tf, fn: BinaryFn, a: Vec, b: Vec, rows: number): Vec {
+/**
+ * An elementwise binary op of two step vectors (a size-1 operand broadcasts); with `host`, as a
+ * loop over the data (see `hostBinary`).
+ */
+export function binaryVec(tf: Tf, fn: BinaryFn, a: Vec, b: Vec, rows: number, host = false): Vec {
   const same = identityOperand(fn, a, b);
   if (same) return same;
   const size = Math.max(a.size, b.size);
+  if (host) return { t: hostBinary(tf, fn, a, b, rows), perElement: a.perElement || b.perElement, size };
   const t = BINARY[fn](tf, widen(tf, a, size, rows), widen(tf, b, size, rows));
   return { t, perElement: a.perElement || b.perElement, size };
 }
@@ -74,13 +79,13 @@ export function binaryVec(tf: Tf, fn: BinaryFn, a: Vec, b: Vec, rows: number): V
  * The sum of several step vectors: the per-element ones of full size in one AddN, then the others
  * (constants, [size] vectors, size-1 ones) added one by one as `binaryVec` adds them.
  */
-export function sumVecs(tf: Tf, terms: readonly Vec[], rows: number): Vec {
+export function sumVecs(tf: Tf, terms: readonly Vec[], rows: number, host = false): Vec {
   const size = Math.max(...terms.map((v) => v.size));
   const full = terms.filter((v) => v.perElement && v.size === size);
   let acc: Vec | null = full.length > 1 ? { t: tf.addN(full.map((v) => v.t)), perElement: true, size } : null;
   for (const v of terms) {
     if (acc && full.length > 1 && full.includes(v)) continue;
-    acc = acc ? binaryVec(tf, 'add', acc, v, rows) : v;
+    acc = acc ? binaryVec(tf, 'add', acc, v, rows, host) : v;
   }
   return acc!;
 }

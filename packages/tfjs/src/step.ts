@@ -44,8 +44,6 @@ export interface StepOptions extends VectorOptions {
    * the block-structured evaluation is tested against).
    */
   readonly denseJacobian?: boolean;
-  /** Tensor data is a JavaScript typed array (tfjs cpu): assemble the Jacobian by a host loop. */
-  readonly hostLoops?: boolean;
 }
 
 /** Compile a step program to batched tf ops over all (b, t) elements at once. */

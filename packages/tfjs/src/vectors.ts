@@ -10,6 +10,7 @@ import {
 } from '@deerjs/core';
 import type * as tfc from '@tensorflow/tfjs-core';
 import { binaryVec, cutColumns, expandRows, sumVecs, type Vec } from './broadcast.js';
+import { hostUnary } from './host.js';
 import type { Tf } from './tensor.js';
 
 type T = tfc.Tensor;
@@ -27,6 +28,8 @@ export interface StepEnv {
 export interface VectorOptions {
   /** Cut column ranges of [rows, size] tensors with a gather (tfjs cpu; see `cutColumns`). */
   readonly cutByGather: boolean;
+  /** Tensor data is a JavaScript typed array (tfjs cpu): elementwise ops as host loops (host.ts). */
+  readonly hostLoops?: boolean;
 }
 
 export interface VectorPlan {
@@ -144,6 +147,9 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
   /** The key of the kept sum of input-only terms (interned like the nodes' keys). */
   const partialKey = (terms: readonly NodeId[]) => internKey(`sum(${terms.map((t) => exprKeys[t]).join(',')})`);
 
+  const host = opts.hostLoops ?? false;
+  const unary = (fn: UnaryFn, t: T) => (host ? hostUnary(tf, fn, t) : null) ?? UNARY[fn](tf, t);
+
   return {
     perElement,
     hoistable,
@@ -201,10 +207,10 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
         const of = (t: T | null): Vec | null => t && { t, perElement: perElement[id] === 1, size };
         switch (node.op) {
           case 'unary':
-            return of(UNARY[node.fn](tf, range(node.a, start, size).t));
+            return of(unary(node.fn, range(node.a, start, size).t));
           case 'binary': {
             const part = (o: NodeId) => (g.nodes[o]!.size === 1 ? get(o) : range(o, start, size));
-            return binaryVec(tf, node.fn, part(node.a), part(node.b), env.rows);
+            return binaryVec(tf, node.fn, part(node.a), part(node.b), env.rows, host);
           }
           case 'matvec': {
             const { blocks, rows, cols } = matrixLayout(paramSpec(g, node.param));
@@ -257,15 +263,15 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
       /** A flattened sum (see `sumTerms`), its input-only terms first, added once and kept. */
       const sumOf = (id: NodeId, terms: readonly NodeId[]): Vec => {
         const fixed = stateful[id] ? terms.filter((t) => !stateful[t]) : [];
-        if (fixed.length < 2) return { ...sumVecs(tf, terms.map(get), env.rows), perElement: perElement[id] === 1 };
+        if (fixed.length < 2) return { ...sumVecs(tf, terms.map(get), env.rows, host), perElement: perElement[id] === 1 };
         const key = partialKey(fixed);
         let partial = known?.get(key);
         if (!partial) {
-          partial = sumVecs(tf, fixed.map(get), env.rows);
+          partial = sumVecs(tf, fixed.map(get), env.rows, host);
           if (known && partial.perElement) known.set(key, partial);
         }
         const rest = terms.filter((t) => stateful[t]).map(get);
-        return { ...sumVecs(tf, [partial, ...rest], env.rows), perElement: perElement[id] === 1 };
+        return { ...sumVecs(tf, [partial, ...rest], env.rows, host), perElement: perElement[id] === 1 };
       };
       const wholeNode = (id: NodeId): Vec => {
         const node = g.nodes[id]!;
@@ -283,12 +289,12 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
           case 'const':
             return constVec(node.values);
           case 'unary':
-            return vec(id, UNARY[node.fn](tf, get(node.a).t));
+            return vec(id, unary(node.fn, get(node.a).t));
           case 'binary': {
             const cuts = bounds[id];
             const terms = sumTerms[id];
             if (terms) return sumOf(id, terms);
-            if (!cuts) return binaryVec(tf, node.fn, get(node.a), get(node.b), env.rows);
+            if (!cuts) return binaryVec(tf, node.fn, get(node.a), get(node.b), env.rows, host);
             // Concatenations (a VJP's zero-padded gate gradients) added piece by piece: the pieces
             // that are zero drop out and no padded [rows, size] tensor is built.
             const pieces = cuts.slice(1).map((end, k) => range(id, cuts[k]!, end - cuts[k]!));

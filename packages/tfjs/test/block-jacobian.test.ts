@@ -99,9 +99,12 @@ for (const engine of ['cpu', 'wasm'] as const) {
                 expect(maxDiff(o, ref.outputs[k]!).m).toBe(0);
               });
               if (engine === 'cpu') {
-                // Blocks assembled by the host loop: the batched matMul's values, bit for bit.
+                // Host loops (elementwise ops, blocks assembled): the tfjs ops' values, bit for bit.
                 const host = evaluate(program, cell, 7 * s + 1, false, cutByGather, true);
                 expect(Array.from(host.J)).toEqual(Array.from(got.J));
+                host.outputs.forEach((o, k) => {
+                  expect(Array.from(o)).toEqual(Array.from(got.outputs[k]!));
+                });
               }
             }
           }

@@ -1,0 +1,140 @@
+import type { BinaryFn, UnaryFn } from '@deerjs/core';
+import type * as tfc from '@tensorflow/tfjs-core';
+import type { Tf } from './tensor.js';
+
+type T = tfc.Tensor;
+
+/**
+ * Elementwise step-vector ops as plain loops over the tensors' data, for engines that hold it in
+ * JavaScript typed arrays read without a copy (tfjs cpu). tfjs cpu's binary kernels take every
+ * operand index modulo its length and call the op through a closure shared by all of them (~10 ns
+ * an entry); these loops do the same arithmetic (each op in double on float32 values, stored as
+ * float32, with the kernels' own formulas), so the values are the same bit for bit, several times
+ * faster. Ops without a loop here return null (the caller uses the tfjs op).
+ */
+
+/** A step vector's layout: [rows, size] per element, [size], or size 1 ([rows, 1] or a scalar). */
+export interface HostOperand {
+  readonly t: T;
+  readonly perElement: boolean;
+  readonly size: number;
+}
+
+const data = (t: T) => t.dataSync() as Float32Array;
+
+/** a ∘ b over [rows, size] (or [size] when neither varies per element); size-1 operands broadcast. */
+export function hostBinary(tf: Tf, fn: BinaryFn, a: HostOperand, b: HostOperand, rows: number): T {
+  const size = Math.max(a.size, b.size);
+  const per = a.perElement || b.perElement;
+  const R = per ? rows : 1;
+  const out = new Float32Array(R * size);
+  const x = data(a.t);
+  const y = data(b.t);
+  if (x.length === out.length && y.length === out.length) flat(fn, x, y, out);
+  else {
+    // Entry (r, j) of an operand: r·rowStride + j·colStride.
+    const ar = a.perElement ? a.size : 0;
+    const ac = a.size === size ? 1 : 0;
+    const br = b.perElement ? b.size : 0;
+    const bc = b.size === size ? 1 : 0;
+    for (let r = 0; r < R; r++) strided(fn, x, r * ar, ac, y, r * br, bc, out, r * size, size);
+  }
+  return tf.tensor(out, per ? [rows, size] : [size], 'float32');
+}
+
+function flat(fn: BinaryFn, x: Float32Array, y: Float32Array, out: Float32Array): void {
+  const n = out.length;
+  switch (fn) {
+    case 'add':
+      for (let i = 0; i < n; i++) out[i] = x[i]! + y[i]!;
+      return;
+    case 'sub':
+      for (let i = 0; i < n; i++) out[i] = x[i]! - y[i]!;
+      return;
+    case 'mul':
+      for (let i = 0; i < n; i++) out[i] = x[i]! * y[i]!;
+      return;
+    case 'div':
+      for (let i = 0; i < n; i++) out[i] = x[i]! / y[i]!;
+      return;
+    case 'min':
+      for (let i = 0; i < n; i++) out[i] = Math.min(x[i]!, y[i]!);
+      return;
+    case 'max':
+      for (let i = 0; i < n; i++) out[i] = Math.max(x[i]!, y[i]!);
+      return;
+  }
+}
+
+function strided(
+  fn: BinaryFn,
+  x: Float32Array,
+  x0: number,
+  xs: number,
+  y: Float32Array,
+  y0: number,
+  ys: number,
+  out: Float32Array,
+  o0: number,
+  n: number,
+): void {
+  switch (fn) {
+    case 'add':
+      for (let j = 0; j < n; j++) out[o0 + j] = x[x0 + j * xs]! + y[y0 + j * ys]!;
+      return;
+    case 'sub':
+      for (let j = 0; j < n; j++) out[o0 + j] = x[x0 + j * xs]! - y[y0 + j * ys]!;
+      return;
+    case 'mul':
+      for (let j = 0; j < n; j++) out[o0 + j] = x[x0 + j * xs]! * y[y0 + j * ys]!;
+      return;
+    case 'div':
+      for (let j = 0; j < n; j++) out[o0 + j] = x[x0 + j * xs]! / y[y0 + j * ys]!;
+      return;
+    case 'min':
+      for (let j = 0; j < n; j++) out[o0 + j] = Math.min(x[x0 + j * xs]!, y[y0 + j * ys]!);
+      return;
+    case 'max':
+      for (let j = 0; j < n; j++) out[o0 + j] = Math.max(x[x0 + j * xs]!, y[y0 + j * ys]!);
+      return;
+  }
+}
+
+/** The unary ops with a loop here, each with tfjs cpu's formula. */
+const HOST_UNARY = new Set<UnaryFn>(['neg', 'sigmoid', 'tanh', 'exp', 'log', 'sqrt', 'square', 'abs']);
+
+/** fn(x) entry by entry, or null when fn has no loop here. */
+export function hostUnary(tf: Tf, fn: UnaryFn, t: T): T | null {
+  if (!HOST_UNARY.has(fn)) return null;
+  const x = data(t);
+  const n = x.length;
+  const out = new Float32Array(n);
+  switch (fn) {
+    case 'neg':
+      // tfjs: a multiply by −1.
+      for (let i = 0; i < n; i++) out[i] = x[i]! * -1;
+      break;
+    case 'sigmoid':
+      for (let i = 0; i < n; i++) out[i] = 1 / (1 + Math.exp(-x[i]!));
+      break;
+    case 'tanh':
+      for (let i = 0; i < n; i++) out[i] = Math.tanh(x[i]!);
+      break;
+    case 'exp':
+      for (let i = 0; i < n; i++) out[i] = Math.exp(x[i]!);
+      break;
+    case 'log':
+      for (let i = 0; i < n; i++) out[i] = Math.log(x[i]!);
+      break;
+    case 'sqrt':
+      for (let i = 0; i < n; i++) out[i] = Math.sqrt(x[i]!);
+      break;
+    case 'square':
+      for (let i = 0; i < n; i++) out[i] = x[i]! * x[i]!;
+      break;
+    case 'abs':
+      for (let i = 0; i < n; i++) out[i] = Math.abs(x[i]!);
+      break;
+  }
+  return tf.tensor(out, [...t.shape], 'float32');
+}
