@@ -138,3 +138,50 @@ export function hostUnary(tf: Tf, fn: UnaryFn, t: T): T | null {
   }
   return tf.tensor(out, [...t.shape], 'float32');
 }
+
+/** tfjs cpu's MatMul sums the inner dimension in blocks of this many products (its blockSize). */
+const MATMUL_BLOCK = 48;
+
+/**
+ * y[r, b, :] = P_b · x[r, b, :] for x [R, blocks·inner], P_b = W[b] ([blocks, rows, cols]) or its
+ * transpose; returns [R, blocks·out]. The sums of tfjs cpu's BatchMatMul for
+ * matMul(x [R, blocks, 1, inner], W, false, !transpose): products summed in double per block of
+ * the inner dimension, accumulated in float32.
+ */
+export function hostMatvec(
+  tf: Tf,
+  x: T,
+  R: number,
+  W: T,
+  blocks: number,
+  rows: number,
+  cols: number,
+  transpose: boolean,
+): T {
+  const out = transpose ? cols : rows;
+  const inner = transpose ? rows : cols;
+  const xd = data(x);
+  const wd = data(W);
+  const y = new Float32Array(R * blocks * out);
+  // P_b[i, k] lies at b·rows·cols + i·si + k·sk in W.
+  const si = transpose ? 1 : cols;
+  const sk = transpose ? cols : 1;
+  for (let r = 0; r < R; r++) {
+    for (let b = 0; b < blocks; b++) {
+      const xo = (r * blocks + b) * inner;
+      const yo = (r * blocks + b) * out;
+      for (let i = 0; i < out; i++) {
+        const wo = b * rows * cols + i * si;
+        let acc = 0;
+        for (let k0 = 0; k0 < inner; k0 += MATMUL_BLOCK) {
+          const k1 = Math.min(k0 + MATMUL_BLOCK, inner);
+          let sum = 0;
+          for (let k = k0; k < k1; k++) sum += xd[xo + k]! * wd[wo + k * sk]!;
+          acc = Math.fround(acc + sum);
+        }
+        y[yo + i] = acc;
+      }
+    }
+  }
+  return tf.tensor2d(y, [R, blocks * out], 'float32');
+}

@@ -10,7 +10,7 @@ import {
 } from '@deerjs/core';
 import type * as tfc from '@tensorflow/tfjs-core';
 import { binaryVec, cutColumns, expandRows, sumVecs, type Vec } from './broadcast.js';
-import { hostUnary } from './host.js';
+import { hostMatvec, hostUnary } from './host.js';
 import type { Tf } from './tensor.js';
 
 type T = tfc.Tensor;
@@ -195,6 +195,10 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
       const matvec = (node: Extract<Node, { op: 'matvec' }>, x: Vec, W: T, blocks: number): T => {
         const { rows, cols } = matrixLayout(paramSpec(g, node.param));
         const R = x.perElement ? env.rows : 1;
+        if (host) {
+          const y = hostMatvec(tf, x.t, R, W, blocks, rows, cols, node.transpose);
+          return x.perElement ? y : tf.reshape(y, [y.size]);
+        }
         const xt = tf.reshape(x.t, blocks === 1 ? [R, x.size] : [R, blocks, 1, x.size / blocks]);
         // A block param multiplies each element's block k by W[k]: a broadcast batched matMul
         // ([R, blocks] against [blocks]), no transposes.
@@ -222,7 +226,9 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
               const Wr = node.transpose ? tf.slice(W2, [0, start], [rows, size]) : tf.slice(W2, [start, 0], [size, cols]);
               const x = get(node.v);
               const R = x.perElement ? env.rows : 1;
-              const y = tf.matMul(tf.reshape(x.t, [R, x.size]), Wr, false, !node.transpose);
+              const y = host
+                ? hostMatvec(tf, x.t, R, Wr, 1, Wr.shape[0]!, Wr.shape[1]!, node.transpose)
+                : tf.matMul(tf.reshape(x.t, [R, x.size]), Wr, false, !node.transpose);
               return of(x.perElement ? y : tf.reshape(y, [size]));
             }
             if (start % out !== 0 || size % out !== 0) return null;

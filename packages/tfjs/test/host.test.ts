@@ -3,7 +3,7 @@ import { type BinaryFn, Rng, type UnaryFn } from '@deerjs/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { binaryVec, type Vec } from '../src/broadcast.js';
-import { hostUnary } from '../src/host.js';
+import { hostMatvec, hostUnary } from '../src/host.js';
 
 /**
  * The host loops of elementwise ops (tfjs cpu) give tfjs cpu's kernels' values bit for bit, for
@@ -94,6 +94,29 @@ describe('host loops of elementwise ops', () => {
         expect(bits(got)).toEqual(bits(op(x)));
       });
     });
+  }
+  for (const { blocks, rows: pr, cols: pc } of [
+    { blocks: 1, rows: 7, cols: 100 },
+    { blocks: 1, rows: 100, cols: 7 },
+    { blocks: 3, rows: 4, cols: 5 },
+    { blocks: 2, rows: 60, cols: 50 },
+  ]) {
+    for (const transpose of [false, true]) {
+      it(`matvec, ${blocks} block(s) of ${pr}×${pc}${transpose ? ' transposed' : ''}: tfjs's MatMul bits`, () => {
+        tf.tidy(() => {
+          const rng = new Rng(blocks * pr + pc);
+          const inner = transpose ? pr : pc;
+          const out = transpose ? pc : pr;
+          const R = 4;
+          const x = tf.tensor2d(Float32Array.from(rng.normalArray(R * blocks * inner)), [R, blocks * inner]);
+          const W = tf.tensor3d(Float32Array.from(rng.normalArray(blocks * pr * pc)), [blocks, pr, pc]);
+          const ref = tf.reshape(tf.matMul(tf.reshape(x, [R, blocks, 1, inner]), W, false, !transpose), [R, blocks * out]);
+          const got = hostMatvec(tf, x, R, W, blocks, pr, pc, transpose);
+          expect(got.shape).toEqual([R, blocks * out]);
+          expect(bits(got)).toEqual(bits(ref));
+        });
+      });
+    }
   }
   it('leaves ops without a loop to tfjs', () => {
     tf.tidy(() => {
