@@ -21,6 +21,7 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { type DataMoves, dampedScanPcr, linearScan, type ScanMethod, timeSteps } from './scan.js';
 import { newtonStep } from './newton.js';
 import { HoistCache } from './hoist.js';
+import { hostOuterSum } from './host.js';
 import { type CompiledStep, compileStep } from './step.js';
 import { type Tf, TfjsTensor } from './tensor.js';
 
@@ -495,6 +496,7 @@ export class TfjsBackend implements Backend {
     const [B, T, L] = l.shape as [number, number, number];
     const R = r.shape[2]!;
     const E = B * T;
+    if (this.moves.hostLoops) return this.own(hostOuterSum(tf, l, r, E, L, R, blocks));
     return this.own(
       tf.tidy(() => {
         if (blocks === 1)

@@ -185,3 +185,36 @@ export function hostMatvec(
   }
   return tf.tensor2d(y, [R, blocks * out], 'float32');
 }
+
+/**
+ * Σ_e l[e, :]ᵀ r[e, :] restricted to its `blocks` diagonal blocks, block after block: l [E, L],
+ * r [E, R]; returns [L·R / blocks]. Only the blocks' products are formed (the op path forms all of
+ * lᵀr and gathers them), with tfjs cpu's MatMul sums: in double per block of E, accumulated in
+ * float32.
+ */
+export function hostOuterSum(tf: Tf, l: T, r: T, E: number, L: number, R: number, blocks: number): T {
+  const ld = data(l);
+  const rd = data(r);
+  const lb = L / blocks;
+  const rb = R / blocks;
+  const size = lb * rb;
+  const acc = new Float32Array(blocks * size);
+  const part = new Float64Array(blocks * size);
+  for (let e0 = 0; e0 < E; e0 += MATMUL_BLOCK) {
+    part.fill(0);
+    const e1 = Math.min(e0 + MATMUL_BLOCK, E);
+    for (let e = e0; e < e1; e++) {
+      for (let b = 0; b < blocks; b++) {
+        const lo = e * L + b * lb;
+        const ro = e * R + b * rb;
+        for (let a = 0; a < lb; a++) {
+          const x = ld[lo + a]!;
+          const po = b * size + a * rb;
+          for (let c = 0; c < rb; c++) part[po + c] = part[po + c]! + x * rd[ro + c]!;
+        }
+      }
+    }
+    for (let i = 0; i < acc.length; i++) acc[i] = acc[i]! + part[i]!;
+  }
+  return tf.tensor1d(acc, 'float32');
+}

@@ -3,7 +3,7 @@ import { type BinaryFn, Rng, type UnaryFn } from '@deerjs/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { binaryVec, type Vec } from '../src/broadcast.js';
-import { hostMatvec, hostUnary } from '../src/host.js';
+import { hostMatvec, hostOuterSum, hostUnary } from '../src/host.js';
 
 /**
  * The host loops of elementwise ops (tfjs cpu) give tfjs cpu's kernels' values bit for bit, for
@@ -117,6 +117,23 @@ describe('host loops of elementwise ops', () => {
         });
       });
     }
+  }
+  for (const { E, L, R, blocks } of [
+    { E: 130, L: 6, R: 4, blocks: 1 },
+    { E: 97, L: 8, R: 12, blocks: 4 },
+    { E: 20, L: 3, R: 5, blocks: 1 },
+  ]) {
+    it(`outer sum, E=${E} ${L}×${R} in ${blocks} block(s): tfjs's MatMul bits`, () => {
+      tf.tidy(() => {
+        const rng = new Rng(E + L);
+        const l = tf.tensor2d(Float32Array.from(rng.normalArray(E * L)), [E, L]);
+        const r = tf.tensor2d(Float32Array.from(rng.normalArray(E * R)), [E, R]);
+        const lb = tf.transpose(tf.reshape(l, [E, blocks, L / blocks]), [1, 0, 2]);
+        const rb = tf.transpose(tf.reshape(r, [E, blocks, R / blocks]), [1, 0, 2]);
+        const ref = tf.reshape(tf.matMul(lb, rb, true, false), [(L * R) / blocks]);
+        expect(bits(hostOuterSum(tf, l, r, E, L, R, blocks))).toEqual(bits(ref));
+      });
+    });
   }
   it('leaves ops without a loop to tfjs', () => {
     tf.tidy(() => {
