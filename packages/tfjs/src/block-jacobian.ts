@@ -282,29 +282,54 @@ export function evalBlockJacobian(
 
 /**
  * The batched matMul above as one loop over the tensors' data (engines that hold it in JavaScript,
- * tfjs cpu): the same sums in the same order (in double, stored as float32), without stacking the
- * coefficients first.
+ * tfjs cpu): the same sums in the same order (in double from k = 0, stored as float32), without
+ * stacking the coefficients first; four outputs at a time share the coefficient loads.
  */
 function assembleOnHost(tf: Tf, coefs: readonly T[], mats: readonly T[], R: number, rows: number, s: number): T {
   const cs = coefs.map((c) => c.dataSync() as Float32Array);
-  const ms = mats.map((m) => m.dataSync() as Float32Array);
+  const K = cs.length;
   const width = rows * s;
+  // The windows interleaved: entry (i, j) of window k at ((i·s + j)·K + k).
+  const mm = new Float64Array(width * K);
+  mats.forEach((m, k) => {
+    const d = m.dataSync() as Float32Array;
+    for (let e = 0; e < width; e++) mm[e * K + k] = d[e]!;
+  });
   const out = new Float32Array(R * width);
-  const acc = new Float64Array(width);
+  const w = new Float64Array(K);
   for (let r = 0; r < R; r++) {
-    acc.fill(0);
-    for (let k = 0; k < cs.length; k++) {
-      const ck = cs[k]!;
-      const mk = ms[k]!;
-      for (let i = 0; i < rows; i++) {
-        const c = ck[r * rows + i]!;
-        const b = i * s;
-        for (let j = 0; j < s; j++) acc[b + j] = acc[b + j]! + c * mk[b + j]!;
+    for (let i = 0; i < rows; i++) {
+      const e = r * rows + i;
+      for (let k = 0; k < K; k++) w[k] = cs[k]![e]!;
+      const o = e * s;
+      let j = 0;
+      for (; j + 4 <= s; j += 4) {
+        const m0 = (i * s + j) * K;
+        let s0 = 0;
+        let s1 = 0;
+        let s2 = 0;
+        let s3 = 0;
+        for (let k = 0; k < K; k++) {
+          const wk = w[k]!;
+          s0 += wk * mm[m0 + k]!;
+          s1 += wk * mm[m0 + K + k]!;
+          s2 += wk * mm[m0 + 2 * K + k]!;
+          s3 += wk * mm[m0 + 3 * K + k]!;
+        }
+        out[o + j] = s0;
+        out[o + j + 1] = s1;
+        out[o + j + 2] = s2;
+        out[o + j + 3] = s3;
+      }
+      for (; j < s; j++) {
+        const m0 = (i * s + j) * K;
+        let sum = 0;
+        for (let k = 0; k < K; k++) sum += w[k]! * mm[m0 + k]!;
+        out[o + j] = sum;
       }
     }
-    out.set(acc, r * width);
   }
-  return tf.tensor2d(out, [R, rows * s], 'float32');
+  return tf.tensor2d(out, [R, width], 'float32');
 }
 
 /** A coefficient's rows as [R, rows], or [R, 1] for a size-1 node (it broadcasts). */

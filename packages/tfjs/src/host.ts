@@ -170,8 +170,44 @@ export function hostMatvec(
     for (let b = 0; b < blocks; b++) {
       const xo = (r * blocks + b) * inner;
       const yo = (r * blocks + b) * out;
-      for (let i = 0; i < out; i++) {
-        const wo = b * rows * cols + i * si;
+      const wb = b * rows * cols;
+      let i = 0;
+      // Four outputs at a time share each x load (each output's sum in its own order, as above).
+      for (; i + 4 <= out; i += 4) {
+        const w0 = wb + i * si;
+        const w1 = w0 + si;
+        const w2 = w1 + si;
+        const w3 = w2 + si;
+        let a0 = 0;
+        let a1 = 0;
+        let a2 = 0;
+        let a3 = 0;
+        for (let k0 = 0; k0 < inner; k0 += MATMUL_BLOCK) {
+          const k1 = Math.min(k0 + MATMUL_BLOCK, inner);
+          let s0 = 0;
+          let s1 = 0;
+          let s2 = 0;
+          let s3 = 0;
+          for (let k = k0; k < k1; k++) {
+            const xv = xd[xo + k]!;
+            const o = k * sk;
+            s0 += xv * wd[w0 + o]!;
+            s1 += xv * wd[w1 + o]!;
+            s2 += xv * wd[w2 + o]!;
+            s3 += xv * wd[w3 + o]!;
+          }
+          a0 = Math.fround(a0 + s0);
+          a1 = Math.fround(a1 + s1);
+          a2 = Math.fround(a2 + s2);
+          a3 = Math.fround(a3 + s3);
+        }
+        y[yo + i] = a0;
+        y[yo + i + 1] = a1;
+        y[yo + i + 2] = a2;
+        y[yo + i + 3] = a3;
+      }
+      for (; i < out; i++) {
+        const wo = wb + i * si;
         let acc = 0;
         for (let k0 = 0; k0 < inner; k0 += MATMUL_BLOCK) {
           const k1 = Math.min(k0 + MATMUL_BLOCK, inner);
@@ -199,22 +235,41 @@ export function hostOuterSum(tf: Tf, l: T, r: T, E: number, L: number, R: number
   const rb = R / blocks;
   const size = lb * rb;
   const acc = new Float32Array(blocks * size);
-  const part = new Float64Array(blocks * size);
   for (let e0 = 0; e0 < E; e0 += MATMUL_BLOCK) {
-    part.fill(0);
     const e1 = Math.min(e0 + MATMUL_BLOCK, E);
-    for (let e = e0; e < e1; e++) {
-      for (let b = 0; b < blocks; b++) {
-        const lo = e * L + b * lb;
-        const ro = e * R + b * rb;
-        for (let a = 0; a < lb; a++) {
-          const x = ld[lo + a]!;
-          const po = b * size + a * rb;
-          for (let c = 0; c < rb; c++) part[po + c] = part[po + c]! + x * rd[ro + c]!;
+    for (let b = 0; b < blocks; b++) {
+      for (let a = 0; a < lb; a++) {
+        const la = b * lb + a;
+        const o = b * size + a * rb;
+        let c = 0;
+        // Four outputs at a time share each l load; each sums e = e0, e0 + 1, … in double.
+        for (; c + 4 <= rb; c += 4) {
+          const rc = b * rb + c;
+          let s0 = 0;
+          let s1 = 0;
+          let s2 = 0;
+          let s3 = 0;
+          for (let e = e0; e < e1; e++) {
+            const x = ld[e * L + la]!;
+            const ro = e * R + rc;
+            s0 += x * rd[ro]!;
+            s1 += x * rd[ro + 1]!;
+            s2 += x * rd[ro + 2]!;
+            s3 += x * rd[ro + 3]!;
+          }
+          acc[o + c] = acc[o + c]! + s0;
+          acc[o + c + 1] = acc[o + c + 1]! + s1;
+          acc[o + c + 2] = acc[o + c + 2]! + s2;
+          acc[o + c + 3] = acc[o + c + 3]! + s3;
+        }
+        for (; c < rb; c++) {
+          const rc = b * rb + c;
+          let sum = 0;
+          for (let e = e0; e < e1; e++) sum += ld[e * L + la]! * rd[e * R + rc]!;
+          acc[o + c] = acc[o + c]! + sum;
         }
       }
     }
-    for (let i = 0; i < acc.length; i++) acc[i] = acc[i]! + part[i]!;
   }
   return tf.tensor1d(acc, 'float32');
 }
