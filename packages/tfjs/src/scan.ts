@@ -183,6 +183,9 @@ export function hostSequentialScan(tf: Tf, A: T, c: T, y0: T, s: number, reverse
   const y0d = y0.dataSync() as Float32Array;
   const out = new Float32Array(B * T * n);
   const f32 = Math.fround;
+  // Block entry (i, j) of A_t (of A_tᵀ when reversed) at i·si + j·sj.
+  const si = reverse ? 1 : s;
+  const sj = reverse ? s : 1;
   for (let b = 0; b < B; b++) {
     for (let k = 0; k < T; k++) {
       const t = reverse ? T - 1 - k : k;
@@ -193,11 +196,33 @@ export function hostSequentialScan(tf: Tf, A: T, c: T, y0: T, s: number, reverse
       const a0 = row * s;
       for (let e = 0; e < n; e += s) {
         const blk = a0 + e * s;
-        for (let i = 0; i < s; i++) {
+        const pe = p0 + e;
+        const o = row + e;
+        let i = 0;
+        // Four outputs at a time share each state load (each sum in order j = 0, 1, …).
+        for (; i + 4 <= s; i += 4) {
+          const b0 = blk + i * si;
+          let s0 = 0;
+          let s1 = 0;
+          let s2 = 0;
+          let s3 = 0;
+          for (let j = 0; j < s; j++) {
+            const v = prev[pe + j]!;
+            const q = b0 + j * sj;
+            s0 += a[q]! * v;
+            s1 += a[q + si]! * v;
+            s2 += a[q + 2 * si]! * v;
+            s3 += a[q + 3 * si]! * v;
+          }
+          out[o + i] = f32(s0) + cc[o + i]!;
+          out[o + i + 1] = f32(s1) + cc[o + i + 1]!;
+          out[o + i + 2] = f32(s2) + cc[o + i + 2]!;
+          out[o + i + 3] = f32(s3) + cc[o + i + 3]!;
+        }
+        for (; i < s; i++) {
           let sum = 0;
-          if (reverse) for (let j = 0; j < s; j++) sum += a[blk + j * s + i]! * prev[p0 + e + j]!;
-          else for (let j = 0; j < s; j++) sum += a[blk + i * s + j]! * prev[p0 + e + j]!;
-          out[row + e + i] = f32(sum) + cc[row + e + i]!;
+          for (let j = 0; j < s; j++) sum += a[blk + i * si + j * sj]! * prev[pe + j]!;
+          out[o + i] = f32(sum) + cc[o + i]!;
         }
       }
     }

@@ -75,6 +75,7 @@ describe('the sequential scan as a host loop (tfjs cpu)', () => {
     { B: 2, T: 9, n: 4, s: 4 },
     { B: 3, T: 17, n: 6, s: 2 },
     { B: 2, T: 12, n: 5, s: 1 },
+    { B: 2, T: 7, n: 12, s: 6 },
   ]) {
     for (const reverse of [false, true]) {
       it(`gives the op path's values bit for bit: B=${B} T=${T} n=${n} s=${s}${reverse ? ' reverse' : ''}`, () => {
