@@ -5,6 +5,7 @@ import {
   type DampedScanArgs,
   type DType,
   DTypeError,
+  hostNewtonUpdate,
   type NewtonUpdate,
   type NewtonUpdateOptions,
   newtonUpdateFromRows,
@@ -20,6 +21,7 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { type DataMoves, dampedScanPcr, linearScan, type ScanMethod, timeSteps } from './scan.js';
 import { newtonStep } from './newton.js';
 import { HoistCache } from './hoist.js';
+import { hostOuterSum } from './host.js';
 import { type CompiledStep, compileStep } from './step.js';
 import { type Tf, TfjsTensor } from './tensor.js';
 
@@ -58,7 +60,7 @@ export class TfjsBackend implements Backend {
   ) {
     const engine = tf.getBackend();
     this.hoisted = new HoistCache(tf);
-    this.moves = { viewSlices: engine === 'cpu', gatherSteps: engine === 'wasm' };
+    this.moves = { viewSlices: engine === 'cpu', gatherSteps: engine === 'wasm', hostLoops: engine === 'cpu' };
     this.scanMethod = options.scan ?? 'auto';
     this.capabilities = {
       dtypes: ['float32'],
@@ -144,7 +146,7 @@ export class TfjsBackend implements Backend {
   private program(p: StepProgram): CompiledStep {
     let c = this.compiled.get(p);
     if (!c) {
-      c = compileStep(this.tf, p, { cutByGather: this.moves.viewSlices });
+      c = compileStep(this.tf, p, { cutByGather: this.moves.viewSlices, hostLoops: this.moves.hostLoops });
       this.compiled.set(p, c);
     }
     return c;
@@ -354,7 +356,21 @@ export class TfjsBackend implements Backend {
     return newtonUpdateFromRows(this.own(y), stats[4 * B]!, rows);
   }
 
+  /**
+   * On engines whose tensors are JavaScript typed arrays (tfjs cpu), core's host update: one pass
+   * over raw and old instead of a dozen full-size tfjs ops.
+   */
+  private newtonUpdateOnHost(yRaw: Tensor, yOld: Tensor, opts: NewtonOpts): NewtonUpdate {
+    const raw = this.unwrap(yRaw);
+    const old = this.unwrap(yOld);
+    const out = new Float32Array(raw.size);
+    const B = raw.shape[0] ?? 1;
+    const { maxAbsDiff, rows } = hostNewtonUpdate(raw.dataSync(), old.dataSync(), out, B, raw.shape[1] ?? 1, opts);
+    return newtonUpdateFromRows(this.own(this.tf.tensor(out, [...raw.shape], 'float32')), maxAbsDiff, rows);
+  }
+
   async newtonUpdate(yRaw: Tensor, yOld: Tensor, opts: NewtonOpts): Promise<NewtonUpdate> {
+    if (this.moves.hostLoops) return this.newtonUpdateOnHost(yRaw, yOld, opts);
     const [y, stats] = this.newtonStep(yRaw, yOld, opts);
     try {
       return this.finishUpdate(y, await stats.data());
@@ -365,6 +381,7 @@ export class TfjsBackend implements Backend {
 
   /** `newtonUpdate` with a synchronous read, for the tfjs op (tfjs kernels are synchronous). */
   newtonUpdateSync(yRaw: Tensor, yOld: Tensor, opts: NewtonOpts): NewtonUpdate {
+    if (this.moves.hostLoops) return this.newtonUpdateOnHost(yRaw, yOld, opts);
     const [y, stats] = this.newtonStep(yRaw, yOld, opts);
     try {
       return this.finishUpdate(y, stats.dataSync());
@@ -479,6 +496,7 @@ export class TfjsBackend implements Backend {
     const [B, T, L] = l.shape as [number, number, number];
     const R = r.shape[2]!;
     const E = B * T;
+    if (this.moves.hostLoops) return this.own(hostOuterSum(tf, l, r, E, L, R, blocks));
     return this.own(
       tf.tidy(() => {
         if (blocks === 1)

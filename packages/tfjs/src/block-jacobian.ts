@@ -196,6 +196,8 @@ export interface BlockJacobianEnv {
   readonly params: Readonly<Record<string, T>>;
   /** Columns [start, start + size) of a per-element [rows, n] tensor. */
   readonly cut: (t: T, start: number, size: number) => T;
+  /** Assemble the blocks by a host loop over the data (see `assembleOnHost`). */
+  readonly hostLoops?: boolean;
 }
 
 /** J [R, n/s, s, s] for one evaluation; call inside tf.tidy. */
@@ -232,9 +234,9 @@ export function evalBlockJacobian(
         let prod: Vec | null = null;
         for (const c of t) {
           const v = coefficient(env, c, part.rows);
-          prod = prod ? binaryVec(tf, 'mul', prod, v, R) : v;
+          prod = prod ? binaryVec(tf, 'mul', prod, v, R, env.hostLoops) : v;
         }
-        sum = sum ? binaryVec(tf, 'add', sum, prod!, R) : prod;
+        sum = sum ? binaryVec(tf, 'add', sum, prod!, R, env.hostLoops) : prod;
       }
       const coef = sum!.size === part.rows ? sum!.t : tf.broadcastTo(sum!.t, [R, part.rows]);
       coefs.push(coef);
@@ -250,9 +252,12 @@ export function evalBlockJacobian(
       } else {
         // J[r, i, :] = Σ_k coef_k[r, i] · Cw_k[i, :]: a batched [1, K]·[K, s] per (r, i), the
         // [rows] batch of the windows broadcast over r.
-        const A = tf.reshape(tf.stack(coefs, 2), [R, part.rows, 1, coefs.length]);
-        const Bw = tf.stack(mats, 1);
-        Jp = tf.reshape(tf.matMul(A, Bw), [R, part.rows * s]);
+        Jp = env.hostLoops
+          ? assembleOnHost(tf, coefs, mats, R, part.rows, s)
+          : tf.reshape(
+              tf.matMul(tf.reshape(tf.stack(coefs, 2), [R, part.rows, 1, coefs.length]), tf.stack(mats, 1)),
+              [R, part.rows * s],
+            );
       }
     }
     if (constant) {
@@ -273,6 +278,58 @@ export function evalBlockJacobian(
   const rows = pieces.map((p) => (p.rank === 2 ? p : expandRows(tf, p, R)));
   const J = rows.length === 1 ? rows[0]! : tf.concat(rows, 1);
   return tf.reshape(J, [R, n / s, s, s]);
+}
+
+/**
+ * The batched matMul above as one loop over the tensors' data (engines that hold it in JavaScript,
+ * tfjs cpu): the same sums in the same order (in double from k = 0, stored as float32), without
+ * stacking the coefficients first; four outputs at a time share the coefficient loads.
+ */
+function assembleOnHost(tf: Tf, coefs: readonly T[], mats: readonly T[], R: number, rows: number, s: number): T {
+  const cs = coefs.map((c) => c.dataSync() as Float32Array);
+  const K = cs.length;
+  const width = rows * s;
+  // The windows interleaved: entry (i, j) of window k at ((i·s + j)·K + k).
+  const mm = new Float64Array(width * K);
+  mats.forEach((m, k) => {
+    const d = m.dataSync() as Float32Array;
+    for (let e = 0; e < width; e++) mm[e * K + k] = d[e]!;
+  });
+  const out = new Float32Array(R * width);
+  const w = new Float64Array(K);
+  for (let r = 0; r < R; r++) {
+    for (let i = 0; i < rows; i++) {
+      const e = r * rows + i;
+      for (let k = 0; k < K; k++) w[k] = cs[k]![e]!;
+      const o = e * s;
+      let j = 0;
+      for (; j + 4 <= s; j += 4) {
+        const m0 = (i * s + j) * K;
+        let s0 = 0;
+        let s1 = 0;
+        let s2 = 0;
+        let s3 = 0;
+        for (let k = 0; k < K; k++) {
+          const wk = w[k]!;
+          s0 += wk * mm[m0 + k]!;
+          s1 += wk * mm[m0 + K + k]!;
+          s2 += wk * mm[m0 + 2 * K + k]!;
+          s3 += wk * mm[m0 + 3 * K + k]!;
+        }
+        out[o + j] = s0;
+        out[o + j + 1] = s1;
+        out[o + j + 2] = s2;
+        out[o + j + 3] = s3;
+      }
+      for (; j < s; j++) {
+        const m0 = (i * s + j) * K;
+        let sum = 0;
+        for (let k = 0; k < K; k++) sum += w[k]! * mm[m0 + k]!;
+        out[o + j] = sum;
+      }
+    }
+  }
+  return tf.tensor2d(out, [R, width], 'float32');
 }
 
 /** A coefficient's rows as [R, rows], or [R, 1] for a size-1 node (it broadcasts). */

@@ -1,5 +1,6 @@
 import type { BinaryFn } from '@deerjs/core';
 import type * as tfc from '@tensorflow/tfjs-core';
+import { hostBinary } from './host.js';
 import type { Tf } from './tensor.js';
 
 type T = tfc.Tensor;
@@ -20,8 +21,19 @@ export interface Vec {
   readonly uniform?: number;
 }
 
+const sameShape = (a: T, b: T) => a.rank === b.rank && a.shape.every((d, i) => d === b.shape[i]);
+
+/**
+ * a + b. Operands of one shape go through AddN: tfjs cpu's Add (like every binary kernel) takes
+ * each operand's index modulo its length per entry, several times slower than AddN's plain loop.
+ * The sum is the same value (0 + a + b: only the sign of a zero sum can differ).
+ */
+export function add2(tf: Tf, a: T, b: T): T {
+  return sameShape(a, b) ? tf.addN([a, b]) : tf.add(a, b);
+}
+
 const BINARY: Record<BinaryFn, (tf: Tf, a: T, b: T) => T> = {
-  add: (tf, a, b) => tf.add(a, b),
+  add: add2,
   sub: (tf, a, b) => tf.sub(a, b),
   mul: (tf, a, b) => tf.mul(a, b),
   div: (tf, a, b) => tf.div(a, b),
@@ -50,13 +62,32 @@ function identityOperand(fn: BinaryFn, a: Vec, b: Vec): Vec | undefined {
   return undefined;
 }
 
-/** An elementwise binary op of two step vectors (a size-1 operand broadcasts). */
-export function binaryVec(tf: Tf, fn: BinaryFn, a: Vec, b: Vec, rows: number): Vec {
+/**
+ * An elementwise binary op of two step vectors (a size-1 operand broadcasts); with `host`, as a
+ * loop over the data (see `hostBinary`).
+ */
+export function binaryVec(tf: Tf, fn: BinaryFn, a: Vec, b: Vec, rows: number, host = false): Vec {
   const same = identityOperand(fn, a, b);
   if (same) return same;
   const size = Math.max(a.size, b.size);
+  if (host) return { t: hostBinary(tf, fn, a, b, rows), perElement: a.perElement || b.perElement, size };
   const t = BINARY[fn](tf, widen(tf, a, size, rows), widen(tf, b, size, rows));
   return { t, perElement: a.perElement || b.perElement, size };
+}
+
+/**
+ * The sum of several step vectors: the per-element ones of full size in one AddN, then the others
+ * (constants, [size] vectors, size-1 ones) added one by one as `binaryVec` adds them.
+ */
+export function sumVecs(tf: Tf, terms: readonly Vec[], rows: number, host = false): Vec {
+  const size = Math.max(...terms.map((v) => v.size));
+  const full = terms.filter((v) => v.perElement && v.size === size);
+  let acc: Vec | null = full.length > 1 ? { t: tf.addN(full.map((v) => v.t)), perElement: true, size } : null;
+  for (const v of terms) {
+    if (acc && full.length > 1 && full.includes(v)) continue;
+    acc = acc ? binaryVec(tf, 'add', acc, v, rows, host) : v;
+  }
+  return acc!;
 }
 
 /** A constant [size] vector as [rows, size] (a multiply by ones keeps every value, −0 included). */

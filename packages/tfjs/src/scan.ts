@@ -62,6 +62,11 @@ export interface DataMoves {
   readonly viewSlices: boolean;
   /** Take per-step rows with one-row gathers (wasm: T slices of a [T, …] tensor cost O(T²)). */
   readonly gatherSteps: boolean;
+  /**
+   * Tensor data is a JavaScript typed array read without a copy (tfjs cpu): the sequential order
+   * runs as one loop over it (`hostSequentialScan`) instead of T steps of ~4 dispatched ops.
+   */
+  readonly hostLoops?: boolean;
 }
 
 const prod = (dims: readonly number[]) => dims.reduce((a, b) => a * b, 1);
@@ -124,6 +129,7 @@ export function linearScan(
   const vec = s === 1 ? [E] : [E, s];
   const ops = blockOps(tf, s, reverse);
   if (method === 'auto') method = autoScan(T, E, s, moves);
+  if (method === 'sequential' && moves.hostLoops) return hostSequentialScan(tf, A, c, y0, s, reverse);
   if (method === 'sequential') {
     // Step by step in the recurrence's own order (backwards when reversed), so nothing is reversed;
     // per step two leading-axis rows, one batched matvec and an add, all already in the shapes the
@@ -162,6 +168,66 @@ export function linearScan(
   let y = method === 'oddeven' ? oddEven(tf, ops, a, cc) : chunked(tf, ops, a, cc, moves.gatherSteps);
   if (reverse) y = reverseLeading(tf, y, moves);
   return swapLeading(tf, tf.reshape(y, [T, B, n]), moves);
+}
+
+/**
+ * The sequential order as one loop over the tensors' data, for engines that hold it in JavaScript
+ * (tfjs cpu): per step and block the same arithmetic as the op path (tfjs cpu's MatMul sums the s
+ * products in double and stores float32, then the offset is added in float32), so the same values
+ * without T × 4 dispatches and intermediate tensors.
+ */
+export function hostSequentialScan(tf: Tf, A: T, c: T, y0: T, s: number, reverse: boolean): T {
+  const [B, T, n] = c.shape as [number, number, number];
+  const a = A.dataSync() as Float32Array;
+  const cc = c.dataSync() as Float32Array;
+  const y0d = y0.dataSync() as Float32Array;
+  const out = new Float32Array(B * T * n);
+  const f32 = Math.fround;
+  // Block entry (i, j) of A_t (of A_tᵀ when reversed) at i·si + j·sj.
+  const si = reverse ? 1 : s;
+  const sj = reverse ? s : 1;
+  for (let b = 0; b < B; b++) {
+    for (let k = 0; k < T; k++) {
+      const t = reverse ? T - 1 - k : k;
+      const row = (b * T + t) * n;
+      // The previous state: y0, or the neighbouring step's output.
+      const prev = k === 0 ? y0d : out;
+      const p0 = k === 0 ? b * n : (b * T + (reverse ? t + 1 : t - 1)) * n;
+      const a0 = row * s;
+      for (let e = 0; e < n; e += s) {
+        const blk = a0 + e * s;
+        const pe = p0 + e;
+        const o = row + e;
+        let i = 0;
+        // Four outputs at a time share each state load (each sum in order j = 0, 1, …).
+        for (; i + 4 <= s; i += 4) {
+          const b0 = blk + i * si;
+          let s0 = 0;
+          let s1 = 0;
+          let s2 = 0;
+          let s3 = 0;
+          for (let j = 0; j < s; j++) {
+            const v = prev[pe + j]!;
+            const q = b0 + j * sj;
+            s0 += a[q]! * v;
+            s1 += a[q + si]! * v;
+            s2 += a[q + 2 * si]! * v;
+            s3 += a[q + 3 * si]! * v;
+          }
+          out[o + i] = f32(s0) + cc[o + i]!;
+          out[o + i + 1] = f32(s1) + cc[o + i + 1]!;
+          out[o + i + 2] = f32(s2) + cc[o + i + 2]!;
+          out[o + i + 3] = f32(s3) + cc[o + i + 3]!;
+        }
+        for (; i < s; i++) {
+          let sum = 0;
+          for (let j = 0; j < s; j++) sum += a[blk + i * si + j * sj]! * prev[pe + j]!;
+          out[o + i] = f32(sum) + cc[o + i]!;
+        }
+      }
+    }
+  }
+  return tf.tensor3d(out, [B, T, n], 'float32');
 }
 
 /**

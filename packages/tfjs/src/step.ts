@@ -88,7 +88,7 @@ export function compileStep(tf: Tf, program: StepProgram, options: StepOptions):
         return { outputs };
       }
       const cut = (t: T, start: number, size: number) => cutColumns(tf, t, start, size, options.cutByGather);
-      const jacobian = evalBlockJacobian(tf, g, plan, { rows: env.rows, vec, params: env.params, cut }, gathers);
+      const jacobian = evalBlockJacobian(tf, g, plan, { rows: env.rows, vec, params: env.params, cut, hostLoops: options.hostLoops }, gathers);
       keep();
       return { outputs, jacobian };
     },

@@ -9,7 +9,8 @@ import {
   type UnaryFn,
 } from '@deerjs/core';
 import type * as tfc from '@tensorflow/tfjs-core';
-import { binaryVec, cutColumns, expandRows, type Vec } from './broadcast.js';
+import { binaryVec, cutColumns, expandRows, sumVecs, type Vec } from './broadcast.js';
+import { hostMatvec, hostUnary } from './host.js';
 import type { Tf } from './tensor.js';
 
 type T = tfc.Tensor;
@@ -27,6 +28,8 @@ export interface StepEnv {
 export interface VectorOptions {
   /** Cut column ranges of [rows, size] tensors with a gather (tfjs cpu; see `cutColumns`). */
   readonly cutByGather: boolean;
+  /** Tensor data is a JavaScript typed array (tfjs cpu): elementwise ops as host loops (host.ts). */
+  readonly hostLoops?: boolean;
 }
 
 export interface VectorPlan {
@@ -95,7 +98,7 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
   }
   const keptKey = (id: NodeId) =>
     frontier[id] && perElement[id] && !stateful[id] && g.nodes[id]!.op !== 'input' ? exprKeys[id] : undefined;
-  const hoistable = live.some((id) => keptKey(id) !== undefined);
+  const keepsNodes = live.some((id) => keptKey(id) !== undefined);
   // Which nodes are wanted whole (full) and which only as column ranges (sliced), from the roots
   // back; ids are topological, so every user is seen before its operands.
   const full = new Uint8Array(g.nodes.length);
@@ -114,6 +117,38 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
       else sliced[node.v] = 1;
     } else for (const o of operands(node)) (g.nodes[o]!.size === 1 ? full : sliced)[o] = 1;
   }
+
+  // Sums: an add whose operands are adds read by nothing else is one sum of all their terms, so
+  // the terms of one shape go through one AddN, and in a stateful sum the terms that do not depend
+  // on the state (W·x slices, biases) are added first, once, and kept with the input-only values.
+  const users = new Uint8Array(g.nodes.length);
+  for (const r of roots) users[r] = 2;
+  for (const id of live) for (const o of operands(g.nodes[id]!)) users[o] = Math.min(2, users[o]! + 1);
+  const isAdd = (id: NodeId) => {
+    const node = g.nodes[id]!;
+    return node.op === 'binary' && node.fn === 'add' && !bounds[id];
+  };
+  const sumTerms: (NodeId[] | undefined)[] = [];
+  const termsOf = (id: NodeId, size: number): NodeId[] => {
+    const node = g.nodes[id]!;
+    if (users[id] !== 1 || !isAdd(id) || node.size !== size || node.op !== 'binary') return [id];
+    return [...termsOf(node.a, size), ...termsOf(node.b, size)];
+  };
+  for (const id of live) {
+    const node = g.nodes[id]!;
+    if (!isAdd(id) || node.op !== 'binary') continue;
+    const terms = [...termsOf(node.a, node.size), ...termsOf(node.b, node.size)];
+    if (terms.length > 2 || (stateful[id] && terms.some((t) => !stateful[t]))) sumTerms[id] = terms;
+  }
+  const keepsSums = sumTerms.some(
+    (terms, id) => terms && stateful[id] && terms.filter((t) => !stateful[t] && perElement[t]).length > 0,
+  );
+  const hoistable = keepsNodes || keepsSums;
+  /** The key of the kept sum of input-only terms (interned like the nodes' keys). */
+  const partialKey = (terms: readonly NodeId[]) => internKey(`sum(${terms.map((t) => exprKeys[t]).join(',')})`);
+
+  const host = opts.hostLoops ?? false;
+  const unary = (fn: UnaryFn, t: T) => (host ? hostUnary(tf, fn, t) : null) ?? UNARY[fn](tf, t);
 
   return {
     perElement,
@@ -160,6 +195,10 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
       const matvec = (node: Extract<Node, { op: 'matvec' }>, x: Vec, W: T, blocks: number): T => {
         const { rows, cols } = matrixLayout(paramSpec(g, node.param));
         const R = x.perElement ? env.rows : 1;
+        if (host) {
+          const y = hostMatvec(tf, x.t, R, W, blocks, rows, cols, node.transpose);
+          return x.perElement ? y : tf.reshape(y, [y.size]);
+        }
         const xt = tf.reshape(x.t, blocks === 1 ? [R, x.size] : [R, blocks, 1, x.size / blocks]);
         // A block param multiplies each element's block k by W[k]: a broadcast batched matMul
         // ([R, blocks] against [blocks]), no transposes.
@@ -172,10 +211,10 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
         const of = (t: T | null): Vec | null => t && { t, perElement: perElement[id] === 1, size };
         switch (node.op) {
           case 'unary':
-            return of(UNARY[node.fn](tf, range(node.a, start, size).t));
+            return of(unary(node.fn, range(node.a, start, size).t));
           case 'binary': {
             const part = (o: NodeId) => (g.nodes[o]!.size === 1 ? get(o) : range(o, start, size));
-            return binaryVec(tf, node.fn, part(node.a), part(node.b), env.rows);
+            return binaryVec(tf, node.fn, part(node.a), part(node.b), env.rows, host);
           }
           case 'matvec': {
             const { blocks, rows, cols } = matrixLayout(paramSpec(g, node.param));
@@ -187,7 +226,9 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
               const Wr = node.transpose ? tf.slice(W2, [0, start], [rows, size]) : tf.slice(W2, [start, 0], [size, cols]);
               const x = get(node.v);
               const R = x.perElement ? env.rows : 1;
-              const y = tf.matMul(tf.reshape(x.t, [R, x.size]), Wr, false, !node.transpose);
+              const y = host
+                ? hostMatvec(tf, x.t, R, Wr, 1, Wr.shape[0]!, Wr.shape[1]!, node.transpose)
+                : tf.matMul(tf.reshape(x.t, [R, x.size]), Wr, false, !node.transpose);
               return of(x.perElement ? y : tf.reshape(y, [size]));
             }
             if (start % out !== 0 || size % out !== 0) return null;
@@ -225,6 +266,19 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
         if (!perElement[id]) return vec(id, tf.concat(pieces.map((p) => p.t), 0));
         return vec(id, tf.concat(pieces.map((p) => (p.perElement ? p.t : expandRows(tf, p.t, env.rows))), 1));
       };
+      /** A flattened sum (see `sumTerms`), its input-only terms first, added once and kept. */
+      const sumOf = (id: NodeId, terms: readonly NodeId[]): Vec => {
+        const fixed = stateful[id] ? terms.filter((t) => !stateful[t]) : [];
+        if (fixed.length < 2) return { ...sumVecs(tf, terms.map(get), env.rows, host), perElement: perElement[id] === 1 };
+        const key = partialKey(fixed);
+        let partial = known?.get(key);
+        if (!partial) {
+          partial = sumVecs(tf, fixed.map(get), env.rows, host);
+          if (known && partial.perElement) known.set(key, partial);
+        }
+        const rest = terms.filter((t) => stateful[t]).map(get);
+        return { ...sumVecs(tf, [partial, ...rest], env.rows, host), perElement: perElement[id] === 1 };
+      };
       const wholeNode = (id: NodeId): Vec => {
         const node = g.nodes[id]!;
         switch (node.op) {
@@ -241,10 +295,12 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
           case 'const':
             return constVec(node.values);
           case 'unary':
-            return vec(id, UNARY[node.fn](tf, get(node.a).t));
+            return vec(id, unary(node.fn, get(node.a).t));
           case 'binary': {
             const cuts = bounds[id];
-            if (!cuts) return binaryVec(tf, node.fn, get(node.a), get(node.b), env.rows);
+            const terms = sumTerms[id];
+            if (terms) return sumOf(id, terms);
+            if (!cuts) return binaryVec(tf, node.fn, get(node.a), get(node.b), env.rows, host);
             // Concatenations (a VJP's zero-padded gate gradients) added piece by piece: the pieces
             // that are zero drop out and no padded [rows, size] tensor is built.
             const pieces = cuts.slice(1).map((end, k) => range(id, cuts[k]!, end - cuts[k]!));
@@ -300,7 +356,10 @@ const interned = new Map<string, string>();
 
 /** What a node that does not depend on the state computes, as a short key (operands' made first). */
 function exprKey(node: Node, keys: readonly string[]): string {
-  const long = exprString(node, keys);
+  return internKey(exprString(node, keys));
+}
+
+function internKey(long: string): string {
   let k = interned.get(long);
   if (k === undefined) {
     k = `e${interned.size}`;

@@ -42,14 +42,14 @@ const CASES: { name: string; cell: Cell; blocks: number[] }[] = [
 const B = 3;
 const T = 5;
 
-function evaluate(program: StepProgram, cell: Cell, seed: number, dense: boolean, cutByGather: boolean) {
+function evaluate(program: StepProgram, cell: Cell, seed: number, dense: boolean, cutByGather: boolean, hostLoops = false) {
   const rng = new Rng(seed);
   const R = B * T;
   const n = cell.stateSize;
   const params = cell.init({ seed: seed + 1 });
   const f32 = (k: number) => Float32Array.from(rng.normalArray(k));
   return tf.tidy(() => {
-    const step = compileStep(tf, program, { cutByGather, denseJacobian: dense });
+    const step = compileStep(tf, program, { cutByGather, denseJacobian: dense, hostLoops });
     const { outputs, jacobian } = step.run({
       rows: R,
       state: tf.tensor2d(f32(R * n), [R, n]),
@@ -98,6 +98,14 @@ for (const engine of ['cpu', 'wasm'] as const) {
               got.outputs.forEach((o, k) => {
                 expect(maxDiff(o, ref.outputs[k]!).m).toBe(0);
               });
+              if (engine === 'cpu') {
+                // Host loops (elementwise ops, blocks assembled): the tfjs ops' values, bit for bit.
+                const host = evaluate(program, cell, 7 * s + 1, false, cutByGather, true);
+                expect(Array.from(host.J)).toEqual(Array.from(got.J));
+                host.outputs.forEach((o, k) => {
+                  expect(Array.from(o)).toEqual(Array.from(got.outputs[k]!));
+                });
+              }
             }
           }
           expect(tf.memory().numTensors).toBe(before);

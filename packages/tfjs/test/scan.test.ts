@@ -4,6 +4,7 @@ import { createCpuBackend } from '@deerjs/cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createTfjsBackend, type ScanMethod, type TfjsBackend } from '../src/index.js';
+import { linearScan } from '../src/scan.js';
 
 const cpu = createCpuBackend({ dtype: 'float64' });
 
@@ -61,6 +62,43 @@ describe.each([
         let err = 0;
         for (let i = 0; i < ref.length; i++) err = Math.max(err, Math.abs(got[i]! - ref[i]!));
         expect(err).toBeLessThan(1e-5);
+      });
+    }
+  }
+});
+
+describe('the sequential scan as a host loop (tfjs cpu)', () => {
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+  });
+  for (const { B, T, n, s } of [
+    { B: 2, T: 9, n: 4, s: 4 },
+    { B: 3, T: 17, n: 6, s: 2 },
+    { B: 2, T: 12, n: 5, s: 1 },
+    { B: 2, T: 7, n: 12, s: 6 },
+  ]) {
+    for (const reverse of [false, true]) {
+      it(`gives the op path's values bit for bit: B=${B} T=${T} n=${n} s=${s}${reverse ? ' reverse' : ''}`, () => {
+        const rng = new Rng(7 + B * T + s);
+        const A = Float32Array.from(rng.uniformArray(B * T * n * s, -0.7, 0.7));
+        const c = Float32Array.from(rng.normalArray(B * T * n));
+        const y0 = Float32Array.from(rng.normalArray(B * n));
+        const run = (hostLoops: boolean) =>
+          tf.tidy(() =>
+            Array.from(
+              linearScan(
+              tf,
+              'sequential',
+              tf.tensor(A, [B, T, n / s, s, s]),
+              tf.tensor3d(c, [B, T, n]),
+              tf.tensor2d(y0, [B, n]),
+              s,
+              reverse,
+                { viewSlices: true, gatherSteps: false, hostLoops },
+              ).dataSync(),
+            ),
+          );
+        expect(run(true)).toEqual(run(false));
       });
     }
   }
