@@ -63,15 +63,15 @@ const HOISTS_KEPT = 2;
 const shapeSize = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
-/**
- * The WebGPU backend: float32 tensors in storage buffers, step programs compiled to generated
- * WGSL, the linear recurrence as a chunked three-pass scan. Commands are recorded into one pending
- * encoder and submitted at the next read (a Newton iteration is one submission); only reads wait
- * on the device.
- */
 /** A Newton iteration's fixed cost on a GPU, in the cost model's units (see capabilities). */
 const GPU_ITERATION_OVERHEAD = 200_000;
 
+/**
+ * The WebGPU backend: float32 tensors in storage buffers, step programs compiled to generated
+ * WGSL, the linear recurrence as a scan (chunked, tiled or one vectorised serial pass, by device).
+ * Commands are recorded into one pending encoder and submitted at the next read (a Newton
+ * iteration is one submission); only reads wait on the device.
+ */
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu';
   readonly capabilities: BackendCapabilities;
@@ -132,9 +132,15 @@ export class WebGpuBackend implements Backend {
     return new GpuTensor([...shape], buffer);
   }
 
-  /** Buffers hold whole vec4s (the vectorised elementwise kernels read and write them so). */
+  /**
+   * Buffers hold whole vec4s (the vectorised elementwise kernels read and write them so), unless
+   * the padding would pass the largest binding (not always a multiple of 16 bytes: 2³¹ − 4 on an
+   * H200); such a tensor gets its exact size and the scalar kernels.
+   */
   private make(shape: readonly number[]): GpuTensor {
-    return this.wrap(shape, this.ctx.buffer(Math.ceil(shapeSize(shape) / 4) * 4 * F32));
+    const size = shapeSize(shape);
+    const padded = Math.ceil(size / 4) * 4 * F32;
+    return this.wrap(shape, this.ctx.buffer(padded <= this.scratchLimit ? padded : size * F32));
   }
 
   /**
@@ -502,7 +508,7 @@ export class WebGpuBackend implements Backend {
    * where its chains fill the device's lanes; undefined where it does not apply.
    */
   private vectorScan(args: ScanArgs): ReturnType<typeof vectorScanKernel> {
-    if (args.blockSize !== 1) return undefined;
+    if (args.blockSize !== 1 || this.config.scanKernel !== 'auto') return undefined;
     const [B, T, n] = this.get(args.c).shape as [number, number, number];
     if (B * T * n === 0 || (n === 1 && T % 4 !== 0)) return undefined;
     const k = vectorScanKernel(n, args.reverse);

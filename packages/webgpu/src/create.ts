@@ -38,8 +38,8 @@ export interface WebGpuBackendOptions {
   /**
    * The diagonal scan's kernels: 'tiled' (reduce-then-scan over tiles of 256 consecutive elements,
    * coalesced: for GPUs, states up to 8), 'chunked' (one invocation per chunk of time: the general
-   * scan), or 'auto' (default: 'tiled' on a GPU where it applies; on a software adapter whose
-   * lanes the chains fill, one vectorised serial pass per chain; else 'chunked').
+   * scan, always), or 'auto' (default: 'tiled' on a GPU where it applies; where the chains fill
+   * the lanes, one vectorised serial pass per chain; else 'chunked').
    */
   readonly scanKernel?: 'tiled' | 'chunked' | 'auto';
 }

@@ -49,4 +49,22 @@ describe.skipIf(skip !== null)('webgpu vectorised elementwise kernels', () => {
       }
     });
   }
+
+  it('a tensor that fits the largest binding only unpadded gets its exact size and the scalar kernels', async () => {
+    // 2²⁰ − 4 bytes of binding (an H200 allows 2³¹ − 4): 262 143 floats fit, their vec4 padding does not.
+    const tight = await createWebGpuBackend({ simulatedBindingBytes: 1_048_572 });
+    try {
+      const n = 262_143;
+      const a = tight.tensor(Float32Array.from({ length: n }, (_, i) => i % 13), [1, n, 1]);
+      const b = tight.zeros([1, n, 1]);
+      const sum = tight.add(a, b);
+      const kept = tight.maskTime(a, [n]);
+      const [s1, k1] = [await tight.read(sum), await tight.read(kept)];
+      expect(s1[n - 1]).toBe((n - 1) % 13);
+      expect(k1[n - 2]).toBe((n - 2) % 13);
+      for (const t of [a, b, sum, kept]) tight.dispose(t);
+    } finally {
+      tight.destroy();
+    }
+  });
 });
