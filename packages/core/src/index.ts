@@ -78,6 +78,7 @@ export {
   ITERATION_OVERHEAD,
   planSolve,
   QUASI_ITERATIONS,
+  type CostOptions,
   type SolvePlan,
   stepCost,
 } from './solver/plan.js';

@@ -55,7 +55,27 @@ describe('cost model (method: auto)', () => {
     // and 78 ms vs 9.4 ms at T = 1e5, where each iteration's round trip costs ~1 ms.
     const cell = cells.gru({ inputSize: 1, hiddenSize: 1 });
     expect(planSolve(cell, 16, 10_000, 65536, [1]).choice).toBe(1);
-    expect(planSolve(cell, 16, 10_000, 65536, [1], 200_000).choice).toBe('sequential');
-    expect(planSolve(cell, 16, 100_000, 65536, [1], 200_000).choice).toBe(1);
+    expect(planSolve(cell, 16, 10_000, 65536, [1], { iterationOverhead: 200_000 }).choice).toBe('sequential');
+    expect(planSolve(cell, 16, 100_000, 65536, [1], { iterationOverhead: 200_000 }).choice).toBe(1);
+  });
+
+  it('with the H200 calibration, chooses the faster method at every point measured there', () => {
+    // apps/bench/results/webgpu-h200, GRU B = 16: [nh, T, sequential ms, fastest DEER ms].
+    const h200 = { iterationOverhead: 200_000, sequentialStep: { spread: 12, floor: 700 } };
+    const measured: [number, number, number, number][] = [
+      [1, 1e4, 2.77, 7.54],
+      [1, 1e5, 77.8, 9.44],
+      [1, 1e6, 304, 68.9],
+      [8, 1e4, 42.3, 10.8],
+      [8, 1e5, 453, 63.8],
+      [8, 1e6, 4543, 954],
+      [64, 1e4, 127, 115],
+      [64, 1e5, 1358, 1134],
+    ];
+    for (const [nh, T, seq, deer] of measured) {
+      const cell = cells.gru({ inputSize: nh, hiddenSize: nh });
+      const plan = planSolve(cell, 16, T, 65536, nh === 1 ? [1] : [nh, 1], h200);
+      expect(plan.choice === 'sequential', `nh = ${nh}, T = ${T}`).toBe(seq < deer);
+    }
   });
 });

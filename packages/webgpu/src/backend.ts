@@ -65,6 +65,8 @@ const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
 /** A Newton iteration's fixed cost on a GPU, in the cost model's units (see capabilities). */
 const GPU_ITERATION_OVERHEAD = 200_000;
+/** How the cost model prices a GPU's workgroup-per-row sequential step (see capabilities). */
+const GPU_SEQUENTIAL_STEP = { spread: 12, floor: 700 } as const;
 
 /**
  * The WebGPU backend: float32 tensors in storage buffers, step programs compiled to generated
@@ -106,6 +108,10 @@ export class WebGpuBackend implements Backend {
       // read round trip take about 1 ms of wall time, ~2·10⁵ of the sequential kernel's
       // multiply-adds (~5 ns each there). A software adapter keeps the model's default.
       ...(config.software ? {} : { iterationOverhead: GPU_ITERATION_OVERHEAD }),
+      // The workgroup-per-row sequential kernel (a GPU, states from 8): on the H200 a step of a
+      // GRU nh = 64 ran ~12× faster than its work on one lane, and no step (nh = 8) took less than
+      // ~4 µs, ~700 units.
+      ...(!config.software && config.sequentialKernel !== 'row' ? { sequentialStep: GPU_SEQUENTIAL_STEP } : {}),
     };
   }
 

@@ -40,6 +40,13 @@ export interface BackendCapabilities {
    * absent, the model's default (ITERATION_OVERHEAD in solver/plan.ts).
    */
   readonly iterationOverhead?: number;
+  /**
+   * How sequential evaluation prices a step of a state of 8 or more, where the backend spreads
+   * a step's work over several lanes (a GPU's workgroup-per-row kernel): max(work / spread,
+   * floor), in the cost model's units (floor: the step's synchronisation). Absent: one lane does
+   * a step's whole work.
+   */
+  readonly sequentialStep?: { readonly spread: number; readonly floor: number };
 }
 
 /** Per-(batch, time) inputs of a step program; every tensor is [B, T, size]. */

@@ -199,11 +199,14 @@ export function recurrenceProblem(
   };
 }
 
+/** Most Jacobian entries the Lyapunov probe reads back (4 Mi: 16 MiB in float32). */
+const PROBE_FLOATS = 2 ** 22;
+
 /**
  * Per-row estimates of the largest Lyapunov exponent (per step) along the first P ≈ T/16 steps (at
- * least 16), evaluated sequentially: power iteration with each row's exact Jacobians, block by
- * block, averaged after a burn-in of P/4 steps. Costs about 1/16 of a sequential pass plus one
- * read of P Jacobians.
+ * least 16, and at most what PROBE_FLOATS Jacobian entries hold), evaluated sequentially: power
+ * iteration with each row's exact Jacobians, block by block, averaged after a burn-in of P/4
+ * steps. Costs at most about 1/16 of a sequential pass plus one read of P Jacobians.
  */
 function* lyapunovProbe(
   backend: Backend,
@@ -216,7 +219,10 @@ function* lyapunovProbe(
   const [B, T] = [x.shape[0]!, x.shape[1]!];
   const n = cell.stateSize;
   const s = cell.exactBlockSize;
-  const P = Math.min(T, Math.max(16, Math.ceil(T / 16)));
+  // Capped so that the Jacobians read back stay small: at nh = 64 a sixteenth of T = 1e4 was
+  // 164 MB, read and walked on the host in more time than the solve it guards (H200).
+  const capped = Math.floor(PROBE_FLOATS / Math.max(1, B * n * s));
+  const P = Math.min(T, Math.max(16, Math.min(Math.ceil(T / 16), capped)));
   const xs = P < T ? backend.sliceTime(x, 0, P) : x;
   let J: Tensor;
   try {
@@ -311,7 +317,8 @@ function* deerSolve(
   if (opts.method === 'auto' && lanes !== undefined) {
     // 'auto' asks the cost model first: a coarser Jacobian, or no Newton at all, may be faster.
     const candidates = opts.structureGiven || s === 1 ? [s] : [s, 1];
-    const plan = planSolve(cell, B, T, lanes, candidates, backend.capabilities.iterationOverhead);
+    const { iterationOverhead, sequentialStep } = backend.capabilities;
+    const plan = planSolve(cell, B, T, lanes, candidates, { iterationOverhead, sequentialStep });
     stats.plan = plan;
     stats.switches.push(plan.reason);
     if (plan.choice === 'sequential') {

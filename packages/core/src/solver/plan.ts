@@ -60,6 +60,12 @@ export interface DeerEstimate {
   readonly total: number;
 }
 
+/** What a backend says about its costs beyond its lanes (see BackendCapabilities). */
+export interface CostOptions {
+  readonly iterationOverhead?: number | undefined;
+  readonly sequentialStep?: { readonly spread: number; readonly floor: number } | undefined;
+}
+
 export interface SolvePlan {
   /** 'sequential', or the block size DEER should use. */
   readonly choice: 'sequential' | number;
@@ -80,8 +86,9 @@ export function planSolve(
   T: number,
   lanes: number,
   candidates: readonly number[],
-  iterationOverhead = ITERATION_OVERHEAD,
+  costs: CostOptions = {},
 ): SolvePlan {
+  const iterationOverhead = costs.iterationOverhead ?? ITERATION_OVERHEAD;
   const n = cell.stateSize;
   const program = cell.stepProgram();
   const f = stepCost(program.graph, program.outputs);
@@ -99,7 +106,9 @@ export function planSolve(
     const check = (B * T * f) / lanes;
     return { blockSize: s, iterations, perIteration, total: iterations * perIteration + check };
   });
-  const sequential = T * f * Math.ceil(B / lanes);
+  const spread = costs.sequentialStep;
+  const perStep = spread && n >= 8 ? Math.max(f / spread.spread, spread.floor) : f;
+  const sequential = T * perStep * Math.ceil(B / lanes);
   const best = deer.reduce((a, b) => (b.total < a.total ? b : a));
   const ratio = best.total / sequential;
   const fmt = (v: number) => (v >= 10 ? v.toFixed(0) : v.toPrecision(2));
