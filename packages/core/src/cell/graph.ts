@@ -160,11 +160,12 @@ export function liveNodes(graph: Graph, roots: readonly NodeId[], cut?: { has(id
 }
 
 /**
- * The nodes needed for `roots` split by what they read. `inputOnly`: live nodes that read neither
- * the state nor the cotangent, params and constants excepted (the input leaf included) — work a
- * backend may do once per input instead of once per Newton iteration. `rest`: live nodes that
- * do read them. `frontier`: the input-only nodes that `rest` or `roots` read, i.e. what the
- * input-only part must hand over.
+ * The nodes needed for `roots` split by what they read. `inputOnly`: live nodes that read the
+ * input but neither the state nor the cotangent (the input leaf included) — work a backend may do
+ * once per input instead of once per Newton iteration. `rest`: live nodes that read the state or
+ * the cotangent, and nodes made from parameters and constants alone (a slice of a bias): the same
+ * for every element, so not worth a value per element in a hoisted buffer. `frontier`: the
+ * input-only nodes that `rest` or `roots` read, i.e. what the input-only part must hand over.
  */
 export function splitInputOnly(
   graph: Graph,
@@ -172,14 +173,16 @@ export function splitInputOnly(
 ): { live: NodeId[]; inputOnly: NodeId[]; rest: NodeId[]; frontier: NodeId[] } {
   const live = liveNodes(graph, roots);
   const dep = new Uint8Array(graph.nodes.length);
+  const reads = new Uint8Array(graph.nodes.length);
   for (const id of live) {
     const node = graph.nodes[id]!;
     dep[id] = node.op === 'state' || node.op === 'cotangent' || operands(node).some((o) => dep[o]) ? 1 : 0;
+    reads[id] = node.op === 'input' || operands(node).some((o) => reads[o]) ? 1 : 0;
   }
   const constant = (id: NodeId) => graph.nodes[id]!.op === 'param' || graph.nodes[id]!.op === 'const';
-  const handed = (id: NodeId) => !dep[id] && !constant(id);
+  const handed = (id: NodeId) => !dep[id] && reads[id] === 1;
   const inputOnly = live.filter(handed);
-  const rest = live.filter((id) => dep[id]);
+  const rest = live.filter((id) => dep[id] || (!reads[id] && !constant(id)));
   const frontier = new Set<NodeId>();
   for (const id of rest) for (const o of operands(graph.nodes[id]!)) if (handed(o)) frontier.add(o);
   for (const id of roots) if (handed(id)) frontier.add(id);
