@@ -4,21 +4,6 @@ const atomics = (binding: number) =>
   `@group(0) @binding(${binding}) var<storage, read_write> res: array<atomic<u32>, 4>;`;
 
 /**
- * Sanitize the raw iterate into Y and reduce, per workgroup then by atomics into res:
- * res[0] = max |Δ| (f32 bits: non-negative floats order like their bits), and for each batch row b
- * res[1 + 4b] = max scaled |Δ| (bits), res[2 + 4b] = entries replaced (NaN/±Inf → 0),
- * res[3 + 4b] = entries clipped (|v| ≥ clip), res[4 + 4b] = max over entries not within tolerance
- * of (row length − offset in the row), 0 if none: the first such entry. Rows whose Act entry is 0
- * keep Old and count nothing.
- *
- * Each row gets G workgroups; invocation j of a row visits offsets j, j + G·WG, … (adjacent lanes,
- * adjacent addresses) and accumulates privately, so a workgroup lies in one row and ends with one
- * tree reduction and one set of atomics however long the row. Few, long-running invocations matter
- * on software adapters, where every barrier is paid per invocation.
- * Uniforms: 0 = size, 1 = atol, 2 = rtol, 3 = clip (f32 bits), 4 = row length, 5 = 1 when R holds
- * the step δ (the raw iterate is Old + δ), 6 = G.
- */
-/**
  * One entry of the Newton update, shared by NEWTON_UPDATE and the scan's fused fix-up: sanitize
  * the raw value (NaN/±Inf → 0, clip) and fold its change into the invocation's accumulators
  * (`upd_*`: max |Δ|, max scaled |Δ|, replaced, clipped, settled-front key). `o` is the entry's
@@ -56,21 +41,78 @@ export const UPDATE_FLUSH_FN = `fn update_flush(row: u32, d: f32, sc: f32, rep: 
   if (key > 0u) { atomicMax(&res[4u + 4u * row], key); }
 }`;
 
+/**
+ * What a kernel applying the Newton update declares, its first binding at `first`: res (the
+ * measures, see NEWTON_UPDATE), Act (1 for the rows to update) and the update's functions.
+ */
+export function updateParts(first: number): string[] {
+  return [
+    `@group(0) @binding(${first}) var<storage, read_write> res: array<atomic<u32>>;`,
+    `@group(0) @binding(${first + 1}) var<storage, read> Act: array<u32>;`,
+    IS_FINITE_FN,
+    UPDATE_ENTRY_FN,
+    UPDATE_FLUSH_FN,
+  ];
+}
+
+/**
+ * One set of atomics per workgroup of `size` lanes, all in one batch row: the workgroup arrays
+ * (`decls`) and `reduce(l, row, when)`, which tree-reduces every lane's `upd_*` accumulators
+ * (lane index `l`) and flushes them into res for `row` when `when` holds. Call it in uniform
+ * control flow: it has barriers.
+ */
+export function updateReduction(size: number): { decls: string; reduce: (l: string, row: string, when: string) => string } {
+  return {
+    decls: `var<workgroup> wd: array<f32, ${size}>;
+var<workgroup> ws: array<f32, ${size}>;
+var<workgroup> wr: array<u32, ${size}>;
+var<workgroup> wc: array<u32, ${size}>;
+var<workgroup> wk: array<u32, ${size}>;`,
+    reduce: (l, row, when) => `  wd[${l}] = upd_d;
+  ws[${l}] = upd_sc;
+  wr[${l}] = upd_rep;
+  wc[${l}] = upd_clp;
+  wk[${l}] = upd_key;
+  workgroupBarrier();
+  for (var w = ${size / 2}u; w > 0u; w = w / 2u) {
+    if (${l} < w) {
+      wd[${l}] = max(wd[${l}], wd[${l} + w]);
+      ws[${l}] = max(ws[${l}], ws[${l} + w]);
+      wr[${l}] = wr[${l}] + wr[${l} + w];
+      wc[${l}] = wc[${l}] + wc[${l} + w];
+      wk[${l}] = max(wk[${l}], wk[${l} + w]);
+    }
+    workgroupBarrier();
+  }
+  if (${l} == 0u && ${when}) { update_flush(${row}, wd[0], ws[0], wr[0], wc[0], wk[0]); }`,
+  };
+}
+
+const NEWTON_REDUCTION = updateReduction(WG);
+
+/**
+ * Sanitize the raw iterate into Y and reduce, per workgroup then by atomics into res:
+ * res[0] = max |Δ| (f32 bits: non-negative floats order like their bits), and for each batch row b
+ * res[1 + 4b] = max scaled |Δ| (bits), res[2 + 4b] = entries replaced (NaN/±Inf → 0),
+ * res[3 + 4b] = entries clipped (|v| ≥ clip), res[4 + 4b] = max over entries not within tolerance
+ * of (row length − offset in the row), 0 if none: the first such entry. Rows whose Act entry is 0
+ * keep Old and count nothing.
+ *
+ * Each row gets G workgroups; invocation j of a row visits offsets j, j + G·WG, … (adjacent lanes,
+ * adjacent addresses) and accumulates privately, so a workgroup lies in one row and ends with one
+ * tree reduction and one set of atomics however long the row. Few, long-running invocations matter
+ * on software adapters, where every barrier is paid per invocation.
+ * Uniforms: 0 = size, 1 = atol, 2 = rtol, 3 = clip (f32 bits), 4 = row length, 5 = 1 when R holds
+ * the step δ (the raw iterate is Old + δ), 6 = G.
+ */
+
 export const NEWTON_UPDATE = [
   UNIFORM_DECL,
   storage(1, 'R', false),
   storage(2, 'Old', false),
   storage(3, 'Y', true),
-  '@group(0) @binding(4) var<storage, read_write> res: array<atomic<u32>>;',
-  '@group(0) @binding(5) var<storage, read> Act: array<u32>;',
-  IS_FINITE_FN,
-  UPDATE_ENTRY_FN,
-  UPDATE_FLUSH_FN,
-  `var<workgroup> wd: array<f32, ${WG}>;
-var<workgroup> ws: array<f32, ${WG}>;
-var<workgroup> wr: array<u32, ${WG}>;
-var<workgroup> wc: array<u32, ${WG}>;
-var<workgroup> wk: array<u32, ${WG}>;`,
+  ...updateParts(4),
+  NEWTON_REDUCTION.decls,
   `${MAIN_HEAD}
   let size = ${uni(0)};
   let atol = bitcast<f32>(${uni(1)});
@@ -97,23 +139,7 @@ var<workgroup> wk: array<u32, ${WG}>;`,
     }
   }
   let l = gid.x % ${WG}u;
-  wd[l] = upd_d;
-  ws[l] = upd_sc;
-  wr[l] = upd_rep;
-  wc[l] = upd_clp;
-  wk[l] = upd_key;
-  workgroupBarrier();
-  for (var w = ${WG / 2}u; w > 0u; w = w / 2u) {
-    if (l < w) {
-      wd[l] = max(wd[l], wd[l + w]);
-      ws[l] = max(ws[l], ws[l + w]);
-      wr[l] = wr[l] + wr[l + w];
-      wc[l] = wc[l] + wc[l + w];
-      wk[l] = max(wk[l], wk[l + w]);
-    }
-    workgroupBarrier();
-  }
-  if (l == 0u && row < rows) { update_flush(row, wd[0], ws[0], wr[0], wc[0], wk[0]); }
+${NEWTON_REDUCTION.reduce('l', 'row', 'row < rows')}
 }`,
 ].join('\n');
 

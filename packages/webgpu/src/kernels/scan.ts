@@ -1,5 +1,5 @@
-import { bound, IS_FINITE_FN, mainHead, SERIAL_WG, storage, UNIFORM_DECL, uni } from '../wgsl/common.js';
-import { UPDATE_ENTRY_FN, UPDATE_FLUSH_FN } from './reduce.js';
+import { bound, mainHead, SERIAL_WG, storage, UNIFORM_DECL, uni } from '../wgsl/common.js';
+import { updateParts } from './reduce.js';
 
 /**
  * The linear recurrence y_t = A_t y_{t−1} + c_t with [n/s] diagonal blocks of size s, in chunks
@@ -158,11 +158,7 @@ ${dims}
     storage(3, 'Yb', false),
     storage(4, 'Old', false),
     storage(5, 'Y', true),
-    '@group(0) @binding(6) var<storage, read_write> res: array<atomic<u32>>;',
-    '@group(0) @binding(7) var<storage, read> Act: array<u32>;',
-    IS_FINITE_FN,
-    UPDATE_ENTRY_FN,
-    UPDATE_FLUSH_FN,
+    ...updateParts(6),
     head(s, reverse),
     `${mainHead(SERIAL_WG)}
 ${dims}

@@ -1,5 +1,5 @@
-import { IS_FINITE_FN, storage, UNIFORM_DECL, uni } from '../wgsl/common.js';
-import { UPDATE_ENTRY_FN, UPDATE_FLUSH_FN } from './reduce.js';
+import { storage, UNIFORM_DECL, uni } from '../wgsl/common.js';
+import { updateParts, updateReduction } from './reduce.js';
 
 /** Elements of a batch row one workgroup scans: one per invocation. */
 export const TILE = 256;
@@ -108,6 +108,7 @@ ${carry}
 }`,
   ].join('\n');
   if (reverse) return { summarize, fixup };
+  const reduction = updateReduction(TILE);
   const fixupUpdate = [
     UNIFORM_DECL,
     storage(1, 'A', false),
@@ -116,15 +117,9 @@ ${carry}
     storage(4, 'Yc', false),
     storage(5, 'Old', false),
     storage(6, 'Y', true),
-    '@group(0) @binding(7) var<storage, read_write> res: array<atomic<u32>>;',
-    '@group(0) @binding(8) var<storage, read> Act: array<u32>;',
-    IS_FINITE_FN,
-    UPDATE_ENTRY_FN,
-    UPDATE_FLUSH_FN,
+    ...updateParts(7),
     head,
-    `var<workgroup> wr: array<u32, ${TILE}>;
-var<workgroup> wc: array<u32, ${TILE}>;
-var<workgroup> wk: array<u32, ${TILE}>;`,
+    reduction.decls,
     `${locate}
 ${carry}
   let atol = bitcast<f32>(${uni(3)});
@@ -136,25 +131,8 @@ ${carry}
     if (live) { Y[g] = update_entry(old, old + y, e, rowLen, atol, rtol, clip); }
     else { Y[g] = old; }
   }
-  // One set of atomics per tile: a tree reduction of the lanes' measures (sa, sc reused).
-  workgroupBarrier();
-  sa[l] = upd_d;
-  sc[l] = upd_sc;
-  wr[l] = upd_rep;
-  wc[l] = upd_clp;
-  wk[l] = upd_key;
-  workgroupBarrier();
-  for (var h = ${TILE / 2}u; h > 0u; h = h / 2u) {
-    if (l < h) {
-      sa[l] = max(sa[l], sa[l + h]);
-      sc[l] = max(sc[l], sc[l + h]);
-      wr[l] = wr[l] + wr[l + h];
-      wc[l] = wc[l] + wc[l + h];
-      wk[l] = max(wk[l], wk[l + h]);
-    }
-    workgroupBarrier();
-  }
-  if (l == 0u && live) { update_flush(b, sa[0], sc[0], wr[0], wc[0], wk[0]); }
+  // One set of atomics per tile.
+${reduction.reduce('l', 'b', 'live')}
 }`,
   ].join('\n');
   return { summarize, fixup, fixupUpdate };

@@ -1,6 +1,6 @@
 import { matExprNodes, type StepProgram } from '@deerjs/core';
-import { UPDATE_ENTRY_FN, UPDATE_FLUSH_FN } from '../kernels/reduce.js';
-import { bound, IS_FINITE_FN, mainHead, SERIAL_WG, uni } from './common.js';
+import { updateParts } from '../kernels/reduce.js';
+import { bound, mainHead, SERIAL_WG, uni } from './common.js';
 import { GraphEmitter, type Loads } from './graph.js';
 import { bodyFor, type Hoist, type Kernel, kernelModule, planHoist, type Role, unrolledJacobianEntries, usedRoles } from './step.js';
 
@@ -55,11 +55,7 @@ export function compileDeerStep(program: StepProgram, hoisting = true): DeerStep
     return `    nd[${i}] = ${[em.ref(r, `${i}u`), ...terms].join(' + ')};`;
   });
   const code = kernelModule(g, roles, new Set<Role>(['out']), [
-    `@group(0) @binding(${roles.length + 1}) var<storage, read_write> res: array<atomic<u32>>;`,
-    `@group(0) @binding(${roles.length + 2}) var<storage, read> Act: array<u32>;`,
-    IS_FINITE_FN,
-    UPDATE_ENTRY_FN,
-    UPDATE_FLUSH_FN,
+    ...updateParts(roles.length + 1),
     ...em.decls,
     ...(usesState
       ? [
