@@ -3,6 +3,7 @@ import { createReferenceBackend } from '@deerjs/cpu/reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWebGpuBackend, type WebGpuBackend } from '../src/index.js';
 import { skipReason } from './adapter.js';
+import { diagonalScanData, runDiagonalScan } from './diagonal-scan.js';
 
 const skip = await skipReason();
 
@@ -25,31 +26,9 @@ describe.skipIf(skip !== null)('webgpu tiled diagonal scan', () => {
     plain?.destroy();
   });
 
-  function data(B: number, T: number, n: number, seed: number) {
-    const rng = new Rng(seed);
-    const round = (a: Float64Array) => a.map(Math.fround);
-    return {
-      A: round(Float64Array.from(rng.normalArray(B * T * n), (v) => 0.97 * Math.tanh(v))),
-      c: round(rng.normalArray(B * T * n)),
-      y0: round(rng.normalArray(B * n)),
-      old: round(rng.normalArray(B * T * n)),
-    };
-  }
-
-  async function run(be: Backend, d: ReturnType<typeof data>, B: number, T: number, n: number, reverse: boolean) {
-    const dtype = be === oracle ? 'float64' : 'float32';
-    const A = be.tensor(d.A, [B, T, n, 1, 1], dtype);
-    const c = be.tensor(d.c, [B, T, n], dtype);
-    const y0 = be.tensor(d.y0, [B, n], dtype);
-    try {
-      const y = be.scan({ A, c, y0, blockSize: 1, reverse });
-      const out = await be.read(y);
-      be.dispose(y);
-      return out;
-    } finally {
-      for (const t of [A, c, y0]) be.dispose(t);
-    }
-  }
+  const data = (B: number, T: number, n: number, seed: number) => diagonalScanData(B, T, n, seed, 0.97);
+  const run = (be: Backend, d: ReturnType<typeof data>, B: number, T: number, n: number, reverse: boolean) =>
+    runDiagonalScan(be, d, [B, T, n], reverse, be === oracle ? 'float64' : 'float32');
 
   for (const [B, T, n] of [
     [2, 2, 1],

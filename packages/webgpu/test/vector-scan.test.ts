@@ -1,8 +1,9 @@
-import { type Backend, Rng } from '@deerjs/core';
+import type { Backend } from '@deerjs/core';
 import { createReferenceBackend } from '@deerjs/cpu/reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWebGpuBackend, type WebGpuBackend } from '../src/index.js';
 import { skipReason } from './adapter.js';
+import { diagonalScanData, runDiagonalScan } from './diagonal-scan.js';
 
 const skip = await skipReason();
 
@@ -20,22 +21,8 @@ describe.skipIf(skip !== null)('webgpu vectorised diagonal scan', () => {
   });
   afterAll(() => backend?.destroy());
 
-  async function scan(be: Backend, B: number, T: number, n: number, reverse: boolean, seed: number) {
-    const rng = new Rng(seed);
-    const dtype = be === oracle ? 'float64' : 'float32';
-    const round = (a: Float64Array) => a.map(Math.fround);
-    const A = be.tensor(round(Float64Array.from(rng.normalArray(B * T * n), (v) => 0.95 * Math.tanh(v))), [B, T, n, 1, 1], dtype);
-    const c = be.tensor(round(rng.normalArray(B * T * n)), [B, T, n], dtype);
-    const y0 = be.tensor(round(rng.normalArray(B * n)), [B, n], dtype);
-    try {
-      const y = be.scan({ A, c, y0, blockSize: 1, reverse });
-      const out = await be.read(y);
-      be.dispose(y);
-      return out;
-    } finally {
-      for (const t of [A, c, y0]) be.dispose(t);
-    }
-  }
+  const scan = (be: Backend, B: number, T: number, n: number, reverse: boolean, seed: number) =>
+    runDiagonalScan(be, diagonalScanData(B, T, n, seed, 0.95), [B, T, n], reverse, be === oracle ? 'float64' : 'float32');
 
   for (const [B, T, n] of [
     [64, 400, 1],
