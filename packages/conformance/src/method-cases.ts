@@ -6,6 +6,7 @@ import {
   deerWithGrad,
   defineCell,
   lang,
+  Rng,
   sequential,
   UnsupportedOptionError,
   withCapabilities,
@@ -29,6 +30,14 @@ const logistic = (): Cell =>
   defineCell({ name: 'logistic', state: 1, input: 1, params: {} }, (h, x) =>
     add(mul(constant(3.9), mul(h, sub(constant(1), h))), mul(constant(0), x)),
   );
+
+/** y = tanh(3y + x): two attractors near ±1, contractive at each; a state that crosses stays. */
+const latch = (): Cell =>
+  defineCell({ name: 'latch', state: 1, input: 1, params: {} }, (h, x) => tanh(add(mul(constant(3), h), x)));
+
+/** y = 0.999·y + x: forgets slowly, but linear (Newton is exact in one step). */
+const leaky = (): Cell =>
+  defineCell({ name: 'leaky', state: 1, input: 1, params: {} }, (h, x) => add(mul(constant(0.999), h), x));
 
 /** The backend as one that states `lanes` of parallelism (what 'auto''s cost model reads). */
 const withParallelism = (backend: Backend, lanes: number): Backend => withCapabilities(backend, { parallelism: lanes });
@@ -72,6 +81,31 @@ export function defineMethodCases(ctx: SuiteContext): void {
     }
   });
 
+  ctx.test('method/auto-damped-steps-rescue-overshoot', async () => {
+    // An Elman cell with every parameter at 6× its initial scale (a problem of deer-study):
+    // contractive along its trajectory (saturated), but full Newton steps from the first guess
+    // overshoot through the unsaturated region and DEER gives the rows up; 'auto' switches them to
+    // damped steps and converges without the fallback.
+    const [B, T] = [2, 300];
+    const cell = cells.elman({ inputSize: 2, hiddenSize: 8 });
+    const round = ctx.dtype === 'float32' ? Math.fround : (v: number) => v;
+    const params = cell.init({ seed: 12 });
+    for (const k of Object.keys(params)) params[k] = params[k]!.map((v) => round(6 * v));
+    const data = { x: new Rng(101).normalArray(B * T * 2).map(round), h0: new Float64Array(B * 8), params };
+    const ref = await oracleTrajectory(ctx.oracle(), cell, data, B, T);
+    const plain = await solveOnBackend(ctx.backend(), cell, data, B, T, ctx.dtype);
+    expect(plain.stats.fallbackRows, 'full steps alone give rows up').toBeGreaterThan(0);
+    const wide = withParallelism(ctx.backend(), WIDE);
+    const auto = await solveOnBackend(wide, cell, data, B, T, ctx.dtype, { method: 'auto' });
+    expect(auto.stats.converged).toBe(true);
+    expect(auto.stats.fallbackRows).toBe(0);
+    expect(auto.stats.elkIterations).toBeGreaterThan(0);
+    expect(auto.stats.switches.some((w) => w.includes('→ damped steps'))).toBe(true);
+    expect(auto.stats.residual).toBeLessThanOrEqual(1);
+    expect(maxAbsDiff(auto.y, ref)).toBeLessThanOrEqual(ctx.tolerance);
+    ctx.report(`elman ×6 T=${T}: DEER fell back on ${plain.stats.fallbackRows} rows; auto ${auto.stats.deerIterations} full + ${auto.stats.elkIterations} damped steps`);
+  });
+
   ctx.test('method/auto-chaotic-goes-sequential', async () => {
     // Long enough that the cost model picks DEER: the chaos probe is what sends it sequential.
     const backend = withParallelism(ctx.backend(), WIDE);
@@ -91,6 +125,45 @@ export function defineMethodCases(ctx: SuiteContext): void {
       expect(stats.lyapunov!).toBeGreaterThan(0.3);
       expect(maxAbsDiff(got, seq)).toBe(0);
       ctx.report(`logistic map: estimated Lyapunov exponent ${stats.lyapunov!.toFixed(3)} per step → sequential`);
+    } finally {
+      backend.dispose(x);
+    }
+  });
+
+  ctx.test('method/auto-long-memory-goes-sequential', async () => {
+    // T = 20000: past the iteration budget (100), long enough for the probe (T/16 steps) to reach
+    // it and for the cost model to pick Newton for a scalar cell. Rows
+    // whose perturbed start falls to the other attractor never rejoin the true trajectory: more
+    // memory than the budget, so 'auto' evaluates them sequentially before any Newton work; a
+    // slowly forgetting linear recurrence has no nonlinear memory and runs DEER.
+    const backend = withParallelism(ctx.backend(), WIDE);
+    const [B, T] = [8, 20_000];
+    const x = backend.tensor(new Float64Array(B * T), [B, T, 1], ctx.dtype);
+    try {
+      for (const [cell, h0] of [
+        [latch(), 0.05],
+        [leaky(), 1],
+      ] as const) {
+        const opts = { h0: new Array<number>(B).fill(h0) };
+        const { y, stats } = await deer(backend, cell, {}, x, { ...opts, method: 'auto' });
+        const got = await backend.read(y);
+        backend.dispose(y);
+        const { y: ys } = await sequential(backend, cell, {}, x, opts);
+        const seq = await backend.read(ys);
+        backend.dispose(ys);
+        expect(maxAbsDiff(got, seq), cell.name).toBeLessThanOrEqual(ctx.tolerance);
+        if (cell.name === 'latch') {
+          expect(stats.lyapunov!, 'contractive at its attractor').toBeLessThan(0);
+          expect(stats.memory!).toBe(101);
+          expect(stats.fallbackRows).toBeGreaterThan(0);
+          expect(stats.switches.some((w) => w.includes('remember a perturbed start'))).toBe(true);
+        } else {
+          expect(stats.converged).toBe(true);
+          expect(stats.fallbackRows).toBe(0);
+          expect(stats.memory!).toBeLessThanOrEqual(1);
+        }
+        ctx.report(`${cell.name}: memory ${stats.memory}, ${stats.fallbackRows} of ${B} rows sequential, ${stats.iterations} iterations`);
+      }
     } finally {
       backend.dispose(x);
     }

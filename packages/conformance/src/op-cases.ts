@@ -1,4 +1,4 @@
-import { Rng } from '@deerjs/core';
+import { Rng, ShapeError } from '@deerjs/core';
 import { expect } from 'vitest';
 import type { SuiteContext } from './context.js';
 import { maxAbsDiff } from './fixtures.js';
@@ -113,6 +113,46 @@ export function defineOpCases(ctx: SuiteContext): void {
     expect(await backend.findNonFinite(raw)).toEqual({ index: 1, value: Number.NaN });
     expect(await backend.findNonFinite(old)).toBeNull();
     for (const t of [l, r, outer, sum, twice, raw, old, u.y]) backend.dispose(t);
+  });
+
+  ctx.test('ops/cap-transitions', async () => {
+    const backend = ctx.backend();
+    const rng = new Rng(19);
+    // Rows: uncapped (−1), a cap below every norm, a cap above some; dense (s = n) and blocks.
+    for (const [n, s] of [
+      [5, 5],
+      [6, 2],
+      [4, 1],
+    ] as const) {
+      const [B, T] = [3, 7];
+      const caps = [-1, 0.05, 1.5];
+      const a = rng.normalArray(B * T * n * s);
+      const ta = backend.tensor(a, [B, T, n / s, s, s], ctx.dtype);
+      const got = backend.capTransitions(ta, s, caps);
+      const want = Float64Array.from(a);
+      let scaled = 0;
+      for (let b = 0; b < B; b++) {
+        for (let t = 0; t < T; t++) {
+          const base = (b * T + t) * n * s;
+          let norm = 0;
+          for (let r = 0; r < n; r++) {
+            let sum = 0;
+            for (let j = 0; j < s; j++) sum += Math.abs(a[base + r * s + j]!);
+            norm = Math.max(norm, sum);
+          }
+          if (caps[b]! < 0 || norm <= caps[b]!) continue;
+          scaled++;
+          for (let k = 0; k < n * s; k++) want[base + k] = (a[base + k]! * caps[b]!) / norm;
+        }
+      }
+      expect(scaled, 'every transition of the row capped at 0.05').toBeGreaterThanOrEqual(T);
+      expect(maxAbsDiff(await backend.read(got), want), `n=${n} s=${s}`).toBeLessThanOrEqual(tol * 10);
+      backend.dispose(ta);
+      backend.dispose(got);
+    }
+    const ta = backend.tensor([1, 2, 3, 4], [2, 2, 1, 1, 1], ctx.dtype);
+    expect(() => backend.capTransitions(ta, 1, [1])).toThrow(ShapeError);
+    backend.dispose(ta);
   });
 
   ctx.test('ops/block-matrix', async () => {

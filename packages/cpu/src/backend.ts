@@ -494,6 +494,31 @@ export class CpuBackend implements Backend {
     return out;
   }
 
+  capTransitions(a: Tensor, s: number, caps: ArrayLike<number>): Tensor {
+    const src = this.get(a);
+    const [B, T] = src.shape as [number, number];
+    if (caps.length !== B) throw new ShapeError('capTransitions', `${B} caps`, `${caps.length}`);
+    const out = this.make(src.shape, src.dtype, src.data.slice());
+    const per = src.size / (B * T);
+    for (let b = 0; b < B; b++) {
+      const cap = caps[b]!;
+      if (cap < 0) continue;
+      for (let t = 0; t < T; t++) {
+        const base = (b * T + t) * per;
+        let norm = 0;
+        for (let row = base; row < base + per; row += s) {
+          let sum = 0;
+          for (let j = 0; j < s; j++) sum += Math.abs(src.data[row + j]!);
+          if (sum > norm) norm = sum;
+        }
+        if (!(norm > cap)) continue;
+        const f = cap / norm;
+        for (let i = base; i < base + per; i++) out.data[i] = src.data[i]! * f;
+      }
+    }
+    return out;
+  }
+
   addIdentity(a: Tensor, s: number, alpha: number): Tensor {
     const src = this.get(a);
     const out = this.make(src.shape, src.dtype, src.data.slice());

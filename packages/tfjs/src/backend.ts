@@ -545,6 +545,23 @@ export class TfjsBackend implements Backend {
     );
   }
 
+  capTransitions(a: Tensor, s: number, caps: ArrayLike<number>): Tensor {
+    const tf = this.tf;
+    const src = this.unwrap(a);
+    const [B, T] = src.shape as [number, number];
+    if (caps.length !== B) throw new ShapeError('capTransitions', `${B} caps`, `${caps.length}`);
+    const c = Float32Array.from(caps);
+    return this.own(
+      tf.tidy(() => {
+        const rows = tf.reshape(src, [B, T, -1, s]);
+        const norm = tf.max(tf.sum(tf.abs(rows), 3), 2);
+        const cap = tf.tensor2d(c, [B, 1]);
+        const scale = tf.where(tf.logicalAnd(tf.greaterEqual(cap, 0), tf.greater(norm, cap)), tf.div(cap, norm), tf.onesLike(norm));
+        return tf.reshape(tf.mul(rows, tf.reshape(scale, [B, T, 1, 1])), src.shape);
+      }),
+    );
+  }
+
   addIdentity(a: Tensor, s: number, alpha: number): Tensor {
     const tf = this.tf;
     const src = this.unwrap(a);

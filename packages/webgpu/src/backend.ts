@@ -20,7 +20,7 @@ import {
 } from '@deerjs/core';
 import { f32Bits, type GpuContext, type KernelTime } from './context.js';
 import { ADD, ADD4, affineOffsetKernel, BROADCAST_TIME, COPY4, MASK_TIME, SUB, SUB4 } from './kernels/elementwise.js';
-import { ADD_IDENTITY, BLOCK_MATMUL, BLOCK_MATVEC, MAX_ABS_BITS, SCALE_TIME } from './kernels/matrix.js';
+import { ADD_IDENTITY, BLOCK_MATMUL, BLOCK_MATVEC, CAP_TRANSITIONS, MAX_ABS_BITS, SCALE_TIME } from './kernels/matrix.js';
 import {
   COLUMN_SUM,
   FIND_NON_FINITE,
@@ -1041,6 +1041,26 @@ export class WebGpuBackend implements Backend {
       throw err;
     } finally {
       this.ctx.release(factors);
+    }
+    return out;
+  }
+
+  capTransitions(a: Tensor, s: number, caps: ArrayLike<number>): Tensor {
+    const src = this.get(a);
+    this.checkBlocks('capTransitions', src, s);
+    const [B, T] = src.shape as [number, number];
+    if (caps.length !== B) throw new ShapeError('capTransitions', `${B} caps`, `${caps.length}`);
+    const c = this.ctx.buffer(Math.max(B, 4) * F32);
+    const out = this.make(src.shape);
+    try {
+      this.ctx.write(c, Float32Array.from(caps));
+      const n = src.size / (B * T * s);
+      this.ctx.dispatch(CAP_TRANSITIONS, 'cap-transitions', [src.buffer, c, out.buffer], [B * T, n, s, T], B * T);
+    } catch (err) {
+      this.dispose(out);
+      throw err;
+    } finally {
+      this.ctx.release(c);
     }
     return out;
   }

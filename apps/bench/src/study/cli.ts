@@ -7,14 +7,19 @@ import { ensureOutputDir } from '../out-dir.js';
 import { studySvg } from './chart.js';
 import { runConvergenceStudy, STUDY_FULL, STUDY_METHODS, STUDY_QUICK, type StudyProblem } from './convergence.js';
 
+/** Memory (steps) up to which a contractive problem counts as short-memory in the summary. */
+const SHORT_MEMORY = 100;
+
 const HELP = `deer-study: convergence of DEER, quasi-DEER, quasi-ELK and 'auto' against weight scale
 
   deer-study [--quick] [--backend NAME] [--out DIR]
 
-  For GRU and Elman cells (n = 8) whose weight matrices are scaled 0.5× … 12×, the fraction of
+  For GRU and Elman cells (n = 8) whose parameters are scaled 0.5× … 12×, the fraction of
   batch rows each method solves without the sequential fallback, its iterations, its time over
   sequential evaluation, and each problem's estimated largest Lyapunov exponent (< 0: perturbations
-  shrink along the trajectory, the problems ELK should solve). 'auto' runs on the backend as if it
+  shrink along the trajectory) and its memory (the most steps a trajectory started from a random
+  state takes to join the true one: far from the solution a Newton method's linear model is wrong,
+  so its iterations grow with this, not with the exponent). 'auto' runs on the backend as if it
   had a GPU's lanes (withCapabilities): on a few CPU cores its cost model would evaluate every
   problem sequentially, and the study is about its Newton path. Writes study.json (after every
   problem) and study.svg to --out (default: results/study-<backend>).
@@ -40,7 +45,7 @@ function parse(argv: readonly string[]): { quick: boolean; backend: string; out?
 
 function row(p: StudyProblem): string {
   const cells = p.runs.map((r) => `${r.convergedRows}/${r.rows} ${String(r.iterations).padStart(3)}it ${r.timeRatio.toFixed(1).padStart(5)}×`);
-  return [p.family.padEnd(6), `${p.scale}×`.padStart(5), p.lyapunov.toFixed(3).padStart(7), ...cells.map((c) => c.padStart(18))].join(' ');
+  return [p.family.padEnd(6), `${p.scale}×`.padStart(5), p.lyapunov.toFixed(3).padStart(7), String(p.memory).padStart(5), ...cells.map((c) => c.padStart(18))].join(' ');
 }
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -57,7 +62,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const backend = await openBackend(args.backend, dtype);
   const cfg = { ...config, dtype };
   const json = path.join(dir, 'study.json');
-  const header = ['family', 'scale', 'lyap', ...STUDY_METHODS.map((m) => m.id.padStart(18))].join(' ');
+  const header = ['family', 'scale', '   lyap', '  mem', ...STUDY_METHODS.map((m) => m.id.padStart(18))].join(' ');
   process.stdout.write(`deer-study on ${backend.name} (${backend.capabilities.device}), ${dtype}, T = ${cfg.T}, B = ${cfg.B}, n = ${cfg.n}\n${header}\n`);
   const save = (problems: readonly StudyProblem[]) =>
     writeFileSync(
@@ -74,9 +79,13 @@ async function main(argv: readonly string[]): Promise<number> {
     const svg = path.join(dir, 'study.svg');
     writeFileSync(svg, studySvg(problems, `Convergence against weight scale (${backend.name}, T = ${cfg.T})`));
     const contractive = problems.filter((p) => p.lyapunov < 0);
+    const short = contractive.filter((p) => p.memory <= SHORT_MEMORY);
     for (const m of STUDY_METHODS) {
-      const ok = contractive.filter((p) => p.runs.find((r) => r.method === m.id)!.convergedRows === p.runs[0]!.rows).length;
-      process.stdout.write(`${m.id}: ${ok}/${contractive.length} contractive problems solved without fallback\n`);
+      const solved = (ps: readonly StudyProblem[]) =>
+        ps.filter((p) => p.runs.find((r) => r.method === m.id)!.convergedRows === p.runs[0]!.rows).length;
+      process.stdout.write(
+        `${m.id}: ${solved(contractive)}/${contractive.length} contractive problems solved without fallback; ${solved(short)}/${short.length} of those with memory ≤ ${SHORT_MEMORY} steps\n`,
+      );
     }
     process.stdout.write(`wrote ${json}\n      ${svg}\n`);
     return 0;

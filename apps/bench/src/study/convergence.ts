@@ -2,6 +2,7 @@ import {
   type Backend,
   type Cell,
   cells,
+  DEFAULT_TOLERANCE,
   type DeerOptions,
   deer,
   type DType,
@@ -9,6 +10,7 @@ import {
   sequential,
   withCapabilities,
 } from '@deerjs/core';
+import { trajectoryMemory } from './memory.js';
 
 /** One way of solving: DEER, quasi-DEER, ELK (quasi-ELK here), or 'auto'. */
 export interface StudyMethod {
@@ -74,15 +76,20 @@ export interface StudyProblem {
   readonly seed: number;
   /** Largest Lyapunov exponent per step, estimated by 'auto' (< 0: perturbations shrink). */
   readonly lyapunov: number;
+  /** Steps a trajectory from a random state takes to join the true one (`trajectoryMemory`). */
+  readonly memory: number;
   readonly sequentialMs: number;
   readonly runs: readonly StudyRun[];
 }
 
-/** A GRU or Elman cell with every weight matrix scaled (biases kept). */
+/**
+ * A GRU or Elman cell with every parameter scaled, biases (Wb, Rb) included: the study's problems
+ * since it was first run (the filter meant to keep biases matched no ONNX-layout name).
+ */
 function scaledProblem(family: 'gru' | 'elman', scale: number, seed: number, n: number): { cell: Cell; params: Record<string, Float64Array> } {
   const cell = family === 'gru' ? cells.gru({ inputSize: 2, hiddenSize: n }) : cells.elman({ inputSize: 2, hiddenSize: n });
   const params = cell.init({ seed });
-  for (const k of Object.keys(params)) if (!k.startsWith('b')) params[k] = params[k]!.map((v) => v * scale);
+  for (const k of Object.keys(params)) params[k] = params[k]!.map((v) => v * scale);
   return { cell, params };
 }
 
@@ -108,6 +115,7 @@ export async function runConvergenceStudy(
           const ref = await backend.read(seq.y);
           const sequentialMs = now() - t0;
           backend.dispose(seq.y);
+          const memory = await trajectoryMemory(backend, cell, params, x, ref, DEFAULT_TOLERANCE[config.dtype], 200 + seed);
           const runs: StudyRun[] = [];
           let lyapunov = Number.NaN;
           for (const m of STUDY_METHODS) {
@@ -130,7 +138,7 @@ export async function runConvergenceStudy(
               maxError: err,
             });
           }
-          const p: StudyProblem = { family, scale, seed, lyapunov, sequentialMs, runs };
+          const p: StudyProblem = { family, scale, seed, lyapunov, memory, sequentialMs, runs };
           out.push(p);
           onProblem(p, out.length, total);
         } finally {

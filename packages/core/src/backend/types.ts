@@ -210,6 +210,13 @@ export interface Backend {
    * (b, i), by whatever order suits the backend (Thomas in time order, or parallel cyclic reduction).
    */
   dampedScan(args: DampedScanArgs): Tensor;
+  /**
+   * The transitions a ([B, T, n/s, s, s]) with every (b, t) one scaled by min(1, caps[b] / ‖a_bt‖∞),
+   * ‖·‖∞ the largest absolute row sum over its n rows; rows b with caps[b] < 0 are copied as they
+   * are. The damped DEER step's trust region: a linear model that may not carry a correction on
+   * with more than caps[b] times its size per step.
+   */
+  capTransitions(a: Tensor, blockSize: number, caps: ArrayLike<number>): Tensor;
   /** c = F − A·y per (b, t), A in block structure [B, T, n/s, s, s]. */
   affineOffset(F: Tensor, A: Tensor, y: Tensor, blockSize: number): Tensor;
   /**

@@ -4,7 +4,7 @@ import type { Cell } from '../cell/cell.js';
 import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
 import { OutOfMemoryError, ShapeError } from '../errors.js';
 import { type EngineStats, type NewtonMethod, type NewtonProblem, newEngineStats, type StopReason, solveWindows } from './engine.js';
-import { driveAsync, driveSync, readDeerStep, readTensor, type Solve } from './solve.js';
+import { driveAsync, driveSync, readDeerStep, type Solve } from './solve.js';
 import { type DeerOptions, type ResolvedDeerOptions, resolveDeerOptions } from './options.js';
 import {
   checkInitialGuess,
@@ -19,6 +19,7 @@ import {
   windowLengths,
 } from './validate.js';
 import { planSolve, type SolvePlan } from './plan.js';
+import { probeDynamics } from './probes.js';
 import { chooseWindow } from './window.js';
 
 export interface DeerStats {
@@ -61,6 +62,12 @@ export interface DeerStats {
   readonly switches: readonly string[];
   /** 'auto': the largest estimated Lyapunov exponent per step over the rows (> 0: chaotic). */
   readonly lyapunov: number | undefined;
+  /**
+   * 'auto': the largest per-row memory measured — steps a trajectory from a perturbed start took to
+   * join the true one (within 1e-2 relative) —, up to the iteration budget + 1; rows above the
+   * budget were evaluated sequentially ('longMemory'). Absent where not measured (T within budget).
+   */
+  readonly memory?: number;
   /**
    * 'auto' on a backend that states its parallelism: the cost model's estimates and its choice
    * (the structure DEER used, or sequential evaluation; the reason is also in `switches`).
@@ -177,8 +184,8 @@ export function recurrenceProblem(
       if (lengths) return null;
       return yield* readDeerStep(cell.residualProgram(blockSize), { input: x, y0, params }, y, opts);
     },
-    *lyapunov() {
-      return yield* lyapunovProbe(backend, cell, params, x, y0, lengths);
+    *probe(horizon) {
+      return yield* probeDynamics(backend, cell, params, x, y0, lengths, horizon);
     },
     // biome-ignore lint/correctness/useYield: as above
     *evaluate(y) {
@@ -197,87 +204,6 @@ export function recurrenceProblem(
       }
     },
   };
-}
-
-/** Most Jacobian entries the Lyapunov probe reads back (4 Mi: 16 MiB in float32). */
-const PROBE_FLOATS = 2 ** 22;
-
-/**
- * Per-row estimates of the largest Lyapunov exponent (per step) along the first P ≈ T/16 steps (at
- * least 16, and at most what PROBE_FLOATS Jacobian entries hold), evaluated sequentially: power
- * iteration with each row's exact Jacobians, block by block, averaged after a burn-in of P/4
- * steps. Costs at most about 1/16 of a sequential pass plus one read of P Jacobians.
- */
-function* lyapunovProbe(
-  backend: Backend,
-  cell: Cell,
-  params: Readonly<Record<string, Tensor>>,
-  x: Tensor,
-  y0: Tensor,
-  lengths: Uint32Array | undefined,
-): Solve<Float64Array> {
-  const [B, T] = [x.shape[0]!, x.shape[1]!];
-  const n = cell.stateSize;
-  const s = cell.exactBlockSize;
-  // Capped so that the Jacobians read back stay small: at nh = 64 a sixteenth of T = 1e4 was
-  // 164 MB, read and walked on the host in more time than the solve it guards (H200).
-  const capped = Math.floor(PROBE_FLOATS / Math.max(1, B * n * s));
-  const P = Math.min(T, Math.max(16, Math.min(Math.ceil(T / 16), capped)));
-  const xs = P < T ? backend.sliceTime(x, 0, P) : x;
-  let J: Tensor;
-  try {
-    const yP = backend.runSequential(cell.stepProgram(), { input: xs, y0, params });
-    const yPrev = backend.shiftTime(yP, y0, 1);
-    backend.dispose(yP);
-    try {
-      const lin = backend.runStep(cell.linearizeProgram(s), { state: yPrev, input: xs, params });
-      backend.dispose(lin.outputs[0]!);
-      J = lin.jacobian!;
-    } finally {
-      backend.dispose(yPrev);
-    }
-  } finally {
-    if (xs !== x) backend.dispose(xs);
-  }
-  let jh: ArrayLike<number>;
-  try {
-    jh = yield* readTensor(J);
-  } finally {
-    backend.dispose(J);
-  }
-  const out = new Float64Array(B).fill(Number.NEGATIVE_INFINITY);
-  const v = new Float64Array(s);
-  const next = new Float64Array(s);
-  for (let b = 0; b < B; b++) {
-    const len = Math.min(P, lengths ? lengths[b]! : P);
-    const burn = Math.floor(len / 4);
-    if (len - burn < 1) continue;
-    for (let k = 0; k < n / s; k++) {
-      for (let i = 0; i < s; i++) v[i] = 1 + 0.37 * Math.sin(7 * i + 1);
-      let logSum = 0;
-      let exponent = 0;
-      for (let t = 0; t < len; t++) {
-        const base = ((b * P + t) * (n / s) + k) * s * s;
-        let norm = 0;
-        for (let i = 0; i < s; i++) {
-          let acc = 0;
-          for (let j = 0; j < s; j++) acc += jh[base + i * s + j]! * v[j]!;
-          next[i] = acc;
-          norm += acc * acc;
-        }
-        norm = Math.sqrt(norm);
-        if (!(norm > 0) || !Number.isFinite(norm)) {
-          exponent = norm > 0 ? Number.POSITIVE_INFINITY : Number.NEGATIVE_INFINITY;
-          break;
-        }
-        for (let i = 0; i < s; i++) v[i] = next[i]! / norm;
-        if (t >= burn) logSum += Math.log(norm);
-        exponent = logSum / (len - burn);
-      }
-      out[b] = Math.max(out[b]!, exponent);
-    }
-  }
-  return out;
 }
 
 /** The whole solve — windows, Newton iterations, fallback — as a generator that yields at its reads. */

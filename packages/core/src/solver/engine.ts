@@ -11,6 +11,7 @@ import { residualMerit } from './merit.js';
 import { readScanUpdate, readUpdate, type Solve } from './solve.js';
 import type { FallbackOption, IterationInfo } from './options.js';
 import type { SolvePlan } from './plan.js';
+import type { DynamicsProbe } from './probes.js';
 
 /**
  * The one Newton engine behind `deer`, `solveIvp` and their sync variants. A problem supplies
@@ -24,7 +25,9 @@ import type { SolvePlan } from './plan.js';
 /** Why Newton stopped for a batch row (the stats report the worst row's). */
 /**
  * Why Newton stopped. 'sequential': no Newton at all — `method: 'auto'`'s cost model chose
- * sequential evaluation (an exact answer).
+ * sequential evaluation (an exact answer). 'chaotic' and 'longMemory': 'auto' sent the row to
+ * sequential evaluation before iterating (its Lyapunov exponent is positive; it remembers a
+ * perturbed start for longer than Newton's iteration budget).
  */
 export type StopReason =
   | 'tolerance'
@@ -33,6 +36,7 @@ export type StopReason =
   | 'nonFinite'
   | 'maxIter'
   | 'chaotic'
+  | 'longMemory'
   | 'sequential';
 
 /** Newton's step: full (DEER), damped (ELK), or chosen as it goes ('auto'). */
@@ -66,10 +70,11 @@ export interface NewtonProblem {
    */
   fusedStep?(y: Tensor, opts: NewtonUpdateOptions): Solve<NewtonUpdate | null>;
   /**
-   * Per-row estimates of the largest Lyapunov exponent along the trajectory (per step), for
-   * 'auto' to recognise chaotic rows before iterating; absent where it does not apply.
+   * Per-row estimates of the largest Lyapunov exponent along the trajectory (per step) and, where
+   * the probe reaches `horizon` steps, of the nonlinear memory (steps, at most horizon + 1), for
+   * 'auto' to recognise rows Newton cannot finish before iterating; absent where it does not apply.
    */
-  lyapunov?(): Solve<Float64Array>;
+  probe?(horizon: number): Solve<DynamicsProbe>;
   /** The residual r = G(y) − y alone, for the residual check. */
   evaluate(y: Tensor): Solve<Tensor>;
   /** The exact step-by-step answer for the rows `rows`: [rows.length, T, n]. */
@@ -106,6 +111,8 @@ export interface EngineStats {
   elkIterations: number;
   switches: string[];
   lyapunov: number | undefined;
+  /** 'auto': the largest per-row memory measured (steps; budget + 1 means longer than the budget). */
+  memory?: number;
   /** Device work of the solve (summed over windows), when the backend counts it (`counters`). */
   device?: DeviceCounters;
   /** 'auto': the cost model's estimates and choice, when the backend states its parallelism. */
@@ -146,6 +153,13 @@ const LAMBDA_MIN = 1e-8;
 const LAMBDA_MAX = 1e8;
 /** ELK steps without halving the residual before a row counts as stagnated. */
 const ELK_PATIENCE = 12;
+/**
+ * The damped DEER step ('auto', after full steps fail): its first transition cap, the cap past which
+ * it is a full step again, and the cap meaning "no cap" (what `capTransitions` copies).
+ */
+const CAP_START = 1;
+const CAP_MAX = 1e3;
+const FULL_STEP = -1;
 /** Largest Lyapunov exponent (per step) above which 'auto' treats a row as chaotic. */
 export const CHAOS_THRESHOLD = 0.01;
 
@@ -155,6 +169,7 @@ const SEVERITY: readonly StopReason[] = [
   'maxIter',
   'stagnated',
   'chaotic',
+  'longMemory',
   'diverged',
   'nonFinite',
 ];
@@ -198,6 +213,8 @@ export function* newtonWindow(
     lambda: new Float64Array(B).fill(LAMBDA_START),
     merit: new Float64Array(B).fill(Number.NaN),
     maxResidual: new Float64Array(B).fill(Number.POSITIVE_INFINITY),
+    damped: new Uint8Array(B),
+    cap: new Float64Array(B).fill(FULL_STEP),
   };
   const { status, reason } = w;
   const residualFails = new Uint32Array(B);
@@ -210,24 +227,36 @@ export function* newtonWindow(
   let iterations = 0;
   const mode: 'deer' | 'elk' = method === 'elk' ? 'elk' : 'deer';
   try {
-    if (method === 'auto' && problem.lyapunov) {
+    if (method === 'auto' && problem.probe) {
+      const probe = yield* problem.probe(budget);
       // Chaotic rows (perturbations grow along the trajectory): no parallel Newton method
       // converges in few iterations there, so they go straight to the sequential answer.
-      const exponents = yield* problem.lyapunov();
       for (let b = 0; b < B; b++) {
-        stats.lyapunov = Math.max(stats.lyapunov ?? Number.NEGATIVE_INFINITY, exponents[b]!);
-        if (exponents[b]! > CHAOS_THRESHOLD) {
-          status[b] = Row.Failed;
-          reason[b] = 'chaotic';
-        }
+        stats.lyapunov = Math.max(stats.lyapunov ?? Number.NEGATIVE_INFINITY, probe.lyapunov[b]!);
+        if (probe.lyapunov[b]! > CHAOS_THRESHOLD) fail(w, b, 'chaotic');
       }
-      if (count(Row.Failed) > 0) stats.switches.push(`window ${where.window}: ${count(Row.Failed)} chaotic rows → sequential`);
+      const chaotic = count(Row.Failed);
+      if (chaotic > 0) stats.switches.push(`window ${where.window}: ${chaotic} chaotic rows → sequential`);
+      // Rows that hold a perturbation, beyond what their Jacobians carry, for longer than the
+      // budget: far from the solution Newton learns about one step per iteration there, so it
+      // would run the budget out and fall back anyway (deer-study).
+      if (probe.memory && budget < T) {
+        for (let b = 0; b < B; b++) {
+          stats.memory = Math.max(stats.memory ?? 0, probe.memory[b]!);
+          if (status[b] === Row.Active && probe.memory[b]! > budget) fail(w, b, 'longMemory');
+        }
+        const long = count(Row.Failed) - chaotic;
+        if (long > 0) stats.switches.push(`window ${where.window}: ${long} rows remember a perturbed start for more than ${budget} steps (the iteration budget) → sequential`);
+      }
     }
     while (count(Row.Active) > 0) {
       while (count(Row.Active) > 0 && iterations < budget) {
         iterations++;
         let update: NewtonUpdate;
-        if (mode === 'deer') {
+        if (mode === 'deer' && w.damped.some((d, b) => d === 1 && status[b] === Row.Active)) {
+          update = yield* dampedDeerIteration(backend, problem, y, zeros, w, { ...tol, active: mask(Row.Active) });
+          stats.elkIterations++;
+        } else if (mode === 'deer') {
           update = yield* deerIteration(backend, problem, y, zeros, { ...tol, active: mask(Row.Active) });
           stats.deerIterations++;
         } else {
@@ -242,11 +271,16 @@ export function* newtonWindow(
         stats.clipped += update.clipped;
         const gaveUp = mode === 'deer' ? judgeDeer(w, update, T, iterations, budget) : judgeElk(w, update);
         if (method === 'auto') {
-          // Measured (deer-study): where full steps stop making progress, the damped step on the
-          // diagonal of the Jacobian does not converge either and costs more, so 'auto' hands
-          // such rows straight to the sequential fallback.
+          // A row that full steps fail (overshoot, overflow, no progress) gets one more chance with
+          // damped steps (a trust region on the linear model's transitions); a damped row that
+          // fails too goes to the sequential fallback.
           for (const b of gaveUp) {
-            stats.switches.push(`window ${where.window}, iteration ${iterations}: row ${b} ${reason[b]} under DEER → sequential`);
+            if (!w.damped[b] && iterations < budget) {
+              stats.switches.push(`window ${where.window}, iteration ${iterations}: row ${b} ${reason[b]} under DEER → damped steps`);
+              startDamped(w, b);
+            } else {
+              stats.switches.push(`window ${where.window}, iteration ${iterations}: row ${b} ${reason[b]} under ${w.damped[b] ? 'damped steps' : 'DEER'} → sequential`);
+            }
           }
         }
         opts.onIteration?.({
@@ -342,6 +376,9 @@ interface WindowState {
   readonly merit: Float64Array;
   /** ELK: max scaled one-step residual of the current iterate (∞ until measured). */
   readonly maxResidual: Float64Array;
+  /** 'auto': rows that left full steps for damped ones, and each row's transition cap (FULL_STEP: none). */
+  readonly damped: Uint8Array;
+  readonly cap: Float64Array;
 }
 
 function fail(w: WindowState, b: number, why: StopReason): void {
@@ -371,6 +408,65 @@ function* deerIteration(
   }
 }
 
+/** Row b leaves full steps for damped ones: its judge starts afresh, its transitions capped at CAP_START. */
+function startDamped(w: WindowState, b: number): void {
+  w.status[b] = Row.Active;
+  w.reason[b] = 'tolerance';
+  w.damped[b] = 1;
+  w.cap[b] = CAP_START;
+  w.merit[b] = Number.NaN;
+  w.best[b] = Number.POSITIVE_INFINITY;
+  w.since[b] = 0;
+  w.mark[b] = 0;
+  w.steps[b] = 0;
+  w.nonFiniteStreak[b] = 0;
+  w.clipStreak[b] = 0;
+}
+
+/**
+ * One damped DEER step for the rows that left full steps ('auto'): every transition A_t of row b
+ * scaled down to ‖A_t‖∞ ≤ cap_b (`capTransitions`), so that the linear model cannot carry a
+ * correction on with more than cap_b times its size per step — wrong far from the solution, it
+ * would overflow — while the step still takes G(y) − y in full. Any such step makes the steps up to
+ * the settled front exact, like DEER's (the transitions only weight what the step before it moved),
+ * so it cannot lose what full steps gain; with every cap 0 it is the fixed-point sweep y ← G(y).
+ * The cap follows the row's merit (scaled 2-norm of the residual): ×4 after it fell below a quarter
+ * (past CAP_MAX: full steps again), ÷4 after it did not fall. Rows on full steps keep them.
+ */
+function* dampedDeerIteration(
+  backend: Backend,
+  problem: NewtonProblem,
+  y: Tensor,
+  zeros: Tensor,
+  w: WindowState,
+  opts: NewtonUpdateOptions & { active: Uint8Array },
+): Solve<NewtonUpdate> {
+  const { A, r } = yield* problem.linearize(y);
+  try {
+    const merit = yield* residualMerit(backend, r, y, opts);
+    for (let b = 0; b < problem.B; b++) {
+      if (!w.damped[b] || !opts.active[b]) continue;
+      const m = finiteOr(merit[b]!);
+      const before = w.merit[b]!;
+      if (!Number.isNaN(before)) {
+        const cap = w.cap[b]!;
+        if (!(m < before)) w.cap[b] = cap === FULL_STEP ? CAP_START : cap / 4;
+        else if (m < 0.25 * before && cap !== FULL_STEP) w.cap[b] = cap * 4 > CAP_MAX ? FULL_STEP : cap * 4;
+      }
+      w.merit[b] = m;
+    }
+    const capped = backend.capTransitions(A, problem.blockSize, w.cap);
+    try {
+      return yield* readScanUpdate({ A: capped, c: r, y0: zeros, blockSize: problem.blockSize, reverse: false }, y, opts);
+    } finally {
+      backend.dispose(capped);
+    }
+  } finally {
+    backend.dispose(A);
+    backend.dispose(r);
+  }
+}
+
 /**
  * After a DEER step: rows within tolerance become pending (the residual check confirms them);
  * rows that keep producing NaN/Inf, keep reaching the clip, or stop progressing are given up.
@@ -393,11 +489,12 @@ function judgeDeer(w: WindowState, update: NewtonUpdate, T: number, iterations: 
     else if (w.clipStreak[b]! >= BAD_STREAK) fail(w, b, 'diverged');
     else if (++w.steps[b]! === 1) {
       // The first step measures how far the initial guess was, not Newton's progress.
-    } else if (sc < 0.5 * w.best[b]!) {
-      w.best[b] = sc;
+    } else if ((w.damped[b] ? w.merit[b]! : sc) < 0.5 * w.best[b]!) {
+      // Damped steps are judged by the residual's merit: their size follows the cap, not progress.
+      w.best[b] = w.damped[b] ? w.merit[b]! : sc;
       w.since[b] = 0;
       w.mark[b] = update.rows.settled[b]!;
-    } else if (++w.since[b]! >= STAGNATION_PATIENCE) {
+    } else if (++w.since[b]! >= (w.damped[b] ? ELK_PATIENCE : STAGNATION_PATIENCE)) {
       // No halving for a while: progress only if the settled front moves fast enough to reach T
       // within the budget (exact Newton settles ≥ 1 step per iteration).
       const settled = update.rows.settled[b]!;

@@ -68,9 +68,10 @@ export interface DeerOptions extends SolveOptions {
    * Newton's step: 'deer' (default) full steps; 'elk' damped steps with a trust region that adapts
    * (Levenberg–Marquardt on the diagonal of the Jacobian: quasi-ELK), which converge where full
    * steps overshoot on moderate problems (see the convergence study: not yet on hard ones); 'auto'
-   * evaluates rows whose dynamics are chaotic sequentially up front (a Lyapunov estimate over the
-   * first ~T/16 steps) and takes DEER's full steps for the rest, handing rows that stop making
-   * progress to the sequential fallback.
+   * evaluates sequentially up front the rows whose dynamics are chaotic (a Lyapunov estimate over
+   * the first ~T/16 steps) or that remember a perturbed start, beyond what their Jacobians carry,
+   * for longer than the iteration budget (`stats.memory`), and takes DEER's full steps for the
+   * rest, handing rows that stop making progress to the sequential fallback.
    */
   readonly method?: NewtonMethod;
 }

@@ -52,6 +52,32 @@ export const SCALE_TIME = module(
   O[idx] = X[idx] * F[(idx / ${uni(2)}) % ${uni(1)}];`,
 );
 
+/**
+ * One invocation per (b, t): O = X · min(1, C[b] / ‖X_bt‖∞) over its n rows of s entries (C[b] < 0:
+ * a copy). Uniforms: 0 = B·T, 1 = n, 2 = s, 3 = T.
+ */
+export const CAP_TRANSITIONS = module(
+  [
+    ['X', false],
+    ['C', false],
+    ['O', true],
+  ],
+  `  if (idx >= ${uni(0)}) { return; }
+  let s = ${uni(2)};
+  let per = ${uni(1)} * s;
+  let base = idx * per;
+  var norm = 0.0;
+  for (var r = 0u; r < per; r += s) {
+    var sum = 0.0;
+    for (var j = 0u; j < s; j++) { sum += abs(X[base + r + j]); }
+    norm = max(norm, sum);
+  }
+  let cap = C[idx / ${uni(3)}];
+  var f = 1.0;
+  if (cap >= 0.0 && norm > cap) { f = cap / norm; }
+  for (var k = 0u; k < per; k++) { O[base + k] = X[base + k] * f; }`,
+);
+
 /** O = X + alpha on the diagonal of every s×s block. Uniforms: 0 = size, 1 = s, 2 = alpha (f32 bits). */
 export const ADD_IDENTITY = module(
   [
