@@ -24,7 +24,17 @@ import { affineOffsetFast, scanFast } from './scan.js';
 import { ThreadedScan } from './scan-threads.js';
 import { SharedBuffers } from './shared-buffers.js';
 import { runRows } from './seq-rows.js';
-import { availableThreads, isShared, runTiles, type SeqRowsArgs, sharedArray, ThreadPool } from './threads.js';
+import {
+  availableThreads,
+  isShared,
+  type Job,
+  jobFromSource,
+  runTiles,
+  type SeqRowsArgs,
+  sharedArray,
+  ThreadPool,
+} from './threads.js';
+import { wasmSeqJob } from './wasm-seq-plan.js';
 import { threadedNewtonUpdate, UPDATE_PARALLEL_MIN } from './update.js';
 
 /** Doubles of scratch one tile may use (all its nodes together): about 256 KiB. */
@@ -65,6 +75,11 @@ interface SeqPlan {
   readonly stateLeaf?: NodeId;
   /** Work per (b, t) element, hoisted part included: multiply-adds of products, values of the rest. */
   readonly work: number;
+  /**
+   * Float32 with SIMD: the whole sequential loop on WebAssembly SIMD kernels (wasm/seq-site.ts), a
+   * job taking (P, b0, b1, T, x, y0, y, budget); absent where the generator or runtime cannot.
+   */
+  readonly wasm?: Job;
 }
 
 /**
@@ -190,7 +205,9 @@ export function makeSeqPlan(p: StepProgram, fast: boolean, simd = true): SeqPlan
     simd,
   });
   const work = live.reduce((a, id) => a + workOf(g, id), 0);
-  return { hoist, hoistTile: hoist ? tileFor(hoist) : 1, frontier, step, stateLeaf, work };
+  const wasm =
+    fast && simd ? wasmSeqJob(g, hoisted, frontier, stepNodes, stateLeaf, f, jobFromSource) : undefined;
+  return { hoist, hoistTile: hoist ? tileFor(hoist) : 1, frontier, step, stateLeaf, work, wasm };
 }
 
 /** Scratch arrays of a kernel for tiles of up to `tile` elements, kept with the kernel for reuse. */
@@ -441,15 +458,26 @@ export class FastCpuBackend extends CpuBackend {
       hasState: stateLeaf !== undefined,
       budget: CHUNK_BUDGET,
     };
-    const S = scratchFor(step, B);
-    const hS = hoist ? scratchFor(hoist, plan.hoistTile) : undefined;
     // Rows are independent: on large enough problems, each thread runs the whole time loop for a
     // contiguous range of them (the same arithmetic per row as one thread).
     const parts = Math.min(this.threads, B);
     const pool =
       parts > 1 ? this.poolFor(B * T * plan.work, [out.data, ...(x ? [x.data] : [])], SEQ_PARALLEL_MIN) : undefined;
+    const rows = Array.from({ length: parts + 1 }, (_, i) => Math.round((i * B) / parts));
+    if (plan.wasm) {
+      const job = plan.wasm;
+      const P = g.params.map((spec) => {
+        const t = inputs.params[spec.name];
+        return t ? this.data(t) : new Float32Array(0);
+      });
+      const call = (b0: number, b1: number) => [P, b0, b1, T, x?.data, y0.data, out.data, 8 * CHUNK_BUDGET] as const;
+      if (pool) pool.calls(rows.slice(0, -1).map((b0, i) => (rows[i + 1]! > b0 ? [[job, call(b0, rows[i + 1]!)]] : [])));
+      else job.fn(...call(0, B));
+      return out;
+    }
+    const S = scratchFor(step, B);
+    const hS = hoist ? scratchFor(hoist, plan.hoistTile) : undefined;
     if (pool) {
-      const rows = Array.from({ length: parts + 1 }, (_, i) => Math.round((i * B) / parts));
       pool.rows(rows, step, S, hoist, hS, args);
       return out;
     }

@@ -13,8 +13,9 @@ import {
 import { matvecCols, matvecRows } from './matvec.js';
 import { wasmMatvecSource } from './wasm/matvec-site.js';
 
-/** A program this generator does not know how to compile; the caller falls back to the reference. */
-export class Unsupported extends Error {}
+import { Unsupported } from './unsupported.js';
+
+export { Unsupported };
 
 /**
  * What one generated kernel does for a tile of E elements: compute `nodes` (topological; no
