@@ -53,6 +53,11 @@ const UNROLL = 4;
 /** Register blocking of matvec: groups × output rows. */
 const GB = 2;
 const RB = 4;
+/**
+ * Entries of a fused run computed side by side (see forBlocks): a GRU step at n = 64 took 0.61×
+ * the time of one entry at a time (4 measured best of 1, 2, 4, 8).
+ */
+const INTERLEAVE = 4;
 
 const align16 = (v: number) => Math.ceil(v / 16) * 16;
 
@@ -173,6 +178,22 @@ function kernelBody(
     if (item.kind === 'single') allocate(item.id);
     else for (const id of item.ids) if (stored.has(id)) allocate(id);
   }
+  // A product of a param or const vector (the same for every element) reads it broadcast into
+  // scratch first.
+  const uniform = (id: NodeId): boolean => {
+    const node = g.nodes[id]!;
+    if (extIndex.has(id)) return false;
+    return node.op === 'param' || node.op === 'const' || (node.op === 'slice' && uniform(node.a));
+  };
+  const broadcast = new Map<NodeId, number>();
+  for (const item of items) {
+    if (item.kind !== 'single') continue;
+    const node = g.nodes[item.id]!;
+    if (node.op === 'matvec' && uniform(node.v)) {
+      broadcast.set(item.id, bytes);
+      bytes += 16 * g.nodes[node.v]!.size;
+    }
+  }
   const tmp = f.local(V128);
   const loc = (id: NodeId): Loc => {
     const node = g.nodes[id]!;
@@ -218,19 +239,49 @@ function kernelBody(
       f.get(gl).i32(1).add().tee(gl).get(NG).op(OP.i32LtS).brIf(0);
     });
   };
-  /** for each entry i of `size`: body(imm16, imm4, dyn) — unrolled (immediates) or a loop (iv, i4). */
-  const forEntries = (size: number, body: (i16: number, i4: number, dyn: boolean) => void) => {
-    if (size <= UNROLL) {
-      for (let i = 0; i < size; i++) body(16 * i, 4 * i, false);
+  /**
+   * For each entry i of `size`, in blocks of up to `u` entries: body(entries, dyn), each entry's
+   * immediates (16·i, 4·i) absolute, or relative to iv, i4 when dyn (a loop over full blocks, then
+   * the rest). A fused run interleaves a block's entries op by op: independent dependency chains
+   * side by side, where one entry at a time would leave the core waiting on each op's latency.
+   */
+  const forBlocks = (
+    size: number,
+    u: number,
+    body: (es: readonly [number, number][], dyn: boolean) => void,
+  ) => {
+    const block = (from: number, count: number, rel: number) =>
+      Array.from(
+        { length: count },
+        (_, k) => [16 * (from + k - rel), 4 * (from + k - rel)] as [number, number],
+      );
+    if (size <= UNROLL * u) {
+      for (let i = 0; i < size; i += u) body(block(i, Math.min(u, size - i), 0), false);
       return;
     }
+    const full = Math.floor(size / u) * u;
     f.i32(0).set(iv);
     f.loop(() => {
       f.get(iv).i32(2).op(OP.i32ShrS).set(i4);
-      body(0, 0, true);
-      f.get(iv).i32(16).add().tee(iv).i32(16 * size).op(OP.i32LtS).brIf(0);
+      body(block(0, u, 0), true);
+      f.get(iv)
+        .i32(16 * u)
+        .add()
+        .tee(iv)
+        .i32(16 * full)
+        .op(OP.i32LtS)
+        .brIf(0);
     });
+    if (full < size) {
+      f.get(iv).i32(2).op(OP.i32ShrS).set(i4);
+      body(block(full, size - full, full), true);
+    }
   };
+  /** for each entry i of `size`: body(imm16, imm4, dyn), one at a time. */
+  const forEntries = (size: number, body: (i16: number, i4: number, dyn: boolean) => void) =>
+    forBlocks(size, 1, (es, dyn) => {
+      for (const [a, b] of es) body(a, b, dyn);
+    });
   /** Pushes the address base of a memory operand: base (+ iv when looping and not broadcast). */
   const addr = (base: number, dyn: boolean, by: 'iv' | 'i4' | 'none') => {
     f.get(base);
@@ -285,35 +336,30 @@ function kernelBody(
     if (item.kind === 'group') {
       const { size, ids } = item;
       forGroups(() => {
-        forEntries(size, (i16, i4v, dyn) => {
-          const locals = new Map<NodeId, number>();
+        forBlocks(size, INTERLEAVE, (es, dyn) => {
+          const locals = es.map(() => new Map<NodeId, number>());
           for (const id of ids) {
             const node = g.nodes[id]!;
-            const v = f.local(V128);
-            if (node.op === 'unary') {
-              load(node.a, i16, i4v, dyn, locals);
-              unary(f, node.fn, v);
-            } else if (node.op === 'binary') {
-              load(node.a, i16, i4v, dyn, locals);
-              load(node.b, i16, i4v, dyn, locals);
-              const op = {
-                add: SIMD.f32x4Add,
-                sub: SIMD.f32x4Sub,
-                mul: SIMD.f32x4Mul,
-                div: SIMD.f32x4Div,
-                min: SIMD.f32x4Min,
-                max: SIMD.f32x4Max,
-              }[node.fn];
-              if (op === undefined) throw new Unsupported(`binary ${node.fn}`);
-              f.simd(op);
-            } else throw new Error('wasm kernel: not elementwise');
-            f.set(v);
-            locals.set(id, v);
-            const o = scratch.get(id);
-            if (o !== undefined) {
-              addr(sg, dyn, 'iv');
-              f.get(v).mem(SIMD.store, o + i16, 4);
-            }
+            es.forEach(([i16, i4v], k) => {
+              const v = f.local(V128);
+              if (node.op === 'unary') {
+                load(node.a, i16, i4v, dyn, locals[k]!);
+                unary(f, node.fn, v);
+              } else if (node.op === 'binary') {
+                load(node.a, i16, i4v, dyn, locals[k]!);
+                load(node.b, i16, i4v, dyn, locals[k]!);
+                const op = BINARY[node.fn];
+                if (op === undefined) throw new Unsupported(`binary ${node.fn}`);
+                f.simd(op);
+              } else throw new Error('wasm kernel: not elementwise');
+              f.set(v);
+              locals[k]!.set(id, v);
+              const o = scratch.get(id);
+              if (o !== undefined) {
+                addr(sg, dyn, 'iv');
+                f.get(v).mem(SIMD.store, o + i16, 4);
+              }
+            });
           }
         });
       });
@@ -323,9 +369,21 @@ function kernelBody(
     const node = g.nodes[id]!;
     const out = scratch.get(id)!;
     switch (node.op) {
-      case 'matvec':
-        matvec(f, g, node, loc(node.v), out, bytes, useParam(node.param), { gl, sg, bases, NG });
+      case 'matvec': {
+        const b = broadcast.get(id);
+        if (b !== undefined) {
+          forGroups(() =>
+            forEntries(g.nodes[node.v]!.size, (i16, i4v, dyn) => {
+              addr(sg, dyn, 'iv');
+              load(node.v, i16, i4v, dyn, new Map());
+              f.mem(SIMD.store, b + i16, 4);
+            }),
+          );
+        }
+        const x: Loc = b === undefined ? loc(node.v) : { kind: 'mem', base: sg, off: b };
+        matvec(f, g, node, x, out, bytes, useParam(node.param), { gl, sg, bases, NG });
         break;
+      }
       case 'concat': {
         forGroups(() => {
           let at = 0;
@@ -386,6 +444,15 @@ function kernelBody(
   }
   return { body: f, bytes: Math.max(16, bytes) };
 }
+
+const BINARY: Record<string, number | undefined> = {
+  add: SIMD.f32x4Add,
+  sub: SIMD.f32x4Sub,
+  mul: SIMD.f32x4Mul,
+  div: SIMD.f32x4Div,
+  min: SIMD.f32x4Min,
+  max: SIMD.f32x4Max,
+};
 
 /** Leaves f(input) in local `v`'s place on the stack: the input is on the stack. */
 function unary(f: Body, fn: string, v: number): void {
@@ -448,39 +515,56 @@ function matvec(
   // W entry (output o, input j) at wOff + 4·(o·oStride + j·jStride).
   const [oStride, jStride] = node.transpose ? [1, cols] : [cols, 1];
   const { gl, sg, bases, NG } = ctx;
-  const px = [f.local(I32), f.local(I32)];
-  const pj = [f.local(I32), f.local(I32)];
+  const px = Array.from({ length: GB }, () => f.local(I32));
+  const pj = Array.from({ length: GB }, () => f.local(I32));
   const pw = f.local(I32);
   const pwRow = f.local(I32);
   const po = f.local(I32);
   const end = f.local(I32);
   const rb = f.local(I32);
   const acc = Array.from({ length: GB }, () => Array.from({ length: RB }, () => f.local(V128)));
-  const xv = [f.local(V128), f.local(V128)];
+  const xv = Array.from({ length: GB }, () => f.local(V128));
   const w = f.local(V128);
   // The x pointer of group gl + q: the base local is per group; group gl + 1's is computed.
   const xStride = x.base === sg ? groupBytes : undefined;
 
+  /**
+   * One input entry j at the pointers pj, pw. (Written out over j with immediate offsets, the loop
+   * ran 2.5× slower: V8 hoisted every broadcast load and spilled them.)
+   */
+  const entry = (gb: number, nr: number, o0: number) => {
+    for (let q = 0; q < gb; q++) f.get(pj[q]!).mem(SIMD.load, 0, 4).set(xv[q]!);
+    for (let r = 0; r < nr; r++) {
+      f.get(pw)
+        .mem(SIMD.load32Splat, 4 * (o0 + r) * oStride, 2)
+        .set(w);
+      for (let q = 0; q < gb; q++) {
+        f.get(acc[q]![r]!).get(xv[q]!).get(w).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Add).set(acc[q]![r]!);
+      }
+    }
+  };
   const block = (gb: number, nr: number, o0: number) => {
     for (let q = 0; q < gb; q++) for (let r = 0; r < nr; r++) f.zero().set(acc[q]![r]!);
     for (let q = 0; q < gb; q++) f.get(px[q]!).set(pj[q]!);
     f.get(pwRow).set(pw);
-    f.get(pj[0]!).i32(16 * inSize).add().set(end);
+    f.get(pj[0]!)
+      .i32(16 * inSize)
+      .add()
+      .set(end);
     f.loop(() => {
-      for (let q = 0; q < gb; q++) f.get(pj[q]!).mem(SIMD.load, 0, 4).set(xv[q]!);
-      for (let r = 0; r < nr; r++) {
-        f.get(pw).mem(SIMD.load32Splat, 4 * (o0 + r) * oStride, 2).set(w);
-        for (let q = 0; q < gb; q++) {
-          f.get(acc[q]![r]!).get(xv[q]!).get(w).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Add).set(acc[q]![r]!);
-        }
-      }
-      f.get(pw).i32(4 * jStride).add().set(pw);
+      entry(gb, nr, o0);
+      f.get(pw)
+        .i32(4 * jStride)
+        .add()
+        .set(pw);
       for (let q = 1; q < gb; q++) f.get(pj[q]!).i32(16).add().set(pj[q]!);
       f.get(pj[0]!).i32(16).add().tee(pj[0]!).get(end).op(OP.i32LtS).brIf(0);
     });
     for (let q = 0; q < gb; q++) {
       for (let r = 0; r < nr; r++) {
-        f.get(po).get(acc[q]![r]!).mem(SIMD.store, q * groupBytes + 16 * (o0 + r), 4);
+        f.get(po)
+          .get(acc[q]![r]!)
+          .mem(SIMD.store, q * groupBytes + 16 * (o0 + r), 4);
       }
     }
   };
@@ -490,25 +574,43 @@ function matvec(
   const rowsFor = (gb: number) => {
     for (let b = 0; b < blocks; b++) {
       const w0 = wOff + 4 * b * rows * cols;
-      f.get(x.base).i32(x.off + 16 * b * inSize).add().set(px[0]!);
-      if (gb > 1) {
-        if (xStride !== undefined) f.get(px[0]!).i32(xStride).add().set(px[1]!);
-        else throw new Error('wasm kernel: blocked matvec of a vec external');
+      f.get(x.base)
+        .i32(x.off + 16 * b * inSize)
+        .add()
+        .set(px[0]!);
+      for (let q = 1; q < gb; q++) {
+        if (xStride === undefined) throw new Error('wasm kernel: blocked matvec of a vec external');
+        f.get(px[0]!)
+          .i32(q * xStride)
+          .add()
+          .set(px[q]!);
       }
       if (full > 0) {
         f.i32(w0).set(pwRow);
-        f.get(sg).i32(out + 16 * b * outSize).add().set(po);
+        f.get(sg)
+          .i32(out + 16 * b * outSize)
+          .add()
+          .set(po);
         f.i32(0).set(rb);
         f.loop(() => {
           block(gb, RB, 0);
-          f.get(pwRow).i32(4 * RB * oStride).add().set(pwRow);
-          f.get(po).i32(16 * RB).add().set(po);
+          f.get(pwRow)
+            .i32(4 * RB * oStride)
+            .add()
+            .set(pwRow);
+          f.get(po)
+            .i32(16 * RB)
+            .add()
+            .set(po);
           f.get(rb).i32(1).add().tee(rb).i32(full).op(OP.i32LtS).brIf(0);
         });
       }
       if (rem > 0) {
         f.i32(w0).set(pwRow);
-        f.get(sg).i32(out + 16 * b * outSize).add().set(po);
+        f.get(sg)
+          .i32(out + 16 * b * outSize)
+          .add()
+          .set(po);
         block(gb, rem, full * RB);
       }
     }

@@ -44,7 +44,14 @@ export type WasmSeqFn = (
  */
 export function makeWasmSeq(bytes: Uint8Array, meta: WasmSeqMeta): WasmSeqFn {
   type Fn = (...args: number[]) => void;
-  const WA = (globalThis as unknown as { WebAssembly: { Instance: new (m: object) => { exports: Record<string, unknown> }; Module: new (b: Uint8Array) => object } }).WebAssembly;
+  const WA = (
+    globalThis as unknown as {
+      WebAssembly: {
+        Instance: new (m: object) => { exports: Record<string, unknown> };
+        Module: new (b: Uint8Array) => object;
+      };
+    }
+  ).WebAssembly;
   const { exports } = new WA.Instance(new WA.Module(bytes));
   const mem = exports.mem as { buffer: ArrayBuffer; grow(pages: number): number };
   const h = exports.h as Fn | undefined;

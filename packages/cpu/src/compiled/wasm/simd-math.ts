@@ -18,12 +18,21 @@ export function emitExp(f: Body, x: number): void {
   f.f32x4(Math.LOG2E).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Nearest).set(n);
   // r = x − n·C1 − n·C2, C1 + C2 = ln 2 (C1 has 9 significant bits: n·C1 is exact).
   f.get(r).get(n).f32x4(0.693359375).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Sub);
-  f.get(n).f32x4(-2.12194440e-4).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Sub).set(r);
+  f.get(n).f32x4(-2.1219444e-4).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Sub).set(r);
   // p = 1 + r + r²·(c0 + r·(c1 + …)).
-  const c = [5.0000001201e-1, 1.6666665459e-1, 4.1665795894e-2, 8.3334519073e-3, 1.3981999507e-3, 1.9875691500e-4];
+  const c = [
+    5.0000001201e-1, 1.6666665459e-1, 4.1665795894e-2, 8.3334519073e-3, 1.3981999507e-3, 1.98756915e-4,
+  ];
   f.f32x4(c[5]!);
   for (let i = 4; i >= 0; i--) f.get(r).simd(SIMD.f32x4Mul).f32x4(c[i]!).simd(SIMD.f32x4Add);
-  f.get(r).simd(SIMD.f32x4Mul).get(r).simd(SIMD.f32x4Mul).get(r).simd(SIMD.f32x4Add).f32x4(1).simd(SIMD.f32x4Add);
+  f.get(r)
+    .simd(SIMD.f32x4Mul)
+    .get(r)
+    .simd(SIMD.f32x4Mul)
+    .get(r)
+    .simd(SIMD.f32x4Add)
+    .f32x4(1)
+    .simd(SIMD.f32x4Add);
   // 2^n as two normal factors: k = ⌊n/2⌋, n − k.
   f.get(n).simd(SIMD.i32x4TruncSatF32x4S).set(k);
   f.get(k).op(0x41, 1).simd(SIMD.i32x4ShrS).tee(n); // n now holds ⌊n/2⌋ (as i32 lanes)
@@ -43,27 +52,29 @@ export function emitSigmoid(f: Body, x: number): void {
 }
 
 /**
- * tanh(x): for |x| < 0.625 Cephes' odd polynomial x + x³·P(x²) (no cancellation near 0); else
- * sign(x)·(1 − 2/(e^{2|x|} + 1)), exactly ±1 once e^{2|x|} overflows. Both are computed and one
- * is selected per lane; NaN takes the second, which is NaN.
+ * tanh(x) as a rational function (Eigen's fast tanh: an odd degree-13 numerator over an even
+ * degree-6 denominator) of x clamped to ±7.9053 (where it reaches 1 in float32); x itself for
+ * |x| < 0.0004. No cancellation near 0; exactly ±1 for large |x|; NaN stays NaN.
  */
+const TANH_CLAMP = 7.905311107635498;
+
 export function emitTanh(f: Body, x: number): void {
-  const a = f.local(V128);
+  const c = f.local(V128);
   const z = f.local(V128);
-  const big = f.local(V128);
-  f.get(x).simd(SIMD.f32x4Abs).tee(a);
-  f.get(a).simd(SIMD.f32x4Add).set(z); // 2|x|
-  // 1 − 2/(e^{2|x|} + 1), with x's sign.
-  f.f32x4(1).f32x4(2);
-  emitExp(f, z);
-  f.f32x4(1).simd(SIMD.f32x4Add).simd(SIMD.f32x4Div).simd(SIMD.f32x4Sub).set(big);
-  f.get(big).get(x).i32x4(0x7fffffff).simd(SIMD.bitselect).set(big);
-  // x + x·z·P(z), z = x².
-  f.get(x).get(x).simd(SIMD.f32x4Mul).set(z);
-  const c = [-3.33332819422e-1, 1.33314422036e-1, -5.37397155531e-2, 2.06390887954e-2, -5.70498872745e-3];
-  f.f32x4(c[4]!);
-  for (let i = 3; i >= 0; i--) f.get(z).simd(SIMD.f32x4Mul).f32x4(c[i]!).simd(SIMD.f32x4Add);
-  f.get(z).simd(SIMD.f32x4Mul).get(x).simd(SIMD.f32x4Mul).get(x).simd(SIMD.f32x4Add);
-  // small ? poly : big
-  f.get(big).get(a).f32x4(0.625).simd(SIMD.f32x4Lt).simd(SIMD.bitselect);
+  const p = f.local(V128);
+  f.get(x).f32x4(-TANH_CLAMP).simd(SIMD.f32x4Max).f32x4(TANH_CLAMP).simd(SIMD.f32x4Min).tee(c);
+  f.get(c).simd(SIMD.f32x4Mul).set(z);
+  const alpha = [
+    4.89352455891786e-3, 6.37261928875436e-4, 1.48572235717979e-5, 5.12229709037114e-8, -8.60467152213735e-11,
+    2.00018790482477e-13, -2.76076847742355e-16,
+  ];
+  const beta = [4.89352518554385e-3, 2.268434632439e-3, 1.18534705686654e-4, 1.19825839466702e-6];
+  f.f32x4(alpha[6]!);
+  for (let i = 5; i >= 0; i--) f.get(z).simd(SIMD.f32x4Mul).f32x4(alpha[i]!).simd(SIMD.f32x4Add);
+  f.get(c).simd(SIMD.f32x4Mul).set(p);
+  f.get(p).f32x4(beta[3]!);
+  for (let i = 2; i >= 0; i--) f.get(z).simd(SIMD.f32x4Mul).f32x4(beta[i]!).simd(SIMD.f32x4Add);
+  f.simd(SIMD.f32x4Div).set(p);
+  // |x| < 0.0004 ? x : p/q
+  f.get(x).get(p).get(x).simd(SIMD.f32x4Abs).f32x4(0.0004).simd(SIMD.f32x4Lt).simd(SIMD.bitselect);
 }
