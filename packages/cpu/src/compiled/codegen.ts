@@ -5,7 +5,6 @@ import {
   matExprNodes,
   matrixLayout,
   type NodeId,
-  operands,
   paramSpec,
   type TypedArray,
   type UnaryFn,
@@ -13,6 +12,7 @@ import {
 import { matvecCols, matvecRows } from './matvec.js';
 import { wasmMatvecSource } from './wasm/matvec-site.js';
 
+import { fusedRuns } from './fused-runs.js';
 import { Unsupported } from './unsupported.js';
 
 export { Unsupported };
@@ -396,37 +396,7 @@ export function generateKernel(spec: KernelSpec): Kernel {
     return names;
   };
 
-  // Slices are views of their operand: no code, no storage.
-  const isAlias = (id: NodeId) => g.nodes[id]!.op === 'slice' && !extIndex.has(id);
-  // Elementwise nodes of one size that follow each other are fused into one loop over (e, i);
-  // a fused value lives in a local and is stored only when something outside its group reads it.
-  type Item = { kind: 'group'; size: number; ids: NodeId[] } | { kind: 'single'; id: NodeId };
-  const items: Item[] = [];
-  const groupOf = new Map<NodeId, number>();
-  let current: Extract<Item, { kind: 'group' }> | undefined;
-  for (const id of spec.nodes) {
-    const node = g.nodes[id]!;
-    if (extIndex.has(id) || node.op === 'param' || node.op === 'const' || isAlias(id)) continue;
-    if (node.op === 'state' || node.op === 'input' || node.op === 'cotangent') {
-      throw new Error(`compiled step: leaf ${node.op} (${id}) is not an external`);
-    }
-    if (node.op === 'unary' || node.op === 'binary') {
-      if (!current || current.size !== node.size) {
-        current = { kind: 'group', size: node.size, ids: [] };
-        items.push(current);
-      }
-      current.ids.push(id);
-      groupOf.set(id, items.length - 1);
-    } else {
-      current = undefined;
-      items.push({ kind: 'single', id });
-    }
-  }
-  const stored = new Set<NodeId>(spec.stores);
-  for (const id of spec.nodes) {
-    const gid = groupOf.get(id);
-    for (const o of operands(g.nodes[id]!)) if (gid === undefined || groupOf.get(o) !== gid) stored.add(o);
-  }
+  const { items, stored } = fusedRuns(g, spec.nodes, (id) => extIndex.has(id), spec.stores);
   if (spec.jacobian) for (const d of matExprNodes(spec.jacobian.expr)) stored.add(d);
   const allocate = (id: NodeId) => {
     scratchIndex.set(id, scratch.length);

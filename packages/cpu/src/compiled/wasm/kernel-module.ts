@@ -1,4 +1,5 @@
-import { type Graph, matrixLayout, type NodeId, operands, paramSpec } from '@deerjs/core';
+import { type Graph, matrixLayout, type NodeId, paramSpec } from '@deerjs/core';
+import { fusedRuns } from '../fused-runs.js';
 import { Unsupported } from '../unsupported.js';
 import { Body, I32, moduleBytes, OP, SIMD, V128 } from './encode.js';
 import { emitExp, emitSigmoid, emitTanh } from './simd-math.js';
@@ -141,35 +142,7 @@ function kernelBody(
   };
   const extIndex = new Map(spec.externals.map((x, k) => [x.id, k]));
 
-  // Fused runs of elementwise nodes, as in codegen.ts.
-  const isAlias = (id: NodeId) => g.nodes[id]!.op === 'slice' && !extIndex.has(id);
-  type Item = { kind: 'group'; size: number; ids: NodeId[] } | { kind: 'single'; id: NodeId };
-  const items: Item[] = [];
-  const groupOf = new Map<NodeId, number>();
-  let current: Extract<Item, { kind: 'group' }> | undefined;
-  for (const id of spec.nodes) {
-    const node = g.nodes[id]!;
-    if (extIndex.has(id) || node.op === 'param' || node.op === 'const' || isAlias(id)) continue;
-    if (node.op === 'state' || node.op === 'input' || node.op === 'cotangent') {
-      throw new Error(`wasm kernel: leaf ${node.op} (${id}) is not an external`);
-    }
-    if (node.op === 'unary' || node.op === 'binary') {
-      if (!current || current.size !== node.size) {
-        current = { kind: 'group', size: node.size, ids: [] };
-        items.push(current);
-      }
-      current.ids.push(id);
-      groupOf.set(id, items.length - 1);
-    } else {
-      current = undefined;
-      items.push({ kind: 'single', id });
-    }
-  }
-  const stored = new Set<NodeId>(spec.stores.map((s) => s.id));
-  for (const id of spec.nodes) {
-    const gid = groupOf.get(id);
-    for (const o of operands(g.nodes[id]!)) if (gid === undefined || groupOf.get(o) !== gid) stored.add(o);
-  }
+  const { items, stored } = fusedRuns(g, spec.nodes, (id) => extIndex.has(id), spec.stores.map((s) => s.id));
 
   // Scratch, all allocated before any code (the block size is in the code): `rows` externals
   // (gathered; `vec` ones are read in place), stored values of fused runs, every other node.
