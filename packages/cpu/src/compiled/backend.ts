@@ -35,6 +35,7 @@ import {
   ThreadPool,
 } from './threads.js';
 import { wasmSeqJob } from './wasm-seq-plan.js';
+import { type WasmStep, wasmStep } from './wasm-step-plan.js';
 import { threadedNewtonUpdate, UPDATE_PARALLEL_MIN } from './update.js';
 
 /** Doubles of scratch one tile may use (all its nodes together): about 256 KiB. */
@@ -53,12 +54,15 @@ interface StepPlan {
   /** Input-only nodes (absent when none): their frontier values are the last externals of `kernel`. */
   readonly hoist?: Kernel;
   readonly frontier: readonly NodeId[];
+  /** Float32 with SIMD: the whole call on WebAssembly SIMD kernels (wasm-step-plan.ts), where it can. */
+  readonly wasm?: WasmStep;
 }
 
 /** Hoisted values of one input tensor, kept while the same params are used (Newton iterations). */
 interface InputCache {
   readonly program: StepProgram;
   readonly params: readonly (Tensor | undefined)[];
+  /** The hoisted values (empty for the WebAssembly path, which keeps them in its memory: the entry is its token). */
   readonly values: TypedArray[];
 }
 /** Largest hoisted buffer kept across calls, in bytes. */
@@ -175,7 +179,8 @@ export function makeStepPlan(p: StepProgram, fast: boolean, simd = true): StepPl
     simd,
   });
   const tile = Math.min(tileFor(kernel), hoist ? tileFor(hoist) : 256);
-  return { kernel, tile, hoist, frontier };
+  const wasm = fast && simd ? wasmStep(g, hoisted, frontier, rest, p.outputs, p.jacobian) : undefined;
+  return { kernel, tile, hoist, frontier, wasm };
 }
 
 /** Work of a node per element: multiply-adds of a product, else values computed (none for leaves). */
@@ -353,7 +358,7 @@ export class FastCpuBackend extends CpuBackend {
     const outs = program.outputs.map((id) => this.unfilled([B, T, g.nodes[id]!.size], dtype));
     const jac = program.jacobian;
     const s = jac?.blockSize ?? 0;
-    const J = jac ? this.make([B, T, n / s, s, s], dtype) : undefined;
+    const J = jac ? (plan.wasm ? this.unfilled : this.make).call(this, [B, T, n / s, s, s], dtype) : undefined;
     const leafData = (id: NodeId) => {
       const op = g.nodes[id]!.op;
       if (op === 'state') return state.data;
@@ -371,6 +376,10 @@ export class FastCpuBackend extends CpuBackend {
     const OB = OS.map(() => 0);
     const S = scratchFor(kernel, tile);
     const Jd = J?.data;
+    if (plan.wasm) {
+      this.wasmStep(plan.wasm, program, inputs, E, leafData, O, Jd);
+      return J ? { outputs: outs, jacobian: J } : { outputs: outs };
+    }
 
     // Hoisted values: all elements at once, kept for the next call with the same input and params;
     // or, when too large to keep, one tile at a time.
@@ -423,6 +432,40 @@ export class FastCpuBackend extends CpuBackend {
       kernel.run(Et, P, X, XB, XS, O, OB, OS, Jd, e0 * n * s, S);
     }
     return J ? { outputs: outs, jacobian: J } : { outputs: outs };
+  }
+
+  /**
+   * runStep on the WebAssembly module: on the calling thread whatever `threads` (it is several times
+   * faster than the generated JavaScript on two), its hoisted values kept for the input tensor and
+   * params as long as they are unchanged (the cache entry is the module's token).
+   */
+  private wasmStep(
+    w: WasmStep,
+    program: StepProgram,
+    inputs: StepInputs,
+    E: number,
+    leafData: (id: NodeId) => TypedArray,
+    O: readonly TypedArray[],
+    J: TypedArray | undefined,
+  ): void {
+    const g = program.graph;
+    const P = g.params.map((spec) => {
+      const t = inputs.params[spec.name];
+      return t ? this.data(t) : new Float32Array(0);
+    });
+    const input = inputs.input;
+    const x = input ? this.data(input) : undefined;
+    let token: InputCache | undefined;
+    if (input && w.hoistBytes(E) <= INPUT_CACHE_BYTES) {
+      const params = g.params.map((spec) => inputs.params[spec.name]);
+      const hit = this.inputCache.get(input);
+      if (hit && hit.program === program && hit.params.every((t, k) => t === params[k])) token = hit;
+      else {
+        token = { program, params, values: [] };
+        this.inputCache.set(input, token);
+      }
+    }
+    w.run(P, E, w.leaves.map(leafData), x, token, O, J);
   }
 
   override runSequential(

@@ -1,5 +1,6 @@
-import { type Graph, matrixLayout, type NodeId, paramSpec } from '@deerjs/core';
+import { type Graph, type MatExpr, matExprNodes, matrixLayout, type NodeId, paramSpec } from '@deerjs/core';
 import { fusedRuns } from '../fused-runs.js';
+import { expand, type Factor } from '../jacobian-terms.js';
 import { Unsupported } from '../unsupported.js';
 import { Body, I32, moduleBytes, OP, SIMD, V128 } from './encode.js';
 import { emitExp, emitSigmoid, emitTanh } from './simd-math.js';
@@ -23,8 +24,14 @@ import { emitExp, emitSigmoid, emitTanh } from './simd-math.js';
  * ptr + g·gs + l·ls + 4·i: the tensors' own layout); `rows` externals are gathered into scratch
  * first, `rows` stores scattered from it last.
  *
- * Each kernel is exported as a function (ng, sp, then ptr, gs, ls for each external and each
- * store): ng ≥ 1 groups, scratch at sp (ng · groupBytes bytes).
+ * A kernel with a `jacobian` also writes each element's Jacobian blocks [n/s, s, s] (`rows` layout,
+ * element stride ls = 4·n·s) from the expression's terms (jacobian-terms.ts): every row and its
+ * column segments static, each entry one sum of coefficient vectors × broadcast parameter entries;
+ * entries no term reaches are written as 0 (the caller's array is not zero-filled). Expressions with
+ * terms of the generic entry formula are Unsupported.
+ *
+ * Each kernel is exported as a function (ng, sp, then ptr, gs, ls for each external, each store and
+ * the Jacobian): ng ≥ 1 groups, scratch at sp (ng · groupBytes bytes).
  */
 
 export type Layout = 'vec' | 'rows';
@@ -35,6 +42,7 @@ export interface WasmKernelSpec {
   readonly nodes: readonly NodeId[];
   readonly externals: readonly { readonly id: NodeId; readonly layout: Layout }[];
   readonly stores: readonly { readonly id: NodeId; readonly layout: Layout }[];
+  readonly jacobian?: { readonly expr: MatExpr; readonly blockSize: number };
 }
 
 export interface WasmKernels {
@@ -115,7 +123,8 @@ function kernelBody(
 ): { body: Body; bytes: number } {
   const nE = spec.externals.length;
   const nO = spec.stores.length;
-  const f = new Body(2 + 3 * (nE + nO));
+  const nJ = spec.jacobian ? 1 : 0;
+  const f = new Body(2 + 3 * (nE + nO + nJ));
   const NG = 0;
   const SP = 1;
   const xArg = (k: number, q: number) => 2 + 3 * k + q;
@@ -126,6 +135,8 @@ function kernelBody(
   const i4 = f.local(I32); // 4·entry
   const xBase = spec.externals.map(() => f.local(I32));
   const oBase = spec.stores.map(() => f.local(I32));
+  const jBase = f.local(I32);
+  const jArg = (q: number) => 2 + 3 * (nE + nO) + q;
   const lanes = [0, 1, 2, 3].map(() => f.local(I32));
 
   // Scratch: one block per group.
@@ -142,7 +153,12 @@ function kernelBody(
   };
   const extIndex = new Map(spec.externals.map((x, k) => [x.id, k]));
 
-  const { items, stored } = fusedRuns(g, spec.nodes, (id) => extIndex.has(id), spec.stores.map((s) => s.id));
+  // The Jacobian's coefficient vectors are read from scratch too.
+  const factors = spec.jacobian ? [...matExprNodes(spec.jacobian.expr)] : [];
+  const { items, stored } = fusedRuns(g, spec.nodes, (id) => extIndex.has(id), [
+    ...spec.stores.map((s) => s.id),
+    ...factors,
+  ]);
 
   // Scratch, all allocated before any code (the block size is in the code): `rows` externals
   // (gathered; `vec` ones are read in place), stored values of fused runs, every other node.
@@ -202,6 +218,7 @@ function kernelBody(
     spec.stores.forEach((_, k) => {
       f.get(oArg(k, 0)).get(gl).get(oArg(k, 1)).mul().add().set(oBase[k]!);
     });
+    if (nJ) f.get(jArg(0)).get(gl).get(jArg(1)).mul().add().set(jBase);
   };
   /** for gl in [0, ng): bases, body. */
   const forGroups = (body: () => void) => {
@@ -391,6 +408,21 @@ function kernelBody(
     }
   }
 
+  // ---- the Jacobian ----
+  if (spec.jacobian) {
+    const { expr, blockSize } = spec.jacobian;
+    forGroups(() => {
+      for (let l = 0; l < 4; l++) f.get(jBase).i32(l).get(jArg(2)).mul().add().set(lanes[l]!);
+      jacobianRows(f, g, expr, blockSize, useParam, {
+        lanes,
+        tmp,
+        iv,
+        i4,
+        loadAt: (id, i, dyn) => load(id, 16 * i, 4 * i, dyn, new Map()),
+      });
+    });
+  }
+
   // ---- stores ----
   if (spec.stores.length) {
     forGroups(() => {
@@ -416,6 +448,188 @@ function kernelBody(
     });
   }
   return { body: f, bytes: Math.max(16, bytes) };
+}
+
+/** One run of a Jacobian row's columns [lo, hi) read by a gather term: W entries and column factors. */
+interface Gather {
+  readonly lo: number;
+  readonly hi: number;
+  /** Coefficient factors (of the row). */
+  readonly co: readonly Factor[];
+  /** Column factors (node[c + shift]). */
+  readonly cf: readonly Factor[];
+  /** W's byte offset at column c: wOff + wStride·(c + wShift). */
+  readonly wOff: number;
+  readonly wStride: number;
+  readonly wShift: number;
+}
+
+/**
+ * Writes a group's Jacobian blocks: for every row r (static) and its block's columns [cb, cb + s),
+ * split into segments where the same terms are active, J[r][c] = Σ coefficient × W entry × column
+ * factors + Σ deltas, stored to the four elements' rows (lanes[l] + 4·(r·s + c − cb)). Gathers of
+ * one W entry with the same column factors share one product: (co_a + co_b) · W. Segments of more
+ * than four columns are loops over c.
+ */
+function jacobianRows(
+  f: Body,
+  g: Graph,
+  expr: MatExpr,
+  s: number,
+  useParam: (name: string) => number,
+  ctx: {
+    lanes: readonly number[];
+    tmp: number;
+    iv: number;
+    i4: number;
+    /** Pushes node id's entry i (static), or entry (iv/16) when dyn. */
+    loadAt: (id: NodeId, i: number, dyn: boolean) => void;
+  },
+): void {
+  const n = g.stateSize;
+  const terms = expand(g, expr);
+  if (terms.some((t) => t.kind === 'entry')) throw new Unsupported('wasm: Jacobian entry terms');
+  const { lanes, tmp, iv, i4, loadAt } = ctx;
+  const cl = f.local(I32);
+  const coPool: number[] = [];
+  const coLocal = (q: number) => {
+    while (coPool.length <= q) coPool.push(f.local(V128));
+    return coPool[q]!;
+  };
+  const factorAt = (x: Factor, r: number) => (x.on === 'k' ? x.shift : r + x.shift);
+  /** Pushes the product of a list of (row) factors at row r, or 1. */
+  const product = (fs: readonly Factor[], r: number) => {
+    if (fs.length === 0) f.f32x4(1);
+    fs.forEach((x, k) => {
+      loadAt(x.node, factorAt(x, r), false);
+      if (k > 0) f.simd(SIMD.f32x4Mul);
+    });
+  };
+  /** Pushes the column factor x at column c: static, or cl + shift (through iv, i4) when dyn. */
+  const colFactor = (x: Factor, c: number | undefined) => {
+    if (c !== undefined) {
+      loadAt(x.node, c + x.shift, false);
+      return;
+    }
+    f.get(cl).i32(x.shift).add().tee(i4).i32(16).mul().set(iv);
+    f.get(i4).i32(4).mul().set(i4);
+    loadAt(x.node, 0, true);
+  };
+  /** Stores the v128 on the stack as entry (r, c) of the four elements (c = cl when undefined). */
+  const store = (r: number, cb: number, c: number | undefined) => {
+    f.set(tmp);
+    for (let l = 0; l < 4; l++) {
+      f.get(lanes[l]!);
+      if (c === undefined) f.get(cl).i32(4).mul().add();
+      f.get(tmp).lane(SIMD.store32Lane, 4 * (r * s - cb + (c ?? 0)), l);
+    }
+  };
+  for (let r = 0; r < n; r++) {
+    const cb = r - (r % s);
+    const gathers: Gather[] = [];
+    const deltas: { c: number; co: readonly Factor[] }[] = [];
+    for (const t of terms) {
+      if (r < t.r0 || r >= t.r1) continue;
+      const co = t.f.filter((x) => x.on !== 'c');
+      if (t.kind === 'delta') {
+        const c = r + t.off;
+        if (c >= cb && c < cb + s) deltas.push({ c, co });
+        continue;
+      }
+      if (t.kind !== 'gather') continue;
+      const { rows: pr, cols: pc } = matrixLayout(paramSpec(g, t.mm.param));
+      const outRows = t.mm.transpose ? pc : pr;
+      const inRows = t.mm.transpose ? pr : pc;
+      const q = r + t.rowShift;
+      const b = Math.floor(q / outRows);
+      const i = q - b * outRows;
+      const lo = Math.max(t.k0 + t.off, b * inRows + t.off, cb);
+      const hi = Math.min(t.k1 + t.off, (b + 1) * inRows + t.off, cb + s);
+      if (lo >= hi) continue;
+      // W index at column c: b·pr·pc + (c − off − b·inRows)·pc + i (transposed) or … + i·pc + (c − off − b·inRows).
+      const w0 = useParam(t.mm.param) + 4 * (b * pr * pc + (t.mm.transpose ? i : i * pc));
+      gathers.push({
+        lo,
+        hi,
+        co,
+        cf: t.f.filter((x) => x.on === 'c'),
+        wOff: w0,
+        wStride: 4 * (t.mm.transpose ? pc : 1),
+        wShift: -t.off - b * inRows,
+      });
+    }
+    const bounds = [
+      ...new Set([cb, cb + s, ...gathers.flatMap((x) => [x.lo, x.hi]), ...deltas.flatMap((d) => [d.c, d.c + 1])]),
+    ].sort((a, b) => a - b);
+    for (let k = 0; k + 1 < bounds.length; k++) {
+      const ca = bounds[k]!;
+      const cz = bounds[k + 1]!;
+      // Gathers active here, merged by W entry and column factors; deltas at this column.
+      const merged = new Map<string, { x: Gather; cos: (readonly Factor[])[] }>();
+      for (const x of gathers) {
+        if (x.lo > ca || x.hi < cz) continue;
+        const key = `${x.wOff}|${x.wStride}|${x.wShift}|${x.cf.map((y) => `${y.node}:${y.shift}`).join(',')}`;
+        const hit = merged.get(key);
+        if (hit) hit.cos.push(x.co);
+        else merged.set(key, { x, cos: [x.co] });
+      }
+      const ds = deltas.filter((d) => d.c === ca && cz === ca + 1);
+      const parts = [...merged.values()];
+      // Coefficients of the segment (the same for all its columns).
+      parts.forEach((p, q) => {
+        p.cos.forEach((co, j) => {
+          product(co, r);
+          if (j > 0) f.simd(SIMD.f32x4Add);
+        });
+        f.set(coLocal(q));
+      });
+      const dl = coLocal(parts.length);
+      if (ds.length) {
+        ds.forEach((d, j) => {
+          product(d.co, r);
+          if (j > 0) f.simd(SIMD.f32x4Add);
+        });
+        f.set(dl);
+      }
+      /** Pushes the entry's value at column c (cl when undefined). */
+      const value = (c: number | undefined) => {
+        if (parts.length === 0 && ds.length === 0) {
+          f.zero();
+          return;
+        }
+        parts.forEach((p, q) => {
+          const { x } = p;
+          f.get(coLocal(q));
+          if (c === undefined) f.get(cl).i32(x.wShift).add().i32(x.wStride).mul();
+          else f.i32(0);
+          const imm = x.wOff + (c === undefined ? 0 : x.wStride * (c + x.wShift));
+          f.mem(SIMD.load32Splat, imm, 2).simd(SIMD.f32x4Mul);
+          for (const y of x.cf) {
+            colFactor(y, c);
+            f.simd(SIMD.f32x4Mul);
+          }
+          if (q > 0) f.simd(SIMD.f32x4Add);
+        });
+        if (ds.length) {
+          f.get(dl);
+          if (parts.length) f.simd(SIMD.f32x4Add);
+        }
+      };
+      if (cz - ca <= 4) {
+        for (let c = ca; c < cz; c++) {
+          value(c);
+          store(r, cb, c);
+        }
+      } else {
+        f.i32(ca).set(cl);
+        f.loop(() => {
+          value(undefined);
+          store(r, cb, undefined);
+          f.get(cl).i32(1).add().tee(cl).i32(cz).op(OP.i32LtS).brIf(0);
+        });
+      }
+    }
+  }
 }
 
 const BINARY: Record<string, number | undefined> = {
