@@ -271,8 +271,8 @@ export class FastCpuBackend extends CpuBackend {
   readonly threads: number;
   private pool?: ThreadPool;
   private readonly threadedScan = new ThreadedScan(() => this.startPool());
-  /** Tensors' arrays when threads > 1 (shared with the workers), reused after dispose. */
-  private readonly buffers = new SharedBuffers();
+  /** Tensors' arrays (with threads > 1 shared with the workers), reused after dispose. */
+  private readonly buffers: SharedBuffers;
 
   constructor(options: FastCpuBackendOptions = {}) {
     const t = options.threads ?? availableThreads();
@@ -282,20 +282,22 @@ export class FastCpuBackend extends CpuBackend {
     this.compileMin = options.compileMin ?? 256;
     this.simd = options.simd ?? true;
     this.threads = threads;
+    this.buffers = new SharedBuffers(threads > 1);
   }
 
-  /** With threads, tensors live on SharedArrayBuffers so that the workers see them. */
+  /**
+   * Arrays from the pool (reused after dispose); with threads, tensors live on SharedArrayBuffers so
+   * that the workers see them.
+   */
   protected override make(shape: readonly number[], dtype: DType, data?: TypedArray): CpuTensor {
-    if (this.threads > 1) {
-      const size = shape.reduce((a, b) => a * b, 1);
-      if (!data || (data.length === size && !isShared(data))) data = this.buffers.take(ARRAY[dtype], size, data);
-    }
+    const size = shape.reduce((a, b) => a * b, 1);
+    if (!data || (this.threads > 1 && data.length === size && !isShared(data)))
+      data = this.buffers.take(ARRAY[dtype], size, data);
     return super.make(shape, dtype, data);
   }
 
   /** A new tensor whose every element the caller writes (a reused buffer is not zeroed first). */
   private unfilled(shape: readonly number[], dtype: DType): CpuTensor {
-    if (this.threads < 2) return this.make(shape, dtype);
     const size = shape.reduce((a, b) => a * b, 1);
     return super.make(shape, dtype, this.buffers.take(ARRAY[dtype], size, undefined, false));
   }
