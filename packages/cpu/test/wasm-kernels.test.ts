@@ -1,6 +1,6 @@
-import { type Cell, cells, type Graph, Rng, type Tensor, type UnaryFn } from '@deerjs/core';
+import { type Cell, cells, type Graph, Rng, type StepProgram, type Tensor, type UnaryFn } from '@deerjs/core';
 import { describe, expect, it } from 'vitest';
-import { makeSeqPlan } from '../src/compiled/backend.js';
+import { makeSeqPlan, makeStepPlan } from '../src/compiled/backend.js';
 import { wasmKernels } from '../src/compiled/wasm/kernel-module.js';
 import { createCpuBackend, createReferenceBackend, FastCpuBackend } from '../src/index.js';
 
@@ -96,11 +96,12 @@ describe('f32x4 transcendentals', () => {
       expect(Number.isNaN(runUnary(fn, Float32Array.from([Number.NaN]))[0])).toBe(true);
     }
   });
-  it('relu, step and the plain ops agree with the reference formulas exactly', () => {
+  it('relu, step, sign and the plain ops agree with the reference formulas exactly', () => {
     const xs = Float32Array.from([-2.5, -0, 0, 1e-30, 3.25, Number.NaN, 7, -1e20]);
     const want: Partial<Record<UnaryFn, (v: number) => number>> = {
       relu: (v) => (v > 0 ? v : 0),
       step: (v) => (v > 0 ? 1 : 0),
+      sign: Math.sign,
       neg: (v) => -v,
       abs: Math.abs,
       square: (v) => Math.fround(v * v),
@@ -180,6 +181,123 @@ describe('float32 sequential evaluation on WebAssembly SIMD agrees with the floa
     try {
       const two = await sequentialOn(be, cell, B, T);
       expect(Array.from(two)).toEqual(Array.from(one));
+    } finally {
+      be.destroy();
+    }
+  });
+});
+
+/** runStep of `program` on B × T elements (seeded state, input, cotangent); outputs and Jacobian, as float64. */
+function stepOn(
+  be: FastCpuBackend | ReturnType<typeof createReferenceBackend>,
+  cell: Cell,
+  program: StepProgram,
+  B: number,
+  T: number,
+  seed = 5,
+) {
+  const r = new Rng(seed);
+  const n = cell.stateSize;
+  const m = cell.inputSize;
+  const p: Record<string, Tensor> = {};
+  for (const [k, v] of Object.entries(cell.init({ seed: 2 }))) p[k] = be.tensor(v, [v.length]);
+  const out = be.runStep(program, {
+    state: be.tensor(r.normalArray(B * T * n, 0.7), [B, T, n]),
+    input: m > 0 ? be.tensor(r.normalArray(B * T * m, 1), [B, T, m]) : undefined,
+    cotangent: be.tensor(r.normalArray(B * T * n, 1), [B, T, n]),
+    params: p,
+  });
+  return {
+    outputs: out.outputs.map((t) => Float64Array.from(be.readSync(t))),
+    jacobian: out.jacobian ? Float64Array.from(be.readSync(out.jacobian)) : undefined,
+  };
+}
+
+const relErr = (a: Float64Array, b: Float64Array) => {
+  expect(a.length).toBe(b.length);
+  let err = 0;
+  for (let i = 0; i < b.length; i++) err = Math.max(err, Math.abs(a[i]! - b[i]!) / (1 + Math.abs(b[i]!)));
+  return err;
+};
+
+/** The programs a Newton iteration and the backward pass run: residual with each structure, f, the VJP. */
+function programsOf(cell: Cell): [string, StepProgram][] {
+  const n = cell.stateSize;
+  const blocks = [1, n, ...[2, 3, 4].filter((s) => s < n && n % s === 0)];
+  const v = cell.vjp;
+  const vjpOutputs = [v.dState, v.dInput].filter((id): id is number => id !== null);
+  return [
+    ['f', cell.stepProgram()],
+    ['residual', cell.residualProgram()],
+    ...blocks.map((s): [string, StepProgram] => [`residual + Jacobian block(${s})`, cell.residualProgram(s)]),
+    ...blocks.map((s): [string, StepProgram] => [`f + Jacobian block(${s})`, cell.linearizeProgram(s)]),
+    ...(vjpOutputs.length ? [['vjp', { graph: v.graph, outputs: vjpOutputs }] as [string, StepProgram]] : []),
+  ];
+}
+
+/** Cells whose Jacobian has terms of the generic entry formula (a product through a hidden layer): JavaScript. */
+const ENTRY_TERMS = new Set([
+  'gru lbr0, clipped',
+  'mlp', 'mlp relu, no input', 'hamiltonian tanh', 'hamiltonian softplus (its vector field reads sigmoid)']);
+
+describe('float32 runStep on WebAssembly SIMD agrees with the float64 reference', () => {
+  // B·T = 21: the last group of four elements is partial; n = 13 and 5 are not multiples of 4.
+  const [B, T] = [3, 7];
+  for (const [name, cell] of CELLS) {
+    for (const [what, program] of programsOf(cell)) {
+      it(`${name}: ${what}`, () => {
+        const plan = makeStepPlan(program, true);
+        if (!ENTRY_TERMS.has(name) || !program.jacobian) expect(plan.wasm).toBeDefined();
+        const fast = stepOn(createCpuBackend({ dtype: 'float32', compileMin: 0, threads: 1 }), cell, program, B, T);
+        const ref = stepOn(createReferenceBackend({ dtype: 'float64' }), cell, program, B, T);
+        fast.outputs.forEach((o, k) => expect(relErr(o, ref.outputs[k]!)).toBeLessThan(2e-5));
+        expect(fast.jacobian === undefined).toBe(ref.jacobian === undefined);
+        if (ref.jacobian) expect(relErr(fast.jacobian!, ref.jacobian)).toBeLessThan(2e-5);
+      });
+    }
+  }
+  it('a long run (many chunks, hoisted values kept across calls, then a new input) agrees too', () => {
+    const cell = cells.gru({ inputSize: 5, hiddenSize: 13 });
+    const program = cell.residualProgram(13);
+    const be = createCpuBackend({ dtype: 'float32', threads: 1 });
+    const ref = createReferenceBackend({ dtype: 'float64' });
+    const params: Record<string, Tensor> = {};
+    for (const [k, v] of Object.entries(cell.init({ seed: 2 }))) params[k] = be.tensor(v, [v.length]);
+    const refParams: Record<string, Tensor> = {};
+    for (const [k, v] of Object.entries(cell.init({ seed: 2 }))) refParams[k] = ref.tensor(v, [v.length]);
+    const [Bl, Tl, n] = [3, 701, 13];
+    const r = new Rng(9);
+    const xs = [r.normalArray(Bl * Tl * 5, 1), r.normalArray(Bl * Tl * 5, 1)];
+    const x = be.tensor(xs[0]!, [Bl, Tl, 5]);
+    for (const [k, xv] of [xs[0]!, xs[0]!, xs[1]!].entries()) {
+      const y = r.normalArray(Bl * Tl * n, 0.7);
+      const c = r.normalArray(Bl * Tl * n, 1);
+      const xt = k < 2 ? x : be.tensor(xv, [Bl, Tl, 5]);
+      const a = be.runStep(program, { state: be.tensor(y, [Bl, Tl, n]), input: xt, cotangent: be.tensor(c, [Bl, Tl, n]), params });
+      const b = ref.runStep(program, {
+        state: ref.tensor(y, [Bl, Tl, n]),
+        input: ref.tensor(xv, [Bl, Tl, 5]),
+        cotangent: ref.tensor(c, [Bl, Tl, n]),
+        params: refParams,
+      });
+      expect(relErr(Float64Array.from(be.readSync(a.outputs[0]!)), Float64Array.from(ref.readSync(b.outputs[0]!)))).toBeLessThan(2e-5);
+      expect(relErr(Float64Array.from(be.readSync(a.jacobian!)), Float64Array.from(ref.readSync(b.jacobian!)))).toBeLessThan(2e-5);
+    }
+  });
+  it('float64 and simd: false keep the JavaScript kernels', () => {
+    const p = cells.gru({ inputSize: 2, hiddenSize: 3 }).residualProgram(3);
+    expect(makeStepPlan(p, false).wasm).toBeUndefined();
+    expect(makeStepPlan(p, true, false).wasm).toBeUndefined();
+  });
+  it('gives the same values whatever the threads (it runs on the calling thread)', () => {
+    const cell = cells.gru({ inputSize: 3, hiddenSize: 6 });
+    const program = cell.residualProgram(1);
+    const one = stepOn(new FastCpuBackend({ dtype: 'float32', threads: 1 }), cell, program, 5, 2000);
+    const be = new FastCpuBackend({ dtype: 'float32', threads: 2 });
+    try {
+      const two = stepOn(be, cell, program, 5, 2000);
+      expect(Array.from(two.outputs[0]!)).toEqual(Array.from(one.outputs[0]!));
+      expect(Array.from(two.jacobian!)).toEqual(Array.from(one.jacobian!));
     } finally {
       be.destroy();
     }

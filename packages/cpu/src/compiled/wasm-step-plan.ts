@@ -183,8 +183,12 @@ function makeWasmStep(
       }
       const xin = at;
       at += h ? 4 * C * m : 0;
-      const lAt = leafSizes.map((sz) => ((at += 4 * C * sz), at - 4 * C * sz));
-      const oAt = outSizes.map((sz) => ((at += 4 * C * sz), at - 4 * C * sz));
+      const take = (sz: number) => {
+        at += 4 * C * sz;
+        return at - 4 * C * sz;
+      };
+      const lAt = leafSizes.map(take);
+      const oAt = outSizes.map(take);
       const jAt = at;
       at += 4 * C * jSize;
       const hsp = at;

@@ -664,6 +664,12 @@ function unary(f: Body, fn: string, v: number): void {
     case 'step':
       f.zero().simd(SIMD.f32x4Gt).f32x4(1).simd(SIMD.and);
       return;
+    case 'sign':
+      // Math.sign: ±1, and 0, −0, NaN kept: bitselect(1, bitselect(−1, v, v < 0), v > 0).
+      f.set(v);
+      f.f32x4(1).f32x4(-1).get(v).get(v).zero().simd(SIMD.f32x4Lt).simd(SIMD.bitselect);
+      f.get(v).zero().simd(SIMD.f32x4Gt).simd(SIMD.bitselect);
+      return;
     case 'exp':
       f.set(v);
       emitExp(f, v);
