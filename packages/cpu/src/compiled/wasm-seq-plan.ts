@@ -1,7 +1,7 @@
 import type { Graph, NodeId } from '@deerjs/core';
 import type { Job } from './threads.js';
 import { Unsupported } from './unsupported.js';
-import { wasmKernels, type WasmKernelSpec } from './wasm/kernel-module.js';
+import { type WasmKernelSpec, type WasmKernels, wasmKernels } from './wasm/kernel-module.js';
 import { type WasmSeqMeta, wasmSeqSource } from './wasm/seq-site.js';
 
 const isLeaf = (g: Graph, id: NodeId) => {
@@ -17,6 +17,18 @@ export function wasmCompiles(bytes: Uint8Array): boolean {
   } catch {
     return false;
   }
+}
+
+/** `wasmKernels`, or undefined where the generator does not know an op or the runtime cannot compile it. */
+export function compiledKernels(g: Graph, specs: readonly WasmKernelSpec[]): WasmKernels | undefined {
+  let k: WasmKernels;
+  try {
+    k = wasmKernels(g, specs);
+  } catch (err) {
+    if (err instanceof Unsupported) return undefined;
+    throw err;
+  }
+  return wasmCompiles(k.bytes) ? k : undefined;
 }
 
 /**
@@ -54,14 +66,8 @@ export function wasmSeqJob(
     ],
     stores: [{ id: f, layout: 'rows' }],
   });
-  let k: ReturnType<typeof wasmKernels>;
-  try {
-    k = wasmKernels(g, specs);
-  } catch (err) {
-    if (err instanceof Unsupported) return undefined;
-    throw err;
-  }
-  if (!wasmCompiles(k.bytes)) return undefined;
+  const k = compiledKernels(g, specs);
+  if (!k) return undefined;
   const meta: WasmSeqMeta = {
     params: k.params,
     consts: k.consts,

@@ -1,7 +1,6 @@
 import type { Graph, MatExpr, NodeId, TypedArray } from '@deerjs/core';
-import { Unsupported } from './unsupported.js';
-import { wasmKernels, type WasmKernelSpec, type WasmKernels } from './wasm/kernel-module.js';
-import { wasmCompiles } from './wasm-seq-plan.js';
+import type { WasmKernelSpec, WasmKernels } from './wasm/kernel-module.js';
+import { compiledKernels } from './wasm-seq-plan.js';
 
 /**
  * Float32 runStep on one WebAssembly SIMD module: every (b, t) element is independent, so groups of
@@ -75,14 +74,8 @@ export function wasmStep(
     stores: outputs.map((id) => ({ id, layout: 'rows' as const })),
     jacobian,
   });
-  let k: WasmKernels;
-  try {
-    k = wasmKernels(g, specs);
-  } catch (err) {
-    if (err instanceof Unsupported) return undefined;
-    throw err;
-  }
-  if (!wasmCompiles(k.bytes)) return undefined;
+  const k = compiledKernels(g, specs);
+  if (!k) return undefined;
   const size = (id: NodeId) => g.nodes[id]!.size;
   return makeWasmStep(k, {
     leaves,
