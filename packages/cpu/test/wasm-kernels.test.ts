@@ -250,7 +250,7 @@ describe('float32 runStep on WebAssembly SIMD agrees with the float64 reference'
         if (!ENTRY_TERMS.has(name) || !program.jacobian) expect(plan.wasm).toBeDefined();
         const fast = stepOn(createCpuBackend({ dtype: 'float32', compileMin: 0, threads: 1 }), cell, program, B, T);
         const ref = stepOn(createReferenceBackend({ dtype: 'float64' }), cell, program, B, T);
-        fast.outputs.forEach((o, k) => expect(relErr(o, ref.outputs[k]!)).toBeLessThan(2e-5));
+        for (const [k, o] of fast.outputs.entries()) expect(relErr(o, ref.outputs[k]!)).toBeLessThan(2e-5);
         expect(fast.jacobian === undefined).toBe(ref.jacobian === undefined);
         if (ref.jacobian) expect(relErr(fast.jacobian!, ref.jacobian)).toBeLessThan(2e-5);
       });
