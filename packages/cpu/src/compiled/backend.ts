@@ -24,7 +24,18 @@ import { affineOffsetFast, scanFast } from './scan.js';
 import { ThreadedScan } from './scan-threads.js';
 import { SharedBuffers } from './shared-buffers.js';
 import { runRows } from './seq-rows.js';
-import { availableThreads, isShared, runTiles, type SeqRowsArgs, sharedArray, ThreadPool } from './threads.js';
+import {
+  availableThreads,
+  isShared,
+  type Job,
+  jobFromSource,
+  runTiles,
+  type SeqRowsArgs,
+  sharedArray,
+  ThreadPool,
+} from './threads.js';
+import { wasmSeqJob } from './wasm-seq-plan.js';
+import { type WasmStep, wasmStep } from './wasm-step-plan.js';
 import { threadedNewtonUpdate, UPDATE_PARALLEL_MIN } from './update.js';
 
 /** Doubles of scratch one tile may use (all its nodes together): about 256 KiB. */
@@ -43,12 +54,15 @@ interface StepPlan {
   /** Input-only nodes (absent when none): their frontier values are the last externals of `kernel`. */
   readonly hoist?: Kernel;
   readonly frontier: readonly NodeId[];
+  /** Float32 with SIMD: the whole call on WebAssembly SIMD kernels (wasm-step-plan.ts), where it can. */
+  readonly wasm?: WasmStep;
 }
 
 /** Hoisted values of one input tensor, kept while the same params are used (Newton iterations). */
 interface InputCache {
   readonly program: StepProgram;
   readonly params: readonly (Tensor | undefined)[];
+  /** The hoisted values (empty for the WebAssembly path, which keeps them in its memory: the entry is its token). */
   readonly values: TypedArray[];
 }
 /** Largest hoisted buffer kept across calls, in bytes. */
@@ -65,6 +79,11 @@ interface SeqPlan {
   readonly stateLeaf?: NodeId;
   /** Work per (b, t) element, hoisted part included: multiply-adds of products, values of the rest. */
   readonly work: number;
+  /**
+   * Float32 with SIMD: the whole sequential loop on WebAssembly SIMD kernels (wasm/seq-site.ts), a
+   * job taking (P, b0, b1, T, x, y0, y, budget); absent where the generator or runtime cannot.
+   */
+  readonly wasm?: Job;
 }
 
 /**
@@ -160,7 +179,8 @@ export function makeStepPlan(p: StepProgram, fast: boolean, simd = true): StepPl
     simd,
   });
   const tile = Math.min(tileFor(kernel), hoist ? tileFor(hoist) : 256);
-  return { kernel, tile, hoist, frontier };
+  const wasm = fast && simd ? wasmStep(g, hoisted, frontier, rest, p.outputs, p.jacobian) : undefined;
+  return { kernel, tile, hoist, frontier, wasm };
 }
 
 /** Work of a node per element: multiply-adds of a product, else values computed (none for leaves). */
@@ -190,7 +210,9 @@ export function makeSeqPlan(p: StepProgram, fast: boolean, simd = true): SeqPlan
     simd,
   });
   const work = live.reduce((a, id) => a + workOf(g, id), 0);
-  return { hoist, hoistTile: hoist ? tileFor(hoist) : 1, frontier, step, stateLeaf, work };
+  const wasm =
+    fast && simd ? wasmSeqJob(g, hoisted, frontier, stepNodes, stateLeaf, f, jobFromSource) : undefined;
+  return { hoist, hoistTile: hoist ? tileFor(hoist) : 1, frontier, step, stateLeaf, work, wasm };
 }
 
 /** Scratch arrays of a kernel for tiles of up to `tile` elements, kept with the kernel for reuse. */
@@ -249,8 +271,8 @@ export class FastCpuBackend extends CpuBackend {
   readonly threads: number;
   private pool?: ThreadPool;
   private readonly threadedScan = new ThreadedScan(() => this.startPool());
-  /** Tensors' arrays when threads > 1 (shared with the workers), reused after dispose. */
-  private readonly buffers = new SharedBuffers();
+  /** Tensors' arrays (with threads > 1 shared with the workers), reused after dispose. */
+  private readonly buffers: SharedBuffers;
 
   constructor(options: FastCpuBackendOptions = {}) {
     const t = options.threads ?? availableThreads();
@@ -260,20 +282,22 @@ export class FastCpuBackend extends CpuBackend {
     this.compileMin = options.compileMin ?? 256;
     this.simd = options.simd ?? true;
     this.threads = threads;
+    this.buffers = new SharedBuffers(threads > 1);
   }
 
-  /** With threads, tensors live on SharedArrayBuffers so that the workers see them. */
+  /**
+   * Arrays from the pool (reused after dispose); with threads, tensors live on SharedArrayBuffers so
+   * that the workers see them.
+   */
   protected override make(shape: readonly number[], dtype: DType, data?: TypedArray): CpuTensor {
-    if (this.threads > 1) {
-      const size = shape.reduce((a, b) => a * b, 1);
-      if (!data || (data.length === size && !isShared(data))) data = this.buffers.take(ARRAY[dtype], size, data);
-    }
+    const size = shape.reduce((a, b) => a * b, 1);
+    if (!data || (this.threads > 1 && data.length === size && !isShared(data)))
+      data = this.buffers.take(ARRAY[dtype], size, data);
     return super.make(shape, dtype, data);
   }
 
   /** A new tensor whose every element the caller writes (a reused buffer is not zeroed first). */
   private unfilled(shape: readonly number[], dtype: DType): CpuTensor {
-    if (this.threads < 2) return this.make(shape, dtype);
     const size = shape.reduce((a, b) => a * b, 1);
     return super.make(shape, dtype, this.buffers.take(ARRAY[dtype], size, undefined, false));
   }
@@ -336,7 +360,7 @@ export class FastCpuBackend extends CpuBackend {
     const outs = program.outputs.map((id) => this.unfilled([B, T, g.nodes[id]!.size], dtype));
     const jac = program.jacobian;
     const s = jac?.blockSize ?? 0;
-    const J = jac ? this.make([B, T, n / s, s, s], dtype) : undefined;
+    const J = jac ? (plan.wasm ? this.unfilled : this.make).call(this, [B, T, n / s, s, s], dtype) : undefined;
     const leafData = (id: NodeId) => {
       const op = g.nodes[id]!.op;
       if (op === 'state') return state.data;
@@ -354,6 +378,10 @@ export class FastCpuBackend extends CpuBackend {
     const OB = OS.map(() => 0);
     const S = scratchFor(kernel, tile);
     const Jd = J?.data;
+    if (plan.wasm) {
+      this.wasmStep(plan.wasm, program, inputs, E, leafData, O, Jd);
+      return J ? { outputs: outs, jacobian: J } : { outputs: outs };
+    }
 
     // Hoisted values: all elements at once, kept for the next call with the same input and params;
     // or, when too large to keep, one tile at a time.
@@ -408,6 +436,40 @@ export class FastCpuBackend extends CpuBackend {
     return J ? { outputs: outs, jacobian: J } : { outputs: outs };
   }
 
+  /**
+   * runStep on the WebAssembly module: on the calling thread whatever `threads` (it is several times
+   * faster than the generated JavaScript on two), its hoisted values kept for the input tensor and
+   * params as long as they are unchanged (the cache entry is the module's token).
+   */
+  private wasmStep(
+    w: WasmStep,
+    program: StepProgram,
+    inputs: StepInputs,
+    E: number,
+    leafData: (id: NodeId) => TypedArray,
+    O: readonly TypedArray[],
+    J: TypedArray | undefined,
+  ): void {
+    const g = program.graph;
+    const P = g.params.map((spec) => {
+      const t = inputs.params[spec.name];
+      return t ? this.data(t) : new Float32Array(0);
+    });
+    const input = inputs.input;
+    const x = input ? this.data(input) : undefined;
+    let token: InputCache | undefined;
+    if (input && w.hoistBytes(E) <= INPUT_CACHE_BYTES) {
+      const params = g.params.map((spec) => inputs.params[spec.name]);
+      const hit = this.inputCache.get(input);
+      if (hit && hit.program === program && hit.params.every((t, k) => t === params[k])) token = hit;
+      else {
+        token = { program, params, values: [] };
+        this.inputCache.set(input, token);
+      }
+    }
+    w.run(P, E, w.leaves.map(leafData), x, token, O, J);
+  }
+
   override runSequential(
     program: StepProgram,
     inputs: { input?: Tensor; y0: Tensor; params: Readonly<Record<string, Tensor>> },
@@ -441,15 +503,26 @@ export class FastCpuBackend extends CpuBackend {
       hasState: stateLeaf !== undefined,
       budget: CHUNK_BUDGET,
     };
-    const S = scratchFor(step, B);
-    const hS = hoist ? scratchFor(hoist, plan.hoistTile) : undefined;
     // Rows are independent: on large enough problems, each thread runs the whole time loop for a
     // contiguous range of them (the same arithmetic per row as one thread).
     const parts = Math.min(this.threads, B);
     const pool =
       parts > 1 ? this.poolFor(B * T * plan.work, [out.data, ...(x ? [x.data] : [])], SEQ_PARALLEL_MIN) : undefined;
+    const rows = Array.from({ length: parts + 1 }, (_, i) => Math.round((i * B) / parts));
+    if (plan.wasm) {
+      const job = plan.wasm;
+      const P = g.params.map((spec) => {
+        const t = inputs.params[spec.name];
+        return t ? this.data(t) : new Float32Array(0);
+      });
+      const call = (b0: number, b1: number) => [P, b0, b1, T, x?.data, y0.data, out.data, 8 * CHUNK_BUDGET] as const;
+      if (pool) pool.calls(rows.slice(0, -1).map((b0, i) => (rows[i + 1]! > b0 ? [[job, call(b0, rows[i + 1]!)]] : [])));
+      else job.fn(...call(0, B));
+      return out;
+    }
+    const S = scratchFor(step, B);
+    const hS = hoist ? scratchFor(hoist, plan.hoistTile) : undefined;
     if (pool) {
-      const rows = Array.from({ length: parts + 1 }, (_, i) => Math.round((i * B) / parts));
       pool.rows(rows, step, S, hoist, hS, args);
       return out;
     }

@@ -5,12 +5,14 @@ import { sharedArray } from './threads.js';
 const SPARE_BYTES = 256 * 2 ** 20;
 
 /**
- * SharedArrayBuffer-backed arrays for tensors, reused after dispose: a fresh SharedArrayBuffer
+ * Arrays for tensors (SharedArrayBuffer-backed when `shared`), reused after dispose: a fresh buffer
  * costs its page faults every time (about 1.4 ms per 4 MB against 0.4 ms to zero a kept one),
  * and a Newton iteration makes and drops several tensors of the problem's size. Only arrays made
  * here are taken back, so none is shared with anything else.
  */
 export class SharedBuffers {
+  constructor(private readonly shared = true) {}
+
   private readonly spare = new Map<string, TypedArray[]>();
   private readonly mine = new WeakSet<TypedArray>();
   private bytes = 0;
@@ -34,7 +36,8 @@ export class SharedBuffers {
       else if (zero) kept.fill(0);
       out = kept;
     } else {
-      out = sharedArray(Arr, size, data);
+      out = this.shared ? sharedArray(Arr, size, data) : new Arr(size);
+      if (data && !this.shared) out.set(data);
     }
     this.mine.add(out);
     return out;

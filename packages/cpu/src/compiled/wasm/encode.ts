@@ -41,6 +41,36 @@ export const SIMD = {
   f64x2Add: 0xf0,
   f64x2Mul: 0xf2,
   f64x2PromoteLow: 0x5f,
+  load32Lane: 0x56,
+  store32Lane: 0x5a,
+  f32x4Gt: 0x44,
+  f32x4Lt: 0x43,
+  and: 0x4e,
+  bitselect: 0x52,
+  f32x4Nearest: 0x6a,
+  i32x4Shl: 0xab,
+  i32x4ShrS: 0xac,
+  i32x4Add: 0xae,
+  i32x4Sub: 0xb1,
+  f32x4Abs: 0xe0,
+  f32x4Neg: 0xe1,
+  f32x4Sqrt: 0xe3,
+  f32x4Sub: 0xe5,
+  f32x4Div: 0xe7,
+  f32x4Min: 0xe8,
+  f32x4Max: 0xe9,
+  f32x4Pmax: 0xeb,
+  i32x4TruncSatF32x4S: 0xf8,
+} as const;
+
+/** Scalar opcodes (no prefix) beyond the ones with their own Body method. */
+export const OP = {
+  i32Sub: 0x6b,
+  i32ShrS: 0x75,
+  i32LtS: 0x48,
+  i32LeS: 0x4c,
+  i32GeS: 0x4e,
+  f32Load: 0x2a,
 } as const;
 
 /** A function body under construction. Locals are numbered after the parameters. */
@@ -99,6 +129,40 @@ export class Body {
   brIf(depth: number): this {
     this.code.push(0x0d);
     uleb(this.code, depth);
+    return this;
+  }
+  /** `block` (empty block type) … `end`: `br` to it jumps past its end. */
+  block(body: () => void): this {
+    this.code.push(0x02, 0x40);
+    body();
+    this.code.push(0x0b);
+    return this;
+  }
+  /** A scalar memory access (f32.load and the like) with alignment log2 `align` and byte `offset`. */
+  scalarMem(opcode: number, offset: number, align = 2): this {
+    this.code.push(opcode);
+    uleb(this.code, align);
+    uleb(this.code, offset);
+    return this;
+  }
+  /** v128.load32_lane / store32_lane: a memory access and a lane index. */
+  lane(opcode: number, offset: number, laneIndex: number): this {
+    this.mem(opcode, offset, 2);
+    this.code.push(laneIndex);
+    return this;
+  }
+  /** v128.const with four f32 lanes of `v` (rounded to float32). */
+  f32x4(v: number): this {
+    this.simd(SIMD.const);
+    const b = new Uint8Array(new Float32Array([v, v, v, v]).buffer);
+    for (const x of b) this.code.push(x);
+    return this;
+  }
+  /** v128.const with four i32 lanes of `v`. */
+  i32x4(v: number): this {
+    this.simd(SIMD.const);
+    const b = new Uint8Array(new Int32Array([v, v, v, v]).buffer);
+    for (const x of b) this.code.push(x);
     return this;
   }
   /** A SIMD instruction without immediates. */

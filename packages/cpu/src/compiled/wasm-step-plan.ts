@@ -1,0 +1,253 @@
+import type { Graph, MatExpr, NodeId, TypedArray } from '@deerjs/core';
+import type { WasmKernelSpec, WasmKernels } from './wasm/kernel-module.js';
+import { compiledKernels } from './wasm-seq-plan.js';
+
+/**
+ * Float32 runStep on one WebAssembly SIMD module: every (b, t) element is independent, so groups of
+ * four consecutive elements are the f32x4 lanes. Kernel `h` (the input-only part, absent when
+ * nothing is hoisted) writes the hoisted frontier interleaved by group; kernel `k` reads the
+ * program's leaves (state, cotangent: element rows) and that frontier, and writes the outputs and
+ * the Jacobian blocks in the tensors' own layout.
+ */
+export interface WasmStep {
+  /** Ids of `k`'s leaf externals (rows), in the order `run` takes their arrays. */
+  readonly leaves: readonly NodeId[];
+  /** Bytes the hoisted values of E elements take in memory (compare with the cache budget). */
+  hoistBytes(E: number): number;
+  /**
+   * Evaluates E elements: params P (graph.params order, float32), leaf arrays, the input (read by
+   * `h`), output arrays, the Jacobian array. `token`, when given, names the input and params: the
+   * hoisted values are computed for all E elements and kept while the next call passes the same
+   * token (Newton iterations); without one, they are computed a chunk at a time.
+   */
+  run(
+    P: readonly TypedArray[],
+    E: number,
+    leaves: readonly TypedArray[],
+    input: TypedArray | undefined,
+    token: object | undefined,
+    outs: readonly TypedArray[],
+    J: TypedArray | undefined,
+  ): void;
+}
+
+const isLeaf = (g: Graph, id: NodeId) => {
+  const op = g.nodes[id]!.op;
+  return op === 'state' || op === 'input' || op === 'cotangent';
+};
+
+/** Bytes of a chunk's working set (its rows in and out, scratch): about L2's share of one core. */
+const CHUNK_BYTES = 192 * 1024;
+
+/**
+ * The runStep module of a program split by `splitInputOnly` (hoisted nodes, their `frontier`, the
+ * rest), or undefined where the generator does not know an op (or a Jacobian term) or the runtime
+ * lacks WebAssembly SIMD.
+ */
+export function wasmStep(
+  g: Graph,
+  hoisted: readonly NodeId[],
+  frontier: readonly NodeId[],
+  rest: readonly NodeId[],
+  outputs: readonly NodeId[],
+  jacobian: { readonly expr: MatExpr; readonly blockSize: number } | undefined,
+): WasmStep | undefined {
+  const specs: WasmKernelSpec[] = [];
+  const hLeaves = hoisted.filter((id) => isLeaf(g, id));
+  if (hLeaves.some((id) => g.nodes[id]!.op !== 'input')) return undefined;
+  if (frontier.length) {
+    specs.push({
+      name: 'h',
+      nodes: hoisted.filter((id) => !isLeaf(g, id)),
+      externals: hLeaves.map((id) => ({ id, layout: 'rows' as const })),
+      stores: frontier.map((id) => ({ id, layout: 'vec' as const })),
+    });
+  }
+  const leaves = rest.filter((id) => isLeaf(g, id));
+  specs.push({
+    name: 'k',
+    nodes: rest.filter((id) => !isLeaf(g, id)),
+    externals: [
+      ...leaves.map((id) => ({ id, layout: 'rows' as const })),
+      ...frontier.map((id) => ({ id, layout: 'vec' as const })),
+    ],
+    stores: outputs.map((id) => ({ id, layout: 'rows' as const })),
+    jacobian,
+  });
+  const k = compiledKernels(g, specs);
+  if (!k) return undefined;
+  const size = (id: NodeId) => g.nodes[id]!.size;
+  return makeWasmStep(k, {
+    leaves,
+    leafSizes: leaves.map(size),
+    hN: frontier.length ? hLeaves.length : 0,
+    m: g.inputSize,
+    fSizes: frontier.map(size),
+    outSizes: outputs.map(size),
+    jSize: jacobian ? g.stateSize * jacobian.blockSize : 0,
+  });
+}
+
+function makeWasmStep(
+  k: WasmKernels,
+  meta: {
+    leaves: readonly NodeId[];
+    leafSizes: readonly number[];
+    hN: number;
+    m: number;
+    fSizes: readonly number[];
+    outSizes: readonly number[];
+    jSize: number;
+  },
+): WasmStep {
+  type Fn = (...args: number[]) => void;
+  const WA = (
+    globalThis as unknown as {
+      WebAssembly: {
+        Instance: new (m: object) => { exports: Record<string, unknown> };
+        Module: new (b: Uint8Array) => object;
+      };
+    }
+  ).WebAssembly;
+  const { exports } = new WA.Instance(new WA.Module(k.bytes));
+  const mem = exports.mem as { buffer: ArrayBuffer; grow(pages: number): number };
+  const h = exports.h as Fn | undefined;
+  const kk = exports.k as Fn;
+  const hBytes = h ? k.groupBytes[0]! : 0;
+  const kBytes = k.groupBytes.at(-1)!;
+  let F = new Float32Array(mem.buffer);
+  const ensure = (b: number) => {
+    const have = mem.buffer.byteLength;
+    if (b > have) mem.grow(Math.ceil((b - have) / 65536));
+    if (F.buffer !== mem.buffer) F = new Float32Array(mem.buffer);
+  };
+  ensure(k.dataEnd);
+  for (const c of k.consts) F.set(c.values, c.offset / 4);
+  const { leafSizes, hN, m, fSizes, outSizes, jSize } = meta;
+  const fTot = fSizes.reduce((a, b) => a + b, 0);
+  const nL = leafSizes.length;
+  const nF = fSizes.length;
+  const hArgs: number[] = new Array(2 + 3 * (hN + nF)).fill(0);
+  const kArgs: number[] = new Array(2 + 3 * (nL + nF + outSizes.length + (jSize ? 1 : 0))).fill(0);
+  /** The token whose hoisted values the cache region holds, and for how many groups. */
+  let held: object | undefined;
+  let heldGroups = 0;
+
+  /** Copies rows [e0, e1) of `src` (`size` per element) to byte offset `at`, zero-padded to `to` rows. */
+  const copyIn = (src: TypedArray, size: number, e0: number, e1: number, to: number, at: number) => {
+    F.set(src.subarray(e0 * size, e1 * size), at / 4);
+    if (to > e1) F.fill(0, at / 4 + (e1 - e0) * size, at / 4 + (to - e0) * size);
+  };
+  /** Runs `h` on groups [0, ng) whose input rows are at `xin`, writing frontier k at fAt[k] + g·16·size. */
+  const hoist = (ng: number, xin: number, fAt: readonly number[], sp: number) => {
+    hArgs[0] = ng;
+    hArgs[1] = sp;
+    let a = 2;
+    for (let q = 0; q < hN; q++) {
+      hArgs[a++] = xin;
+      hArgs[a++] = 16 * m;
+      hArgs[a++] = 4 * m;
+    }
+    for (let q = 0; q < nF; q++) {
+      hArgs[a++] = fAt[q]!;
+      hArgs[a++] = 16 * fSizes[q]!;
+      hArgs[a++] = 0;
+    }
+    h!(...hArgs);
+  };
+
+  return {
+    leaves: meta.leaves,
+    hoistBytes: (E) => Math.ceil(E / 4) * 16 * fTot,
+    run(P, E, leaves, input, token, outs, J) {
+      for (const p of k.params) F.set(P[p.index]!.subarray(0, p.size), p.offset / 4);
+      const G = Math.ceil(E / 4);
+      const cached = h !== undefined && token !== undefined;
+      // Chunk of C elements (a multiple of 4): its rows in and out, hoisted values, scratch.
+      let per = 4 * (leafSizes.reduce((a, b) => a + b, 0) + outSizes.reduce((a, b) => a + b, 0) + jSize);
+      per += kBytes / 4 + (h ? 4 * m + (cached ? 0 : 4 * fTot + hBytes / 4) : 0);
+      const C = Math.max(4, Math.min(4 * G, Math.floor(CHUNK_BYTES / per / 4) * 4));
+      // Memory: params | hoisted values (all groups when cached) | chunk rows | scratch.
+      let at = k.dataEnd;
+      const fAll: number[] = [];
+      for (let q = 0; q < nF; q++) {
+        fAll.push(at);
+        at += 16 * fSizes[q]! * (cached ? G : C / 4);
+      }
+      const xin = at;
+      at += h ? 4 * C * m : 0;
+      const take = (sz: number) => {
+        at += 4 * C * sz;
+        return at - 4 * C * sz;
+      };
+      const lAt = leafSizes.map(take);
+      const oAt = outSizes.map(take);
+      const jAt = at;
+      at += 4 * C * jSize;
+      const hsp = at;
+      at += h ? (C / 4) * hBytes : 0;
+      const ksp = at;
+      at += (C / 4) * kBytes;
+      ensure(at); // growing keeps the memory's contents: held values stay valid
+      if (cached && (held !== token || heldGroups !== G)) {
+        held = undefined;
+        for (let e0 = 0; e0 < E; e0 += C) {
+          const e1 = Math.min(E, e0 + C);
+          const ng = Math.ceil((e1 - e0) / 4);
+          copyIn(input!, m, e0, e1, e0 + 4 * ng, xin);
+          hoist(
+            ng,
+            xin,
+            fAll.map((o, q) => o + (e0 / 4) * 16 * fSizes[q]!),
+            hsp,
+          );
+        }
+        held = token;
+        heldGroups = G;
+      } else if (!cached && held !== undefined) {
+        held = undefined;
+      }
+      for (let e0 = 0; e0 < E; e0 += C) {
+        const e1 = Math.min(E, e0 + C);
+        const ng = Math.ceil((e1 - e0) / 4);
+        const to = e0 + 4 * ng;
+        for (let q = 0; q < nL; q++) copyIn(leaves[q]!, leafSizes[q]!, e0, e1, to, lAt[q]!);
+        if (h && !cached) {
+          if (!input) throw new Error('cpu: the program reads its input but none was given');
+          copyIn(input, m, e0, e1, to, xin);
+          hoist(ng, xin, fAll, hsp);
+        }
+        kArgs[0] = ng;
+        kArgs[1] = ksp;
+        let a = 2;
+        for (let q = 0; q < nL; q++) {
+          kArgs[a++] = lAt[q]!;
+          kArgs[a++] = 16 * leafSizes[q]!;
+          kArgs[a++] = 4 * leafSizes[q]!;
+        }
+        for (let q = 0; q < nF; q++) {
+          kArgs[a++] = fAll[q]! + (cached ? (e0 / 4) * 16 * fSizes[q]! : 0);
+          kArgs[a++] = 16 * fSizes[q]!;
+          kArgs[a++] = 0;
+        }
+        for (let q = 0; q < outSizes.length; q++) {
+          kArgs[a++] = oAt[q]!;
+          kArgs[a++] = 16 * outSizes[q]!;
+          kArgs[a++] = 4 * outSizes[q]!;
+        }
+        if (jSize) {
+          kArgs[a++] = jAt;
+          kArgs[a++] = 16 * jSize;
+          kArgs[a++] = 4 * jSize;
+        }
+        kk(...kArgs);
+        const len = e1 - e0;
+        for (let q = 0; q < outSizes.length; q++) {
+          const sz = outSizes[q]!;
+          outs[q]!.set(F.subarray(oAt[q]! / 4, oAt[q]! / 4 + len * sz), e0 * sz);
+        }
+        if (J) J.set(F.subarray(jAt / 4, jAt / 4 + len * jSize), e0 * jSize);
+      }
+    },
+  };
+}
