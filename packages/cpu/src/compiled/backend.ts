@@ -35,6 +35,7 @@ import {
   ThreadPool,
 } from './threads.js';
 import { wasmSeqJob } from './wasm-seq-plan.js';
+import { type WasmDeerStep, wasmDeerStep } from './wasm-deer-step.js';
 import { type WasmStep, wasmStep } from './wasm-step-plan.js';
 import { threadedNewtonUpdate, UPDATE_PARALLEL_MIN } from './update.js';
 
@@ -94,6 +95,7 @@ interface SeqPlan {
 type Cache<T> = WeakMap<Graph, Map<string, { expr: MatExpr | undefined; plan: T | null }[]>>;
 const stepPlans: Cache<StepPlan> = new WeakMap();
 const seqPlans: Cache<SeqPlan> = new WeakMap();
+const deerPlans: Cache<WasmDeerStep> = new WeakMap();
 
 /** The plan of a program for a dtype, made once; null when the generator does not support it. */
 function cached<T>(
@@ -181,6 +183,16 @@ export function makeStepPlan(p: StepProgram, fast: boolean, simd = true): StepPl
   const tile = Math.min(tileFor(kernel), hoist ? tileFor(hoist) : 256);
   const wasm = fast && simd ? wasmStep(g, hoisted, frontier, rest, p.outputs, p.jacobian) : undefined;
   return { kernel, tile, hoist, frontier, wasm };
+}
+
+/** The fused DEER step of a residual program (wasm-deer-step.ts): float32 with SIMD only. */
+export function makeDeerPlan(p: StepProgram, fast: boolean): WasmDeerStep {
+  const g = p.graph;
+  if (!fast || !p.jacobian) throw new Unsupported('deerStep: float32 with a Jacobian');
+  const { hoisted, rest, frontier } = splitHoisted(g, [...p.outputs, ...matExprNodes(p.jacobian.expr)]);
+  const w = wasmDeerStep(g, hoisted, frontier, rest, p.outputs, p.jacobian);
+  if (!w) throw new Unsupported('deerStep: no WebAssembly SIMD for this program');
+  return w;
 }
 
 /** Work of a node per element: multiply-adds of a product, else values computed (none for leaves). */
@@ -450,24 +462,69 @@ export class FastCpuBackend extends CpuBackend {
     O: readonly TypedArray[],
     J: TypedArray | undefined,
   ): void {
-    const g = program.graph;
-    const P = g.params.map((spec) => {
-      const t = inputs.params[spec.name];
-      return t ? this.data(t) : new Float32Array(0);
-    });
+    const P = this.wasmParams(program.graph, inputs.params);
     const input = inputs.input;
     const x = input ? this.data(input) : undefined;
-    let token: InputCache | undefined;
-    if (input && w.hoistBytes(E) <= INPUT_CACHE_BYTES) {
-      const params = g.params.map((spec) => inputs.params[spec.name]);
-      const hit = this.inputCache.get(input);
-      if (hit && hit.program === program && hit.params.every((t, k) => t === params[k])) token = hit;
-      else {
-        token = { program, params, values: [] };
-        this.inputCache.set(input, token);
-      }
-    }
+    const token = this.wasmToken(program, inputs.params, input, w.hoistBytes(E));
     w.run(P, E, w.leaves.map(leafData), x, token, O, J);
+  }
+
+  /** The float32 arrays of a program's params (graph order; empty for a missing one). */
+  private wasmParams(g: Graph, params: Readonly<Record<string, Tensor>>): TypedArray[] {
+    return g.params.map((spec) => {
+      const t = params[spec.name];
+      return t ? this.data(t) : new Float32Array(0);
+    });
+  }
+
+  /**
+   * The token naming an input tensor and params for a WebAssembly module's kept hoisted values
+   * (`bytes` of them), while they are unchanged; undefined where there is no input or they are too
+   * large to keep.
+   */
+  private wasmToken(
+    program: StepProgram,
+    params: Readonly<Record<string, Tensor>>,
+    input: Tensor | undefined,
+    bytes: number,
+  ): InputCache | undefined {
+    if (!input || bytes > INPUT_CACHE_BYTES) return undefined;
+    const ps = program.graph.params.map((spec) => params[spec.name]);
+    const hit = this.inputCache.get(input);
+    if (hit && hit.program === program && hit.params.every((t, k) => t === ps[k])) return hit;
+    const token = { program, params: ps, values: [] };
+    this.inputCache.set(input, token);
+    return token;
+  }
+
+  /**
+   * Core's fused DEER step (`Backend.deerStep`), in float32 with WebAssembly SIMD on the calling
+   * thread (wasm-deer-step.ts); null (core composes the step) elsewhere: float64, no SIMD, calls
+   * under `compileMin` elements, programs or Jacobians the generator does not fuse.
+   */
+  deerStep(
+    program: StepProgram,
+    inputs: { readonly input: Tensor; readonly y0: Tensor; readonly params: Readonly<Record<string, Tensor>> },
+    previous: Tensor,
+    opts: NewtonUpdateOptions,
+  ): Promise<NewtonUpdate> | null {
+    const prev = this.get(previous);
+    const [x, y0] = [this.data(inputs.input), this.data(inputs.y0)];
+    if (!(prev.data instanceof Float32Array && x instanceof Float32Array && y0 instanceof Float32Array)) return null;
+    const [B, T] = prev.shape as [number, number];
+    if (B * T < this.compileMin || !this.simd || !program.jacobian) return null;
+    const plan = cached(deerPlans, program, 'float32', this.simd, (fast) => makeDeerPlan(program, fast));
+    if (!plan) return null;
+    const out = this.unfilled(prev.shape, 'float32');
+    try {
+      const P = this.wasmParams(program.graph, inputs.params);
+      const token = this.wasmToken(program, inputs.params, inputs.input, plan.hoistBytes(B, T));
+      const r = plan.run(P, B, T, x, y0, prev.data, out.data, token, opts);
+      return Promise.resolve(newtonUpdateFromRows(out, r.maxAbsDiff, r.rows));
+    } catch (err) {
+      this.dispose(out);
+      throw err;
+    }
   }
 
   override runSequential(
@@ -511,10 +568,7 @@ export class FastCpuBackend extends CpuBackend {
     const rows = Array.from({ length: parts + 1 }, (_, i) => Math.round((i * B) / parts));
     if (plan.wasm) {
       const job = plan.wasm;
-      const P = g.params.map((spec) => {
-        const t = inputs.params[spec.name];
-        return t ? this.data(t) : new Float32Array(0);
-      });
+      const P = this.wasmParams(g, inputs.params);
       const call = (b0: number, b1: number) => [P, b0, b1, T, x?.data, y0.data, out.data, 8 * CHUNK_BUDGET] as const;
       if (pool) pool.calls(rows.slice(0, -1).map((b0, i) => (rows[i + 1]! > b0 ? [[job, call(b0, rows[i + 1]!)]] : [])));
       else job.fn(...call(0, B));

@@ -20,10 +20,14 @@ export function wasmCompiles(bytes: Uint8Array): boolean {
 }
 
 /** `wasmKernels`, or undefined where the generator does not know an op or the runtime cannot compile it. */
-export function compiledKernels(g: Graph, specs: readonly WasmKernelSpec[]): WasmKernels | undefined {
+export function compiledKernels(
+  g: Graph,
+  specs: readonly WasmKernelSpec[],
+  extra?: Parameters<typeof wasmKernels>[2],
+): WasmKernels | undefined {
   let k: WasmKernels;
   try {
-    k = wasmKernels(g, specs);
+    k = wasmKernels(g, specs, extra);
   } catch (err) {
     if (err instanceof Unsupported) return undefined;
     throw err;

@@ -61,6 +61,19 @@ export const SIMD = {
   f32x4Max: 0xe9,
   f32x4Pmax: 0xeb,
   i32x4TruncSatF32x4S: 0xf8,
+  i32x4Splat: 0x11,
+  i32x4Eq: 0x37,
+  f32x4Eq: 0x41,
+  f32x4Le: 0x45,
+  f32x4Ge: 0x46,
+  f64x2Ne: 0x48,
+  f64x2Gt: 0x4a,
+  f64x2Le: 0x4b,
+  not: 0x4d,
+  or: 0x50,
+  f64x2Abs: 0xec,
+  f64x2Sub: 0xf1,
+  f64x2Div: 0xf3,
 } as const;
 
 /** Scalar opcodes (no prefix) beyond the ones with their own Body method. */
@@ -155,6 +168,13 @@ export class Body {
   f32x4(v: number): this {
     this.simd(SIMD.const);
     const b = new Uint8Array(new Float32Array([v, v, v, v]).buffer);
+    for (const x of b) this.code.push(x);
+    return this;
+  }
+  /** v128.const with two f64 lanes of `v`. */
+  f64x2(v: number): this {
+    this.simd(SIMD.const);
+    const b = new Uint8Array(new Float64Array([v, v]).buffer);
     for (const x of b) this.code.push(x);
     return this;
   }

@@ -43,6 +43,11 @@ export interface WasmKernelSpec {
   readonly externals: readonly { readonly id: NodeId; readonly layout: Layout }[];
   readonly stores: readonly { readonly id: NodeId; readonly layout: Layout }[];
   readonly jacobian?: { readonly expr: MatExpr; readonly blockSize: number };
+  /**
+   * Layout of the Jacobian blocks (default `rows`): `vec` writes entry k of group g's four elements
+   * at ptr + g·gs + 16·k, one v128 store (the fused DEER step reads them so, wasm/scan-update.ts).
+   */
+  readonly jacobianLayout?: Layout;
 }
 
 export interface WasmKernels {
@@ -76,7 +81,15 @@ type Loc =
   | { readonly kind: 'param'; readonly off: number }
   | { readonly kind: 'scalar'; readonly value: number };
 
-export function wasmKernels(g: Graph, specs: readonly WasmKernelSpec[]): WasmKernels {
+/**
+ * The module of `specs`, plus `extra` hand-written functions (after the kernels, sharing their
+ * memory).
+ */
+export function wasmKernels(
+  g: Graph,
+  specs: readonly WasmKernelSpec[],
+  extra: readonly { readonly name: string; readonly body: Body }[] = [],
+): WasmKernels {
   // Params and vector consts: one region shared by the kernels.
   let top = 0;
   const paramOff = new Map<string, number>();
@@ -112,7 +125,7 @@ export function wasmKernels(g: Graph, specs: readonly WasmKernelSpec[]): WasmKer
     fns.push({ name: spec.name, body });
     groupBytes.push(bytes);
   }
-  return { bytes: moduleBytes(fns), params, consts, dataEnd: align16(top), groupBytes };
+  return { bytes: moduleBytes([...fns, ...extra]), params, consts, dataEnd: align16(top), groupBytes };
 }
 
 function kernelBody(
@@ -412,8 +425,10 @@ function kernelBody(
   if (spec.jacobian) {
     const { expr, blockSize } = spec.jacobian;
     forGroups(() => {
-      for (let l = 0; l < 4; l++) f.get(jBase).i32(l).get(jArg(2)).mul().add().set(lanes[l]!);
+      const vec = spec.jacobianLayout === 'vec';
+      if (!vec) for (let l = 0; l < 4; l++) f.get(jBase).i32(l).get(jArg(2)).mul().add().set(lanes[l]!);
       jacobianRows(f, g, expr, blockSize, useParam, {
+        vec: vec ? jBase : undefined,
         lanes,
         tmp,
         iv,
@@ -478,6 +493,8 @@ function jacobianRows(
   s: number,
   useParam: (name: string) => number,
   ctx: {
+    /** The `vec` layout's base local (entry k at +16·k), or undefined for `rows` (lanes). */
+    vec: number | undefined;
     lanes: readonly number[];
     tmp: number;
     iv: number;
@@ -489,7 +506,7 @@ function jacobianRows(
   const n = g.stateSize;
   const terms = expand(g, expr);
   if (terms.some((t) => t.kind === 'entry')) throw new Unsupported('wasm: Jacobian entry terms');
-  const { lanes, tmp, iv, i4, loadAt } = ctx;
+  const { vec, lanes, tmp, iv, i4, loadAt } = ctx;
   const cl = f.local(I32);
   const coPool: number[] = [];
   const coLocal = (q: number) => {
@@ -518,6 +535,12 @@ function jacobianRows(
   /** Stores the v128 on the stack as entry (r, c) of the four elements (c = cl when undefined). */
   const store = (r: number, cb: number, c: number | undefined) => {
     f.set(tmp);
+    if (vec !== undefined) {
+      f.get(vec);
+      if (c === undefined) f.get(cl).i32(16).mul().add();
+      f.get(tmp).mem(SIMD.store, 16 * (r * s - cb + (c ?? 0)), 4);
+      return;
+    }
     for (let l = 0; l < 4; l++) {
       f.get(lanes[l]!);
       if (c === undefined) f.get(cl).i32(4).mul().add();

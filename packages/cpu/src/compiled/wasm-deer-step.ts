@@ -1,0 +1,326 @@
+import type { Graph, MatExpr, NewtonUpdateOptions, NodeId, RowUpdate, TypedArray } from '@deerjs/core';
+import { Unsupported } from './unsupported.js';
+import type { WasmKernelSpec, WasmKernels } from './wasm/kernel-module.js';
+import { SCAN_UPDATE_MAX, STATE, scanUpdateBody } from './wasm/scan-update.js';
+import { compiledKernels } from './wasm-seq-plan.js';
+
+/**
+ * Core's optional `Backend.deerStep` in float32 on one WebAssembly SIMD module: residual,
+ * Jacobian, δ_t = J_t δ_{t−1} + r_t and the Newton update without the Jacobian, r or δ in the
+ * tensors. Four batch rows go together, one per f32x4 lane (a last partial group computes padding
+ * lanes that are never read), serial over time in chunks that stay in cache: per chunk, kernel `h`
+ * (input-only part, absent when nothing is hoisted) fills the hoisted values, kernel `k` writes the
+ * chunk's r and J blocks interleaved (groups are time steps, lanes the rows), and `su`
+ * (wasm/scan-update.ts) runs the recurrence and the update over it, carrying δ and the measures on
+ * to the next chunk. Hoisted values are kept for all (row group, step) while the caller's token
+ * (input and params) is the same, as runStep keeps them.
+ */
+export interface WasmDeerStep {
+  /** Bytes the hoisted values of B rows × T steps take in memory. */
+  hoistBytes(B: number, T: number): number;
+  /**
+   * One DEER step at the iterate `prev` ([B, T, n]) from `y0` ([B, n]) into `out`: params P (graph
+   * order), the input x ([B, T, m]); the measures of hostNewtonUpdate with `delta`.
+   */
+  run(
+    P: readonly TypedArray[],
+    B: number,
+    T: number,
+    x: TypedArray,
+    y0: TypedArray,
+    prev: TypedArray,
+    out: TypedArray,
+    token: object | undefined,
+    opts: NewtonUpdateOptions,
+  ): { maxAbsDiff: number; rows: RowUpdate };
+}
+
+const isLeaf = (g: Graph, id: NodeId) => {
+  const op = g.nodes[id]!.op;
+  return op === 'state' || op === 'input' || op === 'cotangent';
+};
+
+/** Bytes of a chunk's working set (its rows, r, J, scratch). */
+const CHUNK_BYTES = 192 * 1024;
+
+/**
+ * The fused step of a residual program (one output, a Jacobian) split by `splitInputOnly`, or
+ * undefined where the generator does not know an op or the runtime lacks WebAssembly SIMD.
+ * Throws Unsupported for shapes it does not fuse (recurrences of more than SCAN_UPDATE_MAX
+ * multiply-adds per step).
+ */
+export function wasmDeerStep(
+  g: Graph,
+  hoisted: readonly NodeId[],
+  frontier: readonly NodeId[],
+  rest: readonly NodeId[],
+  outputs: readonly NodeId[],
+  jacobian: { readonly expr: MatExpr; readonly blockSize: number },
+): WasmDeerStep | undefined {
+  const n = g.stateSize;
+  const s = jacobian.blockSize;
+  if (outputs.length !== 1 || g.nodes[outputs[0]!]!.size !== n) throw new Unsupported('deerStep: one residual');
+  if (n * s > SCAN_UPDATE_MAX) throw new Unsupported('deerStep: a dense Jacobian this large');
+  const specs: WasmKernelSpec[] = [];
+  const hLeaves = hoisted.filter((id) => isLeaf(g, id));
+  if (hLeaves.some((id) => g.nodes[id]!.op !== 'input')) return undefined;
+  if (frontier.length) {
+    specs.push({
+      name: 'h',
+      nodes: hoisted.filter((id) => !isLeaf(g, id)),
+      externals: hLeaves.map((id) => ({ id, layout: 'rows' as const })),
+      stores: frontier.map((id) => ({ id, layout: 'vec' as const })),
+    });
+  }
+  const leaves = rest.filter((id) => isLeaf(g, id));
+  specs.push({
+    name: 'k',
+    nodes: rest.filter((id) => !isLeaf(g, id)),
+    externals: [
+      ...leaves.map((id) => ({ id, layout: 'rows' as const })),
+      ...frontier.map((id) => ({ id, layout: 'vec' as const })),
+    ],
+    stores: [{ id: outputs[0]!, layout: 'vec' }],
+    jacobian,
+    jacobianLayout: 'vec',
+  });
+  const k = compiledKernels(g, specs, [{ name: 'su', body: scanUpdateBody(n, s) }]);
+  if (!k) return undefined;
+  return makeWasmDeerStep(k, {
+    leafOps: leaves.map((id) => g.nodes[id]!.op as 'state' | 'cotangent' | 'input'),
+    hN: frontier.length ? hLeaves.length : 0,
+    n,
+    s,
+    m: g.inputSize,
+    fSizes: frontier.map((id) => g.nodes[id]!.size),
+  });
+}
+
+function makeWasmDeerStep(
+  k: WasmKernels,
+  meta: {
+    leafOps: readonly ('state' | 'cotangent' | 'input')[];
+    hN: number;
+    n: number;
+    s: number;
+    m: number;
+    fSizes: readonly number[];
+  },
+): WasmDeerStep {
+  type Fn = (...args: number[]) => void;
+  const WA = (
+    globalThis as unknown as {
+      WebAssembly: {
+        Instance: new (m: object) => { exports: Record<string, unknown> };
+        Module: new (b: Uint8Array) => object;
+      };
+    }
+  ).WebAssembly;
+  const { exports } = new WA.Instance(new WA.Module(k.bytes));
+  const mem = exports.mem as { buffer: ArrayBuffer; grow(pages: number): number };
+  const h = exports.h as Fn | undefined;
+  const kk = exports.k as Fn;
+  const su = exports.su as Fn;
+  const hBytes = h ? k.groupBytes[0]! : 0;
+  const kBytes = k.groupBytes.at(-1)!;
+  let F = new Float32Array(mem.buffer);
+  const ensure = (b: number) => {
+    const have = mem.buffer.byteLength;
+    if (b > have) mem.grow(Math.ceil((b - have) / 65536));
+    if (F.buffer !== mem.buffer) F = new Float32Array(mem.buffer);
+  };
+  ensure(k.dataEnd);
+  for (const c of k.consts) F.set(c.values, c.offset / 4);
+  const { leafOps, hN, n, s, m, fSizes } = meta;
+  const fTot = fSizes.reduce((a, b) => a + b, 0);
+  const nF = fSizes.length;
+  const readsX = hN > 0 || leafOps.includes('input');
+  const hArgs: number[] = new Array(2 + 3 * (hN + nF)).fill(0);
+  const kArgs: number[] = new Array(2 + 3 * (leafOps.length + nF + 2)).fill(0);
+  /** The token whose hoisted values the cache region holds, and for which B, T. */
+  let held: object | undefined;
+  let heldShape = '';
+
+  return {
+    hoistBytes: (B, T) => Math.ceil(B / 4) * T * 16 * fTot,
+    run(P, B, T, x, y0, prev, out, token, opts) {
+      for (const p of k.params) F.set(P[p.index]!.subarray(0, p.size), p.offset / 4);
+      const Bq = Math.ceil(B / 4);
+      const cached = h !== undefined && token !== undefined;
+      // A chunk of L steps: four rows of the iterate (one step more) and input, r, J, scratch.
+      let per = kBytes + 16 * n + 16 * n * s + 16 * n + (readsX ? 16 * m : 0);
+      if (h && !cached) per += hBytes + 16 * fTot;
+      const L = Math.max(1, Math.min(T, Math.floor(CHUNK_BYTES / per)));
+      // Memory: params | hoisted values ([Bq][T] groups when cached, else a chunk's) | X | Y | R | J
+      // | scratch of h, k | the lanes' running state.
+      let at = k.dataEnd;
+      const fAll: number[] = [];
+      for (let q = 0; q < nF; q++) {
+        fAll.push(at);
+        at += 16 * fSizes[q]! * (cached ? Bq * T : L);
+      }
+      const xls = 4 * L * m;
+      const X = at;
+      at += readsX ? 4 * xls : 0;
+      const yls = 4 * (L + 1) * n;
+      const Y = at;
+      at += 4 * yls;
+      const R = at;
+      at += 16 * n * L;
+      const J = at;
+      at += 16 * n * s * L;
+      const hsp = at;
+      at += h ? L * hBytes : 0;
+      const ksp = at;
+      at += L * kBytes;
+      const S = at;
+      at += 16 * n + STATE.bytes;
+      ensure(at); // growing keeps the memory's contents: held values stay valid
+      const Xf = X / 4;
+      const Yf = Y / 4;
+      /** The four rows' inputs of steps [t0, t0 + Lc) into X (padding lanes zero). */
+      const inputIn = (q: number, t0: number, Lc: number) => {
+        for (let l = 0; l < 4; l++) {
+          const b = 4 * q + l;
+          const to = Xf + (l * xls) / 4;
+          if (b < B) F.set(x.subarray((b * T + t0) * m, (b * T + t0 + Lc) * m), to);
+          else F.fill(0, to, to + Lc * m);
+        }
+      };
+      const hoist = (Lc: number, fAt: (q: number) => number) => {
+        hArgs[0] = Lc;
+        hArgs[1] = hsp;
+        let a = 2;
+        for (let j = 0; j < hN; j++) {
+          hArgs[a++] = X;
+          hArgs[a++] = 4 * m;
+          hArgs[a++] = xls;
+        }
+        for (let j = 0; j < nF; j++) {
+          hArgs[a++] = fAt(j);
+          hArgs[a++] = 16 * fSizes[j]!;
+          hArgs[a++] = 0;
+        }
+        h!(...hArgs);
+      };
+      const shape = `${B}|${T}`;
+      if (cached && (held !== token || heldShape !== shape)) {
+        held = undefined;
+        for (let q = 0; q < Bq; q++) {
+          for (let t0 = 0; t0 < T; t0 += L) {
+            const Lc = Math.min(L, T - t0);
+            inputIn(q, t0, Lc);
+            hoist(Lc, (j) => fAll[j]! + (q * T + t0) * 16 * fSizes[j]!);
+          }
+        }
+        held = token;
+        heldShape = shape;
+      } else if (!cached) held = undefined;
+
+      const active = opts.active;
+      const rows: RowUpdate = {
+        maxScaledDiff: new Float64Array(B),
+        replaced: new Uint32Array(B),
+        clipped: new Uint32Array(B),
+        settled: new Uint32Array(B),
+      };
+      const laneMax = new Float64Array(B);
+      const laneNaN = new Uint8Array(B);
+      // The least float32 ≥ clip: v ≥ it exactly when v ≥ clip, for float32 v.
+      let clipHi = Math.fround(opts.clip);
+      if (clipHi < opts.clip) {
+        const u = new Uint32Array(new Float32Array([clipHi]).buffer);
+        u[0] = clipHi >= 0 ? u[0]! + 1 : u[0]! - 1;
+        clipHi = new Float32Array(u.buffer)[0]!;
+      }
+      for (let q = 0; q < Bq; q++) {
+        const live = [0, 1, 2, 3].filter((l) => 4 * q + l < B && (!active || active[4 * q + l]));
+        if (live.length === 0) continue;
+        // Running state: δ = 0, measures 0, no bad step yet; the options.
+        const S4 = S / 4;
+        F.fill(0, S4, S4 + 4 * n + STATE.firstBad / 4);
+        new Int32Array(mem.buffer, S + 16 * n + STATE.firstBad, 4).fill(-1);
+        new Float64Array(mem.buffer, S + 16 * n + STATE.atol, 4).set([opts.atol, opts.atol, opts.rtol, opts.rtol]);
+        F.fill(clipHi, S4 + 4 * n + STATE.clipHi / 4, S4 + 4 * n + STATE.clipHi / 4 + 4);
+        F.fill(opts.clip, S4 + 4 * n + STATE.clipStore / 4, S4 + 4 * n + STATE.clipStore / 4 + 4);
+        for (let t0 = 0; t0 < T; t0 += L) {
+          const Lc = Math.min(L, T - t0);
+          // The iterate of steps [t0 − 1, t0 + Lc) (y0 before the first), per lane.
+          for (let l = 0; l < 4; l++) {
+            const b = 4 * q + l;
+            const to = Yf + (l * yls) / 4;
+            if (b >= B) {
+              F.fill(0, to, to + (Lc + 1) * n);
+              continue;
+            }
+            if (t0 === 0) {
+              F.set(y0.subarray(b * n, (b + 1) * n), to);
+              F.set(prev.subarray(b * T * n, (b * T + Lc) * n), to + n);
+            } else F.set(prev.subarray((b * T + t0 - 1) * n, (b * T + t0 + Lc) * n), to);
+          }
+          if (readsX && (!cached || leafOps.includes('input'))) inputIn(q, t0, Lc);
+          if (h && !cached) hoist(Lc, (j) => fAll[j]!);
+          kArgs[0] = Lc;
+          kArgs[1] = ksp;
+          let a = 2;
+          for (const op of leafOps) {
+            if (op === 'input') {
+              kArgs[a++] = X;
+              kArgs[a++] = 4 * m;
+              kArgs[a++] = xls;
+            } else {
+              kArgs[a++] = op === 'state' ? Y : Y + 4 * n;
+              kArgs[a++] = 4 * n;
+              kArgs[a++] = yls;
+            }
+          }
+          for (let j = 0; j < nF; j++) {
+            kArgs[a++] = fAll[j]! + (cached ? (q * T + t0) * 16 * fSizes[j]! : 0);
+            kArgs[a++] = 16 * fSizes[j]!;
+            kArgs[a++] = 0;
+          }
+          kArgs[a++] = R;
+          kArgs[a++] = 16 * n;
+          kArgs[a++] = 0;
+          kArgs[a++] = J;
+          kArgs[a++] = 16 * n * s;
+          kArgs[a++] = 0;
+          kk(...kArgs);
+          su(Lc, t0, R, J, Y, yls, S);
+          for (const l of live) {
+            const b = 4 * q + l;
+            const from = Yf + (l * yls) / 4 + n;
+            out.set(F.subarray(from, from + Lc * n), (b * T + t0) * n);
+          }
+        }
+        const st = S + 16 * n;
+        const f64 = new Float64Array(mem.buffer, st, 12);
+        const i32 = new Int32Array(mem.buffer, st + STATE.replaced, 12);
+        for (const l of live) {
+          const b = 4 * q + l;
+          // f64 pairs: max |Δ| (lanes 0, 1 | 2, 3), NaN masks, max scaled.
+          const half = l >> 1;
+          const lane = l & 1;
+          laneMax[b] = f64[2 * half + lane]!;
+          laneNaN[b] = new Uint32Array(mem.buffer, st + STATE.nan + 16 * half + 8 * lane, 1)[0] ? 1 : 0;
+          rows.maxScaledDiff[b] = f64[8 + 2 * half + lane]!;
+          rows.replaced[b] = i32[l]!;
+          rows.clipped[b] = i32[4 + l]!;
+          const bad = i32[8 + l]!;
+          rows.settled[b] = bad === -1 ? T : bad;
+        }
+      }
+      // Held rows: the iterate as it was.
+      let maxAbs = 0;
+      for (let b = 0; b < B; b++) {
+        if (active && !active[b]) {
+          out.set(prev.subarray(b * T * n, (b + 1) * T * n), b * T * n);
+          continue;
+        }
+        const r = laneMax[b]!;
+        if (laneNaN[b] || !(r <= maxAbs)) maxAbs = r;
+      }
+      return { maxAbsDiff: maxAbs, rows };
+    },
+  };
+}
