@@ -35,6 +35,8 @@ export const STATE = {
 
 /** Most multiply-adds of δ's recurrence per step (n·s) written out; beyond it, the composition. */
 export const SCAN_UPDATE_MAX = 1024;
+/** Largest state whose δ `su` keeps in locals. */
+const DELTA_LOCALS = 16;
 
 export function scanUpdateBody(n: number, s: number): Body {
   const f = new Body(7);
@@ -96,6 +98,9 @@ export function scanUpdateBody(n: number, s: number): Body {
     [clp, STATE.clipped],
     [bad1st, STATE.firstBad],
   ];
+  // δ in locals for small states (V8 keeps them in registers), else in S.
+  const dl = n <= DELTA_LOCALS ? Array.from({ length: n }, v128) : undefined;
+  if (dl) for (let i = 0; i < n; i++) f.get(S).mem(SIMD.load, 16 * i, 4).set(dl[i]!);
   for (const [local, off] of stateIn) f.get(S).mem(SIMD.load, D + off, 4).set(local);
   f.get(S).mem(SIMD.load, D + STATE.atol, 4).set(atol);
   f.get(S).mem(SIMD.load, D + STATE.rtol, 4).set(rtol);
@@ -181,19 +186,19 @@ export function scanUpdateBody(n: number, s: number): Body {
         for (let i = cb; i < cb + s; i++) {
           f.get(rt).mem(SIMD.load, 16 * i, 4);
           for (let c = cb; c < cb + s; c++) {
-            f.get(jt)
-              .mem(SIMD.load, 16 * (i * s + c - cb), 4)
-              .get(S)
-              .mem(SIMD.load, 16 * c, 4)
-              .simd(SIMD.f32x4Mul)
-              .simd(SIMD.f32x4Add);
+            f.get(jt).mem(SIMD.load, 16 * (i * s + c - cb), 4);
+            if (dl) f.get(dl[c]!);
+            else f.get(S).mem(SIMD.load, 16 * c, 4);
+            f.simd(SIMD.f32x4Mul).simd(SIMD.f32x4Add);
           }
           f.set(nw[i - cb]!);
         }
         for (let i = cb; i < cb + s; i++) {
-          f.get(S)
-            .get(nw[i - cb]!)
-            .mem(SIMD.store, 16 * i, 4);
+          if (dl) f.get(nw[i - cb]!).set(dl[i]!);
+          else
+            f.get(S)
+              .get(nw[i - cb]!)
+              .mem(SIMD.store, 16 * i, 4);
           entry(i, nw[i - cb]!);
         }
       }
@@ -205,6 +210,7 @@ export function scanUpdateBody(n: number, s: number): Body {
     });
   });
 
+  if (dl) for (let i = 0; i < n; i++) f.get(S).get(dl[i]!).mem(SIMD.store, 16 * i, 4);
   for (const [local, off] of stateIn) f.get(S).get(local).mem(SIMD.store, D + off, 4);
   return f;
 }
