@@ -296,13 +296,14 @@ function makeWasmDeerStep(
         const st = S + 16 * n;
         const f64 = new Float64Array(mem.buffer, st, 12);
         const i32 = new Int32Array(mem.buffer, st + STATE.replaced, 12);
+        const nanMask = new Int32Array(mem.buffer, st + STATE.nan, 4);
         for (const l of live) {
           const b = 4 * q + l;
-          // f64 pairs: max |Δ| (lanes 0, 1 | 2, 3), NaN masks, max scaled.
+          // f64 pairs: max |Δ| (lanes 0, 1 | 2, 3), then (past the NaN masks) max scaled.
           const half = l >> 1;
           const lane = l & 1;
           laneMax[b] = f64[2 * half + lane]!;
-          laneNaN[b] = new Uint32Array(mem.buffer, st + STATE.nan + 16 * half + 8 * lane, 1)[0] ? 1 : 0;
+          laneNaN[b] = nanMask[l] ? 1 : 0;
           rows.maxScaledDiff[b] = f64[8 + 2 * half + lane]!;
           rows.replaced[b] = i32[l]!;
           rows.clipped[b] = i32[4 + l]!;

@@ -9,7 +9,7 @@ import { Body, I32, OP, SIMD, V128 } from './encode.js';
  * t0: r_t at R + 16·(t·n + i) and J_t at J + 16·(t·n·s + r·s + c − cb) (interleaved, the lanes the
  * rows); the iterate of lane l at step t at Y + l·yls + 4·((t + 1)·n + i) (rows), overwritten by the
  * sanitised new iterate. S holds the lanes' running state across calls (STATE below): δ, then
- * max |Δ| and whether a NaN Δ was met (f64, lanes 0–1 then 2–3), the max scaled Δ (f64), replaced
+ * max |Δ| (f64, lanes 0–1 then 2–3), whether a NaN Δ was met (i32 masks), the max scaled Δ (f64), replaced
  * and clipped counts, the first unsettled step (−1: none yet), and the options.
  *
  * The measures are those of hostNewtonUpdate per row, bit for bit given the stored values: the
@@ -55,8 +55,7 @@ export function scanUpdateBody(n: number, s: number): Body {
   const v128 = () => f.local(V128);
   const m0 = v128();
   const m1 = v128();
-  const nan0 = v128();
-  const nan1 = v128();
+  const nan = v128();
   const sc0 = v128();
   const sc1 = v128();
   const rep = v128();
@@ -83,15 +82,13 @@ export function scanUpdateBody(n: number, s: number): Body {
   const bs = [v128(), v128()];
   const nw = Array.from({ length: s }, v128);
   const m = [m0, m1];
-  const nan = [nan0, nan1];
   const scl = [sc0, sc1];
 
   // Running state and options in.
   const stateIn: [number, number][] = [
     [m0, STATE.maxAbs],
     [m1, STATE.maxAbs + 16],
-    [nan0, STATE.nan],
-    [nan1, STATE.nan + 16],
+    [nan, STATE.nan],
     [sc0, STATE.scaled],
     [sc1, STATE.scaled + 16],
     [rep, STATE.replaced],
@@ -113,6 +110,9 @@ export function scanUpdateBody(n: number, s: number): Body {
   const entry = (i: number, dl: number) => {
     f.get(L[0]!).mem(SIMD.load32Splat, 4 * i, 2).set(old);
     for (let l = 1; l < 4; l++) f.get(L[l]!).get(old).lane(SIMD.load32Lane, 4 * i, l).set(old);
+    // Stored values are finite: Δ is NaN exactly where the old iterate is (remembered for the fold of
+    // max |Δ| over rows).
+    f.get(nan).get(old).get(old).simd(SIMD.f32x4Ne).simd(SIMD.or).set(nan);
     f.get(old).get(dl).simd(SIMD.f32x4Add).set(v);
     // Finite: v − v is 0 (NaN for NaN and ±∞).
     f.get(v).get(v).simd(SIMD.f32x4Sub).zero().simd(SIMD.f32x4Eq).set(fin);
@@ -139,16 +139,15 @@ export function scanUpdateBody(n: number, s: number): Body {
       f.get(so);
       half(old);
       f.simd(SIMD.f64x2Sub).simd(SIMD.f64x2Abs).set(d);
-      // if (!(d <= m)) m = d; a NaN d is remembered for the fold over rows.
-      f.get(d).get(m[h]!).get(d).get(m[h]!).simd(SIMD.f64x2Le).simd(SIMD.not).simd(SIMD.bitselect).set(m[h]!);
-      f.get(nan[h]!).get(d).get(d).simd(SIMD.f64x2Ne).simd(SIMD.or).set(nan[h]!);
+      // if (!(d <= m)) m = d.
+      f.get(m[h]!).get(d).get(d).get(m[h]!).simd(SIMD.f64x2Le).simd(SIMD.bitselect).set(m[h]!);
       // d > 0: sc = d / (atol + rtol·|stored|); if (!(sc <= scaled)) scaled = sc; bad when !(sc <= 1).
       f.get(d).zero().simd(SIMD.f64x2Gt).set(pos);
       f.get(d).get(atol).get(rtol).get(so).simd(SIMD.f64x2Abs).simd(SIMD.f64x2Mul).simd(SIMD.f64x2Add);
       f.simd(SIMD.f64x2Div).set(sc);
-      f.get(sc).get(scl[h]!).get(sc).get(scl[h]!).simd(SIMD.f64x2Le).simd(SIMD.not).get(pos).simd(SIMD.and);
+      f.get(sc).get(scl[h]!).get(pos).get(sc).get(scl[h]!).simd(SIMD.f64x2Le).simd(SIMD.andnot);
       f.simd(SIMD.bitselect).set(scl[h]!);
-      f.get(sc).f64x2(1).simd(SIMD.f64x2Le).simd(SIMD.not).get(pos).simd(SIMD.and).set(bs[h]!);
+      f.get(pos).get(sc).f64x2(1).simd(SIMD.f64x2Le).simd(SIMD.andnot).set(bs[h]!);
     }
     // The two halves' 64-bit masks as four 32-bit lanes.
     f.get(badAny).get(bs[0]!).get(bs[1]!);
