@@ -12,20 +12,8 @@ import {
 import { describe, expect, it } from 'vitest';
 import { makeStepPlan } from '../src/compiled/backend.js';
 import { createCpuBackend, createReferenceBackend, type FastCpuBackend } from '../src/index.js';
+import { CELLS } from './cells.js';
 
-/** Every built-in cell family, odd sizes. */
-const CELLS: [string, Cell][] = [
-  ['gru', cells.gru({ inputSize: 3, hiddenSize: 6 })],
-  ['gru n=13', cells.gru({ inputSize: 5, hiddenSize: 13 })],
-  ['gru lbr0, clipped', cells.gru({ inputSize: 2, hiddenSize: 5, linearBeforeReset: 0, clip: 0.5 })],
-  ['multi-head gru', cells.gru({ inputSize: 3, hiddenSize: 8, heads: 4 })],
-  ['lstm', cells.lstm({ inputSize: 2, hiddenSize: 5 })],
-  ['elman tanh', cells.elman({ inputSize: 2, hiddenSize: 7 })],
-  ['elman relu', cells.elman({ inputSize: 3, hiddenSize: 5, activations: ['Relu'] })],
-  ['elman hard sigmoid', cells.elman({ inputSize: 2, hiddenSize: 3, activations: ['HardSigmoid'] })],
-  ['mlp', cells.mlp({ stateSize: 4, inputSize: 2, hidden: [6] })],
-  ['mlp relu, no input', cells.mlp({ stateSize: 3, inputSize: 0, hidden: [5], activation: 'relu' })],
-];
 
 interface Case {
   readonly B: number;

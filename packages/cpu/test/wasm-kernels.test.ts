@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { makeSeqPlan, makeStepPlan } from '../src/compiled/backend.js';
 import { wasmKernels } from '../src/compiled/wasm/kernel-module.js';
 import { createCpuBackend, createReferenceBackend, FastCpuBackend } from '../src/index.js';
+import { CELLS } from './cells.js';
 
 /** Distance in float32 units in the last place (ordered bit patterns). */
 const f32 = new Float32Array(1);
@@ -117,24 +118,6 @@ describe('f32x4 transcendentals', () => {
   });
 });
 
-// Odd sizes: n not a multiple of 4 (and of the matvec's 4-row blocks), B not a multiple of 4.
-const CELLS: [string, Cell][] = [
-  ['gru', cells.gru({ inputSize: 3, hiddenSize: 6 })],
-  ['gru n=13', cells.gru({ inputSize: 5, hiddenSize: 13 })],
-  ['gru lbr0, clipped', cells.gru({ inputSize: 2, hiddenSize: 5, linearBeforeReset: 0, clip: 0.5 })],
-  ['multi-head gru', cells.gru({ inputSize: 3, hiddenSize: 8, heads: 4 })],
-  ['lstm', cells.lstm({ inputSize: 2, hiddenSize: 5 })],
-  ['elman tanh', cells.elman({ inputSize: 2, hiddenSize: 7 })],
-  ['elman relu', cells.elman({ inputSize: 3, hiddenSize: 5, activations: ['Relu'] })],
-  ['elman sigmoid', cells.elman({ inputSize: 1, hiddenSize: 9, activations: ['Sigmoid'] })],
-  ['elman hard sigmoid', cells.elman({ inputSize: 2, hiddenSize: 3, activations: ['HardSigmoid'] })],
-  ['elman elu', cells.elman({ inputSize: 2, hiddenSize: 3, activations: ['Elu'] })],
-  ['elman softsign', cells.elman({ inputSize: 2, hiddenSize: 3, activations: ['Softsign'] })],
-  ['mlp', cells.mlp({ stateSize: 4, inputSize: 2, hidden: [6] })],
-  ['mlp relu, no input', cells.mlp({ stateSize: 3, inputSize: 0, hidden: [5], activation: 'relu' })],
-  ['hamiltonian tanh', cells.hamiltonian({ dof: 2, hidden: [5], activation: 'tanh' })],
-  ['hamiltonian softplus (its vector field reads sigmoid)', cells.hamiltonian({ dof: 2, hidden: [5] })],
-];
 
 async function sequentialOn(be: FastCpuBackend | ReturnType<typeof createReferenceBackend>, cell: Cell, B: number, T: number) {
   const r = new Rng(3);

@@ -2,7 +2,7 @@ import type { Graph, MatExpr, NewtonUpdateOptions, NodeId, RowUpdate, TypedArray
 import { Unsupported } from './unsupported.js';
 import type { WasmKernelSpec, WasmKernels } from './wasm/kernel-module.js';
 import { SCAN_UPDATE_MAX, STATE, scanUpdateBody } from './wasm/scan-update.js';
-import { compiledKernels } from './wasm-seq-plan.js';
+import { compiledKernels, hoistSpec, isLeaf, wasmInstance } from './wasm-seq-plan.js';
 
 /**
  * Core's optional `Backend.deerStep` in float32 on one WebAssembly SIMD module: residual,
@@ -35,11 +35,6 @@ export interface WasmDeerStep {
   ): { maxAbsDiff: number; rows: RowUpdate };
 }
 
-const isLeaf = (g: Graph, id: NodeId) => {
-  const op = g.nodes[id]!.op;
-  return op === 'state' || op === 'input' || op === 'cotangent';
-};
-
 /**
  * Bytes of a chunk's working set (its rows, r, J, scratch): within L2. Measured (GRU, B = 16,
  * T = 1e4, 2 MiB L2): 512 KiB took ~0.9× the time of 192 KiB at n = 8, as fast at n = 1, 64.
@@ -64,17 +59,9 @@ export function wasmDeerStep(
   const s = jacobian.blockSize;
   if (outputs.length !== 1 || g.nodes[outputs[0]!]!.size !== n) throw new Unsupported('deerStep: one residual');
   if (n * s > SCAN_UPDATE_MAX) throw new Unsupported('deerStep: a dense Jacobian this large');
-  const specs: WasmKernelSpec[] = [];
   const hLeaves = hoisted.filter((id) => isLeaf(g, id));
   if (hLeaves.some((id) => g.nodes[id]!.op !== 'input')) return undefined;
-  if (frontier.length) {
-    specs.push({
-      name: 'h',
-      nodes: hoisted.filter((id) => !isLeaf(g, id)),
-      externals: hLeaves.map((id) => ({ id, layout: 'rows' as const })),
-      stores: frontier.map((id) => ({ id, layout: 'vec' as const })),
-    });
-  }
+  const specs: WasmKernelSpec[] = hoistSpec(g, hoisted, frontier);
   const leaves = rest.filter((id) => isLeaf(g, id));
   specs.push({
     name: 'k',
@@ -111,29 +98,14 @@ function makeWasmDeerStep(
   },
 ): WasmDeerStep {
   type Fn = (...args: number[]) => void;
-  const WA = (
-    globalThis as unknown as {
-      WebAssembly: {
-        Instance: new (m: object) => { exports: Record<string, unknown> };
-        Module: new (b: Uint8Array) => object;
-      };
-    }
-  ).WebAssembly;
-  const { exports } = new WA.Instance(new WA.Module(k.bytes));
-  const mem = exports.mem as { buffer: ArrayBuffer; grow(pages: number): number };
-  const h = exports.h as Fn | undefined;
-  const kk = exports.k as Fn;
-  const su = exports.su as Fn;
+  const inst = wasmInstance(k);
+  const { mem } = inst;
+  const h = inst.exports.h as Fn | undefined;
+  const kk = inst.exports.k as Fn;
+  const su = inst.exports.su as Fn;
   const hBytes = h ? k.groupBytes[0]! : 0;
   const kBytes = k.groupBytes.at(-1)!;
-  let F = new Float32Array(mem.buffer);
-  const ensure = (b: number) => {
-    const have = mem.buffer.byteLength;
-    if (b > have) mem.grow(Math.ceil((b - have) / 65536));
-    if (F.buffer !== mem.buffer) F = new Float32Array(mem.buffer);
-  };
-  ensure(k.dataEnd);
-  for (const c of k.consts) F.set(c.values, c.offset / 4);
+  let F = inst.F;
   const { leafOps, hN, n, s, m, fSizes } = meta;
   const fTot = fSizes.reduce((a, b) => a + b, 0);
   const nF = fSizes.length;
@@ -178,7 +150,8 @@ function makeWasmDeerStep(
       at += L * kBytes;
       const S = at;
       at += 16 * n + STATE.bytes;
-      ensure(at); // growing keeps the memory's contents: held values stay valid
+      inst.ensure(at); // growing keeps the memory's contents: held values stay valid
+      F = inst.F;
       const Xf = X / 4;
       const Yf = Y / 4;
       /** The four rows' inputs of steps [t0, t0 + Lc) into X (padding lanes zero). */

@@ -4,10 +4,62 @@ import { Unsupported } from './unsupported.js';
 import { type WasmKernelSpec, type WasmKernels, wasmKernels } from './wasm/kernel-module.js';
 import { type WasmSeqMeta, wasmSeqSource } from './wasm/seq-site.js';
 
-const isLeaf = (g: Graph, id: NodeId) => {
+export const isLeaf = (g: Graph, id: NodeId) => {
   const op = g.nodes[id]!.op;
   return op === 'state' || op === 'input' || op === 'cotangent';
 };
+
+/**
+ * The kernel `h` of a program's hoisted input-only nodes: its input leaves (`rows`) in, the
+ * frontier out interleaved by group (`vec`); none when nothing is hoisted.
+ */
+export function hoistSpec(g: Graph, hoisted: readonly NodeId[], frontier: readonly NodeId[]): WasmKernelSpec[] {
+  if (!frontier.length) return [];
+  return [
+    {
+      name: 'h',
+      nodes: hoisted.filter((id) => !isLeaf(g, id)),
+      externals: hoisted.filter((id) => isLeaf(g, id)).map((id) => ({ id, layout: 'rows' as const })),
+      stores: frontier.map((id) => ({ id, layout: 'vec' as const })),
+    },
+  ];
+}
+
+/**
+ * An instance of a module of `wasmKernels` on the calling thread, its consts written: its exports,
+ * a float32 view of its memory (renewed when `ensure` grows it to a byte size; growing keeps the
+ * contents).
+ */
+export function wasmInstance(k: WasmKernels): {
+  readonly exports: Record<string, unknown>;
+  readonly mem: { readonly buffer: ArrayBuffer };
+  F: Float32Array;
+  ensure(bytes: number): void;
+} {
+  const WA = (
+    globalThis as unknown as {
+      WebAssembly: {
+        Instance: new (m: object) => { exports: Record<string, unknown> };
+        Module: new (b: Uint8Array) => object;
+      };
+    }
+  ).WebAssembly;
+  const { exports } = new WA.Instance(new WA.Module(k.bytes));
+  const mem = exports.mem as { buffer: ArrayBuffer; grow(pages: number): number };
+  const inst = {
+    exports,
+    mem,
+    F: new Float32Array(mem.buffer),
+    ensure(b: number) {
+      const have = mem.buffer.byteLength;
+      if (b > have) mem.grow(Math.ceil((b - have) / 65536));
+      if (inst.F.buffer !== mem.buffer) inst.F = new Float32Array(mem.buffer);
+    },
+  };
+  inst.ensure(k.dataEnd);
+  for (const c of k.consts) inst.F.set(c.values, c.offset / 4);
+  return inst;
+}
 
 /** Whether this runtime compiles `bytes` (WebAssembly with SIMD); false where there is none. */
 export function wasmCompiles(bytes: Uint8Array): boolean {
@@ -51,16 +103,8 @@ export function wasmSeqJob(
   f: NodeId,
   job: (source: string) => Job,
 ): Job | undefined {
-  const specs: WasmKernelSpec[] = [];
+  const specs = hoistSpec(g, hoisted, frontier);
   const hLeaves = hoisted.filter((id) => isLeaf(g, id));
-  if (frontier.length) {
-    specs.push({
-      name: 'h',
-      nodes: hoisted.filter((id) => !isLeaf(g, id)),
-      externals: hLeaves.map((id) => ({ id, layout: 'rows' as const })),
-      stores: frontier.map((id) => ({ id, layout: 'vec' as const })),
-    });
-  }
   specs.push({
     name: 's',
     nodes: stepNodes.filter((id) => id !== stateLeaf),

@@ -1,6 +1,6 @@
 import type { Graph, MatExpr, NodeId, TypedArray } from '@deerjs/core';
 import type { WasmKernelSpec, WasmKernels } from './wasm/kernel-module.js';
-import { compiledKernels } from './wasm-seq-plan.js';
+import { compiledKernels, hoistSpec, isLeaf, wasmInstance } from './wasm-seq-plan.js';
 
 /**
  * Float32 runStep on one WebAssembly SIMD module: every (b, t) element is independent, so groups of
@@ -31,11 +31,6 @@ export interface WasmStep {
   ): void;
 }
 
-const isLeaf = (g: Graph, id: NodeId) => {
-  const op = g.nodes[id]!.op;
-  return op === 'state' || op === 'input' || op === 'cotangent';
-};
-
 /** Bytes of a chunk's working set (its rows in and out, scratch): about L2's share of one core. */
 const CHUNK_BYTES = 192 * 1024;
 
@@ -52,17 +47,9 @@ export function wasmStep(
   outputs: readonly NodeId[],
   jacobian: { readonly expr: MatExpr; readonly blockSize: number } | undefined,
 ): WasmStep | undefined {
-  const specs: WasmKernelSpec[] = [];
   const hLeaves = hoisted.filter((id) => isLeaf(g, id));
   if (hLeaves.some((id) => g.nodes[id]!.op !== 'input')) return undefined;
-  if (frontier.length) {
-    specs.push({
-      name: 'h',
-      nodes: hoisted.filter((id) => !isLeaf(g, id)),
-      externals: hLeaves.map((id) => ({ id, layout: 'rows' as const })),
-      stores: frontier.map((id) => ({ id, layout: 'vec' as const })),
-    });
-  }
+  const specs: WasmKernelSpec[] = hoistSpec(g, hoisted, frontier);
   const leaves = rest.filter((id) => isLeaf(g, id));
   specs.push({
     name: 'k',
@@ -101,28 +88,12 @@ function makeWasmStep(
   },
 ): WasmStep {
   type Fn = (...args: number[]) => void;
-  const WA = (
-    globalThis as unknown as {
-      WebAssembly: {
-        Instance: new (m: object) => { exports: Record<string, unknown> };
-        Module: new (b: Uint8Array) => object;
-      };
-    }
-  ).WebAssembly;
-  const { exports } = new WA.Instance(new WA.Module(k.bytes));
-  const mem = exports.mem as { buffer: ArrayBuffer; grow(pages: number): number };
-  const h = exports.h as Fn | undefined;
-  const kk = exports.k as Fn;
+  const inst = wasmInstance(k);
+  const h = inst.exports.h as Fn | undefined;
+  const kk = inst.exports.k as Fn;
   const hBytes = h ? k.groupBytes[0]! : 0;
   const kBytes = k.groupBytes.at(-1)!;
-  let F = new Float32Array(mem.buffer);
-  const ensure = (b: number) => {
-    const have = mem.buffer.byteLength;
-    if (b > have) mem.grow(Math.ceil((b - have) / 65536));
-    if (F.buffer !== mem.buffer) F = new Float32Array(mem.buffer);
-  };
-  ensure(k.dataEnd);
-  for (const c of k.consts) F.set(c.values, c.offset / 4);
+  let F = inst.F;
   const { leafSizes, hN, m, fSizes, outSizes, jSize } = meta;
   const fTot = fSizes.reduce((a, b) => a + b, 0);
   const nL = leafSizes.length;
@@ -188,7 +159,8 @@ function makeWasmStep(
       at += h ? (C / 4) * hBytes : 0;
       const ksp = at;
       at += (C / 4) * kBytes;
-      ensure(at); // growing keeps the memory's contents: held values stay valid
+      inst.ensure(at); // growing keeps the memory's contents: held values stay valid
+      F = inst.F;
       if (cached && (held !== token || heldGroups !== G)) {
         held = undefined;
         for (let e0 = 0; e0 < E; e0 += C) {
