@@ -1,8 +1,9 @@
 import type { Graph, MatExpr, NewtonUpdateOptions, NodeId, RowUpdate, TypedArray } from '@deerjs/core';
 import { Unsupported } from './unsupported.js';
-import type { WasmKernelSpec, WasmKernels } from './wasm/kernel-module.js';
+import type { WasmKernels } from './wasm/kernel-module.js';
 import { SCAN_UPDATE_MAX, STATE, scanUpdateBody } from './wasm/scan-update.js';
-import { compiledKernels, hoistSpec, isLeaf, wasmInstance } from './wasm-seq-plan.js';
+import { compiledKernels, wasmInstance } from './wasm-seq-plan.js';
+import { stepSpecs } from './wasm-step-plan.js';
 
 /**
  * Core's optional `Backend.deerStep` in float32 on one WebAssembly SIMD module: residual,
@@ -59,26 +60,14 @@ export function wasmDeerStep(
   const s = jacobian.blockSize;
   if (outputs.length !== 1 || g.nodes[outputs[0]!]!.size !== n) throw new Unsupported('deerStep: one residual');
   if (n * s > SCAN_UPDATE_MAX) throw new Unsupported('deerStep: a dense Jacobian this large');
-  const hLeaves = hoisted.filter((id) => isLeaf(g, id));
-  if (hLeaves.some((id) => g.nodes[id]!.op !== 'input')) return undefined;
-  const specs: WasmKernelSpec[] = hoistSpec(g, hoisted, frontier);
-  const leaves = rest.filter((id) => isLeaf(g, id));
-  specs.push({
-    name: 'k',
-    nodes: rest.filter((id) => !isLeaf(g, id)),
-    externals: [
-      ...leaves.map((id) => ({ id, layout: 'rows' as const })),
-      ...frontier.map((id) => ({ id, layout: 'vec' as const })),
-    ],
-    stores: [{ id: outputs[0]!, layout: 'vec' }],
-    jacobian,
-    jacobianLayout: 'vec',
-  });
+  const split = stepSpecs(g, hoisted, frontier, rest, outputs, 'vec', jacobian);
+  if (!split) return undefined;
+  const { specs, leaves, hN } = split;
   const k = compiledKernels(g, specs, [{ name: 'su', body: scanUpdateBody(n, s) }]);
   if (!k) return undefined;
   return makeWasmDeerStep(k, {
     leafOps: leaves.map((id) => g.nodes[id]!.op as 'state' | 'cotangent' | 'input'),
-    hN: frontier.length ? hLeaves.length : 0,
+    hN,
     n,
     s,
     m: g.inputSize,

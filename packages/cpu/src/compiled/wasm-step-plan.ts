@@ -1,5 +1,5 @@
 import type { Graph, MatExpr, NodeId, TypedArray } from '@deerjs/core';
-import type { WasmKernelSpec, WasmKernels } from './wasm/kernel-module.js';
+import type { Layout, WasmKernelSpec, WasmKernels } from './wasm/kernel-module.js';
 import { compiledKernels, hoistSpec, isLeaf, wasmInstance } from './wasm-seq-plan.js';
 
 /**
@@ -47,9 +47,40 @@ export function wasmStep(
   outputs: readonly NodeId[],
   jacobian: { readonly expr: MatExpr; readonly blockSize: number } | undefined,
 ): WasmStep | undefined {
+  const split = stepSpecs(g, hoisted, frontier, rest, outputs, 'rows', jacobian);
+  if (!split) return undefined;
+  const { specs, leaves, hN } = split;
+  const k = compiledKernels(g, specs);
+  if (!k) return undefined;
+  const size = (id: NodeId) => g.nodes[id]!.size;
+  return makeWasmStep(k, {
+    leaves,
+    leafSizes: leaves.map(size),
+    hN,
+    m: g.inputSize,
+    fSizes: frontier.map(size),
+    outSizes: outputs.map(size),
+    jSize: jacobian ? g.stateSize * jacobian.blockSize : 0,
+  });
+}
+
+/**
+ * The kernels of a runStep-like module: `h` (hoistSpec) and `k`, which reads the program's leaves
+ * (`rows`) and the hoisted frontier (`vec`) and writes `outputs` and the Jacobian in `layout`; its
+ * leaves, and how many input leaves `h` reads. Undefined where `h` would read more than the input.
+ */
+export function stepSpecs(
+  g: Graph,
+  hoisted: readonly NodeId[],
+  frontier: readonly NodeId[],
+  rest: readonly NodeId[],
+  outputs: readonly NodeId[],
+  layout: Layout,
+  jacobian: { readonly expr: MatExpr; readonly blockSize: number } | undefined,
+): { specs: WasmKernelSpec[]; leaves: NodeId[]; hN: number } | undefined {
   const hLeaves = hoisted.filter((id) => isLeaf(g, id));
   if (hLeaves.some((id) => g.nodes[id]!.op !== 'input')) return undefined;
-  const specs: WasmKernelSpec[] = hoistSpec(g, hoisted, frontier);
+  const specs = hoistSpec(g, hoisted, frontier);
   const leaves = rest.filter((id) => isLeaf(g, id));
   specs.push({
     name: 'k',
@@ -58,21 +89,11 @@ export function wasmStep(
       ...leaves.map((id) => ({ id, layout: 'rows' as const })),
       ...frontier.map((id) => ({ id, layout: 'vec' as const })),
     ],
-    stores: outputs.map((id) => ({ id, layout: 'rows' as const })),
+    stores: outputs.map((id) => ({ id, layout })),
     jacobian,
+    jacobianLayout: layout,
   });
-  const k = compiledKernels(g, specs);
-  if (!k) return undefined;
-  const size = (id: NodeId) => g.nodes[id]!.size;
-  return makeWasmStep(k, {
-    leaves,
-    leafSizes: leaves.map(size),
-    hN: frontier.length ? hLeaves.length : 0,
-    m: g.inputSize,
-    fSizes: frontier.map(size),
-    outSizes: outputs.map(size),
-    jSize: jacobian ? g.stateSize * jacobian.blockSize : 0,
-  });
+  return { specs, leaves, hN: frontier.length ? hLeaves.length : 0 };
 }
 
 function makeWasmStep(
