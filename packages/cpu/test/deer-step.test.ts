@@ -10,7 +10,7 @@ import {
   type Tensor,
 } from '@deerjs/core';
 import { describe, expect, it } from 'vitest';
-import { makeStepPlan } from '../src/compiled/backend.js';
+import { makeDeerPlan, makeStepPlan } from '../src/compiled/backend.js';
 import { createCpuBackend, createReferenceBackend, type FastCpuBackend } from '../src/index.js';
 import { CELLS } from './cells.js';
 
@@ -153,6 +153,33 @@ describe('fused deerStep (float32, WebAssembly SIMD) against the float64 composi
         expect(Math.min(...got.u.rows.settled)).toBe(1000);
       }
     }
+  });
+
+  it('gives the same values with the hoisted part kept, recomputed per chunk, or kept for another input', async () => {
+    const cell = cells.gru({ inputSize: 3, hiddenSize: 5 });
+    const [Bc, Tc] = [6, 2500];
+    const c = await makeCase(cell, Bc, Tc, 100, 3);
+    const n = cell.stateSize;
+    const params = cell.init({ seed: 4 });
+    const program = cell.residualProgram(5);
+    const plan = makeDeerPlan(program, true);
+    const P = program.graph.params.map((p) => Float32Array.from(params[p.name]!));
+    const [x, y0, prev] = [Float32Array.from(c.x), Float32Array.from(c.h0), Float32Array.from(c.prev)];
+    const opts = { atol: 1e-4, rtol: 1e-4, clip: 1e8 };
+    const run = (token: object | undefined, input = x) => {
+      const out = new Float32Array(Bc * Tc * n);
+      const r = plan.run(P, Bc, Tc, input, y0, prev, out, token, opts);
+      return { out, r };
+    };
+    const kept = run({});
+    const chunked = run(undefined);
+    const other = run({}, x.map((v) => -v)); // a token for another input: recomputed
+    const again = run({});
+    expect(Array.from(chunked.out)).toEqual(Array.from(kept.out));
+    expect(Array.from(again.out)).toEqual(Array.from(kept.out));
+    expect(Array.from(other.out)).not.toEqual(Array.from(kept.out));
+    expect(chunked.r).toEqual(kept.r);
+    expect(Array.from(kept.r.rows.settled)).toEqual(Array.from({ length: Bc }, () => 100));
   });
 
   it('sanitises NaN and ±Inf as the composition does (counts, zeros, the fold of max |Δ|)', async () => {
