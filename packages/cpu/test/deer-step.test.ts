@@ -182,6 +182,24 @@ describe('fused deerStep (float32, WebAssembly SIMD) against the float64 composi
     expect(Array.from(kept.r.rows.settled)).toEqual(Array.from({ length: Bc }, () => 100));
   });
 
+  it('gives the same values, bit for bit, with row groups split over threads', async () => {
+    const cell = cells.gru({ inputSize: 3, hiddenSize: 5 });
+    const c = await makeCase(cell, 11, 3001, 40, 13);
+    const active = Uint8Array.from({ length: 11 }, (_, b) => (b === 6 ? 0 : 1));
+    const opts = { atol: 1e-4, rtol: 1e-4, clip: 0.7, active };
+    const two = createCpuBackend({ dtype: 'float32', compileMin: 0, threads: 2 }) as FastCpuBackend;
+    for (const s of [1, 5]) {
+      const one = (await step(fast, cell, c, s, opts, true))!;
+      const got = (await step(two, cell, c, s, opts, true))!;
+      expect(Array.from(got.y)).toEqual(Array.from(one.y));
+      expect(got.u.rows).toEqual(one.u.rows);
+      expect(got.u.maxAbsDiff).toBe(one.u.maxAbsDiff);
+    }
+    // Split over threads where the machine has two (this one runs the split too).
+    expect((two as unknown as { pool?: unknown }).pool !== undefined).toBe(two.threads > 1);
+    two.destroy();
+  });
+
   it('sanitises NaN and ±Inf as the composition does (counts, zeros, the fold of max |Δ|)', async () => {
     const cell = cells.gru({ inputSize: 2, hiddenSize: 4 });
     const c = await makeCase(cell, 6, 40, 5, 9);

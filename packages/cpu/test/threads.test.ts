@@ -40,8 +40,9 @@ describe('worker threads', () => {
         }
         const d = await deer(be, cell, p, xt);
         got.push(Float64Array.from(await be.read(d.y)));
-        // The pool exists exactly when more than one thread is available and asked for (float32
-        // runStep and deer's fused step run on WebAssembly SIMD on the calling thread).
+        // The pool exists exactly when more than one thread is available and asked for (in float32,
+        // runStep runs on WebAssembly SIMD on the calling thread, and deer's fused step is too small
+        // here to split).
         expect((be as unknown as { pool?: unknown }).pool !== undefined).toBe(be.threads > 1 && dtype === 'float64');
         be.destroy();
         results.push(got);

@@ -260,6 +260,8 @@ export interface FastCpuBackendOptions extends CpuBackendOptions {
 
 /** Fewest elements a runStep is split over threads for. */
 const PARALLEL_MIN = 4096;
+/** Fewest state entries (B·T·n) a fused DEER step is split over threads for, by row groups. */
+const DEER_PARALLEL_MIN = 1 << 16;
 /**
  * Least work (B·T times the plan's work per element) a runSequential is split over threads for,
  * by batch rows: below it, waking the workers and their cold kernels cost more than they save.
@@ -498,8 +500,8 @@ export class FastCpuBackend extends CpuBackend {
   }
 
   /**
-   * Core's fused DEER step (`Backend.deerStep`), in float32 with WebAssembly SIMD on the calling
-   * thread (wasm-deer-step.ts); null (core composes the step) elsewhere: float64, no SIMD, calls
+   * Core's fused DEER step (`Backend.deerStep`), in float32 with WebAssembly SIMD, row groups
+   * split over threads on large steps (wasm-deer-step.ts); null (core composes the step) elsewhere: float64, no SIMD, calls
    * under `compileMin` elements, programs or Jacobians the generator does not fuse.
    */
   deerStep(
@@ -519,7 +521,9 @@ export class FastCpuBackend extends CpuBackend {
     try {
       const P = this.wasmParams(program.graph, inputs.params);
       const token = this.wasmToken(program, inputs.params, inputs.input, plan.hoistBytes(B, T));
-      const r = plan.run(P, B, T, x, y0, prev.data, out.data, token, opts);
+      // Row groups over threads where the step is large enough and every array is shared.
+      const pool = this.poolFor(B * T * prev.shape[2]!, [x, y0, prev.data, out.data], DEER_PARALLEL_MIN);
+      const r = plan.run(P, B, T, x, y0, prev.data, out.data, token, opts, pool);
       return Promise.resolve(newtonUpdateFromRows(out, r.maxAbsDiff, r.rows));
     } catch (err) {
       this.dispose(out);
