@@ -1,6 +1,7 @@
 import type { Graph, MatExpr, NewtonUpdateOptions, NodeId, RowUpdate, TypedArray } from '@deerjs/core';
 import { type Job, jobFromSource, sharedArray, type ThreadPool } from './threads.js';
 import { Unsupported } from './unsupported.js';
+import { wasmInstance } from './wasm/instance.js';
 import { SCAN_UPDATE_MAX, STATE, scanUpdateBody } from './wasm/scan-update.js';
 import { compiledKernels } from './wasm-seq-plan.js';
 import { stepSpecs } from './wasm-step-plan.js';
@@ -83,7 +84,9 @@ export function wasmDeerStep(
     chunkBytes: CHUNK_BYTES,
     state: STATE,
   };
-  const job = jobFromSource(`return (${deerRows.toString()})(new Uint8Array([${k.bytes.join(',')}]), ${JSON.stringify(meta)});`);
+  const job = jobFromSource(
+    `return (${deerRows.toString()})(new Uint8Array([${k.bytes.join(',')}]), ${JSON.stringify(meta)}, (${wasmInstance.toString()}));`,
+  );
   return wasmDeerStepOf(job, meta);
 }
 
@@ -170,31 +173,17 @@ function wasmDeerStepOf(job: Job, meta: DeerRowsMeta): WasmDeerStep {
  * The runner of rows [b0, b1) (b0 a multiple of 4) on its own instance of the module: writes their
  * new iterate into `out` (active rows only) and RES values per row into `res`. o: atol, rtol, clip,
  * the least float32 ≥ clip. `id` names the input and params whose hoisted values it keeps (0:
- * none, computed per chunk). Self-contained (no free variables): its source runs in worker threads.
+ * none, computed per chunk). Self-contained (no free variables; `instantiate` is wasmInstance): its
+ * source runs in worker threads.
  */
-function deerRows(bytes: Uint8Array, meta: DeerRowsMeta) {
+function deerRows(bytes: Uint8Array, meta: DeerRowsMeta, instantiate: typeof wasmInstance) {
   type Fn = (...args: number[]) => void;
-  const WA = (
-    globalThis as unknown as {
-      WebAssembly: {
-        Instance: new (m: object) => { exports: Record<string, unknown> };
-        Module: new (b: Uint8Array) => object;
-      };
-    }
-  ).WebAssembly;
-  const { exports } = new WA.Instance(new WA.Module(bytes));
-  const mem = exports.mem as { buffer: ArrayBuffer; grow(pages: number): number };
-  const h = exports.h as Fn | undefined;
-  const kk = exports.k as Fn;
-  const su = exports.su as Fn;
-  let F = new Float32Array(mem.buffer);
-  const ensure = (b: number) => {
-    const have = mem.buffer.byteLength;
-    if (b > have) mem.grow(Math.ceil((b - have) / 65536));
-    if (F.buffer !== mem.buffer) F = new Float32Array(mem.buffer);
-  };
-  ensure(meta.dataEnd);
-  for (const c of meta.consts) F.set(c.values, c.offset / 4);
+  const inst = instantiate({ bytes, consts: meta.consts, dataEnd: meta.dataEnd });
+  const { mem } = inst;
+  const h = inst.exports.h as Fn | undefined;
+  const kk = inst.exports.k as Fn;
+  const su = inst.exports.su as Fn;
+  let F = inst.F;
   const { leafOps, hN, n, s, m, fSizes, hBytes, kBytes, state: ST } = meta;
   let fTot = 0;
   for (const f of fSizes) fTot += f;
@@ -251,7 +240,8 @@ function deerRows(bytes: Uint8Array, meta: DeerRowsMeta) {
     at += L * kBytes;
     const S = at;
     at += 16 * n + ST.bytes;
-    ensure(at); // growing keeps the memory's contents: held values stay valid
+    inst.ensure(at); // growing keeps the memory's contents: held values stay valid
+    F = inst.F;
     const Xf = X / 4;
     const Yf = Y / 4;
     /** The four rows' inputs of steps [t0, t0 + Lc) into X (padding lanes zero). */

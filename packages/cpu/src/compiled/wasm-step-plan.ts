@@ -1,6 +1,7 @@
 import type { Graph, MatExpr, NodeId, TypedArray } from '@deerjs/core';
 import type { Layout, WasmKernelSpec, WasmKernels } from './wasm/kernel-module.js';
-import { compiledKernels, hoistSpec, isLeaf, wasmInstance } from './wasm-seq-plan.js';
+import { wasmInstance } from './wasm/instance.js';
+import { compiledKernels, hoistSpec, isLeaf } from './wasm-seq-plan.js';
 
 /**
  * Float32 runStep on one WebAssembly SIMD module: every (b, t) element is independent, so groups of

@@ -1,4 +1,5 @@
 import type { TypedArray } from '@deerjs/core';
+import { wasmInstance } from './instance.js';
 import type { WasmKernels } from './kernel-module.js';
 
 /** What the sequential runner needs to know of its module besides the bytes. */
@@ -40,31 +41,19 @@ export type WasmSeqFn = (
  * outputs in place (Y[row][1 + t][n], slot 0 the state before the chunk) and writing the next;
  * each row's chunk of outputs is copied out in one piece.
  * Rows are independent, so any split of the rows gives the same values.
- * Self-contained (no free variables): its source runs in worker threads too.
+ * Self-contained (no free variables; `instantiate` is wasmInstance): its source runs in worker
+ * threads too.
  */
-export function makeWasmSeq(bytes: Uint8Array, meta: WasmSeqMeta): WasmSeqFn {
+export function makeWasmSeq(bytes: Uint8Array, meta: WasmSeqMeta, instantiate: typeof wasmInstance): WasmSeqFn {
   type Fn = (...args: number[]) => void;
-  const WA = (
-    globalThis as unknown as {
-      WebAssembly: {
-        Instance: new (m: object) => { exports: Record<string, unknown> };
-        Module: new (b: Uint8Array) => object;
-      };
-    }
-  ).WebAssembly;
-  const { exports } = new WA.Instance(new WA.Module(bytes));
-  const mem = exports.mem as { buffer: ArrayBuffer; grow(pages: number): number };
-  const h = exports.h as Fn | undefined;
-  const s = exports.s as Fn;
-  let F = new Float32Array(mem.buffer);
+  const inst = instantiate({ bytes, consts: meta.consts, dataEnd: meta.dataEnd });
+  const h = inst.exports.h as Fn | undefined;
+  const s = inst.exports.s as Fn;
+  let F = inst.F;
   const ensure = (b: number) => {
-    const have = mem.buffer.byteLength;
-    if (b <= have) return;
-    mem.grow(Math.ceil((b - have) / 65536));
-    F = new Float32Array(mem.buffer);
+    inst.ensure(b);
+    F = inst.F;
   };
-  ensure(meta.dataEnd);
-  for (const c of meta.consts) F.set(c.values, c.offset / 4);
   const { n, m, fSizes, hN, hasState, hBytes, sBytes } = meta;
   const nF = fSizes.length;
   let fTot = 0;
@@ -158,5 +147,5 @@ export function makeWasmSeq(bytes: Uint8Array, meta: WasmSeqMeta): WasmSeqFn {
 
 /** Source of a function body returning makeWasmSeq's runner for these bytes (`new Function(src)()`). */
 export function wasmSeqSource(bytes: Uint8Array, meta: WasmSeqMeta): string {
-  return `return (${makeWasmSeq.toString()})(new Uint8Array([${bytes.join(',')}]), ${JSON.stringify(meta)});`;
+  return `return (${makeWasmSeq.toString()})(new Uint8Array([${bytes.join(',')}]), ${JSON.stringify(meta)}, (${wasmInstance.toString()}));`;
 }
