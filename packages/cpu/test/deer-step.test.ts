@@ -138,7 +138,7 @@ describe('fused deerStep (float32, WebAssembly SIMD) against the float64 composi
   it('matches on long rows (several time chunks) and rows of one group', async () => {
     const cell = cells.gru({ inputSize: 3, hiddenSize: 5 });
     for (const [b, t] of [
-      [2, 6001],
+      [3, 6001],
       [5, 2503],
     ] as const) {
       const c = await makeCase(cell, b, t, 1000, 7);
