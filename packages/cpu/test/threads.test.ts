@@ -54,6 +54,44 @@ describe('worker threads', () => {
       for (let i = 0; i < b.length; i++) expect(Array.from(b[i]!)).toEqual(Array.from(a[i]!));
     }
   });
+
+  it('split float32 WebAssembly runStep by groups of elements, bit for bit with one thread', async () => {
+    const cell = cells.gru({ inputSize: 3, hiddenSize: 4 });
+    const params = cell.init({ seed: 6 });
+    // B·T·n = 72 012 ≥ 2^16: the threaded path; E = 18 003, a partial last group.
+    const B = 3;
+    const T = 6001;
+    const x = rng.normalArray(B * T * 3, 1);
+    const y = rng.normalArray(B * T * 4, 0.5);
+    const results: Float32Array[][] = [];
+    for (const threads of [1, 2, 3]) {
+      const be = new FastCpuBackend({ threads, dtype: 'float32' });
+      const p: Record<string, Tensor> = {};
+      for (const [k, v] of Object.entries(params)) p[k] = be.tensor(v, [v.length]);
+      const xt = be.tensor(x, [B, T, 3]);
+      const got: Float32Array[] = [];
+      for (const s of [1, 2, 4]) {
+        // Twice: the second call reads each thread's hoisted values kept from the first.
+        for (let r = 0; r < 2; r++) {
+          const out = be.runStep(cell.linearizeProgram(s), { state: be.tensor(y, [B, T, 4]), input: xt, params: p });
+          got.push(Float32Array.from(await be.read(out.outputs[0]!)), Float32Array.from(await be.read(out.jacobian!)));
+        }
+      }
+      // runStep alone started the pool (nothing else ran).
+      expect((be as unknown as { pool?: unknown }).pool !== undefined).toBe(be.threads > 1);
+      be.destroy();
+      results.push(got);
+    }
+    for (let k = 1; k < results.length; k++) {
+      const a = results[0]!;
+      const b = results[k]!;
+      expect(b.length).toBe(a.length);
+      for (let i = 0; i < b.length; i++) {
+        const eq = b[i]!.every((v, j) => Object.is(v, a[i]![j]));
+        expect(eq).toBe(true);
+      }
+    }
+  });
 });
 
 /** A shared copy of `data` (the threaded passes need SharedArrayBuffer-backed arrays). */

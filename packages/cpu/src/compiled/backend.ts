@@ -260,6 +260,8 @@ export interface FastCpuBackendOptions extends CpuBackendOptions {
 
 /** Fewest elements a runStep is split over threads for. */
 const PARALLEL_MIN = 4096;
+/** Fewest state entries (B·T·n) a WebAssembly runStep is split over threads for, by groups of four elements. */
+const WASM_STEP_PARALLEL_MIN = 1 << 16;
 /** Fewest state entries (B·T·n) a fused DEER step is split over threads for, by row groups. */
 const DEER_PARALLEL_MIN = 1 << 16;
 /** Fewest batch rows for which the fused step (row groups of four lanes) beats the composed one. */
@@ -453,8 +455,8 @@ export class FastCpuBackend extends CpuBackend {
   }
 
   /**
-   * runStep on the WebAssembly module: on the calling thread whatever `threads` (it is several times
-   * faster than the generated JavaScript on two), its hoisted values kept for the input tensor and
+   * runStep on the WebAssembly module, split by groups of four elements over threads where B·T·n
+   * reaches 2¹⁶ and the arrays are shared (each thread its own instance and hoisted values), its hoisted values kept for the input tensor and
    * params as long as they are unchanged (the cache entry is the module's token).
    */
   private wasmStep(
@@ -470,7 +472,11 @@ export class FastCpuBackend extends CpuBackend {
     const input = inputs.input;
     const x = input ? this.data(input) : undefined;
     const token = this.wasmToken(program, inputs.params, input, w.hoistBytes(E));
-    w.run(P, E, w.leaves.map(leafData), x, token, O, J);
+    const leaves = w.leaves.map(leafData);
+    // Whole groups of elements over threads where the step is large enough and every array is shared.
+    const n = program.graph.stateSize;
+    const pool = this.poolFor(E * n, [...leaves, ...(x ? [x] : []), ...O, ...(J ? [J] : [])], WASM_STEP_PARALLEL_MIN);
+    w.run(P, E, leaves, x, token, O, J, pool);
   }
 
   /** The float32 arrays of a program's params (graph order; empty for a missing one). */

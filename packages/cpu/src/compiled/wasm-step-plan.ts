@@ -1,5 +1,6 @@
 import type { Graph, MatExpr, NodeId, TypedArray } from '@deerjs/core';
 import type { Layout, WasmKernelSpec, WasmKernels } from './wasm/kernel-module.js';
+import { jobFromSource, type ThreadPool } from './threads.js';
 import { wasmInstance } from './wasm/instance.js';
 import { compiledKernels, hoistSpec, isLeaf } from './wasm-seq-plan.js';
 
@@ -19,7 +20,9 @@ export interface WasmStep {
    * Evaluates E elements: params P (graph.params order, float32), leaf arrays, the input (read by
    * `h`), output arrays, the Jacobian array. `token`, when given, names the input and params: the
    * hoisted values are computed for all E elements and kept while the next call passes the same
-   * token (Newton iterations); without one, they are computed a chunk at a time.
+   * token (Newton iterations); without one, they are computed a chunk at a time. With `pool`
+   * (outputs and Jacobian SharedArrayBuffer-backed), each thread takes a contiguous range of whole
+   * groups on its own instance, with its own hoisted values: values identical to one thread's.
    */
   run(
     P: readonly TypedArray[],
@@ -29,6 +32,7 @@ export interface WasmStep {
     token: object | undefined,
     outs: readonly TypedArray[],
     J: TypedArray | undefined,
+    pool?: ThreadPool,
   ): void;
 }
 
@@ -97,6 +101,30 @@ export function stepSpecs(
   return { specs, leaves, hN: frontier.length ? hLeaves.length : 0 };
 }
 
+/** What the element-range runner needs to know of its module besides the bytes. */
+interface StepRowsMeta {
+  readonly params: readonly { readonly index: number; readonly offset: number; readonly size: number }[];
+  readonly consts: readonly { readonly offset: number; readonly values: readonly number[] }[];
+  readonly dataEnd: number;
+  /** Scratch bytes per group of `h` (0 without one) and `k`. */
+  readonly hBytes: number;
+  readonly kBytes: number;
+  readonly leafSizes: readonly number[];
+  readonly hN: number;
+  readonly m: number;
+  readonly fSizes: readonly number[];
+  readonly outSizes: readonly number[];
+  readonly jSize: number;
+  readonly chunkBytes: number;
+}
+
+/** Ids of tokens (threads cannot share objects): the id names the token's hoisted values. */
+const tokenIds = new WeakMap<object, number>();
+let lastTokenId = 0;
+
+/** Fewest elements per thread: below it a thread's share is not worth waking it for. */
+const MIN_PER_THREAD = 4096;
+
 function makeWasmStep(
   k: WasmKernels,
   meta: {
@@ -109,22 +137,66 @@ function makeWasmStep(
     jSize: number;
   },
 ): WasmStep {
+  const rm: StepRowsMeta = {
+    params: k.params,
+    consts: k.consts.map((c) => ({ offset: c.offset, values: Array.from(c.values) })),
+    dataEnd: k.dataEnd,
+    hBytes: meta.fSizes.length ? k.groupBytes[0]! : 0,
+    kBytes: k.groupBytes.at(-1)!,
+    leafSizes: meta.leafSizes,
+    hN: meta.hN,
+    m: meta.m,
+    fSizes: meta.fSizes,
+    outSizes: meta.outSizes,
+    jSize: meta.jSize,
+    chunkBytes: CHUNK_BYTES,
+  };
+  // The job's own function is the calling thread's runner (one instance per thread).
+  const job = jobFromSource(
+    `return (${stepRows.toString()})(new Uint8Array([${k.bytes.join(',')}]), ${JSON.stringify(rm)}, (${wasmInstance.toString()}));`,
+  );
+  const fTot = meta.fSizes.reduce((a, b) => a + b, 0);
+  return {
+    leaves: meta.leaves,
+    hoistBytes: (E) => Math.ceil(E / 4) * 16 * fTot,
+    run(P, E, leaves, input, token, outs, J, pool) {
+      let id = 0;
+      if (token) {
+        id = tokenIds.get(token) ?? ++lastTokenId;
+        tokenIds.set(token, id);
+      }
+      // Whole groups of four elements, a contiguous range per thread.
+      const G = Math.ceil(E / 4);
+      const parts = pool ? Math.max(1, Math.min(pool.size, Math.floor(E / MIN_PER_THREAD))) : 1;
+      const cuts = Array.from({ length: parts + 1 }, (_, i) => Math.min(E, 4 * Math.round((i * G) / parts)));
+      const call = (i: number) => [P, cuts[i], cuts[i + 1], E, leaves, input, id, outs, J] as const;
+      if (pool && parts > 1) pool.calls(cuts.slice(0, -1).map((e0, i) => (cuts[i + 1]! > e0 ? [[job, call(i)]] : [])));
+      else job.fn(...call(0));
+    },
+  };
+}
+
+/**
+ * The runner of elements [e0, e1) (e0 a multiple of 4) of E on its own instance of the module:
+ * writes their outputs and Jacobian blocks. `id` names the input and params whose hoisted values it
+ * keeps for its range (0: none, computed per chunk). Self-contained (no free variables;
+ * `instantiate` is wasmInstance): its source runs in worker threads.
+ */
+function stepRows(bytes: Uint8Array, meta: StepRowsMeta, instantiate: typeof wasmInstance) {
   type Fn = (...args: number[]) => void;
-  const inst = wasmInstance(k);
+  const inst = instantiate({ bytes, consts: meta.consts, dataEnd: meta.dataEnd });
   const h = inst.exports.h as Fn | undefined;
   const kk = inst.exports.k as Fn;
-  const hBytes = h ? k.groupBytes[0]! : 0;
-  const kBytes = k.groupBytes.at(-1)!;
+  const { hBytes, kBytes, leafSizes, hN, m, fSizes, outSizes, jSize } = meta;
   let F = inst.F;
-  const { leafSizes, hN, m, fSizes, outSizes, jSize } = meta;
-  const fTot = fSizes.reduce((a, b) => a + b, 0);
+  let fTot = 0;
+  for (const f of fSizes) fTot += f;
   const nL = leafSizes.length;
   const nF = fSizes.length;
   const hArgs: number[] = new Array(2 + 3 * (hN + nF)).fill(0);
   const kArgs: number[] = new Array(2 + 3 * (nL + nF + outSizes.length + (jSize ? 1 : 0))).fill(0);
-  /** The token whose hoisted values the cache region holds, and for how many groups. */
-  let held: object | undefined;
-  let heldGroups = 0;
+  /** What the cache region holds: token id, E, range. */
+  let held = '';
 
   /** Copies rows [e0, e1) of `src` (`size` per element) to byte offset `at`, zero-padded to `to` rows. */
   const copyIn = (src: TypedArray, size: number, e0: number, e1: number, to: number, at: number) => {
@@ -149,99 +221,105 @@ function makeWasmStep(
     h!(...hArgs);
   };
 
-  return {
-    leaves: meta.leaves,
-    hoistBytes: (E) => Math.ceil(E / 4) * 16 * fTot,
-    run(P, E, leaves, input, token, outs, J) {
-      for (const p of k.params) F.set(P[p.index]!.subarray(0, p.size), p.offset / 4);
-      const G = Math.ceil(E / 4);
-      const cached = h !== undefined && token !== undefined;
-      // Chunk of C elements (a multiple of 4): its rows in and out, hoisted values, scratch.
-      let per = 4 * (leafSizes.reduce((a, b) => a + b, 0) + outSizes.reduce((a, b) => a + b, 0) + jSize);
-      per += kBytes / 4 + (h ? 4 * m + (cached ? 0 : 4 * fTot + hBytes / 4) : 0);
-      const C = Math.max(4, Math.min(4 * G, Math.floor(CHUNK_BYTES / per / 4) * 4));
-      // Memory: params | hoisted values (all groups when cached) | chunk rows | scratch.
-      let at = k.dataEnd;
-      const fAll: number[] = [];
-      for (let q = 0; q < nF; q++) {
-        fAll.push(at);
-        at += 16 * fSizes[q]! * (cached ? G : C / 4);
-      }
-      const xin = at;
-      at += h ? 4 * C * m : 0;
-      const take = (sz: number) => {
-        at += 4 * C * sz;
-        return at - 4 * C * sz;
-      };
-      const lAt = leafSizes.map(take);
-      const oAt = outSizes.map(take);
-      const jAt = at;
-      at += 4 * C * jSize;
-      const hsp = at;
-      at += h ? (C / 4) * hBytes : 0;
-      const ksp = at;
-      at += (C / 4) * kBytes;
-      inst.ensure(at); // growing keeps the memory's contents: held values stay valid
-      F = inst.F;
-      if (cached && (held !== token || heldGroups !== G)) {
-        held = undefined;
-        for (let e0 = 0; e0 < E; e0 += C) {
-          const e1 = Math.min(E, e0 + C);
-          const ng = Math.ceil((e1 - e0) / 4);
-          copyIn(input!, m, e0, e1, e0 + 4 * ng, xin);
-          hoist(
-            ng,
-            xin,
-            fAll.map((o, q) => o + (e0 / 4) * 16 * fSizes[q]!),
-            hsp,
-          );
-        }
-        held = token;
-        heldGroups = G;
-      } else if (!cached && held !== undefined) {
-        held = undefined;
-      }
-      for (let e0 = 0; e0 < E; e0 += C) {
-        const e1 = Math.min(E, e0 + C);
+  return function run(
+    P: readonly TypedArray[],
+    r0: number,
+    r1: number,
+    E: number,
+    leaves: readonly TypedArray[],
+    input: TypedArray | undefined,
+    id: number,
+    outs: readonly TypedArray[],
+    J: TypedArray | undefined,
+  ): void {
+    for (const p of meta.params) F.set(P[p.index]!.subarray(0, p.size), p.offset / 4);
+    const G = Math.ceil((r1 - r0) / 4);
+    const cached = h !== undefined && id !== 0;
+    // Chunk of C elements (a multiple of 4): its rows in and out, hoisted values, scratch.
+    let per = 0;
+    for (const sz of leafSizes) per += 4 * sz;
+    for (const sz of outSizes) per += 4 * sz;
+    per += 4 * jSize + kBytes / 4 + (h ? 4 * m + (cached ? 0 : 4 * fTot + hBytes / 4) : 0);
+    const C = Math.max(4, Math.min(4 * G, Math.floor(meta.chunkBytes / per / 4) * 4));
+    // Memory: params | hoisted values (all groups when cached) | chunk rows | scratch.
+    let at = meta.dataEnd;
+    const fAll: number[] = [];
+    for (let q = 0; q < nF; q++) {
+      fAll.push(at);
+      at += 16 * fSizes[q]! * (cached ? G : C / 4);
+    }
+    const xin = at;
+    at += h ? 4 * C * m : 0;
+    const take = (sz: number) => {
+      at += 4 * C * sz;
+      return at - 4 * C * sz;
+    };
+    const lAt = leafSizes.map(take);
+    const oAt = outSizes.map(take);
+    const jAt = at;
+    at += 4 * C * jSize;
+    const hsp = at;
+    at += h ? (C / 4) * hBytes : 0;
+    const ksp = at;
+    at += (C / 4) * kBytes;
+    inst.ensure(at); // growing keeps the memory's contents: held values stay valid
+    F = inst.F;
+    const key = `${id}|${E}|${r0}|${r1}`;
+    if (cached && held !== key) {
+      held = '';
+      for (let e0 = r0; e0 < r1; e0 += C) {
+        const e1 = Math.min(r1, e0 + C);
         const ng = Math.ceil((e1 - e0) / 4);
-        const to = e0 + 4 * ng;
-        for (let q = 0; q < nL; q++) copyIn(leaves[q]!, leafSizes[q]!, e0, e1, to, lAt[q]!);
-        if (h && !cached) {
-          if (!input) throw new Error('cpu: the program reads its input but none was given');
-          copyIn(input, m, e0, e1, to, xin);
-          hoist(ng, xin, fAll, hsp);
-        }
-        kArgs[0] = ng;
-        kArgs[1] = ksp;
-        let a = 2;
-        for (let q = 0; q < nL; q++) {
-          kArgs[a++] = lAt[q]!;
-          kArgs[a++] = 16 * leafSizes[q]!;
-          kArgs[a++] = 4 * leafSizes[q]!;
-        }
-        for (let q = 0; q < nF; q++) {
-          kArgs[a++] = fAll[q]! + (cached ? (e0 / 4) * 16 * fSizes[q]! : 0);
-          kArgs[a++] = 16 * fSizes[q]!;
-          kArgs[a++] = 0;
-        }
-        for (let q = 0; q < outSizes.length; q++) {
-          kArgs[a++] = oAt[q]!;
-          kArgs[a++] = 16 * outSizes[q]!;
-          kArgs[a++] = 4 * outSizes[q]!;
-        }
-        if (jSize) {
-          kArgs[a++] = jAt;
-          kArgs[a++] = 16 * jSize;
-          kArgs[a++] = 4 * jSize;
-        }
-        kk(...kArgs);
-        const len = e1 - e0;
-        for (let q = 0; q < outSizes.length; q++) {
-          const sz = outSizes[q]!;
-          outs[q]!.set(F.subarray(oAt[q]! / 4, oAt[q]! / 4 + len * sz), e0 * sz);
-        }
-        if (J) J.set(F.subarray(jAt / 4, jAt / 4 + len * jSize), e0 * jSize);
+        copyIn(input!, m, e0, e1, e0 + 4 * ng, xin);
+        hoist(
+          ng,
+          xin,
+          fAll.map((o, q) => o + ((e0 - r0) / 4) * 16 * fSizes[q]!),
+          hsp,
+        );
       }
-    },
+      held = key;
+    } else if (!cached) held = '';
+    for (let e0 = r0; e0 < r1; e0 += C) {
+      const e1 = Math.min(r1, e0 + C);
+      const ng = Math.ceil((e1 - e0) / 4);
+      const to = e0 + 4 * ng;
+      for (let q = 0; q < nL; q++) copyIn(leaves[q]!, leafSizes[q]!, e0, e1, to, lAt[q]!);
+      if (h && !cached) {
+        if (!input) throw new Error('cpu: the program reads its input but none was given');
+        copyIn(input, m, e0, e1, to, xin);
+        hoist(ng, xin, fAll, hsp);
+      }
+      kArgs[0] = ng;
+      kArgs[1] = ksp;
+      let a = 2;
+      for (let q = 0; q < nL; q++) {
+        kArgs[a++] = lAt[q]!;
+        kArgs[a++] = 16 * leafSizes[q]!;
+        kArgs[a++] = 4 * leafSizes[q]!;
+      }
+      for (let q = 0; q < nF; q++) {
+        kArgs[a++] = fAll[q]! + (cached ? ((e0 - r0) / 4) * 16 * fSizes[q]! : 0);
+        kArgs[a++] = 16 * fSizes[q]!;
+        kArgs[a++] = 0;
+      }
+      for (let q = 0; q < outSizes.length; q++) {
+        kArgs[a++] = oAt[q]!;
+        kArgs[a++] = 16 * outSizes[q]!;
+        kArgs[a++] = 4 * outSizes[q]!;
+      }
+      if (jSize) {
+        kArgs[a++] = jAt;
+        kArgs[a++] = 16 * jSize;
+        kArgs[a++] = 4 * jSize;
+      }
+      kk(...kArgs);
+      const len = e1 - e0;
+      for (let q = 0; q < outSizes.length; q++) {
+        const sz = outSizes[q]!;
+        outs[q]!.set(F.subarray(oAt[q]! / 4, oAt[q]! / 4 + len * sz), e0 * sz);
+      }
+      if (J) J.set(F.subarray(jAt / 4, jAt / 4 + len * jSize), e0 * jSize);
+    }
   };
 }
