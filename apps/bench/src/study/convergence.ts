@@ -110,6 +110,8 @@ export async function runConvergenceStudy(
         const rng = new Rng(100 + seed);
         const x = backend.tensor(rng.normalArray(config.B * config.T * 2), [config.B, config.T, 2], config.dtype);
         try {
+          // Each solve is timed warm: a first, untimed pass compiles the cell's step program.
+          backend.dispose((await sequential(backend, cell, params, x)).y);
           let t0 = now();
           const seq = await sequential(backend, cell, params, x);
           const ref = await backend.read(seq.y);
@@ -119,8 +121,11 @@ export async function runConvergenceStudy(
           const runs: StudyRun[] = [];
           let lyapunov = Number.NaN;
           for (const m of STUDY_METHODS) {
-            t0 = now();
             const on = m.wide ? withCapabilities(backend, { parallelism: STUDY_AUTO_LANES }) : backend;
+            // Untimed first: a method's own step programs (Jacobian structures, probes) compile on
+            // first use, a one-off cost that sequential's warm-up above does not pay either.
+            backend.dispose((await deer(on, cell, params, x, m.options)).y);
+            t0 = now();
             const r = await deer(on, cell, params, x, m.options);
             const y = await backend.read(r.y);
             const ms = now() - t0;

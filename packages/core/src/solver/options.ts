@@ -69,9 +69,10 @@ export interface DeerOptions extends SolveOptions {
    * (Levenberg–Marquardt on the diagonal of the Jacobian: quasi-ELK), which converge where full
    * steps overshoot on moderate problems (see the convergence study: not yet on hard ones); 'auto'
    * evaluates sequentially up front the rows whose dynamics are chaotic (a Lyapunov estimate over
-   * the first ~T/16 steps) or that remember a perturbed start, beyond what their Jacobians carry,
-   * for longer than the iteration budget (`stats.memory`), and takes DEER's full steps for the
-   * rest, handing rows that stop making progress to the sequential fallback.
+   * the first T/16 steps, or two iteration budgets) or that remember a perturbed start, beyond what
+   * their Jacobians carry, for longer than the iteration budget (`stats.memory`), takes DEER's full
+   * steps for the rest, and damped steps (transitions capped) for rows full steps fail, handing
+   * rows that fail those too to the sequential fallback.
    */
   readonly method?: NewtonMethod;
 }

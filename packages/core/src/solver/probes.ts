@@ -30,21 +30,25 @@ export interface DynamicsProbe {
 }
 
 /**
- * What 'auto' needs to know before any Newton work, from a sequential prefix of P ≈ T/16 steps (at
- * least 16, at most what PROBE_FLOATS Jacobian entries hold), per batch row:
+ * What 'auto' needs to know before any Newton work, from a sequential prefix of P steps — T/16, or
+ * two budgets (2·`horizon`) if that is more, at least 16, at most T and what PROBE_FLOATS Jacobian
+ * entries hold —, per batch row:
  *
  * - the largest Lyapunov exponent: power iteration with the row's exact Jacobians, block by
  *   block, averaged after a burn-in of P/4 steps;
- * - the nonlinear memory (when P ≥ `horizon`): the prefix again from h0 plus a fixed pseudo-random
- *   ±1 per entry, its distance from the true prefix compared with the perturbation carried by the
- *   Jacobians. Far from the solution a Newton method's linear model is wrong, so it carries what it
- *   knows about one step per iteration, like a fixed-point sweep: a row that remembers a wrong
- *   state for longer than Newton's budget cannot converge in it, whatever its exponent (a
- *   multistable, saturated network is contractive along its trajectory and can still hold a wrong
- *   state for hundreds of steps). A linear recurrence, however slowly it forgets, has none: the
- *   Jacobians predict its perturbation exactly, and Newton solves it in one step.
+ * - the nonlinear memory (when P ≥ `horizon`): from the start and, where P ≥ 2·horizon, from
+ *   P − horizon too, the prefix's rest run again from the true state plus a fixed pseudo-random ±1
+ *   per entry, its distance from the true prefix compared with the perturbation carried by the
+ *   Jacobians; the larger of the two. Far from the solution a Newton method's linear model is
+ *   wrong, so it carries what it knows about one step per iteration, like a fixed-point sweep: a
+ *   row that remembers a wrong state for longer than Newton's budget cannot converge in it,
+ *   whatever its exponent (a multistable, saturated network is contractive along its trajectory
+ *   and can still hold a wrong state for hundreds of steps). A linear recurrence, however slowly it
+ *   forgets, has none: the Jacobians predict its perturbation exactly, and Newton solves it in one
+ *   step.
  *
- * Costs about 1/8 of a sequential pass and one read of P Jacobians and two prefixes.
+ * Costs 2P + horizon sequential steps (about 1/8 of a pass for long T; 1/4 at T = 2000 with the
+ * default budget of 100) and one read of P Jacobians and three prefixes.
  */
 export function* probeDynamics(
   backend: Backend,
@@ -61,12 +65,14 @@ export function* probeDynamics(
   // Capped so that the Jacobians read back stay small: at nh = 64 a sixteenth of T = 1e4 was
   // 164 MB, read and walked on the host in more time than the solve it guards (H200).
   const capped = Math.floor(PROBE_FLOATS / Math.max(1, B * n * s));
-  const P = Math.min(T, Math.max(16, Math.min(Math.ceil(T / 16), capped)));
+  // At least two budgets' worth where the memory can be measured: a second start at P − horizon.
+  const P = Math.min(T, Math.max(16, Math.min(Math.max(Math.ceil(T / 16), 2 * horizon), capped)));
   const withMemory = P >= horizon;
+  const starts = !withMemory ? [] : P >= 2 * horizon ? [0, P - horizon] : [0];
   const xs = P < T ? backend.sliceTime(x, 0, P) : x;
   let J: Tensor;
   let yTrue: ArrayLike<number> | undefined;
-  let yPert: ArrayLike<number> | undefined;
+  const yPert: ArrayLike<number>[] = [];
   let shift: Float64Array | undefined;
   try {
     const program = cell.stepProgram();
@@ -85,22 +91,28 @@ export function* probeDynamics(
       backend.dispose(yP);
     }
     if (withMemory) {
-      const start = yield* readTensor(y0);
+      const initial = yield* readTensor(y0);
       shift = new Rng(0x5eed).uniformArray(B * n);
-      const perturbed = backend.tensor(
-        Array.from(start, (v, i) => v + shift![i]!),
-        [B, n],
-        y0.dtype,
-      );
-      try {
-        const yQ = backend.runSequential(program, { input: xs, y0: perturbed, params });
+      for (const t0 of starts) {
+        // The true state before t0, perturbed; the prefix's rest from there.
+        const at = (i: number) => (t0 === 0 ? initial[i]! : yTrue![(Math.floor(i / n) * P + t0 - 1) * n + (i % n)]!);
+        const perturbed = backend.tensor(
+          Array.from({ length: B * n }, (_, i) => at(i) + shift![i]!),
+          [B, n],
+          y0.dtype,
+        );
+        const xq = t0 === 0 ? xs : backend.sliceTime(x, t0, P - t0);
         try {
-          yPert = yield* readTensor(yQ);
+          const yQ = backend.runSequential(program, { input: xq, y0: perturbed, params });
+          try {
+            yPert.push(yield* readTensor(yQ));
+          } finally {
+            backend.dispose(yQ);
+          }
         } finally {
-          backend.dispose(yQ);
+          backend.dispose(perturbed);
+          if (xq !== xs) backend.dispose(xq);
         }
-      } finally {
-        backend.dispose(perturbed);
       }
     }
   } finally {
@@ -144,15 +156,20 @@ export function* probeDynamics(
       }
       lyapunov[b] = Math.max(lyapunov[b]!, exponent);
     }
-    if (memory) memory[b] = nonlinearMemory(jh, yTrue!, yPert!, shift!, b, len, P, n, s, horizon);
+    if (memory) {
+      memory[b] = Math.max(
+        ...starts.map((t0, k) => nonlinearMemory(jh, yTrue!, yPert[k]!, shift!, b, t0, len, P, n, s, horizon)),
+      );
+    }
   }
   return memory ? { lyapunov, memory } : { lyapunov };
 }
 
 /**
- * Row b's steps (of its first `len`, P per row in the arrays) until the perturbed trajectory is,
- * for good, where the Jacobians carry its start's perturbation `shift` (δ_t = J_t δ_{t−1});
- * horizon + 1 if it is still apart at the end of a prefix at least `horizon` long.
+ * Row b's steps, from t0 on (of its first `len`; P steps per row in the true prefix and J, P − t0
+ * in the perturbed one), until the perturbed trajectory is, for good, where the Jacobians carry
+ * its start's perturbation `shift` (δ_t = J_t δ_{t−1}); horizon + 1 if it is still apart at the end
+ * of a stretch at least `horizon` long.
  */
 function nonlinearMemory(
   jh: ArrayLike<number>,
@@ -160,6 +177,7 @@ function nonlinearMemory(
   yPert: ArrayLike<number>,
   shift: Float64Array,
   b: number,
+  t0: number,
   len: number,
   P: number,
   n: number,
@@ -168,10 +186,12 @@ function nonlinearMemory(
 ): number {
   const delta = shift.slice(b * n, (b + 1) * n);
   const next = new Float64Array(n);
+  const L = P - t0;
+  const steps = Math.max(0, len - t0);
   let last = -1;
-  for (let t = 0; t < len; t++) {
+  for (let t = 0; t < steps; t++) {
     for (let k = 0; k < n / s; k++) {
-      const base = ((b * P + t) * (n / s) + k) * s * s;
+      const base = ((b * P + t0 + t) * (n / s) + k) * s * s;
       for (let i = 0; i < s; i++) {
         let acc = 0;
         for (let j = 0; j < s; j++) acc += jh[base + i * s + j]! * delta[k * s + j]!;
@@ -180,13 +200,12 @@ function nonlinearMemory(
     }
     delta.set(next);
     for (let i = 0; i < n; i++) {
-      const at = (b * P + t) * n + i;
-      const y = yTrue[at]!;
-      if (!(Math.abs(yPert[at]! - y - delta[i]!) <= MERGE_TOLERANCE * (1 + Math.abs(y)))) {
+      const y = yTrue[(b * P + t0 + t) * n + i]!;
+      if (!(Math.abs(yPert[(b * L + t) * n + i]! - y - delta[i]!) <= MERGE_TOLERANCE * (1 + Math.abs(y)))) {
         last = t;
         break;
       }
     }
   }
-  return last === len - 1 && len >= horizon ? horizon + 1 : last + 1;
+  return last === steps - 1 && steps >= horizon ? horizon + 1 : last + 1;
 }
