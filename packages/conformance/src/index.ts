@@ -14,6 +14,7 @@ import { defineUpdateCases } from './update-cases.js';
 import { defineSolveCases } from './solve-cases.js';
 
 export type { SuiteContext } from './context.js';
+export { type DeerStepData, deerStepOn } from './deer-step-on.js';
 export { CELL_FAMILIES, maxAbsDiff, sequenceData, userDefinedCell } from './fixtures.js';
 export { type LangCase, langCases } from './lang-cases.js';
 

@@ -3,7 +3,6 @@ import {
   cells,
   type DType,
   hostNewtonUpdate,
-  type NewtonUpdate,
   type NewtonUpdateOptions,
   Rng,
   scanThenUpdate,
@@ -11,6 +10,7 @@ import {
 } from '@deerjs/core';
 import { expect } from 'vitest';
 import type { SuiteContext } from './context.js';
+import { deerStepOn } from './deer-step-on.js';
 import { maxAbsDiff } from './fixtures.js';
 
 /** `newtonUpdate`'s per-row measures, its `active` mask and its `delta` form, on hand-made rows. */
@@ -178,34 +178,9 @@ export function defineUpdateCases(ctx: SuiteContext): void {
       clip: 0.5, // within the values' range: some entries are clipped
       active: Uint8Array.from({ length: B }, (_, b) => (b === 5 ? 0 : 1)),
     };
-    const run = async (be: Backend, s: number, dtype: DType) => {
-      const owned: Tensor[] = [];
-      const t = (v: Tensor) => {
-        owned.push(v);
-        return v;
-      };
-      const p: Record<string, Tensor> = {};
-      for (const [k, v] of Object.entries(params)) p[k] = t(be.tensor(v, [v.length], dtype));
-      const inputs = { input: t(be.tensor(x, [B, T, m], dtype)), y0: t(be.tensor(h0, [B, n], dtype)), params: p };
-      const old = t(be.tensor(prev, [B, T, n], dtype));
-      const program = cell.residualProgram(s);
-      try {
-        let u: NewtonUpdate | null | undefined = await be.deerStep?.(program, inputs, old, opts);
-        if (!u) {
-          const yPrev = t(be.shiftTime(old, inputs.y0, 1));
-          const out = be.runStep(program, { state: yPrev, input: inputs.input, cotangent: old, params: p });
-          t(out.outputs[0]!);
-          t(out.jacobian!);
-          const args = { A: out.jacobian!, c: out.outputs[0]!, y0: t(be.zeros([B, n], dtype)), blockSize: s, reverse: false };
-          u = await scanThenUpdate(be, args, old, { ...opts, delta: true });
-        }
-        const y = await be.read(u.y);
-        be.dispose(u.y);
-        return { u, y };
-      } finally {
-        for (const v of owned) be.dispose(v);
-      }
-    };
+    const data = { B, T, x, h0, prev, params };
+    const run = async (be: Backend, s: number, dtype: DType) =>
+      (await deerStepOn(be, cell, data, s, opts, dtype, 'either'))!;
     for (const s of [1, 2, 4]) {
       const got = await run(backend, s, ctx.dtype);
       const want = await run(oracle, s, 'float64');

@@ -1,6 +1,6 @@
 export { checkDampedScan, hostNewtonUpdate } from './backend/host-update.js';
 export { withCapabilities } from './backend/with-capabilities.js';
-export { type DeerStepInputs, scanThenUpdate } from './solver/solve.js';
+export { scanThenUpdate } from './solver/solve.js';
 export type { StepProgram } from './backend/program.js';
 export {
   type BackendFactory,
@@ -22,6 +22,7 @@ export {
   type NewtonUpdateOptions,
   newtonUpdateFromRows,
   counterDifference,
+  type DeerStepInputs,
   type DeviceCounters,
   type RowUpdate,
   type ScanArgs,

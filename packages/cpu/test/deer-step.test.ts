@@ -6,9 +6,9 @@ import {
   type NewtonUpdate,
   type NewtonUpdateOptions,
   Rng,
-  scanThenUpdate,
   type Tensor,
 } from '@deerjs/core';
+import { deerStepOn } from '@deerjs/conformance';
 import { describe, expect, it } from 'vitest';
 import { makeDeerPlan, makeStepPlan } from '../src/compiled/backend.js';
 import { createCpuBackend, createReferenceBackend, type FastCpuBackend } from '../src/index.js';
@@ -32,39 +32,9 @@ async function step(
   opts: NewtonUpdateOptions,
   fused: boolean,
 ): Promise<{ u: NewtonUpdate; y: Float64Array } | null> {
-  const dtype = be.capabilities.defaultDType;
-  const n = cell.stateSize;
-  const m = cell.inputSize;
-  const params = cell.init({ seed: 4 });
-  const owned: Tensor[] = [];
-  const t = (v: Tensor) => {
-    owned.push(v);
-    return v;
-  };
-  const p: Record<string, Tensor> = {};
-  for (const [k, v] of Object.entries(params)) p[k] = t(be.tensor(v, [v.length], dtype));
-  const inputs = { input: t(be.tensor(c.x, [c.B, c.T, m], dtype)), y0: t(be.tensor(c.h0, [c.B, n], dtype)), params: p };
-  const old = t(be.tensor(c.prev, [c.B, c.T, n], dtype));
-  const program = cell.residualProgram(s);
-  try {
-    let u: NewtonUpdate | null | undefined;
-    if (fused) {
-      u = await be.deerStep?.(program, inputs, old, opts);
-      if (!u) return null;
-    } else {
-      const yPrev = t(be.shiftTime(old, inputs.y0, 1));
-      const out = be.runStep(program, { state: yPrev, input: inputs.input, cotangent: old, params: p });
-      t(out.outputs[0]!);
-      t(out.jacobian!);
-      const args = { A: out.jacobian!, c: out.outputs[0]!, y0: t(be.zeros([c.B, n], dtype)), blockSize: s, reverse: false };
-      u = await scanThenUpdate(be, args, old, { ...opts, delta: true });
-    }
-    const y = Float64Array.from(await be.read(u.y));
-    be.dispose(u.y);
-    return { u, y };
-  } finally {
-    for (const v of owned) be.dispose(v);
-  }
+  const data = { ...c, params: cell.init({ seed: 4 }) };
+  const r = await deerStepOn(be, cell, data, s, opts, be.capabilities.defaultDType, fused ? 'fused' : 'composed');
+  return r && { u: r.u, y: Float64Array.from(r.y) };
 }
 
 /** A case whose iterate is the sequential solution (float64) before step K of every row, noise after. */

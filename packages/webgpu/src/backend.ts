@@ -3,6 +3,7 @@ import {
   type BackendCapabilities,
   checkDampedScan,
   type DampedScanArgs,
+  type DeerStepInputs,
   type DeviceCounters,
   type DType,
   DTypeError,
@@ -556,7 +557,7 @@ export class WebGpuBackend implements Backend {
    */
   deerStep(
     program: StepProgram,
-    inputs: { readonly input: Tensor; readonly y0: Tensor; readonly params: Readonly<Record<string, Tensor>> },
+    inputs: DeerStepInputs,
     previous: Tensor,
     opts: NewtonUpdateOptions,
   ): Promise<NewtonUpdate> | null {

@@ -50,6 +50,13 @@ export interface BackendCapabilities {
 }
 
 /** Per-(batch, time) inputs of a step program; every tensor is [B, T, size]. */
+/** What a whole DEER step reads besides the iterate: the inputs x, the initial state and the params. */
+export interface DeerStepInputs {
+  readonly input: Tensor;
+  readonly y0: Tensor;
+  readonly params: Readonly<Record<string, Tensor>>;
+}
+
 export interface StepInputs {
   readonly state: Tensor;
   readonly input?: Tensor;
@@ -255,7 +262,7 @@ export interface Backend {
    */
   deerStep?(
     program: StepProgram,
-    inputs: { readonly input: Tensor; readonly y0: Tensor; readonly params: Readonly<Record<string, Tensor>> },
+    inputs: DeerStepInputs,
     previous: Tensor,
     opts: NewtonUpdateOptions,
   ): Promise<NewtonUpdate> | null;

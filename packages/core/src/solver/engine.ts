@@ -22,12 +22,11 @@ import type { DynamicsProbe } from './probes.js';
  * (`driveAsync`) or a synchronous one (`driveSync`, for backends with synchronous reads).
  */
 
-/** Why Newton stopped for a batch row (the stats report the worst row's). */
 /**
- * Why Newton stopped. 'sequential': no Newton at all — `method: 'auto'`'s cost model chose
- * sequential evaluation (an exact answer). 'chaotic' and 'longMemory': 'auto' sent the row to
- * sequential evaluation before iterating (its Lyapunov exponent is positive; it remembers a
- * perturbed start for longer than Newton's iteration budget).
+ * Why Newton stopped for a batch row (the stats report the worst row's). 'sequential': no Newton
+ * at all — `method: 'auto'`'s cost model chose sequential evaluation (an exact answer). 'chaotic'
+ * and 'longMemory': 'auto' sent the row to sequential evaluation before iterating (its Lyapunov
+ * exponent is positive; it remembers a perturbed start for longer than Newton's iteration budget).
  */
 export type StopReason =
   | 'tolerance'
@@ -468,6 +467,12 @@ function* dampedDeerIteration(
 }
 
 /**
+ * What a row's progress is judged by: its scaled step under full steps, the residual's merit under
+ * damped ones (whose size follows the cap, not progress).
+ */
+const progress = (w: WindowState, b: number, step: number) => (w.damped[b] ? w.merit[b]! : step);
+
+/**
  * After a DEER step: rows within tolerance become pending (the residual check confirms them);
  * rows that keep producing NaN/Inf, keep reaching the clip, or stop progressing are given up.
  * Returns the rows given up in this step.
@@ -489,9 +494,8 @@ function judgeDeer(w: WindowState, update: NewtonUpdate, T: number, iterations: 
     else if (w.clipStreak[b]! >= BAD_STREAK) fail(w, b, 'diverged');
     else if (++w.steps[b]! === 1) {
       // The first step measures how far the initial guess was, not Newton's progress.
-    } else if ((w.damped[b] ? w.merit[b]! : sc) < 0.5 * w.best[b]!) {
-      // Damped steps are judged by the residual's merit: their size follows the cap, not progress.
-      w.best[b] = w.damped[b] ? w.merit[b]! : sc;
+    } else if (progress(w, b, sc) < 0.5 * w.best[b]!) {
+      w.best[b] = progress(w, b, sc);
       w.since[b] = 0;
       w.mark[b] = update.rows.settled[b]!;
     } else if (++w.since[b]! >= (w.damped[b] ? ELK_PATIENCE : STAGNATION_PATIENCE)) {

@@ -1,5 +1,13 @@
 import type { StepProgram } from '../backend/program.js';
-import type { Backend, NewtonUpdate, NewtonUpdateOptions, ScanArgs, Tensor, TypedArray } from '../backend/types.js';
+import type {
+  Backend,
+  DeerStepInputs,
+  NewtonUpdate,
+  NewtonUpdateOptions,
+  ScanArgs,
+  Tensor,
+  TypedArray,
+} from '../backend/types.js';
 import { UnsupportedOptionError } from '../errors.js';
 
 /**
@@ -30,12 +38,6 @@ export type ReadRequest =
     }
   | { readonly kind: 'read'; readonly tensor: Tensor }
   | { readonly kind: 'async'; readonly run: () => Promise<unknown> };
-
-export interface DeerStepInputs {
-  readonly input: Tensor;
-  readonly y0: Tensor;
-  readonly params: Readonly<Record<string, Tensor>>;
-}
 
 /** A solve (or part of one) that yields at its reads. */
 export type Solve<R> = Generator<ReadRequest, R, unknown>;

@@ -1,4 +1,5 @@
 import {
+  type DeerStepInputs,
   type DType,
   type Graph,
   type MatExpr,
@@ -514,7 +515,7 @@ export class FastCpuBackend extends CpuBackend {
    */
   deerStep(
     program: StepProgram,
-    inputs: { readonly input: Tensor; readonly y0: Tensor; readonly params: Readonly<Record<string, Tensor>> },
+    inputs: DeerStepInputs,
     previous: Tensor,
     opts: NewtonUpdateOptions,
   ): Promise<NewtonUpdate> | null {

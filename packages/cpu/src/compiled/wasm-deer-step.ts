@@ -2,6 +2,7 @@ import type { Graph, MatExpr, NewtonUpdateOptions, NodeId, RowUpdate, TypedArray
 import { type Job, jobFromSource, sharedArray, type ThreadPool } from './threads.js';
 import { Unsupported } from './unsupported.js';
 import { wasmInstance } from './wasm/instance.js';
+import { type ModuleLayout, moduleLayout } from './wasm/kernel-module.js';
 import { SCAN_UPDATE_MAX, STATE, scanUpdateBody } from './wasm/scan-update.js';
 import { compiledKernels } from './wasm-seq-plan.js';
 import { stepSpecs } from './wasm-step-plan.js';
@@ -70,11 +71,7 @@ export function wasmDeerStep(
   const k = compiledKernels(g, specs, [{ name: 'su', body: scanUpdateBody(n, s) }]);
   if (!k) return undefined;
   const meta: DeerRowsMeta = {
-    params: k.params,
-    consts: k.consts,
-    dataEnd: k.dataEnd,
-    hBytes: frontier.length ? k.groupBytes[0]! : 0,
-    kBytes: k.groupBytes.at(-1)!,
+    ...moduleLayout(k, frontier.length > 0),
     leafOps: leaves.map((id) => g.nodes[id]!.op as 'state' | 'cotangent' | 'input'),
     hN,
     n,
@@ -91,13 +88,7 @@ export function wasmDeerStep(
 }
 
 /** What the row runner needs to know of its module besides the bytes. */
-interface DeerRowsMeta {
-  readonly params: readonly { readonly index: number; readonly offset: number; readonly size: number }[];
-  readonly consts: readonly { readonly offset: number; readonly values: readonly number[] }[];
-  readonly dataEnd: number;
-  /** Scratch bytes per group of `h` (0 without one) and `k`. */
-  readonly hBytes: number;
-  readonly kBytes: number;
+interface DeerRowsMeta extends ModuleLayout {
   readonly leafOps: readonly ('state' | 'cotangent' | 'input')[];
   /** Externals of `h` (each the input). */
   readonly hN: number;

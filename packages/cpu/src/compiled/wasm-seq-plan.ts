@@ -1,7 +1,7 @@
 import type { Graph, NodeId } from '@deerjs/core';
 import type { Job } from './threads.js';
 import { Unsupported } from './unsupported.js';
-import { type WasmKernelSpec, type WasmKernels, wasmKernels } from './wasm/kernel-module.js';
+import { moduleLayout, type WasmKernelSpec, type WasmKernels, wasmKernels } from './wasm/kernel-module.js';
 import { type WasmSeqMeta, wasmSeqSource } from './wasm/seq-site.js';
 
 export const isLeaf = (g: Graph, id: NodeId) => {
@@ -81,11 +81,7 @@ export function wasmSeqJob(
   const k = compiledKernels(g, specs);
   if (!k) return undefined;
   const meta: WasmSeqMeta = {
-    params: k.params,
-    consts: k.consts,
-    dataEnd: k.dataEnd,
-    hBytes: frontier.length ? k.groupBytes[0]! : 0,
-    sBytes: k.groupBytes.at(-1)!,
+    ...moduleLayout(k, frontier.length > 0),
     hN: frontier.length ? hLeaves.length : 0,
     fSizes: frontier.map((id) => g.nodes[id]!.size),
     n: g.stateSize,

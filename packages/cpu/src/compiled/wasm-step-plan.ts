@@ -1,5 +1,5 @@
 import type { Graph, MatExpr, NodeId, TypedArray } from '@deerjs/core';
-import type { Layout, WasmKernelSpec, WasmKernels } from './wasm/kernel-module.js';
+import { type Layout, type ModuleLayout, moduleLayout, type WasmKernelSpec, type WasmKernels } from './wasm/kernel-module.js';
 import { jobFromSource, type ThreadPool } from './threads.js';
 import { wasmInstance } from './wasm/instance.js';
 import { compiledKernels, hoistSpec, isLeaf } from './wasm-seq-plan.js';
@@ -102,13 +102,7 @@ export function stepSpecs(
 }
 
 /** What the element-range runner needs to know of its module besides the bytes. */
-interface StepRowsMeta {
-  readonly params: readonly { readonly index: number; readonly offset: number; readonly size: number }[];
-  readonly consts: readonly { readonly offset: number; readonly values: readonly number[] }[];
-  readonly dataEnd: number;
-  /** Scratch bytes per group of `h` (0 without one) and `k`. */
-  readonly hBytes: number;
-  readonly kBytes: number;
+interface StepRowsMeta extends ModuleLayout {
   readonly leafSizes: readonly number[];
   readonly hN: number;
   readonly m: number;
@@ -138,11 +132,7 @@ function makeWasmStep(
   },
 ): WasmStep {
   const rm: StepRowsMeta = {
-    params: k.params,
-    consts: k.consts.map((c) => ({ offset: c.offset, values: Array.from(c.values) })),
-    dataEnd: k.dataEnd,
-    hBytes: meta.fSizes.length ? k.groupBytes[0]! : 0,
-    kBytes: k.groupBytes.at(-1)!,
+    ...moduleLayout(k, meta.fSizes.length > 0),
     leafSizes: meta.leafSizes,
     hN: meta.hN,
     m: meta.m,

@@ -50,6 +50,27 @@ export interface WasmKernelSpec {
   readonly jacobianLayout?: Layout;
 }
 
+/**
+ * What every runner's meta says of its module: where params and constants go, the first free byte,
+ * and the scratch per group of the hoisted kernel `h` (0 without one) and of the last kernel.
+ */
+export interface ModuleLayout {
+  readonly params: WasmKernels['params'];
+  readonly consts: WasmKernels['consts'];
+  readonly dataEnd: number;
+  readonly hBytes: number;
+  readonly kBytes: number;
+}
+
+/** `k`'s layout for a runner; `hoisted`: its first kernel is the hoisted `h`. */
+export const moduleLayout = (k: WasmKernels, hoisted: boolean): ModuleLayout => ({
+  params: k.params,
+  consts: k.consts,
+  dataEnd: k.dataEnd,
+  hBytes: hoisted ? k.groupBytes[0]! : 0,
+  kBytes: k.groupBytes.at(-1)!,
+});
+
 export interface WasmKernels {
   readonly bytes: Uint8Array;
   /** Where each param the kernels read goes in memory (float32, byte offset), by graph.params index. */

@@ -1,15 +1,9 @@
 import type { TypedArray } from '@deerjs/core';
 import { wasmInstance } from './instance.js';
-import type { WasmKernels } from './kernel-module.js';
+import type { ModuleLayout } from './kernel-module.js';
 
-/** What the sequential runner needs to know of its module besides the bytes. */
-export interface WasmSeqMeta {
-  readonly params: WasmKernels['params'];
-  readonly consts: WasmKernels['consts'];
-  readonly dataEnd: number;
-  /** Scratch bytes per group of the hoisted kernel `h` (0 without one) and the step kernel `s`. */
-  readonly hBytes: number;
-  readonly sBytes: number;
+/** What the sequential runner needs to know of its module besides the bytes (kBytes: the step kernel `s`). */
+export interface WasmSeqMeta extends ModuleLayout {
   /** Externals of `h` (each the input). */
   readonly hN: number;
   /** Sizes of the hoisted values the step reads (externals of `s` after the state). */
@@ -54,7 +48,7 @@ export function makeWasmSeq(bytes: Uint8Array, meta: WasmSeqMeta, instantiate: t
     inst.ensure(b);
     F = inst.F;
   };
-  const { n, m, fSizes, hN, hasState, hBytes, sBytes } = meta;
+  const { n, m, fSizes, hN, hasState, hBytes, kBytes } = meta;
   const nF = fSizes.length;
   let fTot = 0;
   for (let k = 0; k < nF; k++) fTot += fSizes[k]!;
@@ -83,7 +77,7 @@ export function makeWasmSeq(bytes: Uint8Array, meta: WasmSeqMeta, instantiate: t
     const hsp = at;
     at += hT * hBytes;
     const ssp = at;
-    at += G * sBytes;
+    at += G * kBytes;
     ensure(at);
     const Yf = Y / 4;
     for (let r = 0; r < R4; r++) {
