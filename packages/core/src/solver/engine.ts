@@ -11,7 +11,7 @@ import { residualMerit } from './merit.js';
 import { readScanUpdate, readUpdate, type Solve } from './solve.js';
 import type { FallbackOption, IterationInfo } from './options.js';
 import type { SolvePlan } from './plan.js';
-import type { DynamicsProbe } from './probes.js';
+import { type DynamicsProbe, MERGE_TOLERANCE } from './probes.js';
 
 /**
  * The one Newton engine behind `deer`, `solveIvp` and their sync variants. A problem supplies
@@ -159,6 +159,11 @@ const ELK_PATIENCE = 12;
 const CAP_START = 1;
 const CAP_MAX = 1e3;
 const FULL_STEP = -1;
+/**
+ * How much longer than the memory estimate damped steps took (deer-study, float64: rows of memory
+ * 5–10 finished in 4–8 iterations per step of memory; rows of memory 16–17 did not within 89).
+ */
+const DAMPED_SLACK = 1.5;
 /** Largest Lyapunov exponent (per step) above which 'auto' treats a row as chaotic. */
 export const CHAOS_THRESHOLD = 0.01;
 
@@ -214,6 +219,10 @@ export function* newtonWindow(
     maxResidual: new Float64Array(B).fill(Number.POSITIVE_INFINITY),
     damped: new Uint8Array(B),
     cap: new Float64Array(B).fill(FULL_STEP),
+    patient: new Uint8Array(B).fill(method === 'deer' ? 1 : 0),
+    front: new Uint32Array(B),
+    frontSince: new Uint32Array(B),
+    memory: new Float64Array(B).fill(Number.NaN),
   };
   const { status, reason } = w;
   const residualFails = new Uint32Array(B);
@@ -242,6 +251,7 @@ export function* newtonWindow(
       if (probe.memory && budget < T) {
         for (let b = 0; b < B; b++) {
           stats.memory = Math.max(stats.memory ?? 0, probe.memory[b]!);
+          w.memory[b] = probe.memory[b]!;
           if (status[b] === Row.Active && probe.memory[b]! > budget) fail(w, b, 'longMemory');
         }
         const long = count(Row.Failed) - chaotic;
@@ -270,13 +280,16 @@ export function* newtonWindow(
         stats.clipped += update.clipped;
         const gaveUp = mode === 'deer' ? judgeDeer(w, update, T, iterations, budget) : judgeElk(w, update);
         if (method === 'auto') {
-          // A row that full steps fail (overshoot, overflow, no progress) gets one more chance with
-          // damped steps (a trust region on the linear model's transitions); a damped row that
-          // fails too goes to the sequential fallback.
+          // A row that full steps fail (overshoot, overflow, slow progress) gets one more chance:
+          // damped steps (a trust region on the linear model's transitions) where they can finish
+          // within the budget, else full steps judged patiently; a row that fails that too goes to
+          // the sequential fallback.
           for (const b of gaveUp) {
-            if (!w.damped[b] && iterations < budget) {
-              stats.switches.push(`window ${where.window}, iteration ${iterations}: row ${b} ${reason[b]} under DEER → damped steps`);
-              startDamped(w, b);
+            if (!w.damped[b] && !w.patient[b] && iterations < budget) {
+              const damped = iterations + dampedIterations(w.memory[b]!, opts) <= budget;
+              stats.switches.push(`window ${where.window}, iteration ${iterations}: row ${b} (memory ${w.memory[b]}) ${reason[b]} under DEER → ${damped ? 'damped steps' : 'full steps, judged patiently'}`);
+              if (damped) startDamped(w, b);
+              else resumePatient(w, b);
             } else {
               stats.switches.push(`window ${where.window}, iteration ${iterations}: row ${b} ${reason[b]} under ${w.damped[b] ? 'damped steps' : 'DEER'} → sequential`);
             }
@@ -378,6 +391,18 @@ interface WindowState {
   /** 'auto': rows that left full steps for damped ones, and each row's transition cap (FULL_STEP: none). */
   readonly damped: Uint8Array;
   readonly cap: Float64Array;
+  /**
+   * Rows whose slow settled front is not held against them (only a front that stops is): 'deer'
+   * (the user chose full steps and the budget) and rows 'auto' keeps on full or damped steps after
+   * a first failure. Newton's front is bursty — it creeps while the region behind it converges,
+   * then jumps — so a projection of its rate gives up rows that finish well within the budget.
+   */
+  readonly patient: Uint8Array;
+  /** The furthest settled front so far, and iterations since it last moved on. */
+  readonly front: Uint32Array;
+  readonly frontSince: Uint32Array;
+  /** 'auto': each row's probed nonlinear memory (steps; NaN where not measured). */
+  readonly memory: Float64Array;
 }
 
 function fail(w: WindowState, b: number, why: StopReason): void {
@@ -407,13 +432,39 @@ function* deerIteration(
   }
 }
 
+/**
+ * Iterations damped steps take to finish a row: far from the solution they learn about one step of
+ * the past per iteration, like a fixed-point sweep, so they need about the row's memory in
+ * iterations to shrink an error to the probe's MERGE_TOLERANCE and that many again per further
+ * factor of it down to the step tolerance — times DAMPED_SLACK. 0 where the memory was not measured
+ * (damped steps are tried).
+ */
+function dampedIterations(memory: number, tol: { atol: number; rtol: number }): number {
+  if (!Number.isFinite(memory)) return 0;
+  return Math.ceil((DAMPED_SLACK * memory * Math.log(tol.atol + tol.rtol)) / Math.log(MERGE_TOLERANCE));
+}
+
+/** Row b stays on full steps after their judge gave it up, now judged patiently. */
+function resumePatient(w: WindowState, b: number): void {
+  restart(w, b);
+  w.patient[b] = 1;
+}
+
 /** Row b leaves full steps for damped ones: its judge starts afresh, its transitions capped at CAP_START. */
 function startDamped(w: WindowState, b: number): void {
+  restart(w, b);
+  w.damped[b] = 1;
+  w.patient[b] = 1;
+  w.cap[b] = CAP_START;
+}
+
+/** Row b's judge starts afresh. */
+function restart(w: WindowState, b: number): void {
   w.status[b] = Row.Active;
   w.reason[b] = 'tolerance';
-  w.damped[b] = 1;
-  w.cap[b] = CAP_START;
   w.merit[b] = Number.NaN;
+  w.front[b] = 0;
+  w.frontSince[b] = 0;
   w.best[b] = Number.POSITIVE_INFINITY;
   w.since[b] = 0;
   w.mark[b] = 0;
@@ -488,6 +539,11 @@ function judgeDeer(w: WindowState, update: NewtonUpdate, T: number, iterations: 
       w.status[b] = Row.Pending;
       continue;
     }
+    const settled = update.rows.settled[b]!;
+    if (settled > w.front[b]!) {
+      w.front[b] = settled;
+      w.frontSince[b] = 0;
+    } else w.frontSince[b]!++;
     w.nonFiniteStreak[b] = rep > 0 ? w.nonFiniteStreak[b]! + 1 : 0;
     w.clipStreak[b] = clp > 0 ? w.clipStreak[b]! + 1 : 0;
     if (w.nonFiniteStreak[b]! >= BAD_STREAK) fail(w, b, 'nonFinite');
@@ -499,11 +555,12 @@ function judgeDeer(w: WindowState, update: NewtonUpdate, T: number, iterations: 
       w.since[b] = 0;
       w.mark[b] = update.rows.settled[b]!;
     } else if (++w.since[b]! >= (w.damped[b] ? ELK_PATIENCE : STAGNATION_PATIENCE)) {
-      // No halving for a while: progress only if the settled front moves fast enough to reach T
-      // within the budget (exact Newton settles ≥ 1 step per iteration).
-      const settled = update.rows.settled[b]!;
+      // No halving for a while: progress only if the settled front still moves on (exact Newton
+      // settles ≥ 1 step per iteration) and, unless the row is judged patiently, fast enough to
+      // reach T within the budget.
       const rate = (settled - w.mark[b]!) / w.since[b]!;
-      if (!(rate > 0) || iterations + (T - settled) / rate > budget) fail(w, b, 'stagnated');
+      const still = w.frontSince[b]! >= (w.damped[b] ? ELK_PATIENCE : STAGNATION_PATIENCE);
+      if (still || !(rate > 0) || (!w.patient[b] && iterations + (T - settled) / rate > budget)) fail(w, b, 'stagnated');
     }
     if (w.status[b] === Row.Failed) out.push(b);
   }

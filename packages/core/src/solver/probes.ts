@@ -16,7 +16,7 @@ const PROBE_FLOATS = 2 ** 22;
  * Distance (relative to 1 + |y|) past which a perturbed trajectory counts as apart from what the
  * linearisation predicts for it: coarse on purpose, Newton's own convergence handles the rest.
  */
-const MERGE_TOLERANCE = 1e-2;
+export const MERGE_TOLERANCE = 1e-2;
 
 export interface DynamicsProbe {
   /** Per row: the largest Lyapunov exponent per step (> 0: chaotic). */
