@@ -234,6 +234,40 @@ describe('threaded Newton update', () => {
           }
 });
 
+describe('threaded shiftTime', () => {
+  // Large enough to be split over the threads (COPY_PARALLEL_MIN elements), one row or several,
+  // with the boundary state or zeros in the free step: exactly one thread's copy.
+  const cases: [B: number, T: number, inner: number][] = [
+    [1, 300001, 1],
+    [3, 100003, 2],
+    [7, 40000, 1],
+  ];
+  for (const [B, T, inner] of cases)
+    for (const dir of [1, -1] as const)
+      for (const withFill of [true, false])
+        it(`B=${B} T=${T} inner=${inner} dir ${dir}${withFill ? ' with fill' : ''}: 2 and 3 threads as one`, async () => {
+          const x = rng.normalArray(B * T * inner, 1);
+          const fill = rng.normalArray(B * inner, 1);
+          const results: number[][] = [];
+          for (const threads of [1, 2, 3]) {
+            const be = new FastCpuBackend({ threads, dtype: 'float32' });
+            const out = be.shiftTime(be.tensor(x, [B, T, inner]), withFill ? be.tensor(fill, [B, inner]) : null, dir);
+            results.push(Array.from(await be.read(out)));
+            be.destroy();
+          }
+          // One thread against the definition, then the others against one thread.
+          const want = results[0]!;
+          const at = (b: number, t: number, j: number) => want[(b * T + t) * inner + j]!;
+          for (const b of [0, B - 1])
+            for (let j = 0; j < inner; j++) {
+              const edge = dir === 1 ? 0 : T - 1;
+              expect(at(b, edge, j)).toBe(withFill ? Math.fround(fill[b * inner + j]!) : 0);
+              expect(at(b, T >> 1, j)).toBe(Math.fround(x[(b * T + (T >> 1) - dir) * inner + j]!));
+            }
+          for (const got of results.slice(1)) expect(got).toEqual(want);
+        });
+});
+
 describe('threads in a solve', () => {
   it('outputs do not depend on what a reused buffer held', async () => {
     const cell = cells.gru({ inputSize: 1, hiddenSize: 2 });

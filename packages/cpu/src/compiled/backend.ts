@@ -39,6 +39,7 @@ import { wasmSeqJob } from './wasm-seq-plan.js';
 import { type WasmDeerStep, wasmDeerStep } from './wasm-deer-step.js';
 import { type WasmStep, wasmStep } from './wasm-step-plan.js';
 import { threadedNewtonUpdate, UPDATE_PARALLEL_MIN } from './update.js';
+import { COPY_PARALLEL_MIN, type CopySegment, threadedCopy } from './copy.js';
 
 /** Doubles of scratch one tile may use (all its nodes together): about 256 KiB. */
 const TILE_BUDGET = 32768;
@@ -622,14 +623,17 @@ export class FastCpuBackend extends CpuBackend {
     const out = this.unfilled(src.shape, src.dtype);
     const [d, o] = [src.data, out.data];
     const f = fill ? this.data(fill) : null;
+    const segments: CopySegment[] = [];
     for (let b = 0; b < B; b++) {
       const base = b * T * inner;
       const edge = dir === 1 ? base : base + (T - 1) * inner;
-      if (dir === 1) o.set(d.subarray(base, base + (T - 1) * inner), base + inner);
-      else o.set(d.subarray(base + inner, base + T * inner), base);
+      segments.push(dir === 1 ? [base, base + inner, (T - 1) * inner] : [base + inner, base, (T - 1) * inner]);
       if (f) o.set(f.subarray(b * inner, (b + 1) * inner), edge);
       else o.fill(0, edge, edge + inner);
     }
+    const pool = this.poolFor(src.size, [d, o], COPY_PARALLEL_MIN);
+    if (pool) threadedCopy(pool, d, o, segments);
+    else for (const [from, to, len] of segments) o.set(d.subarray(from, from + len), to);
     return out;
   }
 
