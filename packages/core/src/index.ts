@@ -1,3 +1,4 @@
+export { HostStep, hostSequential, type StepSources } from './backend/host-step.js';
 export { checkDampedScan, hostNewtonUpdate } from './backend/host-update.js';
 export { withCapabilities } from './backend/with-capabilities.js';
 export { scanThenUpdate } from './solver/solve.js';

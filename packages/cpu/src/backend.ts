@@ -5,7 +5,9 @@ import {
   DTypeError,
   checkDampedScan,
   type DampedScanArgs,
+  HostStep,
   hostNewtonUpdate,
+  hostSequential,
   type NewtonUpdate,
   type NewtonUpdateOptions,
   newtonUpdateFromRows,
@@ -19,7 +21,6 @@ import {
   type TypedArray,
 } from '@deerjs/core';
 import { dampedScanDiagonal, scanBlocks } from './scan.js';
-import { CompiledStep } from './step.js';
 import { ARRAY, CpuTensor } from './tensor.js';
 
 export interface CpuBackendOptions {
@@ -122,10 +123,14 @@ export class CpuBackend implements Backend {
     program: StepProgram,
     params: Readonly<Record<string, Tensor>>,
     dtype: DType,
-  ): CompiledStep {
+  ): HostStep {
+    return new HostStep(program, this.paramData(params), dtype);
+  }
+
+  private paramData(params: Readonly<Record<string, Tensor>>): Record<string, TypedArray> {
     const bufs: Record<string, TypedArray> = {};
     for (const [k, v] of Object.entries(params)) bufs[k] = this.data(v);
-    return new CompiledStep(program, bufs, dtype);
+    return bufs;
   }
 
   runStep(program: StepProgram, inputs: StepInputs): StepOutputs {
@@ -171,31 +176,8 @@ export class CpuBackend implements Backend {
     const x = inputs.input ? this.get(inputs.input) : undefined;
     const [B, n] = y0.shape as [number, number];
     const T = x ? x.shape[1]! : 1;
-    const m = program.graph.inputSize;
-    const step = this.compile(program, inputs.params, y0.dtype);
-    const out = this.make([B, T, n], y0.dtype);
-    const y = out.data;
-    const f = program.outputs[0]!;
-    const src = {
-      state: y0.data,
-      stateOffset: 0,
-      input: x?.data,
-      inputOffset: 0,
-      cotangent: undefined,
-      cotangentOffset: 0,
-    };
-    for (let b = 0; b < B; b++) {
-      src.state = y0.data;
-      src.stateOffset = b * n;
-      for (let t = 0; t < T; t++) {
-        src.inputOffset = (b * T + t) * m;
-        step.run(src);
-        y.set(step.value(f), (b * T + t) * n);
-        src.state = y;
-        src.stateOffset = (b * T + t) * n;
-      }
-    }
-    return out;
+    const y = hostSequential(program, this.paramData(inputs.params), x?.data, y0.data, B, T, y0.dtype);
+    return this.make([B, T, n], y0.dtype, y);
   }
 
   scan(args: ScanArgs): Tensor {

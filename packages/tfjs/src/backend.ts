@@ -6,6 +6,7 @@ import {
   type DType,
   DTypeError,
   hostNewtonUpdate,
+  hostSequential,
   type NewtonUpdate,
   type NewtonUpdateOptions,
   newtonUpdateFromRows,
@@ -60,7 +61,12 @@ export class TfjsBackend implements Backend {
   ) {
     const engine = tf.getBackend();
     this.hoisted = new HoistCache(tf);
-    this.moves = { viewSlices: engine === 'cpu', gatherSteps: engine === 'wasm', hostLoops: engine === 'cpu' };
+    this.moves = {
+      viewSlices: engine === 'cpu',
+      gatherSteps: engine === 'wasm',
+      hostLoops: engine === 'cpu',
+      hostSequential: engine === 'cpu' || engine === 'wasm',
+    };
     this.scanMethod = options.scan ?? 'auto';
     this.capabilities = {
       dtypes: ['float32'],
@@ -219,6 +225,17 @@ export class TfjsBackend implements Backend {
     inputs: { input?: Tensor; y0: Tensor; params: Readonly<Record<string, Tensor>> },
   ): Tensor {
     const tf = this.tf;
+    if (this.moves.hostSequential) {
+      const y0 = this.unwrap(inputs.y0);
+      const [B, n] = y0.shape as [number, number];
+      const x = inputs.input ? this.unwrap(inputs.input) : undefined;
+      const T = x ? x.shape[1]! : 1;
+      const params: Record<string, Float32Array> = {};
+      for (const [k, v] of Object.entries(inputs.params)) params[k] = this.unwrap(v).dataSync() as Float32Array;
+      const data = (t: tfc.Tensor) => t.dataSync() as Float32Array;
+      const y = hostSequential(program, params, x && data(x), data(y0), B, T, 'float32');
+      return this.own(tf.tensor(y, [B, T, n], 'float32'));
+    }
     const step = this.program(program);
     const y0 = this.unwrap(inputs.y0);
     const B = y0.shape[0]!;

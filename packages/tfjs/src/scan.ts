@@ -67,6 +67,12 @@ export interface DataMoves {
    * runs as one loop over it (`hostSequentialScan`) instead of T steps of ~4 dispatched ops.
    */
   readonly hostLoops?: boolean;
+  /**
+   * Data lives in host memory (tfjs cpu, and wasm, whose reads copy): sequential evaluation runs on
+   * the host, step by step through core's `hostSequential` over one read of the inputs, instead
+   * of T steps of a dozen or more dispatched ops each (~120 µs a step at n = 2 on tfjs cpu).
+   */
+  readonly hostSequential?: boolean;
 }
 
 const prod = (dims: readonly number[]) => dims.reduce((a, b) => a * b, 1);

@@ -1,19 +1,18 @@
-import {
-  columnSparseOffset,
-  type DType,
-  type Graph,
-  liveNodes,
-  type MatExpr,
-  matExprNodes,
-  matrixLayout,
-  type Node,
-  type NodeId,
-  paramSpec,
-  type StepProgram,
-  type TypedArray,
-  type UnaryFn,
-} from '@deerjs/core';
-import { ARRAY } from './tensor.js';
+import type { Graph, Node, NodeId, UnaryFn } from '../cell/graph.js';
+import { liveNodes, matrixLayout, paramSpec } from '../cell/graph.js';
+import { columnSparseOffset, type MatExpr, matExprNodes } from '../cell/matexpr.js';
+import type { StepProgram } from './program.js';
+import type { DType, TypedArray } from './types.js';
+
+/**
+ * A step program evaluated element by element on the host: closures over preallocated arrays, one
+ * per live node, in the program's dtype (float32 scratch rounds every node's value as float32
+ * tensor ops do). Plain on purpose: it is the reference backend's evaluator (the conformance
+ * oracle), and backends whose data is on the host use it where per-op dispatch would dominate
+ * (sequential evaluation, one step at a time).
+ */
+
+const ARRAY = { float32: Float32Array, float64: Float64Array } as const;
 
 type Buf = TypedArray;
 
@@ -48,7 +47,7 @@ export interface StepSources {
  * A step program compiled to closures over preallocated scratch arrays: `run` evaluates every live
  * node (and the Jacobian) for one (b, t) element.
  */
-export class CompiledStep {
+export class HostStep {
   private readonly values: Buf[] = [];
   private readonly steps: (() => void)[] = [];
   private readonly loads: ((src: StepSources) => void)[] = [];
@@ -357,4 +356,37 @@ export class CompiledStep {
 
 function copy(src: Buf, from: number, dst: Buf, len: number): void {
   for (let i = 0; i < len; i++) dst[i] = src[from + i]!;
+}
+
+/**
+ * Sequential evaluation of a one-output step program on host arrays: y[b, t] = f(y[b, t − 1], x[b, t])
+ * from y0 ([B, n]), x [B, T, m] (absent: T = 1 and no input), params by name; y [B, T, n] in `dtype`.
+ */
+export function hostSequential(
+  program: StepProgram,
+  params: Readonly<Record<string, TypedArray>>,
+  x: TypedArray | undefined,
+  y0: TypedArray,
+  B: number,
+  T: number,
+  dtype: DType,
+): TypedArray {
+  const n = program.graph.stateSize;
+  const m = program.graph.inputSize;
+  const step = new HostStep(program, params, dtype);
+  const y = new ARRAY[dtype](B * T * n);
+  const f = program.outputs[0]!;
+  const src: StepSources = { state: y0, stateOffset: 0, input: x, inputOffset: 0, cotangent: undefined, cotangentOffset: 0 };
+  for (let b = 0; b < B; b++) {
+    src.state = y0;
+    src.stateOffset = b * n;
+    for (let t = 0; t < T; t++) {
+      src.inputOffset = (b * T + t) * m;
+      step.run(src);
+      y.set(step.value(f), (b * T + t) * n);
+      src.state = y;
+      src.stateOffset = (b * T + t) * n;
+    }
+  }
+  return y;
 }
