@@ -128,9 +128,9 @@ export function defineMethodCases(ctx: SuiteContext): void {
     expect(auto.stats.switches.some((w) => w.includes('→ damped steps'))).toBe(true);
     expect(auto.stats.residual).toBeLessThanOrEqual(1);
     // The rows' own sequential answer (DEER's fallback): in float32 it is ~2e-5 from the float64
-    // oracle (rounding grows through the saturated steps), and auto's may be no farther.
+    // oracle (rounding grows through the saturated steps), and auto's may be no farther. (Not
+    // compared with each other: a backend's sequential and Newton paths may round differently.)
     const seqError = maxAbsDiff(plain.y, ref);
-    expect(maxAbsDiff(auto.y, plain.y)).toBeLessThanOrEqual(ctx.tolerance);
     expect(maxAbsDiff(auto.y, ref)).toBeLessThanOrEqual(seqError + ctx.tolerance);
     ctx.report(`elman ×8 T=${T}: DEER fell back on ${plain.stats.fallbackRows} rows; auto ${auto.stats.deerIterations} full + ${auto.stats.elkIterations} damped steps`);
   });

@@ -17,6 +17,7 @@ import {
   type StepProgram,
   type Tensor,
   TensorStateError,
+  UnsupportedOptionError,
 } from '@deerjs/core';
 import type * as tfc from '@tensorflow/tfjs-core';
 import { type DataMoves, dampedScanPcr, linearScan, type ScanMethod, timeSteps } from './scan.js';
@@ -34,6 +35,13 @@ export interface TfjsBackendOptions {
   readonly maxBufferBytes?: number;
   /** Order of the linear scan; see `ScanMethod`. Default 'auto'. */
   readonly scan?: ScanMethod;
+  /**
+   * A deerjs backend whose data is on the host (e.g. `@deerjs/cpu`'s) to run step programs on
+   * (`runStep`) when this backend's tfjs engine keeps its data on the host too (cpu, wasm): a step
+   * program is many small per-element ops, which tfjs dispatches one by one. Destroyed with this
+   * backend. `createTfjsBackend` makes one when `@deerjs/cpu` is installed.
+   */
+  readonly hostKernels?: Backend;
 }
 
 type NewtonOpts = NewtonUpdateOptions;
@@ -54,6 +62,7 @@ export class TfjsBackend implements Backend {
   private readonly moves: DataMoves;
   private readonly compiled = new WeakMap<StepProgram, CompiledStep>();
   private readonly hoisted: HoistCache;
+  private readonly kernels: Backend | undefined;
 
   constructor(
     readonly tf: Tf,
@@ -68,6 +77,11 @@ export class TfjsBackend implements Backend {
       hostSequential: engine === 'cpu' || engine === 'wasm',
     };
     this.scanMethod = options.scan ?? 'auto';
+    const k = options.hostKernels;
+    if (k && (!k.readSync || !k.capabilities.dtypes.includes('float32'))) {
+      throw new UnsupportedOptionError('hostKernels', k.name, 'a backend with synchronous reads and float32 (e.g. @deerjs/cpu)');
+    }
+    this.kernels = this.moves.hostSequential ? k : undefined;
     this.capabilities = {
       dtypes: ['float32'],
       defaultDType: 'float32',
@@ -165,6 +179,7 @@ export class TfjsBackend implements Backend {
   }
 
   runStep(program: StepProgram, inputs: StepInputs): StepOutputs {
+    if (this.kernels) return this.runStepOnHost(this.kernels, program, inputs);
     const tf = this.tf;
     const step = this.program(program);
     const state = this.unwrap(inputs.state);
@@ -218,6 +233,35 @@ export class TfjsBackend implements Backend {
     if (!program.jacobian) return { outputs: wrapped };
     const jacobian = wrapped.pop()!;
     return { outputs: wrapped, jacobian };
+  }
+
+  /** runStep on `kernels` (see TfjsBackendOptions.hostKernels): the inputs read once, the outputs copied back. */
+  private runStepOnHost(kernels: Backend, program: StepProgram, inputs: StepInputs): StepOutputs {
+    const made: Tensor[] = [];
+    const put = (t: Tensor) => {
+      const inner = this.unwrap(t);
+      const h = kernels.tensor(inner.dataSync() as Float32Array, inner.shape, 'float32');
+      made.push(h);
+      return h;
+    };
+    try {
+      const params: Record<string, Tensor> = {};
+      for (const [k, v] of Object.entries(inputs.params)) params[k] = put(v);
+      const out = kernels.runStep(program, {
+        state: put(inputs.state),
+        ...(inputs.input ? { input: put(inputs.input) } : {}),
+        ...(inputs.cotangent ? { cotangent: put(inputs.cotangent) } : {}),
+        params,
+      });
+      const back = (h: Tensor) => {
+        made.push(h);
+        return this.own(this.tf.tensor(kernels.readSync!(h), [...h.shape], 'float32'));
+      };
+      const outputs = out.outputs.map(back);
+      return out.jacobian ? { outputs, jacobian: back(out.jacobian) } : { outputs };
+    } finally {
+      for (const h of made) kernels.dispose(h);
+    }
   }
 
   runSequential(
@@ -600,6 +644,7 @@ export class TfjsBackend implements Backend {
   /** Releases kept input-only values; the tfjs engine itself belongs to the caller. */
   destroy(): void {
     this.hoisted.clear();
+    this.kernels?.destroy?.();
   }
 }
 

@@ -1,4 +1,4 @@
-import { registerBackend } from '@deerjs/core';
+import { type Backend, registerBackend } from '@deerjs/core';
 import * as tfDefault from '@tensorflow/tfjs-core';
 import { TfjsBackend, type TfjsBackendOptions } from './backend.js';
 import type { Tf } from './tensor.js';
@@ -8,7 +8,13 @@ export { type DeerRnnOptions, deerRnn } from './op.js';
 export type { ScanMethod } from './scan.js';
 export { TfjsTensor } from './tensor.js';
 
-export interface CreateTfjsBackendOptions extends TfjsBackendOptions {
+export interface CreateTfjsBackendOptions extends Omit<TfjsBackendOptions, 'hostKernels'> {
+  /**
+   * Step programs on a host backend (see `TfjsBackendOptions.hostKernels`): default `@deerjs/cpu`'s
+   * (float32, threads on every core) when the engine is cpu or wasm and that package is installed;
+   * false for tfjs ops always.
+   */
+  readonly hostKernels?: Backend | false;
   /** The @tensorflow/tfjs(-core) namespace to use; default the imported @tensorflow/tfjs-core. */
   readonly tf?: Tf;
   /** A tfjs backend to switch to first (tf.setBackend), e.g. 'cpu', 'wasm', 'webgl', 'webgpu'. */
@@ -26,7 +32,22 @@ export async function createTfjsBackend(options: CreateTfjsBackendOptions = {}):
       );
   }
   await tf.ready();
-  return new TfjsBackend(tf, options);
+  const engine = tf.getBackend();
+  const { hostKernels: asked, ...rest } = options;
+  const hostKernels =
+    asked === false ? undefined : (asked ?? (engine === 'cpu' || engine === 'wasm' ? await cpuKernels() : undefined));
+  return new TfjsBackend(tf, { ...rest, ...(hostKernels ? { hostKernels } : {}) });
+}
+
+/** `@deerjs/cpu`'s backend for step programs, when that package is installed (an optional peer). */
+async function cpuKernels(): Promise<Backend | undefined> {
+  const name = '@deerjs/cpu';
+  try {
+    const cpu = (await import(name)) as { createCpuBackend(o: { dtype: 'float32' }): Backend };
+    return cpu.createCpuBackend({ dtype: 'float32' });
+  } catch {
+    return undefined;
+  }
 }
 
 /** Register with core's registry as 'tfjs' (priority 200). */

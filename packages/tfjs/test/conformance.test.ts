@@ -8,18 +8,27 @@ import { createTfjsBackend } from '../src/index.js';
  * On tfjs's own cpu kernels two cases still take 8–10 s each (a dense n = 64 GRU over 10⁴ steps;
  * an lbr = 0 GRU, whose Jacobian terms are evaluated densely); they run on wasm below.
  */
-const SLOW_ON_TFJS_CPU = 'tfjs-cpu: 8-10 s for this case alone; covered by the wasm run';
+const SLOW_ON_TFJS_CPU = 'tfjs-cpu ops: 8-10 s for this case alone; covered by the tfjs-wasm ops run';
 const cpuSkips: Record<string, string> = {
   'solve/gru/n64/T10000/B1': SLOW_ON_TFJS_CPU,
   'solve/gru-lbr0/n8/T10000/B3': SLOW_ON_TFJS_CPU,
 };
 
+// Each engine with its step programs as tfjs ops (`hostKernels: false`: what a user without
+// @deerjs/cpu installed gets, and all that WebGL/WebGPU engines have), and the cpu engine with them
+// on @deerjs/cpu's kernels (the default where that package is installed).
 for (const engine of ['cpu', 'wasm'] as const) {
   defineConformanceSuite({
-    name: `tfjs-${engine}`,
-    create: () => createTfjsBackend({ backend: engine }),
+    name: `tfjs-${engine} ops`,
+    create: () => createTfjsBackend({ backend: engine, hostKernels: false }),
     oracle: () => createReferenceBackend({ dtype: 'float64' }),
     dtypes: { float32: true, float64: 'tfjs has no float64' },
     ...(engine === 'cpu' ? { skip: cpuSkips } : {}),
   });
 }
+defineConformanceSuite({
+  name: 'tfjs-cpu + cpu kernels',
+  create: () => createTfjsBackend({ backend: 'cpu' }),
+  oracle: () => createReferenceBackend({ dtype: 'float64' }),
+  dtypes: { float32: true, float64: 'tfjs has no float64' },
+});

@@ -17,7 +17,7 @@ const n = cell.stateSize;
 
 let be: TfjsBackend;
 beforeAll(async () => {
-  be = await createTfjsBackend({ backend: 'cpu' });
+  be = await createTfjsBackend({ backend: 'cpu', hostKernels: false });
 });
 
 function tensors(backend: TfjsBackend, seed: number) {
@@ -34,7 +34,7 @@ async function run(backend: TfjsBackend, params: Record<string, Tensor>, x: Tens
 
 /** The same step on a backend that has never seen the program (nothing kept). */
 async function fresh(values: Record<string, ArrayLike<number>>, xs: ArrayLike<number>, ys: ArrayLike<number>, ps: ArrayLike<number>) {
-  const other = await createTfjsBackend({ backend: 'cpu' });
+  const other = await createTfjsBackend({ backend: 'cpu', hostKernels: false });
   const params = Object.fromEntries(Object.entries(values).map(([k, v]) => [k, other.tensor(v, [v.length])]));
   const [x, y, yPrev] = [other.tensor(xs, [B, T, 3]), other.tensor(ys, [B, T, n]), other.tensor(ps, [B, T, n])];
   const got = await run(other, params, x, y, yPrev);
@@ -89,7 +89,7 @@ describe('kept input-only values', () => {
   });
 
   it('are released by destroy()', async () => {
-    const other = await createTfjsBackend({ backend: 'cpu' });
+    const other = await createTfjsBackend({ backend: 'cpu', hostKernels: false });
     const x = other.tensor(new Rng(1).normalArray(B * T * 3), [B, T, 3]);
     const y = other.tensor(new Rng(2).normalArray(B * T * n), [B, T, n]);
     const params = tensors(other, 11);
