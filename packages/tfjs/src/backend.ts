@@ -3,6 +3,7 @@ import {
   type BackendCapabilities,
   checkDampedScan,
   type DampedScanArgs,
+  type DeerStepInputs,
   type DType,
   DTypeError,
   hostNewtonUpdate,
@@ -79,7 +80,11 @@ export class TfjsBackend implements Backend {
     this.scanMethod = options.scan ?? 'auto';
     const k = options.hostKernels;
     if (k && (!k.readSync || !k.capabilities.dtypes.includes('float32'))) {
-      throw new UnsupportedOptionError('hostKernels', k.name, 'a backend with synchronous reads and float32 (e.g. @deerjs/cpu)');
+      throw new UnsupportedOptionError(
+        'hostKernels',
+        k.name,
+        'a backend with synchronous reads and float32 (e.g. @deerjs/cpu)',
+      );
     }
     this.kernels = this.moves.hostSequential ? k : undefined;
     this.capabilities = {
@@ -238,12 +243,7 @@ export class TfjsBackend implements Backend {
   /** runStep on `kernels` (see TfjsBackendOptions.hostKernels): the inputs read once, the outputs copied back. */
   private runStepOnHost(kernels: Backend, program: StepProgram, inputs: StepInputs): StepOutputs {
     const made: Tensor[] = [];
-    const put = (t: Tensor) => {
-      const inner = this.unwrap(t);
-      const h = kernels.tensor(inner.dataSync() as Float32Array, inner.shape, 'float32');
-      made.push(h);
-      return h;
-    };
+    const put = this.toHost(kernels, made);
     try {
       const params: Record<string, Tensor> = {};
       for (const [k, v] of Object.entries(inputs.params)) params[k] = put(v);
@@ -253,15 +253,62 @@ export class TfjsBackend implements Backend {
         ...(inputs.cotangent ? { cotangent: put(inputs.cotangent) } : {}),
         params,
       });
-      const back = (h: Tensor) => {
-        made.push(h);
-        return this.own(this.tf.tensor(kernels.readSync!(h), [...h.shape], 'float32'));
-      };
+      const back = (h: Tensor) => this.fromHost(kernels, h, made);
       const outputs = out.outputs.map(back);
       return out.jacobian ? { outputs, jacobian: back(out.jacobian) } : { outputs };
     } finally {
       for (const h of made) kernels.dispose(h);
     }
+  }
+
+  /**
+   * The host backend's fused DEER step (see `Backend.deerStep`), where it has one for this case:
+   * residual, Jacobian, scan and update in one pass over the inputs read once.
+   */
+  deerStep(
+    program: StepProgram,
+    inputs: DeerStepInputs,
+    previous: Tensor,
+    opts: NewtonOpts,
+  ): Promise<NewtonUpdate> | null {
+    const kernels = this.kernels;
+    if (!kernels?.deerStep) return null;
+    const made: Tensor[] = [];
+    const put = this.toHost(kernels, made);
+    let pending: Promise<NewtonUpdate> | null;
+    try {
+      const params: Record<string, Tensor> = {};
+      for (const [k, v] of Object.entries(inputs.params)) params[k] = put(v);
+      pending = kernels.deerStep(program, { input: put(inputs.input), y0: put(inputs.y0), params }, put(previous), opts);
+    } catch (err) {
+      for (const h of made) kernels.dispose(h);
+      throw err;
+    }
+    if (!pending) {
+      for (const h of made) kernels.dispose(h);
+      return null;
+    }
+    return pending
+      .then((u) => ({ ...u, y: this.fromHost(kernels, u.y, made) }))
+      .finally(() => {
+        for (const h of made) kernels.dispose(h);
+      });
+  }
+
+  /** A tensor of `kernels` with the data of one of ours (recorded in `made` for disposal). */
+  private toHost(kernels: Backend, made: Tensor[]): (t: Tensor) => Tensor {
+    return (t) => {
+      const inner = this.unwrap(t);
+      const h = kernels.tensor(inner.dataSync() as Float32Array, inner.shape, 'float32');
+      made.push(h);
+      return h;
+    };
+  }
+
+  /** One of our tensors with the data of `kernels`' tensor h (h recorded in `made` for disposal). */
+  private fromHost(kernels: Backend, h: Tensor, made: Tensor[]): TfjsTensor {
+    made.push(h);
+    return this.own(this.tf.tensor(kernels.readSync!(h), [...h.shape], 'float32'));
   }
 
   runSequential(
