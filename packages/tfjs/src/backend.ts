@@ -92,7 +92,7 @@ export class TfjsBackend implements Backend {
       defaultDType: 'float32',
       maxBufferBytes: options.maxBufferBytes ?? (engine === 'wasm' ? 2 ** 27 : 2 ** 30),
       syncRead: engine === 'cpu' || engine === 'wasm' || engine === 'tensorflow',
-      device: `tfjs ${engine}`,
+      device: `tfjs ${engine}${this.kernels ? `, step programs on ${this.kernels.name}` : ''}`,
     };
   }
 

@@ -1,5 +1,6 @@
 import '@tensorflow/tfjs-backend-cpu';
 import {
+  type Backend,
   deerSync,
   cells,
   deer,
@@ -8,6 +9,7 @@ import {
   loadBackend,
   Rng,
   sequential,
+  UnsupportedOptionError,
   unregisterBackend,
 } from '@deerjs/core';
 import * as tf from '@tensorflow/tfjs-core';
@@ -37,10 +39,19 @@ describe('tfjs backend', () => {
     try {
       const loaded = await loadBackend('tfjs', { options: { backend: 'cpu' } });
       expect(loaded.name).toBe('tfjs');
-      expect(loaded.capabilities.device).toBe('tfjs cpu');
+      // @deerjs/cpu is installed here (a dev dependency): step programs run on its kernels.
+      expect(loaded.capabilities.device).toBe('tfjs cpu, step programs on cpu');
+      loaded.destroy?.();
     } finally {
       unregisterBackend('tfjs');
     }
+  });
+
+  it('runs step programs on tfjs ops with hostKernels: false, and rejects a host backend it cannot use', async () => {
+    const ops = await createTfjsBackend({ backend: 'cpu', hostKernels: false });
+    expect(ops.capabilities.device).toBe('tfjs cpu');
+    const noSyncReads = { name: 'fake', capabilities: { dtypes: ['float32'] } } as unknown as Backend;
+    await expect(createTfjsBackend({ backend: 'cpu', hostKernels: noSyncReads })).rejects.toThrow(UnsupportedOptionError);
   });
 
   it('keeps tf.memory() flat over 100 solves and 100 gradient steps through core', async () => {
