@@ -127,11 +127,12 @@ export function defineMethodCases(ctx: SuiteContext): void {
     expect(auto.stats.elkIterations).toBeGreaterThan(0);
     expect(auto.stats.switches.some((w) => w.includes('→ damped steps'))).toBe(true);
     expect(auto.stats.residual).toBeLessThanOrEqual(1);
-    // The rows' own sequential answer (DEER's fallback): in float32 it is ~2e-5 from the float64
-    // oracle (rounding grows through the saturated steps), and auto's may be no farther. (Not
-    // compared with each other: a backend's sequential and Newton paths may round differently.)
+    // The rows' own sequential answer (DEER's fallback) measures how much this problem amplifies
+    // rounding: in float32 it is 1–2e-5 from the float64 oracle. Auto's answer, rounded along
+    // another path (a backend's sequential and Newton paths may use different arithmetic), may be
+    // off by as much again.
     const seqError = maxAbsDiff(plain.y, ref);
-    expect(maxAbsDiff(auto.y, ref)).toBeLessThanOrEqual(seqError + ctx.tolerance);
+    expect(maxAbsDiff(auto.y, ref)).toBeLessThanOrEqual(2 * seqError + ctx.tolerance);
     ctx.report(`elman ×8 T=${T}: DEER fell back on ${plain.stats.fallbackRows} rows; auto ${auto.stats.deerIterations} full + ${auto.stats.elkIterations} damped steps`);
   });
 

@@ -153,8 +153,9 @@ const LAMBDA_MAX = 1e8;
 /** ELK steps without halving the residual before a row counts as stagnated. */
 const ELK_PATIENCE = 12;
 /**
- * The damped DEER step ('auto', after full steps fail): its first transition cap, the cap past which
- * it is a full step again, and the cap meaning "no cap" (what `capTransitions` copies).
+ * The damped DEER step ('auto', after full steps fail): its cap after the first step that does not
+ * lower the merit, the cap past which it is a full step again, and the cap meaning "no cap" (what
+ * `capTransitions` copies; damped rows start there).
  */
 const CAP_START = 1;
 const CAP_MAX = 1e3;
@@ -450,12 +451,16 @@ function resumePatient(w: WindowState, b: number): void {
   w.patient[b] = 1;
 }
 
-/** Row b leaves full steps for damped ones: its judge starts afresh, its transitions capped at CAP_START. */
+/**
+ * Row b leaves full steps for damped ones: its judge starts afresh, and its transitions stay
+ * uncapped until a step fails to lower its merit (then CAP_START), so that a row full steps were
+ * about to finish takes no more iterations than under DEER.
+ */
 function startDamped(w: WindowState, b: number): void {
   restart(w, b);
   w.damped[b] = 1;
   w.patient[b] = 1;
-  w.cap[b] = CAP_START;
+  w.cap[b] = FULL_STEP;
 }
 
 /** Row b's judge starts afresh. */
@@ -480,8 +485,9 @@ function restart(w: WindowState, b: number): void {
  * would overflow — while the step still takes G(y) − y in full. Any such step makes the steps up to
  * the settled front exact, like DEER's (the transitions only weight what the step before it moved),
  * so it cannot lose what full steps gain; with every cap 0 it is the fixed-point sweep y ← G(y).
- * The cap follows the row's merit (scaled 2-norm of the residual): ×4 after it fell below a quarter
- * (past CAP_MAX: full steps again), ÷4 after it did not fall. Rows on full steps keep them.
+ * The cap follows the row's merit (scaled 2-norm of the residual): CAP_START (from none) or ÷4 after
+ * it did not fall, ×4 after it fell below a quarter (past CAP_MAX: none again). Rows on full steps
+ * keep them.
  */
 function* dampedDeerIteration(
   backend: Backend,
