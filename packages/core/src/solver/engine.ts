@@ -223,6 +223,7 @@ export function* newtonWindow(
     patient: new Uint8Array(B).fill(method === 'deer' ? 1 : 0),
     front: new Uint32Array(B),
     frontSince: new Uint32Array(B),
+    deadline: new Float64Array(B).fill(Number.POSITIVE_INFINITY),
     memory: new Float64Array(B).fill(Number.NaN),
   };
   const { status, reason } = w;
@@ -289,8 +290,10 @@ export function* newtonWindow(
             if (!w.damped[b] && !w.patient[b] && iterations < budget) {
               const damped = iterations + dampedIterations(w.memory[b]!, opts) <= budget;
               stats.switches.push(`window ${where.window}, iteration ${iterations}: row ${b} (memory ${w.memory[b]}) ${reason[b]} under DEER → ${damped ? 'damped steps' : 'full steps, judged patiently'}`);
-              if (damped) startDamped(w, b);
-              else resumePatient(w, b);
+              if (damped) {
+                startDamped(w, b);
+                if (Number.isFinite(w.memory[b]!)) w.deadline[b] = iterations + 2 * dampedIterations(w.memory[b]!, opts);
+              } else resumePatient(w, b);
             } else {
               stats.switches.push(`window ${where.window}, iteration ${iterations}: row ${b} ${reason[b]} under ${w.damped[b] ? 'damped steps' : 'DEER'} → sequential`);
             }
@@ -402,6 +405,12 @@ interface WindowState {
   /** The furthest settled front so far, and iterations since it last moved on. */
   readonly front: Uint32Array;
   readonly frontSince: Uint32Array;
+  /**
+   * 'auto': the iteration past which a damped row is given up — twice what its memory predicts
+   * (`dampedIterations`) after it started them: a row that takes longer is not the forgetful one
+   * the probe measured (its first guess sat in another basin, say). ∞ where the memory is unknown.
+   */
+  readonly deadline: Float64Array;
   /** 'auto': each row's probed nonlinear memory (steps; NaN where not measured). */
   readonly memory: Float64Array;
 }
@@ -552,7 +561,8 @@ function judgeDeer(w: WindowState, update: NewtonUpdate, T: number, iterations: 
     } else w.frontSince[b]!++;
     w.nonFiniteStreak[b] = rep > 0 ? w.nonFiniteStreak[b]! + 1 : 0;
     w.clipStreak[b] = clp > 0 ? w.clipStreak[b]! + 1 : 0;
-    if (w.nonFiniteStreak[b]! >= BAD_STREAK) fail(w, b, 'nonFinite');
+    if (iterations > w.deadline[b]!) fail(w, b, 'stagnated');
+    else if (w.nonFiniteStreak[b]! >= BAD_STREAK) fail(w, b, 'nonFinite');
     else if (w.clipStreak[b]! >= BAD_STREAK) fail(w, b, 'diverged');
     else if (++w.steps[b]! === 1) {
       // The first step measures how far the initial guess was, not Newton's progress.
