@@ -16,6 +16,10 @@ describe('a tiny grid on the cpu backend', () => {
   it('writes JSON and SVG with sane numbers', async () => {
     const options = resolveOptions(
       parseArgs([
+        // --quick (its bandwidth section on 16 × 1e5, not 1e6: 6 s on cpu); the flags below win
+        // over its grid, and --quasi over its no-quasi.
+        '--quick',
+        '--quasi',
         '--backend',
         'cpu',
         '--nh',
@@ -96,6 +100,8 @@ describe('a tiny grid on the cpu backend', () => {
   it('records a point that cannot fit as skipped and goes on', async () => {
     const options = resolveOptions(
       parseArgs([
+        // --quick: the bandwidth section on 16 × 1e5 rather than 16 × 1e6 (6 s of this test on cpu).
+        '--quick',
         '--nh',
         '2',
         '--T',
@@ -123,6 +129,8 @@ describe('a tiny grid on the cpu backend', () => {
   it('records a point that throws and goes on', async () => {
     const options = resolveOptions(
       parseArgs([
+        // --quick: the bandwidth section on 16 × 1e5 rather than 16 × 1e6 (6 s of this test on cpu).
+        '--quick',
         '--nh',
         '2',
         '--T',
