@@ -289,7 +289,7 @@ export function* newtonWindow(
           for (const b of gaveUp) {
             if (!w.damped[b] && !w.patient[b] && iterations < budget) {
               const damped = iterations + dampedIterations(w.memory[b]!, opts) <= budget;
-              stats.switches.push(`window ${where.window}, iteration ${iterations}: row ${b} (memory ${w.memory[b]}) ${reason[b]} under DEER → ${damped ? 'damped steps' : 'full steps, judged patiently'}`);
+              stats.switches.push(`window ${where.window}, iteration ${iterations}: row ${b}${Number.isFinite(w.memory[b]!) ? ` (memory ${w.memory[b]})` : ''} ${reason[b]} under DEER → ${damped ? 'damped steps' : 'full steps, judged patiently'}`);
               if (damped) {
                 startDamped(w, b);
                 if (Number.isFinite(w.memory[b]!)) w.deadline[b] = iterations + 2 * dampedIterations(w.memory[b]!, opts);
