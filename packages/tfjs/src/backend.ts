@@ -48,6 +48,9 @@ export interface TfjsBackendOptions {
 type NewtonOpts = NewtonUpdateOptions;
 
 const shapeSize = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+/** A record with every value mapped (params by name). */
+const mapValues = <A, B>(r: Readonly<Record<string, A>>, f: (v: A) => B): Record<string, B> =>
+  Object.fromEntries(Object.entries(r).map(([k, v]) => [k, f(v)]));
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
 /**
@@ -75,7 +78,7 @@ export class TfjsBackend implements Backend {
       viewSlices: engine === 'cpu',
       gatherSteps: engine === 'wasm',
       hostLoops: engine === 'cpu',
-      hostSequential: engine === 'cpu' || engine === 'wasm',
+      hostData: engine === 'cpu' || engine === 'wasm',
     };
     this.scanMethod = options.scan ?? 'auto';
     const k = options.hostKernels;
@@ -86,7 +89,7 @@ export class TfjsBackend implements Backend {
         'a backend with synchronous reads and float32 (e.g. @deerjs/cpu)',
       );
     }
-    this.kernels = this.moves.hostSequential ? k : undefined;
+    this.kernels = this.moves.hostData ? k : undefined;
     this.capabilities = {
       dtypes: ['float32'],
       defaultDType: 'float32',
@@ -178,9 +181,7 @@ export class TfjsBackend implements Backend {
   }
 
   private flatParams(params: Readonly<Record<string, Tensor>>): Record<string, tfc.Tensor> {
-    const out: Record<string, tfc.Tensor> = {};
-    for (const [k, v] of Object.entries(params)) out[k] = this.unwrap(v);
-    return out;
+    return mapValues(params, (v) => this.unwrap(v));
   }
 
   runStep(program: StepProgram, inputs: StepInputs): StepOutputs {
@@ -245,13 +246,11 @@ export class TfjsBackend implements Backend {
     const made: Tensor[] = [];
     const put = this.toHost(kernels, made);
     try {
-      const params: Record<string, Tensor> = {};
-      for (const [k, v] of Object.entries(inputs.params)) params[k] = put(v);
       const out = kernels.runStep(program, {
         state: put(inputs.state),
         ...(inputs.input ? { input: put(inputs.input) } : {}),
         ...(inputs.cotangent ? { cotangent: put(inputs.cotangent) } : {}),
-        params,
+        params: mapValues(inputs.params, put),
       });
       const back = (h: Tensor) => this.fromHost(kernels, h, made);
       const outputs = out.outputs.map(back);
@@ -275,24 +274,22 @@ export class TfjsBackend implements Backend {
     if (!kernels?.deerStep) return null;
     const made: Tensor[] = [];
     const put = this.toHost(kernels, made);
+    const release = () => {
+      for (const h of made) kernels.dispose(h);
+    };
     let pending: Promise<NewtonUpdate> | null;
     try {
-      const params: Record<string, Tensor> = {};
-      for (const [k, v] of Object.entries(inputs.params)) params[k] = put(v);
-      pending = kernels.deerStep(program, { input: put(inputs.input), y0: put(inputs.y0), params }, put(previous), opts);
+      const host = { input: put(inputs.input), y0: put(inputs.y0), params: mapValues(inputs.params, put) };
+      pending = kernels.deerStep(program, host, put(previous), opts);
     } catch (err) {
-      for (const h of made) kernels.dispose(h);
+      release();
       throw err;
     }
     if (!pending) {
-      for (const h of made) kernels.dispose(h);
+      release();
       return null;
     }
-    return pending
-      .then((u) => ({ ...u, y: this.fromHost(kernels, u.y, made) }))
-      .finally(() => {
-        for (const h of made) kernels.dispose(h);
-      });
+    return pending.then((u) => ({ ...u, y: this.fromHost(kernels, u.y, made) })).finally(release);
   }
 
   /** A tensor of `kernels` with the data of one of ours (recorded in `made` for disposal). */
@@ -316,14 +313,13 @@ export class TfjsBackend implements Backend {
     inputs: { input?: Tensor; y0: Tensor; params: Readonly<Record<string, Tensor>> },
   ): Tensor {
     const tf = this.tf;
-    if (this.moves.hostSequential) {
+    if (this.moves.hostData) {
       const y0 = this.unwrap(inputs.y0);
       const [B, n] = y0.shape as [number, number];
       const x = inputs.input ? this.unwrap(inputs.input) : undefined;
       const T = x ? x.shape[1]! : 1;
-      const params: Record<string, Float32Array> = {};
-      for (const [k, v] of Object.entries(inputs.params)) params[k] = this.unwrap(v).dataSync() as Float32Array;
       const data = (t: tfc.Tensor) => t.dataSync() as Float32Array;
+      const params = mapValues(inputs.params, (v) => data(this.unwrap(v)));
       const y = hostSequential(program, params, x && data(x), data(y0), B, T, 'float32');
       return this.own(tf.tensor(y, [B, T, n], 'float32'));
     }

@@ -70,9 +70,10 @@ export interface DataMoves {
   /**
    * Data lives in host memory (tfjs cpu, and wasm, whose reads copy): sequential evaluation runs on
    * the host, step by step through core's `hostSequential` over one read of the inputs, instead
-   * of T steps of a dozen or more dispatched ops each (~120 µs a step at n = 2 on tfjs cpu).
+   * of T steps of a dozen or more dispatched ops each (~120 µs a step at n = 2 on tfjs cpu), and
+   * step programs run on a host backend where one is given (`hostKernels`).
    */
-  readonly hostSequential?: boolean;
+  readonly hostData?: boolean;
 }
 
 const prod = (dims: readonly number[]) => dims.reduce((a, b) => a * b, 1);

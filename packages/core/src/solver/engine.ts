@@ -288,12 +288,11 @@ export function* newtonWindow(
           // the sequential fallback.
           for (const b of gaveUp) {
             if (!w.damped[b] && !w.patient[b] && iterations < budget) {
-              const damped = iterations + dampedIterations(w.memory[b]!, opts) <= budget;
+              const need = dampedIterations(w.memory[b]!, opts);
+              const damped = iterations + need <= budget;
               stats.switches.push(`window ${where.window}, iteration ${iterations}: row ${b}${Number.isFinite(w.memory[b]!) ? ` (memory ${w.memory[b]})` : ''} ${reason[b]} under DEER → ${damped ? 'damped steps' : 'full steps, judged patiently'}`);
-              if (damped) {
-                startDamped(w, b);
-                if (Number.isFinite(w.memory[b]!)) w.deadline[b] = iterations + 2 * dampedIterations(w.memory[b]!, opts);
-              } else resumePatient(w, b);
+              if (damped) startDamped(w, b, Number.isFinite(w.memory[b]!) ? iterations + 2 * need : Number.POSITIVE_INFINITY);
+              else resumePatient(w, b);
             } else {
               stats.switches.push(`window ${where.window}, iteration ${iterations}: row ${b} ${reason[b]} under ${w.damped[b] ? 'damped steps' : 'DEER'} → sequential`);
             }
@@ -465,11 +464,12 @@ function resumePatient(w: WindowState, b: number): void {
  * uncapped until a step fails to lower its merit (then CAP_START), so that a row full steps were
  * about to finish takes no more iterations than under DEER.
  */
-function startDamped(w: WindowState, b: number): void {
+function startDamped(w: WindowState, b: number, deadline: number): void {
   restart(w, b);
   w.damped[b] = 1;
   w.patient[b] = 1;
   w.cap[b] = FULL_STEP;
+  w.deadline[b] = deadline;
 }
 
 /** Row b's judge starts afresh. */

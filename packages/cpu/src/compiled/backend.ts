@@ -39,7 +39,7 @@ import { wasmSeqJob } from './wasm-seq-plan.js';
 import { type WasmDeerStep, wasmDeerStep } from './wasm-deer-step.js';
 import { type WasmStep, wasmStep } from './wasm-step-plan.js';
 import { threadedNewtonUpdate, UPDATE_PARALLEL_MIN } from './update.js';
-import { COPY_PARALLEL_MIN, type CopySegment, threadedCopy } from './copy.js';
+import { COPY_PARALLEL_MIN, type CopySegment, copySegments } from './copy.js';
 
 /** Doubles of scratch one tile may use (all its nodes together): about 256 KiB. */
 const TILE_BUDGET = 32768;
@@ -631,9 +631,7 @@ export class FastCpuBackend extends CpuBackend {
       if (f) o.set(f.subarray(b * inner, (b + 1) * inner), edge);
       else o.fill(0, edge, edge + inner);
     }
-    const pool = this.poolFor(src.size, [d, o], COPY_PARALLEL_MIN);
-    if (pool) threadedCopy(pool, d, o, segments);
-    else for (const [from, to, len] of segments) o.set(d.subarray(from, from + len), to);
+    copySegments(this.poolFor(src.size, [d, o], COPY_PARALLEL_MIN), d, o, segments);
     return out;
   }
 

@@ -13,11 +13,20 @@ const copyRange = (src: TypedArray, dst: TypedArray, from: number, to: number, l
 let job: ReturnType<typeof jobFromFunction> | undefined;
 
 /**
- * The segments copied from src to dst (shared arrays) over the pool's threads, cut into pieces of
- * equal length: a copy this large is bound by one core's share of memory bandwidth, and on a
+ * The segments copied from src to dst: with a pool (src and dst shared), over its threads in pieces
+ * of equal length — a copy this large is bound by one core's share of memory bandwidth, and on a
  * long single row (B = 1) it is the only part of DEER's composed step no thread shares.
  */
-export function threadedCopy(pool: ThreadPool, src: TypedArray, dst: TypedArray, segments: readonly CopySegment[]): void {
+export function copySegments(
+  pool: ThreadPool | undefined,
+  src: TypedArray,
+  dst: TypedArray,
+  segments: readonly CopySegment[],
+): void {
+  if (!pool) {
+    for (const [from, to, len] of segments) copyRange(src, dst, from, to, len);
+    return;
+  }
   job ??= jobFromFunction(copyRange);
   const total = segments.reduce((k, s) => k + s[2], 0);
   const P = pool.size;
