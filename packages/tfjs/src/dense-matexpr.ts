@@ -58,7 +58,14 @@ export class DenseEvaluator {
         out = this.matmul(m);
         break;
       case 'slicerows': {
-        const inner = this.eval(m.m);
+        // Rows of a dense single-block product: the product of those rows of the param only (a
+        // strided slice of the whole product costs more than the product on tfjs cpu).
+        const mm = m.m;
+        if (mm.kind === 'matmul' && !this.memo.has(mm) && this.singleBlockDense(mm)) {
+          out = this.matmul(mm, m.start, m.rows);
+          break;
+        }
+        const inner = this.eval(mm);
         out = inner && tf.slice(inner, [0, 0, m.start], [-1, -1, m.rows]);
         break;
       }
@@ -86,7 +93,12 @@ export class DenseEvaluator {
     return out;
   }
 
-  private matmul(m: Extract<MatExpr, { kind: 'matmul' }>): T | null {
+  private singleBlockDense(m: Extract<MatExpr, { kind: 'matmul' }>): boolean {
+    return matrixLayout(paramSpec(this.g, m.param)).blocks === 1 && columnSparseOffset(m.m) === undefined;
+  }
+
+  /** Mt of rows [start, start + rows) of the product (all rows by default; a part only for one block). */
+  private matmul(m: Extract<MatExpr, { kind: 'matmul' }>, start = 0, rows = m.rows): T | null {
     const tf = this.tf;
     const W = this.env.params[m.param]!;
     const { blocks, rows: pr, cols: pc } = matrixLayout(paramSpec(this.g, m.param));
@@ -112,7 +124,9 @@ export class DenseEvaluator {
     const R = inner.shape[0]!;
     const X = tf.reshape(inner, [R * m.cols, blocks * inRows]);
     if (blocks === 1) {
-      return tf.reshape(tf.matMul(X, tf.reshape(W, [pr, pc]), false, !m.transpose), [R, m.cols, outRows]);
+      let P = tf.reshape(W, [pr, pc]);
+      if (rows < outRows) P = m.transpose ? tf.slice(P, [0, start], [pr, rows]) : tf.slice(P, [start, 0], [rows, pc]);
+      return tf.reshape(tf.matMul(X, P, false, !m.transpose), [R, m.cols, rows]);
     }
     const Xb = tf.transpose(tf.reshape(X, [R * m.cols, blocks, inRows]), [1, 0, 2]);
     const Y = tf.matMul(Xb, tf.reshape(W, [blocks, pr, pc]), false, !m.transpose);

@@ -27,7 +27,7 @@ export type ScanMethod = 'auto' | 'oddeven' | 'chunked' | 'sequential';
  * 20 ms vs 75 ms, 110 ms; GRU n = 32, s = 32, B = 4, T = 17 984: 0.74 s vs 7.1 s chunked.
  */
 export function autoScan(T: number, E: number, s: number, moves: DataMoves): ScanMethod {
-  if (moves.viewSlices) return 'sequential';
+  if (moves.viewSlices || moves.hostData) return 'sequential';
   return T <= 64 || E * s * s * s > 65_536 ? 'sequential' : 'oddeven';
 }
 
@@ -136,7 +136,7 @@ export function linearScan(
   const vec = s === 1 ? [E] : [E, s];
   const ops = blockOps(tf, s, reverse);
   if (method === 'auto') method = autoScan(T, E, s, moves);
-  if (method === 'sequential' && moves.hostLoops) return hostSequentialScan(tf, A, c, y0, s, reverse);
+  if (method === 'sequential' && (moves.hostLoops || moves.hostData)) return hostSequentialScan(tf, A, c, y0, s, reverse);
   if (method === 'sequential') {
     // Step by step in the recurrence's own order (backwards when reversed), so nothing is reversed;
     // per step two leading-axis rows, one batched matvec and an add, all already in the shapes the
@@ -263,22 +263,16 @@ function shiftRight(tf: Tf, x: T): T {
   return tf.concat([tf.zeros([1, ...x.shape.slice(1)]), tf.slice(x, 0, T - 1)], 0);
 }
 
-/** The even and odd entries of axis 0 (even length), as gathers of whole rows. */
+/**
+ * The even and odd entries of axis 0 (even length): x viewed as [T/2, 2, K] and sliced on the middle
+ * axis (on wasm 4–6× faster than a gather of the rows, which indexes entry by entry).
+ */
 function evenOdd(tf: Tf, x: T): [T, T] {
   const [T, ...rest] = x.shape as number[];
   const half = T! / 2;
-  const rows = tf.reshape(x, [T!, -1]);
-  const pick = (k: number) =>
-    tf.reshape(
-      tf.gather(
-        rows,
-        tf.tensor1d(
-          Int32Array.from({ length: half }, (_, i) => 2 * i + k),
-          'int32',
-        ),
-      ),
-      [half, ...rest],
-    );
+  const K = prod(rest);
+  const pairs = tf.reshape(x, [half, 2, K]);
+  const pick = (k: number) => tf.reshape(tf.slice(pairs, [0, k, 0], [half, 1, K]), [half, ...rest]);
   return [pick(0), pick(1)];
 }
 

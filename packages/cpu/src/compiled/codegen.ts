@@ -434,6 +434,19 @@ export function generateKernel(spec: KernelSpec): Kernel {
 
   let accSize = 0;
   const entryFns: string[] = [];
+  /** Per-kernel buffers, declared once outside the kernel function. */
+  const prelude: string[] = [];
+  /** Dense inner matrices of products, evaluated per element (see the 'entry' terms below). */
+  const innerBuffers = new Map<MatExpr, string>();
+  const filled = new Set<string>();
+  /** The inner matrix of an entry term W · inner whose inner is dense, in a dense Jacobian. */
+  const denseInner = (t: Term): MatExpr | undefined =>
+    spec.jacobian?.blockSize === g.stateSize &&
+    t.kind === 'entry' &&
+    t.m.kind === 'matmul' &&
+    columnSparseOffset(t.m.m) === undefined
+      ? t.m.m
+      : undefined;
   if (spec.jacobian) {
     const { expr, blockSize: s } = spec.jacobian;
     const n = g.stateSize;
@@ -517,6 +530,7 @@ export function generateKernel(spec: KernelSpec): Kernel {
     } else {
       emit('// Jacobian blocks');
       emit('for (let e = 0; e < E; e++) {');
+      filled.clear();
       emit(`  for (let q = 0; q < ${accSize}; q++) ${A}[q] = 0;`);
       for (const t of terms) {
         if (t.kind === 'delta' && s === 1 && t.off !== 0) continue;
@@ -554,8 +568,22 @@ export function generateKernel(spec: KernelSpec): Kernel {
             continue;
           }
         }
+        const inner = denseInner(t);
+        if (inner) {
+          let buf = innerBuffers.get(inner);
+          if (buf === undefined) {
+            buf = `MM${innerBuffers.size}`;
+            innerBuffers.set(inner, buf);
+            prelude.push(`const ${buf} = new Float64Array(${inner.rows * n});`);
+          }
+          if (!filled.has(buf)) {
+            filled.add(buf);
+            const fn = entryFn(inner);
+            emit(`  for (let k = 0; k < ${inner.rows}; k++) for (let c = 0; c < ${n}; c++) ${buf}[k * ${n} + c] = ${fn}(e, k, c);`);
+          }
+        }
         emit(`  for (let r = ${t.r0}; r < ${t.r1}; r++) {`);
-        emit(`    const co = ${coef(t)};`);
+        if (!inner) emit(`    const co = ${coef(t)};`);
         if (t.kind === 'delta') {
           if (s === 1) emit(`    ${A}[r] += co;`);
           else if (s === n) emit(`    ${A}[r * ${n} + ${plus('r', t.off)}] += co;`);
@@ -583,6 +611,25 @@ export function generateKernel(spec: KernelSpec): Kernel {
           emit(
             `    for (let c = lo; c < hi; c++) ${A}[r * ${s} - cb + c] += co * ${W}[${pIdx}]${cf.join('')};`,
           );
+        } else if (inner && t.m.kind === 'matmul') {
+          // W · inner with a dense inner: its entries once per element into a buffer (above), then
+          // rows of the product as tight loops (n² entry calls instead of n³; the same sums in the
+          // same order).
+          const mm = t.m;
+          const { rows: pr, cols: pc } = matrixLayout(paramSpec(g, mm.param));
+          const outRows = mm.transpose ? pc : pr;
+          const inRows = mm.transpose ? pr : pc;
+          const W = pname(mm.param);
+          const buf = innerBuffers.get(inner)!;
+          const wIdx = mm.transpose ? `b * ${pr * pc} + k * ${pc} + i` : `b * ${pr * pc} + i * ${pc} + k`;
+          emit(`    const co = ${coef(t)};`);
+          emit(`    const q = ${plus('r', t.rowShift)}; const b = (q / ${outRows}) | 0; const i = q - b * ${outRows};`);
+          emit(`    ROW.fill(0);`);
+          emit(`    for (let k = 0; k < ${inRows}; k++) {`);
+          emit(`      const w = ${W}[${wIdx}]; const mo = (b * ${inRows} + k) * ${n};`);
+          emit(`      for (let c = 0; c < ${n}; c++) ROW[c] += w * ${buf}[mo + c];`);
+          emit('    }');
+          emit(`    for (let c = 0; c < ${n}; c++) ${A}[r * ${n} + c] += co * ROW[c];`);
         } else {
           const fn = entryFn(t.m);
           emit(`    const cb = ${cb};`);
@@ -608,7 +655,8 @@ export function generateKernel(spec: KernelSpec): Kernel {
   for (let k = 0; k < matvecSites.length; k++) head.push(`const MV${k} = MV[${k}];`);
   const nS = scratch.length + (accSize ? 1 : 0);
   for (let k = 0; k < nS; k++) head.push(`const S${k} = S[${k}];`);
-  const source = `// kernel ${uid++}\nreturn function kernel(E, P, X, XB, XS, O, OB, OS, J, JB, S) {\n${head.join('\n')}\n${entryFns.join('\n')}\n${lines.join('\n')}\n};`;
+  if (innerBuffers.size > 0) prelude.push(`const ROW = new Float64Array(${g.stateSize});`);
+  const source = `// kernel ${uid++}\n${prelude.map((l) => `${l}\n`).join('')}return function kernel(E, P, X, XB, XS, O, OB, OS, J, JB, S) {\n${head.join('\n')}\n${entryFns.join('\n')}\n${lines.join('\n')}\n};`;
   // A unique comment keeps V8's eval cache from handing every copy (or identical kernels) one
   // shared feedback vector.
   const siteSources = matvecSites.map((src) => `// copy ${uid++}\n${src}`);
