@@ -1,5 +1,5 @@
 export { HostStep, hostSequential, type StepSources } from './backend/host-step.js';
-export { checkDampedScan, hostNewtonUpdate } from './backend/host-update.js';
+export { checkDampedScan, hostCapTransitions, hostDampedScan, hostNewtonUpdate } from './backend/host-update.js';
 export { withCapabilities } from './backend/with-capabilities.js';
 export { scanThenUpdate } from './solver/solve.js';
 export type { StepProgram } from './backend/program.js';

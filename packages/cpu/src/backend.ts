@@ -6,6 +6,8 @@ import {
   checkDampedScan,
   type DampedScanArgs,
   HostStep,
+  hostCapTransitions,
+  hostDampedScan,
   hostNewtonUpdate,
   hostSequential,
   type NewtonUpdate,
@@ -20,7 +22,7 @@ import {
   TensorStateError,
   type TypedArray,
 } from '@deerjs/core';
-import { dampedScanDiagonal, scanBlocks } from './scan.js';
+import { scanBlocks } from './scan.js';
 import { ARRAY, CpuTensor } from './tensor.js';
 
 export interface CpuBackendOptions {
@@ -348,7 +350,7 @@ export class CpuBackend implements Backend {
     const [B, T, n] = c.shape as [number, number, number];
     checkDampedScan(args, A.shape, c.shape);
     const out = this.make(c.shape, c.dtype);
-    dampedScanDiagonal(A.data, c.data, args.lambda, out.data, B, T, n);
+    hostDampedScan(A.data, c.data, args.lambda, out.data, B, T, n);
     return out;
   }
 
@@ -481,23 +483,7 @@ export class CpuBackend implements Backend {
     const [B, T] = src.shape as [number, number];
     if (caps.length !== B) throw new ShapeError('capTransitions', `${B} caps`, `${caps.length}`);
     const out = this.make(src.shape, src.dtype, src.data.slice());
-    const per = src.size / (B * T);
-    for (let b = 0; b < B; b++) {
-      const cap = caps[b]!;
-      if (cap < 0) continue;
-      for (let t = 0; t < T; t++) {
-        const base = (b * T + t) * per;
-        let norm = 0;
-        for (let row = base; row < base + per; row += s) {
-          let sum = 0;
-          for (let j = 0; j < s; j++) sum += Math.abs(src.data[row + j]!);
-          if (sum > norm) norm = sum;
-        }
-        if (!(norm > cap)) continue;
-        const f = cap / norm;
-        for (let i = base; i < base + per; i++) out.data[i] = src.data[i]! * f;
-      }
-    }
+    hostCapTransitions(src.data, out.data, B, T, s, caps);
     return out;
   }
 

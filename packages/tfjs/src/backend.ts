@@ -6,6 +6,8 @@ import {
   type DeerStepInputs,
   type DType,
   DTypeError,
+  hostCapTransitions,
+  hostDampedScan,
   hostNewtonUpdate,
   hostSequential,
   type NewtonUpdate,
@@ -24,6 +26,7 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { type DataMoves, dampedScanPcr, linearScan, type ScanMethod, timeSteps } from './scan.js';
 import { newtonStep } from './newton.js';
 import { HoistCache } from './hoist.js';
+import { capTransitionsOps } from './transitions.js';
 import { hostOuterSum } from './host.js';
 import { type CompiledStep, compileStep } from './step.js';
 import { type Tf, TfjsTensor } from './tensor.js';
@@ -525,6 +528,13 @@ export class TfjsBackend implements Backend {
     const c = this.unwrap(args.c);
     checkDampedScan(args, a.shape, c.shape);
     const [B, T, n] = c.shape as [number, number, number];
+    if (this.moves.hostData) {
+      // Data in host memory: one read of each and the Thomas sweeps (core's), O(B·T·n) with no
+      // dispatches, instead of ⌈log₂T⌉ levels of a dozen ops.
+      const out = new Float32Array(B * T * n);
+      hostDampedScan(a.dataSync(), c.dataSync(), args.lambda, out, B, T, n);
+      return this.own(this.tf.tensor3d(out, [B, T, n], 'float32'));
+    }
     return this.own(this.tf.tidy(() => dampedScanPcr(this.tf, this.tf.reshape(a, [B, T, n]), c, args.lambda)));
   }
 
@@ -654,16 +664,13 @@ export class TfjsBackend implements Backend {
     const src = this.unwrap(a);
     const [B, T] = src.shape as [number, number];
     if (caps.length !== B) throw new ShapeError('capTransitions', `${B} caps`, `${caps.length}`);
-    const c = Float32Array.from(caps);
-    return this.own(
-      tf.tidy(() => {
-        const rows = tf.reshape(src, [B, T, -1, s]);
-        const norm = tf.max(tf.sum(tf.abs(rows), 3), 2);
-        const cap = tf.tensor2d(c, [B, 1]);
-        const scale = tf.where(tf.logicalAnd(tf.greaterEqual(cap, 0), tf.greater(norm, cap)), tf.div(cap, norm), tf.onesLike(norm));
-        return tf.reshape(tf.mul(rows, tf.reshape(scale, [B, T, 1, 1])), src.shape);
-      }),
-    );
+    if (this.moves.hostData) {
+      const data = src.dataSync();
+      const out = Float32Array.from(data);
+      hostCapTransitions(data, out, B, T, s, caps);
+      return this.own(tf.tensor(out, src.shape, 'float32'));
+    }
+    return this.own(tf.tidy(() => capTransitionsOps(tf, src, s, caps)));
   }
 
   addIdentity(a: Tensor, s: number, alpha: number): Tensor {

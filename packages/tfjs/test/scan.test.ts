@@ -1,10 +1,11 @@
 import '@tensorflow/tfjs-backend-cpu';
-import { Rng } from '@deerjs/core';
+import { hostCapTransitions, hostDampedScan, Rng } from '@deerjs/core';
 import { createCpuBackend } from '@deerjs/cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createTfjsBackend, type ScanMethod, type TfjsBackend } from '../src/index.js';
-import { linearScan } from '../src/scan.js';
+import { dampedScanPcr, linearScan } from '../src/scan.js';
+import { capTransitionsOps } from '../src/transitions.js';
 
 const cpu = createCpuBackend({ dtype: 'float64' });
 
@@ -102,4 +103,97 @@ describe('the sequential scan as a host loop (tfjs cpu)', () => {
       });
     }
   }
+});
+
+/**
+ * The op paths that engines without host data (WebGL, WebGPU) take, run here on tfjs cpu's
+ * kernels with the other engines' data moves: each order against the float64 reference.
+ */
+describe('the op orders of engines without host data', () => {
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+  });
+  const moves = [
+    { name: 'wasm-like (row gathers)', m: { viewSlices: false, gatherSteps: true } },
+    { name: 'webgl-like (slices)', m: { viewSlices: false, gatherSteps: false } },
+  ];
+  for (const { name, m } of moves) {
+    for (const method of ['sequential', 'oddeven', 'chunked'] as const) {
+      for (const { B, T, n, s, reverse } of [
+        { B: 2, T: 37, n: 4, s: 4, reverse: false },
+        { B: 3, T: 50, n: 6, s: 1, reverse: true },
+        { B: 1, T: 101, n: 6, s: 2, reverse: false },
+      ]) {
+        it(`${name} ${method}: B=${B} T=${T} n=${n} s=${s}${reverse ? ' reverse' : ''}`, async () => {
+          const rng = new Rng(31 + B * T + s);
+          const A = rng.uniformArray(B * T * n * s, -0.6, 0.6).map(Math.fround);
+          const c = rng.normalArray(B * T * n).map(Math.fround);
+          const y0 = rng.normalArray(B * n).map(Math.fround);
+          const ref = await reference(A, c, y0, B, T, n, s, reverse);
+          const got = tf.tidy(() =>
+            linearScan(
+              tf,
+              method,
+              tf.tensor(Float32Array.from(A), [B, T, n / s, s, s]),
+              tf.tensor3d(Float32Array.from(c), [B, T, n]),
+              tf.tensor2d(Float32Array.from(y0), [B, n]),
+              s,
+              reverse,
+              m,
+            ).dataSync(),
+          );
+          let err = 0;
+          for (let i = 0; i < ref.length; i++) err = Math.max(err, Math.abs(got[i]! - ref[i]!));
+          expect(err).toBeLessThan(1e-5);
+        });
+      }
+    }
+  }
+
+  it('the damped scan by cyclic reduction matches the host Thomas sweeps', () => {
+    for (const [B, T, n] of [
+      [1, 1, 1],
+      [2, 2, 3],
+      [3, 37, 2],
+      [2, 300, 4],
+    ] as const) {
+      const rng = new Rng(B * 100 + T);
+      const a = Float32Array.from(rng.uniformArray(B * T * n, -1.5, 1.5));
+      const c = Float32Array.from(rng.normalArray(B * T * n));
+      const lambda = Array.from({ length: B }, (_, b) => [0, 0.3, 4][b % 3]!);
+      const want = new Float64Array(B * T * n);
+      hostDampedScan(a, c, lambda, want, B, T, n);
+      const got = tf.tidy(() =>
+        dampedScanPcr(tf, tf.tensor3d(a, [B, T, n]), tf.tensor3d(c, [B, T, n]), lambda).dataSync(),
+      );
+      let err = 0;
+      let scale = 1;
+      for (let i = 0; i < want.length; i++) {
+        err = Math.max(err, Math.abs(got[i]! - want[i]!));
+        scale = Math.max(scale, Math.abs(want[i]!));
+      }
+      expect(err / scale, `B=${B} T=${T} n=${n}`).toBeLessThan(1e-4);
+    }
+  });
+});
+
+describe('capTransitions as ops (engines without host data)', () => {
+  it('matches the host loop', () => {
+    for (const [B, T, n, s] of [
+      [1, 1, 1, 1],
+      [3, 20, 4, 1],
+      [2, 9, 6, 3],
+      [2, 5, 4, 4],
+    ] as const) {
+      const rng = new Rng(B * 10 + T + s);
+      const a = Float32Array.from(rng.uniformArray(B * T * n * s, -2, 2));
+      const caps = Array.from({ length: B }, (_, b) => [0.5, -1, 3][b % 3]!);
+      const want = Float64Array.from(a);
+      hostCapTransitions(a, want, B, T, s, caps);
+      const got = tf.tidy(() => capTransitionsOps(tf, tf.tensor(a, [B, T, n / s, s, s]), s, caps).dataSync());
+      let err = 0;
+      for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i]! - want[i]!));
+      expect(err, `B=${B} T=${T} n=${n} s=${s}`).toBeLessThan(1e-5);
+    }
+  });
 });

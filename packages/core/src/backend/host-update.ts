@@ -89,3 +89,75 @@ export function checkDampedScan(
     if (!(l >= 0) || !Number.isFinite(l)) throw new ShapeError(`dampedScan lambda[${b}]`, 'a finite λ ≥ 0', String(l));
   }
 }
+
+/**
+ * The damped scan with diagonal transitions: for every (b, i) the symmetric tridiagonal system of
+ * min Σ_t (δ_t − a_t δ_{t−1} − c_t)² + λ_b δ_t², solved by the Thomas algorithm in float64 (the
+ * system is symmetric positive definite, so no pivoting is needed). A is [B, T, n], c and out
+ * [B, T, n].
+ */
+export function hostDampedScan(
+  A: ArrayLike<number>,
+  c: ArrayLike<number>,
+  lambda: ArrayLike<number>,
+  out: TypedArray,
+  B: number,
+  T: number,
+  n: number,
+): void {
+  const up = new Float64Array(T);
+  const rhs = new Float64Array(T);
+  for (let b = 0; b < B; b++) {
+    const lam = lambda[b]!;
+    for (let i = 0; i < n; i++) {
+      const at = (t: number) => (t < T ? A[(b * T + t) * n + i]! : 0);
+      const ct = (t: number) => (t < T ? c[(b * T + t) * n + i]! : 0);
+      for (let t = 0; t < T; t++) {
+        const next = at(t + 1);
+        const l = t === 0 ? 0 : -at(t);
+        const d = 1 + lam + next * next;
+        const u = -next;
+        const g = ct(t) - next * ct(t + 1);
+        const denom = t === 0 ? d : d - l * up[t - 1]!;
+        up[t] = u / denom;
+        rhs[t] = (g - (t === 0 ? 0 : l * rhs[t - 1]!)) / denom;
+      }
+      let next = 0;
+      for (let t = T - 1; t >= 0; t--) {
+        next = rhs[t]! - up[t]! * next;
+        out[(b * T + t) * n + i] = next;
+      }
+    }
+  }
+}
+
+/**
+ * capTransitions on host data: `out` (a copy of a, [B, T, ...] with rows of s entries) has each
+ * (b, t)'s blocks scaled by caps[b] / their largest absolute row sum where that passes caps[b] ≥ 0.
+ */
+export function hostCapTransitions(
+  a: ArrayLike<number>,
+  out: TypedArray,
+  B: number,
+  T: number,
+  s: number,
+  caps: ArrayLike<number>,
+): void {
+  const per = a.length / (B * T);
+  for (let b = 0; b < B; b++) {
+    const cap = caps[b]!;
+    if (cap < 0) continue;
+    for (let t = 0; t < T; t++) {
+      const base = (b * T + t) * per;
+      let norm = 0;
+      for (let row = base; row < base + per; row += s) {
+        let sum = 0;
+        for (let j = 0; j < s; j++) sum += Math.abs(a[row + j]!);
+        if (sum > norm) norm = sum;
+      }
+      if (!(norm > cap)) continue;
+      const f = cap / norm;
+      for (let i = base; i < base + per; i++) out[i] = a[i]! * f;
+    }
+  }
+}
