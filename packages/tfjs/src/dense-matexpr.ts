@@ -9,6 +9,8 @@ type T = tfc.Tensor;
 export interface DenseEnv {
   readonly vec: (id: NodeId) => Vec;
   readonly params: Readonly<Record<string, T>>;
+  /** Tensor data is a typed array read without a copy (tfjs cpu): row scaling as a plain loop. */
+  readonly hostLoops?: boolean;
 }
 
 /**
@@ -43,7 +45,11 @@ export class DenseEvaluator {
       case 'rowscale': {
         const inner = this.eval(m.m);
         const d = asRows(tf, this.env.vec(m.d));
-        out = inner && tf.mul(inner, tf.reshape(d, [d.shape[0]!, 1, d.shape[1]!]));
+        out =
+          inner &&
+          (this.env.hostLoops
+            ? scaleRowsOnHost(tf, inner, d)
+            : tf.mul(inner, tf.reshape(d, [d.shape[0]!, 1, d.shape[1]!])));
         break;
       }
       case 'add': {
@@ -181,6 +187,32 @@ export class DenseEvaluator {
         throw new Error(`tfjs: ${m.kind} is not column-sparse`);
     }
   }
+}
+
+/**
+ * inner [Ri, cols, rows] times d [Rd, rows or 1] broadcast over cols, as tfjs cpu's Mul computes
+ * it (each product in double of float32 values, stored as float32) without its per-entry index
+ * arithmetic for broadcasting (~10× slower there).
+ */
+function scaleRowsOnHost(tf: Tf, inner: T, d: T): T {
+  const [Ri, cols, rows] = inner.shape as [number, number, number];
+  const [Rd, dw] = d.shape as [number, number];
+  const R = Math.max(Ri, Rd);
+  const x = inner.dataSync() as Float32Array;
+  const v = d.dataSync() as Float32Array;
+  const out = new Float32Array(R * cols * rows);
+  for (let r = 0; r < R; r++) {
+    const xo = Ri === 1 ? 0 : r * cols * rows;
+    const vo = Rd === 1 ? 0 : r * dw;
+    const oo = r * cols * rows;
+    for (let j = 0; j < cols; j++) {
+      const xr = xo + j * rows;
+      const or = oo + j * rows;
+      if (dw === 1) for (let i = 0; i < rows; i++) out[or + i] = x[xr + i]! * v[vo]!;
+      else for (let i = 0; i < rows; i++) out[or + i] = x[xr + i]! * v[vo + i]!;
+    }
+  }
+  return tf.tensor3d(out, [R, cols, rows], 'float32');
 }
 
 /** Mt of select(offset): Mt[j][i] = 1 where j = i + offset. */
