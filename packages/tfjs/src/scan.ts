@@ -18,13 +18,14 @@ export type ScanMethod = 'auto' | 'oddeven' | 'chunked' | 'sequential';
 
 /**
  * The parallel orders cost O(T·E·s³) arithmetic (E = B·n/s blocks per step), the sequential one
- * O(T·E·s²) plus T dispatches (~0.2–0.5 ms a step on wasm). Measured on tfjs wasm (2 cores): the
- * sequential order wins for short sequences and once E·s³ passes ~6·10⁴ (GRU n = 32, B = 4:
- * 0.6 s vs 1.1 s; n = 64, B = 1, T = 10⁴: 4.7 s vs 15 s), odd-even below (n = 8, B = 3,
- * T = 10⁴: 0.46 s vs 2.0 s). On tfjs cpu (~1.5 ns a multiply-add, ~10 µs a dispatch, no
- * fast transposes) the sequential order wins throughout:
- * multi-head GRU n = 32, s = 8, B = 16, T = 784: 30–34 ms vs 0.22 s chunked, 0.37 s odd-even; s = 1:
- * 20 ms vs 75 ms, 110 ms; GRU n = 32, s = 32, B = 4, T = 17 984: 0.74 s vs 7.1 s chunked.
+ * O(T·E·s²) plus, as ops, T dispatches (~0.2–0.5 ms a step on wasm). Where data lives in host
+ * memory (tfjs cpu and wasm) the sequential order is one host loop with no dispatches, and it wins
+ * throughout: on tfjs cpu, multi-head GRU n = 32, s = 8, B = 16, T = 784: 30–34 ms vs 0.22 s
+ * chunked, 0.37 s odd-even; GRU n = 32, s = 32, B = 4, T = 17 984: 0.74 s vs 7.1 s chunked; on
+ * wasm, whole DEER solves 1.8–3.9× faster than with odd-even or dispatched steps. Elsewhere (as
+ * measured on wasm before it had the host loop) the dispatched sequential order wins for short
+ * sequences and once E·s³ passes ~6·10⁴ (GRU n = 32, B = 4: 0.6 s vs 1.1 s), odd-even below
+ * (n = 8, B = 3, T = 10⁴: 0.46 s vs 2.0 s).
  */
 export function autoScan(T: number, E: number, s: number, moves: DataMoves): ScanMethod {
   if (moves.viewSlices || moves.hostData) return 'sequential';
@@ -63,15 +64,17 @@ export interface DataMoves {
   /** Take per-step rows with one-row gathers (wasm: T slices of a [T, …] tensor cost O(T²)). */
   readonly gatherSteps: boolean;
   /**
-   * Tensor data is a JavaScript typed array read without a copy (tfjs cpu): the sequential order
-   * runs as one loop over it (`hostSequentialScan`) instead of T steps of ~4 dispatched ops.
+   * Tensor data is a JavaScript typed array read without a copy (tfjs cpu): elementwise work of
+   * step programs runs as loops over it with the tfjs kernels' own arithmetic.
    */
   readonly hostLoops?: boolean;
   /**
    * Data lives in host memory (tfjs cpu, and wasm, whose reads copy): sequential evaluation runs on
    * the host, step by step through core's `hostSequential` over one read of the inputs, instead
-   * of T steps of a dozen or more dispatched ops each (~120 µs a step at n = 2 on tfjs cpu), and
-   * step programs run on a host backend where one is given (`hostKernels`).
+   * of T steps of a dozen or more dispatched ops each (~120 µs a step at n = 2 on tfjs cpu); the
+   * scan is one loop over one read of A and c (`hostSequentialScan`), the damped scan and the
+   * transition caps core's host loops; and step programs run on a host backend where one is given
+   * (`hostKernels`).
    */
   readonly hostData?: boolean;
 }
