@@ -181,10 +181,11 @@ export function linearScan(
 }
 
 /**
- * The sequential order as one loop over the tensors' data, for engines that hold it in JavaScript
- * (tfjs cpu): per step and block the same arithmetic as the op path (tfjs cpu's MatMul sums the s
- * products in double and stores float32, then the offset is added in float32), so the same values
- * without T × 4 dispatches and intermediate tensors.
+ * The sequential order as one loop over the tensors' data, for engines that hold it in host memory
+ * (tfjs cpu; wasm after one copy out): per step and block the same arithmetic as tfjs cpu's op path
+ * (its MatMul sums the s products in double and stores float32, then the offset is added in
+ * float32), so on cpu the same values without T × 4 dispatches and intermediate tensors; on wasm
+ * they differ from XNNPACK's float32 sums by rounding only.
  */
 export function hostSequentialScan(tf: Tf, A: T, c: T, y0: T, s: number, reverse: boolean): T {
   const [B, T, n] = c.shape as [number, number, number];
