@@ -28,4 +28,20 @@ describe.skipIf(skip !== null)('a Node process using the backend', () => {
     expect(result.last).toHaveLength(4);
     expect(result.last.every(Number.isFinite)).toBe(true);
   });
+
+  // In a process of its own: a vitest worker that lost a device sometimes crashed on its way out
+  // (about one run in four of the webgpu files under load), failing files whose tests had passed.
+  it('rejects a pending read and a running solve with DeviceLostError after a device loss, then every call throws it, and exits', async () => {
+    const { stdout } = await run(process.execPath, ['test/fixtures/device-loss.mjs'], {
+      cwd: root,
+      timeout: 60_000,
+    });
+    const result = JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, string>;
+    expect(result).toEqual({
+      read: 'DeviceLostError',
+      solve: 'DeviceLostError',
+      zeros: 'DeviceLostError',
+      readAfter: 'DeviceLostError',
+    });
+  });
 });
