@@ -28,7 +28,7 @@ export type ScanMethod = 'auto' | 'oddeven' | 'chunked' | 'sequential';
  * (n = 8, B = 3, T = 10⁴: 0.46 s vs 2.0 s).
  */
 export function autoScan(T: number, E: number, s: number, moves: DataMoves): ScanMethod {
-  if (moves.viewSlices || moves.hostData) return 'sequential';
+  if (moves.hostData) return 'sequential';
   return T <= 64 || E * s * s * s > 65_536 ? 'sequential' : 'oddeven';
 }
 
@@ -139,7 +139,7 @@ export function linearScan(
   const vec = s === 1 ? [E] : [E, s];
   const ops = blockOps(tf, s, reverse);
   if (method === 'auto') method = autoScan(T, E, s, moves);
-  if (method === 'sequential' && (moves.hostLoops || moves.hostData)) return hostSequentialScan(tf, A, c, y0, s, reverse);
+  if (method === 'sequential' && moves.hostData) return hostSequentialScan(tf, A, c, y0, s, reverse);
   if (method === 'sequential') {
     // Step by step in the recurrence's own order (backwards when reversed), so nothing is reversed;
     // per step two leading-axis rows, one batched matvec and an add, all already in the shapes the

@@ -95,7 +95,7 @@ describe('the sequential scan as a host loop (tfjs cpu)', () => {
               tf.tensor2d(y0, [B, n]),
               s,
               reverse,
-                { viewSlices: true, gatherSteps: false, hostLoops },
+                { viewSlices: true, gatherSteps: false, hostLoops, hostData: hostLoops },
               ).dataSync(),
             ),
           );
