@@ -4,74 +4,92 @@ import type { SuiteContext } from './context.js';
 import { maxAbsDiff } from './fixtures.js';
 
 /**
- * min_δ Σ_t (δ_t − a_t δ_{t−1} − c_t)² + λ Σ_t δ_t² for one (b, i), by its normal equations as a
- * dense T × T system and Gaussian elimination with partial pivoting, in float64: an oracle that
- * shares nothing with any backend's damped scan.
+ * min_δ Σ_t ‖δ_t − A_t δ_{t−1} − c_t‖² + λ Σ_t ‖δ_t‖² for one (b, block) with s × s transitions
+ * (a[t] row-major), by its normal equations as a dense (T·s) × (T·s) system and Gaussian
+ * elimination with partial pivoting, in float64: an oracle that shares nothing with any backend's
+ * damped scan.
  */
-function dampedOracle(a: number[], c: number[], lambda: number): number[] {
-  const T = a.length;
-  // E(δ) = ‖Lδ − c‖² + λ‖δ‖², L = I − subdiag(a_2..a_T): solve (LᵀL + λI) δ = Lᵀc.
-  const L = Array.from({ length: T }, (_, i) => Array.from({ length: T }, (_, j) => (i === j ? 1 : i === j + 1 ? -a[i]! : 0)));
-  const M = Array.from({ length: T }, (_, i) =>
-    Array.from({ length: T }, (_, j) => {
-      let s = i === j ? lambda : 0;
-      for (let k = 0; k < T; k++) s += L[k]![i]! * L[k]![j]!;
-      return s;
+function dampedOracle(a: number[][], c: number[], lambda: number, s: number): number[] {
+  const N = c.length;
+  // E(δ) = ‖Lδ − c‖² + λ‖δ‖², L = I − the subdiagonal blocks A_1..A_{T−1}: solve (LᵀL + λI) δ = Lᵀc.
+  const L = Array.from({ length: N }, (_, i) =>
+    Array.from({ length: N }, (_, j) => {
+      if (i === j) return 1;
+      const [ti, tj] = [Math.floor(i / s), Math.floor(j / s)];
+      return ti === tj + 1 ? -a[ti]![(i % s) * s + (j % s)]! : 0;
     }),
   );
-  const rhs = Array.from({ length: T }, (_, i) => {
-    let s = 0;
-    for (let k = 0; k < T; k++) s += L[k]![i]! * c[k]!;
-    return s;
+  const M = Array.from({ length: N }, (_, i) =>
+    Array.from({ length: N }, (_, j) => {
+      let sum = i === j ? lambda : 0;
+      for (let k = 0; k < N; k++) sum += L[k]![i]! * L[k]![j]!;
+      return sum;
+    }),
+  );
+  const rhs = Array.from({ length: N }, (_, i) => {
+    let sum = 0;
+    for (let k = 0; k < N; k++) sum += L[k]![i]! * c[k]!;
+    return sum;
   });
-  for (let col = 0; col < T; col++) {
+  for (let col = 0; col < N; col++) {
     let piv = col;
-    for (let r = col + 1; r < T; r++) if (Math.abs(M[r]![col]!) > Math.abs(M[piv]![col]!)) piv = r;
+    for (let r = col + 1; r < N; r++) if (Math.abs(M[r]![col]!) > Math.abs(M[piv]![col]!)) piv = r;
     [M[col], M[piv]] = [M[piv]!, M[col]!];
     [rhs[col], rhs[piv]] = [rhs[piv]!, rhs[col]!];
-    for (let r = col + 1; r < T; r++) {
+    for (let r = col + 1; r < N; r++) {
       const f = M[r]![col]! / M[col]![col]!;
-      for (let k = col; k < T; k++) M[r]![k]! -= f * M[col]![k]!;
+      for (let k = col; k < N; k++) M[r]![k]! -= f * M[col]![k]!;
       rhs[r]! -= f * rhs[col]!;
     }
   }
-  const x = new Array<number>(T).fill(0);
-  for (let r = T - 1; r >= 0; r--) {
-    let s = rhs[r]!;
-    for (let k = r + 1; k < T; k++) s -= M[r]![k]! * x[k]!;
-    x[r] = s / M[r]![r]!;
+  const x = new Array<number>(N).fill(0);
+  for (let r = N - 1; r >= 0; r--) {
+    let sum = rhs[r]!;
+    for (let k = r + 1; k < N; k++) sum -= M[r]![k]! * x[k]!;
+    x[r] = sum / M[r]![r]!;
   }
   return x;
 }
 
-/** The damped scan (ELK's step) against a dense float64 solve, and λ = 0 against the plain scan. */
+/**
+ * The damped scan (ELK's step) against a dense float64 solve, and λ = 0 against the plain scan:
+ * diagonal transitions (quasi-ELK) and s × s blocks (ELK; s = n is dense).
+ */
 export function defineDampedScanCases(ctx: SuiteContext): void {
   const round = (v: number) => (ctx.dtype === 'float32' ? Math.fround(v) : v);
-  for (const T of [1, 2, 7, 33]) {
-    ctx.test(`ops/damped-scan/T${T}`, async () => {
+  const shapes = [
+    ...[1, 2, 7, 33].map((T) => ({ name: `T${T}`, T, n: 2, s: 1, seed: 500 + T })),
+    { name: 'blocks-s2-T7', T: 7, n: 4, s: 2, seed: 601 },
+    { name: 'blocks-s3-T33', T: 33, n: 6, s: 3, seed: 602 },
+    { name: 'dense-n5-T20', T: 20, n: 5, s: 5, seed: 603 },
+    { name: 'dense-n3-T1', T: 1, n: 3, s: 3, seed: 604 },
+  ];
+  for (const { name, T, n, s, seed } of shapes) {
+    ctx.test(`ops/damped-scan/${name}`, async () => {
       const backend = ctx.backend();
       const B = 3;
-      const n = 2;
-      const rng = new Rng(500 + T);
-      // Transitions past 1 in magnitude too: the damped system stays positive definite.
-      const a = rng.uniformArray(B * T * n, -1.6, 1.6).map(round);
+      const nb = n / s;
+      const rng = new Rng(seed);
+      // Transitions past 1 in norm too: the damped system stays positive definite.
+      const a = rng.uniformArray(B * T * n * s, -1.6 / Math.sqrt(s), 1.6 / Math.sqrt(s)).map(round);
       const c = rng.normalArray(B * T * n).map(round);
       const lambda = [0, 0.3, 5];
-      const At = backend.tensor(a, [B, T, n, 1, 1], ctx.dtype);
+      const At = backend.tensor(a, [B, T, nb, s, s], ctx.dtype);
       const ct = backend.tensor(c, [B, T, n], ctx.dtype);
       const y0 = backend.zeros([B, n], ctx.dtype);
       try {
         const got = backend.dampedScan({ A: At, c: ct, lambda });
-        const plain = backend.scan({ A: At, c: ct, y0, blockSize: 1, reverse: false });
+        const plain = backend.scan({ A: At, c: ct, y0, blockSize: s, reverse: false });
         const [g, p] = [await backend.read(got), await backend.read(plain)];
         backend.dispose(got);
         backend.dispose(plain);
         const want = new Float64Array(B * T * n);
         for (let b = 0; b < B; b++) {
-          for (let i = 0; i < n; i++) {
-            const pick = (v: Float64Array) => Array.from({ length: T }, (_, t) => v[(b * T + t) * n + i]!);
-            const x = dampedOracle(pick(a), pick(c), lambda[b]!);
-            for (let t = 0; t < T; t++) want[(b * T + t) * n + i] = x[t]!;
+          for (let k = 0; k < nb; k++) {
+            const blocks = Array.from({ length: T }, (_, t) => Array.from(a.subarray(((b * T + t) * nb + k) * s * s, ((b * T + t) * nb + k + 1) * s * s)));
+            const rhs = Array.from({ length: T * s }, (_, q) => c[(b * T + Math.floor(q / s)) * n + k * s + (q % s)]!);
+            const x = dampedOracle(blocks, rhs, lambda[b]!, s);
+            for (let q = 0; q < T * s; q++) want[(b * T + Math.floor(q / s)) * n + k * s + (q % s)] = x[q]!;
           }
         }
         const scale = Math.max(1, ...want.map(Math.abs));

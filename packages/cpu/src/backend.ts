@@ -348,9 +348,9 @@ export class CpuBackend implements Backend {
     const A = this.get(args.A);
     const c = this.get(args.c);
     const [B, T, n] = c.shape as [number, number, number];
-    checkDampedScan(args, A.shape, c.shape);
+    const s = checkDampedScan(args, A.shape, c.shape);
     const out = this.make(c.shape, c.dtype);
-    hostDampedScan(A.data, c.data, args.lambda, out.data, B, T, n);
+    hostDampedScan(A.data, c.data, args.lambda, out.data, B, T, n, s);
     return out;
   }
 

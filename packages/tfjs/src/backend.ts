@@ -526,13 +526,15 @@ export class TfjsBackend implements Backend {
   dampedScan(args: DampedScanArgs): Tensor {
     const a = this.unwrap(args.A);
     const c = this.unwrap(args.c);
-    checkDampedScan(args, a.shape, c.shape);
+    const s = checkDampedScan(args, a.shape, c.shape);
     const [B, T, n] = c.shape as [number, number, number];
-    if (this.moves.hostData) {
-      // Data in host memory: one read of each and the Thomas sweeps (core's), O(B·T·n) with no
-      // dispatches, instead of ⌈log₂T⌉ levels of a dozen ops.
+    // Data in host memory: one read of each and the Thomas sweeps (core's), O(B·T·n·s²) with no
+    // dispatches, instead of ⌈log₂T⌉ levels of a dozen ops. Blocks (ELK with full Jacobians) take
+    // the same path on every engine: tfjs has no batched factorisation to build block cyclic
+    // reduction from, so engines with device data read A and c back for it.
+    if (this.moves.hostData || s > 1) {
       const out = new Float32Array(B * T * n);
-      hostDampedScan(a.dataSync(), c.dataSync(), args.lambda, out, B, T, n);
+      hostDampedScan(a.dataSync(), c.dataSync(), args.lambda, out, B, T, n, s);
       return this.own(this.tf.tensor3d(out, [B, T, n], 'float32'));
     }
     return this.own(this.tf.tidy(() => dampedScanPcr(this.tf, this.tf.reshape(a, [B, T, n]), c, args.lambda)));

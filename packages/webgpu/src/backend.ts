@@ -30,7 +30,16 @@ import {
   ROWS_PER_GROUP,
   updateGroupsPerRow,
 } from './kernels/reduce.js';
-import { DAMPED_ROUND, DAMPED_SETUP, DAMPED_SOLVE } from './kernels/damped-scan.js';
+import {
+  DAMPED_BLOCK_FACTOR,
+  DAMPED_BLOCK_FORWARD,
+  DAMPED_BLOCK_ROUND,
+  DAMPED_BLOCK_SETUP,
+  DAMPED_BLOCK_SOLVE,
+  DAMPED_ROUND,
+  DAMPED_SETUP,
+  DAMPED_SOLVE,
+} from './kernels/damped-scan.js';
 import { chunking, type ScanKernels, scanKernels, summaryThreads, vectorScanKernel } from './kernels/scan.js';
 import { TILE, TILED_MAX_N, type TiledScanKernels, tiledScanKernels } from './kernels/tiled-scan.js';
 import { compileDeerStep, type DeerStepKernel } from './wgsl/deer-step.js';
@@ -860,11 +869,20 @@ export class WebGpuBackend implements Backend {
   dampedScan(args: DampedScanArgs): Tensor {
     const a = this.get(args.A);
     const c = this.get(args.c);
-    checkDampedScan(args, a.shape, c.shape);
+    const s = checkDampedScan(args, a.shape, c.shape);
     const [B, T, n] = c.shape as [number, number, number];
     const size = c.size;
     const out = this.make(c.shape);
     if (size === 0) return out;
+    if (s > 1) {
+      try {
+        this.dampedScanBlocks(a.buffer, c.buffer, args.lambda, out.buffer, B, T, n, s);
+      } catch (err) {
+        this.dispose(out);
+        throw err;
+      }
+      return out;
+    }
     let P = this.ctx.buffer(4 * size * F32);
     let Q = this.ctx.buffer(4 * size * F32);
     const lam = this.ctx.buffer(Math.max(1, B) * F32);
@@ -885,6 +903,56 @@ export class WebGpuBackend implements Backend {
       this.ctx.release(lam);
     }
     return out;
+  }
+
+  /**
+   * The damped scan with s × s blocks (s > 1) by block parallel cyclic reduction (see
+   * kernels/damped-scan.ts): a setup, then per round (⌈log2 T⌉ of them) a Cholesky factor of every
+   * pivot block, a forward solve per (row, column) and the combine, then a last factor and solve.
+   * P and Q (ping-pong) hold the planes L, D and G; Y the forward-solved columns; the factors live
+   * in the L plane of the buffer the round writes next.
+   */
+  private dampedScanBlocks(
+    A: GPUBuffer,
+    c: GPUBuffer,
+    lambda: ArrayLike<number>,
+    out: GPUBuffer,
+    B: number,
+    T: number,
+    n: number,
+    s: number,
+  ): void {
+    const nb = n / s;
+    const R = B * T * nb;
+    const planes = R * (2 * s * s + s) * F32;
+    // Taken inside the try, so that a refused allocation still releases the ones before it.
+    const scratch: GPUBuffer[] = [];
+    const take = (bytes: number) => {
+      const buf = this.ctx.buffer(bytes);
+      scratch.push(buf);
+      return buf;
+    };
+    try {
+      let P = take(planes);
+      let Q = take(planes);
+      const Y = take(planes);
+      const lam = take(Math.max(1, B) * F32);
+      this.ctx.write(lam, Float32Array.from(lambda));
+      const dims = [R, T, nb, s];
+      const cells = R * s * (s + 1);
+      const columns = R * (2 * s + 1);
+      this.ctx.dispatch(DAMPED_BLOCK_SETUP, 'damped-block-setup', [A, c, lam, P], dims, cells);
+      for (let h = 1; h < T; h *= 2) {
+        this.ctx.dispatch(DAMPED_BLOCK_FACTOR, 'damped-block-factor', [P, Q], dims, R, SERIAL_WG);
+        this.ctx.dispatch(DAMPED_BLOCK_FORWARD, 'damped-block-forward', [P, Q, Y], [...dims, h], columns);
+        this.ctx.dispatch(DAMPED_BLOCK_ROUND, 'damped-block-round', [P, Y, Q], [...dims, h], cells);
+        [P, Q] = [Q, P];
+      }
+      this.ctx.dispatch(DAMPED_BLOCK_FACTOR, 'damped-block-factor', [P, Q], dims, R, SERIAL_WG);
+      this.ctx.dispatch(DAMPED_BLOCK_SOLVE, 'damped-block-solve', [P, Q, out], dims, R, SERIAL_WG);
+    } finally {
+      for (const buf of scratch) this.ctx.release(buf);
+    }
   }
 
   maskTime(x: Tensor, lengths: ArrayLike<number>): Tensor {

@@ -10,7 +10,7 @@ import { runConvergenceStudy, STUDY_FULL, STUDY_METHODS, STUDY_QUICK, type Study
 /** Memory (steps) up to which a contractive problem counts as short-memory in the summary. */
 const SHORT_MEMORY = 100;
 
-const HELP = `deer-study: convergence of DEER, quasi-DEER, quasi-ELK and 'auto' against weight scale
+const HELP = `deer-study: convergence of DEER, quasi-DEER, ELK, quasi-ELK and 'auto' against weight scale
 
   deer-study [--quick] [--backend NAME] [--out DIR]
 

@@ -12,7 +12,7 @@ import {
 } from '@deerjs/core';
 import { trajectoryMemory } from './memory.js';
 
-/** One way of solving: DEER, quasi-DEER, ELK (quasi-ELK here), or 'auto'. */
+/** One way of solving: DEER, quasi-DEER, ELK, quasi-ELK, or 'auto'. */
 export interface StudyMethod {
   readonly id: string;
   readonly options: DeerOptions;
@@ -23,9 +23,8 @@ export interface StudyMethod {
 export const STUDY_METHODS: readonly StudyMethod[] = [
   { id: 'DEER', options: { method: 'deer' } },
   { id: 'quasi-DEER', options: { method: 'deer', jacobian: 'diagonal' } },
-  // ELK's damped step runs on the diagonal of the Jacobian (quasi-ELK); full-Jacobian ELK is not
-  // implemented, so 'ELK' and 'quasi-ELK' are one column.
-  { id: 'quasi-ELK', options: { method: 'elk' } },
+  { id: 'ELK', options: { method: 'elk' } },
+  { id: 'quasi-ELK', options: { method: 'elk', jacobian: 'diagonal' } },
   { id: 'auto', options: { method: 'auto' }, wide: true },
 ];
 

@@ -72,31 +72,59 @@ export function hostNewtonUpdate(
   return { maxAbsDiff: maxAbs, rows };
 }
 
-/** Shapes and λ of a damped scan, checked the same way by every backend. */
+/**
+ * Shapes and λ of a damped scan, checked the same way by every backend. Returns the block size s
+ * of its transitions ([B, T, n/s, s, s]).
+ */
 export function checkDampedScan(
   args: { readonly lambda: ArrayLike<number> },
   aShape: readonly number[],
   cShape: readonly number[],
-): void {
-  const [B, T, n] = cShape;
-  const want = `[${B}, ${T}, ${n}, 1, 1] (diagonal transitions)`;
-  if (aShape.length !== 5 || aShape[0] !== B || aShape[1] !== T || aShape[2] !== n || aShape[3] !== 1 || aShape[4] !== 1) {
+): number {
+  const [B, T, n] = cShape as [number, number, number];
+  const s = aShape[3] ?? 0;
+  const want = `[${B}, ${T}, ${n} / s, s, s] (s × s blocks, s dividing ${n})`;
+  if (
+    aShape.length !== 5 ||
+    aShape[0] !== B ||
+    aShape[1] !== T ||
+    !(s >= 1) ||
+    aShape[4] !== s ||
+    aShape[2]! * s !== n
+  ) {
     throw new ShapeError('dampedScan A', want, `[${aShape.join(', ')}]`);
   }
   if (args.lambda.length !== B) throw new ShapeError('dampedScan lambda', `${B} values`, `${args.lambda.length}`);
-  for (let b = 0; b < B!; b++) {
+  for (let b = 0; b < B; b++) {
     const l = args.lambda[b]!;
     if (!(l >= 0) || !Number.isFinite(l)) throw new ShapeError(`dampedScan lambda[${b}]`, 'a finite λ ≥ 0', String(l));
   }
+  return s;
 }
 
 /**
- * The damped scan with diagonal transitions: for every (b, i) the symmetric tridiagonal system of
- * min Σ_t (δ_t − a_t δ_{t−1} − c_t)² + λ_b δ_t², solved by the Thomas algorithm in float64 (the
- * system is symmetric positive definite, so no pivoting is needed). A is [B, T, n], c and out
- * [B, T, n].
+ * The damped scan on host arrays, in float64: A is [B, T, n/s, s, s] (s = 1: diagonal, [B, T, n]),
+ * c and out [B, T, n]. The system is symmetric positive definite, so neither solver pivots.
  */
 export function hostDampedScan(
+  A: ArrayLike<number>,
+  c: ArrayLike<number>,
+  lambda: ArrayLike<number>,
+  out: TypedArray,
+  B: number,
+  T: number,
+  n: number,
+  s = 1,
+): void {
+  if (s === 1) diagonalDampedScan(A, c, lambda, out, B, T, n);
+  else blockDampedScan(A, c, lambda, out, B, T, n, s);
+}
+
+/**
+ * Diagonal transitions: for every (b, i) the tridiagonal system of
+ * min Σ_t (δ_t − a_t δ_{t−1} − c_t)² + λ_b δ_t², by the Thomas algorithm.
+ */
+function diagonalDampedScan(
   A: ArrayLike<number>,
   c: ArrayLike<number>,
   lambda: ArrayLike<number>,
@@ -128,6 +156,129 @@ export function hostDampedScan(
         out[(b * T + t) * n + i] = next;
       }
     }
+  }
+}
+
+/**
+ * s × s blocks: for every (b, block k) the block-tridiagonal system of
+ * min Σ_t ‖δ_t − A_t δ_{t−1} − c_t‖² + λ_b ‖δ_t‖², whose normal equations are
+ * S_t δ_t − A_t δ_{t−1} − A_{t+1}ᵀ δ_{t+1} = c_t − A_{t+1}ᵀ c_{t+1} with S_t = (1 + λ) I + A_{t+1}ᵀ A_{t+1}
+ * (A_T = 0): block Thomas (block LDLᵀ), each pivot block by its Cholesky factor. The forward sweep
+ * keeps the factors and right-hand sides of all T steps; the backward sweep solves with them.
+ */
+function blockDampedScan(
+  A: ArrayLike<number>,
+  c: ArrayLike<number>,
+  lambda: ArrayLike<number>,
+  out: TypedArray,
+  B: number,
+  T: number,
+  n: number,
+  s: number,
+): void {
+  const nb = n / s;
+  const ss = s * s;
+  const chol = new Float64Array(T * ss); // lower Cholesky factor of each step's pivot block
+  const rhs = new Float64Array(T * s);
+  const Y = new Float64Array(ss); // C_{t−1}⁻¹ A_tᵀ, column-major: column j at j·s
+  const z = new Float64Array(s);
+  const v = new Float64Array(s);
+  const next = new Float64Array(s); // δ_{t+1} in float64, whatever out's type
+  for (let b = 0; b < B; b++) {
+    const lam = lambda[b]!;
+    for (let k = 0; k < nb; k++) {
+      // Block k of A_t starts at blockAt(t); entries of c_t and δ_t for this block at vecAt(t).
+      const blockAt = (t: number) => ((b * T + t) * nb + k) * ss;
+      const vecAt = (t: number) => (b * T + t) * n + k * s;
+      for (let t = 0; t < T; t++) {
+        const S = chol.subarray(t * ss, (t + 1) * ss);
+        const r = rhs.subarray(t * s, (t + 1) * s);
+        // S = (1 + λ) I + A_{t+1}ᵀ A_{t+1} (lower triangle), r = c_t − A_{t+1}ᵀ c_{t+1}.
+        S.fill(0);
+        const ct = vecAt(t);
+        for (let i = 0; i < s; i++) {
+          S[i * s + i] = 1 + lam;
+          r[i] = c[ct + i]!;
+        }
+        if (t + 1 < T) {
+          const a1 = blockAt(t + 1);
+          const c1 = vecAt(t + 1);
+          for (let m = 0; m < s; m++) {
+            const row = a1 + m * s;
+            const cm = c[c1 + m]!;
+            for (let i = 0; i < s; i++) {
+              const ami = A[row + i]!;
+              r[i]! -= ami * cm;
+              for (let j = 0; j <= i; j++) S[i * s + j]! += ami * A[row + j]!;
+            }
+          }
+        }
+        if (t > 0) {
+          // Eliminate δ_{t−1}: S −= A_t S_{t−1}⁻¹ A_tᵀ = YᵀY, r += A_t S_{t−1}⁻¹ r_{t−1} = Yᵀ z.
+          const C = chol.subarray((t - 1) * ss, t * ss);
+          const a0 = blockAt(t);
+          for (let col = 0; col < s; col++) forwardSolve(C, A, a0 + col * s, Y, col * s, s);
+          forwardSolve(C, rhs, (t - 1) * s, z, 0, s);
+          for (let i = 0; i < s; i++) {
+            const yi = i * s;
+            for (let j = 0; j <= i; j++) {
+              const yj = j * s;
+              let sum = 0;
+              for (let m = 0; m < s; m++) sum += Y[yi + m]! * Y[yj + m]!;
+              S[i * s + j]! -= sum;
+            }
+            let g = 0;
+            for (let m = 0; m < s; m++) g += Y[yi + m]! * z[m]!;
+            r[i]! += g;
+          }
+        }
+        cholesky(S, s);
+      }
+      // Backward: δ_t = S_t⁻¹ (r_t + A_{t+1}ᵀ δ_{t+1}).
+      for (let t = T - 1; t >= 0; t--) {
+        for (let i = 0; i < s; i++) v[i] = rhs[t * s + i]!;
+        if (t + 1 < T) {
+          const a1 = blockAt(t + 1);
+          for (let m = 0; m < s; m++) {
+            const dm = next[m]!;
+            for (let i = 0; i < s; i++) v[i]! += A[a1 + m * s + i]! * dm;
+          }
+        }
+        const C = chol.subarray(t * ss, (t + 1) * ss);
+        forwardSolve(C, v, 0, z, 0, s);
+        for (let i = s - 1; i >= 0; i--) {
+          let sum = z[i]!;
+          for (let m = i + 1; m < s; m++) sum -= C[m * s + i]! * next[m]!;
+          next[i] = sum / C[i * s + i]!;
+        }
+        const o = vecAt(t);
+        for (let i = 0; i < s; i++) out[o + i] = next[i]!;
+      }
+    }
+  }
+}
+
+/** In place: the lower triangle of the symmetric positive definite M (s × s) becomes its Cholesky factor. */
+function cholesky(M: Float64Array, s: number): void {
+  for (let j = 0; j < s; j++) {
+    let d = M[j * s + j]!;
+    for (let m = 0; m < j; m++) d -= M[j * s + m]! * M[j * s + m]!;
+    const root = Math.sqrt(d);
+    M[j * s + j] = root;
+    for (let i = j + 1; i < s; i++) {
+      let sum = M[i * s + j]!;
+      for (let m = 0; m < j; m++) sum -= M[i * s + m]! * M[j * s + m]!;
+      M[i * s + j] = sum / root;
+    }
+  }
+}
+
+/** out[o..o+s) = C⁻¹ r[from..from+s) for the lower-triangular C (s × s). */
+function forwardSolve(C: Float64Array, r: ArrayLike<number>, from: number, out: Float64Array, o: number, s: number): void {
+  for (let i = 0; i < s; i++) {
+    let sum = r[from + i]!;
+    for (let m = 0; m < i; m++) sum -= C[i * s + m]! * out[o + m]!;
+    out[o + i] = sum / C[i * s + i]!;
   }
 }
 

@@ -116,12 +116,13 @@ export interface RowUpdate {
 }
 
 /**
- * The damped (Levenberg–Marquardt) linear recurrence with diagonal transitions: the δ that
- * minimises Σ_t ‖δ_t − a_t ⊙ δ_{t−1} − c_t‖² + λ_b Σ_t ‖δ_t‖² (δ_0 = 0) for each batch row b —
- * ELK's trust-region step, the MAP estimate of a Kalman smoother. λ = 0 gives the plain scan.
+ * The damped (Levenberg–Marquardt) linear recurrence: the δ that minimises
+ * Σ_t ‖δ_t − A_t δ_{t−1} − c_t‖² + λ_b Σ_t ‖δ_t‖² (δ_{−1} = 0) for each batch row b — ELK's
+ * trust-region step, the MAP estimate of a Kalman smoother. λ = 0 gives the plain scan. Diagonal
+ * transitions (s = 1) are quasi-ELK's step; s × s blocks (s = n: dense) ELK's.
  */
 export interface DampedScanArgs {
-  /** [B, T, n, 1, 1] diagonal transitions a_t. */
+  /** [B, T, n/s, s, s] transitions A_t in block structure (s = 1: diagonal). */
   readonly A: Tensor;
   /** [B, T, n] offsets c_t. */
   readonly c: Tensor;
@@ -213,8 +214,9 @@ export interface Backend {
   scan(args: ScanArgs): Tensor;
 
   /**
-   * The damped scan (see DampedScanArgs): a symmetric tridiagonal solve along time for every
-   * (b, i), by whatever order suits the backend (Thomas in time order, or parallel cyclic reduction).
+   * The damped scan (see DampedScanArgs): a symmetric positive definite block-tridiagonal solve
+   * along time for every (b, block), by whatever order suits the backend (block Thomas in time
+   * order, or parallel cyclic reduction).
    */
   dampedScan(args: DampedScanArgs): Tensor;
   /**

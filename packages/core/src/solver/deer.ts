@@ -173,6 +173,7 @@ export function recurrenceProblem(
     n,
     blockSize,
     finiteDepth: true,
+    exactJacobian: blockSize % cell.exactBlockSize === 0,
     initial: () => mask(initial()),
     // biome-ignore lint/correctness/useYield: reads nothing; a generator to fit the engine
     *linearize(y, s) {

@@ -198,6 +198,8 @@ function odeProblem(
     blockSize: s,
     // The map at step i depends on both of its endpoints, so T iterations make nothing exact.
     finiteDepth: false,
+    // The interval map's Jacobian comes from the linearised field, not from the map itself.
+    exactJacobian: false,
     initial,
     linearize,
     *evaluate(y) {

@@ -66,8 +66,9 @@ export interface DeerOptions extends SolveOptions {
   readonly onIteration?: (info: IterationInfo) => void;
   /**
    * Newton's step: 'deer' (default) full steps; 'elk' damped steps with a trust region that adapts
-   * (Levenberg–Marquardt on the diagonal of the Jacobian: quasi-ELK), which converge where full
-   * steps overshoot on moderate problems (see the convergence study: not yet on hard ones); 'auto'
+   * (Levenberg–Marquardt on the Jacobian in the structure `jacobian` picks: ELK with the cell's
+   * exact structure, quasi-ELK with 'diagonal'), which converge where full steps overshoot on
+   * moderate problems (see the convergence study: not yet on hard ones); 'auto'
    * evaluates sequentially up front the rows whose dynamics are chaotic (a Lyapunov estimate over
    * the first T/16 steps, or two iteration budgets) or that remember a perturbed start, beyond what
    * their Jacobians carry, for longer than the iteration budget (`stats.memory`), takes DEER's full
@@ -177,15 +178,6 @@ export function resolveDeerOptions(
   if (!['deer', 'elk', 'auto'].includes(method)) {
     throw new UnsupportedOptionError('method', method, "'deer', 'elk' or 'auto'");
   }
-  if (method === 'elk' && jac !== 'auto' && jac !== 'diagonal') {
-    throw new UnsupportedOptionError(
-      'jacobian',
-      jac,
-      "'diagonal' or 'auto' with method 'elk': its damped step uses the diagonal of the Jacobian (quasi-ELK); ELK with full Jacobians is not implemented",
-    );
-  }
-  // ELK's damped step uses the diagonal of the Jacobian, whatever the cell's structure.
-  if (method === 'elk') s = 1;
   const fallback = o.fallback ?? 'sequential';
   if (!['sequential', 'throw', 'none'].includes(fallback)) {
     throw new UnsupportedOptionError('fallback', fallback, "'sequential', 'throw' or 'none'");
