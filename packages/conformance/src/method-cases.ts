@@ -58,6 +58,28 @@ function scaledElman(scale: number, seed: number, inputSeed: number, B: number, 
 /** Lanes of a large GPU: DEER pays on every problem of these cases. */
 const WIDE = 1e9;
 
+/**
+ * A scaled Elman problem (`scaledElman`) that full steps give up on, solved again by 'auto' on a
+ * GPU's lanes: auto must converge without the fallback, as close to the oracle as the rows' own
+ * sequential answer allows. That answer (DEER's fallback) measures how much the problem amplifies
+ * rounding: in float32 it is 1–2e-5 from the float64 oracle, and auto's answer, rounded along
+ * another path (a backend's sequential and Newton paths may use different arithmetic), may be off
+ * by as much again.
+ */
+async function autoWhereDeerFails(ctx: SuiteContext, scale: number, seed: number, inputSeed: number, T: number) {
+  const B = 2;
+  const data = scaledElman(scale, seed, inputSeed, B, T, ctx.dtype);
+  const ref = await oracleTrajectory(ctx.oracle(), data.cell, data, B, T);
+  const plain = await solveOnBackend(ctx.backend(), data.cell, data, B, T, ctx.dtype);
+  expect(plain.stats.fallbackRows, 'full steps alone give the rows up').toBe(B);
+  const wide = withParallelism(ctx.backend(), WIDE);
+  const auto = await solveOnBackend(wide, data.cell, data, B, T, ctx.dtype, { method: 'auto' });
+  expect(auto.stats.converged).toBe(true);
+  expect(auto.stats.fallbackRows).toBe(0);
+  expect(maxAbsDiff(auto.y, ref)).toBeLessThanOrEqual(2 * maxAbsDiff(plain.y, ref) + ctx.tolerance);
+  return { plain: plain.stats, auto: auto.stats };
+}
+
 /** `method`: ELK's damped steps and 'auto', against the float64 sequential oracle. */
 export function defineMethodCases(ctx: SuiteContext): void {
   ctx.test('method/elk-converges', async () => {
@@ -122,25 +144,12 @@ export function defineMethodCases(ctx: SuiteContext): void {
     // (saturated) and short of memory, but full Newton steps from the first guess overshoot
     // through the unsaturated region and DEER runs its budget out; 'auto' switches the rows to
     // damped steps, which its memory probe says finish in time, and converges without the fallback.
-    const [B, T] = [2, 300];
-    const data = scaledElman(8, 12, 101, B, T, ctx.dtype);
-    const ref = await oracleTrajectory(ctx.oracle(), data.cell, data, B, T);
-    const plain = await solveOnBackend(ctx.backend(), data.cell, data, B, T, ctx.dtype);
-    expect(plain.stats.fallbackRows, 'full steps alone give the rows up').toBe(B);
-    const wide = withParallelism(ctx.backend(), WIDE);
-    const auto = await solveOnBackend(wide, data.cell, data, B, T, ctx.dtype, { method: 'auto' });
-    expect(auto.stats.converged).toBe(true);
-    expect(auto.stats.fallbackRows).toBe(0);
-    expect(auto.stats.elkIterations).toBeGreaterThan(0);
-    expect(auto.stats.switches.some((w) => w.includes('→ damped steps'))).toBe(true);
-    expect(auto.stats.residual).toBeLessThanOrEqual(1);
-    // The rows' own sequential answer (DEER's fallback) measures how much this problem amplifies
-    // rounding: in float32 it is 1–2e-5 from the float64 oracle. Auto's answer, rounded along
-    // another path (a backend's sequential and Newton paths may use different arithmetic), may be
-    // off by as much again.
-    const seqError = maxAbsDiff(plain.y, ref);
-    expect(maxAbsDiff(auto.y, ref)).toBeLessThanOrEqual(2 * seqError + ctx.tolerance);
-    ctx.report(`elman ×8 T=${T}: DEER fell back on ${plain.stats.fallbackRows} rows; auto ${auto.stats.deerIterations} full + ${auto.stats.elkIterations} damped steps`);
+    const T = 300;
+    const { plain, auto } = await autoWhereDeerFails(ctx, 8, 12, 101, T);
+    expect(auto.elkIterations).toBeGreaterThan(0);
+    expect(auto.switches.some((w) => w.includes('→ damped steps'))).toBe(true);
+    expect(auto.residual).toBeLessThanOrEqual(1);
+    ctx.report(`elman ×8 T=${T}: DEER fell back on ${plain.fallbackRows} rows; auto ${auto.deerIterations} full + ${auto.elkIterations} damped steps`);
   });
 
   ctx.test('method/auto-chaotic-goes-sequential', async () => {
@@ -167,20 +176,25 @@ export function defineMethodCases(ctx: SuiteContext): void {
     }
   });
 
-  ctx.test('method/auto-long-memory-goes-sequential', async () => {
+  ctx.test('method/auto-long-memory-shoots', async () => {
     // T = 20000: past the iteration budget (100), long enough for the probe (T/16 steps) to reach
-    // it and for the cost model to pick Newton for a scalar cell. Rows
-    // whose perturbed start falls to the other attractor never rejoin the true trajectory: more
-    // memory than the budget, so 'auto' evaluates them sequentially before any Newton work; a
-    // slowly forgetting linear recurrence has no nonlinear memory and runs DEER.
+    // it and for the cost model to pick Newton for a scalar cell. A latch holds whichever attractor
+    // it sits at until a pulse (±6, every 500 steps) sets it: a start on the wrong attractor stays
+    // wrong for up to 500 steps, more memory than the budget, so 'auto' sends the rows to parallel
+    // shooting, where a chunk that starts wrong is set right by the next pulse within ~4 chunks.
+    // A slowly forgetting linear recurrence has no nonlinear memory and runs DEER.
     const backend = withParallelism(ctx.backend(), WIDE);
     const [B, T] = [8, 20_000];
-    const x = backend.tensor(new Float64Array(B * T), [B, T, 1], ctx.dtype);
-    try {
-      for (const [cell, h0] of [
-        [latch(), 0.05],
-        [leaky(), 1],
-      ] as const) {
+    const pulses = new Float64Array(B * T);
+    for (let b = 0; b < B; b++) {
+      for (let t = (250 + 13 * b) % 500; t < T; t += 500) pulses[b * T + t] = Math.floor(t / 500) % 2 ? 6 : -6;
+    }
+    for (const [cell, h0] of [
+      [latch(), 0.05],
+      [leaky(), 1],
+    ] as const) {
+      const x = backend.tensor(cell.name === 'latch' ? pulses : new Float64Array(B * T), [B, T, 1], ctx.dtype);
+      try {
         const opts = { h0: new Array<number>(B).fill(h0) };
         const { y, stats } = await deer(backend, cell, {}, x, { ...opts, method: 'auto' });
         const got = await backend.read(y);
@@ -189,21 +203,37 @@ export function defineMethodCases(ctx: SuiteContext): void {
         const seq = await backend.read(ys);
         backend.dispose(ys);
         expect(maxAbsDiff(got, seq), cell.name).toBeLessThanOrEqual(ctx.tolerance);
+        expect(stats.converged, cell.name).toBe(true);
+        expect(stats.fallbackRows, cell.name).toBe(0);
         if (cell.name === 'latch') {
           expect(stats.lyapunov!, 'contractive at its attractor').toBeLessThan(0);
-          expect(stats.memory!).toBe(101);
-          expect(stats.fallbackRows).toBeGreaterThan(0);
-          expect(stats.switches.some((w) => w.includes('remember a perturbed start'))).toBe(true);
+          expect(stats.memory!).toBeGreaterThan(100);
+          expect(stats.switches.some((w) => w.includes('remember a perturbed start') && w.endsWith('→ parallel shooting'))).toBe(true);
+          // A wrong start is set right within ~500 / (T / √T) ≈ 4 chunks, not the ~140 of T.
+          expect(stats.shootingSweeps).toBeGreaterThanOrEqual(2);
+          expect(stats.shootingSweeps).toBeLessThanOrEqual(10);
         } else {
-          expect(stats.converged).toBe(true);
-          expect(stats.fallbackRows).toBe(0);
+          expect(stats.shootingSweeps).toBe(0);
           expect(stats.memory!).toBeLessThanOrEqual(1);
         }
-        ctx.report(`${cell.name}: memory ${stats.memory}, ${stats.fallbackRows} of ${B} rows sequential, ${stats.iterations} iterations`);
+        ctx.report(`${cell.name}: memory ${stats.memory}, ${stats.iterations} iterations, ${stats.shootingSweeps} sweeps of parallel shooting`);
+      } finally {
+        backend.dispose(x);
       }
-    } finally {
-      backend.dispose(x);
     }
+  });
+
+  ctx.test('method/auto-shooting-finishes-long-memory-rows', async () => {
+    // Elman ×12, T = 1000: contractive along its trajectory (saturated) but holding a wrong state
+    // for more steps than Newton's budget can carry one per iteration; DEER and ELK give the rows
+    // up. 'auto' sends them to parallel shooting (chunks forget a wrong start within their
+    // memory), which converges in a few sweeps without the fallback.
+    const T = 1000;
+    const { plain, auto } = await autoWhereDeerFails(ctx, 12, 13, 103, T);
+    expect(auto.shootingSweeps).toBeGreaterThanOrEqual(2);
+    expect(auto.shootingSweeps, 'far fewer than the chunks').toBeLessThanOrEqual(12);
+    expect(auto.switches.some((w) => w.includes('by parallel shooting'))).toBe(true);
+    ctx.report(`elman ×12 T=${T}: DEER fell back on ${plain.fallbackRows} rows; auto ${auto.iterations} iterations + ${auto.shootingSweeps} sweeps of parallel shooting`);
   });
 
   ctx.test('method/auto-cost-model', async () => {

@@ -80,6 +80,30 @@ export function defineOpCases(ctx: SuiteContext): void {
     for (const t of [x, fill, cat, ...Object.values(results)]) backend.dispose(t);
   });
 
+  ctx.test('ops/reshape', async () => {
+    // Time folded into the batch and back ([B, K·L, m] ↔ [B·K, L, m]): the same entries in order.
+    const backend = ctx.backend();
+    const data = new Rng(6).normalArray(2 * 6 * 3).map(ctx.dtype === 'float32' ? Math.fround : (v) => v);
+    const x = backend.tensor(data, [2, 6, 3], ctx.dtype);
+    const folded = backend.reshape(x, [4, 3, 3]);
+    const back = backend.reshape(folded, [2, 6, 3]);
+    const last = backend.timeStep(folded, 2);
+    const flat = backend.reshape(last, [2, 2, 3]);
+    try {
+      expect(folded.shape).toEqual([4, 3, 3]);
+      expect(back.shape).toEqual([2, 6, 3]);
+      expect(Array.from(await backend.read(folded))).toEqual(Array.from(data));
+      expect(Array.from(await backend.read(back))).toEqual(Array.from(data));
+      // Each folded row's last step, regrouped per batch row: steps 2 and 5 of every row.
+      const want = [0, 1].flatMap((b) => [2, 5].flatMap((t) => Array.from(data.subarray((b * 6 + t) * 3, (b * 6 + t + 1) * 3))));
+      expect(Array.from(await backend.read(flat))).toEqual(want);
+      expect(() => backend.reshape(x, [5, 7])).toThrow(ShapeError);
+      expect(() => backend.reshape(x, [36, -1])).toThrow(ShapeError);
+    } finally {
+      for (const t of [x, folded, back, last, flat]) backend.dispose(t);
+    }
+  });
+
   ctx.test('ops/reductions-and-newton-update', async () => {
     const backend = ctx.backend();
     const rng = new Rng(5);

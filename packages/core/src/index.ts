@@ -1,5 +1,5 @@
 export { HostStep, hostSequential, type StepSources } from './backend/host-step.js';
-export { checkDampedScan, hostCapTransitions, hostDampedScan, hostNewtonUpdate } from './backend/host-update.js';
+export { checkDampedScan, checkReshape, hostCapTransitions, hostDampedScan, hostNewtonUpdate } from './backend/host-update.js';
 export { withCapabilities } from './backend/with-capabilities.js';
 export { scanThenUpdate } from './solver/solve.js';
 export type { StepProgram } from './backend/program.js';
@@ -78,9 +78,11 @@ export {
   type DeerEstimate,
   EXACT_ITERATIONS,
   ITERATION_OVERHEAD,
+  planShooting,
   planSolve,
   QUASI_ITERATIONS,
   type CostOptions,
+  type ShootingPlan,
   type SolvePlan,
   stepCost,
 } from './solver/plan.js';

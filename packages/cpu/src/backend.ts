@@ -4,6 +4,7 @@ import {
   type DType,
   DTypeError,
   checkDampedScan,
+  checkReshape,
   type DampedScanArgs,
   HostStep,
   hostCapTransitions,
@@ -284,6 +285,14 @@ export class CpuBackend implements Backend {
         t0 += len;
       }
     }
+    return out;
+  }
+
+  reshape(x: Tensor, shape: readonly number[]): Tensor {
+    const src = this.get(x);
+    checkReshape(src.shape, shape);
+    const out = this.make(shape, src.dtype);
+    out.data.set(src.data);
     return out;
   }
 

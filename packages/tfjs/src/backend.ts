@@ -2,6 +2,7 @@ import {
   type Backend,
   type BackendCapabilities,
   checkDampedScan,
+  checkReshape,
   type DampedScanArgs,
   type DeerStepInputs,
   type DType,
@@ -436,6 +437,12 @@ export class TfjsBackend implements Backend {
         1,
       ),
     );
+  }
+
+  reshape(x: Tensor, shape: readonly number[]): Tensor {
+    const src = this.unwrap(x);
+    checkReshape(src.shape, shape);
+    return this.own(this.tf.reshape(src, [...shape]));
   }
 
   timeStep(x: Tensor, t: number): Tensor {

@@ -2,6 +2,7 @@ import {
   type Backend,
   type BackendCapabilities,
   checkDampedScan,
+  checkReshape,
   type DampedScanArgs,
   type DeerStepInputs,
   type DeviceCounters,
@@ -692,6 +693,14 @@ export class WebGpuBackend implements Backend {
       [out.size, T, inner],
       out.size,
     );
+    return out;
+  }
+
+  reshape(x: Tensor, shape: readonly number[]): Tensor {
+    const src = this.get(x);
+    checkReshape(src.shape, shape);
+    const out = this.make(shape);
+    if (src.size > 0) this.ctx.encode((enc) => enc.copy(src.buffer, 0, out.buffer, 0, src.size * F32));
     return out;
   }
 

@@ -15,7 +15,8 @@ const HELP = `deer-study: convergence of DEER, quasi-DEER, ELK, quasi-ELK and 'a
   deer-study [--quick] [--backend NAME] [--out DIR]
 
   For GRU and Elman cells (n = 8) whose parameters are scaled 0.5× … 12×, the fraction of
-  batch rows each method solves without the sequential fallback, its iterations, its time over
+  batch rows each method solves without the sequential fallback, its iterations ('auto': plus
+  its sweeps of parallel shooting, "+Nsw", for the rows Newton gave up), its time over
   sequential evaluation, and each problem's estimated largest Lyapunov exponent (< 0: perturbations
   shrink along the trajectory) and its memory (the most steps a trajectory started from a random
   state takes to join the true one: far from the solution a Newton method's linear model is wrong,
@@ -44,8 +45,11 @@ function parse(argv: readonly string[]): { quick: boolean; backend: string; out?
 }
 
 function row(p: StudyProblem): string {
-  const cells = p.runs.map((r) => `${r.convergedRows}/${r.rows} ${String(r.iterations).padStart(3)}it ${r.timeRatio.toFixed(1).padStart(5)}×`);
-  return [p.family.padEnd(6), `${p.scale}×`.padStart(5), p.lyapunov.toFixed(3).padStart(7), String(p.memory).padStart(5), ...cells.map((c) => c.padStart(18))].join(' ');
+  const cells = p.runs.map(
+    (r) =>
+      `${r.convergedRows}/${r.rows} ${String(r.iterations).padStart(3)}it${r.shootingSweeps > 0 ? `+${r.shootingSweeps}sw` : ''} ${r.timeRatio.toFixed(1).padStart(5)}×`,
+  );
+  return [p.family.padEnd(6), `${p.scale}×`.padStart(5), p.lyapunov.toFixed(3).padStart(7), String(p.memory).padStart(5), ...cells.map((c) => c.padStart(22))].join(' ');
 }
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -62,7 +66,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const backend = await openBackend(args.backend, dtype);
   const cfg = { ...config, dtype };
   const json = path.join(dir, 'study.json');
-  const header = ['family', 'scale', '   lyap', '  mem', ...STUDY_METHODS.map((m) => m.id.padStart(18))].join(' ');
+  const header = ['family', 'scale', '   lyap', '  mem', ...STUDY_METHODS.map((m) => m.id.padStart(22))].join(' ');
   process.stdout.write(`deer-study on ${backend.name} (${backend.capabilities.device}), ${dtype}, T = ${cfg.T}, B = ${cfg.B}, n = ${cfg.n}\n${header}\n`);
   const save = (problems: readonly StudyProblem[]) =>
     writeFileSync(

@@ -62,6 +62,8 @@ export interface StudyRun {
   /** Rows that converged without the sequential fallback, of B. */
   readonly convergedRows: number;
   readonly iterations: number;
+  /** Sweeps of parallel shooting ('auto', for the rows Newton gave up). */
+  readonly shootingSweeps: number;
   readonly stopReason: string;
   /** Wall time over the time of `sequential` on the same problem. */
   readonly timeRatio: number;
@@ -137,6 +139,7 @@ export async function runConvergenceStudy(
               rows: config.B,
               convergedRows: config.B - r.stats.fallbackRows,
               iterations: r.stats.iterations,
+              shootingSweeps: r.stats.shootingSweeps,
               stopReason: r.stats.stopReason,
               timeRatio: ms / sequentialMs,
               maxError: err,

@@ -72,6 +72,14 @@ export function hostNewtonUpdate(
   return { maxAbsDiff: maxAbs, rows };
 }
 
+/** A reshape keeps the number of entries; every extent a non-negative integer. */
+export function checkReshape(from: readonly number[], to: readonly number[]): void {
+  const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+  if (!to.every((d) => Number.isInteger(d) && d >= 0) || size(to) !== size(from)) {
+    throw new ShapeError('reshape', `a shape of ${size(from)} entries ([${from.join(', ')}])`, `[${to.join(', ')}]`);
+  }
+}
+
 /**
  * Shapes and λ of a damped scan, checked the same way by every backend. Returns the block size s
  * of its transitions ([B, T, n/s, s, s]).

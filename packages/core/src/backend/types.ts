@@ -239,6 +239,11 @@ export interface Backend {
   concatTime(parts: readonly Tensor[]): Tensor;
   /** x[:, t] as [B, ...rest]. */
   timeStep(x: Tensor, t: number): Tensor;
+  /**
+   * x's entries in the same (row-major) order under another shape of the same size, as a new
+   * tensor: e.g. [B, K·L, m] ↔ [B·K, L, m], time folded into the batch (`checkReshape`).
+   */
+  reshape(x: Tensor, shape: readonly number[]): Tensor;
   /** Sanitize a raw Newton iterate and measure its change; the only per-iteration read. */
   newtonUpdate(yRaw: Tensor, yOld: Tensor, opts: NewtonUpdateOptions): Promise<NewtonUpdate>;
   /**

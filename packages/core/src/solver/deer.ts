@@ -18,8 +18,9 @@ import {
   prepareParams,
   windowLengths,
 } from './validate.js';
-import { planSolve, type SolvePlan } from './plan.js';
+import { planShooting, planSolve, type SolvePlan } from './plan.js';
 import { probeDynamics } from './probes.js';
+import { shoot } from './shooting.js';
 import { chooseWindow } from './window.js';
 
 export interface DeerStats {
@@ -60,12 +61,18 @@ export interface DeerStats {
   readonly elkIterations: number;
   /** What 'auto' decided and why, one line per decision (e.g. "row 2 stagnated under DEER → ELK"). */
   readonly switches: readonly string[];
+  /**
+   * 'auto': sweeps of parallel shooting, summed over windows — the rows Newton gave up (chaotic
+   * ones aside: they go sequential) run in chunks side by side until each chunk continues its
+   * predecessor; rows it finishes count as converged, not as fallen back.
+   */
+  readonly shootingSweeps: number;
   /** 'auto': the largest estimated Lyapunov exponent per step over the rows (> 0: chaotic). */
   readonly lyapunov: number | undefined;
   /**
    * 'auto': the largest per-row memory measured — steps a trajectory from a perturbed start took to
    * join the true one (within 1e-2 relative) —, up to the iteration budget + 1; rows above the
-   * budget were evaluated sequentially ('longMemory'). Absent where not measured (T within budget).
+   * budget go to parallel shooting ('longMemory'). Absent where not measured (T within budget).
    */
   readonly memory?: number;
   /**
@@ -191,6 +198,23 @@ export function recurrenceProblem(
     // biome-ignore lint/correctness/useYield: as above
     *evaluate(y) {
       return evalAt(y, false).r;
+    },
+    *shoot(rows, tol) {
+      const { parallelism, iterationOverhead, sequentialStep } = backend.capabilities;
+      const plan = planShooting(cell, rows.length, T, parallelism, { iterationOverhead, sequentialStep });
+      if (!plan) return null;
+      const all = rows.length === B;
+      const xs = all ? x : backend.gatherRows(x, rows);
+      const y0s = all ? y0 : backend.gatherRows(y0, rows);
+      try {
+        const shot = yield* shoot(backend, cell.stepProgram(), { input: xs, y0: y0s, params }, plan, tol, plan.maxSweeps);
+        return { ...shot, y: mask(shot.y, all ? undefined : rows), chunks: plan.chunks, length: plan.length };
+      } finally {
+        if (!all) {
+          backend.dispose(xs);
+          backend.dispose(y0s);
+        }
+      }
     },
     // biome-ignore lint/correctness/useYield: as above
     *sequential(rows) {

@@ -83,6 +83,15 @@ export interface NewtonProblem {
   evaluate(y: Tensor): Solve<Tensor>;
   /** The exact step-by-step answer for the rows `rows`: [rows.length, T, n]. */
   sequential(rows: readonly number[]): Solve<Tensor>;
+  /**
+   * The rows `rows` by parallel shooting (`shooting.ts`): y [rows.length, T, n], which rows met
+   * the tolerance, the sweeps and the chunks; null where it cannot pay on this backend (sweeps
+   * that would cost more than two sequential passes). Absent where it does not apply.
+   */
+  shoot?(
+    rows: readonly number[],
+    tol: { atol: number; rtol: number },
+  ): Solve<{ y: Tensor; converged: Uint8Array; sweeps: number; chunks: number; length: number } | null>;
   /** Free what the problem made for its window (slices of inputs). */
   release?(): void;
 }
@@ -114,6 +123,8 @@ export interface EngineStats {
   deerIterations: number;
   elkIterations: number;
   switches: string[];
+  /** 'auto': sweeps of parallel shooting (summed over windows). */
+  shootingSweeps: number;
   lyapunov: number | undefined;
   /** 'auto': the largest per-row memory measured (steps; budget + 1 means longer than the budget). */
   memory?: number;
@@ -138,6 +149,7 @@ export function newEngineStats(method: NewtonMethod = 'deer'): EngineStats {
     deerIterations: 0,
     elkIterations: 0,
     switches: [],
+    shootingSweeps: 0,
     lyapunov: undefined,
   };
 }
@@ -230,6 +242,7 @@ export function* newtonWindow(
     frontSince: new Uint32Array(B),
     deadline: new Float64Array(B).fill(Number.POSITIVE_INFINITY),
     memory: new Float64Array(B).fill(Number.NaN),
+    nearChaos: false,
   };
   const { status, reason } = w;
   const residualFails = new Uint32Array(B);
@@ -252,6 +265,7 @@ export function* newtonWindow(
       }
       const chaotic = count(Row.Failed);
       if (chaotic > 0) stats.switches.push(`window ${where.window}: ${chaotic} chaotic rows → sequential`);
+      w.nearChaos = nearChaos(probe.lyapunov, T, opts);
       // Rows that hold a perturbation, beyond what their Jacobians carry, for longer than the
       // budget: far from the solution Newton learns about one step per iteration there, so it
       // would run the budget out and fall back anyway (deer-study).
@@ -262,7 +276,8 @@ export function* newtonWindow(
           if (status[b] === Row.Active && probe.memory[b]! > budget) fail(w, b, 'longMemory');
         }
         const long = count(Row.Failed) - chaotic;
-        if (long > 0) stats.switches.push(`window ${where.window}: ${long} rows remember a perturbed start for more than ${budget} steps (the iteration budget) → sequential`);
+        const next = problem.shoot && !w.nearChaos ? 'parallel shooting' : `sequential${problem.shoot ? ' (a row of the batch is within the margin of chaos: shooting rows of unmeasured memory would take about as many sweeps as chunks)' : ''}`;
+        if (long > 0) stats.switches.push(`window ${where.window}: ${long} rows remember a perturbed start for more than ${budget} steps (the iteration budget) → ${next}`);
       }
     }
     while (count(Row.Active) > 0) {
@@ -289,17 +304,21 @@ export function* newtonWindow(
         if (method === 'auto') {
           // A row that full steps fail (overshoot, overflow, slow progress) gets one more chance:
           // damped steps (a trust region on the linear model's transitions) where they can finish
-          // within the budget, else full steps judged patiently; a row that fails that too goes to
-          // the sequential fallback.
+          // within the budget, else parallel shooting (after the loop, `shootFailedRows`) where
+          // its sweeps are foreseeable, else full steps judged patiently; a row that fails that
+          // too goes to the sequential fallback.
           for (const b of gaveUp) {
+            const shoots = problem.shoot !== undefined && (w.memory[b]! <= budget || !w.nearChaos);
+            const after = shoots ? 'parallel shooting' : 'sequential';
             if (!w.damped[b] && !w.patient[b] && iterations < budget) {
               const need = dampedIterations(w.memory[b]!, opts);
               const damped = iterations + need <= budget;
-              stats.switches.push(`window ${where.window}, iteration ${iterations}: row ${b}${Number.isFinite(w.memory[b]!) ? ` (memory ${w.memory[b]})` : ''} ${reason[b]} under DEER → ${damped ? 'damped steps' : 'full steps, judged patiently'}`);
+              const next = damped ? 'damped steps' : shoots ? after : 'full steps, judged patiently';
+              stats.switches.push(`window ${where.window}, iteration ${iterations}: row ${b}${Number.isFinite(w.memory[b]!) ? ` (memory ${w.memory[b]})` : ''} ${reason[b]} under DEER → ${next}`);
               if (damped) startDamped(w, b, Number.isFinite(w.memory[b]!) ? iterations + 2 * need : Number.POSITIVE_INFINITY);
-              else resumePatient(w, b);
+              else if (!shoots) resumePatient(w, b);
             } else {
-              stats.switches.push(`window ${where.window}, iteration ${iterations}: row ${b} ${reason[b]} under ${w.damped[b] ? 'damped steps' : 'DEER'} → sequential`);
+              stats.switches.push(`window ${where.window}, iteration ${iterations}: row ${b} ${reason[b]} under ${w.damped[b] ? 'damped steps' : 'DEER'} → ${after}`);
             }
           }
         }
@@ -333,6 +352,7 @@ export function* newtonWindow(
         stats.residual = Math.max(stats.residual, w.maxResidual[b]!);
       }
     }
+    if (method === 'auto' && problem.shoot) y = yield* shootFailedRows(backend, problem, y, w, stats, opts, where.window, budget);
     const failed = [...status.keys()].filter((b) => status[b] === Row.Failed);
     if (failed.length === 0) return y;
     stats.converged = false;
@@ -378,6 +398,64 @@ export function* newtonWindow(
   }
 }
 
+/**
+ * Whether some row's largest Lyapunov exponent is within the margin of 0 at which a perturbation,
+ * decaying at that rate, would not fall from order 1 to the tolerance in T/2 steps:
+ * λ > −2·ln(1/(atol + rtol))/T. The rows share the recurrence (only inputs and h0 differ), so such
+ * a row says it has regimes where perturbations barely decay, and the probe's short estimates for
+ * the other rows are not to be trusted there (deer-study: rows of GRU 8× and 12× whose probe gave
+ * λ ≈ −0.05 needed 31–45 sweeps of 45 chunks, rows of systems clear of the margin 4–17).
+ */
+function nearChaos(lyapunov: ArrayLike<number>, T: number, tol: { atol: number; rtol: number }): boolean {
+  const margin = (2 * Math.log(1 / (tol.atol + tol.rtol))) / T;
+  return Array.prototype.some.call(lyapunov, (l: number) => l > -margin);
+}
+
+/**
+ * 'auto': the rows Newton gave up, chaotic ones aside, by parallel shooting — on a contractive
+ * recurrence each chunk forgets a wrong start, which is exactly where Newton's linear model learns
+ * one step per iteration (long memory). A row goes only where its sweeps are foreseeable: its
+ * memory was measured within the budget, or the recurrence is clear of the margin of chaos
+ * (`nearChaos`). Rows that meet the tolerance are merged into y and converged; the others stay
+ * failed for the fallback. Returns the new y (the old one disposed).
+ */
+function* shootFailedRows(
+  backend: Backend,
+  problem: NewtonProblem,
+  y: Tensor,
+  w: WindowState,
+  stats: EngineStats,
+  tol: { atol: number; rtol: number },
+  window: number,
+  budget: number,
+): Solve<Tensor> {
+  const rows = [...w.status.keys()].filter(
+    (b) => w.status[b] === Row.Failed && w.reason[b] !== 'chaotic' && (w.memory[b]! <= budget || !w.nearChaos),
+  );
+  if (rows.length === 0) return y;
+  const shot = yield* problem.shoot!(rows, tol);
+  if (!shot) return y;
+  stats.shootingSweeps += shot.sweeps;
+  const done = rows.filter((_, k) => shot.converged[k] === 1);
+  stats.switches.push(
+    `window ${window}: rows ${rows.join(', ')} by parallel shooting (${shot.chunks} chunks of ${shot.length} steps): ${done.length} converged in ${shot.sweeps} sweeps`,
+  );
+  try {
+    if (done.length === 0) return y;
+    const pick = done.length === rows.length ? shot.y : backend.gatherRows(shot.y, rows.flatMap((b, k) => (shot.converged[k] ? [k] : [])));
+    try {
+      const merged = backend.scatterRows(y, done, pick);
+      backend.dispose(y);
+      for (const b of done) w.status[b] = Row.Converged;
+      return merged;
+    } finally {
+      if (pick !== shot.y) backend.dispose(pick);
+    }
+  } finally {
+    backend.dispose(shot.y);
+  }
+}
+
 /** Per-row bookkeeping of one window. */
 interface WindowState {
   readonly status: Uint8Array;
@@ -417,6 +495,8 @@ interface WindowState {
   readonly deadline: Float64Array;
   /** 'auto': each row's probed nonlinear memory (steps; NaN where not measured). */
   readonly memory: Float64Array;
+  /** 'auto': whether the probe found a row within the margin of chaos (`nearChaos`). */
+  nearChaos: boolean;
 }
 
 function fail(w: WindowState, b: number, why: StopReason): void {

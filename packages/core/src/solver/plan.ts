@@ -1,5 +1,6 @@
 import type { Cell } from '../cell/cell.js';
 import { type Graph, liveNodes, matrixLayout, type NodeId, paramSpec, type UnaryFn } from '../cell/graph.js';
+import type { Chunking } from './shooting.js';
 
 /**
  * The cost model behind `method: 'auto'`: which Jacobian structure DEER should use, and whether
@@ -106,8 +107,7 @@ export function planSolve(
     const check = (B * T * f) / lanes;
     return { blockSize: s, iterations, perIteration, total: iterations * perIteration + check };
   });
-  const spread = costs.sequentialStep;
-  const perStep = spread && n >= 8 ? Math.max(f / spread.spread, spread.floor) : f;
+  const perStep = sequentialStepCost(n, f, costs);
   const sequential = T * perStep * Math.ceil(B / lanes);
   const best = deer.reduce((a, b) => (b.total < a.total ? b : a));
   const ratio = best.total / sequential;
@@ -127,4 +127,45 @@ export function planSolve(
     deer,
     reason: `cost model (${lanes} lanes): DEER with the ${what} estimated ${fmt(1 / ratio)}× faster than sequential`,
   };
+}
+
+/** One step of sequential evaluation of a state of n with step work f (see `sequentialStep`). */
+function sequentialStepCost(n: number, f: number, costs: CostOptions): number {
+  const spread = costs.sequentialStep;
+  return spread && n >= 8 ? Math.max(f / spread.spread, spread.floor) : f;
+}
+
+/** How parallel shooting cuts time, and the sweeps it may take. */
+export interface ShootingPlan extends Chunking {
+  readonly maxSweeps: number;
+}
+
+/**
+ * Parallel shooting (`shooting.ts`) for `rows` rows of T steps: about √T chunks, which balances a
+ * sweep's depth (L steps) against the sweeps a row needs (about its memory / L + 2), no more than
+ * the lanes hold; and as many sweeps as cost at most twice a sequential pass of the same rows
+ * (each sweep runs rows · K chunks of L steps side by side and pays the round trip of its check),
+ * never more than K + 1, by which every chunk is exact. Unlimited lanes where none are stated.
+ * Null where shooting cannot pay: one chunk, or fewer than two sweeps (one cannot confirm a guess).
+ */
+export function planShooting(
+  cell: Cell,
+  rows: number,
+  T: number,
+  lanes: number | undefined,
+  costs: CostOptions = {},
+): ShootingPlan | null {
+  let K = Math.max(1, Math.ceil(Math.sqrt(T)));
+  if (lanes !== undefined) K = Math.max(1, Math.min(K, Math.floor(lanes / Math.max(1, rows))));
+  const length = Math.ceil(T / K);
+  const chunks = Math.ceil(T / length);
+  let maxSweeps = chunks + 1;
+  if (lanes !== undefined) {
+    const program = cell.stepProgram();
+    const perStep = sequentialStepCost(cell.stateSize, stepCost(program.graph, program.outputs), costs);
+    const sequential = T * perStep * Math.ceil(rows / lanes);
+    const sweep = length * perStep * Math.ceil((rows * chunks) / lanes) + (costs.iterationOverhead ?? ITERATION_OVERHEAD);
+    maxSweeps = Math.min(maxSweeps, Math.floor((2 * sequential) / sweep));
+  }
+  return chunks < 2 || maxSweeps < 2 ? null : { chunks, length, maxSweeps };
 }
