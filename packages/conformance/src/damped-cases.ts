@@ -1,4 +1,4 @@
-import { Rng } from '@deerjs/core';
+import { Rng, ShapeError } from '@deerjs/core';
 import { expect } from 'vitest';
 import type { SuiteContext } from './context.js';
 import { maxAbsDiff } from './fixtures.js';
@@ -103,4 +103,38 @@ export function defineDampedScanCases(ctx: SuiteContext): void {
       }
     });
   }
+
+  ctx.test('ops/damped-scan/bad-input', async () => {
+    // Typed errors, not a wrong answer: blocks that are not square or do not tile n, λ that is
+    // negative, NaN or not one per row.
+    const backend = ctx.backend();
+    const [B, T, n] = [2, 5, 4];
+    const c = backend.tensor(new Float64Array(B * T * n), [B, T, n], ctx.dtype);
+    const shapes = [
+      [B, T, 2, 2, 1],
+      [B, T, 1, 3, 3],
+      [B, T + 1, 2, 2, 2],
+      [B, T, n],
+    ];
+    try {
+      for (const shape of shapes) {
+        const A = backend.zeros(shape, ctx.dtype);
+        try {
+          expect(() => backend.dampedScan({ A, c, lambda: [1, 1] }), `A [${shape.join(', ')}]`).toThrow(ShapeError);
+        } finally {
+          backend.dispose(A);
+        }
+      }
+      const A = backend.zeros([B, T, 2, 2, 2], ctx.dtype);
+      try {
+        for (const lambda of [[1], [1, -1], [1, Number.NaN], [Number.POSITIVE_INFINITY, 1]]) {
+          expect(() => backend.dampedScan({ A, c, lambda }), `λ ${lambda}`).toThrow(ShapeError);
+        }
+      } finally {
+        backend.dispose(A);
+      }
+    } finally {
+      backend.dispose(c);
+    }
+  });
 }
