@@ -81,16 +81,16 @@ describe('cost model (method: auto)', () => {
 
   it('parallel shooting: about √T chunks within the lanes, sweeps within two sequential passes', () => {
     const gru = cells.gru({ inputSize: 8, hiddenSize: 8 });
-    // Unstated lanes: √T chunks and every sweep the prefix argument needs (K + 1).
-    expect(planShooting(gru, 4, 2000, undefined)).toEqual({ chunks: 45, length: 45, maxSweeps: 46 });
-    expect(planShooting(gru, 4, 10_000, undefined)).toEqual({ chunks: 100, length: 100, maxSweeps: 101 });
+    // Unstated lanes: √T chunks and every sweep the prefix argument needs (K).
+    expect(planShooting(gru, 4, 2000, undefined)).toEqual({ chunks: 45, length: 45, maxSweeps: 45 });
+    expect(planShooting(gru, 4, 10_000, undefined)).toEqual({ chunks: 100, length: 100, maxSweeps: 100 });
     // A GPU's lanes and round trip: the same chunks, as many sweeps as two sequential passes pay for.
     const h200 = { iterationOverhead: 200_000, sequentialStep: { spread: 12, floor: 700 } };
     const gpu = planShooting(gru, 4, 100_000, 65536, h200)!;
     expect(gpu.chunks).toBe(317);
     const step = 700;
     const sweep = gpu.length * step + 200_000;
-    expect(gpu.maxSweeps).toBe(Math.min(gpu.chunks + 1, Math.floor((2 * 100_000 * step) / sweep)));
+    expect(gpu.maxSweeps).toBe(Math.min(gpu.chunks, Math.floor((2 * 100_000 * step) / sweep)));
     // Chunks limited by the lanes: 64 lanes over 16 rows hold 4 chunks.
     expect(planShooting(gru, 16, 10_000, 64)!.chunks).toBe(4);
     // One lane: a sweep costs a whole pass, no chunks to run side by side; T = 1 is one chunk.

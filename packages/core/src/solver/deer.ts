@@ -163,6 +163,10 @@ export function recurrenceProblem(
     backend.dispose(t);
     return masked;
   };
+  const shootingPlan = (rows: number) => {
+    const { parallelism, iterationOverhead, sequentialStep } = backend.capabilities;
+    return planShooting(cell, rows, T, parallelism, { iterationOverhead, sequentialStep });
+  };
   /** r = f(y_{t−1}, x_t) − y_t (and J), in one step program. */
   const evalAt = (y: Tensor, withJacobian: boolean, s = blockSize) => {
     const yPrev = backend.shiftTime(y, y0, 1);
@@ -199,16 +203,23 @@ export function recurrenceProblem(
     *evaluate(y) {
       return evalAt(y, false).r;
     },
+    canShoot: (rows) => shootingPlan(rows) !== null,
     *shoot(rows, tol) {
-      const { parallelism, iterationOverhead, sequentialStep } = backend.capabilities;
-      const plan = planShooting(cell, rows.length, T, parallelism, { iterationOverhead, sequentialStep });
+      const plan = shootingPlan(rows.length);
       if (!plan) return null;
       const all = rows.length === B;
       const xs = all ? x : backend.gatherRows(x, rows);
       const y0s = all ? y0 : backend.gatherRows(y0, rows);
       try {
         const shot = yield* shoot(backend, cell.stepProgram(), { input: xs, y0: y0s, params }, plan, tol, plan.maxSweeps);
-        return { ...shot, y: mask(shot.y, all ? undefined : rows), chunks: plan.chunks, length: plan.length };
+        let y: Tensor;
+        try {
+          y = mask(shot.y, all ? undefined : rows);
+        } catch (err) {
+          backend.dispose(shot.y);
+          throw err;
+        }
+        return { ...shot, y, chunks: plan.chunks, length: plan.length };
       } finally {
         if (!all) {
           backend.dispose(xs);
@@ -280,8 +291,10 @@ function* deerSolve(
     }
     s = plan.choice;
   }
-  const W =
-    opts.window ?? chooseWindow(backend, { B, T, n, s, dtype, extra: 0, jacobians: 1, lastHasExtra: false });
+  // ELK's damped scan keeps workspace beside A: webgpu's cyclic reduction holds two buffers of
+  // 4 values per (b, t, i) for the diagonal, three of 2s + 1 per (b, t, i) for s × s blocks.
+  const workspace = opts.method !== 'elk' ? { largest: 1, jacobians: 1 } : s === 1 ? { largest: 4, jacobians: 9 } : { largest: (2 * s + 1) / s, jacobians: 1 + (3 * (2 * s + 1)) / s };
+  const W = opts.window ?? chooseWindow(backend, { B, T, n, s, dtype, extra: 0, ...workspace, lastHasExtra: false });
   const guess = opts.initialGuess;
   const solved = yield* solveWindows(
     backend,

@@ -24,9 +24,11 @@ import { type DynamicsProbe, MERGE_TOLERANCE } from './probes.js';
 
 /**
  * Why Newton stopped for a batch row (the stats report the worst row's). 'sequential': no Newton
- * at all — `method: 'auto'`'s cost model chose sequential evaluation (an exact answer). 'chaotic'
- * and 'longMemory': 'auto' sent the row to sequential evaluation before iterating (its Lyapunov
- * exponent is positive; it remembers a perturbed start for longer than Newton's iteration budget).
+ * at all — `method: 'auto'`'s cost model chose sequential evaluation (an exact answer). 'chaotic':
+ * 'auto' sent the row to sequential evaluation before iterating (its Lyapunov exponent is
+ * positive). 'longMemory': the row remembers a perturbed start for longer than Newton's iteration
+ * budget, and parallel shooting did not take it (a row of the batch near chaos, or the cost model
+ * declined) or did not finish it.
  */
 export type StopReason =
   | 'tolerance'
@@ -91,7 +93,16 @@ export interface NewtonProblem {
   shoot?(
     rows: readonly number[],
     tol: { atol: number; rtol: number },
-  ): Solve<{ y: Tensor; converged: Uint8Array; sweeps: number; chunks: number; length: number } | null>;
+  ): Solve<{
+    y: Tensor;
+    converged: Uint8Array;
+    residual: Float64Array;
+    sweeps: number;
+    chunks: number;
+    length: number;
+  } | null>;
+  /** Whether `shoot` would run for `rows` rows at all (its cost model does not decline them). */
+  canShoot?(rows: number): boolean;
   /** Free what the problem made for its window (slices of inputs). */
   release?(): void;
 }
@@ -276,7 +287,10 @@ export function* newtonWindow(
           if (status[b] === Row.Active && probe.memory[b]! > budget) fail(w, b, 'longMemory');
         }
         const long = count(Row.Failed) - chaotic;
-        const next = problem.shoot && !w.nearChaos ? 'parallel shooting' : `sequential${problem.shoot ? ' (a row of the batch is within the margin of chaos: shooting rows of unmeasured memory would take about as many sweeps as chunks)' : ''}`;
+        const why = w.nearChaos
+          ? ' (a row of the batch is within the margin of chaos: shooting rows whose memory is past the budget would take about as many sweeps as chunks)'
+          : ' (parallel shooting cannot pay on this backend)';
+        const next = problem.canShoot?.(long) && !w.nearChaos ? 'parallel shooting' : `sequential${problem.shoot ? why : ''}`;
         if (long > 0) stats.switches.push(`window ${where.window}: ${long} rows remember a perturbed start for more than ${budget} steps (the iteration budget) → ${next}`);
       }
     }
@@ -308,7 +322,7 @@ export function* newtonWindow(
           // its sweeps are foreseeable, else full steps judged patiently; a row that fails that
           // too goes to the sequential fallback.
           for (const b of gaveUp) {
-            const shoots = problem.shoot !== undefined && (w.memory[b]! <= budget || !w.nearChaos);
+            const shoots = problem.canShoot?.(1) === true && (w.memory[b]! <= budget || !w.nearChaos);
             const after = shoots ? 'parallel shooting' : 'sequential';
             if (!w.damped[b] && !w.patient[b] && iterations < budget) {
               const need = dampedIterations(w.memory[b]!, opts);
@@ -434,15 +448,24 @@ function* shootFailedRows(
   );
   if (rows.length === 0) return y;
   const shot = yield* problem.shoot!(rows, tol);
-  if (!shot) return y;
+  if (!shot) {
+    stats.switches.push(`window ${window}: rows ${rows.join(', ')}: parallel shooting cannot pay for ${rows.length} rows on this backend → sequential`);
+    return y;
+  }
   stats.shootingSweeps += shot.sweeps;
   const done = rows.filter((_, k) => shot.converged[k] === 1);
+  // A finished row's one-step residual is zero inside its chunks and the starts' last change at
+  // their boundaries.
+  for (let k = 0; k < rows.length; k++) {
+    if (shot.converged[k]) stats.residual = Math.max(stats.residual, shot.residual[k]!);
+  }
   stats.switches.push(
     `window ${window}: rows ${rows.join(', ')} by parallel shooting (${shot.chunks} chunks of ${shot.length} steps): ${done.length} converged in ${shot.sweeps} sweeps`,
   );
   try {
     if (done.length === 0) return y;
-    const pick = done.length === rows.length ? shot.y : backend.gatherRows(shot.y, rows.flatMap((b, k) => (shot.converged[k] ? [k] : [])));
+    const finished = [...shot.converged.keys()].filter((k) => shot.converged[k] === 1);
+    const pick = done.length === rows.length ? shot.y : backend.gatherRows(shot.y, finished);
     try {
       const merged = backend.scatterRows(y, done, pick);
       backend.dispose(y);
@@ -673,7 +696,8 @@ function judgeDeer(w: WindowState, update: NewtonUpdate, T: number, iterations: 
  * quasi-ELK where that is the diagonal): δ by the damped scan with each row's λ; the
  * candidate y + δ is accepted for a row only if it lowers the row's merit, the scaled 2-norm of the
  * one-step residual (then λ shrinks: the trust region grows), else the row keeps its iterate and λ
- * grows. Costs one linearisation, one damped scan, one evaluation of G and three small reads.
+ * grows. Costs one linearisation, one damped scan, one evaluation of G and three small reads (four
+ * with an exact Jacobian: the model's predicted merit).
  */
 function* elkIteration(
   backend: Backend,
@@ -695,7 +719,12 @@ function* elkIteration(
     const delta = backend.dampedScan({ A, c: r, lambda: w.lambda });
     try {
       raw = backend.add(y, delta);
-      if (problem.exactJacobian) predicted = yield* modelMerit(backend, problem, A, r, delta, raw, tol);
+      try {
+        if (problem.exactJacobian) predicted = yield* modelMerit(backend, problem, A, r, delta, raw, tol);
+      } catch (err) {
+        backend.dispose(raw);
+        throw err;
+      }
     } finally {
       backend.dispose(delta);
     }

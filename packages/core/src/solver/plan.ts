@@ -145,7 +145,7 @@ export interface ShootingPlan extends Chunking {
  * sweep's depth (L steps) against the sweeps a row needs (about its memory / L + 2), no more than
  * the lanes hold; and as many sweeps as cost at most twice a sequential pass of the same rows
  * (each sweep runs rows · K chunks of L steps side by side and pays the round trip of its check),
- * never more than K + 1, by which every chunk is exact. Unlimited lanes where none are stated.
+ * never more than K, by which every chunk is exact. Unlimited lanes where none are stated.
  * Null where shooting cannot pay: one chunk, or fewer than two sweeps (one cannot confirm a guess).
  */
 export function planShooting(
@@ -159,7 +159,7 @@ export function planShooting(
   if (lanes !== undefined) K = Math.max(1, Math.min(K, Math.floor(lanes / Math.max(1, rows))));
   const length = Math.ceil(T / K);
   const chunks = Math.ceil(T / length);
-  let maxSweeps = chunks + 1;
+  let maxSweeps = chunks;
   if (lanes !== undefined) {
     const program = cell.stepProgram();
     const perStep = sequentialStepCost(cell.stateSize, stepCost(program.graph, program.outputs), costs);

@@ -21,6 +21,11 @@ export interface ShootingResult {
   readonly y: Tensor;
   /** Per row: 1 where the chunks' starts met the tolerance. */
   readonly converged: Uint8Array;
+  /**
+   * Per row: the one-step residual of y scaled by the tolerance (as `stats.residual`): zero inside
+   * the chunks, the starts' last change at their boundaries.
+   */
+  readonly residual: Float64Array;
   readonly sweeps: number;
 }
 
@@ -30,7 +35,7 @@ export interface ShootingResult {
  * batch by `reshape`), each from a guess of its start; a sweep then takes each chunk's start from
  * the end its predecessor just reached, until no start changes beyond the tolerance — then every
  * chunk continues its predecessor and the trajectory is the sequential one. After s sweeps the
- * first s chunks are exact (chunk 0 starts at y0), so K + 1 sweeps always finish; on a contractive
+ * first s chunks are exact (chunk 0 starts at y0), so K sweeps always finish; on a contractive
  * recurrence a chunk forgets a wrong start within its memory, so about memory / L + 2 sweeps do,
  * with L steps of depth each. First guess: y0 at every chunk.
  */
@@ -63,9 +68,10 @@ export function* shoot(
   } finally {
     if (padded !== x) backend.dispose(padded);
   }
-  let starts = backend.broadcastTime(y0, K);
+  let starts: Tensor | undefined;
   let ys: Tensor | undefined;
   try {
+    starts = backend.broadcastTime(y0, K);
     for (let sweep = 1; ; sweep++) {
       const flat = backend.reshape(starts, [R * K, n]);
       try {
@@ -103,13 +109,14 @@ export function* shoot(
       const converged = Uint8Array.from(update.rows.maxScaledDiff, (d, r) =>
         d <= 1 && update.rows.replaced[r] === 0 ? 1 : 0,
       );
+      const residual = Float64Array.from(update.rows.maxScaledDiff, (d) => START_TOLERANCE * d);
       if (converged.every((c) => c === 1) || sweep >= maxSweeps) {
         const whole = backend.reshape(ys, [R, K * L, n]);
         backend.dispose(ys);
         ys = undefined;
-        if (pad === 0) return { y: whole, converged, sweeps: sweep };
+        if (pad === 0) return { y: whole, converged, residual, sweeps: sweep };
         try {
-          return { y: backend.sliceTime(whole, 0, T), converged, sweeps: sweep };
+          return { y: backend.sliceTime(whole, 0, T), converged, residual, sweeps: sweep };
         } finally {
           backend.dispose(whole);
         }
@@ -118,7 +125,7 @@ export function* shoot(
       ys = undefined;
     }
   } finally {
-    backend.dispose(starts);
+    if (starts) backend.dispose(starts);
     backend.dispose(folded);
     if (ys) backend.dispose(ys);
   }

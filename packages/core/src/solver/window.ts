@@ -18,6 +18,8 @@ export interface WindowBudget {
   readonly extra: 0 | 1;
   /** Jacobian-sized buffers alive at once at the peak of an iteration (≥ 1). */
   readonly jacobians: number;
+  /** The largest single buffer of an iteration, in Jacobians (default 1). */
+  readonly largest?: number;
   /** Whether the last (or only) window also evaluates the extra point (ODE grids: yes). */
   readonly lastHasExtra: boolean;
 }
@@ -32,7 +34,7 @@ export function chooseWindow(backend: Backend, b: WindowBudget): number {
   const caps = backend.capabilities;
   const memory = caps.memoryBytes ?? caps.maxBufferBytes;
   const points = Math.floor(
-    Math.min(caps.maxBufferBytes / perPoint, memory / (perPoint * Math.max(1, b.jacobians))),
+    Math.min(caps.maxBufferBytes / (perPoint * Math.max(1, b.largest ?? 1)), memory / (perPoint * Math.max(1, b.jacobians))),
   );
   const whole = b.T + (b.lastHasExtra ? b.extra : 0);
   if (points >= whole) return b.T;
