@@ -119,10 +119,10 @@ describe.skipIf(skip !== null)('webgpu slabs under a small binding limit', () =>
   }, 60_000);
 
   it('windows ELK so that its damped scan workspace fits where DEER needs one window', async () => {
-    // GRU n = 8 (dense blocks), B = 2, T = 1500: its Jacobians (768 KB) fit the binding in one
+    // GRU n = 8 (dense blocks), B = 2, T = 1000: its Jacobians (512 KB) fit the binding in one
     // window, but the block cyclic reduction holds buffers 2.1× that size; core's windows must
     // leave room for them (before, ELK threw OutOfMemoryError here).
-    const [B, T, n] = [2, 1500, 8];
+    const [B, T, n] = [2, 1000, 8];
     const cell = cells.gru({ inputSize: n, hiddenSize: n });
     const params = cell.init({ seed: 6 });
     const xs = wave(B * T * n, 0.07);
