@@ -116,6 +116,7 @@ export class PointRunner {
           : {}),
       };
       const auto = p.jacobian === 'diagonal' ? undefined : await this.auto(problem);
+      const shoot = p.jacobian === 'diagonal' ? undefined : await this.shoot(problem, base.ySeq);
       this.predictor.record(p, deer.medianMs + base.sequential.medianMs);
       const ortMs = base.ort && 'medianMs' in base.ort ? base.ort.medianMs : undefined;
       return {
@@ -124,6 +125,7 @@ export class PointRunner {
         deer,
         sequential: base.sequential,
         ...(auto === undefined ? {} : { auto, speedupAuto: base.sequential.medianMs / auto.medianMs }),
+        ...(shoot === undefined ? {} : { shoot, speedupShoot: base.sequential.medianMs / shoot.medianMs }),
         ...(base.ort === undefined ? {} : { ort: base.ort }),
         speedupSequential: base.sequential.medianMs / deer.medianMs,
         ...(ortMs === undefined ? {} : { speedupOrt: ortMs / deer.medianMs }),
@@ -162,6 +164,17 @@ export class PointRunner {
       reason: st.plan?.reason ?? st.switches[0] ?? 'no cost model (the backend states no parallelism)',
       ...(st.plan ? { plan: st.plan } : {}),
     };
+  }
+
+  /** `method: 'shoot'` on the problem: its time, sweeps, and distance from the sequential answer. */
+  private async shoot(problem: Problem, ySeq: ArrayLike<number>): Promise<NonNullable<PointResult['shoot']>> {
+    const a = await measure(
+      () => runDeer(this.ctx.backend, problem, { maxIter: this.ctx.maxIter, method: 'shoot' }),
+      () => {},
+      this.ctx.measure,
+    );
+    const st = a.output.stats;
+    return { ...timing(a), sweeps: st.shootingSweeps, converged: st.converged, maxDiff: maxAbsDiff(a.output.y, ySeq) };
   }
 
   private async baseline(problem: Problem): Promise<Baseline> {

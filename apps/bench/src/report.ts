@@ -63,6 +63,13 @@ export interface PointResult {
   };
   /** sequential / auto median times: above 1, 'auto' is faster than sequential evaluation. */
   readonly speedupAuto?: number;
+  /**
+   * `method: 'shoot'` (parallel shooting, no Newton) on the same problem (exact-Jacobian points):
+   * its time, its sweeps, and whether every row converged (else the fallback finished them).
+   */
+  readonly shoot?: Timing & { readonly sweeps: number; readonly converged: boolean; readonly maxDiff: number };
+  /** sequential / shoot median times. */
+  readonly speedupShoot?: number;
   /** sequential / DEER and ORT / DEER median times: above 1, DEER is faster. */
   readonly speedupSequential?: number;
   readonly speedupOrt?: number;

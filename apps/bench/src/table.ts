@@ -12,6 +12,7 @@ export const COLUMNS = [
   'seq/DEER',
   'ORT/DEER',
   'auto',
+  'shoot',
   'iters',
   '|Δ| DEER',
   '|Δ| ORT',
@@ -31,6 +32,7 @@ function row(r: PointResult): string[] {
     return [
       ...head,
       structureName(p.blockSize, p.hiddenSize),
+      '',
       '',
       '',
       '',
@@ -63,6 +65,7 @@ function row(r: PointResult): string[] {
     formatSpeedup(r.speedupSequential!),
     r.speedupOrt === undefined ? '–' : formatSpeedup(r.speedupOrt),
     r.auto ? `${formatMs(r.auto.medianMs)} (${r.auto.choice})` : '–',
+    r.shoot ? `${formatMs(r.shoot.medianMs)} (${r.shoot.sweeps} sw${r.shoot.converged ? '' : ', fell back'})` : '–',
     String(d.iterations),
     formatDiff(r.maxDiffDeer!),
     r.maxDiffOrt === undefined ? '–' : formatDiff(r.maxDiffOrt),
@@ -112,8 +115,9 @@ export function progressLine(r: PointResult, index: number, total: number): stri
   if (r.status !== 'ok' || !r.deer || !r.sequential) return `${head}: ${r.status}, ${r.reason ?? ''}`;
   const ort = isTiming(r.ort) ? `, ORT ${formatMs(r.ort.medianMs)}` : '';
   const auto = r.auto ? `, auto ${formatMs(r.auto.medianMs)} (${r.auto.choice})` : '';
+  const shoot = r.shoot ? `, shoot ${formatMs(r.shoot.medianMs)} (${r.shoot.sweeps} sweeps${r.shoot.converged ? '' : ', fell back'})` : '';
   return (
-    `${head}: DEER ${formatMs(r.deer.medianMs)} (${r.deer.iterations} it${deerParts(r.deer)}), seq ${formatMs(r.sequential.medianMs)}${ort}${auto}` +
+    `${head}: DEER ${formatMs(r.deer.medianMs)} (${r.deer.iterations} it${deerParts(r.deer)}), seq ${formatMs(r.sequential.medianMs)}${ort}${auto}${shoot}` +
     ` → ${formatSpeedup(r.speedupSequential!)} (${formatMs(r.wallMs)} wall)`
   );
 }

@@ -305,7 +305,7 @@ export function defineMethodCases(ctx: SuiteContext): void {
     );
     const grads: Record<string, Float64Array | Float32Array>[] = [];
     try {
-      for (const method of ['deer', 'elk', 'auto'] as const) {
+      for (const method of ['deer', 'elk', 'auto', 'shoot'] as const) {
         const r = await deerWithGrad(backend, cell, data.params, x, { h0: data.h0, method });
         try {
           const g = await r.vjp(dy);
@@ -325,6 +325,7 @@ export function defineMethodCases(ctx: SuiteContext): void {
     for (const k of Object.keys(grads[0]!)) {
       expect(maxRelDiff(grads[1]![k]!, grads[0]![k]!, 1), `elk d${k}`).toBeLessThanOrEqual(tol);
       expect(maxRelDiff(grads[2]![k]!, grads[0]![k]!, 1), `auto d${k}`).toBeLessThanOrEqual(tol);
+      expect(maxRelDiff(grads[3]![k]!, grads[0]![k]!, 1), `shoot d${k}`).toBeLessThanOrEqual(tol);
     }
   });
 
@@ -335,8 +336,43 @@ export function defineMethodCases(ctx: SuiteContext): void {
     const x = backend.tensor(new Float64Array(5 * INPUT_SIZE), [1, 5, INPUT_SIZE], ctx.dtype);
     try {
       await expect(deer(backend, cell, p, x, { method: 'newton' as never })).rejects.toThrow(UnsupportedOptionError);
+      // Shooting's chunks start from h0: a trajectory guess is refused, not ignored.
+      await expect(deer(backend, cell, p, x, { method: 'shoot', initialGuess: x })).rejects.toThrow(UnsupportedOptionError);
     } finally {
       backend.dispose(x);
+    }
+  });
+
+  ctx.test('method/shoot-matches-sequential', async () => {
+    // Parallel shooting alone: no Newton iteration, √T chunks (T = 300: 18 of 17 steps), which a
+    // GRU at its initial scale forgets a wrong start within a few of; padded rows (lengths) and
+    // T = 1 (one chunk: nothing to shoot, the fallback answers) as well.
+    const cell = CELL_FAMILIES[0]!.make(4, INPUT_SIZE);
+    for (const [T, lengths] of [
+      [300, undefined],
+      [300, [300, 170]],
+      [1, undefined],
+    ] as const) {
+      const data = sequenceData(331, 2, T, cell, ctx.dtype);
+      const ref = await oracleTrajectory(ctx.oracle(), cell, data, 2, T);
+      // Past a row's length the solve returns zeros.
+      if (lengths) for (let b = 0; b < 2; b++) ref.fill(0, (b * T + lengths[b]!) * 4, (b + 1) * T * 4);
+      const got = await solveOnBackend(ctx.backend(), cell, data, 2, T, ctx.dtype, { method: 'shoot', ...(lengths ? { lengths: [...lengths] } : {}) });
+      const what = `T = ${T}${lengths ? ', lengths' : ''}`;
+      expect(got.stats.iterations, what).toBe(0);
+      expect(got.stats.structure, what).toBe('none');
+      expect(maxAbsDiff(got.y, ref), what).toBeLessThanOrEqual(ctx.tolerance);
+      if (T === 1) {
+        expect(got.stats.shootingSweeps).toBe(0);
+        expect(got.stats.fellBack).toBe(true);
+      } else {
+        expect(got.stats.converged, what).toBe(true);
+        expect(got.stats.fellBack, what).toBe(false);
+        expect(got.stats.shootingSweeps, what).toBeGreaterThanOrEqual(2);
+        expect(got.stats.shootingSweeps, `${what}: well within the 18 that always finish`).toBeLessThanOrEqual(8);
+        expect(got.stats.residual, what).toBeLessThanOrEqual(0.1);
+      }
+      ctx.report(`gru n=4 ${what}: shoot ${got.stats.shootingSweeps} sweeps`);
     }
   });
 }

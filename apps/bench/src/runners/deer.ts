@@ -53,7 +53,7 @@ export function jacobianOption(p: GridPoint): JacobianOption {
 export async function runDeer(
   backend: Backend,
   problem: Problem,
-  o: { maxIter: number; onIteration?: () => void; method?: 'deer' | 'auto' },
+  o: { maxIter: number; onIteration?: () => void; method?: 'deer' | 'auto' | 'shoot' },
 ): Promise<Run<DeerOutput>> {
   const x = await problem.freshInput();
   const clock = deviceClock(backend);

@@ -18,7 +18,7 @@ import {
   prepareParams,
   windowLengths,
 } from './validate.js';
-import { planShooting, planSolve, type SolvePlan } from './plan.js';
+import { planShooting, planSolve, shootingChunks, type SolvePlan } from './plan.js';
 import { probeDynamics } from './probes.js';
 import { shoot } from './shooting.js';
 import { chooseWindow } from './window.js';
@@ -204,9 +204,10 @@ export function recurrenceProblem(
       return evalAt(y, false).r;
     },
     canShoot: (rows) => shootingPlan(rows) !== null,
-    *shoot(rows, tol) {
-      const plan = shootingPlan(rows.length);
-      if (!plan) return null;
+    *shoot(rows, tol, sweeps) {
+      const asked = sweeps === undefined ? null : shootingChunks(T);
+      const plan = asked ? { ...asked, maxSweeps: Math.min(asked.chunks, sweeps!) } : shootingPlan(rows.length);
+      if (!plan || plan.chunks < 2) return null;
       const all = rows.length === B;
       const xs = all ? x : backend.gatherRows(x, rows);
       const y0s = all ? y0 : backend.gatherRows(y0, rows);
@@ -270,8 +271,8 @@ function* deerSolve(
   const describe = (windows: number): DeerStats => ({
     ...stats,
     // No Jacobian at all when the cost model chose sequential evaluation (exact by construction).
-    structure: stats.stopReason === 'sequential' ? 'none' : describeStructure(structureFromBlockSize(s, n)),
-    exactJacobian: stats.stopReason === 'sequential' || s % cell.exactBlockSize === 0,
+    structure: stats.stopReason === 'sequential' || opts.method === 'shoot' ? 'none' : describeStructure(structureFromBlockSize(s, n)),
+    exactJacobian: stats.stopReason === 'sequential' || opts.method === 'shoot' || s % cell.exactBlockSize === 0,
     windows,
   });
   if (T === 0) return { y: backend.zeros([B, Tfull, n], dtype), stats: describe(0) };
@@ -312,7 +313,7 @@ function* deerSolve(
       const problem = recurrenceProblem(backend, cell, params, xw, start, s, initial, windowLengths(lengths, t0, len));
       return xw === x ? problem : { ...problem, release: () => backend.dispose(xw) };
     },
-    { ...opts, solver: opts.method === 'deer' ? 'DEER' : opts.method === 'elk' ? 'ELK' : 'DEER/ELK (auto)' },
+    { ...opts, solver: { deer: 'DEER', elk: 'ELK', auto: 'DEER/ELK (auto)', shoot: 'parallel shooting' }[opts.method] },
     stats,
   );
   if (T === Tfull) return { y: solved, stats: describe(Math.ceil(T / W)) };

@@ -6,7 +6,7 @@ import {
   type NewtonUpdateOptions,
   type Tensor,
 } from '../backend/types.js';
-import { ConvergenceError } from '../errors.js';
+import { ConvergenceError, UnsupportedOptionError } from '../errors.js';
 import { residualMerit } from './merit.js';
 import { readScanUpdate, readUpdate, type Solve } from './solve.js';
 import type { FallbackOption, IterationInfo } from './options.js';
@@ -40,8 +40,8 @@ export type StopReason =
   | 'longMemory'
   | 'sequential';
 
-/** Newton's step: full (DEER), damped (ELK), or chosen as it goes ('auto'). */
-export type NewtonMethod = 'deer' | 'elk' | 'auto';
+/** Newton's step: full (DEER), damped (ELK), or chosen as it goes ('auto'); or no Newton at all, parallel shooting ('shoot'). */
+export type NewtonMethod = 'deer' | 'elk' | 'auto' | 'shoot';
 
 /**
  * One window of a problem whose solution is the fixed point y = G(y), G(y)_t depending on y_{t−1}
@@ -93,6 +93,8 @@ export interface NewtonProblem {
   shoot?(
     rows: readonly number[],
     tol: { atol: number; rtol: number },
+    /** Sweeps asked for by the caller ('shoot'): √T chunks whatever the lanes, no cost bound. */
+    sweeps?: number,
   ): Solve<{
     y: Tensor;
     converged: Uint8Array;
@@ -266,6 +268,11 @@ export function* newtonWindow(
   let iterations = 0;
   const mode: 'deer' | 'elk' = method === 'elk' ? 'elk' : 'deer';
   try {
+    if (method === 'shoot') {
+      // No Newton: every row to parallel shooting, the ones it does not finish to the fallback.
+      if (!problem.shoot) throw new UnsupportedOptionError('method', 'shoot', "'deer' for this problem (it has no step-by-step form to shoot)");
+      for (let b = 0; b < B; b++) fail(w, b, 'maxIter');
+    }
     if (method === 'auto' && problem.probe) {
       const probe = yield* problem.probe(budget);
       // Chaotic rows (perturbations grow along the trajectory): no parallel Newton method
@@ -366,7 +373,9 @@ export function* newtonWindow(
         stats.residual = Math.max(stats.residual, w.maxResidual[b]!);
       }
     }
-    if (method === 'auto' && problem.shoot) y = yield* shootFailedRows(backend, problem, y, w, stats, opts, where.window, budget);
+    if ((method === 'auto' || method === 'shoot') && problem.shoot) {
+      y = yield* shootFailedRows(backend, problem, y, w, stats, opts, where.window, budget, method === 'shoot' ? opts.maxIter : undefined);
+    }
     const failed = [...status.keys()].filter((b) => status[b] === Row.Failed);
     if (failed.length === 0) return y;
     stats.converged = false;
@@ -442,12 +451,13 @@ function* shootFailedRows(
   tol: { atol: number; rtol: number },
   window: number,
   budget: number,
+  sweeps?: number,
 ): Solve<Tensor> {
   const rows = [...w.status.keys()].filter(
     (b) => w.status[b] === Row.Failed && w.reason[b] !== 'chaotic' && (w.memory[b]! <= budget || !w.nearChaos),
   );
   if (rows.length === 0) return y;
-  const shot = yield* problem.shoot!(rows, tol);
+  const shot = yield* problem.shoot!(rows, tol, sweeps);
   if (!shot) {
     stats.switches.push(`window ${window}: rows ${rows.join(', ')}: parallel shooting cannot pay for ${rows.length} rows on this backend → sequential`);
     return y;

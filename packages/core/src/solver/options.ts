@@ -70,10 +70,14 @@ export interface DeerOptions extends SolveOptions {
    * exact structure, quasi-ELK with 'diagonal'), which converge where full steps overshoot on
    * moderate problems (see the convergence study: not yet on hard ones); 'auto'
    * evaluates sequentially up front the rows whose dynamics are chaotic (a Lyapunov estimate over
-   * the first T/16 steps, or two iteration budgets) or that remember a perturbed start, beyond what
-   * their Jacobians carry, for longer than the iteration budget (`stats.memory`), takes DEER's full
-   * steps for the rest, and damped steps (transitions capped) for rows full steps fail, handing
-   * rows that fail those too to the sequential fallback.
+   * the first T/16 steps, or two iteration budgets), sends rows that remember a perturbed start,
+   * beyond what their Jacobians carry, for longer than the iteration budget (`stats.memory`) to
+   * parallel shooting, takes DEER's full steps for the rest, and damped steps (transitions capped)
+   * or parallel shooting for rows full steps fail, handing what is left to the fallback; 'shoot'
+   * parallel shooting alone, no Newton: about √T chunks run step by step side by side, each
+   * restarted from its predecessor's end, for at most `maxIter` sweeps (K sweeps always finish) —
+   * for contractive recurrences and few batch rows, where a backend evaluates many rows per step
+   * much faster than one (see the README's CPU figures).
    */
   readonly method?: NewtonMethod;
 }
@@ -175,14 +179,18 @@ export function resolveDeerOptions(
     throw new UnsupportedOptionError('jacobian', jac, "'auto', 'dense', 'diagonal' or { block: s }");
   }
   const method = o.method ?? 'deer';
-  if (!['deer', 'elk', 'auto'].includes(method)) {
-    throw new UnsupportedOptionError('method', method, "'deer', 'elk' or 'auto'");
+  if (!['deer', 'elk', 'auto', 'shoot'].includes(method)) {
+    throw new UnsupportedOptionError('method', method, "'deer', 'elk', 'auto' or 'shoot'");
   }
   const fallback = o.fallback ?? 'sequential';
   if (!['sequential', 'throw', 'none'].includes(fallback)) {
     throw new UnsupportedOptionError('fallback', fallback, "'sequential', 'throw' or 'none'");
   }
   const guess = o.initialGuess ?? 'zeros';
+  if (method === 'shoot' && typeof guess === 'object' && guess !== null) {
+    // Its chunks start from h0 and converge from any start; a trajectory guess has no use there.
+    throw new UnsupportedOptionError('initialGuess', 'a tensor', "'zeros' or 'h0' with method 'shoot' (its chunks start from h0)");
+  }
   if (guess !== 'zeros' && guess !== 'h0' && (typeof guess !== 'object' || guess === null)) {
     throw new UnsupportedOptionError('initialGuess', guess, "'zeros', 'h0' or a [B, T, n] tensor");
   }

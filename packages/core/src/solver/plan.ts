@@ -155,10 +155,7 @@ export function planShooting(
   lanes: number | undefined,
   costs: CostOptions = {},
 ): ShootingPlan | null {
-  let K = Math.max(1, Math.ceil(Math.sqrt(T)));
-  if (lanes !== undefined) K = Math.max(1, Math.min(K, Math.floor(lanes / Math.max(1, rows))));
-  const length = Math.ceil(T / K);
-  const chunks = Math.ceil(T / length);
+  const { chunks, length } = shootingChunks(T, lanes === undefined ? undefined : Math.max(1, Math.floor(lanes / Math.max(1, rows))));
   let maxSweeps = chunks;
   if (lanes !== undefined) {
     const program = cell.stepProgram();
@@ -168,4 +165,12 @@ export function planShooting(
     maxSweeps = Math.min(maxSweeps, Math.floor((2 * sequential) / sweep));
   }
   return chunks < 2 || maxSweeps < 2 ? null : { chunks, length, maxSweeps };
+}
+
+/** T cut into about √T chunks (at most `most`), each of L = ⌈T / K⌉ steps but the last. */
+export function shootingChunks(T: number, most?: number): Chunking {
+  let K = Math.max(1, Math.ceil(Math.sqrt(T)));
+  if (most !== undefined) K = Math.max(1, Math.min(K, most));
+  const length = Math.ceil(T / K);
+  return { chunks: Math.ceil(T / length), length };
 }
