@@ -160,7 +160,7 @@ export class PointRunner {
     return {
       ...timing(a),
       iterations: st.iterations,
-      choice: st.stopReason === 'sequential' ? 'sequential' : st.structure,
+      choice: st.stopReason === 'sequential' ? 'sequential' : st.structure === 'none' ? 'shooting' : st.structure,
       reason: st.plan?.reason ?? st.switches[0] ?? 'no cost model (the backend states no parallelism)',
       ...(st.plan ? { plan: st.plan } : {}),
     };

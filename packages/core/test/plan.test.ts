@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cells, defineCell, lang, planShooting, planSolve, stepCost } from '../src/index.js';
+import { cells, defineCell, EXPECTED_SWEEPS, lang, MIN_SHOOTING_T, planShooting, planShootingUpFront, planSolve, stepCost } from '../src/index.js';
 
 describe('cost model (method: auto)', () => {
   it('counts a GRU step: 6n² multiply-adds of its matrix products plus the gates', () => {
@@ -96,5 +96,20 @@ describe('cost model (method: auto)', () => {
     // One lane: a sweep costs a whole pass, no chunks to run side by side; T = 1 is one chunk.
     expect(planShooting(gru, 4, 10_000, 1)).toBeNull();
     expect(planShooting(gru, 4, 1, undefined)).toBeNull();
+  });
+
+  it("shooting up front: where rows in the lanes pay for the sweeps, never without a row gain", () => {
+    const gru = cells.gru({ inputSize: 8, hiddenSize: 8 });
+    expect(planShootingUpFront(gru, 1, 1_000_000, {})).toBeNull();
+    const one = planShootingUpFront(gru, 1, 1_000_000, { rowGain: 5 })!;
+    expect(one.chunks).toBe(1000);
+    expect(one.maxSweeps).toBeGreaterThanOrEqual(EXPECTED_SWEEPS);
+    expect(one.maxSweeps).toBeLessThanOrEqual(one.chunks);
+    expect(one.reason).toMatch(/parallel shooting/);
+    // Sixteen rows already fill what the gain buys; a gain of 2 does not pay for three sweeps;
+    // short sequences pay their sweeps' fixed costs.
+    expect(planShootingUpFront(gru, 16, 100_000, { rowGain: 5 })).toBeNull();
+    expect(planShootingUpFront(gru, 1, 1_000_000, { rowGain: 2 })).toBeNull();
+    expect(planShootingUpFront(gru, 1, MIN_SHOOTING_T - 1, { rowGain: 5 })).toBeNull();
   });
 });

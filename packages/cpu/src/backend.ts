@@ -46,8 +46,11 @@ export class CpuBackend implements Backend {
   private destroyed = false;
   private readonly defaultDType: DType;
 
-  /** `parallelism`: scalar operations at once (1 here: one thread, no SIMD; subclasses pass theirs). */
-  constructor(options: CpuBackendOptions = {}, parallelism = 1) {
+  /**
+   * `parallelism`: scalar operations at once (1 here: one thread, no SIMD; subclasses pass theirs),
+   * and what else a subclass states about its costs.
+   */
+  constructor(options: CpuBackendOptions = {}, parallelism = 1, costs: Partial<BackendCapabilities> = {}) {
     this.defaultDType = options.dtype ?? 'float64';
     this.capabilities = {
       dtypes: ['float64', 'float32'],
@@ -56,6 +59,7 @@ export class CpuBackend implements Backend {
       syncRead: true,
       device: 'cpu (JavaScript)',
       parallelism,
+      ...costs,
     };
   }
 

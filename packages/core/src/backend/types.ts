@@ -47,6 +47,13 @@ export interface BackendCapabilities {
    * a step's whole work.
    */
   readonly sequentialStep?: { readonly spread: number; readonly floor: number };
+  /**
+   * How many times less a row-step of sequential evaluation costs when a step carries many rows
+   * (a thousand) than when it carries one — SIMD lanes, threads and batching together — per
+   * dtype, as measured. 'auto' prices parallel shooting with it (one long row folded into √T
+   * rows). Absent: no gain, and 'auto' does not shoot up front.
+   */
+  readonly sequentialRowGain?: Readonly<Partial<Record<DType, number>>>;
 }
 
 /** Per-(batch, time) inputs of a step program; every tensor is [B, T, size]. */

@@ -18,7 +18,7 @@ import {
   prepareParams,
   windowLengths,
 } from './validate.js';
-import { planShooting, planSolve, shootingChunks, type SolvePlan } from './plan.js';
+import { planShooting, planShootingUpFront, planSolve, shootingChunks, type SolvePlan } from './plan.js';
 import { probeDynamics } from './probes.js';
 import { shoot } from './shooting.js';
 import { chooseWindow } from './window.js';
@@ -284,13 +284,22 @@ function* deerSolve(
     const plan = planSolve(cell, B, T, lanes, candidates, { iterationOverhead, sequentialStep });
     stats.plan = plan;
     stats.switches.push(plan.reason);
-    if (plan.choice === 'sequential') {
+    const shooting = plan.choice === 'sequential' && planShootingUpFront(cell, B, T, {
+      iterationOverhead,
+      sequentialStep,
+      rowGain: backend.capabilities.sequentialRowGain?.[dtype],
+    });
+    if (shooting) {
+      // Rows in the lanes beat rows one by one: parallel shooting, the fallback for what it leaves.
+      stats.switches.push(shooting.reason);
+      opts = { ...opts, method: 'shoot', maxIter: shooting.maxSweeps };
+    } else if (plan.choice === 'sequential') {
       stats.stopReason = 'sequential';
       const problem = recurrenceProblem(backend, cell, params, x, y0, s, () => backend.zeros([B, Tfull, n], dtype), lengths);
       const y = yield* problem.sequential([...Array(B).keys()]);
       return { y, stats: describe(0) };
     }
-    s = plan.choice;
+    if (plan.choice !== 'sequential') s = plan.choice;
   }
   // ELK's damped scan keeps workspace beside A: webgpu's cyclic reduction holds two buffers of
   // 4 values per (b, t, i) for the diagonal, three of 2s + 1 per (b, t, i) for s × s blocks.

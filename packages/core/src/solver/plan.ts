@@ -65,7 +65,19 @@ export interface DeerEstimate {
 export interface CostOptions {
   readonly iterationOverhead?: number | undefined;
   readonly sequentialStep?: { readonly spread: number; readonly floor: number } | undefined;
+  /** `sequentialRowGain` for the solve's dtype. */
+  readonly rowGain?: number | undefined;
 }
+
+/** Sweeps parallel shooting is priced at when 'auto' weighs it up front: two finish a row that forgets within a chunk, one more for margin. */
+export const EXPECTED_SWEEPS = 3;
+
+/**
+ * Shortest sequence 'auto' shoots up front: below, a sweep's fixed host work (folding, a few
+ * copies, the check's read) is not small against the pass (cpu, float32, one GRU row, nh = 1, 8,
+ * 32: 0.6–0.8× sequential's speed at T = 300, 1.3–2.2× at T = 1000).
+ */
+export const MIN_SHOOTING_T = 1000;
 
 export interface SolvePlan {
   /** 'sequential', or the block size DEER should use. */
@@ -173,4 +185,38 @@ export function shootingChunks(T: number, most?: number): Chunking {
   if (most !== undefined) K = Math.max(1, Math.min(K, most));
   const length = Math.ceil(T / K);
   return { chunks: Math.ceil(T / length), length };
+}
+
+/**
+ * Parallel shooting as 'auto''s choice before any Newton work, where sequential evaluation would
+ * be (`planSolve` chose it): B rows of T steps fold into B·K rows of L steps, and a backend whose
+ * sequential step costs about the same for up to `rowGain` rows as for one (SIMD lanes, threads,
+ * batching: `sequentialRowGain`) runs a sweep in L·max(1, B·K / gain) row-step times against
+ * T·max(1, B / gain) for the sequential pass. Chosen where EXPECTED_SWEEPS sweeps cost less than
+ * that pass; the sweeps allowed cost at most one more pass, so a row that does not forget (or is
+ * chaotic) costs at most about twice sequential before the fallback answers it. Null otherwise.
+ */
+export function planShootingUpFront(
+  cell: Cell,
+  B: number,
+  T: number,
+  costs: CostOptions = {},
+): (ShootingPlan & { readonly reason: string }) | null {
+  const gain = costs.rowGain;
+  if (gain === undefined || gain <= 1 || T < MIN_SHOOTING_T) return null;
+  const { chunks, length } = shootingChunks(T);
+  if (chunks < 2) return null;
+  const program = cell.stepProgram();
+  const perStep = sequentialStepCost(cell.stateSize, stepCost(program.graph, program.outputs), costs);
+  const sequential = T * perStep * Math.max(1, B / gain);
+  const sweep = length * perStep * Math.max(1, (B * chunks) / gain) + (costs.iterationOverhead ?? ITERATION_OVERHEAD);
+  const ratio = (EXPECTED_SWEEPS * sweep) / sequential;
+  if (ratio >= 1) return null;
+  const maxSweeps = Math.min(chunks, Math.floor(sequential / sweep));
+  return {
+    chunks,
+    length,
+    maxSweeps,
+    reason: `cost model (row gain ${gain}): parallel shooting, ${chunks} chunks of ${length} steps, estimated ${(1 / ratio).toFixed(1)}× faster than sequential in ${EXPECTED_SWEEPS} sweeps (at most ${maxSweeps})`,
+  };
 }

@@ -1,0 +1,51 @@
+import { cells, deer, sequential } from '@deerjs/core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createCpuBackend } from '../src/index.js';
+
+const wave = (length: number) => Float64Array.from({ length }, (_, i) => Math.sin(0.37 * i) + 0.2 * Math.cos(1.9 * i));
+
+// 'auto' on the cpu backend shoots one long float32 row (its sequential kernel runs many rows per
+// step for little more than one: `sequentialRowGain`), and evaluates sequentially where that gain
+// is spent (a batch of rows) or too small (float64).
+describe("cpu: 'auto' chooses parallel shooting where the row gain pays for it", () => {
+  const backends = [createCpuBackend({ threads: 2, dtype: 'float32' }), createCpuBackend({ threads: 2, dtype: 'float64' })];
+  afterAll(async () => {
+    for (const b of backends) await b.destroy();
+  });
+  const cell = cells.gru({ inputSize: 4, hiddenSize: 4 });
+  const params = cell.init({ seed: 3 });
+  const T = 4000;
+
+  for (const [k, B, shoots] of [
+    [0, 1, true],
+    [0, 16, false],
+    [1, 1, false],
+  ] as const) {
+    it(`${backends[k]!.capabilities.defaultDType}, B = ${B}: ${shoots ? 'shooting' : 'sequential'}`, async () => {
+      const backend = backends[k]!;
+      const x = backend.tensor(wave(B * T * 4), [B, T, 4]);
+      try {
+        const auto = await deer(backend, cell, params, x, { method: 'auto' });
+        const seq = await sequential(backend, cell, params, x);
+        const [a, s] = [await backend.read(auto.y), await backend.read(seq.y)];
+        backend.dispose(auto.y);
+        backend.dispose(seq.y);
+        let err = 0;
+        for (let i = 0; i < s.length; i++) err = Math.max(err, Math.abs(a[i]! - s[i]!));
+        expect(err).toBeLessThanOrEqual(backend.capabilities.defaultDType === 'float32' ? 1e-5 : 1e-10);
+        expect(auto.stats.iterations).toBe(0);
+        if (shoots) {
+          expect(auto.stats.shootingSweeps).toBeGreaterThanOrEqual(2);
+          expect(auto.stats.converged).toBe(true);
+          expect(auto.stats.fellBack).toBe(false);
+          expect(auto.stats.switches.some((w) => w.includes('parallel shooting'))).toBe(true);
+        } else {
+          expect(auto.stats.shootingSweeps).toBe(0);
+          expect(auto.stats.stopReason).toBe('sequential');
+        }
+      } finally {
+        backend.dispose(x);
+      }
+    });
+  }
+});
