@@ -374,5 +374,15 @@ export function defineMethodCases(ctx: SuiteContext): void {
       }
       ctx.report(`gru n=4 ${what}: shoot ${got.stats.shootingSweeps} sweeps`);
     }
+    // Two sweeps and no fallback: not converged (this problem takes three or more), and the
+    // answer is the last sweep's trajectory, whose first two chunks are exact.
+    const data = sequenceData(331, 2, 300, cell, ctx.dtype);
+    const ref = await oracleTrajectory(ctx.oracle(), cell, data, 2, 300);
+    const cut = await solveOnBackend(ctx.backend(), cell, data, 2, 300, ctx.dtype, { method: 'shoot', maxIter: 2, fallback: 'none' });
+    expect(cut.stats.converged).toBe(false);
+    expect(cut.stats.fellBack).toBe(false);
+    expect(cut.stats.shootingSweeps).toBe(2);
+    const head = (v: ArrayLike<number>) => Array.from({ length: 2 * 17 * 4 }, (_, i) => v[i]!);
+    expect(maxAbsDiff(head(cut.y), head(ref))).toBeLessThanOrEqual(ctx.tolerance);
   });
 }

@@ -439,8 +439,9 @@ function nearChaos(lyapunov: ArrayLike<number>, T: number, tol: { atol: number; 
  * recurrence each chunk forgets a wrong start, which is exactly where Newton's linear model learns
  * one step per iteration (long memory). A row goes only where its sweeps are foreseeable: its
  * memory was measured within the budget, or the recurrence is clear of the margin of chaos
- * (`nearChaos`). Rows that meet the tolerance are merged into y and converged; the others stay
- * failed for the fallback. Returns the new y (the old one disposed).
+ * (`nearChaos`). The shot rows' trajectories replace their iterates in y; rows that met the
+ * tolerance are converged, the others stay failed for the fallback. Returns the new y (the old one
+ * disposed).
  */
 function* shootFailedRows(
   backend: Backend,
@@ -473,17 +474,12 @@ function* shootFailedRows(
     `window ${window}: rows ${rows.join(', ')} by parallel shooting (${shot.chunks} chunks of ${shot.length} steps): ${done.length} converged in ${shot.sweeps} sweeps`,
   );
   try {
-    if (done.length === 0) return y;
-    const finished = [...shot.converged.keys()].filter((k) => shot.converged[k] === 1);
-    const pick = done.length === rows.length ? shot.y : backend.gatherRows(shot.y, finished);
-    try {
-      const merged = backend.scatterRows(y, done, pick);
-      backend.dispose(y);
-      for (const b of done) w.status[b] = Row.Converged;
-      return merged;
-    } finally {
-      if (pick !== shot.y) backend.dispose(pick);
-    }
+    // Every shot row takes the last sweep's trajectory: exact up to the chunks it settled, so what
+    // `fallback: 'none'` returns for a row shooting did not finish is at least that good.
+    const merged = backend.scatterRows(y, rows, shot.y);
+    backend.dispose(y);
+    for (const b of done) w.status[b] = Row.Converged;
+    return merged;
   } finally {
     backend.dispose(shot.y);
   }
