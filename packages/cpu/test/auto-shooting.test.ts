@@ -1,4 +1,4 @@
-import { cells, deer, sequential } from '@deerjs/core';
+import { cells, deer, defineCell, lang, sequential } from '@deerjs/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createCpuBackend } from '../src/index.js';
 
@@ -39,6 +39,7 @@ describe("cpu: 'auto' chooses parallel shooting where the row gain pays for it",
           expect(auto.stats.converged).toBe(true);
           expect(auto.stats.fellBack).toBe(false);
           expect(auto.stats.switches.some((w) => w.includes('parallel shooting'))).toBe(true);
+          expect(auto.stats.plan!.choice).toBe('shoot');
         } else {
           expect(auto.stats.shootingSweeps).toBe(0);
           expect(auto.stats.stopReason).toBe('sequential');
@@ -48,4 +49,28 @@ describe("cpu: 'auto' chooses parallel shooting where the row gain pays for it",
       }
     });
   }
+
+  it("rows shooting does not finish go sequential whatever 'fallback' says", async () => {
+    // h' = 0.9999·h + 0.01·tanh(x): forgets over ~10⁵ steps, far beyond the sweeps 'auto' allows.
+    const backend = backends[0]!;
+    const { add, mul, tanh, constant } = lang;
+    const slow = defineCell({ name: 'slow', state: 1, input: 1, params: {} }, (h, x) =>
+      add(mul(constant(0.9999), h), mul(constant(0.01), tanh(x))),
+    );
+    const x = backend.tensor(wave(T), [1, T, 1]);
+    try {
+      for (const fallback of ['throw', 'none'] as const) {
+        const auto = await deer(backend, slow, {}, x, { method: 'auto', fallback, h0: [1] });
+        const seq = await sequential(backend, slow, {}, x, { h0: [1] });
+        const [a, s] = [await backend.read(auto.y), await backend.read(seq.y)];
+        backend.dispose(auto.y);
+        backend.dispose(seq.y);
+        expect(auto.stats.plan!.choice, fallback).toBe('shoot');
+        expect(auto.stats.fellBack, fallback).toBe(true);
+        expect(Array.from(a), fallback).toEqual(Array.from(s));
+      }
+    } finally {
+      backend.dispose(x);
+    }
+  });
 });

@@ -54,7 +54,7 @@ export interface DeerStats {
   readonly exactJacobian: boolean;
   /** Windows of time steps solved one after another (1: the whole sequence at once). */
   readonly windows: number;
-  /** The method asked for ('deer', 'elk' or 'auto'). */
+  /** The method asked for ('deer', 'elk', 'auto' or 'shoot'). */
   readonly method: NewtonMethod;
   /** Iterations with full steps (DEER) and with damped steps (ELK), summed over windows. */
   readonly deerIterations: number;
@@ -62,9 +62,10 @@ export interface DeerStats {
   /** What 'auto' decided and why, one line per decision (e.g. "row 2 stagnated under DEER → ELK"). */
   readonly switches: readonly string[];
   /**
-   * 'auto': sweeps of parallel shooting, summed over windows — the rows Newton gave up (chaotic
-   * ones aside: they go sequential) run in chunks side by side until each chunk continues its
-   * predecessor; rows it finishes count as converged, not as fallen back.
+   * Sweeps of parallel shooting, summed over windows: 'shoot' (every row), and 'auto' (rows Newton
+   * gave up, chaotic ones aside, or every row where its cost model chose shooting up front). Rows
+   * run in chunks side by side until each chunk continues its predecessor; rows it finishes count
+   * as converged, not as fallen back. `onIteration` reports Newton iterations only.
    */
   readonly shootingSweeps: number;
   /** 'auto': the largest estimated Lyapunov exponent per step over the rows (> 0: chaotic). */
@@ -205,9 +206,11 @@ export function recurrenceProblem(
     },
     canShoot: (rows) => shootingPlan(rows) !== null,
     *shoot(rows, tol, sweeps) {
+      // Asked for ('shoot'): √T chunks; one chunk (T ≤ 2) is a pass from the exact start, which
+      // its first check confirms.
       const asked = sweeps === undefined ? null : shootingChunks(T);
       const plan = asked ? { ...asked, maxSweeps: Math.min(asked.chunks, sweeps!) } : shootingPlan(rows.length);
-      if (!plan || plan.chunks < 2) return null;
+      if (!plan || (!asked && plan.chunks < 2)) return null;
       const all = rows.length === B;
       const xs = all ? x : backend.gatherRows(x, rows);
       const y0s = all ? y0 : backend.gatherRows(y0, rows);
@@ -290,21 +293,33 @@ function* deerSolve(
       rowGain: backend.capabilities.sequentialRowGain?.[dtype],
     });
     if (shooting) {
-      // Rows in the lanes beat rows one by one: parallel shooting, the fallback for what it leaves.
+      // Rows in the lanes beat rows one by one: parallel shooting, within the user's maxIter, and
+      // sequential evaluation — the alternative the cost model weighed it against — for what it
+      // leaves, whatever `fallback` says.
+      stats.plan = { ...plan, choice: 'shoot', reason: shooting.reason };
       stats.switches.push(shooting.reason);
-      opts = { ...opts, method: 'shoot', maxIter: shooting.maxSweeps };
+      opts = { ...opts, method: 'shoot', maxIter: Math.min(opts.maxIter, shooting.maxSweeps), fallback: 'sequential' };
     } else if (plan.choice === 'sequential') {
       stats.stopReason = 'sequential';
       const problem = recurrenceProblem(backend, cell, params, x, y0, s, () => backend.zeros([B, Tfull, n], dtype), lengths);
       const y = yield* problem.sequential([...Array(B).keys()]);
       return { y, stats: describe(0) };
     }
-    if (plan.choice !== 'sequential') s = plan.choice;
+    if (typeof plan.choice === 'number') s = plan.choice;
   }
   // ELK's damped scan keeps workspace beside A: webgpu's cyclic reduction holds two buffers of
   // 4 values per (b, t, i) for the diagonal, three of 2s + 1 per (b, t, i) for s × s blocks.
-  const workspace = opts.method !== 'elk' ? { largest: 1, jacobians: 1 } : s === 1 ? { largest: 4, jacobians: 9 } : { largest: (2 * s + 1) / s, jacobians: 1 + (3 * (2 * s + 1)) / s };
-  const W = opts.window ?? chooseWindow(backend, { B, T, n, s, dtype, extra: 0, ...workspace, lastHasExtra: false });
+  // Shooting builds no Jacobians: its peak is y, the folded input (m per step) and a sweep's y.
+  const m = cell.inputSize / n;
+  const workspace =
+    opts.method === 'shoot'
+      ? { s: 1, largest: Math.max(1, m), jacobians: 3 + Math.ceil(m) }
+      : opts.method !== 'elk'
+        ? { s, largest: 1, jacobians: 1 }
+        : s === 1
+          ? { s, largest: 4, jacobians: 9 }
+          : { s, largest: (2 * s + 1) / s, jacobians: 1 + (3 * (2 * s + 1)) / s };
+  const W = opts.window ?? chooseWindow(backend, { B, T, n, dtype, extra: 0, ...workspace, lastHasExtra: false });
   const guess = opts.initialGuess;
   const solved = yield* solveWindows(
     backend,

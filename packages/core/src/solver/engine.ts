@@ -384,7 +384,7 @@ export function* newtonWindow(
     }
     if (opts.fallback === 'throw') {
       throw new ConvergenceError(
-        `${opts.solver} did not converge for ${failed.length} of ${B} batch rows (${stats.stopReason} after ${iterations} iterations; last max |Δy| = ${stats.residuals.at(-1)}, atol ${opts.atol}, rtol ${opts.rtol})`,
+        `${opts.solver} did not converge for ${failed.length} of ${B} batch rows (${stats.stopReason} after ${iterations} iterations${stats.shootingSweeps > 0 ? ` and ${stats.shootingSweeps} sweeps of parallel shooting` : ''}; last max |Δy| = ${stats.residuals.at(-1) ?? 'none'}, atol ${opts.atol}, rtol ${opts.rtol})`,
         { ...stats, residuals: [...stats.residuals] },
       );
     }

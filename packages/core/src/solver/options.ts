@@ -197,10 +197,14 @@ export function resolveDeerOptions(
   const atol = positive('atol', o.atol, tol.atol);
   const rtol = positive('rtol', o.rtol, tol.rtol);
   if (atol === 0 && rtol === 0) throw new UnsupportedOptionError('atol/rtol', 0, 'at least one of them > 0');
+  const maxIter = positive('maxIter', o.maxIter, DEFAULT_MAX_ITER, 'integer');
+  if (method === 'shoot' && maxIter < 2) {
+    throw new UnsupportedOptionError('maxIter', maxIter, "at least 2 with method 'shoot' (its sweeps; one cannot confirm its chunks' starts)");
+  }
   return {
     atol,
     rtol,
-    maxIter: positive('maxIter', o.maxIter, DEFAULT_MAX_ITER, 'integer'),
+    maxIter,
     blockSize: s,
     // A block structure is exact when it holds every block of the cell's smallest exact one.
     exact: s % cell.exactBlockSize === 0,

@@ -80,8 +80,11 @@ export const EXPECTED_SWEEPS = 3;
 export const MIN_SHOOTING_T = 1000;
 
 export interface SolvePlan {
-  /** 'sequential', or the block size DEER should use. */
-  readonly choice: 'sequential' | number;
+  /**
+   * 'sequential', 'shoot' (parallel shooting up front, where sequential evaluation was the
+   * alternative: `planShootingUpFront`), or the block size DEER should use.
+   */
+  readonly choice: 'sequential' | 'shoot' | number;
   /** Estimated time units of sequential evaluation: T serial steps, batch rows spread over lanes. */
   readonly sequential: number;
   /** One estimate per candidate structure. */
@@ -193,8 +196,10 @@ export function shootingChunks(T: number, most?: number): Chunking {
  * sequential step costs about the same for up to `rowGain` rows as for one (SIMD lanes, threads,
  * batching: `sequentialRowGain`) runs a sweep in L·max(1, B·K / gain) row-step times against
  * T·max(1, B / gain) for the sequential pass. Chosen where EXPECTED_SWEEPS sweeps cost less than
- * that pass; the sweeps allowed cost at most one more pass, so a row that does not forget (or is
- * chaotic) costs at most about twice sequential before the fallback answers it. Null otherwise.
+ * that pass — which needs a gain above 3·B: on the cpu backend one float32 row on two or more
+ * threads — with no probe first; the sweeps allowed cost at most one more pass, so a row that does
+ * not forget (or is chaotic) costs at most about twice sequential before sequential evaluation
+ * answers it. Null otherwise.
  */
 export function planShootingUpFront(
   cell: Cell,
