@@ -210,7 +210,7 @@ export function recurrenceProblem(
       // its first check confirms.
       const asked = sweeps === undefined ? null : shootingChunks(T);
       const plan = asked ? { ...asked, maxSweeps: Math.min(asked.chunks, sweeps!) } : shootingPlan(rows.length);
-      if (!plan || (!asked && plan.chunks < 2)) return null;
+      if (!plan) return null;
       const all = rows.length === B;
       const xs = all ? x : backend.gatherRows(x, rows);
       const y0s = all ? y0 : backend.gatherRows(y0, rows);

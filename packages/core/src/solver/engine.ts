@@ -12,6 +12,7 @@ import { readScanUpdate, readUpdate, type Solve } from './solve.js';
 import type { FallbackOption, IterationInfo } from './options.js';
 import type { SolvePlan } from './plan.js';
 import { type DynamicsProbe, MERGE_TOLERANCE } from './probes.js';
+import type { Chunking, ShootingResult } from './shooting.js';
 
 /**
  * The one Newton engine behind `deer`, `solveIvp` and their sync variants. A problem supplies
@@ -95,14 +96,7 @@ export interface NewtonProblem {
     tol: { atol: number; rtol: number },
     /** Sweeps asked for by the caller ('shoot'): √T chunks whatever the lanes, no cost bound. */
     sweeps?: number,
-  ): Solve<{
-    y: Tensor;
-    converged: Uint8Array;
-    residual: Float64Array;
-    sweeps: number;
-    chunks: number;
-    length: number;
-  } | null>;
+  ): Solve<(ShootingResult & Chunking) | null>;
   /** Whether `shoot` would run for `rows` rows at all (its cost model does not decline them). */
   canShoot?(rows: number): boolean;
   /** Free what the problem made for its window (slices of inputs). */
@@ -329,7 +323,7 @@ export function* newtonWindow(
           // its sweeps are foreseeable, else full steps judged patiently; a row that fails that
           // too goes to the sequential fallback.
           for (const b of gaveUp) {
-            const shoots = problem.canShoot?.(1) === true && (w.memory[b]! <= budget || !w.nearChaos);
+            const shoots = problem.canShoot?.(1) === true && shootable(w, b, budget);
             const after = shoots ? 'parallel shooting' : 'sequential';
             if (!w.damped[b] && !w.patient[b] && iterations < budget) {
               const need = dampedIterations(w.memory[b]!, opts);
@@ -435,11 +429,16 @@ function nearChaos(lyapunov: ArrayLike<number>, T: number, tol: { atol: number; 
 }
 
 /**
+ * Whether row b's shooting sweeps are foreseeable: its memory was measured within the budget, or
+ * the recurrence is clear of the margin of chaos (`nearChaos`).
+ */
+const shootable = (w: WindowState, b: number, budget: number) => w.memory[b]! <= budget || !w.nearChaos;
+
+/**
  * 'auto': the rows Newton gave up, chaotic ones aside, by parallel shooting — on a contractive
  * recurrence each chunk forgets a wrong start, which is exactly where Newton's linear model learns
- * one step per iteration (long memory). A row goes only where its sweeps are foreseeable: its
- * memory was measured within the budget, or the recurrence is clear of the margin of chaos
- * (`nearChaos`). The shot rows' trajectories replace their iterates in y; rows that met the
+ * one step per iteration (long memory). A row goes only where its sweeps are foreseeable
+ * (`shootable`). The shot rows' trajectories replace their iterates in y; rows that met the
  * tolerance are converged, the others stay failed for the fallback. Returns the new y (the old one
  * disposed).
  */
@@ -454,9 +453,7 @@ function* shootFailedRows(
   budget: number,
   sweeps?: number,
 ): Solve<Tensor> {
-  const rows = [...w.status.keys()].filter(
-    (b) => w.status[b] === Row.Failed && w.reason[b] !== 'chaotic' && (w.memory[b]! <= budget || !w.nearChaos),
-  );
+  const rows = [...w.status.keys()].filter((b) => w.status[b] === Row.Failed && w.reason[b] !== 'chaotic' && shootable(w, b, budget));
   if (rows.length === 0) return y;
   const shot = yield* problem.shoot!(rows, tol, sweeps);
   if (!shot) {

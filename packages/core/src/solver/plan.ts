@@ -150,6 +150,12 @@ function sequentialStepCost(n: number, f: number, costs: CostOptions): number {
   return spread && n >= 8 ? Math.max(f / spread.spread, spread.floor) : f;
 }
 
+/** `sequentialStepCost` of the cell's own step program. */
+function cellStepCost(cell: Cell, costs: CostOptions): number {
+  const program = cell.stepProgram();
+  return sequentialStepCost(cell.stateSize, stepCost(program.graph, program.outputs), costs);
+}
+
 /** How parallel shooting cuts time, and the sweeps it may take. */
 export interface ShootingPlan extends Chunking {
   readonly maxSweeps: number;
@@ -173,8 +179,7 @@ export function planShooting(
   const { chunks, length } = shootingChunks(T, lanes === undefined ? undefined : Math.max(1, Math.floor(lanes / Math.max(1, rows))));
   let maxSweeps = chunks;
   if (lanes !== undefined) {
-    const program = cell.stepProgram();
-    const perStep = sequentialStepCost(cell.stateSize, stepCost(program.graph, program.outputs), costs);
+    const perStep = cellStepCost(cell, costs);
     const sequential = T * perStep * Math.ceil(rows / lanes);
     const sweep = length * perStep * Math.ceil((rows * chunks) / lanes) + (costs.iterationOverhead ?? ITERATION_OVERHEAD);
     maxSweeps = Math.min(maxSweeps, Math.floor((2 * sequential) / sweep));
@@ -210,9 +215,7 @@ export function planShootingUpFront(
   const gain = costs.rowGain;
   if (gain === undefined || gain <= 1 || T < MIN_SHOOTING_T) return null;
   const { chunks, length } = shootingChunks(T);
-  if (chunks < 2) return null;
-  const program = cell.stepProgram();
-  const perStep = sequentialStepCost(cell.stateSize, stepCost(program.graph, program.outputs), costs);
+  const perStep = cellStepCost(cell, costs);
   const sequential = T * perStep * Math.max(1, B / gain);
   const sweep = length * perStep * Math.max(1, (B * chunks) / gain) + (costs.iterationOverhead ?? ITERATION_OVERHEAD);
   const ratio = (EXPECTED_SWEEPS * sweep) / sequential;
