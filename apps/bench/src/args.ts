@@ -30,6 +30,8 @@ export interface BenchOptions {
   readonly sequentialKernel: SequentialKernel;
   /** webgpu's diagonal scan kernels (`createWebGpuBackend`'s `scanKernel`). */
   readonly scanKernel: ScanKernel;
+  /** webgpu's `iterationOverhead` (undefined: the adapter's default). */
+  readonly iterationOverhead: number | undefined;
   readonly out: string | undefined;
   /** Re-render the table and plots of an earlier results.json instead of running. */
   readonly from: string | undefined;
@@ -115,6 +117,8 @@ Usage: deer-bench [flags]        (from the repository root: pnpm bench [flags])
                      per batch row on a GPU from nh = 8, one invocation per row otherwise)
   --scan-kernel K    webgpu's diagonal scan: auto | tiled | chunked (default auto: tiled on a GPU
                      for states up to 8)
+  --iteration-overhead N  webgpu's per-iteration round trip in the cost model's units (default: 2e5
+                     on a GPU, none on a software adapter); 0 measures every Newton step
   --from FILE        print the table of an earlier results.json and rewrite its plots (into --out,
                      default the file's folder); runs nothing
   --seed N           seed of weights and inputs (default 0)
@@ -231,6 +235,7 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
         throw new ArgError(`--sequential-kernel: expected auto, row or workgroup, got '${v}'`);
       set.sequentialKernel = v;
     },
+    'iteration-overhead': (v) => (set.iterationOverhead = v.trim() === '0' ? 0 : positiveNumber('--iteration-overhead', v, 1e12)),
     'scan-kernel': (v) => {
       if (v !== 'auto' && v !== 'tiled' && v !== 'chunked')
         throw new ArgError(`--scan-kernel: expected auto, tiled or chunked, got '${v}'`);
@@ -299,6 +304,7 @@ export function resolveOptions(
     ort: a.ort ?? true,
     sequentialKernel: a.sequentialKernel ?? 'auto',
     scanKernel: a.scanKernel ?? 'auto',
+    iterationOverhead: a.iterationOverhead,
     out: a.out,
     from: a.from,
     seed: a.seed ?? 0,

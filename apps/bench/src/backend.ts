@@ -32,6 +32,7 @@ const optionsFor = (name: string | undefined, dtype?: DType, extra: BackendExtra
         timestamps: true,
         ...(extra.sequentialKernel ? { sequentialKernel: extra.sequentialKernel } : {}),
         ...(extra.scanKernel ? { scanKernel: extra.scanKernel } : {}),
+        ...(extra.iterationOverhead !== undefined ? { iterationOverhead: extra.iterationOverhead } : {}),
       }
     : {}),
 });
@@ -40,6 +41,7 @@ const optionsFor = (name: string | undefined, dtype?: DType, extra: BackendExtra
 export interface BackendExtras {
   readonly sequentialKernel?: 'auto' | 'row' | 'workgroup';
   readonly scanKernel?: 'auto' | 'tiled' | 'chunked';
+  readonly iterationOverhead?: number;
 }
 
 /** The backend could not be loaded or cannot run the asked dtype; the message says why. */

@@ -25,25 +25,71 @@ export interface Bandwidth {
   readonly ratio: number;
   /** scanGBs / copyKernelGBs (against a copy kernel). */
   readonly kernelRatio: number;
+  /**
+   * The same from device time (timestamp queries: the backend's `deviceTimeMs`), where the backend
+   * measures it: wall time also holds the submission and the settling read, which on a GPU take
+   * longer than moving the bytes. The buffer copy runs no compute pass, so it has no device time.
+   */
+  readonly device?: {
+    readonly scanMs: number;
+    readonly addMs: number;
+    readonly copyKernelMs: number;
+    readonly scanGBs: number;
+    readonly addGBs: number;
+    readonly copyKernelGBs: number;
+    /** scanGBs / copyKernelGBs. */
+    readonly kernelRatio: number;
+  };
 }
 
-/** Median wall time of `op` until its result is on the host (a one-step read settles the queue). */
-async function timed(backend: Backend, op: () => Tensor, repeats: number): Promise<number> {
+type DeviceClock = () => Promise<number | undefined>;
+
+/** The backend's device clock (`deviceTimeMs`, webgpu with timestamps), if it has one. */
+function deviceClock(backend: Backend): DeviceClock | undefined {
+  const b = backend as unknown as { deviceTimeMs?: DeviceClock };
+  return typeof b.deviceTimeMs === 'function' ? () => b.deviceTimeMs!() : undefined;
+}
+
+/**
+ * Median wall time of `op` until its result is on the host (a one-step read settles the queue), and
+ * its median device time where `clock` measures it.
+ */
+async function timed(
+  backend: Backend,
+  op: () => Tensor,
+  repeats: number,
+  clock: DeviceClock | undefined,
+): Promise<{ wall: number; device: number | undefined }> {
   const settle = async (t: Tensor) => {
     const last = backend.timeStep(t, t.shape[1]! - 1);
     await backend.read(last);
     backend.dispose(last);
   };
-  const samples: number[] = [];
+  const wall: number[] = [];
+  const device: number[] = [];
   for (let k = 0; k <= repeats; k++) {
+    const d0 = clock ? await clock() : undefined;
     const t0 = performance.now();
     const out = op();
     await settle(out);
     const ms = performance.now() - t0;
+    const d1 = clock ? await clock() : undefined;
     backend.dispose(out);
-    if (k > 0) samples.push(ms); // the first run compiles
+    if (k === 0) continue; // the first run compiles
+    wall.push(ms);
+    if (d0 !== undefined && d1 !== undefined) device.push(d1 - d0);
   }
-  return median(samples);
+  return { wall: median(wall), device: device.length === repeats ? median(device) : undefined };
+}
+
+/**
+ * The bandwidth line's shape: B = 16 rows of T steps of one state — 1e5 with `quick`, else 1e6, or
+ * 4e6 on a backend with a GPU's lanes (≥ 65536), where 1e6 (64 MB an array) is about an H200's L2
+ * and moves in tens of microseconds.
+ */
+export function bandwidthShape(backend: Backend, quick: boolean): [number, number, number] {
+  const gpu = (backend.capabilities.parallelism ?? 0) >= 65536;
+  return [16, quick ? 100_000 : gpu ? 4_000_000 : 1_000_000, 1];
 }
 
 export async function measureBandwidth(
@@ -61,29 +107,43 @@ export async function measureBandwidth(
   const c = backend.tensor(rng.normalArray(size), [B, T, n], dtype);
   const a2 = backend.tensor(rng.normalArray(size), [B, T, n], dtype);
   const y0 = backend.zeros([B, n], dtype);
+  const clock = deviceClock(backend);
   try {
-    const scanMs = await timed(backend, () => backend.scan({ A, c, y0, blockSize: 1, reverse: false }), repeats);
-    const addMs = await timed(backend, () => backend.add(a2, c), repeats);
-    const copyMs = await timed(backend, () => backend.sliceTime(c, 0, T), repeats);
+    const scan = await timed(backend, () => backend.scan({ A, c, y0, blockSize: 1, reverse: false }), repeats, clock);
+    const add = await timed(backend, () => backend.add(a2, c), repeats, clock);
+    const copy = await timed(backend, () => backend.sliceTime(c, 0, T), repeats, clock);
     const full = new Array<number>(B).fill(T);
-    const copyKernelMs = await timed(backend, () => backend.maskTime(c, full), repeats);
+    const copyKernel = await timed(backend, () => backend.maskTime(c, full), repeats, clock);
     const array = size * (dtype === 'float64' ? 8 : 4);
     const gbs = (arrays: number, ms: number) => (arrays * array) / (ms * 1e6);
-    const scanGBs = gbs(3, scanMs);
-    const copyGBs = gbs(2, copyMs);
-    const copyKernelGBs = gbs(2, copyKernelMs);
+    const scanGBs = gbs(3, scan.wall);
+    const copyGBs = gbs(2, copy.wall);
+    const copyKernelGBs = gbs(2, copyKernel.wall);
+    const device =
+      scan.device !== undefined && add.device !== undefined && copyKernel.device !== undefined && copyKernel.device > 0
+        ? {
+            scanMs: scan.device,
+            addMs: add.device,
+            copyKernelMs: copyKernel.device,
+            scanGBs: gbs(3, scan.device),
+            addGBs: gbs(3, add.device),
+            copyKernelGBs: gbs(2, copyKernel.device),
+            kernelRatio: gbs(3, scan.device) / gbs(2, copyKernel.device),
+          }
+        : undefined;
     return {
       shape: [B, T, n],
-      scanMs,
-      addMs,
-      copyMs,
-      copyKernelMs,
+      scanMs: scan.wall,
+      addMs: add.wall,
+      copyMs: copy.wall,
+      copyKernelMs: copyKernel.wall,
       scanGBs,
-      addGBs: gbs(3, addMs),
+      addGBs: gbs(3, add.wall),
       copyGBs,
       copyKernelGBs,
       ratio: scanGBs / copyGBs,
       kernelRatio: scanGBs / copyKernelGBs,
+      ...(device ? { device } : {}),
     };
   } finally {
     for (const t of [A, c, a2, y0]) backend.dispose(t);

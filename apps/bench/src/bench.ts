@@ -1,6 +1,6 @@
 import type { Backend } from '@deerjs/core';
 import type { BenchOptions } from './args.js';
-import { type Bandwidth, measureBandwidth } from './bandwidth.js';
+import { type Bandwidth, bandwidthShape, measureBandwidth } from './bandwidth.js';
 import { buildGrid, type GridPoint } from './grid.js';
 import { gitCommit, machineInfo, onnxruntimeVersion } from './machine.js';
 import { PointRunner } from './point.js';
@@ -56,7 +56,7 @@ export async function runBench(
   }
   let bandwidth: Bandwidth | { error: string };
   try {
-    bandwidth = await measureBandwidth(backend, [16, o.quick ? 100_000 : 1_000_000, 1], o.dtype, o.seed);
+    bandwidth = await measureBandwidth(backend, bandwidthShape(backend, o.quick), o.dtype, o.seed);
   } catch (err) {
     bandwidth = { error: err instanceof Error ? err.message.split('\n')[0]! : String(err) };
   }
@@ -89,6 +89,7 @@ export async function runBench(
       quick: o.quick,
       sequentialKernel: o.sequentialKernel,
       scanKernel: o.scanKernel,
+      iterationOverhead: o.iterationOverhead ?? null,
     },
     points,
     bandwidth,

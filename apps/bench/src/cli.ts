@@ -24,7 +24,11 @@ function printReport(report: BenchReport, files: readonly string[]): void {
   if (bw && 'error' in bw) out.write(`scan bandwidth: not measured (${bw.error})\n\n`);
   else if (bw)
     out.write(
-      `bandwidth [${bw.shape.join(', ')}]: diagonal scan ${bw.scanGBs.toFixed(2)} GB/s, elementwise add ${bw.addGBs.toFixed(2)} GB/s, copy kernel ${bw.copyKernelGBs.toFixed(2)} GB/s, buffer copy ${bw.copyGBs.toFixed(2)} GB/s (scan at ${(100 * bw.kernelRatio).toFixed(0)}% of the copy kernel, ${(100 * bw.ratio).toFixed(0)}% of the buffer copy)\n\n`,
+      `bandwidth [${bw.shape.join(', ')}]: diagonal scan ${bw.scanGBs.toFixed(2)} GB/s, elementwise add ${bw.addGBs.toFixed(2)} GB/s, copy kernel ${bw.copyKernelGBs.toFixed(2)} GB/s, buffer copy ${bw.copyGBs.toFixed(2)} GB/s (scan at ${(100 * bw.kernelRatio).toFixed(0)}% of the copy kernel, ${(100 * bw.ratio).toFixed(0)}% of the buffer copy; wall time)\n${
+        bw.device
+          ? `bandwidth in device time: diagonal scan ${bw.device.scanGBs.toFixed(2)} GB/s, elementwise add ${bw.device.addGBs.toFixed(2)} GB/s, copy kernel ${bw.device.copyKernelGBs.toFixed(2)} GB/s (scan at ${(100 * bw.device.kernelRatio).toFixed(0)}% of the copy kernel)\n`
+          : ''
+      }\n`,
     );
   const counts = ['ok', 'skipped', 'error'].map(
     (s) => `${report.points.filter((r) => r.status === s).length} ${s}`,
@@ -60,6 +64,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const backend = await openBackend(args.backend, args.dtype ?? 'float32', {
     ...(args.sequentialKernel ? { sequentialKernel: args.sequentialKernel } : {}),
     ...(args.scanKernel ? { scanKernel: args.scanKernel } : {}),
+    ...(args.iterationOverhead !== undefined ? { iterationOverhead: args.iterationOverhead } : {}),
   });
   try {
     const caps = backend.capabilities;

@@ -64,6 +64,8 @@ export interface BackendConfig {
   readonly scanKernel: 'tiled' | 'chunked' | 'auto';
   /** A software adapter (llvmpipe and the like). */
   readonly software: boolean;
+  /** `capabilities.iterationOverhead` as the caller set it (else the adapter's default). */
+  readonly iterationOverhead?: number;
   /** Floats of workgroup memory a kernel may use. */
   readonly sharedFloats: number;
 }
@@ -118,7 +120,11 @@ export class WebGpuBackend implements Backend {
       // Measured on an H200 (apps/bench/results/webgpu-h200): a Newton iteration's submission and
       // read round trip take about 1 ms of wall time, ~2·10⁵ of the sequential kernel's
       // multiply-adds (~5 ns each there). A software adapter keeps the model's default.
-      ...(config.software ? {} : { iterationOverhead: GPU_ITERATION_OVERHEAD }),
+      ...(config.iterationOverhead !== undefined
+        ? { iterationOverhead: config.iterationOverhead }
+        : config.software
+          ? {}
+          : { iterationOverhead: GPU_ITERATION_OVERHEAD }),
       // The workgroup-per-row sequential kernel (a GPU, states from 8): on the H200 a step of a
       // GRU nh = 64 ran ~12× faster than its work on one lane, and no step (nh = 8) took less than
       // ~4 µs, ~700 units.
@@ -534,28 +540,61 @@ export class WebGpuBackend implements Backend {
 
   /** The scan's step δ applied as the Newton update in its fix-up pass: δ never goes to memory. */
   async scanUpdate(args: ScanArgs, yOld: Tensor, opts: NewtonUpdateOptions): Promise<NewtonUpdate> {
+    const fused = this.fusedScanUpdate(args, yOld, opts);
+    if (!fused) return scanThenUpdate(this, args, yOld, opts);
+    return this.withUpdateResult(this.get(yOld), fused.B, fused.T, opts, fused.record);
+  }
+
+  /**
+   * `scanUpdate`'s iterate with its measures left on the device: no read, and the commands are
+   * submitted at once so the device runs this step while the host records the next.
+   */
+  scanUpdateUnread(args: ScanArgs, yOld: Tensor, opts: NewtonUpdateOptions): Tensor {
+    const old = this.get(yOld);
+    const fused = this.fusedScanUpdate(args, yOld, opts);
+    if (fused) return this.recordUpdate(old, fused.B, opts, fused.record, false).y;
+    const raw = this.scan(args);
+    try {
+      return this.recordUpdate(old, Math.max(1, old.shape[0] ?? 1), opts, this.newtonUpdatePass(this.get(raw), old, true, opts)).y;
+    } finally {
+      this.dispose(raw);
+    }
+  }
+
+  /** How scanUpdate records its passes, or null where it composes the scan and the update (reverse scans, empty tensors). */
+  private fusedScanUpdate(
+    args: ScanArgs,
+    yOld: Tensor,
+    opts: NewtonUpdateOptions,
+  ): { B: number; T: number; record: (y: GpuTensor, res: GPUBuffer, act: GPUBuffer) => void } | null {
     const old = this.get(yOld);
     const c = this.get(args.c);
     if (old.size !== c.size) throw new ShapeError('scanUpdate', fmt(c.shape), fmt(old.shape));
     // The fix-up fuses forward scans only.
-    if (args.reverse || c.size === 0) return scanThenUpdate(this, args, yOld, opts);
+    if (args.reverse || c.size === 0) return null;
     const [B, T] = c.shape as [number, number];
     if (this.tiled(args)) {
-      return this.withUpdateResult(old, B, T, opts, (y, res, act) =>
-        this.tiledPasses(args, (k, dims, Yc) => {
-          const bufs = [this.get(args.A).buffer, c.buffer, this.get(args.y0).buffer, Yc, old.buffer, y.buffer, res, act];
-          const uniforms = [...dims, f32Bits(opts.atol), f32Bits(opts.rtol), f32Bits(opts.clip)];
-          this.ctx.dispatch(k.fixupUpdate!, 'scan-tile-fixup-update', bufs, uniforms, B * dims[2]! * TILE, TILE);
-        }),
-      );
+      return {
+        B,
+        T,
+        record: (y, res, act) =>
+          this.tiledPasses(args, (k, dims, Yc) => {
+            const bufs = [this.get(args.A).buffer, c.buffer, this.get(args.y0).buffer, Yc, old.buffer, y.buffer, res, act];
+            const uniforms = [...dims, f32Bits(opts.atol), f32Bits(opts.rtol), f32Bits(opts.clip)];
+            this.ctx.dispatch(k.fixupUpdate!, 'scan-tile-fixup-update', bufs, uniforms, B * dims[2]! * TILE, TILE);
+          }),
+      };
     }
-    return this.withUpdateResult(old, B, T, opts, (y, res, act) =>
-      this.scanPasses(args, (k, dims, Yb, threads) => {
-        const bufs = [this.get(args.A).buffer, c.buffer, Yb, old.buffer, y.buffer, res, act];
-        const uniforms = [...dims, f32Bits(opts.atol), f32Bits(opts.rtol), f32Bits(opts.clip)];
-        this.ctx.dispatch(k.fixupUpdate!, 'scan-fixup-update', bufs, uniforms, threads, SERIAL_WG);
-      }),
-    );
+    return {
+      B,
+      T,
+      record: (y, res, act) =>
+        this.scanPasses(args, (k, dims, Yb, threads) => {
+          const bufs = [this.get(args.A).buffer, c.buffer, Yb, old.buffer, y.buffer, res, act];
+          const uniforms = [...dims, f32Bits(opts.atol), f32Bits(opts.rtol), f32Bits(opts.clip)];
+          this.ctx.dispatch(k.fixupUpdate!, 'scan-fixup-update', bufs, uniforms, threads, SERIAL_WG);
+        }),
+    };
   }
 
   /**
@@ -775,7 +814,18 @@ export class WebGpuBackend implements Backend {
     if (old.size !== raw.size) throw new ShapeError('newtonUpdate', fmt(raw.shape), fmt(old.shape));
     const B = Math.max(1, raw.shape[0] ?? 1);
     const steps = raw.shape[1] ?? 1;
-    return this.withUpdateResult(old, B, steps, opts, (y, res, act) => {
+    return this.withUpdateResult(old, B, steps, opts, this.newtonUpdatePass(raw, old, opts.delta === true, opts));
+  }
+
+  /** NEWTON_UPDATE's pass over `raw` (the raw iterate, or the step δ where `delta`). */
+  private newtonUpdatePass(
+    raw: GpuTensor,
+    old: GpuTensor,
+    delta: boolean,
+    opts: NewtonUpdateOptions,
+  ): (y: GpuTensor, res: GPUBuffer, act: GPUBuffer) => void {
+    return (y, res, act) => {
+      const B = Math.max(1, raw.shape[0] ?? 1);
       const rowLen = Math.max(1, raw.size / B);
       // A few waves of invocations, each walking a stretch of its row.
       const G = updateGroupsPerRow(rowLen, B, this.scanLanes * 16);
@@ -785,12 +835,12 @@ export class WebGpuBackend implements Backend {
         f32Bits(opts.rtol),
         f32Bits(opts.clip),
         rowLen,
-        opts.delta ? 1 : 0,
+        delta ? 1 : 0,
         G,
       ];
       const bufs = [raw.buffer, old.buffer, y.buffer, res, act];
       this.ctx.dispatch(NEWTON_UPDATE, 'newton-update', bufs, uniforms, B * G * WG);
-    });
+    };
   }
 
   /**
@@ -805,18 +855,9 @@ export class WebGpuBackend implements Backend {
     opts: NewtonUpdateOptions,
     record: (y: GpuTensor, res: GPUBuffer, act: GPUBuffer) => void,
   ): Promise<NewtonUpdate> {
-    const y = this.make(old.shape);
-    const resBytes = (1 + 4 * B) * 4;
-    const res = this.ctx.buffer(resBytes);
-    const act = this.ctx.buffer(B * 4);
+    const { y, res, resBytes } = this.recordUpdate(old, B, opts, record, true);
     try {
-      this.ctx.encode((enc) => enc.clear(res, 0, Math.ceil(resBytes / 4) * 4));
-      this.ctx.write(
-        act,
-        Uint32Array.from({ length: B }, (_, b) => (opts.active ? opts.active[b]! : 1)),
-      );
-      record(y, res, act);
-      const bits = new Uint32Array(await this.ctx.readBytes(res, 0, resBytes));
+      const bits = new Uint32Array(await this.ctx.readBytes(res!, 0, resBytes));
       const f = new Float32Array(bits.buffer);
       const rowLen = Math.max(1, old.size / B);
       const inner = rowLen / Math.max(1, steps);
@@ -835,9 +876,45 @@ export class WebGpuBackend implements Backend {
       this.dispose(y);
       throw err;
     } finally {
+      this.ctx.release(res!);
+    }
+  }
+
+  /**
+   * Records an update: allocates the new iterate, clears the result buffer, writes the active-row
+   * mask and lets `record` fill them. Where the caller will not read the result (`keep` false) it
+   * and the mask go back to the pool — the queue runs in recording order, so their next user
+   * comes after these passes — and the commands are submitted.
+   */
+  private recordUpdate(
+    old: GpuTensor,
+    B: number,
+    opts: NewtonUpdateOptions,
+    record: (y: GpuTensor, res: GPUBuffer, act: GPUBuffer) => void,
+    keep = false,
+  ): { y: GpuTensor; res: GPUBuffer | null; resBytes: number } {
+    const y = this.make(old.shape);
+    const resBytes = (1 + 4 * B) * 4;
+    const res = this.ctx.buffer(resBytes);
+    const act = this.ctx.buffer(B * 4);
+    try {
+      this.ctx.encode((enc) => enc.clear(res, 0, Math.ceil(resBytes / 4) * 4));
+      this.ctx.write(
+        act,
+        Uint32Array.from({ length: B }, (_, b) => (opts.active ? opts.active[b]! : 1)),
+      );
+      record(y, res, act);
+    } catch (err) {
+      this.dispose(y);
       this.ctx.release(res);
+      throw err;
+    } finally {
       this.ctx.release(act);
     }
+    if (keep) return { y, res, resBytes };
+    this.ctx.release(res);
+    this.ctx.flush();
+    return { y, res: null, resBytes };
   }
 
   async findNonFinite(t: Tensor): Promise<{ index: number; value: number } | null> {

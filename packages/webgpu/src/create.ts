@@ -42,6 +42,14 @@ export interface WebGpuBackendOptions {
    * the lanes, one vectorised serial pass per chain; else 'chunked').
    */
   readonly scanKernel?: 'tiled' | 'chunked' | 'auto';
+  /**
+   * A Newton iteration's fixed cost — submission and the read's round trip — in the cost model's
+   * units (one multiply-add of sequential evaluation on one lane; `capabilities.iterationOverhead`).
+   * It prices 'auto''s choice and how many Newton steps run unread between convergence checks.
+   * Default: 2·10⁵ on a GPU (measured on an H200), none on a software adapter (the model's default,
+   * and every step measured).
+   */
+  readonly iterationOverhead?: number;
 }
 
 function positiveBytes(device: GPUDevice, name: string, v: number | undefined): void {
@@ -121,6 +129,11 @@ export async function createOn(
     device.destroy();
     throw new UnsupportedOptionError('scanKernel', scanKernel, "'tiled', 'chunked' or 'auto'");
   }
+  const overhead = options.iterationOverhead;
+  if (overhead !== undefined && !(Number.isFinite(overhead) && overhead >= 0)) {
+    device.destroy();
+    throw new UnsupportedOptionError('iterationOverhead', String(overhead), 'a finite number ≥ 0');
+  }
   const ctx = new GpuContext(device, binding, timing);
   return new WebGpuBackend(
     ctx,
@@ -132,6 +145,7 @@ export async function createOn(
       sequentialKernel: seq,
       scanKernel,
       software,
+      ...(overhead !== undefined ? { iterationOverhead: overhead } : {}),
       sharedFloats: Math.floor(device.limits.maxComputeWorkgroupStorageSize / 4),
     },
     keepAlive,

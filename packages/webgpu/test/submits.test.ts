@@ -79,6 +79,60 @@ describe.skipIf(skip !== null)('webgpu submissions per Newton iteration', () => 
     });
   }
 
+  it('where reads cost a round trip, Newton steps run unread between checks: fewer reads, the same answer', async () => {
+    // iterationOverhead as large as a GPU's: a small problem then runs MAX_UNREAD (3) steps unread
+    // before each measured one. Each step is still submitted as it is recorded.
+    const slow = await createWebGpuBackend({ iterationOverhead: 2e5 });
+    try {
+      expect(slow.capabilities.iterationOverhead).toBe(2e5);
+      const B = 3;
+      const T = 400;
+      const cell = cells.gru({ inputSize: 2, hiddenSize: 4 });
+      const params = cell.init({ seed: 5 });
+      const xs = Array.from({ length: B * T * 2 }, (_, i) => 2 * Math.sin(0.37 * i));
+      const run = async (be: WebGpuBackend) => {
+        const x = be.tensor(xs, [B, T, 2]);
+        const checks: number[] = [];
+        const { y, stats } = await deer(be, cell, params, x, { checkFinite: false, onIteration: (i) => checks.push(i.iteration) });
+        const out = await be.read(y);
+        be.dispose(y);
+        be.dispose(x);
+        return { out, stats, checks };
+      };
+      const measured = await run(backend);
+      const unread = await run(slow);
+      expect(unread.stats.converged).toBe(true);
+      // Checks come every fourth iteration: 4, 8, … (the budget caps the last stride).
+      expect(unread.checks.length).toBeGreaterThan(0);
+      unread.checks.forEach((it, k) => expect(it).toBe(4 * (k + 1)));
+      expect(unread.stats.iterations).toBe(unread.checks.at(-1));
+      // No more than 3 iterations past the check that would have stopped every-step checking.
+      expect(unread.stats.iterations).toBeGreaterThanOrEqual(measured.stats.iterations);
+      expect(unread.stats.iterations).toBeLessThanOrEqual(measured.stats.iterations + 3);
+      const device = unread.stats.device!;
+      // One read per check plus the residual check's; a submit per step and per read.
+      expect(device.reads).toBe(unread.checks.length + 1);
+      expect(device.submits).toBeLessThanOrEqual(unread.stats.iterations + 1);
+      // Both converged to the same trajectory (within the tolerance, scaled).
+      let worst = 0;
+      for (let i = 0; i < measured.out.length; i++) {
+        worst = Math.max(worst, Math.abs(measured.out[i]! - unread.out[i]!) / (1e-5 + 1e-4 * Math.abs(measured.out[i]!)));
+      }
+      expect(worst).toBeLessThanOrEqual(2);
+      console.log(
+        `[webgpu submits] unread steps: ${unread.stats.iterations} iterations with ${device.reads} reads (every step read: ${measured.stats.iterations} iterations, ${measured.stats.device!.reads} reads)`,
+      );
+      expect(slow.liveTensors()).toBe(0);
+    } finally {
+      slow.destroy();
+    }
+  });
+
+  it('iterationOverhead must be a finite number ≥ 0', async () => {
+    await expect(createWebGpuBackend({ iterationOverhead: -1 })).rejects.toThrow(/iterationOverhead/);
+    await expect(createWebGpuBackend({ iterationOverhead: Number.NaN })).rejects.toThrow(/iterationOverhead/);
+  });
+
   it('a write into a buffer that pending commands read lands after them', async () => {
     // a is read by the pending add; then a's buffer is released and re-acquired by the next tensor,
     // whose data must not overwrite a before the add ran.

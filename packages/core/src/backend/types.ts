@@ -265,6 +265,13 @@ export interface Backend {
    */
   scanUpdate?(args: ScanArgs, yOld: Tensor, opts: NewtonUpdateOptions): Promise<NewtonUpdate>;
   /**
+   * Optional: `scanUpdate`'s new iterate alone, its measures never read (args forward). A backend
+   * whose reads cost a round trip (a GPU's submission and map) offers it so that the engine can run
+   * Newton steps between its convergence checks without waiting on each (`unreadIterations` in
+   * solver/plan.ts); it should start the device on the step at once.
+   */
+  scanUpdateUnread?(args: ScanArgs, yOld: Tensor, opts: NewtonUpdateOptions): Tensor;
+  /**
    * One whole DEER step of y_t = f(y_{t−1}, x_t) at the iterate `previous` ([B, T, n]; the step
    * before t = 0 reads `inputs.y0`): `program` (a cell's residualProgram with a Jacobian) at state
    * `previous` shifted one step and cotangent `previous`, δ by the forward scan, applied as

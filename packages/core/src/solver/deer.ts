@@ -18,7 +18,7 @@ import {
   prepareParams,
   windowLengths,
 } from './validate.js';
-import { planShooting, planShootingUpFront, planSolve, shootingChunks, type SolvePlan } from './plan.js';
+import { planShooting, planShootingUpFront, planSolve, shootingChunks, type SolvePlan, unreadIterations } from './plan.js';
 import { probeDynamics } from './probes.js';
 import { shoot } from './shooting.js';
 import { chooseWindow } from './window.js';
@@ -337,7 +337,11 @@ function* deerSolve(
       const problem = recurrenceProblem(backend, cell, params, xw, start, s, initial, windowLengths(lengths, t0, len));
       return xw === x ? problem : { ...problem, release: () => backend.dispose(xw) };
     },
-    { ...opts, solver: { deer: 'DEER', elk: 'ELK', auto: 'DEER/ELK (auto)', shoot: 'parallel shooting' }[opts.method] },
+    {
+      ...opts,
+      solver: { deer: 'DEER', elk: 'ELK', auto: 'DEER/ELK (auto)', shoot: 'parallel shooting' }[opts.method],
+      unread: unreadIterations(cell, B, Math.min(T, W), s, lanes, backend.capabilities.iterationOverhead),
+    },
     stats,
   );
   if (T === Tfull) return { y: solved, stats: describe(Math.ceil(T / W)) };

@@ -113,6 +113,11 @@ export interface EngineOptions {
   readonly solver: string;
   readonly method?: NewtonMethod;
   readonly onIteration?: (info: IterationInfo) => void;
+  /**
+   * Full Newton steps run before each measured one without reading their measures (where the
+   * backend has `scanUpdateUnread`; see `unreadIterations`). Default 0: every step is measured.
+   */
+  readonly unread?: number;
 }
 
 /** What the engine records across the windows of one solve (read-only in DeerStats). */
@@ -297,13 +302,24 @@ export function* newtonWindow(
     }
     while (count(Row.Active) > 0) {
       while (count(Row.Active) > 0 && iterations < budget) {
-        iterations++;
+        const before = iterations++;
         let update: NewtonUpdate;
         if (mode === 'deer' && w.damped.some((d, b) => d === 1 && status[b] === Row.Active)) {
           update = yield* dampedDeerIteration(backend, problem, y, zeros, w, { ...tol, active: mask(Row.Active) });
           stats.elkIterations++;
         } else if (mode === 'deer') {
-          update = yield* deerIteration(backend, problem, y, zeros, { ...tol, active: mask(Row.Active) });
+          const active = mask(Row.Active);
+          // Steps whose measures nobody waits for: the check after them judges where they led.
+          const unread = backend.scanUpdateUnread ? Math.min(opts.unread ?? 0, budget - iterations) : 0;
+          for (let k = 0; k < unread; k++) {
+            const next = yield* unreadDeerIteration(backend, problem, y, zeros, { ...tol, active });
+            backend.dispose(y);
+            y = next;
+            iterations++;
+            stats.iterations++;
+            stats.deerIterations++;
+          }
+          update = yield* deerIteration(backend, problem, y, zeros, { ...tol, active });
           stats.deerIterations++;
         } else {
           update = yield* elkIteration(backend, problem, y, w, tol);
@@ -315,7 +331,7 @@ export function* newtonWindow(
         stats.residuals.push(update.maxAbsDiff);
         stats.replaced += update.replaced;
         stats.clipped += update.clipped;
-        const gaveUp = mode === 'deer' ? judgeDeer(w, update, T, iterations, budget) : judgeElk(w, update);
+        const gaveUp = mode === 'deer' ? judgeDeer(w, update, T, iterations, budget, iterations - before) : judgeElk(w, update);
         if (method === 'auto') {
           // A row that full steps fail (overshoot, overflow, slow progress) gets one more chance:
           // damped steps (a trust region on the linear model's transitions) where they can finish
@@ -552,6 +568,23 @@ function* deerIteration(
   }
 }
 
+/** `deerIteration` without its read: the new iterate only (`Backend.scanUpdateUnread`). */
+function* unreadDeerIteration(
+  backend: Backend,
+  problem: NewtonProblem,
+  y: Tensor,
+  zeros: Tensor,
+  opts: NewtonUpdateOptions,
+): Solve<Tensor> {
+  const { A, r } = yield* problem.linearize(y);
+  try {
+    return backend.scanUpdateUnread!({ A, c: r, y0: zeros, blockSize: problem.blockSize, reverse: false }, y, opts);
+  } finally {
+    backend.dispose(A);
+    backend.dispose(r);
+  }
+}
+
 /**
  * Iterations damped steps take to finish a row: far from the solution they learn about one step of
  * the past per iteration, like a fixed-point sweep, so they need about the row's memory in
@@ -654,7 +687,11 @@ const progress = (w: WindowState, b: number, step: number) => (w.damped[b] ? w.m
  * rows that keep producing NaN/Inf, keep reaching the clip, or stop progressing are given up.
  * Returns the rows given up in this step.
  */
-function judgeDeer(w: WindowState, update: NewtonUpdate, T: number, iterations: number, budget: number): number[] {
+/**
+ * Judges the rows after a measured step; `stride` is the iterations since the last check (1, or more
+ * where steps ran unread before it): patience and pace count iterations, not checks.
+ */
+function judgeDeer(w: WindowState, update: NewtonUpdate, T: number, iterations: number, budget: number, stride: number): number[] {
   const out: number[] = [];
   for (let b = 0; b < w.status.length; b++) {
     if (w.status[b] !== Row.Active) continue;
@@ -669,19 +706,19 @@ function judgeDeer(w: WindowState, update: NewtonUpdate, T: number, iterations: 
     if (settled > w.front[b]!) {
       w.front[b] = settled;
       w.frontSince[b] = 0;
-    } else w.frontSince[b]!++;
+    } else w.frontSince[b]! += stride;
     w.nonFiniteStreak[b] = rep > 0 ? w.nonFiniteStreak[b]! + 1 : 0;
     w.clipStreak[b] = clp > 0 ? w.clipStreak[b]! + 1 : 0;
     if (iterations > w.deadline[b]!) fail(w, b, 'stagnated');
     else if (w.nonFiniteStreak[b]! >= BAD_STREAK) fail(w, b, 'nonFinite');
     else if (w.clipStreak[b]! >= BAD_STREAK) fail(w, b, 'diverged');
-    else if (++w.steps[b]! === 1) {
+    else if ((w.steps[b]! += stride) === stride) {
       // The first step measures how far the initial guess was, not Newton's progress.
     } else if (progress(w, b, sc) < 0.5 * w.best[b]!) {
       w.best[b] = progress(w, b, sc);
       w.since[b] = 0;
       w.mark[b] = update.rows.settled[b]!;
-    } else if (++w.since[b]! >= (w.damped[b] ? ELK_PATIENCE : STAGNATION_PATIENCE)) {
+    } else if ((w.since[b]! += stride) >= (w.damped[b] ? ELK_PATIENCE : STAGNATION_PATIENCE)) {
       // No halving for a while: progress only if the settled front still moves on (exact Newton
       // settles ≥ 1 step per iteration) and, unless the row is judged patiently, fast enough to
       // reach T within the budget.

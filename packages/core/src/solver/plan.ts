@@ -110,14 +110,7 @@ export function planSolve(
   const f = stepCost(program.graph, program.outputs);
   const exact = candidates[0]!;
   const deer = candidates.map((s): DeerEstimate => {
-    // Linearisation (f and ~3 terms per Jacobian entry), the chunked scan (fix-up n·s² and
-    // summaries (s + 1) times that; diagonal: 3n) and the update (~4n).
-    const scan = s === 1 ? 3 * n : n * s * s * (s + 2);
-    const linearize = f + 3 * n * s;
-    const work = linearize + scan + 4 * n;
-    // The scan's serial span: about 2√T chunk steps of s² each.
-    const depth = 2 * Math.sqrt(T) * s * s;
-    const perIteration = (B * T * work) / lanes + depth + iterationOverhead;
+    const perIteration = iterationWork(n, f, s, B, T, lanes) + iterationOverhead;
     const iterations = s === exact ? EXACT_ITERATIONS : QUASI_ITERATIONS;
     const check = (B * T * f) / lanes;
     return { blockSize: s, iterations, perIteration, total: iterations * perIteration + check };
@@ -142,6 +135,34 @@ export function planSolve(
     deer,
     reason: `cost model (${lanes} lanes): DEER with the ${what} estimated ${fmt(1 / ratio)}× faster than sequential`,
   };
+}
+
+/** A Newton iteration's work over the lanes, its fixed overhead aside (time units). */
+function iterationWork(n: number, f: number, s: number, B: number, T: number, lanes: number): number {
+  // Linearisation (f and ~3 terms per Jacobian entry), the chunked scan (fix-up n·s² and
+  // summaries (s + 1) times that; diagonal: 3n) and the update (~4n).
+  const scan = s === 1 ? 3 * n : n * s * s * (s + 2);
+  const work = f + 3 * n * s + scan + 4 * n;
+  // The scan's serial span: about 2√T chunk steps of s² each.
+  const depth = 2 * Math.sqrt(T) * s * s;
+  return (B * T * work) / lanes + depth;
+}
+
+/** Most Newton iterations run between two convergence checks (`unreadIterations`). */
+export const MAX_UNREAD = 3;
+
+/**
+ * Newton iterations to run before each convergence check without reading their measures, where a
+ * read costs a round trip (`iterationOverhead`, stated by backends such as a GPU's): as many as
+ * together cost no more than one round trip, at most MAX_UNREAD. A solve then runs at most that
+ * many iterations past the one that converged — at most one round trip's time — and reads about
+ * 1 / (unread + 1) as often. 0 where the backend states no overhead or lanes.
+ */
+export function unreadIterations(cell: Cell, B: number, T: number, blockSize: number, lanes: number | undefined, iterationOverhead: number | undefined): number {
+  if (lanes === undefined || iterationOverhead === undefined) return 0;
+  const program = cell.stepProgram();
+  const work = iterationWork(cell.stateSize, stepCost(program.graph, program.outputs), blockSize, B, T, lanes);
+  return Math.max(0, Math.min(MAX_UNREAD, Math.floor(iterationOverhead / work)));
 }
 
 /** One step of sequential evaluation of a state of n with step work f (see `sequentialStep`). */
