@@ -104,7 +104,7 @@ describe.skipIf(skip !== null)('webgpu submissions per Newton iteration', () => 
       expect(unread.stats.converged).toBe(true);
       // Checks come every fourth iteration: 4, 8, … (the budget caps the last stride).
       expect(unread.checks.length).toBeGreaterThan(0);
-      unread.checks.forEach((it, k) => expect(it).toBe(4 * (k + 1)));
+      expect(unread.checks).toEqual(unread.checks.map((_, k) => 4 * (k + 1)));
       expect(unread.stats.iterations).toBe(unread.checks.at(-1));
       // No more than 3 iterations past the check that would have stopped every-step checking.
       expect(unread.stats.iterations).toBeGreaterThanOrEqual(measured.stats.iterations);
