@@ -29,6 +29,8 @@
 #   VK_DRIVER_FILES      set it yourself to choose the Vulkan driver; otherwise see below
 #   KIT_BENCH_S, KIT_TORCH_S, KIT_JAX_S   the default run's deadlines (seconds) of its three parts
 #   KIT_PYTHON           the Python that runs the baselines (default python3)
+#   KIT_NODE_FLAGS       flags for the bench's Node, e.g. "--cpu-prof --cpu-prof-dir=DIR" (which
+#                        NODE_OPTIONS refuses)
 #
 # Writes, beside the bench's results.json and SVGs in the --out folder: run.log (all it printed)
 # and kit-env.json (the kit's build and versions, nvidia-smi, the adapter probe, the flags).
@@ -223,7 +225,8 @@ else
 fi
 
 # --help and --from (replot a results.json) touch no GPU: no probe, no extra files.
-if [ "$passive" = 1 ]; then exec "$NODE" "$RT/app/deer-bench.mjs" "${args[@]}"; fi
+read -r -a node_flags <<<"${KIT_NODE_FLAGS:-}"
+if [ "$passive" = 1 ]; then exec "$NODE" "${node_flags[@]}" "$RT/app/deer-bench.mjs" "${args[@]}"; fi
 
 # ---------------------------------------------------------------- what runs where
 echo "=== nvidia-smi"
@@ -269,7 +272,7 @@ printf '%s\n' "$smi" >"$smi_file"
   fs.writeFileSync(file, JSON.stringify(env, null, 2) + "\n");
 ' -- "$KIT/kit.json" "$probe" "$smi_file" "$out/kit-env.json" "${args[@]}"
 set +e
-"$NODE" "$RT/app/deer-bench.mjs" "${args[@]}" 2>&1 | tee "$out/run.log"
+"$NODE" "${node_flags[@]}" "$RT/app/deer-bench.mjs" "${args[@]}" 2>&1 | tee "$out/run.log"
 status=${PIPESTATUS[0]}
 set -e
 

@@ -30,6 +30,8 @@ export interface BenchOptions {
   readonly sequentialKernel: SequentialKernel;
   /** webgpu's diagonal scan kernels (`createWebGpuBackend`'s `scanKernel`). */
   readonly scanKernel: ScanKernel;
+  /** webgpu: timestamp queries for device time (default on; off measures wall time without their reads). */
+  readonly timestamps: boolean;
   /** webgpu's `iterationOverhead` (undefined: the adapter's default). */
   readonly iterationOverhead: number | undefined;
   readonly out: string | undefined;
@@ -117,6 +119,7 @@ Usage: deer-bench [flags]        (from the repository root: pnpm bench [flags])
                      per batch row on a GPU from nh = 8, one invocation per row otherwise)
   --scan-kernel K    webgpu's diagonal scan: auto | tiled | chunked (default auto: tiled on a GPU
                      for states up to 8)
+  --no-timestamps    webgpu: no timestamp queries (no device time; wall time without their reads)
   --iteration-overhead N  webgpu's per-iteration round trip in the cost model's units (default: 2e5
                      on a GPU, none on a software adapter); 0 measures every Newton step
   --from FILE        print the table of an earlier results.json and rewrite its plots (into --out,
@@ -247,6 +250,7 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
     quasi: () => (set.quasi = true),
     'no-quasi': () => (set.quasi = false),
     'no-ort': () => (set.ort = false),
+    'no-timestamps': () => (set.timestamps = false),
     help: () => (set.help = true),
     h: () => (set.help = true),
   };
@@ -305,6 +309,7 @@ export function resolveOptions(
     sequentialKernel: a.sequentialKernel ?? 'auto',
     scanKernel: a.scanKernel ?? 'auto',
     iterationOverhead: a.iterationOverhead,
+    timestamps: a.timestamps ?? true,
     out: a.out,
     from: a.from,
     seed: a.seed ?? 0,

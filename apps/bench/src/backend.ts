@@ -29,7 +29,7 @@ const optionsFor = (name: string | undefined, dtype?: DType, extra: BackendExtra
   ...(name === 'tfjs' || name === undefined ? { backend: 'wasm' } : {}),
   ...(name === 'webgpu' || name === undefined
     ? {
-        timestamps: true,
+        timestamps: extra.timestamps ?? true,
         ...(extra.sequentialKernel ? { sequentialKernel: extra.sequentialKernel } : {}),
         ...(extra.scanKernel ? { scanKernel: extra.scanKernel } : {}),
         ...(extra.iterationOverhead !== undefined ? { iterationOverhead: extra.iterationOverhead } : {}),
@@ -42,6 +42,7 @@ export interface BackendExtras {
   readonly sequentialKernel?: 'auto' | 'row' | 'workgroup';
   readonly scanKernel?: 'auto' | 'tiled' | 'chunked';
   readonly iterationOverhead?: number;
+  readonly timestamps?: boolean;
 }
 
 /** The backend could not be loaded or cannot run the asked dtype; the message says why. */

@@ -90,6 +90,7 @@ export async function runBench(
       sequentialKernel: o.sequentialKernel,
       scanKernel: o.scanKernel,
       iterationOverhead: o.iterationOverhead ?? null,
+      timestamps: o.timestamps,
     },
     points,
     bandwidth,

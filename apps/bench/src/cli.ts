@@ -65,6 +65,7 @@ async function main(argv: readonly string[]): Promise<number> {
     ...(args.sequentialKernel ? { sequentialKernel: args.sequentialKernel } : {}),
     ...(args.scanKernel ? { scanKernel: args.scanKernel } : {}),
     ...(args.iterationOverhead !== undefined ? { iterationOverhead: args.iterationOverhead } : {}),
+    ...(args.timestamps === false ? { timestamps: false } : {}),
   });
   try {
     const caps = backend.capabilities;
