@@ -116,7 +116,7 @@ Usage: deer-bench [flags]        (from the repository root: pnpm bench [flags])
   --max-memory SIZE  skip points whose working set would exceed it: 4GiB, 512MiB, bytes (default 4GiB)
   --no-ort           do not run onnxruntime
   --sequential-kernel K  webgpu's sequential kernel: auto | row | workgroup (default auto: a workgroup
-                     per batch row on a GPU from nh = 8, one invocation per row otherwise)
+                     per batch row on a GPU from nh = 9, one invocation per row otherwise)
   --scan-kernel K    webgpu's diagonal scan: auto | tiled | chunked (default auto: tiled on a GPU
                      for states up to 8)
   --no-timestamps    webgpu: no timestamp queries (no device time; wall time without their reads)

@@ -84,11 +84,11 @@ async function timed(
 
 /**
  * The bandwidth line's shape: B = 16 rows of T steps of one state — 1e5 with `quick`, else 1e6, or
- * 4e6 on a backend with a GPU's lanes (≥ 65536), where 1e6 (64 MB an array) is about an H200's L2
- * and moves in tens of microseconds.
+ * 4e6 on a backend with a GPU's lanes (`parallelism` ≥ 4096, which no CPU states), where 1e6
+ * (64 MB an array) is about an H200's L2 and moves in tens of microseconds.
  */
 export function bandwidthShape(backend: Backend, quick: boolean): [number, number, number] {
-  const gpu = (backend.capabilities.parallelism ?? 0) >= 65536;
+  const gpu = (backend.capabilities.parallelism ?? 0) >= 4096;
   return [16, quick ? 100_000 : gpu ? 4_000_000 : 1_000_000, 1];
 }
 

@@ -78,8 +78,16 @@ const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
 /** A Newton iteration's fixed cost on a GPU, in the cost model's units (see capabilities). */
 const GPU_ITERATION_OVERHEAD = 200_000;
+/**
+ * Smallest state whose sequential steps a GPU shares over a workgroup: on an H200 (GRU, B = 16,
+ * T = 1e4) one lane per row stepped nh = 8 in 18.9 ms against the workgroup's 25.2 ms, and
+ * nh = 16 in 791 ms (its n² work spills registers) against 63 ms for the workgroup at nh = 32.
+ */
+const WORKGROUP_SEQUENTIAL_FROM = 9;
 /** How the cost model prices a GPU's workgroup-per-row sequential step (see capabilities). */
-const GPU_SEQUENTIAL_STEP = { spread: 12, floor: 700 } as const;
+const GPU_SEQUENTIAL_STEP = { spread: 12, floor: 700, fromState: WORKGROUP_SEQUENTIAL_FROM } as const;
+/** `capabilities.parallelism` on a GPU (see the constructor). */
+const GPU_MODEL_LANES = 4096;
 
 /**
  * The WebGPU backend: float32 tensors in storage buffers, step programs compiled to generated
@@ -116,7 +124,11 @@ export class WebGpuBackend implements Backend {
       maxBufferBytes: config.maxBufferBytes,
       syncRead: false,
       device: config.device,
-      parallelism: config.parallelism,
+      // On a GPU the cost model's lanes are fitted, not counted: DEER's passes (a lane per element
+      // evaluating its whole step from registers, then the scan) achieved about 4096 lanes' worth
+      // of the sequential kernel's speed per lane on an H200 (apps/bench/results/webgpu-h200),
+      // 6–18× fewer than the invocations in flight that size the scan (config.parallelism).
+      parallelism: config.software ? config.parallelism : GPU_MODEL_LANES,
       // Measured on an H200 (apps/bench/results/webgpu-h200): a Newton iteration's submission and
       // read round trip take about 1 ms of wall time, ~2·10⁵ of the sequential kernel's
       // multiply-adds (~5 ns each there). A software adapter keeps the model's default.
@@ -431,8 +443,7 @@ export class WebGpuBackend implements Backend {
     const variants = this.sequentials.get(program) ?? [];
     this.sequentials.set(program, variants);
     const mode = this.config.sequentialKernel;
-    // A lane doing a step's n² work alone falls behind a workgroup sharing it from n ≈ 8 on a GPU.
-    const shared = mode === 'workgroup' || (mode === 'auto' && !this.config.software && n >= 8);
+    const shared = mode === 'workgroup' || (mode === 'auto' && !this.config.software && n >= WORKGROUP_SEQUENTIAL_FROM);
     const compile = (hoisting: boolean) =>
       (shared
         ? compileSequentialWorkgroup(program, this.config.sharedFloats, hoisting)

@@ -59,6 +59,7 @@ export interface Counters {
 export class GpuContext {
   readonly pool: BufferPool;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly layouts = new WeakMap<GPUComputePipeline, GPUBindGroupLayout>();
   /** Per pipeline code: the bindings it writes (read_write), for the counters. */
   private readonly written = new Map<string, number[]>();
   /** Uniform buffers free to write. */
@@ -70,6 +71,8 @@ export class GpuContext {
   /** Buffers the pending commands use. */
   private readonly touched = new Set<GPUBuffer>();
   private encoder: GPUCommandEncoder | null = null;
+  /** The compute pass left open for further dispatches (none when timing). */
+  private pass: GPUComputePassEncoder | null = null;
   private recorded = 0;
   private readonly staging: GPUBuffer[] = [];
   private timer: TimerSlot | null = null;
@@ -117,11 +120,36 @@ export class GpuContext {
     else buf.destroy();
   }
 
-  /** The pending encoder, made on first use. */
+  /** The pending encoder, made on first use, for a command outside compute passes (its open pass ended). */
   private record(): GPUCommandEncoder {
+    this.endPass();
+    return this.encoderForPass();
+  }
+
+  private encoderForPass(): GPUCommandEncoder {
     if (!this.encoder) this.encoder = this.device.createCommandEncoder();
     this.recorded++;
     return this.encoder;
+  }
+
+  /**
+   * A compute pass for the next dispatch. Without timestamps one pass stays open across
+   * consecutive dispatches (WebGPU synchronises storage between the dispatches of a pass, each its
+   * own usage scope), which saves a pass's begin and end per dispatch; with them each dispatch gets
+   * its own pass, whose timestamps are labelled by kernel.
+   */
+  private computePass(label: string): GPUComputePassEncoder {
+    const enc = this.encoderForPass();
+    if (this.timestamps) return enc.beginComputePass(this.passDescriptor(label));
+    if (!this.pass) this.pass = enc.beginComputePass();
+    return this.pass;
+  }
+
+  /** End the open compute pass (before a copy, a clear or the submit). */
+  private endPass(): void {
+    if (!this.pass) return;
+    this.pass.end();
+    this.pass = null;
   }
 
   /** After a command is recorded: submit when the encoder holds many. */
@@ -198,6 +226,7 @@ export class GpuContext {
   flush(): void {
     const enc = this.encoder;
     if (!enc) return;
+    this.endPass();
     this.encoder = null;
     this.recorded = 0;
     const t = this.timer;
@@ -329,6 +358,16 @@ export class GpuContext {
     return buf;
   }
 
+  /** The pipeline's bind group layout (asked of the device once per pipeline). */
+  private bindLayout(pipeline: GPUComputePipeline): GPUBindGroupLayout {
+    let layout = this.layouts.get(pipeline);
+    if (!layout) {
+      layout = pipeline.getBindGroupLayout(0);
+      this.layouts.set(pipeline, layout);
+    }
+    return layout;
+  }
+
   /** Bindings (1-based) that `code` declares read_write. */
   private writtenBindings(code: string): number[] {
     let w = this.written.get(code);
@@ -365,13 +404,12 @@ export class GpuContext {
       { binding: 0, resource: { buffer: ub } },
       ...buffers.map((b, i) => ({ binding: i + 1, resource: { buffer: b } })),
     ];
-    const bind = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
-    const enc = this.record();
-    const pass = enc.beginComputePass(this.passDescriptor(label));
+    const bind = this.device.createBindGroup({ layout: this.bindLayout(pipeline), entries });
+    const pass = this.computePass(label);
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bind);
     pass.dispatchWorkgroups(x, y);
-    pass.end();
+    if (this.timestamps) pass.end();
     for (const b of buffers) this.touched.add(b);
     this.counts.dispatches++;
     for (const k of this.writtenBindings(code)) this.counts.bytesWritten += buffers[k - 1]?.size ?? 0;
@@ -480,6 +518,7 @@ export class GpuContext {
   destroy(): void {
     this.destroyed = true;
     this.encoder = null;
+    this.pass = null;
     this.touched.clear();
     this.pool.clear();
     for (const u of [...this.uniforms, ...this.pendingUniforms, ...this.afterSubmit, ...this.staging]) u.destroy();

@@ -41,12 +41,12 @@ export interface BackendCapabilities {
    */
   readonly iterationOverhead?: number;
   /**
-   * How sequential evaluation prices a step of a state of 8 or more, where the backend spreads
-   * a step's work over several lanes (a GPU's workgroup-per-row kernel): max(work / spread,
-   * floor), in the cost model's units (floor: the step's synchronisation). Absent: one lane does
-   * a step's whole work.
+   * How sequential evaluation prices a step of a state of `fromState` (default 8) or more, where
+   * the backend spreads a step's work over several lanes (a GPU's workgroup-per-row kernel):
+   * max(work / spread, floor), in the cost model's units (floor: the step's synchronisation).
+   * Absent: one lane does a step's whole work.
    */
-  readonly sequentialStep?: { readonly spread: number; readonly floor: number };
+  readonly sequentialStep?: { readonly spread: number; readonly floor: number; readonly fromState?: number };
   /**
    * How many times less a row-step of sequential evaluation costs when a step carries many rows
    * (a thousand) than when it carries one — SIMD lanes, threads and batching together — per

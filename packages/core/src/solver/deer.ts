@@ -284,7 +284,12 @@ function* deerSolve(
     // 'auto' asks the cost model first: a coarser Jacobian, or no Newton at all, may be faster.
     const candidates = opts.structureGiven || s === 1 ? [s] : [s, 1];
     const { iterationOverhead, sequentialStep } = backend.capabilities;
-    const plan = planSolve(cell, B, T, lanes, candidates, { iterationOverhead, sequentialStep });
+    // DEER under 'auto' first probes the rows (probes.ts) with the iteration budget as horizon.
+    // Priced where the backend states a round trip per read: there (a GPU: the H200 run) its
+    // reads and host walk cost as much as the solve; on backends that state none it was not
+    // measured, and the model leaves it out as before.
+    const probeHorizon = iterationOverhead === undefined ? undefined : Math.min(opts.maxIter, T + 1);
+    const plan = planSolve(cell, B, T, lanes, candidates, { iterationOverhead, sequentialStep, probeHorizon });
     stats.plan = plan;
     stats.switches.push(plan.reason);
     const shooting = plan.choice === 'sequential' && planShootingUpFront(cell, B, T, {

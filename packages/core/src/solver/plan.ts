@@ -1,5 +1,6 @@
 import type { Cell } from '../cell/cell.js';
 import { type Graph, liveNodes, matrixLayout, type NodeId, paramSpec, type UnaryFn } from '../cell/graph.js';
+import { probePrefix, probeSteps } from './probes.js';
 import type { Chunking } from './shooting.js';
 
 /**
@@ -57,17 +58,35 @@ export interface DeerEstimate {
   readonly iterations: number;
   /** Estimated time units of one Newton iteration (work / lanes + serial depth of the scan + overhead). */
   readonly perIteration: number;
-  /** iterations × perIteration, plus the final residual check. */
+  /** 'auto''s probe before the Newton work (0 where none runs). */
+  readonly probe: number;
+  /** iterations × perIteration, plus the final residual check and the probe. */
   readonly total: number;
 }
 
 /** What a backend says about its costs beyond its lanes (see BackendCapabilities). */
 export interface CostOptions {
   readonly iterationOverhead?: number | undefined;
-  readonly sequentialStep?: { readonly spread: number; readonly floor: number } | undefined;
+  readonly sequentialStep?: { readonly spread: number; readonly floor: number; readonly fromState?: number } | undefined;
   /** `sequentialRowGain` for the solve's dtype. */
   readonly rowGain?: number | undefined;
+  /**
+   * 'auto' probes the rows (probes.ts) before any Newton work, with this horizon (the iteration
+   * budget): its sequential steps, reads and host walk over the Jacobians are priced into every
+   * DEER estimate. Absent: not priced (deer.ts prices it where the backend states
+   * `iterationOverhead`, as on a GPU, where it was measured).
+   */
+  readonly probeHorizon?: number | undefined;
 }
+
+/** Reads the probe makes (the prefix, the first state, the perturbed runs, the Jacobians). */
+const PROBE_READS = 5;
+/**
+ * Units per float the probe reads back and walks on the host (Jacobians, the prefix and the
+ * perturbed runs): fitted to the H200 run, where the probe took 20–170 ms beyond its sequential
+ * steps (apps/bench/results/webgpu-h200: 'auto' against DEER with the structure it chose).
+ */
+const PROBE_FLOAT_COST = 5;
 
 /** Sweeps parallel shooting is priced at when 'auto' weighs it up front: two finish a row that forgets within a chunk, one more for margin. */
 export const EXPECTED_SWEEPS = 3;
@@ -109,13 +128,23 @@ export function planSolve(
   const program = cell.stepProgram();
   const f = stepCost(program.graph, program.outputs);
   const exact = candidates[0]!;
+  const perStep = sequentialStepCost(n, f, costs);
+  // The probe: its sequential steps (rows over the lanes), its reads' round trips, and the floats
+  // it reads and walks on the host: the prefix's Jacobians (exact structure), the prefix and the
+  // perturbed runs.
+  const horizon = costs.probeHorizon;
+  const probe =
+    horizon === undefined
+      ? 0
+      : probeSteps(T, B, n, exact, horizon) * perStep * Math.ceil(B / lanes) +
+        PROBE_READS * iterationOverhead +
+        probePrefix(T, B, n, exact, horizon) * B * n * (exact + 3) * PROBE_FLOAT_COST;
   const deer = candidates.map((s): DeerEstimate => {
     const perIteration = iterationWork(n, f, s, B, T, lanes) + iterationOverhead;
     const iterations = s === exact ? EXACT_ITERATIONS : QUASI_ITERATIONS;
     const check = (B * T * f) / lanes;
-    return { blockSize: s, iterations, perIteration, total: iterations * perIteration + check };
+    return { blockSize: s, iterations, perIteration, probe, total: iterations * perIteration + check + probe };
   });
-  const perStep = sequentialStepCost(n, f, costs);
   const sequential = T * perStep * Math.ceil(B / lanes);
   const best = deer.reduce((a, b) => (b.total < a.total ? b : a));
   const ratio = best.total / sequential;
@@ -168,7 +197,7 @@ export function unreadIterations(cell: Cell, B: number, T: number, blockSize: nu
 /** One step of sequential evaluation of a state of n with step work f (see `sequentialStep`). */
 function sequentialStepCost(n: number, f: number, costs: CostOptions): number {
   const spread = costs.sequentialStep;
-  return spread && n >= 8 ? Math.max(f / spread.spread, spread.floor) : f;
+  return spread && n >= (spread.fromState ?? 8) ? Math.max(f / spread.spread, spread.floor) : f;
 }
 
 /** `sequentialStepCost` of the cell's own step program. */

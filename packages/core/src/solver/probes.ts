@@ -50,6 +50,23 @@ export interface DynamicsProbe {
  * Costs 2P + horizon sequential steps (about 1/8 of a pass for long T; 1/4 at T = 2000 with the
  * default budget of 100) and one read of P Jacobians and three prefixes.
  */
+/**
+ * The probe's prefix P for B rows of T steps of a state of n with s × s Jacobian blocks: T/16, or
+ * two budgets if that is more, at least 16, at most T — and capped so that the Jacobians read back
+ * stay within PROBE_FLOATS (at nh = 64 a sixteenth of T = 1e4 was 164 MB, read and walked on the
+ * host in more time than the solve it guards, on an H200).
+ */
+export function probePrefix(T: number, B: number, n: number, s: number, horizon: number): number {
+  const capped = Math.floor(PROBE_FLOATS / Math.max(1, B * n * s));
+  return Math.min(T, Math.max(16, Math.min(Math.max(Math.ceil(T / 16), 2 * horizon), capped)));
+}
+
+/** Sequential steps the probe runs: the prefix, and the perturbed rest from each start. */
+export function probeSteps(T: number, B: number, n: number, s: number, horizon: number): number {
+  const P = probePrefix(T, B, n, s, horizon);
+  return P + (P >= 2 * horizon ? P + horizon : P >= horizon ? P : 0);
+}
+
 export function* probeDynamics(
   backend: Backend,
   cell: Cell,
@@ -62,11 +79,7 @@ export function* probeDynamics(
   const [B, T] = [x.shape[0]!, x.shape[1]!];
   const n = cell.stateSize;
   const s = cell.exactBlockSize;
-  // Capped so that the Jacobians read back stay small: at nh = 64 a sixteenth of T = 1e4 was
-  // 164 MB, read and walked on the host in more time than the solve it guards (H200).
-  const capped = Math.floor(PROBE_FLOATS / Math.max(1, B * n * s));
-  // At least two budgets' worth where the memory can be measured: a second start at P − horizon.
-  const P = Math.min(T, Math.max(16, Math.min(Math.max(Math.ceil(T / 16), 2 * horizon), capped)));
+  const P = probePrefix(T, B, n, s, horizon);
   const withMemory = P >= horizon;
   const starts = !withMemory ? [] : P >= 2 * horizon ? [0, P - horizon] : [0];
   const xs = P < T ? backend.sliceTime(x, 0, P) : x;
