@@ -62,7 +62,11 @@ export interface DeerOptions extends SolveOptions {
   readonly clip?: number;
   /** Time steps per window; default: all of T unless a buffer limit needs less. */
   readonly window?: number;
-  /** Called after every Newton iteration (progress). */
+  /**
+   * Called after every measured Newton iteration (progress): every iteration, except where the
+   * backend runs steps unread between convergence checks (a GPU: `Backend.scanUpdateUnread`),
+   * where it is called at each check with `iteration` counting the unread steps too.
+   */
   readonly onIteration?: (info: IterationInfo) => void;
   /**
    * Newton's step: 'deer' (default) full steps; 'elk' damped steps with a trust region that adapts
