@@ -89,7 +89,8 @@ export async function runBench(
       quick: o.quick,
       sequentialKernel: o.sequentialKernel,
       scanKernel: o.scanKernel,
-      iterationOverhead: o.iterationOverhead ?? null,
+      // The round trip in effect (the flag's, else the backend's default; null where none).
+      iterationOverhead: backend.capabilities.iterationOverhead ?? null,
       timestamps: o.timestamps,
     },
     points,

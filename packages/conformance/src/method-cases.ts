@@ -40,8 +40,15 @@ const latch = (): Cell =>
 const leaky = (): Cell =>
   defineCell({ name: 'leaky', state: 1, input: 1, params: {} }, (h, x) => add(mul(constant(0.999), h), x));
 
-/** The backend as one that states `lanes` of parallelism (what 'auto''s cost model reads). */
-const withParallelism = (backend: Backend, lanes: number): Backend => withCapabilities(backend, { parallelism: lanes });
+/**
+ * The backend as a device of `lanes` lanes whose reads cost no stated round trip and whose
+ * sequential steps run on one lane (what 'auto''s cost model reads), whatever the backend's own
+ * figures: the cases below then make the same choices on every backend. (A GPU backend states a
+ * round trip, which prices 'auto''s probe: on these short problems the model would rightly pick
+ * sequential evaluation, and the Newton paths under test would not run.)
+ */
+const withParallelism = (backend: Backend, lanes: number): Backend =>
+  withCapabilities(backend, { parallelism: lanes, iterationOverhead: undefined, sequentialStep: undefined });
 
 /**
  * A problem of deer-study: an Elman cell (n = 8) with every parameter at `scale` × its initial

@@ -102,16 +102,26 @@ describe.skipIf(skip !== null)('webgpu submissions per Newton iteration', () => 
       const measured = await run(backend);
       const unread = await run(slow);
       expect(unread.stats.converged).toBe(true);
-      // Checks come every fourth iteration: 4, 8, … (the budget caps the last stride).
-      expect(unread.checks.length).toBeGreaterThan(0);
-      expect(unread.checks).toEqual(unread.checks.map((_, k) => 4 * (k + 1)));
+      // The first step is measured, then every fourth: 1, 5, 9, … (the budget caps the last stride).
+      expect(unread.checks.length).toBeGreaterThan(1);
+      expect(unread.checks).toEqual(unread.checks.map((_, k) => 1 + 4 * k));
       expect(unread.stats.iterations).toBe(unread.checks.at(-1));
       // No more than 3 iterations past the check that would have stopped every-step checking.
       expect(unread.stats.iterations).toBeGreaterThanOrEqual(measured.stats.iterations);
       expect(unread.stats.iterations).toBeLessThanOrEqual(measured.stats.iterations + 3);
+      // A warm start at the solution stops at its first, measured step.
+      {
+        const x = slow.tensor(xs, [B, T, 2]);
+        const guess = slow.tensor(measured.out, [B, T, 4]);
+        const warm = await deer(slow, cell, params, x, { checkFinite: false, initialGuess: guess });
+        expect(warm.stats.converged).toBe(true);
+        expect(warm.stats.iterations).toBe(1);
+        for (const t of [x, guess, warm.y]) slow.dispose(t);
+      }
       const device = unread.stats.device!;
       // One read per check plus the residual check's; a submit per step and per read.
       expect(device.reads).toBe(unread.checks.length + 1);
+      expect(device.reads).toBeLessThan(measured.stats.device!.reads);
       expect(device.submits).toBeLessThanOrEqual(unread.stats.iterations + 1);
       // Both converged to the same trajectory (within the tolerance, scaled).
       let worst = 0;
@@ -122,6 +132,38 @@ describe.skipIf(skip !== null)('webgpu submissions per Newton iteration', () => 
       console.log(
         `[webgpu submits] unread steps: ${unread.stats.iterations} iterations with ${device.reads} reads (every step read: ${measured.stats.iterations} iterations, ${measured.stats.device!.reads} reads)`,
       );
+      expect(slow.liveTensors()).toBe(0);
+    } finally {
+      slow.destroy();
+    }
+  });
+
+  it('unread steps stop after a check that replaced or clipped entries: a diverging row is given up as when every step is read', async () => {
+    // GRU nh = 16 with weights ×6 overflows: every-step reading gives the rows up as nonFinite after
+    // three bad steps; unread steps must not stretch that to three checks (12 steps) or hide it.
+    const slow = await createWebGpuBackend({ iterationOverhead: 1e12 });
+    try {
+      const B = 4;
+      const T = 1500;
+      const cell = cells.gru({ inputSize: 2, hiddenSize: 16 });
+      const base = cell.init({ seed: 7 }) as Record<string, ArrayLike<number>>;
+      const params = Object.fromEntries(Object.entries(base).map(([k, v]) => [k, Array.from(v, (z) => z * 6)]));
+      const xs = Array.from({ length: B * T * 2 }, (_, i) => 2 * Math.sin(0.37 * i) + Math.cos(1.3 * i));
+      const run = async (be: WebGpuBackend) => {
+        const x = be.tensor(xs, [B, T, 2]);
+        try {
+          const { y, stats } = await deer(be, cell, params, x, { checkFinite: false, fallback: 'none' });
+          be.dispose(y);
+          return stats;
+        } finally {
+          be.dispose(x);
+        }
+      };
+      const every = await run(backend);
+      const unread = await run(slow);
+      expect(every.converged).toBe(false);
+      expect(unread.stopReason).toBe(every.stopReason);
+      expect(unread.iterations).toBe(every.iterations);
       expect(slow.liveTensors()).toBe(0);
     } finally {
       slow.destroy();

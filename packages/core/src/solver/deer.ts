@@ -26,7 +26,10 @@ import { chooseWindow } from './window.js';
 export interface DeerStats {
   /** Newton iterations done (summed over windows). */
   readonly iterations: number;
-  /** max |y_new − y_old| after each iteration, in order (all windows). */
+  /**
+   * max |y_new − y_old| after each measured iteration, in order (all windows): every iteration,
+   * except where steps run unread between checks (a GPU), one entry per check.
+   */
   readonly residuals: readonly number[];
   /**
    * Whether every batch row converged: its last Newton step met the tolerance with no replaced

@@ -265,6 +265,9 @@ export function* newtonWindow(
   let y = problem.initial();
   const zeros = backend.zeros([B, n], y.dtype);
   let iterations = 0;
+  // Whether a step of this window was measured yet, and whether the last check replaced or clipped.
+  let measured = false;
+  let troubled = false;
   const mode: 'deer' | 'elk' = method === 'elk' ? 'elk' : 'deer';
   try {
     if (method === 'shoot') {
@@ -309,8 +312,11 @@ export function* newtonWindow(
           stats.elkIterations++;
         } else if (mode === 'deer') {
           const active = mask(Row.Active);
-          // Steps whose measures nobody waits for: the check after them judges where they led.
-          const unread = backend.scanUpdateUnread ? Math.min(opts.unread ?? 0, budget - iterations) : 0;
+          // Steps whose measures nobody waits for: the check after them judges where they led. The
+          // first step of a window is measured (a warm start may already be converged), and so is
+          // every step after a check that replaced or clipped entries (the judge counts those
+          // streaks step by step).
+          const unread = backend.scanUpdateUnread && measured && !troubled ? Math.min(opts.unread ?? 0, budget - iterations) : 0;
           for (let k = 0; k < unread; k++) {
             const next = yield* unreadDeerIteration(backend, problem, y, zeros, { ...tol, active });
             backend.dispose(y);
@@ -327,6 +333,8 @@ export function* newtonWindow(
         }
         backend.dispose(y);
         y = update.y;
+        measured = true;
+        troubled = update.replaced > 0 || update.clipped > 0;
         stats.iterations++;
         stats.residuals.push(update.maxAbsDiff);
         stats.replaced += update.replaced;

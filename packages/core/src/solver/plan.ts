@@ -1,6 +1,6 @@
 import type { Cell } from '../cell/cell.js';
 import { type Graph, liveNodes, matrixLayout, type NodeId, paramSpec, type UnaryFn } from '../cell/graph.js';
-import { probePrefix, probeSteps } from './probes.js';
+import { probePrefix, probeReads, probeSteps } from './probes.js';
 import type { Chunking } from './shooting.js';
 
 /**
@@ -79,8 +79,6 @@ export interface CostOptions {
   readonly probeHorizon?: number | undefined;
 }
 
-/** Reads the probe makes (the prefix, the first state, the perturbed runs, the Jacobians). */
-const PROBE_READS = 5;
 /**
  * Units per float the probe reads back and walks on the host (Jacobians, the prefix and the
  * perturbed runs): fitted to the H200 run, where the probe took 20–170 ms beyond its sequential
@@ -132,13 +130,15 @@ export function planSolve(
   // The probe: its sequential steps (rows over the lanes), its reads' round trips, and the floats
   // it reads and walks on the host: the prefix's Jacobians (exact structure), the prefix and the
   // perturbed runs.
+  // The probe always reads the cell's exact Jacobian structure, whatever the candidates.
   const horizon = costs.probeHorizon;
+  const sProbe = cell.exactBlockSize;
   const probe =
     horizon === undefined
       ? 0
-      : probeSteps(T, B, n, exact, horizon) * perStep * Math.ceil(B / lanes) +
-        PROBE_READS * iterationOverhead +
-        probePrefix(T, B, n, exact, horizon) * B * n * (exact + 3) * PROBE_FLOAT_COST;
+      : probeSteps(T, B, n, sProbe, horizon) * perStep * Math.ceil(B / lanes) +
+        probeReads(T, B, n, sProbe, horizon) * iterationOverhead +
+        probePrefix(T, B, n, sProbe, horizon) * B * n * (sProbe + 3) * PROBE_FLOAT_COST;
   const deer = candidates.map((s): DeerEstimate => {
     const perIteration = iterationWork(n, f, s, B, T, lanes) + iterationOverhead;
     const iterations = s === exact ? EXACT_ITERATIONS : QUASI_ITERATIONS;

@@ -61,6 +61,12 @@ export function probePrefix(T: number, B: number, n: number, s: number, horizon:
   return Math.min(T, Math.max(16, Math.min(Math.max(Math.ceil(T / 16), 2 * horizon), capped)));
 }
 
+/** Reads the probe makes: the Jacobians, and where it measures the memory the prefix, the first state and one perturbed run per start. */
+export function probeReads(T: number, B: number, n: number, s: number, horizon: number): number {
+  const P = probePrefix(T, B, n, s, horizon);
+  return 1 + (P >= 2 * horizon ? 4 : P >= horizon ? 3 : 0);
+}
+
 /** Sequential steps the probe runs: the prefix, and the perturbed rest from each start. */
 export function probeSteps(T: number, B: number, n: number, s: number, horizon: number): number {
   const P = probePrefix(T, B, n, s, horizon);
