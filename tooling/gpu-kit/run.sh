@@ -8,10 +8,10 @@
 # With no flags, deer-bench runs the kit's grid: --backend webgpu, GRU nh 1,8,32,64 (dense, and
 # quasi for nh > 1) and a 64-wide GRU of 8 heads, T 1e4,1e5,1e6, batch 16, no onnxruntime (a CPU
 # baseline; --no-ort keeps the GPU machine's minutes for the GPU baselines), skipping points past
-# --max-time 20 s per run and any that would start after --deadline (KIT_BENCH_S, 210 s).
+# --max-time 20 s per run and any that would start after --deadline (KIT_BENCH_S, 165 s).
 # Then, where python3 has them, the baselines on the same problems, into the same folder:
-# torch-gru.py (torch.nn.GRU, cuDNN; KIT_TORCH_S, 50 s) and jax-deer.py (DEER in JAX with
-# lax.associative_scan; KIT_JAX_S, 60 s). Every part writes its results point by point
+# torch-gru.py (torch.nn.GRU, cuDNN; KIT_TORCH_S, 30 s) and jax-deer.py (DEER in JAX with
+# lax.associative_scan; KIT_JAX_S, 100 s). Every part writes its results point by point
 # (points.jsonl, torch-gru.json, jax-deer.json), so a run that is cut short keeps what it measured.
 # The whole default run is sized to about 8 minutes on an H100-class GPU (tooling/gpu-kit/README.md).
 #
@@ -90,7 +90,7 @@ if [ "$others" = 0 ]; then
   default_run=1
   backend=webgpu
   args+=(--backend webgpu --nh 1,8,32,64 --T 1e4,1e5,1e6 --heads 8 --heads-size 64 --quasi --batch 16
-    --warmup 1 --repeats 3 --budget 3 --max-time 20 --max-memory 64GiB --no-ort --deadline "${KIT_BENCH_S:-210}")
+    --warmup 1 --repeats 3 --budget 3 --max-time 20 --max-memory 64GiB --no-ort --deadline "${KIT_BENCH_S:-165}")
   nh=1,8,32,64 ts=1e4,1e5,1e6
 fi
 # The kit is for webgpu: without --backend, say so (the folder name and the baselines follow it).
@@ -301,8 +301,8 @@ baseline() { # baseline NAME MODULE SCRIPT DEADLINE: run SCRIPT on the bench's g
   [ "$rc" = 0 ] || say "$name exited with $rc (its results so far are in $out)"
 }
 if [ "$baselines" = 1 ] && [ "${backend:-webgpu}" = webgpu ]; then
-  baseline "torch.nn.GRU (cuDNN)" torch torch-gru.py "${KIT_TORCH_S:-50}"
-  baseline "DEER in JAX" jax jax-deer.py "${KIT_JAX_S:-60}"
+  baseline "torch.nn.GRU (cuDNN)" torch torch-gru.py "${KIT_TORCH_S:-30}"
+  baseline "DEER in JAX" jax jax-deer.py "${KIT_JAX_S:-100}"
 fi
 say "results (results.json, points.jsonl, SVGs, torch-gru.json, jax-deer.json where run), run.log and kit-env.json are in $out"
 exit "$status"
