@@ -1,5 +1,6 @@
 import { type Backend, type DType, Rng, type Tensor } from '@deerjs/core';
 import { median } from './stats.js';
+import { deviceClock } from './timing.js';
 
 /**
  * How close the diagonal scan comes to the memory floor, in bytes per second: the scan reads A and
@@ -42,13 +43,7 @@ export interface Bandwidth {
   };
 }
 
-type DeviceClock = () => Promise<number | undefined>;
-
-/** The backend's device clock (`deviceTimeMs`, webgpu with timestamps), if it has one. */
-function deviceClock(backend: Backend): DeviceClock | undefined {
-  const b = backend as unknown as { deviceTimeMs?: DeviceClock };
-  return typeof b.deviceTimeMs === 'function' ? () => b.deviceTimeMs!() : undefined;
-}
+type DeviceClock = NonNullable<ReturnType<typeof deviceClock>>;
 
 /**
  * Median wall time of `op` until its result is on the host (a one-step read settles the queue), and

@@ -90,7 +90,7 @@ export async function runBench(
       sequentialKernel: o.sequentialKernel,
       scanKernel: o.scanKernel,
       // The round trip in effect (the flag's, else the backend's default; null where none).
-      iterationOverhead: backend.capabilities.iterationOverhead ?? null,
+      iterationOverhead: caps.iterationOverhead ?? null,
       timestamps: o.timestamps,
     },
     points,

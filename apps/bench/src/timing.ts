@@ -1,3 +1,5 @@
+import type { Backend } from '@deerjs/core';
+
 /** One timed run: wall time and what it produced. */
 export interface Run<Out> {
   readonly ms: number;
@@ -64,4 +66,10 @@ export async function measure<Out>(
   }
   const note = samplesMs.length < o.repeats ? `${samplesMs.length}/${o.repeats} runs` : undefined;
   return { samplesMs, warmupRuns, note, output: last!.output };
+}
+
+/** A backend's own device clock, in ms (webgpu with `timestamp-query`); optional, not part of the interface. */
+export function deviceClock(backend: Backend): (() => Promise<number | undefined>) | undefined {
+  const b = backend as unknown as { deviceTimeMs?: () => Promise<number | undefined> };
+  return typeof b.deviceTimeMs === 'function' ? () => b.deviceTimeMs!() : undefined;
 }

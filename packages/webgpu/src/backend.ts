@@ -563,10 +563,10 @@ export class WebGpuBackend implements Backend {
   scanUpdateUnread(args: ScanArgs, yOld: Tensor, opts: NewtonUpdateOptions): Tensor {
     const old = this.get(yOld);
     const fused = this.fusedScanUpdate(args, yOld, opts);
-    if (fused) return this.recordUpdate(old, fused.B, opts, fused.record, false).y;
+    if (fused) return this.recordUnread(old, fused.B, opts, fused.record);
     const raw = this.scan(args);
     try {
-      return this.recordUpdate(old, Math.max(1, old.shape[0] ?? 1), opts, this.newtonUpdatePass(this.get(raw), old, true, opts)).y;
+      return this.recordUnread(old, Math.max(1, old.shape[0] ?? 1), opts, this.newtonUpdatePass(this.get(raw), old, true, opts));
     } finally {
       this.dispose(raw);
     }
@@ -866,9 +866,9 @@ export class WebGpuBackend implements Backend {
     opts: NewtonUpdateOptions,
     record: (y: GpuTensor, res: GPUBuffer, act: GPUBuffer) => void,
   ): Promise<NewtonUpdate> {
-    const { y, res, resBytes } = this.recordUpdate(old, B, opts, record, true);
+    const { y, res, resBytes } = this.recordUpdate(old, B, opts, record);
     try {
-      const bits = new Uint32Array(await this.ctx.readBytes(res!, 0, resBytes));
+      const bits = new Uint32Array(await this.ctx.readBytes(res, 0, resBytes));
       const f = new Float32Array(bits.buffer);
       const rowLen = Math.max(1, old.size / B);
       const inner = rowLen / Math.max(1, steps);
@@ -887,23 +887,20 @@ export class WebGpuBackend implements Backend {
       this.dispose(y);
       throw err;
     } finally {
-      this.ctx.release(res!);
+      this.ctx.release(res);
     }
   }
 
   /**
-   * Records an update: allocates the new iterate, clears the result buffer, writes the active-row
-   * mask and lets `record` fill them. Where the caller will not read the result (`keep` false) it
-   * and the mask go back to the pool — the queue runs in recording order, so their next user
-   * comes after these passes — and the commands are submitted.
+   * Records an update: allocates the new iterate, clears the result buffer (the caller's to read
+   * and release), writes the active-row mask and lets `record` fill them.
    */
   private recordUpdate(
     old: GpuTensor,
     B: number,
     opts: NewtonUpdateOptions,
     record: (y: GpuTensor, res: GPUBuffer, act: GPUBuffer) => void,
-    keep = false,
-  ): { y: GpuTensor; res: GPUBuffer | null; resBytes: number } {
+  ): { y: GpuTensor; res: GPUBuffer; resBytes: number } {
     const y = this.make(old.shape);
     const resBytes = (1 + 4 * B) * 4;
     const res = this.ctx.buffer(resBytes);
@@ -922,10 +919,23 @@ export class WebGpuBackend implements Backend {
     } finally {
       this.ctx.release(act);
     }
-    if (keep) return { y, res, resBytes };
+    return { y, res, resBytes };
+  }
+
+  /**
+   * `recordUpdate` whose result nobody reads: it goes back to the pool at once (the queue runs in
+   * recording order, so its next user comes after these passes), and the commands are submitted.
+   */
+  private recordUnread(
+    old: GpuTensor,
+    B: number,
+    opts: NewtonUpdateOptions,
+    record: (y: GpuTensor, res: GPUBuffer, act: GPUBuffer) => void,
+  ): GpuTensor {
+    const { y, res } = this.recordUpdate(old, B, opts, record);
     this.ctx.release(res);
     this.ctx.flush();
-    return { y, res: null, resBytes };
+    return y;
   }
 
   async findNonFinite(t: Tensor): Promise<{ index: number; value: number } | null> {

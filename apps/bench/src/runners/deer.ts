@@ -1,7 +1,7 @@
 import { type Backend, type DeerStats, deer, type JacobianOption, type TypedArray } from '@deerjs/core';
 import type { GridPoint } from '../grid.js';
 import type { Problem } from '../problem.js';
-import type { Run } from '../timing.js';
+import { deviceClock, type Run } from '../timing.js';
 
 export interface DeerOutput {
   readonly y: TypedArray;
@@ -33,12 +33,6 @@ function profileDifference(after: KernelProfile, before: KernelProfile): KernelP
     if (passes > 0) out[k] = { ms: v.ms - (before[k]?.ms ?? 0), passes };
   }
   return out;
-}
-
-/** A backend's own device clock (webgpu with `timestamp-query`); optional, not part of the interface. */
-export function deviceClock(backend: Backend): (() => Promise<number | undefined>) | undefined {
-  const b = backend as unknown as { deviceTimeMs?: () => Promise<number | undefined> };
-  return typeof b.deviceTimeMs === 'function' ? () => b.deviceTimeMs!() : undefined;
 }
 
 export function jacobianOption(p: GridPoint): JacobianOption {

@@ -265,8 +265,7 @@ export function* newtonWindow(
   let y = problem.initial();
   const zeros = backend.zeros([B, n], y.dtype);
   let iterations = 0;
-  // Whether a step of this window was measured yet, and whether the last check replaced or clipped.
-  let measured = false;
+  // Whether the last check replaced or clipped entries.
   let troubled = false;
   const mode: 'deer' | 'elk' = method === 'elk' ? 'elk' : 'deer';
   try {
@@ -316,7 +315,7 @@ export function* newtonWindow(
           // first step of a window is measured (a warm start may already be converged), and so is
           // every step after a check that replaced or clipped entries (the judge counts those
           // streaks step by step).
-          const unread = backend.scanUpdateUnread && measured && !troubled ? Math.min(opts.unread ?? 0, budget - iterations) : 0;
+          const unread = backend.scanUpdateUnread && before > 0 && !troubled ? Math.min(opts.unread ?? 0, budget - iterations) : 0;
           for (let k = 0; k < unread; k++) {
             const next = yield* unreadDeerIteration(backend, problem, y, zeros, { ...tol, active });
             backend.dispose(y);
@@ -333,7 +332,6 @@ export function* newtonWindow(
         }
         backend.dispose(y);
         y = update.y;
-        measured = true;
         troubled = update.replaced > 0 || update.clipped > 0;
         stats.iterations++;
         stats.residuals.push(update.maxAbsDiff);
