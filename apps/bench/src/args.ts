@@ -30,6 +30,8 @@ export interface BenchOptions {
   readonly sequentialKernel: SequentialKernel;
   /** webgpu's diagonal scan kernels (`createWebGpuBackend`'s `scanKernel`). */
   readonly scanKernel: ScanKernel;
+  /** webgpu's dense scan serial passes (`createWebGpuBackend`'s `denseScanKernel`). */
+  readonly denseScanKernel: DenseScanKernel;
   /** webgpu: timestamp queries for device time (default on; off measures wall time without their reads). */
   readonly timestamps: boolean;
   /** webgpu's `iterationOverhead` (undefined: the adapter's default). */
@@ -43,6 +45,7 @@ export interface BenchOptions {
 
 export type SequentialKernel = 'auto' | 'row' | 'workgroup';
 export type ScanKernel = 'auto' | 'tiled' | 'chunked';
+export type DenseScanKernel = 'auto' | 'invocation' | 'workgroup';
 
 /** A bad command line; the CLI prints it as one line and exits with code 2. */
 export class ArgError extends DeerError {
@@ -119,6 +122,8 @@ Usage: deer-bench [flags]        (from the repository root: pnpm bench [flags])
                      per batch row on a GPU from nh = 9, one invocation per row otherwise)
   --scan-kernel K    webgpu's diagonal scan: auto | tiled | chunked (default auto: tiled on a GPU
                      for states up to 8)
+  --dense-scan-kernel K  webgpu's dense scan serial passes: auto | invocation | workgroup (default
+                     auto: a workgroup per chain on a GPU for blocks of 8 or more)
   --no-timestamps    webgpu: no timestamp queries (no device time; wall time without their reads)
   --iteration-overhead N  webgpu's per-iteration round trip in the cost model's units (default: 2e5
                      on a GPU, none on a software adapter); 0 measures every Newton step
@@ -244,6 +249,11 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
         throw new ArgError(`--scan-kernel: expected auto, tiled or chunked, got '${v}'`);
       set.scanKernel = v;
     },
+    'dense-scan-kernel': (v) => {
+      if (v !== 'auto' && v !== 'invocation' && v !== 'workgroup')
+        throw new ArgError(`--dense-scan-kernel: expected auto, invocation or workgroup, got '${v}'`);
+      set.denseScanKernel = v;
+    },
   };
   const switches: Record<string, () => void> = {
     quick: () => (set.quick = true),
@@ -308,6 +318,7 @@ export function resolveOptions(
     ort: a.ort ?? true,
     sequentialKernel: a.sequentialKernel ?? 'auto',
     scanKernel: a.scanKernel ?? 'auto',
+    denseScanKernel: a.denseScanKernel ?? 'auto',
     iterationOverhead: a.iterationOverhead,
     timestamps: a.timestamps ?? true,
     out: a.out,

@@ -32,6 +32,7 @@ const optionsFor = (name: string | undefined, dtype?: DType, extra: BackendExtra
         timestamps: extra.timestamps ?? true,
         ...(extra.sequentialKernel ? { sequentialKernel: extra.sequentialKernel } : {}),
         ...(extra.scanKernel ? { scanKernel: extra.scanKernel } : {}),
+        ...(extra.denseScanKernel ? { denseScanKernel: extra.denseScanKernel } : {}),
         ...(extra.iterationOverhead !== undefined ? { iterationOverhead: extra.iterationOverhead } : {}),
       }
     : {}),
@@ -41,6 +42,7 @@ const optionsFor = (name: string | undefined, dtype?: DType, extra: BackendExtra
 export interface BackendExtras {
   readonly sequentialKernel?: 'auto' | 'row' | 'workgroup';
   readonly scanKernel?: 'auto' | 'tiled' | 'chunked';
+  readonly denseScanKernel?: 'auto' | 'invocation' | 'workgroup';
   readonly iterationOverhead?: number;
   readonly timestamps?: boolean;
 }

@@ -89,6 +89,7 @@ export async function runBench(
       quick: o.quick,
       sequentialKernel: o.sequentialKernel,
       scanKernel: o.scanKernel,
+      denseScanKernel: o.denseScanKernel,
       // The round trip in effect (the flag's, else the backend's default; null where none).
       iterationOverhead: caps.iterationOverhead ?? null,
       timestamps: o.timestamps,

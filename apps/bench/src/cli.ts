@@ -64,6 +64,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const backend = await openBackend(args.backend, args.dtype ?? 'float32', {
     ...(args.sequentialKernel ? { sequentialKernel: args.sequentialKernel } : {}),
     ...(args.scanKernel ? { scanKernel: args.scanKernel } : {}),
+    ...(args.denseScanKernel ? { denseScanKernel: args.denseScanKernel } : {}),
     ...(args.iterationOverhead !== undefined ? { iterationOverhead: args.iterationOverhead } : {}),
     ...(args.timestamps === false ? { timestamps: false } : {}),
   });

@@ -83,6 +83,13 @@ describe('parseArgs', () => {
     expect(() => parseArgs(['--sequential-kernel', 'warp'])).toThrow(ArgError);
   });
 
+  it("chooses webgpu's dense scan kernel (auto unless asked)", () => {
+    expect(resolveOptions(parseArgs([])).denseScanKernel).toBe('auto');
+    expect(resolveOptions(parseArgs(['--dense-scan-kernel', 'invocation'])).denseScanKernel).toBe('invocation');
+    expect(resolveOptions(parseArgs(['--dense-scan-kernel=workgroup'])).denseScanKernel).toBe('workgroup');
+    expect(() => parseArgs(['--dense-scan-kernel', 'warp'])).toThrow(ArgError);
+  });
+
   it('lets flags override the --quick profile', () => {
     const a = parseArgs(['--quick', '--nh', '2']);
     const o = resolveOptions(a, QUICK_CPU_PROFILE);

@@ -57,11 +57,15 @@ export interface BackendConfig {
   readonly maxBufferBytes: number;
   /** Invocations the device runs at once, roughly: sets how finely the scan is chunked. */
   readonly scanLanes: number;
+  /** Lanes the chunked scan's cost model assumes (`chunking`). */
+  readonly chunkLanes: number;
   /** Scalar operations the device runs at once (`capabilities.parallelism`). */
   readonly parallelism: number;
   /** Sequential evaluation: one invocation per row, one workgroup per row where it fits, or by n. */
   readonly sequentialKernel: 'row' | 'workgroup' | 'auto';
   readonly scanKernel: 'tiled' | 'chunked' | 'auto';
+  /** The dense scan's serial passes: an invocation per block, a workgroup per chain, or by shape. */
+  readonly denseScanKernel: 'invocation' | 'workgroup' | 'auto';
   /** A software adapter (llvmpipe and the like). */
   readonly software: boolean;
   /** `capabilities.iterationOverhead` as the caller set it (else the adapter's default). */
@@ -69,6 +73,12 @@ export interface BackendConfig {
   /** Floats of workgroup memory a kernel may use. */
   readonly sharedFloats: number;
 }
+/** Blocks from which 'auto' runs the dense scan's serial passes a workgroup per chain: on a GPU, … */
+const CHAIN_SCAN_FROM = 8;
+/** … and on a software adapter, where a barrier costs about as much as 16² multiply-adds. */
+const SOFTWARE_CHAIN_SCAN_FROM = 32;
+/** Floats a software adapter's core computes at once (its `parallelism` is this times its cores). */
+const SOFTWARE_SIMD = 8;
 /** Multiply-adds per element (core's stepCost) up to which a step counts as light. */
 const LIGHT_STEP = 256;
 /** Hoisted value sets kept per input tensor. */
@@ -494,7 +504,7 @@ export class WebGpuBackend implements Backend {
       }
       this.scanPasses(args, (k, dims, Yb, threads) => {
         const bufs = [this.get(args.A).buffer, c.buffer, Yb, out.buffer];
-        this.ctx.dispatch(k.fixup, 'scan-fixup', bufs, dims, threads, SERIAL_WG);
+        this.ctx.dispatch(k.fixup, 'scan-fixup', bufs, dims, threads, k.serialWg);
       });
     } catch (err) {
       this.dispose(out);
@@ -603,7 +613,7 @@ export class WebGpuBackend implements Backend {
         this.scanPasses(args, (k, dims, Yb, threads) => {
           const bufs = [this.get(args.A).buffer, c.buffer, Yb, old.buffer, y.buffer, res, act];
           const uniforms = [...dims, f32Bits(opts.atol), f32Bits(opts.rtol), f32Bits(opts.clip)];
-          this.ctx.dispatch(k.fixupUpdate!, 'scan-fixup-update', bufs, uniforms, threads, SERIAL_WG);
+          this.ctx.dispatch(k.fixupUpdate!, 'scan-fixup-update', bufs, uniforms, threads, k.serialWg);
         }),
     };
   }
@@ -656,6 +666,15 @@ export class WebGpuBackend implements Backend {
     });
   }
 
+  /** Whether the dense scan's serial passes take a workgroup per chain (`denseScanKernel`). */
+  private chainScan(B: number, n: number, s: number): boolean {
+    const choice = this.config.denseScanKernel;
+    if (choice !== 'auto') return choice === 'workgroup';
+    if (!this.config.software) return s >= CHAIN_SCAN_FROM;
+    // A software adapter: only where one invocation per block leaves most SIMD lanes idle.
+    return s >= SOFTWARE_CHAIN_SCAN_FROM && B * (n / s) * SOFTWARE_SIMD <= this.config.parallelism;
+  }
+
   /**
    * The chunked scan's first two passes, then `fixup(kernels, dims, boundaries, threads)` — the
    * boundaries being y0 itself when there is one chunk.
@@ -669,15 +688,15 @@ export class WebGpuBackend implements Backend {
     const y0 = this.get(args.y0);
     const [B, T, n] = c.shape as [number, number, number];
     const s = args.blockSize;
-    const nb = n / s;
-    // The passes are serial loops bound by arithmetic: a software adapter runs 8 of them per core
-    // (its SIMD width), not the scanLanes invocations it is given to keep busy (llvmpipe, GRU
-    // n = 64, T = 5000, B = 1: 1.0 s with 64 chunks, 0.13 s with one).
-    const { L, Q } = chunking(T, B, n, s, Math.min(this.scanLanes, this.config.parallelism));
-    const k = scanKernels(n, s, args.reverse);
+    // The passes are serial loops bound by arithmetic: by default a software adapter counts 8 of
+    // them per core (its SIMD width), not the scanLanes invocations it is given to keep busy
+    // (llvmpipe, GRU n = 64, T = 5000, B = 1: 1.0 s with 64 chunks, 0.13 s with one).
+    const workgroup = this.chainScan(B, n, s);
+    const { L, Q } = chunking(T, B, n, s, this.config.chunkLanes, workgroup);
+    const k = scanKernels(n, s, args.reverse, workgroup);
     const dims = [B, T, L, Q];
     if (Q === 1) {
-      fixup(k, dims, y0.buffer, B * nb);
+      fixup(k, dims, y0.buffer, k.serialThreads(B));
       return;
     }
     const M = this.ctx.buffer(B * Q * n * s * F32);
@@ -686,8 +705,8 @@ export class WebGpuBackend implements Backend {
     try {
       const summary = summaryThreads(B, Q, n, s);
       this.ctx.dispatch(k.summarize, 'scan-summarize', [A.buffer, c.buffer, M, V], dims, summary, SERIAL_WG);
-      this.ctx.dispatch(k.boundaries, 'scan-boundaries', [y0.buffer, M, V, Yb], dims, B * nb, SERIAL_WG);
-      fixup(k, dims, Yb, B * Q * nb);
+      this.ctx.dispatch(k.boundaries, 'scan-boundaries', [y0.buffer, M, V, Yb], dims, k.serialThreads(B), k.serialWg);
+      fixup(k, dims, Yb, k.serialThreads(B * Q));
     } finally {
       for (const b of [M, V, Yb]) this.ctx.release(b);
     }

@@ -16,6 +16,14 @@ describe('how the chunked scan cuts time', () => {
     expect(chunking(1_000_000, 1, 1, 1, 16).Q).toBeGreaterThan(1);
   });
 
+  it('with a workgroup per chain, dense blocks are chunked only where s² a step beats s and two barriers', () => {
+    expect(chunking(1000, 1, 64, 64, 65_536, true).Q).toBe(1);
+    expect(chunking(1000, 1, 64, 64, 65_536).Q).toBeGreaterThan(1);
+    expect(chunking(100_000, 16, 8, 8, 65_536, true).Q).toBeGreaterThan(1);
+    // Blocks too large for workgroup memory keep an invocation per block, and its cost.
+    expect(chunking(5000, 1, 2048, 64, 65_536, true)).toEqual(chunking(5000, 1, 2048, 64, 65_536));
+  });
+
   it('the chunks cover time exactly', () => {
     for (const [T, B, n, s, lanes] of [
       [1, 1, 4, 4, 65_536],

@@ -1,5 +1,5 @@
 import { bound, mainHead, SERIAL_WG, storage, UNIFORM_DECL, uni } from '../wgsl/common.js';
-import { updateParts } from './reduce.js';
+import { updateParts, updateReduction } from './reduce.js';
 
 /**
  * The linear recurrence y_t = A_t y_{t−1} + c_t with [n/s] diagonal blocks of size s, in chunks
@@ -15,6 +15,10 @@ export interface ScanKernels {
   readonly summarize: string;
   readonly boundaries: string;
   readonly fixup: string;
+  /** Workgroup size of the boundary and fix-up passes. */
+  readonly serialWg: number;
+  /** Invocations of a boundary or fix-up pass over `chains` serial chains (B, or B · Q chunks). */
+  serialThreads(chains: number): number;
   /**
    * Forward only: the fix-up fused with the Newton update of its result (uniforms 4–6 = atol,
    * rtol, clip as f32 bits; bindings A, C, Yb, Old, Y, res, Act as NEWTON_UPDATE's).
@@ -22,7 +26,7 @@ export interface ScanKernels {
   readonly fixupUpdate?: string;
 }
 
-const head = (s: number, reverse: boolean) => `
+const headFns = (s: number, reverse: boolean) => `
 fn a_at(base: u32, i: u32, j: u32) -> f32 { return A[base + ${reverse ? `j * ${s}u + i` : `i * ${s}u + j`}]; }
 fn time_of(step: u32, T: u32) -> u32 { return ${reverse ? 'T - 1u - step' : 'step'}; }`;
 
@@ -59,7 +63,11 @@ function diagonalSummarize(n: number, reverse: boolean): string {
   ].join('\n');
 }
 
-export function scanKernels(n: number, s: number, reverse: boolean): ScanKernels {
+/**
+ * `workgroup`: the boundary and fix-up passes of dense blocks (s ≥ 2) as `chainKernels`, a
+ * workgroup per chain (where `chainsFit(n, s)`); else one invocation per block.
+ */
+export function scanKernels(n: number, s: number, reverse: boolean, workgroup = false): ScanKernels {
   const nb = n / s;
   const dims = `  let B = ${uni(0)}; let T = ${uni(1)}; let L = ${uni(2)}; let Q = ${uni(3)};`;
   const step = (vec: string, withC: string) => `
@@ -78,7 +86,7 @@ export function scanKernels(n: number, s: number, reverse: boolean): ScanKernels
     storage(2, 'C', false),
     storage(3, 'M', true),
     storage(4, 'V', true),
-    head(s, reverse),
+    headFns(s, reverse),
     `${mainHead(SERIAL_WG)}
 ${dims}
   if (idx >= B * Q * ${nb * (s + 1)}u) { return; }
@@ -133,7 +141,7 @@ ${dims}
     storage(2, 'C', false),
     storage(3, 'Yb', false),
     storage(4, 'Y', true),
-    head(s, reverse),
+    headFns(s, reverse),
     `${mainHead(SERIAL_WG)}
 ${dims}
   if (idx >= B * Q * ${nb}u) { return; }
@@ -159,7 +167,7 @@ ${dims}
     storage(4, 'Old', false),
     storage(5, 'Y', true),
     ...updateParts(6),
-    head(s, reverse),
+    headFns(s, reverse),
     `${mainHead(SERIAL_WG)}
 ${dims}
   let atol = bitcast<f32>(${uni(4)});
@@ -186,11 +194,150 @@ ${dims}
   if (live) { update_flush(b, upd_d, upd_sc, upd_rep, upd_clp, upd_key); }
 }`,
   ].join('\n');
+  const summary = s === 1 ? diagonalSummarize(n, reverse) : summarize;
+  if (workgroup && chainsFit(n, s)) return { summarize: summary, ...chainKernels(n, s, reverse) };
   return {
-    summarize: s === 1 ? diagonalSummarize(n, reverse) : summarize,
+    summarize: summary,
     boundaries,
     fixup,
     ...(reverse ? {} : { fixupUpdate }),
+    serialWg: SERIAL_WG,
+    serialThreads: (chains) => chains * nb,
+  };
+}
+
+/** A chain kernel's step costs its s FMAs plus about this many for its two barriers (cost model). */
+const CHAIN_SYNC = 16;
+/** Largest n whose chain state the chain kernels hold in workgroup memory. */
+export const CHAIN_MAX_N = 1024;
+
+/** Whether blocks of s in a state of n can take the chain kernels. */
+export function chainsFit(n: number, s: number): boolean {
+  return s >= 2 && n <= CHAIN_MAX_N;
+}
+
+/** The chain kernels' workgroup: a lane per state entry, 32 to 256 lanes. */
+export function chainWorkgroup(n: number): number {
+  return Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(n))));
+}
+
+/**
+ * The boundary and fix-up passes for dense blocks with a workgroup per serial chain: the chain's
+ * state lives in workgroup memory and lane e computes entry e of each step (s FMAs) where one
+ * invocation per block would do all s² alone. Two barriers a step. Same bindings and uniforms as
+ * `scanKernels`' serial passes; dispatched with `chainWorkgroup(n)` lanes per chain.
+ */
+function chainKernels(
+  n: number,
+  s: number,
+  reverse: boolean,
+): Pick<ScanKernels, 'boundaries' | 'fixup' | 'fixupUpdate' | 'serialWg' | 'serialThreads'> {
+  const nb = n / s;
+  const wg = chainWorkgroup(n);
+  const per = Math.ceil(n / wg);
+  const head = `var<workgroup> wy: array<f32, ${n}>;
+@compute @workgroup_size(${wg})
+fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let B = ${uni(0)}; let T = ${uni(1)}; let L = ${uni(2)}; let Q = ${uni(3)};
+  let g = wid.x + wid.y * nwg.x;`;
+  // One step of the chain: every lane's entries of  y ← X·y + add  into nv, then into wy.
+  const advance = (entry: (e: string) => string, store: (e: string) => string) => `
+    var nv: array<f32, ${per}>;
+    for (var m = 0u; m < ${per}u; m++) {
+      let e = li + m * ${wg}u;
+      if (e < ${n}u) {
+        let k = e / ${s}u;
+        let i = e % ${s}u;
+        ${entry('e')}
+        nv[m] = acc;
+      }
+    }
+    workgroupBarrier();
+    for (var m = 0u; m < ${per}u; m++) {
+      let e = li + m * ${wg}u;
+      if (e < ${n}u) {
+        wy[e] = nv[m];
+${store('e')}
+      }
+    }
+    workgroupBarrier();`;
+  const stepEntry = `let base = (el * ${nb}u + k) * ${s * s}u;
+        var acc = C[el * ${n}u + e];
+        for (var j = 0u; j < ${s}u; j++) { acc += a_at(base, i, j) * wy[k * ${s}u + j]; }`;
+  const load = (src: string) => `
+  for (var e = li; e < ${n}u; e += ${wg}u) { wy[e] = ${src}; }
+  workgroupBarrier();`;
+  const chunkHead = `
+  if (g >= B * Q) { return; }
+  let q = g % Q;
+  let b = g / Q;${load(`Yb[(b * Q + q) * ${n}u + e]`)}
+  for (var st = q * L; st < min(q * L + L, T); st++) {
+    let t = time_of(st, T);
+    let el = b * T + t;`;
+  const boundaries = [
+    UNIFORM_DECL,
+    storage(1, 'Y0', false),
+    storage(2, 'M', false),
+    storage(3, 'V', false),
+    storage(4, 'Yb', true),
+    `${head}
+  if (g >= B) { return; }
+  let b = g;${load(`Y0[b * ${n}u + e]`)}
+  for (var q = 0u; q < Q; q++) {
+    let o = (b * Q + q) * ${n}u;
+    for (var e = li; e < ${n}u; e += ${wg}u) { Yb[o + e] = wy[e]; }
+    let mq = (b * Q + q) * ${nb}u;${advance(
+      () => `let base = (mq + k) * ${s * s}u;
+        var acc = V[o + e];
+        for (var j = 0u; j < ${s}u; j++) { acc += M[base + i * ${s}u + j] * wy[k * ${s}u + j]; }`,
+      () => '',
+    )}
+  }
+}`,
+  ].join('\n');
+  const fixup = [
+    UNIFORM_DECL,
+    storage(1, 'A', false),
+    storage(2, 'C', false),
+    storage(3, 'Yb', false),
+    storage(4, 'Y', true),
+    headFns(s, reverse),
+    `${head}${chunkHead}${advance(() => stepEntry, (e) => `        Y[el * ${n}u + ${e}] = nv[m];`)}
+  }
+}`,
+  ].join('\n');
+  const reduction = updateReduction(wg);
+  const fixupUpdate = [
+    UNIFORM_DECL,
+    storage(1, 'A', false),
+    storage(2, 'C', false),
+    storage(3, 'Yb', false),
+    storage(4, 'Old', false),
+    storage(5, 'Y', true),
+    ...updateParts(6),
+    reduction.decls,
+    headFns(s, reverse),
+    `${head}
+  let atol = bitcast<f32>(${uni(4)});
+  let rtol = bitcast<f32>(${uni(5)});
+  let clip = bitcast<f32>(${uni(6)});
+  let rowLen = T * ${n}u;${chunkHead.replace('let b = g / Q;', 'let b = g / Q;\n  let live = Act[b] != 0u;')}${advance(
+      () => stepEntry,
+      (e) => `        let o = t * ${n}u + ${e};
+        let old = Old[b * rowLen + o];
+        if (live) { Y[b * rowLen + o] = update_entry(old, old + nv[m], o, rowLen, atol, rtol, clip); }
+        else { Y[b * rowLen + o] = old; }`,
+    )}
+  }
+${reduction.reduce('li', 'b', 'live')}
+}`,
+  ].join('\n');
+  return {
+    boundaries,
+    fixup,
+    ...(reverse ? {} : { fixupUpdate }),
+    serialWg: wg,
+    serialThreads: (chains) => chains * wg,
   };
 }
 
@@ -264,7 +411,9 @@ export function summaryThreads(B: number, Q: number, n: number, s: number): numb
  * number of waves it needs (invocations / `lanes`, at least 1): summaries (T/Q steps; s² work per
  * invocation, s + 1 invocations per block; diagonal: 2 work, one invocation), boundaries (Q steps)
  * and the fix-up (T/Q steps). Dense summaries cost s + 1 times the fix-up's work, so on a device
- * with few lanes (a software adapter) they only pay for small blocks.
+ * with few lanes (a software adapter) they only pay for small blocks. With `workgroup` (the chain
+ * kernels) a serial pass's step is s FMAs and two barriers on a lane per entry instead of s² on a
+ * lane per block, so chunking pays only for long rows.
  */
 export function chunking(
   T: number,
@@ -272,15 +421,20 @@ export function chunking(
   n: number,
   s: number,
   lanes: number,
+  workgroup = false,
 ): { L: number; Q: number } {
   const nb = n / s;
   const waves = (threads: number) => Math.max(1, threads / lanes);
   const work = s * s;
+  // A step of a serial pass over `chains` chains: s² on one lane per block, or s and the two
+  // barriers on a lane per entry (the chain kernels).
+  const serial = (chains: number) =>
+    workgroup && chainsFit(n, s) ? (s + CHAIN_SYNC) * waves(chains * chainWorkgroup(n)) : work * waves(chains * nb);
   const cost = (Q: number) => {
     const L = Math.ceil(T / Q);
-    if (Q === 1) return L * work * waves(B * nb);
+    if (Q === 1) return L * serial(B);
     const summary = s === 1 ? 2 * waves(B * Q * n) : work * waves(summaryThreads(B, Q, n, s));
-    return L * summary + Q * work * waves(B * nb) + L * work * waves(B * Q * nb);
+    return L * summary + Q * serial(B) + L * serial(B * Q);
   };
   let best = 1;
   const most = Math.ceil(Math.sqrt(T));
