@@ -2,8 +2,11 @@ import {
   ConvergenceError,
   DTypeError,
   deer,
+  deerWithGrad,
+  InvalidArgumentError,
   NonFiniteError,
   sequential,
+  solveIvp,
   ShapeError,
   type Tensor,
   UnsupportedOptionError,
@@ -69,6 +72,19 @@ export function defineInputCases(ctx: SuiteContext): void {
       await expect(deer(backend, c, p, x, { jacobian: { block: 3 } })).rejects.toThrow(UnsupportedOptionError);
       await expect(deer(backend, c, p, x, { maxIter: 0 })).rejects.toThrow(UnsupportedOptionError);
       await expect(deer(backend, c, p, x, { fallback: 'retry' as never })).rejects.toThrow(UnsupportedOptionError);
+    });
+  });
+
+  ctx.test('input/not-a-cell', async () => {
+    const backend = ctx.backend();
+    const p = cell().init();
+    await withX([1, 4, INPUT_SIZE], null, async (x) => {
+      for (const bad of [null, undefined, {}, { stateSize: 4, inputSize: INPUT_SIZE }]) {
+        await expect(deer(backend, bad as never, p, x)).rejects.toThrow(InvalidArgumentError);
+        await expect(sequential(backend, bad as never, p, x)).rejects.toThrow(InvalidArgumentError);
+        await expect(deerWithGrad(backend, bad as never, p, x)).rejects.toThrow(InvalidArgumentError);
+        await expect(solveIvp(backend, bad as never, p, { y0: [0], t: [0, 1] })).rejects.toThrow(InvalidArgumentError);
+      }
     });
   });
 

@@ -3,6 +3,7 @@ import {
   type Cell,
   type DType,
   cells,
+  ConvergenceError,
   deer,
   deerWithGrad,
   defineCell,
@@ -295,6 +296,37 @@ export function defineMethodCases(ctx: SuiteContext): void {
         expect(got.stats.structure).toBe(want === 'exact' ? 'dense' : 'diagonal');
       }
       ctx.report(`GRU n=${n}, ${lanes} lanes: ${plan.reason}`);
+    }
+  });
+
+  ctx.test('method/auto-sequential-overflow-is-not-converged', async () => {
+    // y' = 4y + 2 through a relu MLP: the trajectory overflows (float32 by t ≈ 64, float64 by
+    // t ≈ 512). Where the cost model evaluates sequentially, the answer is exact but not finite:
+    // the stats must say what DEER's would (not converged, 'nonFinite'), and 'throw' throws.
+    const cell = cells.mlp({ stateSize: 2, inputSize: 1, hidden: [2], activation: 'relu' });
+    const params = { W0: [2, 0, 0, 0, 2, 0], b0: [1, 1], W1: [2, 0, 0, 2], b1: [0, 0] };
+    const [B, T] = [2, 1000];
+    const backend = withParallelism(ctx.backend(), 1);
+    const x = backend.tensor(new Float64Array(B * T), [B, T, 1], ctx.dtype);
+    try {
+      const r = await deer(backend, cell, params, x, { method: 'auto' });
+      const y = await backend.read(r.y);
+      backend.dispose(r.y);
+      expect(r.stats.plan?.choice).toBe('sequential');
+      expect(Array.from(y).some((v) => !Number.isFinite(v)), 'the trajectory overflows').toBe(true);
+      expect(r.stats.converged).toBe(false);
+      expect(r.stats.stopReason).toBe('nonFinite');
+      expect(r.stats.switches.at(-1)).toMatch(/rows 0, 1 hold NaN\/Inf/);
+      // Before the overflow it is the sequential answer.
+      expect(y[0]).toBe(2);
+      expect(y[2 * 4]).toBe(4 * (4 * (4 * (4 * 2 + 2) + 2) + 2) + 2);
+      await expect(deer(backend, cell, params, x, { method: 'auto', fallback: 'throw' })).rejects.toBeInstanceOf(ConvergenceError);
+      // DEER on the same input says the same.
+      const d = await deer(backend, cell, params, x, { method: 'deer' });
+      backend.dispose(d.y);
+      expect(d.stats.converged).toBe(false);
+    } finally {
+      backend.dispose(x);
     }
   });
 

@@ -104,6 +104,7 @@ export { type IvpGradients, type IvpGradResult, ivpVjp, solveIvpWithGrad } from 
 export { checkGrid, type OdeProblem } from './solver/ode-inputs.js';
 export { type Dopri5Options, dopri5Solve as dopri5, type Rk4Options, rk4 } from './solver/ode-sequential.js';
 export {
+  checkOptionNames,
   DEFAULT_CLIP,
   DEFAULT_MAX_ITER,
   DEFAULT_TOLERANCE,
@@ -115,6 +116,6 @@ export {
   type SolveOptions,
 } from './solver/options.js';
 export { sequential } from './solver/sequential.js';
-export type { ParamsInput } from './solver/validate.js';
+export { checkCell, type ParamsInput } from './solver/validate.js';
 export { chooseWindow, type WindowBudget } from './solver/window.js';
 export { Rng } from './util/random.js';

@@ -1,7 +1,10 @@
 import {
   type Cell,
+  checkCell,
+  checkOptionNames,
   type DeerOptions,
   DTypeError,
+  InvalidArgumentError,
   deerSync,
   implicitVjpSync,
   ShapeError,
@@ -11,11 +14,29 @@ import * as tfDefault from '@tensorflow/tfjs-core';
 import type * as tfc from '@tensorflow/tfjs-core';
 import { TfjsBackend } from './backend.js';
 
-/** Solver options of the op (core's `deer` options that need no asynchronous read). */
-export interface DeerRnnOptions extends Pick<DeerOptions, 'atol' | 'rtol' | 'maxIter' | 'jacobian' | 'fallback' | 'clip'> {
+/**
+ * Solver options of the op: core's `deer` options that need no asynchronous read. With `lengths`
+ * (padded rows) y is zero past each row's end and so is the gradient; `window` splits the solve
+ * and its gradient into windows of time steps.
+ */
+export interface DeerRnnOptions
+  extends Pick<DeerOptions, 'atol' | 'rtol' | 'maxIter' | 'jacobian' | 'fallback' | 'clip' | 'method' | 'lengths' | 'window'> {
   /** The deerjs backend to run on; default one over the imported @tensorflow/tfjs-core. */
   readonly backend?: TfjsBackend;
 }
+
+const OPTION_NAMES: readonly (keyof DeerRnnOptions)[] = [
+  'atol',
+  'rtol',
+  'maxIter',
+  'jacobian',
+  'fallback',
+  'clip',
+  'method',
+  'lengths',
+  'window',
+  'backend',
+];
 
 let fallbackBackend: TfjsBackend | undefined;
 
@@ -50,7 +71,7 @@ function checkInputs(cell: Cell, params: Readonly<Record<string, tfc.Tensor>>, x
     if (!ok) throw new ShapeError('h0', `[${B}, ${n}] or [${n}]`, fmt(h.shape));
   }
   if (typeof params !== 'object' || params === null)
-    throw new TypeError('params: expected an object of tf.Tensors');
+    throw new InvalidArgumentError('params', 'an object of tf.Tensors', params === null ? 'null' : typeof params);
   for (const name of Object.keys(params)) {
     if (!cell.params.some((p) => p.name === name)) {
       throw new ShapeError(
@@ -84,6 +105,10 @@ export function deerRnn(
   h0?: tfc.Tensor2D | tfc.Tensor1D,
   options: DeerRnnOptions = {},
 ): tfc.Tensor3D {
+  checkCell('cell', cell);
+  // Names outside the op's options would reach the solver and be ignored by the gradient (h0, for
+  // one, is the op's fourth argument): refused, as core refuses unknown names.
+  checkOptionNames(options, OPTION_NAMES, 'deerRnn');
   checkInputs(cell, params, x, h0);
   const backend = options.backend ?? (fallbackBackend ??= new TfjsBackend(tfDefault));
   const tf = backend.tf;
@@ -133,7 +158,7 @@ export function deerRnn(
         const yw = backend.wrap(saved[0]!);
         const dyw = backend.wrap(Array.isArray(dy) ? dy[0]! : dy);
         try {
-          const grads = implicitVjpSync(backend, cell, g.params, g.x, g.y0, yw, dyw);
+          const grads = implicitVjpSync(backend, cell, g.params, g.x, g.y0, yw, dyw, options.window, options.lengths);
           const out: tfc.Tensor[] = [backend.release(grads.x)];
           if (hasH0) {
             const dh0 = backend.release(grads.h0);

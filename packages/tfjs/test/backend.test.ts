@@ -91,6 +91,9 @@ describe('tfjs backend', () => {
       expect(Math.abs(ra[i]! - rc[i]!)).toBeLessThan(1e-5);
     }
     expect(a.stats.converged).toBe(true);
+    // h0 is deerSync's argument and it reads nothing to check values: as options both would be ignored.
+    expect(() => deerSync(be, cell, ps, x, y0, { h0: [1, 2, 3, 4] } as never)).toThrow(UnsupportedOptionError);
+    expect(() => deerSync(be, cell, ps, x, y0, { checkFinite: true } as never)).toThrow(UnsupportedOptionError);
     for (const t of [x, y0, a.y, b, c, ...Object.values(ps)]) be.dispose(t);
   });
 });

@@ -1,7 +1,7 @@
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
-import { cells, DTypeError, Rng, ShapeError } from '@deerjs/core';
+import { cells, DTypeError, InvalidArgumentError, Rng, ShapeError, UnsupportedOptionError } from '@deerjs/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { createTfjsBackend, deerRnn } from '../src/index.js';
@@ -150,7 +150,50 @@ describe('deerRnn input checks', () => {
     expect(tf.memory().numTensors, 'tensors left by rejected calls').toBe(before);
     expect(run([[1, 2, 3]])).toThrow(ShapeError);
     expect(tf.memory().numTensors, 'tensors left by a rejected array input').toBe(before);
+    // Arguments that are not what they should be, and options the op would not honour.
+    expect(() => deerRnn(cell, null as never, pr.x, undefined, { backend })).toThrow(InvalidArgumentError);
+    expect(() => deerRnn(null as never, pr.params, pr.x, undefined, { backend })).toThrow(InvalidArgumentError);
+    expect(() => deerRnn(cell, pr.params, pr.x, undefined, { backend, h0: [1, 2] } as never)).toThrow(UnsupportedOptionError);
+    expect(() => deerRnn(cell, pr.params, pr.x, undefined, { backend, initialGuess: 'h0' } as never)).toThrow(UnsupportedOptionError);
+    expect(tf.memory().numTensors, 'tensors left by rejected arguments').toBe(before);
     tf.dispose(Object.values(bad));
+    pr.dispose();
+  });
+
+  it('padded rows (lengths) and windows: y and every gradient as the unrolled recurrence of each row to its length', async () => {
+    const backend = await createTfjsBackend({ backend: 'cpu' });
+    const pr = problem(4);
+    const lengths = [T - 13, T];
+    const mask = tf.tensor3d(
+      Float32Array.from({ length: B * T * n }, (_, i) => (Math.floor(i / n) % T < lengths[Math.floor(i / (T * n))]! ? 1 : 0)),
+      [B, T, n],
+    );
+    const loss = (f: (x: tf.Tensor3D) => tf.Tensor3D) => (x: tf.Tensor) => tf.sum(tf.mul(f(x as tf.Tensor3D), pr.w)) as tf.Scalar;
+    const ref = loss((x) => tf.mul(gruUnrolled(pr.params, x, pr.h0), mask) as tf.Tensor3D);
+    for (const window of [undefined, 7]) {
+      const opts = { backend, lengths, ...(window ? { window } : {}) };
+      const got = loss((x) => deerRnn(cell, pr.params, x, pr.h0, opts));
+      const y = deerRnn(cell, pr.params, pr.x, pr.h0, opts);
+      const yr = tf.mul(gruUnrolled(pr.params, pr.x, pr.h0), mask);
+      expect(maxRel(y.dataSync(), yr.dataSync()), `y, window ${window}`).toBeLessThan(1e-5);
+      const pad = y.dataSync().subarray(lengths[0]! * n, T * n);
+      expect(Math.max(...Array.from(pad, Math.abs)), 'padding').toBe(0);
+      const gx = tf.grad(got)(pr.x);
+      const gxr = tf.grad(ref)(pr.x);
+      expect(maxRel(gx.dataSync(), gxr.dataSync()), `d/dx, window ${window}`).toBeLessThan(1e-4);
+      const gxPad = gx.dataSync().subarray(lengths[0]! * m, T * m);
+      expect(Math.max(...Array.from(gxPad, Math.abs)), 'd/dx past the end of the row').toBe(0);
+      const gp = tf.variableGrads(() => got(pr.x));
+      const gpr = tf.variableGrads(() => ref(pr.x));
+      for (const name of [...cell.params.map((p) => p.name)]) {
+        const k = pr.params[name]!.name;
+        expect(maxRel(gp.grads[k]!.dataSync(), gpr.grads[k]!.dataSync()), `d/d${name}, window ${window}`).toBeLessThan(1e-4);
+      }
+      const kh = pr.h0.name;
+      expect(maxRel(gp.grads[kh]!.dataSync(), gpr.grads[kh]!.dataSync()), `d/dh0, window ${window}`).toBeLessThan(1e-4);
+      tf.dispose([y, yr, gx, gxr, gp.value, gpr.value, ...Object.values(gp.grads), ...Object.values(gpr.grads)]);
+    }
+    tf.dispose(mask);
     pr.dispose();
   });
 

@@ -2,8 +2,8 @@ import type { Backend, Tensor } from '../backend/types.js';
 import { DTYPE_BYTES, type DeviceCounters } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
-import { OutOfMemoryError, ShapeError } from '../errors.js';
-import { type EngineStats, type NewtonMethod, type NewtonProblem, newEngineStats, type StopReason, solveWindows } from './engine.js';
+import { ConvergenceError, OutOfMemoryError, ShapeError, UnsupportedOptionError } from '../errors.js';
+import { type EngineStats, type NewtonMethod, type NewtonProblem, newEngineStats, nonFiniteRows, type StopReason, solveWindows } from './engine.js';
 import { driveAsync, driveSync, readDeerStep, type Solve } from './solve.js';
 import { type DeerOptions, type ResolvedDeerOptions, resolveDeerOptions } from './options.js';
 import {
@@ -138,6 +138,11 @@ export function deerSync(
   options: Omit<DeerOptions, 'h0' | 'checkFinite'> = {},
 ): DeerResult {
   const { B, dtype } = checkSequenceInput(backend, cell, x);
+  // h0 is an argument here, and nothing is read to check values: both options would be ignored.
+  for (const key of ['h0', 'checkFinite'] as const) {
+    if (typeof options === 'object' && options !== null && key in options)
+      throw new UnsupportedOptionError(key, (options as Record<string, unknown>)[key], key === 'h0' ? "deerSync's h0 argument" : 'nothing (deerSync does not check values)');
+  }
   checkTensor(backend, 'h0', h0);
   if (h0.shape.length !== 2 || h0.shape[0] !== B || h0.shape[1] !== cell.stateSize) {
     throw new ShapeError('h0', `[${B}, ${cell.stateSize}]`, `[${h0.shape.join(', ')}]`);
@@ -249,6 +254,21 @@ export function recurrenceProblem(
   };
 }
 
+/**
+ * The cost model's sequential answer is exact by construction, but not necessarily finite: a
+ * trajectory that overflows holds NaN/Inf. The stats then say so as Newton's would on the same
+ * input (not converged, 'nonFinite'), and `fallback: 'throw'` throws as it would for DEER.
+ */
+function* judgeSequentialAnswer(backend: Backend, y: Tensor, stats: EngineStats, opts: ResolvedDeerOptions): Solve<void> {
+  const rows = yield* nonFiniteRows(backend, y);
+  if (rows.length === 0) return;
+  stats.converged = false;
+  stats.stopReason = 'nonFinite';
+  const why = `sequential evaluation: rows ${rows.join(', ')} hold NaN/Inf (the trajectory overflows ${y.dtype})`;
+  stats.switches.push(why);
+  if (opts.fallback === 'throw') throw new ConvergenceError(why, { ...stats, residuals: [...stats.residuals] });
+}
+
 /** The whole solve — windows, Newton iterations, fallback — as a generator that yields at its reads. */
 function* deerSolve(
   backend: Backend,
@@ -311,6 +331,12 @@ function* deerSolve(
       stats.stopReason = 'sequential';
       const problem = recurrenceProblem(backend, cell, params, x, y0, s, () => backend.zeros([B, Tfull, n], dtype), lengths);
       const y = yield* problem.sequential([...Array(B).keys()]);
+      try {
+        yield* judgeSequentialAnswer(backend, y, stats, opts);
+      } catch (err) {
+        backend.dispose(y);
+        throw err;
+      }
       return { y, stats: describe(0) };
     }
     if (typeof plan.choice === 'number') s = plan.choice;

@@ -885,6 +885,13 @@ function judgeElk(w: WindowState, update: NewtonUpdate): number[] {
   return out;
 }
 
+/** The batch rows of y ([B, ...]) that hold NaN or ±Inf: one small read (the update's counts of y against itself). */
+export function* nonFiniteRows(backend: Backend, y: Tensor): Solve<number[]> {
+  const check = yield* readUpdate(y, y, { atol: 1, rtol: 0, clip: Number.POSITIVE_INFINITY });
+  backend.dispose(check.y);
+  return [...check.rows.replaced.keys()].filter((b) => check.rows.replaced[b]! > 0);
+}
+
 /**
  * Per-row |y − G(y)| / (atol + rtol·|G(y)|) for the rows in `active`, unclipped (a clipped G
  * would hide the very residual being measured); NaN/Inf entries of G count as replaced.

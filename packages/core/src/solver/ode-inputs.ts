@@ -4,6 +4,7 @@ import { InvalidArgumentError, NonFiniteError, ShapeError, UnsupportedOptionErro
 import type { MatrixOps } from './expm.js';
 import { checkOptionNames } from './options.js';
 import {
+  checkCell,
   checkTensor,
   isTensor,
   type Owned,
@@ -69,6 +70,7 @@ export async function prepareOde(
   owned: Owned,
   checkFinite: boolean,
 ): Promise<PreparedOde> {
+  checkCell('field', field);
   checkOptionNames(problem, ['y0', 't', 'x', 'batch'], 'the ODE problem');
   if (problem === undefined) throw new InvalidArgumentError('problem', '{ y0, t, x?, batch? }', 'undefined');
   if (problem.y0 === undefined)

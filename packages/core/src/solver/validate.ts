@@ -46,11 +46,24 @@ export function checkTrajectory(
 }
 
 /** x must be [B, T, m] with the backend supporting its dtype. Returns B, T. */
+/** The cell argument: a Cell from `defineCell` or `cells.*` (checked by shape, not by class, so a second copy of core still works). */
+export function checkCell(what: string, cell: unknown): asserts cell is Cell {
+  const c = cell as Partial<Cell> | null;
+  const ok =
+    typeof c === 'object' &&
+    c !== null &&
+    Number.isInteger(c.stateSize) &&
+    Number.isInteger(c.inputSize) &&
+    typeof c.stepProgram === 'function';
+  if (!ok) throw new InvalidArgumentError(what, "a Cell (cells.gru(…), defineCell(…), …)", describeValue(cell));
+}
+
 export function checkSequenceInput(
   backend: Backend,
   cell: Cell,
   x: unknown,
 ): { B: number; T: number; dtype: DType } {
+  checkCell('cell', cell);
   const t = checkTensor(backend, 'x', x);
   const m = cell.inputSize;
   if (t.shape.length !== 3 || t.shape[2] !== m || t.shape[0]! < 1 || t.shape[1]! < 1) {
