@@ -48,6 +48,24 @@ export function defineInputCases(ctx: SuiteContext): void {
       const { W: _w, ...missing } = p;
       await expect(deer(backend, c, missing, x)).rejects.toThrow(/params\.W.*missing/);
       await expect(deer(backend, c, { ...p, Q: new Float64Array(1) }, x)).rejects.toThrow(ShapeError);
+      // A tensor parameter has its own shape or is flat: transposed R ([n, 3n] for [3n, n]) is refused.
+      const n = c.stateSize;
+      const shaped = (shape: number[]) => backend.tensor(p.R!, shape, ctx.dtype);
+      for (const [shape, ok] of [
+        [[3 * n, n], true],
+        [[3 * n * n], true],
+        [[n, 3 * n], false],
+        [[1, 3 * n * n], false],
+      ] as const) {
+        const R = shaped([...shape]);
+        try {
+          const run = deer(backend, c, { ...p, R }, x);
+          if (ok) backend.dispose((await run).y);
+          else await expect(run, `R as [${shape}]`).rejects.toThrow(/params\.R/);
+        } finally {
+          backend.dispose(R);
+        }
+      }
     });
   });
 

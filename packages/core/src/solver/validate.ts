@@ -9,7 +9,10 @@ import {
   TensorStateError,
 } from '../errors.js';
 
-/** A parameter set: host arrays (uploaded for the call) or tensors already on the backend. */
+/**
+ * A parameter set: host arrays (flat, uploaded for the call) or tensors already on the backend, each
+ * of the parameter's shape or flat.
+ */
 export type ParamsInput = Readonly<Record<string, ArrayLike<number> | Tensor>>;
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
@@ -129,7 +132,11 @@ export async function prepareParams(
     if (v === undefined) throw new ShapeError(`params.${spec.name}`, fmt(spec.shape), 'nothing (missing)');
     if (isTensor(v)) {
       checkTensor(backend, `params.${spec.name}`, v);
-      if (v.size !== spec.size) throw new ShapeError(`params.${spec.name}`, fmt(spec.shape), fmt(v.shape));
+      // The parameter's own shape or flat; a tensor of another shape with the same size (a
+      // transposed matrix, say) is a mistake that would otherwise run silently.
+      const same = v.shape.length === spec.shape.length && v.shape.every((d, i) => d === spec.shape[i]);
+      const flat = v.shape.length === 1 && v.size === spec.size;
+      if (!same && !flat) throw new ShapeError(`params.${spec.name}`, `${fmt(spec.shape)} or [${spec.size}]`, fmt(v.shape));
       if (v.dtype !== dtype)
         throw new DTypeError(`params.${spec.name}`, `${dtype} (the dtype of x)`, v.dtype);
       if (checkFinite) await checkFiniteTensor(backend, `params.${spec.name}`, v);
