@@ -1,9 +1,10 @@
-import { type Backend, cells, deerWithGrad, Rng, scanThenUpdate, UnsupportedOptionError } from '@deerjs/core';
+import { type Backend, Rng, scanThenUpdate, UnsupportedOptionError } from '@deerjs/core';
 import { createReferenceBackend } from '@deerjs/cpu/reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chainWorkgroup, chunking } from '../src/kernels/scan.js';
 import { createWebGpuBackend, type WebGpuBackend } from '../src/index.js';
 import { skipReason } from './adapter.js';
+import { gruWithGradient, worstRelative } from './gru-gradient.js';
 
 const skip = await skipReason();
 
@@ -131,39 +132,13 @@ describe.skipIf(skip !== null)('webgpu dense scan, a workgroup per chain', () =>
   }
 
   it('GRU n = 16: deer and its gradient match the invocation-per-block kernels', async () => {
-    const n = 16;
-    const cell = cells.gru({ inputSize: 2, hiddenSize: n });
-    const params = cell.init({ seed: 5 });
-    const [B, T] = [2, 600];
-    const xs = Float32Array.from(new Rng(8).normalArray(B * T * 2));
-    const dys = Float32Array.from(new Rng(9).normalArray(B * T * n));
-    const solve = async (be: WebGpuBackend) => {
-      const x = be.tensor(xs, [B, T, 2]);
-      const dy = be.tensor(dys, [B, T, n]);
-      const g = await deerWithGrad(be, cell, params, x, { checkFinite: false });
-      try {
-        const grads = await g.vjp(dy);
-        const out = { y: await be.read(g.y), gx: await be.read(grads.x), gh0: await be.read(grads.h0), converged: g.stats.converged };
-        for (const t of [grads.x, grads.h0, ...Object.values(grads.params)]) be.dispose(t);
-        return out;
-      } finally {
-        g.dispose();
-        be.dispose(x);
-        be.dispose(dy);
-      }
-    };
-    const got = await solve(chain);
-    const want = await solve(invocation);
+    const got = await gruWithGradient(chain, 16, 2, 600);
+    const want = await gruWithGradient(invocation, 16, 2, 600);
     expect(got.converged).toBe(true);
-    const close = (a: Float32Array, b: Float32Array) => {
-      let worst = 0;
-      for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!) / Math.max(1, Math.abs(b[i]!)));
-      return worst;
-    };
-    expect(close(got.y, want.y)).toBeLessThanOrEqual(1e-4);
+    expect(worstRelative(got.y, want.y)).toBeLessThanOrEqual(1e-4);
     // The gradient's reverse (transposed) scan takes the chain kernels too.
-    expect(close(got.gx, want.gx)).toBeLessThanOrEqual(1e-4);
-    expect(close(got.gh0, want.gh0)).toBeLessThanOrEqual(1e-4);
+    expect(worstRelative(got.gx, want.gx)).toBeLessThanOrEqual(1e-4);
+    expect(worstRelative(got.gh0, want.gh0)).toBeLessThanOrEqual(1e-4);
   });
 
   it('the workgroup has a lane per entry, 32 to 256', () => {

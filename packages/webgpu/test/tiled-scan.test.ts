@@ -1,9 +1,10 @@
-import { type Backend, cells, deerWithGrad, Rng, scanThenUpdate, UnsupportedOptionError } from '@deerjs/core';
+import { type Backend, scanThenUpdate, UnsupportedOptionError } from '@deerjs/core';
 import { createReferenceBackend } from '@deerjs/cpu/reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWebGpuBackend, type WebGpuBackend } from '../src/index.js';
 import { skipReason } from './adapter.js';
 import { diagonalScanData, runDiagonalScan } from './diagonal-scan.js';
+import { gruWithGradient, worstRelative } from './gru-gradient.js';
 
 const skip = await skipReason();
 
@@ -88,38 +89,13 @@ describe.skipIf(skip !== null)('webgpu tiled diagonal scan', () => {
     ['quasi GRU n = 8', 8, 'diagonal'],
   ] as const) {
     it(`${name}: deer and its gradient through the tiled scans match the chunked scans'`, async () => {
-      const cell = cells.gru({ inputSize: 2, hiddenSize: n });
-      const params = cell.init({ seed: 5 });
-      const [B, T] = [3, 2000];
-      const xs = Float32Array.from(new Rng(8).normalArray(B * T * 2));
-      const dys = Float32Array.from(new Rng(9).normalArray(B * T * n));
-      const solve = async (be: WebGpuBackend) => {
-        const x = be.tensor(xs, [B, T, 2]);
-        const dy = be.tensor(dys, [B, T, n]);
-        const g = await deerWithGrad(be, cell, params, x, { jacobian, checkFinite: false });
-        try {
-          const grads = await g.vjp(dy);
-          const out = { y: await be.read(g.y), gx: await be.read(grads.x), gh0: await be.read(grads.h0), converged: g.stats.converged };
-          for (const t of [grads.x, grads.h0, ...Object.values(grads.params)]) be.dispose(t);
-          return out;
-        } finally {
-          g.dispose();
-          be.dispose(x);
-          be.dispose(dy);
-        }
-      };
-      const tiled = await solve(backend);
-      const chunked = await solve(plain);
+      const tiled = await gruWithGradient(backend, n, 3, 2000, jacobian);
+      const chunked = await gruWithGradient(plain, n, 3, 2000, jacobian);
       expect(tiled.converged).toBe(true);
-      const close = (a: Float32Array, b: Float32Array) => {
-        let worst = 0;
-        for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!) / Math.max(1, Math.abs(b[i]!)));
-        return worst;
-      };
-      expect(close(tiled.y, chunked.y)).toBeLessThanOrEqual(1e-4);
+      expect(worstRelative(tiled.y, chunked.y)).toBeLessThanOrEqual(1e-4);
       // The gradient's reverse (transposed) scan runs tiled too.
-      expect(close(tiled.gx, chunked.gx)).toBeLessThanOrEqual(1e-4);
-      expect(close(tiled.gh0, chunked.gh0)).toBeLessThanOrEqual(1e-4);
+      expect(worstRelative(tiled.gx, chunked.gx)).toBeLessThanOrEqual(1e-4);
+      expect(worstRelative(tiled.gh0, chunked.gh0)).toBeLessThanOrEqual(1e-4);
     });
   }
 
