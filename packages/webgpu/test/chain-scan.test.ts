@@ -1,9 +1,10 @@
-import { type Backend, Rng, scanThenUpdate, UnsupportedOptionError } from '@deerjs/core';
+import { type Backend, Rng, UnsupportedOptionError } from '@deerjs/core';
 import { createReferenceBackend } from '@deerjs/cpu/reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chainWorkgroup, chunking } from '../src/kernels/scan.js';
 import { createWebGpuBackend, type WebGpuBackend } from '../src/index.js';
 import { skipReason } from './adapter.js';
+import { expectFusedAsComposed } from './fused-update.js';
 import { gruWithGradient, worstRelative } from './gru-gradient.js';
 
 const skip = await skipReason();
@@ -113,18 +114,10 @@ describe.skipIf(skip !== null)('webgpu dense scan, a workgroup per chain', () =>
       };
       try {
         const args = { A: t.A, c: t.c, y0: t.y0, blockSize: s, reverse: false };
-        const fused = await backend.scanUpdate(args, t.old, opts);
-        const composed = await scanThenUpdate(backend, args, t.old, opts);
-        const [fy, cy] = [await backend.read(fused.y), await backend.read(composed.y)];
-        backend.dispose(fused.y);
-        backend.dispose(composed.y);
-        expect(Array.from(fy)).toEqual(Array.from(cy));
-        for (const key of ['replaced', 'clipped', 'settled'] as const)
-          expect(Array.from(fused.rows[key]), key).toEqual(Array.from(composed.rows[key]));
-        expect(Array.from(fused.rows.maxScaledDiff)).toEqual(Array.from(composed.rows.maxScaledDiff));
-        expect(fused.rows.replaced[2]).toBeGreaterThan(0);
-        expect(fused.rows.clipped[0]).toBeGreaterThan(0);
-        expect(fused.rows.settled[1]).toBe(0);
+        const rows = await expectFusedAsComposed(backend, args, t.old, opts);
+        expect(rows.replaced[2]).toBeGreaterThan(0);
+        expect(rows.clipped[0]).toBeGreaterThan(0);
+        expect(rows.settled[1]).toBe(0);
       } finally {
         for (const x of Object.values(t)) backend.dispose(x);
       }
