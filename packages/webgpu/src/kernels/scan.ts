@@ -63,6 +63,19 @@ function diagonalSummarize(n: number, reverse: boolean): string {
   ].join('\n');
 }
 
+// The serial passes' bindings, the same for both kernel families (the backend binds one buffer list).
+const BOUNDARY_BINDINGS = [UNIFORM_DECL, storage(1, 'Y0', false), storage(2, 'M', false), storage(3, 'V', false), storage(4, 'Yb', true)];
+const FIXUP_BINDINGS = [UNIFORM_DECL, storage(1, 'A', false), storage(2, 'C', false), storage(3, 'Yb', false), storage(4, 'Y', true)];
+const FIXUP_UPDATE_BINDINGS = [
+  UNIFORM_DECL,
+  storage(1, 'A', false),
+  storage(2, 'C', false),
+  storage(3, 'Yb', false),
+  storage(4, 'Old', false),
+  storage(5, 'Y', true),
+  ...updateParts(6),
+];
+
 /**
  * `workgroup`: the boundary and fix-up passes of dense blocks (s ≥ 2) as `chainKernels`, a
  * workgroup per chain (where `chainsFit(n, s)`); else one invocation per block.
@@ -109,11 +122,7 @@ ${dims}
 }`,
   ].join('\n');
   const boundaries = [
-    UNIFORM_DECL,
-    storage(1, 'Y0', false),
-    storage(2, 'M', false),
-    storage(3, 'V', false),
-    storage(4, 'Yb', true),
+    ...BOUNDARY_BINDINGS,
     `${mainHead(SERIAL_WG)}
 ${dims}
   if (idx >= B * ${nb}u) { return; }
@@ -136,11 +145,7 @@ ${dims}
 }`,
   ].join('\n');
   const fixup = [
-    UNIFORM_DECL,
-    storage(1, 'A', false),
-    storage(2, 'C', false),
-    storage(3, 'Yb', false),
-    storage(4, 'Y', true),
+    ...FIXUP_BINDINGS,
     headFns(s, reverse),
     `${mainHead(SERIAL_WG)}
 ${dims}
@@ -160,13 +165,7 @@ ${dims}
   // The fix-up that applies the step it computes as the Newton update (Backend.scanUpdate): the
   // update's per-entry work rides along the serial recurrence, and δ never goes to memory.
   const fixupUpdate = [
-    UNIFORM_DECL,
-    storage(1, 'A', false),
-    storage(2, 'C', false),
-    storage(3, 'Yb', false),
-    storage(4, 'Old', false),
-    storage(5, 'Y', true),
-    ...updateParts(6),
+    ...FIXUP_UPDATE_BINDINGS,
     headFns(s, reverse),
     `${mainHead(SERIAL_WG)}
 ${dims}
@@ -275,11 +274,7 @@ ${store('e')}
     let t = time_of(st, T);
     let el = b * T + t;`;
   const boundaries = [
-    UNIFORM_DECL,
-    storage(1, 'Y0', false),
-    storage(2, 'M', false),
-    storage(3, 'V', false),
-    storage(4, 'Yb', true),
+    ...BOUNDARY_BINDINGS,
     `${head}
   if (g >= B) { return; }
   let b = g;${load(`Y0[b * ${n}u + e]`)}
@@ -296,11 +291,7 @@ ${store('e')}
 }`,
   ].join('\n');
   const fixup = [
-    UNIFORM_DECL,
-    storage(1, 'A', false),
-    storage(2, 'C', false),
-    storage(3, 'Yb', false),
-    storage(4, 'Y', true),
+    ...FIXUP_BINDINGS,
     headFns(s, reverse),
     `${head}${chunkHead}${advance(() => stepEntry, (e) => `        Y[el * ${n}u + ${e}] = nv[m];`)}
   }
@@ -308,13 +299,7 @@ ${store('e')}
   ].join('\n');
   const reduction = updateReduction(wg);
   const fixupUpdate = [
-    UNIFORM_DECL,
-    storage(1, 'A', false),
-    storage(2, 'C', false),
-    storage(3, 'Yb', false),
-    storage(4, 'Old', false),
-    storage(5, 'Y', true),
-    ...updateParts(6),
+    ...FIXUP_UPDATE_BINDINGS,
     reduction.decls,
     headFns(s, reverse),
     `${head}
