@@ -197,6 +197,24 @@ describe('deerRnn input checks', () => {
     pr.dispose();
   });
 
+  it("method: 'auto', 'elk' and 'shoot' give DEER's y, and gradients through them", async () => {
+    const backend = await createTfjsBackend({ backend: 'cpu' });
+    const pr = problem(6);
+    const y = (method: 'deer' | 'auto' | 'elk' | 'shoot') => deerRnn(cell, pr.params, pr.x, pr.h0, { backend, method });
+    const gx = (method: 'deer' | 'auto' | 'elk' | 'shoot') =>
+      tf.grad((x: tf.Tensor) => tf.sum(tf.mul(deerRnn(cell, pr.params, x as tf.Tensor3D, pr.h0, { backend, method }), pr.w)))(pr.x);
+    const [yRef, gRef] = [y('deer'), gx('deer')];
+    for (const method of ['auto', 'elk', 'shoot'] as const) {
+      const [yM, gM] = [y(method), gx(method)];
+      expect(maxRel(yM.dataSync(), yRef.dataSync()), `y, ${method}`).toBeLessThan(1e-5);
+      // The gradient is implicit differentiation at the solution, whichever method found it.
+      expect(maxRel(gM.dataSync(), gRef.dataSync()), `d/dx, ${method}`).toBeLessThan(1e-4);
+      tf.dispose([yM, gM]);
+    }
+    tf.dispose([yRef, gRef]);
+    pr.dispose();
+  });
+
   it('accepts h0 as [n] and flat params, and quasi-DEER gives the same gradient', async () => {
     const backend = await createTfjsBackend({ backend: 'cpu' });
     const pr = problem(3);
