@@ -10,9 +10,11 @@ import {
   defineCell,
   dopri5,
   InvalidArgumentError,
+  ivpVjp,
   lang,
   NonFiniteError,
   type ParamsInput,
+  rk4,
   ShapeError,
   StepSizeError,
   sequential,
@@ -414,6 +416,52 @@ export function defineAdversarialCases(ctx: SuiteContext): void {
     },
     120_000,
   );
+
+  ctx.test('adversarial/ode-options-and-arguments', async () => {
+    // The ODE entry points refuse what they would otherwise misread: a negative tolerance made
+    // dopri5 accept every step (no error control), null y0 and string times were read through.
+    const backend = ctx.backend();
+    const field = defineCell({ name: 'decay', state: 2, input: 0, params: {} }, (y) => mul(constant(-1), y));
+    const problem = { y0: [1, 2], t: [0, 0.5, 1] };
+    for (const o of [{ atol: -1 }, { rtol: -1, atol: 1e-12 }, { atol: 0, rtol: 0 }, { atol: Number.NaN }, { maxSteps: 0 }, { bogus: 1 }]) {
+      await expect(dopri5(backend, field, {}, problem, o as never), JSON.stringify(o)).rejects.toThrow(UnsupportedOptionError);
+    }
+    for (const o of [{ substeps: 0 }, { substeps: 1.5 }, { bogus: 1 }, { checkFinite: 'yes' }]) {
+      await expect(rk4(backend, field, {}, problem, o as never), JSON.stringify(o)).rejects.toThrow(UnsupportedOptionError);
+    }
+    for (const solve of [
+      (pr: unknown) => solveIvp(backend, field, {}, pr as never),
+      (pr: unknown) => dopri5(backend, field, {}, pr as never),
+      (pr: unknown) => rk4(backend, field, {}, pr as never),
+    ]) {
+      await expect(solve({ ...problem, y0: null })).rejects.toThrow(InvalidArgumentError);
+      await expect(solve({ ...problem, y0: 3 })).rejects.toThrow(InvalidArgumentError);
+      await expect(solve({ ...problem, t: ['0', '1'] })).rejects.toThrow(InvalidArgumentError);
+      // y0 of two rows with a batch of 3.
+      await expect(solve({ y0: [1, 2, 3, 4], t: [0, 1], batch: 3 })).rejects.toThrow(ShapeError);
+    }
+    await expect(solveIvp(backend, field, {}, problem, { initialGuess: 'h0' as never })).rejects.toThrow(UnsupportedOptionError);
+    // ivpVjp checks y and dy as solveIvpWithGrad's vjp checks dy: dtype, then finite values.
+    const y0 = backend.tensor([1, 2], [2], ctx.dtype);
+    const { y } = await rk4(backend, field, {}, { ...problem, y0 });
+    backend.dispose(y0);
+    const bad = backend.tensor([1, Number.NaN, 0, 0], [1, 2, 2], ctx.dtype);
+    try {
+      await expect(ivpVjp(backend, field, {}, { ...problem, y0: [1, 2] }, y, bad)).rejects.toThrow(NonFiniteError);
+      const other = ctx.dtype === 'float64' ? 'float32' : 'float64';
+      if (backend.capabilities.dtypes.includes(other)) {
+        const dy = backend.tensor([1, 1, 1, 1], [1, 2, 2], other);
+        try {
+          await expect(ivpVjp(backend, field, {}, problem, y, dy)).rejects.toThrow(DTypeError);
+        } finally {
+          backend.dispose(dy);
+        }
+      }
+    } finally {
+      backend.dispose(bad);
+      backend.dispose(y);
+    }
+  });
 
   ctx.test('adversarial/options-and-arguments', async () => {
     const backend = ctx.backend();

@@ -1,6 +1,6 @@
 import type { Backend, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
-import { TensorStateError } from '../errors.js';
+import { DTypeError, TensorStateError } from '../errors.js';
 import type { MatrixOps } from './expm.js';
 import { stepVjp } from './grad.js';
 import {
@@ -13,7 +13,7 @@ import {
 } from './ode.js';
 import { type OdeProblem, type PreparedOde, prepareOde, requireMatrixOps } from './ode-inputs.js';
 import { checkOptionNames } from './options.js';
-import { checkCotangent, checkTrajectory, Owned, type ParamsInput } from './validate.js';
+import { checkCotangent, checkFiniteTensor, checkTensor, checkTrajectory, Owned, type ParamsInput } from './validate.js';
 import { chooseWindow } from './window.js';
 
 export interface IvpGradients {
@@ -96,12 +96,16 @@ export async function ivpVjp(
   const ops = requireMatrixOps(backend);
   const owned = new Owned(backend);
   try {
-    const prep = await prepareOde(backend, field, params, problem, undefined, owned, false);
+    // Checked as solveIvpWithGrad's vjp checks dy: shapes, the solve's dtype, and finite values
+    // (a NaN anywhere would come back as NaN gradients).
+    const prep = await prepareOde(backend, field, params, problem, checkTensor(backend, 'y', y).dtype, owned, true);
     for (const [what, t] of [
       ['y', y],
       ['dy', dy],
     ] as const) {
       checkTrajectory(backend, what, t, prep.B, prep.T, field.stateSize);
+      if (t.dtype !== prep.dtype) throw new DTypeError(what, `${prep.dtype} (the dtype of y)`, t.dtype);
+      await checkFiniteTensor(backend, what, t);
     }
     return await adjointVjp(ops, field, prep, y, dy);
   } finally {

@@ -1,6 +1,6 @@
 import type { Backend, DType, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
-import { InvalidArgumentError, NonFiniteError, ShapeError, UnsupportedOptionError } from '../errors.js';
+import { describeValue, InvalidArgumentError, NonFiniteError, ShapeError, UnsupportedOptionError } from '../errors.js';
 import type { MatrixOps } from './expm.js';
 import { checkOptionNames } from './options.js';
 import {
@@ -41,6 +41,9 @@ export function checkGrid(t: ArrayLike<number>): { grid: Float64Array; dt: Float
   if (!t || typeof t !== 'object' || typeof t.length !== 'number' || t.length < 2) {
     throw new ShapeError('t', 'a grid of at least 2 times', `${t?.length ?? 'nothing'}`);
   }
+  for (let i = 0; i < t.length; i++) {
+    if (typeof t[i] !== 'number') throw new InvalidArgumentError(`t[${i}]`, 'a number (a time)', describeValue(t[i]));
+  }
   const grid = Float64Array.from(t);
   const dt = new Float64Array(grid.length - 1);
   for (let i = 0; i < dt.length; i++) {
@@ -73,11 +76,12 @@ export async function prepareOde(
   checkCell('field', field);
   checkOptionNames(problem, ['y0', 't', 'x', 'batch'], 'the ODE problem');
   if (problem === undefined) throw new InvalidArgumentError('problem', '{ y0, t, x?, batch? }', 'undefined');
-  if (problem.y0 === undefined)
+  const given = problem.y0 as unknown;
+  if (given === undefined || given === null || (!isTensor(given) && typeof (given as { length?: unknown }).length !== 'number'))
     throw new InvalidArgumentError(
       'problem.y0',
       `the initial state ([B, ${field.stateSize}] or [${field.stateSize}])`,
-      'undefined',
+      describeValue(given),
     );
   const { grid, dt } = checkGrid(problem.t);
   const T = dt.length;
@@ -91,6 +95,8 @@ export async function prepareOde(
   if (problem.batch !== undefined && (!Number.isSafeInteger(problem.batch) || problem.batch < 1)) {
     throw new ShapeError('batch', 'a positive integer', String(problem.batch));
   }
+  if (problem.batch !== undefined && B !== problem.batch)
+    throw new ShapeError('batch', `${B} (the batch of y0) or nothing`, String(problem.batch));
   if (!Number.isInteger(B) || B < 1) {
     throw new ShapeError(
       'y0',
@@ -109,6 +115,8 @@ export async function prepareOde(
       );
     }
     B = x.shape[0]!;
+    if (problem.batch !== undefined && problem.batch !== B)
+      throw new ShapeError('batch', `${B} (the batch of x) or nothing`, String(problem.batch));
     if (checkFinite) {
       const bad = await backend.findNonFinite(x);
       if (bad) throw new NonFiniteError('x', bad.index, bad.value);

@@ -2,6 +2,7 @@ import type { Backend, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { ConvergenceError, StepSizeError, UnsupportedOptionError } from '../errors.js';
 import { type OdeProblem, prepareOde } from './ode-inputs.js';
+import { checkOptionNames, flag, numberOption } from './options.js';
 import { Owned, type ParamsInput } from './validate.js';
 
 /**
@@ -83,9 +84,9 @@ export async function rk4(
   problem: OdeProblem,
   options: Rk4Options = {},
 ): Promise<{ y: Tensor }> {
-  const substeps = options.substeps ?? 1;
-  if (!Number.isInteger(substeps) || substeps < 1)
-    throw new UnsupportedOptionError('substeps', substeps, 'a positive integer');
+  checkOptionNames(options, ['substeps', 'checkFinite'], 'rk4');
+  const substeps = numberOption('substeps', options.substeps, 1, 'integer');
+  const checkFinite = flag('checkFinite', options.checkFinite, true);
   const owned = new Owned(backend);
   try {
     const p = await prepareOde(
@@ -95,7 +96,7 @@ export async function rk4(
       problem,
       undefined,
       owned,
-      options.checkFinite ?? true,
+      checkFinite,
     );
     const f = new FieldEvaluator(
       backend,
@@ -165,17 +166,11 @@ export async function dopri5Solve(
   problem: OdeProblem,
   options: Dopri5Options = {},
 ): Promise<{ y: Tensor; steps: number; rejected: number }> {
+  checkOptionNames(options, ['atol', 'rtol', 'maxSteps', 'checkFinite'], 'dopri5');
+  const checkFinite = flag('checkFinite', options.checkFinite, true);
   const owned = new Owned(backend);
   try {
-    const p = await prepareOde(
-      backend,
-      field,
-      params,
-      problem,
-      undefined,
-      owned,
-      options.checkFinite ?? true,
-    );
+    const p = await prepareOde(backend, field, params, problem, undefined, owned, checkFinite);
     return await dopri5Run(backend, field, p.params, p.y0, p.grid, p.x, options);
   } finally {
     owned.dispose();
@@ -204,9 +199,11 @@ async function dopri5Run(
   x: Tensor | undefined,
   options: Dopri5Options,
 ): Promise<{ y: Tensor; steps: number; rejected: number }> {
-  const atol = options.atol ?? 1e-8;
-  const rtol = options.rtol ?? 1e-8;
-  const maxSteps = options.maxSteps ?? 1_000_000;
+  // A negative tolerance would make every error estimate negative and accept every step.
+  const atol = numberOption('atol', options.atol, 1e-8);
+  const rtol = numberOption('rtol', options.rtol, 1e-8);
+  if (atol === 0 && rtol === 0) throw new UnsupportedOptionError('atol/rtol', 0, 'at least one of them > 0');
+  const maxSteps = numberOption('maxSteps', options.maxSteps, 1_000_000, 'integer');
   const B = y0.shape[0]!;
   const n = field.stateSize;
   const T = grid.length - 1;

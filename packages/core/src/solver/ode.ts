@@ -94,6 +94,9 @@ export async function solvePrepared(
     );
   }
   const guess = initialGuess ?? 'y0';
+  if (typeof guess !== 'object' && guess !== 'y0' && guess !== 'zeros') {
+    throw new UnsupportedOptionError('initialGuess', guess, "'y0', 'zeros' or a [B, T, n] tensor of the solve's dtype");
+  }
   if (guess !== 'y0' && guess !== 'zeros') {
     await checkInitialGuess(backend, guess, { B, T, n, dtype: prep.dtype }, opts.checkFinite);
   }

@@ -138,7 +138,8 @@ export function checkOptionNames(options: unknown, known: readonly string[], fn:
   }
 }
 
-function positive(
+/** A numeric option: `fallback` when undefined, else checked to be of `kind` (UnsupportedOptionError). */
+export function numberOption(
   name: string,
   v: number | undefined,
   fallback: number,
@@ -198,10 +199,10 @@ export function resolveDeerOptions(
   if (guess !== 'zeros' && guess !== 'h0' && (typeof guess !== 'object' || guess === null)) {
     throw new UnsupportedOptionError('initialGuess', guess, "'zeros', 'h0' or a [B, T, n] tensor");
   }
-  const atol = positive('atol', o.atol, tol.atol);
-  const rtol = positive('rtol', o.rtol, tol.rtol);
+  const atol = numberOption('atol', o.atol, tol.atol);
+  const rtol = numberOption('rtol', o.rtol, tol.rtol);
   if (atol === 0 && rtol === 0) throw new UnsupportedOptionError('atol/rtol', 0, 'at least one of them > 0');
-  const maxIter = positive('maxIter', o.maxIter, DEFAULT_MAX_ITER, 'integer');
+  const maxIter = numberOption('maxIter', o.maxIter, DEFAULT_MAX_ITER, 'integer');
   if (method === 'shoot' && maxIter < 2) {
     throw new UnsupportedOptionError('maxIter', maxIter, "at least 2 with method 'shoot' (its sweeps; one cannot confirm its chunks' starts)");
   }
@@ -214,16 +215,17 @@ export function resolveDeerOptions(
     exact: s % cell.exactBlockSize === 0,
     structureGiven: jac !== 'auto',
     fallback,
-    clip: positive('clip', o.clip, DEFAULT_CLIP, 'positive'),
+    clip: numberOption('clip', o.clip, DEFAULT_CLIP, 'positive'),
     initialGuess: guess,
-    window: o.window === undefined ? undefined : positive('window', o.window, 1, 'integer'),
+    window: o.window === undefined ? undefined : numberOption('window', o.window, 1, 'integer'),
     checkFinite: flag('checkFinite', o.checkFinite, true),
     onIteration: callback('onIteration', o.onIteration),
     method,
   };
 }
 
-function flag(name: string, v: boolean | undefined, fallback: boolean): boolean {
+/** A boolean option: `fallback` when undefined (UnsupportedOptionError if not a boolean). */
+export function flag(name: string, v: boolean | undefined, fallback: boolean): boolean {
   if (v === undefined) return fallback;
   if (typeof v !== 'boolean') throw new UnsupportedOptionError(name, v, 'true or false');
   return v;

@@ -96,7 +96,7 @@ export class Owned {
   }
 }
 
-async function checkFiniteTensor(backend: Backend, what: string, t: Tensor): Promise<void> {
+export async function checkFiniteTensor(backend: Backend, what: string, t: Tensor): Promise<void> {
   const bad = await backend.findNonFinite(t);
   if (bad) throw new NonFiniteError(what, bad.index, bad.value);
 }
