@@ -1,4 +1,4 @@
-import { DeerError } from '@deerjs/core';
+import { DeerError, InvalidArgumentError } from '@deerjs/core';
 import type { Params } from './params.js';
 
 /**
@@ -73,6 +73,15 @@ const GROUPS = ['param', 'adam.m', 'adam.v'] as const;
 
 /** Serialise to the bytes of format version 2. */
 export function encodeCheckpoint(c: Checkpoint): Uint8Array {
+  // What decodeCheckpoint would refuse is refused here, before a file that cannot be read back is written.
+  for (const [what, v] of [
+    ['step', c.step],
+    ['optimizer.step', c.optimizer.step],
+  ] as const) {
+    if (!isCount(v)) throw new InvalidArgumentError(`checkpoint ${what}`, 'an integer ≥ 0', String(v));
+  }
+  if (!Array.isArray(c.rng) || c.rng.length !== 4 || !c.rng.every((x) => Number.isInteger(x) && x >= -(2 ** 31) && x <= 0xffffffff))
+    throw new InvalidArgumentError('checkpoint rng', '4 32-bit integers', JSON.stringify(c.rng));
   const groups: Record<(typeof GROUPS)[number], Params> = {
     param: c.params,
     'adam.m': c.optimizer.m,
@@ -201,9 +210,12 @@ export function decodeCheckpoint(bytes: Uint8Array, file = '<bytes>'): Checkpoin
     ) {
       throw new CheckpointError(file, `bad array entry ${JSON.stringify(e)}`);
     }
+    const name = e.name.slice(slash + 1);
+    // A name that is already there, or one that would set the object's prototype, is a bad file.
+    if (name === '__proto__' || Object.hasOwn(group, name)) throw new CheckpointError(file, `array ${JSON.stringify(e.name)}: duplicate or reserved name`);
     const v = new Float64Array(e.length);
     for (let i = 0; i < e.length; i++) v[i] = dv.getFloat64(e.offset + i * 8, true);
-    group[e.name.slice(slash + 1)] = v;
+    group[name] = v;
   }
   const rng = header.rng;
   if (

@@ -1,4 +1,4 @@
-import type { Rng } from '@deerjs/core';
+import { InvalidArgumentError, type Rng } from '@deerjs/core';
 
 /** y = W x + b on the host, W [out, in] row-major, over a batch of rows. */
 export interface LinearGrads {
@@ -19,7 +19,7 @@ export class Linear {
       !Number.isInteger(outFeatures) ||
       outFeatures < 1
     ) {
-      throw new Error(`Linear: sizes must be positive integers, got ${inFeatures} → ${outFeatures}`);
+      throw new InvalidArgumentError('Linear sizes', 'positive integers', `${inFeatures} → ${outFeatures}`);
     }
   }
 

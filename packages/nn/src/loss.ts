@@ -1,3 +1,4 @@
+import { InvalidArgumentError, ShapeError } from '@deerjs/core';
 export interface CrossEntropy {
   /** Mean over the batch of −log softmax(logits)[label]. */
   readonly loss: number;
@@ -15,7 +16,7 @@ export function softmaxCrossEntropy(
 ): CrossEntropy {
   const B = labels.length;
   if (logits.length !== B * classes) {
-    throw new Error(`softmaxCrossEntropy: ${logits.length} logits for ${B} labels × ${classes} classes`);
+    throw new ShapeError('logits', `${B * classes} (${B} labels × ${classes} classes)`, `${logits.length}`);
   }
   const d = new Float64Array(B * classes);
   let loss = 0;
@@ -23,7 +24,7 @@ export function softmaxCrossEntropy(
   for (let r = 0; r < B; r++) {
     const label = labels[r]!;
     if (!Number.isInteger(label) || label < 0 || label >= classes) {
-      throw new Error(`softmaxCrossEntropy: label ${label} of row ${r} is outside 0..${classes - 1}`);
+      throw new InvalidArgumentError(`labels[${r}]`, `an integer in 0..${classes - 1}`, String(label));
     }
     let max = -Infinity;
     let arg = 0;

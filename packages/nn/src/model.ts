@@ -1,4 +1,14 @@
-import { type Backend, type Cell, type DeerOptions, Rng, type Tensor } from '@deerjs/core';
+import {
+  type Backend,
+  type Cell,
+  checkOptionNames,
+  type DeerOptions,
+  InvalidArgumentError,
+  Rng,
+  ShapeError,
+  type Tensor,
+  UnsupportedOptionError,
+} from '@deerjs/core';
 import { type CellKind, layerCell, stateSize } from './cells.js';
 import { layerNormCell, type NormRun, runLayerNorm } from './layer-norm.js';
 import { Linear } from './linear.js';
@@ -59,11 +69,8 @@ export class SequenceClassifier {
   readonly head: Linear;
 
   constructor(readonly config: ClassifierConfig) {
+    checkConfig(config);
     const { inputSize, cell, hiddenSize, layers, heads, classes } = config;
-    if (!Number.isInteger(layers) || layers < 1)
-      throw new Error(`SequenceClassifier: layers must be ≥ 1, got ${layers}`);
-    if (!Number.isInteger(classes) || classes < 2)
-      throw new Error(`SequenceClassifier: classes must be ≥ 2, got ${classes}`);
     const list: Cell[] = [];
     let m = inputSize;
     let used = inputSize;
@@ -117,7 +124,7 @@ export class SequenceClassifier {
     for (const p of cell.params) {
       const v = params[`${prefix}.${p.name}`];
       if (!v || v.length !== p.size)
-        throw new Error(`SequenceClassifier: parameter ${prefix}.${p.name} missing or of wrong size`);
+        throw new ShapeError(`${prefix}.${p.name}`, `${p.size} values`, v ? `${v.length} values` : 'nothing (missing)');
       out[p.name] = v;
     }
     return out;
@@ -126,7 +133,9 @@ export class SequenceClassifier {
   private headParams(params: Readonly<Params>): { W: Float64Array; b: Float64Array } {
     const W = params['head.W'];
     const b = params['head.b'];
-    if (!W || !b) throw new Error('SequenceClassifier: head.W or head.b missing');
+    const [k, f] = [this.head.outFeatures, this.head.inFeatures];
+    if (!W || W.length !== k * f) throw new ShapeError('head.W', `${k * f} values ([${k}, ${f}])`, W ? `${W.length} values` : 'nothing (missing)');
+    if (!b || b.length !== k) throw new ShapeError('head.b', `${k} values`, b ? `${b.length} values` : 'nothing (missing)');
     return { W, b };
   }
 
@@ -136,6 +145,7 @@ export class SequenceClassifier {
     x: Tensor,
     opts: RunOptions,
   ): Promise<Stack> {
+    checkRunOptions(opts);
     const runs: LayerRun[] = [];
     const norms: NormRun[] = [];
     const dispose = () => {
@@ -193,7 +203,7 @@ export class SequenceClassifier {
     opts: RunOptions,
   ): Promise<StepResult> {
     const B = x.shape[0]!;
-    if (labels.length !== B) throw new Error(`lossAndGrad: ${labels.length} labels for a batch of ${B}`);
+    if (labels.length !== B) throw new ShapeError('labels', `${B} labels (the batch)`, `${labels.length}`);
     const stack = await this.forwardStack(backend, params, x, opts);
     const runs = stack.runs;
     try {
@@ -245,5 +255,48 @@ export class SequenceClassifier {
     } finally {
       stack.dispose();
     }
+  }
+}
+
+const CONFIG_NAMES = ['inputSize', 'classes', 'cell', 'hiddenSize', 'layers', 'heads', 'residual', 'pooling', 'layerNorm'];
+
+/** The configuration, checked: an unknown cell or pooling would otherwise fall through to another. */
+function checkConfig(config: ClassifierConfig): void {
+  checkOptionNames(config, CONFIG_NAMES, 'SequenceClassifier');
+  const { inputSize, classes, cell, hiddenSize, layers, heads, pooling } = config;
+  const positive = (name: string, v: unknown, least = 1) => {
+    if (!Number.isSafeInteger(v) || (v as number) < least)
+      throw new UnsupportedOptionError(name, v, `an integer ≥ ${least}`);
+  };
+  positive('inputSize', inputSize);
+  positive('hiddenSize', hiddenSize);
+  positive('layers', layers);
+  positive('classes', classes, 2);
+  if (!['gru', 'mhgru', 'lstm'].includes(cell)) throw new UnsupportedOptionError('cell', cell, "'gru', 'mhgru' or 'lstm'");
+  if (heads !== undefined) {
+    positive('heads', heads);
+    // One head is any GRU; more are the multi-head GRU's.
+    if (cell !== 'mhgru' && heads !== 1) throw new UnsupportedOptionError('heads', heads, "1: more heads are for cell 'mhgru'");
+  }
+  if (!['mean', 'last'].includes(pooling)) throw new UnsupportedOptionError('pooling', pooling, "'mean' or 'last'");
+  for (const k of ['residual', 'layerNorm'] as const) {
+    const v = config[k];
+    if (v !== undefined && typeof v !== 'boolean') throw new UnsupportedOptionError(k, v, 'true or false');
+  }
+}
+
+/**
+ * Run options, checked. Padded batches are refused: pooling, residual adds and layer norms do not
+ * mask padding, and the sequential solver would run the padding as steps.
+ */
+function checkRunOptions(opts: RunOptions): void {
+  checkOptionNames(opts, ['solver', 'deer'], 'SequenceClassifier');
+  if (opts.solver !== 'deer' && opts.solver !== 'sequential')
+    throw new UnsupportedOptionError('solver', opts.solver, "'deer' or 'sequential'");
+  const deer = opts.deer as Record<string, unknown> | undefined;
+  if (deer === undefined) return;
+  if (typeof deer !== 'object' || deer === null) throw new InvalidArgumentError('deer', 'an object of deer options', String(deer));
+  for (const k of ['lengths', 'h0', 'initialGuess']) {
+    if (k in deer) throw new UnsupportedOptionError(`deer.${k}`, deer[k], 'nothing: SequenceClassifier runs whole, equal-length sequences from zero states');
   }
 }

@@ -6,6 +6,7 @@ import {
   deerWithGrad,
   implicitVjp,
   sequential,
+  ShapeError,
   type Tensor,
 } from '@deerjs/core';
 
@@ -73,7 +74,7 @@ export async function runLayer(
     const p: Record<string, Tensor> = {};
     for (const spec of cell.params) {
       const v = params[spec.name];
-      if (!v) throw new Error(`runLayer: missing parameter ${spec.name} of ${cell.name}`);
+      if (!v) throw new ShapeError(`${cell.name} ${spec.name}`, `${spec.size} values`, 'nothing (missing)');
       const t = backend.tensor(v, [spec.size], dtype);
       owned.push(t);
       p[spec.name] = t;

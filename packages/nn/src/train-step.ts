@@ -1,4 +1,4 @@
-import type { Backend, Tensor } from '@deerjs/core';
+import { type Backend, checkOptionNames, type Tensor, UnsupportedOptionError } from '@deerjs/core';
 import type { AdamW } from './adamw.js';
 import { clipGradNorm } from './clip.js';
 import type { RunOptions, SequenceClassifier, StepResult } from './model.js';
@@ -25,8 +25,11 @@ export async function trainStep(
   labels: ArrayLike<number>,
   opts: TrainStepOptions,
 ): Promise<TrainStepResult> {
-  const r = await model.lossAndGrad(backend, params, x, labels, opts);
-  const gradNorm = clipGradNorm(r.grads, opts.clipNorm ?? Number.POSITIVE_INFINITY);
+  checkOptionNames(opts, ['solver', 'deer', 'lr', 'clipNorm'], 'trainStep');
+  const clipNorm = opts.clipNorm ?? Number.POSITIVE_INFINITY;
+  if (typeof clipNorm !== 'number' || !(clipNorm > 0)) throw new UnsupportedOptionError('clipNorm', clipNorm, 'a number > 0 (Infinity: no clipping)');
+  const r = await model.lossAndGrad(backend, params, x, labels, { solver: opts.solver, ...(opts.deer ? { deer: opts.deer } : {}) });
+  const gradNorm = clipGradNorm(r.grads, clipNorm);
   optimizer.step(params, r.grads, opts.lr);
   return { ...r, gradNorm };
 }

@@ -20,8 +20,8 @@ const cases: (ClassifierConfig & { label: string })[] = [
 ];
 
 describe('whole-model gradient against central differences (float64, cpu)', () => {
-  for (const cfg of cases) {
-    it(cfg.label, async () => {
+  for (const { label, ...cfg } of cases) {
+    it(label, async () => {
       const backend = createCpuBackend();
       const model = new SequenceClassifier(cfg);
       const params = model.init(3);

@@ -1,0 +1,86 @@
+import { InvalidArgumentError, NonFiniteError, ShapeError, UnsupportedOptionError } from '@deerjs/core';
+import { createCpuBackend } from '@deerjs/cpu';
+import { describe, expect, it } from 'vitest';
+import { AdamW, type ClassifierConfig, clipGradNorm, decodeCheckpoint, encodeCheckpoint, globalNorm, SequenceClassifier } from '../src/index.js';
+import { randomBatch } from './helpers.js';
+
+const base: ClassifierConfig = { inputSize: 2, classes: 3, cell: 'gru', hiddenSize: 3, layers: 1, residual: false, pooling: 'mean' };
+
+describe('nn refuses what it would otherwise misread', () => {
+  it('a configuration with an unknown cell, pooling or key (each fell through to another, or was ignored)', () => {
+    for (const bad of [
+      { cell: 'rnn' }, // built an LSTM
+      { pooling: 'max' }, // mean forward, last-step backward: wrong gradients
+      { heads: 2 }, // heads on a plain GRU
+      { dropout: 0.5 },
+      { layers: 0 },
+      { classes: 1 },
+      { hiddenSize: 2.5 },
+      { layerNorm: 'yes' },
+    ]) {
+      expect(() => new SequenceClassifier({ ...base, ...bad } as never), JSON.stringify(bad)).toThrow(UnsupportedOptionError);
+    }
+    expect(() => new SequenceClassifier({ ...base, cell: 'mhgru', heads: 3 })).not.toThrow();
+  });
+
+  it('run options: an unknown solver or key, and padded batches, which pooling and the sequential solver would not mask', async () => {
+    const backend = createCpuBackend({ dtype: 'float64' });
+    const model = new SequenceClassifier(base);
+    const params = model.init(1);
+    const { x: xs, labels } = randomBatch(3, 2, 4, 2, 3);
+    const x = backend.tensor(xs, [2, 4, 2], 'float64');
+    try {
+      for (const opts of [{ solver: 'newton' }, { solver: 'deer', lr: 1 }, { solver: 'sequential', deer: { lengths: [4, 2] } }, { solver: 'deer', deer: { h0: [1, 2, 3] } }]) {
+        await expect(model.lossAndGrad(backend, params, x, labels, opts as never), JSON.stringify(opts)).rejects.toThrow(UnsupportedOptionError);
+      }
+      // Head parameters of the wrong size (a checkpoint of another class count): too short gave NaN, too long used a prefix.
+      for (const W of [new Float64Array(2), new Float64Array(20)]) {
+        await expect(model.lossAndGrad(backend, { ...params, 'head.W': W }, x, labels, { solver: 'deer' })).rejects.toThrow(ShapeError);
+      }
+      await expect(model.lossAndGrad(backend, params, x, [0], { solver: 'deer' })).rejects.toThrow(ShapeError);
+      expect(backend.liveTensors()).toBe(1);
+    } finally {
+      backend.dispose(x);
+    }
+  });
+
+  it('gradient clipping: large norms without overflow, NaN or ±Inf a NonFiniteError', () => {
+    const big = { a: Float64Array.of(1e200, 1e200) };
+    expect(globalNorm(big)).toBeCloseTo(Math.SQRT2 * 1e200, -190);
+    expect(clipGradNorm(big, 1)).toBeCloseTo(Math.SQRT2 * 1e200, -190);
+    expect(big.a[0]).toBeCloseTo(Math.SQRT1_2, 12);
+    expect(big.a[1]).toBeCloseTo(Math.SQRT1_2, 12);
+    expect(globalNorm({ a: Float64Array.of(3, 4), b: Float64Array.of(0) })).toBe(5);
+    expect(() => clipGradNorm({ a: Float64Array.of(Number.POSITIVE_INFINITY, 1) }, 1)).toThrow(NonFiniteError);
+    expect(() => clipGradNorm({ a: Float64Array.of(1), b: Float64Array.of(Number.NaN, 1e9) }, 1)).toThrow(/gradient b/);
+  });
+
+  it('AdamW: options by name and range, lr, gradients of unknown parameters, NaN gradients before any update', () => {
+    const params = { w: Float64Array.of(1, 2), b: Float64Array.of(0.5) };
+    for (const bad of [{ weight_decay: 0 }, { beta1: 1.5 }, { beta2: 1 }, { eps: -1 }, { weightDecay: Number.NaN }, { decays: 'all' }]) {
+      expect(() => new AdamW(params, bad as never), JSON.stringify(bad)).toThrow(UnsupportedOptionError);
+    }
+    const opt = new AdamW(params);
+    const grads = { w: Float64Array.of(0.1, 0.2), b: Float64Array.of(0.3) };
+    for (const lr of [Number.NaN, -1, Number.POSITIVE_INFINITY]) expect(() => opt.step(params, grads, lr)).toThrow(InvalidArgumentError);
+    expect(() => opt.step(params, { ...grads, v: Float64Array.of(1) }, 0.1)).toThrow(ShapeError);
+    expect(() => opt.step(params, { w: Float64Array.of(0.1, 0.2), b: Float64Array.of(0.3, 0.4) }, 0.1)).toThrow(ShapeError);
+    expect(() => opt.step(params, { w: Float64Array.of(0.1, Number.NaN), b: Float64Array.of(0.3) }, 0.1)).toThrow(NonFiniteError);
+    expect(Array.from(params.w)).toEqual([1, 2]);
+    expect(opt.state.step).toBe(0);
+  });
+});
+
+describe('checkpoints', () => {
+  it('encoding refuses what decoding would refuse (a file that could never be read back), decoding refuses duplicate and reserved names', () => {
+    const good = { step: 3, params: { w: Float64Array.of(1) }, optimizer: { step: 3, m: { w: Float64Array.of(0) }, v: { w: Float64Array.of(0) } }, rng: [1, 2, 3, 4] as [number, number, number, number], config: {} };
+    expect(decodeCheckpoint(encodeCheckpoint(good), 'mem').params.w![0]).toBe(1);
+    for (const bad of [{ step: Number.NaN }, { step: -1 }, { rng: [1, 2, 3] }, { optimizer: { ...good.optimizer, step: 1.5 } }]) {
+      expect(() => encodeCheckpoint({ ...good, ...bad } as never), JSON.stringify(bad)).toThrow(InvalidArgumentError);
+    }
+    // A param named __proto__ (an own property, as a crafted header would give it).
+    const params = Object.defineProperty({}, '__proto__', { value: Float64Array.of(2), enumerable: true });
+    const proto = encodeCheckpoint({ ...good, params });
+    expect(() => decodeCheckpoint(proto, 'mem')).toThrow(/reserved/);
+  });
+});
