@@ -19,6 +19,7 @@ import {
   StepSizeError,
   sequential,
   solveIvp,
+  solveIvpWithGrad,
   type Tensor,
   UnsupportedOptionError,
 } from '@deerjs/core';
@@ -448,6 +449,12 @@ export function defineAdversarialCases(ctx: SuiteContext): void {
     const bad = backend.tensor([1, Number.NaN, 0, 0], [1, 2, 2], ctx.dtype);
     try {
       await expect(ivpVjp(backend, field, {}, { ...problem, y0: [1, 2] }, y, bad)).rejects.toThrow(NonFiniteError);
+      const g = await solveIvpWithGrad(backend, field, {}, { ...problem, y0: [1, 2] });
+      try {
+        await expect(g.vjp(bad)).rejects.toThrow(NonFiniteError);
+      } finally {
+        g.dispose();
+      }
       const other = ctx.dtype === 'float64' ? 'float32' : 'float64';
       if (backend.capabilities.dtypes.includes(other)) {
         const dy = backend.tensor([1, 1, 1, 1], [1, 2, 2], other);

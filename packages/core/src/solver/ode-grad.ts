@@ -66,6 +66,8 @@ export async function solveIvpWithGrad(
       vjp: async (dy) => {
         if (released) throw new TensorStateError('solveIvpWithGrad: vjp called after dispose()');
         checkCotangent(backend, dy, prep.B, prep.T, field.stateSize, prep.dtype);
+        // As deerWithGrad's vjp: a NaN in dy would come back as NaN gradients.
+        if (options.checkFinite ?? true) await checkFiniteTensor(backend, 'dy', dy);
         return adjointVjp(ops, field, prep, y, dy, options.window);
       },
       dispose: () => {
