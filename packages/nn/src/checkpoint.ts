@@ -80,8 +80,7 @@ export function encodeCheckpoint(c: Checkpoint): Uint8Array {
   ] as const) {
     if (!isCount(v)) throw new InvalidArgumentError(`checkpoint ${what}`, 'an integer ≥ 0', String(v));
   }
-  if (!Array.isArray(c.rng) || c.rng.length !== 4 || !c.rng.every((x) => Number.isInteger(x) && x >= -(2 ** 31) && x <= 0xffffffff))
-    throw new InvalidArgumentError('checkpoint rng', '4 32-bit integers', JSON.stringify(c.rng));
+  if (!isRngState(c.rng)) throw new InvalidArgumentError('checkpoint rng', '4 32-bit integers', JSON.stringify(c.rng));
   const groups: Record<(typeof GROUPS)[number], Params> = {
     param: c.params,
     'adam.m': c.optimizer.m,
@@ -135,6 +134,9 @@ export function encodeCheckpoint(c: Checkpoint): Uint8Array {
 }
 
 const isCount = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
+/** An Rng state as a checkpoint holds it: 4 integers of 32 bits (signed or not). */
+const isRngState = (r: unknown): r is [number, number, number, number] =>
+  Array.isArray(r) && r.length === 4 && r.every((x) => Number.isInteger(x) && x >= -(2 ** 31) && x <= 0xffffffff);
 
 /** Parse format version 2; `file` names the source in errors. */
 export function decodeCheckpoint(bytes: Uint8Array, file = '<bytes>'): Checkpoint {
@@ -218,12 +220,7 @@ export function decodeCheckpoint(bytes: Uint8Array, file = '<bytes>'): Checkpoin
     group[name] = v;
   }
   const rng = header.rng;
-  if (
-    !Array.isArray(rng) ||
-    rng.length !== 4 ||
-    !rng.every((x) => Number.isInteger(x) && x >= -(2 ** 31) && x <= 0xffffffff)
-  )
-    throw new CheckpointError(file, `rng state ${JSON.stringify(rng)}: expected 4 32-bit integers`);
+  if (!isRngState(rng)) throw new CheckpointError(file, `rng state ${JSON.stringify(rng)}: expected 4 32-bit integers`);
   return {
     step: header.step,
     params: groups.param!,

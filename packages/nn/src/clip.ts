@@ -6,13 +6,10 @@ import type { Params } from './params.js';
  * gradients do not overflow (1e200 has a norm; its square has none). NaN or ±Inf if any entry is.
  */
 export function globalNorm(grads: Readonly<Params>): number {
+  // Math.max carries a NaN through, so `big` is NaN or +Inf exactly when some entry is.
   let big = 0;
   for (const g of Object.values(grads)) for (let i = 0; i < g.length; i++) big = Math.max(big, Math.abs(g[i]!));
-  if (!Number.isFinite(big)) return big;
-  let nan = false;
-  for (const g of Object.values(grads)) for (let i = 0; i < g.length; i++) nan ||= Number.isNaN(g[i]!);
-  if (nan) return Number.NaN;
-  if (big === 0) return 0;
+  if (!Number.isFinite(big) || big === 0) return big;
   let s = 0;
   for (const g of Object.values(grads))
     for (let i = 0; i < g.length; i++) {

@@ -121,6 +121,8 @@ ${dims}
   }
 }`,
   ].join('\n');
+  const summary = s === 1 ? diagonalSummarize(n, reverse) : summarize;
+  if (workgroup && chainsFit(n, s)) return { summarize: summary, ...chainKernels(n, s, reverse) };
   const boundaries = [
     ...BOUNDARY_BINDINGS,
     `${mainHead(SERIAL_WG)}
@@ -193,8 +195,6 @@ ${dims}
   if (live) { update_flush(b, upd_d, upd_sc, upd_rep, upd_clp, upd_key); }
 }`,
   ].join('\n');
-  const summary = s === 1 ? diagonalSummarize(n, reverse) : summarize;
-  if (workgroup && chainsFit(n, s)) return { summarize: summary, ...chainKernels(n, s, reverse) };
   return {
     summarize: summary,
     boundaries,
@@ -239,15 +239,16 @@ function chainKernels(
 fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let B = ${uni(0)}; let T = ${uni(1)}; let L = ${uni(2)}; let Q = ${uni(3)};
   let g = wid.x + wid.y * nwg.x;`;
-  // One step of the chain: every lane's entries of  y ← X·y + add  into nv, then into wy.
-  const advance = (entry: (e: string) => string, store: (e: string) => string) => `
+  // One step of the chain: every lane's entries e (k = its block, i = its row) into nv by `entry`
+  // (which leaves the value in acc), then into wy and wherever `store` puts nv[m].
+  const advance = (entry: string, store: string) => `
     var nv: array<f32, ${per}>;
     for (var m = 0u; m < ${per}u; m++) {
       let e = li + m * ${wg}u;
       if (e < ${n}u) {
         let k = e / ${s}u;
         let i = e % ${s}u;
-        ${entry('e')}
+        ${entry}
         nv[m] = acc;
       }
     }
@@ -256,7 +257,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
       let e = li + m * ${wg}u;
       if (e < ${n}u) {
         wy[e] = nv[m];
-${store('e')}
+${store}
       }
     }
     workgroupBarrier();`;
@@ -266,10 +267,11 @@ ${store('e')}
   const load = (src: string) => `
   for (var e = li; e < ${n}u; e += ${wg}u) { wy[e] = ${src}; }
   workgroupBarrier();`;
-  const chunkHead = `
+  // Workgroup g walks chunk q of row b; `extra` declares what the step needs besides.
+  const chunkHead = (extra = '') => `
   if (g >= B * Q) { return; }
   let q = g % Q;
-  let b = g / Q;${load(`Yb[(b * Q + q) * ${n}u + e]`)}
+  let b = g / Q;${extra}${load(`Yb[(b * Q + q) * ${n}u + e]`)}
   for (var st = q * L; st < min(q * L + L, T); st++) {
     let t = time_of(st, T);
     let el = b * T + t;`;
@@ -282,10 +284,10 @@ ${store('e')}
     let o = (b * Q + q) * ${n}u;
     for (var e = li; e < ${n}u; e += ${wg}u) { Yb[o + e] = wy[e]; }
     let mq = (b * Q + q) * ${nb}u;${advance(
-      () => `let base = (mq + k) * ${s * s}u;
+      `let base = (mq + k) * ${s * s}u;
         var acc = V[o + e];
         for (var j = 0u; j < ${s}u; j++) { acc += M[base + i * ${s}u + j] * wy[k * ${s}u + j]; }`,
-      () => '',
+      '',
     )}
   }
 }`,
@@ -293,7 +295,7 @@ ${store('e')}
   const fixup = [
     ...FIXUP_BINDINGS,
     headFns(s, reverse),
-    `${head}${chunkHead}${advance(() => stepEntry, (e) => `        Y[el * ${n}u + ${e}] = nv[m];`)}
+    `${head}${chunkHead()}${advance(stepEntry, `        Y[el * ${n}u + e] = nv[m];`)}
   }
 }`,
   ].join('\n');
@@ -306,9 +308,9 @@ ${store('e')}
   let atol = bitcast<f32>(${uni(4)});
   let rtol = bitcast<f32>(${uni(5)});
   let clip = bitcast<f32>(${uni(6)});
-  let rowLen = T * ${n}u;${chunkHead.replace('let b = g / Q;', 'let b = g / Q;\n  let live = Act[b] != 0u;')}${advance(
-      () => stepEntry,
-      (e) => `        let o = t * ${n}u + ${e};
+  let rowLen = T * ${n}u;${chunkHead('\n  let live = Act[b] != 0u;')}${advance(
+      stepEntry,
+      `        let o = t * ${n}u + e;
         let old = Old[b * rowLen + o];
         if (live) { Y[b * rowLen + o] = update_entry(old, old + nv[m], o, rowLen, atol, rtol, clip); }
         else { Y[b * rowLen + o] = old; }`,
