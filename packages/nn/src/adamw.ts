@@ -1,5 +1,5 @@
-import { checkOptionNames, InvalidArgumentError, NonFiniteError, ShapeError, UnsupportedOptionError } from '@deerjs/core';
-import { type Params, zerosLike } from './params.js';
+import { checkOptionNames, InvalidArgumentError, ShapeError, UnsupportedOptionError } from '@deerjs/core';
+import { checkFiniteValues, type Params, zerosLike } from './params.js';
 
 export interface AdamWOptions {
   readonly beta1?: number;
@@ -58,8 +58,7 @@ export class AdamW {
       const g = grads[name];
       if (!g || g.length !== p.length || s.m[name]?.length !== p.length || s.v[name]?.length !== p.length)
         throw new ShapeError(`AdamW ${name}`, `a gradient and state of ${p.length} values`, g ? `${g.length} values` : 'no gradient');
-      const i = g.findIndex((v) => !Number.isFinite(v));
-      if (i >= 0) throw new NonFiniteError(`gradient ${name}`, i, g[i]!);
+      checkFiniteValues(`gradient ${name}`, g);
     }
     s.step++;
     const { beta1: b1, beta2: b2, eps } = this;

@@ -1,5 +1,4 @@
-import { NonFiniteError } from '@deerjs/core';
-import type { Params } from './params.js';
+import { checkFiniteValues, type Params } from './params.js';
 
 /**
  * The global L2 norm of all gradients, scaled by the largest entry so that squares of large
@@ -26,12 +25,7 @@ export function globalNorm(grads: Readonly<Params>): number {
  */
 export function clipGradNorm(grads: Params, maxNorm: number): number {
   const norm = globalNorm(grads);
-  if (!Number.isFinite(norm)) {
-    for (const [name, g] of Object.entries(grads)) {
-      const i = g.findIndex((v) => !Number.isFinite(v));
-      if (i >= 0) throw new NonFiniteError(`gradient ${name}`, i, g[i]!);
-    }
-  }
+  if (!Number.isFinite(norm)) for (const [name, g] of Object.entries(grads)) checkFiniteValues(`gradient ${name}`, g);
   if (Number.isFinite(maxNorm) && maxNorm > 0 && norm > maxNorm) {
     const scale = maxNorm / norm;
     for (const g of Object.values(grads)) for (let i = 0; i < g.length; i++) g[i]! *= scale;

@@ -1,4 +1,5 @@
 import { InvalidArgumentError, ShapeError } from '@deerjs/core';
+import { checkFiniteValues } from './params.js';
 export interface CrossEntropy {
   /** Mean over the batch of −log softmax(logits)[label]. */
   readonly loss: number;
@@ -18,6 +19,8 @@ export function softmaxCrossEntropy(
   if (logits.length !== B * classes) {
     throw new ShapeError('logits', `${B * classes} (${B} labels × ${classes} classes)`, `${logits.length}`);
   }
+  // A NaN or an infinite logit has no softmax to speak of: the loss and its gradient would be NaN.
+  checkFiniteValues('logits', logits);
   const d = new Float64Array(B * classes);
   let loss = 0;
   let correct = 0;

@@ -4,6 +4,7 @@ import {
   checkOptionNames,
   type DeerOptions,
   InvalidArgumentError,
+  NonFiniteError,
   Rng,
   ShapeError,
   type Tensor,
@@ -13,7 +14,7 @@ import { type CellKind, layerCell, stateSize } from './cells.js';
 import { layerNormCell, type NormRun, runLayerNorm } from './layer-norm.js';
 import { Linear } from './linear.js';
 import { softmaxCrossEntropy } from './loss.js';
-import type { ParamShape, Params } from './params.js';
+import { checkFiniteValues, type ParamShape, type Params } from './params.js';
 import { type Pooling, poolBackward, poolForward } from './pooling.js';
 import { type LayerRun, runLayer, type Solver } from './recurrent.js';
 
@@ -146,6 +147,13 @@ export class SequenceClassifier {
     opts: RunOptions,
   ): Promise<Stack> {
     checkRunOptions(opts);
+    // The layers skip deer's own checks (each would read its input again); one check here covers
+    // what a user hands in, so NaN data or weights are an error rather than a NaN loss.
+    if (opts.deer?.checkFinite !== false) {
+      for (const [name, v] of Object.entries(params)) checkFiniteValues(name, v);
+      const bad = await backend.findNonFinite(x);
+      if (bad) throw new NonFiniteError('x', bad.index, bad.value);
+    }
     const runs: LayerRun[] = [];
     const norms: NormRun[] = [];
     const dispose = () => {

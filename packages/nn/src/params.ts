@@ -1,3 +1,5 @@
+import { NonFiniteError } from '@deerjs/core';
+
 /** Host-side parameters: one flat row-major Float64Array per name. The training master copy. */
 export type Params = Record<string, Float64Array>;
 
@@ -28,4 +30,11 @@ export function cloneParams(params: Readonly<Params>): Params {
   const out: Params = {};
   for (const [k, v] of Object.entries(params)) out[k] = Float64Array.from(v);
   return out;
+}
+
+/** A NonFiniteError naming the first NaN or ±Inf entry of `values` (`what` names the array). */
+export function checkFiniteValues(what: string, values: ArrayLike<number>): void {
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isFinite(values[i]!)) throw new NonFiniteError(what, i, values[i]!);
+  }
 }

@@ -1,7 +1,7 @@
 import { InvalidArgumentError, NonFiniteError, ShapeError, UnsupportedOptionError } from '@deerjs/core';
 import { createCpuBackend } from '@deerjs/cpu';
 import { describe, expect, it } from 'vitest';
-import { AdamW, type ClassifierConfig, clipGradNorm, decodeCheckpoint, encodeCheckpoint, globalNorm, SequenceClassifier } from '../src/index.js';
+import { AdamW, type ClassifierConfig, clipGradNorm, decodeCheckpoint, encodeCheckpoint, globalNorm, SequenceClassifier, softmaxCrossEntropy } from '../src/index.js';
 import { randomBatch } from './helpers.js';
 
 const base: ClassifierConfig = { inputSize: 2, classes: 3, cell: 'gru', hiddenSize: 3, layers: 1, residual: false, pooling: 'mean' };
@@ -42,6 +42,43 @@ describe('nn refuses what it would otherwise misread', () => {
     } finally {
       backend.dispose(x);
     }
+  });
+
+  it('NaN or ±Inf in the data, the weights or the logits: a NonFiniteError naming it, not a NaN loss', async () => {
+    const backend = createCpuBackend({ dtype: 'float64' });
+    const model = new SequenceClassifier({ ...base, layers: 2 });
+    const params = model.init(2);
+    const { x: xs, labels } = randomBatch(4, 2, 4, 2, 3);
+    for (const solver of ['deer', 'sequential'] as const) {
+      const bad = Float64Array.from(xs);
+      bad[5] = Number.NaN;
+      const x = backend.tensor(bad, [2, 4, 2], 'float64');
+      try {
+        await expect(model.lossAndGrad(backend, params, x, labels, { solver }), solver).rejects.toThrow(/x: expected finite values, got NaN at flat index 5/);
+        await expect(model.logits(backend, params, x, { solver })).rejects.toThrow(NonFiniteError);
+      } finally {
+        backend.dispose(x);
+      }
+      // A weight of the second layer, which deer's own checks (off inside the stack) would not see.
+      const good = backend.tensor(xs, [2, 4, 2], 'float64');
+      try {
+        const name = Object.keys(params).find((k) => k.startsWith('rnn.1.'))!;
+        const w = Float64Array.from(params[name]!);
+        w[0] = Number.POSITIVE_INFINITY;
+        await expect(model.lossAndGrad(backend, { ...params, [name]: w }, good, labels, { solver })).rejects.toThrow(new RegExp(`${name.replace('.', '\\.')}: expected finite`));
+        // Asked not to check, the model does not read x for it (and the loss is what it is).
+        const r = await model.lossAndGrad(backend, params, good, labels, { solver, deer: { checkFinite: false } });
+        expect(Number.isFinite(r.loss)).toBe(true);
+      } finally {
+        backend.dispose(good);
+      }
+    }
+    expect(backend.liveTensors()).toBe(0);
+    expect(() => softmaxCrossEntropy([0, Number.POSITIVE_INFINITY, 1], [1], 3)).toThrow(NonFiniteError);
+    expect(() => softmaxCrossEntropy([0, 1, Number.NaN, 2, 0, 0], [0, 1], 3)).toThrow(/logits: expected finite values, got NaN at flat index 2/);
+    const ok = softmaxCrossEntropy([1e300, -1e300, 0], [0], 3);
+    expect(ok.loss).toBe(0);
+    expect(Number.isFinite(ok.dLogits[1]!)).toBe(true);
   });
 
   it('gradient clipping: large norms without overflow, NaN or ±Inf a NonFiniteError', () => {
