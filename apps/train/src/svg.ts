@@ -32,12 +32,20 @@ function ticks(lo: number, hi: number, count = 5): number[] {
   return out;
 }
 
+/** [min, max] of the values (a loop: spreading a long series into Math.min overflows the stack), or `empty`. */
+function extent(values: readonly number[], empty: readonly [number, number]): [number, number] {
+  if (values.length === 0) return [empty[0], empty[1]];
+  let [lo, hi] = [values[0]!, values[0]!];
+  for (const v of values) [lo, hi] = [Math.min(lo, v), Math.max(hi, v)];
+  return [lo, hi];
+}
+
 function panelSvg(p: Panel, x0: number, y0: number, w: number, h: number): string {
   const pts = p.series.flatMap((s) => s.points);
   const xs = pts.map((q) => q[0]);
   const ys = pts.map((q) => q[1]).filter(Number.isFinite);
-  const [xlo, xhi] = p.xRange ?? [xs.length ? Math.min(...xs) : 0, xs.length ? Math.max(...xs) : 1];
-  let [ylo, yhi] = p.yRange ?? [ys.length ? Math.min(...ys) : 0, ys.length ? Math.max(...ys) : 1];
+  const [xlo, xhi] = p.xRange ?? extent(xs, [0, 1]);
+  let [ylo, yhi] = p.yRange ?? extent(ys, [0, 1]);
   if (yhi === ylo) [ylo, yhi] = [ylo - 0.5, yhi + 0.5];
   const L = 56;
   const R = 12;

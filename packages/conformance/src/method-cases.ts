@@ -131,6 +131,24 @@ export function defineMethodCases(ctx: SuiteContext): void {
     }
   });
 
+  // A probe of one or two steps had estimated a positive exponent for a contractive GRU (one
+  // Jacobian can stretch a vector, and the start vector was not of unit length) and sent the rows
+  // sequential as 'chaotic': converged false, ConvergenceError with 'throw', h0 with 'none'.
+  ctx.test('method/auto-short-rows-are-not-chaotic', async () => {
+    const cell = CELL_FAMILIES[0]!.make(16, INPUT_SIZE);
+    const wide = withParallelism(ctx.backend(), WIDE);
+    for (const [T, window] of [[1, undefined], [2, undefined], [5, undefined], [40, 2]] as const) {
+      const data = sequenceData(317 + T, 2, T, cell, ctx.dtype);
+      const ref = await oracleTrajectory(ctx.oracle(), cell, data, 2, T);
+      const got = await solveOnBackend(wide, cell, data, 2, T, ctx.dtype, { method: 'auto', fallback: 'none', ...(window ? { window } : {}) });
+      const what = `T=${T}, window ${window ?? 'none'}`;
+      expect(got.stats.converged, what).toBe(true);
+      // Newton, or sequential evaluation where the cost model prefers it: not 'chaotic'.
+      expect(['tolerance', 'sequential'], what).toContain(got.stats.stopReason);
+      expect(maxAbsDiff(got.y, ref), what).toBeLessThanOrEqual(ctx.tolerance);
+    }
+  });
+
   ctx.test('method/deer-judges-a-slow-front-patiently', async () => {
     // An Elman cell at 3× its initial scale: full Newton steps settle the trajectory a step or two
     // per iteration for a while, then the rest at once. A judge that projected the early rate gave

@@ -3,6 +3,7 @@ import {
   type Cell,
   cells,
   defineCell,
+  DTypeError,
   dopri5,
   type IvpOptions,
   lang,
@@ -303,8 +304,38 @@ export function defineOdeCases(ctx: SuiteContext): void {
       await expect(solveIvp(backend, vanDerPol(), { mu: [1] }, { y0, t: [0, 1, 1, 2] })).rejects.toThrow(ShapeError);
       await expect(solveIvp(backend, vanDerPol(), { mu: [1] }, { y0, t: [0] })).rejects.toThrow(/at least 2 times/);
       await expect(solveIvp(backend, forcedOscillator(), {}, { y0, t: [0, 1] })).rejects.toThrow(/inputs on the grid/);
+      // A batch of no rows (it had solved to an empty y, "converged", and broken the gradient).
+      const empty = backend.tensor([], [0, 2, 1], ctx.dtype);
+      try {
+        await expect(solveIvp(backend, forcedOscillator(), {}, { y0, t: [0, 1], x: empty })).rejects.toThrow(ShapeError);
+        await expect(solveIvpWithGrad(backend, forcedOscillator(), {}, { y0, t: [0, 1], x: empty })).rejects.toThrow(ShapeError);
+      } finally {
+        backend.dispose(empty);
+      }
+      // x of another dtype than y0 (it had run in mixed dtypes).
+      const other = backend.capabilities.dtypes.find((d) => d !== ctx.dtype);
+      if (other) {
+        const x = backend.tensor([0, 0], [1, 2, 1], other);
+        try {
+          await expect(solveIvp(backend, forcedOscillator(), {}, { y0, t: [0, 1], x })).rejects.toThrow(DTypeError);
+        } finally {
+          backend.dispose(x);
+        }
+      }
+      expect(backend.liveTensors()).toBe(1);
     } finally {
       backend.dispose(y0);
+    }
+  });
+
+  // One interval of 1e30: the exponential's scaling had been capped at 2^60 halvings, so the
+  // series overflowed and an exact answer (0) was reported as non-finite.
+  ctx.test('ode/huge-interval', async () => {
+    const decay = defineCell({ name: 'decay', state: 1, input: 0, params: { k: [1] } }, (y, _x, p) => neg(mul(p.k, y)));
+    for (const tEnd of [1e18, 1e30]) {
+      const got = await solveOn(ctx.backend(), ctx.dtype, decay, { k: [1] }, { y0: [1], t: [0, tEnd / 2, tEnd] }, { fallback: 'none' });
+      expect(got.stats.converged, String(tEnd)).toBe(true);
+      expect(maxAbsDiff(got.y, [0, 0])).toBeLessThanOrEqual(ctx.tolerance);
     }
   });
 }

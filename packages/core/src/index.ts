@@ -6,9 +6,11 @@ export type { StepProgram } from './backend/program.js';
 export {
   type BackendFactory,
   type BackendOptions,
+  type FactoryContext,
   KNOWN_BACKENDS,
   type LoadBackendOptions,
   loadBackend,
+  ownOptions,
   registerBackend,
   registeredBackends,
   unregisterBackend,
@@ -110,9 +112,11 @@ export {
   DEFAULT_TOLERANCE,
   type DeerOptions,
   type FallbackOption,
+  flag,
   type InitialGuess,
   type IterationInfo,
   type JacobianOption,
+  numberOption,
   type SolveOptions,
 } from './solver/options.js';
 export { sequential } from './solver/sequential.js';

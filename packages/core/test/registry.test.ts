@@ -1,5 +1,14 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { BackendUnavailableError, type Backend, loadBackend, registerBackend, unregisterBackend } from '../src/index.js';
+import {
+  BackendUnavailableError,
+  type Backend,
+  InvalidArgumentError,
+  loadBackend,
+  ownOptions,
+  registerBackend,
+  UnsupportedOptionError,
+  unregisterBackend,
+} from '../src/index.js';
 
 const fake = (name: string) => ({ name }) as unknown as Backend;
 
@@ -17,6 +26,26 @@ describe('backend registry', () => {
     const b = await loadBackend('alpha', { options: { dtype: 'float32' } });
     expect(b.name).toBe('alpha');
     expect(seen).toEqual({ dtype: 'float32' });
+  });
+
+  it('tells a factory whether its options were meant for it (a name) or for whichever loads (no name)', async () => {
+    const seen: unknown[] = [];
+    registerBackend('alpha', (o, context) => {
+      seen.push(ownOptions(o, ['dtype'], context));
+      return fake('alpha');
+    });
+    await loadBackend('alpha', { options: { dtype: 'float32', lanes: 4 } });
+    await loadBackend(undefined, { options: { dtype: 'float32', lanes: 4 } });
+    expect(seen).toEqual([{ dtype: 'float32', lanes: 4 }, { dtype: 'float32' }]);
+  });
+
+  it("refuses its own options misplaced or of the wrong kind (a factory option beside 'options' had been ignored)", async () => {
+    registerBackend('alpha', () => fake('alpha'));
+    await expect(loadBackend('alpha', { dtype: 'float32' } as never)).rejects.toThrow(UnsupportedOptionError);
+    await expect(loadBackend('alpha', null as never)).rejects.toThrow(UnsupportedOptionError);
+    await expect(loadBackend('alpha', { options: 'float32' } as never)).rejects.toThrow(InvalidArgumentError);
+    await expect(loadBackend('alpha', { importer: 'yes' } as never)).rejects.toThrow(InvalidArgumentError);
+    await expect(loadBackend(7 as never)).rejects.toThrow(InvalidArgumentError);
   });
 
   it('picks the best available by priority and reports why better ones failed', async () => {

@@ -4,6 +4,7 @@ import {
   type DType,
   DTypeError,
   checkDampedScan,
+  checkOptionNames,
   checkReshape,
   type DampedScanArgs,
   HostStep,
@@ -14,6 +15,7 @@ import {
   type NewtonUpdate,
   type NewtonUpdateOptions,
   newtonUpdateFromRows,
+  numberOption,
   type ScanArgs,
   ShapeError,
   type StepInputs,
@@ -22,6 +24,7 @@ import {
   type Tensor,
   TensorStateError,
   type TypedArray,
+  UnsupportedOptionError,
 } from '@deerjs/core';
 import { scanBlocks } from './scan.js';
 import { ARRAY, CpuTensor } from './tensor.js';
@@ -32,6 +35,9 @@ export interface CpuBackendOptions {
   /** Largest buffer in bytes (default 2 GiB); set lower to exercise windowing. */
   readonly maxBufferBytes?: number;
 }
+
+/** The options the reference backend takes. */
+export const CPU_OPTION_NAMES: readonly string[] = ['dtype', 'maxBufferBytes'];
 
 const shapeSize = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
@@ -50,7 +56,13 @@ export class CpuBackend implements Backend {
    * `parallelism`: scalar operations at once (1 here: one thread, no SIMD; subclasses pass theirs),
    * and what else a subclass states about its costs.
    */
-  constructor(options: CpuBackendOptions = {}, parallelism = 1, costs: Partial<BackendCapabilities> = {}) {
+  constructor(options: CpuBackendOptions = {}, parallelism = 1, costs: Partial<BackendCapabilities> = {}, names = CPU_OPTION_NAMES) {
+    // Checked here, not at first use: a misspelt or misplaced option used to leave the default in
+    // silence, and dtype 'float16' made a backend whose first zeros() was a TypeError.
+    checkOptionNames(options, names, 'the cpu backend');
+    if (options.dtype !== undefined && options.dtype !== 'float64' && options.dtype !== 'float32')
+      throw new UnsupportedOptionError('dtype', options.dtype, "'float64' or 'float32'");
+    numberOption('maxBufferBytes', options.maxBufferBytes, 0, 'integer');
     this.defaultDType = options.dtype ?? 'float64';
     this.capabilities = {
       dtypes: ['float64', 'float32'],

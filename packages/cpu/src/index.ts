@@ -1,6 +1,6 @@
-import { registerBackend } from '@deerjs/core';
+import { ownOptions, registerBackend } from '@deerjs/core';
 import type { CpuBackend } from './backend.js';
-import { FastCpuBackend, type FastCpuBackendOptions } from './compiled/backend.js';
+import { FAST_CPU_OPTION_NAMES, FastCpuBackend, type FastCpuBackendOptions } from './compiled/backend.js';
 
 export { CpuBackend, type CpuBackendOptions } from './backend.js';
 export { FastCpuBackend, type FastCpuBackendOptions } from './compiled/backend.js';
@@ -13,5 +13,5 @@ export function createCpuBackend(options: FastCpuBackendOptions = {}): CpuBacken
 
 /** Register the CPU backend with core's registry as 'cpu' (priority 100). */
 export function register(): void {
-  registerBackend('cpu', (options) => createCpuBackend(options as FastCpuBackendOptions), 100);
+  registerBackend('cpu', (options, context) => createCpuBackend(ownOptions(options, FAST_CPU_OPTION_NAMES, context) as FastCpuBackendOptions), 100);
 }

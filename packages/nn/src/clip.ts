@@ -1,21 +1,28 @@
 import { checkFiniteValues, type Params } from './params.js';
 
 /**
- * The global L2 norm of all gradients, scaled by the largest entry so that squares of large
- * gradients do not overflow (1e200 has a norm; its square has none). NaN or ±Inf if any entry is.
+ * The global L2 norm as big · ratio: the largest |entry| and the norm of the gradients divided by
+ * it (1 ≤ ratio ≤ √count), so that squares of large gradients do not overflow (1e200 has a norm;
+ * its square has none). big is NaN or +Inf if some entry is.
  */
-export function globalNorm(grads: Readonly<Params>): number {
+function normParts(grads: Readonly<Params>): { big: number; ratio: number } {
   // Math.max carries a NaN through, so `big` is NaN or +Inf exactly when some entry is.
   let big = 0;
   for (const g of Object.values(grads)) for (let i = 0; i < g.length; i++) big = Math.max(big, Math.abs(g[i]!));
-  if (!Number.isFinite(big) || big === 0) return big;
+  if (!Number.isFinite(big) || big === 0) return { big, ratio: 1 };
   let s = 0;
   for (const g of Object.values(grads))
     for (let i = 0; i < g.length; i++) {
       const r = g[i]! / big;
       s += r * r;
     }
-  return big * Math.sqrt(s);
+  return { big, ratio: Math.sqrt(s) };
+}
+
+/** The global L2 norm of all gradients (+Inf past the largest double). NaN or ±Inf if any entry is. */
+export function globalNorm(grads: Readonly<Params>): number {
+  const { big, ratio } = normParts(grads);
+  return big * ratio;
 }
 
 /**
@@ -24,10 +31,13 @@ export function globalNorm(grads: Readonly<Params>): number {
  * them would hand the optimizer zeros or NaN without a word.
  */
 export function clipGradNorm(grads: Params, maxNorm: number): number {
-  const norm = globalNorm(grads);
-  if (!Number.isFinite(norm)) for (const [name, g] of Object.entries(grads)) checkFiniteValues(`gradient ${name}`, g);
+  const { big, ratio } = normParts(grads);
+  if (!Number.isFinite(big)) for (const [name, g] of Object.entries(grads)) checkFiniteValues(`gradient ${name}`, g);
+  const norm = big * ratio;
   if (Number.isFinite(maxNorm) && maxNorm > 0 && norm > maxNorm) {
-    const scale = maxNorm / norm;
+    // maxNorm / norm in two steps: a norm past the largest double (finite entries) is +Inf, and
+    // dividing by it had zeroed every gradient.
+    const scale = maxNorm / ratio / big;
     for (const g of Object.values(grads)) for (let i = 0; i < g.length; i++) g[i]! *= scale;
   }
   return norm;

@@ -38,12 +38,13 @@ export function softmaxCrossEntropy(
         arg = c;
       }
     }
+    // Everything relative to the max: max + log z rounds back to max once |max| ≫ log z (1e16 and
+    // two equal logits gave a loss of 0 and an unnormalised softmax).
     let z = 0;
     for (let c = 0; c < classes; c++) z += Math.exp(logits[r * classes + c]! - max);
-    const logZ = max + Math.log(z);
-    loss += logZ - logits[r * classes + label]!;
+    loss += Math.log(z) + (max - logits[r * classes + label]!);
     for (let c = 0; c < classes; c++) {
-      const p = Math.exp(logits[r * classes + c]! - logZ);
+      const p = Math.exp(logits[r * classes + c]! - max) / z;
       d[r * classes + c] = (p - (c === label ? 1 : 0)) / B;
     }
     if (arg === label) correct++;

@@ -76,6 +76,12 @@ describe('nn refuses what it would otherwise misread', () => {
     expect(backend.liveTensors()).toBe(0);
     expect(() => softmaxCrossEntropy([0, Number.POSITIVE_INFINITY, 1], [1], 3)).toThrow(NonFiniteError);
     expect(() => softmaxCrossEntropy([0, 1, Number.NaN, 2, 0, 0], [0, 1], 3)).toThrow(/logits: expected finite values, got NaN at flat index 2/);
+    // Large equal logits: max + log z had rounded back to max (loss 0, softmax [0, 1]).
+    for (const big of [1e16, 1e30, -1e30]) {
+      const eq = softmaxCrossEntropy([big, big], [0], 2);
+      expect(eq.loss, String(big)).toBeCloseTo(Math.LN2, 12);
+      expect(Array.from(eq.dLogits)).toEqual([-0.5, 0.5]);
+    }
     const ok = softmaxCrossEntropy([1e300, -1e300, 0], [0], 3);
     expect(ok.loss).toBe(0);
     expect(Number.isFinite(ok.dLogits[1]!)).toBe(true);
@@ -88,6 +94,11 @@ describe('nn refuses what it would otherwise misread', () => {
     expect(big.a[0]).toBeCloseTo(Math.SQRT1_2, 12);
     expect(big.a[1]).toBeCloseTo(Math.SQRT1_2, 12);
     expect(globalNorm({ a: Float64Array.of(3, 4), b: Float64Array.of(0) })).toBe(5);
+    // A norm past the largest double, of finite entries: clipped, not zeroed by maxNorm / ∞.
+    const huge = { a: Float64Array.of(1.5e308, 1.5e308) };
+    expect(clipGradNorm(huge, 1)).toBe(Number.POSITIVE_INFINITY);
+    expect(huge.a[0]).toBeCloseTo(Math.SQRT1_2, 12);
+    expect(huge.a[1]).toBeCloseTo(Math.SQRT1_2, 12);
     expect(() => clipGradNorm({ a: Float64Array.of(Number.POSITIVE_INFINITY, 1) }, 1)).toThrow(NonFiniteError);
     expect(() => clipGradNorm({ a: Float64Array.of(1), b: Float64Array.of(Number.NaN, 1e9) }, 1)).toThrow(/gradient b/);
   });

@@ -1,6 +1,6 @@
 import { createCpuBackend } from '@deerjs/cpu';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { Direction, RecurrentOp } from '../src/index.js';
+import { buildRecurrentModel, type Direction, loadOnnxModel, ortReference, type RecurrentOp, runOnnxModel } from '../src/index.js';
 import { compare } from './compare.js';
 import type { Case } from './helpers.js';
 
@@ -173,5 +173,35 @@ describe('ONNX activations against onnxruntime', () => {
       });
       expect(e).toBeLessThan(TOL);
     });
+  }
+});
+
+describe('a gate pre-activation past float32 (onnxruntime clips at ±FLT_MAX where no clip is set)', () => {
+  // GRU (Relu, Relu), lbr = 1: z = Relu(1e20 · 1e20) overflows float32, h̃ = Relu(−x) = 0 and
+  // h0 = 0, so h = (1 − z)·h̃ + z·h0 = 0 where ∞ · 0 had given NaN. LSTM (Relu, Relu, Tanh): i = ∞, c̃ = 0.
+  const cases: { op: RecurrentOp; activations: string[]; W: number[] }[] = [
+    { op: 'GRU', activations: ['Relu', 'Relu'], W: [1e20, 0, -1] },
+    { op: 'LSTM', activations: ['Relu', 'Relu', 'Tanh'], W: [1e20, 0, 0, -1] },
+  ];
+  for (const dtype of ['float32', 'float64'] as const) {
+    for (const c of cases) {
+      it(`${dtype} ${c.op}: onnxruntime's 0, not NaN`, async () => {
+        const spec = {
+          op: c.op,
+          inputSize: 1,
+          hiddenSize: 1,
+          linearBeforeReset: 1 as const,
+          activations: c.activations,
+          weights: { W: c.W, R: c.W.map(() => 0) },
+        };
+        const x = { X: { data: Float32Array.of(1e20), dims: [1, 1, 1] } };
+        const want = await ortReference(buildRecurrentModel(spec), x);
+        const got = await runOnnxModel(loadOnnxModel(buildRecurrentModel(spec)), backends[dtype], x, { dtype });
+        for (const k of Object.keys(want)) {
+          expect(Array.from(want[k]!.data, Number), `onnxruntime ${k}`).toEqual([0]);
+          expect(Array.from(got[k]!.data, Number), k).toEqual([0]);
+        }
+      });
+    }
   }
 });

@@ -1,4 +1,6 @@
 import {
+  checkOptionNames,
+  numberOption,
   type Backend,
   type BackendCapabilities,
   checkDampedScan,
@@ -24,7 +26,7 @@ import {
   UnsupportedOptionError,
 } from '@deerjs/core';
 import type * as tfc from '@tensorflow/tfjs-core';
-import { type DataMoves, dampedScanPcr, linearScan, type ScanMethod, timeSteps } from './scan.js';
+import { type DataMoves, dampedScanPcr, linearScan, SCAN_METHODS, type ScanMethod, timeSteps } from './scan.js';
 import { newtonStep } from './newton.js';
 import { HoistCache } from './hoist.js';
 import { capTransitionsOps } from './transitions.js';
@@ -84,6 +86,10 @@ export class TfjsBackend implements Backend {
       hostLoops: engine === 'cpu',
       hostData: engine === 'cpu' || engine === 'wasm',
     };
+    checkOptionNames(options, ['maxBufferBytes', 'scan', 'hostKernels'], 'TfjsBackend');
+    numberOption('maxBufferBytes', options.maxBufferBytes, 0, 'integer');
+    if (options.scan !== undefined && !SCAN_METHODS.includes(options.scan))
+      throw new UnsupportedOptionError('scan', options.scan, SCAN_METHODS.map((m) => `'${m}'`).join(', '));
     this.scanMethod = options.scan ?? 'auto';
     const k = options.hostKernels;
     if (k && (!k.readSync || !k.capabilities.dtypes.includes('float32'))) {

@@ -1,4 +1,4 @@
-import { type Backend, registerBackend } from '@deerjs/core';
+import { type Backend, BackendUnavailableError, checkOptionNames, DTypeError, ownOptions, registerBackend, UnsupportedOptionError } from '@deerjs/core';
 import * as tfDefault from '@tensorflow/tfjs-core';
 import { TfjsBackend, type TfjsBackendOptions } from './backend.js';
 import type { Tf } from './tensor.js';
@@ -19,21 +19,35 @@ export interface CreateTfjsBackendOptions extends Omit<TfjsBackendOptions, 'host
   readonly tf?: Tf;
   /** A tfjs backend to switch to first (tf.setBackend), e.g. 'cpu', 'wasm', 'webgl', 'webgpu'. */
   readonly backend?: string;
+  /** 'float32', the only dtype (accepted so that `{ dtype }` can be given to any backend); float64 is a DTypeError. */
+  readonly dtype?: 'float32';
 }
+
+const CREATE_OPTION_NAMES = ['tf', 'backend', 'hostKernels', 'maxBufferBytes', 'scan', 'dtype'];
 
 /** A deerjs backend over tfjs, after `tf.setBackend(backend)` (when given) and `tf.ready()`. */
 export async function createTfjsBackend(options: CreateTfjsBackendOptions = {}): Promise<TfjsBackend> {
+  checkOptionNames(options, CREATE_OPTION_NAMES, 'createTfjsBackend');
+  if (options.dtype !== undefined && options.dtype !== 'float32')
+    throw new DTypeError('dtype', 'float32 (the tfjs backend computes in float32)', String(options.dtype));
   const tf = options.tf ?? tfDefault;
+  if (options.backend !== undefined && typeof options.backend !== 'string')
+    throw new UnsupportedOptionError('backend', options.backend, "the name of a tfjs backend ('cpu', 'wasm', 'webgl', …)");
   if (options.backend !== undefined && tf.getBackend() !== options.backend) {
-    const ok = await tf.setBackend(options.backend);
+    let ok = false;
+    try {
+      ok = await tf.setBackend(options.backend);
+    } catch {
+      // tfjs throws for a name it has never heard of, and answers false for one that failed to start.
+    }
     if (!ok)
-      throw new Error(
-        `tfjs backend '${options.backend}' could not be initialised (is its package imported?)`,
-      );
+      throw new BackendUnavailableError('tfjs', [
+        { name: `tfjs (${options.backend})`, reason: `tfjs backend '${options.backend}' could not be initialised (is its package imported?)` },
+      ]);
   }
   await tf.ready();
   const engine = tf.getBackend();
-  const { hostKernels: asked, ...rest } = options;
+  const { hostKernels: asked, tf: _tf, backend: _backend, dtype: _dtype, ...rest } = options;
   const hostKernels =
     asked === false ? undefined : (asked ?? (engine === 'cpu' || engine === 'wasm' ? await cpuKernels() : undefined));
   return new TfjsBackend(tf, { ...rest, ...(hostKernels ? { hostKernels } : {}) });
@@ -52,5 +66,5 @@ async function cpuKernels(): Promise<Backend | undefined> {
 
 /** Register with core's registry as 'tfjs' (priority 200). */
 export function register(): void {
-  registerBackend('tfjs', (options) => createTfjsBackend(options as CreateTfjsBackendOptions), 200);
+  registerBackend('tfjs', (options, context) => createTfjsBackend(ownOptions(options, CREATE_OPTION_NAMES, context) as CreateTfjsBackendOptions), 200);
 }

@@ -4,6 +4,7 @@ import {
   checkOptionNames,
   type DeerOptions,
   DTypeError,
+  describeValue,
   InvalidArgumentError,
   deerSync,
   implicitVjpSync,
@@ -110,6 +111,8 @@ export function deerRnn(
   // one, is the op's fourth argument): refused, as core refuses unknown names.
   checkOptionNames(options, OPTION_NAMES, 'deerRnn');
   checkInputs(cell, params, x, h0);
+  if (options.backend !== undefined && !(options.backend instanceof TfjsBackend))
+    throw new InvalidArgumentError('backend', 'a TfjsBackend (createTfjsBackend()) or nothing', describeValue(options.backend));
   const backend = options.backend ?? (fallbackBackend ??= new TfjsBackend(tfDefault));
   const tf = backend.tf;
   const names = cell.params.map((p) => p.name);

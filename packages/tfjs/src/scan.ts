@@ -16,6 +16,8 @@ type T = tfc.Tensor;
  */
 export type ScanMethod = 'auto' | 'oddeven' | 'chunked' | 'sequential';
 
+export const SCAN_METHODS: readonly ScanMethod[] = ['auto', 'oddeven', 'chunked', 'sequential'];
+
 /**
  * The parallel orders cost O(T·E·s³) arithmetic (E = B·n/s blocks per step), the sequential one
  * O(T·E·s²) plus, as ops, T dispatches (~0.2–0.5 ms a step on wasm). Where data lives in host

@@ -1,6 +1,7 @@
 import '@tensorflow/tfjs-backend-cpu';
 import {
   type Backend,
+  BackendUnavailableError,
   deerSync,
   cells,
   deer,
@@ -28,6 +29,15 @@ const T = 30;
 const xs = new Rng(4).normalArray(B * T * 2);
 
 describe('tfjs backend', () => {
+  it('refuses unknown, misplaced and out-of-range options, and names an engine that would not start', async () => {
+    await expect(createTfjsBackend({ dtype: 'float64' } as never)).rejects.toThrow(DTypeError);
+    for (const bad of [{ dtyp: 'float32' }, { scan: 'fast' }, { maxBufferBytes: -1 }, { backend: 7 }, { hostKernels: {} }]) {
+      await expect(createTfjsBackend(bad as never), JSON.stringify(bad)).rejects.toThrow(UnsupportedOptionError);
+    }
+    await expect(createTfjsBackend({ backend: 'no-such-engine' })).rejects.toThrow(BackendUnavailableError);
+    expect(tf.getBackend()).toBe('cpu');
+  });
+
   it('is float32 only: a float64 request gets a DTypeError', () => {
     expect(be.capabilities.dtypes).toEqual(['float32']);
     expect(() => be.tensor([1, 2], [2], 'float64')).toThrow(DTypeError);

@@ -5,6 +5,7 @@ import { cells, DTypeError, InvalidArgumentError, Rng, ShapeError, UnsupportedOp
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { createTfjsBackend, deerRnn } from '../src/index.js';
+import { createReferenceBackend } from '@deerjs/cpu/reference';
 
 const n = 6;
 const m = 3;
@@ -155,6 +156,9 @@ describe('deerRnn input checks', () => {
     expect(() => deerRnn(null as never, pr.params, pr.x, undefined, { backend })).toThrow(InvalidArgumentError);
     expect(() => deerRnn(cell, pr.params, pr.x, undefined, { backend, h0: [1, 2] } as never)).toThrow(UnsupportedOptionError);
     expect(() => deerRnn(cell, pr.params, pr.x, undefined, { backend, initialGuess: 'h0' } as never)).toThrow(UnsupportedOptionError);
+    // Not a tfjs backend: a TypeError deep inside (or, for null, the default backend in silence).
+    for (const other of [null, {}, createReferenceBackend({ dtype: 'float32' })])
+      expect(() => deerRnn(cell, pr.params, pr.x, undefined, { backend: other } as never)).toThrow(InvalidArgumentError);
     expect(tf.memory().numTensors, 'tensors left by rejected arguments').toBe(before);
     tf.dispose(Object.values(bad));
     pr.dispose();

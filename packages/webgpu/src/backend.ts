@@ -174,7 +174,7 @@ export class WebGpuBackend implements Backend {
 
   private wrap(shape: readonly number[], buffer: GPUBuffer): GpuTensor {
     this.live++;
-    return new GpuTensor([...shape], buffer);
+    return new GpuTensor([...shape], buffer, this);
   }
 
   /**
@@ -201,10 +201,20 @@ export class WebGpuBackend implements Backend {
   }
 
   private get(t: Tensor): GpuTensor {
-    if (!(t instanceof GpuTensor))
-      throw new TensorStateError(`webgpu: not a webgpu tensor (from '${t?.backendName}')`);
+    this.own(t);
     if (t.disposed) throw new TensorStateError('webgpu: tensor used after dispose');
     return t;
+  }
+
+  /**
+   * Refused before any command records it: a buffer of another device fails Dawn's validation, and
+   * that fault would stay with this backend for good.
+   */
+  private own(t: Tensor): asserts t is GpuTensor {
+    if (!(t instanceof GpuTensor))
+      throw new TensorStateError(`webgpu: not a webgpu tensor (from '${t?.backendName}')`);
+    if (t.owner !== this)
+      throw new TensorStateError('webgpu: tensor of another webgpu backend (another device): read it and make it again here');
   }
 
   private checkDType(what: string, dtype: DType): void {
@@ -242,8 +252,7 @@ export class WebGpuBackend implements Backend {
   }
 
   dispose(t: Tensor): void {
-    if (!(t instanceof GpuTensor))
-      throw new TensorStateError(`webgpu: not a webgpu tensor (from '${t?.backendName}')`);
+    this.own(t);
     if (t.disposed) return;
     t.disposed = true;
     this.live--;

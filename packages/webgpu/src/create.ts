@@ -1,8 +1,10 @@
-import { UnsupportedOptionError } from '@deerjs/core';
+import { BackendUnavailableError, checkOptionNames, DTypeError, flag, numberOption, UnsupportedOptionError } from '@deerjs/core';
 import { WebGpuBackend } from './backend.js';
 import { GpuContext } from './context.js';
 
 export interface WebGpuBackendOptions {
+  /** 'float32', the only dtype (accepted so that `{ dtype }` can be given to any backend); float64 is a DTypeError. */
+  readonly dtype?: 'float32';
   /** Adapter choice: 'high-performance' (discrete GPU) or 'low-power'. */
   readonly powerPreference?: GPUPowerPreference;
   /**
@@ -65,11 +67,38 @@ export interface WebGpuBackendOptions {
   readonly iterationOverhead?: number;
 }
 
-function positiveBytes(device: GPUDevice, name: string, v: number | undefined): void {
-  if (v !== undefined && !(Number.isFinite(v) && v > 0)) {
-    device.destroy();
-    throw new Error(`webgpu: option ${name}: expected a positive number of bytes, got ${v}`);
-  }
+export const OPTION_NAMES = [
+  'dtype',
+  'powerPreference',
+  'maxBufferBytes',
+  'scanLanes',
+  'simulatedBindingBytes',
+  'timestamps',
+  'sequentialKernel',
+  'scanKernel',
+  'denseScanKernel',
+  'iterationOverhead',
+];
+
+function oneOf(name: string, v: unknown, allowed: readonly string[]): void {
+  if (v !== undefined && !allowed.includes(v as string))
+    throw new UnsupportedOptionError(name, v, allowed.map((a) => `'${a}'`).join(', '));
+}
+
+/** Every option checked before an adapter is asked for (no device to release on a bad one). */
+function checkOptions(options: WebGpuBackendOptions): void {
+  checkOptionNames(options, OPTION_NAMES, 'createWebGpuBackend');
+  if (options.dtype !== undefined && options.dtype !== 'float32')
+    throw new DTypeError('dtype', 'float32 (WGSL has no f64)', String(options.dtype));
+  oneOf('powerPreference', options.powerPreference, ['high-performance', 'low-power']);
+  numberOption('maxBufferBytes', options.maxBufferBytes, 0, 'positive');
+  numberOption('simulatedBindingBytes', options.simulatedBindingBytes, 0, 'positive');
+  numberOption('scanLanes', options.scanLanes, 0, 'integer');
+  flag('timestamps', options.timestamps, false);
+  oneOf('sequentialKernel', options.sequentialKernel, ['row', 'workgroup', 'auto']);
+  oneOf('scanKernel', options.scanKernel, ['tiled', 'chunked', 'auto']);
+  oneOf('denseScanKernel', options.denseScanKernel, ['invocation', 'workgroup', 'auto']);
+  numberOption('iterationOverhead', options.iterationOverhead, 0, 'nonneg');
 }
 
 /** Limits the backend asks for, each up to what the adapter offers. */
@@ -101,10 +130,14 @@ export async function createOn(
   hostCores: number,
   keepAlive?: unknown,
 ): Promise<WebGpuBackend> {
+  checkOptions(options);
   const adapter = await gpu.requestAdapter(
     options.powerPreference ? { powerPreference: options.powerPreference } : {},
   );
-  if (!adapter) throw new Error('webgpu: no GPU adapter is available (requestAdapter() returned null)');
+  if (!adapter)
+    throw new BackendUnavailableError('webgpu', [
+      { name: 'webgpu', reason: 'no GPU adapter is available (requestAdapter() returned null)' },
+    ]);
   const requiredLimits: Record<string, number> = {};
   for (const k of WANTED_LIMITS) {
     const v = adapter.limits[k];
@@ -115,8 +148,6 @@ export async function createOn(
     requiredLimits,
     ...(timing ? { requiredFeatures: ['timestamp-query' as GPUFeatureName] } : {}),
   });
-  positiveBytes(device, 'maxBufferBytes', options.maxBufferBytes);
-  positiveBytes(device, 'simulatedBindingBytes', options.simulatedBindingBytes);
   const binding = Math.min(
     device.limits.maxStorageBufferBindingSize,
     device.limits.maxBufferSize,
@@ -133,25 +164,9 @@ export async function createOn(
   // scan is told it has.
   const parallelism = software ? 8 * cores : lanes;
   const seq = options.sequentialKernel ?? 'auto';
-  if (!['row', 'workgroup', 'auto'].includes(seq)) {
-    device.destroy();
-    throw new UnsupportedOptionError('sequentialKernel', seq, "'row', 'workgroup' or 'auto'");
-  }
   const scanKernel = options.scanKernel ?? 'auto';
-  if (!['tiled', 'chunked', 'auto'].includes(scanKernel)) {
-    device.destroy();
-    throw new UnsupportedOptionError('scanKernel', scanKernel, "'tiled', 'chunked' or 'auto'");
-  }
   const denseScan = options.denseScanKernel ?? 'auto';
-  if (!['invocation', 'workgroup', 'auto'].includes(denseScan)) {
-    device.destroy();
-    throw new UnsupportedOptionError('denseScanKernel', denseScan, "'invocation', 'workgroup' or 'auto'");
-  }
   const overhead = options.iterationOverhead;
-  if (overhead !== undefined && !(Number.isFinite(overhead) && overhead >= 0)) {
-    device.destroy();
-    throw new UnsupportedOptionError('iterationOverhead', String(overhead), 'a finite number ≥ 0');
-  }
   const ctx = new GpuContext(device, binding, timing);
   return new WebGpuBackend(
     ctx,

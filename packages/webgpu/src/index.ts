@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
-import { registerBackend } from '@deerjs/core';
+import { ownOptions, registerBackend } from '@deerjs/core';
 import type { WebGpuBackend } from './backend.js';
-import { createOn, type WebGpuBackendOptions } from './create.js';
+import { createOn, OPTION_NAMES, type WebGpuBackendOptions } from './create.js';
 
 export { WebGpuBackend } from './backend.js';
 export type { WebGpuBackendOptions } from './create.js';
@@ -20,5 +20,5 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
 
 /** Register the WebGPU backend with core's registry as 'webgpu' (priority 300). */
 export function register(): void {
-  registerBackend('webgpu', (options) => createWebGpuBackend(options as WebGpuBackendOptions), 300);
+  registerBackend('webgpu', (options, context) => createWebGpuBackend(ownOptions(options, OPTION_NAMES, context) as WebGpuBackendOptions), 300);
 }

@@ -10,6 +10,8 @@ export class GpuTensor implements Tensor {
   constructor(
     readonly shape: readonly number[],
     readonly buffer: GPUBuffer,
+    /** The backend instance (device) whose buffer this is: another device cannot bind it. */
+    readonly owner: object,
   ) {
     this.size = shape.reduce((a, b) => a * b, 1);
   }

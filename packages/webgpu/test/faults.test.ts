@@ -1,4 +1,4 @@
-import { DTypeError, OutOfMemoryError } from '@deerjs/core';
+import { cells, DTypeError, deer, OutOfMemoryError, TensorStateError, UnsupportedOptionError } from '@deerjs/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWebGpuBackend, ShaderCompileError, type WebGpuBackend } from '../src/index.js';
 import { skipReason } from './adapter.js';
@@ -11,6 +11,22 @@ describe.skipIf(skip !== null)('webgpu faults', () => {
     backend = await createWebGpuBackend();
   });
   afterAll(() => backend?.destroy());
+
+  it('refuses unknown, misplaced and out-of-range options before asking for an adapter', async () => {
+    for (const bad of [
+      { dtyp: 'float32' },
+      { threads: 2 },
+      { maxBufferBytes: -1 },
+      { simulatedBindingBytes: Number.NaN },
+      { scanLanes: 1.5 },
+      { timestamps: 'yes' },
+      { powerPreference: 'fast' },
+      { iterationOverhead: -2 },
+    ]) {
+      await expect(createWebGpuBackend(bad as never), JSON.stringify(bad)).rejects.toThrow(UnsupportedOptionError);
+    }
+    await expect(createWebGpuBackend({ dtype: 'float64' } as never)).rejects.toThrow(DTypeError);
+  });
 
   it('refuses float64 with DTypeError', () => {
     expect(() => backend.tensor([1, 2], [2], 'float64')).toThrow(DTypeError);
@@ -42,6 +58,28 @@ describe.skipIf(skip !== null)('webgpu faults', () => {
     const t = backend.tensor([1, 2, 3], [3]);
     expect(Array.from(await backend.read(t))).toEqual([1, 2, 3]);
     backend.dispose(t);
+  });
+
+  it("refuses a tensor of another webgpu backend (another device), and stays usable", async () => {
+    const other = await createWebGpuBackend();
+    try {
+      const cell = cells.gru({ inputSize: 1, hiddenSize: 2 });
+      const params = cell.init({ seed: 1 });
+      const foreign = other.tensor([0.1, 0.2, 0.3], [1, 3, 1]);
+      // Recorded, Dawn's validation error had become a fault of this backend for good.
+      await expect(deer(backend, cell, params, foreign)).rejects.toThrow(TensorStateError);
+      await expect(backend.read(foreign)).rejects.toThrow(/another webgpu backend/);
+      expect(() => backend.dispose(foreign)).toThrow(TensorStateError);
+      other.dispose(foreign);
+      const x = backend.tensor([0.1, 0.2, 0.3], [1, 3, 1]);
+      const { y, stats } = await deer(backend, cell, params, x);
+      expect(stats.converged).toBe(true);
+      backend.dispose(y);
+      backend.dispose(x);
+      expect([backend.liveTensors(), other.liveTensors()]).toEqual([0, 0]);
+    } finally {
+      other.destroy();
+    }
   });
 });
 

@@ -49,7 +49,7 @@ export function orbitsSvg(d: HnnPlotData, c: TrainConfig): string {
   // One range for x and y (equal aspect), from the true orbit plus a margin, so a diverging
   // prediction leaves the frame instead of shrinking the truth to a dot.
   const coords = series.slice(0, 2).flatMap((s) => s.points.flat());
-  const lim = 1.3 * Math.max(...coords.map(Math.abs));
+  const lim = 1.3 * coords.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
   const range = [-lim, lim] as const;
   const clip = (p: Pt): Pt => [Math.max(-lim, Math.min(lim, p[0])), Math.max(-lim, Math.min(lim, p[1]))];
   return plotSvg(

@@ -1,8 +1,25 @@
-import { type BackendFailure, BackendUnavailableError } from '../errors.js';
+import { type BackendFailure, BackendUnavailableError, describeValue, InvalidArgumentError } from '../errors.js';
+import { checkOptionNames } from '../solver/options.js';
 import type { Backend } from './types.js';
 
 export type BackendOptions = Readonly<Record<string, unknown>>;
-export type BackendFactory = (options: BackendOptions) => Promise<Backend> | Backend;
+
+/** How a factory is called. */
+export interface FactoryContext {
+  /**
+   * The options were given for whichever backend loads (`loadBackend()` with no name), not for
+   * this one: a factory keeps the names it knows (`ownOptions`) and checks those.
+   */
+  readonly shared: boolean;
+}
+
+export type BackendFactory = (options: BackendOptions, context: FactoryContext) => Promise<Backend> | Backend;
+
+/** The options a backend knows, of options meant for any backend (`FactoryContext.shared`); all of them otherwise. */
+export function ownOptions(options: BackendOptions, known: readonly string[], context?: FactoryContext): BackendOptions {
+  if (!context?.shared) return options;
+  return Object.fromEntries(Object.entries(options).filter(([k]) => known.includes(k)));
+}
 
 interface Entry {
   readonly factory: BackendFactory;
@@ -83,6 +100,13 @@ async function discover(name: string, importer: Importer): Promise<BackendFailur
  * why every candidate failed and which package would provide it.
  */
 export async function loadBackend(name?: string, opts: LoadBackendOptions = {}): Promise<Backend> {
+  if (name !== undefined && typeof name !== 'string') throw new InvalidArgumentError('name', 'a backend name or nothing', describeValue(name));
+  // A factory option given here (loadBackend('cpu', { dtype })) had been ignored in silence.
+  checkOptionNames(opts, ['options', 'importer'], 'loadBackend');
+  if (opts.options !== undefined && (typeof opts.options !== 'object' || opts.options === null || Array.isArray(opts.options)))
+    throw new InvalidArgumentError('options', "an object of the backend's options", describeValue(opts.options));
+  if (opts.importer !== undefined && typeof opts.importer !== 'function')
+    throw new InvalidArgumentError('importer', 'a function (specifier) => import(specifier)', describeValue(opts.importer));
   const importer = opts.importer ?? defaultImporter;
   const failures: BackendFailure[] = [];
   const candidates =
@@ -100,7 +124,7 @@ export async function loadBackend(name?: string, opts: LoadBackendOptions = {}):
       }
     }
     try {
-      return await registry.get(candidate)!.factory(opts.options ?? {});
+      return await registry.get(candidate)!.factory(opts.options ?? {}, { shared: name === undefined });
     } catch (err) {
       failures.push({ name: candidate, reason: describe(err) });
     }

@@ -71,7 +71,7 @@ export interface DeerStats {
    * as converged, not as fallen back. `onIteration` reports Newton iterations only.
    */
   readonly shootingSweeps: number;
-  /** 'auto': the largest estimated Lyapunov exponent per step over the rows (> 0: chaotic). */
+  /** 'auto': the largest estimated Lyapunov exponent per step over the rows (> 0: chaotic); undefined where no row was long enough to estimate one (fewer than about 11 steps). */
   readonly lyapunov: number | undefined;
   /**
    * 'auto': the largest per-row memory measured — steps a trajectory from a perturbed start took to
@@ -281,7 +281,7 @@ function* deerSolve(
 ): Solve<DeerResult> {
   const [B, Tfull] = [x.shape[0]!, x.shape[1]!];
   // Nothing past the longest row is solved: it is padding, zeros.
-  const T = lengths ? Math.max(...lengths) : Tfull;
+  const T = lengths ? lengths.reduce((a, b) => Math.max(a, b), 0) : Tfull;
   const n = cell.stateSize;
   const dtype = x.dtype;
   const yBytes = B * Tfull * n * DTYPE_BYTES[dtype];

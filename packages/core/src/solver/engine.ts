@@ -279,7 +279,8 @@ export function* newtonWindow(
       // Chaotic rows (perturbations grow along the trajectory): no parallel Newton method
       // converges in few iterations there, so they go straight to the sequential answer.
       for (let b = 0; b < B; b++) {
-        stats.lyapunov = Math.max(stats.lyapunov ?? Number.NEGATIVE_INFINITY, probe.lyapunov[b]!);
+        // −∞: not estimated (too short a row).
+        if (probe.lyapunov[b]! > Number.NEGATIVE_INFINITY) stats.lyapunov = Math.max(stats.lyapunov ?? Number.NEGATIVE_INFINITY, probe.lyapunov[b]!);
         if (probe.lyapunov[b]! > CHAOS_THRESHOLD) fail(w, b, 'chaotic');
       }
       const chaotic = count(Row.Failed);

@@ -47,9 +47,10 @@ export function* affineExponentialSolve(
   // ‖M‖_∞ ≤ s · max|entry| per block.
   const norm = (yield* awaitAsync(() => backend.maxAbs(Msum))) * Math.abs(scale) * hMax * s;
   // A non-finite Jacobian gives a non-finite map, which the Newton update then flags; squaring it
-  // would never end. Past 2^60 scaling no float matters anyway.
-  const j = Number.isFinite(norm) && norm > 0.5 ? Math.min(60, Math.ceil(Math.log2(norm / 0.5))) : 0;
-  const sub = scale / 2 ** j;
+  // would never end. A finite norm needs at most ~1025 halvings (a cap of 60 left ‖M‖ ≫ 1/2 on
+  // intervals of 1e30, and the series overflowed); 2^−j stays a nonzero double up to j = 1074.
+  const j = Number.isFinite(norm) && norm > 0.5 ? Math.min(1074, Math.ceil(Math.log2(norm / 0.5))) : 0;
+  const sub = scale * 2 ** -j;
   const ones = new Float64Array(h.length).fill(1);
   const live = new Set<Tensor>();
   const keep = <T extends Tensor>(t: T) => {

@@ -129,9 +129,10 @@ export function stepVjp(
   const terms = res.outputs.slice(k);
   const gradParams: Record<string, Tensor> = {};
   let q = 0;
+  let acc: Tensor | null = null;
   try {
     for (const spec of cell.params) {
-      let acc: Tensor | null = null;
+      acc = null;
       for (const t of v.params[spec.name] ?? []) {
         const term =
           t.kind === 'vector'
@@ -139,14 +140,23 @@ export function stepVjp(
             : backend.outerSum(terms[q++]!, terms[q++]!, spec.shape.length === 3 ? spec.shape[0]! : 1);
         if (acc === null) acc = term;
         else {
-          const sum = backend.add(acc, term);
-          backend.dispose(acc);
-          backend.dispose(term);
-          acc = sum;
+          const prev: Tensor = acc;
+          acc = null;
+          try {
+            acc = backend.add(prev, term);
+          } finally {
+            backend.dispose(prev);
+            backend.dispose(term);
+          }
         }
       }
       gradParams[spec.name] = acc ?? backend.zeros([spec.size], cotangent.dtype);
+      acc = null;
     }
+  } catch (err) {
+    // Nothing half-built outlives a failed reduction (an out-of-memory sum, say).
+    for (const t of [dState, dInput, acc, ...Object.values(gradParams)]) if (t) backend.dispose(t);
+    throw err;
   } finally {
     for (const t of terms) backend.dispose(t);
   }

@@ -12,7 +12,7 @@ import {
   solvePrepared,
 } from './ode.js';
 import { type OdeProblem, type PreparedOde, prepareOde, requireMatrixOps } from './ode-inputs.js';
-import { checkOptionNames } from './options.js';
+import { checkOptionNames, flag } from './options.js';
 import { checkCotangent, checkFiniteTensor, checkTensor, checkTrajectory, Owned, type ParamsInput } from './validate.js';
 import { chooseWindow } from './window.js';
 
@@ -50,15 +50,8 @@ export async function solveIvpWithGrad(
   const owned = new Owned(backend);
   let released = false;
   try {
-    const prep = await prepareOde(
-      backend,
-      field,
-      params,
-      problem,
-      undefined,
-      owned,
-      options.checkFinite ?? true,
-    );
+    const checkFinite = flag('checkFinite', options.checkFinite, true);
+    const prep = await prepareOde(backend, field, params, problem, undefined, owned, checkFinite);
     const { y, stats } = await solvePrepared(ops, field, prep, options);
     return {
       y,
@@ -67,7 +60,7 @@ export async function solveIvpWithGrad(
         if (released) throw new TensorStateError('solveIvpWithGrad: vjp called after dispose()');
         checkCotangent(backend, dy, prep.B, prep.T, field.stateSize, prep.dtype);
         // As deerWithGrad's vjp: a NaN in dy would come back as NaN gradients.
-        if (options.checkFinite ?? true) await checkFiniteTensor(backend, 'dy', dy);
+        if (checkFinite) await checkFiniteTensor(backend, 'dy', dy);
         return adjointVjp(ops, field, prep, y, dy, options.window);
       },
       dispose: () => {

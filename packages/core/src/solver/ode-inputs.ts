@@ -1,6 +1,6 @@
 import type { Backend, DType, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
-import { describeValue, InvalidArgumentError, NonFiniteError, ShapeError, UnsupportedOptionError } from '../errors.js';
+import { DTypeError, describeValue, InvalidArgumentError, NonFiniteError, ShapeError, UnsupportedOptionError } from '../errors.js';
 import type { MatrixOps } from './expm.js';
 import { checkOptionNames } from './options.js';
 import {
@@ -115,6 +115,8 @@ export async function prepareOde(
       );
     }
     B = x.shape[0]!;
+    if (B < 1) throw new ShapeError('x', `[B, ${T + 1}, ${field.inputSize}] with B ≥ 1`, `[${x.shape.join(', ')}]`);
+    if (x.dtype !== dt0) throw new DTypeError('x', `${dt0} (the dtype of ${isTensor(y0) ? 'y0' : 'the solve'})`, x.dtype);
     if (problem.batch !== undefined && problem.batch !== B)
       throw new ShapeError('batch', `${B} (the batch of x) or nothing`, String(problem.batch));
     if (checkFinite) {

@@ -8,7 +8,7 @@ import { awaitAsync, driveAsync, type Solve } from './solve.js';
 import { affineExponentialSolve, EXPM_PEAK_BUFFERS, type MatrixOps } from './expm.js';
 import { type OdeProblem, type PreparedOde, prepareOde, requireMatrixOps } from './ode-inputs.js';
 import { dopri5 } from './ode-sequential.js';
-import { checkOptionNames, type DeerOptions, resolveDeerOptions } from './options.js';
+import { checkOptionNames, type DeerOptions, flag, resolveDeerOptions } from './options.js';
 import { checkInitialGuess, Owned, type ParamsInput } from './validate.js';
 import { chooseWindow } from './window.js';
 
@@ -62,7 +62,7 @@ export async function solveIvp(
   const ops = requireMatrixOps(backend);
   const owned = new Owned(backend);
   try {
-    const checkFinite = options.checkFinite ?? true;
+    const checkFinite = flag('checkFinite', options.checkFinite, true);
     const prep = await prepareOde(backend, field, params, problem, undefined, owned, checkFinite);
     const solved = await solvePrepared(ops, field, prep, options);
     return { y: solved.y, stats: solved.stats };

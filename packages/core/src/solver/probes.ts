@@ -50,6 +50,9 @@ export interface DynamicsProbe {
  * Costs 2P + horizon sequential steps (about 1/8 of a pass for long T; 1/4 at T = 2000 with the
  * default budget of 100) and one read of P Jacobians and three prefixes.
  */
+/** Steps after the burn-in below which a row's exponent is not estimated (left at −∞: unknown). */
+export const MIN_EXPONENT_STEPS = 8;
+
 /**
  * The probe's prefix P for B rows of T steps of a state of n with s × s Jacobian blocks: T/16, or
  * two budgets if that is more, at least 16, at most T — and capped so that the Jacobians read back
@@ -150,9 +153,17 @@ export function* probeDynamics(
   for (let b = 0; b < B; b++) {
     const len = Math.min(P, lengths ? lengths[b]! : P);
     const burn = Math.floor(len / 4);
-    if (len - burn < 1) continue;
+    // A handful of steps says nothing about the exponent (one Jacobian of a contractive GRU can
+    // stretch a vector); such rows are short enough for Newton to finish in their length anyway.
+    if (len - burn < MIN_EXPONENT_STEPS) continue;
     for (let k = 0; k < n / s; k++) {
-      for (let i = 0; i < s; i++) v[i] = 1 + 0.37 * Math.sin(7 * i + 1);
+      let v0 = 0;
+      for (let i = 0; i < s; i++) {
+        v[i] = 1 + 0.37 * Math.sin(7 * i + 1);
+        v0 += v[i]! * v[i]!;
+      }
+      // A unit start, so that the first step's growth is the Jacobian's and not the vector's length.
+      for (let i = 0; i < s; i++) v[i]! /= Math.sqrt(v0);
       let logSum = 0;
       let exponent = 0;
       for (let t = 0; t < len; t++) {

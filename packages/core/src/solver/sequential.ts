@@ -1,6 +1,6 @@
 import type { Backend, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
-import { checkOptionNames, type SolveOptions } from './options.js';
+import { checkOptionNames, flag, type SolveOptions } from './options.js';
 import {
   checkInputFinite,
   checkLengths,
@@ -22,7 +22,7 @@ export async function sequential(
   const { B, dtype } = checkSequenceInput(backend, cell, x);
   checkOptionNames(options, ['h0', 'checkFinite', 'lengths'], 'sequential');
   const lengths = checkLengths(options.lengths, B, x.shape[1]!);
-  const checkFinite = options.checkFinite ?? true;
+  const checkFinite = flag('checkFinite', options.checkFinite, true);
   const owned = new Owned(backend);
   try {
     if (checkFinite) await checkInputFinite(backend, x);

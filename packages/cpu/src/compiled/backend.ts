@@ -1,5 +1,7 @@
 import {
+  checkOptionNames,
   type DeerStepInputs,
+  flag,
   type DType,
   type Graph,
   type MatExpr,
@@ -9,6 +11,7 @@ import {
   type NewtonUpdateOptions,
   type NodeId,
   newtonUpdateFromRows,
+  numberOption,
   paramSpec,
   type ScanArgs,
   type StepInputs,
@@ -17,8 +20,9 @@ import {
   splitInputOnly,
   type Tensor,
   type TypedArray,
+  UnsupportedOptionError,
 } from '@deerjs/core';
-import { CpuBackend, type CpuBackendOptions } from '../backend.js';
+import { CPU_OPTION_NAMES, CpuBackend, type CpuBackendOptions } from '../backend.js';
 import { ARRAY, CpuTensor } from '../tensor.js';
 import { generateKernel, type Kernel, Unsupported } from './codegen.js';
 import { affineOffsetFast, scanFast } from './scan.js';
@@ -260,6 +264,9 @@ export interface FastCpuBackendOptions extends CpuBackendOptions {
   readonly simd?: boolean;
 }
 
+/** The options createCpuBackend takes. */
+export const FAST_CPU_OPTION_NAMES: readonly string[] = [...CPU_OPTION_NAMES, 'compileMin', 'threads', 'simd'];
+
 /** Fewest elements a runStep is split over threads for. */
 const PARALLEL_MIN = 4096;
 /** Fewest state entries (B·T·n) a WebAssembly runStep is split over threads for, by groups of four elements. */
@@ -295,14 +302,17 @@ export class FastCpuBackend extends CpuBackend {
   private readonly buffers: SharedBuffers;
 
   constructor(options: FastCpuBackendOptions = {}) {
-    const t = options.threads ?? availableThreads();
-    const threads = Number.isInteger(t) && t >= 1 ? Math.min(t, availableThreads()) : 1;
-    const simd = options.simd ?? true;
+    checkOptionNames(options, FAST_CPU_OPTION_NAMES, 'createCpuBackend');
+    // More threads than cores are capped to the cores; fewer than one, or a fraction, is an error.
+    const threads = Math.min(numberOption('threads', options.threads, availableThreads(), 'integer'), availableThreads());
+    const simd = flag('simd', options.simd, true);
+    if (options.compileMin !== undefined && !(Number.isSafeInteger(options.compileMin) && options.compileMin >= 0))
+      throw new UnsupportedOptionError('compileMin', options.compileMin, 'an integer ≥ 0');
     // Scalar JavaScript: one operation at a time per thread. The row gain was measured on a 2-core
     // VM (GRU nh = 1, 8, 32; one row of T = 1e5–1e6 against √T rows of √T steps): float32 on the
     // SIMD kernels 3.3–6.5× per row-step on one thread, 5.2–6.3× on two; float64 2.2–2.6×.
     // Rounded down.
-    super(options, threads, { sequentialRowGain: { float32: simd ? (threads > 1 ? 5 : 3) : 2, float64: 2 } });
+    super(options, threads, { sequentialRowGain: { float32: simd ? (threads > 1 ? 5 : 3) : 2, float64: 2 } }, FAST_CPU_OPTION_NAMES);
     this.compileMin = options.compileMin ?? 256;
     this.simd = simd;
     this.threads = threads;

@@ -1,0 +1,40 @@
+import { DTypeError, loadBackend, unregisterBackend, UnsupportedOptionError } from '@deerjs/core';
+import { describe, expect, it } from 'vitest';
+import { createCpuBackend, createReferenceBackend, register } from '../src/index.js';
+
+describe('cpu backend options', () => {
+  it('refuses unknown, misspelt and out-of-range options when the backend is made, not at first use', () => {
+    for (const bad of [
+      { dtype: 'float16' }, // made a backend whose first zeros() was a TypeError
+      { threads: -1 },
+      { threads: 1.5 },
+      { threads: Number.NaN },
+      { simd: 'no' },
+      { compileMin: -1 },
+      { maxBufferBytes: 0 },
+      { thread: 2 },
+      { powerPreference: 'low-power' },
+    ]) {
+      expect(() => createCpuBackend(bad as never), JSON.stringify(bad)).toThrow(UnsupportedOptionError);
+    }
+    expect(() => createReferenceBackend({ threads: 2 } as never)).toThrow(UnsupportedOptionError);
+    const many = createCpuBackend({ threads: 10_000, dtype: 'float32' });
+    expect(many.capabilities.parallelism).toBeGreaterThanOrEqual(1);
+    void many.destroy();
+  });
+
+  it('through the registry: strict by name, only its own options when any backend may load', async () => {
+    unregisterBackend('cpu');
+    register();
+    try {
+      await expect(loadBackend('cpu', { options: { dtyp: 'float32' } })).rejects.toThrow(/did you mean 'dtype'|dtyp/);
+      // Options meant for whichever backend loads: webgpu's are not cpu's business, dtype is.
+      const b = await loadBackend(undefined, { options: { dtype: 'float32', powerPreference: 'high-performance' }, importer: async () => ({}) });
+      expect([b.name, b.capabilities.defaultDType]).toEqual(['cpu', 'float32']);
+      await b.destroy();
+    } finally {
+      unregisterBackend('cpu');
+    }
+    expect(() => createCpuBackend({ dtype: 'float64' }).tensor([1], [1], 'float16' as never)).toThrow(DTypeError);
+  });
+});
