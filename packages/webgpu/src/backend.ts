@@ -21,7 +21,7 @@ import {
   TensorStateError,
 } from '@deerjs/core';
 import { f32Bits, type GpuContext, type KernelTime } from './context.js';
-import { ADD, ADD4, affineOffsetKernel, BROADCAST_TIME, COPY4, MASK_TIME, SUB, SUB4 } from './kernels/elementwise.js';
+import { ADD, ADD4, affineOffsetKernel, BROADCAST_TIME, COPY4, MASK_TIME, SUB, SUB4, TIME_WINDOW } from './kernels/elementwise.js';
 import { ADD_IDENTITY, BLOCK_MATMUL, BLOCK_MATVEC, CAP_TRANSITIONS, MAX_ABS_BITS, SCALE_TIME } from './kernels/matrix.js';
 import {
   COLUMN_SUM,
@@ -50,6 +50,8 @@ import { compileSequential, compileSequentialWorkgroup, type SequentialKernel } 
 import { type CompiledStep, compileStep, type Hoist, type Role } from './wgsl/step.js';
 
 const F32 = 4;
+/** Batch rows up to which a layout op records a copy command per row; past it, one dispatch. */
+const ROW_COPIES_MAX = 32;
 
 /** How a backend was set up (see `createWebGpuBackend`'s options). */
 export interface BackendConfig {
@@ -732,30 +734,48 @@ export class WebGpuBackend implements Backend {
 
   // ---- layout ops (copies) -------------------------------------------------------------------
 
+  /**
+   * Copy `floats` floats of every batch row: from `src` (rows of `srcRow` floats) at `srcAt` to
+   * `out` (rows of `outRow`) at `outAt`, or zeros there. A copy command per row for a few rows
+   * (long contiguous runs, copied at memory speed), one dispatch for many.
+   */
+  private copyRows(
+    B: number,
+    floats: number,
+    src: GpuTensor,
+    srcRow: number,
+    srcAt: number,
+    out: GpuTensor,
+    outRow: number,
+    outAt: number,
+    zero = false,
+  ): void {
+    if (floats === 0 || B === 0) return;
+    if (B > ROW_COPIES_MAX) {
+      const uniforms = [B * floats, floats, srcRow, srcAt, outRow, outAt, zero ? 1 : 0];
+      this.ctx.dispatch(TIME_WINDOW, 'time-window', [src.buffer, out.buffer], uniforms, B * floats);
+      return;
+    }
+    this.ctx.encode((enc) => {
+      for (let b = 0; b < B; b++) {
+        const to = (b * outRow + outAt) * F32;
+        if (zero) enc.clear(out.buffer, to, floats * F32);
+        else enc.copy(src.buffer, (b * srcRow + srcAt) * F32, out.buffer, to, floats * F32);
+      }
+    });
+  }
+
   shiftTime(x: Tensor, fill: Tensor | null, dir: 1 | -1): Tensor {
     const src = this.get(x);
     const f = fill ? this.get(fill) : null;
     const [B, T] = src.shape as [number, number];
-    const row = (src.size / (B * T)) * F32;
+    const K = src.size / (B * T);
     const out = this.make(src.shape);
-    this.ctx.encode((enc) => {
-      for (let b = 0; b < B; b++) {
-        const base = b * T * row;
-        const body = (T - 1) * row;
-        const edge = dir === 1 ? base : base + body;
-        if (body > 0)
-          enc.copy(
-            src.buffer,
-            dir === 1 ? base : base + row,
-            out.buffer,
-            dir === 1 ? base + row : base,
-            body,
-          );
-        if (row === 0) continue;
-        if (f) enc.copy(f.buffer, b * row, out.buffer, edge, row);
-        else enc.clear(out.buffer, edge, row);
-      }
-    });
+    const row = T * K;
+    this.copyRows(B, (T - 1) * K, src, row, dir === 1 ? 0 : K, out, row, dir === 1 ? K : 0);
+    const edge = dir === 1 ? 0 : (T - 1) * K;
+    if (f) this.copyRows(B, K, f, K, 0, out, row, edge);
+    else this.copyRows(B, K, src, row, 0, out, row, edge, true);
     return out;
   }
 
@@ -788,21 +808,9 @@ export class WebGpuBackend implements Backend {
     if (start < 0 || length < 1 || start + length > T) {
       throw new ShapeError('sliceTime', `a range inside [0, ${T})`, `[${start}, ${start + length})`);
     }
-    const row = (src.size / (B * T)) * F32;
+    const K = src.size / (B * T);
     const out = this.make([B, length, ...src.shape.slice(2)]);
-    if (row > 0) {
-      this.ctx.encode((enc) => {
-        for (let b = 0; b < B; b++) {
-          enc.copy(
-            src.buffer,
-            (b * T + start) * row,
-            out.buffer,
-            b * length * row,
-            length * row,
-          );
-        }
-      });
-    }
+    this.copyRows(B, length * K, src, T * K, start * K, out, length * K, 0);
     return out;
   }
 
@@ -811,20 +819,14 @@ export class WebGpuBackend implements Backend {
     const first = ps[0];
     if (!first) throw new ShapeError('concatTime', 'at least one tensor', 'none');
     const B = first.shape[0]!;
-    const row = (first.size / (B * first.shape[1]!)) * F32;
+    const K = first.size / (B * first.shape[1]!);
     const T = ps.reduce((s, p) => s + p.shape[1]!, 0);
     const out = this.make([B, T, ...first.shape.slice(2)]);
-    if (row > 0) {
-      this.ctx.encode((enc) => {
-        for (let b = 0; b < B; b++) {
-          let t0 = 0;
-          for (const p of ps) {
-            const len = p.shape[1]!;
-            enc.copy(p.buffer, b * len * row, out.buffer, (b * T + t0) * row, len * row);
-            t0 += len;
-          }
-        }
-      });
+    let t0 = 0;
+    for (const p of ps) {
+      const len = p.shape[1]!;
+      this.copyRows(B, len * K, p, len * K, 0, out, T * K, t0 * K);
+      t0 += len;
     }
     return out;
   }
@@ -834,14 +836,9 @@ export class WebGpuBackend implements Backend {
     const [B, T] = src.shape as [number, number];
     if (!Number.isInteger(t) || t < 0 || t >= T)
       throw new ShapeError('timeStep', `a step in [0, ${T})`, String(t));
-    const row = (src.size / (B * T)) * F32;
+    const K = src.size / (B * T);
     const out = this.make([B, ...src.shape.slice(2)]);
-    if (row > 0) {
-      this.ctx.encode((enc) => {
-        for (let b = 0; b < B; b++)
-          enc.copy(src.buffer, (b * T + t) * row, out.buffer, b * row, row);
-      });
-    }
+    this.copyRows(B, K, src, T * K, t * K, out, K, 0);
     return out;
   }
 

@@ -71,3 +71,54 @@ describe.skipIf(skip !== null)('webgpu vectorised elementwise kernels', () => {
     }
   });
 });
+
+/**
+ * Layout ops over time (shift, slice, concat, one step): a copy command per batch row for a few
+ * rows, one dispatch for many (past 32). Both paths against host loops, exactly.
+ */
+describe.skipIf(skip !== null)('webgpu layout ops over time, few and many batch rows', () => {
+  let backend: WebGpuBackend;
+  beforeAll(async () => {
+    backend = await createWebGpuBackend();
+  });
+  afterAll(() => backend?.destroy());
+
+  for (const [B, T, K] of [
+    [3, 5, 2],
+    [40, 7, 3],
+    [33, 1, 1],
+    [1000, 4, 1],
+  ] as const) {
+    it(`[${B}, ${T}, ${K}]: shiftTime, sliceTime, concatTime and timeStep`, async () => {
+      const x = Float32Array.from(new Rng(B + T + K).normalArray(B * T * K));
+      const fill = Float32Array.from({ length: B * K }, (_, i) => 100 + i);
+      const at = (b: number, t: number, k: number) => x[(b * T + t) * K + k]!;
+      const host = (rows: number, steps: number, f: (b: number, t: number, k: number) => number) =>
+        Float32Array.from({ length: rows * steps * K }, (_, i) => f(Math.floor(i / (steps * K)), Math.floor(i / K) % steps, i % K));
+      const tx = backend.tensor(x, [B, T, K]);
+      const tf = backend.tensor(fill, [B, K]);
+      const start = Math.min(1, T - 1);
+      const len = T - start;
+      const cases: [string, () => ReturnType<WebGpuBackend['zeros']>, Float32Array][] = [
+        ['shift +1, fill', () => backend.shiftTime(tx, tf, 1), host(B, T, (b, t, k) => (t === 0 ? fill[b * K + k]! : at(b, t - 1, k)))],
+        ['shift +1, zeros', () => backend.shiftTime(tx, null, 1), host(B, T, (b, t, k) => (t === 0 ? 0 : at(b, t - 1, k)))],
+        ['shift −1, fill', () => backend.shiftTime(tx, tf, -1), host(B, T, (b, t, k) => (t === T - 1 ? fill[b * K + k]! : at(b, t + 1, k)))],
+        ['slice', () => backend.sliceTime(tx, start, len), host(B, len, (b, t, k) => at(b, start + t, k))],
+        ['concat', () => backend.concatTime([tx, tx]), host(B, 2 * T, (b, t, k) => at(b, t % T, k))],
+        ['step', () => backend.timeStep(tx, T - 1), host(B, 1, (b, _t, k) => at(b, T - 1, k))],
+      ];
+      try {
+        for (const [what, run, want] of cases) {
+          const out = run();
+          const got = await backend.read(out);
+          backend.dispose(out);
+          expect(Array.from(got), what).toEqual(Array.from(want));
+        }
+      } finally {
+        backend.dispose(tx);
+        backend.dispose(tf);
+      }
+      expect(backend.liveTensors()).toBe(0);
+    });
+  }
+});
