@@ -21,7 +21,7 @@ import {
   TensorStateError,
 } from '@deerjs/core';
 import { f32Bits, type GpuContext, type KernelTime } from './context.js';
-import { ADD, ADD4, affineOffsetKernel, BROADCAST_TIME, COPY4, MASK_TIME, SUB, SUB4, TIME_WINDOW } from './kernels/elementwise.js';
+import { ADD, ADD4, affineOffsetKernel, BROADCAST_TIME, COPY4, LISTED_ROWS, MASK_TIME, SUB, SUB4, TIME_WINDOW } from './kernels/elementwise.js';
 import { ADD_IDENTITY, BLOCK_MATMUL, BLOCK_MATVEC, CAP_TRANSITIONS, MAX_ABS_BITS, SCALE_TIME } from './kernels/matrix.js';
 import {
   COLUMN_SUM,
@@ -1114,12 +1114,25 @@ export class WebGpuBackend implements Backend {
         throw new ShapeError('gatherRows', `rows in [0, ${B})`, String(r));
     }
     const out = this.make([rows.length, ...src.shape.slice(1)]);
-    if (row > 0) {
+    if (row > 0 && rows.length > ROW_COPIES_MAX) this.listedRows(src.buffer, out.buffer, rows, row / F32, 0);
+    else if (row > 0) {
       this.ctx.encode((enc) => {
         for (const [k, r] of rows.entries()) enc.copy(src.buffer, r * row, out.buffer, k * row, row);
       });
     }
     return out;
+  }
+
+  /** Gather (mode 0) or scatter (mode 1) listed rows of `floats` floats in one dispatch. */
+  private listedRows(src: GPUBuffer, out: GPUBuffer, rows: readonly number[], floats: number, mode: 0 | 1): void {
+    const index = this.ctx.buffer(Math.max(16, rows.length * 4));
+    try {
+      this.ctx.write(index, Uint32Array.from(rows));
+      const count = rows.length * floats;
+      this.ctx.dispatch(LISTED_ROWS, mode === 0 ? 'gather-rows' : 'scatter-rows', [src, index, out], [count, floats, mode], count);
+    } finally {
+      this.ctx.release(index);
+    }
   }
 
   scatterRows(into: Tensor, rows: readonly number[], src: Tensor): Tensor {
@@ -1139,8 +1152,10 @@ export class WebGpuBackend implements Backend {
     if (dst.size > 0) {
       this.ctx.encode((enc) => {
         enc.copy(dst.buffer, 0, out.buffer, 0, dst.size * F32);
-        for (const [k, r] of rows.entries()) enc.copy(from.buffer, k * row, out.buffer, r * row, row);
+        if (rows.length <= ROW_COPIES_MAX)
+          for (const [k, r] of rows.entries()) enc.copy(from.buffer, k * row, out.buffer, r * row, row);
       });
+      if (rows.length > ROW_COPIES_MAX && row > 0) this.listedRows(from.buffer, out.buffer, rows, rowSize, 1);
     }
     return out;
   }

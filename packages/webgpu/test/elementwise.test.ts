@@ -73,7 +73,7 @@ describe.skipIf(skip !== null)('webgpu vectorised elementwise kernels', () => {
 });
 
 /**
- * Layout ops over time (shift, slice, concat, one step): a copy command per batch row for a few
+ * Layout ops over time (shift, slice, concat, one step) and over listed batch rows (gather, scatter): a copy command per batch row for a few
  * rows, one dispatch for many (past 32). Both paths against host loops, exactly.
  */
 describe.skipIf(skip !== null)('webgpu layout ops over time, few and many batch rows', () => {
@@ -97,6 +97,9 @@ describe.skipIf(skip !== null)('webgpu layout ops over time, few and many batch 
         Float32Array.from({ length: rows * steps * K }, (_, i) => f(Math.floor(i / (steps * K)), Math.floor(i / K) % steps, i % K));
       const tx = backend.tensor(x, [B, T, K]);
       const tf = backend.tensor(fill, [B, K]);
+      // Every other row, backwards: more than 32 rows for the larger batches.
+      const picked = Array.from({ length: B }, (_, b) => B - 1 - b).filter((b) => b % 2 === 0);
+      const gathered = backend.tensor(x.subarray(0, picked.length * T * K), [picked.length, T, K]);
       const start = Math.min(1, T - 1);
       const len = T - start;
       const cases: [string, () => ReturnType<WebGpuBackend['zeros']>, Float32Array][] = [
@@ -106,6 +109,12 @@ describe.skipIf(skip !== null)('webgpu layout ops over time, few and many batch 
         ['slice', () => backend.sliceTime(tx, start, len), host(B, len, (b, t, k) => at(b, start + t, k))],
         ['concat', () => backend.concatTime([tx, tx]), host(B, 2 * T, (b, t, k) => at(b, t % T, k))],
         ['step', () => backend.timeStep(tx, T - 1), host(B, 1, (b, _t, k) => at(b, T - 1, k))],
+        ['gather', () => backend.gatherRows(tx, picked), host(picked.length, T, (b, t, k) => at(picked[b]!, t, k))],
+        [
+          'scatter',
+          () => backend.scatterRows(tx, picked, gathered),
+          host(B, T, (b, t, k) => (picked.includes(b) ? x[(picked.indexOf(b) * T + t) * K + k]! : at(b, t, k))),
+        ],
       ];
       try {
         for (const [what, run, want] of cases) {
@@ -117,6 +126,7 @@ describe.skipIf(skip !== null)('webgpu layout ops over time, few and many batch 
       } finally {
         backend.dispose(tx);
         backend.dispose(tf);
+        backend.dispose(gathered);
       }
       expect(backend.liveTensors()).toBe(0);
     });

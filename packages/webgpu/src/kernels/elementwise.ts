@@ -43,6 +43,23 @@ export const TIME_WINDOW = module(
   O[b * ${uni(4)} + ${uni(5)} + r] = select(X[b * ${uni(2)} + ${uni(3)} + r], 0.0, ${uni(6)} == 1u);`,
 );
 
+/**
+ * Listed batch rows of u1 floats, one invocation per float (u0 = rows · u1): gathered, O[k] =
+ * X[I[k]] (u2 = 0), or scattered, O[I[k]] = X[k] (u2 = 1). I holds the row numbers as u32 bits.
+ */
+export const LISTED_ROWS = module(
+  [
+    ['X', false],
+    ['I', false],
+    ['O', true],
+  ],
+  `  if (idx >= ${uni(0)}) { return; }
+  let k = idx / ${uni(1)};
+  let r = idx % ${uni(1)};
+  let listed = bitcast<u32>(I[k]) * ${uni(1)} + r;
+  if (${uni(2)} == 0u) { O[idx] = X[listed]; } else { O[listed] = X[idx]; }`,
+);
+
 /** out[b, t, r] = x[b, r]. Uniforms: 0 = total, 1 = T, 2 = inner. */
 export const BROADCAST_TIME = module(
   [
