@@ -7,6 +7,8 @@ export interface SuiteContext {
   backend(): Backend;
   /** The float64 oracle backend (valid inside a case). */
   oracle(): Backend;
+  /** A second instance of the backend under test (the case destroys it). */
+  another(): Promise<Backend>;
   readonly dtype: DType;
   /** Max abs error allowed against the oracle for a solve. */
   readonly tolerance: number;
@@ -24,10 +26,14 @@ export function makeContext(
   getOracle: () => Backend,
   skip: Readonly<Record<string, string>>,
   defined: Set<string> = new Set(),
+  another: () => Promise<Backend> = async () => {
+    throw new Error(`conformance ${name}: no factory for a second backend was given`);
+  },
 ): SuiteContext {
   return {
     backend: getBackend,
     oracle: getOracle,
+    another,
     dtype,
     tolerance,
     report: (line) => console.log(`[conformance ${name} ${dtype}] ${line}`),

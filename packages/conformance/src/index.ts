@@ -87,6 +87,7 @@ export function defineConformanceSuite(options: ConformanceOptions): void {
         () => oracle!,
         skip,
         defined,
+        async () => options.create(dtype),
       );
       describe('solves', () => defineSolveCases(ctx));
       describe('derivatives', () => {

@@ -9,6 +9,7 @@ import {
   solveIvp,
   ShapeError,
   type Tensor,
+  TensorStateError,
   UnsupportedOptionError,
 } from '@deerjs/core';
 import { expect } from 'vitest';
@@ -91,6 +92,35 @@ export function defineInputCases(ctx: SuiteContext): void {
       await expect(deer(backend, c, p, x, { maxIter: 0 })).rejects.toThrow(UnsupportedOptionError);
       await expect(deer(backend, c, p, x, { fallback: 'retry' as never })).rejects.toThrow(UnsupportedOptionError);
     });
+  });
+
+  // A tensor belongs to the instance that made it: on webgpu another device cannot bind it (Dawn's
+  // validation error had stuck to the backend for good); elsewhere the other instance's leak count
+  // (and pooled memory) would be the wrong one.
+  ctx.test('input/tensor-of-another-instance', async () => {
+    const backend = ctx.backend();
+    const other = await ctx.another();
+    try {
+      const cell = CELL_FAMILIES[0]!.make(2, INPUT_SIZE);
+      const params = cell.init({ seed: 1 });
+      const xs = new Float64Array(2 * 3 * INPUT_SIZE).map((_, i) => Math.sin(i));
+      const foreign = other.tensor(xs, [2, 3, INPUT_SIZE], ctx.dtype);
+      await expect(deer(backend, cell, params, foreign)).rejects.toThrow(TensorStateError);
+      await expect(backend.read(foreign)).rejects.toThrow(TensorStateError);
+      expect(() => backend.dispose(foreign)).toThrow(TensorStateError);
+      other.dispose(foreign);
+      const x = backend.tensor(xs, [2, 3, INPUT_SIZE], ctx.dtype);
+      try {
+        const { y, stats } = await deer(backend, cell, params, x);
+        expect(stats.converged).toBe(true);
+        backend.dispose(y);
+      } finally {
+        backend.dispose(x);
+      }
+      expect(other.liveTensors()).toBe(0);
+    } finally {
+      await other.destroy();
+    }
   });
 
   ctx.test('input/not-a-cell', async () => {

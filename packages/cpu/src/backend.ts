@@ -82,13 +82,20 @@ export class CpuBackend implements Backend {
     if (buf.length !== size)
       throw new ShapeError('tensor', `${size} values for [${shape.join(', ')}]`, `${buf.length}`);
     this.live++;
-    return new CpuTensor([...shape], dtype, buf);
+    return new CpuTensor([...shape], dtype, buf, this);
+  }
+
+  /** A tensor this backend made: not another backend's, nor another cpu backend's (whose count it is). */
+  protected own(t: Tensor): asserts t is CpuTensor {
+    if (!(t instanceof CpuTensor))
+      throw new TensorStateError(`cpu: not a cpu tensor (from '${t?.backendName}')`);
+    if (t.owner !== this)
+      throw new TensorStateError('cpu: tensor of another cpu backend instance: read it and make it again here');
   }
 
   protected get(t: Tensor): CpuTensor {
     this.checkAlive();
-    if (!(t instanceof CpuTensor))
-      throw new TensorStateError(`cpu: not a cpu tensor (from '${t?.backendName}')`);
+    this.own(t);
     return t;
   }
 
@@ -126,8 +133,7 @@ export class CpuBackend implements Backend {
 
   dispose(t: Tensor): void {
     // Allowed after destroy(), so cleanup code in `finally` blocks never throws.
-    if (!(t instanceof CpuTensor))
-      throw new TensorStateError(`cpu: not a cpu tensor (from '${t?.backendName}')`);
+    this.own(t);
     const c = t;
     if (c.disposed) return;
     c.disposed = true;

@@ -15,6 +15,8 @@ export class CpuTensor implements Tensor {
     readonly shape: readonly number[],
     readonly dtype: DType,
     private readonly buffer: TypedArray,
+    /** The backend instance that made it (its leak count and pooled arrays are that backend's). */
+    readonly owner: object,
   ) {
     this.size = buffer.length;
   }

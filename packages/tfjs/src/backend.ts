@@ -112,14 +112,21 @@ export class TfjsBackend implements Backend {
   /** A deerjs tensor around `t` (float32). Not owned: disposing the wrapper leaves `t` alone. */
   wrap(t: tfc.Tensor, owned = false): TfjsTensor {
     this.live++;
-    return new TfjsTensor([...t.shape], t, owned);
+    return new TfjsTensor([...t.shape], t, this, owned);
   }
 
   /** The tf.Tensor inside a tensor of this backend. */
   unwrap(t: Tensor): tfc.Tensor {
+    this.mine(t);
+    return t.tf;
+  }
+
+  /** A tensor this backend made: not another backend's, nor another tfjs backend's (whose count it is). */
+  private mine(t: Tensor): asserts t is TfjsTensor {
     if (!(t instanceof TfjsTensor))
       throw new TensorStateError(`tfjs: not a tfjs tensor (from '${t?.backendName}')`);
-    return t.tf;
+    if (t.owner !== this)
+      throw new TensorStateError('tfjs: tensor of another tfjs backend instance: read it and make it again here');
   }
 
   private own(t: tfc.Tensor): TfjsTensor {
@@ -157,8 +164,7 @@ export class TfjsBackend implements Backend {
   }
 
   dispose(t: Tensor): void {
-    if (!(t instanceof TfjsTensor))
-      throw new TensorStateError(`tfjs: not a tfjs tensor (from '${t?.backendName}')`);
+    this.mine(t);
     if (t.disposed) return;
     this.hoisted.forget(t);
     if (t.owned) this.tf.dispose(t.tf);

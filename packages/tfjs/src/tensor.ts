@@ -16,6 +16,8 @@ export class TfjsTensor implements Tensor {
   constructor(
     readonly shape: readonly number[],
     private readonly value: tfc.Tensor,
+    /** The backend instance that made it (the leak count is that backend's). */
+    readonly owner: object,
     readonly owned = true,
   ) {
     this.size = value.size;
