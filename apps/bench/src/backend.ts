@@ -25,7 +25,8 @@ async function importBackendPackage(specifier: string): Promise<unknown> {
  * time, where the adapter offers them).
  */
 const optionsFor = (name: string | undefined, dtype?: DType, extra: BackendExtras = {}) => ({
-  ...(dtype ? { dtype } : {}),
+  // Only cpu has a choice; the others' one dtype is checked after loading, with a hint.
+  ...(dtype && name === 'cpu' ? { dtype } : {}),
   ...(name === 'tfjs' || name === undefined ? { backend: 'wasm' } : {}),
   ...(name === 'webgpu' || name === undefined
     ? {

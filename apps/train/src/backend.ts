@@ -3,7 +3,8 @@ import { UsageError } from './errors.js';
 
 /** Load a deerjs backend by name through core's registry (the packages register on import). */
 export async function openBackend(name: string, dtype: DType): Promise<Backend> {
-  const options: Record<string, unknown> = { dtype };
+  // Only cpu has a choice of dtype; the others' one dtype is checked after loading, with a hint.
+  const options: Record<string, unknown> = name === 'cpu' ? { dtype } : {};
   if (name === 'tfjs') {
     // tfjs needs an engine registered before the deerjs backend starts; the CPU one is always here.
     await import('@tensorflow/tfjs-backend-cpu');

@@ -24,7 +24,11 @@ export const DEFAULT_TOLERANCE: Readonly<Record<DType, number>> = { float64: 1e-
 export interface ConformanceOptions {
   /** Shown in test names and reports. */
   readonly name: string;
-  /** Create the backend under test for one dtype (called once per dtype, in beforeAll). */
+  /**
+   * Create the backend under test for one dtype: once per dtype in beforeAll, and again for cases
+   * that need a second instance (`SuiteContext.another()`, destroyed by the case), so each call
+   * must return a new backend.
+   */
   readonly create: (dtype: DType) => Promise<Backend> | Backend;
   /**
    * The float64 oracle: a CPU backend (`createCpuBackend()` from @deerjs/cpu). Injected so that

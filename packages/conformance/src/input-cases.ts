@@ -3,7 +3,9 @@ import {
   DTypeError,
   deer,
   deerWithGrad,
+  defineCell,
   InvalidArgumentError,
+  lang,
   NonFiniteError,
   sequential,
   solveIvp,
@@ -91,6 +93,10 @@ export function defineInputCases(ctx: SuiteContext): void {
       await expect(deer(backend, c, p, x, { jacobian: { block: 3 } })).rejects.toThrow(UnsupportedOptionError);
       await expect(deer(backend, c, p, x, { maxIter: 0 })).rejects.toThrow(UnsupportedOptionError);
       await expect(deer(backend, c, p, x, { fallback: 'retry' as never })).rejects.toThrow(UnsupportedOptionError);
+      // A falsy non-boolean had turned sequential's and solveIvp's NaN checks off in silence.
+      await expect(sequential(backend, c, p, x, { checkFinite: 0 as never })).rejects.toThrow(UnsupportedOptionError);
+      const decay = defineCell({ name: 'decay', state: 2, input: 0, params: {} }, (y) => lang.neg(y));
+      await expect(solveIvp(backend, decay, {}, { y0: [0.1, 0.2], t: [0, 1] }, { checkFinite: '' as never })).rejects.toThrow(UnsupportedOptionError);
     });
   });
 

@@ -16,16 +16,17 @@ export interface CellSpec {
 }
 
 /**
- * Gate pre-activations are clipped to ±FLT_MAX where a node sets no clip, as onnxruntime does: a
- * pre-activation that overflows float32 then meets a zero as a large finite number (0), not as
- * ∞ · 0 (NaN) — an LSTM with a Relu gate at weights of 1e20 gave NaN here and 0 there.
+ * GRU and LSTM gate pre-activations are clipped to ±FLT_MAX where a node sets no clip, as
+ * onnxruntime does: a pre-activation that overflows float32 then meets a zero as a large finite
+ * number (0), not as ∞ · 0 (NaN) — an LSTM with a Relu gate at weights of 1e20 gave NaN here and 0
+ * there. onnxruntime's RNN does not clip (a Relu RNN overflows to ∞ there), so neither does ours.
  */
 export const FLT_MAX = 3.4028234663852886e38;
 
 /** The core cell for an ONNX node (ONNX weight layouts are the built-in cells' own). */
 export function recurrentCell(spec: CellSpec): Cell {
   const { op, inputSize, hiddenSize, linearBeforeReset, activations } = spec;
-  const clip = spec.clip ?? FLT_MAX;
+  const clip = spec.clip ?? (op === 'RNN' ? undefined : FLT_MAX);
   if (op === 'GRU') return cells.gru({ inputSize, hiddenSize, linearBeforeReset, clip, activations });
   if (op === 'LSTM') {
     return cells.lstm({

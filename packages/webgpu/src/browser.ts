@@ -1,4 +1,4 @@
-import { ownOptions, registerBackend } from '@deerjs/core';
+import { BackendUnavailableError, ownOptions, registerBackend } from '@deerjs/core';
 import type { WebGpuBackend } from './backend.js';
 import { createOn, OPTION_NAMES, type WebGpuBackendOptions } from './create.js';
 
@@ -10,7 +10,8 @@ export { ShaderCompileError } from './errors.js';
 export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
   const nav = (globalThis as { navigator?: { gpu?: GPU; hardwareConcurrency?: number } }).navigator;
   const gpu = nav?.gpu;
-  if (!gpu) throw new Error('webgpu: navigator.gpu is not available in this browser');
+  if (!gpu)
+    throw new BackendUnavailableError('webgpu', [{ name: 'webgpu', reason: 'navigator.gpu is not available in this browser' }]);
   return createOn(gpu, options, nav?.hardwareConcurrency ?? 4);
 }
 

@@ -1,6 +1,7 @@
-import { cells, DTypeError, deer, OutOfMemoryError, TensorStateError, UnsupportedOptionError } from '@deerjs/core';
+import { BackendUnavailableError, cells, DTypeError, deer, OutOfMemoryError, TensorStateError, UnsupportedOptionError } from '@deerjs/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWebGpuBackend, ShaderCompileError, type WebGpuBackend } from '../src/index.js';
+import { createOn } from '../src/create.js';
 import { skipReason } from './adapter.js';
 
 const skip = await skipReason();
@@ -26,6 +27,13 @@ describe.skipIf(skip !== null)('webgpu faults', () => {
       await expect(createWebGpuBackend(bad as never), JSON.stringify(bad)).rejects.toThrow(UnsupportedOptionError);
     }
     await expect(createWebGpuBackend({ dtype: 'float64' } as never)).rejects.toThrow(DTypeError);
+  });
+
+  it('no adapter is BackendUnavailableError (loadBackend() then moves on), options checked first', async () => {
+    const none = { requestAdapter: async () => null } as unknown as GPU;
+    await expect(createOn(none, {}, 2)).rejects.toThrow(BackendUnavailableError);
+    await expect(createOn(none, {}, 2)).rejects.toThrow(/no GPU adapter/);
+    await expect(createOn(none, { scanLanes: 0 }, 2)).rejects.toThrow(UnsupportedOptionError);
   });
 
   it('refuses float64 with DTypeError', () => {

@@ -1,4 +1,4 @@
-import { type BackendFailure, BackendUnavailableError, describeValue, InvalidArgumentError } from '../errors.js';
+import { type BackendFailure, BackendUnavailableError, DTypeError, describeValue, InvalidArgumentError, UnsupportedOptionError } from '../errors.js';
 import { checkOptionNames } from '../solver/options.js';
 import type { Backend } from './types.js';
 
@@ -126,6 +126,10 @@ export async function loadBackend(name?: string, opts: LoadBackendOptions = {}):
     try {
       return await registry.get(candidate)!.factory(opts.options ?? {}, { shared: name === undefined });
     } catch (err) {
+      // Options given for this backend by name that it refuses are the caller's mistake, not the
+      // backend's absence: thrown as they are.
+      if (name !== undefined && (err instanceof UnsupportedOptionError || err instanceof DTypeError || err instanceof InvalidArgumentError))
+        throw err;
       failures.push({ name: candidate, reason: describe(err) });
     }
   }

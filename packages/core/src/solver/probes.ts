@@ -153,17 +153,12 @@ export function* probeDynamics(
   for (let b = 0; b < B; b++) {
     const len = Math.min(P, lengths ? lengths[b]! : P);
     const burn = Math.floor(len / 4);
+    if (len - burn < 1) continue;
     // A handful of steps says nothing about the exponent (one Jacobian of a contractive GRU can
-    // stretch a vector); such rows are short enough for Newton to finish in their length anyway.
-    if (len - burn < MIN_EXPONENT_STEPS) continue;
-    for (let k = 0; k < n / s; k++) {
-      let v0 = 0;
-      for (let i = 0; i < s; i++) {
-        v[i] = 1 + 0.37 * Math.sin(7 * i + 1);
-        v0 += v[i]! * v[i]!;
-      }
-      // A unit start, so that the first step's growth is the Jacobian's and not the vector's length.
-      for (let i = 0; i < s; i++) v[i]! /= Math.sqrt(v0);
+    // stretch a vector): it stays −∞, unknown. Such rows are short enough for Newton to finish in
+    // their length anyway. Their memory is still measured.
+    for (let k = 0; k < n / s && len - burn >= MIN_EXPONENT_STEPS; k++) {
+      for (let i = 0; i < s; i++) v[i] = 1 + 0.37 * Math.sin(7 * i + 1);
       let logSum = 0;
       let exponent = 0;
       for (let t = 0; t < len; t++) {

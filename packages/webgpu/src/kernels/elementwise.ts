@@ -45,20 +45,22 @@ export const TIME_WINDOW = module(
 
 /**
  * Listed batch rows of u1 floats, one invocation per float (u0 = rows · u1): gathered, O[k] =
- * X[I[k]] (u2 = 0), or scattered, O[I[k]] = X[k] (u2 = 1). I holds the row numbers as u32 bits.
+ * X[I[k]] (u2 = 0), or scattered, O[I[k]] = X[k] (u2 = 1; rows listed twice race, so callers list
+ * each once).
  */
-export const LISTED_ROWS = module(
-  [
-    ['X', false],
-    ['I', false],
-    ['O', true],
-  ],
-  `  if (idx >= ${uni(0)}) { return; }
+export const LISTED_ROWS = [
+  UNIFORM_DECL,
+  storage(1, 'X', false),
+  '@group(0) @binding(2) var<storage, read> I: array<u32>;',
+  storage(3, 'O', true),
+  `${MAIN_HEAD}
+  if (idx >= ${uni(0)}) { return; }
   let k = idx / ${uni(1)};
   let r = idx % ${uni(1)};
-  let listed = bitcast<u32>(I[k]) * ${uni(1)} + r;
-  if (${uni(2)} == 0u) { O[idx] = X[listed]; } else { O[listed] = X[idx]; }`,
-);
+  let listed = I[k] * ${uni(1)} + r;
+  if (${uni(2)} == 0u) { O[idx] = X[listed]; } else { O[listed] = X[idx]; }
+}`,
+].join('\n');
 
 /** out[b, t, r] = x[b, r]. Uniforms: 0 = total, 1 = T, 2 = inner. */
 export const BROADCAST_TIME = module(
