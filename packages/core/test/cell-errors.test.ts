@@ -74,6 +74,12 @@ describe('CellDefinitionError', () => {
       () => defineCell({ state: 2, input: 1, params: { W: [2.5] } }, (h) => h),
       /params\.W.*got \[2\.5\]/,
     );
+    // Names that plain records inherit: gradients of such a param were summed onto the inherited member.
+    for (const name of ['toString', 'constructor', 'valueOf', 'hasOwnProperty']) {
+      definitionError(() => defineCell({ state: 2, input: 1, params: { [name]: [2] } }, (h) => h), new RegExp(`params\\.${name}: expected a name that is not a member of Object\\.prototype`));
+    }
+    const proto = Object.defineProperty({}, '__proto__', { value: [2], enumerable: true });
+    definitionError(() => defineCell({ state: 2, input: 1, params: proto }, (h) => h), /params\.__proto__/);
   });
 
   it('rejects misuse of matvec, slice, concat and grad', () => {

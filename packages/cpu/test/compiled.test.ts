@@ -1,4 +1,4 @@
-import { type Cell, cells, Rng, type StepProgram, type Tensor } from '@deerjs/core';
+import { type Cell, cells, defineCell, lang, Rng, type StepProgram, type Tensor } from '@deerjs/core';
 import { describe, expect, it } from 'vitest';
 import { makeSeqPlan, makeStepPlan } from '../src/compiled/backend.js';
 import { matvecCols, matvecRows } from '../src/compiled/matvec.js';
@@ -50,6 +50,16 @@ const CELLS: [string, Cell][] = [
   ['elman', cells.elman({ inputSize: 2, hiddenSize: 5 })],
   ['mlp', cells.mlp({ stateSize: 4, inputSize: 2, hidden: [6] })],
   ['hamiltonian', cells.hamiltonian({ dof: 2, hidden: [5] })],
+  // A sum over a product with another sum: its Jacobian has row-independent entries (sums of rows,
+  // broadcast rows), which the generated code keeps per element instead of recomputing per entry.
+  [
+    'sums of a product',
+    defineCell({ state: 6, input: 1, params: { W: [6, 6], c: [12] } }, (h, _x, p) => {
+      const a = lang.sum(lang.mul(lang.tanh(lang.concat(h, h)), p.c));
+      const b = lang.dot(lang.matvec(p.W, h), a);
+      return lang.tanh(lang.add(lang.mul(0.5, h), lang.mul(b, lang.constant([0.01, -0.02, 0.03, 0, 0.01, -0.01]))));
+    }),
+  ],
 ];
 
 function blockSizes(cell: Cell): number[] {

@@ -93,6 +93,10 @@ export class Cell {
     this.stateSize = def.state;
     this.inputSize = def.input;
     this.params = Object.entries(def.params).map(([name, shape]) => {
+      // Params travel in plain records (values, tensors, gradients), where such a name reads the
+      // inherited member: a gradient of 'toString' was summed onto Object.prototype.toString.
+      if (name in Object.prototype)
+        throw new CellDefinitionError(`cell ${cellName}: params.${name}`, 'a name that is not a member of Object.prototype', name);
       if (
         !Array.isArray(shape) ||
         shape.length < 1 ||

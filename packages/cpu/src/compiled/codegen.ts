@@ -434,6 +434,8 @@ export function generateKernel(spec: KernelSpec): Kernel {
 
   let accSize = 0;
   const entryFns: string[] = [];
+  /** Per-call caches of row-independent entry functions (see rowFree). */
+  const rowCaches: string[] = [];
   /** Per-kernel buffers, declared once outside the kernel function. */
   const prelude: string[] = [];
   /** Dense inner matrices of products, evaluated per element (see the 'entry' terms below). */
@@ -462,6 +464,12 @@ export function generateKernel(spec: KernelSpec): Kernel {
       entryFns.push(`function ${name}(e, r, c) {\n${entryBody(m)}\n}`);
       return name;
     };
+    /** An entry body that leaves its value in `acc` and depends on (e, c) only, memoised per element. */
+    const rowFree = (body: string): string => {
+      const k = rowCaches.length;
+      rowCaches.push(`const RC${k} = new Float64Array(${n}), RF${k} = new Uint8Array(${n}); let RE${k} = -1;`);
+      return `  if (RE${k} !== e) { RE${k} = e; RF${k}.fill(0); }\n  if (RF${k}[c] === 1) return RC${k}[c];\n${body}\n  RC${k}[c] = acc; RF${k}[c] = 1;\n  return acc;`;
+    };
     const entryBody = (m: MatExpr): string => {
       switch (m.kind) {
         case 'zero':
@@ -484,10 +492,12 @@ export function generateKernel(spec: KernelSpec): Kernel {
           ls.push('  return 0;');
           return ls.join('\n');
         }
+        // Both are the same for every row r: kept per (element, column), else every entry of a
+        // row of J recomputed them (a sum of n rows under a sum: O(n³) entry calls per element).
         case 'sumrows':
-          return `  let acc = 0;\n  for (let i = 0; i < ${m.m.rows}; i++) acc += ${entryFn(m.m)}(e, i, c);\n  return acc;`;
+          return rowFree(`  let acc = 0;\n  for (let i = 0; i < ${m.m.rows}; i++) acc += ${entryFn(m.m)}(e, i, c);`);
         case 'broadcastrows':
-          return `  return ${entryFn(m.m)}(e, 0, c);`;
+          return rowFree(`  const acc = ${entryFn(m.m)}(e, 0, c);`);
         case 'matmul': {
           const { rows: pr, cols: pc } = matrixLayout(paramSpec(g, m.param));
           const outRows = m.transpose ? pc : pr;
@@ -656,7 +666,7 @@ export function generateKernel(spec: KernelSpec): Kernel {
   const nS = scratch.length + (accSize ? 1 : 0);
   for (let k = 0; k < nS; k++) head.push(`const S${k} = S[${k}];`);
   if (innerBuffers.size > 0) prelude.push(`const ROW = new Float64Array(${g.stateSize});`);
-  const source = `// kernel ${uid++}\n${prelude.map((l) => `${l}\n`).join('')}return function kernel(E, P, X, XB, XS, O, OB, OS, J, JB, S) {\n${head.join('\n')}\n${entryFns.join('\n')}\n${lines.join('\n')}\n};`;
+  const source = `// kernel ${uid++}\n${prelude.map((l) => `${l}\n`).join('')}return function kernel(E, P, X, XB, XS, O, OB, OS, J, JB, S) {\n${head.join('\n')}\n${rowCaches.join('\n')}\n${entryFns.join('\n')}\n${lines.join('\n')}\n};`;
   // A unique comment keeps V8's eval cache from handing every copy (or identical kernels) one
   // shared feedback vector.
   const siteSources = matvecSites.map((src) => `// copy ${uid++}\n${src}`);
