@@ -1,4 +1,4 @@
-import { type Cell, cells, type Graph, Rng, type StepProgram, type Tensor, type UnaryFn } from '@deerjs/core';
+import { type Cell, cells, deer, type Graph, Rng, sequential, type StepProgram, type Tensor, type UnaryFn } from '@deerjs/core';
 import { describe, expect, it } from 'vitest';
 import { makeSeqPlan, makeStepPlan } from '../src/compiled/backend.js';
 import { wasmKernels } from '../src/compiled/wasm/kernel-module.js';
@@ -283,6 +283,36 @@ describe('float32 runStep on WebAssembly SIMD agrees with the float64 reference'
       expect(Array.from(two.jacobian!)).toEqual(Array.from(one.jacobian!));
     } finally {
       be.destroy();
+    }
+  });
+});
+
+// The module encoder pushed a function body's code with spread arguments: from hidden 512 the
+// call overflowed the stack (RangeError) and deer-train stopped with a stack trace.
+describe('a large generated WebAssembly body', () => {
+  it('GRU hidden 512: sequential and dense DEER on WebAssembly SIMD agree with the float64 reference', async () => {
+    const cell = cells.gru({ inputSize: 1, hiddenSize: 512 });
+    const params = cell.init({ seed: 1 });
+    const xs = Float32Array.from({ length: 2 * 3 }, (_, i) => Math.sin(i));
+    const be = createCpuBackend({ dtype: 'float32', compileMin: 0, threads: 1 });
+    const ref = createReferenceBackend({ dtype: 'float64' });
+    try {
+      const x = be.tensor(xs, [2, 3, 1], 'float32');
+      const got = await be.read((await sequential(be, cell, params, x)).y);
+      const xr = ref.tensor(xs, [2, 3, 1], 'float64');
+      const want = await ref.read((await sequential(ref, cell, params, xr)).y);
+      let worst = 0;
+      for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+      expect(worst).toBeLessThan(1e-5);
+      // The dense Jacobian's step body is the one large enough to overflow.
+      const r = await deer(be, cell, params, x, { jacobian: 'dense', method: 'deer' });
+      expect(r.stats.converged).toBe(true);
+      const y = await be.read(r.y);
+      for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(y[i]! - want[i]!));
+      expect(worst).toBeLessThan(1e-5);
+    } finally {
+      await be.destroy();
+      await ref.destroy();
     }
   });
 });

@@ -226,7 +226,8 @@ export class Body {
       uleb(out, n);
       out.push(t);
     }
-    out.push(...this.code, 0x0b);
+    append(out, this.code);
+    out.push(0x0b);
     const sized: number[] = [];
     uleb(sized, out.length);
     return [...sized, ...out];
@@ -238,10 +239,15 @@ const section = (id: number, content: number[]) => {
   uleb(out, content.length);
   return [...out, ...content];
 };
+/** `out.push(...items)` without spreading: a large body's code (hidden 512) overflowed the stack as call arguments. */
+function append(out: number[], items: readonly number[]): void {
+  for (let i = 0; i < items.length; i++) out.push(items[i]!);
+}
+
 const vec = (items: number[][]) => {
   const out: number[] = [];
   uleb(out, items.length);
-  for (const it of items) out.push(...it);
+  for (const it of items) append(out, it);
   return out;
 };
 const name = (s: string) => {
