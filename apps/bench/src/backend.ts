@@ -1,4 +1,4 @@
-import { type Backend, BackendUnavailableError, type DType, KNOWN_BACKENDS, loadBackend } from '@deerjs/core';
+import { type Backend, BackendUnavailableError, type DType, DTypeError, KNOWN_BACKENDS, loadBackend } from '@deerjs/core';
 
 /**
  * Imports a backend package for core's registry. Literal specifiers, so a bundler can follow
@@ -25,8 +25,8 @@ async function importBackendPackage(specifier: string): Promise<unknown> {
  * time, where the adapter offers them).
  */
 const optionsFor = (name: string | undefined, dtype?: DType, extra: BackendExtras = {}) => ({
-  // Only cpu has a choice; the others' one dtype is checked after loading, with a hint.
-  ...(dtype && name === 'cpu' ? { dtype } : {}),
+  // Given to every backend: one without it refuses before making a device (DTypeError, below).
+  ...(dtype ? { dtype } : {}),
   ...(name === 'tfjs' || name === undefined ? { backend: 'wasm' } : {}),
   ...(name === 'webgpu' || name === undefined
     ? {
@@ -63,6 +63,9 @@ export async function openBackend(name: string | undefined, dtype: DType, extra:
   try {
     backend = await loadBackend(name, { importer: importBackendPackage, options: optionsFor(name, dtype, extra) });
   } catch (err) {
+    if (err instanceof DTypeError) {
+      throw new BenchBackendError(`backend '${name}' does not support ${dtype} (${err.message}); use --dtype float32`);
+    }
     if (err instanceof BackendUnavailableError) {
       const hint =
         name === 'webgpu'

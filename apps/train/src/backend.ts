@@ -1,16 +1,22 @@
-import { type Backend, type DType, loadBackend } from '@deerjs/core';
+import { type Backend, type DType, DTypeError, loadBackend } from '@deerjs/core';
 import { UsageError } from './errors.js';
 
 /** Load a deerjs backend by name through core's registry (the packages register on import). */
 export async function openBackend(name: string, dtype: DType): Promise<Backend> {
-  // Only cpu has a choice of dtype; the others' one dtype is checked after loading, with a hint.
-  const options: Record<string, unknown> = name === 'cpu' ? { dtype } : {};
+  // Given to every backend: one without it refuses before making a device (DTypeError, below).
+  const options: Record<string, unknown> = { dtype };
   if (name === 'tfjs') {
     // tfjs needs an engine registered before the deerjs backend starts; the CPU one is always here.
     await import('@tensorflow/tfjs-backend-cpu');
     options.backend = 'cpu';
   }
-  const backend = await loadBackend(name, { importer: (s) => import(s), options });
+  let backend: Backend;
+  try {
+    backend = await loadBackend(name, { importer: (s) => import(s), options });
+  } catch (err) {
+    if (err instanceof DTypeError) throw new UsageError(`backend ${name} does not support ${dtype} (${err.message}): pass --dtype float32`);
+    throw err;
+  }
   if (!backend.capabilities.dtypes.includes(dtype)) {
     await backend.destroy();
     throw new UsageError(
