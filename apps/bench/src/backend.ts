@@ -1,4 +1,4 @@
-import { type Backend, BackendUnavailableError, type DType, DTypeError, KNOWN_BACKENDS, loadBackend } from '@deerjs/core';
+import { type Backend, BackendUnavailableError, type DType, DTypeError, loadBackend } from '@deerjs/core';
 
 /**
  * Imports a backend package for core's registry. Literal specifiers, so a bundler can follow
@@ -84,34 +84,15 @@ export async function openBackend(name: string | undefined, dtype: DType, extra:
   return backend;
 }
 
-/** The best available backend that supports `dtype` (webgpu, say, has no float64). */
+/**
+ * The best available backend that supports `dtype` (webgpu, say, has no float64): the dtype goes
+ * to every candidate, and one without it refuses before making a device, so loadBackend moves on.
+ */
 async function openBestFor(dtype: DType, extra: BackendExtras): Promise<Backend> {
-  const best = await openBackendOrExplain(undefined, extra);
-  if (best.capabilities.dtypes.includes(dtype)) return best;
-  const tried = [best.name];
-  await best.destroy();
-  const others = Object.entries(KNOWN_BACKENDS)
-    .filter(([n]) => n !== tried[0])
-    .sort((a, b) => b[1].priority - a[1].priority);
-  for (const [n] of others) {
-    let b: Backend;
-    try {
-      b = await loadBackend(n, { importer: importBackendPackage, options: optionsFor(n, dtype, extra) });
-    } catch {
-      continue;
-    }
-    if (b.capabilities.dtypes.includes(dtype)) return b;
-    tried.push(n);
-    await b.destroy();
-  }
-  throw new BenchBackendError(`no available backend supports ${dtype} (tried ${tried.join(', ')})`);
-}
-
-async function openBackendOrExplain(name: string | undefined, extra: BackendExtras): Promise<Backend> {
   try {
-    return await loadBackend(name, { importer: importBackendPackage, options: optionsFor(name, undefined, extra) });
+    return await loadBackend(undefined, { importer: importBackendPackage, options: optionsFor(undefined, dtype, extra) });
   } catch (err) {
-    if (err instanceof BackendUnavailableError) throw new BenchBackendError(err.message);
+    if (err instanceof BackendUnavailableError) throw new BenchBackendError(`no available backend supports ${dtype}:\n${err.message}`);
     throw err;
   }
 }
