@@ -441,7 +441,7 @@ export class WebGpuBackend implements Backend {
             enc.copy(packed, count * seg.pre * F32, t.buffer, e0 * seg.size * F32, bytes);
           }
         });
-        if (c.jacobian) this.ctx.dispatch(c.jacobian.code, 'jacobian', jacobian, [count, e0], count * n * s);
+        if (c.jacobian) this.ctx.dispatch(c.jacobian.code, 'jacobian', jacobian, [count, e0], (count * n * s) / c.jacobian.entriesPerInvocation);
       }
       return { outputs: outputs.map((o) => o.t), ...(J ? { jacobian: J } : {}) };
     } catch (err) {

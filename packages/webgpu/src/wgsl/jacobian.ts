@@ -10,10 +10,16 @@ export class MatExprEmitter {
   readonly functions: string[] = [];
   private readonly names = new Map<MatExpr, string>();
 
+  /**
+   * @param columnInvariant every call of the emitted functions within an invocation has the same
+   *   (e, c) (an invocation computes one column): the row-independent ones (`sumrows`,
+   *   `broadcastrows`) then keep their value in private variables after the first call.
+   */
   constructor(
     private readonly graph: Graph,
     private readonly coef: (d: NodeId, e: string, r: string) => string,
     private readonly param: (name: string, index: string) => string,
+    private readonly columnInvariant = false,
   ) {}
 
   /** The function name evaluating `m`. */
@@ -23,7 +29,13 @@ export class MatExprEmitter {
     const name = `m${this.names.size}`;
     this.names.set(m, name);
     const body = this.body(m);
-    this.functions.push(`fn ${name}(e: u32, r: i32, c: i32) -> f32 {\n${body}\n}`);
+    if (this.columnInvariant && (m.kind === 'sumrows' || m.kind === 'broadcastrows')) {
+      this.functions.push(
+        `var<private> ${name}_v: f32;\nvar<private> ${name}_ok: bool;`,
+        `fn ${name}_value(e: u32, r: i32, c: i32) -> f32 {\n${body}\n}`,
+        `fn ${name}(e: u32, r: i32, c: i32) -> f32 {\n  if (!${name}_ok) { ${name}_v = ${name}_value(e, r, c); ${name}_ok = true; }\n  return ${name}_v;\n}`,
+      );
+    } else this.functions.push(`fn ${name}(e: u32, r: i32, c: i32) -> f32 {\n${body}\n}`);
     return name;
   }
 
@@ -89,6 +101,26 @@ export class MatExprEmitter {
   }
 }
 
+
+/** Whether `m` has entries that are the same in every row (`sumrows`, `broadcastrows`). */
+export function hasRowFreeEntries(m: MatExpr, seen = new Set<MatExpr>()): boolean {
+  if (seen.has(m)) return false;
+  seen.add(m);
+  switch (m.kind) {
+    case 'sumrows':
+    case 'broadcastrows':
+      return true;
+    case 'zero':
+    case 'select':
+      return false;
+    case 'add':
+      return m.terms.some((t) => hasRowFreeEntries(t, seen));
+    case 'concatrows':
+      return m.parts.some((t) => hasRowFreeEntries(t, seen));
+    default:
+      return hasRowFreeEntries(m.m, seen);
+  }
+}
 
 /** Most product terms the unrolled Jacobian of one element may have (beyond: per-entry functions). */
 export const MAX_UNROLLED_TERMS = 2048;

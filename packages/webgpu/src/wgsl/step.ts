@@ -11,7 +11,7 @@ import {
 } from '@deerjs/core';
 import { bound, MAIN_HEAD, paramsDecl, storage, UNIFORM_DECL, UNROLL_MAX, uni } from './common.js';
 import { GraphEmitter, type Loads, paramOffsets, SQ_HELPER, UNARY_HELPERS } from './graph.js';
-import { MAX_UNROLLED_TERMS, MatExprEmitter, unrolledEntry } from './jacobian.js';
+import { hasRowFreeEntries, MAX_UNROLLED_TERMS, MatExprEmitter, unrolledEntry } from './jacobian.js';
 
 /** Buffers a generated kernel binds after the uniform block, in binding order. */
 export type Role =
@@ -46,7 +46,11 @@ export interface CompiledStep {
   readonly segments: ReadonlyMap<NodeId, Segment>;
   readonly perElement: number;
   /** One invocation per Jacobian entry of a slab's elements, in block structure (uniforms as above). */
-  readonly jacobian?: Kernel & { readonly blockSize: number };
+  readonly jacobian?: Kernel & {
+    readonly blockSize: number;
+    /** s where an invocation computes a column of a block (see compileJacobian), else 1. */
+    readonly entriesPerInvocation: number;
+  };
   /**
    * Set when `evaluate` itself writes the Jacobian blocks (binding role 'jacobian', indexed by the
    * global element), from coefficients still in registers: small blocks, unrolled.
@@ -318,9 +322,13 @@ function compileJacobian(
   expr: NonNullable<StepProgram['jacobian']>['expr'],
   s: number,
   segments: ReadonlyMap<NodeId, Segment>,
-): Kernel & { blockSize: number } {
+): Kernel & { blockSize: number; entriesPerInvocation: number } {
   const uses = { params: false, packed: false };
   const offsets = paramOffsets(g).offsets;
+  // Entries the same in every row (sums of rows) would be recomputed by every entry's invocation
+  // (a sum over a product with another sum: O(n⁴) work per element at n = 32, 60× a GRU's
+  // iteration on llvmpipe). There an invocation computes a column of a block, keeping them.
+  const byColumn = hasRowFreeEntries(expr);
   const em = new MatExprEmitter(
     g,
     (d, e, r) => {
@@ -332,6 +340,7 @@ function compileJacobian(
       uses.params = true;
       return `prm_(${offsets.get(name)}u + ${index})`;
     },
+    byColumn,
   );
   const top = em.fn(expr);
   const n = g.stateSize;
@@ -339,9 +348,17 @@ function compileJacobian(
   if (uses.params) roles.push('params');
   if (uses.packed) roles.push('packed');
   roles.push('jacobian');
-  const code = kernelModule(g, roles, new Set<Role>(['jacobian']), [
-    ...em.functions,
-    `${MAIN_HEAD}
+  const main = byColumn
+    ? `${MAIN_HEAD}
+  if (idx >= ${uni(0)} * ${n}u) { return; }
+  let l = idx / ${n}u;
+  let k = (idx % ${n}u) / ${s}u;
+  let j = idx % ${s}u;
+  for (var i = 0u; i < ${s}u; i++) {
+    jac[${uni(1)} * ${n * s}u + l * ${n * s}u + k * ${s * s}u + i * ${s}u + j] = ${top}(l, i32(k * ${s}u + i), i32(k * ${s}u + j));
+  }
+}`
+    : `${MAIN_HEAD}
   if (idx >= ${uni(0)} * ${n * s}u) { return; }
   let l = idx / ${n * s}u;
   let rem = idx % ${n * s}u;
@@ -349,7 +366,7 @@ function compileJacobian(
   let i = (rem / ${s}u) % ${s}u;
   let j = rem % ${s}u;
   jac[${uni(1)} * ${n * s}u + idx] = ${top}(l, i32(k * ${s}u + i), i32(k * ${s}u + j));
-}`,
-  ]);
-  return { code, bindings: roles, blockSize: s };
+}`;
+  const code = kernelModule(g, roles, new Set<Role>(['jacobian']), [...em.functions, main]);
+  return { code, bindings: roles, blockSize: s, entriesPerInvocation: byColumn ? s : 1 };
 }
