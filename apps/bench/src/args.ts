@@ -264,11 +264,22 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
     help: () => (set.help = true),
     h: () => (set.help = true),
   };
+  // Flags given, by the option they set (--quasi and --no-quasi, -h and --help are one each).
+  const given = new Map<string, string>();
+  const same: Record<string, string> = { 'no-quasi': 'quasi', h: 'help' };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const m = /^--?([A-Za-z][\w-]*)(?:=(.*))?$/.exec(arg);
     if (!m) throw new ArgError(`unexpected argument '${arg}' (flags start with --; see --help)`);
     const name = m[1]!.toLowerCase();
+    const key = same[name] ?? name;
+    const before = given.get(key);
+    const flag = arg.split('=')[0]!;
+    if (before !== undefined && (withValue[name] || switches[name]))
+      throw new ArgError(
+        before.toLowerCase() === flag.toLowerCase() ? `${flag} given twice` : `${before} and ${flag} given together`,
+      );
+    given.set(key, flag);
     const setter = withValue[name];
     if (setter) {
       const value = m[2] ?? argv[++i];
@@ -282,6 +293,12 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
     if (!sw) throw new ArgError(`unknown flag '${arg}' (see --help)`);
     if (m[2] !== undefined) throw new ArgError(`--${m[1]} takes no value`);
     sw();
+  }
+  // --from runs nothing, so a run flag beside it would be silently ignored.
+  if (set.from !== undefined && set.help !== true) {
+    const ignored = [...given].filter(([k]) => k !== 'from' && k !== 'out').map(([, flag]) => flag);
+    if (ignored.length > 0)
+      throw new ArgError(`--from re-plots an earlier run and takes only --out, not ${ignored.join(', ')}`);
   }
   return {
     ...set,

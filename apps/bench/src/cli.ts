@@ -7,7 +7,7 @@ import { runBench } from './bench.js';
 import { formatMs } from './format.js';
 import { ensureOutputDir } from './out-dir.js';
 import { defaultOutDir, writeOutputs } from './output.js';
-import type { BenchReport } from './report.js';
+import { type BenchReport, reportProblem } from './report.js';
 import { progressLine, reportHeader, resultsTable, speedupPivot } from './table.js';
 
 function printReport(report: BenchReport, files: readonly string[]): void {
@@ -38,13 +38,15 @@ function printReport(report: BenchReport, files: readonly string[]): void {
 }
 
 function replot(file: string, outDir: string | undefined): number {
-  let report: BenchReport;
+  let parsed: unknown;
   try {
-    report = JSON.parse(readFileSync(file, 'utf8')) as BenchReport;
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
   } catch (err) {
     throw new ArgError(`--from: cannot read ${file} (${(err as Error).message})`);
   }
-  if (report?.tool !== 'deer-bench') throw new ArgError(`--from: ${file} is not a deer-bench results.json`);
+  const problem = reportProblem(parsed);
+  if (problem !== undefined) throw new ArgError(`--from: ${file}: ${problem}`);
+  const report = parsed as BenchReport;
   const dir = outDir ?? path.dirname(file);
   ensureOutputDir(dir);
   const files = writeOutputs(report, dir, { json: outDir !== undefined });

@@ -110,3 +110,87 @@ export interface BenchReport {
 export function isTiming(t: PointResult['ort']): t is Timing {
   return t !== undefined && 'medianMs' in t;
 }
+
+type Check = (v: unknown) => boolean;
+const num: Check = (v) => typeof v === 'number' && !Number.isNaN(v);
+const str: Check = (v) => typeof v === 'string';
+const opt =
+  (c: Check): Check =>
+  (v) =>
+    v === undefined || c(v);
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
+
+/** The first field of `v` (named `at`) that fails its check, as 'at.field'. */
+function badField(v: unknown, at: string, fields: Record<string, Check>): string | undefined {
+  if (!isObject(v)) return at;
+  const bad = Object.entries(fields).find(([k, c]) => !c(v[k]));
+  return bad && `${at}.${bad[0]}`;
+}
+const shape =
+  (fields: Record<string, Check>): Check =>
+  (v) =>
+    badField(v, '', fields) === undefined;
+
+const BANDWIDTH = {
+  shape: (v: unknown) => Array.isArray(v),
+  scanGBs: num,
+  addGBs: num,
+  copyKernelGBs: num,
+  copyGBs: num,
+  kernelRatio: num,
+  ratio: num,
+  device: opt(shape({ scanGBs: num, addGBs: num, copyKernelGBs: num, kernelRatio: num })),
+};
+
+const POINT = {
+  series: str,
+  T: num,
+  hiddenSize: num,
+  heads: opt(num),
+  jacobian: str,
+  blockSize: num,
+};
+
+/** What the table and the plots read of a point whose DEER and sequential runs both finished. */
+const MEASURED = {
+  deer: shape({ medianMs: num, structure: str, iterations: num, windows: num }),
+  sequential: shape({ medianMs: num }),
+  ort: opt((v) => isObject(v) && (num(v.medianMs) || str(v.error))),
+  auto: opt(shape({ medianMs: num, choice: str })),
+  shoot: opt(shape({ medianMs: num, sweeps: num })),
+  speedupSequential: num,
+  speedupOrt: opt(num),
+  maxDiffDeer: num,
+  maxDiffOrt: opt(num),
+  memory: opt(shape({ rssBytes: num })),
+};
+
+/**
+ * Why `x` (parsed JSON) is not a results.json that `--from` can print and plot — the first field
+ * missing or of the wrong type — or undefined when it is one.
+ */
+export function reportProblem(x: unknown): string | undefined {
+  if (!isObject(x) || x.tool !== 'deer-bench') return 'not a deer-bench results.json (no "tool": "deer-bench")';
+  const top = badField(x, 'results', {
+    backend: shape({ name: str, device: str }),
+    wallMs: num,
+    dtype: str,
+    machine: shape({ cpu: str, cores: num, memoryBytes: num, node: str }),
+    options: isObject,
+    points: Array.isArray,
+    bandwidth: opt((v) => (isObject(v) && 'error' in v ? str(v.error) : shape(BANDWIDTH)(v))),
+  });
+  if (top !== undefined) return `${top} is missing or not what deer-bench writes`;
+  const points = x.points as unknown[];
+  for (const [i, p] of points.entries()) {
+    const at = `points[${i}]`;
+    const bad =
+      badField(p, at, { point: isObject, status: (v) => v === 'ok' || v === 'skipped' || v === 'error' }) ??
+      badField((p as Record<string, unknown>).point, `${at}.point`, POINT) ??
+      ((p as PointResult).status === 'ok' && (p as PointResult).deer && (p as PointResult).sequential
+        ? badField(p, at, MEASURED)
+        : undefined);
+    if (bad !== undefined) return `${bad} is missing or not what deer-bench writes`;
+  }
+  return undefined;
+}

@@ -13,8 +13,40 @@ const cli = path.join(root, 'dist', 'cli.js');
 const work = mkdtempSync(path.join(tmpdir(), 'deer-bench-cli-'));
 const aFile = path.join(work, 'a-file');
 writeFileSync(aFile, 'x');
-const results = path.join(work, 'results.json');
-writeFileSync(results, '{"tool":"deer-bench"}');
+const point = {
+  point: { id: 'gru-n1-T100-dense', series: 'nh=1', hiddenSize: 1, inputSize: 1, jacobian: 'dense', blockSize: 1, T: 100, batch: 1 },
+  status: 'ok',
+  deer: { medianMs: 1, samplesMs: [1], warmupRuns: 0, iterations: 3, converged: true, fellBack: false, structure: 'dense', exactJacobian: true, windows: 1 },
+  sequential: { medianMs: 2, samplesMs: [2], warmupRuns: 0 },
+  speedupSequential: 2,
+  maxDiffDeer: 1e-7,
+  estimatedBytes: 1000,
+  wallMs: 5,
+};
+/** The smallest results.json that --from prints and plots: one measured point. */
+const report = {
+  tool: 'deer-bench',
+  version: 1,
+  startedAt: '2025-01-01T00:00:00.000Z',
+  wallMs: 10,
+  machine: { cpu: 'cpu', cores: 2, memoryBytes: 2 ** 30, platform: 'linux', arch: 'x64', node: 'v20', hostname: 'h' },
+  backend: { name: 'cpu', device: 'cpu (JavaScript)', maxBufferBytes: 2 ** 30 },
+  dtype: 'float32',
+  git: null,
+  onnxruntime: null,
+  options: { batch: 1, repeats: 1, warmup: 0 },
+  points: [point],
+};
+const writeJson = (name: string, v: unknown) => {
+  const file = path.join(work, name);
+  writeFileSync(file, JSON.stringify(v));
+  return file;
+};
+const results = writeJson('results.json', report);
+const noPoints = writeJson('no-points.json', { tool: 'deer-bench', points: [] });
+const noT = writeJson('no-t.json', { ...report, points: [{ ...point, point: { ...point.point, T: undefined } }] });
+const noSpeedup = writeJson('no-speedup.json', { ...report, points: [{ ...point, speedupSequential: null }] });
+const badOrt = writeJson('bad-ort.json', { ...report, points: [{ ...point, ort: 5 }] });
 
 function runCli(
   args: readonly string[],
@@ -99,6 +131,31 @@ describe('deer-bench: bad flags and --out fail at once with one line and exit co
       ['--from', results, '--out', aFile],
       /--out .*a-file: is a file, expected a folder/,
     ],
+    [
+      '--from a results.json without the run fields',
+      ['--from', noPoints, '--out', path.join(work, 'o1')],
+      /--from: .*no-points\.json: results\.backend is missing or not what deer-bench writes/,
+    ],
+    ['--from a point without T', ['--from', noT], /no-t\.json: points\[0\]\.point\.T is missing/],
+    [
+      '--from a measured point without its speedup',
+      ['--from', noSpeedup],
+      /points\[0\]\.speedupSequential is missing/,
+    ],
+    ['--from a point whose ORT result is a number', ['--from', badOrt], /points\[0\]\.ort is missing/],
+    [
+      '--from with flags it would ignore',
+      ['--from', results, '--nh', '3', '--backend', 'nope', '--quick'],
+      /--from re-plots an earlier run and takes only --out, not --nh, --backend, --quick$/,
+    ],
+    // Refused by the factory before any device is made (making and destroying one crashed llvmpipe runs).
+    [
+      'a dtype the backend lacks',
+      ['--backend', 'webgpu', '--dtype', 'float64', '--out', path.join(work, 'o2')],
+      /backend 'webgpu' does not support float64 .*use --dtype float32$/,
+    ],
+    ['a flag given twice', ['--nh', '2', '--nh', '1'], /--nh given twice/],
+    ['a switch and its opposite', ['--quasi', '--no-quasi'], /--quasi and --no-quasi given together/],
     ['--batch 1e20', ['--batch', '1e20'], /--batch: expected a positive integer up to 65536, got '1e20'/],
     ['--T too long', ['--T', '1e12'], /--T: expected a positive integer up to/],
     ['--max-memory beyond 1 PiB', ['--max-memory', '2PiB'], /--max-memory/],
@@ -114,5 +171,14 @@ describe('deer-bench: bad flags and --out fail at once with one line and exit co
     expect(lines[0]).toMatch(/^deer-bench: /);
     expect(lines[0]).toMatch(message);
     expect(r.ms).toBeLessThan(10_000);
+  });
+
+  it('--from re-plots a complete results.json', async () => {
+    const out = path.join(work, 'replot');
+    const r = await runCli(['--from', results, '--out', out]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/1 points \(1 ok/);
+    expect(readdirSync(out).sort()).toEqual(['results.json', 'speedup-sequential.svg']);
   });
 });

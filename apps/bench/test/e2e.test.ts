@@ -6,7 +6,7 @@ import { parseArgs, resolveOptions } from '../src/args.js';
 import { openBackend } from '../src/backend.js';
 import { runBench } from '../src/bench.js';
 import { writeOutputs } from '../src/output.js';
-import type { BenchReport } from '../src/report.js';
+import { type BenchReport, reportProblem } from '../src/report.js';
 import { resultsTable, speedupPivot } from '../src/table.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'deer-bench-'));
@@ -57,6 +57,7 @@ describe('a tiny grid on the cpu backend', () => {
     );
 
     const json = JSON.parse(readFileSync(path.join(dir, 'results.json'), 'utf8')) as BenchReport;
+    expect(reportProblem(json)).toBeUndefined(); // --from can re-plot it
     expect(json.backend.name).toBe('cpu');
     expect(json.dtype).toBe('float64');
     expect(json.machine.cores).toBeGreaterThan(0);

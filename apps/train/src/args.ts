@@ -28,22 +28,23 @@ Flags:
   --limit N              use only the first N examples of each split
   --checkpoint-every N   write OUT/checkpoint.ckpt every N steps (default 0: at the end only)
   --resume               continue from OUT/checkpoint.ckpt: its stored configuration rules (data,
-                         model, optimizer); only --out and --backend are taken from the command line
+                         model, optimizer); only --out and --backend may be given with it
   --out DIR              output folder (default runs/TASK)
   --data PATH            fashion-mnist: folder of IDX files (.gz or raw; default
                          /usr/share/datasets/fashion-mnist); eigenworms: the _TRAIN.ts file
   --test-data FILE       eigenworms: test .ts file (default: the _TEST.ts beside --data, else 20% held out)
   --synthetic            eigenworms: a seeded synthetic set of the same shape instead of --data
-  --length T             synthetic sequence length (default 17984)
+  --length T             synthetic sequence length (default 17984, at most 1048576)
   --cell C               gru | mhgru | lstm
   --hidden N --layers N --heads N --pooling mean|last --no-residual --layer-norm
   --max-iter N           Newton iterations before falling back to sequential (default 100)
   --orbits N             hnn: training trajectories (default 4); --test-orbits N held out (default 2)
   --points N             hnn: grid points per trajectory, t_0 included (default 10000)
-  --t-end X              hnn: the grid spans [0, X] (default 10)
+  --t-end X              hnn: the grid spans [0, X] (default 10, at most 1000)
   --help                 this text
 
-A bad flag, path or data file prints one line and exits with code 2 before any data is loaded.
+A bad flag, path or data file prints one line and exits with code 2 before any data is loaded; so
+does a flag given twice, and a fresh run into an --out that holds a checkpoint.
 
 Writes OUT/metrics.jsonl (one JSON object per step, then the evaluation), OUT/checkpoint.ckpt,
 OUT/plot.svg (loss and accuracy; hnn: loss and energy drift, plus OUT/orbits.svg) and OUT/summary.json.`;
@@ -52,6 +53,16 @@ export type ParsedArgs = { help: true } | { help: false; config: TrainConfig; re
 
 /** Largest number of values (float32) a dataset may hold in memory: 2 GiB. */
 export const MAX_VALUES = 2 ** 29;
+
+/**
+ * Longest sequence (time steps) a run takes: --length, a .ts @seriesLength, IDX rows × cols. A
+ * step's working set grows with T, so a longer one exhausts memory in training, not at load.
+ */
+export const MAX_LENGTH = 2 ** 20;
+
+/** hnn: largest --t-end (the reference Dormand–Prince needs ~100 steps per time unit) and grid spacing. */
+export const MAX_T_END = 1000;
+export const MIN_T_STEP = 1e-9;
 
 const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
 
@@ -152,11 +163,19 @@ export function parseCli(argv: readonly string[]): ParsedArgs {
   let parsed: {
     values: Record<string, string | boolean | (string | boolean)[] | undefined>;
     positionals: string[];
+    tokens: { kind: string; name?: string }[];
   };
   try {
-    parsed = parseArgs({ args: joinNegativeValues(argv), allowPositionals: true, options });
+    parsed = parseArgs({ args: joinNegativeValues(argv), allowPositionals: true, options, tokens: true });
   } catch (err) {
     throw new UsageError(`${FLAT((err as Error).message)} (see --help)`);
+  }
+  // parseArgs keeps the last of repeated flags; a repeat is more likely a mistake than an override.
+  const seen = new Set<string>();
+  for (const t of parsed.tokens) {
+    if (t.kind !== 'option' || t.name === undefined) continue;
+    if (seen.has(t.name)) throw new UsageError(`--${t.name} given twice`);
+    seen.add(t.name);
   }
   const v = parsed.values as Record<string, string | boolean | undefined>;
   const str = (k: string) => v[k] as string | undefined;
@@ -168,6 +187,13 @@ export function parseCli(argv: readonly string[]): ParsedArgs {
     );
   const task = oneOf<Task>('task', parsed.positionals[0], TASKS, 'fashion-mnist');
   const resume = v.resume === true;
+  if (resume) {
+    const ignored = [...seen].filter((k) => !['resume', 'backend', 'out'].includes(k));
+    if (ignored.length > 0)
+      throw new UsageError(
+        `--resume takes the run's configuration from its checkpoint; only --backend and --out may be given with it, not ${ignored.map((k) => `--${k}`).join(', ')}`,
+      );
+  }
   const d = TASK_DEFAULTS[task];
   const backends = Object.keys(KNOWN_BACKENDS);
   const backend = oneOf('backend', str('backend'), backends, 'cpu');
@@ -175,7 +201,7 @@ export function parseCli(argv: readonly string[]): ParsedArgs {
   const steps = opt('steps', (s) => int('steps', s, 0, { min: 1, max: 1e9 }));
   const epochs = opt('epochs', (s) => int('epochs', s, 0, { min: 1, max: 1e6 }));
   const limit = opt('limit', (s) => int('limit', s, 0, { min: 1, max: 2 ** 31 - 1 }));
-  const length = opt('length', (s) => int('length', s, 0, { min: 1, max: MAX_VALUES }));
+  const length = opt('length', (s) => int('length', s, 0, { min: 1, max: MAX_LENGTH }));
   const warmup = opt('warmup', (s) => int('warmup', s, 0, { min: 0, max: 1e9 }));
   const cell = oneOf('cell', str('cell'), ['gru', 'mhgru', 'lstm'] as const, d.cell ?? 'gru');
   const hidden = int('hidden', str('hidden'), d.hidden ?? 32, { min: 1, max: 65_536 });
@@ -213,7 +239,7 @@ export function parseCli(argv: readonly string[]): ParsedArgs {
           orbits: int('orbits', str('orbits'), d.orbits ?? 4, { min: 1, max: 1e6 }),
           testOrbits: int('test-orbits', str('test-orbits'), d.testOrbits ?? 2, { min: 1, max: 1e6 }),
           points: int('points', str('points'), d.points ?? 10_000, { min: 2, max: MAX_VALUES }),
-          tEnd: real('t-end', str('t-end'), d.tEnd ?? 10, true, 1e9),
+          tEnd: real('t-end', str('t-end'), d.tEnd ?? 10, true, MAX_T_END),
         }
       : {}),
   };
@@ -228,6 +254,14 @@ export function parseCli(argv: readonly string[]): ParsedArgs {
     for (const k of ['cell', 'heads', 'pooling', 'no-residual', 'layer-norm'])
       if (given(k))
         throw new UsageError(`--${k} does not apply to hnn (its model is an MLP: --hidden, --layers)`);
+    // Below this spacing the grid's times stop being distinct (5e-324 / 2 is 0) and the orbits do not move.
+    const spacing = config.tEnd! / (config.points! - 1);
+    if (!(spacing >= MIN_T_STEP))
+      throw new FlagError(
+        't-end',
+        `a grid spacing --t-end / (--points − 1) of at least ${MIN_T_STEP} (with --points ${config.points}: --t-end ≥ ${MIN_T_STEP * (config.points! - 1)})`,
+        `${JSON.stringify(str('t-end') ?? String(config.tEnd))} (spacing ${spacing})`,
+      );
     const values = (config.orbits! + config.testOrbits!) * config.points! * 8;
     if (values > MAX_VALUES)
       throw new UsageError(

@@ -1,4 +1,5 @@
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { replaceFile } from './out-dir.js';
 
 export interface StepRecord {
   readonly type: 'step';
@@ -74,7 +75,7 @@ export class MetricsLog<R extends { type: string; step: number } = MetricRecord>
       keepUpTo === undefined
         ? []
         : readMetrics<R>(this.file).filter((r): r is S => r.type === 'step' && r.step <= keepUpTo);
-    writeFileSync(this.file, kept.map((r) => `${JSON.stringify(r)}\n`).join(''));
+    replaceFile(this.file, kept.map((r) => `${JSON.stringify(r)}\n`).join(''));
     return kept;
   }
 

@@ -1,6 +1,8 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Checkpoint, CheckpointError, readCheckpoint } from '@deerjs/nn';
+import { type Checkpoint, CheckpointError, type Params, readCheckpoint } from '@deerjs/nn';
 import { TASKS, type TrainConfig } from './config.js';
+import { OutputDirError } from './errors.js';
 import { ensureOutputDir } from './out-dir.js';
 
 export const CHECKPOINT_FILE = 'checkpoint.ckpt';
@@ -25,6 +27,13 @@ export async function setupRun(
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   ensureOutputDir(cli.out);
   const ckptPath = join(cli.out, CHECKPOINT_FILE);
+  // A fresh run would truncate metrics.jsonl but leave the old checkpoint, and a later --resume
+  // would then continue the old run under the new one's metrics.
+  if (!opts.resume && existsSync(ckptPath))
+    throw new OutputDirError(
+      cli.out,
+      `holds an earlier run's ${CHECKPOINT_FILE}: pass --resume to continue that run, or another --out for a new one`,
+    );
   const ckpt = opts.resume ? await readCheckpoint(ckptPath) : undefined;
   let config = cli;
   if (ckpt) {
@@ -45,4 +54,26 @@ export function runLength(c: TrainConfig, perEpoch: number): { total: number; ep
     return { total, epochs: Math.ceil(total / perEpoch) };
   }
   return { total: Math.min(c.steps ?? Number.POSITIVE_INFINITY, c.epochs * perEpoch), epochs: c.epochs };
+}
+
+/**
+ * Refuse a checkpoint whose parameters are not the ones of the model that the stored configuration
+ * and the data define now (`model` says which, e.g. the data's channels): a data file that changed
+ * shape since the checkpoint was written would otherwise fail deep inside training.
+ */
+export function checkParamsFit(ckptPath: string, stored: Params, fresh: Params, model: string): void {
+  const names = Object.keys(fresh);
+  const problem =
+    names.map((k) =>
+      stored[k] === undefined
+        ? `it lacks ${k}`
+        : stored[k].length !== fresh[k]!.length
+          ? `${k} has ${stored[k].length} values, the model needs ${fresh[k]!.length}`
+          : undefined,
+    ).find((p) => p !== undefined) ??
+    Object.keys(stored)
+      .filter((k) => !(k in fresh))
+      .map((k) => `the model has no ${k}`)[0];
+  if (problem !== undefined)
+    throw new CheckpointError(ckptPath, `parameters do not fit the model (${model}): ${problem}`);
 }

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { basename } from 'node:path';
 import { Rng } from '@deerjs/core';
 import type { TrainConfig } from './config.js';
 import type { ArrayDataset } from './data/dataset.js';
@@ -40,7 +41,13 @@ export function loadTaskData(c: TrainConfig): TaskData {
   }
   const file = c.data!;
   const { header, data: train } = loadTs(file);
-  const testFile = c.testData ?? (file.includes('_TRAIN') ? file.replace('_TRAIN', '_TEST') : undefined);
+  // X_TRAIN.ts → X_TEST.ts in the same folder; a folder named like runs_TRAIN/ is left alone.
+  const name = basename(file);
+  const testFile =
+    c.testData ??
+    (name.includes('_TRAIN')
+      ? file.slice(0, file.length - name.length) + name.replace('_TRAIN', '_TEST')
+      : undefined);
   if (testFile !== undefined && (c.testData !== undefined || existsSync(testFile))) {
     const { header: th, data: test } = loadTs(testFile);
     if (
@@ -58,6 +65,11 @@ export function loadTaskData(c: TrainConfig): TaskData {
   // No test file: hold out a seeded 20%.
   const order = permutation(train.size, new Rng(c.seed + 0x5eed));
   const cut = Math.max(1, Math.floor(train.size * 0.2));
+  if (train.size - cut < 1)
+    throw new DataFormatError(
+      file,
+      `${train.size} case(s) and no test file: holding out 20% for testing leaves no case to train on (give --test-data FILE or more cases)`,
+    );
   return {
     train: train.pick(order.slice(cut)).limit(c.limit),
     test: train.pick(order.slice(0, cut)).limit(c.limit),

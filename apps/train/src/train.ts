@@ -1,4 +1,3 @@
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Backend, Rng } from '@deerjs/core';
 import {
@@ -12,12 +11,13 @@ import {
 import { openBackend } from './backend.js';
 import type { TrainConfig } from './config.js';
 import type { Dataset } from './data/dataset.js';
+import { replaceFile } from './out-dir.js';
 import { type EvalRecord, MetricsLog, type StepRecord } from './metrics.js';
 import { ProgressBar } from './progress.js';
 import { plotSvg, smooth } from './svg.js';
 import { loadTaskData, permutation } from './tasks.js';
 import { EpochCheckpoints } from './epoch-checkpoints.js';
-import { runLength, setupRun } from './run-setup.js';
+import { checkParamsFit, runLength, setupRun } from './run-setup.js';
 
 export interface TrainOptions {
   readonly resume?: boolean;
@@ -53,11 +53,19 @@ function modelFor(c: TrainConfig, data: Dataset): SequenceClassifier {
 export async function train(cli: TrainConfig, opts: TrainOptions = {}): Promise<TrainSummary> {
   const { log, ckptPath, ckpt, config } = await setupRun(cli, opts);
   const data = loadTaskData(config);
+  const model = modelFor(config, data.train);
+  const fresh = model.init(config.seed);
+  if (ckpt)
+    checkParamsFit(
+      ckptPath,
+      ckpt.params,
+      fresh,
+      `${config.layers} × ${config.cell}(${config.hidden}) on data with ${data.train.channels} channel(s) and ${data.train.classes} classes`,
+    );
+  const params: Params = ckpt ? ckpt.params : fresh;
   log(
     `data: ${data.source}: ${data.train.size} train / ${data.test.size} test, T = ${data.train.length}, ${data.train.channels} channel(s), ${data.train.classes} classes`,
   );
-  const model = modelFor(config, data.train);
-  const params: Params = ckpt ? ckpt.params : model.init(config.seed);
   const optimizer = new AdamW(params, { weightDecay: config.weightDecay });
   if (ckpt) optimizer.state = { step: ckpt.optimizer.step, m: ckpt.optimizer.m, v: ckpt.optimizer.v };
   const rng = new Rng((config.seed ^ 0x5f3759df) >>> 0);
@@ -144,8 +152,8 @@ export async function train(cli: TrainConfig, opts: TrainOptions = {}): Promise<
       test,
       device: backend.capabilities.device,
     };
-    writeFileSync(join(config.out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
-    writeFileSync(join(config.out, 'plot.svg'), plot(history, test, config));
+    replaceFile(join(config.out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+    replaceFile(join(config.out, 'plot.svg'), plot(history, test, config));
     return summary;
   } finally {
     await backend.destroy();

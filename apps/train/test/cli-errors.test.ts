@@ -72,6 +72,15 @@ describe('deer-train: every bad flag, path or data file is one line on stderr an
   );
   const emptyDir = join(work, 'empty-out');
   mkdirSync(emptyDir);
+  const usedDir = join(work, 'used-out');
+  mkdirSync(usedDir);
+  writeFileSync(join(usedDir, 'checkpoint.ckpt'), 'an earlier run');
+  const oneCase = join(work, 'one.ts');
+  writeFileSync(
+    oneCase,
+    '@problemName X\n@univariate false\n@dimensions 2\n@equalLength true\n@seriesLength 3\n@classLabel true a b\n@data\n1,2,3:4,5,6:a\n',
+  );
+  const hnn = ['hnn', '--orbits', '1', '--test-orbits', '1', '--points', '3', '--out', join(work, 'h')];
   const syn = ['eigenworms', '--synthetic', '--out', join(work, 'out')];
 
   const cases: [string, string[], RegExp][] = [
@@ -102,9 +111,32 @@ describe('deer-train: every bad flag, path or data file is one line on stderr an
     ],
     [
       'a synthetic set too big to hold',
-      [...syn, '--length', '100000000'],
+      [...syn, '--length', '1000000'],
       /more than the \d+ this app holds in memory/,
     ],
+    [
+      'a synthetic sequence longer than the app takes',
+      [...syn, '--length', '100000000'],
+      /--length: expected a positive integer ≤ 1048576, got "100000000"/,
+    ],
+    ['a flag given twice', [...syn, '--steps', '1', '--steps', '3'], /UsageError: --steps given twice/],
+    ['a switch given twice', [...syn, '--synthetic'], /--synthetic given twice/],
+    [
+      'flags that --resume would ignore',
+      ['eigenworms', '--resume', '--steps', '50', '--lr', '0.5', '--out', emptyDir],
+      /UsageError: --resume .*only --backend and --out may be given with it, not --steps, --lr$/,
+    ],
+    [
+      'a fresh run into a folder holding a checkpoint',
+      ['eigenworms', '--synthetic', '--out', usedDir],
+      /OutputDirError: --out .*used-out: holds an earlier run's checkpoint\.ckpt: pass --resume/,
+    ],
+    [
+      'hnn --t-end whose grid points collapse',
+      [...hnn, '--t-end', '5e-324'],
+      /FlagError: --t-end: expected a grid spacing .* at least 1e-9 .*got "5e-324"/,
+    ],
+    ['hnn --t-end too long to integrate', [...hnn, '--t-end', '1e6'], /FlagError: --t-end: expected .* ≤ 1000, got "1e6"/],
     ['an unknown flag', [...syn, '--bogus'], /Unknown option '--bogus'/],
     ['no task', ['--synthetic'], /expected one TASK/],
     [
@@ -147,6 +179,16 @@ describe('deer-train: every bad flag, path or data file is one line on stderr an
       /t10k-images-idx3-ubyte: images are 2 × 2, expected 3 × 3/,
     ],
     [
+      'IDX images longer than a sequence the app takes',
+      ['fashion-mnist', '--data', idxDir([1, 1025, 1024]), '--out', join(work, 'o5')],
+      /train-images-idx3-ubyte: images of 1025 × 1024 = 1049600 pixels exceed the 1048576 time steps/,
+    ],
+    [
+      'a .ts file whose 20% hold-out leaves no training case',
+      ['eigenworms', '--data', oneCase, '--out', join(work, 'o6')],
+      /one\.ts: 1 case\(s\) and no test file: .* leaves no case to train on/,
+    ],
+    [
       'a .ts file declaring a huge @seriesLength',
       ['eigenworms', '--data', hugeTs, '--out', join(work, 'o4')],
       /huge_TRAIN\.ts: @seriesLength 100000000000 × @dimensions 6 = .* cannot fit/,
@@ -162,5 +204,12 @@ describe('deer-train: every bad flag, path or data file is one line on stderr an
     expect(lines[0]).toMatch(/^deer-train: \w+Error: /);
     expect(lines[0]).toMatch(message);
     expect(r.ms).toBeLessThan(10_000);
+  });
+  // Refused by the backend's factory before it makes a device (making and destroying one to learn
+  // its dtypes crashed llvmpipe runs now and then).
+  it('a dtype the backend lacks: the --dtype hint and exit 2', async () => {
+    const r = await runCli([...syn, '--backend', 'webgpu', '--dtype', 'float64', '--steps', '1']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/UsageError: backend webgpu does not support float64 .*pass --dtype float32/);
   });
 });

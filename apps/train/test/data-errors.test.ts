@@ -149,6 +149,20 @@ describe('.ts files', () => {
       /dimension 1 has 2 values, expected @seriesLength 3/,
     );
     expectDataError(() => parseTs(`${tsHeader()}1,?,3:4,5,6:1\n`, 'v.ts'), 'v.ts', /not a number/);
+    // Number() reads these as 16, 3, 7 and 0; a .ts value is a decimal number.
+    for (const v of ['0x10', '0b11', '0o7', ' '])
+      expectDataError(
+        () => parseTs(`${tsHeader()}1,${v},3:4,5,6:1\n`, 'h.ts'),
+        'h.ts',
+        new RegExp(`line 10: dimension 1, value 2 is "${v}", not a number`),
+      );
+    // Finite as a double, Infinity as the float32 the data is stored in.
+    expectDataError(
+      () => parseTs(`${tsHeader()}1,2,3:4,5,-1e39:1\n`, 'f.ts'),
+      'f.ts',
+      /line 10: dimension 2, value 3 is "-1e39", outside float32 range/,
+    );
+    expect(parseTs(`${tsHeader()}1,-2.5e-3,.5:+4,5.,3e38:1\n`, 'ok.ts').data.size).toBe(1);
     expectDataError(() => loadTs('/nonexistent/x.ts'), '/nonexistent/x.ts', /cannot be read/);
   });
 });
@@ -173,6 +187,12 @@ describe('.ts files: declared sizes and many classes', () => {
       /@seriesLength "1e\+?300": expected a positive integer/,
     );
     expectDataError(() => parseTs(tsHeader('a b a'), 'dup.ts'), 'dup.ts', /lists "a" twice/);
+    const long = 2 ** 20 + 1;
+    expectDataError(
+      () => parseTs(`${tsHeader('1 2', 1, long)}${'0,'.repeat(long - 1)}0:1\n`, 'long.ts'),
+      'long.ts',
+      /@seriesLength 1048577 exceeds the 1048576 time steps/,
+    );
   });
 
   it('keeps every one of 300 class labels (no wrap-around at 256)', () => {

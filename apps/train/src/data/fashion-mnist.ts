@@ -1,3 +1,4 @@
+import { MAX_LENGTH, MAX_VALUES } from '../args.js';
 import { DataFormatError } from '../errors.js';
 import { ArrayDataset } from './dataset.js';
 import { findIdx, parseIdx, readMaybeGzip } from './idx.js';
@@ -22,6 +23,17 @@ function loadSplit(dir: string, split: 'train' | 't10k', limit?: number): Split 
   const images = parseIdx(readMaybeGzip(imageFile), imageFile, 3);
   const labels = parseIdx(readMaybeGzip(lblFile), lblFile, 1);
   const [n, rows, cols] = images.dims as [number, number, number];
+  // Each image is one sequence of rows·cols steps: bounded like --length, before any training.
+  if (rows * cols > MAX_LENGTH)
+    throw new DataFormatError(
+      imageFile,
+      `images of ${rows} × ${cols} = ${rows * cols} pixels exceed the ${MAX_LENGTH} time steps this app takes in a sequence`,
+    );
+  if (n * rows * cols > MAX_VALUES)
+    throw new DataFormatError(
+      imageFile,
+      `${n} images of ${rows} × ${cols} pixels: ${n * rows * cols} values, more than the ${MAX_VALUES} this app holds in memory`,
+    );
   if (labels.dims[0] !== n)
     throw new DataFormatError(lblFile, `${labels.dims[0]} labels for ${n} images in ${imageFile}`);
   for (let i = 0; i < labels.data.length; i++) {

@@ -1,6 +1,9 @@
 import { readFileSync } from 'node:fs';
+import { MAX_LENGTH, MAX_VALUES } from '../args.js';
 import { DataFormatError } from '../errors.js';
 import { ArrayDataset, labelArray } from './dataset.js';
+
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
 
 export interface TsHeader {
   readonly problemName: string;
@@ -77,6 +80,16 @@ export function parseTs(text: string, file: string): { header: TsHeader; data: A
       file,
       `@seriesLength ${seriesLength} × @dimensions ${dimensions} = ${per} values per case cannot fit: its ${cases.length} case(s) hold ${chars} characters in all`,
     );
+  if (seriesLength > MAX_LENGTH)
+    throw new DataFormatError(
+      file,
+      `@seriesLength ${seriesLength} exceeds the ${MAX_LENGTH} time steps this app takes in a sequence`,
+    );
+  if (cases.length * per > MAX_VALUES)
+    throw new DataFormatError(
+      file,
+      `${cases.length} cases of ${per} values: more than the ${MAX_VALUES} this app holds in memory`,
+    );
   const values = new Float32Array(cases.length * per);
   const labels = labelArray(cases.length, classLabels.length);
   cases.forEach(({ text, line }, r) => {
@@ -103,11 +116,19 @@ export function parseTs(text: string, file: string): { header: TsHeader; data: A
         );
       }
       for (let t = 0; t < seriesLength; t++) {
-        const v = Number(vals[t]);
-        if (vals[t]!.trim() === '' || !Number.isFinite(v))
+        const s = vals[t]!.trim();
+        // Decimal only: Number() also takes '0x10', '0b11', '0o7' and '' (0).
+        const v = DECIMAL.test(s) ? Number(s) : Number.NaN;
+        if (!Number.isFinite(v))
           throw new DataFormatError(
             file,
             `line ${line}: dimension ${d + 1}, value ${t + 1} is ${JSON.stringify(vals[t])}, not a number`,
+          );
+        // Stored as float32: 1e39 would become Infinity there.
+        if (!Number.isFinite(Math.fround(v)))
+          throw new DataFormatError(
+            file,
+            `line ${line}: dimension ${d + 1}, value ${t + 1} is ${JSON.stringify(vals[t])}, outside float32 range (±3.4e38)`,
           );
         values[r * per + t * dimensions + d] = v;
       }

@@ -1,4 +1,3 @@
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cells, Rng } from '@deerjs/core';
 import { createCpuBackend } from '@deerjs/cpu';
@@ -6,6 +5,7 @@ import { AdamW, clipGradNorm, type Params, parameterCount, warmupCosine } from '
 import { openBackend } from '../backend.js';
 import type { TrainConfig } from '../config.js';
 import { type HnnEvalRecord, type HnnStepRecord, MetricsLog } from '../metrics.js';
+import { replaceFile } from '../out-dir.js';
 import { ProgressBar } from '../progress.js';
 import { permutation } from '../tasks.js';
 import type { TrainOptions } from '../train.js';
@@ -13,7 +13,7 @@ import { hnnPlotSvg, orbitsSvg } from './plot.js';
 import { fitStep, integrate, type OdeRunOptions } from './solve.js';
 import { energy, generateOrbits, STATE, type Trajectories, timeGrid } from './two-body.js';
 import { EpochCheckpoints } from '../epoch-checkpoints.js';
-import { runLength, setupRun } from '../run-setup.js';
+import { checkParamsFit, runLength, setupRun } from '../run-setup.js';
 
 export interface HnnSummary {
   readonly config: TrainConfig;
@@ -90,7 +90,9 @@ export async function trainHnn(cli: TrainConfig, opts: TrainOptions = {}): Promi
   );
   const hidden = Array<number>(config.layers).fill(config.hidden);
   const field = cells.hamiltonian({ dof: 4, hidden });
-  const params: Params = ckpt ? ckpt.params : field.init({ seed: config.seed });
+  const fresh = field.init({ seed: config.seed });
+  if (ckpt) checkParamsFit(ckptPath, ckpt.params, fresh, `HNN MLP(8 → ${hidden.join(' → ')} → 1)`);
+  const params: Params = ckpt ? ckpt.params : fresh;
   const optimizer = new AdamW(params, { weightDecay: config.weightDecay });
   if (ckpt) optimizer.state = { step: ckpt.optimizer.step, m: ckpt.optimizer.m, v: ckpt.optimizer.v };
   const rng = new Rng((config.seed ^ 0x5f3759df) >>> 0);
@@ -186,10 +188,10 @@ export async function trainHnn(cli: TrainConfig, opts: TrainOptions = {}): Promi
       dataEnergyDrift,
       device: backend.capabilities.device,
     };
-    writeFileSync(join(config.out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+    replaceFile(join(config.out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
     const plotData = { t: data.test.t, y0: data.test.y0, truth: data.test.y, predicted: pred.y };
-    writeFileSync(join(config.out, 'plot.svg'), hnnPlotSvg(history, plotData, config));
-    writeFileSync(join(config.out, 'orbits.svg'), orbitsSvg(plotData, config));
+    replaceFile(join(config.out, 'plot.svg'), hnnPlotSvg(history, plotData, config));
+    replaceFile(join(config.out, 'orbits.svg'), orbitsSvg(plotData, config));
     return summary;
   } finally {
     await backend.destroy();
