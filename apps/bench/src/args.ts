@@ -272,15 +272,17 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
     const m = /^--?([A-Za-z][\w-]*)(?:=(.*))?$/.exec(arg);
     if (!m) throw new ArgError(`unexpected argument '${arg}' (flags start with --; see --help)`);
     const name = m[1]!.toLowerCase();
+    // Own entries only: the records inherit Object.prototype, and '--constructor X' had run Object(X).
+    const known = (table: Record<string, unknown>) => Object.hasOwn(table, name);
     const key = same[name] ?? name;
     const before = given.get(key);
     const flag = arg.split('=')[0]!;
-    if (before !== undefined && (withValue[name] || switches[name]))
+    if (before !== undefined && (known(withValue) || known(switches)))
       throw new ArgError(
         before.toLowerCase() === flag.toLowerCase() ? `${flag} given twice` : `${before} and ${flag} given together`,
       );
     given.set(key, flag);
-    const setter = withValue[name];
+    const setter = known(withValue) ? withValue[name] : undefined;
     if (setter) {
       const value = m[2] ?? argv[++i];
       if (value === undefined || (m[2] === undefined && value.startsWith('--'))) {
@@ -289,7 +291,7 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
       setter(value);
       continue;
     }
-    const sw = switches[name];
+    const sw = known(switches) ? switches[name] : undefined;
     if (!sw) throw new ArgError(`unknown flag '${arg}' (see --help)`);
     if (m[2] !== undefined) throw new ArgError(`--${m[1]} takes no value`);
     sw();

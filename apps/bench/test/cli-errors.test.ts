@@ -155,6 +155,7 @@ describe('deer-bench: bad flags and --out fail at once with one line and exit co
       /backend 'webgpu' does not support float64 .*use --dtype float32$/,
     ],
     ['a flag given twice', ['--nh', '2', '--nh', '1'], /--nh given twice/],
+    ['a flag named like an Object.prototype member', ['--constructor', 'x'], /unknown flag '--constructor'/],
     ['a switch and its opposite', ['--quasi', '--no-quasi'], /--quasi and --no-quasi given together/],
     ['--batch 1e20', ['--batch', '1e20'], /--batch: expected a positive integer up to 65536, got '1e20'/],
     ['--T too long', ['--T', '1e12'], /--T: expected a positive integer up to/],

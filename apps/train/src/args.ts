@@ -30,6 +30,8 @@ Flags:
   --resume               continue from OUT/checkpoint.ckpt: its stored configuration rules (data,
                          model, optimizer); only --out and --backend may be given with it
   --out DIR              output folder (default runs/TASK)
+  --overwrite            start a fresh run in an --out that holds an earlier run's checkpoint
+                         (removed); without it such a folder is refused, so no run is lost
   --data PATH            fashion-mnist: folder of IDX files (.gz or raw; default
                          /usr/share/datasets/fashion-mnist); eigenworms: the _TRAIN.ts file
   --test-data FILE       eigenworms: test .ts file (default: the _TEST.ts beside --data, else 20% held out)
@@ -49,7 +51,7 @@ does a flag given twice, and a fresh run into an --out that holds a checkpoint.
 Writes OUT/metrics.jsonl (one JSON object per step, then the evaluation), OUT/checkpoint.ckpt,
 OUT/plot.svg (loss and accuracy; hnn: loss and energy drift, plus OUT/orbits.svg) and OUT/summary.json.`;
 
-export type ParsedArgs = { help: true } | { help: false; config: TrainConfig; resume: boolean };
+export type ParsedArgs = { help: true } | { help: false; config: TrainConfig; resume: boolean; overwrite: boolean };
 
 /** Largest number of values (float32) a dataset may hold in memory: 2 GiB. */
 export const MAX_VALUES = 2 ** 29;
@@ -128,7 +130,7 @@ const STRING_FLAGS = [
   'points',
   't-end',
 ] as const;
-const BOOLEAN_FLAGS = ['help', 'resume', 'synthetic', 'no-residual', 'layer-norm'] as const;
+const BOOLEAN_FLAGS = ['help', 'resume', 'overwrite', 'synthetic', 'no-residual', 'layer-norm'] as const;
 
 /**
  * `--lr -1` → `--lr=-1`: node's parseArgs refuses a value that starts with '-' as ambiguous, so a
@@ -187,6 +189,8 @@ export function parseCli(argv: readonly string[]): ParsedArgs {
     );
   const task = oneOf<Task>('task', parsed.positionals[0], TASKS, 'fashion-mnist');
   const resume = v.resume === true;
+  const overwrite = v.overwrite === true;
+  if (resume && overwrite) throw new UsageError('--resume continues the run in --out and --overwrite replaces it: give one');
   if (resume) {
     const ignored = [...seen].filter((k) => !['resume', 'backend', 'out'].includes(k));
     if (ignored.length > 0)
@@ -291,5 +295,5 @@ export function parseCli(argv: readonly string[]): ParsedArgs {
         );
     }
   }
-  return { help: false, config, resume };
+  return { help: false, config, resume, overwrite };
 }

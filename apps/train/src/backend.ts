@@ -1,8 +1,11 @@
 import { type Backend, type DType, DTypeError, loadBackend } from '@deerjs/core';
 import { UsageError } from './errors.js';
 
-/** Load a deerjs backend by name through core's registry (the packages register on import). */
-export async function openBackend(name: string, dtype: DType): Promise<Backend> {
+/**
+ * Load a deerjs backend by name through core's registry (the packages register on import).
+ * `resuming`: the dtype is the checkpoint's, which --dtype cannot change, so the hint names a backend.
+ */
+export async function openBackend(name: string, dtype: DType, resuming = false): Promise<Backend> {
   // Given to every backend: one without it refuses before making a device (DTypeError, below).
   const options: Record<string, unknown> = { dtype };
   if (name === 'tfjs') {
@@ -14,7 +17,12 @@ export async function openBackend(name: string, dtype: DType): Promise<Backend> 
   try {
     backend = await loadBackend(name, { importer: (s) => import(s), options });
   } catch (err) {
-    if (err instanceof DTypeError) throw new UsageError(`backend ${name} does not support ${dtype} (${err.message}): pass --dtype float32`);
+    if (err instanceof DTypeError)
+      throw new UsageError(
+        resuming
+          ? `backend ${name} does not support ${dtype}, the dtype of the run in its checkpoint: resume it with --backend cpu`
+          : `backend ${name} does not support ${dtype} (${err.message}): pass --dtype float32`,
+      );
     throw err;
   }
   if (!backend.capabilities.dtypes.includes(dtype)) {

@@ -14,14 +14,14 @@ async function main(argv: readonly string[]): Promise<number> {
       return 0;
     }
     if (args.config.task === 'hnn') {
-      const h = await trainHnn(args.config, { resume: args.resume });
+      const h = await trainHnn(args.config, { resume: args.resume, overwrite: args.overwrite });
       process.stdout.write(
         `held-out MSE ${h.test.loss.toExponential(3)}, max relative energy drift ${h.test.energyDrift.toExponential(2)} (${h.test.examples} orbits) after ${h.steps} steps, ${h.meanStepMs.toFixed(0)} ms/step on ${h.device}\n` +
           `wrote ${args.config.out}/{metrics.jsonl,checkpoint.ckpt,plot.svg,orbits.svg,summary.json}\n`,
       );
       return 0;
     }
-    const s = await train(args.config, { resume: args.resume });
+    const s = await train(args.config, { resume: args.resume, overwrite: args.overwrite });
     process.stdout.write(
       `test accuracy: ${(100 * s.test.acc).toFixed(2)}% (${s.test.examples} examples, loss ${s.test.loss.toFixed(4)}) after ${s.steps} steps, ${s.meanStepMs.toFixed(0)} ms/step on ${s.device}\n` +
         `wrote ${args.config.out}/{metrics.jsonl,checkpoint.ckpt,plot.svg,summary.json}\n`,

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Checkpoint, CheckpointError, type Params, readCheckpoint } from '@deerjs/nn';
 import { TASKS, type TrainConfig } from './config.js';
@@ -22,18 +22,23 @@ export interface RunSetup {
  */
 export async function setupRun(
   cli: TrainConfig,
-  opts: { readonly resume?: boolean; readonly log?: (line: string) => void },
+  opts: { readonly resume?: boolean; readonly overwrite?: boolean; readonly log?: (line: string) => void },
 ): Promise<RunSetup> {
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   ensureOutputDir(cli.out);
   const ckptPath = join(cli.out, CHECKPOINT_FILE);
   // A fresh run would truncate metrics.jsonl but leave the old checkpoint, and a later --resume
-  // would then continue the old run under the new one's metrics.
-  if (!opts.resume && existsSync(ckptPath))
-    throw new OutputDirError(
-      cli.out,
-      `holds an earlier run's ${CHECKPOINT_FILE}: pass --resume to continue that run, or another --out for a new one`,
-    );
+  // would then continue the old run under the new one's metrics; removing it unasked could lose
+  // hours of training. So: refused, unless the user says to start over.
+  if (!opts.resume && existsSync(ckptPath)) {
+    if (!opts.overwrite)
+      throw new OutputDirError(
+        cli.out,
+        `holds an earlier run's ${CHECKPOINT_FILE}: pass --resume to continue that run, --overwrite to start a new one in its place, or another --out`,
+      );
+    rmSync(ckptPath);
+    log(`--overwrite: removed the earlier run's ${ckptPath}`);
+  }
   const ckpt = opts.resume ? await readCheckpoint(ckptPath) : undefined;
   let config = cli;
   if (ckpt) {

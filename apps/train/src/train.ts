@@ -21,6 +21,8 @@ import { checkParamsFit, runLength, setupRun } from './run-setup.js';
 
 export interface TrainOptions {
   readonly resume?: boolean;
+  /** A fresh run in an --out that holds an earlier run's checkpoint removes it (else refused). */
+  readonly overwrite?: boolean;
   /** Where status lines go (default stderr). */
   readonly log?: (line: string) => void;
   readonly progress?: ProgressBar;
@@ -52,49 +54,50 @@ function modelFor(c: TrainConfig, data: Dataset): SequenceClassifier {
 /** Train, checkpoint, evaluate, plot. Resuming takes the stored configuration (bar backend and out). */
 export async function train(cli: TrainConfig, opts: TrainOptions = {}): Promise<TrainSummary> {
   const { log, ckptPath, ckpt, config } = await setupRun(cli, opts);
-  const data = loadTaskData(config);
-  const model = modelFor(config, data.train);
-  const fresh = model.init(config.seed);
-  if (ckpt)
-    checkParamsFit(
-      ckptPath,
-      ckpt.params,
-      fresh,
-      `${config.layers} × ${config.cell}(${config.hidden}) on data with ${data.train.channels} channel(s) and ${data.train.classes} classes`,
-    );
-  const params: Params = ckpt ? ckpt.params : fresh;
-  log(
-    `data: ${data.source}: ${data.train.size} train / ${data.test.size} test, T = ${data.train.length}, ${data.train.channels} channel(s), ${data.train.classes} classes`,
-  );
-  const optimizer = new AdamW(params, { weightDecay: config.weightDecay });
-  if (ckpt) optimizer.state = { step: ckpt.optimizer.step, m: ckpt.optimizer.m, v: ckpt.optimizer.v };
-  const rng = new Rng((config.seed ^ 0x5f3759df) >>> 0);
-  const B = Math.min(config.batch, data.train.size);
-  const perEpoch = Math.max(1, Math.floor(data.train.size / B));
-  const { total, epochs } = runLength(config, perEpoch);
-  const warmup = config.warmup ?? Math.min(100, Math.round(0.05 * total));
-  const lrAt = warmupCosine({
-    peak: config.lr,
-    warmup: Math.min(warmup, total),
-    total,
-    min: config.lr * 0.01,
-  });
-  const metrics = new MetricsLog(join(config.out, 'metrics.jsonl'));
-  const history = metrics.reset(ckpt?.step);
-  let step = ckpt?.step ?? 0;
-  log(
-    `model: ${config.layers} × ${config.cell}(${config.hidden}${config.cell === 'mhgru' ? `, ${config.heads} heads` : ''}), ${config.pooling} pooling, ${model.parameterCount} parameters; ${config.solver} on ${config.backend} (${config.dtype}); ${total} steps${ckpt ? `, resuming at step ${step}` : ''}`,
-  );
-
-  const backend = await openBackend(config.backend, config.dtype);
-  const progress = opts.progress ?? new ProgressBar();
-  const checkpoints = new EpochCheckpoints(ckptPath, rng, perEpoch, step, () => ({
-    step,
-    params,
-    optimizer: optimizer.state,
-    config,
-  }));
+  // Before any data is read: a backend that cannot run the dtype refuses here, in one line.
+  const backend = await openBackend(config.backend, config.dtype, ckpt !== undefined);
   try {
+    const data = loadTaskData(config);
+    const model = modelFor(config, data.train);
+    const fresh = model.init(config.seed);
+    if (ckpt)
+      checkParamsFit(
+        ckptPath,
+        ckpt.params,
+        fresh,
+        `${config.layers} × ${config.cell}(${config.hidden}) on data with ${data.train.channels} channel(s) and ${data.train.classes} classes`,
+      );
+    const params: Params = ckpt ? ckpt.params : fresh;
+    log(
+      `data: ${data.source}: ${data.train.size} train / ${data.test.size} test, T = ${data.train.length}, ${data.train.channels} channel(s), ${data.train.classes} classes`,
+    );
+    const optimizer = new AdamW(params, { weightDecay: config.weightDecay });
+    if (ckpt) optimizer.state = { step: ckpt.optimizer.step, m: ckpt.optimizer.m, v: ckpt.optimizer.v };
+    const rng = new Rng((config.seed ^ 0x5f3759df) >>> 0);
+    const B = Math.min(config.batch, data.train.size);
+    const perEpoch = Math.max(1, Math.floor(data.train.size / B));
+    const { total, epochs } = runLength(config, perEpoch);
+    const warmup = config.warmup ?? Math.min(100, Math.round(0.05 * total));
+    const lrAt = warmupCosine({
+      peak: config.lr,
+      warmup: Math.min(warmup, total),
+      total,
+      min: config.lr * 0.01,
+    });
+    const metrics = new MetricsLog(join(config.out, 'metrics.jsonl'));
+    const history = metrics.reset(ckpt?.step);
+    let step = ckpt?.step ?? 0;
+    log(
+      `model: ${config.layers} × ${config.cell}(${config.hidden}${config.cell === 'mhgru' ? `, ${config.heads} heads` : ''}), ${config.pooling} pooling, ${model.parameterCount} parameters; ${config.solver} on ${config.backend} (${config.dtype}); ${total} steps${ckpt ? `, resuming at step ${step}` : ''}`,
+    );
+
+    const progress = opts.progress ?? new ProgressBar();
+    const checkpoints = new EpochCheckpoints(ckptPath, rng, perEpoch, step, () => ({
+      step,
+      params,
+      optimizer: optimizer.state,
+      config,
+    }));
     const T = data.train.length;
     const m = data.train.channels;
     const xs = new Float64Array(B * T * m);

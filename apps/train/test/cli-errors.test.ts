@@ -129,7 +129,12 @@ describe('deer-train: every bad flag, path or data file is one line on stderr an
     [
       'a fresh run into a folder holding a checkpoint',
       ['eigenworms', '--synthetic', '--out', usedDir],
-      /OutputDirError: --out .*used-out: holds an earlier run's checkpoint\.ckpt: pass --resume/,
+      /OutputDirError: --out .*used-out: holds an earlier run's checkpoint\.ckpt: pass --resume to continue that run, --overwrite/,
+    ],
+    [
+      '--resume with --overwrite',
+      ['eigenworms', '--resume', '--overwrite', '--out', usedDir],
+      /UsageError: --resume continues the run in --out and --overwrite replaces it: give one/,
     ],
     [
       'hnn --t-end whose grid points collapse',
@@ -210,6 +215,9 @@ describe('deer-train: every bad flag, path or data file is one line on stderr an
   it('a dtype the backend lacks: the --dtype hint and exit 2', async () => {
     const r = await runCli([...syn, '--backend', 'webgpu', '--dtype', 'float64', '--steps', '1']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/UsageError: backend webgpu does not support float64 .*pass --dtype float32/);
+    expect(r.stdout).toBe('');
+    // One line, before any data is read (the backend is opened first).
+    const lines = r.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('Warning: '));
+    expect(lines).toEqual([expect.stringMatching(/^deer-train: UsageError: backend webgpu does not support float64 .*pass --dtype float32$/)]);
   });
 });

@@ -88,6 +88,17 @@ describe('--resume takes the configuration from the checkpoint', () => {
       /is from task eigenworms, not hnn/,
     );
   });
+  it('a fresh run over an earlier one: refused, or with --overwrite a new run that --resume then continues', async () => {
+    const out = tempDir('overwrite');
+    await train(configOf(flags(out)), quiet);
+    const again = configOf(flags(out).map((f, i, all) => (all[i - 1] === '--hidden' ? '3' : f)));
+    await expect(train(again, quiet)).rejects.toThrow(/holds an earlier run's checkpoint\.ckpt/);
+    const s = await train(again, { ...quiet, overwrite: true });
+    expect(s.config.hidden).toBe(3);
+    const resumed = await train(configOf(['eigenworms', '--resume', '--out', out]), { ...quiet, resume: true });
+    expect(resumed.config.hidden).toBe(3);
+    expect(stepsOf(out)).toEqual([1, 2, 3]);
+  });
 });
 
 const tsFile = (dims: number, cases: string[]) =>

@@ -81,50 +81,51 @@ async function makeData(c: TrainConfig): Promise<{ train: Trajectories; test: Tr
  */
 export async function trainHnn(cli: TrainConfig, opts: TrainOptions = {}): Promise<HnnSummary> {
   const { log, ckptPath, ckpt, config } = await setupRun(cli, opts);
-  const T = config.points! - 1;
-  const t0Data = performance.now();
-  const data = await makeData(config);
-  const dataEnergyDrift = Math.max(maxRelativeDrift(data.train, T), maxRelativeDrift(data.test, T));
-  log(
-    `data: two-body orbits by Dormand–Prince (tol 1e-12): ${config.orbits} train / ${config.testOrbits} test, ${config.points} points on [0, ${config.tEnd}], max relative energy drift ${dataEnergyDrift.toExponential(1)} (${((performance.now() - t0Data) / 1000).toFixed(1)} s)`,
-  );
-  const hidden = Array<number>(config.layers).fill(config.hidden);
-  const field = cells.hamiltonian({ dof: 4, hidden });
-  const fresh = field.init({ seed: config.seed });
-  if (ckpt) checkParamsFit(ckptPath, ckpt.params, fresh, `HNN MLP(8 → ${hidden.join(' → ')} → 1)`);
-  const params: Params = ckpt ? ckpt.params : fresh;
-  const optimizer = new AdamW(params, { weightDecay: config.weightDecay });
-  if (ckpt) optimizer.state = { step: ckpt.optimizer.step, m: ckpt.optimizer.m, v: ckpt.optimizer.v };
-  const rng = new Rng((config.seed ^ 0x5f3759df) >>> 0);
-  const N = data.train.count;
-  const B = Math.min(config.batch, N);
-  const perEpoch = Math.max(1, Math.floor(N / B));
-  const { total, epochs } = runLength(config, perEpoch);
-  const warmup = config.warmup ?? Math.min(100, Math.round(0.05 * total));
-  const lrAt = warmupCosine({
-    peak: config.lr,
-    warmup: Math.min(warmup, total),
-    total,
-    min: config.lr * 0.01,
-  });
-  const metrics = new MetricsLog<HnnStepRecord | HnnEvalRecord>(join(config.out, 'metrics.jsonl'));
-  const history = metrics.reset(ckpt?.step);
-  let step = ckpt?.step ?? 0;
-  log(
-    `model: HNN H = MLP(8 → ${hidden.join(' → ')} → 1), softplus, ${parameterCount(params)} parameters; ${config.solver} on ${config.backend} (${config.dtype}); batch ${B} orbits; ${total} steps${ckpt ? `, resuming at step ${step}` : ''}`,
-  );
-
-  const backend = await openBackend(config.backend, config.dtype);
-  const progress = opts.progress ?? new ProgressBar();
-  const run: OdeRunOptions = { solver: config.solver, dtype: config.dtype, maxIter: config.maxIter };
-  const guesses = constantGuess(data.train.y0, T);
-  const checkpoints = new EpochCheckpoints(ckptPath, rng, perEpoch, step, () => ({
-    step,
-    params,
-    optimizer: optimizer.state,
-    config,
-  }));
+  // Before any data is read: a backend that cannot run the dtype refuses here, in one line.
+  const backend = await openBackend(config.backend, config.dtype, ckpt !== undefined);
   try {
+    const T = config.points! - 1;
+    const t0Data = performance.now();
+    const data = await makeData(config);
+    const dataEnergyDrift = Math.max(maxRelativeDrift(data.train, T), maxRelativeDrift(data.test, T));
+    log(
+      `data: two-body orbits by Dormand–Prince (tol 1e-12): ${config.orbits} train / ${config.testOrbits} test, ${config.points} points on [0, ${config.tEnd}], max relative energy drift ${dataEnergyDrift.toExponential(1)} (${((performance.now() - t0Data) / 1000).toFixed(1)} s)`,
+    );
+    const hidden = Array<number>(config.layers).fill(config.hidden);
+    const field = cells.hamiltonian({ dof: 4, hidden });
+    const fresh = field.init({ seed: config.seed });
+    if (ckpt) checkParamsFit(ckptPath, ckpt.params, fresh, `HNN MLP(8 → ${hidden.join(' → ')} → 1)`);
+    const params: Params = ckpt ? ckpt.params : fresh;
+    const optimizer = new AdamW(params, { weightDecay: config.weightDecay });
+    if (ckpt) optimizer.state = { step: ckpt.optimizer.step, m: ckpt.optimizer.m, v: ckpt.optimizer.v };
+    const rng = new Rng((config.seed ^ 0x5f3759df) >>> 0);
+    const N = data.train.count;
+    const B = Math.min(config.batch, N);
+    const perEpoch = Math.max(1, Math.floor(N / B));
+    const { total, epochs } = runLength(config, perEpoch);
+    const warmup = config.warmup ?? Math.min(100, Math.round(0.05 * total));
+    const lrAt = warmupCosine({
+      peak: config.lr,
+      warmup: Math.min(warmup, total),
+      total,
+      min: config.lr * 0.01,
+    });
+    const metrics = new MetricsLog<HnnStepRecord | HnnEvalRecord>(join(config.out, 'metrics.jsonl'));
+    const history = metrics.reset(ckpt?.step);
+    let step = ckpt?.step ?? 0;
+    log(
+      `model: HNN H = MLP(8 → ${hidden.join(' → ')} → 1), softplus, ${parameterCount(params)} parameters; ${config.solver} on ${config.backend} (${config.dtype}); batch ${B} orbits; ${total} steps${ckpt ? `, resuming at step ${step}` : ''}`,
+    );
+
+    const progress = opts.progress ?? new ProgressBar();
+    const run: OdeRunOptions = { solver: config.solver, dtype: config.dtype, maxIter: config.maxIter };
+    const guesses = constantGuess(data.train.y0, T);
+    const checkpoints = new EpochCheckpoints(ckptPath, rng, perEpoch, step, () => ({
+      step,
+      params,
+      optimizer: optimizer.state,
+      config,
+    }));
     if (ckpt) checkpoints.resume(ckpt);
     for (let epoch = Math.floor(step / perEpoch); epoch < epochs && step < total; epoch++) {
       checkpoints.startEpoch();

@@ -45,7 +45,7 @@ export interface CompiledStep {
   readonly evaluate: Kernel;
   readonly segments: ReadonlyMap<NodeId, Segment>;
   readonly perElement: number;
-  /** One invocation per Jacobian entry of a slab's elements, in block structure (uniforms as above). */
+  /** The Jacobian of a slab's elements in block structure, an entry per invocation or a column of a block (uniforms as above). */
   readonly jacobian?: Kernel & {
     readonly blockSize: number;
     /** s where an invocation computes a column of a block (see compileJacobian), else 1. */
