@@ -328,6 +328,26 @@ export function defineOdeCases(ctx: SuiteContext): void {
     }
   });
 
+  // A stiff decay on a grid at t ≈ 1e9: dopri5 snapped every step to the whole interval (its slack
+  // was 1e-12·|t|, more than the interval), so rejected steps never shrank and it ran out of steps.
+  ctx.test('ode/dopri5-late-grid', async () => {
+    const backend = ctx.backend();
+    const decay = defineCell({ name: 'decay', state: 1, input: 0, params: { k: [1] } }, (y, _x, p) => neg(mul(p.k, y)));
+    const y0 = backend.tensor([1], [1, 1], ctx.dtype);
+    try {
+      const runs = [];
+      for (const t0 of [0, 1e9]) {
+        const r = await dopri5(backend, decay, { k: [1e6] }, { y0, t: [t0, t0 + 1e-4] }, { maxSteps: 5000 });
+        runs.push({ y: (await backend.read(r.y))[0]!, steps: r.steps });
+        backend.dispose(r.y);
+      }
+      expect(runs[1]!.steps).toBeLessThan(2 * runs[0]!.steps + 10);
+      expect(Math.abs(runs[1]!.y)).toBeLessThan(1e-5);
+    } finally {
+      backend.dispose(y0);
+    }
+  });
+
   // One interval of 1e30: the exponential's scaling had been capped at 2^60 halvings, so the
   // series overflowed and an exact answer (0) was reported as non-finite.
   ctx.test('ode/huge-interval', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cells, lang } from '../src/index.js';
+import { CellDefinitionError, cells, lang } from '../src/index.js';
 
 describe('built-in cell options', () => {
   it('lstm peephole adds P [3n]; inputForget keeps the params', () => {
@@ -24,5 +24,17 @@ describe('built-in cell options', () => {
     expect(cells.lstm({ inputSize: 2, hiddenSize: 3, activations: ['Sigmoid', 'Tanh', 'Tanh'] }).name).toBe(
       'lstm(n=3)',
     );
+  });
+
+  it('refuses unknown or misspelt options and options that are not an object (they had been ignored)', () => {
+    const bad: [string, () => unknown][] = [
+      ['lstm peepholes', () => cells.lstm({ inputSize: 2, hiddenSize: 3, peepholes: true } as never)],
+      ['gru actvations', () => cells.gru({ inputSize: 2, hiddenSize: 3, actvations: ['Relu'] } as never)],
+      ['mlp hiden', () => cells.mlp({ stateSize: 2, hiden: [3] } as never)],
+      ['elman()', () => (cells.elman as (o?: unknown) => unknown)()],
+      ['hamiltonian hidden null', () => cells.hamiltonian({ dof: 1, hidden: null } as never)],
+      ['multi-head gru head', () => cells.multiHeadGru({ inputSize: 2, hiddenSize: 4, heads: 2, head: 2 } as never)],
+    ];
+    for (const [what, make] of bad) expect(make, what).toThrow(CellDefinitionError);
   });
 });

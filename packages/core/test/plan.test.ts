@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cells, defineCell, EXPECTED_SWEEPS, lang, MIN_SHOOTING_T, planShooting, planShootingUpFront, planSolve, stepCost } from '../src/index.js';
+import { type Backend, cells, defineCell, EXPECTED_SWEEPS, InvalidArgumentError, lang, MIN_SHOOTING_T, planShooting, planShootingUpFront, planSolve, stepCost, withCapabilities } from '../src/index.js';
 
 describe('cost model (method: auto)', () => {
   it('counts a GRU step: 6n² multiply-adds of its matrix products plus the gates', () => {
@@ -128,5 +128,15 @@ describe('cost model (method: auto)', () => {
     expect(planShootingUpFront(gru, 16, 100_000, { rowGain: 5 })).toBeNull();
     expect(planShootingUpFront(gru, 1, 1_000_000, { rowGain: 2 })).toBeNull();
     expect(planShootingUpFront(gru, 1, MIN_SHOOTING_T - 1, { rowGain: 5 })).toBeNull();
+  });
+});
+
+describe('withCapabilities', () => {
+  const backend = { name: 'fake', capabilities: { dtypes: ['float64'], defaultDType: 'float64', maxBufferBytes: 2 ** 20, syncRead: true, device: 'fake', parallelism: 1 } } as unknown as Backend;
+  it('refuses sizes and rates the planners divide by that are NaN, zero or negative', () => {
+    for (const bad of [{ memoryBytes: Number.NaN }, { maxBufferBytes: 0 }, { parallelism: -1 }, { iterationOverhead: Number.POSITIVE_INFINITY }]) {
+      expect(() => withCapabilities(backend, bad), JSON.stringify(bad)).toThrow(InvalidArgumentError);
+    }
+    expect(withCapabilities(backend, { parallelism: 1e9 }).capabilities.parallelism).toBe(1e9);
   });
 });

@@ -1,3 +1,4 @@
+import { describeValue, InvalidArgumentError } from '../errors.js';
 import type { Backend, BackendCapabilities } from './types.js';
 
 /**
@@ -7,6 +8,16 @@ import type { Backend, BackendCapabilities } from './types.js';
  * GPU's worth of lanes, on any machine.
  */
 export function withCapabilities(backend: Backend, overrides: Partial<BackendCapabilities>): Backend {
+  // Sizes and rates the planners divide by: NaN or ≤ 0 had come out as a NaN window and a
+  // TypeError deep inside a solve.
+  for (const key of ['maxBufferBytes', 'memoryBytes', 'parallelism'] as const) {
+    const v = overrides[key];
+    if (v !== undefined && !(typeof v === 'number' && v > 0))
+      throw new InvalidArgumentError(`capabilities.${key}`, 'a number > 0', describeValue(v));
+  }
+  const overhead = overrides.iterationOverhead;
+  if (overhead !== undefined && !(typeof overhead === 'number' && overhead >= 0 && Number.isFinite(overhead)))
+    throw new InvalidArgumentError('capabilities.iterationOverhead', 'a finite number ≥ 0', describeValue(overhead));
   const capabilities: BackendCapabilities = { ...backend.capabilities, ...overrides };
   return new Proxy(backend, {
     get(target, key) {

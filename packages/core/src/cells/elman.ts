@@ -1,7 +1,7 @@
 import { type Cell, defineCell } from '../cell/cell.js';
 import { add, matvec } from '../cell/lang.js';
 import { type ActivationSpec, activationsLabel, resolveActivations } from './activations.js';
-import { checkSize, gateClip } from './gate-clip.js';
+import { checkCellOptions, checkSize, gateClip } from './gate-clip.js';
 
 export interface ElmanOptions {
   readonly inputSize: number;
@@ -13,7 +13,8 @@ export interface ElmanOptions {
 }
 
 /** Elman RNN in ONNX RNN layout: h' = f(W x + Wb + R h + Rb), W [n, m], R [n, n]. */
-export function elman({ inputSize, hiddenSize, clip: c, activations }: ElmanOptions): Cell {
+export function elman(options: ElmanOptions): Cell {
+  const { inputSize, hiddenSize, clip: c, activations } = checkCellOptions('cells.elman', options, ['inputSize', 'hiddenSize', 'clip', 'activations']);
   const m = checkSize('cells.elman', 'inputSize', inputSize);
   const n = checkSize('cells.elman', 'hiddenSize', hiddenSize);
   const gate = gateClip(c, 'cells.elman');

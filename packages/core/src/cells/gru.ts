@@ -2,7 +2,7 @@ import { type Cell, defineCell } from '../cell/cell.js';
 import { add, matvec, mul, slice, sub } from '../cell/lang.js';
 import { CellDefinitionError } from '../errors.js';
 import { type ActivationSpec, activationsLabel, resolveActivations } from './activations.js';
-import { checkSize, gateClip } from './gate-clip.js';
+import { checkCellOptions, checkSize, gateClip } from './gate-clip.js';
 import { multiHeadGru } from './multihead-gru.js';
 
 export interface GruOptions {
@@ -25,14 +25,15 @@ export interface GruOptions {
  * GRU in ONNX layout: W [3n, m] and R [3n, n] with gate blocks z, r, h; biases Wb [3n], Rb [3n];
  * H_t = (1 − z) ⊙ h̃ + z ⊙ H_{t−1}.
  */
-export function gru({
-  inputSize,
-  hiddenSize,
-  linearBeforeReset = 1,
-  heads,
-  clip: c,
-  activations,
-}: GruOptions): Cell {
+export function gru(options: GruOptions): Cell {
+  const {
+    inputSize,
+    hiddenSize,
+    linearBeforeReset = 1,
+    heads,
+    clip: c,
+    activations,
+  } = checkCellOptions('cells.gru', options, ['inputSize', 'hiddenSize', 'linearBeforeReset', 'heads', 'clip', 'activations']);
   const m = checkSize('cells.gru', 'inputSize', inputSize);
   const n = checkSize('cells.gru', 'hiddenSize', hiddenSize);
   if (linearBeforeReset !== 0 && linearBeforeReset !== 1) {

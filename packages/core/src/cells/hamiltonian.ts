@@ -1,7 +1,7 @@
 import { type Cell, defineCell } from '../cell/cell.js';
 import { concat, grad, neg, slice, softplus, sum, tanh } from '../cell/lang.js';
 import { CellDefinitionError } from '../errors.js';
-import { checkSize } from './gate-clip.js';
+import { checkCellOptions, checkSize } from './gate-clip.js';
 import { applyMlp, mlpParams } from './mlp.js';
 
 export interface HamiltonianOptions {
@@ -16,8 +16,10 @@ export interface HamiltonianOptions {
  * Hamiltonian neural network: a scalar H = MLP(q, p) and the vector field f = (∂H/∂p, −∂H/∂q),
  * written with `grad` so its Jacobian (the symplectic Hessian) is derived like any other cell's.
  */
-export function hamiltonian({ dof, hidden = [64, 64], activation = 'softplus' }: HamiltonianOptions): Cell {
+export function hamiltonian(options: HamiltonianOptions): Cell {
+  const { dof, hidden = [64, 64], activation = 'softplus' } = checkCellOptions('cells.hamiltonian', options, ['dof', 'hidden', 'activation']);
   const d = checkSize('cells.hamiltonian', 'dof', dof);
+  if (!Array.isArray(hidden)) throw new CellDefinitionError('cells.hamiltonian: hidden', 'an array of layer widths', String(hidden));
   for (const [i, w] of hidden.entries()) checkSize('cells.hamiltonian', `hidden[${i}]`, w);
   if (activation !== 'tanh' && activation !== 'softplus') {
     throw new CellDefinitionError(

@@ -2,7 +2,7 @@ import { type Cell, defineCell } from '../cell/cell.js';
 import { add, concat, matvec, mul, slice, sub } from '../cell/lang.js';
 import { CellDefinitionError } from '../errors.js';
 import { type ActivationSpec, activationsLabel, resolveActivations } from './activations.js';
-import { checkSize, gateClip } from './gate-clip.js';
+import { checkCellOptions, checkSize, gateClip } from './gate-clip.js';
 
 export interface LstmOptions {
   readonly inputSize: number;
@@ -25,14 +25,15 @@ export interface LstmOptions {
  * (and P [3n], blocks i, o, f, with `peephole`). The state is [h; c] (size 2n): the output
  * sequence's h is its first n entries.
  */
-export function lstm({
-  inputSize,
-  hiddenSize,
-  clip: c,
-  activations,
-  peephole = false,
-  inputForget = false,
-}: LstmOptions): Cell {
+export function lstm(options: LstmOptions): Cell {
+  const {
+    inputSize,
+    hiddenSize,
+    clip: c,
+    activations,
+    peephole = false,
+    inputForget = false,
+  } = checkCellOptions('cells.lstm', options, ['inputSize', 'hiddenSize', 'clip', 'activations', 'peephole', 'inputForget']);
   const m = checkSize('cells.lstm', 'inputSize', inputSize);
   const n = checkSize('cells.lstm', 'hiddenSize', hiddenSize);
   for (const [k, v] of [

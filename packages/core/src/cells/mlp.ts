@@ -1,7 +1,7 @@
 import { type Cell, defineCell } from '../cell/cell.js';
 import { add, concat, matvec, type Param, relu, softplus, tanh, type Vec } from '../cell/lang.js';
 import { CellDefinitionError } from '../errors.js';
-import { checkSize } from './gate-clip.js';
+import { checkCellOptions, checkSize } from './gate-clip.js';
 
 export type Activation = 'tanh' | 'relu' | 'softplus';
 
@@ -45,9 +45,11 @@ export function applyMlp(
 }
 
 /** A multilayer perceptron f(y, x) = W_L σ(… σ(W_1 [y; x] + b_1) …) + b_L: a vector field or a step. */
-export function mlp({ stateSize, inputSize = 0, hidden = [64], activation = 'tanh' }: MlpOptions): Cell {
+export function mlp(options: MlpOptions): Cell {
+  const { stateSize, inputSize = 0, hidden = [64], activation = 'tanh' } = checkCellOptions('cells.mlp', options, ['stateSize', 'inputSize', 'hidden', 'activation']);
   const n = checkSize('cells.mlp', 'stateSize', stateSize);
   const m = checkSize('cells.mlp', 'inputSize', inputSize, 0);
+  if (!Array.isArray(hidden)) throw new CellDefinitionError('cells.mlp: hidden', 'an array of layer widths', String(hidden));
   for (const [i, w] of hidden.entries()) checkSize('cells.mlp', `hidden[${i}]`, w);
   if (!(activation in ACT)) {
     throw new CellDefinitionError(

@@ -1,7 +1,7 @@
 import { type Cell, defineCell } from '../cell/cell.js';
 import { add, matvec, mul, sigmoid, slice, sub, tanh } from '../cell/lang.js';
 import { CellDefinitionError } from '../errors.js';
-import { checkSize } from './gate-clip.js';
+import { checkCellOptions, checkSize } from './gate-clip.js';
 
 export interface MultiHeadGruOptions {
   readonly inputSize: number;
@@ -15,7 +15,8 @@ export interface MultiHeadGruOptions {
  * per gate (Rz, Rr, Rh of shape [heads, s, s]), so heads never interact and the Jacobian is exactly
  * block-diagonal with block size s = n / heads. Reset convention as PyTorch (linear before reset).
  */
-export function multiHeadGru({ inputSize, hiddenSize, heads }: MultiHeadGruOptions): Cell {
+export function multiHeadGru(options: MultiHeadGruOptions): Cell {
+  const { inputSize, hiddenSize, heads } = checkCellOptions('cells.multiHeadGru', options, ['inputSize', 'hiddenSize', 'heads']);
   const m = checkSize('cells.multiHeadGru', 'inputSize', inputSize);
   const n = checkSize('cells.multiHeadGru', 'hiddenSize', hiddenSize);
   if (typeof heads !== 'number' || !Number.isInteger(heads) || heads < 1 || n % heads !== 0) {

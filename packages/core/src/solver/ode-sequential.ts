@@ -224,7 +224,10 @@ async function dopri5Run(
           rejected,
         });
       }
-      const last = t + h >= tEnd - 1e-12 * Math.abs(tEnd);
+      // Snap to the grid point when the step would reach it or leave a sliver: relative to h, not
+      // to |tEnd| (a slack of 1e-12·|tEnd| swallowed whole intervals at t ≈ 1e9, so a rejected
+      // step never shrank and the solve ran out of steps).
+      const last = t + h * (1 + 1e-6) >= tEnd;
       const hs = last ? tEnd - t : h;
       // A step that no longer moves t (underflow) or is not finite (overflow) would loop forever.
       if (!(hs > 0) || !Number.isFinite(hs) || t + hs === t) {

@@ -39,7 +39,7 @@ export function chooseWindow(backend: Backend, b: WindowBudget): number {
   const whole = b.T + (b.lastHasExtra ? b.extra : 0);
   if (points >= whole) return b.T;
   const W = points - b.extra;
-  if (W < 1) {
+  if (!(W >= 1)) {
     throw new ShapeError(
       'x',
       `a batch whose per-step Jacobians (${b.jacobians} × ${perPoint} bytes, ${1 + b.extra} steps) fit the backend's memory (${memory} bytes, largest buffer ${caps.maxBufferBytes})`,

@@ -1,3 +1,4 @@
+import { describeValue, InvalidArgumentError } from '../errors.js';
 /**
  * A small seeded generator (xoshiro128**, seeded by splitmix32) so that every init, test and
  * benchmark input is reproducible across runs and machines.
@@ -10,7 +11,10 @@ export class Rng {
   private spare: number | undefined;
 
   constructor(seed: number) {
-    let x = seed >>> 0;
+    // NaN, Infinity, fractions and strings had all become seed 0 (x >>> 0), and 2**32 too.
+    if (!Number.isSafeInteger(seed)) throw new InvalidArgumentError('seed', 'an integer (a safe integer: |seed| < 2**53)', describeValue(seed));
+    // The low 32 bits as before (seeds 0 … 2³² − 1 keep their streams); the high bits mixed in.
+    let x = ((seed >>> 0) ^ Math.imul(Math.floor(seed / 2 ** 32) >>> 0, 0x9e3779b1)) >>> 0;
     const next = () => {
       x = (x + 0x9e3779b9) >>> 0;
       let z = x;
