@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { DeerError } from '@deerjs/core';
 import { type Checkpoint, CheckpointError, decodeCheckpoint, encodeCheckpoint } from './checkpoint.js';
 
 /** Staging files of `path` are named `.<basename>.tmp-<pid>-<random>` in its directory. */
@@ -90,8 +91,19 @@ export async function stageCheckpoint(path: string, c: Checkpoint): Promise<stri
  */
 export async function writeCheckpoint(path: string, c: Checkpoint): Promise<void> {
   await removeStaleStaging(path);
-  const tmp = await stageCheckpoint(path, c);
-  await rename(tmp, path);
+  let tmp: string | undefined;
+  try {
+    tmp = await stageCheckpoint(path, c);
+    await rename(tmp, path);
+  } catch (err) {
+    // The staging file of a failed rename (path is a directory, …) is removed now, not by the next write.
+    if (tmp !== undefined) await unlink(tmp).catch(() => undefined);
+    if (err instanceof DeerError) throw err;
+    throw new CheckpointError(
+      path,
+      `cannot be written (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    );
+  }
 }
 
 export async function readCheckpoint(path: string): Promise<Checkpoint> {

@@ -1,4 +1,4 @@
-import { DeerError, InvalidArgumentError } from '@deerjs/core';
+import { DeerError, describeValue, InvalidArgumentError } from '@deerjs/core';
 import type { Params } from './params.js';
 
 /**
@@ -86,10 +86,15 @@ export function encodeCheckpoint(c: Checkpoint): Uint8Array {
     'adam.m': c.optimizer.m,
     'adam.v': c.optimizer.v,
   };
+  checkJson('checkpoint config', c.config);
+  checkJson('checkpoint extra', c.extra);
   const arrays: ArrayEntry[] = [];
   let offset = 0;
   for (const g of GROUPS) {
     for (const [name, v] of Object.entries(groups[g])) {
+      // decodeCheckpoint refuses this name: it would set the object's prototype.
+      if (name === '__proto__')
+        throw new InvalidArgumentError(`checkpoint ${g} name`, 'a name other than "__proto__"', '"__proto__"');
       arrays.push({ name: `${g}/${name}`, dtype: 'float64', offset, length: v.length });
       offset += v.length * 8;
     }
@@ -133,13 +138,46 @@ export function encodeCheckpoint(c: Checkpoint): Uint8Array {
   return out;
 }
 
+/**
+ * `v` must come back from JSON as it is: JSON.stringify throws a raw TypeError for a BigInt or a
+ * cycle, and writes NaN and ±Infinity as null.
+ */
+function checkJson(what: string, v: unknown): void {
+  try {
+    JSON.stringify(v, (key, x: unknown) => {
+      if (typeof x === 'bigint' || (typeof x === 'number' && !Number.isFinite(x))) {
+        const at = key === '' ? '' : ` (at key ${JSON.stringify(key)})`;
+        throw new InvalidArgumentError(
+          `${what}${at}`,
+          'JSON-serialisable values (finite numbers, no BigInt, no cycles)',
+          describeValue(x),
+        );
+      }
+      return x;
+    });
+  } catch (err) {
+    if (err instanceof InvalidArgumentError) throw err;
+    throw new InvalidArgumentError(
+      what,
+      'JSON-serialisable values (finite numbers, no BigInt, no cycles)',
+      `a value JSON.stringify refuses (${String((err as Error).message).split('\n')[0]})`,
+    );
+  }
+}
+
 const isCount = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
 /** An Rng state as a checkpoint holds it: 4 integers of 32 bits (signed or not). */
 const isRngState = (r: unknown): r is [number, number, number, number] =>
   Array.isArray(r) && r.length === 4 && r.every((x) => Number.isInteger(x) && x >= -(2 ** 31) && x <= 0xffffffff);
 
 /** Parse format version 2; `file` names the source in errors. */
-export function decodeCheckpoint(bytes: Uint8Array, file = '<bytes>'): Checkpoint {
+export function decodeCheckpoint(input: Uint8Array | ArrayBuffer, file = '<bytes>'): Checkpoint {
+  let bytes: Uint8Array;
+  if (input instanceof Uint8Array) bytes = input;
+  else if (input instanceof ArrayBuffer) bytes = new Uint8Array(input);
+  else if (ArrayBuffer.isView(input))
+    bytes = new Uint8Array((input as ArrayBufferView).buffer, (input as ArrayBufferView).byteOffset, (input as ArrayBufferView).byteLength);
+  else throw new InvalidArgumentError('decodeCheckpoint bytes', 'a Uint8Array or an ArrayBuffer', describeValue(input));
   if (bytes.length < 16)
     throw new CheckpointError(file, `too short (${bytes.length} bytes) to hold the 16-byte preamble`);
   const magic = new TextDecoder().decode(bytes.subarray(0, 8));

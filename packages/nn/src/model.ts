@@ -106,6 +106,10 @@ export class SequenceClassifier {
 
   /** Seeded initial parameters: each layer from its own stream, so adding a layer keeps the others. */
   init(seed: number): Params {
+    // The streams below take seed · 7919 modulo 2³² (7919 is odd: distinct for distinct seeds in
+    // range). NaN, Infinity and strings had all given seed 0's parameters, 2³² too.
+    if (!(Number.isInteger(seed) && seed >= 0 && seed < 2 ** 32))
+      throw new InvalidArgumentError('seed', 'an integer in [0, 2**32)', String(seed));
     const out: Params = {};
     this.cells.forEach((c, l) => {
       const values = c.init({ seed: (seed * 7919 + l * 104729 + 1) >>> 0 });

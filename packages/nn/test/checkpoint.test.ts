@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DeerError, Rng } from '@deerjs/core';
+import { DeerError, InvalidArgumentError, Rng } from '@deerjs/core';
 import { describe, expect, it } from 'vitest';
 import {
   AdamW,
@@ -177,5 +177,41 @@ describe('checkpoints', () => {
   it('staging names are unique per write', () => {
     expect(stagingPath('/x/a.ckpt')).not.toBe(stagingPath('/x/a.ckpt'));
     expect(stagingPath('/x/a.ckpt')).toMatch(/^\/x\/\.a\.ckpt\.tmp-\d+-[0-9a-f]{8}$/);
+  });
+
+  it('encode refuses what decode would refuse or JSON would not keep', () => {
+    const c = sample(11);
+    const params = JSON.parse('{"__proto__": [1, 2]}') as Record<string, Float64Array>;
+    expect(() => encodeCheckpoint({ ...c, params })).toThrow(InvalidArgumentError);
+    expect(() => encodeCheckpoint({ ...c, params })).toThrow(/__proto__/);
+    const cycle: Record<string, unknown> = {};
+    cycle.self = cycle;
+    for (const config of [{ n: 1n }, { lr: Number.NaN }, [Number.POSITIVE_INFINITY], cycle]) {
+      expect(() => encodeCheckpoint({ ...c, config })).toThrow(InvalidArgumentError);
+      expect(() => encodeCheckpoint({ ...c, config })).toThrow(/checkpoint config/);
+    }
+    expect(() => encodeCheckpoint({ ...c, extra: { at: Number.NaN } })).toThrow(/checkpoint extra/);
+  });
+
+  it('decodes an ArrayBuffer and refuses what is not bytes with a typed error', () => {
+    const c = sample(12);
+    const bytes = encodeCheckpoint(c);
+    expect(decodeCheckpoint(bytes.slice().buffer).step).toBe(c.step);
+    expect(() => decodeCheckpoint(null as never)).toThrow(InvalidArgumentError);
+  });
+
+  it('write failures are CheckpointErrors naming the path, and leave no staging file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'deer-ckpt-'));
+    const missing = join(dir, 'missing', 'm.ckpt');
+    const err = await writeCheckpoint(missing, sample(13)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CheckpointError);
+    expect((err as CheckpointError).file).toBe(missing);
+    expect((err as Error).message).toMatch(/cannot be written \(ENOENT\)/);
+    const adir = join(dir, 'adir');
+    mkdirSync(adir);
+    const err2 = await writeCheckpoint(adir, sample(13)).catch((e: unknown) => e);
+    expect(err2).toBeInstanceOf(CheckpointError);
+    expect((err2 as CheckpointError).file).toBe(adir);
+    expect(readdirSync(dir)).toEqual(['adir']);
   });
 });

@@ -44,6 +44,14 @@ describe('nn refuses what it would otherwise misread', () => {
     }
   });
 
+  it('init refuses seeds outside [0, 2**32) and non-integers (they had all given seed 0)', () => {
+    const model = new SequenceClassifier(base);
+    for (const seed of [Number.NaN, Number.POSITIVE_INFINITY, 0.5, -1, 2 ** 32, '1']) {
+      expect(() => model.init(seed as number), String(seed)).toThrow(InvalidArgumentError);
+    }
+    expect(model.init(2 ** 32 - 1)['head.W']).not.toEqual(model.init(0)['head.W']);
+  });
+
   it('NaN or ±Inf in the data, the weights or the logits: a NonFiniteError naming it, not a NaN loss', async () => {
     const backend = createCpuBackend({ dtype: 'float64' });
     const model = new SequenceClassifier({ ...base, layers: 2 });
@@ -126,9 +134,15 @@ describe('checkpoints', () => {
     for (const bad of [{ step: Number.NaN }, { step: -1 }, { rng: [1, 2, 3] }, { optimizer: { ...good.optimizer, step: 1.5 } }]) {
       expect(() => encodeCheckpoint({ ...good, ...bad } as never), JSON.stringify(bad)).toThrow(InvalidArgumentError);
     }
-    // A param named __proto__ (an own property, as a crafted header would give it).
+    // A param named __proto__ (an own property): refused at encode, and in a crafted file at decode.
     const params = Object.defineProperty({}, '__proto__', { value: Float64Array.of(2), enumerable: true });
-    const proto = encodeCheckpoint({ ...good, params });
+    expect(() => encodeCheckpoint({ ...good, params })).toThrow(InvalidArgumentError);
+    const proto = encodeCheckpoint({ ...good, params: { aaaaaaaaa: Float64Array.of(2) } });
+    const at = Buffer.from(proto).indexOf('param/aaaaaaaaa') + 'param/'.length;
+    proto.set(new TextEncoder().encode('__proto__'), at);
+    let h = 0x811c9dc5; // FNV-1a 32 over everything before the 4-byte trailer
+    for (let i = 0; i < proto.length - 4; i++) h = Math.imul(h ^ proto[i]!, 0x01000193) >>> 0;
+    new DataView(proto.buffer, proto.byteOffset).setUint32(proto.length - 4, h, true);
     expect(() => decodeCheckpoint(proto, 'mem')).toThrow(/reserved/);
   });
 });

@@ -1,6 +1,6 @@
-import { Rng } from '@deerjs/core';
+import { describeValue, InvalidArgumentError, Rng } from '@deerjs/core';
 import { type OnnxTypes, onnx } from './proto.js';
-import { type Direction, GATES, type RecurrentOp } from './recurrent.js';
+import { type Direction, GATES, isRecurrentOp, type RecurrentOp } from './recurrent.js';
 import { makeTensorProto } from './tensor.js';
 import { encodeUtf8 } from './text.js';
 
@@ -48,6 +48,33 @@ export interface RecurrentModelSpec {
 }
 
 const FLOAT = onnx.TensorProto.DataType.FLOAT;
+
+/** The fields both builders read, checked before any size is computed from them. */
+function checkSpec(
+  fn: string,
+  spec: { op: unknown; inputSize: unknown; hiddenSize: unknown; direction?: unknown } | null,
+): void {
+  if (spec === null || typeof spec !== 'object')
+    throw new InvalidArgumentError(`${fn} spec`, 'an object', describeValue(spec));
+  if (!isRecurrentOp(spec.op as string))
+    throw new InvalidArgumentError(`${fn} spec.op`, "'GRU', 'LSTM' or 'RNN'", describeValue(spec.op));
+  for (const key of ['inputSize', 'hiddenSize'] as const) {
+    const v = spec[key];
+    if (!Number.isSafeInteger(v) || (v as number) < 1)
+      throw new InvalidArgumentError(`${fn} spec.${key}`, 'an integer ≥ 1', describeValue(v));
+  }
+  if (
+    spec.direction !== undefined &&
+    spec.direction !== 'forward' &&
+    spec.direction !== 'reverse' &&
+    spec.direction !== 'bidirectional'
+  )
+    throw new InvalidArgumentError(
+      `${fn} spec.direction`,
+      "'forward', 'reverse' or 'bidirectional'",
+      describeValue(spec.direction),
+    );
+}
 const AType = onnx.AttributeProto.AttributeType;
 
 function valueInfo(
@@ -72,6 +99,23 @@ function valueInfo(
  * Y, Y_h (and Y_c for LSTM). Used by the tests and by the benchmark (with `ortReference`).
  */
 export function buildRecurrentModel(spec: RecurrentModelSpec): Uint8Array {
+  checkSpec('buildRecurrentModel', spec);
+  const w = spec.weights as RecurrentWeights | null;
+  if (w === null || typeof w !== 'object')
+    throw new InvalidArgumentError(
+      'buildRecurrentModel spec.weights',
+      'an object { W, R, B?, P? } of numbers',
+      describeValue(w),
+    );
+  for (const key of ['W', 'R', 'B', 'P'] as const) {
+    const v = w[key] as unknown;
+    if ((v !== undefined || key === 'W' || key === 'R') && !isNumbers(v))
+      throw new InvalidArgumentError(
+        `buildRecurrentModel spec.weights.${key}`,
+        'an array or typed array of numbers',
+        describeValue(v),
+      );
+  }
   const { op, inputSize: m, hiddenSize: n, weights } = spec;
   const direction = spec.direction ?? 'forward';
   const layout = spec.layout ?? 0;
@@ -173,6 +217,13 @@ export function randomRecurrentWeights(spec: RandomWeightsSpec): {
   B: Float32Array;
   P?: Float32Array;
 } {
+  checkSpec('randomRecurrentWeights', spec);
+  if (spec.scale !== undefined && !(Number.isFinite(spec.scale) && spec.scale >= 0))
+    throw new InvalidArgumentError(
+      'randomRecurrentWeights spec.scale',
+      'a finite number ≥ 0',
+      describeValue(spec.scale),
+    );
   const { op, inputSize: m, hiddenSize: n } = spec;
   const nd = spec.direction === 'bidirectional' ? 2 : 1;
   const k = GATES[op];
@@ -182,3 +233,7 @@ export function randomRecurrentWeights(spec: RandomWeightsSpec): {
   const w = { W: draw(nd * k * n * m), R: draw(nd * k * n * n), B: draw(nd * 2 * k * n) };
   return spec.peephole ? { ...w, P: draw(nd * 3 * n) } : w;
 }
+
+const isNumbers = (v: unknown): v is ArrayLike<number> =>
+  (Array.isArray(v) || (ArrayBuffer.isView(v) && !(v instanceof DataView))) &&
+  Array.prototype.every.call(v, (x: unknown) => typeof x === 'number');

@@ -36,6 +36,11 @@ export interface OnnxRecurrentModel {
   readonly recurrentNodes: readonly RecurrentNode[];
   /** Constant tensors by name. */
   readonly initializers: ReadonlyMap<string, OnnxTensor>;
+  /**
+   * Graph inputs that also have an initializer: the initializer is a default that a run may override.
+   * Every other initializer is a constant, and a run-time input of its name is refused.
+   */
+  readonly initializerInputs?: readonly OnnxValueInfo[];
 }
 
 /**
@@ -70,6 +75,7 @@ export function loadOnnxModel(bytes: Uint8Array): OnnxRecurrentModel {
     irVersion: toInt(proto.irVersion),
     opset: toInt(opsetEntry.version),
     inputs: (graph.input ?? []).filter((v) => !initializers.has(v.name ?? '')).map(valueInfo),
+    initializerInputs: (graph.input ?? []).filter((v) => initializers.has(v.name ?? '')).map(valueInfo),
     outputs: (graph.output ?? []).map(valueInfo),
     nodes,
     recurrentNodes,

@@ -1,4 +1,4 @@
-import { OnnxRuntimeUnavailableError } from './errors.js';
+import { OnnxInputError, OnnxRuntimeUnavailableError } from './errors.js';
 import type { OnnxData, OnnxTensor } from './tensor.js';
 
 /** The few parts of onnxruntime-node used here (so this package's types do not need it installed). */
@@ -48,8 +48,8 @@ async function importOrt(importer: () => Promise<unknown>): Promise<OrtModule> {
         : String((err as Error)?.message ?? err);
     throw new OnnxRuntimeUnavailableError(reason);
   }
-  const ort = ((mod as { default?: unknown }).default ?? mod) as Partial<OrtModule>;
-  if (typeof ort.InferenceSession?.create !== 'function' || typeof ort.Tensor !== 'function') {
+  const ort = ((mod as { default?: unknown } | null)?.default ?? mod) as Partial<OrtModule> | null;
+  if (typeof ort?.InferenceSession?.create !== 'function' || typeof ort.Tensor !== 'function') {
     throw new OnnxRuntimeUnavailableError(
       'the imported module is not onnxruntime-node (no InferenceSession/Tensor)',
     );
@@ -70,9 +70,18 @@ export async function openOrtSession(
   return {
     async run(inputs) {
       const feeds: Record<string, OrtTensor> = {};
+      if (inputs === null || typeof inputs !== 'object')
+        throw new OnnxInputError('<inputs>', 'expected an object of { data, dims } by name');
       for (const [name, t] of Object.entries(inputs)) {
-        const type = TYPE_NAMES.get(t.data.constructor);
-        if (!type) throw new TypeError(`input ${name}: unsupported data ${t.data.constructor.name}`);
+        const data = (t as Partial<OnnxTensor> | null)?.data;
+        const type = ArrayBuffer.isView(data) ? TYPE_NAMES.get(data.constructor) : undefined;
+        if (!type || !Array.isArray(t.dims))
+          throw new OnnxInputError(
+            name,
+            ArrayBuffer.isView(data) && Array.isArray(t.dims)
+              ? `unsupported data type ${data.constructor.name} (supported: Float32Array, Float64Array, Int32Array, BigInt64Array)`
+              : 'expected { data: Float32Array | Float64Array | Int32Array | BigInt64Array, dims: number[] }',
+          );
         feeds[name] = new ort.Tensor(type, t.data, t.dims);
       }
       const results = await session.run(feeds);

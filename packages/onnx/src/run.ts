@@ -1,4 +1,4 @@
-import type { Backend } from '@deerjs/core';
+import { type Backend, describeValue, InvalidArgumentError } from '@deerjs/core';
 import { OnnxInputError, OnnxUnsupportedError } from './errors.js';
 import type { OnnxRecurrentModel, OnnxValueInfo } from './model.js';
 import { isRecurrentOp } from './recurrent.js';
@@ -30,17 +30,34 @@ export async function runOnnxModel(
       throw new OnnxUnsupportedError(node.name, 'op_type', op, `GRU, LSTM, RNN, ${SHAPE_OPS.join(', ')}`);
     }
   }
+  if (model === null || typeof model !== 'object' || !Array.isArray(model.nodes))
+    throw new InvalidArgumentError('runOnnxModel model', 'a model from loadOnnxModel', describeValue(model));
+  if (
+    backend === null ||
+    typeof backend !== 'object' ||
+    typeof (backend as { tensor?: unknown }).tensor !== 'function'
+  )
+    throw new InvalidArgumentError('runOnnxModel backend', 'a deerjs Backend', describeValue(backend));
+  if (inputs === null || typeof inputs !== 'object')
+    throw new OnnxInputError(
+      '<inputs>',
+      `expected an object of inputs by name, got ${inputs === null ? 'null' : typeof inputs}`,
+    );
   const values = new Map<string, OnnxTensor>(model.initializers);
   for (const info of model.inputs) values.set(info.name, checkInput(info, inputs[info.name]));
   for (const name of Object.keys(inputs)) {
-    if (!values.has(name))
+    if (model.inputs.some((i) => i.name === name)) continue;
+    // Only an initializer that is also a graph input may be overridden by the caller; any other
+    // initializer is a constant (ONNX IR ≥ 4), which onnxruntime keeps whatever is fed.
+    const info = model.initializerInputs?.find((i) => i.name === name);
+    if (!info) {
+      const what = model.initializers.has(name) ? 'a constant initializer, not' : 'not';
       throw new OnnxInputError(
         name,
-        `not an input of the model (inputs: ${model.inputs.map((i) => i.name).join(', ')})`,
+        `${what} an input of the model (inputs: ${[...model.inputs, ...(model.initializerInputs ?? [])].map((i) => i.name).join(', ')})`,
       );
-    // An initializer that is also a graph input may be overridden by the caller.
-    if (!model.inputs.some((i) => i.name === name))
-      values.set(name, checkInput(undefined, inputs[name], name));
+    }
+    values.set(name, checkInput(info, inputs[name]));
   }
   const value = (name: string): OnnxTensor => {
     const v = values.get(name);

@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import { DeerError, Rng, UnsupportedOptionError } from '@deerjs/core';
+import { DeerError, InvalidArgumentError, Rng, UnsupportedOptionError } from '@deerjs/core';
 import { createCpuBackend } from '@deerjs/cpu';
 import onnxProto from 'onnx-proto';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -270,6 +270,62 @@ describe('run-time inputs', () => {
     await expect(runOnnxModel(model, backend, { X: X.data })).rejects.toThrow(/does not fix its dims/);
     await expect(runOnnxModel(model, backend, { X, extra: X })).rejects.toThrow(/'extra': not an input/);
   });
+
+  it('refuses to override a constant initializer; one that is also a graph input may be overridden', async () => {
+    const bytes = buildRecurrentModel(spec('GRU'));
+    const W = { data: new Float32Array(3 * n * m), dims: [1, 3 * n, m] };
+    const err = await runOnnxModel(loadOnnxModel(bytes), backend, { X, W }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OnnxInputError);
+    expect((err as OnnxInputError).input).toBe('W');
+    expect((err as Error).message).toMatch(/'W': a constant initializer, not an input/);
+    // W declared as a graph input as well: its initializer is a default the caller may replace.
+    const wInfo = onnx.ModelProto.decode(
+      buildRecurrentModel(spec('GRU', { weightsAsInputs: true })),
+    ).graph?.input?.find((i) => i.name === 'W');
+    const withDefault = loadOnnxModel(edit(bytes, (graph) => graph.input.push(wInfo!)));
+    expect(withDefault.initializerInputs?.map((i) => i.name)).toEqual(['W']);
+    const plain = await runOnnxModel(withDefault, backend, { X });
+    const fed = await runOnnxModel(withDefault, backend, { X, W });
+    expect(Array.from(fed.Y_h!.data)).not.toEqual(Array.from(plain.Y_h!.data));
+    await expect(
+      runOnnxModel(withDefault, backend, { X, W: { data: new Float32Array(4), dims: [4] } }),
+    ).rejects.toThrow(/'W': the model declares dims/);
+  });
+
+  it('gives typed errors for null inputs or backend', async () => {
+    await expect(runOnnxModel(model, backend, null as never)).rejects.toThrow(OnnxInputError);
+    await expect(runOnnxModel(model, null as never, { X })).rejects.toThrow(InvalidArgumentError);
+  });
+});
+
+describe('spec checks of the model builders', () => {
+  const weights = randomRecurrentWeights({ op: 'GRU', inputSize: 2, hiddenSize: 3 });
+  it.each([
+    ['op', { op: 'FOO' }],
+    ['hiddenSize', { hiddenSize: 0 }],
+    ['hiddenSize', { hiddenSize: 2.5 }],
+    ['inputSize', { inputSize: -1 }],
+    ['inputSize', { inputSize: 2.5 }],
+    ['scale', { scale: Number.NaN }],
+  ])('randomRecurrentWeights names a bad %s', (field, change) => {
+    expect(() => randomRecurrentWeights({ op: 'GRU', inputSize: 2, hiddenSize: 3, ...change } as never)).toThrow(
+      new RegExp(`spec\\.${field}: expected`),
+    );
+    expect(() => randomRecurrentWeights({ op: 'GRU', inputSize: 2, hiddenSize: 3, ...change } as never)).toThrow(
+      InvalidArgumentError,
+    );
+  });
+  it.each([
+    ['op', { op: 'FOO' }],
+    ['hiddenSize', { hiddenSize: 0 }],
+    ['inputSize', { inputSize: 2.5 }],
+    ['weights', { weights: null }],
+    ['weights\\.R', { weights: { W: weights.W } }],
+  ])('buildRecurrentModel names a bad %s', (field, change) => {
+    const bad = { op: 'GRU', inputSize: 2, hiddenSize: 3, weights, ...change } as never;
+    expect(() => buildRecurrentModel(bad)).toThrow(InvalidArgumentError);
+    expect(() => buildRecurrentModel(bad)).toThrow(new RegExp(`spec\\.${field}: expected`));
+  });
 });
 
 describe('onnxruntime-node', () => {
@@ -290,6 +346,24 @@ describe('onnxruntime-node', () => {
     await expect(ortReference(bytes, { X }, { importer: async () => ({}) })).rejects.toThrow(
       OnnxRuntimeUnavailableError,
     );
+  });
+
+  it('an importer resolving to null gives the same typed error', async () => {
+    await expect(ortReference(bytes, { X }, { importer: async () => null })).rejects.toThrow(
+      OnnxRuntimeUnavailableError,
+    );
+  });
+
+  it('unsupported input data gives OnnxInputError naming the input', async () => {
+    const session = { outputNames: [], run: async () => ({}), release: async () => undefined };
+    const fake = { InferenceSession: { create: async () => session }, Tensor: class {} };
+    const err = await ortReference(
+      bytes,
+      { X: { data: new Uint8Array(T * B * m), dims: X.dims } } as never,
+      { importer: async () => fake },
+    ).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OnnxInputError);
+    expect((err as Error).message).toMatch(/'X': unsupported data type Uint8Array/);
   });
 
   it('is imported lazily, only by ort.ts', () => {
