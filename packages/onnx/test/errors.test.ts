@@ -286,7 +286,7 @@ describe('run-time inputs', () => {
     expect(withDefault.initializerInputs?.map((i) => i.name)).toEqual(['W']);
     const plain = await runOnnxModel(withDefault, backend, { X });
     const fed = await runOnnxModel(withDefault, backend, { X, W });
-    expect(Array.from(fed.Y_h!.data)).not.toEqual(Array.from(plain.Y_h!.data));
+    expect(Array.from(fed.Y_h!.data as Float32Array)).not.toEqual(Array.from(plain.Y_h!.data as Float32Array));
     await expect(
       runOnnxModel(withDefault, backend, { X, W: { data: new Float32Array(4), dims: [4] } }),
     ).rejects.toThrow(/'W': the model declares dims/);
