@@ -140,3 +140,16 @@ describe('withCapabilities', () => {
     expect(withCapabilities(backend, { parallelism: 1e9 }).capabilities.parallelism).toBe(1e9);
   });
 });
+
+describe('the planners refuse sizes they cannot price', () => {
+  const gru = cells.gru({ inputSize: 2, hiddenSize: 4 });
+  it('NaN, zero or negative B, T or lanes, and no candidates: InvalidArgumentError (they had given NaN plans)', () => {
+    expect(() => planSolve(gru, 1, 100, 0, [4, 1])).toThrow(InvalidArgumentError);
+    expect(() => planSolve(gru, 1, Number.NaN, 8, [4, 1])).toThrow(InvalidArgumentError);
+    expect(() => planSolve(gru, 1, -5, 8, [4, 1])).toThrow(InvalidArgumentError);
+    expect(() => planSolve(gru, 1, 100, 8, [])).toThrow(InvalidArgumentError);
+    expect(() => planShooting(gru, 1, Number.NaN, 8)).toThrow(InvalidArgumentError);
+    expect(() => planShootingUpFront(gru, 1, Number.POSITIVE_INFINITY, { rowGain: 8 })).toThrow(InvalidArgumentError);
+    expect(planSolve(gru, 1, 100, Number.POSITIVE_INFINITY, [4, 1]).choice).toBeDefined();
+  });
+});

@@ -1,3 +1,4 @@
+import { InvalidArgumentError } from '../errors.js';
 import type { Cell } from '../cell/cell.js';
 import { type Graph, liveNodes, matrixLayout, type NodeId, paramSpec, type UnaryFn } from '../cell/graph.js';
 import { probePrefix, probeReads, probeSteps } from './probes.js';
@@ -109,6 +110,17 @@ export interface SolvePlan {
   readonly reason: string;
 }
 
+/** The planners' sizes: B and T positive integers, rows an integer ≥ 0, lanes > 0 (Infinity too). */
+function checkPlanInputs(fn: string, sizes: Readonly<Record<string, number | undefined>>): void {
+  for (const [name, v] of Object.entries(sizes)) {
+    if (v === undefined) continue;
+    // rows may be 0: 'auto' asks whether shooting could pay before it knows of any row to shoot.
+    const min = name === 'rows' ? 0 : 1;
+    const ok = name === 'lanes' ? v > 0 : Number.isSafeInteger(v) && v >= min;
+    if (!ok) throw new InvalidArgumentError(`${fn} ${name}`, name === 'lanes' ? 'a number > 0' : `an integer ≥ ${min}`, String(v));
+  }
+}
+
 /**
  * The plan for B rows of T steps of `cell` on a backend running `lanes` lanes at once, choosing
  * among the block sizes `candidates` (the exact one first).
@@ -121,6 +133,9 @@ export function planSolve(
   candidates: readonly number[],
   costs: CostOptions = {},
 ): SolvePlan {
+  checkPlanInputs('planSolve', { B, T, lanes });
+  if (candidates.length === 0 || !candidates.every((c) => Number.isSafeInteger(c) && c >= 1))
+    throw new InvalidArgumentError('planSolve candidates', 'block sizes (positive integers), the exact one first', `[${candidates.join(', ')}]`);
   const iterationOverhead = costs.iterationOverhead ?? ITERATION_OVERHEAD;
   const n = cell.stateSize;
   const program = cell.stepProgram();
@@ -226,6 +241,7 @@ export function planShooting(
   lanes: number | undefined,
   costs: CostOptions = {},
 ): ShootingPlan | null {
+  checkPlanInputs('planShooting', { rows, T, lanes });
   const { chunks, length } = shootingChunks(T, lanes === undefined ? undefined : Math.max(1, Math.floor(lanes / Math.max(1, rows))));
   let maxSweeps = chunks;
   if (lanes !== undefined) {
@@ -262,6 +278,7 @@ export function planShootingUpFront(
   T: number,
   costs: CostOptions = {},
 ): (ShootingPlan & { readonly reason: string }) | null {
+  checkPlanInputs('planShootingUpFront', { B, T });
   const gain = costs.rowGain;
   if (gain === undefined || gain <= 1 || T < MIN_SHOOTING_T) return null;
   const { chunks, length } = shootingChunks(T);
