@@ -1,6 +1,6 @@
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Checkpoint, CheckpointError, type Params, readCheckpoint } from '@deerjs/nn';
+import { type Checkpoint, CheckpointError, type Params, readCheckpoint, warmupCosine } from '@deerjs/nn';
 import { TASKS, type TrainConfig } from './config.js';
 import { OutputDirError } from './errors.js';
 import { ensureOutputDir } from './out-dir.js';
@@ -59,6 +59,12 @@ export function runLength(c: TrainConfig, perEpoch: number): { total: number; ep
     return { total, epochs: Math.ceil(total / perEpoch) };
   }
   return { total: Math.min(c.steps ?? Number.POSITIVE_INFINITY, c.epochs * perEpoch), epochs: c.epochs };
+}
+
+/** The learning rate at each step: warmup (default 5% of the run, at most 100 steps), then cosine down to 1% of --lr. */
+export function lrSchedule(c: TrainConfig, total: number): (step: number) => number {
+  const warmup = c.warmup ?? Math.min(100, Math.round(0.05 * total));
+  return warmupCosine({ peak: c.lr, warmup: Math.min(warmup, total), total, min: c.lr * 0.01 });
 }
 
 /**

@@ -6,7 +6,6 @@ import {
   SequenceClassifier,
   softmaxCrossEntropy,
   trainStep,
-  warmupCosine,
 } from '@deerjs/nn';
 import { openBackend } from './backend.js';
 import type { TrainConfig } from './config.js';
@@ -17,7 +16,7 @@ import { ProgressBar } from './progress.js';
 import { plotSvg, smooth } from './svg.js';
 import { loadTaskData, permutation } from './tasks.js';
 import { EpochCheckpoints } from './epoch-checkpoints.js';
-import { checkParamsFit, runLength, setupRun } from './run-setup.js';
+import { checkParamsFit, lrSchedule, runLength, setupRun } from './run-setup.js';
 
 export interface TrainOptions {
   readonly resume?: boolean;
@@ -77,13 +76,7 @@ export async function train(cli: TrainConfig, opts: TrainOptions = {}): Promise<
     const B = Math.min(config.batch, data.train.size);
     const perEpoch = Math.max(1, Math.floor(data.train.size / B));
     const { total, epochs } = runLength(config, perEpoch);
-    const warmup = config.warmup ?? Math.min(100, Math.round(0.05 * total));
-    const lrAt = warmupCosine({
-      peak: config.lr,
-      warmup: Math.min(warmup, total),
-      total,
-      min: config.lr * 0.01,
-    });
+    const lrAt = lrSchedule(config, total);
     const metrics = new MetricsLog(join(config.out, 'metrics.jsonl'));
     const history = metrics.reset(ckpt?.step);
     let step = ckpt?.step ?? 0;

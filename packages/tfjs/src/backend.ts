@@ -51,6 +51,9 @@ export interface TfjsBackendOptions {
   readonly hostKernels?: Backend;
 }
 
+/** The options `TfjsBackend` takes (createTfjsBackend adds its own). */
+export const TFJS_BACKEND_OPTION_NAMES: readonly string[] = ['maxBufferBytes', 'scan', 'hostKernels'];
+
 type NewtonOpts = NewtonUpdateOptions;
 
 const shapeSize = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
@@ -86,7 +89,7 @@ export class TfjsBackend implements Backend {
       hostLoops: engine === 'cpu',
       hostData: engine === 'cpu' || engine === 'wasm',
     };
-    checkOptionNames(options, ['maxBufferBytes', 'scan', 'hostKernels'], 'TfjsBackend');
+    checkOptionNames(options, TFJS_BACKEND_OPTION_NAMES, 'TfjsBackend');
     numberOption('maxBufferBytes', options.maxBufferBytes, 0, 'integer');
     if (options.scan !== undefined && !SCAN_METHODS.includes(options.scan))
       throw new UnsupportedOptionError('scan', options.scan, SCAN_METHODS.map((m) => `'${m}'`).join(', '));

@@ -1,6 +1,6 @@
 import { type Backend, BackendUnavailableError, checkOptionNames, DTypeError, ownOptions, registerBackend, UnsupportedOptionError } from '@deerjs/core';
 import * as tfDefault from '@tensorflow/tfjs-core';
-import { TfjsBackend, type TfjsBackendOptions } from './backend.js';
+import { TFJS_BACKEND_OPTION_NAMES, TfjsBackend, type TfjsBackendOptions } from './backend.js';
 import type { Tf } from './tensor.js';
 
 export { TfjsBackend, type TfjsBackendOptions } from './backend.js';
@@ -23,7 +23,7 @@ export interface CreateTfjsBackendOptions extends Omit<TfjsBackendOptions, 'host
   readonly dtype?: 'float32';
 }
 
-const CREATE_OPTION_NAMES = ['tf', 'backend', 'hostKernels', 'maxBufferBytes', 'scan', 'dtype'];
+const CREATE_OPTION_NAMES = [...TFJS_BACKEND_OPTION_NAMES, 'tf', 'backend', 'dtype'];
 
 /** A deerjs backend over tfjs, after `tf.setBackend(backend)` (when given) and `tf.ready()`. */
 export async function createTfjsBackend(options: CreateTfjsBackendOptions = {}): Promise<TfjsBackend> {

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { cells, Rng } from '@deerjs/core';
 import { createCpuBackend } from '@deerjs/cpu';
-import { AdamW, clipGradNorm, type Params, parameterCount, warmupCosine } from '@deerjs/nn';
+import { AdamW, clipGradNorm, type Params, parameterCount } from '@deerjs/nn';
 import { openBackend } from '../backend.js';
 import type { TrainConfig } from '../config.js';
 import { type HnnEvalRecord, type HnnStepRecord, MetricsLog } from '../metrics.js';
@@ -13,7 +13,7 @@ import { hnnPlotSvg, orbitsSvg } from './plot.js';
 import { fitStep, integrate, type OdeRunOptions } from './solve.js';
 import { energy, generateOrbits, STATE, type Trajectories, timeGrid } from './two-body.js';
 import { EpochCheckpoints } from '../epoch-checkpoints.js';
-import { checkParamsFit, runLength, setupRun } from '../run-setup.js';
+import { checkParamsFit, lrSchedule, runLength, setupRun } from '../run-setup.js';
 
 export interface HnnSummary {
   readonly config: TrainConfig;
@@ -103,13 +103,7 @@ export async function trainHnn(cli: TrainConfig, opts: TrainOptions = {}): Promi
     const B = Math.min(config.batch, N);
     const perEpoch = Math.max(1, Math.floor(N / B));
     const { total, epochs } = runLength(config, perEpoch);
-    const warmup = config.warmup ?? Math.min(100, Math.round(0.05 * total));
-    const lrAt = warmupCosine({
-      peak: config.lr,
-      warmup: Math.min(warmup, total),
-      total,
-      min: config.lr * 0.01,
-    });
+    const lrAt = lrSchedule(config, total);
     const metrics = new MetricsLog<HnnStepRecord | HnnEvalRecord>(join(config.out, 'metrics.jsonl'));
     const history = metrics.reset(ckpt?.step);
     let step = ckpt?.step ?? 0;

@@ -18,6 +18,9 @@ const PROBE_FLOATS = 2 ** 22;
  */
 export const MERGE_TOLERANCE = 1e-2;
 
+/** Steps after the burn-in below which a row's exponent is not estimated (left at −∞: unknown). */
+const MIN_EXPONENT_STEPS = 8;
+
 export interface DynamicsProbe {
   /** Per row: the largest Lyapunov exponent per step (> 0: chaotic). */
   readonly lyapunov: Float64Array;
@@ -35,7 +38,8 @@ export interface DynamicsProbe {
  * entries hold —, per batch row:
  *
  * - the largest Lyapunov exponent: power iteration with the row's exact Jacobians, block by
- *   block, averaged after a burn-in of P/4 steps;
+ *   block, averaged after a burn-in of P/4 steps (not estimated from fewer than
+ *   MIN_EXPONENT_STEPS steps after it);
  * - the nonlinear memory (when P ≥ `horizon`): from the start and, where P ≥ 2·horizon, from
  *   P − horizon too, the prefix's rest run again from the true state plus a fixed pseudo-random ±1
  *   per entry, its distance from the true prefix compared with the perturbation carried by the
@@ -50,9 +54,6 @@ export interface DynamicsProbe {
  * Costs 2P + horizon sequential steps (about 1/8 of a pass for long T; 1/4 at T = 2000 with the
  * default budget of 100) and one read of P Jacobians and three prefixes.
  */
-/** Steps after the burn-in below which a row's exponent is not estimated (left at −∞: unknown). */
-export const MIN_EXPONENT_STEPS = 8;
-
 /**
  * The probe's prefix P for B rows of T steps of a state of n with s × s Jacobian blocks: T/16, or
  * two budgets if that is more, at least 16, at most T — and capped so that the Jacobians read back
