@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type Backend, cells, defineCell, EXPECTED_SWEEPS, InvalidArgumentError, lang, MIN_SHOOTING_T, planShooting, planShootingUpFront, planSolve, stepCost, withCapabilities } from '../src/index.js';
+import { type Backend, cells, defineCell, EXPECTED_SWEEPS, hostSequential, InvalidArgumentError, lang, MIN_SHOOTING_T, planShooting, planShootingUpFront, planSolve, ShapeError, stepCost, withCapabilities } from '../src/index.js';
 
 describe('cost model (method: auto)', () => {
   it('counts a GRU step: 6n² multiply-adds of its matrix products plus the gates', () => {
@@ -151,5 +151,36 @@ describe('the planners refuse sizes they cannot price', () => {
     expect(() => planShooting(gru, 1, Number.NaN, 8)).toThrow(InvalidArgumentError);
     expect(() => planShootingUpFront(gru, 1, Number.POSITIVE_INFINITY, { rowGain: 8 })).toThrow(InvalidArgumentError);
     expect(planSolve(gru, 1, 100, Number.POSITIVE_INFINITY, [4, 1]).choice).toBeDefined();
+  });
+});
+
+describe('host helpers refuse what they would misread', () => {
+  const gru = cells.gru({ inputSize: 2, hiddenSize: 3 });
+  const program = gru.stepProgram();
+
+  it('stepCost with a node id that is not in the graph: InvalidArgumentError (it had been a TypeError)', () => {
+    for (const bad of [program.graph.nodes.length, -1, 0.5, Number.NaN]) {
+      expect(() => stepCost(program.graph, [bad]), String(bad)).toThrow(InvalidArgumentError);
+    }
+  });
+
+  it('hostSequential with a short input, y0 or parameter: ShapeError (it had returned NaN)', () => {
+    const params = Object.fromEntries(
+      Object.entries(gru.init({ seed: 1 })).map(([k, v]) => [k, Float64Array.from(v as ArrayLike<number>)]),
+    );
+    const B = 2;
+    const T = 4;
+    const x = new Float64Array(B * T * 2).fill(0.3);
+    const y0 = new Float64Array(B * 3);
+    const y = hostSequential(program, params, x, y0, B, T, 'float64');
+    expect(y.every(Number.isFinite)).toBe(true);
+    expect(() => hostSequential(program, params, x.subarray(1), y0, B, T, 'float64')).toThrow(ShapeError);
+    expect(() => hostSequential(program, params, x, y0.subarray(1), B, T, 'float64')).toThrow(ShapeError);
+    expect(() => hostSequential(program, params, undefined, y0, B, T, 'float64')).toThrow(ShapeError);
+    const [name, value] = Object.entries(params)[0]!;
+    expect(() => hostSequential(program, { ...params, [name]: value.subarray(1) }, x, y0, B, T, 'float64')).toThrow(ShapeError);
+    const { [name]: _missing, ...without } = params;
+    expect(() => hostSequential(program, without, x, y0, B, T, 'float64')).toThrow(ShapeError);
+    expect(() => hostSequential(program, params, x, y0, B, 1.5, 'float64')).toThrow(InvalidArgumentError);
   });
 });

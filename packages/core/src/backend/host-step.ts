@@ -1,6 +1,7 @@
 import type { Graph, Node, NodeId, UnaryFn } from '../cell/graph.js';
 import { liveNodes, matrixLayout, paramSpec } from '../cell/graph.js';
 import { columnSparseOffset, type MatExpr, matExprNodes } from '../cell/matexpr.js';
+import { describeValue, InvalidArgumentError, ShapeError } from '../errors.js';
 import type { StepProgram } from './program.js';
 import type { DType, TypedArray } from './types.js';
 
@@ -65,6 +66,10 @@ export class HostStep {
     const roots = [...program.outputs];
     if (program.jacobian) roots.push(...matExprNodes(program.jacobian.expr));
     const live = liveNodes(g, roots);
+    for (const spec of g.params) {
+      const got = Object.hasOwn(params, spec.name) ? params[spec.name] : undefined;
+      if (got?.length !== spec.size) throw new ShapeError(`param '${spec.name}'`, `${spec.size} values`, got === undefined ? 'none' : `${got.length}`);
+    }
     for (const id of live) {
       const node = g.nodes[id]!;
       if (node.op === 'param') this.values[id] = params[node.name]!;
@@ -373,6 +378,14 @@ export function hostSequential(
 ): TypedArray {
   const n = program.graph.stateSize;
   const m = program.graph.inputSize;
+  for (const [what, v] of [['B', B], ['T', T]] as const) {
+    if (!Number.isInteger(v) || v < 0) throw new InvalidArgumentError(`hostSequential ${what}`, 'an integer ≥ 0', describeValue(v));
+  }
+  if (y0.length !== B * n) throw new ShapeError('hostSequential y0', `[${B}, ${n}] (${B * n} values)`, `${y0.length} values`);
+  const xLength = x?.length ?? 0;
+  if (m > 0 ? xLength !== B * T * m : x !== undefined && xLength !== 0) {
+    throw new ShapeError('hostSequential x', `[${B}, ${T}, ${m}] (${B * T * m} values)`, `${xLength} values`);
+  }
   const step = new HostStep(program, params, dtype);
   const y = new ARRAY[dtype](B * T * n);
   const f = program.outputs[0]!;

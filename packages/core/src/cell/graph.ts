@@ -4,7 +4,7 @@
  * expressions in `matexpr.ts`) to their own kernels; nothing in it is cell-specific.
  */
 
-import { CellDefinitionError } from '../errors.js';
+import { CellDefinitionError, describeValue, InvalidArgumentError } from '../errors.js';
 
 export type NodeId = number;
 
@@ -146,6 +146,10 @@ export function paramSpec(graph: Graph, name: string): ParamSpec {
  */
 export function liveNodes(graph: Graph, roots: readonly NodeId[], cut?: { has(id: NodeId): boolean }): NodeId[] {
   const live = new Uint8Array(graph.nodes.length);
+  for (const id of roots) {
+    if (!Number.isInteger(id) || id < 0 || id >= graph.nodes.length)
+      throw new InvalidArgumentError('root node', `a node id of this graph (0 … ${graph.nodes.length - 1})`, describeValue(id));
+  }
   const stack = [...roots];
   while (stack.length > 0) {
     const id = stack.pop()!;

@@ -1,4 +1,5 @@
 import type { Backend, DType, Tensor } from '../backend/types.js';
+import { describeValue, DTypeError, InvalidArgumentError, NonFiniteError, ShapeError } from '../errors.js';
 import { awaitAsync, driveAsync, type Solve } from './solve.js';
 
 /** Taylor degree after scaling to ‖M‖ ≤ 1/2: truncation below the dtype's rounding. */
@@ -28,7 +29,25 @@ export async function affineExponential(
   scale: number,
   blockSize: number,
 ): Promise<{ A: Tensor; b: Tensor }> {
+  checkAffineExponential(Msum, csum, h, scale, blockSize);
   return driveAsync(backend, affineExponentialSolve(backend, Msum, csum, h, scale, blockSize));
+}
+
+/** The public entry's arguments, checked: the solvers pass checked grids, a caller may not. */
+function checkAffineExponential(Msum: Tensor, csum: Tensor, h: ArrayLike<number>, scale: number, s: number): void {
+  if (!Number.isInteger(s) || s < 1) throw new InvalidArgumentError('affineExponential blockSize', 'an integer ≥ 1', describeValue(s));
+  const [B, T, n] = csum.shape as [number, number, number];
+  const m = Msum.shape;
+  if (csum.shape.length !== 3) throw new ShapeError('affineExponential csum', '[B, T, n]', `[${csum.shape.join(', ')}]`);
+  if (m.length !== 5 || m[0] !== B || m[1] !== T || m[3] !== s || m[4] !== s || m[2]! * s !== n) {
+    throw new ShapeError('affineExponential Msum', `[${B}, ${T}, ${n / s}, ${s}, ${s}] (s = ${s} dividing n = ${n})`, `[${m.join(', ')}]`);
+  }
+  if (Msum.dtype !== csum.dtype) throw new DTypeError('affineExponential csum', Msum.dtype, csum.dtype);
+  if (h.length !== T) throw new ShapeError('affineExponential h', `${T} steps`, `${h.length}`);
+  for (let i = 0; i < T; i++) {
+    if (!Number.isFinite(h[i])) throw new NonFiniteError('affineExponential h', i, Number(h[i]));
+  }
+  if (!Number.isFinite(scale)) throw new InvalidArgumentError('affineExponential scale', 'a finite number', describeValue(scale));
 }
 
 /** @internal `affineExponential` as a step of a solve generator. */
