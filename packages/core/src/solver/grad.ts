@@ -71,14 +71,17 @@ export async function deerWithGrad(
     const p = await prepareParams(backend, cell, params, dtype, owned, opts.checkFinite);
     const y0 = await prepareInitialState(backend, cell, options.h0, B, dtype, owned, opts.checkFinite);
     await checkInitialGuess(backend, opts.initialGuess, { B, T, n: cell.stateSize, dtype }, opts.checkFinite);
+    // A copy: the gradient must see the lengths the forward pass saw, whatever the caller's array
+    // holds by the time vjp is called.
+    const lengths = checkLengths(options.lengths, B, T);
     // Everything is checked above (deer repeats only the cheap shape checks).
-    const forward = await deer(backend, cell, p, x, { ...options, h0: y0, checkFinite: false });
+    const forward = await deer(backend, cell, p, x, { ...options, h0: y0, lengths, checkFinite: false });
     const y = forward.y;
     const vjp = async (dy: Tensor): Promise<DeerGradients> => {
       if (released) throw new TensorStateError('deerWithGrad: vjp called after dispose()');
       checkCotangent(backend, dy, B, T, cell.stateSize, dtype);
       if (opts.checkFinite) await checkInputFinite(backend, dy, 'dy');
-      return implicitVjp(backend, cell, p, x, y0, y, dy, opts.window, options.lengths);
+      return implicitVjp(backend, cell, p, x, y0, y, dy, opts.window, lengths);
     };
     return {
       y,

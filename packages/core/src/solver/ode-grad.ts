@@ -53,6 +53,7 @@ export async function solveIvpWithGrad(
     const checkFinite = flag('checkFinite', options.checkFinite, true);
     const prep = await prepareOde(backend, field, params, problem, undefined, owned, checkFinite);
     const { y, stats } = await solvePrepared(ops, field, prep, options);
+    const window = options.window; // as given now, not as the options object holds it later
     return {
       y,
       stats,
@@ -61,7 +62,7 @@ export async function solveIvpWithGrad(
         checkCotangent(backend, dy, prep.B, prep.T, field.stateSize, prep.dtype);
         // As deerWithGrad's vjp: a NaN in dy would come back as NaN gradients.
         if (checkFinite) await checkFiniteTensor(backend, 'dy', dy);
-        return adjointVjp(ops, field, prep, y, dy, options.window);
+        return adjointVjp(ops, field, prep, y, dy, window);
       },
       dispose: () => {
         if (released) return;
