@@ -256,4 +256,26 @@ describe.skipIf(skip !== null)('webgpu submissions per Newton iteration', () => 
       timed.destroy();
     }
   });
+
+  it('stats.device is left out where two solves on the backend overlapped (the counts cannot be split)', async () => {
+    const B = 2;
+    const T = 300;
+    const cell = cells.gru({ inputSize: 2, hiddenSize: 4 });
+    const params = cell.init({ seed: 5 });
+    const x = backend.tensor(
+      Array.from({ length: B * T * 2 }, (_, i) => Math.cos(0.3 * i)),
+      [B, T, 2],
+    );
+    const solve = () => deer(backend, cell, params, x, { jacobian: 'diagonal', checkFinite: false });
+    const alone = await solve();
+    const [a, b] = await Promise.all([solve(), solve()]);
+    const after = await solve();
+    for (const r of [alone, a, b, after]) backend.dispose(r.y);
+    backend.dispose(x);
+    expect(alone.stats.device).toBeDefined();
+    expect(a.stats.device).toBeUndefined();
+    expect(b.stats.device).toBeUndefined();
+    expect(after.stats.device).toEqual(alone.stats.device);
+    expect(Object.keys(alone.stats)).not.toContain('deviceShared');
+  });
 });

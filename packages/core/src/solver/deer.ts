@@ -86,7 +86,10 @@ export interface DeerStats {
   readonly plan?: SolvePlan;
   /**
    * Device work of the Newton solve (dispatches, submits, host reads, bytes written), when the
-   * backend counts it (`backend.counters`, e.g. webgpu).
+   * backend counts it (`backend.counters`, e.g. webgpu). The counts are the backend's over the
+   * solve's span: absent when another deer/ELK solve on the same backend ran at the same time
+   * (they cannot be split); other work on the backend in that span (a `sequential` call, the
+   * caller's own ops) is counted in.
    */
   readonly device?: DeviceCounters;
 }
@@ -259,6 +262,11 @@ export function recurrenceProblem(
  * trajectory that overflows holds NaN/Inf. The stats then say so as Newton's would on the same
  * input (not converged, 'nonFinite'), and `fallback: 'throw'` throws as it would for DEER.
  */
+function withoutSpanFlag(stats: EngineStats): Omit<EngineStats, 'deviceShared'> {
+  const { deviceShared: _, ...rest } = stats;
+  return rest;
+}
+
 function* judgeSequentialAnswer(backend: Backend, y: Tensor, stats: EngineStats, opts: ResolvedDeerOptions): Solve<void> {
   const rows = yield* nonFiniteRows(backend, y);
   if (rows.length === 0) return;
@@ -295,7 +303,7 @@ function* deerSolve(
   let s = opts.blockSize;
   const stats: EngineStats = newEngineStats(opts.method);
   const describe = (windows: number): DeerStats => ({
-    ...stats,
+    ...withoutSpanFlag(stats),
     // No Jacobian at all when the cost model chose sequential evaluation (exact by construction).
     structure: stats.stopReason === 'sequential' || opts.method === 'shoot' ? 'none' : describeStructure(structureFromBlockSize(s, n)),
     exactJacobian: stats.stopReason === 'sequential' || opts.method === 'shoot' || s % cell.exactBlockSize === 0,

@@ -142,6 +142,8 @@ export interface EngineStats {
   memory?: number;
   /** Device work of the solve (summed over windows), when the backend counts it (`counters`). */
   device?: DeviceCounters;
+  /** Another solve on the same backend overlapped a counted span: `device` is left out. */
+  deviceShared?: boolean;
   /** 'auto': the cost model's estimates and choice, when the backend states its parallelism. */
   plan?: SolvePlan;
 }
@@ -939,6 +941,7 @@ export function* solveWindows(
   const pieces: Tensor[] = [];
   const starts: Tensor[] = [];
   const counted = backend.counters?.();
+  const span = counted ? openCountedSpan(backend) : undefined;
   try {
     let boundary = start;
     for (let w = 0; w < windows; w++) {
@@ -966,8 +969,34 @@ export function* solveWindows(
     throw err;
   } finally {
     for (const t of starts) backend.dispose(t);
-    if (counted) addDeviceCounts(stats, counterDifference(counted, backend.counters!()));
+    if (counted) {
+      const shared = closeCountedSpan(backend, span!);
+      if (shared) stats.deviceShared = true;
+      if (stats.deviceShared) stats.device = undefined;
+      else addDeviceCounts(stats, counterDifference(counted, backend.counters!()));
+    }
   }
+}
+
+/**
+ * Counted spans in flight per backend. The counters are the backend's, so a span that another
+ * solve on the same backend overlapped cannot be split between them: it is marked shared.
+ */
+const inFlight = new WeakMap<Backend, { active: number; overlaps: number }>();
+
+function openCountedSpan(backend: Backend): { seen: number; shared: boolean } {
+  let state = inFlight.get(backend);
+  if (!state) inFlight.set(backend, (state = { active: 0, overlaps: 0 }));
+  state.active++;
+  if (state.active > 1) state.overlaps++;
+  return { seen: state.overlaps, shared: state.active > 1 };
+}
+
+/** Ends a span; true when another span overlapped it. */
+function closeCountedSpan(backend: Backend, span: { seen: number; shared: boolean }): boolean {
+  const state = inFlight.get(backend)!;
+  state.active--;
+  return span.shared || state.overlaps !== span.seen;
 }
 
 /** Add one solve's device counts to the stats (several solves may share them). */
