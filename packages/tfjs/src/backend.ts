@@ -71,6 +71,8 @@ export class TfjsBackend implements Backend {
   readonly capabilities: BackendCapabilities;
   readonly scanMethod: ScanMethod;
   private live = 0;
+  /** Set by destroy(): every use but dispose, liveTensors and destroy is then a TensorStateError. */
+  private destroyed = false;
   /** How the tfjs engine in use when the backend was made moves data. */
   private readonly moves: DataMoves;
   private readonly compiled = new WeakMap<StepProgram, CompiledStep>();
@@ -112,14 +114,22 @@ export class TfjsBackend implements Backend {
     };
   }
 
-  /** A deerjs tensor around `t` (float32). Not owned: disposing the wrapper leaves `t` alone. */
+  /**
+   * A deerjs tensor around `t` (float32). Not owned: disposing the wrapper leaves `t` alone. After
+   * destroy() a TensorStateError, and an owned `t` is disposed (it was handed over).
+   */
   wrap(t: tfc.Tensor, owned = false): TfjsTensor {
+    if (this.destroyed) {
+      if (owned) t.dispose();
+      this.checkAlive();
+    }
     this.live++;
     return new TfjsTensor([...t.shape], t, this, owned);
   }
 
   /** The tf.Tensor inside a tensor of this backend. */
   unwrap(t: Tensor): tfc.Tensor {
+    this.checkAlive();
     this.mine(t);
     return t.tf;
   }
@@ -136,11 +146,21 @@ export class TfjsBackend implements Backend {
     return this.wrap(t, true);
   }
 
+  /**
+   * Refuse use after destroy(), naming this backend (not the host kernels' backend, destroyed with
+   * it). Async methods check again after each wait: a destroy() that lands mid-solve stops the
+   * solve at its next use of the backend.
+   */
+  private checkAlive(): void {
+    if (this.destroyed) throw new TensorStateError('tfjs: backend used after destroy()');
+  }
+
   private checkDType(what: string, dtype: DType): void {
     if (dtype !== 'float32') throw new DTypeError(what, 'float32 (tfjs has no float64)', String(dtype));
   }
 
   tensor(data: ArrayLike<number>, shape: readonly number[], dtype: DType = 'float32'): Tensor {
+    this.checkAlive();
     this.checkDType('tensor', dtype);
     if (!shape.every((d) => Number.isInteger(d) && d >= 0)) {
       throw new ShapeError('tensor', 'non-negative integer dims', fmt(shape));
@@ -152,13 +172,16 @@ export class TfjsBackend implements Backend {
   }
 
   zeros(shape: readonly number[], dtype: DType = 'float32'): Tensor {
+    this.checkAlive();
     this.checkDType('zeros', dtype);
     return this.own(this.tf.zeros([...shape], 'float32'));
   }
 
   async read(t: Tensor): Promise<Float32Array> {
     // A copy: some tfjs backends hand out their own storage.
-    return ((await this.unwrap(t).data()) as Float32Array).slice();
+    const d = (await this.unwrap(t).data()) as Float32Array;
+    this.checkAlive();
+    return d.slice();
   }
 
   /** `read`, synchronously (dataSync: blocks on GPU backends). */
@@ -166,6 +189,7 @@ export class TfjsBackend implements Backend {
     return (this.unwrap(t).dataSync() as Float32Array).slice();
   }
 
+  /** Allowed after destroy(), so cleanup code in `finally` blocks never throws. */
   dispose(t: Tensor): void {
     this.mine(t);
     if (t.disposed) return;
@@ -186,6 +210,7 @@ export class TfjsBackend implements Backend {
     return inner;
   }
 
+  /** Allowed after destroy() (the leak check). */
   liveTensors(): number {
     return this.live;
   }
@@ -204,6 +229,7 @@ export class TfjsBackend implements Backend {
   }
 
   runStep(program: StepProgram, inputs: StepInputs): StepOutputs {
+    this.checkAlive();
     if (this.kernels) return this.runStepOnHost(this.kernels, program, inputs);
     const tf = this.tf;
     const step = this.program(program);
@@ -289,6 +315,7 @@ export class TfjsBackend implements Backend {
     previous: Tensor,
     opts: NewtonOpts,
   ): Promise<NewtonUpdate> | null {
+    this.checkAlive();
     const kernels = this.kernels;
     if (!kernels?.deerStep) return null;
     const made: Tensor[] = [];
@@ -308,7 +335,21 @@ export class TfjsBackend implements Backend {
       release();
       return null;
     }
-    return pending.then((u) => ({ ...u, y: this.fromHost(kernels, u.y, made) })).finally(release);
+    // A destroy() while the host step ran destroyed `kernels` too: the error names this backend,
+    // whichever way the host step ended (its own error would name the host backend).
+    return pending
+      .then(
+        (u) => {
+          if (this.destroyed) made.push(u.y);
+          this.checkAlive();
+          return { ...u, y: this.fromHost(kernels, u.y, made) };
+        },
+        (err: unknown) => {
+          this.checkAlive();
+          throw err;
+        },
+      )
+      .finally(release);
   }
 
   /** A tensor of `kernels` with the data of one of ours (recorded in `made` for disposal). */
@@ -331,6 +372,7 @@ export class TfjsBackend implements Backend {
     program: StepProgram,
     inputs: { input?: Tensor; y0: Tensor; params: Readonly<Record<string, Tensor>> },
   ): Tensor {
+    this.checkAlive();
     const tf = this.tf;
     if (this.moves.hostData) {
       const y0 = this.unwrap(inputs.y0);
@@ -448,6 +490,7 @@ export class TfjsBackend implements Backend {
   }
 
   concatTime(parts: readonly Tensor[]): Tensor {
+    this.checkAlive();
     return this.own(
       this.tf.concat(
         parts.map((p) => this.unwrap(p)),
@@ -504,6 +547,7 @@ export class TfjsBackend implements Backend {
     if (this.moves.hostLoops) return this.newtonUpdateOnHost(yRaw, yOld, opts);
     const [y, stats] = this.newtonStep(yRaw, yOld, opts);
     try {
+      // After a destroy() during the read, finishUpdate's own(y) disposes y and throws.
       return this.finishUpdate(y, await stats.data());
     } finally {
       stats.dispose();
@@ -527,6 +571,7 @@ export class TfjsBackend implements Backend {
     const flag = tf.tidy(() => tf.any(tf.logicalNot(tf.isFinite(src))));
     const any = (await flag.data())[0];
     flag.dispose();
+    this.checkAlive();
     if (!any) return null;
     const d = await this.read(t);
     for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i]!)) return { index: i, value: d[i]! };
@@ -714,11 +759,18 @@ export class TfjsBackend implements Backend {
     const both = tf.tidy(() => tf.stack([tf.max(tf.abs(src)), tf.cast(tf.any(tf.isNaN(src)), 'float32')]));
     const [m, nan] = await both.data();
     both.dispose();
+    this.checkAlive();
     return nan ? Number.NaN : m!;
   }
 
-  /** Releases kept input-only values; the tfjs engine itself belongs to the caller. */
+  /**
+   * Releases kept input-only values and the host kernels' backend; the tfjs engine itself belongs to
+   * the caller. Afterwards every method but dispose, liveTensors and destroy (a no-op) throws a
+   * TensorStateError. Tensors made before stay readable through tfjs itself, not through this.
+   */
   destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
     this.hoisted.clear();
     this.kernels?.destroy?.();
   }

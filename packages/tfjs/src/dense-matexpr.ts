@@ -1,4 +1,4 @@
-import { columnSparseOffset, type Graph, type MatExpr, matrixLayout, type NodeId, paramSpec } from '@deerjs/core';
+import { columnSparseOffset, type Graph, type MatExpr, matrixLayout, type NodeId, paramSpec, ShapeError } from '@deerjs/core';
 import type * as tfc from '@tensorflow/tfjs-core';
 import { asRows, type Vec } from './broadcast.js';
 import type { Tf } from './tensor.js';
@@ -26,7 +26,10 @@ export class DenseEvaluator {
     private readonly tf: Tf,
     private readonly g: Graph,
     private readonly env: DenseEnv,
-    /** Gather indices of column-sparse matmuls, kept across evaluations (they depend on shapes only). */
+    /**
+     * Gather indices of column-sparse matmuls, kept across evaluations of one program: they depend
+     * on the expression and the graph's param layouts only.
+     */
     private readonly gathers: Map<MatExpr, Int32Array>,
   ) {}
 
@@ -116,12 +119,16 @@ export class DenseEvaluator {
       // the matching column of P, gathered once per program into Pshift [cols, rows].
       const col = this.columnValues(m.m, offset);
       if (!col) return null;
+      // The indices are kept per expression, so they depend on it and the param's declared
+      // layout only (the appended 0 at the declared size), never on the tensor given.
+      const size = blocks * pr * pc;
+      if (W.size !== size) throw new ShapeError(`params.${m.param}`, `${size} values`, `${W.size} values`);
       let idx = this.gathers.get(m);
       if (!idx) {
-        idx = shiftedColumnIndex(blocks, pr, pc, m.transpose, m.cols, offset, W.size);
+        idx = shiftedColumnIndex(blocks, pr, pc, m.transpose, m.cols, offset, size);
         this.gathers.set(m, idx);
       }
-      const padded = tf.concat([tf.reshape(W, [W.size]), tf.zeros([1])], 0);
+      const padded = tf.concat([tf.reshape(W, [size]), tf.zeros([1])], 0);
       const Pshift = tf.reshape(tf.gather(padded, tf.tensor1d(idx, 'int32')), [1, m.cols, m.rows]);
       return tf.mul(tf.reshape(col, [col.shape[0]!, m.cols, 1]), Pshift);
     }

@@ -39,7 +39,23 @@ const OPTION_NAMES: readonly (keyof DeerRnnOptions)[] = [
   'backend',
 ];
 
-let fallbackBackend: TfjsBackend | undefined;
+/**
+ * The op's default backends, one per tfjs engine: a TfjsBackend fixes how data moves (host loops,
+ * gathers, sync reads) from the engine active when it is made, so one made on 'cpu' is not reused
+ * after tf.setBackend('webgl').
+ */
+const defaultBackends = new Map<string, TfjsBackend>();
+
+/** The backend `deerRnn` runs on when none is given: the one for the active tfjs engine. */
+export function defaultBackend(): TfjsBackend {
+  const engine = tfDefault.getBackend();
+  let b = defaultBackends.get(engine);
+  if (!b) {
+    b = new TfjsBackend(tfDefault);
+    defaultBackends.set(engine, b);
+  }
+  return b;
+}
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
@@ -113,7 +129,7 @@ export function deerRnn(
   checkInputs(cell, params, x, h0);
   if (options.backend !== undefined && !(options.backend instanceof TfjsBackend))
     throw new InvalidArgumentError('backend', 'a TfjsBackend (createTfjsBackend()) or nothing', describeValue(options.backend));
-  const backend = options.backend ?? (fallbackBackend ??= new TfjsBackend(tfDefault));
+  const backend = options.backend ?? defaultBackend();
   const tf = backend.tf;
   const names = cell.params.map((p) => p.name);
   const B = x.shape[0];

@@ -94,7 +94,7 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
   for (const id of live) {
     const node = g.nodes[id]!;
     if (stateful[id]) for (const o of operands(node)) frontier[o] = 1;
-    if (!stateful[id]) exprKeys[id] = exprKey(node, exprKeys);
+    if (!stateful[id]) exprKeys[id] = exprKey(g, node, exprKeys);
   }
   const keptKey = (id: NodeId) =>
     frontier[id] && perElement[id] && !stateful[id] && g.nodes[id]!.op !== 'input' ? exprKeys[id] : undefined;
@@ -145,7 +145,7 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
   );
   const hoistable = keepsNodes || keepsSums;
   /** The key of the kept sum of input-only terms (interned like the nodes' keys). */
-  const partialKey = (terms: readonly NodeId[]) => internKey(`sum(${terms.map((t) => exprKeys[t]).join(',')})`);
+  const partialKey = (terms: readonly NodeId[]) => internKey(`addn(${terms.map((t) => exprKeys[t]).join(',')})`);
 
   const host = opts.hostLoops ?? false;
   const unary = (fn: UnaryFn, t: T) => (host ? hostUnary(tf, fn, t) : null) ?? UNARY[fn](tf, t);
@@ -354,9 +354,15 @@ function segmentBounds(g: Graph, live: readonly NodeId[]): (number[] | undefined
 /** Short names of expression strings, the same in every program. */
 const interned = new Map<string, string>();
 
-/** What a node that does not depend on the state computes, as a short key (operands' made first). */
-function exprKey(node: Node, keys: readonly string[]): string {
-  return internKey(exprString(node, keys));
+/**
+ * What a node that does not depend on the state computes, as a short key (operands' made first).
+ * Kept values are shared by every program on the same input and param binding (hoist.ts), of any
+ * cell, so the key holds everything the value depends on besides the input tensor and the tensor
+ * bound to each param name: the ops, constants, slices and each param's name and declared shape
+ * (the same flat tensor read as a [2, 6] or a [2, 2, 3] block param is another product).
+ */
+function exprKey(g: Graph, node: Node, keys: readonly string[]): string {
+  return internKey(exprString(g, node, keys));
 }
 
 function internKey(long: string): string {
@@ -368,20 +374,26 @@ function internKey(long: string): string {
   return k;
 }
 
-function exprString(node: Node, keys: readonly string[]): string {
+/** A param's name (quoted: any string) and declared shape. */
+const paramKey = (g: Graph, name: string) => `${JSON.stringify(name)}[${paramSpec(g, name).shape.join(',')}]`;
+
+/** A constant's values, -0 apart from 0 (it can reach a result: 1/-0, sign). */
+const constKey = (values: readonly number[]) => values.map((v) => (Object.is(v, -0) ? '-0' : String(v))).join(',');
+
+function exprString(g: Graph, node: Node, keys: readonly string[]): string {
   switch (node.op) {
     case 'input':
-      return 'x';
+      return `x[${node.size}]`;
     case 'param':
-      return `p:${node.name}`;
+      return `p:${paramKey(g, node.name)}`;
     case 'const':
-      return `c:${node.values.join(',')}`;
+      return `c:${constKey(node.values)}`;
     case 'unary':
       return `${node.fn}(${keys[node.a]})`;
     case 'binary':
       return `${node.fn}(${keys[node.a]},${keys[node.b]})`;
     case 'matvec':
-      return `mv:${node.param}:${node.transpose}(${keys[node.v]})`;
+      return `mv:${paramKey(g, node.param)}:${node.transpose}(${keys[node.v]})`;
     case 'slice':
       return `sl:${node.start}:${node.size}(${keys[node.a]})`;
     case 'concat':
@@ -389,6 +401,7 @@ function exprString(node: Node, keys: readonly string[]): string {
     case 'sum':
       return `sum(${keys[node.a]})`;
     default:
-      return `?${node.op}`;
+      // The state and cotangent are never part of an input-only value.
+      throw new Error(`tfjs: no expression key for a ${node.op} node`);
   }
 }

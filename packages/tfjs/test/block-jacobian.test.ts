@@ -1,6 +1,6 @@
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
-import { type Cell, cells, defineCell, lang, Rng, type StepProgram } from '@deerjs/core';
+import { type Cell, cells, defineCell, lang, Rng, ShapeError, type StepProgram } from '@deerjs/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { compileStep } from '../src/step.js';
@@ -114,3 +114,38 @@ for (const engine of ['cpu', 'wasm'] as const) {
     }
   });
 }
+
+describe('gather indices kept per program', () => {
+  // A column-sparse product (R·select, the Jacobian of R·h) gathers R's entries into place, with
+  // one index past R's end for an appended 0. The indices are kept per expression, so they must
+  // not depend on the tensor of one call: a wrong-sized R is refused, not read with the last
+  // call's indices (its extra entry read where the 0 belongs).
+  it('follow the declared param layout, and a param of another size is a ShapeError', async () => {
+    await tf.setBackend('cpu');
+    const cell = cells.elman({ inputSize: 2, hiddenSize: 4 });
+    const program = cell.linearizeProgram(4);
+    const params = cell.init({ seed: 3 });
+    const R = B * T;
+    const n = cell.stateSize;
+    const rng = new Rng(5);
+    const state = Float32Array.from(rng.normalArray(R * n));
+    const input = Float32Array.from(rng.normalArray(R * 2));
+    const step = compileStep(tf, program, { cutByGather: true, hostLoops: true });
+    const run = (values: Record<string, ArrayLike<number>>) =>
+      tf.tidy(() => {
+        const { jacobian } = step.run({
+          rows: R,
+          state: tf.tensor2d(state, [R, n]),
+          input: tf.tensor2d(input, [R, 2]),
+          params: Object.fromEntries(Object.entries(values).map(([k, v]) => [k, tf.tensor1d(Float32Array.from(v))])),
+        });
+        return jacobian!.dataSync().slice();
+      });
+    const before = tf.memory().numTensors;
+    const ref = run(params);
+    expect(run(params)).toEqual(ref);
+    expect(() => run({ ...params, R: [...params.R!, 1000] })).toThrow(ShapeError);
+    expect(run(params)).toEqual(ref);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});

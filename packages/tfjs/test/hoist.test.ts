@@ -1,5 +1,5 @@
 import '@tensorflow/tfjs-backend-cpu';
-import { cells, Rng, type StepProgram, type Tensor } from '@deerjs/core';
+import { type Cell, type CellBody, cells, deer, defineCell, lang, Rng, type StepProgram, type Tensor } from '@deerjs/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createTfjsBackend, type TfjsBackend } from '../src/index.js';
@@ -99,5 +99,76 @@ describe('kept input-only values', () => {
     other.destroy();
     expect(tf.memory().numTensors).toBe(before);
     for (const t of [x, y, ...Object.values(params)]) other.dispose(t);
+  });
+});
+
+/**
+ * Kept values are keyed by the expression they compute, which names params; the cache must tell
+ * apart everything else they depend on: which tensor each name is bound to, and the layout the cell
+ * declares for it. Each case runs cell A, then cell B on the same x tensor (and the same param
+ * tensors, bound differently), and compares B with B alone on a fresh x.
+ */
+describe('kept input-only values across cells', () => {
+  const { add, constant, div, matvec, mul, sigmoid, tanh } = lang;
+
+  async function bAfterA(
+    A: Cell,
+    pa: Record<string, Tensor>,
+    Bc: Cell,
+    pb: Record<string, Tensor>,
+    xs: ArrayLike<number>,
+    shape: number[],
+  ) {
+    const xAlone = be.tensor(xs, shape);
+    const alone = await deer(be, Bc, pb, xAlone);
+    const ref = await be.read(alone.y);
+    const x = be.tensor(xs, shape);
+    const a = await deer(be, A, pa, x);
+    const b = await deer(be, Bc, pb, x);
+    const got = await be.read(b.y);
+    for (const t of [xAlone, x, alone.y, a.y, b.y]) be.dispose(t);
+    return { ref, got, converged: b.stats.converged };
+  }
+
+  it('the same tensors bound to other names (params declared {W, U} and {U, W}) are other values', async () => {
+    const n = 4;
+    const m = 3;
+    const body: CellBody<'W' | 'U'> = (h, x, p) =>
+      tanh(add(matvec(p.W, x), add(mul(matvec(p.U, x), constant([0.5])), mul(h, constant([0.3])))));
+    const A = defineCell({ state: n, input: m, params: { W: [n, m], U: [n, m] } }, body);
+    const Bc = defineCell({ state: n, input: m, params: { U: [n, m], W: [n, m] } }, body);
+    const t1 = be.tensor(Array.from({ length: n * m }, (_, i) => Math.sin(i + 1)), [n, m]);
+    const t2 = be.tensor(Array.from({ length: n * m }, (_, i) => Math.cos(3 * i)), [n, m]);
+    const xs = Array.from({ length: 2 * 50 * m }, (_, i) => Math.sin(i / 7));
+    const r = await bAfterA(A, { W: t1, U: t2 }, Bc, { U: t1, W: t2 }, xs, [2, 50, m]);
+    expect(r.converged).toBe(true);
+    expect(r.got).toEqual(r.ref);
+    be.dispose(t1);
+    be.dispose(t2);
+  });
+
+  it('one flat tensor read as a dense [2, 6] and as a block [2, 2, 3] param is two products', async () => {
+    const body: CellBody<'W'> = (h, x, p) => tanh(add(matvec(p.W, x), mul(h, constant([0.3]))));
+    const A = defineCell({ state: 2, input: 6, params: { W: [2, 6] } }, body);
+    const Bc = defineCell({ state: 4, input: 6, params: { W: [2, 2, 3] } }, body);
+    const W = be.tensor(Array.from({ length: 12 }, (_, i) => Math.sin(2 * i + 1)), [12]);
+    const xs = Array.from({ length: 2 * 20 * 6 }, (_, i) => Math.cos(i / 5));
+    const r = await bAfterA(A, { W }, Bc, { W }, xs, [2, 20, 6]);
+    expect(r.got).toEqual(r.ref);
+    be.dispose(W);
+  });
+
+  it('a constant -0 is not the constant 0', async () => {
+    // 1/(W·x · ±0) is ∓∞: the sigmoid is 1 for one cell and 0 for the other.
+    const cell = (z: number) =>
+      defineCell({ state: 2, input: 3, params: { W: [2, 3] } }, (h, x, p) =>
+        sigmoid(add(div(constant([1]), mul(matvec(p.W, x), constant([z]))), mul(h, constant([0.3])))),
+      );
+    const W = be.tensor([1, 2, 3, 4, 5, 6], [2, 3]);
+    const xs = Array.from({ length: 2 * 5 * 3 }, (_, i) => 1 + (i % 4));
+    const r = await bAfterA(cell(0), { W }, cell(-0), { W }, xs, [2, 5, 3]);
+    expect(Array.from(r.ref).every((v) => v === 0)).toBe(true);
+    expect(r.got).toEqual(r.ref);
+    be.dispose(W);
   });
 });

@@ -5,6 +5,7 @@ import { cells, DTypeError, InvalidArgumentError, Rng, ShapeError, UnsupportedOp
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { createTfjsBackend, deerRnn } from '../src/index.js';
+import { defaultBackend } from '../src/op.js';
 import { createReferenceBackend } from '@deerjs/cpu/reference';
 
 const n = 6;
@@ -235,5 +236,31 @@ describe('deerRnn input checks', () => {
     expect(maxRel(g1.dataSync(), tf.sum(gB, 0).dataSync())).toBeLessThan(1e-4);
     tf.dispose([h1, hB, g1, gB, ...Object.values(flat)]);
     pr.dispose();
+  });
+});
+
+describe('deerRnn without a backend', () => {
+  // A TfjsBackend fixes how data moves from the engine active when it is made: the op's default
+  // is one per engine, not the first one made, kept after tf.setBackend.
+  it('runs on a backend made for the active tfjs engine', async () => {
+    const start = tf.getBackend();
+    try {
+      await tf.setBackend('cpu');
+      const onCpu = defaultBackend();
+      expect(onCpu.capabilities.device).toBe('tfjs cpu');
+      expect(defaultBackend()).toBe(onCpu);
+      await tf.setBackend('wasm');
+      expect(defaultBackend().capabilities.device).toBe('tfjs wasm');
+      const pr = problem(4);
+      const y = deerRnn(cell, pr.params, pr.x, pr.h0);
+      const yRef = gruUnrolled(pr.params, pr.x, pr.h0);
+      expect(maxRel(y.dataSync(), yRef.dataSync())).toBeLessThan(1e-5);
+      tf.dispose([y, yRef]);
+      pr.dispose();
+      await tf.setBackend('cpu');
+      expect(defaultBackend()).toBe(onCpu);
+    } finally {
+      await tf.setBackend(start);
+    }
   });
 });
