@@ -27,7 +27,7 @@ import {
   UnsupportedOptionError,
 } from '@deerjs/core';
 import { scanBlocks } from './scan.js';
-import { ARRAY, CpuTensor } from './tensor.js';
+import { ARRAY, allocating, CpuTensor, copyOf } from './tensor.js';
 
 export interface CpuBackendOptions {
   /** Default dtype of new tensors (float64 unless set). */
@@ -41,6 +41,53 @@ export const CPU_OPTION_NAMES: readonly string[] = ['dtype', 'maxBufferBytes'];
 
 const shapeSize = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
+const checkDims = (what: string, shape: readonly number[]) => {
+  if (!shape.every((d) => Number.isInteger(d) && d >= 0))
+    throw new ShapeError(what, 'non-negative integer dims', `[${shape.join(', ')}]`);
+};
+
+/**
+ * The Backend methods that take tensors (their overrides in subclasses included). Every call
+ * checks each tensor among its arguments — passed directly, in an array (concatTime's parts) or
+ * inside the argument objects (StepInputs and its params, ScanArgs) — before the method runs, so a
+ * disposed or foreign tensor is a TensorStateError before anything is made; and tensors made by a
+ * call that then throws are disposed, so no error leaves an output behind.
+ */
+export const TENSOR_METHODS: readonly string[] = [
+  'readSync',
+  'runStep',
+  'runSequential',
+  'scan',
+  'dampedScan',
+  'capTransitions',
+  'affineOffset',
+  'shiftTime',
+  'broadcastTime',
+  'sliceTime',
+  'concatTime',
+  'timeStep',
+  'reshape',
+  'newtonUpdateSync',
+  'deerStep',
+  'add',
+  'sub',
+  'maskTime',
+  'gatherRows',
+  'scatterRows',
+  'sumBatchTime',
+  'outerSum',
+  'blockMatmul',
+  'blockMatvec',
+  'scaleTime',
+  'addIdentity',
+];
+/** The asynchronous ones: their checks reject the returned promise (they make no tensor themselves). */
+export const ASYNC_TENSOR_METHODS: readonly string[] = ['read', 'newtonUpdate', 'findNonFinite', 'maxAbs'];
+
+/** A tensor of any backend (its checks then say whose it is). */
+const isTensor = (v: object): v is Tensor =>
+  v instanceof CpuTensor || (typeof (v as Tensor).backendName === 'string' && Array.isArray((v as Tensor).shape));
+
 /**
  * The reference backend: plain TypeScript loops over typed arrays, one (b, t) element at a time.
  * Simple on purpose: in float64 it is the oracle every other backend is tested against.
@@ -51,6 +98,8 @@ export class CpuBackend implements Backend {
   private live = 0;
   private destroyed = false;
   private readonly defaultDType: DType;
+  /** Tensors made during the running tensor method (TENSOR_METHODS), disposed if it throws. */
+  private made: CpuTensor[] | undefined;
 
   /**
    * `parallelism`: scalar operations at once (1 here: one thread, no SIMD; subclasses pass theirs),
@@ -73,16 +122,71 @@ export class CpuBackend implements Backend {
       parallelism,
       ...costs,
     };
+    // On the instance, so that a subclass's overrides are wrapped too.
+    for (const name of [...TENSOR_METHODS, ...ASYNC_TENSOR_METHODS]) {
+      const method = (this as unknown as Record<string, unknown>)[name];
+      if (typeof method !== 'function') continue;
+      const guarded = this.guard(method as (...args: unknown[]) => unknown, ASYNC_TENSOR_METHODS.includes(name));
+      Object.defineProperty(this, name, { value: guarded, writable: true, configurable: true });
+    }
+  }
+
+  /**
+   * `method` with its tensor arguments checked first and, when it throws, the tensors it made
+   * disposed (a nested call disposes its own; the outermost, everything made under it).
+   */
+  private guard(method: (...args: unknown[]) => unknown, async: boolean): (...args: unknown[]) => unknown {
+    return (...args) => {
+      if (async) {
+        try {
+          this.checkTensors(args, 3);
+        } catch (err) {
+          return Promise.reject(err);
+        }
+        return method.apply(this, args);
+      }
+      this.checkTensors(args, 3);
+      const outer = this.made === undefined;
+      const made = (this.made ??= []);
+      const start = made.length;
+      try {
+        return method.apply(this, args);
+      } catch (err) {
+        for (const t of made.splice(start)) if (!t.disposed) this.dispose(t);
+        throw err;
+      } finally {
+        if (outer) this.made = undefined;
+      }
+    };
+  }
+
+  /** Checks every tensor in `v`: `v` itself, or inside arrays and plain objects down to `depth` levels. */
+  private checkTensors(v: unknown, depth: number): void {
+    if (typeof v !== 'object' || v === null || ArrayBuffer.isView(v)) return;
+    if (isTensor(v)) {
+      this.get(v);
+      return;
+    }
+    if (depth === 0) return;
+    if (Array.isArray(v)) {
+      for (const x of v) this.checkTensors(x, depth - 1);
+      return;
+    }
+    const proto = Object.getPrototypeOf(v);
+    if (proto === Object.prototype || proto === null) for (const x of Object.values(v)) this.checkTensors(x, depth - 1);
   }
 
   protected make(shape: readonly number[], dtype: DType, data?: TypedArray): CpuTensor {
     this.checkAlive();
     const size = shapeSize(shape);
-    const buf = data ?? new ARRAY[dtype](size);
+    const Arr = ARRAY[dtype];
+    const buf = data ?? allocating(size * Arr.BYTES_PER_ELEMENT, () => new Arr(size));
     if (buf.length !== size)
       throw new ShapeError('tensor', `${size} values for [${shape.join(', ')}]`, `${buf.length}`);
+    const t = new CpuTensor([...shape], dtype, buf, this);
     this.live++;
-    return new CpuTensor([...shape], dtype, buf, this);
+    this.made?.push(t);
+    return t;
   }
 
   /** A tensor this backend made: not another backend's, nor another cpu backend's (whose count it is). */
@@ -96,6 +200,7 @@ export class CpuBackend implements Backend {
   protected get(t: Tensor): CpuTensor {
     this.checkAlive();
     this.own(t);
+    if (t.disposed) throw new TensorStateError('cpu: tensor used after dispose');
     return t;
   }
 
@@ -106,9 +211,7 @@ export class CpuBackend implements Backend {
   tensor(data: ArrayLike<number>, shape: readonly number[], dtype: DType = this.defaultDType): Tensor {
     if (!this.capabilities.dtypes.includes(dtype))
       throw new DTypeError('tensor', 'float64 or float32', String(dtype));
-    if (!shape.every((d) => Number.isInteger(d) && d >= 0)) {
-      throw new ShapeError('tensor', 'non-negative integer dims', `[${shape.join(', ')}]`);
-    }
+    checkDims('tensor', shape);
     if (data.length !== shapeSize(shape)) {
       throw new ShapeError(
         'tensor',
@@ -116,19 +219,23 @@ export class CpuBackend implements Backend {
         `${data.length} values`,
       );
     }
-    return this.make(shape, dtype, ARRAY[dtype].from(data as ArrayLike<number>));
+    const Arr = ARRAY[dtype];
+    return this.make(shape, dtype, allocating(data.length * Arr.BYTES_PER_ELEMENT, () => Arr.from(data)));
   }
 
   zeros(shape: readonly number[], dtype: DType = this.defaultDType): Tensor {
+    if (!this.capabilities.dtypes.includes(dtype))
+      throw new DTypeError('zeros', 'float64 or float32', String(dtype));
+    checkDims('zeros', shape);
     return this.make(shape, dtype);
   }
 
   async read(t: Tensor): Promise<TypedArray> {
-    return this.data(t).slice();
+    return copyOf(this.data(t));
   }
 
   readSync(t: Tensor): TypedArray {
-    return this.data(t).slice();
+    return copyOf(this.data(t));
   }
 
   dispose(t: Tensor): void {
@@ -419,7 +526,7 @@ export class CpuBackend implements Backend {
     if (from.size !== rows.length * row) {
       throw new ShapeError('scatterRows', `${rows.length} rows of ${row} values`, `${from.size} values`);
     }
-    const out = this.make(dst.shape, dst.dtype, dst.data.slice());
+    const out = this.make(dst.shape, dst.dtype, copyOf(dst.data));
     rows.forEach((r, k) => {
       if (!Number.isInteger(r) || r < 0 || r >= B)
         throw new ShapeError('scatterRows', `rows in [0, ${B})`, String(r));
@@ -513,14 +620,14 @@ export class CpuBackend implements Backend {
     const src = this.get(a);
     const [B, T] = src.shape as [number, number];
     if (caps.length !== B) throw new ShapeError('capTransitions', `${B} caps`, `${caps.length}`);
-    const out = this.make(src.shape, src.dtype, src.data.slice());
+    const out = this.make(src.shape, src.dtype, copyOf(src.data));
     hostCapTransitions(src.data, out.data, B, T, s, caps);
     return out;
   }
 
   addIdentity(a: Tensor, s: number, alpha: number): Tensor {
     const src = this.get(a);
-    const out = this.make(src.shape, src.dtype, src.data.slice());
+    const out = this.make(src.shape, src.dtype, copyOf(src.data));
     for (let base = 0; base < src.size; base += s * s)
       for (let i = 0; i < s; i++) out.data[base + i * s + i]! += alpha;
     return out;

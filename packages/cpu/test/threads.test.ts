@@ -1,8 +1,10 @@
-import { cells, deer, hostNewtonUpdate, Rng, type Tensor } from '@deerjs/core';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { type Cell, cells, deer, hostNewtonUpdate, Rng, type Tensor } from '@deerjs/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { scanFast } from '../src/compiled/scan.js';
 import { ThreadedScan } from '../src/compiled/scan-threads.js';
-import { sharedArray, ThreadPool } from '../src/compiled/threads.js';
+import { availableThreads, type Call, jobFromFunction, sharedArray, ThreadPool } from '../src/compiled/threads.js';
 import { threadedNewtonUpdate } from '../src/compiled/update.js';
 import { FastCpuBackend } from '../src/index.js';
 
@@ -356,5 +358,114 @@ describe('threads in a solve', () => {
     let worst = 0;
     for (let i = 0; i < T * 2; i++) worst = Math.max(worst, Math.abs(ys[0]![i]! - ys[1]![i]!));
     expect(worst).toBeLessThan(1e-4);
+  });
+});
+
+describe('what the workers hold', () => {
+  const one = availableThreads() < 2;
+  /** A new job (a new uid) writing v at out[i]. */
+  const writer = () =>
+    jobFromFunction((out: Int32Array, i: number, v: number) => {
+      out[i] = v;
+    });
+  /** Calls for the pool's one worker only. */
+  const onWorker = (calls: Call[]): Call[][] => [[], calls];
+
+  it.skipIf(one)('is at most maxEntries kernels and jobs, an evicted one sent again when used again', () => {
+    const pool = new ThreadPool(2, 4);
+    const out = new Int32Array(new SharedArrayBuffer(4 * 64));
+    const jobs = Array.from({ length: 20 }, writer);
+    try {
+      jobs.forEach((job, k) => {
+        pool.calls(onWorker([[job, [out, k, k + 1]]]));
+        expect(pool.entries()).toEqual([Math.min(k + 1, 4)]);
+      });
+      expect(Array.from(out.subarray(0, 20))).toEqual(jobs.map((_, k) => k + 1));
+      // The first one was forgotten long ago: used again, it is sent again.
+      pool.calls(onWorker([[jobs[0]!, [out, 0, 100]]]));
+      expect(out[0]).toBe(100);
+      expect(pool.entries()).toEqual([4]);
+      // A dispatch reading more jobs than the bound keeps them all while it runs; the next one trims.
+      const many = Array.from({ length: 7 }, writer);
+      pool.calls(onWorker(many.map((job, k): Call => [job, [out, 30 + k, 7]])));
+      expect(Array.from(out.subarray(30, 37))).toEqual(new Array(7).fill(7));
+      expect(pool.entries()).toEqual([7]);
+      pool.calls(onWorker([[many[6]!, [out, 36, 8]]]));
+      expect(out[36]).toBe(8);
+      expect(pool.entries()).toEqual([4]);
+    } finally {
+      pool.destroy();
+    }
+  });
+
+  it.skipIf(one)('a solve gives the values of one thread when the workers keep forgetting', async () => {
+    // Three cells in turn, twice, on workers that hold three entries: every solve's kernels and
+    // jobs evict the previous cell's and are sent again on its second turn. Float64 runs the
+    // JavaScript kernels (pool.run, pool.rows), float32 the WebAssembly jobs (pool.calls).
+    const [B, T, m] = [8, 2048, 2];
+    const x = rng.normalArray(B * T * m, 1);
+    const list: Cell[] = [
+      cells.gru({ inputSize: m, hiddenSize: 4 }),
+      cells.lstm({ inputSize: m, hiddenSize: 4 }),
+      cells.gru({ inputSize: m, hiddenSize: 4 }),
+    ];
+    for (const dtype of ['float64', 'float32'] as const) {
+      const results: Float64Array[][] = [];
+      for (const threads of [1, 2]) {
+        const be = new FastCpuBackend({ threads, dtype });
+        const pool = threads > 1 ? new ThreadPool(threads, 3) : undefined;
+        (be as unknown as { pool?: ThreadPool }).pool = pool;
+        // Count what the pool tells its worker: entries sent and forgotten.
+        const sent = { kernel: 0, job: 0, forget: 0 };
+        for (const w of (pool as unknown as { workers: { postMessage(m: { kind: string }): void }[] } | undefined)?.workers ?? []) {
+          const post = w.postMessage.bind(w);
+          w.postMessage = (msg) => {
+            if (msg.kind in sent) sent[msg.kind as keyof typeof sent]++;
+            post(msg);
+          };
+        }
+        const xt = be.tensor(x, [B, T, m]);
+        const got: Float64Array[] = [];
+        for (let round = 0; round < 2; round++) {
+          for (const [k, cell] of list.entries()) {
+            const p: Record<string, Tensor> = {};
+            for (const [name, v] of Object.entries(cell.init({ seed: k }))) p[name] = be.tensor(v, [v.length]);
+            const d = await deer(be, cell, p, xt);
+            got.push(Float64Array.from(await be.read(d.y)));
+            const y0 = be.zeros([B, cell.stateSize]);
+            got.push(Float64Array.from(await be.read(be.runSequential(cell.stepProgram(), { input: xt, y0, params: p }))));
+            if (pool) expect(Math.max(...pool.entries())).toBeLessThanOrEqual(3);
+          }
+        }
+        be.destroy();
+        results.push(got);
+        if (pool) {
+          // Sent again on each cell's second turn, and forgotten in between.
+          expect(sent.forget, dtype).toBeGreaterThan(0);
+          expect(dtype === 'float64' ? sent.kernel : sent.job, dtype).toBeGreaterThan(6);
+        }
+      }
+      const [a, b] = results as [Float64Array[], Float64Array[]];
+      for (let k = 0; k < a.length; k++) expect(mismatches(b[k]!, a[k]!), `${dtype}, result ${k}`).toEqual([]);
+    }
+  });
+
+  it.skipIf(one)('are forgotten once the kernel or job they were made from is collected here', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const pool = new ThreadPool(2);
+    const out = new Int32Array(new SharedArrayBuffer(4 * 10));
+    try {
+      // Jobs nothing here keeps.
+      for (let k = 0; k < 10; k++) pool.calls(onWorker([[writer(), [out, k, 1]]]));
+      expect(pool.entries()).toEqual([10]);
+      for (let tries = 0; tries < 100 && pool.entries()[0]! > 0; tries++) {
+        gc();
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(pool.entries()).toEqual([0]);
+    } finally {
+      pool.destroy();
+    }
   });
 });

@@ -23,7 +23,7 @@ import {
   UnsupportedOptionError,
 } from '@deerjs/core';
 import { CPU_OPTION_NAMES, CpuBackend, type CpuBackendOptions } from '../backend.js';
-import { ARRAY, CpuTensor } from '../tensor.js';
+import { ARRAY, allocating, CpuTensor } from '../tensor.js';
 import { generateKernel, type Kernel, Unsupported } from './codegen.js';
 import { affineOffsetFast, scanFast } from './scan.js';
 import { ThreadedScan } from './scan-threads.js';
@@ -253,7 +253,9 @@ export interface FastCpuBackendOptions extends CpuBackendOptions {
   /**
    * Threads for runStep, runSequential (by batch rows), scan and newtonUpdate on large enough
    * problems (the calling one included; default: the cores available, 1 outside Node). Workers are
-   * started on first use, never keep Node alive, and stop in destroy().
+   * started on first use, never keep Node alive, and stop in destroy(). Each keeps the compiled
+   * kernels (and WebAssembly memory) of at most 64 recently used ones, a program's dropped once its
+   * cell is collected.
    */
   readonly threads?: number;
   /**
@@ -440,7 +442,9 @@ export class FastCpuBackend extends CpuBackend {
       ) {
         const Arr = dtype === 'float32' ? Float32Array : Float64Array;
         const pool = this.poolFor(E, hX);
-        const values = fSizes.map((sz) => (pool ? sharedArray(Arr, E * sz) : new Arr(E * sz)));
+        const values = fSizes.map((sz) =>
+          pool ? sharedArray(Arr, E * sz) : allocating(E * sz * Arr.BYTES_PER_ELEMENT, () => new Arr(E * sz)),
+        );
         if (pool) pool.run(hoist, hS, E, tile, hP, hX, hXS, values, fSizes, undefined, 0);
         else runTiles(hoist.run, hS, 0, E, tile, hP, hX, hXS, values, fSizes, undefined, 0);
         this.inputCache.set(input, { program, params, values });
@@ -547,18 +551,15 @@ export class FastCpuBackend extends CpuBackend {
     if (B < FUSED_MIN_ROWS) return null;
     const plan = cached(deerPlans, program, 'float32', this.simd, (fast) => makeDeerPlan(program, fast));
     if (!plan) return null;
+    // Made last, after every read that can throw (should a later step throw, the call's guard
+    // disposes it: TENSOR_METHODS in ../backend.ts).
+    const P = this.wasmParams(program.graph, inputs.params);
+    const token = this.wasmToken(program, inputs.params, inputs.input, plan.hoistBytes(B, T));
     const out = this.unfilled(prev.shape, 'float32');
-    try {
-      const P = this.wasmParams(program.graph, inputs.params);
-      const token = this.wasmToken(program, inputs.params, inputs.input, plan.hoistBytes(B, T));
-      // Row groups over threads where the step is large enough and every array is shared.
-      const pool = this.poolFor(B * T * prev.shape[2]!, [x, y0, prev.data, out.data], DEER_PARALLEL_MIN);
-      const r = plan.run(P, B, T, x, y0, prev.data, out.data, token, opts, pool);
-      return Promise.resolve(newtonUpdateFromRows(out, r.maxAbsDiff, r.rows));
-    } catch (err) {
-      this.dispose(out);
-      throw err;
-    }
+    // Row groups over threads where the step is large enough and every array is shared.
+    const pool = this.poolFor(B * T * prev.shape[2]!, [x, y0, prev.data, out.data], DEER_PARALLEL_MIN);
+    const r = plan.run(P, B, T, x, y0, prev.data, out.data, token, opts, pool);
+    return Promise.resolve(newtonUpdateFromRows(out, r.maxAbsDiff, r.rows));
   }
 
   override runSequential(

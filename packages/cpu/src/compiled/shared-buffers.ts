@@ -1,4 +1,5 @@
 import type { TypedArray } from '@deerjs/core';
+import { allocating } from '../tensor.js';
 import { sharedArray } from './threads.js';
 
 /** Bytes of disposed buffers kept for reuse. */
@@ -19,7 +20,8 @@ export class SharedBuffers {
 
   /**
    * An array of `size` elements: a copy of `data` when given, else zeroed, or, with `zero` false
-   * (the caller writes every element), whatever a reused array held.
+   * (the caller writes every element), whatever a reused array held. OutOfMemoryError where a new
+   * one cannot be made.
    */
   take(
     Arr: Float64ArrayConstructor | Float32ArrayConstructor,
@@ -36,7 +38,9 @@ export class SharedBuffers {
       else if (zero) kept.fill(0);
       out = kept;
     } else {
-      out = this.shared ? sharedArray(Arr, size, data) : new Arr(size);
+      out = this.shared
+        ? sharedArray(Arr, size, data)
+        : allocating(size * Arr.BYTES_PER_ELEMENT, () => new Arr(size));
       if (data && !this.shared) out.set(data);
     }
     this.mine.add(out);

@@ -1,4 +1,5 @@
 import type { TypedArray } from '@deerjs/core';
+import { allocating } from '../tensor.js';
 import type { Kernel, KernelFn } from './codegen.js';
 import { runRows } from './seq-rows.js';
 
@@ -79,6 +80,11 @@ const kernelFor = (uid, tile, accSize) => {
   return k;
 };
 parentPort.on('message', (m) => {
+  if (m.kind === 'forget') {
+    for (const uid of m.kernels) kernels.delete(uid);
+    for (const uid of m.jobs) jobs.delete(uid);
+    return;
+  }
   if (m.kind === 'job') {
     jobs.set(m.uid, new Function(m.source)());
     return;
@@ -93,6 +99,10 @@ parentPort.on('message', (m) => {
   }
   const ctl = m.ctl;
   try {
+    if (m.kind === 'count') {
+      m.out[m.i] = kernels.size + jobs.size;
+      return;
+    }
     if (m.kind === 'calls') {
       for (const [uid, args] of m.calls) jobs.get(uid)(...args);
       return;
@@ -159,14 +169,36 @@ export interface SeqRowsArgs {
   readonly budget: number;
 }
 
+/**
+ * Most kernels and jobs one worker holds compiled at once. A worker keeps what it was sent (a
+ * kernel's scratch, a job's WebAssembly instance with its memory and kept hoisted values) until the
+ * pool tells it to forget: when the object it was compiled from is collected here (the plans that
+ * hold it live as long as their graph), or, past this many, the least recently used one, which is
+ * sent again if it is used again. A DEER solve with its gradient uses about a dozen.
+ */
+export const WORKER_ENTRIES = 64;
+
+/** What a worker holds: 'k' + a kernel's uid, 'j' + a job's. */
+type EntryKey = `${'k' | 'j'}${number}`;
+
 /** A pool of size − 1 workers (the calling thread is the size-th). */
 export class ThreadPool {
   private readonly workers: WorkerLike[] = [];
-  private readonly known: Set<number>[] = [];
-  private readonly knownJobs: Set<number>[] = [];
+  /** Per worker, the entries it holds, least recently used first. */
+  private readonly held: Map<EntryKey, true>[] = [];
   private readonly ctl = new Int32Array(new SharedArrayBuffer(8));
+  /** Tells the workers to forget an entry once the kernel or job it was made from is collected. */
+  private readonly collected =
+    typeof FinalizationRegistry === 'function'
+      ? new FinalizationRegistry<EntryKey>((key) => this.forgetEverywhere(key))
+      : undefined;
+  private readonly registered = new WeakSet<object>();
 
-  constructor(readonly size: number) {
+  /** `maxEntries`: kernels and jobs one worker holds at once (WORKER_ENTRIES; tests lower it). */
+  constructor(
+    readonly size: number,
+    private readonly maxEntries = WORKER_ENTRIES,
+  ) {
     const wt = nodeModule<WorkerThreadsModule>('node:worker_threads');
     if (!wt) throw new Error('cpu: worker threads are not available here');
     for (let i = 1; i < size; i++) {
@@ -174,8 +206,7 @@ export class ThreadPool {
       // Never keep the process alive for the pool.
       w.unref();
       this.workers.push(w);
-      this.known.push(new Set());
-      this.knownJobs.push(new Set());
+      this.held.push(new Map());
     }
   }
 
@@ -202,7 +233,7 @@ export class ThreadPool {
       (w, i, ctl) => {
         const e0 = (i + 1) * per;
         if (e0 >= E) return false;
-        this.compile(w, i, kernel, tile);
+        this.compile(w, i, kernel, tile, new Set([`k${kernel.uid}` as const]));
         w.postMessage({
           kind: 'tiles',
           uid: kernel.uid,
@@ -226,18 +257,63 @@ export class ThreadPool {
   }
 
   /** Sends worker i the kernel's sources (once; it compiles them with scratch for `tile` elements). */
-  private compile(w: WorkerLike, i: number, kernel: Kernel, tile: number): void {
-    if (this.known[i]!.has(kernel.uid)) return;
-    w.postMessage({
-      kind: 'kernel',
-      uid: kernel.uid,
-      source: kernel.source,
-      sites: kernel.siteSources,
-      scratch: kernel.scratch.map((x) => x.size),
-      accSize: kernel.accSize,
-      tile,
+  private compile(w: WorkerLike, i: number, kernel: Kernel, tile: number, using: ReadonlySet<EntryKey>): void {
+    this.hold(i, `k${kernel.uid}`, kernel, using, () =>
+      w.postMessage({
+        kind: 'kernel',
+        uid: kernel.uid,
+        source: kernel.source,
+        sites: kernel.siteSources,
+        scratch: kernel.scratch.map((x) => x.size),
+        accSize: kernel.accSize,
+        tile,
+      }),
+    );
+  }
+
+  /**
+   * Marks `key` as used now by worker i, sending it (`send`) where the worker does not hold it.
+   * Past maxEntries the worker is first told to forget its least recently used entries, none of
+   * `using` (what this dispatch reads: a dispatch reading more than maxEntries holds them all until
+   * the next one); messages keep their order, so the forget arrives before what follows it.
+   */
+  private hold(i: number, key: EntryKey, owner: object, using: ReadonlySet<EntryKey>, send: () => void): void {
+    const held = this.held[i]!;
+    const had = held.delete(key);
+    held.set(key, true);
+    const drop: EntryKey[] = [];
+    for (const old of held.keys()) {
+      if (held.size - drop.length <= this.maxEntries) break;
+      if (!using.has(old)) drop.push(old);
+    }
+    for (const old of drop) held.delete(old);
+    if (drop.length) this.workers[i]!.postMessage(forgetMessage(drop));
+    if (had) return;
+    send();
+    if (!this.registered.has(owner)) {
+      this.registered.add(owner);
+      this.collected?.register(owner, key);
+    }
+  }
+
+  /** The kernel or job of `key` was collected: no call can name it again. */
+  private forgetEverywhere(key: EntryKey): void {
+    this.workers.forEach((w, i) => {
+      if (this.held[i]!.delete(key)) w.postMessage(forgetMessage([key]));
     });
-    this.known[i]!.add(kernel.uid);
+  }
+
+  /** How many kernels and jobs each worker holds compiled (asked of the workers themselves). */
+  entries(): number[] {
+    const out = new Int32Array(new SharedArrayBuffer(4 * Math.max(1, this.workers.length)));
+    this.dispatch(
+      (w, i, ctl) => {
+        w.postMessage({ kind: 'count', out, i, ctl });
+        return true;
+      },
+      () => {},
+    );
+    return Array.from(out.subarray(0, this.workers.length));
   }
 
   /**
@@ -257,8 +333,9 @@ export class ThreadPool {
       (w, i, ctl) => {
         const [b0, b1] = [rows[i + 1], rows[i + 2]];
         if (b0 === undefined || b1 === undefined || b1 <= b0) return false;
-        this.compile(w, i, step, b1 - b0);
-        if (hoist) this.compile(w, i, hoist, a.hTile);
+        const using = new Set<EntryKey>([`k${step.uid}`, ...(hoist ? [`k${hoist.uid}` as const] : [])]);
+        this.compile(w, i, step, b1 - b0, using);
+        if (hoist) this.compile(w, i, hoist, a.hTile, using);
         w.postMessage({
           kind: 'rows',
           step: step.uid,
@@ -289,11 +366,9 @@ export class ThreadPool {
       (w, i, ctl) => {
         const mine = work[i + 1];
         if (!mine || mine.length === 0) return false;
-        for (const [job] of mine) {
-          if (this.knownJobs[i]!.has(job.uid)) continue;
-          w.postMessage({ kind: 'job', uid: job.uid, source: job.source });
-          this.knownJobs[i]!.add(job.uid);
-        }
+        const using = new Set(mine.map(([job]) => `j${job.uid}` as const));
+        for (const [job] of mine)
+          this.hold(i, `j${job.uid}`, job, using, () => w.postMessage({ kind: 'job', uid: job.uid, source: job.source }));
         w.postMessage({ kind: 'calls', calls: mine.map(([job, args]) => [job.uid, args]), ctl });
         return true;
       },
@@ -325,16 +400,28 @@ export class ThreadPool {
   destroy(): void {
     for (const w of this.workers) w.terminate();
     this.workers.length = 0;
+    this.held.length = 0;
   }
 }
 
-/** A typed array of the same kind on a SharedArrayBuffer, holding a copy of `data` when given. */
+/** The message telling a worker to drop entries. */
+const forgetMessage = (keys: readonly EntryKey[]) => ({
+  kind: 'forget',
+  kernels: keys.filter((k) => k[0] === 'k').map((k) => Number(k.slice(1))),
+  jobs: keys.filter((k) => k[0] === 'j').map((k) => Number(k.slice(1))),
+});
+
+/**
+ * A typed array of the same kind on a SharedArrayBuffer, holding a copy of `data` when given
+ * (OutOfMemoryError where it cannot be made).
+ */
 export function sharedArray(
   Arr: Float64ArrayConstructor | Float32ArrayConstructor,
   size: number,
   data?: TypedArray,
 ): TypedArray {
-  const out = new Arr(new SharedArrayBuffer(size * Arr.BYTES_PER_ELEMENT) as unknown as ArrayBuffer);
+  const bytes = size * Arr.BYTES_PER_ELEMENT;
+  const out = allocating(bytes, () => new Arr(new SharedArrayBuffer(bytes) as unknown as ArrayBuffer));
   if (data) out.set(data);
   return out;
 }
