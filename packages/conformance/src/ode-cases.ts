@@ -2,6 +2,7 @@ import {
   type Backend,
   type Cell,
   cells,
+  ConvergenceError,
   defineCell,
   DTypeError,
   dopri5,
@@ -13,6 +14,7 @@ import {
   solveIvp,
   solveIvpWithGrad,
   type Tensor,
+  UnsupportedOptionError,
 } from '@deerjs/core';
 import { expect } from 'vitest';
 import type { SuiteContext } from './context.js';
@@ -357,5 +359,71 @@ export function defineOdeCases(ctx: SuiteContext): void {
       expect(got.stats.converged, String(tEnd)).toBe(true);
       expect(maxAbsDiff(got.y, [0, 0])).toBeLessThanOrEqual(ctx.tolerance);
     }
+  });
+
+  // dopri5 stepped the absolute clock (t = fl(t + h)) but moved y by h: at t ≈ 1e9 each step's
+  // rounding changed the integrated duration (a 1 s interval of a fast rotation came out 7e-3 off).
+  // It now steps time within each interval, so a grid shifted by an exact offset gives the same y.
+  ctx.test('ode/dopri5-steps-local-time', async () => {
+    const backend = ctx.backend();
+    const rotation = defineCell({ name: 'rotation', state: 2, input: 0, params: { A: [2, 2] } }, (y, _x, p) => matvec(p.A, y));
+    const y0 = backend.tensor([1, 0], [1, 2], ctx.dtype);
+    try {
+      const ys: Float64Array[] = [];
+      for (const t0 of [0, 2 ** 30]) {
+        const r = await dopri5(backend, rotation, { A: [0, 10, -10, 0] }, { y0, t: [t0, t0 + 0.25, t0 + 0.5] }, { atol: 1e-9, rtol: 1e-9 });
+        ys.push(Float64Array.from(await backend.read(r.y)));
+        backend.dispose(r.y);
+      }
+      expect(Array.from(ys[1]!)).toEqual(Array.from(ys[0]!));
+      expect(Math.abs(ys[0]![2]! - Math.cos(5))).toBeLessThanOrEqual(Math.max(1e-8, ctx.tolerance));
+    } finally {
+      backend.dispose(y0);
+    }
+  });
+
+  // For an ODE the Jacobian is inside every interval's exponential: a structure that is not exact
+  // changes the scheme and its answer (3e-3 off on a damped rotation where the exact one is 4e-16),
+  // not only Newton's path, so it is refused rather than reported converged.
+  ctx.test('ode/jacobian-must-be-exact', async () => {
+    const backend = ctx.backend();
+    const field = linearField();
+    const params = { A: [-0.1, 1, 0, 0, -1, -0.1, 0, 0, 0, 0, -0.2, 2, 0, 0, -2, -0.2], b: [0, 0, 0, 0] };
+    const problem = { y0: [1, 0, 1, 0], t: grid(20, 2) };
+    for (const jacobian of ['diagonal', { block: 1 }] as const) {
+      await expect(solveOn(backend, ctx.dtype, field, params, problem, { jacobian })).rejects.toThrow(UnsupportedOptionError);
+    }
+    const y0 = backend.tensor(problem.y0, [1, 4], ctx.dtype);
+    try {
+      await expect(solveIvpWithGrad(backend, field, params, { ...problem, y0 }, { jacobian: 'diagonal' })).rejects.toThrow(UnsupportedOptionError);
+    } finally {
+      backend.dispose(y0);
+    }
+    const dense = await solveOn(backend, ctx.dtype, field, params, problem, { jacobian: 'dense' });
+    expect(dense.stats.converged).toBe(true);
+  });
+
+  // The interval maps round to about ‖JΔt‖·eps (a rotation keeps every squaring at full size) and
+  // the residual check reuses them: a rotation by 1e3 rad per interval in float32 (1e8 in float64)
+  // had been reported converged, residual 0, up to 0.9 off. Such a solve now says it is not
+  // vouched for ('rounding', the answer kept); stiff decays, whose errors die out, stay converged.
+  ctx.test('ode/rounding-is-not-vouched-for', async () => {
+    const backend = ctx.backend();
+    const rotation = defineCell({ name: 'rotation', state: 2, input: 0, params: { A: [2, 2] } }, (y, _x, p) => matvec(p.A, y));
+    const w = ctx.dtype === 'float64' ? 1e8 : 1e3;
+    const fast = { A: [0, w, -w, 0] };
+    const problem = { y0: [1, 0], t: grid(4, 4) };
+    const got = await solveOn(backend, ctx.dtype, rotation, fast, problem);
+    expect(got.stats.converged).toBe(false);
+    expect(got.stats.stopReason).toBe('rounding');
+    expect(got.stats.fellBack).toBe(false);
+    expect(Array.from(got.y).every(Number.isFinite)).toBe(true);
+    await expect(solveOn(backend, ctx.dtype, rotation, fast, problem, { fallback: 'throw' })).rejects.toThrow(ConvergenceError);
+    const slow = await solveOn(backend, ctx.dtype, rotation, { A: [0, 1, -1, 0] }, problem);
+    expect(slow.stats.converged).toBe(true);
+    expect(maxAbsDiff(slow.y, [1, 2, 3, 4].flatMap((t) => [Math.cos(t), -Math.sin(t)]))).toBeLessThanOrEqual(ctx.tolerance);
+    const stiff = await solveOn(backend, ctx.dtype, rotation, { A: [-w, 0, 0, -1] }, problem);
+    expect(stiff.stats.converged).toBe(true);
+    expect(maxAbsDiff(stiff.y, [1, 2, 3, 4].flatMap(() => [0, 0]))).toBeLessThanOrEqual(ctx.tolerance);
   });
 }

@@ -29,7 +29,9 @@ import type { Chunking, ShootingResult } from './shooting.js';
  * 'auto' sent the row to sequential evaluation before iterating (its Lyapunov exponent is
  * positive). 'longMemory': the row remembers a perturbed start for longer than Newton's iteration
  * budget, and parallel shooting did not take it (a row of the batch near chaos, or the cost model
- * declined) or did not finish it.
+ * declined) or did not finish it. 'rounding': the residual met the tolerance, but the fixed-point
+ * map's own rounding at the answer exceeds it (an ODE's interval exponentials over a very large
+ * ‖J·Δt‖ for the dtype), so the answer is not vouched for; it is returned, not replaced.
  */
 export type StopReason =
   | 'tolerance'
@@ -39,6 +41,7 @@ export type StopReason =
   | 'maxIter'
   | 'chaotic'
   | 'longMemory'
+  | 'rounding'
   | 'sequential';
 
 /** Newton's step: full (DEER), damped (ELK), or chosen as it goes ('auto'); or no Newton at all, parallel shooting ('shoot'). */
@@ -99,6 +102,13 @@ export interface NewtonProblem {
   ): Solve<(ShootingResult & Chunking) | null>;
   /** Whether `shoot` would run for `rows` rows at all (its cost model does not decline them). */
   canShoot?(rows: number): boolean;
+  /**
+   * Of the converged rows `rows`, those whose answer the residual check cannot vouch for because
+   * the fixed-point map's own rounding at y exceeds the tolerance (an ODE's exponentials over very
+   * large ‖J·Δt‖: the check reuses the same rounded maps). The solve then reports
+   * `converged: false` and 'rounding' and keeps the answer (`fallback: 'throw'` throws).
+   */
+  certify?(y: Tensor, rows: readonly number[]): Solve<readonly number[]>;
   /** Free what the problem made for its window (slices of inputs). */
   release?(): void;
 }
@@ -203,6 +213,7 @@ const SEVERITY: readonly StopReason[] = [
   'tolerance',
   'sequential',
   'maxIter',
+  'rounding',
   'stagnated',
   'chaotic',
   'longMemory',
@@ -394,6 +405,21 @@ export function* newtonWindow(
     }
     if ((method === 'auto' || method === 'shoot') && problem.shoot) {
       y = yield* shootFailedRows(backend, problem, y, w, stats, opts, where.window, budget, method === 'shoot' ? opts.maxIter : undefined);
+    }
+    if (problem.certify) {
+      const converged = [...status.keys()].filter((b) => status[b] === Row.Converged);
+      const unvouched = converged.length > 0 ? yield* problem.certify(y, converged) : [];
+      if (unvouched.length > 0) {
+        // Not converged, but kept: the fallback (dopri5 at the same dtype) is no better conditioned.
+        stats.converged = false;
+        if (SEVERITY.indexOf('rounding') > SEVERITY.indexOf(stats.stopReason)) stats.stopReason = 'rounding';
+        if (opts.fallback === 'throw') {
+          throw new ConvergenceError(
+            `${opts.solver}: the answer of ${unvouched.length} of ${B} batch rows met the tolerance only as rounded: the fixed-point map's own rounding exceeds rtol ${opts.rtol} (use a finer grid or float64)`,
+            { ...stats, residuals: [...stats.residuals] },
+          );
+        }
+      }
     }
     const failed = [...status.keys()].filter((b) => status[b] === Row.Failed);
     if (failed.length === 0) return y;

@@ -30,7 +30,8 @@ export async function affineExponential(
   blockSize: number,
 ): Promise<{ A: Tensor; b: Tensor }> {
   checkAffineExponential(Msum, csum, h, scale, blockSize);
-  return driveAsync(backend, affineExponentialSolve(backend, Msum, csum, h, scale, blockSize));
+  const { A, b } = await driveAsync(backend, affineExponentialSolve(backend, Msum, csum, h, scale, blockSize));
+  return { A, b };
 }
 
 /** The public entry's arguments, checked: the solvers pass checked grids, a caller may not. */
@@ -50,7 +51,11 @@ function checkAffineExponential(Msum: Tensor, csum: Tensor, h: ArrayLike<number>
   if (!Number.isFinite(scale)) throw new InvalidArgumentError('affineExponential scale', 'a finite number', describeValue(scale));
 }
 
-/** @internal `affineExponential` as a step of a solve generator. */
+/**
+ * @internal `affineExponential` as a step of a solve generator; also the norm bound of the largest
+ * M that set the scaling. `extraHalvings` scales by that many more powers of 2 (and squares as
+ * many more times): the same map by another rounding path, to measure its rounding.
+ */
 export function* affineExponentialSolve(
   backend: MatrixOps,
   Msum: Tensor,
@@ -58,7 +63,8 @@ export function* affineExponentialSolve(
   h: ArrayLike<number>,
   scale: number,
   blockSize: number,
-): Solve<{ A: Tensor; b: Tensor }> {
+  estimateRounding = false,
+): Solve<{ A: Tensor; b: Tensor; norm: number; rounding: Float64Array }> {
   const s = blockSize;
   const K = TAYLOR_DEGREE[Msum.dtype];
   let hMax = 0;
@@ -69,6 +75,7 @@ export function* affineExponentialSolve(
   // would never end. A finite norm needs at most ~1025 halvings (a cap of 60 left ‖M‖ ≫ 1/2 on
   // intervals of 1e30, and the series overflowed); 2^−j stays a nonzero double up to j = 1074.
   const j = Number.isFinite(norm) && norm > 0.5 ? Math.min(1074, Math.ceil(Math.log2(norm / 0.5))) : 0;
+  const eps = Msum.dtype === 'float64' ? 2 ** -53 : 2 ** -24;
   const sub = scale * 2 ** -j;
   const ones = new Float64Array(h.length).fill(1);
   const live = new Set<Tensor>();
@@ -104,6 +111,42 @@ export function* affineExponentialSolve(
     let D = keep(backend.blockMatmul(M, P, s));
     let w = keep(backend.blockMatvec(P, c, s));
     drop(M, P, c);
+    // Estimated rounding of each block of e^M (its largest entry), to first order: each level adds
+    // about eps·|D|, and a squaring E ↦ E² carries an error Δ on as Δ·|E| + |E|·Δ, entry by entry,
+    // so errors grow through a rotation's squarings (|E| ≈ 1) and die out through a decay's, and a
+    // stiff entry does not make a gentle one of its block look rounded. The largest on the way is
+    // kept, not the last: an error that grew large enough to shrink E itself (a float32 rotation
+    // over 1e9 rad rounds to 0) would otherwise pass for a decay. It reads D at every level, so it
+    // runs only on request (a converged ODE solve's last check). An estimate, not a bound.
+    const blocks = estimateRounding ? Msum.shape.slice(0, 3).reduce((a, b) => a * b, 1) : 0;
+    const ss = s * s;
+    let err = new Float64Array(blocks * ss);
+    let next = new Float64Array(blocks * ss);
+    const absE = new Float64Array(blocks * ss);
+    const worst = new Float64Array(blocks);
+    let first = true;
+    function* level(D: Tensor): Solve<void> {
+      const d = yield* awaitAsync(() => backend.read(D));
+      for (let k = 0; k < blocks; k++) {
+        const o = k * ss;
+        let most = 0;
+        for (let r = 0; r < s; r++) {
+          for (let c = 0; c < s; c++) {
+            let carried = 0;
+            if (!first) for (let q = 0; q < s; q++) carried += err[o + r * s + q]! * absE[o + q * s + c]! + absE[o + r * s + q]! * err[o + q * s + c]!;
+            const v = carried + eps * Math.abs(d[o + r * s + c]!);
+            next[o + r * s + c] = v;
+            // NaN (a map that overflowed) is not vouched for either.
+            most = Number.isNaN(v) ? Number.POSITIVE_INFINITY : Math.max(most, v);
+          }
+        }
+        worst[k] = Math.max(worst[k]!, most);
+        for (let r = 0; r < s; r++) for (let c = 0; c < s; c++) absE[o + r * s + c] = Math.abs((r === c ? 1 : 0) + d[o + r * s + c]!);
+      }
+      [err, next] = [next, err];
+      first = false;
+    }
+    if (estimateRounding) yield* level(D);
     for (let q = 0; q < j; q++) {
       const Dw = keep(backend.blockMatvec(D, w, s));
       const w2 = keep(backend.scaleTime(w, ones, 2));
@@ -116,11 +159,12 @@ export function* affineExponentialSolve(
       const DNext = keep(backend.add(D2, DD));
       drop(DD, D2);
       D = DNext;
+      if (estimateRounding) yield* level(D);
     }
     const A = backend.addIdentity(D, s, 1);
     drop(D);
     live.delete(w);
-    return { A, b: w };
+    return { A, b: w, norm, rounding: worst };
   } finally {
     for (const t of live) backend.dispose(t);
   }
