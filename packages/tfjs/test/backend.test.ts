@@ -8,8 +8,10 @@ import {
   deerWithGrad,
   DTypeError,
   loadBackend,
+  OutOfMemoryError,
   Rng,
   sequential,
+  ShapeError,
   UnsupportedOptionError,
   unregisterBackend,
 } from '@deerjs/core';
@@ -109,3 +111,12 @@ describe('tfjs backend', () => {
 });
 
 afterAll(() => be?.destroy());
+
+describe('tfjs backend allocations', () => {
+  it('an allocation the engine refuses is an OutOfMemoryError (it was a RangeError); bad dims a ShapeError', () => {
+    const live = be.liveTensors();
+    expect(() => be.zeros([2 ** 26, 2 ** 26, 2])).toThrow(OutOfMemoryError);
+    expect(() => be.zeros([2, -1])).toThrow(ShapeError);
+    expect(be.liveTensors()).toBe(live);
+  });
+});
