@@ -422,6 +422,13 @@ export function defineOdeCases(ctx: SuiteContext): void {
     const slow = await solveOn(backend, ctx.dtype, rotation, { A: [0, 1, -1, 0] }, problem);
     expect(slow.stats.converged).toBe(true);
     expect(maxAbsDiff(slow.y, [1, 2, 3, 4].flatMap((t) => [Math.cos(t), -Math.sin(t)]))).toBeLessThanOrEqual(ctx.tolerance);
+    // atol counts: with rtol 0 an answer within atol is vouched for (it had been 'rounding' always).
+    const atolOnly = await solveOn(backend, ctx.dtype, rotation, { A: [0, 1, -1, 0] }, problem, {
+      rtol: 0,
+      atol: ctx.dtype === 'float64' ? 1e-9 : 1e-5,
+    });
+    expect(atolOnly.stats.converged).toBe(true);
+    expect(atolOnly.stats.stopReason).toBe('tolerance');
     const stiff = await solveOn(backend, ctx.dtype, rotation, { A: [-w, 0, 0, -1] }, problem);
     expect(stiff.stats.converged).toBe(true);
     expect(maxAbsDiff(stiff.y, [1, 2, 3, 4].flatMap(() => [0, 0]))).toBeLessThanOrEqual(ctx.tolerance);

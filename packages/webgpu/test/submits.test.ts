@@ -1,4 +1,4 @@
-import { cells, type DeviceCounters, deer } from '@deerjs/core';
+import { cells, type DeviceCounters, deer, withCapabilities } from '@deerjs/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWebGpuBackend, type WebGpuBackend } from '../src/index.js';
 import { skipReason } from './adapter.js';
@@ -271,11 +271,27 @@ describe.skipIf(skip !== null)('webgpu submissions per Newton iteration', () => 
     const [a, b] = await Promise.all([solve(), solve()]);
     const after = await solve();
     for (const r of [alone, a, b, after]) backend.dispose(r.y);
-    backend.dispose(x);
     expect(alone.stats.device).toBeDefined();
     expect(a.stats.device).toBeUndefined();
     expect(b.stats.device).toBeUndefined();
     expect(after.stats.device).toEqual(alone.stats.device);
     expect(Object.keys(alone.stats)).not.toContain('deviceShared');
+    // A withCapabilities view runs on (and counts on) the same device.
+    const x2 = backend.tensor(
+      Array.from({ length: B * T * 2 }, (_, i) => Math.sin(0.2 * i)),
+      [B, T, 2],
+    );
+    const view = withCapabilities(backend, { parallelism: 1e6 });
+    const [c, d] = await Promise.all([
+      solve(),
+      deer(view, cell, params, x2, { jacobian: 'diagonal', checkFinite: false }),
+    ]);
+    for (const r of [c, d]) backend.dispose(r.y);
+    backend.dispose(x2);
+    backend.dispose(x);
+    expect(c.stats.device).toBeUndefined();
+    expect(d.stats.device).toBeUndefined();
+    expect(Object.keys(c.stats)).not.toContain('deviceShared');
+    expect(Object.keys(c.stats)).not.toContain('device');
   });
 });

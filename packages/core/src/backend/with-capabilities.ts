@@ -19,11 +19,21 @@ export function withCapabilities(backend: Backend, overrides: Partial<BackendCap
   if (overhead !== undefined && !(typeof overhead === 'number' && overhead >= 0 && Number.isFinite(overhead)))
     throw new InvalidArgumentError('capabilities.iterationOverhead', 'a finite number ≥ 0', describeValue(overhead));
   const capabilities: BackendCapabilities = { ...backend.capabilities, ...overrides };
-  return new Proxy(backend, {
+  const view = new Proxy(backend, {
     get(target, key) {
       if (key === 'capabilities') return capabilities;
       const v = Reflect.get(target, key, target);
       return typeof v === 'function' ? v.bind(target) : v;
     },
   });
+  views.set(view, underlyingBackend(backend));
+  return view;
+}
+
+/** Each view made by withCapabilities → the backend its methods run on. */
+const views = new WeakMap<Backend, Backend>();
+
+/** @internal The backend whose methods (and device counters) `backend` uses: itself, or a view's. */
+export function underlyingBackend(backend: Backend): Backend {
+  return views.get(backend) ?? backend;
 }

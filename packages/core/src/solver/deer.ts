@@ -3,7 +3,7 @@ import { DTYPE_BYTES, type DeviceCounters } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
 import { ConvergenceError, OutOfMemoryError, ShapeError, UnsupportedOptionError } from '../errors.js';
-import { type EngineStats, type NewtonMethod, type NewtonProblem, newEngineStats, nonFiniteRows, type StopReason, solveWindows } from './engine.js';
+import { type EngineStats, type NewtonMethod, type NewtonProblem, newEngineStats, nonFiniteRows, type StopReason, solveWindows, withoutSpanFlag } from './engine.js';
 import { driveAsync, driveSync, readDeerStep, type Solve } from './solve.js';
 import { type DeerOptions, type ResolvedDeerOptions, resolveDeerOptions } from './options.js';
 import {
@@ -262,11 +262,6 @@ export function recurrenceProblem(
  * trajectory that overflows holds NaN/Inf. The stats then say so as Newton's would on the same
  * input (not converged, 'nonFinite'), and `fallback: 'throw'` throws as it would for DEER.
  */
-function withoutSpanFlag(stats: EngineStats): Omit<EngineStats, 'deviceShared'> {
-  const { deviceShared: _, ...rest } = stats;
-  return rest;
-}
-
 function* judgeSequentialAnswer(backend: Backend, y: Tensor, stats: EngineStats, opts: ResolvedDeerOptions): Solve<void> {
   const rows = yield* nonFiniteRows(backend, y);
   if (rows.length === 0) return;

@@ -6,6 +6,7 @@ import {
   type NewtonUpdateOptions,
   type Tensor,
 } from '../backend/types.js';
+import { underlyingBackend } from '../backend/with-capabilities.js';
 import { ConvergenceError, UnsupportedOptionError } from '../errors.js';
 import { residualMerit } from './merit.js';
 import { readScanUpdate, readUpdate, type Solve } from './solve.js';
@@ -998,10 +999,16 @@ export function* solveWindows(
     if (counted) {
       const shared = closeCountedSpan(backend, span!);
       if (shared) stats.deviceShared = true;
-      if (stats.deviceShared) stats.device = undefined;
+      if (stats.deviceShared) delete stats.device;
       else addDeviceCounts(stats, counterDifference(counted, backend.counters!()));
     }
   }
+}
+
+/** Stats as a solve reports them: without the engine's internal span flag. */
+export function withoutSpanFlag(stats: EngineStats): Omit<EngineStats, 'deviceShared'> {
+  const { deviceShared: _, ...rest } = stats;
+  return rest;
 }
 
 /**
@@ -1010,7 +1017,9 @@ export function* solveWindows(
  */
 const inFlight = new WeakMap<Backend, { active: number; overlaps: number }>();
 
-function openCountedSpan(backend: Backend): { seen: number; shared: boolean } {
+function openCountedSpan(view: Backend): { seen: number; shared: boolean } {
+  // A withCapabilities view counts on the backend it wraps.
+  const backend = underlyingBackend(view);
   let state = inFlight.get(backend);
   if (!state) inFlight.set(backend, (state = { active: 0, overlaps: 0 }));
   state.active++;
@@ -1019,8 +1028,8 @@ function openCountedSpan(backend: Backend): { seen: number; shared: boolean } {
 }
 
 /** Ends a span; true when another span overlapped it. */
-function closeCountedSpan(backend: Backend, span: { seen: number; shared: boolean }): boolean {
-  const state = inFlight.get(backend)!;
+function closeCountedSpan(view: Backend, span: { seen: number; shared: boolean }): boolean {
+  const state = inFlight.get(underlyingBackend(view))!;
   state.active--;
   return span.shared || state.overlaps !== span.seen;
 }
