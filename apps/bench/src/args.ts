@@ -115,7 +115,7 @@ Usage: deer-bench [flags]        (from the repository root: pnpm bench [flags])
                      for one DEER + one sequential run (scaled by T; default: no limit)
   --deadline S       skip the points that would start more than S seconds after the run began
                      (the run ends about one point after S; default: no limit)
-  --max-iter N       Newton iteration cap (default 100)
+  --max-iter N       Newton iteration cap, ≥ 2 (default 100)
   --max-memory SIZE  skip points whose working set would exceed it: 4GiB, 512MiB, bytes (default 4GiB)
   --no-ort           do not run onnxruntime
   --sequential-kernel K  webgpu's sequential kernel: auto | row | workgroup (default auto: a workgroup
@@ -235,7 +235,11 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
     budget: (v) => (set.budget = positiveNumber('--budget', v, LIMITS.seconds)),
     'max-time': (v) => (set.maxTime = positiveNumber('--max-time', v, LIMITS.seconds)),
     deadline: (v) => (set.deadline = positiveNumber('--deadline', v, LIMITS.seconds)),
-    'max-iter': (v) => (set.maxIter = positiveInt('--max-iter', v, LIMITS.maxIter)),
+    'max-iter': (v) => {
+      set.maxIter = positiveInt('--max-iter', v, LIMITS.maxIter);
+      // The shoot column's sweeps share the cap, and parallel shooting needs two.
+      if (set.maxIter < 2) throw new ArgError(`--max-iter: expected at least 2 (the shoot column's sweeps share it), got '${v}'`);
+    },
     'max-memory': (v) => (set.maxMemory = parseBytes('--max-memory', v)),
     seed: (v) => (set.seed = nonNegativeInt('--seed', v, LIMITS.seed)),
     'sequential-kernel': (v) => {

@@ -123,6 +123,7 @@ describe('parseArgs', () => {
     [['--seed', '4294967296'], /--seed: expected a positive integer up to 4294967295/],
     [['--repeats', '1M'], /--repeats: expected a positive integer up to 10000/],
     [['--max-iter', '1e7'], /--max-iter/],
+    [['--max-iter', '1'], /at least 2/],
     [['--max-memory', '9999999PiB'], /--max-memory/],
     [['--max-memory', '99999999999GiB'], /--max-memory: expected a size from 1 byte up to 1PiB/],
     [['--max-memory', '0'], /--max-memory: expected a size from 1 byte/],

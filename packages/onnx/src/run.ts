@@ -1,4 +1,4 @@
-import { type Backend, describeValue, InvalidArgumentError } from '@deerjs/core';
+import { type Backend, describeValue, InvalidArgumentError, UnsupportedOptionError } from '@deerjs/core';
 import { OnnxInputError, OnnxUnsupportedError } from './errors.js';
 import type { OnnxRecurrentModel, OnnxValueInfo } from './model.js';
 import { isRecurrentOp } from './recurrent.js';
@@ -23,6 +23,8 @@ export async function runOnnxModel(
   inputs: Readonly<Record<string, OnnxInput>>,
   options: RunOnnxOptions = {},
 ): Promise<Record<string, OnnxTensor>> {
+  if (model === null || typeof model !== 'object' || !Array.isArray(model.nodes))
+    throw new InvalidArgumentError('runOnnxModel model', 'a model from loadOnnxModel', describeValue(model));
   for (const node of model.nodes) {
     const supported = isRecurrentOp(node.op) || isShapeOp(node.op);
     if (!supported || (node.domain !== '' && node.domain !== 'ai.onnx')) {
@@ -30,8 +32,12 @@ export async function runOnnxModel(
       throw new OnnxUnsupportedError(node.name, 'op_type', op, `GRU, LSTM, RNN, ${SHAPE_OPS.join(', ')}`);
     }
   }
-  if (model === null || typeof model !== 'object' || !Array.isArray(model.nodes))
-    throw new InvalidArgumentError('runOnnxModel model', 'a model from loadOnnxModel', describeValue(model));
+  // The initial state and the sequence lengths come from the model's inputs (initial_h,
+  // sequence_lens): deer's own options for them would be overwritten, so they are refused.
+  for (const name of ['h0', 'lengths'] as const) {
+    if (options !== null && typeof options === 'object' && Object.hasOwn(options, name))
+      throw new UnsupportedOptionError(name, (options as Record<string, unknown>)[name], `nothing: ${name === 'h0' ? 'initial_h (and initial_c)' : 'sequence_lens'} of the model's inputs sets it`);
+  }
   if (
     backend === null ||
     typeof backend !== 'object' ||

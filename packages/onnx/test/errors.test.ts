@@ -295,6 +295,13 @@ describe('run-time inputs', () => {
   it('gives typed errors for null inputs or backend', async () => {
     await expect(runOnnxModel(model, backend, null as never)).rejects.toThrow(OnnxInputError);
     await expect(runOnnxModel(model, null as never, { X })).rejects.toThrow(InvalidArgumentError);
+    // A null model had been a TypeError: its nodes were read before it was checked.
+    await expect(runOnnxModel(null as never, backend, { X })).rejects.toThrow(InvalidArgumentError);
+  });
+
+  it("refuses deer's h0 and lengths: initial_h and sequence_lens come from the model (they were overwritten in silence)", async () => {
+    await expect(runOnnxModel(model, backend, { X }, { h0: [0, 0] } as never)).rejects.toThrow(UnsupportedOptionError);
+    await expect(runOnnxModel(model, backend, { X }, { lengths: [1] } as never)).rejects.toThrow(UnsupportedOptionError);
   });
 });
 
