@@ -327,3 +327,6 @@ export interface Backend {
 }
 
 export const DTYPE_BYTES: Readonly<Record<DType, number>> = { float32: 4, float64: 8 };
+
+/** Unit roundoff of each dtype (half the distance from 1 to the next number). */
+export const UNIT_ROUNDOFF: Readonly<Record<DType, number>> = { float32: 2 ** -24, float64: 2 ** -53 };

@@ -416,7 +416,7 @@ export function* newtonWindow(
         if (SEVERITY.indexOf('rounding') > SEVERITY.indexOf(stats.stopReason)) stats.stopReason = 'rounding';
         if (opts.fallback === 'throw') {
           throw new ConvergenceError(
-            `${opts.solver}: the answer of ${unvouched.length} of ${B} batch rows met the tolerance only as rounded: the fixed-point map's own rounding exceeds rtol ${opts.rtol} (use a finer grid or float64)`,
+            `${opts.solver}: the answer of ${unvouched.length} of ${B} batch rows met the tolerance only as rounded: the fixed-point map's own rounding may exceed atol ${opts.atol} + rtol ${opts.rtol}·|y| (use a finer grid or float64)`,
             { ...stats, residuals: [...stats.residuals] },
           );
         }

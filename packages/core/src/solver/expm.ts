@@ -1,4 +1,4 @@
-import type { Backend, DType, Tensor } from '../backend/types.js';
+import { type Backend, type DType, type Tensor, UNIT_ROUNDOFF } from '../backend/types.js';
 import { describeValue, DTypeError, InvalidArgumentError, NonFiniteError, ShapeError } from '../errors.js';
 import { awaitAsync, driveAsync, type Solve } from './solve.js';
 
@@ -53,8 +53,8 @@ function checkAffineExponential(Msum: Tensor, csum: Tensor, h: ArrayLike<number>
 
 /**
  * @internal `affineExponential` as a step of a solve generator; also the norm bound of the largest
- * M that set the scaling. `extraHalvings` scales by that many more powers of 2 (and squares as
- * many more times): the same map by another rounding path, to measure its rounding.
+ * M (it set the scaling) and, with `estimateRounding`, each block's estimated rounding of e^M
+ * ([B·T·n/s], empty otherwise).
  */
 export function* affineExponentialSolve(
   backend: MatrixOps,
@@ -75,7 +75,7 @@ export function* affineExponentialSolve(
   // would never end. A finite norm needs at most ~1025 halvings (a cap of 60 left ‖M‖ ≫ 1/2 on
   // intervals of 1e30, and the series overflowed); 2^−j stays a nonzero double up to j = 1074.
   const j = Number.isFinite(norm) && norm > 0.5 ? Math.min(1074, Math.ceil(Math.log2(norm / 0.5))) : 0;
-  const eps = Msum.dtype === 'float64' ? 2 ** -53 : 2 ** -24;
+  const eps = UNIT_ROUNDOFF[Msum.dtype];
   const sub = scale * 2 ** -j;
   const ones = new Float64Array(h.length).fill(1);
   const live = new Set<Tensor>();

@@ -1,4 +1,4 @@
-import type { Backend, Tensor } from '../backend/types.js';
+import { type Backend, type Tensor, UNIT_ROUNDOFF } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
 import { UnsupportedOptionError } from '../errors.js';
@@ -233,7 +233,7 @@ function odeProblem(
       // level and block by block (a rotation's errors grow through every squaring, a decay's die
       // out). A map's error acts on what it maps, so step t's error is about that estimate times
       // |y_{t−1}| + |y_t| (the offset b is of that size), judged against atol + rtol·|y_t|.
-      const eps = prep.dtype === 'float64' ? 2 ** -53 : 2 ** -24;
+      const eps = UNIT_ROUNDOFF[prep.dtype];
       // Only where ‖M‖·eps alone passes rtol (or there is no rtol): below that the estimate, which
       // is entry-wise and so pessimistic for rotations by up to √2 per squaring, would flag
       // answers that are fine (a float64 rotation by 1e5 rad per interval: 5e-12 off).
