@@ -163,6 +163,16 @@ export class OutOfMemoryError extends DeerError {
   }
 }
 
+/** `alloc()`, with an allocation the JavaScript engine refuses (a RangeError) as `backend`'s OutOfMemoryError. */
+export function allocating<T>(backend: string, bytes: number, alloc: () => T): T {
+  try {
+    return alloc();
+  } catch (err) {
+    if (err instanceof RangeError) throw new OutOfMemoryError(backend, bytes, err.message);
+    throw err;
+  }
+}
+
 /** A tensor was used after it was disposed, or with a backend that did not make it. */
 export class TensorStateError extends DeerError {
   override name = 'TensorStateError';

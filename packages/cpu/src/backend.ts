@@ -2,6 +2,7 @@ import {
   type Backend,
   type BackendCapabilities,
   type DType,
+  allocating,
   DTypeError,
   checkDampedScan,
   checkOptionNames,
@@ -12,6 +13,7 @@ import {
   hostDampedScan,
   hostNewtonUpdate,
   hostSequential,
+  isTensor,
   type NewtonUpdate,
   type NewtonUpdateOptions,
   newtonUpdateFromRows,
@@ -27,7 +29,7 @@ import {
   UnsupportedOptionError,
 } from '@deerjs/core';
 import { scanBlocks } from './scan.js';
-import { ARRAY, allocating, CpuTensor, copyOf } from './tensor.js';
+import { ARRAY, CpuTensor, copyOf } from './tensor.js';
 
 export interface CpuBackendOptions {
   /** Default dtype of new tensors (float64 unless set). */
@@ -83,10 +85,6 @@ export const TENSOR_METHODS: readonly string[] = [
 ];
 /** The asynchronous ones: their checks reject the returned promise (they make no tensor themselves). */
 export const ASYNC_TENSOR_METHODS: readonly string[] = ['read', 'newtonUpdate', 'findNonFinite', 'maxAbs'];
-
-/** A tensor of any backend (its checks then say whose it is). */
-const isTensor = (v: object): v is Tensor =>
-  v instanceof CpuTensor || (typeof (v as Tensor).backendName === 'string' && Array.isArray((v as Tensor).shape));
 
 /**
  * The reference backend: plain TypeScript loops over typed arrays, one (b, t) element at a time.
@@ -180,7 +178,7 @@ export class CpuBackend implements Backend {
     this.checkAlive();
     const size = shapeSize(shape);
     const Arr = ARRAY[dtype];
-    const buf = data ?? allocating(size * Arr.BYTES_PER_ELEMENT, () => new Arr(size));
+    const buf = data ?? allocating('cpu', size * Arr.BYTES_PER_ELEMENT, () => new Arr(size));
     if (buf.length !== size)
       throw new ShapeError('tensor', `${size} values for [${shape.join(', ')}]`, `${buf.length}`);
     const t = new CpuTensor([...shape], dtype, buf, this);
@@ -220,7 +218,7 @@ export class CpuBackend implements Backend {
       );
     }
     const Arr = ARRAY[dtype];
-    return this.make(shape, dtype, allocating(data.length * Arr.BYTES_PER_ELEMENT, () => Arr.from(data)));
+    return this.make(shape, dtype, allocating('cpu', data.length * Arr.BYTES_PER_ELEMENT, () => Arr.from(data)));
   }
 
   zeros(shape: readonly number[], dtype: DType = this.defaultDType): Tensor {

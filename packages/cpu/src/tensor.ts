@@ -1,4 +1,4 @@
-import { type DType, OutOfMemoryError, type Tensor, TensorStateError, type TypedArray } from '@deerjs/core';
+import { allocating, type DType, type Tensor, TensorStateError, type TypedArray } from '@deerjs/core';
 
 export const ARRAY: Record<DType, Float64ArrayConstructor | Float32ArrayConstructor> = {
   float64: Float64Array,
@@ -28,18 +28,5 @@ export class CpuTensor implements Tensor {
   }
 }
 
-/**
- * `alloc()`, an allocation of `bytes`: where the engine refuses it with a RangeError (a length over
- * its limit, memory it could not get) it is the library's OutOfMemoryError instead.
- */
-export function allocating<T>(bytes: number, alloc: () => T): T {
-  try {
-    return alloc();
-  } catch (err) {
-    if (err instanceof RangeError) throw new OutOfMemoryError('cpu', bytes, err.message);
-    throw err;
-  }
-}
-
 /** A copy of `a` (a read, a tensor made from another's values); OutOfMemoryError where it cannot be made. */
-export const copyOf = (a: TypedArray): TypedArray => allocating(a.byteLength, () => a.slice());
+export const copyOf = (a: TypedArray): TypedArray => allocating('cpu', a.byteLength, () => a.slice());

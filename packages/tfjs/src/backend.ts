@@ -1,4 +1,5 @@
 import {
+  allocating,
   checkOptionNames,
   numberOption,
   type Backend,
@@ -16,7 +17,6 @@ import {
   type NewtonUpdate,
   type NewtonUpdateOptions,
   newtonUpdateFromRows,
-  OutOfMemoryError,
   type ScanArgs,
   ShapeError,
   type StepInputs,
@@ -169,7 +169,7 @@ export class TfjsBackend implements Backend {
     if (data.length !== shapeSize(shape)) {
       throw new ShapeError('tensor', `${shapeSize(shape)} values for ${fmt(shape)}`, `${data.length} values`);
     }
-    return this.own(allocating(shapeSize(shape) * 4, () => this.tf.tensor(Float32Array.from(data), [...shape], 'float32')));
+    return this.own(allocating('tfjs', shapeSize(shape) * 4, () => this.tf.tensor(Float32Array.from(data), [...shape], 'float32')));
   }
 
   zeros(shape: readonly number[], dtype: DType = 'float32'): Tensor {
@@ -178,7 +178,7 @@ export class TfjsBackend implements Backend {
     if (!shape.every((d) => Number.isInteger(d) && d >= 0)) {
       throw new ShapeError('zeros', 'non-negative integer dims', fmt(shape));
     }
-    return this.own(allocating(shapeSize(shape) * 4, () => this.tf.zeros([...shape], 'float32')));
+    return this.own(allocating('tfjs', shapeSize(shape) * 4, () => this.tf.zeros([...shape], 'float32')));
   }
 
   async read(t: Tensor): Promise<Float32Array> {
@@ -789,14 +789,4 @@ function diagonalBlocks(L: number, R: number, blocks: number): Int32Array {
   for (let b = 0; b < blocks; b++)
     for (let i = 0; i < lb; i++) for (let j = 0; j < rb; j++) idx[o++] = (b * lb + i) * R + b * rb + j;
   return idx;
-}
-
-/** `make()`, with an allocation the JavaScript engine refuses (a RangeError) as an OutOfMemoryError. */
-function allocating<T>(bytes: number, make: () => T): T {
-  try {
-    return make();
-  } catch (err) {
-    if (err instanceof RangeError) throw new OutOfMemoryError('tfjs', bytes, err.message);
-    throw err;
-  }
 }

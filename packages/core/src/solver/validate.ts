@@ -17,6 +17,7 @@ export type ParamsInput = Readonly<Record<string, ArrayLike<number> | Tensor>>;
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
+/** Whether `v` is a Tensor of any backend (what `checkTensor` and the backends' own checks recognise). */
 export function isTensor(v: unknown): v is Tensor {
   return typeof v === 'object' && v !== null && 'backendName' in v && 'shape' in v && 'dtype' in v;
 }

@@ -1,4 +1,5 @@
 import {
+  allocating,
   checkOptionNames,
   type DeerStepInputs,
   flag,
@@ -23,7 +24,7 @@ import {
   UnsupportedOptionError,
 } from '@deerjs/core';
 import { CPU_OPTION_NAMES, CpuBackend, type CpuBackendOptions } from '../backend.js';
-import { ARRAY, allocating, CpuTensor } from '../tensor.js';
+import { ARRAY, CpuTensor } from '../tensor.js';
 import { generateKernel, type Kernel, Unsupported } from './codegen.js';
 import { affineOffsetFast, scanFast } from './scan.js';
 import { ThreadedScan } from './scan-threads.js';
@@ -443,7 +444,7 @@ export class FastCpuBackend extends CpuBackend {
         const Arr = dtype === 'float32' ? Float32Array : Float64Array;
         const pool = this.poolFor(E, hX);
         const values = fSizes.map((sz) =>
-          pool ? sharedArray(Arr, E * sz) : allocating(E * sz * Arr.BYTES_PER_ELEMENT, () => new Arr(E * sz)),
+          pool ? sharedArray(Arr, E * sz) : allocating('cpu', E * sz * Arr.BYTES_PER_ELEMENT, () => new Arr(E * sz)),
         );
         if (pool) pool.run(hoist, hS, E, tile, hP, hX, hXS, values, fSizes, undefined, 0);
         else runTiles(hoist.run, hS, 0, E, tile, hP, hX, hXS, values, fSizes, undefined, 0);

@@ -1,5 +1,4 @@
-import type { TypedArray } from '@deerjs/core';
-import { allocating } from '../tensor.js';
+import { allocating, type TypedArray } from '@deerjs/core';
 import { sharedArray } from './threads.js';
 
 /** Bytes of disposed buffers kept for reuse. */
@@ -40,7 +39,7 @@ export class SharedBuffers {
     } else {
       out = this.shared
         ? sharedArray(Arr, size, data)
-        : allocating(size * Arr.BYTES_PER_ELEMENT, () => new Arr(size));
+        : allocating('cpu', size * Arr.BYTES_PER_ELEMENT, () => new Arr(size));
       if (data && !this.shared) out.set(data);
     }
     this.mine.add(out);

@@ -1,5 +1,4 @@
-import type { TypedArray } from '@deerjs/core';
-import { allocating } from '../tensor.js';
+import { allocating, type TypedArray } from '@deerjs/core';
 import type { Kernel, KernelFn } from './codegen.js';
 import { runRows } from './seq-rows.js';
 
@@ -421,7 +420,7 @@ export function sharedArray(
   data?: TypedArray,
 ): TypedArray {
   const bytes = size * Arr.BYTES_PER_ELEMENT;
-  const out = allocating(bytes, () => new Arr(new SharedArrayBuffer(bytes) as unknown as ArrayBuffer));
+  const out = allocating('cpu', bytes, () => new Arr(new SharedArrayBuffer(bytes) as unknown as ArrayBuffer));
   if (data) out.set(data);
   return out;
 }
