@@ -1,6 +1,7 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { replaceFile } from '@deerjs/app-shared';
 import { speedupSvg } from './plot.js';
 import type { BenchReport } from './report.js';
 
@@ -21,7 +22,7 @@ export function writeOutputs(report: BenchReport, dir: string, o: { json?: boole
     files.push(['speedup-ort.svg', speedupSvg(report, 'ort')]);
   return files.map(([name, text]) => {
     const file = path.join(dir, name);
-    writeFileSync(file, text);
+    replaceFile(file, text);
     return file;
   });
 }

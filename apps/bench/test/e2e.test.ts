@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -96,6 +96,20 @@ describe('a tiny grid on the cpu backend', () => {
     // Header, rule, one row per line of the plot.
     expect(pivot).toHaveLength(2 + 4);
     expect(pivot[0]).toMatch(/30\s+200$/);
+  });
+
+  it('replaces its output files whole: a symlink at their name is replaced, not written through', () => {
+    const out = path.join(dir, 'replace');
+    const precious = path.join(dir, 'precious.txt');
+    writeFileSync(precious, 'keep me');
+    const report = JSON.parse(readFileSync(path.join(dir, 'results.json'), 'utf8')) as BenchReport;
+    mkdirSync(out);
+    symlinkSync(precious, path.join(out, 'results.json'));
+    writeOutputs(report, out);
+    expect(readFileSync(precious, 'utf8')).toBe('keep me');
+    expect(lstatSync(path.join(out, 'results.json')).isSymbolicLink()).toBe(false);
+    expect(JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8'))).toEqual(report);
+    expect(readdirSync(out).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 
   it('records a point that cannot fit as skipped and goes on', async () => {

@@ -1,1 +1,1 @@
-export { outputDirProblem } from './out-dir.js';
+export { outputDirProblem, replaceFile } from './out-dir.js';

@@ -1,4 +1,4 @@
-import { mkdirSync, statfsSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, statfsSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 
 /** Kernel pseudo-filesystems (statfs f_type) that cannot hold output files. */
@@ -79,5 +79,21 @@ function prepare(dir: string): void {
     unlinkSync(probe);
   } catch (err) {
     throw new Problem(`is not writable (${code(err)})`);
+  }
+}
+
+/**
+ * Write `file` whole or not at all: a temp file beside it, renamed over it. A run killed mid-write
+ * leaves the previous version (results written point by point stay readable), and a symlink standing
+ * at that name is replaced, not written through to wherever it points.
+ */
+export function replaceFile(file: string, text: string): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, text, { flag: 'wx' });
+    renameSync(tmp, file);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
   }
 }

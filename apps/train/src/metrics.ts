@@ -1,5 +1,5 @@
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
-import { replaceFile } from './out-dir.js';
+import { replaceFile } from '@deerjs/app-shared';
 
 export interface StepRecord {
   readonly type: 'step';

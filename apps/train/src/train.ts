@@ -10,7 +10,7 @@ import {
 import { openBackend } from './backend.js';
 import type { TrainConfig } from './config.js';
 import type { Dataset } from './data/dataset.js';
-import { replaceFile } from './out-dir.js';
+import { replaceFile } from '@deerjs/app-shared';
 import { type EvalRecord, MetricsLog, type StepRecord } from './metrics.js';
 import { ProgressBar } from './progress.js';
 import { plotSvg, smooth } from './svg.js';

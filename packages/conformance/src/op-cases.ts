@@ -104,6 +104,44 @@ export function defineOpCases(ctx: SuiteContext): void {
     }
   });
 
+  ctx.test('ops/gather-scatter-rows', async () => {
+    // A few rows (one copy per row on the GPU) and more than 32 (one listed-rows dispatch there).
+    const backend = ctx.backend();
+    for (const B of [5, 40]) {
+      const row = 2 * 3;
+      const round = ctx.dtype === 'float32' ? Math.fround : (v: number) => v;
+      const data = new Rng(B).normalArray(B * row).map(round);
+      const x = backend.tensor(data, [B, 2, 3], ctx.dtype);
+      const picked = B === 5 ? [3, 0, 3] : Array.from({ length: 35 }, (_, k) => (k * 7 + 3) % B);
+      const targets = B === 5 ? [4, 1] : Array.from({ length: 33 }, (_, k) => (k * 11 + 5) % B);
+      const srcData = new Rng(B + 1).normalArray(targets.length * row).map(round);
+      const src = backend.tensor(srcData, [targets.length, 2, 3], ctx.dtype);
+      const gathered = backend.gatherRows(x, picked);
+      const scattered = backend.scatterRows(x, targets, src);
+      try {
+        const rowOf = (a: Float64Array, r: number) => Array.from(a.subarray(r * row, (r + 1) * row));
+        expect(gathered.shape).toEqual([picked.length, 2, 3]);
+        expect(Array.from(await backend.read(gathered))).toEqual(picked.flatMap((r) => rowOf(data, r)));
+        const want = Array.from({ length: B }, (_, b) => {
+          const k = targets.indexOf(b);
+          return k >= 0 ? rowOf(srcData, k) : rowOf(data, b);
+        }).flat();
+        expect(Array.from(await backend.read(scattered))).toEqual(want);
+        expect(Array.from(await backend.read(x)), 'scatterRows leaves its input as it was').toEqual(Array.from(data));
+        for (const bad of [[-1], [B], [1.5], [Number.NaN]]) {
+          expect(() => backend.gatherRows(x, bad), `gatherRows [${bad}]`).toThrow(ShapeError);
+        }
+        // Two source rows for one destination row: refused, not left to whichever write lands last.
+        const twice = targets.slice(0, -1).concat(targets[0]!);
+        expect(() => backend.scatterRows(x, twice, src)).toThrow(ShapeError);
+        expect(() => backend.scatterRows(x, targets.slice(1), src), 'src rows ≠ rows listed').toThrow(ShapeError);
+        expect(() => backend.scatterRows(x, [...targets.slice(1), B], src)).toThrow(ShapeError);
+      } finally {
+        for (const t of [x, src, gathered, scattered]) backend.dispose(t);
+      }
+    }
+  });
+
   ctx.test('ops/reductions-and-newton-update', async () => {
     const backend = ctx.backend();
     const rng = new Rng(5);

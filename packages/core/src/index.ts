@@ -1,5 +1,6 @@
 export { HostStep, hostSequential, type StepSources } from './backend/host-step.js';
-export { checkDampedScan, checkReshape, hostCapTransitions, hostDampedScan, hostNewtonUpdate } from './backend/host-update.js';
+export { checkDampedScan, checkReshape, checkRows } from './backend/arg-checks.js';
+export { hostCapTransitions, hostDampedScan, hostNewtonUpdate } from './backend/host-update.js';
 export { withCapabilities } from './backend/with-capabilities.js';
 export { scanThenUpdate } from './solver/solve.js';
 export type { StepProgram } from './backend/program.js';

@@ -7,6 +7,7 @@ import {
   checkDampedScan,
   checkOptionNames,
   checkReshape,
+  checkRows,
   type DampedScanArgs,
   HostStep,
   hostCapTransitions,
@@ -507,10 +508,9 @@ export class CpuBackend implements Backend {
     const src = this.get(x);
     const B = src.shape[0]!;
     const row = src.size / B;
+    checkRows('gatherRows', rows, B);
     const out = this.make([rows.length, ...src.shape.slice(1)], src.dtype);
     rows.forEach((r, k) => {
-      if (!Number.isInteger(r) || r < 0 || r >= B)
-        throw new ShapeError('gatherRows', `rows in [0, ${B})`, String(r));
       out.data.set(src.data.subarray(r * row, (r + 1) * row), k * row);
     });
     return out;
@@ -524,10 +524,9 @@ export class CpuBackend implements Backend {
     if (from.size !== rows.length * row) {
       throw new ShapeError('scatterRows', `${rows.length} rows of ${row} values`, `${from.size} values`);
     }
+    checkRows('scatterRows', rows, B);
     const out = this.make(dst.shape, dst.dtype, copyOf(dst.data));
     rows.forEach((r, k) => {
-      if (!Number.isInteger(r) || r < 0 || r >= B)
-        throw new ShapeError('scatterRows', `rows in [0, ${B})`, String(r));
       out.data.set(from.data.subarray(k * row, (k + 1) * row), r * row);
     });
     return out;

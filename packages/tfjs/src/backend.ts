@@ -6,6 +6,7 @@ import {
   type BackendCapabilities,
   checkDampedScan,
   checkReshape,
+  checkRows,
   type DampedScanArgs,
   type DeerStepInputs,
   type DType,
@@ -632,10 +633,7 @@ export class TfjsBackend implements Backend {
   gatherRows(x: Tensor, rows: readonly number[]): Tensor {
     const src = this.unwrap(x);
     const B = src.shape[0]!;
-    for (const r of rows) {
-      if (!Number.isInteger(r) || r < 0 || r >= B)
-        throw new ShapeError('gatherRows', `rows in [0, ${B})`, String(r));
-    }
+    checkRows('gatherRows', rows, B);
     return this.own(this.tf.tidy(() => this.tf.gather(src, this.tf.tensor1d([...rows], 'int32'), 0)));
   }
 
@@ -649,10 +647,9 @@ export class TfjsBackend implements Backend {
       throw new ShapeError('scatterRows', `${rows.length} rows of ${row} values`, `${from.size} values`);
     }
     // Row b of the result: row k of src when rows[k] = b, else row b of into.
+    checkRows('scatterRows', rows, B);
     const pick = new Int32Array(B).map((_, b) => b);
     rows.forEach((r, k) => {
-      if (!Number.isInteger(r) || r < 0 || r >= B)
-        throw new ShapeError('scatterRows', `rows in [0, ${B})`, String(r));
       pick[r] = B + k;
     });
     return this.own(

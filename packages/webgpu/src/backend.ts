@@ -3,6 +3,7 @@ import {
   type BackendCapabilities,
   checkDampedScan,
   checkReshape,
+  checkRows,
   type DampedScanArgs,
   type DeerStepInputs,
   type DeviceCounters,
@@ -1109,10 +1110,7 @@ export class WebGpuBackend implements Backend {
     const src = this.get(x);
     const B = src.shape[0]!;
     const row = (src.size / B) * F32;
-    for (const r of rows) {
-      if (!Number.isInteger(r) || r < 0 || r >= B)
-        throw new ShapeError('gatherRows', `rows in [0, ${B})`, String(r));
-    }
+    checkRows('gatherRows', rows, B);
     const out = this.make([rows.length, ...src.shape.slice(1)]);
     if (row > 0 && rows.length > ROW_COPIES_MAX) this.listedRows(src.buffer, out.buffer, rows, row / F32, 0);
     else if (row > 0) {
@@ -1143,10 +1141,7 @@ export class WebGpuBackend implements Backend {
     if (from.size !== rows.length * rowSize) {
       throw new ShapeError('scatterRows', `${rows.length} rows of ${rowSize} values`, `${from.size} values`);
     }
-    for (const r of rows) {
-      if (!Number.isInteger(r) || r < 0 || r >= B)
-        throw new ShapeError('scatterRows', `rows in [0, ${B})`, String(r));
-    }
+    checkRows('scatterRows', rows, B);
     const row = rowSize * F32;
     const out = this.make(dst.shape);
     if (dst.size > 0) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { replaceFile } from '@deerjs/app-shared';
 import { ArgError } from '../args.js';
 import { BenchBackendError, openBackend } from '../backend.js';
 import { ensureOutputDir } from '../out-dir.js';
@@ -69,7 +69,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const header = ['family', 'scale', '   lyap', '  mem', ...STUDY_METHODS.map((m) => m.id.padStart(22))].join(' ');
   process.stdout.write(`deer-study on ${backend.name} (${backend.capabilities.device}), ${dtype}, T = ${cfg.T}, B = ${cfg.B}, n = ${cfg.n}\n${header}\n`);
   const save = (problems: readonly StudyProblem[]) =>
-    writeFileSync(
+    replaceFile(
       json,
       `${JSON.stringify({ tool: 'deer-study', backend: backend.name, device: backend.capabilities.device, config: cfg, problems }, null, 1)}\n`,
     );
@@ -81,7 +81,7 @@ async function main(argv: readonly string[]): Promise<number> {
       save(done);
     });
     const svg = path.join(dir, 'study.svg');
-    writeFileSync(svg, studySvg(problems, `Convergence against weight scale (${backend.name}, T = ${cfg.T})`));
+    replaceFile(svg, studySvg(problems, `Convergence against weight scale (${backend.name}, T = ${cfg.T})`));
     const contractive = problems.filter((p) => p.lyapunov < 0);
     const short = contractive.filter((p) => p.memory <= SHORT_MEMORY);
     for (const m of STUDY_METHODS) {

@@ -5,7 +5,7 @@ import { AdamW, clipGradNorm, type Params, parameterCount } from '@deerjs/nn';
 import { openBackend } from '../backend.js';
 import type { TrainConfig } from '../config.js';
 import { type HnnEvalRecord, type HnnStepRecord, MetricsLog } from '../metrics.js';
-import { replaceFile } from '../out-dir.js';
+import { replaceFile } from '@deerjs/app-shared';
 import { ProgressBar } from '../progress.js';
 import { permutation } from '../tasks.js';
 import type { TrainOptions } from '../train.js';

@@ -1,4 +1,3 @@
-import { ShapeError } from '../errors.js';
 import type { NewtonUpdateOptions, RowUpdate, TypedArray } from './types.js';
 
 /**
@@ -70,44 +69,6 @@ export function hostNewtonUpdate(
     rows.clipped[b] = clipped;
   }
   return { maxAbsDiff: maxAbs, rows };
-}
-
-/** A reshape keeps the number of entries; every extent a non-negative integer. */
-export function checkReshape(from: readonly number[], to: readonly number[]): void {
-  const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
-  if (!to.every((d) => Number.isInteger(d) && d >= 0) || size(to) !== size(from)) {
-    throw new ShapeError('reshape', `a shape of ${size(from)} entries ([${from.join(', ')}])`, `[${to.join(', ')}]`);
-  }
-}
-
-/**
- * Shapes and λ of a damped scan, checked the same way by every backend. Returns the block size s
- * of its transitions ([B, T, n/s, s, s]).
- */
-export function checkDampedScan(
-  args: { readonly lambda: ArrayLike<number> },
-  aShape: readonly number[],
-  cShape: readonly number[],
-): number {
-  const [B, T, n] = cShape as [number, number, number];
-  const s = aShape[3] ?? 0;
-  const want = `[${B}, ${T}, ${n} / s, s, s] (s × s blocks, s dividing ${n})`;
-  if (
-    aShape.length !== 5 ||
-    aShape[0] !== B ||
-    aShape[1] !== T ||
-    !(s >= 1) ||
-    aShape[4] !== s ||
-    aShape[2]! * s !== n
-  ) {
-    throw new ShapeError('dampedScan A', want, `[${aShape.join(', ')}]`);
-  }
-  if (args.lambda.length !== B) throw new ShapeError('dampedScan lambda', `${B} values`, `${args.lambda.length}`);
-  for (let b = 0; b < B; b++) {
-    const l = args.lambda[b]!;
-    if (!(l >= 0) || !Number.isFinite(l)) throw new ShapeError(`dampedScan lambda[${b}]`, 'a finite λ ≥ 0', String(l));
-  }
-  return s;
 }
 
 /**
