@@ -48,6 +48,18 @@ describe('backend registry', () => {
     await expect(loadBackend(7 as never)).rejects.toThrow(InvalidArgumentError);
   });
 
+  it('refuses, with no name, an option that no backend knows (a misspelt one had been dropped unnoticed)', async () => {
+    registerBackend('alpha', () => fake('alpha'), 10, ['lanes']);
+    const none = async () => ({});
+    // Another backend's option is fine (the one that loads ignores it); a name none knows is not.
+    await expect(loadBackend(undefined, { options: { dtype: 'float32', threads: 2, lanes: 4 }, importer: none })).resolves.toMatchObject({ name: 'alpha' });
+    await expect(loadBackend(undefined, { options: { thread: 2 }, importer: none })).rejects.toThrow(UnsupportedOptionError);
+    await expect(loadBackend(undefined, { options: { Threads: 2 }, importer: none })).rejects.toThrow(/did you mean 'threads'/);
+    // A backend that did not say which options it knows could be the one meant: nothing refused.
+    registerBackend('beta', () => fake('beta'), 1);
+    await expect(loadBackend(undefined, { options: { thread: 2 }, importer: none })).resolves.toMatchObject({ name: 'alpha' });
+  });
+
   it('picks the best available by priority and reports why better ones failed', async () => {
     registerBackend('alpha', () => fake('alpha'), 10);
     registerBackend('beta', () => {

@@ -13,5 +13,5 @@ export function createCpuBackend(options: FastCpuBackendOptions = {}): CpuBacken
 
 /** Register the CPU backend with core's registry as 'cpu' (priority 100). */
 export function register(): void {
-  registerBackend('cpu', (options, context) => createCpuBackend(ownOptions(options, FAST_CPU_OPTION_NAMES, context) as FastCpuBackendOptions), 100);
+  registerBackend('cpu', (options, context) => createCpuBackend(ownOptions(options, FAST_CPU_OPTION_NAMES, context) as FastCpuBackendOptions), 100, FAST_CPU_OPTION_NAMES);
 }

@@ -1,4 +1,5 @@
-import { DTypeError, loadBackend, unregisterBackend, UnsupportedOptionError } from '@deerjs/core';
+import { DTypeError, KNOWN_BACKENDS, loadBackend, unregisterBackend, UnsupportedOptionError } from '@deerjs/core';
+import { FAST_CPU_OPTION_NAMES } from '../src/compiled/backend.js';
 import { describe, expect, it } from 'vitest';
 import { createCpuBackend, createReferenceBackend, register } from '../src/index.js';
 
@@ -34,6 +35,10 @@ describe('cpu backend options', () => {
       const b = await loadBackend(undefined, { options: { dtype: 'float32', powerPreference: 'high-performance' }, importer: async () => ({}) });
       expect([b.name, b.capabilities.defaultDType]).toEqual(['cpu', 'float32']);
       await b.destroy();
+      // An option no backend knows is refused whichever would load.
+      await expect(loadBackend(undefined, { options: { thread: 2 }, importer: async () => ({}) })).rejects.toThrow(UnsupportedOptionError);
+      // Core's list of the cpu backend's options (for that check) is the backend's own.
+      expect([...KNOWN_BACKENDS.cpu!.options].sort()).toEqual([...FAST_CPU_OPTION_NAMES].sort());
     } finally {
       unregisterBackend('cpu');
     }

@@ -55,6 +55,8 @@ export interface TfjsBackendOptions {
 
 /** The options `TfjsBackend` takes (createTfjsBackend adds its own). */
 export const TFJS_BACKEND_OPTION_NAMES: readonly string[] = ['maxBufferBytes', 'scan', 'hostKernels'];
+/** The options of createTfjsBackend: the backend's, and which tfjs, engine and dtype. */
+export const CREATE_OPTION_NAMES: readonly string[] = [...TFJS_BACKEND_OPTION_NAMES, 'tf', 'backend', 'dtype'];
 
 type NewtonOpts = NewtonUpdateOptions;
 

@@ -1,6 +1,6 @@
 import { type Backend, BackendUnavailableError, checkOptionNames, DTypeError, ownOptions, registerBackend, UnsupportedOptionError } from '@deerjs/core';
 import * as tfDefault from '@tensorflow/tfjs-core';
-import { TFJS_BACKEND_OPTION_NAMES, TfjsBackend, type TfjsBackendOptions } from './backend.js';
+import { CREATE_OPTION_NAMES, TfjsBackend, type TfjsBackendOptions } from './backend.js';
 import type { Tf } from './tensor.js';
 
 export { TfjsBackend, type TfjsBackendOptions } from './backend.js';
@@ -23,7 +23,6 @@ export interface CreateTfjsBackendOptions extends Omit<TfjsBackendOptions, 'host
   readonly dtype?: 'float32';
 }
 
-const CREATE_OPTION_NAMES = [...TFJS_BACKEND_OPTION_NAMES, 'tf', 'backend', 'dtype'];
 
 /** A deerjs backend over tfjs, after `tf.setBackend(backend)` (when given) and `tf.ready()`. */
 export async function createTfjsBackend(options: CreateTfjsBackendOptions = {}): Promise<TfjsBackend> {
@@ -66,5 +65,5 @@ async function cpuKernels(): Promise<Backend | undefined> {
 
 /** Register with core's registry as 'tfjs' (priority 200). */
 export function register(): void {
-  registerBackend('tfjs', (options, context) => createTfjsBackend(ownOptions(options, CREATE_OPTION_NAMES, context) as CreateTfjsBackendOptions), 200);
+  registerBackend('tfjs', (options, context) => createTfjsBackend(ownOptions(options, CREATE_OPTION_NAMES, context) as CreateTfjsBackendOptions), 200, CREATE_OPTION_NAMES);
 }

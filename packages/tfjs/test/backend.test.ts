@@ -7,6 +7,7 @@ import {
   deer,
   deerWithGrad,
   DTypeError,
+  KNOWN_BACKENDS,
   loadBackend,
   OutOfMemoryError,
   Rng,
@@ -17,6 +18,7 @@ import {
 } from '@deerjs/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CREATE_OPTION_NAMES } from '../src/backend.js';
 import { createTfjsBackend, register, type TfjsBackend } from '../src/index.js';
 
 let be: TfjsBackend;
@@ -57,6 +59,8 @@ describe('tfjs backend', () => {
     } finally {
       unregisterBackend('tfjs');
     }
+    // Core's list of this backend's options (loadBackend() with no name refuses names no backend knows).
+    expect([...KNOWN_BACKENDS.tfjs!.options].sort()).toEqual([...CREATE_OPTION_NAMES].sort());
   });
 
   it('runs step programs on tfjs ops with hostKernels: false, and rejects a host backend it cannot use', async () => {

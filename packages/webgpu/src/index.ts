@@ -20,5 +20,5 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
 
 /** Register the WebGPU backend with core's registry as 'webgpu' (priority 300). */
 export function register(): void {
-  registerBackend('webgpu', (options, context) => createWebGpuBackend(ownOptions(options, OPTION_NAMES, context) as WebGpuBackendOptions), 300);
+  registerBackend('webgpu', (options, context) => createWebGpuBackend(ownOptions(options, OPTION_NAMES, context) as WebGpuBackendOptions), 300, OPTION_NAMES);
 }

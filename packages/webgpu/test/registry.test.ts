@@ -1,6 +1,7 @@
-import { loadBackend, registerBackend, unregisterBackend } from '@deerjs/core';
+import { KNOWN_BACKENDS, loadBackend, registerBackend, unregisterBackend } from '@deerjs/core';
 import { register as registerCpu } from '@deerjs/cpu';
 import { afterEach, describe, expect, it } from 'vitest';
+import { OPTION_NAMES } from '../src/create.js';
 import { register } from '../src/index.js';
 import { skipReason } from './adapter.js';
 
@@ -37,5 +38,11 @@ describe.skipIf(skip !== null)('the registry with WebGPU installed', () => {
     const backend = await loadBackend(undefined, { importer: async () => ({}) });
     expect(backend.name).toBe('cpu');
     await backend.destroy();
+  });
+});
+
+describe("core's list of the WebGPU backend's options", () => {
+  it('is the backend’s own (loadBackend() refuses option names no backend knows by it)', () => {
+    expect([...KNOWN_BACKENDS.webgpu!.options].sort()).toEqual([...OPTION_NAMES].sort());
   });
 });

@@ -24,20 +24,56 @@ export function ownOptions(options: BackendOptions, known: readonly string[], co
 interface Entry {
   readonly factory: BackendFactory;
   readonly priority: number;
+  readonly options: readonly string[] | undefined;
 }
 
-/** Backends deerjs knows of: name → npm package and default priority (higher is tried first). */
-export const KNOWN_BACKENDS: Readonly<Record<string, { readonly package: string; readonly priority: number }>> = {
-  webgpu: { package: '@deerjs/webgpu', priority: 300 },
-  tfjs: { package: '@deerjs/tfjs', priority: 200 },
-  cpu: { package: '@deerjs/cpu', priority: 100 },
+/**
+ * Backends deerjs knows of: name → npm package, default priority (higher is tried first) and the
+ * names of its factory's options (each backend package's tests hold it to its own list), so that
+ * `loadBackend()` can refuse an option no backend knows — a misspelt one — whichever loads.
+ */
+export const KNOWN_BACKENDS: Readonly<
+  Record<string, { readonly package: string; readonly priority: number; readonly options: readonly string[] }>
+> = {
+  webgpu: {
+    package: '@deerjs/webgpu',
+    priority: 300,
+    options: [
+      'dtype',
+      'powerPreference',
+      'maxBufferBytes',
+      'scanLanes',
+      'simulatedBindingBytes',
+      'timestamps',
+      'sequentialKernel',
+      'scanKernel',
+      'denseScanKernel',
+      'iterationOverhead',
+    ],
+  },
+  tfjs: { package: '@deerjs/tfjs', priority: 200, options: ['dtype', 'tf', 'backend', 'maxBufferBytes', 'scan', 'hostKernels'] },
+  cpu: { package: '@deerjs/cpu', priority: 100, options: ['dtype', 'maxBufferBytes', 'compileMin', 'threads', 'simd'] },
 };
 
 const registry = new Map<string, Entry>();
 
-/** Make a backend available to `loadBackend`. Backend packages call this from their `register()`. */
-export function registerBackend(name: string, factory: BackendFactory, priority = 0): void {
-  registry.set(name, { factory, priority });
+/**
+ * Make a backend available to `loadBackend`. Backend packages call this from their `register()`.
+ * `options`: the names its factory knows; a backend registered without them turns off
+ * `loadBackend()`'s check of option names (they could be meant for it).
+ */
+export function registerBackend(name: string, factory: BackendFactory, priority = 0, options?: readonly string[]): void {
+  registry.set(name, { factory, priority, options: options ?? KNOWN_BACKENDS[name]?.options });
+}
+
+/** Every option name some backend knows, or undefined where a registered backend did not say. */
+function anyBackendsOptions(): string[] | undefined {
+  const names = new Set(Object.values(KNOWN_BACKENDS).flatMap((k) => k.options));
+  for (const entry of registry.values()) {
+    if (entry.options === undefined) return undefined;
+    for (const n of entry.options) names.add(n);
+  }
+  return [...names];
 }
 
 export function registeredBackends(): string[] {
@@ -107,6 +143,11 @@ export async function loadBackend(name?: string, opts: LoadBackendOptions = {}):
     throw new InvalidArgumentError('options', "an object of the backend's options", describeValue(opts.options));
   if (opts.importer !== undefined && typeof opts.importer !== 'function')
     throw new InvalidArgumentError('importer', 'a function (specifier) => import(specifier)', describeValue(opts.importer));
+  if (name === undefined) {
+    // Each backend keeps the options it knows (ownOptions); one that none knows is a mistake.
+    const known = anyBackendsOptions();
+    if (known) checkOptionNames(opts.options, known, 'loadBackend() (any backend)');
+  }
   const importer = opts.importer ?? defaultImporter;
   const failures: BackendFailure[] = [];
   const candidates =
