@@ -37,7 +37,6 @@ import {
   jobFromSource,
   runTiles,
   type SeqRowsArgs,
-  sharedArray,
   ThreadPool,
 } from './threads.js';
 import { wasmSeqJob } from './wasm-seq-plan.js';
@@ -376,6 +375,7 @@ export class FastCpuBackend extends CpuBackend {
   private readonly inputCache = new WeakMap<Tensor, InputCache>();
 
   override dispose(t: Tensor): void {
+    for (const v of this.inputCache.get(t)?.values ?? []) this.buffers.give(v);
     this.inputCache.delete(t);
     const data = t instanceof CpuTensor && !t.disposed ? t.data : undefined;
     super.dispose(t);
@@ -444,10 +444,11 @@ export class FastCpuBackend extends CpuBackend {
         const Arr = dtype === 'float32' ? Float32Array : Float64Array;
         const pool = this.poolFor(E, hX);
         const values = fSizes.map((sz) =>
-          pool ? sharedArray(Arr, E * sz) : allocating('cpu', E * sz * Arr.BYTES_PER_ELEMENT, () => new Arr(E * sz)),
+          pool ? this.buffers.take(Arr, E * sz, undefined, false) : allocating('cpu', E * sz * Arr.BYTES_PER_ELEMENT, () => new Arr(E * sz)),
         );
         if (pool) pool.run(hoist, hS, E, tile, hP, hX, hXS, values, fSizes, undefined, 0);
         else runTiles(hoist.run, hS, 0, E, tile, hP, hX, hXS, values, fSizes, undefined, 0);
+        for (const v of hit?.values ?? []) this.buffers.give(v);
         this.inputCache.set(input, { program, params, values });
         X.push(...values);
       } else {
