@@ -104,6 +104,80 @@ export function defineOpCases(ctx: SuiteContext): void {
     }
   });
 
+  ctx.test('ops/argument-contracts', async () => {
+    // Every bad argument is a ShapeError before anything is made or recorded: no hang (a block size
+    // of 0 looped for ever), no untyped error from an engine, no answer read from stale memory, and
+    // the backend works on afterwards (a GPU command with a NaN size had broken every later call).
+    const backend = ctx.backend();
+    const t = (shape: number[]) => backend.tensor(new Float64Array(shape.reduce((a, b) => a * b, 1)).fill(0.5), shape, ctx.dtype);
+    const made = {
+      A: t([2, 3, 2, 2, 2]),
+      c: t([2, 3, 4]),
+      c2: t([2, 12]),
+      y0: t([2, 4]),
+      diag: t([2, 3, 4, 1, 1]),
+      flat: t([4]),
+      y: t([2, 3, 4]),
+      y5: t([2, 3, 5]),
+      fill3: t([3, 4]),
+    };
+    const { A, c, c2, y0, diag, flat, y, y5, fill3 } = made;
+    const opts = { atol: 1e-6, rtol: 1e-6, clip: 1e6 };
+    const bad: [string, () => unknown][] = [
+      ['scan c of rank 2', () => backend.scan({ A, c: c2, y0, blockSize: 2, reverse: false })],
+      ...[0, -2, Number.NaN, 1.5, 3].map((s): [string, () => unknown] => [`scan blockSize ${s}`, () => backend.scan({ A, c, y0, blockSize: s, reverse: false })]),
+      ['scan y0 shape', () => backend.scan({ A: diag, c, y0: fill3, blockSize: 1, reverse: false })],
+      ['affineOffset blockSize 0', () => backend.affineOffset(c, diag, c, 0)],
+      ['affineOffset y shape', () => backend.affineOffset(c, diag, y5, 1)],
+      ['capTransitions blockSize 0', () => backend.capTransitions(diag, 0, [1, 1])],
+      ['capTransitions NaN cap', () => backend.capTransitions(diag, 1, [1, Number.NaN])],
+      ['blockMatmul blockSize 0', () => backend.blockMatmul(A, A, 0)],
+      ['blockMatvec v shape', () => backend.blockMatvec(A, y5, 2)],
+      ['addIdentity blockSize -1', () => backend.addIdentity(A, -1, 1)],
+      ['add shapes', () => backend.add(c, c2)],
+      ['shiftTime rank 1', () => backend.shiftTime(flat, null, 1)],
+      ['shiftTime fill shape', () => backend.shiftTime(c, fill3, 1)],
+      ['shiftTime dir', () => backend.shiftTime(c, null, 2 as never)],
+      ['timeStep t = T', () => backend.timeStep(c, 3)],
+      ['timeStep t = -1', () => backend.timeStep(c, -1)],
+      ['sliceTime past T', () => backend.sliceTime(c, 2, 2)],
+      ['sliceTime start 1.5', () => backend.sliceTime(c, 1.5, 1)],
+      ['broadcastTime T 1.5', () => backend.broadcastTime(y0, 1.5)],
+      ['concatTime none', () => backend.concatTime([])],
+      ['concatTime rest', () => backend.concatTime([c, y5])],
+      ['maskTime length 2.5', () => backend.maskTime(c, [2.5, 1])],
+      ['maskTime length NaN', () => backend.maskTime(c, [Number.NaN, 1])],
+      ['outerSum blocks 3', () => backend.outerSum(c, c, 3)],
+      ['newtonUpdate yOld shape', () => backend.newtonUpdate(c, y5, opts)],
+      ['newtonUpdate active length', () => backend.newtonUpdate(c, y, { ...opts, active: new Uint8Array(3) })],
+      ['newtonUpdate clip NaN', () => backend.newtonUpdate(c, y, { ...opts, clip: Number.NaN })],
+    ];
+    try {
+      for (const [what, call] of bad) {
+        let error: unknown;
+        try {
+          await call();
+        } catch (err) {
+          error = err;
+        }
+        expect(error, what).toBeInstanceOf(ShapeError);
+      }
+      // Still working, and empty tensors are fine.
+      const sum = backend.add(c, y);
+      const empty = t([2, 3, 0]);
+      const masked = backend.maskTime(empty, [1, 2]);
+      const rows = backend.gatherRows(empty, [1, 1, 0]);
+      try {
+        expect(Array.from(await backend.read(sum))).toEqual(new Array(24).fill(1));
+        expect([masked.shape, rows.shape]).toEqual([[2, 3, 0], [3, 3, 0]]);
+      } finally {
+        for (const x of [sum, empty, masked, rows]) backend.dispose(x);
+      }
+    } finally {
+      for (const x of Object.values(made)) backend.dispose(x);
+    }
+  });
+
   ctx.test('ops/gather-scatter-rows', async () => {
     // A few rows (one copy per row on the GPU) and more than 32 (one listed-rows dispatch there).
     const backend = ctx.backend();

@@ -5,6 +5,7 @@ import {
   allocating,
   DTypeError,
   checkDampedScan,
+  checkOpArgs,
   checkOptionNames,
   checkReshape,
   checkRows,
@@ -125,7 +126,7 @@ export class CpuBackend implements Backend {
     for (const name of [...TENSOR_METHODS, ...ASYNC_TENSOR_METHODS]) {
       const method = (this as unknown as Record<string, unknown>)[name];
       if (typeof method !== 'function') continue;
-      const guarded = this.guard(method as (...args: unknown[]) => unknown, ASYNC_TENSOR_METHODS.includes(name));
+      const guarded = this.guard(name, method as (...args: unknown[]) => unknown, ASYNC_TENSOR_METHODS.includes(name));
       Object.defineProperty(this, name, { value: guarded, writable: true, configurable: true });
     }
   }
@@ -134,17 +135,19 @@ export class CpuBackend implements Backend {
    * `method` with its tensor arguments checked first and, when it throws, the tensors it made
    * disposed (a nested call disposes its own; the outermost, everything made under it).
    */
-  private guard(method: (...args: unknown[]) => unknown, async: boolean): (...args: unknown[]) => unknown {
+  private guard(name: string, method: (...args: unknown[]) => unknown, async: boolean): (...args: unknown[]) => unknown {
     return (...args) => {
       if (async) {
         try {
           this.checkTensors(args, 3);
+          checkOpArgs(name, args);
         } catch (err) {
           return Promise.reject(err);
         }
         return method.apply(this, args);
       }
       this.checkTensors(args, 3);
+      checkOpArgs(name, args);
       const outer = this.made === undefined;
       const made = (this.made ??= []);
       const start = made.length;

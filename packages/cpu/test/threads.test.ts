@@ -320,7 +320,7 @@ describe('threads in a solve', () => {
       for (const reverse of [false, true]) {
         await read(be.scan({ A: at, c: yt, y0: be.zeros([1, 2]), blockSize: 1, reverse }));
       }
-      const u = be.newtonUpdateSync(yt, at, { atol: 1e-4, rtol: 1e-4, clip: 1e6, delta: true });
+      const u = be.newtonUpdateSync(yt, be.tensor(a, [1, T, 2]), { atol: 1e-4, rtol: 1e-4, clip: 1e6, delta: true });
       await read(u.y);
       got.push(Float64Array.of(u.maxAbsDiff, u.maxScaledDiff, u.replaced, u.clipped, u.rows.settled[0]!));
       const d = await deer(be, cell, p, xt);

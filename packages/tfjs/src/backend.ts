@@ -5,6 +5,7 @@ import {
   type Backend,
   type BackendCapabilities,
   checkDampedScan,
+  guardOpArgs,
   checkReshape,
   checkRows,
   type DampedScanArgs,
@@ -116,6 +117,8 @@ export class TfjsBackend implements Backend {
       syncRead: engine === 'cpu' || engine === 'wasm' || engine === 'tensorflow',
       device: `tfjs ${engine}${this.kernels ? `, step programs on ${this.kernels.name}` : ''}`,
     };
+    // Bad arguments are refused before tfjs sees them (core's op contracts).
+    guardOpArgs(this, () => this.checkAlive());
   }
 
   /**
@@ -621,6 +624,8 @@ export class TfjsBackend implements Backend {
     const src = this.unwrap(x);
     const [B, T] = src.shape as [number, number];
     if (lengths.length !== B) throw new ShapeError('maskTime', `${B} lengths`, `${lengths.length}`);
+    // Nothing to mask in an empty tensor; tfjs-wasm's where/broadcast on one corrupted its heap.
+    if (src.size === 0) return this.own(this.tf.zeros(src.shape));
     const keep = new Float32Array(B * T);
     for (let b = 0; b < B; b++) keep.fill(1, b * T, b * T + Math.max(0, Math.min(T, lengths[b]!)));
     return this.own(
@@ -636,6 +641,8 @@ export class TfjsBackend implements Backend {
     const src = this.unwrap(x);
     const B = src.shape[0]!;
     checkRows('gatherRows', rows, B);
+    // tfjs-wasm's gather on an empty tensor gave the wrong shape.
+    if (src.size === 0) return this.own(this.tf.zeros([rows.length, ...src.shape.slice(1)]));
     return this.own(this.tf.tidy(() => this.tf.gather(src, this.tf.tensor1d([...rows], 'int32'), 0)));
   }
 

@@ -2,6 +2,7 @@ import {
   type Backend,
   type BackendCapabilities,
   checkDampedScan,
+  guardOpArgs,
   checkReshape,
   checkRows,
   type DampedScanArgs,
@@ -155,6 +156,8 @@ export class WebGpuBackend implements Backend {
       // ~4 µs, ~700 units.
       ...(!config.software && config.sequentialKernel !== 'row' ? { sequentialStep: GPU_SEQUENTIAL_STEP } : {}),
     };
+    // Bad arguments are refused before a command is recorded (core's op contracts).
+    guardOpArgs(this);
   }
 
   /**

@@ -1,0 +1,205 @@
+import { ShapeError } from '../errors.js';
+import type { NewtonUpdateOptions, ScanArgs, Tensor } from './types.js';
+
+/**
+ * The Backend interface's argument contracts (backend/types.ts), checked the same way for every
+ * backend before it does anything: a bad argument is a ShapeError, never a hang (a block size of 0
+ * looped for ever), an untyped error from inside an engine, a half-written device command, or an
+ * answer made of whatever the buffers held. `guardOpArgs` wraps a backend's methods with them.
+ */
+
+const fmt = (s: readonly number[]) => `[${s.join(', ')}]`;
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
+
+function rank(op: string, what: string, t: Tensor, r: number, form: string): void {
+  if (t.shape.length !== r) throw new ShapeError(`${op} ${what}`, form, fmt(t.shape));
+}
+
+function same(op: string, what: string, t: Tensor, want: readonly number[]): void {
+  if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i]))
+    throw new ShapeError(`${op} ${what}`, fmt(want), fmt(t.shape));
+}
+
+/** s: an integer ≥ 1 dividing n. */
+function blockSize(op: string, s: unknown, n: number): asserts s is number {
+  if (typeof s !== 'number' || !Number.isInteger(s) || s < 1 || n % s !== 0)
+    throw new ShapeError(`${op} blockSize`, `an integer ≥ 1 dividing the state size ${n}`, String(s));
+}
+
+/** a: [B, T, n/s, s, s]. */
+function blocks(op: string, what: string, a: Tensor, B: number, T: number, n: number, s: number): void {
+  same(op, what, a, [B, T, n / s, s, s]);
+}
+
+/** [B, T, n] of a [B, T, n/s, s, s] transition tensor, with its block size checked. */
+function blockDims(op: string, a: Tensor, s: unknown): [number, number, number] {
+  rank(op, 'transitions', a, 5, '[B, T, n/s, s, s]');
+  const [B, T, k, s1, s2] = a.shape as [number, number, number, number, number];
+  blockSize(op, s, s1 * k);
+  if (s1 !== s || s2 !== s) throw new ShapeError(`${op} transitions`, `[${B}, ${T}, n/${s}, ${s}, ${s}]`, fmt(a.shape));
+  return [B, T, k * s];
+}
+
+function scanArgs(op: string, args: ScanArgs): void {
+  rank(op, 'c', args.c, 3, '[B, T, n]');
+  const [B, T, n] = args.c.shape as [number, number, number];
+  blockSize(op, args.blockSize, n);
+  blocks(op, 'A', args.A, B, T, n, args.blockSize);
+  same(op, 'y0', args.y0, [B, n]);
+}
+
+function updateArgs(op: string, yRaw: Tensor, yOld: Tensor, opts: NewtonUpdateOptions): void {
+  same(op, 'yOld', yOld, yRaw.shape);
+  const B = yRaw.shape[0] ?? 1;
+  for (const k of ['atol', 'rtol'] as const)
+    if (!(opts[k] >= 0) || opts[k] === Number.POSITIVE_INFINITY) throw new ShapeError(`${op} ${k}`, 'a finite number ≥ 0', String(opts[k]));
+  if (!(opts.clip > 0)) throw new ShapeError(`${op} clip`, 'a number > 0 (Infinity: no clipping)', String(opts.clip));
+  if (opts.active !== undefined && opts.active.length !== B)
+    throw new ShapeError(`${op} active`, `${B} entries (one per batch row)`, String(opts.active.length));
+}
+
+/** [B, T, ...rest] of a tensor with a time axis. */
+function timed(op: string, what: string, x: Tensor): [number, number] {
+  if (x.shape.length < 2) throw new ShapeError(`${op} ${what}`, '[B, T, ...]', fmt(x.shape));
+  return [x.shape[0]!, x.shape[1]!];
+}
+
+function index(op: string, what: string, v: unknown, below: number): void {
+  if (!isCount(v) || v >= below) throw new ShapeError(`${op} ${what}`, `an integer in [0, ${below})`, String(v));
+}
+
+type Check = (op: string, args: readonly unknown[]) => void;
+const T = (v: unknown) => v as Tensor;
+
+/** Per Backend method, its argument checks (methods not listed have their own, or take none). */
+const CHECKS: Readonly<Record<string, Check>> = {
+  scan: (op, [args]) => scanArgs(op, args as ScanArgs),
+  scanUpdate: (op, [args, yOld, opts]) => {
+    scanArgs(op, args as ScanArgs);
+    updateArgs(op, (args as ScanArgs).c, T(yOld), opts as NewtonUpdateOptions);
+  },
+  scanUpdateUnread: (op, [args, yOld, opts]) => {
+    scanArgs(op, args as ScanArgs);
+    updateArgs(op, (args as ScanArgs).c, T(yOld), opts as NewtonUpdateOptions);
+  },
+  newtonUpdate: (op, [yRaw, yOld, opts]) => updateArgs(op, T(yRaw), T(yOld), opts as NewtonUpdateOptions),
+  newtonUpdateSync: (op, [yRaw, yOld, opts]) => updateArgs(op, T(yRaw), T(yOld), opts as NewtonUpdateOptions),
+  affineOffset: (op, [F, A, y, s]) => {
+    rank(op, 'F', T(F), 3, '[B, T, n]');
+    const [B, Tn, n] = T(F).shape as [number, number, number];
+    blockSize(op, s, n);
+    blocks(op, 'A', T(A), B, Tn, n, s);
+    same(op, 'y', T(y), [B, Tn, n]);
+  },
+  capTransitions: (op, [a, s, caps]) => {
+    const [B] = blockDims(op, T(a), s);
+    const c = caps as ArrayLike<number>;
+    if (c?.length !== B) throw new ShapeError(`${op} caps`, `${B} values (one per batch row)`, String(c?.length));
+    for (let b = 0; b < B; b++) if (Number.isNaN(c[b])) throw new ShapeError(`${op} caps[${b}]`, 'a number (< 0: leave the row as it is)', 'NaN');
+  },
+  blockMatmul: (op, [a, b, s]) => {
+    blockDims(op, T(a), s);
+    same(op, 'b', T(b), T(a).shape);
+  },
+  blockMatvec: (op, [a, v, s]) => {
+    const [B, Tn, n] = blockDims(op, T(a), s);
+    same(op, 'v', T(v), [B, Tn, n]);
+  },
+  addIdentity: (op, [a, s, alpha]) => {
+    blockDims(op, T(a), s);
+    if (typeof alpha !== 'number' || !Number.isFinite(alpha)) throw new ShapeError(`${op} alpha`, 'a finite number', String(alpha));
+  },
+  add: (op, [a, b]) => same(op, 'b', T(b), T(a).shape),
+  sub: (op, [a, b]) => same(op, 'b', T(b), T(a).shape),
+  shiftTime: (op, [x, fill, dir]) => {
+    timed(op, 'x', T(x));
+    if (dir !== 1 && dir !== -1) throw new ShapeError(`${op} dir`, '1 or -1', String(dir));
+    if (fill !== null && fill !== undefined) same(op, 'fill', T(fill), [T(x).shape[0]!, ...T(x).shape.slice(2)]);
+  },
+  broadcastTime: (op, [x, steps]) => {
+    if (T(x).shape.length < 1) throw new ShapeError(`${op} x`, '[B, ...]', fmt(T(x).shape));
+    if (!isCount(steps)) throw new ShapeError(`${op} T`, 'an integer ≥ 0', String(steps));
+  },
+  sliceTime: (op, [x, start, length]) => {
+    const [, Tn] = timed(op, 'x', T(x));
+    if (!isCount(start) || !isCount(length) || start + length > Tn)
+      throw new ShapeError(`${op} range`, `integers start, length ≥ 0 with start + length ≤ ${Tn}`, `${String(start)}, ${String(length)}`);
+  },
+  concatTime: (op, [parts]) => {
+    const ps = parts as readonly Tensor[];
+    if (!Array.isArray(ps) || ps.length === 0) throw new ShapeError(op, 'at least one tensor', 'none');
+    const [first] = ps as [Tensor];
+    timed(op, 'parts[0]', first);
+    ps.forEach((p, k) => {
+      timed(op, `parts[${k}]`, p);
+      same(op, `parts[${k}]`, p, [first.shape[0]!, p.shape[1]!, ...first.shape.slice(2)]);
+    });
+  },
+  timeStep: (op, [x, t]) => index(op, 't', t, timed(op, 'x', T(x))[1]),
+  maskTime: (op, [x, lengths]) => {
+    const [B] = timed(op, 'x', T(x));
+    const ls = lengths as ArrayLike<number>;
+    if (ls?.length !== B) throw new ShapeError(`${op} lengths`, `${B} values (one per batch row)`, String(ls?.length));
+    for (let b = 0; b < B; b++) if (!isCount(ls[b])) throw new ShapeError(`${op} lengths[${b}]`, 'an integer ≥ 0', String(ls[b]));
+  },
+  sumBatchTime: (op, [x]) => void timed(op, 'x', T(x)),
+  outerSum: (op, [left, right, k]) => {
+    const [B, Tn] = timed(op, 'left', T(left));
+    rank(op, 'left', T(left), 3, '[B, T, k·r]');
+    rank(op, 'right', T(right), 3, '[B, T, k·c]');
+    if (T(right).shape[0] !== B || T(right).shape[1] !== Tn) throw new ShapeError(`${op} right`, `[${B}, ${Tn}, k·c]`, fmt(T(right).shape));
+    if (typeof k !== 'number' || !Number.isInteger(k) || k < 1 || T(left).shape[2]! % k !== 0 || T(right).shape[2]! % k !== 0)
+      throw new ShapeError(`${op} blocks`, `an integer ≥ 1 dividing ${T(left).shape[2]} and ${T(right).shape[2]}`, String(k));
+  },
+  scaleTime: (op, [x, h, alpha]) => {
+    const [, Tn] = timed(op, 'x', T(x));
+    const hs = h as ArrayLike<number>;
+    if (hs?.length !== Tn) throw new ShapeError(`${op} h`, `${Tn} values (one per time step)`, String(hs?.length));
+    if (typeof alpha !== 'number' || Number.isNaN(alpha)) throw new ShapeError(`${op} alpha`, 'a number', String(alpha));
+  },
+};
+
+/** The Backend methods whose arguments `checkOpArgs` checks. */
+export const CHECKED_OPS: readonly string[] = Object.keys(CHECKS);
+
+/** Check the arguments of a call of Backend method `op` (a ShapeError for a bad one). */
+export function checkOpArgs(op: string, args: readonly unknown[]): void {
+  try {
+    CHECKS[op]?.(op, args);
+  } catch (err) {
+    // Reading the shape of something that is not a tensor: the backend's own check names it
+    // (a TensorStateError), as it does for a disposed or foreign tensor.
+    if (err instanceof TypeError) return;
+    throw err;
+  }
+}
+
+/**
+ * Wrap `backend`'s own methods in CHECKED_OPS (on the instance, so a subclass's overrides are
+ * wrapped too) so that each checks its arguments first, after `before` (a backend's own state
+ * check: a destroyed backend says so whatever the arguments). Asynchronous methods reject instead
+ * of throwing. Backend constructors call it.
+ */
+export function guardOpArgs(backend: object, before?: () => void): void {
+  const self = backend as Record<string, unknown>;
+  for (const op of CHECKED_OPS) {
+    const method = self[op];
+    if (typeof method !== 'function') continue;
+    const async = op === 'newtonUpdate' || op === 'scanUpdate';
+    const checked = (...args: unknown[]) => {
+      if (async) {
+        try {
+          before?.();
+          checkOpArgs(op, args);
+        } catch (err) {
+          return Promise.reject(err);
+        }
+      } else {
+        before?.();
+        checkOpArgs(op, args);
+      }
+      return (method as (...a: unknown[]) => unknown).apply(backend, args);
+    };
+    Object.defineProperty(backend, op, { value: checked, writable: true, configurable: true });
+  }
+}
