@@ -159,7 +159,8 @@ export class OutOfMemoryError extends DeerError {
     readonly bytes: number,
     readonly detail = '',
   ) {
-    super(`${backend}: out of memory allocating ${bytes} bytes${detail ? ` (${detail})` : ''}`);
+    // bytes 0: an allocation inside an operation, of a size the engine did not say.
+    super(`${backend}: out of memory${bytes > 0 ? ` allocating ${bytes} bytes` : ''}${detail ? ` (${detail})` : ''}`);
   }
 }
 

@@ -21,6 +21,7 @@ import {
   newtonUpdateFromRows,
   numberOption,
   type ScanArgs,
+  OutOfMemoryError,
   ShapeError,
   type StepInputs,
   type StepOutputs,
@@ -155,6 +156,10 @@ export class CpuBackend implements Backend {
         return method.apply(this, args);
       } catch (err) {
         for (const t of made.splice(start)) if (!t.disposed) this.dispose(t);
+        // Memory the engine refused inside an op (a WebAssembly instance or memory.grow, a scratch
+        // array) is as much an out-of-memory as a refused tensor.
+        if (err instanceof RangeError && /out of memory|cannot allocate|allocation failed|could not allocate/i.test(err.message))
+          throw new OutOfMemoryError('cpu', 0, err.message);
         throw err;
       } finally {
         if (outer) this.made = undefined;

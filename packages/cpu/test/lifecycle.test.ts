@@ -1,4 +1,4 @@
-import { type Backend, cells, OutOfMemoryError, ShapeError, type Tensor, TensorStateError } from '@deerjs/core';
+import { type Backend, cells, deer, OutOfMemoryError, ShapeError, type Tensor, TensorStateError } from '@deerjs/core';
 import { describe, expect, it } from 'vitest';
 import { ASYNC_TENSOR_METHODS, CpuBackend, TENSOR_METHODS } from '../src/backend.js';
 import { FastCpuBackend } from '../src/index.js';
@@ -301,4 +301,35 @@ describe('an allocation the engine refuses', () => {
       be.destroy();
     });
   }
+});
+
+describe('memory the engine refuses inside an op', () => {
+  it('(a WebAssembly instance, a memory.grow) is an OutOfMemoryError too, not a RangeError', () => {
+    // The refusal as V8 words it when a kernel's WebAssembly instance cannot get its memory.
+    class Starved extends FastCpuBackend {
+      override scaleTime(): Tensor {
+        throw new RangeError('WebAssembly.Instance(): Out of memory: Cannot allocate Wasm memory for new instance');
+      }
+    }
+    const be = new Starved({ dtype: 'float32', threads: 1 });
+    const x = be.tensor(new Float64Array(6), [1, 3, 2]);
+    expect(() => be.scaleTime(x, [1, 1, 1], 1)).toThrow(/^cpu: out of memory \(WebAssembly.Instance\(\): Out of memory/);
+    expect(() => be.scaleTime(x, [1, 1, 1], 1)).toThrow(OutOfMemoryError);
+    be.dispose(x);
+    expect(be.liveTensors()).toBe(0);
+    be.destroy();
+  });
+});
+
+describe('a batch whose one time step does not fit', () => {
+  it('is an OutOfMemoryError naming what to do (it was a ShapeError, as if the input were malformed)', async () => {
+    const be = new FastCpuBackend({ dtype: 'float64', threads: 1, maxBufferBytes: 64 * 1024 });
+    const cell = cells.gru({ inputSize: 2, hiddenSize: 32 });
+    const x = be.tensor(new Float64Array(16 * 10 * 2), [16, 10, 2]);
+    await expect(deer(be, cell, cell.init({ seed: 1 }), x)).rejects.toThrow(OutOfMemoryError);
+    await expect(deer(be, cell, cell.init({ seed: 1 }), x)).rejects.toThrow(/split the batch/);
+    be.dispose(x);
+    expect(be.liveTensors()).toBe(0);
+    be.destroy();
+  });
 });

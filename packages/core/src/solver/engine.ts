@@ -9,7 +9,7 @@ import {
 import { underlyingBackend } from '../backend/with-capabilities.js';
 import { ConvergenceError, UnsupportedOptionError } from '../errors.js';
 import { residualMerit } from './merit.js';
-import { readScanUpdate, readUpdate, type Solve } from './solve.js';
+import { awaitAsync, readScanUpdate, readUpdate, type Solve } from './solve.js';
 import type { FallbackOption, IterationInfo } from './options.js';
 import type { SolvePlan } from './plan.js';
 import { type DynamicsProbe, MERGE_TOLERANCE } from './probes.js';
@@ -123,7 +123,7 @@ export interface EngineOptions {
   /** Names the solver in errors, e.g. 'DEER'. */
   readonly solver: string;
   readonly method?: NewtonMethod;
-  readonly onIteration?: (info: IterationInfo) => void;
+  readonly onIteration?: (info: IterationInfo) => void | Promise<void>;
   /**
    * Full Newton steps run before each measured one without reading their measures (where the
    * backend has `scanUpdateUnread`; see `unreadIterations`). Default 0: every step is measured.
@@ -374,7 +374,7 @@ export function* newtonWindow(
             }
           }
         }
-        opts.onIteration?.({
+        const reported: unknown = opts.onIteration?.({
           iteration: iterations,
           maxAbsDiff: update.maxAbsDiff,
           maxScaledDiff: update.maxScaledDiff,
@@ -382,6 +382,15 @@ export function* newtonWindow(
           window: where.window,
           windows: where.windows,
         });
+        // An async callback: the solve waits for it, and its rejection is the solve's error (it
+        // had been an unhandled rejection that ended the process). deerSync cannot wait.
+        if (isThenable(reported)) {
+          reported.then(undefined, () => {});
+          yield* awaitAsync(
+            () => Promise.resolve(reported),
+            () => new UnsupportedOptionError('onIteration', 'a function returning a promise', 'a synchronous function under deerSync (it cannot wait)'),
+          );
+        }
       }
       for (let b = 0; b < B; b++) if (status[b] === Row.Active) fail(w, b, 'maxIter');
       if (count(Row.Pending) === 0) break;
@@ -887,6 +896,9 @@ function* modelMerit(
     backend.dispose(left);
   }
 }
+
+const isThenable = (v: unknown): v is PromiseLike<unknown> =>
+  (typeof v === 'object' || typeof v === 'function') && v !== null && typeof (v as { then?: unknown }).then === 'function';
 
 const finiteOr = (v: number) => (Number.isNaN(v) ? Number.POSITIVE_INFINITY : v);
 

@@ -37,7 +37,12 @@ export type ReadRequest =
       readonly opts: NewtonUpdateOptions;
     }
   | { readonly kind: 'read'; readonly tensor: Tensor }
-  | { readonly kind: 'async'; readonly run: () => Promise<unknown> };
+  | {
+      readonly kind: 'async';
+      readonly run: () => Promise<unknown>;
+      /** What a sync driver throws instead (default: the backend needs an async driver). */
+      readonly refusedSync?: () => Error;
+    };
 
 /** A solve (or part of one) that yields at its reads. */
 export type Solve<R> = Generator<ReadRequest, R, unknown>;
@@ -85,9 +90,9 @@ export function* readTensor(tensor: Tensor): Solve<TypedArray> {
   return (yield { kind: 'read', tensor }) as TypedArray;
 }
 
-/** Await `run` inside a solve (async drivers only). */
-export function* awaitAsync<T>(run: () => Promise<T>): Solve<T> {
-  return (yield { kind: 'async', run }) as T;
+/** Await `run` inside a solve (async drivers only; a sync one throws `refusedSync()` where given). */
+export function* awaitAsync<T>(run: () => Promise<T>, refusedSync?: () => Error): Solve<T> {
+  return (yield { kind: 'async', run, ...(refusedSync ? { refusedSync } : {}) }) as T;
 }
 
 export async function driveAsync<R>(backend: Backend, solve: Solve<R>): Promise<R> {
@@ -141,6 +146,7 @@ export function driveSync<R>(backend: Backend, solve: Solve<R>): R {
       }
       else if (r.kind === 'deer-step') answer = null;
       else if (r.kind === 'read' && backend.readSync) answer = backend.readSync(r.tensor);
+      else if (r.kind === 'async' && r.refusedSync) throw r.refusedSync();
       else throw new UnsupportedOptionError('backend', backend.name, 'an asynchronous driver for this solve');
     } catch (err) {
       step = solve.throw(err);

@@ -1,6 +1,6 @@
 import type { Backend, DType } from '../backend/types.js';
 import { DTYPE_BYTES } from '../backend/types.js';
-import { ShapeError } from '../errors.js';
+import { OutOfMemoryError } from '../errors.js';
 
 /** What one window of a solve holds at its peak, in Jacobian-sized buffers. */
 export interface WindowBudget {
@@ -40,10 +40,12 @@ export function chooseWindow(backend: Backend, b: WindowBudget): number {
   if (points >= whole) return b.T;
   const W = points - b.extra;
   if (!(W >= 1)) {
-    throw new ShapeError(
-      'x',
-      `a batch whose per-step Jacobians (${b.jacobians} × ${perPoint} bytes, ${1 + b.extra} steps) fit the backend's memory (${memory} bytes, largest buffer ${caps.maxBufferBytes})`,
-      `batch ${b.B} with state ${b.n}`,
+    // Not even one step of the batch fits: the problem is too big for this backend's memory, not
+    // malformed (a smaller batch, or a backend with more memory, would take it).
+    throw new OutOfMemoryError(
+      backend.name,
+      perPoint * Math.max(1, b.jacobians) * (1 + b.extra),
+      `batch ${b.B} with state ${b.n}: its per-step Jacobians (${b.jacobians} × ${perPoint} bytes, ${1 + b.extra} steps) do not fit the memory a solve may hold (${memory} bytes, largest buffer ${caps.maxBufferBytes}); split the batch`,
     );
   }
   return W;
