@@ -307,7 +307,7 @@ describe('memory the engine refuses inside an op', () => {
   it('(a WebAssembly instance, a memory.grow) is an OutOfMemoryError too, not a RangeError', () => {
     // The refusal as V8 words it when a kernel's WebAssembly instance cannot get its memory.
     class Starved extends FastCpuBackend {
-      override scaleTime(): Tensor {
+      override scaleTime(_x: Tensor, _h: ArrayLike<number>, _alpha: number): Tensor {
         throw new RangeError('WebAssembly.Instance(): Out of memory: Cannot allocate Wasm memory for new instance');
       }
     }

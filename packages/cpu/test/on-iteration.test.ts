@@ -19,7 +19,7 @@ describe('an async onIteration', () => {
     });
     expect(stats.converged).toBe(true);
     expect(log.length).toBe(2 * stats.iterations);
-    log.forEach((line, k) => expect(line).toBe(`${k % 2 ? 'end' : 'start'} ${Math.floor(k / 2) + 1}`));
+    expect(log).toEqual(log.map((_, k) => `${k % 2 ? 'end' : 'start'} ${Math.floor(k / 2) + 1}`));
     be.dispose(y);
     be.dispose(x);
     expect(be.liveTensors()).toBe(0);

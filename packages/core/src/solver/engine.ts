@@ -123,7 +123,7 @@ export interface EngineOptions {
   /** Names the solver in errors, e.g. 'DEER'. */
   readonly solver: string;
   readonly method?: NewtonMethod;
-  readonly onIteration?: (info: IterationInfo) => void | Promise<void>;
+  readonly onIteration?: (info: IterationInfo) => void;
   /**
    * Full Newton steps run before each measured one without reading their measures (where the
    * backend has `scanUpdateUnread`; see `unreadIterations`). Default 0: every step is measured.

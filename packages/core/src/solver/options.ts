@@ -66,10 +66,10 @@ export interface DeerOptions extends SolveOptions {
    * Called after every measured Newton iteration (progress): every iteration, except where the
    * backend runs steps unread between convergence checks (a GPU: `Backend.scanUpdateUnread`),
    * where it is called at each check with `iteration` counting the unread steps too. It may be
-   * async: the solve waits for the promise it returns, and a rejection ends the solve with that
+   * async (the type says void so that any callback fits): the solve waits for the promise it returns, and a rejection ends the solve with that
    * error, as a throw does (`deerSync` cannot wait: there it is an UnsupportedOptionError).
    */
-  readonly onIteration?: (info: IterationInfo) => void | Promise<void>;
+  readonly onIteration?: (info: IterationInfo) => void;
   /**
    * Newton's step: 'deer' (default) full steps; 'elk' damped steps with a trust region that adapts
    * (Levenberg–Marquardt on the Jacobian in the structure `jacobian` picks: ELK with the cell's
@@ -101,7 +101,7 @@ export interface ResolvedDeerOptions {
   readonly initialGuess: InitialGuess;
   readonly window: number | undefined;
   readonly checkFinite: boolean;
-  readonly onIteration: ((info: IterationInfo) => void | Promise<void>) | undefined;
+  readonly onIteration: ((info: IterationInfo) => void) | undefined;
   readonly method: NewtonMethod;
 }
 
