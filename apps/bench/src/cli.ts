@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { replaceFile } from '@deerjs/app-shared';
 import { ArgError, FULL_PROFILE, HELP, parseArgs, quickProfile, resolveOptions } from './args.js';
 import { BenchBackendError, openBackend } from './backend.js';
 import { runBench } from './bench.js';
@@ -78,7 +79,7 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(`deer-bench: backend ${backend.name} (${caps.device}), ${options.dtype}\n`);
     // One JSON line per point as it finishes, so a run cut short keeps what it measured.
     const lines = path.join(dir, 'points.jsonl');
-    writeFileSync(lines, '');
+    replaceFile(lines, ''); // a new file: a symlink at its name is replaced, not written through
     const report = await runBench(backend, options, {
       onStart: (_p, i, n) => {
         if (i === 0) process.stderr.write(`running ${n} points (each one appended to ${lines})\n`);

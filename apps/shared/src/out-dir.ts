@@ -1,4 +1,5 @@
 import { mkdirSync, renameSync, rmSync, statfsSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 
 /** Kernel pseudo-filesystems (statfs f_type) that cannot hold output files. */
@@ -88,7 +89,8 @@ function prepare(dir: string): void {
  * at that name is replaced, not written through to wherever it points.
  */
 export function replaceFile(file: string, text: string): void {
-  const tmp = `${file}.${process.pid}.tmp`;
+  // Unique: a temp file left by a run killed mid-write (its pid reused later) must not block this one.
+  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
   try {
     writeFileSync(tmp, text, { flag: 'wx' });
     renameSync(tmp, file);

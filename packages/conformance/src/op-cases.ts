@@ -1,4 +1,4 @@
-import { Rng, ShapeError } from '@deerjs/core';
+import { cells, Rng, ShapeError, TensorStateError } from '@deerjs/core';
 import { expect } from 'vitest';
 import type { SuiteContext } from './context.js';
 import { maxAbsDiff } from './fixtures.js';
@@ -120,10 +120,23 @@ export function defineOpCases(ctx: SuiteContext): void {
       y: t([2, 3, 4]),
       y5: t([2, 3, 5]),
       fill3: t([3, 4]),
+      short: t([2, 2, 4]),
     };
-    const { A, c, c2, y0, diag, flat, y, y5, fill3 } = made;
+    const { A, c, c2, y0, diag, flat, y, y5, fill3, short } = made;
     const opts = { atol: 1e-6, rtol: 1e-6, clip: 1e6 };
+    const cell = cells.gru({ inputSize: 4, hiddenSize: 4 });
+    const init = cell.init({ seed: 1 });
+    const params = Object.fromEntries(Object.entries(init).map(([k, v]) => [k, backend.tensor(v, [v.length], ctx.dtype)]));
+    const [firstParam] = Object.keys(params) as [string];
+    const step = cell.linearizeProgram(4);
     const bad: [string, () => unknown][] = [
+      ['runStep state of rank 2', () => backend.runStep(step, { state: y0, input: c, params })],
+      ['runStep state size', () => backend.runStep(step, { state: y5, input: c, params })],
+      ['runStep no input', () => backend.runStep(step, { state: y, params })],
+      ['runStep input time', () => backend.runStep(step, { state: y, input: short, params })],
+      ['runStep missing param', () => backend.runStep(step, { state: y, input: c, params: { ...params, [firstParam]: undefined as never } })],
+      ['runStep param size', () => backend.runStep(step, { state: y, input: c, params: { ...params, [firstParam]: flat } })],
+      ['runSequential y0 size', () => backend.runSequential(cell.stepProgram(), { input: c, y0: fill3, params })],
       ['scan c of rank 2', () => backend.scan({ A, c: c2, y0, blockSize: 2, reverse: false })],
       ...[0, -2, Number.NaN, 1.5, 3].map((s): [string, () => unknown] => [`scan blockSize ${s}`, () => backend.scan({ A, c, y0, blockSize: s, reverse: false })]),
       ['scan y0 shape', () => backend.scan({ A: diag, c, y0: fill3, blockSize: 1, reverse: false })],
@@ -152,6 +165,16 @@ export function defineOpCases(ctx: SuiteContext): void {
       ['newtonUpdate active length', () => backend.newtonUpdate(c, y, { ...opts, active: new Uint8Array(3) })],
       ['newtonUpdate clip NaN', () => backend.newtonUpdate(c, y, { ...opts, clip: Number.NaN })],
     ];
+    // A disposed tensor is a TensorStateError whatever its shape, on every backend.
+    const gone = t([2, 12]);
+    backend.dispose(gone);
+    let stale: unknown;
+    try {
+      backend.scan({ A, c: gone, y0, blockSize: 2, reverse: false });
+    } catch (err) {
+      stale = err;
+    }
+    expect(stale).toBeInstanceOf(TensorStateError);
     try {
       for (const [what, call] of bad) {
         let error: unknown;
@@ -174,7 +197,7 @@ export function defineOpCases(ctx: SuiteContext): void {
         for (const x of [sum, empty, masked, rows]) backend.dispose(x);
       }
     } finally {
-      for (const x of Object.values(made)) backend.dispose(x);
+      for (const x of [...Object.values(made), ...Object.values(params)]) backend.dispose(x);
     }
   });
 

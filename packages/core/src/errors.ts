@@ -164,6 +164,12 @@ export class OutOfMemoryError extends DeerError {
   }
 }
 
+/**
+ * How V8 words memory it refuses inside an operation (a RangeError): an array, a WebAssembly
+ * instance or its memory.grow. Backends turn such errors into OutOfMemoryError.
+ */
+export const REFUSED_MEMORY = /out of memory|cannot allocate|allocation failed|could not allocate|unable to grow|maximum memory size/i;
+
 /** `alloc()`, with an allocation the JavaScript engine refuses (a RangeError) as `backend`'s OutOfMemoryError. */
 export function allocating<T>(backend: string, bytes: number, alloc: () => T): T {
   try {

@@ -1,6 +1,6 @@
 export { HostStep, hostSequential, type StepSources } from './backend/host-step.js';
 export { checkDampedScan, checkReshape, checkRows } from './backend/arg-checks.js';
-export { CHECKED_OPS, checkOpArgs, guardOpArgs } from './backend/op-contracts.js';
+export { CHECKED_OPS, checkOpArgs, forEachTensor, guardOpArgs } from './backend/op-contracts.js';
 export { hostCapTransitions, hostDampedScan, hostNewtonUpdate } from './backend/host-update.js';
 export { withCapabilities } from './backend/with-capabilities.js';
 export { scanThenUpdate } from './solver/solve.js';

@@ -58,6 +58,10 @@ describe('backend registry', () => {
     // A backend that did not say which options it knows could be the one meant: nothing refused.
     registerBackend('beta', () => fake('beta'), 1);
     await expect(loadBackend(undefined, { options: { thread: 2 }, importer: none })).resolves.toMatchObject({ name: 'alpha' });
+    // So does one registered under a known name (a wrapped or custom 'cpu', say).
+    unregisterBackend('beta');
+    registerBackend('cpu', () => fake('cpu'), 1);
+    await expect(loadBackend(undefined, { options: { adapter: 'x' }, importer: none })).resolves.toMatchObject({ name: 'alpha' });
   });
 
   it('picks the best available by priority and reports why better ones failed', async () => {

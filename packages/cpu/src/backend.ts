@@ -22,6 +22,7 @@ import {
   numberOption,
   type ScanArgs,
   OutOfMemoryError,
+  REFUSED_MEMORY,
   ShapeError,
   type StepInputs,
   type StepOutputs,
@@ -158,7 +159,7 @@ export class CpuBackend implements Backend {
         for (const t of made.splice(start)) if (!t.disposed) this.dispose(t);
         // Memory the engine refused inside an op (a WebAssembly instance or memory.grow, a scratch
         // array) is as much an out-of-memory as a refused tensor.
-        if (err instanceof RangeError && /out of memory|cannot allocate|allocation failed|could not allocate/i.test(err.message))
+        if (err instanceof RangeError && REFUSED_MEMORY.test(err.message))
           throw new OutOfMemoryError('cpu', 0, err.message);
         throw err;
       } finally {

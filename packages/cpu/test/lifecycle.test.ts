@@ -315,6 +315,16 @@ describe('memory the engine refuses inside an op', () => {
     const x = be.tensor(new Float64Array(6), [1, 3, 2]);
     expect(() => be.scaleTime(x, [1, 1, 1], 1)).toThrow(/^cpu: out of memory \(WebAssembly.Instance\(\): Out of memory/);
     expect(() => be.scaleTime(x, [1, 1, 1], 1)).toThrow(OutOfMemoryError);
+    // And as it words a memory.grow it refuses.
+    class Stunted extends FastCpuBackend {
+      override scaleTime(_x: Tensor, _h: ArrayLike<number>, _alpha: number): Tensor {
+        throw new RangeError('WebAssembly.Memory.grow(): Unable to grow instance memory');
+      }
+    }
+    const grown = new Stunted({ dtype: 'float32', threads: 1 });
+    const gx = grown.tensor(new Float64Array(6), [1, 3, 2]);
+    expect(() => grown.scaleTime(gx, [1, 1, 1], 1)).toThrow(OutOfMemoryError);
+    grown.destroy();
     be.dispose(x);
     expect(be.liveTensors()).toBe(0);
     be.destroy();

@@ -29,6 +29,9 @@ describe('the cpu backend’s buffer pool', () => {
     expect(pool.keptBytes()).toBe(8000 + 40);
     pool.clear();
     expect(pool.keptBytes()).toBe(0);
+    // After clear() (the backend's destroy) a tensor disposed late is not kept.
+    pool.give(small);
+    expect(pool.keptBytes()).toBe(0);
   });
 
   it('lets its SharedArrayBuffers go once it has been idle for a while', () => {

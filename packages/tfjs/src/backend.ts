@@ -5,6 +5,7 @@ import {
   type Backend,
   type BackendCapabilities,
   checkDampedScan,
+  forEachTensor,
   guardOpArgs,
   checkReshape,
   checkRows,
@@ -118,7 +119,10 @@ export class TfjsBackend implements Backend {
       device: `tfjs ${engine}${this.kernels ? `, step programs on ${this.kernels.name}` : ''}`,
     };
     // Bad arguments are refused before tfjs sees them (core's op contracts).
-    guardOpArgs(this, () => this.checkAlive());
+    guardOpArgs(this, (args) => {
+      this.checkAlive();
+      forEachTensor(args, 3, (t) => this.unwrap(t));
+    });
   }
 
   /**

@@ -2,6 +2,7 @@ import {
   type Backend,
   type BackendCapabilities,
   checkDampedScan,
+  forEachTensor,
   guardOpArgs,
   checkReshape,
   checkRows,
@@ -157,7 +158,7 @@ export class WebGpuBackend implements Backend {
       ...(!config.software && config.sequentialKernel !== 'row' ? { sequentialStep: GPU_SEQUENTIAL_STEP } : {}),
     };
     // Bad arguments are refused before a command is recorded (core's op contracts).
-    guardOpArgs(this);
+    guardOpArgs(this, (args) => forEachTensor(args, 3, (t) => this.get(t)));
   }
 
   /**

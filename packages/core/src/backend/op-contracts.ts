@@ -1,5 +1,6 @@
 import { ShapeError } from '../errors.js';
-import type { NewtonUpdateOptions, ScanArgs, Tensor } from './types.js';
+import type { StepProgram } from './program.js';
+import type { NewtonUpdateOptions, ScanArgs, StepInputs, Tensor } from './types.js';
 
 /**
  * The Backend interface's argument contracts (backend/types.ts), checked the same way for every
@@ -68,11 +69,51 @@ function index(op: string, what: string, v: unknown, below: number): void {
   if (!isCount(v) || v >= below) throw new ShapeError(`${op} ${what}`, `an integer in [0, ${below})`, String(v));
 }
 
+/** The inputs a step program reads, each present with its shape, and every parameter with its size. */
+function stepArgs(op: string, program: StepProgram, B: number, T: number | undefined, inputs: Partial<StepInputs>): void {
+  const g = program.graph;
+  const reads = (kind: 'input' | 'cotangent') => g.nodes.find((nd) => nd.op === kind)?.size;
+  const m = reads('input');
+  if (m !== undefined) {
+    if (!inputs.input) throw new ShapeError(`${op} input`, `a [B, T, ${m}] tensor (the program reads its input)`, 'none');
+    if (T === undefined) rank(op, 'input', inputs.input, 3, `[${B}, T, ${m}]`);
+    same(op, 'input', inputs.input, [B, T ?? inputs.input.shape[1]!, m]);
+  }
+  const k = reads('cotangent');
+  if (k !== undefined) {
+    if (!inputs.cotangent) throw new ShapeError(`${op} cotangent`, `a [B, T, ${k}] tensor (the program reads it)`, 'none');
+    same(op, 'cotangent', inputs.cotangent, [B, T ?? 0, k]);
+  }
+  const params = inputs.params ?? {};
+  for (const spec of g.params) {
+    const t = params[spec.name];
+    if (!t) throw new ShapeError(`${op} params.${spec.name}`, `a tensor of ${spec.size} values`, 'none');
+    if (t.size !== spec.size) throw new ShapeError(`${op} params.${spec.name}`, `${spec.size} values`, `${t.size} (${fmt(t.shape)})`);
+  }
+}
+
 type Check = (op: string, args: readonly unknown[]) => void;
 const T = (v: unknown) => v as Tensor;
 
 /** Per Backend method, its argument checks (methods not listed have their own, or take none). */
 const CHECKS: Readonly<Record<string, Check>> = {
+  runStep: (op, [program, inputs]) => {
+    const p = program as StepProgram;
+    const i = inputs as StepInputs;
+    const n = p.graph.stateSize;
+    rank(op, 'state', i.state, 3, `[B, T, ${n}]`);
+    const [B, Tn] = i.state.shape as [number, number];
+    same(op, 'state', i.state, [B, Tn, n]);
+    stepArgs(op, p, B, Tn, i);
+  },
+  runSequential: (op, [program, inputs]) => {
+    const p = program as StepProgram;
+    const i = inputs as { input?: Tensor; y0: Tensor; params: Readonly<Record<string, Tensor>> };
+    const n = p.graph.stateSize;
+    rank(op, 'y0', i.y0, 2, `[B, ${n}]`);
+    same(op, 'y0', i.y0, [i.y0.shape[0]!, n]);
+    stepArgs(op, p, i.y0.shape[0]!, undefined, i);
+  },
   scan: (op, [args]) => scanArgs(op, args as ScanArgs),
   scanUpdate: (op, [args, yOld, opts]) => {
     scanArgs(op, args as ScanArgs);
@@ -155,7 +196,7 @@ const CHECKS: Readonly<Record<string, Check>> = {
     const [, Tn] = timed(op, 'x', T(x));
     const hs = h as ArrayLike<number>;
     if (hs?.length !== Tn) throw new ShapeError(`${op} h`, `${Tn} values (one per time step)`, String(hs?.length));
-    if (typeof alpha !== 'number' || Number.isNaN(alpha)) throw new ShapeError(`${op} alpha`, 'a number', String(alpha));
+    if (typeof alpha !== 'number' || !Number.isFinite(alpha)) throw new ShapeError(`${op} alpha`, 'a finite number', String(alpha));
   },
 };
 
@@ -175,12 +216,34 @@ export function checkOpArgs(op: string, args: readonly unknown[]): void {
 }
 
 /**
+ * Call `fn` on every tensor among `args`, looking `depth` levels into arrays and plain objects (a
+ * ScanArgs, a step's inputs and params): how a backend checks that they are alive and its own
+ * before the contracts read their shapes.
+ */
+export function forEachTensor(v: unknown, depth: number, fn: (t: Tensor) => void): void {
+  if (typeof v !== 'object' || v === null || ArrayBuffer.isView(v)) return;
+  const maybe = v as Partial<Tensor>;
+  if (Array.isArray(maybe.shape) && typeof maybe.backendName === 'string') {
+    fn(v as Tensor);
+    return;
+  }
+  if (depth === 0) return;
+  if (Array.isArray(v)) {
+    for (const x of v) forEachTensor(x, depth - 1, fn);
+    return;
+  }
+  const proto = Object.getPrototypeOf(v);
+  if (proto === Object.prototype || proto === null) for (const x of Object.values(v)) forEachTensor(x, depth - 1, fn);
+}
+
+/**
  * Wrap `backend`'s own methods in CHECKED_OPS (on the instance, so a subclass's overrides are
  * wrapped too) so that each checks its arguments first, after `before` (a backend's own state
- * check: a destroyed backend says so whatever the arguments). Asynchronous methods reject instead
+ * checks, e.g. `forEachTensor(args, 3, t => own(t))`: a destroyed backend, or a disposed or foreign
+ * tensor, is a TensorStateError whatever the shapes, as on every backend). Asynchronous methods reject instead
  * of throwing. Backend constructors call it.
  */
-export function guardOpArgs(backend: object, before?: () => void): void {
+export function guardOpArgs(backend: object, before?: (args: readonly unknown[]) => void): void {
   const self = backend as Record<string, unknown>;
   for (const op of CHECKED_OPS) {
     const method = self[op];
@@ -189,13 +252,13 @@ export function guardOpArgs(backend: object, before?: () => void): void {
     const checked = (...args: unknown[]) => {
       if (async) {
         try {
-          before?.();
+          before?.(args);
           checkOpArgs(op, args);
         } catch (err) {
           return Promise.reject(err);
         }
       } else {
-        before?.();
+        before?.(args);
         checkOpArgs(op, args);
       }
       return (method as (...a: unknown[]) => unknown).apply(backend, args);

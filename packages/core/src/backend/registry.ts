@@ -63,7 +63,7 @@ const registry = new Map<string, Entry>();
  * `loadBackend()`'s check of option names (they could be meant for it).
  */
 export function registerBackend(name: string, factory: BackendFactory, priority = 0, options?: readonly string[]): void {
-  registry.set(name, { factory, priority, options: options ?? KNOWN_BACKENDS[name]?.options });
+  registry.set(name, { factory, priority, options });
 }
 
 /** Every option name some backend knows, or undefined where a registered backend did not say. */

@@ -94,7 +94,11 @@ export interface ScanArgs {
   readonly reverse: boolean;
 }
 
-/** How `newtonUpdate` sanitizes and measures an iterate. */
+/**
+ * How `newtonUpdate` sanitizes and measures an iterate: atol and rtol finite and ≥ 0, clip > 0
+ * (Infinity: none). Every Backend method's arguments are checked against core's contracts
+ * (`backend/op-contracts.ts`): a bad one is a ShapeError.
+ */
 export interface NewtonUpdateOptions {
   readonly atol: number;
   readonly rtol: number;
@@ -293,11 +297,11 @@ export interface Backend {
   add(a: Tensor, b: Tensor): Tensor;
   /** a − b, elementwise, same shape. */
   sub(a: Tensor, b: Tensor): Tensor;
-  /** x ([B, T, ...]) with every entry at a time step t ≥ lengths[b] of row b set to 0. */
+  /** x ([B, T, ...]) with every entry at a time step t ≥ lengths[b] (an integer ≥ 0) of row b set to 0. */
   maskTime(x: Tensor, lengths: ArrayLike<number>): Tensor;
   /** The batch rows `rows` of x ([B, ...] → [rows.length, ...]), in that order. */
   gatherRows(x: Tensor, rows: readonly number[]): Tensor;
-  /** A copy of `into` ([B, ...]) whose rows `rows` are replaced by the rows of src ([rows.length, ...]). */
+  /** A copy of `into` ([B, ...]) whose rows `rows` (distinct) are replaced by the rows of src ([rows.length, ...]). */
   scatterRows(into: Tensor, rows: readonly number[], src: Tensor): Tensor;
   /** Σ over batch and time: [B, T, size] → [size]. */
   sumBatchTime(x: Tensor): Tensor;
@@ -309,9 +313,9 @@ export interface Backend {
   blockMatmul(a: Tensor, b: Tensor, blockSize: number): Tensor;
   /** a·v per (b, t, block): [B, T, n/s, s, s] × [B, T, n] → [B, T, n]. */
   blockMatvec(a: Tensor, v: Tensor, blockSize: number): Tensor;
-  /** x[:, t, …] · alpha · h[t] for x of shape [B, T, …] and h of length T. */
+  /** x[:, t, …] · alpha · h[t] for x of shape [B, T, …], h of length T and a finite alpha. */
   scaleTime(x: Tensor, h: ArrayLike<number>, alpha: number): Tensor;
-  /** a + alpha·I in every s×s block of [B, T, n/s, s, s]. */
+  /** a + alpha·I (alpha finite) in every s×s block of [B, T, n/s, s, s]. */
   addIdentity(a: Tensor, blockSize: number, alpha: number): Tensor;
   /** max |x| over all entries (NaN if any entry is NaN). */
   maxAbs(x: Tensor): Promise<number>;

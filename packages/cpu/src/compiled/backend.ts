@@ -525,6 +525,7 @@ export class FastCpuBackend extends CpuBackend {
     const hit = this.inputCache.get(input);
     if (hit && hit.program === program && hit.params.every((t, k) => t === ps[k])) return hit;
     const token = { program, params: ps, values: [] };
+    for (const v of hit?.values ?? []) this.buffers.give(v);
     this.inputCache.set(input, token);
     return token;
   }

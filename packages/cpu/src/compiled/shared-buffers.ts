@@ -38,6 +38,8 @@ export class SharedBuffers {
   private readonly mine = new WeakSet<TypedArray>();
   private bytes = 0;
   private idle: { unref?: () => void } | number | undefined;
+  /** After clear() (the backend's destroy): nothing is kept any more. */
+  private closed = false;
 
   /**
    * An array of `size` elements: a copy of `data` when given, else zeroed, or, with `zero` false
@@ -63,7 +65,7 @@ export class SharedBuffers {
 
   /** Keep `a` for reuse when it was made here (and is no longer read by anyone). */
   give(a: TypedArray): void {
-    if (!this.mine.has(a)) return;
+    if (!this.mine.has(a) || this.closed) return;
     this.mine.delete(a);
     if (this.shared) {
       const sab = a.buffer as unknown as SharedArrayBuffer;
@@ -81,6 +83,7 @@ export class SharedBuffers {
   }
 
   clear(): void {
+    this.closed = true;
     this.spare.clear();
     this.sabs = [];
     this.bytes = 0;

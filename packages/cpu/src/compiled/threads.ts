@@ -1,4 +1,4 @@
-import { allocating, type TypedArray } from '@deerjs/core';
+import { allocating, REFUSED_MEMORY, type TypedArray } from '@deerjs/core';
 import type { Kernel, KernelFn } from './codegen.js';
 import { runRows } from './seq-rows.js';
 
@@ -115,7 +115,8 @@ parentPort.on('message', (m) => {
     const k = kernelFor(m.uid, m.tile, m.accSize);
     runTiles(k.run, k.S, m.e0, m.e1, m.tile, m.P, m.X, m.XS, m.O, m.OS, m.J, m.jStride);
   } catch (err) {
-    Atomics.store(ctl, 1, 1);
+    // 2: memory refused (the calling thread raises it as such), 1: anything else.
+    Atomics.store(ctl, 1, err instanceof RangeError && ${REFUSED_MEMORY}.test(err.message) ? 2 : 1);
     console.error('deerjs cpu worker:', err);
   } finally {
     Atomics.add(ctl, 0, 1);
@@ -393,7 +394,9 @@ export class ThreadPool {
     } finally {
       for (let v = Atomics.load(ctl, 0); v < posted; v = Atomics.load(ctl, 0)) Atomics.wait(ctl, 0, v);
     }
-    if (Atomics.load(ctl, 1)) throw new Error('cpu: a worker thread failed (its error is on stderr)');
+    const failed = Atomics.load(ctl, 1);
+    if (failed === 2) throw new RangeError('cpu: a worker thread ran out of memory (its error is on stderr)');
+    if (failed) throw new Error('cpu: a worker thread failed (its error is on stderr)');
   }
 
   destroy(): void {
