@@ -164,6 +164,7 @@ export function defineOpCases(ctx: SuiteContext): void {
       ['newtonUpdate yOld shape', () => backend.newtonUpdate(c, y5, opts)],
       ['newtonUpdate active length', () => backend.newtonUpdate(c, y, { ...opts, active: new Uint8Array(3) })],
       ['newtonUpdate clip NaN', () => backend.newtonUpdate(c, y, { ...opts, clip: Number.NaN })],
+      ['scatterRows src of the right size but shape', () => backend.scatterRows(c, [0, 1], c2)],
     ];
     // A disposed tensor is a TensorStateError whatever its shape, on every backend.
     const gone = t([2, 12]);
@@ -190,11 +191,13 @@ export function defineOpCases(ctx: SuiteContext): void {
       const empty = t([2, 3, 0]);
       const masked = backend.maskTime(empty, [1, 2]);
       const rows = backend.gatherRows(empty, [1, 1, 0]);
+      const none = backend.broadcastTime(y0, 0);
       try {
         expect(Array.from(await backend.read(sum))).toEqual(new Array(24).fill(1));
-        expect([masked.shape, rows.shape]).toEqual([[2, 3, 0], [3, 3, 0]]);
+        // tfjs had given [2, 1, 4] for no time steps.
+        expect([masked.shape, rows.shape, none.shape]).toEqual([[2, 3, 0], [3, 3, 0], [2, 0, 4]]);
       } finally {
-        for (const x of [sum, empty, masked, rows]) backend.dispose(x);
+        for (const x of [sum, empty, masked, rows, none]) backend.dispose(x);
       }
     } finally {
       for (const x of [...Object.values(made), ...Object.values(params)]) backend.dispose(x);

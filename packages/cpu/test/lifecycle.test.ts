@@ -1,4 +1,4 @@
-import { type Backend, cells, deer, OutOfMemoryError, ShapeError, type Tensor, TensorStateError } from '@deerjs/core';
+import { type Backend, cells, DTypeError, deer, OutOfMemoryError, ShapeError, type Tensor, TensorStateError } from '@deerjs/core';
 import { describe, expect, it } from 'vitest';
 import { ASYNC_TENSOR_METHODS, CpuBackend, TENSOR_METHODS } from '../src/backend.js';
 import { FastCpuBackend } from '../src/index.js';
@@ -339,6 +339,20 @@ describe('a batch whose one time step does not fit', () => {
     await expect(deer(be, cell, cell.init({ seed: 1 }), x)).rejects.toThrow(OutOfMemoryError);
     await expect(deer(be, cell, cell.init({ seed: 1 }), x)).rejects.toThrow(/split the batch/);
     be.dispose(x);
+    expect(be.liveTensors()).toBe(0);
+    be.destroy();
+  });
+});
+
+describe('operands of two dtypes', () => {
+  it('are a DTypeError (cpu had added a float32 tensor to a float64 one)', () => {
+    const be = new FastCpuBackend({ dtype: 'float64', threads: 1 });
+    const a = be.tensor([1, 2], [2], 'float64');
+    const b = be.tensor([1, 2], [2], 'float32');
+    expect(() => be.add(a, b)).toThrow(DTypeError);
+    expect(() => be.sub(b, a)).toThrow(DTypeError);
+    be.dispose(a);
+    be.dispose(b);
     expect(be.liveTensors()).toBe(0);
     be.destroy();
   });

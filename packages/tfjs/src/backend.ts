@@ -481,6 +481,8 @@ export class TfjsBackend implements Backend {
     const tf = this.tf;
     const src = this.unwrap(x);
     const [B, ...rest] = src.shape as number[];
+    // tf.broadcastTo to a zero extent kept the 1 (shape [B, 1, ...]).
+    if (T === 0) return this.own(tf.zeros([B!, 0, ...rest]));
     return this.own(tf.tidy(() => tf.broadcastTo(tf.reshape(src, [B!, 1, ...rest]), [B!, T, ...rest])));
   }
 

@@ -1,4 +1,4 @@
-import { ShapeError } from '../errors.js';
+import { DTypeError, ShapeError } from '../errors.js';
 import type { StepProgram } from './program.js';
 import type { NewtonUpdateOptions, ScanArgs, StepInputs, Tensor } from './types.js';
 
@@ -19,6 +19,12 @@ function rank(op: string, what: string, t: Tensor, r: number, form: string): voi
 function same(op: string, what: string, t: Tensor, want: readonly number[]): void {
   if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i]))
     throw new ShapeError(`${op} ${what}`, fmt(want), fmt(t.shape));
+}
+
+/** Tensors combined entry by entry share one dtype (cpu had added float32 to float64). */
+function sameDType(op: string, ...ts: Tensor[]): void {
+  const [first, ...rest] = ts as [Tensor, ...Tensor[]];
+  for (const t of rest) if (t.dtype !== first.dtype) throw new DTypeError(op, `${first.dtype} (as the first operand)`, t.dtype);
 }
 
 /** s: an integer ≥ 1 dividing n. */
@@ -150,8 +156,19 @@ const CHECKS: Readonly<Record<string, Check>> = {
     blockDims(op, T(a), s);
     if (typeof alpha !== 'number' || !Number.isFinite(alpha)) throw new ShapeError(`${op} alpha`, 'a finite number', String(alpha));
   },
-  add: (op, [a, b]) => same(op, 'b', T(b), T(a).shape),
-  sub: (op, [a, b]) => same(op, 'b', T(b), T(a).shape),
+  add: (op, [a, b]) => {
+    same(op, 'b', T(b), T(a).shape);
+    sameDType(op, T(a), T(b));
+  },
+  sub: (op, [a, b]) => {
+    same(op, 'b', T(b), T(a).shape);
+    sameDType(op, T(a), T(b));
+  },
+  scatterRows: (op, [into, rows, src]) => {
+    const n = (rows as readonly number[])?.length;
+    if (typeof n === 'number') same(op, 'src', T(src), [n, ...T(into).shape.slice(1)]);
+    sameDType(op, T(into), T(src));
+  },
   shiftTime: (op, [x, fill, dir]) => {
     timed(op, 'x', T(x));
     if (dir !== 1 && dir !== -1) throw new ShapeError(`${op} dir`, '1 or -1', String(dir));
