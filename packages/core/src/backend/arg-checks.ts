@@ -1,8 +1,8 @@
 import { ShapeError } from '../errors.js';
 
 /**
- * Argument checks that every backend makes the same way, so that a bad argument is the same typed
- * error on each of them (the conformance suite holds them to it).
+ * Argument checks of the op contracts (op-contracts.ts) that take more than a shape comparison;
+ * exported for backends written outside this repository that do not use `guardOpArgs`.
  */
 
 /** A reshape keeps the number of entries; every extent a non-negative integer. */

@@ -1,6 +1,7 @@
 import { DTypeError, ShapeError } from '../errors.js';
+import { checkDampedScan, checkReshape, checkRows } from './arg-checks.js';
 import type { StepProgram } from './program.js';
-import type { NewtonUpdateOptions, ScanArgs, StepInputs, Tensor } from './types.js';
+import type { DampedScanArgs, NewtonUpdateOptions, ScanArgs, StepInputs, Tensor } from './types.js';
 
 /**
  * The Backend interface's argument contracts (backend/types.ts), checked the same way for every
@@ -99,6 +100,14 @@ function stepArgs(op: string, program: StepProgram, B: number, T: number | undef
 }
 
 type Check = (op: string, args: readonly unknown[]) => void;
+
+const newtonUpdateArgs: Check = (op, [yRaw, yOld, opts]) =>
+  updateArgs(op, yRaw as Tensor, yOld as Tensor, opts as NewtonUpdateOptions);
+
+const scanUpdateArgs: Check = (op, [args, yOld, opts]) => {
+  scanArgs(op, args as ScanArgs);
+  updateArgs(op, (args as ScanArgs).c, yOld as Tensor, opts as NewtonUpdateOptions);
+};
 const T = (v: unknown) => v as Tensor;
 
 /** Per Backend method, its argument checks (methods not listed have their own, or take none). */
@@ -121,16 +130,16 @@ const CHECKS: Readonly<Record<string, Check>> = {
     stepArgs(op, p, i.y0.shape[0]!, undefined, i);
   },
   scan: (op, [args]) => scanArgs(op, args as ScanArgs),
-  scanUpdate: (op, [args, yOld, opts]) => {
-    scanArgs(op, args as ScanArgs);
-    updateArgs(op, (args as ScanArgs).c, T(yOld), opts as NewtonUpdateOptions);
+  scanUpdate: scanUpdateArgs,
+  scanUpdateUnread: scanUpdateArgs,
+  newtonUpdate: newtonUpdateArgs,
+  newtonUpdateSync: newtonUpdateArgs,
+  dampedScan: (_op, [args]) => {
+    const a = args as DampedScanArgs;
+    checkDampedScan(a, a.A.shape, a.c.shape);
   },
-  scanUpdateUnread: (op, [args, yOld, opts]) => {
-    scanArgs(op, args as ScanArgs);
-    updateArgs(op, (args as ScanArgs).c, T(yOld), opts as NewtonUpdateOptions);
-  },
-  newtonUpdate: (op, [yRaw, yOld, opts]) => updateArgs(op, T(yRaw), T(yOld), opts as NewtonUpdateOptions),
-  newtonUpdateSync: (op, [yRaw, yOld, opts]) => updateArgs(op, T(yRaw), T(yOld), opts as NewtonUpdateOptions),
+  reshape: (_op, [x, shape]) => checkReshape(T(x).shape, shape as readonly number[]),
+  gatherRows: (op, [x, rows]) => checkRows(op as 'gatherRows', rows as readonly number[], T(x).shape[0] ?? 0),
   affineOffset: (op, [F, A, y, s]) => {
     rank(op, 'F', T(F), 3, '[B, T, n]');
     const [B, Tn, n] = T(F).shape as [number, number, number];
@@ -165,9 +174,10 @@ const CHECKS: Readonly<Record<string, Check>> = {
     sameDType(op, T(a), T(b));
   },
   scatterRows: (op, [into, rows, src]) => {
-    const n = (rows as readonly number[])?.length;
-    if (typeof n === 'number') same(op, 'src', T(src), [n, ...T(into).shape.slice(1)]);
+    const rs = rows as readonly number[];
+    same(op, 'src', T(src), [rs.length, ...T(into).shape.slice(1)]);
     sameDType(op, T(into), T(src));
+    checkRows(op as 'scatterRows', rs, T(into).shape[0] ?? 0);
   },
   shiftTime: (op, [x, fill, dir]) => {
     timed(op, 'x', T(x));
@@ -180,8 +190,8 @@ const CHECKS: Readonly<Record<string, Check>> = {
   },
   sliceTime: (op, [x, start, length]) => {
     const [, Tn] = timed(op, 'x', T(x));
-    if (!isCount(start) || !isCount(length) || start + length > Tn)
-      throw new ShapeError(`${op} range`, `integers start, length ≥ 0 with start + length ≤ ${Tn}`, `${String(start)}, ${String(length)}`);
+    if (!isCount(start) || !isCount(length) || length < 1 || start + length > Tn)
+      throw new ShapeError(`${op} range`, `integers start ≥ 0, length ≥ 1 with start + length ≤ ${Tn}`, `${String(start)}, ${String(length)}`);
   },
   concatTime: (op, [parts]) => {
     const ps = parts as readonly Tensor[];
