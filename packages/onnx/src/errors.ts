@@ -43,3 +43,11 @@ export class OnnxRuntimeUnavailableError extends DeerError {
     );
   }
 }
+
+/** onnxruntime-node failed while running a model it had loaded (its own message follows). */
+export class OnnxRuntimeError extends DeerError {
+  override name = 'OnnxRuntimeError';
+  constructor(reason: string, options?: { cause?: unknown }) {
+    super(`onnxruntime failed: ${reason}`, options);
+  }
+}

@@ -7,6 +7,7 @@ export {
 } from './builder.js';
 export {
   OnnxFormatError,
+  OnnxRuntimeError,
   OnnxInputError,
   OnnxRuntimeUnavailableError,
   OnnxUnsupportedError,

@@ -34,7 +34,7 @@ export interface OnnxRecurrentModel {
   readonly nodes: readonly OnnxNode[];
   /** The GRU, LSTM and RNN nodes, with attributes resolved. */
   readonly recurrentNodes: readonly RecurrentNode[];
-  /** Constant tensors by name. */
+  /** Initializers that a node or graph output reads, decoded, by name (unread ones are skipped). */
   readonly initializers: ReadonlyMap<string, OnnxTensor>;
   /**
    * Graph inputs that also have an initializer: the initializer is a default that a run may override.
@@ -54,11 +54,6 @@ export function loadOnnxModel(bytes: Uint8Array): OnnxRecurrentModel {
   const opsetEntry = proto.opsetImport.find((o) => !o.domain || o.domain === 'ai.onnx');
   if (!opsetEntry)
     throw new OnnxFormatError('the model imports no default (ai.onnx) operator set (truncated?)');
-  const initializers = new Map<string, OnnxTensor>();
-  for (const t of graph.initializer ?? []) {
-    if (!t.name) throw new OnnxFormatError('an initializer has no name');
-    initializers.set(t.name, readTensorProto(t));
-  }
   const nodes: OnnxNode[] = (graph.node ?? []).map((n, i) => ({
     name: nodeLabel(n, i),
     op: n.opType ?? '',
@@ -67,15 +62,25 @@ export function loadOnnxModel(bytes: Uint8Array): OnnxRecurrentModel {
     outputs: n.output ?? [],
     attributes: n.attribute ?? [],
   }));
-  checkReferences(graph, nodes, initializers);
+  // Only initializers the graph reads are decoded: one that nothing reads (of a type deerjs does
+  // not hold, say) changes no output, and onnxruntime runs such models too.
+  const read = new Set<string>([...nodes.flatMap((n) => n.inputs), ...(graph.output ?? []).map((o) => o.name ?? '')]);
+  const initializerNames = new Set<string>();
+  const initializers = new Map<string, OnnxTensor>();
+  for (const t of graph.initializer ?? []) {
+    if (!t.name) throw new OnnxFormatError('an initializer has no name');
+    initializerNames.add(t.name);
+    if (read.has(t.name)) initializers.set(t.name, readTensorProto(t));
+  }
+  checkReferences(graph, nodes, initializerNames);
   const recurrentNodes = (graph.node ?? []).flatMap((n, i) =>
     isRecurrentOp(n.opType) && (!n.domain || n.domain === 'ai.onnx') ? [parseRecurrentNode(n, i)] : [],
   );
   return {
     irVersion: toInt(proto.irVersion),
     opset: toInt(opsetEntry.version),
-    inputs: (graph.input ?? []).filter((v) => !initializers.has(v.name ?? '')).map(valueInfo),
-    initializerInputs: (graph.input ?? []).filter((v) => initializers.has(v.name ?? '')).map(valueInfo),
+    inputs: (graph.input ?? []).filter((v) => !initializerNames.has(v.name ?? '')).map(valueInfo),
+    initializerInputs: (graph.input ?? []).filter((v) => initializerNames.has(v.name ?? '')).map(valueInfo),
     outputs: (graph.output ?? []).map(valueInfo),
     nodes,
     recurrentNodes,
@@ -98,9 +103,9 @@ function valueInfo(v: OnnxTypes.IValueInfoProto): OnnxValueInfo {
 function checkReferences(
   graph: OnnxTypes.IGraphProto,
   nodes: readonly OnnxNode[],
-  initializers: ReadonlyMap<string, OnnxTensor>,
+  initializers: ReadonlySet<string>,
 ): void {
-  const known = new Set<string>([...initializers.keys(), ...(graph.input ?? []).map((v) => v.name ?? '')]);
+  const known = new Set<string>([...initializers, ...(graph.input ?? []).map((v) => v.name ?? '')]);
   for (const node of nodes) {
     for (const name of node.inputs) {
       if (name && !known.has(name)) {

@@ -1,4 +1,4 @@
-import { OnnxInputError, OnnxRuntimeUnavailableError } from './errors.js';
+import { OnnxFormatError, OnnxInputError, OnnxRuntimeError, OnnxRuntimeUnavailableError } from './errors.js';
 import type { OnnxData, OnnxTensor } from './tensor.js';
 
 /** The few parts of onnxruntime-node used here (so this package's types do not need it installed). */
@@ -7,6 +7,7 @@ interface OrtTensor {
   readonly dims: readonly number[];
 }
 interface OrtSession {
+  readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   run(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
   release(): Promise<void>;
@@ -63,15 +64,29 @@ export async function openOrtSession(
   options: OrtOptions = {},
 ): Promise<OrtReferenceSession> {
   const ort = await importOrt(options.importer ?? (() => import('onnxruntime-node')));
-  const session = await ort.InferenceSession.create(
-    modelBytes,
-    options.sessionOptions ?? { executionProviders: ['cpu'] },
-  );
+  let session: OrtSession;
+  try {
+    session = await ort.InferenceSession.create(modelBytes, options.sessionOptions ?? { executionProviders: ['cpu'] });
+  } catch (err) {
+    throw new OnnxFormatError(`onnxruntime could not load the model: ${errorMessage(err)}`, { cause: err });
+  }
   return {
     async run(inputs) {
       const feeds: Record<string, OrtTensor> = {};
       if (inputs === null || typeof inputs !== 'object')
         throw new OnnxInputError('<inputs>', 'expected an object of { data, dims } by name');
+      const accepted = new Set(session.inputNames);
+      for (const name of Object.keys(inputs)) {
+        // onnxruntime-node passes only the session's input names on and drops any other feed
+        // (an initializer that is also a graph input among them): refused, never ignored.
+        if (!accepted.has(name))
+          throw new OnnxInputError(
+            name,
+            `onnxruntime does not take this input (its inputs: ${[...accepted].join(', ') || 'none'}); an initializer that is also a graph input cannot be overridden through onnxruntime-node`,
+          );
+      }
+      for (const name of accepted)
+        if (!Object.hasOwn(inputs, name)) throw new OnnxInputError(name, 'missing: onnxruntime needs every input of the session');
       for (const [name, t] of Object.entries(inputs)) {
         const data = (t as Partial<OnnxTensor> | null)?.data;
         const type = ArrayBuffer.isView(data) ? TYPE_NAMES.get(data.constructor) : undefined;
@@ -82,9 +97,22 @@ export async function openOrtSession(
               ? `unsupported data type ${data.constructor.name} (supported: Float32Array, Float64Array, Int32Array, BigInt64Array)`
               : 'expected { data: Float32Array | Float64Array | Int32Array | BigInt64Array, dims: number[] }',
           );
+        const dims = t.dims as unknown[];
+        if (!dims.every((d) => Number.isSafeInteger(d) && (d as number) >= 0))
+          throw new OnnxInputError(name, `dims must be integers ≥ 0, got [${dims.join(', ')}]`);
+        const count = (dims as number[]).reduce((a, d) => a * d, 1);
+        if (count !== (data as ArrayLike<unknown>).length)
+          throw new OnnxInputError(name, `dims [${dims.join(', ')}] hold ${count} values, data has ${(data as ArrayLike<unknown>).length}`);
+        // onnxruntime-node aborts the whole process on an empty recurrent input.
+        if (count === 0) throw new OnnxInputError(name, `empty tensor (dims [${dims.join(', ')}]); onnxruntime cannot run it`);
         feeds[name] = new ort.Tensor(type, t.data, t.dims);
       }
-      const results = await session.run(feeds);
+      let results: Record<string, OrtTensor>;
+      try {
+        results = await session.run(feeds);
+      } catch (err) {
+        throw new OnnxRuntimeError(errorMessage(err), { cause: err });
+      }
       const out: Record<string, OnnxTensor> = {};
       for (const name of session.outputNames) {
         const r = results[name];
@@ -109,3 +137,5 @@ export async function ortReference(
     await session.release();
   }
 }
+
+const errorMessage = (err: unknown): string => String((err as Error | null)?.message ?? err);

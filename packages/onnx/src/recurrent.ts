@@ -164,7 +164,14 @@ export function parseRecurrentNode(node: OnnxTypes.INodeProto, index: number): R
   let names: ActivationName[];
   const activationsAttr = attrs.get('activations');
   if (activationsAttr) {
-    const got = (activationsAttr.strings ?? []).map((s) => decodeUtf8(s));
+    let got = (activationsAttr.strings ?? []).map((s) => decodeUtf8(s));
+    // The RNN schema's default lists two names even for one direction (converters write it out);
+    // onnxruntime runs such a node with the first, and so does deerjs.
+    if (op === 'RNN' && numDirections === 1 && got.length === 2) {
+      if (got.some((g) => cells.activationName(g) === undefined))
+        throw bad('activations', got, `names from ${cells.ACTIVATION_NAMES.join(', ')}`);
+      got = got.slice(0, 1);
+    }
     if (got.length !== perDirection * numDirections) {
       throw bad('activations', got, `${perDirection * numDirections} names (${perDirection} per direction)`);
     }

@@ -23,8 +23,19 @@ export async function runOnnxModel(
   inputs: Readonly<Record<string, OnnxInput>>,
   options: RunOnnxOptions = {},
 ): Promise<Record<string, OnnxTensor>> {
-  if (model === null || typeof model !== 'object' || !Array.isArray(model.nodes))
+  if (
+    model === null ||
+    typeof model !== 'object' ||
+    !Array.isArray(model.nodes) ||
+    !Array.isArray(model.inputs) ||
+    !(model.initializers instanceof Map)
+  )
     throw new InvalidArgumentError('runOnnxModel model', 'a model from loadOnnxModel', describeValue(model));
+  if (options === null || typeof options !== 'object' || Array.isArray(options))
+    throw new InvalidArgumentError('runOnnxModel options', 'an object of options', describeValue(options));
+  const { onSolve } = options;
+  if (onSolve !== undefined && typeof onSolve !== 'function')
+    throw new InvalidArgumentError('runOnnxModel onSolve', 'a function', describeValue(onSolve));
   for (const node of model.nodes) {
     const supported = isRecurrentOp(node.op) || isShapeOp(node.op);
     if (!supported || (node.domain !== '' && node.domain !== 'ai.onnx')) {
@@ -35,7 +46,7 @@ export async function runOnnxModel(
   // The initial state and the sequence lengths come from the model's inputs (initial_h,
   // sequence_lens): deer's own options for them would be overwritten, so they are refused.
   for (const name of ['h0', 'lengths'] as const) {
-    if (options !== null && typeof options === 'object' && Object.hasOwn(options, name))
+    if (Object.hasOwn(options, name))
       throw new UnsupportedOptionError(name, (options as Record<string, unknown>)[name], `nothing: ${name === 'h0' ? 'initial_h (and initial_c)' : 'sequence_lens'} of the model's inputs sets it`);
   }
   if (

@@ -32,9 +32,10 @@ export function runShapeOp(node: OnnxNode, value: (name: string) => OnnxTensor):
     }
     return { data: x.data, dims: x.dims.filter((_, i) => !drop.has(i)) };
   }
+  const inserted = new Set(norm);
   const dims: number[] = [];
   let src = 0;
-  for (let i = 0; i < rank; i++) dims.push(norm.includes(i) ? 1 : x.dims[src++]!);
+  for (let i = 0; i < rank; i++) dims.push(inserted.has(i) ? 1 : x.dims[src++]!);
   return { data: x.data, dims };
 }
 

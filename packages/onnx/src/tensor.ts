@@ -38,14 +38,8 @@ export function readTensorProto(t: OnnxTypes.ITensorProto): OnnxTensor {
   if (dims.some((d) => !Number.isInteger(d) || d < 0)) {
     throw new OnnxFormatError(`initializer '${name}': invalid dims [${dims.join(', ')}]`);
   }
-  if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
-    throw new OnnxUnsupportedError(
-      `initializer ${name}`,
-      'data_location',
-      'EXTERNAL',
-      'data stored inside the model',
-    );
-  }
+  if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL)
+    throw initializerUnsupported(name, 'data_location', 'EXTERNAL', 'data stored inside the model');
   const size = sizeOf(dims);
   const type = t.dataType ?? 0;
   const raw = t.rawData && t.rawData.length > 0 ? t.rawData : undefined;
@@ -80,7 +74,14 @@ export function readTensorProto(t: OnnxTypes.ITensorProto): OnnxTensor {
 
 function unsupportedType(name: string, type: number): OnnxUnsupportedError {
   const label = onnx.TensorProto.DataType[type] ?? String(type);
-  return new OnnxUnsupportedError(`initializer ${name}`, 'data_type', label, 'FLOAT, DOUBLE, INT32 or INT64');
+  return initializerUnsupported(name, 'data_type', label, 'FLOAT, DOUBLE, INT32 or INT64');
+}
+
+/** OnnxUnsupportedError for an initializer (its `node` is `initializer <name>`), worded as one. */
+function initializerUnsupported(name: string, field: string, got: string, expected: string): OnnxUnsupportedError {
+  const err = new OnnxUnsupportedError(`initializer ${name}`, field, got, expected);
+  err.message = `ONNX initializer '${name}' (read by a node): ${field} ${got} is not supported (supported: ${expected})`;
+  return err;
 }
 
 /** An initializer holding `data` as little-endian raw_data. */

@@ -136,6 +136,25 @@ describe('ONNX activations against onnxruntime', () => {
       });
     }
 
+    for (const direction of ['forward', 'reverse'] as const) {
+      it(`${dtype} one-direction RNN listing two activations (the schema's default form): the first runs, as in onnxruntime (${direction})`, async () => {
+        for (const [names, alpha] of [
+          [['Tanh', 'Tanh'], []],
+          [['LeakyRelu', 'Tanh'], [0.3]],
+        ] as const) {
+          const c: Case = { op: 'RNN', lbr: 0, direction, layout: 0, initial: true };
+          const e = await compare(backends[dtype], c, {
+            spec: { activations: names, ...(alpha.length > 0 ? { activationAlpha: alpha } : {}) },
+            run: { dtype },
+            seed: 31,
+            scale: 0.5,
+            relative: true,
+          });
+          expect(e).toBeLessThan(TOL);
+        }
+      });
+    }
+
     for (const direction of ['forward', 'reverse', 'bidirectional'] as const) {
       it(`${dtype} LSTM peepholes (${direction})`, async () => {
         const c: Case = { op: 'LSTM', lbr: 0, direction, layout: 0, initial: true };

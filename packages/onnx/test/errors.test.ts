@@ -8,6 +8,7 @@ import {
   loadOnnxModel,
   OnnxFormatError,
   OnnxInputError,
+  OnnxRuntimeError,
   OnnxRuntimeUnavailableError,
   OnnxUnsupportedError,
   ortReference,
@@ -84,6 +85,29 @@ describe('malformed files', () => {
       w.rawData = w.rawData!.subarray(0, w.rawData!.length - 4);
     });
     expect(() => loadOnnxModel(bad)).toThrow(/initializer 'W': raw_data has/);
+  });
+
+  it('an initializer nothing reads is not decoded, whatever its type; one the graph reads is, and is named as an initializer', async () => {
+    const withExtra = (extra: object) =>
+      edit(bytes, (graph) => {
+        graph.initializer.push(onnx.TensorProto.create({ name: 'extra', dims: [2], ...extra }));
+      });
+    const float16 = { dataType: onnx.TensorProto.DataType.FLOAT16, int32Data: [15360, 15360] };
+    const external = { dataType: 1, dataLocation: onnx.TensorProto.DataLocation.EXTERNAL };
+    for (const extra of [float16, external]) {
+      const model = loadOnnxModel(withExtra(extra));
+      expect(model.initializers.has('extra')).toBe(false);
+      const { Y } = await runOnnxModel(model, backend, { X });
+      const ref = await runOnnxModel(loadOnnxModel(bytes), backend, { X });
+      expect(Array.from(Y!.data as Float32Array)).toEqual(Array.from(ref.Y!.data as Float32Array));
+    }
+    // Read as the node's B: refused, worded as an initializer.
+    const readF16 = edit(withExtra(float16), (graph) => {
+      graph.node[0]!.input![3] = 'extra';
+    });
+    const err = catchError(() => loadOnnxModel(readF16));
+    expect(err).toBeInstanceOf(OnnxUnsupportedError);
+    expect((err as Error).message).toMatch(/^ONNX initializer 'extra' \(read by a node\): data_type FLOAT16 is not supported/);
   });
 });
 
@@ -297,6 +321,20 @@ describe('run-time inputs', () => {
     await expect(runOnnxModel(model, null as never, { X })).rejects.toThrow(InvalidArgumentError);
     // A null model had been a TypeError: its nodes were read before it was checked.
     await expect(runOnnxModel(null as never, backend, { X })).rejects.toThrow(InvalidArgumentError);
+    await expect(runOnnxModel({ nodes: [] } as never, backend, { X })).rejects.toThrow(InvalidArgumentError);
+  });
+
+  it('gives typed errors for options that are not an object, or an onSolve that is not a function (before any solve)', async () => {
+    for (const options of [null, 'x', [1]]) {
+      const err = await runOnnxModel(model, backend, { X }, options as never).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InvalidArgumentError);
+      expect((err as Error).message).toMatch(/^runOnnxModel options: expected an object of options/);
+    }
+    const live = backend.liveTensors();
+    const err = await runOnnxModel(model, backend, { X }, { onSolve: 1 } as never).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect((err as Error).message).toMatch(/onSolve: expected a function, got 1/);
+    expect(backend.liveTensors()).toBe(live);
   });
 
   it("refuses deer's h0 and lengths: initial_h and sequence_lens come from the model (they were overwritten in silence)", async () => {
@@ -362,7 +400,7 @@ describe('onnxruntime-node', () => {
   });
 
   it('unsupported input data gives OnnxInputError naming the input', async () => {
-    const session = { outputNames: [], run: async () => ({}), release: async () => undefined };
+    const session = { inputNames: ['X'], outputNames: [], run: async () => ({}), release: async () => undefined };
     const fake = { InferenceSession: { create: async () => session }, Tensor: class {} };
     const err = await ortReference(
       bytes,
@@ -371,6 +409,46 @@ describe('onnxruntime-node', () => {
     ).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OnnxInputError);
     expect((err as Error).message).toMatch(/'X': unsupported data type Uint8Array/);
+  });
+
+  it('a feed onnxruntime would drop is refused, never ignored', async () => {
+    // W as a graph input beside its initializer: runOnnxModel takes it as an override, while
+    // onnxruntime-node passes on only its session's input names (X here).
+    const overridable = edit(bytes, (g) => {
+      const w = g.initializer.find((t) => t.name === 'W')!;
+      g.input!.push(
+        onnx.ValueInfoProto.create({
+          name: 'W',
+          type: { tensorType: { elemType: 1, shape: { dim: w.dims!.map((d) => ({ dimValue: d })) } } },
+        }),
+      );
+    });
+    const W = { data: new Float32Array(3 * n * m).fill(0.1), dims: [1, 3 * n, m] };
+    for (const feeds of [{ X, W }, { X, nonsense: W }] as Record<string, typeof X>[]) {
+      const err = await ortReference(overridable, feeds).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(OnnxInputError);
+      expect((err as Error).message).toMatch(/onnxruntime does not take this input \(its inputs: X\)/);
+    }
+    expect(loadOnnxModel(overridable).initializerInputs?.map((i) => i.name)).toEqual(['W']);
+  });
+
+  it('a missing, mis-sized or empty feed is an OnnxInputError (onnxruntime aborts the process on empty X)', async () => {
+    await expect(ortReference(bytes, {})).rejects.toThrow(/'X': missing/);
+    await expect(ortReference(bytes, { X: { data: new Float32Array(4), dims: X.dims } })).rejects.toThrow(
+      /'X': dims \[5, 2, 3\] hold 30 values, data has 4/,
+    );
+    await expect(ortReference(bytes, { X: { data: new Float32Array(0), dims: [0, B, m] } })).rejects.toThrow(
+      /'X': empty tensor/,
+    );
+  });
+
+  it("onnxruntime's own failures are typed: bytes it cannot load, a run it refuses", async () => {
+    const corrupt = bytes.slice(0, 40);
+    await expect(ortReference(corrupt, { X })).rejects.toThrow(OnnxFormatError);
+    // Right size, wrong rank: onnxruntime's shape check refuses the run.
+    const err = await ortReference(bytes, { X: { data: X.data, dims: [T * B * m] } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OnnxRuntimeError);
+    expect((err as Error).message).toMatch(/^onnxruntime failed: /);
   });
 
   it('is imported lazily, only by ort.ts', () => {
