@@ -3,6 +3,7 @@ import {
   type Cell,
   cells,
   ConvergenceError,
+  ivpVjp,
   defineCell,
   DTypeError,
   dopri5,
@@ -12,6 +13,8 @@ import {
   rk4,
   ShapeError,
   solveIvp,
+  STIFF_ADJOINT_LIMIT,
+  StiffAdjointError,
   solveIvpWithGrad,
   type Tensor,
   UnsupportedOptionError,
@@ -185,6 +188,71 @@ export function defineOdeCases(ctx: SuiteContext): void {
       errs.push(maxAbsDiff(y, Array.from({ length: N * 2 }, (_, q) => ref[((Math.floor(q / 2) + 1) * k - 1) * 2 + (q % 2)]!)));
     }
     expect(errs[0]! / errs[1]!).toBeGreaterThan(f64 ? 12 : 6);
+  });
+
+  ctx.test('ode/stiff-adjoint-refused-not-wrong', async () => {
+    // A fast mode (rate 1e4) beside a slow one: the exponential forward step is exact for any Δt,
+    // but the trapezoid rule for ∂L/∂A is not where rate·Δt ≫ 1 (it was 500× off here): vjp
+    // refuses, 'allow' says how stiff, and a grid at rate·Δt ≤ 0.1 gives finite differences' answer.
+    const field = defineCell({ name: 'stiff-linear', state: 2, input: 0, params: { A: [2, 2] } }, (y, _x, p) =>
+      matvec(p.A, y),
+    );
+    const A = [-1e4, 1e4 - 1, 0, -1];
+    const backend = ctx.backend();
+    const gradOn = async (t: number[], stiffAdjoint?: 'allow') => {
+      const N = t.length - 1;
+      const y0 = backend.tensor([1, 0.5], [1, 2], ctx.dtype);
+      const w = Float64Array.from({ length: 2 * N }, (_, i) => (i >= 2 * N - 2 ? 1 : 0));
+      const dy = backend.tensor(w, [1, N, 2], ctx.dtype);
+      const r = await solveIvpWithGrad(backend, field, { A }, { y0, t }, stiffAdjoint ? { stiffAdjoint } : {});
+      try {
+        const g = await r.vjp(dy);
+        const dA = await backend.read(g.params.A!);
+        for (const v of [...Object.values(g.params), g.y0]) backend.dispose(v);
+        return { dA: Array.from(dA), stiffness: g.stiffness };
+      } finally {
+        r.dispose();
+        backend.dispose(dy);
+        backend.dispose(y0);
+      }
+    };
+    const coarse = [0, 1e-3, 2e-3, 3e-3];
+    const err = await gradOn(coarse).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StiffAdjointError);
+    expect((err as StiffAdjointError).stiffness).toBeGreaterThan(STIFF_ADJOINT_LIMIT);
+    const rough = await gradOn(coarse, 'allow');
+    expect(rough.stiffness).toBeGreaterThan(5);
+    // rate·Δt = 0.1: within about 0.1% of the exact gradient (finite differences of the exact solution).
+    const fine = Array.from({ length: 31 }, (_, i) => i * 1e-5);
+    const good = await gradOn(fine);
+    expect(good.stiffness).toBeLessThanOrEqual(0.11);
+    const oracle = ctx.oracle();
+    const L = async (a: number[]) => {
+      const r = await solveIvp(oracle, field, { A: a }, { y0: [1, 0.5], t: fine }, { atol: 1e-14, rtol: 1e-14 });
+      const y = await oracle.read(r.y);
+      oracle.dispose(r.y);
+      return y[y.length - 2]! + y[y.length - 1]!;
+    };
+    for (const k of [0, 1]) {
+      const h = 1e-6 * Math.abs(A[k]!);
+      const fd = ((await L(A.map((v, i) => (i === k ? v + h : v)))) - (await L(A.map((v, i) => (i === k ? v - h : v))))) / (2 * h);
+      expect(Math.abs(good.dA[k]! - fd) / Math.abs(fd), `∂L/∂A[${k}]`).toBeLessThan(f64 ? 3e-3 : 1e-2);
+    }
+    // ivpVjp takes the same option, checked.
+    const y0 = backend.tensor([1, 0.5], [1, 2], ctx.dtype);
+    const r = await solveIvp(backend, field, { A }, { y0, t: coarse });
+    const dy = backend.tensor(new Float64Array(6).fill(1), [1, 3, 2], ctx.dtype);
+    try {
+      await expect(ivpVjp(backend, field, { A }, { y0, t: coarse }, r.y, dy)).rejects.toThrow(StiffAdjointError);
+      await expect(ivpVjp(backend, field, { A }, { y0, t: coarse }, r.y, dy, { stiffAdjoint: 'yes' as never })).rejects.toThrow(
+        UnsupportedOptionError,
+      );
+      const g = await ivpVjp(backend, field, { A }, { y0, t: coarse }, r.y, dy, { stiffAdjoint: 'allow' });
+      expect(g.stiffness).toBeGreaterThan(5);
+      for (const v of [...Object.values(g.params), g.y0]) backend.dispose(v);
+    } finally {
+      for (const t of [r.y, dy, y0]) backend.dispose(t);
+    }
   });
 
   ctx.test('ode/gradient-consistent', async () => {

@@ -69,6 +69,25 @@ export class StepSizeError extends DeerError {
   }
 }
 
+/**
+ * The ODE adjoint's ∂L/∂θ and ∂L/∂x would not be accurate: they integrate λᵀ∂f/∂θ over each interval
+ * by the trapezoid rule, which fails where the field is stiff on the interval's scale (J̄·Δt ≫ 1:
+ * λ and y change by e^{−rate·Δt} inside it), although the exponential forward step stays accurate.
+ */
+export class StiffAdjointError extends DeerError {
+  override name = 'StiffAdjointError';
+  constructor(
+    readonly stiffness: number,
+    readonly limit: number,
+    readonly from: number,
+    readonly to: number,
+  ) {
+    super(
+      `solveIvpWithGrad: an entry of J̄·Δt (a rate times a step) reaches ${stiffness.toPrecision(3)} on an interval between grid points ${from} and ${to} (limit ${limit}); there the trapezoid rule that gives ∂L/∂θ and ∂L/∂x is off by 8% (at 1) to orders of magnitude. Refine the grid where the field is stiff (0.3 keeps it within about 1%), or pass stiffAdjoint: 'allow' to take the rough gradients (the result's stiffness says how rough)`,
+    );
+  }
+}
+
 /** An option value is not supported (by deerjs, or by the chosen backend). */
 export class UnsupportedOptionError extends DeerError {
   override name = 'UnsupportedOptionError';

@@ -104,7 +104,14 @@ export {
   stepVjp,
 } from './solver/grad.js';
 export { type IvpOptions, type IvpResult, solveIvp } from './solver/ode.js';
-export { type IvpGradients, type IvpGradResult, ivpVjp, solveIvpWithGrad } from './solver/ode-grad.js';
+export {
+  type IvpGradients,
+  type IvpGradOptions,
+  type IvpGradResult,
+  ivpVjp,
+  STIFF_ADJOINT_LIMIT,
+  solveIvpWithGrad,
+} from './solver/ode-grad.js';
 export { checkGrid, type OdeProblem } from './solver/ode-inputs.js';
 export { type Dopri5Options, dopri5Solve as dopri5, type Rk4Options, rk4 } from './solver/ode-sequential.js';
 export {

@@ -290,8 +290,8 @@ export async function intervalMaps(
   y0seq: Tensor,
   y: Tensor,
   s: number,
-): Promise<{ A: Tensor; b: Tensor }> {
-  return driveAsync(backend, intervalMapsSolve(backend, program, prep, y0seq, y, s));
+): Promise<{ A: Tensor; b: Tensor; stiffness: number }> {
+  return driveAsync(backend, intervalMapsSolve(backend, program, prep, y0seq, y, s, false, true));
 }
 
 function* intervalMapsSolve(
@@ -302,11 +302,13 @@ function* intervalMapsSolve(
   y: Tensor,
   s: number,
   estimateRounding = false,
-): Solve<{ A: Tensor; b: Tensor; norm: number; rounding: Float64Array }> {
+  measureStiffness = false,
+): Solve<{ A: Tensor; b: Tensor; norm: number; rounding: Float64Array; stiffness: number }> {
   const T = prep.T;
   const temps = new Owned(backend);
   let Jsum: Tensor;
   let csum: Tensor;
+  let stiffness = Number.NaN;
   try {
     const full = temps.add(backend.concatTime([y0seq, y]));
     const lin = backend.runStep(
@@ -323,7 +325,17 @@ function* intervalMapsSolve(
     temps.dispose();
   }
   try {
-    return yield* affineExponentialSolve(backend, Jsum, csum, prep.dt, 0.5, s, estimateRounding);
+    if (measureStiffness) {
+      // The largest entry of J̄·Δt over the intervals: a rate times a step.
+      const M = backend.scaleTime(Jsum, prep.dt, 0.5);
+      try {
+        stiffness = yield* awaitAsync(() => backend.maxAbs(M));
+      } finally {
+        backend.dispose(M);
+      }
+    }
+    const maps = yield* affineExponentialSolve(backend, Jsum, csum, prep.dt, 0.5, s, estimateRounding);
+    return { ...maps, stiffness };
   } finally {
     backend.dispose(Jsum);
     backend.dispose(csum);
