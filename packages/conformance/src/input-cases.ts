@@ -93,6 +93,9 @@ export function defineInputCases(ctx: SuiteContext): void {
       await expect(deer(backend, c, p, x, { jacobian: { block: 3 } })).rejects.toThrow(UnsupportedOptionError);
       await expect(deer(backend, c, p, x, { maxIter: 0 })).rejects.toThrow(UnsupportedOptionError);
       await expect(deer(backend, c, p, x, { fallback: 'retry' as never })).rejects.toThrow(UnsupportedOptionError);
+      // null had been read as the default (jacobian, method, fallback, initialGuess, tolerances).
+      for (const key of ['jacobian', 'method', 'fallback', 'initialGuess', 'atol', 'window'])
+        await expect(deer(backend, c, p, x, { [key]: null } as never)).rejects.toThrow(UnsupportedOptionError);
       // A falsy non-boolean had turned sequential's and solveIvp's NaN checks off in silence.
       await expect(sequential(backend, c, p, x, { checkFinite: 0 as never })).rejects.toThrow(UnsupportedOptionError);
       const decay = defineCell({ name: 'decay', state: 2, input: 0, params: {} }, (y) => lang.neg(y));

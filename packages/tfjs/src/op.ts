@@ -156,13 +156,17 @@ export function deerRnn(
     return { x: xw, y0, params: ps, release };
   };
 
+  // As the forward solve saw them: the gradient must not follow later edits of the caller's object.
+  const window = options.window;
+  const lengths = options.lengths === undefined ? undefined : Array.from(options.lengths);
   const op = tf.customGrad((...args: unknown[]) => {
     const save = args.pop() as tfc.GradSaveFunc;
     const ins = args as tfc.Tensor[];
     const w = wrapAll(ins);
     let y: tfc.Tensor;
     try {
-      const { backend: _, ...solverOptions } = options;
+      const { backend: _, ...rest } = options;
+      const solverOptions = lengths === undefined ? rest : { ...rest, lengths };
       y = backend.release(deerSync(backend, cell, w.params, w.x, w.y0, solverOptions).y);
     } finally {
       w.release();
@@ -177,7 +181,7 @@ export function deerRnn(
         const yw = backend.wrap(saved[0]!);
         const dyw = backend.wrap(Array.isArray(dy) ? dy[0]! : dy);
         try {
-          const grads = implicitVjpSync(backend, cell, g.params, g.x, g.y0, yw, dyw, options.window, options.lengths);
+          const grads = implicitVjpSync(backend, cell, g.params, g.x, g.y0, yw, dyw, window, lengths);
           const out: tfc.Tensor[] = [backend.release(grads.x)];
           if (hasH0) {
             const dh0 = backend.release(grads.h0);

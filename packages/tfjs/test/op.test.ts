@@ -202,6 +202,25 @@ describe('deerRnn input checks', () => {
     pr.dispose();
   });
 
+  it("the gradient uses the lengths and window the forward solve saw, whatever the caller's options object holds later", async () => {
+    const backend = await createTfjsBackend({ backend: 'cpu' });
+    const pr = problem(5);
+    const grad = (mutate: boolean) =>
+      tf.grad((x: tf.Tensor) => {
+        const opts = { backend, lengths: [T - 13, T], window: 7 };
+        const y = deerRnn(cell, pr.params, x as tf.Tensor3D, pr.h0, opts);
+        if (mutate) {
+          opts.lengths[0] = 1;
+          opts.window = 2;
+        }
+        return tf.sum(tf.mul(y, pr.w));
+      })(pr.x);
+    const [kept, edited] = [grad(false), grad(true)];
+    expect(Array.from(edited.dataSync())).toEqual(Array.from(kept.dataSync()));
+    tf.dispose([kept, edited]);
+    pr.dispose();
+  });
+
   it("method: 'auto', 'elk' and 'shoot' give DEER's y, and gradients through them", async () => {
     const backend = await createTfjsBackend({ backend: 'cpu' });
     const pr = problem(6);

@@ -171,6 +171,8 @@ export function resolveDeerOptions(
   fn = 'deer',
 ): ResolvedDeerOptions {
   checkOptionNames(o, known, fn);
+  // `??` below would read null as "the default": refused instead, as any other wrong value is.
+  for (const [key, value] of Object.entries(o)) if (value === null) throw new UnsupportedOptionError(key, null, 'a value, or the option left out');
   const tol = DEFAULT_TOLERANCE[dtype];
   const n = cell.stateSize;
   const jac = o.jacobian ?? 'auto';
