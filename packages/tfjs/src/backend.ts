@@ -637,7 +637,6 @@ export class TfjsBackend implements Backend {
 
   gatherRows(x: Tensor, rows: readonly number[]): Tensor {
     const src = this.unwrap(x);
-    const B = src.shape[0]!;
     // tfjs-wasm's gather on an empty tensor gave the wrong shape.
     if (src.size === 0) return this.own(this.tf.zeros([rows.length, ...src.shape.slice(1)]));
     return this.own(this.tf.tidy(() => this.tf.gather(src, this.tf.tensor1d([...rows], 'int32'), 0)));
