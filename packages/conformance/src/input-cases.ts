@@ -7,12 +7,14 @@ import {
   InvalidArgumentError,
   lang,
   NonFiniteError,
+  OutOfMemoryError,
   sequential,
   solveIvp,
   ShapeError,
   type Tensor,
   TensorStateError,
   UnsupportedOptionError,
+  withCapabilities,
 } from '@deerjs/core';
 import { expect } from 'vitest';
 import type { SuiteContext } from './context.js';
@@ -33,6 +35,19 @@ export function defineInputCases(ctx: SuiteContext): void {
       backend.dispose(x);
     }
   }
+
+  ctx.test('input/trajectory-past-the-largest-buffer', async () => {
+    // y is one buffer: deer and solveIvp refuse one larger than the backend's largest (solveIvp had
+    // gone on past it).
+    const small = withCapabilities(ctx.backend(), { maxBufferBytes: 256 });
+    const c = cell();
+    await withX([2, 20, INPUT_SIZE], null, async (x) => {
+      await expect(deer(small, c, c.init(), x)).rejects.toThrow(OutOfMemoryError);
+    });
+    const decay = defineCell({ name: 'decay', state: 4, input: 0, params: {} }, (y) => lang.neg(y));
+    const t = Array.from({ length: 21 }, (_, i) => i / 20);
+    await expect(solveIvp(small, decay, {}, { y0: [1, 2, 3, 4], t })).rejects.toThrow(/y \[1, 20, 4\] does not fit the largest buffer/);
+  });
 
   ctx.test('input/wrong-shapes', async () => {
     const c = cell();

@@ -1,8 +1,8 @@
 import type { Backend, Tensor } from '../backend/types.js';
-import { DTYPE_BYTES, type DeviceCounters } from '../backend/types.js';
+import type { DeviceCounters } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
-import { ConvergenceError, OutOfMemoryError, ShapeError, UnsupportedOptionError } from '../errors.js';
+import { ConvergenceError, ShapeError, UnsupportedOptionError } from '../errors.js';
 import { type EngineStats, type NewtonMethod, type NewtonProblem, newEngineStats, nonFiniteRows, type StopReason, solveWindows, withoutSpanFlag } from './engine.js';
 import { driveAsync, driveSync, readDeerStep, type Solve } from './solve.js';
 import { type DeerOptions, type ResolvedDeerOptions, resolveDeerOptions } from './options.js';
@@ -21,7 +21,7 @@ import {
 import { planShooting, planShootingUpFront, planSolve, shootingChunks, type SolvePlan, unreadIterations } from './plan.js';
 import { probeDynamics } from './probes.js';
 import { shoot } from './shooting.js';
-import { chooseWindow } from './window.js';
+import { checkTrajectoryFits, chooseWindow } from './window.js';
 
 export interface DeerStats {
   /** Newton iterations done (summed over windows). */
@@ -287,14 +287,7 @@ function* deerSolve(
   const T = lengths ? lengths.reduce((a, b) => Math.max(a, b), 0) : Tfull;
   const n = cell.stateSize;
   const dtype = x.dtype;
-  const yBytes = B * Tfull * n * DTYPE_BYTES[dtype];
-  if (yBytes > backend.capabilities.maxBufferBytes) {
-    throw new OutOfMemoryError(
-      backend.name,
-      yBytes,
-      `y [${B}, ${Tfull}, ${n}] does not fit the largest buffer (${backend.capabilities.maxBufferBytes} bytes): solve shorter sequences or a smaller batch`,
-    );
-  }
+  checkTrajectoryFits(backend, B, Tfull, n, dtype, 'solve shorter sequences or a smaller batch');
   let s = opts.blockSize;
   const stats: EngineStats = newEngineStats(opts.method);
   const describe = (windows: number): DeerStats => ({

@@ -10,7 +10,7 @@ import { type OdeProblem, type PreparedOde, prepareOde, requireMatrixOps } from 
 import { dopri5 } from './ode-sequential.js';
 import { checkOptionNames, type DeerOptions, flag, resolveDeerOptions } from './options.js';
 import { checkInitialGuess, Owned, type ParamsInput } from './validate.js';
-import { chooseWindow } from './window.js';
+import { checkTrajectoryFits, chooseWindow } from './window.js';
 
 /** The option names `solveIvp` and `solveIvpWithGrad` accept. */
 export const IVP_OPTION_NAMES: readonly string[] = [
@@ -110,6 +110,7 @@ export async function solvePrepared(
   if (guess !== 'y0' && guess !== 'zeros') {
     await checkInitialGuess(backend, guess, { B, T, n, dtype: prep.dtype }, opts.checkFinite);
   }
+  checkTrajectoryFits(backend, B, T, n, prep.dtype, 'solve on a coarser grid or a smaller batch');
   const s = opts.blockSize;
   const W =
     opts.window ??

@@ -50,3 +50,15 @@ export function chooseWindow(backend: Backend, b: WindowBudget): number {
   }
   return W;
 }
+
+/** The whole trajectory y [B, T, n] is one buffer: OutOfMemoryError where it cannot be one. */
+export function checkTrajectoryFits(backend: Backend, B: number, T: number, n: number, dtype: DType, advice: string): void {
+  const yBytes = B * T * n * DTYPE_BYTES[dtype];
+  if (yBytes > backend.capabilities.maxBufferBytes) {
+    throw new OutOfMemoryError(
+      backend.name,
+      yBytes,
+      `y [${B}, ${T}, ${n}] does not fit the largest buffer (${backend.capabilities.maxBufferBytes} bytes): ${advice}`,
+    );
+  }
+}
