@@ -37,12 +37,13 @@ export function defineInputCases(ctx: SuiteContext): void {
   }
 
   ctx.test('input/trajectory-past-the-largest-buffer', async () => {
-    // y is one buffer: deer and solveIvp refuse one larger than the backend's largest (solveIvp had
-    // gone on past it).
+    // y is one buffer: deer, sequential and solveIvp refuse one larger than the backend's largest
+    // (sequential and solveIvp had gone on past it).
     const small = withCapabilities(ctx.backend(), { maxBufferBytes: 256 });
     const c = cell();
     await withX([2, 20, INPUT_SIZE], null, async (x) => {
       await expect(deer(small, c, c.init(), x)).rejects.toThrow(OutOfMemoryError);
+      await expect(sequential(small, c, c.init(), x)).rejects.toThrow(OutOfMemoryError);
     });
     const decay = defineCell({ name: 'decay', state: 4, input: 0, params: {} }, (y) => lang.neg(y));
     const t = Array.from({ length: 21 }, (_, i) => i / 20);

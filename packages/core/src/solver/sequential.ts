@@ -10,6 +10,7 @@ import {
   prepareInitialState,
   prepareParams,
 } from './validate.js';
+import { checkTrajectoryFits } from './window.js';
 
 /** y_t = f(y_{t−1}, x_t), one step after another: the baseline and the oracle. */
 export async function sequential(
@@ -23,6 +24,7 @@ export async function sequential(
   checkOptionNames(options, ['h0', 'checkFinite', 'lengths'], 'sequential');
   const lengths = checkLengths(options.lengths, B, x.shape[1]!);
   const checkFinite = flag('checkFinite', options.checkFinite, true);
+  checkTrajectoryFits(backend, B, x.shape[1]!, cell.stateSize, dtype, 'evaluate shorter sequences or a smaller batch');
   const owned = new Owned(backend);
   try {
     if (checkFinite) await checkInputFinite(backend, x);
