@@ -248,6 +248,9 @@ export function parseCli(argv: readonly string[]): ParsedArgs {
       : {}),
   };
   if (str('out') === '') throw new FlagError('out', 'a folder', '""');
+  // AdamW's decoupled decay multiplies the weights by 1 − lr·weightDecay each step.
+  if (config.lr * config.weightDecay > 1)
+    throw new UsageError(`--lr ${config.lr} × --weight-decay ${config.weightDecay} > 1: the decay would flip the weights' sign every step`);
   // Flags that would be silently ignored are errors.
   if (task !== 'hnn')
     for (const k of ['orbits', 'test-orbits', 'points', 't-end'])

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { BackendUnavailableError, UnsupportedOptionError } from '@deerjs/core';
+import { BackendUnavailableError, DeerError, UnsupportedOptionError } from '@deerjs/core';
 import { CheckpointError } from '@deerjs/nn';
 import { HELP, parseCli } from './args.js';
 import { TrainInputError } from './errors.js';
@@ -43,6 +43,12 @@ async function main(argv: readonly string[]): Promise<number> {
       // e.g. a backend without the ODE matrix ops that solveIvp needs (the message lists them).
       process.stderr.write(`deer-train: this backend cannot run the task: ${line(err.message)}\n`);
       return 2;
+    }
+    // A numerical failure in the run (a diverging loss, memory): one line, exit 1. Anything else
+    // is a bug in deer-train or deerjs, and its stack says where.
+    if (err instanceof DeerError) {
+      process.stderr.write(`deer-train: ${err.name}: ${line(err.message)}\n`);
+      return 1;
     }
     process.stderr.write(`deer-train: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     return 1;

@@ -1,7 +1,13 @@
-import type { Rng } from '@deerjs/core';
-import { type Checkpoint, writeCheckpoint } from '@deerjs/nn';
+import { NonFiniteError, type Rng } from '@deerjs/core';
+import { type Checkpoint, isRngState, writeCheckpoint } from '@deerjs/nn';
 
 type RngState = [number, number, number, number];
+
+/** The epoch generator state a deer-train checkpoint keeps (undefined in one it did not write). */
+export function epochRngOf(checkpoint: Checkpoint): RngState | undefined {
+  const epochRng = (checkpoint.extra as Partial<ResumeState> | null | undefined)?.epochRng;
+  return isRngState(epochRng) ? epochRng : undefined;
+}
 
 interface ResumeState {
   /** Generator state at the start of the epoch the checkpoint falls in (reshuffles it identically). */
@@ -30,7 +36,7 @@ export class EpochCheckpoints {
 
   /** Rewind the generator to the start of the resumed checkpoint's epoch. */
   resume(checkpoint: Checkpoint): void {
-    this.rng.state = (checkpoint.extra as ResumeState).epochRng;
+    this.rng.state = epochRngOf(checkpoint)!;
   }
 
   /** Call before shuffling each epoch. */
@@ -40,6 +46,10 @@ export class EpochCheckpoints {
 
   async save(): Promise<void> {
     const state = this.snapshot();
+    // A diverged run must not replace the last good checkpoint with one it cannot resume from.
+    for (const [name, p] of Object.entries(state.params))
+      for (let i = 0; i < p.length; i++)
+        if (!Number.isFinite(p[i]!)) throw new NonFiniteError(`checkpoint of step ${state.step}: parameter ${name} (the previous checkpoint is kept)`, i, p[i]!);
     const extra: ResumeState = {
       epochRng: state.step % this.perEpoch === 0 ? this.rng.state : this.epochRng,
     };

@@ -1,8 +1,10 @@
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Checkpoint, CheckpointError, type Params, readCheckpoint, warmupCosine } from '@deerjs/nn';
+import { parseCli } from './args.js';
+import { epochRngOf } from './epoch-checkpoints.js';
 import { TASKS, type TrainConfig } from './config.js';
-import { OutputDirError } from './errors.js';
+import { OutputDirError, TrainInputError } from './errors.js';
 import { ensureOutputDir } from './out-dir.js';
 
 export const CHECKPOINT_FILE = 'checkpoint.ckpt';
@@ -47,9 +49,80 @@ export async function setupRun(
       throw new CheckpointError(ckptPath, 'holds no deer-train configuration (no known task)');
     if (stored.task !== cli.task)
       throw new CheckpointError(ckptPath, `is from task ${stored.task}, not ${cli.task}`);
-    config = { ...(stored as TrainConfig), backend: cli.backend, out: cli.out };
+    config = { ...storedConfig(ckptPath, stored as Record<string, unknown>), backend: cli.backend, out: cli.out };
+    checkOptimizerFits(ckptPath, ckpt);
+    if (!epochRngOf(ckpt))
+      throw new CheckpointError(
+        ckptPath,
+        `holds no epoch generator state (extra.epochRng ${JSON.stringify((ckpt.extra as { epochRng?: unknown } | undefined)?.epochRng)}): not written by deer-train`,
+      );
   }
   return { log, ckptPath, ckpt, config };
+}
+
+const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+/**
+ * A checkpoint's stored configuration, checked as the command line that would give it: a value no
+ * flag accepts (a batch of 0, an lr that is a string) is a CheckpointError here, not a crash
+ * after the resume has started.
+ */
+function storedConfig(ckptPath: string, stored: Record<string, unknown>): TrainConfig {
+  // The data flags first (a task needs them); then only values a command line with just those
+  // would not give: some flags may not be given with others (--heads without --cell mhgru, --cell
+  // on hnn), though their defaults are stored.
+  const dataKeys = ['synthetic', 'data', 'testData', 'length'];
+  const base = [String(stored.task)];
+  for (const key of dataKeys) {
+    const value = stored[key];
+    if (key === 'synthetic') {
+      if (value === true) base.push('--synthetic');
+    } else if (value !== undefined) base.push(`--${kebab(key)}=${String(value)}`);
+  }
+  let bare: Record<string, unknown> = {};
+  try {
+    const p = parseCli(base);
+    if (!p.help) bare = p.config as unknown as Record<string, unknown>;
+  } catch {
+    // Reported below, with every flag.
+  }
+  const argv = [...base];
+  for (const [key, value] of Object.entries(stored)) {
+    if (key === 'task' || dataKeys.includes(key) || value === undefined || Object.is(bare[key], value)) continue;
+    if (key === 'residual') {
+      if (value === false) argv.push('--no-residual');
+    } else if (key === 'layerNorm' || key === 'synthetic') {
+      if (value === true) argv.push(`--${kebab(key)}`);
+    } else argv.push(`--${kebab(key)}=${String(value)}`);
+  }
+  let parsed: ReturnType<typeof parseCli>;
+  try {
+    parsed = parseCli(argv);
+  } catch (err) {
+    if (err instanceof TrainInputError) throw new CheckpointError(ckptPath, `stored configuration: ${err.message}`);
+    throw err;
+  }
+  if (parsed.help) throw new CheckpointError(ckptPath, 'stored configuration: not a configuration');
+  const config = parsed.config as unknown as Record<string, unknown>;
+  for (const [key, value] of Object.entries(stored)) {
+    if (!Object.is(config[key], value))
+      throw new CheckpointError(ckptPath, `stored configuration: ${key} ${JSON.stringify(value)} is not what a command line gives (${JSON.stringify(config[key])})`);
+  }
+  return parsed.config;
+}
+
+/** The stored AdamW moments: one per parameter, of its length. */
+function checkOptimizerFits(ckptPath: string, ckpt: Checkpoint): void {
+  for (const [name, p] of Object.entries(ckpt.params)) {
+    for (const [which, group] of [
+      ['adam.m', ckpt.optimizer.m],
+      ['adam.v', ckpt.optimizer.v],
+    ] as const) {
+      const got = group[name];
+      if (got?.length !== p.length)
+        throw new CheckpointError(ckptPath, `${which}/${name}: expected ${p.length} values (as the parameter), got ${got ? got.length : 'none'}`);
+    }
+  }
 }
 
 /** Steps in all and epochs to loop over: --steps alone runs as many epochs as it needs. */

@@ -1,10 +1,12 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { tempDir } from './helpers.js';
+import { type Checkpoint, decodeCheckpoint, encodeCheckpoint } from '@deerjs/nn';
+import { train } from '../src/train.js';
+import { configOf, quiet, tempDir } from './helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const cli = join(root, 'dist', 'cli.js');
@@ -95,6 +97,11 @@ describe('deer-train: every bad flag, path or data file is one line on stderr an
     ['--hidden 1.5', [...syn, '--hidden', '1.5'], /--hidden: expected a positive integer/],
     ['--epochs 0', [...syn, '--epochs', '0'], /--epochs: expected a positive integer/],
     ['--clip NaN', [...syn, '--clip', 'NaN'], /--clip: expected a number ≥ 0/],
+    [
+      '--lr × --weight-decay > 1 (the decay flipped the weights every step, then they overflowed)',
+      [...syn, '--lr', '1000', '--weight-decay', '1000'],
+      /UsageError: --lr 1000 × --weight-decay 1000 > 1/,
+    ],
     ['an empty number', [...syn, '--steps', ''], /--steps: expected a positive integer .*got ""/],
     [
       'an unknown backend (before any data is loaded)',
@@ -219,5 +226,48 @@ describe('deer-train: every bad flag, path or data file is one line on stderr an
     // One line, before any data is read (the backend is opened first).
     const lines = r.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('Warning: '));
     expect(lines).toEqual([expect.stringMatching(/^deer-train: UsageError: backend webgpu does not support float64 .*pass --dtype float32$/)]);
+  });
+});
+
+describe('deer-train --resume refuses a checkpoint it cannot continue: one line, exit 2, before training', () => {
+  const work = tempDir('resume-bad');
+  const good = join(work, 'good');
+  const variant = (name: string, edit: (c: Checkpoint) => Checkpoint) => {
+    const dir = join(work, name);
+    mkdirSync(dir);
+    const c = decodeCheckpoint(readFileSync(join(good, 'checkpoint.ckpt')), 'good');
+    writeFileSync(join(dir, 'checkpoint.ckpt'), encodeCheckpoint(edit(c)));
+    return dir;
+  };
+  beforeAll(async () => {
+    execFileSync(
+      process.execPath,
+      [createRequire(import.meta.url).resolve('typescript/bin/tsc'), '-p', join(root, 'tsconfig.json')],
+      { stdio: 'inherit' },
+    );
+    const flags = ['eigenworms', '--synthetic', '--length', '16', '--limit', '8', '--batch', '4', '--steps', '1', '--hidden', '4', '--layers', '1'];
+    await train(configOf([...flags, '--out', good]), quiet);
+  }, 120_000);
+
+  it.each([
+    // What writeCheckpoint writes by default: no extra (it had been a TypeError).
+    ['no epoch generator state', (c: Checkpoint) => ({ ...c, extra: undefined }), /holds no epoch generator state/],
+    ['a stored batch of 0', (c: Checkpoint) => ({ ...c, config: { ...(c.config as object), batch: 0 } }), /stored configuration: --batch: expected a positive integer/],
+    ['a stored lr that is a string', (c: Checkpoint) => ({ ...c, config: { ...(c.config as object), lr: '0.1' } }), /stored configuration: lr "0\.1" is not what a command line gives/],
+    [
+      'moments of the wrong length',
+      (c: Checkpoint) => {
+        const [name, m] = Object.entries(c.optimizer.m)[0]!;
+        return { ...c, optimizer: { ...c.optimizer, m: { ...c.optimizer.m, [name]: m.subarray(1) } } };
+      },
+      /adam\.m\/.*: expected \d+ values \(as the parameter\), got \d+/,
+    ],
+  ] as const)('%s', async (name, edit, message) => {
+    const r = await runCli(['eigenworms', '--resume', '--out', variant(name.replace(/\W+/g, '-'), edit)]);
+    expect(r.code).toBe(2);
+    const lines = r.stderr.split('\n').filter((l) => l !== '');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^deer-train: CheckpointError: /);
+    expect(lines[0]).toMatch(message);
   });
 });

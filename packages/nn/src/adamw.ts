@@ -1,4 +1,4 @@
-import { checkOptionNames, InvalidArgumentError, ShapeError, UnsupportedOptionError } from '@deerjs/core';
+import { checkOptionNames, InvalidArgumentError, NonFiniteError, ShapeError, UnsupportedOptionError } from '@deerjs/core';
 import { checkFiniteValues, type Params, zerosLike } from './params.js';
 
 export interface AdamWOptions {
@@ -46,37 +46,66 @@ export class AdamW {
     this.state = { step: 0, m: zerosLike(params), v: zerosLike(params) };
   }
 
-  /** One update of `params` in place with learning rate lr. */
+  /**
+   * One update of `params` in place with learning rate lr. All or nothing: a bad gradient, or an
+   * update that would leave a parameter or a moment non-finite (an overflow), throws before
+   * anything changes.
+   */
   step(params: Params, grads: Readonly<Params>, lr: number): void {
     if (typeof lr !== 'number' || !Number.isFinite(lr) || lr < 0) throw new InvalidArgumentError('lr', 'a finite number ≥ 0', String(lr));
+    // Decoupled decay multiplies a parameter by 1 − lr·weightDecay: past 1 it flips its sign every step.
+    if (lr * this.weightDecay > 1)
+      throw new InvalidArgumentError('lr', `at most 1 / weightDecay (${1 / this.weightDecay}): lr × weightDecay > 1 flips the parameters' sign every step`, String(lr));
     for (const name of Object.keys(grads)) {
       if (!(name in params)) throw new ShapeError(`gradient ${name}`, 'a gradient of a parameter', 'no such parameter');
     }
-    // Checked before any update, so that a bad gradient does not leave half the parameters stepped.
     const s = this.state;
     for (const [name, p] of Object.entries(params)) {
       const g = grads[name];
-      if (!g || g.length !== p.length || s.m[name]?.length !== p.length || s.v[name]?.length !== p.length)
-        throw new ShapeError(`AdamW ${name}`, `a gradient and state of ${p.length} values`, g ? `${g.length} values` : 'no gradient');
+      if (!g) throw new ShapeError(`AdamW gradient ${name}`, `${p.length} values`, 'no gradient');
+      if (g.length !== p.length) throw new ShapeError(`AdamW gradient ${name}`, `${p.length} values`, `${g.length} values`);
+      for (const [which, st] of [
+        ['first moment', s.m[name]],
+        ['second moment', s.v[name]],
+      ] as const) {
+        if (st?.length !== p.length) throw new ShapeError(`AdamW state: ${which} of ${name}`, `${p.length} values`, st ? `${st.length} values` : 'none');
+      }
       checkFiniteValues(`gradient ${name}`, g);
     }
-    s.step++;
+    const step = s.step + 1;
     const { beta1: b1, beta2: b2, eps } = this;
-    const c1 = 1 - b1 ** s.step;
-    const c2 = 1 - b2 ** s.step;
+    const c1 = 1 - b1 ** step;
+    const c2 = 1 - b2 ** step;
+    const next = new Map<string, { m: Float64Array; v: Float64Array; p: Float64Array }>();
     for (const [name, p] of Object.entries(params)) {
       const g = grads[name]!;
       const m = s.m[name]!;
       const v = s.v[name]!;
       const decay = this.decays(name) ? lr * this.weightDecay : 0;
+      const out = { m: new Float64Array(p.length), v: new Float64Array(p.length), p: new Float64Array(p.length) };
       for (let i = 0; i < p.length; i++) {
         const gi = g[i]!;
-        m[i] = b1 * m[i]! + (1 - b1) * gi;
-        v[i] = b2 * v[i]! + (1 - b2) * gi * gi;
-        const mHat = m[i]! / c1;
-        const vHat = v[i]! / c2;
-        p[i] = p[i]! - decay * p[i]! - (lr * mHat) / (Math.sqrt(vHat) + eps);
+        out.m[i] = b1 * m[i]! + (1 - b1) * gi;
+        out.v[i] = b2 * v[i]! + (1 - b2) * gi * gi;
+        const mHat = out.m[i]! / c1;
+        const vHat = out.v[i]! / c2;
+        out.p[i] = p[i]! - decay * p[i]! - (lr * mHat) / (Math.sqrt(vHat) + eps);
       }
+      // A gradient of 1e160 squares to +Inf, which would freeze the parameter for good.
+      for (const [what, arr] of [
+        ['second moment', out.v],
+        ['parameter', out.p],
+      ] as const) {
+        for (let i = 0; i < arr.length; i++)
+          if (!Number.isFinite(arr[i]!)) throw new NonFiniteError(`AdamW step ${step}: the ${what} of ${name} overflows (nothing was updated)`, i, arr[i]!);
+      }
+      next.set(name, out);
     }
+    for (const [name, out] of next) {
+      s.m[name]!.set(out.m);
+      s.v[name]!.set(out.v);
+      params[name]!.set(out.p);
+    }
+    s.step = step;
   }
 }

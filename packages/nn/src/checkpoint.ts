@@ -73,6 +73,15 @@ const GROUPS = ['param', 'adam.m', 'adam.v'] as const;
 
 /** Serialise to the bytes of format version 2. */
 export function encodeCheckpoint(c: Checkpoint): Uint8Array {
+  if (c === null || typeof c !== 'object') throw new InvalidArgumentError('checkpoint', 'an object { step, params, optimizer, rng, config }', String(c));
+  for (const [what, v] of [
+    ['params', c.params],
+    ['optimizer', c.optimizer],
+    ['optimizer.m', c.optimizer?.m],
+    ['optimizer.v', c.optimizer?.v],
+  ] as const) {
+    if (v === null || typeof v !== 'object') throw new InvalidArgumentError(`checkpoint ${what}`, 'an object', String(v));
+  }
   // What decodeCheckpoint would refuse is refused here, before a file that cannot be read back is written.
   for (const [what, v] of [
     ['step', c.step],
@@ -167,7 +176,8 @@ function checkJson(what: string, v: unknown): void {
 
 const isCount = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
 /** An Rng state as a checkpoint holds it: 4 integers of 32 bits (signed or not). */
-const isRngState = (r: unknown): r is [number, number, number, number] =>
+/** Four 32-bit integers (signed or not): the state of core's Rng. */
+export const isRngState = (r: unknown): r is [number, number, number, number] =>
   Array.isArray(r) && r.length === 4 && r.every((x) => Number.isInteger(x) && x >= -(2 ** 31) && x <= 0xffffffff);
 
 /** Parse format version 2; `file` names the source in errors. */

@@ -1,3 +1,4 @@
+import { InvalidArgumentError } from '@deerjs/core';
 import { checkFiniteValues, type Params } from './params.js';
 
 /**
@@ -31,10 +32,12 @@ export function globalNorm(grads: Readonly<Params>): number {
  * them would hand the optimizer zeros or NaN without a word.
  */
 export function clipGradNorm(grads: Params, maxNorm: number): number {
+  if (typeof maxNorm !== 'number' || !(maxNorm > 0))
+    throw new InvalidArgumentError('clipGradNorm maxNorm', 'a number > 0 (Infinity: no clipping)', String(maxNorm));
   const { big, ratio } = normParts(grads);
   if (!Number.isFinite(big)) for (const [name, g] of Object.entries(grads)) checkFiniteValues(`gradient ${name}`, g);
   const norm = big * ratio;
-  if (Number.isFinite(maxNorm) && maxNorm > 0 && norm > maxNorm) {
+  if (Number.isFinite(maxNorm) && norm > maxNorm) {
     // maxNorm / norm in two steps: a norm past the largest double (finite entries) is +Inf, and
     // dividing by it had zeroed every gradient.
     const scale = maxNorm / ratio / big;

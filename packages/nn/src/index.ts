@@ -7,6 +7,7 @@ export {
   CheckpointError,
   decodeCheckpoint,
   encodeCheckpoint,
+  isRngState,
 } from './checkpoint.js';
 export {
   readCheckpoint,

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, type Rng } from '@deerjs/core';
+import { InvalidArgumentError, type Rng, ShapeError } from '@deerjs/core';
 
 /** y = W x + b on the host, W [out, in] row-major, over a batch of rows. */
 export interface LinearGrads {
@@ -39,6 +39,7 @@ export class Linear {
   /** x [B, in] → [B, out]. */
   forward(W: Float64Array, b: Float64Array, x: ArrayLike<number>, batch: number): Float64Array {
     const { inFeatures: m, outFeatures: k } = this;
+    checkLinearArgs(W, b, x, batch, m, k);
     const y = new Float64Array(batch * k);
     for (let r = 0; r < batch; r++) {
       for (let o = 0; o < k; o++) {
@@ -68,4 +69,12 @@ export class Linear {
     }
     return { W: dW, b: db, x: dx };
   }
+}
+
+/** W [out, in], b [out] and x [batch, in]: a short array would read undefined as NaN. */
+function checkLinearArgs(W: Float64Array, b: Float64Array, x: ArrayLike<number>, batch: number, m: number, k: number): void {
+  if (!Number.isSafeInteger(batch) || batch < 0) throw new InvalidArgumentError('Linear batch', 'an integer ≥ 0', String(batch));
+  if (W.length !== k * m) throw new ShapeError('Linear W', `${k * m} values ([${k}, ${m}])`, `${W.length}`);
+  if (b.length !== k) throw new ShapeError('Linear b', `${k} values`, `${b.length}`);
+  if (x.length !== batch * m) throw new ShapeError('Linear x', `${batch * m} values ([${batch}, ${m}])`, `${x.length}`);
 }

@@ -16,6 +16,7 @@ export function softmaxCrossEntropy(
   classes: number,
 ): CrossEntropy {
   const B = labels.length;
+  if (B === 0) throw new ShapeError('labels', 'at least one label (the mean over an empty batch is 0/0)', '0');
   if (logits.length !== B * classes) {
     throw new ShapeError('logits', `${B * classes} (${B} labels × ${classes} classes)`, `${logits.length}`);
   }

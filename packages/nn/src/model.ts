@@ -154,7 +154,13 @@ export class SequenceClassifier {
     // The layers skip deer's own checks (each would read its input again); one check here covers
     // what a user hands in, so NaN data or weights are an error rather than a NaN loss.
     if (opts.deer?.checkFinite !== false) {
-      for (const [name, v] of Object.entries(params)) checkFiniteValues(name, v);
+      for (const [name, v] of Object.entries(params)) {
+        checkFiniteValues(name, v);
+        // Finite in float64 but past float32's range: the backend would hold ±Infinity.
+        if (x.dtype === 'float32')
+          for (let i = 0; i < v.length; i++)
+            if (!Number.isFinite(Math.fround(v[i]!))) throw new NonFiniteError(`${name} (as float32)`, i, Math.fround(v[i]!));
+      }
       const bad = await backend.findNonFinite(x);
       if (bad) throw new NonFiniteError('x', bad.index, bad.value);
     }
@@ -302,6 +308,8 @@ function checkConfig(config: ClassifierConfig): void {
  * mask padding, and the sequential solver would run the padding as steps.
  */
 function checkRunOptions(opts: RunOptions): void {
+  if (opts === null || typeof opts !== 'object')
+    throw new InvalidArgumentError('SequenceClassifier options', "an object { solver: 'deer' | 'sequential', deer? }", String(opts));
   checkOptionNames(opts, ['solver', 'deer'], 'SequenceClassifier');
   if (opts.solver !== 'deer' && opts.solver !== 'sequential')
     throw new UnsupportedOptionError('solver', opts.solver, "'deer' or 'sequential'");

@@ -12,6 +12,8 @@ export interface WarmupCosineOptions {
 
 /** Learning rate at a 0-based step: linear warm-up, then cosine decay; constant `min` past the end. */
 export function warmupCosine(options: WarmupCosineOptions): (step: number) => number {
+  if (options === null || typeof options !== 'object')
+    throw new InvalidArgumentError('warmupCosine options', 'an object { peak, warmup, total, min? }', String(options));
   checkOptionNames(options, ['peak', 'warmup', 'total', 'min'], 'warmupCosine');
   const { peak, warmup, total, min = 0 } = options;
   const check = (name: string, v: number, ok: boolean, want: string) => {

@@ -1,7 +1,7 @@
 import { InvalidArgumentError, NonFiniteError, ShapeError, UnsupportedOptionError } from '@deerjs/core';
 import { createCpuBackend } from '@deerjs/cpu';
 import { describe, expect, it } from 'vitest';
-import { AdamW, type ClassifierConfig, clipGradNorm, decodeCheckpoint, encodeCheckpoint, globalNorm, SequenceClassifier, softmaxCrossEntropy } from '../src/index.js';
+import { AdamW, type ClassifierConfig, clipGradNorm, decodeCheckpoint, encodeCheckpoint, globalNorm, Linear, SequenceClassifier, softmaxCrossEntropy, warmupCosine } from '../src/index.js';
 import { randomBatch } from './helpers.js';
 
 const base: ClassifierConfig = { inputSize: 2, classes: 3, cell: 'gru', hiddenSize: 3, layers: 1, residual: false, pooling: 'mean' };
@@ -127,11 +127,78 @@ describe('nn refuses what it would otherwise misread', () => {
   });
 });
 
+describe('nn refuses what it had gone on with in silence', () => {
+  it('AdamW: an update that overflows (a 1e160 gradient squares to +Inf and froze the parameter) or lr × weightDecay > 1 (the decay flipped signs) changes nothing', () => {
+    const params = { w: Float64Array.of(1, 2), b: Float64Array.of(0.5) };
+    const opt = new AdamW(params, { weightDecay: 0.5 });
+    const err = (() => {
+      try {
+        opt.step(params, { w: Float64Array.of(0.1, 1e160), b: Float64Array.of(0.3) }, 0.01);
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(NonFiniteError);
+    expect((err as Error).message).toMatch(/AdamW step 1: the second moment of w overflows \(nothing was updated\)/);
+    expect(() => opt.step(params, { w: Float64Array.of(0.1, 0.2), b: Float64Array.of(0.3) }, 3)).toThrow(/lr × weightDecay > 1/);
+    expect(Array.from(params.w)).toEqual([1, 2]);
+    expect(Array.from(opt.state.v.w!)).toEqual([0, 0]);
+    expect(opt.state.step).toBe(0);
+    opt.step(params, { w: Float64Array.of(0.1, 0.2), b: Float64Array.of(0.3) }, 2);
+    expect(opt.state.step).toBe(1);
+    // Missing state: the message names it (it had read "expected … 3 values, got 3 values").
+    const short = new AdamW(params);
+    short.state = { step: 0, m: short.state.m, v: { w: Float64Array.of(0) } };
+    expect(() => short.step(params, { w: Float64Array.of(0.1, 0.2), b: Float64Array.of(0.3) }, 0.1)).toThrow(/AdamW state: second moment of w: expected shape 2 values, got 1 values/);
+    expect(() => short.step(params, { w: Float64Array.of(0.1, 0.2), b: Float64Array.of(0.3) }, 0.1)).not.toThrow(/first moment/);
+  });
+
+  it('clipGradNorm: maxNorm must be > 0 (0, −1, NaN and strings had clipped nothing); Infinity clips nothing', () => {
+    for (const bad of [0, -1, Number.NaN, '1', undefined]) {
+      expect(() => clipGradNorm({ a: Float64Array.of(3, 4) }, bad as never), String(bad)).toThrow(InvalidArgumentError);
+    }
+    const g = { a: Float64Array.of(3, 4) };
+    expect(clipGradNorm(g, Number.POSITIVE_INFINITY)).toBe(5);
+    expect(Array.from(g.a)).toEqual([3, 4]);
+  });
+
+  it('typed errors where TypeErrors or NaN came out: no schedule options, no run options, an empty batch, a short Linear input', async () => {
+    expect(() => warmupCosine(undefined as never)).toThrow(InvalidArgumentError);
+    const model = new SequenceClassifier(base);
+    const backend = createCpuBackend({ dtype: 'float64' });
+    const x = backend.tensor(new Float64Array(2 * 4 * 2), [2, 4, 2], 'float64');
+    try {
+      await expect(model.lossAndGrad(backend, model.init(1), x, [0, 1], undefined as never)).rejects.toThrow(InvalidArgumentError);
+    } finally {
+      backend.dispose(x);
+    }
+    expect(() => softmaxCrossEntropy([], [], 3)).toThrow(ShapeError);
+    const lin = new Linear(3, 2);
+    expect(() => lin.forward(new Float64Array(6), new Float64Array(2), new Float64Array(5), 2)).toThrow(/Linear x: expected shape 6 values/);
+  });
+
+  it('a weight finite in float64 but past float32 (1e39) is a NonFiniteError on a float32 backend (it became ±Inf there)', async () => {
+    const backend = createCpuBackend({ dtype: 'float32' });
+    const model = new SequenceClassifier(base);
+    const params = model.init(3);
+    const { x: xs, labels } = randomBatch(4, 2, 4, 2, 3);
+    const name = Object.keys(params).find((k) => k.startsWith('rnn.0.'))!;
+    const w = Float64Array.from(params[name]!);
+    w[1] = 1e39;
+    const x = backend.tensor(xs, [2, 4, 2], 'float32');
+    try {
+      await expect(model.lossAndGrad(backend, { ...params, [name]: w }, x, labels, { solver: 'deer' })).rejects.toThrow(NonFiniteError);
+    } finally {
+      backend.dispose(x);
+    }
+  });
+});
+
 describe('checkpoints', () => {
   it('encoding refuses what decoding would refuse (a file that could never be read back), decoding refuses duplicate and reserved names', () => {
     const good = { step: 3, params: { w: Float64Array.of(1) }, optimizer: { step: 3, m: { w: Float64Array.of(0) }, v: { w: Float64Array.of(0) } }, rng: [1, 2, 3, 4] as [number, number, number, number], config: {} };
     expect(decodeCheckpoint(encodeCheckpoint(good), 'mem').params.w![0]).toBe(1);
-    for (const bad of [{ step: Number.NaN }, { step: -1 }, { rng: [1, 2, 3] }, { optimizer: { ...good.optimizer, step: 1.5 } }]) {
+    for (const bad of [{ step: Number.NaN }, { step: -1 }, { rng: [1, 2, 3] }, { optimizer: { ...good.optimizer, step: 1.5 } }, { optimizer: undefined }, { params: null }]) {
       expect(() => encodeCheckpoint({ ...good, ...bad } as never), JSON.stringify(bad)).toThrow(InvalidArgumentError);
     }
     // A param named __proto__ (an own property): refused at encode, and in a crafted file at decode.
