@@ -6,6 +6,7 @@ import { defineDampedScanCases } from './damped-cases.js';
 import { defineDerivativeCases, defineWindowedGradientCase } from './derivative-cases.js';
 import { defineInputCases } from './input-cases.js';
 import { defineLangCases } from './lang-cases.js';
+import { defineGraphCases } from './graph-cases.js';
 import { defineMethodCases } from './method-cases.js';
 import { defineOdeCases } from './ode-cases.js';
 import { defineOpCases } from './op-cases.js';
@@ -109,6 +110,7 @@ export function defineConformanceSuite(options: ConformanceOptions): void {
       describe('padding', () => definePaddingCases(ctx));
       describe('method', () => defineMethodCases(ctx));
       describe('lang', () => defineLangCases(ctx));
+      describe('graph', () => defineGraphCases(ctx));
     });
   }
   if (anyDtypeRuns && Object.keys(skip).length > 0) {

@@ -63,9 +63,13 @@ export function compileStep(tf: Tf, program: StepProgram, options: StepOptions):
     run(env, hoisted) {
       const known = hoisted ? new Map(hoisted.known) : undefined;
       const vec = vectors.bind(env, known);
+      // What the caller gets it owns and disposes: a kept value (an output that reads only the
+      // input) goes out as a new handle, or disposing it would break the cache.
+      const kept = new Set<T>(hoisted?.tensors);
+      const owned = (t: T) => (kept.has(t) ? tf.clone(t) : t);
       const outputs = program.outputs.map((id) => {
         const v = vec(id);
-        return v.perElement ? v.t : expandRows(tf, v.t, env.rows);
+        return owned(v.perElement ? v.t : expandRows(tf, v.t, env.rows));
       });
       const keep = () => {
         if (!hoisted || !known) return;
@@ -88,7 +92,9 @@ export function compileStep(tf: Tf, program: StepProgram, options: StepOptions):
         return { outputs };
       }
       const cut = (t: T, start: number, size: number) => cutColumns(tf, t, start, size, options.cutByGather);
-      const jacobian = evalBlockJacobian(tf, g, plan, { rows: env.rows, vec, params: env.params, cut, hostLoops: options.hostLoops }, gathers);
+      const jacobian = owned(
+        evalBlockJacobian(tf, g, plan, { rows: env.rows, vec, params: env.params, cut, hostLoops: options.hostLoops }, gathers),
+      );
       keep();
       return { outputs, jacobian };
     },

@@ -165,7 +165,12 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
         const k = keptKey(id);
         if (k !== undefined && known && !known.has(k + suffix)) known.set(k + suffix, v);
       };
-      const vec = (id: NodeId, t: T): Vec => ({ t, perElement: perElement[id] === 1, size: g.nodes[id]!.size });
+      /**
+       * A node's value; `rows`: whether t holds a row per element. That follows from the operands'
+       * values, not from the node's static flag: a slice of a concat can fall on a constant part
+       * (a 1-D tensor) of a node that is per element.
+       */
+      const vec = (id: NodeId, t: T, rows = perElement[id] === 1): Vec => ({ t, perElement: rows, size: g.nodes[id]!.size });
       const get = (id: NodeId): Vec => {
         let v = values[id];
         if (!v) {
@@ -208,10 +213,12 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
       };
       /** Columns [start, start + size) of a node wanted only in ranges, or null to cut the whole. */
       const rangeOf = (id: NodeId, node: Node, start: number, size: number): Vec | null => {
-        const of = (t: T | null): Vec | null => t && { t, perElement: perElement[id] === 1, size };
+        const of = (t: T | null, rows: boolean): Vec | null => t && { t, perElement: rows, size };
         switch (node.op) {
-          case 'unary':
-            return of(unary(node.fn, range(node.a, start, size).t));
+          case 'unary': {
+            const a = range(node.a, start, size);
+            return of(unary(node.fn, a.t), a.perElement);
+          }
           case 'binary': {
             const part = (o: NodeId) => (g.nodes[o]!.size === 1 ? get(o) : range(o, start, size));
             return binaryVec(tf, node.fn, part(node.a), part(node.b), env.rows, host);
@@ -229,16 +236,17 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
               const y = host
                 ? hostMatvec(tf, x.t, R, Wr, 1, Wr.shape[0]!, Wr.shape[1]!, node.transpose)
                 : tf.matMul(tf.reshape(x.t, [R, x.size]), Wr, false, !node.transpose);
-              return of(x.perElement ? y : tf.reshape(y, [size]));
+              return of(x.perElement ? y : tf.reshape(y, [size]), x.perElement);
             }
             if (start % out !== 0 || size % out !== 0) return null;
             const b0 = start / out;
             const nb = size / out;
             const Wb = tf.slice(tf.reshape(W, [blocks, rows, cols]), [b0, 0, 0], [nb, rows, cols]);
-            return of(matvec(node, range(node.v, b0 * inner, nb * inner), Wb, nb));
+            const x = range(node.v, b0 * inner, nb * inner);
+            return of(matvec(node, x, Wb, nb), x.perElement);
           }
           case 'param':
-            return of(tf.slice(tf.reshape(env.params[node.name]!, [node.size]), start, size));
+            return of(tf.slice(tf.reshape(env.params[node.name]!, [node.size]), start, size), false);
           case 'const':
             return constVec(node.values.slice(start, start + size));
           case 'concat': {
@@ -269,7 +277,7 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
       /** A flattened sum (see `sumTerms`), its input-only terms first, added once and kept. */
       const sumOf = (id: NodeId, terms: readonly NodeId[]): Vec => {
         const fixed = stateful[id] ? terms.filter((t) => !stateful[t]) : [];
-        if (fixed.length < 2) return { ...sumVecs(tf, terms.map(get), env.rows, host), perElement: perElement[id] === 1 };
+        if (fixed.length < 2) return sumVecs(tf, terms.map(get), env.rows, host);
         const key = partialKey(fixed);
         let partial = known?.get(key);
         if (!partial) {
@@ -277,7 +285,7 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
           if (known && partial.perElement) known.set(key, partial);
         }
         const rest = terms.filter((t) => stateful[t]).map(get);
-        return { ...sumVecs(tf, [partial, ...rest], env.rows, host), perElement: perElement[id] === 1 };
+        return sumVecs(tf, [partial, ...rest], env.rows, host);
       };
       const wholeNode = (id: NodeId): Vec => {
         const node = g.nodes[id]!;
@@ -294,8 +302,10 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
             return vec(id, tf.reshape(env.params[node.name]!, [node.size]));
           case 'const':
             return constVec(node.values);
-          case 'unary':
-            return vec(id, unary(node.fn, get(node.a).t));
+          case 'unary': {
+            const a = get(node.a);
+            return vec(id, unary(node.fn, a.t), a.perElement);
+          }
           case 'binary': {
             const cuts = bounds[id];
             const terms = sumTerms[id];
@@ -308,7 +318,8 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
           }
           case 'matvec': {
             const { blocks } = matrixLayout(paramSpec(g, node.param));
-            return vec(id, matvec(node, get(node.v), env.params[node.param]!, blocks));
+            const x = get(node.v);
+            return vec(id, matvec(node, x, env.params[node.param]!, blocks), x.perElement);
           }
           case 'slice':
             return range(node.a, node.start, node.size);
@@ -316,7 +327,7 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
             return joinPieces(id, node.parts.map(get));
           case 'sum': {
             const a = get(node.a);
-            return vec(id, a.perElement ? tf.sum(a.t, 1, true) : tf.sum(a.t, 0, true));
+            return vec(id, a.perElement ? tf.sum(a.t, 1, true) : tf.sum(a.t, 0, true), a.perElement);
           }
         }
         throw new Error(`tfjs: unknown node ${(node as Node).op}`);

@@ -166,7 +166,7 @@ export function liveNodes(graph: Graph, roots: readonly NodeId[], cut?: { has(id
 /**
  * The nodes needed for `roots` split by what they read. `inputOnly`: live nodes that read the
  * input but neither the state nor the cotangent (the input leaf included) — work a backend may do
- * once per input instead of once per Newton iteration. `rest`: live nodes that read the state or
+ * once per input instead of once per Newton iteration — and the parameter-only nodes they read. `rest`: live nodes that read the state or
  * the cotangent, and nodes made from parameters and constants alone (a slice of a bias): the same
  * for every element, so not worth a value per element in a hoisted buffer. `frontier`: the
  * input-only nodes that `rest` or `roots` read, i.e. what the input-only part must hand over.
@@ -185,7 +185,15 @@ export function splitInputOnly(
   }
   const constant = (id: NodeId) => graph.nodes[id]!.op === 'param' || graph.nodes[id]!.op === 'const';
   const handed = (id: NodeId) => !dep[id] && reads[id] === 1;
-  const inputOnly = live.filter(handed);
+  // Parameter-only nodes that input-only ones read (exp(b) in W·x + exp(b)) are made there too: the
+  // input-only part runs on its own, before the rest.
+  const needed = new Uint8Array(graph.nodes.length);
+  for (let k = live.length - 1; k >= 0; k--) {
+    const id = live[k]!;
+    if (!handed(id) && !needed[id]) continue;
+    for (const o of operands(graph.nodes[id]!)) if (!dep[o] && !reads[o] && !constant(o)) needed[o] = 1;
+  }
+  const inputOnly = live.filter((id) => handed(id) || needed[id] === 1);
   const rest = live.filter((id) => dep[id] || (!reads[id] && !constant(id)));
   const frontier = new Set<NodeId>();
   for (const id of rest) for (const o of operands(graph.nodes[id]!)) if (handed(o)) frontier.add(o);

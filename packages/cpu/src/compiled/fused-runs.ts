@@ -25,7 +25,18 @@ export function fusedRuns(
       throw new Error(`compiled step: leaf ${node.op} (${id}) is not an external`);
     }
     if (node.op === 'unary' || node.op === 'binary') {
-      if (!current || current.size !== node.size) {
+      // A run's locals hold its nodes at the loop's own index only: a node that reads one of
+      // them through a slice (another index, or index 0 broadcast) starts a new run, after which
+      // that value is stored.
+      const readsRunThroughSlice =
+        current !== undefined &&
+        operands(node).some((o) => {
+          if (g.nodes[o]!.op !== 'slice' || isExternal(o)) return false;
+          let b = o;
+          while (g.nodes[b]!.op === 'slice' && !isExternal(b)) b = operands(g.nodes[b]!)[0]!;
+          return groupOf.get(b) === items.length - 1 && items[items.length - 1] === current;
+        });
+      if (!current || current.size !== node.size || readsRunThroughSlice) {
         current = { kind: 'group', size: node.size, ids: [] };
         items.push(current);
       }

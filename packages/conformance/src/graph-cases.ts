@@ -1,0 +1,132 @@
+import { type Backend, type Cell, deer, deerWithGrad, defineCell, lang, sequential, type Tensor } from '@deerjs/core';
+import { expect } from 'vitest';
+import type { SuiteContext } from './context.js';
+import { maxAbsDiff, maxRelDiff, sequenceData } from './fixtures.js';
+
+const { add, clip, concat, constant, exp, matvec, mul, neg, slice, tanh } = lang;
+
+/**
+ * Cells whose graphs tripped a backend's compiler (found by differential fuzzing of random cells):
+ * each backend compiles the graph its own way (generated JavaScript and WebAssembly with fused
+ * elementwise runs and hoisted input-only parts, batched tf ops with constant vectors kept 1-D,
+ * WGSL), and each of these shapes had given wrong values or a crash on one of them.
+ */
+const CORNERS: { id: string; why: string; cell: () => Cell }[] = [
+  {
+    id: 'slice-of-a-fused-node',
+    why: "a size-1 slice of an elementwise node, broadcast into another node of the same fused loop, read the loop's current element (cpu: silently wrong, converged)",
+    cell: () =>
+      defineCell({ name: 'slice-of-fused', state: 3, input: 0, params: {} }, (h) =>
+        tanh(add(slice(mul(h, h), 0, 1), mul(h, 0.5))),
+      ),
+  },
+  {
+    id: 'input-only-node-reading-a-param-only-node',
+    why: 'W·x + exp(b): the hoisted input-only part read exp(b), made only in the other part (cpu: a crash)',
+    cell: () =>
+      defineCell({ name: 'wx-exp-b', state: 2, input: 3, params: { W: [2, 3], b: [2] } }, (h, x, p) =>
+        add(mul(tanh(h), 0.5), add(matvec(p.W, x), exp(p.b))),
+      ),
+  },
+  {
+    id: 'slice-of-a-concat-on-its-constant-part',
+    why: 'a slice of concat(constant, h) falling on the constant: a 1-D value under a per-element node (tfjs ops: NaN or a crash)',
+    cell: () =>
+      defineCell({ name: 'slice-of-concat', state: 2, input: 0, params: {} }, (h) =>
+        add(mul(h, 0.6), clip(neg(slice(concat(constant([0.25]), h), 0, 1)), 1.5)),
+      ),
+  },
+  {
+    id: 'output-from-the-input-only',
+    why: "an output that reads only the input: a cached input-only value went out as the output and the caller's dispose broke the cache (tfjs ops: a crash on the next call)",
+    cell: () =>
+      defineCell({ name: 'input-only-output', state: 2, input: 3, params: { W: [2, 3] } }, (_h, x, p) =>
+        tanh(matvec(p.W, x)),
+      ),
+  },
+];
+
+export function defineGraphCases(ctx: SuiteContext): void {
+  for (const corner of CORNERS) {
+    ctx.test(`graph/${corner.id}`, async () => {
+      const cell = corner.cell();
+      const B = 2;
+      const T = 150;
+      const data = sequenceData(41, B, T, cell, ctx.dtype);
+      const backend = ctx.backend();
+      const oracle = ctx.oracle();
+      const dy = new Float64Array(B * T * cell.stateSize).map((_, i) => Math.sin(i));
+      const ref = await runAll(oracle, cell, data, dy, B, T, 'float64');
+      const got = await runAll(backend, cell, data, dy, B, T, ctx.dtype);
+      const why = `${corner.id} (${corner.why})`;
+      expect(maxAbsDiff(got.seq, ref.seq), `sequential: ${why}`).toBeLessThanOrEqual(ctx.tolerance);
+      expect(got.converged, `deer converged: ${why}`).toBe(true);
+      expect(maxAbsDiff(got.deer, ref.seq), `deer: ${why}`).toBeLessThanOrEqual(ctx.tolerance);
+      const rel = ctx.dtype === 'float64' ? 1e-9 : 1e-4;
+      for (const k of Object.keys(ref.grads)) {
+        const scale = Math.max(...Array.from(ref.grads[k]!, Math.abs), 1e-6);
+        expect(maxRelDiff(got.grads[k]!, ref.grads[k]!, scale), `gradient ${k}: ${why}`).toBeLessThanOrEqual(rel);
+      }
+      // runStep twice on the same x, after everything above kept what it keeps.
+      expect(maxAbsDiff(got.step1, ref.step1), `runStep: ${why}`).toBeLessThanOrEqual(ctx.tolerance);
+      expect(maxAbsDiff(got.step2, ref.step1), `runStep again: ${why}`).toBeLessThanOrEqual(ctx.tolerance);
+    });
+  }
+}
+
+/** sequential, deer, deerWithGrad's vjp and runStep (twice) on one x tensor, as a user's loop would. */
+async function runAll(
+  backend: Backend,
+  cell: Cell,
+  data: ReturnType<typeof sequenceData>,
+  dyValues: Float64Array,
+  B: number,
+  T: number,
+  dtype: SuiteContext['dtype'],
+) {
+  const x = backend.tensor(data.x, [B, T, cell.inputSize], dtype);
+  const dy = backend.tensor(dyValues, [B, T, cell.stateSize], dtype);
+  const params: Record<string, Tensor> = {};
+  for (const [k, v] of Object.entries(data.params)) params[k] = backend.tensor(v, [v.length], dtype);
+  const read = async (t: Tensor) => {
+    const v = Float64Array.from(await backend.read(t));
+    backend.dispose(t);
+    return v;
+  };
+  try {
+    const seq = await read((await sequential(backend, cell, params, x, { h0: data.h0 })).y);
+    const r = await deer(backend, cell, params, x, { h0: data.h0 });
+    const converged = r.stats.converged && !r.stats.fellBack;
+    const yDeer = await read(r.y);
+    const g = await deerWithGrad(backend, cell, params, x, { h0: data.h0 });
+    const grads: Record<string, Float64Array> = {};
+    try {
+      const v = await g.vjp(dy);
+      grads.x = await read(v.x);
+      grads.h0 = await read(v.h0);
+      for (const [k, t] of Object.entries(v.params)) grads[k] = await read(t);
+    } finally {
+      g.dispose();
+    }
+    const state = backend.tensor(seq, [B, T, cell.stateSize], dtype);
+    const program = cell.linearizeProgram(cell.exactBlockSize);
+    const stepOnce = async () => {
+      const o = backend.runStep(program, cell.inputSize > 0 ? { state, input: x, params } : { state, params });
+      const f = await read(o.outputs[0]!);
+      for (const t of o.outputs.slice(1)) backend.dispose(t);
+      const J = await read(o.jacobian!);
+      return Float64Array.from([...f, ...J]);
+    };
+    try {
+      const step1 = await stepOnce();
+      const step2 = await stepOnce();
+      return { seq, deer: yDeer, converged, grads, step1, step2 };
+    } finally {
+      backend.dispose(state);
+    }
+  } finally {
+    backend.dispose(x);
+    backend.dispose(dy);
+    for (const t of Object.values(params)) backend.dispose(t);
+  }
+}
