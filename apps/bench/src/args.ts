@@ -168,8 +168,11 @@ function positiveInt(flag: string, v: string, max: number): number {
   return n;
 }
 
+/** 0 however it is written (0, 00, 0.0, .0, 0e3): the positive parsers refuse every zero. */
+const isZero = (v: string) => /^(0+\.?0*|\.0+)(e[+-]?\d+)?$/i.test(v.trim());
+
 function nonNegativeInt(flag: string, v: string, max: number): number {
-  return v === '0' ? 0 : positiveInt(flag, v, max);
+  return isZero(v) ? 0 : positiveInt(flag, v, max);
 }
 
 function positiveNumber(flag: string, v: string, max: number): number {
@@ -247,7 +250,7 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
         throw new ArgError(`--sequential-kernel: expected auto, row or workgroup, got '${v}'`);
       set.sequentialKernel = v;
     },
-    'iteration-overhead': (v) => (set.iterationOverhead = v.trim() === '0' ? 0 : positiveNumber('--iteration-overhead', v, 1e12)),
+    'iteration-overhead': (v) => (set.iterationOverhead = isZero(v) ? 0 : positiveNumber('--iteration-overhead', v, 1e12)),
     'scan-kernel': (v) => {
       if (v !== 'auto' && v !== 'tiled' && v !== 'chunked')
         throw new ArgError(`--scan-kernel: expected auto, tiled or chunked, got '${v}'`);

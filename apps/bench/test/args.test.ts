@@ -76,6 +76,14 @@ describe('parseArgs', () => {
     });
   });
 
+  it('takes 0 however it is written where 0 is allowed (--warmup 00 and --iteration-overhead 0.0 were refused)', () => {
+    for (const zero of ['0', '00', '0.0', '.0', '0e3']) {
+      expect(resolveOptions(parseArgs(['--warmup', zero])).warmup, zero).toBe(0);
+      expect(resolveOptions(parseArgs(['--iteration-overhead', zero])).iterationOverhead, zero).toBe(0);
+    }
+    expect(() => parseArgs(['--warmup', '0.5'])).toThrow(/--warmup: expected a positive integer/);
+  });
+
   it("chooses webgpu's sequential kernel (auto unless asked)", () => {
     expect(resolveOptions(parseArgs([])).sequentialKernel).toBe('auto');
     expect(resolveOptions(parseArgs(['--sequential-kernel', 'workgroup'])).sequentialKernel).toBe('workgroup');
