@@ -301,6 +301,9 @@ function checkConfig(config: ClassifierConfig): void {
     const v = config[k];
     if (v !== undefined && typeof v !== 'boolean') throw new UnsupportedOptionError(k, v, 'true or false');
   }
+  // Normalising one value gives its bias whatever comes in: the layers below would get no gradient.
+  if (config.layerNorm && stateSize(cell, hiddenSize) === 1)
+    throw new UnsupportedOptionError('layerNorm', true, 'false with hiddenSize 1 (a norm over one unit is constant)');
 }
 
 /**

@@ -17,6 +17,7 @@ describe('nn refuses what it would otherwise misread', () => {
       { classes: 1 },
       { hiddenSize: 2.5 },
       { layerNorm: 'yes' },
+      { layerNorm: true, hiddenSize: 1 }, // a constant output: every recurrent gradient 0
     ]) {
       expect(() => new SequenceClassifier({ ...base, ...bad } as never), JSON.stringify(bad)).toThrow(UnsupportedOptionError);
     }
