@@ -55,14 +55,16 @@ function idxDir(trainDims: [number, number, number]): string {
   return dir;
 }
 
+// The CLI runs from dist: built once for every case of this file.
+beforeAll(() => {
+  execFileSync(
+    process.execPath,
+    [createRequire(import.meta.url).resolve('typescript/bin/tsc'), '-p', join(root, 'tsconfig.json')],
+    { stdio: 'inherit' },
+  );
+}, 120_000);
+
 describe('deer-train: every bad flag, path or data file is one line on stderr and exit code 2', () => {
-  beforeAll(() => {
-    execFileSync(
-      process.execPath,
-      [createRequire(import.meta.url).resolve('typescript/bin/tsc'), '-p', join(root, 'tsconfig.json')],
-      { stdio: 'inherit' },
-    );
-  }, 120_000);
 
   const work = tempDir('cli');
   const aFile = join(work, 'a-file');
@@ -240,11 +242,6 @@ describe('deer-train --resume refuses a checkpoint it cannot continue: one line,
     return dir;
   };
   beforeAll(async () => {
-    execFileSync(
-      process.execPath,
-      [createRequire(import.meta.url).resolve('typescript/bin/tsc'), '-p', join(root, 'tsconfig.json')],
-      { stdio: 'inherit' },
-    );
     const flags = ['eigenworms', '--synthetic', '--length', '16', '--limit', '8', '--batch', '4', '--steps', '1', '--hidden', '4', '--layers', '1'];
     await train(configOf([...flags, '--out', good]), quiet);
   }, 120_000);
