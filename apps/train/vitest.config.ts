@@ -1,4 +1,4 @@
 import { deerVitestConfig } from '@deerjs/tooling/vitest-preset';
 import { defineConfig } from 'vitest/config';
 
-export default defineConfig(deerVitestConfig());
+export default defineConfig(deerVitestConfig({ globalSetup: ['test/build-dist.ts'] }));

@@ -1,6 +1,5 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -55,14 +54,6 @@ function idxDir(trainDims: [number, number, number]): string {
   return dir;
 }
 
-// The CLI runs from dist: built once for every case of this file.
-beforeAll(() => {
-  execFileSync(
-    process.execPath,
-    [createRequire(import.meta.url).resolve('typescript/bin/tsc'), '-p', join(root, 'tsconfig.json')],
-    { stdio: 'inherit' },
-  );
-}, 120_000);
 
 describe('deer-train: every bad flag, path or data file is one line on stderr and exit code 2', () => {
 

@@ -1,9 +1,8 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readMetrics } from '../src/metrics.js';
 import { train } from '../src/train.js';
 import { configOf, quiet, tempDir } from './helpers.js';
@@ -38,14 +37,6 @@ function runCli(args: string[]): Promise<number | null> {
 }
 
 describe('a run killed with SIGKILL resumes exactly', () => {
-  beforeAll(() => {
-    execFileSync(
-      process.execPath,
-      [createRequire(import.meta.url).resolve('typescript/bin/tsc'), '-p', join(root, 'tsconfig.json')],
-      { stdio: 'inherit' },
-    );
-  });
-
   it('continues from its last checkpoint with identical losses', async () => {
     const ref = tempDir('ref');
     await train(configOf([...flags, '--out', ref]), quiet);
