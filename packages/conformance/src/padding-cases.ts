@@ -1,4 +1,4 @@
-import { type Backend, type Cell, deer, deerWithGrad, sequential, ShapeError, type Tensor } from '@deerjs/core';
+import { type Backend, type Cell, deer, deerWithGrad, defineCell, lang, sequential, ShapeError, type Tensor } from '@deerjs/core';
 import { expect } from 'vitest';
 import type { SuiteContext } from './context.js';
 import { CELL_FAMILIES, INPUT_SIZE, maxAbsDiff, maxRelDiff, sequenceData } from './fixtures.js';
@@ -88,6 +88,37 @@ export function definePaddingCases(ctx: SuiteContext): void {
       }
     });
   }
+
+  ctx.test('padding/cell-not-finite-at-the-padding', async () => {
+    // log(h²) is −∞ at the zero states past a row's end: the gradient there is 0 (it had been
+    // 0·∞ = NaN in dx past the end and in the parameter sums of every row).
+    const { add, log, mul } = lang;
+    const cell = defineCell({ name: 'log-of-state', state: 2, input: 1, params: { w: [2] } }, (h, x, p) =>
+      add(mul(h, 0.5), add(1, mul(mul(p.w, x), mul(0.01, log(mul(h, h)))))),
+    );
+    const backend = ctx.backend();
+    const [B2, T2] = [2, 12];
+    const lens = [7, 12];
+    const x = backend.tensor(Float64Array.from({ length: B2 * T2 }, (_, i) => 0.5 + 0.25 * Math.sin(i)), [B2, T2, 1], ctx.dtype);
+    const dy = backend.tensor(Float64Array.from({ length: B2 * T2 * 2 }, (_, i) => Math.cos(i)), [B2, T2, 2], ctx.dtype);
+    const w = backend.tensor([0.3, -0.2], [2], ctx.dtype);
+    try {
+      const r = await deerWithGrad(backend, cell, { w }, x, { h0: [1, 1.2, 0.9, 1.1], lengths: lens });
+      try {
+        const g = await r.vjp(dy);
+        const dx = await backend.read(g.x);
+        const dw = await backend.read(g.params.w!);
+        for (const t of [g.x, g.h0, ...Object.values(g.params)]) backend.dispose(t);
+        expect(Array.from(dw).every(Number.isFinite), `dw ${Array.from(dw)}`).toBe(true);
+        expect(Array.from(dx.subarray(lens[0]!, T2)), 'dx past the end of row 0').toEqual(new Array(T2 - lens[0]!).fill(0));
+        expect(Array.from(dx).every(Number.isFinite)).toBe(true);
+      } finally {
+        r.dispose();
+      }
+    } finally {
+      for (const t of [x, dy, w]) backend.dispose(t);
+    }
+  });
 
   ctx.test('padding/bad-lengths', async () => {
     const backend = ctx.backend();

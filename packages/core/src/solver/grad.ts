@@ -102,8 +102,10 @@ export async function deerWithGrad(
 
 /**
  * Per-step VJPs at states `state` with cotangent `cotangent` (both [B, T, ·]): ∂⟨ḡ, f⟩/∂y and /∂x
- * per element (null where identically zero) and ∂/∂θ summed over all elements. The caller owns
- * every returned tensor.
+ * per element (null where identically zero) and ∂/∂θ summed over all elements. With `lengths`,
+ * elements past a row's length count for nothing: their per-element values are set to 0 before
+ * the sums (a zero cotangent alone leaves 0·NaN = NaN where the cell is not finite at the padding).
+ * The caller owns every returned tensor.
  */
 export function stepVjp(
   backend: Backend,
@@ -112,6 +114,7 @@ export function stepVjp(
   state: Tensor,
   x: Tensor | undefined,
   cotangent: Tensor,
+  lengths?: ArrayLike<number>,
 ): { dState: Tensor | null; dInput: Tensor | null; params: Record<string, Tensor> } {
   const v = cell.vjp;
   const outIds = [v.dState, v.dInput].filter((id): id is number => id !== null);
@@ -126,10 +129,23 @@ export function stepVjp(
     { graph: v.graph, outputs: [...outIds, ...termNodes] },
     x ? { state, input: x, cotangent, params } : { state, cotangent, params },
   );
+  let outputs = res.outputs;
+  if (lengths) {
+    const masked: Tensor[] = [];
+    try {
+      for (const t of res.outputs) masked.push(backend.maskTime(t, lengths));
+    } catch (err) {
+      for (const t of masked) backend.dispose(t);
+      throw err;
+    } finally {
+      for (const t of res.outputs) backend.dispose(t);
+    }
+    outputs = masked;
+  }
   let k = 0;
-  const dState = v.dState !== null ? res.outputs[k++]! : null;
-  const dInput = v.dInput !== null ? res.outputs[k++]! : null;
-  const terms = res.outputs.slice(k);
+  const dState = v.dState !== null ? outputs[k++]! : null;
+  const dInput = v.dInput !== null ? outputs[k++]! : null;
+  const terms = outputs.slice(k);
   const gradParams: Record<string, Tensor> = {};
   let q = 0;
   let acc: Tensor | null = null;
@@ -262,7 +278,7 @@ function* implicitVjpSolve(
           lambda = win.add(yield* hostReverseScan(backend, Jnext, dyw, lambdaNext, s));
           nonFinite += yield* countNonFinite(backend, lambda);
         }
-        const g = stepVjp(backend, cell, params, slice(yPrev, len), slice(x, len), lambda);
+        const g = stepVjp(backend, cell, params, slice(yPrev, len), slice(x, len), lambda, windowLengths(lengths, t0, len));
         for (const [name, t] of Object.entries(g.params)) {
           const prev = gradParams[name];
           gradParams[name] = prev ? backend.add(prev, t) : t;
