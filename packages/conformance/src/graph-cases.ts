@@ -37,6 +37,11 @@ const CORNERS: { id: string; why: string; cell: () => Cell }[] = [
       ),
   },
   {
+    id: 'output-is-a-bare-parameter',
+    why: "f(h) = p: the output has no body, and webgpu's sequential kernel chose its bindings before reading p (a WGSL error that broke the backend for good)",
+    cell: () => defineCell({ name: 'bare-param', state: 2, input: 0, params: { p: [2] } }, (_h, _x, p) => p.p),
+  },
+  {
     id: 'output-from-the-input-only',
     why: "an output that reads only the input: a cached input-only value went out as the output and the caller's dispose broke the cache (tfjs ops: a crash on the next call)",
     cell: () =>

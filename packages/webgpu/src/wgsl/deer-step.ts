@@ -39,6 +39,12 @@ export function compileDeerStep(program: StepProgram, hoisting = true): DeerStep
     cotangent: (i) => `ct[e * ${n}u + ${i}]`,
   };
   const { decl, body } = bodyFor(em, roots, loads, planned && { layout: planned.layout, stride: planned.hoist.floats });
+  // Every read goes through em before the bindings are chosen from em.uses.
+  const step = entries.map((row, i) => {
+    const k = Math.floor(i / s) * s;
+    const terms = row.flatMap((v, j) => (v === null ? [] : [v === '1.0' ? `dl[${k + j}]` : `(${v}) * dl[${k + j}]`]));
+    return `    nd[${i}] = ${[em.ref(r, `${i}u`), ...terms].join(' + ')};`;
+  });
   // The iterate is the cotangent; the shifted state is read from it (or y0), never copied. A step
   // that never reads its state binds no y0: pipelines bind only what the shader reaches.
   const usesState = em.uses.state;
@@ -49,11 +55,6 @@ export function compileDeerStep(program: StepProgram, hoisting = true): DeerStep
     ...(usesState ? (['y0'] as const) : []),
     'out',
   ];
-  const step = entries.map((row, i) => {
-    const k = Math.floor(i / s) * s;
-    const terms = row.flatMap((v, j) => (v === null ? [] : [v === '1.0' ? `dl[${k + j}]` : `(${v}) * dl[${k + j}]`]));
-    return `    nd[${i}] = ${[em.ref(r, `${i}u`), ...terms].join(' + ')};`;
-  });
   const code = kernelModule(g, roles, new Set<Role>(['out']), [
     ...updateParts(roles.length + 1),
     ...em.decls,

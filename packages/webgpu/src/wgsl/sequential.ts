@@ -38,6 +38,9 @@ export function compileSequential(program: StepProgram, hoisting = true): Sequen
     cotangent: () => '0.0',
   };
   const { decl, body } = bodyFor(em, [f], loads, planned && { layout: planned.layout, stride: planned.hoist.floats });
+  // Before the bindings are chosen from em.uses: a leaf output (a bare parameter, say) has no body,
+  // and this is the only read of it.
+  const out = em.ref(f, 'i');
   // The state is read from y0 or the output just written, never through the 'state' role.
   const usesState = em.uses.state;
   const roles: Role[] = [
@@ -62,7 +65,7 @@ ${decl}
   for (var t = 0u; t < T; t++) {
     let e = b * T + t;
 ${body}
-    for (var i = 0u; i < ${bound(n)}; i++) { outp[e * ${n}u + i] = ${em.ref(f, 'i')}; }
+    for (var i = 0u; i < ${bound(n)}; i++) { outp[e * ${n}u + i] = ${out}; }
   }
 }`,
   ]);
