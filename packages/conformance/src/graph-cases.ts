@@ -42,6 +42,14 @@ const CORNERS: { id: string; why: string; cell: () => Cell }[] = [
     cell: () => defineCell({ name: 'bare-param', state: 2, input: 0, params: { p: [2] } }, (_h, _x, p) => p.p),
   },
   {
+    id: 'constant-past-float32',
+    why: 'min(0.5·h, 1e39): finite in float64, +Infinity in float32 (a WGSL literal beyond f32 failed the shader)',
+    cell: () =>
+      defineCell({ name: 'big-constant', state: 2, input: 0, params: {} }, (h) =>
+        add(lang.minimum(mul(h, 0.5), 1e39), lang.maximum(mul(h, 0.1), constant([-1e39, -2e39]))),
+      ),
+  },
+  {
     id: 'output-from-the-input-only',
     why: "an output that reads only the input: a cached input-only value went out as the output and the caller's dispose broke the cache (tfjs ops: a crash on the next call)",
     cell: () =>

@@ -70,11 +70,17 @@ export function storage(binding: number, name: string, write: boolean): string {
   return `@group(0) @binding(${binding}) var<storage, ${write ? 'read_write' : 'read'}> ${name}: array<f32>;`;
 }
 
-/** A float as a WGSL literal (finite values only). */
+/**
+ * A float as a WGSL f32 value: the float32 the other backends hold for it. Past f32's range that is
+ * ±Infinity, which no WGSL literal may be (1e39 failed the whole shader): made at run time.
+ */
 export function lit(v: number): string {
-  if (!Number.isFinite(v)) throw new Error(`webgpu: constant ${v} has no WGSL literal`);
-  const s = v.toExponential();
-  return `f32(${s})`;
+  if (Number.isNaN(v)) throw new Error(`webgpu: constant ${v} has no WGSL literal`);
+  const f = Math.fround(v);
+  // A call (runtime, see inf_ in graph.ts): WGSL refuses ±Infinity even as a folded bitcast.
+  if (f === Number.POSITIVE_INFINITY) return 'inf_(false)';
+  if (f === Number.NEGATIVE_INFINITY) return 'inf_(true)';
+  return `f32(${f.toExponential()})`;
 }
 
 /** Non-finite test on the bit pattern (immune to fast-math folding of x != x). */

@@ -2,7 +2,8 @@ import { type BinaryFn, type Graph, matrixLayout, type Node, type NodeId, paramS
 import { bound, lit } from './common.js';
 
 /** WGSL helpers for the unary ops that need more than a builtin. */
-export const UNARY_HELPERS = `fn sigmoid_(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }
+export const UNARY_HELPERS = `fn inf_(neg: bool) -> f32 { var b = 0x7f800000u; if (neg) { b = 0xff800000u; } return bitcast<f32>(b); }
+fn sigmoid_(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }
 fn tanh_(x: f32) -> f32 { let y = exp(-2.0 * abs(x)); return sign(x) * (1.0 - y) / (1.0 + y); }
 // log(1 + e) loses e entirely once e < 2^-24; e − e²/2 keeps softplus(x) ≈ eˣ for x ≪ 0.
 fn softplus_(x: f32) -> f32 { let e = exp(-abs(x)); return max(x, 0.0) + select(log(1.0 + e), e * (1.0 - 0.5 * e), e < 1e-4); }`;
@@ -88,9 +89,13 @@ export class GraphEmitter {
     for (const id of ids) {
       const n = this.node(id);
       if (n.op === 'const' && n.size > 1) {
+        // A private array's initializer must be constant: entries past f32's range (±Infinity)
+        // are set at the top of the entry point instead.
+        const big = n.values.flatMap((v, k) => (Number.isFinite(Math.fround(v)) ? [] : [k]));
         this.decls.push(
-          `var<private> c${id}: array<f32, ${n.size}> = array<f32, ${n.size}>(${n.values.map(lit).join(', ')});`,
+          `var<private> c${id}: array<f32, ${n.size}> = array<f32, ${n.size}>(${n.values.map((v) => (Number.isFinite(Math.fround(v)) ? lit(v) : '0.0')).join(', ')});`,
         );
+        for (const k of big) lines.push(`  c${id}[${k}] = ${lit(n.values[k]!)};`);
       } else if (n.op !== 'param' && n.op !== 'const') {
         lines.push(`  var v${id}: array<f32, ${Math.max(1, n.size)}>;`);
       }

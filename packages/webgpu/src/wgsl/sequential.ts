@@ -112,7 +112,7 @@ export function compileSequentialWorkgroup(
   const uses = { params: false, input: false };
   const em = new GraphEmitter(g);
   // Constant vectors are module-scope arrays `c<id>` that em.ref reads: declare them.
-  em.declare(live.filter((id) => g.nodes[id]!.op === 'const'));
+  const constInit = em.declare(live.filter((id) => g.nodes[id]!.op === 'const'));
 
   /** Entry `i` (a WGSL u32 expression) of node `id` as the kernel holds it; `e` is the element. */
   const ref = (id: NodeId, i: string): string => {
@@ -213,6 +213,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
   let nb = ${uni(0)};
   let T = ${uni(1)};
   if (b >= nb) { return; }
+${constInit}
   for (var i = li; i < ${n}u; i += ${wg}u) { ws[i] = y0[b * ${n}u + i]; }
   workgroupBarrier();
   for (var t = 0u; t < T; t++) {
