@@ -60,7 +60,13 @@ export async function setupRun(
   return { log, ckptPath, ckpt, config };
 }
 
-const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+/** The command-line flags that give `key: value` of a configuration (none for a switch left off). */
+function flagsOf(key: string, value: unknown): string[] {
+  const flag = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  if (key === 'residual') return value === false ? ['--no-residual'] : [];
+  if (key === 'layerNorm' || key === 'synthetic') return value === true ? [flag] : [];
+  return [`${flag}=${String(value)}`];
+}
 
 /**
  * A checkpoint's stored configuration, checked as the command line that would give it: a value no
@@ -73,12 +79,7 @@ function storedConfig(ckptPath: string, stored: Record<string, unknown>): TrainC
   // on hnn), though their defaults are stored.
   const dataKeys = ['synthetic', 'data', 'testData', 'length'];
   const base = [String(stored.task)];
-  for (const key of dataKeys) {
-    const value = stored[key];
-    if (key === 'synthetic') {
-      if (value === true) base.push('--synthetic');
-    } else if (value !== undefined) base.push(`--${kebab(key)}=${String(value)}`);
-  }
+  for (const key of dataKeys) if (stored[key] !== undefined) base.push(...flagsOf(key, stored[key]));
   let bare: Record<string, unknown> = {};
   try {
     const p = parseCli(base);
@@ -89,11 +90,7 @@ function storedConfig(ckptPath: string, stored: Record<string, unknown>): TrainC
   const argv = [...base];
   for (const [key, value] of Object.entries(stored)) {
     if (key === 'task' || dataKeys.includes(key) || value === undefined || Object.is(bare[key], value)) continue;
-    if (key === 'residual') {
-      if (value === false) argv.push('--no-residual');
-    } else if (key === 'layerNorm' || key === 'synthetic') {
-      if (value === true) argv.push(`--${kebab(key)}`);
-    } else argv.push(`--${kebab(key)}=${String(value)}`);
+    argv.push(...flagsOf(key, value));
   }
   let parsed: ReturnType<typeof parseCli>;
   try {

@@ -3,7 +3,7 @@ import { expect } from 'vitest';
 import type { SuiteContext } from './context.js';
 import { maxAbsDiff, maxRelDiff, sequenceData } from './fixtures.js';
 
-const { add, clip, concat, constant, exp, matvec, mul, neg, slice, tanh } = lang;
+const { add, clip, concat, constant, exp, matvec, maximum, minimum, mul, neg, slice, tanh } = lang;
 
 /**
  * Cells whose graphs tripped a backend's compiler (found by differential fuzzing of random cells):
@@ -46,7 +46,7 @@ const CORNERS: { id: string; why: string; cell: () => Cell }[] = [
     why: 'min(0.5·h, 1e39): finite in float64, +Infinity in float32 (a WGSL literal beyond f32 failed the shader)',
     cell: () =>
       defineCell({ name: 'big-constant', state: 2, input: 0, params: {} }, (h) =>
-        add(lang.minimum(mul(h, 0.5), 1e39), lang.maximum(mul(h, 0.1), constant([-1e39, -2e39]))),
+        add(minimum(mul(h, 0.5), 1e39), maximum(mul(h, 0.1), constant([-1e39, -2e39]))),
       ),
   },
   {

@@ -176,7 +176,6 @@ function checkJson(what: string, v: unknown): void {
 
 const isCount = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
 /** An Rng state as a checkpoint holds it: 4 integers of 32 bits (signed or not). */
-/** Four 32-bit integers (signed or not): the state of core's Rng. */
 export const isRngState = (r: unknown): r is [number, number, number, number] =>
   Array.isArray(r) && r.length === 4 && r.every((x) => Number.isInteger(x) && x >= -(2 ** 31) && x <= 0xffffffff);
 

@@ -189,7 +189,7 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
         const key = `${id}:${start}:${size}`;
         let v = ranges.get(key) ?? recall(id, `[${start}:${size}]`);
         if (!v) {
-          const pushed = (full[id] && !bounds[id]) || values[id] ? null : rangeOf(id, node, start, size);
+          const pushed = (full[id] && !bounds[id]) || values[id] ? null : rangeOf(node, start, size);
           const whole = pushed ? undefined : get(id);
           v = pushed ?? { t: cut(whole!, start, size), perElement: whole!.perElement, size, uniform: whole!.uniform };
           remember(id, `[${start}:${size}]`, v);
@@ -212,7 +212,7 @@ export function compileVectors(tf: Tf, g: Graph, roots: readonly NodeId[], opts:
         return tf.reshape(y, x.perElement ? [R, size] : [size]);
       };
       /** Columns [start, start + size) of a node wanted only in ranges, or null to cut the whole. */
-      const rangeOf = (id: NodeId, node: Node, start: number, size: number): Vec | null => {
+      const rangeOf = (node: Node, start: number, size: number): Vec | null => {
         const of = (t: T | null, rows: boolean): Vec | null => t && { t, perElement: rows, size };
         switch (node.op) {
           case 'unary': {

@@ -166,8 +166,8 @@ export function liveNodes(graph: Graph, roots: readonly NodeId[], cut?: { has(id
 /**
  * The nodes needed for `roots` split by what they read. `inputOnly`: live nodes that read the
  * input but neither the state nor the cotangent (the input leaf included) — work a backend may do
- * once per input instead of once per Newton iteration — and the parameter-only nodes they read. `rest`: live nodes that read the state or
- * the cotangent, and nodes made from parameters and constants alone (a slice of a bias): the same
+ * once per input instead of once per Newton iteration — and the parameter-only nodes they read.
+ * `rest`: live nodes that read the state or the cotangent, and nodes made from parameters and constants alone (a slice of a bias): the same
  * for every element, so not worth a value per element in a hoisted buffer. `frontier`: the
  * input-only nodes that `rest` or `roots` read, i.e. what the input-only part must hand over.
  */

@@ -34,7 +34,8 @@ export function fusedRuns(
           if (g.nodes[o]!.op !== 'slice' || isExternal(o)) return false;
           let b = o;
           while (g.nodes[b]!.op === 'slice' && !isExternal(b)) b = operands(g.nodes[b]!)[0]!;
-          return groupOf.get(b) === items.length - 1 && items[items.length - 1] === current;
+          // `current` is the last item while it is set.
+          return groupOf.get(b) === items.length - 1;
         });
       if (!current || current.size !== node.size || readsRunThroughSlice) {
         current = { kind: 'group', size: node.size, ids: [] };

@@ -91,11 +91,13 @@ export class GraphEmitter {
       if (n.op === 'const' && n.size > 1) {
         // A private array's initializer must be constant: entries past f32's range (±Infinity)
         // are set at the top of the entry point instead.
-        const big = n.values.flatMap((v, k) => (Number.isFinite(Math.fround(v)) ? [] : [k]));
+        const fits = n.values.map((v) => Number.isFinite(Math.fround(v)));
         this.decls.push(
-          `var<private> c${id}: array<f32, ${n.size}> = array<f32, ${n.size}>(${n.values.map((v) => (Number.isFinite(Math.fround(v)) ? lit(v) : '0.0')).join(', ')});`,
+          `var<private> c${id}: array<f32, ${n.size}> = array<f32, ${n.size}>(${n.values.map((v, k) => (fits[k] ? lit(v) : '0.0')).join(', ')});`,
         );
-        for (const k of big) lines.push(`  c${id}[${k}] = ${lit(n.values[k]!)};`);
+        n.values.forEach((v, k) => {
+          if (!fits[k]) lines.push(`  c${id}[${k}] = ${lit(v)};`);
+        });
       } else if (n.op !== 'param' && n.op !== 'const') {
         lines.push(`  var v${id}: array<f32, ${Math.max(1, n.size)}>;`);
       }
