@@ -4,6 +4,7 @@ import {
   type DType,
   cells,
   ConvergenceError,
+  DEFAULT_TOLERANCE,
   deer,
   deerWithGrad,
   defineCell,
@@ -111,6 +112,35 @@ export function defineMethodCases(ctx: SuiteContext): void {
       expect(maxAbsDiff(got.y, ref), what).toBeLessThanOrEqual(ctx.tolerance);
       ctx.report(`${what} T=300: ELK ${got.stats.elkIterations} iterations`);
     }
+  });
+
+  ctx.test('method/elk-stalled-rows-take-damped-steps', async () => {
+    // Elman ×8 (contractive along its trajectory, memory ~45 steps): ELK's trust region shrinks
+    // to nothing far from the solution, where even a fixed-point sweep raises the merit it must
+    // lower; the rows it stalls on go on with damped DEER steps and converge without the fallback.
+    const [B, T] = [2, 200];
+    const data = scaledElman(8, 12, 101, B, T, ctx.dtype);
+    const ref = await oracleTrajectory(ctx.oracle(), data.cell, data, B, T);
+    const x = ctx.backend().tensor(data.x, [B, T, 2], ctx.dtype);
+    let seqErr: number;
+    try {
+      const seq = await sequential(ctx.backend(), data.cell, data.params, x, { h0: data.h0 });
+      seqErr = maxAbsDiff(await ctx.backend().read(seq.y), ref);
+      ctx.backend().dispose(seq.y);
+    } finally {
+      ctx.backend().dispose(x);
+    }
+    const got = await solveOnBackend(ctx.backend(), data.cell, data, B, T, ctx.dtype, { method: 'elk' });
+    expect(got.stats.switches.some((s) => s.includes("stalled under ELK's trust region → damped DEER steps"))).toBe(true);
+    expect(got.stats.converged).toBe(true);
+    expect(got.stats.fallbackRows).toBe(0);
+    expect(got.stats.deerIterations).toBe(0);
+    expect(got.stats.residual).toBeLessThanOrEqual(1);
+    // As close to the oracle as the backend's own sequential answer, plus what the stopping rule
+    // leaves: the last step met atol + rtol·|y| (|y| ≤ 1 for tanh); the margin is twice that.
+    const tol = DEFAULT_TOLERANCE[ctx.dtype];
+    expect(maxAbsDiff(got.y, ref)).toBeLessThanOrEqual(seqErr + 2 * (tol.atol + tol.rtol) + ctx.tolerance);
+    ctx.report(`elman ×8 T=${T}: ELK ${got.stats.elkIterations} iterations, damped DEER steps after the trust region stalled`);
   });
 
   ctx.test('method/auto-no-more-iterations-than-deer', async () => {

@@ -312,8 +312,10 @@ export class GpuContext {
   pipeline(code: string, label: string): GPUComputePipeline {
     const hit = this.pipelines.get(code);
     if (hit) return hit;
-    const module = this.device.createShaderModule({ code, label });
+    // The scope covers the module too: outside it, a WGSL error reached the uncaptured-error
+    // handler first and became the fault as a plain Error, not the ShaderCompileError below.
     this.device.pushErrorScope('validation');
+    const module = this.device.createShaderModule({ code, label });
     const pipeline = this.device.createComputePipeline({
       layout: 'auto',
       compute: { module, entryPoint: 'main' },

@@ -68,6 +68,23 @@ describe.skipIf(skip !== null)('webgpu faults', () => {
     backend.dispose(t);
   });
 
+  it('a kernel whose WGSL fails to compile faults the backend with a ShaderCompileError', async () => {
+    // Its own backend: the fault stays (commands with the broken pipeline were already recorded).
+    const own = await createWebGpuBackend();
+    try {
+      const ctx = (own as unknown as { ctx: { pipeline(code: string, label: string): unknown; settle(): Promise<void> } }).ctx;
+      const code = '@compute @workgroup_size(1)\nfn main() {\n  let v = undefined_thing;\n}\n';
+      ctx.pipeline(code, 'broken-kernel');
+      const err = await ctx.settle().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ShaderCompileError);
+      expect((err as ShaderCompileError).message).toContain('broken-kernel');
+      expect((err as ShaderCompileError).lineText).toContain('undefined_thing');
+      expect(() => own.zeros([2])).toThrow(ShaderCompileError);
+    } finally {
+      own.destroy();
+    }
+  });
+
   it("refuses a tensor of another webgpu backend (another device), and stays usable", async () => {
     const other = await createWebGpuBackend();
     try {

@@ -281,7 +281,8 @@ export function* newtonWindow(
   let iterations = 0;
   // Whether the last check replaced or clipped entries.
   let troubled = false;
-  const mode: 'deer' | 'elk' = method === 'elk' ? 'elk' : 'deer';
+  // 'elk' starts on Levenberg–Marquardt steps and hands the rows they stall on to damped DEER steps.
+  let mode: 'deer' | 'elk' = method === 'elk' ? 'elk' : 'deer';
   try {
     if (method === 'shoot') {
       // No Newton: every row to parallel shooting, the ones it does not finish to the fallback.
@@ -393,6 +394,22 @@ export function* newtonWindow(
         }
       }
       for (let b = 0; b < B; b++) if (status[b] === Row.Active) fail(w, b, 'maxIter');
+      if (mode === 'elk' && iterations < budget) {
+        const stalled = [...status.keys()].filter((b) => status[b] === Row.Failed && reason[b] === 'stagnated');
+        if (stalled.length > 0) {
+          // The merit that Levenberg–Marquardt must lower is a poor guide far from the solution of
+          // a recurrence: even the fixed-point sweep y ← G(y), which makes one more step exact,
+          // raises it from the first guess (deer-study: Elman ×12, Lyapunov exponent −1.3, stalled
+          // after 20 iterations). Damped DEER steps keep Newton's prefix property whatever their cap.
+          mode = 'deer';
+          for (const b of stalled) {
+            startDamped(w, b, Number.POSITIVE_INFINITY);
+            w.maxResidual[b] = Number.POSITIVE_INFINITY;
+          }
+          stats.switches.push(`window ${where.window}, iteration ${iterations}: ${stalled.length} rows stalled under ELK's trust region → damped DEER steps`);
+          continue;
+        }
+      }
       if (count(Row.Pending) === 0) break;
       // The residual check: one evaluation of G at the iterate.
       const check = yield* measureResidual(backend, problem, y, mask(Row.Pending), opts);

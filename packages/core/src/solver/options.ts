@@ -74,7 +74,9 @@ export interface DeerOptions extends SolveOptions {
    * Newton's step: 'deer' (default) full steps; 'elk' damped steps with a trust region that adapts
    * (Levenberg–Marquardt on the Jacobian in the structure `jacobian` picks: ELK with the cell's
    * exact structure, quasi-ELK with 'diagonal'), which converge where full steps overshoot on
-   * moderate problems (see the convergence study: not yet on hard ones); 'auto'
+   * moderate problems; rows on which the trust region stalls go on with damped DEER steps
+   * (transitions capped, as under 'auto') for the rest of the budget (see the convergence study:
+   * still not on problems of long memory); 'auto'
    * evaluates sequentially up front the rows whose dynamics are chaotic (a Lyapunov estimate over
    * the first T/16 steps, or two iteration budgets), sends rows that remember a perturbed start,
    * beyond what their Jacobians carry, for longer than the iteration budget (`stats.memory`) to
