@@ -62,7 +62,10 @@ export interface DeerStats {
   /** Iterations with full steps (DEER) and with damped steps (ELK), summed over windows. */
   readonly deerIterations: number;
   readonly elkIterations: number;
-  /** What 'auto' decided and why, one line per decision (e.g. "row 2 stagnated under DEER → ELK"). */
+  /**
+   * What 'auto' decided and why, and when 'elk' handed rows its trust region stalled on to damped
+   * DEER steps: one line per decision (e.g. "row 2 stagnated under DEER → damped steps").
+   */
   readonly switches: readonly string[];
   /**
    * Sweeps of parallel shooting, summed over windows: 'shoot' (every row), and 'auto' (rows Newton
