@@ -397,10 +397,11 @@ export function* newtonWindow(
       if (mode === 'elk' && iterations < budget) {
         const stalled = [...status.keys()].filter((b) => status[b] === Row.Failed && reason[b] === 'stagnated');
         if (stalled.length > 0) {
-          // The merit that Levenberg–Marquardt must lower is a poor guide far from the solution of
-          // a recurrence: even the fixed-point sweep y ← G(y), which makes one more step exact,
-          // raises it from the first guess (deer-study: Elman ×12, Lyapunov exponent −1.3, stalled
-          // after 20 iterations). Damped DEER steps keep Newton's prefix property whatever their cap.
+          // Far from the solution of a saturated recurrence, Levenberg–Marquardt's steps range from
+          // the Gauss–Newton step, which overshoots, to a short step down the merit's gradient,
+          // and the merit barely falls (deer-study: Elman ×12, Lyapunov exponent −1.3, stalled
+          // after 20 iterations). Damped DEER steps, down to the fixed-point sweep y ← G(y), keep
+          // Newton's prefix property whatever their cap and go on making steps exact.
           mode = 'deer';
           for (const b of stalled) {
             startDamped(w, b, Number.POSITIVE_INFINITY);
