@@ -3,7 +3,7 @@ import { expect } from 'vitest';
 import type { SuiteContext } from './context.js';
 import { maxAbsDiff, maxRelDiff, sequenceData } from './fixtures.js';
 
-const { add, clip, concat, constant, exp, matvec, maximum, minimum, mul, neg, slice, tanh } = lang;
+const { add, clip, concat, constant, exp, log, matvec, maximum, minimum, mul, neg, relu, sign, slice, step, tanh } = lang;
 
 /**
  * Cells whose graphs tripped a backend's compiler (found by differential fuzzing of random cells):
@@ -59,7 +59,51 @@ const CORNERS: { id: string; why: string; cell: () => Cell }[] = [
   },
 ];
 
+/**
+ * Elementwise ops that compare: each must give NaN for a NaN operand, as IEEE arithmetic does. The
+ * reference and the generated JavaScript gave relu(NaN) = step(NaN) = 0, tfjs's sign and wasm's relu
+ * 0, WGSL's max, min and sign a number: a NaN made inside a cell (log of a negative parameter)
+ * became a finite trajectory, and the solve said converged.
+ */
+const NAN_OPS: { id: string; f: (v: ReturnType<typeof log>) => ReturnType<typeof log> }[] = [
+  { id: 'relu', f: (v) => relu(v) },
+  { id: 'step', f: (v) => step(v) },
+  { id: 'sign', f: (v) => sign(v) },
+  { id: 'max', f: (v) => maximum(v, constant(0)) },
+  { id: 'min', f: (v) => minimum(constant(0), v) },
+  { id: 'clip', f: (v) => clip(v, 1) },
+];
+
 export function defineGraphCases(ctx: SuiteContext): void {
+  ctx.test('graph/nan-stays-nan', async () => {
+    const backend = ctx.backend();
+    const [B, T] = [2, 5];
+    const x = backend.tensor(
+      Array.from({ length: B * T }, (_, i) => 0.1 * i),
+      [B, T, 1],
+      ctx.dtype,
+    );
+    try {
+      for (const { id, f } of NAN_OPS) {
+        const cell = defineCell({ name: `nan-${id}`, state: 1, input: 1, params: { p: [1] } }, (h, xt, p) =>
+          add(mul(tanh(h), 0.5), add(xt, f(log(p.p)))),
+        );
+        const params = { p: [-1] };
+        const seq = await sequential(backend, cell, params, x);
+        const ys = await backend.read(seq.y);
+        backend.dispose(seq.y);
+        expect(Array.from(ys).every(Number.isNaN), `${id}(NaN) sequentially: ${Array.from(ys)}`).toBe(true);
+        const r = await deer(backend, cell, params, x);
+        const yd = await backend.read(r.y);
+        backend.dispose(r.y);
+        expect(r.stats.converged, `${id}(NaN): DEER does not call it converged`).toBe(false);
+        expect(Array.from(yd).every(Number.isNaN), `${id}(NaN) by DEER (its fallback): ${Array.from(yd)}`).toBe(true);
+      }
+    } finally {
+      backend.dispose(x);
+    }
+  });
+
   for (const corner of CORNERS) {
     ctx.test(`graph/${corner.id}`, async () => {
       const cell = corner.cell();

@@ -100,8 +100,8 @@ describe('f32x4 transcendentals', () => {
   it('relu, step, sign and the plain ops agree with the reference formulas exactly', () => {
     const xs = Float32Array.from([-2.5, -0, 0, 1e-30, 3.25, Number.NaN, 7, -1e20]);
     const want: Partial<Record<UnaryFn, (v: number) => number>> = {
-      relu: (v) => (v > 0 ? v : 0),
-      step: (v) => (v > 0 ? 1 : 0),
+      relu: (v) => (v > 0 || Number.isNaN(v) ? v : 0),
+      step: (v) => (v > 0 ? 1 : Number.isNaN(v) ? v : 0),
       sign: Math.sign,
       neg: (v) => -v,
       abs: Math.abs,

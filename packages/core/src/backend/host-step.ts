@@ -24,8 +24,9 @@ const UNARY: Record<UnaryFn, (v: number) => number> = {
   exp: Math.exp,
   log: Math.log,
   softplus: (v) => (v > 30 ? v : Math.log1p(Math.exp(v))),
-  relu: (v) => (v > 0 ? v : 0),
-  step: (v) => (v > 0 ? 1 : 0),
+  // NaN stays NaN (as in every evaluator): a NaN made inside a cell must not turn into a number.
+  relu: (v) => (v > 0 || Number.isNaN(v) ? v : 0),
+  step: (v) => (v > 0 ? 1 : Number.isNaN(v) ? v : 0),
   sin: Math.sin,
   cos: Math.cos,
   square: (v) => v * v,

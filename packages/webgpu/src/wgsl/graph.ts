@@ -6,7 +6,15 @@ export const UNARY_HELPERS = `fn inf_(neg: bool) -> f32 { var b = 0x7f800000u; i
 fn sigmoid_(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }
 fn tanh_(x: f32) -> f32 { let y = exp(-2.0 * abs(x)); return sign(x) * (1.0 - y) / (1.0 + y); }
 // log(1 + e) loses e entirely once e < 2^-24; e − e²/2 keeps softplus(x) ≈ eˣ for x ≪ 0.
-fn softplus_(x: f32) -> f32 { let e = exp(-abs(x)); return max(x, 0.0) + select(log(1.0 + e), e * (1.0 - 0.5 * e), e < 1e-4); }`;
+fn softplus_(x: f32) -> f32 { let e = exp(-abs(x)); return max(x, 0.0) + select(log(1.0 + e), e * (1.0 - 0.5 * e), e < 1e-4); }
+// NaN stays NaN, as in every evaluator (WGSL's max, min and sign may drop it): tested on the bits,
+// since a compiler may assume floats are never NaN and fold x != x away.
+fn nan_(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
+fn relu_(x: f32) -> f32 { return select(max(x, 0.0), x, nan_(x)); }
+fn step_(x: f32) -> f32 { return select(select(0.0, 1.0, x > 0.0), x, nan_(x)); }
+fn sign_(x: f32) -> f32 { return select(sign(x), x, nan_(x)); }
+fn min_(a: f32, b: f32) -> f32 { return select(min(a, b), a + b, nan_(a) || nan_(b)); }
+fn max_(a: f32, b: f32) -> f32 { return select(max(a, b), a + b, nan_(a) || nan_(b)); }`;
 
 export const UNARY: Record<UnaryFn, (a: string) => string> = {
   neg: (a) => `-(${a})`,
@@ -16,14 +24,14 @@ export const UNARY: Record<UnaryFn, (a: string) => string> = {
   exp: (a) => `exp(${a})`,
   log: (a) => `log(${a})`,
   softplus: (a) => `softplus_(${a})`,
-  relu: (a) => `max(${a}, 0.0)`,
-  step: (a) => `select(0.0, 1.0, (${a}) > 0.0)`,
+  relu: (a) => `relu_(${a})`,
+  step: (a) => `step_(${a})`,
   sin: (a) => `sin(${a})`,
   cos: (a) => `cos(${a})`,
   square: (a) => `sq_(${a})`,
   sqrt: (a) => `sqrt(${a})`,
   abs: (a) => `abs(${a})`,
-  sign: (a) => `sign(${a})`,
+  sign: (a) => `sign_(${a})`,
 };
 
 export const BINARY: Record<BinaryFn, (a: string, b: string) => string> = {
@@ -31,8 +39,8 @@ export const BINARY: Record<BinaryFn, (a: string, b: string) => string> = {
   sub: (a, b) => `${a} - ${b}`,
   mul: (a, b) => `${a} * ${b}`,
   div: (a, b) => `${a} / ${b}`,
-  min: (a, b) => `min(${a}, ${b})`,
-  max: (a, b) => `max(${a}, ${b})`,
+  min: (a, b) => `min_(${a}, ${b})`,
+  max: (a, b) => `max_(${a}, ${b})`,
 };
 
 /** Where each parameter starts in the packed parameter buffer (graph order). */

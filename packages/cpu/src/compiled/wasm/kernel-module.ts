@@ -701,12 +701,15 @@ function unary(f: Body, fn: string, v: number): void {
       f.tee(v).get(v).simd(SIMD.f32x4Mul);
       return;
     case 'relu':
-      // v > 0 ? v : 0 (NaN → 0, as the reference): pmax(0, v) = 0 < v ? v : 0.
-      f.set(v);
-      f.zero().get(v).simd(SIMD.f32x4Pmax);
+      // max(v, 0): NaN stays NaN (IEEE max, as the reference), max(−0, 0) = 0.
+      f.zero().simd(SIMD.f32x4Max);
       return;
     case 'step':
-      f.zero().simd(SIMD.f32x4Gt).f32x4(1).simd(SIMD.and);
+      // bitselect(v, (v > 0) & 1, v ≠ v): 1, 0, and NaN kept.
+      f.set(v);
+      f.get(v);
+      f.get(v).zero().simd(SIMD.f32x4Gt).f32x4(1).simd(SIMD.and);
+      f.get(v).get(v).simd(SIMD.f32x4Ne).simd(SIMD.bitselect);
       return;
     case 'sign':
       // Math.sign: ±1, and 0, −0, NaN kept: bitselect(1, bitselect(−1, v, v < 0), v > 0).
