@@ -1,4 +1,4 @@
-import { type Backend, type Cell, deer, deerWithGrad, defineCell, lang, sequential, type Tensor } from '@deerjs/core';
+import { type Backend, type Cell, deer, deerWithGrad, defineCell, lang, sequential, type Tensor, type Vec } from '@deerjs/core';
 import { expect } from 'vitest';
 import type { SuiteContext } from './context.js';
 import { maxAbsDiff, maxRelDiff, sequenceData } from './fixtures.js';
@@ -61,11 +61,11 @@ const CORNERS: { id: string; why: string; cell: () => Cell }[] = [
 
 /**
  * Elementwise ops that compare: each must give NaN for a NaN operand, as IEEE arithmetic does. The
- * reference and the generated JavaScript gave relu(NaN) = step(NaN) = 0, tfjs's sign and wasm's relu
- * 0, WGSL's max, min and sign a number: a NaN made inside a cell (log of a negative parameter)
- * became a finite trajectory, and the solve said converged.
+ * reference and the cpu backend gave relu(NaN) = step(NaN) = 0, tfjs's sign(NaN) 0, its wasm
+ * engine's relu(NaN) and min(0, NaN) 0, WGSL's max, min and sign a number: a NaN made inside a cell
+ * (log of a negative parameter) became a finite trajectory, and the solve said converged.
  */
-const NAN_OPS: { id: string; f: (v: ReturnType<typeof log>) => ReturnType<typeof log> }[] = [
+const NAN_OPS: { id: string; f: (v: Vec) => Vec }[] = [
   { id: 'relu', f: (v) => relu(v) },
   { id: 'step', f: (v) => step(v) },
   { id: 'sign', f: (v) => sign(v) },

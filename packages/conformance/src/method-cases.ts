@@ -115,9 +115,9 @@ export function defineMethodCases(ctx: SuiteContext): void {
   });
 
   ctx.test('method/elk-stalled-rows-take-damped-steps', async () => {
-    // Elman ×8 (contractive along its trajectory, memory ~45 steps): ELK's trust region shrinks
-    // to nothing far from the solution, where even a fixed-point sweep raises the merit it must
-    // lower; the rows it stalls on go on with damped DEER steps and converge without the fallback.
+    // Elman ×8 (contractive along its trajectory, memory ~45 steps): far from the solution ELK's
+    // steps barely lower the merit and its trust region stalls; the rows go on with damped DEER
+    // steps and converge without the fallback (ELK alone gave both rows up).
     const [B, T] = [2, 200];
     const data = scaledElman(8, 12, 101, B, T, ctx.dtype);
     const ref = await oracleTrajectory(ctx.oracle(), data.cell, data, B, T);

@@ -37,12 +37,18 @@ const BINARY: Record<BinaryFn, (tf: Tf, a: T, b: T) => T> = {
   sub: (tf, a, b) => tf.sub(a, b),
   mul: (tf, a, b) => tf.mul(a, b),
   div: (tf, a, b) => tf.div(a, b),
-  min: (tf, a, b) => keepNaN2(tf, a, b, tf.minimum(a, b)),
-  max: (tf, a, b) => keepNaN2(tf, a, b, tf.maximum(a, b)),
+  min: (tf, a, b) => keepNaN(tf, tf.minimum(a, b), a, b),
+  max: (tf, a, b) => keepNaN(tf, tf.maximum(a, b), a, b),
 };
 
-/** NaN where an operand is NaN (a + b there): the wasm engine's min(0, NaN) is 0. */
-const keepNaN2 = (tf: Tf, a: T, b: T, out: T): T => tf.where(tf.logicalOr(tf.isNaN(a), tf.isNaN(b)), tf.add(a, b), out);
+/**
+ * `out` with NaN wherever an operand is NaN, as in every evaluator: tfjs's sign(NaN) is 0, and so
+ * are the wasm engine's relu(NaN) and min(0, NaN).
+ */
+export function keepNaN(tf: Tf, out: T, a: T, b?: T): T {
+  const nan = b ? tf.logicalOr(tf.isNaN(a), tf.isNaN(b)) : tf.isNaN(a);
+  return tf.where(nan, b ? tf.add(a, b) : a, out);
+}
 
 /** A size-1 vector brought to `size` entries per element: a scalar when constant, else a copy. */
 function widen(tf: Tf, v: Vec, size: number, rows: number): T {

@@ -9,7 +9,7 @@ import {
   type UnaryFn,
 } from '@deerjs/core';
 import type * as tfc from '@tensorflow/tfjs-core';
-import { binaryVec, cutColumns, expandRows, sumVecs, type Vec } from './broadcast.js';
+import { binaryVec, cutColumns, expandRows, keepNaN, sumVecs, type Vec } from './broadcast.js';
 import { hostMatvec, hostUnary } from './host.js';
 import type { Tf } from './tensor.js';
 
@@ -56,18 +56,15 @@ const UNARY: Record<UnaryFn, (tf: Tf, a: T) => T> = {
   exp: (tf, a) => tf.exp(a),
   log: (tf, a) => tf.log(a),
   softplus: (tf, a) => tf.softplus(a),
-  // NaN stays NaN, as in every evaluator: tfjs's sign gives 0, and the wasm engine's relu 0.
-  relu: (tf, a) => keepNaN(tf, a, tf.relu(a)),
+  relu: (tf, a) => keepNaN(tf, tf.relu(a), a),
   step: (tf, a) => tf.step(a, 0),
   sin: (tf, a) => tf.sin(a),
   cos: (tf, a) => tf.cos(a),
   square: (tf, a) => tf.square(a),
   sqrt: (tf, a) => tf.sqrt(a),
   abs: (tf, a) => tf.abs(a),
-  sign: (tf, a) => keepNaN(tf, a, tf.sign(a)),
+  sign: (tf, a) => keepNaN(tf, tf.sign(a), a),
 };
-
-const keepNaN = (tf: Tf, a: T, out: T): T => tf.where(tf.isNaN(a), a, out);
 
 /** Ops whose column range can be computed from column ranges of their operands (or of a param). */
 const SLICEABLE = new Set<Node['op']>(['unary', 'binary', 'matvec', 'param', 'const', 'concat']);
