@@ -183,6 +183,16 @@ export function defineInputCases(ctx: SuiteContext): void {
         backend.dispose(Rt);
       }
     });
+    // Finite in float64 but past float32's range: ±Infinity once stored as float32 (they had given
+    // a NaN trajectory, or a converged one from an infinite weight).
+    if (ctx.dtype === 'float32') {
+      await withX([2, 3, INPUT_SIZE], null, async (x) => {
+        const R = p.R!.slice();
+        R[2] = -1e39;
+        await expect(deer(backend, c, { ...p, R }, x)).rejects.toThrow(/params\.R \(as float32\): expected finite values, got -Infinity at flat index 2/);
+        await expect(sequential(backend, c, p, x, { h0: [0, 1e39, 0, 0] })).rejects.toThrow(/h0 \(as float32\).*Infinity at flat index 1/);
+      });
+    }
   });
 
   ctx.test('fallback/max-iter-1', async () => {

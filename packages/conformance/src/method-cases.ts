@@ -19,7 +19,7 @@ import type { SuiteContext } from './context.js';
 import { CELL_FAMILIES, INPUT_SIZE, maxAbsDiff, maxRelDiff, sequenceData } from './fixtures.js';
 import { oracleTrajectory, solveOnBackend } from './solve-cases.js';
 
-const { add, mul, sub, tanh, constant } = lang;
+const { add, mul, sub, tanh, constant, slice } = lang;
 
 /** y = tanh(w ⊙ y + x): an elementwise cell, whose exact Jacobian is diagonal (ELK = quasi-ELK). */
 const diagonalTanh = (n: number): Cell =>
@@ -454,7 +454,7 @@ export function defineMethodCases(ctx: SuiteContext): void {
       expect(maxAbsDiff(got.y, ref), what).toBeLessThanOrEqual(ctx.tolerance);
       expect(got.stats.converged, what).toBe(true);
       expect(got.stats.fellBack, what).toBe(false);
-      expect(got.stats.residual, what).toBeLessThanOrEqual(0.1);
+      expect(got.stats.residual, what).toBeLessThanOrEqual(1);
       if (T === 1) expect(got.stats.shootingSweeps).toBe(1);
       else {
         expect(got.stats.shootingSweeps, what).toBeGreaterThanOrEqual(2);
@@ -472,5 +472,41 @@ export function defineMethodCases(ctx: SuiteContext): void {
     expect(cut.stats.shootingSweeps).toBe(2);
     const head = (v: ArrayLike<number>) => Array.from({ length: 2 * 17 * 4 }, (_, i) => v[i]!);
     expect(maxAbsDiff(head(cut.y), head(ref))).toBeLessThanOrEqual(ctx.tolerance);
+  });
+
+  // Parallel shooting had called a row converged when its chunk starts stopped moving (by a tenth
+  // of the tolerance), and reported that as the residual. A step with a large gain carries such a
+  // jump on many times over: float64, gain 1e3 at every chunk boundary, the one-step residual there
+  // was ~100× the tolerance under `converged: true`. Whatever path the answer took, its one-step
+  // residual (measured here in float64 on the host) meets the tolerance, up to the rounding of the
+  // step itself.
+  ctx.test('method/shoot-converges-only-by-its-residual', async () => {
+    const { atol, rtol } = DEFAULT_TOLERANCE[ctx.dtype];
+    const [T, gain] = [400, ctx.dtype === 'float64' ? 1e3 : 30];
+    const eps = ctx.dtype === 'float64' ? 2 ** -52 : 2 ** -23;
+    const round = ctx.dtype === 'float32' ? Math.fround : (v: number) => v;
+    // y_t = a_t·y_{t−1} + c_t: a_t = gain at even t (the first step of every chunk of √T = 20),
+    // 0.5 / gain at odd t (contractive by 1/2 every two steps), c_t holding the fixed point at 1.
+    const cell = defineCell({ name: 'gain-switch', state: 1, input: 2, params: {} }, (h, x) => add(mul(slice(x, 0, 1), h), slice(x, 1, 1)));
+    const x = new Float64Array(2 * T);
+    for (let t = 0; t < T; t++) {
+      x[2 * t] = round(t % 2 === 0 ? gain : 0.5 / gain);
+      x[2 * t + 1] = round(t % 2 === 0 ? 1 - gain : 1 - 0.5 / gain);
+    }
+    const data = { x, h0: new Float64Array(1), params: {} };
+    for (const method of ['shoot', 'auto'] as const) {
+      const backend = method === 'auto' ? withParallelism(ctx.backend(), WIDE) : ctx.backend();
+      const got = await solveOnBackend(backend, cell, data, 1, T, ctx.dtype, { method });
+      let worst = 0;
+      for (let t = 0; t < T; t++) {
+        const [a, c, prev] = [x[2 * t]!, x[2 * t + 1]!, t > 0 ? got.y[t - 1]! : 0];
+        const f = a * prev + c;
+        const slack = 4 * eps * (Math.abs(a * prev) + Math.abs(c) + Math.abs(f));
+        worst = Math.max(worst, Math.abs(got.y[t]! - f) / (atol + rtol * Math.abs(f) + slack));
+      }
+      expect(worst, `${method}: one-step residual / tolerance (${got.stats.switches.join('; ')})`).toBeLessThanOrEqual(1);
+      expect(got.stats.residual, method).toBeLessThanOrEqual(1);
+      ctx.report(`gain ${gain} ${method}: ${got.stats.shootingSweeps} sweeps, ${got.stats.fallbackRows} rows fell back, residual ${worst.toPrecision(2)}× tol`);
+    }
   });
 }

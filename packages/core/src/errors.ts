@@ -125,6 +125,7 @@ export function describeValue(v: unknown): string {
     const t = v as { shape: readonly number[]; dtype: string };
     return `a ${t.dtype} tensor [${t.shape.join(', ')}]`;
   }
+  if (typeof v === 'object' && 'capabilities' in v && 'name' in v && typeof v.name === 'string') return `the '${v.name}' backend`;
   try {
     const json = JSON.stringify(v);
     return json && json.length <= 80 ? json : 'an object';

@@ -103,7 +103,7 @@ export class TfjsBackend implements Backend {
     if (k && (!k.readSync || !k.capabilities.dtypes.includes('float32'))) {
       throw new UnsupportedOptionError(
         'hostKernels',
-        k.name,
+        k,
         'a backend with synchronous reads and float32 (e.g. @deerjs/cpu)',
       );
     }

@@ -67,7 +67,9 @@ describe('tfjs backend', () => {
     const ops = await createTfjsBackend({ backend: 'cpu', hostKernels: false });
     expect(ops.capabilities.device).toBe('tfjs cpu');
     const noSyncReads = { name: 'fake', capabilities: { dtypes: ['float32'] } } as unknown as Backend;
-    await expect(createTfjsBackend({ backend: 'cpu', hostKernels: noSyncReads })).rejects.toThrow(UnsupportedOptionError);
+    await expect(createTfjsBackend({ backend: 'cpu', hostKernels: noSyncReads })).rejects.toThrow(/hostKernels: .* got the 'fake' backend/);
+    // Not a backend at all: the message says what it got.
+    await expect(createTfjsBackend({ backend: 'cpu', hostKernels: true as never })).rejects.toThrow(/hostKernels: .* got true$/);
   });
 
   it('keeps tf.memory() flat over 100 solves and 100 gradient steps through core', async () => {
@@ -110,6 +112,10 @@ describe('tfjs backend', () => {
     // h0 is deerSync's argument and it reads nothing to check values: as options both would be ignored.
     expect(() => deerSync(be, cell, ps, x, y0, { h0: [1, 2, 3, 4] } as never)).toThrow(UnsupportedOptionError);
     expect(() => deerSync(be, cell, ps, x, y0, { checkFinite: true } as never)).toThrow(UnsupportedOptionError);
+    // Parameters as arrays (which deer uploads): deerSync reads nothing, so it says it takes tensors.
+    expect(() => deerSync(be, cell, params as never, x, y0)).toThrow(/params\.\w+: expected a tensor \(deerSync takes no arrays\)/);
+    const { R: _r, ...missing } = ps;
+    expect(() => deerSync(be, cell, missing, x, y0)).toThrow(/params\.R: .*missing/);
     for (const t of [x, y0, a.y, b, c, ...Object.values(ps)]) be.dispose(t);
   });
 });

@@ -10,6 +10,7 @@ import {
   checkInitialGuess,
   checkLengths,
   checkInputFinite,
+  checkParamTensors,
   checkSequenceInput,
   checkTensor,
   Owned,
@@ -149,6 +150,7 @@ export function deerSync(
     if (typeof options === 'object' && options !== null && key in options)
       throw new UnsupportedOptionError(key, (options as Record<string, unknown>)[key], key === 'h0' ? "deerSync's h0 argument" : 'nothing (deerSync does not check values)');
   }
+  checkParamTensors(backend, cell, params, dtype, 'deerSync');
   checkTensor(backend, 'h0', h0);
   if (h0.shape.length !== 2 || h0.shape[0] !== B || h0.shape[1] !== cell.stateSize) {
     throw new ShapeError('h0', `[${B}, ${cell.stateSize}]`, `[${h0.shape.join(', ')}]`);

@@ -9,6 +9,7 @@ import {
   checkInitialGuess,
   checkInputFinite,
   checkLengths,
+  checkParamTensors,
   checkSequenceInput,
   Owned,
   type ParamsInput,
@@ -200,6 +201,7 @@ export async function implicitVjp(
   window?: number,
   lengths?: ArrayLike<number>,
 ): Promise<DeerGradients> {
+  checkParamTensors(backend, cell, params, x.dtype, 'implicitVjp');
   return driveAsync(backend, implicitVjpSolve(backend, cell, params, x, y0, y, dy, window, lengths));
 }
 
@@ -215,6 +217,7 @@ export function implicitVjpSync(
   window?: number,
   lengths?: ArrayLike<number>,
 ): DeerGradients {
+  checkParamTensors(backend, cell, params, x.dtype, 'implicitVjpSync');
   return driveSync(backend, implicitVjpSolve(backend, cell, params, x, y0, y, dy, window, lengths));
 }
 

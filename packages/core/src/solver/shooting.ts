@@ -21,11 +21,6 @@ export interface ShootingResult {
   readonly y: Tensor;
   /** Per row: 1 where the chunks' starts met the tolerance. */
   readonly converged: Uint8Array;
-  /**
-   * Per row: the one-step residual of y scaled by the tolerance (as `stats.residual`): zero inside
-   * the chunks, the starts' last change at their boundaries.
-   */
-  readonly residual: Float64Array;
   readonly sweeps: number;
 }
 
@@ -109,14 +104,13 @@ export function* shoot(
       const converged = Uint8Array.from(update.rows.maxScaledDiff, (d, r) =>
         d <= 1 && update.rows.replaced[r] === 0 ? 1 : 0,
       );
-      const residual = Float64Array.from(update.rows.maxScaledDiff, (d) => START_TOLERANCE * d);
       if (converged.every((c) => c === 1) || sweep >= maxSweeps) {
         const whole = backend.reshape(ys, [R, K * L, n]);
         backend.dispose(ys);
         ys = undefined;
-        if (pad === 0) return { y: whole, converged, residual, sweeps: sweep };
+        if (pad === 0) return { y: whole, converged, sweeps: sweep };
         try {
-          return { y: backend.sliceTime(whole, 0, T), converged, residual, sweeps: sweep };
+          return { y: backend.sliceTime(whole, 0, T), converged, sweeps: sweep };
         } finally {
           backend.dispose(whole);
         }

@@ -79,9 +79,17 @@ export function checkSequenceInput(
   return { B: t.shape[0]!, T: t.shape[1]!, dtype: t.dtype };
 }
 
-function firstNonFinite(a: ArrayLike<number>): number {
-  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) return i;
-  return -1;
+/**
+ * The first entry of a host array that is NaN or ±Inf once stored in `dtype` (finite in float64 but
+ * past float32's range, it would be ±Inf on the backend), as a NonFiniteError.
+ */
+function checkHostFinite(what: string, a: ArrayLike<number>, dtype: DType): void {
+  const round = dtype === 'float32' ? Math.fround : (v: number) => v;
+  for (let i = 0; i < a.length; i++) {
+    if (Number.isFinite(round(a[i]!))) continue;
+    if (Number.isFinite(a[i]!)) throw new NonFiniteError(`${what} (as ${dtype})`, i, round(a[i]!));
+    throw new NonFiniteError(what, i, a[i]!);
+  }
 }
 
 /** Tensors uploaded for one call, disposed together when it ends. */
@@ -111,35 +119,13 @@ export async function prepareParams(
   owned: Owned,
   checkFinite: boolean,
 ): Promise<Record<string, Tensor>> {
-  if (typeof params !== 'object' || params === null || Array.isArray(params) || isTensor(params)) {
-    throw new InvalidArgumentError(
-      'params',
-      `an object of arrays or tensors named ${cell.params.map((p) => p.name).join(', ')}`,
-      describeValue(params),
-    );
-  }
+  checkParamNames(cell, params);
   const out: Record<string, Tensor> = {};
-  for (const name of Object.keys(params)) {
-    if (!cell.params.some((p) => p.name === name)) {
-      throw new ShapeError(
-        `params.${name}`,
-        `one of ${cell.params.map((p) => p.name).join(', ')}`,
-        'an unknown name',
-      );
-    }
-  }
   for (const spec of cell.params) {
     const v = params[spec.name];
     if (v === undefined) throw new ShapeError(`params.${spec.name}`, fmt(spec.shape), 'nothing (missing)');
     if (isTensor(v)) {
-      checkTensor(backend, `params.${spec.name}`, v);
-      // The parameter's own shape or flat; a tensor of another shape with the same size (a
-      // transposed matrix, say) is a mistake that would otherwise run silently.
-      const same = v.shape.length === spec.shape.length && v.shape.every((d, i) => d === spec.shape[i]);
-      const flat = v.shape.length === 1 && v.size === spec.size;
-      if (!same && !flat) throw new ShapeError(`params.${spec.name}`, `${fmt(spec.shape)} or [${spec.size}]`, fmt(v.shape));
-      if (v.dtype !== dtype)
-        throw new DTypeError(`params.${spec.name}`, `${dtype} (the dtype of x)`, v.dtype);
+      checkParamTensor(backend, spec, v, dtype);
       if (checkFinite) await checkFiniteTensor(backend, `params.${spec.name}`, v);
       out[spec.name] = v;
     } else {
@@ -157,12 +143,54 @@ export async function prepareParams(
           `${v.length} values`,
         );
       }
-      const bad = firstNonFinite(v);
-      if (bad >= 0) throw new NonFiniteError(`params.${spec.name}`, bad, v[bad]!);
+      checkHostFinite(`params.${spec.name}`, v, dtype);
       out[spec.name] = owned.add(backend.tensor(v, [spec.size], dtype));
     }
   }
   return out;
+}
+
+/** params is an object whose names are exactly the cell's (none unknown; missing ones are caught per parameter). */
+function checkParamNames(cell: Cell, params: unknown): asserts params is Readonly<Record<string, unknown>> {
+  if (typeof params !== 'object' || params === null || Array.isArray(params) || isTensor(params)) {
+    throw new InvalidArgumentError(
+      'params',
+      `an object of arrays or tensors named ${cell.params.map((p) => p.name).join(', ')}`,
+      describeValue(params),
+    );
+  }
+  for (const name of Object.keys(params)) {
+    if (!cell.params.some((p) => p.name === name)) {
+      throw new ShapeError(
+        `params.${name}`,
+        `one of ${cell.params.map((p) => p.name).join(', ')}`,
+        'an unknown name',
+      );
+    }
+  }
+}
+
+/** A parameter given as a tensor: of this backend, its own shape (or flat) and the solve's dtype. */
+function checkParamTensor(backend: Backend, spec: Cell['params'][number], v: Tensor, dtype: DType): void {
+  checkTensor(backend, `params.${spec.name}`, v);
+  // The parameter's own shape or flat; a tensor of another shape with the same size (a
+  // transposed matrix, say) is a mistake that would otherwise run silently.
+  const same = v.shape.length === spec.shape.length && v.shape.every((d, i) => d === spec.shape[i]);
+  const flat = v.shape.length === 1 && v.size === spec.size;
+  if (!same && !flat) throw new ShapeError(`params.${spec.name}`, `${fmt(spec.shape)} or [${spec.size}]`, fmt(v.shape));
+  if (v.dtype !== dtype)
+    throw new DTypeError(`params.${spec.name}`, `${dtype} (the dtype of x)`, v.dtype);
+}
+
+/** Parameters for the synchronous entry points: every one a tensor (they read nothing to upload arrays). */
+export function checkParamTensors(backend: Backend, cell: Cell, params: unknown, dtype: DType, caller: string): void {
+  checkParamNames(cell, params);
+  for (const spec of cell.params) {
+    const v = params[spec.name];
+    if (v === undefined) throw new ShapeError(`params.${spec.name}`, fmt(spec.shape), 'nothing (missing)');
+    if (!isTensor(v)) throw new InvalidArgumentError(`params.${spec.name}`, `a tensor (${caller} takes no arrays)`, describeValue(v));
+    checkParamTensor(backend, spec, v, dtype);
+  }
 }
 
 /** h0: [B, n] or [n] (broadcast over the batch), a tensor or an array; default zeros. */
@@ -200,8 +228,7 @@ export async function prepareInitialState(
     throw new ShapeError(name, `[${B}, ${n}] or [${n}] (${B * n} or ${n} values)`, `${h0.length} values`);
   }
   // Always checked: host arrays cost nothing to scan, and NaN here can only give a NaN answer.
-  const bad = firstNonFinite(h0);
-  if (bad >= 0) throw new NonFiniteError(name, bad, h0[bad]!);
+  checkHostFinite(name, h0, dtype);
   return owned.add(backend.tensor(h0.length === n ? tile(h0, B) : h0, [B, n], dtype));
 }
 
