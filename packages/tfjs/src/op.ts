@@ -5,7 +5,9 @@ import {
   type DeerOptions,
   DTypeError,
   describeValue,
+  flag,
   InvalidArgumentError,
+  NonFiniteError,
   deerSync,
   implicitVjpSync,
   ShapeError,
@@ -24,6 +26,11 @@ export interface DeerRnnOptions
   extends Pick<DeerOptions, 'atol' | 'rtol' | 'maxIter' | 'jacobian' | 'fallback' | 'clip' | 'method' | 'lengths' | 'window'> {
   /** The deerjs backend to run on; default one over the imported @tensorflow/tfjs-core. */
   readonly backend?: TfjsBackend;
+  /**
+   * Refuse NaN/±Inf in x, h0 and the params with a NonFiniteError (default true): one reduction
+   * over the inputs and one scalar read per call; false skips it (a NaN input then gives NaN y).
+   */
+  readonly checkFinite?: boolean;
 }
 
 const OPTION_NAMES: readonly (keyof DeerRnnOptions)[] = [
@@ -37,6 +44,7 @@ const OPTION_NAMES: readonly (keyof DeerRnnOptions)[] = [
   'lengths',
   'window',
   'backend',
+  'checkFinite',
 ];
 
 /**
@@ -110,6 +118,21 @@ function checkInputs(cell: Cell, params: Readonly<Record<string, tfc.Tensor>>, x
 }
 
 /**
+ * The first NaN/±Inf among the named inputs as a NonFiniteError: a flag reduced on the device (one
+ * scalar read), and only where it is set the inputs read in turn to name the entry.
+ */
+function checkFiniteInputs(tf: typeof tfc, named: readonly (readonly [string, tfc.Tensor])[]): void {
+  const flag = tf.tidy(() => tf.any(tf.stack(named.map(([, t]) => tf.any(tf.logicalNot(tf.isFinite(t)))))));
+  const any = flag.dataSync()[0];
+  flag.dispose();
+  if (!any) return;
+  for (const [what, t] of named) {
+    const d = t.dataSync();
+    for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i]!)) throw new NonFiniteError(what, i, d[i]!);
+  }
+}
+
+/**
  * The cell's recurrence over x [B, T, m] from h0 ([B, n] or [n], default zeros), evaluated by DEER;
  * returns y [B, T, n]. Differentiable in x, h0 and every param: the gradient is DEER's reverse
  * scan (implicit differentiation at the solution), so tf.variableGrads and tf.train optimizers work.
@@ -136,6 +159,9 @@ export function deerRnn(
   const n = cell.stateSize;
   const hasH0 = h0 !== undefined;
   const inputs: tfc.Tensor[] = [x, ...(hasH0 ? [h0] : []), ...names.map((k) => params[k]!)];
+  if (flag('checkFinite', options.checkFinite, true)) {
+    checkFiniteInputs(tf, [['x', x], ...(hasH0 ? [['h0', h0] as const] : []), ...names.map((k) => [`params.${k}`, params[k]!] as const)]);
+  }
 
   // Borrowed wrappers around the op's inputs: x, y0 and the params, as the solver wants them.
   const wrapAll = (ins: readonly tfc.Tensor[]) => {
@@ -165,7 +191,7 @@ export function deerRnn(
     const w = wrapAll(ins);
     let y: tfc.Tensor;
     try {
-      const { backend: _, ...rest } = options;
+      const { backend: _, checkFinite: __, ...rest } = options;
       const solverOptions = lengths === undefined ? rest : { ...rest, lengths };
       y = backend.release(deerSync(backend, cell, w.params, w.x, w.y0, solverOptions).y);
     } finally {

@@ -1,7 +1,7 @@
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
-import { cells, DTypeError, InvalidArgumentError, Rng, ShapeError, UnsupportedOptionError } from '@deerjs/core';
+import { cells, DTypeError, InvalidArgumentError, NonFiniteError, Rng, ShapeError, UnsupportedOptionError } from '@deerjs/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { createTfjsBackend, deerRnn } from '../src/index.js';
@@ -162,6 +162,27 @@ describe('deerRnn input checks', () => {
       expect(() => deerRnn(cell, pr.params, pr.x, undefined, { backend: other } as never)).toThrow(InvalidArgumentError);
     expect(tf.memory().numTensors, 'tensors left by rejected arguments').toBe(before);
     tf.dispose(Object.values(bad));
+    pr.dispose();
+  });
+
+  it('refuses NaN/Inf in x, h0 and params with a NonFiniteError naming the entry (as deer does), unless checkFinite: false', async () => {
+    const backend = await createTfjsBackend({ backend: 'cpu' });
+    const pr = problem(2);
+    const xs = pr.x.arraySync() as number[][][];
+    xs[1]![2]![0] = Number.NaN;
+    const nanX = tf.tensor3d(xs);
+    const h0 = tf.tensor1d(Array.from({ length: n }, (_, i) => (i === 1 ? Number.POSITIVE_INFINITY : 0)));
+    const R = tf.tidy(() => tf.div(pr.params.R!, tf.scalar(0)));
+    const before = tf.memory().numTensors;
+    expect(() => deerRnn(cell, pr.params, nanX, undefined, { backend })).toThrow(/x: expected finite values, got NaN at flat index 126/);
+    expect(() => deerRnn(cell, pr.params, pr.x, h0, { backend })).toThrow(NonFiniteError);
+    expect(() => deerRnn(cell, { ...pr.params, R }, pr.x, undefined, { backend })).toThrow(/params\.R: expected finite values/);
+    expect(() => deerRnn(cell, pr.params, pr.x, undefined, { backend, checkFinite: 1 } as never)).toThrow(UnsupportedOptionError);
+    expect(tf.memory().numTensors, 'tensors left by refused calls').toBe(before);
+    // Unchecked: the NaN goes through (tf's own semantics), and the answer says so.
+    const y = deerRnn(cell, pr.params, nanX, undefined, { backend, checkFinite: false });
+    expect(Array.from(y.dataSync()).some(Number.isNaN)).toBe(true);
+    tf.dispose([y, nanX, h0, R]);
     pr.dispose();
   });
 
