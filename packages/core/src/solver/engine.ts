@@ -207,6 +207,15 @@ const ELK_RATE_SLACK = 2;
  * `capTransitions` copies; damped rows start there).
  */
 const CAP_START = 1;
+/**
+ * The fall of the merit in one damped step after which the cap grows ×4: cautiously for rows that
+ * left full steps because they overshoot ('auto'), sooner for rows that left ELK's steps because
+ * they were too short — with a quarter there, rows whose merit fell by a steady ~0.7 a step never
+ * regained full steps (deer-study: ELK 28 → 32 of 44 contractive problems with a half; with a half
+ * for 'auto' too, one problem DEER solves in 27 iterations took 'auto' 28).
+ */
+const REGROW_AFTER_OVERSHOOT = 0.25;
+const REGROW_AFTER_SLOW_STEPS = 0.5;
 const CAP_MAX = 1e3;
 const FULL_STEP = -1;
 /**
@@ -271,6 +280,7 @@ export function* newtonWindow(
     maxResidual: new Float64Array(B).fill(Number.POSITIVE_INFINITY),
     damped: new Uint8Array(B),
     cap: new Float64Array(B).fill(FULL_STEP),
+    regrow: new Float64Array(B).fill(REGROW_AFTER_OVERSHOOT),
     patient: new Uint8Array(B).fill(method === 'deer' ? 1 : 0),
     front: new Uint32Array(B),
     frontSince: new Uint32Array(B),
@@ -412,7 +422,7 @@ export function* newtonWindow(
           // Newton's prefix property whatever their cap and go on making steps exact.
           mode = 'deer';
           for (const b of stalled) {
-            startDamped(w, b, Number.POSITIVE_INFINITY);
+            startDamped(w, b, Number.POSITIVE_INFINITY, REGROW_AFTER_SLOW_STEPS);
             w.maxResidual[b] = Number.POSITIVE_INFINITY;
           }
           stats.switches.push(`window ${where.window}, iteration ${iterations}: ${stalled.length} rows stalled under ELK's trust region → damped DEER steps`);
@@ -605,6 +615,8 @@ interface WindowState {
   /** 'auto': rows that left full steps for damped ones, and each row's transition cap (FULL_STEP: none). */
   readonly damped: Uint8Array;
   readonly cap: Float64Array;
+  /** Damped rows: the fall of the merit in one step after which the cap grows (`dampedDeerIteration`). */
+  readonly regrow: Float64Array;
   /**
    * Rows whose slow settled front is not held against them (only a front that stops is): 'deer'
    * (the user chose full steps and the budget) and rows 'auto' keeps on full or damped steps after
@@ -694,9 +706,10 @@ function resumePatient(w: WindowState, b: number): void {
  * uncapped until a step fails to lower its merit (then CAP_START), so that a row full steps were
  * about to finish takes no more iterations than under DEER.
  */
-function startDamped(w: WindowState, b: number, deadline: number): void {
+function startDamped(w: WindowState, b: number, deadline: number, regrow = REGROW_AFTER_OVERSHOOT): void {
   restart(w, b);
   w.damped[b] = 1;
+  w.regrow[b] = regrow;
   w.patient[b] = 1;
   w.cap[b] = FULL_STEP;
   w.deadline[b] = deadline;
@@ -725,9 +738,8 @@ function restart(w: WindowState, b: number): void {
  * the settled front exact, like DEER's (the transitions only weight what the step before it moved),
  * so it cannot lose what full steps gain; with every cap 0 it is the fixed-point sweep y ← G(y).
  * The cap follows the row's merit (scaled 2-norm of the residual): CAP_START (from none) or ÷4 after
- * it did not fall, ×4 after it fell below half (past CAP_MAX: none again; below a quarter, as first
- * written, rows whose merit fell steadily by ~0.7 a step never regained full steps: deer-study, ELK
- * 28 → 32 of 44 contractive problems). Rows on full steps keep them.
+ * it did not fall, ×4 after it fell below `regrow` times what it was (past CAP_MAX: none again).
+ * Rows on full steps keep them.
  */
 function* dampedDeerIteration(
   backend: Backend,
@@ -747,7 +759,7 @@ function* dampedDeerIteration(
       if (!Number.isNaN(before)) {
         const cap = w.cap[b]!;
         if (!(m < before)) w.cap[b] = cap === FULL_STEP ? CAP_START : cap / 4;
-        else if (m < 0.5 * before && cap !== FULL_STEP) w.cap[b] = cap * 4 > CAP_MAX ? FULL_STEP : cap * 4;
+        else if (m < w.regrow[b]! * before && cap !== FULL_STEP) w.cap[b] = cap * 4 > CAP_MAX ? FULL_STEP : cap * 4;
       }
       w.merit[b] = m;
     }
