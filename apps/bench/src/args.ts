@@ -213,6 +213,13 @@ type Setter = (value: string) => void;
 export type ParsedArgs = Partial<Omit<BenchOptions, 'quick' | 'help' | 'backend' | 'out' | 'from'>> &
   Pick<BenchOptions, 'quick' | 'help' | 'backend' | 'out' | 'from'>;
 
+/** Every head count divides the multi-head GRU's hidden size. */
+export function checkHeads(heads: readonly number[], headsSize: number): void {
+  for (const h of heads) {
+    if (headsSize % h !== 0) throw new ArgError(`--heads: ${h} heads do not divide --heads-size ${headsSize}`);
+  }
+}
+
 /** Parse argv (without node and script). Throws ArgError with a message naming the flag. */
 export function parseArgs(argv: readonly string[]): ParsedArgs {
   const set: { -readonly [K in keyof ParsedArgs]?: ParsedArgs[K] } = {};
@@ -303,6 +310,9 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
     if (m[2] !== undefined) throw new ArgError(`--${m[1]} takes no value`);
     sw();
   }
+  // Both given: checked now, before a backend starts or a folder is written (with one of them, the
+  // other comes from the profile, which the backend decides: cli.ts checks the grid before writing).
+  if (set.heads !== undefined && set.headsSize !== undefined) checkHeads(set.heads, set.headsSize);
   // --from runs nothing, so a run flag beside it would be silently ignored.
   if (set.from !== undefined && set.help !== true) {
     const ignored = [...given].filter(([k]) => k !== 'from' && k !== 'out').map(([, flag]) => flag);

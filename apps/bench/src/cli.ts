@@ -5,6 +5,7 @@ import { replaceFile } from '@deerjs/app-shared';
 import { ArgError, FULL_PROFILE, HELP, parseArgs, quickProfile, resolveOptions } from './args.js';
 import { BenchBackendError, openBackend } from './backend.js';
 import { runBench } from './bench.js';
+import { buildGrid } from './grid.js';
 import { formatMs } from './format.js';
 import { ensureOutputDir } from './out-dir.js';
 import { defaultOutDir, writeOutputs } from './output.js';
@@ -74,6 +75,8 @@ async function main(argv: readonly string[]): Promise<number> {
   try {
     const caps = backend.capabilities;
     const options = resolveOptions(args, args.quick ? quickProfile(backend.name, caps.device) : FULL_PROFILE);
+    // A grid the options cannot make fails before anything is written.
+    buildGrid(options);
     const dir = options.out ?? defaultOutDir(backend.name);
     if (options.out === undefined) ensureOutputDir(dir);
     process.stderr.write(`deer-bench: backend ${backend.name} (${caps.device}), ${options.dtype}\n`);

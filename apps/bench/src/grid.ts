@@ -1,5 +1,5 @@
 import type { BenchOptions } from './args.js';
-import { ArgError } from './args.js';
+import { checkHeads } from './args.js';
 
 /** How DEER linearises the cell at a point. */
 export type JacobianKind = 'dense' | 'diagonal' | 'block';
@@ -61,10 +61,7 @@ function point(
 export function buildGrid(
   o: Pick<BenchOptions, 'nh' | 'T' | 'batch' | 'heads' | 'headsSize' | 'quasi'>,
 ): GridPoint[] {
-  for (const h of o.heads) {
-    if (o.headsSize % h !== 0)
-      throw new ArgError(`--heads: ${h} heads do not divide --heads-size ${o.headsSize}`);
-  }
+  checkHeads(o.heads, o.headsSize);
   const Ts = [...new Set(o.T)].sort((a, b) => a - b);
   const nhs = [...new Set(o.nh)].sort((a, b) => a - b);
   const heads = [...new Set(o.heads)].sort((a, b) => a - b);

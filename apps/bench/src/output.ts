@@ -7,9 +7,13 @@ import type { BenchReport } from './report.js';
 
 /** apps/bench/results/<backend>-<date>/, whatever the working directory. */
 export function defaultOutDir(backend: string, now = new Date()): string {
-  const appDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
   const stamp = now.toISOString().slice(0, 16).replace(/:/g, '-');
-  return path.join(appDir, 'results', `${backend}-${stamp}`);
+  return path.join(resultsDir(), `${backend}-${stamp}`);
+}
+
+/** The app's results folder (apps/bench/results in the repository), wherever the command runs from. */
+export function resultsDir(): string {
+  return path.join(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'), 'results');
 }
 
 /** Writes results.json and the speedup plots; returns the paths written. */

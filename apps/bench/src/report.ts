@@ -151,13 +151,16 @@ const POINT = {
   blockSize: num,
 };
 
+/** A time: a number of milliseconds, not negative (a hand-edited -1 had printed as "-1.00 ms"). */
+const ms: Check = (v) => num(v) && (v as number) >= 0;
+
 /** What the table and the plots read of a point whose DEER and sequential runs both finished. */
 const MEASURED = {
-  deer: shape({ medianMs: num, structure: str, iterations: num, windows: num }),
-  sequential: shape({ medianMs: num }),
-  ort: opt((v) => isObject(v) && (num(v.medianMs) || str(v.error))),
-  auto: opt(shape({ medianMs: num, choice: str })),
-  shoot: opt(shape({ medianMs: num, sweeps: num })),
+  deer: shape({ medianMs: ms, structure: str, iterations: num, windows: num }),
+  sequential: shape({ medianMs: ms }),
+  ort: opt((v) => isObject(v) && (ms(v.medianMs) || str(v.error))),
+  auto: opt(shape({ medianMs: ms, choice: str })),
+  shoot: opt(shape({ medianMs: ms, sweeps: num })),
   speedupSequential: num,
   speedupOrt: opt(num),
   maxDiffDeer: num,

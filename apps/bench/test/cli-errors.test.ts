@@ -47,6 +47,7 @@ const noPoints = writeJson('no-points.json', { tool: 'deer-bench', points: [] })
 const noT = writeJson('no-t.json', { ...report, points: [{ ...point, point: { ...point.point, T: undefined } }] });
 const noSpeedup = writeJson('no-speedup.json', { ...report, points: [{ ...point, speedupSequential: null }] });
 const badOrt = writeJson('bad-ort.json', { ...report, points: [{ ...point, ort: 5 }] });
+const negative = writeJson('negative.json', { ...report, points: [{ ...point, deer: { ...point.deer, medianMs: -1 } }] });
 
 function runCli(
   args: readonly string[],
@@ -143,6 +144,13 @@ describe('deer-bench: bad flags and --out fail at once with one line and exit co
       /points\[0\]\.speedupSequential is missing/,
     ],
     ['--from a point whose ORT result is a number', ['--from', badOrt], /points\[0\]\.ort is missing/],
+    ['--from a negative time', ['--from', negative], /points\[0\]\.deer is missing or not what deer-bench writes/],
+    // Both given: refused before a backend starts or --out is made (it had left an empty points.jsonl).
+    [
+      '--heads that do not divide --heads-size',
+      ['--backend', 'cpu', '--heads', '3', '--heads-size', '8', '--out', path.join(work, 'o3')],
+      /--heads: 3 heads do not divide --heads-size 8$/,
+    ],
     [
       '--from with flags it would ignore',
       ['--from', results, '--nh', '3', '--backend', 'nope', '--quick'],
@@ -172,6 +180,10 @@ describe('deer-bench: bad flags and --out fail at once with one line and exit co
     expect(lines[0]).toMatch(/^deer-bench: /);
     expect(lines[0]).toMatch(message);
     expect(r.ms).toBeLessThan(10_000);
+  });
+
+  it('leaves no --out folder behind when the flags are refused', () => {
+    expect(existsSync(path.join(work, 'o3'))).toBe(false);
   });
 
   it('--from re-plots a complete results.json', async () => {

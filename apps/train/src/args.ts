@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { KNOWN_BACKENDS } from '@deerjs/core';
+import { stateSize } from '@deerjs/nn';
 import { TASK_DEFAULTS, TASKS, type Task, type TrainConfig } from './config.js';
 import { FlagError, UsageError } from './errors.js';
 
@@ -45,8 +46,9 @@ Flags:
   --t-end X              hnn: the grid spans [0, X] (default 10, at most 1000)
   --help                 this text
 
-A bad flag, path or data file prints one line and exits with code 2 before any data is loaded; so
-does a flag given twice, and a fresh run into an --out that holds a checkpoint.
+A bad flag, path or data file prints one line and exits with code 2 before training starts (flags
+before any data is read); so does a flag given twice, and a fresh run into an --out that holds a
+checkpoint.
 
 Writes OUT/metrics.jsonl (one JSON object per step, then the evaluation), OUT/checkpoint.ckpt,
 OUT/plot.svg (loss and accuracy; hnn: loss and energy drift, plus OUT/orbits.svg) and OUT/summary.json.`;
@@ -279,6 +281,9 @@ export function parseCli(argv: readonly string[]): ParsedArgs {
     throw new UsageError(`--heads ${config.heads} needs --cell mhgru (the ${config.cell} cell has no heads)`);
   if (config.cell === 'mhgru' && config.hidden % config.heads !== 0)
     throw new UsageError(`--heads ${config.heads} must divide --hidden ${config.hidden}`);
+  // As the model would refuse it, but before a backend starts or data is read.
+  if (task !== 'hnn' && config.layerNorm && stateSize(config.cell, config.hidden) === 1)
+    throw new UsageError(`--layer-norm needs more than one unit: --hidden 1 with --cell ${config.cell} (a norm over one unit is constant)`);
   if (task === 'fashion-mnist')
     for (const k of ['synthetic', 'length', 'test-data'])
       if (given(k)) throw new UsageError(`--${k} is for eigenworms only (fashion-mnist reads --data DIR)`);

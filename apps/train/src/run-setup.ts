@@ -74,22 +74,26 @@ function flagsOf(key: string, value: unknown): string[] {
  * after the resume has started.
  */
 function storedConfig(ckptPath: string, stored: Record<string, unknown>): TrainConfig {
-  // The data flags first (a task needs them); then only values a command line with just those
+  // The data flags first (a task needs them); then only values that the command line built so far
   // would not give: some flags may not be given with others (--heads without --cell mhgru, --cell
-  // on hnn), though their defaults are stored.
+  // on hnn), though their defaults are stored. Defaults depend on earlier flags (the cell sets the
+  // default heads: a gru run stores heads 1, while fashion-mnist's default cell has 4), so they are
+  // read again after each flag, the cell's first.
   const dataKeys = ['synthetic', 'data', 'testData', 'length'];
-  const base = [String(stored.task)];
-  for (const key of dataKeys) if (stored[key] !== undefined) base.push(...flagsOf(key, stored[key]));
-  let bare: Record<string, unknown> = {};
-  try {
-    const p = parseCli(base);
-    if (!p.help) bare = p.config as unknown as Record<string, unknown>;
-  } catch {
-    // Reported below, with every flag.
-  }
-  const argv = [...base];
-  for (const [key, value] of Object.entries(stored)) {
-    if (key === 'task' || dataKeys.includes(key) || value === undefined || Object.is(bare[key], value)) continue;
+  const argv = [String(stored.task)];
+  for (const key of dataKeys) if (stored[key] !== undefined) argv.push(...flagsOf(key, stored[key]));
+  const defaults = () => {
+    try {
+      const p = parseCli(argv);
+      return p.help ? {} : (p.config as unknown as Record<string, unknown>);
+    } catch {
+      return {}; // Reported below, with every flag.
+    }
+  };
+  const keys = Object.keys(stored).sort((a, b) => Number(b === 'cell') - Number(a === 'cell'));
+  for (const key of keys) {
+    const value = stored[key];
+    if (key === 'task' || dataKeys.includes(key) || value === undefined || Object.is(defaults()[key], value)) continue;
     argv.push(...flagsOf(key, value));
   }
   let parsed: ReturnType<typeof parseCli>;

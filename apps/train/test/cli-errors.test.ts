@@ -90,6 +90,8 @@ describe('deer-train: every bad flag, path or data file is one line on stderr an
     ['--hidden 1.5', [...syn, '--hidden', '1.5'], /--hidden: expected a positive integer/],
     ['--epochs 0', [...syn, '--epochs', '0'], /--epochs: expected a positive integer/],
     ['--clip NaN', [...syn, '--clip', 'NaN'], /--clip: expected a number ≥ 0/],
+    // The model refuses it too, but that had been after the backend and the data (exit 1).
+    ['--layer-norm over one unit', [...syn, '--hidden', '1', '--layer-norm'], /UsageError: --layer-norm needs more than one unit/],
     [
       '--lr × --weight-decay > 1 (the decay flipped the weights every step, then they overflowed)',
       [...syn, '--lr', '1000', '--weight-decay', '1000'],

@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { readMetrics } from '../src/metrics.js';
+import { setupRun } from '../src/run-setup.js';
 import { train } from '../src/train.js';
-import { configOf, quiet, tempDir } from './helpers.js';
+import { configOf, fashionFixture, quiet, tempDir } from './helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const cli = join(root, 'dist', 'cli.js');
@@ -73,5 +74,18 @@ describe('a run killed with SIGKILL resumes exactly', () => {
     // Everything but the wall-clock times must match bit for bit.
     const strip = (rs: ReturnType<typeof readMetrics>) => rs.map((r) => ({ ...r, ms: 0 }));
     expect(strip(readMetrics(join(out, 'metrics.jsonl')))).toEqual(strip(expected));
+  });
+});
+
+describe('--resume takes the stored configuration of any cell', () => {
+  // The stored heads of a gru or lstm run (1) differ from fashion-mnist's default (mhgru, 4 heads):
+  // the rebuilt command line had said --heads=1 without --cell mhgru, and no such run resumed.
+  it.each(['gru', 'lstm', 'mhgru'])('fashion-mnist --cell %s', async (cell) => {
+    const out = tempDir(`fm-resume-${cell}`);
+    const flags = ['fashion-mnist', '--data', fashionFixture(), '--limit', '8', '--batch', '4', '--steps', '1', '--hidden', '4', '--layers', '1', '--cell', cell];
+    const fresh = configOf([...flags, '--out', out]);
+    await train(fresh, quiet);
+    const { config } = await setupRun(configOf(['fashion-mnist', '--out', out, '--resume']), { resume: true, log: () => {} });
+    expect(config).toEqual(fresh);
   });
 });

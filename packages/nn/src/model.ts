@@ -2,6 +2,7 @@ import {
   type Backend,
   type Cell,
   checkOptionNames,
+  describeValue,
   type DeerOptions,
   InvalidArgumentError,
   NonFiniteError,
@@ -144,6 +145,27 @@ export class SequenceClassifier {
     return { W, b };
   }
 
+  /**
+   * Exactly the model's parameters, each an array of its size: a missing or mistyped one is a
+   * ShapeError (an undefined entry had been a TypeError), and an unknown name is refused here
+   * rather than by the optimizer after the step.
+   */
+  private checkParams(params: Readonly<Params>): void {
+    if (typeof params !== 'object' || params === null) throw new InvalidArgumentError('params', 'an object of Float64Arrays by name', describeValue(params));
+    const shapes = this.shapes;
+    for (const name of Object.keys(params)) {
+      if (!shapes.some((p) => p.name === name))
+        throw new ShapeError(name, `one of the model's parameters (${shapes.map((p) => p.name).join(', ')})`, 'an unknown name');
+    }
+    for (const { name, shape } of shapes) {
+      const size = shape.reduce((a, b) => a * b, 1);
+      const v: unknown = params[name];
+      if (v === undefined) throw new ShapeError(name, `${size} values`, 'nothing (missing)');
+      if (!ArrayBuffer.isView(v) && !Array.isArray(v)) throw new InvalidArgumentError(name, `an array of ${size} numbers`, describeValue(v));
+      if ((v as ArrayLike<number>).length !== size) throw new ShapeError(name, `${size} values`, `${(v as ArrayLike<number>).length} values`);
+    }
+  }
+
   private async forwardStack(
     backend: Backend,
     params: Readonly<Params>,
@@ -151,6 +173,7 @@ export class SequenceClassifier {
     opts: RunOptions,
   ): Promise<Stack> {
     checkRunOptions(opts);
+    this.checkParams(params);
     // The layers skip deer's own checks (each would read its input again); one check here covers
     // what a user hands in, so NaN data or weights are an error rather than a NaN loss.
     if (opts.deer?.checkFinite !== false) {

@@ -39,6 +39,11 @@ describe('nn refuses what it would otherwise misread', () => {
         await expect(model.lossAndGrad(backend, { ...params, 'head.W': W }, x, labels, { solver: 'deer' })).rejects.toThrow(ShapeError);
       }
       await expect(model.lossAndGrad(backend, params, x, [0], { solver: 'deer' })).rejects.toThrow(ShapeError);
+      // A parameter left undefined (a TypeError from the finite check), one of another kind, and a name the
+      // model does not have (accepted here, refused by AdamW only after the step).
+      await expect(model.lossAndGrad(backend, { ...params, 'head.W': undefined } as never, x, labels, { solver: 'deer' })).rejects.toThrow(/head\.W: expected shape 9 values, got nothing \(missing\)/);
+      await expect(model.lossAndGrad(backend, { ...params, 'head.b': 'abc' } as never, x, labels, { solver: 'deer' })).rejects.toThrow(InvalidArgumentError);
+      await expect(model.lossAndGrad(backend, { ...params, 'rnn.1.W': new Float64Array(3) }, x, labels, { solver: 'deer' })).rejects.toThrow(/rnn\.1\.W: .*an unknown name/);
       expect(backend.liveTensors()).toBe(1);
     } finally {
       backend.dispose(x);

@@ -4,6 +4,7 @@ import { replaceFile } from '@deerjs/app-shared';
 import { ArgError } from '../args.js';
 import { BenchBackendError, openBackend } from '../backend.js';
 import { ensureOutputDir } from '../out-dir.js';
+import { resultsDir } from '../output.js';
 import { studySvg } from './chart.js';
 import { runConvergenceStudy, STUDY_FULL, STUDY_METHODS, STUDY_QUICK, type StudyProblem } from './convergence.js';
 
@@ -23,13 +24,18 @@ const HELP = `deer-study: convergence of DEER, quasi-DEER, ELK, quasi-ELK and 'a
   so its iterations grow with this, not with the exponent). 'auto' runs on the backend as if it
   had a GPU's lanes (withCapabilities): on a few CPU cores its cost model would evaluate every
   problem sequentially, and the study is about its Newton path. Writes study.json (after every
-  problem) and study.svg to --out (default: results/study-<backend>).
+  problem) and study.svg to --out (default: the app's results/study-<backend>, i.e.
+  apps/bench/results/study-<backend> in the repository, wherever it runs from).
 `;
 
 function parse(argv: readonly string[]): { quick: boolean; backend: string; out?: string; help: boolean } {
   const a = { quick: false, backend: 'cpu', out: undefined as string | undefined, help: false };
+  const seen = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     const f = argv[i]!;
+    const name = f === '-h' ? '--help' : f;
+    if (seen.has(name)) throw new ArgError(`${f} given twice`);
+    seen.add(name);
     const value = () => {
       const v = argv[++i];
       if (v === undefined || v.startsWith('--')) throw new ArgError(`${f} needs a value`);
@@ -59,7 +65,7 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const config = args.quick ? STUDY_QUICK : STUDY_FULL;
-  const dir = args.out ?? path.join('results', `study-${args.backend}`);
+  const dir = args.out ?? path.join(resultsDir(), `study-${args.backend}`);
   ensureOutputDir(dir);
   // float64 where the backend has it (cpu); the GPU and tfjs backends are float32.
   const dtype = args.backend === 'cpu' ? config.dtype : 'float32';
