@@ -224,6 +224,8 @@ export function decodeCheckpoint(input: Uint8Array | ArrayBuffer, file = '<bytes
     !Array.isArray(header.arrays)
   )
     throw new CheckpointError(file, 'header is not a deerjs checkpoint header');
+  if (header.version !== version)
+    throw new CheckpointError(file, `header says format version ${JSON.stringify(header.version)}, the preamble ${version}`);
   const start = 16 + H;
   if (body - start !== header.dataBytes) {
     throw new CheckpointError(
@@ -244,6 +246,8 @@ export function decodeCheckpoint(input: Uint8Array | ArrayBuffer, file = '<bytes
     );
   const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const groups: Record<string, Params> = { param: {}, 'adam.m': {}, 'adam.v': {} };
+  // Each array has bytes of its own: entries that overlap would read one array's values as another's.
+  let end = 0;
   for (const e of header.arrays) {
     const slash = typeof e?.name === 'string' ? e.name.indexOf('/') : -1;
     const g = slash < 0 ? '' : e.name.slice(0, slash);
@@ -259,6 +263,8 @@ export function decodeCheckpoint(input: Uint8Array | ArrayBuffer, file = '<bytes
     ) {
       throw new CheckpointError(file, `bad array entry ${JSON.stringify(e)}`);
     }
+    if (e.offset < end) throw new CheckpointError(file, `array ${JSON.stringify(e.name)} at byte ${e.offset} overlaps the one before (which ends at ${end})`);
+    end = e.offset + e.length * 8;
     const name = e.name.slice(slash + 1);
     // A name that is already there, or one that would set the object's prototype, is a bad file.
     if (name === '__proto__' || Object.hasOwn(group, name)) throw new CheckpointError(file, `array ${JSON.stringify(e.name)}: duplicate or reserved name`);
