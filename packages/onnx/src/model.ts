@@ -114,7 +114,13 @@ function checkReferences(
         );
       }
     }
-    for (const name of node.outputs) if (name) known.add(name);
+    for (const name of node.outputs) {
+      // SSA, as onnxruntime checks it ("Duplicate definition"): a second definition of a name would
+      // make what later nodes read depend on which one a reader takes.
+      if (name && known.has(name))
+        throw new OnnxFormatError(`node '${node.name}' defines '${name}', which an initializer, graph input or earlier node already defines`);
+      if (name) known.add(name);
+    }
   }
   for (const out of graph.output ?? []) {
     if (!known.has(out.name ?? ''))

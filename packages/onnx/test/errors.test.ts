@@ -222,6 +222,14 @@ describe('unsupported features name the node and attribute', () => {
     expect(err.message).toContain('an attribute of type INT');
   });
 
+  it('a node output that redefines a graph input (onnxruntime: "Duplicate definition")', () => {
+    const bytes = edit(buildRecurrentModel(spec('RNN')), (graph) => {
+      graph.node[0]!.output![0] = graph.input![0]!.name!;
+    });
+    expect(() => loadOnnxModel(bytes)).toThrow(OnnxFormatError);
+    expect(() => loadOnnxModel(bytes)).toThrow(/defines '.*', which an initializer, graph input or earlier node already defines/);
+  });
+
   it('an attribute given twice', () => {
     const bytes = edit(buildRecurrentModel(spec('RNN')), (graph) => {
       graph.node[0]!.attribute!.push({
