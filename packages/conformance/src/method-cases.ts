@@ -114,12 +114,15 @@ export function defineMethodCases(ctx: SuiteContext): void {
     }
   });
 
-  ctx.test('method/elk-stalled-rows-take-damped-steps', async () => {
-    // Elman ×8 (contractive along its trajectory, memory ~45 steps): far from the solution ELK's
-    // steps barely lower the merit and its trust region stalls; the rows go on with damped DEER
-    // steps and converge without the fallback (ELK alone gave both rows up).
-    const [B, T] = [2, 200];
-    const data = scaledElman(8, 12, 101, B, T, ctx.dtype);
+  /**
+   * 'elk' on an Elman problem of deer-study, whose rows ELK's steps leave for damped DEER steps:
+   * converged without the fallback, as close to the oracle as the backend's own sequential answer
+   * plus what the stopping rule leaves (the last step met atol + rtol·|y|, |y| ≤ 1 for tanh; the
+   * margin is twice that).
+   */
+  const elkHandsOver = async (scale: number, seed: number, inputSeed: number, T: number, why: string) => {
+    const B = 2;
+    const data = scaledElman(scale, seed, inputSeed, B, T, ctx.dtype);
     const ref = await oracleTrajectory(ctx.oracle(), data.cell, data, B, T);
     const x = ctx.backend().tensor(data.x, [B, T, 2], ctx.dtype);
     let seqErr: number;
@@ -136,38 +139,20 @@ export function defineMethodCases(ctx: SuiteContext): void {
     expect(got.stats.fallbackRows).toBe(0);
     expect(got.stats.deerIterations).toBe(0);
     expect(got.stats.residual).toBeLessThanOrEqual(1);
-    // As close to the oracle as the backend's own sequential answer, plus what the stopping rule
-    // leaves: the last step met atol + rtol·|y| (|y| ≤ 1 for tanh); the margin is twice that.
     const tol = DEFAULT_TOLERANCE[ctx.dtype];
     expect(maxAbsDiff(got.y, ref)).toBeLessThanOrEqual(seqErr + 2 * (tol.atol + tol.rtol) + ctx.tolerance);
-    ctx.report(`elman ×8 T=${T}: ELK ${got.stats.elkIterations} iterations, damped DEER steps after the trust region stalled`);
-  });
+    ctx.report(`elman ×${scale} T=${T}: ELK ${got.stats.elkIterations} iterations, damped DEER steps after ${why}`);
+  };
 
-  ctx.test('method/elk-slow-rows-take-damped-steps', async () => {
-    // Elman ×4 (seed 108, T = 300): ELK's merit falls, but too slowly to reach the tolerance in the
-    // budget; the rows leave the trust region while budget is left and finish on damped DEER steps
-    // (ELK alone fell back on a row after 100 iterations in float64 and float32; now 36 and 60).
-    const [B, T] = [2, 300];
-    const data = scaledElman(4, 108, 1108, B, T, ctx.dtype);
-    const ref = await oracleTrajectory(ctx.oracle(), data.cell, data, B, T);
-    const x = ctx.backend().tensor(data.x, [B, T, 2], ctx.dtype);
-    let seqErr: number;
-    try {
-      const seq = await sequential(ctx.backend(), data.cell, data.params, x, { h0: data.h0 });
-      seqErr = maxAbsDiff(await ctx.backend().read(seq.y), ref);
-      ctx.backend().dispose(seq.y);
-    } finally {
-      ctx.backend().dispose(x);
-    }
-    const got = await solveOnBackend(ctx.backend(), data.cell, data, B, T, ctx.dtype, { method: 'elk' });
-    expect(got.stats.switches.some((s) => s.includes("under ELK's trust region → damped DEER steps"))).toBe(true);
-    expect(got.stats.converged).toBe(true);
-    expect(got.stats.fallbackRows).toBe(0);
-    expect(got.stats.residual).toBeLessThanOrEqual(1);
-    const tol = DEFAULT_TOLERANCE[ctx.dtype];
-    expect(maxAbsDiff(got.y, ref)).toBeLessThanOrEqual(seqErr + 2 * (tol.atol + tol.rtol) + ctx.tolerance);
-    ctx.report(`elman ×4 T=${T}: ELK ${got.stats.elkIterations} iterations, damped DEER steps after its rate fell short`);
-  });
+  // Elman ×8 (contractive along its trajectory, memory ~45 steps): far from the solution ELK's
+  // steps barely lower the merit and its trust region stalls; the rows go on with damped DEER
+  // steps and converge without the fallback (ELK alone gave both rows up).
+  ctx.test('method/elk-stalled-rows-take-damped-steps', () => elkHandsOver(8, 12, 101, 200, 'the trust region stalled'));
+
+  // Elman ×4 (seed 108): ELK's merit falls, but too slowly to reach the tolerance in the budget;
+  // the rows leave the trust region while budget is left and finish on damped DEER steps (ELK
+  // alone fell back on a row after 100 iterations in float64 and float32; now 36 and 60).
+  ctx.test('method/elk-slow-rows-take-damped-steps', () => elkHandsOver(4, 108, 1108, 300, 'its rate fell short'));
 
   ctx.test('method/auto-no-more-iterations-than-deer', async () => {
     for (const family of CELL_FAMILIES.slice(0, 4)) {

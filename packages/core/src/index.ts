@@ -129,6 +129,6 @@ export {
   type SolveOptions,
 } from './solver/options.js';
 export { sequential } from './solver/sequential.js';
-export { checkCell, isTensor, type ParamsInput } from './solver/validate.js';
+export { checkCell, checkParamNames, isTensor, type ParamsInput } from './solver/validate.js';
 export { chooseWindow, type WindowBudget } from './solver/window.js';
 export { Rng } from './util/random.js';

@@ -2,6 +2,7 @@ import {
   type Cell,
   checkCell,
   checkOptionNames,
+  checkParamNames,
   type DeerOptions,
   DTypeError,
   describeValue,
@@ -95,17 +96,7 @@ function checkInputs(cell: Cell, params: Readonly<Record<string, tfc.Tensor>>, x
     const ok = (h.rank === 2 && h.shape[0] === B && h.shape[1] === n) || (h.rank === 1 && h.shape[0] === n);
     if (!ok) throw new ShapeError('h0', `[${B}, ${n}] or [${n}]`, fmt(h.shape));
   }
-  if (typeof params !== 'object' || params === null)
-    throw new InvalidArgumentError('params', 'an object of tf.Tensors', params === null ? 'null' : typeof params);
-  for (const name of Object.keys(params)) {
-    if (!cell.params.some((p) => p.name === name)) {
-      throw new ShapeError(
-        `params.${name}`,
-        `one of ${cell.params.map((p) => p.name).join(', ')}`,
-        'an unknown name',
-      );
-    }
-  }
+  checkParamNames(cell, params);
   for (const spec of cell.params) {
     const v = params[spec.name];
     if (v === undefined) throw new ShapeError(`params.${spec.name}`, fmt(spec.shape), 'nothing (missing)');

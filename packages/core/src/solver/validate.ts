@@ -151,7 +151,7 @@ export async function prepareParams(
 }
 
 /** params is an object whose names are exactly the cell's (none unknown; missing ones are caught per parameter). */
-function checkParamNames(cell: Cell, params: unknown): asserts params is Readonly<Record<string, unknown>> {
+export function checkParamNames(cell: Cell, params: unknown): asserts params is Readonly<Record<string, unknown>> {
   if (typeof params !== 'object' || params === null || Array.isArray(params) || isTensor(params)) {
     throw new InvalidArgumentError(
       'params',
