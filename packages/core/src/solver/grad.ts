@@ -201,7 +201,7 @@ export async function implicitVjp(
   window?: number,
   lengths?: ArrayLike<number>,
 ): Promise<DeerGradients> {
-  checkParamTensors(backend, cell, params, x.dtype, 'implicitVjp');
+  checkParamTensors(backend, cell, params, checkSequenceInput(backend, cell, x).dtype, 'implicitVjp');
   return driveAsync(backend, implicitVjpSolve(backend, cell, params, x, y0, y, dy, window, lengths));
 }
 
@@ -217,7 +217,7 @@ export function implicitVjpSync(
   window?: number,
   lengths?: ArrayLike<number>,
 ): DeerGradients {
-  checkParamTensors(backend, cell, params, x.dtype, 'implicitVjpSync');
+  checkParamTensors(backend, cell, params, checkSequenceInput(backend, cell, x).dtype, 'implicitVjpSync');
   return driveSync(backend, implicitVjpSolve(backend, cell, params, x, y0, y, dy, window, lengths));
 }
 
