@@ -112,6 +112,14 @@ function storedConfig(ckptPath: string, stored: Record<string, unknown>): TrainC
   return parsed.config;
 }
 
+/**
+ * A resumed step within the run: past its total the loop would run nothing and report the run
+ * done at a step it never had (a checkpoint edited, or written by another run length).
+ */
+export function checkResumeStep(ckptPath: string, ckpt: Checkpoint | undefined, total: number): void {
+  if (ckpt && ckpt.step > total) throw new CheckpointError(ckptPath, `step ${ckpt.step} is past the run's ${total} steps`);
+}
+
 /** The stored AdamW moments: one per parameter, of its length. */
 function checkOptimizerFits(ckptPath: string, ckpt: Checkpoint): void {
   for (const [name, p] of Object.entries(ckpt.params)) {

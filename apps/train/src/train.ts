@@ -16,7 +16,7 @@ import { ProgressBar } from './progress.js';
 import { plotSvg, smooth } from './svg.js';
 import { loadTaskData, permutation } from './tasks.js';
 import { EpochCheckpoints } from './epoch-checkpoints.js';
-import { checkParamsFit, lrSchedule, runLength, setupRun } from './run-setup.js';
+import { checkParamsFit, checkResumeStep, lrSchedule, runLength, setupRun } from './run-setup.js';
 
 export interface TrainOptions {
   readonly resume?: boolean;
@@ -76,6 +76,7 @@ export async function train(cli: TrainConfig, opts: TrainOptions = {}): Promise<
     const B = Math.min(config.batch, data.train.size);
     const perEpoch = Math.max(1, Math.floor(data.train.size / B));
     const { total, epochs } = runLength(config, perEpoch);
+    checkResumeStep(ckptPath, ckpt, total);
     const lrAt = lrSchedule(config, total);
     const metrics = new MetricsLog(join(config.out, 'metrics.jsonl'));
     const history = metrics.reset(ckpt?.step);

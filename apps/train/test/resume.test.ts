@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { readCheckpoint, writeCheckpoint } from '@deerjs/nn';
 import { readMetrics } from '../src/metrics.js';
 import { setupRun } from '../src/run-setup.js';
 import { train } from '../src/train.js';
@@ -82,10 +83,57 @@ describe('--resume takes the stored configuration of any cell', () => {
   // the rebuilt command line had said --heads=1 without --cell mhgru, and no such run resumed.
   it.each(['gru', 'lstm', 'mhgru'])('fashion-mnist --cell %s', async (cell) => {
     const out = tempDir(`fm-resume-${cell}`);
-    const flags = ['fashion-mnist', '--data', fashionFixture(), '--limit', '8', '--batch', '4', '--steps', '1', '--hidden', '4', '--layers', '1', '--cell', cell];
+    const flags = [
+      'fashion-mnist',
+      '--data',
+      fashionFixture(),
+      '--limit',
+      '8',
+      '--batch',
+      '4',
+      '--steps',
+      '1',
+      '--hidden',
+      '4',
+      '--layers',
+      '1',
+      '--cell',
+      cell,
+    ];
     const fresh = configOf([...flags, '--out', out]);
     await train(fresh, quiet);
-    const { config } = await setupRun(configOf(['fashion-mnist', '--out', out, '--resume']), { resume: true, log: () => {} });
+    const { config } = await setupRun(configOf(['fashion-mnist', '--out', out, '--resume']), {
+      resume: true,
+      log: () => {},
+    });
     expect(config).toEqual(fresh);
   });
+});
+
+it('a checkpoint whose step is past the run is refused, not reported as a finished run', async () => {
+  const out = tempDir('step-past');
+  const fresh = configOf([
+    'eigenworms',
+    '--synthetic',
+    '--length',
+    '16',
+    '--limit',
+    '8',
+    '--batch',
+    '4',
+    '--steps',
+    '2',
+    '--hidden',
+    '4',
+    '--layers',
+    '1',
+    '--out',
+    out,
+  ]);
+  await train(fresh, quiet);
+  const path = join(out, 'checkpoint.ckpt');
+  await writeCheckpoint(path, { ...(await readCheckpoint(path)), step: 99 });
+  await expect(
+    train(configOf(['eigenworms', '--out', out, '--resume']), { ...quiet, resume: true }),
+  ).rejects.toThrow(/checkpoint\.ckpt: step 99 is past the run's 2 steps/);
 });

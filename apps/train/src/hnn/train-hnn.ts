@@ -13,7 +13,7 @@ import { hnnPlotSvg, orbitsSvg } from './plot.js';
 import { fitStep, integrate, type OdeRunOptions } from './solve.js';
 import { energy, generateOrbits, STATE, type Trajectories, timeGrid } from './two-body.js';
 import { EpochCheckpoints } from '../epoch-checkpoints.js';
-import { checkParamsFit, lrSchedule, runLength, setupRun } from '../run-setup.js';
+import { checkParamsFit, checkResumeStep, lrSchedule, runLength, setupRun } from '../run-setup.js';
 
 export interface HnnSummary {
   readonly config: TrainConfig;
@@ -103,6 +103,7 @@ export async function trainHnn(cli: TrainConfig, opts: TrainOptions = {}): Promi
     const B = Math.min(config.batch, N);
     const perEpoch = Math.max(1, Math.floor(N / B));
     const { total, epochs } = runLength(config, perEpoch);
+    checkResumeStep(ckptPath, ckpt, total);
     const lrAt = lrSchedule(config, total);
     const metrics = new MetricsLog<HnnStepRecord | HnnEvalRecord>(join(config.out, 'metrics.jsonl'));
     const history = metrics.reset(ckpt?.step);
