@@ -87,16 +87,8 @@ export interface StudyProblem {
  * A GRU or Elman cell with every parameter scaled, biases (Wb, Rb) included: the study's problems
  * since it was first run (the filter meant to keep biases matched no ONNX-layout name).
  */
-function scaledProblem(
-  family: 'gru' | 'elman',
-  scale: number,
-  seed: number,
-  n: number,
-): { cell: Cell; params: Record<string, Float64Array> } {
-  const cell =
-    family === 'gru'
-      ? cells.gru({ inputSize: 2, hiddenSize: n })
-      : cells.elman({ inputSize: 2, hiddenSize: n });
+function scaledProblem(family: 'gru' | 'elman', scale: number, seed: number, n: number): { cell: Cell; params: Record<string, Float64Array> } {
+  const cell = family === 'gru' ? cells.gru({ inputSize: 2, hiddenSize: n }) : cells.elman({ inputSize: 2, hiddenSize: n });
   const params = cell.init({ seed });
   for (const k of Object.keys(params)) params[k] = params[k]!.map((v) => v * scale);
   return { cell, params };
@@ -141,11 +133,7 @@ export async function runConvergenceStudy(
       for (let seed = 0; seed < config.seeds; seed++) {
         const { cell, params } = scaledProblem(family, scale, 11 + seed, config.n);
         const rng = new Rng(100 + seed);
-        const x = backend.tensor(
-          rng.normalArray(config.B * config.T * 2),
-          [config.B, config.T, 2],
-          config.dtype,
-        );
+        const x = backend.tensor(rng.normalArray(config.B * config.T * 2), [config.B, config.T, 2], config.dtype);
         try {
           // Each solve is timed warm: a first, untimed pass compiles the cell's step program.
           backend.dispose((await sequential(backend, cell, params, x)).y);
@@ -155,17 +143,8 @@ export async function runConvergenceStudy(
             backend.dispose(r.y);
             return host;
           });
-          const ref = seqRun.result;
-          const sequentialMs = seqRun.ms;
-          const memory = await trajectoryMemory(
-            backend,
-            cell,
-            params,
-            x,
-            ref,
-            DEFAULT_TOLERANCE[config.dtype],
-            200 + seed,
-          );
+          const { result: ref, ms: sequentialMs } = seqRun;
+          const memory = await trajectoryMemory(backend, cell, params, x, ref, DEFAULT_TOLERANCE[config.dtype], 200 + seed);
           const runs: StudyRun[] = [];
           let lyapunov = Number.NaN;
           for (const m of STUDY_METHODS) {
@@ -180,18 +159,17 @@ export async function runConvergenceStudy(
               return { stats: out.stats, y: host };
             });
             const { stats, y } = run.result;
-            const r = { stats };
             const ms = run.ms;
             let err = 0;
             for (let i = 0; i < y.length; i++) err = Math.max(err, Math.abs(y[i]! - ref[i]!));
-            if (r.stats.lyapunov !== undefined) lyapunov = r.stats.lyapunov;
+            if (stats.lyapunov !== undefined) lyapunov = stats.lyapunov;
             runs.push({
               method: m.id,
               rows: config.B,
-              convergedRows: config.B - r.stats.fallbackRows,
-              iterations: r.stats.iterations,
-              shootingSweeps: r.stats.shootingSweeps,
-              stopReason: r.stats.stopReason,
+              convergedRows: config.B - stats.fallbackRows,
+              iterations: stats.iterations,
+              shootingSweeps: stats.shootingSweeps,
+              stopReason: stats.stopReason,
               timeRatio: ms / sequentialMs,
               maxError: err,
             });
