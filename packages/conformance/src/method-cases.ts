@@ -53,6 +53,29 @@ const withParallelism = (backend: Backend, lanes: number): Backend =>
   withCapabilities(backend, { parallelism: lanes, iterationOverhead: undefined, sequentialStep: undefined });
 
 /**
+ * Counts the row-steps (B·T) `backend.runSequential` runs until `restore()`, by shadowing the
+ * method on the instance (views made by withCapabilities call it through the instance).
+ */
+function countSequentialSteps(backend: Backend): { steps(): number; restore(): void } {
+  let steps = 0;
+  const own = Object.getOwnPropertyDescriptor(backend, 'runSequential');
+  const run = backend.runSequential;
+  const counting: Backend['runSequential'] = function (this: Backend, program, inputs) {
+    if (!inputs.input) throw new Error('countSequentialSteps: a runSequential call without input');
+    steps += inputs.input.shape[0]! * inputs.input.shape[1]!;
+    return run.call(this, program, inputs);
+  };
+  Object.defineProperty(backend, 'runSequential', { value: counting, configurable: true, writable: true });
+  return {
+    steps: () => steps,
+    restore: () => {
+      if (own) Object.defineProperty(backend, 'runSequential', own);
+      else delete (backend as { runSequential?: unknown }).runSequential;
+    },
+  };
+}
+
+/**
  * A problem of deer-study: an Elman cell (n = 8) with every parameter at `scale` × its initial
  * value (seed `seed`) and standard normal inputs from Rng(`inputSeed`), rounded to the dtype.
  */
@@ -225,8 +248,13 @@ export function defineMethodCases(ctx: SuiteContext): void {
     const backend = withParallelism(ctx.backend(), WIDE);
     const T = 100_000;
     const x = backend.tensor(new Float64Array(2 * T), [2, T, 1], ctx.dtype);
+    const counted = countSequentialSteps(ctx.backend());
     try {
       const { y, stats } = await deer(backend, logistic(), {}, x, { h0: [0.3, 0.6], method: 'auto' });
+      // Every row chaotic: no memory runs, and the sequential answer continues the probe's
+      // prefix — each step evaluated once.
+      expect(counted.steps(), 'sequential row-steps run by auto').toBe(2 * T);
+      counted.restore();
       const got = await backend.read(y);
       backend.dispose(y);
       const { y: ys } = await sequential(backend, logistic(), {}, x, { h0: [0.3, 0.6] });
@@ -240,6 +268,7 @@ export function defineMethodCases(ctx: SuiteContext): void {
       expect(maxAbsDiff(got, seq)).toBe(0);
       ctx.report(`logistic map: estimated Lyapunov exponent ${stats.lyapunov!.toFixed(3)} per step → sequential`);
     } finally {
+      counted.restore();
       backend.dispose(x);
     }
   });

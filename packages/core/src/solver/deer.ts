@@ -1,3 +1,4 @@
+import type { StepProgram } from '../backend/program.js';
 import type { Backend, Tensor } from '../backend/types.js';
 import type { DeviceCounters } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
@@ -80,7 +81,7 @@ export interface DeerStats {
   /**
    * 'auto': the largest per-row memory measured — steps a trajectory from a perturbed start took to
    * join the true one (within 1e-2 relative) —, up to the iteration budget + 1; rows above the
-   * budget go to parallel shooting ('longMemory'). Absent where not measured (T within budget).
+   * budget go to parallel shooting ('longMemory'). Absent where not measured (T within budget, or every row chaotic).
    */
   readonly memory?: number;
   /**
@@ -248,7 +249,8 @@ export function recurrenceProblem(
       }
     },
     // biome-ignore lint/correctness/useYield: as above
-    *sequential(rows) {
+    *sequential(rows, prefix) {
+      if (prefix) return mask(continueSequential(backend, cell.stepProgram(), params, x, prefix));
       if (rows.length === B) return mask(backend.runSequential(cell.stepProgram(), { input: x, y0, params }));
       const xs = backend.gatherRows(x, rows);
       const y0s = backend.gatherRows(y0, rows);
@@ -260,6 +262,32 @@ export function recurrenceProblem(
       }
     },
   };
+}
+
+/**
+ * The sequential pass over x for every row, from `prefix` — its first P steps, which it takes over
+ * (disposes or returns): the rest runs from the prefix's last state.
+ */
+function continueSequential(
+  backend: Backend,
+  program: StepProgram,
+  params: Readonly<Record<string, Tensor>>,
+  x: Tensor,
+  prefix: Tensor,
+): Tensor {
+  const [T, P] = [x.shape[1]!, prefix.shape[1]!];
+  if (P >= T) return prefix;
+  let last: Tensor | undefined;
+  let xs: Tensor | undefined;
+  let rest: Tensor | undefined;
+  try {
+    last = backend.timeStep(prefix, P - 1);
+    xs = backend.sliceTime(x, P, T - P);
+    rest = backend.runSequential(program, { input: xs, y0: last, params });
+    return backend.concatTime([prefix, rest]);
+  } finally {
+    for (const t of [last, xs, rest, prefix]) if (t) backend.dispose(t);
+  }
 }
 
 /**

@@ -12,7 +12,7 @@ import { residualMerit } from './merit.js';
 import { awaitAsync, readScanUpdate, readUpdate, type Solve } from './solve.js';
 import type { FallbackOption, IterationInfo } from './options.js';
 import type { SolvePlan } from './plan.js';
-import { type DynamicsProbe, MERGE_TOLERANCE } from './probes.js';
+import { CHAOS_THRESHOLD, type DynamicsProbe, MERGE_TOLERANCE } from './probes.js';
 import type { Chunking, ShootingResult } from './shooting.js';
 
 /**
@@ -88,8 +88,11 @@ export interface NewtonProblem {
   probe?(horizon: number): Solve<DynamicsProbe>;
   /** The residual r = G(y) − y alone, for the residual check. */
   evaluate(y: Tensor): Solve<Tensor>;
-  /** The exact step-by-step answer for the rows `rows`: [rows.length, T, n]. */
-  sequential(rows: readonly number[]): Solve<Tensor>;
+  /**
+   * The exact step-by-step answer for the rows `rows`: [rows.length, T, n]. `prefix` (every row,
+   * from the probe) is that answer's first steps, which the pass continues from; it takes it over.
+   */
+  sequential(rows: readonly number[], prefix?: Tensor): Solve<Tensor>;
   /**
    * The rows `rows` by parallel shooting (`shooting.ts`): y [rows.length, T, n], which rows met
    * the tolerance, the sweeps and the chunks; null where it cannot pay on this backend (sweeps
@@ -223,9 +226,6 @@ const FULL_STEP = -1;
  * 5–10 finished in 4–8 iterations per step of memory; rows of memory 16–17 did not within 89).
  */
 const DAMPED_SLACK = 1.5;
-/** Largest Lyapunov exponent (per step) above which 'auto' treats a row as chaotic. */
-export const CHAOS_THRESHOLD = 0.01;
-
 const SEVERITY: readonly StopReason[] = [
   'tolerance',
   'sequential',
@@ -296,6 +296,8 @@ export function* newtonWindow(
 
   let y = problem.initial();
   const zeros = backend.zeros([B, n], y.dtype);
+  // The probe's sequential prefix, while every row may yet go to the fallback, which continues it.
+  let prefix: Tensor | undefined;
   let iterations = 0;
   // Whether the last check replaced or clipped entries.
   let troubled = false;
@@ -309,6 +311,7 @@ export function* newtonWindow(
     }
     if (method === 'auto' && problem.probe) {
       const probe = yield* problem.probe(budget);
+      prefix = probe.prefix;
       // Chaotic rows (perturbations grow along the trajectory): no parallel Newton method
       // converges in few iterations there, so they go straight to the sequential answer.
       for (let b = 0; b < B; b++) {
@@ -335,6 +338,11 @@ export function* newtonWindow(
         const next = problem.canShoot?.(long) && !w.nearChaos ? 'parallel shooting' : `sequential${problem.shoot ? why : ''}`;
         if (long > 0) stats.switches.push(`window ${where.window}: ${long} rows remember a perturbed start for more than ${budget} steps (the iteration budget) → ${next}`);
       }
+    }
+    // The probe's prefix serves only a sequential pass over every row.
+    if (prefix && count(Row.Active) > 0) {
+      backend.dispose(prefix);
+      prefix = undefined;
     }
     while (count(Row.Active) > 0) {
       while (count(Row.Active) > 0 && iterations < budget) {
@@ -490,7 +498,9 @@ export function* newtonWindow(
     }
     stats.fellBack = true;
     stats.fallbackRows += failed.length;
-    const exact = yield* problem.sequential(failed);
+    const from = failed.length === B ? prefix : undefined;
+    if (from) prefix = undefined;
+    const exact = yield* problem.sequential(failed, from);
     try {
       if (failed.length === B) {
         backend.dispose(y);
@@ -509,6 +519,7 @@ export function* newtonWindow(
     throw err;
   } finally {
     backend.dispose(zeros);
+    if (prefix) backend.dispose(prefix);
   }
 }
 

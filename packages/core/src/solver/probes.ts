@@ -21,39 +21,26 @@ export const MERGE_TOLERANCE = 1e-2;
 /** Steps after the burn-in below which a row's exponent is not estimated (left at −∞: unknown). */
 const MIN_EXPONENT_STEPS = 8;
 
+/** Largest Lyapunov exponent (per step) above which 'auto' treats a row as chaotic. */
+export const CHAOS_THRESHOLD = 0.01;
+
 export interface DynamicsProbe {
   /** Per row: the largest Lyapunov exponent per step (> 0: chaotic). */
   readonly lyapunov: Float64Array;
   /**
    * Per row: the nonlinear memory — steps until a trajectory from a perturbed start follows the
    * true one as the linearisation along it predicts (within MERGE_TOLERANCE) for good; horizon + 1
-   * where it still had not at the horizon. Absent where the prefix is shorter than the horizon.
+   * where it still had not at the horizon. Absent where the prefix is shorter than the horizon, and
+   * where every row is chaotic.
    */
   readonly memory?: Uint32Array;
+  /**
+   * The sequential answer over the prefix, [B, P, n]: where every row goes to sequential
+   * evaluation, that pass continues from it. The caller owns it.
+   */
+  readonly prefix: Tensor;
 }
 
-/**
- * What 'auto' needs to know before any Newton work, from a sequential prefix of P steps — T/16, or
- * two budgets (2·`horizon`) if that is more, at least 16, at most T and what PROBE_FLOATS Jacobian
- * entries hold —, per batch row:
- *
- * - the largest Lyapunov exponent: power iteration with the row's exact Jacobians, block by
- *   block, averaged after a burn-in of P/4 steps (not estimated from fewer than
- *   MIN_EXPONENT_STEPS steps after it);
- * - the nonlinear memory (when P ≥ `horizon`): from the start and, where P ≥ 2·horizon, from
- *   P − horizon too, the prefix's rest run again from the true state plus a fixed pseudo-random ±1
- *   per entry, its distance from the true prefix compared with the perturbation carried by the
- *   Jacobians; the larger of the two. Far from the solution a Newton method's linear model is
- *   wrong, so it carries what it knows about one step per iteration, like a fixed-point sweep: a
- *   row that remembers a wrong state for longer than Newton's budget cannot converge in it,
- *   whatever its exponent (a multistable, saturated network is contractive along its trajectory
- *   and can still hold a wrong state for hundreds of steps). A linear recurrence, however slowly it
- *   forgets, has none: the Jacobians predict its perturbation exactly, and Newton solves it in one
- *   step.
- *
- * Costs 2P + horizon sequential steps (about 1/8 of a pass for long T; 1/4 at T = 2000 with the
- * default budget of 100) and one read of P Jacobians and three prefixes.
- */
 /**
  * The probe's prefix P for B rows of T steps of a state of n with s × s Jacobian blocks: T/16, or
  * two budgets if that is more, at least 16, at most T — and capped so that the Jacobians read back
@@ -77,6 +64,31 @@ export function probeSteps(T: number, B: number, n: number, s: number, horizon: 
   return P + (P >= 2 * horizon ? P + horizon : P >= horizon ? P : 0);
 }
 
+/**
+ * What 'auto' needs to know before any Newton work, from a sequential prefix of P steps — T/16, or
+ * two budgets (2·`horizon`) if that is more, at least 16, at most T and what PROBE_FLOATS Jacobian
+ * entries hold —, per batch row:
+ *
+ * - the largest Lyapunov exponent: power iteration with the row's exact Jacobians, block by
+ *   block, averaged after a burn-in of P/4 steps (not estimated from fewer than
+ *   MIN_EXPONENT_STEPS steps after it);
+ * - the nonlinear memory (when P ≥ `horizon`): from the start and, where P ≥ 2·horizon, from
+ *   P − horizon too, the prefix's rest run again from the true state plus a fixed pseudo-random ±1
+ *   per entry, its distance from the true prefix compared with the perturbation carried by the
+ *   Jacobians; the larger of the two. Far from the solution a Newton method's linear model is
+ *   wrong, so it carries what it knows about one step per iteration, like a fixed-point sweep: a
+ *   row that remembers a wrong state for longer than Newton's budget cannot converge in it,
+ *   whatever its exponent (a multistable, saturated network is contractive along its trajectory
+ *   and can still hold a wrong state for hundreds of steps). A linear recurrence, however slowly it
+ *   forgets, has none: the Jacobians predict its perturbation exactly, and Newton solves it in one
+ *   step.
+ *
+ * Costs 2P + horizon sequential steps (about 1/8 of a pass for long T; 1/4 at T = 2000 with the
+ * default budget of 100) and one read of P Jacobians and three prefixes; the prefix is handed on,
+ * so that where every row goes to sequential evaluation its P steps are not run twice. Where every
+ * row comes out chaotic the memory is not measured (no Newton work follows): the probe then costs
+ * one read of P Jacobians and their walk on the host beyond the sequential pass.
+ */
 export function* probeDynamics(
   backend: Backend,
   cell: Cell,
@@ -90,37 +102,40 @@ export function* probeDynamics(
   const n = cell.stateSize;
   const s = cell.exactBlockSize;
   const P = probePrefix(T, B, n, s, horizon);
-  const withMemory = P >= horizon;
-  const starts = !withMemory ? [] : P >= 2 * horizon ? [0, P - horizon] : [0];
   const xs = P < T ? backend.sliceTime(x, 0, P) : x;
-  let J: Tensor;
-  let yTrue: ArrayLike<number> | undefined;
-  const yPert: ArrayLike<number>[] = [];
-  let shift: Float64Array | undefined;
+  const program = cell.stepProgram();
+  let yP: Tensor | undefined;
   try {
-    const program = cell.stepProgram();
-    const yP = backend.runSequential(program, { input: xs, y0, params });
+    yP = backend.runSequential(program, { input: xs, y0, params });
+    let J: Tensor;
+    const yPrev = backend.shiftTime(yP, y0, 1);
     try {
-      const yPrev = backend.shiftTime(yP, y0, 1);
-      try {
-        const lin = backend.runStep(cell.linearizeProgram(s), { state: yPrev, input: xs, params });
-        backend.dispose(lin.outputs[0]!);
-        J = lin.jacobian!;
-      } finally {
-        backend.dispose(yPrev);
-      }
-      if (withMemory) yTrue = yield* readTensor(yP);
+      const lin = backend.runStep(cell.linearizeProgram(s), { state: yPrev, input: xs, params });
+      backend.dispose(lin.outputs[0]!);
+      J = lin.jacobian!;
     } finally {
-      backend.dispose(yP);
+      backend.dispose(yPrev);
     }
-    if (withMemory) {
+    let jh: ArrayLike<number>;
+    try {
+      jh = yield* readTensor(J);
+    } finally {
+      backend.dispose(J);
+    }
+    const rowLength = (b: number) => Math.min(P, lengths ? lengths[b]! : P);
+    const lyapunov = Float64Array.from({ length: B }, (_, b) => largestExponent(jh, b, rowLength(b), P, n, s));
+    /** The nonlinear memory of every row (see above), from the true prefix yP. */
+    const measureMemory = function* (yP: Tensor): Solve<Uint32Array> {
+      const starts = P >= 2 * horizon ? [0, P - horizon] : [0];
+      const yTrue = yield* readTensor(yP);
       const initial = yield* readTensor(y0);
-      shift = new Rng(0x5eed).uniformArray(B * n);
+      const shift = new Rng(0x5eed).uniformArray(B * n);
+      const yPert: ArrayLike<number>[] = [];
       for (const t0 of starts) {
         // The true state before t0, perturbed; the prefix's rest from there.
-        const at = (i: number) => (t0 === 0 ? initial[i]! : yTrue![(Math.floor(i / n) * P + t0 - 1) * n + (i % n)]!);
+        const at = (i: number) => (t0 === 0 ? initial[i]! : yTrue[(Math.floor(i / n) * P + t0 - 1) * n + (i % n)]!);
         const perturbed = backend.tensor(
-          Array.from({ length: B * n }, (_, i) => at(i) + shift![i]!),
+          Array.from({ length: B * n }, (_, i) => at(i) + shift[i]!),
           [B, n],
           y0.dtype,
         );
@@ -137,58 +152,60 @@ export function* probeDynamics(
           if (xq !== xs) backend.dispose(xq);
         }
       }
-    }
+      return Uint32Array.from({ length: B }, (_, b) =>
+        Math.max(...starts.map((t0, k) => nonlinearMemory(jh, yTrue, yPert[k]!, shift, b, t0, rowLength(b), P, n, s, horizon))),
+      );
+    };
+    // The memory matters only for rows Newton may take on: none where every row is chaotic.
+    let memory: Uint32Array | undefined;
+    if (P >= horizon && !lyapunov.every((l) => l > CHAOS_THRESHOLD)) memory = yield* measureMemory(yP);
+    const prefix = yP;
+    yP = undefined;
+    return memory ? { lyapunov, memory, prefix } : { lyapunov, prefix };
   } finally {
+    if (yP) backend.dispose(yP);
     if (xs !== x) backend.dispose(xs);
   }
-  let jh: ArrayLike<number>;
-  try {
-    jh = yield* readTensor(J);
-  } finally {
-    backend.dispose(J);
-  }
-  const lyapunov = new Float64Array(B).fill(Number.NEGATIVE_INFINITY);
-  const memory = withMemory ? new Uint32Array(B) : undefined;
+}
+
+/**
+ * Row b's largest Lyapunov exponent over its first `len` steps (P per row in J): power iteration
+ * with its exact Jacobians, block by block, averaged after a burn-in of len/4 steps. A handful of
+ * steps says nothing about it (one Jacobian of a contractive GRU can stretch a vector): −∞,
+ * unknown, below MIN_EXPONENT_STEPS after the burn-in. Such rows are short enough for Newton to
+ * finish in their length anyway.
+ */
+function largestExponent(jh: ArrayLike<number>, b: number, len: number, P: number, n: number, s: number): number {
+  const burn = Math.floor(len / 4);
+  let largest = Number.NEGATIVE_INFINITY;
+  if (len - burn < MIN_EXPONENT_STEPS) return largest;
   const v = new Float64Array(s);
   const next = new Float64Array(s);
-  for (let b = 0; b < B; b++) {
-    const len = Math.min(P, lengths ? lengths[b]! : P);
-    const burn = Math.floor(len / 4);
-    if (len - burn < 1) continue;
-    // A handful of steps says nothing about the exponent (one Jacobian of a contractive GRU can
-    // stretch a vector): it stays −∞, unknown. Such rows are short enough for Newton to finish in
-    // their length anyway. Their memory is still measured.
-    for (let k = 0; k < n / s && len - burn >= MIN_EXPONENT_STEPS; k++) {
-      for (let i = 0; i < s; i++) v[i] = 1 + 0.37 * Math.sin(7 * i + 1);
-      let logSum = 0;
-      let exponent = 0;
-      for (let t = 0; t < len; t++) {
-        const base = ((b * P + t) * (n / s) + k) * s * s;
-        let norm = 0;
-        for (let i = 0; i < s; i++) {
-          let acc = 0;
-          for (let j = 0; j < s; j++) acc += jh[base + i * s + j]! * v[j]!;
-          next[i] = acc;
-          norm += acc * acc;
-        }
-        norm = Math.sqrt(norm);
-        if (!(norm > 0) || !Number.isFinite(norm)) {
-          exponent = norm > 0 ? Number.POSITIVE_INFINITY : Number.NEGATIVE_INFINITY;
-          break;
-        }
-        for (let i = 0; i < s; i++) v[i] = next[i]! / norm;
-        if (t >= burn) logSum += Math.log(norm);
-        exponent = logSum / (len - burn);
+  for (let k = 0; k < n / s; k++) {
+    for (let i = 0; i < s; i++) v[i] = 1 + 0.37 * Math.sin(7 * i + 1);
+    let logSum = 0;
+    let exponent = 0;
+    for (let t = 0; t < len; t++) {
+      const base = ((b * P + t) * (n / s) + k) * s * s;
+      let norm = 0;
+      for (let i = 0; i < s; i++) {
+        let acc = 0;
+        for (let j = 0; j < s; j++) acc += jh[base + i * s + j]! * v[j]!;
+        next[i] = acc;
+        norm += acc * acc;
       }
-      lyapunov[b] = Math.max(lyapunov[b]!, exponent);
+      norm = Math.sqrt(norm);
+      if (!(norm > 0) || !Number.isFinite(norm)) {
+        exponent = norm > 0 ? Number.POSITIVE_INFINITY : Number.NEGATIVE_INFINITY;
+        break;
+      }
+      for (let i = 0; i < s; i++) v[i] = next[i]! / norm;
+      if (t >= burn) logSum += Math.log(norm);
+      exponent = logSum / (len - burn);
     }
-    if (memory) {
-      memory[b] = Math.max(
-        ...starts.map((t0, k) => nonlinearMemory(jh, yTrue!, yPert[k]!, shift!, b, t0, len, P, n, s, horizon)),
-      );
-    }
+    largest = Math.max(largest, exponent);
   }
-  return memory ? { lyapunov, memory } : { lyapunov };
+  return largest;
 }
 
 /**
