@@ -58,6 +58,12 @@ export interface StepResult {
   readonly iterations: readonly number[];
   /** Whether any layer fell back to sequential evaluation. */
   readonly fellBack: boolean;
+  /**
+   * Whether every layer's trajectory is the recurrence's (`LayerRun.converged`): false only where
+   * a layer returned rows Newton did not finish (`deer.fallback: 'none'`) or a trajectory that
+   * overflowed — the loss and gradients are then not those of the model.
+   */
+  readonly converged: boolean;
 }
 
 /**
@@ -292,6 +298,7 @@ export class SequenceClassifier {
         grads,
         iterations: runs.map((r) => r.iterations),
         fellBack: runs.some((r) => r.fellBack),
+        converged: runs.every((r) => r.converged),
       };
     } finally {
       stack.dispose();

@@ -20,6 +20,14 @@ export interface LayerRun {
   /** Newton iterations (0 for the sequential solver). */
   readonly iterations: number;
   readonly fellBack: boolean;
+  /**
+   * Whether `out` is the recurrence's trajectory: Newton met the tolerance, or what it did not
+   * finish was evaluated step by step. False where the solve says it did not converge and nothing
+   * replaced it — `deer.fallback: 'none'` returned rows Newton did not finish, or DEER's cost
+   * model evaluated step by step and the trajectory overflowed; the gradients are then those of
+   * what was returned, not of the true trajectory.
+   */
+  readonly converged: boolean;
   /** Gradients given ∂L/∂y ([B, T, n]); the caller owns what comes back. */
   vjp(dy: Tensor): Promise<DeerGradients>;
   dispose(): void;
@@ -62,6 +70,7 @@ export async function runLayer(
       residual,
       iterations: r.stats.iterations,
       fellBack: r.stats.fellBack,
+      converged: r.stats.converged || r.stats.fellBack,
       vjp: (dy) => r.vjp(dy),
       dispose: () => {
         if (out !== r.y) backend.dispose(out);
@@ -90,6 +99,7 @@ export async function runLayer(
       residual,
       iterations: 0,
       fellBack: false,
+      converged: true,
       vjp: (dy) => implicitVjp(backend, cell, p, x, y0, y, dy),
       dispose: () => {
         for (const t of owned.splice(0)) backend.dispose(t);

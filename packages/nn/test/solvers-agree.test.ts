@@ -43,3 +43,33 @@ describe('DEER and sequential training give the same losses for 20 steps', () =>
     });
   }
 });
+
+describe('a step says whether its trajectories are the model’s', () => {
+  it("converged is false only where fallback 'none' returned rows Newton did not finish", async () => {
+    const backend = createCpuBackend();
+    const model = new SequenceClassifier({ inputSize: 2, classes: 3, cell: 'gru', hiddenSize: 4, layers: 2, residual: true, pooling: 'mean' });
+    const params = model.init(1);
+    const { x, labels } = randomBatch(7, 3, 30, 2, 3);
+    const xt = backend.tensor(x, [3, 30, 2], 'float64');
+    try {
+      const run = (deer: { maxIter: number; fallback?: 'none' | 'sequential' }) =>
+        model.lossAndGrad(backend, params, xt, labels, { solver: 'deer', deer });
+      const full = await run({ maxIter: 100 });
+      expect(full.converged).toBe(true);
+      expect(full.fellBack).toBe(false);
+      // Two iterations do not reach the tolerance at T = 30.
+      const replaced = await run({ maxIter: 2 });
+      expect(replaced.fellBack).toBe(true);
+      expect(replaced.converged, 'the fallback answered what Newton left').toBe(true);
+      expect(replaced.loss).toBeCloseTo(full.loss, 10);
+      const unfinished = await run({ maxIter: 2, fallback: 'none' });
+      expect(unfinished.fellBack).toBe(false);
+      expect(unfinished.converged).toBe(false);
+      expect(unfinished.loss).not.toBe(full.loss);
+      expect((await model.lossAndGrad(backend, params, xt, labels, { solver: 'sequential' })).converged).toBe(true);
+    } finally {
+      backend.dispose(xt);
+    }
+    expect(backend.liveTensors()).toBe(0);
+  });
+});
