@@ -47,7 +47,15 @@ describe('DEER and sequential training give the same losses for 20 steps', () =>
 describe('a step says whether its trajectories are the model’s', () => {
   it("converged is false only where fallback 'none' returned rows Newton did not finish", async () => {
     const backend = createCpuBackend();
-    const model = new SequenceClassifier({ inputSize: 2, classes: 3, cell: 'gru', hiddenSize: 4, layers: 2, residual: true, pooling: 'mean' });
+    const model = new SequenceClassifier({
+      inputSize: 2,
+      classes: 3,
+      cell: 'gru',
+      hiddenSize: 4,
+      layers: 2,
+      residual: true,
+      pooling: 'mean',
+    });
     const params = model.init(1);
     const { x, labels } = randomBatch(7, 3, 30, 2, 3);
     const xt = backend.tensor(x, [3, 30, 2], 'float64');
@@ -66,7 +74,8 @@ describe('a step says whether its trajectories are the model’s', () => {
       expect(unfinished.fellBack).toBe(false);
       expect(unfinished.converged).toBe(false);
       expect(unfinished.loss).not.toBe(full.loss);
-      expect((await model.lossAndGrad(backend, params, xt, labels, { solver: 'sequential' })).converged).toBe(true);
+      const exact = await model.lossAndGrad(backend, params, xt, labels, { solver: 'sequential' });
+      expect(exact.converged).toBe(true);
     } finally {
       backend.dispose(xt);
     }

@@ -81,7 +81,8 @@ export interface DeerStats {
   /**
    * 'auto': the largest per-row memory measured — steps a trajectory from a perturbed start took to
    * join the true one (within 1e-2 relative) —, up to the iteration budget + 1; rows above the
-   * budget go to parallel shooting ('longMemory'). Absent where not measured (T within budget, or every row chaotic).
+   * budget go to parallel shooting ('longMemory'). Absent where not measured (T within budget, or
+   * every row chaotic).
    */
   readonly memory?: number;
   /**
