@@ -26,7 +26,7 @@ import {
 import { expect } from 'vitest';
 import type { SuiteContext } from './context.js';
 import { CELL_FAMILIES, INPUT_SIZE, maxAbsDiff, sequenceData } from './fixtures.js';
-import { oracleTrajectory } from './solve-cases.js';
+import { oracleTrajectory, solveOnBackend } from './solve-cases.js';
 
 const { add, mul, sub, constant } = lang;
 
@@ -270,6 +270,40 @@ export function defineAdversarialCases(ctx: SuiteContext): void {
       expect(out.some(Number.isNaN), 'NaN parameters give a NaN trajectory, as sequentially').toBe(true);
     } finally {
       for (const t of [xGood, guess, h0t, Rt]) backend.dispose(t);
+    }
+  });
+
+  ctx.test('adversarial/tolerance-below-the-dtype-resolution', async () => {
+    // A residual in float32 (float64) resolves nothing finer than about 2 ulps of |y|: at a fixed
+    // point of the rounded step it is exactly 0. A tolerance a tenth of that is never "converged"
+    // (it was: rtol 1e-9 in float32 came back converged, 100× the tolerance off the float64 answer).
+    const backend = ctx.backend();
+    const resolution = ctx.dtype === 'float64' ? 2 ** -51 : 2 ** -22;
+    const cell = CELL_FAMILIES[0]!.make(4, INPUT_SIZE);
+    const data = sequenceData(31, 2, 300, cell, ctx.dtype);
+    const ref = await oracleTrajectory(ctx.oracle(), cell, data, 2, 300);
+    for (const method of ['deer', 'elk', 'shoot'] as const) {
+      const fine = { atol: resolution / 10, rtol: resolution / 10, method };
+      const kept = await solveOnBackend(backend, cell, data, 2, 300, ctx.dtype, { ...fine, fallback: 'none' });
+      expect(kept.stats.converged, `${method}: converged at a tolerance below the resolution`).toBe(false);
+      expect(maxAbsDiff(kept.y, ref)).toBeLessThanOrEqual(ctx.tolerance);
+      const answered = await solveOnBackend(backend, cell, data, 2, 300, ctx.dtype, fine);
+      expect(answered.stats.converged).toBe(false);
+      // The residual met it only as rounded ('rounding', answer kept), or Newton stalled and the
+      // sequential fallback answered.
+      if (!answered.stats.fellBack) expect(answered.stats.stopReason).toBe('rounding');
+      expect(maxAbsDiff(answered.y, ref)).toBeLessThanOrEqual(ctx.tolerance);
+      if (!answered.stats.fellBack) {
+        await expect(solveOnBackend(backend, cell, data, 2, 300, ctx.dtype, { ...fine, fallback: 'throw' })).rejects.toThrow(
+          /only as rounded/,
+        );
+      }
+      const coarse = await solveOnBackend(backend, cell, data, 2, 300, ctx.dtype, {
+        atol: resolution * 100,
+        rtol: resolution * 100,
+        method,
+      });
+      expect(coarse.stats.converged, `${method} at 100× the resolution`).toBe(true);
     }
   });
 

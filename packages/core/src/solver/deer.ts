@@ -1,6 +1,5 @@
 import type { StepProgram } from '../backend/program.js';
-import type { Backend, Tensor } from '../backend/types.js';
-import type { DeviceCounters } from '../backend/types.js';
+import type { Backend, DeviceCounters, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
 import { ConvergenceError, ShapeError, UnsupportedOptionError } from '../errors.js';
@@ -22,6 +21,7 @@ import {
 } from './validate.js';
 import { planShooting, planShootingUpFront, planSolve, shootingChunks, type SolvePlan, unreadIterations } from './plan.js';
 import { probeDynamics } from './probes.js';
+import { toleranceCanBeUnresolved, unresolvedAdvice, unresolvedRows } from './rounding.js';
 import { shoot } from './shooting.js';
 import { checkTrajectoryFits, chooseWindow } from './window.js';
 
@@ -172,6 +172,7 @@ export function recurrenceProblem(
   blockSize: number,
   initial: () => Tensor,
   lengths?: Uint32Array,
+  tol?: { readonly atol: number; readonly rtol: number },
 ): NewtonProblem {
   const [B, T] = [x.shape[0]!, x.shape[1]!];
   const n = cell.stateSize;
@@ -218,6 +219,11 @@ export function recurrenceProblem(
     *probe(horizon) {
       return yield* probeDynamics(backend, cell, params, x, y0, lengths, horizon);
     },
+    ...(tol &&
+      toleranceCanBeUnresolved(x.dtype, tol) && {
+        roundingAdvice: unresolvedAdvice(x.dtype),
+        certify: (y: Tensor, rows: readonly number[]) => unresolvedRows(y, rows, tol, lengths),
+      }),
     // biome-ignore lint/correctness/useYield: as above
     *evaluate(y) {
       return evalAt(y, false).r;
@@ -398,7 +404,7 @@ function* deerSolve(
           : guess === 'zeros'
             ? backend.zeros([B, len, n], dtype)
             : backend.sliceTime(guess, t0, len);
-      const problem = recurrenceProblem(backend, cell, params, xw, start, s, initial, windowLengths(lengths, t0, len));
+      const problem = recurrenceProblem(backend, cell, params, xw, start, s, initial, windowLengths(lengths, t0, len), opts);
       return xw === x ? problem : { ...problem, release: () => backend.dispose(xw) };
     },
     {

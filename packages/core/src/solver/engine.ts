@@ -30,9 +30,10 @@ import type { Chunking, ShootingResult } from './shooting.js';
  * 'auto' sent the row to sequential evaluation before iterating (its Lyapunov exponent is
  * positive). 'longMemory': the row remembers a perturbed start for longer than Newton's iteration
  * budget, and parallel shooting did not take it (a row of the batch near chaos, or the cost model
- * declined) or did not finish it. 'rounding': the residual met the tolerance, but the fixed-point
- * map's own rounding at the answer exceeds it (an ODE's interval exponentials over a very large
- * ‖J·Δt‖ for the dtype), so the answer is not vouched for; it is returned, not replaced.
+ * declined) or did not finish it. 'rounding': the residual met the tolerance, but rounding at the
+ * answer exceeds it (an ODE's interval exponentials over a very large ‖J·Δt‖ for the dtype; a
+ * tolerance finer than the dtype resolves at |y|, e.g. rtol 1e-9 in float32), so the answer is not
+ * vouched for; it is returned, not replaced.
  */
 export type StopReason =
   | 'tolerance'
@@ -108,11 +109,14 @@ export interface NewtonProblem {
   canShoot?(rows: number): boolean;
   /**
    * Of the converged rows `rows`, those whose answer the residual check cannot vouch for because
-   * the fixed-point map's own rounding at y exceeds the tolerance (an ODE's exponentials over very
-   * large ‖J·Δt‖: the check reuses the same rounded maps). The solve then reports
-   * `converged: false` and 'rounding' and keeps the answer (`fallback: 'throw'` throws).
+   * rounding at y exceeds the tolerance: an ODE's exponentials over very large ‖J·Δt‖ (the check
+   * reuses the same rounded maps), a tolerance finer than the dtype resolves at |y|. The solve
+   * then reports `converged: false` and 'rounding' and keeps the answer — the fallback, in the
+   * same dtype, is no better — (`fallback: 'throw'` throws, with `roundingAdvice`).
    */
   certify?(y: Tensor, rows: readonly number[]): Solve<readonly number[]>;
+  /** Why certify's rows met the tolerance only as rounded, and what to do: for the error message. */
+  readonly roundingAdvice?: string;
   /** Free what the problem made for its window (slices of inputs). */
   release?(): void;
 }
@@ -464,12 +468,12 @@ export function* newtonWindow(
       const converged = [...status.keys()].filter((b) => status[b] === Row.Converged);
       const unvouched = converged.length > 0 ? yield* problem.certify(y, converged) : [];
       if (unvouched.length > 0) {
-        // Not converged, but kept: the fallback (dopri5 at the same dtype) is no better conditioned.
+        // Not converged, but kept: the fallback, at the same dtype, is no better.
         stats.converged = false;
         if (SEVERITY.indexOf('rounding') > SEVERITY.indexOf(stats.stopReason)) stats.stopReason = 'rounding';
         if (opts.fallback === 'throw') {
           throw new ConvergenceError(
-            `${opts.solver}: the answer of ${unvouched.length} of ${B} batch rows met the tolerance only as rounded: the fixed-point map's own rounding may exceed atol ${opts.atol} + rtol ${opts.rtol}·|y| (use a finer grid or float64)`,
+            `${opts.solver}: the answer of ${unvouched.length} of ${B} batch rows met the tolerance only as rounded (atol ${opts.atol}, rtol ${opts.rtol}): ${problem.roundingAdvice ?? 'its rounding may exceed atol + rtol·|y|'}`,
             { ...stats, residuals: [...stats.residuals] },
           );
         }

@@ -8,6 +8,7 @@ import { awaitAsync, driveAsync, type Solve } from './solve.js';
 import { affineExponentialSolve, EXPM_PEAK_BUFFERS, type MatrixOps } from './expm.js';
 import { type OdeProblem, type PreparedOde, prepareOde, requireMatrixOps } from './ode-inputs.js';
 import { dopri5 } from './ode-sequential.js';
+import { resolutionOf, unresolvedRows } from './rounding.js';
 import { checkOptionNames, type DeerOptions, flag, resolveDeerOptions } from './options.js';
 import { checkInitialGuess, Owned, type ParamsInput } from './validate.js';
 import { checkTrajectoryFits, chooseWindow } from './window.js';
@@ -211,6 +212,44 @@ function odeProblem(
       backend.dispose(maps.b);
     }
   }
+
+  /** Of `rows`, those where the interval maps' own rounding may exceed the tolerance. */
+  function* unvouchedMaps(y: Tensor, rows: readonly number[]): Solve<number[]> {
+    // Scaling and squaring rounds each map by up to about j·‖M‖·eps (M = J̄Δt, j squarings),
+    // and the residual check reuses those rounded maps, so it cannot see that. Where that could
+    // pass the tolerance, the maps are made once more with their rounding estimated level by
+    // level and block by block (a rotation's errors grow through every squaring, a decay's die
+    // out). A map's error acts on what it maps, so step t's error is about that estimate times
+    // |y_{t−1}| + |y_t| (the offset b is of that size), judged against atol + rtol·|y_t|.
+    const eps = UNIT_ROUNDOFF[prep.dtype];
+    // Only where ‖M‖·eps alone passes rtol (or there is no rtol): below that the estimate, which
+    // is entry-wise and so pessimistic for rotations by up to √2 per squaring, would flag
+    // answers that are fine (a float64 rotation by 1e5 rad per interval: 5e-12 off).
+    if (!Number.isFinite(lastNorm) || (tol.rtol > 0 && !(lastNorm * eps > tol.rtol))) return [];
+    const { A, r } = yield* linearize(y, true);
+    backend.dispose(A);
+    backend.dispose(r);
+    const yh = yield* awaitAsync(() => backend.read(y));
+    const y0h = yield* awaitAsync(() => backend.read(prep.y0));
+    const nb = n / s;
+    const size = (from: ArrayLike<number>, at: number) => {
+      let m = 0;
+      for (let i = at; i < at + s; i++) m = Math.max(m, Math.abs(from[i]!));
+      return m;
+    };
+    return rows.filter((b) => {
+      for (let t = 0; t < T; t++) {
+        for (let k = 0; k < nb; k++) {
+          const now = size(yh, (b * T + t) * n + k * s);
+          const before = t === 0 ? size(y0h, b * n + k * s) : size(yh, (b * T + t - 1) * n + k * s);
+          // NaN counts: an estimate that overflowed vouches for nothing.
+          if (!(lastRounding[(b * T + t) * nb + k]! * (before + now) <= tol.atol + tol.rtol * now)) return true;
+        }
+      }
+      return false;
+    });
+  }
+
   return {
     B,
     T,
@@ -227,40 +266,10 @@ function odeProblem(
       backend.dispose(A);
       return r;
     },
+    roundingAdvice: `the interval maps' own rounding, or the ${prep.dtype} resolution of |y|, may exceed atol + rtol·|y| (use a finer grid, rtol ≥ ${resolutionOf(prep.dtype).toExponential(1)}, or float64)`,
     *certify(y, rows) {
-      // Scaling and squaring rounds each map by up to about j·‖M‖·eps (M = J̄Δt, j squarings),
-      // and the residual check reuses those rounded maps, so it cannot see that. Where that could
-      // pass the tolerance, the maps are made once more with their rounding estimated level by
-      // level and block by block (a rotation's errors grow through every squaring, a decay's die
-      // out). A map's error acts on what it maps, so step t's error is about that estimate times
-      // |y_{t−1}| + |y_t| (the offset b is of that size), judged against atol + rtol·|y_t|.
-      const eps = UNIT_ROUNDOFF[prep.dtype];
-      // Only where ‖M‖·eps alone passes rtol (or there is no rtol): below that the estimate, which
-      // is entry-wise and so pessimistic for rotations by up to √2 per squaring, would flag
-      // answers that are fine (a float64 rotation by 1e5 rad per interval: 5e-12 off).
-      if (!Number.isFinite(lastNorm) || (tol.rtol > 0 && !(lastNorm * eps > tol.rtol))) return [];
-      const { A, r } = yield* linearize(y, true);
-      backend.dispose(A);
-      backend.dispose(r);
-      const yh = yield* awaitAsync(() => backend.read(y));
-      const y0h = yield* awaitAsync(() => backend.read(prep.y0));
-      const nb = n / s;
-      const size = (from: ArrayLike<number>, at: number) => {
-        let m = 0;
-        for (let i = at; i < at + s; i++) m = Math.max(m, Math.abs(from[i]!));
-        return m;
-      };
-      return rows.filter((b) => {
-        for (let t = 0; t < T; t++) {
-          for (let k = 0; k < nb; k++) {
-            const now = size(yh, (b * T + t) * n + k * s);
-            const before = t === 0 ? size(y0h, b * n + k * s) : size(yh, (b * T + t - 1) * n + k * s);
-            // NaN counts: an estimate that overflowed vouches for nothing.
-            if (!(lastRounding[(b * T + t) * nb + k]! * (before + now) <= tol.atol + tol.rtol * now)) return true;
-          }
-        }
-        return false;
-      });
+      const unresolved = yield* unresolvedRows(y, rows, tol);
+      return [...unresolved, ...(yield* unvouchedMaps(y, rows.filter((b) => !unresolved.includes(b))))];
     },
     *sequential(rows) {
       const all = rows.length === B;
