@@ -4,6 +4,7 @@ import {
   checkOptionNames,
   checkParamNames,
   type DeerOptions,
+  type DeerStats,
   DTypeError,
   describeValue,
   flag,
@@ -32,6 +33,11 @@ export interface DeerRnnOptions
    * over the inputs and one scalar read per call; false skips it (a NaN input then gives NaN y).
    */
   readonly checkFinite?: boolean;
+  /**
+   * Called with each forward solve's stats (iterations, converged, fellBack, stopReason, …): an
+   * op returns only y, and with `fallback: 'none'` an unconverged y is otherwise indistinguishable.
+   */
+  readonly onStats?: (stats: DeerStats) => void;
 }
 
 const OPTION_NAMES: readonly (keyof DeerRnnOptions)[] = [
@@ -46,6 +52,7 @@ const OPTION_NAMES: readonly (keyof DeerRnnOptions)[] = [
   'window',
   'backend',
   'checkFinite',
+  'onStats',
 ];
 
 /**
@@ -143,6 +150,8 @@ export function deerRnn(
   checkInputs(cell, params, x, h0);
   if (options.backend !== undefined && !(options.backend instanceof TfjsBackend))
     throw new InvalidArgumentError('backend', 'a TfjsBackend (createTfjsBackend()) or nothing', describeValue(options.backend));
+  if (options.onStats !== undefined && typeof options.onStats !== 'function')
+    throw new InvalidArgumentError('onStats', 'a function', describeValue(options.onStats));
   const backend = options.backend ?? defaultBackend();
   const tf = backend.tf;
   const names = cell.params.map((p) => p.name);
@@ -182,9 +191,16 @@ export function deerRnn(
     const w = wrapAll(ins);
     let y: tfc.Tensor;
     try {
-      const { backend: _, checkFinite: __, ...rest } = options;
+      const { backend: _, checkFinite: __, onStats: ___, ...rest } = options;
       const solverOptions = lengths === undefined ? rest : { ...rest, lengths };
-      y = backend.release(deerSync(backend, cell, w.params, w.x, w.y0, solverOptions).y);
+      const solved = deerSync(backend, cell, w.params, w.x, w.y0, solverOptions);
+      y = backend.release(solved.y);
+      try {
+        options.onStats?.(solved.stats);
+      } catch (err) {
+        y.dispose();
+        throw err;
+      }
     } finally {
       w.release();
     }

@@ -186,6 +186,31 @@ describe('deerRnn input checks', () => {
     pr.dispose();
   });
 
+  it("onStats reports each forward solve: with fallback 'none' an unconverged y says so", async () => {
+    const backend = await createTfjsBackend({ backend: 'cpu' });
+    const pr = problem(3);
+    const before = tf.memory().numTensors;
+    const seen: { converged: boolean; fellBack: boolean; iterations: number }[] = [];
+    const onStats = (s: { converged: boolean; fellBack: boolean; iterations: number }) => seen.push(s);
+    tf.dispose(deerRnn(cell, pr.params, pr.x, pr.h0, { backend, onStats }));
+    tf.dispose(deerRnn(cell, pr.params, pr.x, pr.h0, { backend, onStats, maxIter: 2, fallback: 'none' }));
+    tf.dispose(deerRnn(cell, pr.params, pr.x, pr.h0, { backend, onStats, maxIter: 2 }));
+    expect(seen.map((s) => [s.converged, s.fellBack])).toEqual([
+      [true, false],
+      [false, false],
+      [false, true],
+    ]);
+    expect(seen[1]!.iterations).toBe(2);
+    // Refused up front, and a callback that throws leaves nothing behind.
+    expect(() => deerRnn(cell, pr.params, pr.x, pr.h0, { backend, onStats: 1 } as never)).toThrow(InvalidArgumentError);
+    const boom = () => {
+      throw new Error('boom');
+    };
+    expect(() => deerRnn(cell, pr.params, pr.x, pr.h0, { backend, onStats: boom })).toThrow('boom');
+    expect(tf.memory().numTensors, 'tensors left').toBe(before);
+    pr.dispose();
+  });
+
   it('padded rows (lengths) and windows: y and every gradient as the unrolled recurrence of each row to its length', async () => {
     const backend = await createTfjsBackend({ backend: 'cpu' });
     const pr = problem(4);
