@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type Checkpoint, decodeCheckpoint, encodeCheckpoint } from '@deerjs/nn';
 import { train } from '../src/train.js';
-import { configOf, quiet, tempDir } from './helpers.js';
+import { configOf, quiet, tempDir, tinyEigenworms } from './helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const cli = join(root, 'dist', 'cli.js');
@@ -235,8 +235,7 @@ describe('deer-train --resume refuses a checkpoint it cannot continue: one line,
     return dir;
   };
   beforeAll(async () => {
-    const flags = ['eigenworms', '--synthetic', '--length', '16', '--limit', '8', '--batch', '4', '--steps', '1', '--hidden', '4', '--layers', '1'];
-    await train(configOf([...flags, '--out', good]), quiet);
+    await train(configOf([...tinyEigenworms(1), '--out', good]), quiet);
   }, 120_000);
 
   it.each([

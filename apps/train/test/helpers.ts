@@ -23,6 +23,26 @@ export function configOf(args: string[]): TrainConfig {
   return p.config;
 }
 
+/** Flags of the smallest eigenworms run (synthetic, 8 series of 16 steps, one 4-unit layer). */
+export function tinyEigenworms(steps: number): string[] {
+  return [
+    'eigenworms',
+    '--synthetic',
+    '--length',
+    '16',
+    '--limit',
+    '8',
+    '--batch',
+    '4',
+    '--steps',
+    `${steps}`,
+    '--hidden',
+    '4',
+    '--layers',
+    '1',
+  ];
+}
+
 export const mean = (v: readonly number[]) => v.reduce((a, b) => a + b, 0) / v.length;
 
 /** A small IDX fixture: class k images are bright in horizontal band k of the 28 × 28 grid. */

@@ -7,7 +7,7 @@ import { readCheckpoint, writeCheckpoint } from '@deerjs/nn';
 import { readMetrics } from '../src/metrics.js';
 import { setupRun } from '../src/run-setup.js';
 import { train } from '../src/train.js';
-import { configOf, fashionFixture, quiet, tempDir } from './helpers.js';
+import { configOf, fashionFixture, quiet, tempDir, tinyEigenworms } from './helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const cli = join(root, 'dist', 'cli.js');
@@ -112,24 +112,7 @@ describe('--resume takes the stored configuration of any cell', () => {
 
 it('a checkpoint whose step is past the run is refused, not reported as a finished run', async () => {
   const out = tempDir('step-past');
-  const fresh = configOf([
-    'eigenworms',
-    '--synthetic',
-    '--length',
-    '16',
-    '--limit',
-    '8',
-    '--batch',
-    '4',
-    '--steps',
-    '2',
-    '--hidden',
-    '4',
-    '--layers',
-    '1',
-    '--out',
-    out,
-  ]);
+  const fresh = configOf([...tinyEigenworms(2), '--out', out]);
   await train(fresh, quiet);
   const path = join(out, 'checkpoint.ckpt');
   await writeCheckpoint(path, { ...(await readCheckpoint(path)), step: 99 });

@@ -7,7 +7,7 @@ import { type HnnEvalRecord, type HnnStepRecord, readMetrics, type StepRecord } 
 import { checkParamsFit, runLength } from '../src/run-setup.js';
 import { loadTaskData } from '../src/tasks.js';
 import { train } from '../src/train.js';
-import { configOf, quiet, tempDir } from './helpers.js';
+import { configOf, quiet, tempDir, tinyEigenworms } from './helpers.js';
 
 const stepsOf = (dir: string) =>
   readMetrics<StepRecord | HnnStepRecord | HnnEvalRecord>(join(dir, 'metrics.jsonl'))
@@ -53,24 +53,7 @@ describe('--steps alone runs that many steps, over as many epochs as needed', ()
 });
 
 describe('--resume takes the configuration from the checkpoint', () => {
-  const flags = (out: string) => [
-    'eigenworms',
-    '--synthetic',
-    '--length',
-    '16',
-    '--limit',
-    '8',
-    '--batch',
-    '4',
-    '--steps',
-    '3',
-    '--hidden',
-    '4',
-    '--layers',
-    '1',
-    '--out',
-    out,
-  ];
+  const flags = (out: string) => [...tinyEigenworms(3), '--out', out];
 
   it('without --synthetic or --data, and refuses a checkpoint of another task', async () => {
     const out = tempDir('resume-cfg');
