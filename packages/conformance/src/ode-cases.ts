@@ -418,6 +418,32 @@ export function defineOdeCases(ctx: SuiteContext): void {
     }
   });
 
+  // A stiff decay over a horizon no explicit step can cross: dopri5's step is held at the edge of
+  // its stability region (h·|λ| ≈ 3.3), so 1e300 would take ~3e299 steps. It used to spend all of
+  // maxSteps (a million steps, ~35 s) before its ConvergenceError; the stiffness test stops it
+  // after a run of 1000 stiff steps. A horizon the budget reaches is still solved.
+  ctx.test('ode/dopri5-stiff-horizon', async () => {
+    const backend = ctx.backend();
+    const decay = defineCell({ name: 'decay', state: 1, input: 0, params: { k: [1] } }, (y, _x, p) => neg(mul(p.k, y)));
+    const y0 = backend.tensor([1], [1, 1], ctx.dtype);
+    try {
+      const err = await dopri5(backend, decay, { k: [1] }, { y0, t: [0, 1e300] }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(ConvergenceError);
+      const stats = (err as ConvergenceError).stats as { steps: number; stiff: boolean };
+      expect(stats.stiff).toBe(true);
+      expect(stats.steps).toBeLessThan(5000);
+      const r = await dopri5(backend, decay, { k: [1] }, { y0, t: [0, 1e4] });
+      expect(Math.abs((await backend.read(r.y))[0]!)).toBeLessThan(1e-6);
+      expect(r.steps).toBeGreaterThan(1000);
+      backend.dispose(r.y);
+    } finally {
+      backend.dispose(y0);
+    }
+  });
+
   // One interval of 1e30: the exponential's scaling had been capped at 2^60 halvings, so the
   // series overflowed and an exact answer (0) was reported as non-finite.
   ctx.test('ode/huge-interval', async () => {

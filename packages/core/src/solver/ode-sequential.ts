@@ -160,6 +160,34 @@ const B5 = [35 / 384, 0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0];
 const B4 = [5179 / 57600, 0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40];
 
 /**
+ * Hairer's stiffness test for this tableau (Hairer & Wanner, Solving ODEs II, §IV.2): the last two
+ * stages are evaluated at the same time, so ‖k7 − k6‖ / ‖y7 − y6‖ estimates |λ| of the field there;
+ * h·|λ| past 3.25 puts the step on the edge of the method's stability region, where stability and
+ * not accuracy sets h. Six calm steps in a row end a stiff run.
+ */
+const STIFF_H_LAMBDA = 3.25;
+const CALM_STEPS_ENDING_A_STIFF_RUN = 6;
+/**
+ * A run of stiff steps this long is judged: where the rest of the horizon at this step size would
+ * take more than HOPELESS × the steps left, dopri5 stops at once with a ConvergenceError instead of
+ * spending every step of `maxSteps` on an answer it cannot reach. The margin leaves room for
+ * stiffness that passes (the step may grow again); a solve the budget would finish is never stopped.
+ */
+const STIFF_RUN_JUDGED = 1000;
+const HOPELESS = 10;
+
+/** |λ| of the field near y7, from two evaluations at the same time: ‖k7 − k6‖ / ‖y7 − y6‖ (0 where y7 = y6). */
+function lambdaEstimate(k7: Float64Array, k6: Float64Array, y7: Float64Array, y6: Float64Array): number {
+  let num = 0;
+  let den = 0;
+  for (let e = 0; e < y7.length; e++) {
+    num += (k7[e]! - k6[e]!) ** 2;
+    den += (y7[e]! - y6[e]!) ** 2;
+  }
+  return den > 0 ? Math.sqrt(num / den) : 0;
+}
+
+/**
  * Adaptive Dormand–Prince 5(4) with the error controlled per step, never stepping over a grid time
  * so the output lands on the grid exactly. Returns y at t_1..t_T, [B, T, n].
  */
@@ -218,6 +246,8 @@ async function dopri5Run(
   if (!(h > 0)) h = grid[1]! - grid[0]!; // a span of subnormals: a hundredth of it rounds to 0
   let steps = 0;
   let rejected = 0;
+  let stiffRun = 0;
+  let calm = 0;
   let k1 = await f.eval(0, 0, y);
   for (let i = 0; i < T; i++) {
     // Time within the interval, from 0 to its length: stepping t itself lost the rounding of
@@ -241,9 +271,12 @@ async function dopri5Run(
         throw new StepSizeError('dopri5', grid[i]! + t, hs, steps, rejected);
       }
       const k: Float64Array[] = [k1];
+      let y6 = y;
       for (let st = 1; st < 7; st++) {
         const terms = A[st]!.map((a, q) => [hs * a, k[q]!] as [number, Float64Array]);
-        k.push(await f.eval(t + C[st]! * hs, i, axpy(y, terms)));
+        const arg = axpy(y, terms);
+        if (st === 5) y6 = arg;
+        k.push(await f.eval(t + C[st]! * hs, i, arg));
       }
       const yNew = axpy(
         y,
@@ -259,11 +292,25 @@ async function dopri5Run(
       if (!Number.isFinite(err)) err = 1e10;
       const factor = Math.min(5, Math.max(0.2, 0.9 * err ** -0.2));
       if (err <= 1) {
+        if (hs * lambdaEstimate(k[6]!, k[5]!, yNew, y6) > STIFF_H_LAMBDA) {
+          stiffRun++;
+          calm = 0;
+        } else if (++calm >= CALM_STEPS_ENDING_A_STIFF_RUN) stiffRun = 0;
         t = last ? tEnd : t + hs;
         y = yNew;
         k1 = k[6]!; // first same as last
         steps++;
         if (!last) h = hs * factor;
+        if (stiffRun >= STIFF_RUN_JUDGED) {
+          const left = tEnd - t + (grid[T]! - grid[i + 1]!);
+          const needed = left / hs;
+          if (needed > HOPELESS * (maxSteps - steps - rejected)) {
+            throw new ConvergenceError(
+              `dopri5: the problem is stiff from t ≈ ${grid[i]! + t}: for ${stiffRun} steps the step size (${hs.toPrecision(3)}) was held at the edge of the method's stability region, and the ${left.toPrecision(3)} left to t = ${grid[T]} would take about ${needed.toPrecision(3)} steps at that size, more than ${HOPELESS}× the ${maxSteps - steps - rejected} that maxSteps leaves. An explicit method cannot do better on this field: shorten the interval or rescale the field (solveIvp's exponential scheme is not held by stability; its sequential fallback is this method)`,
+              { steps, rejected, stiff: true, t: grid[i]! + t, step: hs },
+            );
+          }
+        }
       } else {
         rejected++;
         h = hs * factor;
