@@ -1,7 +1,7 @@
 import { NonFiniteError, type Rng } from '@deerjs/core';
 import { type Checkpoint, isRngState, writeCheckpoint } from '@deerjs/nn';
 
-type RngState = [number, number, number, number];
+type RngState = Rng['state'];
 
 /** The epoch generator state a deer-train checkpoint keeps (undefined in one it did not write). */
 export function epochRngOf(checkpoint: Checkpoint): RngState | undefined {

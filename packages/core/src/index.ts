@@ -115,6 +115,7 @@ export {
 export { checkGrid, type OdeProblem } from './solver/ode-inputs.js';
 export { type Dopri5Options, dopri5Solve as dopri5, type Rk4Options, rk4 } from './solver/ode-sequential.js';
 export {
+  checkDeerOptions,
   checkOptionNames,
   DEFAULT_CLIP,
   DEFAULT_MAX_ITER,

@@ -1,4 +1,4 @@
-import { checkOptionNames, InvalidArgumentError, NonFiniteError, ShapeError, UnsupportedOptionError } from '@deerjs/core';
+import { checkOptionNames, describeValue, InvalidArgumentError, NonFiniteError, ShapeError, UnsupportedOptionError } from '@deerjs/core';
 import { checkFiniteValues, type Params, zerosLike } from './params.js';
 
 export interface AdamWOptions {
@@ -7,7 +7,13 @@ export interface AdamWOptions {
   readonly eps?: number;
   /** Decoupled weight decay (Loshchilov & Hutter), multiplied by the learning rate. */
   readonly weightDecay?: number;
-  /** Which parameters decay; default those whose name does not end in a bias name. */
+  /**
+   * Which parameters decay. Default (`decaysByDefault`): all but biases and normalisation
+   * parameters — names whose last dot-separated part is `b`, `Wb`, `Rb` or `bias` (biases), or
+   * `gamma` or `beta` (a layer norm's scale and shift, `norm.<l>.gamma` / `norm.<l>.beta`), as is
+   * common practice: decaying a norm's scale towards 0 shrinks the layer's output, not its
+   * complexity. Pass `() => true` to decay every parameter.
+   */
   readonly decays?: (name: string) => boolean;
 }
 
@@ -19,6 +25,22 @@ export interface AdamWState {
 }
 
 const isBias = (name: string) => /(^|\.)(b|Wb|Rb|bias)$/.test(name);
+const isNormParam = (name: string) => /(^|\.)(gamma|beta)$/.test(name);
+
+/**
+ * AdamW's default `decays`: true for every parameter but biases (`…b`, `…Wb`, `…Rb`, `…bias`) and
+ * normalisation parameters (`…gamma`, `…beta`), by the last dot-separated part of the name.
+ */
+export const decaysByDefault = (name: string): boolean => !isBias(name) && !isNormParam(name);
+
+/** The names and arrays of `params`, checked: each a Float64Array (AdamW updates them in place). */
+function checkParamArrays(what: string, params: unknown): void {
+  if (params === null || typeof params !== 'object' || Array.isArray(params))
+    throw new InvalidArgumentError(what, 'an object of Float64Arrays by name', describeValue(params));
+  for (const [name, v] of Object.entries(params)) {
+    if (!(v instanceof Float64Array)) throw new InvalidArgumentError(`${what} ${name}`, 'a Float64Array', describeValue(v));
+  }
+}
 
 /** AdamW on host arrays, in float64. */
 export class AdamW {
@@ -30,6 +52,7 @@ export class AdamW {
   state: AdamWState;
 
   constructor(params: Readonly<Params>, options: AdamWOptions = {}) {
+    checkParamArrays('AdamW params', params);
     checkOptionNames(options, ['beta1', 'beta2', 'eps', 'weightDecay', 'decays'], 'AdamW');
     const inRange = (name: string, v: number | undefined, fallback: number, ok: (x: number) => boolean, want: string) => {
       if (v === undefined) return fallback;
@@ -42,7 +65,7 @@ export class AdamW {
     this.weightDecay = inRange('weightDecay', options.weightDecay, 0.01, (w) => Number.isFinite(w) && w >= 0, 'a finite number ≥ 0');
     if (options.decays !== undefined && typeof options.decays !== 'function')
       throw new UnsupportedOptionError('decays', options.decays, 'a function of the parameter name');
-    this.decays = options.decays ?? ((name) => !isBias(name));
+    this.decays = options.decays ?? decaysByDefault;
     this.state = { step: 0, m: zerosLike(params), v: zerosLike(params) };
   }
 
@@ -53,6 +76,9 @@ export class AdamW {
    */
   step(params: Params, grads: Readonly<Params>, lr: number): void {
     if (typeof lr !== 'number' || !Number.isFinite(lr) || lr < 0) throw new InvalidArgumentError('lr', 'a finite number ≥ 0', String(lr));
+    checkParamArrays('AdamW params', params);
+    if (grads === null || typeof grads !== 'object' || Array.isArray(grads))
+      throw new InvalidArgumentError('AdamW gradients', 'an object of arrays by parameter name', describeValue(grads));
     // Decoupled decay multiplies a parameter by 1 − lr·weightDecay: past 1 it flips its sign every step.
     if (lr * this.weightDecay > 1)
       throw new InvalidArgumentError('lr', `at most 1 / weightDecay (${1 / this.weightDecay}): lr × weightDecay > 1 flips the parameters' sign every step`, String(lr));
@@ -63,6 +89,7 @@ export class AdamW {
     for (const [name, p] of Object.entries(params)) {
       const g = grads[name];
       if (!g) throw new ShapeError(`AdamW gradient ${name}`, `${p.length} values`, 'no gradient');
+      if (!ArrayBuffer.isView(g) && !Array.isArray(g)) throw new InvalidArgumentError(`AdamW gradient ${name}`, `an array of ${p.length} numbers`, describeValue(g));
       if (g.length !== p.length) throw new ShapeError(`AdamW gradient ${name}`, `${p.length} values`, `${g.length} values`);
       for (const [which, st] of [
         ['first moment', s.m[name]],

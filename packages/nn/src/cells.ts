@@ -1,6 +1,14 @@
-import { type Cell, cells, defineCell, lang } from '@deerjs/core';
+import { type Cell, cells, checkOptionNames, defineCell, describeValue, InvalidArgumentError, lang, UnsupportedOptionError } from '@deerjs/core';
 
 export type CellKind = 'gru' | 'mhgru' | 'lstm';
+
+const KINDS: readonly CellKind[] = ['gru', 'mhgru', 'lstm'];
+
+/** `kind`, checked: an unknown one (say 'GRU' or 'rnn') had built an LSTM. */
+function checkKind(kind: unknown): CellKind {
+  if (!KINDS.includes(kind as CellKind)) throw new UnsupportedOptionError('kind', kind, `one of ${KINDS.map((k) => `'${k}'`).join(', ')}`);
+  return kind as CellKind;
+}
 
 export interface LayerCellOptions {
   readonly kind: CellKind;
@@ -13,17 +21,36 @@ export interface LayerCellOptions {
   readonly heads?: number;
 }
 
-/** State size of a layer of this kind; its first hiddenSize entries are the output features. */
+/**
+ * State size of a layer of this kind; its first hiddenSize entries are the output features. An
+ * unknown kind is an UnsupportedOptionError.
+ */
 export function stateSize(kind: CellKind, hiddenSize: number): number {
-  return kind === 'lstm' ? 2 * hiddenSize : hiddenSize;
+  return checkKind(kind) === 'lstm' ? 2 * hiddenSize : hiddenSize;
 }
 
-/** The recurrent cell of one layer, from core's built-ins where they fit as they are. */
+/**
+ * The recurrent cell of one layer, from core's built-ins where they fit as they are. An unknown
+ * `kind` or option name, `heads` other than 1 for a kind other than 'mhgru', or an `inputUsed` the
+ * cell would not honour (outside 1 … inputSize; less than inputSize for a GRU, which reads its whole
+ * input) is an UnsupportedOptionError; sizes are checked by core's cells.
+ */
 export function layerCell(o: LayerCellOptions): Cell {
-  const { kind, inputSize: m, inputUsed, hiddenSize: n } = o;
+  if (o === null || typeof o !== 'object')
+    throw new InvalidArgumentError('layerCell options', '{ kind, inputSize, inputUsed, hiddenSize, heads? }', describeValue(o));
+  checkOptionNames(o, ['kind', 'inputSize', 'inputUsed', 'hiddenSize', 'heads'], 'layerCell');
+  const { inputSize: m, inputUsed, hiddenSize: n } = o;
+  const kind = checkKind(o.kind);
+  if (kind !== 'mhgru' && o.heads !== undefined && o.heads !== 1)
+    throw new UnsupportedOptionError('heads', o.heads, "1 or nothing: more heads are for kind 'mhgru'");
+  if (!Number.isSafeInteger(inputUsed) || inputUsed < 1 || inputUsed > m)
+    throw new UnsupportedOptionError('inputUsed', inputUsed, `an integer in 1 … inputSize (${m})`);
+  if (kind !== 'lstm' && inputUsed !== m)
+    throw new UnsupportedOptionError('inputUsed', inputUsed, `inputSize (${m}): a ${kind} layer reads its whole input`);
   if (kind === 'gru') return cells.gru({ inputSize: m, hiddenSize: n });
   if (kind === 'mhgru') return cells.gru({ inputSize: m, hiddenSize: n, heads: o.heads ?? 1 });
   if (inputUsed === m) return cells.lstm({ inputSize: m, hiddenSize: n });
+  if (!Number.isSafeInteger(n) || n < 1) throw new UnsupportedOptionError('hiddenSize', n, 'an integer ≥ 1');
   return lstmOnPrefix(m, inputUsed, n);
 }
 

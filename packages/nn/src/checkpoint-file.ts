@@ -7,6 +7,13 @@ import { type Checkpoint, CheckpointError, decodeCheckpoint, encodeCheckpoint } 
 /** Staging files of `path` are named `.<basename>.tmp-<pid>-<random>` in its directory. */
 const stagingPrefix = (path: string) => `.${basename(path)}.tmp-`;
 
+/**
+ * What follows the prefix in a staging file's name: the writer's pid and the 8 hex digits
+ * `stagingPath` adds (or nothing, as the first version of this module wrote). Neither holds a dot,
+ * so the staging files of `a.ckpt.tmp-1` (`.a.ckpt.tmp-1.tmp-<pid>-<random>`) are not `a.ckpt`'s.
+ */
+const STAGING_SUFFIX = /^([1-9]\d*)(?:-[0-9a-f]{8})?$/;
+
 /** A staging file older than this is stale whoever wrote it (covers pid reuse and other hosts). */
 export const STALE_STAGING_MS = 10 * 60 * 1000;
 
@@ -30,7 +37,11 @@ function processAlive(pid: number): boolean {
 /**
  * Remove staging files of `path` left by a write that never finished (a killed process, a crash):
  * those of a process that is gone, those of this process that are not being written, and any older
- * than STALE_STAGING_MS. Best effort; returns the files removed.
+ * than STALE_STAGING_MS. Only names this module writes count as staging files —
+ * `.<basename>.tmp-<pid>-<8 hex digits>` (or `.<basename>.tmp-<pid>`, the first naming) — so a file
+ * of the user's that merely starts the same way (`.model.ckpt.tmp-backup`), or the staging files of
+ * another checkpoint whose name extends this one's (`model.ckpt.tmp-1`), are never touched. Best
+ * effort; returns the files removed.
  */
 export async function removeStaleStaging(path: string, now = Date.now()): Promise<string[]> {
   const dir = dirname(path);
@@ -44,10 +55,15 @@ export async function removeStaleStaging(path: string, now = Date.now()): Promis
   const removed: string[] = [];
   for (const name of names) {
     if (!name.startsWith(prefix)) continue;
+    const match = STAGING_SUFFIX.exec(name.slice(prefix.length));
+    // Not a name this module writes: nothing says whose it is or whether it is stale (a pid that did
+    // not parse had counted as a dead process, and the file was deleted).
+    if (match === null) continue;
+    const pid = Number(match[1]);
+    if (!Number.isSafeInteger(pid)) continue;
     const file = join(dir, name);
     if (inFlight.has(file)) continue;
-    const pid = Number(/^(\d+)(?:-[0-9a-f]+)?$/.exec(name.slice(prefix.length))?.[1]);
-    let stale = !Number.isSafeInteger(pid) || pid === process.pid || !processAlive(pid);
+    let stale = pid === process.pid || !processAlive(pid);
     if (!stale) {
       const s = await stat(file).catch(() => undefined);
       stale = s !== undefined && now - s.mtimeMs > STALE_STAGING_MS;

@@ -1,4 +1,4 @@
-import { DeerError, describeValue, InvalidArgumentError } from '@deerjs/core';
+import { DeerError, describeValue, InvalidArgumentError, type Rng } from '@deerjs/core';
 import type { Params } from './params.js';
 
 /**
@@ -6,27 +6,36 @@ import type { Params } from './params.js';
  *
  *   bytes 0..7    magic "DEERCKPT"
  *   bytes 8..11   uint32 format version (2)
- *   bytes 12..15  uint32 header length H (a multiple of 8)
+ *   bytes 12..15  uint32 header length H (a multiple of 8, so that the data is 8-byte aligned)
  *   bytes 16..    H bytes of UTF-8 JSON (padded with spaces): CheckpointHeader
- *   then          the data section: float64 arrays, each at header.arrays[i].offset bytes from its start
+ *   then          the data section: float64 arrays, each at header.arrays[i].offset bytes from its
+ *                 start, one after another in the order of header.arrays, no byte unused
  *   last 4 bytes  uint32 FNV-1a 32 checksum of every byte before it (preamble, header and data)
  *
  * header.dataBytes and the checksum catch truncated, damaged or edited files: a changed step, learning
  * rate or RNG state in the header fails the checksum like a flipped bit in the data. (Version 1 checked
  * the data section only; it is refused with a CheckpointError that says so.) Float64 keeps parameters
- * and optimizer moments bit-exact, so a resumed run continues exactly.
+ * and optimizer moments bit-exact, so a resumed run continues exactly. The header's `rng` is core's
+ * `Rng.state`: 4 words, and a fifth entry — the normal `Rng.normal()` has cached — when there is one
+ * (files with the 4-word form, written before the state carried it, still load: no cached normal).
  */
 export const CHECKPOINT_MAGIC = 'DEERCKPT';
 export const CHECKPOINT_VERSION = 2;
 const TRAILER = 4;
+
+/** core's `Rng.state`: 4 words of 32 bits, and the cached normal when there is one. */
+type RngState = Rng['state'];
 
 export interface Checkpoint {
   /** Optimizer steps taken so far. */
   readonly step: number;
   readonly params: Params;
   readonly optimizer: { readonly step: number; readonly m: Params; readonly v: Params };
-  /** State of the training RNG (core's Rng.state). */
-  readonly rng: readonly [number, number, number, number];
+  /**
+   * State of the training RNG: core's `Rng.state`, 4 words and, when the generator has a normal
+   * cached, that value (restoring it continues the stream exactly, normals included).
+   */
+  readonly rng: Readonly<RngState>;
   /** The run's configuration (model, task, hyperparameters), JSON-serialisable. */
   readonly config: unknown;
   /** Anything else the trainer needs to continue (epoch, position in the epoch), JSON-serialisable. */
@@ -89,7 +98,8 @@ export function encodeCheckpoint(c: Checkpoint): Uint8Array {
   ] as const) {
     if (!isCount(v)) throw new InvalidArgumentError(`checkpoint ${what}`, 'an integer ≥ 0', String(v));
   }
-  if (!isRngState(c.rng)) throw new InvalidArgumentError('checkpoint rng', '4 32-bit integers', JSON.stringify(c.rng));
+  const rngProblem = rngStateProblem(c.rng);
+  if (rngProblem !== undefined) throw new InvalidArgumentError('checkpoint rng', rngProblem, describeValue(c.rng));
   const groups: Record<(typeof GROUPS)[number], Params> = {
     param: c.params,
     'adam.m': c.optimizer.m,
@@ -104,6 +114,7 @@ export function encodeCheckpoint(c: Checkpoint): Uint8Array {
       // decodeCheckpoint refuses this name: it would set the object's prototype.
       if (name === '__proto__')
         throw new InvalidArgumentError(`checkpoint ${g} name`, 'a name other than "__proto__"', '"__proto__"');
+      checkValues(`checkpoint ${GROUP_NAMES[g]} ${JSON.stringify(name)}`, v);
       arrays.push({ name: `${g}/${name}`, dtype: 'float64', offset, length: v.length });
       offset += v.length * 8;
     }
@@ -122,7 +133,8 @@ export function encodeCheckpoint(c: Checkpoint): Uint8Array {
     version: CHECKPOINT_VERSION,
     step: c.step,
     optimizerStep: c.optimizer.step,
-    rng: [...c.rng],
+    // A fifth entry of undefined means no cached normal (JSON would write it as null).
+    rng: c.rng[4] === undefined ? [c.rng[0], c.rng[1], c.rng[2], c.rng[3]] : [c.rng[0], c.rng[1], c.rng[2], c.rng[3], c.rng[4]],
     config: c.config,
     ...(c.extra !== undefined ? { extra: c.extra } : {}),
     arrays,
@@ -147,37 +159,115 @@ export function encodeCheckpoint(c: Checkpoint): Uint8Array {
   return out;
 }
 
+const GROUP_NAMES: Readonly<Record<(typeof GROUPS)[number], string>> = {
+  param: 'param',
+  'adam.m': 'optimizer.m',
+  'adam.v': 'optimizer.v',
+};
+
+const VALUES_EXPECTED = 'a Float64Array (or an array or typed array of numbers)';
+
 /**
- * `v` must come back from JSON as it is: JSON.stringify throws a raw TypeError for a BigInt or a
- * cycle, and writes NaN and ±Infinity as null.
+ * What an array entry of the data section is written from: a typed array of numbers (not BigInt), or
+ * an array whose every entry is a number. Anything else had written NaN (strings, holes), thrown a
+ * raw RangeError or TypeError (a number, an object, null, BigInts), or gone in coerced ('1' as 1).
  */
-function checkJson(what: string, v: unknown): void {
-  try {
-    JSON.stringify(v, (key, x: unknown) => {
-      if (typeof x === 'bigint' || (typeof x === 'number' && !Number.isFinite(x))) {
-        const at = key === '' ? '' : ` (at key ${JSON.stringify(key)})`;
-        throw new InvalidArgumentError(
-          `${what}${at}`,
-          'JSON-serialisable values (finite numbers, no BigInt, no cycles)',
-          describeValue(x),
-        );
-      }
-      return x;
-    });
-  } catch (err) {
-    if (err instanceof InvalidArgumentError) throw err;
-    throw new InvalidArgumentError(
-      what,
-      'JSON-serialisable values (finite numbers, no BigInt, no cycles)',
-      `a value JSON.stringify refuses (${String((err as Error).message).split('\n')[0]})`,
-    );
+function checkValues(what: string, v: unknown): void {
+  if (ArrayBuffer.isView(v)) {
+    if (v instanceof DataView || v instanceof BigInt64Array || v instanceof BigUint64Array)
+      throw new InvalidArgumentError(what, VALUES_EXPECTED, `a ${v.constructor.name}`);
+    return;
+  }
+  if (!Array.isArray(v)) throw new InvalidArgumentError(what, VALUES_EXPECTED, describeValue(v));
+  for (let i = 0; i < v.length; i++) {
+    if (!(i in v)) throw new InvalidArgumentError(what, VALUES_EXPECTED, `an array with a hole at index ${i}`);
+    const x: unknown = v[i];
+    if (typeof x !== 'number') throw new InvalidArgumentError(what, VALUES_EXPECTED, `${describeValue(x)} (a ${typeof x}) at index ${i}`);
   }
 }
 
+/** Where a key is, as a message names it: `a.b`, `a["odd key"]`. */
+const keyPath = (path: string, k: string) =>
+  /^[A-Za-z_$][\w$]*$/.test(k) ? (path === '' ? k : `${path}.${k}`) : `${path}[${JSON.stringify(k)}]`;
+
+const JSON_EXPECTED =
+  'values JSON keeps as they are (plain objects and arrays of finite numbers, strings, booleans and null; no -0, BigInt, undefined inside, functions, symbols, class instances such as Date, Map or Set, or cycles)';
+
+/**
+ * `v` must come back from JSON as it is. JSON.stringify throws a raw TypeError for a BigInt or a
+ * cycle, writes NaN, ±Infinity and holes as null and -0 as 0, drops undefined, functions and
+ * symbols inside objects (and symbol keys), and writes a Date as a string and a Map, a Set or a
+ * typed array as something else: each is refused, naming where it is. Undefined at the top level is
+ * kept (the key is left out and reads back as undefined).
+ */
+function checkJson(what: string, v: unknown): void {
+  const ancestors = new Set<object>();
+  const refuse = (path: string, got: string): never => {
+    throw new InvalidArgumentError(`${what}${path === '' ? '' : ` (at ${path})`}`, JSON_EXPECTED, got);
+  };
+  const walk = (x: unknown, path: string): void => {
+    switch (typeof x) {
+      case 'string':
+      case 'boolean':
+        return;
+      case 'number':
+        if (!Number.isFinite(x) || Object.is(x, -0)) refuse(path, describeValue(x));
+        return;
+      case 'undefined':
+        if (path !== '') refuse(path, 'undefined');
+        return;
+      case 'bigint':
+      case 'symbol':
+      case 'function':
+        refuse(path, describeValue(x));
+    }
+    if (x === null) return;
+    const o = x as object;
+    if (ancestors.has(o)) refuse(path, 'a cycle (an object that contains itself)');
+    const proto = Object.getPrototypeOf(o) as unknown;
+    const isArray = Array.isArray(o);
+    if (!isArray && proto !== Object.prototype && proto !== null)
+      refuse(path, `an instance of ${(o as { constructor?: { name?: string } }).constructor?.name || 'a class'}`);
+    if (Object.getOwnPropertySymbols(o).some((k) => Object.prototype.propertyIsEnumerable.call(o, k)))
+      refuse(path, 'an object with symbol keys (JSON leaves them out)');
+    ancestors.add(o);
+    if (isArray) {
+      const a = o as unknown[];
+      if (Object.keys(a).length !== a.length) {
+        for (let i = 0; i < a.length; i++) if (!(i in a)) refuse(`${path}[${i}]`, 'a hole (JSON writes it as null)');
+        refuse(path, 'an array with named properties (JSON leaves them out)');
+      }
+      for (let i = 0; i < a.length; i++) walk(a[i], `${path}[${i}]`);
+    } else {
+      for (const [k, value] of Object.entries(o)) walk(value, keyPath(path, k));
+    }
+    ancestors.delete(o);
+  };
+  walk(v, '');
+}
+
 const isCount = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
-/** An Rng state as a checkpoint holds it: 4 integers of 32 bits (signed or not). */
-export const isRngState = (r: unknown): r is [number, number, number, number] =>
-  Array.isArray(r) && r.length === 4 && r.every((x) => Number.isInteger(x) && x >= -(2 ** 31) && x <= 0xffffffff);
+
+const RNG_EXPECTED =
+  "core's Rng.state: 4 32-bit integers, optionally followed by the cached normal (a finite number other than -0, which JSON would write as 0)";
+
+/** Why `r` is not an Rng state a checkpoint can hold (the rules of core's `Rng.state` setter), or undefined. */
+function rngStateProblem(r: unknown): string | undefined {
+  const word = (x: unknown) => typeof x === 'number' && Number.isInteger(x) && x >= -(2 ** 31) && x <= 0xffffffff;
+  if (!Array.isArray(r) || (r.length !== 4 && r.length !== 5) || !r.slice(0, 4).every(word)) return RNG_EXPECTED;
+  const spare: unknown = r[4];
+  if (spare !== undefined && (typeof spare !== 'number' || !Number.isFinite(spare) || Object.is(spare, -0))) return RNG_EXPECTED;
+  // xoshiro128**'s fixed point: a generator in it gives uniform() = 0 forever.
+  if (r.slice(0, 4).every((x) => (x as number) >>> 0 === 0)) return 'a state with a nonzero word (all zeros is the fixed point of xoshiro128**)';
+  return undefined;
+}
+
+/**
+ * An Rng state as a checkpoint holds it (core's `Rng.state`): 4 integers of 32 bits (signed or not),
+ * not all zero, optionally followed by the normal the generator has cached (a finite number; not -0,
+ * which JSON would not keep). The 4-word form is a state with no cached normal.
+ */
+export const isRngState = (r: unknown): r is RngState => rngStateProblem(r) === undefined;
 
 /** Parse format version 2; `file` names the source in errors. */
 export function decodeCheckpoint(input: Uint8Array | ArrayBuffer, file = '<bytes>'): Checkpoint {
@@ -205,6 +295,8 @@ export function decodeCheckpoint(input: Uint8Array | ArrayBuffer, file = '<bytes
       `format version ${version} is not supported (this reader knows ${CHECKPOINT_VERSION})`,
     );
   const H = view.getUint32(12, true);
+  // The encoder pads the header to a multiple of 8, so that the float64 data is aligned.
+  if (H % 8 !== 0) throw new CheckpointError(file, `header length ${H} is not a multiple of 8`);
   if (16 + H + TRAILER > bytes.length)
     throw new CheckpointError(
       file,
@@ -264,6 +356,9 @@ export function decodeCheckpoint(input: Uint8Array | ArrayBuffer, file = '<bytes
       throw new CheckpointError(file, `bad array entry ${JSON.stringify(e)}`);
     }
     if (e.offset < end) throw new CheckpointError(file, `array ${JSON.stringify(e.name)} at byte ${e.offset} overlaps the one before (which ends at ${end})`);
+    // The encoder writes the arrays back to back: bytes between them are data no array holds.
+    if (e.offset > end)
+      throw new CheckpointError(file, `array ${JSON.stringify(e.name)} at byte ${e.offset} leaves bytes ${end}..${e.offset - 1} of the data section unused`);
     end = e.offset + e.length * 8;
     const name = e.name.slice(slash + 1);
     // A name that is already there, or one that would set the object's prototype, is a bad file.
@@ -272,13 +367,17 @@ export function decodeCheckpoint(input: Uint8Array | ArrayBuffer, file = '<bytes
     for (let i = 0; i < e.length; i++) v[i] = dv.getFloat64(e.offset + i * 8, true);
     group[name] = v;
   }
-  const rng = header.rng;
-  if (!isRngState(rng)) throw new CheckpointError(file, `rng state ${JSON.stringify(rng)}: expected 4 32-bit integers`);
+  if (end !== data.length)
+    throw new CheckpointError(file, `bytes ${end}..${data.length - 1} of the data section are unused (no array holds them)`);
+  const rng: unknown = header.rng;
+  const rngProblem = rngStateProblem(rng);
+  if (rngProblem !== undefined) throw new CheckpointError(file, `rng state ${JSON.stringify(rng)}: expected ${rngProblem}`);
+  const r = rng as RngState;
   return {
     step: header.step,
     params: groups.param!,
     optimizer: { step: header.optimizerStep, m: groups['adam.m']!, v: groups['adam.v']! },
-    rng: [rng[0]!, rng[1]!, rng[2]!, rng[3]!],
+    rng: r[4] === undefined ? [r[0], r[1], r[2], r[3]] : [r[0], r[1], r[2], r[3], r[4]],
     config: header.config,
     ...(header.extra !== undefined ? { extra: header.extra } : {}),
   };

@@ -1,4 +1,4 @@
-export { AdamW, type AdamWOptions, type AdamWState } from './adamw.js';
+export { AdamW, type AdamWOptions, type AdamWState, decaysByDefault } from './adamw.js';
 export { type CellKind, type LayerCellOptions, layerCell, stateSize } from './cells.js';
 export {
   CHECKPOINT_MAGIC,

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, type Rng, ShapeError } from '@deerjs/core';
+import { describeValue, InvalidArgumentError, type Rng, ShapeError } from '@deerjs/core';
 
 /** y = W x + b on the host, W [out, in] row-major, over a batch of rows. */
 export interface LinearGrads {
@@ -39,7 +39,9 @@ export class Linear {
   /** x [B, in] → [B, out]. */
   forward(W: Float64Array, b: Float64Array, x: ArrayLike<number>, batch: number): Float64Array {
     const { inFeatures: m, outFeatures: k } = this;
-    checkLinearArgs(W, b, x, batch, m, k);
+    checkLinearArgs(W, x, batch, m, k);
+    checkArray('Linear b', b);
+    if (b.length !== k) throw new ShapeError('Linear b', `${k} values`, `${b.length}`);
     const y = new Float64Array(batch * k);
     for (let r = 0; r < batch; r++) {
       for (let o = 0; o < k; o++) {
@@ -51,9 +53,13 @@ export class Linear {
     return y;
   }
 
-  /** Gradients given ∂L/∂y [B, out]. */
+  /** Gradients given ∂L/∂y [B, out]; W, x and dy are checked as `forward` checks its arguments. */
   backward(W: Float64Array, x: ArrayLike<number>, dy: Float64Array, batch: number): LinearGrads {
     const { inFeatures: m, outFeatures: k } = this;
+    checkLinearArgs(W, x, batch, m, k);
+    checkArray('Linear dy', dy);
+    // A short dy had read undefined as NaN, a long one had been cut to its prefix, without a word.
+    if (dy.length !== batch * k) throw new ShapeError('Linear dy', `${batch * k} values ([${batch}, ${k}])`, `${dy.length}`);
     const dW = new Float64Array(k * m);
     const db = new Float64Array(k);
     const dx = new Float64Array(batch * m);
@@ -71,10 +77,17 @@ export class Linear {
   }
 }
 
-/** W [out, in], b [out] and x [batch, in]: a short array would read undefined as NaN. */
-function checkLinearArgs(W: Float64Array, b: Float64Array, x: ArrayLike<number>, batch: number, m: number, k: number): void {
+/** An array or typed array (what the loops index): anything else is an InvalidArgumentError. */
+function checkArray(what: string, v: unknown): void {
+  if (!Array.isArray(v) && !(ArrayBuffer.isView(v) && !(v instanceof DataView)))
+    throw new InvalidArgumentError(what, 'an array or typed array of numbers', describeValue(v));
+}
+
+/** W [out, in] and x [batch, in]: a short array would read undefined as NaN. */
+function checkLinearArgs(W: Float64Array, x: ArrayLike<number>, batch: number, m: number, k: number): void {
   if (!Number.isSafeInteger(batch) || batch < 0) throw new InvalidArgumentError('Linear batch', 'an integer ≥ 0', String(batch));
+  checkArray('Linear W', W);
+  checkArray('Linear x', x);
   if (W.length !== k * m) throw new ShapeError('Linear W', `${k * m} values ([${k}, ${m}])`, `${W.length}`);
-  if (b.length !== k) throw new ShapeError('Linear b', `${k} values`, `${b.length}`);
   if (x.length !== batch * m) throw new ShapeError('Linear x', `${batch * m} values ([${batch}, ${m}])`, `${x.length}`);
 }

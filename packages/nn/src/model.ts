@@ -1,10 +1,12 @@
 import {
   type Backend,
   type Cell,
+  checkDeerOptions,
   checkOptionNames,
   describeValue,
   type DeerOptions,
   InvalidArgumentError,
+  isTensor,
   NonFiniteError,
   Rng,
   ShapeError,
@@ -59,9 +61,12 @@ export interface StepResult {
   /** Whether any layer fell back to sequential evaluation. */
   readonly fellBack: boolean;
   /**
-   * Whether every layer's trajectory is the recurrence's (`LayerRun.converged`): false only where
-   * a layer returned rows Newton did not finish (`deer.fallback: 'none'`) or a trajectory that
-   * overflowed — the loss and gradients are then not those of the model.
+   * Whether every layer's solve vouches for its trajectory (`LayerRun.converged`). False where a
+   * layer returned rows Newton did not finish (`deer.fallback: 'none'`) or a trajectory that
+   * overflowed — the loss and gradients are then not those of the model — and where core stopped
+   * with `stopReason` 'rounding': the tolerance is finer than the dtype resolves (say rtol 1e-9 in
+   * float32), and the answer, kept, is as good as the dtype allows (loosen the tolerance to see
+   * true). Always true for the sequential solver.
    */
   readonly converged: boolean;
 }
@@ -172,13 +177,20 @@ export class SequenceClassifier {
     }
   }
 
+  /** x must be a backend tensor [B, T, inputSize] (a Float64Array had been a raw TypeError). */
+  private checkInput(x: Tensor): void {
+    const m = this.config.inputSize;
+    if (!isTensor(x)) throw new InvalidArgumentError('x', `a backend tensor [B, T, ${m}] (backend.tensor(…))`, describeValue(x));
+    if (x.shape.length !== 3 || x.shape[2] !== m) throw new ShapeError('x', `[B, T, ${m}]`, `[${x.shape.join(', ')}]`);
+  }
+
   private async forwardStack(
     backend: Backend,
     params: Readonly<Params>,
     x: Tensor,
     opts: RunOptions,
   ): Promise<Stack> {
-    checkRunOptions(opts);
+    checkRunOptions(opts, this.cells);
     this.checkParams(params);
     // The layers skip deer's own checks (each would read its input again); one check here covers
     // what a user hands in, so NaN data or weights are an error rather than a NaN loss.
@@ -231,6 +243,7 @@ export class SequenceClassifier {
     x: Tensor,
     opts: RunOptions,
   ): Promise<Float64Array> {
+    this.checkInput(x);
     const stack = await this.forwardStack(backend, params, x, opts);
     try {
       const pooled = await poolForward(backend, stack.top, this.config.hiddenSize, this.config.pooling);
@@ -249,7 +262,10 @@ export class SequenceClassifier {
     labels: ArrayLike<number>,
     opts: RunOptions,
   ): Promise<StepResult> {
+    this.checkInput(x);
     const B = x.shape[0]!;
+    if (typeof labels !== 'object' || labels === null || typeof labels.length !== 'number')
+      throw new InvalidArgumentError('labels', `an array of ${B} class indices`, describeValue(labels));
     if (labels.length !== B) throw new ShapeError('labels', `${B} labels (the batch)`, `${labels.length}`);
     const stack = await this.forwardStack(backend, params, x, opts);
     const runs = stack.runs;
@@ -310,6 +326,12 @@ const CONFIG_NAMES = ['inputSize', 'classes', 'cell', 'hiddenSize', 'layers', 'h
 
 /** The configuration, checked: an unknown cell or pooling would otherwise fall through to another. */
 function checkConfig(config: ClassifierConfig): void {
+  if (config === null || typeof config !== 'object' || Array.isArray(config))
+    throw new InvalidArgumentError(
+      'SequenceClassifier config',
+      '{ inputSize, classes, cell, hiddenSize, layers, residual, pooling, heads?, layerNorm? }',
+      describeValue(config),
+    );
   checkOptionNames(config, CONFIG_NAMES, 'SequenceClassifier');
   const { inputSize, classes, cell, hiddenSize, layers, heads, pooling } = config;
   const positive = (name: string, v: unknown, least = 1) => {
@@ -338,9 +360,10 @@ function checkConfig(config: ClassifierConfig): void {
 
 /**
  * Run options, checked. Padded batches are refused: pooling, residual adds and layer norms do not
- * mask padding, and the sequential solver would run the padding as steps.
+ * mask padding, and the sequential solver would run the padding as steps. The deer options are
+ * checked for every layer whatever the solver (the sequential solver had taken `{ atol: 'abc' }`).
  */
-function checkRunOptions(opts: RunOptions): void {
+function checkRunOptions(opts: RunOptions, cells: readonly Cell[]): void {
   if (opts === null || typeof opts !== 'object')
     throw new InvalidArgumentError('SequenceClassifier options', "an object { solver: 'deer' | 'sequential', deer? }", String(opts));
   checkOptionNames(opts, ['solver', 'deer'], 'SequenceClassifier');
@@ -352,4 +375,5 @@ function checkRunOptions(opts: RunOptions): void {
   for (const k of ['lengths', 'h0', 'initialGuess']) {
     if (k in deer) throw new UnsupportedOptionError(`deer.${k}`, deer[k], 'nothing: SequenceClassifier runs whole, equal-length sequences from zero states');
   }
+  for (const cell of cells) checkDeerOptions(cell, opts.deer as DeerOptions, 'SequenceClassifier');
 }

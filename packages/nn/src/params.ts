@@ -1,4 +1,4 @@
-import { NonFiniteError } from '@deerjs/core';
+import { describeValue, InvalidArgumentError, NonFiniteError } from '@deerjs/core';
 
 /** Host-side parameters: one flat row-major Float64Array per name. The training master copy. */
 export type Params = Record<string, Float64Array>;
@@ -32,9 +32,15 @@ export function cloneParams(params: Readonly<Params>): Params {
   return out;
 }
 
-/** A NonFiniteError naming the first NaN or ±Inf entry of `values` (`what` names the array). */
+/**
+ * A NonFiniteError naming the first NaN or ±Inf entry of `values` (`what` names the array); an
+ * entry that is not a number at all (a string, a BigInt, a hole) is an InvalidArgumentError — it
+ * had been a NonFiniteError that called '1' or 1n a non-finite value.
+ */
 export function checkFiniteValues(what: string, values: ArrayLike<number>): void {
   for (let i = 0; i < values.length; i++) {
-    if (!Number.isFinite(values[i]!)) throw new NonFiniteError(what, i, values[i]!);
+    const v: unknown = values[i];
+    if (typeof v !== 'number') throw new InvalidArgumentError(`${what} at index ${i}`, 'a number', `${describeValue(v)} (a ${typeof v})`);
+    if (!Number.isFinite(v)) throw new NonFiniteError(what, i, v);
   }
 }

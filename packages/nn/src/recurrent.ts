@@ -1,6 +1,7 @@
 import {
   type Backend,
   type Cell,
+  checkDeerOptions,
   type DeerGradients,
   type DeerOptions,
   deerWithGrad,
@@ -8,6 +9,7 @@ import {
   sequential,
   ShapeError,
   type Tensor,
+  UnsupportedOptionError,
 } from '@deerjs/core';
 
 export type Solver = 'deer' | 'sequential';
@@ -21,11 +23,16 @@ export interface LayerRun {
   readonly iterations: number;
   readonly fellBack: boolean;
   /**
-   * Whether `out` is the recurrence's trajectory: Newton met the tolerance, or what it did not
-   * finish was evaluated step by step. False where the solve says it did not converge and nothing
-   * replaced it — `deer.fallback: 'none'` returned rows Newton did not finish, or DEER's cost
-   * model evaluated step by step and the trajectory overflowed; the gradients are then those of
-   * what was returned, not of the true trajectory.
+   * Whether `out` is the recurrence's trajectory as the solve vouches for it: Newton met the
+   * tolerance, or what it did not finish was evaluated step by step. False where the solve says it
+   * did not converge and nothing replaced it — `deer.fallback: 'none'` returned rows Newton did not
+   * finish; DEER's cost model evaluated step by step and the trajectory overflowed; or core's
+   * `stopReason` is 'rounding': the tolerance is finer than the dtype resolves at the answer (say
+   * rtol 1e-9 in float32), so the answer, kept as it is (not replaced by the fallback, which would be
+   * no better), meets it only as rounded. In the first two cases the gradients are those of what was
+   * returned, not of the true trajectory; under 'rounding' the trajectory is as good as the dtype
+   * allows (loosen the tolerance to have it reported as converged). Always true for the
+   * sequential solver.
    */
   readonly converged: boolean;
   /** Gradients given ∂L/∂y ([B, T, n]); the caller owns what comes back. */
@@ -35,7 +42,11 @@ export interface LayerRun {
 
 export interface LayerRunOptions {
   readonly solver: Solver;
-  /** Options of the DEER solve (tolerances, Jacobian structure, fallback). */
+  /**
+   * Options of the DEER solve (tolerances, Jacobian structure, fallback). Checked whatever the
+   * solver (core's `checkDeerOptions`): the sequential solver reads only `checkFinite`, but a misspelt or
+   * wrong option is an error there too, not something that waits for the switch to 'deer'.
+   */
   readonly deer?: DeerOptions;
   /** Add the input to the output (only when their shapes agree). */
   readonly residual: boolean;
@@ -45,6 +56,8 @@ export interface LayerRunOptions {
  * Run one recurrent layer over x [B, T, m] on the backend. 'deer' solves by Newton (gradients by
  * implicit differentiation at the solution); 'sequential' steps through time and takes gradients
  * from the same reverse scan, which is exact at any exact trajectory, so both solvers train alike.
+ * `opts.deer` is checked whatever the solver; the sequential solver starts from zero states over
+ * whole rows, so `deer.h0` and `deer.lengths`, which it would not honour, are refused there.
  */
 export async function runLayer(
   backend: Backend,
@@ -53,6 +66,9 @@ export async function runLayer(
   x: Tensor,
   opts: LayerRunOptions,
 ): Promise<LayerRun> {
+  if (opts?.solver !== 'deer' && opts?.solver !== 'sequential')
+    throw new UnsupportedOptionError('solver', opts?.solver, "'deer' or 'sequential'");
+  if (opts.deer !== undefined) checkDeerOptions(cell, opts.deer, 'runLayer');
   const n = cell.stateSize;
   const residual = opts.residual && x.shape[2] === n;
   const dtype = x.dtype;
@@ -78,6 +94,9 @@ export async function runLayer(
       },
     };
   }
+  for (const k of ['h0', 'lengths'] as const)
+    if (opts.deer?.[k] !== undefined)
+      throw new UnsupportedOptionError(`deer.${k}`, opts.deer[k], "nothing with solver 'sequential' (it runs whole rows from zero states)");
   const owned: Tensor[] = [];
   try {
     const p: Record<string, Tensor> = {};

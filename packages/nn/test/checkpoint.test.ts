@@ -10,6 +10,7 @@ import {
   CheckpointError,
   decodeCheckpoint,
   encodeCheckpoint,
+  isRngState,
   readCheckpoint,
   removeStaleStaging,
   SequenceClassifier,
@@ -49,6 +50,14 @@ function sample(seed: number): Checkpoint {
 
 const bits = (v: Float64Array) => Array.from(new Uint32Array(v.buffer, v.byteOffset, v.length * 2));
 
+/** Rewrite the FNV-1a 32 trailer over everything before it (what a consistent hand-edit does). */
+function resum(bytes: Uint8Array): Uint8Array {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < bytes.length - 4; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193) >>> 0;
+  new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).setUint32(bytes.length - 4, h, true);
+  return bytes;
+}
+
 describe('checkpoints', () => {
   it('round-trip bit-exact, including the RNG state', () => {
     const c = sample(1);
@@ -61,9 +70,9 @@ describe('checkpoints', () => {
     for (const [k, v] of Object.entries(c.optimizer.m)) expect(bits(d.optimizer.m[k]!)).toEqual(bits(v));
     for (const [k, v] of Object.entries(c.optimizer.v)) expect(bits(d.optimizer.v[k]!)).toEqual(bits(v));
     const a = new Rng(0);
-    a.state = [...c.rng] as [number, number, number, number];
+    a.state = c.rng;
     const b = new Rng(0);
-    b.state = [...d.rng] as [number, number, number, number];
+    b.state = d.rng;
     expect(a.nextU32()).toBe(b.nextU32());
   });
 
@@ -219,11 +228,58 @@ describe('checkpoints', () => {
     expect(() => encodeCheckpoint({ ...c, params })).toThrow(/__proto__/);
     const cycle: Record<string, unknown> = {};
     cycle.self = cycle;
-    for (const config of [{ n: 1n }, { lr: Number.NaN }, [Number.POSITIVE_INFINITY], cycle]) {
-      expect(() => encodeCheckpoint({ ...c, config })).toThrow(InvalidArgumentError);
+    class Hyper {
+      lr = 0.1;
+    }
+    // biome-ignore lint/suspicious/noSparseArray: a hole is written as null
+    const holey = [1, , 2];
+    const named = Object.assign([1, 2], { extra: 3 });
+    const withSymbol = { a: 1, [Symbol('s')]: 2 };
+    for (const config of [
+      { n: 1n },
+      { lr: Number.NaN },
+      [Number.POSITIVE_INFINITY],
+      cycle,
+      // What JSON changes without an error: each was written and read back as something else.
+      { a: undefined }, // the key left out
+      [1, undefined], // null
+      holey, // null
+      named, // the named property left out
+      { f: () => 1 }, // left out
+      [() => 1], // null
+      { s: Symbol('s') }, // left out
+      withSymbol, // the symbol key left out
+      () => 1,
+      Symbol('top'),
+      { when: new Date(0) }, // a string
+      { m: new Map([[1, 2]]) }, // {}
+      { s: new Set([1]) }, // {}
+      { w: Float64Array.of(1, 2) }, // {"0":1,"1":2}
+      { h: new Hyper() }, // a plain object: the class is gone
+      new Hyper(),
+      { b: Object(1) }, // a boxed number
+      { z: -0 }, // 0
+      [-0],
+      -0,
+      { deep: { deeper: [{ x: undefined }] } },
+      { toJSON: () => 'other' }, // JSON would write what toJSON returns
+    ]) {
+      expect(() => encodeCheckpoint({ ...c, config }), String(config?.toString?.())).toThrow(InvalidArgumentError);
       expect(() => encodeCheckpoint({ ...c, config })).toThrow(/checkpoint config/);
+      expect(() => encodeCheckpoint({ ...c, extra: config })).toThrow(/checkpoint extra/);
     }
     expect(() => encodeCheckpoint({ ...c, extra: { at: Number.NaN } })).toThrow(/checkpoint extra/);
+    // Where it is, and what it is.
+    expect(() => encodeCheckpoint({ ...c, config: { model: { layers: [1, { size: -0 }] } } })).toThrow(/checkpoint config \(at model\.layers\[1\]\.size\): .*got -0/);
+    expect(() => encodeCheckpoint({ ...c, config: { 'odd key': new Date(0) } })).toThrow(/\(at \["odd key"\]\): .*got an instance of Date/);
+    // What JSON keeps is kept: nested plain data, null, a null-prototype object, the same object twice,
+    // and undefined at the top level (read back as undefined).
+    const shared = { k: 1 };
+    const config = { a: [1, 'x', true, null, { b: 2.5e-300 }], n: Object.assign(Object.create(null), { q: 1 }), s1: shared, s2: shared };
+    expect(decodeCheckpoint(encodeCheckpoint({ ...c, config })).config).toEqual(JSON.parse(JSON.stringify(config)));
+    const none = decodeCheckpoint(encodeCheckpoint({ ...c, config: undefined, extra: undefined }));
+    expect(none.config).toBeUndefined();
+    expect('extra' in none).toBe(false);
   });
 
   it('decodes an ArrayBuffer and refuses what is not bytes with a typed error', () => {
@@ -246,5 +302,172 @@ describe('checkpoints', () => {
     expect(err2).toBeInstanceOf(CheckpointError);
     expect((err2 as CheckpointError).file).toBe(adir);
     expect(readdirSync(dir)).toEqual(['adir']);
+  });
+  it("keeps the RNG's cached normal: a generator restored after an odd or even number of normals continues bit for bit", () => {
+    const bits64 = (v: number) => bits(Float64Array.of(v));
+    for (const before of [0, 1, 2, 3, 4, 5, 8]) {
+      const rng = new Rng(31);
+      for (let i = 0; i < before; i++) rng.normal();
+      const d = decodeCheckpoint(encodeCheckpoint({ ...sample(14), rng: rng.state }));
+      expect(d.rng, `${before} normals`).toEqual(rng.state);
+      expect(d.rng.length, `${before} normals`).toBe(before % 2 === 1 ? 5 : 4);
+      const restored = new Rng(0);
+      restored.state = d.rng;
+      for (let k = 0; k < 7; k++) expect(bits64(restored.normal()), `${before} normals, then ${k}`).toEqual(bits64(rng.normal()));
+      expect(restored.uniform()).toBe(rng.uniform());
+    }
+  });
+
+  it('still loads a checkpoint of the 4-word RNG form (written before the state carried the cached normal) as one with none', () => {
+    // Written by the encoder before this change: the state of Rng(3) after one normal, whose spare it lost.
+    const old = Uint8Array.from(
+      Buffer.from(
+        'REVFUkNLUFQCAAAAYAEAAHsiZm9ybWF0IjoiZGVlcmpzLWNoZWNrcG9pbnQiLCJ2ZXJzaW9uIjoyLCJzdGVwIjoyLCJvcHRpbWl6ZXJTdGVwIjoyLCJybmciOlstMTAyNzIxOTQwNSwxODk4ODcwNTM1LDM0MTUyMjg2LDI4ODczOTIwMl0sImNvbmZpZyI6eyJsciI6MC4xfSwiYXJyYXlzIjpbeyJuYW1lIjoicGFyYW0vdyIsImR0eXBlIjoiZmxvYXQ2NCIsIm9mZnNldCI6MCwibGVuZ3RoIjoyfSx7Im5hbWUiOiJhZGFtLm0vdyIsImR0eXBlIjoiZmxvYXQ2NCIsIm9mZnNldCI6MTYsImxlbmd0aCI6Mn0seyJuYW1lIjoiYWRhbS52L3ciLCJkdHlwZSI6ImZsb2F0NjQiLCJvZmZzZXQiOjMyLCJsZW5ndGgiOjJ9XSwiZGF0YUJ5dGVzIjo0OH0gICAgICAAAAAAAAD4PwAAAAAAAADAAAAAAAAA0D8AAAAAAAAAAPyp8dJNYlA/AQAAAAAAAABcul9O',
+        'base64',
+      ),
+    );
+    const d = decodeCheckpoint(old, 'old.ckpt');
+    expect(d.rng).toEqual([-1027219405, 1898870535, 34152286, 288739202]);
+    expect(Array.from(d.params.w!)).toEqual([1.5, -2]);
+    expect(Array.from(d.optimizer.v.w!)).toEqual([1e-3, 5e-324]);
+    const restored = new Rng(0);
+    restored.state = d.rng;
+    // No cached normal: the words of Rng(3) once its spare is spent.
+    const reference = new Rng(3);
+    reference.normal();
+    reference.normal();
+    expect(restored.normal()).toBe(reference.normal());
+    // What the encoder writes for a state without a cached normal is still this form.
+    const again = encodeCheckpoint({ ...d, rng: [1, 2, 3, 4, undefined] });
+    expect(new TextDecoder().decode(again)).toContain('"rng":[1,2,3,4],');
+  });
+
+  it('refuses the all-zero RNG state (a fixed point: uniform() is 0 forever) and malformed ones, on write and on read', () => {
+    const c = sample(15);
+    for (const rng of [[0, 0, 0, 0], [0, 0, 0, 0, 0.5], [1, 2, 3, 4, Number.NaN], [1, 2, 3, 4, -0], [1, 2, 3, 4, 5, 6], [1, 2, 3, 4, '0.5'], [1, 2, 3, 4.5]]) {
+      expect(() => encodeCheckpoint({ ...c, rng } as never), JSON.stringify(rng)).toThrow(InvalidArgumentError);
+      expect(isRngState(rng), JSON.stringify(rng)).toBe(false);
+    }
+    expect(() => encodeCheckpoint({ ...c, rng: [0, 0, 0, 0] })).toThrow(/checkpoint rng: expected a state with a nonzero word/);
+    // The same rules as core's setter: what one takes, the other does (bar -0, which JSON would write as 0).
+    for (const rng of [[1, 2, 3, 4], [-1, 0, 0, 0], [0, 0, 0, 1, 0.25], [1, 2, 3, 4, undefined], [0, 0, 0, 0], [1, 2, 3], [1, 2, 3, 4, Number.POSITIVE_INFINITY]]) {
+      let taken = true;
+      try {
+        new Rng(0).state = rng as never;
+      } catch {
+        taken = false;
+      }
+      expect(isRngState(rng), JSON.stringify(rng)).toBe(taken);
+    }
+    // A crafted file with the zero state, checksum and all.
+    const bytes = encodeCheckpoint({ ...c, rng: [1, 1, 1, 1] });
+    const text = new TextDecoder('latin1').decode(bytes);
+    const at = text.indexOf('"rng":[1,1,1,1]');
+    expect(at).toBeGreaterThan(0);
+    bytes.set(new TextEncoder().encode('"rng":[0,0,0,0]'), at);
+    resum(bytes);
+    expect(() => decodeCheckpoint(bytes, 'zero.ckpt')).toThrow(CheckpointError);
+    expect(() => decodeCheckpoint(bytes, 'zero.ckpt')).toThrow(/zero\.ckpt: rng state \[0,0,0,0\]: expected a state with a nonzero word/);
+  });
+
+  it('a parameter or moment that is not an array of numbers is an InvalidArgumentError naming it (it had been a RangeError, a TypeError, or NaN written)', () => {
+    const c = sample(16);
+    // biome-ignore lint/suspicious/noSparseArray: a hole had been written as NaN
+    const holey = [1, , 2];
+    for (const value of [5, {}, null, undefined, 'ab', ['1', 2], holey, [1n], BigInt64Array.of(1n), new DataView(new ArrayBuffer(8)), [1, null]]) {
+      let err: unknown;
+      try {
+        encodeCheckpoint({ ...c, params: { ...c.params, 'head.b': value as never } });
+      } catch (e) {
+        err = e;
+      }
+      expect(err, String(value)).toBeInstanceOf(InvalidArgumentError);
+      expect((err as Error).message, String(value)).toMatch(/^checkpoint param "head\.b": expected a Float64Array/);
+    }
+    expect(() => encodeCheckpoint({ ...c, optimizer: { ...c.optimizer, v: { ...c.optimizer.v, 'head.W': ['x'] as never } } })).toThrow(
+      /checkpoint optimizer\.v "head\.W": .*"x" \(a string\) at index 0/,
+    );
+    // Arrays and typed arrays of numbers are written as float64 (NaN too: a checkpoint keeps what it is given).
+    const d = decodeCheckpoint(encodeCheckpoint({ ...c, params: { a: [1, -0, Number.NaN] as never, b: Float32Array.of(0.5) as never, e: [] as never } }));
+    expect(bits(d.params.a!)).toEqual(bits(Float64Array.of(1, -0, Number.NaN)));
+    expect(Array.from(d.params.b!)).toEqual([0.5]);
+    expect(d.params.e!.length).toBe(0);
+  });
+
+  it('refuses a header length that is not a multiple of 8 and data bytes no array holds, checksum and all', () => {
+    const bytes = encodeCheckpoint(sample(17));
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const H = view.getUint32(12, true);
+    const header = JSON.parse(new TextDecoder().decode(bytes.subarray(16, 16 + H)));
+    const data = bytes.subarray(16 + H, bytes.length - 4);
+    const build = (json: string, body: Uint8Array) => {
+      const j = new TextEncoder().encode(json);
+      const out = new Uint8Array(16 + j.length + body.length + 4);
+      out.set(bytes.subarray(0, 16));
+      new DataView(out.buffer).setUint32(12, j.length, true);
+      out.set(j, 16);
+      out.set(body, 16 + j.length);
+      return resum(out);
+    };
+    const pad = (json: string) => json.padEnd(Math.ceil(json.length / 8) * 8);
+    // The rebuild keeps a good file good.
+    expect(decodeCheckpoint(build(pad(JSON.stringify(header)), data)).step).toBe(1);
+    // An unpadded header (and the same JSON padded to 8k + 1 bytes).
+    const unpadded = JSON.stringify(header);
+    const odd = unpadded.length % 8 === 0 ? `${unpadded} ` : unpadded;
+    expect(() => decodeCheckpoint(build(odd, data), 'h.ckpt')).toThrow(/h\.ckpt: header length \d+ is not a multiple of 8/);
+    // 8 bytes after the last array, counted in dataBytes.
+    const tail = new Uint8Array(data.length + 8);
+    tail.set(data);
+    expect(() => decodeCheckpoint(build(pad(JSON.stringify({ ...header, dataBytes: tail.length })), tail), 't.ckpt')).toThrow(
+      new RegExp(`t\\.ckpt: bytes ${data.length}\\.\\.${data.length + 7} of the data section are unused`),
+    );
+    // A gap of 8 bytes before the second array (each later one moved along).
+    const gap = new Uint8Array(data.length + 8);
+    const first = header.arrays[0];
+    gap.set(data.subarray(0, first.length * 8));
+    gap.set(data.subarray(first.length * 8), first.length * 8 + 8);
+    const moved = { ...header, dataBytes: gap.length, arrays: header.arrays.map((e: { offset: number }, i: number) => (i === 0 ? e : { ...e, offset: e.offset + 8 })) };
+    expect(() => decodeCheckpoint(build(pad(JSON.stringify(moved)), gap), 'g.ckpt')).toThrow(/g\.ckpt: array .* leaves bytes \d+\.\.\d+ of the data section unused/);
+    for (const [bad, file] of [[build(odd, data), 'h'], [build(pad(JSON.stringify(moved)), gap), 'g']] as const) {
+      expect(() => decodeCheckpoint(bad, file)).toThrow(CheckpointError);
+    }
+    // Empty arrays take no bytes and still load; so does a checkpoint with no arrays at all.
+    const empty = { ...sample(17), params: { none: new Float64Array(0), w: Float64Array.of(2) }, optimizer: { step: 0, m: {}, v: { z: new Float64Array(0) } } };
+    expect(Object.keys(decodeCheckpoint(encodeCheckpoint(empty)).params)).toEqual(['none', 'w']);
+    expect(decodeCheckpoint(encodeCheckpoint({ ...empty, params: {}, optimizer: { step: 0, m: {}, v: {} } })).params).toEqual({});
+  });
+
+  it("removes only staging files of this module's naming: a user's file and another checkpoint's live staging files survive", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'deer-ckpt-names-'));
+    const path = join(dir, 'model.ckpt');
+    const dead = spawnSync(process.execPath, ['-e', '']).pid;
+    const live = process.ppid;
+    const names = [
+      '.model.ckpt.tmp-backup', // a user's file (no pid: had counted as a dead process's)
+      `.model.ckpt.tmp-${dead}-zzzzzzzz`, // not hex
+      `.model.ckpt.tmp-${dead}-0badf00d0`, // 9 hex digits
+      `.model.ckpt.tmp-${dead}-`,
+      `.model.ckpt.tmp-0-0badf00d`, // pid 0 is no writer's
+      // The staging files of a checkpoint named model.ckpt.tmp-1: a live writer's, and a dead one's.
+      `.model.ckpt.tmp-1.tmp-${live}-12345678`,
+      `.model.ckpt.tmp-1.tmp-${dead}-87654321`,
+    ];
+    const deadOwn = `.model.ckpt.tmp-${dead}-0badf00d`;
+    for (const n of [...names, deadOwn]) writeFileSync(join(dir, n), 'partial');
+    await writeCheckpoint(path, sample(18));
+    expect(readdirSync(dir).sort()).toEqual([...names, 'model.ckpt'].sort());
+    // Not even once they are old.
+    const longAgo = (Date.now() - 2 * STALE_STAGING_MS) / 1000;
+    for (const n of names) utimesSync(join(dir, n), longAgo, longAgo);
+    expect(await removeStaleStaging(path)).toEqual([]);
+    // model.ckpt.tmp-1's own writes remove its dead writer's file and keep the live one's while it is fresh.
+    const other = join(dir, 'model.ckpt.tmp-1');
+    utimesSync(join(dir, `.model.ckpt.tmp-1.tmp-${live}-12345678`), Date.now() / 1000, Date.now() / 1000);
+    await writeCheckpoint(other, sample(19));
+    expect(readdirSync(dir)).not.toContain(`.model.ckpt.tmp-1.tmp-${dead}-87654321`);
+    expect(readdirSync(dir)).toContain(`.model.ckpt.tmp-1.tmp-${live}-12345678`);
+    expect((await readCheckpoint(other)).step).toBe(1);
+    expect(readdirSync(dir)).toContain('.model.ckpt.tmp-backup');
   });
 });

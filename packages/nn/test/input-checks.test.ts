@@ -1,7 +1,23 @@
-import { InvalidArgumentError, NonFiniteError, ShapeError, UnsupportedOptionError } from '@deerjs/core';
+import { deerWithGrad, InvalidArgumentError, NonFiniteError, ShapeError, UnsupportedOptionError } from '@deerjs/core';
 import { createCpuBackend } from '@deerjs/cpu';
 import { describe, expect, it } from 'vitest';
-import { AdamW, type ClassifierConfig, clipGradNorm, decodeCheckpoint, encodeCheckpoint, globalNorm, Linear, SequenceClassifier, softmaxCrossEntropy, warmupCosine } from '../src/index.js';
+import {
+  AdamW,
+  type ClassifierConfig,
+  clipGradNorm,
+  decodeCheckpoint,
+  encodeCheckpoint,
+  globalNorm,
+  layerCell,
+  layerNormCell,
+  Linear,
+  runLayer,
+  runLayerNorm,
+  SequenceClassifier,
+  softmaxCrossEntropy,
+  stateSize,
+  warmupCosine,
+} from '../src/index.js';
 import { randomBatch } from './helpers.js';
 
 const base: ClassifierConfig = { inputSize: 2, classes: 3, cell: 'gru', hiddenSize: 3, layers: 1, residual: false, pooling: 'mean' };
@@ -217,5 +233,208 @@ describe('checkpoints', () => {
     for (let i = 0; i < proto.length - 4; i++) h = Math.imul(h ^ proto[i]!, 0x01000193) >>> 0;
     new DataView(proto.buffer, proto.byteOffset).setUint32(proto.length - 4, h, true);
     expect(() => decodeCheckpoint(proto, 'mem')).toThrow(/reserved/);
+  });
+});
+
+describe('nn review: typed errors and checks that had been missing', () => {
+  it("layerCell refuses a kind it does not know (it had built an LSTM for 'GRU', 'rnn', …) and options it would not honour", () => {
+    for (const kind of ['GRU', 'rnn', 'LSTM', '', undefined, 3]) {
+      let err: unknown;
+      try {
+        layerCell({ kind: kind as never, inputSize: 2, inputUsed: 2, hiddenSize: 3 });
+      } catch (e) {
+        err = e;
+      }
+      expect(err, String(kind)).toBeInstanceOf(UnsupportedOptionError);
+      expect((err as Error).message).toMatch(/option kind: expected one of 'gru', 'mhgru', 'lstm'/);
+      expect(() => stateSize(kind as never, 3), String(kind)).toThrow(UnsupportedOptionError);
+    }
+    for (const bad of [
+      { kind: 'gru', heads: 2 }, // heads are the multi-head GRU's
+      { kind: 'lstm', heads: 3 },
+      { kind: 'gru', inputUsed: 1 }, // a GRU reads its whole input
+      { kind: 'lstm', inputUsed: 3 }, // more than there is
+      { kind: 'lstm', inputUsed: 0 },
+      { kind: 'gru', hidden: 3 }, // a misspelt name
+    ]) {
+      expect(() => layerCell({ inputSize: 2, inputUsed: 2, hiddenSize: 3, ...bad } as never), JSON.stringify(bad)).toThrow(UnsupportedOptionError);
+    }
+    expect(() => layerCell(null as never)).toThrow(InvalidArgumentError);
+    // The kinds it knows build what they say.
+    expect(layerCell({ kind: 'gru', inputSize: 2, inputUsed: 2, hiddenSize: 3 }).stateSize).toBe(3);
+    expect(layerCell({ kind: 'mhgru', inputSize: 4, inputUsed: 4, hiddenSize: 4, heads: 2 }).stateSize).toBe(4);
+    const lstm = layerCell({ kind: 'lstm', inputSize: 6, inputUsed: 3, hiddenSize: 3 });
+    expect([lstm.stateSize, lstm.inputSize, stateSize('lstm', 3)]).toEqual([6, 6, 6]);
+  });
+
+  it("lossAndGrad checks the deer options whatever the solver (the sequential solver had taken { atol: 'abc' })", async () => {
+    const backend = createCpuBackend({ dtype: 'float64' });
+    const model = new SequenceClassifier({ ...base, layers: 2 });
+    const params = model.init(5);
+    const { x: xs, labels } = randomBatch(6, 2, 4, 2, 3);
+    const x = backend.tensor(xs, [2, 4, 2], 'float64');
+    try {
+      for (const deer of [
+        { atol: 'abc' },
+        { rtol: -1 },
+        { atol: 0, rtol: 0 },
+        { maxIter: 0.5 },
+        { clip: 0 },
+        { window: 0 },
+        { jacobian: 'sparse' },
+        { jacobian: { block: 2 } }, // does not divide the state size 3
+        { fallback: 'retry' },
+        { method: 'newton' },
+        { method: 'shoot', maxIter: 1 },
+        { checkFinite: 'no' },
+        { onIteration: 'log' },
+        { atol: null },
+        { tolerance: 1e-6 },
+      ]) {
+        for (const solver of ['sequential', 'deer'] as const) {
+          await expect(model.lossAndGrad(backend, params, x, labels, { solver, deer } as never), `${solver} ${JSON.stringify(deer)}`).rejects.toThrow(UnsupportedOptionError);
+        }
+      }
+      await expect(model.lossAndGrad(backend, params, x, labels, { solver: 'sequential', deer: { atol: 'abc' } } as never)).rejects.toThrow(/option atol: expected a finite number ≥ 0, got "abc"/);
+      // The same error as core's own check under DEER.
+      const core = await deerWithGrad(backend, model.cells[0]!, { W: new Float64Array(0) }, x, { atol: 'abc' } as never).catch((e: Error) => e.message);
+      expect(core).toMatch(/^option atol: /);
+      await expect(model.lossAndGrad(backend, params, x, labels, { solver: 'sequential', deer: { atol: 'abc' } } as never)).rejects.toThrow(core as string);
+      // Good options are taken by both solvers.
+      for (const solver of ['sequential', 'deer'] as const) {
+        const r = await model.lossAndGrad(backend, params, x, labels, { solver, deer: { atol: 1e-9, rtol: 0, maxIter: 50, jacobian: 'diagonal', method: 'elk', window: 2, onIteration: () => {} } });
+        expect(Number.isFinite(r.loss)).toBe(true);
+      }
+      // runLayer, exported, checks them too, and refuses what its sequential solver would ignore.
+      const cell = model.cells[0]!;
+      const lp = Object.fromEntries(cell.params.map((p) => [p.name, params[`rnn.0.${p.name}`]!]));
+      await expect(runLayer(backend, cell, lp, x, { solver: 'sequential', residual: false, deer: { atol: 'abc' } as never })).rejects.toThrow(UnsupportedOptionError);
+      await expect(runLayer(backend, cell, lp, x, { solver: 'sequential', residual: false, deer: { lengths: [4, 2] } })).rejects.toThrow(/deer\.lengths/);
+      await expect(runLayer(backend, cell, lp, x, { solver: 'newton' as never, residual: false })).rejects.toThrow(UnsupportedOptionError);
+      expect(backend.liveTensors()).toBe(1);
+    } finally {
+      backend.dispose(x);
+    }
+  });
+
+  it('an x that is not a backend tensor (a Float64Array had been a raw TypeError), or labels that are not an array, is an InvalidArgumentError', async () => {
+    const backend = createCpuBackend({ dtype: 'float64' });
+    const model = new SequenceClassifier(base);
+    const params = model.init(1);
+    const { x: xs, labels } = randomBatch(3, 2, 4, 2, 3);
+    for (const x of [xs, null, undefined, { shape: [2, 4, 2] }, [[1, 2]]]) {
+      await expect(model.lossAndGrad(backend, params, x as never, labels, { solver: 'deer' }), String(x)).rejects.toThrow(InvalidArgumentError);
+      await expect(model.logits(backend, params, x as never, { solver: 'sequential' })).rejects.toThrow(InvalidArgumentError);
+    }
+    await expect(model.lossAndGrad(backend, params, xs as never, labels, { solver: 'deer' })).rejects.toThrow(/^x: expected a backend tensor \[B, T, 2\]/);
+    const wrong = backend.tensor(xs, [2, 8], 'float64');
+    const x = backend.tensor(xs, [2, 4, 2], 'float64');
+    try {
+      await expect(model.lossAndGrad(backend, params, wrong, labels, { solver: 'deer' })).rejects.toThrow(ShapeError);
+      await expect(model.lossAndGrad(backend, params, x, undefined as never, { solver: 'deer' })).rejects.toThrow(InvalidArgumentError);
+      await expect(model.lossAndGrad(backend, params, x, 5 as never, { solver: 'deer' })).rejects.toThrow(InvalidArgumentError);
+    } finally {
+      backend.dispose(wrong);
+      backend.dispose(x);
+    }
+    expect(backend.liveTensors()).toBe(0);
+  });
+
+  it('new SequenceClassifier(), new AdamW(null) and runLayerNorm without gamma are InvalidArgumentErrors, not TypeErrors', () => {
+    for (const config of [undefined, null, 3, 'gru', [base]]) {
+      expect(() => new SequenceClassifier(config as never), String(config)).toThrow(InvalidArgumentError);
+    }
+    for (const params of [null, undefined, 3, [Float64Array.of(1)], { w: [1, 2] }, { w: null }, { w: Float32Array.of(1) }]) {
+      expect(() => new AdamW(params as never), JSON.stringify(params)).toThrow(InvalidArgumentError);
+    }
+    const params = { w: Float64Array.of(1, 2) };
+    const opt = new AdamW(params);
+    expect(() => opt.step(null as never, { w: Float64Array.of(0, 0) }, 0.1)).toThrow(InvalidArgumentError);
+    expect(() => opt.step(params, null as never, 0.1)).toThrow(InvalidArgumentError);
+    expect(() => opt.step(params, { w: 5 } as never, 0.1)).toThrow(InvalidArgumentError);
+    // A string or BigInt entry is not a number, rather than a "non-finite" one.
+    expect(() => opt.step(params, { w: [0.1, '0.2'] } as never, 0.1)).toThrow(/gradient w at index 1: expected a number, got "0\.2" \(a string\)/);
+    expect(() => opt.step(params, { w: [0.1, 2n] } as never, 0.1)).toThrow(InvalidArgumentError);
+    expect(() => clipGradNorm({ w: ['x', 1] } as never, 1)).toThrow(InvalidArgumentError);
+    expect(Array.from(params.w)).toEqual([1, 2]);
+
+    const backend = createCpuBackend({ dtype: 'float64' });
+    const norm = layerNormCell(3);
+    const y = backend.tensor(Float64Array.of(1, 2, 4, 0, 1, 0), [1, 2, 3], 'float64');
+    try {
+      for (const p of [{ beta: new Float64Array(3) }, { gamma: null, beta: new Float64Array(3) }, { gamma: 'abc', beta: new Float64Array(3) }, null]) {
+        expect(() => runLayerNorm(backend, norm, p as never, y), JSON.stringify(p)).toThrow(InvalidArgumentError);
+      }
+      expect(() => runLayerNorm(backend, norm, { beta: new Float64Array(3) } as never, y)).toThrow(/layernorm\(n=3\) gamma: expected an array of 3 numbers, got nothing \(missing\)/);
+      expect(() => runLayerNorm(backend, norm, { gamma: new Float64Array(2), beta: new Float64Array(3) }, y)).toThrow(ShapeError);
+      // Nothing is left behind, and good parameters still run.
+      expect(backend.liveTensors()).toBe(1);
+      const run = runLayerNorm(backend, norm, { gamma: Float64Array.of(1, 1, 1), beta: new Float64Array(3) }, y);
+      run.dispose();
+      expect(backend.liveTensors()).toBe(1);
+    } finally {
+      backend.dispose(y);
+    }
+  });
+
+  it('Linear.backward checks dy (and W, x) as forward checks its arguments: a short dy had read NaN, a long one a prefix', () => {
+    const lin = new Linear(3, 2);
+    const W = Float64Array.of(1, 2, 3, 4, 5, 6);
+    const x = Float64Array.of(1, 0, -1, 2, 1, 0);
+    const good = lin.backward(W, x, Float64Array.of(1, 0, 0, 1), 2);
+    expect(Array.from(good.b)).toEqual([1, 1]);
+    expect(Array.from(good.W)).toEqual([1, 0, -1, 2, 1, 0]);
+    for (const dy of [new Float64Array(3), new Float64Array(5), new Float64Array(0)]) {
+      expect(() => lin.backward(W, x, dy, 2), `dy of ${dy.length}`).toThrow(/Linear dy: expected shape 4 values \(\[2, 2\]\)/);
+    }
+    expect(() => lin.backward(W, x, null as never, 2)).toThrow(InvalidArgumentError);
+    expect(() => lin.backward(new Float64Array(5), x, new Float64Array(4), 2)).toThrow(/Linear W/);
+    expect(() => lin.backward(W, new Float64Array(5), new Float64Array(4), 2)).toThrow(/Linear x/);
+    expect(() => lin.backward(W, x, new Float64Array(4), -1)).toThrow(InvalidArgumentError);
+    expect(() => lin.forward(W, undefined as never, x, 2)).toThrow(InvalidArgumentError);
+  });
+
+  it('layerNormCell refuses eps ≤ 0 or not finite (a constant input divided by √0) and n that is not a size', async () => {
+    for (const eps of [0, -1e-5, Number.NaN, Number.POSITIVE_INFINITY, '1e-5']) {
+      expect(() => layerNormCell(4, eps as never), String(eps)).toThrow(InvalidArgumentError);
+    }
+    for (const n of [0, 2.5, Number.NaN]) expect(() => layerNormCell(n), String(n)).toThrow(InvalidArgumentError);
+    // A constant row normalises to β with a positive ε, not to NaN.
+    const backend = createCpuBackend({ dtype: 'float64' });
+    const norm = layerNormCell(3, 1e-3);
+    const y = backend.tensor(Float64Array.of(2, 2, 2), [1, 1, 3], 'float64');
+    const run = runLayerNorm(backend, norm, { gamma: Float64Array.of(1, 1, 1), beta: Float64Array.of(0.5, -1, 0) }, y);
+    try {
+      expect(Array.from(await backend.read(run.out))).toEqual([0.5, -1, 0]);
+    } finally {
+      run.dispose();
+      backend.dispose(y);
+    }
+  });
+
+  it("converged is false when core stops with stopReason 'rounding' (a tolerance finer than float32 resolves), the answer kept and no fallback", async () => {
+    const backend = createCpuBackend({ dtype: 'float32' });
+    const model = new SequenceClassifier({ ...base, hiddenSize: 4 });
+    const params = model.init(7);
+    const { x: xs, labels } = randomBatch(8, 2, 6, 2, 3);
+    const x = backend.tensor(xs, [2, 6, 2], 'float32');
+    try {
+      const fine = await model.lossAndGrad(backend, params, x, labels, { solver: 'deer', deer: { atol: 0, rtol: 1e-12 } });
+      const loose = await model.lossAndGrad(backend, params, x, labels, { solver: 'deer' });
+      expect([fine.converged, fine.fellBack, loose.converged, loose.fellBack]).toEqual([false, false, true, false]);
+      // The answer kept is as good as float32 allows: the loss is the converged one's.
+      expect(fine.loss).toBeCloseTo(loose.loss, 5);
+      // The layer's own solve says why.
+      const cell = model.cells[0]!;
+      const lp = Object.fromEntries(cell.params.map((p) => [p.name, params[`rnn.0.${p.name}`]!]));
+      const r = await deerWithGrad(backend, cell, lp, x, { atol: 0, rtol: 1e-12 });
+      try {
+        expect([r.stats.converged, r.stats.fellBack, r.stats.stopReason]).toEqual([false, false, 'rounding']);
+      } finally {
+        r.dispose();
+      }
+    } finally {
+      backend.dispose(x);
+    }
   });
 });

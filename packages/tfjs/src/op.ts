@@ -14,6 +14,7 @@ import {
   implicitVjpSync,
   ShapeError,
   type Tensor,
+  UnsupportedOptionError,
 } from '@deerjs/core';
 import * as tfDefault from '@tensorflow/tfjs-core';
 import type * as tfc from '@tensorflow/tfjs-core';
@@ -36,6 +37,11 @@ export interface DeerRnnOptions
   /**
    * Called with each forward solve's stats (iterations, converged, fellBack, stopReason, …): an
    * op returns only y, and with `fallback: 'none'` an unconverged y is otherwise indistinguishable.
+   * It must be synchronous: the op cannot wait. An `async` function is refused up front, and a
+   * callback that returns a promise (or any thenable) anyway makes the op throw, both with an
+   * UnsupportedOptionError; the promise is not awaited, and its rejection is handled (ignored) so
+   * that it cannot end the process as an unhandled rejection. A callback that throws makes the op
+   * throw that error; no tensor is left behind either way.
    */
   readonly onStats?: (stats: DeerStats) => void;
 }
@@ -74,6 +80,13 @@ export function defaultBackend(): TfjsBackend {
 }
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
+
+const isThenable = (v: unknown): v is PromiseLike<unknown> =>
+  (typeof v === 'object' || typeof v === 'function') && v !== null && typeof (v as { then?: unknown }).then === 'function';
+
+/** An `async` function or arrow, or an async generator function (native, not transpiled): its body runs after the op has returned. */
+const isAsyncFunction = (f: unknown): boolean =>
+  typeof f === 'function' && (Object.prototype.toString.call(f) === '[object AsyncFunction]' || Object.prototype.toString.call(f) === '[object AsyncGeneratorFunction]');
 
 function isTfTensor(v: unknown): v is tfc.Tensor {
   return typeof v === 'object' && v !== null && 'dataId' in v && 'shape' in v && 'dtype' in v;
@@ -152,6 +165,10 @@ export function deerRnn(
     throw new InvalidArgumentError('backend', 'a TfjsBackend (createTfjsBackend()) or nothing', describeValue(options.backend));
   if (options.onStats !== undefined && typeof options.onStats !== 'function')
     throw new InvalidArgumentError('onStats', 'a function', describeValue(options.onStats));
+  // The op is synchronous (tf.customGrad): it cannot wait for a promise, and a rejected one had
+  // been an unhandled rejection that ended the process. Refused as deerSync refuses an async onIteration.
+  if (isAsyncFunction(options.onStats))
+    throw new UnsupportedOptionError('onStats', 'an async function', 'a synchronous function (deerRnn cannot wait for a promise)');
   const backend = options.backend ?? defaultBackend();
   const tf = backend.tf;
   const names = cell.params.map((p) => p.name);
@@ -196,7 +213,12 @@ export function deerRnn(
       const solved = deerSync(backend, cell, w.params, w.x, w.y0, solverOptions);
       y = backend.release(solved.y);
       try {
-        options.onStats?.(solved.stats);
+        const reported: unknown = options.onStats?.(solved.stats);
+        if (isThenable(reported)) {
+          // Handled here, so that its rejection cannot end the process; the op cannot wait for it.
+          Promise.resolve(reported).catch(() => {});
+          throw new UnsupportedOptionError('onStats', 'a function returning a promise', 'a synchronous function (deerRnn cannot wait for a promise)');
+        }
       } catch (err) {
         y.dispose();
         throw err;

@@ -211,6 +211,77 @@ describe('deerRnn input checks', () => {
     pr.dispose();
   });
 
+  it('onStats must be synchronous: an async one is refused up front, a returned promise makes the op throw, and no rejection goes unhandled', async () => {
+    const backend = await createTfjsBackend({ backend: 'cpu' });
+    const pr = problem(5);
+    const before = tf.memory().numTensors;
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      let calls = 0;
+      // Refused before any solve: it is never called.
+      const asyncFn = async () => {
+        calls++;
+        throw new Error('late');
+      };
+      const asyncArrow = async (_s: unknown) => {
+        calls++;
+      };
+      for (const onStats of [asyncFn, asyncArrow]) {
+        let err: unknown;
+        try {
+          deerRnn(cell, pr.params, pr.x, pr.h0, { backend, onStats });
+        } catch (e) {
+          err = e;
+        }
+        expect(err).toBeInstanceOf(UnsupportedOptionError);
+        expect((err as Error).message).toMatch(/option onStats: expected a synchronous function \(deerRnn cannot wait for a promise\), got "an async function"/);
+      }
+      expect(calls).toBe(0);
+      // A plain function that returns a promise anyway: called, then the op throws; the promise's
+      // rejection (or a thenable's, or a `then` that throws) is handled.
+      const rejecting = () => {
+        calls++;
+        return Promise.reject(new Error('late'));
+      };
+      const resolving = () => {
+        calls++;
+        return Promise.resolve();
+      };
+      const thenable = () => {
+        calls++;
+        // biome-ignore lint/suspicious/noThenProperty: a thenable that is not a Promise is the case under test
+        return { then: (_ok: unknown, fail: (e: Error) => void) => fail(new Error('late thenable')) };
+      };
+      const throwingThen = () => {
+        calls++;
+        return {
+          // biome-ignore lint/suspicious/noThenProperty: a thenable whose then throws is the case under test
+          then() {
+            throw new Error('then throws');
+          },
+        };
+      };
+      for (const onStats of [rejecting, resolving, thenable, throwingThen]) {
+        expect(() => deerRnn(cell, pr.params, pr.x, pr.h0, { backend, onStats: onStats as never }), onStats.name).toThrow(UnsupportedOptionError);
+      }
+      expect(calls).toBe(4);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(unhandled).toEqual([]);
+      expect(tf.memory().numTensors, 'tensors left').toBe(before);
+      // A synchronous callback is called as before, and sees the windows the op solved in.
+      const windows: number[] = [];
+      for (const window of [undefined, 7]) {
+        tf.dispose(deerRnn(cell, pr.params, pr.x, pr.h0, { backend, ...(window ? { window } : {}), onStats: (st) => windows.push(st.windows) }));
+      }
+      expect(windows).toEqual([1, Math.ceil(T / 7)]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      pr.dispose();
+    }
+  });
+
   it('padded rows (lengths) and windows: y and every gradient as the unrolled recurrence of each row to its length', async () => {
     const backend = await createTfjsBackend({ backend: 'cpu' });
     const pr = problem(4);

@@ -241,3 +241,13 @@ function callback<F>(name: string, v: F | undefined): F | undefined {
   if (v !== undefined && typeof v !== 'function') throw new UnsupportedOptionError(name, v, 'a function');
   return v;
 }
+
+/**
+ * Check `options` as `deerWithGrad` would for `cell` (names, values, combinations:
+ * UnsupportedOptionError), without solving: for callers that take DEER options but may not solve
+ * by DEER (a training loop on its sequential solver), so that a wrong option is refused either way.
+ */
+export function checkDeerOptions(cell: Cell, options: DeerOptions, fn = 'deerWithGrad'): void {
+  // The dtype picks only the default tolerances, not what is valid.
+  resolveDeerOptions(cell, 'float64', options, DEER_OPTION_NAMES, fn);
+}

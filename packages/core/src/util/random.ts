@@ -1,7 +1,37 @@
 import { describeValue, InvalidArgumentError } from '../errors.js';
+
+/**
+ * An Rng's complete state (`Rng.state`): four 32-bit words and, when `normal()` has a second
+ * normal of its Box–Muller pair cached, that value as a fifth entry.
+ */
+export type RngState = [s0: number, s1: number, s2: number, s3: number, spare?: number];
+
+const STATE_EXPECTED =
+  '4 32-bit integers (the xoshiro128** words), optionally followed by the cached normal (a finite number)';
+
+/** Why `s` is not a state `Rng.state` accepts, or undefined if it is one. */
+function rngStateProblem(s: unknown): { expected: string; got: string } | undefined {
+  if (!Array.isArray(s) || (s.length !== 4 && s.length !== 5)) return { expected: STATE_EXPECTED, got: describeValue(s) };
+  for (let i = 0; i < 4; i++) {
+    const w: unknown = s[i];
+    if (typeof w !== 'number' || !Number.isInteger(w) || w < -(2 ** 31) || w > 0xffffffff)
+      return { expected: STATE_EXPECTED, got: `${describeValue(s)} (word ${i} is ${describeValue(w)})` };
+  }
+  const spare: unknown = s[4];
+  if (spare !== undefined && (typeof spare !== 'number' || !Number.isFinite(spare)))
+    return { expected: STATE_EXPECTED, got: `${describeValue(s)} (the cached normal is ${describeValue(spare)})` };
+  if (s.slice(0, 4).every((w) => (w as number) >>> 0 === 0))
+    return {
+      expected: 'a state with a nonzero word (all zeros is the fixed point of xoshiro128**: uniform() would return 0 forever)',
+      got: describeValue(s),
+    };
+  return undefined;
+}
+
 /**
  * A small seeded generator (xoshiro128**, seeded by splitmix32) so that every init, test and
- * benchmark input is reproducible across runs and machines.
+ * benchmark input is reproducible across runs and machines. `state` saves and restores it exactly
+ * (the normal `normal()` keeps for its next call included).
  */
 export class Rng {
   private s0: number;
@@ -28,14 +58,31 @@ export class Rng {
     this.s3 = next();
   }
 
-  /** The generator's state, for checkpoints. */
-  get state(): [number, number, number, number] {
-    return [this.s0, this.s1, this.s2, this.s3];
+  /**
+   * The generator's complete state, for checkpoints: the four xoshiro128** words (unsigned 32-bit)
+   * and, after an odd number of `normal()` calls, a fifth entry — the second normal of Box–Muller's
+   * pair, which the next `normal()` returns. A generator given this state continues exactly as this
+   * one does (uniforms and normals, bit for bit).
+   */
+  get state(): RngState {
+    // The words are kept as the bit operations leave them (some signed); given back unsigned.
+    const [s0, s1, s2, s3] = [this.s0 >>> 0, this.s1 >>> 0, this.s2 >>> 0, this.s3 >>> 0];
+    return this.spare === undefined ? [s0, s1, s2, s3] : [s0, s1, s2, s3, this.spare];
   }
 
-  set state(s: [number, number, number, number]) {
-    [this.s0, this.s1, this.s2, this.s3] = s.map((v) => v >>> 0) as [number, number, number, number];
-    this.spare = undefined;
+  /**
+   * Restore a state `state` gave. The 4-entry form (what `state` gave before it carried the spare,
+   * and still gives when no normal is cached) means "no cached normal"; a fifth entry of undefined
+   * does too. Words may also be given as signed 32-bit integers. Anything else — another length,
+   * a word that is not a 32-bit integer, a spare that is not a finite number, or four zero words
+   * (xoshiro's fixed point: `uniform()` would return 0 forever) — is an InvalidArgumentError and
+   * leaves the generator as it was.
+   */
+  set state(s: Readonly<RngState>) {
+    const problem = rngStateProblem(s);
+    if (problem !== undefined) throw new InvalidArgumentError('Rng state', problem.expected, problem.got);
+    [this.s0, this.s1, this.s2, this.s3] = [s[0] >>> 0, s[1] >>> 0, s[2] >>> 0, s[3] >>> 0];
+    this.spare = s[4];
   }
 
   /** A uniform 32-bit unsigned integer. */
