@@ -476,6 +476,8 @@ export function defineAdversarialCases(ctx: SuiteContext): void {
       await expect(solve({ y0: [1, 2, 3, 4], t: [0, 1], batch: 3 })).rejects.toThrow(ShapeError);
     }
     await expect(solveIvp(backend, field, {}, problem, { initialGuess: 'h0' as never })).rejects.toThrow(UnsupportedOptionError);
+    await expect(solveIvp(backend, field, {}, problem, { initialGuess: null as never })).rejects.toThrow(UnsupportedOptionError);
+    await expect(solveIvpWithGrad(backend, field, {}, problem, { initialGuess: null as never })).rejects.toThrow(UnsupportedOptionError);
     // ivpVjp checks y and dy as solveIvpWithGrad's vjp checks dy: dtype, then finite values.
     const y0 = backend.tensor([1, 2], [2], ctx.dtype);
     const { y } = await rk4(backend, field, {}, { ...problem, y0 });

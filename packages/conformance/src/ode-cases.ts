@@ -9,6 +9,7 @@ import {
   dopri5,
   type IvpOptions,
   lang,
+  NonFiniteError,
   type OdeProblem,
   rk4,
   ShapeError,
@@ -305,6 +306,85 @@ export function defineOdeCases(ctx: SuiteContext): void {
     expect(rel[0]! / rel[1]!).toBeGreaterThan(3);
   });
 
+  ctx.test('ode/input-gradient-second-order', async () => {
+    // dy/dt = −a·y + x(t): x_k moves y_{k+1} by Δ/2·φ1(−aΔ) from either end of an interval. The
+    // adjoint had weighted the ends by e^{−aΔ}·Δ/2 (left) and Δ/2 (right), so ∂L/∂x at t_0 and t_T
+    // (and anywhere on an uneven grid) was first order: 23% and 27% off at aΔ = 0.5. Now every
+    // point is second order, off by about (aΔ)²/12 as documented.
+    const field = defineCell({ name: 'relax', state: 1, input: 1, params: { a: [1] } }, (y, x, p) => add(neg(mul(p.a, y)), x));
+    const oracle = ctx.oracle();
+    const backend = ctx.backend();
+    const worst: number[] = [];
+    for (const t of [
+      [0, 1],
+      [0, 0.5, 1],
+      [0, 0.25, 0.5, 0.625, 0.75, 1],
+    ]) {
+      const N = t.length - 1;
+      const xs = t.map((v) => Math.cos(3 * v));
+      const w = Float64Array.from({ length: N }, (_, i) => (i === N - 1 ? 1 : 0.3 * (i + 1)));
+      const L = async (xv: number[]) => {
+        const X = oracle.tensor(xv, [1, N + 1, 1], 'float64');
+        try {
+          const r = await solveIvp(oracle, field, { a: [0.5] }, { y0: [1], t, x: X }, { atol: 1e-14, rtol: 1e-14 });
+          const y = await oracle.read(r.y);
+          oracle.dispose(r.y);
+          let sum = 0;
+          for (let i = 0; i < N; i++) sum += y[i]! * w[i]!;
+          return sum;
+        } finally {
+          oracle.dispose(X);
+        }
+      };
+      const y0 = backend.tensor([1], [1, 1], ctx.dtype);
+      const x = backend.tensor(xs, [1, N + 1, 1], ctx.dtype);
+      const dy = backend.tensor(w, [1, N, 1], ctx.dtype);
+      try {
+        const r = await solveIvpWithGrad(backend, field, { a: [0.5] }, { y0, t, x });
+        const g = await r.vjp(dy);
+        const gx = await backend.read(g.x!);
+        for (const v of [...Object.values(g.params), g.y0, g.x!]) backend.dispose(v);
+        r.dispose();
+        let most = 0;
+        for (let k = 0; k <= N; k++) {
+          const h = 1e-5;
+          const fd = ((await L(xs.map((v, j) => (j === k ? v + h : v)))) - (await L(xs.map((v, j) => (j === k ? v - h : v))))) / (2 * h);
+          most = Math.max(most, Math.abs(gx[k]! - fd) / Math.abs(fd));
+        }
+        worst.push(most);
+      } finally {
+        for (const v of [y0, x, dy]) backend.dispose(v);
+      }
+    }
+    ctx.report(`∂L/∂x vs central differences of the scheme: worst relative error ${worst.map((e) => e.toExponential(2)).join(', ')} (aΔ ≤ 0.5, 0.25, 0.25 uneven)`);
+    // (aΔ)²/12 = 2.1% at aΔ = 0.5 and 0.5% at 0.25, with room for float32.
+    expect(worst[0]!).toBeLessThan(0.03);
+    expect(worst[1]!).toBeLessThan(0.008);
+    expect(worst[2]!).toBeLessThan(0.008);
+  });
+
+  ctx.test('ode/gradient-non-finite-derivatives', async () => {
+    // dy/dt = −k·y·√y from y0 = 0: y stays 0, but ∂f/∂y = −1.5k·√y reads 0·∞ there. The stiffness
+    // check compared NaN (false) and the vjp returned NaN gradients; now a NonFiniteError.
+    const field = defineCell({ name: 'y15', state: 1, input: 0, params: { k: [1] } }, (y, _x, p) => neg(mul(p.k, mul(y, lang.sqrt(y)))));
+    const backend = ctx.backend();
+    const y0 = backend.tensor([0], [1, 1], ctx.dtype);
+    const dy = backend.tensor([1, 1, 1], [1, 3, 1], ctx.dtype);
+    try {
+      const r = await solveIvpWithGrad(backend, field, { k: [1] }, { y0, t: [0, 0.1, 0.2, 0.3] });
+      try {
+        expect(Array.from(await backend.read(r.y))).toEqual([0, 0, 0]);
+        await expect(r.vjp(dy)).rejects.toThrow(NonFiniteError);
+      } finally {
+        r.dispose();
+      }
+      expect(backend.liveTensors()).toBe(2);
+    } finally {
+      backend.dispose(y0);
+      backend.dispose(dy);
+    }
+  });
+
   ctx.test('ode/windows', async () => {
     // Windows of grid intervals, each from the last state of the one before: the same scheme.
     const t = grid(50, 6);
@@ -452,6 +532,17 @@ export function defineOdeCases(ctx: SuiteContext): void {
       const got = await solveOn(ctx.backend(), ctx.dtype, decay, { k: [1] }, { y0: [1], t: [0, tEnd / 2, tEnd] }, { fallback: 'none' });
       expect(got.stats.converged, String(tEnd)).toBe(true);
       expect(maxAbsDiff(got.y, [0, 0])).toBeLessThanOrEqual(ctx.tolerance);
+    }
+    // Up to the largest doubles: ‖M‖ = 2·0.5·1e308 is finite but its bound's product had
+    // overflowed, the scaling factor underflowed to 0, every map was the identity and y = y0 came
+    // back converged. Next to short intervals too (one scaling for all).
+    for (const [t, want] of [
+      [[0, 1e308], [0]],
+      [[0, 1e-3, 2e-3, 1e308], [Math.exp(-1e-3), Math.exp(-2e-3), 0]],
+    ] as const) {
+      const got = await solveOn(ctx.backend(), ctx.dtype, decay, { k: [1] }, { y0: [1], t: [...t] }, { fallback: 'none' });
+      expect(got.stats.converged, JSON.stringify(t)).toBe(true);
+      expect(maxAbsDiff(got.y, want), JSON.stringify(t)).toBeLessThanOrEqual(ctx.tolerance);
     }
   });
 

@@ -81,9 +81,10 @@ export class StiffAdjointError extends DeerError {
     readonly limit: number,
     readonly from: number,
     readonly to: number,
+    fn = 'solveIvpWithGrad',
   ) {
     super(
-      `solveIvpWithGrad: an entry of J̄·Δt (a rate times a step) reaches ${stiffness.toPrecision(3)} on an interval between grid points ${from} and ${to} (limit ${limit}); there the trapezoid rule that gives ∂L/∂θ and ∂L/∂x is off by 8% (at 1) to orders of magnitude. Refine the grid where the field is stiff (0.3 keeps it within about 1%), or pass stiffAdjoint: 'allow' to take the rough gradients (the result's stiffness says how rough)`,
+      `${fn}: an entry of J̄·Δt (a rate times a step) reaches ${stiffness.toPrecision(3)} on an interval between grid points ${from} and ${to} (limit ${limit}); there the trapezoid rule that gives ∂L/∂θ and ∂L/∂x is off by 8% (at 1) to orders of magnitude. Refine the grid where the field is stiff (0.3 keeps it within about 1%), or pass stiffAdjoint: 'allow' to take the rough gradients (the result's stiffness says how rough)`,
     );
   }
 }

@@ -5,6 +5,16 @@ import { awaitAsync, driveAsync, type Solve } from './solve.js';
 /** Taylor degree after scaling to ‖M‖ ≤ 1/2: truncation below the dtype's rounding. */
 const TAYLOR_DEGREE: Readonly<Record<DType, number>> = { float64: 14, float32: 8 };
 
+/**
+ * The most halvings one scaling may take for all intervals: beyond log2(eps / smallest normal), an
+ * interval whose ‖M‖ is just above eps (still not negligible next to I) would scale below the
+ * normal range (float32: 2^−102 · 1e-7 ≈ 1e-38) and lose its digits, or round to 0.
+ */
+const SAFE_HALVINGS: Readonly<Record<DType, number>> = {
+  float64: Math.floor(Math.log2(2 ** -53 / 2 ** -1022)),
+  float32: Math.floor(Math.log2(2 ** -24 / 2 ** -126)),
+};
+
 /** Jacobian-sized buffers `affineExponential` holds at its peak, its input included. */
 export const EXPM_PEAK_BUFFERS = 5;
 
@@ -70,13 +80,46 @@ export function* affineExponentialSolve(
   let hMax = 0;
   for (let i = 0; i < h.length; i++) hMax = Math.max(hMax, Math.abs(h[i]!));
   // ‖M‖_∞ ≤ s · max|entry| per block.
-  const norm = (yield* awaitAsync(() => backend.maxAbs(Msum))) * Math.abs(scale) * hMax * s;
+  const peak = yield* awaitAsync(() => backend.maxAbs(Msum));
+  const norm = peak * Math.abs(scale) * hMax * s;
+  // Its log2 from the factors': the product itself overflows where each factor is finite (a rate
+  // of 2 over an interval of 1e308), and ∞ had read as "no scaling needed" or, through
+  // log2(norm / 0.5), as 1074 halvings of a factor that then underflowed to 0: every map the
+  // identity, and a solve that had not moved was reported converged.
+  const log2Norm = Math.log2(peak) + Math.log2(Math.abs(scale)) + Math.log2(hMax) + Math.log2(s);
   // A non-finite Jacobian gives a non-finite map, which the Newton update then flags; squaring it
-  // would never end. A finite norm needs at most ~1025 halvings (a cap of 60 left ‖M‖ ≫ 1/2 on
+  // would never end. A finite norm needs at most ~1026 halvings (a cap of 60 left ‖M‖ ≫ 1/2 on
   // intervals of 1e30, and the series overflowed); 2^−j stays a nonzero double up to j = 1074.
-  const j = Number.isFinite(norm) && norm > 0.5 ? Math.min(1074, Math.ceil(Math.log2(norm / 0.5))) : 0;
+  const halvings = (log2: number) => (log2 > -1 ? Math.min(1074, Math.ceil(log2 + 1)) : 0);
+  let j = Number.isFinite(peak) ? halvings(log2Norm) : 0;
   const eps = UNIT_ROUNDOFF[Msum.dtype];
-  const sub = scale * 2 ** -j;
+  const T = h.length;
+  // Halvings per interval: all j where one scaling keeps every interval's M that matters (‖M‖ ≥
+  // eps next to I) in the dtype's normal range. Past that (intervals of 1e-3 beside one of 1e300:
+  // j ≈ 1000, and a float32 M of 1e-3 · 2^−1000 is 0) each interval is scaled by its own norm,
+  // read from Msum, and takes only its own squarings (the others wait, masked).
+  let own: Int32Array | undefined;
+  if (j > SAFE_HALVINGS[Msum.dtype]) {
+    const m = yield* awaitAsync(() => backend.read(Msum));
+    const per = m.length / (Msum.shape[0]! * T);
+    const peaks = new Float64Array(T);
+    for (let b = 0; b < Msum.shape[0]!; b++)
+      for (let t = 0; t < T; t++) {
+        const o = (b * T + t) * per;
+        for (let e = 0; e < per; e++) peaks[t] = Math.max(peaks[t]!, Math.abs(m[o + e]!));
+      }
+    own = Int32Array.from(peaks, (p, t) => halvings(Math.log2(p) + Math.log2(Math.abs(scale)) + Math.log2(Math.abs(h[t]!)) + Math.log2(s)));
+    j = own.reduce((a, b) => Math.max(a, b), 0);
+  }
+  // Each interval's factor h_t · scale · 2^−j_t, with 2^−j_t applied in two halves so that neither
+  // h_t · scale (huge h) nor scale · 2^−j (large j) leaves the doubles on the way.
+  const factors = Float64Array.from(h, (ht, t) => {
+    const jt = own ? own[t]! : j;
+    const half = Math.floor(jt / 2);
+    return ht * 2 ** -half * scale * 2 ** -(jt - half);
+  });
+  /** Level q squares the intervals that need j − q squarings or more (all of them without `own`). */
+  const squaring = (q: number) => (own ? Float64Array.from(own, (jt) => (jt >= j - q ? 1 : 0)) : undefined);
   const ones = new Float64Array(h.length).fill(1);
   const live = new Set<Tensor>();
   const keep = <T extends Tensor>(t: T) => {
@@ -96,8 +139,8 @@ export function* affineExponentialSolve(
     return next;
   };
   try {
-    const M = keep(backend.scaleTime(Msum, h, sub));
-    const c = keep(backend.scaleTime(csum, h, sub));
+    const M = keep(backend.scaleTime(Msum, factors, 1));
+    const c = keep(backend.scaleTime(csum, factors, 1));
     // φ1(M) = I + M/2 (I + M/3 (… (I + M/(K + 1)))).
     const last = keep(backend.scaleTime(M, ones, 1 / (K + 1)));
     let P = keep(backend.addIdentity(last, s, 1));
@@ -125,10 +168,16 @@ export function* affineExponentialSolve(
     const absE = new Float64Array(blocks * ss);
     const worst = new Float64Array(blocks);
     let first = true;
-    function* level(D: Tensor): Solve<void> {
+    const nb = Msum.shape[2]!;
+    function* level(D: Tensor, mask?: Float64Array): Solve<void> {
       const d = yield* awaitAsync(() => backend.read(D));
       for (let k = 0; k < blocks; k++) {
         const o = k * ss;
+        // A block whose interval waits at this level is unchanged: so is its error.
+        if (mask && mask[Math.floor(k / nb) % T] === 0) {
+          for (let e = 0; e < ss; e++) next[o + e] = err[o + e]!;
+          continue;
+        }
         let most = 0;
         for (let r = 0; r < s; r++) {
           for (let c = 0; c < s; c++) {
@@ -148,18 +197,37 @@ export function* affineExponentialSolve(
     }
     if (estimateRounding) yield* level(D);
     for (let q = 0; q < j; q++) {
-      const Dw = keep(backend.blockMatvec(D, w, s));
-      const w2 = keep(backend.scaleTime(w, ones, 2));
-      const wNext = keep(backend.add(w2, Dw));
-      drop(Dw, w2, w);
-      w = wNext;
-      const DD = keep(backend.blockMatmul(D, D, s));
-      const D2 = keep(backend.scaleTime(D, ones, 2));
-      drop(D);
-      const DNext = keep(backend.add(D2, DD));
-      drop(DD, D2);
-      D = DNext;
-      if (estimateRounding) yield* level(D);
+      const mask = squaring(q);
+      if (mask) {
+        // (D, w) ↦ (D, w) + mask_t · (D + D², w + D·w): only the intervals whose turn it is.
+        const wStep = step(
+          step(keep(backend.blockMatvec(D, w, s)), (t) => backend.add(t, w)),
+          (t) => backend.scaleTime(t, mask, 1),
+        );
+        const wNext = keep(backend.add(w, wStep));
+        drop(wStep, w);
+        w = wNext;
+        const DStep = step(
+          step(keep(backend.blockMatmul(D, D, s)), (t) => backend.add(t, D)),
+          (t) => backend.scaleTime(t, mask, 1),
+        );
+        const DNext = keep(backend.add(D, DStep));
+        drop(DStep, D);
+        D = DNext;
+      } else {
+        const Dw = keep(backend.blockMatvec(D, w, s));
+        const w2 = keep(backend.scaleTime(w, ones, 2));
+        const wNext = keep(backend.add(w2, Dw));
+        drop(Dw, w2, w);
+        w = wNext;
+        const DD = keep(backend.blockMatmul(D, D, s));
+        const D2 = keep(backend.scaleTime(D, ones, 2));
+        drop(D);
+        const DNext = keep(backend.add(D2, DD));
+        drop(DD, D2);
+        D = DNext;
+      }
+      if (estimateRounding) yield* level(D, mask);
     }
     const A = backend.addIdentity(D, s, 1);
     drop(D);

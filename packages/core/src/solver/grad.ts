@@ -101,6 +101,20 @@ export async function deerWithGrad(
   }
 }
 
+/** ∂(cotangent · f)/∂x alone at every (b, t): the input part of `stepVjp` (the cell must take inputs). */
+export function inputVjp(
+  backend: Backend,
+  cell: Cell,
+  params: Readonly<Record<string, Tensor>>,
+  state: Tensor,
+  x: Tensor,
+  cotangent: Tensor,
+): Tensor {
+  const id = cell.vjp.dInput;
+  if (id === null) throw new Error(`inputVjp: ${cell.name} has no input gradient`);
+  return backend.runStep({ graph: cell.vjp.graph, outputs: [id] }, { state, input: x, cotangent, params }).outputs[0]!;
+}
+
 /**
  * Per-step VJPs at states `state` with cotangent `cotangent` (both [B, T, ·]): ∂⟨ḡ, f⟩/∂y and /∂x
  * per element (null where identically zero) and ∂/∂θ summed over all elements. With `lengths`,

@@ -1,8 +1,8 @@
 import type { Backend, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
-import { DTypeError, StiffAdjointError, TensorStateError, UnsupportedOptionError } from '../errors.js';
+import { DTypeError, NonFiniteError, StiffAdjointError, TensorStateError, UnsupportedOptionError } from '../errors.js';
 import type { MatrixOps } from './expm.js';
-import { stepVjp } from './grad.js';
+import { inputVjp, stepVjp } from './grad.js';
 import {
   IVP_OPTION_NAMES,
   type IvpOptions,
@@ -90,7 +90,7 @@ export async function solveIvpWithGrad(
         checkCotangent(backend, dy, prep.B, prep.T, field.stateSize, prep.dtype);
         // As deerWithGrad's vjp: a NaN in dy would come back as NaN gradients.
         if (checkFinite) await checkFiniteTensor(backend, 'dy', dy);
-        return adjointVjp(ops, field, prep, y, dy, stiff, window);
+        return adjointVjp(ops, field, prep, y, dy, stiff, 'solveIvpWithGrad', window);
       },
       dispose: () => {
         if (released) return;
@@ -134,7 +134,7 @@ export async function ivpVjp(
       if (t.dtype !== prep.dtype) throw new DTypeError(what, `${prep.dtype} (the dtype of y)`, t.dtype);
       await checkFiniteTensor(backend, what, t);
     }
-    return await adjointVjp(ops, field, prep, y, dy, stiff);
+    return await adjointVjp(ops, field, prep, y, dy, stiff, 'ivpVjp');
   } finally {
     owned.dispose();
   }
@@ -152,6 +152,7 @@ async function adjointVjp(
   y: Tensor,
   dy: Tensor,
   stiffAdjoint: 'refuse' | 'allow',
+  fn: string,
   window?: number,
 ): Promise<IvpGradients> {
   const { B, T, dt } = prep;
@@ -180,7 +181,9 @@ async function adjointVjp(
     for (let t0 = Math.floor((T - 1) / W) * W; t0 >= 0; t0 -= W) {
       const len = Math.min(W, T - t0);
       const last = t0 + len === T;
-      const P = last ? len + 1 : len; // grid points t0 … t0 + P − 1 belong to this window
+      // λ is scanned at the points this window owns (t0 … t0 + S − 1; the last window owns t_T
+      // too); the quadrature covers its intervals, whose ends are the points t0 … t0 + len.
+      const S = last ? len + 1 : len;
       const win = new Owned(backend);
       try {
         const cat = (parts: (Tensor | null)[]) => {
@@ -209,36 +212,38 @@ async function adjointVjp(
         );
         win.add(A);
         win.add(b);
+        if (!Number.isFinite(here)) {
+          // NaN fails every comparison: it had passed the stiffness check and come back as NaN
+          // gradients (a field whose Jacobian is 0·∞ at the trajectory, like y·√y at y = 0).
+          const bad = await backend.findNonFinite(A);
+          throw new NonFiniteError(
+            `${fn}: the field's Jacobian on the trajectory between grid points ${t0} and ${t0 + len} (the adjoint's interval maps)`,
+            bad?.index ?? -1,
+            bad?.value ?? here,
+          );
+        }
         stiffness = Math.max(stiffness, here);
         if (stiffAdjoint === 'refuse' && here > STIFF_ADJOINT_LIMIT)
-          throw new StiffAdjointError(here, STIFF_ADJOINT_LIMIT, t0, t0 + len);
+          throw new StiffAdjointError(here, STIFF_ADJOINT_LIMIT, t0, t0 + len, fn);
         const Apts = last ? cat([A, win.add(backend.zeros([B, 1, n / s, s, s], y.dtype))]) : A;
-        const g =
-          t0 === 0
-            ? cat([win.add(backend.zeros([B, 1, n], y.dtype)), slice(dy, 0, P - 1)])
-            : slice(dy, t0 - 1, P)!;
+        const zero = win.add(backend.zeros([B, 1, n], y.dtype));
+        const g = t0 === 0 ? cat([zero, slice(dy, 0, S - 1)]) : slice(dy, t0 - 1, S)!;
         const lambda = win.add(backend.scan({ A: Apts, c: g, y0: lambdaNext, blockSize: s, reverse: true }));
         // ρ_k = A_kᵀ λ_{k+1}: the adjoint just after t_k, before its jump.
-        const ones = new Float64Array(P).fill(1);
-        const rho = win.add(backend.add(lambda, win.add(backend.scaleTime(g, ones, -1))));
-        // Trapezoid on interval k: Δ_k/2 (ρ_k at its left end, λ_{k+1} at its right end).
-        const left = new Float64Array(P);
-        const right = new Float64Array(P);
-        for (let q = 0; q < P; q++) {
-          const k = t0 + q;
-          if (k < T) left[q] = dt[k]!;
-          if (k > 0) right[q] = dt[k - 1]!;
-        }
-        const mu = win.add(
-          backend.add(
-            win.add(backend.scaleTime(rho, left, 0.5)),
-            win.add(backend.scaleTime(lambda, right, 0.5)),
-          ),
-        );
-        const states = cat([startSeq, slice(y, t0, P - 1)]);
-        const inputs = prep.x ? win.add(backend.sliceTime(prep.x, t0, P)) : undefined;
+        const rho = win.add(backend.sub(lambda, g));
+        // Interval k's ends: ρ_k = λ just after t_k and λ_{k+1} just before t_{k+1}, each times Δ_k/2.
+        const after = last ? slice(lambda, 1, len)! : cat([slice(lambda, 1, len - 1), win.add(backend.broadcastTime(lambdaNext, 1))]);
+        const steps = dt.subarray(t0, t0 + len);
+        const leftEnds = win.add(backend.scaleTime(slice(rho, 0, len)!, steps, 0.5));
+        const rightEnds = win.add(backend.scaleTime(after, steps, 0.5));
+        // ∂L/∂θ: the trapezoid rule on λᵀ ∂f/∂θ over each interval (the field's θ-derivative at
+        // either end with the adjoint there).
+        const mu = win.add(backend.add(cat([leftEnds, zero]), cat([zero, rightEnds])));
+        const states = cat([startSeq, slice(y, t0, len)]);
+        const inputs = prep.x ? win.add(backend.sliceTime(prep.x, t0, len + 1)) : undefined;
         const g2 = stepVjp(backend, field, prep.params, states, inputs, mu);
         if (g2.dState) backend.dispose(g2.dState);
+        if (g2.dInput) backend.dispose(g2.dInput);
         for (const [name, t] of Object.entries(g2.params)) {
           const prev = params[name];
           params[name] = prev ? backend.add(prev, t) : t;
@@ -247,7 +252,36 @@ async function adjointVjp(
             backend.dispose(t);
           }
         }
-        if (g2.dInput) dxPieces.unshift(g2.dInput);
+        if (inputs && field.vjp.dInput !== null) {
+          // ∂L/∂x: x_k moves the field at t_k alone, and interval k carries that into y_{k+1} as
+          // Δ_k/2 · φ1(M_k) (each end of the interval the same), so each end of interval k takes
+          // Δ_k/2 · φ1(M_k)ᵀ λ_{k+1} = Δ_k/2 ∫₀¹ e^{σM_kᵀ} dσ λ_{k+1}, here by the trapezoid rule:
+          // the mean of the two ends' weights above. Second order at every point; the θ weights at
+          // x_k are not (their errors cancel between neighbouring intervals only on even grids, and
+          // never at t_0 and t_T).
+          const half = win.add(backend.add(leftEnds, rightEnds));
+          const u = win.add(backend.scaleTime(half, new Float64Array(len).fill(1), 0.5));
+          const muX = win.add(backend.add(cat([u, zero]), cat([zero, u])));
+          const dIn = inputVjp(backend, field, prep.params, states, inputs, muX);
+          // Point t0 + len is shared with the window after this one (already done): its share
+          // from this window's last interval is added to that window's first point.
+          const later = dxPieces[0];
+          if (later === undefined) dxPieces.unshift(dIn);
+          else {
+            try {
+              const sum = win.add(backend.add(win.add(backend.timeStep(later, 0)), win.add(backend.timeStep(dIn, len))));
+              const T2 = later.shape[1]!;
+              dxPieces[0] =
+                T2 > 1
+                  ? backend.concatTime([win.add(backend.broadcastTime(sum, 1)), win.add(backend.sliceTime(later, 1, T2 - 1))])
+                  : backend.broadcastTime(sum, 1);
+              backend.dispose(later);
+              dxPieces.unshift(backend.sliceTime(dIn, 0, len));
+            } finally {
+              backend.dispose(dIn);
+            }
+          }
+        }
         lambdaNext = temps.add(backend.timeStep(lambda, 0));
         if (t0 === 0) y0grad = backend.timeStep(lambda, 0);
       } finally {
@@ -258,7 +292,17 @@ async function adjointVjp(
       dxPieces.length === 0 ? undefined : dxPieces.length === 1 ? dxPieces[0]! : backend.concatTime(dxPieces);
     if (dxPieces.length > 1) for (const t of dxPieces) backend.dispose(t);
     dxPieces.length = 0;
-    return x ? { params, y0: y0grad!, x, stiffness } : { params, y0: y0grad!, stiffness };
+    const out: IvpGradients = x ? { params, y0: y0grad!, x, stiffness } : { params, y0: y0grad!, stiffness };
+    // A NaN or ∞ in the field's derivatives on the trajectory (finite y, but 0·∞ in J or ∂f/∂θ)
+    // reaches the gradients whatever the stiffness says: refused, not returned.
+    for (const [what, t] of [...Object.entries(params).map(([k, v]) => [`∂L/∂${k}`, v] as const), ['∂L/∂y0', out.y0] as const, ...(x ? [['∂L/∂x', x] as const] : [])]) {
+      const bad = await backend.findNonFinite(t);
+      if (bad) {
+        if (x) backend.dispose(x); // params and y0 go in the catch below
+        throw new NonFiniteError(`${fn}: ${what} (the field's derivatives are not finite on the trajectory)`, bad.index, bad.value);
+      }
+    }
+    return out;
   } catch (err) {
     for (const t of [...Object.values(params), ...dxPieces]) backend.dispose(t);
     if (y0grad) backend.dispose(y0grad);

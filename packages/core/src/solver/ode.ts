@@ -1,7 +1,7 @@
 import { type Backend, type Tensor, UNIT_ROUNDOFF } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
-import { UnsupportedOptionError } from '../errors.js';
+import { DeerError, UnsupportedOptionError } from '../errors.js';
 import type { DeerStats } from './deer.js';
 import { type EngineStats, type NewtonProblem, newEngineStats, solveWindows, withoutSpanFlag } from './engine.js';
 import { awaitAsync, driveAsync, type Solve } from './solve.js';
@@ -104,6 +104,8 @@ export async function solvePrepared(
       `a structure exact for this field ('auto', 'dense' or { block: s } with s a multiple of ${field.exactBlockSize}): an ODE's interval maps use the Jacobian, so an approximate one changes the answer, not only the iterations`,
     );
   }
+  // null is refused as `deer` refuses it (`??` would have read it as the default).
+  if (initialGuess === null) throw new UnsupportedOptionError('initialGuess', null, 'a value, or the option left out');
   const guess = initialGuess ?? 'y0';
   if (typeof guess !== 'object' && guess !== 'y0' && guess !== 'zeros') {
     throw new UnsupportedOptionError('initialGuess', guess, "'y0', 'zeros' or a [B, T, n] tensor of the solve's dtype");
@@ -279,6 +281,12 @@ function odeProblem(
         return yield* awaitAsync(() =>
           dopri5(backend, field, prep.params, y0, prep.grid, x, { atol: tol.atol, rtol: tol.rtol }),
         );
+      } catch (err) {
+        // The error is dopri5's (same class and fields); its message says it came from the
+        // fallback, after Newton gave these rows up, and what else the caller can ask for.
+        if (err instanceof DeerError)
+          err.message = `solveIvp: Newton did not finish row${rows.length === 1 ? '' : 's'} ${rows.join(', ')}, and its sequential fallback failed (fallback: 'none' returns Newton's last iterate instead, 'throw' stops at Newton) — ${err.message}`;
+        throw err;
       } finally {
         if (!all) {
           backend.dispose(y0);
