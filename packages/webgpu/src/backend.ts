@@ -101,6 +101,11 @@ const GPU_SEQUENTIAL_STEP = { spread: 12, floor: 700, fromState: WORKGROUP_SEQUE
 /** `capabilities.parallelism` on a GPU (see the constructor). */
 const GPU_MODEL_LANES = 4096;
 
+/** GPU instances of destroyed backends, held until their event pump is idle (see `destroy`). */
+const HELD = new Set<unknown>();
+/** How long after the device's loss a destroyed backend's instance stays held (ms). */
+const DRAIN_MS = 50;
+
 /**
  * The WebGPU backend: float32 tensors in storage buffers, step programs compiled to generated
  * WGSL, the linear recurrence as a scan (chunked, tiled or one vectorised serial pass, by device).
@@ -1301,7 +1306,17 @@ export class WebGpuBackend implements Backend {
   }
 
   destroy(): void {
+    const lost = this.ctx.device.lost;
     this.ctx.destroy();
-    void this.keepAlive;
+    // Dawn's Node binding pumps the instance's events from a queued callback that holds it only by
+    // pointer: a GPU object collected while one is queued (the backend dropped right after
+    // destroy()) had the next pump lock a freed mutex and abort the process at exit. The instance
+    // is held until the device's loss is delivered and the pump has had time to drain.
+    const hold = this.keepAlive;
+    if (hold === undefined) return;
+    HELD.add(hold);
+    void lost
+      .then(() => new Promise((done) => setTimeout(done, DRAIN_MS)))
+      .finally(() => HELD.delete(hold));
   }
 }

@@ -29,6 +29,15 @@ describe.skipIf(skip !== null)('a Node process using the backend', () => {
     expect(result.last.every(Number.isFinite)).toBe(true);
   });
 
+  it('exits cleanly when a destroyed backend is dropped and collected at once', async () => {
+    // Before its GPU instance was held past destroy(), this aborted (SIGABRT/SIGSEGV) every run.
+    const { stdout } = await run(process.execPath, ['--expose-gc', 'test/fixtures/dropped-after-destroy.mjs'], {
+      cwd: root,
+      timeout: 60_000,
+    });
+    expect(JSON.parse(stdout.trim().split('\n').at(-1)!)).toEqual({ ok: true });
+  });
+
   // In a process of its own: a vitest worker that lost a device sometimes crashed on its way out
   // (about one run in four of the webgpu files under load), failing files whose tests had passed.
   it('rejects a pending read and a running solve with DeviceLostError after a device loss, then every call throws it, and exits', async () => {
