@@ -266,6 +266,16 @@ export function defineMethodCases(ctx: SuiteContext): void {
       expect(stats.fallbackRows).toBe(2);
       expect(stats.lyapunov!).toBeGreaterThan(0.3);
       expect(maxAbsDiff(got, seq)).toBe(0);
+      // Sequential evaluation is 'auto''s way with chaotic rows, whatever `fallback` says: under
+      // 'none' they had come back as zeros (the first iterate), under 'throw' as an error.
+      for (const fallback of ['none', 'throw'] as const) {
+        const other = await deer(backend, logistic(), {}, x, { h0: [0.3, 0.6], method: 'auto', fallback });
+        const again = await backend.read(other.y);
+        backend.dispose(other.y);
+        expect(maxAbsDiff(again, seq), fallback).toBe(0);
+        expect(other.stats.stopReason, fallback).toBe('chaotic');
+        expect(other.stats.fallbackRows, fallback).toBe(2);
+      }
       ctx.report(`logistic map: estimated Lyapunov exponent ${stats.lyapunov!.toFixed(3)} per step → sequential`);
     } finally {
       counted.restore();

@@ -485,38 +485,45 @@ export function* newtonWindow(
     for (const b of failed) {
       if (SEVERITY.indexOf(reason[b]!) > SEVERITY.indexOf(stats.stopReason)) stats.stopReason = reason[b]!;
     }
-    if (opts.fallback === 'throw') {
+    // 'auto' evaluates the rows it found chaotic step by step whatever `fallback` says: that is its
+    // way of solving them, not a failure to (under 'none' they had come back as the zeros of the
+    // first iterate, under 'throw' as an error, where the cost model's own choice of sequential
+    // evaluation is an answer).
+    const chosen = method === 'auto' ? failed.filter((b) => reason[b] === 'chaotic') : [];
+    const unfinished = failed.filter((b) => !chosen.includes(b));
+    if (opts.fallback === 'throw' && unfinished.length > 0) {
       throw new ConvergenceError(
-        `${opts.solver} did not converge for ${failed.length} of ${B} batch rows (${stats.stopReason} after ${iterations} iterations${stats.shootingSweeps > 0 ? ` and ${stats.shootingSweeps} sweeps of parallel shooting` : ''}; last max |Δy| = ${stats.residuals.at(-1) ?? 'none'}, atol ${opts.atol}, rtol ${opts.rtol})`,
+        `${opts.solver} did not converge for ${unfinished.length} of ${B} batch rows (${stats.stopReason} after ${iterations} iterations${stats.shootingSweeps > 0 ? ` and ${stats.shootingSweeps} sweeps of parallel shooting` : ''}; last max |Δy| = ${stats.residuals.at(-1) ?? 'none'}, atol ${opts.atol}, rtol ${opts.rtol})`,
         { ...stats, residuals: [...stats.residuals] },
       );
     }
-    if (opts.fallback === 'none') {
-      const failedRows = Uint8Array.from(status, (v) => (v === Row.Failed ? 1 : 0));
+    if (opts.fallback === 'none' && unfinished.length > 0) {
+      const failedRows = Uint8Array.from(status, (v, b) => (v === Row.Failed && !chosen.includes(b) ? 1 : 0));
       const check = yield* measureResidual(backend, problem, y, failedRows, opts);
       stats.residual = Math.max(
         stats.residual,
         check.replaced > 0 ? Number.POSITIVE_INFINITY : check.maxScaledDiff,
       );
-      return y;
     }
+    const sequentialRows = opts.fallback === 'sequential' ? failed : chosen;
+    if (sequentialRows.length === 0) return y;
     stats.fellBack = true;
-    stats.fallbackRows += failed.length;
-    const from = failed.length === B ? prefix : undefined;
+    stats.fallbackRows += sequentialRows.length;
+    const from = sequentialRows.length === B ? prefix : undefined;
     if (from) prefix = undefined;
-    const exact = yield* problem.sequential(failed, from);
+    const exact = yield* problem.sequential(sequentialRows, from);
     try {
-      if (failed.length === B) {
+      if (sequentialRows.length === B) {
         backend.dispose(y);
         y = exact;
         return y;
       }
-      const merged = backend.scatterRows(y, failed, exact);
+      const merged = backend.scatterRows(y, sequentialRows, exact);
       backend.dispose(y);
       y = merged;
       return y;
     } finally {
-      if (failed.length !== B) backend.dispose(exact);
+      if (sequentialRows.length !== B) backend.dispose(exact);
     }
   } catch (err) {
     backend.dispose(y);
