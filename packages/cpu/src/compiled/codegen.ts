@@ -131,6 +131,71 @@ const UNROLL = 4;
 
 const plus = (a: string, k: number) => (k === 0 ? a : k > 0 ? `${a} + ${k}` : `${a} - ${-k}`);
 
+/** Columns of a Jacobian product summed side by side in locals (more go through a row buffer). */
+const DOT_REGISTERS = 8;
+
+/**
+ * A dense sub-matrix of a Jacobian expression for the current element: entry (i, c) at
+ * buf[(off + i)·n + c], or at buf[off·n + c] for every i where `bcast` (broadcast rows).
+ */
+interface View {
+  readonly buf: string;
+  readonly off: number;
+  readonly bcast: boolean;
+}
+
+/**
+ * Structural keys of matrix expressions: equal sub-expressions (built twice, e.g. once per part of
+ * a concat) get one key, so each is computed once per element.
+ */
+function matKeys(): (m: MatExpr) => number {
+  const ids = new Map<string, number>();
+  const memo = new WeakMap<MatExpr, number>();
+  const keyOf = (m: MatExpr): number => {
+    const hit = memo.get(m);
+    if (hit !== undefined) return hit;
+    let k: string;
+    switch (m.kind) {
+      case 'zero':
+        k = 'z';
+        break;
+      case 'select':
+        k = `s${m.offset}`;
+        break;
+      case 'rowscale':
+        k = `d${m.d}(${keyOf(m.m)})`;
+        break;
+      case 'add':
+        k = `a(${m.terms.map(keyOf).join(',')})`;
+        break;
+      case 'matmul':
+        k = `m${m.transpose ? 'T' : ''}:${m.param}(${keyOf(m.m)})`;
+        break;
+      case 'slicerows':
+        k = `r${m.start}(${keyOf(m.m)})`;
+        break;
+      case 'concatrows':
+        k = `c(${m.parts.map(keyOf).join(',')})`;
+        break;
+      case 'sumrows':
+        k = `u(${keyOf(m.m)})`;
+        break;
+      case 'broadcastrows':
+        k = `b(${keyOf(m.m)})`;
+        break;
+    }
+    k = `${k}${m.rows}x${m.cols}`;
+    let id = ids.get(k);
+    if (id === undefined) {
+      id = ids.size;
+      ids.set(k, id);
+    }
+    memo.set(m, id);
+    return id;
+  };
+  return keyOf;
+}
+
 /**
  * The Jacobian of dense-parameter gathers and deltas, for diagonal (s = 1) or dense (s = n)
  * structure, written row by row straight into J: for each segment of rows with the same active
@@ -434,42 +499,184 @@ export function generateKernel(spec: KernelSpec): Kernel {
 
   let accSize = 0;
   const entryFns: string[] = [];
-  /** Per-call caches of row-independent entry functions (see rowFree). */
-  const rowCaches: string[] = [];
   /** Per-kernel buffers, declared once outside the kernel function. */
   const prelude: string[] = [];
-  /** Dense inner matrices of products, evaluated per element (see the 'entry' terms below). */
-  const innerBuffers = new Map<MatExpr, string>();
-  const filled = new Set<string>();
-  /** The inner matrix of an entry term W · inner whose inner is dense, in a dense Jacobian. */
-  const denseInner = (t: Term): MatExpr | undefined =>
-    spec.jacobian?.blockSize === g.stateSize &&
-    t.kind === 'entry' &&
-    t.m.kind === 'matmul' &&
-    columnSparseOffset(t.m.m) === undefined
-      ? t.m.m
-      : undefined;
+  /** Length of the ROW buffer the Jacobian's wide products accumulate in (0: none). */
+  let rowLen = 0;
   if (spec.jacobian) {
     const { expr, blockSize: s } = spec.jacobian;
     const n = g.stateSize;
     accSize = n * s;
     const A = `S${scratch.length}`;
     const terms = expand(g, expr);
-    const entryNames = new Map<MatExpr, string>();
+    const keyOf = matKeys();
+    /**
+     * Every dense sub-matrix of the expression (one not column-sparse: products through a hidden
+     * layer, their sums, sums of rows, …) is computed once per element, bottom up, into a buffer
+     * of its rows × n (`dense`, run before the terms), and read from there; column-sparse ones
+     * (selects and what scales, slices or stacks them) cost O(1) an entry and are read through
+     * entry functions. An entry function that summed its inner matrix's entries through further
+     * entry functions recomputed every inner sum for every entry that read it: for the gradient
+     * field of an MLP with two hidden layers of 64, ~64× the work of computing each once.
+     */
+    const dense: string[][] = [];
+    const views = new Map<number, View>();
+    let buffers = 0;
+    const entryNames = new Map<number, string>();
     const entryFn = (m: MatExpr): string => {
-      const hit = entryNames.get(m);
+      const k = keyOf(m);
+      const hit = entryNames.get(k);
       if (hit) return hit;
       const name = `M${entryNames.size}`;
-      entryNames.set(m, name);
+      entryNames.set(k, name);
       entryFns.push(`function ${name}(e, r, c) {\n${entryBody(m)}\n}`);
       return name;
     };
-    /** An entry body that leaves its value in `acc` and depends on (e, c) only, memoised per element. */
-    const rowFree = (body: string): string => {
-      const k = rowCaches.length;
-      rowCaches.push(`const RC${k} = new Float64Array(${n}), RF${k} = new Uint8Array(${n}); let RE${k} = -1;`);
-      return `  if (RE${k} !== e) { RE${k} = e; RF${k}.fill(0); }\n  if (RF${k}[c] === 1) return RC${k}[c];\n${body}\n  RC${k}[c] = acc; RF${k}[c] = 1;\n  return acc;`;
+    /** Row i of a view: the offset of its entry (i, 0). */
+    const rowAt = (v: View, i: string) => (v.bcast ? String(v.off * n) : `(${plus(i, v.off)}) * ${n}`);
+    /** Entry (i, c) of m, for the current element e: 0, an entry function's call, or a buffer read. */
+    const read = (m: MatExpr, i: string, c: string): string => {
+      if (m.kind === 'zero') return '0';
+      if (m.kind === 'select') return `(${c} === ${plus(i, m.offset)} ? 1 : 0)`;
+      if (columnSparseOffset(m) !== undefined) return `${entryFn(m)}(e, ${i}, ${c})`;
+      const v = materialize(m);
+      return `${v.buf}[${rowAt(v, i)} + ${c}]`;
     };
+    /** P[i][k] of a product's parameter, within block b. */
+    const wAt = (m: Extract<MatExpr, { kind: 'matmul' }>, b: string, i: string, k: string) => {
+      const { rows: pr, cols: pc } = matrixLayout(paramSpec(g, m.param));
+      const W = pname(m.param);
+      return m.transpose ? `${W}[${b} * ${pr * pc} + ${k} * ${pc} + ${i}]` : `${W}[${b} * ${pr * pc} + ${i} * ${pc} + ${k}]`;
+    };
+    /**
+     * Lines computing acc_j = Σ_{k < K} w(k) · X[row0 + k][c0 + j] for j < cols (k in order, each
+     * w read once for all columns), then sink(j, acc_j): few columns in registers, else in ROW.
+     */
+    const dot = (
+      K: number,
+      w: (k: string) => string,
+      X: View,
+      row0: string,
+      cols: number,
+      c0: string,
+      sink: (j: string, acc: string) => string,
+    ): string[] => {
+      const xo = c0 === '0' ? rowAt(X, `${row0} + k`) : `${rowAt(X, `${row0} + k`)} + ${c0}`;
+      if (cols <= DOT_REGISTERS) {
+        const acc = Array.from({ length: cols }, (_, j) => `a${j}`);
+        return [
+          `let ${acc.map((a) => `${a} = 0`).join(', ')};`,
+          `for (let k = 0; k < ${K}; k++) {`,
+          `  const w = ${w('k')}, xo = ${xo};`,
+          ...acc.map((a, j) => `  ${a} += w * ${X.buf}[${plus('xo', j)}];`),
+          '}',
+          ...acc.map((a, j) => sink(String(j), a)),
+        ];
+      }
+      rowLen = Math.max(rowLen, cols);
+      return [
+        `for (let c = 0; c < ${cols}; c++) ROW[c] = 0;`,
+        `for (let k = 0; k < ${K}; k++) {`,
+        `  const w = ${w('k')}, xo = ${xo};`,
+        `  for (let c = 0; c < ${cols}; c++) ROW[c] += w * ${X.buf}[xo + c];`,
+        '}',
+        `for (let c = 0; c < ${cols}; c++) ${sink('c', 'ROW[c]')}`,
+      ];
+    };
+    /** The buffer (or a view of one) holding m for the current element, its code added to `dense` once. */
+    const materialize = (m: MatExpr): View => {
+      const k = keyOf(m);
+      const hit = views.get(k);
+      if (hit) return hit;
+      let v: View;
+      if (m.kind === 'slicerows' && m.m.kind !== 'zero' && columnSparseOffset(m.m) === undefined) {
+        const x = materialize(m.m);
+        v = x.bcast ? x : { ...x, off: x.off + m.start };
+      } else if (m.kind === 'broadcastrows') {
+        v = { ...materialize(m.m), bcast: true };
+      } else {
+        const buf = `D${buffers++}`;
+        prelude.push(`const ${buf} = new Float64Array(${Math.max(1, m.rows * n)});`);
+        v = { buf, off: 0, bcast: false };
+        // The children's code goes first (fill reads them); entries never written stay 0.
+        const code = fill(m, buf);
+        if (code.length) dense.push([`// ${buf}: ${m.kind} [${m.rows}×${n}]`, ...code]);
+      }
+      views.set(k, v);
+      return v;
+    };
+    const fill = (m: MatExpr, D: string): string[] => {
+      switch (m.kind) {
+        case 'zero':
+          return [];
+        case 'rowscale': {
+          const x = read(m.m, 'i', 'c');
+          const d = ref(m.d, 'e', g.nodes[m.d]!.size === 1 ? '0' : 'i');
+          return [
+            `for (let i = 0; i < ${m.rows}; i++) {`,
+            `  const d = ${d}, o = i * ${n};`,
+            `  for (let c = 0; c < ${n}; c++) ${D}[o + c] = d * ${x};`,
+            '}',
+          ];
+        }
+        case 'add': {
+          const sum = m.terms.map((t) => read(t, 'i', 'c')).join(' + ');
+          return [`for (let i = 0; i < ${m.rows}; i++) for (let c = 0; c < ${n}; c++) ${D}[i * ${n} + c] = ${sum};`];
+        }
+        case 'concatrows': {
+          const out: string[] = [];
+          let at = 0;
+          for (const p of m.parts) {
+            if (p.kind !== 'zero') {
+              out.push(
+                `for (let i = 0; i < ${p.rows}; i++) for (let c = 0; c < ${n}; c++) ${D}[(${plus('i', at)}) * ${n} + c] = ${read(p, 'i', 'c')};`,
+              );
+            }
+            at += p.rows;
+          }
+          return out;
+        }
+        case 'sumrows':
+          return [
+            `for (let c = 0; c < ${n}; c++) {`,
+            '  let acc = 0;',
+            `  for (let i = 0; i < ${m.m.rows}; i++) acc += ${read(m.m, 'i', 'c')};`,
+            `  ${D}[c] = acc;`,
+            '}',
+          ];
+        case 'matmul': {
+          const { blocks, rows: pr, cols: pc } = matrixLayout(paramSpec(g, m.param));
+          const outRows = m.transpose ? pc : pr;
+          const inRows = m.transpose ? pr : pc;
+          const offset = columnSparseOffset(m.m);
+          if (offset !== undefined) {
+            // Column j of the inner matrix has its one nonzero at row j − offset: column j of the
+            // product is that entry times a column of P's block (the other blocks' rows stay 0).
+            const lo = Math.max(0, offset);
+            const hi = Math.min(n, m.m.rows + offset);
+            if (lo >= hi) return [];
+            return [
+              `for (let j = ${lo}; j < ${hi}; j++) {`,
+              `  const kk = ${plus('j', -offset)}; const b = (kk / ${inRows}) | 0; const k = kk - b * ${inRows};`,
+              `  const x = ${read(m.m, 'kk', 'j')};`,
+              `  for (let i = 0; i < ${outRows}; i++) ${D}[(b * ${outRows} + i) * ${n} + j] = ${wAt(m, 'b', 'i', 'k')} * x;`,
+              '}',
+            ];
+          }
+          const X = materialize(m.m);
+          return [
+            `for (let b = 0; b < ${blocks}; b++) for (let i = 0; i < ${outRows}; i++) {`,
+            `  const o = (b * ${outRows} + i) * ${n};`,
+            ...dot(inRows, (k) => wAt(m, 'b', 'i', k), X, `b * ${inRows}`, n, '0', (j, acc) => `${D}[o + ${j}] = ${acc};`).map((l) => `  ${l}`),
+            '}',
+          ];
+        }
+        default:
+          // Column-sparse (a select, or one scaled, sliced or stacked), or a slice of one.
+          return [`for (let i = 0; i < ${m.rows}; i++) for (let c = 0; c < ${n}; c++) ${D}[i * ${n} + c] = ${entryFn(m)}(e, i, c);`];
+      }
+    };
+    /** O(1) per entry for column-sparse expressions; dense ones are read from their buffers. */
     const entryBody = (m: MatExpr): string => {
       switch (m.kind) {
         case 'zero':
@@ -477,50 +684,38 @@ export function generateKernel(spec: KernelSpec): Kernel {
         case 'select':
           return `  return c === r + ${m.offset} ? 1 : 0;`;
         case 'rowscale':
-          return `  return ${ref(m.d, 'e', g.nodes[m.d]!.size === 1 ? '0' : 'r')} * ${entryFn(m.m)}(e, r, c);`;
+          return `  return ${ref(m.d, 'e', g.nodes[m.d]!.size === 1 ? '0' : 'r')} * ${read(m.m, 'r', 'c')};`;
         case 'add':
-          return `  return ${m.terms.map((t) => `${entryFn(t)}(e, r, c)`).join(' + ')};`;
+          return `  return ${m.terms.map((t) => read(t, 'r', 'c')).join(' + ')};`;
         case 'slicerows':
-          return `  return ${entryFn(m.m)}(e, r + ${m.start}, c);`;
+          return `  return ${read(m.m, plus('r', m.start), 'c')};`;
         case 'concatrows': {
           const ls: string[] = [];
           let at = 0;
           for (const p of m.parts) {
-            ls.push(`  if (r < ${at + p.rows}) return ${entryFn(p)}(e, r - ${at}, c);`);
+            ls.push(`  if (r < ${at + p.rows}) return ${read(p, plus('r', -at), 'c')};`);
             at += p.rows;
           }
           ls.push('  return 0;');
           return ls.join('\n');
         }
-        // Both are the same for every row r: kept per (element, column), else every entry of a
-        // row of J recomputed them (a sum of n rows under a sum: O(n³) entry calls per element).
         case 'sumrows':
-          return rowFree(`  let acc = 0;\n  for (let i = 0; i < ${m.m.rows}; i++) acc += ${entryFn(m.m)}(e, i, c);`);
         case 'broadcastrows':
-          return rowFree(`  const acc = ${entryFn(m.m)}(e, 0, c);`);
+          return `  return ${read(m, 'r', 'c')};`;
         case 'matmul': {
           const { rows: pr, cols: pc } = matrixLayout(paramSpec(g, m.param));
           const outRows = m.transpose ? pc : pr;
           const inRows = m.transpose ? pr : pc;
-          const W = pname(m.param);
-          const p = (k: string) =>
-            m.transpose
-              ? `${W}[b * ${pr * pc} + ${k} * ${pc} + i]`
-              : `${W}[b * ${pr * pc} + i * ${pc} + ${k}]`;
           const head = `  const b = (r / ${outRows}) | 0; const i = r - b * ${outRows};`;
-          const inner = entryFn(m.m);
           const offset = columnSparseOffset(m.m);
           if (offset !== undefined) {
             return `${head}
-  const kk = c - ${offset};
+  const kk = ${plus('c', -offset)};
   if (kk < 0 || kk >= ${m.m.rows} || ((kk / ${inRows}) | 0) !== b) return 0;
   const k = kk - b * ${inRows};
-  return ${p('k')} * ${inner}(e, kk, c);`;
+  return ${wAt(m, 'b', 'i', 'k')} * ${read(m.m, 'kk', 'c')};`;
           }
-          return `${head}
-  let acc = 0;
-  for (let k = 0; k < ${inRows}; k++) acc += ${p('k')} * ${inner}(e, b * ${inRows} + k, c);
-  return acc;`;
+          return `  return ${read(m, 'r', 'c')};`;
         }
       }
     };
@@ -538,10 +733,8 @@ export function generateKernel(spec: KernelSpec): Kernel {
       for (const l of fused) emit(`  ${l}`);
       emit('}');
     } else {
-      emit('// Jacobian blocks');
-      emit('for (let e = 0; e < E; e++) {');
-      filled.clear();
-      emit(`  for (let q = 0; q < ${accSize}; q++) ${A}[q] = 0;`);
+      const body: string[] = [];
+      const put = (s: string) => body.push(s);
       for (const t of terms) {
         if (t.kind === 'delta' && s === 1 && t.off !== 0) continue;
         if (t.kind === 'gather' && (s === 1 || s === n)) {
@@ -564,53 +757,39 @@ export function generateKernel(spec: KernelSpec): Kernel {
               const lo = Math.max(t.r0, clo);
               const hi = Math.min(t.r1, chi);
               if (lo >= hi) continue;
-              emit(`  for (let r = ${lo}; r < ${hi}; r++) {`);
-              emit(`    const c = r;`);
-              emit(`    ${A}[r] += ${coef(t)} * ${W}[${idx('r')}]${cf};`);
-              emit('  }');
+              put(`  for (let r = ${lo}; r < ${hi}; r++) {`);
+              put(`    const c = r;`);
+              put(`    ${A}[r] += ${coef(t)} * ${W}[${idx('r')}]${cf};`);
+              put('  }');
               continue;
             }
             if (clo >= chi) continue;
-            emit(`  for (let r = ${t.r0}; r < ${t.r1}; r++) {`);
-            emit(`    const co = ${coef(t)}; const ao = r * ${n};`);
-            emit(`    for (let c = ${clo}; c < ${chi}; c++) ${A}[ao + c] += co * ${W}[${idx('c')}]${cf};`);
-            emit('  }');
+            put(`  for (let r = ${t.r0}; r < ${t.r1}; r++) {`);
+            put(`    const co = ${coef(t)}; const ao = r * ${n};`);
+            put(`    for (let c = ${clo}; c < ${chi}; c++) ${A}[ao + c] += co * ${W}[${idx('c')}]${cf};`);
+            put('  }');
             continue;
           }
         }
-        const inner = denseInner(t);
-        if (inner) {
-          let buf = innerBuffers.get(inner);
-          if (buf === undefined) {
-            buf = `MM${innerBuffers.size}`;
-            innerBuffers.set(inner, buf);
-            prelude.push(`const ${buf} = new Float64Array(${inner.rows * n});`);
-          }
-          if (!filled.has(buf)) {
-            filled.add(buf);
-            const fn = entryFn(inner);
-            emit(`  for (let k = 0; k < ${inner.rows}; k++) for (let c = 0; c < ${n}; c++) ${buf}[k * ${n} + c] = ${fn}(e, k, c);`);
-          }
-        }
-        emit(`  for (let r = ${t.r0}; r < ${t.r1}; r++) {`);
-        if (!inner) emit(`    const co = ${coef(t)};`);
+        put(`  for (let r = ${t.r0}; r < ${t.r1}; r++) {`);
+        put(`    const co = ${coef(t)};`);
         if (t.kind === 'delta') {
-          if (s === 1) emit(`    ${A}[r] += co;`);
-          else if (s === n) emit(`    ${A}[r * ${n} + ${plus('r', t.off)}] += co;`);
+          if (s === 1) put(`    ${A}[r] += co;`);
+          else if (s === n) put(`    ${A}[r * ${n} + ${plus('r', t.off)}] += co;`);
           else {
-            emit(`    const cb = ${cb}; const c = ${plus('r', t.off)};`);
-            emit(`    if (c >= cb && c < cb + ${s}) ${A}[r * ${s} + c - cb] += co;`);
+            put(`    const cb = ${cb}; const c = ${plus('r', t.off)};`);
+            put(`    if (c >= cb && c < cb + ${s}) ${A}[r * ${s} + c - cb] += co;`);
           }
         } else if (t.kind === 'gather') {
           const { blocks, rows: pr, cols: pc } = matrixLayout(paramSpec(g, t.mm.param));
           const outRows = t.mm.transpose ? pc : pr;
           const inRows = t.mm.transpose ? pr : pc;
           const W = pname(t.mm.param);
-          emit(`    const q = ${plus('r', t.rowShift)};`);
-          if (blocks === 1) emit('    const b = 0; const i = q;');
-          else emit(`    const b = (q / ${outRows}) | 0; const i = q - b * ${outRows};`);
-          emit(`    const cb = ${cb};`);
-          emit(
+          put(`    const q = ${plus('r', t.rowShift)};`);
+          if (blocks === 1) put('    const b = 0; const i = q;');
+          else put(`    const b = (q / ${outRows}) | 0; const i = q - b * ${outRows};`);
+          put(`    const cb = ${cb};`);
+          put(
             `    const lo = Math.max(${t.k0 + t.off}, b * ${inRows} + ${t.off}, cb); const hi = Math.min(${t.k1 + t.off}, (b + 1) * ${inRows} + ${t.off}, cb + ${s});`,
           );
           const kl = `c - ${t.off} - b * ${inRows}`;
@@ -618,37 +797,38 @@ export function generateKernel(spec: KernelSpec): Kernel {
             ? `b * ${pr * pc} + (${kl}) * ${pc} + i`
             : `b * ${pr * pc} + i * ${pc} + ${kl}`;
           const cf = t.f.filter((x) => x.on === 'c').map((x) => ` * ${fac(x)}`);
-          emit(
-            `    for (let c = lo; c < hi; c++) ${A}[r * ${s} - cb + c] += co * ${W}[${pIdx}]${cf.join('')};`,
-          );
-        } else if (inner && t.m.kind === 'matmul') {
-          // W · inner with a dense inner: its entries once per element into a buffer (above), then
-          // rows of the product as tight loops (n² entry calls instead of n³; the same sums in the
-          // same order).
+          put(`    for (let c = lo; c < hi; c++) ${A}[r * ${s} - cb + c] += co * ${W}[${pIdx}]${cf.join('')};`);
+        } else if (t.m.kind === 'matmul' && columnSparseOffset(t.m.m) === undefined) {
+          // W · inner with a dense inner: the inner matrix once per element (`dense`), then the
+          // row's block of columns as one pass over W's row (the same sums in the same order).
           const mm = t.m;
           const { rows: pr, cols: pc } = matrixLayout(paramSpec(g, mm.param));
           const outRows = mm.transpose ? pc : pr;
           const inRows = mm.transpose ? pr : pc;
-          const W = pname(mm.param);
-          const buf = innerBuffers.get(inner)!;
-          const wIdx = mm.transpose ? `b * ${pr * pc} + k * ${pc} + i` : `b * ${pr * pc} + i * ${pc} + k`;
-          emit(`    const co = ${coef(t)};`);
-          emit(`    const q = ${plus('r', t.rowShift)}; const b = (q / ${outRows}) | 0; const i = q - b * ${outRows};`);
-          emit(`    ROW.fill(0);`);
-          emit(`    for (let k = 0; k < ${inRows}; k++) {`);
-          emit(`      const w = ${W}[${wIdx}]; const mo = (b * ${inRows} + k) * ${n};`);
-          emit(`      for (let c = 0; c < ${n}; c++) ROW[c] += w * ${buf}[mo + c];`);
-          emit('    }');
-          emit(`    for (let c = 0; c < ${n}; c++) ${A}[r * ${n} + c] += co * ROW[c];`);
+          const X = materialize(mm.m);
+          put(`    const q = ${plus('r', t.rowShift)}; const b = (q / ${outRows}) | 0; const i = q - b * ${outRows};`);
+          put(`    const cb = ${cb};`);
+          const sink = (j: string, acc: string) => `${A}[r * ${s} + ${j}] += co * ${acc};`;
+          for (const l of dot(inRows, (k) => wAt(mm, 'b', 'i', k), X, `b * ${inRows}`, s, 'cb', sink)) put(`    ${l}`);
         } else {
-          const fn = entryFn(t.m);
-          emit(`    const cb = ${cb};`);
-          emit(
-            `    for (let c = cb; c < cb + ${s}; c++) ${A}[r * ${s} - cb + c] += co * ${fn}(e, ${plus('r', t.rowShift)}, c);`,
-          );
+          // O(1) an entry: a product of a column-sparse matrix, or a dense matrix's buffer.
+          const q = plus('r', t.rowShift);
+          const val = t.m.kind === 'matmul' ? `${entryFn(t.m)}(e, ${q}, c)` : read(t.m, q, 'c');
+          put(`    const cb = ${cb};`);
+          put(`    for (let c = cb; c < cb + ${s}; c++) ${A}[r * ${s} - cb + c] += co * ${val};`);
         }
+        put('  }');
+      }
+      emit('// Jacobian blocks');
+      emit('for (let e = 0; e < E; e++) {');
+      emit(`  for (let q = 0; q < ${accSize}; q++) ${A}[q] = 0;`);
+      for (const block of dense) {
+        emit(`  ${block[0]}`);
+        emit('  {');
+        for (const l of block.slice(1)) emit(`    ${l}`);
         emit('  }');
       }
+      for (const l of body) emit(l);
       emit(`  const jb = JB + e * ${accSize};`);
       emit(`  for (let q = 0; q < ${accSize}; q++) J[jb + q] = ${A}[q];`);
       emit('}');
@@ -665,8 +845,8 @@ export function generateKernel(spec: KernelSpec): Kernel {
   for (let k = 0; k < matvecSites.length; k++) head.push(`const MV${k} = MV[${k}];`);
   const nS = scratch.length + (accSize ? 1 : 0);
   for (let k = 0; k < nS; k++) head.push(`const S${k} = S[${k}];`);
-  if (innerBuffers.size > 0) prelude.push(`const ROW = new Float64Array(${g.stateSize});`);
-  const source = `// kernel ${uid++}\n${prelude.map((l) => `${l}\n`).join('')}return function kernel(E, P, X, XB, XS, O, OB, OS, J, JB, S) {\n${head.join('\n')}\n${rowCaches.join('\n')}\n${entryFns.join('\n')}\n${lines.join('\n')}\n};`;
+  if (rowLen > 0) prelude.push(`const ROW = new Float64Array(${rowLen});`);
+  const source = `// kernel ${uid++}\n${prelude.map((l) => `${l}\n`).join('')}return function kernel(E, P, X, XB, XS, O, OB, OS, J, JB, S) {\n${head.join('\n')}\n${entryFns.join('\n')}\n${lines.join('\n')}\n};`;
   // A unique comment keeps V8's eval cache from handing every copy (or identical kernels) one
   // shared feedback vector.
   const siteSources = matvecSites.map((src) => `// copy ${uid++}\n${src}`);

@@ -29,8 +29,9 @@ export function compileDeerStep(program: StepProgram, hoisting = true): DeerStep
   const s = jac.blockSize;
   const r = program.outputs[0]!;
   const em = new GraphEmitter(g);
-  const entries = unrolledJacobianEntries(g, jac, em);
-  if (!entries) return undefined;
+  const unrolled = unrolledJacobianEntries(g, jac, em);
+  if (!unrolled) return undefined;
+  const { entries, lets } = unrolled;
   const roots = [r, ...matExprNodes(jac.expr)];
   const planned = hoisting ? planHoist(g, roots) : undefined;
   const loads: Loads = {
@@ -82,6 +83,7 @@ ${decl}
   for (var t = 0u; t < T; t++) {
     let e = b * T + t;
 ${body}
+${lets.map((l) => `    ${l}`).join('\n')}
 ${step.join('\n')}
     dl = nd;
     for (var i = 0u; i < ${bound(n)}; i++) {

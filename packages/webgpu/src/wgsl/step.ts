@@ -11,7 +11,7 @@ import {
 } from '@deerjs/core';
 import { bound, MAIN_HEAD, paramsDecl, storage, UNIFORM_DECL, UNROLL_MAX, uni } from './common.js';
 import { GraphEmitter, type Loads, paramOffsets, SQ_HELPER, UNARY_HELPERS } from './graph.js';
-import { hasRowFreeEntries, MAX_UNROLLED_TERMS, MatExprEmitter, unrolledEntry } from './jacobian.js';
+import { hasRowFreeEntries, MAX_UNROLLED_TERMS, MatExprEmitter, nestedProducts, sharedEntries, unrolledEntry } from './jacobian.js';
 
 /** Buffers a generated kernel binds after the uniform block, in binding order. */
 export type Role =
@@ -200,19 +200,21 @@ export function bodyFor(
 
 /**
  * The Jacobian blocks' entries as WGSL expressions over `em`'s node values, every entry unrolled:
- * entries[r][j] is entry (r, k·s + j) of block k = ⌊r/s⌋, null where it is structurally zero.
+ * entries[r][j] is entry (r, k·s + j) of block k = ⌊r/s⌋, null where it is structurally zero; they
+ * read the `lets` (entries of products, each summed once: see unrolledEntry), which go first.
  * Undefined when there are too many entries or product terms for that.
  */
 export function unrolledJacobianEntries(
   g: Graph,
   jac: NonNullable<StepProgram['jacobian']>,
   em: GraphEmitter,
-): (string | null)[][] | undefined {
+): { entries: (string | null)[][]; lets: readonly string[] } | undefined {
   const n = g.stateSize;
   const s = jac.blockSize;
   if (n * s > UNROLL_MAX) return undefined;
   const offsets = paramOffsets(g).offsets;
   const budget = { terms: 0 };
+  const shared = sharedEntries();
   const param = (name: string, index: number) => {
     em.uses.params = true;
     return `prm_(${offsets.get(name)! + index}u)`;
@@ -222,10 +224,10 @@ export function unrolledJacobianEntries(
     const k = Math.floor(r / s);
     const row: (string | null)[] = [];
     for (let j = 0; j < s; j++)
-      row.push(unrolledEntry(g, jac.expr, r, k * s + j, (d, at) => em.ref(d, `${at}u`), param, budget));
+      row.push(unrolledEntry(g, jac.expr, r, k * s + j, (d, at) => em.ref(d, `${at}u`), param, budget, shared));
     entries.push(row);
   }
-  return budget.terms > MAX_UNROLLED_TERMS ? undefined : entries;
+  return budget.terms > MAX_UNROLLED_TERMS ? undefined : { entries, lets: shared.lets };
 }
 
 /** The Jacobian blocks as statements writing `jac` for element `e` (see unrolledJacobianEntries). */
@@ -236,8 +238,12 @@ function unrolledJacobian(
 ): string | undefined {
   const n = g.stateSize;
   const s = jac.blockSize;
-  const entries = unrolledJacobianEntries(g, jac, em);
-  return entries?.flatMap((row, r) => row.map((v, j) => `  jac[e * ${n * s}u + ${r * s + j}u] = ${v ?? '0.0'};`)).join('\n');
+  const unrolled = unrolledJacobianEntries(g, jac, em);
+  if (!unrolled) return undefined;
+  return [
+    ...unrolled.lets.map((l) => `  ${l}`),
+    ...unrolled.entries.flatMap((row, r) => row.map((v, j) => `  jac[e * ${n * s}u + ${r * s + j}u] = ${v ?? '0.0'};`)),
+  ].join('\n');
 }
 
 /**
@@ -327,8 +333,11 @@ function compileJacobian(
   const offsets = paramOffsets(g).offsets;
   // Entries the same in every row (sums of rows) would be recomputed by every entry's invocation
   // (a sum over a product with another sum: O(n⁴) work per element at n = 32, 60× a GRU's
-  // iteration on llvmpipe). There an invocation computes a column of a block, keeping them.
-  const byColumn = hasRowFreeEntries(expr);
+  // iteration on llvmpipe), and so would products read by other products (a gradient field's
+  // Hessian through hidden layers [64, 64]: each entry ~h³ multiply-adds, 64× the work of
+  // computing each product once). There an invocation computes a column of a block, keeping the
+  // former and computing each of the latter's column once (MatExprEmitter's fills).
+  const byColumn = hasRowFreeEntries(expr) || nestedProducts(expr).size > 0;
   const em = new MatExprEmitter(
     g,
     (d, e, r) => {
@@ -341,6 +350,7 @@ function compileJacobian(
       return `prm_(${offsets.get(name)}u + ${index})`;
     },
     byColumn,
+    expr,
   );
   const top = em.fn(expr);
   const n = g.stateSize;
@@ -354,8 +364,10 @@ function compileJacobian(
   let l = idx / ${n}u;
   let k = (idx % ${n}u) / ${s}u;
   let j = idx % ${s}u;
+  let c = i32(k * ${s}u + j);
+${em.fills.map((f) => `  ${f}(l, c);`).join('\n')}
   for (var i = 0u; i < ${s}u; i++) {
-    jac[${uni(1)} * ${n * s}u + l * ${n * s}u + k * ${s * s}u + i * ${s}u + j] = ${top}(l, i32(k * ${s}u + i), i32(k * ${s}u + j));
+    jac[${uni(1)} * ${n * s}u + l * ${n * s}u + k * ${s * s}u + i * ${s}u + j] = ${top}(l, i32(k * ${s}u + i), c);
   }
 }`
     : `${MAIN_HEAD}
