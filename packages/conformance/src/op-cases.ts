@@ -1,4 +1,4 @@
-import { cells, Rng, ShapeError, TensorStateError } from '@deerjs/core';
+import { cells, InvalidArgumentError, Rng, ShapeError, TensorStateError } from '@deerjs/core';
 import { expect } from 'vitest';
 import type { SuiteContext } from './context.js';
 import { maxAbsDiff } from './fixtures.js';
@@ -201,6 +201,61 @@ export function defineOpCases(ctx: SuiteContext): void {
       }
     } finally {
       for (const x of [...Object.values(made), ...Object.values(params)]) backend.dispose(x);
+    }
+  });
+
+  ctx.test('ops/tensor-data', async () => {
+    // What a tensor is made of, checked by core's one contract (checkTensorData) on every backend
+    // before anything is allocated or counted: a BigInt64Array had been a TypeError on every
+    // backend and left webgpu's count one higher, null a TypeError, strings NaN in silence.
+    const backend = ctx.backend();
+    const sparse = new Array<number>(2);
+    const refused: [string, () => unknown, typeof InvalidArgumentError | typeof ShapeError, RegExp][] = [
+      ['BigInt64Array', () => backend.tensor(new BigInt64Array(2) as never, [1, 2, 1], ctx.dtype), InvalidArgumentError, /BigInt64Array/],
+      ['null', () => backend.tensor(null as never, [2], ctx.dtype), InvalidArgumentError, /got null/],
+      ['undefined', () => backend.tensor(undefined as never, [2], ctx.dtype), InvalidArgumentError, /got undefined/],
+      ['strings', () => backend.tensor(['a', 'b'] as never, [2], ctx.dtype), InvalidArgumentError, /data\[0\].*"a"/],
+      ['a numeric string', () => backend.tensor([1, '2'] as never, [2], ctx.dtype), InvalidArgumentError, /data\[1\].*"2"/],
+      ['a string', () => backend.tensor('ab' as never, [2], ctx.dtype), InvalidArgumentError, /"ab"/],
+      ['an object', () => backend.tensor({ a: 1 } as never, [1], ctx.dtype), InvalidArgumentError, /not an array/],
+      ['a hole', () => backend.tensor(sparse, [2], ctx.dtype), InvalidArgumentError, /data\[0\].*undefined/],
+      ['a DataView', () => backend.tensor(new DataView(new ArrayBuffer(8)) as never, [2], ctx.dtype), InvalidArgumentError, /DataView/],
+      ['too few values', () => backend.tensor(new Float64Array(3), [2, 2], ctx.dtype), ShapeError, /4 values for \[2, 2\], got 3 values/],
+      ['too many values', () => backend.tensor([1, 2, 3], [2], ctx.dtype), ShapeError, /2 values/],
+      ['a negative extent', () => backend.tensor([], [2, -1], ctx.dtype), ShapeError, /non-negative integer dims/],
+      ['no shape', () => backend.tensor([1], undefined as never, ctx.dtype), ShapeError, /non-negative integer dims/],
+      ['zeros of a fractional extent', () => backend.zeros([1.5], ctx.dtype), ShapeError, /non-negative integer dims/],
+      ['zeros of no shape', () => backend.zeros(null as never, ctx.dtype), ShapeError, /non-negative integer dims/],
+    ];
+    const before = backend.liveTensors();
+    for (const [what, call, type, message] of refused) {
+      let error: unknown;
+      try {
+        call();
+      } catch (err) {
+        error = err;
+      }
+      expect(error, what).toBeInstanceOf(type);
+      expect((error as Error).message, what).toMatch(message);
+      expect(backend.liveTensors(), `${what}: nothing counted`).toBe(before);
+    }
+    // Numbers in any numeric array are taken, NaN and ±Infinity included (a tensor may hold them).
+    const made = [
+      backend.tensor([Number.NaN, Number.POSITIVE_INFINITY, -1.5], [3], ctx.dtype),
+      backend.tensor(Int32Array.from([1, -2, 3]), [3], ctx.dtype),
+      backend.tensor(Uint8Array.from([0, 7, 255]), [3], ctx.dtype),
+      backend.tensor(new Float32Array([0.5, 0.25, -4]), [1, 3, 1], ctx.dtype),
+    ];
+    try {
+      const read = await Promise.all(made.map(async (t) => Array.from(await backend.read(t))));
+      expect(read).toEqual([
+        [Number.NaN, Number.POSITIVE_INFINITY, -1.5],
+        [1, -2, 3],
+        [0, 7, 255],
+        [0.5, 0.25, -4],
+      ]);
+    } finally {
+      for (const t of made) backend.dispose(t);
     }
   });
 

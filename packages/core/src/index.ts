@@ -1,5 +1,5 @@
 export { HostStep, hostSequential, type StepSources } from './backend/host-step.js';
-export { checkDampedScan, checkReshape, checkRows } from './backend/arg-checks.js';
+export { checkDampedScan, checkReshape, checkRows, checkTensorData, checkTensorShape } from './backend/arg-checks.js';
 export { CHECKED_OPS, checkOpArgs, forEachTensor, guardOpArgs } from './backend/op-contracts.js';
 export { hostCapTransitions, hostDampedScan, hostNewtonUpdate } from './backend/host-update.js';
 export { withCapabilities } from './backend/with-capabilities.js';

@@ -80,6 +80,42 @@ describe('CellDefinitionError', () => {
     }
     const proto = Object.defineProperty({}, '__proto__', { value: [2], enumerable: true });
     definitionError(() => defineCell({ state: 2, input: 1, params: proto }, (h) => h), /params\.__proto__/);
+    // An array had been read as a parameter named '0'.
+    definitionError(
+      () => defineCell({ state: 2, input: 0, params: [[2]] as never }, (h) => h),
+      /params: expected an object of parameter shapes.*got an array of length 1/,
+    );
+  });
+
+  it('checks init when the cell is defined', () => {
+    const define = (init: unknown) =>
+      defineCell({ name: 'scaled', state: 2, input: 0, params: { w: [2], b: [2] }, init: init as never }, (h, _x, p) =>
+        lang.add(lang.mul(h, p.w!), p.b!),
+      );
+    // Each of these had made NaN parameters in silence, or (an unknown name) been ignored.
+    definitionError(() => define({ w: { foo: 1 } }), /cell scaled: init\.w: expected \{ uniform: bound \}.*got \{"foo":1\}/);
+    definitionError(() => define({ w: { constant: 'x' } }), /init\.w\.constant: expected a finite number, got "x"/);
+    definitionError(() => define({ w: { normal: Number.NaN } }), /init\.w\.normal: expected a finite number ≥ 0.*got NaN/);
+    definitionError(() => define({ w: { uniform: -1 } }), /init\.w\.uniform: expected a finite number ≥ 0.*got -1/);
+    definitionError(() => define({ w: { constant: Number.POSITIVE_INFINITY } }), /init\.w\.constant.*got Infinity/);
+    definitionError(() => define({ w: { constant: 1, uniform: 1 } }), /init\.w: expected/);
+    definitionError(() => define({ w: null }), /init\.w: expected.*got null/);
+    definitionError(() => define({ w: 0.5 }), /init\.w: expected.*got 0\.5/);
+    definitionError(() => define({ v: { constant: 1 } }), /init\.v: expected the name of a parameter of the cell \('w', 'b'\), got a parameter the cell does not have/);
+    definitionError(() => define([{ constant: 1 }]), /cell scaled: init: expected an object of per-parameter inits/);
+    definitionError(() => define('uniform'), /init: expected.*got "uniform"/);
+    // An init function's values are checked when init() calls it.
+    const bad = define({ w: () => new Float64Array([1, Number.NaN]) });
+    definitionError(() => bad.init(), /init\.w\[1\]: expected a function returning 2 finite numbers.*got NaN/);
+    definitionError(() => define({ w: () => undefined }).init(), /init\.w: expected a function returning 2 finite numbers.*got undefined/);
+    // Valid specs are taken as before (and a plain array from a function becomes a Float64Array).
+    const ok = define({ w: { constant: 0.5 }, b: { normal: 0 } }).init({ seed: 3 });
+    expect(Array.from(ok.w!)).toEqual([0.5, 0.5]);
+    expect(Array.from(ok.b!, Math.abs)).toEqual([0, 0]);
+    const fromArray = define({ w: () => [1, 2] as unknown as Float64Array }).init();
+    expect(fromArray.w).toBeInstanceOf(Float64Array);
+    expect(Array.from(fromArray.w!)).toEqual([1, 2]);
+    expect(define({ w: { uniform: 0 } }).init().w).toEqual(new Float64Array(2));
   });
 
   it('rejects misuse of matvec, slice, concat and grad', () => {

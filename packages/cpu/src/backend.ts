@@ -44,11 +44,6 @@ export const CPU_OPTION_NAMES: readonly string[] = ['dtype', 'maxBufferBytes'];
 
 const shapeSize = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
-const checkDims = (what: string, shape: readonly number[]) => {
-  if (!shape.every((d) => Number.isInteger(d) && d >= 0))
-    throw new ShapeError(what, 'non-negative integer dims', `[${shape.join(', ')}]`);
-};
-
 /**
  * The Backend methods that take tensors (their overrides in subclasses included). Every call
  * checks each tensor among its arguments — passed directly, in an array (concatTime's parts) or
@@ -214,24 +209,18 @@ export class CpuBackend implements Backend {
   }
 
   tensor(data: ArrayLike<number>, shape: readonly number[], dtype: DType = this.defaultDType): Tensor {
+    // Core's contract (shape, numbers, count) first, as guardOpArgs does on the other backends.
+    checkOpArgs('tensor', [data, shape, dtype]);
     if (!this.capabilities.dtypes.includes(dtype))
       throw new DTypeError('tensor', 'float64 or float32', String(dtype));
-    checkDims('tensor', shape);
-    if (data.length !== shapeSize(shape)) {
-      throw new ShapeError(
-        'tensor',
-        `${shapeSize(shape)} values for [${shape.join(', ')}]`,
-        `${data.length} values`,
-      );
-    }
     const Arr = ARRAY[dtype];
     return this.make(shape, dtype, allocating('cpu', data.length * Arr.BYTES_PER_ELEMENT, () => Arr.from(data)));
   }
 
   zeros(shape: readonly number[], dtype: DType = this.defaultDType): Tensor {
+    checkOpArgs('zeros', [shape, dtype]);
     if (!this.capabilities.dtypes.includes(dtype))
       throw new DTypeError('zeros', 'float64 or float32', String(dtype));
-    checkDims('zeros', shape);
     return this.make(shape, dtype);
   }
 

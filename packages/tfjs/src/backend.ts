@@ -167,24 +167,17 @@ export class TfjsBackend implements Backend {
     if (dtype !== 'float32') throw new DTypeError(what, 'float32 (tfjs has no float64)', String(dtype));
   }
 
+  // tensor's and zeros' shape and data are core's contract (checkTensorData), checked by guardOpArgs
+  // before either runs.
   tensor(data: ArrayLike<number>, shape: readonly number[], dtype: DType = 'float32'): Tensor {
     this.checkAlive();
     this.checkDType('tensor', dtype);
-    if (!shape.every((d) => Number.isInteger(d) && d >= 0)) {
-      throw new ShapeError('tensor', 'non-negative integer dims', fmt(shape));
-    }
-    if (data.length !== shapeSize(shape)) {
-      throw new ShapeError('tensor', `${shapeSize(shape)} values for ${fmt(shape)}`, `${data.length} values`);
-    }
     return this.own(allocating('tfjs', shapeSize(shape) * 4, () => this.tf.tensor(Float32Array.from(data), [...shape], 'float32')));
   }
 
   zeros(shape: readonly number[], dtype: DType = 'float32'): Tensor {
     this.checkAlive();
     this.checkDType('zeros', dtype);
-    if (!shape.every((d) => Number.isInteger(d) && d >= 0)) {
-      throw new ShapeError('zeros', 'non-negative integer dims', fmt(shape));
-    }
     return this.own(allocating('tfjs', shapeSize(shape) * 4, () => this.tf.zeros([...shape], 'float32')));
   }
 

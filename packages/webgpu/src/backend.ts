@@ -230,25 +230,24 @@ export class WebGpuBackend implements Backend {
     if (dtype !== 'float32') throw new DTypeError(what, 'float32 (WGSL has no f64)', String(dtype));
   }
 
-  private checkShape(shape: readonly number[]): void {
-    if (!shape.every((d) => Number.isInteger(d) && d >= 0))
-      throw new ShapeError('tensor', 'non-negative integer dims', fmt(shape));
-  }
-
+  // tensor's and zeros' shape and data are core's contract (checkTensorData), checked by guardOpArgs
+  // before either runs.
   tensor(data: ArrayLike<number>, shape: readonly number[], dtype: DType = 'float32'): Tensor {
     this.checkDType('tensor', dtype);
-    this.checkShape(shape);
-    const size = shapeSize(shape);
-    if (data.length !== size)
-      throw new ShapeError('tensor', `${size} values for ${fmt(shape)}`, `${data.length} values`);
+    // Converted before the tensor is made and counted: nothing is left counted if it fails.
+    const values = Float32Array.from(data);
     const t = this.make(shape);
-    this.ctx.write(t.buffer, Float32Array.from(data));
+    try {
+      this.ctx.write(t.buffer, values);
+    } catch (err) {
+      this.dispose(t);
+      throw err;
+    }
     return t;
   }
 
   zeros(shape: readonly number[], dtype: DType = 'float32'): Tensor {
     this.checkDType('zeros', dtype);
-    this.checkShape(shape);
     const t = this.make(shape);
     this.ctx.encode((enc) => enc.clear(t.buffer, 0, t.buffer.size));
     return t;

@@ -1,4 +1,4 @@
-import { ShapeError } from '../errors.js';
+import { describeValue, InvalidArgumentError, ShapeError } from '../errors.js';
 
 /**
  * Argument checks of the op contracts (op-contracts.ts) that take more than a shape comparison;
@@ -57,4 +57,65 @@ export function checkRows(op: 'gatherRows' | 'scatterRows', rows: readonly numbe
       seen[r] = 1;
     }
   }
+}
+
+/** The typed arrays whose entries read as numbers (BigInt64Array and BigUint64Array hold bigints). */
+const NUMERIC_ARRAYS = new Set([
+  'Int8Array',
+  'Uint8Array',
+  'Uint8ClampedArray',
+  'Int16Array',
+  'Uint16Array',
+  'Int32Array',
+  'Uint32Array',
+  'Float16Array',
+  'Float32Array',
+  'Float64Array',
+]);
+
+/** A new tensor's shape: a list of non-negative integer extents (an array or a numeric typed array). Returns them. */
+export function checkTensorShape(shape: unknown, op = 'tensor'): number[] {
+  const list = Array.isArray(shape) || (ArrayBuffer.isView(shape) && NUMERIC_ARRAYS.has(tagOf(shape)));
+  const dims = list ? Array.from(shape as ArrayLike<unknown>) : undefined;
+  if (!dims?.every((d) => typeof d === 'number' && Number.isInteger(d) && d >= 0)) {
+    const got = dims ? `[${dims.map((d) => describeValue(d)).join(', ')}]` : describeValue(shape);
+    throw new ShapeError(op, 'non-negative integer dims', got);
+  }
+  return dims as number[];
+}
+
+/**
+ * `tensor(data, shape)`'s arguments, checked alike on every backend before anything is allocated or
+ * counted: the shape as `checkTensorShape`; data an array or a numeric typed array (or another
+ * array-like) of numbers — NaN and ±Infinity included, a tensor may hold them — else an
+ * InvalidArgumentError naming what came (a BigInt64Array, a string, null, an object, an entry that
+ * is not a number: each had been a TypeError from inside a backend, or NaN entries made in
+ * silence); and exactly as many values as the shape holds, else a ShapeError.
+ */
+export function checkTensorData(data: unknown, shape: unknown, op = 'tensor'): void {
+  const dims = checkTensorShape(shape, op);
+  const want = 'an array or typed array of numbers';
+  if (typeof data !== 'object' || data === null) throw new InvalidArgumentError(`${op} data`, want, describeValue(data));
+  const view = ArrayBuffer.isView(data);
+  if (view && !NUMERIC_ARRAYS.has(tagOf(data))) {
+    const n = (data as { length?: unknown }).length;
+    throw new InvalidArgumentError(`${op} data`, want, `a ${tagOf(data) || 'view'}${typeof n === 'number' ? ` of ${n} values` : ''}`);
+  }
+  const length = (data as { length?: unknown }).length;
+  if (!view && !(typeof length === 'number' && Number.isSafeInteger(length) && length >= 0))
+    throw new InvalidArgumentError(`${op} data`, want, `${describeValue(data)} (not an array)`);
+  const size = dims.reduce((a, b) => a * b, 1);
+  if (length !== size) throw new ShapeError(op, `${size} values for [${dims.join(', ')}]`, `${String(length)} values`);
+  if (view) return;
+  const values = data as ArrayLike<unknown>;
+  for (let i = 0; i < size; i++) {
+    const v = values[i];
+    if (typeof v !== 'number') throw new InvalidArgumentError(`${op} data[${i}]`, `a number (${want})`, describeValue(v));
+  }
+}
+
+/** A typed array's kind ('Float32Array', 'BigInt64Array'; '' for anything else). */
+function tagOf(v: object): string {
+  const tag = (v as { [Symbol.toStringTag]?: unknown })[Symbol.toStringTag];
+  return typeof tag === 'string' ? tag : '';
 }

@@ -1,13 +1,14 @@
 import { DTypeError, ShapeError } from '../errors.js';
-import { checkDampedScan, checkReshape, checkRows } from './arg-checks.js';
+import { checkDampedScan, checkReshape, checkRows, checkTensorData, checkTensorShape } from './arg-checks.js';
 import type { StepProgram } from './program.js';
 import type { DampedScanArgs, NewtonUpdateOptions, ScanArgs, StepInputs, Tensor } from './types.js';
 
 /**
  * The Backend interface's argument contracts (backend/types.ts), checked the same way for every
- * backend before it does anything: a bad argument is a ShapeError, never a hang (a block size of 0
- * looped for ever), an untyped error from inside an engine, a half-written device command, or an
- * answer made of whatever the buffers held. `guardOpArgs` wraps a backend's methods with them.
+ * backend before it does anything: a bad argument is a ShapeError (or, for `tensor`'s data, an
+ * InvalidArgumentError), never a hang (a block size of 0 looped for ever), an untyped error from
+ * inside an engine, a half-written device command, a tensor counted but never made, or an answer
+ * made of whatever the buffers held. `guardOpArgs` wraps a backend's methods with them.
  */
 
 const fmt = (s: readonly number[]) => `[${s.join(', ')}]`;
@@ -112,6 +113,9 @@ const T = (v: unknown) => v as Tensor;
 
 /** Per Backend method, its argument checks (methods not listed have their own, or take none). */
 const CHECKS: Readonly<Record<string, Check>> = {
+  // What a new tensor is made of, before anything is allocated or counted.
+  tensor: (op, [data, shape]) => checkTensorData(data, shape, op),
+  zeros: (op, [shape]) => void checkTensorShape(shape, op),
   runStep: (op, [program, inputs]) => {
     const p = program as StepProgram;
     const i = inputs as StepInputs;
@@ -230,7 +234,7 @@ const CHECKS: Readonly<Record<string, Check>> = {
 /** The Backend methods whose arguments `checkOpArgs` checks. */
 export const CHECKED_OPS: readonly string[] = Object.keys(CHECKS);
 
-/** Check the arguments of a call of Backend method `op` (a ShapeError for a bad one). */
+/** Check the arguments of a call of Backend method `op` (a ShapeError for a bad one; `tensor`'s data, an InvalidArgumentError). */
 export function checkOpArgs(op: string, args: readonly unknown[]): void {
   try {
     CHECKS[op]?.(op, args);

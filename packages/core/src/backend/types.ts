@@ -205,6 +205,12 @@ export interface Backend {
   readonly name: string;
   readonly capabilities: BackendCapabilities;
 
+  /**
+   * A tensor of `shape` holding `data`: an array or numeric typed array of numbers (NaN and ±Inf
+   * allowed), exactly as many as the shape holds. Anything else is refused before anything is made
+   * or counted (`checkTensorData`: an InvalidArgumentError for what is not numbers, a ShapeError
+   * for a wrong shape or count).
+   */
   tensor(data: ArrayLike<number>, shape: readonly number[], dtype?: DType): Tensor;
   zeros(shape: readonly number[], dtype?: DType): Tensor;
   read(t: Tensor): Promise<TypedArray>;

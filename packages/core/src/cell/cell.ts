@@ -1,5 +1,5 @@
 import type { StepProgram } from '../backend/program.js';
-import { CellDefinitionError } from '../errors.js';
+import { CellDefinitionError, describeValue } from '../errors.js';
 import { Rng } from '../util/random.js';
 import { GraphBuilder } from './builder.js';
 import type { Graph, NodeId, ParamSpec } from './graph.js';
@@ -25,7 +25,11 @@ export interface CellDefinition {
   readonly input: number;
   /** Parameter shapes: [k] vectors, [rows, cols] dense or [blocks, rows, cols] block-diagonal matrices. */
   readonly params: Readonly<Record<string, readonly number[]>>;
-  /** Per-parameter init; default uniform in ±1/√n (PyTorch's RNN default). */
+  /**
+   * Per-parameter init; default uniform in ±1/√n (PyTorch's RNN default). Checked by `defineCell`:
+   * each name a parameter of the cell, each entry a function or one of { uniform: b ≥ 0 },
+   * { normal: std ≥ 0 }, { constant: c } with a finite number (else a CellDefinitionError).
+   */
   readonly init?: Readonly<Record<string, ParamInit>>;
 }
 
@@ -82,10 +86,11 @@ export class Cell {
         describe(def.input),
       );
     }
-    if (def.params === null || typeof def.params !== 'object') {
+    // An array had been read as parameters named '0', '1', …
+    if (def.params === null || typeof def.params !== 'object' || Array.isArray(def.params)) {
       throw new CellDefinitionError(
         `cell ${cellName}: params`,
-        'an object of parameter shapes',
+        'an object of parameter shapes ({ name: shape })',
         describe(def.params),
       );
     }
@@ -111,7 +116,7 @@ export class Cell {
       }
       return { name, shape: [...shape], size: shape.reduce((a, b) => a * b, 1) };
     });
-    this.inits = def.init ?? {};
+    this.inits = checkInits(cellName, def.init, this.params);
     const b = new GraphBuilder(def.state, def.input, this.params);
     const out = withBuilder(b, () => {
       const h = new Vec(b, b.state());
@@ -199,7 +204,7 @@ export class Cell {
     for (const spec of this.params) {
       const init = this.inits[spec.name] ?? { uniform: bound };
       let values: Float64Array;
-      if (typeof init === 'function') values = init(rng, spec.shape);
+      if (typeof init === 'function') values = initFromFunction(this.name, spec, init(rng, spec.shape));
       else if ('uniform' in init) values = rng.uniformArray(spec.size, -init.uniform, init.uniform);
       else if ('normal' in init) values = rng.normalArray(spec.size, init.normal);
       else values = new Float64Array(spec.size).fill(init.constant);
@@ -228,6 +233,57 @@ export class Cell {
     }
     return p;
   }
+}
+
+/** The kinds of ParamInit given as an object, each with a number. */
+const INIT_KINDS = ['uniform', 'normal', 'constant'] as const;
+const INIT_FORMS = '{ uniform: bound }, { normal: std }, { constant: value } or a function (rng, shape) => Float64Array';
+
+/**
+ * `init`, checked when the cell is defined: an object whose names are parameters of the cell (an
+ * entry for another name had been ignored in silence, a misspelt one leaving the default), each a
+ * function or exactly one of { uniform: b }, { normal: s } with b, s finite and ≥ 0, or
+ * { constant: c } with c finite (`{ foo: 1 }`, `{ constant: 'x' }` and `{ normal: NaN }` had made
+ * NaN parameters).
+ */
+function checkInits(cell: string, init: unknown, params: readonly ParamSpec[]): Readonly<Record<string, ParamInit>> {
+  if (init === undefined) return {};
+  if (init === null || typeof init !== 'object' || Array.isArray(init)) {
+    throw new CellDefinitionError(`cell ${cell}: init`, 'an object of per-parameter inits ({ name: init })', describeValue(init));
+  }
+  for (const [name, spec] of Object.entries(init)) {
+    const where = `cell ${cell}: init.${name}`;
+    if (!params.some((p) => p.name === name)) {
+      const names = params.map((p) => `'${p.name}'`).join(', ') || 'none';
+      throw new CellDefinitionError(where, `the name of a parameter of the cell (${names})`, 'a parameter the cell does not have');
+    }
+    if (typeof spec === 'function') continue;
+    const keys = spec !== null && typeof spec === 'object' && !Array.isArray(spec) ? Object.keys(spec) : [];
+    const kind = keys.length === 1 ? INIT_KINDS.find((k) => k === keys[0]) : undefined;
+    if (kind === undefined) throw new CellDefinitionError(where, INIT_FORMS, describeValue(spec));
+    const v: unknown = (spec as Record<string, unknown>)[kind];
+    const scale = kind !== 'constant';
+    if (typeof v !== 'number' || !Number.isFinite(v) || (scale && v < 0)) {
+      throw new CellDefinitionError(`${where}.${kind}`, scale ? `a finite number ≥ 0 (the ${kind === 'uniform' ? 'bound' : 'standard deviation'})` : 'a finite number', describeValue(v));
+    }
+  }
+  return init as Readonly<Record<string, ParamInit>>;
+}
+
+/** What an init function returned: `spec.size` finite numbers, as a Float64Array. */
+function initFromFunction(cell: string, spec: ParamSpec, values: unknown): Float64Array {
+  const where = `cell ${cell}: init.${spec.name}`;
+  const want = `a function returning ${spec.size} finite numbers (a Float64Array)`;
+  const length = (values as { length?: unknown } | null)?.length;
+  if (values === null || typeof values !== 'object' || typeof length !== 'number') {
+    throw new CellDefinitionError(where, want, describeValue(values));
+  }
+  const a = values as ArrayLike<unknown>;
+  for (let i = 0; i < a.length; i++) {
+    const v = a[i];
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new CellDefinitionError(`${where}[${i}]`, want, describeValue(v));
+  }
+  return values instanceof Float64Array ? values : Float64Array.from(a as ArrayLike<number>);
 }
 
 /** A short description of a value for error messages. */

@@ -8,6 +8,7 @@ import {
 } from '../backend/types.js';
 import { underlyingBackend } from '../backend/with-capabilities.js';
 import { ConvergenceError, UnsupportedOptionError } from '../errors.js';
+import { lastStepMessage } from './convergence-message.js';
 import { residualMerit } from './merit.js';
 import { awaitAsync, readScanUpdate, readUpdate, type Solve } from './solve.js';
 import type { FallbackOption, IterationInfo } from './options.js';
@@ -493,7 +494,7 @@ export function* newtonWindow(
     const unfinished = failed.filter((b) => !chosen.includes(b));
     if (opts.fallback === 'throw' && unfinished.length > 0) {
       throw new ConvergenceError(
-        `${opts.solver} did not converge for ${unfinished.length} of ${B} batch rows (${stats.stopReason} after ${iterations} iterations${stats.shootingSweeps > 0 ? ` and ${stats.shootingSweeps} sweeps of parallel shooting` : ''}; last max |Δy| = ${stats.residuals.at(-1) ?? 'none'}, atol ${opts.atol}, rtol ${opts.rtol})`,
+        `${opts.solver} did not converge for ${unfinished.length} of ${B} batch rows (${stats.stopReason} after ${iterations} iterations${stats.shootingSweeps > 0 ? ` and ${stats.shootingSweeps} sweeps of parallel shooting` : ''}; ${lastStepMessage(stats.stopReason, stats.residuals, opts.clip)}, atol ${opts.atol}, rtol ${opts.rtol})`,
         { ...stats, residuals: [...stats.residuals] },
       );
     }
@@ -580,6 +581,10 @@ function* shootFailedRows(
     return y;
   }
   stats.shootingSweeps += shot.sweeps;
+  // A row whose last sweep held NaN/Inf overflows, as Newton's rows that keep holding it do.
+  rows.forEach((b, k) => {
+    if (shot.nonFinite[k] === 1) w.reason[b] = 'nonFinite';
+  });
   const settled = rows.filter((_, k) => shot.converged[k] === 1);
   let merged: Tensor;
   try {
@@ -603,7 +608,11 @@ function* shootFailedRows(
         done.push(b);
         w.status[b] = Row.Converged;
         stats.residual = Math.max(stats.residual, scaled);
-      } else worst = Math.max(worst, check.rows.replaced[b]! > 0 ? Number.POSITIVE_INFINITY : scaled);
+      } else {
+        // NaN/Inf past the last chunk boundary: the starts settled, the trajectory overflows.
+        if (check.rows.replaced[b]! > 0) w.reason[b] = 'nonFinite';
+        worst = Math.max(worst, check.rows.replaced[b]! > 0 ? Number.POSITIVE_INFINITY : scaled);
+      }
     }
   }
   const refused = settled.length - done.length;

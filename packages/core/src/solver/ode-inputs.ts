@@ -5,6 +5,7 @@ import type { MatrixOps } from './expm.js';
 import { checkOptionNames } from './options.js';
 import {
   checkCell,
+  checkCellConstants,
   checkTensor,
   isTensor,
   type Owned,
@@ -92,6 +93,7 @@ export async function prepareOde(
   let B = problem.batch ?? 1;
   if (isTensor(y0) ? y0.shape.length === 2 : y0.length !== n) B = isTensor(y0) ? y0.shape[0]! : y0.length / n;
   const dt0 = dtype ?? (isTensor(y0) ? y0.dtype : x ? x.dtype : backend.capabilities.defaultDType);
+  checkCellConstants(field, dt0);
   if (problem.batch !== undefined && (!Number.isSafeInteger(problem.batch) || problem.batch < 1)) {
     throw new ShapeError('batch', 'a positive integer', String(problem.batch));
   }

@@ -21,6 +21,12 @@ export interface ShootingResult {
   readonly y: Tensor;
   /** Per row: 1 where the chunks' starts met the tolerance. */
   readonly converged: Uint8Array;
+  /**
+   * Per row: 1 where the last sweep's chunk ends held NaN/Inf. Such a row never converges: its
+   * trajectory overflows (after as many sweeps as chunks, every chunk up to the first non-finite
+   * end runs from its exact start), or, after fewer, a wrong start made it overflow.
+   */
+  readonly nonFinite: Uint8Array;
   readonly sweeps: number;
 }
 
@@ -105,12 +111,13 @@ export function* shoot(
         d <= 1 && update.rows.replaced[r] === 0 ? 1 : 0,
       );
       if (converged.every((c) => c === 1) || sweep >= maxSweeps) {
+        const nonFinite = Uint8Array.from(update.rows.replaced, (c) => (c > 0 ? 1 : 0));
         const whole = backend.reshape(ys, [R, K * L, n]);
         backend.dispose(ys);
         ys = undefined;
-        if (pad === 0) return { y: whole, converged, sweeps: sweep };
+        if (pad === 0) return { y: whole, converged, nonFinite, sweeps: sweep };
         try {
-          return { y: backend.sliceTime(whole, 0, T), converged, sweeps: sweep };
+          return { y: backend.sliceTime(whole, 0, T), converged, nonFinite, sweeps: sweep };
         } finally {
           backend.dispose(whole);
         }

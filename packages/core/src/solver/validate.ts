@@ -1,5 +1,6 @@
 import type { Backend, DType, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
+import { operands } from '../cell/graph.js';
 import {
   DTypeError,
   describeValue,
@@ -76,19 +77,70 @@ export function checkSequenceInput(
   if (!backend.capabilities.dtypes.includes(t.dtype)) {
     throw new DTypeError('x', backend.capabilities.dtypes.join(' or '), t.dtype);
   }
+  checkCellConstants(cell, t.dtype);
   return { B: t.shape[0]!, T: t.shape[1]!, dtype: t.dtype };
 }
 
+/** Cells whose constants a float32 solve takes (checked once per cell). */
+const float32Cells = new WeakSet<Cell>();
+
 /**
- * The first entry of a host array that is NaN or ±Inf once stored in `dtype` (finite in float64 but
- * past float32's range, it would be ±Inf on the backend), as a NonFiniteError.
+ * The cell's constants as a float32 solve stores them: one past float32's range (|c| > 3.4e38,
+ * finite in float64) is ±Infinity there. As a bound of `minimum`/`maximum` (so `clip`) that changes
+ * nothing — no float32 value lies between 3.4e38 and the constant, and every backend holds to it
+ * (conformance `graph/constant-past-float32`) — but in arithmetic it does: `mul(v, 1e40)` would be a
+ * multiplication by Infinity, in silence, where a parameter of that size is refused
+ * (NonFiniteError, "as float32"). Such a use is a DTypeError naming the constant and the op;
+ * float64 takes every constant (the language itself refuses NaN and ±Inf).
+ */
+export function checkCellConstants(cell: Cell, dtype: DType): void {
+  if (dtype !== 'float32' || float32Cells.has(cell)) return;
+  const nodes = cell.graph.nodes;
+  const users: number[][] = nodes.map(() => []);
+  nodes.forEach((node, id) => {
+    for (const o of operands(node)) users[o]!.push(id);
+  });
+  /** The first use of node `id`'s values that is not a bound of min/max (through slices and concats), or undefined. */
+  const arithmetic = (id: number): string | undefined => {
+    if (id === cell.output) return 'the output';
+    for (const u of users[id]!) {
+      const node = nodes[u]!;
+      if (node.op === 'binary' && (node.fn === 'min' || node.fn === 'max')) continue;
+      const through = node.op === 'slice' || node.op === 'concat' ? arithmetic(u) : node.op === 'unary' || node.op === 'binary' ? node.fn : node.op;
+      if (through !== undefined) return through;
+    }
+    return undefined;
+  };
+  nodes.forEach((node, id) => {
+    if (node.op !== 'const') return;
+    const bad = node.values.find((v) => !Number.isFinite(Math.fround(v)));
+    if (bad === undefined) return;
+    const use = arithmetic(id);
+    if (use === undefined) return;
+    throw new DTypeError(
+      `cell ${cell.name}: the constant ${bad}, used in ${use}`,
+      `float64 (in float32 it is ${bad > 0 ? '' : '-'}Infinity, past float32's largest finite value 3.4028235e38; only minimum, maximum and clip take such a constant there, as a bound)`,
+      'float32',
+    );
+  });
+  float32Cells.add(cell);
+}
+
+/**
+ * A host array's entries, before it is uploaded: each a number — else an InvalidArgumentError naming
+ * the first that is not (a string '1' had passed in float32, where Math.fround reads it as 1, and
+ * been called non-finite, "got 1", in float64) — and finite once stored in `dtype`: the first NaN or
+ * ±Inf is a NonFiniteError (finite in float64 but past float32's range, it would be ±Inf on the
+ * backend).
  */
 function checkHostFinite(what: string, a: ArrayLike<number>, dtype: DType): void {
   const round = dtype === 'float32' ? Math.fround : (v: number) => v;
   for (let i = 0; i < a.length; i++) {
-    if (Number.isFinite(round(a[i]!))) continue;
-    if (Number.isFinite(a[i]!)) throw new NonFiniteError(`${what} (as ${dtype})`, i, round(a[i]!));
-    throw new NonFiniteError(what, i, a[i]!);
+    const v: unknown = a[i];
+    if (typeof v !== 'number') throw new InvalidArgumentError(`${what}[${i}]`, 'a number', describeValue(v));
+    if (Number.isFinite(round(v))) continue;
+    if (Number.isFinite(v)) throw new NonFiniteError(`${what} (as ${dtype})`, i, round(v));
+    throw new NonFiniteError(what, i, v);
   }
 }
 
