@@ -138,14 +138,7 @@ export class MatExprEmitter {
 
   /** Statements writing column c of a product with a dense inner matrix into `col`, row by row. */
   private columnFill(m: Extract<MatExpr, { kind: 'matmul' }>, col: string): string {
-    const { rows: pr, cols: pc } = matrixLayout(paramSpec(this.graph, m.param));
-    const outRows = m.transpose ? pc : pr;
-    const inRows = m.transpose ? pr : pc;
-    const p = (k: string) =>
-      this.param(
-        m.param,
-        m.transpose ? `u32(b * ${pr * pc} + ${k} * ${pc} + i)` : `u32(b * ${pr * pc} + i * ${pc} + ${k})`,
-      );
+    const { outRows, inRows, p } = this.productParam(m);
     const inner = this.fn(m.m);
     // Opaque bounds (see MAIN_HEAD's z, not in scope here): constant ones get unrolled.
     const opaque = (trips: number) => `${trips} + i32(${uni(7)})`;
@@ -157,16 +150,19 @@ export class MatExprEmitter {
   }`;
   }
 
-  private matmul(m: Extract<MatExpr, { kind: 'matmul' }>): string {
+  /** A product's parameter: rows out and in of its block, and P[i][k] inside block b as WGSL. */
+  private productParam(m: Extract<MatExpr, { kind: 'matmul' }>) {
     const { rows: pr, cols: pc } = matrixLayout(paramSpec(this.graph, m.param));
-    const outRows = m.transpose ? pc : pr;
-    const inRows = m.transpose ? pr : pc;
-    // P[i][k] inside block b, as a flat index into the param.
     const p = (k: string) =>
       this.param(
         m.param,
         m.transpose ? `u32(b * ${pr * pc} + ${k} * ${pc} + i)` : `u32(b * ${pr * pc} + i * ${pc} + ${k})`,
       );
+    return { outRows: m.transpose ? pc : pr, inRows: m.transpose ? pr : pc, p };
+  }
+
+  private matmul(m: Extract<MatExpr, { kind: 'matmul' }>): string {
+    const { outRows, inRows, p } = this.productParam(m);
     const head = `  let b = r / ${outRows}; let i = r % ${outRows};`;
     const inner = this.fn(m.m);
     const offset = columnSparseOffset(m.m);
