@@ -48,6 +48,20 @@ const logistic = () =>
     add(mul(constant(3.9), mul(h, sub(constant(1), h))), mul(constant(0), x)),
   );
 
+/**
+ * y ← y/2 + e/(e + 1) with e = e^(100x + y), plus softplus(−y)/100 when asked: at x = 1, e^(100 + y)
+ * overflows float32 (not float64) and ∞/∞ is NaN.
+ */
+const overflowing = (softplus: boolean) =>
+  defineCell(
+    { name: softplus ? 'overflowing-softplus' : 'overflowing', state: 1, input: 1, params: {} },
+    (h, x) => {
+      const e = lang.exp(add(mul(x, constant(100)), h));
+      const f = add(mul(h, constant(0.5)), lang.div(e, add(e, constant(1))));
+      return softplus ? add(f, mul(constant(0.01), lang.softplus(lang.neg(h)))) : f;
+    },
+  );
+
 async function run(
   backend: Backend,
   dtype: SuiteContext['dtype'],
@@ -270,6 +284,44 @@ export function defineAdversarialCases(ctx: SuiteContext): void {
       expect(out.some(Number.isNaN), 'NaN parameters give a NaN trajectory, as sequentially').toBe(true);
     } finally {
       for (const t of [xGood, guess, h0t, Rt]) backend.dispose(t);
+    }
+  });
+
+  ctx.test('adversarial/overflow-inside-the-cell', async () => {
+    // A value that overflows inside the cell (float32: e^101 = ∞, then ∞/∞ = NaN): deer gives what
+    // sequential gives, finite or not, entry by entry, whatever evaluates the cell. On cpu B·T = 252
+    // ran the interpreter and 256 generated JavaScript, whose float64 intermediates did not overflow:
+    // in float32 sequential was NaN at 252 and deer (and sequential) finite at 256, "converged"; on
+    // tfjs with the cpu kernels, sequential NaN (its host loop rounds every node) and deer finite
+    // and converged. Without the softplus term the cpu's WebAssembly kernels ran, NaN again.
+    const B = 4;
+    for (const T of [63, 64]) {
+      for (const softplus of [false, true]) {
+        const label = `T=${T}${softplus ? ' with softplus' : ''}`;
+        const x = new Float64Array(B * T).fill(1);
+        const got = await run(ctx.backend(), ctx.dtype, overflowing(softplus), {}, x, [B, T, 1]);
+        expect(got.y.length).toBe(got.seq.length);
+        let first = -1;
+        for (let i = 0; i < got.y.length && first < 0; i++)
+          if (Number.isFinite(got.y[i]!) !== Number.isFinite(got.seq[i]!)) first = i;
+        const at = first < 0 ? '' : ` (at ${first}: deer ${got.y[first]}, sequential ${got.seq[first]})`;
+        expect(
+          first,
+          `${label}: the first entry finite in deer's trajectory and not in sequential's, or back${at}`,
+        ).toBe(-1);
+        const finite = got.seq.every(Number.isFinite);
+        if (finite) {
+          expect(got.stats.converged, `${label}: converged`).toBe(true);
+          expectSameTrajectory(got.y, got.seq, rel);
+        } else {
+          expect(got.stats.converged, `${label}: a trajectory that is not finite is never converged`).toBe(
+            false,
+          );
+        }
+        ctx.report(
+          `overflow inside the cell, ${label}: ${finite ? 'finite' : 'not finite'} (deer: ${got.stats.stopReason})`,
+        );
+      }
     }
   });
 

@@ -9,7 +9,7 @@ import {
   type TypedArray,
   type UnaryFn,
 } from '@deerjs/core';
-import { matvecCols, matvecRows } from './matvec.js';
+import { matvecCols, matvecColsF32, matvecRows, matvecRowsF32 } from './matvec.js';
 import { wasmMatvecSource } from './wasm/matvec-site.js';
 
 import { fusedRuns } from './fused-runs.js';
@@ -30,7 +30,10 @@ export interface KernelSpec {
   readonly externals: readonly NodeId[];
   readonly stores: readonly NodeId[];
   readonly jacobian?: { readonly expr: MatExpr; readonly blockSize: number };
-  /** Float32 storage: tanh through exp (V8's Math.tanh costs 3–5× Math.exp), ~1e-16 absolute. */
+  /**
+   * Float32 storage: every node's value rounded to float32 where it is made (the interpreter's
+   * semantics); tanh through exp (V8's Math.tanh costs 3–5× Math.exp), ~1e-16 absolute.
+   */
   readonly fast?: boolean;
   /**
    * Matrix products on WebAssembly SIMD where available (wasm/matvec-site.ts): f32 lanes and sums
@@ -87,6 +90,9 @@ const UNARY_JS: Record<UnaryFn, string> = {
   sign: 'Math.sign(v)',
 };
 
+/** Unary functions whose result is their argument or ±1, 0 (float32 in, float32 out: no rounding). */
+const EXACT_UNARY: ReadonlySet<UnaryFn> = new Set(['neg', 'abs', 'relu', 'step', 'sign']);
+
 /** Float32 programs: tanh through exp. No branches: a never-taken branch in a kernel is a deopt. */
 const UNARY_FAST: Record<UnaryFn, string> = {
   ...UNARY_JS,
@@ -101,7 +107,7 @@ const UNARY_FAST: Record<UnaryFn, string> = {
  * x = (32k + j)·ln2/32 + r with |r| ≤ ln2/64: e^x = 2^k · 2^{j/32} · (1 + r + r²/2 + r³/6), good to
  * 6e-10 relative (float32 storage rounds at 6e-8). Branch-free (a branch first taken after V8 has
  * optimised a kernel deoptimises it): x is clamped to ±700 (e^±700 stays finite in float64 and
- * rounds to ∞ / 0 in float32 storage); NaN propagates.
+ * rounds to ∞ / 0 as the node's value is rounded to float32); NaN propagates.
  */
 function fastExp(id: NodeId, arg: string): string[] {
   return [
@@ -320,7 +326,8 @@ export function generateKernel(spec: KernelSpec): Kernel {
       let k = constIndex.get(id);
       if (k === undefined) {
         k = consts.length;
-        consts.push(Float64Array.from(node.values));
+        // Float32 programs: the value a float32 const holds (the interpreter's Float32Array).
+        consts.push(Float64Array.from(fast ? Float32Array.from(node.values) : node.values));
         constIndex.set(id, k);
       }
       return `P${g.params.length + k}[${i}]`;
@@ -373,6 +380,15 @@ export function generateKernel(spec: KernelSpec): Kernel {
     return scratchIndex.get(id)!;
   };
   const unary = fast ? UNARY_FAST : UNARY_JS;
+  /**
+   * Float32 programs: a node's value rounded to float32 where it is made, the value the reference
+   * interpreter stores (its scratch is float32): without it, intermediates kept in float64 did not
+   * overflow where the interpreter's, the WebAssembly kernels' and other backends' do (e^x at
+   * x = 100 is finite in float64, ∞ in float32), so a cell's answer (NaN or a number) depended on
+   * the path that ran. Values computed in float64 within a node (a sum, e^x's approximation) are
+   * rounded once, as the interpreter rounds them.
+   */
+  const round = (expr: string) => (fast ? `Math.fround(${expr})` : expr);
 
   for (const item of items) {
     if (item.kind === 'group') {
@@ -404,7 +420,10 @@ export function generateKernel(spec: KernelSpec): Kernel {
               expr = `${x} ${op} ${y}`;
             }
           } else throw new Error('compiled step: not elementwise');
-          emit(`${pad}const v${id} = ${expr};`);
+          // Results that are one of their float32 operands (neg, abs, min, …) need no rounding.
+          const exact =
+            node.op === 'unary' ? EXACT_UNARY.has(node.fn) : node.fn === 'min' || node.fn === 'max';
+          emit(`${pad}const v${id} = ${exact ? expr : round(expr)};`);
           local.add(id);
           const k = scratchIndex.get(id);
           if (k !== undefined) emit(`${pad}S${k}[${size === 1 ? e : `${e} * ${size} + ${i}`}] = v${id};`);
@@ -448,7 +467,15 @@ export function generateKernel(spec: KernelSpec): Kernel {
                 const w = node.transpose ? b * rows * cols + q * cols + o : b * rows * cols + o * cols + q;
                 sum.push(`${W}[${w}] * x${b * inSize + q}`);
               }
-              emit(`  ${out('e', String(b * outSize + o))} = ${sum.join(' + ') || '0'};`);
+              // Float32: the interpreter's product sums in float64 and rounds the result; its
+              // transposed product accumulates in its float32 output, rounding every partial sum.
+              const value =
+                sum.length === 0
+                  ? '0'
+                  : fast && node.transpose
+                    ? sum.reduce((acc, p) => (acc === '' ? round(p) : round(`${acc} + ${p}`)), '')
+                    : round(sum.join(' + '));
+              emit(`  ${out('e', String(b * outSize + o))} = ${value};`);
             }
           }
           emit('}');
@@ -457,7 +484,16 @@ export function generateKernel(spec: KernelSpec): Kernel {
           // One copy of the kernel per call site: each sees one array type (V8 feedback stays monomorphic).
           const fn = `MV${matvecSites.length}`;
           const wasm = spec.simd ? wasmMatvecSource(fast, node.transpose) : undefined;
-          matvecSites.push(wasm ?? `return ${(node.transpose ? matvecCols : matvecRows).toString()}`);
+          // Float32 on JavaScript: the copies rounding as the interpreter does (matvec.ts). The
+          // WebAssembly ones sum in f32.
+          const js = fast
+            ? node.transpose
+              ? matvecColsF32
+              : matvecRowsF32
+            : node.transpose
+              ? matvecCols
+              : matvecRows;
+          matvecSites.push(wasm ?? `return ${js.toString()}`);
           // P (a new array per backend call) tells a wasm site when to pack W again.
           for (let b = 0; b < blocks; b++) {
             emit(
@@ -482,7 +518,7 @@ export function generateKernel(spec: KernelSpec): Kernel {
         emit('for (let e = 0; e < E; e++) {');
         emit('  let acc = 0;');
         emit(`  for (let i = 0; i < ${as}; i++) acc += ${ref(node.a, 'e', 'i')};`);
-        emit(`  ${out('e', '0')} = acc;`);
+        emit(`  ${out('e', '0')} = ${round('acc')};`);
         emit('}');
         break;
       }
@@ -596,7 +632,10 @@ export function generateKernel(spec: KernelSpec): Kernel {
         v = { ...materialize(m.m), bcast: true };
       } else {
         const buf = `D${buffers++}`;
-        prelude.push(`const ${buf} = new Float64Array(${Math.max(1, m.rows * n)});`);
+        // Float32: rounded on store, as the interpreter's float32 matrices are.
+        prelude.push(
+          `const ${buf} = new ${fast ? 'Float32Array' : 'Float64Array'}(${Math.max(1, m.rows * n)});`,
+        );
         v = { buf, off: 0, bcast: false };
         // The children's code goes first (fill reads them); entries never written stay 0.
         const code = fill(m, buf);
