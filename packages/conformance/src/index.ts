@@ -1,5 +1,6 @@
 import type { Backend, DType } from '@deerjs/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defineAbortCases } from './abort-cases.js';
 import { defineAdversarialCases } from './adversarial-cases.js';
 import { makeContext } from './context.js';
 import { defineDampedScanCases } from './damped-cases.js';
@@ -111,6 +112,7 @@ export function defineConformanceSuite(options: ConformanceOptions): void {
       describe('method', () => defineMethodCases(ctx));
       describe('lang', () => defineLangCases(ctx));
       describe('graph', () => defineGraphCases(ctx));
+      describe('abort', () => defineAbortCases(ctx));
     });
   }
   if (anyDtypeRuns && Object.keys(skip).length > 0) {

@@ -114,6 +114,7 @@ export {
 } from './solver/ode-grad.js';
 export { checkGrid, type OdeProblem } from './solver/ode-inputs.js';
 export { type Dopri5Options, dopri5Solve as dopri5, type Rk4Options, rk4 } from './solver/ode-sequential.js';
+export type { AbortSignalLike } from './solver/abort.js';
 export {
   checkDeerOptions,
   checkOptionNames,

@@ -44,7 +44,7 @@ export interface LayerRunOptions {
   readonly solver: Solver;
   /**
    * Options of the DEER solve (tolerances, Jacobian structure, fallback). Checked whatever the
-   * solver (core's `checkDeerOptions`): the sequential solver reads only `checkFinite`, but a misspelt or
+   * solver (core's `checkDeerOptions`): the sequential solver reads only `checkFinite` and `signal`, but a misspelt or
    * wrong option is an error there too, not something that waits for the switch to 'deer'.
    */
   readonly deer?: DeerOptions;
@@ -109,7 +109,8 @@ export async function runLayer(
     }
     const y0 = backend.zeros([x.shape[0]!, n], dtype);
     owned.push(y0);
-    const { y } = await sequential(backend, cell, p, x, { h0: y0, checkFinite: false });
+    const signal = opts.deer?.signal;
+    const { y } = await sequential(backend, cell, p, x, { h0: y0, checkFinite: false, ...(signal ? { signal } : {}) });
     owned.push(y);
     const out = residual ? backend.add(y, x) : y;
     if (out !== y) owned.push(out);

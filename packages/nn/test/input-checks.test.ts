@@ -311,6 +311,14 @@ describe('nn review: typed errors and checks that had been missing', () => {
       await expect(runLayer(backend, cell, lp, x, { solver: 'sequential', residual: false, deer: { atol: 'abc' } as never })).rejects.toThrow(UnsupportedOptionError);
       await expect(runLayer(backend, cell, lp, x, { solver: 'sequential', residual: false, deer: { lengths: [4, 2] } })).rejects.toThrow(/deer\.lengths/);
       await expect(runLayer(backend, cell, lp, x, { solver: 'newton' as never, residual: false })).rejects.toThrow(UnsupportedOptionError);
+      // An aborted signal stops either solver with its reason.
+      const reason = new Error('stopped');
+      const controller = new AbortController();
+      controller.abort(reason);
+      for (const solver of ['sequential', 'deer'] as const) {
+        await expect(runLayer(backend, cell, lp, x, { solver, residual: false, deer: { signal: controller.signal } }), solver).rejects.toBe(reason);
+        await expect(model.lossAndGrad(backend, params, x, labels, { solver, deer: { signal: controller.signal } }), solver).rejects.toBe(reason);
+      }
       expect(backend.liveTensors()).toBe(1);
     } finally {
       backend.dispose(x);

@@ -14,6 +14,7 @@ import {
   implicitVjpSync,
   ShapeError,
   type Tensor,
+  TensorStateError,
   UnsupportedOptionError,
 } from '@deerjs/core';
 import * as tfDefault from '@tensorflow/tfjs-core';
@@ -95,6 +96,8 @@ function isTfTensor(v: unknown): v is tfc.Tensor {
 function checkFloat32(what: string, v: unknown, expected: string): tfc.Tensor {
   if (!isTfTensor(v)) throw new ShapeError(what, `${expected} (a tf.Tensor)`, v === null ? 'null' : typeof v);
   if (v.dtype !== 'float32') throw new DTypeError(what, 'float32', v.dtype);
+  // Before any tf op reads it: tfjs's own error for a disposed tensor is an untyped TypeError.
+  if (v.isDisposed) throw new TensorStateError(`deerRnn: ${what} was disposed`);
   return v;
 }
 

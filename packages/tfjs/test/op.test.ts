@@ -1,7 +1,7 @@
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
-import { cells, DTypeError, InvalidArgumentError, NonFiniteError, Rng, ShapeError, UnsupportedOptionError } from '@deerjs/core';
+import { cells, DTypeError, InvalidArgumentError, NonFiniteError, Rng, ShapeError, TensorStateError, UnsupportedOptionError } from '@deerjs/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { createTfjsBackend, deerRnn } from '../src/index.js';
@@ -183,6 +183,27 @@ describe('deerRnn input checks', () => {
     const y = deerRnn(cell, pr.params, nanX, undefined, { backend, checkFinite: false });
     expect(Array.from(y.dataSync()).some(Number.isNaN)).toBe(true);
     tf.dispose([y, nanX, h0, R]);
+    pr.dispose();
+  });
+
+  it('a disposed x, h0 or parameter is a TensorStateError, with or without checkFinite', async () => {
+    const backend = await createTfjsBackend({ backend: 'cpu' });
+    const pr = problem(2);
+    const dead = <T extends tf.Tensor>(t: T): T => {
+      const c = t.clone();
+      c.dispose();
+      return c as T;
+    };
+    const x = dead(pr.x);
+    const h0 = dead(pr.h0 as tf.Tensor2D);
+    const W = dead(pr.params.W!);
+    const before = tf.memory().numTensors;
+    for (const checkFinite of [true, false]) {
+      expect(() => deerRnn(cell, pr.params, x, undefined, { backend, checkFinite })).toThrow(/x was disposed/);
+      expect(() => deerRnn(cell, pr.params, pr.x, h0, { backend, checkFinite })).toThrow(TensorStateError);
+      expect(() => deerRnn(cell, { ...pr.params, W }, pr.x, undefined, { backend, checkFinite })).toThrow(/params\.W was disposed/);
+    }
+    expect(tf.memory().numTensors, 'tensors left by refused calls').toBe(before);
     pr.dispose();
   });
 

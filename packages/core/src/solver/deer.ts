@@ -4,6 +4,7 @@ import type { Cell } from '../cell/cell.js';
 import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
 import { ConvergenceError, ShapeError, UnsupportedOptionError } from '../errors.js';
 import { type EngineStats, type NewtonMethod, type NewtonProblem, newEngineStats, nonFiniteRows, type StopReason, solveWindows, withoutSpanFlag } from './engine.js';
+import { AbortCheck } from './abort.js';
 import { driveAsync, driveSync, readDeerStep, type Solve } from './solve.js';
 import { type DeerOptions, type ResolvedDeerOptions, resolveDeerOptions } from './options.js';
 import {
@@ -119,6 +120,8 @@ export async function deer(
 ): Promise<DeerResult> {
   const { B, dtype } = checkSequenceInput(backend, cell, x);
   const opts = resolveDeerOptions(cell, dtype, options);
+  const abort = new AbortCheck(opts.signal);
+  abort.checkSync();
   const owned = new Owned(backend);
   try {
     if (opts.checkFinite) await checkInputFinite(backend, x);
@@ -126,7 +129,7 @@ export async function deer(
     const y0 = await prepareInitialState(backend, cell, options.h0, B, dtype, owned, opts.checkFinite);
     await checkInitialGuess(backend, opts.initialGuess, { B, T: x.shape[1]!, n: cell.stateSize, dtype }, opts.checkFinite);
     const lengths = checkLengths(options.lengths, B, x.shape[1]!);
-    return await driveAsync(backend, deerSolve(backend, cell, p, x, y0, opts, lengths));
+    return await driveAsync(backend, deerSolve(backend, cell, p, x, y0, opts, lengths), abort);
   } finally {
     owned.dispose();
   }
@@ -159,7 +162,9 @@ export function deerSync(
   }
   const opts = resolveDeerOptions(cell, dtype, { ...options, checkFinite: false });
   const lengths = checkLengths(options.lengths, B, x.shape[1]!);
-  return driveSync(backend, deerSolve(backend, cell, params, x, h0, opts, lengths));
+  const abort = new AbortCheck(opts.signal);
+  abort.checkSync();
+  return driveSync(backend, deerSolve(backend, cell, params, x, h0, opts, lengths), abort);
 }
 
 /** The recurrence y_t = f(y_{t−1}, x_t) on steps t0 .. t0 + len − 1, as a Newton problem. */

@@ -1,6 +1,7 @@
 import type { Backend, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { ConvergenceError, StepSizeError, UnsupportedOptionError } from '../errors.js';
+import { AbortCheck, type AbortSignalLike, signalOption } from './abort.js';
 import { type OdeProblem, prepareOde } from './ode-inputs.js';
 import { checkOptionNames, flag, numberOption } from './options.js';
 import { Owned, type ParamsInput } from './validate.js';
@@ -78,6 +79,8 @@ export interface Rk4Options {
   /** RK4 steps per grid interval (default 1). */
   readonly substeps?: number;
   readonly checkFinite?: boolean;
+  /** Cancels the run, checked at every step (see `SolveOptions.signal`). */
+  readonly signal?: AbortSignalLike;
 }
 
 /** Classic fixed-step Runge–Kutta 4 on the grid (fourth order). Returns y at t_1..t_T, [B, T, n]. */
@@ -88,9 +91,11 @@ export async function rk4(
   problem: OdeProblem,
   options: Rk4Options = {},
 ): Promise<{ y: Tensor }> {
-  checkOptionNames(options, ['substeps', 'checkFinite'], 'rk4');
+  checkOptionNames(options, ['substeps', 'checkFinite', 'signal'], 'rk4');
   const substeps = numberOption('substeps', options.substeps, 1, 'integer');
   const checkFinite = flag('checkFinite', options.checkFinite, true);
+  const abort = new AbortCheck(signalOption(options.signal));
+  abort.checkSync();
   const owned = new Owned(backend);
   try {
     const p = await prepareOde(
@@ -118,6 +123,7 @@ export async function rk4(
       const h = p.dt[i]! / substeps;
       for (let k = 0; k < substeps; k++) {
         const t = k * h;
+        await abort.check();
         const k1 = await f.eval(t, i, y);
         const k2 = await f.eval(t + h / 2, i, axpy(y, [[h / 2, k1]]));
         const k3 = await f.eval(t + h / 2, i, axpy(y, [[h / 2, k2]]));
@@ -143,6 +149,8 @@ export interface Dopri5Options {
   /** Step limit before giving up (default 1 000 000). */
   readonly maxSteps?: number;
   readonly checkFinite?: boolean;
+  /** Cancels the run, checked at every step (see `SolveOptions.signal`). */
+  readonly signal?: AbortSignalLike;
 }
 
 // Dormand–Prince 5(4) tableau.
@@ -198,8 +206,9 @@ export async function dopri5Solve(
   problem: OdeProblem,
   options: Dopri5Options = {},
 ): Promise<{ y: Tensor; steps: number; rejected: number }> {
-  checkOptionNames(options, ['atol', 'rtol', 'maxSteps', 'checkFinite'], 'dopri5');
+  checkOptionNames(options, ['atol', 'rtol', 'maxSteps', 'checkFinite', 'signal'], 'dopri5');
   const checkFinite = flag('checkFinite', options.checkFinite, true);
+  signalOption(options.signal)?.throwIfAborted();
   const owned = new Owned(backend);
   try {
     const p = await prepareOde(backend, field, params, problem, undefined, owned, checkFinite);
@@ -236,6 +245,7 @@ async function dopri5Run(
   const rtol = numberOption('rtol', options.rtol, 1e-8);
   if (atol === 0 && rtol === 0) throw new UnsupportedOptionError('atol/rtol', 0, 'at least one of them > 0');
   const maxSteps = numberOption('maxSteps', options.maxSteps, 1_000_000, 'integer');
+  const abort = new AbortCheck(signalOption(options.signal));
   const B = y0.shape[0]!;
   const n = field.stateSize;
   const T = grid.length - 1;
@@ -255,6 +265,7 @@ async function dopri5Run(
     const tEnd = grid[i + 1]! - grid[i]!;
     let t = 0;
     while (t < tEnd) {
+      await abort.check();
       if (steps + rejected >= maxSteps) {
         throw new ConvergenceError(`dopri5: more than ${maxSteps} steps before t = ${grid[i + 1]}`, {
           steps,

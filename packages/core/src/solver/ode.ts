@@ -4,6 +4,7 @@ import { describeStructure, structureFromBlockSize } from '../cell/structure.js'
 import { DeerError, UnsupportedOptionError } from '../errors.js';
 import type { DeerStats } from './deer.js';
 import { type EngineStats, type NewtonProblem, newEngineStats, solveWindows, withoutSpanFlag } from './engine.js';
+import { AbortCheck, type AbortSignalLike } from './abort.js';
 import { awaitAsync, driveAsync, type Solve } from './solve.js';
 import { affineExponentialSolve, EXPM_PEAK_BUFFERS, type MatrixOps } from './expm.js';
 import { type OdeProblem, type PreparedOde, prepareOde, requireMatrixOps } from './ode-inputs.js';
@@ -26,6 +27,7 @@ export const IVP_OPTION_NAMES: readonly string[] = [
   'window',
   'initialGuess',
   'method',
+  'signal',
 ];
 
 /** Jacobian-sized buffers one ODE Newton iteration holds at its peak (the exponential's, plus J). */
@@ -34,7 +36,7 @@ export const ODE_PEAK_JACOBIANS = EXPM_PEAK_BUFFERS + 1;
 export interface IvpOptions
   extends Pick<
     DeerOptions,
-    'atol' | 'rtol' | 'maxIter' | 'jacobian' | 'fallback' | 'clip' | 'onIteration' | 'checkFinite' | 'window' | 'method'
+    'atol' | 'rtol' | 'maxIter' | 'jacobian' | 'fallback' | 'clip' | 'onIteration' | 'checkFinite' | 'window' | 'method' | 'signal'
   > {
   /** First iterate: y0 held constant (default), zeros, or a [B, T, n] tensor (warm start). */
   readonly initialGuess?: 'y0' | 'zeros' | Tensor;
@@ -87,6 +89,8 @@ export async function solvePrepared(
   const n = field.stateSize;
   const { initialGuess, ...rest } = options;
   const opts = resolveDeerOptions(field, prep.dtype, rest, IVP_OPTION_NAMES, 'solveIvp');
+  const abort = new AbortCheck(opts.signal);
+  abort.checkSync();
   if (opts.method !== 'deer') {
     throw new UnsupportedOptionError(
       'method',
@@ -157,6 +161,7 @@ export async function solvePrepared(
       { ...opts, solver: 'solveIvp: DEER' },
       stats,
     ),
+    abort,
   );
   return {
     y,
@@ -179,7 +184,7 @@ function odeProblem(
   prep: PreparedOde,
   s: number,
   initial: () => Tensor,
-  tol: { atol: number; rtol: number },
+  tol: { atol: number; rtol: number; signal?: AbortSignalLike | undefined },
 ): NewtonProblem {
   const program = field.linearizeProgram(s);
   const { B, T } = prep;
@@ -279,7 +284,7 @@ function odeProblem(
       const x = prep.x && !all ? backend.gatherRows(prep.x, rows) : prep.x;
       try {
         return yield* awaitAsync(() =>
-          dopri5(backend, field, prep.params, y0, prep.grid, x, { atol: tol.atol, rtol: tol.rtol }),
+          dopri5(backend, field, prep.params, y0, prep.grid, x, { atol: tol.atol, rtol: tol.rtol, ...(tol.signal ? { signal: tol.signal } : {}) }),
         );
       } catch (err) {
         // The error is dopri5's (same class and fields); its message says it came from the

@@ -2,6 +2,7 @@ import type { DType, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { blockSize, type JacobianStructure } from '../cell/structure.js';
 import { UnsupportedOptionError } from '../errors.js';
+import { type AbortSignalLike, signalOption } from './abort.js';
 import type { NewtonMethod } from './engine.js';
 
 export type JacobianOption = JacobianStructure | 'auto';
@@ -39,6 +40,15 @@ export interface SolveOptions {
   readonly lengths?: ArrayLike<number>;
   /** Check x, h0 and params for NaN/Inf before solving (default true). */
   readonly checkFinite?: boolean;
+  /**
+   * Cancels the solve: once aborted, the solve frees what it holds and rejects with
+   * `signal.reason` (an `AbortError` DOMException unless the abort gave another). It is checked
+   * before the solve starts, at every read (each Newton iteration, sweep and convergence check)
+   * and, where reads complete at once (a CPU backend), after letting queued tasks run every 20 ms,
+   * so `AbortSignal.timeout(ms)` and events abort too; one backend call (a sequential pass) runs
+   * to its end.
+   */
+  readonly signal?: AbortSignalLike;
 }
 
 export interface DeerOptions extends SolveOptions {
@@ -105,6 +115,7 @@ export interface ResolvedDeerOptions {
   readonly checkFinite: boolean;
   readonly onIteration: ((info: IterationInfo) => void) | undefined;
   readonly method: NewtonMethod;
+  readonly signal: AbortSignalLike | undefined;
 }
 
 /** The option names `deer` and `deerWithGrad` accept. */
@@ -122,6 +133,7 @@ export const DEER_OPTION_NAMES: readonly string[] = [
   'window',
   'onIteration',
   'method',
+  'signal',
 ];
 
 /** Reject option objects that are not objects, and option names the function does not know. */
@@ -227,6 +239,7 @@ export function resolveDeerOptions(
     checkFinite: flag('checkFinite', o.checkFinite, true),
     onIteration: callback('onIteration', o.onIteration),
     method,
+    signal: signalOption(o.signal),
   };
 }
 

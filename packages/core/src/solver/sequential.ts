@@ -1,5 +1,6 @@
 import type { Backend, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
+import { signalOption } from './abort.js';
 import { checkOptionNames, flag, type SolveOptions } from './options.js';
 import {
   checkInputFinite,
@@ -21,7 +22,9 @@ export async function sequential(
   options: SolveOptions = {},
 ): Promise<{ y: Tensor }> {
   const { B, dtype } = checkSequenceInput(backend, cell, x);
-  checkOptionNames(options, ['h0', 'checkFinite', 'lengths'], 'sequential');
+  checkOptionNames(options, ['h0', 'checkFinite', 'lengths', 'signal'], 'sequential');
+  const signal = signalOption(options.signal);
+  signal?.throwIfAborted();
   const lengths = checkLengths(options.lengths, B, x.shape[1]!);
   const checkFinite = flag('checkFinite', options.checkFinite, true);
   checkTrajectoryFits(backend, B, x.shape[1]!, cell.stateSize, dtype, 'evaluate shorter sequences or a smaller batch');
@@ -30,6 +33,8 @@ export async function sequential(
     if (checkFinite) await checkInputFinite(backend, x);
     const p = await prepareParams(backend, cell, params, dtype, owned, checkFinite);
     const y0 = await prepareInitialState(backend, cell, options.h0, B, dtype, owned, checkFinite);
+    // Checked again after the reads above; the pass itself is one backend call.
+    signal?.throwIfAborted();
     const y = backend.runSequential(cell.stepProgram(), { input: x, y0, params: p });
     if (!lengths) return { y };
     const masked = backend.maskTime(y, lengths);

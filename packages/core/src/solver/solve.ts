@@ -9,6 +9,7 @@ import type {
   TypedArray,
 } from '../backend/types.js';
 import { UnsupportedOptionError } from '../errors.js';
+import type { AbortCheck } from './abort.js';
 
 /**
  * Solves are generators that yield at their reads, so the same steps run under an async driver
@@ -95,11 +96,13 @@ export function* awaitAsync<T>(run: () => Promise<T>, refusedSync?: () => Error)
   return (yield { kind: 'async', run, ...(refusedSync ? { refusedSync } : {}) }) as T;
 }
 
-export async function driveAsync<R>(backend: Backend, solve: Solve<R>): Promise<R> {
+/** Runs `solve`, answering its reads; an abort is raised inside it at the next read (`AbortCheck`). */
+export async function driveAsync<R>(backend: Backend, solve: Solve<R>, abort?: AbortCheck): Promise<R> {
   let step = solve.next();
   while (!step.done) {
     let answer: unknown;
     try {
+      await abort?.check();
       const r = step.value;
       if (r.kind === 'update') answer = await backend.newtonUpdate(r.raw, r.previous, r.opts);
       else if (r.kind === 'scan-update')
@@ -121,7 +124,7 @@ export async function driveAsync<R>(backend: Backend, solve: Solve<R>): Promise<
   return step.value;
 }
 
-export function driveSync<R>(backend: Backend, solve: Solve<R>): R {
+export function driveSync<R>(backend: Backend, solve: Solve<R>, abort?: AbortCheck): R {
   const update = backend.newtonUpdateSync?.bind(backend);
   if (!update) {
     throw new UnsupportedOptionError(
@@ -134,6 +137,7 @@ export function driveSync<R>(backend: Backend, solve: Solve<R>): R {
   while (!step.done) {
     let answer: unknown;
     try {
+      abort?.checkSync();
       const r = step.value;
       if (r.kind === 'update') answer = update(r.raw, r.previous, r.opts);
       else if (r.kind === 'scan-update') {

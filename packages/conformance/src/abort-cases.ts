@@ -1,0 +1,173 @@
+import {
+  cells,
+  deer,
+  deerWithGrad,
+  defineCell,
+  dopri5,
+  lang,
+  rk4,
+  sequential,
+  solveIvp,
+  solveIvpWithGrad,
+  UnsupportedOptionError,
+} from '@deerjs/core';
+import { expect } from 'vitest';
+import type { SuiteContext } from './context.js';
+import { maxAbsDiff, sequenceData } from './fixtures.js';
+
+/** The reason every case aborts with: the solve must reject with this very object. */
+class Stop extends Error {
+  override readonly name = 'Stop';
+}
+
+const oscillator = () =>
+  defineCell({ name: 'oscillator', state: 2, input: 0, params: {} }, (y) =>
+    lang.concat(lang.slice(y, 1, 1), lang.neg(lang.slice(y, 0, 1))),
+  );
+
+/** A GRU with its weights scaled ×3: contractive, but Newton needs ~10 iterations (deer-study). */
+function slowGru(seed: number) {
+  const cell = cells.gru({ inputSize: 3, hiddenSize: 4 });
+  const params = cell.init({ seed });
+  for (const k of Object.keys(params)) params[k] = params[k]!.map((v) => 3 * v);
+  return { cell, params };
+}
+
+/** `signal` on every solver: checked before any work, during Newton, and between tasks. */
+export function defineAbortCases(ctx: SuiteContext): void {
+  ctx.test('abort/already-aborted', async () => {
+    const backend = ctx.backend();
+    const reason = new Stop('cancelled before the start');
+    const controller = new AbortController();
+    controller.abort(reason);
+    const signal = controller.signal;
+    const cell = cells.gru({ inputSize: 3, hiddenSize: 4 });
+    const data = sequenceData(1, 2, 20, cell, ctx.dtype);
+    const x = backend.tensor(data.x, [2, 20, 3], ctx.dtype);
+    const field = oscillator();
+    const problem = { y0: [1, 0], t: [0, 0.5, 1] };
+    try {
+      const calls: [string, () => Promise<unknown>][] = [
+        ['deer', () => deer(backend, cell, data.params, x, { signal })],
+        ['deer (auto)', () => deer(backend, cell, data.params, x, { signal, method: 'auto' })],
+        ['deerWithGrad', () => deerWithGrad(backend, cell, data.params, x, { signal })],
+        ['sequential', () => sequential(backend, cell, data.params, x, { signal })],
+        ['solveIvp', () => solveIvp(backend, field, {}, problem, { signal })],
+        ['solveIvpWithGrad', () => solveIvpWithGrad(backend, field, {}, problem, { signal })],
+        ['rk4', () => rk4(backend, field, {}, problem, { signal })],
+        ['dopri5', () => dopri5(backend, field, {}, problem, { signal })],
+      ];
+      for (const [what, call] of calls) await expect(call(), what).rejects.toBe(reason);
+    } finally {
+      backend.dispose(x);
+    }
+  });
+
+  ctx.test('abort/during-newton', async () => {
+    const backend = ctx.backend();
+    const { cell, params } = slowGru(3);
+    const B = 2;
+    const T = 200;
+    const data = sequenceData(7, B, T, cell, ctx.dtype);
+    const x = backend.tensor(data.x, [B, T, 3], ctx.dtype);
+    try {
+      for (const method of ['deer', 'elk'] as const) {
+        const reason = new Stop(`cancelled in ${method}'s second iteration`);
+        const controller = new AbortController();
+        let calls = 0;
+        const solve = deer(backend, cell, params, x, {
+          method,
+          signal: controller.signal,
+          onIteration: () => {
+            if (++calls === 2) controller.abort(reason);
+          },
+        });
+        await expect(solve, method).rejects.toBe(reason);
+        expect(calls, `${method}: no progress call after the abort`).toBe(2);
+      }
+      // The backend goes on as before: the same problem, unaborted, gives the sequential answer.
+      const { y } = await deer(backend, cell, params, x, { signal: new AbortController().signal });
+      const { y: ref } = await sequential(backend, cell, params, x);
+      try {
+        expect(maxAbsDiff(await backend.read(y), await backend.read(ref))).toBeLessThanOrEqual(ctx.tolerance);
+      } finally {
+        backend.dispose(y);
+        backend.dispose(ref);
+      }
+    } finally {
+      backend.dispose(x);
+    }
+  });
+
+  ctx.test('abort/during-ode-newton', async () => {
+    const backend = ctx.backend();
+    const field = oscillator();
+    const t = Array.from({ length: 41 }, (_, i) => i / 4);
+    const reason = new Stop('cancelled in the ODE solve');
+    const controller = new AbortController();
+    let calls = 0;
+    const solve = solveIvp(backend, field, {}, { y0: [1, 0], t }, {
+      signal: controller.signal,
+      onIteration: () => {
+        if (++calls === 1) controller.abort(reason);
+      },
+    });
+    await expect(solve).rejects.toBe(reason);
+    expect(calls).toBe(1);
+  });
+
+  ctx.test('abort/from-a-task', async () => {
+    // The abort arrives as a timer task while every progress call blocks the thread for 25 ms:
+    // the solve must let tasks run between its steps (on a CPU backend its reads resolve at once,
+    // so it would otherwise never leave the microtask queue until the end).
+    const backend = ctx.backend();
+    const { cell, params } = slowGru(5);
+    const B = 2;
+    const T = 200;
+    const data = sequenceData(9, B, T, cell, ctx.dtype);
+    const x = backend.tensor(data.x, [B, T, 3], ctx.dtype);
+    try {
+      const free = await deer(backend, cell, params, x, { method: 'deer', fallback: 'none' });
+      backend.dispose(free.y);
+      // Precondition: the problem takes enough iterations for an abort to land inside it.
+      expect(free.stats.iterations).toBeGreaterThanOrEqual(5);
+      const reason = new Stop('cancelled by a timer');
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(reason), 0);
+      let calls = 0;
+      const solve = deer(backend, cell, params, x, {
+        method: 'deer',
+        fallback: 'none',
+        signal: controller.signal,
+        onIteration: () => {
+          calls++;
+          const until = Date.now() + 25;
+          while (Date.now() < until) {
+            // Blocks, as a long step on the calling thread does.
+          }
+        },
+      });
+      await expect(solve).rejects.toBe(reason);
+      expect(calls).toBeLessThan(free.stats.iterations);
+    } finally {
+      backend.dispose(x);
+    }
+  });
+
+  ctx.test('abort/not-a-signal', async () => {
+    const backend = ctx.backend();
+    const cell = cells.gru({ inputSize: 3, hiddenSize: 4 });
+    const data = sequenceData(2, 1, 5, cell, ctx.dtype);
+    const x = backend.tensor(data.x, [1, 5, 3], ctx.dtype);
+    try {
+      for (const signal of [{}, true, 'abort', { aborted: false }] as unknown[]) {
+        const options = { signal } as { signal: AbortSignal };
+        await expect(deer(backend, cell, data.params, x, options)).rejects.toThrow(UnsupportedOptionError);
+        await expect(sequential(backend, cell, data.params, x, options)).rejects.toThrow(UnsupportedOptionError);
+        await expect(rk4(backend, oscillator(), {}, { y0: [1, 0], t: [0, 1] }, options)).rejects.toThrow(UnsupportedOptionError);
+      }
+    } finally {
+      backend.dispose(x);
+    }
+  });
+}
