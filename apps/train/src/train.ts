@@ -16,6 +16,7 @@ import { ProgressBar } from './progress.js';
 import { plotSvg, smooth } from './svg.js';
 import { loadTaskData, permutation } from './tasks.js';
 import { EpochCheckpoints } from './epoch-checkpoints.js';
+import { StepGuard, TrainingInterrupted } from './interrupt.js';
 import { checkParamsFit, checkResumeStep, lrSchedule, runLength, setupRun } from './run-setup.js';
 
 export interface TrainOptions {
@@ -25,6 +26,11 @@ export interface TrainOptions {
   /** Where status lines go (default stderr). */
   readonly log?: (line: string) => void;
   readonly progress?: ProgressBar;
+  /**
+   * Stops the run: the step under way is abandoned, the checkpoint saved with every finished step,
+   * and the run rejects with TrainingInterrupted (the CLI aborts it on Ctrl-C).
+   */
+  readonly signal?: AbortSignal;
 }
 
 export interface TrainSummary {
@@ -96,6 +102,11 @@ export async function train(cli: TrainConfig, opts: TrainOptions = {}): Promise<
     const m = data.train.channels;
     const xs = new Float64Array(B * T * m);
     if (ckpt) checkpoints.resume(ckpt);
+    const guard = new StepGuard(opts.signal, async () => {
+      progress.done();
+      if (step !== checkpoints.lastSaved) await checkpoints.save();
+      return new TrainingInterrupted(step, ckptPath);
+    });
     for (let epoch = Math.floor(step / perEpoch); epoch < epochs && step < total; epoch++) {
       checkpoints.startEpoch();
       const order = permutation(data.train.size, rng);
@@ -108,12 +119,14 @@ export async function train(cli: TrainConfig, opts: TrainOptions = {}): Promise<
         let r: Awaited<ReturnType<typeof trainStep>>;
         const lr = lrAt(step);
         try {
-          r = await trainStep(backend, model, params, optimizer, x, labels, {
-            solver: config.solver,
-            deer: { maxIter: config.maxIter },
-            lr,
-            clipNorm: config.clip > 0 ? config.clip : Number.POSITIVE_INFINITY,
-          });
+          r = await guard.guard(() =>
+            trainStep(backend, model, params, optimizer, x, labels, {
+              solver: config.solver,
+              deer: { maxIter: config.maxIter, ...guard.solveOptions },
+              lr,
+              clipNorm: config.clip > 0 ? config.clip : Number.POSITIVE_INFINITY,
+            }),
+          );
         } finally {
           backend.dispose(x);
         }

@@ -6,6 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { readCheckpoint, writeCheckpoint } from '@deerjs/nn';
 import { readMetrics } from '../src/metrics.js';
 import { setupRun } from '../src/run-setup.js';
+import { TrainingInterrupted } from '../src/interrupt.js';
+import type { ProgressBar } from '../src/progress.js';
 import { train } from '../src/train.js';
 import { configOf, fashionFixture, quiet, tempDir, tinyEigenworms } from './helpers.js';
 
@@ -75,6 +77,58 @@ describe('a run killed with SIGKILL resumes exactly', () => {
     // Everything but the wall-clock times must match bit for bit.
     const strip = (rs: ReturnType<typeof readMetrics>) => rs.map((r) => ({ ...r, ms: 0 }));
     expect(strip(readMetrics(join(out, 'metrics.jsonl')))).toEqual(strip(expected));
+  });
+});
+
+describe('a run stopped by its signal (Ctrl-C in the CLI) keeps every finished step', () => {
+  it('rejects with TrainingInterrupted, saves the checkpoint, and resumes exactly', async () => {
+    const ref = tempDir('ref-signal');
+    await train(configOf([...flags, '--out', ref]), quiet);
+    const strip = (rs: ReturnType<typeof readMetrics>) => rs.map((r) => ({ ...r, ms: 0 }));
+    const expected = strip(readMetrics(join(ref, 'metrics.jsonl')));
+
+    const out = tempDir('signal');
+    const controller = new AbortController();
+    // The abort comes as a timer task after step 4 is reported: it lands in step 5's solves (the
+    // step is abandoned) or, if step 5 is quicker than the solve's task polls, before step 6.
+    const progress = {
+      update: (p: { step: number }) => {
+        if (p.step === 4) setTimeout(() => controller.abort(new Error('stop')), 0);
+      },
+      done: () => {},
+    } as unknown as ProgressBar;
+    const stopped = await train(configOf([...flags, '--out', out]), { log: () => {}, progress, signal: controller.signal }).catch((e: unknown) => e);
+    expect(stopped).toBeInstanceOf(TrainingInterrupted);
+    const at = (stopped as TrainingInterrupted).step;
+    expect(at).toBeGreaterThanOrEqual(4);
+    expect(at).toBeLessThan(30);
+    expect((await readCheckpoint(join(out, 'checkpoint.ckpt'))).step).toBe(at);
+    expect(readMetrics(join(out, 'metrics.jsonl')).filter((r) => r.type === 'step')).toHaveLength(at);
+    await train(configOf(['eigenworms', '--out', out, '--resume']), { ...quiet, resume: true });
+    expect(strip(readMetrics(join(out, 'metrics.jsonl')))).toEqual(expected);
+  });
+
+  it('the CLI on SIGINT: exit code 130, one line naming the checkpoint, and --resume finishes the run', async () => {
+    const out = tempDir('sigint');
+    const child = spawn(process.execPath, [cli, ...flags, '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await new Promise<void>((resolve, reject) => {
+      const t0 = Date.now();
+      const poll = setInterval(() => {
+        const started = existsSync(join(out, 'metrics.jsonl')) && readMetrics(join(out, 'metrics.jsonl')).some((r) => r.type === 'step');
+        if (started || Date.now() - t0 > 60_000) {
+          clearInterval(poll);
+          child.kill('SIGINT');
+          started ? resolve() : reject(new Error('no step within 60 s'));
+        }
+      }, 2);
+    });
+    expect(await exited).toBe(130);
+    expect(stderr).toMatch(/interrupted after step \d+; the checkpoint .*checkpoint\.ckpt holds it: rerun with --resume/);
+    expect(await runCli(['eigenworms', '--out', out, '--resume'])).toBe(0);
+    expect(readMetrics(join(out, 'metrics.jsonl')).filter((r) => r.type === 'step')).toHaveLength(30);
   });
 });
 

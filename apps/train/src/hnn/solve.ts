@@ -16,6 +16,8 @@ export interface OdeRunOptions {
   readonly solver: Solver;
   readonly dtype: DType;
   readonly maxIter: number;
+  /** Cancels the solve (see core's `signal` option). */
+  readonly signal?: AbortSignal;
 }
 
 export interface Trajectory {
@@ -45,7 +47,7 @@ async function forward(
   const problem = { y0, t };
   if (o.solver === 'sequential') {
     const tol = DEFAULT_TOLERANCE[o.dtype];
-    const r = await dopri5(backend, field, params, problem, tol);
+    const r = await dopri5(backend, field, params, problem, { ...tol, ...(o.signal ? { signal: o.signal } : {}) });
     return {
       y: r.y,
       newton: 0,
@@ -57,7 +59,7 @@ async function forward(
   const B = y0.shape[0]!;
   const g = guess ? backend.tensor(guess, [B, t.length - 1, STATE], o.dtype) : undefined;
   try {
-    const opts = { maxIter: o.maxIter, ...(g ? { initialGuess: g } : {}) };
+    const opts = { maxIter: o.maxIter, ...(g ? { initialGuess: g } : {}), ...(o.signal ? { signal: o.signal } : {}) };
     if (!withGrad) {
       const r = await solveIvp(backend, field, params, problem, opts);
       return {

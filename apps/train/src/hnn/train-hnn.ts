@@ -13,6 +13,7 @@ import { hnnPlotSvg, orbitsSvg } from './plot.js';
 import { fitStep, integrate, type OdeRunOptions } from './solve.js';
 import { energy, generateOrbits, STATE, type Trajectories, timeGrid } from './two-body.js';
 import { EpochCheckpoints } from '../epoch-checkpoints.js';
+import { StepGuard, TrainingInterrupted } from '../interrupt.js';
 import { checkParamsFit, checkResumeStep, lrSchedule, runLength, setupRun } from '../run-setup.js';
 
 export interface HnnSummary {
@@ -122,6 +123,12 @@ export async function trainHnn(cli: TrainConfig, opts: TrainOptions = {}): Promi
       config,
     }));
     if (ckpt) checkpoints.resume(ckpt);
+    const guard = new StepGuard(opts.signal, async () => {
+      progress.done();
+      if (step !== checkpoints.lastSaved) await checkpoints.save();
+      return new TrainingInterrupted(step, ckptPath);
+    });
+    const stepRun: OdeRunOptions = { ...run, ...guard.solveOptions };
     for (let epoch = Math.floor(step / perEpoch); epoch < epochs && step < total; epoch++) {
       checkpoints.startEpoch();
       const order = permutation(N, rng);
@@ -129,15 +136,17 @@ export async function trainHnn(cli: TrainConfig, opts: TrainOptions = {}): Promi
         const t0 = performance.now();
         const idx = order.slice(b * B, (b + 1) * B);
         const lr = lrAt(step);
-        const r = await fitStep(
-          backend,
-          field,
-          params,
-          gather(data.train.y0, idx, 1),
-          gather(data.train.y, idx, T),
-          data.train.t,
-          run,
-          config.solver === 'deer' ? gather(guesses, idx, T) : undefined,
+        const r = await guard.guard(() =>
+          fitStep(
+            backend,
+            field,
+            params,
+            gather(data.train.y0, idx, 1),
+            gather(data.train.y, idx, T),
+            data.train.t,
+            stepRun,
+            config.solver === 'deer' ? gather(guesses, idx, T) : undefined,
+          ),
         );
         if (config.solver === 'deer' && !r.fellBack) scatter(guesses, idx, T, r.y);
         const gradNorm = clipGradNorm(r.grads, config.clip > 0 ? config.clip : Number.POSITIVE_INFINITY);
