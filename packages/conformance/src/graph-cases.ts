@@ -104,6 +104,45 @@ export function defineGraphCases(ctx: SuiteContext): void {
     }
   });
 
+  // Relative, not only absolute, accuracy: a state of size 1e-6 must come out to float32's precision
+  // (webgpu's tanh as (1 − e^{−2|x|})/(1 + e^{−2|x|}) gave 3e-8 for tanh(1e-9), and its softplus,
+  // log(1 + e) with WGSL's log near 1, was 5e-4 off at x = −9.2; the cpu backend's float32 tanh as
+  // 1 − 2/(e^{2x} + 1) returned 0 for 1e-30).
+  ctx.test('graph/transcendentals-relative-accuracy', async () => {
+    const backend = ctx.backend();
+    const xs: number[] = [];
+    for (let d = -30; d <= 1; d++) for (const m of [1, 2.5, 5]) xs.push(m * 10 ** d, -m * 10 ** d);
+    for (let v = -15; v <= 15; v += 0.37) xs.push(v);
+    const fns: { id: string; f: (v: Vec) => Vec; want: (v: number) => number; tol: number }[] = [
+      { id: 'tanh', f: tanh, want: Math.tanh, tol: 1e-6 },
+      { id: 'softplus', f: lang.softplus, want: (v) => Math.max(v, 0) + Math.log1p(Math.exp(-Math.abs(v))), tol: 4e-6 },
+      { id: 'sigmoid', f: lang.sigmoid, want: (v) => 1 / (1 + Math.exp(-v)), tol: 4e-6 },
+    ];
+    const N = xs.length;
+    // Float32 values are what a float32 backend is given: the reference is the function of those.
+    const given = ctx.dtype === 'float32' ? xs.map(Math.fround) : xs;
+    const tol = ctx.dtype === 'float32' ? 1 : 1e-8;
+    const state = backend.zeros([1, N, 1], ctx.dtype);
+    const input = backend.tensor(given, [1, N, 1], ctx.dtype);
+    try {
+      for (const { id, f, want, tol: rel } of fns) {
+        const cell = defineCell({ name: `accuracy-${id}`, state: 1, input: 1, params: {} }, (h, x) => f(add(x, mul(h, 0))));
+        const out = backend.runStep(cell.stepProgram(), { state, input, params: {} }).outputs[0]!;
+        const got = await backend.read(out);
+        backend.dispose(out);
+        for (let i = 0; i < N; i++) {
+          const w = want(given[i]!);
+          // Below float32's normal range only absolute error counts (subnormals may flush to 0).
+          if (ctx.dtype === 'float32' && Math.abs(w) < 2 ** -126) continue;
+          expect(Math.abs(got[i]! - w) / Math.abs(w), `${id}(${given[i]}) = ${got[i]}, want ${w}`).toBeLessThanOrEqual(rel * tol);
+        }
+      }
+    } finally {
+      backend.dispose(state);
+      backend.dispose(input);
+    }
+  });
+
   for (const corner of CORNERS) {
     ctx.test(`graph/${corner.id}`, async () => {
       const cell = corner.cell();

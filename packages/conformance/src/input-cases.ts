@@ -148,6 +148,25 @@ export function defineInputCases(ctx: SuiteContext): void {
     }
   });
 
+  // The interface's contract: after destroy(), every use but dispose, liveTensors and destroy is a
+  // TensorStateError (webgpu had answered with DeviceLostError, the error of a hardware event).
+  ctx.test('input/use-after-destroy', async () => {
+    const other = await ctx.another();
+    const cell = CELL_FAMILIES[0]!.make(2, INPUT_SIZE);
+    const params = cell.init({ seed: 1 });
+    const xs = new Float64Array(2 * 3 * INPUT_SIZE).map((_, i) => Math.cos(i));
+    const x = other.tensor(xs, [2, 3, INPUT_SIZE], ctx.dtype);
+    await other.destroy();
+    expect(() => other.tensor(xs, [2, 3, INPUT_SIZE], ctx.dtype)).toThrow(TensorStateError);
+    expect(() => other.zeros([2, 2], ctx.dtype)).toThrow(TensorStateError);
+    await expect(other.read(x)).rejects.toThrow(TensorStateError);
+    await expect(deer(other, cell, params, x)).rejects.toThrow(TensorStateError);
+    await expect(sequential(other, cell, params, x)).rejects.toThrow(TensorStateError);
+    other.dispose(x);
+    expect(other.liveTensors()).toBe(0);
+    await other.destroy();
+  });
+
   ctx.test('input/not-a-cell', async () => {
     const backend = ctx.backend();
     const p = cell().init();

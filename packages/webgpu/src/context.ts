@@ -1,4 +1,4 @@
-import { DeviceLostError, OutOfMemoryError } from '@deerjs/core';
+import { DeviceLostError, OutOfMemoryError, TensorStateError } from '@deerjs/core';
 import { compileError } from './errors.js';
 import { MAP_READ, STORAGE_USAGE, USAGE } from './flags.js';
 import { BufferPool } from './pool.js';
@@ -85,7 +85,8 @@ export class GpuContext {
   private pending: Promise<void>[] = [];
   private fault: Error | null = null;
   private destroyed = false;
-  private lost: DeviceLostError | null = null;
+  /** Why every call now fails: the device was lost (DeviceLostError) or the backend destroyed (TensorStateError). */
+  private lost: DeviceLostError | TensorStateError | null = null;
   private readonly lostSignal: Promise<never>;
 
   constructor(
@@ -100,7 +101,10 @@ export class GpuContext {
       (buf) => this.destroyBuffer(buf),
     );
     this.lostSignal = device.lost.then((info) => {
-      this.lost = new DeviceLostError('webgpu', info.message || String(info.reason ?? 'unknown'));
+      // destroy() loses the device too: calls in flight then fail as any use after destroy() does.
+      this.lost = this.destroyed
+        ? afterDestroy()
+        : new DeviceLostError('webgpu', info.message || String(info.reason ?? 'unknown'));
       throw this.lost;
     });
     // Observed only through races; keep an unobserved rejection from surfacing on its own.
@@ -266,6 +270,7 @@ export class GpuContext {
 
   /** Throw if the device is gone or an earlier asynchronous error is known. */
   check(): void {
+    if (this.destroyed) throw afterDestroy();
     if (this.lost) throw this.lost;
     if (this.fault) throw this.fault;
   }
@@ -541,6 +546,8 @@ export class GpuContext {
 }
 
 const MAP_READ_USAGE = MAP_READ | USAGE.COPY_DST;
+
+const afterDestroy = () => new TensorStateError('webgpu: backend used after destroy()');
 
 /** A float's bit pattern, for the uniform block. */
 export function f32Bits(v: number): number {
