@@ -57,6 +57,16 @@ const CORNERS: { id: string; why: string; cell: () => Cell }[] = [
         tanh(matvec(p.W, x)),
       ),
   },
+  {
+    id: 'deep-elementwise-chain',
+    why: 'twenty stages v ← 0.9·v + 0.1·tanh(v + b), each reading its input twice: the Jacobian expression had doubled per stage (2^20 terms), and code generated from it took minutes or overflowed the stack',
+    cell: () =>
+      defineCell({ name: 'deep-chain', state: 3, input: 1, params: { b: [3] } }, (h, x, p) => {
+        let v = add(h, mul(x, 0.1));
+        for (let k = 0; k < 20; k++) v = add(mul(v, 0.9), mul(0.1, tanh(add(v, p.b))));
+        return v;
+      }),
+  },
 ];
 
 /**

@@ -103,7 +103,9 @@ async function autoWhereDeerFails(ctx: SuiteContext, scale: number, seed: number
   const data = scaledElman(scale, seed, inputSeed, B, T, ctx.dtype);
   const ref = await oracleTrajectory(ctx.oracle(), data.cell, data, B, T);
   const plain = await solveOnBackend(ctx.backend(), data.cell, data, B, T, ctx.dtype);
-  expect(plain.stats.fallbackRows, 'full steps alone give the rows up').toBe(B);
+  // Whether full steps give up one row or both within the budget turns on float32 detail (one
+  // backend's tanh, one rounding): the case needs one that auto then rescues.
+  expect(plain.stats.fallbackRows, 'full steps alone give rows up').toBeGreaterThanOrEqual(1);
   const wide = withParallelism(ctx.backend(), WIDE);
   const auto = await solveOnBackend(wide, data.cell, data, B, T, ctx.dtype, { method: 'auto' });
   expect(auto.stats.converged).toBe(true);

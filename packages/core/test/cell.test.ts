@@ -85,3 +85,46 @@ describe('cell language', () => {
     expect(cell.graph.nodes.filter((n) => n.op === 'unary').length).toBe(1);
   });
 });
+
+/** Terms of the expression read as a tree (what a backend that expands it per entry generates). */
+function treeTerms(m: MatExpr): number {
+  switch (m.kind) {
+    case 'zero':
+      return 0;
+    case 'select':
+    case 'matmul':
+      return 1;
+    case 'add':
+      return m.terms.reduce((s, t) => s + treeTerms(t), 0);
+    case 'concatrows':
+      return m.parts.reduce((s, t) => s + treeTerms(t), 0);
+    default:
+      return treeTerms(m.m);
+  }
+}
+
+describe('Jacobian expressions stay small as cells get deep', () => {
+  it('a chain of elementwise stages that each read their input twice is one diag(d)·I term at any depth', () => {
+    // v ← 0.9·v + 0.1·tanh(v + b): as a tree the unmerged tangent doubled with every stage (2^d
+    // terms), and the backends' generated code with it (an RK4 step of 3 substeps crashed cpu).
+    for (const depth of [1, 4, 16, 40]) {
+      const cell = defineCell({ state: 3, input: 0, params: { b: [3] } }, (h, _x, p) => {
+        let v = h;
+        for (let k = 0; k < depth; k++) v = add(mul(v, 0.9), mul(0.1, tanh(add(v, p.b))));
+        return v;
+      });
+      const { expr, graph } = cell.jacobian;
+      expect(treeTerms(expr), `depth ${depth}`).toBe(1);
+      expect(expr.kind).toBe('rowscale');
+      expect(graph.nodes.length, `depth ${depth}: graph nodes`).toBeLessThan(20 * depth + 20);
+      expect(cell.exactBlockSize).toBe(1);
+    }
+  });
+
+  it('terms on the same matrix merge: a GRU has one term per recurrent product', () => {
+    const gru = cells.gru({ inputSize: 2, hiddenSize: 4 });
+    // z, r and the candidate each read R once (plus the h pass-through): no duplicate bases.
+    expect(treeTerms(gru.jacobian.expr)).toBeLessThanOrEqual(4);
+    expect(constantPerEntry(gru.jacobian.expr)).toBe(true);
+  });
+});

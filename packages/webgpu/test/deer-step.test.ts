@@ -126,7 +126,7 @@ describe.skipIf(skip !== null)('webgpu fused DEER step', () => {
 
   for (const [why, rows, n] of [
     ['the rows do not fill the lanes', 2, 2],
-    ['the Jacobian blocks are too large to unroll', B, 16],
+    ['the Jacobian blocks are too large to unroll', B, 32],
   ] as const) {
     it(`declines (null) where ${why}, so core composes the step`, async () => {
       const cell = cells.gru({ inputSize: M, hiddenSize: n });

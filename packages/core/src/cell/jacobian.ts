@@ -4,14 +4,116 @@ import type { Graph, NodeId } from './graph.js';
 import type { MatExpr } from './matexpr.js';
 import * as M from './matexpr.js';
 
-/** diag(d)·m, merging nested scalings into one coefficient vector. */
-function rowscale(b: GraphBuilder, d: NodeId | null, m: MatExpr): MatExpr {
-  if (d === null || m.kind === 'zero') return M.zero(m.rows, m.cols);
-  const c = b.uniformConstant(d);
-  if (c === 1) return m;
-  if (c === 0) return M.zero(m.rows, m.cols);
-  if (m.kind === 'rowscale') return rowscale(b, b.mul(d, m.d), m.m);
-  return { kind: 'rowscale', d, m, rows: m.rows, cols: m.cols };
+/**
+ * Tangents are kept as sums Σ diag(d_k)·base_k over *distinct* bases (a select, a matmul, a row
+ * slice, …, never a sum or a scaling): scalings are distributed over sums and terms on the same
+ * base merged into one coefficient vector. Without it a tangent was a DAG whose tree doubled with
+ * every stage that read its input twice (v ← 0.9·v + 0.1·tanh(v + b): 2^d terms after d stages),
+ * and backends that expand the expression per entry took seconds to minutes to generate it (an
+ * elementwise RK4 step of 3 substeps overflowed the cpu backend's stack); merged, such a chain is
+ * one diag(d)·select whatever its depth.
+ */
+class TangentAlgebra {
+  private readonly ids = new Map<string, number>();
+  private readonly memo = new WeakMap<MatExpr, number>();
+  private oneNode: NodeId | undefined;
+
+  constructor(private readonly b: GraphBuilder) {}
+
+  /** diag(d)·m (d null: a zero coefficient). */
+  scale(d: NodeId | null, m: MatExpr): MatExpr {
+    if (d === null) return M.zero(m.rows, m.cols);
+    return this.sum([m], d, m.rows, m.cols);
+  }
+
+  /** Σ terms, each scaled by `d` where given, in the canonical form above. */
+  sum(terms: readonly MatExpr[], d?: NodeId, rows = terms[0]!.rows, cols = terms[0]!.cols): MatExpr {
+    const b = this.b;
+    const merged = new Map<number, { d: NodeId | undefined; base: MatExpr }>();
+    const visit = (t: MatExpr, c: NodeId | undefined): void => {
+      if (t.kind === 'zero') return;
+      if (c !== undefined && b.uniformConstant(c) === 0) return;
+      if (t.kind === 'add') {
+        for (const u of t.terms) visit(u, c);
+        return;
+      }
+      if (t.kind === 'rowscale') {
+        visit(t.m, c === undefined ? t.d : b.mul(c, t.d));
+        return;
+      }
+      const k = this.key(t);
+      const prev = merged.get(k);
+      if (!prev) merged.set(k, { d: c, base: t });
+      else prev.d = b.add(prev.d ?? this.one(), c ?? this.one());
+    };
+    for (const t of terms) visit(t, d);
+    const out: MatExpr[] = [];
+    for (const { d: c, base } of merged.values()) {
+      const u = c === undefined ? 1 : b.uniformConstant(c);
+      if (u === 0) continue;
+      out.push(u === 1 ? base : { kind: 'rowscale', d: c!, m: base, rows: base.rows, cols: base.cols });
+    }
+    return out.length === 0 ? M.zero(rows, cols) : M.add(out);
+  }
+
+  /** Rows start .. start + rows of m, pushed through sums and scalings (the coefficients sliced). */
+  slice(m: MatExpr, start: number, rows: number): MatExpr {
+    if (start === 0 && rows === m.rows) return m;
+    if (m.kind === 'add') return this.sum(m.terms.map((t) => this.slice(t, start, rows)), undefined, rows, m.cols);
+    if (m.kind === 'rowscale') {
+      const d = this.b.node(m.d).size === 1 ? m.d : this.b.slice(m.d, start, rows);
+      return this.scale(d, this.slice(m.m, start, rows));
+    }
+    return M.sliceRows(m, start, rows);
+  }
+
+  private one(): NodeId {
+    this.oneNode ??= this.b.scalar(1);
+    return this.oneNode;
+  }
+
+  /** Equal keys for structurally equal expressions (interned, so keys stay short). */
+  private key(m: MatExpr): number {
+    const hit = this.memo.get(m);
+    if (hit !== undefined) return hit;
+    let s: string;
+    switch (m.kind) {
+      case 'zero':
+        s = `z${m.rows},${m.cols}`;
+        break;
+      case 'select':
+        s = `s${m.rows},${m.cols},${m.offset}`;
+        break;
+      case 'rowscale':
+        s = `r${m.d},${this.key(m.m)}`;
+        break;
+      case 'add':
+        s = `a${m.terms.map((t) => this.key(t)).join(',')}`;
+        break;
+      case 'matmul':
+        s = `m${m.param.length}:${m.param},${m.transpose ? 1 : 0},${m.rows},${this.key(m.m)}`;
+        break;
+      case 'slicerows':
+        s = `l${m.start},${m.rows},${this.key(m.m)}`;
+        break;
+      case 'concatrows':
+        s = `c${m.parts.map((p) => this.key(p)).join(',')}`;
+        break;
+      case 'sumrows':
+        s = `u${this.key(m.m)}`;
+        break;
+      case 'broadcastrows':
+        s = `b${m.rows},${this.key(m.m)}`;
+        break;
+    }
+    let id = this.ids.get(s);
+    if (id === undefined) {
+      id = this.ids.size;
+      this.ids.set(s, id);
+    }
+    this.memo.set(m, id);
+    return id;
+  }
 }
 
 export interface JacobianResult {
@@ -28,6 +130,8 @@ export interface JacobianResult {
  */
 export function jacobianExpr(graph: Graph, output: NodeId): JacobianResult {
   const b = GraphBuilder.extend(graph);
+  const alg = new TangentAlgebra(b);
+  const rowscale = (_: GraphBuilder, d: NodeId | null, m: MatExpr) => alg.scale(d, m);
   const n = graph.stateSize;
   const tangent: MatExpr[] = [];
   const count = output + 1;
@@ -58,17 +162,17 @@ export function jacobianExpr(graph: Graph, output: NodeId): JacobianResult {
         }
         switch (node.fn) {
           case 'add':
-            t = M.add([ta, tb]);
+            t = alg.sum([ta, tb]);
             break;
           case 'sub':
-            t = M.add([ta, rowscale(b, b.scalar(-1), tb)]);
+            t = alg.sum([ta, rowscale(b, b.scalar(-1), tb)]);
             break;
           case 'mul':
-            t = M.add([rowscale(b, node.b, ta), rowscale(b, node.a, tb)]);
+            t = alg.sum([rowscale(b, node.b, ta), rowscale(b, node.a, tb)]);
             break;
           case 'div': {
             const inv = b.div(b.scalar(1), node.b);
-            t = M.add([rowscale(b, inv, ta), rowscale(b, b.unary('neg', b.mul(id, inv)), tb)]);
+            t = alg.sum([rowscale(b, inv, ta), rowscale(b, b.unary('neg', b.mul(id, inv)), tb)]);
             break;
           }
           case 'min':
@@ -77,7 +181,7 @@ export function jacobianExpr(graph: Graph, output: NodeId): JacobianResult {
             const terms: MatExpr[] = [];
             if (!M.isZero(ta)) terms.push(rowscale(b, da(), ta));
             if (!M.isZero(tb)) terms.push(rowscale(b, db(), tb));
-            t = M.add(terms);
+            t = terms.length === 0 ? M.zero(node.size, n) : alg.sum(terms);
             break;
           }
         }
@@ -87,7 +191,7 @@ export function jacobianExpr(graph: Graph, output: NodeId): JacobianResult {
         t = M.matmul(node.param, node.transpose, node.size, tangent[node.v]!);
         break;
       case 'slice':
-        t = M.sliceRows(tangent[node.a]!, node.start, node.size);
+        t = alg.slice(tangent[node.a]!, node.start, node.size);
         break;
       case 'concat':
         t = M.concatRows(node.parts.map((p) => tangent[p]!));
