@@ -127,6 +127,8 @@ export function defineGraphCases(ctx: SuiteContext): void {
       { id: 'tanh', f: tanh, want: Math.tanh, tol: 1e-6 },
       { id: 'softplus', f: lang.softplus, want: (v) => Math.max(v, 0) + Math.log1p(Math.exp(-Math.abs(v))), tol: 4e-6 },
       { id: 'sigmoid', f: lang.sigmoid, want: (v) => 1 / (1 + Math.exp(-v)), tol: 4e-6 },
+      // A composition (ONNX Elu): eᵛ − 1 as exp minus 1 had given 0 for elu(−1e-9) in float32.
+      { id: 'elu', f: (v) => lang.elu(v), want: (v) => (v >= 0 ? v : Math.expm1(v)), tol: 4e-6 },
     ];
     const N = xs.length;
     // Float32 values are what a float32 backend is given: the reference is the function of those.

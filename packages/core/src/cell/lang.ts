@@ -160,10 +160,15 @@ export function hardSigmoid(v: VecLike, alpha = 0.2, beta = 0.5): Vec {
   return maximum(minimum(add(mul(alpha, v), beta), 1), 0);
 }
 
-/** v where v ≥ 0, else α·(eᵛ − 1) (ONNX Elu; α default 1). */
+/**
+ * v where v ≥ 0, else α·(eᵛ − 1) (ONNX Elu; α default 1). eᵛ − 1 is formed as 2t/(1 − t) with
+ * t = tanh(v/2), which has no cancellation for v ≤ 0: eᵛ − 1 itself lost every digit as v → 0
+ * (elu(−1e-9) was 0 in float32).
+ */
 export function elu(v: VecLike, alpha = 1): Vec {
   finite('elu(v, alpha)', 'alpha', alpha);
-  return add(maximum(v, 0), mul(alpha, sub(exp(minimum(v, 0)), 1)));
+  const t = tanh(mul(minimum(v, 0), 0.5));
+  return add(maximum(v, 0), mul(alpha, div(mul(2, t), sub(1, t))));
 }
 
 /** v / (1 + |v|) (ONNX Softsign). */
