@@ -44,6 +44,13 @@ export class EpochCheckpoints {
     this.epochRng = this.rng.state;
   }
 
+  /** Save unless the last checkpoint already holds the current step; returns that step. */
+  async saveIfBehind(): Promise<number> {
+    const step = this.snapshot().step;
+    if (step !== this.lastSaved) await this.save();
+    return step;
+  }
+
   async save(): Promise<void> {
     const state = this.snapshot();
     // A diverged run must not replace the last good checkpoint with one it cannot resume from.

@@ -1,4 +1,5 @@
 import { DeerError } from '@deerjs/core';
+import type { EpochCheckpoints } from './epoch-checkpoints.js';
 
 /**
  * The run was stopped (Ctrl-C, or the caller's `signal`) before its last step: the checkpoint holds
@@ -17,13 +18,20 @@ export class TrainingInterrupted extends DeerError {
 
 /**
  * A training loop's view of its signal: `guard` runs a step and, where the signal stopped it (or
- * had already come), saves the checkpoint and throws TrainingInterrupted.
+ * had already come), ends the progress line, saves the checkpoint and throws TrainingInterrupted.
  */
 export class StepGuard {
   constructor(
     private readonly signal: AbortSignal | undefined,
-    private readonly stop: () => Promise<TrainingInterrupted>,
+    private readonly progress: { done(): void },
+    private readonly checkpoints: EpochCheckpoints,
+    private readonly path: string,
   ) {}
+
+  private async stop(): Promise<TrainingInterrupted> {
+    this.progress.done();
+    return new TrainingInterrupted(await this.checkpoints.saveIfBehind(), this.path);
+  }
 
   /** The solver options that carry the signal. */
   get solveOptions(): { signal?: AbortSignal } {

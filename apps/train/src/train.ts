@@ -16,7 +16,7 @@ import { ProgressBar } from './progress.js';
 import { plotSvg, smooth } from './svg.js';
 import { loadTaskData, permutation } from './tasks.js';
 import { EpochCheckpoints } from './epoch-checkpoints.js';
-import { StepGuard, TrainingInterrupted } from './interrupt.js';
+import { StepGuard } from './interrupt.js';
 import { checkParamsFit, checkResumeStep, lrSchedule, runLength, setupRun } from './run-setup.js';
 
 export interface TrainOptions {
@@ -102,11 +102,7 @@ export async function train(cli: TrainConfig, opts: TrainOptions = {}): Promise<
     const m = data.train.channels;
     const xs = new Float64Array(B * T * m);
     if (ckpt) checkpoints.resume(ckpt);
-    const guard = new StepGuard(opts.signal, async () => {
-      progress.done();
-      if (step !== checkpoints.lastSaved) await checkpoints.save();
-      return new TrainingInterrupted(step, ckptPath);
-    });
+    const guard = new StepGuard(opts.signal, progress, checkpoints, ckptPath);
     for (let epoch = Math.floor(step / perEpoch); epoch < epochs && step < total; epoch++) {
       checkpoints.startEpoch();
       const order = permutation(data.train.size, rng);

@@ -63,7 +63,7 @@ export {
 } from './cell/graph.js';
 export * as lang from './cell/lang.js';
 export { Param, Vec, type VecLike } from './cell/lang.js';
-export { columnSparseOffset, type MatExpr, matExprNodes } from './cell/matexpr.js';
+export { columnSparseOffset, type MatExpr, matExprKeys, matExprNodes } from './cell/matexpr.js';
 export {
   blockSize,
   describeStructure,

@@ -13,7 +13,7 @@ import { hnnPlotSvg, orbitsSvg } from './plot.js';
 import { fitStep, integrate, type OdeRunOptions } from './solve.js';
 import { energy, generateOrbits, STATE, type Trajectories, timeGrid } from './two-body.js';
 import { EpochCheckpoints } from '../epoch-checkpoints.js';
-import { StepGuard, TrainingInterrupted } from '../interrupt.js';
+import { StepGuard } from '../interrupt.js';
 import { checkParamsFit, checkResumeStep, lrSchedule, runLength, setupRun } from '../run-setup.js';
 
 export interface HnnSummary {
@@ -123,11 +123,7 @@ export async function trainHnn(cli: TrainConfig, opts: TrainOptions = {}): Promi
       config,
     }));
     if (ckpt) checkpoints.resume(ckpt);
-    const guard = new StepGuard(opts.signal, async () => {
-      progress.done();
-      if (step !== checkpoints.lastSaved) await checkpoints.save();
-      return new TrainingInterrupted(step, ckptPath);
-    });
+    const guard = new StepGuard(opts.signal, progress, checkpoints, ckptPath);
     const stepRun: OdeRunOptions = { ...run, ...guard.solveOptions };
     for (let epoch = Math.floor(step / perEpoch); epoch < epochs && step < total; epoch++) {
       checkpoints.startEpoch();

@@ -14,8 +14,7 @@ import * as M from './matexpr.js';
  * one diag(d)·select whatever its depth.
  */
 class TangentAlgebra {
-  private readonly ids = new Map<string, number>();
-  private readonly memo = new WeakMap<MatExpr, number>();
+  private readonly key = M.matExprKeys();
   private oneNode: NodeId | undefined;
 
   constructor(private readonly b: GraphBuilder) {}
@@ -71,49 +70,6 @@ class TangentAlgebra {
     this.oneNode ??= this.b.scalar(1);
     return this.oneNode;
   }
-
-  /** Equal keys for structurally equal expressions (interned, so keys stay short). */
-  private key(m: MatExpr): number {
-    const hit = this.memo.get(m);
-    if (hit !== undefined) return hit;
-    let s: string;
-    switch (m.kind) {
-      case 'zero':
-        s = `z${m.rows},${m.cols}`;
-        break;
-      case 'select':
-        s = `s${m.rows},${m.cols},${m.offset}`;
-        break;
-      case 'rowscale':
-        s = `r${m.d},${this.key(m.m)}`;
-        break;
-      case 'add':
-        s = `a${m.terms.map((t) => this.key(t)).join(',')}`;
-        break;
-      case 'matmul':
-        s = `m${m.param.length}:${m.param},${m.transpose ? 1 : 0},${m.rows},${this.key(m.m)}`;
-        break;
-      case 'slicerows':
-        s = `l${m.start},${m.rows},${this.key(m.m)}`;
-        break;
-      case 'concatrows':
-        s = `c${m.parts.map((p) => this.key(p)).join(',')}`;
-        break;
-      case 'sumrows':
-        s = `u${this.key(m.m)}`;
-        break;
-      case 'broadcastrows':
-        s = `b${m.rows},${this.key(m.m)}`;
-        break;
-    }
-    let id = this.ids.get(s);
-    if (id === undefined) {
-      id = this.ids.size;
-      this.ids.set(s, id);
-    }
-    this.memo.set(m, id);
-    return id;
-  }
 }
 
 export interface JacobianResult {
@@ -131,7 +87,6 @@ export interface JacobianResult {
 export function jacobianExpr(graph: Graph, output: NodeId): JacobianResult {
   const b = GraphBuilder.extend(graph);
   const alg = new TangentAlgebra(b);
-  const rowscale = (_: GraphBuilder, d: NodeId | null, m: MatExpr) => alg.scale(d, m);
   const n = graph.stateSize;
   const tangent: MatExpr[] = [];
   const count = output + 1;
@@ -150,7 +105,7 @@ export function jacobianExpr(graph: Graph, output: NodeId): JacobianResult {
         break;
       case 'unary': {
         const ta = tangent[node.a]!;
-        t = M.isZero(ta) ? M.zero(node.size, n) : rowscale(b, unaryDerivative(b, node.fn, node.a, id), ta);
+        t = M.isZero(ta) ? M.zero(node.size, n) : alg.scale(unaryDerivative(b, node.fn, node.a, id), ta);
         break;
       }
       case 'binary': {
@@ -165,22 +120,22 @@ export function jacobianExpr(graph: Graph, output: NodeId): JacobianResult {
             t = alg.sum([ta, tb]);
             break;
           case 'sub':
-            t = alg.sum([ta, rowscale(b, b.scalar(-1), tb)]);
+            t = alg.sum([ta, alg.scale(b.scalar(-1), tb)]);
             break;
           case 'mul':
-            t = alg.sum([rowscale(b, node.b, ta), rowscale(b, node.a, tb)]);
+            t = alg.sum([alg.scale(node.b, ta), alg.scale(node.a, tb)]);
             break;
           case 'div': {
             const inv = b.div(b.scalar(1), node.b);
-            t = alg.sum([rowscale(b, inv, ta), rowscale(b, b.unary('neg', b.mul(id, inv)), tb)]);
+            t = alg.sum([alg.scale(inv, ta), alg.scale(b.unary('neg', b.mul(id, inv)), tb)]);
             break;
           }
           case 'min':
           case 'max': {
             const { da, db } = minMaxDerivatives(b, node.fn, node.a, node.b);
             const terms: MatExpr[] = [];
-            if (!M.isZero(ta)) terms.push(rowscale(b, da(), ta));
-            if (!M.isZero(tb)) terms.push(rowscale(b, db(), tb));
+            if (!M.isZero(ta)) terms.push(alg.scale(da(), ta));
+            if (!M.isZero(tb)) terms.push(alg.scale(db(), tb));
             t = terms.length === 0 ? M.zero(node.size, n) : alg.sum(terms);
             break;
           }

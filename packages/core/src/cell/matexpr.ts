@@ -188,3 +188,57 @@ export function broadcastRows(m: MatExpr, rows: number): MatExpr {
   if (m.kind === 'zero') return zero(rows, m.cols);
   return { kind: 'broadcastrows', m, rows, cols: m.cols };
 }
+
+/**
+ * Structural keys of matrix expressions: structurally equal expressions (built twice, e.g. once per
+ * part of a concat, or once per path through a cell) get the same small integer, interned so keys
+ * stay short however deep the expression. One keyer per expression family: keys of different
+ * keyers are unrelated.
+ */
+export function matExprKeys(): (m: MatExpr) => number {
+  const ids = new Map<string, number>();
+  const memo = new WeakMap<MatExpr, number>();
+  const keyOf = (m: MatExpr): number => {
+    const hit = memo.get(m);
+    if (hit !== undefined) return hit;
+    let k: string;
+    switch (m.kind) {
+      case 'zero':
+        k = 'z';
+        break;
+      case 'select':
+        k = `s${m.offset}`;
+        break;
+      case 'rowscale':
+        k = `d${m.d}(${keyOf(m.m)})`;
+        break;
+      case 'add':
+        k = `a(${m.terms.map(keyOf).join(',')})`;
+        break;
+      case 'matmul':
+        k = `m${m.transpose ? 'T' : ''}:${m.param}(${keyOf(m.m)})`;
+        break;
+      case 'slicerows':
+        k = `r${m.start}(${keyOf(m.m)})`;
+        break;
+      case 'concatrows':
+        k = `c(${m.parts.map(keyOf).join(',')})`;
+        break;
+      case 'sumrows':
+        k = `u(${keyOf(m.m)})`;
+        break;
+      case 'broadcastrows':
+        k = `b(${keyOf(m.m)})`;
+        break;
+    }
+    k = `${k}${m.rows}x${m.cols}`;
+    let id = ids.get(k);
+    if (id === undefined) {
+      id = ids.size;
+      ids.set(k, id);
+    }
+    memo.set(m, id);
+    return id;
+  };
+  return keyOf;
+}

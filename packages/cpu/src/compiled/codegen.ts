@@ -2,6 +2,7 @@ import {
   columnSparseOffset,
   type Graph,
   type MatExpr,
+  matExprKeys,
   matExprNodes,
   matrixLayout,
   type NodeId,
@@ -109,10 +110,8 @@ const UNARY_FAST: Record<UnaryFn, string> = {
  */
 function fastExp(id: NodeId, arg: string): string[] {
   return [
-    `const c${id} = Math.min(Math.max(${arg}, -700), 700);`,
-    `const k${id} = Math.round(c${id} * 46.16624130844683);`,
-    `const r${id} = c${id} - k${id} * 0.021660849392498291;`,
-    `const x${id} = (1 + r${id} * (1 + r${id} * (0.5 + r${id} * 0.16666666666666666))) * EXP32[k${id} & 31] * EXP2K[(k${id} >> 5) + 1100];`,
+    ...expReduction(id, arg),
+    `const x${id} = (1 + r${id} * (1 + r${id} * (0.5 + r${id} * 0.16666666666666666))) * s${id};`,
   ];
 }
 /**
@@ -123,11 +122,20 @@ function fastExp(id: NodeId, arg: string): string[] {
  */
 function fastExpm1(id: NodeId, arg: string): string[] {
   return [
+    ...expReduction(id, arg),
+    `const x${id} = s${id} * (r${id} * (1 + r${id} * (0.5 + r${id} * (0.16666666666666666 + r${id} * 0.041666666666666664)))) + (s${id} - 1);`,
+  ];
+}
+/**
+ * The shared argument reduction: x clamped to ±700 (c), k = round(32·c/ln2), r = c − k·ln2/32 and
+ * s = 2^{k/32} (a power of two times EXP32[k & 31]: the product is exact).
+ */
+function expReduction(id: NodeId, arg: string): string[] {
+  return [
     `const c${id} = Math.min(Math.max(${arg}, -700), 700);`,
     `const k${id} = Math.round(c${id} * 46.16624130844683);`,
     `const r${id} = c${id} - k${id} * 0.021660849392498291;`,
     `const s${id} = EXP32[k${id} & 31] * EXP2K[(k${id} >> 5) + 1100];`,
-    `const x${id} = s${id} * (r${id} * (1 + r${id} * (0.5 + r${id} * (0.16666666666666666 + r${id} * 0.041666666666666664)))) + (s${id} - 1);`,
   ];
 }
 /** EXP32[j] = 2^{j/32}; EXP2K[k + 1100] = 2^k. */
@@ -164,58 +172,6 @@ interface View {
   readonly buf: string;
   readonly off: number;
   readonly bcast: boolean;
-}
-
-/**
- * Structural keys of matrix expressions: equal sub-expressions (built twice, e.g. once per part of
- * a concat) get one key, so each is computed once per element.
- */
-function matKeys(): (m: MatExpr) => number {
-  const ids = new Map<string, number>();
-  const memo = new WeakMap<MatExpr, number>();
-  const keyOf = (m: MatExpr): number => {
-    const hit = memo.get(m);
-    if (hit !== undefined) return hit;
-    let k: string;
-    switch (m.kind) {
-      case 'zero':
-        k = 'z';
-        break;
-      case 'select':
-        k = `s${m.offset}`;
-        break;
-      case 'rowscale':
-        k = `d${m.d}(${keyOf(m.m)})`;
-        break;
-      case 'add':
-        k = `a(${m.terms.map(keyOf).join(',')})`;
-        break;
-      case 'matmul':
-        k = `m${m.transpose ? 'T' : ''}:${m.param}(${keyOf(m.m)})`;
-        break;
-      case 'slicerows':
-        k = `r${m.start}(${keyOf(m.m)})`;
-        break;
-      case 'concatrows':
-        k = `c(${m.parts.map(keyOf).join(',')})`;
-        break;
-      case 'sumrows':
-        k = `u(${keyOf(m.m)})`;
-        break;
-      case 'broadcastrows':
-        k = `b(${keyOf(m.m)})`;
-        break;
-    }
-    k = `${k}${m.rows}x${m.cols}`;
-    let id = ids.get(k);
-    if (id === undefined) {
-      id = ids.size;
-      ids.set(k, id);
-    }
-    memo.set(m, id);
-    return id;
-  };
-  return keyOf;
 }
 
 /**
@@ -562,7 +518,7 @@ export function generateKernel(spec: KernelSpec): Kernel {
     accSize = n * s;
     const A = `S${scratch.length}`;
     const terms = expand(g, expr);
-    const keyOf = matKeys();
+    const keyOf = matExprKeys();
     /**
      * Every dense sub-matrix of the expression (one not column-sparse: products through a hidden
      * layer, their sums, sums of rows, …) is computed once per element, bottom up, into a buffer
