@@ -4,6 +4,7 @@
 // per Newton iteration by wrapping the device queue's submit().
 //
 //   node tooling/scripts/compare-webgpu.mjs /path/to/base /path/to/new [--rounds 3] [--points nh:T:B,...]
+//     [--cell gru|lstm] [--jacobian auto|dense|diagonal]
 //
 // Each checkout needs packages/core/dist and packages/webgpu/dist (pnpm build). Prints JSON.
 import path from 'node:path';
@@ -18,6 +19,8 @@ const rounds = Number(opt('--rounds', '3'));
 const points = opt('--points', '1:100000:16,8:10000:16')
   .split(',')
   .map((p) => p.split(':').map(Number));
+const cellName = opt('--cell', 'gru');
+const jacobian = opt('--jacobian', 'auto');
 const repos = args.length > 0 ? args : [process.cwd()];
 
 async function open(repo) {
@@ -35,7 +38,7 @@ async function open(repo) {
 }
 
 function problem(s, nh, T, B) {
-  const cell = s.core.cells.gru({ inputSize: nh, hiddenSize: nh });
+  const cell = s.core.cells[cellName]({ inputSize: nh, hiddenSize: nh });
   const params = cell.init({ seed: 0 });
   let r = 12345;
   const rand = () => ((r = (r * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1;
@@ -63,7 +66,7 @@ async function timeDeer(s, p) {
   };
   const x = await p.fresh();
   const t0 = performance.now();
-  const { y, stats } = await s.core.deer(s.backend, p.cell, p.params, x, { checkFinite: false, onIteration });
+  const { y, stats } = await s.core.deer(s.backend, p.cell, p.params, x, { checkFinite: false, onIteration, jacobian });
   s.backend.dispose(x);
   const t1 = performance.now();
   await s.backend.read(y);
@@ -104,7 +107,7 @@ for (const [nh, T, B] of points) {
     for (const i of order) deer[i].push(await timeDeer(sessions[i], probs[i]));
     for (const i of order) seq[i].push(await timeSeq(sessions[i], probs[i]));
   }
-  const row = { nh, T, B, builds: {} };
+  const row = { cell: cellName, jacobian, nh, T, B, builds: {} };
   for (const [i, s] of sessions.entries()) {
     const d = deer[i];
     row.builds[s.repo] = {

@@ -308,9 +308,10 @@ export class WebGpuBackend implements Backend {
   private compiled(program: StepProgram, BT: number, withInput: boolean): CompiledStep {
     const variants = this.steps.get(program) ?? [];
     this.steps.set(program, variants);
-    const hoisting = (variants[0] ??= compileStep(program, true));
+    const software = this.config.software;
+    const hoisting = (variants[0] ??= compileStep(program, true, software));
     if (!hoisting.hoist || (withInput && this.hoistFits(hoisting.hoist, BT))) return hoisting;
-    return (variants[1] ??= compileStep(program, false));
+    return (variants[1] ??= compileStep(program, false, software));
   }
 
   private hoistFits(h: Hoist, BT: number): boolean {

@@ -1,4 +1,4 @@
-import { type BinaryFn, type Graph, matrixLayout, type Node, type NodeId, paramSpec, type UnaryFn } from '@deerjs/core';
+import { type BinaryFn, type Graph, matrixLayout, type Node, type NodeId, operands, paramSpec, type UnaryFn } from '@deerjs/core';
 import { bound, lit } from './common.js';
 
 /** WGSL helpers for the unary ops that need more than a builtin. */
@@ -86,6 +86,8 @@ export class GraphEmitter {
   /** Module-scope declarations (constant arrays). */
   readonly decls: string[] = [];
   private readonly offsets: Map<string, number>;
+  /** Nodes of the fused loop being emitted: entry i of each is the scalar `s<id>`. */
+  private inLoop: ReadonlySet<NodeId> = new Set();
 
   constructor(readonly graph: Graph) {
     this.offsets = paramOffsets(graph).offsets;
@@ -97,6 +99,7 @@ export class GraphEmitter {
 
   /** Entry i (a WGSL u32 expression) of node `id`; operands of size 1 broadcast. */
   ref(id: NodeId, i: string): string {
+    if (i === 'i' && this.inLoop.has(id)) return `s${id}`;
     const n = this.node(id);
     const idx = n.size === 1 ? '0u' : i;
     if (n.op === 'param') {
@@ -127,6 +130,49 @@ export class GraphEmitter {
       }
     }
     return lines.join('\n');
+  }
+
+  /**
+   * One loop over entry i of `ids` (elementwise nodes of one size, in graph order): each node's
+   * entry is a scalar `s<id>`, stored to its private array only where `arrays` holds it.
+   * `load(id)` is a node's entry read from memory (a hoisted value), else undefined.
+   */
+  emitFused(ids: readonly NodeId[], arrays: ReadonlySet<NodeId>, loads: Loads, load: (id: NodeId) => string | undefined): string {
+    const size = this.node(ids[0]!).size;
+    const lines: string[] = [];
+    this.inLoop = new Set();
+    for (const id of ids) {
+      const value = load(id) ?? this.entry(id, loads);
+      lines.push(`    let s${id} = ${value};`);
+      if (arrays.has(id)) lines.push(`    v${id}[i] = s${id};`);
+      this.inLoop = new Set([...this.inLoop, id]);
+    }
+    this.inLoop = new Set();
+    return `  for (var i = 0u; i < ${bound(size, size * ids.length)}; i++) {\n${lines.join('\n')}\n  }`;
+  }
+
+  /** Entry i of an elementwise node (see isElementwise) as an expression. */
+  private entry(id: NodeId, loads: Loads): string {
+    const n = this.node(id);
+    switch (n.op) {
+      case 'state':
+        this.uses.state = true;
+        return loads.state('i');
+      case 'input':
+        this.uses.input = true;
+        return loads.input('i');
+      case 'cotangent':
+        this.uses.cotangent = true;
+        return loads.cotangent('i');
+      case 'unary':
+        return UNARY[n.fn](this.ref(n.a, 'i'));
+      case 'binary':
+        return BINARY[n.fn](this.ref(n.a, 'i'), this.ref(n.b, 'i'));
+      case 'slice':
+        return this.ref(n.a, `(i + ${n.start}u)`);
+      default:
+        throw new Error(`webgpu: node ${id} (${n.op}) is not elementwise`);
+    }
   }
 
   /** Statements that compute node `id` from its operands (empty for params and constants). */
@@ -197,6 +243,98 @@ export class GraphEmitter {
     v${id}[r] = acc;
   }`;
   }
+}
+
+/** Nodes whose entry i needs only entry i of their operands (or a fixed entry of an array). */
+function isElementwise(node: Node): boolean {
+  switch (node.op) {
+    case 'state':
+    case 'input':
+    case 'cotangent':
+    case 'unary':
+    case 'binary':
+    case 'slice':
+      return node.size > 0;
+    default:
+      return false;
+  }
+}
+
+/** How a kernel body evaluates its live nodes: runs fused into one loop, or a node alone. */
+export type Stage = { readonly fused: readonly NodeId[] } | { readonly alone: NodeId };
+
+/**
+ * Fuse elementwise nodes of one size into single loops whose values are scalars, so that only what
+ * is read elsewhere — by another loop, a matrix product, a slice at an offset, a broadcast, or the
+ * caller (`keep`) — is a private array. Matrix products, sums and concatenations go first, and an
+ * elementwise node is scheduled only when one of them needs it or nothing else is left, so the
+ * loops are few and long. One private array per node had been the rule: a GRU n = 32 step kernel
+ * held 38 arrays of 32 floats, which llvmpipe took 16 s to compile (and GPUs spill). `loaded`
+ * nodes (hoisted values) are read, not computed, and read nothing.
+ */
+export function planStages(
+  g: Graph,
+  live: readonly NodeId[],
+  keep: Iterable<NodeId>,
+  loaded: { has(id: NodeId): boolean },
+): { stages: Stage[]; arrays: Set<NodeId> } {
+  const inputsOf = (id: NodeId): readonly NodeId[] => (loaded.has(id) ? [] : operands(g.nodes[id]!));
+  const fusable = (id: NodeId) => (loaded.has(id) ? g.nodes[id]!.size > 0 : isElementwise(g.nodes[id]!));
+  const pending = live.filter((id) => g.nodes[id]!.op !== 'param' && g.nodes[id]!.op !== 'const');
+  const done = new Set<NodeId>(live.filter((id) => !pending.includes(id)));
+  const stages: Stage[] = [];
+  const stageOf = new Map<NodeId, number>();
+  const ready = (id: NodeId) => inputsOf(id).every((o) => done.has(o));
+  const schedule = (id: NodeId) => {
+    stageOf.set(id, stages.length);
+    done.add(id);
+    pending.splice(pending.indexOf(id), 1);
+  };
+  while (pending.length > 0) {
+    const alone = pending.find((id) => !fusable(id) && ready(id));
+    if (alone !== undefined) {
+      schedule(alone);
+      stages.push({ alone });
+      continue;
+    }
+    // What the remaining products, sums and concatenations wait for (all of it when none remain).
+    const others = pending.filter((id) => !fusable(id));
+    const needed = new Set<NodeId>();
+    const stack = others.flatMap(inputsOf);
+    while (stack.length > 0) {
+      const id = stack.pop()!;
+      if (needed.has(id) || done.has(id)) continue;
+      needed.add(id);
+      stack.push(...inputsOf(id));
+    }
+    const wanted = (id: NodeId) => fusable(id) && (others.length === 0 || needed.has(id));
+    const first = pending.find((id) => wanted(id) && ready(id))!;
+    const size = g.nodes[first]!.size;
+    const fused: NodeId[] = [];
+    for (const id of [...pending]) {
+      if (wanted(id) && g.nodes[id]!.size === size && ready(id)) {
+        schedule(id);
+        fused.push(id);
+      }
+    }
+    stages.push({ fused });
+  }
+  const arrays = new Set<NodeId>();
+  for (const id of keep) {
+    const op = g.nodes[id]!.op;
+    if (op !== 'param' && op !== 'const') arrays.add(id);
+  }
+  for (const id of live) {
+    if (loaded.has(id)) continue;
+    const node = g.nodes[id]!;
+    const sameIndex = node.op === 'unary' || node.op === 'binary';
+    for (const o of operands(node)) {
+      const operand = g.nodes[o]!;
+      if (operand.op === 'param' || operand.op === 'const') continue;
+      if (!sameIndex || operand.size !== node.size || stageOf.get(o) !== stageOf.get(id)) arrays.add(o);
+    }
+  }
+  return { stages, arrays };
 }
 
 export const SQ_HELPER = 'fn sq_(x: f32) -> f32 { return x * x; }';
