@@ -1,14 +1,17 @@
 import {
   cells,
+  type DeerGradients,
   deer,
   deerWithGrad,
   defineCell,
   dopri5,
+  type IvpGradients,
   lang,
   rk4,
   sequential,
   solveIvp,
   solveIvpWithGrad,
+  type Tensor,
   UnsupportedOptionError,
 } from '@deerjs/core';
 import { expect } from 'vitest';
@@ -31,6 +34,12 @@ function slowGru(seed: number) {
   const params = cell.init({ seed });
   for (const k of Object.keys(params)) params[k] = params[k]!.map((v) => 3 * v);
   return { cell, params };
+}
+
+/** Every tensor a backward pass returned. */
+function gradientTensors(g: DeerGradients | IvpGradients): Tensor[] {
+  const own = 'h0' in g ? [g.x, g.h0] : [g.y0, ...(g.x ? [g.x] : [])];
+  return [...Object.values(g.params), ...own];
 }
 
 /** `signal` on every solver: checked before any work, during Newton, and between tasks. */
@@ -151,6 +160,64 @@ export function defineAbortCases(ctx: SuiteContext): void {
       expect(calls).toBeLessThan(free.stats.iterations);
     } finally {
       backend.dispose(x);
+    }
+  });
+
+  ctx.test('abort/backward-pass', async () => {
+    // A backward pass takes the forward solve's signal unless given its own.
+    const backend = ctx.backend();
+    const cell = cells.gru({ inputSize: 3, hiddenSize: 4 });
+    const B = 2;
+    const T = 30;
+    const data = sequenceData(4, B, T, cell, ctx.dtype);
+    const x = backend.tensor(data.x, [B, T, 3], ctx.dtype);
+    const dy = backend.tensor(
+      Float64Array.from({ length: B * T * 4 }, (_, i) => Math.sin(i)),
+      [B, T, 4],
+      ctx.dtype,
+    );
+    const field = oscillator();
+    const problem = { y0: [1, 0], t: [0, 0.25, 0.5, 0.75, 1] };
+    const ody = backend.tensor(Float64Array.from({ length: 4 * 2 }, (_, i) => Math.cos(i)), [1, 4, 2], ctx.dtype);
+    try {
+      for (const [what, solve] of [
+        ['deerWithGrad', (signal?: AbortSignal) => deerWithGrad(backend, cell, data.params, x, signal ? { signal } : {})],
+        ['solveIvpWithGrad', (signal?: AbortSignal) => solveIvpWithGrad(backend, field, {}, problem, signal ? { signal } : {})],
+      ] as const) {
+        const cot = what === 'deerWithGrad' ? dy : ody;
+        const plain = await solve();
+        const want = await plain.vjp(cot);
+        const reason = new Stop(`cancelled before ${what}'s backward pass`);
+        const controller = new AbortController();
+        const run = await solve(controller.signal);
+        try {
+          controller.abort(reason);
+          await expect(run.vjp(cot), `${what}: the forward signal`).rejects.toBe(reason);
+          const own = new Stop('its own signal');
+          const other = new AbortController();
+          other.abort(own);
+          await expect(run.vjp(cot, { signal: other.signal }), `${what}: its own signal`).rejects.toBe(own);
+          await expect(run.vjp(cot, { signal: 'stop' } as unknown as { signal: AbortSignal })).rejects.toThrow(UnsupportedOptionError);
+          await expect(run.vjp(cot, { sigal: other.signal } as unknown as { signal: AbortSignal })).rejects.toThrow(/sigal/);
+          // An unaborted signal of its own: the same gradients as without any.
+          const got = await run.vjp(cot, { signal: new AbortController().signal });
+          const [a, b] = [gradientTensors(got), gradientTensors(want)];
+          try {
+            expect(a.length).toBe(b.length);
+            for (const [i, g] of a.entries())
+              expect(maxAbsDiff(await backend.read(g), await backend.read(b[i]!)), `${what} gradient ${i}`).toBe(0);
+          } finally {
+            for (const t of [...a, ...b]) backend.dispose(t);
+          }
+        } finally {
+          run.dispose();
+          plain.dispose();
+        }
+      }
+    } finally {
+      backend.dispose(x);
+      backend.dispose(dy);
+      backend.dispose(ody);
     }
   });
 

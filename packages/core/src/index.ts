@@ -102,6 +102,7 @@ export {
   implicitVjp,
   implicitVjpSync,
   stepVjp,
+  type VjpOptions,
 } from './solver/grad.js';
 export { type IvpOptions, type IvpResult, solveIvp } from './solver/ode.js';
 export {

@@ -2,6 +2,7 @@ import {
   type Backend,
   type Cell,
   checkDeerOptions,
+  checkOptionNames,
   type DeerGradients,
   type DeerOptions,
   deerWithGrad,
@@ -10,6 +11,7 @@ import {
   ShapeError,
   type Tensor,
   UnsupportedOptionError,
+  type VjpOptions,
 } from '@deerjs/core';
 
 export type Solver = 'deer' | 'sequential';
@@ -36,7 +38,8 @@ export interface LayerRun {
    */
   readonly converged: boolean;
   /** Gradients given ∂L/∂y ([B, T, n]); the caller owns what comes back. */
-  vjp(dy: Tensor): Promise<DeerGradients>;
+  /** `options.signal` cancels it (default: the layer's `deer.signal`). */
+  vjp(dy: Tensor, options?: VjpOptions): Promise<DeerGradients>;
   dispose(): void;
 }
 
@@ -87,7 +90,7 @@ export async function runLayer(
       iterations: r.stats.iterations,
       fellBack: r.stats.fellBack,
       converged: r.stats.converged || r.stats.fellBack,
-      vjp: (dy) => r.vjp(dy),
+      vjp: (dy, o) => r.vjp(dy, o),
       dispose: () => {
         if (out !== r.y) backend.dispose(out);
         r.dispose();
@@ -120,7 +123,10 @@ export async function runLayer(
       iterations: 0,
       fellBack: false,
       converged: true,
-      vjp: (dy) => implicitVjp(backend, cell, p, x, y0, y, dy),
+      vjp: async (dy, o = {}) => {
+        checkOptionNames(o, ['signal'], 'runLayer(...).vjp');
+        return implicitVjp(backend, cell, p, x, y0, y, dy, undefined, undefined, o.signal ?? signal);
+      },
       dispose: () => {
         for (const t of owned.splice(0)) backend.dispose(t);
       },

@@ -319,6 +319,22 @@ describe('nn review: typed errors and checks that had been missing', () => {
         await expect(runLayer(backend, cell, lp, x, { solver, residual: false, deer: { signal: controller.signal } }), solver).rejects.toBe(reason);
         await expect(model.lossAndGrad(backend, params, x, labels, { solver, deer: { signal: controller.signal } }), solver).rejects.toBe(reason);
       }
+      // The backward pass takes the layer's signal, or its own.
+      for (const solver of ['sequential', 'deer'] as const) {
+        const late = new AbortController();
+        const run = await runLayer(backend, cell, lp, x, { solver, residual: false, deer: { signal: late.signal } });
+        const dy = backend.zeros(run.out.shape, 'float64');
+        try {
+          late.abort(reason);
+          await expect(run.vjp(dy), solver).rejects.toBe(reason);
+          await expect(run.vjp(dy, { signal: 1 } as never), solver).rejects.toThrow(UnsupportedOptionError);
+          const g = await run.vjp(dy, { signal: new AbortController().signal });
+          for (const t of [...Object.values(g.params), g.x, g.h0]) backend.dispose(t);
+        } finally {
+          backend.dispose(dy);
+          run.dispose();
+        }
+      }
       expect(backend.liveTensors()).toBe(1);
     } finally {
       backend.dispose(x);

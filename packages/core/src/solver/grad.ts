@@ -1,9 +1,10 @@
 import type { Backend, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { TensorStateError } from '../errors.js';
+import { AbortCheck, type AbortSignalLike, signalOption } from './abort.js';
 import { type DeerResult, deer } from './deer.js';
 import { driveAsync, driveSync, readTensor, readUpdate, type Solve } from './solve.js';
-import { DEER_OPTION_NAMES, type DeerOptions, resolveDeerOptions } from './options.js';
+import { checkOptionNames, DEER_OPTION_NAMES, type DeerOptions, resolveDeerOptions } from './options.js';
 import {
   checkCotangent,
   checkInitialGuess,
@@ -41,13 +42,22 @@ export interface GradStats {
   readonly nonFinite: number;
 }
 
+/** Options of a backward pass (`vjp`). */
+export interface VjpOptions {
+  /**
+   * Cancels the backward pass: checked before it starts and at every read, as a solve's `signal`
+   * (default: the signal the forward solve was given, so one AbortSignal cancels a training step).
+   */
+  readonly signal?: AbortSignalLike;
+}
+
 export interface DeerGradResult extends DeerResult {
   /**
    * Gradients of a loss L given dy = ∂L/∂y ([B, T, n]), by implicit differentiation: one reverse
    * scan with transposed Jacobians at the solution, then per-step VJPs summed over (b, t). The
    * caller owns and disposes the returned tensors.
    */
-  vjp(dy: Tensor): Promise<DeerGradients>;
+  vjp(dy: Tensor, options?: VjpOptions): Promise<DeerGradients>;
   /** Release y and what was kept for `vjp`. */
   dispose(): void;
 }
@@ -78,11 +88,13 @@ export async function deerWithGrad(
     // Everything is checked above (deer repeats only the cheap shape checks).
     const forward = await deer(backend, cell, p, x, { ...options, h0: y0, lengths, checkFinite: false });
     const y = forward.y;
-    const vjp = async (dy: Tensor): Promise<DeerGradients> => {
+    const vjp = async (dy: Tensor, vjpOptions: VjpOptions = {}): Promise<DeerGradients> => {
       if (released) throw new TensorStateError('deerWithGrad: vjp called after dispose()');
+      const signal = vjpSignal(vjpOptions, opts.signal, 'deerWithGrad(...).vjp');
+      signal?.throwIfAborted();
       checkCotangent(backend, dy, B, T, cell.stateSize, dtype);
       if (opts.checkFinite) await checkInputFinite(backend, dy, 'dy');
-      return implicitVjp(backend, cell, p, x, y0, y, dy, opts.window, lengths);
+      return implicitVjp(backend, cell, p, x, y0, y, dy, opts.window, lengths, signal);
     };
     return {
       y,
@@ -99,6 +111,16 @@ export async function deerWithGrad(
     owned.dispose();
     throw err;
   }
+}
+
+/** The signal of a backward pass: its own, else the forward solve's. */
+export function vjpSignal(
+  options: VjpOptions,
+  forward: AbortSignalLike | undefined,
+  fn: string,
+): AbortSignalLike | undefined {
+  checkOptionNames(options, ['signal'], fn);
+  return options.signal === undefined ? forward : signalOption(options.signal);
 }
 
 /** ∂(cotangent · f)/∂x alone at every (b, t): the input part of `stepVjp` (the cell must take inputs). */
@@ -214,9 +236,12 @@ export async function implicitVjp(
   dy: Tensor,
   window?: number,
   lengths?: ArrayLike<number>,
+  signal?: AbortSignalLike,
 ): Promise<DeerGradients> {
   checkParamTensors(backend, cell, params, checkSequenceInput(backend, cell, x).dtype, 'implicitVjp');
-  return driveAsync(backend, implicitVjpSolve(backend, cell, params, x, y0, y, dy, window, lengths));
+  const abort = new AbortCheck(signalOption(signal));
+  abort.checkSync();
+  return driveAsync(backend, implicitVjpSolve(backend, cell, params, x, y0, y, dy, window, lengths), abort);
 }
 
 /** `implicitVjp` for backends with synchronous reads (`newtonUpdateSync`, `readSync`). */
@@ -230,9 +255,12 @@ export function implicitVjpSync(
   dy: Tensor,
   window?: number,
   lengths?: ArrayLike<number>,
+  signal?: AbortSignalLike,
 ): DeerGradients {
   checkParamTensors(backend, cell, params, checkSequenceInput(backend, cell, x).dtype, 'implicitVjpSync');
-  return driveSync(backend, implicitVjpSolve(backend, cell, params, x, y0, y, dy, window, lengths));
+  const abort = new AbortCheck(signalOption(signal));
+  abort.checkSync();
+  return driveSync(backend, implicitVjpSolve(backend, cell, params, x, y0, y, dy, window, lengths), abort);
 }
 
 function* implicitVjpSolve(

@@ -2,7 +2,8 @@ import type { Backend, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { DTypeError, NonFiniteError, StiffAdjointError, TensorStateError, UnsupportedOptionError } from '../errors.js';
 import type { MatrixOps } from './expm.js';
-import { inputVjp, stepVjp } from './grad.js';
+import { AbortCheck, signalOption } from './abort.js';
+import { inputVjp, stepVjp, type VjpOptions, vjpSignal } from './grad.js';
 import {
   IVP_OPTION_NAMES,
   type IvpOptions,
@@ -53,7 +54,8 @@ function stiffAdjointOption(value: unknown): 'refuse' | 'allow' {
 
 export interface IvpGradResult extends IvpResult {
   /** Gradients of L given dy = ∂L/∂y ([B, T, n]); the caller owns the returned tensors. */
-  vjp(dy: Tensor): Promise<IvpGradients>;
+  /** `options.signal` cancels it (default: the signal the solve was given). */
+  vjp(dy: Tensor, options?: VjpOptions): Promise<IvpGradients>;
   /** Release y and what was kept for `vjp`. */
   dispose(): void;
 }
@@ -82,15 +84,18 @@ export async function solveIvpWithGrad(
     const prep = await prepareOde(backend, field, params, problem, undefined, owned, checkFinite);
     const { y, stats } = await solvePrepared(ops, field, prep, solveOptions);
     const window = options.window; // as given now, not as the options object holds it later
+    const signal = signalOption(options.signal);
     return {
       y,
       stats,
-      vjp: async (dy) => {
+      vjp: async (dy, vjpOptions = {}) => {
         if (released) throw new TensorStateError('solveIvpWithGrad: vjp called after dispose()');
+        const abort = new AbortCheck(vjpSignal(vjpOptions, signal, 'solveIvpWithGrad(...).vjp'));
+        abort.checkSync();
         checkCotangent(backend, dy, prep.B, prep.T, field.stateSize, prep.dtype);
         // As deerWithGrad's vjp: a NaN in dy would come back as NaN gradients.
         if (checkFinite) await checkFiniteTensor(backend, 'dy', dy);
-        return adjointVjp(ops, field, prep, y, dy, stiff, 'solveIvpWithGrad', window);
+        return adjointVjp(ops, field, prep, y, dy, stiff, 'solveIvpWithGrad', abort, window);
       },
       dispose: () => {
         if (released) return;
@@ -116,9 +121,11 @@ export async function ivpVjp(
   problem: OdeProblem,
   y: Tensor,
   dy: Tensor,
-  options: { readonly stiffAdjoint?: 'refuse' | 'allow' } = {},
+  options: { readonly stiffAdjoint?: 'refuse' | 'allow' } & VjpOptions = {},
 ): Promise<IvpGradients> {
-  checkOptionNames(options, ['stiffAdjoint'], 'ivpVjp');
+  checkOptionNames(options, ['stiffAdjoint', 'signal'], 'ivpVjp');
+  const abort = new AbortCheck(signalOption(options.signal));
+  abort.checkSync();
   const stiff = stiffAdjointOption(options.stiffAdjoint);
   const ops = requireMatrixOps(backend);
   const owned = new Owned(backend);
@@ -134,7 +141,7 @@ export async function ivpVjp(
       if (t.dtype !== prep.dtype) throw new DTypeError(what, `${prep.dtype} (the dtype of y)`, t.dtype);
       await checkFiniteTensor(backend, what, t);
     }
-    return await adjointVjp(ops, field, prep, y, dy, stiff, 'ivpVjp');
+    return await adjointVjp(ops, field, prep, y, dy, stiff, 'ivpVjp', abort);
   } finally {
     owned.dispose();
   }
@@ -153,6 +160,7 @@ async function adjointVjp(
   dy: Tensor,
   stiffAdjoint: 'refuse' | 'allow',
   fn: string,
+  abort: AbortCheck,
   window?: number,
 ): Promise<IvpGradients> {
   const { B, T, dt } = prep;
@@ -184,6 +192,7 @@ async function adjointVjp(
       // λ is scanned at the points this window owns (t0 … t0 + S − 1; the last window owns t_T
       // too); the quadrature covers its intervals, whose ends are the points t0 … t0 + len.
       const S = last ? len + 1 : len;
+      await abort.check();
       const win = new Owned(backend);
       try {
         const cat = (parts: (Tensor | null)[]) => {
