@@ -43,7 +43,7 @@ describe('webgpu step kernels: elementwise nodes fused into loops over scalars',
     expect([...arrays].sort((a, b) => a - b)).toEqual([state, product, out].sort((a, b) => a - b));
   });
 
-  it('large unrolled Jacobian blocks are stored by one loop on a software adapter only', () => {
+  it('on a software adapter only, stores stay in loops: the outputs, and large unrolled Jacobian blocks from a private array', () => {
     const cell = cells.gru({ inputSize: 2, hiddenSize: 16 });
     const program = cell.linearizeProgram(16);
     const gpu = compileStep(program, true, false);
@@ -54,6 +54,11 @@ describe('webgpu step kernels: elementwise nodes fused into loops over scalars',
     expect((gpu.evaluate.code.match(/jac\[e \* 256u \+ \d+u\]/g) ?? []).length).toBe(256);
     expect(software.evaluate.code).toContain('var jb: array<f32, 256>;');
     expect((software.evaluate.code.match(/jac\[/g) ?? []).length).toBe(1);
+    // The outputs' stores too: loops the driver cannot unroll on a software adapter.
+    const outputs = (code: string) => code.match(/for \(var i = 0u; i < [^;]+; i\+\+\) \{ packed\[/g) ?? [];
+    expect(outputs(software.evaluate.code).length).toBeGreaterThan(0);
+    for (const loop of outputs(software.evaluate.code)) expect(loop).toContain('+ z');
+    for (const loop of outputs(gpu.evaluate.code)) expect(loop).not.toContain('+ z');
     // Small blocks keep their unrolled stores.
     const small = compileStep(cells.gru({ inputSize: 2, hiddenSize: 8 }).linearizeProgram(8), true, true);
     expect(small.evaluate.code).not.toContain('var jb');

@@ -46,6 +46,24 @@ export function bound(trips: number, work = trips, signed = false): string {
 }
 
 /**
+ * The bound of a loop of `trips` stores to a storage buffer. On a software adapter each store is a
+ * bounds-checked scatter over the SIMD lanes, and unrolled ones dominate llvmpipe's compile (a GRU
+ * n = 32 step kernel: 6.7 s, 1.8 s with its five 32-entry output loops kept as loops), so there
+ * they stay loops; elsewhere as `bound`.
+ */
+export function storeBound(trips: number, software: boolean): string {
+  return software ? `${trips}u + z` : bound(trips);
+}
+
+/**
+ * On a software adapter, unrolled Jacobian blocks of more entries than this are stored from a
+ * private array by one loop (see storeBound): 256 stores unrolled (GRU n = 16, dense) took llvmpipe
+ * 8.1 s to compile, as a loop 2.3 s, and the solve ran 1.07–1.14× faster. Kept unrolled on a GPU,
+ * where the array would sit in local memory (not measured there).
+ */
+export const STORE_LOOP_FROM = 64;
+
+/**
  * Packed parameters of up to this many floats are bound as a uniform buffer (32 KiB, well inside
  * WebGPU's guaranteed 64 KiB even after the pool rounds the buffer up): every invocation reads the
  * same entries, which a uniform serves once for all lanes where storage reads are per lane.

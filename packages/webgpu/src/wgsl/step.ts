@@ -9,7 +9,7 @@ import {
   splitInputOnly,
   stepCost,
 } from '@deerjs/core';
-import { bound, MAIN_HEAD, paramsDecl, storage, UNIFORM_DECL, UNROLL_MAX, uni } from './common.js';
+import { bound, MAIN_HEAD, paramsDecl, STORE_LOOP_FROM, storage, storeBound, UNIFORM_DECL, UNROLL_MAX, uni } from './common.js';
 import { GraphEmitter, type Loads, paramOffsets, planStages, SQ_HELPER, UNARY_HELPERS } from './graph.js';
 import { hasRowFreeEntries, MAX_UNROLLED_TERMS, MatExprEmitter, nestedProducts, sharedEntries, unrolledEntry } from './jacobian.js';
 
@@ -232,14 +232,6 @@ export function unrolledJacobianEntries(
   return budget.terms > MAX_UNROLLED_TERMS ? undefined : { entries, lets: shared.lets };
 }
 
-/**
- * With `storeLoop`, blocks of more entries than this are stored from a private array by one loop.
- * On a software adapter each store to `jac` is a bounds-checked scatter over the SIMD lanes: 256
- * of them unrolled (GRU n = 16, dense) took llvmpipe 8.1 s to compile, as a loop 2.3 s, and the
- * solve ran 1.07–1.14× faster. Not measured on a GPU, where the array would live in local memory.
- */
-const STORE_LOOP_FROM = 64;
-
 /** The Jacobian blocks as statements writing `jac` for element `e` (see unrolledJacobianEntries). */
 function unrolledJacobian(
   g: Graph,
@@ -267,8 +259,8 @@ function unrolledJacobian(
 
 /**
  * Generate the evaluation and Jacobian kernels of a step program; with `hoisting`, input-only
- * matrix products move to a kernel of their own (see Hoist); `software`: for a software adapter
- * (see STORE_LOOP_FROM).
+ * matrix products move to a kernel of their own (see Hoist); `software`: for a software adapter,
+ * whose stores stay in loops (see storeBound).
  */
 export function compileStep(program: StepProgram, hoisting = true, software = false): CompiledStep {
   const g = program.graph;
@@ -302,7 +294,7 @@ export function compileStep(program: StepProgram, hoisting = true, software = fa
   const writes = [...segments].map(([id, s]) =>
     s.size === 0
       ? ''
-      : `  for (var i = 0u; i < ${bound(s.size)}; i++) { packed[count * ${s.pre}u + l * ${s.size}u + i] = ${em.ref(id, 'i')}; }`,
+      : `  for (var i = 0u; i < ${storeBound(s.size, software)}; i++) { packed[count * ${s.pre}u + l * ${s.size}u + i] = ${em.ref(id, 'i')}; }`,
   );
   const roles: Role[] = [
     ...usedRoles(em.uses),
