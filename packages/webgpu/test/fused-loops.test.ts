@@ -17,7 +17,7 @@ describe('webgpu step kernels: elementwise nodes fused into loops over scalars',
     const cell = cells.gru({ inputSize: 4, hiddenSize: 32 });
     const step = compileStep(cell.linearizeProgram(1));
     // One per graph node had been the rule: 38 arrays. Left: the state (read by W·h and the
-    // output), W·h and its bias (sliced at offsets), and the four values written to memory.
+    // output), W·h and W·h + b (sliced at offsets), and the five values written to memory.
     expect(privateArrays(step.evaluate.code)).toBeLessThanOrEqual(8);
     const sequential = compileSequential(cell.linearizeProgram(1));
     expect(privateArrays(sequential.code)).toBeLessThanOrEqual(5);

@@ -252,7 +252,7 @@ function unrolledJacobian(
     `  var jb: array<f32, ${entries.length}>;`,
     ...lets,
     ...entries.map(([k, v]) => `  jb[${k}u] = ${v};`),
-    `  for (var k = 0u; k < ${entries.length}u + z; k++) { jac[e * ${n * s}u + k] = jb[k]; }`,
+    `  for (var k = 0u; k < ${storeBound(entries.length, true)}; k++) { jac[e * ${n * s}u + k] = jb[k]; }`,
     '  }',
   ].join('\n');
 }
