@@ -5,13 +5,11 @@
 // report that tooling/scripts/test-summary.mjs adds up.
 //
 // LP_NATIVE_VECTOR_WIDTH only reaches llvmpipe/lavapipe, the software Vulkan driver that CI and
-// GPU-less machines run the WebGPU suite on (hardware drivers ignore it). Mesa 25 picks 256-bit
-// vectors on AVX2/AVX-512 hosts; at 128 bits LLVM compiles each WGSL kernel faster and the kernels
-// run about as fast, and most of a cold test run is kernel compilation. Measured on the 2-core CI
-// machine type, empty shader cache: the webgpu package alone 326 s -> 218 s; inside the whole suite
-// (other packages beside it) 370 s -> 295 s. Warm cache, where nothing compiles: 67 -> 63 s and
-// 107 -> 106 s. The tests use no subgroup operations, so the width changes no result. Set it
-// yourself to override; turbo.json lists it (and this file) among the test task's inputs.
+// GPU-less machines run the WebGPU suite on (hardware drivers ignore it). At 128 bits instead of the
+// 256 Mesa picks on AVX2 hosts, LLVM compiles each kernel faster and the kernels run about as fast;
+// most of a cold test run is kernel compilation (figures in docs/architecture.md, "Conformance").
+// The tests use no subgroup operations, so the width changes no result. Set it yourself to override;
+// turbo.json lists it (and this file) among the test task's inputs.
 /** @param {Record<string, unknown>} [overrides] */
 export function deerVitestConfig(overrides = {}) {
   return {
