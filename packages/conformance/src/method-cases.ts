@@ -87,6 +87,16 @@ function scaledElman(scale: number, seed: number, inputSeed: number, B: number, 
   return { cell, x: new Rng(inputSeed).normalArray(B * T * 2).map(round), h0: new Float64Array(B * 8), params };
 }
 
+/** A GRU (n = 8) with every parameter at `scale` × its initial value, as `scaledElman`. */
+function scaledGru(scale: number, seed: number, inputSeed: number, B: number, T: number, dtype: DType) {
+  const cell = cells.gru({ inputSize: 2, hiddenSize: 8 });
+  const round = dtype === 'float32' ? Math.fround : (v: number) => v;
+  const params = cell.init({ seed });
+  for (const k of Object.keys(params)) params[k] = params[k]!.map((v) => round(scale * v));
+  const rng = new Rng(inputSeed);
+  return { cell, x: rng.normalArray(B * T * 2).map(round), h0: rng.normalArray(B * 8, 0.5).map(round), params };
+}
+
 /** Lanes of a large GPU: DEER pays on every problem of these cases. */
 const WIDE = 1e9;
 
@@ -178,6 +188,51 @@ export function defineMethodCases(ctx: SuiteContext): void {
   // the rows leave the trust region while budget is left and finish on damped DEER steps (ELK
   // alone fell back on a row after 100 iterations in float64 and float32; now 36 and 60).
   ctx.test('method/elk-slow-rows-take-damped-steps', () => elkHandsOver(4, 108, 1108, 300, 'its rate fell short'));
+
+  ctx.test('method/elk-at-the-answer-converges-at-once', async () => {
+    // Started at the answer, ELK's candidate and iterate differ by rounding, and so do their
+    // merits: a rule that took only strictly lower merits rejected every step until the trust
+    // region stalled (14 iterations where DEER takes 1).
+    const cell = CELL_FAMILIES[0]!.make(8, INPUT_SIZE);
+    const [B, T] = [2, 300];
+    const data = sequenceData(341, B, T, cell, ctx.dtype);
+    const backend = ctx.backend();
+    const x = backend.tensor(data.x, [B, T, INPUT_SIZE], ctx.dtype);
+    try {
+      const seq = await sequential(backend, cell, data.params, x, { h0: data.h0 });
+      try {
+        for (const jacobian of ['auto', 'diagonal'] as const) {
+          const got = await deer(backend, cell, data.params, x, { h0: data.h0, method: 'elk', jacobian, initialGuess: seq.y });
+          const y = await backend.read(got.y);
+          backend.dispose(got.y);
+          expect(got.stats.converged, jacobian).toBe(true);
+          expect(got.stats.iterations, jacobian).toBe(1);
+          expect(got.stats.switches, jacobian).toEqual([]);
+          expect(got.stats.residual).toBeLessThanOrEqual(1);
+          expect(maxAbsDiff(y, await backend.read(seq.y)), jacobian).toBeLessThanOrEqual(ctx.tolerance);
+        }
+      } finally {
+        backend.dispose(seq.y);
+      }
+    } finally {
+      backend.dispose(x);
+    }
+  });
+
+  ctx.test('method/elk-keeps-the-finite-depth-budget', async () => {
+    // A recurrence of T steps is solved exactly by T sequential steps, so no method gets more than
+    // T + 1 iterations: ELK's damped steps, which are not exact after T of them, had taken 8 at
+    // T = 1 and 33 at T = 3 on this Elman ×12 problem. The fallback answers after the budget.
+    for (const T of [1, 3]) {
+      const data = scaledElman(12, 3, 203, 2, T, ctx.dtype);
+      data.h0.set(new Rng(7).normalArray(16, 3).map(ctx.dtype === 'float32' ? Math.fround : (v) => v));
+      const ref = await oracleTrajectory(ctx.oracle(), data.cell, data, 2, T);
+      const got = await solveOnBackend(ctx.backend(), data.cell, data, 2, T, ctx.dtype, { method: 'elk' });
+      expect(got.stats.iterations, `T=${T}`).toBeLessThanOrEqual(T + 1);
+      expect(maxAbsDiff(got.y, ref), `T=${T}`).toBeLessThanOrEqual(ctx.tolerance);
+      if (!got.stats.converged) expect(got.stats.fallbackRows, `T=${T}`).toBeGreaterThan(0);
+    }
+  });
 
   ctx.test('method/auto-no-more-iterations-than-deer', async () => {
     for (const family of CELL_FAMILIES.slice(0, 4)) {
@@ -330,6 +385,34 @@ export function defineMethodCases(ctx: SuiteContext): void {
       } finally {
         backend.dispose(x);
       }
+    }
+  });
+
+  ctx.test('method/auto-long-memory-goes-sequential-whatever-the-fallback', async () => {
+    // GRU ×8, T = 400: every row holds a perturbed start for longer than the budget, and a row of
+    // the batch is within the margin of chaos, where shooting's sweeps are not foreseeable: 'auto'
+    // sends the rows to sequential evaluation before any Newton work. That is its answer under
+    // every `fallback`, as for chaotic rows: under 'none' the rows had come back as the zeros of
+    // the first iterate while the switches said "→ sequential".
+    const [B, T] = [3, 400];
+    const data = scaledGru(8, 1, 1001, B, T, ctx.dtype);
+    const backend = withParallelism(ctx.backend(), WIDE);
+    const x = backend.tensor(data.x, [B, T, 2], ctx.dtype);
+    try {
+      const { y: ys } = await sequential(backend, data.cell, data.params, x, { h0: data.h0 });
+      const seq = await backend.read(ys);
+      backend.dispose(ys);
+      for (const fallback of ['sequential', 'none', 'throw'] as const) {
+        const got = await solveOnBackend(backend, data.cell, data, B, T, ctx.dtype, { method: 'auto', fallback });
+        expect(got.stats.memory!, fallback).toBeGreaterThan(100);
+        expect(got.stats.iterations, fallback).toBe(0);
+        expect(got.stats.stopReason, fallback).toBe('longMemory');
+        expect(got.stats.fallbackRows, fallback).toBe(B);
+        expect(got.stats.switches.some((w) => w.includes('remember a perturbed start') && w.includes('→ sequential')), fallback).toBe(true);
+        expect(maxAbsDiff(got.y, seq), fallback).toBeLessThanOrEqual(ctx.tolerance);
+      }
+    } finally {
+      backend.dispose(x);
     }
   });
 

@@ -269,7 +269,7 @@ export function* newtonWindow(
 ): Solve<Tensor> {
   const { B, T, n } = problem;
   const method = opts.method ?? 'deer';
-  const budget = problem.finiteDepth && method !== 'elk' ? Math.min(opts.maxIter, T + 1) : opts.maxIter;
+  const budget = problem.finiteDepth ? Math.min(opts.maxIter, T + 1) : opts.maxIter;
   const w: WindowState = {
     status: new Uint8Array(B),
     reason: new Array<StopReason>(B).fill('tolerance'),
@@ -292,6 +292,7 @@ export function* newtonWindow(
     deadline: new Float64Array(B).fill(Number.POSITIVE_INFINITY),
     memory: new Float64Array(B).fill(Number.NaN),
     nearChaos: false,
+    chosen: new Uint8Array(B),
   };
   const { status, reason } = w;
   const residualFails = new Uint32Array(B);
@@ -322,7 +323,10 @@ export function* newtonWindow(
       for (let b = 0; b < B; b++) {
         // −∞: not estimated (too short a row).
         if (probe.lyapunov[b]! > Number.NEGATIVE_INFINITY) stats.lyapunov = Math.max(stats.lyapunov ?? Number.NEGATIVE_INFINITY, probe.lyapunov[b]!);
-        if (probe.lyapunov[b]! > CHAOS_THRESHOLD) fail(w, b, 'chaotic');
+        if (probe.lyapunov[b]! > CHAOS_THRESHOLD) {
+          fail(w, b, 'chaotic');
+          w.chosen[b] = 1;
+        }
       }
       const chaotic = count(Row.Failed);
       if (chaotic > 0) stats.switches.push(`window ${where.window}: ${chaotic} chaotic rows → sequential`);
@@ -331,17 +335,24 @@ export function* newtonWindow(
       // budget: far from the solution Newton learns about one step per iteration there, so it
       // would run the budget out and fall back anyway (deer-study).
       if (probe.memory && budget < T) {
+        const long: number[] = [];
         for (let b = 0; b < B; b++) {
           stats.memory = Math.max(stats.memory ?? 0, probe.memory[b]!);
           w.memory[b] = probe.memory[b]!;
-          if (status[b] === Row.Active && probe.memory[b]! > budget) fail(w, b, 'longMemory');
+          if (status[b] === Row.Active && probe.memory[b]! > budget) {
+            fail(w, b, 'longMemory');
+            long.push(b);
+          }
         }
-        const long = count(Row.Failed) - chaotic;
+        const shoots = problem.canShoot?.(long.length) === true && !w.nearChaos;
+        // Rows that do not shoot are evaluated step by step whatever `fallback` says, as chaotic
+        // rows are: no Newton iteration ran, so there is no iterate to return or to fail on.
+        if (!shoots) for (const b of long) w.chosen[b] = 1;
         const why = w.nearChaos
           ? ' (a row of the batch is within the margin of chaos: shooting rows whose memory is past the budget would take about as many sweeps as chunks)'
           : ' (parallel shooting cannot pay on this backend)';
-        const next = problem.canShoot?.(long) && !w.nearChaos ? 'parallel shooting' : `sequential${problem.shoot ? why : ''}`;
-        if (long > 0) stats.switches.push(`window ${where.window}: ${long} rows remember a perturbed start for more than ${budget} steps (the iteration budget) → ${next}`);
+        const next = shoots ? 'parallel shooting' : `sequential${problem.shoot ? why : ''}`;
+        if (long.length > 0) stats.switches.push(`window ${where.window}: ${long.length} rows remember a perturbed start for more than ${budget} steps (the iteration budget) → ${next}`);
       }
     }
     // The probe's prefix serves only a sequential pass over every row.
@@ -393,7 +404,7 @@ export function* newtonWindow(
           // too goes to the sequential fallback.
           for (const b of gaveUp) {
             const shoots = problem.canShoot?.(1) === true && shootable(w, b, budget);
-            const after = shoots ? 'parallel shooting' : 'sequential';
+            const after = shoots ? 'parallel shooting' : fallbackName(opts.fallback);
             if (!w.damped[b] && !w.patient[b] && iterations < budget) {
               const need = dampedIterations(w.memory[b]!, opts);
               const damped = iterations + need <= budget;
@@ -486,11 +497,12 @@ export function* newtonWindow(
     for (const b of failed) {
       if (SEVERITY.indexOf(reason[b]!) > SEVERITY.indexOf(stats.stopReason)) stats.stopReason = reason[b]!;
     }
-    // 'auto' evaluates the rows it found chaotic step by step whatever `fallback` says: that is its
-    // way of solving them, not a failure to (under 'none' they had come back as the zeros of the
-    // first iterate, under 'throw' as an error, where the cost model's own choice of sequential
-    // evaluation is an answer).
-    const chosen = method === 'auto' ? failed.filter((b) => reason[b] === 'chaotic') : [];
+    // 'auto' evaluates the rows it sent to sequential evaluation before any Newton work (chaotic,
+    // or long memory where parallel shooting does not take them) step by step whatever `fallback`
+    // says: that is its way of solving them, not a failure to (under 'none' they had come back as
+    // the zeros of the first iterate, under 'throw' as an error, where the cost model's own choice
+    // of sequential evaluation is an answer).
+    const chosen = failed.filter((b) => w.chosen[b] === 1);
     const unfinished = failed.filter((b) => !chosen.includes(b));
     if (opts.fallback === 'throw' && unfinished.length > 0) {
       throw new ConvergenceError(
@@ -568,16 +580,20 @@ function* shootFailedRows(
   y: Tensor,
   w: WindowState,
   stats: EngineStats,
-  tol: { atol: number; rtol: number },
+  tol: { atol: number; rtol: number; fallback: FallbackOption },
   window: number,
   budget: number,
   sweeps?: number,
 ): Solve<Tensor> {
-  const rows = [...w.status.keys()].filter((b) => w.status[b] === Row.Failed && w.reason[b] !== 'chaotic' && shootable(w, b, budget));
+  const rows = [...w.status.keys()].filter((b) => w.status[b] === Row.Failed && !w.chosen[b] && shootable(w, b, budget));
   if (rows.length === 0) return y;
   const shot = yield* problem.shoot!(rows, tol, sweeps);
   if (!shot) {
-    stats.switches.push(`window ${window}: rows ${rows.join(', ')}: parallel shooting cannot pay for ${rows.length} rows on this backend → sequential`);
+    // Rows the probe sent here have no Newton iterate: sequential evaluation is their answer.
+    const fresh = rows.filter((b) => w.reason[b] === 'longMemory');
+    for (const b of fresh) w.chosen[b] = 1;
+    const to = fresh.length === rows.length ? 'sequential' : fresh.length === 0 ? fallbackName(tol.fallback) : `sequential (${fresh.join(', ')}), ${fallbackName(tol.fallback)} (the rest)`;
+    stats.switches.push(`window ${window}: rows ${rows.join(', ')}: parallel shooting cannot pay for ${rows.length} rows on this backend → ${to}`);
     return y;
   }
   stats.shootingSweeps += shot.sweeps;
@@ -668,7 +684,16 @@ interface WindowState {
   readonly memory: Float64Array;
   /** 'auto': whether the probe found a row within the margin of chaos (`nearChaos`). */
   nearChaos: boolean;
+  /**
+   * 'auto': rows it sent to sequential evaluation before any Newton work (chaotic, or long memory
+   * that parallel shooting does not take), evaluated so whatever `fallback` says.
+   */
+  readonly chosen: Uint8Array;
 }
+
+/** Where a row given up goes, as the switches say it: the fallback the caller chose. */
+const fallbackName = (fallback: FallbackOption) =>
+  fallback === 'sequential' ? 'sequential' : fallback === 'none' ? "fallback 'none' (its last iterate returned)" : "fallback 'throw'";
 
 function fail(w: WindowState, b: number, why: StopReason): void {
   w.status[b] = Row.Failed;
@@ -917,7 +942,10 @@ function* elkIteration(
     for (let b = 0; b < B; b++) {
       if (!active[b]) continue;
       candMerit[b] = cand.rows.replaced[b]! > 0 ? Number.POSITIVE_INFINITY : finiteOr(candMerit[b]!);
-      accepted[b] = candMerit[b]! < w.merit[b]! ? 1 : 0;
+      // A merit of at most 1 bounds every scaled residual by 1. Where both iterates are that close,
+      // rounding decides which merit is lower (started at the answer, ELK had rejected every step
+      // until its trust region stalled); the candidate is accepted, and judged as any other.
+      accepted[b] = candMerit[b]! < w.merit[b]! || (candMerit[b]! <= 1 && w.merit[b]! <= 1) ? 1 : 0;
     }
     const update = yield* readUpdate(raw, y, { ...tol, active: accepted });
     for (let b = 0; b < B; b++) {
