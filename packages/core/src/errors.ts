@@ -14,7 +14,9 @@ export class ShapeError extends DeerError {
     readonly expected: string,
     readonly got: string,
   ) {
-    super(`${what}: expected shape ${expected}, got ${got}`);
+    // "shape" reads right before a shape or a count ("[B, T, 3]", "6 values"), not before a
+    // value's description ("an integer in [0, 50]").
+    super(`${what}: expected ${/^[a-z]/.test(expected) ? '' : 'shape '}${expected}, got ${got}`);
   }
 }
 
