@@ -221,6 +221,39 @@ export function defineAbortCases(ctx: SuiteContext): void {
     }
   });
 
+  ctx.test('abort/within-one-window-of-the-ode-adjoint', async () => {
+    // The ODE adjoint checked its signal once per window of time, and one window is the default:
+    // an abort that came while that window ran (on a cpu, as a task: a timer) went unseen until
+    // the gradients were returned. Here the abort comes from inside the adjoint's reverse scan.
+    const backend = ctx.backend();
+    const field = oscillator();
+    const t = Array.from({ length: 21 }, (_, i) => i / 20);
+    const dy = backend.tensor(Float64Array.from({ length: 20 * 2 }, (_, i) => Math.cos(i)), [1, 20, 2], ctx.dtype);
+    const run = await solveIvpWithGrad(backend, field, {}, { y0: [1, 0], t });
+    const own = Object.getOwnPropertyDescriptor(backend, 'scan');
+    try {
+      const reason = new Stop('aborted inside the adjoint');
+      const controller = new AbortController();
+      const scan = backend.scan;
+      let reverse = 0;
+      const aborting: typeof backend.scan = function (this: typeof backend, args) {
+        if (args.reverse) {
+          reverse++;
+          controller.abort(reason);
+        }
+        return scan.call(this, args);
+      };
+      Object.defineProperty(backend, 'scan', { value: aborting, configurable: true, writable: true });
+      await expect(run.vjp(dy, { signal: controller.signal })).rejects.toBe(reason);
+      expect(reverse, 'one window: one reverse scan').toBe(1);
+    } finally {
+      if (own) Object.defineProperty(backend, 'scan', own);
+      else delete (backend as { scan?: unknown }).scan;
+      run.dispose();
+      backend.dispose(dy);
+    }
+  });
+
   ctx.test('abort/not-a-signal', async () => {
     const backend = ctx.backend();
     const cell = cells.gru({ inputSize: 3, hiddenSize: 4 });

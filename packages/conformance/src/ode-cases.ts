@@ -524,6 +524,35 @@ export function defineOdeCases(ctx: SuiteContext): void {
     }
   });
 
+  ctx.test('ode/dopri5-leaves-the-dtype-range', async () => {
+    // y' = 2y past the dtype's largest value (e^100 > float32's 3.4e38, e^800 > float64's 1.8e308):
+    // each accepted step crept toward the limit and the next overflowed, so float32 took 10⁵ steps
+    // (33 s) to a "more than maxSteps steps" error, and float64 ended in a step-size underflow
+    // said to be stiffness. It is stopped where it happens, and said.
+    const backend = ctx.backend();
+    const grow = defineCell({ name: 'grow', state: 1, input: 0, params: {} }, (y) => mul(lang.constant(2), y));
+    const y0 = backend.tensor([1], [1, 1], ctx.dtype);
+    const end = ctx.dtype === 'float32' ? 50 : 400;
+    try {
+      const err = await dopri5(backend, grow, {}, { y0, t: [0, end] }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(ConvergenceError);
+      expect((err as Error).message).toMatch(new RegExp(`leaves ${ctx.dtype}'s range at t ≈ `));
+      const stats = (err as ConvergenceError).stats as { steps: number; t: number };
+      expect(stats.steps).toBeLessThan(10_000);
+      // Where |y| reaches the limit: ln(max)/2.
+      expect(stats.t).toBeGreaterThan(ctx.dtype === 'float32' ? 40 : 340);
+      // Within range it integrates as before.
+      const r = await dopri5(backend, grow, {}, { y0, t: [0, 10] });
+      expect(Math.abs((await backend.read(r.y))[0]! / Math.exp(20) - 1)).toBeLessThan(1e-4);
+      backend.dispose(r.y);
+    } finally {
+      backend.dispose(y0);
+    }
+  });
+
   // One interval of 1e30: the exponential's scaling had been capped at 2^60 halvings, so the
   // series overflowed and an exact answer (0) was reported as non-finite.
   ctx.test('ode/huge-interval', async () => {

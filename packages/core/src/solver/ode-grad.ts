@@ -39,7 +39,9 @@ export interface IvpGradients {
   /**
    * The largest entry of J̄·Δt over the intervals (J̄ the interval's mean Jacobian): a rate times a
    * step. For a mode decaying or turning at that rate, the trapezoid rule for ∂L/∂θ and ∂L/∂x is
-   * off by about stiffness²/12 relative (1% at 0.3, 8% at 1, orders of magnitude at 10).
+   * off by about stiffness²/12 relative (1% at 0.3, 8% at 1, orders of magnitude at 10). It does
+   * not see a field that moves fast along its trajectory with a small Jacobian (λᵀ∂f/∂θ turning
+   * within an interval): there the quadrature can be far off at a small stiffness; refine the grid.
    */
   readonly stiffness: number;
 }
@@ -221,6 +223,9 @@ async function adjointVjp(
         );
         win.add(A);
         win.add(b);
+        // Between the window's stages as well as between windows: with one window (the default
+        // where memory allows) a check per window came only before any work.
+        await abort.check();
         if (!Number.isFinite(here)) {
           // NaN fails every comparison: it had passed the stiffness check and come back as NaN
           // gradients (a field whose Jacobian is 0·∞ at the trajectory, like y·√y at y = 0).
@@ -238,6 +243,7 @@ async function adjointVjp(
         const zero = win.add(backend.zeros([B, 1, n], y.dtype));
         const g = t0 === 0 ? cat([zero, slice(dy, 0, S - 1)]) : slice(dy, t0 - 1, S)!;
         const lambda = win.add(backend.scan({ A: Apts, c: g, y0: lambdaNext, blockSize: s, reverse: true }));
+        await abort.check();
         // ρ_k = A_kᵀ λ_{k+1}: the adjoint just after t_k, before its jump.
         const rho = win.add(backend.sub(lambda, g));
         // Interval k's ends: ρ_k = λ just after t_k and λ_{k+1} just before t_{k+1}, each times Δ_k/2.
@@ -261,13 +267,17 @@ async function adjointVjp(
             backend.dispose(t);
           }
         }
+        await abort.check();
         if (inputs && field.vjp.dInput !== null) {
           // ∂L/∂x: x_k moves the field at t_k alone, and interval k carries that into y_{k+1} as
           // Δ_k/2 · φ1(M_k) (each end of the interval the same), so each end of interval k takes
           // Δ_k/2 · φ1(M_k)ᵀ λ_{k+1} = Δ_k/2 ∫₀¹ e^{σM_kᵀ} dσ λ_{k+1}, here by the trapezoid rule:
-          // the mean of the two ends' weights above. Second order at every point; the θ weights at
-          // x_k are not (their errors cancel between neighbouring intervals only on even grids, and
-          // never at t_0 and t_T).
+          // the mean of the two ends' weights above. Second order at every point for a field whose
+          // Jacobian does not depend on x; the θ weights at x_k are not (their errors cancel
+          // between neighbouring intervals only on even grids, and never at t_0 and t_T). Left out:
+          // x_k's effect through J_k on J̄ and c̄ (∂J/∂x, a second derivative of f), an O(Δ²) term
+          // that makes ∂L/∂x first order at t_0, t_T and on uneven grids where x enters
+          // nonlinearly (docs/architecture.md).
           const half = win.add(backend.add(leftEnds, rightEnds));
           const u = win.add(backend.scaleTime(half, new Float64Array(len).fill(1), 0.5));
           const muX = win.add(backend.add(cat([u, zero]), cat([zero, u])));

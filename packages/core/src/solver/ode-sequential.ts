@@ -6,6 +6,9 @@ import { type OdeProblem, prepareOde } from './ode-inputs.js';
 import { checkOptionNames, flag, numberOption } from './options.js';
 import { Owned, type ParamsInput } from './validate.js';
 
+/** The largest finite value of each dtype. */
+const LARGEST = { float32: 3.4028234663852886e38, float64: Number.MAX_VALUE } as const;
+
 /**
  * Evaluates the field at host-side states, one batched backend call per evaluation: the sequential
  * baselines step on the host and ask the backend for f only.
@@ -300,7 +303,19 @@ async function dopri5Run(
         const sc = atol + rtol * Math.max(Math.abs(y[e]!), Math.abs(yNew[e]!));
         err = Math.max(err, Math.abs(hs * d) / sc);
       }
-      if (!Number.isFinite(err)) err = 1e10;
+      if (!Number.isFinite(err)) {
+        // The stages overflowed. Where the state itself is within 2¹⁰ of the dtype's largest value,
+        // no smaller step helps: each accepted step creeps toward the limit and the next overflows
+        // (float32, |y| → 3.4e38: 10⁵ steps and maxSteps later, a misleading error).
+        const top = y.reduce((v, e) => Math.max(v, Math.abs(e)), 0);
+        if (!(top < LARGEST[y0.dtype] / 1024)) {
+          throw new ConvergenceError(
+            `dopri5: the solution leaves ${y0.dtype}'s range at t ≈ ${grid[i]! + t} (|y| reached ${top.toPrecision(3)}, and the field overflows there) after ${steps} accepted and ${rejected} rejected steps${y0.dtype === 'float32' ? ': solve in float64, or rescale the problem' : ''}`,
+            { steps, rejected, t: grid[i]! + t, largest: top },
+          );
+        }
+        err = 1e10;
+      }
       const factor = Math.min(5, Math.max(0.2, 0.9 * err ** -0.2));
       if (err <= 1) {
         if (hs * lambdaEstimate(k[6]!, k[5]!, yNew, y6) > STIFF_H_LAMBDA) {
