@@ -544,6 +544,13 @@ export function defineOdeCases(ctx: SuiteContext): void {
       expect(stats.steps).toBeLessThan(10_000);
       // Where |y| reaches the limit: ln(max)/2.
       expect(stats.t).toBeGreaterThan(ctx.dtype === 'float32' ? 40 : 340);
+      // A state that is not finite from the start (checks off) is said to be so at once.
+      const nan = backend.tensor([Number.NaN], [1, 1], ctx.dtype);
+      try {
+        await expect(dopri5(backend, grow, {}, { y0: nan, t: [0, 1] }, { checkFinite: false })).rejects.toThrow(NonFiniteError);
+      } finally {
+        backend.dispose(nan);
+      }
       // Within range it integrates as before.
       const r = await dopri5(backend, grow, {}, { y0, t: [0, 10] });
       expect(Math.abs((await backend.read(r.y))[0]! / Math.exp(20) - 1)).toBeLessThan(1e-4);

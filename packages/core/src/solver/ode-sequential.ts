@@ -1,6 +1,6 @@
 import type { Backend, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
-import { ConvergenceError, StepSizeError, UnsupportedOptionError } from '../errors.js';
+import { ConvergenceError, NonFiniteError, StepSizeError, UnsupportedOptionError } from '../errors.js';
 import { AbortCheck, type AbortSignalLike, signalOption } from './abort.js';
 import { type OdeProblem, prepareOde } from './ode-inputs.js';
 import { checkOptionNames, flag, numberOption } from './options.js';
@@ -307,6 +307,9 @@ async function dopri5Run(
         // The stages overflowed. Where the state itself is within 2¹⁰ of the dtype's largest value,
         // no smaller step helps: each accepted step creeps toward the limit and the next overflows
         // (float32, |y| → 3.4e38: 10⁵ steps and maxSteps later, a misleading error).
+        const bad = y.findIndex((e) => !Number.isFinite(e));
+        // A state that is not finite (NaN in y0 under checkFinite: false) has no step to find.
+        if (bad >= 0) throw new NonFiniteError(`dopri5: the state at t = ${grid[i]! + t}`, bad, y[bad]!);
         const top = y.reduce((v, e) => Math.max(v, Math.abs(e)), 0);
         if (!(top < LARGEST[y0.dtype] / 1024)) {
           throw new ConvergenceError(
