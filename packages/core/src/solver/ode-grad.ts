@@ -1,5 +1,6 @@
 import type { Backend, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
+import { jacobianInputVjp } from '../cell/jacobian-input-vjp.js';
 import { DTypeError, NonFiniteError, StiffAdjointError, TensorStateError, UnsupportedOptionError } from '../errors.js';
 import type { MatrixOps } from './expm.js';
 import { AbortCheck, signalOption } from './abort.js';
@@ -272,16 +273,37 @@ async function adjointVjp(
           // ∂L/∂x: x_k moves the field at t_k alone, and interval k carries that into y_{k+1} as
           // Δ_k/2 · φ1(M_k) (each end of the interval the same), so each end of interval k takes
           // Δ_k/2 · φ1(M_k)ᵀ λ_{k+1} = Δ_k/2 ∫₀¹ e^{σM_kᵀ} dσ λ_{k+1}, here by the trapezoid rule:
-          // the mean of the two ends' weights above. Second order at every point for a field whose
-          // Jacobian does not depend on x; the θ weights at x_k are not (their errors cancel
-          // between neighbouring intervals only on even grids, and never at t_0 and t_T). Left out:
-          // x_k's effect through J_k on J̄ and c̄ (∂J/∂x, a second derivative of f), an O(Δ²) term
-          // that makes ∂L/∂x first order at t_0, t_T and on uneven grids where x enters
-          // nonlinearly (docs/architecture.md).
+          // the mean of the two ends' weights above; the θ weights at x_k are not right (their
+          // errors cancel between neighbouring intervals only on even grids, and never at t_0 and
+          // t_T). Where the Jacobian reads x, the term through it follows.
           const half = win.add(backend.add(leftEnds, rightEnds));
           const u = win.add(backend.scaleTime(half, new Float64Array(len).fill(1), 0.5));
           const muX = win.add(backend.add(cat([u, zero]), cat([zero, u])));
-          const dIn = inputVjp(backend, field, prep.params, states, inputs, muX);
+          let dIn = inputVjp(backend, field, prep.params, states, inputs, muX);
+          const through = jacobianInputVjp(field);
+          if (through) {
+            // x_k also moves J_k, and with it J̄ and c̄ = mean(f − J·y) of both intervals at t_k:
+            // to leading order y_{k+1} by +Δ_k²/4·δJ_k·f_k and y_k by −Δ_{k−1}²/4·δJ_k·f_k (the
+            // O(Δ) parts cancel between J̄ and c̄). Left out, ∂L/∂x was first order at t_0, t_T and
+            // on uneven grids wherever the Jacobian reads x. Weight w_k = Δ_k²/4·λ_{k+1} −
+            // Δ_{k−1}²/4·λ_k, and the term ∂/∂x [w_kᵀ J(y_k, x_k) f_k].
+            let sum: Tensor;
+            try {
+              const squares = steps.map((d) => d * d);
+              const quarter = win.add(backend.scaleTime(after, squares, 0.25));
+              const w = win.add(backend.sub(cat([quarter, zero]), cat([zero, quarter])));
+              const res = backend.runStep(
+                { graph: through.graph, outputs: [through.dx, through.ju] },
+                { state: states, input: inputs, cotangent: w, params: prep.params },
+              );
+              const [both, ju] = res.outputs.map((t) => win.add(t));
+              const alongF = win.add(inputVjp(backend, field, prep.params, states, inputs, ju!));
+              sum = backend.add(dIn, win.add(backend.sub(both!, alongF)));
+            } finally {
+              backend.dispose(dIn);
+            }
+            dIn = sum;
+          }
           // Point t0 + len is shared with the window after this one (already done): its share
           // from this window's last interval is added to that window's first point.
           const later = dxPieces[0];
