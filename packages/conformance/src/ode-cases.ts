@@ -26,6 +26,44 @@ import { maxAbsDiff } from './fixtures.js';
 
 const { add, concat, matvec, mul, neg, slice, square, sub } = lang;
 
+/**
+ * A scalar field's ∂L/∂x from solveIvpWithGrad on the backend under test (L = Σ w_i·y_i), as the
+ * worst relative error at grid `points` against central differences of `loss` (L of the scheme,
+ * solved on the oracle) in x.
+ */
+async function inputGradientError(
+  ctx: SuiteContext,
+  field: Cell,
+  params: Record<string, number[]>,
+  problem: { y0: number; t: number[]; xs: number[] },
+  w: Float64Array,
+  loss: (x: number[]) => Promise<number>,
+  points: number[],
+): Promise<number> {
+  const backend = ctx.backend();
+  const { t, xs } = problem;
+  const N = t.length - 1;
+  const y0 = backend.tensor([problem.y0], [1, 1], ctx.dtype);
+  const x = backend.tensor(xs, [1, N + 1, 1], ctx.dtype);
+  const dy = backend.tensor(w, [1, N, 1], ctx.dtype);
+  try {
+    const r = await solveIvpWithGrad(backend, field, params, { y0, t, x });
+    const g = await r.vjp(dy);
+    const gx = await backend.read(g.x!);
+    for (const v of [...Object.values(g.params), g.y0, g.x!]) backend.dispose(v);
+    r.dispose();
+    let most = 0;
+    for (const k of points) {
+      const h = 1e-5;
+      const fd = ((await loss(xs.map((v, j) => (j === k ? v + h : v)))) - (await loss(xs.map((v, j) => (j === k ? v - h : v))))) / (2 * h);
+      most = Math.max(most, Math.abs(gx[k]! - fd) / Math.abs(fd));
+    }
+    return most;
+  } finally {
+    for (const v of [y0, x, dy]) backend.dispose(v);
+  }
+}
+
 /** dy/dt = A y + b with A block-diagonal damped rotations: exp(At) is known in closed form. */
 const linearField = () =>
   defineCell({ name: 'linear', state: 4, input: 0, params: { A: [4, 4], b: [4] } }, (y, _x, p) =>
@@ -313,7 +351,6 @@ export function defineOdeCases(ctx: SuiteContext): void {
     // point is second order, off by about (aΔ)²/12 as documented.
     const field = defineCell({ name: 'relax', state: 1, input: 1, params: { a: [1] } }, (y, x, p) => add(neg(mul(p.a, y)), x));
     const oracle = ctx.oracle();
-    const backend = ctx.backend();
     const worst: number[] = [];
     for (const t of [
       [0, 1],
@@ -336,25 +373,7 @@ export function defineOdeCases(ctx: SuiteContext): void {
           oracle.dispose(X);
         }
       };
-      const y0 = backend.tensor([1], [1, 1], ctx.dtype);
-      const x = backend.tensor(xs, [1, N + 1, 1], ctx.dtype);
-      const dy = backend.tensor(w, [1, N, 1], ctx.dtype);
-      try {
-        const r = await solveIvpWithGrad(backend, field, { a: [0.5] }, { y0, t, x });
-        const g = await r.vjp(dy);
-        const gx = await backend.read(g.x!);
-        for (const v of [...Object.values(g.params), g.y0, g.x!]) backend.dispose(v);
-        r.dispose();
-        let most = 0;
-        for (let k = 0; k <= N; k++) {
-          const h = 1e-5;
-          const fd = ((await L(xs.map((v, j) => (j === k ? v + h : v)))) - (await L(xs.map((v, j) => (j === k ? v - h : v))))) / (2 * h);
-          most = Math.max(most, Math.abs(gx[k]! - fd) / Math.abs(fd));
-        }
-        worst.push(most);
-      } finally {
-        for (const v of [y0, x, dy]) backend.dispose(v);
-      }
+      worst.push(await inputGradientError(ctx, field, { a: [0.5] }, { y0: 1, t, xs }, w, L, t.map((_, k) => k)));
     }
     ctx.report(`∂L/∂x vs central differences of the scheme: worst relative error ${worst.map((e) => e.toExponential(2)).join(', ')} (aΔ ≤ 0.5, 0.25, 0.25 uneven)`);
     // (aΔ)²/12 = 2.1% at aΔ = 0.5 and 0.5% at 0.25, with room for float32.
@@ -372,7 +391,6 @@ export function defineOdeCases(ctx: SuiteContext): void {
       sub(lang.tanh(add(mul(lang.constant(1.5), y), x)), y),
     );
     const oracle = ctx.oracle();
-    const backend = ctx.backend();
     const worst: number[] = [];
     const sizes = [16, 32, 64];
     for (const N of sizes) {
@@ -389,25 +407,8 @@ export function defineOdeCases(ctx: SuiteContext): void {
           oracle.dispose(X);
         }
       };
-      const y0 = backend.tensor([0.2], [1, 1], ctx.dtype);
-      const x = backend.tensor(xs, [1, N + 1, 1], ctx.dtype);
-      const dy = backend.tensor(Float64Array.from({ length: N }, (_, i) => (i === N - 1 ? 1 : 0)), [1, N, 1], ctx.dtype);
-      try {
-        const r = await solveIvpWithGrad(backend, field, {}, { y0, t, x });
-        const g = await r.vjp(dy);
-        const gx = await backend.read(g.x!);
-        for (const v of [...Object.values(g.params), g.y0, g.x!]) backend.dispose(v);
-        r.dispose();
-        let most = 0;
-        for (const k of [0, N]) {
-          const h = 1e-5;
-          const fd = ((await L(xs.map((v, j) => (j === k ? v + h : v)))) - (await L(xs.map((v, j) => (j === k ? v - h : v))))) / (2 * h);
-          most = Math.max(most, Math.abs(gx[k]! - fd) / Math.abs(fd));
-        }
-        worst.push(most);
-      } finally {
-        for (const v of [y0, x, dy]) backend.dispose(v);
-      }
+      const last = Float64Array.from({ length: N }, (_, i) => (i === N - 1 ? 1 : 0));
+      worst.push(await inputGradientError(ctx, field, {}, { y0: 0.2, t, xs }, last, L, [0, N]));
     }
     ctx.report(`∂L/∂x at t_0 and t_T, x inside tanh: worst relative error ${worst.map((e) => e.toExponential(2)).join(', ')} at ${sizes.join(', ')} intervals`);
     // Measured (cpu): 6.9e-3, 2.0e-3, 5.3e-4 — ratios 3.5, 3.8 toward 4; without the term
