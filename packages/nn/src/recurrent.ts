@@ -89,7 +89,9 @@ export async function runLayer(
       residual,
       iterations: r.stats.iterations,
       fellBack: r.stats.fellBack,
-      converged: r.stats.converged || r.stats.fellBack,
+      // Rows the fallback answered are exact; rows kept under 'rounding' are not vouched for, even
+      // where other rows fell back (it had said true whenever any row had).
+      converged: r.stats.converged || (r.stats.fellBack && r.stats.roundingRows === 0),
       vjp: (dy, o) => r.vjp(dy, o),
       dispose: () => {
         if (out !== r.y) backend.dispose(out);

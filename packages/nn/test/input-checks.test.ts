@@ -1,4 +1,4 @@
-import { deerWithGrad, InvalidArgumentError, NonFiniteError, ShapeError, UnsupportedOptionError } from '@deerjs/core';
+import { deerWithGrad, InvalidArgumentError, NonFiniteError, Rng, ShapeError, UnsupportedOptionError } from '@deerjs/core';
 import { createCpuBackend } from '@deerjs/cpu';
 import { describe, expect, it } from 'vitest';
 import {
@@ -453,10 +453,38 @@ describe('nn review: typed errors and checks that had been missing', () => {
       const lp = Object.fromEntries(cell.params.map((p) => [p.name, params[`rnn.0.${p.name}`]!]));
       const r = await deerWithGrad(backend, cell, lp, x, { atol: 0, rtol: 1e-12 });
       try {
-        expect([r.stats.converged, r.stats.fellBack, r.stats.stopReason]).toEqual([false, false, 'rounding']);
+        expect([r.stats.converged, r.stats.fellBack, r.stats.stopReason, r.stats.roundingRows]).toEqual([false, false, 'rounding', 2]);
       } finally {
         r.dispose();
       }
+    } finally {
+      backend.dispose(x);
+    }
+  });
+
+  it("converged stays false where some rows fell back and others were kept under 'rounding'", async () => {
+    // Rows of very different input scales: with few iterations the slow ones fall back (exact) and
+    // the rest are kept as rounded. It had said true whenever any row fell back.
+    const backend = createCpuBackend({ dtype: 'float32' });
+    const model = new SequenceClassifier({ ...base, hiddenSize: 4 });
+    const params = model.init(7);
+    const [B, T] = [6, 40];
+    const rng = new Rng(8);
+    const amp = [0.001, 0.3, 1, 3, 10, 30];
+    const xs = Float64Array.from({ length: B * T * 2 }, (_, i) => amp[Math.floor(i / (T * 2))]! * (rng.uniform() - 0.5));
+    const x = backend.tensor(xs, [B, T, 2], 'float32');
+    try {
+      const deer = { atol: 0, rtol: 1e-12, maxIter: 13 };
+      const cell = model.cells[0]!;
+      const lp = Object.fromEntries(cell.params.map((p) => [p.name, params[`rnn.0.${p.name}`]!]));
+      const r = await deerWithGrad(backend, cell, lp, x, deer);
+      const s = r.stats;
+      r.dispose();
+      expect(s.fellBack, 'some rows fell back').toBe(true);
+      expect(s.roundingRows, 'others were kept as rounded').toBeGreaterThan(0);
+      expect(s.fallbackRows + s.roundingRows).toBeLessThanOrEqual(B);
+      const m = await model.lossAndGrad(backend, params, x, [0, 1, 2, 0, 1, 2], { solver: 'deer', deer });
+      expect([m.converged, m.fellBack]).toEqual([false, true]);
     } finally {
       backend.dispose(x);
     }

@@ -43,6 +43,11 @@ export interface DeerStats {
   readonly fellBack: boolean;
   /** Batch rows recomputed by the fallback, summed over windows. */
   readonly fallbackRows: number;
+  /**
+   * Batch rows kept although they met the tolerance only as rounded (`stopReason` 'rounding' for
+   * them, though a worse reason of other rows may stand in `stopReason`), summed over windows.
+   */
+  readonly roundingRows: number;
   /** Why Newton stopped: 'tolerance' when every row converged, else the worst row's reason. */
   readonly stopReason: StopReason;
   /**

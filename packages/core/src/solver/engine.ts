@@ -150,6 +150,7 @@ export interface EngineStats {
   residual: number;
   stopReason: StopReason;
   fallbackRows: number;
+  roundingRows: number;
   method: NewtonMethod;
   deerIterations: number;
   elkIterations: number;
@@ -178,6 +179,7 @@ export function newEngineStats(method: NewtonMethod = 'deer'): EngineStats {
     residual: 0,
     stopReason: 'tolerance',
     fallbackRows: 0,
+    roundingRows: 0,
     method,
     deerIterations: 0,
     elkIterations: 0,
@@ -482,6 +484,7 @@ export function* newtonWindow(
       if (unvouched.length > 0) {
         // Not converged, but kept: the fallback, at the same dtype, is no better.
         stats.converged = false;
+        stats.roundingRows += unvouched.length;
         if (SEVERITY.indexOf('rounding') > SEVERITY.indexOf(stats.stopReason)) stats.stopReason = 'rounding';
         if (opts.fallback === 'throw') {
           throw new ConvergenceError(
