@@ -79,7 +79,11 @@ export async function removeStaleStaging(path: string, now = Date.now()): Promis
   return removed;
 }
 
-/** Write the checkpoint to a staging file and flush it to disk; `path` is untouched. */
+/**
+ * Write the checkpoint to a staging file and flush it to disk; `path` is untouched. Rename the file
+ * returned into place before the next `writeCheckpoint` or `readCheckpoint` of `path`: once this
+ * call has returned, those remove it as a write of this process that did not finish.
+ */
 export async function stageCheckpoint(path: string, c: Checkpoint): Promise<string> {
   const tmp = stagingPath(path);
   inFlight.add(tmp);

@@ -151,8 +151,9 @@ function checkInput(
   }
   if (info) {
     const elem = ELEM_NAMES[elemTypeOf(t.data)];
-    const floaty = (e: string | undefined) => e === 'float32' || e === 'float64';
-    if (elem !== info.elemType && !(floaty(elem) && floaty(info.elemType))) {
+    // Strict, as ONNX (and onnxruntime) is: a double model fed float32 X had run in float32 and
+    // answered in float32, and a float model fed float64 in float64.
+    if (elem !== info.elemType) {
       throw new OnnxInputError(name, `the model declares ${info.elemType}, got ${elem}`);
     }
     if (

@@ -299,6 +299,11 @@ describe('run-time inputs', () => {
     await expect(
       runOnnxModel(model, backend, { X: { data: new Int32Array(T * B * m), dims: X.dims } }),
     ).rejects.toThrow(/declares float32, got int32/);
+    // Float element types are strict too, as in onnxruntime: a float64 X for this float model had
+    // run in float64 (and a float32 X for a double model in float32).
+    await expect(
+      runOnnxModel(model, backend, { X: { data: new Float64Array(T * B * m), dims: X.dims } }),
+    ).rejects.toThrow(/declares float32, got float64/);
     await expect(runOnnxModel(model, backend, { X: X.data })).rejects.toThrow(/does not fix its dims/);
     await expect(runOnnxModel(model, backend, { X, extra: X })).rejects.toThrow(/'extra': not an input/);
   });
