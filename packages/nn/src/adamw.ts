@@ -75,7 +75,7 @@ export class AdamW {
    * anything changes.
    */
   step(params: Params, grads: Readonly<Params>, lr: number): void {
-    if (typeof lr !== 'number' || !Number.isFinite(lr) || lr < 0) throw new InvalidArgumentError('lr', 'a finite number ≥ 0', String(lr));
+    checkLearningRate(lr);
     checkParamArrays('AdamW params', params);
     if (grads === null || typeof grads !== 'object' || Array.isArray(grads))
       throw new InvalidArgumentError('AdamW gradients', 'an object of arrays by parameter name', describeValue(grads));
@@ -135,4 +135,9 @@ export class AdamW {
     }
     s.step = step;
   }
+}
+
+/** A learning rate: a finite number ≥ 0 (InvalidArgumentError otherwise). */
+export function checkLearningRate(lr: unknown): void {
+  if (typeof lr !== 'number' || !Number.isFinite(lr) || lr < 0) throw new InvalidArgumentError('lr', 'a finite number ≥ 0', String(lr));
 }

@@ -1,5 +1,5 @@
 import { type Backend, checkOptionNames, type Tensor, UnsupportedOptionError } from '@deerjs/core';
-import type { AdamW } from './adamw.js';
+import { type AdamW, checkLearningRate } from './adamw.js';
 import { clipGradNorm } from './clip.js';
 import type { RunOptions, SequenceClassifier, StepResult } from './model.js';
 import type { Params } from './params.js';
@@ -28,6 +28,8 @@ export async function trainStep(
   checkOptionNames(opts, ['solver', 'deer', 'lr', 'clipNorm'], 'trainStep');
   const clipNorm = opts.clipNorm ?? Number.POSITIVE_INFINITY;
   if (typeof clipNorm !== 'number' || !(clipNorm > 0)) throw new UnsupportedOptionError('clipNorm', clipNorm, 'a number > 0 (Infinity: no clipping)');
+  // Before the forward and backward passes, not after them.
+  checkLearningRate(opts.lr);
   const r = await model.lossAndGrad(backend, params, x, labels, { solver: opts.solver, ...(opts.deer ? { deer: opts.deer } : {}) });
   const gradNorm = clipGradNorm(r.grads, clipNorm);
   optimizer.step(params, r.grads, opts.lr);

@@ -16,6 +16,7 @@ import {
   SequenceClassifier,
   softmaxCrossEntropy,
   stateSize,
+  trainStep,
   warmupCosine,
 } from '../src/index.js';
 import { randomBatch } from './helpers.js';
@@ -457,6 +458,30 @@ describe('nn review: typed errors and checks that had been missing', () => {
       } finally {
         r.dispose();
       }
+    } finally {
+      backend.dispose(x);
+    }
+  });
+
+  it('trainStep refuses a bad lr before the forward and backward passes', async () => {
+    const backend = createCpuBackend({ dtype: 'float64' });
+    const model = new SequenceClassifier(base);
+    const params = model.init(3);
+    const { x: xs, labels } = randomBatch(4, 2, 5, 2, 3);
+    const x = backend.tensor(xs, [2, 5, 2], 'float64');
+    let passes = 0;
+    const own = model.lossAndGrad.bind(model);
+    model.lossAndGrad = (...args: Parameters<typeof own>) => {
+      passes++;
+      return own(...args);
+    };
+    try {
+      for (const lr of [Number.NaN, -1, Number.POSITIVE_INFINITY, '0.1']) {
+        await expect(trainStep(backend, model, params, new AdamW(params), x, labels, { solver: 'deer', lr: lr as number }), String(lr)).rejects.toThrow(InvalidArgumentError);
+      }
+      expect(passes, 'no forward pass was run').toBe(0);
+      await trainStep(backend, model, params, new AdamW(params), x, labels, { solver: 'deer', lr: 0.01 });
+      expect(passes).toBe(1);
     } finally {
       backend.dispose(x);
     }
