@@ -18,7 +18,10 @@ export interface JacobianInputVjp {
 
 const programs = new WeakMap<Cell, JacobianInputVjp | null>();
 
-/** null where the term is identically zero (f does not read y, or the Jacobian does not read x). */
+/**
+ * null where f does not read y or does not read x (the term is then zero). A Jacobian that reads
+ * no x still gets a program: its `dx` is the part through f alone, which the caller subtracts to 0.
+ */
 export function jacobianInputVjp(cell: Cell): JacobianInputVjp | null {
   if (programs.has(cell)) return programs.get(cell)!;
   const v = cell.vjp;
