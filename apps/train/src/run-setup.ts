@@ -120,17 +120,31 @@ export function checkResumeStep(ckptPath: string, ckpt: Checkpoint | undefined, 
   if (ckpt && ckpt.step > total) throw new CheckpointError(ckptPath, `step ${ckpt.step} is past the run's ${total} steps`);
 }
 
-/** The stored AdamW moments: one per parameter, of its length. */
+/**
+ * The stored parameters finite, and the AdamW moments one per parameter, of its length, finite, the
+ * second moment ≥ 0 (a run never writes anything else: an edited or foreign file would otherwise
+ * turn every later step's update into NaN, read as an overflow).
+ */
 function checkOptimizerFits(ckptPath: string, ckpt: Checkpoint): void {
   for (const [name, p] of Object.entries(ckpt.params)) {
-    for (const [which, group] of [
-      ['adam.m', ckpt.optimizer.m],
-      ['adam.v', ckpt.optimizer.v],
+    checkEntries(ckptPath, `param/${name}`, p, Number.NEGATIVE_INFINITY);
+    for (const [which, group, least] of [
+      ['adam.m', ckpt.optimizer.m, Number.NEGATIVE_INFINITY],
+      ['adam.v', ckpt.optimizer.v, 0],
     ] as const) {
       const got = group[name];
       if (got?.length !== p.length)
         throw new CheckpointError(ckptPath, `${which}/${name}: expected ${p.length} values (as the parameter), got ${got ? got.length : 'none'}`);
+      checkEntries(ckptPath, `${which}/${name}`, got, least);
     }
+  }
+}
+
+function checkEntries(ckptPath: string, what: string, values: ArrayLike<number>, least: number): void {
+  for (let i = 0; i < values.length; i++) {
+    const x = values[i]!;
+    if (!Number.isFinite(x) || x < least)
+      throw new CheckpointError(ckptPath, `${what}[${i}] is ${x}: expected a finite number${least === 0 ? ' ≥ 0 (a second moment)' : ''}`);
   }
 }
 

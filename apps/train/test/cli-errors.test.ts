@@ -251,6 +251,26 @@ describe('deer-train --resume refuses a checkpoint it cannot continue: one line,
       },
       /adam\.m\/.*: expected \d+ values \(as the parameter\), got \d+/,
     ],
+    [
+      'a negative second moment',
+      (c: Checkpoint) => {
+        const [name, v] = Object.entries(c.optimizer.v)[0]!;
+        const w = Float64Array.from(v);
+        w[1] = -1e-9;
+        return { ...c, optimizer: { ...c.optimizer, v: { ...c.optimizer.v, [name]: w } } };
+      },
+      /adam\.v\/.*\[1\] is -1e-9: expected a finite number ≥ 0 \(a second moment\)/,
+    ],
+    [
+      'a NaN parameter',
+      (c: Checkpoint) => {
+        const [name, p] = Object.entries(c.params).at(-1)!;
+        const w = Float64Array.from(p);
+        w[0] = Number.NaN;
+        return { ...c, params: { ...c.params, [name]: w } };
+      },
+      /param\/.*\[0\] is NaN: expected a finite number/,
+    ],
   ] as const)('%s', async (name, edit, message) => {
     const r = await runCli(['eigenworms', '--resume', '--out', variant(name.replace(/\W+/g, '-'), edit)]);
     expect(r.code).toBe(2);
