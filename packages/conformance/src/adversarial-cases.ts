@@ -446,6 +446,40 @@ export function defineAdversarialCases(ctx: SuiteContext): void {
     }
   });
 
+  ctx.test('adversarial/backward-counts-non-finite-gradients', async () => {
+    // y = 3y + 1 from 0 overflows to +Inf (3^700 is past float64's range), and the loss reads only
+    // y_1 and y_2: λ is 0 from t = 3 on, but ∂L/∂a = Σ λ_t·y_{t−1} meets 0·∞ there. Whatever a
+    // backend returns for those terms, stats.nonFinite must count every NaN/Inf gradient entry.
+    const backend = ctx.backend();
+    const T = 700;
+    const cell = scaledSum(1);
+    const x = backend.tensor(new Float64Array(T).fill(1), [1, T, 1], ctx.dtype);
+    const dy = backend.tensor(
+      Float64Array.from({ length: T }, (_, t) => (t < 2 ? 1 : 0)),
+      [1, T, 1],
+      ctx.dtype,
+    );
+    const r = await deerWithGrad(backend, cell, { a: [3] }, x);
+    try {
+      expect(r.stats.converged).toBe(false);
+      const g = await r.vjp(dy);
+      const outs = [...Object.values(g.params), g.x, g.h0];
+      let bad = 0;
+      for (const t of outs) for (const v of await backend.read(t)) if (!Number.isFinite(v)) bad++;
+      const dx = await backend.read(g.x);
+      for (const t of outs) backend.dispose(t);
+      // ∂L/∂x_1 = λ_1 = 1 + 3, ∂L/∂x_2 = 1: exact, whatever happens past the overflow.
+      expect([dx[0], dx[1]]).toEqual([4, 1]);
+      expect(bad).toBeGreaterThan(0);
+      expect(g.stats.nonFinite).toBe(bad);
+      ctx.report(`backward through an overflowed trajectory: ${bad} non-finite gradient entries, all counted`);
+    } finally {
+      r.dispose();
+      backend.dispose(x);
+      backend.dispose(dy);
+    }
+  });
+
   ctx.test('adversarial/ode-stiff-beside-gentle', async () => {
     // dy/dt = x·y with x = −1 (row 0) and −1e6 (row 1) in one batch: one scaling exponent must not
     // cost the gentle row its accuracy. Exact for linear fields: y(t) = e^{x t}.

@@ -38,7 +38,11 @@ export interface GradStats {
    * sequential reverse scan on the host (float64).
    */
   readonly sequentialWindows: number;
-  /** NaN/Inf entries left in λ after that (a gradient that is not finite). */
+  /**
+   * NaN/Inf entries left in λ after that, plus those of the returned ∂L/∂θ, ∂L/∂x and ∂L/∂h0:
+   * 0 exactly when every gradient returned is finite. (A finite λ can still give a NaN gradient:
+   * a zero adjoint times a state or a cell value that overflowed, 0·∞.)
+   */
   readonly nonFinite: number;
 }
 
@@ -345,10 +349,13 @@ function* implicitVjpSolve(
     const dx = dxPieces.length === 1 ? dxPieces[0]! : backend.concatTime(dxPieces);
     if (dxPieces.length > 1) for (const t of dxPieces) backend.dispose(t);
     dxPieces.length = 0;
+    dxPieces.push(dx);
+    dh0 ??= backend.zeros([B, n], y.dtype);
+    nonFinite += yield* countNonFiniteIn(backend, [...Object.values(gradParams), dx, dh0]);
     return {
       params: gradParams,
       x: dx,
-      h0: dh0 ?? backend.zeros([B, n], y.dtype),
+      h0: dh0,
       stats: { windows, sequentialWindows, nonFinite },
     };
   } catch (err) {
@@ -357,6 +364,21 @@ function* implicitVjpSolve(
     throw err;
   } finally {
     temps.dispose();
+  }
+}
+
+/** NaN/±Inf entries of all of `tensors` together (flattened into one, one read). */
+function* countNonFiniteIn(backend: Backend, tensors: readonly Tensor[]): Solve<number> {
+  const flat = new Owned(backend);
+  try {
+    const parts = tensors
+      .filter((t) => t.size > 0)
+      .map((t) => flat.add(backend.reshape(t, [1, t.size, 1])));
+    if (parts.length === 0) return 0;
+    const all = parts.length === 1 ? parts[0]! : flat.add(backend.concatTime(parts));
+    return yield* countNonFinite(backend, all);
+  } finally {
+    flat.dispose();
   }
 }
 
