@@ -15,8 +15,11 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const argv = process.argv.slice(2);
+// `--flag value`, or `--flag` alone (true) when the next word is another flag or there is none.
 const args = Object.fromEntries(
-  argv.flatMap((a, i) => (a.startsWith('--') ? [[a.slice(2), argv[i + 1]]] : [])),
+  argv.flatMap((a, i) =>
+    a.startsWith('--') ? [[a.slice(2), argv[i + 1] === undefined || argv[i + 1].startsWith('--') ? true : argv[i + 1]]] : [],
+  ),
 );
 const list = (s, d) => (s ?? d).split(',').map(Number);
 const nhs = list(args.nh, '1,8,32,64');

@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
 import { expect, it } from 'vitest';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -18,6 +19,22 @@ it('the README quickstart runs and DEER matches sequential', () => {
   try {
     const file = join(dir, 'example.mjs');
     writeFileSync(file, block![1]!);
+    // It is shown as TypeScript: it must also type-check (strict) against the built declarations.
+    const tsFile = join(dir, 'example.ts');
+    writeFileSync(tsFile, block![1]!);
+    const program = ts.createProgram([tsFile], {
+      strict: true,
+      noEmit: true,
+      skipLibCheck: true,
+      target: ts.ScriptTarget.ES2022,
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      types: ['node'],
+    });
+    const problems = ts
+      .getPreEmitDiagnostics(program)
+      .map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+    expect(problems).toEqual([]);
     const out = execFileSync(process.execPath, [file], { encoding: 'utf8', timeout: 60_000 });
     const m = /(\d+) Newton iterations, dense Jacobian, max \|DEER − sequential\| = (\S+)/.exec(out);
     expect(m, out).not.toBeNull();

@@ -1,5 +1,7 @@
+import { DeerError } from '@deerjs/core';
+
 /** A generated or given WGSL module failed to compile; names the first error's line. */
-export class ShaderCompileError extends Error {
+export class ShaderCompileError extends DeerError {
   override name = 'ShaderCompileError';
   constructor(
     message: string,

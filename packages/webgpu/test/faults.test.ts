@@ -1,4 +1,4 @@
-import { BackendUnavailableError, cells, DTypeError, deer, OutOfMemoryError, TensorStateError, UnsupportedOptionError } from '@deerjs/core';
+import { BackendUnavailableError, cells, DeerError, DTypeError, deer, OutOfMemoryError, TensorStateError, UnsupportedOptionError } from '@deerjs/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWebGpuBackend, ShaderCompileError, type WebGpuBackend } from '../src/index.js';
 import { createOn } from '../src/create.js';
@@ -57,6 +57,7 @@ describe.skipIf(skip !== null)('webgpu faults', () => {
     ].join('\n');
     const err = await backend.compileWgsl(code, 'broken').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ShaderCompileError);
+    expect(err).toBeInstanceOf(DeerError);
     const e = err as ShaderCompileError;
     expect(e.line).toBe(3);
     expect(e.lineText).toContain('undefined_thing');
