@@ -119,6 +119,9 @@ export function buildRecurrentModel(spec: RecurrentModelSpec): Uint8Array {
   const { op, inputSize: m, hiddenSize: n, weights } = spec;
   const direction = spec.direction ?? 'forward';
   const layout = spec.layout ?? 0;
+  const opset = spec.opset ?? 14;
+  if (layout === 1 && opset < 14)
+    throw new InvalidArgumentError('buildRecurrentModel spec.layout', '0 before opset 14 (layout exists from 14)', `1 at opset ${opset}`);
   const nd = direction === 'bidirectional' ? 2 : 1;
   const k = GATES[op];
   const Bd = spec.batchSize ?? 'batch';
@@ -162,7 +165,8 @@ export function buildRecurrentModel(spec: RecurrentModelSpec): Uint8Array {
   const attribute: OnnxTypes.IAttributeProto[] = [
     { name: 'hidden_size', type: AType.INT, i: n },
     { name: 'direction', type: AType.STRING, s: encodeUtf8(direction) },
-    { name: 'layout', type: AType.INT, i: layout },
+    // Operator sets before 14 have no layout attribute.
+    ...(opset >= 14 ? [{ name: 'layout', type: AType.INT, i: layout }] : []),
   ];
   if (op === 'GRU')
     attribute.push({ name: 'linear_before_reset', type: AType.INT, i: spec.linearBeforeReset ?? 0 });
@@ -183,7 +187,7 @@ export function buildRecurrentModel(spec: RecurrentModelSpec): Uint8Array {
   const model: OnnxTypes.IModelProto = {
     irVersion: 8,
     producerName: '@deerjs/onnx',
-    opsetImport: [{ domain: '', version: spec.opset ?? 14 }],
+    opsetImport: [{ domain: '', version: opset }],
     graph: {
       name: `${op.toLowerCase()}-model`,
       node: [{ name: spec.nodeName ?? op, opType: op, input: nodeInputs, output: outputNames, attribute }],

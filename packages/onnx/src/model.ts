@@ -1,6 +1,7 @@
 import { OnnxFormatError } from './errors.js';
 import { decodeModel, type OnnxTypes, toInt } from './proto.js';
 import { isRecurrentOp, nodeLabel, parseRecurrentNode, type RecurrentNode } from './recurrent.js';
+import { checkShapeOpForms } from './shape-ops.js';
 import { ELEM_NAMES, type OnnxTensor, readTensorProto } from './tensor.js';
 
 /** A graph input or output as declared: name, element type, dims (a number, a symbolic name, or unknown). */
@@ -73,12 +74,14 @@ export function loadOnnxModel(bytes: Uint8Array): OnnxRecurrentModel {
     if (read.has(t.name)) initializers.set(t.name, readTensorProto(t));
   }
   checkReferences(graph, nodes, initializerNames);
+  const opset = toInt(opsetEntry.version);
+  checkShapeOpForms(nodes, opset);
   const recurrentNodes = (graph.node ?? []).flatMap((n, i) =>
-    isRecurrentOp(n.opType) && (!n.domain || n.domain === 'ai.onnx') ? [parseRecurrentNode(n, i)] : [],
+    isRecurrentOp(n.opType) && (!n.domain || n.domain === 'ai.onnx') ? [parseRecurrentNode(n, i, opset)] : [],
   );
   return {
     irVersion: toInt(proto.irVersion),
-    opset: toInt(opsetEntry.version),
+    opset,
     inputs: (graph.input ?? []).filter((v) => !initializerNames.has(v.name ?? '')).map(valueInfo),
     initializerInputs: (graph.input ?? []).filter((v) => initializerNames.has(v.name ?? '')).map(valueInfo),
     outputs: (graph.output ?? []).map(valueInfo),

@@ -108,7 +108,7 @@ export function isRecurrentOp(op: string | null | undefined): op is RecurrentOp 
 }
 
 /** Resolve a recurrent node's attributes; anything deerjs cannot run exactly throws OnnxUnsupportedError. */
-export function parseRecurrentNode(node: OnnxTypes.INodeProto, index: number): RecurrentNode {
+export function parseRecurrentNode(node: OnnxTypes.INodeProto, index: number, opset: number): RecurrentNode {
   const op = node.opType as RecurrentOp;
   const name = nodeLabel(node, index);
   const bad = (attribute: string, got: unknown, expected: string) =>
@@ -206,13 +206,15 @@ export function parseRecurrentNode(node: OnnxTypes.INodeProto, index: number): R
     'clip',
     'direction',
     'hidden_size',
-    'layout',
   ]);
+  // The operator sets before 14 have no `layout` (onnxruntime refuses such a model as invalid).
+  if (opset >= 14) known.add('layout');
   if (op === 'GRU') known.add('linear_before_reset');
   if (op === 'LSTM') known.add('input_forget');
   for (const [key, a] of attrs) {
     // alpha/beta parametrise other activations; the default Sigmoid/Tanh ignore them.
-    if (!known.has(key)) throw bad(key, attrValue(a), `only ${[...known].join(', ')}`);
+    if (!known.has(key))
+      throw bad(key, attrValue(a), `only ${[...known].join(', ')}${key === 'layout' ? ` (layout exists from opset 14; the model imports opset ${opset})` : ''}`);
   }
 
   const ins = node.input ?? [];

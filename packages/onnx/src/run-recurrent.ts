@@ -238,10 +238,11 @@ function pickDtype(backend: Backend, X: OnnxTensor): DType {
 
 /** sequence_lens as numbers, each an integer in [0, T]. */
 function readSequenceLens(node: RecurrentNode, lens: OnnxTensor, B: number, T: number): number[] {
-  if (!(lens.data instanceof Int32Array || lens.data instanceof BigInt64Array)) {
+  // int32 is the operator's type for it (onnxruntime refuses a model that declares int64).
+  if (!(lens.data instanceof Int32Array)) {
     throw new OnnxInputError(
       node.inputs.sequence_lens!,
-      `expected int32 or int64 values, got ${lens.data.constructor.name}`,
+      `expected int32 values (the type ONNX gives sequence_lens), got ${lens.data.constructor.name}`,
     );
   }
   expectDims(node.inputs.sequence_lens!, lens, [B], false);

@@ -10,6 +10,25 @@ export function isShapeOp(op: string): boolean {
   return (SHAPE_OPS as readonly string[]).includes(op);
 }
 
+/**
+ * Squeeze and Unsqueeze take their axes as an attribute before opset 13 and as a second input from
+ * 13 on (Unsqueeze must have them); the other form is refused, as onnxruntime refuses the model.
+ */
+export function checkShapeOpForms(nodes: readonly OnnxNode[], opset: number): void {
+  for (const node of nodes) {
+    if (node.op !== 'Squeeze' && node.op !== 'Unsqueeze') continue;
+    if (node.domain !== '' && node.domain !== 'ai.onnx') continue;
+    const attr = node.attributes.some((a) => a.name === 'axes');
+    const input = Boolean(node.inputs[1]);
+    const asInput = opset >= 13;
+    const form = asInput ? 'an input (opset ≥ 13)' : 'an attribute (opset < 13)';
+    if (asInput ? attr : input)
+      throw new OnnxUnsupportedError(node.name, 'axes', asInput ? 'an attribute' : 'an input', `axes as ${form}; the model imports opset ${opset}`);
+    if (node.op === 'Unsqueeze' && !(asInput ? input : attr))
+      throw new OnnxUnsupportedError(node.name, 'axes', 'none', `axes as ${form}: Unsqueeze needs them`);
+  }
+}
+
 /** Evaluate a shape op on host tensors; `value(name)` gives its inputs. */
 export function runShapeOp(node: OnnxNode, value: (name: string) => OnnxTensor): OnnxTensor {
   const x = value(node.inputs[0] ?? '');
