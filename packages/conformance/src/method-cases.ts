@@ -514,6 +514,65 @@ export function defineMethodCases(ctx: SuiteContext): void {
     }
   });
 
+  ctx.test('method/auto-sequential-tolerance-below-the-dtype', async () => {
+    // A tolerance finer than the dtype resolves (rtol an eighth of its resolution, atol 0): no
+    // residual in that dtype can vouch for any answer, so the cost model's sequential answer is
+    // 'rounding', not converged — as DEER's and parallel shooting's answers are: the stats must not
+    // depend on which path 'auto' took to the same numbers.
+    const backend = withParallelism(ctx.backend(), 1);
+    const cell = cells.gru({ inputSize: INPUT_SIZE, hiddenSize: 4 });
+    const [B, T] = [2, 64];
+    const data = sequenceData(4471, B, T, cell, ctx.dtype);
+    const rtol = (ctx.dtype === 'float32' ? 4 * 2 ** -24 : 4 * 2 ** -53) / 8;
+    const x = backend.tensor(data.x, [B, T, INPUT_SIZE], ctx.dtype);
+    const h0 = backend.tensor(data.h0, [B, 4], ctx.dtype);
+    try {
+      const options = { h0, method: 'auto', atol: 0, rtol } as const;
+      const r = await deer(backend, cell, data.params, x, options);
+      const s = await sequential(backend, cell, data.params, x, { h0 });
+      const [y, ys] = [await backend.read(r.y), await backend.read(s.y)];
+      backend.dispose(r.y);
+      backend.dispose(s.y);
+      expect(r.stats.plan?.choice).toBe('sequential');
+      expect(maxAbsDiff(y, ys), 'the sequential answer, kept').toBe(0);
+      expect(r.stats.converged).toBe(false);
+      expect(r.stats.stopReason).toBe('rounding');
+      expect(r.stats.roundingRows).toBe(B);
+      expect(r.stats.switches.at(-1)).toMatch(/only as rounded/);
+      await expect(deer(backend, cell, data.params, x, { ...options, fallback: 'throw' })).rejects.toBeInstanceOf(ConvergenceError);
+      const d = await deer(ctx.backend(), cell, data.params, x, { ...options, method: 'deer' });
+      backend.dispose(d.y);
+      expect(d.stats.converged, 'DEER on the same input').toBe(false);
+    } finally {
+      backend.dispose(x);
+      backend.dispose(h0);
+    }
+  });
+
+  ctx.test('method/overflowing-answer-says-nonFinite-whatever-the-method', async () => {
+    // y_t = 3·y_{t−1} + x_t overflows (3^700 is past float64's range): whichever method gives the
+    // rows up, and for whatever reason (ELK: they kept reaching the clip; 'auto': long memory or
+    // chaos), the answer the fallback returns holds Inf, and stopReason must say 'nonFinite'.
+    const cell = defineCell({ name: 'triple', state: 2, input: 2, params: {} }, (h, x) => add(mul(constant(3), h), x));
+    const [B, T] = [3, 700];
+    const xs = Float64Array.from({ length: B * T * 2 }, (_, i) => 1 + (i % 5) / 10);
+    for (const method of ['deer', 'elk', 'shoot', 'auto'] as const) {
+      const backend = method === 'auto' ? withParallelism(ctx.backend(), WIDE) : ctx.backend();
+      const x = backend.tensor(xs, [B, T, 2], ctx.dtype);
+      try {
+        const r = await deer(backend, cell, {}, x, { method });
+        const y = await backend.read(r.y);
+        backend.dispose(r.y);
+        expect(Array.from(y).some((v) => !Number.isFinite(v)), `${method}: the trajectory overflows`).toBe(true);
+        expect(r.stats.converged, method).toBe(false);
+        expect(r.stats.stopReason, `${method}: ${r.stats.switches.join('; ')}`).toBe('nonFinite');
+        expect(y[0], `${method}: the sequential answer before the overflow`).toBe(ctx.dtype === 'float32' ? Math.fround(1) : 1);
+      } finally {
+        backend.dispose(x);
+      }
+    }
+  });
+
   ctx.test('method/gradient-exact-whatever-the-method', async () => {
     const backend = ctx.backend();
     const cell = CELL_FAMILIES[0]!.make(4, INPUT_SIZE);

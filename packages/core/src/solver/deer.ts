@@ -310,14 +310,30 @@ function continueSequential(
 /**
  * The cost model's sequential answer is exact by construction, but not necessarily finite: a
  * trajectory that overflows holds NaN/Inf. The stats then say so as Newton's would on the same
- * input (not converged, 'nonFinite'), and `fallback: 'throw'` throws as it would for DEER.
+ * input (not converged, 'nonFinite'), and `fallback: 'throw'` throws as it would for DEER. Nor is
+ * it vouched for where the tolerance is finer than the dtype resolves: 'rounding', as for any
+ * other path to the same answer (the stats must not depend on which path the cost model took).
  */
-function* judgeSequentialAnswer(backend: Backend, y: Tensor, stats: EngineStats, opts: ResolvedDeerOptions): Solve<void> {
+function* judgeSequentialAnswer(
+  backend: Backend,
+  y: Tensor,
+  stats: EngineStats,
+  opts: ResolvedDeerOptions,
+  lengths?: ArrayLike<number>,
+): Solve<void> {
   const rows = yield* nonFiniteRows(backend, y);
-  if (rows.length === 0) return;
+  let why: string;
+  if (rows.length > 0) {
+    stats.stopReason = 'nonFinite';
+    why = `sequential evaluation: rows ${rows.join(', ')} hold NaN/Inf (the trajectory overflows ${y.dtype})`;
+  } else {
+    const unvouched = yield* unresolvedRows(y, [...Array(y.shape[0]!).keys()], opts, lengths);
+    if (unvouched.length === 0) return;
+    stats.stopReason = 'rounding';
+    stats.roundingRows += unvouched.length;
+    why = `sequential evaluation: ${unvouched.length} of ${y.shape[0]} batch rows meet the tolerance (atol ${opts.atol}, rtol ${opts.rtol}) only as rounded: ${unresolvedAdvice(y.dtype)}`;
+  }
   stats.converged = false;
-  stats.stopReason = 'nonFinite';
-  const why = `sequential evaluation: rows ${rows.join(', ')} hold NaN/Inf (the trajectory overflows ${y.dtype})`;
   stats.switches.push(why);
   if (opts.fallback === 'throw') throw new ConvergenceError(why, { ...stats, residuals: [...stats.residuals] });
 }
@@ -378,7 +394,7 @@ function* deerSolve(
       const problem = recurrenceProblem(backend, cell, params, x, y0, s, () => backend.zeros([B, Tfull, n], dtype), lengths);
       const y = yield* problem.sequential([...Array(B).keys()]);
       try {
-        yield* judgeSequentialAnswer(backend, y, stats, opts);
+        yield* judgeSequentialAnswer(backend, y, stats, opts, lengths);
       } catch (err) {
         backend.dispose(y);
         throw err;

@@ -529,6 +529,15 @@ export function* newtonWindow(
     if (from) prefix = undefined;
     const exact = yield* problem.sequential(sequentialRows, from);
     try {
+      // Whatever made Newton give these rows up, an answer that holds NaN/Inf is reported as such:
+      // the trajectory itself overflows the dtype (as for the cost model's sequential answer).
+      const overflowed = (yield* nonFiniteRows(backend, exact)).map((i) => sequentialRows[i]!);
+      if (overflowed.length > 0) {
+        stats.stopReason = 'nonFinite';
+        stats.switches.push(
+          `window ${where.window}: sequential evaluation of rows ${overflowed.join(', ')} holds NaN/Inf (the trajectory overflows ${exact.dtype})`,
+        );
+      }
       if (sequentialRows.length === B) {
         backend.dispose(y);
         y = exact;
