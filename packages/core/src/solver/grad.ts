@@ -351,7 +351,10 @@ function* implicitVjpSolve(
     dxPieces.length = 0;
     dxPieces.push(dx);
     dh0 ??= backend.zeros([B, n], y.dtype);
-    nonFinite += yield* countNonFiniteIn(backend, [...Object.values(gradParams), dx, dh0]);
+    // dx is counted where it is ([B, T, m], as large as the input: a flattened copy could pass
+    // the backend's largest buffer); the small ones together.
+    nonFinite += yield* countNonFinite(backend, dx);
+    nonFinite += yield* countNonFiniteIn(backend, [...Object.values(gradParams), dh0]);
     return {
       params: gradParams,
       x: dx,
@@ -367,7 +370,7 @@ function* implicitVjpSolve(
   }
 }
 
-/** NaN/±Inf entries of all of `tensors` together (flattened into one, one read). */
+/** NaN/±Inf entries of all of `tensors` together (small ones: flattened into one copy, one read). */
 function* countNonFiniteIn(backend: Backend, tensors: readonly Tensor[]): Solve<number> {
   const flat = new Owned(backend);
   try {
