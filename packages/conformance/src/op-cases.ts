@@ -80,6 +80,37 @@ export function defineOpCases(ctx: SuiteContext): void {
     for (const t of [x, fill, cat, ...Object.values(results)]) backend.dispose(t);
   });
 
+  ctx.test('ops/max-abs-sees-nan-and-inf', async () => {
+    // Solves learn from maxAbs alone whether a trajectory or a gradient is finite: NaN anywhere
+    // (first, last, in a vector tail) must give NaN, ±Inf must give Inf, whatever the size.
+    const backend = ctx.backend();
+    const big = ctx.dtype === 'float32' ? Math.fround(3e38) : 1e308;
+    for (const size of [1, 7, 1000, 100_003]) {
+      const base = new Rng(size).normalArray(size).map(ctx.dtype === 'float32' ? Math.fround : (v) => v);
+      base[size >> 1] = -big;
+      const spots = [...new Set([0, size >> 1, size - 1])];
+      const cases: [string, number | undefined, number][] = [['finite', undefined, 0], ...spots.flatMap((at) => [
+        ['NaN', at, Number.NaN] as [string, number, number],
+        ['+Inf', at, Number.POSITIVE_INFINITY] as [string, number, number],
+        ['-Inf', at, Number.NEGATIVE_INFINITY] as [string, number, number],
+      ])];
+      for (const [what, at, value] of cases) {
+        const data = Float64Array.from(base);
+        if (at !== undefined) data[at] = value;
+        const x = backend.tensor(data, [1, size, 1], ctx.dtype);
+        try {
+          const got = await backend.maxAbs(x);
+          const label = `size ${size}, ${what} at ${at}`;
+          if (what === 'finite') expect(got, label).toBe(big);
+          else if (what === 'NaN') expect(got, label).toBeNaN();
+          else expect(got, label).toBe(Number.POSITIVE_INFINITY);
+        } finally {
+          backend.dispose(x);
+        }
+      }
+    }
+  });
+
   ctx.test('ops/reshape', async () => {
     // Time folded into the batch and back ([B, K·L, m] ↔ [B·K, L, m]): the same entries in order.
     const backend = ctx.backend();

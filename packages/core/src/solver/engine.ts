@@ -10,7 +10,7 @@ import { underlyingBackend } from '../backend/with-capabilities.js';
 import { ConvergenceError, UnsupportedOptionError } from '../errors.js';
 import { lastStepMessage } from './convergence-message.js';
 import { residualMerit } from './merit.js';
-import { awaitAsync, readScanUpdate, readUpdate, type Solve } from './solve.js';
+import { awaitAsync, readMaxAbs, readScanUpdate, readUpdate, type Solve } from './solve.js';
 import type { FallbackOption, IterationInfo } from './options.js';
 import type { SolvePlan } from './plan.js';
 import { CHAOS_THRESHOLD, type DynamicsProbe, MERGE_TOLERANCE } from './probes.js';
@@ -1062,8 +1062,12 @@ function judgeElk(w: WindowState, update: NewtonUpdate, iterations: number, budg
   return out;
 }
 
-/** The batch rows of y ([B, ...]) that hold NaN or ±Inf: one small read (the update's counts of y against itself). */
+/**
+ * The batch rows of y ([B, ...]) that hold NaN or ±Inf: a max |y| first (one reduction, a scalar
+ * read), and only where that is not finite the update's per-row counts of y against itself.
+ */
 export function* nonFiniteRows(backend: Backend, y: Tensor): Solve<number[]> {
+  if (Number.isFinite(yield* readMaxAbs(y))) return [];
   const check = yield* readUpdate(y, y, { atol: 1, rtol: 0, clip: Number.POSITIVE_INFINITY });
   backend.dispose(check.y);
   return [...check.rows.replaced.keys()].filter((b) => check.rows.replaced[b]! > 0);

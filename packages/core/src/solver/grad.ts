@@ -3,7 +3,7 @@ import type { Cell } from '../cell/cell.js';
 import { TensorStateError } from '../errors.js';
 import { AbortCheck, type AbortSignalLike, signalOption } from './abort.js';
 import { type DeerResult, deer } from './deer.js';
-import { driveAsync, driveSync, readTensor, readUpdate, type Solve } from './solve.js';
+import { driveAsync, driveSync, readMaxAbs, readTensor, readUpdate, type Solve } from './solve.js';
 import { checkOptionNames, DEER_OPTION_NAMES, type DeerOptions, resolveDeerOptions } from './options.js';
 import {
   checkCotangent,
@@ -387,6 +387,7 @@ function* countNonFiniteIn(backend: Backend, tensors: readonly Tensor[]): Solve<
 
 /** NaN/±Inf entries of t (one small read: the Newton update's replaced count). */
 function* countNonFinite(backend: Backend, t: Tensor): Solve<number> {
+  if (Number.isFinite(yield* readMaxAbs(t))) return 0;
   const u = yield* readUpdate(t, t, { atol: 1, rtol: 0, clip: Number.POSITIVE_INFINITY });
   backend.dispose(u.y);
   return u.replaced;

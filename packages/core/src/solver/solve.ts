@@ -38,6 +38,8 @@ export type ReadRequest =
       readonly opts: NewtonUpdateOptions;
     }
   | { readonly kind: 'read'; readonly tensor: Tensor }
+  /** `backend.maxAbs` (NaN if any entry is NaN; sync drivers: on `readSync`'s values). */
+  | { readonly kind: 'max-abs'; readonly tensor: Tensor }
   | {
       readonly kind: 'async';
       readonly run: () => Promise<unknown>;
@@ -91,6 +93,11 @@ export function* readTensor(tensor: Tensor): Solve<TypedArray> {
   return (yield { kind: 'read', tensor }) as TypedArray;
 }
 
+/** max |entry| of a tensor, NaN if any entry is NaN: one reduction and a scalar read on a device. */
+export function* readMaxAbs(tensor: Tensor): Solve<number> {
+  return (yield { kind: 'max-abs', tensor }) as number;
+}
+
 /** Await `run` inside a solve (async drivers only; a sync one throws `refusedSync()` where given). */
 export function* awaitAsync<T>(run: () => Promise<T>, refusedSync?: () => Error): Solve<T> {
   return (yield { kind: 'async', run, ...(refusedSync ? { refusedSync } : {}) }) as T;
@@ -113,6 +120,7 @@ export async function driveAsync<R>(backend: Backend, solve: Solve<R>, abort?: A
         const fused = backend.deerStep?.(r.program, r.inputs, r.previous, r.opts);
         answer = fused ? await fused : null;
       } else if (r.kind === 'read') answer = await backend.read(r.tensor);
+      else if (r.kind === 'max-abs') answer = await backend.maxAbs(r.tensor);
       else answer = await r.run();
     } catch (err) {
       // Raised inside the generator at its read, so it disposes what it holds.
@@ -150,6 +158,7 @@ export function driveSync<R>(backend: Backend, solve: Solve<R>, abort?: AbortChe
       }
       else if (r.kind === 'deer-step') answer = null;
       else if (r.kind === 'read' && backend.readSync) answer = backend.readSync(r.tensor);
+      else if (r.kind === 'max-abs' && backend.readSync) answer = hostMaxAbs(backend.readSync(r.tensor));
       else if (r.kind === 'async' && r.refusedSync) throw r.refusedSync();
       else throw new UnsupportedOptionError('backend', backend.name, 'an asynchronous driver for this solve');
     } catch (err) {
@@ -161,3 +170,13 @@ export function driveSync<R>(backend: Backend, solve: Solve<R>, abort?: AbortChe
   return step.value;
 }
 
+
+function hostMaxAbs(values: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = Math.abs(values[i]!);
+    if (Number.isNaN(v)) return Number.NaN;
+    if (v > m) m = v;
+  }
+  return m;
+}
