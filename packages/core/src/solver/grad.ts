@@ -385,7 +385,7 @@ function* countNonFiniteIn(backend: Backend, tensors: readonly Tensor[]): Solve<
   }
 }
 
-/** NaN/±Inf entries of t (one small read: the Newton update's replaced count). */
+/** NaN/±Inf entries of t: max |t| (a scalar read), and where that is not finite the update's replaced count. */
 function* countNonFinite(backend: Backend, t: Tensor): Solve<number> {
   if (Number.isFinite(yield* readMaxAbs(t))) return 0;
   const u = yield* readUpdate(t, t, { atol: 1, rtol: 0, clip: Number.POSITIVE_INFINITY });

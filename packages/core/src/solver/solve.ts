@@ -38,7 +38,7 @@ export type ReadRequest =
       readonly opts: NewtonUpdateOptions;
     }
   | { readonly kind: 'read'; readonly tensor: Tensor }
-  /** `backend.maxAbs` (NaN if any entry is NaN; sync drivers: on `readSync`'s values). */
+  /** `backend.maxAbs` (NaN if any entry is NaN; sync drivers: on `readSync`'s values, NaN without it). */
   | { readonly kind: 'max-abs'; readonly tensor: Tensor }
   | {
       readonly kind: 'async';
@@ -158,7 +158,8 @@ export function driveSync<R>(backend: Backend, solve: Solve<R>, abort?: AbortChe
       }
       else if (r.kind === 'deer-step') answer = null;
       else if (r.kind === 'read' && backend.readSync) answer = backend.readSync(r.tensor);
-      else if (r.kind === 'max-abs' && backend.readSync) answer = hostMaxAbs(backend.readSync(r.tensor));
+      // Without readSync, NaN: "not known finite", so the caller takes its per-row update instead.
+      else if (r.kind === 'max-abs') answer = backend.readSync ? hostMaxAbs(backend.readSync(r.tensor)) : Number.NaN;
       else if (r.kind === 'async' && r.refusedSync) throw r.refusedSync();
       else throw new UnsupportedOptionError('backend', backend.name, 'an asynchronous driver for this solve');
     } catch (err) {
@@ -169,7 +170,6 @@ export function driveSync<R>(backend: Backend, solve: Solve<R>, abort?: AbortChe
   }
   return step.value;
 }
-
 
 function hostMaxAbs(values: ArrayLike<number>): number {
   let m = 0;
