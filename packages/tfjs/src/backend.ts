@@ -46,8 +46,9 @@ export interface TfjsBackendOptions {
   /**
    * A deerjs backend whose data is on the host (e.g. `@deerjs/cpu`'s) to run step programs on
    * (`runStep`) when this backend's tfjs engine keeps its data on the host too (cpu, wasm): a step
-   * program is many small per-element ops, which tfjs dispatches one by one. Destroyed with this
-   * backend. `createTfjsBackend` makes one when `@deerjs/cpu` is installed.
+   * program is many small per-element ops, which tfjs dispatches one by one. One you pass stays
+   * yours (destroy it yourself; several tfjs backends may share it); the one `createTfjsBackend`
+   * makes when `@deerjs/cpu` is installed is destroyed with this backend.
    */
   readonly hostKernels?: Backend;
 }
@@ -82,9 +83,14 @@ export class TfjsBackend implements Backend {
   private readonly hoisted: HoistCache;
   private readonly kernels: Backend | undefined;
 
+  /**
+   * @param ownsHostKernels whether `options.hostKernels` was made for this backend alone
+   *   (`createTfjsBackend`'s own), and is destroyed with it.
+   */
   constructor(
     readonly tf: Tf,
     options: TfjsBackendOptions = {},
+    private readonly ownsHostKernels = false,
   ) {
     const engine = tf.getBackend();
     this.hoisted = new HoistCache(tf);
@@ -156,7 +162,7 @@ export class TfjsBackend implements Backend {
 
   /**
    * Refuse use after destroy(), naming this backend (not the host kernels' backend, destroyed with
-   * it). Async methods check again after each wait: a destroy() that lands mid-solve stops the
+   * it where it owns them). Async methods check again after each wait: a destroy() that lands mid-solve stops the
    * solve at its next use of the backend.
    */
   private checkAlive(): void {
@@ -339,8 +345,9 @@ export class TfjsBackend implements Backend {
       release();
       return null;
     }
-    // A destroy() while the host step ran destroyed `kernels` too: the error names this backend,
-    // whichever way the host step ended (its own error would name the host backend).
+    // A destroy() while the host step ran (which destroys `kernels` where this backend owns them):
+    // the error names this backend, whichever way the host step ended (its own error would name
+    // the host backend).
     return pending
       .then(
         (u) => {
@@ -759,15 +766,15 @@ export class TfjsBackend implements Backend {
   }
 
   /**
-   * Releases kept input-only values and the host kernels' backend; the tfjs engine itself belongs to
-   * the caller. Afterwards every method but dispose, liveTensors and destroy (a no-op) throws a
+   * Releases kept input-only values and the host kernels' backend `createTfjsBackend` made (one
+   * passed as `hostKernels`, and the tfjs engine itself, belong to the caller). Afterwards every method but dispose, liveTensors and destroy (a no-op) throws a
    * TensorStateError. Tensors made before stay readable through tfjs itself, not through this.
    */
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
     this.hoisted.clear();
-    this.kernels?.destroy?.();
+    if (this.ownsHostKernels) this.kernels?.destroy?.();
   }
 }
 

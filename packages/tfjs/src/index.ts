@@ -49,7 +49,7 @@ export async function createTfjsBackend(options: CreateTfjsBackendOptions = {}):
   const { hostKernels: asked, tf: _tf, backend: _backend, dtype: _dtype, ...rest } = options;
   const hostKernels =
     asked === false ? undefined : (asked ?? (engine === 'cpu' || engine === 'wasm' ? await cpuKernels() : undefined));
-  return new TfjsBackend(tf, { ...rest, ...(hostKernels ? { hostKernels } : {}) });
+  return new TfjsBackend(tf, { ...rest, ...(hostKernels ? { hostKernels } : {}) }, hostKernels !== undefined && asked === undefined);
 }
 
 /** `@deerjs/cpu`'s backend for step programs, when that package is installed (an optional peer). */

@@ -179,9 +179,7 @@ export function deerRnn(
   const n = cell.stateSize;
   const hasH0 = h0 !== undefined;
   const inputs: tfc.Tensor[] = [x, ...(hasH0 ? [h0] : []), ...names.map((k) => params[k]!)];
-  if (flag('checkFinite', options.checkFinite, true)) {
-    checkFiniteInputs(tf, [['x', x], ...(hasH0 ? [['h0', h0] as const] : []), ...names.map((k) => [`params.${k}`, params[k]!] as const)]);
-  }
+  const checkFinite = flag('checkFinite', options.checkFinite, true);
 
   // Borrowed wrappers around the op's inputs: x, y0 and the params, as the solver wants them.
   const wrapAll = (ins: readonly tfc.Tensor[]) => {
@@ -208,6 +206,13 @@ export function deerRnn(
   const op = tf.customGrad((...args: unknown[]) => {
     const save = args.pop() as tfc.GradSaveFunc;
     const ins = args as tfc.Tensor[];
+    // Inside the op's forward function tfjs records no gradient tape: checked outside, under
+    // tf.variableGrads or optimizer.minimize, the check's own ops kept their inputs for a backward
+    // pass that a NonFiniteError then never ran (5 tensors left per throw for a GRU).
+    if (checkFinite) {
+      const named = ['x', ...(hasH0 ? ['h0'] : []), ...names.map((k) => `params.${k}`)];
+      checkFiniteInputs(tf, ins.map((t, i) => [named[i]!, t] as const));
+    }
     const w = wrapAll(ins);
     let y: tfc.Tensor;
     try {

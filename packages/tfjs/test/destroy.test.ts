@@ -3,6 +3,7 @@ import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { type Backend, cells, deer, deerSync, deerWithGrad, Rng, sequential, type Tensor, TensorStateError } from '@deerjs/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { createCpuBackend } from '@deerjs/cpu';
 import { createTfjsBackend, deerRnn, TfjsBackend } from '../src/index.js';
 
 /**
@@ -177,3 +178,23 @@ for (const { name, hostKernels, update } of CONFIGS) {
     });
   });
 }
+
+describe('host kernels passed in stay the caller’s', () => {
+  it('destroying a tfjs backend leaves a hostKernels backend it was given (shared by another) alive', async () => {
+    const kernels = createCpuBackend({ dtype: 'float32' });
+    const first = await createTfjsBackend({ backend: 'cpu', hostKernels: kernels });
+    const second = await createTfjsBackend({ backend: 'cpu', hostKernels: kernels });
+    first.destroy();
+    const x = second.tensor(xs, [B, T, m]);
+    const ps = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, second.tensor(v, [v.length])]));
+    const r = await deer(second, cell, ps, x);
+    expect(r.stats.converged).toBe(true);
+    for (const t of [x, r.y, ...Object.values(ps)]) second.dispose(t);
+    second.destroy();
+    // Still the caller's to use, and to destroy.
+    const k = kernels.tensor([1, 2], [1, 2, 1]);
+    expect(Array.from(await kernels.read(k))).toEqual([1, 2]);
+    kernels.dispose(k);
+    await kernels.destroy();
+  });
+});

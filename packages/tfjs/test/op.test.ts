@@ -186,6 +186,32 @@ describe('deerRnn input checks', () => {
     pr.dispose();
   });
 
+  it('throwing inside tf.variableGrads or optimizer.minimize leaves no tensor behind', async () => {
+    // Under a gradient tape tfjs keeps the inputs of every op for the backward pass; when the op
+    // throws, that pass never runs. The op's own work must stay off the tape.
+    const backend = await createTfjsBackend({ backend: 'cpu' });
+    const pr = problem(4);
+    const xs = pr.x.arraySync() as number[][][];
+    xs[0]![3]![1] = Number.NaN;
+    const nanX = tf.tensor3d(xs);
+    const vars = Object.values(pr.params);
+    const throwing: [string, () => tf.Scalar, RegExp][] = [
+      ['NaN in x', () => tf.sum(deerRnn(cell, pr.params, nanX, pr.h0, { backend })), /x: expected finite values/],
+      ['ConvergenceError', () => tf.sum(deerRnn(cell, pr.params, pr.x, pr.h0, { backend, maxIter: 1, fallback: 'throw' })), /did not converge/],
+      ['onStats throws', () => tf.sum(deerRnn(cell, pr.params, pr.x, pr.h0, { backend, onStats: () => { throw new Error('boom'); } })), /boom/],
+    ];
+    const optimizer = tf.train.sgd(0.01);
+    const before = tf.memory().numTensors;
+    for (const [what, loss, message] of throwing) {
+      expect(() => tf.variableGrads(loss, vars), what).toThrow(message);
+      expect(() => optimizer.minimize(loss, false, vars), what).toThrow(message);
+      expect(tf.memory().numTensors, `tensors left after ${what}`).toBe(before);
+    }
+    optimizer.dispose();
+    tf.dispose(nanX);
+    pr.dispose();
+  });
+
   it('a disposed x, h0 or parameter is a TensorStateError, with or without checkFinite', async () => {
     const backend = await createTfjsBackend({ backend: 'cpu' });
     const pr = problem(2);
