@@ -86,7 +86,11 @@ export interface Rk4Options {
   readonly signal?: AbortSignalLike;
 }
 
-/** Classic fixed-step Runge–Kutta 4 on the grid (fourth order). Returns y at t_1..t_T, [B, T, n]. */
+/**
+ * Classic fixed-step Runge–Kutta 4 on the grid (fourth order). Returns y at t_1..t_T, [B, T, n]:
+ * what the steps give, with no error control — NaN/Inf where the trajectory or an unstable step
+ * overflows (dopri5 throws a typed error there).
+ */
 export async function rk4(
   backend: Backend,
   field: Cell,
