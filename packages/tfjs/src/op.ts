@@ -202,6 +202,10 @@ export function deerRnn(
 
   // As the forward solve saw them: the gradient must not follow later edits of the caller's object.
   const window = options.window;
+  // Copied as an array: anything else (a tf.Tensor, say) had been copied as no lengths at all.
+  const given: unknown = options.lengths;
+  if (given !== undefined && !Array.isArray(given) && !(ArrayBuffer.isView(given) && !(given instanceof DataView)))
+    throw new InvalidArgumentError('lengths', `an array of ${B} sequence lengths (numbers, not a tensor)`, describeValue(given));
   const lengths = options.lengths === undefined ? undefined : Array.from(options.lengths);
   const op = tf.customGrad((...args: unknown[]) => {
     const save = args.pop() as tfc.GradSaveFunc;

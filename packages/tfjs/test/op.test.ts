@@ -157,6 +157,10 @@ describe('deerRnn input checks', () => {
     expect(() => deerRnn(null as never, pr.params, pr.x, undefined, { backend })).toThrow(InvalidArgumentError);
     expect(() => deerRnn(cell, pr.params, pr.x, undefined, { backend, h0: [1, 2] } as never)).toThrow(UnsupportedOptionError);
     expect(() => deerRnn(cell, pr.params, pr.x, undefined, { backend, initialGuess: 'h0' } as never)).toThrow(UnsupportedOptionError);
+    // Lengths as a tensor had been copied as no lengths: "expected shape [2], got 0 values".
+    const lengthsTensor = tf.tensor1d([T, T - 3], 'int32');
+    expect(() => deerRnn(cell, pr.params, pr.x, undefined, { backend, lengths: lengthsTensor as never })).toThrow(/lengths: expected an array of 2 sequence lengths \(numbers, not a tensor\)/);
+    lengthsTensor.dispose();
     // Not a tfjs backend: a TypeError deep inside (or, for null, the default backend in silence).
     for (const other of [null, {}, createReferenceBackend({ dtype: 'float32' })])
       expect(() => deerRnn(cell, pr.params, pr.x, undefined, { backend: other } as never)).toThrow(InvalidArgumentError);
