@@ -1,7 +1,7 @@
 export { HostStep, hostSequential, type StepSources } from './backend/host-step.js';
 export { checkDampedScan, checkReshape, checkRows, checkTensorData, checkTensorShape } from './backend/arg-checks.js';
 export { CHECKED_OPS, checkOpArgs, forEachTensor, guardOpArgs } from './backend/op-contracts.js';
-export { hostCapTransitions, hostDampedScan, hostNewtonUpdate } from './backend/host-update.js';
+export { hostCapTransitions, hostDampedScan, hostMaxAbs, hostNewtonUpdate } from './backend/host-update.js';
 export { withCapabilities } from './backend/with-capabilities.js';
 export { scanThenUpdate } from './solver/solve.js';
 export type { StepProgram } from './backend/program.js';

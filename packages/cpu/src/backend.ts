@@ -10,6 +10,7 @@ import {
   HostStep,
   hostCapTransitions,
   hostDampedScan,
+  hostMaxAbs,
   hostNewtonUpdate,
   hostSequential,
   isTensor,
@@ -616,14 +617,7 @@ export class CpuBackend implements Backend {
   }
 
   async maxAbs(x: Tensor): Promise<number> {
-    const d = this.data(x);
-    let m = 0;
-    for (let i = 0; i < d.length; i++) {
-      const v = Math.abs(d[i]!);
-      if (Number.isNaN(v)) return Number.NaN;
-      if (v > m) m = v;
-    }
-    return m;
+    return hostMaxAbs(this.data(x));
   }
 
   destroy(): void {

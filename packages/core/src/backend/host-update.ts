@@ -71,6 +71,17 @@ export function hostNewtonUpdate(
   return { maxAbsDiff: maxAbs, rows };
 }
 
+/** max |v| over host values, NaN if any is NaN (`Backend.maxAbs` for backends that keep data on the host). */
+export function hostMaxAbs(values: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = Math.abs(values[i]!);
+    if (Number.isNaN(v)) return Number.NaN;
+    if (v > m) m = v;
+  }
+  return m;
+}
+
 /**
  * The damped scan on host arrays, in float64: A is [B, T, n/s, s, s] (s = 1: diagonal, [B, T, n]),
  * c and out [B, T, n]. The system is symmetric positive definite, so neither solver pivots.

@@ -1,3 +1,4 @@
+import { hostMaxAbs } from '../backend/host-update.js';
 import type { StepProgram } from '../backend/program.js';
 import type {
   Backend,
@@ -169,14 +170,4 @@ export function driveSync<R>(backend: Backend, solve: Solve<R>, abort?: AbortChe
     step = solve.next(answer);
   }
   return step.value;
-}
-
-function hostMaxAbs(values: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < values.length; i++) {
-    const v = Math.abs(values[i]!);
-    if (Number.isNaN(v)) return Number.NaN;
-    if (v > m) m = v;
-  }
-  return m;
 }
