@@ -162,8 +162,8 @@ export class TfjsBackend implements Backend {
 
   /**
    * Refuse use after destroy(), naming this backend (not the host kernels' backend, destroyed with
-   * it where it owns them). Async methods check again after each wait: a destroy() that lands mid-solve stops the
-   * solve at its next use of the backend.
+   * it where it owns them). Async methods check again after each wait: a destroy() that lands
+   * mid-solve stops the solve at its next use of the backend.
    */
   private checkAlive(): void {
     if (this.destroyed) throw new TensorStateError('tfjs: backend used after destroy()');
@@ -767,8 +767,9 @@ export class TfjsBackend implements Backend {
 
   /**
    * Releases kept input-only values and the host kernels' backend `createTfjsBackend` made (one
-   * passed as `hostKernels`, and the tfjs engine itself, belong to the caller). Afterwards every method but dispose, liveTensors and destroy (a no-op) throws a
-   * TensorStateError. Tensors made before stay readable through tfjs itself, not through this.
+   * passed as `hostKernels`, and the tfjs engine itself, belong to the caller). Afterwards every
+   * method but dispose, liveTensors and destroy (a no-op) throws a TensorStateError. Tensors made
+   * before stay readable through tfjs itself, not through this.
    */
   destroy(): void {
     if (this.destroyed) return;

@@ -8,9 +8,9 @@ import { createTfjsBackend, deerRnn, TfjsBackend } from '../src/index.js';
 
 /**
  * After destroy() the tfjs backend refuses every use with a TensorStateError that names tfjs (not
- * the host kernels' cpu backend, destroyed with it), as cpu and webgpu refuse theirs; dispose and
- * liveTensors stay usable for cleanup, and destroy() again does nothing. A destroy() that lands
- * mid-solve stops the solve the same way at its next use of the backend.
+ * the host kernels' cpu backend createTfjsBackend made, destroyed with it), as cpu and webgpu
+ * refuse theirs; dispose and liveTensors stay usable for cleanup, and destroy() again does nothing.
+ * A destroy() that lands mid-solve stops the solve the same way at its next use of the backend.
  */
 const cell = cells.gru({ inputSize: 3, hiddenSize: 4 });
 const params = cell.init({ seed: 1 });
