@@ -58,6 +58,9 @@ export const TFJS_BACKEND_OPTION_NAMES: readonly string[] = ['maxBufferBytes', '
 /** The options of createTfjsBackend: the backend's, and which tfjs, engine and dtype. */
 export const CREATE_OPTION_NAMES: readonly string[] = [...TFJS_BACKEND_OPTION_NAMES, 'tf', 'backend', 'dtype'];
 
+/** sumBatchTime sums more rows than this in two levels (see there). */
+const PAIRWISE_FROM = 4096;
+
 type NewtonOpts = NewtonUpdateOptions;
 
 const shapeSize = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
@@ -667,11 +670,24 @@ export class TfjsBackend implements Backend {
     const [B, T] = src.shape as [number, number];
     return this.own(
       tf.tidy(() => {
-        const x = tf.reshape(src, [B * T, -1]);
+        const E = B * T;
+        let x = tf.reshape(src, [E, -1]);
+        const F = x.shape[1]!;
         // tfjs cpu reduces only the innermost axis and transposes entry by entry first: a row of
         // ones times x sums the rows at matMul speed instead.
-        if (this.moves.viewSlices) return tf.reshape(tf.matMul(tf.ones([1, B * T]), x), [x.shape[1]!]);
-        return tf.sum(x, 0);
+        const sumRows = (m: tfc.Tensor2D): tfc.Tensor =>
+          this.moves.viewSlices ? tf.reshape(tf.matMul(tf.ones([1, m.shape[0]]), m), [m.shape[1]]) : tf.sum(m, 0);
+        if (E <= PAIRWISE_FROM) return sumRows(x as tfc.Tensor2D);
+        // Two levels — chunks of about √E rows, then the chunks' sums — so float32 rounding grows
+        // with √E rather than E (wasm's one pass had lost 1e-5 relative at E = 1e5; a bias
+        // gradient of a long batch, summed over B·T, showed it).
+        const c = Math.ceil(Math.sqrt(E));
+        const k = Math.ceil(E / c);
+        if (k * c > E) x = tf.concat([x, tf.zeros([k * c - E, F])], 0);
+        const chunks = this.moves.viewSlices
+          ? tf.reshape(tf.matMul(tf.ones([k, 1, c]), tf.reshape(x, [k, c, F])), [k, F])
+          : tf.sum(tf.reshape(x, [k, c, F]), 1);
+        return sumRows(chunks as tfc.Tensor2D);
       }),
     );
   }
