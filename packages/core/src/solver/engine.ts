@@ -1063,14 +1063,20 @@ function judgeElk(w: WindowState, update: NewtonUpdate, iterations: number, budg
 }
 
 /**
- * The batch rows of y ([B, ...]) that hold NaN or ±Inf: a max |y| first (one reduction, a scalar
- * read), and only where that is not finite the update's per-row counts of y against itself.
+ * The NaN/±Inf entries of t ([B, ...]): how many, and which batch rows hold them. A max |t| first
+ * (one reduction, a scalar read), and only where that is not finite the update's per-row counts of
+ * t against itself.
  */
-export function* nonFiniteRows(backend: Backend, y: Tensor): Solve<number[]> {
-  if (Number.isFinite(yield* readMaxAbs(y))) return [];
-  const check = yield* readUpdate(y, y, { atol: 1, rtol: 0, clip: Number.POSITIVE_INFINITY });
+export function* nonFiniteEntries(backend: Backend, t: Tensor): Solve<{ readonly count: number; readonly rows: number[] }> {
+  if (Number.isFinite(yield* readMaxAbs(t))) return { count: 0, rows: [] };
+  const check = yield* readUpdate(t, t, { atol: 1, rtol: 0, clip: Number.POSITIVE_INFINITY });
   backend.dispose(check.y);
-  return [...check.rows.replaced.keys()].filter((b) => check.rows.replaced[b]! > 0);
+  return { count: check.replaced, rows: [...check.rows.replaced.keys()].filter((b) => check.rows.replaced[b]! > 0) };
+}
+
+/** The batch rows of y ([B, ...]) that hold NaN or ±Inf (`nonFiniteEntries`). */
+export function* nonFiniteRows(backend: Backend, y: Tensor): Solve<number[]> {
+  return (yield* nonFiniteEntries(backend, y)).rows;
 }
 
 /**

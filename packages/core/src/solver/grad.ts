@@ -3,7 +3,8 @@ import type { Cell } from '../cell/cell.js';
 import { TensorStateError } from '../errors.js';
 import { AbortCheck, type AbortSignalLike, signalOption } from './abort.js';
 import { type DeerResult, deer } from './deer.js';
-import { driveAsync, driveSync, readMaxAbs, readTensor, readUpdate, type Solve } from './solve.js';
+import { nonFiniteEntries } from './engine.js';
+import { driveAsync, driveSync, readTensor, type Solve } from './solve.js';
 import { checkOptionNames, DEER_OPTION_NAMES, type DeerOptions, resolveDeerOptions } from './options.js';
 import {
   checkCotangent,
@@ -349,6 +350,7 @@ function* implicitVjpSolve(
     const dx = dxPieces.length === 1 ? dxPieces[0]! : backend.concatTime(dxPieces);
     if (dxPieces.length > 1) for (const t of dxPieces) backend.dispose(t);
     dxPieces.length = 0;
+    // Held there until the return, so that an abort at the counts' reads disposes it too.
     dxPieces.push(dx);
     dh0 ??= backend.zeros([B, n], y.dtype);
     // dx is counted where it is ([B, T, m], as large as the input: a flattened copy could pass
@@ -385,12 +387,9 @@ function* countNonFiniteIn(backend: Backend, tensors: readonly Tensor[]): Solve<
   }
 }
 
-/** NaN/±Inf entries of t: max |t| (a scalar read), and where that is not finite the update's replaced count. */
+/** NaN/±Inf entries of t (engine's `nonFiniteEntries`). */
 function* countNonFinite(backend: Backend, t: Tensor): Solve<number> {
-  if (Number.isFinite(yield* readMaxAbs(t))) return 0;
-  const u = yield* readUpdate(t, t, { atol: 1, rtol: 0, clip: Number.POSITIVE_INFINITY });
-  backend.dispose(u.y);
-  return u.replaced;
+  return (yield* nonFiniteEntries(backend, t)).count;
 }
 
 /**
