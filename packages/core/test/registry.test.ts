@@ -6,6 +6,7 @@ import {
   loadBackend,
   ownOptions,
   registerBackend,
+  registeredBackends,
   UnsupportedOptionError,
   unregisterBackend,
 } from '../src/index.js';
@@ -101,6 +102,67 @@ describe('backend registry', () => {
     expect(err).toBeInstanceOf(BackendUnavailableError);
     expect((err as BackendUnavailableError).failures[0]).toMatchObject({ name: 'webgpu', install: '@deerjs/webgpu' });
     expect((err as Error).message).toMatch(/npm install @deerjs\/webgpu/);
+  });
+
+  it("keeps the reasons of a factory's own BackendUnavailableError (not just its heading)", async () => {
+    registerBackend('beta', () => {
+      throw new BackendUnavailableError('beta', [{ name: 'beta', reason: 'no GPU adapter is available' }]);
+    }, 1000);
+    registerBackend('alpha', () => {
+      throw new BackendUnavailableError('alpha', [{ name: 'alpha', reason: 'engine missing', install: 'alpha-engine' }]);
+    }, 999);
+    const missing = async (s: string) => {
+      throw Object.assign(new Error(`Cannot find package '${s}'`), { code: 'ERR_MODULE_NOT_FOUND' });
+    };
+    const byName = (await loadBackend('beta').catch((e: unknown) => e)) as BackendUnavailableError;
+    expect(byName.failures).toEqual([{ name: 'beta', reason: 'no GPU adapter is available' }]);
+    const best = (await loadBackend(undefined, { importer: missing }).catch((e: unknown) => e)) as BackendUnavailableError;
+    expect(best.failures.slice(0, 2)).toEqual([
+      { name: 'beta', reason: 'no GPU adapter is available' },
+      { name: 'alpha', reason: 'engine missing', install: 'alpha-engine' },
+    ]);
+    expect(best.message).not.toMatch(/could not be loaded:\n {2}- beta: deerjs backend/);
+  });
+
+  it('without an importer of the caller, a package core cannot import is not called uninstalled outright', async () => {
+    const err = (await loadBackend('tfjs').catch((e: unknown) => e)) as BackendUnavailableError;
+    expect(err.failures[0]!.reason).toMatch(/could not be imported from @deerjs\/core/);
+    expect(err.failures[0]!.reason).toMatch(/importer: \(s\) => import\(s\)/);
+    expect(err.failures[0]!.reason).toMatch(/register\(\) from @deerjs\/tfjs/);
+  });
+
+  it('best available takes an emulated device (a software GPU adapter) only where nothing else loads', async () => {
+    const destroyed: string[] = [];
+    const make = (name: string, emulated: boolean) => () =>
+      ({ name, capabilities: { emulated }, destroy: () => void destroyed.push(name) }) as unknown as Backend;
+    const none = async () => ({});
+    registerBackend('beta', make('beta', true), 1000);
+    registerBackend('alpha', make('alpha', false), 10);
+    expect((await loadBackend(undefined, { importer: none })).name).toBe('alpha');
+    expect(destroyed).toEqual(['beta']);
+    // By name it is what was asked for.
+    expect((await loadBackend('beta')).name).toBe('beta');
+    unregisterBackend('alpha');
+    registerBackend('gamma', make('gamma', true), 500);
+    destroyed.length = 0;
+    expect((await loadBackend(undefined, { importer: none })).name).toBe('beta');
+    expect(destroyed).toEqual(['gamma']);
+    unregisterBackend('gamma');
+  });
+
+  it('registerBackend checks what it is given', () => {
+    const ok = () => fake('alpha');
+    for (const [what, call] of [
+      ['empty name', () => registerBackend('', ok)],
+      ['numeric name', () => registerBackend(5 as never, ok)],
+      ['no factory', () => registerBackend('alpha', null as never)],
+      ['NaN priority', () => registerBackend('alpha', ok, Number.NaN)],
+      ['string priority', () => registerBackend('alpha', ok, 'hi' as never)],
+      ['options not names', () => registerBackend('alpha', ok, 1, [1] as never)],
+    ] as const) {
+      expect(call, what).toThrow(InvalidArgumentError);
+    }
+    expect(registeredBackends()).not.toContain('alpha');
   });
 
   it('imports a known package and calls its register()', async () => {

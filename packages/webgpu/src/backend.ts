@@ -141,6 +141,7 @@ export class WebGpuBackend implements Backend {
       maxBufferBytes: config.maxBufferBytes,
       syncRead: false,
       device: config.device,
+      ...(config.software ? { emulated: true } : {}),
       // On a GPU the cost model's lanes are fitted, not counted: DEER's passes (a lane per element
       // evaluating its whole step from registers, then the scan) achieved about 4096 lanes' worth
       // of the sequential kernel's speed per lane on an H200 (apps/bench/results/webgpu-h200),

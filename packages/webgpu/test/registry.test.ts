@@ -13,15 +13,30 @@ describe.skipIf(skip !== null)('the registry with WebGPU installed', () => {
     unregisterBackend('cpu');
   });
 
-  it('loadBackend() with no name picks WebGPU when an adapter exists', async () => {
+  it('loadBackend() with no name picks WebGPU on a GPU, and on a software adapter only where nothing else loads', async () => {
     registerCpu();
     register();
-    const backend = await loadBackend(undefined, { importer: async () => ({}) });
+    const named = await loadBackend('webgpu');
+    const software = named.capabilities.emulated === true;
+    // The adapter's description is how a software adapter is told (isFallbackAdapter where Dawn says so).
+    expect(software).toBe(/llvmpipe|lavapipe|swiftshader|software/i.test(named.capabilities.device));
+    await named.destroy();
+    const best = await loadBackend(undefined, { importer: async () => ({}) });
     try {
-      expect(backend.name).toBe('webgpu');
-      expect(backend.capabilities.device.length).toBeGreaterThan(0);
+      expect(best.name).toBe(software ? 'cpu' : 'webgpu');
     } finally {
-      await backend.destroy();
+      await best.destroy();
+    }
+    // With no other backend available, the software adapter serves.
+    unregisterBackend('cpu');
+    const missing = async (s: string) => {
+      throw Object.assign(new Error(`Cannot find package '${s}'`), { code: 'ERR_MODULE_NOT_FOUND' });
+    };
+    const only = await loadBackend(undefined, { importer: missing });
+    try {
+      expect(only.name).toBe('webgpu');
+    } finally {
+      await only.destroy();
     }
   });
 

@@ -54,6 +54,12 @@ export interface BackendCapabilities {
    * rows). Absent: no gain, and 'auto' does not shoot up front.
    */
   readonly sequentialRowGain?: Readonly<Partial<Record<DType, number>>>;
+  /**
+   * The device is emulated on the host's CPU (a software GPU adapter such as llvmpipe): slower
+   * than a CPU backend on the same machine, so `loadBackend()` with no name takes it only where no
+   * other backend loads.
+   */
+  readonly emulated?: boolean;
 }
 
 /** Per-(batch, time) inputs of a step program; every tensor is [B, T, size]. */
