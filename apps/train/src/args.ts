@@ -172,7 +172,9 @@ export function parseCli(argv: readonly string[]): ParsedArgs {
   try {
     parsed = parseArgs({ args: joinNegativeValues(argv), allowPositionals: true, options, tokens: true });
   } catch (err) {
-    throw new UsageError(`${FLAT((err as Error).message)} (see --help)`);
+    // Node's own text for an unknown flag runs on about '--' and leaves a quote open.
+    const unknown = /^Unknown option '([^']*)'/.exec((err as Error).message);
+    throw new UsageError(`${unknown ? `unknown flag '${unknown[1]}'` : FLAT((err as Error).message)} (see --help)`);
   }
   // parseArgs keeps the last of repeated flags; a repeat is more likely a mistake than an override.
   const seen = new Set<string>();

@@ -144,7 +144,7 @@ describe('deer-train: every bad flag, path or data file is one line on stderr an
       /FlagError: --t-end: expected a grid spacing .* at least 1e-9 .*got "5e-324"/,
     ],
     ['hnn --t-end too long to integrate', [...hnn, '--t-end', '1e6'], /FlagError: --t-end: expected .* ≤ 1000, got "1e6"/],
-    ['an unknown flag', [...syn, '--bogus'], /Unknown option '--bogus'/],
+    ['an unknown flag', [...syn, '--bogus'], /^deer-train: UsageError: unknown flag '--bogus' \(see --help\)$/],
     ['no task', ['--synthetic'], /expected one TASK/],
     [
       '--out naming a file',

@@ -14,9 +14,10 @@ export class ShapeError extends DeerError {
     readonly expected: string,
     readonly got: string,
   ) {
-    // "shape" reads right before a shape or a count ("[B, T, 3]", "6 values"), not before a
+    // "shape" reads right before a shape ("[B, T, 3]"), not before a count ("6 values") or a
     // value's description ("an integer in [0, 50]").
-    super(`${what}: expected ${/^[a-z]/.test(expected) ? '' : 'shape '}${expected}, got ${got}`);
+    const one = (s: string) => s.replace(/(?<![\d.])1 values\b/g, '1 value');
+    super(`${what}: expected ${expected.startsWith('[') ? 'shape ' : ''}${one(expected)}, got ${one(got)}`);
   }
 }
 
@@ -119,7 +120,8 @@ export class InvalidArgumentError extends DeerError {
 export function describeValue(v: unknown): string {
   if (typeof v === 'number') return Object.is(v, -0) ? '-0' : String(v);
   if (typeof v === 'string') return JSON.stringify(v);
-  if (v === undefined || v === null || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  if (typeof v === 'bigint') return `${v}n (a BigInt)`;
+  if (v === undefined || v === null || typeof v === 'boolean') return String(v);
   if (typeof v === 'function') return 'a function';
   if (typeof v === 'symbol') return v.toString();
   if (Array.isArray(v))

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CellDefinitionError, cells, lang } from '../src/index.js';
+import { CellDefinitionError, cells, InvalidArgumentError, lang, UnsupportedOptionError } from '../src/index.js';
 
 describe('built-in cell options', () => {
   it('lstm peephole adds P [3n]; inputForget keeps the params', () => {
@@ -36,5 +36,13 @@ describe('built-in cell options', () => {
       ['multi-head gru head', () => cells.multiHeadGru({ inputSize: 2, hiddenSize: 4, heads: 2, head: 2 } as never)],
     ];
     for (const [what, make] of bad) expect(make, what).toThrow(CellDefinitionError);
+  });
+
+  it("cell.init refuses what is not { seed } (a misspelt or bare seed had meant seed 0)", () => {
+    const cell = cells.gru({ inputSize: 2, hiddenSize: 3 });
+    for (const bad of [{ sead: 1 }, 5, null, 'x', [1]]) expect(() => cell.init(bad as never), JSON.stringify(bad)).toThrow(UnsupportedOptionError);
+    expect(() => cell.init({ seed: 1.5 })).toThrow(InvalidArgumentError);
+    expect(cell.init({ seed: 3 })).toEqual(cell.init({ seed: 3 }));
+    expect(cell.init({ seed: 3 }).W).not.toEqual(cell.init().W);
   });
 });

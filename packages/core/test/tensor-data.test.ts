@@ -51,8 +51,10 @@ describe('checkTensorData (the contract of backend.tensor)', () => {
 
   it('refuses a wrong count or shape with a ShapeError', () => {
     for (const [data, shape, message] of [
-      [[1, 2, 3], [2, 2], /tensor: expected shape 4 values for \[2, 2\], got 3 values/],
-      // "shape" before a shape or a count only, not before a description of the dims.
+      [[1, 2, 3], [2, 2], /tensor: expected 4 values for \[2, 2\], got 3 values$/],
+      [[1], [2, 2], /tensor: expected 4 values for \[2, 2\], got 1 value$/],
+      [[1, 2], [1], /tensor: expected 1 value for \[1\], got 2 values$/],
+      // "shape" before a shape only, not before a count or a description of the dims.
       [[1, 2], [2, -1], /: expected non-negative integer dims, got \[2, -1\]/],
       [[1, 2], [2.5], /got \[2\.5\]/],
       [[1, 2], undefined, /got undefined/],

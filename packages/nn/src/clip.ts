@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '@deerjs/core';
+import { describeValue, InvalidArgumentError } from '@deerjs/core';
 import { checkFiniteValues, type Params } from './params.js';
 
 /**
@@ -7,6 +7,8 @@ import { checkFiniteValues, type Params } from './params.js';
  * its square has none). big is NaN or +Inf if some entry is.
  */
 function normParts(grads: Readonly<Params>): { big: number; ratio: number } {
+  if (grads === null || typeof grads !== 'object' || Array.isArray(grads))
+    throw new InvalidArgumentError('gradients', 'an object of arrays by parameter name', describeValue(grads));
   // Math.max carries a NaN through, so `big` is NaN or +Inf exactly when some entry is.
   let big = 0;
   for (const g of Object.values(grads)) for (let i = 0; i < g.length; i++) big = Math.max(big, Math.abs(g[i]!));

@@ -1,4 +1,4 @@
-import { type Backend, checkOptionNames, type Tensor, UnsupportedOptionError } from '@deerjs/core';
+import { type Backend, checkOptionNames, describeValue, InvalidArgumentError, type Tensor, UnsupportedOptionError } from '@deerjs/core';
 import { type AdamW, checkLearningRate } from './adamw.js';
 import { clipGradNorm } from './clip.js';
 import type { RunOptions, SequenceClassifier, StepResult } from './model.js';
@@ -25,7 +25,11 @@ export async function trainStep(
   labels: ArrayLike<number>,
   opts: TrainStepOptions,
 ): Promise<TrainStepResult> {
+  if (opts === null || typeof opts !== 'object')
+    throw new InvalidArgumentError('trainStep options', "{ solver, lr, deer?, clipNorm? }", describeValue(opts));
   checkOptionNames(opts, ['solver', 'deer', 'lr', 'clipNorm'], 'trainStep');
+  if (optimizer === null || typeof optimizer !== 'object' || typeof (optimizer as Partial<AdamW>).step !== 'function')
+    throw new InvalidArgumentError('trainStep optimizer', 'an optimizer with step(params, grads, lr) (new AdamW(…))', describeValue(optimizer));
   const clipNorm = opts.clipNorm ?? Number.POSITIVE_INFINITY;
   if (typeof clipNorm !== 'number' || !(clipNorm > 0)) throw new UnsupportedOptionError('clipNorm', clipNorm, 'a number > 0 (Infinity: no clipping)');
   // Before the forward and backward passes, not after them.

@@ -58,7 +58,7 @@ describe('nn refuses what it would otherwise misread', () => {
       await expect(model.lossAndGrad(backend, params, x, [0], { solver: 'deer' })).rejects.toThrow(ShapeError);
       // A parameter left undefined (a TypeError from the finite check), one of another kind, and a name the
       // model does not have (accepted here, refused by AdamW only after the step).
-      await expect(model.lossAndGrad(backend, { ...params, 'head.W': undefined } as never, x, labels, { solver: 'deer' })).rejects.toThrow(/head\.W: expected shape 9 values, got nothing \(missing\)/);
+      await expect(model.lossAndGrad(backend, { ...params, 'head.W': undefined } as never, x, labels, { solver: 'deer' })).rejects.toThrow(/head\.W: expected 9 values, got nothing \(missing\)/);
       await expect(model.lossAndGrad(backend, { ...params, 'head.b': 'abc' } as never, x, labels, { solver: 'deer' })).rejects.toThrow(InvalidArgumentError);
       await expect(model.lossAndGrad(backend, { ...params, 'rnn.1.W': new Float64Array(3) }, x, labels, { solver: 'deer' })).rejects.toThrow(/rnn\.1\.W: .*an unknown name/);
       expect(backend.liveTensors()).toBe(1);
@@ -172,7 +172,7 @@ describe('nn refuses what it had gone on with in silence', () => {
     // Missing state: the message names it (it had read "expected … 3 values, got 3 values").
     const short = new AdamW(params);
     short.state = { step: 0, m: short.state.m, v: { w: Float64Array.of(0) } };
-    expect(() => short.step(params, { w: Float64Array.of(0.1, 0.2), b: Float64Array.of(0.3) }, 0.1)).toThrow(/AdamW state: second moment of w: expected shape 2 values, got 1 values/);
+    expect(() => short.step(params, { w: Float64Array.of(0.1, 0.2), b: Float64Array.of(0.3) }, 0.1)).toThrow(/AdamW state: second moment of w: expected 2 values, got 1 value/);
     expect(() => short.step(params, { w: Float64Array.of(0.1, 0.2), b: Float64Array.of(0.3) }, 0.1)).not.toThrow(/first moment/);
   });
 
@@ -197,7 +197,7 @@ describe('nn refuses what it had gone on with in silence', () => {
     }
     expect(() => softmaxCrossEntropy([], [], 3)).toThrow(ShapeError);
     const lin = new Linear(3, 2);
-    expect(() => lin.forward(new Float64Array(6), new Float64Array(2), new Float64Array(5), 2)).toThrow(/Linear x: expected shape 6 values/);
+    expect(() => lin.forward(new Float64Array(6), new Float64Array(2), new Float64Array(5), 2)).toThrow(/Linear x: expected 6 values/);
   });
 
   it('a weight finite in float64 but past float32 (1e39) is a NonFiniteError on a float32 backend (it became ±Inf there)', async () => {
@@ -381,6 +381,7 @@ describe('nn review: typed errors and checks that had been missing', () => {
     expect(() => opt.step(params, { w: [0.1, '0.2'] } as never, 0.1)).toThrow(/gradient w at index 1: expected a number, got "0\.2" \(a string\)/);
     expect(() => opt.step(params, { w: [0.1, 2n] } as never, 0.1)).toThrow(InvalidArgumentError);
     expect(() => clipGradNorm({ w: ['x', 1] } as never, 1)).toThrow(InvalidArgumentError);
+    for (const grads of [null, undefined, 5, [Float64Array.of(1)]]) expect(() => clipGradNorm(grads as never, 1), String(grads)).toThrow(InvalidArgumentError);
     expect(Array.from(params.w)).toEqual([1, 2]);
 
     const backend = createCpuBackend({ dtype: 'float64' });
@@ -410,7 +411,7 @@ describe('nn review: typed errors and checks that had been missing', () => {
     expect(Array.from(good.b)).toEqual([1, 1]);
     expect(Array.from(good.W)).toEqual([1, 0, -1, 2, 1, 0]);
     for (const dy of [new Float64Array(3), new Float64Array(5), new Float64Array(0)]) {
-      expect(() => lin.backward(W, x, dy, 2), `dy of ${dy.length}`).toThrow(/Linear dy: expected shape 4 values \(\[2, 2\]\)/);
+      expect(() => lin.backward(W, x, dy, 2), `dy of ${dy.length}`).toThrow(/Linear dy: expected 4 values \(\[2, 2\]\)/);
     }
     expect(() => lin.backward(W, x, null as never, 2)).toThrow(InvalidArgumentError);
     expect(() => lin.backward(new Float64Array(5), x, new Float64Array(4), 2)).toThrow(/Linear W/);
@@ -479,6 +480,11 @@ describe('nn review: typed errors and checks that had been missing', () => {
       for (const lr of [Number.NaN, -1, Number.POSITIVE_INFINITY, '0.1']) {
         await expect(trainStep(backend, model, params, new AdamW(params), x, labels, { solver: 'deer', lr: lr as number }), String(lr)).rejects.toThrow(InvalidArgumentError);
       }
+      // Nor a thing that is not an optimizer, or no options at all (TypeErrors, the first after both passes).
+      for (const opt of [{}, null, { step: 1 }]) {
+        await expect(trainStep(backend, model, params, opt as never, x, labels, { solver: 'deer', lr: 0.01 }), JSON.stringify(opt)).rejects.toThrow(InvalidArgumentError);
+      }
+      await expect(trainStep(backend, model, params, new AdamW(params), x, labels, undefined as never)).rejects.toThrow(InvalidArgumentError);
       expect(passes, 'no forward pass was run').toBe(0);
       await trainStep(backend, model, params, new AdamW(params), x, labels, { solver: 'deer', lr: 0.01 });
       expect(passes).toBe(1);

@@ -75,6 +75,11 @@ export function loadOnnxModel(bytes: Uint8Array): OnnxRecurrentModel {
   }
   checkReferences(graph, nodes, initializerNames);
   const opset = toInt(opsetEntry.version);
+  // Bytes that are not a model can still decode (protobuf fills in defaults): an empty graph under
+  // opset 0 had come back as a model.
+  if (!(opset >= 1)) throw new OnnxFormatError(`the model imports ai.onnx operator set ${opset} (versions start at 1: not an ONNX model, or truncated)`);
+  if (!(toInt(proto.irVersion) >= 1)) throw new OnnxFormatError('the model has no IR version (not an ONNX model, or truncated)');
+  if ((graph.output ?? []).length === 0) throw new OnnxFormatError('the graph has no outputs (not an ONNX model, or truncated)');
   checkShapeOpForms(nodes, opset);
   const recurrentNodes = (graph.node ?? []).flatMap((n, i) =>
     isRecurrentOp(n.opType) && (!n.domain || n.domain === 'ai.onnx') ? [parseRecurrentNode(n, i, opset)] : [],

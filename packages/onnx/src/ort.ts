@@ -1,3 +1,4 @@
+import { checkOptionNames } from '@deerjs/core';
 import { OnnxFormatError, OnnxInputError, OnnxRuntimeError, OnnxRuntimeUnavailableError } from './errors.js';
 import type { OnnxData, OnnxTensor } from './tensor.js';
 
@@ -63,6 +64,7 @@ export async function openOrtSession(
   modelBytes: Uint8Array,
   options: OrtOptions = {},
 ): Promise<OrtReferenceSession> {
+  checkOptionNames(options, ['importer', 'sessionOptions'], 'openOrtSession');
   const ort = await importOrt(options.importer ?? (() => import('onnxruntime-node')));
   let session: OrtSession;
   try {

@@ -11,6 +11,7 @@ import {
   OnnxRuntimeError,
   OnnxRuntimeUnavailableError,
   OnnxUnsupportedError,
+  openOrtSession,
   ortReference,
   type RecurrentModelSpec,
   randomRecurrentWeights,
@@ -58,6 +59,31 @@ describe('malformed files', () => {
   it('rejects empty bytes and non-bytes', () => {
     expect(() => loadOnnxModel(new Uint8Array())).toThrow(OnnxFormatError);
     expect(() => loadOnnxModel('model.onnx' as unknown as Uint8Array)).toThrow(/Uint8Array, got string/);
+  });
+
+  it('rejects random bytes that happen to decode (an empty graph under opset 0 had loaded)', () => {
+    const rng = new Rng(2024);
+    for (let k = 0; k < 200; k++) {
+      const junk = Uint8Array.from(rng.uniformArray(50 + k * 10, 0, 256), Math.floor);
+      const err = (() => {
+        try {
+          loadOnnxModel(junk);
+          return undefined;
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(err, `junk ${k}`).toBeInstanceOf(DeerError);
+    }
+    // The low bytes of a linear congruential sequence decode without a protobuf error (the
+    // review's case): a graph with no outputs under operator set 0.
+    let state = 1;
+    const lcg = new Uint8Array(2000).map(() => {
+      state = (state * 1103515245 + 12345) >>> 0;
+      return state & 255;
+    });
+    expect(() => loadOnnxModel(lcg)).toThrow(OnnxFormatError);
+    expect(() => loadOnnxModel(lcg)).toThrow(/operator set 0|no IR version|no outputs/);
   });
 
   it('rejects the file truncated at every byte with OnnxFormatError', () => {
@@ -398,6 +424,17 @@ describe('onnxruntime-node', () => {
     expect(err).toBeInstanceOf(OnnxRuntimeUnavailableError);
     expect((err as OnnxRuntimeUnavailableError).install).toBe('onnxruntime-node');
     expect((err as Error).message).toMatch(/not installed.*npm install onnxruntime-node/);
+  });
+
+  it('a misspelt option is refused before onnxruntime is imported (it had been ignored)', async () => {
+    let imported = 0;
+    const importer = async () => {
+      imported++;
+      return {};
+    };
+    await expect(ortReference(bytes, { X }, { importer, sesionOptions: {} } as never)).rejects.toThrow(UnsupportedOptionError);
+    await expect(openOrtSession(bytes, { importer, sesionOptions: {} } as never)).rejects.toThrow(/known: importer, sessionOptions/);
+    expect(imported).toBe(0);
   });
 
   it('a module that is not onnxruntime gives the same typed error', async () => {

@@ -1,4 +1,14 @@
-import { type Backend, BackendUnavailableError, checkOptionNames, DTypeError, ownOptions, registerBackend, UnsupportedOptionError } from '@deerjs/core';
+import {
+  type Backend,
+  BackendUnavailableError,
+  checkOptionNames,
+  DTypeError,
+  describeValue,
+  InvalidArgumentError,
+  ownOptions,
+  registerBackend,
+  UnsupportedOptionError,
+} from '@deerjs/core';
 import * as tfDefault from '@tensorflow/tfjs-core';
 import { CREATE_OPTION_NAMES, TfjsBackend, type TfjsBackendOptions } from './backend.js';
 import type { Tf } from './tensor.js';
@@ -30,6 +40,9 @@ export async function createTfjsBackend(options: CreateTfjsBackendOptions = {}):
   if (options.dtype !== undefined && options.dtype !== 'float32')
     throw new DTypeError('dtype', 'float32 (the tfjs backend computes in float32)', String(options.dtype));
   const tf = options.tf ?? tfDefault;
+  const needs = ['ready', 'getBackend', 'setBackend', 'tensor', 'tidy'] as const;
+  if (typeof tf !== 'object' || tf === null || needs.some((k) => typeof (tf as unknown as Record<string, unknown>)[k] !== 'function'))
+    throw new InvalidArgumentError('tf', `the @tensorflow/tfjs(-core) namespace (with ${needs.join(', ')})`, describeValue(tf));
   if (options.backend !== undefined && typeof options.backend !== 'string')
     throw new UnsupportedOptionError('backend', options.backend, "the name of a tfjs backend ('cpu', 'wasm', 'webgl', …)");
   if (options.backend !== undefined && tf.getBackend() !== options.backend) {
@@ -44,7 +57,17 @@ export async function createTfjsBackend(options: CreateTfjsBackendOptions = {}):
         { name: `tfjs (${options.backend})`, reason: `tfjs backend '${options.backend}' could not be initialised (is its package imported?)` },
       ]);
   }
-  await tf.ready();
+  try {
+    await tf.ready();
+  } catch (err) {
+    // tfjs-core alone has no engine: "No backend found in registry."
+    throw new BackendUnavailableError('tfjs', [
+      {
+        name: 'tfjs',
+        reason: `tfjs has no engine to run on (${err instanceof Error ? err.message : String(err)}): import one first, e.g. import '@tensorflow/tfjs-backend-cpu' (or -wasm, -webgl, -webgpu)`,
+      },
+    ]);
+  }
   const engine = tf.getBackend();
   const { hostKernels: asked, tf: _tf, backend: _backend, dtype: _dtype, ...rest } = options;
   const hostKernels =

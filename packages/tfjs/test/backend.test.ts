@@ -7,6 +7,7 @@ import {
   deer,
   deerWithGrad,
   DTypeError,
+  InvalidArgumentError,
   KNOWN_BACKENDS,
   loadBackend,
   OutOfMemoryError,
@@ -40,6 +41,22 @@ describe('tfjs backend', () => {
     }
     await expect(createTfjsBackend({ backend: 'no-such-engine' })).rejects.toThrow(BackendUnavailableError);
     expect(tf.getBackend()).toBe('cpu');
+  });
+
+  it('says to import an engine where tfjs has none, and refuses a `tf` that is not tfjs', async () => {
+    // tfjs-core alone: its ready() rejects "No backend found in registry." (a plain Error).
+    const bare = {
+      ...tf,
+      ready: async () => {
+        throw new Error('No backend found in registry.');
+      },
+    };
+    const err = await createTfjsBackend({ tf: bare as never }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BackendUnavailableError);
+    expect((err as Error).message).toMatch(/import '@tensorflow\/tfjs-backend-cpu'/);
+    for (const notTf of [{}, 5, 'tf', { ready: () => {} }]) {
+      await expect(createTfjsBackend({ tf: notTf as never }), JSON.stringify(notTf)).rejects.toThrow(InvalidArgumentError);
+    }
   });
 
   it('is float32 only: a float64 request gets a DTypeError', () => {

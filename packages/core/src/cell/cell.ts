@@ -1,5 +1,5 @@
 import type { StepProgram } from '../backend/program.js';
-import { CellDefinitionError, describeValue } from '../errors.js';
+import { CellDefinitionError, describeValue, UnsupportedOptionError } from '../errors.js';
 import { Rng } from '../util/random.js';
 import { GraphBuilder } from './builder.js';
 import type { Graph, NodeId, ParamSpec } from './graph.js';
@@ -198,6 +198,11 @@ export class Cell {
 
   /** Seeded parameter values. */
   init(options: { seed?: number } = {}): ParamValues {
+    // A misspelt { sead: 1 } or a bare init(5) had run with seed 0 in silence.
+    if (typeof options !== 'object' || options === null || Array.isArray(options))
+      throw new UnsupportedOptionError('cell.init options', options, '{ seed } (or nothing): init({ seed: 5 })');
+    for (const key of Object.keys(options))
+      if (key !== 'seed') throw new UnsupportedOptionError(key, (options as Record<string, unknown>)[key], 'the one option of cell.init: seed');
     const rng = new Rng(options.seed ?? 0);
     const bound = 1 / Math.sqrt(this.stateSize);
     const out: ParamValues = {};

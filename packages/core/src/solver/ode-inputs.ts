@@ -4,6 +4,7 @@ import { DTypeError, describeValue, InvalidArgumentError, NonFiniteError, ShapeE
 import type { MatrixOps } from './expm.js';
 import { checkOptionNames } from './options.js';
 import {
+  checkBackend,
   checkCell,
   checkCellConstants,
   checkTensor,
@@ -74,6 +75,7 @@ export async function prepareOde(
   owned: Owned,
   checkFinite: boolean,
 ): Promise<PreparedOde> {
+  checkBackend(backend);
   checkCell('field', field);
   checkOptionNames(problem, ['y0', 't', 'x', 'batch'], 'the ODE problem');
   if (problem === undefined) throw new InvalidArgumentError('problem', '{ y0, t, x?, batch? }', 'undefined');
@@ -138,6 +140,7 @@ export async function prepareOde(
  * interface gets a clear error naming what it lacks rather than a TypeError deep in a solve.
  */
 export function requireMatrixOps(backend: Backend): MatrixOps {
+  checkBackend(backend);
   const missing = (['blockMatmul', 'blockMatvec', 'scaleTime', 'addIdentity', 'maxAbs'] as const).filter(
     (k) => typeof backend[k] !== 'function',
   );

@@ -50,7 +50,20 @@ export function checkTrajectory(
   return v;
 }
 
-/** x must be [B, T, m] with the backend supporting its dtype. Returns B, T. */
+/** The backend argument: a deerjs Backend (checked by shape, as cells are). */
+export function checkBackend(backend: unknown): asserts backend is Backend {
+  const b = backend as Partial<Backend> | null;
+  const ok =
+    typeof b === 'object' &&
+    b !== null &&
+    typeof b.name === 'string' &&
+    typeof b.runStep === 'function' &&
+    typeof b.tensor === 'function' &&
+    typeof b.capabilities === 'object' &&
+    b.capabilities !== null;
+  if (!ok) throw new InvalidArgumentError('backend', 'a deerjs Backend (createCpuBackend(), loadBackend(), …)', describeValue(backend));
+}
+
 /** The cell argument: a Cell from `defineCell` or `cells.*` (checked by shape, not by class, so a second copy of core still works). */
 export function checkCell(what: string, cell: unknown): asserts cell is Cell {
   const c = cell as Partial<Cell> | null;
@@ -68,6 +81,7 @@ export function checkSequenceInput(
   cell: Cell,
   x: unknown,
 ): { B: number; T: number; dtype: DType } {
+  checkBackend(backend);
   checkCell('cell', cell);
   const t = checkTensor(backend, 'x', x);
   const m = cell.inputSize;
