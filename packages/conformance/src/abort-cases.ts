@@ -36,6 +36,13 @@ function slowGru(seed: number) {
   return { cell, params };
 }
 
+/** A GRU n = 4 (input 3) with seeded data and its x on the backend under test (the caller disposes x). */
+function gruOn(ctx: SuiteContext, seed: number, B: number, T: number) {
+  const cell = cells.gru({ inputSize: 3, hiddenSize: 4 });
+  const data = sequenceData(seed, B, T, cell, ctx.dtype);
+  return { cell, data, x: ctx.backend().tensor(data.x, [B, T, 3], ctx.dtype) };
+}
+
 /** Every tensor a backward pass returned. */
 function gradientTensors(g: DeerGradients | IvpGradients): Tensor[] {
   const own = 'h0' in g ? [g.x, g.h0] : [g.y0, ...(g.x ? [g.x] : [])];
@@ -67,6 +74,50 @@ export function defineAbortCases(ctx: SuiteContext): void {
         ['dopri5', () => dopri5(backend, field, {}, problem, { signal })],
       ];
       for (const [what, call] of calls) await expect(call(), what).rejects.toBe(reason);
+    } finally {
+      backend.dispose(x);
+    }
+  });
+
+  ctx.test('abort/at-every-check-frees-everything', async () => {
+    // A signal that reads aborted from its k-th look on, for every k up to the solve's last check:
+    // each abort rejects with its reason and leaves no tensor behind (parallel shooting's residual
+    // check had leaked the merged trajectory).
+    const backend = ctx.backend();
+    const { cell, data, x } = gruOn(ctx, 11, 2, 200);
+    const abortingAt = (k: number, reason: Stop) => {
+      let looks = 0;
+      return {
+        get aborted() {
+          return ++looks >= k;
+        },
+        reason,
+        throwIfAborted() {
+          if (++looks >= k) throw reason;
+        },
+        addEventListener() {},
+        removeEventListener() {},
+      };
+    };
+    try {
+      for (const method of ['deer', 'elk', 'shoot'] as const) {
+        let finished = false;
+        for (let k = 1; k <= 200 && !finished; k++) {
+          const before = backend.liveTensors();
+          const reason = new Stop(`${method}, look ${k}`);
+          const outcome = await deer(backend, cell, data.params, x, { method, signal: abortingAt(k, reason) as unknown as AbortSignal }).then(
+            (r) => {
+              backend.dispose(r.y);
+              return 'resolved';
+            },
+            (e: unknown) => e,
+          );
+          if (outcome === 'resolved') finished = true;
+          else expect(outcome, `${method}, aborted at look ${k}`).toBe(reason);
+          expect(backend.liveTensors(), `${method}, aborted at look ${k}`).toBe(before);
+        }
+        expect(finished, `${method} finished within 200 looks`).toBe(true);
+      }
     } finally {
       backend.dispose(x);
     }
@@ -166,11 +217,9 @@ export function defineAbortCases(ctx: SuiteContext): void {
   ctx.test('abort/backward-pass', async () => {
     // A backward pass takes the forward solve's signal unless given its own.
     const backend = ctx.backend();
-    const cell = cells.gru({ inputSize: 3, hiddenSize: 4 });
     const B = 2;
     const T = 30;
-    const data = sequenceData(4, B, T, cell, ctx.dtype);
-    const x = backend.tensor(data.x, [B, T, 3], ctx.dtype);
+    const { cell, data, x } = gruOn(ctx, 4, B, T);
     const dy = backend.tensor(
       Float64Array.from({ length: B * T * 4 }, (_, i) => Math.sin(i)),
       [B, T, 4],

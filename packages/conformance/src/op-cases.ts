@@ -80,6 +80,22 @@ export function defineOpCases(ctx: SuiteContext): void {
     for (const t of [x, fill, cat, ...Object.values(results)]) backend.dispose(t);
   });
 
+  ctx.test('ops/dispose-twice-does-nothing', async () => {
+    // As in tfjs: a second dispose neither throws nor frees another tensor's memory or count; a
+    // disposed tensor is still refused by any op.
+    const backend = ctx.backend();
+    const before = backend.liveTensors();
+    const a = backend.tensor([1, 2, 3], [3], ctx.dtype);
+    const b = backend.tensor([4, 5, 6], [3], ctx.dtype);
+    backend.dispose(a);
+    backend.dispose(a);
+    expect(backend.liveTensors()).toBe(before + 1);
+    expect(Array.from(await backend.read(b))).toEqual([4, 5, 6]);
+    await expect(Promise.resolve().then(() => backend.read(a))).rejects.toThrow(TensorStateError);
+    backend.dispose(b);
+    expect(backend.liveTensors()).toBe(before);
+  });
+
   ctx.test('ops/max-abs-sees-nan-and-inf', async () => {
     // Solves learn from maxAbs alone whether a trajectory or a gradient is finite: NaN anywhere
     // (first, last, in a vector tail) must give NaN, ±Inf must give Inf, whatever the size.

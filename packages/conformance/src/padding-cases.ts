@@ -120,6 +120,38 @@ export function definePaddingCases(ctx: SuiteContext): void {
     }
   });
 
+  ctx.test('padding/what-the-padding-holds-is-never-read', async () => {
+    // NaN or ±Inf in x past a row's end (checkFinite: false): every method gives what zero padding
+    // gives. Parallel shooting had judged its chunk starts there too and called the row non-finite.
+    const backend = ctx.backend();
+    const cell = CELL_FAMILIES.find((f) => f.id === 'gru')!.make(4, INPUT_SIZE);
+    const [B2, T2] = [3, 60];
+    const lens = [60, 23, 5];
+    const data = sequenceData(29, B2, T2, cell, ctx.dtype);
+    const answers: Record<string, ArrayLike<number>> = {};
+    for (const fill of [0, Number.NaN, Number.POSITIVE_INFINITY]) {
+      const xs = Float64Array.from(data.x);
+      for (let b = 0; b < B2; b++) for (let i = lens[b]! * INPUT_SIZE; i < T2 * INPUT_SIZE; i++) xs[b * T2 * INPUT_SIZE + i] = fill;
+      const x = backend.tensor(xs, [B2, T2, INPUT_SIZE], ctx.dtype);
+      try {
+        for (const method of ['deer', 'elk', 'shoot', 'auto'] as const) {
+          const { y, stats } = await deer(backend, cell, data.params, x, { h0: data.h0, lengths: lens, checkFinite: false, method });
+          const got = await backend.read(y);
+          backend.dispose(y);
+          const what = `${method}, padding ${fill}`;
+          expect(stats.stopReason, what).toBe(method === 'auto' && stats.stopReason === 'sequential' ? 'sequential' : 'tolerance');
+          expect(stats.converged, what).toBe(true);
+          expect(stats.fellBack, what).toBe(false);
+          expect(Array.from(got).every(Number.isFinite), what).toBe(true);
+          answers[method] ??= got;
+          expect(maxAbsDiff(got, answers[method]!), what).toBeLessThanOrEqual(ctx.tolerance);
+        }
+      } finally {
+        backend.dispose(x);
+      }
+    }
+  });
+
   ctx.test('padding/bad-lengths', async () => {
     const backend = ctx.backend();
     const cell = CELL_FAMILIES[0]!.make(2, INPUT_SIZE);

@@ -249,7 +249,8 @@ export function recurrenceProblem(
       const xs = all ? x : backend.gatherRows(x, rows);
       const y0s = all ? y0 : backend.gatherRows(y0, rows);
       try {
-        const shot = yield* shoot(backend, cell.stepProgram(), { input: xs, y0: y0s, params }, plan, tol, plan.maxSweeps);
+        const rowLengths = lengths && (all ? lengths : rows.map((r) => lengths[r]!));
+        const shot = yield* shoot(backend, cell.stepProgram(), { input: xs, y0: y0s, params }, plan, tol, plan.maxSweeps, rowLengths);
         let y: Tensor;
         try {
           y = mask(shot.y, all ? undefined : rows);

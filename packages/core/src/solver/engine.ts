@@ -629,7 +629,14 @@ function* shootFailedRows(
   const done: number[] = [];
   let worst = 0;
   if (settled.length > 0) {
-    const check = yield* measureResidual(backend, problem, merged, Uint8Array.from(w.status, (_, b) => (settled.includes(b) ? 1 : 0)), tol);
+    let check: NewtonUpdate;
+    try {
+      check = yield* measureResidual(backend, problem, merged, Uint8Array.from(w.status, (_, b) => (settled.includes(b) ? 1 : 0)), tol);
+    } catch (err) {
+      // An abort (or a device error) at this read: the caller still holds y, which is gone.
+      backend.dispose(merged);
+      throw err;
+    }
     for (const b of settled) {
       const scaled = check.rows.maxScaledDiff[b]!;
       if (check.rows.replaced[b] === 0 && scaled <= 1) {
@@ -1182,6 +1189,32 @@ function openCountedSpan(view: Backend): { seen: number; shared: boolean } {
   state.active++;
   if (state.active > 1) state.overlaps++;
   return { seen: state.overlaps, shared: state.active > 1 };
+}
+
+/**
+ * Device work that is not a solve — a sequential pass, a backward pass, dopri5 or rk4 — marked in
+ * flight for as long as it runs, so that a solve it overlaps leaves `device` out instead of
+ * counting that work as its own.
+ */
+export async function asDeviceActivity<T>(backend: Backend, body: () => Promise<T>): Promise<T> {
+  if (!backend.counters) return body();
+  const span = openCountedSpan(backend);
+  try {
+    return await body();
+  } finally {
+    closeCountedSpan(backend, span);
+  }
+}
+
+/** `asDeviceActivity` for synchronous work. */
+export function asDeviceActivitySync<T>(backend: Backend, body: () => T): T {
+  if (!backend.counters) return body();
+  const span = openCountedSpan(backend);
+  try {
+    return body();
+  } finally {
+    closeCountedSpan(backend, span);
+  }
 }
 
 /** Ends a span; true when another span overlapped it. */

@@ -47,6 +47,7 @@ export function* shoot(
   chunking: Chunking,
   tol: { readonly atol: number; readonly rtol: number },
   maxSweeps: number,
+  lengths?: ArrayLike<number>,
 ): Solve<ShootingResult> {
   const { input: x, y0, params } = inputs;
   const [R, T] = [x.shape[0]!, x.shape[1]!];
@@ -69,10 +70,19 @@ export function* shoot(
   } finally {
     if (padded !== x) backend.dispose(padded);
   }
+  // With padded rows (lengths), only the starts of chunks that begin inside a row are judged: the
+  // rest run on padding (NaN there, say) that nothing reads, and had made a row 'nonFinite'.
+  const used = lengths ? Array.from(lengths, (len) => Math.ceil(len / L)) : undefined;
+  const judged = (t: Tensor) => {
+    if (!used) return t;
+    const masked = backend.maskTime(t, used);
+    backend.dispose(t);
+    return masked;
+  };
   let starts: Tensor | undefined;
   let ys: Tensor | undefined;
   try {
-    starts = backend.broadcastTime(y0, K);
+    starts = judged(backend.broadcastTime(y0, K));
     for (let sweep = 1; ; sweep++) {
       const flat = backend.reshape(starts, [R * K, n]);
       try {
@@ -89,7 +99,7 @@ export function* shoot(
       }
       let next: Tensor;
       try {
-        next = backend.shiftTime(ends, y0, 1);
+        next = judged(backend.shiftTime(ends, y0, 1));
       } finally {
         backend.dispose(ends);
       }
