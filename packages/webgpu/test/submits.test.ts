@@ -1,4 +1,4 @@
-import { cells, type DeviceCounters, deer, withCapabilities } from '@deerjs/core';
+import { cells, type DeviceCounters, deer, deerWithGrad, defineCell, dopri5, lang, sequential, withCapabilities } from '@deerjs/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWebGpuBackend, type WebGpuBackend } from '../src/index.js';
 import { skipReason } from './adapter.js';
@@ -257,15 +257,20 @@ describe.skipIf(skip !== null)('webgpu submissions per Newton iteration', () => 
     }
   });
 
-  it('stats.device is left out where two solves on the backend overlapped (the counts cannot be split)', async () => {
-    const B = 2;
-    const T = 300;
+  /** The overlap cases' problem: a GRU n = 4 over B = 2 rows of T = 300 steps. */
+  const overlapProblem = () => {
+    const [B, T] = [2, 300];
     const cell = cells.gru({ inputSize: 2, hiddenSize: 4 });
     const params = cell.init({ seed: 5 });
     const x = backend.tensor(
       Array.from({ length: B * T * 2 }, (_, i) => Math.cos(0.3 * i)),
       [B, T, 2],
     );
+    return { B, T, cell, params, x };
+  };
+
+  it('stats.device is left out where two solves on the backend overlapped (the counts cannot be split)', async () => {
+    const { B, T, cell, params, x } = overlapProblem();
     const solve = () => deer(backend, cell, params, x, { jacobian: 'diagonal', checkFinite: false });
     const alone = await solve();
     const [a, b] = await Promise.all([solve(), solve()]);
@@ -293,5 +298,28 @@ describe.skipIf(skip !== null)('webgpu submissions per Newton iteration', () => 
     expect(d.stats.device).toBeUndefined();
     expect(Object.keys(c.stats)).not.toContain('deviceShared');
     expect(Object.keys(c.stats)).not.toContain('device');
+  });
+
+  it('stats.device is left out where a backward pass, a sequential pass or dopri5 overlapped the solve', async () => {
+    // They are not solves but send work to the same device: it had been counted as the solve's.
+    const { B, T, cell, params, x } = overlapProblem();
+    const dy = backend.tensor(
+      Array.from({ length: B * T * 4 }, (_, i) => Math.sin(0.1 * i)),
+      [B, T, 4],
+    );
+    const solve = () => deer(backend, cell, params, x, { checkFinite: false });
+    const alone = await solve();
+    backend.dispose(alone.y);
+    expect(alone.stats.device).toBeDefined();
+    const g = await deerWithGrad(backend, cell, params, x);
+    const [a, grads] = await Promise.all([solve(), g.vjp(dy)]);
+    const [b, seq] = await Promise.all([solve(), sequential(backend, cell, params, x)]);
+    const decay = defineCell({ name: 'decay', state: 1, input: 0, params: {} }, (y) => lang.neg(y));
+    const [c, ode] = await Promise.all([solve(), dopri5(backend, decay, {}, { y0: [1], t: [0, 1, 2] })]);
+    for (const t of [a.y, b.y, c.y, seq.y, ode.y, grads.x, grads.h0, ...Object.values(grads.params), dy, x]) backend.dispose(t);
+    g.dispose();
+    expect(a.stats.device, 'beside a vjp').toBeUndefined();
+    expect(b.stats.device, 'beside sequential').toBeUndefined();
+    expect(c.stats.device, 'beside dopri5').toBeUndefined();
   });
 });

@@ -3,7 +3,7 @@ import type { Cell } from '../cell/cell.js';
 import { TensorStateError } from '../errors.js';
 import { AbortCheck, type AbortSignalLike, signalOption } from './abort.js';
 import { type DeerResult, deer } from './deer.js';
-import { nonFiniteEntries } from './engine.js';
+import { asDeviceActivity, asDeviceActivitySync, nonFiniteEntries } from './engine.js';
 import { driveAsync, driveSync, readTensor, type Solve } from './solve.js';
 import { checkOptionNames, DEER_OPTION_NAMES, type DeerOptions, resolveDeerOptions } from './options.js';
 import {
@@ -246,7 +246,7 @@ export async function implicitVjp(
   checkParamTensors(backend, cell, params, checkSequenceInput(backend, cell, x).dtype, 'implicitVjp');
   const abort = new AbortCheck(signalOption(signal));
   abort.checkSync();
-  return driveAsync(backend, implicitVjpSolve(backend, cell, params, x, y0, y, dy, window, lengths), abort);
+  return asDeviceActivity(backend, () => driveAsync(backend, implicitVjpSolve(backend, cell, params, x, y0, y, dy, window, lengths), abort));
 }
 
 /** `implicitVjp` for backends with synchronous reads (`newtonUpdateSync`, `readSync`). */
@@ -265,7 +265,7 @@ export function implicitVjpSync(
   checkParamTensors(backend, cell, params, checkSequenceInput(backend, cell, x).dtype, 'implicitVjpSync');
   const abort = new AbortCheck(signalOption(signal));
   abort.checkSync();
-  return driveSync(backend, implicitVjpSolve(backend, cell, params, x, y0, y, dy, window, lengths), abort);
+  return asDeviceActivitySync(backend, () => driveSync(backend, implicitVjpSolve(backend, cell, params, x, y0, y, dy, window, lengths), abort));
 }
 
 function* implicitVjpSolve(

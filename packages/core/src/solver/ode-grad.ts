@@ -4,6 +4,7 @@ import { jacobianInputVjp } from '../cell/jacobian-input-vjp.js';
 import { DTypeError, NonFiniteError, StiffAdjointError, TensorStateError, UnsupportedOptionError } from '../errors.js';
 import type { MatrixOps } from './expm.js';
 import { AbortCheck, signalOption } from './abort.js';
+import { asDeviceActivity } from './engine.js';
 import { inputVjp, stepVjp, type VjpOptions, vjpSignal } from './grad.js';
 import {
   IVP_OPTION_NAMES,
@@ -98,7 +99,7 @@ export async function solveIvpWithGrad(
         checkCotangent(backend, dy, prep.B, prep.T, field.stateSize, prep.dtype);
         // As deerWithGrad's vjp: a NaN in dy would come back as NaN gradients.
         if (checkFinite) await checkFiniteTensor(backend, 'dy', dy);
-        return adjointVjp(ops, field, prep, y, dy, stiff, 'solveIvpWithGrad', abort, window);
+        return asDeviceActivity(backend, () => adjointVjp(ops, field, prep, y, dy, stiff, 'solveIvpWithGrad', abort, window));
       },
       dispose: () => {
         if (released) return;
@@ -144,7 +145,7 @@ export async function ivpVjp(
       if (t.dtype !== prep.dtype) throw new DTypeError(what, `${prep.dtype} (the dtype of y)`, t.dtype);
       await checkFiniteTensor(backend, what, t);
     }
-    return await adjointVjp(ops, field, prep, y, dy, stiff, 'ivpVjp', abort);
+    return await asDeviceActivity(backend, () => adjointVjp(ops, field, prep, y, dy, stiff, 'ivpVjp', abort));
   } finally {
     owned.dispose();
   }

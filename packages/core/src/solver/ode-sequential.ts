@@ -2,7 +2,8 @@ import type { Backend, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { ConvergenceError, NonFiniteError, StepSizeError, UnsupportedOptionError } from '../errors.js';
 import { AbortCheck, type AbortSignalLike, signalOption } from './abort.js';
-import { type OdeProblem, prepareOde } from './ode-inputs.js';
+import { asDeviceActivity } from './engine.js';
+import { type OdeProblem, type PreparedOde, prepareOde } from './ode-inputs.js';
 import { checkOptionNames, flag, numberOption } from './options.js';
 import { Owned, type ParamsInput } from './validate.js';
 
@@ -105,49 +106,52 @@ export async function rk4(
   abort.checkSync();
   const owned = new Owned(backend);
   try {
-    const p = await prepareOde(
-      backend,
-      field,
-      params,
-      problem,
-      undefined,
-      owned,
-      checkFinite,
-    );
-    const f = new FieldEvaluator(
-      backend,
-      field,
-      p.params,
-      p.B,
-      p.grid,
-      await hostInputs(backend, p.x),
-      p.dtype,
-    );
-    const n = field.stateSize;
-    let y = Float64Array.from(await backend.read(p.y0));
-    const out = new Float64Array(p.B * p.T * n);
-    for (let i = 0; i < p.T; i++) {
-      const h = p.dt[i]! / substeps;
-      for (let k = 0; k < substeps; k++) {
-        const t = k * h;
-        await abort.check();
-        const k1 = await f.eval(t, i, y);
-        const k2 = await f.eval(t + h / 2, i, axpy(y, [[h / 2, k1]]));
-        const k3 = await f.eval(t + h / 2, i, axpy(y, [[h / 2, k2]]));
-        const k4 = await f.eval(t + h, i, axpy(y, [[h, k3]]));
-        y = axpy(y, [
-          [h / 6, k1],
-          [h / 3, k2],
-          [h / 3, k3],
-          [h / 6, k4],
-        ]);
-      }
-      for (let b = 0; b < p.B; b++) out.set(y.subarray(b * n, (b + 1) * n), (b * p.T + i) * n);
-    }
-    return { y: backend.tensor(out, [p.B, p.T, n], p.dtype) };
+    const p = await prepareOde(backend, field, params, problem, undefined, owned, checkFinite);
+    return await asDeviceActivity(backend, () => rk4Steps(backend, field, p, substeps, abort));
   } finally {
     owned.dispose();
   }
+}
+
+/** rk4's fixed steps on a prepared problem. */
+async function rk4Steps(
+  backend: Backend,
+  field: Cell,
+  p: PreparedOde,
+  substeps: number,
+  abort: AbortCheck,
+): Promise<{ y: Tensor }> {
+  const f = new FieldEvaluator(
+    backend,
+    field,
+    p.params,
+    p.B,
+    p.grid,
+    await hostInputs(backend, p.x),
+    p.dtype,
+  );
+  const n = field.stateSize;
+  let y = Float64Array.from(await backend.read(p.y0));
+  const out = new Float64Array(p.B * p.T * n);
+  for (let i = 0; i < p.T; i++) {
+    const h = p.dt[i]! / substeps;
+    for (let k = 0; k < substeps; k++) {
+      const t = k * h;
+      await abort.check();
+      const k1 = await f.eval(t, i, y);
+      const k2 = await f.eval(t + h / 2, i, axpy(y, [[h / 2, k1]]));
+      const k3 = await f.eval(t + h / 2, i, axpy(y, [[h / 2, k2]]));
+      const k4 = await f.eval(t + h, i, axpy(y, [[h, k3]]));
+      y = axpy(y, [
+        [h / 6, k1],
+        [h / 3, k2],
+        [h / 3, k3],
+        [h / 6, k4],
+      ]);
+    }
+    for (let b = 0; b < p.B; b++) out.set(y.subarray(b * n, (b + 1) * n), (b * p.T + i) * n);
+  }
+  return { y: backend.tensor(out, [p.B, p.T, n], p.dtype) };
 }
 
 export interface Dopri5Options {
@@ -219,7 +223,9 @@ export async function dopri5Solve(
   const owned = new Owned(backend);
   try {
     const p = await prepareOde(backend, field, params, problem, undefined, owned, checkFinite);
-    return await dopri5Run(backend, field, p.params, p.y0, p.grid, p.x, options);
+    return await asDeviceActivity(backend, () =>
+      dopri5Run(backend, field, p.params, p.y0, p.grid, p.x, options),
+    );
   } finally {
     owned.dispose();
   }
