@@ -12,6 +12,7 @@ import {
   DTypeError,
   hostCapTransitions,
   hostDampedScan,
+  hostMaxAbs,
   hostNewtonUpdate,
   hostSequential,
   type NewtonUpdate,
@@ -123,6 +124,12 @@ export class TfjsBackend implements Backend {
       maxBufferBytes: options.maxBufferBytes ?? (engine === 'wasm' ? 2 ** 27 : 2 ** 30),
       syncRead: engine === 'cpu' || engine === 'wasm' || engine === 'tensorflow',
       device: `tfjs ${engine}${this.kernels ? `, step programs on ${this.kernels.name}` : ''}`,
+      // Steps, sequential passes and fused DEER steps run on the host backend, so 'auto' prices them
+      // as that backend's (without, it had no figures and ran Newton at any cost: 5× sequential).
+      ...(this.kernels ? costsOf(this.kernels.capabilities) : {}),
+      // tfjs's cpu and wasm engines are the host CPU behind a tensor library: loadBackend() with
+      // no name prefers @deerjs/cpu where it loads (1.1–1.4× faster 'auto', GRU B = 16, nh = 1–32).
+      ...(engine === 'cpu' || engine === 'wasm' ? { emulated: true } : {}),
     };
     // Bad arguments are refused before tfjs sees them (core's op contracts).
     guardOpArgs(this, (args) => {
@@ -388,6 +395,19 @@ export class TfjsBackend implements Backend {
   ): Tensor {
     this.checkAlive();
     const tf = this.tf;
+    const kernels = this.kernels;
+    if (kernels) {
+      // The host backend's own sequential pass (@deerjs/cpu: compiled, batch rows in SIMD lanes):
+      // 8–40× core's host interpreter below (GRU, B = 16, nh = 1–32).
+      const made: Tensor[] = [];
+      const put = this.toHost(kernels, made);
+      try {
+        const host = { ...(inputs.input ? { input: put(inputs.input) } : {}), y0: put(inputs.y0), params: mapValues(inputs.params, put) };
+        return this.fromHost(kernels, kernels.runSequential(program, host), made);
+      } finally {
+        for (const h of made) kernels.dispose(h);
+      }
+    }
     if (this.moves.hostData) {
       const y0 = this.unwrap(inputs.y0);
       const [B, n] = y0.shape as [number, number];
@@ -580,6 +600,13 @@ export class TfjsBackend implements Backend {
   async findNonFinite(t: Tensor): Promise<{ index: number; value: number } | null> {
     const tf = this.tf;
     const src = this.unwrap(t);
+    if (this.moves.hostData) {
+      // One loop over the host data (tfjs-cpu's isFinite, logicalNot and any had taken more than
+      // the sequential pass they guard).
+      const d = src.dataSync() as Float32Array;
+      for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i]!)) return { index: i, value: d[i]! };
+      return null;
+    }
     const flag = tf.tidy(() => tf.any(tf.logicalNot(tf.isFinite(src))));
     const any = (await flag.data())[0];
     flag.dispose();
@@ -774,6 +801,9 @@ export class TfjsBackend implements Backend {
     const tf = this.tf;
     const src = this.unwrap(x);
     if (src.size === 0) return 0;
+    // Where the data lives on the host, one loop over it (tfjs-cpu's abs, max, isNaN and any had
+    // taken ~40 ms for 1.6e6 entries, a third of a GRU's sequential pass on the host kernels).
+    if (this.moves.hostData) return hostMaxAbs(src.dataSync() as Float32Array);
     const both = tf.tidy(() => tf.stack([tf.max(tf.abs(src)), tf.cast(tf.any(tf.isNaN(src)), 'float32')]));
     const [m, nan] = await both.data();
     both.dispose();
@@ -804,4 +834,15 @@ function diagonalBlocks(L: number, R: number, blocks: number): Int32Array {
   for (let b = 0; b < blocks; b++)
     for (let i = 0; i < lb; i++) for (let j = 0; j < rb; j++) idx[o++] = (b * lb + i) * R + b * rb + j;
   return idx;
+}
+
+/** The cost model's figures of a host backend whose kernels a tfjs backend runs its steps on. */
+function costsOf(c: BackendCapabilities): Partial<BackendCapabilities> {
+  const { parallelism, iterationOverhead, sequentialStep, sequentialRowGain } = c;
+  return {
+    ...(parallelism !== undefined ? { parallelism } : {}),
+    ...(iterationOverhead !== undefined ? { iterationOverhead } : {}),
+    ...(sequentialStep !== undefined ? { sequentialStep } : {}),
+    ...(sequentialRowGain !== undefined ? { sequentialRowGain } : {}),
+  };
 }

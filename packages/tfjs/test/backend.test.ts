@@ -65,6 +65,51 @@ describe('tfjs backend', () => {
     expect(() => be.zeros([2], 'float64')).toThrow(DTypeError);
   });
 
+  it('runs sequential passes on its host kernels, prices like them, and says it is emulated on the cpu engine', async () => {
+    const { createCpuBackend } = await import('@deerjs/cpu');
+    const host = createCpuBackend({ dtype: 'float32' });
+    const on = await createTfjsBackend({ backend: 'cpu', hostKernels: host });
+    const ops = await createTfjsBackend({ backend: 'cpu', hostKernels: false });
+    const cell = cells.gru({ inputSize: 3, hiddenSize: 5 });
+    const params = cell.init({ seed: 9 });
+    const xs = new Rng(4).normalArray(3 * 50 * 3);
+    try {
+      // The kernels' own pass: the same float32 values as the cpu backend's.
+      const run = async (b: Backend) => {
+        const x = b.tensor(xs, [3, 50, 3], 'float32');
+        const { y } = await sequential(b, cell, params, x);
+        const out = Array.from(await b.read(y));
+        b.dispose(y);
+        b.dispose(x);
+        return out;
+      };
+      const onKernels = await run(on);
+      expect(onKernels).toEqual(await run(host));
+      // core's host interpreter (no kernels) rounds its own way, within float32's error.
+      const viaOps = await run(ops);
+      expect(Math.max(...viaOps.map((v, i) => Math.abs(v - onKernels[i]!)))).toBeLessThan(1e-5);
+      // 'auto' gets the host backend's figures; tfjs ops alone have none.
+      expect(on.capabilities.parallelism).toBe(host.capabilities.parallelism);
+      expect(on.capabilities.sequentialRowGain).toEqual(host.capabilities.sequentialRowGain);
+      expect(ops.capabilities.parallelism).toBeUndefined();
+      expect(on.capabilities.emulated).toBe(true);
+      expect(ops.capabilities.emulated).toBe(true);
+      // Finite checks on the host data: NaN and ±Inf found where they are.
+      for (const [at, value] of [[0, Number.NaN], [449, Number.POSITIVE_INFINITY], [200, Number.NEGATIVE_INFINITY]] as const) {
+        const data = Float64Array.from(xs);
+        data[at] = value;
+        const t = on.tensor(data, [3, 50, 3], 'float32');
+        expect(await on.findNonFinite(t)).toEqual({ index: at, value });
+        expect(await on.maxAbs(t)).toBe(Number.isNaN(value) ? Number.NaN : Number.POSITIVE_INFINITY);
+        on.dispose(t);
+      }
+    } finally {
+      await on.destroy();
+      await ops.destroy();
+      await host.destroy();
+    }
+  });
+
   it('registers as tfjs with core and loads by name', async () => {
     register();
     try {

@@ -172,8 +172,8 @@ export async function loadBackend(name?: string, opts: LoadBackendOptions = {}):
       : [...new Set([...registry.keys(), ...Object.keys(KNOWN_BACKENDS)])].sort(
           (a, b) => priorityOf(b) - priorityOf(a),
         );
-  // Best available: an emulated device (a software GPU adapter) is kept only until a backend
-  // that is not emulated loads; on a machine without a GPU the cpu backend beats llvmpipe at every
+  // Best available: an emulated backend (a software GPU adapter, tfjs on a host engine) is kept
+  // only until one that is not loads; on a machine without a GPU the cpu backend beats llvmpipe at every
   // size measured (GRU, B = 16, float32, nh = 1–32: sequential 1.9–41×, 'auto' 3.5–46× faster).
   let emulated: Backend | undefined;
   for (const candidate of candidates) {

@@ -55,9 +55,9 @@ export interface BackendCapabilities {
    */
   readonly sequentialRowGain?: Readonly<Partial<Record<DType, number>>>;
   /**
-   * The device is emulated on the host's CPU (a software GPU adapter such as llvmpipe): slower
-   * than a CPU backend on the same machine, so `loadBackend()` with no name takes it only where no
-   * other backend loads.
+   * The backend runs on the host's CPU through a layer made for other hardware — a software GPU
+   * adapter such as llvmpipe, tfjs's cpu or wasm engine —: `@deerjs/cpu` is faster on the same
+   * machine, so `loadBackend()` with no name takes it only where no other backend loads.
    */
   readonly emulated?: boolean;
 }
