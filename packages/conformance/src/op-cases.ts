@@ -223,6 +223,24 @@ export function defineOpCases(ctx: SuiteContext): void {
       stale = err;
     }
     expect(stale).toBeInstanceOf(TensorStateError);
+    // Something that is no tensor at all is an InvalidArgumentError (it had read "not a … tensor
+    // (from 'undefined')", a TensorStateError, on some backends).
+    for (const notTensor of [null, undefined, {}, 5, 'y']) {
+      const calls: [string, () => unknown][] = [
+        ['read', () => backend.read(notTensor as never)],
+        ['dispose', () => backend.dispose(notTensor as never)],
+        ['add', () => backend.add(c, notTensor as never)],
+      ];
+      for (const [what, call] of calls) {
+        const error = await Promise.resolve()
+          .then(call)
+          .then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+        expect(error, `${what}(${String(notTensor)})`).toBeInstanceOf(InvalidArgumentError);
+      }
+    }
     try {
       for (const [what, call] of bad) {
         let error: unknown;

@@ -14,6 +14,8 @@ import {
   hostNewtonUpdate,
   hostSequential,
   isTensor,
+  describeValue,
+  InvalidArgumentError,
   type NewtonUpdate,
   type NewtonUpdateOptions,
   newtonUpdateFromRows,
@@ -192,8 +194,10 @@ export class CpuBackend implements Backend {
 
   /** A tensor this backend made: not another backend's, nor another cpu backend's (whose count it is). */
   protected own(t: Tensor): asserts t is CpuTensor {
+    // Something that is no tensor at all is a wrong argument; another backend's tensor, a wrong state.
+    if (!isTensor(t)) throw new InvalidArgumentError('cpu: tensor', 'a Tensor made by backend.tensor()', describeValue(t));
     if (!(t instanceof CpuTensor))
-      throw new TensorStateError(`cpu: not a cpu tensor (from '${t?.backendName}')`);
+      throw new TensorStateError(`cpu: not a cpu tensor (from '${t.backendName}')`);
     if (t.owner !== this)
       throw new TensorStateError('cpu: tensor of another cpu backend instance: read it and make it again here');
   }

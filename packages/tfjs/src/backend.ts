@@ -10,6 +10,9 @@ import {
   type DeerStepInputs,
   type DType,
   DTypeError,
+  describeValue,
+  InvalidArgumentError,
+  isTensor,
   hostCapTransitions,
   hostDampedScan,
   hostMaxAbs,
@@ -160,8 +163,10 @@ export class TfjsBackend implements Backend {
 
   /** A tensor this backend made: not another backend's, nor another tfjs backend's (whose count it is). */
   private mine(t: Tensor): asserts t is TfjsTensor {
+    // Something that is no tensor at all is a wrong argument; another backend's tensor, a wrong state.
+    if (!isTensor(t)) throw new InvalidArgumentError('tfjs: tensor', 'a Tensor made by backend.tensor()', describeValue(t));
     if (!(t instanceof TfjsTensor))
-      throw new TensorStateError(`tfjs: not a tfjs tensor (from '${t?.backendName}')`);
+      throw new TensorStateError(`tfjs: not a tfjs tensor (from '${t.backendName}')`);
     if (t.owner !== this)
       throw new TensorStateError('tfjs: tensor of another tfjs backend instance: read it and make it again here');
   }

@@ -8,6 +8,9 @@ import {
   type DeviceCounters,
   type DType,
   DTypeError,
+  describeValue,
+  InvalidArgumentError,
+  isTensor,
   type NewtonUpdate,
   type NewtonUpdateOptions,
   newtonUpdateFromRows,
@@ -221,8 +224,10 @@ export class WebGpuBackend implements Backend {
    * that fault would stay with this backend for good.
    */
   private own(t: Tensor): asserts t is GpuTensor {
+    // Something that is no tensor at all is a wrong argument; another backend's tensor, a wrong state.
+    if (!isTensor(t)) throw new InvalidArgumentError('webgpu: tensor', 'a Tensor made by backend.tensor()', describeValue(t));
     if (!(t instanceof GpuTensor))
-      throw new TensorStateError(`webgpu: not a webgpu tensor (from '${t?.backendName}')`);
+      throw new TensorStateError(`webgpu: not a webgpu tensor (from '${t.backendName}')`);
     if (t.owner !== this)
       throw new TensorStateError('webgpu: tensor of another webgpu backend (another device): read it and make it again here');
   }
