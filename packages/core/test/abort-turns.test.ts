@@ -48,3 +48,20 @@ describe('AbortCheck', () => {
     expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
   });
 });
+
+describe('AbortCheck, a wait that never ends', () => {
+  it('holds no other solve (timers faked, never run, then restored)', async () => {
+    const live = new AbortController().signal;
+    vi.useFakeTimers({ toFake: ['Date', 'setImmediate'] });
+    const stuck = new AbortCheck(live);
+    vi.setSystemTime(Date.now() + 25);
+    void stuck.check(); // its task is a fake one that never runs
+    vi.useRealTimers();
+    const later = new AbortCheck(live);
+    const done = await Promise.race([
+      later.check().then(() => 'went on'),
+      new Promise((resolve) => setTimeout(() => resolve('held'), 500)),
+    ]);
+    expect(done).toBe('went on');
+  });
+});

@@ -150,6 +150,50 @@ describe('backend registry', () => {
     unregisterBackend('gamma');
   });
 
+  it('an emulated backend held back is destroyed whatever happens next, and never returned destroyed', async () => {
+    const destroyed: string[] = [];
+    const none = async () => ({});
+    const make = (name: string, emulated: boolean, destroyThrows = false) => () =>
+      ({
+        name,
+        capabilities: { emulated },
+        destroy: () => {
+          destroyed.push(name);
+          if (destroyThrows) throw new Error(`${name} would not go`);
+        },
+      }) as unknown as Backend;
+    // Its destroy throws: the backend that loaded after it is still the answer, not a failure.
+    registerBackend('beta', make('beta', true, true), 1000);
+    registerBackend('alpha', make('alpha', false), 10);
+    const got = await loadBackend(undefined, { importer: none });
+    expect(got.name).toBe('alpha');
+    expect(destroyed).toEqual(['beta']);
+    // A later candidate's register() throws: that candidate failed (it had rejected the whole
+    // load, leaving the held one undestroyed); with nothing better, the held one is the answer.
+    unregisterBackend('alpha');
+    destroyed.length = 0;
+    const broken = async () => ({
+      register: () => {
+        throw new Error('register failed');
+      },
+    });
+    const only = await loadBackend(undefined, { importer: broken });
+    expect(only.name).toBe('beta');
+    expect(destroyed).toEqual([]);
+    const byName = (await loadBackend('cpu', { importer: broken }).catch((e: unknown) => e)) as BackendUnavailableError;
+    expect(byName.failures[0]!.reason).toBe("@deerjs/cpu's register() failed: register failed");
+  });
+
+  it('options that one backend alone knows keep it from being held back as emulated', async () => {
+    registerBackend('tfjs', () => ({ name: 'tfjs', capabilities: { emulated: true }, destroy() {} }) as unknown as Backend, 200);
+    registerBackend('cpu', () => fake('cpu'), 100);
+    const none = async () => ({});
+    expect((await loadBackend(undefined, { importer: none })).name).toBe('cpu');
+    expect((await loadBackend(undefined, { importer: none, options: { backend: 'wasm' } })).name).toBe('tfjs');
+    // dtype is everyone's: no aim.
+    expect((await loadBackend(undefined, { importer: none, options: { dtype: 'float32' } })).name).toBe('cpu');
+  });
+
   it('registerBackend checks what it is given', () => {
     const ok = () => fake('alpha');
     for (const [what, call] of [

@@ -316,10 +316,20 @@ describe.skipIf(skip !== null)('webgpu submissions per Newton iteration', () => 
     const [b, seq] = await Promise.all([solve(), sequential(backend, cell, params, x)]);
     const decay = defineCell({ name: 'decay', state: 1, input: 0, params: {} }, (y) => lang.neg(y));
     const [c, ode] = await Promise.all([solve(), dopri5(backend, decay, {}, { y0: [1], t: [0, 1, 2] })]);
-    for (const t of [a.y, b.y, c.y, seq.y, ode.y, grads.x, grads.h0, ...Object.values(grads.params), dy, x]) backend.dispose(t);
+    // 'auto' answering by sequential evaluation up front (one lane: the cost model's choice) is a
+    // solve too: counted alone, and not counted into another solve's figures.
+    const oneLane = withCapabilities(backend, { parallelism: 1 });
+    const auto = () => deer(oneLane, cell, params, x, { method: 'auto', checkFinite: false });
+    const lone = await auto();
+    const [d, e] = await Promise.all([solve(), auto()]);
+    for (const t of [a.y, b.y, c.y, d.y, e.y, lone.y, seq.y, ode.y, grads.x, grads.h0, ...Object.values(grads.params), dy, x]) backend.dispose(t);
     g.dispose();
     expect(a.stats.device, 'beside a vjp').toBeUndefined();
     expect(b.stats.device, 'beside sequential').toBeUndefined();
     expect(c.stats.device, 'beside dopri5').toBeUndefined();
+    expect(lone.stats.stopReason).toBe('sequential');
+    expect(lone.stats.device?.dispatches, "'auto' answering sequentially, alone").toBeGreaterThan(0);
+    expect(d.stats.device, "beside 'auto' answering sequentially").toBeUndefined();
+    expect(e.stats.device).toBeUndefined();
   });
 });

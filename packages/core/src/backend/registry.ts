@@ -119,7 +119,8 @@ function isMissingModule(err: unknown, specifier: string): boolean {
  * `failures` (its message's first line is only the heading, "backend 'x' could not be loaded:").
  */
 function describe(err: unknown): string {
-  if (err instanceof BackendUnavailableError && err.failures.length > 0) return err.failures.map((f) => f.reason).join('; ');
+  if (err instanceof BackendUnavailableError && err.failures.length > 0)
+    return err.failures.map((f) => (f.name === err.requested ? f.reason : `${f.name}: ${f.reason}`)).join('; ');
   return err instanceof Error ? err.message.split('\n')[0]! : String(err);
 }
 
@@ -142,7 +143,11 @@ async function discover(name: string, importer: Importer, ownImporter: boolean):
     return { name, reason: `importing ${known.package} failed: ${describe(err)}` };
   }
   if (typeof mod.register !== 'function') return { name, reason: `${known.package} exports no register()` };
-  mod.register();
+  try {
+    mod.register();
+  } catch (err) {
+    return { name, reason: `${known.package}'s register() failed: ${describe(err)}` };
+  }
   return registry.has(name) ? null : { name, reason: `${known.package}'s register() did not register '${name}'` };
 }
 
@@ -175,34 +180,65 @@ export async function loadBackend(name?: string, opts: LoadBackendOptions = {}):
   // Best available: an emulated backend (a software GPU adapter, tfjs on a host engine) is kept
   // only until one that is not loads; on a machine without a GPU the cpu backend beats llvmpipe at every
   // size measured (GRU, B = 16, float32, nh = 1–32: sequential 1.9–41×, 'auto' 3.5–46× faster).
+  // Options that only one backend knows (tfjs's `backend`, webgpu's `powerPreference`) say which
+  // one the caller wants: that one is not held back.
+  const aimedAt = optionsAimedAt(opts.options);
   let emulated: Backend | undefined;
-  for (const candidate of candidates) {
-    if (!registry.has(candidate)) {
-      const failure = await discover(candidate, importer, opts.importer !== undefined);
-      if (failure) {
-        failures.push(failure);
+  try {
+    for (const candidate of candidates) {
+      if (!registry.has(candidate)) {
+        const failure = await discover(candidate, importer, opts.importer !== undefined);
+        if (failure) {
+          failures.push(failure);
+          continue;
+        }
+      }
+      let backend: Backend;
+      try {
+        backend = await registry.get(candidate)!.factory(opts.options ?? {}, { shared: name === undefined });
+      } catch (err) {
+        // Options given for this backend by name that it refuses are the caller's mistake, not the
+        // backend's absence: thrown as they are.
+        if (name !== undefined && (err instanceof UnsupportedOptionError || err instanceof DTypeError || err instanceof InvalidArgumentError))
+          throw err;
+        const install = err instanceof BackendUnavailableError ? err.failures.find((f) => f.install)?.install : undefined;
+        failures.push(install ? { name: candidate, reason: describe(err), install } : { name: candidate, reason: describe(err) });
         continue;
       }
-    }
-    try {
-      const backend = await registry.get(candidate)!.factory(opts.options ?? {}, { shared: name === undefined });
-      if (name !== undefined || backend.capabilities?.emulated !== true) {
-        if (emulated) await emulated.destroy();
+      if (name !== undefined || backend.capabilities?.emulated !== true || aimedAt.has(candidate)) {
+        const held = emulated;
+        emulated = undefined;
+        if (held) await destroyQuietly(held);
         return backend;
       }
-      if (emulated) await backend.destroy();
+      if (emulated) await destroyQuietly(backend);
       else emulated = backend;
-    } catch (err) {
-      // Options given for this backend by name that it refuses are the caller's mistake, not the
-      // backend's absence: thrown as they are.
-      if (name !== undefined && (err instanceof UnsupportedOptionError || err instanceof DTypeError || err instanceof InvalidArgumentError))
-        throw err;
-      const install = err instanceof BackendUnavailableError ? err.failures.find((f) => f.install)?.install : undefined;
-      failures.push(install ? { name: candidate, reason: describe(err), install } : { name: candidate, reason: describe(err) });
     }
+  } catch (err) {
+    if (emulated) await destroyQuietly(emulated);
+    throw err;
   }
   if (emulated) return emulated;
   throw new BackendUnavailableError(name, failures);
+}
+
+/** A backend let go of: a failure to destroy it is not the caller's concern (nor another backend's). */
+async function destroyQuietly(backend: Backend): Promise<void> {
+  try {
+    await backend.destroy();
+  } catch {
+    // Nothing to do: it is no longer used.
+  }
+}
+
+/** The known backends that some option given to loadBackend() belongs to alone. */
+function optionsAimedAt(options: BackendOptions | undefined): Set<string> {
+  const out = new Set<string>();
+  for (const key of Object.keys(options ?? {})) {
+    const owners = Object.entries(KNOWN_BACKENDS).filter(([, k]) => k.options.includes(key));
+    if (owners.length === 1) out.add(owners[0]![0]);
+  }
+  return out;
 }
 
 function priorityOf(name: string): number {

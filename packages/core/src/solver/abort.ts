@@ -10,12 +10,15 @@ const TASK_POLL_MS = 20;
 const now = () => Date.now();
 
 /**
- * The turn of the event loop that some solve is waiting for. Every solve with a signal that checks
- * while it is pending waits for it too: one solve's wait alone lets no task run while the others
- * keep the microtask queue busy, so a timer's abort had landed only after about one 20 ms slice per
- * solve in flight (16 solves: +1.1 s).
+ * When a solve began waiting for the event loop (undefined: none is). Every solve with a signal
+ * that checks meanwhile waits for the loop too: one solve's wait alone lets no task run while the
+ * others keep the microtask queue busy, so a timer's abort had landed only after about one 20 ms
+ * slice per solve in flight (16 solves: +0.9 s). Each waits on its own task, so a wait that never
+ * ends (timers faked and never run) holds no other solve, and a mark older than STALE_TURN_MS is
+ * ignored.
  */
-let turn: Promise<void> | undefined;
+let turnSince: number | undefined;
+const STALE_TURN_MS = 1000;
 
 /**
  * What a solve uses of an AbortSignal (core is typed without the DOM's or Node's declarations;
@@ -46,11 +49,15 @@ export class AbortCheck {
   async check(): Promise<void> {
     const signal = this.signal;
     if (!signal) return;
-    if (!signal.aborted && (turn !== undefined || now() - this.last >= TASK_POLL_MS)) {
-      turn ??= nextTask().then(() => {
-        turn = undefined;
-      });
-      await turn;
+    const t = now();
+    const joining = turnSince !== undefined && t - turnSince < STALE_TURN_MS;
+    if (!signal.aborted && (joining || t - this.last >= TASK_POLL_MS)) {
+      if (!joining) turnSince = t;
+      try {
+        await nextTask();
+      } finally {
+        if (turnSince === t) turnSince = undefined;
+      }
       this.last = now();
     }
     signal.throwIfAborted();

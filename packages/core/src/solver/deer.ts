@@ -3,7 +3,17 @@ import type { Backend, DeviceCounters, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { describeStructure, structureFromBlockSize } from '../cell/structure.js';
 import { ConvergenceError, ShapeError, UnsupportedOptionError } from '../errors.js';
-import { type EngineStats, type NewtonMethod, type NewtonProblem, newEngineStats, nonFiniteRows, type StopReason, solveWindows, withoutSpanFlag } from './engine.js';
+import {
+  countDeviceWork,
+  type EngineStats,
+  type NewtonMethod,
+  type NewtonProblem,
+  newEngineStats,
+  nonFiniteRows,
+  type StopReason,
+  solveWindows,
+  withoutSpanFlag,
+} from './engine.js';
 import { AbortCheck } from './abort.js';
 import { driveAsync, driveSync, readDeerStep, type Solve } from './solve.js';
 import { type DeerOptions, type ResolvedDeerOptions, resolveDeerOptions } from './options.js';
@@ -393,13 +403,18 @@ function* deerSolve(
     } else if (plan.choice === 'sequential') {
       stats.stopReason = 'sequential';
       const problem = recurrenceProblem(backend, cell, params, x, y0, s, () => backend.zeros([B, Tfull, n], dtype), lengths);
-      const y = yield* problem.sequential([...Array(B).keys()]);
-      try {
-        yield* judgeSequentialAnswer(backend, y, stats, opts, lengths);
-      } catch (err) {
-        backend.dispose(y);
-        throw err;
-      }
+      const answer = function* (): Solve<Tensor> {
+        const y = yield* problem.sequential([...Array(B).keys()]);
+        try {
+          yield* judgeSequentialAnswer(backend, y, stats, opts, lengths);
+        } catch (err) {
+          backend.dispose(y);
+          throw err;
+        }
+        return y;
+      };
+      // Counted as a solve's span (stats.device), as Newton's windows are.
+      const y = yield* countDeviceWork(backend, stats, answer());
       return { y, stats: describe(0) };
     }
     if (typeof plan.choice === 'number') s = plan.choice;

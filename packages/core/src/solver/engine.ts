@@ -1128,11 +1128,21 @@ export function* solveWindows(
   opts: EngineOptions,
   stats: EngineStats,
 ): Solve<Tensor> {
+  return yield* countDeviceWork(backend, stats, solveEachWindow(backend, T, W, start, window, opts, stats));
+}
+
+function* solveEachWindow(
+  backend: Backend,
+  T: number,
+  W: number,
+  start: Tensor,
+  window: (t0: number, len: number, start: Tensor) => NewtonProblem,
+  opts: EngineOptions,
+  stats: EngineStats,
+): Solve<Tensor> {
   const windows = Math.ceil(T / W);
   const pieces: Tensor[] = [];
   const starts: Tensor[] = [];
-  const counted = backend.counters?.();
-  const span = counted ? openCountedSpan(backend) : undefined;
   try {
     let boundary = start;
     for (let w = 0; w < windows; w++) {
@@ -1160,12 +1170,24 @@ export function* solveWindows(
     throw err;
   } finally {
     for (const t of starts) backend.dispose(t);
-    if (counted) {
-      const shared = closeCountedSpan(backend, span!);
-      if (shared) stats.deviceShared = true;
-      if (stats.deviceShared) delete stats.device;
-      else addDeviceCounts(stats, counterDifference(counted, backend.counters!()));
-    }
+  }
+}
+
+/**
+ * Runs a solve's device work as a counted span: its counters' difference goes into
+ * `stats.device`, unless another span on the same backend overlapped it (then `device` is left out).
+ */
+export function* countDeviceWork<T>(backend: Backend, stats: EngineStats, body: Solve<T>): Solve<T> {
+  const counted = backend.counters?.();
+  if (!counted) return yield* body;
+  const span = openCountedSpan(backend);
+  try {
+    return yield* body;
+  } finally {
+    const shared = closeCountedSpan(backend, span);
+    if (shared) stats.deviceShared = true;
+    if (stats.deviceShared) delete stats.device;
+    else addDeviceCounts(stats, counterDifference(counted, backend.counters!()));
   }
 }
 

@@ -98,8 +98,11 @@ export async function deerWithGrad(
       const signal = vjpSignal(vjpOptions, opts.signal, 'deerWithGrad(...).vjp');
       signal?.throwIfAborted();
       checkCotangent(backend, dy, B, T, cell.stateSize, dtype);
-      if (opts.checkFinite) await checkInputFinite(backend, dy, 'dy');
-      return implicitVjp(backend, cell, p, x, y0, y, dy, opts.window, lengths, signal);
+      // The check of dy reads the device too: inside the pass's span, as the pass is.
+      return asDeviceActivity(backend, async () => {
+        if (opts.checkFinite) await checkInputFinite(backend, dy, 'dy');
+        return implicitVjp(backend, cell, p, x, y0, y, dy, opts.window, lengths, signal);
+      });
     };
     return {
       y,

@@ -98,8 +98,10 @@ export async function solveIvpWithGrad(
         abort.checkSync();
         checkCotangent(backend, dy, prep.B, prep.T, field.stateSize, prep.dtype);
         // As deerWithGrad's vjp: a NaN in dy would come back as NaN gradients.
-        if (checkFinite) await checkFiniteTensor(backend, 'dy', dy);
-        return asDeviceActivity(backend, () => adjointVjp(ops, field, prep, y, dy, stiff, 'solveIvpWithGrad', abort, window));
+        return asDeviceActivity(backend, async () => {
+          if (checkFinite) await checkFiniteTensor(backend, 'dy', dy);
+          return adjointVjp(ops, field, prep, y, dy, stiff, 'solveIvpWithGrad', abort, window);
+        });
       },
       dispose: () => {
         if (released) return;
