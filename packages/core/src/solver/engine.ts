@@ -1128,48 +1128,40 @@ export function* solveWindows(
   opts: EngineOptions,
   stats: EngineStats,
 ): Solve<Tensor> {
-  return yield* countDeviceWork(backend, stats, solveEachWindow(backend, T, W, start, window, opts, stats));
-}
+  return yield* countDeviceWork(backend, stats, eachWindow());
 
-function* solveEachWindow(
-  backend: Backend,
-  T: number,
-  W: number,
-  start: Tensor,
-  window: (t0: number, len: number, start: Tensor) => NewtonProblem,
-  opts: EngineOptions,
-  stats: EngineStats,
-): Solve<Tensor> {
-  const windows = Math.ceil(T / W);
-  const pieces: Tensor[] = [];
-  const starts: Tensor[] = [];
-  try {
-    let boundary = start;
-    for (let w = 0; w < windows; w++) {
-      const t0 = w * W;
-      const len = Math.min(W, T - t0);
-      const problem = window(t0, len, boundary);
-      try {
-        pieces.push(yield* newtonWindow(backend, problem, opts, stats, { window: w, windows }));
-      } finally {
-        problem.release?.();
+  function* eachWindow(): Solve<Tensor> {
+    const windows = Math.ceil(T / W);
+    const pieces: Tensor[] = [];
+    const starts: Tensor[] = [];
+    try {
+      let boundary = start;
+      for (let w = 0; w < windows; w++) {
+        const t0 = w * W;
+        const len = Math.min(W, T - t0);
+        const problem = window(t0, len, boundary);
+        try {
+          pieces.push(yield* newtonWindow(backend, problem, opts, stats, { window: w, windows }));
+        } finally {
+          problem.release?.();
+        }
+        const yw = pieces.at(-1)!;
+        if (w + 1 < windows) {
+          boundary = backend.timeStep(yw, len - 1);
+          starts.push(boundary);
+        }
       }
-      const yw = pieces.at(-1)!;
-      if (w + 1 < windows) {
-        boundary = backend.timeStep(yw, len - 1);
-        starts.push(boundary);
-      }
+      if (pieces.length === 1) return pieces[0]!;
+      const y = backend.concatTime(pieces);
+      for (const t of pieces) backend.dispose(t);
+      pieces.length = 0;
+      return y;
+    } catch (err) {
+      for (const t of pieces) backend.dispose(t);
+      throw err;
+    } finally {
+      for (const t of starts) backend.dispose(t);
     }
-    if (pieces.length === 1) return pieces[0]!;
-    const y = backend.concatTime(pieces);
-    for (const t of pieces) backend.dispose(t);
-    pieces.length = 0;
-    return y;
-  } catch (err) {
-    for (const t of pieces) backend.dispose(t);
-    throw err;
-  } finally {
-    for (const t of starts) backend.dispose(t);
   }
 }
 
