@@ -96,7 +96,7 @@ export function defineOpCases(ctx: SuiteContext): void {
     expect(backend.liveTensors()).toBe(before);
   });
 
-  ctx.test('ops/max-abs-sees-nan-and-inf', async () => {
+  ctx.test('ops/max-abs-and-find-non-finite-see-nan-and-inf', async () => {
     // Solves learn from maxAbs alone whether a trajectory or a gradient is finite: NaN anywhere
     // (first, last, in a vector tail) must give NaN, ±Inf must give Inf, whatever the size.
     const backend = ctx.backend();
@@ -120,6 +120,19 @@ export function defineOpCases(ctx: SuiteContext): void {
           if (what === 'finite') expect(got, label).toBe(big);
           else if (what === 'NaN') expect(got, label).toBeNaN();
           else expect(got, label).toBe(Number.POSITIVE_INFINITY);
+          expect(await backend.findNonFinite(x), label).toEqual(at === undefined ? null : { index: at, value });
+        } finally {
+          backend.dispose(x);
+        }
+      }
+      // Several non-finite entries: the first is the one named.
+      if (size >= 7) {
+        const data = Float64Array.from(base);
+        for (const at of [size - 1, size >> 1, 3]) data[at] = Number.NaN;
+        data[5] = Number.NEGATIVE_INFINITY;
+        const x = backend.tensor(data, [1, size, 1], ctx.dtype);
+        try {
+          expect(await backend.findNonFinite(x), `size ${size}, several`).toEqual({ index: 3, value: Number.NaN });
         } finally {
           backend.dispose(x);
         }

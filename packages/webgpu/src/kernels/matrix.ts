@@ -102,7 +102,7 @@ export const MAX_ABS_BITS = [
   `var<workgroup> wm: array<u32, ${WG}>;`,
   `${MAIN_HEAD}
   var m = 0u;
-  if (idx < ${uni(0)}) { m = bitcast<u32>(X[idx]) & 0x7fffffffu; }
+  for (var i = idx; i < ${uni(0)}; i = i + ${uni(1)}) { m = max(m, bitcast<u32>(X[i]) & 0x7fffffffu); }
   let l = gid.x % ${WG}u;
   wm[l] = m;
   workgroupBarrier();

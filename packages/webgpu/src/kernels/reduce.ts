@@ -156,7 +156,12 @@ export const FIND_NON_FINITE = [
   IS_FINITE_FN,
   `${MAIN_HEAD}
   let size = ${uni(0)};
-  if (idx < size && !is_finite(X[idx])) { atomicMax(&res[0], size - idx); }
+  for (var i = idx; i < size; i = i + ${uni(1)}) {
+    if (!is_finite(X[i])) {
+      atomicMax(&res[0], size - i);
+      break;
+    }
+  }
 }`,
 ].join('\n');
 
