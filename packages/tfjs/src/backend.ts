@@ -131,7 +131,7 @@ export class TfjsBackend implements Backend {
       // as that backend's (without, it had no figures and ran Newton at any cost: 5× sequential).
       ...(this.kernels ? costsOf(this.kernels.capabilities) : {}),
       // tfjs's cpu and wasm engines are the host CPU behind a tensor library: loadBackend() with
-      // no name prefers @deerjs/cpu where it loads (1.1–1.4× faster 'auto', GRU B = 16, nh = 1–32).
+      // no name prefers @deerjs/cpu where it loads (1.1–1.7× faster 'auto', GRU B = 16, nh = 1–32).
       ...(engine === 'cpu' || engine === 'wasm' ? { emulated: true } : {}),
     };
     // Bad arguments are refused before tfjs sees them (core's op contracts).
