@@ -1,7 +1,7 @@
 export { HostStep, hostSequential, type StepSources } from './backend/host-step.js';
-export { checkDampedScan, checkReshape, checkRows, checkTensorData, checkTensorShape } from './backend/arg-checks.js';
+export { checkDampedScan, checkIsTensor, checkReshape, checkRows, checkTensorData, checkTensorShape, isTensor } from './backend/arg-checks.js';
 export { CHECKED_OPS, checkOpArgs, forEachTensor, guardOpArgs } from './backend/op-contracts.js';
-export { hostCapTransitions, hostDampedScan, hostMaxAbs, hostNewtonUpdate } from './backend/host-update.js';
+export { hostCapTransitions, hostDampedScan, hostFindNonFinite, hostMaxAbs, hostNewtonUpdate } from './backend/host-update.js';
 export { withCapabilities } from './backend/with-capabilities.js';
 export { scanThenUpdate } from './solver/solve.js';
 export type { StepProgram } from './backend/program.js';
@@ -132,6 +132,6 @@ export {
   type SolveOptions,
 } from './solver/options.js';
 export { sequential } from './solver/sequential.js';
-export { checkCell, checkParamNames, isTensor, type ParamsInput } from './solver/validate.js';
+export { checkCell, checkParamNames, type ParamsInput } from './solver/validate.js';
 export { chooseWindow, type WindowBudget } from './solver/window.js';
 export { Rng } from './util/random.js';

@@ -122,6 +122,16 @@ describe('backend registry', () => {
       { name: 'alpha', reason: 'engine missing', install: 'alpha-engine' },
     ]);
     expect(best.message).not.toMatch(/could not be loaded:\n {2}- beta: deerjs backend/);
+    // Failures of another name than the backend's (an engine, say) keep their names.
+    unregisterBackend('beta');
+    registerBackend('beta', () => {
+      throw new BackendUnavailableError('beta', [
+        { name: 'beta (x)', reason: 'r1' },
+        { name: 'beta', reason: 'r2' },
+      ]);
+    }, 1000);
+    const named = (await loadBackend('beta').catch((e: unknown) => e)) as BackendUnavailableError;
+    expect(named.failures[0]!.reason).toBe('beta (x): r1; r2');
   });
 
   it('without an importer of the caller, a package core cannot import is not called uninstalled outright', async () => {

@@ -1,4 +1,6 @@
 import {
+  checkIsTensor,
+  hostFindNonFinite,
   type Backend,
   type BackendCapabilities,
   type DType,
@@ -14,8 +16,6 @@ import {
   hostNewtonUpdate,
   hostSequential,
   isTensor,
-  describeValue,
-  InvalidArgumentError,
   type NewtonUpdate,
   type NewtonUpdateOptions,
   newtonUpdateFromRows,
@@ -194,8 +194,7 @@ export class CpuBackend implements Backend {
 
   /** A tensor this backend made: not another backend's, nor another cpu backend's (whose count it is). */
   protected own(t: Tensor): asserts t is CpuTensor {
-    // Something that is no tensor at all is a wrong argument; another backend's tensor, a wrong state.
-    if (!isTensor(t)) throw new InvalidArgumentError('cpu: tensor', 'a Tensor made by backend.tensor()', describeValue(t));
+    checkIsTensor('cpu', t);
     if (!(t instanceof CpuTensor))
       throw new TensorStateError(`cpu: not a cpu tensor (from '${t.backendName}')`);
     if (t.owner !== this)
@@ -454,9 +453,7 @@ export class CpuBackend implements Backend {
   }
 
   async findNonFinite(t: Tensor): Promise<{ index: number; value: number } | null> {
-    const d = this.data(t);
-    for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i]!)) return { index: i, value: d[i]! };
-    return null;
+    return hostFindNonFinite(this.data(t));
   }
 
   add(a: Tensor, b: Tensor): Tensor {

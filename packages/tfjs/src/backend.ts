@@ -1,4 +1,6 @@
 import {
+  checkIsTensor,
+  hostFindNonFinite,
   allocating,
   checkOptionNames,
   numberOption,
@@ -10,9 +12,6 @@ import {
   type DeerStepInputs,
   type DType,
   DTypeError,
-  describeValue,
-  InvalidArgumentError,
-  isTensor,
   hostCapTransitions,
   hostDampedScan,
   hostMaxAbs,
@@ -163,8 +162,7 @@ export class TfjsBackend implements Backend {
 
   /** A tensor this backend made: not another backend's, nor another tfjs backend's (whose count it is). */
   private mine(t: Tensor): asserts t is TfjsTensor {
-    // Something that is no tensor at all is a wrong argument; another backend's tensor, a wrong state.
-    if (!isTensor(t)) throw new InvalidArgumentError('tfjs: tensor', 'a Tensor made by backend.tensor()', describeValue(t));
+    checkIsTensor('tfjs', t);
     if (!(t instanceof TfjsTensor))
       throw new TensorStateError(`tfjs: not a tfjs tensor (from '${t.backendName}')`);
     if (t.owner !== this)
@@ -609,18 +607,14 @@ export class TfjsBackend implements Backend {
     if (this.moves.hostData) {
       // One loop over the host data (tfjs-cpu's isFinite, logicalNot and any had taken more than
       // the sequential pass they guard).
-      const d = src.dataSync() as Float32Array;
-      for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i]!)) return { index: i, value: d[i]! };
-      return null;
+      return hostFindNonFinite(src.dataSync() as Float32Array);
     }
     const flag = tf.tidy(() => tf.any(tf.logicalNot(tf.isFinite(src))));
     const any = (await flag.data())[0];
     flag.dispose();
     this.checkAlive();
     if (!any) return null;
-    const d = await this.read(t);
-    for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i]!)) return { index: i, value: d[i]! };
-    return null;
+    return hostFindNonFinite(await this.read(t));
   }
 
   add(a: Tensor, b: Tensor): Tensor {

@@ -32,6 +32,13 @@ function gruUnrolled(p: Record<string, tf.Tensor>, x: tf.Tensor3D, h0: tf.Tensor
   return tf.stack(ys, 1) as tf.Tensor3D;
 }
 
+/** A copy of x [B, T, m] with NaN at (b, t, i). */
+function withNaN(x: tf.Tensor3D, b: number, t: number, i: number): tf.Tensor3D {
+  const xs = x.arraySync();
+  xs[b]![t]![i] = Number.NaN;
+  return tf.tensor3d(xs);
+}
+
 function problem(seed: number) {
   const init = cell.init({ seed });
   const rng = new Rng(seed + 1);
@@ -172,9 +179,7 @@ describe('deerRnn input checks', () => {
   it('refuses NaN/Inf in x, h0 and params with a NonFiniteError naming the entry (as deer does), unless checkFinite: false', async () => {
     const backend = await createTfjsBackend({ backend: 'cpu' });
     const pr = problem(2);
-    const xs = pr.x.arraySync() as number[][][];
-    xs[1]![2]![0] = Number.NaN;
-    const nanX = tf.tensor3d(xs);
+    const nanX = withNaN(pr.x, 1, 2, 0);
     const h0 = tf.tensor1d(Array.from({ length: n }, (_, i) => (i === 1 ? Number.POSITIVE_INFINITY : 0)));
     const R = tf.tidy(() => tf.div(pr.params.R!, tf.scalar(0)));
     const before = tf.memory().numTensors;
@@ -195,9 +200,7 @@ describe('deerRnn input checks', () => {
     // throws, that pass never runs. The op's own work must stay off the tape.
     const backend = await createTfjsBackend({ backend: 'cpu' });
     const pr = problem(4);
-    const xs = pr.x.arraySync() as number[][][];
-    xs[0]![3]![1] = Number.NaN;
-    const nanX = tf.tensor3d(xs);
+    const nanX = withNaN(pr.x, 0, 3, 1);
     const vars = Object.values(pr.params);
     const throwing: [string, () => tf.Scalar, RegExp][] = [
       ['NaN in x', () => tf.sum(deerRnn(cell, pr.params, nanX, pr.h0, { backend })), /x: expected finite values/],

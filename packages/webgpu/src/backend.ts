@@ -1,4 +1,5 @@
 import {
+  checkIsTensor,
   type Backend,
   type BackendCapabilities,
   forEachTensor,
@@ -8,9 +9,6 @@ import {
   type DeviceCounters,
   type DType,
   DTypeError,
-  describeValue,
-  InvalidArgumentError,
-  isTensor,
   type NewtonUpdate,
   type NewtonUpdateOptions,
   newtonUpdateFromRows,
@@ -235,8 +233,7 @@ export class WebGpuBackend implements Backend {
    * that fault would stay with this backend for good.
    */
   private own(t: Tensor): asserts t is GpuTensor {
-    // Something that is no tensor at all is a wrong argument; another backend's tensor, a wrong state.
-    if (!isTensor(t)) throw new InvalidArgumentError('webgpu: tensor', 'a Tensor made by backend.tensor()', describeValue(t));
+    checkIsTensor('webgpu', t);
     if (!(t instanceof GpuTensor))
       throw new TensorStateError(`webgpu: not a webgpu tensor (from '${t.backendName}')`);
     if (t.owner !== this)

@@ -1,9 +1,23 @@
 import { describeValue, InvalidArgumentError, ShapeError } from '../errors.js';
+import type { Tensor } from './types.js';
 
 /**
  * Argument checks of the op contracts (op-contracts.ts) that take more than a shape comparison;
  * exported for backends written outside this repository that do not use `guardOpArgs`.
  */
+
+/** Whether `v` is a Tensor of any backend (by its fields, not its class, so a second copy of core still works). */
+export function isTensor(v: unknown): v is Tensor {
+  return typeof v === 'object' && v !== null && 'backendName' in v && 'shape' in v && 'dtype' in v;
+}
+
+/**
+ * Where a backend's own check of a tensor argument begins: what is no tensor at all (null, a number,
+ * a plain object) is a wrong argument; another backend's tensor is a wrong state, the backend's to say.
+ */
+export function checkIsTensor(backend: string, t: unknown): asserts t is Tensor {
+  if (!isTensor(t)) throw new InvalidArgumentError(`${backend}: tensor`, 'a Tensor made by backend.tensor()', describeValue(t));
+}
 
 /** A reshape keeps the number of entries; every extent a non-negative integer. */
 export function checkReshape(from: readonly number[], to: readonly number[]): void {

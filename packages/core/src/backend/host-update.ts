@@ -82,6 +82,12 @@ export function hostMaxAbs(values: ArrayLike<number>): number {
   return m;
 }
 
+/** The first NaN/±Inf of host values and its index, or null (`Backend.findNonFinite` on the host). */
+export function hostFindNonFinite(values: ArrayLike<number>): { index: number; value: number } | null {
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i]!)) return { index: i, value: values[i]! };
+  return null;
+}
+
 /**
  * The damped scan on host arrays, in float64: A is [B, T, n/s, s, s] (s = 1: diagonal, [B, T, n]),
  * c and out [B, T, n]. The system is symmetric positive definite, so neither solver pivots.

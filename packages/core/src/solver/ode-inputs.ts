@@ -1,6 +1,7 @@
 import type { Backend, DType, Tensor } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { DTypeError, describeValue, InvalidArgumentError, NonFiniteError, ShapeError, UnsupportedOptionError } from '../errors.js';
+import { isTensor } from '../backend/arg-checks.js';
 import type { MatrixOps } from './expm.js';
 import { checkOptionNames } from './options.js';
 import {
@@ -8,7 +9,6 @@ import {
   checkCell,
   checkCellConstants,
   checkTensor,
-  isTensor,
   type Owned,
   type ParamsInput,
   prepareInitialState,

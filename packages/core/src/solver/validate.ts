@@ -1,4 +1,5 @@
 import type { Backend, DType, Tensor } from '../backend/types.js';
+import { isTensor } from '../backend/arg-checks.js';
 import type { Cell } from '../cell/cell.js';
 import { operands } from '../cell/graph.js';
 import {
@@ -17,11 +18,6 @@ import {
 export type ParamsInput = Readonly<Record<string, ArrayLike<number> | Tensor>>;
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
-
-/** Whether `v` is a Tensor of any backend (what `checkTensor` and the backends' own checks recognise). */
-export function isTensor(v: unknown): v is Tensor {
-  return typeof v === 'object' && v !== null && 'backendName' in v && 'shape' in v && 'dtype' in v;
-}
 
 export function checkTensor(backend: Backend, what: string, t: unknown): Tensor {
   if (!isTensor(t))
