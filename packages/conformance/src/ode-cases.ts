@@ -10,6 +10,7 @@ import {
   type IvpOptions,
   lang,
   NonFiniteError,
+  Rng,
   type OdeProblem,
   rk4,
   ShapeError,
@@ -549,6 +550,65 @@ export function defineOdeCases(ctx: SuiteContext): void {
       expect(Math.abs(runs[1]!.y)).toBeLessThan(1e-5);
     } finally {
       backend.dispose(y0);
+    }
+  });
+
+  // The sequential schemes evaluate a small field on the host interpreter and a big one (batch ×
+  // step cost over core's HOST_FIELD_WORK) on the backend, one call per stage: both give the
+  // oracle's answer, and a row gives the same alone (host) as inside the big batch (backend).
+  ctx.test('ode/rk4-and-dopri5-small-and-big-fields', async () => {
+    const n = 48;
+    const B = 48;
+    const rng = new Rng(23);
+    const A = Array.from({ length: n * n }, (_, i) => (i % (n + 1) === 0 ? -0.5 : 0) + (0.3 / Math.sqrt(n)) * rng.normal());
+    const b = Array.from({ length: n }, () => 0.1 * rng.normal());
+    const field = defineCell({ name: 'linear48', state: n, input: 0, params: { A: [n, n], b: [n] } }, (y, _x, p) =>
+      add(matvec(p.A, y), p.b),
+    );
+    const y0s = Array.from({ length: B * n }, () => rng.normal());
+    const t = grid(8, 2);
+    const base = ctx.backend();
+    let stageCalls = 0;
+    const backend = new Proxy(base, {
+      get(target, key, receiver) {
+        if (key === 'runStep')
+          return (...args: Parameters<Backend['runStep']>) => {
+            stageCalls++;
+            return target.runStep(...args);
+          };
+        const v = Reflect.get(target, key, receiver);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const run = async (on: Backend, dtype: typeof ctx.dtype, rows: number, scheme: 'rk4' | 'dopri5') => {
+      const y0 = on.tensor(y0s.slice(0, rows * n), [rows, n], dtype);
+      try {
+        const r =
+          scheme === 'rk4'
+            ? await rk4(on, field, { A, b }, { y0, t }, { substeps: 2 })
+            : await dopri5(on, field, { A, b }, { y0, t }, { atol: 1e-6, rtol: 1e-6 });
+        const y = Float64Array.from(await on.read(r.y));
+        on.dispose(r.y);
+        return y;
+      } finally {
+        on.dispose(y0);
+      }
+    };
+    const oracle = ctx.oracle();
+    for (const scheme of ['rk4', 'dopri5'] as const) {
+      stageCalls = 0;
+      const big = await run(backend, ctx.dtype, B, scheme);
+      const bigCalls = stageCalls;
+      stageCalls = 0;
+      const one = await run(backend, ctx.dtype, 1, scheme);
+      expect(bigCalls, `${scheme}: the big field's stages run on the backend`).toBeGreaterThanOrEqual(scheme === 'rk4' ? 8 * 2 * 4 : 7);
+      expect(stageCalls, `${scheme}: a small field's stages run on the host`).toBe(0);
+      const ref = await run(oracle, 'float64', B, scheme);
+      // rk4 is the same arithmetic on both; dopri5's adaptive steps follow rounding, within its tolerance.
+      const tol = scheme === 'rk4' ? ctx.tolerance : f64 ? 1e-5 : 1e-4;
+      expect(maxAbsDiff(big, ref), `${scheme}: batch vs oracle`).toBeLessThanOrEqual(tol);
+      if (scheme === 'rk4') expect(maxAbsDiff(one, big.subarray(0, 8 * n)), 'row 0 alone vs in the batch').toBeLessThanOrEqual(ctx.tolerance);
+      else expect(maxAbsDiff(one, ref.subarray(0, 8 * n)), 'row 0 alone vs oracle').toBeLessThanOrEqual(tol);
     }
   });
 

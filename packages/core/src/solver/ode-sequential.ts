@@ -1,9 +1,11 @@
-import type { Backend, Tensor } from '../backend/types.js';
+import { HostStep } from '../backend/host-step.js';
+import type { Backend, Tensor, TypedArray } from '../backend/types.js';
 import type { Cell } from '../cell/cell.js';
 import { ConvergenceError, NonFiniteError, StepSizeError, UnsupportedOptionError } from '../errors.js';
 import { AbortCheck, type AbortSignalLike, signalOption } from './abort.js';
 import { asDeviceActivity } from './engine.js';
 import { type OdeProblem, type PreparedOde, prepareOde } from './ode-inputs.js';
+import { stepCost } from './plan.js';
 import { checkOptionNames, flag, numberOption } from './options.js';
 import { Owned, type ParamsInput } from './validate.js';
 
@@ -11,21 +13,49 @@ import { Owned, type ParamsInput } from './validate.js';
 const LARGEST = { float32: 3.4028234663852886e38, float64: Number.MAX_VALUE } as const;
 
 /**
- * Evaluates the field at host-side states, one batched backend call per evaluation: the sequential
- * baselines step on the host and ask the backend for f only.
+ * A field evaluation at most this big (multiply-adds over the batch, solver/plan.ts's units) runs on
+ * the host interpreter: about half a millisecond there, where a backend call's tensor upload, step
+ * and read cost 0.05–0.15 ms on the cpu backend and 0.5–0.8 ms on a software GPU adapter whatever
+ * the size. Bigger fields go to the backend, whose compiled or parallel step wins there.
+ */
+export const HOST_FIELD_WORK = 100_000;
+
+/**
+ * Evaluates the field at host-side states: the sequential baselines step on the host and need f
+ * only. A small field (B × its step's cost ≤ HOST_FIELD_WORK) runs on the host interpreter in the
+ * backend's dtype (float32 rounds every node as float32 tensor ops do); a bigger one is one batched
+ * backend call per evaluation.
  */
 class FieldEvaluator {
-  private readonly xHost: Float64Array | undefined;
-  constructor(
+  private constructor(
     private readonly backend: Backend,
     private readonly field: Cell,
     private readonly params: Readonly<Record<string, Tensor>>,
     private readonly B: number,
     private readonly grid: Float64Array,
-    x: Float64Array | undefined,
+    private readonly xHost: Float64Array | undefined,
     private readonly dtype: Tensor['dtype'],
-  ) {
-    this.xHost = x;
+    private readonly host: HostStep | undefined,
+  ) {}
+
+  static async create(
+    backend: Backend,
+    field: Cell,
+    params: Readonly<Record<string, Tensor>>,
+    B: number,
+    grid: Float64Array,
+    x: Tensor | undefined,
+    dtype: Tensor['dtype'],
+  ): Promise<FieldEvaluator> {
+    const xHost = x ? Float64Array.from(await backend.read(x)) : undefined;
+    const program = field.stepProgram();
+    let host: HostStep | undefined;
+    if (B * stepCost(program.graph, program.outputs) <= HOST_FIELD_WORK) {
+      const values: Record<string, TypedArray> = {};
+      for (const [name, t] of Object.entries(params)) values[name] = await backend.read(t);
+      host = new HostStep(program, values, dtype);
+    }
+    return new FieldEvaluator(backend, field, params, B, grid, xHost, dtype, host);
   }
 
   /**
@@ -34,30 +64,45 @@ class FieldEvaluator {
    * exact where t_i is large and t_i + tau would round.
    */
   async eval(tau: number, i: number, y: Float64Array): Promise<Float64Array> {
-    const backend = this.backend;
-    const field = this.field;
     const B = this.B;
-    const n = field.stateSize;
-    const m = field.inputSize;
-    const state = backend.tensor(y, [B, 1, n], this.dtype);
-    let input: Tensor | undefined;
-    try {
-      if (m > 0) {
-        const x = this.xHost!;
-        const T1 = this.grid.length;
-        const w = tau / (this.grid[i + 1]! - this.grid[i]!);
-        const xi = new Float64Array(B * m);
-        for (let b = 0; b < B; b++) {
-          for (let k = 0; k < m; k++) {
-            const lo = x[(b * T1 + i) * m + k]!;
-            const hi = x[(b * T1 + i + 1) * m + k]!;
-            xi[b * m + k] = lo + w * (hi - lo);
-          }
+    const m = this.field.inputSize;
+    let xi: Float64Array | undefined;
+    if (m > 0) {
+      const x = this.xHost!;
+      const T1 = this.grid.length;
+      const w = tau / (this.grid[i + 1]! - this.grid[i]!);
+      xi = new Float64Array(B * m);
+      for (let b = 0; b < B; b++) {
+        for (let k = 0; k < m; k++) {
+          const lo = x[(b * T1 + i) * m + k]!;
+          const hi = x[(b * T1 + i + 1) * m + k]!;
+          xi[b * m + k] = lo + w * (hi - lo);
         }
-        input = backend.tensor(xi, [B, 1, m], this.dtype);
       }
+    }
+    return this.host ? this.evalOnHost(this.host, y, xi) : await this.evalOnBackend(y, xi);
+  }
+
+  private evalOnHost(host: HostStep, y: Float64Array, xi: Float64Array | undefined): Float64Array {
+    const n = this.field.stateSize;
+    const m = this.field.inputSize;
+    const out = new Float64Array(this.B * n);
+    const f = host.value(host.program.outputs[0]!);
+    for (let b = 0; b < this.B; b++) {
+      host.run({ state: y, stateOffset: b * n, ...(xi ? { input: xi } : {}), inputOffset: b * m, cotangentOffset: 0 });
+      for (let k = 0; k < n; k++) out[b * n + k] = f[k]!;
+    }
+    return out;
+  }
+
+  private async evalOnBackend(y: Float64Array, xi: Float64Array | undefined): Promise<Float64Array> {
+    const backend = this.backend;
+    const B = this.B;
+    const state = backend.tensor(y, [B, 1, this.field.stateSize], this.dtype);
+    const input = xi ? backend.tensor(xi, [B, 1, this.field.inputSize], this.dtype) : undefined;
+    try {
       const params = this.params;
-      const out = backend.runStep(field.stepProgram(), input ? { state, input, params } : { state, params });
+      const out = backend.runStep(this.field.stepProgram(), input ? { state, input, params } : { state, params });
       const f = out.outputs[0]!;
       const data = Float64Array.from(await backend.read(f));
       backend.dispose(f);
@@ -67,10 +112,6 @@ class FieldEvaluator {
       if (input) backend.dispose(input);
     }
   }
-}
-
-async function hostInputs(backend: Backend, x: Tensor | undefined): Promise<Float64Array | undefined> {
-  return x ? Float64Array.from(await backend.read(x)) : undefined;
 }
 
 const axpy = (y: Float64Array, terms: readonly [number, Float64Array][]) => {
@@ -121,15 +162,7 @@ async function rk4Steps(
   substeps: number,
   abort: AbortCheck,
 ): Promise<{ y: Tensor }> {
-  const f = new FieldEvaluator(
-    backend,
-    field,
-    p.params,
-    p.B,
-    p.grid,
-    await hostInputs(backend, p.x),
-    p.dtype,
-  );
+  const f = await FieldEvaluator.create(backend, field, p.params, p.B, p.grid, p.x, p.dtype);
   const n = field.stateSize;
   let y = Float64Array.from(await backend.read(p.y0));
   const out = new Float64Array(p.B * p.T * n);
@@ -262,7 +295,7 @@ async function dopri5Run(
   const B = y0.shape[0]!;
   const n = field.stateSize;
   const T = grid.length - 1;
-  const f = new FieldEvaluator(backend, field, params, B, grid, await hostInputs(backend, x), y0.dtype);
+  const f = await FieldEvaluator.create(backend, field, params, B, grid, x, y0.dtype);
   let y = Float64Array.from(await backend.read(y0));
   const out = new Float64Array(B * T * n);
   let h = Math.min(grid[1]! - grid[0]!, Math.abs(grid[T]! - grid[0]!) / 100);
