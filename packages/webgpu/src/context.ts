@@ -5,6 +5,9 @@ import { BufferPool } from './pool.js';
 import { WG } from './wgsl/common.js';
 
 const MAX_GROUPS = 65535;
+/** Uniform buffers and bind groups kept for reuse (each 32 bytes / a few hundred bytes of host memory). */
+const UNIFORM_CACHE = 1024;
+const BIND_GROUP_CACHE = 4096;
 /** Commands recorded before the pending encoder is submitted anyway (bounds its size). */
 const MAX_RECORDED = 1024;
 /** Writes into a buffer that pending commands use go through an upload buffer up to this size. */
@@ -62,10 +65,16 @@ export class GpuContext {
   private readonly layouts = new WeakMap<GPUComputePipeline, GPUBindGroupLayout>();
   /** Per pipeline code: the bindings it writes (read_write), for the counters. */
   private readonly written = new Map<string, number[]>();
-  /** Uniform buffers free to write. */
-  private readonly uniforms: GPUBuffer[] = [];
-  /** Uniform buffers the pending commands use. */
-  private readonly pendingUniforms: GPUBuffer[] = [];
+  /**
+   * Uniform buffers by their values, written once and kept (least recently used first): the same
+   * few shapes recur through a solve, so most dispatches write no uniform at all.
+   */
+  private readonly uniforms = new Map<string, GPUBuffer>();
+  /** Bind groups by pipeline, uniform and buffers (least recently used first). */
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  /** Small ids of pipelines and buffers, for the bind group keys. */
+  private readonly ids = new WeakMap<object, number>();
+  private nextId = 1;
   /** Buffers to destroy once the pending commands are submitted. */
   private readonly afterSubmit: GPUBuffer[] = [];
   /** Buffers the pending commands use. */
@@ -246,8 +255,6 @@ export class GpuContext {
       else if (t) this.timerFree.push(t);
     }
     this.touched.clear();
-    this.uniforms.push(...this.pendingUniforms);
-    this.pendingUniforms.length = 0;
     for (const b of this.afterSubmit) b.destroy();
     this.afterSubmit.length = 0;
   }
@@ -354,16 +361,59 @@ export class GpuContext {
   /** A uniform block no pending command uses, written now and kept until the next submit. */
   private uniform(values: readonly number[]): GPUBuffer {
     if (values.length > 7) throw new Error('webgpu: uniform slot 7 is reserved (always 0)');
-    const buf =
-      this.uniforms.pop() ?? this.device.createBuffer({ size: 32, usage: USAGE.UNIFORM | USAGE.COPY_DST });
     const data = new Uint32Array(8);
     values.forEach((v, i) => {
       data[i] = v >>> 0;
     });
-    this.device.queue.writeBuffer(buf, 0, data);
-    this.pendingUniforms.push(buf);
+    const key = data.join(',');
+    let buf = this.uniforms.get(key);
+    if (buf) {
+      this.uniforms.delete(key);
+    } else {
+      buf = this.device.createBuffer({ size: 32, usage: USAGE.UNIFORM | USAGE.COPY_DST });
+      this.device.queue.writeBuffer(buf, 0, data);
+      if (this.uniforms.size >= UNIFORM_CACHE) {
+        const [oldest, old] = this.uniforms.entries().next().value!;
+        this.uniforms.delete(oldest);
+        this.destroyBuffer(old);
+      }
+    }
+    this.uniforms.set(key, buf);
     return buf;
   }
+
+  private id(o: object): number {
+    let id = this.ids.get(o);
+    if (id === undefined) {
+      id = this.nextId++;
+      this.ids.set(o, id);
+    }
+    return id;
+  }
+
+  /**
+   * The bind group of a dispatch, made once per pipeline, uniform and buffers: creating one cost
+   * about a third of a small dispatch's host time. A buffer is never bound again once destroyed, so
+   * an entry naming one is only dead weight until it ages out.
+   */
+  private bindGroup(pipeline: GPUComputePipeline, uniform: GPUBuffer, buffers: readonly GPUBuffer[]): GPUBindGroup {
+    let key = `${this.id(pipeline)}:${this.id(uniform)}`;
+    for (const b of buffers) key += `,${this.id(b)}`;
+    let bind = this.bindGroups.get(key);
+    if (bind) {
+      this.bindGroups.delete(key);
+    } else {
+      const entries: GPUBindGroupEntry[] = [
+        { binding: 0, resource: { buffer: uniform } },
+        ...buffers.map((b, i) => ({ binding: i + 1, resource: { buffer: b } })),
+      ];
+      bind = this.device.createBindGroup({ layout: this.bindLayout(pipeline), entries });
+      if (this.bindGroups.size >= BIND_GROUP_CACHE) this.bindGroups.delete(this.bindGroups.keys().next().value!);
+    }
+    this.bindGroups.set(key, bind);
+    return bind;
+  }
+
 
   /** The pipeline's bind group layout (asked of the device once per pipeline). */
   private bindLayout(pipeline: GPUComputePipeline): GPUBindGroupLayout {
@@ -407,17 +457,14 @@ export class GpuContext {
       throw new OutOfMemoryError('webgpu', threads * 4, `${threads} invocations exceed one dispatch`);
     const pipeline = this.pipeline(code, label);
     const ub = this.uniform(values);
-    const entries: GPUBindGroupEntry[] = [
-      { binding: 0, resource: { buffer: ub } },
-      ...buffers.map((b, i) => ({ binding: i + 1, resource: { buffer: b } })),
-    ];
-    const bind = this.device.createBindGroup({ layout: this.bindLayout(pipeline), entries });
+    const bind = this.bindGroup(pipeline, ub, buffers);
     const pass = this.computePass(label);
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bind);
     pass.dispatchWorkgroups(x, y);
     if (this.timestamps) pass.end();
     for (const b of buffers) this.touched.add(b);
+    this.touched.add(ub);
     this.counts.dispatches++;
     for (const k of this.writtenBindings(code)) this.counts.bytesWritten += buffers[k - 1]?.size ?? 0;
     this.recordedOne();
@@ -528,9 +575,9 @@ export class GpuContext {
     this.pass = null;
     this.touched.clear();
     this.pool.clear();
-    for (const u of [...this.uniforms, ...this.pendingUniforms, ...this.afterSubmit, ...this.staging]) u.destroy();
-    this.uniforms.length = 0;
-    this.pendingUniforms.length = 0;
+    for (const u of [...this.uniforms.values(), ...this.afterSubmit, ...this.staging]) u.destroy();
+    this.uniforms.clear();
+    this.bindGroups.clear();
     this.afterSubmit.length = 0;
     this.staging.length = 0;
     for (const t of [...this.timerFree, ...(this.timer ? [this.timer] : [])]) {
