@@ -88,20 +88,25 @@ export async function stageCheckpoint(path: string, c: Checkpoint): Promise<stri
   const tmp = stagingPath(path);
   inFlight.add(tmp);
   try {
-    const fh = await open(tmp, 'wx');
-    try {
-      await fh.writeFile(encodeCheckpoint(c));
-      await fh.sync();
-    } catch (err) {
-      await fh.close();
-      await unlink(tmp).catch(() => undefined);
-      throw err;
-    }
-    await fh.close();
+    await writeStaging(tmp, c);
   } finally {
     inFlight.delete(tmp);
   }
   return tmp;
+}
+
+/** Write and flush `tmp` (created here; removed again if the write fails). */
+async function writeStaging(tmp: string, c: Checkpoint): Promise<void> {
+  const fh = await open(tmp, 'wx');
+  try {
+    await fh.writeFile(encodeCheckpoint(c));
+    await fh.sync();
+  } catch (err) {
+    await fh.close();
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+  await fh.close();
 }
 
 /**
@@ -111,18 +116,23 @@ export async function stageCheckpoint(path: string, c: Checkpoint): Promise<stri
  */
 export async function writeCheckpoint(path: string, c: Checkpoint): Promise<void> {
   await removeStaleStaging(path);
-  let tmp: string | undefined;
+  const tmp = stagingPath(path);
+  // In flight until renamed: a read of the same path in between (another task of this process)
+  // had taken the staged file for a write that did not finish and deleted it.
+  inFlight.add(tmp);
   try {
-    tmp = await stageCheckpoint(path, c);
+    await writeStaging(tmp, c);
     await rename(tmp, path);
   } catch (err) {
     // The staging file of a failed rename (path is a directory, …) is removed now, not by the next write.
-    if (tmp !== undefined) await unlink(tmp).catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
     if (err instanceof DeerError) throw err;
     throw new CheckpointError(
       path,
       `cannot be written (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
     );
+  } finally {
+    inFlight.delete(tmp);
   }
 }
 

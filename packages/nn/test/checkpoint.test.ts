@@ -216,6 +216,27 @@ describe('checkpoints', () => {
     expect(await removeStaleStaging(path)).toEqual([live]);
   });
 
+  it('reads of the path while this process writes it never remove the staged file before its rename', async () => {
+    // readCheckpoint's cleanup had deleted the writer's staging file between its flush and its
+    // rename (a staging file of this process that no write was staging), and the write failed
+    // with ENOENT. A race, so many rounds: before the fix 1–5 of 1500 writes failed.
+    const dir = mkdtempSync(join(tmpdir(), 'deer-ckpt-race-'));
+    const path = join(dir, 'run.ckpt');
+    const small = (step: number): Checkpoint => ({ step, params: { w: new Float64Array(10).fill(1) }, optimizer: { step, m: {}, v: {} }, rng: [1, 2, 3, 4], config: {} });
+    await writeCheckpoint(path, small(0));
+    const failures: unknown[] = [];
+    const writer = (async () => {
+      for (let i = 1; i <= 1500; i++) await writeCheckpoint(path, small(i)).catch((e: unknown) => failures.push(e));
+    })();
+    const readers = Array.from({ length: 12 }, async () => {
+      for (let i = 0; i < 300; i++) await readCheckpoint(path).catch((e: unknown) => failures.push(e));
+    });
+    await Promise.all([writer, ...readers]);
+    expect(failures).toEqual([]);
+    expect((await readCheckpoint(path)).step).toBe(1500);
+    expect(readdirSync(dir)).toEqual(['run.ckpt']);
+  });
+
   it('staging names are unique per write', () => {
     expect(stagingPath('/x/a.ckpt')).not.toBe(stagingPath('/x/a.ckpt'));
     expect(stagingPath('/x/a.ckpt')).toMatch(/^\/x\/\.a\.ckpt\.tmp-\d+-[0-9a-f]{8}$/);
