@@ -1,4 +1,4 @@
-import { describeValue, InvalidArgumentError, Rng } from '@deerjs/core';
+import { describeValue, InvalidArgumentError, Rng, ShapeError } from '@deerjs/core';
 import { type OnnxTypes, onnx } from './proto.js';
 import { type Direction, GATES, isRecurrentOp, type RecurrentOp } from './recurrent.js';
 import { makeTensorProto } from './tensor.js';
@@ -77,6 +77,39 @@ function checkSpec(
 }
 const AType = onnx.AttributeProto.AttributeType;
 
+/**
+ * buildRecurrentModel's optional fields: what the loader (and onnxruntime) would refuse is refused
+ * here, where the mistake was made, instead of being written into the model.
+ */
+function checkModelOptions(spec: RecurrentModelSpec): void {
+  const fail = (key: string, expected: string) =>
+    new InvalidArgumentError(`buildRecurrentModel spec.${key}`, expected, describeValue((spec as unknown as Record<string, unknown>)[key]));
+  const bit = (key: 'layout' | 'linearBeforeReset' | 'inputForget') => {
+    const v = spec[key];
+    if (v !== undefined && v !== 0 && v !== 1) throw fail(key, '0 or 1');
+  };
+  bit('layout');
+  bit('linearBeforeReset');
+  bit('inputForget');
+  if (spec.inputForget !== undefined && spec.op !== 'LSTM') throw fail('inputForget', 'absent (LSTM only)');
+  if (spec.clip !== undefined && !(typeof spec.clip === 'number' && spec.clip > 0 && Number.isFinite(spec.clip)))
+    throw fail('clip', 'a finite number > 0');
+  if (spec.opset !== undefined && !(Number.isSafeInteger(spec.opset) && spec.opset >= 1)) throw fail('opset', 'an integer ≥ 1');
+  if (spec.activations !== undefined && !(Array.isArray(spec.activations) && spec.activations.every((a) => typeof a === 'string')))
+    throw fail('activations', 'an array of activation names (strings)');
+  for (const key of ['activationAlpha', 'activationBeta'] as const) {
+    const v = spec[key];
+    if (v !== undefined && !(Array.isArray(v) && v.every((a) => typeof a === 'number' && Number.isFinite(a))))
+      throw fail(key, 'an array of finite numbers');
+  }
+  for (const key of ['batchSize', 'seqLength'] as const) {
+    const v = spec[key];
+    if (v !== undefined && !((Number.isSafeInteger(v) && (v as number) >= 1) || (typeof v === 'string' && v !== '')))
+      throw fail(key, 'an integer ≥ 1 or a symbolic name');
+  }
+  if (spec.nodeName !== undefined && typeof spec.nodeName !== 'string') throw fail('nodeName', 'a string');
+}
+
 function valueInfo(
   name: string,
   dims: readonly (number | string)[],
@@ -116,6 +149,7 @@ export function buildRecurrentModel(spec: RecurrentModelSpec): Uint8Array {
         describeValue(v),
       );
   }
+  checkModelOptions(spec);
   const { op, inputSize: m, hiddenSize: n, weights } = spec;
   const direction = spec.direction ?? 'forward';
   const layout = spec.layout ?? 0;
@@ -130,11 +164,8 @@ export function buildRecurrentModel(spec: RecurrentModelSpec): Uint8Array {
   for (const key of ['W', 'R', 'B', 'P'] as const) {
     const v = weights[key];
     const size = shapes[key].reduce((a, b) => a * b, 1);
-    if (v !== undefined && v.length !== size) {
-      throw new RangeError(
-        `weights.${key}: expected ${size} values for [${shapes[key].join(', ')}], got ${v.length}`,
-      );
-    }
+    if (v !== undefined && v.length !== size)
+      throw new ShapeError(`buildRecurrentModel spec.weights.${key}`, `${size} values for [${shapes[key].join(', ')}]`, `${v.length}`);
   }
   const inputs: OnnxTypes.IValueInfoProto[] = [valueInfo('X', layout === 0 ? [Td, Bd, m] : [Bd, Td, m])];
   const initializers: OnnxTypes.ITensorProto[] = [];

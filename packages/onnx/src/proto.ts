@@ -1,5 +1,6 @@
-import onnxProto from 'onnx-proto';
+import onnxProto, { type onnx as OnnxTypes } from 'onnx-proto';
 import { OnnxFormatError } from './errors.js';
+import { decodeUtf8 } from './text.js';
 
 // onnx-proto is CommonJS whose named export Node cannot detect: take it from the default export.
 export const { onnx } = onnxProto;
@@ -33,4 +34,25 @@ function describe(v: unknown): string {
   if (v === null) return 'null';
   if (typeof v === 'object') return (v as object).constructor?.name ?? 'object';
   return typeof v;
+}
+
+/** An attribute's value as plain data, for messages. */
+export function attrValue(a: OnnxTypes.IAttributeProto): unknown {
+  const AType = onnx.AttributeProto.AttributeType;
+  switch (a.type) {
+    case AType.INT:
+      return toInt(a.i);
+    case AType.FLOAT:
+      return a.f;
+    case AType.STRING:
+      return decodeUtf8(a.s);
+    case AType.INTS:
+      return (a.ints ?? []).map((v) => toInt(v));
+    case AType.FLOATS:
+      return a.floats;
+    case AType.STRINGS:
+      return (a.strings ?? []).map((s) => decodeUtf8(s));
+    default:
+      return `<attribute type ${a.type}>`;
+  }
 }

@@ -1,6 +1,6 @@
 import { type ActivationName, cells } from '@deerjs/core';
 import { OnnxFormatError, OnnxUnsupportedError } from './errors.js';
-import { type OnnxTypes, onnx, toInt } from './proto.js';
+import { attrValue, type OnnxTypes, onnx, toInt } from './proto.js';
 import { decodeUtf8 } from './text.js';
 
 export type RecurrentOp = 'GRU' | 'LSTM' | 'RNN';
@@ -252,21 +252,3 @@ export function parseRecurrentNode(node: OnnxTypes.INodeProto, index: number, op
   };
 }
 
-function attrValue(a: OnnxTypes.IAttributeProto): unknown {
-  switch (a.type) {
-    case AType.INT:
-      return toInt(a.i);
-    case AType.FLOAT:
-      return a.f;
-    case AType.STRING:
-      return decodeUtf8(a.s);
-    case AType.INTS:
-      return (a.ints ?? []).map((v) => toInt(v));
-    case AType.FLOATS:
-      return a.floats;
-    case AType.STRINGS:
-      return (a.strings ?? []).map((s) => decodeUtf8(s));
-    default:
-      return `<attribute type ${a.type}>`;
-  }
-}

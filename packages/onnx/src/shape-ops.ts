@@ -1,6 +1,6 @@
 import { OnnxInputError, OnnxUnsupportedError } from './errors.js';
 import type { OnnxNode } from './model.js';
-import { toInt } from './proto.js';
+import { attrValue, onnx, toInt } from './proto.js';
 import type { OnnxData, OnnxTensor } from './tensor.js';
 
 /** The data-movement ops that may surround a recurrent node (PyTorch exports use them). */
@@ -10,14 +10,40 @@ export function isShapeOp(op: string): boolean {
   return (SHAPE_OPS as readonly string[]).includes(op);
 }
 
+/** The attributes each shape op takes (all lists of integers); any other is refused. */
+const SHAPE_OP_ATTRIBUTES: Readonly<Record<(typeof SHAPE_OPS)[number], readonly string[]>> = {
+  Identity: [],
+  Transpose: ['perm'],
+  Squeeze: ['axes'],
+  Unsqueeze: ['axes'],
+};
+
+/**
+ * A shape op's attributes: a name it does not take (a misspelt `perm` had been ignored, and the
+ * default reversal transposed the input) or a value that is not a list of integers is refused, as
+ * onnxruntime refuses the model.
+ */
+function checkShapeOpAttributes(node: OnnxNode): void {
+  const takes = SHAPE_OP_ATTRIBUTES[node.op as (typeof SHAPE_OPS)[number]];
+  for (const a of node.attributes) {
+    const name = a.name ?? '';
+    if (!takes.includes(name))
+      throw new OnnxUnsupportedError(node.name, name, attrValue(a), takes.length ? `${node.op} takes only ${takes.join(', ')}` : `${node.op} takes no attributes`);
+    if (a.type !== onnx.AttributeProto.AttributeType.INTS)
+      throw new OnnxUnsupportedError(node.name, name, attrValue(a), 'a list of integers (INTS)');
+  }
+}
+
 /**
  * Squeeze and Unsqueeze take their axes as an attribute before opset 13 and as a second input from
  * 13 on (Unsqueeze must have them); the other form is refused, as onnxruntime refuses the model.
+ * Every shape op's attributes are checked too (checkShapeOpAttributes).
  */
 export function checkShapeOpForms(nodes: readonly OnnxNode[], opset: number): void {
   for (const node of nodes) {
-    if (node.op !== 'Squeeze' && node.op !== 'Unsqueeze') continue;
     if (node.domain !== '' && node.domain !== 'ai.onnx') continue;
+    if (isShapeOp(node.op)) checkShapeOpAttributes(node);
+    if (node.op !== 'Squeeze' && node.op !== 'Unsqueeze') continue;
     const attr = node.attributes.some((a) => a.name === 'axes');
     const input = Boolean(node.inputs[1]);
     const asInput = opset >= 13;

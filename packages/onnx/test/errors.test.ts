@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import { DeerError, InvalidArgumentError, Rng, UnsupportedOptionError } from '@deerjs/core';
+import { DeerError, InvalidArgumentError, Rng, ShapeError, UnsupportedOptionError } from '@deerjs/core';
 import { createCpuBackend } from '@deerjs/cpu';
 import onnxProto from 'onnx-proto';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -405,10 +405,34 @@ describe('spec checks of the model builders', () => {
     ['inputSize', { inputSize: 2.5 }],
     ['weights', { weights: null }],
     ['weights\\.R', { weights: { W: weights.W } }],
+    // Written into the model before, for the loader (or onnxruntime) to refuse later, or never.
+    ['layout', { layout: 2 }],
+    ['linearBeforeReset', { linearBeforeReset: 2 }],
+    ['clip', { clip: Number.NaN }],
+    ['clip', { clip: -1 }],
+    ['activations', { activations: [1, 2] }],
+    ['activationAlpha', { activationAlpha: [Number.POSITIVE_INFINITY] }],
+    ['opset', { opset: 0 }],
+    ['inputForget', { inputForget: 0 }],
+    ['seqLength', { seqLength: -3 }],
+    ['batchSize', { batchSize: '' }],
+    ['nodeName', { nodeName: 7 }],
   ])('buildRecurrentModel names a bad %s', (field, change) => {
     const bad = { op: 'GRU', inputSize: 2, hiddenSize: 3, weights, ...change } as never;
     expect(() => buildRecurrentModel(bad)).toThrow(InvalidArgumentError);
     expect(() => buildRecurrentModel(bad)).toThrow(new RegExp(`spec\\.${field}: expected`));
+  });
+  it.each([
+    ['W', { W: weights.W.slice(1) }],
+    ['R', { R: [...weights.R, 0] }],
+    ['B', { B: new Array(100).fill(0) }],
+  ])('buildRecurrentModel refuses weights.%s of the wrong size with a ShapeError (it had been a RangeError)', (key, change) => {
+    const bad = { op: 'GRU', inputSize: 2, hiddenSize: 3, weights: { ...weights, ...change } } as never;
+    expect(() => buildRecurrentModel(bad)).toThrow(ShapeError);
+    expect(() => buildRecurrentModel(bad)).toThrow(new RegExp(`spec\\.weights\\.${key}: expected \\d+ values for \\[`));
+  });
+  it('buildRecurrentModel refuses one direction of weights for a bidirectional spec', () => {
+    expect(() => buildRecurrentModel({ op: 'GRU', inputSize: 2, hiddenSize: 3, weights, direction: 'bidirectional' })).toThrow(ShapeError);
   });
 });
 

@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   buildRecurrentModel,
   loadOnnxModel,
+  OnnxUnsupportedError,
   ortReference,
   randomRecurrentWeights,
   runOnnxModel,
@@ -161,5 +162,30 @@ describe('graphs around a recurrent node', () => {
     expect(got.h_copy!.dims).toEqual([B, n]);
     expect(maxAbsDiff(got.out!, ref.out!)).toBeLessThan(1e-5);
     expect(maxAbsDiff(got.h_copy!, ref.h_copy!)).toBeLessThan(1e-5);
+  });
+
+  it('refuses a shape op attribute it does not take or of the wrong type, as onnxruntime does', async () => {
+    // A misspelt `perm` had been ignored: the default reversal transposed [B, T, m] as if it were
+    // right, and with B = m the GRU ran on the wrong axes without a word.
+    const weights = randomRecurrentWeights({ op: 'GRU', inputSize: m, hiddenSize: n, seed: 4 });
+    const ints = onnx.AttributeProto.AttributeType.INTS;
+    const withFirst = (node: Record<string, unknown>) => {
+      const inner = onnx.ModelProto.decode(buildRecurrentModel({ op: 'GRU', inputSize: m, hiddenSize: n, weights }));
+      const g = inner.graph as InstanceType<typeof onnx.GraphProto>;
+      g.node = [{ name: 'first', input: ['x'], output: ['X'], ...node }, ...g.node];
+      g.input[0]!.name = 'x';
+      return onnx.ModelProto.encode(inner).finish();
+    };
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ opType: 'Transpose', attribute: [{ name: 'perms', type: ints, ints: [1, 0, 2] }] }, /'first': perms \[1,0,2\] is not supported \(supported: Transpose takes only perm\)/],
+      [{ opType: 'Identity', attribute: [{ name: 'bogus', type: onnx.AttributeProto.AttributeType.INT, i: 3 }] }, /'first': bogus 3 .*Identity takes no attributes/],
+      [{ opType: 'Transpose', attribute: [{ name: 'perm', type: onnx.AttributeProto.AttributeType.INT, i: 1 }] }, /'first': perm 1 .*a list of integers/],
+    ];
+    for (const [node, message] of cases) {
+      const bytes = withFirst(node);
+      expect(() => loadOnnxModel(bytes)).toThrow(OnnxUnsupportedError);
+      expect(() => loadOnnxModel(bytes)).toThrow(message);
+      await expect(ortReference(bytes, { x: X() })).rejects.toThrow();
+    }
   });
 });
