@@ -554,7 +554,7 @@ export function defineOdeCases(ctx: SuiteContext): void {
   });
 
   // The sequential schemes evaluate a small field on the host interpreter and a big one (batch ×
-  // step cost over core's HOST_FIELD_WORK) on the backend, one call per stage: both give the
+  // step cost over what core keeps on the host: hostFieldWork) on the backend, one call per stage: both give the
   // oracle's answer, and a row gives the same alone (host) as inside the big batch (backend).
   ctx.test('ode/rk4-and-dopri5-small-and-big-fields', async () => {
     const n = 48;
@@ -638,6 +638,97 @@ export function defineOdeCases(ctx: SuiteContext): void {
     }
   });
 
+  ctx.test('ode/dopri5-atol-zero-and-components-at-zero', async () => {
+    // With atol = 0 a component that is 0 and stays 0 gave 0/0 in the error norm, read as
+    // overflowing stages: every step was rejected until a StepSizeError, for one zero row of a batch too.
+    const backend = ctx.backend();
+    const pair = defineCell({ name: 'pair', state: 2, input: 0, params: {} }, (y) => neg(y));
+    const y0 = backend.tensor([1, 0, 0, 0], [2, 2], ctx.dtype);
+    try {
+      const r = await dopri5(backend, pair, {}, { y0, t: [0, 0.5, 1] }, { atol: 0, rtol: 1e-6 });
+      const y = await backend.read(r.y);
+      backend.dispose(r.y);
+      const e = Math.exp(-1);
+      expect(maxAbsDiff(y, [Math.exp(-0.5), 0, e, 0, 0, 0, 0, 0])).toBeLessThanOrEqual(1e-5);
+    } finally {
+      backend.dispose(y0);
+    }
+  });
+
+  ctx.test('ode/dopri5-stiffness-that-passes', async () => {
+    // A stiff mode that decays (|λ| = 1e6·e^{−10t}) and an input that is stiff on the first grid
+    // intervals only: dopri5 had projected the first 1000 stiff steps' size over the whole horizon
+    // and stopped as hopeless, where the budget finishes either in a few ten thousand steps.
+    const backend = ctx.backend();
+    const fading = defineCell({ name: 'fading', state: 2, input: 0, params: {} }, (y) => {
+      const y1 = slice(y, 0, 1);
+      const y2 = slice(y, 1, 1);
+      return concat(mul(-1e6, mul(y2, sub(y1, 1))), mul(-10, y2));
+    });
+    const driven = defineCell({ name: 'driven', state: 1, input: 1, params: {} }, (y, x) => neg(mul(x, sub(y, 1))));
+    const y0 = backend.tensor([0, 1], [1, 2], ctx.dtype);
+    const z0 = backend.tensor([0], [1, 1], ctx.dtype);
+    const x = backend.tensor([1e6, 1e6, 0, 0], [1, 4, 1], ctx.dtype);
+    try {
+      const a = await dopri5(backend, fading, {}, { y0, t: [0, 50, 100] });
+      const ya = await backend.read(a.y);
+      backend.dispose(a.y);
+      expect(a.steps).toBeLessThan(100_000);
+      expect(Math.abs(ya[2]! - 1)).toBeLessThan(1e-5);
+      const b = await dopri5(backend, driven, {}, { y0: z0, t: [0, 0.01, 0.02, 100], x });
+      const yb = await backend.read(b.y);
+      backend.dispose(b.y);
+      expect(Math.abs(yb[2]! - 1)).toBeLessThan(1e-5);
+    } finally {
+      for (const v of [y0, z0, x]) backend.dispose(v);
+    }
+  });
+
+  ctx.test('ode/inputs-near-the-largest-values', async () => {
+    // x interpolated as lo + w·(hi − lo): hi − lo overflowed for finite x of opposite signs near the
+    // largest doubles (rk4 all NaN, dopri5 a StepSizeError). y' = 1e-3·x over intervals whose x
+    // changes sign integrates to 0 on each; y starts on the forcing's scale, so rounding keeps it.
+    const backend = ctx.backend();
+    const big = f64 ? 1e308 : 3e38;
+    const forced = defineCell({ name: 'forced', state: 1, input: 1, params: {} }, (_y, xin) => mul(1e-3, xin));
+    const y0 = backend.tensor([big * 1e-3], [1, 1], ctx.dtype);
+    const x = backend.tensor([big, -big, big, -big, big], [1, 5, 1], ctx.dtype);
+    try {
+      for (const scheme of ['rk4', 'dopri5'] as const) {
+        const r = scheme === 'rk4' ? await rk4(backend, forced, {}, { y0, t: [0, 1, 2, 3, 4], x }) : await dopri5(backend, forced, {}, { y0, t: [0, 1, 2, 3, 4], x });
+        const y = await backend.read(r.y);
+        backend.dispose(r.y);
+        for (const v of y) expect(Number.isFinite(v), scheme).toBe(true);
+        // Both are exact on forcing linear in t, up to rounding at the scale of y.
+        expect(maxAbsDiff(Array.from(y, (v) => v / (big * 1e-3)), [1, 1, 1, 1]), scheme).toBeLessThanOrEqual(f64 ? 1e-12 : 1e-6);
+      }
+    } finally {
+      backend.dispose(y0);
+      backend.dispose(x);
+    }
+  });
+
+  ctx.test('ode/gradient-of-inputs-the-field-ignores', async () => {
+    // ∂L/∂x of a field that takes inputs but does not read them is zeros (deerWithGrad's answer),
+    // not absent: absent is for fields without inputs.
+    const backend = ctx.backend();
+    const field = defineCell({ name: 'ignores-x', state: 1, input: 1, params: { k: [1] } }, (y, _x, p) => neg(mul(p.k, y)));
+    const y0 = backend.tensor([1], [1, 1], ctx.dtype);
+    const x = backend.tensor([1, 2, 3, 4], [1, 4, 1], ctx.dtype);
+    const dy = backend.tensor([1, 1, 1], [1, 3, 1], ctx.dtype);
+    try {
+      const r = await solveIvpWithGrad(backend, field, { k: [0.5] }, { y0, t: [0, 1, 2, 3], x });
+      const g = await r.vjp(dy);
+      expect(g.x, '∂L/∂x').toBeDefined();
+      expect(g.x!.shape).toEqual([1, 4, 1]);
+      expect(Array.from(await backend.read(g.x!))).toEqual([0, 0, 0, 0]);
+      for (const v of [...Object.values(g.params), g.y0, g.x!]) backend.dispose(v);
+      r.dispose();
+    } finally {
+      for (const v of [y0, x, dy]) backend.dispose(v);
+    }
+  });
+
   ctx.test('ode/dopri5-leaves-the-dtype-range', async () => {
     // y' = 2y past the dtype's largest value (e^100 > float32's 3.4e38, e^800 > float64's 1.8e308):
     // each accepted step crept toward the limit and the next overflowed, so float32 took 10⁵ steps
@@ -665,6 +756,11 @@ export function defineOdeCases(ctx: SuiteContext): void {
       } finally {
         backend.dispose(nan);
       }
+      // A field that stays finite while y leaves the range (the state is kept in float64 on the
+      // host, and float32 had come back as ±Infinity, unflagged).
+      const a = ctx.dtype === 'float32' ? 1e37 : 1e306;
+      const bounded = defineCell({ name: 'bounded', state: 1, input: 0, params: { a: [1] } }, (yv, _x, p) => mul(p.a, add(1.5, lang.tanh(yv))));
+      await expect(dopri5(backend, bounded, { a: [a] }, { y0, t: [0, 1000] })).rejects.toThrow(new RegExp(`leaves ${ctx.dtype}'s range`));
       // Within range it integrates as before.
       const r = await dopri5(backend, grow, {}, { y0, t: [0, 10] });
       expect(Math.abs((await backend.read(r.y))[0]! / Math.exp(20) - 1)).toBeLessThan(1e-4);

@@ -332,8 +332,15 @@ async function adjointVjp(
         win.dispose();
       }
     }
+    // A field with inputs that it does not read still has ∂L/∂x: zeros, as deerWithGrad gives.
     const x =
-      dxPieces.length === 0 ? undefined : dxPieces.length === 1 ? dxPieces[0]! : backend.concatTime(dxPieces);
+      dxPieces.length === 0
+        ? prep.x
+          ? backend.zeros(prep.x.shape, prep.x.dtype)
+          : undefined
+        : dxPieces.length === 1
+          ? dxPieces[0]!
+          : backend.concatTime(dxPieces);
     if (dxPieces.length > 1) for (const t of dxPieces) backend.dispose(t);
     dxPieces.length = 0;
     const out: IvpGradients = x ? { params, y0: y0grad!, x, stiffness } : { params, y0: y0grad!, stiffness };

@@ -14,15 +14,23 @@ const LARGEST = { float32: 3.4028234663852886e38, float64: Number.MAX_VALUE } as
 
 /**
  * A field evaluation at most this big (multiply-adds over the batch, solver/plan.ts's units) runs on
- * the host interpreter: about half a millisecond there, where a backend call's tensor upload, step
- * and read cost 0.05–0.15 ms on the cpu backend and 0.5–0.8 ms on a software GPU adapter whatever
- * the size. Bigger fields go to the backend, whose compiled or parallel step wins there.
+ * the host interpreter (3–7 ns a unit here) rather than as a backend call, whose tensor upload, step
+ * and read cost 0.03–0.1 ms on the cpu backend and 0.25 ms through tfjs's ops whatever the size.
+ * A backend that states a round trip (`capabilities.iterationOverhead`, a GPU's: 0.5–0.8 ms on a
+ * software adapter) keeps fields up to half of it on the host. Bigger fields go to the backend,
+ * whose compiled or parallel step wins there.
  */
-export const HOST_FIELD_WORK = 100_000;
+export const HOST_FIELD_WORK = 10_000;
+
+/** The largest field evaluation (B × step cost) that `backend` evaluates on the host. */
+export function hostFieldWork(backend: Backend): number {
+  const overhead = backend.capabilities.iterationOverhead;
+  return overhead === undefined ? HOST_FIELD_WORK : Math.max(HOST_FIELD_WORK, overhead / 2);
+}
 
 /**
  * Evaluates the field at host-side states: the sequential baselines step on the host and need f
- * only. A small field (B × its step's cost ≤ HOST_FIELD_WORK) runs on the host interpreter in the
+ * only. A small field (B × its step's cost ≤ hostFieldWork(backend)) runs on the host interpreter in the
  * backend's dtype (float32 rounds every node as float32 tensor ops do); a bigger one is one batched
  * backend call per evaluation.
  */
@@ -50,7 +58,7 @@ class FieldEvaluator {
     const xHost = x ? Float64Array.from(await backend.read(x)) : undefined;
     const program = field.stepProgram();
     let host: HostStep | undefined;
-    if (B * stepCost(program.graph, program.outputs) <= HOST_FIELD_WORK) {
+    if (B * stepCost(program.graph, program.outputs) <= hostFieldWork(backend)) {
       const values: Record<string, TypedArray> = {};
       for (const [name, t] of Object.entries(params)) values[name] = await backend.read(t);
       host = new HostStep(program, values, dtype);
@@ -76,7 +84,9 @@ class FieldEvaluator {
         for (let k = 0; k < m; k++) {
           const lo = x[(b * T1 + i) * m + k]!;
           const hi = x[(b * T1 + i + 1) * m + k]!;
-          xi[b * m + k] = lo + w * (hi - lo);
+          // Not lo + w·(hi − lo): hi − lo overflows for finite x of opposite signs near the
+          // largest doubles, and an end's value stays its own (NaN at one end stays there).
+          xi[b * m + k] = w === 0 ? lo : w === 1 ? hi : (1 - w) * lo + w * hi;
         }
       }
     }
@@ -112,6 +122,19 @@ class FieldEvaluator {
       if (input) backend.dispose(input);
     }
   }
+}
+
+function largestMagnitude(y: Float64Array): number {
+  let top = 0;
+  for (let e = 0; e < y.length; e++) top = Math.max(top, Math.abs(y[e]!));
+  return top;
+}
+
+function leavesRange(dtype: Tensor['dtype'], t: number, top: number, where: string, steps: number, rejected: number): ConvergenceError {
+  return new ConvergenceError(
+    `dopri5: the solution leaves ${dtype}'s range at t ≈ ${t} (|y| reached ${top.toPrecision(3)}, ${where}) after ${steps} accepted and ${rejected} rejected steps${dtype === 'float32' ? ': solve in float64, or rescale the problem' : ''}`,
+    { steps, rejected, t, largest: top },
+  );
 }
 
 const axpy = (y: Float64Array, terms: readonly [number, Float64Array][]) => {
@@ -220,13 +243,52 @@ const B4 = [5179 / 57600, 0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 210
 const STIFF_H_LAMBDA = 3.25;
 const CALM_STEPS_ENDING_A_STIFF_RUN = 6;
 /**
- * A run of stiff steps this long is judged: where the rest of the horizon at this step size would
- * take more than HOPELESS × the steps left, dopri5 stops at once with a ConvergenceError instead of
- * spending every step of `maxSteps` on an answer it cannot reach. The margin leaves room for
- * stiffness that passes (the step may grow again); a solve the budget would finish is never stopped.
+ * A run of stiff steps is judged at the end of every window of STIFF_WINDOW of its accepted steps
+ * from the second on: where the rest of the horizon would take more than HOPELESS × the steps
+ * `maxSteps` leaves, dopri5 stops with a ConvergenceError instead of spending all of them on an
+ * answer it cannot reach. The projection lets the step grow as it grew from the window before to
+ * the last (stiffness that fades — a decaying stiff mode — lets it grow geometrically in time), so
+ * a transient is not judged as if it lasted; for a field with inputs it reaches only to the end of
+ * the grid interval, since the next input may end the stiffness.
  */
-const STIFF_RUN_JUDGED = 1000;
+const STIFF_WINDOW = 1000;
 const HOPELESS = 10;
+/** Mean step growth between windows below which the step is taken as held (its noise at the stability edge). */
+const HELD_STEP_GROWTH = 1.02;
+
+/** A run of stiff steps, in windows: the steps the rest of the horizon would take as the step grows. */
+class StiffRun {
+  /** Accepted stiff steps in the run. */
+  length = 0;
+  private span = 0;
+  private previousSpan = 0;
+
+  reset(): void {
+    this.length = 0;
+    this.span = 0;
+    this.previousSpan = 0;
+  }
+
+  /**
+   * Count an accepted stiff step of size `hs`. At the end of a window from the second on, the steps
+   * that `left` would take from here; otherwise undefined.
+   */
+  add(hs: number, left: number): number | undefined {
+    this.length++;
+    this.span += hs;
+    if (this.length % STIFF_WINDOW !== 0) return undefined;
+    const [before, last] = [this.previousSpan, this.span];
+    this.previousSpan = last;
+    this.span = 0;
+    if (before === 0) return undefined;
+    // Windows of equal step counts: the ratio of their spans is that of their mean steps.
+    const growth = last / before;
+    if (!(growth > HELD_STEP_GROWTH)) return left / hs;
+    // h(s) = hs·e^{rate·s}: ∫₀^left ds / h(s).
+    const rate = Math.log(growth) / ((before + last) / 2);
+    return -Math.expm1(-rate * left) / (rate * hs);
+  }
+}
 
 /** |λ| of the field near y7, from two evaluations at the same time: ‖k7 − k6‖ / ‖y7 − y6‖ (0 where y7 = y6). */
 function lambdaEstimate(k7: Float64Array, k6: Float64Array, y7: Float64Array, y6: Float64Array): number {
@@ -302,7 +364,7 @@ async function dopri5Run(
   if (!(h > 0)) h = grid[1]! - grid[0]!; // a span of subnormals: a hundredth of it rounds to 0
   let steps = 0;
   let rejected = 0;
-  let stiffRun = 0;
+  const stiff = new StiffRun();
   let calm = 0;
   let k1 = await f.eval(0, 0, y);
   for (let i = 0; i < T; i++) {
@@ -344,7 +406,10 @@ async function dopri5Run(
         let d = 0;
         for (let q = 0; q < 7; q++) d += (B5[q]! - B4[q]!) * k[q]![e]!;
         const sc = atol + rtol * Math.max(Math.abs(y[e]!), Math.abs(yNew[e]!));
-        err = Math.max(err, Math.abs(hs * d) / sc);
+        // No error where the estimate is 0: with atol = 0 a component that stays at 0 had made
+        // 0/0, read as overflowing stages, and every step was rejected down to an underflow.
+        const q = Math.abs(hs * d);
+        err = Math.max(err, q === 0 ? 0 : q / sc);
       }
       if (!Number.isFinite(err)) {
         // The stages overflowed. Where the state itself is within 2¹⁰ of the dtype's largest value,
@@ -353,35 +418,32 @@ async function dopri5Run(
         const bad = y.findIndex((e) => !Number.isFinite(e));
         // A state that is not finite (NaN in y0 under checkFinite: false) has no step to find.
         if (bad >= 0) throw new NonFiniteError(`dopri5: the state at t = ${grid[i]! + t}`, bad, y[bad]!);
-        const top = y.reduce((v, e) => Math.max(v, Math.abs(e)), 0);
-        if (!(top < LARGEST[y0.dtype] / 1024)) {
-          throw new ConvergenceError(
-            `dopri5: the solution leaves ${y0.dtype}'s range at t ≈ ${grid[i]! + t} (|y| reached ${top.toPrecision(3)}, and the field overflows there) after ${steps} accepted and ${rejected} rejected steps${y0.dtype === 'float32' ? ': solve in float64, or rescale the problem' : ''}`,
-            { steps, rejected, t: grid[i]! + t, largest: top },
-          );
-        }
+        const top = largestMagnitude(y);
+        if (!(top < LARGEST[y0.dtype] / 1024)) throw leavesRange(y0.dtype, grid[i]! + t, top, 'and the field overflows there', steps, rejected);
         err = 1e10;
       }
+      // A finite field can carry y past the dtype's largest value too (float32: the state is kept
+      // in float64 here and had come back as ±Infinity, unflagged).
+      const topNew = largestMagnitude(yNew);
+      if (err <= 1 && !(topNew <= LARGEST[y0.dtype])) throw leavesRange(y0.dtype, grid[i]! + t + hs, topNew, 'past its largest value', steps, rejected);
       const factor = Math.min(5, Math.max(0.2, 0.9 * err ** -0.2));
       if (err <= 1) {
-        if (hs * lambdaEstimate(k[6]!, k[5]!, yNew, y6) > STIFF_H_LAMBDA) {
-          stiffRun++;
-          calm = 0;
-        } else if (++calm >= CALM_STEPS_ENDING_A_STIFF_RUN) stiffRun = 0;
+        const stiffStep = hs * lambdaEstimate(k[6]!, k[5]!, yNew, y6) > STIFF_H_LAMBDA;
+        if (stiffStep) calm = 0;
+        else if (++calm >= CALM_STEPS_ENDING_A_STIFF_RUN) stiff.reset();
         t = last ? tEnd : t + hs;
         y = yNew;
         k1 = k[6]!; // first same as last
         steps++;
         if (!last) h = hs * factor;
-        if (stiffRun >= STIFF_RUN_JUDGED) {
-          const left = tEnd - t + (grid[T]! - grid[i + 1]!);
-          const needed = left / hs;
-          if (needed > HOPELESS * (maxSteps - steps - rejected)) {
-            throw new ConvergenceError(
-              `dopri5: the problem is stiff from t ≈ ${grid[i]! + t}: for ${stiffRun} steps the step size (${hs.toPrecision(3)}) was held at the edge of the method's stability region, and the ${left.toPrecision(3)} left to t = ${grid[T]} would take about ${needed.toPrecision(3)} steps at that size, more than ${HOPELESS}× the ${maxSteps - steps - rejected} that maxSteps leaves. An explicit method cannot do better on this field: shorten the interval or rescale the field (solveIvp's exponential scheme is not held by stability; its sequential fallback is this method)`,
-              { steps, rejected, stiff: true, t: grid[i]! + t, step: hs },
-            );
-          }
+        const end = field.inputSize > 0 ? grid[i + 1]! : grid[T]!;
+        const left = tEnd - t + (end - grid[i + 1]!);
+        const needed = stiffStep ? stiff.add(hs, left) : undefined;
+        if (needed !== undefined && needed > HOPELESS * (maxSteps - steps - rejected)) {
+          throw new ConvergenceError(
+            `dopri5: the problem is stiff from t ≈ ${grid[i]! + t}: for ${stiff.length} steps the step size (${hs.toPrecision(3)}) was held at the edge of the method's stability region, and the ${left.toPrecision(3)} left to t = ${end} would take about ${needed.toPrecision(3)} steps as the step has grown, more than ${HOPELESS}× the ${maxSteps - steps - rejected} that maxSteps leaves. An explicit method cannot do better on this field: shorten the interval or rescale the field (solveIvp's exponential scheme is not held by stability; its sequential fallback is this method)`,
+            { steps, rejected, stiff: true, t: grid[i]! + t, step: hs },
+          );
         }
       } else {
         rejected++;
