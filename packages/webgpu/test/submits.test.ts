@@ -1,6 +1,7 @@
 import { cells, type DeviceCounters, deer, deerWithGrad, defineCell, dopri5, lang, sequential, withCapabilities } from '@deerjs/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWebGpuBackend, type WebGpuBackend } from '../src/index.js';
+import { USAGE } from '../src/flags.js';
 import { skipReason } from './adapter.js';
 
 const skip = await skipReason();
@@ -23,6 +24,49 @@ describe.skipIf(skip !== null)('webgpu submissions per Newton iteration', () => 
     backend = await createWebGpuBackend();
   });
   afterAll(() => backend?.destroy());
+
+  it('a repeated solve reuses its bind groups and uniforms instead of making them per dispatch', async () => {
+    const cell = cells.gru({ inputSize: 2, hiddenSize: 8 });
+    const params = cell.init({ seed: 3 });
+    const x = backend.tensor(
+      Array.from({ length: 2 * 300 * 2 }, (_, i) => Math.sin(0.37 * i)),
+      [2, 300, 2],
+    );
+    const device = (backend as unknown as { ctx: { device: GPUDevice } }).ctx.device;
+    const made = { bindGroups: 0, uniforms: 0 };
+    const createBindGroup = device.createBindGroup.bind(device);
+    const createBuffer = device.createBuffer.bind(device);
+    device.createBindGroup = (d) => {
+      made.bindGroups++;
+      return createBindGroup(d);
+    };
+    device.createBuffer = (d) => {
+      if (d.usage === (USAGE.UNIFORM | USAGE.COPY_DST)) made.uniforms++;
+      return createBuffer(d);
+    };
+    try {
+      const solve = async () => {
+        const { y, stats } = await deer(backend, cell, params, x);
+        backend.dispose(y);
+        return stats;
+      };
+      await solve();
+      const before = backend.counters();
+      made.bindGroups = 0;
+      made.uniforms = 0;
+      const stats = await solve();
+      const dispatches = backend.counters().dispatches - before.dispatches;
+      expect(stats.converged).toBe(true);
+      expect(dispatches).toBeGreaterThan(10);
+      // Buffers come back from the pool and shapes repeat: nearly every dispatch finds its bind group.
+      expect(made.bindGroups, `${made.bindGroups} bind groups made for ${dispatches} dispatches`).toBeLessThanOrEqual(dispatches / 10);
+      expect(made.uniforms).toBe(0);
+    } finally {
+      device.createBindGroup = createBindGroup;
+      device.createBuffer = createBuffer;
+      backend.dispose(x);
+    }
+  });
 
   for (const [name, n, jacobian] of [
     ['dense GRU', 8, 'auto'],
