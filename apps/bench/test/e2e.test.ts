@@ -12,6 +12,19 @@ import { resultsTable, speedupPivot } from '../src/table.js';
 const dir = mkdtempSync(path.join(tmpdir(), 'deer-bench-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+describe('the best available backend', () => {
+  it('is never an emulated one while the cpu backend is installed', async () => {
+    // deer-bench's settings for tfjs (the wasm engine) and webgpu (timestamps) had read as a request
+    // for each: the README's first command then ran on llvmpipe, 2–46× slower than cpu here.
+    const backend = await openBackend(undefined, 'float32');
+    try {
+      expect(backend.capabilities.emulated, backend.capabilities.device).not.toBe(true);
+    } finally {
+      await backend.destroy();
+    }
+  });
+});
+
 describe('a tiny grid on the cpu backend', () => {
   it('writes JSON and SVG with sane numbers', async () => {
     const options = resolveOptions(

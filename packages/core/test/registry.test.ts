@@ -202,6 +202,9 @@ describe('backend registry', () => {
     expect((await loadBackend(undefined, { importer: none, options: { backend: 'wasm' } })).name).toBe('tfjs');
     // dtype is everyone's: no aim.
     expect((await loadBackend(undefined, { importer: none, options: { dtype: 'float32' } })).name).toBe('cpu');
+    // Settings for two backends, whichever loads (deer-bench's): no aim either — they had picked
+    // llvmpipe over cpu for the README's first command.
+    expect((await loadBackend(undefined, { importer: none, options: { backend: 'wasm', timestamps: true } })).name).toBe('cpu');
   });
 
   it('registerBackend checks what it is given', () => {

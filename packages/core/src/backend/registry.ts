@@ -181,7 +181,7 @@ export async function loadBackend(name?: string, opts: LoadBackendOptions = {}):
   // only until one that is not loads; on a machine without a GPU the cpu backend beats llvmpipe at every
   // size measured (GRU, B = 16, float32, nh = 1–32: sequential 1.9–41×, 'auto' 3.5–46× faster).
   // Options that only one backend knows (tfjs's `backend`, webgpu's `powerPreference`) say which
-  // one the caller wants: that one is not held back.
+  // one the caller wants: that one is not held back (unless options name several such backends).
   const aimedAt = optionsAimedAt(opts.options);
   let emulated: Backend | undefined;
   try {
@@ -231,14 +231,18 @@ async function destroyQuietly(backend: Backend): Promise<void> {
   }
 }
 
-/** The known backends that some option given to loadBackend() belongs to alone. */
+/**
+ * The known backend that the options given to loadBackend() aim at: the one that options only it
+ * knows belong to. Options of several backends' own (deer-bench passes tfjs's engine and webgpu's
+ * timestamps, for whichever loads) aim at none: each is only a setting in case that one is picked.
+ */
 function optionsAimedAt(options: BackendOptions | undefined): Set<string> {
   const out = new Set<string>();
   for (const key of Object.keys(options ?? {})) {
     const owners = Object.entries(KNOWN_BACKENDS).filter(([, k]) => k.options.includes(key));
     if (owners.length === 1) out.add(owners[0]![0]);
   }
-  return out;
+  return out.size === 1 ? out : new Set();
 }
 
 function priorityOf(name: string): number {
