@@ -87,6 +87,11 @@ export function bandwidthShape(backend: Backend, quick: boolean): [number, numbe
   return [16, quick ? 100_000 : gpu ? 4_000_000 : 1_000_000, 1];
 }
 
+/** What measureBandwidth holds at once: A, c, a second operand, y0 and two outputs, about six arrays of the shape. */
+export function bandwidthBytes(shape: readonly [number, number, number], dtype: DType): number {
+  return 6 * shape[0] * shape[1] * shape[2] * (dtype === 'float64' ? 8 : 4);
+}
+
 export async function measureBandwidth(
   backend: Backend,
   shape: readonly [number, number, number],

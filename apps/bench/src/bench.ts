@@ -1,8 +1,10 @@
 import type { Backend } from '@deerjs/core';
 import type { BenchOptions } from './args.js';
-import { type Bandwidth, bandwidthShape, measureBandwidth } from './bandwidth.js';
+import { type Bandwidth, bandwidthBytes, bandwidthShape, measureBandwidth } from './bandwidth.js';
+import { formatBytes } from './format.js';
 import { buildGrid, type GridPoint } from './grid.js';
 import { gitCommit, machineInfo, onnxruntimeVersion } from './machine.js';
+import { appDir } from './output.js';
 import { PointRunner } from './point.js';
 import type { BenchReport, PointResult } from './report.js';
 import { loadOnnxPackage } from './runners/ort.js';
@@ -13,6 +15,8 @@ export interface BenchHooks {
   readonly onPoint?: (r: PointResult, index: number, total: number) => void;
   /** Non-fatal problems, e.g. onnxruntime missing. */
   readonly onWarning?: (message: string) => void;
+  /** Before the scan bandwidth is measured on [B, T, n]. */
+  readonly onBandwidth?: (shape: readonly [number, number, number]) => void;
 }
 
 /** Run every grid point on one backend; a failing or skipped point is recorded and the run goes on. */
@@ -54,11 +58,20 @@ export async function runBench(
     points.push(r);
     hooks.onPoint?.(r, i, grid.length);
   }
+  // The limits hold for the bandwidth section too (it had run [16, 1e6, 1] past --max-memory and
+  // --deadline), and it says it is running: 10 s on cpu without --quick.
   let bandwidth: Bandwidth | { error: string };
-  try {
-    bandwidth = await measureBandwidth(backend, bandwidthShape(backend, o.quick), o.dtype, o.seed);
-  } catch (err) {
-    bandwidth = { error: err instanceof Error ? err.message.split('\n')[0]! : String(err) };
+  const shape = bandwidthShape(backend, o.quick);
+  const bytes = bandwidthBytes(shape, o.dtype);
+  if ((performance.now() - t0) / 1000 > o.deadline) bandwidth = { error: `skipped: past --deadline ${o.deadline} s` };
+  else if (bytes > o.maxMemory) bandwidth = { error: `skipped: needs ~${formatBytes(bytes)} > --max-memory ${formatBytes(o.maxMemory)}` };
+  else {
+    hooks.onBandwidth?.(shape);
+    try {
+      bandwidth = await measureBandwidth(backend, shape, o.dtype, o.seed);
+    } catch (err) {
+      bandwidth = { error: err instanceof Error ? err.message.split('\n')[0]! : String(err) };
+    }
   }
   const caps = backend.capabilities;
   return {
@@ -69,7 +82,8 @@ export async function runBench(
     machine: machineInfo(),
     backend: { name: backend.name, device: caps.device, maxBufferBytes: caps.maxBufferBytes },
     dtype: o.dtype,
-    git: gitCommit(process.cwd()),
+    // deerjs's commit, not that of the directory the command runs in.
+    git: gitCommit(appDir()),
     onnxruntime: onnx ? onnxruntimeVersion() : null,
     options: {
       nh: o.nh,

@@ -92,6 +92,7 @@ async function main(argv: readonly string[]): Promise<number> {
         process.stderr.write(`${progressLine(r, i, n)}\n`);
       },
       onWarning: (msg) => process.stderr.write(`warning: ${msg}\n`),
+      onBandwidth: (shape) => process.stderr.write(`measuring the scan bandwidth on [${shape.join(', ')}]\n`),
     });
     printReport(report, writeOutputs(report, dir));
     return report.points.some((r) => r.status === 'error') ? 1 : 0;

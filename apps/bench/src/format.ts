@@ -13,6 +13,16 @@ export function formatDiff(x: number): string {
   return x === 0 ? '0' : x.toExponential(1);
 }
 
+/** 300·1024 → '300 KiB', 1.5·2³⁰ → '1.5 GiB', 1000 → '1000 B': the largest unit that keeps a whole part, about three digits. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let k = 0;
+  while (k < units.length - 1 && bytes >= 1024 ** (k + 1)) k++;
+  const v = bytes / 1024 ** k;
+  const digits = v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2);
+  return `${digits.includes('.') ? digits.replace(/\.?0+$/, '') : digits} ${units[k]}`;
+}
+
 export function formatMiB(bytes: number): string {
   return `${Math.round(bytes / 2 ** 20)}`;
 }

@@ -1,5 +1,6 @@
 import { type Backend, DTYPE_BYTES, type DType, type TypedArray } from '@deerjs/core';
 import { backendBytes } from './backend.js';
+import { formatBytes, formatMs } from './format.js';
 import { estimateBytes, type GridPoint } from './grid.js';
 import { MemorySampler } from './memory.js';
 import { CostPredictor } from './predict.js';
@@ -62,7 +63,7 @@ export class PointRunner {
       return {
         point: p,
         status: 'skipped',
-        reason: `needs ~${gib(estimatedBytes)} GiB (Jacobian T·B·n·s + sequences) > --max-memory ${gib(this.ctx.maxMemory)} GiB`,
+        reason: `needs ~${formatBytes(estimatedBytes)} (Jacobian T·B·n·s + sequences) > --max-memory ${formatBytes(this.ctx.maxMemory)}`,
         estimatedBytes,
         wallMs: 0,
       };
@@ -72,7 +73,7 @@ export class PointRunner {
       return {
         point: p,
         status: 'skipped',
-        reason: `predicted ~${Math.round(predicted)} s per run > --max-time ${this.ctx.maxTime} s`,
+        reason: `predicted ~${formatMs(predicted * 1000)} per run > --max-time ${formatMs(this.ctx.maxTime * 1000)}`,
         estimatedBytes,
         wallMs: 0,
       };
@@ -99,6 +100,11 @@ export class PointRunner {
       // The timed runs are the last samplesMs.length ones.
       const timed = parts.slice(parts.length - d.samplesMs.length);
       const deviceTimes = timed.flatMap((t) => (t.deviceMs === undefined ? [] : [t.deviceMs]));
+      const deviceMedian = deviceTimes.length === timed.length && timed.length > 0 ? median(deviceTimes) : undefined;
+      const kernelsRun =
+        deviceMedian === undefined
+          ? timed.at(-1)
+          : timed.reduce((best, t) => (Math.abs(t.deviceMs! - deviceMedian) < Math.abs(best.deviceMs! - deviceMedian) ? t : best));
       const deer: DeerTiming = {
         ...timing(d),
         iterations: stats.iterations,
@@ -109,8 +115,10 @@ export class PointRunner {
         windows: stats.windows,
         solveMs: median(timed.map((t) => t.solveMs)),
         readbackMs: median(timed.map((t) => t.readbackMs)),
-        ...(deviceTimes.length === timed.length && timed.length > 0 ? { deviceMs: median(deviceTimes) } : {}),
-        ...(timed.at(-1)?.deviceKernels ? { deviceKernels: timed.at(-1)!.deviceKernels! } : {}),
+        ...(deviceMedian !== undefined ? { deviceMs: deviceMedian } : {}),
+        // The kernels of the run whose device time is the median's (the last run's had been shown
+        // beside the median, a kernel then taking longer than the whole).
+        ...(kernelsRun?.deviceKernels ? { deviceKernels: kernelsRun.deviceKernels } : {}),
         ...(stats.device
           ? { device: { ...stats.device, submitsPerIteration: stats.device.submits / Math.max(1, stats.iterations) } }
           : {}),
@@ -212,6 +220,3 @@ export class PointRunner {
   }
 }
 
-function gib(bytes: number): string {
-  return (bytes / 2 ** 30).toFixed(bytes < 2 ** 30 ? 2 : 1);
-}

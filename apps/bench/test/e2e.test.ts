@@ -148,7 +148,10 @@ describe('a tiny grid on the cpu backend', () => {
     try {
       const report = await runBench(backend, options);
       expect(report.points.map((r) => r.status)).toEqual(['ok', 'skipped']);
-      expect(report.points[1]!.reason).toMatch(/--max-memory/);
+      // In units that show the numbers (GiB to two places had read "~0.00 GiB > 0.00 GiB").
+      expect(report.points[1]!.reason).toMatch(/needs ~\d+(\.\d+)? MiB .* > --max-memory 1 MiB$/);
+      // The bandwidth section keeps to the limit too (it had run on 16 × 1e5 whatever the limit).
+      expect(report.bandwidth).toEqual({ error: expect.stringMatching(/^skipped: needs ~\d+(\.\d+)? MiB > --max-memory 1 MiB$/) });
     } finally {
       await backend.destroy();
     }

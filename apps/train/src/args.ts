@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { KNOWN_BACKENDS } from '@deerjs/core';
 import { stateSize } from '@deerjs/nn';
@@ -230,8 +231,9 @@ export function parseCli(argv: readonly string[]): ParsedArgs {
     ...(limit !== undefined ? { limit } : {}),
     checkpointEvery: int('checkpoint-every', str('checkpoint-every'), 0, { min: 0, max: 1e9 }),
     out: str('out') ?? `runs/${task}`,
-    ...(given('data') ? { data: str('data') } : {}),
-    ...(given('test-data') ? { testData: str('test-data') } : {}),
+    // Absolute: the checkpoint stores them, and --resume may run from another directory.
+    ...(given('data') ? { data: resolve(str('data')!) } : {}),
+    ...(given('test-data') ? { testData: resolve(str('test-data')!) } : {}),
     synthetic: v.synthetic === true,
     ...(length !== undefined ? { length } : {}),
     cell,

@@ -11,8 +11,14 @@ export class TrainingInterrupted extends DeerError {
   constructor(
     readonly step: number,
     readonly checkpoint: string,
+    /** false: stopped before there was a checkpoint (while the data was being made). */
+    saved = true,
   ) {
-    super(`interrupted after step ${step}; the checkpoint ${checkpoint} holds it: rerun with --resume to go on`);
+    super(
+      saved
+        ? `interrupted after step ${step}; the checkpoint ${checkpoint} holds it: rerun with --resume to go on`
+        : 'interrupted before the first step; nothing was saved',
+    );
   }
 }
 

@@ -83,3 +83,13 @@ export class MetricsLog<R extends { type: string; step: number } = MetricRecord>
     appendFileSync(this.file, `${JSON.stringify(r)}\n`);
   }
 }
+
+/**
+ * Mean time of the steps this process ran (those after `resumedAt`), or of every recorded step where
+ * it ran none (a finished run resumed to evaluate again had reported 0 ms/step).
+ */
+export function meanStepMs(history: readonly { readonly step: number; readonly ms: number }[], resumedAt = 0): number {
+  const ran = history.filter((h) => h.step > resumedAt);
+  const over = ran.length > 0 ? ran : history;
+  return over.length > 0 ? over.reduce((a, h) => a + h.ms, 0) / over.length : Number.NaN;
+}

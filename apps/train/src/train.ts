@@ -11,7 +11,7 @@ import { openBackend } from './backend.js';
 import type { TrainConfig } from './config.js';
 import type { Dataset } from './data/dataset.js';
 import { replaceFile } from '@deerjs/app-shared';
-import { type EvalRecord, MetricsLog, type StepRecord } from './metrics.js';
+import { type EvalRecord, MetricsLog, meanStepMs, type StepRecord } from './metrics.js';
 import { ProgressBar } from './progress.js';
 import { plotSvg, smooth } from './svg.js';
 import { loadTaskData, permutation } from './tasks.js';
@@ -147,14 +147,15 @@ export async function train(cli: TrainConfig, opts: TrainOptions = {}): Promise<
     }
     progress.done();
     if (step !== checkpoints.lastSaved || !ckpt) await checkpoints.save();
-    const test = await evaluate(backend, model, params, data.test, config, step);
+    // Ctrl-C during the evaluation stops it too (the steps are all in the checkpoint; --resume
+    // evaluates again); without the signal the cpu backend never let the handler run.
+    const test = await guard.guard(() => evaluate(backend, model, params, data.test, config, step, { signal: opts.signal, log }));
     metrics.append(test);
-    const timed = history.filter((h) => h.step > (ckpt?.step ?? 0));
     const summary: TrainSummary = {
       config,
       steps: step,
       parameters: model.parameterCount,
-      meanStepMs: timed.length ? timed.reduce((a, h) => a + h.ms, 0) / timed.length : 0,
+      meanStepMs: meanStepMs(history, ckpt?.step),
       test,
       device: backend.capabilities.device,
     };
@@ -174,12 +175,19 @@ export async function evaluate(
   data: Dataset,
   config: TrainConfig,
   step: number,
+  opts: { readonly signal?: AbortSignal | undefined; readonly log?: (line: string) => void } = {},
 ): Promise<EvalRecord> {
   const T = data.length;
   const m = data.channels;
   let loss = 0;
   let correct = 0;
+  const batches = Math.ceil(data.size / config.batch);
+  const every = Math.max(1, Math.round(batches / 10));
+  const t0 = performance.now();
   for (let start = 0; start < data.size; start += config.batch) {
+    const batch = start / config.batch;
+    if (opts.log && batches > 1 && batch % every === 0)
+      opts.log(`evaluating: ${start}/${data.size} examples${batch > 0 ? `, ${((performance.now() - t0) / 1000).toFixed(1)} s` : ''}`);
     const idx = Array.from({ length: Math.min(config.batch, data.size - start) }, (_, i) => start + i);
     const xs = new Float64Array(idx.length * T * m);
     data.fill(idx, xs);
@@ -187,7 +195,7 @@ export async function evaluate(
     try {
       const logits = await model.logits(backend, params, x, {
         solver: config.solver,
-        deer: { maxIter: config.maxIter },
+        deer: { maxIter: config.maxIter, ...(opts.signal ? { signal: opts.signal } : {}) },
       });
       const ce = softmaxCrossEntropy(
         logits,

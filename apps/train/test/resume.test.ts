@@ -108,6 +108,29 @@ describe('a run stopped by its signal (Ctrl-C in the CLI) keeps every finished s
     expect(strip(readMetrics(join(out, 'metrics.jsonl')))).toEqual(expected);
   });
 
+  it('stops the evaluation too, and a --resume of the finished steps evaluates and reports their time', async () => {
+    // The test set was evaluated without the signal: Ctrl-C there was not seen (the cpu backend
+    // never yielded), the run exited 0, and a second Ctrl-C did not quit.
+    const out = tempDir('signal-eval');
+    const controller = new AbortController();
+    const log = (line: string) => {
+      if (line.startsWith('evaluating:')) controller.abort(new Error('stop'));
+    };
+    const config = configOf([...flags.filter((f, i, a) => f !== '--epochs' && a[i - 1] !== '--epochs'), '--epochs', '1', '--out', out]);
+    const stopped = await train(config, { log, progress: quiet.progress, signal: controller.signal }).catch((e: unknown) => e);
+    expect(stopped).toBeInstanceOf(TrainingInterrupted);
+    const steps = (stopped as TrainingInterrupted).step;
+    expect(steps).toBeGreaterThan(0);
+    expect((await readCheckpoint(join(out, 'checkpoint.ckpt'))).step).toBe(steps);
+    expect(readMetrics(join(out, 'metrics.jsonl')).some((r) => r.type === 'eval')).toBe(false);
+    // Nothing left to train: the resumed run evaluates, and its time per step is that of the
+    // recorded steps (it had said 0 ms/step).
+    const done = await train(configOf(['eigenworms', '--out', out, '--resume']), { ...quiet, resume: true });
+    expect(done.steps).toBe(steps);
+    expect(done.meanStepMs).toBeGreaterThan(0);
+    expect(readMetrics(join(out, 'metrics.jsonl')).filter((r) => r.type === 'eval')).toHaveLength(1);
+  });
+
   it('the CLI on SIGINT: exit code 130, one line naming the checkpoint, and --resume finishes the run', async () => {
     const out = tempDir('sigint');
     const child = spawn(process.execPath, [cli, ...flags, '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -24,8 +24,9 @@ const HELP = `deer-study: convergence of DEER, quasi-DEER, ELK, quasi-ELK and 'a
   so its iterations grow with this, not with the exponent). 'auto' runs on the backend as if it
   had a GPU's lanes (withCapabilities): on a few CPU cores its cost model would evaluate every
   problem sequentially, and the study is about its Newton path. Writes study.json (after every
-  problem) and study.svg to --out (default: the app's results/study-<backend>, i.e.
-  apps/bench/results/study-<backend> in the repository, wherever it runs from).
+  problem, with study.svg beside it) to --out (default: the app's results/study-<backend>, i.e.
+  apps/bench/results/study-<backend> in the repository, wherever it runs from; with --quick
+  results/study-<backend>-quick, so that a quick run never replaces the committed full study).
 `;
 
 function parse(argv: readonly string[]): { quick: boolean; backend: string; out?: string; help: boolean } {
@@ -65,20 +66,30 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const config = args.quick ? STUDY_QUICK : STUDY_FULL;
-  const dir = args.out ?? path.join(resultsDir(), `study-${args.backend}`);
-  ensureOutputDir(dir);
+  const dir = args.out ?? path.join(resultsDir(), `study-${args.backend}${args.quick ? '-quick' : ''}`);
   // float64 where the backend has it (cpu); the GPU and tfjs backends are float32.
   const dtype = args.backend === 'cpu' ? config.dtype : 'float32';
+  // The backend first: a name that loads nothing had left an empty results folder behind.
   const backend = await openBackend(args.backend, dtype);
+  try {
+    ensureOutputDir(dir);
+  } catch (err) {
+    await backend.destroy();
+    throw err;
+  }
   const cfg = { ...config, dtype };
   const json = path.join(dir, 'study.json');
   const header = ['family', 'scale', '   lyap', '  mem', ...STUDY_METHODS.map((m) => m.id.padStart(22))].join(' ');
   process.stdout.write(`deer-study on ${backend.name} (${backend.capabilities.device}), ${dtype}, T = ${cfg.T}, B = ${cfg.B}, n = ${cfg.n}\n${header}\n`);
-  const save = (problems: readonly StudyProblem[]) =>
+  const svg = path.join(dir, 'study.svg');
+  // The plot with the JSON after every problem: an interrupted run leaves the two in agreement.
+  const save = (problems: readonly StudyProblem[]) => {
     replaceFile(
       json,
       `${JSON.stringify({ tool: 'deer-study', backend: backend.name, device: backend.capabilities.device, config: cfg, problems }, null, 1)}\n`,
     );
+    replaceFile(svg, studySvg(problems, `Convergence against weight scale (${backend.name}, T = ${cfg.T})`));
+  };
   try {
     const done: StudyProblem[] = [];
     const problems = await runConvergenceStudy(backend, cfg, (p, k, total) => {
@@ -86,8 +97,6 @@ async function main(argv: readonly string[]): Promise<number> {
       done.push(p);
       save(done);
     });
-    const svg = path.join(dir, 'study.svg');
-    replaceFile(svg, studySvg(problems, `Convergence against weight scale (${backend.name}, T = ${cfg.T})`));
     const contractive = problems.filter((p) => p.lyapunov < 0);
     const short = contractive.filter((p) => p.memory <= SHORT_MEMORY);
     for (const m of STUDY_METHODS) {
@@ -109,7 +118,7 @@ main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
     if (err instanceof BenchBackendError || err instanceof ArgError) {
-      process.stderr.write(`deer-study: ${err.message}\n`);
+      process.stderr.write(`deer-study: ${err.message.replace(/\s*\n\s*/g, ' ')}\n`);
       process.exit(2);
     }
     process.stderr.write(`deer-study: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

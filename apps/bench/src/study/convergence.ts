@@ -99,25 +99,26 @@ const now = () => performance.now();
 /**
  * Below this a single timing is mostly noise on a shared machine (a chaotic problem's 8.5 ms
  * sequential pass timed once had put 'auto' at 2.2× it; the median of 15 was 1.5×): such solves are
- * timed REPEATS times and the median kept.
+ * timed REPEATS times, longer ones LONG_REPEATS times (one sample had let a stall of a 3 ms pass,
+ * timed at 95 ms, become a row's sequential reference), and the median kept.
  */
 const SHORT_MS = 50;
 const REPEATS = 7;
+const LONG_REPEATS = 3;
 
-/** Runs `solve` (warm; it frees what it makes) and returns its first result with its time: one run, or the median of REPEATS when short. */
+/** Runs `solve` (warm; it frees what it makes) and returns its first result with the median of its times. */
 async function timed<R>(solve: () => Promise<R>): Promise<{ result: R; ms: number }> {
   let t0 = now();
   const result = await solve();
-  const first = now() - t0;
-  if (first >= SHORT_MS) return { result, ms: first };
-  const times = [first];
-  for (let i = 1; i < REPEATS; i++) {
+  const times = [now() - t0];
+  const repeats = times[0]! >= SHORT_MS ? LONG_REPEATS : REPEATS;
+  for (let i = 1; i < repeats; i++) {
     t0 = now();
     await solve();
     times.push(now() - t0);
   }
   times.sort((a, b) => a - b);
-  return { result, ms: times[REPEATS >> 1]! };
+  return { result, ms: times[repeats >> 1]! };
 }
 
 /** Run the study point by point; `onProblem` sees each problem as it finishes. */

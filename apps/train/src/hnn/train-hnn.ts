@@ -4,7 +4,7 @@ import { createCpuBackend } from '@deerjs/cpu';
 import { AdamW, clipGradNorm, type Params, parameterCount } from '@deerjs/nn';
 import { openBackend } from '../backend.js';
 import type { TrainConfig } from '../config.js';
-import { type HnnEvalRecord, type HnnStepRecord, MetricsLog } from '../metrics.js';
+import { type HnnEvalRecord, type HnnStepRecord, MetricsLog, meanStepMs } from '../metrics.js';
 import { replaceFile } from '@deerjs/app-shared';
 import { ProgressBar } from '../progress.js';
 import { permutation } from '../tasks.js';
@@ -13,7 +13,7 @@ import { hnnPlotSvg, orbitsSvg } from './plot.js';
 import { fitStep, integrate, type OdeRunOptions } from './solve.js';
 import { energy, generateOrbits, STATE, type Trajectories, timeGrid } from './two-body.js';
 import { EpochCheckpoints } from '../epoch-checkpoints.js';
-import { StepGuard } from '../interrupt.js';
+import { StepGuard, TrainingInterrupted } from '../interrupt.js';
 import { checkParamsFit, checkResumeStep, lrSchedule, runLength, setupRun } from '../run-setup.js';
 
 export interface HnnSummary {
@@ -61,14 +61,14 @@ function constantGuess(y0: Float64Array, T: number): Float64Array {
   return out;
 }
 
-async function makeData(c: TrainConfig): Promise<{ train: Trajectories; test: Trajectories }> {
+async function makeData(c: TrainConfig, signal: AbortSignal | undefined): Promise<{ train: Trajectories; test: Trajectories }> {
   const t = timeGrid(c.points!, c.tEnd!);
   // The reference is always float64 Dormand–Prince on the CPU, whatever the training backend.
   const cpu = createCpuBackend({ dtype: 'float64' });
   try {
     return {
-      train: await generateOrbits(cpu, c.orbits!, t, c.seed * 2 + 1),
-      test: await generateOrbits(cpu, c.testOrbits!, t, c.seed * 2 + 2),
+      train: await generateOrbits(cpu, c.orbits!, t, c.seed * 2 + 1, undefined, undefined, signal),
+      test: await generateOrbits(cpu, c.testOrbits!, t, c.seed * 2 + 2, undefined, undefined, signal),
     };
   } finally {
     await cpu.destroy();
@@ -87,7 +87,11 @@ export async function trainHnn(cli: TrainConfig, opts: TrainOptions = {}): Promi
   try {
     const T = config.points! - 1;
     const t0Data = performance.now();
-    const data = await makeData(config);
+    const data = await makeData(config, opts.signal).catch((err: unknown) => {
+      // Ctrl-C while the orbits are integrated: no step yet, so only a resumed run has a checkpoint.
+      if (opts.signal?.aborted) throw new TrainingInterrupted(ckpt?.step ?? 0, ckptPath, ckpt !== undefined);
+      throw err;
+    });
     const dataEnergyDrift = Math.max(maxRelativeDrift(data.train, T), maxRelativeDrift(data.test, T));
     log(
       `data: two-body orbits by Dormand–Prince (tol 1e-12): ${config.orbits} train / ${config.testOrbits} test, ${config.points} points on [0, ${config.tEnd}], max relative energy drift ${dataEnergyDrift.toExponential(1)} (${((performance.now() - t0Data) / 1000).toFixed(1)} s)`,
@@ -168,7 +172,7 @@ export async function trainHnn(cli: TrainConfig, opts: TrainOptions = {}): Promi
     progress.done();
     if (step !== checkpoints.lastSaved || !ckpt) await checkpoints.save();
 
-    const pred = await integrate(backend, field, params, data.test.y0, data.test.t, run);
+    const pred = await guard.guard(() => integrate(backend, field, params, data.test.y0, data.test.t, stepRun));
     let sq = 0;
     for (let i = 0; i < pred.y.length; i++) sq += (pred.y[i]! - data.test.y[i]!) ** 2;
     const test: HnnEvalRecord = {
@@ -179,12 +183,11 @@ export async function trainHnn(cli: TrainConfig, opts: TrainOptions = {}): Promi
       examples: data.test.count,
     };
     metrics.append(test);
-    const timed = history.filter((h) => h.step > (ckpt?.step ?? 0));
     const summary: HnnSummary = {
       config,
       steps: step,
       parameters: parameterCount(params),
-      meanStepMs: timed.length ? timed.reduce((a, h) => a + h.ms, 0) / timed.length : 0,
+      meanStepMs: meanStepMs(history, ckpt?.step),
       test,
       dataEnergyDrift,
       device: backend.capabilities.device,

@@ -99,11 +99,12 @@ export async function generateOrbits(
   seed: number,
   tol = 1e-12,
   bodies: TwoBody = UNIT_BODIES,
+  signal?: AbortSignal,
 ): Promise<Trajectories> {
   const y0 = initialConditions(count, seed, bodies);
   const y0t = backend.tensor(y0, [count, STATE], 'float64');
   try {
-    const r = await dopri5(backend, twoBodyField(bodies), {}, { y0: y0t, t }, { atol: tol, rtol: tol });
+    const r = await dopri5(backend, twoBodyField(bodies), {}, { y0: y0t, t }, { atol: tol, rtol: tol, ...(signal ? { signal } : {}) });
     const y = Float64Array.from(await backend.read(r.y));
     backend.dispose(r.y);
     return { count, t, y0, y };
