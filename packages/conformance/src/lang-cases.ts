@@ -175,7 +175,8 @@ export function langCases(): LangCase[] {
       (u) => (u > 0 ? u : 0.1 * u),
       {
         kinks: [0],
-        extremes: BIG,
+        // At the kink the left slope, as PyTorch takes it (the two branches' ties had given 0).
+        extremes: [...BIG, 0],
         derivative: (u) => (u > 0 ? 1 : 0.1),
       },
     ),
@@ -214,8 +215,19 @@ export function langCases(): LangCase[] {
       (u) => (u >= 0 ? u : 0.8 * (Math.exp(u) - 1)),
       {
         kinks: [0],
-        extremes: BIG,
+        extremes: [...BIG, 0],
         derivative: (u) => (u > 0 ? 1 : 0.8 * Math.exp(u)),
+      },
+    ),
+    // α = 1 (the default): smooth at 0, slope 1. Both branches' ties had taken the slope 0 there, so
+    // ∂L/∂h0 at the default h0 = 0 came out 0 instead of 0.5 (fuzz review).
+    unaryCase(
+      'elu-default',
+      (v) => L.elu(v),
+      (u) => (u >= 0 ? u : Math.expm1(u)),
+      {
+        extremes: [...BIG, 0, 1e-9, -1e-9],
+        derivative: (u) => (u > 0 ? 1 : Math.exp(u)),
       },
     ),
     unaryCase('softsign', L.softsign, (u) => u / (1 + Math.abs(u)), {

@@ -137,7 +137,9 @@ export function clip(v: VecLike, c: number): Vec {
 /** max(v, 0) + α·min(v, 0) (ONNX LeakyRelu; α default 0.01). */
 export function leakyRelu(v: VecLike, alpha = 0.01): Vec {
   finite('leakyRelu(v, alpha)', 'alpha', alpha);
-  return add(maximum(v, 0), mul(alpha, minimum(v, 0)));
+  // min(0, v), not min(v, 0): at v = 0 its derivative goes to v, so the slope there is α (the left
+  // slope, as PyTorch takes it), where both branches' ties had given 0.
+  return add(maximum(v, 0), mul(alpha, minimum(0, v)));
 }
 
 /** v where v > α, else 0 (ONNX ThresholdedRelu; α default 1). */
@@ -167,7 +169,9 @@ export function hardSigmoid(v: VecLike, alpha = 0.2, beta = 0.5): Vec {
  */
 export function elu(v: VecLike, alpha = 1): Vec {
   finite('elu(v, alpha)', 'alpha', alpha);
-  const t = tanh(mul(minimum(v, 0), 0.5));
+  // min(0, v): at v = 0 the slope is α·1 (the left slope; 1 where α = 1 and elu is smooth there),
+  // where both branches' ties had given 0.
+  const t = tanh(mul(minimum(0, v), 0.5));
   return add(maximum(v, 0), mul(alpha, div(mul(2, t), sub(1, t))));
 }
 
