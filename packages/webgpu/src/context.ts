@@ -358,7 +358,10 @@ export class GpuContext {
     if (info.messages.some((m) => m.type === 'error')) throw compileError(label, code, info.messages);
   }
 
-  /** A uniform block no pending command uses, written now and kept until the next submit. */
+  /**
+   * The uniform block holding `values`: made and written once, then kept by its values and never
+   * written again (queue writes run before pending commands, which may still read it).
+   */
   private uniform(values: readonly number[]): GPUBuffer {
     if (values.length > 7) throw new Error('webgpu: uniform slot 7 is reserved (always 0)');
     const data = new Uint32Array(8);
