@@ -92,7 +92,7 @@ export interface DeerStats {
    * as converged, not as fallen back. `onIteration` reports Newton iterations only.
    */
   readonly shootingSweeps: number;
-  /** 'auto': the largest estimated Lyapunov exponent per step over the rows (> 0: chaotic); undefined where no row was long enough to estimate one (rows of fewer than 10 steps). */
+  /** 'auto': the largest estimated Lyapunov exponent per step over the rows (above CHAOS_THRESHOLD, 0.01: chaotic); undefined where no row was long enough to estimate one (rows of fewer than 10 steps). */
   readonly lyapunov: number | undefined;
   /**
    * 'auto': the largest per-row memory measured — steps a trajectory from a perturbed start took to

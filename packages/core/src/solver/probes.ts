@@ -25,7 +25,7 @@ const MIN_EXPONENT_STEPS = 8;
 export const CHAOS_THRESHOLD = 0.01;
 
 export interface DynamicsProbe {
-  /** Per row: the largest Lyapunov exponent per step (> 0: chaotic). */
+  /** Per row: the largest Lyapunov exponent per step (above CHAOS_THRESHOLD, 0.01: chaotic). */
   readonly lyapunov: Float64Array;
   /**
    * Per row: the nonlinear memory — steps until a trajectory from a perturbed start follows the
