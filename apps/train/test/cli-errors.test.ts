@@ -171,6 +171,11 @@ describe('deer-train: every bad flag, path or data file is one line on stderr an
       /CheckpointError: .*checkpoint\.ckpt: cannot be read \(ENOENT\)/,
     ],
     [
+      'a --data folder without the IDX files says what it must hold',
+      ['fashion-mnist', '--data', emptyDir, '--out', join(work, 'o7')],
+      /DataFormatError: .*train-images-idx3-ubyte\.gz: not found \(nor .*\): --data names the folder of the four IDX files/,
+    ],
+    [
       'IDX files with 0 images',
       ['fashion-mnist', '--data', idxDir([0, 2, 2]), '--out', join(work, 'o1')],
       /DataFormatError: .*train-images-idx3-ubyte: dimension 1 .* is 0/,

@@ -18,8 +18,12 @@ interface Split {
 }
 
 function loadSplit(dir: string, split: 'train' | 't10k', limit?: number): Split {
-  const imageFile = findIdx(dir, `${split}-images-idx3-ubyte`);
-  const lblFile = findIdx(dir, `${split}-labels-idx1-ubyte`);
+  const hint =
+    dir === FASHION_MNIST_DIR
+      ? `install the dataset there (Debian: apt-get install dataset-fashion-mnist) or pass --data DIR`
+      : `--data names the folder of the four IDX files (train-/t10k-, images-idx3-/labels-idx1-ubyte, .gz or not)`;
+  const imageFile = findIdx(dir, `${split}-images-idx3-ubyte`, hint);
+  const lblFile = findIdx(dir, `${split}-labels-idx1-ubyte`, hint);
   const images = parseIdx(readMaybeGzip(imageFile), imageFile, 3);
   const labels = parseIdx(readMaybeGzip(lblFile), lblFile, 1);
   const [n, rows, cols] = images.dims as [number, number, number];

@@ -80,11 +80,11 @@ export function parseIdx(bytes: Uint8Array, file: string, expectDims: number): I
   return { dims, data: bytes.subarray(headerBytes, headerBytes + count) };
 }
 
-/** `dir/name.gz` if present, else `dir/name`. */
-export function findIdx(dir: string, name: string): string {
+/** `dir/name.gz` if present, else `dir/name`; `hint` (where to get the files) ends the error otherwise. */
+export function findIdx(dir: string, name: string, hint?: string): string {
   const gz = join(dir, `${name}.gz`);
   if (existsSync(gz)) return gz;
   const raw = join(dir, name);
   if (existsSync(raw)) return raw;
-  throw new DataFormatError(gz, `not found (nor ${raw})`);
+  throw new DataFormatError(gz, `not found (nor ${raw})${hint ? `: ${hint}` : ''}`);
 }
