@@ -422,12 +422,12 @@ async function dopri5Run(
         if (!(top < LARGEST[y0.dtype] / 1024)) throw leavesRange(y0.dtype, grid[i]! + t, top, 'and the field overflows there', steps, rejected);
         err = 1e10;
       }
-      // A finite field can carry y past the dtype's largest value too (float32: the state is kept
-      // in float64 here and had come back as ±Infinity, unflagged).
-      const topNew = largestMagnitude(yNew);
-      if (err <= 1 && !(topNew <= LARGEST[y0.dtype])) throw leavesRange(y0.dtype, grid[i]! + t + hs, topNew, 'past its largest value', steps, rejected);
       const factor = Math.min(5, Math.max(0.2, 0.9 * err ** -0.2));
       if (err <= 1) {
+        // A finite field can carry y past the dtype's largest value too (float32: the state is kept
+        // in float64 here and had come back as ±Infinity, unflagged).
+        const topNew = largestMagnitude(yNew);
+        if (!(topNew <= LARGEST[y0.dtype])) throw leavesRange(y0.dtype, grid[i]! + t + hs, topNew, 'past its largest value', steps, rejected);
         const stiffStep = hs * lambdaEstimate(k[6]!, k[5]!, yNew, y6) > STIFF_H_LAMBDA;
         if (stiffStep) calm = 0;
         else if (++calm >= CALM_STEPS_ENDING_A_STIFF_RUN) stiff.reset();
