@@ -182,6 +182,36 @@ describe('threaded scan', () => {
           });
         }
 
+  // Transitions 2·I: the chunks' products overflow within ~1100 steps (float64; 128 in float32).
+  // From the zero state, or the unstable fixed point y = −c, the states stay exactly where they
+  // are, and where they do grow they overflow as one thread's do: every entry as one thread's.
+  // The fix-up had given Inf·0 = NaN from the second chunk on.
+  for (const pool of pools)
+    for (const [B, T, n, s] of [
+      [1, 70001, 1, 1],
+      [3, 22003, 1, 1],
+      [1, 17011, 2, 2],
+      [1, 9001, 4, 2],
+    ] as const)
+      for (const start of ['zero', 'fixed point', 'growing'] as const)
+        for (const reverse of [false, true])
+          for (const dtype of ['float64', 'float32'] as const)
+            it(`${pool.size} threads, B=${B} T=${T} n=${n} s=${s}, expanding from the ${start}${reverse ? ' reversed' : ''} ${dtype}: as one thread`, () => {
+              const Arr = dtype === 'float32' ? Float32Array : Float64Array;
+              const eye2 = Array.from({ length: s * s }, (_, q) => (q % (s + 1) === 0 ? 2 : 0));
+              const A = shared(Arr, Array.from({ length: B * T * n * s }, (_, i) => eye2[i % (s * s)]!));
+              const cv = start === 'fixed point' ? 1 : 0;
+              const c = shared(Arr, new Array(B * T * n).fill(cv));
+              const y0 = new Arr(B * n).fill(start === 'zero' ? 0 : start === 'fixed point' ? -1 : 1);
+              const want = new Arr(B * T * n);
+              scanFast(A, c, y0, want, B, T, n, s, reverse);
+              const got = sharedArray(Arr, B * T * n);
+              const split = new ThreadedScan(() => pool, { minGain: 0 }).run(A, c, y0, got, B, T, n, s, reverse, pool.size);
+              expect(split).toBe(true);
+              expect(mismatches(got, want)).toEqual([]);
+              if (start !== 'growing') expect(want.every((v) => v === (start === 'zero' ? 0 : -1))).toBe(true);
+            });
+
   it('runs on one thread where it does not pay or cannot', () => {
     const pool = pools[0]!;
     const sc = new ThreadedScan(() => pool);

@@ -12,7 +12,13 @@ import { type Call, isShared, type Job, jobFromSource, sharedArray, type ThreadP
  * 2. the calling thread walks the chunk boundaries: the state before chunk k + 1 is chunk k's
  *    local end plus its product times the state before chunk k;
  * 3. every step past the first chunk adds its product times its chunk's starting state, split
- *    evenly over the threads.
+ *    evenly over the threads;
+ * 4. the calling thread scans again, step by step from the state before it, each row's chunk
+ *    whose results pass 3 found not finite. A recurrence that expands over a chunk overflows its
+ *    product (A = 2 over 1100 steps), and Inf·0 gave NaN where the true state is 0 (a zero
+ *    prefix, an unstable fixed point) and NaN where the state is finite: a converged solve on one
+ *    thread was a non-finite iterate on two. Where the trajectory itself overflows, this pass
+ *    gives the values one thread gives.
  *
  * Pass 3 has no dependency from step to step, so it runs faster than a scan where the scan is
  * bound by the latency of its step-to-step chain (one block per step); pass 1 costs more than a
@@ -203,6 +209,8 @@ export class ThreadedScan {
     boundaries(out, Q, Lq, tLo, starts, ub, B, T, n, s, reverse);
     // Pass 3: steps [q0, w0 + L) evenly over the threads, each share cut at chunk boundaries.
     const cut = split(Lq, P).map((v) => q0 + v);
+    // Per (share i, chunk k, row b): 0 where the fix-up's results were finite, else NaN.
+    const flags = sharedArray(Float64Array, P * P * B) as Float64Array;
     const fix: Call[][] = [];
     for (let i = 0; i < P; i++) {
       const calls: Call[] = [];
@@ -211,11 +219,20 @@ export class ThreadedScan {
         const to = Math.min(cut[i + 1]!, ub[k + 1]!);
         if (to <= from) continue;
         const [tA, tB] = reverse ? [T - to, T - from] : [from, to];
-        calls.push([j.fix, [out, Q, Lq, tLo, starts, k * B * n, T, n, 0, B, tA, tB]]);
+        calls.push([j.fix, [out, Q, Lq, tLo, starts, k * B * n, T, n, 0, B, tA, tB, flags, (i * P + k) * B]]);
       }
       fix.push(calls);
     }
     this.pool.calls(fix);
+    // Pass 4, in scan order, so that a chunk scanned again starts from final values.
+    for (let b = 0; b < B; b++)
+      for (let k = 1; k < P; k++) {
+        let finite = true;
+        for (let i = 0; i < P; i++) if (flags[(i * P + k) * B + b] !== 0) finite = false;
+        if (finite) continue;
+        const before = reverse ? T - ub[k]! : ub[k]! - 1;
+        j.range.fn(A, c, out, out, before * n, T * n, T, n, b, b + 1, ub[k], ub[k + 1]);
+      }
   }
 }
 

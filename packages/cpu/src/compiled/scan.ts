@@ -258,7 +258,9 @@ return function localScan(A, c, out, Q, Lq, tLo, T, n, b0, b1, u0, u1) {
 
 /**
  * The fix-up of a locally scanned range: out_t += Q_t·y for rows [b0, b1), times [tA, tB) (in
- * any order: no step reads another), y the state before the range at Y[yBase + b·n].
+ * any order: no step reads another), y the state before the range at Y[yBase + b·n]. Per row,
+ * F[fBase + b] is set to 0 where every result is finite, else NaN (the caller scans such rows
+ * again step by step: a product that overflowed gives Inf·0 = NaN where the state is 0).
  */
 export type FixScanFn = (
   out: TypedArray,
@@ -273,22 +275,26 @@ export type FixScanFn = (
   b1: number,
   tA: number,
   tB: number,
+  F: Float64Array,
+  fBase: number,
 ) => void;
 
 /** Source of the FixScanFn for one small block size. */
 export function fixScanSource(s: number): string {
   const row = (i: number, at: string) =>
-    `out[${at} + ${i}] = out[${at} + ${i}] + (${Array.from({ length: s }, (_, j) => `Q[qk + ${i * s + j}] * y${j}`).join(' + ')});`;
+    `{ const r = out[${at} + ${i}] + (${Array.from({ length: s }, (_, j) => `Q[qk + ${i * s + j}] * y${j}`).join(' + ')}); out[${at} + ${i}] = r; bad += r * 0; }`;
   return `// scan fix-up s=${s}
-return function fixScan(out, Q, Lq, tLo, Y, yBase, T, n, b0, b1, tA, tB) {
-  ${ints('Lq', 'tLo', 'yBase', 'T', 'n', 'b0', 'b1', 'tA', 'tB')}
+return function fixScan(out, Q, Lq, tLo, Y, yBase, T, n, b0, b1, tA, tB, F, fBase) {
+  ${ints('Lq', 'tLo', 'yBase', 'T', 'n', 'b0', 'b1', 'tA', 'tB', 'fBase')}
   for (let b = b0; b < b1; b++) {
     const yb = yBase + b * n;
+    let bad = 0;
     if (n === ${s}) {
       ${each(s, (j) => `const y${j} = Y[yb + ${j}];`)}
       for (let t = tA, e = (b * T + tA) * n, qk = (b * Lq + tA - tLo) * n * ${s}; t < tB; t++, e += n, qk += n * ${s}) {
         ${each(s, (i) => row(i, 'e'), '\n        ')}
       }
+      F[fBase + b] = bad;
       continue;
     }
     for (let t = tA; t < tB; t++) {
@@ -300,6 +306,7 @@ return function fixScan(out, Q, Lq, tLo, Y, yBase, T, n, b0, b1, tA, tB) {
         ${each(s, (i) => row(i, 'base + k'), '\n        ')}
       }
     }
+    F[fBase + b] = bad;
   }
 };`;
 }
