@@ -438,20 +438,26 @@ export function* newtonWindow(
         }
       }
       for (let b = 0; b < B; b++) if (status[b] === Row.Active) fail(w, b, 'maxIter');
-      if (mode === 'elk' && iterations < budget) {
+      if (mode === 'elk') {
+        // Rows ELK settled take full DEER steps until one is within tolerance: a damped step and a
+        // small residual do not bound the error where the recurrence expands (tanh(1.5·h) over a
+        // zero prefix: ELK settled 0.15 off the answer, every step's residual under 1e-15), and
+        // the full step is the linear model's estimate of it. With no budget left they fall back.
+        const settled = [...status.keys()].filter((b) => status[b] === Row.Pending);
+        // Far from the solution of a saturated recurrence, Levenberg–Marquardt's steps range from
+        // the Gauss–Newton step, which overshoots, to a short step down the merit's gradient,
+        // and the merit barely falls (deer-study: Elman ×12, Lyapunov exponent −1.3, stalled
+        // after 20 iterations). Damped DEER steps, down to the fixed-point sweep y ← G(y), keep
+        // Newton's prefix property whatever their cap and go on making steps exact.
         const stalled = [...status.keys()].filter((b) => status[b] === Row.Failed && reason[b] === 'stagnated');
-        if (stalled.length > 0) {
-          // Far from the solution of a saturated recurrence, Levenberg–Marquardt's steps range from
-          // the Gauss–Newton step, which overshoots, to a short step down the merit's gradient,
-          // and the merit barely falls (deer-study: Elman ×12, Lyapunov exponent −1.3, stalled
-          // after 20 iterations). Damped DEER steps, down to the fixed-point sweep y ← G(y), keep
-          // Newton's prefix property whatever their cap and go on making steps exact.
+        if (iterations >= budget) {
+          for (const b of settled) fail(w, b, 'maxIter');
+        } else if (settled.length + stalled.length > 0) {
           mode = 'deer';
-          for (const b of stalled) {
-            startDamped(w, b, Number.POSITIVE_INFINITY, REGROW_AFTER_SLOW_STEPS);
-            w.maxResidual[b] = Number.POSITIVE_INFINITY;
-          }
-          stats.switches.push(`window ${where.window}, iteration ${iterations}: ${stalled.length} rows stalled under ELK's trust region → damped DEER steps`);
+          for (const b of settled) restart(w, b);
+          for (const b of stalled) startDamped(w, b, Number.POSITIVE_INFINITY, REGROW_AFTER_SLOW_STEPS);
+          if (stalled.length > 0)
+            stats.switches.push(`window ${where.window}, iteration ${iterations}: ${stalled.length} rows stalled under ELK's trust region → damped DEER steps`);
           continue;
         }
       }
@@ -467,12 +473,6 @@ export function* newtonWindow(
         } else if (++residualFails[b]! > RESIDUAL_RETRIES) fail(w, b, 'stagnated');
         else if (iterations < budget) status[b] = Row.Active;
         else fail(w, b, 'maxIter');
-      }
-    }
-    for (let b = 0; b < B; b++) {
-      // ELK confirms rows by their residual as it goes.
-      if (status[b] === Row.Converged && Number.isFinite(w.maxResidual[b]!)) {
-        stats.residual = Math.max(stats.residual, w.maxResidual[b]!);
       }
     }
     if ((method === 'auto' || method === 'shoot') && problem.shoot) {
@@ -873,6 +873,13 @@ function judgeDeer(w: WindowState, update: NewtonUpdate, T: number, iterations: 
     const rep = update.rows.replaced[b]!;
     const clp = update.rows.clipped[b]!;
     if (rep === 0 && clp === 0 && sc <= 1) {
+      if (w.damped[b] && w.cap[b] !== FULL_STEP) {
+        // A capped step within tolerance bounds the residual, not the error: full steps from here
+        // (judged patiently still), until one is within tolerance too (as rows ELK settled).
+        restart(w, b);
+        w.damped[b] = 0;
+        continue;
+      }
       w.status[b] = Row.Pending;
       continue;
     }
@@ -1036,7 +1043,7 @@ const finiteOr = (v: number) => (Number.isNaN(v) ? Number.POSITIVE_INFINITY : v)
 
 /**
  * After an ELK step: a row whose accepted step and one-step residual are both within tolerance
- * everywhere is converged (ELK measures the residual as it goes, so no separate check is needed); a row
+ * everywhere is settled (pending: full DEER steps confirm it, `newtonWindow`); a row
  * whose merit has not halved in ELK_PATIENCE steps, whose λ ran past LAMBDA_MAX, or whose merit
  * falls too slowly to finish within the budget, is given up (to damped DEER steps, `newtonWindow`).
  */
@@ -1044,10 +1051,10 @@ function judgeElk(w: WindowState, update: NewtonUpdate, iterations: number, budg
   const out: number[] = [];
   for (let b = 0; b < w.status.length; b++) {
     if (w.status[b] !== Row.Active) continue;
-    // As for DEER: the last step and the residual both within tolerance.
+    // The last step and the residual both within tolerance: settled, to be confirmed by full steps.
     const settled = update.rows.maxScaledDiff[b]! <= 1 && update.rows.clipped[b] === 0 && update.rows.replaced[b] === 0;
     if (settled && w.maxResidual[b]! <= 1) {
-      w.status[b] = Row.Converged;
+      w.status[b] = Row.Pending;
       continue;
     }
     const m = w.merit[b]!;
