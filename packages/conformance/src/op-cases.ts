@@ -1,4 +1,4 @@
-import { cells, InvalidArgumentError, Rng, ShapeError, TensorStateError } from '@deerjs/core';
+import { cells, InvalidArgumentError, Rng, ShapeError, type Tensor, TensorStateError } from '@deerjs/core';
 import { expect } from 'vitest';
 import type { SuiteContext } from './context.js';
 import { maxAbsDiff } from './fixtures.js';
@@ -181,8 +181,9 @@ export function defineOpCases(ctx: SuiteContext): void {
       y5: t([2, 3, 5]),
       fill3: t([3, 4]),
       short: t([2, 2, 4]),
+      one: t([1, 3, 4]),
     };
-    const { A, c, c2, y0, diag, flat, y, y5, fill3, short } = made;
+    const { A, c, c2, y0, diag, flat, y, y5, fill3, short, one } = made;
     const opts = { atol: 1e-6, rtol: 1e-6, clip: 1e6 };
     const cell = cells.gru({ inputSize: 4, hiddenSize: 4 });
     const init = cell.init({ seed: 1 });
@@ -226,6 +227,22 @@ export function defineOpCases(ctx: SuiteContext): void {
       ['newtonUpdate clip NaN', () => backend.newtonUpdate(c, y, { ...opts, clip: Number.NaN })],
       ['scatterRows src of the right size but shape', () => backend.scatterRows(c, [0, 1], c2)],
     ];
+    // The optional fused step has the same contract where a backend offers it (it had copied what
+    // it was given: missing rows and steps were the previous call's values).
+    const fused = backend.deerStep?.bind(backend);
+    if (fused) {
+      const residual = cell.residualProgram(4);
+      const inputs = { input: c, y0, params };
+      bad.push(
+        ['deerStep input time', () => fused(residual, { ...inputs, input: short }, y, opts)],
+        ['deerStep input rows', () => fused(residual, { ...inputs, input: one }, y, opts)],
+        ['deerStep y0 rows', () => fused(residual, { ...inputs, y0: fill3 }, y, opts)],
+        ['deerStep previous size', () => fused(residual, inputs, y5, opts)],
+        ['deerStep missing param', () => fused(residual, { ...inputs, params: { ...params, [firstParam]: undefined as never } }, y, opts)],
+        ['deerStep active length', () => fused(residual, inputs, y, { ...opts, active: new Uint8Array(1) })],
+        ['deerStep atol -1', () => fused(residual, inputs, y, { ...opts, atol: -1 })],
+      );
+    }
     // A disposed tensor is a TensorStateError whatever its shape, on every backend.
     const gone = t([2, 12]);
     backend.dispose(gone);
@@ -270,12 +287,24 @@ export function defineOpCases(ctx: SuiteContext): void {
       const masked = backend.maskTime(empty, [1, 2]);
       const rows = backend.gatherRows(empty, [1, 1, 0]);
       const none = backend.broadcastTime(y0, 0);
+      // No time steps: webgpu had divided by T (0/0 entries per step: an untyped TypeError, an
+      // OutOfMemoryError for no bytes), cpu's sumBatchTime a ShapeError.
+      const noSteps: Tensor[] = [];
       try {
+        const keep = <X extends Tensor>(v: X) => (noSteps.push(v), v);
+        const shifted = keep(backend.shiftTime(none, null, 1));
+        const joined = keep(backend.concatTime([none, c]));
+        const summed = keep(backend.sumBatchTime(none));
+        const noA = keep(backend.zeros([2, 0, 4, 1, 1], ctx.dtype));
+        const scanned = keep(backend.scan({ A: noA, c: none, y0, blockSize: 1, reverse: false }));
         expect(Array.from(await backend.read(sum))).toEqual(new Array(24).fill(1));
         // tfjs had given [2, 1, 4] for no time steps.
         expect([masked.shape, rows.shape, none.shape]).toEqual([[2, 3, 0], [3, 3, 0], [2, 0, 4]]);
+        expect([shifted.shape, scanned.shape]).toEqual([[2, 0, 4], [2, 0, 4]]);
+        expect(Array.from(await backend.read(joined))).toEqual(new Array(24).fill(0.5));
+        expect(Array.from(await backend.read(summed))).toEqual([0, 0, 0, 0]);
       } finally {
-        for (const x of [sum, empty, masked, rows, none]) backend.dispose(x);
+        for (const x of [sum, empty, masked, rows, none, ...noSteps]) backend.dispose(x);
       }
     } finally {
       for (const x of [...Object.values(made), ...Object.values(params)]) backend.dispose(x);

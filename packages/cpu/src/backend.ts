@@ -47,6 +47,9 @@ export const CPU_OPTION_NAMES: readonly string[] = ['dtype', 'maxBufferBytes'];
 
 const shapeSize = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
+/** Entries per (row, step) of a [B, T, ...] shape: from the shape, so that T = 0 gives no 0/0. */
+export const perStep = (shape: readonly number[]) => shape.slice(2).reduce((a, b) => a * b, 1);
+
 /**
  * The Backend methods that take tensors (their overrides in subclasses included). Every call
  * checks each tensor among its arguments — passed directly, in an array (concatTime's parts) or
@@ -352,8 +355,9 @@ export class CpuBackend implements Backend {
   shiftTime(x: Tensor, fill: Tensor | null, dir: 1 | -1): Tensor {
     const src = this.get(x);
     const [B, T] = src.shape as [number, number];
-    const inner = src.size / (B * T);
+    const inner = perStep(src.shape);
     const out = this.make(src.shape, src.dtype);
+    if (out.size === 0) return out;
     const d = src.data;
     const o = out.data;
     const f = fill ? this.data(fill) : null;
@@ -385,7 +389,7 @@ export class CpuBackend implements Backend {
   sliceTime(x: Tensor, start: number, length: number): Tensor {
     const src = this.get(x);
     const [B, T] = src.shape as [number, number];
-    const inner = src.size / (B * T);
+    const inner = perStep(src.shape);
     const out = this.make([B, length, ...src.shape.slice(2)], src.dtype);
     for (let b = 0; b < B; b++) {
       const from = (b * T + start) * inner;
@@ -398,7 +402,7 @@ export class CpuBackend implements Backend {
     const ps = parts.map((p) => this.get(p));
     const first = ps[0]!;
     const B = first.shape[0]!;
-    const inner = first.size / (B * first.shape[1]!);
+    const inner = perStep(first.shape);
     const T = ps.reduce((s, p) => s + p.shape[1]!, 0);
     const out = this.make([B, T, ...first.shape.slice(2)], first.dtype);
     for (let b = 0; b < B; b++) {
@@ -422,7 +426,7 @@ export class CpuBackend implements Backend {
   timeStep(x: Tensor, t: number): Tensor {
     const src = this.get(x);
     const [B, T] = src.shape as [number, number];
-    const inner = src.size / (B * T);
+    const inner = perStep(src.shape);
     const out = this.make([B, ...src.shape.slice(2)], src.dtype);
     for (let b = 0; b < B; b++) {
       const from = (b * T + t) * inner;
@@ -487,7 +491,7 @@ export class CpuBackend implements Backend {
   maskTime(x: Tensor, lengths: ArrayLike<number>): Tensor {
     const src = this.get(x);
     const [B, T] = src.shape as [number, number];
-    const inner = src.size / (B * T);
+    const inner = perStep(src.shape);
     const out = this.make(src.shape, src.dtype);
     for (let b = 0; b < B; b++) {
       const keep = Math.max(0, Math.min(T, lengths[b]!)) * inner;
@@ -522,7 +526,7 @@ export class CpuBackend implements Backend {
   sumBatchTime(x: Tensor): Tensor {
     const src = this.get(x);
     const [B, T] = src.shape as [number, number];
-    const inner = src.size / (B * T);
+    const inner = perStep(src.shape);
     const acc = new Float64Array(inner);
     for (let e = 0; e < B * T; e++) for (let i = 0; i < inner; i++) acc[i]! += src.data[e * inner + i]!;
     return this.make([inner], src.dtype, ARRAY[src.dtype].from(acc));
@@ -588,7 +592,7 @@ export class CpuBackend implements Backend {
     const src = this.get(x);
     const [B, T] = src.shape as [number, number];
     if (h.length !== T) throw new ShapeError('scaleTime', `${T} factors`, `${h.length}`);
-    const inner = src.size / (B * T);
+    const inner = perStep(src.shape);
     const out = this.make(src.shape, src.dtype);
     for (let b = 0; b < B; b++) {
       for (let t = 0; t < T; t++) {

@@ -447,6 +447,7 @@ export class TfjsBackend implements Backend {
     const A = this.unwrap(args.A);
     const c = this.unwrap(args.c);
     const y0 = this.unwrap(args.y0);
+    if (c.size === 0) return this.own(tf.zeros(c.shape));
     return this.own(tf.tidy(() => linearScan(tf, this.scanMethod, A, c, y0, s, reverse, this.moves)));
   }
 
@@ -473,6 +474,8 @@ export class TfjsBackend implements Backend {
     const [B, T, ...rest] = src.shape as number[];
     return this.own(
       tf.tidy(() => {
+        // No steps (or rows): nothing to shift (the slices below would start past the end).
+        if (src.size === 0) return tf.clone(src);
         const edge = fl ? tf.reshape(fl, [B!, 1, ...rest]) : tf.zeros([B!, 1, ...rest]);
         if (T === 1) return tf.clone(edge);
         if (this.moves.hostData) {
@@ -698,8 +701,10 @@ export class TfjsBackend implements Backend {
     return this.own(
       tf.tidy(() => {
         const E = B * T;
-        let x = tf.reshape(src, [E, -1]);
+        let x = tf.reshape(src, [E, shapeSize(src.shape.slice(2))]);
         const F = x.shape[1]!;
+        // wasm's sum over no rows left what its output memory held (3.6e-41).
+        if (E === 0) return tf.zeros([F]);
         // tfjs cpu reduces only the innermost axis and transposes entry by entry first: a row of
         // ones times x sums the rows at matMul speed instead.
         const sumRows = (m: tfc.Tensor2D): tfc.Tensor =>

@@ -87,6 +87,9 @@ const LIGHT_STEP = 256;
 /** Hoisted value sets kept per input tensor. */
 const HOISTS_KEPT = 2;
 const shapeSize = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+/** Entries per (row, step) of a [B, T, ...] shape: from the shape, so that T = 0 gives no 0/0. */
+const perStep = (shape: readonly number[]) => shape.slice(2).reduce((a, b) => a * b, 1);
+
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
 /** A Newton iteration's fixed cost on a GPU, in the cost model's units (see capabilities). */
@@ -519,6 +522,7 @@ export class WebGpuBackend implements Backend {
   scan(args: ScanArgs): Tensor {
     const c = this.get(args.c);
     const out = this.make(c.shape);
+    if (out.size === 0) return out;
     try {
       if (this.tiled(args)) {
         this.tiledPasses(args, (k, dims, Yc) => {
@@ -790,8 +794,9 @@ export class WebGpuBackend implements Backend {
     const src = this.get(x);
     const f = fill ? this.get(fill) : null;
     const [B, T] = src.shape as [number, number];
-    const K = src.size / (B * T);
+    const K = perStep(src.shape);
     const out = this.make(src.shape);
+    if (out.size === 0) return out;
     const row = T * K;
     this.copyRows(B, (T - 1) * K, src, row, dir === 1 ? 0 : K, out, row, dir === 1 ? K : 0);
     const edge = dir === 1 ? 0 : (T - 1) * K;
@@ -825,7 +830,7 @@ export class WebGpuBackend implements Backend {
   sliceTime(x: Tensor, start: number, length: number): Tensor {
     const src = this.get(x);
     const [B, T] = src.shape as [number, number];
-    const K = src.size / (B * T);
+    const K = perStep(src.shape);
     const out = this.make([B, length, ...src.shape.slice(2)]);
     this.copyRows(B, length * K, src, T * K, start * K, out, length * K, 0);
     return out;
@@ -835,7 +840,7 @@ export class WebGpuBackend implements Backend {
     const ps = parts.map((p) => this.get(p));
     const first = ps[0]!;
     const B = first.shape[0]!;
-    const K = first.size / (B * first.shape[1]!);
+    const K = perStep(first.shape);
     const T = ps.reduce((s, p) => s + p.shape[1]!, 0);
     const out = this.make([B, T, ...first.shape.slice(2)]);
     let t0 = 0;
@@ -850,7 +855,7 @@ export class WebGpuBackend implements Backend {
   timeStep(x: Tensor, t: number): Tensor {
     const src = this.get(x);
     const [B, T] = src.shape as [number, number];
-    const K = src.size / (B * T);
+    const K = perStep(src.shape);
     const out = this.make([B, ...src.shape.slice(2)]);
     this.copyRows(B, K, src, T * K, t * K, out, K, 0);
     return out;
@@ -1109,7 +1114,7 @@ export class WebGpuBackend implements Backend {
     const lens = this.ctx.buffer(Math.max(1, B) * 4);
     try {
       this.ctx.write(lens, Uint32Array.from({ length: B }, (_, b) => Math.max(0, Math.min(T, lengths[b]!))));
-      const inner = src.size / Math.max(1, B * T);
+      const inner = perStep(src.shape);
       const kept = Array.from({ length: B }, (_, b) => lengths[b]! >= T).every(Boolean);
       if (!(kept && this.vec4Elementwise(COPY4, 'copy', [src.buffer, out.buffer], src.size)))
         this.ctx.dispatch(MASK_TIME, 'mask-time', [src.buffer, out.buffer, lens], [src.size, T, inner], src.size);
@@ -1183,8 +1188,7 @@ export class WebGpuBackend implements Backend {
   sumBatchTime(x: Tensor): Tensor {
     const src = this.get(x);
     const [B, T] = src.shape as [number, number];
-    const inner = src.size / (B * T);
-    return this.sumRows(src.buffer, B * T, inner, false);
+    return this.sumRows(src.buffer, B * T, perStep(src.shape), false);
   }
 
   outerSum(left: Tensor, right: Tensor, blocks: number): Tensor {
@@ -1255,7 +1259,7 @@ export class WebGpuBackend implements Backend {
     const out = this.make(src.shape);
     try {
       this.ctx.write(factors, f);
-      const inner = src.size / (B * T);
+      const inner = perStep(src.shape);
       const bufs = [src.buffer, factors, out.buffer];
       this.ctx.dispatch(SCALE_TIME, 'scale-time', bufs, [src.size, T, inner], src.size);
     } catch (err) {
@@ -1276,7 +1280,7 @@ export class WebGpuBackend implements Backend {
     const out = this.make(src.shape);
     try {
       this.ctx.write(c, Float32Array.from(caps));
-      const n = src.size / (B * T * s);
+      const n = perStep(src.shape) / s;
       this.ctx.dispatch(CAP_TRANSITIONS, 'cap-transitions', [src.buffer, c, out.buffer], [B * T, n, s, T], B * T);
     } catch (err) {
       this.dispose(out);

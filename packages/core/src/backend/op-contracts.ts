@@ -1,7 +1,7 @@
 import { DTypeError, ShapeError } from '../errors.js';
 import { checkDampedScan, checkReshape, checkRows, checkTensorData, checkTensorShape } from './arg-checks.js';
 import type { StepProgram } from './program.js';
-import type { DampedScanArgs, NewtonUpdateOptions, ScanArgs, StepInputs, Tensor } from './types.js';
+import type { DampedScanArgs, DeerStepInputs, NewtonUpdateOptions, ScanArgs, StepInputs, Tensor } from './types.js';
 
 /**
  * The Backend interface's argument contracts (backend/types.ts), checked the same way for every
@@ -132,6 +132,20 @@ const CHECKS: Readonly<Record<string, Check>> = {
     rank(op, 'y0', i.y0, 2, `[B, ${n}]`);
     same(op, 'y0', i.y0, [i.y0.shape[0]!, n]);
     stepArgs(op, p, i.y0.shape[0]!, undefined, i);
+  },
+  // The fused step copied what it was given: a short input or y0 left the previous call's values
+  // in the missing rows and steps, an `active` of one entry held every other row.
+  deerStep: (op, [program, inputs, previous, opts]) => {
+    const p = program as StepProgram;
+    const i = inputs as DeerStepInputs;
+    const prev = previous as Tensor;
+    const n = p.graph.stateSize;
+    rank(op, 'previous', prev, 3, `[B, T, ${n}]`);
+    const [B, Tn] = prev.shape as [number, number];
+    same(op, 'previous', prev, [B, Tn, n]);
+    same(op, 'y0', i.y0, [B, n]);
+    stepArgs(op, p, B, Tn, { input: i.input, params: i.params, cotangent: prev });
+    updateArgs(op, prev, prev, opts as NewtonUpdateOptions);
   },
   scan: (op, [args]) => scanArgs(op, args as ScanArgs),
   scanUpdate: scanUpdateArgs,

@@ -23,7 +23,7 @@ import {
   type TypedArray,
   UnsupportedOptionError,
 } from '@deerjs/core';
-import { CPU_OPTION_NAMES, CpuBackend, type CpuBackendOptions } from '../backend.js';
+import { CPU_OPTION_NAMES, CpuBackend, type CpuBackendOptions, perStep } from '../backend.js';
 import { ARRAY, CpuTensor } from '../tensor.js';
 import { generateKernel, type Kernel, Unsupported } from './codegen.js';
 import { affineOffsetFast, scanFast } from './scan.js';
@@ -637,8 +637,9 @@ export class FastCpuBackend extends CpuBackend {
   override shiftTime(x: Tensor, fill: Tensor | null, dir: 1 | -1): Tensor {
     const src = this.get(x);
     const [B, T] = src.shape as [number, number];
-    const inner = src.size / (B * T);
+    const inner = perStep(src.shape);
     const out = this.unfilled(src.shape, src.dtype);
+    if (out.size === 0) return out;
     const [d, o] = [src.data, out.data];
     const f = fill ? this.data(fill) : null;
     const segments: CopySegment[] = [];
