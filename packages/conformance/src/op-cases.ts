@@ -404,6 +404,29 @@ export function defineOpCases(ctx: SuiteContext): void {
     }
   });
 
+  ctx.test('ops/newton-update-judges-the-stored-value', async () => {
+    // old + δ past float32's range (3e38 + 3e38) is ±Inf once stored: replaced, whatever the clip.
+    // The host update had judged the float64 sum (finite, under a clip of 1e39), stored ±Inf and
+    // counted it neither replaced nor clipped. In float64 the sum is an ordinary value.
+    const backend = ctx.backend();
+    const raw = backend.tensor([3e38, -3e38, 1, 0], [1, 4, 1], ctx.dtype);
+    const old = backend.tensor([3e38, -3e38, 1, 0], [1, 4, 1], ctx.dtype);
+    try {
+      for (const clip of [1e39, Number.POSITIVE_INFINITY]) {
+        const u = await backend.newtonUpdate(raw, old, { atol: 1e-6, rtol: 1e-6, clip, delta: true });
+        const y = Array.from(await backend.read(u.y));
+        backend.dispose(u.y);
+        const wide = ctx.dtype === 'float64';
+        expect(y.slice(0, 2), `clip ${clip}`).toEqual(wide ? [6e38, -6e38] : [0, 0]);
+        expect([u.replaced, u.clipped], `clip ${clip}`).toEqual(wide ? [0, 0] : [2, 0]);
+        expect(y.every(Number.isFinite)).toBe(true);
+      }
+    } finally {
+      backend.dispose(raw);
+      backend.dispose(old);
+    }
+  });
+
   ctx.test('ops/reductions-and-newton-update', async () => {
     const backend = ctx.backend();
     const rng = new Rng(5);

@@ -48,7 +48,7 @@ export const CPU_OPTION_NAMES: readonly string[] = ['dtype', 'maxBufferBytes'];
 const shapeSize = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** Entries per (row, step) of a [B, T, ...] shape: from the shape, so that T = 0 gives no 0/0. */
-export const perStep = (shape: readonly number[]) => shape.slice(2).reduce((a, b) => a * b, 1);
+export const perStep = (shape: readonly number[]) => shapeSize(shape.slice(2));
 
 /**
  * The Backend methods that take tensors (their overrides in subclasses included). Every call

@@ -88,8 +88,7 @@ const LIGHT_STEP = 256;
 const HOISTS_KEPT = 2;
 const shapeSize = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 /** Entries per (row, step) of a [B, T, ...] shape: from the shape, so that T = 0 gives no 0/0. */
-const perStep = (shape: readonly number[]) => shape.slice(2).reduce((a, b) => a * b, 1);
-
+const perStep = (shape: readonly number[]) => shapeSize(shape.slice(2));
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
 /** A Newton iteration's fixed cost on a GPU, in the cost model's units (see capabilities). */

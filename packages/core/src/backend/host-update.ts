@@ -24,6 +24,8 @@ export function hostNewtonUpdate(
   };
   const { atol, rtol, clip } = opts;
   const delta = opts.delta === true;
+  // Judged as stored: a finite float64 sum past float32's range had been stored as ±Inf unflagged.
+  const f32 = out instanceof Float32Array;
   let maxAbs = 0;
   for (let b = 0; b < batch; b++) {
     const from = b * rowLen;
@@ -39,6 +41,7 @@ export function hostNewtonUpdate(
     for (let i = from; i < to; i++) {
       // With delta, old + δ is exact before the store rounds it: the same as an add in that dtype.
       let v = delta ? old[i]! + raw[i]! : raw[i]!;
+      if (f32) v = Math.fround(v);
       if (!Number.isFinite(v)) {
         v = 0;
         replaced++;

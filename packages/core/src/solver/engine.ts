@@ -441,7 +441,7 @@ export function* newtonWindow(
       if (mode === 'elk') {
         // Rows ELK settled take full DEER steps until one is within tolerance: a damped step and a
         // small residual do not bound the error where the recurrence expands (tanh(1.5·h) over a
-        // zero prefix: ELK settled 0.15 off the answer, every step's residual under 1e-15), and
+        // zero prefix: ELK settled 0.15–0.55 off the answer, every step's residual under 1e-15), and
         // the full step is the linear model's estimate of it. With no budget left they fall back.
         const settled = [...status.keys()].filter((b) => status[b] === Row.Pending);
         // Far from the solution of a saturated recurrence, Levenberg–Marquardt's steps range from

@@ -34,6 +34,8 @@ export function updateRange(
   // Read from an object, not taken as arguments: V8 then keeps them unboxed in the loop (~30% faster).
   const { atol, rtol, clip } = opts;
   const delta = opts.delta === true;
+  // Judged as stored: a finite float64 sum past float32's range had been stored as ±Inf unflagged.
+  const f32 = out instanceof Float32Array;
   let maxAbs = 0;
   let absNaN = 0;
   const bFirst = Math.floor(e0 / rowLen);
@@ -57,6 +59,7 @@ export function updateRange(
       const o = old[i]!;
       let v = raw[i]!;
       if (delta) v += o;
+      if (f32) v = Math.fround(v);
       if (!(v < clip && v > -clip)) {
         let bad = true;
         if (!Number.isFinite(v)) {
