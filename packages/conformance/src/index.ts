@@ -18,6 +18,7 @@ import { defineSolveCases } from './solve-cases.js';
 export type { SuiteContext } from './context.js';
 export { type DeerStepData, deerStepOn } from './deer-step-on.js';
 export { CELL_FAMILIES, maxAbsDiff, sequenceData, userDefinedCell } from './fixtures.js';
+export { firstMismatch, overflowingScan } from './overflow-scan.js';
 export { type LangCase, langCases } from './lang-cases.js';
 
 /** Max abs error vs the float64 oracle for a DEER solve, by dtype. */

@@ -118,8 +118,15 @@ async function autoWhereDeerFails(ctx: SuiteContext, scale: number, seed: number
   expect(plain.stats.fallbackRows, 'full steps alone give rows up').toBeGreaterThanOrEqual(1);
   const wide = withParallelism(ctx.backend(), WIDE);
   const auto = await solveOnBackend(wide, data.cell, data, B, T, ctx.dtype, { method: 'auto' });
-  expect(auto.stats.converged).toBe(true);
-  expect(auto.stats.fallbackRows).toBe(0);
+  // What shooting settles, full Newton steps confirm; in float32 a problem that amplifies rounding
+  // this much can keep every full step past the tolerance (tfjs's float32 ops: 10–18×, at an answer
+  // as close as the sequential one), and then the rows are finished sequentially, said so.
+  const refused = auto.stats.switches.some((w) => w.includes('a full Newton step moved them beyond the tolerance'));
+  if (ctx.dtype === 'float32' && refused) expect(auto.stats.fellBack).toBe(true);
+  else {
+    expect(auto.stats.converged).toBe(true);
+    expect(auto.stats.fallbackRows).toBe(0);
+  }
   expect(maxAbsDiff(auto.y, ref)).toBeLessThanOrEqual(2 * maxAbsDiff(plain.y, ref) + ctx.tolerance);
   return { plain: plain.stats, auto: auto.stats };
 }
@@ -141,8 +148,9 @@ export function defineMethodCases(ctx: SuiteContext): void {
       expect(got.stats.converged, `${what}: converged`).toBe(true);
       expect(got.stats.fellBack).toBe(false);
       expect(got.stats.elkIterations).toBeGreaterThan(0);
-      // What ELK settled, one full step confirms (the step, not the residual, bounds the error).
-      expect(got.stats.deerIterations, what).toBe(1);
+      // What ELK settled, one full step confirms (the step, not the residual, bounds the error);
+      // in a quasi structure, one more in the exact structure.
+      expect(got.stats.deerIterations, what).toBe(structure === 'diagonal' && jacobian === 'diagonal' ? 2 : 1);
       expect(got.stats.structure, what).toBe(structure);
       expect(got.stats.residual).toBeLessThanOrEqual(1);
       expect(maxAbsDiff(got.y, ref), what).toBeLessThanOrEqual(ctx.tolerance);
@@ -209,6 +217,47 @@ export function defineMethodCases(ctx: SuiteContext): void {
     }
   });
 
+  ctx.test('method/quasi-converged-is-close-where-the-recurrence-expands', async () => {
+    // h = tanh(R·h + x) with R = [[0, 1.2], [1.2, 0]] and inputs of 1e-12: the state grows ×1.2 a
+    // step through R's off-diagonal entries until it saturates near 0.66. The diagonal Jacobian is
+    // zero, so the quasi step is the fixed-point sweep y ← G(y): from zero its first step is below
+    // the tolerance everywhere, and quasi-DEER / quasi-ELK had reported converged 0.66 off the
+    // answer after 1–2 iterations. Converged must mean close, whatever the structure.
+    const cell = defineCell({ state: 2, input: 1, params: { R: [2, 2], w: [2, 1] } }, (h, x, p) =>
+      lang.tanh(lang.add(lang.matvec(p.R, h), lang.matvec(p.w, x))),
+    );
+    const [B, T] = [1, 400];
+    const x = Float64Array.from({ length: T }, (_, t) => (ctx.dtype === 'float32' ? Math.fround(1e-12 * Math.sin(t + 1)) : 1e-16 * Math.sin(t + 1)));
+    const data = { x, h0: new Float64Array(2), params: { R: Float64Array.of(0, 1.2, 1.2, 0), w: Float64Array.of(1, 1) } };
+    const ref = await oracleTrajectory(ctx.oracle(), cell, data, B, T);
+    for (const method of ['deer', 'elk'] as const) {
+      const what = `${method}, diagonal`;
+      const none = await solveOnBackend(ctx.backend(), cell, data, B, T, ctx.dtype, { method, jacobian: 'diagonal', fallback: 'none' });
+      if (none.stats.converged) expect(maxAbsDiff(none.y, ref), `${what}: converged`).toBeLessThanOrEqual(ctx.tolerance);
+      const got = await solveOnBackend(ctx.backend(), cell, data, B, T, ctx.dtype, { method, jacobian: 'diagonal' });
+      expect(maxAbsDiff(got.y, ref), what).toBeLessThanOrEqual(ctx.tolerance);
+    }
+  });
+
+  ctx.test('method/shooting-converged-is-close-where-the-recurrence-expands', async () => {
+    // h = 10·tanh((1.1·h + x)/10) with inputs of 1e-12: the state grows ×1.1 a step from ~0 and
+    // saturates at ±5. After one sweep of parallel shooting every chunk had run from ~0 and ended
+    // below the tolerance, so its start "settled" at ~0, each jump tiny: reported converged with
+    // the answer ~1e-8 where it is 5. Converged must mean close.
+    const cell = defineCell({ state: 1, input: 1, params: { w: [1] } }, (h, x, p) =>
+      lang.mul(lang.tanh(lang.mul(lang.add(lang.mul(h, 1.1), lang.mul(p.w, x)), 0.1)), 10),
+    );
+    const [B, T] = [1, 2000];
+    const x = Float64Array.from({ length: T }, (_, t) => (ctx.dtype === 'float32' ? Math.fround(1e-12 * Math.sin(t + 1)) : 1e-16 * Math.sin(t + 1)));
+    const data = { x, h0: new Float64Array(1), params: { w: Float64Array.of(1) } };
+    const ref = await oracleTrajectory(ctx.oracle(), cell, data, B, T);
+    const none = await solveOnBackend(ctx.backend(), cell, data, B, T, ctx.dtype, { method: 'shoot', fallback: 'none' });
+    // Relative to |y| (floor 1): the state reaches 5, where float32 rounds to 5e-7.
+    if (none.stats.converged) expect(maxRelDiff(none.y, ref, 1), 'converged').toBeLessThanOrEqual(ctx.tolerance);
+    const got = await solveOnBackend(ctx.backend(), cell, data, B, T, ctx.dtype, { method: 'shoot' });
+    expect(maxRelDiff(got.y, ref, 1)).toBeLessThanOrEqual(ctx.tolerance);
+  });
+
   ctx.test('method/elk-at-the-answer-converges-at-once', async () => {
     // Started at the answer, ELK's candidate and iterate differ by rounding, and so do their
     // merits: a rule that took only strictly lower merits rejected every step until the trust
@@ -226,7 +275,8 @@ export function defineMethodCases(ctx: SuiteContext): void {
           const y = await backend.read(got.y);
           backend.dispose(got.y);
           expect(got.stats.converged, jacobian).toBe(true);
-          expect([got.stats.elkIterations, got.stats.deerIterations], jacobian).toEqual([1, 1]);
+          // One ELK step, one full step confirming (the diagonal, quasi for a GRU: and one exact).
+          expect([got.stats.elkIterations, got.stats.deerIterations], jacobian).toEqual([1, jacobian === 'diagonal' ? 2 : 1]);
           expect(got.stats.switches, jacobian).toEqual([]);
           expect(got.stats.residual).toBeLessThanOrEqual(1);
           expect(maxAbsDiff(y, await backend.read(seq.y)), jacobian).toBeLessThanOrEqual(ctx.tolerance);
@@ -392,7 +442,9 @@ export function defineMethodCases(ctx: SuiteContext): void {
         if (cell.name === 'latch') {
           expect(stats.lyapunov!, 'contractive at its attractor').toBeLessThan(0);
           expect(stats.memory!).toBeGreaterThan(100);
-          expect(stats.iterations, 'every row remembers too long for Newton').toBe(0);
+          // No Newton iteration but the full steps that confirm what shooting settled.
+          expect(stats.iterations, 'every row remembers too long for Newton').toBeGreaterThanOrEqual(1);
+          expect(stats.iterations).toBeLessThanOrEqual(3);
           expect(stats.switches.some((w) => w.includes('remember a perturbed start') && w.endsWith('→ parallel shooting'))).toBe(true);
           // A wrong start is set right within ~500 / (T / √T) ≈ 4 chunks, not the ~140 of T.
           expect(stats.shootingSweeps).toBeGreaterThanOrEqual(2);
@@ -663,7 +715,9 @@ export function defineMethodCases(ctx: SuiteContext): void {
       if (lengths) for (let b = 0; b < 2; b++) ref.fill(0, (b * T + lengths[b]!) * 4, (b + 1) * T * 4);
       const got = await solveOnBackend(ctx.backend(), cell, data, 2, T, ctx.dtype, { method: 'shoot', ...(lengths ? { lengths: [...lengths] } : {}) });
       const what = `T = ${T}${lengths ? ', lengths' : ''}`;
-      expect(got.stats.iterations, what).toBe(0);
+      // Shooting's answer, confirmed by a full Newton step (or a few).
+      expect(got.stats.iterations, what).toBeGreaterThanOrEqual(1);
+      expect(got.stats.iterations, what).toBeLessThanOrEqual(3);
       expect(got.stats.structure, what).toBe('none');
       expect(maxAbsDiff(got.y, ref), what).toBeLessThanOrEqual(ctx.tolerance);
       expect(got.stats.converged, what).toBe(true);

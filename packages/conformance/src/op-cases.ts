@@ -1,7 +1,8 @@
-import { cells, InvalidArgumentError, Rng, ShapeError, type Tensor, TensorStateError } from '@deerjs/core';
+import { cells, InvalidArgumentError, Rng, ShapeError, scanThenUpdate, type Tensor, TensorStateError } from '@deerjs/core';
 import { expect } from 'vitest';
 import type { SuiteContext } from './context.js';
 import { maxAbsDiff } from './fixtures.js';
+import { firstMismatch, overflowingScan } from './overflow-scan.js';
 
 /** Backend primitives against direct host computations. */
 export function defineOpCases(ctx: SuiteContext): void {
@@ -51,6 +52,45 @@ export function defineOpCases(ctx: SuiteContext): void {
       });
     }
   }
+
+  ctx.test('ops/scan-where-products-overflow', async () => {
+    // A parallel scan composes products of transitions that overflow where the recurrence expands,
+    // although the answer stays finite (from 0, or at a fixed point): whatever chunks or tiles a
+    // backend cuts time into, every entry is what a serial pass gives, in the scan and in the scan
+    // fused with the Newton update.
+    const backend = ctx.backend();
+    const T = 3000;
+    for (const [n, s] of [[1, 1], [3, 1], [4, 2], [8, 8]] as const)
+      for (const reverse of [false, true]) {
+        const label = `n = ${n}, s = ${s}${reverse ? ', reverse' : ''}`;
+        const d = overflowingScan(T, n, s, reverse, ctx.dtype);
+        const t = {
+          A: backend.tensor(d.A, [d.B, T, n / s, s, s], ctx.dtype),
+          c: backend.tensor(d.c, [d.B, T, n], ctx.dtype),
+          y0: backend.tensor(d.y0, [d.B, n], ctx.dtype),
+          old: backend.zeros([d.B, T, n], ctx.dtype),
+        };
+        try {
+          const args = { A: t.A, c: t.c, y0: t.y0, blockSize: s, reverse };
+          const y = backend.scan(args);
+          const got = await backend.read(y);
+          backend.dispose(y);
+          expect(firstMismatch(got, d.expected, tol), label).toBeNull();
+          if (reverse) continue;
+          // From a zero iterate the update's new iterate is the scan's δ, where δ is finite.
+          const opts = { atol: 1e-6, rtol: 1e-6, clip: 1e300, active: Uint8Array.from([1, 1, 1]) };
+          const u = backend.scanUpdate ? await backend.scanUpdate(args, t.old, opts) : await scanThenUpdate(backend, args, t.old, opts);
+          const fused = await backend.read(u.y);
+          backend.dispose(u.y);
+          const rows = T * n;
+          expect(firstMismatch(fused.subarray(0, 2 * rows), d.expected.subarray(0, 2 * rows), tol), `${label}, scanUpdate`).toBeNull();
+          expect(Array.from(u.rows.replaced.subarray(0, 2)), `${label}, scanUpdate`).toEqual([0, 0]);
+          expect(u.rows.replaced[2], `${label}, scanUpdate: the overflowing row`).toBeGreaterThan(0);
+        } finally {
+          for (const x of Object.values(t)) backend.dispose(x);
+        }
+      }
+  });
 
   ctx.test('ops/time-layout', async () => {
     const backend = ctx.backend();

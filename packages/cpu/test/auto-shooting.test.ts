@@ -33,7 +33,8 @@ describe("cpu: 'auto' chooses parallel shooting where the row gain pays for it",
         let err = 0;
         for (let i = 0; i < s.length; i++) err = Math.max(err, Math.abs(a[i]! - s[i]!));
         expect(err).toBeLessThanOrEqual(backend.capabilities.defaultDType === 'float32' ? 1e-5 : 1e-10);
-        expect(auto.stats.iterations).toBe(0);
+        // No Newton iteration, but the full steps that confirm what shooting settled.
+        expect(auto.stats.iterations).toBeLessThanOrEqual(shoots ? 3 : 0);
         if (shoots) {
           expect(auto.stats.shootingSweeps).toBeGreaterThanOrEqual(2);
           expect(auto.stats.converged).toBe(true);

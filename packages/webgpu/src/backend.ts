@@ -740,7 +740,7 @@ export class WebGpuBackend implements Backend {
     try {
       const summary = summaryThreads(B, Q, n, s);
       this.ctx.dispatch(k.summarize, 'scan-summarize', [A.buffer, c.buffer, M, V], dims, summary, SERIAL_WG);
-      this.ctx.dispatch(k.boundaries, 'scan-boundaries', [y0.buffer, M, V, Yb], dims, k.serialThreads(B), k.serialWg);
+      this.ctx.dispatch(k.boundaries, 'scan-boundaries', [y0.buffer, M, V, Yb, A.buffer, c.buffer], dims, k.serialThreads(B), k.serialWg);
       fixup(k, dims, Yb, k.serialThreads(B * Q));
     } finally {
       for (const b of [M, V, Yb]) this.ctx.release(b);

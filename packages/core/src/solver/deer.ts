@@ -225,6 +225,7 @@ export function recurrenceProblem(
     blockSize,
     finiteDepth: true,
     exactJacobian: blockSize % cell.exactBlockSize === 0,
+    exactBlockSize: cell.exactBlockSize,
     initial: () => mask(initial()),
     // biome-ignore lint/correctness/useYield: reads nothing; a generator to fit the engine
     *linearize(y, s) {

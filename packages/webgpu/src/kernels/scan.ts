@@ -1,4 +1,4 @@
-import { bound, mainHead, SERIAL_WG, storage, UNIFORM_DECL, uni } from '../wgsl/common.js';
+import { bound, IS_FINITE_FN, mainHead, SERIAL_WG, storage, UNIFORM_DECL, uni } from '../wgsl/common.js';
 import { updateParts, updateReduction } from './reduce.js';
 
 /**
@@ -6,7 +6,10 @@ import { updateParts, updateReduction } from './reduce.js';
  * of L steps (uniforms: 0 = B, 1 = T, 2 = L, 3 = Q chunks):
  *   1. summaries: each chunk's composed map (M_q, v_q), one invocation per (b, q, block, column
  *      of [M | v]);
- *   2. boundaries: y at the start of every chunk, sequentially over chunks, per (b, block);
+ *   2. boundaries: y at the start of every chunk, sequentially over chunks, per (b, block). Where
+ *      a chunk's map gives a non-finite state (its product overflows where the recurrence expands
+ *      over the chunk, and Inf·0 is NaN), that chunk is walked step by step from the state before
+ *      it instead, so every boundary is what a serial pass computes;
  *   3. fix-up: every step of every chunk from its boundary, per (b, q, block).
  * Reverse runs time backwards with transposed blocks. Work is linear in T; depth is O(L + Q).
  * Every pass is a serial loop per invocation: workgroups of SERIAL_WG.
@@ -64,7 +67,17 @@ function diagonalSummarize(n: number, reverse: boolean): string {
 }
 
 // The serial passes' bindings, the same for both kernel families (the backend binds one buffer list).
-const BOUNDARY_BINDINGS = [UNIFORM_DECL, storage(1, 'Y0', false), storage(2, 'M', false), storage(3, 'V', false), storage(4, 'Yb', true)];
+// The boundary pass reads A and C only to walk a chunk whose map overflowed.
+const BOUNDARY_BINDINGS = [
+  UNIFORM_DECL,
+  storage(1, 'Y0', false),
+  storage(2, 'M', false),
+  storage(3, 'V', false),
+  storage(4, 'Yb', true),
+  storage(5, 'A', false),
+  storage(6, 'C', false),
+  IS_FINITE_FN,
+];
 const FIXUP_BINDINGS = [UNIFORM_DECL, storage(1, 'A', false), storage(2, 'C', false), storage(3, 'Yb', false), storage(4, 'Y', true)];
 const FIXUP_UPDATE_BINDINGS = [
   UNIFORM_DECL,
@@ -125,6 +138,7 @@ ${dims}
   if (workgroup && chainsFit(n, s)) return { summarize: summary, ...chainKernels(n, s, reverse) };
   const boundaries = [
     ...BOUNDARY_BINDINGS,
+    headFns(s, reverse),
     `${mainHead(SERIAL_WG)}
 ${dims}
   if (idx >= B * ${nb}u) { return; }
@@ -137,12 +151,19 @@ ${dims}
     let o = (b * Q + q) * ${n}u + k * ${s}u;
     let mq = ((b * Q + q) * ${nb}u + k) * ${s * s}u;
     for (var i = 0u; i < ${bound(s)}; i++) { Yb[o + i] = y[i]; }
+    var finite = true;
     for (var i = 0u; i < ${bound(s, s * s)}; i++) {
       var acc = V[o + i];
       for (var j = 0u; j < ${bound(s, s * s)}; j++) { acc += M[mq + i * ${s}u + j] * y[j]; }
       nxt[i] = acc;
+      finite = finite && is_finite(acc);
     }
-    y = nxt;
+    if (finite) {
+      y = nxt;
+    } else {
+      for (var st = q * L; st < min(q * L + L, T); st++) {${step('y', `C[e * ${n}u + k * ${s}u + i]`)}
+      }
+    }
   }
 }`,
   ].join('\n');
@@ -275,20 +296,47 @@ ${store}
   for (var st = q * L; st < min(q * L + L, T); st++) {
     let t = time_of(st, T);
     let el = b * T + t;`;
+  // A chunk whose map gives a non-finite state is walked step by step (see scanKernels): the lanes
+  // flag it by raising wbadA to q + 1, and all of them read the flag as one uniform value.
   const boundaries = [
     ...BOUNDARY_BINDINGS,
-    `${head}
+    headFns(s, reverse),
+    `var<workgroup> wbadA: atomic<u32>;
+var<workgroup> wbad: u32;
+${head}
   if (g >= B) { return; }
   let b = g;${load(`Y0[b * ${n}u + e]`)}
   for (var q = 0u; q < Q; q++) {
     let o = (b * Q + q) * ${n}u;
     for (var e = li; e < ${n}u; e += ${wg}u) { Yb[o + e] = wy[e]; }
-    let mq = (b * Q + q) * ${nb}u;${advance(
-      `let base = (mq + k) * ${s * s}u;
+    let mq = (b * Q + q) * ${nb}u;
+    var nv: array<f32, ${per}>;
+    for (var m = 0u; m < ${per}u; m++) {
+      let e = li + m * ${wg}u;
+      if (e < ${n}u) {
+        let k = e / ${s}u;
+        let i = e % ${s}u;
+        let base = (mq + k) * ${s * s}u;
         var acc = V[o + e];
-        for (var j = 0u; j < ${s}u; j++) { acc += M[base + i * ${s}u + j] * wy[k * ${s}u + j]; }`,
-      '',
-    )}
+        for (var j = 0u; j < ${s}u; j++) { acc += M[base + i * ${s}u + j] * wy[k * ${s}u + j]; }
+        nv[m] = acc;
+        if (!is_finite(acc)) { atomicMax(&wbadA, q + 1u); }
+      }
+    }
+    workgroupBarrier();
+    if (li == 0u) { wbad = atomicLoad(&wbadA); }
+    if (workgroupUniformLoad(&wbad) == q + 1u) {
+      for (var st = q * L; st < min(q * L + L, T); st++) {
+        let t = time_of(st, T);
+        let el = b * T + t;${advance(stepEntry, '')}
+      }
+    } else {
+      for (var m = 0u; m < ${per}u; m++) {
+        let e = li + m * ${wg}u;
+        if (e < ${n}u) { wy[e] = nv[m]; }
+      }
+      workgroupBarrier();
+    }
   }
 }`,
   ].join('\n');
