@@ -33,23 +33,43 @@ export function overflowingScan(T: number, n: number, s: number, reverse: boolea
       }
     for (let k = 0; k < n; k++) y0[b * n + k] = b === 0 ? 0 : 1;
   }
+  const expected = serialScan(A, c, y0, [B, T, n, s], reverse, round);
+  return { B, A, c, y0, expected };
+}
+
+/**
+ * The linear recurrence y_t = A_t y_{t−1} + c_t step by step on the host (reverse: time backwards,
+ * blocks transposed), each entry passed through `round` (the dtype's rounding) as it is stored.
+ * A is [B, T, n/s, s, s], c [B, T, n], y0 [B, n].
+ */
+export function serialScan(
+  A: ArrayLike<number>,
+  c: ArrayLike<number>,
+  y0: ArrayLike<number>,
+  [B, T, n, s]: readonly [number, number, number, number],
+  reverse: boolean,
+  round: (v: number) => number = (v) => v,
+): Float64Array {
   const expected = new Float64Array(B * T * n);
   const prev = new Float64Array(n);
   for (let b = 0; b < B; b++) {
-    prev.set(y0.subarray(b * n, (b + 1) * n));
+    for (let k = 0; k < n; k++) prev[k] = y0[b * n + k]!;
     for (let k = 0; k < T; k++) {
       const t = reverse ? T - 1 - k : k;
       const e = b * T + t;
-      for (let blk = 0; blk < nb; blk++)
+      for (let blk = 0; blk < n / s; blk++)
         for (let i = 0; i < s; i++) {
           let acc = c[e * n + blk * s + i]!;
-          for (let j = 0; j < s; j++) acc += applied(i, j) * prev[blk * s + j]!;
+          for (let j = 0; j < s; j++) {
+            const a = reverse ? A[e * n * s + blk * s * s + j * s + i]! : A[e * n * s + blk * s * s + i * s + j]!;
+            acc += a * prev[blk * s + j]!;
+          }
           expected[e * n + blk * s + i] = round(acc);
         }
       prev.set(expected.subarray(e * n, (e + 1) * n));
     }
   }
-  return { B, A, c, y0, expected };
+  return expected;
 }
 
 /** Where `got` differs from `expected`: ±Inf and NaN must match exactly, finite values to `tol` relative (floor 1). */

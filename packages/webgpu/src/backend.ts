@@ -569,15 +569,21 @@ export class WebGpuBackend implements Backend {
     const dims = [B, T, nT];
     const M = this.make([B, nT, n, 1, 1]);
     const V = this.make([B, nT, n]);
+    // Per row: whether a tile's composed map overflowed (the repair pass then walks its carries).
+    const flags = this.ctx.buffer(Math.max(4, B * 4));
     let Yc: GpuTensor | undefined;
     try {
-      const bufs = [this.get(args.A).buffer, c.buffer, M.buffer, V.buffer];
-      this.ctx.dispatch(k.summarize, 'scan-tile-summarize', bufs, dims, B * nT * TILE, TILE);
+      this.ctx.encode((enc) => enc.clear(flags, 0, flags.size));
+      const A = this.get(args.A).buffer;
+      this.ctx.dispatch(k.summarize, 'scan-tile-summarize', [A, c.buffer, M.buffer, V.buffer, flags], dims, B * nT * TILE, TILE);
       Yc = this.get(this.scan({ A: M, c: V, y0: args.y0, blockSize: 1, reverse: false }));
+      const repair = [A, c.buffer, this.get(args.y0).buffer, Yc.buffer, flags];
+      this.ctx.dispatch(k.repair, 'scan-tile-repair', repair, dims, B * n, SERIAL_WG);
       fixup(k, dims, Yc.buffer);
     } finally {
       this.dispose(M);
       this.dispose(V);
+      this.ctx.release(flags);
       if (Yc) this.dispose(Yc);
     }
   }
