@@ -128,6 +128,10 @@ describe('cost model (method: auto)', () => {
     expect(planShootingUpFront(gru, 16, 100_000, { rowGain: 5 })).toBeNull();
     expect(planShootingUpFront(gru, 1, 1_000_000, { rowGain: 2 })).toBeNull();
     expect(planShootingUpFront(gru, 1, MIN_SHOOTING_T - 1, { rowGain: 5 })).toBeNull();
+    // The full step that confirms what the sweeps settle is priced: at 0.6 of a sequential pass
+    // the sweeps no longer pay.
+    expect(planShootingUpFront(gru, 1, 1_000_000, { rowGain: 5, confirm: 0.1 })).not.toBeNull();
+    expect(planShootingUpFront(gru, 1, 1_000_000, { rowGain: 5, confirm: 0.6 })).toBeNull();
   });
 });
 

@@ -1,16 +1,21 @@
-import { cells, deer, defineCell, lang, sequential } from '@deerjs/core';
+import { type Backend, cells, deer, defineCell, lang, sequential, withCapabilities } from '@deerjs/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createCpuBackend } from '../src/index.js';
 
 const wave = (length: number) => Float64Array.from({ length }, (_, i) => Math.sin(0.37 * i) + 0.2 * Math.cos(1.9 * i));
 
-// 'auto' on the cpu backend shoots one long float32 row (its sequential kernel runs many rows per
-// step for little more than one: `sequentialRowGain`), and evaluates sequentially where that gain
-// is spent (a batch of rows) or too small (float64).
+// 'auto' on the cpu backend shoots one long float32 row where its sequential kernel runs many rows
+// per step for little more than one (`sequentialRowGain`) and a full Newton step — which confirms
+// what the sweeps settle — costs well under a sequential pass: a machine of 8 lanes and a row gain
+// of 64, stated with withCapabilities. On two lanes that step costs about a pass, and so does a
+// spent gain (a batch of rows) or a small one (float64): there it evaluates sequentially.
 describe("cpu: 'auto' chooses parallel shooting where the row gain pays for it", () => {
-  const backends = [createCpuBackend({ threads: 2, dtype: 'float32' }), createCpuBackend({ threads: 2, dtype: 'float64' })];
+  const f32 = createCpuBackend({ threads: 2, dtype: 'float32' });
+  const f64 = createCpuBackend({ threads: 2, dtype: 'float64' });
+  const wide = withCapabilities(f32, { parallelism: 8, sequentialRowGain: { float32: 64 } });
+  const backends: Backend[] = [wide, f64, f32];
   afterAll(async () => {
-    for (const b of backends) await b.destroy();
+    for (const b of [f32, f64]) await b.destroy();
   });
   const cell = cells.gru({ inputSize: 4, hiddenSize: 4 });
   const params = cell.init({ seed: 3 });
@@ -20,8 +25,9 @@ describe("cpu: 'auto' chooses parallel shooting where the row gain pays for it",
     [0, 1, true],
     [0, 16, false],
     [1, 1, false],
+    [2, 1, false],
   ] as const) {
-    it(`${backends[k]!.capabilities.defaultDType}, B = ${B}: ${shoots ? 'shooting' : 'sequential'}`, async () => {
+    it(`${backends[k]!.capabilities.defaultDType}, ${backends[k]!.capabilities.parallelism} lanes, B = ${B}: ${shoots ? 'shooting' : 'sequential'}`, async () => {
       const backend = backends[k]!;
       const x = backend.tensor(wave(B * T * 4), [B, T, 4]);
       try {
@@ -53,7 +59,7 @@ describe("cpu: 'auto' chooses parallel shooting where the row gain pays for it",
 
   it("rows shooting does not finish go sequential whatever 'fallback' says", async () => {
     // h' = 0.9999·h + 0.01·tanh(x): forgets over ~10⁵ steps, far beyond the sweeps 'auto' allows.
-    const backend = backends[0]!;
+    const backend = wide;
     const { add, mul, tanh, constant } = lang;
     const slow = defineCell({ name: 'slow', state: 1, input: 1, params: {} }, (h, x) =>
       add(mul(constant(0.9999), h), mul(constant(0.01), tanh(x))),

@@ -393,6 +393,7 @@ function* deerSolve(
       iterationOverhead,
       sequentialStep,
       rowGain: backend.capabilities.sequentialRowGain?.[dtype],
+      confirm: plan.deer[0]!.perIteration / plan.sequential,
     });
     if (shooting) {
       // Rows in the lanes beat rows one by one: parallel shooting, within the user's maxIter, and

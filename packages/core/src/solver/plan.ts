@@ -61,7 +61,7 @@ export interface DeerEstimate {
   readonly perIteration: number;
   /** 'auto''s probe before the Newton work (0 where none runs). */
   readonly probe: number;
-  /** iterations × perIteration, plus the final residual check and the probe. */
+  /** iterations × perIteration, plus (quasi) one iteration in the exact structure that confirms the answer, the final residual check and the probe. */
   readonly total: number;
 }
 
@@ -78,6 +78,11 @@ export interface CostOptions {
    * `iterationOverhead`, as on a GPU, where it was measured).
    */
   readonly probeHorizon?: number | undefined;
+  /**
+   * `planShootingUpFront`: what the full Newton step that confirms shooting's answer costs, as a
+   * fraction of the sequential pass (deer.ts takes it from `planSolve`'s estimates).
+   */
+  readonly confirm?: number | undefined;
 }
 
 /**
@@ -154,11 +159,14 @@ export function planSolve(
       : probeSteps(T, B, n, sProbe, horizon) * perStep * Math.ceil(B / lanes) +
         probeReads(T, B, n, sProbe, horizon) * iterationOverhead +
         probePrefix(T, B, n, sProbe, horizon) * B * n * (sProbe + 3) * PROBE_FLOAT_COST;
+  // A quasi answer is confirmed by one full step in the exact structure (engine.ts).
+  const exactIteration = iterationWork(n, f, exact, B, T, lanes) + iterationOverhead;
   const deer = candidates.map((s): DeerEstimate => {
     const perIteration = iterationWork(n, f, s, B, T, lanes) + iterationOverhead;
     const iterations = s === exact ? EXACT_ITERATIONS : QUASI_ITERATIONS;
     const check = (B * T * f) / lanes;
-    return { blockSize: s, iterations, perIteration, probe, total: iterations * perIteration + check + probe };
+    const confirm = s === exact ? 0 : exactIteration;
+    return { blockSize: s, iterations, perIteration, probe, total: iterations * perIteration + confirm + check + probe };
   });
   const sequential = T * perStep * Math.ceil(B / lanes);
   const best = deer.reduce((a, b) => (b.total < a.total ? b : a));
@@ -270,7 +278,9 @@ export function shootingChunks(T: number, most?: number): Chunking {
  * that pass — which needs a gain above 3·B: on the cpu backend one float32 row on two or more
  * threads — with no probe first; the sweeps allowed cost at most one more pass, so a row that does
  * not forget (or is chaotic) costs at most about twice sequential before sequential evaluation
- * answers it. Null otherwise.
+ * answers it. A full Newton step then confirms what the sweeps settled (`costs.confirm`, its price
+ * against the sequential pass): where it is dear, as for a dense Jacobian on a CPU, shooting does
+ * not pay. Null otherwise.
  */
 export function planShootingUpFront(
   cell: Cell,
@@ -285,13 +295,14 @@ export function planShootingUpFront(
   const perStep = cellStepCost(cell, costs);
   const sequential = T * perStep * Math.max(1, B / gain);
   const sweep = length * perStep * Math.max(1, (B * chunks) / gain) + (costs.iterationOverhead ?? ITERATION_OVERHEAD);
-  const ratio = (EXPECTED_SWEEPS * sweep) / sequential;
+  // The sweeps, and the full step that confirms what they settle (engine.ts, shootFailedRows).
+  const ratio = (EXPECTED_SWEEPS * sweep) / sequential + (costs.confirm ?? 0);
   if (ratio >= 1) return null;
   const maxSweeps = Math.min(chunks, Math.floor(sequential / sweep));
   return {
     chunks,
     length,
     maxSweeps,
-    reason: `cost model (row gain ${gain}): parallel shooting, ${chunks} chunks of ${length} steps, estimated ${(1 / ratio).toFixed(1)}× faster than sequential in ${EXPECTED_SWEEPS} sweeps (at most ${maxSweeps})`,
+    reason: `cost model (row gain ${gain}): parallel shooting, ${chunks} chunks of ${length} steps, estimated ${(1 / ratio).toFixed(1)}× faster than sequential in ${EXPECTED_SWEEPS} sweeps (at most ${maxSweeps}) and a confirming full step`,
   };
 }
