@@ -121,7 +121,7 @@ async function autoWhereDeerFails(ctx: SuiteContext, scale: number, seed: number
   // What shooting settles, full Newton steps confirm; in float32 a problem that amplifies rounding
   // this much can keep every full step past the tolerance (tfjs's float32 ops: 10–18×, at an answer
   // as close as the sequential one), and then the rows are finished sequentially, said so.
-  const refused = auto.stats.switches.some((w) => w.includes('a full Newton step moved them beyond the tolerance'));
+  const refused = auto.stats.switches.some((w) => w.includes('full Newton steps from there did not come within the tolerance'));
   if (ctx.dtype === 'float32' && refused) expect(auto.stats.fellBack).toBe(true);
   else {
     expect(auto.stats.converged).toBe(true);
@@ -149,7 +149,7 @@ export function defineMethodCases(ctx: SuiteContext): void {
       expect(got.stats.fellBack).toBe(false);
       expect(got.stats.elkIterations).toBeGreaterThan(0);
       // What ELK settled, one full step confirms (the step, not the residual, bounds the error);
-      // in a quasi structure, one more in the exact structure.
+      // in a quasi structure two, whose ratio bounds what the quasi iteration leaves.
       expect(got.stats.deerIterations, what).toBe(structure === 'diagonal' && jacobian === 'diagonal' ? 2 : 1);
       expect(got.stats.structure, what).toBe(structure);
       expect(got.stats.residual).toBeLessThanOrEqual(1);
@@ -232,8 +232,11 @@ export function defineMethodCases(ctx: SuiteContext): void {
     const ref = await oracleTrajectory(ctx.oracle(), cell, data, B, T);
     for (const method of ['deer', 'elk'] as const) {
       const what = `${method}, diagonal`;
-      const none = await solveOnBackend(ctx.backend(), cell, data, B, T, ctx.dtype, { method, jacobian: 'diagonal', fallback: 'none' });
-      if (none.stats.converged) expect(maxAbsDiff(none.y, ref), `${what}: converged`).toBeLessThanOrEqual(ctx.tolerance);
+      // Budgets that end on the first quasi steps too: a row settling on the last iteration.
+      for (const maxIter of [1, 2, 100]) {
+        const none = await solveOnBackend(ctx.backend(), cell, data, B, T, ctx.dtype, { method, jacobian: 'diagonal', fallback: 'none', maxIter });
+        if (none.stats.converged) expect(maxAbsDiff(none.y, ref), `${what}, maxIter ${maxIter}: converged`).toBeLessThanOrEqual(ctx.tolerance);
+      }
       const got = await solveOnBackend(ctx.backend(), cell, data, B, T, ctx.dtype, { method, jacobian: 'diagonal' });
       expect(maxAbsDiff(got.y, ref), what).toBeLessThanOrEqual(ctx.tolerance);
     }
@@ -258,6 +261,20 @@ export function defineMethodCases(ctx: SuiteContext): void {
     expect(maxRelDiff(got.y, ref, 1)).toBeLessThanOrEqual(ctx.tolerance);
   });
 
+  ctx.test('method/shooting-answers-past-the-clip', async () => {
+    // h = 0.5·h + 1e9 settles at 2e9, past the default clip (1e8), which bounds Newton's steps, not
+    // y: the full steps that confirm what shooting settled had clipped the answer to 1e8 and kept it,
+    // converged.
+    const cell = defineCell({ state: 1, input: 1, params: {} }, (h, x) => lang.add(lang.mul(h, 0.5), lang.add(lang.mul(x, 0), 1e9)));
+    const [B, T] = [1, 200];
+    const data = { x: new Float64Array(T), h0: new Float64Array(1), params: {} };
+    const ref = await oracleTrajectory(ctx.oracle(), cell, data, B, T);
+    for (const fallback of ['none', 'sequential'] as const) {
+      const got = await solveOnBackend(ctx.backend(), cell, data, B, T, ctx.dtype, { method: 'shoot', fallback });
+      if (fallback === 'sequential' || got.stats.converged) expect(maxRelDiff(got.y, ref, 1), fallback).toBeLessThanOrEqual(ctx.tolerance);
+    }
+  });
+
   ctx.test('method/elk-at-the-answer-converges-at-once', async () => {
     // Started at the answer, ELK's candidate and iterate differ by rounding, and so do their
     // merits: a rule that took only strictly lower merits rejected every step until the trust
@@ -275,8 +292,12 @@ export function defineMethodCases(ctx: SuiteContext): void {
           const y = await backend.read(got.y);
           backend.dispose(got.y);
           expect(got.stats.converged, jacobian).toBe(true);
-          // One ELK step, one full step confirming (the diagonal, quasi for a GRU: and one exact).
-          expect([got.stats.elkIterations, got.stats.deerIterations], jacobian).toEqual([1, jacobian === 'diagonal' ? 2 : 1]);
+          // One ELK step, one full step confirming; the diagonal, quasi for a GRU, judges its rate by
+          // two full steps unless the first is exactly 0, and at the answer in float32 that rate is
+          // the ratio of two rounding errors: a few steps (tfjs's float32 ops: 4).
+          expect(got.stats.elkIterations, jacobian).toBe(1);
+          expect(got.stats.deerIterations, jacobian).toBeGreaterThanOrEqual(1);
+          expect(got.stats.deerIterations, jacobian).toBeLessThanOrEqual(jacobian === 'diagonal' ? 6 : 1);
           expect(got.stats.switches, jacobian).toEqual([]);
           expect(got.stats.residual).toBeLessThanOrEqual(1);
           expect(maxAbsDiff(y, await backend.read(seq.y)), jacobian).toBeLessThanOrEqual(ctx.tolerance);

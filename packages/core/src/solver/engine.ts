@@ -282,6 +282,8 @@ export function* newtonWindow(
     status: new Uint8Array(B),
     reason: new Array<StopReason>(B).fill('tolerance'),
     best: new Float64Array(B).fill(Number.POSITIVE_INFINITY),
+    lastStep: new Float64Array(B).fill(Number.NaN),
+    quasi: quasi(problem),
     since: new Uint32Array(B),
     mark: new Uint32Array(B),
     nonFiniteStreak: new Uint32Array(B),
@@ -337,8 +339,6 @@ export function* newtonWindow(
   let troubled = false;
   // 'elk' starts on Levenberg–Marquardt steps and hands the rows they stall on to damped DEER steps.
   let mode: 'deer' | 'elk' = method === 'elk' ? 'elk' : 'deer';
-  // Whether a quasi answer went without its exact confirming step (it did not fit in memory).
-  let quasiUnconfirmed = false;
   try {
     if (method === 'shoot') {
       // No Newton: every row to parallel shooting, the ones it does not finish to the fallback.
@@ -474,36 +474,6 @@ export function* newtonWindow(
         }
       }
       if (count(Row.Pending) === 0) break;
-      if (quasi(problem) && iterations < budget) {
-        // A quasi structure's step bounds the residual, not the error: with a zero diagonal it is
-        // the fixed-point sweep y ← G(y), whose steps stay tiny where a tiny input grows ×1.2 a
-        // step through the off-diagonal terms (quasi-DEER converged 0.66 off the answer). The
-        // exact full step is the linear model's estimate of the error: pending rows take one, and
-        // those it moves beyond the tolerance go on iterating.
-        const pending = mask(Row.Pending);
-        const update = yield* unlessOutOfMemory(exactStep(backend, problem, y, zeros, { ...tol, active: pending }));
-        if (!update) {
-          // The exact structure's Jacobians (n/s times the quasi one's) do not fit the device's
-          // buffers at this window's length: the answer stands on the residual check alone.
-          if (!quasiUnconfirmed) stats.switches.push(`window ${where.window}: the exact Jacobian's confirming step does not fit in memory: the quasi answer is not confirmed by a full step`);
-          quasiUnconfirmed = true;
-        } else {
-          backend.dispose(y);
-          y = update.y;
-          iterations++;
-          stats.iterations++;
-          stats.deerIterations++;
-          stats.residuals.push(update.maxAbsDiff);
-          for (let b = 0; b < B; b++) {
-            if (pending[b] === 1 && (update.rows.replaced[b]! > 0 || update.rows.clipped[b]! > 0 || update.rows.maxScaledDiff[b]! > 1)) {
-              if (iterations < budget) status[b] = Row.Active;
-              else fail(w, b, 'maxIter');
-            }
-          }
-          yield* reportIteration(update);
-          if (count(Row.Pending) === 0) continue;
-        }
-      }
       // The residual check: one evaluation of G at the iterate.
       const check = yield* measureResidual(backend, problem, y, mask(Row.Pending), opts);
       for (let b = 0; b < B; b++) {
@@ -708,13 +678,20 @@ function* shootFailedRows(
       for (let k = 0; k < CONFIRMING_STEPS && unconfirmed.length > 0; k++) {
         const active = Uint8Array.from(w.status, (_, b) => (unconfirmed.includes(b) ? 1 : 0));
         // Where the exact Jacobians do not fit in memory, nothing confirms the rows: not converged.
-        const step = yield* unlessOutOfMemory(exactStep(backend, problem, merged, zeros, { atol: tol.atol, rtol: tol.rtol, clip: tol.clip, active }));
+        // Unclipped: shooting's states may be far past `clip`, which bounds Newton's steps, not y.
+        const step = yield* unlessOutOfMemory(exactStep(backend, problem, merged, zeros, { atol: tol.atol, rtol: tol.rtol, clip: Number.MAX_VALUE, active }));
         if (!step) break;
         backend.dispose(merged);
         merged = step.y;
         stats.iterations++;
         stats.deerIterations++;
-        unconfirmed = unconfirmed.filter((b) => step.rows.replaced[b] !== 0 || step.rows.maxScaledDiff[b]! > 1);
+        unconfirmed = unconfirmed.filter((b) => step.rows.replaced[b] !== 0 || step.rows.clipped[b] !== 0 || step.rows.maxScaledDiff[b]! > 1);
+      }
+      // The steps moved the iterate: what they confirmed passes the residual check again.
+      const confirmed = done.filter((b) => !unconfirmed.includes(b));
+      if (confirmed.length > 0) {
+        const check = yield* measureResidual(backend, problem, merged, Uint8Array.from(w.status, (_, b) => (confirmed.includes(b) ? 1 : 0)), tol);
+        for (const b of confirmed) if (check.rows.replaced[b] !== 0 || check.rows.maxScaledDiff[b]! > 1) unconfirmed.push(b);
       }
     } catch (err) {
       backend.dispose(merged);
@@ -731,7 +708,7 @@ function* shootFailedRows(
   stats.switches.push(
     `window ${window}: rows ${rows.join(', ')} by parallel shooting (${shot.chunks} chunks of ${shot.length} steps): ${done.length - unconfirmed.length} converged in ${shot.sweeps} sweeps` +
       (refused > 0 ? `; ${refused} whose starts settled failed the one-step residual check (${worst.toPrecision(3)}× the tolerance at a chunk boundary)` : '') +
-      (unconfirmed.length > 0 ? `; rows ${unconfirmed.join(', ')} settled, but a full Newton step moved them beyond the tolerance (the recurrence expands over a chunk)` : ''),
+      (unconfirmed.length > 0 ? `; rows ${unconfirmed.join(', ')} settled, but full Newton steps from there did not come within the tolerance (a settled start's error grows where the recurrence expands over a chunk)` : ''),
   );
   return merged;
 }
@@ -742,6 +719,10 @@ interface WindowState {
   readonly reason: StopReason[];
   /** Best (smallest) scaled step (DEER) or residual (ELK) so far, and iterations since it halved. */
   readonly best: Float64Array;
+  /** The last measured full step's scaled size (NaN before one): a quasi step's rate of progress. */
+  readonly lastStep: Float64Array;
+  /** Whether the steps are quasi-Newton ones (`quasi`): their size alone does not bound the error. */
+  readonly quasi: boolean;
   readonly since: Uint32Array;
   /** Settled steps when the row last halved its step (progress is measured from there). */
   readonly mark: Uint32Array;
@@ -832,6 +813,21 @@ function* unlessOutOfMemory<R>(solve: Solve<R>): Solve<R | null> {
 /** Full steps that may confirm what parallel shooting settled before its rows count as not converged. */
 const CONFIRMING_STEPS = 3;
 
+/**
+ * Whether a quasi step of scaled size `step` (≤ 1) bounds the error too. A quasi iteration
+ * converges linearly, at a rate ρ its last two measured steps estimate (`stride` iterations apart);
+ * the error left after a step of size s is then about s·ρ / (1 − ρ), which must be within the
+ * tolerance. With ρ ≥ 1, or no earlier step to tell it by, the row goes on: with a zero diagonal
+ * the quasi step is the fixed-point sweep y ← G(y), whose first step from 0 is below the tolerance
+ * everywhere while a 1e-12 input grows ×1.2 a step through the off-diagonal terms (quasi-DEER and
+ * quasi-ELK had converged 0.66 off the answer after 1–2 iterations); its later steps grow.
+ */
+function quasiSettled(step: number, previous: number, stride: number): boolean {
+  if (!(previous > 0)) return step === 0;
+  const rho = (step / previous) ** (1 / stride);
+  return rho < 1 && (step * rho) / (1 - rho) <= 1;
+}
+
 /** Whether the problem's steps are quasi-Newton ones that a step in an exact structure can check. */
 function quasi(problem: NewtonProblem): boolean {
   return problem.exactBlockSize !== undefined && problem.blockSize % problem.exactBlockSize !== 0;
@@ -906,6 +902,7 @@ function restart(w: WindowState, b: number): void {
   w.front[b] = 0;
   w.frontSince[b] = 0;
   w.best[b] = Number.POSITIVE_INFINITY;
+  w.lastStep[b] = Number.NaN;
   w.since[b] = 0;
   w.mark[b] = 0;
   w.steps[b] = 0;
@@ -980,7 +977,9 @@ function judgeDeer(w: WindowState, update: NewtonUpdate, T: number, iterations: 
     const sc = update.rows.maxScaledDiff[b]!;
     const rep = update.rows.replaced[b]!;
     const clp = update.rows.clipped[b]!;
-    if (rep === 0 && clp === 0 && sc <= 1) {
+    const prev = w.lastStep[b]!;
+    w.lastStep[b] = rep === 0 && clp === 0 ? sc : Number.NaN;
+    if (rep === 0 && clp === 0 && sc <= 1 && (!w.quasi || quasiSettled(sc, prev, stride))) {
       if (w.damped[b] && w.cap[b] !== FULL_STEP) {
         // A capped step within tolerance bounds the residual, not the error: full steps from here
         // (judged patiently still), until one is within tolerance too (as rows ELK settled).

@@ -61,7 +61,7 @@ export interface DeerEstimate {
   readonly perIteration: number;
   /** 'auto''s probe before the Newton work (0 where none runs). */
   readonly probe: number;
-  /** iterations × perIteration, plus (quasi) one iteration in the exact structure that confirms the answer, the final residual check and the probe. */
+  /** iterations × perIteration, plus the final residual check and the probe. */
   readonly total: number;
 }
 
@@ -159,14 +159,11 @@ export function planSolve(
       : probeSteps(T, B, n, sProbe, horizon) * perStep * Math.ceil(B / lanes) +
         probeReads(T, B, n, sProbe, horizon) * iterationOverhead +
         probePrefix(T, B, n, sProbe, horizon) * B * n * (sProbe + 3) * PROBE_FLOAT_COST;
-  // A quasi answer is confirmed by one full step in the exact structure (engine.ts).
-  const exactIteration = iterationWork(n, f, exact, B, T, lanes) + iterationOverhead;
   const deer = candidates.map((s): DeerEstimate => {
     const perIteration = iterationWork(n, f, s, B, T, lanes) + iterationOverhead;
     const iterations = s === exact ? EXACT_ITERATIONS : QUASI_ITERATIONS;
     const check = (B * T * f) / lanes;
-    const confirm = s === exact ? 0 : exactIteration;
-    return { blockSize: s, iterations, perIteration, probe, total: iterations * perIteration + confirm + check + probe };
+    return { blockSize: s, iterations, perIteration, probe, total: iterations * perIteration + check + probe };
   });
   const sequential = T * perStep * Math.ceil(B / lanes);
   const best = deer.reduce((a, b) => (b.total < a.total ? b : a));
