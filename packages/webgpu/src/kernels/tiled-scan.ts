@@ -37,6 +37,8 @@ export interface TiledScanKernels {
 }
 
 export function tiledScanKernels(n: number, reverse: boolean): TiledScanKernels {
+  /** The element at position p of a row's walk. */
+  const elemOf = `fn elem_of(p: u32, T: u32) -> u32 { return ${reverse ? `(T - 1u - p / ${n}u) * ${n}u + p % ${n}u` : 'p'}; }`;
   const head = `var<workgroup> sa: array<f32, ${TILE}>;
 var<workgroup> sc: array<f32, ${TILE}>;
 /** (P, Q): the composition of this lane's element with the tile's earlier ones of its chain. */
@@ -61,8 +63,7 @@ fn tile_scan(l: u32, a0: f32, c0: f32) -> vec2<f32> {
   }
   return vec2<f32>(sa[l], sc[l]);
 }
-/** The element at position p of a row's walk. */
-fn elem_of(p: u32, T: u32) -> u32 { return ${reverse ? `(T - 1u - p / ${n}u) * ${n}u + p % ${n}u` : 'p'}; }`;
+${elemOf}`;
   // Workgroup-uniform position: workgroup w is tile j of row b; lane l holds position p of the row's
   // walk, element e of the row (e = p forward), chain k.
   const locate = `@compute @workgroup_size(${TILE})
@@ -126,7 +127,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     storage(3, 'Y0', false),
     storage(4, 'Yc', true),
     '@group(0) @binding(5) var<storage, read> Flag: array<u32>;',
-    `fn elem_of(p: u32, T: u32) -> u32 { return ${reverse ? `(T - 1u - p / ${n}u) * ${n}u + p % ${n}u` : 'p'}; }
+    `${elemOf}
 ${mainHead(SERIAL_WG)}
   let B = ${uni(0)};
   let T = ${uni(1)};
