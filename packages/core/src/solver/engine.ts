@@ -72,8 +72,9 @@ export interface NewtonProblem {
   readonly exactJacobian: boolean;
   /**
    * The smallest block size whose `linearize` is ∂G/∂y_{t−1} itself, where one exists (recurrences:
-   * the cell's). With it the engine confirms answers that no exact full step vouched for — quasi
-   * structures' steps and parallel shooting's settled starts — by one full step in this structure.
+   * the cell's). With it the engine knows a quasi structure (whose steps it judges by their rate of
+   * convergence, `quasiSettled`) and confirms parallel shooting's settled starts by full steps in
+   * this structure.
    */
   readonly exactBlockSize?: number;
   /** The first iterate, [B, T, n]; the engine owns it. */
@@ -828,7 +829,7 @@ function quasiSettled(step: number, previous: number, stride: number): boolean {
   return rho < 1 && (step * rho) / (1 - rho) <= 1;
 }
 
-/** Whether the problem's steps are quasi-Newton ones that a step in an exact structure can check. */
+/** Whether the problem's steps are quasi-Newton ones: its block size is not a multiple of the exact one. */
 function quasi(problem: NewtonProblem): boolean {
   return problem.exactBlockSize !== undefined && problem.blockSize % problem.exactBlockSize !== 0;
 }
