@@ -311,26 +311,6 @@ export function* newtonWindow(
   const mask = (want: Row) => Uint8Array.from(status, (v) => (v === want ? 1 : 0));
   const count = (want: Row) => status.reduce((k, v) => k + (v === want ? 1 : 0), 0);
 
-  function* reportIteration(update: NewtonUpdate): Solve<void> {
-    const reported: unknown = opts.onIteration?.({
-      iteration: iterations,
-      maxAbsDiff: update.maxAbsDiff,
-      maxScaledDiff: update.maxScaledDiff,
-      activeRows: count(Row.Active),
-      window: where.window,
-      windows: where.windows,
-    });
-    // An async callback: the solve waits for it, and its rejection is the solve's error (it
-    // had been an unhandled rejection that ended the process). deerSync cannot wait.
-    if (isThenable(reported)) {
-      reported.then(undefined, () => {});
-      yield* awaitAsync(
-        () => Promise.resolve(reported),
-        () => new UnsupportedOptionError('onIteration', 'a function returning a promise', 'a synchronous function under deerSync (it cannot wait)'),
-      );
-    }
-  }
-
   let y = problem.initial();
   const zeros = backend.zeros([B, n], y.dtype);
   // The probe's sequential prefix, while every row may yet go to the fallback, which continues it.
@@ -448,7 +428,23 @@ export function* newtonWindow(
             }
           }
         }
-        yield* reportIteration(update);
+        const reported: unknown = opts.onIteration?.({
+          iteration: iterations,
+          maxAbsDiff: update.maxAbsDiff,
+          maxScaledDiff: update.maxScaledDiff,
+          activeRows: count(Row.Active),
+          window: where.window,
+          windows: where.windows,
+        });
+        // An async callback: the solve waits for it, and its rejection is the solve's error (it
+        // had been an unhandled rejection that ended the process). deerSync cannot wait.
+        if (isThenable(reported)) {
+          reported.then(undefined, () => {});
+          yield* awaitAsync(
+            () => Promise.resolve(reported),
+            () => new UnsupportedOptionError('onIteration', 'a function returning a promise', 'a synchronous function under deerSync (it cannot wait)'),
+          );
+        }
       }
       for (let b = 0; b < B; b++) if (status[b] === Row.Active) fail(w, b, 'maxIter');
       if (mode === 'elk') {
@@ -680,7 +676,7 @@ function* shootFailedRows(
         const active = Uint8Array.from(w.status, (_, b) => (unconfirmed.includes(b) ? 1 : 0));
         // Where the exact Jacobians do not fit in memory, nothing confirms the rows: not converged.
         // Unclipped: shooting's states may be far past `clip`, which bounds Newton's steps, not y.
-        const step = yield* unlessOutOfMemory(exactStep(backend, problem, merged, zeros, { atol: tol.atol, rtol: tol.rtol, clip: Number.MAX_VALUE, active }));
+        const step = yield* unlessOutOfMemory(fullStep(backend, problem, merged, zeros, { atol: tol.atol, rtol: tol.rtol, clip: Number.MAX_VALUE, active }, problem.exactBlockSize ?? problem.blockSize));
         if (!step) break;
         backend.dispose(merged);
         merged = step.y;
@@ -790,11 +786,16 @@ function* deerIteration(
 ): Solve<NewtonUpdate> {
   const fused = problem.fusedStep ? yield* problem.fusedStep(y, opts) : null;
   if (fused) return fused;
-  const { A, r } = yield* problem.linearize(y);
+  return yield* fullStep(backend, problem, y, zeros, opts, problem.blockSize);
+}
+
+/** A full Newton step with Jacobian blocks of s, as scan and update. */
+function* fullStep(backend: Backend, problem: NewtonProblem, y: Tensor, zeros: Tensor, opts: NewtonUpdateOptions, s: number): Solve<NewtonUpdate> {
+  const { A, r } = yield* problem.linearize(y, s);
   try {
     // The scan gives the step δ; the update forms y + δ as it sanitises (one pass fewer, and none
     // at all where the backend fuses the two).
-    return yield* readScanUpdate({ A, c: r, y0: zeros, blockSize: problem.blockSize, reverse: false }, y, opts);
+    return yield* readScanUpdate({ A, c: r, y0: zeros, blockSize: s, reverse: false }, y, opts);
   } finally {
     backend.dispose(A);
     backend.dispose(r);
@@ -834,17 +835,6 @@ function quasi(problem: NewtonProblem): boolean {
   return problem.exactBlockSize !== undefined && problem.blockSize % problem.exactBlockSize !== 0;
 }
 
-/** One full Newton step in the exact structure (`NewtonProblem.exactBlockSize`, else the problem's own). */
-function* exactStep(backend: Backend, problem: NewtonProblem, y: Tensor, zeros: Tensor, opts: NewtonUpdateOptions): Solve<NewtonUpdate> {
-  const s = problem.exactBlockSize ?? problem.blockSize;
-  const { A, r } = yield* problem.linearize(y, s);
-  try {
-    return yield* readScanUpdate({ A, c: r, y0: zeros, blockSize: s, reverse: false }, y, opts);
-  } finally {
-    backend.dispose(A);
-    backend.dispose(r);
-  }
-}
 
 /** `deerIteration` without its read: the new iterate only (`Backend.scanUpdateUnread`). */
 function* unreadDeerIteration(
